@@ -1,0 +1,37 @@
+# One-command set-up: every target creates .venv if missing and installs what it needs, idempotently.
+# torch is installed pinned *first*, so no later requirement can pull the multi-GB CUDA build.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.deepmr-installed
+PYTEST_ARGS ?=
+
+.PHONY: install test test-fast demo bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip wheel
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[all]'
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+demo: install
+	$(BIN)/deepmr demo
+
+bench: install
+	$(BIN)/python benchmarks/bench_mr.py
+	$(BIN)/python benchmarks/bench_ism.py
+
+lint: install
+	$(BIN)/ruff check deepmr_kipoi model_adapters tests examples benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info
