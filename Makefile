@@ -14,8 +14,14 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip wheel
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[all]'
+	$(BIN)/python -m pip install --quiet -e '.[torch,tensorflow,test]'
 	touch $(STAMP)
+
+# The peers the benchmarks measure against (tangermeme, bpnet-lite, statsmodels) are not needed by
+# the tests, and some of their dependencies compile from source: installed only for `make bench`.
+$(VENV)/.deepmr-bench-installed: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $@
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -26,7 +32,7 @@ test-fast: install
 demo: install
 	$(BIN)/deepmr demo
 
-bench: install
+bench: $(VENV)/.deepmr-bench-installed
 	$(BIN)/python benchmarks/bench_mr.py
 	$(BIN)/python benchmarks/bench_ism.py
 
