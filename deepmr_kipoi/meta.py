@@ -1,0 +1,572 @@
+"""Random-effects meta-analysis of local causal effects, matching R's ``metafor::rma()``.
+
+The model is the standard random-effects model ``y_i ~ N(mu, v_i + tau2)`` with known within-study
+variances ``v_i = se_i**2``. Three estimators of the between-study variance ``tau2`` are provided:
+
+* ``"DL"`` — DerSimonian-Laird method of moments,
+  ``tau2 = max(0, (Q - (k - 1)) / (sum w - sum w**2 / sum w))`` with ``w = 1 / v``;
+* ``"REML"`` — restricted maximum likelihood over ``tau2 >= 0``, from ``rma()``'s starting value
+  (Hedges' estimator truncated at 0) by a monotone ascent that takes Newton steps where the
+  restricted likelihood is concave and ``rma()``'s Fisher-scoring steps elsewhere (plain Fisher
+  scoring can oscillate for small ``tau2``; the ascent reaches the same maximum and converges
+  quadratically near it);
+* ``"PM"`` — Paule-Mandel, the root of the generalised Q statistic
+  ``Q(tau2) = sum w_i(tau2) (y_i - mu_hat(tau2))**2 = k - 1`` (``tau2 = 0`` when ``Q(0) < k - 1``).
+
+REML and PM are solved to full precision (relative tolerance 1e-12 by default, against metafor's
+defaults of 1e-5 and ``.Machine$double.eps^0.25``), so they agree with ``rma()`` run with
+``control=list(threshold=1e-12)`` rather than with its default output.
+
+Inference on ``mu`` uses either Wald z intervals (``test="z"``) or the Knapp-Hartung / Hartung-Knapp-
+Sidik-Jonkman adjustment (``test="knha"``): the variance of ``mu_hat`` is multiplied by
+``s2w = sum w_i (y_i - mu_hat)**2 / (k - 1)`` with ``w_i = 1 / (v_i + tau2)`` (not truncated at 1,
+as in ``rma(test="knha")``; ``s2w = 0`` when the weighted residual sum of squares is below machine
+epsilon, as metafor does) and the critical value and p-value come from a t distribution with
+``k - 1`` degrees of freedom. The prediction interval is ``mu_hat +- crit * sqrt(se**2 + tau2)``
+with the same critical value (``predict.rma()``). Heterogeneity statistics follow ``rma()``:
+Cochran's ``Q`` with the fixed-effect weights, ``I2 = 100 tau2 / (s2 + tau2)`` (percent) and
+``H2 = tau2 / s2 + 1``, where ``s2 = (k - 1) sum w / ((sum w)**2 - sum w**2)`` is the "typical"
+within-study variance (Higgins & Thompson 2002).
+
+Special cases, all reported rather than raised in the batched API:
+
+* ``k = 1``: ``tau2`` is fixed at 0, the estimate is the single study, ``test="knha"`` falls back to
+  the z test (as ``rma()`` does) and the heterogeneity statistics (``q``, ``q_pvalue``, ``i2``,
+  ``h2``, ``tau2_se``) are NaN.
+* Non-convergence of the REML (or PM) iteration within ``maxiter`` steps: ``converged`` is False and
+  ``tau2`` falls back to the DerSimonian-Laird estimate, which always exists (the same fallback as
+  ``rma(method=c("REML", "DL"))``); everything downstream is computed from that ``tau2``.
+* REML boundary: the ascent stops at exactly ``tau2 = 0`` when the score there is not positive, and,
+  as ``rma()``'s ``ll0check``, ``tau2`` is set to 0 when the restricted likelihood at 0 is higher
+  than at the local maximum found.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("REML", "DL", "PM")
+TESTS = ("z", "knha")
+
+#: Reason codes of :func:`random_effects_batched`; codes 1-3 give NaN results, 4-5 give values.
+REASONS = {
+    0: "ok",
+    1: "no studies (k = 0)",
+    2: "non-finite estimate",
+    3: "non-finite or non-positive standard error",
+    4: "single study (k = 1): tau2 fixed at 0, heterogeneity statistics undefined, z test used",
+    5: "tau2 iteration did not converge within maxiter: tau2 from DerSimonian-Laird",
+}
+_NO_STUDIES, _BAD_ESTIMATE, _BAD_SE, _SINGLE, _NOT_CONVERGED = 1, 2, 3, 4, 5
+
+
+@dataclass(frozen=True)
+class MetaResult:
+    """Random-effects meta-analysis of one set of estimates (scalar fields).
+
+    Attributes
+    ----------
+    estimate, se : float
+        Pooled effect ``mu_hat`` and its standard error (Knapp-Hartung scaled for ``test="knha"``).
+    ci_low, ci_high : float
+        Confidence interval at ``level``.
+    pvalue : float
+        Two-sided p-value of ``mu = 0`` (normal, or t with ``k - 1`` df for ``test="knha"``).
+    statistic : float
+        ``estimate / se``.
+    tau2, tau2_se : float
+        Between-study variance and its standard error (metafor's formula for the method;
+        NaN for ``k = 1``).
+    i2 : float
+        I^2 in percent (metafor's definition through the typical within-study variance).
+    h2 : float
+        H^2.
+    q, q_df, q_pvalue : float, int, float
+        Cochran's Q (fixed-effect weights), its degrees of freedom ``k - 1`` and chi-square p-value.
+    pi_low, pi_high : float
+        Prediction interval for the effect in a new study, ``estimate +- crit * sqrt(se**2 + tau2)``.
+    k : int
+        Number of studies.
+    method, test : str
+        Estimator of tau2 and the test actually used (``"z"`` when ``k = 1``).
+    level : float
+        Confidence level.
+    converged : bool
+        False when the tau2 iteration hit ``maxiter`` (tau2 is then the DerSimonian-Laird value).
+    message : str
+        ``"ok"`` or a plain-words note on a special case (see the module docstring).
+    """
+
+    estimate: float
+    se: float
+    ci_low: float
+    ci_high: float
+    pvalue: float
+    statistic: float
+    tau2: float
+    tau2_se: float
+    i2: float
+    h2: float
+    q: float
+    q_df: int
+    q_pvalue: float
+    pi_low: float
+    pi_high: float
+    k: int
+    method: str
+    test: str
+    level: float
+    converged: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class MetaBatchResult:
+    """Random-effects meta-analyses of many sets of estimates at once.
+
+    Every array has the broadcast leading shape ``(...)`` of the inputs. The fields mean what they
+    mean in :class:`MetaResult`; cells with reason codes 1-3 hold NaN (``k`` and ``q_df`` hold the
+    number of selected studies and ``max(k - 1, 0)``).
+
+    Attributes
+    ----------
+    estimate, se, ci_low, ci_high, pvalue, statistic, tau2, tau2_se, i2, h2, q, q_pvalue,
+    pi_low, pi_high : ndarray of float64, shape (...)
+    q_df, k : ndarray of int64, shape (...)
+    converged : ndarray of bool, shape (...)
+    reason : ndarray of int8, shape (...)
+        Code into :data:`REASONS`.
+    method, test : str
+        Estimator and requested test (cells with ``k = 1`` use the z test, reason 4).
+    level : float
+    """
+
+    estimate: np.ndarray
+    se: np.ndarray
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    pvalue: np.ndarray
+    statistic: np.ndarray
+    tau2: np.ndarray
+    tau2_se: np.ndarray
+    i2: np.ndarray
+    h2: np.ndarray
+    q: np.ndarray
+    q_df: np.ndarray
+    q_pvalue: np.ndarray
+    pi_low: np.ndarray
+    pi_high: np.ndarray
+    k: np.ndarray
+    converged: np.ndarray
+    reason: np.ndarray
+    method: str
+    test: str
+    level: float
+
+
+def _check_options(method: str, test: str, level: float, tol: float, maxiter: int) -> str:
+    method_u = str(method).upper()
+    if method_u not in METHODS:
+        raise ValueError(f"method={method!r} is not supported; use one of {METHODS}.")
+    if test not in TESTS:
+        raise ValueError(
+            f"test={test!r} is not supported; use 'z' (Wald) or 'knha' (Knapp-Hartung)."
+        )
+    if not (0.0 < float(level) < 1.0):
+        raise ValueError(f"level={level!r} must be a fraction in (0, 1), e.g. 0.95 (not 95).")
+    if not (float(tol) > 0.0):
+        raise ValueError(f"tol={tol!r} must be positive, e.g. 1e-12.")
+    if int(maxiter) < 1:
+        raise ValueError(f"maxiter={maxiter!r} must be a positive integer, e.g. 1000.")
+    return method_u
+
+
+class _Cells:
+    """Study data of ``n`` cells, shape (n, k), masked entries with weight 0 (``m`` is 0.0/1.0)."""
+
+    def __init__(self, y: np.ndarray, v: np.ndarray, m: np.ndarray):
+        self.y, self.v, self.m = y, v, m
+        self.k = m.sum(axis=-1)
+
+    @classmethod
+    def from_raw(cls, y: np.ndarray, v: np.ndarray, mask: np.ndarray) -> _Cells:
+        return cls(np.where(mask, y, 0.0), np.where(mask, v, 1.0), mask.astype(np.float64))
+
+    def take(self, rows: np.ndarray) -> _Cells:
+        return _Cells(self.y[rows], self.v[rows], self.m[rows])
+
+    def weighted(self, tau2: np.ndarray):
+        """Weights ``m / (v + tau2)``, their sum, the weighted mean and masked residuals."""
+        w = self.m / (self.v + tau2[:, None])
+        sw = w.sum(axis=-1)
+        mu = (w * self.y).sum(axis=-1) / sw
+        r = (self.y - mu[:, None]) * self.m
+        return w, sw, mu, r
+
+
+def _dl(cells: _Cells) -> tuple[np.ndarray, ...]:
+    """DerSimonian-Laird tau2, Q, tr(P) and tr(P P) at tau2 = 0 (cells with k >= 2)."""
+    w, sw, _, r = cells.weighted(np.zeros(cells.k.shape))
+    sw2 = (w * w).sum(axis=-1)
+    sw3 = (w * w * w).sum(axis=-1)
+    q = np.maximum((w * r * r).sum(axis=-1), 0.0)
+    tr_p = sw - sw2 / sw
+    tr_pp = sw2 - 2.0 * sw3 / sw + (sw2 / sw) ** 2
+    tau2 = np.maximum((q - (cells.k - 1.0)) / tr_p, 0.0)
+    return tau2, q, tr_p, tr_pp
+
+
+def _reml_loglik(cells: _Cells, tau2: np.ndarray) -> np.ndarray:
+    """Restricted log-likelihood of mu, tau2 up to a constant."""
+    w, sw, _, r = cells.weighted(tau2)
+    log_var = np.where(cells.m > 0, np.log(cells.v + tau2[:, None]), 0.0)
+    return -0.5 * (log_var.sum(axis=-1) + np.log(sw) + (w * r * r).sum(axis=-1))
+
+
+def _reml(cells: _Cells, scale: np.ndarray, tol: float, maxiter: int):
+    """REML tau2 by safeguarded Newton / Fisher-scoring ascent, vectorised over cells (k >= 2).
+
+    From rma()'s starting value (Hedges' estimator truncated at 0) each step is a Newton step on the
+    restricted log-likelihood where it is locally concave and rma()'s Fisher-scoring step otherwise,
+    cut back to the boundary tau2 = 0 and halved until the likelihood does not decrease. Plain
+    Fisher scoring (rma()'s algorithm) can oscillate without converging when tau2 is small relative
+    to the sampling variances; this ascent converges to the same stationary point wherever rma()
+    converges, quadratically near it. ``scale`` (the typical within-study variance) makes the
+    stopping rule ``|step| <= tol * (tau2 + scale)`` independent of the effect units; a cell whose
+    score is non-positive at tau2 = 0 stops there exactly.
+
+    Returns tau2, converged flag and iteration count.
+    """
+    y, v, m, k = cells.y, cells.v, cells.m, cells.k
+    ybar = (y * m).sum(axis=-1) / k
+    rss = (((y - ybar[:, None]) * m) ** 2).sum(axis=-1)
+    tau2 = np.maximum((rss - (1.0 - 1.0 / k) * (v * m).sum(axis=-1)) / (k - 1.0), 0.0)
+    converged = np.zeros(tau2.shape, dtype=bool)
+    active = np.arange(tau2.size)
+    iterations = 0
+    while active.size and iterations < maxiter:
+        iterations += 1
+        t = tau2[active]
+        sub = cells.take(active)
+        w, sw, _, r = sub.weighted(t)
+        sw2 = (w * w).sum(axis=-1)
+        sw3 = (w * w * w).sum(axis=-1)
+        tr_p = sw - sw2 / sw
+        tr_pp = sw2 - 2.0 * sw3 / sw + (sw2 / sw) ** 2
+        wr = w * r
+        # d ll / d tau2 = (y'PPy - tr P) / 2 and d2 ll / d tau2^2 = tr(PP) / 2 - y'PPPy, with
+        # Py = w r and y'PPPy = sum w^3 r^2 - (sum w^2 r)^2 / sum w.
+        grad = 0.5 * ((wr * wr).sum(axis=-1) - tr_p)
+        hess = 0.5 * tr_pp - ((w * wr * wr).sum(axis=-1) - (w * wr).sum(axis=-1) ** 2 / sw)
+        step = np.where(hess < 0.0, -grad / np.where(hess < 0.0, hess, -1.0), 2.0 * grad / tr_pp)
+        step = np.maximum(step, -t)
+        ll_old = _reml_loglik(sub, t)
+        for _ in range(60):
+            worse = _reml_loglik(sub, t + step) < ll_old - 1e-13 * np.abs(ll_old)
+            if not worse.any():
+                break
+            step = np.where(worse, 0.5 * step, step)
+        new = t + step
+        tau2[active] = new
+        done = np.abs(step) <= tol * (new + scale[active])
+        converged[active[done]] = True
+        active = active[~done]
+    return tau2, converged, iterations
+
+
+def _pm(cells: _Cells, scale: np.ndarray, q0: np.ndarray, tol: float, maxiter: int):
+    """Paule-Mandel tau2 by bracketed Newton steps on Q(tau2) = k - 1, vectorised over cells.
+
+    Q(tau2) decreases in tau2; ``Q(0) > k - 1`` brackets the root from below and
+    ``hi = sum (y - ybar)**2 / (k - 1)`` from above, because
+    ``Q(tau2) <= sum (y - ybar)**2 / (v + tau2) < (k - 1) hi / tau2``. A Newton step that leaves the
+    bracket is replaced by bisection, so every cell converges.
+    """
+    y, m, k = cells.y, cells.m, cells.k
+    target = k - 1.0
+    tau2 = np.zeros(k.shape)
+    converged = np.ones(k.shape, dtype=bool)
+    active = np.flatnonzero(q0 > target)
+    ybar = (y * m).sum(axis=-1) / k
+    lo = np.zeros(k.shape)
+    hi = (((y - ybar[:, None]) * m) ** 2).sum(axis=-1) / target
+    tau2[active] = 0.5 * hi[active]
+    converged[active] = False
+    iterations = 0
+    while active.size and iterations < maxiter:
+        iterations += 1
+        t = tau2[active]
+        w, _, _, r = cells.take(active).weighted(t)
+        f = (w * r * r).sum(axis=-1) - target[active]
+        # dQ/dtau2 = -sum w**2 r**2 (mu_hat minimises Q, so its own derivative drops out).
+        slope = (w * w * r * r).sum(axis=-1)
+        lo[active] = np.where(f > 0.0, t, lo[active])
+        hi[active] = np.where(f <= 0.0, t, hi[active])
+        a_lo, a_hi = lo[active], hi[active]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            newton = t + f / slope
+        inside = np.isfinite(newton) & (newton > a_lo) & (newton < a_hi)
+        new = np.where(inside, newton, 0.5 * (a_lo + a_hi))
+        tau2[active] = new
+        tol_abs = tol * (new + scale[active])
+        done = (np.abs(new - t) <= tol_abs) | (a_hi - a_lo <= tol_abs) | (f == 0.0)
+        converged[active[done]] = True
+        active = active[~done]
+    return tau2, converged, iterations
+
+
+def _fit_cells(cells: _Cells, method: str, test: str, level: float, tol: float, maxiter: int):
+    """All result fields for cells with k >= 1 and valid inputs, as a dict of 1-d arrays."""
+    n = cells.k.size
+    k = cells.k
+    multi = k >= 2
+    nan = np.full(n, np.nan)
+    tau2 = np.zeros(n)
+    tau2_se = nan.copy()
+    q, i2, h2 = nan.copy(), nan.copy(), nan.copy()
+    converged = np.ones(n, dtype=bool)
+    if multi.any():
+        sub = cells.take(multi)
+        t_dl, q_m, tr_p0, tr_pp0 = _dl(sub)
+        s2 = (sub.k - 1.0) / tr_p0
+        if method == "DL":
+            t_m, conv_m = t_dl, np.ones(t_dl.shape, dtype=bool)
+        elif method == "REML":
+            t_m, conv_m, iters = _reml(sub, s2, tol, maxiter)
+            # rma()'s ll0check: the ascent finds a local maximum; prefer tau2 = 0 if it is higher.
+            ll0_higher = _reml_loglik(sub, np.zeros(t_m.shape)) > _reml_loglik(sub, t_m)
+            t_m = np.where(conv_m & ll0_higher, 0.0, t_m)
+            logger.debug("REML ascent: %d iterations over %d cells", iters, t_m.size)
+        else:
+            t_m, conv_m, iters = _pm(sub, s2, q_m, tol, maxiter)
+            logger.debug("Paule-Mandel root finding: %d iterations over %d cells", iters, t_m.size)
+        t_m = np.where(conv_m, t_m, t_dl)
+        w, sw, _, _ = sub.weighted(t_m)
+        if method == "REML":
+            sw2 = (w * w).sum(axis=-1)
+            sw3 = (w * w * w).sum(axis=-1)
+            se_m = np.sqrt(2.0 / (sw2 - 2.0 * sw3 / sw + (sw2 / sw) ** 2))
+        elif method == "PM":
+            se_m = np.sqrt(2.0 * sub.k**2 / (sub.k - 1.0)) / sw
+        else:
+            se_m = nan[: t_m.size]
+        se_dl = np.sqrt(2.0 * (sub.k - 1.0) + 4.0 * t_dl * tr_p0 + 2.0 * t_dl**2 * tr_pp0) / tr_p0
+        tau2[multi] = t_m
+        tau2_se[multi] = np.where(conv_m & (method != "DL"), se_m, se_dl)
+        converged[multi] = conv_m
+        q[multi] = q_m
+        i2[multi] = 100.0 * t_m / (s2 + t_m)
+        h2[multi] = t_m / s2 + 1.0
+
+    w, sw, mu, r = cells.weighted(tau2)
+    se = np.sqrt(1.0 / sw)
+    knha = (test == "knha") & multi
+    if test == "knha":
+        rss = (w * r * r).sum(axis=-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            s2w = np.where(rss <= np.finfo(float).eps, 0.0, rss / (k - 1.0))
+        se = np.where(knha, se * np.sqrt(np.where(knha, s2w, 1.0)), se)
+    df = np.where(knha, k - 1.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stat = mu / se
+    crit = np.where(knha, stats.t.isf((1.0 - level) / 2.0, df), stats.norm.isf((1.0 - level) / 2.0))
+    pvalue = np.where(knha, 2.0 * stats.t.sf(np.abs(stat), df), 2.0 * stats.norm.sf(np.abs(stat)))
+    pi_half = crit * np.sqrt(se**2 + tau2)
+    q_df = np.maximum(k - 1.0, 0.0)
+    with np.errstate(invalid="ignore"):
+        q_pvalue = np.where(multi, stats.chi2.sf(q, np.maximum(q_df, 1.0)), np.nan)
+    return {
+        "estimate": mu,
+        "se": se,
+        "ci_low": mu - crit * se,
+        "ci_high": mu + crit * se,
+        "pvalue": pvalue,
+        "statistic": stat,
+        "tau2": tau2,
+        "tau2_se": tau2_se,
+        "i2": i2,
+        "h2": h2,
+        "q": q,
+        "q_pvalue": q_pvalue,
+        "pi_low": mu - pi_half,
+        "pi_high": mu + pi_half,
+        "converged": converged,
+    }
+
+
+_FLOAT_FIELDS = (
+    "estimate", "se", "ci_low", "ci_high", "pvalue", "statistic", "tau2", "tau2_se", "i2", "h2",
+    "q", "q_pvalue", "pi_low", "pi_high",
+)  # fmt: skip
+
+
+def random_effects_batched(
+    estimates,
+    ses,
+    mask=None,
+    *,
+    method: str = "REML",
+    test: str = "z",
+    level: float = 0.95,
+    tol: float = 1e-12,
+    maxiter: int = 1000,
+) -> MetaBatchResult:
+    """Random-effects meta-analyses of many sets of studies at once (array code, no cell loop).
+
+    Parameters
+    ----------
+    estimates : array_like, shape (..., k)
+        Study estimates (e.g. local causal effects of one pair over k sequences).
+    ses : array_like, shape (..., k)
+        Their standard errors; broadcast against ``estimates``.
+    mask : array_like of bool, shape (..., k), optional
+        True = include this study; broadcast against the data. Default: all included. Excluded
+        entries may hold anything, NaN included, so ragged study sets can be NaN-padded.
+    method : {"REML", "DL", "PM"}
+        Estimator of tau2.
+    test : {"z", "knha"}
+        Wald z test, or Knapp-Hartung adjusted SE with t(k - 1) critical values and p-values.
+    level : float
+        Confidence level of the confidence and prediction intervals, in (0, 1).
+    tol : float
+        Relative convergence tolerance of the REML / PM iterations: stop when the tau2 step is at
+        most ``tol * (tau2 + s2)``, ``s2`` the typical within-study variance.
+    maxiter : int
+        Iteration limit of REML Fisher scoring and of the PM root finder; cells that reach it fall
+        back to the DerSimonian-Laird tau2 with ``converged = False`` and reason 5.
+
+    Returns
+    -------
+    MetaBatchResult
+        Arrays of shape ``(...)``. Cells without included studies (reason 1), with a non-finite
+        included estimate (2) or a non-finite or non-positive included SE (3) are NaN; cells with one
+        study (4) or without convergence (5) carry values.
+
+    Raises
+    ------
+    ValueError
+        On unknown options or shapes that do not broadcast.
+    """
+    method_u = _check_options(method, test, level, tol, maxiter)
+    y = np.asarray(estimates, dtype=np.float64)
+    s = np.asarray(ses, dtype=np.float64)
+    m = np.ones((1,), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    if y.ndim == 0 or s.ndim == 0:
+        raise ValueError("estimates and ses must have a study axis (last axis, length k).")
+    try:
+        y, s, m = np.broadcast_arrays(y, s, m)
+    except ValueError:
+        raise ValueError(
+            f"estimates {y.shape}, ses {s.shape} and mask {m.shape} do not broadcast; "
+            "give arrays shaped (..., k)."
+        ) from None
+    lead = y.shape[:-1]
+    kdim = y.shape[-1]
+    y, s, m = (a.reshape(-1, kdim) for a in (y, s, m))
+    n = y.shape[0]
+
+    k = m.sum(axis=-1)
+    reason = np.zeros(n, dtype=np.int8)
+    bad_se = (m & ~(np.isfinite(s) & (s > 0.0))).any(axis=-1)
+    bad_y = (m & ~np.isfinite(y)).any(axis=-1)
+    reason[k == 1] = _SINGLE
+    reason[bad_se] = _BAD_SE
+    reason[bad_y] = _BAD_ESTIMATE
+    reason[k == 0] = _NO_STUDIES
+    valid = (reason == 0) | (reason == _SINGLE)
+
+    out = {name: np.full(n, np.nan) for name in _FLOAT_FIELDS}
+    converged = np.zeros(n, dtype=bool)
+    if valid.any():
+        cells = _Cells.from_raw(y[valid], s[valid] ** 2, m[valid])
+        fitted = _fit_cells(cells, method_u, test, float(level), float(tol), int(maxiter))
+        for name in _FLOAT_FIELDS:
+            out[name][valid] = fitted[name]
+        converged[valid] = fitted["converged"]
+        reason[valid & ~converged] = _NOT_CONVERGED
+    n_bad = int(np.sum(~valid))
+    if n_bad:
+        logger.info("meta-analysis: %d of %d cells undefined (NaN), see reason codes", n_bad, n)
+    return MetaBatchResult(
+        **{name: out[name].reshape(lead) for name in _FLOAT_FIELDS},
+        q_df=np.maximum(k - 1, 0).astype(np.int64).reshape(lead),
+        k=k.astype(np.int64).reshape(lead),
+        converged=converged.reshape(lead),
+        reason=reason.reshape(lead),
+        method=method_u,
+        test=test,
+        level=float(level),
+    )
+
+
+def random_effects(
+    estimates,
+    ses,
+    method: str = "REML",
+    test: str = "z",
+    level: float = 0.95,
+    *,
+    tol: float = 1e-12,
+    maxiter: int = 1000,
+) -> MetaResult:
+    """Random-effects meta-analysis of one set of studies, as ``metafor::rma(yi, sei=ses)``.
+
+    Parameters
+    ----------
+    estimates : array_like, shape (k,)
+        Study estimates.
+    ses : array_like, shape (k,)
+        Their standard errors, finite and positive.
+    method : {"REML", "DL", "PM"}
+        Estimator of tau2 (see the module docstring).
+    test : {"z", "knha"}
+        Wald z test, or Knapp-Hartung adjusted SE with t(k - 1) critical values and p-values.
+    level : float
+        Confidence level in (0, 1).
+    tol, maxiter : float, int
+        Convergence tolerance and iteration limit, see :func:`random_effects_batched`.
+
+    Returns
+    -------
+    MetaResult
+
+    Raises
+    ------
+    ValueError
+        On shape mismatch, no studies, non-finite estimates, or non-finite or non-positive SEs.
+    """
+    y = np.asarray(estimates, dtype=np.float64)
+    s = np.asarray(ses, dtype=np.float64)
+    if y.ndim != 1 or s.shape != y.shape:
+        raise ValueError(
+            f"estimates {y.shape} and ses {s.shape} must be 1-d of equal length; "
+            "use random_effects_batched for arrays."
+        )
+    if y.size == 0:
+        raise ValueError("no studies: estimates and ses are empty; give at least one study.")
+    if not np.all(np.isfinite(y)):
+        raise ValueError("estimates contain NaN or infinite values; drop those studies first.")
+    if not np.all(np.isfinite(s) & (s > 0.0)):
+        raise ValueError("ses must be finite and positive; drop studies with zero or missing SEs.")
+    b = random_effects_batched(
+        y[None], s[None], method=method, test=test, level=level, tol=tol, maxiter=maxiter
+    )
+    code = int(b.reason[0])
+    if code == _NOT_CONVERGED:
+        logger.warning("meta-analysis (%s): %s", b.method, REASONS[code])
+    return MetaResult(
+        **{name: float(getattr(b, name)[0]) for name in _FLOAT_FIELDS},
+        q_df=int(b.q_df[0]),
+        k=int(b.k[0]),
+        method=b.method,
+        test="z" if code == _SINGLE else b.test,
+        level=b.level,
+        converged=bool(b.converged[0]),
+        message=REASONS[code],
+    )
