@@ -311,7 +311,7 @@ def _pm(cells: _Cells, scale: np.ndarray, q0: np.ndarray, tol: float, maxiter: i
         a_lo, a_hi = lo[active], hi[active]
         with np.errstate(divide="ignore", invalid="ignore"):
             newton = t + f / slope
-        inside = np.isfinite(newton) & (newton > a_lo) & (newton < a_hi)
+        inside = np.isfinite(newton) & (newton >= a_lo) & (newton <= a_hi)
         new = np.where(inside, newton, 0.5 * (a_lo + a_hi))
         tau2[active] = new
         tol_abs = tol * (new + scale[active])
