@@ -126,7 +126,7 @@ class MetaResult:
     message: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class MetaBatchResult:
     """Random-effects meta-analyses of many sets of estimates at once.
 

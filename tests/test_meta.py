@@ -282,7 +282,9 @@ def test_batched_reports_bad_cells_and_carries_on():
     assert np.isnan(b.estimate[1:]).all() and np.isnan(b.tau2[1:]).all()
     assert b.estimate[0] == pytest.approx(-0.71453234, abs=1e-6)
     # The same bad entries are ignored once masked out.
-    ok = meta.random_effects_batched(y[:4], se[:4], np.isfinite(y[:4]) & (se[:4] > 0) & np.isfinite(se[:4]))
+    ok = meta.random_effects_batched(
+        y[:4], se[:4], np.isfinite(y[:4]) & (se[:4] > 0) & np.isfinite(se[:4])
+    )
     assert (ok.reason == 0).all() and (ok.k == [13, 12, 12, 12]).all()
 
 

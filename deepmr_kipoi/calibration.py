@@ -1,0 +1,634 @@
+"""Recalibration of Gaussian predictive distributions and calibration metrics.
+
+A model with uncertainty (deep ensemble, MC dropout) predicts for every sequence and feature a
+Gaussian ``N(mean, sd)``, ``sd`` being the spread over samples. On labelled held-out data the
+predicted CDF values (probability integral transforms) ``p_i = Phi((y_i - mean_i) / sd_i)`` should
+be uniform; usually they are not. Two recalibrations are fitted per feature:
+
+* ``"quantile"`` — Kuleshov, Fenner & Ermon (2018), "Accurate uncertainties for deep learning using
+  calibrated regression": an isotonic regression ``R`` of the empirical CDF of the ``p_i``,
+  ``P_hat(p) = #{j: p_j <= p} / n``, on ``p`` (scikit-learn ``IsotonicRegression``, increasing,
+  clipped to [0, 1]). The recalibrated predictive CDF is ``R(F(y))``: ``R`` is applied as a map of
+  CDF values, and recalibrated quantiles are ``F^{-1}(R^{-1}(q))``. ``R`` is stored as the knots of
+  its piecewise-linear interpolant, completed with ``R(0) = 0`` and ``R(1) = 1`` so that it is a
+  proper CDF map on [0, 1]. With more than ``max_knots`` knots, every ``ceil(n / max_knots)``-th
+  knot by rank is kept (ends included): an approximation that moves ``R`` by at most about
+  ``1 / max_knots``, below the sampling error of an empirical CDF of the same data.
+* ``"sigma"`` — sigma scaling: one variance factor ``s2`` per feature, ``y ~ N(mean, s2 sd^2)``,
+  fitted by maximum likelihood with the means fixed, ``s2 = mean(((y - mean) / sd)^2)``.
+
+Calibrated effect SEs (``Calibrator.se_scale``): a paired ISM effect is a difference of two
+predictions of the same feature, and its SE (the spread of that difference over samples) is turned
+into a calibrated SE by the feature's scale factor. This assumes the miscalibration is a common
+scale error of the predictive spread (exact for sigma scaling). For quantile recalibration the
+factor is an approximation — the *equivalent Gaussian scale*: the width of the recalibrated central
+``se_level`` interval (default 95%) in units of ``sd``, divided by the uncalibrated width
+``2 Phi^{-1}((1 + se_level) / 2)``. It ignores any location shift and shape change that ``R`` also
+corrects.
+
+Metrics compare expected and observed frequencies of the (recalibrated) CDF values ``u``: the
+observed coverage of the central interval at level ``c`` is the fraction with
+``|u - 1/2| <= c / 2``, of the one-sided quantile at level ``q`` the fraction with ``u <= q``. A
+miscalibration area is the mean absolute difference between observed and expected on a grid of
+``n_grid`` levels at the bin midpoints ``(j + 1/2) / n_grid`` — the midpoint rule for
+``int_0^1 |observed(c) - c| dc``. Gaussian data whose predicted sd is twice the truth has interval
+area ``int_0^1 |2 Phi(2 Phi^{-1}((1 + c) / 2)) - 1 - c| dc = 0.2048`` and quantile area 0.1024.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.special import ndtr, ndtri
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("quantile", "sigma")
+COVERAGE_LEVELS = (0.5, 0.8, 0.9, 0.95)
+FORMAT = "deepmr_kipoi.calibration"
+FORMAT_VERSION = 1
+
+
+def _as_float_array(name: str, value) -> np.ndarray:
+    arr = np.asarray(value, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinite values; drop those rows first.")
+    return arr
+
+
+def _check_distribution(pred_mean, pred_sd, n_features: int | None = None):
+    """Validated predictive means and SDs shaped (..., F); 1-d inputs are one feature."""
+    mean = _as_float_array("pred_mean", pred_mean)
+    sd = _as_float_array("pred_sd", pred_sd)
+    if mean.ndim == 1:
+        mean, sd = mean[:, None], sd.reshape(-1, 1)
+    if mean.ndim == 0 or sd.shape != mean.shape:
+        raise ValueError(
+            f"pred_mean {mean.shape} and pred_sd {sd.shape} must have the same shape "
+            "(n, n_features)."
+        )
+    if not np.all(sd > 0.0):
+        raise ValueError("pred_sd must be positive; a zero spread cannot be calibrated.")
+    if n_features is not None and mean.shape[-1] != n_features:
+        raise ValueError(
+            f"predictions have {mean.shape[-1]} features (last axis) but the calibrator was "
+            f"fitted on {n_features}."
+        )
+    return mean, sd
+
+
+def _check_predictions(pred_mean, pred_sd, y, n_features: int | None = None):
+    """Validated means, SDs and labels, all shaped (..., F)."""
+    mean, sd = _check_distribution(pred_mean, pred_sd, n_features)
+    obs = _as_float_array("y", y)
+    if obs.shape != np.shape(pred_mean):
+        raise ValueError(
+            f"y {obs.shape} must have the shape of pred_mean {np.shape(pred_mean)}, "
+            "(n, n_features)."
+        )
+    return mean, sd, obs.reshape(mean.shape)
+
+
+def _inverse_cdf_map(q: np.ndarray, kx: np.ndarray, ky: np.ndarray) -> np.ndarray:
+    """Generalised inverse ``inf{p: R(p) >= q}`` of the piecewise-linear non-decreasing map R."""
+    q = np.clip(q, 0.0, 1.0)
+    idx = np.clip(np.searchsorted(ky, q, side="left"), 1, ky.size - 1)
+    y0, y1 = ky[idx - 1], ky[idx]
+    x0, x1 = kx[idx - 1], kx[idx]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where(y1 > y0, (q - y0) / (y1 - y0), 0.0)
+    return np.where(q <= ky[0], kx[0], x0 + np.clip(frac, 0.0, 1.0) * (x1 - x0))
+
+
+def _check_knots(kx: np.ndarray, ky: np.ndarray, feature: int) -> None:
+    ok = (
+        kx.ndim == 1
+        and kx.shape == ky.shape
+        and kx.size >= 2
+        and np.all(np.isfinite(kx))
+        and np.all(np.isfinite(ky))
+        and kx[0] == 0.0
+        and kx[-1] == 1.0
+        and ky[0] == 0.0
+        and ky[-1] == 1.0
+        and np.all(np.diff(kx) > 0.0)
+        and np.all(np.diff(ky) >= 0.0)
+    )
+    if not ok:
+        raise ValueError(
+            f"knots of feature {feature} are not an increasing map of [0, 1] onto [0, 1] "
+            "with R(0) = 0 and R(1) = 1; refit the calibrator."
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Calibrator:
+    """Per-feature recalibration of Gaussian predictive distributions (see the module docstring).
+
+    Build it with :func:`fit` or :meth:`from_dict` / :func:`load`.
+
+    Attributes
+    ----------
+    method : {"quantile", "sigma"}
+    variance_factor : ndarray, shape (F,), or None
+        Sigma scaling: the fitted variance factors ``s2`` (None for ``"quantile"``).
+    knots : tuple of (ndarray, ndarray) pairs, length F, or None
+        Quantile recalibration: per feature the knots ``(x, R(x))`` of the CDF map, each
+        shape (m_f,), from (0, 0) to (1, 1) (None for ``"sigma"``).
+    feature_names : tuple of str or None
+        Names of the F features, if given at fit time.
+    se_level : float
+        Central interval level that defines the equivalent Gaussian scale of a quantile map.
+    n_fit : int
+        Number of labelled examples the calibrator was fitted on.
+    se_scale : ndarray, shape (F,)
+        Factor that turns an uncalibrated predictive SD or effect SE into a calibrated one:
+        ``sqrt(variance_factor)`` for sigma scaling; the equivalent Gaussian scale of ``R`` at
+        ``se_level`` for quantile recalibration (an approximation, see the module docstring).
+    """
+
+    method: str
+    variance_factor: np.ndarray | None = None
+    knots: tuple[tuple[np.ndarray, np.ndarray], ...] | None = None
+    feature_names: tuple[str, ...] | None = None
+    se_level: float = 0.95
+    n_fit: int = 0
+    se_scale: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method={self.method!r} is not supported; use one of {METHODS}.")
+        if not (0.0 < self.se_level < 1.0):
+            raise ValueError(f"se_level={self.se_level!r} must be a fraction in (0, 1), e.g. 0.95.")
+        if self.method == "sigma":
+            factor = np.asarray(self.variance_factor, dtype=np.float64)
+            if factor.ndim != 1 or not np.all(np.isfinite(factor) & (factor > 0.0)):
+                raise ValueError("variance_factor must be a 1-d array of positive finite numbers.")
+            object.__setattr__(self, "variance_factor", factor)
+            scale = np.sqrt(factor)
+        else:
+            if not self.knots:
+                raise ValueError("quantile recalibration needs knots for at least one feature.")
+            knots = tuple(
+                (np.asarray(kx, dtype=np.float64), np.asarray(ky, dtype=np.float64))
+                for kx, ky in self.knots
+            )
+            for j, (kx, ky) in enumerate(knots):
+                _check_knots(kx, ky, j)
+            object.__setattr__(self, "knots", knots)
+            z = ndtri(0.5 + self.se_level / 2.0)
+            lo_hi = np.array(
+                [
+                    _inverse_cdf_map(
+                        np.array([0.5 - self.se_level / 2.0, 0.5 + self.se_level / 2.0]), kx, ky
+                    )
+                    for kx, ky in knots
+                ]
+            )
+            scale = (ndtri(lo_hi[:, 1]) - ndtri(lo_hi[:, 0])) / (2.0 * z)
+        if self.feature_names is not None:
+            names = tuple(str(n) for n in self.feature_names)
+            if len(names) != scale.size:
+                raise ValueError(
+                    f"{len(names)} feature_names for {scale.size} calibrated features; give one "
+                    "name per feature."
+                )
+            object.__setattr__(self, "feature_names", names)
+        object.__setattr__(self, "se_scale", scale)
+
+    @property
+    def n_features(self) -> int:
+        """Number of calibrated features F."""
+        return int(self.se_scale.size)
+
+    def cdf(self, pred_mean, pred_sd, y) -> np.ndarray:
+        """Recalibrated predictive CDF at the observations (recalibrated PIT values).
+
+        Parameters
+        ----------
+        pred_mean, pred_sd, y : array_like, shape (..., F)
+            Predicted means, predicted SDs (positive) and observed values; 1-d inputs are
+            treated as one feature.
+
+        Returns
+        -------
+        ndarray, shape (..., F)
+            ``R(Phi((y - mean) / sd))`` (quantile) or ``Phi((y - mean) / (s sd))`` (sigma).
+        """
+        mean, sd, obs = _check_predictions(pred_mean, pred_sd, y, self.n_features)
+        z = (obs - mean) / sd
+        if self.method == "sigma":
+            return ndtr(z / self.se_scale)
+        p = ndtr(z)
+        out = np.empty_like(p)
+        for j, (kx, ky) in enumerate(self.knots):
+            out[..., j] = np.interp(p[..., j], kx, ky)
+        return out
+
+    def ppf(self, pred_mean, pred_sd, q) -> np.ndarray:
+        """Recalibrated predictive quantiles.
+
+        Parameters
+        ----------
+        pred_mean, pred_sd : array_like, shape (..., F)
+        q : float or array_like broadcastable to (..., F)
+            Probability levels in [0, 1].
+
+        Returns
+        -------
+        ndarray, shape (..., F)
+            ``mean + sd * Phi^{-1}(R^{-1}(q))`` (quantile) or ``mean + s sd Phi^{-1}(q)`` (sigma);
+            -inf / +inf at levels the map sends beyond the data.
+        """
+        q = np.asarray(q, dtype=np.float64)
+        if not np.all((q >= 0.0) & (q <= 1.0)):
+            raise ValueError("q must hold probability levels in [0, 1].")
+        mean, sd = _check_distribution(pred_mean, pred_sd, self.n_features)
+        q = np.broadcast_to(q, mean.shape)
+        if self.method == "sigma":
+            return mean + sd * self.se_scale * ndtri(q)
+        p = np.empty_like(mean)
+        for j, (kx, ky) in enumerate(self.knots):
+            p[..., j] = _inverse_cdf_map(q[..., j], kx, ky)
+        return mean + sd * ndtri(p)
+
+    def interval(self, pred_mean, pred_sd, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+        """Recalibrated central predictive interval at ``level``, two arrays shaped (..., F)."""
+        if not (0.0 < level < 1.0):
+            raise ValueError(f"level={level!r} must be a fraction in (0, 1), e.g. 0.95.")
+        return (
+            self.ppf(pred_mean, pred_sd, 0.5 - level / 2.0),
+            self.ppf(pred_mean, pred_sd, 0.5 + level / 2.0),
+        )
+
+    def transform_se(self, se, feature_axis: int = -1) -> np.ndarray:
+        """Calibrated standard errors: ``se`` times ``se_scale`` along the feature axis.
+
+        Parameters
+        ----------
+        se : array_like, shape (..., F, ...)
+            Uncalibrated SEs or predictive SDs, F along ``feature_axis``.
+        feature_axis : int
+            Axis of ``se`` that indexes the calibrated features.
+
+        Returns
+        -------
+        ndarray, same shape as ``se``
+        """
+        arr = np.asarray(se, dtype=np.float64)
+        if arr.ndim == 0 or not (-arr.ndim <= feature_axis < arr.ndim):
+            raise ValueError(f"feature_axis={feature_axis} is not an axis of se {arr.shape}.")
+        if arr.shape[feature_axis] != self.n_features:
+            raise ValueError(
+                f"se has {arr.shape[feature_axis]} features on axis {feature_axis} but the "
+                f"calibrator has {self.n_features}; pass the right feature_axis."
+            )
+        shape = [1] * arr.ndim
+        shape[feature_axis] = self.n_features
+        return arr * self.se_scale.reshape(shape)
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable parameters (floats round-trip exactly through ``json``)."""
+        d = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "method": self.method,
+            "feature_names": None if self.feature_names is None else list(self.feature_names),
+            "se_level": self.se_level,
+            "n_fit": self.n_fit,
+        }
+        if self.method == "sigma":
+            d["variance_factor"] = self.variance_factor.tolist()
+        else:
+            d["knots"] = [{"x": kx.tolist(), "y": ky.tolist()} for kx, ky in self.knots]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Calibrator:
+        """Rebuild a calibrator from :meth:`to_dict` output."""
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            raise ValueError(f"not a calibrator description (expected format {FORMAT!r}).")
+        if d.get("version") != FORMAT_VERSION:
+            raise ValueError(
+                f"calibrator format version {d.get('version')!r} is not supported "
+                f"(this deepmr_kipoi reads version {FORMAT_VERSION})."
+            )
+        try:
+            method = d["method"]
+            common = {
+                "feature_names": d.get("feature_names"),
+                "se_level": float(d["se_level"]),
+                "n_fit": int(d["n_fit"]),
+            }
+            if method == "sigma":
+                return cls(method, variance_factor=np.asarray(d["variance_factor"]), **common)
+            knots = tuple((np.asarray(k["x"]), np.asarray(k["y"])) for k in d["knots"])
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"calibrator description lacks or mangles field {err}.") from None
+        return cls(method, knots=knots, **common)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the calibrator as JSON to ``path``."""
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(self.to_dict(), fh, separators=(",", ":"))
+
+
+def load(path: str | os.PathLike) -> Calibrator:
+    """Read a calibrator written by :meth:`Calibrator.save`."""
+    with open(path, encoding="utf-8") as fh:
+        try:
+            d = json.load(fh)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{os.fspath(path)} is not valid JSON ({err.msg}).") from None
+    return Calibrator.from_dict(d)
+
+
+def _fit_quantile_map(p: np.ndarray, max_knots: int) -> tuple[np.ndarray, np.ndarray]:
+    """Knots of the isotonic map of the empirical CDF of ``p`` (n,) on ``p``."""
+    from sklearn.isotonic import IsotonicRegression
+
+    ecdf = np.searchsorted(np.sort(p), p, side="right") / p.size
+    iso = IsotonicRegression(increasing=True, out_of_bounds="clip", y_min=0.0, y_max=1.0)
+    iso.fit(p, ecdf)
+    kx = np.asarray(iso.X_thresholds_, dtype=np.float64)
+    ky = np.asarray(iso.y_thresholds_, dtype=np.float64)
+    if kx.size > max_knots:
+        keep = np.unique(np.round(np.linspace(0, kx.size - 1, max_knots)).astype(np.int64))
+        kx, ky = kx[keep], ky[keep]
+    inner = (kx > 0.0) & (kx < 1.0)
+    return np.concatenate([[0.0], kx[inner], [1.0]]), np.concatenate([[0.0], ky[inner], [1.0]])
+
+
+def fit(
+    pred_mean,
+    pred_sd,
+    y,
+    method: str = "quantile",
+    *,
+    feature_names=None,
+    se_level: float = 0.95,
+    max_knots: int = 1000,
+) -> Calibrator:
+    """Fit a per-feature recalibration on labelled held-out data.
+
+    Parameters
+    ----------
+    pred_mean, pred_sd : array_like, shape (n, F)
+        Predictive means and SDs (SD over ensemble members / MC-dropout samples, positive).
+    y : array_like, shape (n, F)
+        Observed labels. 1-d inputs of length n are treated as one feature.
+    method : {"quantile", "sigma"}
+        Kuleshov et al. (2018) isotonic quantile recalibration, or sigma scaling.
+    feature_names : sequence of str, optional
+        Names of the F features, stored with the calibrator.
+    se_level : float
+        Central interval level that defines the equivalent Gaussian scale (``se_scale``) of a
+        quantile map.
+    max_knots : int
+        Largest number of isotonic knots kept per feature (quantile method).
+
+    Returns
+    -------
+    Calibrator
+
+    Raises
+    ------
+    ValueError
+        On shape mismatches, NaN or infinite values, non-positive SDs, fewer than 2 rows or an
+        unknown method.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method={method!r} is not supported; use one of {METHODS}.")
+    if int(max_knots) < 2:
+        raise ValueError(f"max_knots={max_knots!r} must be at least 2.")
+    mean, sd, obs = _check_predictions(pred_mean, pred_sd, y)
+    if mean.ndim != 2:
+        raise ValueError(f"predictions must be shaped (n, n_features), got {mean.shape}.")
+    n, n_features = mean.shape
+    if n < 2:
+        raise ValueError(f"{n} labelled example(s) cannot fit a calibration; give at least 2.")
+    z = (obs - mean) / sd
+    common = {"feature_names": feature_names, "se_level": float(se_level), "n_fit": n}
+    if method == "sigma":
+        return Calibrator("sigma", variance_factor=np.mean(z * z, axis=0), **common)
+    p = ndtr(z)
+    knots = tuple(_fit_quantile_map(p[:, j], int(max_knots)) for j in range(n_features))
+    logger.debug("quantile recalibration: %d features, %d examples", n_features, n)
+    return Calibrator("quantile", knots=knots, **common)
+
+
+@dataclass(frozen=True, eq=False)
+class CalibrationCurve:
+    """Expected vs observed frequencies for a calibration plot.
+
+    Attributes
+    ----------
+    kind : {"interval", "quantile"}
+        Central intervals (expected = nominal coverage) or one-sided quantiles.
+    expected : ndarray, shape (m,)
+        Levels at the bin midpoints ``(j + 1/2) / m``.
+    observed : ndarray, shape (F, m)
+        Observed frequency per feature.
+    observed_overall : ndarray, shape (m,)
+        Observed frequency over all features pooled.
+    feature_names : tuple of str or None
+    """
+
+    kind: str
+    expected: np.ndarray
+    observed: np.ndarray
+    observed_overall: np.ndarray
+    feature_names: tuple[str, ...] | None = None
+
+
+def _observed(u_sorted_stat: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Fraction of a sorted statistic <= each threshold."""
+    return np.searchsorted(u_sorted_stat, thresholds, side="right") / u_sorted_stat.size
+
+
+def _pit(pred_mean, pred_sd, y, calibrator: Calibrator | None) -> np.ndarray:
+    if calibrator is not None:
+        return calibrator.cdf(pred_mean, pred_sd, y).reshape(-1, calibrator.n_features)
+    mean, sd, obs = _check_predictions(pred_mean, pred_sd, y)
+    return ndtr((obs - mean) / sd).reshape(-1, mean.shape[-1])
+
+
+def _curves(u: np.ndarray, kind: str, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Observed frequencies at ``levels`` per feature (F, m) and pooled (m,)."""
+    if kind == "interval":
+        stat, thresholds = np.abs(u - 0.5), levels / 2.0
+    elif kind == "quantile":
+        stat, thresholds = u, levels
+    else:
+        raise ValueError(f"kind={kind!r} is not supported; use 'interval' or 'quantile'.")
+    stat = np.sort(stat, axis=0)
+    per_feature = np.stack([_observed(stat[:, j], thresholds) for j in range(stat.shape[1])])
+    pooled = _observed(np.sort(stat, axis=None), thresholds)
+    return per_feature, pooled
+
+
+def _feature_names(names, calibrator: Calibrator | None, n_features: int):
+    if names is None:
+        return calibrator.feature_names if calibrator is not None else None
+    names = tuple(str(n) for n in names)
+    if len(names) != n_features:
+        raise ValueError(f"{len(names)} feature_names for {n_features} features; give one each.")
+    return names
+
+
+def _grid(n_grid: int) -> np.ndarray:
+    if int(n_grid) < 1:
+        raise ValueError(f"n_grid={n_grid!r} must be a positive integer, e.g. 100.")
+    return (np.arange(int(n_grid)) + 0.5) / int(n_grid)
+
+
+def curve(
+    pred_mean,
+    pred_sd,
+    y,
+    calibrator: Calibrator | None = None,
+    *,
+    kind: str = "interval",
+    n_grid: int = 100,
+    feature_names=None,
+) -> CalibrationCurve:
+    """Expected vs observed coverage on a grid of levels, for a calibration plot.
+
+    Parameters
+    ----------
+    pred_mean, pred_sd, y : array_like, shape (n, F)
+        Predictions and labels (1-d: one feature).
+    calibrator : Calibrator, optional
+        Apply this recalibration first; None evaluates the raw Gaussian predictions.
+    kind : {"interval", "quantile"}
+        Central intervals or one-sided quantiles.
+    n_grid : int
+        Number of levels m, at the bin midpoints ``(j + 1/2) / m``.
+    feature_names : sequence of str, optional
+        Names of the F features; default: the calibrator's.
+
+    Returns
+    -------
+    CalibrationCurve
+    """
+    u = _pit(pred_mean, pred_sd, y, calibrator)
+    levels = _grid(n_grid)
+    observed, pooled = _curves(u, kind, levels)
+    names = _feature_names(feature_names, calibrator, observed.shape[0])
+    return CalibrationCurve(kind, levels, observed, pooled, names)
+
+
+@dataclass(frozen=True, eq=False)
+class CalibrationMetrics:
+    """Calibration of predictive distributions on labelled data, per feature and overall.
+
+    Attributes
+    ----------
+    interval_area, quantile_area : ndarray, shape (F,)
+        Miscalibration areas (mean |observed - expected| over the level grid) of central
+        intervals and of one-sided quantiles.
+    interval_area_overall, quantile_area_overall : float
+        The same over all features pooled.
+    levels : ndarray, shape (L,)
+        Nominal coverages of the central intervals reported below (default 50/80/90/95%).
+    coverage : ndarray, shape (F, L)
+        Observed coverage of those intervals per feature.
+    coverage_overall : ndarray, shape (L,)
+        Observed coverage over all features pooled.
+    n : int
+        Number of labelled examples per feature.
+    calibrated : bool
+        Whether a recalibration was applied.
+    feature_names : tuple of str or None
+    """
+
+    interval_area: np.ndarray
+    quantile_area: np.ndarray
+    interval_area_overall: float
+    quantile_area_overall: float
+    levels: np.ndarray
+    coverage: np.ndarray
+    coverage_overall: np.ndarray
+    n: int
+    calibrated: bool
+    feature_names: tuple[str, ...] | None = None
+
+    def table(self):
+        """Per-feature rows plus an ``"overall"`` row, as a pandas DataFrame."""
+        import pandas as pd
+
+        names = self.feature_names or tuple(str(j) for j in range(self.interval_area.size))
+        cols = {
+            f"coverage_{round(100 * c, 6):g}": self.coverage[:, i]
+            for i, c in enumerate(self.levels)
+        }
+        frame = pd.DataFrame(
+            {
+                "feature": list(names),
+                "interval_area": self.interval_area,
+                "quantile_area": self.quantile_area,
+                **cols,
+            }
+        )
+        overall = {
+            "feature": "overall",
+            "interval_area": self.interval_area_overall,
+            "quantile_area": self.quantile_area_overall,
+            **{key: self.coverage_overall[i] for i, key in enumerate(cols)},
+        }
+        return pd.concat([frame, pd.DataFrame([overall])], ignore_index=True)
+
+
+def metrics(
+    pred_mean,
+    pred_sd,
+    y,
+    calibrator: Calibrator | None = None,
+    *,
+    levels=COVERAGE_LEVELS,
+    n_grid: int = 100,
+    feature_names=None,
+) -> CalibrationMetrics:
+    """Miscalibration areas and interval coverages, before or after recalibration.
+
+    Parameters
+    ----------
+    pred_mean, pred_sd, y : array_like, shape (n, F)
+        Predictions and labels on held-out data (1-d: one feature).
+    calibrator : Calibrator, optional
+        Apply this recalibration first; None evaluates the raw Gaussian predictions.
+    levels : sequence of float
+        Nominal coverages of the central intervals to report, in (0, 1).
+    n_grid : int
+        Number of levels of the grid on which the miscalibration areas are computed.
+    feature_names : sequence of str, optional
+        Names of the F features; default: the calibrator's.
+
+    Returns
+    -------
+    CalibrationMetrics
+    """
+    lv = np.asarray(levels, dtype=np.float64)
+    if lv.ndim != 1 or not np.all((lv > 0.0) & (lv < 1.0)):
+        raise ValueError("levels must be a sequence of fractions in (0, 1), e.g. (0.5, 0.9).")
+    u = _pit(pred_mean, pred_sd, y, calibrator)
+    grid = _grid(n_grid)
+    interval, interval_pooled = _curves(u, "interval", grid)
+    quantile, quantile_pooled = _curves(u, "quantile", grid)
+    coverage, coverage_pooled = _curves(u, "interval", lv)
+    return CalibrationMetrics(
+        interval_area=np.abs(interval - grid).mean(axis=1),
+        quantile_area=np.abs(quantile - grid).mean(axis=1),
+        interval_area_overall=float(np.abs(interval_pooled - grid).mean()),
+        quantile_area_overall=float(np.abs(quantile_pooled - grid).mean()),
+        levels=lv,
+        coverage=coverage,
+        coverage_overall=coverage_pooled,
+        n=int(u.shape[0]),
+        calibrated=calibrator is not None,
+        feature_names=_feature_names(feature_names, calibrator, u.shape[1]),
+    )
