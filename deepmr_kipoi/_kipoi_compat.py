@@ -1,0 +1,271 @@
+"""Compatibility steps that let kipoi 0.8.6 run in a current Python 3.11 environment, and the guards
+that keep it from ever blocking on the network.
+
+kipoi 0.8.6 was written for Python 3.6-3.8, numpy 1.x and Keras 2. In a Python 3.11 / numpy 2 /
+Keras 3 environment it needs:
+
+* numpy aliases removed in numpy 2 (``np.string_``, ``np.unicode_``) that its HDF5 writer uses;
+* ``keras`` imports routed to ``tf_keras`` (legacy Keras 2) while a ``KerasModel`` is built: Keras 3
+  cannot read the Keras 1/2 architecture JSON and h5 weight files of the model zoo;
+* ``pkg_resources`` (``setuptools<81``) and ``six``, declared in ``setup.cfg``;
+* its ``print`` diagnostics (schema mismatches, download messages) turned into log records.
+
+Kipoi downloads model files (``RemoteFile`` arguments of ``model.yaml``) with ``urllib`` and no
+timeout, and clones or pulls git model sources on first access. :func:`network_guard` replaces the
+download with an immediate :class:`WeightsNotFoundError` unless downloads are explicitly allowed, and
+:func:`prepare_source` handles git sources itself, with timeouts, so a run never hangs.
+
+The shims and guards touch module attributes (``numpy``, ``sys.modules['keras']``,
+``kipoi.specs.download_url``); the context managers restore them on exit and are not meant to be
+entered from several threads at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+#: seconds a single network operation (socket read, git clone/pull) may take when downloads are on
+NETWORK_TIMEOUT_S = 120
+
+_LEGACY_KERAS_MODULES = ("keras", "keras.models", "keras.layers", "keras.backend")
+
+
+class WeightsNotFoundError(FileNotFoundError, ValueError):
+    """A model file Kipoi needs is neither present nor downloadable (downloads are off).
+
+    Subclasses both ``FileNotFoundError`` and ``ValueError`` so that callers that treat bad input as
+    ``ValueError`` (the command line exits with status 2) handle it too.
+    """
+
+
+def apply_numpy_shims() -> None:
+    """Restore the numpy-1 aliases kipoi's writers use (``np.string_``, ``np.unicode_``).
+
+    Idempotent; does nothing on numpy 1.x, where the aliases exist.
+    """
+    # setattr by name: these are exactly the numpy-1 spellings that numpy 2 removed
+    for alias, target in (("string_", np.bytes_), ("unicode_", np.str_)):
+        if not hasattr(np, alias):
+            setattr(np, alias, target)
+
+
+def import_kipoi():
+    """Import kipoi after applying the compatibility steps.
+
+    Returns
+    -------
+    module
+        The ``kipoi`` package.
+
+    Raises
+    ------
+    ImportError
+        With the fix, when a dependency kipoi needs on Python 3.11 is missing.
+
+    Notes
+    -----
+    ``import kipoi`` writes ``~/.kipoi/config.yaml`` (or ``/tmp/.kipoi`` when ``HOME`` is not
+    writable).
+    """
+    apply_numpy_shims()
+    try:
+        import kipoi
+    except ModuleNotFoundError as err:
+        if err.name in ("pkg_resources", "six", "setuptools"):
+            raise ImportError(
+                f"kipoi 0.8.6 needs '{err.name}' on Python 3.11: pip install six 'setuptools<81'"
+            ) from err
+        raise
+    return kipoi
+
+
+@contextlib.contextmanager
+def kipoi_output_to_log(level: int = logging.DEBUG) -> Iterator[None]:
+    """Capture what kipoi ``print``s (schema-mismatch notes, download messages) into the log."""
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buffer):
+            yield
+    finally:
+        text = buffer.getvalue().strip()
+        if text:
+            logger.log(level, "kipoi: %s", text)
+
+
+@contextlib.contextmanager
+def legacy_keras() -> Iterator[None]:
+    """Route ``import keras`` to ``tf_keras`` (Keras 2 API) inside the block.
+
+    kipoi's ``KerasModel`` does ``from keras.models import model_from_json, load_model``; with Keras 3
+    installed these cannot read Keras 1/2 JSON architectures or whole-model h5 files, while
+    ``tf_keras`` (the Keras 2 line shipped for TensorFlow 2.16+) can. When ``tf_keras`` is not
+    installed the block runs unchanged (plain Keras 2 environments need nothing).
+    """
+    try:
+        import tf_keras
+    except ImportError:
+        yield
+        return
+    replacements = {
+        "keras": tf_keras,
+        "keras.models": tf_keras.models,
+        "keras.layers": tf_keras.layers,
+        "keras.backend": tf_keras.backend,
+    }
+    saved = {name: sys.modules.get(name) for name in _LEGACY_KERAS_MODULES}
+    sys.modules.update(replacements)
+    try:
+        yield
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+
+
+def file_md5(path: str) -> str:
+    """Hex md5 of a file, read in 1 MiB chunks (the check Kipoi applies to downloaded files)."""
+    import hashlib
+
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def missing_file_message(model: str, arg: str, url: str, md5: str, path: str) -> str:
+    """One-line explanation of a model file that is not where Kipoi looks for it."""
+    if os.path.exists(path):
+        problem = f"the file at {path} does not match md5 {md5}"
+    else:
+        problem = f"Kipoi looked for {path} and it is not there"
+    md5_note = f" (md5 {md5})" if md5 else ""
+    return (
+        f"weights of Kipoi model '{model}' (argument '{arg}') are missing: {problem}; "
+        f"download {url}{md5_note} and place it at exactly that path, or pass download=True "
+        "where the network is reachable"
+    )
+
+
+@contextlib.contextmanager
+def network_guard(model: str, download: bool) -> Iterator[None]:
+    """Keep Kipoi from blocking on downloads inside the block.
+
+    Parameters
+    ----------
+    model : str
+        Model name used in the error message.
+    download : bool
+        False: any file Kipoi would download raises :class:`WeightsNotFoundError` at once (files
+        already present with the right md5 are used as they are). True: downloads run, with a
+        socket timeout of :data:`NETWORK_TIMEOUT_S` seconds per operation so they cannot hang.
+    """
+    import kipoi.specs
+    from kipoi_utils.external.torchvision.dataset_utils import check_integrity
+
+    original = kipoi.specs.download_url
+
+    def offline_download(url, root, filename, md5=""):
+        path = os.path.join(os.path.expanduser(root), filename)
+        if os.path.isfile(path) and check_integrity(path, md5 or None):
+            return
+        arg = os.path.basename(os.path.dirname(path))
+        raise WeightsNotFoundError(missing_file_message(model, arg, url, md5 or "", path))
+
+    previous_timeout = socket.getdefaulttimeout()
+    if download:
+        socket.setdefaulttimeout(NETWORK_TIMEOUT_S)
+    else:
+        kipoi.specs.download_url = offline_download
+    try:
+        yield
+    finally:
+        kipoi.specs.download_url = original
+        socket.setdefaulttimeout(previous_timeout)
+
+
+def _run_git(args: list[str], cwd: str | None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, GIT_LFS_SKIP_SMUDGE="1", GIT_TERMINAL_PROMPT="0")
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=NETWORK_TIMEOUT_S
+    )
+
+
+def prepare_source(source_name: str, source, download: bool) -> None:
+    """Make a Kipoi model source usable without Kipoi touching the network on its own.
+
+    Git sources (the default ``kipoi`` source is a clone of github.com/kipoi/models) are cloned or
+    pulled by Kipoi on first access, without a timeout. Here: with ``download=False`` an existing
+    local clone is used as it is and a missing one is a clear error; with ``download=True`` the clone
+    or pull runs with a timeout, and a failed pull falls back to the local copy with a warning.
+    Local sources need nothing.
+
+    Parameters
+    ----------
+    source_name : str
+        Name of the source (for messages).
+    source : kipoi.sources.Source
+        The source object.
+    download : bool
+        Whether network access is allowed.
+
+    Raises
+    ------
+    ValueError
+        When a git source has no local copy and downloads are off, or cloning fails.
+    """
+    from kipoi.sources import GitSource
+
+    if not isinstance(source, GitSource) or source._pulled:
+        return
+    local = source.local_path
+    cloned = os.path.isdir(local) and bool(os.listdir(local))
+    if not download:
+        if not cloned:
+            raise ValueError(
+                f"Kipoi source '{source_name}' has no local copy at {local} and downloads are off: "
+                f"run `git clone --depth 1 {source.remote_url} {local}` once, pass download=True, "
+                "or pass source=<path of a local copy of the model zoo>"
+            )
+        # offline: use the clone as it is instead of letting Kipoi `git pull` without a timeout
+        source._pulled = True
+        return
+    try:
+        if cloned:
+            if source.auto_update:
+                result = _run_git(["pull"], cwd=local)
+                if result.returncode != 0:
+                    logger.warning(
+                        "git pull of Kipoi source '%s' failed (%s); using the local copy at %s",
+                        source_name,
+                        result.stderr.strip().splitlines()[-1:] or "no message",
+                        local,
+                    )
+        else:
+            result = _run_git(["clone", "--depth=1", source.remote_url, local], cwd=None)
+            if result.returncode != 0:
+                raise ValueError(
+                    f"cloning Kipoi source '{source_name}' from {source.remote_url} failed: "
+                    f"{result.stderr.strip()}"
+                )
+    except subprocess.TimeoutExpired as err:
+        if not cloned:
+            raise ValueError(
+                f"cloning Kipoi source '{source_name}' from {source.remote_url} timed out after "
+                f"{NETWORK_TIMEOUT_S} s; clone it by hand into {local}"
+            ) from err
+        logger.warning("git pull of Kipoi source '%s' timed out; using the local copy", source_name)
+    source._pulled = True

@@ -1,0 +1,218 @@
+"""Adapter for the zoo's ``BPNet-OSKN`` (Avsec et al. 2021): ChIP-nexus profiles of Oct4, Sox2, Nanog
+and Klf4 in mouse ES cells from 1000 bp.
+
+The zoo model is a Keras 2.2 / TensorFlow 1.14 model (``bpnet.model.h5``) that current TensorFlow cannot
+run. This adapter re-implements the network in PyTorch (:mod:`model_adapters.bpnet_torch`) and reads the
+h5 weights by layer name:
+
+* body: ``conv1d_1`` (kernel 25, ReLU, 'same'), then ``conv1d_2`` ... ``conv1d_10``: 9 residual dilated
+  convolutions (kernel 3, dilation 2, 4, ..., 512, ReLU, 'same'; output added to their input);
+* per task, in the order Oct4, Sox2, Nanog, Klf4: a profile head ``conv2d_transpose_k`` (kernel
+  (25, 1), 'same', 2 strands) and a counts head ``dense_(2k-1)`` (global average pooling of the body
+  output, then a 2-unit dense layer: log total counts per strand).
+
+The bias ("control track") inputs of the Keras model are set to zero, as the Kipoi model does
+(``neutral_bias_inputs``); their layers have no bias term, so they contribute exactly nothing and are
+not read. Dilation rates are read from the h5's ``model_config`` when it has one.
+
+Features: the counts heads averaged over strands, one per TF ("Oct4", "Sox2", "Nanog", "Klf4") -- the
+log total-count scalars the Deep MR paper uses. BPNet has no dropout, so uncertainty comes from an
+ensemble of several weight files (``weight_files=[...]``); with the single zoo file the model is
+deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from deepmr_kipoi.kipoi_models import LoadRequest, with_uncertainty
+from deepmr_kipoi.registry import register_adapter
+
+logger = logging.getLogger(__name__)
+
+TASKS = ("Oct4", "Sox2", "Nanog", "Klf4")
+N_DILATED = 9
+
+
+@dataclass(frozen=True)
+class BPNetLayerNames:
+    """Keras layer names of the zoo's BPNet-OSKN h5 (auto-numbered by Keras 2.2 at build time)."""
+
+    first_conv: str = "conv1d_1"
+    dilated: tuple[str, ...] = tuple(f"conv1d_{i}" for i in range(2, 2 + N_DILATED))
+    profile: tuple[str, ...] = tuple(f"conv2d_transpose_{k}" for k in range(1, len(TASKS) + 1))
+    counts: tuple[str, ...] = tuple(f"dense_{2 * k - 1}" for k in range(1, len(TASKS) + 1))
+
+
+@dataclass(frozen=True)
+class BPNetWeights:
+    """BPNet weights in Keras layout, as read from an h5 file.
+
+    Attributes
+    ----------
+    tasks : tuple of str
+    conv1_kernel : ndarray, (K1, 4, F)
+    conv1_bias : ndarray, (F,)
+    dilated_kernels : tuple of ndarray, each (3, F, F)
+    dilated_biases : tuple of ndarray, each (F,)
+    dilation_rates : tuple of int
+    profile_kernels : tuple of ndarray, each (KT, 1, S, F) (Keras Conv2DTranspose layout)
+    profile_biases : tuple of ndarray, each (S,)
+    counts_kernels : tuple of ndarray, each (F, S)
+    counts_biases : tuple of ndarray, each (S,)
+    source : str
+        The file read.
+    """
+
+    tasks: tuple[str, ...]
+    conv1_kernel: np.ndarray
+    conv1_bias: np.ndarray
+    dilated_kernels: tuple[np.ndarray, ...]
+    dilated_biases: tuple[np.ndarray, ...]
+    dilation_rates: tuple[int, ...]
+    profile_kernels: tuple[np.ndarray, ...]
+    profile_biases: tuple[np.ndarray, ...]
+    counts_kernels: tuple[np.ndarray, ...]
+    counts_biases: tuple[np.ndarray, ...]
+    source: str = ""
+
+    @property
+    def n_filters(self) -> int:
+        return int(self.conv1_kernel.shape[2])
+
+    @property
+    def n_strands(self) -> int:
+        return int(self.counts_kernels[0].shape[1])
+
+
+def _layer_weights(root, name: str, path: str) -> dict[str, np.ndarray]:
+    if name not in root:
+        raise ValueError(
+            f"{path} has no layer {name!r} (layers: {', '.join(list(root)[:12])} ...); it is not a "
+            "BPNet-OSKN weight file"
+        )
+    group = root[name]
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs.get("weight_names", [])]
+    if not names:
+        names = []
+        group.visititems(lambda key, obj: names.append(key) if hasattr(obj, "shape") else None)
+    weights = {}
+    for key in names:
+        short = key.rsplit("/", 1)[-1].split(":", 1)[0]
+        weights[short] = np.asarray(group[key], dtype=np.float32)
+    return weights
+
+
+def _dilation_rates(h5file, names: BPNetLayerNames) -> tuple[int, ...]:
+    default = tuple(2**i for i in range(1, len(names.dilated) + 1))
+    raw = h5file.attrs.get("model_config")
+    if raw is None:
+        return default
+    config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    layers = {layer.get("config", {}).get("name"): layer for layer in config.get("config", {}).get("layers", [])}
+    rates = []
+    for layer_name, fallback in zip(names.dilated, default):
+        cfg = layers.get(layer_name, {}).get("config", {})
+        if cfg.get("padding", "same") != "same":
+            raise ValueError(f"layer {layer_name} uses padding {cfg.get('padding')!r}; only 'same' is supported")
+        rate = cfg.get("dilation_rate", fallback)
+        rates.append(int(rate[0] if isinstance(rate, list | tuple) else rate))
+    return tuple(rates)
+
+
+def read_bpnet_h5(path: str, tasks=TASKS, layer_names: BPNetLayerNames | None = None) -> BPNetWeights:
+    """Read BPNet weights from a Keras h5 file (whole-model save or weights-only) by layer name.
+
+    Parameters
+    ----------
+    path : str
+        The h5 file (the zoo's ``bpnet.model.h5`` or one with the same layer names).
+    tasks : sequence of str
+        Task names in head order.
+    layer_names : BPNetLayerNames, optional
+        Layer names (default: those of the zoo's BPNet-OSKN).
+
+    Returns
+    -------
+    BPNetWeights
+
+    Raises
+    ------
+    ValueError
+        A layer is missing or has a shape that does not fit the architecture.
+    """
+    import h5py
+
+    names = layer_names or BPNetLayerNames()
+    tasks = tuple(tasks)
+    if len(names.profile) < len(tasks) or len(names.counts) < len(tasks):
+        raise ValueError(f"layer names cover {len(names.counts)} tasks, but {len(tasks)} tasks were given")
+    with h5py.File(path, "r") as f:
+        root = f["model_weights"] if "model_weights" in f else f
+        first = _layer_weights(root, names.first_conv, path)
+        dilated = [_layer_weights(root, n, path) for n in names.dilated]
+        profile = [_layer_weights(root, n, path) for n in names.profile[: len(tasks)]]
+        counts = [_layer_weights(root, n, path) for n in names.counts[: len(tasks)]]
+        rates = _dilation_rates(f, names)
+    n_filters = first["kernel"].shape[2]
+    if first["kernel"].ndim != 3 or first["kernel"].shape[1] != 4:
+        raise ValueError(f"{names.first_conv} kernel has shape {first['kernel'].shape}, expected (K, 4, F)")
+    for n, w in zip(names.dilated, dilated):
+        if w["kernel"].shape[1:] != (n_filters, n_filters) or "bias" not in w:
+            raise ValueError(f"{n} kernel has shape {w['kernel'].shape}, expected (3, {n_filters}, {n_filters}) with a bias")
+    for n, w in zip(names.profile, profile):
+        if w["kernel"].ndim != 4 or w["kernel"].shape[1] != 1 or w["kernel"].shape[3] != n_filters:
+            raise ValueError(f"{n} kernel has shape {w['kernel'].shape}, expected (K, 1, strands, {n_filters})")
+    for n, w in zip(names.counts, counts):
+        if w["kernel"].shape[0] != n_filters or "bias" not in w:
+            raise ValueError(f"{n} kernel has shape {w['kernel'].shape}, expected ({n_filters}, strands) with a bias")
+    return BPNetWeights(
+        tasks=tasks,
+        conv1_kernel=first["kernel"],
+        conv1_bias=first["bias"],
+        dilated_kernels=tuple(w["kernel"] for w in dilated),
+        dilated_biases=tuple(w["bias"] for w in dilated),
+        dilation_rates=rates,
+        profile_kernels=tuple(w["kernel"] for w in profile),
+        profile_biases=tuple(w["bias"] for w in profile),
+        counts_kernels=tuple(w["kernel"] for w in counts),
+        counts_biases=tuple(w["bias"] for w in counts),
+        source=str(path),
+    )
+
+
+def _tasks(request: LoadRequest) -> tuple[str, ...]:
+    if request.weight_files is not None:
+        return TASKS
+    names = request.description.output_names
+    return tuple(names) if names else TASKS
+
+
+@register_adapter(
+    "BPNet-OSKN",
+    description="BPNet Oct4/Sox2/Nanog/Klf4 ChIP-nexus (PyTorch port of the zoo's Keras h5); features "
+    "= log total counts, strand mean; ensemble over weight_files",
+    patterns=("BPNet-OSKN",),
+)
+def load_bpnet_oskn(request: LoadRequest):
+    """Load BPNet-OSKN from its h5 weight file(s) as a PyTorch model; one ensemble member per file."""
+    from deepmr_kipoi.predictive import from_torch
+
+    from model_adapters.bpnet_torch import BPNet
+
+    files = request.model_files("model_file")
+    tasks = _tasks(request)
+    members = [
+        from_torch(
+            BPNet(read_bpnet_h5(path, tasks)),
+            feature_names=list(tasks),
+            layout="NLC",
+            alphabet=request.alphabet or "ACGT",
+        )
+        for path in files
+    ]
+    return with_uncertainty(members, request, has_dropout=False)

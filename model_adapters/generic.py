@@ -1,0 +1,192 @@
+"""Generic adapter: any Kipoi ``PyTorchModel`` or ``KerasModel`` whose outputs are vectors.
+
+The framework model is taken from Kipoi's model object (``kipoi_model.model``: the ``torch.nn.Module``
+or the Keras model) and wrapped with ``from_torch`` / ``from_keras`` using the input layout and alphabet
+read from the model's description. Several outputs (a list or dict of vectors) are concatenated in the
+schema's target order, matching ``ModelDescription.feature_names``. Uncertainty: MC dropout when the
+network has dropout layers, an ensemble when several ``weight_files`` are given.
+
+The helpers here (:func:`torch_members`, :func:`keras_members`) are shared by the family adapters.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+from deepmr_kipoi.kipoi_models import LoadRequest, with_uncertainty
+from deepmr_kipoi.registry import register_adapter
+
+logger = logging.getLogger(__name__)
+
+
+class ConcatOutputs:
+    """Output hook: a list/tuple/dict of ``(N, F_k)`` outputs -> one ``(N, sum F_k)`` array.
+
+    Parameters
+    ----------
+    names : tuple of str
+        Output names in schema order; dict outputs are read by these keys, lists by position.
+    """
+
+    def __init__(self, names: tuple[str, ...]):
+        self.names = tuple(names)
+
+    def __call__(self, raw):
+        if isinstance(raw, dict):
+            missing = [n for n in self.names if n not in raw]
+            if missing:
+                raise ValueError(
+                    f"model output has keys {sorted(raw)} but the schema names {missing}; fix the "
+                    "targets in model.yaml"
+                )
+            parts = [raw[n] for n in self.names]
+        elif isinstance(raw, list | tuple):
+            if len(raw) != len(self.names):
+                raise ValueError(
+                    f"model returned {len(raw)} outputs but the schema has {len(self.names)} targets"
+                )
+            parts = list(raw)
+        else:
+            return raw
+        first = parts[0]
+        n = first.shape[0]
+        if type(first).__module__.startswith("torch"):
+            import torch
+
+            return torch.cat([p.reshape(n, -1) for p in parts], dim=1)
+        import numpy as np
+
+        return np.concatenate([np.asarray(p).reshape(n, -1) for p in parts], axis=1)
+
+
+def _check_vector_model(request: LoadRequest) -> None:
+    desc = request.description
+    if desc.layout is None:
+        raise ValueError(
+            f"input {desc.input_name!r} of {desc.name} has shape {desc.input_shape}, not a one-hot DNA "
+            "layout (L,4), (4,L), (4,1,L) or (4,L,1); register an adapter for this model"
+        )
+    if not desc.vector_outputs:
+        shapes = dict(zip(desc.output_names, desc.output_shapes))
+        raise ValueError(
+            f"outputs of {desc.name} are not all vectors ({shapes}); register an adapter that turns "
+            "them into scalar features (see examples/custom_adapter.py)"
+        )
+
+
+def _output_hook(request: LoadRequest):
+    names = request.description.output_names
+    return ConcatOutputs(names) if len(names) > 1 else None
+
+
+def torch_members(request: LoadRequest, transforms=None) -> tuple[list, bool]:
+    """Predictive members for a Kipoi ``PyTorchModel``: one per weight file.
+
+    Parameters
+    ----------
+    request : LoadRequest
+    transforms : None, str or dict
+        Output transform passed to ``from_torch`` (e.g. ``"logit"`` for sigmoid outputs).
+
+    Returns
+    -------
+    members : list
+        ``from_torch`` members (ACGT ``(N, L, 4)`` in, ``(N, F)`` out).
+    has_dropout : bool
+        Whether the network has dropout layers.
+    """
+    import copy
+
+    import torch
+    from deepmr_kipoi.predictive import from_torch
+
+    _check_vector_model(request)
+    desc = request.description
+    module = request.kipoi_model().model
+    modules = [module]
+    if request.weight_files is not None:
+        modules = []
+        for path in request.weight_files:
+            clone = copy.deepcopy(module)
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+                clone.load_state_dict(state)
+            except Exception as err:  # noqa: BLE001 - one message for every way a weight file can be wrong
+                raise ValueError(
+                    f"weight file {path} is not a state dict for {desc.name}: {type(err).__name__}: {err}"
+                ) from err
+            clone.eval()
+            modules.append(clone)
+    has_dropout = any(isinstance(m, torch.nn.modules.dropout._DropoutNd) for m in module.modules())
+    hook = _output_hook(request)
+    members = [
+        from_torch(
+            m,
+            feature_names=list(desc.feature_names),
+            layout=desc.layout,
+            alphabet=request.model_alphabet,
+            output=hook,
+            transforms=transforms,
+        )
+        for m in modules
+    ]
+    return members, has_dropout
+
+
+def keras_members(request: LoadRequest, transforms=None) -> tuple[list, bool]:
+    """Predictive members for a Kipoi ``KerasModel``: one per weight file (see :func:`torch_members`)."""
+    from deepmr_kipoi.predictive import from_keras
+
+    _check_vector_model(request)
+    desc = request.description
+    model = request.kipoi_model().model
+    models = [model]
+    if request.weight_files is not None:
+        keras_pkg = importlib.import_module(type(model).__module__.split(".")[0])
+        models = []
+        for path in request.weight_files:
+            clone = keras_pkg.models.clone_model(model)
+            try:
+                clone.load_weights(path)
+            except Exception as err:  # noqa: BLE001 - one message for every way a weight file can be wrong
+                raise ValueError(
+                    f"weight file {path} does not fit {desc.name}: {type(err).__name__}: {err}"
+                ) from err
+            models.append(clone)
+    layers = getattr(model, "submodules", None) or model.layers
+    has_dropout = any("Dropout" in type(layer).__name__ for layer in layers)
+    hook = _output_hook(request)
+    members = [
+        from_keras(
+            m,
+            feature_names=list(desc.feature_names),
+            layout=desc.layout,
+            alphabet=request.model_alphabet,
+            output=hook,
+            transforms=transforms,
+        )
+        for m in models
+    ]
+    return members, has_dropout
+
+
+@register_adapter(
+    "kipoi-generic",
+    description="any Kipoi PyTorchModel/KerasModel with vector outputs (used when no other adapter "
+    "matches); MC dropout if it has dropout, an ensemble over weight_files",
+    patterns=(),
+)
+def load_generic(request: LoadRequest):
+    """Load a Kipoi PyTorchModel or KerasModel with vector outputs as a predictive model."""
+    desc = request.description
+    if desc.model_type == "PyTorchModel":
+        members, has_dropout = torch_members(request)
+    elif desc.model_type == "KerasModel":
+        members, has_dropout = keras_members(request)
+    else:
+        raise ValueError(
+            f"{desc.name} is a Kipoi {desc.model_type} model ({desc.defined_as}); the generic adapter "
+            "handles PyTorchModel and KerasModel: register an adapter for it"
+        )
+    return with_uncertainty(members, request, has_dropout=has_dropout)
