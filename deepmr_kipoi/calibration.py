@@ -212,7 +212,7 @@ class Calibrator:
         ----------
         pred_mean, pred_sd, y : array_like, shape (..., F)
             Predicted means, predicted SDs (positive) and observed values; 1-d inputs are
-            treated as one feature.
+            treated as one feature and returned shaped (n, 1).
 
         Returns
         -------

@@ -326,10 +326,8 @@ def _fit_cells(cells: _Cells, method: str, test: str, level: float, tol: float, 
     n = cells.k.size
     k = cells.k
     multi = k >= 2
-    nan = np.full(n, np.nan)
     tau2 = np.zeros(n)
-    tau2_se = nan.copy()
-    q, i2, h2 = nan.copy(), nan.copy(), nan.copy()
+    tau2_se, q, i2, h2 = (np.full(n, np.nan) for _ in range(4))
     converged = np.ones(n, dtype=bool)
     if multi.any():
         sub = cells.take(multi)
@@ -347,18 +345,18 @@ def _fit_cells(cells: _Cells, method: str, test: str, level: float, tol: float, 
             t_m, conv_m, iters = _pm(sub, s2, q_m, tol, maxiter)
             logger.debug("Paule-Mandel root finding: %d iterations over %d cells", iters, t_m.size)
         t_m = np.where(conv_m, t_m, t_dl)
+        # metafor's SE of tau2 for each estimator, taken at the final tau2.
+        se_t = np.sqrt(2.0 * (sub.k - 1.0) + 4.0 * t_dl * tr_p0 + 2.0 * t_dl**2 * tr_pp0) / tr_p0
         w, sw, _, _ = sub.weighted(t_m)
         if method == "REML":
             sw2 = (w * w).sum(axis=-1)
             sw3 = (w * w * w).sum(axis=-1)
-            se_m = np.sqrt(2.0 / (sw2 - 2.0 * sw3 / sw + (sw2 / sw) ** 2))
+            se_reml = np.sqrt(2.0 / (sw2 - 2.0 * sw3 / sw + (sw2 / sw) ** 2))
+            se_t = np.where(conv_m, se_reml, se_t)
         elif method == "PM":
-            se_m = np.sqrt(2.0 * sub.k**2 / (sub.k - 1.0)) / sw
-        else:
-            se_m = nan[: t_m.size]
-        se_dl = np.sqrt(2.0 * (sub.k - 1.0) + 4.0 * t_dl * tr_p0 + 2.0 * t_dl**2 * tr_pp0) / tr_p0
+            se_t = np.where(conv_m, np.sqrt(2.0 * sub.k**2 / (sub.k - 1.0)) / sw, se_t)
         tau2[multi] = t_m
-        tau2_se[multi] = np.where(conv_m & (method != "DL"), se_m, se_dl)
+        tau2_se[multi] = se_t
         converged[multi] = conv_m
         q[multi] = q_m
         i2[multi] = 100.0 * t_m / (s2 + t_m)
