@@ -608,11 +608,20 @@ def build_bpnet_keras(length: int = 100, filters: int = 6, n_dil: int = 9, conv1
     return keras.Model(inputs, outputs)
 
 
+def save_keras_h5(model, path) -> None:
+    """Whole-model h5 save (the legacy format the zoo's Keras models use), without the warning."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*HDF5 file via `model.save\\(\\)`")
+        model.save(str(path), include_optimizer=False)
+
+
 def write_bpnet_h5(path, length: int = 100, filters: int = 6, seed: int = 0, **kwargs) -> str:
     """Save :func:`build_bpnet_keras` as a whole-model Keras h5 (as the zoo's file is)."""
     model = build_bpnet_keras(length=length, filters=filters, seed=seed, **kwargs)
     tmp = str(path) + ".h5" if not str(path).endswith(".h5") else str(path)
-    model.save(tmp, include_optimizer=False)
+    save_keras_h5(model, tmp)
     if tmp != str(path):
         shutil.move(tmp, str(path))
     return str(path)
