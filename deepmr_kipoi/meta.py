@@ -248,6 +248,7 @@ def _reml(cells: _Cells, scale: np.ndarray, tol: float, maxiter: int):
     rss = (((y - ybar[:, None]) * m) ** 2).sum(axis=-1)
     tau2 = np.maximum((rss - (1.0 - 1.0 / k) * (v * m).sum(axis=-1)) / (k - 1.0), 0.0)
     converged = np.zeros(tau2.shape, dtype=bool)
+    loglik = _reml_loglik(cells, tau2)
     active = np.arange(tau2.size)
     iterations = 0
     while active.size and iterations < maxiter:
@@ -266,14 +267,16 @@ def _reml(cells: _Cells, scale: np.ndarray, tol: float, maxiter: int):
         hess = 0.5 * tr_pp - ((w * wr * wr).sum(axis=-1) - (w * wr).sum(axis=-1) ** 2 / sw)
         step = np.where(hess < 0.0, -grad / np.where(hess < 0.0, hess, -1.0), 2.0 * grad / tr_pp)
         step = np.maximum(step, -t)
-        ll_old = _reml_loglik(sub, t)
+        ll_old = loglik[active]
         for _ in range(60):
-            worse = _reml_loglik(sub, t + step) < ll_old - 1e-13 * np.abs(ll_old)
+            ll_new = _reml_loglik(sub, t + step)
+            worse = ll_new < ll_old - 1e-13 * np.abs(ll_old)
             if not worse.any():
                 break
             step = np.where(worse, 0.5 * step, step)
         new = t + step
         tau2[active] = new
+        loglik[active] = ll_new
         done = np.abs(step) <= tol * (new + scale[active])
         converged[active[done]] = True
         active = active[~done]
