@@ -1,51 +1,341 @@
-"""The ``deepmr`` command line."""
+"""The ``deepmr`` command line: demo, run, simulate, compare, adapters.
+
+Bad input ends with one line on stderr (``deepmr <command>: error: <reason and fix>``) and exit
+status 2; the pipeline removes what it had written, so no half-written results folder stays.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import textwrap
+import time
+from pathlib import Path
 
 from deepmr_kipoi import __version__
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+_RUN_EXAMPLES = """examples:
+  deepmr run --model DeepSEA/predict --fasta hg19.fa --bed peaks.bed --n-sequences 50 \\
+      --exposures 'HepG2_CTCF*' --outcomes 'HepG2_DNase*' --window 400 600 --out deepsea_run
+  deepmr run --model path/to/kipoi_model_dir --weights fold1.pt fold2.pt fold3.pt \\
+      --uncertainty ensemble --calibration-table heldout.csv --methods ivw egger weighted_median
+  deepmr run --model my_models.py:build_ensemble --n-sequences 10 --out my_run
+  deepmr run --config settings.yaml --out my_run      # keys as the long options, e.g. n_sequences: 10
+  deepmr run --config my_run/config.yaml              # repeat (or resume) a run
+
+Re-running the same command with the same --out resumes: finished chunks of sequences are skipped.
+"""
+
+_DEMO_EXAMPLES = """examples:
+  deepmr demo                               # writes ./deepmr_demo with report.html
+  deepmr demo --out /tmp/demo --n-sequences 4 --quiet
+"""
+
+_COMPARE_EXAMPLES = """examples:
+  deepmr compare run_model_a run_model_b --out a_vs_b
+  deepmr compare runs/* --out all_models
+"""
 
 
-def _not_yet(name: str):
-    def run(args: argparse.Namespace) -> int:
-        print(f"deepmr {name}: not implemented yet in this version", file=sys.stderr)
-        return EXIT_BAD_INPUT
+def _wrap(text: str) -> str:
+    return textwrap.fill(text, width=88)
 
-    return run
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line (and exits 2)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("output and logging")
+    g.add_argument("-q", "--quiet", action="store_true", default=False,
+                   help="no progress bars, only errors")  # fmt: skip
+    g.add_argument("-v", "--verbose", action="store_true", default=False,
+                   help="debug logging")  # fmt: skip
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    s = argparse.SUPPRESS  # options left out do not override --config or the defaults
+    p.add_argument("--config", metavar="YAML", default=s,
+                   help="YAML file of settings (keys: the long option names); options given on the "
+                   "command line override it")  # fmt: skip
+    g = p.add_argument_group("model")
+    g.add_argument("--model", metavar="NAME_OR_DIR", default=s,
+                   help="Kipoi model name, model directory, registered adapter, or Python factory "
+                   "module:function / file.py:function returning a PredictiveModel")  # fmt: skip
+    g.add_argument("--source", default=s, help="Kipoi source of the model")
+    g.add_argument("--adapter", default=s, help="use this registered adapter (see deepmr adapters)")
+    g.add_argument("--alphabet", default=s, help="the model's one-hot channel order, e.g. AGCT")
+    g.add_argument("--weights", dest="weight_files", nargs="+", metavar="FILE", default=s,
+                   help="weight files, one ensemble member each")  # fmt: skip
+    g.add_argument("--uncertainty", choices=("ensemble", "mc_dropout"), default=s,
+                   help="uncertainty method (default: the adapter's)")  # fmt: skip
+    g.add_argument("--n-samples", dest="n_samples", type=int, default=s,
+                   help="MC-dropout samples (default 30)")  # fmt: skip
+    g = p.add_argument_group("reference sequences")
+    g.add_argument("--sequences", choices=("random", "fasta", "dataloader"), default=s,
+                   help="source of reference sequences (default: fasta when --fasta is given, "
+                   "else random)")  # fmt: skip
+    g.add_argument("--fasta", default=s, help="FASTA of sequences, or the genome with --bed")
+    g.add_argument("--bed", default=s, help="BED intervals to sample from the --fasta genome")
+    g.add_argument("--n-sequences", dest="n_sequences", type=int, default=s,
+                   help="number of reference sequences (default: 20 random / all of the file)")  # fmt: skip
+    g.add_argument("--sequence-length", dest="sequence_length", type=int, default=s,
+                   help="sequence length when the model does not declare it")  # fmt: skip
+    g = p.add_argument_group("features and mutagenesis")
+    g.add_argument("--exposures", nargs="+", metavar="NAME", default=s,
+                   help="exposure feature names or globs (default: all)")  # fmt: skip
+    g.add_argument("--outcomes", nargs="+", metavar="NAME", default=s,
+                   help="outcome feature names or globs (default: all)")  # fmt: skip
+    g.add_argument("--window", nargs=2, type=int, metavar=("START", "END"), default=s,
+                   help="half-open ISM window within the sequence (default: whole sequence)")  # fmt: skip
+    g.add_argument("--batch-size", dest="batch_size", type=int, default=s,
+                   help="mutants per forward pass (default 512)")  # fmt: skip
+    g = p.add_argument_group("calibration")
+    g.add_argument("--calibration-table", dest="calibration_table", metavar="TABLE", default=s,
+                   help="CSV/TSV/Parquet: column 'sequence' plus observed labels per feature")  # fmt: skip
+    g.add_argument("--calibration-method", dest="calibration_method",
+                   choices=("quantile", "sigma"), default=s, help="default quantile")  # fmt: skip
+    g.add_argument("--calibrator", metavar="JSON", default=s, help="a saved calibrator")
+    g = p.add_argument_group("instruments and MR")
+    g.add_argument("--z", type=float, default=s, help="instrument threshold (default 1.96)")
+    g.add_argument("--instrument-rule", dest="instrument_rule", choices=("wald", "pooled"),
+                   default=s, help="wald: |b/se| >= z (default); pooled: the paper code's rule")  # fmt: skip
+    g.add_argument("--one-per-position", dest="one_per_position", action="store_true", default=s,
+                   help="at most one allele per position (the strongest)")  # fmt: skip
+    g.add_argument("--min-instruments", dest="min_instruments", type=int, default=s,
+                   help="minimum instruments per MR fit (default 3)")  # fmt: skip
+    g.add_argument("--methods", nargs="+", metavar="METHOD", default=s,
+                   help="MR methods: ivw ivw_fe egger weighted_median simple_median weighted_mode "
+                   "(default: ivw egger)")  # fmt: skip
+    g.add_argument("--n-boot", dest="n_boot", type=int, default=s,
+                   help="bootstrap replicates of median/mode SEs (default 1000)")  # fmt: skip
+    g.add_argument("--meta-method", dest="meta_method", choices=("REML", "DL", "PM"), default=s,
+                   help="tau^2 estimator of the global meta-analysis (default REML)")  # fmt: skip
+    g.add_argument("--meta-test", dest="meta_test", choices=("z", "knha"), default=s,
+                   help="z (default) or Knapp-Hartung")  # fmt: skip
+    g.add_argument("--level", type=float, default=s, help="confidence level (default 0.95)")
+    g = p.add_argument_group("run")
+    g.add_argument("--out", default=s, help="results folder (required)")
+    g.add_argument("--seed", type=int, default=s, help="seed (default 0)")
+    g.add_argument("--chunk-size", dest="chunk_size", type=int, default=s,
+                   help="sequences per chunk: unit of resume (default 16)")  # fmt: skip
+    g.add_argument("--save-effects", dest="save_effects", choices=("auto", "yes", "no"),
+                   default=s, help="write effects.h5 (default auto: small runs)")  # fmt: skip
+    g.add_argument("--n-examples", dest="n_examples", type=int, default=s,
+                   help="sequences in MR scatter plots (default 3)")  # fmt: skip
+    g.add_argument("--no-figures", dest="figures", action="store_false", default=s)
+    g.add_argument("--no-report", dest="report", action="store_false", default=s)
+    g.add_argument("--force", action="store_true", default=s,
+                   help="replace results of a different configuration in --out")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    """The ``deepmr`` argument parser (``simulate``'s options come from ``simulate``)."""
+    parser = _Parser(
         prog="deepmr",
-        description="Deep Mendelian Randomization: causal effects a genomic deep-learning model has learned.",
-        epilog="Example: deepmr demo --out demo_results",
+        description=_wrap("Deep Mendelian Randomization: causal effects a genomic deep-learning model "
+        "has learned between its output features."),
+        epilog="examples:\n  deepmr demo\n  deepmr run --model DeepSEA/predict --fasta hg19.fa "
+        "--bed peaks.bed --out run1\n  deepmr compare run1 run2 --out cmp\n  deepmr adapters\n\n"
+        "Every command has --help with examples.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"deepmr_kipoi {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, text in [
-        ("demo", "complete run on the small model shipped with the package"),
-        ("run", "Deep MR on a Kipoi model or a registered adapter"),
-        ("simulate", "the simulation experiment with known truth"),
-        ("compare", "compare the causal patterns of several runs"),
-        ("adapters", "list registered model adapters"),
-    ]:
-        p = sub.add_parser(name, help=text, description=text)
-        p.set_defaults(func=_not_yet(name))
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    p = sub.add_parser("demo", help="complete run on the small model shipped with the package",
+                       description=_wrap("A complete Deep MR run on the small multi-task model shipped "
+                       "with the package (planted causal structure, deep ensemble); no network. "
+                       "The report's headline compares estimated with true global effects."),
+                       epilog=_DEMO_EXAMPLES, formatter_class=fmt)  # fmt: skip
+    p.add_argument("--out", default="deepmr_demo", help="results folder (default ./deepmr_demo)")
+    p.add_argument("--n-sequences", dest="n_sequences", type=int, default=None,
+                   help="use only this many of the demo's reference sequences (quick check)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--force", action="store_true", help="replace an older demo run in --out")
+    _common(p)
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("run", help="Deep MR on a Kipoi model or a registered adapter",
+                       description=_wrap("Deep MR on a Kipoi model, model directory, registered adapter "
+                       "or Python model factory: ISM effects with uncertainty, instruments, local "
+                       "MR per sequence, global random-effects meta-analysis, figures and report."),
+                       epilog=_RUN_EXAMPLES, formatter_class=fmt)  # fmt: skip
+    _add_run_arguments(p)
+    _common(p)
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("simulate", help="the simulation experiment with known truth",
+                       description=_wrap("The simulation experiment with known truth (options: "
+                       "deepmr simulate --help)."), add_help=False)  # fmt: skip
+    p.set_defaults(func=None)
+
+    p = sub.add_parser("compare", help="compare the causal patterns of several runs",
+                       description=_wrap("Align the shared (exposure, outcome, method) global effects of "
+                       "several runs, draw them side by side, report Spearman rank correlations "
+                       "and list pairs whose sign or significance disagree."),
+                       epilog=_COMPARE_EXAMPLES, formatter_class=fmt)  # fmt: skip
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (two or more)")
+    p.add_argument("--out", default="deepmr_compare", help="output folder (default ./deepmr_compare)")
+    p.add_argument("--no-figures", dest="figures", action="store_false")
+    _common(p)
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("adapters", help="list registered model adapters",
+                       description=_wrap("List the registered model adapters (built in and plugins of "
+                       "the deepmr_kipoi.adapters entry-point group)."),
+                       epilog="example:\n  deepmr adapters", formatter_class=fmt)  # fmt: skip
+    _common(p)
+    p.set_defaults(func=_cmd_adapters)
     return parser
 
 
+def _simulate_parser() -> argparse.ArgumentParser:
+    from deepmr_kipoi import simulate
+
+    p = _Parser(prog="deepmr simulate",
+                description=_wrap("The simulation experiment: train models on sequences with a planted "
+                "causal structure, run Deep MR, compare with the truth."),
+                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    simulate.add_arguments(p)
+    if not any("--quiet" in a.option_strings for a in p._actions):
+        _common(p)
+    return p
+
+
+def _setup_logging(args) -> None:
+    level = logging.DEBUG if getattr(args, "verbose", False) else (
+        logging.ERROR if getattr(args, "quiet", False) else logging.WARNING)  # fmt: skip
+    root = logging.getLogger()
+    if not any(getattr(h, "_deepmr", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler._deepmr = True
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def _load_yaml(path: str) -> dict:
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"config file not found: {p}; check the --config path")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{p} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{p} must hold a mapping of settings (key: value)")
+    return data
+
+
+def _config_from_args(args: argparse.Namespace):
+    from deepmr_kipoi.pipeline import RunConfig
+
+    values = dict(_load_yaml(args.config)) if "config" in args else {}
+    values.pop("config", None)
+    for key, value in vars(args).items():
+        if key in ("config", "func", "command", "quiet", "verbose"):
+            continue
+        values[key] = value
+    if isinstance(values.get("save_effects"), str) and values["save_effects"] in ("yes", "no"):
+        values["save_effects"] = values["save_effects"] == "yes"
+    values["progress"] = not args.quiet
+    config = RunConfig.from_dict(values)
+    if not config.out:
+        raise ValueError("no results folder given; pass --out DIR")
+    return config
+
+
+def _summary(result, started: float) -> str:
+    g = result.global_effects
+    n_sig = int(g["significant"].fillna(False).astype(bool).sum())
+    where = f"{result.out_dir}" if result.out_dir else "memory"
+    return (f"{len(g)} global effects ({n_sig} significant) from "
+            f"{result.run_info['sequences']['n']} sequences in {time.time() - started:.1f} s; "
+            f"results in {where}, report {where}/report.html")  # fmt: skip
+
+
+def _cmd_run(args) -> int:
+    from deepmr_kipoi import pipeline
+
+    started = time.time()
+    config = _config_from_args(args)
+    result = pipeline.run(config)
+    if not args.quiet:
+        print(_summary(result, started))
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from deepmr_kipoi import demo
+
+    started = time.time()
+    result = demo.run_demo(args.out, n_sequences=args.n_sequences, seed=args.seed,
+                           progress=not args.quiet, force=args.force)  # fmt: skip
+    if not args.quiet:
+        print(demo.headline(result))
+        print(_summary(result, started))
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from deepmr_kipoi import pipeline
+
+    res = pipeline.compare(args.runs, args.out, figures=args.figures)
+    if not args.quiet:
+        for row in res.summary.itertuples():
+            print(f"{row.method}: {row.run} vs {row.reference}: Spearman rho {row.spearman_rho:.3f} "
+                  f"over {row.shared_pairs} shared pairs, same sign {row.same_sign:.0%}")  # fmt: skip
+        print(f"{len(res.disagreements)} pairs disagree in sign or significance; results in "
+              f"{res.out_dir}, report {res.out_dir}/report.html")  # fmt: skip
+    return 0
+
+
+def _cmd_adapters(args) -> int:
+    from deepmr_kipoi import registry
+
+    for line in registry.describe_adapters():
+        print(line)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``deepmr`` command; return its exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
+    if argv and argv[0] == "simulate":
+        from deepmr_kipoi import simulate
+
+        args = _simulate_parser().parse_args(argv[1:])
+        args.command = "simulate"
+        func = simulate.run_from_args
+    else:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return EXIT_BAD_INPUT
+        func = args.func
+    _setup_logging(args)
+    try:
+        return int(func(args) or 0)
+    except (ValueError, FileNotFoundError) as err:
+        reason = " ".join(str(err).split()) or type(err).__name__
+        print(f"deepmr {args.command}: error: {reason}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    return args.func(args)
+    except KeyboardInterrupt:
+        print(f"deepmr {args.command}: interrupted; re-run the same command to resume",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
