@@ -96,14 +96,16 @@ def torch_members(request: LoadRequest, transforms=None) -> tuple[list, bool]:
     has_dropout : bool
         Whether the network has dropout layers.
     """
-    import copy
-
-    import torch
-    from deepmr_kipoi.predictive import from_torch
-
     _check_vector_model(request)
     desc = request.description
     module = request.kipoi_model().model
+
+    import copy
+
+    import torch
+
+    from deepmr_kipoi.predictive import from_torch
+
     modules = [module]
     if request.weight_files is not None:
         modules = []
@@ -136,11 +138,12 @@ def torch_members(request: LoadRequest, transforms=None) -> tuple[list, bool]:
 
 def keras_members(request: LoadRequest, transforms=None) -> tuple[list, bool]:
     """Predictive members for a Kipoi ``KerasModel``: one per weight file (see :func:`torch_members`)."""
-    from deepmr_kipoi.predictive import from_keras
-
     _check_vector_model(request)
     desc = request.description
     model = request.kipoi_model().model
+
+    from deepmr_kipoi.predictive import from_keras
+
     models = [model]
     if request.weight_files is not None:
         keras_pkg = importlib.import_module(type(model).__module__.split(".")[0])
