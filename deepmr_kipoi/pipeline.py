@@ -910,9 +910,9 @@ def plain_warnings(
             )
     methods = glob["method"].unique()
     if "ivw" in methods and "egger" in methods:
-        a = glob[glob["method"] == "ivw"].set_index(["exposure", "outcome"])
-        b = glob[glob["method"] == "egger"].set_index(["exposure", "outcome"])
-        j = a.join(b, lsuffix="_ivw", rsuffix="_egger", how="inner")
+        j = glob[glob["method"] == "ivw"].merge(
+            glob[glob["method"] == "egger"], on=["exposure", "outcome"], suffixes=("_ivw", "_egger")
+        )
         flip = j["significant_ivw"].fillna(False).astype(bool) & (
             np.sign(j["estimate_ivw"]) != np.sign(j["estimate_egger"])
         )

@@ -91,8 +91,7 @@ def _symmetric_norm(values: np.ndarray) -> TwoSlopeNorm:
 def _draw_matrix(ax, mat: pd.DataFrame, sig: pd.DataFrame | None, title: str, norm=None):
     values = mat.to_numpy(dtype=float)
     norm = norm or _symmetric_norm(values)
-    cmap = plt.get_cmap("RdBu_r").copy()
-    cmap.set_bad("#dddddd")
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="#dddddd")
     im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm, aspect="auto",
                    interpolation="nearest")  # fmt: skip
     n_r, n_c = values.shape
@@ -243,7 +242,7 @@ def forest(
     fig, ax = plt.subplots(figsize=(5.5, 1.2 + 0.22 * (k + 2)))
     ys = np.arange(k)[::-1] + 2
     ok = np.isfinite(est)
-    ax.errorbar(est[ok], ys[ok], xerr=[est[ok] - lo[ok], hi[ok] - est[ok]], fmt="s", ms=3,
+    ax.errorbar(est[ok], ys[ok], xerr=np.vstack([est[ok] - lo[ok], hi[ok] - est[ok]]), fmt="s", ms=3,
                 color="#333333", ecolor="#777777", elinewidth=1)  # fmt: skip
     for y in ys[~ok]:
         ax.text(0, y, "no estimate", fontsize=6, color="#999999", va="center")
@@ -317,7 +316,7 @@ def truth_scatter(
     lo, hi = np.asarray(ci_low, dtype=float), np.asarray(ci_high, dtype=float)
     fig, ax = plt.subplots(figsize=(4.8, 4.5))
     ok = np.isfinite(e) & np.isfinite(t)
-    ax.errorbar(t[ok], e[ok], yerr=[e[ok] - lo[ok], hi[ok] - e[ok]], fmt="o", ms=4,
+    ax.errorbar(t[ok], e[ok], yerr=np.vstack([e[ok] - lo[ok], hi[ok] - e[ok]]), fmt="o", ms=4,
                 color="#1f77b4", ecolor="#9ecae1")  # fmt: skip
     vals = np.concatenate([t[ok], lo[ok], hi[ok]]) if ok.any() else np.array([-1.0, 1.0])
     span = [float(np.nanmin(vals)), float(np.nanmax(vals))]
