@@ -1,0 +1,472 @@
+"""Predictive models with uncertainty: S deterministic functions of a sequence.
+
+A :class:`PredictiveModel` maps ACGT one-hot sequences ``(N, L, 4)`` to predictions ``(S, N, F)``: S
+samples (deep-ensemble members, or MC-dropout samples with one fixed dropout mask each), N sequences, F
+named features. Each sample is a deterministic function, so the ISM engine can pair a mutant with its
+reference under the same sample (DESIGN.md section 2).
+
+Members, the deterministic building blocks, come from :func:`from_torch`, :func:`from_keras` or
+:func:`from_function`; the frameworks are imported only when those are called. Members always take ACGT
+``(N, L, 4)`` input and convert it to their model's alphabet and layout themselves.
+
+Example
+-------
+>>> member = from_torch(net, feature_names=["a", "b"], layout="NCL")      # doctest: +SKIP
+>>> model = MCDropout(member, n_samples=30, seed=0)                      # doctest: +SKIP
+>>> model.predict_samples(onehot).shape                                  # doctest: +SKIP
+(30, N, 2)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from deepmr_kipoi import sequences
+from deepmr_kipoi.predictive._member import DropoutLayer, FunctionMember, Member
+from deepmr_kipoi.predictive.transforms import (
+    LOGIT_EPS,
+    TRANSFORMS,
+    apply_transforms,
+    resolve_transforms,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "LOGIT_EPS",
+    "TRANSFORMS",
+    "DeepEnsemble",
+    "Deterministic",
+    "DropoutLayer",
+    "MCDropout",
+    "Member",
+    "PredictiveModel",
+    "apply_transforms",
+    "from_function",
+    "from_keras",
+    "from_torch",
+    "resolve_transforms",
+]
+
+
+@runtime_checkable
+class PredictiveModel(Protocol):
+    """What the ISM engine and the pipeline need from a model with uncertainty.
+
+    Attributes
+    ----------
+    feature_names : tuple of str, length F
+    sequence_length : int or None
+        Input length the model needs, when fixed.
+    alphabet : str
+        The model's own channel order (inputs are always ACGT; this is provenance).
+    n_samples : int
+        S, the number of deterministic samples (1: no uncertainty, effect SEs are undefined).
+
+    Optional attribute ``fast_ism`` (bool, default False): when True the ISM engine hands each
+    reference's mutants to :meth:`predict_mutants` (so it can reuse the reference's computation)
+    instead of batching mutants of several references together through :meth:`predict_samples`.
+    """
+
+    feature_names: tuple[str, ...]
+    sequence_length: int | None
+    alphabet: str
+    n_samples: int
+
+    def predict_samples(self, onehot, batch_size: int | None = None) -> np.ndarray:
+        """``(N, L, 4)`` ACGT one-hot -> ``(S, N, F)`` float32."""
+        ...
+
+    def predict_mutants(self, reference, mutants) -> np.ndarray:
+        """``reference (L, 4)`` and its ``mutants (M, L, 4)`` -> ``(S, M, F)`` float32."""
+        ...
+
+
+def _check_members(members) -> list[Member]:
+    members = list(members)
+    if not members:
+        raise ValueError(
+            "no members given; pass at least one from_torch/from_keras/from_function member"
+        )
+    for m in members:
+        if not isinstance(m, Member):
+            raise ValueError(
+                f"members must be from_torch/from_keras/from_function members, got {type(m).__name__}"
+            )
+    names = members[0].feature_names
+    for i, m in enumerate(members[1:], 1):
+        if m.feature_names != names:
+            raise ValueError(
+                f"member {i} has different feature_names from member 0; all members must agree"
+            )
+    lengths = {m.sequence_length for m in members} - {None}
+    if len(lengths) > 1:
+        raise ValueError(
+            f"members need different sequence lengths {sorted(lengths)}; use one architecture"
+        )
+    return members
+
+
+class _SampledModel:
+    """Shared behaviour of the predictive models: batching, validation, the default mutant hook."""
+
+    fast_ism = False
+
+    def __init__(self, members: Sequence[Member]):
+        self._members = _check_members(members)
+        self.feature_names = self._members[0].feature_names
+        lengths = {m.sequence_length for m in self._members} - {None}
+        self.sequence_length = lengths.pop() if lengths else None
+        self.alphabet = self._members[0].alphabet
+
+    @property
+    def members(self) -> tuple[Member, ...]:
+        """The deterministic members."""
+        return tuple(self._members)
+
+    def _check_input(self, onehot, name="onehot") -> np.ndarray:
+        x = sequences.check_onehot(onehot, name=name)
+        if self.sequence_length is not None and x.shape[1] != self.sequence_length:
+            raise ValueError(
+                f"{name} has length {x.shape[1]} but the model takes {self.sequence_length}; resize the "
+                "sequences (sequences.resize_center / read_fasta(length=...))"
+            )
+        return x
+
+    def _predict_batch(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict_samples(self, onehot, batch_size: int | None = None) -> np.ndarray:
+        """Predict every sample on every sequence.
+
+        Parameters
+        ----------
+        onehot : array_like, shape (N, L, 4)
+            ACGT one-hot; N bases as all-zero columns.
+        batch_size : int, optional
+            Sequences per forward pass (default: all at once).
+
+        Returns
+        -------
+        numpy.ndarray, shape (S, N, F), float32
+            Transformed predictions of each sample.
+        """
+        x = self._check_input(onehot)
+        n = x.shape[0]
+        if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+        step = n if batch_size is None else int(batch_size)
+        out = np.empty((self.n_samples, n, len(self.feature_names)), dtype=np.float32)
+        for a in range(0, n, max(step, 1)):
+            out[:, a : a + step] = self._predict_batch(x[a : a + step])
+        return out
+
+    def predict_mutants(self, reference, mutants) -> np.ndarray:
+        """Predict the mutants of one reference (the fast-ISM hook; here: a plain prediction).
+
+        Parameters
+        ----------
+        reference : array_like, shape (L, 4)
+            The ACGT one-hot reference the mutants derive from (unused by this default).
+        mutants : array_like, shape (M, L, 4)
+
+        Returns
+        -------
+        numpy.ndarray, shape (S, M, F), float32
+        """
+        ref = np.asarray(reference)
+        mut = self._check_input(mutants, name="mutants")
+        if ref.shape != mut.shape[1:]:
+            raise ValueError(
+                f"reference has shape {ref.shape} but mutants have {mut.shape[1:]}; they must match"
+            )
+        return self._predict_batch(mut)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(n_samples={self.n_samples}, features={len(self.feature_names)}, "
+            f"backend={self._members[0].backend})"
+        )
+
+
+class DeepEnsemble(_SampledModel):
+    """Independently trained members as samples (a deep ensemble, Lakshminarayanan et al. 2017).
+
+    Parameters
+    ----------
+    members : sequence of Member, length S >= 1
+        Members with equal ``feature_names`` (e.g. one architecture, several training seeds, or any
+        predictive functions).
+
+    Notes
+    -----
+    Members that take the same prepared input (same backend, alphabet, layout, device) share one
+    conversion of every batch, so an ensemble converts each mutant batch once.
+    """
+
+    def __init__(self, members: Sequence[Member]):
+        super().__init__(members)
+        if len(self._members) == 1:
+            logger.warning(
+                "DeepEnsemble of one member: effect standard errors are undefined (S = 1)"
+            )
+
+    @property
+    def n_samples(self) -> int:
+        return len(self._members)
+
+    def _predict_batch(self, x: np.ndarray) -> np.ndarray:
+        out = np.empty((len(self._members), x.shape[0], len(self.feature_names)), dtype=np.float32)
+        prepared = {}
+        for s, m in enumerate(self._members):
+            key = m.input_key
+            if key not in prepared:
+                prepared[key] = m.prepare(x)
+            out[s] = m.predict_prepared(prepared[key], x.shape[0])
+        return out
+
+
+class Deterministic(_SampledModel):
+    """A single deterministic model: S = 1, so effects have no standard error (SE is NaN).
+
+    Parameters
+    ----------
+    member : Member
+    """
+
+    n_samples = 1
+
+    def __init__(self, member: Member):
+        super().__init__([member])
+
+    def _predict_batch(self, x: np.ndarray) -> np.ndarray:
+        m = self._members[0]
+        return m.predict_prepared(m.prepare(x), x.shape[0])[None]
+
+
+class MCDropout(_SampledModel):
+    """Monte-Carlo dropout with a fixed dropout mask per sample (Gal & Ghahramani 2016).
+
+    Sample s runs the network in inference mode (BatchNorm uses its running statistics) with every
+    dropout layer replaced by multiplication with a fixed mask: keep each unit with probability
+    ``1 - rate`` and scale it by ``1 / (1 - rate)``. The mask has one example's activation shape (one
+    draw per channel for channel/spatial dropout) and is broadcast over the batch, so sample s is one
+    deterministic function, used for the reference and every mutant alike (paired draws).
+
+    Parameters
+    ----------
+    member : Member
+        A torch member with ``nn.Dropout``/``Dropout1d``/``Dropout2d``/``Dropout3d`` modules or a Keras
+        member with ``Dropout``/``SpatialDropout*`` layers. Dropout applied through a functional call
+        inside ``forward`` (``F.dropout``) cannot be masked and is off in inference mode.
+    n_samples : int, >= 2
+        S, the number of mask draws.
+    seed : int
+        Masks are drawn from ``numpy.random.default_rng([seed, s, layer])``: the same seed gives the
+        same masks, whatever the batch sizes or the order of calls.
+    """
+
+    def __init__(self, member: Member, n_samples: int = 30, seed: int = 0):
+        super().__init__([member])
+        if not member.dropout_layers:
+            raise ValueError(
+                f"the {member.backend} model has no dropout layer, so MC dropout gives no uncertainty; "
+                "use DeepEnsemble([...]) of independently trained models instead"
+            )
+        if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 2:
+            raise ValueError(
+                f"n_samples must be an integer >= 2 (got {n_samples!r}); use Deterministic for S = 1"
+            )
+        if int(seed) != seed:
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        self.n_samples = int(n_samples)
+        self.seed = int(seed)
+        self._masks: dict[tuple, np.ndarray] = {}
+        for layer in member.dropout_layers:
+            if not 0.0 <= layer.rate < 1.0:
+                raise ValueError(
+                    f"dropout layer {layer.name} has rate {layer.rate}; MC dropout needs 0 <= rate < 1"
+                )
+
+    def mask(self, sample: int, layer: int, shape: tuple, rate: float) -> np.ndarray:
+        """The fixed mask of one sample and dropout layer.
+
+        Parameters
+        ----------
+        sample, layer : int
+            Sample index s and dropout-layer index (order of ``member.dropout_layers``).
+        shape : tuple of int
+            Mask shape: one example's activation shape, 1 on broadcast axes.
+        rate : float
+            Drop probability.
+
+        Returns
+        -------
+        numpy.ndarray of ``shape``, float32
+            0 for dropped units, ``1 / (1 - rate)`` for kept ones.
+        """
+        key = (sample, layer, shape, rate)
+        m = self._masks.get(key)
+        if m is None:
+            rng = np.random.default_rng([self.seed, sample, layer])
+            keep = rng.random(shape) >= rate
+            m = (keep / (1.0 - rate)).astype(np.float32)
+            self._masks[key] = m
+        return m
+
+    def _predict_batch(self, x: np.ndarray) -> np.ndarray:
+        m = self._members[0]
+        prepared = m.prepare(x)
+        out = np.empty((self.n_samples, x.shape[0], len(self.feature_names)), dtype=np.float32)
+        for s in range(self.n_samples):
+            out[s] = m.predict_prepared(
+                prepared, x.shape[0], masks=lambda k, shape, rate, s=s: self.mask(s, k, shape, rate)
+            )
+        return out
+
+
+def _infer_feature_names(feature_names, sequence_length, probe: Callable[[np.ndarray], int]):
+    if feature_names is not None:
+        return feature_names
+    if sequence_length is None:
+        raise ValueError(
+            "give feature_names=[...], or sequence_length= so the number of outputs can be read"
+        )
+    n_out = probe(np.zeros((1, int(sequence_length), 4), dtype=np.float32))
+    return [f"feature_{i}" for i in range(n_out)]
+
+
+def from_torch(
+    module,
+    feature_names: Sequence[str] | None = None,
+    layout: str = "NCL",
+    alphabet: str = "ACGT",
+    output: Callable | None = None,
+    transforms=None,
+    sequence_length: int | None = None,
+    device=None,
+) -> Member:
+    """Wrap a PyTorch module as a deterministic member (imports torch).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Put in eval mode. Input: one-hot in ``alphabet`` order and ``layout``.
+    feature_names : sequence of str, length F, optional
+        Output names; default ``feature_i`` (needs ``sequence_length`` to count the outputs).
+    layout : {"NLC", "NCL", "NC1L", "NCL1", "N1LC"}
+        The module's input layout.
+    alphabet : str
+        The module's channel order (e.g. ``"AGCT"``); callers still pass ACGT.
+    output : callable, optional
+        Maps the raw output (tensor, tuple, dict) to an ``(N, F)`` tensor, e.g. picking a head.
+    transforms : None, str, mapping or sequence
+        Per-feature output transform (``"identity"``, ``"logit"``, ``"log1p"``).
+    sequence_length : int, optional
+        The module's input length, when fixed.
+    device : str or torch.device, optional
+        Default: the device of the module's parameters.
+
+    Returns
+    -------
+    Member
+        ``member.predict(onehot (N, L, 4) ACGT) -> (N, F)`` float32.
+    """
+    from deepmr_kipoi.predictive._torch import TorchMember
+
+    def probe(x):
+        tmp = TorchMember(module, ["_"], layout, alphabet, output, None, None, device)
+        import torch
+
+        with torch.inference_mode():
+            raw = module(tmp.prepare(x))
+            out = output(raw) if output is not None else raw
+        return 1 if out.ndim == 1 else int(out.shape[-1])
+
+    names = _infer_feature_names(feature_names, sequence_length, probe)
+    return TorchMember(module, names, layout, alphabet, output, transforms, sequence_length, device)
+
+
+def from_keras(
+    model,
+    feature_names: Sequence[str] | None = None,
+    layout: str = "NLC",
+    alphabet: str = "ACGT",
+    output: Callable | None = None,
+    transforms=None,
+    sequence_length: int | None = None,
+) -> Member:
+    """Wrap a Keras model (Keras 3 ``keras`` or Keras 2 ``tf_keras``) as a deterministic member.
+
+    Parameters
+    ----------
+    model : keras.Model or tf_keras.Model
+        Called with ``training=False``. Input: one-hot in ``alphabet`` order and ``layout``.
+    feature_names : sequence of str, length F, optional
+        Output names; default ``feature_i`` (needs ``sequence_length``).
+    layout : {"NLC", "NCL", "NC1L", "NCL1", "N1LC"}
+        The model's input layout (Keras models are usually ``"NLC"``).
+    alphabet : str
+        The model's channel order.
+    output : callable, optional
+        Maps the raw output (tensor, list, dict) to an ``(N, F)`` array.
+    transforms : None, str, mapping or sequence
+        Per-feature output transform (``"identity"``, ``"logit"``, ``"log1p"``).
+    sequence_length : int, optional
+        The model's input length, when fixed (default: read from ``model.input_shape`` when known).
+
+    Returns
+    -------
+    Member
+    """
+    from deepmr_kipoi.predictive._keras import KerasMember
+
+    if sequence_length is None:
+        sequence_length = _keras_length(model, layout)
+
+    def probe(x):
+        tmp = KerasMember(model, ["_"], layout, alphabet, output, None, None)
+        raw = model(tmp.prepare(x), training=False)
+        out = np.asarray(output(raw) if output is not None else raw)
+        return 1 if out.ndim == 1 else int(out.shape[-1])
+
+    names = _infer_feature_names(feature_names, sequence_length, probe)
+    return KerasMember(model, names, layout, alphabet, output, transforms, sequence_length)
+
+
+def _keras_length(model, layout: str) -> int | None:
+    try:
+        shape = tuple(model.input_shape)
+    except (AttributeError, ValueError, TypeError):
+        return None
+    axis = {"NLC": 1, "NCL": 2, "NC1L": 3, "NCL1": 2, "N1LC": 2}[layout]
+    if len(shape) <= axis or not isinstance(shape[axis], int):
+        return None
+    return int(shape[axis])
+
+
+def from_function(
+    fn: Callable[[np.ndarray], np.ndarray],
+    feature_names: Sequence[str],
+    sequence_length: int | None = None,
+    transforms=None,
+) -> Member:
+    """Wrap a numpy function of ACGT one-hot as a deterministic member.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(onehot (N, L, 4) ACGT float32) -> (N, F)`` array.
+    feature_names : sequence of str, length F
+    sequence_length : int, optional
+    transforms : None, str, mapping or sequence
+
+    Returns
+    -------
+    Member
+    """
+    return FunctionMember(fn, feature_names, sequence_length, transforms)

@@ -1,0 +1,102 @@
+"""PyTorch backend: :func:`deepmr_kipoi.predictive.from_torch` members (imported lazily)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from deepmr_kipoi.predictive._member import DropoutLayer, MaskFn, Member, output_to_2d
+
+# AlphaDropout/FeatureAlphaDropout are not here: their dropped units take a non-zero value and the
+# kept ones an affine correction, which a multiplicative mask does not reproduce
+_ELEMENT = (torch.nn.Dropout,)
+_CHANNEL = (torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d)
+
+
+def _to_numpy(t) -> np.ndarray:
+    if isinstance(t, torch.Tensor):
+        return t.detach().to(device="cpu", dtype=torch.float32).numpy()
+    return np.asarray(t)
+
+
+class TorchMember(Member):
+    """A ``torch.nn.Module`` as a deterministic member (see :func:`deepmr_kipoi.predictive.from_torch`)."""
+
+    backend = "torch"
+
+    def __init__(
+        self,
+        module,
+        feature_names,
+        layout: str = "NCL",
+        alphabet: str = "ACGT",
+        output: Callable | None = None,
+        transforms=None,
+        sequence_length: int | None = None,
+        device=None,
+    ):
+        if not isinstance(module, torch.nn.Module):
+            raise ValueError(f"from_torch needs a torch.nn.Module, got {type(module).__name__}")
+        if output is not None and not callable(output):
+            raise ValueError(
+                "output must be a callable mapping the raw model output to an (N, F) tensor"
+            )
+        # BatchNorm and every other layer stay in inference mode; MC dropout adds fixed masks by hooks
+        module.eval()
+        param = next(iter(module.parameters()), None)
+        self.device = (
+            torch.device(device)
+            if device is not None
+            else (param.device if param is not None else torch.device("cpu"))
+        )
+        self.dtype = (
+            param.dtype if param is not None and param.is_floating_point() else torch.float32
+        )
+        self.module = module
+        self.output = output
+        super().__init__(feature_names, alphabet, layout, sequence_length, transforms)
+        self._dropout = [
+            (mod, DropoutLayer(name or type(mod).__name__, float(mod.p), isinstance(mod, _CHANNEL)))
+            for name, mod in module.named_modules()
+            if isinstance(mod, _ELEMENT + _CHANNEL)
+        ]
+
+    @property
+    def dropout_layers(self) -> tuple[DropoutLayer, ...]:
+        return tuple(info for _, info in self._dropout)
+
+    @property
+    def input_key(self) -> tuple:
+        return (self.backend, self.alphabet, self.layout, str(self.device), str(self.dtype))
+
+    def prepare(self, onehot: np.ndarray):
+        return torch.from_numpy(super().prepare(onehot)).to(device=self.device, dtype=self.dtype)
+
+    def _forward(self, x, n: int, masks: MaskFn | None) -> np.ndarray:
+        handles = []
+        if masks is not None:
+            for k, (mod, info) in enumerate(self._dropout):
+                handles.append(mod.register_forward_hook(_mask_hook(k, info, masks)))
+        try:
+            with torch.inference_mode():
+                raw = self.module(x)
+                out = self.output(raw) if self.output is not None else raw
+                return output_to_2d(out, n, len(self.feature_names), _to_numpy)
+        finally:
+            for h in handles:
+                h.remove()
+
+
+def _mask_hook(k: int, info: DropoutLayer, masks: MaskFn):
+    def hook(module, inputs, out):
+        # in eval mode the dropout module passes its input through: out is the pre-dropout activation
+        shape = tuple(out.shape[1:])
+        mask_shape = (shape[0],) + (1,) * (len(shape) - 1) if info.channelwise else shape
+        mask = torch.from_numpy(masks(k, mask_shape, info.rate)).to(
+            device=out.device, dtype=out.dtype
+        )
+        return out * mask
+
+    return hook
