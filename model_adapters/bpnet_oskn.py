@@ -64,6 +64,8 @@ class BPNetWeights:
     profile_biases : tuple of ndarray, each (S,)
     counts_kernels : tuple of ndarray, each (F, S)
     counts_biases : tuple of ndarray, each (S,)
+    sequence_length : int or None
+        Input length of the Keras model's ``seq`` input (from the h5's ``model_config``), if fixed.
     source : str
         The file read.
     """
@@ -78,6 +80,7 @@ class BPNetWeights:
     profile_biases: tuple[np.ndarray, ...]
     counts_kernels: tuple[np.ndarray, ...]
     counts_biases: tuple[np.ndarray, ...]
+    sequence_length: int | None = None
     source: str = ""
 
     @property
@@ -107,12 +110,27 @@ def _layer_weights(root, name: str, path: str) -> dict[str, np.ndarray]:
     return weights
 
 
-def _dilation_rates(h5file, names: BPNetLayerNames) -> tuple[int, ...]:
-    default = tuple(2**i for i in range(1, len(names.dilated) + 1))
+def _model_config(h5file) -> dict | None:
     raw = h5file.attrs.get("model_config")
     if raw is None:
+        return None
+    return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+
+
+def _input_length(config: dict | None) -> int | None:
+    """Sequence length of the ``seq`` input in a Keras model config (None when not fixed)."""
+    for layer in (config or {}).get("config", {}).get("layers", []):
+        cfg = layer.get("config", {})
+        if layer.get("class_name") == "InputLayer" and cfg.get("name") == "seq":
+            shape = cfg.get("batch_input_shape") or cfg.get("batch_shape") or []
+            return int(shape[1]) if len(shape) == 3 and shape[1] is not None else None
+    return None
+
+
+def _dilation_rates(config: dict | None, names: BPNetLayerNames) -> tuple[int, ...]:
+    default = tuple(2**i for i in range(1, len(names.dilated) + 1))
+    if config is None:
         return default
-    config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
     layers = {layer.get("config", {}).get("name"): layer for layer in config.get("config", {}).get("layers", [])}
     rates = []
     for layer_name, fallback in zip(names.dilated, default):
@@ -157,7 +175,7 @@ def read_bpnet_h5(path: str, tasks=TASKS, layer_names: BPNetLayerNames | None = 
         dilated = [_layer_weights(root, n, path) for n in names.dilated]
         profile = [_layer_weights(root, n, path) for n in names.profile[: len(tasks)]]
         counts = [_layer_weights(root, n, path) for n in names.counts[: len(tasks)]]
-        rates = _dilation_rates(f, names)
+        config = _model_config(f)
     n_filters = first["kernel"].shape[2]
     if first["kernel"].ndim != 3 or first["kernel"].shape[1] != 4:
         raise ValueError(f"{names.first_conv} kernel has shape {first['kernel'].shape}, expected (K, 4, F)")
@@ -176,11 +194,12 @@ def read_bpnet_h5(path: str, tasks=TASKS, layer_names: BPNetLayerNames | None = 
         conv1_bias=first["bias"],
         dilated_kernels=tuple(w["kernel"] for w in dilated),
         dilated_biases=tuple(w["bias"] for w in dilated),
-        dilation_rates=rates,
+        dilation_rates=_dilation_rates(config, names),
         profile_kernels=tuple(w["kernel"] for w in profile),
         profile_biases=tuple(w["bias"] for w in profile),
         counts_kernels=tuple(w["kernel"] for w in counts),
         counts_biases=tuple(w["bias"] for w in counts),
+        sequence_length=_input_length(config),
         source=str(path),
     )
 
@@ -201,18 +220,26 @@ def _tasks(request: LoadRequest) -> tuple[str, ...]:
 def load_bpnet_oskn(request: LoadRequest):
     """Load BPNet-OSKN from its h5 weight file(s) as a PyTorch model; one ensemble member per file."""
     from deepmr_kipoi.predictive import from_torch
-
     from model_adapters.bpnet_torch import BPNet
 
     files = request.model_files("model_file")
     tasks = _tasks(request)
+    weights = [read_bpnet_h5(path, tasks) for path in files]
+    lengths = {w.sequence_length for w in weights}
+    if request.weight_files is None:
+        length = request.description.sequence_length
+    elif len(lengths) == 1:
+        length = lengths.pop()
+    else:
+        raise ValueError(f"the weight files were trained on different input lengths {sorted(lengths, key=str)}")
     members = [
         from_torch(
-            BPNet(read_bpnet_h5(path, tasks)),
+            BPNet(w),
             feature_names=list(tasks),
             layout="NLC",
             alphabet=request.alphabet or "ACGT",
+            sequence_length=length,
         )
-        for path in files
+        for w in weights
     ]
     return with_uncertainty(members, request, has_dropout=False)

@@ -94,7 +94,7 @@ def torch_members(request: LoadRequest, transforms=None) -> tuple[list, bool]:
     members : list
         ``from_torch`` members (ACGT ``(N, L, 4)`` in, ``(N, F)`` out).
     has_dropout : bool
-        Whether the network has dropout layers.
+        Whether the network has dropout layers MC dropout can mask.
     """
     _check_vector_model(request)
     desc = request.description
@@ -120,7 +120,6 @@ def torch_members(request: LoadRequest, transforms=None) -> tuple[list, bool]:
                 ) from err
             clone.eval()
             modules.append(clone)
-    has_dropout = any(isinstance(m, torch.nn.modules.dropout._DropoutNd) for m in module.modules())
     hook = _output_hook(request)
     members = [
         from_torch(
@@ -130,10 +129,11 @@ def torch_members(request: LoadRequest, transforms=None) -> tuple[list, bool]:
             alphabet=request.model_alphabet,
             output=hook,
             transforms=transforms,
+            sequence_length=desc.sequence_length,
         )
         for m in modules
     ]
-    return members, has_dropout
+    return members, bool(members[0].dropout_layers)
 
 
 def keras_members(request: LoadRequest, transforms=None) -> tuple[list, bool]:
@@ -157,8 +157,6 @@ def keras_members(request: LoadRequest, transforms=None) -> tuple[list, bool]:
                     f"weight file {path} does not fit {desc.name}: {type(err).__name__}: {err}"
                 ) from err
             models.append(clone)
-    layers = getattr(model, "submodules", None) or model.layers
-    has_dropout = any("Dropout" in type(layer).__name__ for layer in layers)
     hook = _output_hook(request)
     members = [
         from_keras(
@@ -168,10 +166,11 @@ def keras_members(request: LoadRequest, transforms=None) -> tuple[list, bool]:
             alphabet=request.model_alphabet,
             output=hook,
             transforms=transforms,
+            sequence_length=desc.sequence_length,
         )
         for m in models
     ]
-    return members, has_dropout
+    return members, bool(members[0].dropout_layers)
 
 
 @register_adapter(
