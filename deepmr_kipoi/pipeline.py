@@ -848,7 +848,7 @@ def global_effects(
         frac = (np.nan_to_num(intercept_p, nan=1.0) < 1.0 - level).sum(axis=1) / np.maximum(n_int, 1)
         table["egger_intercept_sig_frac"] = np.where(n_int > 0, frac, np.nan)
         table["i2_gx_median"] = np.nanmedian(np.where(ok, grid("i2_gx"), np.nan), axis=1)
-    return table.sort_values(key, kind="stable").reset_index(drop=True)
+    return table
 
 
 def plain_warnings(
@@ -1330,6 +1330,13 @@ def _write_outputs(
             created.append(path)
         report.write_report(path, run_info, glob, figures, calibration=cal, truth=truth)
         timings["report"] = time.perf_counter() - tick
+    import yaml
+
+    path = out_dir / "config.yaml"
+    if not path.exists():
+        created.append(path)
+    results.write_text(path, "# resolved Deep MR config: deepmr run --config config.yaml\n"
+                       + yaml.safe_dump(config.to_dict(), sort_keys=False))  # fmt: skip
     timings["total"] = time.time() - started
     run_info["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
     run_info["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")

@@ -69,12 +69,15 @@ def effect_matrix(
     Returns
     -------
     DataFrame, shape (E, O)
-        Rows exposures and columns outcomes in order of first appearance; NaN where a pair is absent
-        (e.g. exposure == outcome).
+        Rows: exposures in order of first appearance; columns: outcomes in the same order where
+        they are exposures too (so the diagonal lines up), then the others. NaN where a pair is
+        absent (e.g. exposure == outcome).
     """
     sub = glob[glob["method"].astype(str) == method]
     rows = list(dict.fromkeys(sub["exposure"].astype(str)))
-    cols = list(dict.fromkeys(sub["outcome"].astype(str)))
+    outcomes = set(sub["outcome"].astype(str))
+    # features that are both exposure and outcome keep one order on both axes (diagonal aligned)
+    cols = [f for f in dict.fromkeys([*rows, *sub["outcome"].astype(str)]) if f in outcomes]
     mat = sub.pivot_table(index="exposure", columns="outcome", values=value, aggfunc="first",
                           observed=True, dropna=False)  # fmt: skip
     mat.index = mat.index.astype(str)
@@ -140,12 +143,11 @@ def global_heatmap(
     mat = effect_matrix(glob, method)
     sig = effect_matrix(glob, method, "significant") if "significant" in glob else None
     n_r, n_c = mat.shape
-    size = (min(14, 2.5 + 0.35 * n_c), min(12, 2.0 + 0.3 * n_r))
+    size = (min(14, max(5.5, 2.5 + 0.35 * n_c)), min(12, max(4.5, 2.0 + 0.3 * n_r)))
     fig, ax = plt.subplots(figsize=size)
-    im = _draw_matrix(ax, mat, sig, title or f"Global causal effects ({method})")
-    fig.colorbar(im, ax=ax, label="global effect (outcome change per unit exposure change)")
-    ax.text(0.0, -0.02, f"* BH q < {1 - level:.2g}", transform=ax.transAxes, ha="left",
-            va="top", fontsize=8)  # fmt: skip
+    title = title or f"Global causal effects ({method})"
+    im = _draw_matrix(ax, mat, sig, f"{title}\n* significant: BH q < {1 - level:.2g}")
+    fig.colorbar(im, ax=ax, label="global effect")
     return fig
 
 

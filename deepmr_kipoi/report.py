@@ -305,13 +305,22 @@ def _fmt(x, digits: int = 3) -> str:
     return f"{v:.{digits}g}" if abs(v) >= 1 else f"{v:.{digits}f}"
 
 
+def _fmt_p(x) -> str:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return _fmt(x)
+    return "&lt;1e-300" if v == 0.0 else _fmt(v)
+
+
 def table_html(df: pd.DataFrame, columns: Sequence[str], left: Sequence[str] = ()) -> str:
     """An HTML table of some columns of ``df`` (values escaped, numbers formatted)."""
     head = "".join(f'<th class="{"l" if c in left else ""}">{_e(c)}</th>' for c in columns)
     rows = []
     for _, r in df.iterrows():
         cells = "".join(
-            f'<td class="l">{_e(r[c])}</td>' if c in left else f"<td>{_fmt(r[c])}</td>"
+            f'<td class="l">{_e(r[c])}</td>' if c in left
+            else f"<td>{_fmt_p(r[c]) if c in ('pvalue', 'qvalue') else _fmt(r[c])}</td>"
             for c in columns
         )
         rows.append(f"<tr>{cells}</tr>")
@@ -481,7 +490,7 @@ def write_report(
         _settings_table(cfg, model),
         "<h2>Global effects</h2>",
     ]
-    shown = glob.sort_values(["pvalue", "method"], kind="stable").head(max_rows)
+    shown = glob.sort_values("pvalue", kind="stable").head(max_rows)
     cols = ["exposure", "outcome", "method", "estimate", "se", "ci_low", "ci_high", "pvalue",
             "qvalue", "tau2", "i2", "pi_low", "pi_high", "k", "median_instruments"]  # fmt: skip
     if truth is not None and len(truth):

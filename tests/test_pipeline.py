@@ -1,0 +1,194 @@
+"""The Deep MR run: statistics against brute-force recomputation from the saved effects, planted
+effects recovered, resume after an interruption equal to an uninterrupted run, input errors."""
+
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import _helpers_pipeline as helpers  # noqa: E402
+
+from deepmr_kipoi import instruments, meta, mr, pipeline, results  # noqa: E402
+
+FACTORY = f"{Path(__file__).parent / '_helpers_pipeline.py'}:tiny_model"
+
+
+def _config(tmp_path=None, **kw):
+    base = dict(model=FACTORY, n_sequences=5, chunk_size=2, methods=("ivw", "egger"),
+                progress=False, out=None if tmp_path is None else str(tmp_path))  # fmt: skip
+    base.update(kw)
+    return pipeline.RunConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    return pipeline.run(_config(out, figures=False, report=False, save_effects=True))
+
+
+def test_global_effect_equals_brute_force_from_saved_effects(finished_run):
+    """Scalar mr.ivw per sequence on the instruments recomputed from effects.h5, then the scalar
+    meta.random_effects: equal to the pipeline's global IVW effect."""
+    out = finished_run.out_dir
+    with h5py.File(out / "effects.h5") as f:
+        mean, se = f["mean"][()].astype(float), f["se"][()].astype(float)
+        feats = [s.decode() if isinstance(s, bytes) else s for s in f["feature"][()]]
+        assert list(f["mean"].attrs["axes"]) == ["sequence", "position", "allele", "feature"]
+    glob = pd.read_parquet(out / "global_effects.parquet")
+    for exposure, outcome in [("x", "y"), ("y", "z"), ("w", "x")]:
+        ie, io = feats.index(exposure), feats.index(outcome)
+        estimates, ses = [], []
+        for n in range(mean.shape[0]):
+            bx, sx = mean[n, ..., ie].ravel(), se[n, ..., ie].ravel()
+            by, sy = mean[n, ..., io].ravel(), se[n, ..., io].ravel()
+            keep = np.abs(bx / sx) >= 1.96
+            r = mr.ivw(bx[keep], by[keep], sx[keep], sy[keep])
+            estimates.append(r.estimate)
+            ses.append(r.se)
+        ref = meta.random_effects(np.array(estimates), np.array(ses), method="REML")
+        row = glob[(glob.exposure == exposure) & (glob.outcome == outcome) & (glob.method == "ivw")].iloc[0]
+        # effects.h5 stores float32: the recomputation sees rounded effects
+        assert row.estimate == pytest.approx(ref.estimate, rel=1e-4, abs=1e-6)
+        assert row.se == pytest.approx(ref.se, rel=1e-3)
+        assert row.tau2 == pytest.approx(ref.tau2, rel=1e-2, abs=1e-8)
+        assert row.k == 5
+
+
+def test_planted_effects_are_recovered(finished_run):
+    glob = finished_run.global_effects
+    for (e, o), true in helpers.TRUE_EFFECTS.items():
+        row = glob[(glob.exposure == e) & (glob.outcome == o) & (glob.method == "ivw")].iloc[0]
+        assert row.ci_low - 0.05 <= true <= row.ci_high + 0.05, (e, o, row.estimate)
+        assert row.significant
+
+
+def test_results_folder_layout_and_provenance(finished_run):
+    out = finished_run.out_dir
+    for name in ("global_effects.csv", "global_effects.parquet", "local_effects.parquet",
+                 "effects.h5", "run.json", "config.yaml"):  # fmt: skip
+        assert (out / name).is_file(), name
+    local = pd.read_parquet(out / "local_effects.parquet")
+    assert len(local) == 5 * 12 * 2  # sequences x ordered pairs without x->x x methods
+    assert not ((local.exposure.astype(str)) == local.outcome.astype(str)).any()
+    glob_csv = pd.read_csv(out / "global_effects.csv")
+    assert len(glob_csv) == 12 * 2
+    info = results.read_run(out).run_info
+    assert info["model"]["name"] == FACTORY and info["model"]["n_samples"] == 4
+    assert len(info["model"]["factory_md5"]) == 32
+    assert info["config"]["n_sequences"] == 5 and info["chunks"]["n"] == 3
+    assert set(info["timings_s"]) >= {"ism", "mr", "meta", "total"}
+    assert "numpy" in info["versions"]
+    assert not list(out.rglob("*.deepmr-tmp"))
+
+
+def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, finished_run):
+    out = tmp_path / "resumed"
+    config = _config(out, figures=False, report=False, save_effects=True)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_second(i, n):
+        if i == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        pipeline.run(config, on_chunk=stop_after_second)
+    chunks = sorted(p.name for p in (out / "chunks").glob("local_*.parquet"))
+    assert chunks == ["local_00000.parquet", "local_00001.parquet"]
+    assert not (out / "global_effects.csv").exists()
+
+    resumed = pipeline.run(config)
+    assert resumed.run_info["chunks"]["resumed"] == [0, 1]
+    ref = finished_run
+    pd.testing.assert_frame_equal(resumed.global_effects, ref.global_effects)
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(out / "local_effects.parquet"),
+        pd.read_parquet(ref.out_dir / "local_effects.parquet"),
+    )
+    again = pipeline.run(config)  # everything finished: only the aggregation is redone
+    assert again.run_info["chunks"]["resumed"] == [0, 1, 2]
+
+
+def test_other_configuration_in_same_folder_is_refused_unless_forced(tmp_path):
+    out = tmp_path / "r"
+    pipeline.run(_config(out, n_sequences=2, figures=False, report=False))
+    with pytest.raises(ValueError, match="different configuration"):
+        pipeline.run(_config(out, n_sequences=2, z=3.0, figures=False, report=False))
+    assert (out / "global_effects.csv").exists()  # the earlier results are untouched
+    res = pipeline.run(_config(out, n_sequences=2, z=3.0, figures=False, report=False, force=True))
+    assert res.run_info["config"]["z"] == 3.0
+
+
+def test_local_mr_is_the_same_in_exposure_blocks():
+    model = helpers.tiny_model()
+    from deepmr_kipoi import ism, sequences
+
+    eff = ism.saturation_effects(model, sequences.random_sequences(2, 40, seed=3), progress=False)
+    mean, se = eff.mean.astype(float), eff.se.astype(float)
+    ex, oc = [0, 1, 2, 3], [0, 1, 2, 3]
+    sel = instruments.select(mean[..., ex], se[..., ex])
+    whole = pipeline.local_mr(mean, se, ex, oc, sel, ["ivw", "egger"])
+    blocks = pipeline.local_mr(mean, se, ex, oc, sel, ["ivw", "egger"], block_elements=1)
+    for method in ("ivw", "egger"):
+        for f in ("estimate", "se", "intercept", "n_instruments"):
+            np.testing.assert_array_equal(whole[method][f], blocks[method][f])
+    r = mr.ivw(*(a[0, ..., i].ravel()[sel.mask[0, ..., 1].ravel()]
+                 for a, i in ((mean, 1), (mean, 2), (se, 1), (se, 2))))  # fmt: skip
+    assert whole["ivw"]["estimate"][0, 1, 2] == pytest.approx(r.estimate, rel=1e-10)
+
+
+def test_feature_selection_by_name_and_glob():
+    names = ["HepG2_CTCF", "HepG2_DNase", "K562_CTCF", "K562_DNase"]
+    assert pipeline.select_features(["*CTCF"], names, "exposure") == [0, 2]
+    assert pipeline.select_features(["K562_DNase", "HepG2_*"], names, "x") == [3, 0, 1]
+    assert pipeline.select_features([], names, "x") == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="unknown outcome feature 'HepG2_DNAse'; close matches: HepG2_DNase"):
+        pipeline.select_features(["HepG2_DNAse"], names, "outcome")
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"exposures": ("x",), "outcomes": ("x",)}, "exposure and outcome are the same feature"),
+        ({"exposures": ("q",)}, "unknown exposure feature 'q'"),
+        ({"z": 1e6}, "no sequence had at least 3 instruments"),
+        ({"model": f"{FACTORY.rsplit(':', 1)[0]}:deterministic_model"}, "add uncertainty"),
+        ({"methods": ("ivw", "bayes")}, "unknown MR method bayes"),
+        ({"window": (30, 50)}, "ISM window 30-50 does not fit"),
+        ({"fasta": "/nonexistent/x.fa"}, "FASTA file not found"),
+    ],
+)
+def test_bad_input_raises_and_leaves_nothing(tmp_path, changes, message):
+    out = tmp_path / "never"
+    with pytest.raises(ValueError, match=message):
+        pipeline.run(_config(out, n_sequences=2, **changes))
+    assert not out.exists()
+
+
+def test_wrong_length_and_off_chromosome_inputs(tmp_path):
+    fasta = helpers.write_fasta(tmp_path / "s.fa", helpers.random_dna(2, 30))
+    with pytest.raises(ValueError, match="the sequences are 30 bp but the model takes 40 bp"):
+        pipeline.run(_config(tmp_path / "a", fasta=str(fasta)))
+    mixed = helpers.write_fasta(tmp_path / "m.fa", helpers.random_dna(1, 40) + helpers.random_dna(1, 41))
+    with pytest.raises(ValueError, match="different lengths"):
+        pipeline.run(_config(tmp_path / "b", fasta=str(mixed)))
+    genome = helpers.write_fasta(tmp_path / "g.fa", helpers.random_dna(1, 100), ["chr1"])
+    bed = tmp_path / "r.bed"
+    bed.write_text("chr1\t10\t50\nchr1\t80\t100\n")
+    with pytest.raises(ValueError, match="runs off chr1"):
+        pipeline.run(_config(tmp_path / "c", fasta=str(genome), bed=str(bed), n_sequences=None))
+    assert not any((tmp_path / d).exists() for d in "abc")
+
+
+def test_fasta_and_bed_sequences_are_used(tmp_path):
+    genome = helpers.write_fasta(tmp_path / "g.fa", helpers.random_dna(1, 300, seed=5), ["chr1"])
+    bed = tmp_path / "r.bed"
+    bed.write_text("chr1\t20\t60\tpeakA\nchr1\t100\t140\tpeakB\nchr1\t200\t240\tpeakC\n")
+    res = pipeline.run(_config(None, fasta=str(genome), bed=str(bed), n_sequences=None))
+    assert sorted(res.local_effects["sequence_id"].unique()) == ["peakA", "peakB", "peakC"]
