@@ -8,7 +8,9 @@ deviation of ``d_s`` (ddof = 1) -- the spread of the model's belief about the ef
 error of the mean (DESIGN.md section 2, step 3).
 
 Exact: every mutant is a full forward pass (or whatever the model's ``predict_mutants`` hook computes
-for it); nothing is approximated. Mutants of several references are batched together so that every
+for it); nothing is approximated. The one caveat is floating point: a backend (BLAS, oneDNN) may round
+the same sequence differently in batches of different sizes, so an effect that is zero in exact
+arithmetic can come out at float32 rounding level (~1e-7 relative) instead of 0. Mutants of several references are batched together so that every
 forward pass is full, and memory is bounded by ``batch_size`` apart from the output arrays.
 """
 

@@ -273,10 +273,10 @@ def from_layout(x, layout: str) -> np.ndarray:
 
 
 def resize_center(start, end, length: int):
-    """Resize intervals to ``length`` around their centre (the kipoiseq convention).
+    """Resize intervals to ``length`` around their centre (the convention of kipoiseq).
 
-    The new start is ``(start + end - length) // 2`` (floor), so an odd change in length puts the
-    extra base on the right, as ``kipoiseq.Interval.resize`` does.
+    As ``kipoiseq.Interval.resize`` on the + strand: the centre is ``ceil((start + end) / 2)`` and the
+    new start is ``centre - ceil(length / 2)``.
 
     Parameters
     ----------
@@ -293,7 +293,7 @@ def resize_center(start, end, length: int):
     if int(length) != length or length < 1:
         raise ValueError(f"length must be a positive integer, got {length!r}")
     s, e = np.asarray(start, dtype=np.int64), np.asarray(end, dtype=np.int64)
-    new_start = (s + e - int(length)) // 2
+    new_start = (s + e + 1) // 2 - (int(length) + 1) // 2
     new_end = new_start + int(length)
     if new_start.ndim == 0:
         return int(new_start), int(new_end)
@@ -433,7 +433,7 @@ def read_fasta(path: str | os.PathLike, length: int | None = None) -> tuple[list
         FASTA file (may be gzipped).
     length : int, optional
         Resize every sequence to this length around its centre: longer ones are cropped, shorter ones
-        padded with N (all-zero columns) on both sides, the extra base on the right. Default: keep
+        padded with N (all-zero columns) on both sides (:func:`resize_center` of ``(0, len)``). Default: keep
         the lengths, which must then all be equal.
 
     Returns
