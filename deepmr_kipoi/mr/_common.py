@@ -1,0 +1,187 @@
+"""Shared pieces of the MR estimators: method names, reason codes, input checks and inference.
+
+Inference conventions (each matches the p-value of the R function named; intervals use the same
+distribution as the p-value so that a ``level`` interval excludes 0 exactly when
+``pvalue < 1 - level``):
+
+==================  ==========================  ==================================================
+method              p-value and interval        R reference and where it differs
+==================  ==========================  ==================================================
+ivw, ivw_fe         normal                      TwoSampleMR ``mr_ivw`` / ``mr_ivw_fe`` (same)
+egger               t, ``K - 2`` df             TwoSampleMR ``mr_egger_regression`` p-values
+                                                (slope and intercept); TwoSampleMR's reported
+                                                intervals (``generate_odds_ratios``) use
+                                                ``b +- 1.96 se`` instead, and
+                                                MendelianRandomization's default is normal
+weighted/simple     normal                      TwoSampleMR ``mr_weighted_median`` /
+median                                          ``mr_simple_median``, MendelianRandomization
+                                                ``mr_median`` (same)
+weighted_mode       t, ``K - 1`` df             TwoSampleMR ``mr_mode``'s p-value; its interval
+                                                uses normal quantiles instead
+==================  ==========================  ==================================================
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+METHODS = ("ivw", "ivw_fe", "egger", "weighted_median", "simple_median", "weighted_mode")
+
+#: Fewest instruments each method accepts, as in TwoSampleMR (IVW needs 2 for its residual SE,
+#: the other methods 3).
+MIN_INSTRUMENTS = {
+    "ivw": 2,
+    "ivw_fe": 2,
+    "egger": 3,
+    "weighted_median": 3,
+    "simple_median": 3,
+    "weighted_mode": 3,
+}
+
+#: Methods built on per-instrument ratio estimates ``b_y / b_x`` (need every ``b_x != 0``).
+RATIO_METHODS = ("weighted_median", "simple_median", "weighted_mode")
+
+OK, TOO_FEW, NONFINITE, BAD_SE, ALL_BX_ZERO, BX_ZERO, COLLINEAR, NUMERICAL = range(8)
+
+#: Reason codes of the batched API: code -> plain words. Cells with a code other than 0 are NaN.
+#: When several apply, the lowest non-zero code in the order 2, 3, 1, 4, 5, 6, 7 is reported.
+REASONS = {
+    OK: "ok",
+    TOO_FEW: "too few instruments for this method",
+    NONFINITE: "non-finite b_x, b_y, se_bx or se_by for a selected instrument",
+    BAD_SE: "zero or negative se_bx or se_by for a selected instrument",
+    ALL_BX_ZERO: "all b_x are zero: the instruments carry no information on the exposure",
+    BX_ZERO: "b_x is zero for a selected instrument: its ratio estimate is undefined",
+    COLLINEAR: "all |b_x| are equal: the MR-Egger slope and intercept are not identifiable",
+    NUMERICAL: "the estimate or its standard error came out non-finite",
+}
+
+#: ``sum w (x - mean_w x)**2 <= COLLINEAR_RTOL * sum w x**2`` counts as collinear in MR-Egger.
+COLLINEAR_RTOL = 1e-12
+
+
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise ValueError(f"unknown MR method {method!r}; choose one of {', '.join(METHODS)}.")
+    return method
+
+
+def check_level(level: float) -> float:
+    level = float(level)
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}; e.g. level=0.95.")
+    return level
+
+
+def check_n_boot(n_boot: int) -> int:
+    if int(n_boot) != n_boot or n_boot < 2:
+        raise ValueError(f"n_boot must be an integer >= 2, got {n_boot!r}; e.g. n_boot=1000.")
+    return int(n_boot)
+
+
+def check_weights(weights: str) -> str:
+    if weights not in ("second", "first"):
+        raise ValueError(
+            f"weights must be 'second' (TwoSampleMR) or 'first' (MendelianRandomization), "
+            f"got {weights!r}."
+        )
+    return weights
+
+
+def check_phi(phi: float) -> float:
+    phi = float(phi)
+    if not (np.isfinite(phi) and phi > 0):
+        raise ValueError(f"phi must be a positive bandwidth multiplier, got {phi}; e.g. phi=1.")
+    return phi
+
+
+def seed_sequence(seed, spawn_key: tuple[int, ...] = ()) -> np.random.SeedSequence:
+    """``SeedSequence`` from an int or a ``SeedSequence``, extended by ``spawn_key``."""
+    if isinstance(seed, np.random.SeedSequence):
+        return np.random.SeedSequence(seed.entropy, spawn_key=tuple(seed.spawn_key) + spawn_key)
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0:
+        return np.random.SeedSequence(int(seed), spawn_key=spawn_key)
+    raise ValueError(
+        f"seed must be a non-negative int or a numpy SeedSequence, got {seed!r}; e.g. seed=0."
+    )
+
+
+def _positions(bad: np.ndarray) -> str:
+    idx = np.flatnonzero(bad)
+    shown = ", ".join(str(i) for i in idx[:5])
+    return shown + (f", ... ({idx.size} in all)" if idx.size > 5 else "")
+
+
+def as_instruments(bx, by, se_bx, se_by, method: str) -> tuple[np.ndarray, ...]:
+    """Validate one instrument set for the scalar API; raise ``ValueError`` naming the problem.
+
+    Returns the four arrays as contiguous float64 of shape (K,).
+    """
+    arrays = [np.asarray(a, dtype=np.float64) for a in (bx, by, se_bx, se_by)]
+    shapes = [a.shape for a in arrays]
+    if any(a.ndim != 1 for a in arrays) or len(set(shapes)) != 1:
+        raise ValueError(
+            f"bx, by, se_bx and se_by must be 1-d arrays of equal length, got shapes {shapes}; "
+            "use mr.run_batched for arrays of many instrument sets."
+        )
+    for name, a in zip(("bx", "by", "se_bx", "se_by"), arrays):
+        bad = ~np.isfinite(a)
+        if bad.any():
+            raise ValueError(
+                f"{name} is NaN or infinite for instrument(s) {_positions(bad)}; "
+                "drop those instruments first."
+            )
+    for name, a in zip(("se_bx", "se_by"), arrays[2:]):
+        bad = a <= 0
+        if bad.any():
+            raise ValueError(
+                f"{name} is zero or negative for instrument(s) {_positions(bad)}; "
+                "standard errors must be positive."
+            )
+    n = arrays[0].size
+    need = MIN_INSTRUMENTS[method]
+    if n < need:
+        raise ValueError(
+            f"{method} needs at least {need} instruments, got {n}; "
+            "select more instruments or use a method that needs fewer."
+        )
+    bx_ = arrays[0]
+    if np.all(bx_ == 0):
+        raise ValueError("all b_x are zero: the instruments carry no information on the exposure.")
+    if method in RATIO_METHODS and np.any(bx_ == 0):
+        raise ValueError(
+            f"b_x is zero for instrument(s) {_positions(bx_ == 0)}: their ratio estimates b_y/b_x "
+            f"are undefined for {method}; drop those instruments."
+        )
+    return tuple(np.ascontiguousarray(a) for a in arrays)
+
+
+def normal_inference(estimate, se, level: float):
+    """Wald interval and two-sided p-value from the standard normal distribution."""
+    estimate, se = np.asarray(estimate, dtype=np.float64), np.asarray(se, dtype=np.float64)
+    crit = stats.norm.ppf(0.5 + level / 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = 2 * stats.norm.sf(np.abs(estimate / se))
+    return estimate - crit * se, estimate + crit * se, p
+
+
+def t_inference(estimate, se, df, level: float):
+    """Interval and two-sided p-value from a t distribution with ``df`` degrees of freedom."""
+    estimate, se = np.asarray(estimate, dtype=np.float64), np.asarray(se, dtype=np.float64)
+    df = np.asarray(df, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        crit = stats.t.ppf(0.5 + level / 2, df)
+        p = 2 * stats.t.sf(np.abs(estimate / se), df)
+    return estimate - crit * se, estimate + crit * se, p
+
+
+def sign0(x: np.ndarray) -> np.ndarray:
+    """Sign with ``sign0(0) = +1`` (TwoSampleMR's orientation rule for MR-Egger)."""
+    return np.where(x < 0, -1.0, 1.0)
+
+
+def r_mad(x: np.ndarray) -> float:
+    """R's ``mad()``: ``1.4826 * median(|x - median(x)|)``."""
+    x = np.asarray(x, dtype=np.float64)
+    return float(1.4826 * np.median(np.abs(x - np.median(x))))

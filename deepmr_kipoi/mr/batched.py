@@ -1,0 +1,426 @@
+"""One MR method over many instrument sets at once (sequences x exposures x outcomes), as array code.
+
+Layout: ``bx, se_bx`` (the exposure side) and ``by, se_by`` (the outcome side) are arrays shaped
+``(..., K)`` that broadcast against each other and against ``mask``; every leading index of the
+broadcast shape is one *cell* (one MR analysis over the instruments where ``mask`` is True).
+
+IVW, IVW-FE and MR-Egger need only weighted sums over instruments of products ``X * Y`` where
+``X`` depends on exposure-side arrays and ``Y`` on outcome-side arrays. When the mask varies only
+along exposure-side axes (or only along outcome-side axes), or there is no mask, every such sum over
+all cells is one batched matrix product (``(shared, E, K) @ (shared, K, O)``): for bx shaped
+``(N, E, 1, K)`` and by shaped ``(N, 1, O, K)`` this costs a handful of GEMMs. Otherwise the sums
+are 3-operand ``einsum`` contractions that never materialise the broadcast product. The statistics
+are then closed-form functions of these sums:
+
+* IVW: ``b = Sxy / Sxx``; ``Q = Syy - b Sxy`` (clamped at 0);
+* Egger: centred sums ``Cxx = Sxx - Sx**2/Sw`` etc., slope ``Cxy / Cxx``, ``RSS = Cyy - slope Cxy``.
+
+Approximation: computing ``Q`` and ``RSS`` from expanded sums rather than from residuals loses
+about ``eps * Syy / Q`` of relative precision to cancellation (``eps`` = 2.2e-16); it is below 1e-10
+unless the fit is exact to about 6 digits, in which case ``Q`` itself is near 0 (and clamped at 0).
+The scalar functions compute residuals directly and are the reference for this.
+
+Medians and the mode sort each cell's instruments: cells are gathered in chunks, their selected
+instruments compacted to the front (input order kept), and sorted, cumulated and binned as whole
+arrays. Bootstrap replicates are vectorised over draws and cells; the draws of cell ``c`` (its flat
+C-order index in the broadcast leading shape) come from
+``default_rng(SeedSequence(seed, spawn_key=(c,)))`` in the same order as the scalar functions draw
+them, so ``mr.weighted_median(..., seed=np.random.SeedSequence(seed, spawn_key=(c,)))`` on that
+cell's instruments reproduces the batched result (to rounding), and results do not depend on
+chunking or on the other cells.
+
+Degenerate cells get NaN and a code into :data:`REASONS` instead of an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+from scipy import stats
+from tqdm.auto import tqdm
+
+from deepmr_kipoi.mr import _common as C
+from deepmr_kipoi.mr._results import BATCH_FLOAT_FIELDS, MRBatchResult
+from deepmr_kipoi.mr.median import bootstrap_medians, ratio_weights, weighted_median_rows
+from deepmr_kipoi.mr.mode import bootstrap_modes, mode_rows, ratio_se
+
+logger = logging.getLogger(__name__)
+
+#: Elements (cells x instruments) gathered per chunk by the sorting estimators.
+CHUNK_ELEMENTS = 1 << 21
+#: Elements (cells x replicates x instruments) per bootstrap block.
+BOOT_ELEMENTS = 1 << 21
+
+
+def _pad(shape: tuple[int, ...], ndim: int) -> tuple[int, ...]:
+    return (1,) * (ndim - len(shape)) + tuple(shape)
+
+
+class _PairSums:
+    """``S(X, Y)[...] = sum_k mask * fx * fy * X * Y`` over the instrument axis, for all cells.
+
+    ``X`` (and the validity factor ``fx``) broadcast to the exposure-side shape, ``Y`` (``fy``) to
+    the outcome-side shape. The mask is folded into whichever side it does not vary against; if it
+    varies along axes of both sides, it becomes a third einsum operand.
+    """
+
+    def __init__(self, lead, k, x_lead, y_lead, mask, fx, fy):
+        d = len(lead)
+        self.lead, self.k = tuple(lead), k
+        x_lead, y_lead = _pad(x_lead, d), _pad(y_lead, d)
+        self.third = None
+        xfac, yfac = [fx], [fy]
+        if mask is not None:
+            m_lead = _pad(mask.shape[:-1], d)
+            maskf = mask.astype(np.float64)
+            if not any(m > 1 and x == 1 and y > 1 for m, x, y in zip(m_lead, x_lead, y_lead)):
+                xfac.append(maskf)
+                x_lead = np.broadcast_shapes(x_lead, m_lead)
+            elif not any(m > 1 and y == 1 and x > 1 for m, x, y in zip(m_lead, x_lead, y_lead)):
+                yfac.append(maskf)
+                y_lead = np.broadcast_shapes(y_lead, m_lead)
+            else:
+                self.third = maskf
+        self.xfac = self._product(xfac)
+        self.yfac = self._product(yfac)
+        self.x_lead, self.y_lead = x_lead, y_lead
+        shared = [i for i in range(d) if x_lead[i] > 1 and y_lead[i] > 1]
+        xo = [i for i in range(d) if x_lead[i] > 1 and y_lead[i] == 1]
+        yo = [i for i in range(d) if y_lead[i] > 1 and x_lead[i] == 1]
+        rest = [i for i in range(d) if i not in shared + xo + yo]
+        self.perm = shared + xo + yo + rest
+        self.sizes = (
+            math.prod(lead[i] for i in shared),
+            math.prod(x_lead[i] for i in xo),
+            math.prod(y_lead[i] for i in yo),
+        )
+
+    @staticmethod
+    def _product(factors):
+        factors = [f for f in factors if f is not None]
+        if not factors:
+            return None
+        out = factors[0]
+        for f in factors[1:]:
+            out = out * f
+        return out
+
+    def _side(self, a, fac, lead):
+        if a is None and fac is None:
+            a = np.ones((1,))
+        elif a is None:
+            a = fac
+        elif fac is not None:
+            a = a * fac
+        return np.broadcast_to(np.asarray(a, dtype=np.float64), lead + (self.k,))
+
+    def __call__(self, x=None, y=None) -> np.ndarray:
+        xa = self._side(x, self.xfac, self.x_lead)
+        ya = self._side(y, self.yfac, self.y_lead)
+        if self.third is not None:
+            return np.einsum("...k,...k,...k->...", xa, ya, self.third)
+        ps, px, py = self.sizes
+        axes = self.perm + [len(self.lead)]
+        xr = xa.transpose(axes).reshape(ps, px, self.k)
+        yr = ya.transpose(axes).reshape(ps, py, self.k)
+        if px == 1 and py == 1:
+            out = np.einsum("sk,sk->s", xr[:, 0], yr[:, 0])
+        else:
+            out = np.matmul(xr, yr.transpose(0, 2, 1))
+        out = out.reshape([self.lead[i] for i in self.perm])
+        return out.transpose(np.argsort(self.perm))
+
+
+def _set_reason(reason: np.ndarray, cond: np.ndarray, code: int) -> None:
+    reason[(reason == C.OK) & cond] = code
+
+
+def _closed_form(method, bx, by, sx, sy, mask, lead, k, drop_invalid, level):
+    fin_x = np.isfinite(bx) & np.isfinite(sx)
+    fin_y = np.isfinite(by) & np.isfinite(sy)
+    with np.errstate(invalid="ignore"):
+        vx = fin_x & (sx > 0)
+        vy = fin_y & (sy > 0)
+    bx0, sx0 = np.where(vx, bx, 0.0), np.where(vx, sx, 1.0)
+    by0, sy0 = np.where(vy, by, 0.0), np.where(vy, sy, 1.0)
+    all_x, all_y = bool(vx.all()), bool(vy.all())
+    fx = vx.astype(np.float64) if drop_invalid and not all_x else None
+    fy = vy.astype(np.float64) if drop_invalid and not all_y else None
+    s = _PairSums(lead, k, vx.shape[:-1], vy.shape[:-1], mask, fx, fy)
+
+    n = np.rint(s()).astype(np.int64)
+    reason = np.zeros(lead, dtype=np.int8)
+    if not drop_invalid and not (all_x and all_y):
+        nonfinite = s(~fin_x, None) + s(None, ~fin_y)
+        bad_se = s(fin_x & ~vx, None) + s(None, fin_y & ~vy)
+        _set_reason(reason, nonfinite > 0, C.NONFINITE)
+        _set_reason(reason, bad_se > 0, C.BAD_SE)
+    _set_reason(reason, n < C.MIN_INSTRUMENTS[method], C.TOO_FEW)
+
+    w = 1.0 / sy0**2
+    wy = w * by0
+    sxx = s(bx0 * bx0, w)
+    sxy = s(bx0, wy)
+    syy = s(None, wy * by0)
+    _set_reason(reason, ~(sxx > 0), C.ALL_BX_ZERO)
+    out = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if method in ("ivw", "ivw_fe"):
+            b = sxy / sxx
+            q = np.maximum(syy - b * sxy, 0.0)
+            df = n - 1
+            sigma = np.sqrt(q / df)
+            se_fixed = 1.0 / np.sqrt(sxx)
+            se = se_fixed * np.maximum(1.0, sigma) if method == "ivw" else se_fixed
+            lo, hi, p = C.normal_inference(b, se, level)
+            out.update(estimate=b, se=se, ci_low=lo, ci_high=hi, pvalue=p)
+        else:
+            sw = s(None, w)
+            sx_ = s(np.abs(bx0), w)
+            sy_ = s(C.sign0(bx0), wy)
+            mx, my = sx_ / sw, sy_ / sw
+            cxx = sxx - sx_ * mx
+            cxy = sxy - sx_ * my
+            cyy = syy - sy_ * my
+            _set_reason(reason, ~(cxx > C.COLLINEAR_RTOL * sxx), C.COLLINEAR)
+            slope = cxy / cxx
+            icpt = my - slope * mx
+            q = np.maximum(cyy - slope * cxy, 0.0)
+            df = n - 2
+            sigma = np.sqrt(q / df)
+            inflate = np.maximum(1.0, sigma)
+            se = np.sqrt(1.0 / cxx) * inflate
+            icpt_se = np.sqrt(1.0 / sw + mx * mx / cxx) * inflate
+            lo, hi, p = C.t_inference(slope, se, df, level)
+            _, _, ip = C.t_inference(icpt, icpt_se, df, level)
+            inv_vx = 1.0 / sx0**2
+            sv = s(inv_vx, sy0 * sy0)
+            svz = s(np.abs(bx0) * inv_vx, sy0)
+            svzz = s(bx0 * bx0 * inv_vx, None)
+            qgx = svzz - svz * svz / sv
+            i2 = 100.0 * np.maximum(0.0, (qgx - (n - 1)) / qgx)
+            out.update(
+                estimate=slope, se=se, ci_low=lo, ci_high=hi, pvalue=p, intercept=icpt,
+                intercept_se=icpt_se, intercept_pvalue=ip, i2_gx=i2,
+            )  # fmt: skip
+        out.update(q=q, q_df=df.astype(np.float64), q_pvalue=stats.chi2.sf(q, df), residual_se=sigma)
+    _set_reason(reason, ~(np.isfinite(out["estimate"]) & np.isfinite(out["se"])), C.NUMERICAL)
+    return out, n, reason
+
+
+def _draws(seed, cell_ids, counts, shape_fn, kmax):
+    """Standard normal draws per cell, padded with zeros to ``kmax`` instruments."""
+    z = np.zeros((len(cell_ids),) + shape_fn(kmax))
+    for i, (cid, kc) in enumerate(zip(cell_ids, counts)):
+        rng = np.random.default_rng(C.seed_sequence(seed, (int(cid),)))
+        z[i, ..., :kc] = rng.standard_normal(shape_fn(int(kc)))
+    return z
+
+
+def _sorted_methods(
+    method, bx, by, sx, sy, mask, lead, k, drop_invalid, level, n_boot, seed, weights, phi,
+    progress,
+):  # fmt: skip
+    full = tuple(lead) + (k,)
+    views = [np.broadcast_to(a, full) for a in (bx, by, sx, sy)]
+    mview = None if mask is None else np.broadcast_to(mask, full)
+    n_cells = math.prod(lead)
+    est = np.full(n_cells, np.nan)
+    se = np.full(n_cells, np.nan)
+    n_all = np.zeros(n_cells, dtype=np.int64)
+    reason = np.zeros(n_cells, dtype=np.int8)
+    kind = "simple" if method == "simple_median" else weights
+    per_chunk = max(1, CHUNK_ELEMENTS // max(k, 1))
+    starts = range(0, n_cells, per_chunk)
+    for start in tqdm(starts, desc=f"MR {method}", disable=not progress, leave=False):
+        ids = np.arange(start, min(n_cells, start + per_chunk))
+        idx = np.unravel_index(ids, lead)
+        gbx, gby, gsx, gsy = (v[idx] for v in views)
+        m = np.ones(gbx.shape, dtype=bool) if mview is None else mview[idx]
+        fin = np.isfinite(gbx) & np.isfinite(gby) & np.isfinite(gsx) & np.isfinite(gsy)
+        with np.errstate(invalid="ignore"):
+            valid = fin & (gsx > 0) & (gsy > 0)
+        if drop_invalid:
+            m &= valid
+        cnt = m.sum(axis=1)
+        rsn = np.zeros(len(ids), dtype=np.int8)
+        if not drop_invalid:
+            _set_reason(rsn, (m & ~fin).any(axis=1), C.NONFINITE)
+            _set_reason(rsn, (m & fin & ~valid).any(axis=1), C.BAD_SE)
+        _set_reason(rsn, cnt < C.MIN_INSTRUMENTS[method], C.TOO_FEW)
+        zero = m & (gbx == 0)
+        _set_reason(rsn, zero.sum(axis=1) == cnt, C.ALL_BX_ZERO)
+        _set_reason(rsn, zero.any(axis=1), C.BX_ZERO)
+        n_all[ids] = cnt
+        ok = rsn == C.OK
+        if ok.any():
+            cnt_ok = cnt[ok]
+            kmax = int(cnt_ok.max())
+            order = np.argsort(~m[ok], axis=1, kind="stable")[:, :kmax]
+            slot = np.arange(kmax)[None, :] < cnt_ok[:, None]
+
+            def take(a, pad, order=order, slot=slot):
+                return np.where(slot, np.take_along_axis(a[ok], order, axis=1), pad)
+
+            cbx, cby, csx, csy = take(gbx, 1.0), take(gby, 0.0), take(gsx, 1.0), take(gsy, 1.0)
+            ratio = np.where(slot, cby / cbx, np.inf)
+            e, s = _cells_estimate(
+                method, cbx, cby, csx, csy, ratio, slot, ids[ok], cnt_ok, kmax, kind, n_boot,
+                seed, phi,
+            )  # fmt: skip
+            est[ids[ok]] = e
+            se[ids[ok]] = s
+            bad = ~(np.isfinite(e) & np.isfinite(s))
+            rsn[np.flatnonzero(ok)[bad]] = C.NUMERICAL
+        reason[ids] = rsn
+    est[reason != C.OK] = np.nan
+    se[reason != C.OK] = np.nan
+    est, se, n_all, reason = (a.reshape(lead) for a in (est, se, n_all, reason))
+    if method == "weighted_mode":
+        lo, hi, p = C.t_inference(est, se, n_all - 1, level)
+    else:
+        lo, hi, p = C.normal_inference(est, se, level)
+    return dict(estimate=est, se=se, ci_low=lo, ci_high=hi, pvalue=p), n_all, reason
+
+
+def _cells_estimate(
+    method, bx, by, sx, sy, ratio, slot, cell_ids, counts, kmax, kind, n_boot, seed, phi
+):
+    """Point estimates and bootstrap SEs of compacted cells (instruments in the first slots)."""
+    per_block = max(1, BOOT_ELEMENTS // (n_boot * kmax))
+    if method == "weighted_mode":
+        sr = np.where(slot, ratio_se(bx, by, sx, sy), 1.0)
+        w = np.where(slot, sr**-2, 0.0)
+        est, _ = mode_rows(ratio, w, phi)
+        se = np.empty(len(cell_ids))
+        for b in range(0, len(cell_ids), per_block):
+            sl = slice(b, b + per_block)
+            z = _draws(seed, cell_ids[sl], counts[sl], lambda kc: (n_boot, kc), kmax)
+            boot = bootstrap_modes(ratio[sl], sr[sl], w[sl], z, phi)
+            dev = np.abs(boot - np.median(boot, axis=1, keepdims=True))
+            se[sl] = 1.4826 * np.median(dev, axis=1)
+        return est, se
+    w = np.where(slot, ratio_weights(bx, by, sx, sy, kind), 0.0)
+    est = weighted_median_rows(ratio, w)
+    se = np.empty(len(cell_ids))
+    for b in range(0, len(cell_ids), per_block):
+        sl = slice(b, b + per_block)
+        z = _draws(seed, cell_ids[sl], counts[sl], lambda kc: (2, n_boot, kc), kmax)
+        boot = bootstrap_medians(bx[sl], by[sl], sx[sl], sy[sl], w[sl], z)
+        se[sl] = np.std(boot, axis=1, ddof=1)
+    return est, se
+
+
+def run_batched(
+    method: str,
+    bx,
+    by,
+    se_bx,
+    se_by,
+    mask=None,
+    *,
+    n_boot: int = 1000,
+    seed=0,
+    level: float = 0.95,
+    weights: str = "second",
+    phi: float = 1.0,
+    drop_invalid: bool = False,
+    progress: bool = False,
+) -> MRBatchResult:
+    """Run one MR method over every cell of broadcast instrument arrays.
+
+    Parameters
+    ----------
+    method : str
+        One of ``mr.METHODS``.
+    bx, se_bx : array_like, shape (..., K)
+        Exposure-side effects and SEs.
+    by, se_by : array_like, shape (..., K)
+        Outcome-side effects and SEs; all four arrays and ``mask`` broadcast to ``(..., K)``,
+        e.g. bx ``(N, E, 1, K)`` against by ``(N, 1, O, K)`` for all exposure-outcome pairs.
+    mask : array_like of bool, shape (..., K), optional
+        True = use this instrument in this cell (ragged instrument sets). Default: all. Entries
+        outside the mask may hold anything, NaN included. A mask that varies only along
+        exposure-side (or only outcome-side) axes keeps IVW / Egger on the matrix-product path.
+    n_boot : int
+        Bootstrap replicates (medians and mode); ignored by the closed-form methods.
+    seed : int or numpy.random.SeedSequence
+        Root seed; cell ``c`` (flat C-order index) draws from ``SeedSequence(seed, spawn_key=(c,))``.
+    level : float
+        Confidence level.
+    weights : {"second", "first"}
+        Weighted-median weights (see ``mr.weighted_median``).
+    phi : float
+        Weighted-mode bandwidth multiplier.
+    drop_invalid : bool
+        If True, selected instruments with a non-finite value or a non-positive SE are dropped
+        from their cell instead of making the cell NaN (reason 2 or 3).
+    progress : bool
+        Show a progress bar over chunks (sorting estimators).
+
+    Returns
+    -------
+    MRBatchResult
+        Arrays of the broadcast leading shape ``(...)``; NaN with a reason code in
+        ``mr.REASONS`` for degenerate cells.
+
+    Raises
+    ------
+    ValueError
+        Unknown method or options, or arrays that do not broadcast.
+    """
+    C.check_method(method)
+    level = C.check_level(level)
+    if method in C.RATIO_METHODS:
+        n_boot = C.check_n_boot(n_boot)
+        C.seed_sequence(seed)
+        weights = C.check_weights(weights)
+        phi = C.check_phi(phi)
+    arrays = [np.asarray(a, dtype=np.float64) for a in (bx, by, se_bx, se_by)]
+    m = None if mask is None else np.asarray(mask, dtype=bool)
+    shapes = [a.shape for a in arrays] + ([] if m is None else [m.shape])
+    if any(len(sh) == 0 for sh in shapes):
+        raise ValueError(
+            "bx, by, se_bx, se_by and mask need an instrument axis (last axis, length K)."
+        )
+    try:
+        full = np.broadcast_shapes(*shapes)
+    except ValueError:
+        raise ValueError(
+            f"shapes {shapes} of bx, by, se_bx, se_by (and mask) do not broadcast; give arrays "
+            "shaped (..., K), e.g. bx (N, E, 1, K) and by (N, 1, O, K)."
+        ) from None
+    squeeze = len(full) == 1
+    if squeeze:
+        arrays = [a[None] for a in arrays]
+        m = None if m is None else m[None]
+        full = (1,) + full
+    lead, k = full[:-1], full[-1]
+    bx_, by_, sx_, sy_ = arrays
+    if method in ("ivw", "ivw_fe", "egger"):
+        out, n, reason = _closed_form(
+            method, bx_, by_, sx_, sy_, m, lead, k, drop_invalid, level
+        )
+    else:
+        out, n, reason = _sorted_methods(
+            method, bx_, by_, sx_, sy_, m, lead, k, drop_invalid, level, n_boot, seed, weights,
+            phi, progress,
+        )  # fmt: skip
+    bad = reason != C.OK
+    fields = {}
+    for name in BATCH_FLOAT_FIELDS:
+        value = np.array(np.broadcast_to(out.get(name, np.nan), lead), dtype=np.float64)
+        value[bad] = np.nan
+        fields[name] = value
+    n = np.broadcast_to(n, lead).astype(np.int64)
+    reason = np.broadcast_to(reason, lead).astype(np.int8)
+    if squeeze:
+        fields = {name: v[0] for name, v in fields.items()}
+        n, reason = n[0], reason[0]
+    n_bad = int(np.count_nonzero(reason))
+    if n_bad:
+        logger.info("MR %s: %d of %d cells undefined (NaN), see reason codes", method, n_bad,
+                    reason.size)  # fmt: skip
+    return MRBatchResult(method=method, level=level, n_instruments=n, reason=reason, **fields)
