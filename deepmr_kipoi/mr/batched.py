@@ -205,7 +205,9 @@ def _closed_form(method, bx, by, sx, sy, mask, lead, k, drop_invalid, level):
                 estimate=slope, se=se, ci_low=lo, ci_high=hi, pvalue=p, intercept=icpt,
                 intercept_se=icpt_se, intercept_pvalue=ip, i2_gx=i2,
             )  # fmt: skip
-        out.update(q=q, q_df=df.astype(np.float64), q_pvalue=stats.chi2.sf(q, df), residual_se=sigma)
+        out.update(
+            q=q, q_df=df.astype(np.float64), q_pvalue=stats.chi2.sf(q, df), residual_se=sigma
+        )
     _set_reason(reason, ~(np.isfinite(out["estimate"]) & np.isfinite(out["se"])), C.NUMERICAL)
     return out, n, reason
 
@@ -260,11 +262,11 @@ def _sorted_methods(
             kmax = int(cnt_ok.max())
             order = np.argsort(~m[ok], axis=1, kind="stable")[:, :kmax]
             slot = np.arange(kmax)[None, :] < cnt_ok[:, None]
-
-            def take(a, pad, order=order, slot=slot):
-                return np.where(slot, np.take_along_axis(a[ok], order, axis=1), pad)
-
-            cbx, cby, csx, csy = take(gbx, 1.0), take(gby, 0.0), take(gsx, 1.0), take(gsy, 1.0)
+            # Padding keeps the arithmetic finite; padded slots get weight 0 / ratio +inf below.
+            cbx, cby, csx, csy = (
+                np.where(slot, np.take_along_axis(a[ok], order, axis=1), pad)
+                for a, pad in ((gbx, 1.0), (gby, 0.0), (gsx, 1.0), (gsy, 1.0))
+            )
             ratio = np.where(slot, cby / cbx, np.inf)
             e, s = _cells_estimate(
                 method, cbx, cby, csx, csy, ratio, slot, ids[ok], cnt_ok, kmax, kind, n_boot,
@@ -400,9 +402,7 @@ def run_batched(
     lead, k = full[:-1], full[-1]
     bx_, by_, sx_, sy_ = arrays
     if method in ("ivw", "ivw_fe", "egger"):
-        out, n, reason = _closed_form(
-            method, bx_, by_, sx_, sy_, m, lead, k, drop_invalid, level
-        )
+        out, n, reason = _closed_form(method, bx_, by_, sx_, sy_, m, lead, k, drop_invalid, level)
     else:
         out, n, reason = _sorted_methods(
             method, bx_, by_, sx_, sy_, m, lead, k, drop_invalid, level, n_boot, seed, weights,

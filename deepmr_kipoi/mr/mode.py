@@ -96,9 +96,9 @@ def _mode_block(r: np.ndarray, w: np.ndarray, phi: float) -> tuple[np.ndarray, n
     binned += np.bincount((base + ix + 1).ravel(), (fx * wn).ravel(), minlength=size)
     binned = binned.reshape(rows, 2 * N_GRID)
 
-    kern = np.exp(-0.5 * (_LAGS[None, :] * (dx / h)[:, None]) ** 2) / (h * np.sqrt(2 * np.pi))[
-        :, None
-    ]
+    kern = (
+        np.exp(-0.5 * (_LAGS[None, :] * (dx / h)[:, None]) ** 2) / (h * np.sqrt(2 * np.pi))[:, None]
+    )
     spec = np.fft.rfft(binned, axis=-1) * np.conj(np.fft.rfft(kern, axis=-1))
     dens = np.maximum(np.fft.irfft(spec, n=2 * N_GRID, axis=-1)[:, :N_GRID], 0.0)
 
