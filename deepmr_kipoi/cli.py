@@ -211,14 +211,29 @@ def _simulate_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the record (so that ``main`` can run
+    repeatedly in one process with redirected streams)."""
+
+    def __init__(self):
+        super().__init__()
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def _setup_logging(args) -> None:
     level = logging.DEBUG if getattr(args, "verbose", False) else (
         logging.ERROR if getattr(args, "quiet", False) else logging.WARNING)  # fmt: skip
     root = logging.getLogger()
-    if not any(getattr(h, "_deepmr", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        handler._deepmr = True
         root.addHandler(handler)
     root.setLevel(level)
 
@@ -313,18 +328,21 @@ def main(argv: list[str] | None = None) -> int:
     """Run the ``deepmr`` command; return its exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    if argv and argv[0] == "simulate":
-        from deepmr_kipoi import simulate
+    try:  # usage errors and --help end in SystemExit; main returns the status instead
+        if argv and argv[0] == "simulate":
+            from deepmr_kipoi import simulate
 
-        args = _simulate_parser().parse_args(argv[1:])
-        args.command = "simulate"
-        func = simulate.run_from_args
-    else:
-        args = parser.parse_args(argv)
-        if args.command is None:
-            parser.print_help()
-            return EXIT_BAD_INPUT
-        func = args.func
+            args = _simulate_parser().parse_args(argv[1:])
+            args.command = "simulate"
+            func = simulate.run_from_args
+        else:
+            args = parser.parse_args(argv)
+            if args.command is None:
+                parser.print_help()
+                return EXIT_BAD_INPUT
+            func = args.func
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else EXIT_BAD_INPUT
     _setup_logging(args)
     try:
         return int(func(args) or 0)
