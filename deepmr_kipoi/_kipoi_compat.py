@@ -90,14 +90,30 @@ def import_kipoi():
     return kipoi
 
 
+class _DropKnownNoise(logging.Filter):
+    """Drops kipoi_utils' warning about fields its parser does not know (kipoiseq's dataloader
+    descriptions have a ``postprocessing`` section): harmless, and printed on every dataloader import."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Unrecognized fields for DataLoaderDescription")
+
+
+_NOISY_LOGGER = "kipoi_utils.external.related.mixins"
+
+
 @contextlib.contextmanager
 def kipoi_output_to_log(level: int = logging.DEBUG) -> Iterator[None]:
-    """Capture what kipoi ``print``s (schema-mismatch notes, download messages) into the log."""
+    """Capture what kipoi ``print``s (schema-mismatch notes, download messages) into the log, and
+    drop its known-harmless parser warnings."""
     buffer = io.StringIO()
+    noise = _DropKnownNoise()
+    noisy = logging.getLogger(_NOISY_LOGGER)
+    noisy.addFilter(noise)
     try:
         with contextlib.redirect_stdout(buffer):
             yield
     finally:
+        noisy.removeFilter(noise)
         text = buffer.getvalue().strip()
         if text:
             logger.log(level, "kipoi: %s", text)
@@ -227,8 +243,13 @@ def prepare_source(source_name: str, source, download: bool) -> None:
     ValueError
         When a git source has no local copy and downloads are off, or cloning fails.
     """
-    from kipoi.sources import GitSource
+    from kipoi.sources import GithubPermalinkSource, GitSource
 
+    if isinstance(source, GithubPermalinkSource) and not download:
+        raise ValueError(
+            f"Kipoi source '{source_name}' clones models from GitHub on access and downloads are off; "
+            "pass download=True, or clone the repository and pass source=<its local path>"
+        )
     if not isinstance(source, GitSource) or source._pulled:
         return
     local = source.local_path

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from deepmr_kipoi.kipoi_models import LoadRequest, with_uncertainty
 from deepmr_kipoi.registry import register_adapter
-from model_adapters.deepsea import check_layout
-from model_adapters.generic import torch_members
+from model_adapters.generic import check_family_model, torch_members
 
 
 @register_adapter(
@@ -23,6 +22,6 @@ from model_adapters.generic import torch_members
 )
 def load_basset(request: LoadRequest):
     """Load the Basset Kipoi model with MC-dropout (or ensemble) uncertainty."""
-    check_layout(request, "NCL1", "Basset")
+    check_family_model(request, "NCL1", "Basset")
     members, has_dropout = torch_members(request, transforms="logit")
     return with_uncertainty(members, request, has_dropout=has_dropout)

@@ -16,24 +16,9 @@ from __future__ import annotations
 
 from deepmr_kipoi.kipoi_models import LoadRequest, with_uncertainty
 from deepmr_kipoi.registry import register_adapter
-from model_adapters.generic import torch_members
+from model_adapters.generic import check_family_model, torch_members
 
 DEEPSEA_MODELS = ("DeepSEA/predict", "DeepSEA/variantEffects", "DeepSEA/beluga")
-
-
-def check_layout(request: LoadRequest, expected: str, family: str) -> None:
-    """Raise a clear error when the model's input layout is not the family's."""
-    desc = request.description
-    if desc.layout != expected:
-        raise ValueError(
-            f"the {family} adapter expects a {expected} input, but {desc.name} has input shape "
-            f"{desc.input_shape}; load it with adapter='kipoi-generic'"
-        )
-    if len(desc.output_names) != 1:
-        raise ValueError(
-            f"the {family} adapter expects one output vector, but {desc.name} has outputs "
-            f"{desc.output_names}; load it with adapter='kipoi-generic'"
-        )
 
 
 @register_adapter(
@@ -44,6 +29,6 @@ def check_layout(request: LoadRequest, expected: str, family: str) -> None:
 )
 def load_deepsea(request: LoadRequest):
     """Load a DeepSEA-family Kipoi model with MC-dropout (or ensemble) uncertainty."""
-    check_layout(request, "NC1L", "DeepSEA")
+    check_family_model(request, "NC1L", "DeepSEA")
     members, has_dropout = torch_members(request, transforms="logit")
     return with_uncertainty(members, request, has_dropout=has_dropout)

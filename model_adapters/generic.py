@@ -75,6 +75,21 @@ def _check_vector_model(request: LoadRequest) -> None:
         )
 
 
+def check_family_model(request: LoadRequest, expected: str, family: str) -> None:
+    """Raise a clear error when a model is not of a family adapter's shape (layout, one output vector)."""
+    desc = request.description
+    if desc.layout != expected:
+        raise ValueError(
+            f"the {family} adapter expects a {expected} input, but {desc.name} has input shape "
+            f"{desc.input_shape}; load it with adapter='kipoi-generic'"
+        )
+    if len(desc.output_names) != 1:
+        raise ValueError(
+            f"the {family} adapter expects one output vector, but {desc.name} has outputs "
+            f"{desc.output_names}; load it with adapter='kipoi-generic'"
+        )
+
+
 def _output_hook(request: LoadRequest):
     names = request.description.output_names
     return ConcatOutputs(names) if len(names) > 1 else None

@@ -145,6 +145,11 @@ def test_default_git_source_never_touches_the_network():
         describe_model("DeepSEA/predict")
 
 
+def test_github_permalink_source_needs_download():
+    with pytest.raises(ValueError, match="clones models from GitHub on access and downloads are off"):
+        describe_model("https://github.com/kipoi/models/tree/abc123/Basset", source="github-permalink")
+
+
 def test_label_count_mismatch_is_a_clear_error(tmp_path, torch_dir):
     model_dir = tmp_path / "m"
     shutil.copytree(torch_dir, model_dir)
