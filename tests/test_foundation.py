@@ -35,6 +35,13 @@ def test_console_script_and_adapter_group_declared():
     assert "deepmr_kipoi.adapters" in entry_points
 
 
+def test_shipped_adapters_are_installed_entry_points():
+    from importlib.metadata import entry_points
+
+    names = {ep.name for ep in entry_points(group="deepmr_kipoi.adapters")}
+    assert {"deepsea", "basset", "bpnet-oskn", "kipoi-generic"} <= names
+
+
 def test_version_matches_metadata():
     from importlib.metadata import version
 
