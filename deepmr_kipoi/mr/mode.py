@@ -50,8 +50,8 @@ N_GRID = 512
 ROW_BLOCK = 1024
 #: R's ``density(cut = 3)`` and its internal extension ``ext = 4`` (in bandwidths).
 _CUT, _EXT = 3.0, 4.0
-#: Circular lags of R's kernel ordinates: 0..n, then -(n-1)..-1.
-_LAGS = np.concatenate([np.arange(N_GRID + 1), np.arange(-(N_GRID - 1), 0)]).astype(np.float64)
+#: Non-negative lags 0..n of R's kernel ordinates (the negative lags -(n-1)..-1 mirror 1..n-1).
+_HALF_LAGS = np.arange(N_GRID + 1, dtype=np.float64)
 
 
 def ratio_se(bx, by, se_bx, se_by) -> np.ndarray:
@@ -96,9 +96,10 @@ def _mode_block(r: np.ndarray, w: np.ndarray, phi: float) -> tuple[np.ndarray, n
     binned += np.bincount((base + ix + 1).ravel(), (fx * wn).ravel(), minlength=size)
     binned = binned.reshape(rows, 2 * N_GRID)
 
-    kern = (
-        np.exp(-0.5 * (_LAGS[None, :] * (dx / h)[:, None]) ** 2) / (h * np.sqrt(2 * np.pi))[:, None]
-    )
+    # dnorm at lags 0..n, mirrored for the negative lags -(n-1)..-1 (R's kernel ordinates).
+    half = np.exp(-0.5 * (_HALF_LAGS[None, :] * (dx / h)[:, None]) ** 2)
+    half /= (h * np.sqrt(2 * np.pi))[:, None]
+    kern = np.concatenate([half, half[:, N_GRID - 1 : 0 : -1]], axis=1)
     spec = np.fft.rfft(binned, axis=-1) * np.conj(np.fft.rfft(kern, axis=-1))
     dens = np.maximum(np.fft.irfft(spec, n=2 * N_GRID, axis=-1)[:, :N_GRID], 0.0)
 
@@ -107,8 +108,10 @@ def _mode_block(r: np.ndarray, w: np.ndarray, phi: float) -> tuple[np.ndarray, n
     jpos = (grid - lo[:, None]) / dx[:, None]
     j = np.clip(np.floor(jpos).astype(np.int64), 0, N_GRID - 2)
     t = jpos - j
-    d0 = np.take_along_axis(dens, j, -1)
-    d1 = np.take_along_axis(dens, j + 1, -1)
+    flat = (j + (np.arange(rows, dtype=np.int64) * N_GRID)[:, None]).ravel()
+    dens = dens.ravel()
+    d0 = dens[flat].reshape(rows, N_GRID)
+    d1 = dens[flat + 1].reshape(rows, N_GRID)
     curve = d0 + t * (d1 - d0)
     best = np.argmax(curve, axis=-1)
     return frm + best * step, h
