@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 #: MR fields copied from ``mr.run_batched`` results into the local table (NaN where not defined).
 LOCAL_FIELDS = (
-    "estimate", "se", "ci_low", "ci_high", "pvalue", "q", "q_pvalue",
+    "estimate", "se", "ci_low", "ci_high", "pvalue", "q", "q_pvalue", "residual_se",
     "intercept", "intercept_se", "intercept_pvalue", "i2_gx",
 )  # fmt: skip
 #: Element budget of one ``mr.run_batched`` call (sequences x exposures x outcomes x mutants).
@@ -649,7 +649,10 @@ def local_mr(
     exposures, outcomes : sequence of int
         Feature indices, lengths E and O.
     selection : InstrumentSelection
-        Instruments with ``mask`` of shape (n, W, 3, E).
+        Instruments with ``mask`` of shape (n, W, 3, E). The mask varies along the exposure side
+        only, which keeps IVW/Egger on ``mr.run_batched``'s matrix-product path; instruments whose
+        outcome effect or SE is unusable (non-finite, SE 0) are dropped per cell
+        (``drop_invalid=True``).
     methods : sequence of str
         Names in ``mr.METHODS``.
     n_boot, seed, level
@@ -677,12 +680,6 @@ def local_mr(
     bx, sx = flat(mean, ex), flat(se, ex)
     by, sy = flat(mean, oc), flat(se, oc)
     mask_x = selection.mask.reshape(n, m, n_e).transpose(0, 2, 1)
-    valid_y = np.isfinite(by) & np.isfinite(sy) & (sy > 0)
-    # Masked-out cells must not carry NaN into the array arithmetic of the estimators.
-    bx = np.where(mask_x, bx, 0.0)
-    sx = np.where(mask_x, sx, 1.0)
-    by = np.where(valid_y, by, 0.0)
-    sy = np.where(valid_y, sy, 1.0)
 
     block = max(1, int(block_elements) // max(1, n * n_o * m))
     out: dict[str, dict[str, np.ndarray]] = {}
@@ -699,7 +696,8 @@ def local_mr(
                 by[:, None, :, :],
                 sx[:, sl, None, :],
                 sy[:, None, :, :],
-                mask=mask_x[:, sl, None, :] & valid_y[:, None, :, :],
+                mask=mask_x[:, sl, None, :],
+                drop_invalid=True,
                 n_boot=n_boot,
                 seed=int(seeds[mi * n_e + start]),
                 level=level,
@@ -895,10 +893,10 @@ def plain_warnings(
         )
     egger = glob[glob["method"] == "egger"]
     if len(egger):
-        weak = egger["i2_gx_median"].to_numpy() < 0.9
+        weak = egger["i2_gx_median"].to_numpy() < 90
         if np.any(weak):
             out.append(
-                f"For {int(np.sum(weak))} pairs the median I^2_GX is below 0.9: Egger slopes are "
+                f"For {int(np.sum(weak))} pairs the median I^2_GX is below 90%: Egger slopes are "
                 "diluted toward zero there (weak-instrument regression dilution)."
             )
         pleio = egger["egger_intercept_sig_frac"].to_numpy() > 2 * alpha

@@ -400,7 +400,7 @@ def _diagnostics(glob: pd.DataFrame) -> pd.DataFrame:
             if sub["median_instruments"].notna().any() else np.nan,
             "median I2 (%)": float(np.nanmedian(sub["i2"])) if sub["i2"].notna().any() else np.nan,
             "median tau2": float(np.nanmedian(sub["tau2"])) if sub["tau2"].notna().any() else np.nan,
-            "median I2_GX": float(np.nanmedian(sub["i2_gx_median"]))
+            "median I2_GX (%)": float(np.nanmedian(sub["i2_gx_median"]))
             if sub["i2_gx_median"].notna().any() else np.nan,
             "Egger intercepts != 0 (share)": float(np.nanmean(sub["egger_intercept_sig_frac"]))
             if sub["egger_intercept_sig_frac"].notna().any() else np.nan,
@@ -509,7 +509,7 @@ def write_report(
     diag = _diagnostics(glob)
     parts.append(table_html(diag, list(diag.columns), left=["method"]))
     parts.append('<p class="small">I2: between-sequence heterogeneity of the local effects. '
-                 "I2_GX &lt; 0.9 dilutes Egger slopes. Egger intercepts != 0: share of sequences "
+                 "I2_GX below 90% dilutes Egger slopes. Egger intercepts != 0: share of sequences "
                  f"whose Egger intercept is significant at {1 - level:.2g} (directional "
                  "pleiotropy).</p>")  # fmt: skip
     parts.append("<h2>Calibration</h2>")

@@ -37,7 +37,7 @@ def _local_table(seed=0):
                         "ci_high": est + 1.96 * se, "pvalue": 0.01, "q": np.nan, "q_pvalue": np.nan,
                         "intercept": rng.normal(0, 0.01) if method == "egger" else np.nan,
                         "intercept_se": 0.01, "intercept_pvalue": rng.uniform() if method == "egger"
-                        else np.nan, "i2_gx": 0.95 if method == "egger" else np.nan,
+                        else np.nan, "i2_gx": 95.0 if method == "egger" else np.nan,
                         "n_instruments": int(rng.integers(3, 30)), "reason": reason,
                     })  # fmt: skip
     df = pd.DataFrame(rows)
