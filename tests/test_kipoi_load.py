@@ -117,9 +117,6 @@ def test_non_vector_outputs_need_an_adapter(torch_dir, tmp_path):
 
 @pytest.mark.parametrize("which", ["torch", "keras", "dict"])
 def test_deep_mr_run_on_each_test_model(which, torch_dir, keras_dir, dict_dir, tmp_path):
-    mr = pytest.importorskip("deepmr_kipoi.mr")
-    if not hasattr(mr, "run_batched"):
-        pytest.skip("deepmr_kipoi.mr is not complete in this checkout")
     from deepmr_kipoi import pipeline
 
     model_dir = {"torch": torch_dir, "keras": keras_dir, "dict": dict_dir}[which]
