@@ -128,3 +128,22 @@ def test_broken_plugin_is_reported_not_fatal(tmp_path, monkeypatch):
         )
     finally:
         registry.unregister_adapter("deepmr-test-plugin")
+
+
+def test_custom_adapter_example_runs_by_name(capsys):
+    import importlib.util
+    import os
+
+    pytest.importorskip("torch")
+    path = os.path.join(os.path.dirname(__file__), "..", "examples", "custom_adapter.py")
+    spec = importlib.util.spec_from_file_location("deepmr_example_custom_adapter", path)
+    example = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(example)  # registers the "ToyMotifCNN" adapter
+        assert registry.get_adapter("ToyMotifCNN").description == "toy AP-1/E-box CNN; MC dropout"
+        assert example.main(["--n-sequences", "3"]) == 0
+    finally:
+        registry.unregister_adapter("ToyMotifCNN")
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    estimate = float(last.split("(IVW): ")[1].split(";")[0])
+    assert abs(estimate - 0.8) < 0.05  # the effect built into the toy model
