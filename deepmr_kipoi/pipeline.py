@@ -715,24 +715,30 @@ def local_mr(
 def _local_table(
     mr_out: dict[str, dict[str, np.ndarray]],
     seq_index: np.ndarray,
-    seq_ids: Sequence[str],
+    all_ids: Sequence[str],
     exposures: Sequence[int],
     outcomes: Sequence[int],
     feature_names: Sequence[str],
     methods: Sequence[str],
 ) -> pd.DataFrame:
+    """Local MR arrays (n, E, O) as rows; names are categoricals (tables of 10^7 rows stay small)."""
     n, n_e, n_o = len(seq_index), len(exposures), len(outcomes)
     si, ei, oi = np.meshgrid(np.arange(n), np.arange(n_e), np.arange(n_o), indexing="ij")
     e_feat = np.asarray(exposures)[ei.ravel()]
     o_feat = np.asarray(outcomes)[oi.ravel()]
     keep = e_feat != o_feat
     cats = pd.CategoricalDtype(list(feature_names))
+    # ids may repeat (FASTA records of one name): categories are the distinct ids
+    distinct = list(dict.fromkeys(all_ids))
+    code_of = {name: i for i, name in enumerate(distinct)}
+    id_codes = np.array([code_of[all_ids[g]] for g in seq_index])[si.ravel()][keep]
+    id_dtype = pd.CategoricalDtype(distinct)
     frames = []
     for method in methods:
         fields = mr_out[method]
         frame = {
             "sequence_index": seq_index[si.ravel()][keep].astype(np.int64),
-            "sequence_id": np.asarray(seq_ids, dtype=object)[si.ravel()][keep],
+            "sequence_id": pd.Categorical.from_codes(id_codes, dtype=id_dtype),
             "exposure": pd.Categorical.from_codes(e_feat[keep], dtype=cats),
             "outcome": pd.Categorical.from_codes(o_feat[keep], dtype=cats),
             "method": pd.Categorical([method] * int(keep.sum()), categories=list(methods)),
@@ -1093,6 +1099,8 @@ def run(
                 out_dir.mkdir(parents=True)
                 made_dir = True
             store = results.ChunkStore(out_dir, chash)
+            if config.force and store.existing_hash() not in (None, chash):
+                results.clear_outputs(out_dir)
             created += store.prepare(len(bounds), force=config.force)
 
         result = _run_chunks(
@@ -1222,7 +1230,7 @@ def _run_chunks(
             )  # fmt: skip
             idx = np.arange(a, b)
             frame = _local_table(
-                mr_out, idx, seq_ids[a:b], exposures, outcomes, feature_names, config.methods
+                mr_out, idx, seq_ids, exposures, outcomes, feature_names, config.methods
             )
             timings["mr"] += time.perf_counter() - tick
             is_n = eff["is_n"]

@@ -260,6 +260,20 @@ class ChunkStore:
         return read_npz(p) if p.exists() else None
 
 
+#: Files a finished run writes into its folder (besides ``chunks/``).
+OUTPUT_FILES = ("global_effects.csv", "global_effects.parquet", "local_effects.parquet",
+                "effects.h5", "report.html", "run.json", "config.yaml")  # fmt: skip
+
+
+def clear_outputs(out_dir: str | os.PathLike) -> None:
+    """Delete a run folder's result files and figures (only names a run writes; nothing else)."""
+    out_dir = Path(out_dir)
+    for name in OUTPUT_FILES:
+        (out_dir / name).unlink(missing_ok=True)
+    for png in (out_dir / "figures").glob("*.png"):
+        png.unlink()
+
+
 @dataclass(frozen=True)
 class RunData:
     """A finished run folder read back.
