@@ -1142,6 +1142,7 @@ def run(
                 "se_scale": dict(cal.scale_items()),
             },  # fmt: skip
             "warnings": warns,
+            "truth": None if truth is None else truth.to_dict(orient="records"),
             "versions": _versions(),
             "platform": platform.platform(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
