@@ -193,3 +193,29 @@ def test_fasta_and_bed_sequences_are_used(tmp_path):
     bed.write_text("chr1\t20\t60\tpeakA\nchr1\t100\t140\tpeakB\nchr1\t200\t240\tpeakC\n")
     res = pipeline.run(_config(None, fasta=str(genome), bed=str(bed), n_sequences=None))
     assert sorted(res.local_effects["sequence_id"].unique()) == ["peakA", "peakB", "peakC"]
+
+
+def test_hard_killed_run_leaves_readable_chunks_and_resumes_equal(tmp_path, finished_run):
+    """SIGKILL right after the first chunk is written: the files present are whole; re-running the
+    same config resumes and gives the uninterrupted run's tables."""
+    import subprocess
+
+    out = tmp_path / "killed"
+    code = (
+        "import os, signal, sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from deepmr_kipoi import pipeline\n"
+        f"cfg = pipeline.RunConfig(model={FACTORY!r}, n_sequences=5, chunk_size=2, "
+        f"methods=('ivw', 'egger'), progress=False, out={str(out)!r}, figures=False, "
+        "report=False, save_effects=True)\n"
+        "pipeline.run(cfg, on_chunk=lambda i, n: os.kill(os.getpid(), signal.SIGKILL))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    assert [p.name for p in sorted((out / "chunks").glob("local_*"))] == ["local_00000.parquet"]
+    pd.read_parquet(out / "chunks" / "local_00000.parquet")
+    results.read_npz(out / "chunks" / "arrays_00000.npz")
+    resumed = pipeline.run(_config(out, figures=False, report=False, save_effects=True))
+    assert resumed.run_info["chunks"]["resumed"] == [0]
+    pd.testing.assert_frame_equal(resumed.global_effects, finished_run.global_effects)
+    pd.testing.assert_frame_equal(resumed.local_effects, finished_run.local_effects)
