@@ -617,14 +617,15 @@ def save_keras_h5(model, path) -> None:
         model.save(str(path), include_optimizer=False)
 
 
-def write_bpnet_h5(path, length: int = 100, filters: int = 6, seed: int = 0, **kwargs) -> str:
-    """Save :func:`build_bpnet_keras` as a whole-model Keras h5 (as the zoo's file is)."""
+def write_bpnet_h5(path, length: int = 100, filters: int = 6, seed: int = 0, **kwargs):
+    """Save :func:`build_bpnet_keras` as a whole-model Keras h5 (as the zoo's file is); returns the
+    Keras model (the reference to compare with)."""
     model = build_bpnet_keras(length=length, filters=filters, seed=seed, **kwargs)
     tmp = str(path) + ".h5" if not str(path).endswith(".h5") else str(path)
     save_keras_h5(model, tmp)
     if tmp != str(path):
         shutil.move(tmp, str(path))
-    return str(path)
+    return model
 
 
 def keras_bpnet_predict(model, onehot: np.ndarray) -> dict[str, np.ndarray]:
@@ -634,9 +635,9 @@ def keras_bpnet_predict(model, onehot: np.ndarray) -> dict[str, np.ndarray]:
     for task in BPNET_TASKS:
         feed[f"bias/{task}/profile"] = np.zeros((n, length, 2), np.float32)
         feed[f"bias/{task}/counts"] = np.zeros((n, 2), np.float32)
-    preds = model.predict_on_batch(feed)
+    preds = model(feed, training=False)  # a direct call: predict_on_batch traces a graph first
     names = [f"{t}/{h}" for t in BPNET_TASKS for h in ("profile", "counts")]
-    return dict(zip(names, preds))
+    return {name: np.asarray(p) for name, p in zip(names, preds)}
 
 
 def ensure_importable(path) -> None:
