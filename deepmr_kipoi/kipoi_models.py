@@ -295,6 +295,9 @@ def _dataloader_defaults(md, model_name: str, source_obj, model_dir: str) -> tup
         return args, dl.defined_as
     if isinstance(dl, str) and dl:
         path = os.path.normpath(os.path.join(model_dir, dl))
+        if not any(os.path.isfile(os.path.join(path, f"dataloader.{ext}")) for ext in ("yaml", "yml")):
+            # Kipoi's default '.' when model.yaml names no dataloader
+            return {}, None
         try:
             import kipoi
 
