@@ -349,6 +349,7 @@ def from_torch(
     transforms=None,
     sequence_length: int | None = None,
     device=None,
+    optimize: bool = False,
 ) -> Member:
     """Wrap a PyTorch module as a deterministic member (imports torch).
 
@@ -370,6 +371,13 @@ def from_torch(
         The module's input length, when fixed.
     device : str or torch.device, optional
         Default: the device of the module's parameters.
+    optimize : bool
+        Run a TorchScript-traced, frozen and ``optimize_for_inference`` copy of the module (weights
+        pre-packed for oneDNN, BatchNorm folded, conv+ReLU fused): often 1.2-2x faster on CPU. It is
+        checked against eager mode on the first batch (relative tolerance 1e-4 of the largest output)
+        and replaced by eager mode, with a logged warning, when tracing fails or they disagree.
+        Outputs then differ from eager mode by float32 rounding. Data-dependent control flow in
+        ``forward`` is frozen at tracing; MC-dropout samples always run eagerly.
 
     Returns
     -------
@@ -379,7 +387,7 @@ def from_torch(
     from deepmr_kipoi.predictive._torch import TorchMember
 
     def probe(x):
-        tmp = TorchMember(module, ["_"], layout, alphabet, output, None, None, device)
+        tmp = TorchMember(module, ["_"], layout, alphabet, output, None, None, device, False)
         import torch
 
         with torch.inference_mode():
@@ -388,7 +396,9 @@ def from_torch(
         return 1 if out.ndim == 1 else int(out.shape[-1])
 
     names = _infer_feature_names(feature_names, sequence_length, probe)
-    return TorchMember(module, names, layout, alphabet, output, transforms, sequence_length, device)
+    return TorchMember(
+        module, names, layout, alphabet, output, transforms, sequence_length, device, optimize
+    )
 
 
 def from_keras(

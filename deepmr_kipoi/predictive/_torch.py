@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -11,6 +13,12 @@ from deepmr_kipoi.predictive._member import DropoutLayer, MaskFn, Member, output
 
 # AlphaDropout/FeatureAlphaDropout are not here: their dropped units take a non-zero value and the
 # kept ones an affine correction, which a multiplicative mask does not reproduce
+logger = logging.getLogger(__name__)
+
+#: an optimized module must reproduce the eager one to this tolerance, relative to the largest output,
+#: on the batch it was traced with (BatchNorm folding and fused kernels change float32 rounding only)
+OPTIMIZE_RTOL = 1e-4
+
 _ELEMENT = (torch.nn.Dropout,)
 _CHANNEL = (torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d)
 
@@ -36,6 +44,7 @@ class TorchMember(Member):
         transforms=None,
         sequence_length: int | None = None,
         device=None,
+        optimize: bool = False,
     ):
         if not isinstance(module, torch.nn.Module):
             raise ValueError(f"from_torch needs a torch.nn.Module, got {type(module).__name__}")
@@ -56,6 +65,8 @@ class TorchMember(Member):
         )
         self.module = module
         self.output = output
+        self.optimize = bool(optimize)
+        self._optimized = None
         super().__init__(feature_names, alphabet, layout, sequence_length, transforms)
         self._dropout = [
             (mod, DropoutLayer(name or type(mod).__name__, float(mod.p), isinstance(mod, _CHANNEL)))
@@ -74,6 +85,41 @@ class TorchMember(Member):
     def prepare(self, onehot: np.ndarray):
         return torch.from_numpy(super().prepare(onehot)).to(device=self.device, dtype=self.dtype)
 
+    def _optimized_module(self, x):
+        """The TorchScript-optimized module, built and checked against eager mode on the first batch.
+
+        Checked on the first batch and on its first row alone; falls back to the eager module (logged)
+        when tracing fails or the outputs disagree.
+        """
+        if self._optimized is None:
+            self._optimized = self.module
+            try:
+                fast = _optimize(self.module, x)
+                # a second batch size catches batch sizes that tracing froze into the graph
+                pairs = [
+                    (w, g)
+                    for batch in (x, x[:1])
+                    for w, g in zip(
+                        _flatten(self.module(batch)), _flatten(fast(batch)), strict=True
+                    )
+                    if w.shape == g.shape or _raise_shape(w, g)
+                ]
+                scale = max(float(w.abs().max()) for w, _ in pairs) or 1.0
+                err = max(float((w - g).abs().max()) for w, g in pairs)
+                if err <= OPTIMIZE_RTOL * scale:
+                    self._optimized = fast
+                else:
+                    logger.warning(
+                        "optimize=True: the optimized module differs by %.3g; using eager mode", err
+                    )
+            except Exception as err:  # noqa: BLE001 - any tracing failure means: run eagerly
+                logger.warning(
+                    "optimize=True: tracing failed (%s: %s); using eager mode",
+                    type(err).__name__,
+                    err,
+                )
+        return self._optimized
+
     def _forward(self, x, n: int, masks: MaskFn | None) -> np.ndarray:
         handles = []
         if masks is not None:
@@ -81,7 +127,11 @@ class TorchMember(Member):
                 handles.append(mod.register_forward_hook(_mask_hook(k, info, masks)))
         try:
             with torch.inference_mode():
-                raw = self.module(x)
+                raw = (
+                    self._optimized_module(x)(x)
+                    if masks is None and self.optimize
+                    else self.module(x)
+                )
                 out = self.output(raw) if self.output is not None else raw
                 return output_to_2d(out, n, len(self.feature_names), _to_numpy)
         finally:
@@ -100,3 +150,25 @@ def _mask_hook(k: int, info: DropoutLayer, masks: MaskFn):
         return out * mask
 
     return hook
+
+
+def _optimize(module, x):
+    """Trace, freeze and optimize ``module`` for CPU inference on example batch ``x`` (TorchScript)."""
+    with warnings.catch_warnings():
+        # TorchScript is deprecated in favour of torch.compile, whose compile time per ensemble member
+        # (weights are frozen constants) costs more than an ISM run saves; it still works in torch 2.x
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(module, x, check_trace=False)
+        return torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+
+
+def _flatten(out) -> list:
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, dict):
+        out = list(out.values())
+    return [t for o in out for t in _flatten(o)]
+
+
+def _raise_shape(want, got):
+    raise ValueError(f"optimized output has shape {tuple(got.shape)}, eager {tuple(want.shape)}")

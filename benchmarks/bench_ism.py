@@ -1,0 +1,291 @@
+"""Saturation-ISM throughput: deepmr_kipoi.ism against tangermeme.saturation_mutagenesis.
+
+Two models, each a 5-member ensemble of randomly initialised PyTorch networks over 8 random sequences:
+
+(a) a Basset-shaped conv net: 3 conv + BatchNorm + ReLU + max-pool blocks (300x19, 200x11, 200x7; pools
+    3, 4, 4), 2 dense layers of 1000, 164 sigmoid outputs, L = 600;
+(b) a bpnet-lite BPNet (64 filters, 8 dilated residual layers, no control track, L = 1000), counts head.
+
+For each, the same paired effects (mean and SD over members of f_s(mutant) - f_s(reference)) are
+computed three ways, in one process, on the same sequences and window:
+
+* ours: ``ism.saturation_effects(DeepEnsemble([...]), ...)`` (mutants of all sequences batched
+  together, each batch built once and predicted by every member), with eager members and with
+  ``from_torch(..., optimize=True)`` members (TorchScript-frozen, oneDNN weight pre-packing);
+* tangermeme ``fast=False``: ``saturation_mutagenesis(member, X, raw_outputs=True, fast=False)`` per
+  member, then the same paired mean/SD;
+* tangermeme ``fast=True`` (its fastISM, receptive-field caching via torch.export). tangermeme skips
+  its fast path for jobs it expects to finish within 30 s; ``--force-fast`` (default on) sets that
+  threshold to 0 so that fast=True is always attempted (tangermeme still falls back, with a warning
+  that is printed, when its check finds the fast path slower or unsupported).
+
+Throughput is mutant forward passes per second: sequences x 3 x window x members / seconds. Peak
+memory of ours is measured in separate subprocesses for half and all of the sequences (peak RSS and
+the tracemalloc peak of Python/numpy allocations) to show that it does not grow with the number of
+sequences. Run (about 5-10 minutes on 2 cores with the defaults)::
+
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_ism.py
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_ism.py --models bpnet --window 100 --n-seq 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+import warnings
+
+import numpy as np
+
+MODELS = {"basset": 600, "bpnet": 1000}
+
+
+def build(name: str, seed: int):
+    """One randomly initialised network, eval mode, NCL ACGT input."""
+    import torch
+
+    torch.manual_seed(seed)
+    if name == "basset":
+        nn = torch.nn
+        net = nn.Sequential(
+            nn.Conv1d(4, 300, 19), nn.BatchNorm1d(300), nn.ReLU(), nn.MaxPool1d(3),
+            nn.Conv1d(300, 200, 11), nn.BatchNorm1d(200), nn.ReLU(), nn.MaxPool1d(4),
+            nn.Conv1d(200, 200, 7), nn.BatchNorm1d(200), nn.ReLU(), nn.MaxPool1d(4),
+            nn.Flatten(), nn.Linear(2000, 1000), nn.ReLU(), nn.Dropout(0.3),
+            nn.Linear(1000, 1000), nn.ReLU(), nn.Dropout(0.3), nn.Linear(1000, 164), nn.Sigmoid(),
+        )  # fmt: skip
+        with torch.no_grad():
+            for m in net:
+                if isinstance(m, nn.BatchNorm1d):
+                    m.running_mean.uniform_(-0.1, 0.1)
+                    m.running_var.uniform_(0.5, 1.5)
+        return net.eval()
+    from bpnetlite.bpnet import BPNet, CountWrapper
+
+    # trimming=0: a 1000 bp input predicts a 1000 bp profile, and the counts head averages all of it
+    return CountWrapper(
+        BPNet(n_filters=64, n_layers=8, n_control_tracks=0, trimming=0, verbose=False)
+    ).eval()
+
+
+def setup(name: str, n_members: int, n_seq: int, seed: int):
+    from deepmr_kipoi import sequences
+
+    nets = [build(name, s) for s in range(n_members)]
+    x = sequences.random_sequences(n_seq, MODELS[name], seed=seed)
+    return nets, x
+
+
+def window_of(name: str, width: int) -> tuple[int, int]:
+    length = MODELS[name]
+    width = min(width, length)
+    start = (length - width) // 2
+    return start, start + width
+
+
+def run_ours(name, nets, x, window, batch_size, optimize=False):
+    from deepmr_kipoi import ism
+    from deepmr_kipoi.predictive import DeepEnsemble, from_torch
+
+    n_out = 164 if name == "basset" else 1
+    names = [f"f{i}" for i in range(n_out)]
+    model = DeepEnsemble(
+        [from_torch(n, feature_names=names, layout="NCL", optimize=optimize) for n in nets]
+    )
+    tic = time.perf_counter()
+    eff = ism.saturation_effects(model, x, window=window, batch_size=batch_size, progress=False)
+    return eff, time.perf_counter() - tic
+
+
+def run_tangermeme(nets, x, window, batch_size, fast: bool):
+    """Paired mean/SD over members from tangermeme's raw outputs, (N, W, 3, F), and the seconds taken."""
+    import torch
+    from tangermeme.saturation_mutagenesis import saturation_mutagenesis
+
+    from deepmr_kipoi.ism import ALT_BASES
+
+    X = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 2, 1)))
+    start, end = window
+    notes = []
+    tic = time.perf_counter()
+    diffs = []
+    ref = x[:, start:end].argmax(-1)
+    alts = ALT_BASES[ref]  # (N, W, 3)
+    for net in nets:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            y0, y_hat = saturation_mutagenesis(
+                net, X, start=start, end=end, batch_size=batch_size, raw_outputs=True, fast=fast,
+                device="cpu", verbose=False,
+            )  # fmt: skip
+        notes += [str(w.message).split(". Pass")[0] for w in caught if "fast" in str(w.message)]
+        y0, y_hat = y0.numpy(), y_hat.numpy()  # (N, F), (N, 4, W, F)
+        n_idx = np.arange(len(x))[:, None, None]
+        w_idx = np.arange(end - start)[None, :, None]
+        diffs.append(y_hat[n_idx, alts, w_idx] - y0[:, None, None, :])
+    d = np.stack(diffs)
+    mean, sd = d.mean(0, dtype=np.float64), d.std(0, ddof=1, dtype=np.float64)
+    return (mean, sd), time.perf_counter() - tic, sorted(set(notes))
+
+
+def mem_probe(args) -> None:
+    """Subprocess entry: run ours once and print its time and peak memory as JSON."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    nets, x = setup(args.model, args.members, args.n_seq, args.seed)
+    window = window_of(args.model, args.window)
+    tracemalloc.start()
+    eff, seconds = run_ours(args.model, nets, x, window, args.batch_size, optimize=args.optimize)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    out_bytes = eff.mean.nbytes + eff.se.nbytes + eff.reference.nbytes
+    if args.save:
+        np.savez(args.save, mean=eff.mean, se=eff.se)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "tracemalloc_peak": peak,
+                "rss_peak": rss,
+                "output_bytes": out_bytes,
+            }
+        )
+    )
+
+
+def probe(args, n_seq: int, save: str | None, optimize: bool = False) -> dict:
+    cmd = [
+        sys.executable, os.path.abspath(__file__), "--_probe", "--model", args.model, "--n-seq", str(n_seq),
+        "--members", str(args.members), "--window", str(args.window), "--batch-size", str(args.batch_size),
+        "--seed", str(args.seed), "--threads", str(args.threads),
+    ]  # fmt: skip
+    if save:
+        cmd += ["--save", save]
+    if optimize:
+        cmd += ["--optimize"]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--models", default="basset,bpnet", help="comma-separated: basset, bpnet")
+    p.add_argument("--n-seq", type=int, default=8, help="reference sequences (default 8)")
+    p.add_argument("--members", type=int, default=5, help="ensemble members (default 5)")
+    p.add_argument(
+        "--window", type=int, default=20, help="central window width mutated (default 20)"
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=256, help="mutants per forward pass, both tools"
+    )
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--no-force-fast",
+        dest="force_fast",
+        action="store_false",
+        help="keep tangermeme's 30 s rule",
+    )
+    p.add_argument("--skip-fast", action="store_true", help="do not run tangermeme fast=True")
+    p.add_argument("--_probe", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--optimize", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--model", help=argparse.SUPPRESS)
+    p.add_argument("--save", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args._probe:
+        mem_probe(args)
+        return 0
+
+    import tangermeme
+    import tangermeme.saturation_mutagenesis as tsm
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.force_fast:
+        tsm._FAST_MIN_SECONDS = 0.0
+    print(
+        f"tangermeme {tangermeme.__version__}, torch {torch.__version__}, {args.threads} threads; "
+        f"{args.members} members x {args.n_seq} sequences, window {args.window}, batch {args.batch_size}"
+    )
+    rows = []
+    for name in args.models.split(","):
+        args.model = name
+        nets, x = setup(name, args.members, args.n_seq, args.seed)
+        window = window_of(name, args.window)
+        n_pass = args.n_seq * 3 * (window[1] - window[0]) * args.members
+        with tempfile.TemporaryDirectory() as tmp:
+            full = probe(args, args.n_seq, os.path.join(tmp, "ours.npz"))
+            ours = np.load(os.path.join(tmp, "ours.npz"))
+            mean, se = ours["mean"], ours["se"]
+            opt = probe(args, args.n_seq, os.path.join(tmp, "opt.npz"), optimize=True)
+            opt_diff = max(
+                np.abs(np.load(os.path.join(tmp, "opt.npz"))["mean"] - mean).max(),
+                np.abs(np.load(os.path.join(tmp, "opt.npz"))["se"] - se).max(),
+            )
+        half = probe(args, max(args.n_seq // 2, 1), None)
+        (tm_mean, tm_sd), t_slow, notes_slow = run_tangermeme(
+            nets, x, window, args.batch_size, fast=False
+        )
+        row = {
+            "model": name,
+            "ours": n_pass / full["seconds"],
+            "opt": n_pass / opt["seconds"],
+            "diff_opt": opt_diff,
+            "slow": n_pass / t_slow,
+            "diff_slow": max(np.abs(mean - tm_mean).max(), np.abs(se - tm_sd).max()),
+            "rss_half": half["rss_peak"], "rss_full": full["rss_peak"],
+            "tm_half": half["tracemalloc_peak"], "tm_full": full["tracemalloc_peak"],
+            "out_half": half["output_bytes"], "out_full": full["output_bytes"],
+        }  # fmt: skip
+        if not args.skip_fast:
+            (fm, fs), t_fast, notes_fast = run_tangermeme(
+                nets, x, window, args.batch_size, fast=True
+            )
+            row.update(
+                fast=n_pass / t_fast, diff_fast=max(np.abs(mean - fm).max(), np.abs(se - fs).max())
+            )
+            for note in notes_fast:
+                print(f"  [{name}] tangermeme fast=True: {note}")
+        rows.append(row)
+
+    mib = 2**20
+    print()
+    print(
+        f"{'model':8} {'ours':15} {'mut/s':>8} {'tm fast=F':>10} {'ratio':>6} {'tm fast=T':>10} {'ratio':>6} {'max|diff|':>10}"
+    )
+    for r in rows:
+        for label, speed, extra in (
+            ("eager", r["ours"], 0.0),
+            ("optimize=True", r["opt"], r["diff_opt"]),
+        ):
+            fast = (
+                f"{r['fast']:10.1f} {speed / r['fast']:6.2f}"
+                if "fast" in r
+                else f"{'-':>10} {'-':>6}"
+            )
+            diff = max(r["diff_slow"], r.get("diff_fast", 0.0)) + extra
+            print(
+                f"{r['model']:8} {label:15} {speed:8.1f} {r['slow']:10.1f} {speed / r['slow']:6.2f} {fast} {diff:10.2e}"
+            )
+    print()
+    print(
+        f"{'model':8} {'seqs':>5} {'peak RSS MiB':>13} {'tracemalloc peak MiB':>21} {'of which outputs MiB':>21}"
+    )
+    for r in rows:
+        for n, rss, tm, out in ((args.n_seq // 2, r["rss_half"], r["tm_half"], r["out_half"]), (args.n_seq, r["rss_full"], r["tm_full"], r["out_full"])):  # fmt: skip
+            print(f"{r['model']:8} {n:5d} {rss / mib:13.1f} {tm / mib:21.1f} {out / mib:21.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
