@@ -38,7 +38,6 @@ import logging
 import math
 
 import numpy as np
-from scipy import stats
 from tqdm.auto import tqdm
 
 from deepmr_kipoi.mr import _common as C
@@ -116,11 +115,21 @@ class _PairSums:
             a = a * fac
         return np.broadcast_to(np.asarray(a, dtype=np.float64), lead + (self.k,))
 
-    def __call__(self, x=None, y=None) -> np.ndarray:
-        xa = self._side(x, self.xfac, self.x_lead)
+    def mask_x(self, a: np.ndarray) -> np.ndarray:
+        """``a`` times the exposure-side factor: pass the result with ``x_masked=True``."""
+        return a if self.xfac is None else a * self.xfac
+
+    def __call__(self, x=None, y=None, *, x_masked: bool = False) -> np.ndarray:
+        xa = self._side(x, None if x_masked else self.xfac, self.x_lead)
         ya = self._side(y, self.yfac, self.y_lead)
         if self.third is not None:
             return np.einsum("...k,...k,...k->...", xa, ya, self.third)
+        # A side that is all ones reduces to a plain sum (and broadcast, zero-stride operands
+        # would keep matmul off BLAS).
+        if y is None and self.yfac is None:
+            return np.broadcast_to(xa.sum(axis=-1), self.lead)
+        if x is None and self.xfac is None:
+            return np.broadcast_to(ya.sum(axis=-1), self.lead)
         ps, px, py = self.sizes
         axes = self.perm + [len(self.lead)]
         xr = xa.transpose(axes).reshape(ps, px, self.k)
@@ -137,18 +146,34 @@ def _set_reason(reason: np.ndarray, cond: np.ndarray, code: int) -> None:
     reason[(reason == C.OK) & cond] = code
 
 
-def _closed_form(method, bx, by, sx, sy, mask, lead, k, drop_invalid, level):
-    fin_x = np.isfinite(bx) & np.isfinite(sx)
-    fin_y = np.isfinite(by) & np.isfinite(sy)
+def _all_valid(b: np.ndarray, se: np.ndarray) -> bool:
+    """Every ``b`` finite and every ``se`` finite and positive (read-only reductions; NaN
+    propagates through min and max)."""
+    if b.size == 0 or se.size == 0:
+        return True
     with np.errstate(invalid="ignore"):
-        vx = fin_x & (sx > 0)
-        vy = fin_y & (sy > 0)
-    bx0, sx0 = np.where(vx, bx, 0.0), np.where(vx, sx, 1.0)
-    by0, sy0 = np.where(vy, by, 0.0), np.where(vy, sy, 1.0)
-    all_x, all_y = bool(vx.all()), bool(vy.all())
-    fx = vx.astype(np.float64) if drop_invalid and not all_x else None
-    fy = vy.astype(np.float64) if drop_invalid and not all_y else None
-    s = _PairSums(lead, k, vx.shape[:-1], vy.shape[:-1], mask, fx, fy)
+        return bool(
+            np.isfinite(b.min()) and np.isfinite(b.max()) and se.min() > 0 and np.isfinite(se.max())
+        )
+
+
+def _closed_form(method, bx, by, sx, sy, mask, lead, k, drop_invalid, level):
+    all_x, all_y = _all_valid(bx, sx), _all_valid(by, sy)
+    fx = fy = None
+    if not (all_x and all_y):
+        fin_x = np.isfinite(bx) & np.isfinite(sx)
+        fin_y = np.isfinite(by) & np.isfinite(sy)
+        with np.errstate(invalid="ignore"):
+            vx, vy = fin_x & (sx > 0), fin_y & (sy > 0)
+        # Invalid entries are zeroed so that they cannot poison the sums; they are either dropped
+        # (drop_invalid) or flag their cell below.
+        bx, sx = np.where(vx, bx, 0.0), np.where(vx, sx, 1.0)
+        by, sy = np.where(vy, by, 0.0), np.where(vy, sy, 1.0)
+        if drop_invalid:
+            fx, fy = vx.astype(np.float64), vy.astype(np.float64)
+    x_lead = np.broadcast_shapes(bx.shape, sx.shape)[:-1]
+    y_lead = np.broadcast_shapes(by.shape, sy.shape)[:-1]
+    s = _PairSums(lead, k, x_lead, y_lead, mask, fx, fy)
 
     n = np.rint(s()).astype(np.int64)
     reason = np.zeros(lead, dtype=np.int8)
@@ -159,11 +184,13 @@ def _closed_form(method, bx, by, sx, sy, mask, lead, k, drop_invalid, level):
         _set_reason(reason, bad_se > 0, C.BAD_SE)
     _set_reason(reason, n < C.MIN_INSTRUMENTS[method], C.TOO_FEW)
 
-    w = 1.0 / sy0**2
-    wy = w * by0
-    sxx = s(bx0 * bx0, w)
-    sxy = s(bx0, wy)
-    syy = s(None, wy * by0)
+    sy2 = sy * sy
+    w = 1.0 / sy2
+    wy = w * by
+    bxm = s.mask_x(bx)
+    sxx = s(bxm * bx, w, x_masked=True)
+    sxy = s(bxm, wy, x_masked=True)
+    syy = s(None, wy * by)
     _set_reason(reason, ~(sxx > 0), C.ALL_BX_ZERO)
     out = {}
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -177,9 +204,10 @@ def _closed_form(method, bx, by, sx, sy, mask, lead, k, drop_invalid, level):
             lo, hi, p = C.normal_inference(b, se, level)
             out.update(estimate=b, se=se, ci_low=lo, ci_high=hi, pvalue=p)
         else:
+            abxm = np.abs(bxm)
             sw = s(None, w)
-            sx_ = s(np.abs(bx0), w)
-            sy_ = s(C.sign0(bx0), wy)
+            sx_ = s(abxm, w, x_masked=True)
+            sy_ = s(C.sign0(bx), wy)
             mx, my = sx_ / sw, sy_ / sw
             cxx = sxx - sx_ * mx
             cxy = sxy - sx_ * my
@@ -195,19 +223,18 @@ def _closed_form(method, bx, by, sx, sy, mask, lead, k, drop_invalid, level):
             icpt_se = np.sqrt(1.0 / sw + mx * mx / cxx) * inflate
             lo, hi, p = C.t_inference(slope, se, df, level)
             _, _, ip = C.t_inference(icpt, icpt_se, df, level)
-            inv_vx = 1.0 / sx0**2
-            sv = s(inv_vx, sy0 * sy0)
-            svz = s(np.abs(bx0) * inv_vx, sy0)
-            svzz = s(bx0 * bx0 * inv_vx, None)
+            # I^2_GX: z = |b_x| / se_y with weights v = (se_y / se_x)**2
+            inv_vx = 1.0 / (sx * sx)
+            sv = s(inv_vx, sy2)
+            svz = s(abxm * inv_vx, sy, x_masked=True)
+            svzz = s(abxm * np.abs(bx) * inv_vx, None, x_masked=True)
             qgx = svzz - svz * svz / sv
             i2 = 100.0 * np.maximum(0.0, (qgx - (n - 1)) / qgx)
             out.update(
                 estimate=slope, se=se, ci_low=lo, ci_high=hi, pvalue=p, intercept=icpt,
                 intercept_se=icpt_se, intercept_pvalue=ip, i2_gx=i2,
             )  # fmt: skip
-        out.update(
-            q=q, q_df=df.astype(np.float64), q_pvalue=stats.chi2.sf(q, df), residual_se=sigma
-        )
+        out.update(q=q, q_df=df.astype(np.float64), q_pvalue=C.chi2_sf(q, df), residual_se=sigma)
     _set_reason(reason, ~(np.isfinite(out["estimate"]) & np.isfinite(out["se"])), C.NUMERICAL)
     return out, n, reason
 

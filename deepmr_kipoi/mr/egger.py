@@ -20,12 +20,12 @@ Needs 3 instruments and at least two distinct values of ``|b_x|``.
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 from deepmr_kipoi.mr._common import (
     COLLINEAR_RTOL,
     as_instruments,
     check_level,
+    chi2_sf,
     sign0,
     t_inference,
 )
@@ -116,7 +116,7 @@ def egger(bx, by, se_bx, se_by, *, level: float = 0.95) -> EggerResult:
         intercept_pvalue=float(ip),
         q=rss,
         q_df=df,
-        q_pvalue=float(stats.chi2.sf(rss, df)),
+        q_pvalue=float(chi2_sf(rss, df)),
         residual_se=float(sigma),
         i2_gx=i2_gx(bx, se_bx, se_by),
     )

@@ -18,9 +18,8 @@ here ``se = se_fixed``, its limit.
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
-from deepmr_kipoi.mr._common import as_instruments, check_level, normal_inference
+from deepmr_kipoi.mr._common import as_instruments, check_level, chi2_sf, normal_inference
 from deepmr_kipoi.mr._results import IVWResult
 
 
@@ -47,7 +46,7 @@ def _ivw(bx, by, se_bx, se_by, level: float, method: str) -> IVWResult:
         level=level,
         q=q,
         q_df=k - 1,
-        q_pvalue=float(stats.chi2.sf(q, k - 1)),
+        q_pvalue=float(chi2_sf(q, k - 1)),
         residual_se=float(sigma),
         se_fixed=float(se_fixed),
     )
