@@ -15,9 +15,31 @@ Batched API (many cells; degenerate cells are NaN with a code in ``REASONS``)::
 
     b = mr.run_batched("egger", bx, by, se_bx, se_by, mask, n_boot=1000, seed=0, level=0.95)
 
-Which distribution each method's p-value and interval use, and how that relates to the R packages,
-is tabulated in ``deepmr_kipoi.mr._common``; each estimator module documents its formulas and
-approximations.
+Minimum instruments (``MIN_INSTRUMENTS``): 2 for IVW and IVW-FE (the residual SE needs one degree of
+freedom), 3 for the others, as TwoSampleMR. Every method also needs finite values and positive SEs
+for all selected instruments and a non-zero ``b_x`` somewhere; the ratio methods (medians, mode)
+need ``b_x != 0`` for every instrument, and MR-Egger two distinct ``|b_x|``.
+
+Inference conventions. Each p-value is the one the R function named computes; intervals use the same
+distribution as the p-value, so a ``level`` interval excludes 0 exactly when
+``pvalue < 1 - level``:
+
+==================  ======================  ======================================================
+method              p-value and interval    R reference, and where its interval differs
+==================  ======================  ======================================================
+ivw, ivw_fe         normal                  TwoSampleMR ``mr_ivw`` / ``mr_ivw_fe``
+egger               t, ``K - 2`` df         TwoSampleMR ``mr_egger_regression`` (slope and
+                                            intercept p); TwoSampleMR reports ``b +- 1.96 se``
+                                            intervals, MendelianRandomization's default is normal
+weighted_median,    normal                  TwoSampleMR ``mr_weighted_median`` /
+simple_median                               ``mr_simple_median``; MendelianRandomization
+                                            ``mr_median`` (first-order weights)
+weighted_mode       t, ``K - 1`` df         TwoSampleMR ``mr_mode`` p; its interval uses normal
+                                            quantiles
+==================  ======================  ======================================================
+
+Each estimator module (``ivw``, ``egger``, ``median``, ``mode``, ``batched``) documents its formulas
+and names its approximations.
 """
 
 from deepmr_kipoi.mr._common import METHODS, MIN_INSTRUMENTS, REASONS

@@ -1,25 +1,5 @@
-"""Shared pieces of the MR estimators: method names, reason codes, input checks and inference.
-
-Inference conventions (each matches the p-value of the R function named; intervals use the same
-distribution as the p-value so that a ``level`` interval excludes 0 exactly when
-``pvalue < 1 - level``):
-
-==================  ==========================  ==================================================
-method              p-value and interval        R reference and where it differs
-==================  ==========================  ==================================================
-ivw, ivw_fe         normal                      TwoSampleMR ``mr_ivw`` / ``mr_ivw_fe`` (same)
-egger               t, ``K - 2`` df             TwoSampleMR ``mr_egger_regression`` p-values
-                                                (slope and intercept); TwoSampleMR's reported
-                                                intervals (``generate_odds_ratios``) use
-                                                ``b +- 1.96 se`` instead, and
-                                                MendelianRandomization's default is normal
-weighted/simple     normal                      TwoSampleMR ``mr_weighted_median`` /
-median                                          ``mr_simple_median``, MendelianRandomization
-                                                ``mr_median`` (same)
-weighted_mode       t, ``K - 1`` df             TwoSampleMR ``mr_mode``'s p-value; its interval
-                                                uses normal quantiles instead
-==================  ==========================  ==================================================
-"""
+"""Shared pieces of the MR estimators: method names, reason codes, input checks and inference
+(the conventions are tabulated in the ``deepmr_kipoi.mr`` package docstring)."""
 
 from __future__ import annotations
 

@@ -376,7 +376,8 @@ def run_batched(
     n_boot : int
         Bootstrap replicates (medians and mode); ignored by the closed-form methods.
     seed : int or numpy.random.SeedSequence
-        Root seed; cell ``c`` (flat C-order index) draws from ``SeedSequence(seed, spawn_key=(c,))``.
+        Root seed of the bootstrap; cell ``c`` (flat C-order index of the leading shape) draws
+        from ``SeedSequence(seed, spawn_key=(c,))``. Ignored by the closed-form methods.
     level : float
         Confidence level.
     weights : {"second", "first"}

@@ -6,7 +6,7 @@ least squares with weights ``w = 1 / se_y**2``. With residual SE
 ``sigma = sqrt(RSS / (K - 2))`` (``RSS = sum w (b_y - a - b |b_x|)**2``), the standard errors of
 slope and intercept are ``sqrt(diag((X' W X)^-1)) * max(1, sigma)``, i.e. R's ``lm`` SEs divided
 by ``min(1, sigma)``. P-values and intervals use a t distribution with ``K - 2`` df (TwoSampleMR's
-p-values; see ``deepmr_kipoi.mr._common`` for how intervals differ between the R packages).
+p-values; see the ``deepmr_kipoi.mr`` docstring for how intervals differ between the R packages).
 Heterogeneity: Rucker's ``Q = RSS`` on ``K - 2`` df.
 
 I^2_GX (Bowden et al. 2016, Int J Epidemiol 45:1961) is computed as MendelianRandomization's

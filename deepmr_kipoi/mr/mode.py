@@ -26,7 +26,7 @@ with the *original* weights; the SE is R's ``mad()`` of the replicates (a robust
 median absolute deviation). Draws are ``default_rng(seed).standard_normal((n_boot, K))``.
 
 Inference: t distribution with ``K - 1`` df for the p-value (TwoSampleMR) and the interval (where
-TwoSampleMR uses normal quantiles; see ``deepmr_kipoi.mr._common``).
+TwoSampleMR uses normal quantiles; see the ``deepmr_kipoi.mr`` docstring).
 """
 
 from __future__ import annotations
