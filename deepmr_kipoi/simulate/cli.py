@@ -59,6 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help=f"instrument threshold on |b_x/se_x| (default {d.z})")
     parser.add_argument("--threads", type=int, default=d.training.threads,
                         help=f"torch threads (default {d.training.threads})")
+    parser.add_argument("--workers", type=int, default=d.workers,
+                        help=f"parallel (round, regime) jobs, one process each (default {d.workers})")
     parser.add_argument("--no-jackknife", action="store_true",
                         help="skip the model-aware (jackknife) global interval")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -76,7 +78,7 @@ def config_from_args(args: argparse.Namespace):
         rounds=args.rounds, regimes=tuple(args.regimes), seed=args.seed, n_train=args.n_train,
         n_calibration=args.n_calibration, n_analysis=args.n_analysis,
         calibration=args.calibration, methods=tuple(args.methods), z=args.z,
-        jackknife=not args.no_jackknife, training=training,
+        jackknife=not args.no_jackknife, workers=args.workers, training=training,
     )
 
 

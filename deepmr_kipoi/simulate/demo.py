@@ -50,7 +50,7 @@ class DemoSpec:
     effect: float = 4.0
     gamma: float = 100.0
     sequence_length: int = 100
-    n_train: int = 16000
+    n_train: int = 8000
     seed: int = 7
 
     def simulation_config(self) -> gen.SimulationConfig:
@@ -200,7 +200,7 @@ def train_demo_model(out_dir: str, spec: DemoSpec | None = None, n_members: int 
     x, y = demo_training_data(spec)
     mc = ModelConfig(sequence_length=spec.sequence_length, n_outputs=3, channels=(16, 16, 16),
                      kernel_sizes=(15, 3, 3), hidden=32)
-    tc = TrainConfig(n_members=n_members, max_epochs=40, patience=4, seed=spec.seed)
+    tc = TrainConfig(n_members=n_members, max_epochs=15, patience=3, seed=spec.seed)
     ens = train_ensemble(x, y, model_config=mc, train_config=tc, feature_names=FEATURES,
                          progress=progress)
     os.makedirs(out_dir, exist_ok=True)

@@ -68,6 +68,9 @@ class ExperimentConfig:
         Scale of the truth (``oracle`` module docstring).
     jackknife : bool
         Also compute the model-aware (jackknife) global interval.
+    workers : int
+        (round, regime) jobs run in this many processes at once (each trains with
+        ``training.threads`` torch threads); 2 uses both cores of a 2-core machine.
     simulation : SimulationConfig
     model : ModelConfig
     training : TrainConfig
@@ -76,7 +79,7 @@ class ExperimentConfig:
     rounds: int = 10
     regimes: tuple = gen.REGIMES
     seed: int = 0
-    n_train: int = 12000
+    n_train: int = 6000
     n_calibration: int = 2000
     n_analysis: int = 100
     calibration: str = "sigma"
@@ -86,6 +89,7 @@ class ExperimentConfig:
     min_instruments: int = 3
     oracle_scale: str = "expected"
     jackknife: bool = True
+    workers: int = 2
     simulation: gen.SimulationConfig = field(default_factory=gen.SimulationConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainConfig = field(default_factory=TrainConfig)
@@ -103,8 +107,8 @@ class ExperimentConfig:
                 f"unknown calibration {self.calibration!r}; use one of {', '.join(CALIBRATIONS)}")
         if self.oracle_scale not in orc.SCALES:
             raise ValueError(f"unknown oracle scale {self.oracle_scale!r}; use one of {orc.SCALES}")
-        if self.rounds < 1 or self.n_analysis < 1 or self.n_train < 10:
-            raise ValueError("rounds and n_analysis must be >= 1 and n_train >= 10")
+        if self.rounds < 1 or self.n_analysis < 1 or self.n_train < 10 or self.workers < 1:
+            raise ValueError("rounds, workers and n_analysis must be >= 1 and n_train >= 10")
         if self.model.sequence_length != self.simulation.sequence_length:
             object.__setattr__(self, "model", replace(
                 self.model, sequence_length=self.simulation.sequence_length))
@@ -190,7 +194,8 @@ def _global_from_effects(mean, se, config: ExperimentConfig, method: str):
 
 
 def run_round(round_index: int, regime: str, params: gen.RoundParameters,
-              config: ExperimentConfig, motif_set: gen.MotifSet | None = None) -> RoundResult:
+              config: ExperimentConfig, motif_set: gen.MotifSet | None = None,
+              model=None) -> RoundResult:
     """Simulate, train, estimate and compare one (round, regime).
 
     Parameters
@@ -200,6 +205,9 @@ def run_round(round_index: int, regime: str, params: gen.RoundParameters,
     params : RoundParameters
     config : ExperimentConfig
     motif_set : MotifSet, optional
+    model : PredictiveModel, optional
+        Use this model (features exposure, outcome on the Anscombe scale) instead of training
+        one, e.g. to check the estimation chain on a model with a known effect.
 
     Returns
     -------
@@ -225,10 +233,12 @@ def run_round(round_index: int, regime: str, params: gen.RoundParameters,
     timings["simulate"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    tc = replace(config.training, seed=config.seed * 100_003 + round_index * 10
-                 + gen.REGIMES.index(regime))
-    ens = train_ensemble(train.onehot, train.labels, model_config=config.model, train_config=tc)
-    model = ens.to_predictive()
+    if model is None:
+        tc = replace(config.training, seed=config.seed * 100_003 + round_index * 10
+                     + gen.REGIMES.index(regime))
+        ens = train_ensemble(train.onehot, train.labels, model_config=config.model,
+                             train_config=tc)
+        model = ens.to_predictive()
     timings["train"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -241,14 +251,19 @@ def run_round(round_index: int, regime: str, params: gen.RoundParameters,
     timings["calibrate"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    eff = ism.saturation_effects(model, an.onehot, progress=False)
-    mean = eff.mean.astype(np.float64)
-    se = eff.se.astype(np.float64) * scale
     member_means = None
-    if config.jackknife:
+    if config.jackknife and hasattr(model, "members"):
+        # One ISM pass per member gives both the paired ensemble effects (mean and ddof=1 SD
+        # over members, as ism.saturation_effects computes them) and the leave-one-out sets.
         member_means = np.stack([
             ism.saturation_effects(Deterministic(m), an.onehot, progress=False).mean
             for m in model.members]).astype(np.float64)
+        mean = member_means.mean(axis=0)
+        se = member_means.std(axis=0, ddof=1) * scale
+    else:
+        eff = ism.saturation_effects(model, an.onehot, progress=False)
+        mean = eff.mean.astype(np.float64)
+        se = eff.se.astype(np.float64) * scale
     timings["ism"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -482,15 +497,32 @@ def run_experiment(config: ExperimentConfig, out_dir: str | None = None,
     params = round_parameters(config)
     jobs = [(i, regime) for i in range(config.rounds) for regime in config.regimes]
     records, local_frames = [], []
-    bar = tqdm(jobs, desc="simulation rounds", unit="round", disable=not progress)
-    for i, regime in bar:
-        bar.set_postfix_str(f"round {i} {regime}")
-        res = run_round(i, regime, params[i], config, ms)
+    bar = tqdm(total=len(jobs), desc="simulation rounds", unit="round", disable=not progress)
+
+    def collect(res: RoundResult) -> None:
         records.extend(res.globals)
         local_frames.append(res.locals)
+        bar.set_postfix_str(f"round {res.round} {res.regime}")
+        bar.update(1)
         if out_dir is not None:
             _atomic_write(os.path.join(out_dir, "rounds.csv"),
                           pd.DataFrame(records).to_csv(index=False))
+
+    if config.workers > 1 and len(jobs) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=config.workers, mp_context=ctx) as pool:
+            futures = [pool.submit(run_round, i, regime, params[i], config) for i, regime in jobs]
+            for fut in as_completed(futures):
+                collect(fut.result())
+    else:
+        for i, regime in jobs:
+            collect(run_round(i, regime, params[i], config, ms))
+    bar.close()
+    order = {job: k for k, job in enumerate(jobs)}
+    records.sort(key=lambda r: (order[(r["round"], r["regime"])], config.methods.index(r["method"])))
     rounds = pd.DataFrame(records)
     locals_ = pd.concat(local_frames, ignore_index=True)
     summary = summarize(rounds)

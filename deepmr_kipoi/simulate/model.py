@@ -33,9 +33,9 @@ class ModelConfig:
 
     sequence_length: int = 100
     n_outputs: int = 2
-    channels: tuple = (32, 32, 32)
-    kernel_sizes: tuple = (15, 5, 3)
-    hidden: int = 64
+    channels: tuple = (16, 16, 16)
+    kernel_sizes: tuple = (15, 3, 3)
+    hidden: int = 32
     dropout: float = 0.1
 
     def __post_init__(self):

@@ -46,7 +46,7 @@ class TrainConfig:
     """
 
     n_members: int = 5
-    max_epochs: int = 30
+    max_epochs: int = 12
     patience: int = 3
     batch_size: int = 128
     learning_rate: float = 3e-3

@@ -1,0 +1,125 @@
+"""End-to-end checks of the simulation: a round recovers a planted effect; training; outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deepmr_kipoi.simulate import experiment as E
+from deepmr_kipoi.simulate import generative as gen
+from deepmr_kipoi.simulate import oracle as orc
+
+PARAMS = gen.RoundParameters(alpha=100.0, effect=6.0, beta=600.0, high=False)
+
+
+def oracle_ensemble(config, motif_set, sigma=0.05, n_members=5, seed=0):
+    """An ensemble whose mean is exactly the oracle: oracle + member-specific position weights
+    (centred over members), so every paired effect has an SE ~ sigma * sqrt(2)."""
+    from deepmr_kipoi.predictive import DeepEnsemble, from_function
+
+    oracle = orc.Oracle(PARAMS, config.simulation, motif_set)
+    rng = np.random.default_rng(seed)
+    L = config.simulation.sequence_length
+    w = rng.normal(0.0, sigma, size=(n_members, L, 4, 2))
+    w -= w.mean(axis=0)
+    return DeepEnsemble([
+        from_function(lambda x, ws=ws: oracle(x) + np.einsum("nlb,lbf->nf", x, ws),
+                      ["exposure", "outcome"], L)
+        for ws in w
+    ])
+
+
+@pytest.fixture(scope="module")
+def planted_round():
+    config = E.ExperimentConfig(rounds=1, regimes=("none",), n_train=10, n_calibration=50,
+                                n_analysis=30, calibration="none", workers=1)
+    ms = gen.MotifSet.from_config(config.simulation)
+    model = oracle_ensemble(config, ms)
+    return E.run_round(0, "none", PARAMS, config, ms, model=model)
+
+
+def test_round_recovers_planted_effect_within_ci(planted_round):
+    ivw = next(r for r in planted_round.globals if r["method"] == "ivw")
+    assert ivw["k"] == 30
+    # near-saturated motifs: the Anscombe-scale effect is about sqrt(effect) = 2.45
+    assert ivw["true_global"] == pytest.approx(np.sqrt(6.0), rel=0.05)
+    assert ivw["ci_low"] <= ivw["true_global"] <= ivw["ci_high"]
+    assert ivw["jk_ci_low"] <= ivw["true_global"] <= ivw["jk_ci_high"]
+    assert ivw["estimate"] == pytest.approx(ivw["true_global"], rel=0.02)
+    assert ivw["local_coverage"] >= 0.8
+    # the naive mean of ratios is visibly worse than IVW + meta-analysis
+    assert abs(ivw["naive"] - ivw["true_global"]) > 5 * abs(ivw["estimate"] - ivw["true_global"])
+
+
+def test_estimates_and_truth_are_matched_by_id(planted_round):
+    loc = planted_round.locals
+    ivw = loc[loc["method"] == "ivw"]
+    assert ivw["id"].is_unique and ivw["id"].str.startswith("r000_none_seq").all()
+    # truth of a given id does not depend on where the row sits
+    shuffled = ivw.sample(frac=1.0, random_state=0).set_index("id")
+    assert np.allclose(shuffled.loc[ivw["id"], "true_local"].to_numpy(),
+                       ivw["true_local"].to_numpy())
+    good = ivw[ivw["used"]]
+    assert np.mean((good["ci_low"] <= good["true_local"]) & (good["true_local"] <= good["ci_high"])) \
+        == pytest.approx(next(r for r in planted_round.globals if r["method"] == "ivw")
+                         ["local_coverage"])
+
+
+def test_summary_table_and_files(planted_round, tmp_path):
+    import pandas as pd
+
+    rows = []
+    for k, shift in enumerate([0.0, 0.5, 1.0]):
+        for r in planted_round.globals:
+            rr = dict(r, round=k)
+            for f in ("estimate", "ci_low", "ci_high", "true_global", "naive", "jk_ci_low",
+                      "jk_ci_high"):
+                rr[f] = r[f] + shift
+            rows.append(rr)
+    rounds = pd.DataFrame(rows)
+    s = E.summarize(rounds)
+    assert list(s["method"]) == ["ivw", "egger"]
+    ivw = s[s["method"] == "ivw"].iloc[0]
+    assert ivw["rounds"] == 3 and ivw["ci_coverage"] == 1.0
+    assert ivw["pearson_r"] == pytest.approx(1.0)
+    assert ivw["bias"] == pytest.approx(planted_round.globals[0]["estimate"]
+                                        - planted_round.globals[0]["true_global"])
+    md = E.to_markdown(s)
+    assert md.startswith("| regime | method |") and md.count("\n") == 4
+    E.plot_rounds(rounds, str(tmp_path / "fig.png"))
+    assert (tmp_path / "fig.png").stat().st_size > 5000
+
+
+@pytest.mark.torch
+def test_training_learns_and_is_seeded():
+    pytest.importorskip("torch")
+    from deepmr_kipoi.simulate.model import ModelConfig
+    from deepmr_kipoi.simulate.train import TrainConfig, train_ensemble
+
+    cfg = gen.SimulationConfig()
+    d = gen.simulate(600, PARAMS, cfg, "none", np.random.default_rng(0))
+    mc = ModelConfig(channels=(4, 4, 4), hidden=8)
+    tc = TrainConfig(n_members=2, max_epochs=3, patience=3, batch_size=64, seed=1)
+    a = train_ensemble(d.onehot, d.labels, model_config=mc, train_config=tc)
+    b = train_ensemble(d.onehot, d.labels, model_config=mc, train_config=tc)
+    for ha, hb in zip(a.histories, b.histories):
+        assert ha.val_loss == hb.val_loss  # same seeds -> identical training
+        assert min(ha.val_loss) < ha.val_loss[0] or ha.best_epoch == 1
+    assert a.histories[0].seed != a.histories[1].seed
+    model = a.to_predictive()
+    pred = model.predict_samples(d.onehot[:20])
+    assert pred.shape == (2, 20, 2)
+    assert not np.allclose(pred[0], pred[1])  # members differ
+    # predictions live on the Anscombe scale of the labels
+    assert abs(pred.mean() - d.labels.mean()) < 3 * d.labels.std()
+
+
+def test_cli_bad_input_exits_2(tmp_path, capsys):
+    import argparse
+
+    from deepmr_kipoi import simulate
+
+    parser = simulate.add_arguments(argparse.ArgumentParser())
+    args = parser.parse_args(["--out", str(tmp_path / "o"), "--rounds", "0"])
+    assert simulate.run_from_args(args) == 2
+    assert "must be >= 1" in capsys.readouterr().err
