@@ -54,8 +54,10 @@ LOCAL_FIELDS = (
     "estimate", "se", "ci_low", "ci_high", "pvalue", "q", "q_pvalue", "residual_se",
     "intercept", "intercept_se", "intercept_pvalue", "i2_gx",
 )  # fmt: skip
-#: Element budget of one ``mr.run_batched`` call (sequences x exposures x outcomes x mutants).
-MR_BLOCK_ELEMENTS = 4_000_000
+#: Cells (sequences x exposures x outcomes) per ``mr.run_batched`` call: bounds the memory of its
+#: result arrays; ``run_batched`` itself never materialises cells x instruments (matrix products for
+#: IVW/Egger, chunked gathers for the sorting methods), and few large calls beat many small ones.
+MR_BLOCK_CELLS = 2_000_000
 #: ``save_effects="auto"`` writes effects.h5 when N x W x 3 x F stays below this many values.
 AUTO_EFFECTS_LIMIT = 20_000_000
 SEQUENCE_SOURCES = ("random", "fasta", "dataloader")
@@ -638,7 +640,7 @@ def local_mr(
     n_boot: int = 1000,
     seed: int = 0,
     level: float = 0.95,
-    block_elements: int = MR_BLOCK_ELEMENTS,
+    block_cells: int = MR_BLOCK_CELLS,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Local MR of every (sequence, exposure, outcome) for each method, as array code.
 
@@ -657,8 +659,8 @@ def local_mr(
         Names in ``mr.METHODS``.
     n_boot, seed, level
         Passed to ``mr.run_batched``; each exposure block gets its own seed derived from ``seed``.
-    block_elements : int
-        Bound on n x E_block x O x 3W per ``mr.run_batched`` call.
+    block_cells : int
+        Bound on n x E_block x O cells per ``mr.run_batched`` call.
 
     Returns
     -------
@@ -681,7 +683,7 @@ def local_mr(
     by, sy = flat(mean, oc), flat(se, oc)
     mask_x = selection.mask.reshape(n, m, n_e).transpose(0, 2, 1)
 
-    block = max(1, int(block_elements) // max(1, n * n_o * m))
+    block = max(1, int(block_cells) // max(1, n * n_o))
     out: dict[str, dict[str, np.ndarray]] = {}
     seeds = np.random.SeedSequence(int(seed)).generate_state(len(methods) * n_e + 1)
     for mi, method in enumerate(methods):

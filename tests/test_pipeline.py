@@ -134,7 +134,7 @@ def test_local_mr_is_the_same_in_exposure_blocks():
     ex, oc = [0, 1, 2, 3], [0, 1, 2, 3]
     sel = instruments.select(mean[..., ex], se[..., ex])
     whole = pipeline.local_mr(mean, se, ex, oc, sel, ["ivw", "egger"])
-    blocks = pipeline.local_mr(mean, se, ex, oc, sel, ["ivw", "egger"], block_elements=1)
+    blocks = pipeline.local_mr(mean, se, ex, oc, sel, ["ivw", "egger"], block_cells=1)
     for method in ("ivw", "egger"):
         for f in ("estimate", "se", "intercept", "n_instruments"):
             # GEMMs over other block shapes round differently: equal to 1e-12
