@@ -945,18 +945,29 @@ def plain_warnings(
 
 
 def config_hash(config: RunConfig, identity: dict, feature_names: Sequence[str], n_seq: int) -> str:
-    """Hash of everything that determines the chunk results (not the output or display options)."""
+    """Hash of everything that determines the chunk results (not the output or display options).
+
+    Of the model it takes the name, sample count and features: the same model loaded through
+    another route (the demo, or ``deepmr run --config`` of its written config) keeps its hash.
+    Weight files are compared separately by md5 where known (:func:`weights_signature`).
+    """
     d = config.to_dict()
     for k in ("out", "progress", "force", "figures", "report", "n_examples", "save_effects"):
         d.pop(k, None)
     payload = {
         "config": d,
-        "model": {k: identity.get(k) for k in sorted(identity) if k != "path"},
+        "model": {k: identity.get(k) for k in ("name", "n_samples", "n_features")},
         "features": list(feature_names),
         "n_sequences": n_seq,
         "version": __version__,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def weights_signature(identity: dict) -> list[str] | None:
+    """Sorted md5s of the model's weight files, or None where they are not known."""
+    md5s = [w.get("md5") for w in identity.get("weights") or []]
+    return sorted(md5s) if md5s and all(md5s) else None
 
 
 def _validate(config: RunConfig) -> None:
@@ -1100,8 +1111,8 @@ def run(
             if not out_dir.exists():
                 out_dir.mkdir(parents=True)
                 made_dir = True
-            store = results.ChunkStore(out_dir, chash)
-            if config.force and store.existing_hash() not in (None, chash):
+            store = results.ChunkStore(out_dir, chash, weights=weights_signature(identity))
+            if config.force and not store.matches():
                 results.clear_outputs(out_dir)
             created += store.prepare(len(bounds), force=config.force)
 

@@ -181,19 +181,34 @@ class ChunkStore:
     config_hash : str
         Hash of everything that determines the results; chunk files written under another hash
         are never mixed in.
+    weights : list of str, optional
+        md5s of the model's weight files where known; chunks of other weights are not mixed in
+        either (where both runs know them).
     """
 
-    def __init__(self, out_dir: str | os.PathLike, config_hash: str):
+    def __init__(self, out_dir: str | os.PathLike, config_hash: str, weights: list | None = None):
         self.out_dir = Path(out_dir)
         self.dir = self.out_dir / "chunks"
         self.config_hash = config_hash
+        self.weights = weights
+
+    def _manifest(self) -> dict | None:
+        manifest = self.dir / MANIFEST
+        return json.loads(manifest.read_text()) if manifest.exists() else None
 
     def existing_hash(self) -> str | None:
         """The hash recorded by an earlier run in this folder, or None."""
-        manifest = self.dir / MANIFEST
-        if not manifest.exists():
-            return None
-        return json.loads(manifest.read_text()).get("config_hash")
+        m = self._manifest()
+        return None if m is None else m.get("config_hash")
+
+    def matches(self) -> bool:
+        """True when the folder holds no chunks yet or chunks of this configuration and weights."""
+        m = self._manifest()
+        if m is None:
+            return True
+        old_weights = m.get("weights")
+        same_weights = not (old_weights and self.weights) or old_weights == self.weights
+        return m.get("config_hash") == self.config_hash and same_weights
 
     def prepare(self, n_chunks: int, *, force: bool = False) -> list[Path]:
         """Create the chunk folder and manifest; remove stray temporaries of killed runs.
@@ -206,11 +221,11 @@ class ChunkStore:
         Raises
         ------
         ValueError
-            When the folder holds chunks of another configuration and ``force`` is False.
+            When the folder holds chunks of another configuration or other weights and ``force``
+            is False.
         """
         created: list[Path] = []
-        old = self.existing_hash()
-        if old is not None and old != self.config_hash:
+        if not self.matches():
             if not force:
                 raise ValueError(
                     f"{self.out_dir} holds results of a different configuration; choose another "
@@ -224,7 +239,8 @@ class ChunkStore:
             stray.unlink()
         manifest = self.dir / MANIFEST
         if not manifest.exists():
-            write_json(manifest, {"config_hash": self.config_hash, "n_chunks": int(n_chunks)})
+            write_json(manifest, {"config_hash": self.config_hash, "n_chunks": int(n_chunks),
+                                  "weights": self.weights})  # fmt: skip
             created.append(manifest)
         return created
 

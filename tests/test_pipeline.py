@@ -219,3 +219,17 @@ def test_hard_killed_run_leaves_readable_chunks_and_resumes_equal(tmp_path, fini
     assert resumed.run_info["chunks"]["resumed"] == [0]
     pd.testing.assert_frame_equal(resumed.global_effects, finished_run.global_effects)
     pd.testing.assert_frame_equal(resumed.local_effects, finished_run.local_effects)
+
+
+def test_resume_refuses_chunks_of_other_weights(tmp_path):
+    out = tmp_path / "w"
+    model = helpers.tiny_model()
+    config = _config(out, n_sequences=2, figures=False, report=False)
+
+    def ident(md5):
+        return {"name": "tiny", "n_samples": 4, "n_features": 4, "weights": [{"path": "w", "md5": md5}]}
+
+    pipeline.run(config, model=model, identity=ident("a" * 32))
+    pipeline.run(config, model=model, identity=ident("a" * 32))  # same weights: resumes
+    with pytest.raises(ValueError, match="different configuration"):
+        pipeline.run(config, model=model, identity=ident("b" * 32))
