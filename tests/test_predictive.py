@@ -236,3 +236,35 @@ def test_mc_dropout2d_on_nc1l_layout(x):
             h = net[0](xin) * mask
             expected = net[3](net[2](h)).numpy()
         np.testing.assert_allclose(samples[s], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_optimize_matches_eager_and_falls_back(x, caplog):
+    net = conv_net(5, dropout=torch.nn.Dropout(0.5), batchnorm=True)
+    eager = from_torch(net, feature_names=NAMES).predict(x)
+    fast = from_torch(net, feature_names=NAMES, optimize=True)
+    np.testing.assert_allclose(fast.predict(x), eager, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        fast.predict(x[:2]), eager[:2], rtol=1e-5, atol=1e-6
+    )  # another batch size
+    assert isinstance(fast._optimized, torch.jit.ScriptModule)
+    # MC dropout samples run eagerly with their masks, optimized or not
+    a = MCDropout(fast, n_samples=3, seed=0).predict_samples(x)
+    b = MCDropout(from_torch(net, feature_names=NAMES), n_samples=3, seed=0).predict_samples(x)
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+
+    class DictOut(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = conv_net(6)
+
+        def forward(self, x):
+            return {"y": self.net(x)}
+
+    with caplog.at_level("WARNING"):
+        member = from_torch(
+            DictOut().eval(), feature_names=NAMES, output=lambda o: o["y"], optimize=True
+        )
+        np.testing.assert_allclose(
+            member.predict(x), from_torch(conv_net(6), feature_names=NAMES).predict(x), rtol=1e-6
+        )
+    assert "using eager mode" in caplog.text
