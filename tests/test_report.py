@@ -148,12 +148,17 @@ def test_report_headline_with_truth_matches_hand_computed_summary(tmp_path):
     path, glob = _report(tmp_path, truth)
     g = glob[glob.method == "ivw"].merge(truth, on=["exposure", "outcome"])
     s = report.truth_summary(glob, truth, "ivw")
-    assert s["n"] == 6 and s["n_nonzero"] == 4
+    strong = g.true_effect != 0  # 0.8 and -0.3 are planted; 0.0 is below 5% of the largest
+    assert s["n"] == 6 and s["n_strong"] == 4
     assert s["r"] == pytest.approx(np.corrcoef(g.true_effect, g.estimate)[0, 1])
-    assert s["sign_agreement"] == int(np.sum(np.sign(g.estimate[g.true_effect != 0])
-                                             == np.sign(g.true_effect[g.true_effect != 0])))  # fmt: skip
+    assert s["sign_agreement"] == int(np.sum(np.sign(g.estimate[strong]) == np.sign(g.true_effect[strong])))
+    excludes_zero = (g.ci_low > 0) | (g.ci_high < 0)
+    assert s["significant"] == int(np.sum(excludes_zero[strong]
+                                          & (np.sign(g.estimate[strong]) == np.sign(g.true_effect[strong]))))  # fmt: skip
+    assert s["max_abs_null"] == pytest.approx(np.abs(g.estimate[~strong]).max())
     assert s["coverage"] == pytest.approx(np.mean((g.ci_low <= g.true_effect) & (g.true_effect <= g.ci_high)))
     assert s["mae"] == pytest.approx(np.mean(np.abs(g.estimate - g.true_effect)))
+    assert [(r["exposure"], r["outcome"]) for r in s["strong"]] == list(zip(g.exposure[strong], g.outcome[strong]))
     text = path.read_text()
     assert "Against the planted truth" in text and "true_effect" in text
     check_self_contained(path)

@@ -1,0 +1,47 @@
+"""``deepmr demo`` in a reduced size: no network, full results folder, headline against the truth."""
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+pytest.importorskip("torch")
+
+from test_report import check_self_contained  # noqa: E402
+
+from deepmr_kipoi import cli, demo, report, simulate  # noqa: E402
+
+
+@pytest.mark.torch
+def test_reduced_demo_writes_everything_and_compares_with_truth(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--out", str(out), "--n-sequences", "4"]) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    for name in ("global_effects.csv", "global_effects.parquet", "local_effects.parquet",
+                 "effects.h5", "report.html", "run.json", "config.yaml",
+                 "inputs/demo_sequences.fa", "figures/truth.png"):  # fmt: skip
+        assert (out / name).is_file(), name
+    info = json.loads((out / "run.json").read_text())
+    assert info["sequences"]["n"] == 4
+    assert info["model"]["name"] == demo.DEMO_FACTORY
+    assert all(len(w["md5"]) == 32 for w in info["model"]["weights"])
+    truth = simulate.demo_truth(n=4, seed=0)
+    recorded = pd.DataFrame(info["truth"])
+    pd.testing.assert_frame_equal(recorded[["exposure", "outcome"]], truth[["exposure", "outcome"]])
+    glob = pd.read_parquet(out / "global_effects.parquet")
+    s = report.truth_summary(glob, demo.truth_table(truth), "ivw")
+    assert s["n"] == 6
+    assert report.truth_headline(s) in printed
+    # the one planted effect (GATA1 -> TAL1) is found with its sign, as in the full demo
+    assert [(r["exposure"], r["outcome"]) for r in s["strong"]] == [("GATA1", "TAL1")]
+    assert s["sign_agreement"] == 1
+    html = (out / "report.html").read_text()
+    assert "Against the planted truth" in html
+    check_self_contained(out / "report.html")
+    # the written config repeats the run through `deepmr run`: every chunk is found finished
+    assert cli.main(["run", "--config", str(out / "config.yaml"), "--quiet"]) == 0
+    assert json.loads((out / "run.json").read_text())["chunks"]["resumed"] == [0]
