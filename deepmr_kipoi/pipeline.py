@@ -1470,7 +1470,7 @@ def compare(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike | None
         raise ValueError(
             "the runs share no (exposure, outcome, method); compare runs with common feature names"
         )
-    table = table.sort_values(key, kind="stable").reset_index(drop=True)
+    table = table.reset_index(drop=True)  # the first run's order (model order of its features)
     rows = []
     for method, sub in table.groupby("method", sort=False):
         x = sub[f"estimate_{labels[0]}"].to_numpy(float)
@@ -1535,7 +1535,8 @@ def _compare_figures(out_dir, runs, labels, table, created):
     for method in dict.fromkeys(table["method"]):
         sub = table[table["method"] == method]
         rows = list(dict.fromkeys(sub["exposure"]))
-        cols = list(dict.fromkeys(sub["outcome"]))
+        outcomes = set(sub["outcome"])
+        cols = [f for f in dict.fromkeys([*rows, *sub["outcome"]]) if f in outcomes]
         mats, sigs = [], []
         for label in labels:
             m = sub.pivot_table(index="exposure", columns="outcome", values=f"estimate_{label}",
