@@ -24,6 +24,8 @@ _RUN_EXAMPLES = """examples:
   deepmr run --model path/to/kipoi_model_dir --weights fold1.pt fold2.pt fold3.pt \\
       --uncertainty ensemble --calibration-table heldout.csv --methods ivw egger weighted_median
   deepmr run --model my_models.py:build_ensemble --n-sequences 10 --out my_run
+  deepmr run --model path/to/kipoi_model_dir --sequences dataloader \\
+      --dataloader-args intervals_file=peaks.bed fasta_file=genome.fa --out dl_run
   deepmr run --config settings.yaml --out my_run      # keys as the long options, e.g. n_sequences: 10
   deepmr run --config my_run/config.yaml              # repeat (or resume) a run
 
@@ -84,6 +86,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                    "else random)")  # fmt: skip
     g.add_argument("--fasta", default=s, help="FASTA of sequences, or the genome with --bed")
     g.add_argument("--bed", default=s, help="BED intervals to sample from the --fasta genome")
+    g.add_argument("--dataloader-args", dest="dataloader_args", nargs="+", metavar="KEY=VALUE",
+                   default=s, help="arguments of the model's Kipoi dataloader (--sequences "
+                   "dataloader), e.g. intervals_file=peaks.bed fasta_file=genome.fa")  # fmt: skip
     g.add_argument("--n-sequences", dest="n_sequences", type=int, default=s,
                    help="number of reference sequences (default: 20 random / all of the file)")  # fmt: skip
     g.add_argument("--sequence-length", dest="sequence_length", type=int, default=s,
@@ -264,6 +269,12 @@ def _config_from_args(args: argparse.Namespace):
         values[key] = value
     if isinstance(values.get("save_effects"), str) and values["save_effects"] in ("yes", "no"):
         values["save_effects"] = values["save_effects"] == "yes"
+    if isinstance(values.get("dataloader_args"), list):
+        pairs = [item.split("=", 1) for item in values["dataloader_args"]]
+        bad = [item for item, p in zip(values["dataloader_args"], pairs) if len(p) != 2 or not p[0]]
+        if bad:
+            raise ValueError(f"--dataloader-args takes KEY=VALUE items, got {bad[0]!r}")
+        values["dataloader_args"] = dict(pairs)
     values["progress"] = not args.quiet
     config = RunConfig.from_dict(values)
     if not config.out:

@@ -91,7 +91,8 @@ class RunConfig:
     fasta, bed : str, optional
         Input files; ``fasta`` given implies ``sequences="fasta"``.
     dataloader_args : dict, optional
-        Arguments for the model's Kipoi dataloader (``sequences="dataloader"``).
+        Arguments for the model's default Kipoi dataloader (``sequences="dataloader"``), on top of
+        its ``model.yaml`` defaults, e.g. ``{"intervals_file": ..., "fasta_file": ...}``.
     n_sequences : int, optional
         Number of reference sequences (default 20 random ones; all of a FASTA; all BED intervals).
     sequence_length : int, optional
@@ -416,7 +417,7 @@ def _md5(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_sequences(config: RunConfig, model_length: int | None, model=None):
+def load_sequences(config: RunConfig, model_length: int | None):
     """Reference sequences as ``(ids, onehot)``.
 
     Parameters
@@ -424,9 +425,6 @@ def load_sequences(config: RunConfig, model_length: int | None, model=None):
     config : RunConfig
     model_length : int or None
         The model's input length (None: any length, then ``config.sequence_length`` or an error).
-    model : PredictiveModel, optional
-        Needed for ``sequences="dataloader"``.
-
     Returns
     -------
     ids : list of str, length N
@@ -471,7 +469,7 @@ def load_sequences(config: RunConfig, model_length: int | None, model=None):
             if n is not None:
                 ids, onehot = ids[: int(n)], onehot[: int(n)]
     elif source == "dataloader":
-        ids, onehot = _dataloader_sequences(config, model, n)
+        ids, onehot = _dataloader_sequences(config, n)
     else:
         if length is None:
             raise ValueError("the model does not declare its input length; pass --sequence-length")
@@ -502,22 +500,62 @@ def _read_fasta_checked(seqmod, fasta: Path, length: int | None):
         raise
 
 
-def _dataloader_sequences(config: RunConfig, model, n: int | None):
-    from deepmr_kipoi import kipoi_models
+def _dataloader_sequences(config: RunConfig, n: int | None):
+    """Reference sequences from the model's default Kipoi dataloader, converted to ACGT (N, L, 4).
 
-    reader = getattr(kipoi_models, "dataloader_sequences", None)
-    if reader is None:
+    The dataloader gets ``config.dataloader_args`` on top of its ``model.yaml`` defaults (e.g.
+    ``intervals_file`` and ``fasta_file`` for kipoiseq's interval dataloaders); the first ``n``
+    sequences it yields are used, named ``chrom:start-end`` where it reports ranges.
+    """
+    from deepmr_kipoi import kipoi_models
+    from deepmr_kipoi import sequences as seqmod
+    from deepmr_kipoi._kipoi_compat import import_kipoi, kipoi_output_to_log
+
+    if not config.model or _is_factory_spec(config.model):
+        raise ValueError("--sequences dataloader needs a Kipoi model (--model NAME or DIR)")
+    desc = kipoi_models.describe_model(config.model, source=config.source)
+    if desc.dataloader is None or desc.layout is None:
         raise ValueError(
-            "this installation cannot read sequences from Kipoi dataloaders; pass --fasta "
-            "(with --bed) or use random sequences"
+            f"{config.model} has no default dataloader of one-hot sequences; pass --fasta (with --bed)"
         )
-    return reader(
-        config.model,
-        source=config.source,
-        dataloader_args=config.dataloader_args or {},
-        n=n,
-        seed=config.seed,
-    )
+    kipoi = import_kipoi()
+    with kipoi_output_to_log():
+        dl = kipoi.get_model_descr(desc.model_dir, source="dir").default_dataloader
+        if hasattr(dl, "get"):
+            factory = dl.get()
+        else:
+            path = os.path.normpath(os.path.join(desc.model_dir, dl))
+            factory = kipoi.get_dataloader_factory(path, source="dir")
+    try:
+        loader = factory(**dict(config.dataloader_args or {}))
+    except TypeError as err:
+        raise ValueError(
+            f"the dataloader of {config.model} rejected its arguments ({err}); give them as "
+            "--dataloader-args KEY=VALUE (e.g. intervals_file=peaks.bed fasta_file=genome.fa)"
+        ) from None
+    ids: list[str] = []
+    parts: list[np.ndarray] = []
+    total = 0
+    for batch in loader.batch_iter(batch_size=64):
+        x = batch["inputs"]
+        if isinstance(x, dict):
+            x = x[desc.input_name]
+        x = np.asarray(x)
+        meta = batch.get("metadata") or {}
+        ranges = meta.get("ranges", meta) if isinstance(meta, dict) else {}
+        if all(k in ranges for k in ("chr", "start", "end")):
+            ids += [f"{c}:{s}-{e}" for c, s, e in zip(ranges["chr"], ranges["start"], ranges["end"])]
+        else:
+            ids += [f"dataloader_{total + i}" for i in range(len(x))]
+        parts.append(x)
+        total += len(x)
+        if n is not None and total >= n:
+            break
+    if not parts:
+        raise ValueError(f"the dataloader of {config.model} yielded no sequences")
+    x = np.concatenate(parts)[: n if n is not None else None]
+    onehot = seqmod.reorder_alphabet(seqmod.from_layout(x, desc.layout), desc.alphabet, "ACGT")
+    return ids[: len(onehot)], onehot
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1082,7 +1120,7 @@ def run(
     timings["load_model"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    seq_ids, onehot = load_sequences(config, getattr(model, "sequence_length", None), model)
+    seq_ids, onehot = load_sequences(config, getattr(model, "sequence_length", None))
     n_seq, length = onehot.shape[:2]
     window = _check_window(config.window, length)
     cal = _calibration(config, model, feature_names)
