@@ -7,10 +7,12 @@ status 2; the pipeline removes what it had written, so no half-written results f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from deepmr_kipoi import __version__
@@ -217,8 +219,7 @@ def _simulate_parser() -> argparse.ArgumentParser:
 
 
 class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is at the time of the record (so that ``main`` can run
-    repeatedly in one process with redirected streams)."""
+    """Writes to whatever ``sys.stderr`` is at the time of the record."""
 
     def __init__(self):
         super().__init__()
@@ -232,15 +233,23 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def _setup_logging(args) -> None:
+@contextlib.contextmanager
+def _logging(args) -> Iterator[None]:
+    """Log to stderr at the level ``--quiet``/``--verbose`` ask for, for one command; restores the
+    root logger afterwards (``main`` may run several times in one process)."""
     level = logging.DEBUG if getattr(args, "verbose", False) else (
         logging.ERROR if getattr(args, "quiet", False) else logging.WARNING)  # fmt: skip
     root = logging.getLogger()
-    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    old_level = root.level
+    root.addHandler(handler)
     root.setLevel(level)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
 
 
 def _load_yaml(path: str) -> dict:
@@ -354,9 +363,9 @@ def main(argv: list[str] | None = None) -> int:
             func = args.func
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else EXIT_BAD_INPUT
-    _setup_logging(args)
     try:
-        return int(func(args) or 0)
+        with _logging(args):
+            return int(func(args) or 0)
     except (ValueError, FileNotFoundError) as err:
         reason = " ".join(str(err).split()) or type(err).__name__
         print(f"deepmr {args.command}: error: {reason}", file=sys.stderr)

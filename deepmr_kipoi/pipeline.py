@@ -113,6 +113,8 @@ class RunConfig:
     z : float
         Instrument threshold (``instruments.select``).
     instrument_rule : {"wald", "pooled"}
+        ``"pooled"`` standardises over all sequences at once, so the run uses one chunk (no
+        resume within it).
     one_per_position : bool
     min_instruments : int
     methods : tuple of str
@@ -130,7 +132,8 @@ class RunConfig:
     out : str, optional
         Run folder; None keeps everything in memory (no files, no figures).
     save_effects : {"auto", True, False}
-        Write ``effects.h5`` (``"auto"``: when it stays below ``AUTO_EFFECTS_LIMIT`` values).
+        Write ``effects.h5`` with the effects of the exposure and outcome features (``"auto"``:
+        when it stays below ``AUTO_EFFECTS_LIMIT`` values).
     n_examples : int
         Sequences shown in MR scatter plots.
     figures, report : bool

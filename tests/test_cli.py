@@ -146,3 +146,22 @@ def test_missing_out_and_compare_errors(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("deepmr compare: error:") and "\n" not in err
     assert not (tmp_path / "c").exists()
+
+
+def test_interrupt_and_verbose(tmp_path, capsys, monkeypatch):
+    import logging
+
+    from deepmr_kipoi import pipeline
+
+    seen = []
+
+    def interrupted(config):
+        seen.append(logging.getLogger().level)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "run", interrupted)
+    before = logging.getLogger().level
+    assert cli.main(["run", "--model", FACTORY, "--out", str(tmp_path / "x"), "-v"]) == 130
+    assert "interrupted; re-run the same command to resume" in capsys.readouterr().err
+    assert seen == [logging.DEBUG]
+    assert logging.getLogger().level == before  # restored after the command
