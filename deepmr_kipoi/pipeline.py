@@ -61,6 +61,8 @@ MR_BLOCK_CELLS = 2_000_000
 #: ``save_effects="auto"`` writes effects.h5 when N x W x 3 x F stays below this many values.
 AUTO_EFFECTS_LIMIT = 20_000_000
 SEQUENCE_SOURCES = ("random", "fasta", "dataloader")
+#: Reason code of ``mr.REASONS`` for cells with too few instruments.
+TOO_FEW = 1
 
 
 @dataclass(frozen=True)
@@ -681,6 +683,7 @@ def local_mr(
     n_boot: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    min_instruments: int = 3,
     block_cells: int = MR_BLOCK_CELLS,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Local MR of every (sequence, exposure, outcome) for each method, as array code.
@@ -700,6 +703,9 @@ def local_mr(
         Names in ``mr.METHODS``.
     n_boot, seed, level
         Passed to ``mr.run_batched``; each exposure block gets its own seed derived from ``seed``.
+    min_instruments : int
+        Cells with fewer usable instruments (after dropping unusable outcome effects) are NaN with
+        reason "too few instruments", on top of each method's own minimum.
     block_cells : int
         Bound on n x E_block x O cells per ``mr.run_batched`` call.
 
@@ -751,6 +757,10 @@ def local_mr(
                     fields[f][:, sl, :] = np.broadcast_to(value, fields[f][:, sl, :].shape)
             fields["n_instruments"][:, sl, :] = r.n_instruments
             fields["reason"][:, sl, :] = r.reason
+        few = (fields["reason"] == 0) & (fields["n_instruments"] < int(min_instruments))
+        for f in LOCAL_FIELDS:
+            fields[f][few] = np.nan
+        fields["reason"][few] = TOO_FEW
         out[method] = fields
     return out
 
@@ -1282,6 +1292,7 @@ def _run_chunks(
             mr_out = local_mr(
                 mean, se, exposures, outcomes, sel, config.methods,
                 n_boot=config.n_boot, seed=_chunk_seed(config.seed, ci), level=config.level,
+                min_instruments=config.min_instruments,
             )  # fmt: skip
             idx = np.arange(a, b)
             frame = _local_table(

@@ -159,6 +159,7 @@ def test_feature_selection_by_name_and_glob():
         ({"exposures": ("x",), "outcomes": ("x",)}, "exposure and outcome are the same feature"),
         ({"exposures": ("q",)}, "unknown exposure feature 'q'"),
         ({"z": 1e6}, "no sequence had at least 3 instruments"),
+        ({"min_instruments": 500}, "no sequence had at least 500 instruments"),
         ({"model": f"{FACTORY.rsplit(':', 1)[0]}:deterministic_model"}, "add uncertainty"),
         ({"methods": ("ivw", "bayes")}, "unknown MR method bayes"),
         ({"window": (30, 50)}, "ISM window 30-50 does not fit"),
@@ -233,3 +234,19 @@ def test_resume_refuses_chunks_of_other_weights(tmp_path):
     pipeline.run(config, model=model, identity=ident("a" * 32))  # same weights: resumes
     with pytest.raises(ValueError, match="different configuration"):
         pipeline.run(config, model=model, identity=ident("b" * 32))
+
+
+def test_minimum_instrument_count_is_enforced():
+    from deepmr_kipoi import mr as mr_module
+
+    assert mr_module.REASONS[pipeline.TOO_FEW].startswith("too few instruments")
+    res = pipeline.run(_config(None, n_sequences=3, methods=("ivw",), min_instruments=110))
+    local = res.local_effects
+    few = local.n_instruments < 110
+    assert few.any() and (~few).any()
+    assert (local.reason[few] == pipeline.TOO_FEW).all() and local.estimate[few].isna().all()
+    assert local.estimate[~few].notna().all()
+    glob = res.global_effects
+    for row in glob.itertuples():
+        sub = local[(local.exposure == row.exposure) & (local.outcome == row.outcome)]
+        assert row.k == int((sub.n_instruments >= 110).sum())
