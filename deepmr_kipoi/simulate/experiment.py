@@ -291,7 +291,8 @@ def run_round(round_index: int, regime: str, params: gen.RoundParameters,
         used = est[est["used"] & np.isfinite(est["true_local"])]
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(mask, mean[..., 1] / mean[..., 0], np.nan).reshape(len(an), -1)
-            naive_local = np.nanmean(np.where(np.isfinite(ratio), ratio, np.nan), axis=1)
+            finite = np.isfinite(ratio)
+            naive_local = np.where(finite, ratio, 0.0).sum(axis=1) / finite.sum(axis=1)
         naive_ok = ok & np.isfinite(naive_local)
         rec = {
             "round": round_index, "regime": regime, "method": method,
