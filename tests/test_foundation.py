@@ -48,3 +48,10 @@ def test_version_matches_metadata():
     import deepmr_kipoi
 
     assert version("deepmr_kipoi") == deepmr_kipoi.__version__
+
+
+def test_code_is_ruff_clean():
+    ruff = Path(sys.executable).with_name("ruff")
+    dirs = ["deepmr_kipoi", "model_adapters", "tests", "examples", "benchmarks"]
+    out = subprocess.run([str(ruff), "check", *dirs], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-2000:]
