@@ -110,7 +110,12 @@ def main(argv=None) -> int:
     ap.add_argument("--sequences", type=int, default=50)
     ap.add_argument("--instruments", type=int, default=1500)
     ap.add_argument("--block", type=int, default=100, help="exposures per run_batched call")
-    ap.add_argument("--sample-pairs", type=int, default=20, help="pairs timed for the peer")
+    ap.add_argument(
+        "--sample-pairs",
+        type=int,
+        default=100,
+        help="pairs timed for the peer (fewer: a noisier ratio)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
