@@ -135,9 +135,15 @@ def torch_members(request: LoadRequest, transforms=None) -> tuple[list, bool]:
                 ) from err
             clone.eval()
             modules.append(clone)
+    return _wrap_members(from_torch, modules, request, transforms)
+
+
+def _wrap_members(factory, models: list, request: LoadRequest, transforms) -> tuple[list, bool]:
+    """``factory`` (from_torch / from_keras) members for ``models`` with the model's description."""
+    desc = request.description
     hook = _output_hook(request)
     members = [
-        from_torch(
+        factory(
             m,
             feature_names=list(desc.feature_names),
             layout=desc.layout,
@@ -146,7 +152,7 @@ def torch_members(request: LoadRequest, transforms=None) -> tuple[list, bool]:
             transforms=transforms,
             sequence_length=desc.sequence_length,
         )
-        for m in modules
+        for m in models
     ]
     return members, bool(members[0].dropout_layers)
 
@@ -172,20 +178,7 @@ def keras_members(request: LoadRequest, transforms=None) -> tuple[list, bool]:
                     f"weight file {path} does not fit {desc.name}: {type(err).__name__}: {err}"
                 ) from err
             models.append(clone)
-    hook = _output_hook(request)
-    members = [
-        from_keras(
-            m,
-            feature_names=list(desc.feature_names),
-            layout=desc.layout,
-            alphabet=request.model_alphabet,
-            output=hook,
-            transforms=transforms,
-            sequence_length=desc.sequence_length,
-        )
-        for m in models
-    ]
-    return members, bool(members[0].dropout_layers)
+    return _wrap_members(from_keras, models, request, transforms)
 
 
 @register_adapter(
