@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -123,3 +125,42 @@ def test_cli_bad_input_exits_2(tmp_path, capsys):
     args = parser.parse_args(["--out", str(tmp_path / "o"), "--rounds", "0"])
     assert simulate.run_from_args(args) == 2
     assert "must be >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.torch
+def test_interrupted_run_resumes_and_extends(tmp_path, capsys):
+    """Finished jobs are read back (not recomputed) and equal a fresh run's; other settings refused."""
+    import argparse
+    import os
+
+    pytest.importorskip("torch")
+    from deepmr_kipoi import simulate
+    from deepmr_kipoi.simulate.model import ModelConfig
+    from deepmr_kipoi.simulate.train import TrainConfig
+
+    config = E.ExperimentConfig(
+        rounds=1, regimes=("none",), n_train=300, n_calibration=40, n_analysis=6,
+        calibration="sigma", workers=1, model=ModelConfig(channels=(4, 4, 4), hidden=8),
+        training=TrainConfig(n_members=3, max_epochs=2, patience=2, batch_size=64))
+    out = str(tmp_path / "run")
+    first = E.run_experiment(config, out, progress=False)
+    job0 = os.path.join(out, "jobs", "r000_none.json")
+    stamp = os.stat(job0).st_mtime_ns
+
+    extended = E.run_experiment(replace(config, rounds=2), out, progress=False)
+    assert os.stat(job0).st_mtime_ns == stamp  # read back, not rewritten
+    assert len(extended.rounds) == 4
+    assert extended.rounds.iloc[:2].reset_index(drop=True).equals(first.rounds)
+
+    fresh = E.run_experiment(replace(config, rounds=2), str(tmp_path / "fresh"), progress=False)
+    cols = ["round", "regime", "method", "estimate", "se", "true_global", "jk_ci_low"]
+    assert np.allclose(fresh.rounds[cols[3:]].to_numpy(), extended.rounds[cols[3:]].to_numpy(),
+                       equal_nan=True)
+    assert fresh.locals.shape == extended.locals.shape
+
+    with pytest.raises(ValueError, match="other settings .*n_analysis"):
+        E.run_experiment(replace(config, n_analysis=7), out, progress=False)
+    parser = simulate.add_arguments(argparse.ArgumentParser())
+    args = parser.parse_args(["--out", out, "--rounds", "1", "--n-analysis", "9", "--quiet"])
+    assert simulate.run_from_args(args) == 2
+    assert "use a new --out folder" in capsys.readouterr().err

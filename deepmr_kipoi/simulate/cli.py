@@ -101,7 +101,11 @@ def run_from_args(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"deepmr simulate: {exc}", file=sys.stderr)
         return 2
-    result = run_experiment(config, out_dir=args.out, progress=not args.quiet)
+    try:
+        result = run_experiment(config, out_dir=args.out, progress=not args.quiet)
+    except ValueError as exc:
+        print(f"deepmr simulate: {exc}", file=sys.stderr)
+        return 2
     print(to_markdown(result.summary))
     print(f"{len(result.rounds) // max(1, len(config.methods))} (round, regime) runs in "
           f"{result.seconds:.0f} s; results in {args.out}")

@@ -471,9 +471,14 @@ def run_experiment(config: ExperimentConfig, out_dir: str | None = None,
                    progress: bool = True) -> ExperimentResult:
     """Run every (round, regime), summarise, and write the results folder.
 
-    Files in ``out_dir``: ``config.json``, ``rounds.csv`` (rewritten after every round, so an
-    interrupted run keeps what finished), ``local_effects.csv.gz``, ``summary.csv``,
-    ``summary.md``, ``estimated_vs_true.png``.
+    Files in ``out_dir``: ``config.json``, ``rounds.csv`` (rewritten after every round),
+    ``jobs/`` (one checkpoint per finished (round, regime)), ``local_effects.csv.gz``,
+    ``summary.csv``, ``summary.md``, ``estimated_vs_true.png``.
+
+    Resuming: run again with the same ``out_dir`` and settings and the finished jobs are read back
+    instead of recomputed (their numbers are identical: every job's data and seeds depend only on
+    (seed, round, regime)). ``rounds`` and ``workers`` may change between runs, so a 10-round run
+    can be extended to 50; any other change is refused.
 
     Parameters
     ----------
@@ -490,15 +495,28 @@ def run_experiment(config: ExperimentConfig, out_dir: str | None = None,
     from tqdm.auto import tqdm
 
     t_start = time.perf_counter()
-    if out_dir is not None:
-        os.makedirs(out_dir, exist_ok=True)
-        _atomic_write(os.path.join(out_dir, "config.json"),
-                      json.dumps(config.to_dict(), indent=2, default=str))
-    ms = gen.MotifSet.from_config(config.simulation)
-    params = round_parameters(config)
     jobs = [(i, regime) for i in range(config.rounds) for regime in config.regimes]
     records, local_frames = [], []
-    bar = tqdm(total=len(jobs), desc="simulation rounds", unit="round", disable=not progress)
+    done = set()
+    if out_dir is not None:
+        _check_resumable(config, out_dir)
+        os.makedirs(os.path.join(out_dir, "jobs"), exist_ok=True)
+        _atomic_write(os.path.join(out_dir, "config.json"),
+                      json.dumps(config.to_dict(), indent=2, default=str))
+        for job in jobs:
+            saved = _load_job(out_dir, *job)
+            if saved is not None:
+                records.extend(saved[0])
+                local_frames.append(saved[1])
+                done.add(job)
+        if done:
+            logger.info("resuming: %d of %d (round, regime) jobs read from %s", len(done),
+                        len(jobs), os.path.join(out_dir, "jobs"))
+    ms = gen.MotifSet.from_config(config.simulation)
+    params = round_parameters(config)
+    todo = [job for job in jobs if job not in done]
+    bar = tqdm(total=len(jobs), initial=len(done), desc="simulation rounds", unit="round",
+               disable=not progress)
 
     def collect(res: RoundResult) -> None:
         records.extend(res.globals)
@@ -506,20 +524,21 @@ def run_experiment(config: ExperimentConfig, out_dir: str | None = None,
         bar.set_postfix_str(f"round {res.round} {res.regime}")
         bar.update(1)
         if out_dir is not None:
+            _save_job(out_dir, res)
             _atomic_write(os.path.join(out_dir, "rounds.csv"),
                           pd.DataFrame(records).to_csv(index=False))
 
-    if config.workers > 1 and len(jobs) > 1:
+    if config.workers > 1 and len(todo) > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=config.workers, mp_context=ctx) as pool:
-            futures = [pool.submit(run_round, i, regime, params[i], config) for i, regime in jobs]
+            futures = [pool.submit(run_round, i, regime, params[i], config) for i, regime in todo]
             for fut in as_completed(futures):
                 collect(fut.result())
     else:
-        for i, regime in jobs:
+        for i, regime in todo:
             collect(run_round(i, regime, params[i], config, ms))
     bar.close()
     order = {job: k for k, job in enumerate(jobs)}
@@ -535,6 +554,58 @@ def run_experiment(config: ExperimentConfig, out_dir: str | None = None,
         plot_rounds(rounds, os.path.join(out_dir, "estimated_vs_true.png"))
     return ExperimentResult(rounds=rounds, locals=locals_, summary=summary, seconds=seconds,
                             out_dir=out_dir)
+
+
+def _resume_key(config: ExperimentConfig) -> dict:
+    """The settings a finished job depends on (not ``rounds``, ``workers`` or thread counts)."""
+    key = json.loads(json.dumps(config.to_dict(), default=str))
+    for name in ("rounds", "workers"):
+        key.pop(name)
+    key["training"].pop("threads", None)
+    return key
+
+
+def _check_resumable(config: ExperimentConfig, out_dir: str) -> None:
+    path = os.path.join(out_dir, "config.json")
+    if not os.path.exists(path) or not os.path.isdir(os.path.join(out_dir, "jobs")):
+        return
+    with open(path) as fh:
+        previous = json.load(fh)
+    for name in ("rounds", "workers"):
+        previous.pop(name, None)
+    previous.get("training", {}).pop("threads", None)
+    if previous != _resume_key(config):
+        changed = sorted(k for k in set(previous) | set(_resume_key(config))
+                         if previous.get(k) != _resume_key(config).get(k))
+        raise ValueError(
+            f"{out_dir} holds a simulation run with other settings ({', '.join(changed)}); "
+            "use a new --out folder or the same settings to resume it")
+
+
+def _job_paths(out_dir: str, round_index: int, regime: str) -> tuple[str, str]:
+    stem = os.path.join(out_dir, "jobs", f"r{round_index:03d}_{regime}")
+    return stem + ".json", stem + ".parquet"
+
+
+def _save_job(out_dir: str, res: RoundResult) -> None:
+    """Checkpoint one finished job: locals first, the JSON last (its presence marks the job done)."""
+    json_path, parquet_path = _job_paths(out_dir, res.round, res.regime)
+    tmp = f"{parquet_path}.tmp{os.getpid()}"
+    res.locals.to_parquet(tmp, index=False)
+    os.replace(tmp, parquet_path)
+    _atomic_write(json_path, json.dumps({"globals": res.globals}, default=float))
+
+
+def _load_job(out_dir: str, round_index: int, regime: str):
+    """(global records, locals) of a checkpointed job, or None if it has not finished."""
+    import pandas as pd
+
+    json_path, parquet_path = _job_paths(out_dir, round_index, regime)
+    if not (os.path.exists(json_path) and os.path.exists(parquet_path)):
+        return None
+    with open(json_path) as fh:
+        records = json.load(fh)["globals"]
+    return records, pd.read_parquet(parquet_path)
 
 
 def _atomic_write(path: str, text: str) -> None:
