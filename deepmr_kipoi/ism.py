@@ -7,11 +7,15 @@ member, same dropout mask). The effect is ``mean_s d_s`` and its standard error 
 deviation of ``d_s`` (ddof = 1) -- the spread of the model's belief about the effect, not a standard
 error of the mean (DESIGN.md section 2, step 3).
 
-Exact: every mutant is a full forward pass (or whatever the model's ``predict_mutants`` hook computes
-for it); nothing is approximated. The one caveat is floating point: a backend (BLAS, oneDNN) may round
-the same sequence differently in batches of different sizes, so an effect that is zero in exact
-arithmetic can come out at float32 rounding level (~1e-7 relative) instead of 0. Mutants of several references are batched together so that every
-forward pass is full, and memory is bounded by ``batch_size`` apart from the output arrays.
+Exact: every mutant's prediction is the model's prediction for that sequence; nothing is
+approximated. Models whose members cache the reference (``model.fast_ism``: PyTorch members with
+receptive-field caching, see :func:`deepmr_kipoi.predictive.from_torch`) get each reference's mutants
+together and recompute only what a mutation can reach; other models get full forward passes, with
+mutants of several references batched together so that every pass is full. The one caveat is
+floating point: a backend (BLAS, oneDNN) may round the same sequence differently in batches of
+different sizes or over shorter stretches, so an effect that is zero in exact arithmetic can come
+out at float32 rounding level (~1e-7 relative) instead of 0. Memory is bounded by ``batch_size``
+apart from the output arrays.
 """
 
 from __future__ import annotations

@@ -112,9 +112,7 @@ def _check_members(members) -> list[Member]:
 
 
 class _SampledModel:
-    """Shared behaviour of the predictive models: batching, validation, the default mutant hook."""
-
-    fast_ism = False
+    """Shared behaviour of the predictive models: batching, validation, the mutant hook."""
 
     def __init__(self, members: Sequence[Member]):
         self._members = _check_members(members)
@@ -127,6 +125,11 @@ class _SampledModel:
     def members(self) -> tuple[Member, ...]:
         """The deterministic members."""
         return tuple(self._members)
+
+    @property
+    def fast_ism(self) -> bool:
+        """True when every member caches the reference's computation for its mutants."""
+        return all(m.fast_ism for m in self._members)
 
     def _check_input(self, onehot, name="onehot") -> np.ndarray:
         x = sequences.check_onehot(onehot, name=name)
@@ -166,12 +169,12 @@ class _SampledModel:
         return out
 
     def predict_mutants(self, reference, mutants) -> np.ndarray:
-        """Predict the mutants of one reference (the fast-ISM hook; here: a plain prediction).
+        """Predict the mutants of one reference (the fast-ISM hook: members may cache the reference).
 
         Parameters
         ----------
         reference : array_like, shape (L, 4)
-            The ACGT one-hot reference the mutants derive from (unused by this default).
+            The ACGT one-hot reference the mutants derive from.
         mutants : array_like, shape (M, L, 4)
 
         Returns
@@ -184,7 +187,10 @@ class _SampledModel:
             raise ValueError(
                 f"reference has shape {ref.shape} but mutants have {mut.shape[1:]}; they must match"
             )
-        return self._predict_batch(mut)
+        return self._predict_mutants(ref, mut)
+
+    def _predict_mutants(self, reference: np.ndarray, mutants: np.ndarray) -> np.ndarray:
+        return np.stack([m.predict_mutants(reference, mutants) for m in self._members])
 
     def __repr__(self) -> str:
         return (
@@ -318,6 +324,13 @@ class MCDropout(_SampledModel):
             self._masks[key] = m
         return m
 
+    def _predict_mutants(self, reference: np.ndarray, mutants: np.ndarray) -> np.ndarray:
+        m = self._members[0]
+        return np.stack([
+            m.predict_mutants(reference, mutants, masks=lambda k, shape, rate, s=s: self.mask(s, k, shape, rate))
+            for s in range(self.n_samples)
+        ])  # fmt: skip
+
     def _predict_batch(self, x: np.ndarray) -> np.ndarray:
         m = self._members[0]
         prepared = m.prepare(x)
@@ -350,6 +363,7 @@ def from_torch(
     sequence_length: int | None = None,
     device=None,
     optimize: bool = False,
+    fast_ism: bool = True,
 ) -> Member:
     """Wrap a PyTorch module as a deterministic member (imports torch).
 
@@ -378,6 +392,13 @@ def from_torch(
         and replaced by eager mode, with a logged warning, when tracing fails or they disagree.
         Outputs then differ from eager mode by float32 rounding. Data-dependent control flow in
         ``forward`` is frozen at tracing; MC-dropout samples always run eagerly.
+    fast_ism : bool
+        Saturation ISM with receptive-field caching: the module is traced with ``torch.fx`` and each
+        mutant recomputes only the stretch of every activation its mutation can reach (convolutions,
+        pooling, element-wise layers, residual sums, cropping, global pooling; everything else sees
+        full activations). Used when the input layout is ``"NCL"`` and the first layer is a
+        ``Conv1d``; checked against full forward passes on the first batch and replaced by them,
+        with a logged warning, on disagreement. Results equal full passes up to float32 rounding.
 
     Returns
     -------
@@ -397,7 +418,8 @@ def from_torch(
 
     names = _infer_feature_names(feature_names, sequence_length, probe)
     return TorchMember(
-        module, names, layout, alphabet, output, transforms, sequence_length, device, optimize
+        module, names, layout, alphabet, output, transforms, sequence_length, device, optimize,
+        fast_ism,
     )
 
 

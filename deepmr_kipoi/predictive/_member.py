@@ -110,6 +110,29 @@ class Member:
         return ()
 
     @property
+    def fast_ism(self) -> bool:
+        """Whether :meth:`predict_mutants` reuses the reference's computation (receptive-field caching)."""
+        return False
+
+    def predict_mutants(self, reference, mutants, masks: MaskFn | None = None) -> np.ndarray:
+        """Predict mutants of one reference (here: plain predictions; backends may cache).
+
+        Parameters
+        ----------
+        reference : array_like, shape (L, 4)
+            ACGT one-hot reference the mutants derive from.
+        mutants : array_like, shape (M, L, 4)
+            ACGT one-hot mutants.
+        masks : callable, optional
+            Fixed dropout masks (MC dropout).
+
+        Returns
+        -------
+        numpy.ndarray, shape (M, F), float32
+        """
+        return self.predict(mutants, masks)
+
+    @property
     def input_key(self) -> tuple:
         """Members with equal keys accept the same prepared input, so an ensemble prepares it once."""
         return (self.backend, self.alphabet, self.layout)

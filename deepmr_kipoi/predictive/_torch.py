@@ -9,7 +9,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from deepmr_kipoi import sequences
 from deepmr_kipoi.predictive._member import DropoutLayer, MaskFn, Member, output_to_2d
+from deepmr_kipoi.predictive.transforms import apply_transforms
 
 # AlphaDropout/FeatureAlphaDropout are not here: their dropped units take a non-zero value and the
 # kept ones an affine correction, which a multiplicative mask does not reproduce
@@ -45,6 +47,7 @@ class TorchMember(Member):
         sequence_length: int | None = None,
         device=None,
         optimize: bool = False,
+        fast_ism: bool = True,
     ):
         if not isinstance(module, torch.nn.Module):
             raise ValueError(f"from_torch needs a torch.nn.Module, got {type(module).__name__}")
@@ -67,6 +70,9 @@ class TorchMember(Member):
         self.output = output
         self.optimize = bool(optimize)
         self._optimized = None
+        self._fast_ism_requested = bool(fast_ism)
+        self._plan = None
+        self._plan_checked = False
         super().__init__(feature_names, alphabet, layout, sequence_length, transforms)
         self._dropout = [
             (mod, DropoutLayer(name or type(mod).__name__, float(mod.p), isinstance(mod, _CHANNEL)))
@@ -77,6 +83,72 @@ class TorchMember(Member):
     @property
     def dropout_layers(self) -> tuple[DropoutLayer, ...]:
         return tuple(info for _, info in self._dropout)
+
+    @property
+    def fast_ism(self) -> bool:
+        """True when the module traces into a plan whose first layer follows windows (NCL input)."""
+        return self._fast_plan() is not None
+
+    def _fast_plan(self):
+        if self._plan is None:
+            self._plan = False
+            if self._fast_ism_requested and self.layout == "NCL":
+                from deepmr_kipoi.predictive._torch_fastism import FastISMPlan, Unsupported
+
+                try:
+                    plan = FastISMPlan(self.module, [mod for mod, _ in self._dropout])
+                    if plan.windowed_input:
+                        self._plan = plan
+                    else:
+                        logger.info("fast ISM off: the model's first layer is not a Conv1d")
+                except Unsupported as err:
+                    logger.info("fast ISM off: %s", err)
+        return self._plan or None
+
+    def predict_mutants(self, reference, mutants, masks: MaskFn | None = None) -> np.ndarray:
+        """Predict mutants of one reference with receptive-field caching (``_torch_fastism``).
+
+        The first call checks the cached computation against full forward passes on four of its
+        mutants (relative tolerance ``OPTIMIZE_RTOL``) and switches to full passes, with a logged
+        warning, if they disagree or the cached propagation fails.
+
+        Parameters
+        ----------
+        reference : array_like, shape (L, 4)
+        mutants : array_like, shape (M, L, 4)
+        masks : callable, optional
+
+        Returns
+        -------
+        numpy.ndarray, shape (M, F), float32
+        """
+        plan = self._fast_plan()
+        x = sequences.check_onehot(mutants, name="mutants")
+        if plan is None:
+            return self.predict(x, masks)
+        n = x.shape[0]
+        prepared = self.prepare(x)
+        try:
+            with torch.inference_mode():
+                ref = self.prepare(np.asarray(reference, dtype=np.float32)[None])
+                raw = plan.mutants(plan.reference(ref, masks), prepared, masks)
+                out = self.output(raw) if self.output is not None else raw
+                pred = output_to_2d(out, n, len(self.feature_names), _to_numpy)
+        except Exception as err:  # noqa: BLE001 - any failure of the cached path: run in full
+            logger.warning("fast ISM failed (%s: %s); using full forward passes",
+                           type(err).__name__, err)  # fmt: skip
+            self._plan = False
+            return self.predict(x, masks)
+        if not self._plan_checked:
+            rows = np.unique(np.linspace(0, n - 1, 4).round().astype(int))
+            want = self._forward(prepared[torch.from_numpy(rows)], rows.size, masks)
+            err = float(np.abs(pred[rows] - want).max())
+            if err > OPTIMIZE_RTOL * (float(np.abs(want).max()) or 1.0):
+                logger.warning("fast ISM differs from full passes by %.3g; using full passes", err)
+                self._plan = False
+                return self.predict(x, masks)
+            self._plan_checked = True
+        return apply_transforms(pred, self.transforms)
 
     @property
     def input_key(self) -> tuple:

@@ -1,0 +1,505 @@
+"""Receptive-field caching for the mutants of one reference through a PyTorch network (fast ISM).
+
+A point mutation changes a convolution's output only within the convolution's receptive field of the
+mutated base, so most of every mutant's activations equal the reference's. The network is traced once
+with ``torch.fx`` into a graph; per reference the graph is run once on the reference, keeping every
+node's activation; then each batch of mutants is propagated as *windows*: for every mutant only the
+stretch of the sequence axis that can differ from the reference is computed, and the reference fills
+in the rest wherever an operation needs context (Yuzu, Schreiber et al. 2022; fastISM, Sasse et al.
+2022, use the same principle).
+
+Windowed operations (the sequence is the last axis, ``(N, C, L)``):
+
+* ``Conv1d`` / ``F.conv1d`` (stride 1, zero padding, any dilation and groups); ``MaxPool1d``,
+  ``AvgPool1d`` and their functional forms (no padding, no ceil mode): the window grows by the
+  receptive field and the reference supplies the context;
+* element-wise layers and functions (activations, eval-mode ``BatchNorm1d`` with running statistics,
+  dropout in inference mode or with a fixed MC-dropout mask);
+* ``+ - * /`` between windowed values and/or constants (residual connections take the union window);
+* slices along the sequence axis (output cropping) and mean/sum over it (global pooling), which is
+  the reference's value plus the window's change.
+
+Anything else (``Flatten``, ``Linear``, reshapes, ...) receives the full activation: the reference's,
+repeated per mutant, with the window written in. The result is exact up to float32 rounding: the same
+sums are computed over shorter stretches. Each member checks its fast path against full forward passes
+on its first batch and falls back to them (logged) on any disagreement or unsupported construct.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import operator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+logger = logging.getLogger(__name__)
+
+_UNARY_MODULES = (
+    torch.nn.ReLU, torch.nn.ReLU6, torch.nn.LeakyReLU, torch.nn.ELU, torch.nn.SELU, torch.nn.CELU,
+    torch.nn.GELU, torch.nn.SiLU, torch.nn.Mish, torch.nn.Sigmoid, torch.nn.Tanh, torch.nn.Softplus,
+    torch.nn.Hardtanh, torch.nn.Hardsigmoid, torch.nn.Hardswish, torch.nn.PReLU, torch.nn.Identity,
+    torch.nn.Softsign, torch.nn.Tanhshrink,
+)  # fmt: skip
+_DROPOUT_MODULES = (torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d)
+_UNARY_FUNCTIONS = {
+    torch.relu, F.relu, torch.sigmoid, F.sigmoid, torch.tanh, F.tanh, F.gelu, F.silu, F.elu,
+    F.leaky_relu, F.softplus, F.relu6, F.selu, F.mish, torch.exp, torch.log, torch.abs, torch.square,
+    torch.sqrt, operator.neg, torch.neg, F.dropout,
+}  # fmt: skip
+_UNARY_METHODS = {"relu", "sigmoid", "tanh", "exp", "log", "abs", "square", "sqrt", "neg"}
+_BINARY = {
+    operator.add, operator.sub, operator.mul, operator.truediv, operator.iadd, operator.imul,
+    torch.add, torch.sub, torch.mul, torch.div,
+}  # fmt: skip
+_BINARY_METHODS = {"add", "sub", "mul", "div"}
+_REDUCTIONS = {torch.mean: "mean", torch.sum: "sum"}
+
+
+class Unsupported(Exception):
+    """The network uses something the windowed propagation cannot follow (the member runs fully)."""
+
+
+@dataclass
+class _Window:
+    """Mutant values that differ from the reference only on ``[start, start + width)`` of the last axis.
+
+    ``ref`` (1, ..., L) is the reference activation, ``val`` (M, ..., width) the mutants' values on
+    their windows, ``start`` (M,) the windows' first positions; window positions outside ``[0, L)``
+    are placeholders (the output of padding) and never read as data.
+    """
+
+    ref: torch.Tensor
+    val: torch.Tensor
+    start: torch.Tensor
+
+    @property
+    def length(self) -> int:
+        return self.ref.shape[-1]
+
+    @property
+    def width(self) -> int:
+        return self.val.shape[-1]
+
+    def meta(self) -> torch.Tensor:
+        """A data-free tensor of the full mutant batch's shape (answers shape queries)."""
+        return torch.empty((self.val.shape[0],) + tuple(self.ref.shape[1:]), device="meta")
+
+
+def _positions(start: torch.Tensor, width: int) -> torch.Tensor:
+    return start[:, None] + torch.arange(width, device=start.device)
+
+
+def _take(x: torch.Tensor, start: torch.Tensor, width: int) -> torch.Tensor:
+    """Windows ``[start, start + width)`` of the last axis of ``x`` (1, ..., L) -> (M, ..., width).
+
+    Positions outside ``[0, L)`` read 0 (convolution padding).
+    """
+    length = x.shape[-1]
+    rows = x.reshape(-1, length).t()
+    before = max(0, -int(start.min()))
+    after = max(0, int(start.max()) + width - length)
+    if before or after:
+        rows = F.pad(rows, (0, 0, before, after))
+    # every window is one row of the sliding-window view: one contiguous copy per mutant
+    out = rows.unfold(0, width, 1).index_select(0, start + before)
+    return out.reshape((start.shape[0],) + tuple(x.shape[1:-1]) + (width,))
+
+
+def _outside(start: torch.Tensor, width: int, length: int, ndim: int):
+    """Mask (M, 1, ..., width) of window positions outside ``[0, length)``, or None if there are none."""
+    if int(start.min()) >= 0 and int(start.max()) + width <= length:
+        return None
+    idx = _positions(start, width)
+    return ((idx < 0) | (idx >= length)).reshape((idx.shape[0],) + (1,) * (ndim - 2) + (width,))
+
+
+def _values_on(win: _Window, start: torch.Tensor, width: int) -> torch.Tensor:
+    """The mutants' values on ``[start, start + width)``: the window where it lies, else the reference."""
+    base = _take(win.ref, start, width)
+    shift = win.start - start
+    if bool((shift == shift[0]).all()):
+        # one offset for every mutant (the usual case): a slice assignment instead of a gather
+        o = int(shift[0])
+        a, b = max(o, 0), min(o + win.width, width)
+        if a < b:
+            base[..., a:b] = win.val[..., a - o : b - o]
+    else:
+        idx = _positions(start, width)
+        rel = idx - win.start[:, None]
+        in_window = (rel >= 0) & (rel < win.width)
+        channels = win.val[0].numel() // win.width
+        own = win.val.reshape(win.val.shape[0], -1, win.width).gather(
+            2, rel.clamp(0, win.width - 1)[:, None, :].expand(-1, channels, -1)
+        ).reshape(win.val.shape[:-1] + (width,))
+        mask = in_window.reshape((idx.shape[0],) + (1,) * (win.val.dim() - 2) + (width,))
+        base = torch.where(mask, own, base)
+    outside = _outside(start, width, win.length, base.dim())
+    return base if outside is None else base.masked_fill(outside, 0.0)
+
+
+def materialize(win: _Window) -> torch.Tensor:
+    """The full ``(M, ..., L)`` mutant activations of a window."""
+    m, length = win.val.shape[0], win.length
+    ref = win.ref.reshape(1, -1, length)
+    full = torch.cat([ref, ref.new_zeros(1, ref.shape[1], 1)], dim=2).expand(m, -1, -1)
+    idx = _positions(win.start, win.width)
+    # placeholder positions go to the extra column L, which is cut off again
+    idx = torch.where((idx >= 0) & (idx < length), idx, length)
+    full = full.scatter(
+        2, idx[:, None, :].expand(-1, full.shape[1], -1), win.val.reshape(m, -1, win.width)
+    )
+    return full[:, :, :length].reshape((m,) + tuple(win.ref.shape[1:]))
+
+
+def _floor_div(a: torch.Tensor, b: int) -> torch.Tensor:
+    return torch.div(a, b, rounding_mode="floor")
+
+
+def _conv(win: _Window, ref_out, weight, bias, stride, padding, dilation, groups):
+    stride, dilation = _single(stride), _single(dilation)
+    if stride != 1:
+        raise Unsupported("strided convolution")
+    k = weight.shape[-1]
+    reach = dilation * (k - 1)
+    if isinstance(padding, str):
+        left = 0 if padding == "valid" else reach // 2
+    else:
+        left = _single(padding)
+    width = win.width + reach
+    if width >= ref_out.shape[-1]:
+        return None
+    x = _values_on(win, win.start - reach, win.width + 2 * reach)
+    val = F.conv1d(x, weight, bias, 1, 0, dilation, groups)
+    return _Window(ref_out, val, win.start + left - reach)
+
+
+def _pool(win: _Window, ref_out, fn, kernel, stride, padding=0, dilation=1, ceil_mode=False,
+          **extra):  # fmt: skip
+    kernel = _single(kernel)
+    stride = kernel if stride is None or stride == [] or stride == () else _single(stride)
+    if _single(padding) != 0 or _single(dilation) != 1 or ceil_mode:
+        raise Unsupported("pooling with padding, dilation or ceil_mode")
+    width = (win.width + kernel - 2) // stride + 1
+    if width >= ref_out.shape[-1]:
+        return None
+    first = -_floor_div(kernel - 1 - win.start, stride)
+    x = _values_on(win, first * stride, (width - 1) * stride + kernel)
+    val = fn(x, kernel, stride, **extra)
+    return _Window(ref_out, val, first)
+
+
+def _single(v) -> int:
+    if isinstance(v, tuple | list):
+        if len(v) != 1:
+            raise Unsupported(f"1-d argument expected, got {v!r}")
+        v = v[0]
+    return int(v)
+
+
+def _binary(fn, a, b, ref_out, kwargs):
+    wins = [v for v in (a, b) if isinstance(v, _Window)]
+    length = ref_out.shape[-1]
+    if any(w.length != length for w in wins) or ref_out.dim() < 2:
+        return None
+    lo = torch.minimum(*[w.start for w in wins]) if len(wins) == 2 else wins[0].start
+    hi = torch.maximum(*[w.start + w.width for w in wins]) if len(wins) == 2 else lo + wins[0].width
+    width = int((hi - lo).max())
+    if width >= length:
+        return None
+
+    def on_window(v):
+        if isinstance(v, _Window):
+            return _values_on(v, lo, width) if len(wins) == 2 else v.val
+        if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[-1] == length and length > 1:
+            if v.shape[0] != 1 and v.dim() == ref_out.dim():
+                return None
+            return _take(v if v.dim() == ref_out.dim() else v[None], lo, width)
+        return v
+
+    operands = [on_window(a), on_window(b)]
+    if any(v is None for v in operands):
+        return None
+    return _Window(ref_out, fn(*operands, **kwargs), lo)
+
+
+def _reduce(win: _Window, how: str, dim, keepdim: bool, ref_out):
+    axes = dim if isinstance(dim, tuple | list) else (dim,)
+    last = win.ref.dim() - 1
+    if len(axes) != 1 or axes[0] not in (-1, last):
+        raise Unsupported("reduction over axes other than the sequence")
+    change = win.val - _take(win.ref, win.start, win.width)
+    outside = _outside(win.start, win.width, win.length, win.val.dim())
+    if outside is not None:
+        change = change.masked_fill(outside, 0.0)
+    change = change.sum(-1, keepdim=keepdim)
+    if how == "mean":
+        change = change / win.length
+    return ref_out + change
+
+
+class FastISMPlan:
+    """A traced network that propagates mutant windows (see the module docstring).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Takes one ``(N, C, L)`` tensor (its other ``forward`` arguments keep their defaults).
+    dropout_modules : sequence of torch.nn.Module
+        Dropout modules in MC-dropout mask order.
+
+    Raises
+    ------
+    Unsupported
+        When ``torch.fx`` cannot trace the module.
+    """
+
+    def __init__(self, module: torch.nn.Module, dropout_modules=()):
+        try:
+            self.graph_module = torch.fx.symbolic_trace(_OneInput(module))
+        except Exception as err:  # noqa: BLE001 - any tracing failure means: no fast path
+            raise Unsupported(f"torch.fx cannot trace the model ({type(err).__name__}: {err})") from err
+        self.graph_module.graph.eliminate_dead_code()
+        self.nodes = list(self.graph_module.graph.nodes)
+        placeholders = [n for n in self.nodes if n.op == "placeholder"]
+        if len(placeholders) != 1:
+            raise Unsupported("the traced model takes more than one input")
+        self.modules = dict(self.graph_module.named_modules())
+        self.dropout_index = {
+            name: k
+            for k, mod in enumerate(dropout_modules)
+            for name, m in self.modules.items()
+            if m is mod
+        }
+        first_users = [
+            n for n in placeholders[0].users
+            if not (n.op == "call_function" and n.target is getattr)
+            and not (n.op == "call_method" and n.target in ("size", "dim"))
+        ]  # fmt: skip
+        #: whether the input's first operations follow windows (else every mutant runs in full)
+        self.windowed_input = bool(first_users) and all(
+            (n.op == "call_module" and isinstance(self.modules[n.target], torch.nn.Conv1d))
+            or (n.op == "call_function" and n.target is F.conv1d)
+            for n in first_users
+        )
+        tainted = set(placeholders)
+        for n in self.nodes:
+            if any(a in tainted for a in n.all_input_nodes):
+                tainted.add(n)
+        self.depends_on_input = tainted
+
+    def reference(self, x: torch.Tensor, masks=None) -> dict:
+        """Every node's activation for one prepared reference ``x`` (1, C, L)."""
+        env = {}
+        for node in self.nodes:
+            if node.op == "output":
+                break
+            env[node] = self._full(node, env, x, masks)
+        return env
+
+    def mutants(self, ref_env: dict, x: torch.Tensor, masks=None):
+        """The network's output for prepared mutants ``x`` (M, C, L) of the reference of ``ref_env``."""
+        ref_x = ref_env[self.nodes[0]]
+        changed = (x != ref_x).any(dim=1)
+        if changed.any():
+            first = changed.float().argmax(1)
+            last = x.shape[-1] - 1 - changed.flip(1).float().argmax(1)
+            width = int((last - first).max()) + 1
+        else:
+            first, width = torch.zeros(x.shape[0], dtype=torch.long), 1
+        start = first.clamp(max=x.shape[-1] - width)
+        idx = _positions(start, width)[:, None, :].expand(-1, x.shape[1], -1)
+        env = {self.nodes[0]: _Window(ref_x, x.gather(2, idx), start)}
+        for node in self.nodes[1:]:
+            if node.op == "output":
+                return torch.fx.node.map_arg(
+                    node.args[0], lambda n: _as_tensor(env[n]) if n in env else ref_env[n]
+                )
+            if node not in self.depends_on_input:
+                env[node] = ref_env[node]
+            else:
+                env[node] = self._windowed(node, env, ref_env[node], masks)
+        raise Unsupported("the traced graph has no output")
+
+    def _target(self, node):
+        return self.modules[node.target] if node.op == "call_module" else node.target
+
+    def _full(self, node, env, x, masks):
+        if node.op == "placeholder":
+            return x
+        if node.op == "get_attr":
+            obj = self.graph_module
+            for part in node.target.split("."):
+                obj = getattr(obj, part)
+            return obj
+        args = torch.fx.node.map_arg(node.args, lambda n: env[n])
+        kwargs = torch.fx.node.map_arg(node.kwargs, lambda n: env[n])
+        args = tuple(_as_tensor(a) for a in args)
+        kwargs = {k: _as_tensor(v) for k, v in kwargs.items()}
+        if node.op == "call_module":
+            mod = self.modules[node.target]
+            if masks is not None and node.target in self.dropout_index:
+                return args[0] * self._mask(node, args[0].shape[1:], masks, mod)
+            return mod(*args, **kwargs)
+        if node.op == "call_function":
+            return node.target(*args, **kwargs)
+        if node.op == "call_method":
+            return getattr(args[0], node.target)(*args[1:], **kwargs)
+        raise Unsupported(f"graph node kind {node.op}")
+
+    def _mask(self, node, shape, masks, mod):
+        channelwise = not isinstance(mod, torch.nn.Dropout)
+        mask_shape = (shape[0],) + (1,) * (len(shape) - 1) if channelwise else tuple(shape)
+        return torch.from_numpy(masks(self.dropout_index[node.target], mask_shape, float(mod.p)))
+
+    def _windowed(self, node, env, ref_out, masks):
+        args = torch.fx.node.map_arg(node.args, lambda n: env[n])
+        kwargs = torch.fx.node.map_arg(node.kwargs, lambda n: env[n])
+        wins = [a for a in list(args) + list(kwargs.values()) if isinstance(a, _Window)]
+        if not wins:
+            return self._full(node, env, None, masks)
+        if not isinstance(ref_out, torch.Tensor):
+            # shape queries (x.shape, x.size(0), ...) answered without the data
+            meta = tuple(a.meta() if isinstance(a, _Window) else a for a in args)
+            answer = self._call(node, meta, kwargs)
+            return ref_out if isinstance(answer, torch.device) else answer
+        out = self._window_op(node, args, kwargs, ref_out, masks)
+        if out is not None:
+            return out
+        full_args = tuple(_as_tensor(a) for a in args)
+        full_kwargs = {k: _as_tensor(v) for k, v in kwargs.items()}
+        if node.op == "call_module" and masks is not None and node.target in self.dropout_index:
+            mod = self.modules[node.target]
+            return full_args[0] * self._mask(node, full_args[0].shape[1:], masks, mod)
+        return self._call(node, full_args, full_kwargs)
+
+    def _call(self, node, args, kwargs):
+        if node.op == "call_module":
+            return self.modules[node.target](*args, **kwargs)
+        if node.op == "call_function":
+            return node.target(*args, **kwargs)
+        return getattr(args[0], node.target)(*args[1:], **kwargs)
+
+    def _window_op(self, node, args, kwargs, ref_out, masks):
+        """The windowed result of one node, or None when it needs the full activation."""
+        target = self._target(node)
+        reduced = self._reduction(node, target, args, kwargs, ref_out)
+        if reduced is not None or ref_out.dim() < 2:
+            return reduced
+        if node.op == "call_function" and target in _BINARY and len(args) == 2:
+            return _binary(target, args[0], args[1], ref_out, kwargs)
+        if node.op == "call_method" and target in _BINARY_METHODS and len(args) == 2:
+            return _binary(getattr(torch, target), args[0], args[1], ref_out, kwargs)
+        x = args[0] if args else None
+        if not isinstance(x, _Window):
+            return None
+        if node.op == "call_module":
+            return self._module_op(node, target, x, ref_out, masks)
+        if node.op == "call_function":
+            if target is F.conv1d:
+                bound = _bind(F.conv1d, args, kwargs)
+                return _conv(x, ref_out, bound["weight"], bound.get("bias"), bound.get("stride", 1),
+                             bound.get("padding", 0), bound.get("dilation", 1),
+                             bound.get("groups", 1))  # fmt: skip
+            if target in (F.max_pool1d, F.avg_pool1d) and len(args) <= 3 and not (
+                set(kwargs) - {"kernel_size", "stride"}
+            ):
+                kernel = kwargs.get("kernel_size", args[1] if len(args) > 1 else None)
+                stride = kwargs.get("stride", args[2] if len(args) > 2 else None)
+                return _pool(x, ref_out, target, kernel, stride)
+            if target in _UNARY_FUNCTIONS and ref_out.shape == x.ref.shape:
+                if target is F.dropout and (kwargs.get("training") or (len(args) > 2 and args[2])):
+                    return None
+                return _Window(ref_out, target(x.val, *args[1:], **kwargs), x.start)
+            if target is operator.getitem:
+                return _crop(x, args[1], ref_out)
+            return None
+        if node.op == "call_method":
+            if target in _UNARY_METHODS and len(args) == 1 and not kwargs:
+                return _Window(ref_out, getattr(x.val, target)(), x.start)
+            if target == "contiguous":
+                return _Window(ref_out, x.val.contiguous(), x.start)
+        return None
+
+    def _module_op(self, node, target, x: _Window, ref_out, masks):
+        if isinstance(target, torch.nn.Conv1d) and target.padding_mode == "zeros":
+            return _conv(x, ref_out, target.weight, target.bias, target.stride, target.padding,
+                         target.dilation, target.groups)  # fmt: skip
+        if isinstance(target, torch.nn.MaxPool1d) and not target.return_indices:
+            return _pool(x, ref_out, F.max_pool1d, target.kernel_size, target.stride,
+                         target.padding, target.dilation, target.ceil_mode)  # fmt: skip
+        if isinstance(target, torch.nn.AvgPool1d):
+            return _pool(x, ref_out, F.avg_pool1d, target.kernel_size, target.stride,
+                         target.padding, 1, target.ceil_mode)  # fmt: skip
+        if ref_out.shape != x.ref.shape:
+            return None
+        if isinstance(target, _DROPOUT_MODULES):
+            if masks is None:
+                return _Window(ref_out, x.val, x.start)
+            mask = self._mask(node, ref_out.shape[1:], masks, target)[None]
+            return _binary(torch.mul, x, mask, ref_out, {})
+        if isinstance(target, torch.nn.BatchNorm1d):
+            if target.training or target.running_mean is None or ref_out.dim() != 3:
+                return None
+            return _Window(ref_out, target(x.val), x.start)
+        if isinstance(target, _UNARY_MODULES):
+            return _Window(ref_out, target(x.val), x.start)
+        return None
+
+    def _reduction(self, node, target, args, kwargs, ref_out):
+        how = None
+        if node.op == "call_function" and target in _REDUCTIONS:
+            how = _REDUCTIONS[target]
+        elif node.op == "call_method" and node.target in ("mean", "sum"):
+            how = node.target
+        if how is None or not args or not isinstance(args[0], _Window):
+            return None
+        dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+        if dim is None or set(kwargs) - {"dim", "keepdim"} or len(args) > 3:
+            return None
+        keepdim = bool(kwargs.get("keepdim", args[2] if len(args) > 2 else False))
+        return _reduce(args[0], how, dim, keepdim, ref_out)
+
+
+def _crop(win: _Window, index, ref_out):
+    """``x[..., a:b]`` along the sequence axis (leading axes untouched) as a window."""
+    index = index if isinstance(index, tuple) else (index,)
+    if Ellipsis in index:
+        pos = index.index(Ellipsis)
+        index = index[:pos] + (slice(None),) * (win.ref.dim() - len(index) + 1) + index[pos + 1 :]
+    if len(index) != win.ref.dim() or not all(isinstance(i, slice) for i in index):
+        return None
+    if any(i != slice(None) for i in index[:-1]):
+        return None
+    a, b, step = index[-1].indices(win.length)
+    if step != 1 or b - a != ref_out.shape[-1]:
+        return None
+    return _Window(ref_out, win.val, win.start - a)
+
+
+def _bind(fn, args, kwargs) -> dict:
+    names = ["input", "weight", "bias", "stride", "padding", "dilation", "groups"]
+    bound = dict(zip(names, args, strict=False))
+    bound.update(kwargs)
+    return bound
+
+
+def _as_tensor(v):
+    return materialize(v) if isinstance(v, _Window) else v
+
+
+class _OneInput(torch.nn.Module):
+    """Calls the wrapped module with one input, so ``torch.fx`` never sees its optional arguments."""
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        self.module = module
+        params = list(inspect.signature(module.forward).parameters.values())
+        if any(p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_ONLY,
+               p.POSITIONAL_OR_KEYWORD) for p in params[1:]):  # fmt: skip
+            raise Unsupported("the model's forward needs more than one input")
+
+    def forward(self, x):
+        return self.module(x)

@@ -1,0 +1,217 @@
+"""Receptive-field caching (fast ISM) equals full forward passes on every supported construct."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+F = torch.nn.functional
+
+from deepmr_kipoi import ism, sequences  # noqa: E402
+from deepmr_kipoi.predictive import DeepEnsemble, MCDropout, from_torch  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+
+def basset_like(seed, length=60, n_out=5):
+    torch.manual_seed(seed)
+    net = nn.Sequential(
+        nn.Conv1d(4, 8, 5), nn.BatchNorm1d(8), nn.ReLU(), nn.MaxPool1d(3),
+        nn.Conv1d(8, 6, 3, padding=1), nn.BatchNorm1d(6), nn.ELU(), nn.AvgPool1d(2),
+        nn.Conv1d(6, 6, 3, padding="same", dilation=2, groups=2), nn.Sigmoid(),
+        nn.Flatten(), nn.Linear(6 * ((length - 4) // 3 // 2), 16), nn.ReLU(), nn.Dropout(0.3),
+        nn.Linear(16, n_out),
+    )  # fmt: skip
+    with torch.no_grad():
+        for m in net:
+            if isinstance(m, nn.BatchNorm1d):
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.5, 1.5)
+    return net.eval()
+
+
+class ResidualDilated(nn.Module):
+    """BPNet's shape: dilated residual convolutions, a cropped profile head and a mean-pooled count head,
+    with shape queries in ``forward`` (as bpnet-lite writes it)."""
+
+    def __init__(self, seed, n_layers=4, trimming=6, channels=6):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.trimming = trimming
+        self.iconv = nn.Conv1d(4, channels, 7, padding=3)
+        self.rconvs = nn.ModuleList(
+            nn.Conv1d(channels, channels, 3, padding=2**i, dilation=2**i)
+            for i in range(1, n_layers + 1)
+        )
+        self.fconv = nn.Conv1d(channels, 2, 9, padding=4)
+        self.linear = nn.Linear(channels, 1)
+
+    def forward(self, X, X_ctl=None):
+        start, end = self.trimming, X.shape[2] - self.trimming
+        X = torch.relu(self.iconv(X))
+        for conv in self.rconvs:
+            X = torch.add(X, F.relu(conv(X)))
+        profile = self.fconv(X)[:, :, start:end]
+        counts = self.linear(torch.mean(X[:, :, max(start - 3, 0) : end + 3], dim=2))
+        return profile, counts.reshape(X.shape[0], 1)
+
+
+class Functional(nn.Module):
+    """Functional calls, method calls, a channel-wise constant and an op the cache does not follow."""
+
+    def __init__(self, seed, length=40):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.w1 = nn.Parameter(torch.randn(5, 4, 3) * 0.5)
+        self.b1 = nn.Parameter(torch.randn(5) * 0.1)
+        self.scale = nn.Parameter(torch.rand(1, 5, 1) + 0.5)
+        self.position = nn.Parameter(torch.randn(1, 5, length) * 0.1)
+        self.drop = nn.Dropout1d(0.4)
+        self.out = nn.Linear(5, 2)
+
+    def forward(self, x):
+        h = F.conv1d(x, self.w1, self.b1, padding=1).tanh()
+        h = self.drop(h * self.scale + self.position)
+        h = F.max_pool1d(h, 2)
+        h = h - 0.5 * h.cumsum(-1) / h.shape[-1]  # not windowable: runs on full activations
+        return self.out(h.sum(dim=-1))
+
+
+def _mutants(x, positions, rng):
+    """Single mutants of reference x (L, 4) at ``positions``, one random alternative base each."""
+    out = np.repeat(x[None], len(positions), axis=0)
+    for i, p in enumerate(positions):
+        alt = (int(x[p].argmax()) + rng.integers(1, 4)) % 4
+        out[i, p] = 0.0
+        out[i, p, alt] = 1.0
+    return out
+
+
+def _full_and_fast(net, names, length, masks=None, seed=0):
+    fast = from_torch(net, feature_names=names, layout="NCL")
+    full = from_torch(net, feature_names=names, layout="NCL", fast_ism=False)
+    rng = np.random.default_rng(seed)
+    x = sequences.random_sequences(1, length, seed=seed)[0]
+    positions = np.r_[0:4, length // 2 - 3 : length // 2 + 3, length - 4 : length]
+    mut = _mutants(x, positions, rng)
+    return fast, full, x, mut
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_conv_pool_batchnorm_stack_equals_full_passes(seed):
+    net = basset_like(seed)
+    fast, full, x, mut = _full_and_fast(net, list("abcde"), 60, seed=seed)
+    assert fast.fast_ism and not full.fast_ism
+    got = fast.predict_mutants(x, mut)
+    want = full.predict(mut)
+    assert got.shape == (len(mut), 5)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert fast._plan_checked  # the cached path was used, not the fallback
+
+
+def test_residual_dilated_crop_and_mean_pool_equal_full_passes():
+    net = ResidualDilated(3).eval()
+    names = ["counts"]
+    fast = from_torch(net, feature_names=names, layout="NCL", output=lambda o: o[1])
+    full = from_torch(net, feature_names=names, layout="NCL", output=lambda o: o[1], fast_ism=False)
+    x = sequences.random_sequences(1, 80, seed=3)[0]
+    rng = np.random.default_rng(3)
+    mut = _mutants(x, np.arange(80), rng)
+    got, want = fast.predict_mutants(x, mut), full.predict(mut)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert fast._plan_checked
+    # the profile head too: a cropped windowed output, written back into full profiles
+    profile = from_torch(net, feature_names=[f"p{i}" for i in range(2 * 68)], layout="NCL",
+                         output=lambda o: o[0].flatten(1))  # fmt: skip
+    prof_full = from_torch(net, feature_names=[f"p{i}" for i in range(2 * 68)], layout="NCL",
+                           output=lambda o: o[0].flatten(1), fast_ism=False)  # fmt: skip
+    np.testing.assert_allclose(profile.predict_mutants(x, mut), prof_full.predict(mut),
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+
+
+def test_functional_calls_constants_and_unfollowed_ops():
+    net = Functional(4).eval()
+    fast, full, x, mut = _full_and_fast(net, ["u", "v"], 40, seed=4)
+    assert fast.fast_ism
+    np.testing.assert_allclose(fast.predict_mutants(x, mut), full.predict(mut), rtol=1e-5,
+                               atol=1e-6)  # fmt: skip
+    assert fast._plan_checked
+
+
+def test_multi_base_and_identity_mutants():
+    """Windows wider than one base, and a mutant equal to its reference."""
+    net = ResidualDilated(5).eval()
+    fast = from_torch(net, feature_names=["c"], layout="NCL", output=lambda o: o[1])
+    full = from_torch(net, feature_names=["c"], layout="NCL", output=lambda o: o[1], fast_ism=False)
+    x = sequences.random_sequences(1, 50, seed=5)[0]
+    mut = np.repeat(x[None], 4, axis=0)
+    mut[0, [10, 14]] = np.roll(mut[0, [10, 14]], 1, axis=-1)  # double mutant, 5 bases apart
+    mut[1, [0, 49]] = np.roll(mut[1, [0, 49]], 2, axis=-1)  # both ends
+    mut[3, 48:50] = np.roll(mut[3, 48:50], 1, axis=-1)
+    np.testing.assert_allclose(fast.predict_mutants(x, mut), full.predict(mut), rtol=1e-5,
+                               atol=1e-6)  # fmt: skip
+
+
+@pytest.mark.parametrize("dropout", [nn.Dropout(0.3), nn.Dropout1d(0.3)])
+def test_mc_dropout_masks_inside_the_conv_stack(dropout):
+    """Fixed MC-dropout masks on windowed activations equal the hooked full passes, per sample."""
+    torch.manual_seed(7)
+    net = nn.Sequential(nn.Conv1d(4, 6, 5, padding=2), nn.ReLU(), dropout, nn.MaxPool1d(2),
+                        nn.Conv1d(6, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 13, 3)).eval()  # fmt: skip
+    x = sequences.random_sequences(3, 30, seed=7)
+    fast = MCDropout(from_torch(net, feature_names=list("abc"), layout="NCL"), n_samples=4, seed=2)
+    full = MCDropout(from_torch(net, feature_names=list("abc"), layout="NCL", fast_ism=False),
+                     n_samples=4, seed=2)  # fmt: skip
+    assert fast.fast_ism and not full.fast_ism
+    got = ism.saturation_effects(fast, x, progress=False)
+    want = ism.saturation_effects(full, x, progress=False)
+    np.testing.assert_allclose(got.mean, want.mean, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(got.se, want.se, rtol=1e-4, atol=1e-6)
+    assert np.abs(got.mean).max() > 1e-3
+    assert fast.members[0]._plan_checked
+
+
+def test_ensemble_saturation_effects_equal_the_uncached_engine():
+    nets = [ResidualDilated(s).eval() for s in range(3)]
+
+    def ensemble(fast):
+        return DeepEnsemble([from_torch(n, feature_names=["c"], layout="NCL",
+                                        output=lambda o: o[1], fast_ism=fast) for n in nets])  # fmt: skip
+
+    x = sequences.random_sequences(4, 40, seed=1)
+    x[2, 5] = 0.0  # an N: never mutated
+    cached = ensemble(True)
+    got = ism.saturation_effects(cached, x, batch_size=50, progress=False)
+    want = ism.saturation_effects(ensemble(False), x, batch_size=50, progress=False)
+    assert all(m._plan_checked for m in cached.members)
+    np.testing.assert_array_equal(np.isnan(got.mean), np.isnan(want.mean))
+    np.testing.assert_allclose(got.mean, want.mean, rtol=1e-5, atol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(got.se, want.se, rtol=1e-4, atol=1e-6, equal_nan=True)
+
+
+class Untraceable(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv1d(4, 3, 3, padding=1)
+        self.lin = nn.Linear(3, 1)
+
+    def forward(self, x):
+        h = self.conv(x)
+        if h.sum() > 0:  # data-dependent control flow: torch.fx cannot trace it
+            h = -h
+        return self.lin(h.mean(-1))
+
+
+def test_models_without_a_fast_path_run_in_full():
+    x = sequences.random_sequences(1, 20, seed=0)[0]
+    mut = _mutants(x, range(20), np.random.default_rng(0))
+    untraceable = from_torch(Untraceable().eval(), feature_names=["y"], layout="NCL")
+    assert not untraceable.fast_ism
+    np.testing.assert_array_equal(untraceable.predict_mutants(x, mut), untraceable.predict(mut))
+    dense_first = nn.Sequential(nn.Flatten(), nn.Linear(80, 2)).eval()
+    member = from_torch(dense_first, feature_names=["a", "b"], layout="NCL")
+    assert not member.fast_ism
+    nlc = from_torch(basset_like(0).eval(), feature_names=list("abcde"), layout="NLC")
+    assert not nlc.fast_ism
+    assert not DeepEnsemble([untraceable, untraceable]).fast_ism
