@@ -215,3 +215,96 @@ def test_models_without_a_fast_path_run_in_full():
     nlc = from_torch(basset_like(0).eval(), feature_names=list("abcde"), layout="NLC")
     assert not nlc.fast_ism
     assert not DeepEnsemble([untraceable, untraceable]).fast_ism
+
+
+class ToAGCT(nn.Module):
+    def forward(self, x):
+        return x[:, [0, 2, 1, 3]]
+
+
+class Flatten(nn.Module):
+    def forward(self, x):
+        return x.reshape(x.shape[0], -1)
+
+
+class ReverseComplementAverage(nn.Module):
+    """Averages forward and reverse-complement predictions (Kipoi's DeepSEA/predict does this)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        both = self.net(torch.cat([x, torch.flip(x, dims=(1, 3))], dim=0))
+        return (both[: x.shape[0]] + both[x.shape[0] :]) / 2
+
+
+def deepsea_like(seed, length=200):
+    """DeepSEA's Kipoi layout (N, 4, 1, L), AGCT channels: Conv2d (1, 8), Threshold, MaxPool2d (1, 4)."""
+    torch.manual_seed(seed)
+    final = ((length - 7) // 4 - 7) // 4 - 7
+    return nn.Sequential(
+        ToAGCT(),
+        nn.Conv2d(4, 6, (1, 8)), nn.Threshold(0, 1e-06), nn.MaxPool2d((1, 4), (1, 4)), nn.Dropout(0.2),
+        nn.Conv2d(6, 6, (1, 8)), nn.Threshold(0, 1e-06), nn.MaxPool2d((1, 4), (1, 4)), nn.Dropout(0.2),
+        nn.Conv2d(6, 5, (1, 8)), nn.Threshold(0, 1e-06), nn.Dropout(0.5),
+        Flatten(), nn.Linear(5 * final, 12), nn.Threshold(0, 1e-06), nn.Linear(12, 3), nn.Sigmoid(),
+    ).eval()  # fmt: skip
+
+
+def basset_zoo_like(seed, length=200):
+    """Basset's Kipoi layout (N, 4, L, 1): Conv2d (k, 1), BatchNorm2d, MaxPool2d (k, 1)."""
+    torch.manual_seed(seed)
+    final = (((length - 18) // 3 - 10) // 4 - 6) // 4
+    net = nn.Sequential(
+        nn.Conv2d(4, 6, (19, 1)), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d((3, 1), (3, 1)),
+        nn.Conv2d(6, 5, (11, 1)), nn.BatchNorm2d(5), nn.ReLU(), nn.MaxPool2d((4, 1), (4, 1)),
+        nn.Conv2d(5, 5, (7, 1)), nn.BatchNorm2d(5), nn.ReLU(), nn.MaxPool2d((4, 1), (4, 1)),
+        Flatten(), nn.Linear(5 * final, 10), nn.BatchNorm1d(10), nn.ReLU(), nn.Dropout(0.3),
+        nn.Linear(10, 4), nn.Sigmoid(),
+    )  # fmt: skip
+    with torch.no_grad():
+        for m in net:
+            if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.5, 1.5)
+    return net.eval()
+
+
+@pytest.mark.parametrize(
+    "make, layout, length, names",
+    [(deepsea_like, "NC1L", 200, list("abc")), (basset_zoo_like, "NCL1", 200, list("abcd"))],
+)
+def test_zoo_layouts_with_conv2d_equal_full_passes(make, layout, length, names):
+    net = make(0)
+    fast = from_torch(net, feature_names=names, layout=layout, alphabet="ACGT")
+    full = from_torch(net, feature_names=names, layout=layout, fast_ism=False)
+    x = sequences.random_sequences(1, length, seed=2)[0]
+    mut = _mutants(x, np.arange(length), np.random.default_rng(2))
+    np.testing.assert_allclose(fast.predict_mutants(x, mut), full.predict(mut), rtol=1e-5,
+                               atol=1e-6)  # fmt: skip
+    # the last convolution of these short inputs is narrower than its window: it runs in full
+    assert fast._plan_checked and fast._plan.windowed_convolutions == 2
+
+
+def test_mc_dropout_in_a_4d_zoo_layout():
+    net = deepsea_like(1)
+    x = sequences.random_sequences(2, 200, seed=4)
+    fast = MCDropout(from_torch(net, feature_names=list("abc"), layout="NC1L"), n_samples=3, seed=0)
+    full = MCDropout(from_torch(net, feature_names=list("abc"), layout="NC1L", fast_ism=False),
+                     n_samples=3, seed=0)  # fmt: skip
+    got = ism.saturation_effects(fast, x, window=(70, 130), progress=False)
+    want = ism.saturation_effects(full, x, window=(70, 130), progress=False)
+    np.testing.assert_allclose(got.mean, want.mean, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(got.se, want.se, rtol=1e-4, atol=1e-6)
+    assert fast.members[0]._plan_checked
+
+
+def test_reverse_complement_averaging_falls_back_to_full_passes():
+    """Flipping the sequence defeats windows: the member notices on first use and runs in full."""
+    net = ReverseComplementAverage(deepsea_like(2)[1:]).eval()
+    member = from_torch(net, feature_names=list("abc"), layout="NC1L")
+    x = sequences.random_sequences(1, 200, seed=5)[0]
+    mut = _mutants(x, np.arange(0, 200, 7), np.random.default_rng(5))
+    np.testing.assert_array_equal(member.predict_mutants(x, mut), member.predict(mut))
+    assert not member.fast_ism

@@ -21,6 +21,9 @@ logger = logging.getLogger(__name__)
 #: on the batch it was traced with (BatchNorm folding and fused kernels change float32 rounding only)
 OPTIMIZE_RTOL = 1e-4
 
+#: input layouts with receptive-field caching -> the sequence axis of the prepared input
+_SEQUENCE_AXIS = {"NCL": 2, "NC1L": 3, "NCL1": 2}
+
 _ELEMENT = (torch.nn.Dropout,)
 _CHANNEL = (torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d)
 
@@ -86,21 +89,22 @@ class TorchMember(Member):
 
     @property
     def fast_ism(self) -> bool:
-        """True when the module traces into a plan whose first layer follows windows (NCL input)."""
+        """True when the module traces into a plan with convolutions (and, once used, windowed ones)."""
         return self._fast_plan() is not None
 
     def _fast_plan(self):
         if self._plan is None:
             self._plan = False
-            if self._fast_ism_requested and self.layout == "NCL":
+            if self._fast_ism_requested and self.layout in _SEQUENCE_AXIS:
                 from deepmr_kipoi.predictive._torch_fastism import FastISMPlan, Unsupported
 
                 try:
-                    plan = FastISMPlan(self.module, [mod for mod, _ in self._dropout])
-                    if plan.windowed_input:
+                    plan = FastISMPlan(self.module, [mod for mod, _ in self._dropout],
+                                       axis=_SEQUENCE_AXIS[self.layout])  # fmt: skip
+                    if plan.has_convolution:
                         self._plan = plan
                     else:
-                        logger.info("fast ISM off: the model's first layer is not a Conv1d")
+                        logger.info("fast ISM off: the model has no convolution")
                 except Unsupported as err:
                     logger.info("fast ISM off: %s", err)
         return self._plan or None
@@ -140,6 +144,10 @@ class TorchMember(Member):
             self._plan = False
             return self.predict(x, masks)
         if not self._plan_checked:
+            if plan.windowed_convolutions == 0:
+                logger.info("fast ISM off: no convolution of the model can run on windows")
+                self._plan = False
+                return self.predict(x, masks)
             rows = np.unique(np.linspace(0, n - 1, 4).round().astype(int))
             want = self._forward(prepared[torch.from_numpy(rows)], rows.size, masks)
             err = float(np.abs(pred[rows] - want).max())

@@ -8,13 +8,15 @@ stretch of the sequence axis that can differ from the reference is computed, and
 in the rest wherever an operation needs context (Yuzu, Schreiber et al. 2022; fastISM, Sasse et al.
 2022, use the same principle).
 
-Windowed operations (the sequence is the last axis, ``(N, C, L)``):
+Windowed operations (on the sequence axis of ``(N, C, L)`` activations, or of 4-d ones):
 
 * ``Conv1d`` / ``F.conv1d`` (stride 1, zero padding, any dilation and groups); ``MaxPool1d``,
   ``AvgPool1d`` and their functional forms (no padding, no ceil mode): the window grows by the
-  receptive field and the reference supplies the context;
-* element-wise layers and functions (activations, eval-mode ``BatchNorm1d`` with running statistics,
-  dropout in inference mode or with a fixed MC-dropout mask);
+  receptive field and the reference supplies the context. ``Conv2d``/``MaxPool2d``/``AvgPool2d``
+  likewise when the input has a singleton spatial axis (``(N, C, 1, L)`` or ``(N, C, L, 1)``, as in
+  the Kipoi DeepSEA and Basset models) and their kernels span only the sequence axis;
+* element-wise layers and functions (activations, eval-mode ``BatchNorm1d``/``BatchNorm2d`` with
+  running statistics, dropout in inference mode or with a fixed MC-dropout mask);
 * ``+ - * /`` between windowed values and/or constants (residual connections take the union window);
 * slices along the sequence axis (output cropping) and mean/sum over it (global pooling), which is
   the reference's value plus the window's change.
@@ -41,7 +43,7 @@ _UNARY_MODULES = (
     torch.nn.ReLU, torch.nn.ReLU6, torch.nn.LeakyReLU, torch.nn.ELU, torch.nn.SELU, torch.nn.CELU,
     torch.nn.GELU, torch.nn.SiLU, torch.nn.Mish, torch.nn.Sigmoid, torch.nn.Tanh, torch.nn.Softplus,
     torch.nn.Hardtanh, torch.nn.Hardsigmoid, torch.nn.Hardswish, torch.nn.PReLU, torch.nn.Identity,
-    torch.nn.Softsign, torch.nn.Tanhshrink,
+    torch.nn.Softsign, torch.nn.Tanhshrink, torch.nn.Threshold,
 )  # fmt: skip
 _DROPOUT_MODULES = (torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d)
 _UNARY_FUNCTIONS = {
@@ -55,6 +57,12 @@ _BINARY = {
     torch.add, torch.sub, torch.mul, torch.div,
 }  # fmt: skip
 _BINARY_METHODS = {"add", "sub", "mul", "div"}
+_CONVS = (torch.nn.Conv1d, torch.nn.Conv2d)
+_CONV_FUNCTIONS = {F.conv1d, F.conv2d}
+#: pooling module class -> number of spatial dimensions
+_POOLS = {torch.nn.MaxPool1d: 1, torch.nn.AvgPool1d: 1, torch.nn.MaxPool2d: 2, torch.nn.AvgPool2d: 2}
+#: pooling function -> number of spatial dimensions
+_POOL_FUNCTIONS = {F.max_pool1d: 1, F.avg_pool1d: 1, F.max_pool2d: 2, F.avg_pool2d: 2}
 _REDUCTIONS = {torch.mean: "mean", torch.sum: "sum"}
 
 
@@ -64,24 +72,29 @@ class Unsupported(Exception):
 
 @dataclass
 class _Window:
-    """Mutant values that differ from the reference only on ``[start, start + width)`` of the last axis.
+    """Mutant values that differ from the reference only on a window of the sequence axis.
 
-    ``ref`` (1, ..., L) is the reference activation, ``val`` (M, ..., width) the mutants' values on
-    their windows, ``start`` (M,) the windows' first positions; window positions outside ``[0, L)``
-    are placeholders (the output of padding) and never read as data.
+    ``ref`` (1, ..., L, ...) is the reference activation with the sequence on axis ``axis``; ``val``
+    (M, ..., width, ...) the mutants' values on their windows ``[start, start + width)``, ``start``
+    (M,) the windows' first positions. Window positions outside ``[0, L)`` are placeholders (the
+    output of padding) and never read as data.
     """
 
     ref: torch.Tensor
     val: torch.Tensor
     start: torch.Tensor
+    axis: int
 
     @property
     def length(self) -> int:
-        return self.ref.shape[-1]
+        return self.ref.shape[self.axis]
 
     @property
     def width(self) -> int:
-        return self.val.shape[-1]
+        return self.val.shape[self.axis]
+
+    def like(self, ref_out: torch.Tensor, val: torch.Tensor, start=None) -> _Window:
+        return _Window(ref_out, val, self.start if start is None else start, self.axis)
 
     def meta(self) -> torch.Tensor:
         """A data-free tensor of the full mutant batch's shape (answers shape queries)."""
@@ -92,149 +105,184 @@ def _positions(start: torch.Tensor, width: int) -> torch.Tensor:
     return start[:, None] + torch.arange(width, device=start.device)
 
 
-def _take(x: torch.Tensor, start: torch.Tensor, width: int) -> torch.Tensor:
-    """Windows ``[start, start + width)`` of the last axis of ``x`` (1, ..., L) -> (M, ..., width).
+def _take(x: torch.Tensor, start: torch.Tensor, width: int, axis: int) -> torch.Tensor:
+    """Windows ``[start, start + width)`` of axis ``axis`` of ``x`` (1, ..., L, ...) -> (M, ..., width, ...).
 
     Positions outside ``[0, L)`` read 0 (convolution padding).
     """
-    length = x.shape[-1]
-    rows = x.reshape(-1, length).t()
+    moved = x.movedim(axis, -1)
+    length = moved.shape[-1]
+    rows = moved.reshape(-1, length).t()
     before = max(0, -int(start.min()))
     after = max(0, int(start.max()) + width - length)
     if before or after:
         rows = F.pad(rows, (0, 0, before, after))
     # every window is one row of the sliding-window view: one contiguous copy per mutant
     out = rows.unfold(0, width, 1).index_select(0, start + before)
-    return out.reshape((start.shape[0],) + tuple(x.shape[1:-1]) + (width,))
+    out = out.reshape((start.shape[0],) + tuple(moved.shape[1:-1]) + (width,))
+    return out if axis in (-1, x.dim() - 1) else out.movedim(-1, axis).contiguous()
 
 
-def _outside(start: torch.Tensor, width: int, length: int, ndim: int):
-    """Mask (M, 1, ..., width) of window positions outside ``[0, length)``, or None if there are none."""
+def _axis_shape(n: int, size: int, ndim: int, axis: int) -> tuple:
+    shape = [1] * ndim
+    shape[0], shape[axis] = n, size
+    return tuple(shape)
+
+
+def _outside(start: torch.Tensor, width: int, length: int, ndim: int, axis: int):
+    """Mask of window positions outside ``[0, length)`` (broadcastable to a window), or None."""
     if int(start.min()) >= 0 and int(start.max()) + width <= length:
         return None
     idx = _positions(start, width)
-    return ((idx < 0) | (idx >= length)).reshape((idx.shape[0],) + (1,) * (ndim - 2) + (width,))
+    return ((idx < 0) | (idx >= length)).reshape(_axis_shape(idx.shape[0], width, ndim, axis))
 
 
 def _values_on(win: _Window, start: torch.Tensor, width: int) -> torch.Tensor:
     """The mutants' values on ``[start, start + width)``: the window where it lies, else the reference."""
-    base = _take(win.ref, start, width)
+    axis = win.axis
+    base = _take(win.ref, start, width, axis)
     shift = win.start - start
     if bool((shift == shift[0]).all()):
-        # one offset for every mutant (the usual case): a slice assignment instead of a gather
+        # one offset for every mutant (the usual case): a slice copy instead of a gather
         o = int(shift[0])
         a, b = max(o, 0), min(o + win.width, width)
         if a < b:
-            base[..., a:b] = win.val[..., a - o : b - o]
+            base.narrow(axis, a, b - a).copy_(win.val.narrow(axis, a - o, b - a))
     else:
-        idx = _positions(start, width)
-        rel = idx - win.start[:, None]
-        in_window = (rel >= 0) & (rel < win.width)
-        channels = win.val[0].numel() // win.width
-        own = win.val.reshape(win.val.shape[0], -1, win.width).gather(
-            2, rel.clamp(0, win.width - 1)[:, None, :].expand(-1, channels, -1)
-        ).reshape(win.val.shape[:-1] + (width,))
-        mask = in_window.reshape((idx.shape[0],) + (1,) * (win.val.dim() - 2) + (width,))
-        base = torch.where(mask, own, base)
-    outside = _outside(start, width, win.length, base.dim())
+        rel = _positions(start, width) - win.start[:, None]
+        in_window = ((rel >= 0) & (rel < win.width)).reshape(
+            _axis_shape(rel.shape[0], width, win.val.dim(), axis)
+        )
+        index = rel.clamp(0, win.width - 1).reshape(_axis_shape(rel.shape[0], width, win.val.dim(), axis))
+        shape = list(win.val.shape)
+        shape[axis] = width
+        own = win.val.gather(axis, index.expand(shape))
+        base = torch.where(in_window, own, base)
+    outside = _outside(start, width, win.length, base.dim(), axis)
     return base if outside is None else base.masked_fill(outside, 0.0)
 
 
 def materialize(win: _Window) -> torch.Tensor:
-    """The full ``(M, ..., L)`` mutant activations of a window."""
-    m, length = win.val.shape[0], win.length
-    ref = win.ref.reshape(1, -1, length)
+    """The full ``(M, ..., L, ...)`` mutant activations of a window."""
+    m, length, axis = win.val.shape[0], win.length, win.axis
+    ref = win.ref.movedim(axis, -1)
+    lead = tuple(ref.shape[1:-1])
+    ref = ref.reshape(1, -1, length)
     full = torch.cat([ref, ref.new_zeros(1, ref.shape[1], 1)], dim=2).expand(m, -1, -1)
     idx = _positions(win.start, win.width)
     # placeholder positions go to the extra column L, which is cut off again
     idx = torch.where((idx >= 0) & (idx < length), idx, length)
-    full = full.scatter(
-        2, idx[:, None, :].expand(-1, full.shape[1], -1), win.val.reshape(m, -1, win.width)
-    )
-    return full[:, :, :length].reshape((m,) + tuple(win.ref.shape[1:]))
+    val = win.val.movedim(axis, -1).reshape(m, -1, win.width)
+    full = full.scatter(2, idx[:, None, :].expand(-1, full.shape[1], -1), val)
+    full = full[:, :, :length].reshape((m,) + lead + (length,))
+    return full.movedim(-1, axis).contiguous()
 
 
 def _floor_div(a: torch.Tensor, b: int) -> torch.Tensor:
     return torch.div(a, b, rounding_mode="floor")
 
 
-def _conv(win: _Window, ref_out, weight, bias, stride, padding, dilation, groups):
-    stride, dilation = _single(stride), _single(dilation)
-    if stride != 1:
-        raise Unsupported("strided convolution")
-    k = weight.shape[-1]
-    reach = dilation * (k - 1)
+def _per_dim(v, n: int) -> tuple:
+    """A conv/pool argument as one int per spatial dimension."""
+    if isinstance(v, int):
+        return (v,) * n
+    v = tuple(int(i) for i in v)
+    return v * n if len(v) == 1 else v
+
+
+def _conv(win: _Window, ref_out, fn, weight, bias, stride, padding, dilation, groups):
+    """Windowed N-d convolution whose kernel spans only the sequence axis (others have size 1)."""
+    n = weight.dim() - 2
+    seq = win.axis - 2
+    kernel = tuple(weight.shape[2:])
+    stride, dilation = _per_dim(stride, n), _per_dim(dilation, n)
+    reach = dilation[seq] * (kernel[seq] - 1)
     if isinstance(padding, str):
         left = 0 if padding == "valid" else reach // 2
+        pads = None
     else:
-        left = _single(padding)
+        pads = _per_dim(padding, n)
+        left = pads[seq]
+    others = [d for d in range(n) if d != seq]
+    if any(stride[d] != 1 for d in range(n)) or any(kernel[d] != 1 for d in others) or (
+        pads is not None and any(pads[d] != 0 for d in others)
+    ):
+        return None
     width = win.width + reach
-    if width >= ref_out.shape[-1]:
+    if width >= ref_out.shape[win.axis] or ref_out.dim() != win.ref.dim():
         return None
     x = _values_on(win, win.start - reach, win.width + 2 * reach)
-    val = F.conv1d(x, weight, bias, 1, 0, dilation, groups)
-    return _Window(ref_out, val, win.start + left - reach)
+    val = fn(x, weight, bias, 1, 0, dilation, groups)
+    return win.like(ref_out, val, win.start + left - reach)
 
 
-def _pool(win: _Window, ref_out, fn, kernel, stride, padding=0, dilation=1, ceil_mode=False,
+def _pool(win: _Window, ref_out, fn, n, kernel, stride, padding=0, dilation=1, ceil_mode=False,
           **extra):  # fmt: skip
-    kernel = _single(kernel)
-    stride = kernel if stride is None or stride == [] or stride == () else _single(stride)
-    if _single(padding) != 0 or _single(dilation) != 1 or ceil_mode:
-        raise Unsupported("pooling with padding, dilation or ceil_mode")
-    width = (win.width + kernel - 2) // stride + 1
-    if width >= ref_out.shape[-1]:
+    """Windowed N-d max/average pooling along the sequence axis (size-1 windows elsewhere)."""
+    seq = win.axis - 2
+    kernel = _per_dim(kernel, n)
+    stride = kernel if stride is None or stride == [] or stride == () else _per_dim(stride, n)
+    others = [d for d in range(n) if d != seq]
+    if any(p != 0 for p in _per_dim(padding, n)) or any(d != 1 for d in _per_dim(dilation, n)) or (
+        ceil_mode or any(kernel[d] != 1 or stride[d] != 1 for d in others)
+    ):
         return None
-    first = -_floor_div(kernel - 1 - win.start, stride)
-    x = _values_on(win, first * stride, (width - 1) * stride + kernel)
+    k, s = kernel[seq], stride[seq]
+    width = (win.width + k - 2) // s + 1
+    if width >= ref_out.shape[win.axis]:
+        return None
+    first = -_floor_div(k - 1 - win.start, s)
+    x = _values_on(win, first * s, (width - 1) * s + k)
     val = fn(x, kernel, stride, **extra)
-    return _Window(ref_out, val, first)
-
-
-def _single(v) -> int:
-    if isinstance(v, tuple | list):
-        if len(v) != 1:
-            raise Unsupported(f"1-d argument expected, got {v!r}")
-        v = v[0]
-    return int(v)
+    return win.like(ref_out, val, first)
 
 
 def _binary(fn, a, b, ref_out, kwargs):
     wins = [v for v in (a, b) if isinstance(v, _Window)]
-    length = ref_out.shape[-1]
-    if any(w.length != length for w in wins) or ref_out.dim() < 2:
+    axis = wins[0].axis
+    if ref_out.dim() <= axis or any(w.axis != axis for w in wins):
         return None
-    lo = torch.minimum(*[w.start for w in wins]) if len(wins) == 2 else wins[0].start
-    hi = torch.maximum(*[w.start + w.width for w in wins]) if len(wins) == 2 else lo + wins[0].width
-    width = int((hi - lo).max())
+    length = ref_out.shape[axis]
+    if any(w.length != length or w.ref.dim() != ref_out.dim() for w in wins):
+        return None
+    if len(wins) == 2:
+        lo = torch.minimum(wins[0].start, wins[1].start)
+        width = int((torch.maximum(wins[0].start + wins[0].width, wins[1].start + wins[1].width)
+                     - lo).max())  # fmt: skip
+    else:
+        lo, width = wins[0].start, wins[0].width
     if width >= length:
         return None
 
     def on_window(v):
         if isinstance(v, _Window):
             return _values_on(v, lo, width) if len(wins) == 2 else v.val
-        if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[-1] == length and length > 1:
-            if v.shape[0] != 1 and v.dim() == ref_out.dim():
+        if isinstance(v, torch.Tensor) and v.dim() >= 1:
+            if v.dim() > ref_out.dim():
                 return None
-            return _take(v if v.dim() == ref_out.dim() else v[None], lo, width)
+            v = v.reshape((1,) * (ref_out.dim() - v.dim()) + tuple(v.shape))
+            if v.shape[axis] == 1:
+                return v if v.shape[0] == 1 else None
+            if v.shape[axis] != length or v.shape[0] != 1:
+                return None
+            return _take(v, lo, width, axis)
         return v
 
     operands = [on_window(a), on_window(b)]
     if any(v is None for v in operands):
         return None
-    return _Window(ref_out, fn(*operands, **kwargs), lo)
+    return wins[0].like(ref_out, fn(*operands, **kwargs), lo)
 
 
 def _reduce(win: _Window, how: str, dim, keepdim: bool, ref_out):
     axes = dim if isinstance(dim, tuple | list) else (dim,)
-    last = win.ref.dim() - 1
-    if len(axes) != 1 or axes[0] not in (-1, last):
-        raise Unsupported("reduction over axes other than the sequence")
-    change = win.val - _take(win.ref, win.start, win.width)
-    outside = _outside(win.start, win.width, win.length, win.val.dim())
+    if len(axes) != 1 or axes[0] % win.ref.dim() != win.axis:
+        return None
+    change = win.val - _take(win.ref, win.start, win.width, win.axis)
+    outside = _outside(win.start, win.width, win.length, win.val.dim(), win.axis)
     if outside is not None:
         change = change.masked_fill(outside, 0.0)
-    change = change.sum(-1, keepdim=keepdim)
+    change = change.sum(win.axis, keepdim=keepdim)
     if how == "mean":
         change = change / win.length
     return ref_out + change
@@ -246,9 +294,12 @@ class FastISMPlan:
     Parameters
     ----------
     module : torch.nn.Module
-        Takes one ``(N, C, L)`` tensor (its other ``forward`` arguments keep their defaults).
+        Takes one tensor, ``(N, C, L)`` or with singleton spatial axes such as ``(N, C, 1, L)`` and
+        ``(N, C, L, 1)`` (its other ``forward`` arguments keep their defaults).
     dropout_modules : sequence of torch.nn.Module
         Dropout modules in MC-dropout mask order.
+    axis : int
+        The input's sequence axis (2 for ``(N, C, L)`` and ``(N, C, L, 1)``, 3 for ``(N, C, 1, L)``).
 
     Raises
     ------
@@ -256,7 +307,8 @@ class FastISMPlan:
         When ``torch.fx`` cannot trace the module.
     """
 
-    def __init__(self, module: torch.nn.Module, dropout_modules=()):
+    def __init__(self, module: torch.nn.Module, dropout_modules=(), axis: int = 2):
+        self.axis = int(axis)
         try:
             self.graph_module = torch.fx.symbolic_trace(_OneInput(module))
         except Exception as err:  # noqa: BLE001 - any tracing failure means: no fast path
@@ -273,17 +325,14 @@ class FastISMPlan:
             for name, m in self.modules.items()
             if m is mod
         }
-        first_users = [
-            n for n in placeholders[0].users
-            if not (n.op == "call_function" and n.target is getattr)
-            and not (n.op == "call_method" and n.target in ("size", "dim"))
-        ]  # fmt: skip
-        #: whether the input's first operations follow windows (else every mutant runs in full)
-        self.windowed_input = bool(first_users) and all(
-            (n.op == "call_module" and isinstance(self.modules[n.target], torch.nn.Conv1d))
-            or (n.op == "call_function" and n.target is F.conv1d)
-            for n in first_users
+        #: whether the network has a convolution that windows could run through
+        self.has_convolution = any(
+            (n.op == "call_module" and isinstance(self.modules[n.target], _CONVS))
+            or (n.op == "call_function" and n.target in _CONV_FUNCTIONS)
+            for n in self.nodes
         )
+        #: convolutions the last :meth:`mutants` call ran on windows (0: no gain over full passes)
+        self.windowed_convolutions = 0
         tainted = set(placeholders)
         for n in self.nodes:
             if any(a in tainted for a in n.all_input_nodes):
@@ -291,7 +340,7 @@ class FastISMPlan:
         self.depends_on_input = tainted
 
     def reference(self, x: torch.Tensor, masks=None) -> dict:
-        """Every node's activation for one prepared reference ``x`` (1, C, L)."""
+        """Every node's activation for one prepared reference ``x`` (1, C, L) (or the 4-d layouts)."""
         env = {}
         for node in self.nodes:
             if node.op == "output":
@@ -300,18 +349,22 @@ class FastISMPlan:
         return env
 
     def mutants(self, ref_env: dict, x: torch.Tensor, masks=None):
-        """The network's output for prepared mutants ``x`` (M, C, L) of the reference of ``ref_env``."""
+        """The network's output for prepared mutants ``x`` (M, ...) of the reference of ``ref_env``."""
         ref_x = ref_env[self.nodes[0]]
-        changed = (x != ref_x).any(dim=1)
+        axis, length = self.axis, x.shape[self.axis]
+        changed = (x != ref_x).movedim(axis, -1).reshape(x.shape[0], -1, length).any(dim=1)
         if changed.any():
             first = changed.float().argmax(1)
-            last = x.shape[-1] - 1 - changed.flip(1).float().argmax(1)
+            last = length - 1 - changed.flip(1).float().argmax(1)
             width = int((last - first).max()) + 1
         else:
             first, width = torch.zeros(x.shape[0], dtype=torch.long), 1
-        start = first.clamp(max=x.shape[-1] - width)
-        idx = _positions(start, width)[:, None, :].expand(-1, x.shape[1], -1)
-        env = {self.nodes[0]: _Window(ref_x, x.gather(2, idx), start)}
+        start = first.clamp(max=length - width)
+        index = _positions(start, width).reshape(_axis_shape(x.shape[0], width, x.dim(), axis))
+        shape = list(x.shape)
+        shape[axis] = width
+        env = {self.nodes[0]: _Window(ref_x, x.gather(axis, index.expand(shape)), start, axis)}
+        self.windowed_convolutions = 0
         for node in self.nodes[1:]:
             if node.op == "output":
                 return torch.fx.node.map_arg(
@@ -367,6 +420,8 @@ class FastISMPlan:
             return ref_out if isinstance(answer, torch.device) else answer
         out = self._window_op(node, args, kwargs, ref_out, masks)
         if out is not None:
+            if self._target(node) in _CONV_FUNCTIONS or isinstance(self._target(node), _CONVS):
+                self.windowed_convolutions += 1
             return out
         full_args = tuple(_as_tensor(a) for a in args)
         full_kwargs = {k: _as_tensor(v) for k, v in kwargs.items()}
@@ -398,54 +453,64 @@ class FastISMPlan:
         if node.op == "call_module":
             return self._module_op(node, target, x, ref_out, masks)
         if node.op == "call_function":
-            if target is F.conv1d:
-                bound = _bind(F.conv1d, args, kwargs)
-                return _conv(x, ref_out, bound["weight"], bound.get("bias"), bound.get("stride", 1),
-                             bound.get("padding", 0), bound.get("dilation", 1),
-                             bound.get("groups", 1))  # fmt: skip
-            if target in (F.max_pool1d, F.avg_pool1d) and len(args) <= 3 and not (
+            if target in _CONV_FUNCTIONS:
+                bound = _bind(args, kwargs)
+                return _conv(x, ref_out, target, bound["weight"], bound.get("bias"),
+                             bound.get("stride", 1), bound.get("padding", 0),
+                             bound.get("dilation", 1), bound.get("groups", 1))  # fmt: skip
+            if target in _POOL_FUNCTIONS and len(args) <= 3 and not (
                 set(kwargs) - {"kernel_size", "stride"}
             ):
                 kernel = kwargs.get("kernel_size", args[1] if len(args) > 1 else None)
                 stride = kwargs.get("stride", args[2] if len(args) > 2 else None)
-                return _pool(x, ref_out, target, kernel, stride)
+                return _pool(x, ref_out, target, _POOL_FUNCTIONS[target], kernel, stride)
             if target in _UNARY_FUNCTIONS and ref_out.shape == x.ref.shape:
                 if target is F.dropout and (kwargs.get("training") or (len(args) > 2 and args[2])):
                     return None
-                return _Window(ref_out, target(x.val, *args[1:], **kwargs), x.start)
+                return x.like(ref_out, target(x.val, *args[1:], **kwargs))
             if target is operator.getitem:
                 return _crop(x, args[1], ref_out)
             return None
         if node.op == "call_method":
             if target in _UNARY_METHODS and len(args) == 1 and not kwargs:
-                return _Window(ref_out, getattr(x.val, target)(), x.start)
+                return x.like(ref_out, getattr(x.val, target)())
             if target == "contiguous":
-                return _Window(ref_out, x.val.contiguous(), x.start)
+                return x.like(ref_out, x.val.contiguous())
         return None
 
     def _module_op(self, node, target, x: _Window, ref_out, masks):
-        if isinstance(target, torch.nn.Conv1d) and target.padding_mode == "zeros":
-            return _conv(x, ref_out, target.weight, target.bias, target.stride, target.padding,
+        if isinstance(target, _CONVS):
+            if target.padding_mode != "zeros" or x.ref.dim() != target.weight.dim():
+                return None
+            fn = F.conv1d if isinstance(target, torch.nn.Conv1d) else F.conv2d
+            return _conv(x, ref_out, fn, target.weight, target.bias, target.stride, target.padding,
                          target.dilation, target.groups)  # fmt: skip
-        if isinstance(target, torch.nn.MaxPool1d) and not target.return_indices:
-            return _pool(x, ref_out, F.max_pool1d, target.kernel_size, target.stride,
-                         target.padding, target.dilation, target.ceil_mode)  # fmt: skip
-        if isinstance(target, torch.nn.AvgPool1d):
-            return _pool(x, ref_out, F.avg_pool1d, target.kernel_size, target.stride,
-                         target.padding, 1, target.ceil_mode)  # fmt: skip
+        n = next((d for cls, d in _POOLS.items() if isinstance(target, cls)), None)
+        if n is not None and x.ref.dim() == n + 2:
+            if isinstance(target, torch.nn.MaxPool1d | torch.nn.MaxPool2d):
+                if target.return_indices:
+                    return None
+                fn = F.max_pool1d if n == 1 else F.max_pool2d
+                return _pool(x, ref_out, fn, n, target.kernel_size, target.stride,
+                             target.padding, target.dilation, target.ceil_mode)  # fmt: skip
+            if getattr(target, "divisor_override", None):
+                return None
+            fn = F.avg_pool1d if n == 1 else F.avg_pool2d
+            return _pool(x, ref_out, fn, n, target.kernel_size, target.stride, target.padding,
+                         1, target.ceil_mode)  # fmt: skip
         if ref_out.shape != x.ref.shape:
             return None
         if isinstance(target, _DROPOUT_MODULES):
             if masks is None:
-                return _Window(ref_out, x.val, x.start)
+                return x.like(ref_out, x.val)
             mask = self._mask(node, ref_out.shape[1:], masks, target)[None]
             return _binary(torch.mul, x, mask, ref_out, {})
-        if isinstance(target, torch.nn.BatchNorm1d):
-            if target.training or target.running_mean is None or ref_out.dim() != 3:
+        if isinstance(target, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d):
+            if target.training or target.running_mean is None:
                 return None
-            return _Window(ref_out, target(x.val), x.start)
+            return x.like(ref_out, target(x.val))
         if isinstance(target, _UNARY_MODULES):
-            return _Window(ref_out, target(x.val), x.start)
+            return x.like(ref_out, target(x.val))
         return None
 
     def _reduction(self, node, target, args, kwargs, ref_out):
@@ -464,22 +529,28 @@ class FastISMPlan:
 
 
 def _crop(win: _Window, index, ref_out):
-    """``x[..., a:b]`` along the sequence axis (leading axes untouched) as a window."""
+    """``x[..., a:b]`` along the sequence axis (other axes untouched) as a window."""
     index = index if isinstance(index, tuple) else (index,)
     if Ellipsis in index:
         pos = index.index(Ellipsis)
         index = index[:pos] + (slice(None),) * (win.ref.dim() - len(index) + 1) + index[pos + 1 :]
-    if len(index) != win.ref.dim() or not all(isinstance(i, slice) for i in index):
+    index = index + (slice(None),) * (win.ref.dim() - len(index))
+    if len(index) != win.ref.dim() or index[0] != slice(None) or ref_out.dim() != win.ref.dim():
         return None
-    if any(i != slice(None) for i in index[:-1]):
+    if index[win.axis] == slice(None):
+        # channel selection or reordering (e.g. ACGT -> AGCT) leaves the sequence axis alone
+        return win.like(ref_out, win.val[index])
+    if any(i != slice(None) for d, i in enumerate(index) if d != win.axis):
         return None
-    a, b, step = index[-1].indices(win.length)
-    if step != 1 or b - a != ref_out.shape[-1]:
+    if not isinstance(index[win.axis], slice):
         return None
-    return _Window(ref_out, win.val, win.start - a)
+    a, b, step = index[win.axis].indices(win.length)
+    if step != 1 or ref_out.dim() != win.ref.dim() or b - a != ref_out.shape[win.axis]:
+        return None
+    return win.like(ref_out, win.val, win.start - a)
 
 
-def _bind(fn, args, kwargs) -> dict:
+def _bind(args, kwargs) -> dict:
     names = ["input", "weight", "bias", "stride", "padding", "dilation", "groups"]
     bound = dict(zip(names, args, strict=False))
     bound.update(kwargs)
