@@ -394,7 +394,7 @@ class FastISMPlan:
         if node.op == "call_module":
             mod = self.modules[node.target]
             if masks is not None and node.target in self.dropout_index:
-                return args[0] * self._mask(node, args[0].shape[1:], masks, mod)
+                return args[0] * self._mask(node, args[0], masks, mod)
             return mod(*args, **kwargs)
         if node.op == "call_function":
             return node.target(*args, **kwargs)
@@ -402,10 +402,13 @@ class FastISMPlan:
             return getattr(args[0], node.target)(*args[1:], **kwargs)
         raise Unsupported(f"graph node kind {node.op}")
 
-    def _mask(self, node, shape, masks, mod):
+    def _mask(self, node, like: torch.Tensor, masks, mod):
+        """The fixed MC-dropout mask of a dropout module for activations shaped like ``like``."""
+        shape = tuple(like.shape[1:])
         channelwise = not isinstance(mod, torch.nn.Dropout)
-        mask_shape = (shape[0],) + (1,) * (len(shape) - 1) if channelwise else tuple(shape)
-        return torch.from_numpy(masks(self.dropout_index[node.target], mask_shape, float(mod.p)))
+        mask_shape = (shape[0],) + (1,) * (len(shape) - 1) if channelwise else shape
+        mask = masks(self.dropout_index[node.target], mask_shape, float(mod.p))
+        return torch.from_numpy(mask).to(device=like.device, dtype=like.dtype)
 
     def _windowed(self, node, env, ref_out, masks):
         args = torch.fx.node.map_arg(node.args, lambda n: env[n])
@@ -427,7 +430,7 @@ class FastISMPlan:
         full_kwargs = {k: _as_tensor(v) for k, v in kwargs.items()}
         if node.op == "call_module" and masks is not None and node.target in self.dropout_index:
             mod = self.modules[node.target]
-            return full_args[0] * self._mask(node, full_args[0].shape[1:], masks, mod)
+            return full_args[0] * self._mask(node, full_args[0], masks, mod)
         return self._call(node, full_args, full_kwargs)
 
     def _call(self, node, args, kwargs):
@@ -503,7 +506,7 @@ class FastISMPlan:
         if isinstance(target, _DROPOUT_MODULES):
             if masks is None:
                 return x.like(ref_out, x.val)
-            mask = self._mask(node, ref_out.shape[1:], masks, target)[None]
+            mask = self._mask(node, ref_out, masks, target)[None]
             return _binary(torch.mul, x, mask, ref_out, {})
         if isinstance(target, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d):
             if target.training or target.running_mean is None:
