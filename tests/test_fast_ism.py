@@ -212,8 +212,8 @@ def test_models_without_a_fast_path_run_in_full():
     dense_first = nn.Sequential(nn.Flatten(), nn.Linear(80, 2)).eval()
     member = from_torch(dense_first, feature_names=["a", "b"], layout="NCL")
     assert not member.fast_ism
-    nlc = from_torch(basset_like(0).eval(), feature_names=list("abcde"), layout="NLC")
-    assert not nlc.fast_ism
+    channels_first_1lc = from_torch(basset_like(0).eval(), feature_names=list("abcde"), layout="N1LC")
+    assert not channels_first_1lc.fast_ism
     assert not DeepEnsemble([untraceable, untraceable]).fast_ism
 
 
@@ -308,3 +308,32 @@ def test_reverse_complement_averaging_falls_back_to_full_passes():
     mut = _mutants(x, np.arange(0, 200, 7), np.random.default_rng(5))
     np.testing.assert_array_equal(member.predict_mutants(x, mut), member.predict(mut))
     assert not member.fast_ism
+
+
+def test_bpnet_oskn_port_channels_last_input():
+    """The BPNet-OSKN port (NLC input, transpose, explicit F.pad + conv1d, residual sums, mean-pooled
+    counts) runs on windows and equals its full passes."""
+    from model_adapters.bpnet_oskn import BPNetWeights
+    from model_adapters.bpnet_torch import BPNet
+
+    rng = np.random.default_rng(8)
+    f, s, rates = 6, 2, (2, 4, 8, 16)
+    weights = BPNetWeights(
+        tasks=("Oct4", "Sox2"),
+        conv1_kernel=rng.normal(0, 0.3, (25, 4, f)), conv1_bias=rng.normal(0, 0.1, f),
+        dilated_kernels=tuple(rng.normal(0, 0.3, (3, f, f)) for _ in rates),
+        dilated_biases=tuple(rng.normal(0, 0.1, f) for _ in rates), dilation_rates=rates,
+        profile_kernels=tuple(rng.normal(0, 0.3, (25, 1, s, f)) for _ in range(2)),
+        profile_biases=tuple(rng.normal(0, 0.1, s) for _ in range(2)),
+        counts_kernels=tuple(rng.normal(0, 0.3, (f, s)) for _ in range(2)),
+        counts_biases=tuple(rng.normal(0, 0.1, s) for _ in range(2)),
+        sequence_length=160, source="random weights",
+    )  # fmt: skip
+    net = BPNet(weights, output="counts").eval()
+    fast = from_torch(net, feature_names=["Oct4", "Sox2"], layout="NLC")
+    full = from_torch(net, feature_names=["Oct4", "Sox2"], layout="NLC", fast_ism=False)
+    x = sequences.random_sequences(1, 160, seed=8)[0]
+    mut = _mutants(x, np.arange(160), rng)
+    np.testing.assert_allclose(fast.predict_mutants(x, mut), full.predict(mut), rtol=1e-5,
+                               atol=1e-6)  # fmt: skip
+    assert fast._plan_checked and fast._plan.windowed_convolutions >= 4

@@ -396,10 +396,11 @@ def from_torch(
         Saturation ISM with receptive-field caching: the module is traced with ``torch.fx`` and each
         mutant recomputes only the stretch of every activation its mutation can reach (convolutions,
         pooling, element-wise layers, residual sums, cropping, global pooling; everything else sees
-        full activations). Used when the input layout is ``"NCL"``, ``"NC1L"`` or ``"NCL1"`` and the
-        first layer is a convolution along the sequence; checked against full forward passes on the
-        first batch and replaced by them, with a logged warning, on disagreement. Results equal full
-        passes up to float32 rounding.
+        full activations). Used for input layouts ``"NCL"``, ``"NC1L"``, ``"NCL1"`` and ``"NLC"``
+        (transposed before the first convolution) when convolutions run on windows; checked against
+        full forward passes on the first batch and replaced by them, with a logged warning, on
+        disagreement or when no convolution can use windows. Results equal full passes up to
+        float32 rounding.
 
     Returns
     -------

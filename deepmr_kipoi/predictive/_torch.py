@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 OPTIMIZE_RTOL = 1e-4
 
 #: input layouts with receptive-field caching -> the sequence axis of the prepared input
-_SEQUENCE_AXIS = {"NCL": 2, "NC1L": 3, "NCL1": 2}
+_SEQUENCE_AXIS = {"NCL": 2, "NC1L": 3, "NCL1": 2, "NLC": 1}
 
 _ELEMENT = (torch.nn.Dropout,)
 _CHANNEL = (torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d)

@@ -19,7 +19,8 @@ Windowed operations (on the sequence axis of ``(N, C, L)`` activations, or of 4-
   running statistics, dropout in inference mode or with a fixed MC-dropout mask);
 * ``+ - * /`` between windowed values and/or constants (residual connections take the union window);
 * slices along the sequence axis (output cropping) and mean/sum over it (global pooling), which is
-  the reference's value plus the window's change.
+  the reference's value plus the window's change; channel selection; ``transpose``/``permute``
+  (the sequence axis moves along, so channels-last inputs work); zero ``F.pad`` of the sequence.
 
 Anything else (``Flatten``, ``Linear``, reshapes, ...) receives the full activation: the reference's,
 repeated per mutant, with the window written in. The result is exact up to float32 rounding: the same
@@ -194,6 +195,8 @@ def _conv(win: _Window, ref_out, fn, weight, bias, stride, padding, dilation, gr
     """Windowed N-d convolution whose kernel spans only the sequence axis (others have size 1)."""
     n = weight.dim() - 2
     seq = win.axis - 2
+    if seq < 0 or win.ref.dim() != weight.dim():
+        return None
     kernel = tuple(weight.shape[2:])
     stride, dilation = _per_dim(stride, n), _per_dim(dilation, n)
     reach = dilation[seq] * (kernel[seq] - 1)
@@ -220,6 +223,8 @@ def _pool(win: _Window, ref_out, fn, n, kernel, stride, padding=0, dilation=1, c
           **extra):  # fmt: skip
     """Windowed N-d max/average pooling along the sequence axis (size-1 windows elsewhere)."""
     seq = win.axis - 2
+    if seq < 0:
+        return None
     kernel = _per_dim(kernel, n)
     stride = kernel if stride is None or stride == [] or stride == () else _per_dim(stride, n)
     others = [d for d in range(n) if d != seq]
@@ -473,12 +478,18 @@ class FastISMPlan:
                 return x.like(ref_out, target(x.val, *args[1:], **kwargs))
             if target is operator.getitem:
                 return _crop(x, args[1], ref_out)
+            if target in (torch.transpose, torch.permute):
+                return _move_axes(x, target.__name__, args[1:], kwargs, ref_out)
+            if target is F.pad:
+                return _pad(x, args[1:], kwargs, ref_out)
             return None
         if node.op == "call_method":
             if target in _UNARY_METHODS and len(args) == 1 and not kwargs:
                 return x.like(ref_out, getattr(x.val, target)())
             if target == "contiguous":
                 return x.like(ref_out, x.val.contiguous())
+            if target in ("transpose", "permute"):
+                return _move_axes(x, target, args[1:], kwargs, ref_out)
         return None
 
     def _module_op(self, node, target, x: _Window, ref_out, masks):
@@ -509,7 +520,7 @@ class FastISMPlan:
             mask = self._mask(node, ref_out, masks, target)[None]
             return _binary(torch.mul, x, mask, ref_out, {})
         if isinstance(target, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d):
-            if target.training or target.running_mean is None:
+            if target.training or target.running_mean is None or x.axis < 2:
                 return None
             return x.like(ref_out, target(x.val))
         if isinstance(target, _UNARY_MODULES):
@@ -551,6 +562,39 @@ def _crop(win: _Window, index, ref_out):
     if step != 1 or ref_out.dim() != win.ref.dim() or b - a != ref_out.shape[win.axis]:
         return None
     return win.like(ref_out, win.val, win.start - a)
+
+
+def _move_axes(win: _Window, how: str, args, kwargs, ref_out):
+    """``transpose``/``permute`` of a window: the same on its values, the sequence axis moves along."""
+    if kwargs or ref_out.dim() != win.ref.dim():
+        return None
+    ndim = win.ref.dim()
+    if how == "transpose":
+        if len(args) != 2:
+            return None
+        a, b = (int(v) % ndim for v in args)
+        order = list(range(ndim))
+        order[a], order[b] = order[b], order[a]
+    else:
+        order = [int(v) % ndim for v in (args[0] if len(args) == 1 else args)]
+    if order[0] != 0:
+        return None
+    return _Window(ref_out, win.val.permute(order), win.start, order.index(win.axis))
+
+
+def _pad(win: _Window, args, kwargs, ref_out):
+    """Zero padding ``F.pad(x, (left, right))`` of the sequence axis when it is the last one."""
+    pad = kwargs.get("pad", args[0] if args else None)
+    mode = kwargs.get("mode", args[1] if len(args) > 1 else "constant")
+    value = kwargs.get("value", args[2] if len(args) > 2 else None)
+    if mode != "constant" or value not in (None, 0, 0.0) or pad is None or len(pad) != 2:
+        return None
+    if win.axis != win.ref.dim() - 1 or ref_out.dim() != win.ref.dim():
+        return None
+    # window positions beyond the old ends become padding: they must hold the pad value
+    outside = _outside(win.start, win.width, win.length, win.val.dim(), win.axis)
+    val = win.val if outside is None else win.val.masked_fill(outside, 0.0)
+    return win.like(ref_out, val, win.start + int(pad[0]))
 
 
 def _bind(args, kwargs) -> dict:
