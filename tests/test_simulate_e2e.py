@@ -164,3 +164,53 @@ def test_interrupted_run_resumes_and_extends(tmp_path, capsys):
     args = parser.parse_args(["--out", out, "--rounds", "1", "--n-analysis", "9", "--quiet"])
     assert simulate.run_from_args(args) == 2
     assert "use a new --out folder" in capsys.readouterr().err
+
+
+def test_bootstrap_rows_are_a_seeded_resample_with_replacement():
+    pytest.importorskip("torch")
+    from deepmr_kipoi.simulate.train import bootstrap_rows
+
+    a, b, c = bootstrap_rows(20000, 11), bootstrap_rows(20000, 11), bootstrap_rows(20000, 12)
+    assert a.equal(b) and not a.equal(c)
+    assert int(a.min()) >= 0 and int(a.max()) < 20000
+    # a resample of n rows holds a share 1 - (1 - 1/n)^n -> 1 - 1/e = 0.632 of distinct rows
+    assert abs(a.unique().numel() / 20000 - (1 - np.exp(-1))) < 0.01
+
+
+@pytest.mark.torch
+def test_bootstrap_members_see_different_data_and_old_runs_still_resume(tmp_path):
+    import json
+    import os
+
+    pytest.importorskip("torch")
+    from deepmr_kipoi.simulate.model import ModelConfig
+    from deepmr_kipoi.simulate.train import TrainConfig, train_ensemble
+
+    cfg = gen.SimulationConfig()
+    d = gen.simulate(400, PARAMS, cfg, "none", np.random.default_rng(0))
+    mc = ModelConfig(channels=(4, 4, 4), hidden=8)
+    tc = TrainConfig(n_members=2, max_epochs=2, patience=2, batch_size=64, seed=3)
+    plain = train_ensemble(d.onehot, d.labels, model_config=mc, train_config=tc)
+    bagged = train_ensemble(d.onehot, d.labels, model_config=mc,
+                            train_config=replace(tc, bootstrap=True))  # fmt: skip
+    for hp, hb in zip(plain.histories, bagged.histories):
+        assert hp.seed == hb.seed and hp.train_loss != hb.train_loss
+
+    # a results folder written before `bootstrap` existed resumes with the default (False)
+    config = E.ExperimentConfig(
+        rounds=1, regimes=("none",), n_train=200, n_calibration=30, n_analysis=4,
+        calibration="none", workers=1, jackknife=False, model=mc,
+        training=TrainConfig(n_members=2, max_epochs=1, patience=1, batch_size=64))  # fmt: skip
+    out = str(tmp_path / "old")
+    first = E.run_experiment(config, out, progress=False)
+    path = os.path.join(out, "config.json")
+    with open(path) as fh:
+        saved = json.load(fh)
+    del saved["training"]["bootstrap"]
+    with open(path, "w") as fh:
+        json.dump(saved, fh)
+    again = E.run_experiment(config, out, progress=False)
+    assert again.rounds.equals(first.rounds)
+    with pytest.raises(ValueError, match="other settings"):
+        E.run_experiment(replace(config, training=replace(config.training, bootstrap=True)), out,
+                         progress=False)  # fmt: skip

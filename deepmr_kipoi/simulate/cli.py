@@ -61,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help=f"torch threads (default {d.training.threads})")
     parser.add_argument("--workers", type=int, default=d.workers,
                         help=f"parallel (round, regime) jobs, one process each (default {d.workers})")
+    parser.add_argument("--bootstrap", action="store_true",
+                        help="train each ensemble member on a bootstrap resample of the training "
+                             "sequences (bagging) instead of seeds alone")  # fmt: skip
     parser.add_argument("--no-jackknife", action="store_true",
                         help="skip the model-aware (jackknife) global interval")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -73,7 +76,7 @@ def config_from_args(args: argparse.Namespace):
 
     d = ExperimentConfig()
     training = replace(d.training, n_members=args.members, max_epochs=args.max_epochs,
-                       threads=args.threads)
+                       threads=args.threads, bootstrap=args.bootstrap)
     return ExperimentConfig(
         rounds=args.rounds, regimes=tuple(args.regimes), seed=args.seed, n_train=args.n_train,
         n_calibration=args.n_calibration, n_analysis=args.n_analysis,

@@ -571,6 +571,13 @@ def _check_resumable(config: ExperimentConfig, out_dir: str) -> None:
         return
     with open(path) as fh:
         previous = json.load(fh)
+    # settings added since that run was started take their defaults
+    defaults = _resume_key(ExperimentConfig())
+    for name, value in defaults.items():
+        if isinstance(value, dict) and isinstance(previous.get(name), dict):
+            previous[name] = {**value, **previous[name]}
+        else:
+            previous.setdefault(name, value)
     for name in ("rounds", "workers"):
         previous.pop(name, None)
     previous.get("training", {}).pop("threads", None)

@@ -43,6 +43,12 @@ class TrainConfig:
         Seed of the split and base of the member seeds.
     threads : int
         ``torch.set_num_threads`` during training and prediction (restored afterwards).
+    bootstrap : bool
+        Train each member on its own bootstrap resample (with replacement, same size) of the
+        training split, drawn from the member's seed (bagging). Seed-only members share the
+        training data's sampling error; bootstrap members spread over it too, so the ensemble's
+        disagreement also reflects how much the fit depends on the particular training sample.
+        The early-stopping split is the same for every member.
     """
 
     n_members: int = 5
@@ -54,6 +60,7 @@ class TrainConfig:
     val_fraction: float = 0.15
     seed: int = 0
     threads: int = 1
+    bootstrap: bool = False
 
     def __post_init__(self):
         if self.n_members < 2:
@@ -203,7 +210,11 @@ def train_ensemble(
         members, histories = [], []
         for m in range(tc.n_members):
             seed = _member_seed(tc, m)
-            module, hist = _train_one(x_tr, y_tr, x_val, y_val, mc, tc, seed, mean, scale)
+            rows = bootstrap_rows(len(tr_idx), seed) if tc.bootstrap else None
+            module, hist = _train_one(
+                x_tr if rows is None else x_tr[rows], y_tr if rows is None else y_tr[rows],
+                x_val, y_val, mc, tc, seed, mean, scale,
+            )  # fmt: skip
             members.append(module)
             histories.append(hist)
             if progress:
@@ -213,6 +224,25 @@ def train_ensemble(
         torch.set_num_threads(previous_threads)
     return TrainedEnsemble(members=tuple(members), histories=tuple(histories),
                            model_config=mc, train_config=tc, feature_names=tuple(feature_names))
+
+
+def bootstrap_rows(n: int, seed: int):
+    """Row indices of one member's bootstrap resample of ``n`` training rows (torch tensor, (n,)).
+
+    Parameters
+    ----------
+    n : int
+    seed : int
+        The member's seed (the resample differs between members, and repeats with the seed).
+
+    Returns
+    -------
+    torch.Tensor, shape (n,), int64
+    """
+    import torch
+
+    rng = np.random.default_rng([seed, 7])
+    return torch.from_numpy(rng.integers(0, n, size=n))
 
 
 def _train_one(x_tr, y_tr, x_val, y_val, mc: ModelConfig, tc: TrainConfig, seed: int,
