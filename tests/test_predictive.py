@@ -241,7 +241,7 @@ def test_mc_dropout2d_on_nc1l_layout(x):
 def test_optimize_matches_eager_and_falls_back(x, caplog):
     net = conv_net(5, dropout=torch.nn.Dropout(0.5), batchnorm=True)
     eager = from_torch(net, feature_names=NAMES).predict(x)
-    fast = from_torch(net, feature_names=NAMES, optimize=True)
+    fast = from_torch(net, feature_names=NAMES, optimize=True, fast_ism=False)
     np.testing.assert_allclose(fast.predict(x), eager, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(
         fast.predict(x[:2]), eager[:2], rtol=1e-5, atol=1e-6
@@ -251,6 +251,10 @@ def test_optimize_matches_eager_and_falls_back(x, caplog):
     a = MCDropout(fast, n_samples=3, seed=0).predict_samples(x)
     b = MCDropout(from_torch(net, feature_names=NAMES), n_samples=3, seed=0).predict_samples(x)
     np.testing.assert_allclose(a, b, rtol=1e-6)
+    # beside the receptive-field cache, references stay eager: effects pair like with like
+    cached = from_torch(net, feature_names=NAMES, optimize=True)
+    np.testing.assert_array_equal(cached.predict(x), eager)
+    assert cached.fast_ism and cached._optimized is None
 
     class DictOut(torch.nn.Module):
         def __init__(self):
@@ -262,7 +266,8 @@ def test_optimize_matches_eager_and_falls_back(x, caplog):
 
     with caplog.at_level("WARNING"):
         member = from_torch(
-            DictOut().eval(), feature_names=NAMES, output=lambda o: o["y"], optimize=True
+            DictOut().eval(), feature_names=NAMES, output=lambda o: o["y"], optimize=True,
+            fast_ism=False,
         )
         np.testing.assert_allclose(
             member.predict(x), from_torch(conv_net(6), feature_names=NAMES).predict(x), rtol=1e-6

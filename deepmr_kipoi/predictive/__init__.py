@@ -391,7 +391,8 @@ def from_torch(
         checked against eager mode on the first batch (relative tolerance 1e-4 of the largest output)
         and replaced by eager mode, with a logged warning, when tracing fails or they disagree.
         Outputs then differ from eager mode by float32 rounding. Data-dependent control flow in
-        ``forward`` is frozen at tracing; MC-dropout samples always run eagerly.
+        ``forward`` is frozen at tracing; MC-dropout samples always run eagerly, and so does a member
+        whose receptive-field cache (``fast_ism``) is in use.
     fast_ism : bool
         Saturation ISM with receptive-field caching: the module is traced with ``torch.fx`` and each
         mutant recomputes only the stretch of every activation its mutation can reach (convolutions,

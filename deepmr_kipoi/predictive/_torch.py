@@ -209,7 +209,9 @@ class TorchMember(Member):
             with torch.inference_mode():
                 raw = (
                     self._optimized_module(x)(x)
-                    if masks is None and self.optimize
+                    # with the cached mutant path the references must come from the same (eager)
+                    # module, so that effects pair predictions computed the same way
+                    if masks is None and self.optimize and not self.fast_ism
                     else self.module(x)
                 )
                 out = self.output(raw) if self.output is not None else raw
