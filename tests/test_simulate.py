@@ -231,3 +231,21 @@ def test_true_effect_tracks_the_planted_effect(motif_set):
     assert out[0] == pytest.approx(1.0, abs=0.15)
     assert out[1] == pytest.approx(np.sqrt(10.0), abs=0.3)
     assert out[1] / out[0] == pytest.approx(np.sqrt(10.0), rel=0.1)
+
+
+def test_b_averaged_oracle_is_what_the_random_regime_labels_average_to(motif_set):
+    """Monte Carlo over the regime's own label process (b ~ Bernoulli, Poisson counts, Anscombe):
+    the mean label of a fixed sequence equals the b-averaged oracle, not the b-free one."""
+    cfg = gen.SimulationConfig()
+    d = sim(3, "none", 8, motif_set, embedding="both")
+    averaged = orc.Oracle(PARAMS, cfg, motif_set, averaged_random_confounder=True)(d.onehot)
+    b_free = orc.Oracle(PARAMS, cfg, motif_set)(d.onehot)
+    rng = np.random.default_rng(9)
+    n = 400_000
+    for i in range(3):
+        b = (rng.random(n) < cfg.random_confounder_prob).astype(np.int8)
+        q = [np.full(n, v[i]) for v in (d.q_exp, d.q_out, d.q_conf)]
+        c_exp, c_out = gen.expected_counts(*q, b, PARAMS, cfg, "random")
+        mc = [gen.anscombe(rng.poisson(c)).mean() for c in (c_exp, c_out)]
+        np.testing.assert_allclose(mc, averaged[i], atol=0.01)  # MC SE ~ 0.002
+        assert np.abs(np.asarray(mc) - b_free[i]).max() > 0.5

@@ -209,3 +209,43 @@ def test_results_folder_from_before_a_new_setting_still_resumes(tmp_path):
     with pytest.raises(ValueError, match="other settings"):
         E.run_experiment(replace(config, training=replace(config.training, bootstrap=True)), out,
                          progress=False)  # fmt: skip
+
+
+@pytest.mark.torch
+def test_b_averaged_truth_recorded_and_back_filled_for_old_checkpoints(tmp_path):
+    import json
+    import os
+
+    import pandas as pd
+
+    pytest.importorskip("torch")
+    from deepmr_kipoi.simulate.model import ModelConfig
+    from deepmr_kipoi.simulate.train import TrainConfig
+
+    config = E.ExperimentConfig(
+        rounds=1, regimes=("none", "random"), n_train=200, n_calibration=30, n_analysis=5,
+        calibration="none", workers=1, jackknife=False, model=ModelConfig(channels=(4, 4, 4), hidden=8),
+        training=TrainConfig(n_members=2, max_epochs=1, patience=1, batch_size=64))  # fmt: skip
+    out = str(tmp_path / "run")
+    first = E.run_experiment(config, out, progress=False)
+    r = first.rounds.set_index(["regime", "method"])
+    assert np.allclose(r.loc["none", "true_global_b_averaged"], r.loc["none", "true_global"])
+    assert np.all(np.abs(r.loc["random", "true_global_b_averaged"] - r.loc["random", "true_global"])
+                  > 1e-3)  # fmt: skip
+    assert {"b_averaged_bias", "b_averaged_ci_coverage"} <= set(first.summary.columns)
+
+    # a checkpoint written before the b-averaged truth existed gets it back, identical
+    for regime in ("none", "random"):
+        stem = os.path.join(out, "jobs", f"r000_{regime}")
+        with open(stem + ".json") as fh:
+            saved = json.load(fh)
+        for rec in saved["globals"]:
+            del rec["true_global_b_averaged"]
+        with open(stem + ".json", "w") as fh:
+            json.dump(saved, fh)
+        pd.read_parquet(stem + ".parquet").drop(columns="true_local_b_averaged").to_parquet(
+            stem + ".parquet", index=False)
+    again = E.run_experiment(config, out, progress=False)
+    cols = ["true_global", "true_global_b_averaged", "estimate"]
+    np.testing.assert_allclose(again.rounds[cols].to_numpy(), first.rounds[cols].to_numpy(),
+                               rtol=1e-12)  # fmt: skip

@@ -147,7 +147,8 @@ class RoundResult:
         jackknife interval.
     locals : pandas.DataFrame
         One row per (analysed sequence, method): id, estimate, se, ci_low, ci_high,
-        n_instruments, true_local.
+        n_instruments, true_local, true_local_b_averaged (the truth with the random confounder
+        averaged over its distribution; equal to true_local without random confounding).
     calibration_scale : tuple of float
         ``se_scale`` per feature (1 without calibration).
     timings : dict of str -> float
@@ -267,10 +268,9 @@ def run_round(round_index: int, regime: str, params: gen.RoundParameters,
     timings["ism"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    oracle = orc.Oracle(params, sim, ms, scale=config.oracle_scale)
-    true_eff = orc.oracle_effects(oracle, an.onehot)
-    truth = pd.Series(orc.true_local_effects(true_eff, an.exposure_start, ms.exposure.length),
-                      index=an.ids, name="true_local")
+    truth = _true_locals(params, config, ms, an, averaged=False)
+    truth_b = (_true_locals(params, config, ms, an, averaged=True)
+               if gen.regime_flags(regime)[1] else truth)  # fmt: skip
     timings["oracle"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -282,8 +282,9 @@ def run_round(round_index: int, regime: str, params: gen.RoundParameters,
             "ci_high": res.ci_high, "n_instruments": mask.reshape(len(an), -1).sum(axis=1),
             "used": ok,
         })
-        est = est.merge(truth.rename_axis("id").reset_index(), on="id", how="left",
-                        validate="one_to_one")
+        est = est.merge(truth.rename("true_local").rename_axis("id").reset_index(), on="id",
+                        how="left", validate="one_to_one")  # fmt: skip
+        est["true_local_b_averaged"] = est["id"].map(truth_b)
         est.insert(0, "method", method)
         est.insert(0, "regime", regime)
         est.insert(0, "round", round_index)
@@ -300,6 +301,8 @@ def run_round(round_index: int, regime: str, params: gen.RoundParameters,
             "n_analysed": len(an), "k": int(ok.sum()),
             "true_global": float(used["true_local"].mean()) if len(used) else np.nan,
             "true_global_all": float(np.nanmean(truth.to_numpy())),
+            "true_global_b_averaged": float(used["true_local_b_averaged"].mean())
+            if len(used) else np.nan,
             "naive": float(np.mean(naive_local[naive_ok])) if naive_ok.any() else np.nan,
             "local_coverage": float(((used["ci_low"] <= used["true_local"])
                                      & (used["true_local"] <= used["ci_high"])).mean())
@@ -324,6 +327,52 @@ def run_round(round_index: int, regime: str, params: gen.RoundParameters,
     return RoundResult(round=round_index, regime=regime, params=params, globals=records,
                        locals=pd.concat(local_frames, ignore_index=True),
                        calibration_scale=tuple(float(s) for s in scale), timings=timings)
+
+
+def _true_locals(params, config: ExperimentConfig, ms, an, averaged: bool):
+    """True local effects of the analysed sequences (pandas Series by id) from the oracle.
+
+    ``averaged``: average the random confounder over its distribution instead of leaving it out
+    (``oracle.Oracle.averaged_random_confounder``).
+    """
+    import pandas as pd
+
+    oracle = orc.Oracle(params, config.simulation, ms, scale=config.oracle_scale,
+                        averaged_random_confounder=averaged)  # fmt: skip
+    eff = orc.oracle_effects(oracle, an.onehot)
+    return pd.Series(orc.true_local_effects(eff, an.exposure_start, ms.exposure.length),
+                     index=an.ids)  # fmt: skip
+
+
+def _add_b_averaged_truth(records: list, locals_, config: ExperimentConfig, ms, params,
+                          round_index: int, regime: str):  # fmt: skip
+    """Add the b-averaged truth to a job checkpointed before it existed.
+
+    The analysed sequences are regenerated from the job's seed (they depend only on (seed, round,
+    regime)) and checked against the stored truth before the new one is computed.
+    """
+    locals_ = locals_.copy()
+    if gen.regime_flags(regime)[1]:
+        _, _, r_an = _rngs(config, round_index, regime)
+        an = gen.simulate(config.n_analysis, params, config.simulation, regime, r_an,
+                          motif_set=ms, embedding="both",
+                          id_prefix=f"r{round_index:03d}_{regime}_seq")  # fmt: skip
+        stored = locals_.drop_duplicates("id").set_index("id")["true_local"]
+        again = _true_locals(params, config, ms, an, averaged=False)
+        if not np.allclose(again.reindex(stored.index), stored, equal_nan=True, rtol=1e-9):
+            raise ValueError(f"round {round_index} {regime}: regenerated sequences differ from the "
+                             "checkpoint; rerun the job (delete its files in jobs/)")  # fmt: skip
+        locals_["true_local_b_averaged"] = locals_["id"].map(
+            _true_locals(params, config, ms, an, averaged=True))
+    else:
+        locals_["true_local_b_averaged"] = locals_["true_local"]
+    records = [dict(r) for r in records]
+    for rec in records:
+        rows = locals_[(locals_["method"] == rec["method"]) & locals_["used"]
+                       & np.isfinite(locals_["true_local"])]  # fmt: skip
+        rec["true_global_b_averaged"] = (float(rows["true_local_b_averaged"].mean())
+                                         if len(rows) else np.nan)  # fmt: skip
+    return records, locals_
 
 
 def _jackknife(member_means: np.ndarray, scale: np.ndarray, config: ExperimentConfig,
@@ -360,7 +409,10 @@ def summarize(rounds) -> object:
     -------
     pandas.DataFrame
         Columns: regime, method, rounds, pearson_r, bias, mae, ci_coverage, jk_ci_coverage,
-        pi_coverage, local_coverage, mean_k, naive_pearson_r, naive_bias, naive_mae.
+        pi_coverage, local_coverage, mean_k, naive_pearson_r, naive_bias, naive_mae, and (when the
+        rounds have it) b_averaged_bias, b_averaged_ci_coverage, b_averaged_jk_ci_coverage: bias
+        and coverage against the truth that averages the random confounder over its distribution
+        (equal to the others in regimes without random confounding).
         ``ci_coverage``: share of rounds whose meta-analysis 95% CI of the global effect contains
         the true global effect; ``pi_coverage``: mean share of true local effects inside the
         prediction interval; ``local_coverage``: mean share of local 95% CIs containing the true
@@ -391,6 +443,16 @@ def summarize(rounds) -> object:
             "naive_bias": float(np.mean(nv - t)) if len(g) else np.nan,
             "naive_mae": float(np.mean(np.abs(nv - t))) if len(g) else np.nan,
         })
+        if "true_global_b_averaged" in g:
+            tb = g["true_global_b_averaged"].to_numpy()
+            rows[-1].update({
+                "b_averaged_bias": float(np.mean(e - tb)) if len(g) else np.nan,
+                "b_averaged_ci_coverage": float(np.mean((g["ci_low"] <= tb) & (tb <= g["ci_high"])))
+                if len(g) else np.nan,
+                "b_averaged_jk_ci_coverage": float(np.mean((g["jk_ci_low"] <= tb)
+                                                           & (tb <= g["jk_ci_high"])))
+                if len(g) and np.isfinite(g["jk_ci_low"]).all() else np.nan,
+            })  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -503,17 +565,24 @@ def run_experiment(config: ExperimentConfig, out_dir: str | None = None,
         os.makedirs(os.path.join(out_dir, "jobs"), exist_ok=True)
         _atomic_write(os.path.join(out_dir, "config.json"),
                       json.dumps(config.to_dict(), indent=2, default=str))
+    ms = gen.MotifSet.from_config(config.simulation)
+    params = round_parameters(config)
+    if out_dir is not None:
         for job in jobs:
             saved = _load_job(out_dir, *job)
-            if saved is not None:
-                records.extend(saved[0])
-                local_frames.append(saved[1])
-                done.add(job)
+            if saved is None:
+                continue
+            job_records, job_locals = saved
+            if any("true_global_b_averaged" not in r for r in job_records):
+                job_records, job_locals = _add_b_averaged_truth(
+                    job_records, job_locals, config, ms, params[job[0]], *job)
+                _save_job(out_dir, job[0], job[1], job_records, job_locals)
+            records.extend(job_records)
+            local_frames.append(job_locals)
+            done.add(job)
         if done:
             logger.info("resuming: %d of %d (round, regime) jobs read from %s", len(done),
                         len(jobs), os.path.join(out_dir, "jobs"))
-    ms = gen.MotifSet.from_config(config.simulation)
-    params = round_parameters(config)
     todo = [job for job in jobs if job not in done]
     bar = tqdm(total=len(jobs), initial=len(done), desc="simulation rounds", unit="round",
                disable=not progress)
@@ -524,7 +593,7 @@ def run_experiment(config: ExperimentConfig, out_dir: str | None = None,
         bar.set_postfix_str(f"round {res.round} {res.regime}")
         bar.update(1)
         if out_dir is not None:
-            _save_job(out_dir, res)
+            _save_job(out_dir, res.round, res.regime, res.globals, res.locals)
             _atomic_write(os.path.join(out_dir, "rounds.csv"),
                           pd.DataFrame(records).to_csv(index=False))
 
@@ -594,13 +663,13 @@ def _job_paths(out_dir: str, round_index: int, regime: str) -> tuple[str, str]:
     return stem + ".json", stem + ".parquet"
 
 
-def _save_job(out_dir: str, res: RoundResult) -> None:
+def _save_job(out_dir: str, round_index: int, regime: str, records: list, locals_) -> None:
     """Checkpoint one finished job: locals first, the JSON last (its presence marks the job done)."""
-    json_path, parquet_path = _job_paths(out_dir, res.round, res.regime)
+    json_path, parquet_path = _job_paths(out_dir, round_index, regime)
     tmp = f"{parquet_path}.tmp{os.getpid()}"
-    res.locals.to_parquet(tmp, index=False)
+    locals_.to_parquet(tmp, index=False)
     os.replace(tmp, parquet_path)
-    _atomic_write(json_path, json.dumps({"globals": res.globals}, default=float))
+    _atomic_write(json_path, json.dumps({"globals": records}, default=float))
 
 
 def _load_job(out_dir: str, round_index: int, regime: str):
