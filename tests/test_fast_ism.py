@@ -337,3 +337,27 @@ def test_bpnet_oskn_port_channels_last_input():
     np.testing.assert_allclose(fast.predict_mutants(x, mut), full.predict(mut), rtol=1e-5,
                                atol=1e-6)  # fmt: skip
     assert fast._plan_checked and fast._plan.windowed_convolutions >= 4
+
+
+@pytest.mark.parametrize("layout", ["NCL", "NC1L"])
+def test_padding_modules_and_strided_convolutions(layout):
+    torch.manual_seed(9)
+    if layout == "NCL":
+        net = nn.Sequential(
+            nn.ConstantPad1d((3, 4), 0.0), nn.Conv1d(4, 5, 8), nn.ReLU(),
+            nn.Conv1d(5, 5, 5, stride=2, padding=2), nn.ReLU(), nn.MaxPool1d(2),
+            nn.Conv1d(5, 4, 3, stride=3), nn.Flatten(), nn.LazyLinear(3),
+        )  # fmt: skip
+    else:
+        net = nn.Sequential(
+            nn.ZeroPad2d((2, 1, 0, 0)), nn.Conv2d(4, 5, (1, 4), stride=(1, 3)), nn.ELU(),
+            nn.Conv2d(5, 4, (1, 3), stride=(1, 2), padding=(0, 1)), Flatten(), nn.LazyLinear(3),
+        )  # fmt: skip
+    x = sequences.random_sequences(1, 90, seed=9)[0]
+    full = from_torch(net, feature_names=list("abc"), layout=layout, fast_ism=False)
+    full.predict(x[None])  # materialises the lazy layer
+    fast = from_torch(net.eval(), feature_names=list("abc"), layout=layout)
+    mut = _mutants(x, np.arange(90), np.random.default_rng(9))
+    np.testing.assert_allclose(fast.predict_mutants(x, mut), full.predict(mut), rtol=1e-5,
+                               atol=1e-6)  # fmt: skip
+    assert fast._plan_checked and fast._plan.windowed_convolutions >= 2

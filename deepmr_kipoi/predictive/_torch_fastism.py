@@ -10,7 +10,7 @@ in the rest wherever an operation needs context (Yuzu, Schreiber et al. 2022; fa
 
 Windowed operations (on the sequence axis of ``(N, C, L)`` activations, or of 4-d ones):
 
-* ``Conv1d`` / ``F.conv1d`` (stride 1, zero padding, any dilation and groups); ``MaxPool1d``,
+* ``Conv1d`` / ``F.conv1d`` (zero padding, any stride, dilation and groups); ``MaxPool1d``,
   ``AvgPool1d`` and their functional forms (no padding, no ceil mode): the window grows by the
   receptive field and the reference supplies the context. ``Conv2d``/``MaxPool2d``/``AvgPool2d``
   likewise when the input has a singleton spatial axis (``(N, C, 1, L)`` or ``(N, C, L, 1)``, as in
@@ -20,7 +20,8 @@ Windowed operations (on the sequence axis of ``(N, C, L)`` activations, or of 4-
 * ``+ - * /`` between windowed values and/or constants (residual connections take the union window);
 * slices along the sequence axis (output cropping) and mean/sum over it (global pooling), which is
   the reference's value plus the window's change; channel selection; ``transpose``/``permute``
-  (the sequence axis moves along, so channels-last inputs work); zero ``F.pad`` of the sequence.
+  (the sequence axis moves along, so channels-last inputs work); zero padding (``F.pad``,
+  ``ConstantPad*d``/``ZeroPad*d``).
 
 Anything else (``Flatten``, ``Linear``, reshapes, ...) receives the full activation: the reference's,
 repeated per mutant, with the window written in. The result is exact up to float32 rounding: the same
@@ -191,11 +192,22 @@ def _per_dim(v, n: int) -> tuple:
     return v * n if len(v) == 1 else v
 
 
+def _sliding(win: _Window, left: int, reach: int, step: int) -> tuple[torch.Tensor, int, torch.Tensor, int]:
+    """Windows of an operation whose output ``j`` reads inputs ``j * step - left + [0, reach]``.
+
+    Returns the output windows' starts and width, and the input windows' starts and width that
+    produce them (every output that can differ from the reference is inside).
+    """
+    first = -_floor_div(reach - left - win.start, step)
+    width = (win.width - 1 + reach) // step + 1
+    return first, width, first * step - left, (width - 1) * step + reach + 1
+
+
 def _conv(win: _Window, ref_out, fn, weight, bias, stride, padding, dilation, groups):
     """Windowed N-d convolution whose kernel spans only the sequence axis (others have size 1)."""
     n = weight.dim() - 2
     seq = win.axis - 2
-    if seq < 0 or win.ref.dim() != weight.dim():
+    if seq < 0 or win.ref.dim() != weight.dim() or ref_out.dim() != win.ref.dim():
         return None
     kernel = tuple(weight.shape[2:])
     stride, dilation = _per_dim(stride, n), _per_dim(dilation, n)
@@ -207,16 +219,15 @@ def _conv(win: _Window, ref_out, fn, weight, bias, stride, padding, dilation, gr
         pads = _per_dim(padding, n)
         left = pads[seq]
     others = [d for d in range(n) if d != seq]
-    if any(stride[d] != 1 for d in range(n)) or any(kernel[d] != 1 for d in others) or (
+    if any(stride[d] != 1 or kernel[d] != 1 for d in others) or (
         pads is not None and any(pads[d] != 0 for d in others)
     ):
         return None
-    width = win.width + reach
-    if width >= ref_out.shape[win.axis] or ref_out.dim() != win.ref.dim():
+    first, width, in_start, in_width = _sliding(win, left, reach, stride[seq])
+    if width >= ref_out.shape[win.axis]:
         return None
-    x = _values_on(win, win.start - reach, win.width + 2 * reach)
-    val = fn(x, weight, bias, 1, 0, dilation, groups)
-    return win.like(ref_out, val, win.start + left - reach)
+    x = _values_on(win, in_start, in_width)
+    return win.like(ref_out, fn(x, weight, bias, stride, 0, dilation, groups), first)
 
 
 def _pool(win: _Window, ref_out, fn, n, kernel, stride, padding=0, dilation=1, ceil_mode=False,
@@ -232,14 +243,11 @@ def _pool(win: _Window, ref_out, fn, n, kernel, stride, padding=0, dilation=1, c
         ceil_mode or any(kernel[d] != 1 or stride[d] != 1 for d in others)
     ):
         return None
-    k, s = kernel[seq], stride[seq]
-    width = (win.width + k - 2) // s + 1
+    first, width, in_start, in_width = _sliding(win, 0, kernel[seq] - 1, stride[seq])
     if width >= ref_out.shape[win.axis]:
         return None
-    first = -_floor_div(k - 1 - win.start, s)
-    x = _values_on(win, first * s, (width - 1) * s + k)
-    val = fn(x, kernel, stride, **extra)
-    return win.like(ref_out, val, first)
+    x = _values_on(win, in_start, in_width)
+    return win.like(ref_out, fn(x, kernel, stride, **extra), first)
 
 
 def _binary(fn, a, b, ref_out, kwargs):
@@ -481,7 +489,9 @@ class FastISMPlan:
             if target in (torch.transpose, torch.permute):
                 return _move_axes(x, target.__name__, args[1:], kwargs, ref_out)
             if target is F.pad:
-                return _pad(x, args[1:], kwargs, ref_out)
+                rest = dict(zip(("pad", "mode", "value"), args[1:], strict=False), **kwargs)
+                return _pad(x, rest.get("pad"), rest.get("mode", "constant"), rest.get("value"),
+                            ref_out)  # fmt: skip
             return None
         if node.op == "call_method":
             if target in _UNARY_METHODS and len(args) == 1 and not kwargs:
@@ -512,6 +522,8 @@ class FastISMPlan:
             fn = F.avg_pool1d if n == 1 else F.avg_pool2d
             return _pool(x, ref_out, fn, n, target.kernel_size, target.stride, target.padding,
                          1, target.ceil_mode)  # fmt: skip
+        if isinstance(target, torch.nn.modules.padding._ConstantPadNd):
+            return _pad(x, target.padding, "constant", target.value, ref_out)
         if ref_out.shape != x.ref.shape:
             return None
         if isinstance(target, _DROPOUT_MODULES):
@@ -582,19 +594,24 @@ def _move_axes(win: _Window, how: str, args, kwargs, ref_out):
     return _Window(ref_out, win.val.permute(order), win.start, order.index(win.axis))
 
 
-def _pad(win: _Window, args, kwargs, ref_out):
-    """Zero padding ``F.pad(x, (left, right))`` of the sequence axis when it is the last one."""
-    pad = kwargs.get("pad", args[0] if args else None)
-    mode = kwargs.get("mode", args[1] if len(args) > 1 else "constant")
-    value = kwargs.get("value", args[2] if len(args) > 2 else None)
-    if mode != "constant" or value not in (None, 0, 0.0) or pad is None or len(pad) != 2:
+def _pad(win: _Window, pad, mode, value, ref_out):
+    """Zero padding (``F.pad``, ``ConstantPad*d``/``ZeroPad*d``) of a window: the window moves by the
+    padding before it; padding of other axes is applied to the window's values."""
+    if mode != "constant" or value not in (None, 0, 0.0) or pad is None or len(pad) % 2:
         return None
-    if win.axis != win.ref.dim() - 1 or ref_out.dim() != win.ref.dim():
+    if ref_out.dim() != win.ref.dim():
         return None
+    pair = win.ref.dim() - 1 - win.axis  # F.pad lists (before, after) pairs from the last axis back
+    pad = [int(p) for p in pad]
+    left = pad[2 * pair] if pair < len(pad) // 2 else 0
+    if pair < len(pad) // 2:
+        pad[2 * pair] = pad[2 * pair + 1] = 0
     # window positions beyond the old ends become padding: they must hold the pad value
     outside = _outside(win.start, win.width, win.length, win.val.dim(), win.axis)
     val = win.val if outside is None else win.val.masked_fill(outside, 0.0)
-    return win.like(ref_out, val, win.start + int(pad[0]))
+    if any(pad):
+        val = F.pad(val, pad)
+    return win.like(ref_out, val, win.start + left)
 
 
 def _bind(args, kwargs) -> dict:
