@@ -128,6 +128,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--meta-test", dest="meta_test", choices=("z", "knha"), default=s,
                    help="z (default) or Knapp-Hartung")  # fmt: skip
     g.add_argument("--level", type=float, default=s, help="confidence level (default 0.95)")
+    g.add_argument("--no-model-interval", dest="model_interval", action="store_false", default=s,
+                   help="skip the model-aware (leave-one-member-out jackknife) interval that deep "
+                        "ensembles of 3+ members get besides the meta-analysis CI")  # fmt: skip
     g = p.add_argument_group("run")
     g.add_argument("--out", default=s, help="results folder (required)")
     g.add_argument("--seed", type=int, default=s, help="seed (default 0)")

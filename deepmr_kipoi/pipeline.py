@@ -15,6 +15,17 @@ then the *global* effect of every (exposure, outcome, method) is the random-effe
 its local estimates over sequences (``meta.random_effects_batched``), and the run folder gets its
 tables, ``effects.h5``, figures, ``report.html`` and ``run.json``.
 
+Model-aware interval. The meta-analysis CI treats the local estimates as independent, but they all
+come from one trained model, whose error every sequence shares (the simulation experiment measures
+how far that CI undercovers). For a deep ensemble of at least ``JACKKNIFE_MIN_MEMBERS`` members the
+run also reports ``model_se = sqrt(se^2 + var_jk)`` and ``model_ci_low/high = estimate -/+ z
+model_se``, where ``var_jk = (S - 1) / S * sum_s (theta_(-s) - mean theta_(-))^2`` is the
+leave-one-member-out jackknife variance of the global estimate: every step (effects, instruments,
+local MR, meta-analysis) is repeated without member s. Approximation: the jackknife sees how much the
+global effect moves with the ensemble's composition, a proxy for the model's epistemic error; a bias
+every member shares stays invisible. Only for methods with analytic SEs (``JACKKNIFE_METHODS``);
+NaN for MC dropout (its samples are draws of one model, not models) and for the others.
+
 Assumptions the results rest on (repeated in the report): local linearity of the model around each
 reference sequence; MR's exclusion restriction (a mutation acting on the outcome other than through
 the exposure biases IVW; Egger/median/mode relax it); the model's quality and inherited biases; the
@@ -63,6 +74,12 @@ AUTO_EFFECTS_LIMIT = 20_000_000
 SEQUENCE_SOURCES = ("random", "fasta", "dataloader")
 #: Reason code of ``mr.REASONS`` for cells with too few instruments.
 TOO_FEW = 1
+#: Deep ensembles of at least this many members get the model-aware (jackknife) interval.
+JACKKNIFE_MIN_MEMBERS = 3
+#: MR methods whose leave-one-member-out estimates are computed (analytic SEs, no bootstrap).
+JACKKNIFE_METHODS = ("ivw", "ivw_fe", "egger")
+#: Global-table columns of the model-aware interval.
+MODEL_INTERVAL_COLUMNS = ("jackknife_se", "model_se", "model_ci_low", "model_ci_high")
 
 
 @dataclass(frozen=True)
@@ -144,6 +161,10 @@ class RunConfig:
         tqdm progress bars.
     force : bool
         Replace chunk files of a different configuration in ``out`` instead of refusing.
+    model_interval : bool
+        For a deep ensemble of at least ``JACKKNIFE_MIN_MEMBERS`` members, also compute the
+        model-aware (leave-one-member-out jackknife) interval of every global effect (module
+        docstring); costs one extra local MR per member, no extra predictions.
     """
 
     model: str | None = None
@@ -184,6 +205,7 @@ class RunConfig:
     report: bool = True
     progress: bool = True
     force: bool = False
+    model_interval: bool = True
 
     def to_dict(self) -> dict:
         """The config as plain JSON/YAML-friendly values."""
@@ -232,8 +254,10 @@ class DeepMRResult:
     ----------
     global_effects : DataFrame
         One row per (exposure, outcome, method): meta-analysis fields (estimate, se, ci_low,
-        ci_high, pvalue, qvalue, significant, tau2, i2, q, q_pvalue, pi_low, pi_high, k) and
-        diagnostics (n_sequences, median_instruments, Egger intercept and I^2_GX summaries).
+        ci_high, pvalue, qvalue, significant, tau2, i2, q, q_pvalue, pi_low, pi_high, k), the
+        model-aware interval (jackknife_se, model_se, model_ci_low, model_ci_high; NaN where not
+        computed) and diagnostics (n_sequences, median_instruments, Egger intercept and I^2_GX
+        summaries).
     local_effects : DataFrame
         One row per (sequence, exposure, outcome, method): MR fields, ``n_instruments``, ``reason``.
     config : RunConfig
@@ -806,6 +830,40 @@ def _local_table(
 # global effects
 
 
+def _loo_columns(local: pd.DataFrame) -> list[int]:
+    """Member indices s of the ``loo_estimate_{s}`` columns of a local table."""
+    return sorted(int(c.rsplit("_", 1)[1]) for c in local.columns if c.startswith("loo_estimate_"))
+
+
+def _model_interval(ordered, grid, mb, method: str, test: str, level: float) -> dict:
+    """Jackknife SE and model-aware interval per global effect (NaN without leave-one-out columns)."""
+    from scipy import stats
+
+    from deepmr_kipoi import meta
+
+    n_pairs = len(mb.estimate)
+    out = {name: np.full(n_pairs, np.nan) for name in MODEL_INTERVAL_COLUMNS}
+    members = _loo_columns(ordered)
+    if len(members) < JACKKNIFE_MIN_MEMBERS:
+        return out
+    thetas = []
+    for s in members:
+        est, se = grid(f"loo_estimate_{s}"), grid(f"loo_se_{s}")
+        ok = np.isfinite(est) & np.isfinite(se) & (se > 0)
+        thetas.append(meta.random_effects_batched(est, se, mask=ok, method=method, test=test,
+                                                  level=level).estimate)  # fmt: skip
+    theta = np.stack(thetas)
+    n = theta.shape[0]
+    with np.errstate(invalid="ignore"):
+        var_jk = (n - 1) / n * ((theta - theta.mean(axis=0)) ** 2).sum(axis=0)
+    z = stats.norm.ppf(0.5 + level / 2)
+    out["jackknife_se"] = np.sqrt(var_jk)
+    out["model_se"] = np.sqrt(np.asarray(mb.se) ** 2 + var_jk)
+    out["model_ci_low"] = mb.estimate - z * out["model_se"]
+    out["model_ci_high"] = mb.estimate + z * out["model_se"]
+    return out
+
+
 def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
     """Benjamini-Hochberg adjusted p-values (q-values); NaN stays NaN and is not counted.
 
@@ -891,6 +949,8 @@ def global_effects(
     for f in ("tau2", "i2", "q", "q_pvalue", "pi_low", "pi_high"):
         table[f] = getattr(mb, f)
     table["k"] = mb.k
+    for name, values in _model_interval(ordered, grid, mb, method, test, level).items():
+        table[name] = values
     table["n_sequences"] = n_sequences
     table["converged"] = mb.converged
     table["meta_reason"] = mb.reason.astype(np.int64)
@@ -1182,6 +1242,9 @@ def run(
             local, n_seq, method=config.meta_method, test=config.meta_test, level=config.level
         )
         timings["meta"] = time.perf_counter() - tick
+        # the leave-one-member-out estimates live on in the chunk files (for resuming), not in
+        # the local table users read
+        local = local.drop(columns=[c for c in local.columns if c.startswith("loo_")])
         n_masked = int(arrays.get("n_masked", 0))
         warns = plain_warnings(
             glob, calibrated=cal is not None, n_masked=n_masked, level=config.level
@@ -1274,7 +1337,8 @@ def _run_chunks(
                 bar.update(b - a)
                 continue
             tick = time.perf_counter()
-            eff = _chunk_effects(model, onehot[a:b], window, config, bar)
+            eff = _chunk_effects(model, onehot[a:b], window, config, bar,
+                                 per_member=_jackknife_members(model, config))  # fmt: skip
             timings["ism"] += time.perf_counter() - tick
             tick = time.perf_counter()
             mean = np.asarray(eff["mean"], dtype=np.float64)
@@ -1298,6 +1362,9 @@ def _run_chunks(
             frame = _local_table(
                 mr_out, idx, seq_ids, exposures, outcomes, feature_names, config.methods
             )
+            if "member_means" in eff:
+                frame = _add_leave_one_out(frame, eff["member_means"], cal, config, idx, seq_ids,
+                                           exposures, outcomes, feature_names, ci)  # fmt: skip
             timings["mr"] += time.perf_counter() - tick
             is_n = eff["is_n"]
             chunk_masked = int(is_n.sum())
@@ -1333,29 +1400,47 @@ def _run_chunks(
     return local, merged, resumed
 
 
-def _chunk_effects(model, onehot, window, config, bar) -> dict[str, np.ndarray]:
+def _jackknife_members(model, config: RunConfig) -> bool:
+    """Whether this run computes the model-aware interval (a deep ensemble of enough members)."""
+    from deepmr_kipoi.predictive import DeepEnsemble
+
+    return (bool(config.model_interval) and isinstance(model, DeepEnsemble)
+            and model.n_samples >= JACKKNIFE_MIN_MEMBERS
+            and any(m in JACKKNIFE_METHODS for m in config.methods))  # fmt: skip
+
+
+def _chunk_effects(model, onehot, window, config, bar, per_member: bool = False) -> dict:
     """ISM effects of a chunk, a few sequences per call so the progress bar moves with ETA.
 
     Each call gets enough sequences to fill about four mutant batches; the effects are exact per
-    sequence, so splitting changes nothing but the progress updates.
+    sequence, so splitting changes nothing but the progress updates. ``per_member``: run ISM member
+    by member (the same forward passes) and also return their effects, ``member_means`` (S, n, W,
+    3, F); the ensemble's mean and SD (ddof = 1) are then taken over them, as the engine does.
     """
     from deepmr_kipoi import ism
+    from deepmr_kipoi.predictive import Deterministic
 
     n, length = onehot.shape[:2]
     width = window[1] - window[0]
     step = max(1, -(-4 * int(config.batch_size) // (3 * width)))
-    parts = []
+    kwargs = {"window": None if window == (0, length) else window,
+              "batch_size": int(config.batch_size), "progress": False}  # fmt: skip
+    parts, members = [], []
     for i in range(0, n, step):
-        eff = ism.saturation_effects(
-            model,
-            onehot[i : i + step],
-            window=None if window == (0, length) else window,
-            batch_size=int(config.batch_size),
-            progress=False,
-        )
+        part = onehot[i : i + step]
+        if per_member:
+            each = [ism.saturation_effects(Deterministic(m), part, **kwargs) for m in model.members]
+            members.append(np.stack([e.mean for e in each]))
+            eff = dataclasses.replace(
+                each[0], mean=members[-1].mean(axis=0, dtype=np.float64),
+                se=members[-1].std(axis=0, ddof=1, dtype=np.float64),
+                reference=np.concatenate([e.reference for e in each]), n_samples=len(each),
+            )  # fmt: skip
+        else:
+            eff = ism.saturation_effects(model, part, **kwargs)
         parts.append(eff)
         bar.update(min(step, n - i))
-    return {
+    out = {
         "mean": np.concatenate([p.mean for p in parts]),
         "se": np.concatenate([p.se for p in parts]),
         "reference": np.concatenate([np.asarray(p.reference) for p in parts], axis=1),
@@ -1363,6 +1448,43 @@ def _chunk_effects(model, onehot, window, config, bar) -> dict[str, np.ndarray]:
         "is_n": np.concatenate([np.asarray(p.is_n) for p in parts]),
         "positions": np.asarray(parts[0].positions),
     }
+    if per_member:
+        out["member_means"] = np.concatenate(members, axis=1)
+    return out
+
+
+def _add_leave_one_out(frame, member_means, cal, config, idx, seq_ids, exposures, outcomes,
+                       feature_names, chunk) -> pd.DataFrame:  # fmt: skip
+    """Local MR without each member in turn: columns ``loo_estimate_{s}``, ``loo_se_{s}``.
+
+    Every step after prediction is repeated on the other S - 1 members (their mean and SD,
+    calibration, instrument selection, local MR); cells whose MR failed are NaN.
+    """
+    methods = [m for m in config.methods if m in JACKKNIFE_METHODS]
+    rows = frame["method"].isin(methods).to_numpy()
+    frame = frame.copy()
+    for s in range(member_means.shape[0]):
+        rest = np.delete(member_means, s, axis=0)
+        mean = rest.mean(axis=0, dtype=np.float64)
+        se = rest.std(axis=0, ddof=1, dtype=np.float64)
+        if cal is not None:
+            se = se * cal.se_scale
+        sel = instruments.select(mean[..., exposures], se[..., exposures], z=config.z,
+                                 rule=config.instrument_rule,
+                                 one_per_position=config.one_per_position,
+                                 min_count=config.min_instruments)  # fmt: skip
+        out = local_mr(mean, se, exposures, outcomes, sel, methods, n_boot=config.n_boot,
+                       seed=_chunk_seed(config.seed, chunk), level=config.level,
+                       min_instruments=config.min_instruments)  # fmt: skip
+        table = _local_table(out, idx, seq_ids, exposures, outcomes, feature_names, methods)
+        good = (table["reason"].to_numpy() == 0)
+        est = np.full(len(frame), np.nan)
+        err = np.full(len(frame), np.nan)
+        est[rows] = np.where(good, table["estimate"].to_numpy(), np.nan)
+        err[rows] = np.where(good, table["se"].to_numpy(), np.nan)
+        frame[f"loo_estimate_{s}"] = est
+        frame[f"loo_se_{s}"] = err
+    return frame
 
 
 def _chunk_seed(seed: int, chunk: int) -> int:

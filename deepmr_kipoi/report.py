@@ -216,7 +216,9 @@ def make_figures(
 
 
 def _truth_join(glob: pd.DataFrame, truth: pd.DataFrame, method: str) -> pd.DataFrame:
-    g = glob[glob["method"] == method][["exposure", "outcome", "estimate", "ci_low", "ci_high"]]
+    cols = ["exposure", "outcome", "estimate", "ci_low", "ci_high"]
+    cols += [c for c in ("model_ci_low", "model_ci_high") if c in glob.columns]
+    g = glob[glob["method"] == method][cols]
     t = truth[["exposure", "outcome", "true_effect"]].astype({"exposure": str, "outcome": str})
     return g.merge(t, on=["exposure", "outcome"], how="inner")
 
@@ -353,9 +355,10 @@ def truth_summary(glob: pd.DataFrame, truth: pd.DataFrame, method: str) -> dict:
         ``n`` pairs compared; Pearson ``r``; ``n_strong`` planted effects (``|true| >=
         STRONG_FRACTION * max |true|``), of which ``sign_agreement`` have an estimate of their
         sign and ``significant`` a significant one; ``max_abs_null``, the largest |estimate| among
-        the other pairs; ``coverage`` (share of true effects inside the CI); ``mae`` (mean absolute
-        error); ``strong``: rows (exposure, outcome, true_effect, estimate, ci_low, ci_high) of the
-        planted effects.
+        the other pairs; ``coverage`` (share of true effects inside the CI); ``model_coverage``
+        (the same for the model-aware interval, NaN where the run has none); ``mae`` (mean
+        absolute error); ``strong``: rows (exposure, outcome, true_effect, estimate, ci_low,
+        ci_high) of the planted effects.
     """
     j = _truth_join(glob, truth, method)
     j = j[np.isfinite(j["estimate"]) & np.isfinite(j["true_effect"])].reset_index(drop=True)
@@ -365,6 +368,10 @@ def truth_summary(glob: pd.DataFrame, truth: pd.DataFrame, method: str) -> dict:
     r = float(np.corrcoef(t, e)[0, 1]) if len(j) > 2 and np.std(t) > 0 and np.std(e) > 0 else np.nan
     lo, hi = j["ci_low"].to_numpy(float), j["ci_high"].to_numpy(float)
     inside = (lo <= t) & (t <= hi)
+    model_coverage = np.nan
+    if "model_ci_low" in j and len(j) and np.isfinite(j["model_ci_low"].to_numpy(float)).all():
+        mlo, mhi = j["model_ci_low"].to_numpy(float), j["model_ci_high"].to_numpy(float)
+        model_coverage = float(((mlo <= t) & (t <= mhi)).mean())
     sig = ~((lo <= 0) & (0 <= hi))
     return {
         "method": method,
@@ -375,6 +382,7 @@ def truth_summary(glob: pd.DataFrame, truth: pd.DataFrame, method: str) -> dict:
         "significant": int(np.sum(sig[strong] & (np.sign(e[strong]) == np.sign(t[strong])))),
         "max_abs_null": float(np.max(np.abs(e[~strong]))) if (~strong).any() else np.nan,
         "coverage": float(inside.mean()) if len(j) else np.nan,
+        "model_coverage": model_coverage,
         "mae": float(np.mean(np.abs(e - t))) if len(j) else np.nan,
         "strong": j.loc[strong, ["exposure", "outcome", "true_effect", "estimate", "ci_low",
                                  "ci_high"]].to_dict(orient="records"),  # fmt: skip
@@ -394,7 +402,9 @@ def truth_headline(s: dict, level: float = 0.95, html_arrow: bool = False) -> st
         f"{s['sign_agreement']} of {s['n_strong']} have the right sign, {s['significant']} "
         f"significantly. Other pairs (true effect near 0): largest |estimate| "
         f"{s['max_abs_null']:.3g}. Over all {s['n']} pairs: r = {s['r']:.3f}, mean absolute error "
-        f"{s['mae']:.3g}, {s['coverage']:.0%} of true effects inside the CI."
+        f"{s['mae']:.3g}, {s['coverage']:.0%} of true effects inside the CI"
+        + (f" ({s['model_coverage']:.0%} inside the model-aware interval)."
+           if np.isfinite(s.get("model_coverage", np.nan)) else ".")
     )
 
 
@@ -520,6 +530,8 @@ def write_report(
     shown = glob.sort_values("pvalue", kind="stable").head(max_rows)
     cols = ["exposure", "outcome", "method", "estimate", "se", "ci_low", "ci_high", "pvalue",
             "qvalue", "tau2", "i2", "pi_low", "pi_high", "k", "median_instruments"]  # fmt: skip
+    if "model_se" in glob and np.isfinite(glob["model_se"].to_numpy(float)).any():
+        cols[7:7] = ["model_ci_low", "model_ci_high"]
     if truth is not None and len(truth):
         t = truth[["exposure", "outcome", "true_effect"]].astype({"exposure": str, "outcome": str})
         shown = shown.merge(t, on=["exposure", "outcome"], how="left")
@@ -527,7 +539,10 @@ def write_report(
     parts.append(table_html(shown, cols, left=["exposure", "outcome", "method"]))
     parts.append(f'<p class="small">{min(len(glob), max_rows)} of {len(glob)} rows, smallest '
                  "p-values first; all rows in global_effects.csv. k: sequences in the "
-                 "meta-analysis; pi: prediction interval; q: Benjamini-Hochberg.</p>")  # fmt: skip
+                 "meta-analysis; pi: prediction interval; q: Benjamini-Hochberg; model_ci: the "
+                 "model-aware interval (meta-analysis variance plus the leave-one-member-out "
+                 "jackknife variance of the ensemble), which also counts the error every sequence "
+                 "shares through the one trained model.</p>")  # fmt: skip
     parts.append("<h2>Figures</h2>")
     for fig in figures:
         parts.append(f"<figure>{_img(fig.path)}<figcaption><b>{_e(fig.title)}.</b> "

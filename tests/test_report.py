@@ -158,6 +158,14 @@ def test_report_headline_with_truth_matches_hand_computed_summary(tmp_path):
     assert s["max_abs_null"] == pytest.approx(np.abs(g.estimate[~strong]).max())
     assert s["coverage"] == pytest.approx(np.mean((g.ci_low <= g.true_effect) & (g.true_effect <= g.ci_high)))
     assert s["mae"] == pytest.approx(np.mean(np.abs(g.estimate - g.true_effect)))
+    assert np.isnan(s["model_coverage"]) and "model-aware" not in report.truth_headline(s)
+    # with a model-aware interval (here: the CI widened by hand) its coverage is reported too
+    wide = glob.assign(model_ci_low=glob.ci_low - 0.05, model_ci_high=glob.ci_high + 0.05)
+    w = wide[wide.method == "ivw"].merge(truth, on=["exposure", "outcome"])
+    s = report.truth_summary(wide, truth, "ivw")
+    assert s["model_coverage"] == pytest.approx(
+        np.mean((w.model_ci_low <= w.true_effect) & (w.true_effect <= w.model_ci_high)))
+    assert f"({s['model_coverage']:.0%} inside the model-aware interval)" in report.truth_headline(s)
     assert [(r["exposure"], r["outcome"]) for r in s["strong"]] == list(zip(g.exposure[strong], g.outcome[strong]))
     text = path.read_text()
     assert "Against the planted truth" in text and "true_effect" in text
