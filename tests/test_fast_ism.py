@@ -361,3 +361,34 @@ def test_padding_modules_and_strided_convolutions(layout):
     np.testing.assert_allclose(fast.predict_mutants(x, mut), full.predict(mut), rtol=1e-5,
                                atol=1e-6)  # fmt: skip
     assert fast._plan_checked and fast._plan.windowed_convolutions >= 2
+
+
+class InPlaceResidual(nn.Module):
+    """In-place activations and sums, a pre-activation reused after an in-place op, and a
+    concatenation of two windowed branches."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(10)
+        self.conv = nn.Conv1d(4, 6, 5, padding=2)
+        self.bn = nn.BatchNorm1d(6).eval()
+        self.act = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv1d(6, 6, 3, padding=2, dilation=2)
+        self.conv3 = nn.Conv1d(12, 3, 3)
+        self.out = nn.Linear(3, 2)
+
+    def forward(self, x):
+        pre = self.bn(self.conv(x))
+        h = self.act(pre.clone())
+        h += self.conv2(h)
+        h = F.relu(h, inplace=True)
+        both = torch.cat([h, pre], dim=1)
+        return self.out(self.conv3(both).mean(-1))
+
+
+def test_in_place_operations_and_concatenated_windows():
+    net = InPlaceResidual().eval()
+    fast, full, x, mut = _full_and_fast(net, ["u", "v"], 50, seed=10)
+    np.testing.assert_allclose(fast.predict_mutants(x, mut), full.predict(mut), rtol=1e-5,
+                               atol=1e-6)  # fmt: skip
+    assert fast._plan_checked and fast._plan.windowed_convolutions == 3  # conv3 after the cat too

@@ -55,9 +55,12 @@ _UNARY_FUNCTIONS = {
 }  # fmt: skip
 _UNARY_METHODS = {"relu", "sigmoid", "tanh", "exp", "log", "abs", "square", "sqrt", "neg"}
 _BINARY = {
-    operator.add, operator.sub, operator.mul, operator.truediv, operator.iadd, operator.imul,
-    torch.add, torch.sub, torch.mul, torch.div,
+    operator.add, operator.sub, operator.mul, operator.truediv, torch.add, torch.sub, torch.mul,
+    torch.div,
 }  # fmt: skip
+#: in-place operators, computed out of place on windows (the graph's later nodes use their result)
+_OUT_OF_PLACE = {operator.iadd: operator.add, operator.isub: operator.sub,
+                 operator.imul: operator.mul, operator.itruediv: operator.truediv}  # fmt: skip
 _BINARY_METHODS = {"add", "sub", "mul", "div"}
 _CONVS = (torch.nn.Conv1d, torch.nn.Conv2d)
 _CONV_FUNCTIONS = {F.conv1d, F.conv2d}
@@ -287,6 +290,25 @@ def _binary(fn, a, b, ref_out, kwargs):
     return wins[0].like(ref_out, fn(*operands, **kwargs), lo)
 
 
+def _concat(tensors, dim, ref_out):
+    """``torch.cat`` of windows along a channel axis: each on the union of their windows."""
+    if not tensors or not all(isinstance(t, _Window) for t in tensors):
+        return None
+    axis, ndim = tensors[0].axis, tensors[0].ref.dim()
+    if dim % ndim in (0, axis) or ref_out.dim() != ndim or any(
+        t.axis != axis or t.length != tensors[0].length or t.ref.dim() != ndim for t in tensors
+    ):
+        return None
+    lo = tensors[0].start
+    hi = tensors[0].start + tensors[0].width
+    for t in tensors[1:]:
+        lo, hi = torch.minimum(lo, t.start), torch.maximum(hi, t.start + t.width)
+    width = int((hi - lo).max())
+    if width >= tensors[0].length:
+        return None
+    return tensors[0].like(ref_out, torch.cat([_values_on(t, lo, width) for t in tensors], dim), lo)
+
+
 def _reduce(win: _Window, how: str, dim, keepdim: bool, ref_out):
     axes = dim if isinstance(dim, tuple | list) else (dim,)
     if len(axes) != 1 or axes[0] % win.ref.dim() != win.axis:
@@ -400,20 +422,15 @@ class FastISMPlan:
             for part in node.target.split("."):
                 obj = getattr(obj, part)
             return obj
-        args = torch.fx.node.map_arg(node.args, lambda n: env[n])
-        kwargs = torch.fx.node.map_arg(node.kwargs, lambda n: env[n])
-        args = tuple(_as_tensor(a) for a in args)
-        kwargs = {k: _as_tensor(v) for k, v in kwargs.items()}
-        if node.op == "call_module":
-            mod = self.modules[node.target]
-            if masks is not None and node.target in self.dropout_index:
-                return args[0] * self._mask(node, args[0], masks, mod)
-            return mod(*args, **kwargs)
-        if node.op == "call_function":
-            return node.target(*args, **kwargs)
-        if node.op == "call_method":
-            return getattr(args[0], node.target)(*args[1:], **kwargs)
-        raise Unsupported(f"graph node kind {node.op}")
+        args = torch.fx.node.map_aggregate(
+            torch.fx.node.map_arg(node.args, lambda n: env[n]), _as_tensor)
+        kwargs = torch.fx.node.map_aggregate(
+            torch.fx.node.map_arg(node.kwargs, lambda n: env[n]), _as_tensor)
+        if node.op not in ("call_module", "call_function", "call_method"):
+            raise Unsupported(f"graph node kind {node.op}")
+        if node.op == "call_module" and masks is not None and node.target in self.dropout_index:
+            return args[0] * self._mask(node, args[0], masks, self.modules[node.target])
+        return self._call(node, args, kwargs)
 
     def _mask(self, node, like: torch.Tensor, masks, mod):
         """The fixed MC-dropout mask of a dropout module for activations shaped like ``like``."""
@@ -426,27 +443,36 @@ class FastISMPlan:
     def _windowed(self, node, env, ref_out, masks):
         args = torch.fx.node.map_arg(node.args, lambda n: env[n])
         kwargs = torch.fx.node.map_arg(node.kwargs, lambda n: env[n])
-        wins = [a for a in list(args) + list(kwargs.values()) if isinstance(a, _Window)]
+        wins = []
+        torch.fx.node.map_aggregate((args, kwargs),
+                                    lambda a: wins.append(a) if isinstance(a, _Window) else a)  # fmt: skip
         if not wins:
             return self._full(node, env, None, masks)
         if not isinstance(ref_out, torch.Tensor):
             # shape queries (x.shape, x.size(0), ...) answered without the data
-            meta = tuple(a.meta() if isinstance(a, _Window) else a for a in args)
-            answer = self._call(node, meta, kwargs)
+            def to_meta(a):
+                return a.meta() if isinstance(a, _Window) else a
+
+            answer = self._call(node, torch.fx.node.map_aggregate(args, to_meta),
+                                torch.fx.node.map_aggregate(kwargs, to_meta))  # fmt: skip
             return ref_out if isinstance(answer, torch.device) else answer
         out = self._window_op(node, args, kwargs, ref_out, masks)
         if out is not None:
             if self._target(node) in _CONV_FUNCTIONS or isinstance(self._target(node), _CONVS):
                 self.windowed_convolutions += 1
             return out
-        full_args = tuple(_as_tensor(a) for a in args)
-        full_kwargs = {k: _as_tensor(v) for k, v in kwargs.items()}
+        full_args = torch.fx.node.map_aggregate(args, _as_tensor)
+        full_kwargs = torch.fx.node.map_aggregate(kwargs, _as_tensor)
         if node.op == "call_module" and masks is not None and node.target in self.dropout_index:
             mod = self.modules[node.target]
             return full_args[0] * self._mask(node, full_args[0], masks, mod)
         return self._call(node, full_args, full_kwargs)
 
     def _call(self, node, args, kwargs):
+        """Run a node on plain values; an in-place operation works on a copy of its input, so the
+        cached activation it would overwrite stays the value of the node that produced it."""
+        if _in_place(node, self.modules, kwargs) and args and isinstance(args[0], torch.Tensor):
+            args = (args[0].clone(), *args[1:])
         if node.op == "call_module":
             return self.modules[node.target](*args, **kwargs)
         if node.op == "call_function":
@@ -459,10 +485,13 @@ class FastISMPlan:
         reduced = self._reduction(node, target, args, kwargs, ref_out)
         if reduced is not None or ref_out.dim() < 2:
             return reduced
-        if node.op == "call_function" and target in _BINARY and len(args) == 2:
-            return _binary(target, args[0], args[1], ref_out, kwargs)
+        if node.op == "call_function" and target in _BINARY | set(_OUT_OF_PLACE) and len(args) == 2:
+            return _binary(_OUT_OF_PLACE.get(target, target), args[0], args[1], ref_out, kwargs)
         if node.op == "call_method" and target in _BINARY_METHODS and len(args) == 2:
             return _binary(getattr(torch, target), args[0], args[1], ref_out, kwargs)
+        if node.op == "call_function" and target is torch.cat:
+            tensors = args[0] if args else kwargs.get("tensors")
+            return _concat(tensors, kwargs.get("dim", args[1] if len(args) > 1 else 0), ref_out)
         x = args[0] if args else None
         if not isinstance(x, _Window):
             return None
@@ -483,7 +512,8 @@ class FastISMPlan:
             if target in _UNARY_FUNCTIONS and ref_out.shape == x.ref.shape:
                 if target is F.dropout and (kwargs.get("training") or (len(args) > 2 and args[2])):
                     return None
-                return x.like(ref_out, target(x.val, *args[1:], **kwargs))
+                val = x.val.clone() if kwargs.get("inplace") else x.val
+                return x.like(ref_out, target(val, *args[1:], **kwargs))
             if target is operator.getitem:
                 return _crop(x, args[1], ref_out)
             if target in (torch.transpose, torch.permute):
@@ -496,8 +526,8 @@ class FastISMPlan:
         if node.op == "call_method":
             if target in _UNARY_METHODS and len(args) == 1 and not kwargs:
                 return x.like(ref_out, getattr(x.val, target)())
-            if target == "contiguous":
-                return x.like(ref_out, x.val.contiguous())
+            if target in ("contiguous", "clone") and len(args) == 1 and not kwargs:
+                return x.like(ref_out, getattr(x.val, target)())
             if target in ("transpose", "permute"):
                 return _move_axes(x, target, args[1:], kwargs, ref_out)
         return None
@@ -536,7 +566,8 @@ class FastISMPlan:
                 return None
             return x.like(ref_out, target(x.val))
         if isinstance(target, _UNARY_MODULES):
-            return x.like(ref_out, target(x.val))
+            return x.like(ref_out, target(x.val.clone() if getattr(target, "inplace", False)
+                                          else x.val))  # fmt: skip
         return None
 
     def _reduction(self, node, target, args, kwargs, ref_out):
@@ -623,6 +654,15 @@ def _bind(args, kwargs) -> dict:
 
 def _as_tensor(v):
     return materialize(v) if isinstance(v, _Window) else v
+
+
+def _in_place(node, modules: dict, kwargs) -> bool:
+    """Whether a graph node overwrites its first input."""
+    if node.op == "call_module":
+        return bool(getattr(modules[node.target], "inplace", False))
+    name = getattr(node.target, "__name__", node.target if isinstance(node.target, str) else "")
+    return (node.target in _OUT_OF_PLACE or bool(kwargs.get("inplace"))
+            or (name.endswith("_") and not name.startswith("_")))  # fmt: skip
 
 
 class _OneInput(torch.nn.Module):
