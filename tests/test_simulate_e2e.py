@@ -153,6 +153,7 @@ def test_interrupted_run_resumes_and_extends(tmp_path, capsys):
 
     extended = E.run_experiment(replace(config, rounds=2), out, progress=False)
     assert os.stat(job0).st_mtime_ns == stamp  # read back, not rewritten
+    assert extended.resumed == 1 and first.resumed == 0
     assert len(extended.rounds) == 4
     assert extended.rounds.iloc[:2].reset_index(drop=True).equals(first.rounds)
 

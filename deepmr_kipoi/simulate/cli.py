@@ -110,6 +110,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         print(f"deepmr simulate: {exc}", file=sys.stderr)
         return 2
     print(to_markdown(result.summary))
-    print(f"{len(result.rounds) // max(1, len(config.methods))} (round, regime) runs in "
+    resumed = f" ({result.resumed} read back from earlier runs)" if result.resumed else ""
+    print(f"{len(result.rounds) // max(1, len(config.methods))} (round, regime) runs{resumed} in "
           f"{result.seconds:.0f} s; results in {args.out}")
     return 0

@@ -520,6 +520,8 @@ class ExperimentResult:
     seconds : float
         Wall time.
     out_dir : str or None
+    resumed : int
+        (round, regime) jobs read back from ``out_dir`` instead of computed.
     """
 
     rounds: object
@@ -527,6 +529,7 @@ class ExperimentResult:
     summary: object
     seconds: float
     out_dir: str | None
+    resumed: int = 0
 
 
 def run_experiment(config: ExperimentConfig, out_dir: str | None = None,
@@ -617,12 +620,14 @@ def run_experiment(config: ExperimentConfig, out_dir: str | None = None,
     summary = summarize(rounds)
     seconds = time.perf_counter() - t_start
     if out_dir is not None:
+        # in job order, and written even when every job was read back
+        _atomic_write(os.path.join(out_dir, "rounds.csv"), rounds.to_csv(index=False))
         locals_.to_csv(os.path.join(out_dir, "local_effects.csv.gz"), index=False)
         _atomic_write(os.path.join(out_dir, "summary.csv"), summary.to_csv(index=False))
         _atomic_write(os.path.join(out_dir, "summary.md"), to_markdown(summary))
         plot_rounds(rounds, os.path.join(out_dir, "estimated_vs_true.png"))
     return ExperimentResult(rounds=rounds, locals=locals_, summary=summary, seconds=seconds,
-                            out_dir=out_dir)
+                            out_dir=out_dir, resumed=len(done))
 
 
 def _resume_key(config: ExperimentConfig) -> dict:
