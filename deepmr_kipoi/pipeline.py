@@ -1325,6 +1325,7 @@ def _run_chunks(
     timings.setdefault("ism", 0.0)
     timings.setdefault("mr", 0.0)
     bar = tqdm(total=n_seq, unit="seq", desc="Deep MR", disable=not config.progress, leave=False)
+    per_member = _jackknife_members(model, config)
     try:
         for ci, (a, b) in enumerate(bounds):
             if store is not None and store.is_done(ci):
@@ -1337,34 +1338,15 @@ def _run_chunks(
                 bar.update(b - a)
                 continue
             tick = time.perf_counter()
-            eff = _chunk_effects(model, onehot[a:b], window, config, bar,
-                                 per_member=_jackknife_members(model, config))  # fmt: skip
+            eff = _chunk_effects(model, onehot[a:b], window, config, bar, per_member=per_member)
             timings["ism"] += time.perf_counter() - tick
             tick = time.perf_counter()
             mean = np.asarray(eff["mean"], dtype=np.float64)
-            se = np.asarray(eff["se"], dtype=np.float64)
-            if cal is not None:
-                se = se * cal.se_scale
-            sel = instruments.select(
-                mean[..., exposures],
-                se[..., exposures],
-                z=config.z,
-                rule=config.instrument_rule,
-                one_per_position=config.one_per_position,
-                min_count=config.min_instruments,
-            )
-            mr_out = local_mr(
-                mean, se, exposures, outcomes, sel, config.methods,
-                n_boot=config.n_boot, seed=_chunk_seed(config.seed, ci), level=config.level,
-                min_instruments=config.min_instruments,
-            )  # fmt: skip
             idx = np.arange(a, b)
-            frame = _local_table(
-                mr_out, idx, seq_ids, exposures, outcomes, feature_names, config.methods
-            )
+            labels = (idx, seq_ids, exposures, outcomes, feature_names)
+            frame, sel, se = _local_step(mean, eff["se"], cal, config, ci, labels, config.methods)
             if "member_means" in eff:
-                frame = _add_leave_one_out(frame, eff["member_means"], cal, config, idx, seq_ids,
-                                           exposures, outcomes, feature_names, ci)  # fmt: skip
+                frame = _add_leave_one_out(frame, eff["member_means"], cal, config, ci, labels)
             timings["mr"] += time.perf_counter() - tick
             is_n = eff["is_n"]
             chunk_masked = int(is_n.sum())
@@ -1453,8 +1435,26 @@ def _chunk_effects(model, onehot, window, config, bar, per_member: bool = False)
     return out
 
 
-def _add_leave_one_out(frame, member_means, cal, config, idx, seq_ids, exposures, outcomes,
-                       feature_names, chunk) -> pd.DataFrame:  # fmt: skip
+def _local_step(mean, se, cal, config, chunk, labels, methods):
+    """Calibration, instrument selection and local MR of a chunk's effects.
+
+    ``labels``: (sequence indices, all sequence ids, exposures, outcomes, feature names).
+    Returns the local table, the instrument selection and the calibrated SEs.
+    """
+    idx, seq_ids, exposures, outcomes, feature_names = labels
+    se = np.asarray(se, dtype=np.float64)
+    if cal is not None:
+        se = se * cal.se_scale
+    sel = instruments.select(mean[..., exposures], se[..., exposures], z=config.z,
+                             rule=config.instrument_rule, one_per_position=config.one_per_position,
+                             min_count=config.min_instruments)  # fmt: skip
+    out = local_mr(mean, se, exposures, outcomes, sel, methods, n_boot=config.n_boot,
+                   seed=_chunk_seed(config.seed, chunk), level=config.level,
+                   min_instruments=config.min_instruments)  # fmt: skip
+    return _local_table(out, idx, seq_ids, exposures, outcomes, feature_names, methods), sel, se
+
+
+def _add_leave_one_out(frame, member_means, cal, config, chunk, labels) -> pd.DataFrame:
     """Local MR without each member in turn: columns ``loo_estimate_{s}``, ``loo_se_{s}``.
 
     Every step after prediction is repeated on the other S - 1 members (their mean and SD,
@@ -1465,25 +1465,14 @@ def _add_leave_one_out(frame, member_means, cal, config, idx, seq_ids, exposures
     frame = frame.copy()
     for s in range(member_means.shape[0]):
         rest = np.delete(member_means, s, axis=0)
-        mean = rest.mean(axis=0, dtype=np.float64)
-        se = rest.std(axis=0, ddof=1, dtype=np.float64)
-        if cal is not None:
-            se = se * cal.se_scale
-        sel = instruments.select(mean[..., exposures], se[..., exposures], z=config.z,
-                                 rule=config.instrument_rule,
-                                 one_per_position=config.one_per_position,
-                                 min_count=config.min_instruments)  # fmt: skip
-        out = local_mr(mean, se, exposures, outcomes, sel, methods, n_boot=config.n_boot,
-                       seed=_chunk_seed(config.seed, chunk), level=config.level,
-                       min_instruments=config.min_instruments)  # fmt: skip
-        table = _local_table(out, idx, seq_ids, exposures, outcomes, feature_names, methods)
-        good = (table["reason"].to_numpy() == 0)
-        est = np.full(len(frame), np.nan)
-        err = np.full(len(frame), np.nan)
-        est[rows] = np.where(good, table["estimate"].to_numpy(), np.nan)
-        err[rows] = np.where(good, table["se"].to_numpy(), np.nan)
-        frame[f"loo_estimate_{s}"] = est
-        frame[f"loo_se_{s}"] = err
+        table, _, _ = _local_step(rest.mean(axis=0, dtype=np.float64),
+                                  rest.std(axis=0, ddof=1, dtype=np.float64), cal, config, chunk,
+                                  labels, methods)  # fmt: skip
+        good = table["reason"].to_numpy() == 0
+        for column, field in ((f"loo_estimate_{s}", "estimate"), (f"loo_se_{s}", "se")):
+            values = np.full(len(frame), np.nan)
+            values[rows] = np.where(good, table[field].to_numpy(), np.nan)
+            frame[column] = values
     return frame
 
 

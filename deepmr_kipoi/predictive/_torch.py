@@ -135,28 +135,31 @@ class TorchMember(Member):
         try:
             with torch.inference_mode():
                 ref = self.prepare(np.asarray(reference, dtype=np.float32)[None])
-                raw = plan.mutants(plan.reference(ref, masks), prepared, masks)
-                out = self.output(raw) if self.output is not None else raw
-                pred = output_to_2d(out, n, len(self.feature_names), _to_numpy)
+                pred = self._to_2d(plan.mutants(plan.reference(ref, masks), prepared, masks), n)
         except Exception as err:  # noqa: BLE001 - any failure of the cached path: run in full
             logger.warning("fast ISM failed (%s: %s); using full forward passes",
                            type(err).__name__, err)  # fmt: skip
             self._plan = False
-            return self.predict(x, masks)
+            return self.predict_prepared(prepared, n, masks)
         if not self._plan_checked:
             if plan.windowed_convolutions == 0:
                 logger.info("fast ISM off: no convolution of the model can run on windows")
                 self._plan = False
-                return self.predict(x, masks)
+                return self.predict_prepared(prepared, n, masks)
             rows = np.unique(np.linspace(0, n - 1, 4).round().astype(int))
             want = self._forward(prepared[torch.from_numpy(rows)], rows.size, masks)
             err = float(np.abs(pred[rows] - want).max())
             if err > OPTIMIZE_RTOL * (float(np.abs(want).max()) or 1.0):
                 logger.warning("fast ISM differs from full passes by %.3g; using full passes", err)
                 self._plan = False
-                return self.predict(x, masks)
+                return self.predict_prepared(prepared, n, masks)
             self._plan_checked = True
         return apply_transforms(pred, self.transforms)
+
+    def _to_2d(self, raw, n: int) -> np.ndarray:
+        """The module's raw output as the member's ``(n, F)`` float32 predictions (before transforms)."""
+        out = self.output(raw) if self.output is not None else raw
+        return output_to_2d(out, n, len(self.feature_names), _to_numpy)
 
     @property
     def input_key(self) -> tuple:
@@ -214,8 +217,7 @@ class TorchMember(Member):
                     if masks is None and self.optimize and not self.fast_ism
                     else self.module(x)
                 )
-                out = self.output(raw) if self.output is not None else raw
-                return output_to_2d(out, n, len(self.feature_names), _to_numpy)
+                return self._to_2d(raw, n)
         finally:
             for h in handles:
                 h.remove()

@@ -155,10 +155,9 @@ def _values_on(win: _Window, start: torch.Tensor, width: int) -> torch.Tensor:
             base.narrow(axis, a, b - a).copy_(win.val.narrow(axis, a - o, b - a))
     else:
         rel = _positions(start, width) - win.start[:, None]
-        in_window = ((rel >= 0) & (rel < win.width)).reshape(
-            _axis_shape(rel.shape[0], width, win.val.dim(), axis)
-        )
-        index = rel.clamp(0, win.width - 1).reshape(_axis_shape(rel.shape[0], width, win.val.dim(), axis))
+        along = _axis_shape(rel.shape[0], width, win.val.dim(), axis)
+        in_window = ((rel >= 0) & (rel < win.width)).reshape(along)
+        index = rel.clamp(0, win.width - 1).reshape(along)
         shape = list(win.val.shape)
         shape[axis] = width
         own = win.val.gather(axis, index.expand(shape))
@@ -167,7 +166,7 @@ def _values_on(win: _Window, start: torch.Tensor, width: int) -> torch.Tensor:
     return base if outside is None else base.masked_fill(outside, 0.0)
 
 
-def materialize(win: _Window) -> torch.Tensor:
+def _materialize(win: _Window) -> torch.Tensor:
     """The full ``(M, ..., L, ...)`` mutant activations of a window."""
     m, length, axis = win.val.shape[0], win.length, win.axis
     ref = win.ref.movedim(axis, -1)
@@ -653,7 +652,7 @@ def _bind(args, kwargs) -> dict:
 
 
 def _as_tensor(v):
-    return materialize(v) if isinstance(v, _Window) else v
+    return _materialize(v) if isinstance(v, _Window) else v
 
 
 def _in_place(node, modules: dict, kwargs) -> bool:

@@ -630,9 +630,19 @@ def run_experiment(config: ExperimentConfig, out_dir: str | None = None,
                             out_dir=out_dir, resumed=len(done))
 
 
-def _resume_key(config: ExperimentConfig) -> dict:
-    """The settings a finished job depends on (not ``rounds``, ``workers`` or thread counts)."""
-    key = json.loads(json.dumps(config.to_dict(), default=str))
+def _resume_key(settings: dict) -> dict:
+    """The settings a finished job depends on (not ``rounds``, ``workers`` or thread counts).
+
+    ``settings``: ``ExperimentConfig.to_dict()`` or a saved ``config.json``; settings it lacks
+    (added since it was written) take their defaults.
+    """
+    defaults = json.loads(json.dumps(ExperimentConfig().to_dict(), default=str))
+    key = json.loads(json.dumps(settings, default=str))
+    for name, value in defaults.items():
+        if isinstance(value, dict) and isinstance(key.get(name), dict):
+            key[name] = {**value, **key[name]}
+        else:
+            key.setdefault(name, value)
     for name in ("rounds", "workers"):
         key.pop(name)
     key["training"].pop("threads", None)
@@ -644,20 +654,10 @@ def _check_resumable(config: ExperimentConfig, out_dir: str) -> None:
     if not os.path.exists(path) or not os.path.isdir(os.path.join(out_dir, "jobs")):
         return
     with open(path) as fh:
-        previous = json.load(fh)
-    # settings added since that run was started take their defaults
-    defaults = _resume_key(ExperimentConfig())
-    for name, value in defaults.items():
-        if isinstance(value, dict) and isinstance(previous.get(name), dict):
-            previous[name] = {**value, **previous[name]}
-        else:
-            previous.setdefault(name, value)
-    for name in ("rounds", "workers"):
-        previous.pop(name, None)
-    previous.get("training", {}).pop("threads", None)
-    if previous != _resume_key(config):
-        changed = sorted(k for k in set(previous) | set(_resume_key(config))
-                         if previous.get(k) != _resume_key(config).get(k))
+        previous = _resume_key(json.load(fh))
+    current = _resume_key(config.to_dict())
+    if previous != current:
+        changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
         raise ValueError(
             f"{out_dir} holds a simulation run with other settings ({', '.join(changed)}); "
             "use a new --out folder or the same settings to resume it")
