@@ -1,0 +1,218 @@
+"""Global inference over sequences *and* model samples: the crossed random-effects model.
+
+Every global effect rests on two sources of variation. The reference sequences are a sample of the
+sequences one could have analysed, and the model's uncertainty samples (deep-ensemble members, or
+MC-dropout masks) are a sample of the models training could have produced. A meta-analysis of the
+local estimates over sequences sees only the first: every local estimate comes from the same model
+and shares its error, so its interval is far too narrow. This module takes, for every model sample
+``s`` and sequence ``i``, the local estimate ``theta[s, i]`` computed from that sample's own effects,
+and fits the two-way crossed random-effects model without replication
+
+    theta[s, i] = mu + u_i + m_s + e_si,
+    u_i ~ (0, sigma_u^2)   sequence effect,
+    m_s ~ (0, sigma_m^2)   model-sample effect,
+    e_si ~ (0, sigma_e^2)  interaction,
+
+by the classical analysis-of-variance (method-of-moments) estimators for a balanced design. With
+``S`` samples and ``N`` sequences the estimate is the grand mean ``mu_hat = mean(theta)`` and
+
+    MS_seq = S sum_i (theta_.i - mu_hat)^2 / (N - 1)       E = S sigma_u^2 + sigma_e^2
+    MS_smp = N sum_s (theta_s. - mu_hat)^2 / (S - 1)       E = N sigma_m^2 + sigma_e^2
+    MS_err = sum_si (theta_si - theta_.i - theta_s. + mu_hat)^2 / ((N - 1)(S - 1))   E = sigma_e^2
+
+    Var(mu_hat) = sigma_u^2 / N + sigma_m^2 / S + sigma_e^2 / (N S)
+                = (MS_seq + MS_smp - MS_err) / (N S).
+
+Variance components estimated below zero are truncated at zero (``MS_seq`` or ``MS_smp`` replaced by
+``MS_err`` in the sum), so the variance estimate is never below that of any one source. The interval
+is ``mu_hat +- t_{df} se`` with the Satterthwaite (1946) degrees of freedom of the linear
+combination of mean squares,
+``df = (sum c_j MS_j)^2 / sum (c_j MS_j)^2 / df_j``; the p-value of ``mu = 0`` uses the same t.
+
+Approximations, named: (1) the Satterthwaite df treat the combination of mean squares as a scaled
+chi-square (exact only when one mean square dominates); (2) the mean squares are chi-square only for
+normal components; the t interval is robust to moderate non-normality but not to a few extreme
+sequences; with fewer than 5 samples and the sample component dominating, the Satterthwaite df
+fall near 1-2 and the interval undercovers (simulated 95% intervals: 0.93 with 3 samples, 0.87 with
+2; 0.95 with 5 or more); (3) only complete sequences enter (a sequence whose local estimate is missing for any
+sample is dropped for that pair), which keeps the design balanced; (4) the estimand is the
+unweighted mean over sequences of the local effects, averaged over the model's samples: the effect
+the model *learned*, given its training data. A bias every sample shares (all members trained on the
+same data, the same architecture) is invisible to any interval built from the samples.
+
+With ``N = 1`` the sequence term is absent (``Var = MS_smp / S``, ``df = S - 1``); with ``S = 1`` the
+sample term is absent (``Var = MS_seq / N``, ``df = N - 1``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from deepmr_kipoi import validation
+from deepmr_kipoi.errors import DeepMRInputError
+
+
+@dataclass(frozen=True)
+class CrossedResult:
+    """Inference on the mean of a (samples x sequences) table of local estimates.
+
+    All fields are floats for :func:`crossed` and arrays of the batch shape for
+    :func:`crossed_batched`.
+
+    Attributes
+    ----------
+    estimate : float
+        Grand mean ``mu_hat`` over samples and sequences.
+    se : float
+        Its standard error ``sqrt(Var(mu_hat))``.
+    df : float
+        Satterthwaite degrees of freedom.
+    ci_low, ci_high : float
+        ``estimate -+ t_{df, (1 + level) / 2} * se``.
+    pvalue : float
+        Two-sided p-value of ``mu = 0`` from ``t_df``.
+    sigma2_sequence, sigma2_sample, sigma2_residual : float
+        Variance components (truncated at 0).
+    sequence_se, sample_se : float
+        The parts of ``se`` due to sequences (``sqrt(sigma2_sequence / N)``) and to model samples
+        (``sqrt(sigma2_sample / S)``): which source dominates the uncertainty.
+    n_sequences, n_samples : int
+        Complete sequences used and samples.
+    level : float
+    """
+
+    estimate: float | np.ndarray
+    se: float | np.ndarray
+    df: float | np.ndarray
+    ci_low: float | np.ndarray
+    ci_high: float | np.ndarray
+    pvalue: float | np.ndarray
+    sigma2_sequence: float | np.ndarray
+    sigma2_sample: float | np.ndarray
+    sigma2_residual: float | np.ndarray
+    sequence_se: float | np.ndarray
+    sample_se: float | np.ndarray
+    n_sequences: int | np.ndarray
+    n_samples: int | np.ndarray
+    level: float
+
+
+def crossed(theta, *, level: float = 0.95) -> CrossedResult:
+    """Crossed random-effects inference on one table of per-sample local estimates.
+
+    Parameters
+    ----------
+    theta : array_like, shape (S, N)
+        Local estimate of every model sample ``s`` (row) and sequence ``i`` (column). Sequences with
+        a non-finite value in any sample are dropped.
+    level : float
+        Confidence level of the interval.
+
+    Returns
+    -------
+    CrossedResult
+        Float fields; NaN estimate/SE when fewer than two values remain.
+    """
+    theta = np.asarray(theta, dtype=np.float64)
+    if theta.ndim != 2:
+        raise DeepMRInputError(f"theta must have shape (S, N), got {theta.shape}")
+    res = crossed_batched(theta[:, :, None], level=level)
+    return CrossedResult(**{
+        k: (v.item() if isinstance(v, np.ndarray) else v) for k, v in vars(res).items()
+    })
+
+
+def crossed_batched(theta, *, level: float = 0.95) -> CrossedResult:
+    """Crossed random-effects inference on many tables at once (array code, no cell loop).
+
+    Parameters
+    ----------
+    theta : array_like, shape (S, N, ...)
+        Local estimates: samples on axis 0, sequences on axis 1, any batch shape after (e.g.
+        exposures x outcomes x methods). Per batch cell, sequences with a non-finite value in any
+        sample are dropped (NaN marks a failed local fit).
+    level : float
+        Confidence level of the intervals.
+
+    Returns
+    -------
+    CrossedResult
+        Arrays of the batch shape ``theta.shape[2:]``. Cells with no complete sequence, or with a
+        single value in all (S = N = 1), are NaN with ``n_sequences`` telling why.
+    """
+    level = validation.level(level)
+    theta = np.asarray(theta, dtype=np.float64)
+    if theta.ndim < 2:
+        raise DeepMRInputError(f"theta must have shape (S, N, ...), got {theta.shape}")
+    n_samples = theta.shape[0]
+    complete = np.isfinite(theta).all(axis=0)  # (N, ...)
+    n_seq = complete.sum(axis=0)  # (...)
+    x = np.where(complete[None], theta, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        seq_mean = x.sum(axis=0) / n_samples  # (N, ...)
+        sample_mean = x.sum(axis=1) / n_seq  # (S, ...)
+        grand = seq_mean.sum(axis=0) / n_seq  # (...)
+        w = complete.astype(np.float64)
+        ss_seq = n_samples * (w * (seq_mean - grand) ** 2).sum(axis=0)
+        ss_smp = n_seq * ((sample_mean - grand) ** 2).sum(axis=0)
+        resid = (x - seq_mean[None] - sample_mean[:, None] + grand) * w[None]
+        ss_err = (resid**2).sum(axis=(0, 1))
+        df_seq = n_seq - 1.0
+        df_smp = float(n_samples - 1)
+        df_err = df_seq * df_smp
+        ms_seq = ss_seq / df_seq
+        ms_smp = ss_smp / df_smp if df_smp > 0 else np.full_like(grand, np.nan)
+        ms_err = ss_err / df_err
+        total = n_seq * n_samples
+        # each source: (mean square, its df, sign in Var * N * S); absent sources contribute nothing
+        has_seq = df_seq > 0
+        has_smp = df_smp > 0
+        both = has_seq & has_smp
+        seq_term = np.where(has_seq, np.where(both, np.maximum(ms_seq, ms_err), ms_seq), 0.0)
+        smp_term = np.where(has_smp, np.where(both, np.maximum(ms_smp, ms_err), ms_smp), 0.0)
+        err_term = np.where(both, ms_err, 0.0)
+        var_sum = seq_term + smp_term - err_term
+        # Satterthwaite: a truncated component leaves MS_err in its place, which cancels the
+        # -MS_err term, so only the mean squares that remain in the sum carry df.
+        seq_kept = has_seq & (~both | (ms_seq > ms_err))
+        smp_kept = has_smp & (~both | (ms_smp > ms_err))
+        err_kept = both & seq_kept & smp_kept
+        err_alone = both & ~seq_kept & ~smp_kept
+        denom = (np.where(seq_kept, ms_seq**2 / df_seq, 0.0)
+                 + np.where(smp_kept, ms_smp**2 / max(df_smp, 1.0), 0.0)
+                 + np.where(err_kept | err_alone, ms_err**2 / df_err, 0.0))  # fmt: skip
+        df = var_sum**2 / denom
+        se = np.sqrt(var_sum / total)
+        sigma2_seq = np.where(has_seq, np.maximum(ms_seq - np.where(both, ms_err, 0.0), 0.0)
+                              / n_samples, 0.0)  # fmt: skip
+        sigma2_smp = np.where(has_smp, np.maximum(ms_smp - np.where(both, ms_err, 0.0), 0.0)
+                              / n_seq, 0.0)  # fmt: skip
+        sigma2_err = np.where(both, ms_err, 0.0)
+        bad = (total < 2) | ~np.isfinite(se) | (n_seq < 1)
+        grand = np.where(n_seq >= 1, grand, np.nan)
+        se = np.where(bad, np.nan, se)
+        df = np.where(bad | (se == 0), np.where(se == 0, np.inf, np.nan), df)
+        crit = stats.t.ppf(0.5 + level / 2, df)
+        tstat = grand / se
+        pvalue = np.where(se > 0, 2.0 * stats.t.sf(np.abs(tstat), df),
+                          np.where(grand == 0, 1.0, 0.0))  # fmt: skip
+        pvalue = np.where(np.isfinite(se), pvalue, np.nan)
+        return CrossedResult(
+            estimate=grand,
+            se=se,
+            df=df,
+            ci_low=grand - crit * se,
+            ci_high=grand + crit * se,
+            pvalue=pvalue,
+            sigma2_sequence=np.where(bad, np.nan, sigma2_seq),
+            sigma2_sample=np.where(bad, np.nan, sigma2_smp),
+            sigma2_residual=np.where(bad, np.nan, sigma2_err),
+            sequence_se=np.where(bad, np.nan, np.sqrt(sigma2_seq / np.maximum(n_seq, 1))),
+            sample_se=np.where(bad, np.nan, np.sqrt(sigma2_smp / n_samples)),
+            n_sequences=n_seq.astype(np.int64),
+            n_samples=np.full(grand.shape, n_samples, dtype=np.int64),
+            level=level,
+        )

@@ -1,0 +1,138 @@
+"""The crossed (sequences x model samples) random-effects inference of global effects.
+
+References: statsmodels' MixedLM fit of the same crossed variance-components model by REML (for a
+balanced design with positive components REML equals the ANOVA estimators), brute-force loops over
+the table, and coverage of the interval in simulations with known mean.
+"""
+
+import numpy as np
+import pytest
+
+from deepmr_kipoi import inference
+from deepmr_kipoi.errors import DeepMRInputError
+
+
+def _table(rng, n_samples, n_seq, mu=0.3, su=0.5, sm=0.2, se=0.1, reps=None):
+    shape = (n_samples, n_seq) + (() if reps is None else (reps,))
+    u = rng.normal(0, su, (1, n_seq) + shape[2:])
+    m = rng.normal(0, sm, (n_samples, 1) + shape[2:])
+    return mu + u + m + rng.normal(0, se, shape)
+
+
+def test_matches_statsmodels_mixedlm_reml():
+    sm = pytest.importorskip("statsmodels.formula.api")
+    import pandas as pd
+
+    rng = np.random.default_rng(11)
+    theta = _table(rng, 6, 15)
+    res = inference.crossed(theta)
+    df = pd.DataFrame([(s, i, theta[s, i]) for s in range(6) for i in range(15)],
+                      columns=["smp", "seq", "y"])  # fmt: skip
+    df["g"] = 1
+    fit = sm.mixedlm("y ~ 1", df, groups="g", re_formula="0",
+                     vc_formula={"seq": "0 + C(seq)", "smp": "0 + C(smp)"}).fit(reml=True)
+    vc = dict(zip(fit.model.exog_vc.names, fit.vcomp))
+    assert res.sigma2_sequence == pytest.approx(vc["seq"], rel=1e-4)
+    assert res.sigma2_sample == pytest.approx(vc["smp"], rel=1e-4)
+    assert res.sigma2_residual == pytest.approx(fit.scale, rel=1e-4)
+    assert res.estimate == pytest.approx(fit.fe_params["Intercept"], rel=1e-8)
+    assert res.se == pytest.approx(fit.bse_fe["Intercept"], rel=1e-4)
+
+
+def test_brute_force_mean_squares_and_satterthwaite():
+    rng = np.random.default_rng(3)
+    theta = _table(rng, 4, 7)
+    s_n, n_n = theta.shape
+    mu = sum(theta[s, i] for s in range(s_n) for i in range(n_n)) / (s_n * n_n)
+    row = [sum(theta[s, i] for s in range(s_n)) / s_n for i in range(n_n)]
+    col = [sum(theta[s, i] for i in range(n_n)) / n_n for s in range(s_n)]
+    ms_seq = s_n * sum((r - mu) ** 2 for r in row) / (n_n - 1)
+    ms_smp = n_n * sum((c - mu) ** 2 for c in col) / (s_n - 1)
+    ms_err = sum((theta[s, i] - row[i] - col[s] + mu) ** 2
+                 for s in range(s_n) for i in range(n_n)) / ((n_n - 1) * (s_n - 1))  # fmt: skip
+    assert ms_seq > ms_err and ms_smp > ms_err
+    var = (ms_seq + ms_smp - ms_err) / (s_n * n_n)
+    df = (ms_seq + ms_smp - ms_err) ** 2 / (
+        ms_seq**2 / (n_n - 1) + ms_smp**2 / (s_n - 1) + ms_err**2 / ((n_n - 1) * (s_n - 1)))
+    res = inference.crossed(theta)
+    assert res.estimate == pytest.approx(mu, rel=1e-12)
+    assert res.se == pytest.approx(np.sqrt(var), rel=1e-12)
+    assert res.df == pytest.approx(df, rel=1e-12)
+    from scipy import stats
+
+    crit = stats.t.ppf(0.975, df)
+    assert res.ci_low == pytest.approx(mu - crit * np.sqrt(var), rel=1e-12)
+    assert res.pvalue == pytest.approx(2 * stats.t.sf(abs(mu) / np.sqrt(var), df), rel=1e-10)
+
+
+def test_truncated_sample_component_leaves_sequence_mean_square():
+    # every sample has the same mean over sequences: MS_smp = 0 < MS_err, the sample component is
+    # truncated at 0 and the SE is that of the sequence means alone, with N - 1 df
+    rng = np.random.default_rng(5)
+    seq = rng.normal(1.0, 0.4, 12)
+    noise = rng.normal(0, 0.05, (5, 12))
+    theta = seq + noise - noise.mean(axis=1, keepdims=True)
+    res = inference.crossed(theta)
+    seq_means = theta.mean(axis=0)
+    assert res.se == pytest.approx(seq_means.std(ddof=1) / np.sqrt(12), rel=1e-10)
+    assert res.df == pytest.approx(11, rel=1e-10)
+    assert res.sigma2_sample == 0.0
+
+
+def test_single_sequence_and_single_sample():
+    rng = np.random.default_rng(8)
+    one_seq = rng.normal(0.2, 0.3, (7, 1))
+    res = inference.crossed(one_seq)
+    assert res.se == pytest.approx(one_seq[:, 0].std(ddof=1) / np.sqrt(7), rel=1e-12)
+    assert res.df == pytest.approx(6)
+    one_sample = rng.normal(0.2, 0.3, (1, 9))
+    res = inference.crossed(one_sample)
+    assert res.se == pytest.approx(one_sample[0].std(ddof=1) / 3, rel=1e-12)
+    assert res.df == pytest.approx(8)
+
+
+def test_incomplete_sequences_are_dropped_per_cell():
+    rng = np.random.default_rng(2)
+    theta = _table(rng, 5, 10, reps=2)
+    holed = theta.copy()
+    holed[3, 4, 0] = np.nan  # sequence 4 drops out of cell 0 only
+    res = inference.crossed_batched(holed)
+    assert res.n_sequences.tolist() == [9, 10]
+    ref = inference.crossed(np.delete(theta[..., 0], 4, axis=1))
+    assert res.estimate[0] == pytest.approx(ref.estimate, rel=1e-12)
+    assert res.se[0] == pytest.approx(ref.se, rel=1e-12)
+    assert res.se[1] == pytest.approx(inference.crossed(theta[..., 1]).se, rel=1e-12)
+
+
+def test_all_missing_cell_is_nan():
+    theta = np.full((5, 4, 1), np.nan)
+    res = inference.crossed_batched(theta)
+    assert np.isnan(res.estimate[0]) and np.isnan(res.se[0]) and res.n_sequences[0] == 0
+
+
+@pytest.mark.parametrize("n_samples,n_seq,su,sm,low", [
+    (5, 20, 0.5, 0.2, 0.935), (5, 40, 0.1, 0.3, 0.935), (30, 8, 0.3, 0.05, 0.935),
+    # documented limit: with 3 samples dominating the variance, Satterthwaite's ~2 df undercover
+    (3, 60, 0.2, 0.2, 0.91),
+])
+def test_interval_covers_the_mean_at_its_level(n_samples, n_seq, su, sm, low):
+    rng = np.random.default_rng(n_samples * 100 + n_seq)
+    reps = 4000
+    theta = _table(rng, n_samples, n_seq, mu=0.7, su=su, sm=sm, se=0.15, reps=reps)
+    res = inference.crossed_batched(theta)
+    cover = np.mean((res.ci_low <= 0.7) & (0.7 <= res.ci_high))
+    # binomial SD at 0.95 with 4000 draws is 0.0034
+    assert low <= cover <= 0.965, cover
+    # a z interval from the sequence means alone (what a meta-analysis over sequences sees when
+    # the samples share the model error) undercovers whenever the sample term matters
+    naive_se = theta.mean(axis=0).std(axis=0, ddof=1) / np.sqrt(n_seq)
+    naive = np.mean(np.abs(theta.mean(axis=(0, 1)) - 0.7) <= 1.96 * naive_se)
+    if sm >= su / 2:
+        assert naive < 0.9
+
+
+def test_bad_input_is_one_line_error():
+    with pytest.raises(DeepMRInputError, match="shape"):
+        inference.crossed(np.zeros(4))
+    with pytest.raises(DeepMRInputError, match="level"):
+        inference.crossed(np.zeros((3, 3)), level=1.5)
