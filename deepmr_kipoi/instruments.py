@@ -9,7 +9,24 @@ exposure feature the selection keeps the mutants whose effect on the exposure is
   *all* sequences given (``|(b_x - mean) / sd| >= z``); the per-mutant SE plays no role.
 
 Optionally only one allele per position is kept (the one with the largest score among the selected
-ones), so that the three mutants of a position do not enter one MR fit as three instruments.
+ones), so that the three mutants of a position do not enter one MR fit as three instruments: they
+share the lost reference base, so their effects are strongly correlated, and three copies of one
+instrument shrink an IVW standard error by about sqrt(3).
+
+Two validity rules guard the causal reading of an estimate:
+
+* a *floor* (``floor``): an exposure effect below a fixed size (by default a small fraction of the
+  exposure's spread over the reference sequences, :func:`feature_spread`) is noise however small its
+  SE, and such mutants pass ``|b/se| >= z`` by chance while carrying their direct effects on the
+  outcome into the estimate;
+* *directionality* (:func:`directional`, in the spirit of MR Steiger filtering, Hemani et al. 2017):
+  an instrument counts for X -> Y only where it moves X more than Y, each effect measured in units
+  of that feature's spread over the reference sequences, ``|b_x| / sd_x > |b_y| / sd_y``. A mutation
+  in Y's own motif that moves X only through Y (reverse causation) moves Y more and is dropped.
+  Approximation: the spread over the analysed sequences stands in for the features' population
+  standard deviations; with few sequences, or when one feature's variation is almost entirely
+  caused by the other, mutations of the driving motif sit near the boundary.
+
 Mutations at ``N`` positions (NaN effects) and mutants with a zero or non-finite SE are never
 instruments.
 """
@@ -19,6 +36,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from deepmr_kipoi.errors import DeepMRInputError
 
 RULES = ("wald", "pooled")
 
@@ -59,6 +78,7 @@ def select(
     rule: str = "wald",
     one_per_position: bool = False,
     min_count: int = 3,
+    floor=None,
 ) -> InstrumentSelection:
     """Select the instruments of every (sequence, exposure).
 
@@ -81,6 +101,8 @@ def select(
         Keep at most one allele per position: the selected allele with the largest statistic.
     min_count : int
         Minimum number of instruments for an MR fit (``enough``); Egger needs 3.
+    floor : array_like, shape (E,), optional
+        Drop mutants with ``|bx| < floor`` (per exposure), applied before ``one_per_position``.
 
     Returns
     -------
@@ -112,6 +134,9 @@ def select(
             score = np.abs((bx - mean) / sd)
     score = np.where(valid & np.isfinite(score), score, np.nan)
     mask = score >= z  # NaN compares False
+    if floor is not None:
+        floor = np.broadcast_to(np.asarray(floor, dtype=np.float64), bx.shape[-1:])
+        mask &= np.abs(bx) >= floor
 
     if one_per_position:
         ranked = np.where(mask, score, -np.inf)
@@ -131,3 +156,65 @@ def select(
         one_per_position=bool(one_per_position),
         min_count=int(min_count),
     )
+
+
+def feature_spread(reference) -> np.ndarray:
+    """Spread of every feature over the reference sequences: the scale of the validity rules.
+
+    Parameters
+    ----------
+    reference : array_like, shape (S, N, F)
+        Reference predictions of every model sample (``ism.ISMEffects.reference``).
+
+    Returns
+    -------
+    ndarray, shape (F,)
+        Standard deviation (ddof = 1) over sequences of the sample-mean prediction; NaN with fewer
+        than two sequences.
+    """
+    reference = np.asarray(reference, dtype=np.float64)
+    if reference.ndim != 3:
+        raise DeepMRInputError(f"reference must have shape (S, N, F), got {reference.shape}")
+    mean = reference.mean(axis=0)
+    if mean.shape[0] < 2:
+        return np.full(mean.shape[1], np.nan)
+    return mean.std(axis=0, ddof=1)
+
+
+def directional(bx, by, spread_x, spread_y) -> np.ndarray:
+    """Directionality check: which instruments move the exposure more than the outcome.
+
+    Parameters
+    ----------
+    bx : array_like, shape (N, W, 3, E)
+        Effects on the exposures.
+    by : array_like, shape (N, W, 3, O)
+        Effects on the outcomes.
+    spread_x : array_like, shape (E,)
+    spread_y : array_like, shape (O,)
+        The features' spreads over the reference sequences (:func:`feature_spread`).
+
+    Returns
+    -------
+    ndarray of bool, shape (N, W, 3, E, O)
+        ``|bx| / spread_x > |by| / spread_y``; False where either side is not finite. Where a spread
+        is zero or not finite (a constant feature, a single sequence) the check cannot be made and
+        every instrument passes.
+    """
+    bx = np.asarray(bx, dtype=np.float64)
+    by = np.asarray(by, dtype=np.float64)
+    spread_x = np.asarray(spread_x, dtype=np.float64)
+    spread_y = np.asarray(spread_y, dtype=np.float64)
+    if bx.shape[:-1] != by.shape[:-1] or spread_x.shape != bx.shape[-1:] or (
+            spread_y.shape != by.shape[-1:]):  # fmt: skip
+        raise DeepMRInputError(
+            f"directional: bx {bx.shape}, by {by.shape}, spreads {spread_x.shape} and "
+            f"{spread_y.shape} do not match; pass (N, W, 3, E), (N, W, 3, O), (E,), (O,)"
+        )
+    usable = (np.isfinite(spread_x) & (spread_x > 0))[:, None] & (
+        np.isfinite(spread_y) & (spread_y > 0))[None, :]  # fmt: skip
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sx = np.abs(bx) / spread_x
+        sy = np.abs(by) / spread_y
+        passes = sx[..., :, None] > sy[..., None, :]
+    return np.where(usable, passes, np.isfinite(bx)[..., :, None] & np.isfinite(by)[..., None, :])
