@@ -17,6 +17,15 @@ be uniform; usually they are not. Two recalibrations are fitted per feature:
 * ``"sigma"`` — sigma scaling: one variance factor ``s2`` per feature, ``y ~ N(mean, s2 sd^2)``,
   fitted by maximum likelihood with the means fixed, ``s2 = mean(((y - mean) / sd)^2)``.
 
+Labels carry aleatoric noise that the model's spread (epistemic) does not and should not predict.
+It cancels in a mutant-minus-reference difference, so a factor fitted to the labels' full residual
+variance inflates every effect SE. With ``aleatoric_variance=a`` (e.g. 1 for Anscombe-transformed
+Poisson counts, whose variance is about 1 for means above a few counts) sigma scaling models
+``y ~ N(mean, s2 sd^2 + a)`` and estimates ``s2`` by the method of moments,
+``s2 = mean(((y - mean)^2 - a) / sd^2)`` (not the likelihood maximum, which has no closed form);
+the predictive CDF includes ``a`` and ``se_scale = sqrt(s2)`` applies to effects only. Use
+:func:`cross_fitted_metrics` for before/after metrics on data the map was not fitted on.
+
 Calibrated effect SEs (``Calibrator.se_scale``): a paired ISM effect is a difference of two
 predictions of the same feature, and its SE (the spread of that difference over samples) is turned
 into a calibrated SE by the feature's scale factor. This assumes the miscalibration is a common
@@ -44,6 +53,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import ndtr, ndtri
+
+from deepmr_kipoi.errors import DeepMRInputError
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +156,8 @@ class Calibrator:
         Central interval level that defines the equivalent Gaussian scale of a quantile map.
     n_fit : int
         Number of labelled examples the calibrator was fitted on.
+    aleatoric_variance : ndarray, shape (F,), or None
+        Sigma scaling: the label noise variance ``a`` added to the predictive variance (None: 0).
     se_scale : ndarray, shape (F,)
         Factor that turns an uncalibrated predictive SD or effect SE into a calibrated one:
         ``sqrt(variance_factor)`` for sigma scaling; the equivalent Gaussian scale of ``R`` at
@@ -157,6 +170,7 @@ class Calibrator:
     feature_names: tuple[str, ...] | None = None
     se_level: float = 0.95
     n_fit: int = 0
+    aleatoric_variance: np.ndarray | None = None
     se_scale: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -170,7 +184,18 @@ class Calibrator:
                 raise ValueError("variance_factor must be a 1-d array of positive finite numbers.")
             object.__setattr__(self, "variance_factor", factor)
             scale = np.sqrt(factor)
+            noise = np.zeros_like(factor) if self.aleatoric_variance is None else np.broadcast_to(
+                np.asarray(self.aleatoric_variance, dtype=np.float64), factor.shape).copy()
+            if not np.all(np.isfinite(noise) & (noise >= 0.0)):
+                raise DeepMRInputError("aleatoric_variance must be finite and >= 0 per feature")
+            object.__setattr__(self, "aleatoric_variance", noise)
         else:
+            if self.aleatoric_variance is not None and np.any(
+                    np.asarray(self.aleatoric_variance, dtype=np.float64) != 0):  # fmt: skip
+                raise DeepMRInputError(
+                    "aleatoric_variance applies to sigma scaling only; use method='sigma'"
+                )
+            object.__setattr__(self, "aleatoric_variance", None)
             if not self.knots:
                 raise ValueError("quantile recalibration needs knots for at least one feature.")
             knots = tuple(
@@ -220,10 +245,9 @@ class Calibrator:
             ``R(Phi((y - mean) / sd))`` (quantile) or ``Phi((y - mean) / (s sd))`` (sigma).
         """
         mean, sd, obs = _check_predictions(pred_mean, pred_sd, y, self.n_features)
-        z = (obs - mean) / sd
         if self.method == "sigma":
-            return ndtr(z / self.se_scale)
-        p = ndtr(z)
+            return ndtr((obs - mean) / self._predictive_sd(sd))
+        p = ndtr((obs - mean) / sd)
         out = np.empty_like(p)
         for j, (kx, ky) in enumerate(self.knots):
             out[..., j] = np.interp(p[..., j], kx, ky)
@@ -250,11 +274,15 @@ class Calibrator:
         mean, sd = _check_distribution(pred_mean, pred_sd, self.n_features)
         q = np.broadcast_to(q, mean.shape)
         if self.method == "sigma":
-            return mean + sd * self.se_scale * ndtri(q)
+            return mean + self._predictive_sd(sd) * ndtri(q)
         p = np.empty_like(mean)
         for j, (kx, ky) in enumerate(self.knots):
             p[..., j] = _inverse_cdf_map(q[..., j], kx, ky)
         return mean + sd * ndtri(p)
+
+    def _predictive_sd(self, sd: np.ndarray) -> np.ndarray:
+        """Sigma scaling's predictive SD of a label, ``sqrt(s2 sd^2 + a)``."""
+        return np.sqrt(self.variance_factor * sd * sd + self.aleatoric_variance)
 
     def interval(self, pred_mean, pred_sd, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
         """Recalibrated central predictive interval at ``level``, two arrays shaped (..., F)."""
@@ -303,6 +331,7 @@ class Calibrator:
         }
         if self.method == "sigma":
             d["variance_factor"] = self.variance_factor.tolist()
+            d["aleatoric_variance"] = self.aleatoric_variance.tolist()
         else:
             d["knots"] = [{"x": kx.tolist(), "y": ky.tolist()} for kx, ky in self.knots]
         return d
@@ -325,7 +354,8 @@ class Calibrator:
                 "n_fit": int(d["n_fit"]),
             }
             if method == "sigma":
-                return cls(method, variance_factor=np.asarray(d["variance_factor"]), **common)
+                return cls(method, variance_factor=np.asarray(d["variance_factor"]),
+                           aleatoric_variance=d.get("aleatoric_variance"), **common)
             knots = tuple((np.asarray(k["x"]), np.asarray(k["y"])) for k in d["knots"])
         except (KeyError, TypeError) as err:
             raise ValueError(f"calibrator description lacks or mangles field {err}.") from None
@@ -372,6 +402,7 @@ def fit(
     feature_names=None,
     se_level: float = 0.95,
     max_knots: int = 1000,
+    aleatoric_variance=0.0,
 ) -> Calibrator:
     """Fit a per-feature recalibration on labelled held-out data.
 
@@ -390,6 +421,10 @@ def fit(
         quantile map.
     max_knots : int
         Largest number of isotonic knots kept per feature (quantile method).
+    aleatoric_variance : float or array_like, shape (F,)
+        Label noise variance ``a`` that the model's spread should not explain (sigma scaling only;
+        module docstring). Factors that would fall to 0 or below (labels vary less than their
+        noise) are floored at 1e-6 with a warning.
 
     Returns
     -------
@@ -413,8 +448,17 @@ def fit(
         raise ValueError(f"{n} labelled example(s) cannot fit a calibration; give at least 2.")
     z = (obs - mean) / sd
     common = {"feature_names": feature_names, "se_level": float(se_level), "n_fit": n}
+    noise = np.broadcast_to(np.asarray(aleatoric_variance, dtype=np.float64), (n_features,))
     if method == "sigma":
-        return Calibrator("sigma", variance_factor=np.mean(z * z, axis=0), **common)
+        factor = np.mean(((obs - mean) ** 2 - noise) / (sd * sd), axis=0)
+        if np.any(factor <= 1e-6):
+            logger.warning("sigma scaling: %d feature(s) vary less than their aleatoric variance; "
+                           "their variance factor is floored at 1e-6", int(np.sum(factor <= 1e-6)))
+            factor = np.maximum(factor, 1e-6)
+        return Calibrator("sigma", variance_factor=factor, aleatoric_variance=noise.copy(),
+                          **common)  # fmt: skip
+    if np.any(noise != 0):
+        raise DeepMRInputError("aleatoric_variance applies to sigma scaling only; use method='sigma'")
     p = ndtr(z)
     knots = tuple(_fit_quantile_map(p[:, j], int(max_knots)) for j in range(n_features))
     logger.debug("quantile recalibration: %d features, %d examples", n_features, n)
@@ -616,6 +660,12 @@ def metrics(
     if lv.ndim != 1 or not np.all((lv > 0.0) & (lv < 1.0)):
         raise ValueError("levels must be a sequence of fractions in (0, 1), e.g. (0.5, 0.9).")
     u = _pit(pred_mean, pred_sd, y, calibrator)
+    names = _feature_names(feature_names, calibrator, u.shape[1])
+    return _metrics_from_pit(u, lv, n_grid, calibrated=calibrator is not None, names=names)
+
+
+def _metrics_from_pit(u: np.ndarray, lv: np.ndarray, n_grid: int, *, calibrated: bool,
+                      names) -> CalibrationMetrics:  # fmt: skip
     grid = _grid(n_grid)
     interval, interval_pooled = _curves(u, "interval", grid)
     quantile, quantile_pooled = _curves(u, "quantile", grid)
@@ -629,6 +679,61 @@ def metrics(
         coverage=coverage,
         coverage_overall=coverage_pooled,
         n=int(u.shape[0]),
-        calibrated=calibrator is not None,
-        feature_names=_feature_names(feature_names, calibrator, u.shape[1]),
+        calibrated=calibrated,
+        feature_names=names,
     )
+
+
+def cross_fitted_metrics(
+    pred_mean,
+    pred_sd,
+    y,
+    method: str = "quantile",
+    *,
+    folds: int = 2,
+    seed: int = 0,
+    levels=COVERAGE_LEVELS,
+    n_grid: int = 100,
+    feature_names=None,
+    **fit_options,
+) -> CalibrationMetrics:
+    """Calibration metrics after recalibration, each example scored by a map it was not fitted on.
+
+    Metrics of a recalibration computed on the data it was fitted on are optimistic (an isotonic
+    map fitted to n points reproduces their empirical CDF). Here the examples are split at random
+    into ``folds`` parts; each part's recalibrated CDF values come from a calibrator fitted on the
+    other parts, and the metrics pool them.
+
+    Parameters
+    ----------
+    pred_mean, pred_sd, y : array_like, shape (n, F)
+        Predictions and labels on held-out data.
+    method : {"quantile", "sigma"}
+    folds : int
+        Number of folds (>= 2, at most n / 2).
+    seed : int
+        Seed of the random split.
+    levels, n_grid, feature_names
+        As in :func:`metrics`.
+    **fit_options
+        Passed to :func:`fit` (e.g. ``aleatoric_variance``).
+
+    Returns
+    -------
+    CalibrationMetrics
+        With ``calibrated=True``.
+    """
+    mean, sd, obs = _check_predictions(pred_mean, pred_sd, y)
+    if mean.ndim == 1:
+        mean, sd, obs = mean[:, None], sd[:, None], obs[:, None]
+    n = mean.shape[0]
+    folds = int(folds)
+    if folds < 2 or 2 * folds > n:
+        raise DeepMRInputError(f"folds must be between 2 and n / 2 = {n // 2}, got {folds}")
+    part = np.random.default_rng(seed).permutation(n) % folds
+    u = np.empty_like(mean)
+    for k in range(folds):
+        cal = fit(mean[part != k], sd[part != k], obs[part != k], method=method, **fit_options)
+        u[part == k] = cal.cdf(mean[part == k], sd[part == k], obs[part == k])
+    return _metrics_from_pit(u, np.asarray(levels, dtype=np.float64), n_grid, calibrated=True,
+                             names=_feature_names(feature_names, None, u.shape[1]))
