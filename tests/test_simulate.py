@@ -249,3 +249,49 @@ def test_b_averaged_oracle_is_what_the_random_regime_labels_average_to(motif_set
         mc = [gen.anscombe(rng.poisson(c)).mean() for c in (c_exp, c_out)]
         np.testing.assert_allclose(mc, averaged[i], atol=0.01)  # MC SE ~ 0.002
         assert np.abs(np.asarray(mc) - b_free[i]).max() > 0.5
+
+
+# ---------------------------------------------------------------- bystander and learnable truth
+
+
+def test_bystander_feature_has_its_own_motif_in_every_regime(motif_set):
+    cfg = gen.SimulationConfig(bystander_gamma=80.0)
+    d = gen.simulate(2000, PARAMS, cfg, "none", np.random.default_rng(4), motif_set=motif_set)
+    assert cfg.features == ("exposure", "outcome", "bystander")
+    assert d.labels.shape == (2000, 3)
+    assert 0.45 < (d.confounder_start >= 0).mean() < 0.55  # inserted although regime "none"
+    np.testing.assert_allclose(d.c_byst, 1.0 + 80.0 * d.q_conf)
+    np.testing.assert_allclose(d.labels[:, 2], 2 * np.sqrt(d.y_byst + 0.375), rtol=1e-6)
+    # no confounder terms in the exposure and outcome counts of regime "none"
+    np.testing.assert_allclose(d.c_exp, 1.0 + PARAMS.alpha * d.q_exp)
+    # without a bystander the data stream is the legacy one
+    legacy = sim(50, "none", 4, motif_set)
+    again = gen.simulate(50, PARAMS, gen.SimulationConfig(), "none", np.random.default_rng(4),
+                         motif_set=motif_set)  # fmt: skip
+    np.testing.assert_array_equal(legacy.onehot, again.onehot)
+    assert legacy.labels.shape == (50, 2) and legacy.c_byst is None
+
+
+def test_learnable_oracle_keeps_the_sequence_confounder_terms(motif_set):
+    cfg = gen.SimulationConfig(bystander_gamma=80.0)
+    d = gen.simulate(300, PARAMS, cfg, "sequence", np.random.default_rng(6), motif_set=motif_set)
+    plain = orc.Oracle(PARAMS, cfg, motif_set).counts(d.onehot)
+    learn = orc.Oracle(PARAMS, cfg, motif_set, sequence_confounder=True).counts(d.onehot)
+    np.testing.assert_allclose(learn[:, 0] - plain[:, 0], cfg.eta * d.q_conf)
+    np.testing.assert_allclose(learn[:, 1] - plain[:, 1], cfg.nu * d.q_conf)
+    np.testing.assert_allclose(learn[:, 2], plain[:, 2])
+    # the learnable counts are exactly the generative Poisson means of the regime
+    np.testing.assert_allclose(learn, np.stack([d.c_exp, d.c_out, d.c_byst], axis=1))
+
+
+def test_exposure_to_bystander_truth_is_near_zero(motif_set):
+    cfg = gen.SimulationConfig(bystander_gamma=80.0)
+    d = gen.simulate(4, PARAMS, cfg, "none", np.random.default_rng(7), motif_set=motif_set,
+                     embedding="both")  # fmt: skip
+    eff = orc.oracle_effects(orc.Oracle(PARAMS, cfg, motif_set), d.onehot)
+    assert eff.shape == (4, cfg.sequence_length, 3, 3)
+    # no causal link: exposure-motif mutations move the bystander only where they make or break
+    # a weak chance match of its motif, far less than they move the outcome
+    planted = orc.true_local_effects(eff[..., [0, 1]], d.exposure_start, motif_set.exposure.length)
+    null = orc.true_local_effects(eff[..., [0, 2]], d.exposure_start, motif_set.exposure.length)
+    assert np.median(np.abs(null)) < 0.05 < 1.0 < np.median(planted)

@@ -14,7 +14,13 @@ As in the paper's code (``tf_coop_simulation.py``), with its defects fixed:
 * expected counts ``c_exp = exposure_bias + alpha q_exp + eta q_conf + tau1 b`` and
   ``c_out = outcome_bias + beta q_exp q_out + nu q_conf + tau2 b`` with ``b ~ Bernoulli`` the
   sequence-independent confounder; the confounder terms are exactly zero in the regimes that do not
-  have them; Poisson labels; the model is trained on the Anscombe transform ``2 sqrt(y + 3/8)``.
+  have them; Poisson labels; the model is trained on the Anscombe transform ``2 sqrt(y + 3/8)``;
+* optionally (``bystander_gamma > 0``) a third feature, the *bystander*, with its own motif (the
+  confounder motif, inserted with probability ``confounder_motif_prob`` in every regime) and no
+  causal link to the other two: ``c_byst = bystander_bias + bystander_gamma q_conf``. It gives
+  every round four pairs whose true effect is zero by construction (exposure/outcome -> bystander
+  always; bystander -> exposure/outcome outside the sequence-confounded regimes, where the shared
+  motif makes them confounded rather than null).
 
 Per round ``alpha ~ N(alpha_mean, alpha_sd)`` and ``beta = alpha * effect`` with ``effect`` from a
 two-component normal mixture (clipped at 0, as the paper's code does).
@@ -90,6 +96,10 @@ class SimulationConfig:
         Sequence-confounder coefficients on exposure and outcome counts.
     tau1, tau2 : float
         Random-confounder coefficients on exposure and outcome counts.
+    bystander_gamma : float
+        Count scale of the bystander feature; 0 (default) simulates only exposure and outcome.
+    bystander_bias : float
+        Constant of the bystander count formula.
     """
 
     sequence_length: int = 100
@@ -116,6 +126,8 @@ class SimulationConfig:
     nu: float = 30.0
     tau1: float = 25.0
     tau2: float = 25.0
+    bystander_gamma: float = 0.0
+    bystander_bias: float = 1.0
 
     def __post_init__(self):
         _motifs.check_background(self.background)
@@ -132,6 +144,15 @@ class SimulationConfig:
             raise ValueError(f"sequence_length must be positive, got {self.sequence_length}")
         if self.min_gap < 0:
             raise ValueError(f"min_gap must be >= 0, got {self.min_gap}")
+        if self.bystander_gamma < 0:
+            raise ValueError(f"bystander_gamma must be >= 0, got {self.bystander_gamma}")
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """Names of the simulated features, in label order."""
+        if self.bystander_gamma > 0:
+            return ("exposure", "outcome", "bystander")
+        return ("exposure", "outcome")
 
     def to_dict(self) -> dict:
         """Plain-dict form (for JSON provenance)."""
@@ -244,9 +265,11 @@ class SimulatedData:
         Expected (Poisson mean) counts.
     y_exp, y_out : ndarray of int, shape (N,)
         Poisson counts.
-    labels : ndarray of float32, shape (N, 2)
-        Anscombe-transformed counts (exposure, outcome), the model's training targets.
+    labels : ndarray of float32, shape (N, F)
+        Anscombe-transformed counts (exposure, outcome[, bystander]), the training targets.
     regime : str
+    c_byst, y_byst : ndarray, shape (N,), or None
+        Bystander expected and Poisson counts (None without a bystander).
     """
 
     ids: np.ndarray
@@ -268,6 +291,8 @@ class SimulatedData:
     y_out: np.ndarray
     labels: np.ndarray
     regime: str
+    c_byst: np.ndarray | None = None
+    y_byst: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -369,7 +394,7 @@ def simulate(
         rows = np.flatnonzero(starts[key] >= 0)
         _write(codes, rows, starts[key][rows], inst[rows])
         strands[key][rows] = strand[rows]
-    if seq_conf:
+    if seq_conf or config.bystander_gamma > 0:
         inst, strand = _instances(ms.frequencies["confounder"], n, rng)
         insert = rng.random(n) < config.confounder_motif_prob
         occupied = np.zeros((n, L + 1), dtype=np.int64)
@@ -398,7 +423,13 @@ def simulate(
     c_exp, c_out = expected_counts(q_exp, q_out, q_conf, b, params, config, regime)
     y_exp = rng.poisson(c_exp)
     y_out = rng.poisson(c_out)
-    labels = np.stack([anscombe(y_exp), anscombe(y_out)], axis=1).astype(np.float32)
+    columns = [anscombe(y_exp), anscombe(y_out)]
+    c_byst = y_byst = None
+    if config.bystander_gamma > 0:
+        c_byst = config.bystander_bias + config.bystander_gamma * q_conf
+        y_byst = rng.poisson(c_byst)
+        columns.append(anscombe(y_byst))
+    labels = np.stack(columns, axis=1).astype(np.float32)
     ids = np.array([f"{id_prefix}{i:06d}" for i in range(n)])
     return SimulatedData(
         ids=ids, onehot=onehot, embedding=emb,
@@ -406,7 +437,7 @@ def simulate(
         confounder_start=starts["confounder"], exposure_strand=strands["exposure"],
         outcome_strand=strands["outcome"], confounder_strand=strands["confounder"],
         q_exp=q_exp, q_out=q_out, q_conf=q_conf, b=b, c_exp=c_exp, c_out=c_out,
-        y_exp=y_exp, y_out=y_out, labels=labels, regime=regime,
+        y_exp=y_exp, y_out=y_out, labels=labels, regime=regime, c_byst=c_byst, y_byst=y_byst,
     )
 
 

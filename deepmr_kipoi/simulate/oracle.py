@@ -17,9 +17,19 @@ the sequence, so it opens no path from a mutation to either feature; it only mov
 along the curved Anscombe scale). The truth the experiment is scored on leaves ``b`` out, as the
 paper's does; this averaged truth explains how much of the difference comes from that choice.
 
-True local effect of a sequence: the least-squares slope through the origin of the oracle's
-outcome change on its exposure change over all 3 x W mutants of the positions of the embedded
-exposure motif, ``sum(dx dy) / sum(dx^2)``. True global effect: the mean of the local effects over
+Sequence confounding. With ``sequence_confounder=True`` the oracle keeps the confounder motif's
+terms ``eta q_conf`` and ``nu q_conf`` in the exposure and outcome counts. They are a function of
+the sequence, so an ideal model learns them: together with ``averaged_random_confounder`` this is
+the *learnable truth* of every regime (the function the labels average to), against which an
+interval about what the model learned should be scored. Leaving them out gives the paper's causal
+truth, which no model trained on these labels can recover in the confounded regimes.
+
+The bystander feature (``SimulationConfig.bystander_gamma > 0``) is the third oracle feature,
+``bystander_bias + bystander_gamma q_conf``, untouched by either confounder.
+
+True local effect of a sequence for an ordered pair X -> Y: the least-squares slope through the
+origin of the oracle's Y change on its X change over all 3 x W mutants of the positions of X's
+embedded motif, ``sum(dx dy) / sum(dx^2)``. True global effect: the mean of the local effects over
 the sequences compared.
 """
 
@@ -95,6 +105,9 @@ class Oracle:
     averaged_random_confounder : bool
         Average the random confounder ``b`` over its distribution instead of leaving it out (see
         the module docstring).
+    sequence_confounder : bool
+        Keep the confounder motif's terms in the exposure and outcome counts (see the module
+        docstring); only meaningful in the sequence-confounded regimes.
     """
 
     params: RoundParameters
@@ -102,21 +115,30 @@ class Oracle:
     motif_set: MotifSet
     scale: str = "expected"
     averaged_random_confounder: bool = False
+    sequence_confounder: bool = False
 
     def __post_init__(self):
         if self.scale not in SCALES:
             raise ValueError(f"unknown oracle scale {self.scale!r}; use one of {', '.join(SCALES)}")
 
     def counts(self, onehot: np.ndarray) -> np.ndarray:
-        """Unconfounded Poisson means ``(c_exp, c_out)``, shape (N, 2)."""
+        """Poisson means ``(c_exp, c_out[, c_byst])`` without the random confounder, shape (N, F)."""
+        cfg = self.config
         q_exp = self.motif_set.occupancy("exposure", onehot)
         q_out = self.motif_set.occupancy("outcome", onehot)
-        c_exp = self.config.exposure_bias + self.params.alpha * q_exp
-        c_out = self.config.outcome_bias + self.params.beta * q_exp * q_out
-        return np.stack([c_exp, c_out], axis=1)
+        c_exp = cfg.exposure_bias + self.params.alpha * q_exp
+        c_out = cfg.outcome_bias + self.params.beta * q_exp * q_out
+        columns = [c_exp, c_out]
+        if self.sequence_confounder or cfg.bystander_gamma > 0:
+            q_conf = self.motif_set.occupancy("confounder", onehot)
+        if self.sequence_confounder:
+            columns = [c_exp + cfg.eta * q_conf, c_out + cfg.nu * q_conf]
+        if cfg.bystander_gamma > 0:
+            columns.append(cfg.bystander_bias + cfg.bystander_gamma * q_conf)
+        return np.stack(columns, axis=1)
 
     def __call__(self, onehot: np.ndarray) -> np.ndarray:
-        """Oracle features (exposure, outcome) on the model's scale.
+        """Oracle features (exposure, outcome[, bystander]) on the model's scale.
 
         Parameters
         ----------
@@ -124,7 +146,7 @@ class Oracle:
 
         Returns
         -------
-        ndarray, shape (N, 2)
+        ndarray, shape (N, F)
         """
         c = self.counts(onehot)
 
@@ -136,7 +158,8 @@ class Oracle:
         if not self.averaged_random_confounder:
             return on_scale(c)
         p = self.config.random_confounder_prob
-        shift = np.array([self.config.tau1, self.config.tau2])
+        shift = np.zeros(c.shape[1])
+        shift[:2] = self.config.tau1, self.config.tau2
         return (1.0 - p) * on_scale(c) + p * on_scale(c + shift)
 
 
@@ -180,18 +203,21 @@ def oracle_effects(oracle: Oracle, onehot: np.ndarray) -> np.ndarray:
 
     Returns
     -------
-    ndarray, shape (N, L, 3, 2)
+    ndarray, shape (N, L, 3, F)
         Same layout as ``ism.saturation_effects(...).mean`` (alternative bases in ACGT order
-        without the reference base), features (exposure, outcome).
+        without the reference base), features (exposure, outcome[, bystander]).
     """
     x = np.asarray(onehot)
     n, L = x.shape[:2]
-    out = np.empty((n, L, 3, 2))
+    out = None
     for i in range(n):
         mutants, _ = saturation_mutants(x[i])
         ref = oracle(x[i : i + 1])
-        out[i] = (oracle(mutants) - ref).reshape(L, 3, 2)
-    return out
+        diff = oracle(mutants) - ref
+        if out is None:
+            out = np.empty((n, L, 3, diff.shape[1]))
+        out[i] = diff.reshape(L, 3, -1)
+    return out if out is not None else np.empty((0, L, 3, len(oracle.config.features)))
 
 
 def true_local_effects(effects: np.ndarray, motif_start: np.ndarray, motif_width: int) -> np.ndarray:
