@@ -19,11 +19,15 @@ Layouts (batch axis first, ``C`` the 4 base channels, ``L`` the sequence axis):
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
+
+from deepmr_kipoi.errors import DeepMRInputError
 
 logger = logging.getLogger(__name__)
 
@@ -364,6 +368,10 @@ def read_fasta_bed(
     length: int,
     n: int | None = None,
     seed: int = 0,
+    *,
+    iupac: str = "refuse",
+    duplicates: str = "drop",
+    index_dir: str | os.PathLike | None = None,
 ) -> tuple[list[str], np.ndarray]:
     """Read BED regions from an indexed FASTA, each resized to ``length`` around its centre.
 
@@ -380,6 +388,16 @@ def read_fasta_bed(
         sampled intervals keep their BED order. Default: all intervals.
     seed : int
         Seed for the subsample.
+    iupac : {"refuse", "n"}
+        Letters other than A, C, G, T, N (IUPAC ambiguity codes such as R or Y, or anything else):
+        refuse with an error naming them, or read them as N (skipped by ISM).
+    duplicates : {"drop", "keep"}
+        Intervals that resize to the same region are analysed once (``"drop"``, with a warning) or
+        as often as they occur.
+    index_dir : path, optional
+        Where to write the ``.fai`` index when the FASTA has none and its own folder is read-only
+        (default: a ``deepmr_kipoi`` folder in the system's temporary directory). An index older
+        than its FASTA, or one whose records do not fit the file, is rebuilt there too.
 
     Returns
     -------
@@ -402,8 +420,9 @@ def read_fasta_bed(
             )
         pick = np.sort(np.random.default_rng(seed).choice(len(rows), size=int(n), replace=False))
         rows = [rows[i] for i in pick]
+    rows = _drop_duplicate_regions(rows, length, bed, duplicates)
     ids, seqs = [], []
-    with pysam.FastaFile(str(fasta)) as fa:
+    with pysam.FastaFile(str(fasta), filepath_index=fasta_index(fasta, index_dir)) as fa:
         sizes = dict(zip(fa.references, fa.lengths))
         for chrom, start, end, name in rows:
             s, e = resize_center(start, end, length)
@@ -420,11 +439,15 @@ def read_fasta_bed(
                 )
             seqs.append(fa.fetch(chrom, s, e))
             ids.append(name if name is not None else f"{chrom}:{s}-{e}")
+    for label, seq in zip(ids, seqs):
+        _check_fetched(seq, label, fasta)
+    check_letters(seqs, ids, source=str(fasta), iupac=iupac)
     logger.info("read %d intervals of %d bp from %s", len(seqs), length, fasta)
     return ids, one_hot(seqs)
 
 
-def read_fasta(path: str | os.PathLike, length: int | None = None) -> tuple[list[str], np.ndarray]:
+def read_fasta(path: str | os.PathLike, length: int | None = None, *,
+               iupac: str = "refuse") -> tuple[list[str], np.ndarray]:  # fmt: skip
     """Read a FASTA of sequences (one record per reference sequence).
 
     Parameters
@@ -435,6 +458,8 @@ def read_fasta(path: str | os.PathLike, length: int | None = None) -> tuple[list
         Resize every sequence to this length around its centre: longer ones are cropped, shorter ones
         padded with N (all-zero columns) on both sides (:func:`resize_center` of ``(0, len)``). Default: keep
         the lengths, which must then all be equal.
+    iupac : {"refuse", "n"}
+        Letters other than A, C, G, T, N: refuse, or read them as N (see :func:`read_fasta_bed`).
 
     Returns
     -------
@@ -451,6 +476,7 @@ def read_fasta(path: str | os.PathLike, length: int | None = None) -> tuple[list
             seqs.append(rec.sequence or "")
     if not seqs:
         raise ValueError(f"{path} holds no FASTA records")
+    check_letters(seqs, ids, source=str(path), iupac=iupac)
     if length is not None:
         resized = []
         for s in seqs:
@@ -463,3 +489,130 @@ def read_fasta(path: str | os.PathLike, length: int | None = None) -> tuple[list
     elif len({len(s) for s in seqs}) != 1:
         raise ValueError(f"records in {path} have different lengths; pass length= to resize them")
     return ids, one_hot(seqs)
+
+
+IUPAC_OPTIONS = ("refuse", "n")
+DUPLICATE_OPTIONS = ("drop", "keep")
+_DNA_LETTERS = frozenset("ACGTNacgtn")
+
+
+def check_letters(seqs: Sequence[str], ids: Sequence[str], *, source: str,
+                  iupac: str = "refuse") -> None:  # fmt: skip
+    """Refuse sequences with letters other than A, C, G, T and N (unless ``iupac="n"``).
+
+    Parameters
+    ----------
+    seqs : sequence of str
+    ids : sequence of str
+        Their names, for the message.
+    source : str
+        The file they came from, for the message.
+    iupac : {"refuse", "n"}
+        ``"n"`` accepts every letter (anything but ACGT is read as N by :func:`one_hot`).
+    """
+    if iupac not in IUPAC_OPTIONS:
+        raise DeepMRInputError(f"unknown iupac option {iupac!r}; choose from refuse, n")
+    if iupac == "n":
+        return
+    for name, seq in zip(ids, seqs):
+        bad = set(seq) - _DNA_LETTERS
+        if bad:
+            shown = ", ".join(repr(c) for c in sorted(bad)[:6])
+            raise DeepMRInputError(
+                f"{source}: sequence {name} holds letters other than A, C, G, T, N ({shown}); "
+                "fix the file, or read them as N with --iupac n"
+            )
+
+
+def _check_fetched(seq: str, label: str, fasta) -> None:
+    """A stale index makes pysam return line breaks or headers inside a sequence."""
+    if any(c in seq for c in "\n\r>"):
+        raise DeepMRInputError(
+            f"{fasta}: interval {label} reads across a line break or record header, so the "
+            f".fai index does not describe this file; delete {fasta}.fai and run again"
+        )
+
+
+def _index_is_current(fasta: Path, fai: Path) -> bool:
+    """Whether ``fai`` is no older than ``fasta`` and its records fit inside the file."""
+    if fai.stat().st_mtime < fasta.stat().st_mtime:
+        return False
+    size = fasta.stat().st_size
+    try:
+        with open(fai) as fh:
+            for line in fh:
+                f = line.split("\t")
+                length, offset, line_bases, line_width = (int(x) for x in f[1:5])
+                full, rest = divmod(length, line_bases)
+                if offset + full * line_width + rest > size:
+                    return False
+    except (ValueError, IndexError, ZeroDivisionError):
+        return False
+    return True
+
+
+def fasta_index(fasta, index_dir=None) -> str:
+    """Path of a current ``.fai`` index of ``fasta``, building or rebuilding one when needed.
+
+    Parameters
+    ----------
+    fasta : path
+        Uncompressed or bgzip-compressed FASTA.
+    index_dir : path, optional
+        Folder for an index that cannot be written next to the FASTA (read-only folder) or that
+        replaces a stale one there (default: ``deepmr_kipoi`` under the system's temporary folder).
+
+    Returns
+    -------
+    str
+        The index path to pass to ``pysam.FastaFile(..., filepath_index=...)``.
+    """
+    import tempfile
+
+    import pysam
+
+    fasta = Path(fasta)
+    if not fasta.is_file():
+        raise FileNotFoundError(f"FASTA file not found: {fasta}; check the --fasta path")
+    local = Path(str(fasta) + ".fai")
+    if local.is_file() and _index_is_current(fasta, local):
+        return str(local)
+    writable = os.access(fasta.parent, os.W_OK) and (not local.exists() or os.access(local, os.W_OK))
+    if local.exists():
+        logger.warning("%s is older than %s or does not match it; rebuilding the index", local, fasta)
+    if writable:
+        target = local
+    else:
+        folder = Path(index_dir) if index_dir else Path(tempfile.gettempdir()) / "deepmr_kipoi"
+        folder.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.md5(str(fasta.resolve()).encode()).hexdigest()[:12]
+        target = folder / f"{fasta.name}.{digest}.fai"
+        if target.is_file() and _index_is_current(fasta, target):
+            return str(target)
+    try:
+        pysam.faidx(str(fasta), "--fai-idx", str(target))
+    except pysam.utils.SamtoolsError as err:
+        raise DeepMRInputError(
+            f"cannot index {fasta}: {' '.join(str(err).split())[:200]}; check that it is a FASTA "
+            "file (bgzip, not gzip, if compressed)"
+        ) from None
+    return str(target)
+
+
+def _drop_duplicate_regions(rows, length: int, bed, duplicates: str):
+    if duplicates not in DUPLICATE_OPTIONS:
+        raise DeepMRInputError(f"unknown duplicates option {duplicates!r}; choose from drop, keep")
+    seen, kept, repeats = set(), [], 0
+    for row in rows:
+        key = (row[0], *resize_center(row[1], row[2], length))
+        if key in seen:
+            repeats += 1
+            if duplicates == "drop":
+                continue
+        seen.add(key)
+        kept.append(row)
+    if repeats:
+        action = "analysed once" if duplicates == "drop" else "kept (--duplicates keep)"
+        logger.warning("%s: %d interval(s) repeat an earlier region after resizing to %d bp; %s",
+                       bed, repeats, length, action)  # fmt: skip
+    return kept
