@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.deepmr-installed
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast demo bench lint clean
+.PHONY: install test test-fast demo bench lint docs clean
 
 install: $(STAMP)
 
@@ -14,7 +14,7 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip wheel
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[torch,tensorflow,test]'
+	$(BIN)/python -m pip install --quiet -e '.[torch,tensorflow,test,docs]'
 	touch $(STAMP)
 
 # The peers the benchmarks measure against (tangermeme, bpnet-lite, statsmodels) are not needed by
@@ -36,8 +36,13 @@ bench: $(VENV)/.deepmr-bench-installed
 	$(BIN)/python benchmarks/bench_mr.py
 	$(BIN)/python benchmarks/bench_ism.py
 
+# The site (MkDocs, built-in theme, API pages read statically from the source by griffe) builds
+# offline; --strict turns every warning (broken link, unparsable docstring) into a failure.
+docs: install
+	$(BIN)/python -m mkdocs build --strict --site-dir site
+
 lint: install
 	$(BIN)/ruff check deepmr_kipoi model_adapters tests examples benchmarks
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build site *.egg-info
