@@ -724,7 +724,16 @@ class KipoiBackend:
             stack.enter_context(kipoi_output_to_log())
             if desc.model_type == "KerasModel":
                 stack.enter_context(legacy_keras())
-            model = kipoi.get_model(desc.name, source=source_obj, with_dataloader=False)
+            try:
+                model = kipoi.get_model(desc.name, source=source_obj, with_dataloader=False)
+            except Exception as err:
+                if replaced is None:
+                    raise
+                first = " ".join(str(err).split())[:300]
+                raise DeepMRInputError(
+                    f"weight file {request.weight_files[0]} does not fit {desc.name} "
+                    f"({type(err).__name__}: {first}); give weights of this model's architecture"
+                ) from err
         model.source_name = source_label
         return model
 
