@@ -32,10 +32,10 @@ def test_run_on_a_kipoi_model_directory(tmp_path, capsys):
 def test_sequences_from_the_models_kipoi_dataloader(tmp_path, capsys):
     """kipoiseq's SeqIntervalDl (the fixture's default dataloader) reads BED intervals from a
     genome: the run's sequences are exactly those intervals, in ACGT order."""
-    from tests import _helpers_pipeline as helpers
     import numpy as np
 
     from deepmr_kipoi import pipeline, sequences
+    from tests import _helpers_pipeline as helpers
 
     model_dir = kf.write_torch_model_dir(tmp_path / "tiny_cnn", length=40)
     genome = "".join(helpers.random_dna(1, 300, seed=4))
