@@ -931,8 +931,9 @@ def dataloader_sequences(
 
     The dataloader gets ``dataloader_args`` on top of its ``model.yaml`` defaults (e.g.
     ``intervals_file`` and ``fasta_file`` for kipoiseq's interval dataloaders). Deep MR never uses
-    targets, so a dataloader with an ``ignore_targets`` argument gets ``ignore_targets=True`` unless
-    the caller sets it: a BED file with extra columns (a name column) is read as intervals only.
+    targets, so a dataloader with an ``ignore_targets`` argument gets ``ignore_targets=True`` (and
+    ``label_dtype=str``) unless the caller sets it: a BED file with extra columns (a name column) is
+    read as intervals only.
 
     Parameters
     ----------
@@ -979,8 +980,12 @@ def dataloader_sequences(
         accepts = set(inspect.signature(target).parameters)
     except (TypeError, ValueError):
         accepts = set()
-    if "ignore_targets" in accepts:
-        args.setdefault("ignore_targets", True)
+    if "ignore_targets" in accepts and "ignore_targets" not in args:
+        args["ignore_targets"] = True
+        if "label_dtype" in accepts:
+            # kipoiseq parses every column after the third with label_dtype (float) even when
+            # targets are ignored; as text, a name column reads too
+            args.setdefault("label_dtype", str)
     try:
         loader = factory(**args)
     except TypeError as err:
