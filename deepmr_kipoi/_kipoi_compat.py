@@ -8,7 +8,14 @@ Keras 3 environment it needs:
 * ``keras`` imports routed to ``tf_keras`` (legacy Keras 2) while a ``KerasModel`` is built: Keras 3
   cannot read the Keras 1/2 architecture JSON and h5 weight files of the model zoo;
 * ``pkg_resources`` (``setuptools<81``) and ``six``, declared in ``setup.cfg``;
-* its ``print`` diagnostics (schema mismatches, download messages) turned into log records.
+* its ``print`` diagnostics (schema mismatches, download messages) turned into log records, and the
+  deprecation warning ``pkg_resources`` prints when Kipoi checks a model's pip dependencies dropped;
+* TensorFlow's start-up lines silenced, and Kipoi's extension-less weight files read as HDF5 (tf_keras
+  would try them as TensorFlow checkpoints first, and log why that fails).
+
+Kipoi reads ``model.yaml`` with PyYAML's unsafe loader, which runs Python tags
+(``!!python/object/apply:...``) as it reads. :func:`check_safe_yaml` reads a file with
+``yaml.safe_load`` first, so such a file is refused before Kipoi opens it.
 
 Kipoi downloads model files (``RemoteFile`` arguments of ``model.yaml``) with ``urllib`` and no
 timeout, and clones or pulls git model sources on first access. :func:`network_guard` replaces the
@@ -29,9 +36,12 @@ import os
 import socket
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
+
+from deepmr_kipoi.errors import DeepMRInputError
 
 logger = logging.getLogger(__name__)
 
@@ -41,12 +51,48 @@ NETWORK_TIMEOUT_S = 120
 _LEGACY_KERAS_MODULES = ("keras", "keras.models", "keras.layers", "keras.backend")
 
 
-class WeightsNotFoundError(FileNotFoundError, ValueError):
+_PKG_RESOURCES_WARNING = "pkg_resources is deprecated as an API"
+
+
+class WeightsNotFoundError(FileNotFoundError, DeepMRInputError):
     """A model file Kipoi needs is neither present nor downloadable (downloads are off).
 
-    Subclasses both ``FileNotFoundError`` and ``ValueError`` so that callers that treat bad input as
-    ``ValueError`` (the command line exits with status 2) handle it too.
+    Subclasses both ``FileNotFoundError`` and :class:`~deepmr_kipoi.errors.DeepMRInputError` (a
+    ``ValueError``): the command line exits with status 2 and one line.
     """
+
+
+def check_safe_yaml(path: str) -> None:
+    """Refuse a YAML file that only an unsafe loader can read (Python tags run code when read).
+
+    Parameters
+    ----------
+    path : str
+        A YAML file Kipoi is about to read.
+
+    Raises
+    ------
+    DeepMRInputError
+        One line naming the file, the tag and the way to accept it (``trust_model_code=True`` /
+        ``--trust-model-code``), or the file's YAML error.
+    """
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            yaml.safe_load(handle)
+    except yaml.constructor.ConstructorError as err:
+        tag = str(err.problem or "").split("tag", 1)[-1].strip(" '")
+        where = f" (line {err.problem_mark.line + 1})" if err.problem_mark is not None else ""
+        raise DeepMRInputError(
+            f"{path}{where} has the YAML tag '{tag}', which runs Python code when Kipoi reads it; "
+            "refused. Pass trust_model_code=True (--trust-model-code) only if you trust the model's author"
+        ) from None
+    except yaml.YAMLError as err:
+        problem = " ".join(str(err).split())
+        raise DeepMRInputError(f"{path} is not valid YAML: {problem}") from None
+    except UnicodeDecodeError:
+        raise DeepMRInputError(f"{path} is not a text YAML file; point at a Kipoi model directory") from None
 
 
 def apply_numpy_shims() -> None:
@@ -80,7 +126,9 @@ def import_kipoi():
     """
     apply_numpy_shims()
     try:
-        import kipoi
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_PKG_RESOURCES_WARNING, category=UserWarning)
+            import kipoi
     except ModuleNotFoundError as err:
         if err.name in ("pkg_resources", "six", "setuptools"):
             raise ImportError(
@@ -104,13 +152,15 @@ _NOISY_LOGGER = "kipoi_utils.external.related.mixins"
 @contextlib.contextmanager
 def kipoi_output_to_log(level: int = logging.DEBUG) -> Iterator[None]:
     """Capture what kipoi ``print``s (schema-mismatch notes, download messages) into the log, and
-    drop its known-harmless parser warnings."""
+    drop its known-harmless parser warnings and the ``pkg_resources`` deprecation warning (printed
+    when Kipoi checks a model's pip dependencies with ``pkg_resources``)."""
     buffer = io.StringIO()
     noise = _DropKnownNoise()
     noisy = logging.getLogger(_NOISY_LOGGER)
     noisy.addFilter(noise)
     try:
-        with contextlib.redirect_stdout(buffer):
+        with contextlib.redirect_stdout(buffer), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_PKG_RESOURCES_WARNING, category=UserWarning)
             yield
     finally:
         noisy.removeFilter(noise)
@@ -127,7 +177,13 @@ def legacy_keras() -> Iterator[None]:
     installed these cannot read Keras 1/2 JSON architectures or whole-model h5 files, while
     ``tf_keras`` (the Keras 2 line shipped for TensorFlow 2.16+) can. When ``tf_keras`` is not
     installed the block runs unchanged (plain Keras 2 environments need nothing).
+
+    Inside the block an HDF5 weight file is loaded as HDF5 whatever its name (Kipoi stores
+    downloads under their md5, without extension), and TensorFlow's C++ start-up lines are off
+    unless ``TF_CPP_MIN_LOG_LEVEL`` is set.
     """
+    # set before TensorFlow's first import: its C++ logging reads it once (cuInit, CPU features)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         import tf_keras
     except ImportError:
@@ -141,14 +197,52 @@ def legacy_keras() -> Iterator[None]:
     }
     saved = {name: sys.modules.get(name) for name in _LEGACY_KERAS_MODULES}
     sys.modules.update(replacements)
+    tf_logger = logging.getLogger("tensorflow")
+    tf_level = tf_logger.level
+    tf_logger.setLevel(max(tf_level, logging.ERROR))
     try:
-        yield
+        with _hdf5_by_content():
+            yield
     finally:
+        tf_logger.setLevel(tf_level)
         for name, module in saved.items():
             if module is None:
                 sys.modules.pop(name, None)
             else:
                 sys.modules[name] = module
+
+
+@contextlib.contextmanager
+def _hdf5_by_content() -> Iterator[None]:
+    """Make tf_keras' ``load_weights`` read an HDF5 file as HDF5 whatever its extension.
+
+    tf_keras decides by extension (``.h5``/``.hdf5``/``.keras``) and otherwise probes the file as a
+    TensorFlow checkpoint first, which fails noisily ("not an sstable") on Kipoi's files, named by
+    their md5. Here the file's HDF5 signature decides. Does nothing where tf_keras' private saving
+    module has another shape.
+    """
+    try:
+        import h5py
+        from tf_keras.src.saving.legacy import save as legacy_save
+    except ImportError:
+        yield
+        return
+    original = getattr(legacy_save, "_detect_save_format", None)
+    if original is None:
+        yield
+        return
+
+    def detect(filepath):
+        path = os.fspath(filepath) if isinstance(filepath, str | os.PathLike) else None
+        if path is not None and os.path.isfile(path) and h5py.is_hdf5(path):
+            return path, "h5"
+        return original(filepath)
+
+    legacy_save._detect_save_format = detect
+    try:
+        yield
+    finally:
+        legacy_save._detect_save_format = original
 
 
 def file_md5(path: str) -> str:
@@ -162,22 +256,27 @@ def file_md5(path: str) -> str:
     return digest.hexdigest()
 
 
-def missing_file_message(model: str, arg: str, url: str, md5: str, path: str) -> str:
-    """One-line explanation of a model file that is not where Kipoi looks for it."""
+def missing_file_message(
+    model: str, arg: str, url: str, md5: str, path: str, download_option: str | None = "download=True"
+) -> str:
+    """One-line explanation of a model file that is not where Kipoi looks for it.
+
+    ``download_option`` is how the caller turns downloads on (``"download=True"``, ``"--download"``);
+    None where the caller has no such option, and then the message does not suggest one.
+    """
     if os.path.exists(path):
         problem = f"the file at {path} does not match md5 {md5}"
     else:
         problem = f"Kipoi looked for {path} and it is not there"
     md5_note = f" (md5 {md5})" if md5 else ""
-    return (
-        f"weights of Kipoi model '{model}' (argument '{arg}') are missing: {problem}; "
-        f"download {url}{md5_note} and place it at exactly that path, or pass download=True "
-        "where the network is reachable"
-    )
+    fix = f"download {url}{md5_note} and place it at exactly that path"
+    if download_option:
+        fix += f", or pass {download_option} where the network is reachable"
+    return f"weights of Kipoi model '{model}' (argument '{arg}') are missing: {problem}; {fix}"
 
 
 @contextlib.contextmanager
-def network_guard(model: str, download: bool) -> Iterator[None]:
+def network_guard(model: str, download: bool, download_option: str | None = "download=True") -> Iterator[None]:
     """Keep Kipoi from blocking on downloads inside the block.
 
     Parameters
@@ -188,6 +287,8 @@ def network_guard(model: str, download: bool) -> Iterator[None]:
         False: any file Kipoi would download raises :class:`WeightsNotFoundError` at once (files
         already present with the right md5 are used as they are). True: downloads run, with a
         socket timeout of :data:`NETWORK_TIMEOUT_S` seconds per operation so they cannot hang.
+    download_option : str or None
+        How the caller turns downloads on, for the message (None: not mentioned).
     """
     import kipoi.specs
     from kipoi_utils.external.torchvision.dataset_utils import check_integrity
@@ -199,7 +300,7 @@ def network_guard(model: str, download: bool) -> Iterator[None]:
         if os.path.isfile(path) and check_integrity(path, md5 or None):
             return
         arg = os.path.basename(os.path.dirname(path))
-        raise WeightsNotFoundError(missing_file_message(model, arg, url, md5 or "", path))
+        raise WeightsNotFoundError(missing_file_message(model, arg, url, md5 or "", path, download_option))
 
     previous_timeout = socket.getdefaulttimeout()
     if download:
@@ -220,7 +321,9 @@ def _run_git(args: list[str], cwd: str | None) -> subprocess.CompletedProcess:
     )
 
 
-def prepare_source(source_name: str, source, download: bool) -> None:
+def prepare_source(
+    source_name: str, source, download: bool, download_option: str | None = "download=True"
+) -> None:
     """Make a Kipoi model source usable without Kipoi touching the network on its own.
 
     Git sources (the default ``kipoi`` source is a clone of github.com/kipoi/models) are cloned or
@@ -237,18 +340,22 @@ def prepare_source(source_name: str, source, download: bool) -> None:
         The source object.
     download : bool
         Whether network access is allowed.
+    download_option : str or None
+        How the caller turns downloads on, for messages (None: not mentioned).
 
     Raises
     ------
-    ValueError
+    DeepMRInputError
         When a git source has no local copy and downloads are off, or cloning fails.
     """
+    allow = f"pass {download_option}, " if download_option else ""
     from kipoi.sources import GithubPermalinkSource, GitSource
 
     if isinstance(source, GithubPermalinkSource) and not download:
-        raise ValueError(
+        raise DeepMRInputError(
             f"Kipoi source '{source_name}' clones models from GitHub on access and downloads are off; "
-            "pass download=True, or clone the repository and pass source=<its local path>"
+            "clone the repository and pass source=<its local path>"
+            + (f", or pass {download_option}" if download_option else "")
         )
     if not isinstance(source, GitSource) or source._pulled:
         return
@@ -256,9 +363,9 @@ def prepare_source(source_name: str, source, download: bool) -> None:
     cloned = os.path.isdir(local) and bool(os.listdir(local))
     if not download:
         if not cloned:
-            raise ValueError(
+            raise DeepMRInputError(
                 f"Kipoi source '{source_name}' has no local copy at {local} and downloads are off: "
-                f"run `git clone --depth 1 {source.remote_url} {local}` once, pass download=True, "
+                f"run `git clone --depth 1 {source.remote_url} {local}` once, {allow}"
                 "or pass source=<path of a local copy of the model zoo>"
             )
         # offline: use the clone as it is instead of letting Kipoi `git pull` without a timeout
@@ -278,13 +385,13 @@ def prepare_source(source_name: str, source, download: bool) -> None:
         else:
             result = _run_git(["clone", "--depth=1", source.remote_url, local], cwd=None)
             if result.returncode != 0:
-                raise ValueError(
+                raise DeepMRInputError(
                     f"cloning Kipoi source '{source_name}' from {source.remote_url} failed: "
                     f"{result.stderr.strip()}"
                 )
     except subprocess.TimeoutExpired as err:
         if not cloned:
-            raise ValueError(
+            raise DeepMRInputError(
                 f"cloning Kipoi source '{source_name}' from {source.remote_url} timed out after "
                 f"{NETWORK_TIMEOUT_S} s; clone it by hand into {local}"
             ) from err

@@ -10,21 +10,31 @@ Kipoi downloads.
 
 Kipoi is imported lazily, after the compatibility steps of :mod:`deepmr_kipoi._kipoi_compat`; no model
 file is ever downloaded unless ``download=True`` is passed, so a run never hangs on the network.
+Every YAML file Kipoi would read for a model is first read with ``yaml.safe_load``; one with Python
+tags is refused unless ``trust_model_code=True`` (Kipoi's own reader would run them).
+
+The adapter API (:class:`~deepmr_kipoi.adapters.LoadRequest`, :func:`~deepmr_kipoi.adapters.with_uncertainty`)
+lives in :mod:`deepmr_kipoi.adapters`; this module supplies the Kipoi side of a request
+(:class:`KipoiBackend`) and asks :mod:`deepmr_kipoi.registry` which adapter loads a model.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
+import numpy as np
+
+from deepmr_kipoi import registry
 from deepmr_kipoi._kipoi_compat import (
     WeightsNotFoundError,
+    check_safe_yaml,
     file_md5,
     import_kipoi,
     kipoi_output_to_log,
@@ -33,6 +43,13 @@ from deepmr_kipoi._kipoi_compat import (
     network_guard,
     prepare_source,
 )
+from deepmr_kipoi.adapters import (
+    DEFAULT_MC_SAMPLES,
+    UNCERTAINTY_METHODS,
+    LoadRequest,
+    with_uncertainty,
+)
+from deepmr_kipoi.errors import DeepMRInputError
 
 logger = logging.getLogger(__name__)
 
@@ -40,22 +57,25 @@ __all__ = [
     "LAYOUTS",
     "UNCERTAINTY_METHODS",
     "DEFAULT_MC_SAMPLES",
+    "DOWNLOAD_OPTION",
+    "KipoiBackend",
     "LoadRequest",
     "ModelDescription",
     "WeightFile",
     "WeightsNotFoundError",
     "add_local_source",
+    "dataloader_sequences",
     "describe_model",
+    "kipoi_request",
     "load_model",
     "with_uncertainty",
 ]
 
-#: input layouts ``from_torch``/``from_keras`` understand, by the model's input shape (batch axis first)
-LAYOUTS = ("NLC", "NCL", "NC1L", "NCL1")
-#: accepted values of ``uncertainty`` (None: the adapter's default)
-UNCERTAINTY_METHODS = ("mc_dropout", "ensemble", "none")
-#: MC-dropout samples when ``n_samples`` is not given
-DEFAULT_MC_SAMPLES = 30
+#: input layouts read from a model's input shape (batch axis first)
+LAYOUTS = ("NLC", "NCL", "NC1L", "NCL1", "NLC1")
+#: how the Python API turns downloads on; the command line passes its own spelling (``--download``)
+#: or None where it offers none, so that messages suggest only what the user can do
+DOWNLOAD_OPTION = "download=True"
 
 _DNA = frozenset("ACGT")
 
@@ -86,8 +106,15 @@ class WeightFile:
         """True when the file exists (its md5 is checked by :meth:`verify`)."""
         return os.path.isfile(self.path)
 
-    def verify(self, model: str) -> str:
+    def verify(self, model: str, download_option: str | None = DOWNLOAD_OPTION) -> str:
         """Return the path after checking that the file is there with the expected md5.
+
+        Parameters
+        ----------
+        model : str
+            Model name for the message.
+        download_option : str or None
+            How the caller turns downloads on (named in the message; None: not mentioned).
 
         Raises
         ------
@@ -101,7 +128,7 @@ class WeightFile:
                     "restore it in the model directory"
                 )
             raise WeightsNotFoundError(
-                missing_file_message(model, self.arg, self.url, self.md5, self.path)
+                missing_file_message(model, self.arg, self.url, self.md5, self.path, download_option)
             )
         return self.path
 
@@ -130,7 +157,8 @@ class ModelDescription:
         Shape of that input without the batch axis, as in the schema (e.g. ``(4, 1, 1000)``).
     layout : str or None
         ``"NLC"`` for ``(L, 4)``, ``"NCL"`` for ``(4, L)``, ``"NC1L"`` for ``(4, 1, L)``, ``"NCL1"``
-        for ``(4, L, 1)``; None when the input is not a one-hot sequence in one of these layouts.
+        for ``(4, L, 1)``, ``"NLC1"`` for ``(L, 4, 1)``; None when the input is not a one-hot
+        sequence in one of these layouts.
     alphabet : str
         One-hot channel order the model expects (default dataloader's ``alphabet``; ``"ACGT"`` when
         unspecified).
@@ -196,7 +224,7 @@ def _resolve(name_or_dir: str, source) -> tuple[str, str, Any]:
     from kipoi.sources import LocalSource, Source
 
     if not isinstance(name_or_dir, str | os.PathLike) or not str(name_or_dir):
-        raise ValueError(f"model must be a Kipoi model name or directory, got {name_or_dir!r}")
+        raise DeepMRInputError(f"model must be a Kipoi model name or directory, got {name_or_dir!r}")
     name = os.fspath(name_or_dir)
     if isinstance(source, Source):
         return name, getattr(source, "name", None) or type(source).__name__, source
@@ -204,12 +232,14 @@ def _resolve(name_or_dir: str, source) -> tuple[str, str, Any]:
         if _is_model_dir(name):
             return os.path.abspath(name), "dir", kipoi.config.get_source("dir")
         if os.path.isdir(name):
-            raise ValueError(f"{name} is a directory without model.yaml; point at a Kipoi model directory")
+            raise DeepMRInputError(
+                f"{name} is a directory without model.yaml; point at a Kipoi model directory"
+            )
         source = "kipoi"
     if source == "dir":
         path = os.path.abspath(name)
         if not _is_model_dir(path):
-            raise ValueError(f"{path} is not a Kipoi model directory (no model.yaml)")
+            raise DeepMRInputError(f"{path} is not a Kipoi model directory (no model.yaml)")
         return path, "dir", kipoi.config.get_source("dir")
     sources = kipoi.config.model_sources()
     if source in sources:
@@ -217,7 +247,7 @@ def _resolve(name_or_dir: str, source) -> tuple[str, str, Any]:
     if os.path.isdir(os.fspath(source)):
         path = os.path.abspath(os.fspath(source))
         return name, path, LocalSource(path, name=path)
-    raise ValueError(
+    raise DeepMRInputError(
         f"unknown Kipoi source {source!r}: use one of {sorted(sources)} or the path of a local "
         "copy of the model zoo"
     )
@@ -246,9 +276,9 @@ def add_local_source(name: str, path: str):
     from kipoi.sources import LocalSource
 
     if name == "dir":
-        raise ValueError("'dir' is reserved by Kipoi for model directories; choose another name")
+        raise DeepMRInputError("'dir' is reserved by Kipoi for model directories; choose another name")
     if not os.path.isdir(path):
-        raise ValueError(f"local model source {path} is not a directory")
+        raise DeepMRInputError(f"local model source {path} is not a directory")
     src = LocalSource(os.path.abspath(path), name=name)
     kipoi.config.add_source(name, src)
     return src
@@ -356,7 +386,8 @@ def derive_layout(
     Parameters
     ----------
     shape : tuple
-        Input shape as in the schema, e.g. ``(1000, 4)``, ``(4, 1, 1000)``, ``(4, 600, 1)``.
+        Input shape as in the schema, e.g. ``(1000, 4)``, ``(4, 1, 1000)``, ``(4, 600, 1)``,
+        ``(249, 4, 1)``.
     alphabet_axis, dummy_axis : int or None
         Default-dataloader arguments; they decide only where the shape alone is ambiguous (a length-4
         sequence, or an unknown length).
@@ -364,8 +395,8 @@ def derive_layout(
     Returns
     -------
     str or None
-        ``"NLC"`` (L, 4), ``"NCL"`` (4, L), ``"NC1L"`` (4, 1, L), ``"NCL1"`` (4, L, 1), or None when
-        the shape is none of these.
+        ``"NLC"`` (L, 4), ``"NCL"`` (4, L), ``"NC1L"`` (4, 1, L), ``"NCL1"`` (4, L, 1), ``"NLC1"``
+        (L, 4, 1, e.g. DeepSTARR's ``(249, 4, 1)``), or None when the shape is none of these.
     """
     shape = tuple(shape)
     if len(shape) == 2:
@@ -392,13 +423,15 @@ def derive_layout(
             return "NC1L"
         if dummy_axis == 2:
             return "NCL1"
+    if len(shape) == 3 and shape[0] != 4 and shape[1] == 4 and shape[2] == 1:
+        return "NLC1"
     return None
 
 
 def _length_from_shape(shape: tuple, layout: str | None) -> int | None:
     if layout is None:
         return None
-    axis = {"NLC": 0, "NCL": 1, "NC1L": 2, "NCL1": 1}[layout]
+    axis = {"NLC": 0, "NCL": 1, "NC1L": 2, "NCL1": 1, "NLC1": 0}[layout]
     return _as_int(shape[axis])
 
 
@@ -410,14 +443,14 @@ def _labels(schema, n: int | None, model_dir: str, target: str) -> list[str] | N
         # Kipoi reads a single-entry label list as a file path relative to the model directory
         path = os.path.normpath(os.path.join(model_dir, labels[0]))
         if not os.path.isfile(path):
-            raise ValueError(
+            raise DeepMRInputError(
                 f"label file {labels[0]!r} of output '{target}' not found at {path}; restore it in "
                 "the model's source folder"
             )
         with open(path, encoding="utf-8") as handle:
             labels = [line.rstrip("\r\n") for line in handle if line.strip()]
     if n is not None and len(labels) != n:
-        raise ValueError(
+        raise DeepMRInputError(
             f"output '{target}' has shape ({n},) but {len(labels)} column labels; fix column_labels "
             "in model.yaml"
         )
@@ -454,7 +487,7 @@ def _feature_names(targets: list[tuple[str | None, Any]], model_dir: str) -> tup
         labels = _labels(schema, n, model_dir, tname)
         if labels is None:
             if n is None:
-                raise ValueError(
+                raise DeepMRInputError(
                     f"output '{tname}' has an unknown width and no column_labels; add column_labels"
                 )
             labels = [str(j) for j in range(n)]
@@ -480,7 +513,38 @@ def _weight_files(md, model_name: str, source_obj, model_dir: str) -> tuple[Weig
     return tuple(files)
 
 
-def describe_model(name_or_dir: str, source=None, *, download: bool = False) -> ModelDescription:
+def _yaml_files_kipoi_reads(name: str, source_obj, source_label: str) -> list[str]:
+    """The YAML files Kipoi may read for model ``name``: those of its directory (model, dataloader)
+    and, in a zoo-like source, the ``model-template`` files of the folders above it."""
+    root = None if source_label == "dir" else getattr(source_obj, "local_path", None)
+    model_dir = name if os.path.isabs(name) else os.path.join(root or "", name)
+    model_dir = os.path.abspath(model_dir)
+    found = []
+    if os.path.isdir(model_dir):
+        found += [
+            os.path.join(model_dir, f)
+            for f in sorted(os.listdir(model_dir))
+            if f.endswith((".yaml", ".yml"))
+        ]
+    if root:
+        root = os.path.abspath(root)
+        folder = os.path.dirname(model_dir)
+        while folder.startswith(root) and len(folder) >= len(root):
+            found += [os.path.join(folder, f"model-template.{ext}") for ext in ("yaml", "yml")]
+            if folder == root:
+                break
+            folder = os.path.dirname(folder)
+    return [f for f in found if os.path.isfile(f)]
+
+
+def describe_model(
+    name_or_dir: str,
+    source=None,
+    *,
+    download: bool = False,
+    trust_model_code: bool = False,
+    download_option: str | None = DOWNLOAD_OPTION,
+) -> ModelDescription:
     """Read a Kipoi model's description without loading its weights.
 
     Parameters
@@ -493,6 +557,11 @@ def describe_model(name_or_dir: str, source=None, *, download: bool = False) -> 
     download : bool
         Allow cloning/pulling a git source that has no local copy (default False: never touches the
         network).
+    trust_model_code : bool
+        Let Kipoi read YAML files with Python tags (``!!python/...``), which run code as they are
+        read. Default False: such a file is refused before Kipoi opens it.
+    download_option : str or None
+        How the caller turns downloads on, named in messages (None: not mentioned).
 
     Returns
     -------
@@ -500,15 +569,19 @@ def describe_model(name_or_dir: str, source=None, *, download: bool = False) -> 
 
     Raises
     ------
-    ValueError
-        Unknown model or source, or a description that contradicts itself (label count vs shape).
+    DeepMRInputError
+        Unknown model or source, a model YAML with Python tags (unless trusted), or a description
+        that contradicts itself (label count vs shape).
     """
     import_kipoi()
     name, source_label, source_obj = _resolve(name_or_dir, source)
-    prepare_source(source_label, source_obj, download)
+    prepare_source(source_label, source_obj, download, download_option)
+    if not trust_model_code:
+        for path in _yaml_files_kipoi_reads(name, source_obj, source_label):
+            check_safe_yaml(path)
     with kipoi_output_to_log():
         if not source_obj._is_component(name, "model"):
-            raise ValueError(f"Kipoi model {name!r} not found in source {source_label!r}")
+            raise DeepMRInputError(f"Kipoi model {name!r} not found in source {source_label!r}")
         md = source_obj.get_model_descr(name)
         model_dir = source_obj.get_model_dir(name)
     model_type, defined_as = _model_type(md)
@@ -555,97 +628,167 @@ def describe_model(name_or_dir: str, source=None, *, download: bool = False) -> 
 # loading
 
 
+def _replaced_arg(desc: ModelDescription) -> str | None:
+    """The ``model.yaml`` argument that user weight files replace: ``weights`` when the model has
+    it, else its only model file; None when it names no model file."""
+    args = [w.arg for w in desc.weight_files]
+    if "weights" in args:
+        return "weights"
+    if len(args) == 1:
+        return args[0]
+    if not args:
+        return None
+    raise DeepMRInputError(
+        f"model {desc.name} has several model files ({', '.join(args)}) and none is called 'weights'; "
+        "register an adapter that says which one the given weight files replace"
+    )
+
+
+class _ReplacedArgsSource:
+    """A Kipoi source that hands out the model description with some arguments replaced (user weight
+    files instead of the model's own), so Kipoi neither downloads nor checks the replaced files."""
+
+    def __init__(self, source, replacements: Mapping[str, str]):
+        self._source = source
+        self._replacements = dict(replacements)
+
+    def get_model_descr(self, model):
+        md = copy.copy(self._source.get_model_descr(model))
+        md.args = {**dict(md.args), **self._replacements}
+        return md
+
+    def __getattr__(self, name):
+        return getattr(self._source, name)
+
+
 @dataclass(frozen=True)
-class LoadRequest:
-    """Everything an adapter receives from :func:`load_model`.
+class KipoiBackend:
+    """The Kipoi side of a :class:`~deepmr_kipoi.adapters.LoadRequest`: description, model files and
+    Kipoi's model object.
 
     Attributes
     ----------
-    name : str
-        What the user asked for (model name, directory or adapter name).
-    source : str, kipoi Source or None
-        As passed to :func:`load_model`.
-    alphabet : str or None
-        Override of the model's one-hot channel order (None: the model's own).
-    uncertainty : {"mc_dropout", "ensemble", "none"} or None
-        None: the adapter's default.
-    n_samples : int or None
-        MC-dropout samples (None: :data:`DEFAULT_MC_SAMPLES`).
-    seed : int
-        Seed of the MC-dropout masks.
-    weight_files : tuple of str or None
-        Weight files to use instead of the model's own: one ensemble member per file.
-    download : bool
-        Whether Kipoi may download missing model files / clone its source.
+    download_option : str or None
+        How the caller turns downloads on (``"download=True"`` in Python, ``"--download"`` on the
+        command line); named in missing-file messages, None where there is no such option.
     """
 
-    name: str
-    source: Any = None
-    alphabet: str | None = None
-    uncertainty: str | None = None
-    n_samples: int | None = None
-    seed: int = 0
-    weight_files: tuple[str, ...] | None = None
-    download: bool = False
+    download_option: str | None = DOWNLOAD_OPTION
 
-    @cached_property
-    def description(self) -> ModelDescription:
-        """The Kipoi description of the requested model (read once)."""
-        return describe_model(self.name, self.source, download=self.download)
+    def describe(self, request: LoadRequest) -> ModelDescription:
+        """The model's description (see :func:`describe_model`)."""
+        return describe_model(
+            request.name,
+            request.source,
+            download=request.download,
+            trust_model_code=request.trust_model_code,
+            download_option=self.download_option,
+        )
 
-    @property
-    def model_alphabet(self) -> str:
-        """The alphabet override, else the model's own from its description."""
-        return self.alphabet or self.description.alphabet
-
-    def model_files(self, arg: str | None = None) -> tuple[str, ...]:
-        """Weight file paths: the user's ``weight_files``, else the model's own file(s), verified.
-
-        Parameters
-        ----------
-        arg : str or None
-            Only the model file passed as this ``model.yaml`` argument (e.g. ``"model_file"``).
+    def model_files(self, request: LoadRequest, arg: str | None = None) -> tuple[str, ...]:
+        """The model's own file(s), verified (present, right md5).
 
         Raises
         ------
         WeightsNotFoundError
             When a file is not there (or has the wrong md5) and downloads are off.
         """
-        if self.weight_files is not None:
-            return self.weight_files
-        files = [w for w in self.description.weight_files if arg is None or w.arg == arg]
+        desc = request.description
+        files = [w for w in desc.weight_files if arg is None or w.arg == arg]
         if not files:
-            raise ValueError(f"model {self.description.name!r} names no model file argument {arg!r}")
-        return tuple(w.verify(self.description.name) for w in files)
+            raise DeepMRInputError(f"model {desc.name!r} names no model file argument {arg!r}")
+        return tuple(w.verify(desc.name, self.download_option) for w in files)
 
-    def kipoi_model(self):
+    def kipoi_model(self, request: LoadRequest):
         """Load the model through ``kipoi.get_model`` (compatibility steps applied, no downloads
-        unless ``download=True``); returns Kipoi's model object (``.model`` is the framework model).
+        unless ``request.download``). With ``request.weight_files`` the first file stands in for the
+        model's own weight file (see :func:`_replaced_arg`), which then need not exist.
+
+        Returns
+        -------
+        kipoi.model.BaseModel
+            Kipoi's model object; ``.model`` is the framework model.
         """
         kipoi = import_kipoi()
-        desc = self.description
-        if not self.download:
+        desc = request.description
+        replaced = _replaced_arg(desc) if request.weight_files else None
+        if not request.download:
             for wf in desc.weight_files:
-                if wf.url:
-                    wf.verify(desc.name)
-        _, source_label, source_obj = _resolve(self.name, self.source)
-        keras = desc.model_type == "KerasModel"
+                if wf.url and wf.arg != replaced:
+                    wf.verify(desc.name, self.download_option)
+        _, source_label, source_obj = _resolve(request.name, request.source)
+        if replaced is not None:
+            source_obj = _ReplacedArgsSource(source_obj, {replaced: request.weight_files[0]})
         with contextlib.ExitStack() as stack:
-            stack.enter_context(network_guard(desc.name, self.download))
+            stack.enter_context(network_guard(desc.name, request.download, self.download_option))
             stack.enter_context(kipoi_output_to_log())
-            if keras:
+            if desc.model_type == "KerasModel":
                 stack.enter_context(legacy_keras())
-            model = kipoi.get_model(desc.name, source=source_obj, with_dataloader=False)
+            try:
+                model = kipoi.get_model(desc.name, source=source_obj, with_dataloader=False)
+            except Exception as err:
+                if replaced is None:
+                    raise
+                first = " ".join(str(err).split())[:300]
+                raise DeepMRInputError(
+                    f"weight file {request.weight_files[0]} does not fit {desc.name} "
+                    f"({type(err).__name__}: {first}); give weights of this model's architecture"
+                ) from err
         model.source_name = source_label
         return model
+
+
+def kipoi_request(
+    name_or_dir: str,
+    source=None,
+    *,
+    download_option: str | None = DOWNLOAD_OPTION,
+    **fields,
+) -> LoadRequest:
+    """A :class:`~deepmr_kipoi.adapters.LoadRequest` served by Kipoi (what :func:`load_model` builds).
+
+    Parameters
+    ----------
+    name_or_dir : str
+        Kipoi model name or model directory.
+    source : str, kipoi Source or None
+        As in :func:`describe_model`.
+    download_option : str or None
+        How the caller turns downloads on (see :class:`KipoiBackend`).
+    **fields
+        Other ``LoadRequest`` fields (``weight_files``, ``download``, ``trust_model_code``, ...).
+
+    Returns
+    -------
+    LoadRequest
+    """
+    return LoadRequest(
+        name=os.fspath(name_or_dir), source=source, backend=KipoiBackend(download_option), **fields
+    )
 
 
 def _validate_alphabet(alphabet: str | None) -> str | None:
     if alphabet is None:
         return None
     if not isinstance(alphabet, str) or len(alphabet) != 4 or set(alphabet.upper()) != _DNA:
-        raise ValueError(f"alphabet must be an order of the letters ACGT such as 'AGCT', got {alphabet!r}")
+        raise DeepMRInputError(
+            f"alphabet must be an order of the letters ACGT such as 'AGCT', got {alphabet!r}"
+        )
     return alphabet.upper()
+
+
+def _validate_weight_files(weight_files) -> tuple[str, ...] | None:
+    if weight_files is None:
+        return None
+    if isinstance(weight_files, str | os.PathLike):
+        weight_files = [weight_files]
+    paths = tuple(os.path.abspath(os.fspath(w)) for w in weight_files)
+    if not paths:
+        raise DeepMRInputError("weight_files is empty; pass at least one file or None")
+    for path in paths:
+        if not os.path.isfile(path):
+            raise DeepMRInputError(f"weight file {path} does not exist; give the path of a weight file")
+    return paths
 
 
 def _lookup_names(name: str) -> list[str]:
@@ -669,12 +812,13 @@ def load_model(
     weight_files: Sequence[str] | None = None,
     adapter: str | None = None,
     download: bool = False,
+    trust_model_code: bool = False,
+    download_option: str | None = DOWNLOAD_OPTION,
 ):
     """Load a Kipoi model (or a registered custom model) as a predictive model with uncertainty.
 
-    The adapter is the one registered for the model's name (see :mod:`deepmr_kipoi.registry`);
-    models without one go through the generic adapter for Kipoi ``PyTorchModel`` / ``KerasModel``
-    models with vector outputs.
+    The adapter is the one :func:`deepmr_kipoi.registry.find_adapter` finds for the model's name
+    (the generic Kipoi adapter for models no other adapter serves).
 
     Parameters
     ----------
@@ -696,124 +840,179 @@ def load_model(
     seed : int
         Seed of the MC-dropout masks.
     weight_files : sequence of str, optional
-        Weight files to load instead of the model's own, one ensemble member per file (same
-        architecture, e.g. models trained on different folds).
+        Weight files that replace the model's own, one ensemble member per file (same
+        architecture, e.g. models trained on different folds). The model's own file need not be
+        present and its md5 is not checked; the given files' md5s are in the returned model's
+        ``identity["weights"]``.
     adapter : str, optional
         Use this registered adapter (``"kipoi-generic"`` for the generic one) instead of the one
         found by name.
     download : bool
         Let Kipoi download missing model files and clone/pull git sources (with timeouts). Default
         False: a missing file raises :class:`WeightsNotFoundError` naming the path to place it at.
+    trust_model_code : bool
+        Let Kipoi read a ``model.yaml`` with Python tags (they run code as the file is read).
+        Default False: such a file is refused with one line before Kipoi opens it.
+    download_option : str or None
+        How the caller turns downloads on, named in missing-file messages (``"--download"`` on the
+        command line; None where the caller offers no way).
 
     Returns
     -------
     PredictiveModel
-        ``predict_samples(onehot (N, L, 4) ACGT) -> (S, N, F)``, with ``feature_names``.
+        ``predict_samples(onehot (N, L, 4) ACGT) -> (S, N, F)``, with ``feature_names``; with
+        ``weight_files``, ``identity = {"weights": [{"path", "md5", "replaces"}, ...]}``.
 
     Raises
     ------
-    ValueError
-        Bad arguments, unknown model/source, outputs that are not scalar features.
+    DeepMRInputError
+        Bad arguments, unknown model/source, a model YAML with Python tags, outputs that are not
+        scalar features.
     WeightsNotFoundError
         Model files missing and downloads off (a ``ValueError`` too).
     """
-    from deepmr_kipoi import registry
+    from deepmr_kipoi import validation
 
-    if uncertainty is not None and uncertainty not in UNCERTAINTY_METHODS:
-        raise ValueError(f"uncertainty must be one of {UNCERTAINTY_METHODS} or None, got {uncertainty!r}")
-    if n_samples is not None and (isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 2):
-        raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
-    if weight_files is not None:
-        if isinstance(weight_files, str | os.PathLike):
-            weight_files = [weight_files]
-        weight_files = tuple(os.path.abspath(os.fspath(w)) for w in weight_files)
-        for path in weight_files:
-            if not os.path.isfile(path):
-                raise ValueError(f"weight file {path} does not exist")
-        if not weight_files:
-            raise ValueError("weight_files is empty; pass at least one file or None")
-    request = LoadRequest(
-        name=os.fspath(name_or_dir),
-        source=source,
+    if uncertainty is not None:
+        uncertainty = validation.choice(uncertainty, UNCERTAINTY_METHODS, "uncertainty")
+    if n_samples is not None:
+        n_samples = validation.positive_int(n_samples, "n_samples", minimum=2)
+    request = kipoi_request(
+        name_or_dir,
+        source,
+        download_option=download_option,
         alphabet=_validate_alphabet(alphabet),
         uncertainty=uncertainty,
-        n_samples=None if n_samples is None else int(n_samples),
+        n_samples=n_samples,
         seed=int(seed),
-        weight_files=weight_files,
+        weight_files=_validate_weight_files(weight_files),
         download=bool(download),
+        trust_model_code=bool(trust_model_code),
     )
-    if adapter is not None:
-        info = registry.get_adapter_by_name(adapter)
-    else:
-        info = None
-        for candidate in _lookup_names(request.name):
-            info = registry.get_adapter(candidate)
-            if info is not None:
-                break
-    if info is None:
-        # imported here too so the fallback exists even where the entry points are not installed
-        import model_adapters.generic  # noqa: F401
-
-        info = registry.get_adapter_by_name("kipoi-generic")
+    info = registry.find_adapter(_lookup_names(request.name), adapter)
     logger.info("loading %s with adapter '%s'", request.name, info.name)
-    return info.load(request)
+    model = info.load(request)
+    if request.weight_files is not None:
+        _record_weight_files(model, request)
+    return model
+
+
+def _record_weight_files(model, request: LoadRequest) -> None:
+    """Put the user's weight files (path, md5, the model argument they replace) into the model's
+    ``identity``, which a run writes to ``run.json``."""
+    try:
+        replaced = _replaced_arg(request.description)
+    except Exception as err:  # noqa: BLE001 - a custom adapter's model may have no Kipoi description
+        logger.debug("no Kipoi description for %s: %s", request.name, err)
+        replaced = None
+    weights = [{"path": p, "md5": file_md5(p), "replaces": replaced} for p in request.weight_files]
+    identity = getattr(model, "identity", None)
+    identity = dict(identity) if isinstance(identity, dict) else {}
+    identity["weights"] = weights
+    try:
+        model.identity = identity
+    except AttributeError:
+        logger.warning("model %s cannot record its weight files (read-only attributes)", request.name)
 
 
 # ---------------------------------------------------------------------------------------------
-# helpers for adapters
+# sequences from the model's own dataloader
 
 
-def with_uncertainty(members: Sequence, request: LoadRequest, *, has_dropout: bool):
-    """Wrap deterministic members into the predictive model the request asks for.
+def dataloader_sequences(
+    name_or_dir: str,
+    source=None,
+    dataloader_args: Mapping[str, Any] | None = None,
+    n: int | None = None,
+    *,
+    trust_model_code: bool = False,
+) -> tuple[list[str], np.ndarray]:
+    """Reference sequences from the model's default Kipoi dataloader, as ACGT one-hot ``(N, L, 4)``.
+
+    The dataloader gets ``dataloader_args`` on top of its ``model.yaml`` defaults (e.g.
+    ``intervals_file`` and ``fasta_file`` for kipoiseq's interval dataloaders). Deep MR never uses
+    targets, so a dataloader with an ``ignore_targets`` argument gets ``ignore_targets=True`` (and
+    ``label_dtype=str``) unless the caller sets it: a BED file with extra columns (a name column) is
+    read as intervals only.
 
     Parameters
     ----------
-    members : sequence of predictive members
-        One per weight file (``from_torch`` / ``from_keras`` results).
-    request : LoadRequest
-        Supplies ``uncertainty`` (None: an ensemble when there are several members, else MC dropout
-        when the network has dropout, else none), ``n_samples`` and ``seed``.
-    has_dropout : bool
-        Whether the network has dropout layers (MC dropout needs them).
+    name_or_dir : str
+        Kipoi model name or model directory.
+    source : str, kipoi Source or None
+        As in :func:`describe_model`.
+    dataloader_args : mapping, optional
+        Arguments of the dataloader.
+    n : int or None
+        Use only the first ``n`` sequences.
+    trust_model_code : bool
+        As in :func:`describe_model`.
 
     Returns
     -------
-    DeepEnsemble, MCDropout or Deterministic
+    ids : list of str
+        ``chrom:start-end`` where the dataloader reports ranges, else ``dataloader_<i>``.
+    onehot : numpy.ndarray, shape (N, L, 4)
+        ACGT one-hot.
 
-    Notes
-    -----
-    ``"none"`` gives S = 1 sample: effects have no standard error, which MR needs; a warning says so.
+    Raises
+    ------
+    DeepMRInputError
+        No one-hot dataloader, arguments it rejects, or no sequences.
     """
-    from deepmr_kipoi.predictive import DeepEnsemble, Deterministic, MCDropout
+    from deepmr_kipoi import sequences as seqmod
 
-    method = request.uncertainty
-    if method is None:
-        if len(members) > 1:
-            method = "ensemble"
-        else:
-            method = "mc_dropout" if has_dropout else "none"
-    if method == "ensemble":
-        if len(members) < 2:
-            raise ValueError(
-                "uncertainty='ensemble' needs at least two members: pass weight_files=[...] with one "
-                "file per ensemble member"
-            )
-        return DeepEnsemble(list(members))
-    if len(members) > 1:
-        raise ValueError(
-            f"uncertainty={method!r} takes one model but {len(members)} weight files were given; use "
-            "uncertainty='ensemble'"
+    desc = describe_model(name_or_dir, source=source, trust_model_code=trust_model_code)
+    if desc.dataloader is None or desc.layout is None:
+        raise DeepMRInputError(
+            f"{name_or_dir} has no default dataloader of one-hot sequences; pass --fasta (with --bed)"
         )
-    if method == "mc_dropout":
-        if not has_dropout:
-            raise ValueError(
-                f"model {request.name!r} has no dropout layers, so MC dropout cannot give uncertainty; "
-                "pass several weight_files with uncertainty='ensemble'"
-            )
-        return MCDropout(members[0], n_samples=request.n_samples or DEFAULT_MC_SAMPLES, seed=request.seed)
-    logger.warning(
-        "model %r runs without uncertainty (one deterministic sample): effect standard errors are "
-        "undefined; give several weight_files for an ensemble",
-        request.name,
-    )
-    return Deterministic(members[0])
+    kipoi = import_kipoi()
+    with kipoi_output_to_log():
+        dl = kipoi.get_model_descr(desc.model_dir, source="dir").default_dataloader
+        if hasattr(dl, "get"):
+            factory = dl.get()
+        else:
+            factory = kipoi.get_dataloader_factory(os.path.normpath(os.path.join(desc.model_dir, dl)), source="dir")
+    args = dict(dataloader_args or {})
+    target = getattr(factory, "__init__", factory)
+    try:
+        accepts = set(inspect.signature(target).parameters)
+    except (TypeError, ValueError):
+        accepts = set()
+    if "ignore_targets" in accepts and "ignore_targets" not in args:
+        args["ignore_targets"] = True
+        if "label_dtype" in accepts:
+            # kipoiseq parses every column after the third with label_dtype (float) even when
+            # targets are ignored; as text, a name column reads too
+            args.setdefault("label_dtype", str)
+    try:
+        loader = factory(**args)
+    except TypeError as err:
+        raise DeepMRInputError(
+            f"the dataloader of {name_or_dir} rejected its arguments ({err}); give them as "
+            "--dataloader-args KEY=VALUE (e.g. intervals_file=peaks.bed fasta_file=genome.fa)"
+        ) from None
+    ids: list[str] = []
+    parts: list[np.ndarray] = []
+    total = 0
+    for batch in loader.batch_iter(batch_size=64):
+        x = batch["inputs"]
+        if isinstance(x, dict):
+            x = x[desc.input_name]
+        x = np.asarray(x)
+        meta = batch.get("metadata") or {}
+        ranges = meta.get("ranges", meta) if isinstance(meta, dict) else {}
+        if all(k in ranges for k in ("chr", "start", "end")):
+            ids += [f"{c}:{s}-{e}" for c, s, e in zip(ranges["chr"], ranges["start"], ranges["end"])]
+        else:
+            ids += [f"dataloader_{total + i}" for i in range(len(x))]
+        parts.append(x)
+        total += len(x)
+        if n is not None and total >= n:
+            break
+    if not parts:
+        raise DeepMRInputError(f"the dataloader of {name_or_dir} yielded no sequences; check its intervals file")
+    x = np.concatenate(parts)[: n if n is not None else None]
+    onehot = seqmod.reorder_alphabet(seqmod.from_layout(x, desc.layout), desc.alphabet, "ACGT")
+    return ids[: len(onehot)], onehot

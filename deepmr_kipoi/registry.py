@@ -1,9 +1,14 @@
-"""Model adapters: how one model family becomes a :class:`~deepmr_kipoi.predictive.PredictiveModel`.
+"""The adapter registry: adapters by name, and the model names (``fnmatch`` patterns) they serve.
 
-An adapter is a function ``load(request: LoadRequest) -> PredictiveModel`` registered under a name
-and the model names (``fnmatch`` patterns) it serves. It decides how to load the model, its input
-layout and alphabet, how raw outputs become named scalar features, the output transform and the
-uncertainty method. :func:`deepmr_kipoi.kipoi_models.load_model` looks adapters up by model name.
+An adapter is a function ``load(request: LoadRequest) -> PredictiveModel`` (the API is in
+:mod:`deepmr_kipoi.adapters`). It decides how to load the model, its input layout and alphabet, how
+raw outputs become named scalar features, the output transform and the uncertainty method.
+:func:`deepmr_kipoi.kipoi_models.load_model` asks :func:`find_adapter` for the adapter of a model
+name; models no adapter serves get :data:`FALLBACK_ADAPTER`.
+
+The package's own adapters (:data:`BUILTIN_ADAPTER_MODULES`) are imported on the first lookup, by
+module name, so they are there even where the package's entry points are not installed (a source
+checkout on ``PYTHONPATH``).
 
 Two ways to register:
 
@@ -30,18 +35,24 @@ Entry points are loaded lazily, on the first lookup; a plugin that fails to impo
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 
+from deepmr_kipoi.errors import DeepMRInputError
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "BUILTIN_ADAPTER_MODULES",
     "ENTRY_POINT_GROUP",
+    "FALLBACK_ADAPTER",
     "AdapterInfo",
     "Registry",
     "describe_adapters",
+    "find_adapter",
     "get_adapter",
     "get_adapter_by_name",
     "list_adapters",
@@ -51,6 +62,16 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "deepmr_kipoi.adapters"
+#: modules whose import registers the package's own adapters
+BUILTIN_ADAPTER_MODULES = (
+    "model_adapters.generic",
+    "model_adapters.deepsea",
+    "model_adapters.basset",
+    "model_adapters.bpnet_oskn",
+)
+#: the adapter for models that no other adapter serves (any Kipoi PyTorch/Keras model with vector
+#: outputs)
+FALLBACK_ADAPTER = "kipoi-generic"
 
 
 @dataclass(frozen=True)
@@ -100,14 +121,18 @@ class Registry:
     ----------
     group : str or None
         Entry-point group to load plugins from on first lookup (None: none).
+    builtins : tuple of str
+        Modules to import on first lookup, after the entry points (their import registers adapters;
+        a module an entry point already imported is not imported again).
     """
 
-    def __init__(self, group: str | None = ENTRY_POINT_GROUP):
+    def __init__(self, group: str | None = ENTRY_POINT_GROUP, builtins: tuple[str, ...] = ()):
         self._group = group
+        self._builtins = tuple(builtins)
         self._adapters: dict[str, AdapterInfo] = {}
         self._order: list[str] = []
         self._plugin_errors: list[PluginError] = []
-        self._plugins_loaded = group is None
+        self._plugins_loaded = group is None and not self._builtins
         self._loading_origin: str | None = None
 
     # -- registration ---------------------------------------------------------------------
@@ -123,9 +148,9 @@ class Registry:
     ) -> AdapterInfo:
         """Register ``load`` as the adapter ``name``; see :func:`register_adapter`."""
         if not isinstance(name, str) or not name.strip():
-            raise ValueError("adapter name must be a non-empty string")
+            raise DeepMRInputError("adapter name must be a non-empty string")
         if not callable(load):
-            raise ValueError(f"adapter {name!r}: load must be callable, got {type(load).__name__}")
+            raise DeepMRInputError(f"adapter {name!r}: load must be callable, got {type(load).__name__}")
         if isinstance(patterns, str):
             patterns = (patterns,)
         patterns = tuple(patterns) if patterns is not None else (name,)
@@ -133,7 +158,7 @@ class Registry:
             doc = (getattr(load, "__doc__", None) or "").strip()
             description = doc.splitlines()[0] if doc else ""
         if name in self._adapters and not replace:
-            raise ValueError(f"adapter {name!r} is already registered; pass replace=True to override")
+            raise DeepMRInputError(f"adapter {name!r} is already registered; pass replace=True to override")
         origin = self._loading_origin or getattr(load, "__module__", "") or ""
         info = AdapterInfo(name=name, description=description, patterns=patterns, load=load, origin=origin)
         if name in self._adapters:
@@ -154,8 +179,19 @@ class Registry:
         if self._plugins_loaded:
             return
         self._plugins_loaded = True
-        for ep in metadata.entry_points(group=self._group):
-            self.load_entry_point(ep)
+        if self._group is not None:
+            for ep in metadata.entry_points(group=self._group):
+                self.load_entry_point(ep)
+        for module in self._builtins:
+            self._loading_origin = f"{module} (built in)"
+            try:
+                importlib.import_module(module)
+            except Exception as err:  # noqa: BLE001 - e.g. a missing optional dependency: report it
+                message = f"{type(err).__name__}: {err}"
+                self._plugin_errors.append(PluginError(entry_point=module, error=message))
+                logger.warning("built-in adapter module %s failed to load: %s", module, message)
+            finally:
+                self._loading_origin = None
 
     def load_entry_point(self, ep: metadata.EntryPoint) -> None:
         """Import one entry point (a module that registers adapters, or an adapter function).
@@ -208,15 +244,32 @@ class Registry:
 
         Raises
         ------
-        ValueError
+        DeepMRInputError
             Listing the registered names.
         """
         self._ensure_plugins()
         if name not in self._adapters:
-            raise ValueError(
+            raise DeepMRInputError(
                 f"no adapter named {name!r}; registered: {', '.join(sorted(self._adapters)) or 'none'}"
             )
         return self._adapters[name]
+
+    def find(self, model_names: Iterable[str], adapter: str | None = None) -> AdapterInfo:
+        """The adapter for a model: ``adapter`` by name when given, else the first of
+        ``model_names`` that an adapter serves (see :meth:`get`), else :data:`FALLBACK_ADAPTER`.
+
+        Raises
+        ------
+        DeepMRInputError
+            ``adapter`` names no registered adapter, or the fallback is not registered.
+        """
+        if adapter is not None:
+            return self.get_by_name(adapter)
+        for name in model_names:
+            info = self.get(name)
+            if info is not None:
+                return info
+        return self.get_by_name(FALLBACK_ADAPTER)
 
     def plugin_errors(self) -> list[PluginError]:
         """Entry points that failed to load."""
@@ -241,7 +294,7 @@ class Registry:
         return lines
 
 
-_DEFAULT = Registry()
+_DEFAULT = Registry(ENTRY_POINT_GROUP, builtins=BUILTIN_ADAPTER_MODULES)
 
 
 def register_adapter(
@@ -294,8 +347,25 @@ def get_adapter(model_name: str) -> AdapterInfo | None:
 
 
 def get_adapter_by_name(name: str) -> AdapterInfo:
-    """The adapter registered as ``name``; ``ValueError`` listing the names when there is none."""
+    """The adapter registered as ``name``; ``DeepMRInputError`` listing the names when there is none."""
     return _DEFAULT.get_by_name(name)
+
+
+def find_adapter(model_names: Iterable[str], adapter: str | None = None) -> AdapterInfo:
+    """The adapter :func:`~deepmr_kipoi.kipoi_models.load_model` uses; see :meth:`Registry.find`.
+
+    Parameters
+    ----------
+    model_names : iterable of str
+        Names to look up, most specific first (a model name, or a directory's trailing components).
+    adapter : str, optional
+        An adapter name that overrides the lookup.
+
+    Returns
+    -------
+    AdapterInfo
+    """
+    return _DEFAULT.find(model_names, adapter)
 
 
 def plugin_errors() -> list[PluginError]:

@@ -14,6 +14,7 @@ Layouts (batch axis first, ``C`` the 4 base channels, ``L`` the sequence axis):
 ``NC1L``  ``(N, 4, 1, L)``
 ``NCL1``  ``(N, 4, L, 1)``
 ``N1LC``  ``(N, 1, L, 4)``
+``NLC1``  ``(N, L, 4, 1)`` (e.g. DeepSTARR)
 ========  =================
 """
 
@@ -35,7 +36,7 @@ logger = logging.getLogger(__name__)
 ALPHABET = "ACGT"
 
 #: input layouts understood by :func:`to_layout` / :func:`from_layout`
-LAYOUTS = ("NLC", "NCL", "NC1L", "NCL1", "N1LC")
+LAYOUTS = ("NLC", "NCL", "NC1L", "NCL1", "N1LC", "NLC1")
 
 __all__ = [
     "ALPHABET",
@@ -222,14 +223,14 @@ def to_layout(onehot, layout: str) -> np.ndarray:
     Parameters
     ----------
     onehot : array_like, shape (N, L, 4)
-    layout : {"NLC", "NCL", "NC1L", "NCL1", "N1LC"}
+    layout : {"NLC", "NCL", "NC1L", "NCL1", "N1LC", "NLC1"}
         Target layout (see the module docstring).
 
     Returns
     -------
     numpy.ndarray
-        A view where possible: ``(N, L, 4)``, ``(N, 4, L)``, ``(N, 4, 1, L)``, ``(N, 4, L, 1)`` or
-        ``(N, 1, L, 4)``.
+        A view where possible: ``(N, L, 4)``, ``(N, 4, L)``, ``(N, 4, 1, L)``, ``(N, 4, L, 1)``,
+        ``(N, 1, L, 4)`` or ``(N, L, 4, 1)``.
     """
     layout = _check_layout(layout)
     x = np.asarray(onehot)
@@ -239,6 +240,8 @@ def to_layout(onehot, layout: str) -> np.ndarray:
         return x
     if layout == "N1LC":
         return x[:, None]
+    if layout == "NLC1":
+        return x[..., None]
     xt = x.transpose(0, 2, 1)
     if layout == "NCL":
         return xt
@@ -254,7 +257,7 @@ def from_layout(x, layout: str) -> np.ndarray:
     ----------
     x : array_like
         Array in ``layout``.
-    layout : {"NLC", "NCL", "NC1L", "NCL1", "N1LC"}
+    layout : {"NLC", "NCL", "NC1L", "NCL1", "N1LC", "NLC1"}
 
     Returns
     -------
@@ -262,13 +265,15 @@ def from_layout(x, layout: str) -> np.ndarray:
     """
     layout = _check_layout(layout)
     x = np.asarray(x)
-    expected = {"NLC": 3, "NCL": 3, "NC1L": 4, "NCL1": 4, "N1LC": 4}[layout]
+    expected = {"NLC": 3, "NCL": 3, "NC1L": 4, "NCL1": 4, "N1LC": 4, "NLC1": 4}[layout]
     if x.ndim != expected:
         raise ValueError(f"an array in layout {layout} has {expected} axes, got shape {x.shape}")
     if layout == "NLC":
         return x
     if layout == "N1LC":
         return x[:, 0]
+    if layout == "NLC1":
+        return x[..., 0]
     if layout == "NC1L":
         x = x[:, :, 0, :]
     elif layout == "NCL1":

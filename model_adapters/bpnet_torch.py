@@ -1,5 +1,5 @@
 """BPNet (Avsec et al. 2021) in PyTorch, built from Keras weights read by
-:func:`model_adapters.bpnet_oskn.read_bpnet_h5`.
+:func:`model_adapters.bpnet_weights.read_bpnet_h5`.
 
 Keras semantics reproduced exactly:
 
@@ -19,7 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from model_adapters.bpnet_oskn import BPNetWeights
+from deepmr_kipoi.errors import DeepMRInputError
+from model_adapters.bpnet_weights import BPNetWeights
 
 
 def _param(array: np.ndarray) -> nn.Parameter:
@@ -47,7 +48,7 @@ class BPNet(nn.Module):
     def __init__(self, weights: BPNetWeights, output: str = "counts"):
         super().__init__()
         if output not in ("counts", "log_counts", "profile"):
-            raise ValueError(f"output must be 'counts', 'log_counts' or 'profile', got {output!r}")
+            raise DeepMRInputError(f"output must be 'counts', 'log_counts' or 'profile', got {output!r}")
         self.output = output
         self.tasks = tuple(weights.tasks)
         self.dilation_rates = tuple(int(d) for d in weights.dilation_rates)

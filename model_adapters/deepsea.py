@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from deepmr_kipoi.kipoi_models import LoadRequest, with_uncertainty
+from deepmr_kipoi.adapters import LoadRequest, with_uncertainty
 from deepmr_kipoi.registry import register_adapter
 from model_adapters.generic import check_family_model, torch_members
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import importlib
 import logging
 
-from deepmr_kipoi.kipoi_models import LoadRequest, with_uncertainty
+from deepmr_kipoi.adapters import LoadRequest, with_uncertainty
+from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.registry import register_adapter
 
 logger = logging.getLogger(__name__)
@@ -36,14 +37,14 @@ class ConcatOutputs:
         if isinstance(raw, dict):
             missing = [n for n in self.names if n not in raw]
             if missing:
-                raise ValueError(
+                raise DeepMRInputError(
                     f"model output has keys {sorted(raw)} but the schema names {missing}; fix the "
                     "targets in model.yaml"
                 )
             parts = [raw[n] for n in self.names]
         elif isinstance(raw, list | tuple):
             if len(raw) != len(self.names):
-                raise ValueError(
+                raise DeepMRInputError(
                     f"model returned {len(raw)} outputs but the schema has {len(self.names)} targets"
                 )
             parts = list(raw)
@@ -63,13 +64,13 @@ class ConcatOutputs:
 def _check_vector_model(request: LoadRequest) -> None:
     desc = request.description
     if desc.layout is None:
-        raise ValueError(
+        raise DeepMRInputError(
             f"input {desc.input_name!r} of {desc.name} has shape {desc.input_shape}, not a one-hot DNA "
-            "layout (L,4), (4,L), (4,1,L) or (4,L,1); register an adapter for this model"
+            "layout (L,4), (4,L), (4,1,L), (4,L,1) or (L,4,1); register an adapter for this model"
         )
     if not desc.vector_outputs:
         shapes = dict(zip(desc.output_names, desc.output_shapes))
-        raise ValueError(
+        raise DeepMRInputError(
             f"outputs of {desc.name} are not all vectors ({shapes}); register an adapter that turns "
             "them into scalar features (see examples/custom_adapter.py)"
         )
@@ -79,12 +80,12 @@ def check_family_model(request: LoadRequest, expected: str, family: str) -> None
     """Raise a clear error when a model is not of a family adapter's shape (layout, one output vector)."""
     desc = request.description
     if desc.layout != expected:
-        raise ValueError(
+        raise DeepMRInputError(
             f"the {family} adapter expects a {expected} input, but {desc.name} has input shape "
             f"{desc.input_shape}; load it with adapter='kipoi-generic'"
         )
     if len(desc.output_names) != 1:
-        raise ValueError(
+        raise DeepMRInputError(
             f"the {family} adapter expects one output vector, but {desc.name} has outputs "
             f"{desc.output_names}; load it with adapter='kipoi-generic'"
         )
@@ -130,7 +131,7 @@ def torch_members(request: LoadRequest, transforms=None) -> tuple[list, bool]:
                 state = torch.load(path, map_location="cpu", weights_only=True)
                 clone.load_state_dict(state)
             except Exception as err:  # noqa: BLE001 - one message for every way a weight file can be wrong
-                raise ValueError(
+                raise DeepMRInputError(
                     f"weight file {path} is not a state dict for {desc.name}: {type(err).__name__}: {err}"
                 ) from err
             clone.eval()
@@ -174,7 +175,7 @@ def keras_members(request: LoadRequest, transforms=None) -> tuple[list, bool]:
             try:
                 clone.load_weights(path)
             except Exception as err:  # noqa: BLE001 - one message for every way a weight file can be wrong
-                raise ValueError(
+                raise DeepMRInputError(
                     f"weight file {path} does not fit {desc.name}: {type(err).__name__}: {err}"
                 ) from err
             models.append(clone)
@@ -195,7 +196,7 @@ def load_generic(request: LoadRequest):
     elif desc.model_type == "KerasModel":
         members, has_dropout = keras_members(request)
     else:
-        raise ValueError(
+        raise DeepMRInputError(
             f"{desc.name} is a Kipoi {desc.model_type} model ({desc.defined_as}); the generic adapter "
             "handles PyTorchModel and KerasModel: register an adapter for it"
         )

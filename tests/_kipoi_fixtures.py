@@ -5,11 +5,14 @@
 * :func:`write_keras_model_dir` -- a ``kipoi.model.KerasModel`` (architecture JSON + h5 weights written
   by tf_keras), input (L, 4), labels in a label file;
 * :func:`write_dict_output_model_dir` -- a PyTorch model returning a dict of two output vectors;
-* :func:`write_zoo` -- a folder laid out like the Kipoi zoo (``DeepSEA/predict``,
-  ``DeepSEA/variantEffects``, ``DeepSEA/beluga``, ``Basset``, ``BPNet-OSKN``) with small networks of
-  the real layer structure; their weights are pre-placed under
+* :func:`write_torch_zoo` -- a folder laid out like the Kipoi zoo with its PyTorch models
+  (``DeepSEA/predict``, ``DeepSEA/variantEffects``, ``DeepSEA/beluga``, ``Basset``) as small networks
+  of the real layer structure; their weights are pre-placed under
   ``<model>/downloaded/model_files/<arg>/<md5>`` with the md5 written into ``model.yaml``, where Kipoi
-  looks for downloaded files.
+  looks for downloaded files. :func:`write_bpnet_zoo` adds ``BPNet-OSKN`` (its h5 is written by
+  tf_keras), :func:`write_zoo` does both.
+
+The session fixtures of ``tests/conftest.py`` build each of these once per test session.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import sys
 import textwrap
 
 import numpy as np
@@ -413,9 +415,15 @@ def _deepsea_yaml(module_file, module_key, module_value, md5, length, n_out, lab
     """
 
 
-def write_zoo(root, deepsea_length: int = 200, basset_length: int = 600, bpnet_length: int = 100,
-              bpnet_filters: int = 6) -> str:
-    """A folder laid out like the Kipoi zoo, weights pre-placed under ``downloaded/model_files``."""
+def write_zoo(root, bpnet_length: int = 100, bpnet_filters: int = 6, **torch_kwargs) -> str:
+    """A folder laid out like the Kipoi zoo, weights pre-placed under ``downloaded/model_files``:
+    :func:`write_torch_zoo` and :func:`write_bpnet_zoo`."""
+    write_torch_zoo(root, **torch_kwargs)
+    return write_bpnet_zoo(root, length=bpnet_length, filters=bpnet_filters)
+
+
+def write_torch_zoo(root, deepsea_length: int = 200, basset_length: int = 600) -> str:
+    """The zoo's PyTorch models (DeepSEA predict/variantEffects/beluga, Basset) in a zoo-like folder."""
     import torch
 
     root = str(root)
@@ -524,7 +532,13 @@ def write_zoo(root, deepsea_length: int = 200, basset_length: int = 600, bpnet_l
               - target_labels.txt
         """,
     )
+    return root
 
+
+def write_bpnet_zoo(root, length: int = 100, filters: int = 6) -> str:
+    """Add ``BPNet-OSKN`` (a whole-model Keras h5 with the zoo's layer names) to a zoo-like folder."""
+    root = str(root)
+    bpnet_length, bpnet_filters = length, filters
     bpnet_dir = os.path.join(root, "BPNet-OSKN")
     os.makedirs(bpnet_dir, exist_ok=True)
     tmp = os.path.join(bpnet_dir, "bpnet.h5")
@@ -638,8 +652,3 @@ def keras_bpnet_predict(model, onehot: np.ndarray) -> dict[str, np.ndarray]:
     preds = model(feed, training=False)  # a direct call: predict_on_batch traces a graph first
     names = [f"{t}/{h}" for t in BPNET_TASKS for h in ("profile", "counts")]
     return {name: np.asarray(p) for name, p in zip(names, preds)}
-
-
-def ensure_importable(path) -> None:
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))

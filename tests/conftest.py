@@ -1,5 +1,10 @@
-"""Shared pytest configuration: every test session runs with HOME in a temporary folder, because
-``import kipoi`` writes ``~/.kipoi/config.yaml``."""
+"""Shared pytest configuration and session fixtures.
+
+Every test session runs with HOME in a temporary folder, because ``import kipoi`` writes
+``~/.kipoi/config.yaml``. The Kipoi model directories and the zoo-like source are built once per
+session, split by framework: the PyTorch ones need only torch (DeepSEA and Basset are PyTorch models),
+the Keras model directory and BPNet-OSKN need tf_keras. Tests that change a model copy it first.
+"""
 
 import os
 import tempfile
@@ -13,9 +18,61 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+#: the Kipoi source name under which the session's torch zoo is registered
+ZOO_SOURCE = "deepmr-test-zoo"
+
 
 @pytest.fixture
 def rng():
     import numpy as np
 
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def torch_dir(tmp_path_factory):
+    """A Kipoi PyTorchModel directory (TinyCNN with dropout, input (4, 40), 3 features)."""
+    pytest.importorskip("torch")
+    from tests import _kipoi_fixtures as fx
+
+    return fx.write_torch_model_dir(tmp_path_factory.mktemp("torch_model"))
+
+
+@pytest.fixture(scope="session")
+def dict_dir(tmp_path_factory):
+    """A Kipoi PyTorchModel directory whose network returns a dict of two output vectors."""
+    pytest.importorskip("torch")
+    from tests import _kipoi_fixtures as fx
+
+    return fx.write_dict_output_model_dir(tmp_path_factory.mktemp("dict_model"))
+
+
+@pytest.fixture(scope="session")
+def keras_dir(tmp_path_factory):
+    """A Kipoi KerasModel directory (architecture JSON + h5 weights, input (32, 4))."""
+    pytest.importorskip("tf_keras")
+    from tests import _kipoi_fixtures as fx
+
+    return fx.write_keras_model_dir(tmp_path_factory.mktemp("keras_model"))
+
+
+@pytest.fixture(scope="session")
+def zoo_torch(tmp_path_factory):
+    """A zoo-like folder with the PyTorch models (DeepSEA predict/variantEffects/beluga, Basset),
+    also registered as the Kipoi source :data:`ZOO_SOURCE`."""
+    pytest.importorskip("torch")
+    from deepmr_kipoi.kipoi_models import add_local_source
+    from tests import _kipoi_fixtures as fx
+
+    root = fx.write_torch_zoo(tmp_path_factory.mktemp("zoo"))
+    add_local_source(ZOO_SOURCE, root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def zoo(zoo_torch):
+    """The same folder with BPNet-OSKN added (its h5 is written by tf_keras)."""
+    pytest.importorskip("tf_keras")
+    from tests import _kipoi_fixtures as fx
+
+    return fx.write_bpnet_zoo(zoo_torch)

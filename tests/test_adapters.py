@@ -4,23 +4,14 @@ alphabets and layouts, uncertainty, and saturation effects labelled with the mod
 
 import os
 
-import _kipoi_fixtures as fx
 import numpy as np
 import pytest
 
-from deepmr_kipoi.kipoi_models import add_local_source, describe_model, load_model
+from deepmr_kipoi.kipoi_models import describe_model, load_model
+from tests import _kipoi_fixtures as fx
+from tests.conftest import ZOO_SOURCE as SOURCE
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("tf_keras")
-
-SOURCE = "deepmr-test-adapters-zoo"
-
-
-@pytest.fixture(scope="module")
-def zoo(tmp_path_factory):
-    root = fx.write_zoo(tmp_path_factory.mktemp("zoo"))
-    add_local_source(SOURCE, root)
-    return root
 
 
 def _onehot(n, length, seed):
@@ -59,7 +50,7 @@ def _logit(p):
         ("Basset", lambda x: x.transpose(0, 2, 1)[:, :, :, None]),
     ],
 )
-def test_family_adapters_match_the_network_on_logit_scale(zoo, name, to_input):
+def test_family_adapters_match_the_network_on_logit_scale(zoo_torch, name, to_input):
     desc = describe_model(name, source=SOURCE)
     model = load_model(name, source=SOURCE, uncertainty="none")
     assert model.feature_names == desc.feature_names
@@ -68,11 +59,11 @@ def test_family_adapters_match_the_network_on_logit_scale(zoo, name, to_input):
     got = model.predict_samples(x)
     assert got.shape == (1, 3, len(desc.feature_names))
     with torch.no_grad():
-        ref = _zoo_module(zoo, name)(torch.from_numpy(np.ascontiguousarray(to_input(x)))).numpy()
+        ref = _zoo_module(zoo_torch, name)(torch.from_numpy(np.ascontiguousarray(to_input(x)))).numpy()
     np.testing.assert_allclose(got[0], _logit(ref), rtol=1e-4, atol=1e-4)
 
 
-def test_beluga_alphabet_is_agct_and_can_be_overridden(zoo):
+def test_beluga_alphabet_is_agct_and_can_be_overridden(zoo_torch):
     assert load_model("DeepSEA/beluga", source=SOURCE, uncertainty="none").alphabet == "AGCT"
     x = _onehot(2, 500, seed=2)
     wrong = load_model("DeepSEA/beluga", source=SOURCE, uncertainty="none", alphabet="ACGT").predict_samples(x)
@@ -80,7 +71,7 @@ def test_beluga_alphabet_is_agct_and_can_be_overridden(zoo):
     assert not np.allclose(wrong, right)
 
 
-def test_deepsea_mc_dropout_defaults_and_seeds(zoo):
+def test_deepsea_mc_dropout_defaults_and_seeds(zoo_torch):
     model = load_model("DeepSEA/predict", source=SOURCE, n_samples=5, seed=3)
     assert type(model).__name__ == "MCDropout" and model.n_samples == 5
     x = _onehot(2, 200, seed=4)
@@ -91,9 +82,9 @@ def test_deepsea_mc_dropout_defaults_and_seeds(zoo):
     assert not np.allclose(a, load_model("DeepSEA/predict", source=SOURCE, n_samples=5, seed=4).predict_samples(x))
 
 
-def test_model_directory_finds_its_family_adapter(zoo):
+def test_model_directory_finds_its_family_adapter(zoo_torch):
     # a zoo model's folder given as a path matches the adapter by its trailing path components
-    model = load_model(os.path.join(zoo, "Basset"), n_samples=3)
+    model = load_model(os.path.join(zoo_torch, "Basset"), n_samples=3)
     assert type(model).__name__ == "MCDropout"
     assert model.feature_names == fx.BASSET_LABELS
 
@@ -121,16 +112,17 @@ def test_bpnet_oskn_from_the_zoo_and_as_an_ensemble(zoo, tmp_path):
         np.testing.assert_allclose(samples[k], ref, rtol=1e-4, atol=1e-4)
 
 
-def test_adapter_refuses_a_model_of_another_shape(zoo):
+def test_adapter_refuses_a_model_of_another_shape(zoo_torch):
     with pytest.raises(ValueError, match="the DeepSEA adapter expects a NC1L input.*adapter='kipoi-generic'"):
         load_model("Basset", source=SOURCE, adapter="DeepSEA")
 
 
 @pytest.mark.parametrize("name", ["DeepSEA/predict", "DeepSEA/beluga", "Basset", "BPNet-OSKN"])
-def test_saturation_effects_are_labelled_and_paired(zoo, tmp_path, name):
+def test_saturation_effects_are_labelled_and_paired(zoo_torch, tmp_path, name):
     from deepmr_kipoi import ism
 
     if name == "BPNet-OSKN":
+        pytest.importorskip("tf_keras")
         files = [str(tmp_path / f"m{k}.h5") for k in range(2)]
         for k, path in enumerate(files):
             fx.write_bpnet_h5(path, length=100, filters=4, seed=30 + k)

@@ -1,9 +1,10 @@
 """BPNet-OSKN: the PyTorch port reads a Keras h5 with the zoo model's layer names and reproduces the
 Keras network, checked against tf_keras itself and against a direct numpy computation."""
 
-import _kipoi_fixtures as fx
 import numpy as np
 import pytest
+
+from tests import _kipoi_fixtures as fx
 
 pytest.importorskip("torch")
 pytest.importorskip("tf_keras")

@@ -11,13 +11,11 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
+from deepmr_kipoi import cli
+from tests import _helpers_pipeline as helpers
+from tests.test_report import check_self_contained
+
 HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
-
-import _helpers_pipeline as helpers  # noqa: E402
-from test_report import check_self_contained  # noqa: E402
-
-from deepmr_kipoi import cli  # noqa: E402
 
 FACTORY = f"{HERE / '_helpers_pipeline.py'}:tiny_model"
 

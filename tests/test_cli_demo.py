@@ -1,19 +1,14 @@
 """``deepmr demo`` in a reduced size: no network, full results folder, headline against the truth."""
 
 import json
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+from deepmr_kipoi import cli, demo, report, simulate
+from tests.test_report import check_self_contained
 
 pytest.importorskip("torch")
-
-from test_report import check_self_contained  # noqa: E402
-
-from deepmr_kipoi import cli, demo, report, simulate  # noqa: E402
 
 
 @pytest.mark.torch

@@ -1,19 +1,14 @@
 """``deepmr run`` on a Kipoi model directory (PyTorchModel with dropout -> MC dropout)."""
 
 import json
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+from deepmr_kipoi import cli
+from tests import _kipoi_fixtures as kf
 
 pytest.importorskip("torch")
-
-import _kipoi_fixtures as kf  # noqa: E402
-
-from deepmr_kipoi import cli  # noqa: E402
 
 
 @pytest.mark.torch
@@ -37,10 +32,10 @@ def test_run_on_a_kipoi_model_directory(tmp_path, capsys):
 def test_sequences_from_the_models_kipoi_dataloader(tmp_path, capsys):
     """kipoiseq's SeqIntervalDl (the fixture's default dataloader) reads BED intervals from a
     genome: the run's sequences are exactly those intervals, in ACGT order."""
-    import _helpers_pipeline as helpers
     import numpy as np
 
     from deepmr_kipoi import pipeline, sequences
+    from tests import _helpers_pipeline as helpers
 
     model_dir = kf.write_torch_model_dir(tmp_path / "tiny_cnn", length=40)
     genome = "".join(helpers.random_dna(1, 300, seed=4))

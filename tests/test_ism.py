@@ -8,9 +8,8 @@ from deepmr_kipoi.predictive import DeepEnsemble, Deterministic, MCDropout, from
 
 torch = pytest.importorskip("torch")
 
-from _helpers_ism import L, PositionBlind, conv_net  # noqa: E402
-
 from deepmr_kipoi.predictive import from_torch  # noqa: E402
+from tests._helpers_ism import L, PositionBlind, conv_net  # noqa: E402
 
 NAMES = ["a", "b", "c"]
 

@@ -5,37 +5,12 @@ import importlib
 import os
 import shutil
 
-import _kipoi_fixtures as fx
 import numpy as np
 import pytest
 
 from deepmr_kipoi import kipoi_models
 from deepmr_kipoi.kipoi_models import WeightsNotFoundError, derive_layout, describe_model
-
-
-@pytest.fixture(scope="module")
-def zoo(tmp_path_factory):
-    pytest.importorskip("torch")
-    pytest.importorskip("tf_keras")
-    return fx.write_zoo(tmp_path_factory.mktemp("zoo"))
-
-
-@pytest.fixture(scope="module")
-def torch_dir(tmp_path_factory):
-    pytest.importorskip("torch")
-    return fx.write_torch_model_dir(tmp_path_factory.mktemp("torch_model"))
-
-
-@pytest.fixture(scope="module")
-def keras_dir(tmp_path_factory):
-    pytest.importorskip("tf_keras")
-    return fx.write_keras_model_dir(tmp_path_factory.mktemp("keras_model"))
-
-
-@pytest.fixture(scope="module")
-def dict_dir(tmp_path_factory):
-    pytest.importorskip("torch")
-    return fx.write_dict_output_model_dir(tmp_path_factory.mktemp("dict_model"))
+from tests import _kipoi_fixtures as fx
 
 
 def test_numpy_shims_and_import():
@@ -62,6 +37,7 @@ def test_numpy_shims_and_import():
         ((4, 4), (0, None), "NCL"),
         ((4, 4), (1, None), "NLC"),
         ((4, None, 1), (0, 2), "NCL1"),
+        ((249, 4, 1), (1, 2), "NLC1"),  # DeepSTARR
         ((1000, 5), (None, None), None),
         ((2, 1000, 4), (None, None), None),
     ],
@@ -70,7 +46,8 @@ def test_derive_layout(shape, axes, layout):
     assert derive_layout(shape, *axes) == layout
 
 
-def test_describe_zoo_models(zoo):
+def test_describe_zoo_models(zoo_torch):
+    zoo = zoo_torch
     predict = describe_model("DeepSEA/predict", source=zoo)
     assert predict.model_type == "PyTorchModel"
     assert predict.input_shape == (4, 1, 200) and predict.layout == "NC1L"
@@ -98,6 +75,8 @@ def test_describe_zoo_models(zoo):
     assert basset.alphabet == "ACGT"  # SeqIntervalDl's own default, not in model.yaml
     assert basset.feature_names == fx.BASSET_LABELS
 
+
+def test_describe_bpnet_in_the_zoo(zoo):
     bpnet = describe_model("BPNet-OSKN", source=zoo)
     assert bpnet.model_type == "custom" and bpnet.defined_as == "model.BPNetOldSeqModel"
     assert bpnet.layout == "NLC" and bpnet.sequence_length == 100
@@ -119,20 +98,20 @@ def test_describe_model_dirs(torch_dir, keras_dir, dict_dir):
     assert d.feature_names == ("chip/CTCF", "chip/REST", "dnase/0")
 
 
-def test_registered_local_source_by_name(zoo):
+def test_registered_local_source_by_name(zoo_torch):
     import kipoi
 
-    kipoi_models.add_local_source("deepmr-test-zoo", zoo)
-    assert "deepmr-test-zoo" in kipoi.config.model_sources()
-    d = describe_model("DeepSEA/variantEffects", source="deepmr-test-zoo")
-    assert d.source == "deepmr-test-zoo" and d.layout == "NC1L"
+    kipoi_models.add_local_source("deepmr-test-zoo-2", zoo_torch)
+    assert "deepmr-test-zoo-2" in kipoi.config.model_sources()
+    d = describe_model("DeepSEA/variantEffects", source="deepmr-test-zoo-2")
+    assert d.source == "deepmr-test-zoo-2" and d.layout == "NC1L"
     with pytest.raises(ValueError, match="'dir' is reserved"):
-        kipoi_models.add_local_source("dir", zoo)
+        kipoi_models.add_local_source("dir", zoo_torch)
 
 
-def test_bad_names_and_sources(zoo, tmp_path):
+def test_bad_names_and_sources(zoo_torch, tmp_path):
     with pytest.raises(ValueError, match="Kipoi model 'DeepSEA/nothing' not found in source"):
-        describe_model("DeepSEA/nothing", source=zoo)
+        describe_model("DeepSEA/nothing", source=zoo_torch)
     with pytest.raises(ValueError, match="unknown Kipoi source 'nosuchsource'"):
         describe_model("DeepSEA/predict", source="nosuchsource")
     with pytest.raises(ValueError, match="directory without model.yaml"):
@@ -164,8 +143,8 @@ def _copy_model(zoo, name, dst):
     return os.path.join(dst, name)
 
 
-def test_missing_weights_error_names_model_path_and_fix(zoo, tmp_path):
-    copy = _copy_model(zoo, "Basset", tmp_path)
+def test_missing_weights_error_names_model_path_and_fix(zoo_torch, tmp_path):
+    copy = _copy_model(zoo_torch, "Basset", tmp_path)
     shutil.rmtree(os.path.join(copy, "downloaded"))
     desc = describe_model("Basset", source=str(tmp_path))
     expected = os.path.join(str(tmp_path), "Basset", "downloaded", "model_files", "weights", desc.weight_files[0].md5)
@@ -180,8 +159,8 @@ def test_missing_weights_error_names_model_path_and_fix(zoo, tmp_path):
     assert "\n" not in message
 
 
-def test_wrong_md5_is_reported(zoo, tmp_path):
-    copy = _copy_model(zoo, "Basset", tmp_path)
+def test_wrong_md5_is_reported(zoo_torch, tmp_path):
+    copy = _copy_model(zoo_torch, "Basset", tmp_path)
     (weights,) = os.listdir(os.path.join(copy, "downloaded", "model_files", "weights"))
     with open(os.path.join(copy, "downloaded", "model_files", "weights", weights), "ab") as f:
         f.write(b"corrupt")
@@ -189,7 +168,7 @@ def test_wrong_md5_is_reported(zoo, tmp_path):
         kipoi_models.load_model("Basset", source=str(tmp_path))
 
 
-def test_kipoi_guard_blocks_downloads_it_would_start(zoo, tmp_path):
+def test_kipoi_guard_blocks_downloads_it_would_start(zoo_torch, tmp_path):
     # the guard inside Kipoi's own download function, for files not checked beforehand
     import kipoi.specs
 
@@ -206,14 +185,14 @@ def test_kipoi_guard_blocks_downloads_it_would_start(zoo, tmp_path):
 def test_kipoi_loads_the_test_models(torch_dir, keras_dir):
     import torch
 
-    from deepmr_kipoi.kipoi_models import LoadRequest
+    from deepmr_kipoi.kipoi_models import kipoi_request
 
-    km = LoadRequest(torch_dir).kipoi_model()
+    km = kipoi_request(torch_dir).kipoi_model()
     assert type(km).__name__ == "PyTorchModel" and isinstance(km.model, torch.nn.Module)
     x = np.zeros((2, 4, 40), np.float32)
     assert km.predict_on_batch(x).shape == (2, 3)
 
-    kk = LoadRequest(keras_dir).kipoi_model()  # Keras-2 JSON + h5, read through tf_keras
+    kk = kipoi_request(keras_dir).kipoi_model()  # Keras-2 JSON + h5, read through tf_keras
     assert type(kk).__name__ == "KerasModel"
     assert kk.predict_on_batch(np.zeros((2, 32, 4), np.float32)).shape == (2, 2)
     import sys
@@ -222,7 +201,7 @@ def test_kipoi_loads_the_test_models(torch_dir, keras_dir):
 
 
 def test_load_model_argument_checks(torch_dir):
-    with pytest.raises(ValueError, match="uncertainty must be one of"):
+    with pytest.raises(ValueError, match="unknown uncertainty 'bayes'; choose from mc_dropout"):
         kipoi_models.load_model(torch_dir, uncertainty="bayes")
     with pytest.raises(ValueError, match="alphabet must be an order of the letters ACGT"):
         kipoi_models.load_model(torch_dir, alphabet="ACGU")

@@ -4,29 +4,13 @@ uncertainty (MC dropout, ensembles over weight files) and a Deep MR run labelled
 
 import os
 
-import _kipoi_fixtures as fx
 import numpy as np
 import pytest
 
 from deepmr_kipoi.kipoi_models import load_model
+from tests import _kipoi_fixtures as fx
 
 torch = pytest.importorskip("torch")
-
-
-@pytest.fixture(scope="module")
-def torch_dir(tmp_path_factory):
-    return fx.write_torch_model_dir(tmp_path_factory.mktemp("torch_model"))
-
-
-@pytest.fixture(scope="module")
-def keras_dir(tmp_path_factory):
-    pytest.importorskip("tf_keras")
-    return fx.write_keras_model_dir(tmp_path_factory.mktemp("keras_model"))
-
-
-@pytest.fixture(scope="module")
-def dict_dir(tmp_path_factory):
-    return fx.write_dict_output_model_dir(tmp_path_factory.mktemp("dict_model"))
 
 
 def _onehot(n, length, seed):
@@ -75,8 +59,10 @@ def test_generic_ensemble_over_weight_files(torch_dir, tmp_path):
         load_model(torch_dir, uncertainty="ensemble")
     bad = tmp_path / "bad.pth"
     torch.save({"other": torch.zeros(1)}, bad)
-    with pytest.raises(ValueError, match="is not a state dict for"):
+    with pytest.raises(ValueError, match=r"weight file .*bad\.pth does not fit .*Missing key"):
         load_model(torch_dir, weight_files=[str(bad), files[0]])
+    with pytest.raises(ValueError, match="is not a state dict for"):
+        load_model(torch_dir, weight_files=[files[0], str(bad)])
 
 
 def test_generic_keras_model(keras_dir):

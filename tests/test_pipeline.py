@@ -9,11 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-import _helpers_pipeline as helpers  # noqa: E402
-
-from deepmr_kipoi import instruments, meta, mr, pipeline, results  # noqa: E402
+from deepmr_kipoi import instruments, meta, mr, pipeline, results
+from tests import _helpers_pipeline as helpers
 
 FACTORY = f"{Path(__file__).parent / '_helpers_pipeline.py'}:tiny_model"
 
@@ -204,7 +201,6 @@ def test_hard_killed_run_leaves_readable_chunks_and_resumes_equal(tmp_path, fini
     out = tmp_path / "killed"
     code = (
         "import os, signal, sys\n"
-        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
         "from deepmr_kipoi import pipeline\n"
         f"cfg = pipeline.RunConfig(model={FACTORY!r}, n_sequences=5, chunk_size=2, "
         f"methods=('ivw', 'egger'), progress=False, out={str(out)!r}, figures=False, "

@@ -1,7 +1,6 @@
 """Calibration in the run: effect SEs scaled by exactly the fitted calibrator's se_scale per feature,
 the calibrator from a table equal to calibration.fit on the same predictions, report sections."""
 
-import sys
 from pathlib import Path
 
 import h5py
@@ -9,12 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-import _helpers_pipeline as helpers  # noqa: E402
-from test_report import check_self_contained  # noqa: E402
-
-from deepmr_kipoi import calibration, pipeline, sequences  # noqa: E402
+from deepmr_kipoi import calibration, pipeline, sequences
+from tests import _helpers_pipeline as helpers
+from tests.test_report import check_self_contained
 
 FACTORY = f"{Path(__file__).parent / '_helpers_pipeline.py'}:tiny_model"
 

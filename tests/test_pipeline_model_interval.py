@@ -1,19 +1,14 @@
 """The model-aware interval of global effects: the pipeline's leave-one-member-out jackknife equals
 the jackknife computed by hand from separate runs of the ensemble without each member."""
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import stats
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-import _helpers_pipeline as helpers  # noqa: E402
-
-from deepmr_kipoi import pipeline  # noqa: E402
-from deepmr_kipoi.predictive import DeepEnsemble  # noqa: E402
+from deepmr_kipoi import pipeline
+from deepmr_kipoi.predictive import DeepEnsemble
+from tests import _helpers_pipeline as helpers
 
 
 def _run(model, **kw):

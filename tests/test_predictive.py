@@ -5,8 +5,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from _helpers_ism import L, conv_net, conv_weights, numpy_conv_net  # noqa: E402
-
 from deepmr_kipoi import sequences  # noqa: E402
 from deepmr_kipoi.predictive import (  # noqa: E402
     LOGIT_EPS,
@@ -19,6 +17,7 @@ from deepmr_kipoi.predictive import (  # noqa: E402
     from_torch,
     resolve_transforms,
 )
+from tests._helpers_ism import L, conv_net, conv_weights, numpy_conv_net  # noqa: E402
 
 pytestmark = pytest.mark.torch
 NAMES = ["a", "b", "c"]

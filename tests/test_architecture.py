@@ -1,0 +1,100 @@
+"""The project's modules import each other without circles: the import graph of ``deepmr_kipoi``
+and ``model_adapters`` (module-level and function-level imports alike), read with ``ast``."""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("deepmr_kipoi", "model_adapters")
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            found[".".join(parts)] = path
+    return found
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """Project modules that ``name`` imports anywhere in its body (``from pkg import mod`` counts as
+    an import of ``pkg.mod`` when that is a module, else of ``pkg``)."""
+    is_package = path.name == "__init__.py"
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = name.split(".")
+                base = base[: len(base) - node.level + (1 if is_package else 0)]
+                stem = ".".join(base + ([node.module] if node.module else []))
+            else:
+                stem = node.module or ""
+            targets = [f"{stem}.{alias.name}" if f"{stem}.{alias.name}" in modules else stem for alias in node.names]
+        else:
+            continue
+        for target in targets:
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                out.add(target)
+    return out
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {name: _imports(name, path, modules) for name, path in modules.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle as a list of modules (first == last), or None. A package importing its own
+    submodule is not a circle: Python runs the package first by construction."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if node.startswith(nxt + "."):  # a submodule importing its parent package
+                continue
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def test_no_import_circles_among_project_modules():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import circle: " + " -> ".join(cycle)
+
+
+def test_the_checker_finds_a_circle_and_sees_function_level_imports(tmp_path):
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}
+    assert find_cycle(graph) == ["a", "b", "c", "a"]
+    graph = import_graph()
+    # function-level imports are in the graph: kipoi_models imports validation inside load_model
+    assert "deepmr_kipoi.validation" in graph["deepmr_kipoi.kipoi_models"]
+    # the adapter API is below both sides of the adapter layer
+    assert "deepmr_kipoi.adapters" in graph["model_adapters.generic"]
+    assert "deepmr_kipoi.adapters" in graph["deepmr_kipoi.kipoi_models"]
+    assert not graph["deepmr_kipoi.adapters"] & {"deepmr_kipoi.kipoi_models", "deepmr_kipoi.registry"}
+    assert not any(m.startswith("model_adapters") for m in graph["deepmr_kipoi.kipoi_models"])
+    assert "model_adapters.bpnet_weights" in graph["model_adapters.bpnet_torch"]
+    assert "model_adapters.bpnet_oskn" not in graph["model_adapters.bpnet_torch"]
