@@ -67,7 +67,7 @@ FORMAT_VERSION = 1
 def _as_float_array(name: str, value) -> np.ndarray:
     arr = np.asarray(value, dtype=np.float64)
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinite values; drop those rows first.")
+        raise DeepMRInputError(f"{name} contains NaN or infinite values; drop those rows first.")
     return arr
 
 
@@ -78,14 +78,14 @@ def _check_distribution(pred_mean, pred_sd, n_features: int | None = None):
     if mean.ndim == 1:
         mean, sd = mean[:, None], sd.reshape(-1, 1)
     if mean.ndim == 0 or sd.shape != mean.shape:
-        raise ValueError(
+        raise DeepMRInputError(
             f"pred_mean {mean.shape} and pred_sd {sd.shape} must have the same shape "
             "(n, n_features)."
         )
     if not np.all(sd > 0.0):
-        raise ValueError("pred_sd must be positive; a zero spread cannot be calibrated.")
+        raise DeepMRInputError("pred_sd must be positive; a zero spread cannot be calibrated.")
     if n_features is not None and mean.shape[-1] != n_features:
-        raise ValueError(
+        raise DeepMRInputError(
             f"predictions have {mean.shape[-1]} features (last axis) but the calibrator was "
             f"fitted on {n_features}."
         )
@@ -97,7 +97,7 @@ def _check_predictions(pred_mean, pred_sd, y, n_features: int | None = None):
     mean, sd = _check_distribution(pred_mean, pred_sd, n_features)
     obs = _as_float_array("y", y)
     if obs.shape != np.shape(pred_mean):
-        raise ValueError(
+        raise DeepMRInputError(
             f"y {obs.shape} must have the shape of pred_mean {np.shape(pred_mean)}, "
             "(n, n_features)."
         )
@@ -130,7 +130,7 @@ def _check_knots(kx: np.ndarray, ky: np.ndarray, feature: int) -> None:
         and np.all(np.diff(ky) >= 0.0)
     )
     if not ok:
-        raise ValueError(
+        raise DeepMRInputError(
             f"knots of feature {feature} are not an increasing map of [0, 1] onto [0, 1] "
             "with R(0) = 0 and R(1) = 1; refit the calibrator."
         )
@@ -175,13 +175,13 @@ class Calibrator:
 
     def __post_init__(self):
         if self.method not in METHODS:
-            raise ValueError(f"method={self.method!r} is not supported; use one of {METHODS}.")
+            raise DeepMRInputError(f"method={self.method!r} is not supported; use one of {METHODS}.")
         if not (0.0 < self.se_level < 1.0):
-            raise ValueError(f"se_level={self.se_level!r} must be a fraction in (0, 1), e.g. 0.95.")
+            raise DeepMRInputError(f"se_level={self.se_level!r} must be a fraction in (0, 1), e.g. 0.95.")
         if self.method == "sigma":
             factor = np.asarray(self.variance_factor, dtype=np.float64)
             if factor.ndim != 1 or not np.all(np.isfinite(factor) & (factor > 0.0)):
-                raise ValueError("variance_factor must be a 1-d array of positive finite numbers.")
+                raise DeepMRInputError("variance_factor must be a 1-d array of positive finite numbers.")
             object.__setattr__(self, "variance_factor", factor)
             scale = np.sqrt(factor)
             noise = np.zeros_like(factor) if self.aleatoric_variance is None else np.broadcast_to(
@@ -197,7 +197,7 @@ class Calibrator:
                 )
             object.__setattr__(self, "aleatoric_variance", None)
             if not self.knots:
-                raise ValueError("quantile recalibration needs knots for at least one feature.")
+                raise DeepMRInputError("quantile recalibration needs knots for at least one feature.")
             knots = tuple(
                 (np.asarray(kx, dtype=np.float64), np.asarray(ky, dtype=np.float64))
                 for kx, ky in self.knots
@@ -218,7 +218,7 @@ class Calibrator:
         if self.feature_names is not None:
             names = tuple(str(n) for n in self.feature_names)
             if len(names) != scale.size:
-                raise ValueError(
+                raise DeepMRInputError(
                     f"{len(names)} feature_names for {scale.size} calibrated features; give one "
                     "name per feature."
                 )
@@ -270,7 +270,7 @@ class Calibrator:
         """
         q = np.asarray(q, dtype=np.float64)
         if not np.all((q >= 0.0) & (q <= 1.0)):
-            raise ValueError("q must hold probability levels in [0, 1].")
+            raise DeepMRInputError("q must hold probability levels in [0, 1].")
         mean, sd = _check_distribution(pred_mean, pred_sd, self.n_features)
         q = np.broadcast_to(q, mean.shape)
         if self.method == "sigma":
@@ -287,7 +287,7 @@ class Calibrator:
     def interval(self, pred_mean, pred_sd, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
         """Recalibrated central predictive interval at ``level``, two arrays shaped (..., F)."""
         if not (0.0 < level < 1.0):
-            raise ValueError(f"level={level!r} must be a fraction in (0, 1), e.g. 0.95.")
+            raise DeepMRInputError(f"level={level!r} must be a fraction in (0, 1), e.g. 0.95.")
         return (
             self.ppf(pred_mean, pred_sd, 0.5 - level / 2.0),
             self.ppf(pred_mean, pred_sd, 0.5 + level / 2.0),
@@ -309,9 +309,9 @@ class Calibrator:
         """
         arr = np.asarray(se, dtype=np.float64)
         if arr.ndim == 0 or not (-arr.ndim <= feature_axis < arr.ndim):
-            raise ValueError(f"feature_axis={feature_axis} is not an axis of se {arr.shape}.")
+            raise DeepMRInputError(f"feature_axis={feature_axis} is not an axis of se {arr.shape}.")
         if arr.shape[feature_axis] != self.n_features:
-            raise ValueError(
+            raise DeepMRInputError(
                 f"se has {arr.shape[feature_axis]} features on axis {feature_axis} but the "
                 f"calibrator has {self.n_features}; pass the right feature_axis."
             )
@@ -340,9 +340,9 @@ class Calibrator:
     def from_dict(cls, d: dict) -> Calibrator:
         """Rebuild a calibrator from :meth:`to_dict` output."""
         if not isinstance(d, dict) or d.get("format") != FORMAT:
-            raise ValueError(f"not a calibrator description (expected format {FORMAT!r}).")
+            raise DeepMRInputError(f"not a calibrator description (expected format {FORMAT!r}).")
         if d.get("version") != FORMAT_VERSION:
-            raise ValueError(
+            raise DeepMRInputError(
                 f"calibrator format version {d.get('version')!r} is not supported "
                 f"(this deepmr_kipoi reads version {FORMAT_VERSION})."
             )
@@ -358,7 +358,7 @@ class Calibrator:
                            aleatoric_variance=d.get("aleatoric_variance"), **common)
             knots = tuple((np.asarray(k["x"]), np.asarray(k["y"])) for k in d["knots"])
         except (KeyError, TypeError) as err:
-            raise ValueError(f"calibrator description lacks or mangles field {err}.") from None
+            raise DeepMRInputError(f"calibrator description lacks or mangles field {err}.") from None
         return cls(method, knots=knots, **common)
 
     def save(self, path: str | os.PathLike) -> None:
@@ -373,7 +373,7 @@ def load(path: str | os.PathLike) -> Calibrator:
         try:
             d = json.load(fh)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{os.fspath(path)} is not valid JSON ({err.msg}).") from None
+            raise DeepMRInputError(f"{os.fspath(path)} is not valid JSON ({err.msg}).") from None
     return Calibrator.from_dict(d)
 
 
@@ -432,20 +432,20 @@ def fit(
 
     Raises
     ------
-    ValueError
+    DeepMRInputError
         On shape mismatches, NaN or infinite values, non-positive SDs, fewer than 2 rows or an
         unknown method.
     """
     if method not in METHODS:
-        raise ValueError(f"method={method!r} is not supported; use one of {METHODS}.")
+        raise DeepMRInputError(f"method={method!r} is not supported; use one of {METHODS}.")
     if int(max_knots) < 2:
-        raise ValueError(f"max_knots={max_knots!r} must be at least 2.")
+        raise DeepMRInputError(f"max_knots={max_knots!r} must be at least 2.")
     mean, sd, obs = _check_predictions(pred_mean, pred_sd, y)
     if mean.ndim != 2:
-        raise ValueError(f"predictions must be shaped (n, n_features), got {mean.shape}.")
+        raise DeepMRInputError(f"predictions must be shaped (n, n_features), got {mean.shape}.")
     n, n_features = mean.shape
     if n < 2:
-        raise ValueError(f"{n} labelled example(s) cannot fit a calibration; give at least 2.")
+        raise DeepMRInputError(f"{n} labelled example(s) cannot fit a calibration; give at least 2.")
     z = (obs - mean) / sd
     common = {"feature_names": feature_names, "se_level": float(se_level), "n_fit": n}
     noise = np.broadcast_to(np.asarray(aleatoric_variance, dtype=np.float64), (n_features,))
@@ -508,7 +508,7 @@ def _curves(u: np.ndarray, kind: str, levels: np.ndarray) -> tuple[np.ndarray, n
     elif kind == "quantile":
         stat, thresholds = u, levels
     else:
-        raise ValueError(f"kind={kind!r} is not supported; use 'interval' or 'quantile'.")
+        raise DeepMRInputError(f"kind={kind!r} is not supported; use 'interval' or 'quantile'.")
     stat = np.sort(stat, axis=0)
     per_feature = np.stack([_observed(stat[:, j], thresholds) for j in range(stat.shape[1])])
     pooled = _observed(np.sort(stat, axis=None), thresholds)
@@ -520,13 +520,13 @@ def _feature_names(names, calibrator: Calibrator | None, n_features: int):
         return calibrator.feature_names if calibrator is not None else None
     names = tuple(str(n) for n in names)
     if len(names) != n_features:
-        raise ValueError(f"{len(names)} feature_names for {n_features} features; give one each.")
+        raise DeepMRInputError(f"{len(names)} feature_names for {n_features} features; give one each.")
     return names
 
 
 def _grid(n_grid: int) -> np.ndarray:
     if int(n_grid) < 1:
-        raise ValueError(f"n_grid={n_grid!r} must be a positive integer, e.g. 100.")
+        raise DeepMRInputError(f"n_grid={n_grid!r} must be a positive integer, e.g. 100.")
     return (np.arange(int(n_grid)) + 0.5) / int(n_grid)
 
 
@@ -658,7 +658,7 @@ def metrics(
     """
     lv = np.asarray(levels, dtype=np.float64)
     if lv.ndim != 1 or not np.all((lv > 0.0) & (lv < 1.0)):
-        raise ValueError("levels must be a sequence of fractions in (0, 1), e.g. (0.5, 0.9).")
+        raise DeepMRInputError("levels must be a sequence of fractions in (0, 1), e.g. (0.5, 0.9).")
     u = _pit(pred_mean, pred_sd, y, calibrator)
     names = _feature_names(feature_names, calibrator, u.shape[1])
     return _metrics_from_pit(u, lv, n_grid, calibrated=calibrator is not None, names=names)

@@ -1,7 +1,12 @@
 """The ``deepmr`` command line: demo, run, simulate, compare, adapters.
 
-Bad input ends with one line on stderr (``deepmr <command>: error: <reason and fix>``) and exit
-status 2; the pipeline removes what it had written, so no half-written results folder stays.
+Bad input (:class:`~deepmr_kipoi.errors.DeepMRInputError`, or ``OSError`` on a path the user gave)
+ends with one line on stderr (``deepmr <command>: error: <reason and fix>``) and exit status 2; a
+run stopped by bad input before computing anything removes what it had written. Any other exception
+is a bug: its traceback is printed, the exit status is 1, and the chunks already computed stay so
+the same command resumes.
+
+The run options' choices and defaults come from ``RunConfig`` and the stage modules' constants.
 """
 
 from __future__ import annotations
@@ -12,11 +17,16 @@ import logging
 import sys
 import textwrap
 import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
 from deepmr_kipoi import __version__
+from deepmr_kipoi.errors import DeepMRInputError
+from deepmr_kipoi.mr import METHODS as MR_METHODS
+from deepmr_kipoi.run import config as cfg
 
+EXIT_BUG = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
@@ -64,7 +74,13 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="debug logging")  # fmt: skip
 
 
+def _default(name: str) -> str:
+    value = cfg.RunConfig.default(name)
+    return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    d = _default
     s = argparse.SUPPRESS  # options left out do not override --config or the defaults
     p.add_argument("--config", metavar="YAML", default=s,
                    help="YAML file of settings (keys: the long option names); options given on the "
@@ -78,12 +94,12 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--alphabet", default=s, help="the model's one-hot channel order, e.g. AGCT")
     g.add_argument("--weights", dest="weight_files", nargs="+", metavar="FILE", default=s,
                    help="weight files, one ensemble member each")  # fmt: skip
-    g.add_argument("--uncertainty", choices=("ensemble", "mc_dropout"), default=s,
+    g.add_argument("--uncertainty", choices=cfg.UNCERTAINTY_METHODS, default=s,
                    help="uncertainty method (default: the adapter's)")  # fmt: skip
     g.add_argument("--n-samples", dest="n_samples", type=int, default=s,
                    help="MC-dropout samples (default 30)")  # fmt: skip
     g = p.add_argument_group("reference sequences")
-    g.add_argument("--sequences", choices=("random", "fasta", "dataloader"), default=s,
+    g.add_argument("--sequences", choices=cfg.SEQUENCE_SOURCES, default=s,
                    help="source of reference sequences (default: fasta when --fasta is given, "
                    "else random)")  # fmt: skip
     g.add_argument("--fasta", default=s, help="FASTA of sequences, or the genome with --bed")
@@ -103,43 +119,45 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--window", nargs=2, type=int, metavar=("START", "END"), default=s,
                    help="half-open ISM window within the sequence (default: whole sequence)")  # fmt: skip
     g.add_argument("--batch-size", dest="batch_size", type=int, default=s,
-                   help="mutants per forward pass (default 512)")  # fmt: skip
+                   help=f"mutants per forward pass (default {d('batch_size')})")  # fmt: skip
     g = p.add_argument_group("calibration")
     g.add_argument("--calibration-table", dest="calibration_table", metavar="TABLE", default=s,
                    help="CSV/TSV/Parquet: column 'sequence' plus observed labels per feature")  # fmt: skip
     g.add_argument("--calibration-method", dest="calibration_method",
-                   choices=("quantile", "sigma"), default=s, help="default quantile")  # fmt: skip
+                   choices=cfg.CALIBRATION_METHODS, default=s,
+                   help=f"default {d('calibration_method')}")  # fmt: skip
     g.add_argument("--calibrator", metavar="JSON", default=s, help="a saved calibrator")
     g = p.add_argument_group("instruments and MR")
-    g.add_argument("--z", type=float, default=s, help="instrument threshold (default 1.96)")
-    g.add_argument("--instrument-rule", dest="instrument_rule", choices=("wald", "pooled"),
-                   default=s, help="wald: |b/se| >= z (default); pooled: the paper code's rule")  # fmt: skip
+    g.add_argument("--z", type=float, default=s, help=f"instrument threshold (default {d('z')})")
+    g.add_argument("--instrument-rule", dest="instrument_rule", choices=cfg.INSTRUMENT_RULES,
+                   default=s, help="wald: |b/se| >= z; pooled: the paper code's rule (default "
+                   f"{d('instrument_rule')})")  # fmt: skip
     g.add_argument("--one-per-position", dest="one_per_position", action="store_true", default=s,
                    help="at most one allele per position (the strongest)")  # fmt: skip
     g.add_argument("--min-instruments", dest="min_instruments", type=int, default=s,
-                   help="minimum instruments per MR fit (default 3)")  # fmt: skip
+                   help=f"minimum instruments per MR fit (default {d('min_instruments')})")  # fmt: skip
     g.add_argument("--methods", nargs="+", metavar="METHOD", default=s,
-                   help="MR methods: ivw ivw_fe egger weighted_median simple_median weighted_mode "
-                   "(default: ivw egger)")  # fmt: skip
+                   help=f"MR methods: {' '.join(MR_METHODS)} (default: {d('methods')})")  # fmt: skip
     g.add_argument("--n-boot", dest="n_boot", type=int, default=s,
-                   help="bootstrap replicates of median/mode SEs (default 1000)")  # fmt: skip
-    g.add_argument("--meta-method", dest="meta_method", choices=("REML", "DL", "PM"), default=s,
-                   help="tau^2 estimator of the global meta-analysis (default REML)")  # fmt: skip
-    g.add_argument("--meta-test", dest="meta_test", choices=("z", "knha"), default=s,
-                   help="z (default) or Knapp-Hartung")  # fmt: skip
-    g.add_argument("--level", type=float, default=s, help="confidence level (default 0.95)")
+                   help=f"bootstrap replicates of median/mode SEs (default {d('n_boot')})")  # fmt: skip
+    g.add_argument("--meta-method", dest="meta_method", choices=cfg.META_METHODS, default=s,
+                   help=f"tau^2 estimator of the global meta-analysis (default {d('meta_method')})")  # fmt: skip
+    g.add_argument("--meta-test", dest="meta_test", choices=cfg.META_TESTS, default=s,
+                   help=f"z or knha (Knapp-Hartung; default {d('meta_test')})")  # fmt: skip
+    g.add_argument("--level", type=float, default=s, help=f"confidence level (default {d('level')})")
     g.add_argument("--no-model-interval", dest="model_interval", action="store_false", default=s,
                    help="skip the model-aware (leave-one-member-out jackknife) interval that deep "
-                        "ensembles of 3+ members get besides the meta-analysis CI")  # fmt: skip
+                        f"ensembles of {cfg.JACKKNIFE_MIN_MEMBERS}+ members get besides the "
+                        "meta-analysis CI")  # fmt: skip
     g = p.add_argument_group("run")
     g.add_argument("--out", default=s, help="results folder (required)")
-    g.add_argument("--seed", type=int, default=s, help="seed (default 0)")
+    g.add_argument("--seed", type=int, default=s, help=f"seed (default {d('seed')})")
     g.add_argument("--chunk-size", dest="chunk_size", type=int, default=s,
-                   help="sequences per chunk: unit of resume (default 16)")  # fmt: skip
+                   help=f"sequences per chunk: unit of resume (default {d('chunk_size')})")  # fmt: skip
     g.add_argument("--save-effects", dest="save_effects", choices=("auto", "yes", "no"),
                    default=s, help="write effects.h5 (default auto: small runs)")  # fmt: skip
     g.add_argument("--n-examples", dest="n_examples", type=int, default=s,
-                   help="sequences in MR scatter plots (default 3)")  # fmt: skip
+                   help=f"sequences in MR scatter plots (default {d('n_examples')})")  # fmt: skip
     g.add_argument("--no-figures", dest="figures", action="store_false", default=s)
     g.add_argument("--no-report", dest="report", action="store_false", default=s)
     g.add_argument("--force", action="store_true", default=s,
@@ -260,19 +278,17 @@ def _load_yaml(path: str) -> dict:
 
     p = Path(path)
     if not p.is_file():
-        raise ValueError(f"config file not found: {p}; check the --config path")
+        raise DeepMRInputError(f"config file not found: {p}; check the --config path")
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ValueError(f"{p} is not valid YAML: {str(err).splitlines()[0]}") from None
+        raise DeepMRInputError(f"{p} is not valid YAML: {str(err).splitlines()[0]}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{p} must hold a mapping of settings (key: value)")
+        raise DeepMRInputError(f"{p} must hold a mapping of settings (key: value)")
     return data
 
 
 def _config_from_args(args: argparse.Namespace):
-    from deepmr_kipoi.pipeline import RunConfig
-
     values = dict(_load_yaml(args.config)) if "config" in args else {}
     values.pop("config", None)
     for key, value in vars(args).items():
@@ -285,12 +301,12 @@ def _config_from_args(args: argparse.Namespace):
         pairs = [item.split("=", 1) for item in values["dataloader_args"]]
         bad = [item for item, p in zip(values["dataloader_args"], pairs) if len(p) != 2 or not p[0]]
         if bad:
-            raise ValueError(f"--dataloader-args takes KEY=VALUE items, got {bad[0]!r}")
+            raise DeepMRInputError(f"--dataloader-args takes KEY=VALUE items, got {bad[0]!r}")
         values["dataloader_args"] = dict(pairs)
     values["progress"] = not args.quiet
-    config = RunConfig.from_dict(values)
+    config = cfg.RunConfig.from_dict(values)
     if not config.out:
-        raise ValueError("no results folder given; pass --out DIR")
+        raise DeepMRInputError("no results folder given; pass --out DIR")
     return config
 
 
@@ -369,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _logging(args):
             return int(func(args) or 0)
-    except (ValueError, FileNotFoundError) as err:
+    except (DeepMRInputError, OSError) as err:
         reason = " ".join(str(err).split()) or type(err).__name__
         print(f"deepmr {args.command}: error: {reason}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -377,6 +393,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"deepmr {args.command}: interrupted; re-run the same command to resume",
               file=sys.stderr)  # fmt: skip
         return EXIT_INTERRUPTED
+    except Exception:  # noqa: BLE001 - anything else is a bug: show it whole
+        traceback.print_exc()
+        print(f"deepmr {args.command}: internal error (a bug, not your input); the chunks already "
+              "computed are kept, so the same command resumes", file=sys.stderr)  # fmt: skip
+        return EXIT_BUG
 
 
 if __name__ == "__main__":

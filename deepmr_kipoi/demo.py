@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from deepmr_kipoi import pipeline, results, sequences
+from deepmr_kipoi.errors import DeepMRInputError
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def truth_table(truth) -> pd.DataFrame:
     if isinstance(truth, pd.DataFrame):
         col = next((c for c in ("true_effect", "effect", "estimate", "value") if c in truth), None)
         if col is None or not {"exposure", "outcome"} <= set(truth.columns):
-            raise ValueError(
+            raise DeepMRInputError(
                 "truth table needs columns exposure, outcome and true_effect; got "
                 f"{', '.join(map(str, truth.columns))}"
             )
@@ -104,7 +105,7 @@ def run_demo(
     from deepmr_kipoi import simulate
 
     if n_sequences is not None and int(n_sequences) < 1:
-        raise ValueError(f"--n-sequences must be >= 1, got {n_sequences}")
+        raise DeepMRInputError(f"--n-sequences must be >= 1, got {n_sequences}")
     n = DEFAULT_N_SEQUENCES if n_sequences is None else int(n_sequences)
     model = simulate.load_demo_model()
     ids, onehot = simulate.demo_sequences(n=n, seed=seed)

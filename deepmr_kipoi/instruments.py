@@ -111,17 +111,17 @@ def select(
     bx = np.asarray(bx, dtype=np.float64)
     se_bx = np.asarray(se_bx, dtype=np.float64)
     if bx.ndim != 4 or bx.shape[2] != 3:
-        raise ValueError(
+        raise DeepMRInputError(
             f"bx must have shape (N, W, 3, E), got {bx.shape}; pass ism effects sliced to exposures"
         )
     if se_bx.shape != bx.shape:
-        raise ValueError(f"se_bx shape {se_bx.shape} differs from bx shape {bx.shape}")
+        raise DeepMRInputError(f"se_bx shape {se_bx.shape} differs from bx shape {bx.shape}")
     if rule not in RULES:
-        raise ValueError(f"unknown instrument rule {rule!r}; use one of {', '.join(RULES)}")
+        raise DeepMRInputError(f"unknown instrument rule {rule!r}; use one of {', '.join(RULES)}")
     if not np.isfinite(z) or z < 0:
-        raise ValueError(f"instrument threshold z must be a finite number >= 0, got {z}")
+        raise DeepMRInputError(f"instrument threshold z must be a finite number >= 0, got {z}")
     if int(min_count) < 1:
-        raise ValueError(f"min_count must be >= 1, got {min_count}")
+        raise DeepMRInputError(f"min_count must be >= 1, got {min_count}")
 
     valid = np.isfinite(bx) & np.isfinite(se_bx) & (se_bx > 0)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -5,7 +5,9 @@ mutant is predicted by every sample s of a :class:`~deepmr_kipoi.predictive.Pred
 paired difference ``d_s = f_s(mutant) - f_s(reference)`` is taken under the same sample (same ensemble
 member, same dropout mask). The effect is ``mean_s d_s`` and its standard error the sample standard
 deviation of ``d_s`` (ddof = 1) -- the spread of the model's belief about the effect, not a standard
-error of the mean (DESIGN.md section 2, step 3).
+error of the mean. With ``per_sample=True`` the paired differences ``d_s`` themselves are kept
+(``ISMEffects.samples``), for statistics that need each sample's effects (leave-one-member-out
+jackknife, per-sample local estimates).
 
 Exact: every mutant's prediction is the model's prediction for that sequence; nothing is
 approximated. Models whose members cache the reference (``model.fast_ism``: PyTorch members with
@@ -26,7 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from deepmr_kipoi import sequences
+from deepmr_kipoi import sequences, validation
+from deepmr_kipoi.errors import DeepMRInputError
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +64,10 @@ class ISMEffects:
     feature_names : tuple of str, length F
     n_samples : int
         S.
+    samples : numpy.ndarray, shape (S, N, W, 3, F), float32, or None
+        The paired differences ``d_s`` per sample (NaN at N positions); only with
+        ``saturation_effects(..., per_sample=True)``. ``mean``/``se`` are their mean and SD over the
+        first axis, rounded to float32.
     """
 
     mean: np.ndarray
@@ -72,6 +79,33 @@ class ISMEffects:
     is_n: np.ndarray
     feature_names: tuple[str, ...]
     n_samples: int
+    samples: np.ndarray | None = None
+
+    def sample_moments(self, leave_out: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and SD (ddof = 1) over the samples in float64, optionally without sample ``leave_out``.
+
+        Parameters
+        ----------
+        leave_out : int, optional
+            Index s of a sample to leave out (the leave-one-member-out jackknife).
+
+        Returns
+        -------
+        mean, sd : ndarray of float64, shape (N, W, 3, F)
+            Unlike ``mean``/``se`` (float32) not rounded; without ``leave_out`` they round to them.
+
+        Raises
+        ------
+        DeepMRInputError
+            When the effects were computed without ``per_sample=True``.
+        """
+        if self.samples is None:
+            raise DeepMRInputError(
+                "these effects hold no per-sample differences; call saturation_effects(..., "
+                "per_sample=True)"
+            )
+        d = self.samples if leave_out is None else np.delete(self.samples, int(leave_out), axis=0)
+        return d.mean(axis=0, dtype=np.float64), d.std(axis=0, ddof=1, dtype=np.float64)
 
     @property
     def n_masked(self) -> int:
@@ -84,30 +118,13 @@ class ISMEffects:
         return 3 * int((~self.is_n).sum())
 
 
-def _check_window(window, length: int) -> tuple[int, int]:
-    if window is None:
-        return 0, length
-    try:
-        start, end = (int(v) for v in window)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"window must be None or (start, end), got {window!r}") from err
-    if not 0 <= start < end <= length:
-        raise ValueError(f"window {window!r} must satisfy 0 <= start < end <= {length} (half-open)")
-    return start, end
-
-
-def _check_batch_size(batch_size) -> int:
-    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    return int(batch_size)
-
-
 def saturation_effects(
     model,
     onehot,
     window: tuple[int, int] | None = None,
     batch_size: int = 1024,
     progress: bool = True,
+    per_sample: bool = False,
 ) -> ISMEffects:
     """Paired saturation-ISM effects of every single-base substitution.
 
@@ -125,11 +142,15 @@ def saturation_effects(
         engine is O(batch_size * L) plus the output arrays.
     progress : bool
         Show a tqdm progress bar over mutants.
+    per_sample : bool
+        Also keep every sample's paired differences, ``samples`` of shape ``(S, N, W, 3, F)``
+        (S times the memory of ``mean``); ``mean`` and ``se`` are the same either way.
 
     Returns
     -------
     ISMEffects
-        ``mean``/``se`` of shape ``(N, W, 3, F)``, ``reference`` ``(S, N, F)``.
+        ``mean``/``se`` of shape ``(N, W, 3, F)``, ``reference`` ``(S, N, F)``, ``samples``
+        ``(S, N, W, 3, F)`` or None.
 
     Notes
     -----
@@ -139,14 +160,14 @@ def saturation_effects(
     taken in float32; their mean and SD over samples are accumulated in float64.
     """
     x = sequences.check_onehot(onehot)
-    batch_size = _check_batch_size(batch_size)
+    batch_size = validation.positive_int(batch_size, "batch_size")
     n_seq, length, _ = x.shape
     seq_len = getattr(model, "sequence_length", None)
     if seq_len is not None and length != seq_len:
-        raise ValueError(
+        raise DeepMRInputError(
             f"sequences have length {length} but the model takes {seq_len}; resize them (sequences.resize_center)"
         )
-    start, end = _check_window(window, length)
+    start, end = validation.window(window, length)
     positions = np.arange(start, end, dtype=np.int64)
     width = end - start
     feature_names = tuple(model.feature_names)
@@ -172,6 +193,10 @@ def saturation_effects(
     se = np.full_like(mean, np.nan)
     flat_mean = mean.reshape(-1, n_feat)
     flat_se = se.reshape(-1, n_feat)
+    samples = None
+    if per_sample:
+        samples = np.full((n_samples, *mean.shape), np.nan, dtype=np.float32)
+        flat_samples = samples.reshape(n_samples, -1, n_feat)
 
     # valid (sequence, window-position) pairs in row-major order; mutant t is pair t // 3, alt t % 3
     valid = np.flatnonzero(~is_n.ravel())
@@ -200,9 +225,12 @@ def saturation_effects(
                     f"{(n_samples, t.size, n_feat)}"
                 )
             d = pred - reference[:, seq, :]
-            flat_mean[pair * 3 + t % 3] = d.mean(axis=0, dtype=np.float64)
+            rows_out = pair * 3 + t % 3
+            flat_mean[rows_out] = d.mean(axis=0, dtype=np.float64)
             if n_samples > 1:
-                flat_se[pair * 3 + t % 3] = d.std(axis=0, ddof=1, dtype=np.float64)
+                flat_se[rows_out] = d.std(axis=0, ddof=1, dtype=np.float64)
+            if samples is not None:
+                flat_samples[:, rows_out] = d
             bar.update(t.size)
     finally:
         bar.close()
@@ -216,6 +244,7 @@ def saturation_effects(
         is_n=is_n,
         feature_names=feature_names,
         n_samples=n_samples,
+        samples=samples,
     )
 
 

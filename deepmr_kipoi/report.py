@@ -1,4 +1,4 @@
-"""The run's figures and its self-contained HTML report (figures embedded as base64 PNG).
+"""The self-contained HTML report of a run (figures embedded as base64 PNG), from its ``RunRecord``.
 
 The report states the question, the headline (estimated against true effects when the truth is
 known, else the strongest effects), the settings, the global table, the figures, diagnostics
@@ -11,15 +11,15 @@ from __future__ import annotations
 import base64
 import html
 import os
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from deepmr_kipoi import results
+from deepmr_kipoi.figures import FigureFile, top_pairs, truth_join
+from deepmr_kipoi.run.record import RunRecord
 
 ASSUMPTIONS = (
     ("Local linearity", "each local effect is the slope of the model's outcome on its exposure "
@@ -46,239 +46,6 @@ td.l,th.l{text-align:left}.headline{background:#eef5ff;border-left:4px solid #1f
 figure{margin:1em 0}figcaption{font-size:.85em;color:#555}img{max-width:100%}
 .small{font-size:.8em;color:#666}
 """
-
-
-@dataclass(frozen=True)
-class FigureFile:
-    """A figure written to the run folder.
-
-    Attributes
-    ----------
-    path : Path
-        PNG file.
-    title : str
-    caption : str
-    """
-
-    path: Path
-    title: str
-    caption: str
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_")[:80] or "x"
-
-
-def top_pairs(glob: pd.DataFrame, n: int = 3) -> tuple[str, list[tuple[str, str]]]:
-    """The first method's ``n`` pairs with the smallest global p-values.
-
-    Parameters
-    ----------
-    glob : DataFrame
-    n : int
-
-    Returns
-    -------
-    method : str
-        ``"ivw"`` when present, else the first method of the table.
-    pairs : list of (exposure, outcome)
-    """
-    methods = list(dict.fromkeys(glob["method"].astype(str)))
-    method = "ivw" if "ivw" in methods else methods[0]
-    sub = glob[(glob["method"] == method) & np.isfinite(glob["pvalue"])]
-    sub = sub.sort_values(["pvalue", "exposure", "outcome"], kind="stable").head(n)
-    return method, list(zip(sub["exposure"].astype(str), sub["outcome"].astype(str)))
-
-
-def make_figures(
-    out_dir: str | os.PathLike,
-    glob: pd.DataFrame,
-    local: pd.DataFrame,
-    arrays: dict,
-    *,
-    feature_names: Sequence[str],
-    used: Sequence[int],
-    seq_ids: Sequence[str],
-    exposures: Sequence[str] = (),
-    calibration=None,
-    truth: pd.DataFrame | None = None,
-    level: float = 0.95,
-    n_examples: int = 3,
-    n_pairs: int = 3,
-    created: list | None = None,
-) -> list[FigureFile]:
-    """Draw a run's figures into ``out_dir/figures``.
-
-    Parameters
-    ----------
-    out_dir : path-like
-    glob, local : DataFrame
-        Global and local effect tables.
-    arrays : dict
-        Kept ISM arrays: ``sequence_index`` (n,), ``mean``/``se`` (n, W, 3, U) over the ``used``
-        features, ``instrument_mask`` (n, W, 3, E) over ``exposures`` (empty dict: no scatter plots).
-    feature_names : sequence of str
-        All model features.
-    used : sequence of int
-        Feature indices of the last axis of ``mean``/``se``.
-    seq_ids : sequence of str
-    exposures : sequence of str
-        Exposure names, in the order of the last axis of ``instrument_mask``.
-    calibration : pipeline calibration record, optional
-        With ``curve_before``/``curve_after`` (``calibration.curve`` results) when fitted here.
-    truth : DataFrame, optional
-        Columns exposure, outcome, true_effect.
-    level : float
-    n_examples : int
-        Sequences per MR scatter figure.
-    n_pairs : int
-        Pairs with scatter and forest plots (smallest global p-values).
-    created : list, optional
-        Paths of new files are appended (clean-up on failure).
-
-    Returns
-    -------
-    list of FigureFile
-    """
-    from deepmr_kipoi import plots
-
-    fig_dir = Path(out_dir) / "figures"
-    if not fig_dir.exists():
-        fig_dir.mkdir(parents=True)
-        if created is not None:
-            created.append(fig_dir)
-    out: list[FigureFile] = []
-    alpha = 1.0 - level
-
-    def emit(fig, name, title, caption):
-        path = plots.save(fig, fig_dir / f"{_slug(name)}.png")
-        out.append(FigureFile(path, title, caption))
-
-    if truth is not None and len(truth):
-        first = top_pairs(glob, 1)[0]
-        j = _truth_join(glob, truth, first)
-        fig = plots.truth_scatter(
-            j["true_effect"], j["estimate"], j["ci_low"], j["ci_high"],
-            [f"{e}->{o}" for e, o in zip(j["exposure"], j["outcome"])],
-            title=f"Estimated ({first}) vs true global effects",
-        )  # fmt: skip
-        emit(fig, "truth", "Estimated vs true global effects",
-             f"Each point is one (exposure, outcome) pair: the planted effect against the {first} "
-             f"global estimate with its {level:.0%} CI. Points on the dotted line are recovered "
-             "exactly.")  # fmt: skip
-
-    for method in dict.fromkeys(glob["method"].astype(str)):
-        emit(plots.global_heatmap(glob, method, level=level), f"heatmap_{method}",
-             f"Global effects ({method})",
-             f"Random-effects meta-analysis of the local {method} estimates over sequences; rows "
-             f"are exposures, columns outcomes. * marks Benjamini-Hochberg q < {alpha:.2g}; grey: "
-             "not estimable (or exposure = outcome).")  # fmt: skip
-
-    method, pairs = top_pairs(glob, n_pairs)
-    methods = set(glob["method"].astype(str))
-    if "mean" in arrays and len(arrays["sequence_index"]):
-        for e, o in pairs:
-            fig = _scatter_panel(
-                arrays, local, e, o, feature_names=feature_names, used=used, seq_ids=seq_ids,
-                exposures=exposures, n_examples=n_examples, with_egger="egger" in methods,
-            )  # fmt: skip
-            if fig is not None:
-                emit(fig, f"scatter_{e}__{o}", f"MR scatter: {e} -> {o}",
-                     "Instruments (mutations significant for the exposure) of example sequences: "
-                     "effect on the outcome against effect on the exposure, with SEs as error bars, "
-                     "oriented so the exposure effect is positive. Blue: IVW slope; red dashed: "
-                     "MR-Egger fit.")  # fmt: skip
-
-    for e, o in pairs:
-        rows = local[(local["method"].astype(str) == method) & (local["exposure"].astype(str) == e)
-                     & (local["outcome"].astype(str) == o)].sort_values("sequence_index")  # fmt: skip
-        g = glob[(glob["method"] == method) & (glob["exposure"] == e) & (glob["outcome"] == o)]
-        if not len(rows) or not len(g):
-            continue
-        g = g.iloc[0]
-        fig = plots.forest(
-            rows["sequence_id"].astype(str).tolist(), rows["estimate"], rows["ci_low"],
-            rows["ci_high"], pooled=(g["estimate"], g["ci_low"], g["ci_high"]),
-            prediction=(g["pi_low"], g["pi_high"]), title=f"{e} -> {o} ({method})",
-        )  # fmt: skip
-        emit(fig, f"forest_{e}__{o}_{method}", f"Forest plot: {e} -> {o}",
-             f"Local {method} estimates per sequence with {level:.0%} CIs; the diamond is the "
-             "random-effects global effect, the line through it its prediction interval.")  # fmt: skip
-
-    if calibration is not None and getattr(calibration, "curve_before", None) is not None:
-        curves = _calibration_curves(calibration)
-        if curves:
-            emit(plots.calibration_curves(curves), "calibration", "Calibration curves",
-                 "Observed frequency with which labels fall in central predictive intervals, "
-                 "against the intervals' nominal level, before (dashed) and after (solid) "
-                 "recalibration.")  # fmt: skip
-    return out
-
-
-def _truth_join(glob: pd.DataFrame, truth: pd.DataFrame, method: str) -> pd.DataFrame:
-    cols = ["exposure", "outcome", "estimate", "ci_low", "ci_high"]
-    cols += [c for c in ("model_ci_low", "model_ci_high") if c in glob.columns]
-    g = glob[glob["method"] == method][cols]
-    t = truth[["exposure", "outcome", "true_effect"]].astype({"exposure": str, "outcome": str})
-    return g.merge(t, on=["exposure", "outcome"], how="inner")
-
-
-def _scatter_panel(arrays, local, e, o, *, feature_names, used, seq_ids, exposures, n_examples,
-                   with_egger):  # fmt: skip
-    from matplotlib import pyplot as plt
-
-    from deepmr_kipoi import plots
-
-    names = list(feature_names)
-    ui = {f: i for i, f in enumerate(used)}
-    ie, io = names.index(e), names.index(o)
-    if ie not in ui or io not in ui or e not in list(exposures):
-        return None
-    ek = list(exposures).index(e)
-    sel = local[(local["exposure"].astype(str) == e) & (local["outcome"].astype(str) == o)]
-    panels = []
-    for row, s in enumerate(arrays["sequence_index"]):
-        mask = arrays["instrument_mask"][row][..., ek]
-        by = arrays["mean"][row][..., ui[io]]
-        sy = arrays["se"][row][..., ui[io]]
-        mask = mask & np.isfinite(by) & np.isfinite(sy) & (sy > 0)
-        if mask.sum() < 1:
-            continue
-        loc = sel[sel["sequence_index"] == s]
-        ivw = loc.loc[loc["method"].astype(str) == "ivw", "estimate"]
-        egg = loc[loc["method"].astype(str) == "egger"]
-        panels.append((s, mask, float(ivw.iloc[0]) if len(ivw) else None,
-                       (float(egg["estimate"].iloc[0]), float(egg["intercept"].iloc[0]))
-                       if with_egger and len(egg) else None))  # fmt: skip
-        if len(panels) >= n_examples:
-            break
-    if not panels:
-        return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.3 * len(panels), 4), squeeze=False)
-    rows = {int(s): r for r, s in enumerate(arrays["sequence_index"])}
-    for ax, (s, mask, ivw, egger) in zip(axes[0], panels):
-        r = rows[int(s)]
-        plots.mr_scatter(
-            arrays["mean"][r][..., ui[ie]][mask], arrays["se"][r][..., ui[ie]][mask],
-            arrays["mean"][r][..., ui[io]][mask], arrays["se"][r][..., ui[io]][mask],
-            ivw=ivw, egger=egger, exposure=e, outcome=o, title=f"{seq_ids[int(s)]}", ax=ax,
-        )  # fmt: skip
-    return fig
-
-
-def _calibration_curves(cal) -> list:
-    """(label, expected, observed) per curve: all features pooled, then up to 4 single features."""
-    curves = []
-    for tag, curve in (("before", cal.curve_before), ("after", cal.curve_after)):
-        if curve is None:
-            continue
-        curves.append((f"all features, {tag}", curve.expected, curve.observed_overall))
-        names = list(curve.feature_names or cal.features)
-        observed = np.atleast_2d(curve.observed)
-        if observed.shape[0] > 1:
-            for j in range(min(observed.shape[0], 4)):
-                curves.append((f"{names[j]}, {tag}", curve.expected, observed[j]))
-    return curves
 
 
 # ----------------------------------------------------------------------------------------------
@@ -360,7 +127,7 @@ def truth_summary(glob: pd.DataFrame, truth: pd.DataFrame, method: str) -> dict:
         absolute error); ``strong``: rows (exposure, outcome, true_effect, estimate, ci_low,
         ci_high) of the planted effects.
     """
-    j = _truth_join(glob, truth, method)
+    j = truth_join(glob, truth, method)
     j = j[np.isfinite(j["estimate"]) & np.isfinite(j["true_effect"])].reset_index(drop=True)
     t, e = j["true_effect"].to_numpy(float), j["estimate"].to_numpy(float)
     strong = np.abs(t) >= STRONG_FRACTION * np.abs(t).max() if len(t) and np.abs(t).max() > 0 \
@@ -465,7 +232,7 @@ def _calibration_html(cal) -> str:
 
 def write_report(
     path: str | os.PathLike,
-    run_info: dict,
+    record: RunRecord,
     glob: pd.DataFrame,
     figures: Sequence[FigureFile],
     *,
@@ -479,8 +246,8 @@ def write_report(
     ----------
     path : path-like
         Destination ``report.html``.
-    run_info : dict
-        What ``run.json`` holds (config, model identity, features, sequences, warnings, versions).
+    record : RunRecord
+        The run's record (config, model identity, features, sequences, warnings, versions).
     glob : DataFrame
         Global effects.
     figures : sequence of FigureFile
@@ -495,12 +262,11 @@ def write_report(
     -------
     Path
     """
-    cfg = run_info.get("config", {})
+    cfg = record.config
     level = float(cfg.get("level", 0.95))
-    model = run_info.get("model", {})
-    feats = run_info.get("features", {})
-    seqs = run_info.get("sequences", {})
-    ex, oc = feats.get("exposures", []), feats.get("outcomes", [])
+    model = record.model
+    seqs = record.sequences
+    ex, oc = list(record.features.exposures), list(record.features.outcomes)
 
     def names(xs):
         return _e(", ".join(xs[:12]) + (f" ... ({len(xs)} in all)" if len(xs) > 12 else ""))
@@ -512,14 +278,14 @@ def write_report(
         f"<title>Deep MR report: {_e(model.get('name', ''))}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>Deep MR report: {_e(model.get('name', ''))}</h1>",
-        f'<p class="small">deepmr_kipoi {_e(run_info.get("deepmr_kipoi_version", ""))}, '
-        f'run {_e(run_info.get("started", ""))}</p>',
+        f'<p class="small">deepmr_kipoi {_e(record.deepmr_kipoi_version)}, '
+        f'run {_e(record.started)}</p>',
         f'<div class="headline"><p>{_headline(glob, truth, level)}</p></div>',
         "<h2>Question</h2>",
         f"<p>Which causal effects between its output features has the model "
         f"<b>{_e(model.get('name', ''))}</b> learned? Every point mutation of "
-        f"{_e(seqs.get('n', '?'))} reference sequences of {_e(seqs.get('length', '?'))} bp "
-        f"(window {_e(seqs.get('window', ''))}) is an instrument when it changes the exposure "
+        f"{_e(seqs.n)} reference sequences of {_e(seqs.length)} bp "
+        f"(window {_e(list(seqs.window))}) is an instrument when it changes the exposure "
         "significantly; Mendelian randomization per sequence gives local effects of each exposure "
         "on each outcome, and a random-effects meta-analysis over sequences gives global "
         f"effects.</p><p>Exposures: {names(ex)}.<br>Outcomes: {names(oc)}.</p>",
@@ -557,7 +323,7 @@ def write_report(
     parts.append("<h2>Calibration</h2>")
     parts.append(_calibration_html(calibration))
     parts.append("<h2>Warnings</h2>")
-    warns = run_info.get("warnings", [])
+    warns = record.warnings
     if warns:
         parts.append("<ul>" + "".join(f'<li class="warn">{_e(w)}</li>' for w in warns) + "</ul>")
     else:
@@ -571,10 +337,10 @@ def write_report(
         "weights": "; ".join(f"{w.get('path')} (md5 {w.get('md5')})"
                              for w in model.get("weights", []) or []) or None,  # fmt: skip
         "uncertainty samples (S)": model.get("n_samples"),
-        "config hash": run_info.get("config_hash"),
+        "config hash": record.config_hash,
         "seed": cfg.get("seed"),
-        "versions": ", ".join(f"{k} {v}" for k, v in run_info.get("versions", {}).items()),
-        "platform": run_info.get("platform"),
+        "versions": ", ".join(f"{k} {v}" for k, v in record.versions.items()),
+        "platform": record.platform,
     }
     parts.append(_kv_table(prov))
     parts.append('<p class="small">Full provenance and timings: run.json.</p></body></html>')

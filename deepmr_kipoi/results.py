@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from deepmr_kipoi.errors import DeepMRInputError
+
 logger = logging.getLogger(__name__)
 
 _TMP_TAG = ".deepmr-tmp"
@@ -86,7 +88,7 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
         elif path.suffix == ".csv":
             df.to_csv(tmp, index=False)
         else:
-            raise ValueError(f"unknown table format {path.suffix!r}; use .parquet or .csv")
+            raise DeepMRInputError(f"unknown table format {path.suffix!r}; use .parquet or .csv")
     return path
 
 
@@ -220,14 +222,14 @@ class ChunkStore:
 
         Raises
         ------
-        ValueError
+        DeepMRInputError
             When the folder holds chunks of another configuration or other weights and ``force``
             is False.
         """
         created: list[Path] = []
         if not self.matches():
             if not force:
-                raise ValueError(
+                raise DeepMRInputError(
                     f"{self.out_dir} holds results of a different configuration; choose another "
                     "--out, or pass --force to replace them"
                 )
@@ -333,17 +335,17 @@ def read_run(run_dir: str | os.PathLike, *, local: bool = False) -> RunData:
 
     Raises
     ------
-    ValueError
+    DeepMRInputError
         When the folder is missing or holds no finished run.
     """
     path = Path(run_dir)
     if not path.is_dir():
-        raise ValueError(f"run folder not found: {path}")
+        raise DeepMRInputError(f"run folder not found: {path}")
     table = path / "global_effects.parquet"
     if not table.exists():
         table = path / "global_effects.csv"
     if not table.exists():
-        raise ValueError(
+        raise DeepMRInputError(
             f"{path} holds no finished run (no global_effects.parquet); finish or re-run it first"
         )
     glob = pd.read_parquet(table) if table.suffix == ".parquet" else pd.read_csv(table)

@@ -70,7 +70,7 @@ def check_alphabet(alphabet: str) -> str:
         The alphabet in upper case.
     """
     if not isinstance(alphabet, str) or sorted(alphabet.upper()) != sorted(ALPHABET):
-        raise ValueError(
+        raise DeepMRInputError(
             f"alphabet must be an order of the four bases A, C, G, T (e.g. 'ACGT' or 'AGCT'), got {alphabet!r}"
         )
     return alphabet.upper()
@@ -92,15 +92,15 @@ def check_onehot(onehot, *, name: str = "onehot") -> np.ndarray:
     """
     x = np.asarray(onehot)
     if x.ndim == 2 and x.shape[-1] == 4:
-        raise ValueError(f"{name} has shape {x.shape}: add a batch axis, e.g. {name}[None]")
+        raise DeepMRInputError(f"{name} has shape {x.shape}: add a batch axis, e.g. {name}[None]")
     if x.ndim != 3 or x.shape[-1] != 4:
-        raise ValueError(
+        raise DeepMRInputError(
             f"{name} must have shape (N, L, 4) in ACGT order, got {x.shape}; use sequences.from_layout to convert"
         )
     x = np.ascontiguousarray(x, dtype=np.float32)
     colsum = x.sum(-1)
     if not (np.all((x == 0) | (x == 1)) and np.all((colsum == 0) | (colsum == 1))):
-        raise ValueError(
+        raise DeepMRInputError(
             f"{name} is not a hard one-hot encoding: every column must be one 1 and three 0s, or all 0 for N"
         )
     return x
@@ -132,7 +132,7 @@ def one_hot(seqs: str | Sequence[str], alphabet: str = ALPHABET, dtype=np.float3
         return np.zeros((0, 0, 4), dtype=dtype)
     lengths = {len(s) for s in seqs}
     if len(lengths) != 1:
-        raise ValueError(
+        raise DeepMRInputError(
             f"sequences have different lengths {sorted(lengths)[:5]}; resize them first (sequences.resize_center)"
         )
     table = np.full(256, 4, dtype=np.uint8)
@@ -142,7 +142,7 @@ def one_hot(seqs: str | Sequence[str], alphabet: str = ALPHABET, dtype=np.float3
     try:
         raw = np.frombuffer("".join(seqs).encode("ascii"), dtype=np.uint8)
     except UnicodeEncodeError as err:
-        raise ValueError("sequences contain non-ASCII characters; pass DNA letters only") from err
+        raise DeepMRInputError("sequences contain non-ASCII characters; pass DNA letters only") from err
     codes = table[raw].reshape(len(seqs), -1)
     # row 4 of the identity-plus-zero table is the all-zero N column
     eye = np.concatenate([np.eye(4, dtype=dtype), np.zeros((1, 4), dtype=dtype)])
@@ -169,7 +169,7 @@ def decode(onehot, alphabet: str = ALPHABET) -> list[str]:
     if x.ndim == 2:
         x = x[None]
     if x.ndim != 3 or x.shape[-1] != 4:
-        raise ValueError(f"onehot must have shape (N, L, 4), got {x.shape}")
+        raise DeepMRInputError(f"onehot must have shape (N, L, 4), got {x.shape}")
     letters = np.frombuffer((alphabet + "N").encode(), dtype=np.uint8)
     codes = np.where(x.max(-1) > 0, x.argmax(-1), 4)
     return [letters[row].tobytes().decode() for row in codes]
@@ -213,7 +213,7 @@ def reorder_alphabet(onehot, src: str, dst: str) -> np.ndarray:
 
 def _check_layout(layout: str) -> str:
     if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+        raise DeepMRInputError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     return layout
 
 
@@ -235,7 +235,7 @@ def to_layout(onehot, layout: str) -> np.ndarray:
     layout = _check_layout(layout)
     x = np.asarray(onehot)
     if x.ndim != 3 or x.shape[-1] != 4:
-        raise ValueError(f"onehot must have shape (N, L, 4), got {x.shape}")
+        raise DeepMRInputError(f"onehot must have shape (N, L, 4), got {x.shape}")
     if layout == "NLC":
         return x
     if layout == "N1LC":
@@ -267,7 +267,7 @@ def from_layout(x, layout: str) -> np.ndarray:
     x = np.asarray(x)
     expected = {"NLC": 3, "NCL": 3, "NC1L": 4, "NCL1": 4, "N1LC": 4, "NLC1": 4}[layout]
     if x.ndim != expected:
-        raise ValueError(f"an array in layout {layout} has {expected} axes, got shape {x.shape}")
+        raise DeepMRInputError(f"an array in layout {layout} has {expected} axes, got shape {x.shape}")
     if layout == "NLC":
         return x
     if layout == "N1LC":
@@ -300,7 +300,7 @@ def resize_center(start, end, length: int):
         ``end - start == length``; the start may be negative (the caller checks chromosome bounds).
     """
     if int(length) != length or length < 1:
-        raise ValueError(f"length must be a positive integer, got {length!r}")
+        raise DeepMRInputError(f"length must be a positive integer, got {length!r}")
     s, e = np.asarray(start, dtype=np.int64), np.asarray(end, dtype=np.int64)
     new_start = (s + e + 1) // 2 - (int(length) + 1) // 2
     new_end = new_start + int(length)
@@ -333,11 +333,11 @@ def random_sequences(
     """
     p = np.asarray(probs, dtype=np.float64)
     if p.shape != (4,) or np.any(p < 0) or not p.sum() > 0:
-        raise ValueError(
+        raise DeepMRInputError(
             f"probs must be 4 non-negative base probabilities in ACGT order, got {probs!r}"
         )
     if int(n) != n or n < 0 or int(length) != length or length < 1:
-        raise ValueError(f"n must be >= 0 and length >= 1 integers, got n={n!r}, length={length!r}")
+        raise DeepMRInputError(f"n must be >= 0 and length >= 1 integers, got n={n!r}, length={length!r}")
     rng = np.random.default_rng(seed)
     codes = rng.choice(4, size=(int(n), int(length)), p=p / p.sum())
     return np.eye(4, dtype=np.float32)[codes]
@@ -355,11 +355,11 @@ def _read_bed(bed: str | os.PathLike) -> list[tuple[str, int, int, str | None]]:
             try:
                 chrom, start, end = f[0], int(f[1]), int(f[2])
             except (IndexError, ValueError) as err:
-                raise ValueError(
+                raise DeepMRInputError(
                     f"{bed} line {lineno} is not a BED record (chrom, start, end): {line.strip()!r}"
                 ) from err
             if end <= start or start < 0:
-                raise ValueError(
+                raise DeepMRInputError(
                     f"{bed} line {lineno}: interval {chrom}:{start}-{end} is empty or negative"
                 )
             name = f[3] if len(f) > 3 and f[3] not in ("", ".") else None
@@ -415,12 +415,12 @@ def read_fasta_bed(
 
     rows = _read_bed(bed)
     if not rows:
-        raise ValueError(f"BED file {bed} has no intervals")
+        raise DeepMRInputError(f"BED file {bed} has no intervals")
     if n is not None:
         if int(n) != n or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
+            raise DeepMRInputError(f"n must be a positive integer, got {n!r}")
         if n > len(rows):
-            raise ValueError(
+            raise DeepMRInputError(
                 f"n={n} exceeds the {len(rows)} intervals in {bed}; pass n <= {len(rows)}"
             )
         pick = np.sort(np.random.default_rng(seed).choice(len(rows), size=int(n), replace=False))
@@ -433,12 +433,12 @@ def read_fasta_bed(
             s, e = resize_center(start, end, length)
             label = f"{chrom}:{start}-{end}"
             if chrom not in sizes:
-                raise ValueError(
+                raise DeepMRInputError(
                     f"interval {label}: chromosome {chrom!r} is not in {fasta} (it has e.g. "
                     f"{', '.join(list(sizes)[:3])}); check the chromosome naming (chr1 vs 1)"
                 )
             if s < 0 or e > sizes[chrom]:
-                raise ValueError(
+                raise DeepMRInputError(
                     f"interval {label} resized to {length} bp ({chrom}:{s}-{e}) runs off {chrom} "
                     f"(length {sizes[chrom]}); drop it or use a shorter length"
                 )
@@ -480,7 +480,7 @@ def read_fasta(path: str | os.PathLike, length: int | None = None, *,
             ids.append(rec.name)
             seqs.append(rec.sequence or "")
     if not seqs:
-        raise ValueError(f"{path} holds no FASTA records")
+        raise DeepMRInputError(f"{path} holds no FASTA records")
     check_letters(seqs, ids, source=str(path), iupac=iupac)
     if length is not None:
         resized = []
@@ -492,7 +492,7 @@ def read_fasta(path: str | os.PathLike, length: int | None = None, *,
                 resized.append("N" * (-lo) + s + "N" * (length - len(s) + lo))
         seqs = resized
     elif len({len(s) for s in seqs}) != 1:
-        raise ValueError(f"records in {path} have different lengths; pass length= to resize them")
+        raise DeepMRInputError(f"records in {path} have different lengths; pass length= to resize them")
     return ids, one_hot(seqs)
 
 

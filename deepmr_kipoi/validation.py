@@ -7,7 +7,10 @@ with a one-line message naming the argument (``name``) and the accepted values.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Sequence
+
+import numpy as np
 
 from deepmr_kipoi.errors import DeepMRInputError
 
@@ -99,3 +102,21 @@ def window(value, length: int, name: str = "window") -> tuple[int, int]:
             f"<= {length}"
         )
     return start, end
+
+
+def boolean(value, name: str) -> bool:
+    """Return ``value`` if it is a bool (YAML ``true``/``false``); refuse strings and numbers."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise DeepMRInputError(f"{name} must be true or false, got {value!r}")
+
+
+def optional_text(value, name: str) -> str | None:
+    """Return None, or ``value`` as a non-empty string (paths are accepted and turned into text)."""
+    if value is None:
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value:
+        raise DeepMRInputError(f"{name} must be a non-empty text or path, got {value!r}")
+    return value

@@ -2,6 +2,7 @@
 input (exit 2, one line on stderr, nothing written)."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -103,7 +104,7 @@ def test_help_has_examples():
         assert "examples:" in text and "deepmr " + command in text
 
 
-def _bad(tmp_path, capsys, *args):
+def _bad(tmp_path, capsys, *args, kept=False):
     out = tmp_path / "out"
     capsys.readouterr()
     code = cli.main(["run", "--model", FACTORY, "--out", str(out), *(str(a) for a in args)])
@@ -112,6 +113,9 @@ def _bad(tmp_path, capsys, *args):
     lines = [v for v in (ln.split("\r")[-1].strip() for ln in err.split("\n")) if v]
     assert code == 2, err
     assert len(lines) == 1, err
+    if kept:  # found after chunks were computed: they stay (valid results of that configuration)
+        assert (out / "chunks" / "local_00000.parquet").exists()
+        shutil.rmtree(out)
     assert not out.exists()
     return lines[0]
 
@@ -127,7 +131,7 @@ def test_bad_inputs_exit_2_with_one_line_and_nothing_written(tmp_path, capsys):
     assert "runs off chr2" in _bad(tmp_path, capsys, "--fasta", genome, "--bed", bed)
     short = helpers.write_fasta(tmp_path / "s.fa", helpers.random_dna(2, 35))
     assert "are 35 bp but the model takes 40 bp" in _bad(tmp_path, capsys, "--fasta", short)
-    line = _bad(tmp_path, capsys, "--z", "1e9", "--n-sequences", 2)
+    line = _bad(tmp_path, capsys, "--z", "1e9", "--n-sequences", 2, kept=True)
     assert "no sequence had at least 3 instruments" in line and "lower --z" in line
     assert "invalid choice" in _bad(tmp_path, capsys, "--meta-method", "XX")
     cfg = tmp_path / "c.yaml"
@@ -135,6 +139,24 @@ def test_bad_inputs_exit_2_with_one_line_and_nothing_written(tmp_path, capsys):
     assert "unknown config key 'n_sequence'; did you mean n_sequences" in _bad(
         tmp_path, capsys, "--config", cfg
     )
+
+
+def test_a_bug_shows_its_traceback_exits_1_and_keeps_the_chunks(tmp_path, capsys, monkeypatch):
+    from deepmr_kipoi.run import aggregate
+
+    def broken(*args, **kwargs):
+        raise ValueError("operands could not be broadcast together")  # as numpy would
+
+    monkeypatch.setattr(aggregate, "global_effects", broken)
+    out = tmp_path / "bug"
+    code = cli.main(["run", "--model", FACTORY, "--out", str(out), "--n-sequences", "3",
+                     "--chunk-size", "2", "-q"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Traceback (most recent call last)" in err and "could not be broadcast" in err
+    assert "a bug, not your input" in err
+    assert sorted(p.name for p in (out / "chunks").glob("local_*")) == [
+        "local_00000.parquet", "local_00001.parquet"]
 
 
 def test_missing_out_and_compare_errors(tmp_path, capsys):

@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 
 from deepmr_kipoi import instruments, meta, mr, pipeline, results
+from deepmr_kipoi.errors import DeepMRInputError
+from deepmr_kipoi.run.config import validate
 from tests import _helpers_pipeline as helpers
 
 FACTORY = f"{Path(__file__).parent / '_helpers_pipeline.py'}:tiny_model"
@@ -132,13 +134,13 @@ def test_local_mr_is_the_same_in_exposure_blocks():
     sel = instruments.select(mean[..., ex], se[..., ex])
     whole = pipeline.local_mr(mean, se, ex, oc, sel, ["ivw", "egger"])
     blocks = pipeline.local_mr(mean, se, ex, oc, sel, ["ivw", "egger"], block_cells=1)
-    for method in ("ivw", "egger"):
-        for f in ("estimate", "se", "intercept", "n_instruments"):
-            # GEMMs over other block shapes round differently: equal to 1e-12
-            np.testing.assert_allclose(whole[method][f], blocks[method][f], rtol=1e-12, atol=1e-14)
+    assert whole.estimate.shape == (2, 4, 4, 2)
+    for f in ("estimate", "se", "intercept", "n_instruments"):
+        # GEMMs over other block shapes round differently: equal to 1e-12
+        np.testing.assert_allclose(whole.fields[f], blocks.fields[f], rtol=1e-12, atol=1e-14)
     r = mr.ivw(*(a[0, ..., i].ravel()[sel.mask[0, ..., 1].ravel()]
                  for a, i in ((mean, 1), (mean, 2), (se, 1), (se, 2))))  # fmt: skip
-    assert whole["ivw"]["estimate"][0, 1, 2] == pytest.approx(r.estimate, rel=1e-10)
+    assert whole.estimate[0, 1, 2, 0] == pytest.approx(r.estimate, rel=1e-10)
 
 
 def test_feature_selection_by_name_and_glob():
@@ -155,8 +157,6 @@ def test_feature_selection_by_name_and_glob():
     [
         ({"exposures": ("x",), "outcomes": ("x",)}, "exposure and outcome are the same feature"),
         ({"exposures": ("q",)}, "unknown exposure feature 'q'"),
-        ({"z": 1e6}, "no sequence had at least 3 instruments"),
-        ({"min_instruments": 500}, "no sequence had at least 500 instruments"),
         ({"model": f"{FACTORY.rsplit(':', 1)[0]}:deterministic_model"}, "add uncertainty"),
         ({"methods": ("ivw", "bayes")}, "unknown MR method bayes"),
         ({"window": (30, 50)}, "ISM window 30-50 does not fit"),
@@ -165,9 +165,53 @@ def test_feature_selection_by_name_and_glob():
 )
 def test_bad_input_raises_and_leaves_nothing(tmp_path, changes, message):
     out = tmp_path / "never"
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(DeepMRInputError, match=message):
         pipeline.run(_config(out, n_sequences=2, **changes))
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"z": 1e6}, "no sequence had at least 3 instruments"),
+        ({"min_instruments": 500}, "no sequence had at least 500 instruments"),
+    ],
+)
+def test_input_error_found_after_chunks_keeps_them(tmp_path, changes, message):
+    """An input error found once chunks are computed leaves the computed chunks (they are valid
+    results of that configuration), so nothing computed is thrown away."""
+    out = tmp_path / "kept"
+    with pytest.raises(DeepMRInputError, match=message):
+        pipeline.run(_config(out, n_sequences=2, **changes))
+    assert (out / "chunks" / "local_00000.parquet").exists()
+    assert not (out / "global_effects.parquet").exists()
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"window": 5}, "window must be two integers"),
+        ({"level": "high"}, "level must be a number, got 'high'"),
+        ({"z": "high"}, "z must be a number"),
+        ({"chunk_size": None}, "chunk_size must be an integer >= 1, got None"),
+        ({"exposures": 5}, "exposures must be a list of names, got 5"),
+        ({"meta_method": "bayes"}, "unknown meta-analysis method 'bayes'"),
+        ({"figures": "no"}, "figures must be true or false"),
+        ({"save_effects": "maybe"}, "save_effects must be auto, true or false"),
+    ],
+)
+def test_config_values_are_type_checked(changes, message):
+    with pytest.raises(DeepMRInputError, match=message):
+        validate(_config(None, **changes))
+
+
+def test_config_normalises_single_names_and_choices():
+    cfg = validate(pipeline.RunConfig.from_dict({"exposures": "GATA1", "outcomes": ["TAL1", "x"],
+                                                 "window": [2, 9], "meta-method": "reml"}))  # fmt: skip
+    assert cfg.exposures == ("GATA1",) and cfg.outcomes == ("TAL1", "x")
+    assert cfg.window == (2, 9) and cfg.meta_method == "REML"
+    with pytest.raises(DeepMRInputError, match="did you mean n_sequences"):
+        pipeline.RunConfig.from_dict({"n_sequence": 3})
 
 
 def test_wrong_length_and_off_chromosome_inputs(tmp_path):

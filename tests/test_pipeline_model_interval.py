@@ -59,18 +59,33 @@ def test_no_model_interval_without_an_ensemble_of_three_or_when_switched_off(ful
     assert two[list(pipeline.MODEL_INTERVAL_COLUMNS)].isna().all().all()
 
 
-def test_leave_one_out_columns_stay_in_chunk_files_only(tmp_path, full_and_leave_one_out):
-    import pandas as pd
+def test_leave_one_out_estimates_are_arrays_in_the_chunk_files(tmp_path, full_and_leave_one_out):
+    """The chunk files keep the leave-one-member-out local estimates as arrays (S, n, E, O, M);
+    member s's equal the local estimates of a run of the ensemble without member s; the user's
+    tables hold no trace of them; a resumed run gives the same model-aware interval."""
+    from deepmr_kipoi import results
 
+    model = helpers.tiny_model(n_members=4)
     config = pipeline.RunConfig(n_sequences=9, chunk_size=4, progress=False, figures=False,
                                 report=False, methods=("ivw",), out=str(tmp_path))  # fmt: skip
-    res = pipeline.run(config, model=helpers.tiny_model(n_members=4), identity={"name": "tiny"})
+    res = pipeline.run(config, model=model, identity={"name": "tiny"})
     assert not [c for c in res.local_effects.columns if c.startswith("loo_")]
-    written = pd.read_parquet(tmp_path / "local_effects.parquet")
-    assert not [c for c in written.columns if c.startswith("loo_")]
-    chunk = pd.read_parquet(sorted((tmp_path / "chunks").glob("local_*.parquet"))[0])
-    assert {f"loo_estimate_{s}" for s in range(4)} <= set(chunk.columns)
+    arrays = results.read_npz(tmp_path / "chunks" / "arrays_00000.npz")
+    assert arrays["loo_estimate"].shape == (4, 4, 4, 4, 1) == arrays["loo_se"].shape
+    without = DeepEnsemble([m for j, m in enumerate(model.members) if j != 2])
+    other = pipeline.run(config.replace(out=None, model_interval=False), model=without,
+                         identity={"name": "tiny"}).local_effects  # fmt: skip
+    names = list(model.feature_names)
+    for row in other[other.sequence_index < 4].itertuples():
+        e, o = names.index(row.exposure), names.index(row.outcome)
+        got = arrays["loo_estimate"][2, row.sequence_index, e, o, 0]
+        want = row.estimate if row.reason == 0 else np.nan
+        # the separate run's effects are the engine's float32 means, the jackknife's float64 ones
+        np.testing.assert_allclose(got, want, rtol=1e-6, equal_nan=True)
     full, _ = full_and_leave_one_out
     ivw = full.xs("ivw", level="method")
     got = res.global_effects.set_index(["exposure", "outcome"]).sort_index()
     np.testing.assert_allclose(got["model_se"], ivw["model_se"].to_numpy(), rtol=1e-9)
+    resumed = pipeline.run(config, model=model, identity={"name": "tiny"})
+    assert resumed.run_info["chunks"]["resumed"] == [0, 1, 2]
+    np.testing.assert_array_equal(resumed.global_effects["model_se"], res.global_effects["model_se"])

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deepmr_kipoi import meta, pipeline, plots, report
+from deepmr_kipoi import figures, meta, pipeline, report
+from deepmr_kipoi.run.record import ChunkInfo, FeatureSet, RunRecord, SequenceSet
 
 FEATURES = ["a", "b", "c"]
 N_SEQ = 7
@@ -112,17 +113,19 @@ def _report(tmp_path, truth=None):
     figs = []
     (tmp_path / "figures").mkdir()
     for method in ("ivw", "egger"):
-        p = plots.save(plots.global_heatmap(glob, method), tmp_path / "figures" / f"h_{method}.png")
-        figs.append(report.FigureFile(p, f"Heatmap {method}", "caption <with> & specials"))
-    info = {
-        "deepmr_kipoi_version": "0.1.0", "config": {"model": "tiny<model>", "level": 0.95,
-                                                   "methods": ["ivw", "egger"], "seed": 0},
-        "model": {"name": "tiny<model>", "n_samples": 4, "weights": [{"path": "w.pt", "md5": "ab"}]},
-        "features": {"exposures": FEATURES, "outcomes": FEATURES},
-        "sequences": {"n": N_SEQ, "length": 50, "window": [0, 50]},
-        "warnings": pipeline.plain_warnings(glob, calibrated=False, n_masked=3),
-        "versions": {"numpy": np.__version__}, "started": "2024-01-01T00:00:00",
-    }  # fmt: skip
+        p = figures.save(figures.global_heatmap(glob, method), tmp_path / "figures" / f"h_{method}.png")
+        figs.append(figures.FigureFile(p, f"Heatmap {method}", "caption <with> & specials"))
+    info = RunRecord(
+        deepmr_kipoi_version="0.1.0", config={"model": "tiny<model>", "level": 0.95,
+                                              "methods": ["ivw", "egger"], "seed": 0},
+        config_hash="0" * 16,
+        model={"name": "tiny<model>", "n_samples": 4, "weights": [{"path": "w.pt", "md5": "ab"}]},
+        features=FeatureSet(tuple(FEATURES), tuple(FEATURES)),
+        sequences=SequenceSet(N_SEQ, 50, (0, 50), ()), seeds={}, chunks=ChunkInfo(1, N_SEQ, ()),
+        calibration=None, warnings=tuple(pipeline.plain_warnings(glob, calibrated=False, n_masked=3)),
+        truth=None, versions={"numpy": np.__version__}, platform="test",
+        started="2024-01-01T00:00:00",
+    )  # fmt: skip
     path = report.write_report(tmp_path / "report.html", info, glob, figs, truth=truth)
     return path, glob
 

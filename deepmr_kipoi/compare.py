@@ -1,0 +1,194 @@
+"""``compare``: the global effects of several finished runs side by side.
+
+The runs' (exposure, outcome, method) triples are aligned on those every run holds; the summary
+gives the Spearman rank correlation of each run's estimates with the first run's, and the
+disagreements list the triples whose sign or significance differs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from deepmr_kipoi import __version__, results
+from deepmr_kipoi.errors import DeepMRInputError
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    """Several runs' global effects aligned on their shared (exposure, outcome, method) triples.
+
+    Attributes
+    ----------
+    labels : tuple of str
+        One label per run (model name, or folder name where names repeat).
+    table : DataFrame
+        One row per shared triple: ``estimate_<label>``, ``pvalue_<label>``,
+        ``significant_<label>`` for every run.
+    summary : DataFrame
+        One row per (method, run other than the first): shared pairs, Spearman rank correlation of
+        the estimates with the first run's (and its p-value), share of pairs with the same sign.
+    disagreements : DataFrame
+        Shared triples whose estimates differ in sign or whose significance differs between runs.
+    out_dir : Path or None
+    """
+
+    labels: tuple[str, ...]
+    table: pd.DataFrame
+    summary: pd.DataFrame
+    disagreements: pd.DataFrame
+    out_dir: Path | None
+
+
+def _run_labels(runs) -> list[str]:
+    labels = [r.label for r in runs]
+    if len(set(labels)) < len(labels):
+        labels = [r.path.name or r.label for r in runs]
+    if len(set(labels)) < len(labels):
+        labels = [f"{lab}#{i + 1}" for i, lab in enumerate(labels)]
+    return labels
+
+
+def compare(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike | None = None,
+            *, figures: bool = True) -> CompareResult:  # fmt: skip
+    """Compare the global causal effects of several finished runs.
+
+    Parameters
+    ----------
+    run_dirs : sequence of path-like, length >= 2
+        Run folders written by ``run``.
+    out : path-like, optional
+        Folder for ``compare_table.csv``, ``compare_summary.csv``, ``disagreements.csv``,
+        ``figures/compare_<method>.png`` and ``report.html``; None writes nothing.
+    figures : bool
+        Draw the side-by-side figures (with ``out``).
+
+    Returns
+    -------
+    CompareResult
+
+    Raises
+    ------
+    DeepMRInputError
+        Fewer than two runs, a folder without a finished run, or no shared pairs.
+    """
+    from scipy.stats import spearmanr
+
+    if len(run_dirs) < 2:
+        raise DeepMRInputError("compare needs at least two run folders")
+    runs = [results.read_run(d) for d in run_dirs]
+    labels = _run_labels(runs)
+    key = ["exposure", "outcome", "method"]
+    table = None
+    for run_data, label in zip(runs, labels):
+        g = run_data.global_effects.astype({k: str for k in key})
+        g = g[[*key, "estimate", "pvalue", "significant"]].rename(
+            columns={c: f"{c}_{label}" for c in ("estimate", "pvalue", "significant")}
+        )
+        table = g if table is None else table.merge(g, on=key, how="inner")
+    if table is None or not len(table):
+        raise DeepMRInputError(
+            "the runs share no (exposure, outcome, method); compare runs with common feature names"
+        )
+    table = table.reset_index(drop=True)  # the first run's order (model order of its features)
+    rows = []
+    for method, sub in table.groupby("method", sort=False):
+        x = sub[f"estimate_{labels[0]}"].to_numpy(float)
+        for label in labels[1:]:
+            y = sub[f"estimate_{label}"].to_numpy(float)
+            ok = np.isfinite(x) & np.isfinite(y)
+            if ok.sum() >= 3 and np.ptp(x[ok]) > 0 and np.ptp(y[ok]) > 0:
+                rho, p = spearmanr(x[ok], y[ok])
+            else:
+                rho, p = np.nan, np.nan
+            rows.append({
+                "method": method, "run": label, "reference": labels[0], "shared_pairs": int(ok.sum()),
+                "spearman_rho": float(rho), "spearman_pvalue": float(p),
+                "same_sign": float(np.mean(np.sign(x[ok]) == np.sign(y[ok]))) if ok.any() else np.nan,
+            })  # fmt: skip
+    summary = pd.DataFrame(rows)
+    est = np.column_stack([table[f"estimate_{lab}"].to_numpy(float) for lab in labels])
+    sig = np.column_stack([table[f"significant_{lab}"].fillna(False).to_numpy(bool) for lab in labels])
+    signs = np.sign(est)
+    sign_diff = np.isfinite(est).all(axis=1) & (signs.min(axis=1) != signs.max(axis=1))
+    sig_diff = sig.any(axis=1) & ~sig.all(axis=1)
+    what = np.where(sign_diff & sig_diff, "sign and significance",
+                    np.where(sign_diff, "sign", "significance"))  # fmt: skip
+    dis = table[sign_diff | sig_diff].copy()
+    dis.insert(3, "disagreement", what[sign_diff | sig_diff])
+    result = CompareResult(tuple(labels), table, summary, dis.reset_index(drop=True), None)
+    if out is None:
+        return result
+    out_dir = Path(out)
+    made = not out_dir.exists()
+    created: list[Path] = []
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, df in (("compare_table.csv", table), ("compare_summary.csv", summary),
+                         ("disagreements.csv", result.disagreements)):  # fmt: skip
+            created.append(results.write_table(df, out_dir / name))
+        figs = _compare_figures(out_dir, runs, labels, table, created) if figures else []
+        from deepmr_kipoi import report
+
+        created.append(report.write_compare_report(out_dir / "report.html", labels, summary,
+                                                   result.disagreements, figs))  # fmt: skip
+        created.append(results.write_json(out_dir / "compare.json", {
+            "runs": [str(r.path) for r in runs], "labels": labels,
+            "summary": summary.to_dict(orient="records"),
+            "n_shared": int(len(table)), "n_disagreements": int(len(result.disagreements)),
+            "deepmr_kipoi_version": __version__,
+        }))  # fmt: skip
+    except DeepMRInputError:
+        _clean_up(out_dir, made, created)
+        raise
+    return dataclasses.replace(result, out_dir=out_dir)
+
+
+def _compare_figures(out_dir, runs, labels, table, created):
+    from deepmr_kipoi import figures
+
+    fig_dir = out_dir / "figures"
+    if not fig_dir.exists():
+        fig_dir.mkdir()
+        created.append(fig_dir)
+    figs = []
+    for method in dict.fromkeys(table["method"]):
+        sub = table[table["method"] == method]
+        rows = list(dict.fromkeys(sub["exposure"]))
+        outcomes = set(sub["outcome"])
+        cols = [f for f in dict.fromkeys([*rows, *sub["outcome"]]) if f in outcomes]
+        mats, sigs = [], []
+        for label in labels:
+            m = sub.pivot_table(index="exposure", columns="outcome", values=f"estimate_{label}",
+                                aggfunc="first", dropna=False)  # fmt: skip
+            s = sub.assign(_s=sub[f"significant_{label}"].astype(float)).pivot_table(
+                index="exposure", columns="outcome", values="_s", aggfunc="first", dropna=False)
+            mats.append((label, m.reindex(index=rows, columns=cols)))
+            sigs.append(s.reindex(index=rows, columns=cols))
+        fig = figures.compare_figure(mats, sigs, method=method)
+        path = figures.save(fig, fig_dir / f"compare_{figures.slug(method)}.png")
+        created.append(path)
+        figs.append(figures.FigureFile(path, f"Global effects side by side ({method})",
+                                      "Top: each run's global effects on the shared pairs (common "
+                                      "colour scale, * significant). Bottom: each run's estimates "
+                                      f"against {labels[0]}'s."))  # fmt: skip
+    return figs
+
+
+def _clean_up(out_dir: Path, made_dir: bool, created: list[Path]) -> None:
+    import shutil
+
+    if made_dir:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        return
+    for p in reversed(created):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.exists():
+            p.unlink()

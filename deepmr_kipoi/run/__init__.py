@@ -1,0 +1,49 @@
+"""The Deep MR run as stages, one module each, in the order the data flows::
+
+    RunConfig ──► config ──► inputs ──► effects ──► local ──► aggregate ──► global effects
+                  validate   features   chunked     instru-   meta-analysis,
+                  hash       model      ISM         ments,    q-values,
+                             sequences  (n,W,3,F)   local MR  model-aware
+                             calibration            (n,E,O,M) interval, warnings
+                                        └──────────── runner: plan, chunks, resume, outputs ───┘
+
+* :mod:`~deepmr_kipoi.run.config` -- ``RunConfig`` (what defines a run), ``validate`` (type and
+  value checks, normalisation), ``config_hash``/``weights_signature`` (what resume compares), the
+  accepted values of the choice fields.
+* :mod:`~deepmr_kipoi.run.inputs` -- exposure/outcome selection, model loading (Kipoi, adapters,
+  ``file.py:function`` factories), reference sequences (random, FASTA, FASTA + BED, Kipoi
+  dataloader), calibration (saved calibrator or fitted on a labelled table).
+* :mod:`~deepmr_kipoi.run.effects` -- saturation-ISM effects of a chunk through the engine
+  (``ism.saturation_effects``), with every member's own effects for deep ensembles.
+* :mod:`~deepmr_kipoi.run.local` -- instruments and local MR per (sequence, exposure, outcome,
+  method) as arrays (``LocalEstimates``, (n, E, O, M)); per-sample local estimates
+  (``SampleEstimates``, (S, n, E, O, M)): the leave-one-member-out estimates of the jackknife.
+* :mod:`~deepmr_kipoi.run.aggregate` -- global effects (random-effects meta-analysis over
+  sequences), Benjamini-Hochberg q-values, the model-aware (jackknife) interval, plain warnings.
+* :mod:`~deepmr_kipoi.run.runner` -- ``make_plan`` (all input checks, then a frozen ``RunPlan``
+  the stages share), ``compute_chunk`` (effects + local, no files), ``run`` (chunk store and
+  resume, outputs, ``DeepMRResult``).
+* :mod:`~deepmr_kipoi.run.record` -- ``RunRecord``, the typed content of ``run.json`` that the
+  report renders.
+
+Where a change goes:
+
+* a new local estimator (an MR method) goes into ``deepmr_kipoi.mr``; the run picks it up by name
+  through ``RunConfig.methods``;
+* a new per-sample estimator (local MR recomputed per model sample) is a function in ``local.py``
+  returning ``SampleEstimates`` of a new ``kind``, kept in the chunk files by the runner, plus its
+  reduction to global columns in ``aggregate.py``;
+* a new global statistic or warning goes into ``aggregate.py``;
+* a new stage gets its own module here, takes the ``RunPlan`` (or plain arrays, so that the
+  simulation can call it without a run folder), and is called from ``runner.compute_chunk`` (per
+  chunk) or ``runner.run`` (once per run); a field it needs goes into ``RunConfig`` and, when it
+  changes numbers, into ``config_hash`` automatically.
+
+Modules import only stages before them (config < inputs, effects < local < aggregate < record <
+runner); figures, report and compare sit outside this package.
+"""
+
+from deepmr_kipoi.run.config import RunConfig
+from deepmr_kipoi.run.runner import DeepMRResult, RunPlan, compute_chunk, make_plan, run
+
+__all__ = ["DeepMRResult", "RunConfig", "RunPlan", "compute_chunk", "make_plan", "run"]

@@ -1,0 +1,348 @@
+"""Stage 0, config: what defines a run (``RunConfig``), its validation, and the hashes resume uses.
+
+The module constants are the accepted values of the config's choice fields; the command line builds
+its choices and defaults from them and from ``RunConfig``'s defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from deepmr_kipoi import __version__, instruments, validation
+from deepmr_kipoi.errors import DeepMRInputError
+from deepmr_kipoi.mr import METHODS as MR_METHODS
+
+#: Sources of reference sequences.
+SEQUENCE_SOURCES = ("random", "fasta", "dataloader")
+#: Uncertainty methods a model can be loaded with.
+UNCERTAINTY_METHODS = ("ensemble", "mc_dropout")
+#: Calibration methods of ``calibration.fit``.
+CALIBRATION_METHODS = ("quantile", "sigma")
+#: tau^2 estimators of the global meta-analysis.
+META_METHODS = ("REML", "DL", "PM")
+#: Tests of the global meta-analysis: normal z or Knapp-Hartung.
+META_TESTS = ("z", "knha")
+#: Instrument rules (``instruments.select``).
+INSTRUMENT_RULES = tuple(instruments.RULES)
+#: Accepted values of ``save_effects``.
+SAVE_EFFECTS = ("auto", True, False)
+#: ``save_effects="auto"`` writes effects.h5 when N x W x 3 x F stays below this many values.
+AUTO_EFFECTS_LIMIT = 20_000_000
+#: Deep ensembles of at least this many members get the model-aware (jackknife) interval.
+JACKKNIFE_MIN_MEMBERS = 3
+#: MR methods whose leave-one-member-out estimates are computed (analytic SEs, no bootstrap).
+JACKKNIFE_METHODS = ("ivw", "ivw_fe", "egger")
+#: Config fields that change only the output or its display, never a number (left out of the hash).
+DISPLAY_FIELDS = ("out", "progress", "force", "figures", "report", "n_examples", "save_effects")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a Deep MR run (the resolved config is written to ``run.json``).
+
+    Attributes
+    ----------
+    model : str
+        Kipoi model name (``"DeepSEA/predict"``), Kipoi model directory, registered adapter name, or a
+        Python factory ``"package.module:function"`` / ``"path/file.py:function"`` returning a
+        ``PredictiveModel`` (called with the ``seed``/``n_samples``/``uncertainty`` it accepts).
+    source : str, optional
+        Kipoi source of ``model``.
+    alphabet : str, optional
+        Override of the model's input alphabet order.
+    uncertainty : {"ensemble", "mc_dropout"}, optional
+        Uncertainty method (default: the model's or adapter's own).
+    n_samples : int, optional
+        Number of MC-dropout samples.
+    weight_files : tuple of str
+        Weight files loaded instead of the model's own, one ensemble member each.
+    adapter : str, optional
+        Registered adapter to use instead of the one found by the model's name.
+    sequences : {"random", "fasta", "dataloader"}
+        Reference sequences: seeded random sequences, ``fasta`` (with ``bed``: intervals sampled from
+        a genome; without: the sequences of the FASTA), or the model's Kipoi dataloader.
+    fasta, bed : str, optional
+        Input files; ``fasta`` given implies ``sequences="fasta"``.
+    dataloader_args : dict, optional
+        Arguments for the model's default Kipoi dataloader (``sequences="dataloader"``), on top of
+        its ``model.yaml`` defaults, e.g. ``{"intervals_file": ..., "fasta_file": ...}``.
+    n_sequences : int, optional
+        Number of reference sequences (default 20 random ones; all of a FASTA; all BED intervals).
+    sequence_length : int, optional
+        Sequence length (default: the model's input length).
+    exposures, outcomes : tuple of str
+        Feature names or fnmatch globs; empty = all features; a single string is one name. Pairs
+        with exposure == outcome are skipped.
+    window : (int, int), optional
+        Half-open ISM window within the sequence (default: the whole sequence).
+    batch_size : int
+        Mutants per forward pass.
+    calibrator : str, optional
+        A saved calibrator (``calibration.load``) whose SE scale is applied.
+    calibration_table : str, optional
+        CSV/TSV/Parquet with a ``sequence`` column and one column of observed labels per feature to
+        calibrate; a calibrator is fitted on it (``calibration_method``).
+    calibration_method : {"quantile", "sigma"}
+    z : float
+        Instrument threshold (``instruments.select``).
+    instrument_rule : {"wald", "pooled"}
+        ``"pooled"`` standardises over all sequences at once, so the run uses one chunk (no
+        resume within it).
+    one_per_position : bool
+    min_instruments : int
+    methods : tuple of str
+        MR methods (``mr.METHODS``).
+    n_boot : int
+        Bootstrap replicates of the median/mode methods.
+    meta_method : {"REML", "DL", "PM"}
+    meta_test : {"z", "knha"}
+    level : float
+        Confidence level of CIs; significance marks use BH q-values below ``1 - level``.
+    seed : int
+        Seed of random sequences, BED sampling, MC dropout and bootstraps.
+    chunk_size : int
+        Sequences per chunk (unit of progress, memory and resume).
+    out : str, optional
+        Run folder; None keeps everything in memory (no files, no figures).
+    save_effects : {"auto", True, False}
+        Write ``effects.h5`` with the effects of the exposure and outcome features (``"auto"``:
+        when it stays below ``AUTO_EFFECTS_LIMIT`` values).
+    n_examples : int
+        Sequences shown in MR scatter plots.
+    figures, report : bool
+        Draw figures / write ``report.html`` (needs ``out``).
+    progress : bool
+        tqdm progress bars.
+    force : bool
+        Replace chunk files of a different configuration in ``out`` instead of refusing.
+    model_interval : bool
+        For a deep ensemble of at least ``JACKKNIFE_MIN_MEMBERS`` members, also compute the
+        model-aware (leave-one-member-out jackknife) interval of every global effect
+        (:mod:`deepmr_kipoi.run.aggregate`); costs one extra local MR per member, no extra
+        predictions.
+    """
+
+    model: str | None = None
+    source: str | None = None
+    alphabet: str | None = None
+    uncertainty: str | None = None
+    n_samples: int | None = None
+    weight_files: tuple[str, ...] = ()
+    adapter: str | None = None
+    sequences: str = "random"
+    fasta: str | None = None
+    bed: str | None = None
+    dataloader_args: dict | None = None
+    n_sequences: int | None = None
+    sequence_length: int | None = None
+    exposures: tuple[str, ...] = ()
+    outcomes: tuple[str, ...] = ()
+    window: tuple[int, int] | None = None
+    batch_size: int = 512
+    calibrator: str | None = None
+    calibration_table: str | None = None
+    calibration_method: str = "quantile"
+    z: float = 1.96
+    instrument_rule: str = "wald"
+    one_per_position: bool = False
+    min_instruments: int = 3
+    methods: tuple[str, ...] = ("ivw", "egger")
+    n_boot: int = 1000
+    meta_method: str = "REML"
+    meta_test: str = "z"
+    level: float = 0.95
+    seed: int = 0
+    chunk_size: int = 16
+    out: str | None = None
+    save_effects: str | bool = "auto"
+    n_examples: int = 3
+    figures: bool = True
+    report: bool = True
+    progress: bool = True
+    force: bool = False
+    model_interval: bool = True
+
+    def to_dict(self) -> dict:
+        """The config as plain JSON/YAML-friendly values."""
+        d = dataclasses.asdict(self)
+        for key, value in d.items():
+            if isinstance(value, tuple):
+                d[key] = list(value)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        """Build a config from a mapping (YAML file, ``run.json``); dashes in keys are accepted.
+
+        Values are checked by :func:`validate` when the run starts.
+
+        Raises
+        ------
+        DeepMRInputError
+            On an unknown key (with close matches).
+        """
+        names = [f.name for f in dataclasses.fields(cls)]
+        kwargs = {}
+        for key, value in d.items():
+            k = str(key).replace("-", "_")
+            if k not in names:
+                close = difflib.get_close_matches(k, names, n=3)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                raise DeepMRInputError(f"unknown config key {key!r}{hint}")
+            kwargs[k] = value
+        return cls(**kwargs)
+
+    def replace(self, **changes) -> RunConfig:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def default(cls, name: str):
+        """The default value of field ``name`` (the command line's help text quotes it)."""
+        return next(f.default for f in dataclasses.fields(cls) if f.name == name)
+
+
+def _names(value, name: str) -> tuple[str, ...]:
+    return tuple(validation.string_list(value if value is not None else [], name, allow_empty=True))
+
+
+def _optional_int(value, name: str, minimum: int = 1) -> int | None:
+    return None if value is None else validation.positive_int(value, name, minimum=minimum)
+
+
+def _window(value) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
+        raise DeepMRInputError(
+            f"window must be two integers (start, end) or null for the whole sequence, got {value!r}"
+        )
+    start, end = (validation.positive_int(v, f"window {k}", minimum=0)
+                  for v, k in zip(value, ("start", "end")))  # fmt: skip
+    if start >= end:
+        raise DeepMRInputError(f"window {start}-{end} is empty; give start < end")
+    return start, end
+
+
+def validate(config: RunConfig) -> RunConfig:
+    """Check every field's type and value; return the config with values normalised.
+
+    Lists become tuples (a single string is one name, never its characters), numbers are checked
+    as numbers (``level: high`` and ``chunk_size: null`` are refused), choices take their canonical
+    spelling (``meta_method="reml"`` becomes ``"REML"``).
+
+    Parameters
+    ----------
+    config : RunConfig
+
+    Returns
+    -------
+    RunConfig
+
+    Raises
+    ------
+    DeepMRInputError
+        Naming the first bad field and what it accepts.
+    """
+    v = validation
+    c = config
+    methods = _names(c.methods, "methods")
+    if not methods:
+        raise DeepMRInputError(f"no MR method given; choose from {', '.join(MR_METHODS)}")
+    bad = [m for m in methods if m not in MR_METHODS]
+    if bad:
+        raise DeepMRInputError(
+            f"unknown MR method {', '.join(bad)}; choose from {', '.join(MR_METHODS)}"
+        )
+    if c.dataloader_args is not None and not isinstance(c.dataloader_args, dict):
+        raise DeepMRInputError(
+            f"dataloader_args must be a mapping of argument names to values, got {c.dataloader_args!r}"
+        )
+    if c.save_effects not in SAVE_EFFECTS or not isinstance(c.save_effects, (str, bool)):
+        raise DeepMRInputError(f"save_effects must be auto, true or false, got {c.save_effects!r}")
+    return dataclasses.replace(
+        c,
+        model=v.optional_text(c.model, "model"),
+        source=v.optional_text(c.source, "source"),
+        alphabet=v.optional_text(c.alphabet, "alphabet"),
+        uncertainty=None if c.uncertainty is None
+        else v.choice(c.uncertainty, UNCERTAINTY_METHODS, "uncertainty method"),
+        n_samples=_optional_int(c.n_samples, "n_samples"),
+        weight_files=_names(c.weight_files, "weight_files"),
+        adapter=v.optional_text(c.adapter, "adapter"),
+        sequences=v.choice(c.sequences, SEQUENCE_SOURCES, "sequence source"),
+        fasta=v.optional_text(c.fasta, "fasta"),
+        bed=v.optional_text(c.bed, "bed"),
+        n_sequences=_optional_int(c.n_sequences, "n_sequences"),
+        sequence_length=_optional_int(c.sequence_length, "sequence_length"),
+        exposures=_names(c.exposures, "exposures"),
+        outcomes=_names(c.outcomes, "outcomes"),
+        window=_window(c.window),
+        batch_size=v.positive_int(c.batch_size, "batch_size"),
+        calibrator=v.optional_text(c.calibrator, "calibrator"),
+        calibration_table=v.optional_text(c.calibration_table, "calibration_table"),
+        calibration_method=v.choice(c.calibration_method, CALIBRATION_METHODS, "calibration method"),
+        z=v.finite_float(c.z, "z", low=0.0),
+        instrument_rule=v.choice(c.instrument_rule, INSTRUMENT_RULES, "instrument rule"),
+        one_per_position=v.boolean(c.one_per_position, "one_per_position"),
+        min_instruments=v.positive_int(c.min_instruments, "min_instruments"),
+        methods=methods,
+        n_boot=v.positive_int(c.n_boot, "n_boot"),
+        meta_method=v.choice(c.meta_method, META_METHODS, "meta-analysis method",
+                             case_sensitive=False),  # fmt: skip
+        meta_test=v.choice(c.meta_test, META_TESTS, "meta-analysis test"),
+        level=v.level(c.level),
+        seed=v.positive_int(c.seed, "seed", minimum=0),
+        chunk_size=v.positive_int(c.chunk_size, "chunk_size"),
+        out=v.optional_text(c.out, "out"),
+        n_examples=v.positive_int(c.n_examples, "n_examples", minimum=0),
+        figures=v.boolean(c.figures, "figures"),
+        report=v.boolean(c.report, "report"),
+        progress=v.boolean(c.progress, "progress"),
+        force=v.boolean(c.force, "force"),
+        model_interval=v.boolean(c.model_interval, "model_interval"),
+    )  # fmt: skip
+
+
+def config_hash(config: RunConfig, identity: dict, feature_names: Sequence[str], n_seq: int) -> str:
+    """Hash of everything that determines the chunk results (not the output or display options).
+
+    Of the model it takes the name, sample count and features: the same model loaded through
+    another route (the demo, or ``deepmr run --config`` of its written config) keeps its hash.
+    Weight files are compared separately by md5 where known (:func:`weights_signature`).
+
+    Parameters
+    ----------
+    config : RunConfig
+    identity : dict
+        The model's identity (``name``, ``n_samples``, ``n_features``, ...).
+    feature_names : sequence of str, length F
+    n_seq : int
+
+    Returns
+    -------
+    str
+        16 hex digits.
+    """
+    d = config.to_dict()
+    for k in DISPLAY_FIELDS:
+        d.pop(k, None)
+    payload = {
+        "config": d,
+        "model": {k: identity.get(k) for k in ("name", "n_samples", "n_features")},
+        "features": list(feature_names),
+        "n_sequences": n_seq,
+        "version": __version__,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def weights_signature(identity: dict) -> list[str] | None:
+    """Sorted md5s of the model's weight files, or None where they are not known."""
+    md5s = [w.get("md5") for w in identity.get("weights") or []]
+    return sorted(md5s) if md5s and all(md5s) else None
