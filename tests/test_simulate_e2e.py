@@ -46,7 +46,7 @@ def test_round_recovers_planted_effect_within_ci(planted_round):
     # near-saturated motifs: the Anscombe-scale effect is about sqrt(effect) = 2.45
     assert ivw["true_global"] == pytest.approx(np.sqrt(6.0), rel=0.05)
     assert ivw["ci_low"] <= ivw["true_global"] <= ivw["ci_high"]
-    assert ivw["jk_ci_low"] <= ivw["true_global"] <= ivw["jk_ci_high"]
+    assert ivw["model_ci_low"] <= ivw["true_global"] <= ivw["model_ci_high"]
     assert ivw["estimate"] == pytest.approx(ivw["true_global"], rel=0.02)
     assert ivw["local_coverage"] >= 0.8
     # the naive mean of ratios is visibly worse than IVW + meta-analysis
@@ -74,8 +74,8 @@ def test_summary_table_and_files(planted_round, tmp_path):
     for k, shift in enumerate([0.0, 0.5, 1.0]):
         for r in planted_round.globals:
             rr = dict(r, round=k)
-            for f in ("estimate", "ci_low", "ci_high", "true_global", "naive", "jk_ci_low",
-                      "jk_ci_high"):
+            for f in ("estimate", "ci_low", "ci_high", "true_global", "naive", "model_ci_low",
+                      "model_ci_high"):
                 rr[f] = r[f] + shift
             rows.append(rr)
     rounds = pd.DataFrame(rows)
@@ -158,7 +158,7 @@ def test_interrupted_run_resumes_and_extends(tmp_path, capsys):
     assert extended.rounds.iloc[:2].reset_index(drop=True).equals(first.rounds)
 
     fresh = E.run_experiment(replace(config, rounds=2), str(tmp_path / "fresh"), progress=False)
-    cols = ["round", "regime", "method", "estimate", "se", "true_global", "jk_ci_low"]
+    cols = ["round", "regime", "method", "estimate", "se", "true_global", "model_ci_low"]
     assert np.allclose(fresh.rounds[cols[3:]].to_numpy(), extended.rounds[cols[3:]].to_numpy(),
                        equal_nan=True)
     assert fresh.locals.shape == extended.locals.shape

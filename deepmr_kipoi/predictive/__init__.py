@@ -3,7 +3,7 @@
 A :class:`PredictiveModel` maps ACGT one-hot sequences ``(N, L, 4)`` to predictions ``(S, N, F)``: S
 samples (deep-ensemble members, or MC-dropout samples with one fixed dropout mask each), N sequences, F
 named features. Each sample is a deterministic function, so the ISM engine can pair a mutant with its
-reference under the same sample (DESIGN.md section 2).
+reference under the same sample.
 
 Members, the deterministic building blocks, come from :func:`from_torch`, :func:`from_keras` or
 :func:`from_function`; the frameworks are imported only when those are called. Members always take ACGT

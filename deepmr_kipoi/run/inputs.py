@@ -441,14 +441,47 @@ def load_calibration(config: RunConfig, model, feature_names: list[str]) -> Cali
             f"calibration sequences must all be {model_length or 'equally long'} bp, "
             f"got lengths {sorted(lengths)[:5]}"
         )
-    onehot = seqmod.one_hot(seqs)
-    samples = np.asarray(model.predict_samples(onehot, batch_size=config.batch_size))
-    idx = [feature_names.index(c) for c in cols]
+    y = table[cols].to_numpy(dtype=np.float64)
+    return fit_calibration(model, seqmod.one_hot(seqs), y, cols, feature_names,
+                           method=config.calibration_method, source=str(config.calibration_table),
+                           batch_size=config.batch_size)  # fmt: skip
+
+
+def fit_calibration(model, onehot: np.ndarray, labels: np.ndarray, columns: Sequence[str],
+                    feature_names: Sequence[str], *, method: str = "quantile",
+                    source: str = "labelled sequences", batch_size: int = 512) -> Calibration:  # fmt: skip
+    """Fit the calibration of some model features on labelled sequences.
+
+    Parameters
+    ----------
+    model : PredictiveModel
+    onehot : ndarray, shape (n, L, 4)
+        Labelled held-out sequences (ACGT one-hot).
+    labels : ndarray, shape (n, C)
+        Observed labels of the features named in ``columns``.
+    columns : sequence of str, length C
+        Feature names of the label columns.
+    feature_names : sequence of str, length F
+        All the model's features.
+    method : {"quantile", "sigma"}
+    source : str
+        Where the labels came from, for the record.
+    batch_size : int
+
+    Returns
+    -------
+    Calibration
+    """
+    from deepmr_kipoi import calibration
+
+    cols, names = list(columns), list(feature_names)
+    samples = np.asarray(model.predict_samples(onehot, batch_size=batch_size))
+    idx = [names.index(c) for c in cols]
     pred_mean = samples.mean(axis=0)[:, idx]
     pred_sd = samples.std(axis=0, ddof=1)[:, idx]
-    y = table[cols].to_numpy(dtype=np.float64)
-    cal = calibration.fit(pred_mean, pred_sd, y, method=config.calibration_method, feature_names=cols)
-    full = np.ones(n_feat)
+    y = np.asarray(labels, dtype=np.float64)
+    cal = calibration.fit(pred_mean, pred_sd, y, method=method, feature_names=cols)
+    full = np.ones(len(names))
     full[idx] = np.asarray(cal.se_scale, dtype=np.float64)
     return Calibration(
         se_scale=full,
@@ -457,8 +490,8 @@ def load_calibration(config: RunConfig, model, feature_names: list[str]) -> Cali
         metrics_after=calibration.metrics(pred_mean, pred_sd, y, calibrator=cal),
         curve_before=calibration.curve(pred_mean, pred_sd, y),
         curve_after=calibration.curve(pred_mean, pred_sd, y, calibrator=cal),
-        source=str(config.calibration_table),
-        feature_names=tuple(feature_names),
+        source=source,
+        feature_names=tuple(names),
     )
 
 

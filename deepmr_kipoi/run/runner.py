@@ -165,7 +165,9 @@ def _jackknife(model, config: RunConfig) -> bool:
             and any(m in JACKKNIFE_METHODS for m in config.methods))  # fmt: skip
 
 
-def make_plan(config: RunConfig, model=None, identity: dict | None = None) -> RunPlan:
+def make_plan(config: RunConfig, model=None, identity: dict | None = None, *,
+              sequences: tuple | None = None,
+              calibration: inputs.Calibration | None = None) -> RunPlan:  # fmt: skip
     """Validate a config, load its model and inputs, and fix the chunks.
 
     Parameters
@@ -175,6 +177,11 @@ def make_plan(config: RunConfig, model=None, identity: dict | None = None) -> Ru
         Use this model instead of loading ``config.model``.
     identity : dict, optional
         The model's identity when ``model`` is given.
+    sequences : (list of str, ndarray (N, L, 4)), optional
+        Reference sequences (ids, ACGT one-hot) instead of those ``config`` names (in-memory use,
+        e.g. the simulation).
+    calibration : Calibration, optional
+        An already fitted calibration (``inputs.fit_calibration``) instead of the config's.
 
     Returns
     -------
@@ -207,7 +214,10 @@ def make_plan(config: RunConfig, model=None, identity: dict | None = None) -> Ru
             f"exposure and outcome are the same feature ({feature_names[exposures[0]]}); choose "
             "different --exposures and --outcomes"
         )
-    seq_ids, onehot = inputs.load_sequences(config, getattr(model, "sequence_length", None))
+    if sequences is None:
+        seq_ids, onehot = inputs.load_sequences(config, getattr(model, "sequence_length", None))
+    else:
+        seq_ids, onehot = list(sequences[0]), np.asarray(sequences[1], dtype=np.float32)
     n_seq, length = onehot.shape[:2]
     if config.window is None:
         window = (0, length)
@@ -218,7 +228,7 @@ def make_plan(config: RunConfig, model=None, identity: dict | None = None) -> Ru
                 f"ISM window {window[0]}-{window[1]} does not fit sequences of {length} bp; give "
                 f"0 <= start < end <= {length}"
             )
-    cal = inputs.load_calibration(config, model, list(feature_names))
+    cal = calibration or inputs.load_calibration(config, model, list(feature_names))
     used = tuple(sorted(set(exposures) | set(outcomes)))
     save_effects = config.save_effects
     if save_effects == "auto":

@@ -164,34 +164,17 @@ class RoundResult:
     timings: dict
 
 
-def _local_mr(method: str, bx, by, sx, sy, mask):
-    from deepmr_kipoi import mr
+def _engine_config(config: ExperimentConfig, features, n_sequences: int):
+    """The Deep MR run settings of one round: every feature pair, one chunk, nothing written."""
+    from deepmr_kipoi.run.config import RunConfig
 
-    n = bx.shape[0]
-    flat = [a.reshape(n, -1) for a in (bx, by, sx, sy, mask)]
-    return mr.run_batched(method, *flat[:4], mask=flat[4], drop_invalid=True)
-
-
-def _select(bx, sx, config: ExperimentConfig):
-    from deepmr_kipoi import instruments
-
-    sel = instruments.select(bx[..., None], sx[..., None], z=config.z,
-                             min_count=config.min_instruments)
-    return sel.mask[..., 0], sel.enough[:, 0]
-
-
-def _global_from_effects(mean, se, config: ExperimentConfig, method: str):
-    """(local MR result, ok mask, meta result or None) from ISM effects (N, W, 3, 2)."""
-    from deepmr_kipoi import meta
-
-    bx, by, sx, sy = mean[..., 0], mean[..., 1], se[..., 0], se[..., 1]
-    mask, enough = _select(bx, sx, config)
-    res = _local_mr(method, bx, by, sx, sy, mask)
-    ok = enough & np.isfinite(res.estimate) & np.isfinite(res.se) & (res.se > 0)
-    m = None
-    if ok.sum() >= 2:
-        m = meta.random_effects(res.estimate[ok], res.se[ok], method=config.meta_method)
-    return res, ok, mask, m
+    return RunConfig(
+        model="simulation", exposures=tuple(features), outcomes=tuple(features),
+        methods=tuple(config.methods), z=config.z, min_instruments=config.min_instruments,
+        meta_method=config.meta_method, chunk_size=max(1, n_sequences), seed=config.seed,
+        model_interval=config.jackknife, save_effects=True, figures=False, report=False,
+        progress=False,
+    )  # fmt: skip
 
 
 def run_round(round_index: int, regime: str, params: gen.RoundParameters,
@@ -216,8 +199,6 @@ def run_round(round_index: int, regime: str, params: gen.RoundParameters,
     """
     import pandas as pd
 
-    from deepmr_kipoi import calibration, ism
-    from deepmr_kipoi.predictive import Deterministic
 
     ms = motif_set or gen.MotifSet.from_config(config.simulation)
     sim = config.simulation
@@ -242,29 +223,22 @@ def run_round(round_index: int, regime: str, params: gen.RoundParameters,
         model = ens.to_predictive()
     timings["train"] = time.perf_counter() - t0
 
+    from deepmr_kipoi.run import aggregate, inputs, runner
+
+    features = ("exposure", "outcome")
+    run_config = _engine_config(config, features, len(an))
     t0 = time.perf_counter()
-    scale = np.ones(2)
+    cal_fit = None
     if config.calibration != "none":
-        pred = model.predict_samples(cal.onehot)
-        cal_fit = calibration.fit(pred.mean(axis=0), pred.std(axis=0, ddof=1), cal.labels,
-                                  method=config.calibration)
-        scale = np.asarray(cal_fit.se_scale, dtype=np.float64)
+        cal_fit = inputs.fit_calibration(model, cal.onehot, cal.labels, features, features,
+                                         method=config.calibration, source="calibration sequences")
+    scale = cal_fit.se_scale if cal_fit is not None else np.ones(len(features))
     timings["calibrate"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    member_means = None
-    if config.jackknife and hasattr(model, "members"):
-        # One ISM pass per member gives both the paired ensemble effects (mean and ddof=1 SD
-        # over members, as ism.saturation_effects computes them) and the leave-one-out sets.
-        member_means = np.stack([
-            ism.saturation_effects(Deterministic(m), an.onehot, progress=False).mean
-            for m in model.members]).astype(np.float64)
-        mean = member_means.mean(axis=0)
-        se = member_means.std(axis=0, ddof=1) * scale
-    else:
-        eff = ism.saturation_effects(model, an.onehot, progress=False)
-        mean = eff.mean.astype(np.float64)
-        se = eff.se.astype(np.float64) * scale
+    plan = runner.make_plan(run_config, model, {"name": f"simulation {tag}"},
+                            sequences=(an.ids, an.onehot), calibration=cal_fit)  # fmt: skip
+    chunk = runner.compute_chunk(plan, 0)
     timings["ism"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -274,13 +248,23 @@ def run_round(round_index: int, regime: str, params: gen.RoundParameters,
     timings["oracle"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    glob = aggregate.global_effects(chunk.local, len(an), method=config.meta_method,
+                                    level=run_config.level, leave_one_out=chunk.leave_one_out,
+                                    exposures=features, outcomes=features)  # fmt: skip
+    mean, mask = chunk.arrays["mean"], chunk.arrays["instrument_mask"]
     records, local_frames = [], []
     for method in config.methods:
-        res, ok, mask, m = _global_from_effects(mean, se, config, method)
+        loc = chunk.local[(chunk.local["method"] == method) & (chunk.local["exposure"] == "exposure")
+                          & (chunk.local["outcome"] == "outcome")].sort_values("sequence_index")
+        m = glob[(glob["method"] == method) & (glob["exposure"] == "exposure")
+                 & (glob["outcome"] == "outcome")].iloc[0]  # fmt: skip
+        ok = ((loc["reason"].to_numpy() == 0) & np.isfinite(loc["estimate"].to_numpy())
+              & np.isfinite(loc["se"].to_numpy()) & (loc["se"].to_numpy() > 0))  # fmt: skip
         est = pd.DataFrame({
-            "id": an.ids, "estimate": res.estimate, "se": res.se, "ci_low": res.ci_low,
-            "ci_high": res.ci_high, "n_instruments": mask.reshape(len(an), -1).sum(axis=1),
-            "used": ok,
+            "id": [an.ids[i] for i in loc["sequence_index"]],
+            "estimate": loc["estimate"].to_numpy(), "se": loc["se"].to_numpy(),
+            "ci_low": loc["ci_low"].to_numpy(), "ci_high": loc["ci_high"].to_numpy(),
+            "n_instruments": mask[..., 0].reshape(len(an), -1).sum(axis=1), "used": ok,
         })
         est = est.merge(truth.rename("true_local").rename_axis("id").reset_index(), on="id",
                         how="left", validate="one_to_one")  # fmt: skip
@@ -291,7 +275,7 @@ def run_round(round_index: int, regime: str, params: gen.RoundParameters,
         local_frames.append(est)
         used = est[est["used"] & np.isfinite(est["true_local"])]
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(mask, mean[..., 1] / mean[..., 0], np.nan).reshape(len(an), -1)
+            ratio = np.where(mask[..., 0], mean[..., 1] / mean[..., 0], np.nan).reshape(len(an), -1)
             finite = np.isfinite(ratio)
             naive_local = np.where(finite, ratio, 0.0).sum(axis=1) / finite.sum(axis=1)
         naive_ok = ok & np.isfinite(naive_local)
@@ -310,16 +294,17 @@ def run_round(round_index: int, regime: str, params: gen.RoundParameters,
             "calibration_scale_exposure": float(scale[0]),
             "calibration_scale_outcome": float(scale[1]),
         }
+        have = ok.sum() >= 2
         for name in ("estimate", "se", "ci_low", "ci_high", "pi_low", "pi_high", "tau2", "i2"):
-            rec[name] = getattr(m, name) if m is not None else np.nan
-        if len(used) and m is not None:
+            rec[name] = float(m[name]) if have else np.nan
+        if len(used) and have:
             t = used["true_local"].to_numpy()
-            rec["pi_coverage"] = float(((m.pi_low <= t) & (t <= m.pi_high)).mean())
+            rec["pi_coverage"] = float(((m["pi_low"] <= t) & (t <= m["pi_high"])).mean())
         else:
             rec["pi_coverage"] = np.nan
-        rec["jk_se"] = rec["jk_ci_low"] = rec["jk_ci_high"] = np.nan
-        if member_means is not None and m is not None:
-            rec.update(_jackknife(member_means, scale, config, method, m))
+        for name, column in (("model_se", "model_se"), ("model_ci_low", "model_ci_low"),
+                             ("model_ci_high", "model_ci_high")):  # fmt: skip
+            rec[name] = float(m[column]) if have else np.nan
         records.append(rec)
     timings["mr"] = time.perf_counter() - t0
     for rec in records:
@@ -375,28 +360,6 @@ def _add_b_averaged_truth(records: list, locals_, config: ExperimentConfig, ms, 
     return records, locals_
 
 
-def _jackknife(member_means: np.ndarray, scale: np.ndarray, config: ExperimentConfig,
-               method: str, full) -> dict:
-    """Leave-one-member-out global estimates -> model-aware SE and interval."""
-    from scipy import stats
-
-    S = member_means.shape[0]
-    thetas = []
-    for s in range(S):
-        keep = np.delete(member_means, s, axis=0)
-        _, _, _, m = _global_from_effects(keep.mean(axis=0), keep.std(axis=0, ddof=1) * scale,
-                                          config, method)
-        thetas.append(m.estimate if m is not None else np.nan)
-    thetas = np.asarray(thetas)
-    if not np.all(np.isfinite(thetas)):
-        return {"jk_se": np.nan, "jk_ci_low": np.nan, "jk_ci_high": np.nan}
-    var_jk = (S - 1) / S * np.sum((thetas - thetas.mean()) ** 2)
-    se_tot = float(np.sqrt(full.se**2 + var_jk))
-    zq = stats.norm.ppf(0.5 + full.level / 2)
-    return {"jk_se": se_tot, "jk_ci_low": full.estimate - zq * se_tot,
-            "jk_ci_high": full.estimate + zq * se_tot}
-
-
 def summarize(rounds) -> object:
     """Evaluation table per (regime, method) over rounds.
 
@@ -408,9 +371,9 @@ def summarize(rounds) -> object:
     Returns
     -------
     pandas.DataFrame
-        Columns: regime, method, rounds, pearson_r, bias, mae, ci_coverage, jk_ci_coverage,
+        Columns: regime, method, rounds, pearson_r, bias, mae, ci_coverage, model_ci_coverage,
         pi_coverage, local_coverage, mean_k, naive_pearson_r, naive_bias, naive_mae, and (when the
-        rounds have it) b_averaged_bias, b_averaged_ci_coverage, b_averaged_jk_ci_coverage: bias
+        rounds have it) b_averaged_bias, b_averaged_ci_coverage, b_averaged_model_ci_coverage: bias
         and coverage against the truth that averages the random confounder over its distribution
         (equal to the others in regimes without random confounding).
         ``ci_coverage``: share of rounds whose meta-analysis 95% CI of the global effect contains
@@ -434,8 +397,8 @@ def summarize(rounds) -> object:
             "mae": float(np.mean(np.abs(e - t))) if len(g) else np.nan,
             "ci_coverage": float(np.mean((g["ci_low"] <= t) & (t <= g["ci_high"])))
             if len(g) else np.nan,
-            "jk_ci_coverage": float(np.mean((g["jk_ci_low"] <= t) & (t <= g["jk_ci_high"])))
-            if len(g) and np.isfinite(g["jk_ci_low"]).all() else np.nan,
+            "model_ci_coverage": float(np.mean((g["model_ci_low"] <= t) & (t <= g["model_ci_high"])))
+            if len(g) and np.isfinite(g["model_ci_low"]).all() else np.nan,
             "pi_coverage": float(g["pi_coverage"].mean()),
             "local_coverage": float(g["local_coverage"].mean()),
             "mean_k": float(g["k"].mean()),
@@ -449,9 +412,9 @@ def summarize(rounds) -> object:
                 "b_averaged_bias": float(np.mean(e - tb)) if len(g) else np.nan,
                 "b_averaged_ci_coverage": float(np.mean((g["ci_low"] <= tb) & (tb <= g["ci_high"])))
                 if len(g) else np.nan,
-                "b_averaged_jk_ci_coverage": float(np.mean((g["jk_ci_low"] <= tb)
-                                                           & (tb <= g["jk_ci_high"])))
-                if len(g) and np.isfinite(g["jk_ci_low"]).all() else np.nan,
+                "b_averaged_model_ci_coverage": float(np.mean((g["model_ci_low"] <= tb)
+                                                           & (tb <= g["model_ci_high"])))
+                if len(g) and np.isfinite(g["model_ci_low"]).all() else np.nan,
             })  # fmt: skip
     return pd.DataFrame(rows)
 
