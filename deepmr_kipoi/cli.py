@@ -127,13 +127,27 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                    choices=cfg.CALIBRATION_METHODS, default=s,
                    help=f"default {d('calibration_method')}")  # fmt: skip
     g.add_argument("--calibrator", metavar="JSON", default=s, help="a saved calibrator")
+    g.add_argument("--aleatoric-variance", dest="aleatoric_variance", type=float, default=s,
+                   help="label noise variance removed before sigma scaling, so effect SEs are not "
+                        "inflated by noise that cancels in differences (1 for Anscombe-transformed "
+                        f"counts; default {d('aleatoric_variance')})")  # fmt: skip
     g = p.add_argument_group("instruments and MR")
     g.add_argument("--z", type=float, default=s, help=f"instrument threshold (default {d('z')})")
     g.add_argument("--instrument-rule", dest="instrument_rule", choices=cfg.INSTRUMENT_RULES,
                    default=s, help="wald: |b/se| >= z; pooled: the paper code's rule (default "
                    f"{d('instrument_rule')})")  # fmt: skip
-    g.add_argument("--one-per-position", dest="one_per_position", action="store_true", default=s,
-                   help="at most one allele per position (the strongest)")  # fmt: skip
+    g.add_argument("--all-alleles", dest="one_per_position", action="store_false", default=s,
+                   help="let all three alleles of a position be instruments (default: only the "
+                        "strongest, as the three share the lost reference base)")  # fmt: skip
+    g.add_argument("--floor", type=float, default=s,
+                   help="drop exposure effects below this fraction of the exposure's spread over "
+                        f"the reference sequences (default {d('floor')}; 0: off)")  # fmt: skip
+    g.add_argument("--no-directional", dest="directional", action="store_false", default=s,
+                   help="skip the directionality check (an instrument counts for X -> Y only "
+                        "where it moves X more than Y, in units of their spreads)")  # fmt: skip
+    g.add_argument("--sample-split", dest="sample_split", action="store_true", default=s,
+                   help="select instruments on half of the model's samples and estimate on the "
+                        "other half (no winner's curse; fewer samples for the inference)")  # fmt: skip
     g.add_argument("--min-instruments", dest="min_instruments", type=int, default=s,
                    help=f"minimum instruments per MR fit (default {d('min_instruments')})")  # fmt: skip
     g.add_argument("--methods", nargs="+", metavar="METHOD", default=s,
@@ -145,10 +159,6 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--meta-test", dest="meta_test", choices=cfg.META_TESTS, default=s,
                    help=f"z or knha (Knapp-Hartung; default {d('meta_test')})")  # fmt: skip
     g.add_argument("--level", type=float, default=s, help=f"confidence level (default {d('level')})")
-    g.add_argument("--no-model-interval", dest="model_interval", action="store_false", default=s,
-                   help="skip the model-aware (leave-one-member-out jackknife) interval that deep "
-                        f"ensembles of {cfg.JACKKNIFE_MIN_MEMBERS}+ members get besides the "
-                        "meta-analysis CI")  # fmt: skip
     g = p.add_argument_group("run")
     g.add_argument("--out", default=s, help="results folder (required)")
     g.add_argument("--seed", type=int, default=s, help=f"seed (default {d('seed')})")

@@ -548,12 +548,16 @@ def make_figures(
         g = g.iloc[0]
         fig = forest(
             rows["sequence_id"].astype(str).tolist(), rows["estimate"], rows["ci_low"],
-            rows["ci_high"], pooled=(g["estimate"], g["ci_low"], g["ci_high"]),
+            rows["ci_high"], pooled=(g.get("meta_estimate", g["estimate"]),
+                                     g.get("meta_ci_low", g["ci_low"]),
+                                     g.get("meta_ci_high", g["ci_high"])),
             prediction=(g["pi_low"], g["pi_high"]), title=f"{e} -> {o} ({method})",
         )  # fmt: skip
         emit(fig, f"forest_{e}__{o}_{method}", f"Forest plot: {e} -> {o}",
              f"Local {method} estimates per sequence with {level:.0%} CIs; the diamond is the "
-             "random-effects global effect, the line through it its prediction interval.")  # fmt: skip
+             "random-effects meta-analysis over these sequences, the line through it its "
+             "prediction interval. The headline global interval is wider: it also counts the "
+             "model's uncertainty, which every local estimate shares.")  # fmt: skip
 
     if calibration is not None and getattr(calibration, "curve_before", None) is not None:
         curves = _calibration_curves(calibration)
@@ -568,7 +572,7 @@ def make_figures(
 def truth_join(glob: pd.DataFrame, truth: pd.DataFrame, method: str) -> pd.DataFrame:
     """One method's global estimates and CIs beside the true effects, on their shared pairs."""
     cols = ["exposure", "outcome", "estimate", "ci_low", "ci_high"]
-    cols += [c for c in ("model_ci_low", "model_ci_high") if c in glob.columns]
+    cols += [c for c in ("significant", "meta_ci_low", "meta_ci_high") if c in glob.columns]
     g = glob[glob["method"] == method][cols]
     t = truth[["exposure", "outcome", "true_effect"]].astype({"exposure": str, "outcome": str})
     return g.merge(t, on=["exposure", "outcome"], how="inner")

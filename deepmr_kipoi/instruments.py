@@ -58,6 +58,10 @@ class InstrumentSelection:
         ``counts >= min_count``.
     rule, z, one_per_position, min_count
         The settings that produced the selection.
+    n_significant : ndarray of int, shape (N, E)
+        Mutants that pass the threshold ``z`` (before the floor and the one-allele rule).
+    removed_floor, removed_allele : ndarray of int, shape (N, E)
+        Of those, how many the floor and then the one-allele-per-position rule removed.
     """
 
     mask: np.ndarray
@@ -68,6 +72,9 @@ class InstrumentSelection:
     z: float
     one_per_position: bool
     min_count: int
+    n_significant: np.ndarray | None = None
+    removed_floor: np.ndarray | None = None
+    removed_allele: np.ndarray | None = None
 
 
 def select(
@@ -134,9 +141,11 @@ def select(
             score = np.abs((bx - mean) / sd)
     score = np.where(valid & np.isfinite(score), score, np.nan)
     mask = score >= z  # NaN compares False
+    n_significant = mask.sum(axis=(1, 2)).astype(np.int64)
     if floor is not None:
         floor = np.broadcast_to(np.asarray(floor, dtype=np.float64), bx.shape[-1:])
         mask &= np.abs(bx) >= floor
+    after_floor = mask.sum(axis=(1, 2)).astype(np.int64)
 
     if one_per_position:
         ranked = np.where(mask, score, -np.inf)
@@ -155,6 +164,9 @@ def select(
         z=float(z),
         one_per_position=bool(one_per_position),
         min_count=int(min_count),
+        n_significant=n_significant,
+        removed_floor=n_significant - after_floor,
+        removed_allele=after_floor - counts,
     )
 
 

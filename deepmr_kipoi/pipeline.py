@@ -14,15 +14,13 @@ from __future__ import annotations
 
 from deepmr_kipoi.compare import CompareResult, compare
 from deepmr_kipoi.run.aggregate import (
-    MODEL_INTERVAL_COLUMNS,
+    META_COLUMNS,
     benjamini_hochberg,
     global_effects,
     plain_warnings,
 )
 from deepmr_kipoi.run.config import (
     AUTO_EFFECTS_LIMIT,
-    JACKKNIFE_METHODS,
-    JACKKNIFE_MIN_MEMBERS,
     SEQUENCE_SOURCES,
     RunConfig,
     config_hash,
@@ -33,8 +31,7 @@ from deepmr_kipoi.run.local import LOCAL_FIELDS, MR_BLOCK_CELLS, TOO_FEW, local_
 from deepmr_kipoi.run.runner import DeepMRResult, run
 
 __all__ = [
-    "AUTO_EFFECTS_LIMIT", "JACKKNIFE_METHODS", "JACKKNIFE_MIN_MEMBERS", "LOCAL_FIELDS",
-    "MODEL_INTERVAL_COLUMNS", "MR_BLOCK_CELLS", "SEQUENCE_SOURCES", "TOO_FEW", "CompareResult",
+    "AUTO_EFFECTS_LIMIT", "LOCAL_FIELDS", "META_COLUMNS", "MR_BLOCK_CELLS", "SEQUENCE_SOURCES", "TOO_FEW", "CompareResult",
     "DeepMRResult", "RunConfig", "benjamini_hochberg", "compare", "config_hash", "global_effects",
     "load_model", "load_sequences", "local_mr", "plain_warnings", "run", "select_features",
     "weights_signature",

@@ -104,6 +104,8 @@ def _img(path: Path) -> str:
 #: True effects at least this fraction of the largest |true effect| count as planted (non-zero);
 #: oracle truths of unrelated pairs are tiny but not exactly 0.
 STRONG_FRACTION = 0.05
+#: True effects below this size count as null when a flagged pair is judged.
+NEAR_NULL = 0.01
 
 
 def truth_summary(glob: pd.DataFrame, truth: pd.DataFrame, method: str) -> dict:
@@ -121,11 +123,13 @@ def truth_summary(glob: pd.DataFrame, truth: pd.DataFrame, method: str) -> dict:
     dict
         ``n`` pairs compared; Pearson ``r``; ``n_strong`` planted effects (``|true| >=
         STRONG_FRACTION * max |true|``), of which ``sign_agreement`` have an estimate of their
-        sign and ``significant`` a significant one; ``max_abs_null``, the largest |estimate| among
-        the other pairs; ``coverage`` (share of true effects inside the CI); ``model_coverage``
-        (the same for the model-aware interval, NaN where the run has none); ``mae`` (mean
-        absolute error); ``strong``: rows (exposure, outcome, true_effect, estimate, ci_low,
-        ci_high) of the planted effects.
+        sign and ``significant`` a significant one (the run's ``significant`` flag); ``max_abs_null``,
+        the largest |estimate| among the other pairs; ``n_flagged`` pairs flagged significant, of
+        which ``flagged_wrong_sign`` have the opposite sign of their true effect and
+        ``flagged_near_null`` a true effect below 0.01 in size; ``coverage`` (share of true effects
+        inside the headline interval); ``meta_coverage`` (the same for the meta-analysis CI, NaN
+        where the table has none); ``mae`` (mean absolute error); ``strong``: rows (exposure,
+        outcome, true_effect, estimate, ci_low, ci_high) of the planted effects.
     """
     j = truth_join(glob, truth, method)
     j = j[np.isfinite(j["estimate"]) & np.isfinite(j["true_effect"])].reset_index(drop=True)
@@ -135,11 +139,14 @@ def truth_summary(glob: pd.DataFrame, truth: pd.DataFrame, method: str) -> dict:
     r = float(np.corrcoef(t, e)[0, 1]) if len(j) > 2 and np.std(t) > 0 and np.std(e) > 0 else np.nan
     lo, hi = j["ci_low"].to_numpy(float), j["ci_high"].to_numpy(float)
     inside = (lo <= t) & (t <= hi)
-    model_coverage = np.nan
-    if "model_ci_low" in j and len(j) and np.isfinite(j["model_ci_low"].to_numpy(float)).all():
-        mlo, mhi = j["model_ci_low"].to_numpy(float), j["model_ci_high"].to_numpy(float)
-        model_coverage = float(((mlo <= t) & (t <= mhi)).mean())
-    sig = ~((lo <= 0) & (0 <= hi))
+    meta_coverage = np.nan
+    if "meta_ci_low" in j and len(j) and np.isfinite(j["meta_ci_low"].to_numpy(float)).all():
+        mlo, mhi = j["meta_ci_low"].to_numpy(float), j["meta_ci_high"].to_numpy(float)
+        meta_coverage = float(((mlo <= t) & (t <= mhi)).mean())
+    if "significant" in j:
+        sig = j["significant"].fillna(False).to_numpy(dtype=bool)
+    else:
+        sig = ~((lo <= 0) & (0 <= hi))
     return {
         "method": method,
         "n": int(len(j)),
@@ -148,8 +155,11 @@ def truth_summary(glob: pd.DataFrame, truth: pd.DataFrame, method: str) -> dict:
         "sign_agreement": int(np.sum(np.sign(e[strong]) == np.sign(t[strong]))),
         "significant": int(np.sum(sig[strong] & (np.sign(e[strong]) == np.sign(t[strong])))),
         "max_abs_null": float(np.max(np.abs(e[~strong]))) if (~strong).any() else np.nan,
+        "n_flagged": int(sig.sum()),
+        "flagged_wrong_sign": int(np.sum(sig & (np.sign(e) != np.sign(t)))),
+        "flagged_near_null": int(np.sum(sig & (np.abs(t) < NEAR_NULL))),
         "coverage": float(inside.mean()) if len(j) else np.nan,
-        "model_coverage": model_coverage,
+        "meta_coverage": meta_coverage,
         "mae": float(np.mean(np.abs(e - t))) if len(j) else np.nan,
         "strong": j.loc[strong, ["exposure", "outcome", "true_effect", "estimate", "ci_low",
                                  "ci_high"]].to_dict(orient="records"),  # fmt: skip
@@ -167,11 +177,13 @@ def truth_headline(s: dict, level: float = 0.95, html_arrow: bool = False) -> st
     return (
         f"Planted effects ({s['method']}, {level:.0%} CI): {planted or 'none'}. "
         f"{s['sign_agreement']} of {s['n_strong']} have the right sign, {s['significant']} "
-        f"significantly. Other pairs (true effect near 0): largest |estimate| "
+        f"significantly. Flagged significant: {s['n_flagged']} of {s['n']} pairs, "
+        f"{s['flagged_wrong_sign']} with the wrong sign, {s['flagged_near_null']} with a true "
+        f"effect below {NEAR_NULL}. Other pairs (true effect near 0): largest |estimate| "
         f"{s['max_abs_null']:.3g}. Over all {s['n']} pairs: r = {s['r']:.3f}, mean absolute error "
         f"{s['mae']:.3g}, {s['coverage']:.0%} of true effects inside the CI"
-        + (f" ({s['model_coverage']:.0%} inside the model-aware interval)."
-           if np.isfinite(s.get("model_coverage", np.nan)) else ".")
+        + (f" ({s['meta_coverage']:.0%} inside the meta-analysis CI over sequences alone)."
+           if np.isfinite(s.get("meta_coverage", np.nan)) else ".")
     )
 
 
@@ -294,21 +306,24 @@ def write_report(
         "<h2>Global effects</h2>",
     ]
     shown = glob.sort_values("pvalue", kind="stable").head(max_rows)
-    cols = ["exposure", "outcome", "method", "estimate", "se", "ci_low", "ci_high", "pvalue",
-            "qvalue", "tau2", "i2", "pi_low", "pi_high", "k", "median_instruments"]  # fmt: skip
-    if "model_se" in glob and np.isfinite(glob["model_se"].to_numpy(float)).any():
-        cols[7:7] = ["model_ci_low", "model_ci_high"]
+    cols = [c for c in ("exposure", "outcome", "method", "estimate", "se", "ci_low", "ci_high",
+                        "pvalue", "qvalue", "direction", "robust_disagreement", "meta_estimate",
+                        "meta_ci_low", "meta_ci_high", "tau2", "i2", "pi_low", "pi_high", "k",
+                        "median_instruments") if c in glob.columns]  # fmt: skip
     if truth is not None and len(truth):
         t = truth[["exposure", "outcome", "true_effect"]].astype({"exposure": str, "outcome": str})
         shown = shown.merge(t, on=["exposure", "outcome"], how="left")
         cols.insert(3, "true_effect")
     parts.append(table_html(shown, cols, left=["exposure", "outcome", "method"]))
     parts.append(f'<p class="small">{min(len(glob), max_rows)} of {len(glob)} rows, smallest '
-                 "p-values first; all rows in global_effects.csv. k: sequences in the "
-                 "meta-analysis; pi: prediction interval; q: Benjamini-Hochberg; model_ci: the "
-                 "model-aware interval (meta-analysis variance plus the leave-one-member-out "
-                 "jackknife variance of the ensemble), which also counts the error every sequence "
-                 "shares through the one trained model.</p>")  # fmt: skip
+                 "p-values first; all rows in global_effects.csv. estimate, CI, p, q: mean of the "
+                 "per-sample local estimates over sequences and model samples, with a t interval "
+                 "from the crossed random-effects model (sequences and samples); q: "
+                 "Benjamini-Hochberg; direction: verdict for the unordered pair; "
+                 "robust_disagreement: IVW and a robust method disagree beyond their intervals; "
+                 "meta_*: random-effects meta-analysis over sequences only (it treats the local "
+                 "estimates as independent although they share the model's error); k: sequences "
+                 "with a local fit; pi: prediction interval of a sequence's local effect.</p>")  # fmt: skip
     parts.append("<h2>Figures</h2>")
     for fig in figures:
         parts.append(f"<figure>{_img(fig.path)}<figcaption><b>{_e(fig.title)}.</b> "

@@ -30,30 +30,47 @@ def finished_run(tmp_path_factory):
     return pipeline.run(_config(out, figures=False, report=False, save_effects=True))
 
 
+def _brute_force_instruments(mean, se, spread, ie, io, n):
+    """Instruments of sequence n for ie -> io by the default rules, written out one by one."""
+    bx, sx, by = mean[n, ..., ie], se[n, ..., ie], mean[n, ..., io]
+    keep = (np.abs(bx / sx) >= 1.96) & (np.abs(bx) >= 0.01 * spread[ie])
+    for w in range(bx.shape[0]):  # one allele per position: the one with the largest |b/se|
+        allowed = np.flatnonzero(keep[w])
+        if len(allowed) > 1:
+            best = allowed[np.argmax(np.abs(bx[w] / sx[w])[allowed])]
+            keep[w] = False
+            keep[w, best] = True
+    keep &= np.abs(bx) / spread[ie] > np.abs(by) / spread[io]  # directionality
+    return keep.ravel()
+
+
 def test_global_effect_equals_brute_force_from_saved_effects(finished_run):
-    """Scalar mr.ivw per sequence on the instruments recomputed from effects.h5, then the scalar
-    meta.random_effects: equal to the pipeline's global IVW effect."""
+    """Scalar mr.ivw per sequence on the instruments recomputed from effects.h5 by the default rules
+    (significance, floor, one allele per position, directionality), then the scalar
+    meta.random_effects: equal to the run's meta-analysis columns."""
     out = finished_run.out_dir
     with h5py.File(out / "effects.h5") as f:
         mean, se = f["mean"][()].astype(float), f["se"][()].astype(float)
+        reference = f["reference"][()].astype(float)
         feats = [s.decode() if isinstance(s, bytes) else s for s in f["feature"][()]]
         assert list(f["mean"].attrs["axes"]) == ["sequence", "position", "allele", "feature"]
+    spread = reference.mean(axis=0).std(axis=0, ddof=1)
     glob = pd.read_parquet(out / "global_effects.parquet")
     for exposure, outcome in [("x", "y"), ("y", "z"), ("w", "x")]:
         ie, io = feats.index(exposure), feats.index(outcome)
         estimates, ses = [], []
         for n in range(mean.shape[0]):
+            keep = _brute_force_instruments(mean, se, spread, ie, io, n)
             bx, sx = mean[n, ..., ie].ravel(), se[n, ..., ie].ravel()
             by, sy = mean[n, ..., io].ravel(), se[n, ..., io].ravel()
-            keep = np.abs(bx / sx) >= 1.96
             r = mr.ivw(bx[keep], by[keep], sx[keep], sy[keep])
             estimates.append(r.estimate)
             ses.append(r.se)
         ref = meta.random_effects(np.array(estimates), np.array(ses), method="REML")
         row = glob[(glob.exposure == exposure) & (glob.outcome == outcome) & (glob.method == "ivw")].iloc[0]
         # effects.h5 stores float32: the recomputation sees rounded effects
-        assert row.estimate == pytest.approx(ref.estimate, rel=1e-4, abs=1e-6)
-        assert row.se == pytest.approx(ref.se, rel=1e-3)
+        assert row.meta_estimate == pytest.approx(ref.estimate, rel=1e-4, abs=1e-6)
+        assert row.meta_se == pytest.approx(ref.se, rel=1e-3)
         assert row.tau2 == pytest.approx(ref.tau2, rel=1e-2, abs=1e-8)
         assert row.k == 5
 
@@ -280,7 +297,9 @@ def test_minimum_instrument_count_is_enforced():
     from deepmr_kipoi import mr as mr_module
 
     assert mr_module.REASONS[pipeline.TOO_FEW].startswith("too few instruments")
-    res = pipeline.run(_config(None, n_sequences=3, methods=("ivw",), min_instruments=110))
+    # all alleles, no floor or directionality: the counts stay high enough to straddle 110
+    res = pipeline.run(_config(None, n_sequences=3, methods=("ivw",), min_instruments=110,
+                               one_per_position=False, floor=0.0, directional=False))
     local = res.local_effects
     few = local.n_instruments < 110
     assert few.any() and (~few).any()

@@ -155,20 +155,21 @@ def test_report_headline_with_truth_matches_hand_computed_summary(tmp_path):
     assert s["n"] == 6 and s["n_strong"] == 4
     assert s["r"] == pytest.approx(np.corrcoef(g.true_effect, g.estimate)[0, 1])
     assert s["sign_agreement"] == int(np.sum(np.sign(g.estimate[strong]) == np.sign(g.true_effect[strong])))
-    excludes_zero = (g.ci_low > 0) | (g.ci_high < 0)
-    assert s["significant"] == int(np.sum(excludes_zero[strong]
+    sig = g.significant.to_numpy(dtype=bool)
+    assert s["significant"] == int(np.sum(sig[strong]
                                           & (np.sign(g.estimate[strong]) == np.sign(g.true_effect[strong]))))  # fmt: skip
+    assert s["n_flagged"] == int(sig.sum())
+    assert s["flagged_wrong_sign"] == int(np.sum(sig & (np.sign(g.estimate) != np.sign(g.true_effect))))
+    assert s["flagged_near_null"] == int(np.sum(sig & (np.abs(g.true_effect) < 0.01)))
     assert s["max_abs_null"] == pytest.approx(np.abs(g.estimate[~strong]).max())
     assert s["coverage"] == pytest.approx(np.mean((g.ci_low <= g.true_effect) & (g.true_effect <= g.ci_high)))
     assert s["mae"] == pytest.approx(np.mean(np.abs(g.estimate - g.true_effect)))
-    assert np.isnan(s["model_coverage"]) and "model-aware" not in report.truth_headline(s)
-    # with a model-aware interval (here: the CI widened by hand) its coverage is reported too
-    wide = glob.assign(model_ci_low=glob.ci_low - 0.05, model_ci_high=glob.ci_high + 0.05)
-    w = wide[wide.method == "ivw"].merge(truth, on=["exposure", "outcome"])
-    s = report.truth_summary(wide, truth, "ivw")
-    assert s["model_coverage"] == pytest.approx(
-        np.mean((w.model_ci_low <= w.true_effect) & (w.true_effect <= w.model_ci_high)))
-    assert f"({s['model_coverage']:.0%} inside the model-aware interval)" in report.truth_headline(s)
+    assert s["meta_coverage"] == pytest.approx(
+        np.mean((g.meta_ci_low <= g.true_effect) & (g.true_effect <= g.meta_ci_high)))
+    assert f"({s['meta_coverage']:.0%} inside the meta-analysis CI" in report.truth_headline(s)
+    # a table without meta-analysis columns reports no such coverage
+    s = report.truth_summary(glob.drop(columns=["meta_ci_low", "meta_ci_high"]), truth, "ivw")
+    assert np.isnan(s["meta_coverage"]) and "meta-analysis" not in report.truth_headline(s)
     assert [(r["exposure"], r["outcome"]) for r in s["strong"]] == list(zip(g.exposure[strong], g.outcome[strong]))
     text = path.read_text()
     assert "Against the planted truth" in text and "true_effect" in text

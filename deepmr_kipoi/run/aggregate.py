@@ -1,23 +1,23 @@
-"""Stage 4, aggregate: global effects from the local ones, q-values, the model-aware interval, warnings.
+"""Stage 4, aggregate: global effects from the local ones, q-values, direction verdicts, warnings.
 
-The global effect of every (exposure, outcome, method) is the random-effects meta-analysis of its
-local estimates over sequences (``meta.random_effects_batched``); Benjamini-Hochberg q-values are
-taken per method over its pairs.
+Headline inference. Every global effect rests on two sources of variation: the reference sequences
+and the model's uncertainty samples (deep-ensemble members or MC-dropout masks). Every local
+estimate of a run comes from the same model, so a meta-analysis over sequences alone treats as
+independent what shares the model's error. The headline columns ``estimate, se, df, ci_low,
+ci_high, pvalue`` come instead from the per-sample local estimates ``theta[s, i]``
+(``local.sample_estimates``) through the crossed random-effects model of
+:mod:`deepmr_kipoi.inference` (sequence and sample effects, ANOVA estimators, Satterthwaite t
+interval): the estimate is the mean over sequences and samples, the interval covers the effect the
+model learned, averaged over sequences like those analysed. ``qvalue`` is the Benjamini-Hochberg
+adjustment of ``pvalue`` per method over its pairs and ``significant`` is ``qvalue < 1 - level``.
 
-Model-aware interval. The meta-analysis CI treats the local estimates as independent, but they all
-come from one trained model, whose error every sequence shares (the simulation experiment measures
-how far that CI undercovers). For a deep ensemble of at least ``JACKKNIFE_MIN_MEMBERS`` members the
-run also reports ``model_se = sqrt(se^2 + var_jk)`` and ``model_ci_low/high = estimate -/+ z
-model_se``, where ``var_jk = (S - 1) / S * sum_s (theta_(-s) - mean theta_(-))^2`` is the
-leave-one-member-out jackknife variance of the global estimate: every step (effects, instruments,
-local MR, meta-analysis) is repeated without member s (``local.leave_one_out``). Approximation: the
-jackknife sees how much the global effect moves with the ensemble's composition, a proxy for the
-model's epistemic error; a bias every member shares stays invisible. Only for methods with analytic
-SEs (``JACKKNIFE_METHODS``); NaN for MC dropout (its samples are draws of one model, not models) and
-for the others.
+The random-effects meta-analysis of the local estimates over sequences
+(``meta.random_effects_batched``: REML/DL/PM, Wald or Knapp-Hartung) stays as the ``meta_*``
+columns with its heterogeneity statistics (``tau2``, ``i2``, ``q``) and prediction interval
+(``pi_low``, ``pi_high``): they describe how the local effects vary between sequences.
 
-A new global estimator built from per-sample local estimates (``local.SampleEstimates``) reads
-them on the same (pair, sequence) grid through :func:`sample_grid` and adds its columns here.
+Per unordered pair a direction verdict (``direction.verdicts``) and per ordered pair a flag where
+IVW and a robust method disagree beyond their intervals (``direction.robust_disagreement``).
 """
 
 from __future__ import annotations
@@ -27,16 +27,17 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from deepmr_kipoi import direction, inference
 from deepmr_kipoi.errors import DeepMRInputError
-from deepmr_kipoi.run.config import JACKKNIFE_MIN_MEMBERS
-from deepmr_kipoi.run.local import SampleEstimates
+from deepmr_kipoi.run.local import INSTRUMENT_COUNTS, SampleEstimates
 
-#: Global-table columns of the model-aware interval.
-MODEL_INTERVAL_COLUMNS = ("jackknife_se", "model_se", "model_ci_low", "model_ci_high")
+#: Global-table columns of the random-effects meta-analysis over sequences (besides tau2, i2, q,
+#: q_pvalue, pi_low, pi_high, k).
+META_COLUMNS = ("meta_estimate", "meta_se", "meta_ci_low", "meta_ci_high", "meta_pvalue")
 
 
-def sample_grid(samples: SampleEstimates, first: pd.DataFrame, exposures, outcomes) -> tuple:
-    """Per-sample local estimates on the meta-analysis grid.
+def sample_grid(samples: SampleEstimates, first: pd.DataFrame, exposures, outcomes) -> np.ndarray:
+    """Per-sample local estimates on the global table's (pair, sequence) grid.
 
     Parameters
     ----------
@@ -49,7 +50,7 @@ def sample_grid(samples: SampleEstimates, first: pd.DataFrame, exposures, outcom
 
     Returns
     -------
-    estimate, se : ndarray, shape (S, P, N)
+    ndarray, shape (S, N, P)
     """
     e_at = {name: i for i, name in enumerate(exposures)}
     o_at = {name: i for i, name in enumerate(outcomes)}
@@ -57,41 +58,7 @@ def sample_grid(samples: SampleEstimates, first: pd.DataFrame, exposures, outcom
     ei = np.array([e_at[str(x)] for x in first["exposure"]], dtype=np.int64)
     oi = np.array([o_at[str(x)] for x in first["outcome"]], dtype=np.int64)
     mi = np.array([m_at[str(x)] for x in first["method"]], dtype=np.int64)
-    # (S, N, P) -> (S, P, N)
-    est = samples.estimate[:, :, ei, oi, mi].transpose(0, 2, 1)
-    se = samples.se[:, :, ei, oi, mi].transpose(0, 2, 1)
-    return est, se
-
-
-def _model_interval(mb, loo, method: str, test: str, level: float) -> dict:
-    """Jackknife SE and model-aware interval per global effect (NaN without enough members).
-
-    ``loo``: leave-one-member-out (estimate, se) grids of shape (S, P, N), or None.
-    """
-    from scipy import stats
-
-    from deepmr_kipoi import meta
-
-    n_pairs = len(mb.estimate)
-    out = {name: np.full(n_pairs, np.nan) for name in MODEL_INTERVAL_COLUMNS}
-    if loo is None or loo[0].shape[0] < JACKKNIFE_MIN_MEMBERS:
-        return out
-    thetas = []
-    for est, se in zip(*loo):
-        est, se = np.ascontiguousarray(est), np.ascontiguousarray(se)
-        ok = np.isfinite(est) & np.isfinite(se) & (se > 0)
-        thetas.append(meta.random_effects_batched(est, se, mask=ok, method=method, test=test,
-                                                  level=level).estimate)  # fmt: skip
-    theta = np.stack(thetas)
-    n = theta.shape[0]
-    with np.errstate(invalid="ignore"):
-        var_jk = (n - 1) / n * ((theta - theta.mean(axis=0)) ** 2).sum(axis=0)
-    z = stats.norm.ppf(0.5 + level / 2)
-    out["jackknife_se"] = np.sqrt(var_jk)
-    out["model_se"] = np.sqrt(np.asarray(mb.se) ** 2 + var_jk)
-    out["model_ci_low"] = mb.estimate - z * out["model_se"]
-    out["model_ci_high"] = mb.estimate + z * out["model_se"]
-    return out
+    return samples.estimate[:, :, ei, oi, mi]
 
 
 def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
@@ -127,31 +94,39 @@ def global_effects(
     method: str = "REML",
     test: str = "z",
     level: float = 0.95,
-    leave_one_out: SampleEstimates | None = None,
+    samples: SampleEstimates | None = None,
     exposures=(),
     outcomes=(),
 ) -> pd.DataFrame:
-    """Random-effects meta-analysis of the local effects of every (exposure, outcome, method).
+    """Global effect of every (exposure, outcome, method): headline inference and meta-analysis.
 
     Parameters
     ----------
     local : DataFrame
         The full local table: exactly ``n_sequences`` rows per (exposure, outcome, method).
     n_sequences : int
-    method, test, level
-        Passed to ``meta.random_effects_batched``.
-    leave_one_out : SampleEstimates, optional
-        Leave-one-member-out local estimates, arrays (S, N, E, O, M) over all sequences: with S >=
-        ``JACKKNIFE_MIN_MEMBERS`` the model-aware interval is computed (module docstring), else its
-        columns are NaN.
+    method, test
+        Passed to ``meta.random_effects_batched`` (the ``meta_*`` columns).
+    level : float
+        Confidence level of every interval; significance is ``qvalue < 1 - level``.
+    samples : SampleEstimates, optional
+        Per-sample local estimates (S, N, E, O, M) over all sequences; without them the headline
+        columns fall back to the meta-analysis (a model with one sample has nothing else).
     exposures, outcomes : sequence of str
-        Names along the E and O axes of ``leave_one_out``.
+        Names along the E and O axes of ``samples``.
 
     Returns
     -------
     DataFrame
-        One row per (exposure, outcome, method). A local estimate enters when its MR reason is 0
-        ("ok") and its estimate and SE are finite with SE > 0.
+        One row per (exposure, outcome, method) with the headline columns ``estimate, se, df,
+        ci_low, ci_high, pvalue, qvalue, significant`` (module docstring), ``sequence_se`` and
+        ``sample_se`` (the parts of ``se`` due to sequences and to model samples), ``direction``
+        and ``robust_disagreement``, the meta-analysis columns (:data:`META_COLUMNS`, ``tau2``,
+        ``i2``, ``q``, ``q_pvalue``, ``pi_low``, ``pi_high``, ``k``: sequences with a usable local
+        fit, ``converged``, ``meta_reason``), ``n_sequences``, ``n_samples`` and the instrument
+        diagnostics (``median_instruments``, per-rule removals summed over sequences, Egger
+        intercept and I^2_GX summaries). A local estimate enters when its MR reason is 0 ("ok")
+        and its estimate and SE are finite with SE > 0.
     """
     from deepmr_kipoi import meta
 
@@ -178,27 +153,43 @@ def global_effects(
             "method": first["method"].astype(str).to_numpy(),
         }
     )
-    for f in ("estimate", "se", "ci_low", "ci_high", "pvalue"):
-        table[f] = getattr(mb, f)
+    if samples is not None:
+        theta = sample_grid(samples, first, exposures, outcomes)  # (S, N, P)
+        theta = np.where(ok.T[None], theta, np.nan)  # only sequences whose local fit is usable
+        head = inference.crossed_batched(theta, level=level)
+        for f in ("estimate", "se", "df", "ci_low", "ci_high", "pvalue", "sequence_se",
+                  "sample_se"):  # fmt: skip
+            table[f] = getattr(head, f)
+        n_samples = samples.n_samples
+    else:
+        for f in ("estimate", "se", "ci_low", "ci_high", "pvalue"):
+            table[f] = getattr(mb, f)
+        table["df"] = np.inf
+        table["sequence_se"] = np.asarray(mb.se)
+        table["sample_se"] = np.nan
+        n_samples = 1
     table["qvalue"] = np.nan
     for name in table["method"].unique():
         sel = table["method"].to_numpy() == name
         table.loc[sel, "qvalue"] = benjamini_hochberg(table.loc[sel, "pvalue"].to_numpy())
     table["significant"] = table["qvalue"].to_numpy() < (1.0 - level)
+    table["direction"] = direction.verdicts(table)
+    table["robust_disagreement"] = direction.robust_disagreement(table)
+    for column, f in zip(META_COLUMNS, ("estimate", "se", "ci_low", "ci_high", "pvalue")):
+        table[column] = getattr(mb, f)
     for f in ("tau2", "i2", "q", "q_pvalue", "pi_low", "pi_high"):
         table[f] = getattr(mb, f)
     table["k"] = mb.k
-    loo = None
-    if leave_one_out is not None:
-        loo = sample_grid(leave_one_out, first, exposures, outcomes)
-    for name, values in _model_interval(mb, loo, method, test, level).items():
-        table[name] = values
     table["n_sequences"] = n_sequences
+    table["n_samples"] = n_samples
     table["converged"] = mb.converged
     table["meta_reason"] = mb.reason.astype(np.int64)
 
     n_inst = np.where(ok, grid("n_instruments"), np.nan)
     intercept_p = np.where(ok, grid("intercept_pvalue"), np.nan)
+    for f in INSTRUMENT_COUNTS:
+        if f in ordered:
+            table[f] = grid(f, np.int64).sum(axis=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: median NaN is right
         table["median_instruments"] = np.nanmedian(n_inst, axis=1)
@@ -234,7 +225,8 @@ def plain_warnings(
     if not calibrated:
         out.append(
             "The model's uncertainty was not calibrated (no --calibration-table or --calibrator): "
-            "ensemble and MC-dropout spreads are often too narrow, which makes p-values too small."
+            "instrument selection (|b/se| >= z) and the meta_* columns use the raw spread of the "
+            "model's samples, often too narrow; the headline intervals do not depend on it."
         )
     if n_masked:
         out.append(f"{n_masked} sequence positions hold N; they were not mutated.")
@@ -280,14 +272,20 @@ def plain_warnings(
                 f"IVW and Egger disagree in sign for {int(flip.sum())} pairs that IVW calls "
                 "significant; do not trust their direction without further checks."
             )
-    ivw = glob[glob["method"] == glob["method"].iloc[0]] if len(glob) else glob
-    sig_pairs = {
-        (e, o) for e, o, s in zip(ivw["exposure"], ivw["outcome"], ivw["significant"]) if s
-    }
-    both = {tuple(sorted(p)) for p in sig_pairs if (p[1], p[0]) in sig_pairs}
+    first = glob[glob["method"] == glob["method"].iloc[0]] if len(glob) else glob
+    both = {tuple(sorted((e, o))) for e, o, d in zip(first["exposure"], first["outcome"],
+                                                     first["direction"]) if d == "both"}  # fmt: skip
     if both:
         out.append(
-            f"{len(both)} feature pairs are significant in both directions: MR on one model cannot "
-            "tell which feature drives the other from these data alone."
+            f"{len(both)} feature pairs are significant in both directions even after the "
+            "directionality check: feedback, a shared driver, or instruments that move both "
+            "features alike; MR on one model cannot tell which feature drives the other there."
+        )
+    flagged = glob[glob["robust_disagreement"].astype(bool)] if "robust_disagreement" in glob else glob[:0]
+    if len(flagged):
+        pairs = len({(e, o) for e, o in zip(flagged["exposure"], flagged["outcome"])})
+        out.append(
+            f"For {pairs} ordered pairs IVW and a robust method (Egger, median, mode) disagree "
+            "beyond their intervals: invalid instruments (pleiotropy) may drive the IVW estimate."
         )
     return out

@@ -33,10 +33,9 @@ INSTRUMENT_RULES = tuple(instruments.RULES)
 SAVE_EFFECTS = ("auto", True, False)
 #: ``save_effects="auto"`` writes effects.h5 when N x W x 3 x F stays below this many values.
 AUTO_EFFECTS_LIMIT = 20_000_000
-#: Deep ensembles of at least this many members get the model-aware (jackknife) interval.
-JACKKNIFE_MIN_MEMBERS = 3
-#: MR methods whose leave-one-member-out estimates are computed (analytic SEs, no bootstrap).
-JACKKNIFE_METHODS = ("ivw", "ivw_fe", "egger")
+#: Per-sample local estimates of the sorting methods need only their point estimate: their
+#: bootstrap (whose SE the headline inference does not use) runs with this many replicates.
+SAMPLE_N_BOOT = 2
 #: Config fields that change only the output or its display, never a number (left out of the hash).
 DISPLAY_FIELDS = ("out", "progress", "force", "figures", "report", "n_examples", "save_effects")
 
@@ -88,12 +87,27 @@ class RunConfig:
         CSV/TSV/Parquet with a ``sequence`` column and one column of observed labels per feature to
         calibrate; a calibrator is fitted on it (``calibration_method``).
     calibration_method : {"quantile", "sigma"}
+    aleatoric_variance : float
+        Label noise variance removed before sigma scaling (``calibration.fit``): effects are
+        differences of predictions, in which label noise cancels (1 for Anscombe-transformed counts).
     z : float
         Instrument threshold (``instruments.select``).
     instrument_rule : {"wald", "pooled"}
         ``"pooled"`` standardises over all sequences at once, so the run uses one chunk (no
         resume within it).
     one_per_position : bool
+        Keep at most one allele per position (the strongest), so the three mutants of a position,
+        which share the lost reference base, do not enter one fit as three instruments.
+    floor : float
+        Drop exposure effects smaller than ``floor`` times the exposure's spread over the reference
+        sequences (noise-level effects that pass ``z`` by chance); 0 switches it off.
+    directional : bool
+        Directionality check (``instruments.directional``): an instrument counts for X -> Y only
+        where it moves X more than Y, each in units of its spread over the reference sequences.
+    sample_split : bool
+        Select instruments on the first half of the model's samples and estimate on the others, so
+        the noise that selects an instrument does not also enter its estimate (winner's curse);
+        halves the samples the inference has.
     min_instruments : int
     methods : tuple of str
         MR methods (``mr.METHODS``).
@@ -120,11 +134,6 @@ class RunConfig:
         tqdm progress bars.
     force : bool
         Replace chunk files of a different configuration in ``out`` instead of refusing.
-    model_interval : bool
-        For a deep ensemble of at least ``JACKKNIFE_MIN_MEMBERS`` members, also compute the
-        model-aware (leave-one-member-out jackknife) interval of every global effect
-        (:mod:`deepmr_kipoi.run.aggregate`); costs one extra local MR per member, no extra
-        predictions.
     """
 
     model: str | None = None
@@ -147,9 +156,13 @@ class RunConfig:
     calibrator: str | None = None
     calibration_table: str | None = None
     calibration_method: str = "quantile"
+    aleatoric_variance: float = 0.0
     z: float = 1.96
     instrument_rule: str = "wald"
-    one_per_position: bool = False
+    one_per_position: bool = True
+    floor: float = 0.01
+    directional: bool = True
+    sample_split: bool = False
     min_instruments: int = 3
     methods: tuple[str, ...] = ("ivw", "egger")
     n_boot: int = 1000
@@ -165,7 +178,6 @@ class RunConfig:
     report: bool = True
     progress: bool = True
     force: bool = False
-    model_interval: bool = True
 
     def to_dict(self) -> dict:
         """The config as plain JSON/YAML-friendly values."""
@@ -259,6 +271,10 @@ def validate(config: RunConfig) -> RunConfig:
         raise DeepMRInputError(
             f"unknown MR method {', '.join(bad)}; choose from {', '.join(MR_METHODS)}"
         )
+    if c.aleatoric_variance and c.calibration_method != "sigma":
+        raise DeepMRInputError(
+            "aleatoric_variance applies to sigma scaling only; add --calibration-method sigma"
+        )
     if c.dataloader_args is not None and not isinstance(c.dataloader_args, dict):
         raise DeepMRInputError(
             f"dataloader_args must be a mapping of argument names to values, got {c.dataloader_args!r}"
@@ -287,9 +303,13 @@ def validate(config: RunConfig) -> RunConfig:
         calibrator=v.optional_text(c.calibrator, "calibrator"),
         calibration_table=v.optional_text(c.calibration_table, "calibration_table"),
         calibration_method=v.choice(c.calibration_method, CALIBRATION_METHODS, "calibration method"),
+        aleatoric_variance=v.finite_float(c.aleatoric_variance, "aleatoric_variance", low=0.0),
         z=v.finite_float(c.z, "z", low=0.0),
         instrument_rule=v.choice(c.instrument_rule, INSTRUMENT_RULES, "instrument rule"),
         one_per_position=v.boolean(c.one_per_position, "one_per_position"),
+        floor=v.finite_float(c.floor, "floor", low=0.0),
+        directional=v.boolean(c.directional, "directional"),
+        sample_split=v.boolean(c.sample_split, "sample_split"),
         min_instruments=v.positive_int(c.min_instruments, "min_instruments"),
         methods=methods,
         n_boot=v.positive_int(c.n_boot, "n_boot"),
@@ -305,7 +325,6 @@ def validate(config: RunConfig) -> RunConfig:
         report=v.boolean(c.report, "report"),
         progress=v.boolean(c.progress, "progress"),
         force=v.boolean(c.force, "force"),
-        model_interval=v.boolean(c.model_interval, "model_interval"),
     )  # fmt: skip
 
 

@@ -2,10 +2,9 @@
 
 ``chunk_effects`` calls :func:`deepmr_kipoi.ism.saturation_effects` a few sequences at a time (so
 progress moves with an ETA; the effects are exact per sequence, so splitting changes nothing) and
-returns the chunk's effects. With ``per_sample=True`` (the leave-one-member-out jackknife of deep
-ensembles) the engine also returns every member's paired differences ``d_s``; the effect mean and
-SD are then taken over them in float64 (``ISMEffects.sample_moments``), so the leave-one-out
-moments and the full ones are computed the same way.
+returns the chunk's effects on the features the run uses: every model sample's paired differences
+``d_s`` (the per-sample local estimates need them) and their mean and SD taken in float64. Keeping
+only the used features per engine call bounds memory for models with hundreds of outputs.
 """
 
 from __future__ import annotations
@@ -24,11 +23,12 @@ class ChunkEffects:
 
     Attributes
     ----------
-    mean, se : ndarray of float64, shape (n, W, 3, F)
-        Paired effect means and SDs over the model's samples (uncalibrated).
-    samples : ndarray of float32, shape (S, n, W, 3, F), or None
-        Every sample's paired differences (``per_sample=True`` only).
-    reference : ndarray of float32, shape (S, n, F)
+    mean, se : ndarray of float64, shape (n, W, 3, U)
+        Paired effect means and SDs (ddof = 1) over the model's samples (uncalibrated), for the U
+        features asked for.
+    samples : ndarray of float32, shape (S, n, W, 3, U)
+        Every sample's paired differences.
+    reference : ndarray of float32, shape (S, n, U)
         Reference predictions per sample.
     alt_bases : ndarray of uint8, shape (n, W, 3)
     is_n : ndarray of bool, shape (n, W)
@@ -38,7 +38,7 @@ class ChunkEffects:
 
     mean: np.ndarray
     se: np.ndarray
-    samples: np.ndarray | None
+    samples: np.ndarray
     reference: np.ndarray
     alt_bases: np.ndarray
     is_n: np.ndarray
@@ -49,11 +49,6 @@ class ChunkEffects:
         """Number of (sequence, position) pairs holding N."""
         return int(self.is_n.sum())
 
-    def leave_one_out(self, s: int) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and SD (ddof = 1, float64) of the effects without sample ``s``, shape (n, W, 3, F)."""
-        rest = np.delete(self.samples, int(s), axis=0)
-        return rest.mean(axis=0, dtype=np.float64), rest.std(axis=0, ddof=1, dtype=np.float64)
-
 
 def chunk_effects(
     model,
@@ -61,7 +56,7 @@ def chunk_effects(
     window: tuple[int, int],
     *,
     batch_size: int = 512,
-    per_sample: bool = False,
+    features=None,
     on_progress: Callable[[int], None] | None = None,
 ) -> ChunkEffects:
     """Saturation-ISM effects of a chunk of reference sequences.
@@ -76,8 +71,8 @@ def chunk_effects(
         Half-open ISM window (``(0, L)``: the whole sequence).
     batch_size : int
         Mutants per forward pass.
-    per_sample : bool
-        Keep every sample's paired differences; mean and SD then come from them in float64.
+    features : sequence of int, optional
+        Model features to keep (default: all).
     on_progress : callable, optional
         Called with the number of sequences done after each engine call.
 
@@ -87,33 +82,31 @@ def chunk_effects(
 
     Notes
     -----
-    Each engine call gets enough sequences to fill about four mutant batches. Without
-    ``per_sample`` the engine's float32 mean and SD are used (widened to float64).
+    Each engine call gets enough sequences to fill about four mutant batches.
     """
     n, length = onehot.shape[:2]
     width = window[1] - window[0]
     step = max(1, -(-4 * int(batch_size) // (3 * width)))
     kwargs = {"window": None if tuple(window) == (0, length) else window,
-              "batch_size": int(batch_size), "progress": False, "per_sample": per_sample}  # fmt: skip
-    parts = []
+              "batch_size": int(batch_size), "progress": False, "per_sample": True}  # fmt: skip
+    keep = slice(None) if features is None else list(features)
+    samples, reference, alt_bases, is_n, positions = [], [], [], [], None
     for i in range(0, n, step):
-        parts.append(ism.saturation_effects(model, onehot[i : i + step], **kwargs))
+        part = ism.saturation_effects(model, onehot[i : i + step], **kwargs)
+        samples.append(part.samples[..., keep])
+        reference.append(np.asarray(part.reference)[..., keep])
+        alt_bases.append(np.asarray(part.alt_bases))
+        is_n.append(np.asarray(part.is_n))
+        positions = np.asarray(part.positions)
         if on_progress is not None:
             on_progress(min(step, n - i))
-    if per_sample:
-        samples = np.concatenate([p.samples for p in parts], axis=1)
-        mean = samples.mean(axis=0, dtype=np.float64)
-        se = samples.std(axis=0, ddof=1, dtype=np.float64)
-    else:
-        samples = None
-        mean = np.concatenate([p.mean for p in parts]).astype(np.float64)
-        se = np.concatenate([p.se for p in parts]).astype(np.float64)
+    samples = np.concatenate(samples, axis=1)
     return ChunkEffects(
-        mean=mean,
-        se=se,
+        mean=samples.mean(axis=0, dtype=np.float64),
+        se=samples.std(axis=0, ddof=1, dtype=np.float64),
         samples=samples,
-        reference=np.concatenate([np.asarray(p.reference) for p in parts], axis=1),
-        alt_bases=np.concatenate([np.asarray(p.alt_bases) for p in parts]),
-        is_n=np.concatenate([np.asarray(p.is_n) for p in parts]),
-        positions=np.asarray(parts[0].positions),
+        reference=np.concatenate(reference, axis=1),
+        alt_bases=np.concatenate(alt_bases),
+        is_n=np.concatenate(is_n),
+        positions=positions,
     )

@@ -444,12 +444,14 @@ def load_calibration(config: RunConfig, model, feature_names: list[str]) -> Cali
     y = table[cols].to_numpy(dtype=np.float64)
     return fit_calibration(model, seqmod.one_hot(seqs), y, cols, feature_names,
                            method=config.calibration_method, source=str(config.calibration_table),
-                           batch_size=config.batch_size)  # fmt: skip
+                           batch_size=config.batch_size,
+                           aleatoric_variance=config.aleatoric_variance)  # fmt: skip
 
 
 def fit_calibration(model, onehot: np.ndarray, labels: np.ndarray, columns: Sequence[str],
                     feature_names: Sequence[str], *, method: str = "quantile",
-                    source: str = "labelled sequences", batch_size: int = 512) -> Calibration:  # fmt: skip
+                    source: str = "labelled sequences", batch_size: int = 512,
+                    aleatoric_variance: float = 0.0, seed: int = 0) -> Calibration:  # fmt: skip
     """Fit the calibration of some model features on labelled sequences.
 
     Parameters
@@ -467,10 +469,16 @@ def fit_calibration(model, onehot: np.ndarray, labels: np.ndarray, columns: Sequ
     source : str
         Where the labels came from, for the record.
     batch_size : int
+    aleatoric_variance : float
+        Label noise variance removed by sigma scaling (``calibration.fit``).
+    seed : int
+        Seed of the folds of the cross-fitted "after" metrics.
 
     Returns
     -------
     Calibration
+        ``metrics_after`` are cross-fitted (``calibration.cross_fitted_metrics``, 2 folds): each
+        labelled sequence is scored by a map fitted on the others, so they are not optimistic.
     """
     from deepmr_kipoi import calibration
 
@@ -480,14 +488,18 @@ def fit_calibration(model, onehot: np.ndarray, labels: np.ndarray, columns: Sequ
     pred_mean = samples.mean(axis=0)[:, idx]
     pred_sd = samples.std(axis=0, ddof=1)[:, idx]
     y = np.asarray(labels, dtype=np.float64)
-    cal = calibration.fit(pred_mean, pred_sd, y, method=method, feature_names=cols)
+    options = {"aleatoric_variance": aleatoric_variance} if aleatoric_variance else {}
+    cal = calibration.fit(pred_mean, pred_sd, y, method=method, feature_names=cols, **options)
+    after = (calibration.cross_fitted_metrics(pred_mean, pred_sd, y, method, seed=seed,
+                                              feature_names=cols, **options)
+             if len(y) >= 4 else calibration.metrics(pred_mean, pred_sd, y, calibrator=cal))  # fmt: skip
     full = np.ones(len(names))
     full[idx] = np.asarray(cal.se_scale, dtype=np.float64)
     return Calibration(
         se_scale=full,
         features=tuple(cols),
         metrics_before=calibration.metrics(pred_mean, pred_sd, y),
-        metrics_after=calibration.metrics(pred_mean, pred_sd, y, calibrator=cal),
+        metrics_after=after,
         curve_before=calibration.curve(pred_mean, pred_sd, y),
         curve_after=calibration.curve(pred_mean, pred_sd, y, calibrator=cal),
         source=source,

@@ -1,17 +1,17 @@
 """Stage 3, local: instruments and local MR of every (sequence, exposure, outcome, method).
 
 The local step of a chunk (:func:`local_step`) calibrates the effect SEs, selects the instruments of
-every (sequence, exposure) and runs MR of every exposure on every outcome per sequence; its result
-is a :class:`LocalEstimates` of arrays of shape (n, E, O, M) (sequences, exposures, outcomes,
-methods), which :func:`local_table` flattens into the rows users read.
+every (sequence, exposure) -- significance ``|b/se| >= z``, a floor on noise-level effects, one
+allele per position -- and of every pair (the directionality check, ``instruments.directional``),
+and runs MR of every exposure on every outcome per sequence. Its result is a :class:`LocalEstimates`
+of arrays of shape (n, E, O, M) (sequences, exposures, outcomes, methods), which :func:`local_table`
+flattens into the rows users read, with how many instruments each rule removed.
 
-Local estimates recomputed per sample of the model are :class:`SampleEstimates`, arrays of shape
-(S, n, E, O, M): today the leave-one-member-out estimates of a deep ensemble
-(:func:`leave_one_out`: every step after prediction repeated on the other S - 1 members), which the
-aggregate stage turns into the jackknife variance of each global effect. Another per-sample
-estimator (e.g. the local MR of each member's own effects ``d_s`` with the ensemble SEs as weights)
-is one more function here returning a ``SampleEstimates`` of another ``kind``, and one more
-reduction in :mod:`deepmr_kipoi.run.aggregate`.
+Per-sample local estimates (:func:`sample_estimates`, a :class:`SampleEstimates` of shape
+(S, n, E, O, M)) repeat the local MR on each model sample's own paired effects ``d_s`` (ensemble
+member or MC-dropout mask), with the same instruments and the ensemble's SEs as weights: the spread
+of these estimates over samples is the model's uncertainty about each local effect, and the
+aggregate stage's crossed inference reads them.
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ import numpy as np
 import pandas as pd
 
 from deepmr_kipoi import instruments
-from deepmr_kipoi.run.config import JACKKNIFE_METHODS, RunConfig
-from deepmr_kipoi.run.effects import ChunkEffects
+from deepmr_kipoi.run.config import SAMPLE_N_BOOT, RunConfig
 
 #: MR fields copied from ``mr.run_batched`` results into the local table (NaN where not defined).
 LOCAL_FIELDS = (
@@ -35,6 +34,11 @@ LOCAL_FIELDS = (
 #: result arrays; ``run_batched`` itself never materialises cells x instruments (matrix products for
 #: IVW/Egger, chunked gathers for the sorting methods), and few large calls beat many small ones.
 MR_BLOCK_CELLS = 2_000_000
+#: With the directionality check the instrument mask is per pair: bound on n x E_block x O x K mask
+#: entries per block.
+PAIR_MASK_ENTRIES = 50_000_000
+#: Instrument counts per local fit, in the order the rules apply (local-table columns).
+INSTRUMENT_COUNTS = ("n_significant", "removed_floor", "removed_allele", "removed_direction")
 #: Reason code of ``mr.REASONS`` for cells with too few instruments.
 TOO_FEW = 1
 
@@ -87,18 +91,14 @@ class SampleEstimates:
 
     Attributes
     ----------
-    kind : str
-        ``"leave_one_out"``: estimate s is the local MR of the ensemble without member s.
     methods : tuple of str, length M
-        The run's methods; methods not recomputed are NaN.
-    estimate, se : ndarray of float64, shape (S, n, E, O, M)
-        NaN where the cell's MR failed.
+    estimate : ndarray of float64, shape (S, n, E, O, M)
+        The local MR estimate of each sample's own effects (same instruments, the ensemble's SEs as
+        weights); NaN where the cell's MR failed.
     """
 
-    kind: str
     methods: tuple[str, ...]
     estimate: np.ndarray
-    se: np.ndarray
 
     @property
     def n_samples(self) -> int:
@@ -108,10 +108,7 @@ class SampleEstimates:
     @staticmethod
     def concatenate(parts: Sequence[SampleEstimates]) -> SampleEstimates:
         """Join chunks along the sequence axis (axis 1)."""
-        first = parts[0]
-        return SampleEstimates(first.kind, first.methods,
-                               np.concatenate([p.estimate for p in parts], axis=1),
-                               np.concatenate([p.se for p in parts], axis=1))  # fmt: skip
+        return SampleEstimates(parts[0].methods, np.concatenate([p.estimate for p in parts], axis=1))
 
 
 @dataclass(frozen=True)
@@ -122,14 +119,18 @@ class LocalStep:
     ----------
     estimates : LocalEstimates
     selection : InstrumentSelection
-        Instruments, ``mask`` of shape (n, W, 3, E).
+        Instruments per exposure, ``mask`` of shape (n, W, 3, E) (before the directionality check,
+        which is applied per pair inside :func:`local_mr`).
     se : ndarray of float64, shape (n, W, 3, F)
         The effect SEs MR used (calibrated where the run calibrates).
+    direction : tuple of (ndarray (E,), ndarray (O,), ndarray (n, W, 3, F)) or None
+        The spreads of the directionality check and the effects it compares, when it is on.
     """
 
     estimates: LocalEstimates
     selection: instruments.InstrumentSelection
     se: np.ndarray
+    direction: tuple | None = None
 
 
 def local_mr(
@@ -145,6 +146,7 @@ def local_mr(
     level: float = 0.95,
     min_instruments: int = 3,
     block_cells: int = MR_BLOCK_CELLS,
+    direction: tuple | None = None,
 ) -> LocalEstimates:
     """Local MR of every (sequence, exposure, outcome) for each method, as array code.
 
@@ -168,11 +170,16 @@ def local_mr(
         reason "too few instruments", on top of each method's own minimum.
     block_cells : int
         Bound on n x E_block x O cells per ``mr.run_batched`` call.
+    direction : (ndarray (E,), ndarray (O,)[, ndarray (n, W, 3, F)]), optional
+        Spreads of the exposures and outcomes over the reference sequences: apply the
+        directionality check (``instruments.directional``) per pair on top of ``selection``; the
+        optional third item holds the effects the check compares (default ``mean``; the
+        selection half of the samples under sample splitting).
 
     Returns
     -------
     LocalEstimates
-        Arrays of shape (n, E, O, M).
+        Arrays of shape (n, E, O, M), with the instrument counts of :data:`INSTRUMENT_COUNTS`.
     """
     from deepmr_kipoi import mr
 
@@ -189,20 +196,41 @@ def local_mr(
     mask_x = selection.mask.reshape(n, m, n_e).transpose(0, 2, 1)
 
     block = max(1, int(block_cells) // max(1, n * n_o))
+    if direction is not None:
+        block = min(block, max(1, PAIR_MASK_ENTRIES // max(1, n * n_o * m)))
+        spread_x = np.asarray(direction[0], dtype=np.float64)[None, :, None, None]
+        spread_y = np.asarray(direction[1], dtype=np.float64)[None, None, :, None]
+        compared = direction[2] if len(direction) > 2 and direction[2] is not None else mean
+        dir_x, dir_y = flat(compared, ex), flat(compared, oc)
     fields = {f: np.full((n, n_e, n_o, n_m), np.nan) for f in LOCAL_FIELDS}
-    fields["n_instruments"] = np.zeros((n, n_e, n_o, n_m), dtype=np.int64)
-    fields["reason"] = np.zeros((n, n_e, n_o, n_m), dtype=np.int64)
+    for f in ("n_instruments", "reason", *INSTRUMENT_COUNTS):
+        fields[f] = np.zeros((n, n_e, n_o, n_m), dtype=np.int64)
+    for f in INSTRUMENT_COUNTS[:3]:
+        counts = getattr(selection, f)
+        if counts is not None:
+            fields[f][...] = np.asarray(counts)[:, :, None, None]
     seeds = np.random.SeedSequence(int(seed)).generate_state(n_m * n_e + 1)
-    for mi, method in enumerate(methods):
-        for start in range(0, n_e, block):
-            sl = slice(start, min(n_e, start + block))
+    for start in range(0, n_e, block):
+        sl = slice(start, min(n_e, start + block))
+        mask = mask_x[:, sl, None, :]
+        if direction is not None:
+            usable = (np.isfinite(spread_x[:, sl]) & (spread_x[:, sl] > 0)
+                      & np.isfinite(spread_y) & (spread_y > 0))  # fmt: skip
+            with np.errstate(divide="ignore", invalid="ignore"):
+                passes = (np.abs(dir_x[:, sl, None, :]) / spread_x[:, sl]
+                          > np.abs(dir_y[:, None, :, :]) / spread_y)  # fmt: skip
+            pair_mask = mask & np.where(usable, passes, True)
+            fields["removed_direction"][:, sl] = (
+                mask.sum(axis=-1) - pair_mask.sum(axis=-1))[..., None]  # fmt: skip
+            mask = pair_mask
+        for mi, method in enumerate(methods):
             r = mr.run_batched(
                 method,
                 bx[:, sl, None, :],
                 by[:, None, :, :],
                 sx[:, sl, None, :],
                 sy[:, None, :, :],
-                mask=mask_x[:, sl, None, :],
+                mask=mask,
                 drop_invalid=True,
                 n_boot=n_boot,
                 seed=int(seeds[mi * n_e + start]),
@@ -236,6 +264,8 @@ def local_step(
     *,
     chunk: int = 0,
     se_scale: np.ndarray | None = None,
+    spread: np.ndarray | None = None,
+    selection_effects: tuple[np.ndarray, np.ndarray] | None = None,
     methods: Sequence[str] | None = None,
 ) -> LocalStep:
     """Calibration, instrument selection and local MR of a chunk's effects.
@@ -243,16 +273,22 @@ def local_step(
     Parameters
     ----------
     mean, se : ndarray, shape (n, W, 3, F)
-        Effect means and raw SDs over the model's samples.
+        Effect means and raw SDs over the model's samples (those MR estimates from).
     exposures, outcomes : sequence of int
         Feature indices, lengths E and O.
     config : RunConfig
-        Instrument (``z``, ``instrument_rule``, ``one_per_position``, ``min_instruments``) and MR
-        (``methods``, ``n_boot``, ``level``, ``seed``) settings.
+        Instrument (``z``, ``instrument_rule``, ``floor``, ``one_per_position``, ``directional``,
+        ``min_instruments``) and MR (``methods``, ``n_boot``, ``level``, ``seed``) settings.
     chunk : int
         Chunk index (the bootstrap seed is derived from ``config.seed`` and it).
     se_scale : ndarray, shape (F,), optional
         Calibration factor on the SEs.
+    spread : ndarray, shape (F,), optional
+        Every feature's spread over the run's reference sequences (``instruments.feature_spread``):
+        the unit of the floor and of the directionality check, both skipped without it.
+    selection_effects : (ndarray, ndarray), shape (n, W, 3, F) each, optional
+        Effect means and raw SDs to select instruments on instead of ``mean``/``se`` (sample
+        splitting: selection on one half of the samples, estimation on the other).
     methods : sequence of str, optional
         Methods to run instead of ``config.methods``.
 
@@ -261,60 +297,70 @@ def local_step(
     LocalStep
     """
     se = np.asarray(se, dtype=np.float64)
+    sel_mean, sel_se = (mean, se) if selection_effects is None else selection_effects
+    sel_se = np.asarray(sel_se, dtype=np.float64)
     if se_scale is not None:
         se = se * se_scale
-    sel = instruments.select(mean[..., exposures], se[..., exposures], z=config.z,
+        sel_se = sel_se * se_scale
+    ex, oc = list(exposures), list(outcomes)
+    floor = None
+    if spread is not None and config.floor > 0:
+        floor = np.nan_to_num(config.floor * np.asarray(spread)[ex], nan=0.0)
+    sel = instruments.select(sel_mean[..., ex], sel_se[..., ex], z=config.z,
                              rule=config.instrument_rule, one_per_position=config.one_per_position,
-                             min_count=config.min_instruments)  # fmt: skip
-    est = local_mr(mean, se, exposures, outcomes, sel, methods or config.methods,
+                             min_count=config.min_instruments, floor=floor)  # fmt: skip
+    direction = None
+    if spread is not None and config.directional:
+        spread = np.asarray(spread, dtype=np.float64)
+        direction = (spread[ex], spread[oc], sel_mean)
+    est = local_mr(mean, se, ex, oc, sel, methods or config.methods,
                    n_boot=config.n_boot, seed=chunk_seed(config.seed, chunk), level=config.level,
-                   min_instruments=config.min_instruments)  # fmt: skip
-    return LocalStep(est, sel, se)
+                   min_instruments=config.min_instruments, direction=direction)  # fmt: skip
+    return LocalStep(est, sel, se, direction)
 
 
-def leave_one_out(
-    effects: ChunkEffects,
+def sample_estimates(
+    samples: np.ndarray,
+    step: LocalStep,
     exposures: Sequence[int],
     outcomes: Sequence[int],
     config: RunConfig,
     *,
     chunk: int = 0,
-    se_scale: np.ndarray | None = None,
 ) -> SampleEstimates:
-    """Local MR without each member of a deep ensemble in turn.
+    """Local MR of every model sample's own effects, with the ensemble's instruments and SEs.
 
-    Every step after prediction is repeated on the other S - 1 members: their effect mean and SD,
-    calibration, instrument selection, local MR. Only methods of ``JACKKNIFE_METHODS`` (analytic
-    SEs) are recomputed; the others, and cells whose MR failed, are NaN.
+    For sample s the local estimate of a cell is the MR estimate computed from ``d_s`` (the
+    sample's paired differences) for both exposure and outcome, weighted by the calibrated effect
+    SEs of the whole model, over the instruments the local step chose. For IVW that is
+    ``sum_k w_k d_s,x,k d_s,y,k / sum_k w_k d_s,x,k^2`` with ``w_k = 1 / se_y,k^2``. The sorting
+    methods run their bootstrap with :data:`~deepmr_kipoi.run.config.SAMPLE_N_BOOT` replicates:
+    only their point estimates are used.
 
     Parameters
     ----------
-    effects : ChunkEffects
-        With ``samples`` (S, n, W, 3, F).
+    samples : ndarray, shape (S, n, W, 3, F)
+        Paired differences per sample (those estimation uses).
+    step : LocalStep
+        The chunk's local step (instruments, calibrated SEs, directionality spreads).
     exposures, outcomes : sequence of int
-        Lengths E and O.
     config : RunConfig
     chunk : int
-    se_scale : ndarray, shape (F,), optional
 
     Returns
     -------
     SampleEstimates
-        ``kind="leave_one_out"``, arrays (S, n, E, O, M) over ``config.methods``.
+        Arrays (S, n, E, O, M) over ``config.methods``; NaN where a sample's fit failed.
     """
     methods = tuple(config.methods)
-    picked = [i for i, m in enumerate(methods) if m in JACKKNIFE_METHODS]
-    n_s, n = effects.samples.shape[:2]
-    shape = (n_s, n, len(exposures), len(outcomes), len(methods))
-    estimate, se = np.full(shape, np.nan), np.full(shape, np.nan)
-    for s in range(n_s):
-        mean_s, sd_s = effects.leave_one_out(s)
-        est = local_step(mean_s, sd_s, exposures, outcomes, config, chunk=chunk, se_scale=se_scale,
-                         methods=[methods[i] for i in picked]).estimates  # fmt: skip
-        good = est.reason == 0
-        estimate[s][..., picked] = np.where(good, est.estimate, np.nan)
-        se[s][..., picked] = np.where(good, est.se, np.nan)
-    return SampleEstimates("leave_one_out", methods, estimate, se)
+    out = []
+    for d in samples:
+        est = local_mr(np.asarray(d, dtype=np.float64), step.se, exposures, outcomes,
+                       step.selection, methods, n_boot=SAMPLE_N_BOOT,
+                       seed=chunk_seed(config.seed, chunk), level=config.level,
+                       min_instruments=config.min_instruments, direction=step.direction)  # fmt: skip
+        out.append(np.where(est.reason == 0, est.estimate, np.nan))
+    return SampleEstimates(methods, np.stack(out))
 
 
 def local_table(
@@ -364,7 +410,7 @@ def local_table(
             "outcome": pd.Categorical.from_codes(o_feat[keep], dtype=cats),
             "method": pd.Categorical([method] * int(keep.sum()), categories=methods),
         }
-        for f in (*LOCAL_FIELDS, "n_instruments", "reason"):
+        for f in (*LOCAL_FIELDS, "n_instruments", "reason", *INSTRUMENT_COUNTS):
             frame[f] = est.fields[f][..., mi].ravel()[keep]
         frames.append(pd.DataFrame(frame))
     return pd.concat(frames, ignore_index=True)

@@ -25,13 +25,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from deepmr_kipoi import __version__, results
+from deepmr_kipoi import __version__, instruments, results
 from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.run import aggregate, inputs, local
 from deepmr_kipoi.run.config import (
     AUTO_EFFECTS_LIMIT,
-    JACKKNIFE_METHODS,
-    JACKKNIFE_MIN_MEMBERS,
     RunConfig,
     config_hash,
     validate,
@@ -69,8 +67,9 @@ class RunPlan:
         Half-open sequence ranges of the chunks.
     save_effects : bool
     config_hash : str
-    jackknife : bool
-        Whether the leave-one-member-out estimates are computed (deep ensemble of enough members).
+    spread : ndarray of float64, shape (F,)
+        Every feature's spread over the reference sequences (``instruments.feature_spread``), the
+        unit of the instrument floor and of the directionality check.
     """
 
     config: RunConfig
@@ -88,7 +87,7 @@ class RunPlan:
     bounds: tuple[tuple[int, int], ...]
     save_effects: bool
     config_hash: str
-    jackknife: bool
+    spread: np.ndarray
 
     @property
     def n_sequences(self) -> int:
@@ -108,11 +107,12 @@ class DeepMRResult:
     Attributes
     ----------
     global_effects : DataFrame
-        One row per (exposure, outcome, method): meta-analysis fields (estimate, se, ci_low,
-        ci_high, pvalue, qvalue, significant, tau2, i2, q, q_pvalue, pi_low, pi_high, k), the
-        model-aware interval (jackknife_se, model_se, model_ci_low, model_ci_high; NaN where not
-        computed) and diagnostics (n_sequences, median_instruments, Egger intercept and I^2_GX
-        summaries).
+        One row per (exposure, outcome, method): the headline inference over sequences and model
+        samples (estimate, se, df, ci_low, ci_high, pvalue, qvalue, significant, sequence_se,
+        sample_se), the direction verdict and the IVW-versus-robust flag, the random-effects
+        meta-analysis over sequences (meta_estimate, meta_se, meta_ci_low, meta_ci_high,
+        meta_pvalue, tau2, i2, q, q_pvalue, pi_low, pi_high, k) and diagnostics (instrument counts
+        per rule, Egger intercept and I^2_GX summaries); see ``aggregate.global_effects``.
     local_effects : DataFrame
         One row per (sequence, exposure, outcome, method): MR fields, ``n_instruments``, ``reason``.
     config : RunConfig
@@ -148,21 +148,13 @@ class ChunkResult:
     arrays : dict
         Arrays kept for figures and ``effects.h5`` (sequences below ``n_examples``, or all with
         ``save_effects``), and ``n_masked``.
-    leave_one_out : SampleEstimates or None
-        Arrays (S, n, E, O, M) over all the chunk's sequences.
+    samples : SampleEstimates
+        Per-sample local estimates, arrays (S, n, E, O, M) over the chunk's sequences.
     """
 
     local: pd.DataFrame
     arrays: dict
-    leave_one_out: local.SampleEstimates | None
-
-
-def _jackknife(model, config: RunConfig) -> bool:
-    from deepmr_kipoi.predictive import DeepEnsemble
-
-    return (bool(config.model_interval) and isinstance(model, DeepEnsemble)
-            and model.n_samples >= JACKKNIFE_MIN_MEMBERS
-            and any(m in JACKKNIFE_METHODS for m in config.methods))  # fmt: skip
+    samples: local.SampleEstimates
 
 
 def make_plan(config: RunConfig, model=None, identity: dict | None = None, *,
@@ -207,6 +199,11 @@ def make_plan(config: RunConfig, model=None, identity: dict | None = None, *,
             "add uncertainty: an ensemble (--uncertainty ensemble, several members) or MC dropout "
             "(--uncertainty mc_dropout --n-samples 30)"
         )
+    if config.sample_split and s < 4:
+        raise DeepMRInputError(
+            f"sample splitting needs at least 4 model samples (2 to select, 2 to estimate), the "
+            f"model has {s}; drop --sample-split or use more samples"
+        )
     exposures = inputs.select_features(config.exposures, feature_names, "exposure")
     outcomes = inputs.select_features(config.outcomes, feature_names, "outcome")
     if not any(e != o for e in exposures for o in outcomes):
@@ -239,9 +236,11 @@ def make_plan(config: RunConfig, model=None, identity: dict | None = None, *,
         chunk_size = n_seq
     bounds = tuple((a, min(n_seq, a + chunk_size)) for a in range(0, n_seq, chunk_size))
     chash = config_hash(config.replace(chunk_size=chunk_size), identity, feature_names, n_seq)
+    reference = model.predict_samples(onehot, batch_size=config.batch_size)
+    spread = instruments.feature_spread(reference)
     return RunPlan(config, model, identity, feature_names, tuple(exposures), tuple(outcomes), used,
                    tuple(seq_ids), onehot, window, cal, chunk_size, bounds, bool(save_effects), chash,
-                   _jackknife(model, config))  # fmt: skip
+                   spread)  # fmt: skip
 
 
 def compute_chunk(plan: RunPlan, ci: int, on_progress: Callable[[int], None] | None = None,
@@ -264,56 +263,62 @@ def compute_chunk(plan: RunPlan, ci: int, on_progress: Callable[[int], None] | N
     """
     config = plan.config
     a, b = plan.bounds[ci]
+    used = list(plan.used)
+    at = {f: i for i, f in enumerate(used)}
     tick = time.perf_counter()
     eff = chunk_effects(plan.model, plan.onehot[a:b], plan.window, batch_size=config.batch_size,
-                        per_sample=plan.jackknife, on_progress=on_progress)  # fmt: skip
+                        features=used, on_progress=on_progress)  # fmt: skip
     if timings is not None:
         timings["ism"] = timings.get("ism", 0.0) + time.perf_counter() - tick
     tick = time.perf_counter()
-    ex, oc = list(plan.exposures), list(plan.outcomes)
-    step = local.local_step(eff.mean, eff.se, ex, oc, config, chunk=ci, se_scale=plan.se_scale)
+    # everything below works on the used features only (U of them)
+    ex, oc = [at[e] for e in plan.exposures], [at[o] for o in plan.outcomes]
+    names = [plan.feature_names[f] for f in used]
+    se_scale = None if plan.se_scale is None else plan.se_scale[used]
+    mean, se, samples, selection_effects = eff.mean, eff.se, eff.samples, None
+    if config.sample_split:
+        half = samples.shape[0] // 2
+        chosen, samples = samples[:half], samples[half:]
+        selection_effects = (chosen.mean(axis=0, dtype=np.float64),
+                             chosen.std(axis=0, ddof=1, dtype=np.float64))  # fmt: skip
+        mean = samples.mean(axis=0, dtype=np.float64)
+        se = samples.std(axis=0, ddof=1, dtype=np.float64)
+    step = local.local_step(mean, se, ex, oc, config, chunk=ci, se_scale=se_scale,
+                            spread=plan.spread[used], selection_effects=selection_effects)  # fmt: skip
     idx = np.arange(a, b)
-    frame = local.local_table(step.estimates, idx, plan.seq_ids, ex, oc, plan.feature_names)
-    loo = None
-    if plan.jackknife:
-        loo = local.leave_one_out(eff, ex, oc, config, chunk=ci, se_scale=plan.se_scale)
+    frame = local.local_table(step.estimates, idx, plan.seq_ids, ex, oc, names)
+    per_sample = local.sample_estimates(samples, step, ex, oc, config, chunk=ci)
     if timings is not None:
         timings["mr"] = timings.get("mr", 0.0) + time.perf_counter() - tick
     keep = idx if plan.save_effects else idx[idx < config.n_examples]
     arrays: dict = {"n_masked": np.asarray(eff.n_masked)}
     if len(keep):
         rows = keep - a
-        used = list(plan.used)
         arrays.update(
             sequence_index=keep,
-            mean=eff.mean[rows][..., used].astype(np.float32),
-            se=step.se[rows][..., used].astype(np.float32),
+            mean=mean[rows].astype(np.float32),
+            se=step.se[rows].astype(np.float32),
             instrument_mask=step.selection.mask[rows],
-            reference=eff.reference[:, rows][..., used].astype(np.float32),
+            reference=eff.reference[:, rows].astype(np.float32),
             alt_bases=eff.alt_bases[rows],
             positions=eff.positions,
         )
-    return ChunkResult(frame, arrays, loo)
+    return ChunkResult(frame, arrays, per_sample)
 
 
 def _chunk_file_arrays(result: ChunkResult) -> dict:
     arrays = dict(result.arrays)
-    if result.leave_one_out is not None:
-        arrays["loo_estimate"] = result.leave_one_out.estimate
-        arrays["loo_se"] = result.leave_one_out.se
+    arrays["sample_estimate"] = result.samples.estimate
     return arrays
 
 
 def _read_chunk(store: results.ChunkStore, ci: int, plan: RunPlan) -> ChunkResult | None:
     """A finished chunk read back, or None when it lacks what this run needs (then recomputed)."""
-    arrays = store.read_arrays(ci) or {"n_masked": np.asarray(0)}
-    loo = None
-    if plan.jackknife:
-        if "loo_estimate" not in arrays:
-            return None
-        loo = local.SampleEstimates("leave_one_out", tuple(plan.config.methods),
-                                    arrays.pop("loo_estimate"), arrays.pop("loo_se"))  # fmt: skip
-    return ChunkResult(store.read_local(ci), arrays, loo)
+    arrays = store.read_arrays(ci) or {}
+    if "sample_estimate" not in arrays:
+        return None
+    samples = local.SampleEstimates(tuple(plan.config.methods), arrays.pop("sample_estimate"))
+    return ChunkResult(store.read_local(ci), arrays, samples)
 
 
 def _merge_arrays(parts: list[dict]) -> dict:
@@ -392,13 +397,11 @@ def run(
                 "lower --z, widen --window, or use more or other sequences"
             )
         tick = time.perf_counter()
-        loo = None
-        if plan.jackknife:
-            loo = local.SampleEstimates.concatenate([c.leave_one_out for c in chunks])
+        samples = local.SampleEstimates.concatenate([c.samples for c in chunks])
         names = plan.feature_names
         glob = aggregate.global_effects(
             local_table, plan.n_sequences, method=config.meta_method, test=config.meta_test,
-            level=config.level, leave_one_out=loo, exposures=[names[i] for i in plan.exposures],
+            level=config.level, samples=samples, exposures=[names[i] for i in plan.exposures],
             outcomes=[names[i] for i in plan.outcomes],
         )  # fmt: skip
         timings["meta"] = time.perf_counter() - tick

@@ -71,10 +71,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--bootstrap", action="store_true",
                         help="train each ensemble member on a bootstrap resample of the training "
                              "sequences (bagging) instead of seeds alone")  # fmt: skip
-    parser.add_argument("--no-jackknife", action="store_true",
-                        help="skip the model-aware (jackknife) global interval")
+    parser.add_argument("--aleatoric-variance", type=float, default=d.aleatoric_variance,
+                        help="label noise variance removed by sigma scaling (default "
+                             f"{d.aleatoric_variance}: Poisson counts on the Anscombe scale)")  # fmt: skip
+    parser.add_argument("--floor", type=float, default=d.floor,
+                        help=f"instrument floor in units of the exposure's spread (default {d.floor})")
+    parser.add_argument("--no-directional", action="store_true",
+                        help="skip the directionality check of instruments")
+    parser.add_argument("--all-alleles", action="store_true",
+                        help="let all three alleles of a position be instruments")
+    parser.add_argument("--sample-split", action="store_true",
+                        help="select instruments on half of the members, estimate on the others")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+#: Summary columns printed on the terminal.
+SUMMARY_COLUMNS = ("regime", "method", "rounds", "pearson_r", "bias", "coverage", "coverage_low",
+                   "coverage_high", "meta_coverage", "power", "null_flagged", "null_flagged_high")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -84,11 +98,18 @@ def config_from_args(args: argparse.Namespace):
     d = ExperimentConfig()
     training = replace(d.training, n_members=args.members, max_epochs=args.max_epochs,
                        threads=args.threads, bootstrap=args.bootstrap)
+    sizes = {"rounds": args.rounds, "n_train": args.n_train, "n_calibration": args.n_calibration,
+             "n_analysis": args.n_analysis}  # fmt: skip
+    if getattr(args, "quick", False):
+        # a small version: the given sizes only where they were set explicitly
+        quick = {"rounds": 2, "n_train": 3000, "n_calibration": 500, "n_analysis": 40}
+        sizes = {k: (quick[k] if v == getattr(d, k) else v) for k, v in sizes.items()}
     return ExperimentConfig(
-        rounds=args.rounds, regimes=tuple(args.regimes), seed=args.seed, n_train=args.n_train,
-        n_calibration=args.n_calibration, n_analysis=args.n_analysis,
-        calibration=args.calibration, methods=tuple(args.methods), z=args.z,
-        jackknife=not args.no_jackknife, workers=args.workers, training=training,
+        **sizes, regimes=tuple(args.regimes), seed=args.seed,
+        calibration=args.calibration, aleatoric_variance=args.aleatoric_variance,
+        methods=tuple(args.methods), z=args.z, floor=args.floor,
+        directional=not args.no_directional, one_per_position=not args.all_alleles,
+        sample_split=args.sample_split, workers=args.workers, training=training,
     )
 
 
@@ -104,7 +125,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     -------
     int
     """
-    from deepmr_kipoi.simulate.experiment import run_experiment, to_markdown
+    from deepmr_kipoi.simulate.experiment import run_experiment
+    from deepmr_kipoi.simulate.scoring import to_markdown
 
     if getattr(args, "experiment", "tf-pair") == "bpnet":
         return _run_bpnet(args)
@@ -118,10 +140,11 @@ def run_from_args(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"deepmr simulate: {exc}", file=sys.stderr)
         return 2
-    print(to_markdown(result.summary))
+    print(to_markdown(result.summary, SUMMARY_COLUMNS))
     resumed = f" ({result.resumed} read back from earlier runs)" if result.resumed else ""
-    print(f"{len(result.rounds) // max(1, len(config.methods))} (round, regime) runs{resumed} in "
-          f"{result.seconds:.0f} s; results in {args.out}")
+    jobs = result.rounds[["round", "regime"]].drop_duplicates()
+    print(f"{len(jobs)} (round, regime) runs{resumed} in {result.seconds:.0f} s; results in "
+          f"{args.out} (summary.csv has every column)")
     return 0
 
 

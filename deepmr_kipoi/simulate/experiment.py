@@ -1,19 +1,13 @@
 """The simulation experiment: rounds of simulate -> train -> Deep MR -> compare with the truth.
 
-One round (per regime): draw the data of the round's true parameters, train the ensemble on the
-training sequences, fit the calibration on separate held-out labelled sequences, run saturation
-ISM on the analysed sequences (a third, separate set: sequences with both motifs embedded, as in
-the paper), select instruments (``|b_x / se_x| >= z``, at least ``min_instruments``), estimate the
-local effect of every sequence (IVW and MR-Egger), meta-analyse them (random effects, REML) into the
-global effect, and compare with the oracle truth matched by sequence id.
-
-Global confidence intervals. The meta-analysis CI treats the local estimates as independent, but
-they all come from one trained model, whose error is shared by every sequence. Besides that CI the
-experiment reports a model-aware interval: the meta-analysis variance plus the leave-one-member-out
-jackknife variance of the global estimate over the ensemble members,
-``se_total^2 = se_meta^2 + (S - 1) / S * sum_s (theta_(-s) - mean theta_(-))^2``. Approximation:
-the jackknife measures how much the global effect moves with the ensemble's composition, a proxy
-for the model's epistemic error; it cannot see a bias all members share.
+One round (per regime): draw the data of the round's true parameters (exposure, outcome and a
+bystander feature with its own motif and no causal link), train the ensemble on the training
+sequences, fit the calibration on separate held-out labelled sequences, and run Deep MR on the
+analysed sequences (a third set, with every motif embedded) through the same stages a ``deepmr
+run`` uses (``run.runner.make_plan``, ``compute_chunk``, ``run.aggregate.global_effects``): every
+ordered pair of the three features, the default instrument rules, the headline inference over
+sequences and ensemble members, and the meta-analysis. Each pair's estimate is compared with its
+truths (``scoring`` module: the learnable truth the intervals are scored on, and the paper's).
 """
 
 from __future__ import annotations
@@ -28,6 +22,7 @@ import numpy as np
 
 from deepmr_kipoi.simulate import generative as gen
 from deepmr_kipoi.simulate import oracle as orc
+from deepmr_kipoi.simulate import scoring
 from deepmr_kipoi.simulate.model import ModelConfig
 from deepmr_kipoi.simulate.train import TrainConfig, train_ensemble
 
@@ -58,6 +53,9 @@ class ExperimentConfig:
     calibration : {"none", "sigma", "quantile"}
         Recalibration of the effect SEs (``deepmr_kipoi.calibration``); ``"none"`` uses the raw
         ensemble SD.
+    aleatoric_variance : float
+        Label noise variance that sigma scaling removes (1: Poisson counts on the Anscombe scale);
+        0 fits the factor to the labels' whole residual variance.
     methods : tuple of str
         Local MR estimators (subset of ``METHODS``).
     meta_method : {"REML", "DL", "PM"}
@@ -66,8 +64,8 @@ class ExperimentConfig:
     min_instruments : int
     oracle_scale : {"expected", "anscombe"}
         Scale of the truth (``oracle`` module docstring).
-    jackknife : bool
-        Also compute the model-aware (jackknife) global interval.
+    floor, directional, one_per_position, sample_split
+        Instrument rules of the run (``RunConfig``).
     workers : int
         (round, regime) jobs run in this many processes at once (each trains with
         ``training.threads`` torch threads); 2 uses both cores of a 2-core machine.
@@ -83,14 +81,19 @@ class ExperimentConfig:
     n_calibration: int = 2000
     n_analysis: int = 100
     calibration: str = "sigma"
+    aleatoric_variance: float = 1.0
     methods: tuple = METHODS
     meta_method: str = "REML"
     z: float = 1.96
     min_instruments: int = 3
     oracle_scale: str = "expected"
-    jackknife: bool = True
+    floor: float = 0.01
+    directional: bool = True
+    one_per_position: bool = True
+    sample_split: bool = False
     workers: int = 2
-    simulation: gen.SimulationConfig = field(default_factory=gen.SimulationConfig)
+    simulation: gen.SimulationConfig = field(
+        default_factory=lambda: gen.SimulationConfig(bystander_gamma=100.0))
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainConfig = field(default_factory=TrainConfig)
 
@@ -105,13 +108,17 @@ class ExperimentConfig:
         if self.calibration not in CALIBRATIONS:
             raise ValueError(
                 f"unknown calibration {self.calibration!r}; use one of {', '.join(CALIBRATIONS)}")
+        if self.aleatoric_variance and self.calibration != "sigma":
+            object.__setattr__(self, "aleatoric_variance", 0.0)
         if self.oracle_scale not in orc.SCALES:
             raise ValueError(f"unknown oracle scale {self.oracle_scale!r}; use one of {orc.SCALES}")
         if self.rounds < 1 or self.n_analysis < 1 or self.n_train < 10 or self.workers < 1:
             raise ValueError("rounds, workers and n_analysis must be >= 1 and n_train >= 10")
-        if self.model.sequence_length != self.simulation.sequence_length:
+        if (self.model.sequence_length != self.simulation.sequence_length
+                or self.model.n_outputs != len(self.simulation.features)):  # fmt: skip
             object.__setattr__(self, "model", replace(
-                self.model, sequence_length=self.simulation.sequence_length))
+                self.model, sequence_length=self.simulation.sequence_length,
+                n_outputs=len(self.simulation.features)))
 
     def to_dict(self) -> dict:
         """JSON-serialisable form (nested configs as dicts)."""
@@ -143,12 +150,11 @@ class RoundResult:
     round, regime : int, str
     params : RoundParameters
     globals : list of dict
-        One record per MR method: estimate, se, ci, pi, tau2, i2, k, truth, naive, coverage flags,
-        jackknife interval.
+        One record per (MR method, ordered pair): the global table's headline, direction and
+        meta-analysis columns, the pair's role and truths (``scoring``), the round's parameters.
     locals : pandas.DataFrame
-        One row per (analysed sequence, method): id, estimate, se, ci_low, ci_high,
-        n_instruments, true_local, true_local_b_averaged (the truth with the random confounder
-        averaged over its distribution; equal to true_local without random confounding).
+        One row per (analysed sequence, method, ordered pair): id, estimate, se, ci_low,
+        ci_high, n_instruments, true_local (learnable), true_local_paper.
     calibration_scale : tuple of float
         ``se_scale`` per feature (1 without calibration).
     timings : dict of str -> float
@@ -172,15 +178,50 @@ def _engine_config(config: ExperimentConfig, features, n_sequences: int):
         model="simulation", exposures=tuple(features), outcomes=tuple(features),
         methods=tuple(config.methods), z=config.z, min_instruments=config.min_instruments,
         meta_method=config.meta_method, chunk_size=max(1, n_sequences), seed=config.seed,
-        model_interval=config.jackknife, save_effects=True, figures=False, report=False,
-        progress=False,
+        floor=config.floor, directional=config.directional,
+        one_per_position=config.one_per_position, sample_split=config.sample_split,
+        save_effects=True, figures=False, report=False, progress=False,
     )  # fmt: skip
+
+
+def _analysis_config(sim: gen.SimulationConfig) -> gen.SimulationConfig:
+    """The analysed sequences carry every motif (the bystander's too, where it exists)."""
+    return replace(sim, confounder_motif_prob=1.0) if sim.bystander_gamma > 0 else sim
+
+
+def true_locals(params, config: ExperimentConfig, ms, an, regime: str, learnable: bool):
+    """True local effects of every ordered feature pair (DataFrame: id, exposure, outcome, value).
+
+    ``learnable``: the oracle keeps the sequence confounder's terms and averages the random
+    confounder (what the regime's labels average to); otherwise the paper's unconfounded truth.
+    """
+    import pandas as pd
+
+    seq_conf, rand_conf = gen.regime_flags(regime)
+    oracle = orc.Oracle(params, config.simulation, ms, scale=config.oracle_scale,
+                        averaged_random_confounder=learnable and rand_conf,
+                        sequence_confounder=learnable and seq_conf)  # fmt: skip
+    eff = orc.oracle_effects(oracle, an.onehot)
+    features = config.simulation.features
+    starts = {"exposure": an.exposure_start, "outcome": an.outcome_start,
+              "confounder": an.confounder_start}  # fmt: skip
+    widths = {"exposure": ms.exposure.length, "outcome": ms.outcome.length,
+              "confounder": ms.confounder.length}  # fmt: skip
+    frames = []
+    for i, x in enumerate(features):
+        motif = scoring.MOTIF_OF[x]
+        for j, y in enumerate(features):
+            if i != j:
+                values = orc.true_local_effects(eff[..., [i, j]], starts[motif], widths[motif])
+                frames.append(pd.DataFrame({"id": an.ids, "exposure": x, "outcome": y,
+                                            "value": values}))  # fmt: skip
+    return pd.concat(frames, ignore_index=True)
 
 
 def run_round(round_index: int, regime: str, params: gen.RoundParameters,
               config: ExperimentConfig, motif_set: gen.MotifSet | None = None,
               model=None) -> RoundResult:
-    """Simulate, train, estimate and compare one (round, regime).
+    """Simulate, train, run Deep MR and compare with the truth for one (round, regime).
 
     Parameters
     ----------
@@ -190,285 +231,107 @@ def run_round(round_index: int, regime: str, params: gen.RoundParameters,
     config : ExperimentConfig
     motif_set : MotifSet, optional
     model : PredictiveModel, optional
-        Use this model (features exposure, outcome on the Anscombe scale) instead of training
-        one, e.g. to check the estimation chain on a model with a known effect.
+        Use this model (features named as ``config.simulation.features``, Anscombe scale) instead
+        of training one, e.g. to check the chain on a model with a known effect.
 
     Returns
     -------
     RoundResult
     """
-    import pandas as pd
 
+    from deepmr_kipoi.run import aggregate, inputs, runner
 
     ms = motif_set or gen.MotifSet.from_config(config.simulation)
     sim = config.simulation
+    features = sim.features
     timings = {}
     t0 = time.perf_counter()
     r_train, r_cal, r_an = _rngs(config, round_index, regime)
     tag = f"r{round_index:03d}_{regime}_"
     train = gen.simulate(config.n_train, params, sim, regime, r_train, motif_set=ms,
-                         id_prefix=tag + "train")
+                         id_prefix=tag + "train")  # fmt: skip
     cal = gen.simulate(config.n_calibration, params, sim, regime, r_cal, motif_set=ms,
-                       id_prefix=tag + "cal")
-    an = gen.simulate(config.n_analysis, params, sim, regime, r_an, motif_set=ms,
-                      embedding="both", id_prefix=tag + "seq")
+                       id_prefix=tag + "cal")  # fmt: skip
+    an = gen.simulate(config.n_analysis, params, _analysis_config(sim), regime, r_an, motif_set=ms,
+                      embedding="both", id_prefix=tag + "seq")  # fmt: skip
     timings["simulate"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     if model is None:
         tc = replace(config.training, seed=config.seed * 100_003 + round_index * 10
-                     + gen.REGIMES.index(regime))
+                     + gen.REGIMES.index(regime))  # fmt: skip
         ens = train_ensemble(train.onehot, train.labels, model_config=config.model,
-                             train_config=tc)
+                             train_config=tc, feature_names=features)  # fmt: skip
         model = ens.to_predictive()
     timings["train"] = time.perf_counter() - t0
 
-    from deepmr_kipoi.run import aggregate, inputs, runner
-
-    features = ("exposure", "outcome")
-    run_config = _engine_config(config, features, len(an))
     t0 = time.perf_counter()
     cal_fit = None
     if config.calibration != "none":
         cal_fit = inputs.fit_calibration(model, cal.onehot, cal.labels, features, features,
-                                         method=config.calibration, source="calibration sequences")
+                                         method=config.calibration, source="calibration sequences",
+                                         aleatoric_variance=config.aleatoric_variance)  # fmt: skip
     scale = cal_fit.se_scale if cal_fit is not None else np.ones(len(features))
     timings["calibrate"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    run_config = _engine_config(config, features, len(an))
     plan = runner.make_plan(run_config, model, {"name": f"simulation {tag}"},
                             sequences=(an.ids, an.onehot), calibration=cal_fit)  # fmt: skip
     chunk = runner.compute_chunk(plan, 0)
-    timings["ism"] = time.perf_counter() - t0
+    glob = aggregate.global_effects(chunk.local, len(an), method=config.meta_method,
+                                    level=run_config.level, samples=chunk.samples,
+                                    exposures=features, outcomes=features)  # fmt: skip
+    timings["deep_mr"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    truth = _true_locals(params, config, ms, an, averaged=False)
-    truth_b = (_true_locals(params, config, ms, an, averaged=True)
-               if gen.regime_flags(regime)[1] else truth)  # fmt: skip
+    key = ["id", "exposure", "outcome"]
+    truth = true_locals(params, config, ms, an, regime, learnable=True).rename(
+        columns={"value": "true_local"})
+    paper = true_locals(params, config, ms, an, regime, learnable=False).rename(
+        columns={"value": "true_local_paper"})
+    truth = truth.merge(paper, on=key, validate="one_to_one")
     timings["oracle"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    glob = aggregate.global_effects(chunk.local, len(an), method=config.meta_method,
-                                    level=run_config.level, leave_one_out=chunk.leave_one_out,
-                                    exposures=features, outcomes=features)  # fmt: skip
-    mean, mask = chunk.arrays["mean"], chunk.arrays["instrument_mask"]
-    records, local_frames = [], []
-    for method in config.methods:
-        loc = chunk.local[(chunk.local["method"] == method) & (chunk.local["exposure"] == "exposure")
-                          & (chunk.local["outcome"] == "outcome")].sort_values("sequence_index")
-        m = glob[(glob["method"] == method) & (glob["exposure"] == "exposure")
-                 & (glob["outcome"] == "outcome")].iloc[0]  # fmt: skip
-        ok = ((loc["reason"].to_numpy() == 0) & np.isfinite(loc["estimate"].to_numpy())
-              & np.isfinite(loc["se"].to_numpy()) & (loc["se"].to_numpy() > 0))  # fmt: skip
-        est = pd.DataFrame({
-            "id": [an.ids[i] for i in loc["sequence_index"]],
-            "estimate": loc["estimate"].to_numpy(), "se": loc["se"].to_numpy(),
-            "ci_low": loc["ci_low"].to_numpy(), "ci_high": loc["ci_high"].to_numpy(),
-            "n_instruments": mask[..., 0].reshape(len(an), -1).sum(axis=1), "used": ok,
-        })
-        est = est.merge(truth.rename("true_local").rename_axis("id").reset_index(), on="id",
-                        how="left", validate="one_to_one")  # fmt: skip
-        est["true_local_b_averaged"] = est["id"].map(truth_b)
-        est.insert(0, "method", method)
-        est.insert(0, "regime", regime)
-        est.insert(0, "round", round_index)
-        local_frames.append(est)
-        used = est[est["used"] & np.isfinite(est["true_local"])]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(mask[..., 0], mean[..., 1] / mean[..., 0], np.nan).reshape(len(an), -1)
-            finite = np.isfinite(ratio)
-            naive_local = np.where(finite, ratio, 0.0).sum(axis=1) / finite.sum(axis=1)
-        naive_ok = ok & np.isfinite(naive_local)
+    loc = chunk.local.assign(
+        id=[an.ids[i] for i in chunk.local["sequence_index"]],
+        exposure=chunk.local["exposure"].astype(str), outcome=chunk.local["outcome"].astype(str),
+        method=chunk.local["method"].astype(str),
+    )[["id", "exposure", "outcome", "method", "estimate", "se", "ci_low", "ci_high",
+       "n_instruments", "reason"]].merge(truth, on=key, how="left", validate="many_to_one")  # fmt: skip
+    loc.insert(0, "regime", regime)
+    loc.insert(0, "round", round_index)
+    usable = (loc["reason"] == 0) & np.isfinite(loc["estimate"])
+    records = []
+    for row in glob.itertuples(index=False):
+        rows = loc[(loc["method"] == row.method) & (loc["exposure"] == row.exposure)
+                   & (loc["outcome"] == row.outcome)]  # fmt: skip
+        used = rows[usable.loc[rows.index]]
         rec = {
-            "round": round_index, "regime": regime, "method": method,
+            "round": round_index, "regime": regime, "method": row.method,
+            "exposure": row.exposure, "outcome": row.outcome,
+            "role": scoring.pair_role(row.exposure, row.outcome, regime),
             "alpha": params.alpha, "effect": params.effect, "beta": params.beta,
-            "n_analysed": len(an), "k": int(ok.sum()),
-            "true_global": float(used["true_local"].mean()) if len(used) else np.nan,
-            "true_global_all": float(np.nanmean(truth.to_numpy())),
-            "true_global_b_averaged": float(used["true_local_b_averaged"].mean())
-            if len(used) else np.nan,
-            "naive": float(np.mean(naive_local[naive_ok])) if naive_ok.any() else np.nan,
-            "local_coverage": float(((used["ci_low"] <= used["true_local"])
-                                     & (used["true_local"] <= used["ci_high"])).mean())
-            if len(used) else np.nan,
-            "calibration_scale_exposure": float(scale[0]),
-            "calibration_scale_outcome": float(scale[1]),
+            "high": bool(params.high), "n_analysed": len(an),
+            # the truths over the sequences the estimate used (those with a local fit)
+            "truth": float(np.nanmean(used["true_local"])) if len(used) else np.nan,
+            "truth_paper": float(np.nanmean(used["true_local_paper"])) if len(used) else np.nan,
         }
-        have = ok.sum() >= 2
-        for name in ("estimate", "se", "ci_low", "ci_high", "pi_low", "pi_high", "tau2", "i2"):
-            rec[name] = float(m[name]) if have else np.nan
-        if len(used) and have:
-            t = used["true_local"].to_numpy()
-            rec["pi_coverage"] = float(((m["pi_low"] <= t) & (t <= m["pi_high"])).mean())
-        else:
-            rec["pi_coverage"] = np.nan
-        for name, column in (("model_se", "model_se"), ("model_ci_low", "model_ci_low"),
-                             ("model_ci_high", "model_ci_high")):  # fmt: skip
-            rec[name] = float(m[column]) if have else np.nan
+        for name in ("estimate", "se", "df", "ci_low", "ci_high", "pvalue", "qvalue",
+                     "significant", "direction", "robust_disagreement", "sequence_se",
+                     "sample_se", "meta_estimate", "meta_se", "meta_ci_low", "meta_ci_high",
+                     "tau2", "i2", "k", "median_instruments", "n_significant", "removed_floor",
+                     "removed_allele", "removed_direction"):  # fmt: skip
+            value = getattr(row, name)
+            rec[name] = value.item() if hasattr(value, "item") else value
+        for f, s in zip(features, scale):
+            rec[f"calibration_scale_{f}"] = float(s)
         records.append(rec)
-    timings["mr"] = time.perf_counter() - t0
     for rec in records:
         rec.update({f"seconds_{k}": v for k, v in timings.items()})
     return RoundResult(round=round_index, regime=regime, params=params, globals=records,
-                       locals=pd.concat(local_frames, ignore_index=True),
-                       calibration_scale=tuple(float(s) for s in scale), timings=timings)
-
-
-def _true_locals(params, config: ExperimentConfig, ms, an, averaged: bool):
-    """True local effects of the analysed sequences (pandas Series by id) from the oracle.
-
-    ``averaged``: average the random confounder over its distribution instead of leaving it out
-    (``oracle.Oracle.averaged_random_confounder``).
-    """
-    import pandas as pd
-
-    oracle = orc.Oracle(params, config.simulation, ms, scale=config.oracle_scale,
-                        averaged_random_confounder=averaged)  # fmt: skip
-    eff = orc.oracle_effects(oracle, an.onehot)
-    return pd.Series(orc.true_local_effects(eff, an.exposure_start, ms.exposure.length),
-                     index=an.ids)  # fmt: skip
-
-
-def _add_b_averaged_truth(records: list, locals_, config: ExperimentConfig, ms, params,
-                          round_index: int, regime: str):  # fmt: skip
-    """Add the b-averaged truth to a job checkpointed before it existed.
-
-    The analysed sequences are regenerated from the job's seed (they depend only on (seed, round,
-    regime)) and checked against the stored truth before the new one is computed.
-    """
-    locals_ = locals_.copy()
-    if gen.regime_flags(regime)[1]:
-        _, _, r_an = _rngs(config, round_index, regime)
-        an = gen.simulate(config.n_analysis, params, config.simulation, regime, r_an,
-                          motif_set=ms, embedding="both",
-                          id_prefix=f"r{round_index:03d}_{regime}_seq")  # fmt: skip
-        stored = locals_.drop_duplicates("id").set_index("id")["true_local"]
-        again = _true_locals(params, config, ms, an, averaged=False)
-        if not np.allclose(again.reindex(stored.index), stored, equal_nan=True, rtol=1e-9):
-            raise ValueError(f"round {round_index} {regime}: regenerated sequences differ from the "
-                             "checkpoint; rerun the job (delete its files in jobs/)")  # fmt: skip
-        locals_["true_local_b_averaged"] = locals_["id"].map(
-            _true_locals(params, config, ms, an, averaged=True))
-    else:
-        locals_["true_local_b_averaged"] = locals_["true_local"]
-    records = [dict(r) for r in records]
-    for rec in records:
-        rows = locals_[(locals_["method"] == rec["method"]) & locals_["used"]
-                       & np.isfinite(locals_["true_local"])]  # fmt: skip
-        rec["true_global_b_averaged"] = (float(rows["true_local_b_averaged"].mean())
-                                         if len(rows) else np.nan)  # fmt: skip
-    return records, locals_
-
-
-def summarize(rounds) -> object:
-    """Evaluation table per (regime, method) over rounds.
-
-    Parameters
-    ----------
-    rounds : pandas.DataFrame
-        One row per (round, regime, method) (``RoundResult.globals`` records).
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns: regime, method, rounds, pearson_r, bias, mae, ci_coverage, model_ci_coverage,
-        pi_coverage, local_coverage, mean_k, naive_pearson_r, naive_bias, naive_mae, and (when the
-        rounds have it) b_averaged_bias, b_averaged_ci_coverage, b_averaged_model_ci_coverage: bias
-        and coverage against the truth that averages the random confounder over its distribution
-        (equal to the others in regimes without random confounding).
-        ``ci_coverage``: share of rounds whose meta-analysis 95% CI of the global effect contains
-        the true global effect; ``pi_coverage``: mean share of true local effects inside the
-        prediction interval; ``local_coverage``: mean share of local 95% CIs containing the true
-        local effect.
-    """
-    import pandas as pd
-
-    rows = []
-    for (regime, method), g in rounds.groupby(["regime", "method"], sort=False):
-        g = g[np.isfinite(g["estimate"]) & np.isfinite(g["true_global"])]
-        t, e, nv = g["true_global"].to_numpy(), g["estimate"].to_numpy(), g["naive"].to_numpy()
-
-        def r(a, b):
-            return float(np.corrcoef(a, b)[0, 1]) if len(a) > 2 and np.std(a) > 0 else np.nan
-
-        rows.append({
-            "regime": regime, "method": method, "rounds": len(g),
-            "pearson_r": r(e, t), "bias": float(np.mean(e - t)) if len(g) else np.nan,
-            "mae": float(np.mean(np.abs(e - t))) if len(g) else np.nan,
-            "ci_coverage": float(np.mean((g["ci_low"] <= t) & (t <= g["ci_high"])))
-            if len(g) else np.nan,
-            "model_ci_coverage": float(np.mean((g["model_ci_low"] <= t) & (t <= g["model_ci_high"])))
-            if len(g) and np.isfinite(g["model_ci_low"]).all() else np.nan,
-            "pi_coverage": float(g["pi_coverage"].mean()),
-            "local_coverage": float(g["local_coverage"].mean()),
-            "mean_k": float(g["k"].mean()),
-            "naive_pearson_r": r(nv, t),
-            "naive_bias": float(np.mean(nv - t)) if len(g) else np.nan,
-            "naive_mae": float(np.mean(np.abs(nv - t))) if len(g) else np.nan,
-        })
-        if "true_global_b_averaged" in g:
-            tb = g["true_global_b_averaged"].to_numpy()
-            rows[-1].update({
-                "b_averaged_bias": float(np.mean(e - tb)) if len(g) else np.nan,
-                "b_averaged_ci_coverage": float(np.mean((g["ci_low"] <= tb) & (tb <= g["ci_high"])))
-                if len(g) else np.nan,
-                "b_averaged_model_ci_coverage": float(np.mean((g["model_ci_low"] <= tb)
-                                                           & (tb <= g["model_ci_high"])))
-                if len(g) and np.isfinite(g["model_ci_low"]).all() else np.nan,
-            })  # fmt: skip
-    return pd.DataFrame(rows)
-
-
-def to_markdown(summary) -> str:
-    """The summary table as GitHub Markdown (3 decimals)."""
-    cols = list(summary.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, row in summary.iterrows():
-        cells = []
-        for c in cols:
-            v = row[c]
-            cells.append(f"{v:.3f}" if isinstance(v, float) else str(v))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def plot_rounds(rounds, path: str, method: str = "ivw") -> None:
-    """Estimated vs true global effect, one panel per regime, 95% CIs as error bars.
-
-    Parameters
-    ----------
-    rounds : pandas.DataFrame
-        Round records.
-    path : str
-        Output image path (format from the extension).
-    method : str
-        MR method to draw.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    data = rounds[rounds["method"] == method]
-    regimes = list(dict.fromkeys(data["regime"]))
-    fig, axes = plt.subplots(1, max(1, len(regimes)), figsize=(3.6 * max(1, len(regimes)), 3.6),
-                             squeeze=False)
-    for ax, regime in zip(axes[0], regimes):
-        g = data[data["regime"] == regime]
-        t, e = g["true_global"].to_numpy(), g["estimate"].to_numpy()
-        ax.errorbar(t, e, yerr=[e - g["ci_low"].to_numpy(), g["ci_high"].to_numpy() - e],
-                    fmt="o", ms=4, capsize=2, label="meta CI")
-        ax.scatter(t, g["naive"].to_numpy(), marker="x", color="grey", s=14, label="naive")
-        lo = np.nanmin(np.concatenate([t, e])) if len(g) else 0.0
-        hi = np.nanmax(np.concatenate([t, e])) if len(g) else 1.0
-        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-        ax.set_title(f"confounding: {regime}")
-        ax.set_xlabel("true global effect")
-        ax.set_ylabel(f"estimated ({method.upper()} + REML)")
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+                       locals=loc, calibration_scale=tuple(float(s) for s in scale),
+                       timings=timings)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -539,10 +402,6 @@ def run_experiment(config: ExperimentConfig, out_dir: str | None = None,
             if saved is None:
                 continue
             job_records, job_locals = saved
-            if any("true_global_b_averaged" not in r for r in job_records):
-                job_records, job_locals = _add_b_averaged_truth(
-                    job_records, job_locals, config, ms, params[job[0]], *job)
-                _save_job(out_dir, job[0], job[1], job_records, job_locals)
             records.extend(job_records)
             local_frames.append(job_locals)
             done.add(job)
@@ -580,15 +439,15 @@ def run_experiment(config: ExperimentConfig, out_dir: str | None = None,
     records.sort(key=lambda r: (order[(r["round"], r["regime"])], config.methods.index(r["method"])))
     rounds = pd.DataFrame(records)
     locals_ = pd.concat(local_frames, ignore_index=True)
-    summary = summarize(rounds)
+    summary = scoring.summarize(rounds)
     seconds = time.perf_counter() - t_start
     if out_dir is not None:
         # in job order, and written even when every job was read back
         _atomic_write(os.path.join(out_dir, "rounds.csv"), rounds.to_csv(index=False))
         locals_.to_csv(os.path.join(out_dir, "local_effects.csv.gz"), index=False)
         _atomic_write(os.path.join(out_dir, "summary.csv"), summary.to_csv(index=False))
-        _atomic_write(os.path.join(out_dir, "summary.md"), to_markdown(summary))
-        plot_rounds(rounds, os.path.join(out_dir, "estimated_vs_true.png"))
+        _atomic_write(os.path.join(out_dir, "summary.md"), scoring.to_markdown(summary))
+        scoring.plot_rounds(rounds, os.path.join(out_dir, "estimated_vs_true.png"))
     return ExperimentResult(rounds=rounds, locals=locals_, summary=summary, seconds=seconds,
                             out_dir=out_dir, resumed=len(done))
 

@@ -1,0 +1,187 @@
+"""Scoring the simulation: truths of every ordered feature pair, pair roles, and the summary table.
+
+Truths. For an ordered pair X -> Y the true local effect of a sequence is the oracle's slope of Y's
+change on X's change over the mutants of X's own embedded motif (``oracle.true_local_effects``) and
+the true global effect is its mean over the analysed sequences. Two truths are kept:
+
+* ``learnable`` (the one the intervals are scored on): the oracle of the function the regime's
+  labels average to -- the sequence confounder's terms kept (they are a function of the sequence,
+  so a model learns them) and the random confounder averaged over its distribution. It is what an
+  ideal model trained on these labels learns, so it is what an interval about the model's learned
+  effect can cover;
+* ``paper``: the unconfounded, b-free oracle of the paper, which no model trained on confounded
+  labels can recover.
+
+Roles. ``planted`` (exposure -> outcome), ``reverse`` (outcome -> exposure), ``unrelated`` (every
+pair with the bystander feature, except bystander -> exposure/outcome in the sequence-confounded
+regimes, where the bystander's motif is the confounder motif and the pair is ``confounded``: its
+learnable truth is not zero). Null pairs are the reverse and unrelated ones: no causal link by
+construction. Their learnable truth is near zero but not exactly zero where a mutation of one motif
+makes or breaks a chance match of another.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+from deepmr_kipoi.simulate import generative as gen
+
+#: A planted effect whose learnable truth is below this size counts as "near 0" for power.
+NEAR_ZERO = 0.1
+#: Roles of the ordered pairs.
+ROLES = ("planted", "reverse", "unrelated", "confounded")
+MOTIF_OF = {"exposure": "exposure", "outcome": "outcome", "bystander": "confounder"}
+
+
+def pair_role(exposure: str, outcome: str, regime: str) -> str:
+    """Role of the ordered pair ``exposure -> outcome`` (features of the simulation) in a regime."""
+    if (exposure, outcome) == ("exposure", "outcome"):
+        return "planted"
+    if (exposure, outcome) == ("outcome", "exposure"):
+        return "reverse"
+    if exposure == "bystander" and gen.regime_flags(regime)[0]:
+        return "confounded"
+    return "unrelated"
+
+
+def wilson(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (NaN for n = 0)."""
+    if n == 0:
+        return np.nan, np.nan
+    z = stats.norm.ppf(0.5 + level / 2)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(centre - half), float(centre + half)
+
+
+def _share(flags) -> tuple[float, float, float, int]:
+    flags = np.asarray(flags, dtype=bool)
+    lo, hi = wilson(int(flags.sum()), len(flags))
+    return (float(flags.mean()) if len(flags) else np.nan), lo, hi, int(len(flags))
+
+
+def _corr(a, b) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3 or np.std(a[ok]) == 0 or np.std(b[ok]) == 0:
+        return np.nan
+    return float(np.corrcoef(a[ok], b[ok])[0, 1])
+
+
+def summarize(rounds):
+    """Evaluation per (regime, method) over rounds.
+
+    Parameters
+    ----------
+    rounds : pandas.DataFrame
+        One row per (round, regime, method, exposure, outcome) with ``role``, ``estimate``,
+        ``ci_low``, ``ci_high``, ``significant``, ``meta_ci_low``, ``meta_ci_high``, ``truth``
+        (learnable), ``truth_paper`` and ``high`` (the round's effect component).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per (regime, method): ``rounds``; for the planted pair ``pearson_r``, ``r_within_high``,
+        ``r_within_low`` (correlation inside each effect component), ``bias``, ``mae``,
+        ``coverage`` with its Wilson 95% interval (``coverage_low``, ``coverage_high``),
+        ``meta_coverage`` (the meta-analysis CI), ``power`` (significant with the right sign, among
+        rounds whose learnable truth is at least ``NEAR_ZERO``) with its interval, and
+        ``paper_coverage`` (against the paper's truth); for the null pairs (reverse and
+        unrelated) ``null_pair_rounds``, ``null_flagged`` (share flagged significant) with its
+        interval, ``null_coverage``; for confounded pairs ``confounded_coverage``.
+    """
+    import pandas as pd
+
+    rows = []
+    for (regime, method), g in rounds.groupby(["regime", "method"], sort=False):
+        p = g[(g["role"] == "planted") & np.isfinite(g["estimate"]) & np.isfinite(g["truth"])]
+        t, e = p["truth"].to_numpy(float), p["estimate"].to_numpy(float)
+        inside = (p["ci_low"] <= p["truth"]) & (p["truth"] <= p["ci_high"])
+        cov, cov_lo, cov_hi, n = _share(inside)
+        strong = np.abs(t) >= NEAR_ZERO
+        hit = p["significant"].to_numpy(bool) & (np.sign(e) == np.sign(t))
+        power, pw_lo, pw_hi, n_strong = _share(hit[strong])
+        high = p["high"].to_numpy(bool)
+        nulls = g[g["role"].isin(["reverse", "unrelated"])]
+        flagged, fl_lo, fl_hi, n_null = _share(nulls["significant"].fillna(False).to_numpy(bool))
+        null_inside = (nulls["ci_low"] <= nulls["truth"]) & (nulls["truth"] <= nulls["ci_high"])
+        conf = g[g["role"] == "confounded"]
+        conf_inside = (conf["ci_low"] <= conf["truth"]) & (conf["truth"] <= conf["ci_high"])
+        rows.append({
+            "regime": regime, "method": method, "rounds": n,
+            "pearson_r": _corr(e, t),
+            "r_within_high": _corr(e[high], t[high]), "r_within_low": _corr(e[~high], t[~high]),
+            "bias": float(np.mean(e - t)) if n else np.nan,
+            "mae": float(np.mean(np.abs(e - t))) if n else np.nan,
+            "coverage": cov, "coverage_low": cov_lo, "coverage_high": cov_hi,
+            "meta_coverage": float(((p["meta_ci_low"] <= p["truth"])
+                                    & (p["truth"] <= p["meta_ci_high"])).mean()) if n else np.nan,
+            "paper_coverage": float(((p["ci_low"] <= p["truth_paper"])
+                                     & (p["truth_paper"] <= p["ci_high"])).mean()) if n else np.nan,
+            "power": power, "power_low": pw_lo, "power_high": pw_hi, "power_rounds": n_strong,
+            "null_pair_rounds": n_null, "null_flagged": flagged, "null_flagged_low": fl_lo,
+            "null_flagged_high": fl_hi,
+            "null_coverage": float(null_inside.mean()) if len(nulls) else np.nan,
+            "confounded_coverage": float(conf_inside.mean()) if len(conf) else np.nan,
+            "median_df": float(np.nanmedian(p["df"])) if n and "df" in p else np.nan,
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def to_markdown(summary, columns=None, digits: int = 3) -> str:
+    """A table as GitHub Markdown (floats with ``digits`` decimals)."""
+    cols = list(columns or summary.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in summary.iterrows():
+        cells = []
+        for c in cols:
+            v = row[c]
+            cells.append(f"{v:.{digits}f}" if isinstance(v, float) else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_rounds(rounds, path: str, method: str = "ivw") -> None:
+    """Estimated vs learnable true global effect of the planted pair, one panel per regime.
+
+    Parameters
+    ----------
+    rounds : pandas.DataFrame
+        Round records (:func:`summarize`'s input).
+    path : str
+        Output image path (format from the extension).
+    method : str
+        MR method to draw.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    data = rounds[(rounds["method"] == method) & np.isfinite(rounds["estimate"])]
+    regimes = list(dict.fromkeys(data["regime"]))
+    fig, axes = plt.subplots(1, max(1, len(regimes)), figsize=(3.6 * max(1, len(regimes)), 3.6),
+                             squeeze=False)  # fmt: skip
+    for ax, regime in zip(axes[0], regimes):
+        g = data[data["regime"] == regime]
+        for role, colour in (("planted", "C0"), ("reverse", "C3"), ("unrelated", "0.6"),
+                             ("confounded", "C2")):  # fmt: skip
+            r = g[g["role"] == role]
+            if not len(r):
+                continue
+            t, e = r["truth"].to_numpy(float), r["estimate"].to_numpy(float)
+            ax.errorbar(t, e, yerr=[e - r["ci_low"].to_numpy(float), r["ci_high"].to_numpy(float) - e],
+                        fmt="o", ms=3, capsize=1.5, color=colour, label=role, lw=0.8)
+        both = np.concatenate([g["truth"].to_numpy(float), g["estimate"].to_numpy(float)])
+        both = both[np.isfinite(both)]
+        if both.size:
+            ax.plot([both.min(), both.max()], [both.min(), both.max()], "k--", lw=0.8)
+        ax.set_title(f"confounding: {regime}")
+        ax.set_xlabel("learnable true global effect")
+        ax.set_ylabel(f"estimate ({method.upper()}, headline 95% CI)")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
