@@ -79,6 +79,19 @@ def test_keras_member_predicts_like_numpy(keras_pkg, x):
         MCDropout(member)
 
 
+def test_nlc1_keras_member_reads_its_length_and_predicts_like_numpy(keras_pkg, x):
+    """A DeepSTARR-like ``(L, 4, 1)`` input: the length comes from ``model.input_shape`` and the
+    member feeds ``(N, L, 4, 1)``, so the forward equals the numpy one on ``(N, L, 4)``."""
+    keras_pkg.utils.set_random_seed(0)
+    layers = keras_pkg.layers
+    inp = keras_pkg.Input((L, 4, 1))
+    h = layers.Conv1D(5, 3, padding="same", activation="relu")(layers.Reshape((L, 4))(inp))
+    model = keras_pkg.Model(inp, layers.Dense(2)(layers.Flatten()(h)))
+    member = from_keras(model, feature_names=["u", "v"], layout="NLC1")
+    assert member.sequence_length == L
+    np.testing.assert_allclose(member.predict(x), _numpy_forward(model, x), rtol=1e-5, atol=1e-6)
+
+
 def test_keras_alphabet_twin(keras_pkg, x):
     model = _model(keras_pkg, dropout=False)
     twin = _model(keras_pkg, dropout=False, seed=1)

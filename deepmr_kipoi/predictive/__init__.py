@@ -443,7 +443,7 @@ def from_keras(
         Called with ``training=False``. Input: one-hot in ``alphabet`` order and ``layout``.
     feature_names : sequence of str, length F, optional
         Output names; default ``feature_i`` (needs ``sequence_length``).
-    layout : {"NLC", "NCL", "NC1L", "NCL1", "N1LC"}
+    layout : {"NLC", "NCL", "NC1L", "NCL1", "N1LC", "NLC1"}
         The model's input layout (Keras models are usually ``"NLC"``).
     alphabet : str
         The model's channel order.
@@ -478,7 +478,7 @@ def _keras_length(model, layout: str) -> int | None:
         shape = tuple(model.input_shape)
     except (AttributeError, ValueError, TypeError):
         return None
-    axis = {"NLC": 1, "NCL": 2, "NC1L": 3, "NCL1": 2, "N1LC": 2}[layout]
+    axis = {"NLC": 1, "NCL": 2, "NC1L": 3, "NCL1": 2, "N1LC": 2, "NLC1": 1}[layout]
     if len(shape) <= axis or not isinstance(shape[axis], int):
         return None
     return int(shape[axis])

@@ -22,6 +22,8 @@ from importlib import resources
 
 import numpy as np
 
+from deepmr_kipoi import validation
+from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.simulate import generative as gen
 from deepmr_kipoi.simulate import oracle as orc
 from deepmr_kipoi.simulate.model import ModelConfig
@@ -108,8 +110,7 @@ def demo_sequences(n: int = 16, seed: int = 0, spec: DemoSpec | None = None
 
 
 def _demo_reference_data(n: int, seed: int, spec: DemoSpec) -> gen.SimulatedData:
-    if n < 1:
-        raise ValueError(f"need at least one demo sequence, got n={n}")
+    n = validation.positive_int(n, "n (number of demo sequences)")
     cfg = replace(spec.simulation_config(), confounder_motif_prob=1.0)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
     return gen.simulate(n, spec.round_parameters(), cfg, "sequence", rng, embedding="both",
@@ -247,7 +248,7 @@ def load_demo_model(path: str | None = None):
     weights = os.path.join(path, WEIGHTS_FILE)
     meta_path = os.path.join(path, META_FILE)
     if not (os.path.exists(weights) and os.path.exists(meta_path)):
-        raise ValueError(f"no demo model in {path}; run examples/simulation/train_demo_model.py")
+        raise DeepMRInputError(f"no demo model in {path}; run examples/simulation/train_demo_model.py")
     with open(meta_path) as fh:
         meta = json.load(fh)
     mc = ModelConfig.from_dict(meta["model_config"])

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from deepmr_kipoi import validation
+from deepmr_kipoi.errors import DeepMRInputError
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -42,11 +45,15 @@ class ModelConfig:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         object.__setattr__(self, "kernel_sizes", tuple(int(k) for k in self.kernel_sizes))
         if len(self.channels) != 3 or len(self.kernel_sizes) != 3:
-            raise ValueError("channels and kernel_sizes need exactly 3 values (3 conv layers)")
+            raise DeepMRInputError(
+                f"channels and kernel_sizes need 3 values each (one per conv layer), got "
+                f"{self.channels} and {self.kernel_sizes}; give three of each"
+            )
         if any(k % 2 == 0 or k < 1 for k in self.kernel_sizes):
-            raise ValueError(f"kernel sizes must be odd positive integers, got {self.kernel_sizes}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise DeepMRInputError(
+                f"kernel_sizes must be odd positive integers such as (9, 5, 5), got {self.kernel_sizes}"
+            )
+        validation.finite_float(self.dropout, "dropout", low=0.0, high=1.0, high_open=True)
 
     def to_dict(self) -> dict:
         """Plain-dict form (JSON-serialisable)."""

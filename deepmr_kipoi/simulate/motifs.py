@@ -18,6 +18,9 @@ from importlib import resources
 
 import numpy as np
 
+from deepmr_kipoi import validation
+from deepmr_kipoi.errors import DeepMRInputError
+
 ALPHABET = "ACGT"
 BACKGROUND = (0.27, 0.23, 0.23, 0.27)
 
@@ -50,11 +53,16 @@ class Motif:
     def __post_init__(self):
         counts = np.asarray(self.counts, dtype=np.float64)
         if counts.ndim != 2 or counts.shape[1] != 4 or counts.shape[0] < 1:
-            raise ValueError(f"motif counts must have shape (W, 4), got {counts.shape}")
+            raise DeepMRInputError(
+                f"motif counts must have shape (W, 4): one row of A, C, G, T counts per position, got "
+                f"{counts.shape}"
+            )
         if not np.all(np.isfinite(counts)) or np.any(counts < 0):
-            raise ValueError(f"motif {self.accession} has negative or non-finite counts")
+            raise DeepMRInputError(f"motif {self.accession} has negative or non-finite counts; give counts >= 0")
         if np.any(counts.sum(axis=1) <= 0):
-            raise ValueError(f"motif {self.accession} has a position without counts")
+            raise DeepMRInputError(
+                f"motif {self.accession} has a position without counts; give every position a count > 0"
+            )
         counts.setflags(write=False)
         object.__setattr__(self, "counts", counts)
 
@@ -82,8 +90,7 @@ class Motif:
             Rows sum to 1.
         """
         bg = check_background(background)
-        if not 0.0 <= pseudocount < 1.0:
-            raise ValueError(f"pseudocount must be in [0, 1), got {pseudocount}")
+        pseudocount = validation.finite_float(pseudocount, "pseudocount", low=0.0, high=1.0, high_open=True)
         freqs = self.counts / self.counts.sum(axis=1, keepdims=True)
         return (1.0 - pseudocount) * freqs + pseudocount * bg
 
@@ -98,7 +105,7 @@ def check_background(background) -> np.ndarray:
     """Validate an A, C, G, T background distribution; returns it as float64 array (4,)."""
     bg = np.asarray(background, dtype=np.float64)
     if bg.shape != (4,) or np.any(bg <= 0) or abs(bg.sum() - 1.0) > 1e-6:
-        raise ValueError(
+        raise DeepMRInputError(
             f"background must be 4 positive probabilities (A, C, G, T) summing to 1, got {background}"
         )
     return bg
@@ -118,7 +125,7 @@ def read_jaspar(path: str | os.PathLike) -> Motif:
     with open(path) as fh:
         lines = [ln.strip() for ln in fh if ln.strip()]
     if not lines or not lines[0].startswith(">"):
-        raise ValueError(f"{path}: not a JASPAR matrix (first line must start with '>')")
+        raise DeepMRInputError(f"{path}: not a JASPAR matrix; its first line must start with '>'")
     header = lines[0][1:].split(None, 1)
     accession = header[0]
     name = header[1].strip() if len(header) > 1 else accession
@@ -127,10 +134,10 @@ def read_jaspar(path: str | os.PathLike) -> Motif:
         base, _, rest = ln.partition("[")
         base = base.strip().upper()
         if base not in ALPHABET or not rest:
-            raise ValueError(f"{path}: unexpected line {ln!r}; expected 'A [ counts ]'")
+            raise DeepMRInputError(f"{path}: unexpected line {ln!r}; write rows as 'A [ counts ]'")
         rows[base] = [float(v) for v in rest.replace("]", " ").split()]
     if set(rows) != set(ALPHABET) or len({len(v) for v in rows.values()}) != 1:
-        raise ValueError(f"{path}: need rows A, C, G, T of equal length")
+        raise DeepMRInputError(f"{path}: rows A, C, G, T missing or of unequal length; give all four, equally long")
     counts = np.array([rows[b] for b in ALPHABET]).T
     return Motif(name=name, accession=accession, counts=counts)
 
@@ -152,7 +159,7 @@ def load_motif(name: str) -> Motif:
             return read_jaspar(path)
     if os.path.exists(name):
         return read_jaspar(name)
-    raise ValueError(
+    raise DeepMRInputError(
         f"unknown motif {name!r}; use one of {', '.join(SHIPPED_MOTIFS)} or a JASPAR file path"
     )
 
@@ -181,7 +188,10 @@ def window_scores(onehot: np.ndarray, log_odds: np.ndarray) -> np.ndarray:
     width = lo.shape[0]
     n_windows = x.shape[1] - width + 1
     if n_windows < 1:
-        raise ValueError(f"sequence length {x.shape[1]} is shorter than the motif width {width}")
+        raise DeepMRInputError(
+            f"sequence length {x.shape[1]} is shorter than the motif width {width}; use sequences of at "
+            f"least {width} bases"
+        )
     per_base = x @ lo.T  # (N, L, W): score of base at l if it sat at motif column k
     scores = np.zeros((x.shape[0], n_windows))
     for k in range(width):

@@ -15,6 +15,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from deepmr_kipoi import validation
+from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.simulate.model import ModelConfig, build_cnn
 
 logger = logging.getLogger(__name__)
@@ -63,12 +65,11 @@ class TrainConfig:
     bootstrap: bool = False
 
     def __post_init__(self):
-        if self.n_members < 2:
-            raise ValueError(f"n_members must be >= 2 for ensemble SEs, got {self.n_members}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
-        if self.max_epochs < 1 or self.patience < 1 or self.batch_size < 1:
-            raise ValueError("max_epochs, patience and batch_size must be >= 1")
+        # ensemble standard errors need at least two members
+        validation.positive_int(self.n_members, "n_members", minimum=2)
+        validation.finite_float(self.val_fraction, "val_fraction", low=0.0, high=1.0, low_open=True, high_open=True)
+        for name in ("max_epochs", "patience", "batch_size"):
+            validation.positive_int(getattr(self, name), name)
 
     def to_dict(self) -> dict:
         """Plain-dict form."""
@@ -187,11 +188,14 @@ def train_ensemble(
     x = np.asarray(onehot, dtype=np.float32)
     y = np.asarray(labels, dtype=np.float32)
     if x.ndim != 3 or x.shape[2] != 4:
-        raise ValueError(f"onehot must have shape (N, L, 4), got {x.shape}")
+        raise DeepMRInputError(f"onehot must have shape (N, L, 4), got {x.shape}; pass one-hot sequences")
     if y.ndim != 2 or y.shape[0] != x.shape[0] or y.shape[1] != mc.n_outputs:
-        raise ValueError(f"labels must have shape (N, {mc.n_outputs}) matching onehot, got {y.shape}")
+        raise DeepMRInputError(
+            f"labels must have shape (N, {mc.n_outputs}) with N = {x.shape[0]} as onehot, got {y.shape}; "
+            "give one row of labels per sequence"
+        )
     if len(feature_names) != mc.n_outputs:
-        raise ValueError(f"need {mc.n_outputs} feature names, got {len(feature_names)}")
+        raise DeepMRInputError(f"need {mc.n_outputs} feature names (one per label column), got {len(feature_names)}")
 
     rng = np.random.default_rng(tc.seed)
     perm = rng.permutation(x.shape[0])
