@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 import textwrap
 import time
@@ -94,6 +95,11 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--alphabet", default=s, help="the model's one-hot channel order, e.g. AGCT")
     g.add_argument("--weights", dest="weight_files", nargs="+", metavar="FILE", default=s,
                    help="weight files, one ensemble member each")  # fmt: skip
+    g.add_argument("--download", action="store_true", default=s,
+                   help="let Kipoi download the model's missing weight files (default: never touch "
+                   "the network)")  # fmt: skip
+    g.add_argument("--trust-model-code", dest="trust_model_code", action="store_true", default=s,
+                   help="load a Kipoi model.yaml that holds Python tags (runs code; see SECURITY.md)")
     g.add_argument("--uncertainty", choices=cfg.UNCERTAINTY_METHODS, default=s,
                    help="uncertainty method (default: the adapter's)")  # fmt: skip
     g.add_argument("--n-samples", dest="n_samples", type=int, default=s,
@@ -107,6 +113,12 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dataloader-args", dest="dataloader_args", nargs="+", metavar="KEY=VALUE",
                    default=s, help="arguments of the model's Kipoi dataloader (--sequences "
                    "dataloader), e.g. intervals_file=peaks.bed fasta_file=genome.fa")  # fmt: skip
+    g.add_argument("--iupac", choices=cfg.IUPAC_OPTIONS, default=s,
+                   help="FASTA letters other than ACGTN: refuse them, or read them as N (default "
+                   f"{d('iupac')})")  # fmt: skip
+    g.add_argument("--duplicates", choices=cfg.DUPLICATE_OPTIONS, default=s,
+                   help="BED intervals that resize to the same region: analyse once (drop, with a "
+                   f"warning) or every time (default {d('duplicates')})")  # fmt: skip
     g.add_argument("--n-sequences", dest="n_sequences", type=int, default=s,
                    help="number of reference sequences (default: 20 random / all of the file)")  # fmt: skip
     g.add_argument("--sequence-length", dest="sequence_length", type=int, default=s,
@@ -171,7 +183,11 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-figures", dest="figures", action="store_false", default=s)
     g.add_argument("--no-report", dest="report", action="store_false", default=s)
     g.add_argument("--force", action="store_true", default=s,
-                   help="replace results of a different configuration in --out")  # fmt: skip
+                   help="recompute when --out holds results of another configuration or other "
+                   "inputs; the old results are replaced only once the new run has succeeded")  # fmt: skip
+    g.add_argument("--mask-nonfinite", dest="mask_nonfinite", action="store_true", default=s,
+                   help="leave out mutants whose predictions are NaN or inf (counted in run.json "
+                   "and the report) instead of stopping")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -291,6 +307,8 @@ def _load_yaml(path: str) -> dict:
         raise DeepMRInputError(f"config file not found: {p}; check the --config path")
     try:
         data = yaml.safe_load(p.read_text()) or {}
+    except UnicodeDecodeError:
+        raise DeepMRInputError(f"{p} is not a text file; give a YAML config file") from None
     except yaml.YAMLError as err:
         raise DeepMRInputError(f"{p} is not valid YAML: {str(err).splitlines()[0]}") from None
     if not isinstance(data, dict):
@@ -298,13 +316,51 @@ def _load_yaml(path: str) -> dict:
     return data
 
 
+#: Config keys holding paths of inputs (and ``out``), made absolute so a written config.yaml works
+#: from any folder.
+_PATH_KEYS = ("fasta", "bed", "calibrator", "calibration_table", "out")
+
+
+def _absolute(value, base: Path):
+    """``value`` as an absolute path relative to ``base``; other values are left to validation."""
+    if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+        return str((base / Path(value).expanduser()).resolve())
+    return str(Path(value).expanduser()) if isinstance(value, str) and value else value
+
+
+def _absolute_model(value, base: Path):
+    """A model named by a file (``file.py:function``) or a folder, made absolute; names stay."""
+    if not isinstance(value, str):
+        return value
+    target, _, attr = value.rpartition(":")
+    if target.endswith(".py") and attr.isidentifier():
+        return f"{_absolute(target, base)}:{attr}"
+    if value.startswith((".", "~")) or os.sep in value or (base / value).is_dir():
+        return _absolute(value, base) if (base / Path(value).expanduser()).exists() else value
+    return value
+
+
+def _absolute_paths(values: dict, base: Path) -> dict:
+    out = dict(values)
+    for key in _PATH_KEYS:
+        if key in out:
+            out[key] = _absolute(out[key], base)
+    if isinstance(out.get("weight_files"), (list, tuple)):
+        out["weight_files"] = [_absolute(w, base) for w in out["weight_files"]]
+    if "model" in out:
+        out["model"] = _absolute_model(out["model"], base)
+    return out
+
+
 def _config_from_args(args: argparse.Namespace):
-    values = dict(_load_yaml(args.config)) if "config" in args else {}
+    values = {}
+    if "config" in args:
+        # paths in a config file are relative to that file's folder
+        values = _absolute_paths(_load_yaml(args.config), Path(args.config).resolve().parent)
     values.pop("config", None)
-    for key, value in vars(args).items():
-        if key in ("config", "func", "command", "quiet", "verbose"):
-            continue
-        values[key] = value
+    given = {k: v for k, v in vars(args).items()
+             if k not in ("config", "func", "command", "quiet", "verbose")}  # fmt: skip
+    values.update(_absolute_paths(given, Path.cwd()))
     if isinstance(values.get("save_effects"), str) and values["save_effects"] in ("yes", "no"):
         values["save_effects"] = values["save_effects"] == "yes"
     if isinstance(values.get("dataloader_args"), list):
@@ -354,6 +410,9 @@ def _cmd_demo(args) -> int:
 
 def _cmd_compare(args) -> int:
     from deepmr_kipoi import pipeline
+    from deepmr_kipoi.run.guard import check_out_dir
+
+    check_out_dir(Path(args.out))
 
     res = pipeline.compare(args.runs, args.out, figures=args.figures)
     if not args.quiet:

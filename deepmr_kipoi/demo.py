@@ -19,6 +19,7 @@ import pandas as pd
 
 from deepmr_kipoi import pipeline, results, sequences
 from deepmr_kipoi.errors import DeepMRInputError
+from deepmr_kipoi.run.guard import check_out_dir, remove_created
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +64,6 @@ def _weights_identity() -> list[dict]:
              "md5": hashlib.md5(p.read_bytes()).hexdigest()} for p in files]  # fmt: skip
 
 
-def _write_fasta(path: Path, ids, onehot) -> None:
-    text = "".join(f">{i}\n{s}\n" for i, s in zip(ids, sequences.decode(onehot)))
-    results.write_text(path, text)
-
-
 def run_demo(
     out: str | os.PathLike = "deepmr_demo",
     *,
@@ -99,7 +95,7 @@ def run_demo(
 
     Notes
     -----
-    The reference sequences are written to ``out/inputs/demo_sequences.fa`` and the model is named
+    The reference sequences are written to ``out/inputs/demo_sequences_<md5>.fa`` and the model is named
     by its factory, so ``deepmr run --config out/config.yaml`` repeats the run.
     """
     from deepmr_kipoi import simulate
@@ -111,9 +107,15 @@ def run_demo(
     ids, onehot = simulate.demo_sequences(n=n, seed=seed)
     truth = truth_table(simulate.demo_truth(n=n, seed=seed))
     out = Path(out)
-    fasta = out / "inputs" / "demo_sequences.fa"
+    check_out_dir(out)
+    # named by content, so an earlier demo run's input is never rewritten, and written only for
+    # this call: a refused run removes what it added
+    text = "".join(f">{i}\n{s}\n" for i, s in zip(ids, sequences.decode(onehot)))
+    fasta = out / "inputs" / f"demo_sequences_{hashlib.md5(text.encode()).hexdigest()[:10]}.fa"
+    added = [p for p in (out, out / "inputs", fasta) if not p.exists()]
     fasta.parent.mkdir(parents=True, exist_ok=True)
-    _write_fasta(fasta, ids, onehot)
+    if fasta in added:
+        results.write_text(fasta, text)
     names = set(model.feature_names)
     features = [f for f in dict.fromkeys([*truth["exposure"], *truth["outcome"]]) if f in names]
     config = pipeline.RunConfig(
@@ -136,7 +138,11 @@ def run_demo(
         "n_features": len(model.feature_names),
         "type": type(model).__name__,
     }
-    return pipeline.run(config, model=model, identity=identity, truth=truth)
+    try:
+        return pipeline.run(config, model=model, identity=identity, truth=truth)
+    except DeepMRInputError:
+        remove_created(out, False, added)
+        raise
 
 
 def headline(result: pipeline.DeepMRResult) -> str:

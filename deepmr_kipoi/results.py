@@ -188,29 +188,56 @@ class ChunkStore:
         either (where both runs know them).
     """
 
-    def __init__(self, out_dir: str | os.PathLike, config_hash: str, weights: list | None = None):
+    def __init__(self, out_dir: str | os.PathLike, config_hash: str, weights: list | None = None,
+                 inputs: dict | None = None):  # fmt: skip
         self.out_dir = Path(out_dir)
         self.dir = self.out_dir / "chunks"
         self.config_hash = config_hash
         self.weights = weights
+        self.inputs = inputs
 
     def _manifest(self) -> dict | None:
         manifest = self.dir / MANIFEST
-        return json.loads(manifest.read_text()) if manifest.exists() else None
+        if not manifest.exists():
+            return None
+        try:
+            return json.loads(manifest.read_text())
+        except ValueError:
+            return None
 
     def existing_hash(self) -> str | None:
         """The hash recorded by an earlier run in this folder, or None."""
         m = self._manifest()
         return None if m is None else m.get("config_hash")
 
-    def matches(self) -> bool:
-        """True when the folder holds no chunks yet or chunks of this configuration and weights."""
+    def has_chunks(self) -> bool:
+        """Whether any chunk of an earlier run finished here."""
+        return any(self.dir.glob("local_*.parquet"))
+
+    def mismatch(self) -> str | None:
+        """Why the chunks here are not this run's (None when they are, or when there are none).
+
+        A manifest without any finished chunk (a run that stopped before its first chunk) never
+        blocks: the next run takes it over.
+        """
+        from deepmr_kipoi.run.fingerprint import changed
+
         m = self._manifest()
-        if m is None:
-            return True
+        if m is None or not self.has_chunks():
+            return None
+        if m.get("config_hash") != self.config_hash:
+            return "results of a different configuration"
         old_weights = m.get("weights")
-        same_weights = not (old_weights and self.weights) or old_weights == self.weights
-        return m.get("config_hash") == self.config_hash and same_weights
+        if old_weights and self.weights and old_weights != self.weights:
+            return "results of other model weights"
+        diff = changed(m.get("inputs"), self.inputs or {})
+        if diff:
+            return f"results of other inputs ({', '.join(diff)} changed)"
+        return None
+
+    def matches(self) -> bool:
+        """True when the folder holds no chunks yet or chunks of this configuration and inputs."""
+        return self.mismatch() is None
 
     def prepare(self, n_chunks: int, *, force: bool = False) -> list[Path]:
         """Create the chunk folder and manifest; remove stray temporaries of killed runs.
@@ -223,15 +250,16 @@ class ChunkStore:
         Raises
         ------
         DeepMRInputError
-            When the folder holds chunks of another configuration or other weights and ``force``
+            When the folder holds chunks of another configuration or other inputs and ``force``
             is False.
         """
         created: list[Path] = []
-        if not self.matches():
+        why = self.mismatch()
+        if why is not None:
             if not force:
                 raise DeepMRInputError(
-                    f"{self.out_dir} holds results of a different configuration; choose another "
-                    "--out, or pass --force to replace them"
+                    f"{self.out_dir} holds {why}; choose another --out, or pass --force to "
+                    "recompute and replace them"
                 )
             self.clear()
         if not self.dir.exists():
@@ -240,10 +268,12 @@ class ChunkStore:
         for stray in self.dir.glob(f".*{_TMP_TAG}"):
             stray.unlink()
         manifest = self.dir / MANIFEST
-        if not manifest.exists():
+        m = self._manifest()
+        if m is None or m.get("config_hash") != self.config_hash or m.get("inputs") != self.inputs:
+            if not manifest.exists():
+                created.append(manifest)
             write_json(manifest, {"config_hash": self.config_hash, "n_chunks": int(n_chunks),
-                                  "weights": self.weights})  # fmt: skip
-            created.append(manifest)
+                                  "weights": self.weights, "inputs": self.inputs})  # fmt: skip
         return created
 
     def clear(self) -> None:

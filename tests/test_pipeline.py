@@ -289,7 +289,7 @@ def test_resume_refuses_chunks_of_other_weights(tmp_path):
 
     pipeline.run(config, model=model, identity=ident("a" * 32))
     pipeline.run(config, model=model, identity=ident("a" * 32))  # same weights: resumes
-    with pytest.raises(ValueError, match="different configuration"):
+    with pytest.raises(ValueError, match="other model weights"):
         pipeline.run(config, model=model, identity=ident("b" * 32))
 
 

@@ -12,10 +12,12 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from deepmr_kipoi import __version__, instruments, validation
 from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.mr import METHODS as MR_METHODS
+from deepmr_kipoi.sequences import DUPLICATE_OPTIONS, IUPAC_OPTIONS
 
 #: Sources of reference sequences.
 SEQUENCE_SOURCES = ("random", "fasta", "dataloader")
@@ -37,7 +39,12 @@ AUTO_EFFECTS_LIMIT = 20_000_000
 #: bootstrap (whose SE the headline inference does not use) runs with this many replicates.
 SAMPLE_N_BOOT = 2
 #: Config fields that change only the output or its display, never a number (left out of the hash).
-DISPLAY_FIELDS = ("out", "progress", "force", "figures", "report", "n_examples", "save_effects")
+DISPLAY_FIELDS = ("out", "progress", "force", "figures", "report", "n_examples", "save_effects",
+                  "download", "trust_model_code")
+#: Config fields naming input files: their contents enter the resume key (``run.fingerprint``),
+#: their paths do not, so a moved or renamed input resumes and an edited one does not.
+PATH_FIELDS = ("fasta", "bed", "calibrator", "calibration_table", "weight_files")
+
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,10 @@ class RunConfig:
         Number of MC-dropout samples.
     weight_files : tuple of str
         Weight files loaded instead of the model's own, one ensemble member each.
+    download : bool
+        Let Kipoi download a zoo model's missing weight files.
+    trust_model_code : bool
+        Load a Kipoi ``model.yaml`` that holds Python tags (runs code it names; see SECURITY.md).
     adapter : str, optional
         Registered adapter to use instead of the one found by the model's name.
     sequences : {"random", "fasta", "dataloader"}
@@ -70,6 +81,10 @@ class RunConfig:
     dataloader_args : dict, optional
         Arguments for the model's default Kipoi dataloader (``sequences="dataloader"``), on top of
         its ``model.yaml`` defaults, e.g. ``{"intervals_file": ..., "fasta_file": ...}``.
+    iupac : {"refuse", "n"}
+        FASTA letters other than A, C, G, T, N: refused, or read as N (not mutated).
+    duplicates : {"drop", "keep"}
+        BED intervals that resize to the same region: analysed once (with a warning) or every time.
     n_sequences : int, optional
         Number of reference sequences (default 20 random ones; all of a FASTA; all BED intervals).
     sequence_length : int, optional
@@ -133,7 +148,11 @@ class RunConfig:
     progress : bool
         tqdm progress bars.
     force : bool
-        Replace chunk files of a different configuration in ``out`` instead of refusing.
+        Recompute when ``out`` holds results of another configuration or other inputs; the new
+        run replaces the old one only once it has succeeded.
+    mask_nonfinite : bool
+        Leave out mutants whose predictions are NaN or inf (counted in ``run.json`` and the report)
+        instead of stopping the run.
     """
 
     model: str | None = None
@@ -142,11 +161,15 @@ class RunConfig:
     uncertainty: str | None = None
     n_samples: int | None = None
     weight_files: tuple[str, ...] = ()
+    download: bool = False
+    trust_model_code: bool = False
     adapter: str | None = None
     sequences: str = "random"
     fasta: str | None = None
     bed: str | None = None
     dataloader_args: dict | None = None
+    iupac: str = "refuse"
+    duplicates: str = "drop"
     n_sequences: int | None = None
     sequence_length: int | None = None
     exposures: tuple[str, ...] = ()
@@ -178,6 +201,7 @@ class RunConfig:
     report: bool = True
     progress: bool = True
     force: bool = False
+    mask_nonfinite: bool = False
 
     def to_dict(self) -> dict:
         """The config as plain JSON/YAML-friendly values."""
@@ -290,10 +314,14 @@ def validate(config: RunConfig) -> RunConfig:
         else v.choice(c.uncertainty, UNCERTAINTY_METHODS, "uncertainty method"),
         n_samples=_optional_int(c.n_samples, "n_samples"),
         weight_files=_names(c.weight_files, "weight_files"),
+        download=v.boolean(c.download, "download"),
+        trust_model_code=v.boolean(c.trust_model_code, "trust_model_code"),
         adapter=v.optional_text(c.adapter, "adapter"),
         sequences=v.choice(c.sequences, SEQUENCE_SOURCES, "sequence source"),
         fasta=v.optional_text(c.fasta, "fasta"),
         bed=v.optional_text(c.bed, "bed"),
+        iupac=v.choice(c.iupac, IUPAC_OPTIONS, "iupac option"),
+        duplicates=v.choice(c.duplicates, DUPLICATE_OPTIONS, "duplicates option"),
         n_sequences=_optional_int(c.n_sequences, "n_sequences"),
         sequence_length=_optional_int(c.sequence_length, "sequence_length"),
         exposures=_names(c.exposures, "exposures"),
@@ -325,6 +353,7 @@ def validate(config: RunConfig) -> RunConfig:
         report=v.boolean(c.report, "report"),
         progress=v.boolean(c.progress, "progress"),
         force=v.boolean(c.force, "force"),
+        mask_nonfinite=v.boolean(c.mask_nonfinite, "mask_nonfinite"),
     )  # fmt: skip
 
 
@@ -333,7 +362,8 @@ def config_hash(config: RunConfig, identity: dict, feature_names: Sequence[str],
 
     Of the model it takes the name, sample count and features: the same model loaded through
     another route (the demo, or ``deepmr run --config`` of its written config) keeps its hash.
-    Weight files are compared separately by md5 where known (:func:`weights_signature`).
+    Input paths (``PATH_FIELDS``, and a model that is a file or folder) are left out: their
+    contents are compared separately (:mod:`deepmr_kipoi.run.fingerprint`).
 
     Parameters
     ----------
@@ -349,11 +379,15 @@ def config_hash(config: RunConfig, identity: dict, feature_names: Sequence[str],
         16 hex digits.
     """
     d = config.to_dict()
-    for k in DISPLAY_FIELDS:
+    for k in DISPLAY_FIELDS + PATH_FIELDS:
         d.pop(k, None)
+    model = {k: identity.get(k) for k in ("name", "n_samples", "n_features")}
+    if is_path_model(config.model):
+        d.pop("model", None)
+        model.pop("name")
     payload = {
         "config": d,
-        "model": {k: identity.get(k) for k in ("name", "n_samples", "n_features")},
+        "model": model,
         "features": list(feature_names),
         "n_sequences": n_seq,
         "version": __version__,
@@ -365,3 +399,11 @@ def weights_signature(identity: dict) -> list[str] | None:
     """Sorted md5s of the model's weight files, or None where they are not known."""
     md5s = [w.get("md5") for w in identity.get("weights") or []]
     return sorted(md5s) if md5s and all(md5s) else None
+
+
+def is_path_model(spec: str | None) -> bool:
+    """Whether ``spec`` names a model by a file or folder (``file.py:function`` or a directory)."""
+    if not spec:
+        return False
+    target = spec.rpartition(":")[0] if spec.rpartition(":")[0].endswith(".py") else spec
+    return target.endswith(".py") or Path(target).is_dir()

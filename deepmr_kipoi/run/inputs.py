@@ -14,7 +14,6 @@ import importlib
 import importlib.util
 import inspect
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,35 +78,95 @@ def _is_factory_spec(spec: str) -> bool:
     )
 
 
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _factory_arguments(factory, spec: str, config: RunConfig) -> dict:
+    """The run settings a factory accepts; refuse settings it cannot take and arguments it needs."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        params = {}
+    offered = {"seed": config.seed, "n_samples": config.n_samples, "uncertainty": config.uncertainty}
+    for key, option in (("n_samples", "--n-samples"), ("uncertainty", "--uncertainty")):
+        if offered[key] is not None and key not in params:
+            raise DeepMRInputError(
+                f"{option} does not apply to the model factory {spec} (it takes no {key!r} "
+                f"argument); drop {option} or add the argument to the factory"
+            )
+    needed = [n for n, p in params.items() if p.default is inspect.Parameter.empty
+              and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in offered]  # fmt: skip
+    if needed:
+        raise DeepMRInputError(
+            f"the model factory {spec} needs the argument(s) {', '.join(needed)}; give them "
+            "defaults (it is called with only seed, n_samples and uncertainty where it accepts them)"
+        )
+    return {k: v for k, v in offered.items() if k in params and v is not None}
+
+
 def _load_factory(spec: str, config: RunConfig):
     target, _, attr = spec.rpartition(":")
-    if target.endswith(".py"):
-        path = Path(target)
-        if not path.is_file():
-            raise DeepMRInputError(f"model factory file not found: {target}; check the --model path")
-        name = "deepmr_factory_" + hashlib.md5(str(path.resolve()).encode()).hexdigest()[:12]
-        mod_spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(mod_spec)
-        mod_spec.loader.exec_module(module)
-    else:
-        try:
+    try:
+        if target.endswith(".py"):
+            path = Path(target)
+            if not path.is_file():
+                raise DeepMRInputError(f"model factory file not found: {target}; check the --model path")
+            name = "deepmr_factory_" + hashlib.md5(str(path.resolve()).encode()).hexdigest()[:12]
+            mod_spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(mod_spec)
+            mod_spec.loader.exec_module(module)
+        else:
             module = importlib.import_module(target)
-        except ImportError as err:
-            raise DeepMRInputError(f"cannot import model factory module {target!r}: {err}") from None
+    except DeepMRInputError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the user's module failed to import; say which and why
+        raise DeepMRInputError(
+            f"cannot import the model factory module {target} ({_one_line(err)}); fix that file"
+        ) from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise DeepMRInputError(f"{spec!r}: {attr!r} is not a function in {target}")
-    accepted = inspect.signature(factory).parameters
-    kwargs = {
-        k: v
-        for k, v in (
-            ("seed", config.seed),
-            ("n_samples", config.n_samples),
-            ("uncertainty", config.uncertainty),
+    kwargs = _factory_arguments(factory, spec, config)
+    try:
+        model = factory(**kwargs)
+    except Exception as err:  # noqa: BLE001 - the user's factory failed; name it, not our code
+        raise DeepMRInputError(f"the model factory {spec} raised {_one_line(err)}; fix the factory") from None
+    if not (hasattr(model, "predict_samples") and hasattr(model, "feature_names")):
+        raise DeepMRInputError(
+            f"the model factory {spec} returned {type(model).__name__}, not a PredictiveModel (an "
+            "object with feature_names and predict_samples, e.g. predictive.DeepEnsemble); return one"
         )
-        if k in accepted and v is not None
-    }
-    return factory(**kwargs)
+    return model
+
+
+def check_applicable(config: RunConfig, model) -> None:
+    """Refuse options that do not apply to the loaded model, instead of ignoring them.
+
+    Raises
+    ------
+    DeepMRInputError
+        ``n_samples`` for a deep ensemble (its sample count is its member count).
+    """
+    from deepmr_kipoi.predictive import DeepEnsemble
+
+    if config.n_samples is not None and isinstance(model, DeepEnsemble):
+        raise DeepMRInputError(
+            f"--n-samples applies to MC dropout, but the model is a deep ensemble of "
+            f"{model.n_samples} members; drop --n-samples"
+        )
+
+
+def sequence_source(config: RunConfig) -> str:
+    """Where a run's reference sequences come from, in words (for ``run.json``)."""
+    if config.fasta and config.bed:
+        return "FASTA regions of BED intervals"
+    if config.fasta:
+        return "FASTA records"
+    if config.sequences == "dataloader":
+        return "the model's Kipoi dataloader"
+    return "seeded random sequences"
 
 
 def load_model(config: RunConfig):
@@ -135,6 +194,12 @@ def load_model(config: RunConfig):
             "adapter (see `deepmr adapters`) or a Python factory module:function"
         )
     identity: dict = {"name": spec, "source": config.source}
+    if spec.startswith(("./", "../", "/", "~")) and not _is_factory_spec(spec) \
+            and not Path(spec).expanduser().exists():  # fmt: skip
+        raise DeepMRInputError(
+            f"model folder not found: {spec}; check the --model path (a Kipoi model directory holds "
+            "a model.yaml)"
+        )
     if _is_factory_spec(spec):
         model = _load_factory(spec, config)
         identity["source"] = "python"
@@ -154,11 +219,15 @@ def load_model(config: RunConfig):
             seed=config.seed,
             weight_files=weights,
             adapter=config.adapter,
+            download=config.download,
+            trust_model_code=config.trust_model_code,
+            download_option="--download",
         )
         if weights:
             identity["weights"] = [{"path": str(w), "md5": _md5(Path(w))} for w in weights]
         try:
-            desc = kipoi_models.describe_model(spec, source=config.source)
+            desc = kipoi_models.describe_model(spec, source=config.source,
+                                               trust_model_code=config.trust_model_code)  # fmt: skip
         except Exception as err:  # noqa: BLE001 - the description is provenance only
             logger.debug("describe_model(%s) failed: %s", spec, err)
             desc = None
@@ -239,13 +308,21 @@ def load_sequences(config: RunConfig, model_length: int | None):
                 raise DeepMRInputError(f"BED file not found: {bed}; check the --bed path")
             if length is None:
                 raise DeepMRInputError("the model does not declare its input length; pass --sequence-length")
-            ids, onehot = seqmod.read_fasta_bed(fasta, bed, int(length), n=n, seed=config.seed)
+            ids, onehot = _text_input(seqmod.read_fasta_bed, (fasta, bed), int(length), n=n,
+                                      seed=config.seed, iupac=config.iupac,
+                                      duplicates=config.duplicates)  # fmt: skip
         else:
-            ids, onehot = _read_fasta_checked(seqmod, fasta, length)
+            ids, onehot = _read_fasta_checked(seqmod, fasta, length, config.iupac)
             if n is not None:
                 ids, onehot = ids[: int(n)], onehot[: int(n)]
     elif source == "dataloader":
-        ids, onehot = _dataloader_sequences(config, n)
+        from deepmr_kipoi import kipoi_models
+
+        if not config.model or _is_factory_spec(config.model):
+            raise DeepMRInputError("--sequences dataloader needs a Kipoi model (--model NAME or DIR)")
+        ids, onehot = kipoi_models.dataloader_sequences(
+            config.model, source=config.source, dataloader_args=config.dataloader_args, n=n,
+            trust_model_code=config.trust_model_code)  # fmt: skip
     else:
         if length is None:
             raise DeepMRInputError("the model does not declare its input length; pass --sequence-length")
@@ -264,9 +341,31 @@ def load_sequences(config: RunConfig, model_length: int | None):
     return ids, onehot
 
 
-def _read_fasta_checked(seqmod, fasta: Path, length: int | None):
+def _text_input(reader, paths, *args, **kwargs):
+    """Call ``reader(*paths, *args)``; a binary or mis-encoded file is named in one line."""
     try:
-        return seqmod.read_fasta(fasta)
+        return reader(*paths, *args, **kwargs)
+    except UnicodeDecodeError:
+        for p in paths:
+            try:
+                with open(p, "rb") as fh:
+                    head = fh.read(2)
+                if head != b"\x1f\x8b":  # gzip is read as such
+                    Path(p).read_text()
+            except UnicodeDecodeError:
+                raise DeepMRInputError(
+                    f"{p} is not a text file (binary or not UTF-8); give a plain or gzipped text file"
+                ) from None
+        raise DeepMRInputError(
+            f"{', '.join(map(str, paths))}: not readable as text; give plain or gzipped text files"
+        ) from None
+
+
+def _read_fasta_checked(seqmod, fasta: Path, length: int | None, iupac: str = "refuse"):
+    try:
+        return _text_input(seqmod.read_fasta, (fasta,), iupac=iupac)
+    except DeepMRInputError:
+        raise
     except ValueError as err:
         if "different lengths" in str(err):
             want = f"{length} bp each" if length else "one length"
@@ -274,64 +373,6 @@ def _read_fasta_checked(seqmod, fasta: Path, length: int | None):
                 f"the sequences in {fasta} have different lengths; give sequences of {want}"
             ) from None
         raise
-
-
-def _dataloader_sequences(config: RunConfig, n: int | None):
-    """Reference sequences from the model's default Kipoi dataloader, converted to ACGT (N, L, 4).
-
-    The dataloader gets ``config.dataloader_args`` on top of its ``model.yaml`` defaults (e.g.
-    ``intervals_file`` and ``fasta_file`` for kipoiseq's interval dataloaders); the first ``n``
-    sequences it yields are used, named ``chrom:start-end`` where it reports ranges.
-    """
-    from deepmr_kipoi import kipoi_models
-    from deepmr_kipoi import sequences as seqmod
-    from deepmr_kipoi._kipoi_compat import import_kipoi, kipoi_output_to_log
-
-    if not config.model or _is_factory_spec(config.model):
-        raise DeepMRInputError("--sequences dataloader needs a Kipoi model (--model NAME or DIR)")
-    desc = kipoi_models.describe_model(config.model, source=config.source)
-    if desc.dataloader is None or desc.layout is None:
-        raise DeepMRInputError(
-            f"{config.model} has no default dataloader of one-hot sequences; pass --fasta (with --bed)"
-        )
-    kipoi = import_kipoi()
-    with kipoi_output_to_log():
-        dl = kipoi.get_model_descr(desc.model_dir, source="dir").default_dataloader
-        if hasattr(dl, "get"):
-            factory = dl.get()
-        else:
-            path = os.path.normpath(os.path.join(desc.model_dir, dl))
-            factory = kipoi.get_dataloader_factory(path, source="dir")
-    try:
-        loader = factory(**dict(config.dataloader_args or {}))
-    except TypeError as err:
-        raise DeepMRInputError(
-            f"the dataloader of {config.model} rejected its arguments ({err}); give them as "
-            "--dataloader-args KEY=VALUE (e.g. intervals_file=peaks.bed fasta_file=genome.fa)"
-        ) from None
-    ids: list[str] = []
-    parts: list[np.ndarray] = []
-    total = 0
-    for batch in loader.batch_iter(batch_size=64):
-        x = batch["inputs"]
-        if isinstance(x, dict):
-            x = x[desc.input_name]
-        x = np.asarray(x)
-        meta = batch.get("metadata") or {}
-        ranges = meta.get("ranges", meta) if isinstance(meta, dict) else {}
-        if all(k in ranges for k in ("chr", "start", "end")):
-            ids += [f"{c}:{s}-{e}" for c, s, e in zip(ranges["chr"], ranges["start"], ranges["end"])]
-        else:
-            ids += [f"dataloader_{total + i}" for i in range(len(x))]
-        parts.append(x)
-        total += len(x)
-        if n is not None and total >= n:
-            break
-    if not parts:
-        raise DeepMRInputError(f"the dataloader of {config.model} yielded no sequences")
-    x = np.concatenate(parts)[: n if n is not None else None]
-    onehot = seqmod.reorder_alphabet(seqmod.from_layout(x, desc.layout), desc.alphabet, "ACGT")
-    return ids[: len(onehot)], onehot
 
 
 @dataclass(frozen=True)
@@ -399,7 +440,13 @@ def load_calibration(config: RunConfig, model, feature_names: list[str]) -> Cali
         path = Path(config.calibrator)
         if not path.is_file():
             raise DeepMRInputError(f"calibrator file not found: {path}; check the --calibrator path")
-        cal = calibration.load(path)
+        try:
+            cal = calibration.load(path)
+        except (ValueError, KeyError, TypeError) as err:
+            raise DeepMRInputError(
+                f"{path} is not a saved calibrator ({_one_line(err)[:120]}); give a file written by "
+                "calibration.save"
+            ) from None
         scale = np.asarray(cal.se_scale, dtype=np.float64)
         names = getattr(cal, "feature_names", None)
         full = np.ones(n_feat)
@@ -510,7 +557,12 @@ def fit_calibration(model, onehot: np.ndarray, labels: np.ndarray, columns: Sequ
 def _read_table(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise DeepMRInputError(f"table not found: {path}; check the path")
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    sep = "\t" if path.suffix in (".tsv", ".txt") else ","
-    return pd.read_csv(path, sep=sep)
+    try:
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path)
+        sep = "\t" if path.suffix in (".tsv", ".txt") else ","
+        return pd.read_csv(path, sep=sep)
+    except (ValueError, OSError) as err:  # a parser's or pyarrow's complaint about the file
+        raise DeepMRInputError(
+            f"{path} is not a readable table ({_one_line(err)[:120]}); give CSV, TSV or Parquet"
+        ) from None

@@ -32,12 +32,16 @@ class SequenceSet:
         Half-open ISM window.
     ids : tuple of str
         The first 1000 ids.
+    source : str
+        Where they came from: FASTA records, FASTA regions of BED intervals, the model's Kipoi
+        dataloader, or seeded random sequences.
     """
 
     n: int
     length: int
     window: tuple[int, int]
     ids: tuple[str, ...]
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,8 @@ class RunRecord:
     timings_s : dict
         Seconds per step.
     finished : str or None
+    nonfinite : dict
+        Sequences and mutants with NaN/inf predictions left out (``mask_nonfinite``; else 0).
     """
 
     deepmr_kipoi_version: str
@@ -100,6 +106,7 @@ class RunRecord:
     figures: tuple[str, ...] = ()
     timings_s: dict = dataclasses.field(default_factory=dict)
     finished: str | None = None
+    nonfinite: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """``run.json``'s content: nested plain values, lists instead of tuples."""
@@ -112,7 +119,8 @@ class RunRecord:
         kw = {k: v for k, v in d.items() if k in names}
         kw["features"] = FeatureSet(*(tuple(d["features"][k]) for k in ("exposures", "outcomes")))
         s = d["sequences"]
-        kw["sequences"] = SequenceSet(s["n"], s["length"], tuple(s["window"]), tuple(s["ids"]))
+        kw["sequences"] = SequenceSet(s["n"], s["length"], tuple(s["window"]), tuple(s["ids"]),
+                                      s.get("source", ""))
         c = d["chunks"]
         kw["chunks"] = ChunkInfo(c["n"], c["size"], tuple(c["resumed"]))
         kw["warnings"] = tuple(d.get("warnings") or ())

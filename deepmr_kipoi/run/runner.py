@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import platform
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ import pandas as pd
 
 from deepmr_kipoi import __version__, instruments, results
 from deepmr_kipoi.errors import DeepMRInputError
-from deepmr_kipoi.run import aggregate, inputs, local
+from deepmr_kipoi.run import aggregate, checks, guard, inputs, local
 from deepmr_kipoi.run.config import (
     AUTO_EFFECTS_LIMIT,
     RunConfig,
@@ -36,6 +35,7 @@ from deepmr_kipoi.run.config import (
     weights_signature,
 )
 from deepmr_kipoi.run.effects import chunk_effects
+from deepmr_kipoi.run.fingerprint import input_fingerprint
 from deepmr_kipoi.run.record import ChunkInfo, FeatureSet, RunRecord, SequenceSet, versions
 
 logger = logging.getLogger(__name__)
@@ -70,6 +70,10 @@ class RunPlan:
     spread : ndarray of float64, shape (F,)
         Every feature's spread over the reference sequences (``instruments.feature_spread``), the
         unit of the instrument floor and of the directionality check.
+    inputs : dict
+        Content md5 per input (:func:`~deepmr_kipoi.run.fingerprint.input_fingerprint`).
+    sequence_source : str
+        Where the reference sequences came from, in words (for ``run.json``).
     """
 
     config: RunConfig
@@ -88,6 +92,8 @@ class RunPlan:
     save_effects: bool
     config_hash: str
     spread: np.ndarray
+    inputs: dict = dataclasses.field(default_factory=dict)
+    sequence_source: str = ""
 
     @property
     def n_sequences(self) -> int:
@@ -194,16 +200,19 @@ def make_plan(config: RunConfig, model=None, identity: dict | None = None, *,
     feature_names = tuple(str(f) for f in model.feature_names)
     s = int(getattr(model, "n_samples", 0) or 0)
     if s < 2:
+        hint = getattr(model, "uncertainty_hint", None) or (
+            "an ensemble (--uncertainty ensemble, several members) or MC dropout "
+            "(--uncertainty mc_dropout --n-samples 30)")  # fmt: skip
         raise DeepMRInputError(
             f"the model gives {s} prediction per input, so mutation effects have no standard error; "
-            "add uncertainty: an ensemble (--uncertainty ensemble, several members) or MC dropout "
-            "(--uncertainty mc_dropout --n-samples 30)"
+            f"add uncertainty: {hint}"
         )
     if config.sample_split and s < 4:
         raise DeepMRInputError(
             f"sample splitting needs at least 4 model samples (2 to select, 2 to estimate), the "
             f"model has {s}; drop --sample-split or use more samples"
         )
+    inputs.check_applicable(config, model)
     exposures = inputs.select_features(config.exposures, feature_names, "exposure")
     outcomes = inputs.select_features(config.outcomes, feature_names, "outcome")
     if not any(e != o for e in exposures for o in outcomes):
@@ -240,7 +249,8 @@ def make_plan(config: RunConfig, model=None, identity: dict | None = None, *,
     spread = instruments.feature_spread(reference)
     return RunPlan(config, model, identity, feature_names, tuple(exposures), tuple(outcomes), used,
                    tuple(seq_ids), onehot, window, cal, chunk_size, bounds, bool(save_effects), chash,
-                   spread)  # fmt: skip
+                   spread, input_fingerprint(config, identity, seq_ids, onehot),
+                   inputs.sequence_source(config))  # fmt: skip
 
 
 def compute_chunk(plan: RunPlan, ci: int, on_progress: Callable[[int], None] | None = None,
@@ -266,8 +276,14 @@ def compute_chunk(plan: RunPlan, ci: int, on_progress: Callable[[int], None] | N
     used = list(plan.used)
     at = {f: i for i, f in enumerate(used)}
     tick = time.perf_counter()
-    eff = chunk_effects(plan.model, plan.onehot[a:b], plan.window, batch_size=config.batch_size,
-                        features=used, on_progress=on_progress)  # fmt: skip
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # non-finite outputs are
+        # checked (and named) just below, so numpy's own warnings about them would only be noise
+        eff = chunk_effects(plan.model, plan.onehot[a:b], plan.window, batch_size=config.batch_size,
+                            features=used, on_progress=on_progress)  # fmt: skip
+    eff, nonfinite = checks.check_outputs(eff, range(len(used)),
+                                          [at[e] for e in plan.exposures],
+                                          [plan.feature_names[f] for f in used],
+                                          mask=config.mask_nonfinite)  # fmt: skip
     if timings is not None:
         timings["ism"] = timings.get("ism", 0.0) + time.perf_counter() - tick
     tick = time.perf_counter()
@@ -291,7 +307,8 @@ def compute_chunk(plan: RunPlan, ci: int, on_progress: Callable[[int], None] | N
     if timings is not None:
         timings["mr"] = timings.get("mr", 0.0) + time.perf_counter() - tick
     keep = idx if plan.save_effects else idx[idx < config.n_examples]
-    arrays: dict = {"n_masked": np.asarray(eff.n_masked)}
+    arrays: dict = {"n_masked": np.asarray(eff.n_masked),
+                    "n_nonfinite": np.asarray([nonfinite.n_sequences, nonfinite.n_mutants])}
     if len(keep):
         rows = keep - a
         arrays.update(
@@ -317,20 +334,24 @@ def _read_chunk(store: results.ChunkStore, ci: int, plan: RunPlan) -> ChunkResul
     arrays = store.read_arrays(ci) or {}
     if "sample_estimate" not in arrays:
         return None
+    arrays.setdefault("n_masked", np.asarray(0))
+    arrays.setdefault("n_nonfinite", np.zeros(2, dtype=np.int64))
     samples = local.SampleEstimates(tuple(plan.config.methods), arrays.pop("sample_estimate"))
     return ChunkResult(store.read_local(ci), arrays, samples)
 
 
 def _merge_arrays(parts: list[dict]) -> dict:
     n_masked = sum(int(p["n_masked"]) for p in parts)
+    n_nonfinite = np.sum([np.asarray(p.get("n_nonfinite", (0, 0))) for p in parts], axis=0)
     parts = [p for p in parts if "mean" in p]
     if not parts:
-        return {"n_masked": n_masked}
+        return {"n_masked": n_masked, "n_nonfinite": n_nonfinite}
     out = {k: np.concatenate([p[k] for p in parts], axis=0)
            for k in ("sequence_index", "mean", "se", "instrument_mask", "alt_bases")}  # fmt: skip
     out["reference"] = np.concatenate([p["reference"] for p in parts], axis=1)
     out["positions"] = parts[0]["positions"]
     out["n_masked"] = n_masked
+    out["n_nonfinite"] = n_nonfinite
     return out
 
 
@@ -377,17 +398,22 @@ def run(
     created: list[Path] = []
     made_dir = False
     computed: list[int] = []
+    lock = stage = None
     try:
         store = None
         if out_dir is not None:
-            if out_dir.exists() and not out_dir.is_dir():
-                raise DeepMRInputError(f"--out {out_dir} exists and is not a folder; choose another --out")
+            guard.check_out_dir(out_dir)
             if not out_dir.exists():
                 out_dir.mkdir(parents=True)
                 made_dir = True
-            store = results.ChunkStore(out_dir, plan.config_hash, weights=weights_signature(plan.identity))
-            if config.force and not store.matches():
-                results.clear_outputs(out_dir)
+            lock = guard.RunLock(out_dir).acquire()
+            store = _store(plan, out_dir)
+            if not store.matches():
+                if not config.force:
+                    store.prepare(len(plan.bounds))  # refuses, naming what differs
+                # the old run stays whole until the new one has succeeded
+                stage = guard.staging_dir(out_dir)
+                store = _store(plan, stage)
             created += store.prepare(len(plan.bounds), force=config.force)
         chunks, resumed = _run_chunks(plan, store, created, computed, on_chunk, timings)
         local_table = pd.concat([c.local for c in chunks], ignore_index=True)
@@ -408,19 +434,31 @@ def run(
         arrays = _merge_arrays([c.arrays for c in chunks])
         warns = aggregate.plain_warnings(glob, calibrated=plan.calibration is not None,
                                          n_masked=int(arrays["n_masked"]), level=config.level)  # fmt: skip
+        n_bad_seq, n_bad_mut = (int(x) for x in arrays["n_nonfinite"])
+        if n_bad_mut:
+            warns.append(f"{n_bad_mut} mutants of {n_bad_seq} sequences had NaN or inf predictions "
+                         "and were left out (--mask-nonfinite).")  # fmt: skip
         for w in warns:
             logger.warning(w)
         record = _record(plan, resumed, warns, truth, started)
+        record = dataclasses.replace(record, nonfinite={"sequences": n_bad_seq, "mutants": n_bad_mut})
         if out_dir is not None:
-            record = _write_outputs(plan, out_dir, glob, local_table, arrays, record, truth,
+            record = _write_outputs(plan, stage or out_dir, glob, local_table, arrays, record, truth,
                                     timings, created, started)  # fmt: skip
+            if stage is not None:
+                guard.swap_in(stage, out_dir)
         else:
             timings["total"] = time.time() - started
             record = dataclasses.replace(record, timings_s=timings)
     except DeepMRInputError:
+        if lock is not None:
+            lock.release()
         if not computed:
-            _clean_up(out_dir, made_dir, created)
+            guard.remove_created(stage or out_dir, made_dir or stage is not None, created)
         raise
+    finally:
+        if lock is not None:
+            lock.release()
     return DeepMRResult(glob, local_table, config, record, tuple(warns), out_dir)
 
 
@@ -434,7 +472,8 @@ def _record(plan: RunPlan, resumed, warns, truth, started: float) -> RunRecord:
         model=plan.identity,
         features=FeatureSet(tuple(names[i] for i in plan.exposures),
                             tuple(names[i] for i in plan.outcomes)),  # fmt: skip
-        sequences=SequenceSet(n_seq, int(plan.onehot.shape[1]), plan.window, plan.seq_ids[:1000]),
+        sequences=SequenceSet(n_seq, int(plan.onehot.shape[1]), plan.window, plan.seq_ids[:1000],
+                              plan.sequence_source),
         seeds={"sequences": config.seed, "model": config.seed, "bootstrap": config.seed},
         chunks=ChunkInfo(len(plan.bounds), plan.chunk_size, tuple(resumed)),
         calibration=None if cal is None else {
@@ -449,17 +488,9 @@ def _record(plan: RunPlan, resumed, warns, truth, started: float) -> RunRecord:
     )
 
 
-def _clean_up(out_dir: Path | None, made_dir: bool, created: list[Path]) -> None:
-    if out_dir is None:
-        return
-    if made_dir:
-        shutil.rmtree(out_dir, ignore_errors=True)
-        return
-    for p in reversed(created):
-        if p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-        elif p.exists():
-            p.unlink()
+def _store(plan: RunPlan, folder: Path) -> results.ChunkStore:
+    return results.ChunkStore(folder, plan.config_hash, weights=weights_signature(plan.identity),
+                              inputs=plan.inputs)  # fmt: skip
 
 
 def _run_chunks(plan: RunPlan, store, created: list, computed: list, on_chunk, timings):

@@ -1,0 +1,121 @@
+"""Checks of a model's outputs before local MR uses them: non-finite predictions and zero SEs.
+
+A model that returns NaN or inf for some inputs would otherwise shift the estimates silently (the
+affected fits report too few instruments); a model whose samples agree exactly gives zero effect
+SEs, which no instrument threshold can fix. Both stop the run with one line naming the features,
+unless non-finite outputs are explicitly masked (``mask_nonfinite``): then every mutant with a
+non-finite effect on any used feature is left out (NaN), and the count is reported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from deepmr_kipoi.errors import DeepMRInputError
+
+
+@dataclass(frozen=True)
+class NonFinite:
+    """Non-finite model outputs found in one chunk.
+
+    Attributes
+    ----------
+    features : tuple of str
+        Used features with a non-finite reference prediction or mutation effect.
+    n_sequences : int
+        Sequences with at least one non-finite value.
+    n_mutants : int
+        Mutants (sequence, position, alternative base) with a non-finite effect on a used feature.
+    """
+
+    features: tuple[str, ...]
+    n_sequences: int
+    n_mutants: int
+
+
+def find_nonfinite(eff, used: Sequence[int], feature_names: Sequence[str]) -> NonFinite:
+    """Locate non-finite outputs among the used features of a chunk's effects.
+
+    Parameters
+    ----------
+    eff : ChunkEffects
+        ``mean``/``se`` of shape (n, W, 3, F), ``reference`` of shape (S, n, F), ``is_n`` (n, W).
+    used : sequence of int
+        Feature indices the run uses.
+    feature_names : sequence of str, length F
+
+    Returns
+    -------
+    NonFinite
+    """
+    used = list(used)
+    bad_mut = ~(np.isfinite(eff.mean[..., used]) & np.isfinite(eff.se[..., used]))  # (n, W, 3, U)
+    bad_mut &= ~np.asarray(eff.is_n, dtype=bool)[:, :, None, None]
+    bad_ref = ~np.isfinite(np.asarray(eff.reference)[..., used]).all(axis=0)  # (n, U)
+    per_feature = bad_mut.any(axis=(0, 1, 2)) | bad_ref.any(axis=0)
+    per_sequence = bad_mut.any(axis=(1, 2, 3)) | bad_ref.any(axis=1)
+    return NonFinite(tuple(feature_names[u] for u, b in zip(used, per_feature) if b),
+                     int(per_sequence.sum()), int(bad_mut.any(axis=-1).sum()))  # fmt: skip
+
+
+def check_outputs(eff, used: Sequence[int], exposures: Sequence[int], feature_names: Sequence[str],
+                  *, mask: bool = False):  # fmt: skip
+    """Refuse (or mask) non-finite outputs and refuse exposures whose effect SEs are all zero.
+
+    Parameters
+    ----------
+    eff : ChunkEffects
+    used, exposures : sequence of int
+        Feature indices the run uses / its exposures.
+    feature_names : sequence of str, length F
+    mask : bool
+        Set the mean and SE of every mutant with a non-finite effect on a used feature to NaN
+        (never an instrument) instead of refusing.
+
+    Returns
+    -------
+    eff : ChunkEffects
+        Unchanged, or with the non-finite mutants masked.
+    found : NonFinite
+
+    Raises
+    ------
+    DeepMRInputError
+        Non-finite outputs without ``mask``; an exposure whose effect SE is zero for every mutant.
+    """
+    found = find_nonfinite(eff, used, feature_names)
+    if found.features and not mask:
+        raise DeepMRInputError(
+            f"the model returned NaN or inf for feature(s) {', '.join(found.features)} "
+            f"({found.n_sequences} sequences, {found.n_mutants} mutants); fix the model or its "
+            "input, or pass --mask-nonfinite to leave those mutants out"
+        )
+    if found.features:
+        bad = ~(np.isfinite(eff.mean[..., list(used)]) & np.isfinite(eff.se[..., list(used)])).all(-1)
+        bad |= ~np.isfinite(np.asarray(eff.reference)[..., list(used)]).all(axis=(0, 2))[:, None, None]
+        mean, se = eff.mean.copy(), eff.se.copy()
+        mean[bad], se[bad] = np.nan, np.nan
+        changes = {"mean": mean, "se": se}
+        if getattr(eff, "samples", None) is not None:
+            samples = eff.samples.copy()
+            samples[:, bad] = np.nan
+            changes["samples"] = samples
+        eff = dataclasses.replace(eff, **changes)
+    mutated = ~np.asarray(eff.is_n, dtype=bool)
+    zero = []
+    for e in exposures:
+        se = eff.se[..., e][mutated]
+        se = se[np.isfinite(se)]
+        if se.size and not (se > 0).any():
+            zero.append(feature_names[e])
+    if zero:
+        raise DeepMRInputError(
+            f"every mutation effect on {', '.join(zero)} has standard error 0: the model's "
+            "samples agree exactly (identical ensemble members, or dropout inactive at "
+            "prediction); give the model real uncertainty (this is not a --z problem)"
+        )
+    return eff, found
