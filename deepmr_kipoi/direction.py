@@ -55,7 +55,7 @@ def verdicts(table: pd.DataFrame) -> pd.Series:
             out.append(f"{r.outcome} -> {r.exposure}")
         else:
             out.append("neither")
-    return pd.Series(out, index=table.index, name="direction", dtype=object)
+    return pd.Series(out, index=table.index, name="direction")
 
 
 def robust_disagreement(table: pd.DataFrame) -> pd.Series:

@@ -187,10 +187,11 @@ def feature_spread(reference) -> np.ndarray:
     reference = np.asarray(reference, dtype=np.float64)
     if reference.ndim != 3:
         raise DeepMRInputError(f"reference must have shape (S, N, F), got {reference.shape}")
-    mean = reference.mean(axis=0)
-    if mean.shape[0] < 2:
-        return np.full(mean.shape[1], np.nan)
-    return mean.std(axis=0, ddof=1)
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite outputs are checked elsewhere
+        mean = reference.mean(axis=0)
+        if mean.shape[0] < 2:
+            return np.full(mean.shape[1], np.nan)
+        return mean.std(axis=0, ddof=1)
 
 
 def directional(bx, by, spread_x, spread_y) -> np.ndarray:
