@@ -22,10 +22,11 @@ MIN_INSTRUMENTS = {
 #: Methods built on per-instrument ratio estimates ``b_y / b_x`` (need every ``b_x != 0``).
 RATIO_METHODS = ("weighted_median", "simple_median", "weighted_mode")
 
-OK, TOO_FEW, NONFINITE, BAD_SE, ALL_BX_ZERO, BX_ZERO, COLLINEAR, NUMERICAL = range(8)
+OK, TOO_FEW, NONFINITE, BAD_SE, ALL_BX_ZERO, BX_ZERO, COLLINEAR, NUMERICAL, SELF_PAIR = range(9)
 
 #: Reason codes of the batched API: code -> plain words. Cells with a code other than 0 are NaN.
-#: When several apply, the lowest non-zero code in the order 2, 3, 1, 4, 5, 6, 7 is reported.
+#: When several apply, the lowest non-zero code in the order 2, 3, 1, 4, 5, 6, 7 is reported
+#: (``mr.all_pairs``: 8 before all others).
 REASONS = {
     OK: "ok",
     TOO_FEW: "too few instruments for this method",
@@ -35,6 +36,7 @@ REASONS = {
     BX_ZERO: "b_x is zero for a selected instrument: its ratio estimate is undefined",
     COLLINEAR: "all |b_x| are equal: the MR-Egger slope and intercept are not identifiable",
     NUMERICAL: "the estimate or its standard error came out non-finite",
+    SELF_PAIR: "exposure and outcome are the same feature (mr.all_pairs excludes the pair)",
 }
 
 #: ``sum w (x - mean_w x)**2 <= COLLINEAR_RTOL * sum w x**2`` counts as collinear in MR-Egger.

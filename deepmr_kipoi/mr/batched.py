@@ -182,15 +182,52 @@ def _closed_form(method, bx, by, sx, sy, mask, lead, k, drop_invalid, level):
         bad_se = s(fin_x & ~vx, None) + s(None, fin_y & ~vy)
         _set_reason(reason, nonfinite > 0, C.NONFINITE)
         _set_reason(reason, bad_se > 0, C.BAD_SE)
-    _set_reason(reason, n < C.MIN_INSTRUMENTS[method], C.TOO_FEW)
 
     sy2 = sy * sy
     w = 1.0 / sy2
     wy = w * by
     bxm = s.mask_x(bx)
-    sxx = s(bxm * bx, w, x_masked=True)
-    sxy = s(bxm, wy, x_masked=True)
-    syy = s(None, wy * by)
+    t = dict(sxx=s(bxm * bx, w, x_masked=True), sxy=s(bxm, wy, x_masked=True), syy=s(None, wy * by))
+    if method == "egger":
+        abxm = np.abs(bxm)
+        inv_vx = 1.0 / (sx * sx)
+        t.update(
+            sw=s(None, w), sx=s(abxm, w, x_masked=True), sy=s(C.sign0(bx), wy),
+            sv=s(inv_vx, sy2), svz=s(abxm * inv_vx, sy, x_masked=True),
+            svzz=s(abxm * np.abs(bx) * inv_vx, None, x_masked=True),
+        )  # fmt: skip
+    out = closed_form_stats(method, t, n, reason, level)
+    return out, n, reason
+
+
+def closed_form_stats(method, t, n, reason, level, *, inference=True) -> dict:
+    """IVW, IVW-FE or MR-Egger statistics from their sufficient statistics (array code).
+
+    Parameters
+    ----------
+    method : {"ivw", "ivw_fe", "egger"}
+    t : dict of ndarray, each broadcasting to the cell shape ``(...)``
+        Sums over each cell's selected instruments, with ``w = 1 / se_y**2``: ``sxx = sum w bx**2``,
+        ``sxy = sum w bx by``, ``syy = sum w by**2``; for Egger also ``sw = sum w``,
+        ``sx = sum w |bx|``, ``sy = sum w sign0(bx) by`` and, for I^2_GX (optional, NaN without
+        them), ``sv = sum se_y**2 / se_x**2``, ``svz = sum |bx| se_y / se_x**2``,
+        ``svzz = sum bx**2 / se_x**2``.
+    n : ndarray of int, shape (...)
+        Selected instruments per cell.
+    reason : ndarray of int8, shape (...)
+        Reason codes, updated in place (too few instruments, all ``b_x`` zero, collinear, numerical).
+    level : float
+    inference : bool
+        False: only ``estimate``, ``se``, ``q``, ``residual_se`` (and the Egger intercept and its
+        SE) are returned, without intervals and p-values.
+
+    Returns
+    -------
+    dict of ndarray
+        Fields of :class:`MRBatchResult`; cells are not yet NaN-masked by ``reason``.
+    """
+    _set_reason(reason, n < C.MIN_INSTRUMENTS[method], C.TOO_FEW)
+    sxx, sxy, syy = t["sxx"], t["sxy"], t["syy"]
     _set_reason(reason, ~(sxx > 0), C.ALL_BX_ZERO)
     out = {}
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -201,17 +238,16 @@ def _closed_form(method, bx, by, sx, sy, mask, lead, k, drop_invalid, level):
             sigma = np.sqrt(q / df)
             se_fixed = 1.0 / np.sqrt(sxx)
             se = se_fixed * np.maximum(1.0, sigma) if method == "ivw" else se_fixed
-            lo, hi, p = C.normal_inference(b, se, level)
-            out.update(estimate=b, se=se, ci_low=lo, ci_high=hi, pvalue=p)
+            out.update(estimate=b, se=se)
+            if inference:
+                lo, hi, p = C.normal_inference(b, se, level)
+                out.update(ci_low=lo, ci_high=hi, pvalue=p)
         else:
-            abxm = np.abs(bxm)
-            sw = s(None, w)
-            sx_ = s(abxm, w, x_masked=True)
-            sy_ = s(C.sign0(bx), wy)
-            mx, my = sx_ / sw, sy_ / sw
-            cxx = sxx - sx_ * mx
-            cxy = sxy - sx_ * my
-            cyy = syy - sy_ * my
+            sw = t["sw"]
+            mx, my = t["sx"] / sw, t["sy"] / sw
+            cxx = sxx - t["sx"] * mx
+            cxy = sxy - t["sx"] * my
+            cyy = syy - t["sy"] * my
             _set_reason(reason, ~(cxx > C.COLLINEAR_RTOL * sxx), C.COLLINEAR)
             slope = cxy / cxx
             icpt = my - slope * mx
@@ -221,22 +257,20 @@ def _closed_form(method, bx, by, sx, sy, mask, lead, k, drop_invalid, level):
             inflate = np.maximum(1.0, sigma)
             se = np.sqrt(1.0 / cxx) * inflate
             icpt_se = np.sqrt(1.0 / sw + mx * mx / cxx) * inflate
-            lo, hi, p = C.t_inference(slope, se, df, level)
-            _, _, ip = C.t_inference(icpt, icpt_se, df, level)
-            # I^2_GX: z = |b_x| / se_y with weights v = (se_y / se_x)**2
-            inv_vx = 1.0 / (sx * sx)
-            sv = s(inv_vx, sy2)
-            svz = s(abxm * inv_vx, sy, x_masked=True)
-            svzz = s(abxm * np.abs(bx) * inv_vx, None, x_masked=True)
-            qgx = svzz - svz * svz / sv
-            i2 = 100.0 * np.maximum(0.0, (qgx - (n - 1)) / qgx)
-            out.update(
-                estimate=slope, se=se, ci_low=lo, ci_high=hi, pvalue=p, intercept=icpt,
-                intercept_se=icpt_se, intercept_pvalue=ip, i2_gx=i2,
-            )  # fmt: skip
-        out.update(q=q, q_df=df.astype(np.float64), q_pvalue=C.chi2_sf(q, df), residual_se=sigma)
+            out.update(estimate=slope, se=se, intercept=icpt, intercept_se=icpt_se)
+            if inference:
+                lo, hi, p = C.t_inference(slope, se, df, level)
+                _, _, ip = C.t_inference(icpt, icpt_se, df, level)
+                out.update(ci_low=lo, ci_high=hi, pvalue=p, intercept_pvalue=ip)
+            if "sv" in t:
+                # I^2_GX: z = |b_x| / se_y with weights v = (se_y / se_x)**2
+                qgx = t["svzz"] - t["svz"] * t["svz"] / t["sv"]
+                out["i2_gx"] = 100.0 * np.maximum(0.0, (qgx - (n - 1)) / qgx)
+        out.update(q=q, residual_se=sigma)
+        if inference:
+            out.update(q_df=df.astype(np.float64), q_pvalue=C.chi2_sf(q, df))
     _set_reason(reason, ~(np.isfinite(out["estimate"]) & np.isfinite(out["se"])), C.NUMERICAL)
-    return out, n, reason
+    return out
 
 
 def _draws(seed, cell_ids, counts, shape_fn, kmax):
