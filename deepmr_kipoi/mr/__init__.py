@@ -56,12 +56,12 @@ from deepmr_kipoi.mr._results import (
     MRBatchResult,
     MRResult,
 )
-from deepmr_kipoi.mr.pairwise import PAIR_METHODS, PairEstimates, all_pairs
 from deepmr_kipoi.mr.batched import run_batched
 from deepmr_kipoi.mr.egger import egger, i2_gx
 from deepmr_kipoi.mr.ivw import ivw, ivw_fe
 from deepmr_kipoi.mr.median import simple_median, weighted_median
 from deepmr_kipoi.mr.mode import weighted_mode
+from deepmr_kipoi.mr.pairwise import PAIR_METHODS, PairEstimates, all_pairs
 
 #: Scalar estimator by method name.
 ESTIMATORS = {

@@ -52,7 +52,8 @@ from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.mr import _common as C
 from deepmr_kipoi.mr._results import BATCH_FLOAT_FIELDS, MRBatchResult
 from deepmr_kipoi.mr.batched import closed_form_stats
-from deepmr_kipoi.validation import choice, level as check_level, positive_int
+from deepmr_kipoi.validation import choice
+from deepmr_kipoi.validation import level as check_level
 
 logger = logging.getLogger(__name__)
 
