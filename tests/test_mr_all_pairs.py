@@ -119,3 +119,22 @@ def test_all_pairs_rejects_bad_input(rng):
         mr.all_pairs(b, se, methods=("weighted_median",))
     with pytest.raises(DeepMRInputError, match="pair_mask"):
         mr.all_pairs(b, se, pair_mask=np.ones((2, 2, 2, 2), dtype=bool))
+
+
+@pytest.mark.parametrize("method", ["weighted_median", "simple_median"])
+def test_median_analytic_se_matches_monte_carlo_sd(method):
+    """Homogeneous valid instruments: the analytic SE is the sampling SD of the estimate."""
+    rng = np.random.default_rng(5)
+    cells, k, theta = 2000, 80, 0.4
+    bx_true = rng.uniform(0.3, 1.0, k) * rng.choice([-1, 1], k)
+    se_bx = np.full(k, 0.01)
+    se_by = rng.uniform(0.05, 0.2, k)
+    bx = bx_true + se_bx * rng.standard_normal((cells, k))
+    by = theta * bx_true + se_by * rng.standard_normal((cells, k))
+    res = mr.run_batched(method, bx, by, se_bx, se_by, se_method="analytic")
+    sd = np.std(res.estimate, ddof=1)
+    assert np.mean(res.se) == pytest.approx(sd, rel=0.08)
+    boot = mr.run_batched(method, bx[:50], by[:50], se_bx, se_by, n_boot=400, seed=1)
+    assert np.median(boot.se / res.se[:50]) == pytest.approx(1.0, rel=0.15)
+    with pytest.raises(DeepMRInputError, match="se_method='analytic' is available"):
+        mr.run_batched("weighted_mode", bx[:2], by[:2], se_bx, se_by, se_method="analytic")

@@ -40,10 +40,12 @@ import math
 import numpy as np
 from tqdm.auto import tqdm
 
+from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.mr import _common as C
 from deepmr_kipoi.mr._results import BATCH_FLOAT_FIELDS, MRBatchResult
 from deepmr_kipoi.mr.median import bootstrap_medians, ratio_weights, weighted_median_rows
 from deepmr_kipoi.mr.mode import bootstrap_modes, mode_rows, ratio_se
+from deepmr_kipoi.validation import choice
 
 logger = logging.getLogger(__name__)
 
@@ -284,7 +286,7 @@ def _draws(seed, cell_ids, counts, shape_fn, kmax):
 
 def _sorted_methods(
     method, bx, by, sx, sy, mask, lead, k, drop_invalid, level, n_boot, seed, weights, phi,
-    progress,
+    progress, se_method="bootstrap",
 ):  # fmt: skip
     full = tuple(lead) + (k,)
     views = [np.broadcast_to(a, full) for a in (bx, by, sx, sy)]
@@ -331,7 +333,7 @@ def _sorted_methods(
             ratio = np.where(slot, cby / cbx, np.inf)
             e, s = _cells_estimate(
                 method, cbx, cby, csx, csy, ratio, slot, ids[ok], cnt_ok, kmax, kind, n_boot,
-                seed, phi,
+                seed, phi, se_method,
             )  # fmt: skip
             est[ids[ok]] = e
             se[ids[ok]] = s
@@ -349,8 +351,9 @@ def _sorted_methods(
 
 
 def _cells_estimate(
-    method, bx, by, sx, sy, ratio, slot, cell_ids, counts, kmax, kind, n_boot, seed, phi
-):
+    method, bx, by, sx, sy, ratio, slot, cell_ids, counts, kmax, kind, n_boot, seed, phi,
+    se_method="bootstrap",
+):  # fmt: skip
     """Point estimates and bootstrap SEs of compacted cells (instruments in the first slots)."""
     per_block = max(1, BOOT_ELEMENTS // (n_boot * kmax))
     if method == "weighted_mode":
@@ -367,6 +370,8 @@ def _cells_estimate(
         return est, se
     w = np.where(slot, ratio_weights(bx, by, sx, sy, kind), 0.0)
     est = weighted_median_rows(ratio, w)
+    if se_method == "analytic":
+        return est, median_analytic_se(w, np.where(slot, ratio_se(bx, by, sx, sy), 1.0))
     se = np.empty(len(cell_ids))
     for b in range(0, len(cell_ids), per_block):
         sl = slice(b, b + per_block)
@@ -374,6 +379,33 @@ def _cells_estimate(
         boot = bootstrap_medians(bx[sl], by[sl], sx[sl], sy[sl], w[sl], z)
         se[sl] = np.std(boot, axis=1, ddof=1)
     return est, se
+
+
+def median_analytic_se(weights: np.ndarray, ratio_se_: np.ndarray) -> np.ndarray:
+    """Analytic (asymptotic) SE of the weighted median of ratio estimates, per row.
+
+    Approximation, named: linearisation of the weighted-median estimating equation
+    ``sum_j w_j (1[r_j <= m] - 1/2) = 0`` at the true effect under the model that every instrument
+    is valid and homogeneous, each ratio ``r_j ~ N(theta, s_j**2)`` independently (``s_j`` the
+    second-order ratio SE): the equation's variance is ``sum w_j**2 / 4`` and its slope
+    ``sum w_j phi(0) / s_j``, so ``SE = sqrt(pi / 2 * sum w_j**2) / sum(w_j / s_j)`` for weights
+    normalised to sum 1 (for equal ``s_j`` and weights: ``sqrt(pi / 2) s / sqrt(K)``, the classic
+    median efficiency). Heterogeneity between instruments beyond their SEs is not reflected
+    (the parametric bootstrap reflects it only through the spread of the observed ratios).
+
+    Parameters
+    ----------
+    weights : ndarray, shape (R, k)
+        Non-negative weights (0 in unused slots).
+    ratio_se_ : ndarray, shape (R, k)
+        Ratio SEs ``s_j`` (any positive value in unused slots).
+
+    Returns
+    -------
+    ndarray, shape (R,)
+    """
+    wn = weights / weights.sum(axis=-1, keepdims=True)
+    return np.sqrt(0.5 * np.pi * np.sum(wn * wn, axis=-1)) / np.sum(wn / ratio_se_, axis=-1)
 
 
 def run_batched(
@@ -391,6 +423,7 @@ def run_batched(
     phi: float = 1.0,
     drop_invalid: bool = False,
     progress: bool = False,
+    se_method: str = "bootstrap",
 ) -> MRBatchResult:
     """Run one MR method over every cell of broadcast instrument arrays.
 
@@ -423,6 +456,10 @@ def run_batched(
         from their cell instead of making the cell NaN (reason 2 or 3).
     progress : bool
         Show a progress bar over chunks (sorting estimators).
+    se_method : {"bootstrap", "analytic"}
+        SE of the weighted and simple median: the parametric bootstrap of the R packages, or the
+        analytic (asymptotic) SE of :func:`median_analytic_se`, which needs no draws (``n_boot``
+        and ``seed`` are then unused). The weighted mode has the bootstrap only.
 
     Returns
     -------
@@ -432,7 +469,7 @@ def run_batched(
 
     Raises
     ------
-    ValueError
+    DeepMRInputError
         Unknown method or options, or arrays that do not broadcast.
     """
     C.check_method(method)
@@ -442,17 +479,23 @@ def run_batched(
         C.seed_sequence(seed)
         weights = C.check_weights(weights)
         phi = C.check_phi(phi)
+    se_method = choice(se_method, ("bootstrap", "analytic"), "se_method")
+    if se_method == "analytic" and method not in ("weighted_median", "simple_median"):
+        raise DeepMRInputError(
+            f"se_method='analytic' is available for weighted_median and simple_median, not "
+            f"{method}; use se_method='bootstrap'"
+        )
     arrays = [np.asarray(a, dtype=np.float64) for a in (bx, by, se_bx, se_by)]
     m = None if mask is None else np.asarray(mask, dtype=bool)
     shapes = [a.shape for a in arrays] + ([] if m is None else [m.shape])
     if any(len(sh) == 0 for sh in shapes):
-        raise ValueError(
+        raise DeepMRInputError(
             "bx, by, se_bx, se_by and mask need an instrument axis (last axis, length K)."
         )
     try:
         full = np.broadcast_shapes(*shapes)
     except ValueError:
-        raise ValueError(
+        raise DeepMRInputError(
             f"shapes {shapes} of bx, by, se_bx, se_by (and mask) do not broadcast; give arrays "
             "shaped (..., K), e.g. bx (N, E, 1, K) and by (N, 1, O, K)."
         ) from None
@@ -468,7 +511,7 @@ def run_batched(
     else:
         out, n, reason = _sorted_methods(
             method, bx_, by_, sx_, sy_, m, lead, k, drop_invalid, level, n_boot, seed, weights,
-            phi, progress,
+            phi, progress, se_method,
         )  # fmt: skip
     bad = reason != C.OK
     fields = {}
