@@ -145,7 +145,7 @@ def main(argv=None) -> int:
           f"{t_meta:7.1f} s")  # fmt: skip
     total = time.perf_counter() - t_all - t_gen
     print(f"TOTAL MR + global step: {total:7.1f} s wall ({total / 60:.1f} min; target <= 10 min), "
-          f"{cpu_s() - c_all:.0f} s CPU incl. simulation")  # fmt: skip
+          f"{cpu_s() - c_all:.1f} s CPU incl. simulation")  # fmt: skip
     print(f"PEAK RSS: {rss_gib():.2f} GiB (target <= 8 GiB)")
     for m in METHODS:
         mean, var = stats[m]
