@@ -49,6 +49,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
+from deepmr_kipoi.errors import DeepMRInputError
+
 logger = logging.getLogger(__name__)
 
 METHODS = ("REML", "DL", "PM")
@@ -173,17 +175,17 @@ class MetaBatchResult:
 def _check_options(method: str, test: str, level: float, tol: float, maxiter: int) -> str:
     method_u = str(method).upper()
     if method_u not in METHODS:
-        raise ValueError(f"method={method!r} is not supported; use one of {METHODS}.")
+        raise DeepMRInputError(f"method={method!r} is not supported; use one of {METHODS}.")
     if test not in TESTS:
-        raise ValueError(
+        raise DeepMRInputError(
             f"test={test!r} is not supported; use 'z' (Wald) or 'knha' (Knapp-Hartung)."
         )
     if not (0.0 < float(level) < 1.0):
-        raise ValueError(f"level={level!r} must be a fraction in (0, 1), e.g. 0.95 (not 95).")
+        raise DeepMRInputError(f"level={level!r} must be a fraction in (0, 1), e.g. 0.95 (not 95).")
     if not (float(tol) > 0.0):
-        raise ValueError(f"tol={tol!r} must be positive, e.g. 1e-12.")
+        raise DeepMRInputError(f"tol={tol!r} must be positive, e.g. 1e-12.")
     if int(maxiter) < 1:
-        raise ValueError(f"maxiter={maxiter!r} must be a positive integer, e.g. 1000.")
+        raise DeepMRInputError(f"maxiter={maxiter!r} must be a positive integer, e.g. 1000.")
     return method_u
 
 
@@ -535,7 +537,7 @@ def random_effects_batched(
 
     Raises
     ------
-    ValueError
+    DeepMRInputError
         On unknown options or shapes that do not broadcast.
     """
     method_u = _check_options(method, test, level, tol, maxiter)
@@ -543,11 +545,11 @@ def random_effects_batched(
     s = np.asarray(ses, dtype=np.float64)
     m = np.ones((1,), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
     if y.ndim == 0 or s.ndim == 0:
-        raise ValueError("estimates and ses must have a study axis (last axis, length k).")
+        raise DeepMRInputError("estimates and ses must have a study axis (last axis, length k).")
     try:
         y, s, m = np.broadcast_arrays(y, s, m)
     except ValueError:
-        raise ValueError(
+        raise DeepMRInputError(
             f"estimates {y.shape}, ses {s.shape} and mask {m.shape} do not broadcast; "
             "give arrays shaped (..., k)."
         ) from None
@@ -624,22 +626,22 @@ def random_effects(
 
     Raises
     ------
-    ValueError
+    DeepMRInputError
         On shape mismatch, no studies, non-finite estimates, or non-finite or non-positive SEs.
     """
     y = np.asarray(estimates, dtype=np.float64)
     s = np.asarray(ses, dtype=np.float64)
     if y.ndim != 1 or s.shape != y.shape:
-        raise ValueError(
+        raise DeepMRInputError(
             f"estimates {y.shape} and ses {s.shape} must be 1-d of equal length; "
             "use random_effects_batched for arrays."
         )
     if y.size == 0:
-        raise ValueError("no studies: estimates and ses are empty; give at least one study.")
+        raise DeepMRInputError("no studies: estimates and ses are empty; give at least one study.")
     if not np.all(np.isfinite(y)):
-        raise ValueError("estimates contain NaN or infinite values; drop those studies first.")
+        raise DeepMRInputError("estimates contain NaN or infinite values; drop those studies first.")
     if not np.all(np.isfinite(s) & (s > 0.0)):
-        raise ValueError("ses must be finite and positive; drop studies with zero or missing SEs.")
+        raise DeepMRInputError("ses must be finite and positive; drop studies with zero or missing SEs.")
     b = random_effects_batched(
         y[None], s[None], method=method, test=test, level=level, tol=tol, maxiter=maxiter
     )

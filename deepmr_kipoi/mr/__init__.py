@@ -15,6 +15,11 @@ Batched API (many cells; degenerate cells are NaN with a code in ``REASONS``)::
 
     b = mr.run_batched("egger", bx, by, se_bx, se_by, mask, n_boot=1000, seed=0, level=0.95)
 
+All exposure x outcome pairs (IVW, IVW-FE, Egger as matrix products; optional sample axis)::
+
+    res = mr.all_pairs(b, se, mask=mask)        # b (N, F, K) or (S, N, F, K): all ordered pairs
+    res["egger"].estimate                       # (N, F, F) or (S, N, F, F)
+
 Minimum instruments (``MIN_INSTRUMENTS``): 2 for IVW and IVW-FE (the residual SE needs one degree of
 freedom), 3 for the others, as TwoSampleMR. Every method also needs finite values and positive SEs
 for all selected instruments and a non-zero ``b_x`` somewhere; the ratio methods (medians, mode)
@@ -56,6 +61,7 @@ from deepmr_kipoi.mr.egger import egger, i2_gx
 from deepmr_kipoi.mr.ivw import ivw, ivw_fe
 from deepmr_kipoi.mr.median import simple_median, weighted_median
 from deepmr_kipoi.mr.mode import weighted_mode
+from deepmr_kipoi.mr.pairwise import PAIR_METHODS, PairEstimates, all_pairs
 
 #: Scalar estimator by method name.
 ESTIMATORS = {
@@ -71,6 +77,7 @@ __all__ = [
     "ESTIMATORS",
     "METHODS",
     "MIN_INSTRUMENTS",
+    "PAIR_METHODS",
     "REASONS",
     "EggerResult",
     "IVWResult",
@@ -78,6 +85,8 @@ __all__ = [
     "MRResult",
     "MedianResult",
     "ModeResult",
+    "PairEstimates",
+    "all_pairs",
     "egger",
     "i2_gx",
     "ivw",

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
+from deepmr_kipoi.errors import DeepMRInputError
+
 METHODS = ("ivw", "ivw_fe", "egger", "weighted_median", "simple_median", "weighted_mode")
 
 #: Fewest instruments each method accepts, as in TwoSampleMR (IVW needs 2 for its residual SE,
@@ -22,10 +24,11 @@ MIN_INSTRUMENTS = {
 #: Methods built on per-instrument ratio estimates ``b_y / b_x`` (need every ``b_x != 0``).
 RATIO_METHODS = ("weighted_median", "simple_median", "weighted_mode")
 
-OK, TOO_FEW, NONFINITE, BAD_SE, ALL_BX_ZERO, BX_ZERO, COLLINEAR, NUMERICAL = range(8)
+OK, TOO_FEW, NONFINITE, BAD_SE, ALL_BX_ZERO, BX_ZERO, COLLINEAR, NUMERICAL, SELF_PAIR = range(9)
 
 #: Reason codes of the batched API: code -> plain words. Cells with a code other than 0 are NaN.
-#: When several apply, the lowest non-zero code in the order 2, 3, 1, 4, 5, 6, 7 is reported.
+#: When several apply, the lowest non-zero code in the order 2, 3, 1, 4, 5, 6, 7 is reported
+#: (``mr.all_pairs``: 8 before all others).
 REASONS = {
     OK: "ok",
     TOO_FEW: "too few instruments for this method",
@@ -35,6 +38,7 @@ REASONS = {
     BX_ZERO: "b_x is zero for a selected instrument: its ratio estimate is undefined",
     COLLINEAR: "all |b_x| are equal: the MR-Egger slope and intercept are not identifiable",
     NUMERICAL: "the estimate or its standard error came out non-finite",
+    SELF_PAIR: "exposure and outcome are the same feature (mr.all_pairs excludes the pair)",
 }
 
 #: ``sum w (x - mean_w x)**2 <= COLLINEAR_RTOL * sum w x**2`` counts as collinear in MR-Egger.
@@ -43,26 +47,26 @@ COLLINEAR_RTOL = 1e-12
 
 def check_method(method: str) -> str:
     if method not in METHODS:
-        raise ValueError(f"unknown MR method {method!r}; choose one of {', '.join(METHODS)}.")
+        raise DeepMRInputError(f"unknown MR method {method!r}; choose one of {', '.join(METHODS)}.")
     return method
 
 
 def check_level(level: float) -> float:
     level = float(level)
     if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level}; e.g. level=0.95.")
+        raise DeepMRInputError(f"level must be in (0, 1), got {level}; e.g. level=0.95.")
     return level
 
 
 def check_n_boot(n_boot: int) -> int:
     if int(n_boot) != n_boot or n_boot < 2:
-        raise ValueError(f"n_boot must be an integer >= 2, got {n_boot!r}; e.g. n_boot=1000.")
+        raise DeepMRInputError(f"n_boot must be an integer >= 2, got {n_boot!r}; e.g. n_boot=1000.")
     return int(n_boot)
 
 
 def check_weights(weights: str) -> str:
     if weights not in ("second", "first"):
-        raise ValueError(
+        raise DeepMRInputError(
             f"weights must be 'second' (TwoSampleMR) or 'first' (MendelianRandomization), "
             f"got {weights!r}."
         )
@@ -72,7 +76,7 @@ def check_weights(weights: str) -> str:
 def check_phi(phi: float) -> float:
     phi = float(phi)
     if not (np.isfinite(phi) and phi > 0):
-        raise ValueError(f"phi must be a positive bandwidth multiplier, got {phi}; e.g. phi=1.")
+        raise DeepMRInputError(f"phi must be a positive bandwidth multiplier, got {phi}; e.g. phi=1.")
     return phi
 
 
@@ -82,7 +86,7 @@ def seed_sequence(seed, spawn_key: tuple[int, ...] = ()) -> np.random.SeedSequen
         return np.random.SeedSequence(seed.entropy, spawn_key=tuple(seed.spawn_key) + spawn_key)
     if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0:
         return np.random.SeedSequence(int(seed), spawn_key=spawn_key)
-    raise ValueError(
+    raise DeepMRInputError(
         f"seed must be a non-negative int or a numpy SeedSequence, got {seed!r}; e.g. seed=0."
     )
 
@@ -101,36 +105,36 @@ def as_instruments(bx, by, se_bx, se_by, method: str) -> tuple[np.ndarray, ...]:
     arrays = [np.asarray(a, dtype=np.float64) for a in (bx, by, se_bx, se_by)]
     shapes = [a.shape for a in arrays]
     if any(a.ndim != 1 for a in arrays) or len(set(shapes)) != 1:
-        raise ValueError(
+        raise DeepMRInputError(
             f"bx, by, se_bx and se_by must be 1-d arrays of equal length, got shapes {shapes}; "
             "use mr.run_batched for arrays of many instrument sets."
         )
     for name, a in zip(("bx", "by", "se_bx", "se_by"), arrays):
         bad = ~np.isfinite(a)
         if bad.any():
-            raise ValueError(
+            raise DeepMRInputError(
                 f"{name} is NaN or infinite for instrument(s) {_positions(bad)}; "
                 "drop those instruments first."
             )
     for name, a in zip(("se_bx", "se_by"), arrays[2:]):
         bad = a <= 0
         if bad.any():
-            raise ValueError(
+            raise DeepMRInputError(
                 f"{name} is zero or negative for instrument(s) {_positions(bad)}; "
                 "standard errors must be positive."
             )
     n = arrays[0].size
     need = MIN_INSTRUMENTS[method]
     if n < need:
-        raise ValueError(
+        raise DeepMRInputError(
             f"{method} needs at least {need} instruments, got {n}; "
             "select more instruments or use a method that needs fewer."
         )
     bx_ = arrays[0]
     if np.all(bx_ == 0):
-        raise ValueError("all b_x are zero: the instruments carry no information on the exposure.")
+        raise DeepMRInputError("all b_x are zero: the instruments carry no information on the exposure.")
     if method in RATIO_METHODS and np.any(bx_ == 0):
-        raise ValueError(
+        raise DeepMRInputError(
             f"b_x is zero for instrument(s) {_positions(bx_ == 0)}: their ratio estimates b_y/b_x "
             f"are undefined for {method}; drop those instruments."
         )

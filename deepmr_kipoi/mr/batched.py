@@ -40,10 +40,12 @@ import math
 import numpy as np
 from tqdm.auto import tqdm
 
+from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.mr import _common as C
 from deepmr_kipoi.mr._results import BATCH_FLOAT_FIELDS, MRBatchResult
 from deepmr_kipoi.mr.median import bootstrap_medians, ratio_weights, weighted_median_rows
 from deepmr_kipoi.mr.mode import bootstrap_modes, mode_rows, ratio_se
+from deepmr_kipoi.validation import choice
 
 logger = logging.getLogger(__name__)
 
@@ -182,15 +184,52 @@ def _closed_form(method, bx, by, sx, sy, mask, lead, k, drop_invalid, level):
         bad_se = s(fin_x & ~vx, None) + s(None, fin_y & ~vy)
         _set_reason(reason, nonfinite > 0, C.NONFINITE)
         _set_reason(reason, bad_se > 0, C.BAD_SE)
-    _set_reason(reason, n < C.MIN_INSTRUMENTS[method], C.TOO_FEW)
 
     sy2 = sy * sy
     w = 1.0 / sy2
     wy = w * by
     bxm = s.mask_x(bx)
-    sxx = s(bxm * bx, w, x_masked=True)
-    sxy = s(bxm, wy, x_masked=True)
-    syy = s(None, wy * by)
+    t = dict(sxx=s(bxm * bx, w, x_masked=True), sxy=s(bxm, wy, x_masked=True), syy=s(None, wy * by))
+    if method == "egger":
+        abxm = np.abs(bxm)
+        inv_vx = 1.0 / (sx * sx)
+        t.update(
+            sw=s(None, w), sx=s(abxm, w, x_masked=True), sy=s(C.sign0(bx), wy),
+            sv=s(inv_vx, sy2), svz=s(abxm * inv_vx, sy, x_masked=True),
+            svzz=s(abxm * np.abs(bx) * inv_vx, None, x_masked=True),
+        )  # fmt: skip
+    out = closed_form_stats(method, t, n, reason, level)
+    return out, n, reason
+
+
+def closed_form_stats(method, t, n, reason, level, *, inference=True) -> dict:
+    """IVW, IVW-FE or MR-Egger statistics from their sufficient statistics (array code).
+
+    Parameters
+    ----------
+    method : {"ivw", "ivw_fe", "egger"}
+    t : dict of ndarray, each broadcasting to the cell shape ``(...)``
+        Sums over each cell's selected instruments, with ``w = 1 / se_y**2``: ``sxx = sum w bx**2``,
+        ``sxy = sum w bx by``, ``syy = sum w by**2``; for Egger also ``sw = sum w``,
+        ``sx = sum w |bx|``, ``sy = sum w sign0(bx) by`` and, for I^2_GX (optional, NaN without
+        them), ``sv = sum se_y**2 / se_x**2``, ``svz = sum |bx| se_y / se_x**2``,
+        ``svzz = sum bx**2 / se_x**2``.
+    n : ndarray of int, shape (...)
+        Selected instruments per cell.
+    reason : ndarray of int8, shape (...)
+        Reason codes, updated in place (too few instruments, all ``b_x`` zero, collinear, numerical).
+    level : float
+    inference : bool
+        False: only ``estimate``, ``se``, ``q``, ``residual_se`` (and the Egger intercept and its
+        SE) are returned, without intervals and p-values.
+
+    Returns
+    -------
+    dict of ndarray
+        Fields of :class:`MRBatchResult`; cells are not yet NaN-masked by ``reason``.
+    """
+    _set_reason(reason, n < C.MIN_INSTRUMENTS[method], C.TOO_FEW)
+    sxx, sxy, syy = t["sxx"], t["sxy"], t["syy"]
     _set_reason(reason, ~(sxx > 0), C.ALL_BX_ZERO)
     out = {}
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -201,17 +240,16 @@ def _closed_form(method, bx, by, sx, sy, mask, lead, k, drop_invalid, level):
             sigma = np.sqrt(q / df)
             se_fixed = 1.0 / np.sqrt(sxx)
             se = se_fixed * np.maximum(1.0, sigma) if method == "ivw" else se_fixed
-            lo, hi, p = C.normal_inference(b, se, level)
-            out.update(estimate=b, se=se, ci_low=lo, ci_high=hi, pvalue=p)
+            out.update(estimate=b, se=se)
+            if inference:
+                lo, hi, p = C.normal_inference(b, se, level)
+                out.update(ci_low=lo, ci_high=hi, pvalue=p)
         else:
-            abxm = np.abs(bxm)
-            sw = s(None, w)
-            sx_ = s(abxm, w, x_masked=True)
-            sy_ = s(C.sign0(bx), wy)
-            mx, my = sx_ / sw, sy_ / sw
-            cxx = sxx - sx_ * mx
-            cxy = sxy - sx_ * my
-            cyy = syy - sy_ * my
+            sw = t["sw"]
+            mx, my = t["sx"] / sw, t["sy"] / sw
+            cxx = sxx - t["sx"] * mx
+            cxy = sxy - t["sx"] * my
+            cyy = syy - t["sy"] * my
             _set_reason(reason, ~(cxx > C.COLLINEAR_RTOL * sxx), C.COLLINEAR)
             slope = cxy / cxx
             icpt = my - slope * mx
@@ -221,22 +259,20 @@ def _closed_form(method, bx, by, sx, sy, mask, lead, k, drop_invalid, level):
             inflate = np.maximum(1.0, sigma)
             se = np.sqrt(1.0 / cxx) * inflate
             icpt_se = np.sqrt(1.0 / sw + mx * mx / cxx) * inflate
-            lo, hi, p = C.t_inference(slope, se, df, level)
-            _, _, ip = C.t_inference(icpt, icpt_se, df, level)
-            # I^2_GX: z = |b_x| / se_y with weights v = (se_y / se_x)**2
-            inv_vx = 1.0 / (sx * sx)
-            sv = s(inv_vx, sy2)
-            svz = s(abxm * inv_vx, sy, x_masked=True)
-            svzz = s(abxm * np.abs(bx) * inv_vx, None, x_masked=True)
-            qgx = svzz - svz * svz / sv
-            i2 = 100.0 * np.maximum(0.0, (qgx - (n - 1)) / qgx)
-            out.update(
-                estimate=slope, se=se, ci_low=lo, ci_high=hi, pvalue=p, intercept=icpt,
-                intercept_se=icpt_se, intercept_pvalue=ip, i2_gx=i2,
-            )  # fmt: skip
-        out.update(q=q, q_df=df.astype(np.float64), q_pvalue=C.chi2_sf(q, df), residual_se=sigma)
+            out.update(estimate=slope, se=se, intercept=icpt, intercept_se=icpt_se)
+            if inference:
+                lo, hi, p = C.t_inference(slope, se, df, level)
+                _, _, ip = C.t_inference(icpt, icpt_se, df, level)
+                out.update(ci_low=lo, ci_high=hi, pvalue=p, intercept_pvalue=ip)
+            if "sv" in t:
+                # I^2_GX: z = |b_x| / se_y with weights v = (se_y / se_x)**2
+                qgx = t["svzz"] - t["svz"] * t["svz"] / t["sv"]
+                out["i2_gx"] = 100.0 * np.maximum(0.0, (qgx - (n - 1)) / qgx)
+        out.update(q=q, residual_se=sigma)
+        if inference:
+            out.update(q_df=df.astype(np.float64), q_pvalue=C.chi2_sf(q, df))
     _set_reason(reason, ~(np.isfinite(out["estimate"]) & np.isfinite(out["se"])), C.NUMERICAL)
-    return out, n, reason
+    return out
 
 
 def _draws(seed, cell_ids, counts, shape_fn, kmax):
@@ -250,7 +286,7 @@ def _draws(seed, cell_ids, counts, shape_fn, kmax):
 
 def _sorted_methods(
     method, bx, by, sx, sy, mask, lead, k, drop_invalid, level, n_boot, seed, weights, phi,
-    progress,
+    progress, se_method="bootstrap",
 ):  # fmt: skip
     full = tuple(lead) + (k,)
     views = [np.broadcast_to(a, full) for a in (bx, by, sx, sy)]
@@ -297,7 +333,7 @@ def _sorted_methods(
             ratio = np.where(slot, cby / cbx, np.inf)
             e, s = _cells_estimate(
                 method, cbx, cby, csx, csy, ratio, slot, ids[ok], cnt_ok, kmax, kind, n_boot,
-                seed, phi,
+                seed, phi, se_method,
             )  # fmt: skip
             est[ids[ok]] = e
             se[ids[ok]] = s
@@ -315,8 +351,9 @@ def _sorted_methods(
 
 
 def _cells_estimate(
-    method, bx, by, sx, sy, ratio, slot, cell_ids, counts, kmax, kind, n_boot, seed, phi
-):
+    method, bx, by, sx, sy, ratio, slot, cell_ids, counts, kmax, kind, n_boot, seed, phi,
+    se_method="bootstrap",
+):  # fmt: skip
     """Point estimates and bootstrap SEs of compacted cells (instruments in the first slots)."""
     per_block = max(1, BOOT_ELEMENTS // (n_boot * kmax))
     if method == "weighted_mode":
@@ -333,6 +370,8 @@ def _cells_estimate(
         return est, se
     w = np.where(slot, ratio_weights(bx, by, sx, sy, kind), 0.0)
     est = weighted_median_rows(ratio, w)
+    if se_method == "analytic":
+        return est, median_analytic_se(w, np.where(slot, ratio_se(bx, by, sx, sy), 1.0))
     se = np.empty(len(cell_ids))
     for b in range(0, len(cell_ids), per_block):
         sl = slice(b, b + per_block)
@@ -340,6 +379,33 @@ def _cells_estimate(
         boot = bootstrap_medians(bx[sl], by[sl], sx[sl], sy[sl], w[sl], z)
         se[sl] = np.std(boot, axis=1, ddof=1)
     return est, se
+
+
+def median_analytic_se(weights: np.ndarray, ratio_se_: np.ndarray) -> np.ndarray:
+    """Analytic (asymptotic) SE of the weighted median of ratio estimates, per row.
+
+    Approximation, named: linearisation of the weighted-median estimating equation
+    ``sum_j w_j (1[r_j <= m] - 1/2) = 0`` at the true effect under the model that every instrument
+    is valid and homogeneous, each ratio ``r_j ~ N(theta, s_j**2)`` independently (``s_j`` the
+    second-order ratio SE): the equation's variance is ``sum w_j**2 / 4`` and its slope
+    ``sum w_j phi(0) / s_j``, so ``SE = sqrt(pi / 2 * sum w_j**2) / sum(w_j / s_j)`` for weights
+    normalised to sum 1 (for equal ``s_j`` and weights: ``sqrt(pi / 2) s / sqrt(K)``, the classic
+    median efficiency). Heterogeneity between instruments beyond their SEs is not reflected
+    (the parametric bootstrap reflects it only through the spread of the observed ratios).
+
+    Parameters
+    ----------
+    weights : ndarray, shape (R, k)
+        Non-negative weights (0 in unused slots).
+    ratio_se_ : ndarray, shape (R, k)
+        Ratio SEs ``s_j`` (any positive value in unused slots).
+
+    Returns
+    -------
+    ndarray, shape (R,)
+    """
+    wn = weights / weights.sum(axis=-1, keepdims=True)
+    return np.sqrt(0.5 * np.pi * np.sum(wn * wn, axis=-1)) / np.sum(wn / ratio_se_, axis=-1)
 
 
 def run_batched(
@@ -357,6 +423,7 @@ def run_batched(
     phi: float = 1.0,
     drop_invalid: bool = False,
     progress: bool = False,
+    se_method: str = "bootstrap",
 ) -> MRBatchResult:
     """Run one MR method over every cell of broadcast instrument arrays.
 
@@ -389,6 +456,10 @@ def run_batched(
         from their cell instead of making the cell NaN (reason 2 or 3).
     progress : bool
         Show a progress bar over chunks (sorting estimators).
+    se_method : {"bootstrap", "analytic"}
+        SE of the weighted and simple median: the parametric bootstrap of the R packages, or the
+        analytic (asymptotic) SE of :func:`median_analytic_se`, which needs no draws (``n_boot``
+        and ``seed`` are then unused). The weighted mode has the bootstrap only.
 
     Returns
     -------
@@ -398,7 +469,7 @@ def run_batched(
 
     Raises
     ------
-    ValueError
+    DeepMRInputError
         Unknown method or options, or arrays that do not broadcast.
     """
     C.check_method(method)
@@ -408,17 +479,23 @@ def run_batched(
         C.seed_sequence(seed)
         weights = C.check_weights(weights)
         phi = C.check_phi(phi)
+    se_method = choice(se_method, ("bootstrap", "analytic"), "se_method")
+    if se_method == "analytic" and method not in ("weighted_median", "simple_median"):
+        raise DeepMRInputError(
+            f"se_method='analytic' is available for weighted_median and simple_median, not "
+            f"{method}; use se_method='bootstrap'"
+        )
     arrays = [np.asarray(a, dtype=np.float64) for a in (bx, by, se_bx, se_by)]
     m = None if mask is None else np.asarray(mask, dtype=bool)
     shapes = [a.shape for a in arrays] + ([] if m is None else [m.shape])
     if any(len(sh) == 0 for sh in shapes):
-        raise ValueError(
+        raise DeepMRInputError(
             "bx, by, se_bx, se_by and mask need an instrument axis (last axis, length K)."
         )
     try:
         full = np.broadcast_shapes(*shapes)
     except ValueError:
-        raise ValueError(
+        raise DeepMRInputError(
             f"shapes {shapes} of bx, by, se_bx, se_by (and mask) do not broadcast; give arrays "
             "shaped (..., K), e.g. bx (N, E, 1, K) and by (N, 1, O, K)."
         ) from None
@@ -434,7 +511,7 @@ def run_batched(
     else:
         out, n, reason = _sorted_methods(
             method, bx_, by_, sx_, sy_, m, lead, k, drop_invalid, level, n_boot, seed, weights,
-            phi, progress,
+            phi, progress, se_method,
         )  # fmt: skip
     bad = reason != C.OK
     fields = {}

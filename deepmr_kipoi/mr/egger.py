@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.mr._common import (
     COLLINEAR_RTOL,
     as_instruments,
@@ -74,7 +75,7 @@ def egger(bx, by, se_bx, se_by, *, level: float = 0.95) -> EggerResult:
 
     Raises
     ------
-    ValueError
+    DeepMRInputError
         Fewer than 3 instruments, non-finite values, non-positive SEs, all ``b_x`` zero, or all
         ``|b_x|`` equal (slope and intercept not identifiable).
     """
@@ -85,7 +86,7 @@ def egger(bx, by, se_bx, se_by, *, level: float = 0.95) -> EggerResult:
     w = 1.0 / se_by**2
     xc = x - np.sum(w * x) / np.sum(w)
     if np.sum(w * xc**2) <= COLLINEAR_RTOL * np.sum(w * x**2):
-        raise ValueError(
+        raise DeepMRInputError(
             "all |b_x| are equal: the MR-Egger slope and intercept are not identifiable; "
             "use ivw, or add instruments of different strength."
         )

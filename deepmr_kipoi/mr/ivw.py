@@ -71,7 +71,7 @@ def ivw(bx, by, se_bx, se_by, *, level: float = 0.95) -> IVWResult:
 
     Raises
     ------
-    ValueError
+    DeepMRInputError
         Fewer than 2 instruments, non-finite values, non-positive SEs, or all ``b_x`` zero.
     """
     return _ivw(bx, by, se_bx, se_by, level, "ivw")
@@ -95,7 +95,7 @@ def ivw_fe(bx, by, se_bx, se_by, *, level: float = 0.95) -> IVWResult:
 
     Raises
     ------
-    ValueError
+    DeepMRInputError
         Fewer than 2 instruments, non-finite values, non-positive SEs, or all ``b_x`` zero.
     """
     return _ivw(bx, by, se_bx, se_by, level, "ivw_fe")

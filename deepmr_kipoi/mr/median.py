@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.mr._common import (
     as_instruments,
     check_level,
@@ -125,7 +126,7 @@ def _median(bx, by, se_bx, se_by, kind, n_boot, seed, level, method) -> MedianRe
     boot = bootstrap_medians(bx[None], by[None], se_bx[None], se_by[None], w[None], z[None])[0]
     se = float(np.std(boot, ddof=1))
     if not (np.isfinite(est) and np.isfinite(se)):
-        raise ValueError(
+        raise DeepMRInputError(
             f"{method}: the estimate or its bootstrap SE is not finite (weights underflow?); "
             "check for instruments with extreme b_x or SEs."
         )
@@ -179,7 +180,7 @@ def weighted_median(
 
     Raises
     ------
-    ValueError
+    DeepMRInputError
         Fewer than 3 instruments, non-finite values, non-positive SEs, or a zero ``b_x``.
     """
     return _median(
@@ -213,7 +214,7 @@ def simple_median(
 
     Raises
     ------
-    ValueError
+    DeepMRInputError
         Fewer than 3 instruments, non-finite values, non-positive SEs, or a zero ``b_x``.
     """
     return _median(bx, by, se_bx, se_by, "simple", n_boot, seed, level, "simple_median")

@@ -199,7 +199,7 @@ def weighted_mode(
 
     Raises
     ------
-    ValueError
+    DeepMRInputError
         Fewer than 3 instruments, non-finite values, non-positive SEs, or a zero ``b_x``.
     """
     level = check_level(level)
