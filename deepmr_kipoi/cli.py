@@ -157,6 +157,10 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-directional", dest="directional", action="store_false", default=s,
                    help="skip the directionality check (an instrument counts for X -> Y only "
                         "where it moves X more than Y, in units of their spreads)")  # fmt: skip
+    g.add_argument("--direction-scale", dest="direction_scale", choices=cfg.DIRECTION_SCALES,
+                   default=s, help="spread of the directionality check: of each feature's mutation "
+                   "effects within the sequence, or of its predictions over the sequences "
+                   f"(default {d('direction_scale')})")  # fmt: skip
     g.add_argument("--sample-split", dest="sample_split", action="store_true", default=s,
                    help="select instruments on half of the model's samples and estimate on the "
                         "other half (no winner's curse; fewer samples for the inference)")  # fmt: skip

@@ -21,11 +21,17 @@ Two validity rules guard the causal reading of an estimate:
   outcome into the estimate;
 * *directionality* (:func:`directional`, in the spirit of MR Steiger filtering, Hemani et al. 2017):
   an instrument counts for X -> Y only where it moves X more than Y, each effect measured in units
-  of that feature's spread over the reference sequences, ``|b_x| / sd_x > |b_y| / sd_y``. A mutation
-  in Y's own motif that moves X only through Y (reverse causation) moves Y more and is dropped.
-  Approximation: the spread over the analysed sequences stands in for the features' population
-  standard deviations; with few sequences, or when one feature's variation is almost entirely
-  caused by the other, mutations of the driving motif sit near the boundary.
+  of that feature's spread, ``|b_x| / s_x > |b_y| / s_y``. If X causes Y (``b_y = beta b_x`` for a
+  mutation acting on X), Y's spread holds X's times ``|beta|`` plus Y's own, so a mutation acting on
+  X moves X more in these units, and one acting on Y moves Y more: the first counts for X -> Y
+  only, the second for Y -> X only. Two spreads are offered. The *spread of the feature's mutation
+  effects within each reference sequence* (:func:`effect_spread`, the default) is the local analog
+  of Steiger's variance explained: every mutation of the sequence is one draw. The *spread of its
+  predictions over the reference sequences* (:func:`feature_spread`) is closer to Steiger's
+  population variance, but where the analysed sequences all carry the same motifs, Y's own
+  variation over them is small and mutations of X's motif sit on the boundary (measured in the
+  simulation). Approximation, either way: a mutation acting on both features counts for the one it
+  moves more, and a feature without variation of its own cannot be told from a pure copy.
 
 Mutations at ``N`` positions (NaN effects) and mutants with a zero or non-finite SE are never
 instruments.
@@ -192,6 +198,29 @@ def feature_spread(reference) -> np.ndarray:
         if mean.shape[0] < 2:
             return np.full(mean.shape[1], np.nan)
         return mean.std(axis=0, ddof=1)
+
+
+def effect_spread(effects) -> np.ndarray:
+    """Spread of every feature's mutation effects within each reference sequence.
+
+    Parameters
+    ----------
+    effects : array_like, shape (N, W, 3, F)
+        Paired ISM effects (NaN at N positions, ignored).
+
+    Returns
+    -------
+    ndarray, shape (N, F)
+        Root mean square of the effects over the sequence's 3 W mutants (the SD about 0, the
+        effect of no mutation); NaN where a sequence has no mutant.
+    """
+    effects = np.asarray(effects, dtype=np.float64)
+    if effects.ndim != 4:
+        raise DeepMRInputError(f"effects must have shape (N, W, 3, F), got {effects.shape}")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sq = np.where(np.isfinite(effects), effects * effects, np.nan)
+        count = np.isfinite(sq).sum(axis=(1, 2))
+        return np.sqrt(np.nansum(sq, axis=(1, 2)) / np.where(count > 0, count, np.nan))
 
 
 def directional(bx, by, spread_x, spread_y) -> np.ndarray:

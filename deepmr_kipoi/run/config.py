@@ -31,6 +31,8 @@ META_METHODS = ("REML", "DL", "PM")
 META_TESTS = ("z", "knha")
 #: Instrument rules (``instruments.select``).
 INSTRUMENT_RULES = tuple(instruments.RULES)
+#: Spreads of the directionality check (``RunConfig.direction_scale``).
+DIRECTION_SCALES = ("effects", "reference")
 #: Accepted values of ``save_effects``.
 SAVE_EFFECTS = ("auto", True, False)
 #: ``save_effects="auto"`` writes effects.h5 when N x W x 3 x F stays below this many values.
@@ -118,7 +120,11 @@ class RunConfig:
         sequences (noise-level effects that pass ``z`` by chance); 0 switches it off.
     directional : bool
         Directionality check (``instruments.directional``): an instrument counts for X -> Y only
-        where it moves X more than Y, each in units of its spread over the reference sequences.
+        where it moves X more than Y, each in units of its spread.
+    direction_scale : {"effects", "reference"}
+        The spread of the directionality check: of each feature's mutation effects within the
+        reference sequence (``instruments.effect_spread``) or of its predictions over the
+        reference sequences (``instruments.feature_spread``).
     sample_split : bool
         Select instruments on the first half of the model's samples and estimate on the others, so
         the noise that selects an instrument does not also enter its estimate (winner's curse);
@@ -185,6 +191,7 @@ class RunConfig:
     one_per_position: bool = True
     floor: float = 0.01
     directional: bool = True
+    direction_scale: str = "effects"
     sample_split: bool = False
     min_instruments: int = 3
     methods: tuple[str, ...] = ("ivw", "egger")
@@ -337,6 +344,7 @@ def validate(config: RunConfig) -> RunConfig:
         one_per_position=v.boolean(c.one_per_position, "one_per_position"),
         floor=v.finite_float(c.floor, "floor", low=0.0),
         directional=v.boolean(c.directional, "directional"),
+        direction_scale=v.choice(c.direction_scale, DIRECTION_SCALES, "direction scale"),
         sample_split=v.boolean(c.sample_split, "sample_split"),
         min_instruments=v.positive_int(c.min_instruments, "min_instruments"),
         methods=methods,

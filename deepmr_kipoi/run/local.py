@@ -170,10 +170,10 @@ def local_mr(
         reason "too few instruments", on top of each method's own minimum.
     block_cells : int
         Bound on n x E_block x O cells per ``mr.run_batched`` call.
-    direction : (ndarray (E,), ndarray (O,)[, ndarray (n, W, 3, F)]), optional
-        Spreads of the exposures and outcomes over the reference sequences: apply the
-        directionality check (``instruments.directional``) per pair on top of ``selection``; the
-        optional third item holds the effects the check compares (default ``mean``; the
+    direction : (ndarray (E,) or (n, E), ndarray (O,) or (n, O)[, ndarray (n, W, 3, F)]), optional
+        Spreads of the exposures and outcomes (per feature, or per sequence and feature): apply
+        the directionality check (``instruments.directional``) per pair on top of ``selection``;
+        the optional third item holds the effects the check compares (default ``mean``; the
         selection half of the samples under sample splitting).
 
     Returns
@@ -198,8 +198,10 @@ def local_mr(
     block = max(1, int(block_cells) // max(1, n * n_o))
     if direction is not None:
         block = min(block, max(1, PAIR_MASK_ENTRIES // max(1, n * n_o * m)))
-        spread_x = np.asarray(direction[0], dtype=np.float64)[None, :, None, None]
-        spread_y = np.asarray(direction[1], dtype=np.float64)[None, None, :, None]
+        # spreads per exposure / outcome, (E,) and (O,), or per sequence, (n, E) and (n, O)
+        spread_x = np.broadcast_to(np.asarray(direction[0], dtype=np.float64), (n, n_e))
+        spread_y = np.broadcast_to(np.asarray(direction[1], dtype=np.float64), (n, n_o))
+        spread_x, spread_y = spread_x[:, :, None, None], spread_y[:, None, :, None]
         compared = direction[2] if len(direction) > 2 and direction[2] is not None else mean
         dir_x, dir_y = flat(compared, ex), flat(compared, oc)
     fields = {f: np.full((n, n_e, n_o, n_m), np.nan) for f in LOCAL_FIELDS}
@@ -285,7 +287,8 @@ def local_step(
         Calibration factor on the SEs.
     spread : ndarray, shape (F,), optional
         Every feature's spread over the run's reference sequences (``instruments.feature_spread``):
-        the unit of the floor and of the directionality check, both skipped without it.
+        the unit of the floor (skipped without it) and, with ``direction_scale="reference"``, of
+        the directionality check.
     selection_effects : (ndarray, ndarray), shape (n, W, 3, F) each, optional
         Effect means and raw SDs to select instruments on instead of ``mean``/``se`` (sample
         splitting: selection on one half of the samples, estimation on the other).
@@ -310,7 +313,10 @@ def local_step(
                              rule=config.instrument_rule, one_per_position=config.one_per_position,
                              min_count=config.min_instruments, floor=floor)  # fmt: skip
     direction = None
-    if spread is not None and config.directional:
+    if config.directional and config.direction_scale == "effects":
+        scale = instruments.effect_spread(sel_mean)  # (n, F)
+        direction = (scale[:, ex], scale[:, oc], sel_mean)
+    elif config.directional and spread is not None:
         spread = np.asarray(spread, dtype=np.float64)
         direction = (spread[ex], spread[oc], sel_mean)
     est = local_mr(mean, se, ex, oc, sel, methods or config.methods,
