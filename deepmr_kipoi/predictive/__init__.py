@@ -326,10 +326,11 @@ class MCDropout(_SampledModel):
 
     def _predict_mutants(self, reference: np.ndarray, mutants: np.ndarray) -> np.ndarray:
         m = self._members[0]
-        return np.stack([
-            m.predict_mutants(reference, mutants, masks=lambda k, shape, rate, s=s: self.mask(s, k, shape, rate))
-            for s in range(self.n_samples)
-        ])  # fmt: skip
+        masks = [lambda k, shape, rate, s=s: self.mask(s, k, shape, rate) for s in range(self.n_samples)]
+        if hasattr(m, "predict_mutants_samples"):
+            # the receptive-field cache computes what precedes the first dropout layer once
+            return m.predict_mutants_samples(reference, mutants, masks)
+        return np.stack([m.predict_mutants(reference, mutants, masks=f) for f in masks])
 
     def _predict_batch(self, x: np.ndarray) -> np.ndarray:
         m = self._members[0]

@@ -114,6 +114,16 @@ class Member:
         """Whether :meth:`predict_mutants` reuses the reference's computation (receptive-field caching)."""
         return False
 
+    @property
+    def ism_path(self) -> str:
+        """How mutants are predicted: ``"cached"`` (receptive-field cache) or ``"full"`` passes."""
+        return "full"
+
+    @property
+    def ism_reason(self) -> str:
+        """Why :attr:`ism_path` is what it is (one line, for run records)."""
+        return f"the {self.backend} backend has no receptive-field cache"
+
     def predict_mutants(self, reference, mutants, masks: MaskFn | None = None) -> np.ndarray:
         """Predict mutants of one reference (here: plain predictions; backends may cache).
 
