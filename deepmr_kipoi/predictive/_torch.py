@@ -140,7 +140,9 @@ class TorchMember(Member):
             return None
         if not plan.has_convolution:
             if plan.opaque:
-                self._off("; ".join(f"layer {k} cannot be traced ({v})" for k, v in plan.opaque.items()))
+                self._off("; ".join(
+                    f"{'the model' if k == 'module' else 'layer ' + k}'s forward cannot be traced ({v})"
+                    for k, v in plan.opaque.items()))  # fmt: skip
             else:
                 self._off("the model has no convolution", logging.INFO)
             return None
