@@ -54,9 +54,9 @@ class TorchMember(Member):
         fast_ism: bool = True,
     ):
         if not isinstance(module, torch.nn.Module):
-            raise ValueError(f"from_torch needs a torch.nn.Module, got {type(module).__name__}")
+            raise DeepMRInputError(f"from_torch needs a torch.nn.Module, got {type(module).__name__}")
         if output is not None and not callable(output):
-            raise ValueError(
+            raise DeepMRInputError(
                 "output must be a callable mapping the raw model output to an (N, F) tensor"
             )
         # BatchNorm and every other layer stay in inference mode; MC dropout adds fixed masks by hooks
