@@ -15,6 +15,17 @@ member, and MC dropout with 30 samples.
 Every figure is the best of ``--repeats`` runs in this process. Run::
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_zoo.py [--device cuda]
+
+Measured with the defaults on the project's 2-core machine while other jobs shared it (torch
+2.13.0+cpu; ratios moved with the load: Basset 6.76 in one run, 3.03 in a busier one)::
+
+    model            path     fast mut/s  full mut/s  ratio max|diff|
+    Basset           cached        134.1        19.8   6.76  5.96e-08  (13.4 s for 1800)
+    DeepSEA/predict  cached         37.3         8.6   4.33  0.00e+00  (80.5 s for 3000)
+    MC dropout, DeepSEA/variantEffects, 30 samples, 120 mutants: 48.75 s; one deterministic cached
+    pass 1.63 s (ratio 29.9), one full pass 5.49 s (ratio 8.89); max|diff| 1.19e-07
+
+GPU figures: ``benchmarks/bench_gpu.sh`` (no GPU was available when this was written).
 """
 
 from __future__ import annotations
