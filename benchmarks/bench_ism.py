@@ -59,6 +59,8 @@ import warnings
 import numpy as np
 
 MODELS = {"basset": 600, "bpnet": 1000}
+#: torch device of both tools (``--device``)
+DEVICE = "cpu"
 
 
 def build(name: str, seed: int):
@@ -112,7 +114,8 @@ def run_ours(name, nets, x, window, batch_size, optimize=False, keep=None, fast_
     n_out = 164 if name == "basset" else 1
     names = [f"f{i}" for i in range(n_out)]
     model = DeepEnsemble([
-        from_torch(n, feature_names=names, layout="NCL", optimize=optimize, fast_ism=fast_ism)
+        from_torch(n, feature_names=names, layout="NCL", optimize=optimize, fast_ism=fast_ism,
+                   device=DEVICE)
         for n in nets
     ])  # fmt: skip
     if model.fast_ism != fast_ism:
@@ -144,7 +147,7 @@ def run_tangermeme(nets, x, window, batch_size, fast: bool, notes: list | None =
             warnings.simplefilter("always")
             y0, y_hat = saturation_mutagenesis(
                 net, X, start=start, end=end, batch_size=batch_size, raw_outputs=True, fast=fast,
-                device="cpu", verbose=False,
+                device=DEVICE, verbose=False,
             )  # fmt: skip
         notes += [str(w.message).split(". Pass")[0] for w in caught if "fast" in str(w.message)]
         y0, y_hat = y0.numpy(), y_hat.numpy()  # (N, F), (N, 4, W, F)
@@ -199,7 +202,7 @@ def probe(args, n_seq: int, save: str | None, optimize: bool = False) -> dict:
     cmd = [
         sys.executable, os.path.abspath(__file__), "--_probe", "--model", args.model, "--n-seq", str(n_seq),
         "--members", str(args.members), "--window", str(args.window), "--batch-size", str(args.batch_size),
-        "--seed", str(args.seed), "--threads", str(args.threads),
+        "--seed", str(args.seed), "--threads", str(args.threads), "--device", args.device,
     ]  # fmt: skip
     if save:
         cmd += ["--save", save]
@@ -223,6 +226,8 @@ def main(argv=None) -> int:
         "--batch-size", type=int, default=256, help="mutants per forward pass, both tools"
     )
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--device", default="cpu",
+                   help="cpu, cuda or auto (cuda when present), for both tools (default cpu)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=2, help="timed runs per tool; the best counts")
     p.add_argument(
@@ -237,6 +242,12 @@ def main(argv=None) -> int:
     p.add_argument("--model", help=argparse.SUPPRESS)
     p.add_argument("--save", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    global DEVICE
+    if args.device == "auto":
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    DEVICE = args.device
     if args._probe:
         mem_probe(args)
         return 0

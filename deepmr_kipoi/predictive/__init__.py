@@ -26,6 +26,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from deepmr_kipoi import sequences
+from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.predictive._member import DropoutLayer, FunctionMember, Member
 from deepmr_kipoi.predictive.transforms import (
     LOGIT_EPS,
@@ -89,23 +90,23 @@ class PredictiveModel(Protocol):
 def _check_members(members) -> list[Member]:
     members = list(members)
     if not members:
-        raise ValueError(
+        raise DeepMRInputError(
             "no members given; pass at least one from_torch/from_keras/from_function member"
         )
     for m in members:
         if not isinstance(m, Member):
-            raise ValueError(
+            raise DeepMRInputError(
                 f"members must be from_torch/from_keras/from_function members, got {type(m).__name__}"
             )
     names = members[0].feature_names
     for i, m in enumerate(members[1:], 1):
         if m.feature_names != names:
-            raise ValueError(
+            raise DeepMRInputError(
                 f"member {i} has different feature_names from member 0; all members must agree"
             )
     lengths = {m.sequence_length for m in members} - {None}
     if len(lengths) > 1:
-        raise ValueError(
+        raise DeepMRInputError(
             f"members need different sequence lengths {sorted(lengths)}; use one architecture"
         )
     return members
@@ -134,7 +135,7 @@ class _SampledModel:
     def _check_input(self, onehot, name="onehot") -> np.ndarray:
         x = sequences.check_onehot(onehot, name=name)
         if self.sequence_length is not None and x.shape[1] != self.sequence_length:
-            raise ValueError(
+            raise DeepMRInputError(
                 f"{name} has length {x.shape[1]} but the model takes {self.sequence_length}; resize the "
                 "sequences (sequences.resize_center / read_fasta(length=...))"
             )
@@ -161,7 +162,7 @@ class _SampledModel:
         x = self._check_input(onehot)
         n = x.shape[0]
         if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
-            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+            raise DeepMRInputError(f"batch_size must be a positive integer or None, got {batch_size!r}")
         step = n if batch_size is None else int(batch_size)
         out = np.empty((self.n_samples, n, len(self.feature_names)), dtype=np.float32)
         for a in range(0, n, max(step, 1)):
@@ -184,7 +185,7 @@ class _SampledModel:
         ref = np.asarray(reference)
         mut = self._check_input(mutants, name="mutants")
         if ref.shape != mut.shape[1:]:
-            raise ValueError(
+            raise DeepMRInputError(
                 f"reference has shape {ref.shape} but mutants have {mut.shape[1:]}; they must match"
             )
         return self._predict_mutants(ref, mut)
@@ -279,22 +280,22 @@ class MCDropout(_SampledModel):
     def __init__(self, member: Member, n_samples: int = 30, seed: int = 0):
         super().__init__([member])
         if not member.dropout_layers:
-            raise ValueError(
+            raise DeepMRInputError(
                 f"the {member.backend} model has no dropout layer, so MC dropout gives no uncertainty; "
                 "use DeepEnsemble([...]) of independently trained models instead"
             )
         if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 2:
-            raise ValueError(
+            raise DeepMRInputError(
                 f"n_samples must be an integer >= 2 (got {n_samples!r}); use Deterministic for S = 1"
             )
         if int(seed) != seed:
-            raise ValueError(f"seed must be an integer, got {seed!r}")
+            raise DeepMRInputError(f"seed must be an integer, got {seed!r}")
         self.n_samples = int(n_samples)
         self.seed = int(seed)
         self._masks: dict[tuple, np.ndarray] = {}
         for layer in member.dropout_layers:
             if not 0.0 <= layer.rate < 1.0:
-                raise ValueError(
+                raise DeepMRInputError(
                     f"dropout layer {layer.name} has rate {layer.rate}; MC dropout needs 0 <= rate < 1"
                 )
 
@@ -326,10 +327,11 @@ class MCDropout(_SampledModel):
 
     def _predict_mutants(self, reference: np.ndarray, mutants: np.ndarray) -> np.ndarray:
         m = self._members[0]
-        return np.stack([
-            m.predict_mutants(reference, mutants, masks=lambda k, shape, rate, s=s: self.mask(s, k, shape, rate))
-            for s in range(self.n_samples)
-        ])  # fmt: skip
+        masks = [lambda k, shape, rate, s=s: self.mask(s, k, shape, rate) for s in range(self.n_samples)]
+        if hasattr(m, "predict_mutants_samples"):
+            # the receptive-field cache computes what precedes the first dropout layer once
+            return m.predict_mutants_samples(reference, mutants, masks)
+        return np.stack([m.predict_mutants(reference, mutants, masks=f) for f in masks])
 
     def _predict_batch(self, x: np.ndarray) -> np.ndarray:
         m = self._members[0]
@@ -346,7 +348,7 @@ def _infer_feature_names(feature_names, sequence_length, probe: Callable[[np.nda
     if feature_names is not None:
         return feature_names
     if sequence_length is None:
-        raise ValueError(
+        raise DeepMRInputError(
             "give feature_names=[...], or sequence_length= so the number of outputs can be read"
         )
     n_out = probe(np.zeros((1, int(sequence_length), 4), dtype=np.float32))

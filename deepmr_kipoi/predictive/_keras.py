@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.predictive._member import DropoutLayer, MaskFn, Member, output_to_2d
 
 # GaussianDropout/AlphaDropout are not handled: they are not a 0/1 mask times 1/(1 - rate)
@@ -52,11 +53,11 @@ class KerasMember(Member):
         sequence_length: int | None = None,
     ):
         if not _is_keras_model(model):
-            raise ValueError(
+            raise DeepMRInputError(
                 f"from_keras needs a Keras model (keras or tf_keras), got {type(model).__name__}"
             )
         if output is not None and not callable(output):
-            raise ValueError(
+            raise DeepMRInputError(
                 "output must be a callable mapping the raw model output to an (N, F) array"
             )
         self.model = model

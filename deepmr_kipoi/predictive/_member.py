@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from deepmr_kipoi import sequences
+from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.predictive.transforms import apply_transforms, resolve_transforms
 
 #: ``mask_fn(layer_index, mask_shape, rate) -> float32 array of mask_shape``: the kept units scaled by
@@ -45,19 +46,19 @@ class DropoutLayer:
 def output_to_2d(out: Any, n: int, n_features: int | None, to_numpy: Callable[[Any], np.ndarray]):
     """Check a member's (post-``output``) prediction and return it as ``(n, F)`` float32."""
     if isinstance(out, tuple | list | dict):
-        raise ValueError(
+        raise DeepMRInputError(
             f"the model returned a {type(out).__name__} of outputs; pass output=callable mapping it to one (N, F) array"
         )
     arr = np.asarray(to_numpy(out), dtype=np.float32)
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2 or arr.shape[0] != n:
-        raise ValueError(
+        raise DeepMRInputError(
             f"the model output has shape {arr.shape}, expected (N={n}, F); pass output=callable that selects "
             "or reduces it to (N, F)"
         )
     if n_features is not None and arr.shape[1] != n_features:
-        raise ValueError(
+        raise DeepMRInputError(
             f"the model gives {arr.shape[1]} features but {n_features} feature_names were given; make them match"
         )
     return arr
@@ -83,22 +84,22 @@ class Member:
 
     def __init__(self, feature_names, alphabet, layout, sequence_length, transforms):
         if feature_names is None or isinstance(feature_names, str) or not len(feature_names):
-            raise ValueError(
+            raise DeepMRInputError(
                 "feature_names must be a non-empty list of output names, e.g. ['task_0', 'task_1']"
             )
         self.feature_names = tuple(str(f) for f in feature_names)
         if len(set(self.feature_names)) != len(self.feature_names):
-            raise ValueError("feature_names contain duplicates; give every output a unique name")
+            raise DeepMRInputError("feature_names contain duplicates; give every output a unique name")
         self.alphabet = sequences.check_alphabet(alphabet)
         if layout not in sequences.LAYOUTS:
-            raise ValueError(
+            raise DeepMRInputError(
                 f"layout must be one of {', '.join(sequences.LAYOUTS)}, got {layout!r}"
             )
         self.layout = layout
         if sequence_length is not None and (
             int(sequence_length) != sequence_length or sequence_length < 1
         ):
-            raise ValueError(
+            raise DeepMRInputError(
                 f"sequence_length must be a positive integer or None, got {sequence_length!r}"
             )
         self.sequence_length = None if sequence_length is None else int(sequence_length)
@@ -113,6 +114,16 @@ class Member:
     def fast_ism(self) -> bool:
         """Whether :meth:`predict_mutants` reuses the reference's computation (receptive-field caching)."""
         return False
+
+    @property
+    def ism_path(self) -> str:
+        """How mutants are predicted: ``"cached"`` (receptive-field cache) or ``"full"`` passes."""
+        return "full"
+
+    @property
+    def ism_reason(self) -> str:
+        """Why :attr:`ism_path` is what it is (one line, for run records)."""
+        return f"the {self.backend} backend has no receptive-field cache"
 
     def predict_mutants(self, reference, mutants, masks: MaskFn | None = None) -> np.ndarray:
         """Predict mutants of one reference (here: plain predictions; backends may cache).
@@ -154,7 +165,7 @@ class Member:
             Transformed predictions.
         """
         if masks is not None and not self.dropout_layers:
-            raise ValueError("this member has no dropout layers to mask")
+            raise DeepMRInputError("this member has no dropout layers to mask")
         return apply_transforms(self._forward(x, n, masks), self.transforms)
 
     def predict(self, onehot, masks: MaskFn | None = None) -> np.ndarray:
@@ -173,7 +184,7 @@ class Member:
         """
         x = sequences.check_onehot(onehot)
         if self.sequence_length is not None and x.shape[1] != self.sequence_length:
-            raise ValueError(
+            raise DeepMRInputError(
                 f"sequences have length {x.shape[1]} but the model takes {self.sequence_length}; resize them "
                 "(sequences.resize_center)"
             )
@@ -189,7 +200,7 @@ class FunctionMember(Member):
         self, fn: Callable, feature_names: Sequence[str], sequence_length=None, transforms=None
     ):
         if not callable(fn):
-            raise ValueError(f"fn must be callable (N, L, 4) -> (N, F), got {type(fn).__name__}")
+            raise DeepMRInputError(f"fn must be callable (N, L, 4) -> (N, F), got {type(fn).__name__}")
         super().__init__(feature_names, "ACGT", "NLC", sequence_length, transforms)
         self.fn = fn
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from deepmr_kipoi import sequences
+from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.predictive._member import DropoutLayer, MaskFn, Member, output_to_2d
 from deepmr_kipoi.predictive.transforms import apply_transforms
 
@@ -53,19 +54,17 @@ class TorchMember(Member):
         fast_ism: bool = True,
     ):
         if not isinstance(module, torch.nn.Module):
-            raise ValueError(f"from_torch needs a torch.nn.Module, got {type(module).__name__}")
+            raise DeepMRInputError(f"from_torch needs a torch.nn.Module, got {type(module).__name__}")
         if output is not None and not callable(output):
-            raise ValueError(
+            raise DeepMRInputError(
                 "output must be a callable mapping the raw model output to an (N, F) tensor"
             )
         # BatchNorm and every other layer stay in inference mode; MC dropout adds fixed masks by hooks
         module.eval()
         param = next(iter(module.parameters()), None)
-        self.device = (
-            torch.device(device)
-            if device is not None
-            else (param.device if param is not None else torch.device("cpu"))
-        )
+        self.device = resolve_device(device, param.device if param is not None else None)
+        if param is not None and param.device != self.device:
+            module.to(self.device)
         self.dtype = (
             param.dtype if param is not None and param.is_floating_point() else torch.float32
         )
@@ -75,7 +74,9 @@ class TorchMember(Member):
         self._optimized = None
         self._fast_ism_requested = bool(fast_ism)
         self._plan = None
+        self._plan_length = None
         self._plan_checked = False
+        self._ism_reason = "not decided yet: the first mutants decide"
         super().__init__(feature_names, alphabet, layout, sequence_length, transforms)
         self._dropout = [
             (mod, DropoutLayer(name or type(mod).__name__, float(mod.p), isinstance(mod, _CHANNEL)))
@@ -92,22 +93,62 @@ class TorchMember(Member):
         """True when the module traces into a plan with convolutions (and, once used, windowed ones)."""
         return self._fast_plan() is not None
 
-    def _fast_plan(self):
-        if self._plan is None:
-            self._plan = False
-            if self._fast_ism_requested and self.layout in _SEQUENCE_AXIS:
-                from deepmr_kipoi.predictive._torch_fastism import FastISMPlan, Unsupported
+    @property
+    def ism_path(self) -> str:
+        """``"cached"`` when mutants run through the receptive-field cache, else ``"full"``."""
+        return "cached" if self._fast_plan() is not None else "full"
 
-                try:
-                    plan = FastISMPlan(self.module, [mod for mod, _ in self._dropout],
-                                       axis=_SEQUENCE_AXIS[self.layout])  # fmt: skip
-                    if plan.has_convolution:
-                        self._plan = plan
-                    else:
-                        logger.info("fast ISM off: the model has no convolution")
-                except Unsupported as err:
-                    logger.info("fast ISM off: %s", err)
-        return self._plan or None
+    @property
+    def ism_reason(self) -> str:
+        """Why :attr:`ism_path` is what it is (one line, for run records)."""
+        self._fast_plan()
+        return self._ism_reason
+
+    def _off(self, reason: str, level: int = logging.WARNING) -> None:
+        """Switch the cache off for good, saying why."""
+        self._plan = False
+        self._ism_reason = reason
+        logger.log(level, "fast ISM off (%s); mutants run as full forward passes", reason)
+
+    def _fast_plan(self, length: int | None = None):
+        """The receptive-field plan for inputs of ``length`` (default: the member's own length).
+
+        With a known length the module is traced with an example input, so shape queries in its
+        ``forward`` (``len(x.size())``, ``range(x.size(1))``) are resolved; without one, plain
+        ``torch.fx`` tracing must succeed.
+        """
+        length = length or self.sequence_length
+        if self._plan is not None and (self._plan is False or self._plan_length in (None, length)):
+            return self._plan or None
+        self._plan, self._plan_length = False, length
+        if not self._fast_ism_requested:
+            self._ism_reason = "fast_ism=False"
+            return None
+        if self.layout not in _SEQUENCE_AXIS:
+            self._ism_reason = f"layout {self.layout} has no receptive-field cache"
+            return None
+        from deepmr_kipoi.predictive._torch_fastism import FastISMPlan, Unsupported
+
+        example = None
+        if length is not None:
+            example = self.prepare(np.zeros((1, int(length), 4), dtype=np.float32))
+        try:
+            plan = FastISMPlan(self.module, [mod for mod, _ in self._dropout],
+                               axis=_SEQUENCE_AXIS[self.layout], example=example)  # fmt: skip
+        except Unsupported as err:
+            self._off(str(err))
+            return None
+        if not plan.has_convolution:
+            if plan.opaque:
+                self._off("; ".join(
+                    f"{'the model' if k == 'module' else 'layer ' + k}'s forward cannot be traced ({v})"
+                    for k, v in plan.opaque.items()))  # fmt: skip
+            else:
+                self._off("the model has no convolution", logging.INFO)
+            return None
+        self._plan = plan
+        self._ism_reason = "receptive-field cache traced; checked on the first mutants"
+        return plan
 
     def predict_mutants(self, reference, mutants, masks: MaskFn | None = None) -> np.ndarray:
         """Predict mutants of one reference with receptive-field caching (``_torch_fastism``).
@@ -126,35 +167,63 @@ class TorchMember(Member):
         -------
         numpy.ndarray, shape (M, F), float32
         """
-        plan = self._fast_plan()
+        return self.predict_mutants_samples(reference, mutants, [masks])[0]
+
+    def predict_mutants_samples(self, reference, mutants, masks_list) -> np.ndarray:
+        """Predict mutants of one reference under several MC-dropout mask sets at once.
+
+        With the receptive-field cache, the layers before the first dropout layer run once for all
+        mask sets (:meth:`FastISMPlan.mutants_samples`); without it, one full pass per mask set.
+
+        Parameters
+        ----------
+        reference : array_like, shape (L, 4)
+        mutants : array_like, shape (M, L, 4)
+        masks_list : sequence of callable or None, length S
+
+        Returns
+        -------
+        numpy.ndarray, shape (S, M, F), float32
+        """
         x = sequences.check_onehot(mutants, name="mutants")
-        if plan is None:
-            return self.predict(x, masks)
+        plan = self._fast_plan(x.shape[1])
         n = x.shape[0]
         prepared = self.prepare(x)
+
+        def full():
+            return np.stack([self.predict_prepared(prepared, n, m) for m in masks_list])
+
+        if plan is None:
+            return full()
         try:
             with torch.inference_mode():
                 ref = self.prepare(np.asarray(reference, dtype=np.float32)[None])
-                pred = self._to_2d(plan.mutants(plan.reference(ref, masks), prepared, masks), n)
+                raw = plan.mutants_samples(ref, prepared, masks_list)
+                pred = np.stack([self._to_2d(r, n) for r in raw])
         except Exception as err:  # noqa: BLE001 - any failure of the cached path: run in full
-            logger.warning("fast ISM failed (%s: %s); using full forward passes",
-                           type(err).__name__, err)  # fmt: skip
-            self._plan = False
-            return self.predict_prepared(prepared, n, masks)
+            self._off(f"the cached propagation failed: {type(err).__name__}: {err}")
+            return full()
         if not self._plan_checked:
             if plan.windowed_convolutions == 0:
-                logger.info("fast ISM off: no convolution of the model can run on windows")
-                self._plan = False
-                return self.predict_prepared(prepared, n, masks)
+                where = f" (windows stop at {plan.unfollowed[0]})" if plan.unfollowed else ""
+                self._off(f"no convolution of the model can run on windows{where}")
+                return full()
             rows = np.unique(np.linspace(0, n - 1, 4).round().astype(int))
-            want = self._forward(prepared[torch.from_numpy(rows)], rows.size, masks)
-            err = float(np.abs(pred[rows] - want).max())
+            want = self._forward(prepared[torch.from_numpy(rows).to(prepared.device)], rows.size,
+                                 masks_list[0])  # fmt: skip
+            err = float(np.abs(pred[0][rows] - want).max())
             if err > OPTIMIZE_RTOL * (float(np.abs(want).max()) or 1.0):
-                logger.warning("fast ISM differs from full passes by %.3g; using full passes", err)
-                self._plan = False
-                return self.predict_prepared(prepared, n, masks)
+                self._off(f"the cache differs from full passes by {err:.3g}")
+                return full()
             self._plan_checked = True
-        return apply_transforms(pred, self.transforms)
+            self._ism_reason = f"{plan.windowed_convolutions} convolutions run on windows"
+            if plan.unfollowed:
+                layers = ", ".join(dict.fromkeys(plan.unfollowed))
+                self._ism_reason += f"; full activations from layer(s) {layers} on"
+                logger.warning("fast ISM: windows cannot pass layer(s) %s; the convolutions after "
+                               "them run on full activations", layers)  # fmt: skip
+            logger.info("fast ISM on: %s", self._ism_reason)
+        return np.stack([apply_transforms(p, self.transforms) for p in pred])
 
     def _to_2d(self, raw, n: int) -> np.ndarray:
         """The module's raw output as the member's ``(n, F)`` float32 predictions (before transforms)."""
@@ -221,6 +290,26 @@ class TorchMember(Member):
         finally:
             for h in handles:
                 h.remove()
+
+
+def resolve_device(device, default=None) -> torch.device:
+    """``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, a ``torch.device``, or
+    None (``default``: the module's parameters' device, else CPU)."""
+    if device is None:
+        return torch.device(default if default is not None else "cpu")
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise DeepMRInputError(
+            f"device must be 'auto', 'cpu' or 'cuda' (got {device!r}); pick one of them"
+        ) from err
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise DeepMRInputError(
+            f"device {device!r} was asked for but torch sees no CUDA device; use device='auto' or 'cpu'"
+        )
+    return resolved
 
 
 def _mask_hook(k: int, info: DropoutLayer, masks: MaskFn):

@@ -31,6 +31,7 @@ on its first batch and falls back to them (logged) on any disagreement or unsupp
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import operator
@@ -69,6 +70,10 @@ _POOLS = {torch.nn.MaxPool1d: 1, torch.nn.AvgPool1d: 1, torch.nn.MaxPool2d: 2, t
 #: pooling function -> number of spatial dimensions
 _POOL_FUNCTIONS = {F.max_pool1d: 1, F.avg_pool1d: 1, F.max_pool2d: 2, F.avg_pool2d: 2}
 _REDUCTIONS = {torch.mean: "mean", torch.sum: "sum"}
+#: reshapes: followed on windows when they only add or drop singleton axes (see _shape_only)
+_SHAPE_FUNCTIONS = {torch.reshape, torch.squeeze, torch.unsqueeze, torch.flatten}
+_SHAPE_METHODS = {"view", "reshape", "squeeze", "unsqueeze", "flatten", "unflatten", "view_as",
+                  "reshape_as"}  # fmt: skip
 
 
 class Unsupported(Exception):
@@ -82,7 +87,9 @@ class _Window:
     ``ref`` (1, ..., L, ...) is the reference activation with the sequence on axis ``axis``; ``val``
     (M, ..., width, ...) the mutants' values on their windows ``[start, start + width)``, ``start``
     (M,) the windows' first positions. Window positions outside ``[0, L)`` are placeholders (the
-    output of padding) and never read as data.
+    output of padding) and never read as data. After a concatenation along the batch axis (a
+    network that appends the reverse complement) ``ref`` holds G references and the M rows are G
+    equal consecutive blocks, block g derived from reference g.
     """
 
     ref: torch.Tensor
@@ -113,8 +120,14 @@ def _positions(start: torch.Tensor, width: int) -> torch.Tensor:
 def _take(x: torch.Tensor, start: torch.Tensor, width: int, axis: int) -> torch.Tensor:
     """Windows ``[start, start + width)`` of axis ``axis`` of ``x`` (1, ..., L, ...) -> (M, ..., width, ...).
 
-    Positions outside ``[0, L)`` read 0 (convolution padding).
+    Positions outside ``[0, L)`` read 0 (convolution padding). A batch of G > 1 references (a
+    window's reference after a batch concatenation) gives each of G equal consecutive blocks of
+    ``start`` its own reference.
     """
+    if x.shape[0] > 1:
+        rows = start.shape[0] // x.shape[0]
+        return torch.cat([_take(x[g : g + 1], start[g * rows : (g + 1) * rows], width, axis)
+                          for g in range(x.shape[0])])  # fmt: skip
     moved = x.movedim(axis, -1)
     length = moved.shape[-1]
     rows = moved.reshape(-1, length).t()
@@ -171,8 +184,10 @@ def _materialize(win: _Window) -> torch.Tensor:
     m, length, axis = win.val.shape[0], win.length, win.axis
     ref = win.ref.movedim(axis, -1)
     lead = tuple(ref.shape[1:-1])
-    ref = ref.reshape(1, -1, length)
-    full = torch.cat([ref, ref.new_zeros(1, ref.shape[1], 1)], dim=2).expand(m, -1, -1)
+    groups = ref.shape[0]
+    ref = ref.reshape(groups, -1, length)
+    full = torch.cat([ref, ref.new_zeros(groups, ref.shape[1], 1)], dim=2)
+    full = full.expand(m, -1, -1) if groups == 1 else full.repeat_interleave(m // groups, dim=0)
     idx = _positions(win.start, win.width)
     # placeholder positions go to the extra column L, which is cut off again
     idx = torch.where((idx >= 0) & (idx < length), idx, length)
@@ -319,7 +334,12 @@ def _reduce(win: _Window, how: str, dim, keepdim: bool, ref_out):
     change = change.sum(win.axis, keepdim=keepdim)
     if how == "mean":
         change = change / win.length
-    return ref_out + change
+    return _per_row(ref_out, change.shape[0]) + change
+
+
+def _per_row(ref: torch.Tensor, rows: int) -> torch.Tensor:
+    """A (G, ...) reference broadcastable against ``rows`` window rows (G equal blocks)."""
+    return ref if ref.shape[0] == 1 else ref.repeat_interleave(rows // ref.shape[0], dim=0)
 
 
 class FastISMPlan:
@@ -334,6 +354,11 @@ class FastISMPlan:
         Dropout modules in MC-dropout mask order.
     axis : int
         The input's sequence axis (2 for ``(N, C, L)`` and ``(N, C, L, 1)``, 3 for ``(N, C, 1, L)``).
+    example : torch.Tensor, optional
+        A prepared input ``(1, ...)`` of the shape the plan will see: ``len()``, ``size()`` and
+        ``shape`` queries on non-batch axes are then answered while tracing (see
+        :class:`_ShapeProxy`), so the plan serves inputs of this shape only. None: plain
+        ``torch.fx`` tracing, any shape.
 
     Raises
     ------
@@ -341,12 +366,17 @@ class FastISMPlan:
         When ``torch.fx`` cannot trace the module.
     """
 
-    def __init__(self, module: torch.nn.Module, dropout_modules=(), axis: int = 2):
+    def __init__(self, module: torch.nn.Module, dropout_modules=(), axis: int = 2, example=None):
         self.axis = int(axis)
+        root = _OneInput(module)
+        tracer = _ShapeTracer(example)
         try:
-            self.graph_module = torch.fx.symbolic_trace(_OneInput(module))
+            graph = tracer.trace(root)
         except Exception as err:  # noqa: BLE001 - any tracing failure means: no fast path
             raise Unsupported(f"torch.fx cannot trace the model ({type(err).__name__}: {err})") from err
+        #: submodules traced as one opaque node (run on full activations): path -> reason
+        self.opaque = {path.removeprefix("module."): why for path, why in tracer.opaque.items()}
+        self.graph_module = torch.fx.GraphModule(tracer.root, graph)
         self.graph_module.graph.eliminate_dead_code()
         self.nodes = list(self.graph_module.graph.nodes)
         placeholders = [n for n in self.nodes if n.op == "placeholder"]
@@ -360,11 +390,7 @@ class FastISMPlan:
             if m is mod
         }
         #: whether the network has a convolution that windows could run through
-        self.has_convolution = any(
-            (n.op == "call_module" and isinstance(self.modules[n.target], _CONVS))
-            or (n.op == "call_function" and n.target in _CONV_FUNCTIONS)
-            for n in self.nodes
-        )
+        self.has_convolution = any(self._is_conv(n) for n in self.nodes)
         #: convolutions the last :meth:`mutants` call ran on windows (0: no gain over full passes)
         self.windowed_convolutions = 0
         tainted = set(placeholders)
@@ -372,19 +398,78 @@ class FastISMPlan:
             if any(a in tainted for a in n.all_input_nodes):
                 tainted.add(n)
         self.depends_on_input = tainted
+        masked = {n for n in self.nodes if n.op == "call_module" and n.target in self.dropout_index}
+        for n in self.nodes:
+            if any(a in masked for a in n.all_input_nodes):
+                masked.add(n)
+        #: nodes whose value depends on the MC-dropout masks (the rest is shared by all samples)
+        self.depends_on_masks = masked
+        before_conv = set()
+        for n in reversed(self.nodes):
+            if self._is_conv(n) or any(u in before_conv for u in n.users):
+                before_conv.add(n)
+        #: nodes upstream of a convolution: a window lost there costs the cache its gain
+        self.before_convolution = before_conv
+        #: names of layers windows could not pass on the way to a convolution (last mutants call)
+        self.unfollowed: list[str] = []
 
-    def reference(self, x: torch.Tensor, masks=None) -> dict:
-        """Every node's activation for one prepared reference ``x`` (1, C, L) (or the 4-d layouts)."""
+    def reference(self, x: torch.Tensor, masks=None, shared: dict | None = None) -> dict:
+        """Every node's activation for one prepared reference ``x`` (1, C, L) (or the 4-d layouts).
+
+        ``shared``: the activations of an earlier call with other MC-dropout masks; the nodes that do
+        not depend on the masks are taken from it instead of being recomputed.
+        """
         env = {}
         for node in self.nodes:
             if node.op == "output":
                 break
-            env[node] = self._full(node, env, x, masks)
+            if shared is not None and node not in self.depends_on_masks:
+                env[node] = shared[node]
+            else:
+                env[node] = self._full(node, env, x, masks)
         return env
 
     def mutants(self, ref_env: dict, x: torch.Tensor, masks=None):
         """The network's output for prepared mutants ``x`` (M, ...) of the reference of ``ref_env``."""
+        return self._propagate(ref_env, x, masks, None)[0]
+
+    def mutants_samples(self, ref_x: torch.Tensor, x: torch.Tensor, masks_list) -> list:
+        """The outputs for mutants ``x`` (M, ...) of reference ``ref_x`` (1, ...) under each set of
+        MC-dropout masks in ``masks_list``: everything that does not depend on the masks (the layers
+        before the first dropout layer, reference and windows alike) is computed once for all."""
+        outs, ref_shared, win_shared = [], None, None
+        for masks in masks_list:
+            ref_env = self.reference(ref_x, masks, ref_shared)
+            out, env = self._propagate(ref_env, x, masks, win_shared)
+            if ref_shared is None:
+                ref_shared, win_shared = ref_env, env
+            outs.append(out)
+        return outs
+
+    def _propagate(self, ref_env: dict, x: torch.Tensor, masks, shared: dict | None):
         ref_x = ref_env[self.nodes[0]]
+        if shared is None:
+            env = {self.nodes[0]: self._input_window(ref_x, x)}
+            self.windowed_convolutions = 0
+            self.unfollowed = []
+        else:
+            env = {n: v for n, v in shared.items() if n not in self.depends_on_masks}
+        for node in self.nodes[1:]:
+            if node.op == "output":
+                out = torch.fx.node.map_arg(
+                    node.args[0], lambda n: _as_tensor(env[n]) if n in env else ref_env[n]
+                )
+                return out, env
+            if node in env:
+                continue
+            if node not in self.depends_on_input:
+                env[node] = ref_env[node]
+            else:
+                env[node] = self._windowed(node, env, ref_env[node], masks)
+        raise Unsupported("the traced graph has no output")
+
+    def _input_window(self, ref_x: torch.Tensor, x: torch.Tensor) -> _Window:
+        """The mutants ``x`` as windows around the positions where they differ from ``ref_x``."""
         axis, length = self.axis, x.shape[self.axis]
         changed = (x != ref_x).movedim(axis, -1).reshape(x.shape[0], -1, length).any(dim=1)
         if changed.any():
@@ -392,23 +477,23 @@ class FastISMPlan:
             last = length - 1 - changed.flip(1).float().argmax(1)
             width = int((last - first).max()) + 1
         else:
-            first, width = torch.zeros(x.shape[0], dtype=torch.long), 1
+            first, width = torch.zeros(x.shape[0], dtype=torch.long, device=x.device), 1
         start = first.clamp(max=length - width)
         index = _positions(start, width).reshape(_axis_shape(x.shape[0], width, x.dim(), axis))
         shape = list(x.shape)
         shape[axis] = width
-        env = {self.nodes[0]: _Window(ref_x, x.gather(axis, index.expand(shape)), start, axis)}
-        self.windowed_convolutions = 0
-        for node in self.nodes[1:]:
-            if node.op == "output":
-                return torch.fx.node.map_arg(
-                    node.args[0], lambda n: _as_tensor(env[n]) if n in env else ref_env[n]
-                )
-            if node not in self.depends_on_input:
-                env[node] = ref_env[node]
-            else:
-                env[node] = self._windowed(node, env, ref_env[node], masks)
-        raise Unsupported("the traced graph has no output")
+        return _Window(ref_x, x.gather(axis, index.expand(shape)), start, axis)
+
+    def _is_conv(self, node) -> bool:
+        return (node.op == "call_module" and isinstance(self.modules[node.target], _CONVS)) or (
+            node.op == "call_function" and node.target in _CONV_FUNCTIONS
+        )
+
+    def layer_name(self, node) -> str:
+        """A graph node as the user knows it: the module path, else the function or method name."""
+        if node.op == "call_module":
+            return node.target.removeprefix("module.")
+        return getattr(node.target, "__name__", str(node.target))
 
     def _target(self, node):
         return self.modules[node.target] if node.op == "call_module" else node.target
@@ -460,6 +545,8 @@ class FastISMPlan:
             if self._target(node) in _CONV_FUNCTIONS or isinstance(self._target(node), _CONVS):
                 self.windowed_convolutions += 1
             return out
+        if node in self.before_convolution:
+            self.unfollowed.append(self.layer_name(node))
         full_args = torch.fx.node.map_aggregate(args, _as_tensor)
         full_kwargs = torch.fx.node.map_aggregate(kwargs, _as_tensor)
         if node.op == "call_module" and masks is not None and node.target in self.dropout_index:
@@ -488,9 +575,14 @@ class FastISMPlan:
             return _binary(_OUT_OF_PLACE.get(target, target), args[0], args[1], ref_out, kwargs)
         if node.op == "call_method" and target in _BINARY_METHODS and len(args) == 2:
             return _binary(getattr(torch, target), args[0], args[1], ref_out, kwargs)
-        if node.op == "call_function" and target is torch.cat:
+        if node.op == "call_function" and target in (torch.cat, torch.stack):
             tensors = args[0] if args else kwargs.get("tensors")
-            return _concat(tensors, kwargs.get("dim", args[1] if len(args) > 1 else 0), ref_out)
+            dim = kwargs.get("dim", args[1] if len(args) > 1 else 0)
+            if target is torch.stack:
+                return _stack(tensors, dim, ref_out)
+            if isinstance(tensors, list | tuple) and tensors and dim % ref_out.dim() == 0:
+                return _batch_concat(tensors, ref_out)
+            return _concat(tensors, dim, ref_out)
         x = args[0] if args else None
         if not isinstance(x, _Window):
             return None
@@ -517,6 +609,13 @@ class FastISMPlan:
                 return _crop(x, args[1], ref_out)
             if target in (torch.transpose, torch.permute):
                 return _move_axes(x, target.__name__, args[1:], kwargs, ref_out)
+            if target in _SHAPE_FUNCTIONS:
+                return _shape_only(x, ref_out)
+            if target is torch.flip:
+                return _flip(x, kwargs.get("dims", args[1] if len(args) > 1 else None), ref_out)
+            if target is torch.index_select:
+                bound = dict(zip(("input", "dim", "index"), args, strict=False), **kwargs)
+                return _index_select(x, bound.get("dim"), bound.get("index"), ref_out)
             if target is F.pad:
                 rest = dict(zip(("pad", "mode", "value"), args[1:], strict=False), **kwargs)
                 return _pad(x, rest.get("pad"), rest.get("mode", "constant"), rest.get("value"),
@@ -529,6 +628,14 @@ class FastISMPlan:
                 return x.like(ref_out, getattr(x.val, target)())
             if target in ("transpose", "permute"):
                 return _move_axes(x, target, args[1:], kwargs, ref_out)
+            if target in _SHAPE_METHODS:
+                return _shape_only(x, ref_out)
+            if target == "flip":
+                dims = kwargs.get("dims", args[1] if len(args) == 2 else args[1:])
+                return _flip(x, dims, ref_out)
+            if target == "index_select":
+                bound = dict(zip(("dim", "index"), args[1:], strict=False), **kwargs)
+                return _index_select(x, bound.get("dim"), bound.get("index"), ref_out)
         return None
 
     def _module_op(self, node, target, x: _Window, ref_out, masks):
@@ -553,6 +660,8 @@ class FastISMPlan:
                          1, target.ceil_mode)  # fmt: skip
         if isinstance(target, torch.nn.modules.padding._ConstantPadNd):
             return _pad(x, target.padding, "constant", target.value, ref_out)
+        if isinstance(target, torch.nn.Flatten | torch.nn.Unflatten):
+            return _shape_only(x, ref_out)
         if ref_out.shape != x.ref.shape:
             return None
         if isinstance(target, _DROPOUT_MODULES):
@@ -591,7 +700,16 @@ def _crop(win: _Window, index, ref_out):
         pos = index.index(Ellipsis)
         index = index[:pos] + (slice(None),) * (win.ref.dim() - len(index) + 1) + index[pos + 1 :]
     index = index + (slice(None),) * (win.ref.dim() - len(index))
-    if len(index) != win.ref.dim() or index[0] != slice(None) or ref_out.dim() != win.ref.dim():
+    if len(index) != win.ref.dim() or index[0] != slice(None):
+        return None
+    ints = [d for d, i in enumerate(index) if isinstance(i, int)]
+    if ints and win.axis not in ints and all(isinstance(i, int | slice) for i in index):
+        # x[:, c, ...]: a channel picked, its axis dropped (the zoo's alphabet swaps do this)
+        if any(index[d] != slice(None) for d in range(win.ref.dim()) if d not in ints):
+            return None
+        axis = win.axis - sum(d < win.axis for d in ints)
+        return _Window(ref_out, win.val[index], win.start, axis)
+    if ref_out.dim() != win.ref.dim():
         return None
     if index[win.axis] == slice(None):
         # channel selection or reordering (e.g. ACGT -> AGCT) leaves the sequence axis alone
@@ -604,6 +722,80 @@ def _crop(win: _Window, index, ref_out):
     if step != 1 or ref_out.dim() != win.ref.dim() or b - a != ref_out.shape[win.axis]:
         return None
     return win.like(ref_out, win.val, win.start - a)
+
+
+def _nonsingleton(shape) -> list[tuple[int, int]]:
+    """(axis, size) of every axis after the batch with size > 1."""
+    return [(d, n) for d, n in enumerate(shape) if d > 0 and n > 1]
+
+
+def _shape_only(win: _Window, ref_out):
+    """A reshape that only adds or removes singleton axes ((N, C, 1, L) <-> (N, C, L), squeeze,
+    unsqueeze, the zoo's ``Lambda`` views): the window's values are reshaped alike, the sequence axis
+    moves to its new place. Decided from the reference's shapes, whatever the call's arguments."""
+    if not isinstance(ref_out, torch.Tensor) or ref_out.shape[0] != win.ref.shape[0]:
+        return None
+    before, after = _nonsingleton(win.ref.shape), _nonsingleton(ref_out.shape)
+    if [n for _, n in before] != [n for _, n in after] or win.length <= 1:
+        return None
+    axis = after[[d for d, _ in before].index(win.axis)][0]
+    shape = list(ref_out.shape)
+    shape[0], shape[axis] = win.val.shape[0], win.width
+    return _Window(ref_out, win.val.reshape(shape), win.start, axis)
+
+
+def _flip(win: _Window, dims, ref_out):
+    """``torch.flip`` of a window: reversing the sequence axis mirrors the window's position."""
+    if dims is None or not isinstance(ref_out, torch.Tensor) or ref_out.shape != win.ref.shape:
+        return None
+    dims = [int(d) % win.ref.dim() for d in (dims if isinstance(dims, list | tuple) else (dims,))]
+    if 0 in dims:
+        return None
+    start = win.length - win.start - win.width if win.axis in dims else win.start
+    return _Window(ref_out, win.val.flip(dims), start, win.axis)
+
+
+def _index_select(win: _Window, dim, index, ref_out):
+    """``index_select`` on a channel axis (applied to the window), or reversing the sequence axis."""
+    if dim is None or not isinstance(index, torch.Tensor) or ref_out.dim() != win.ref.dim():
+        return None
+    dim = int(dim) % win.ref.dim()
+    if dim == 0:
+        return None
+    if dim != win.axis:
+        return win.like(ref_out, win.val.index_select(dim, index.to(win.val.device)))
+    reverse = torch.arange(win.length - 1, -1, -1, device=index.device)
+    if index.shape == reverse.shape and bool((index == reverse).all()):
+        return _flip(win, [dim], ref_out)
+    return None
+
+
+def _stack(tensors, dim, ref_out):
+    """``torch.stack`` of windows along a new channel axis."""
+    if not tensors or not all(isinstance(t, _Window) for t in tensors):
+        return None
+    dim = int(dim) % (tensors[0].ref.dim() + 1)
+    if dim == 0:
+        return None
+    grown = [_Window(t.ref.unsqueeze(dim), t.val.unsqueeze(dim), t.start,
+                     t.axis + (dim <= t.axis)) for t in tensors]  # fmt: skip
+    return _concat(grown, dim, ref_out)
+
+
+def _batch_concat(tensors, ref_out):
+    """``torch.cat`` along the batch axis of windows of equal width (e.g. a batch and its reverse
+    complements): the references stack into G blocks, the rows follow block by block."""
+    if not all(isinstance(t, _Window) for t in tensors):
+        return None
+    first = tensors[0]
+    rows = first.val.shape[0] // first.ref.shape[0]
+    if any(t.axis != first.axis or t.width != first.width or t.ref.dim() != first.ref.dim()
+           or t.val.shape[0] != rows * t.ref.shape[0] for t in tensors) or (
+        ref_out.shape[0] != sum(t.ref.shape[0] for t in tensors)
+    ):  # fmt: skip
+        return None
+    return _Window(ref_out, torch.cat([t.val for t in tensors]),
+                   torch.cat([t.start for t in tensors]), first.axis)  # fmt: skip
 
 
 def _move_axes(win: _Window, how: str, args, kwargs, ref_out):
@@ -662,6 +854,167 @@ def _in_place(node, modules: dict, kwargs) -> bool:
     name = getattr(node.target, "__name__", node.target if isinstance(node.target, str) else "")
     return (node.target in _OUT_OF_PLACE or bool(kwargs.get("inplace"))
             or (name.endswith("_") and not name.startswith("_")))  # fmt: skip
+
+
+_MISSING = object()
+
+
+def _concrete(v):
+    """The example value behind a proxy (or ``v`` itself), ``_MISSING`` when there is none."""
+    if isinstance(v, torch.fx.Proxy):
+        return v.node.meta.get("concrete", _MISSING)
+    return v
+
+
+def _batch_derived(v) -> bool:
+    return isinstance(v, torch.fx.Proxy) and bool(v.node.meta.get("batch"))
+
+
+class _ShapeProxy(torch.fx.Proxy):
+    """A proxy that answers shape questions from an example input: ``len()``, ``x.size(d)``/``x.shape``
+    for ``d`` >= 1 and ``x.dim()`` become Python integers, so control flow on them (the Kipoi zoo's
+    ``1 == len(x.size())`` wrappers, ``range(x.size(1))`` loops) is resolved while tracing. The batch
+    size stays symbolic: the traced graph serves any number of mutants of inputs of this shape."""
+
+    def _value(self):
+        return self.node.meta.get("concrete", _MISSING)
+
+    def size(self, dim=None):
+        value = self._value()
+        if not isinstance(value, torch.Tensor):
+            return self.tracer.create_proxy("call_method", "size", (self,) if dim is None
+                                            else (self, dim), {})  # fmt: skip
+        if dim is None:
+            return (self.tracer.create_proxy("call_method", "size", (self, 0), {}),
+                    *value.shape[1:])  # fmt: skip
+        dim = int(dim) % value.dim()
+        if dim == 0:
+            return self.tracer.create_proxy("call_method", "size", (self, 0), {})
+        return int(value.shape[dim])
+
+    @property
+    def shape(self):
+        return self.size()
+
+    def dim(self):
+        value = self._value()
+        if isinstance(value, torch.Tensor):
+            return value.dim()
+        return self.tracer.create_proxy("call_method", "dim", (self,), {})
+
+    @property
+    def ndim(self):
+        return self.dim()
+
+    def __len__(self) -> int:
+        value = self._value()
+        if isinstance(value, tuple | list | torch.Size) and not _batch_derived(self):
+            return len(value)
+        return super().__len__()
+
+
+@contextlib.contextmanager
+def _unpatched_modules():
+    """``nn.Module`` calls and attribute reads as outside tracing (``torch.fx`` patches them so that
+    they emit graph nodes), for computing example values in the middle of a trace."""
+    from torch.fx import _symbolic_trace as fx_trace
+
+    patched = torch.nn.Module.__call__, torch.nn.Module.__getattr__
+    torch.nn.Module.__call__ = fx_trace._orig_module_call
+    torch.nn.Module.__getattr__ = fx_trace._orig_module_getattr
+    try:
+        yield
+    finally:
+        torch.nn.Module.__call__, torch.nn.Module.__getattr__ = patched
+
+
+def _plain_getattr(obj, name: str):
+    """``getattr`` past the tracer's patched ``Module.__getattr__`` (which would emit a node)."""
+    if isinstance(obj, torch.nn.Module):
+        for table in (obj._parameters, obj._buffers, obj._modules):
+            if name in table:
+                return table[name]
+        if name in obj.__dict__:
+            return obj.__dict__[name]
+    return getattr(obj, name)
+
+
+class _ShapeTracer(torch.fx.Tracer):
+    """``torch.fx`` tracing with an example input (see :class:`_ShapeProxy`); a submodule that still
+    cannot be traced becomes one opaque graph node (``opaque`` names it and the reason), which the
+    plan runs on full activations while the rest of the network keeps its windows."""
+
+    def __init__(self, example: torch.Tensor | None):
+        super().__init__()
+        self.example = example
+        #: module path -> why it could not be traced into
+        self.opaque: dict[str, str] = {}
+
+    def proxy(self, node):
+        return _ShapeProxy(node, self)
+
+    def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None,
+                     proxy_factory_fn=None):  # fmt: skip
+        proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr, proxy_factory_fn)
+        if self.example is None:
+            return proxy
+        found = []
+        torch.fx.node.map_aggregate((args, kwargs), lambda v: found.append(v) if isinstance(
+            v, torch.fx.Proxy) else v)  # fmt: skip
+        values = torch.fx.node.map_aggregate((args, kwargs), _concrete)
+        missing = []
+        torch.fx.node.map_aggregate(values, lambda v: missing.append(v) if v is _MISSING else v)
+        if missing:
+            return proxy
+        a, k = values
+        with torch.no_grad(), _unpatched_modules():
+            if kind == "placeholder":
+                value = self.example
+            elif kind == "get_attr":
+                value = self.root
+                for part in str(target).split("."):
+                    value = _plain_getattr(value, part)
+            elif kind == "call_function":
+                value = target(*a, **k)
+            elif kind == "call_method":
+                value = getattr(a[0], target)(*a[1:], **k)
+            else:
+                value = self.root.get_submodule(target)(*a, **k)
+        proxy.node.meta["concrete"] = value
+        if (kind == "call_method" and target == "size" and tuple(a[1:]) == (0,)) or (
+            not isinstance(value, torch.Tensor) and any(_batch_derived(p) for p in found)
+        ):
+            proxy.node.meta["batch"] = True
+        return proxy
+
+    def to_bool(self, obj) -> bool:
+        value = _concrete(obj)
+        if value is _MISSING or isinstance(value, torch.Tensor) or _batch_derived(obj):
+            # data- or batch-size-dependent control flow cannot be fixed by one example
+            return super().to_bool(obj)
+        return bool(value)
+
+    def call_module(self, m, forward, args, kwargs):
+        proxies = []
+        torch.fx.node.map_aggregate((args, kwargs), lambda v: proxies.append(v) if isinstance(
+            v, torch.fx.Proxy) else v)  # fmt: skip
+        if not proxies:
+            # computing an example value (create_proxy): run the module itself, record nothing
+            return forward(*args, **kwargs)
+        path = self.path_of_module(m)
+        if self.is_leaf_module(m, path):
+            return super().call_module(m, forward, args, kwargs)
+        last = self.graph._root.prev
+        stack = dict(self.module_stack)
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        except Exception as err:  # noqa: BLE001 - any tracing failure: the module becomes opaque
+            while self.graph._root.prev is not last:
+                self.graph.erase_node(self.graph._root.prev)
+            self.module_stack.clear()
+            self.module_stack.update(stack)
+            self.opaque[path] = f"{type(err).__name__}: {err}"
+            return self.create_proxy("call_module", path, args, kwargs)
 
 
 class _OneInput(torch.nn.Module):

@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from deepmr_kipoi.errors import DeepMRInputError
+
 #: transform names
 TRANSFORMS = ("identity", "logit", "log1p")
 
@@ -42,19 +44,19 @@ def resolve_transforms(transforms, feature_names: Sequence[str]) -> tuple[str, .
     elif isinstance(transforms, Mapping):
         unknown = [k for k in transforms if k not in names]
         if unknown:
-            raise ValueError(
+            raise DeepMRInputError(
                 f"transforms name features {unknown[:3]} that the model does not have; use names from feature_names"
             )
         out = [transforms.get(f, "identity") for f in names]
     else:
         out = list(transforms)
         if len(out) != len(names):
-            raise ValueError(
+            raise DeepMRInputError(
                 f"transforms has {len(out)} entries but the model has {len(names)} features; give one per feature or a dict"
             )
     bad = sorted({t for t in out if t not in TRANSFORMS})
     if bad:
-        raise ValueError(f"unknown transform(s) {bad}; choose from {', '.join(TRANSFORMS)}")
+        raise DeepMRInputError(f"unknown transform(s) {bad}; choose from {', '.join(TRANSFORMS)}")
     return tuple(out)
 
 

@@ -1,0 +1,160 @@
+"""Fast ISM on the Kipoi zoo's PyTorch architectures (reproduced in ``zoo_architectures``, random
+weights, the zoo's layer sizes): receptive-field caching against full forward passes of the same
+member, and MC dropout with 30 samples.
+
+* Basset (L = 600, (N, 4, L, 1)) and DeepSEA/predict (L = 1000, (N, 4, 1, L), ACGT->AGCT swap and
+  reverse-complement averaging inside the model): mutants per second of ``predict_mutants`` with the
+  cache over every single mutant of one sequence (the whole-sequence window users run), against full
+  forward passes of the same member (``fast_ism=False``) over ``--full-mutants`` of those mutants,
+  spread over the sequence (a full pass costs the same whichever base is mutated). Effects of the
+  two are compared on those mutants. Targets: Basset >= 8x, DeepSEA/predict >= 4x.
+* MC dropout: ``MCDropout(n_samples=30)`` of DeepSEA/variantEffects (three dropout layers) over the
+  mutants of ``--mc-window`` central positions, against one deterministic pass over the same mutants,
+  both with the cache and as full passes. Target: at most 10x one deterministic pass.
+
+Every figure is the best of ``--repeats`` runs in this process. Run::
+
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_zoo.py [--device cuda]
+
+Measured with the defaults on the project's 2-core machine while other jobs shared it (torch
+2.13.0+cpu; ratios moved with the load: Basset 6.76 in one run, 3.03 in a busier one)::
+
+    model            path     fast mut/s  full mut/s  ratio max|diff|
+    Basset           cached        134.1        19.8   6.76  5.96e-08  (13.4 s for 1800)
+    DeepSEA/predict  cached         37.3         8.6   4.33  0.00e+00  (80.5 s for 3000)
+    MC dropout, DeepSEA/variantEffects, 30 samples, 120 mutants: 48.75 s; one deterministic cached
+    pass 1.63 s (ratio 29.9), one full pass 5.49 s (ratio 8.89); max|diff| 1.19e-07
+
+GPU figures: ``benchmarks/bench_gpu.sh`` (no GPU was available when this was written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def saturation(x: np.ndarray, positions) -> np.ndarray:
+    """The 3 single mutants of reference x (L, 4) at each position, (3 * len(positions), L, 4)."""
+    positions = list(positions)
+    out = np.repeat(x[None], 3 * len(positions), axis=0)
+    for i, p in enumerate(positions):
+        for k in range(3):
+            out[3 * i + k, p] = 0.0
+            out[3 * i + k, p, (int(x[p].argmax()) + k + 1) % 4] = 1.0
+    return out
+
+
+def best(fn, repeats: int):
+    """(result of the last run, best seconds over ``repeats`` runs)."""
+    times, out = [], None
+    for _ in range(repeats):
+        tic = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - tic)
+    return out, min(times)
+
+
+def chunked(member, x, mut, chunk: int, samples: bool = False, masks=None):
+    parts = []
+    for a in range(0, len(mut), chunk):
+        if samples:
+            parts.append(member.predict_mutants_samples(x, mut[a : a + chunk], masks))
+        else:
+            parts.append(member.predict_mutants(x, mut[a : a + chunk]))
+    return np.concatenate(parts, axis=1 if samples else 0)
+
+
+def bench_speed(name: str, args) -> dict:
+    import torch
+
+    from benchmarks import zoo_architectures as zoo
+    from deepmr_kipoi import sequences
+    from deepmr_kipoi.predictive import from_torch
+
+    make, layout, length = zoo.ZOO[name]
+    net = make(0)
+    fast = from_torch(net, layout=layout, sequence_length=length, device=args.device)
+    full = from_torch(net, layout=layout, sequence_length=length, device=args.device,
+                      fast_ism=False)  # fmt: skip
+    x = sequences.random_sequences(1, length, seed=args.seed)[0]
+    mut = saturation(x, range(length))
+    subset = np.unique(np.linspace(0, len(mut) - 1, args.full_mutants).round().astype(int))
+    with torch.inference_mode():
+        fast.predict_mutants(x, mut[:3])  # trace, check and warm up
+        got, t_fast = best(lambda: chunked(fast, x, mut, args.chunk), args.repeats)
+        want, t_full = best(lambda: chunked(full, x, mut[subset], args.chunk), args.repeats)
+    ref = full.predict(x[None])
+    diff = float(np.abs((got[subset] - ref) - (want - ref)).max())
+    return {"model": name, "path": fast.ism_path, "reason": fast.ism_reason,
+            "fast": len(mut) / t_fast, "full": len(subset) / t_full, "diff": diff,
+            "fast_s": t_fast, "n": len(mut)}  # fmt: skip
+
+
+def bench_mc(args) -> dict:
+    import torch
+
+    from benchmarks import zoo_architectures as zoo
+    from deepmr_kipoi import sequences
+    from deepmr_kipoi.predictive import MCDropout, from_torch
+
+    make, layout, length = zoo.ZOO["DeepSEA/variantEffects"]
+    net = make(1)
+    fast = from_torch(net, layout=layout, sequence_length=length, device=args.device)
+    full = from_torch(net, layout=layout, sequence_length=length, device=args.device,
+                      fast_ism=False)  # fmt: skip
+    mc = MCDropout(fast, n_samples=30, seed=0)
+    masks = [lambda k, shape, rate, s=s: mc.mask(s, k, shape, rate) for s in range(30)]
+    x = sequences.random_sequences(1, length, seed=args.seed + 1)[0]
+    centre = length // 2
+    mut = saturation(x, range(centre - args.mc_window // 2, centre + args.mc_window // 2))
+    with torch.inference_mode():
+        fast.predict_mutants(x, mut[:3])
+        samples, t_mc = best(lambda: chunked(fast, x, mut, args.chunk, True, masks), args.repeats)
+        _, t_det = best(lambda: chunked(fast, x, mut, args.chunk), args.repeats)
+        _, t_full = best(lambda: chunked(full, x, mut, args.chunk), args.repeats)
+        check = np.stack([full.predict_prepared(full.prepare(mut[:6]), 6, m) for m in masks[:3]])
+    diff = float(np.abs(samples[:3, :6] - check).max())
+    return {"n": len(mut), "mc": t_mc, "det": t_det, "full": t_full, "diff": diff}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", default="Basset,DeepSEA/predict")
+    p.add_argument("--device", default="cpu", help="auto, cpu or cuda (default cpu)")
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--repeats", type=int, default=2, help="timed runs per figure; the best counts")
+    p.add_argument("--full-mutants", type=int, default=96, help="mutants timed as full passes")
+    p.add_argument("--chunk", type=int, default=256, help="mutants per predict call")
+    p.add_argument("--mc-window", type=int, default=40, help="positions of the MC-dropout run")
+    p.add_argument("--skip-mc", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, device {args.device}, {args.threads} threads, "
+          f"best of {args.repeats}")  # fmt: skip
+    print(f"{'model':16s} {'path':7s} {'fast mut/s':>11s} {'full mut/s':>11s} {'ratio':>6s} "
+          f"{'max|diff|':>9s}  (whole-sequence fast ISM s)")  # fmt: skip
+    for name in args.models.split(","):
+        r = bench_speed(name, args)
+        print(f"{r['model']:16s} {r['path']:7s} {r['fast']:11.1f} {r['full']:11.1f} "
+              f"{r['fast'] / r['full']:6.2f} {r['diff']:9.2e}  ({r['fast_s']:.1f} s for {r['n']})")
+        print(f"  {r['reason']}")
+    if not args.skip_mc:
+        r = bench_mc(args)
+        print(f"MC dropout, DeepSEA/variantEffects, 30 samples, {r['n']} mutants: "
+              f"{r['mc']:.2f} s; one deterministic cached pass {r['det']:.2f} s "
+              f"(ratio {r['mc'] / r['det']:.1f}), one full pass {r['full']:.2f} s "
+              f"(ratio {r['mc'] / r['full']:.2f}); max|diff| vs masked full passes {r['diff']:.2e}")
+
+
+if __name__ == "__main__":
+    main()
