@@ -130,6 +130,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="outcome feature names or globs (default: all)")  # fmt: skip
     g.add_argument("--window", nargs=2, type=int, metavar=("START", "END"), default=s,
                    help="half-open ISM window within the sequence (default: whole sequence)")  # fmt: skip
+    g.add_argument("--device", choices=cfg.DEVICES, default=s,
+                   help=f"where PyTorch members run (default {d('device')}: a GPU when present)")
     g.add_argument("--batch-size", dest="batch_size", type=int, default=s,
                    help=f"mutants per forward pass (default {d('batch_size')})")  # fmt: skip
     g = p.add_argument_group("calibration")

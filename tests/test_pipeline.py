@@ -40,7 +40,11 @@ def _brute_force_instruments(mean, se, spread, ie, io, n):
             best = allowed[np.argmax(np.abs(bx[w] / sx[w])[allowed])]
             keep[w] = False
             keep[w, best] = True
-    keep &= np.abs(bx) / spread[ie] > np.abs(by) / spread[io]  # directionality
+    # directionality: each effect in units of its feature's root-mean-square mutation effect in
+    # this sequence
+    rms_x = np.sqrt(np.mean(mean[n, ..., ie] ** 2))
+    rms_y = np.sqrt(np.mean(mean[n, ..., io] ** 2))
+    keep &= np.abs(bx) / rms_x > np.abs(by) / rms_y
     return keep.ravel()
 
 

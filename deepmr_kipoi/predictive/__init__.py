@@ -38,6 +38,7 @@ from deepmr_kipoi.predictive.transforms import (
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "move_to_device",
     "LOGIT_EPS",
     "TRANSFORMS",
     "DeepEnsemble",
@@ -342,6 +343,40 @@ class MCDropout(_SampledModel):
                 prepared, x.shape[0], masks=lambda k, shape, rate, s=s: self.mask(s, k, shape, rate)
             )
         return out
+
+
+def move_to_device(model, device: str = "auto") -> str:
+    """Put the PyTorch members of a model on a device; other members are left as they are.
+
+    Parameters
+    ----------
+    model : PredictiveModel
+        A ``DeepEnsemble``, ``MCDropout`` or ``Deterministic`` (anything with ``members``).
+    device : {"auto", "cpu", "cuda"} or str
+        ``"auto"``: CUDA when torch sees a GPU, else the CPU.
+
+    Returns
+    -------
+    str
+        The device the PyTorch members run on (``"cpu"`` when the model has none).
+    """
+    torch_members = [m for m in getattr(model, "members", ()) if getattr(m, "backend", "") == "torch"]
+    if not torch_members:
+        if device not in ("auto", "cpu", None):
+            raise DeepMRInputError(
+                f"--device {device} applies to PyTorch models; this model has no PyTorch members "
+                "(use --device auto or cpu)"
+            )
+        return "cpu"
+    from deepmr_kipoi.predictive._torch import resolve_device
+
+    target = resolve_device(device)
+    for member in torch_members:
+        if member.device != target:
+            member.module.to(target)
+            member.device = target
+            member._plan = None  # activations of the cache live on the device
+    return str(target)
 
 
 def _infer_feature_names(feature_names, sequence_length, probe: Callable[[np.ndarray], int]):

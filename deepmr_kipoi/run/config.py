@@ -42,7 +42,9 @@ AUTO_EFFECTS_LIMIT = 20_000_000
 SAMPLE_N_BOOT = 2
 #: Config fields that change only the output or its display, never a number (left out of the hash).
 DISPLAY_FIELDS = ("out", "progress", "force", "figures", "report", "n_examples", "save_effects",
-                  "download", "trust_model_code")
+                  "download", "trust_model_code", "device")
+#: Devices a run's PyTorch members may run on.
+DEVICES = ("auto", "cpu", "cuda")
 #: Config fields naming input files: their contents enter the resume key (``run.fingerprint``),
 #: their paths do not, so a moved or renamed input resumes and an edited one does not.
 PATH_FIELDS = ("fasta", "bed", "calibrator", "calibration_table", "weight_files")
@@ -156,6 +158,9 @@ class RunConfig:
     force : bool
         Recompute when ``out`` holds results of another configuration or other inputs; the new
         run replaces the old one only once it has succeeded.
+    device : {"auto", "cpu", "cuda"}
+        Where PyTorch members run (``"auto"``: a GPU when torch sees one). Not part of the resume
+        key: a run started on the CPU may resume on a GPU.
     mask_nonfinite : bool
         Leave out mutants whose predictions are NaN or inf (counted in ``run.json`` and the report)
         instead of stopping the run.
@@ -209,6 +214,7 @@ class RunConfig:
     progress: bool = True
     force: bool = False
     mask_nonfinite: bool = False
+    device: str = "auto"
 
     def to_dict(self) -> dict:
         """The config as plain JSON/YAML-friendly values."""
@@ -362,6 +368,7 @@ def validate(config: RunConfig) -> RunConfig:
         progress=v.boolean(c.progress, "progress"),
         force=v.boolean(c.force, "force"),
         mask_nonfinite=v.boolean(c.mask_nonfinite, "mask_nonfinite"),
+        device=v.choice(c.device, DEVICES, "device"),
     )  # fmt: skip
 
 

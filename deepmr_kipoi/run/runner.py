@@ -197,6 +197,10 @@ def make_plan(config: RunConfig, model=None, identity: dict | None = None, *,
         identity = dict(identity or {"name": config.model or type(model).__name__})
         identity.setdefault("n_samples", int(getattr(model, "n_samples", 0) or 0))
         identity.setdefault("n_features", len(model.feature_names))
+    from deepmr_kipoi.predictive import move_to_device
+
+    identity = dict(identity)
+    identity["device"] = move_to_device(model, config.device)
     feature_names = tuple(str(f) for f in model.feature_names)
     s = int(getattr(model, "n_samples", 0) or 0)
     if s < 2:
@@ -440,6 +444,10 @@ def run(
                          "and were left out (--mask-nonfinite).")  # fmt: skip
         for w in warns:
             logger.warning(w)
+        plan.identity["ism"] = [
+            {"member": i, "path": m.ism_path, "reason": m.ism_reason}
+            for i, m in enumerate(getattr(plan.model, "members", ())) if hasattr(m, "ism_path")
+        ]  # fmt: skip
         record = _record(plan, resumed, warns, truth, started)
         record = dataclasses.replace(record, nonfinite={"sequences": n_bad_seq, "mutants": n_bad_mut})
         if out_dir is not None:
