@@ -2,9 +2,9 @@
 
 The weights come from the ``spliceai`` wheel on PyPI, fetched at run time with pip (never committed)
 and cached (default ``~/.cache/deepmr_kipoi/spliceai``; override with ``DEEPMR_SPLICEAI_CACHE`` or
-``cache_dir=``). The wheel is pinned by version and SHA-256. Licence: the wheel's metadata declares
-GPLv3 for the package; the SpliceAI repository states that its trained models are CC BY-NC 4.0, so
-use them for non-commercial research only.
+``cache_dir=``). The wheel is pinned by version and SHA-256. Licence: the package code is GPLv3;
+the SpliceAI README states that the trained models (``spliceai/models``) are CC BY-NC 4.0, for
+academic and non-commercial use only.
 
 SpliceAI-10k maps a one-hot sequence of length ``L + 10000`` (ACGT order, N = all-zero column) to
 per-position probabilities ``(L, 3)`` of (neither, acceptor, donor) for the central ``L`` bases.
