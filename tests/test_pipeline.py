@@ -313,3 +313,18 @@ def test_minimum_instrument_count_is_enforced():
     for row in glob.itertuples():
         sub = local[(local.exposure == row.exposure) & (local.outcome == row.outcome)]
         assert row.k == int((sub.n_instruments >= 110).sum())
+
+
+def test_factory_file_with_a_dataclass_and_postponed_annotations(tmp_path):
+    # dataclasses look their module up in sys.modules while the file runs
+    path = tmp_path / "factory.py"
+    path.write_text(
+        "from __future__ import annotations\n"
+        "from dataclasses import dataclass\n\n\n"
+        "@dataclass\nclass Spec:\n    members: int = 3\n\n\n"
+        "def make(seed: int = 0):\n"
+        "    from tests._helpers_pipeline import tiny_model\n"
+        "    return tiny_model(seed=seed, n_members=Spec().members)\n"
+    )
+    res = pipeline.run(_config(None, model=f"{path}:make", n_sequences=2, methods=("ivw",)))
+    assert res.record.model["n_samples"] == 3

@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import inspect
 import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,7 +117,14 @@ def _load_factory(spec: str, config: RunConfig):
             name = "deepmr_factory_" + hashlib.md5(str(path.resolve()).encode()).hexdigest()[:12]
             mod_spec = importlib.util.spec_from_file_location(name, path)
             module = importlib.util.module_from_spec(mod_spec)
-            mod_spec.loader.exec_module(module)
+            # registered before it runs, as an import would: dataclasses and pickling look the
+            # module up by name while its body executes
+            sys.modules[name] = module
+            try:
+                mod_spec.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop(name, None)
+                raise
         else:
             module = importlib.import_module(target)
     except DeepMRInputError:
