@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--calibration", choices=CALIBRATIONS, default=d.calibration,
                         help=f"recalibration of effect SEs (default {d.calibration})")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(d.methods),
-                        help="local MR estimators (default: ivw egger)")
+                        help="local MR estimators (default: ivw egger weighted_median)")
     parser.add_argument("--z", type=float, default=d.z,
                         help=f"instrument threshold on |b_x/se_x| (default {d.z})")
     parser.add_argument("--threads", type=int, default=d.training.threads,

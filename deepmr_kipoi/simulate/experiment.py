@@ -28,7 +28,9 @@ from deepmr_kipoi.simulate.train import TrainConfig, train_ensemble
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("ivw", "egger")
+#: Local MR estimators the experiment can score; the robust weighted median is in the default set
+#: because the sequence-confounded regimes make some instruments invalid (pleiotropic).
+METHODS = ("ivw", "egger", "weighted_median")
 CALIBRATIONS = ("none", "sigma", "quantile")
 
 
