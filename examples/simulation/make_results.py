@@ -1,0 +1,94 @@
+"""Print the tables of RESULTS.md from a ``deepmr simulate`` results folder.
+
+Usage::
+
+    python examples/simulation/make_results.py SIM_OUT [--copy-to examples/simulation]
+
+Reads ``SIM_OUT/rounds.csv`` (one row per round, regime, method and ordered pair) and prints, as
+Markdown: the planted pair per regime and method (correlation, bias, coverage with its Wilson 95%
+interval, power), the null pairs (share flagged significant, by role), the confounded pairs, the
+direction verdicts of the planted/reverse pair, and the run's timings and calibration factors.
+With ``--copy-to`` it also copies ``summary.csv``, ``rounds.csv`` and the figure there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from deepmr_kipoi.simulate import scoring
+
+
+def _fmt(v) -> str:
+    if isinstance(v, (float, np.floating)):
+        return "nan" if not np.isfinite(v) else f"{v:.3f}"
+    return str(v)
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def interval(share, low, high) -> str:
+    return f"{share:.2f} [{low:.2f}, {high:.2f}]" if np.isfinite(share) else "nan"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("sim_out")
+    p.add_argument("--copy-to", default=None)
+    args = p.parse_args(argv)
+    out = Path(args.sim_out)
+    rounds = pd.read_csv(out / "rounds.csv")
+    summary = scoring.summarize(rounds)
+    n_rounds = rounds.groupby("regime")["round"].nunique().to_dict()
+    print(f"rounds per regime: {n_rounds}\n")
+
+    planted = summary.assign(
+        coverage_95=[interval(*r) for r in summary[["coverage", "coverage_low", "coverage_high"]].to_numpy()],
+        power_95=[interval(*r) for r in summary[["power", "power_low", "power_high"]].to_numpy()],
+        null_flagged_95=[interval(*r) for r in summary[["null_flagged", "null_flagged_low",
+                                                        "null_flagged_high"]].to_numpy()],
+    )
+    print("## Planted pair (exposure -> outcome) and null pairs\n")
+    print(markdown(planted[["regime", "method", "rounds", "pearson_r", "r_within_high", "r_within_low",
+                            "bias", "mae", "coverage_95", "meta_coverage", "paper_coverage",
+                            "power_95", "null_pair_rounds", "null_flagged_95", "null_coverage",
+                            "confounded_coverage", "median_df"]]))
+
+    print("\n## Flagged significant, by role (share of pair-rounds)\n")
+    flagged = (rounds.assign(significant=rounds["significant"].astype(bool))
+               .groupby(["regime", "method", "role"])["significant"].mean().unstack("role"))
+    print(markdown(flagged.reset_index()))
+
+    print("\n## Direction verdicts of the planted/reverse pair (IVW; share of rounds)\n")
+    ivw = rounds[(rounds["method"] == "ivw") & (rounds["role"] == "planted")]
+    verdicts = ivw.groupby("regime")["direction"].value_counts(normalize=True).unstack(fill_value=0.0)
+    print(markdown(verdicts.reset_index()))
+
+    print("\n## Timings (seconds per job, mean) and calibration factors (mean)\n")
+    per_job = rounds.drop_duplicates(["round", "regime"])
+    timing = per_job.filter(like="seconds_").mean().round(1).to_dict()
+    calib = per_job.filter(like="calibration_scale_").mean().round(2).to_dict()
+    print(f"{len(per_job)} jobs; {timing}; {calib}")
+
+    if args.copy_to:
+        dest = Path(args.copy_to)
+        tag = f"rounds{max(n_rounds.values())}"
+        summary.to_csv(dest / f"summary_{tag}.csv", index=False)
+        rounds.to_csv(dest / f"rounds_{tag}.csv", index=False)
+        figure = out / "estimated_vs_true.png"
+        if figure.exists():
+            shutil.copy(figure, dest / f"estimated_vs_true_{tag}.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
