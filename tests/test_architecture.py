@@ -98,3 +98,29 @@ def test_the_checker_finds_a_circle_and_sees_function_level_imports(tmp_path):
     assert not any(m.startswith("model_adapters") for m in graph["deepmr_kipoi.kipoi_models"])
     assert "model_adapters.bpnet_weights" in graph["model_adapters.bpnet_torch"]
     assert "model_adapters.bpnet_oskn" not in graph["model_adapters.bpnet_torch"]
+
+
+MAX_LINES = 600
+
+
+def _long_modules(modules: dict[str, Path], limit: int = MAX_LINES) -> dict[str, int]:
+    """Modules with more than ``limit`` lines: name -> line count."""
+    counts = {name: len(path.read_text(encoding="utf-8").splitlines()) for name, path in modules.items()}
+    return {name: n for name, n in sorted(counts.items()) if n > limit}
+
+
+def test_no_module_is_longer_than_600_lines():
+    long = _long_modules(_modules())
+    for name, n in long.items():
+        print(f"{name}: {n} lines")
+    assert not long, f"modules over {MAX_LINES} lines (split them by concept): " + ", ".join(
+        f"{name} ({n})" for name, n in long.items()
+    )
+
+
+def test_the_length_check_counts_lines(tmp_path):
+    short, long = tmp_path / "short.py", tmp_path / "long.py"
+    short.write_text("x = 1\n" * MAX_LINES, encoding="utf-8")
+    long.write_text("x = 1\n" * (MAX_LINES + 1), encoding="utf-8")
+    assert _long_modules({"short": short, "long": long}) == {"long": MAX_LINES + 1}
+    assert len(_modules()) > 50 and "deepmr_kipoi.figure_drawing" in _modules()
