@@ -31,7 +31,8 @@ Two validity rules guard the causal reading of an estimate:
   population variance, but where the analysed sequences all carry the same motifs, Y's own
   variation over them is small and mutations of X's motif sit on the boundary (measured in the
   simulation). Approximation, either way: a mutation acting on both features counts for the one it
-  moves more, and a feature without variation of its own cannot be told from a pure copy.
+  moves more, and a feature without variation of its own cannot be told from a pure copy: a tie
+  (equal standardized effects to within ``DIRECTION_TIE``) counts for both directions.
 
 Mutations at ``N`` positions (NaN effects) and mutants with a zero or non-finite SE are never
 instruments.
@@ -46,6 +47,9 @@ import numpy as np
 from deepmr_kipoi.errors import DeepMRInputError
 
 RULES = ("wald", "pooled")
+#: Relative tolerance of the directionality check: standardized effects equal to within it (one
+#: feature an exact copy of the other, up to scale) count for both directions.
+DIRECTION_TIE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -239,7 +243,8 @@ def directional(bx, by, spread_x, spread_y) -> np.ndarray:
     Returns
     -------
     ndarray of bool, shape (N, W, 3, E, O)
-        ``|bx| / spread_x > |by| / spread_y``; False where either side is not finite. Where a spread
+        ``|bx| / spread_x >= |by| / spread_y`` (ties, to within ``DIRECTION_TIE``, pass both
+        ways); False where either side is not finite. Where a spread
         is zero or not finite (a constant feature, a single sequence) the check cannot be made and
         every instrument passes.
     """
@@ -258,5 +263,5 @@ def directional(bx, by, spread_x, spread_y) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         sx = np.abs(bx) / spread_x
         sy = np.abs(by) / spread_y
-        passes = sx[..., :, None] > sy[..., None, :]
+        passes = sx[..., :, None] >= sy[..., None, :] * (1.0 - DIRECTION_TIE)
     return np.where(usable, passes, np.isfinite(bx)[..., :, None] & np.isfinite(by)[..., None, :])

@@ -100,7 +100,7 @@ def test_summary_by_hand():
     import pandas as pd
 
     rows = []
-    truths = [0.5, 1.0, 2.0, 3.0, 0.05]
+    truths = [0.5, 2.5, 2.0, 3.0, 0.05]
     for k, t in enumerate(truths):
         est = t + (0.1 if k % 2 else -0.1)
         rows.append({"round": k, "regime": "none", "method": "ivw", "role": "planted",
@@ -119,12 +119,13 @@ def test_summary_by_hand():
     assert s["coverage"] == pytest.approx(4 / 5)  # the last round's interval misses 0.05
     assert (s["coverage_low"], s["coverage_high"]) == pytest.approx(scoring.wilson(4, 5))
     assert s["meta_coverage"] == 0.0 and s["paper_coverage"] == 0.0
-    # power among truths >= 0.1: rounds 0, 2, 3 significant with the right sign, round 1 not
+    # power among truths >= 0.1: rounds 0, 2, 3 significant with the right sign, round 1 not; the
+    # high component (truth > 1.5) is rounds 1-3
     assert s["power"] == pytest.approx(3 / 4) and s["power_rounds"] == 4
     assert s["null_pair_rounds"] == 25 and s["null_flagged"] == pytest.approx(1 / 25)
     assert s["null_coverage"] == pytest.approx(20 / 25)
     assert s["bias"] == pytest.approx(np.mean([-0.1, 0.1, -0.1, 0.1, -0.1]))
-    assert s["r_within_high"] == pytest.approx(1.0)
+    assert s["r_within_high"] == pytest.approx(np.corrcoef([2.6, 1.9, 3.1], [2.5, 2.0, 3.0])[0, 1])
     assert s["median_df"] == pytest.approx(6.0)
     md = scoring.to_markdown(pd.DataFrame([s]), ["regime", "method", "coverage"])
     assert md.splitlines()[2] == "| none | ivw | 0.800 |"

@@ -220,7 +220,8 @@ def local_mr(
                       & np.isfinite(spread_y) & (spread_y > 0))  # fmt: skip
             with np.errstate(divide="ignore", invalid="ignore"):
                 passes = (np.abs(dir_x[:, sl, None, :]) / spread_x[:, sl]
-                          > np.abs(dir_y[:, None, :, :]) / spread_y)  # fmt: skip
+                          >= np.abs(dir_y[:, None, :, :]) / spread_y
+                          * (1.0 - instruments.DIRECTION_TIE))  # fmt: skip
             pair_mask = mask & np.where(usable, passes, True)
             fields["removed_direction"][:, sl] = (
                 mask.sum(axis=-1) - pair_mask.sum(axis=-1))[..., None]  # fmt: skip
