@@ -40,6 +40,7 @@ _RUN_EXAMPLES = """examples:
       --dataloader-args intervals_file=peaks.bed fasta_file=genome.fa --out dl_run
   deepmr run --config settings.yaml --out my_run      # keys as the long options, e.g. n_sequences: 10
   deepmr run --config my_run/config.yaml              # repeat (or resume) a run
+  deepmr run --config my_run/config.yaml --executor dask --dask-workers 8   # resume on 8 processes
 
 Re-running the same command with the same --out resumes: finished chunks of sequences are skipped.
 """
@@ -162,6 +163,15 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-report", dest="report", action="store_false", default=s)
     g.add_argument("--force", action="store_true", default=s,
                    help="replace results of a different configuration in --out")  # fmt: skip
+    g = p.add_argument_group("executor (where the chunks run; see the Dask guide)")
+    g.add_argument("--executor", choices=cfg.EXECUTORS, default=s,
+                   help=f"local: this process; dask: one Dask task per chunk "
+                        f"(default {d('executor')})")  # fmt: skip
+    g.add_argument("--dask-workers", dest="dask_workers", type=int, metavar="N", default=s,
+                   help="start a local Dask cluster of N single-threaded worker processes "
+                        "(default: one per core)")  # fmt: skip
+    g.add_argument("--dask-address", dest="dask_address", metavar="ADDRESS", default=s,
+                   help="use an existing Dask scheduler: tcp://HOST:PORT or a scheduler file")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

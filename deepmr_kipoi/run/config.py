@@ -37,8 +37,12 @@ AUTO_EFFECTS_LIMIT = 20_000_000
 JACKKNIFE_MIN_MEMBERS = 3
 #: MR methods whose leave-one-member-out estimates are computed (analytic SEs, no bootstrap).
 JACKKNIFE_METHODS = ("ivw", "ivw_fe", "egger")
-#: Config fields that change only the output or its display, never a number (left out of the hash).
-DISPLAY_FIELDS = ("out", "progress", "force", "figures", "report", "n_examples", "save_effects")
+#: Where the chunks run (:mod:`deepmr_kipoi.run.executors`).
+EXECUTORS = ("local", "dask")
+#: Config fields that change only the output, its display or where it is computed, never a number
+#: (left out of the hash: a run started locally resumes on Dask and vice versa).
+DISPLAY_FIELDS = ("out", "progress", "force", "figures", "report", "n_examples", "save_effects",
+                  "executor", "dask_workers", "dask_address")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,14 @@ class RunConfig:
         model-aware (leave-one-member-out jackknife) interval of every global effect
         (:mod:`deepmr_kipoi.run.aggregate`); costs one extra local MR per member, no extra
         predictions.
+    executor : {"local", "dask"}
+        Where the chunks run: this process, or Dask tasks (:mod:`deepmr_kipoi.run.executors`).
+    dask_workers : int, optional
+        With ``executor="dask"``: start a ``distributed.LocalCluster`` of this many single-threaded
+        worker processes (default: one per CPU core when no ``dask_address`` is given).
+    dask_address : str, optional
+        With ``executor="dask"``: an existing scheduler, ``tcp://HOST:PORT`` or the path of a
+        scheduler file.
     """
 
     model: str | None = None
@@ -166,6 +178,9 @@ class RunConfig:
     progress: bool = True
     force: bool = False
     model_interval: bool = True
+    executor: str = "local"
+    dask_workers: int | None = None
+    dask_address: str | None = None
 
     def to_dict(self) -> dict:
         """The config as plain JSON/YAML-friendly values."""
@@ -229,6 +244,16 @@ def _window(value) -> tuple[int, int] | None:
     return start, end
 
 
+def _check_executor(c: RunConfig) -> None:
+    if c.executor != "dask" and (c.dask_workers is not None or c.dask_address is not None):
+        option = "--dask-workers" if c.dask_workers is not None else "--dask-address"
+        raise DeepMRInputError(f"{option} needs the Dask executor; add --executor dask")
+    if c.dask_workers is not None and c.dask_address is not None:
+        raise DeepMRInputError(
+            "--dask-workers starts a local cluster and --dask-address uses an existing one; give one"
+        )
+
+
 def validate(config: RunConfig) -> RunConfig:
     """Check every field's type and value; return the config with values normalised.
 
@@ -265,7 +290,7 @@ def validate(config: RunConfig) -> RunConfig:
         )
     if c.save_effects not in SAVE_EFFECTS or not isinstance(c.save_effects, (str, bool)):
         raise DeepMRInputError(f"save_effects must be auto, true or false, got {c.save_effects!r}")
-    return dataclasses.replace(
+    out = dataclasses.replace(
         c,
         model=v.optional_text(c.model, "model"),
         source=v.optional_text(c.source, "source"),
@@ -306,7 +331,12 @@ def validate(config: RunConfig) -> RunConfig:
         progress=v.boolean(c.progress, "progress"),
         force=v.boolean(c.force, "force"),
         model_interval=v.boolean(c.model_interval, "model_interval"),
+        executor=v.choice(c.executor, EXECUTORS, "executor"),
+        dask_workers=_optional_int(c.dask_workers, "dask_workers"),
+        dask_address=v.optional_text(c.dask_address, "dask_address"),
     )  # fmt: skip
+    _check_executor(out)
+    return out
 
 
 def config_hash(config: RunConfig, identity: dict, feature_names: Sequence[str], n_seq: int) -> str:

@@ -374,7 +374,8 @@ def run(
             if config.force and not store.matches():
                 results.clear_outputs(out_dir)
             created += store.prepare(len(plan.bounds), force=config.force)
-        chunks, resumed = _run_chunks(plan, store, created, computed, on_chunk, timings)
+        chunks, resumed = _run_chunks(plan, store, created, computed, on_chunk, timings,
+                                      model_given=model is not None)  # fmt: skip
         local_table = pd.concat([c.local for c in chunks], ignore_index=True)
         if not ((local_table["reason"] == 0) & np.isfinite(local_table["estimate"])).any():
             raise DeepMRInputError(
@@ -449,9 +450,16 @@ def _clean_up(out_dir: Path | None, made_dir: bool, created: list[Path]) -> None
             p.unlink()
 
 
-def _run_chunks(plan: RunPlan, store, created: list, computed: list, on_chunk, timings):
+def _run_chunks(plan: RunPlan, store, created: list, computed: list, on_chunk, timings, *,
+                model_given: bool = False):  # fmt: skip
     """Compute (or read back) every chunk; return the chunk results and the resumed indices."""
     from tqdm.auto import tqdm
+
+    if plan.config.executor == "dask":
+        from deepmr_kipoi.run import executors
+
+        return executors.run_chunks_dask(plan, store, created, computed, on_chunk, timings,
+                                         model_given=model_given)  # fmt: skip
 
     chunks: list[ChunkResult] = []
     resumed: list[int] = []

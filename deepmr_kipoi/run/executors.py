@@ -1,0 +1,242 @@
+"""Executors: where the chunks of a run are computed (this process, or Dask tasks).
+
+The run is embarrassingly parallel over chunks of sequences: stages 2-3 of one chunk
+(:func:`~deepmr_kipoi.run.runner.compute_chunk`, ISM + local MR) need only the plan and the model.
+With ``executor="dask"`` every chunk is one Dask task:
+
+* the cluster is a ``distributed.LocalCluster`` of ``dask_workers`` single-threaded worker
+  processes, or an existing scheduler at ``dask_address`` (``tcp://HOST:PORT`` or a scheduler
+  file: ``dask scheduler`` + ``dask worker``, dask-jobqueue's ``SLURMCluster``, Kubernetes);
+* the plan without its model and sequences, and the sequences, are scattered once;
+* the model is loaded once per worker process, through the same code as the client
+  (:func:`deepmr_kipoi.run.inputs.load_model` on the config) and cached there under the run's
+  config hash; only a model object handed to ``run(model=...)`` (the demo, notebooks) has no
+  config to load it from, and is then scattered once to every worker instead;
+* results come back to the client, which writes each chunk through the run's
+  :class:`~deepmr_kipoi.results.ChunkStore` as it arrives, exactly as a local run does: workers
+  need no access to the run folder, and a killed client resumes from the chunks already written;
+* a task whose worker dies is rescheduled on another worker by the scheduler (up to its
+  ``distributed.scheduler.allowed-failures``, default 3), and a task that raises is retried
+  ``TASK_RETRIES`` times;
+* the chunks keep their indices and seeds, so the tables equal a single-process run's.
+
+The aggregate stage (global meta-analysis) and the outputs stay on the client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from deepmr_kipoi.errors import DeepMRInputError
+
+logger = logging.getLogger(__name__)
+
+#: Extra attempts of a chunk task that raised (a lost worker is handled by the scheduler).
+TASK_RETRIES = 2
+#: Seconds to wait for an existing scheduler to answer.
+CONNECT_TIMEOUT_S = 30
+
+#: Worker-side model cache: config hash -> model (one entry per run this worker process served).
+_MODELS: dict[str, object] = {}
+
+
+def _import_distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise DeepMRInputError(
+            "--executor dask needs Dask's distributed package; pip install 'deepmr_kipoi[dask]'"
+        ) from None
+    return distributed
+
+
+@contextlib.contextmanager
+def dask_client(config) -> Iterator[object]:
+    """A ``distributed.Client`` for the config's cluster, closed (with a cluster it started) on exit.
+
+    Parameters
+    ----------
+    config : RunConfig
+        Validated, ``executor="dask"``.
+
+    Yields
+    ------
+    distributed.Client
+
+    Raises
+    ------
+    DeepMRInputError
+        When distributed is not installed, the scheduler file does not exist or the scheduler
+        does not answer.
+    """
+    distributed = _import_distributed()
+    address = config.dask_address
+    if address is None:
+        n = config.dask_workers or os.cpu_count() or 1
+        # one thread per worker process: the model's own threads (torch, BLAS) are capped to 1 by
+        # the nanny's environment, so N workers use N cores without oversubscription
+        cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                           dashboard_address=None)  # fmt: skip
+        client = distributed.Client(cluster)
+        logger.info("Dask LocalCluster of %d worker processes (1 thread each)", n)
+        try:
+            yield client
+        finally:
+            client.close()
+            cluster.close()
+        return
+    kwargs: dict = {"timeout": CONNECT_TIMEOUT_S}
+    if "://" in address:
+        kwargs["address"] = address
+    else:
+        if not Path(address).is_file():
+            raise DeepMRInputError(
+                f"--dask-address {address}: no such scheduler file; give tcp://HOST:PORT or the "
+                "file written by `dask scheduler --scheduler-file`"
+            )
+        kwargs["scheduler_file"] = address
+    try:
+        client = distributed.Client(**kwargs)
+    except (OSError, TimeoutError) as err:
+        raise DeepMRInputError(
+            f"cannot reach the Dask scheduler at {address} ({err}); start it or fix --dask-address"
+        ) from None
+    logger.info("Dask scheduler %s with %d workers", address, len(client.scheduler_info()["workers"]))
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _worker_config(config):
+    """The config a worker loads the model from: a relative factory file made absolute.
+
+    Workers started in another folder (``dask worker`` on another node of a shared file system)
+    would not find ``tests/model.py:factory``; the hash key stays the client's.
+    """
+    target, sep, attr = (config.model or "").rpartition(":")
+    if sep and target.endswith(".py") and not os.path.isabs(target):
+        return config.replace(model=f"{os.path.abspath(target)}:{attr}")
+    return config
+
+
+def _worker_model(key: str, config, shipped):
+    """The model of run ``key`` in this worker process: cached, shipped, or loaded from config."""
+    model = _MODELS.get(key)
+    if model is None:
+        if shipped is not None:
+            model = shipped
+        else:
+            from deepmr_kipoi.run import inputs
+
+            logger.info("worker %d: loading model %s", os.getpid(), config.model)
+            model, _ = inputs.load_model(config)
+        _MODELS.clear()  # one run's model at a time: a worker serving runs in turn keeps its memory
+        _MODELS[key] = model
+    return model
+
+
+def _chunk_task(light_plan, onehot, shipped, ci: int):
+    """Stages 2-3 of chunk ``ci`` on a worker; returns (ChunkResult, timings)."""
+    from deepmr_kipoi.run.runner import compute_chunk
+
+    model = _worker_model(light_plan.config_hash, light_plan.config, shipped)
+    plan = dataclasses.replace(light_plan, model=model, onehot=onehot)
+    timings: dict[str, float] = {}
+    return compute_chunk(plan, ci, timings=timings), timings
+
+
+def run_chunks_dask(plan, store, created: list, computed: list, on_chunk, timings: dict, *,
+                    model_given: bool = False) -> tuple[list, list[int]]:  # fmt: skip
+    """Every chunk of ``plan``: read back from the store, or computed as Dask tasks and written.
+
+    Parameters
+    ----------
+    plan : RunPlan
+        ``plan.config.executor == "dask"``.
+    store : ChunkStore or None
+        The run's chunk store (None: in-memory run).
+    created : list of Path
+        Files written are appended (the runner removes them on an early input error).
+    computed : list of int
+        Indices of the chunks computed by this call are appended, in completion order.
+    on_chunk : callable or None
+        ``on_chunk(chunk_index, n_chunks)`` after each computed chunk is written (on the client).
+    timings : dict
+        ``"ism"`` and ``"mr"`` worker seconds (summed over workers) are added to it.
+    model_given : bool
+        The plan's model was handed to ``run`` rather than loaded from the config: scatter it to
+        the workers once instead of loading it there.
+
+    Returns
+    -------
+    chunks : list of ChunkResult
+        In chunk order, length ``len(plan.bounds)``.
+    resumed : list of int
+        Chunks read back from the store.
+
+    Raises
+    ------
+    DeepMRInputError
+        From the cluster set-up, or from a worker (e.g. the model fails to load there).
+    """
+    from tqdm.auto import tqdm
+
+    from deepmr_kipoi.run.runner import _chunk_file_arrays, _read_chunk
+
+    found: dict = {}
+    resumed: list[int] = []
+    for ci in range(len(plan.bounds)):
+        back = _read_chunk(store, ci, plan) if store is not None and store.is_done(ci) else None
+        if back is not None:
+            resumed.append(ci)
+            found[ci] = back
+    todo = [ci for ci in range(len(plan.bounds)) if ci not in found]
+    n = len(plan.bounds)
+    # progress in finished chunks: a task reports nothing until it is done
+    bar = tqdm(total=n, initial=len(resumed), unit="chunk", desc="Deep MR (dask)",
+               disable=not plan.config.progress, leave=False)  # fmt: skip
+    try:
+        if todo:
+            distributed = _import_distributed()
+            with dask_client(plan.config) as client:
+                futures = _submit(client, plan, todo, model_given)
+                try:
+                    for future in distributed.as_completed(futures):
+                        result, worker_timings = future.result()
+                        ci = futures[future]
+                        for k, v in worker_timings.items():
+                            timings[k] = timings.get(k, 0.0) + v
+                        computed.append(ci)
+                        if store is not None:
+                            created.extend(store.write(ci, result.local, _chunk_file_arrays(result)))
+                        found[ci] = result
+                        bar.update(1)
+                        if on_chunk is not None:
+                            on_chunk(ci, n)
+                finally:
+                    client.cancel(list(futures))
+    finally:
+        bar.close()
+    return [found[ci] for ci in range(n)], resumed
+
+
+def _submit(client, plan, todo: list[int], model_given: bool) -> dict:
+    """Scatter the plan's parts once and submit one task per chunk; returns future -> chunk index."""
+    light = dataclasses.replace(plan, model=None, onehot=None, config=_worker_config(plan.config))
+    # scattered once (and replicated to every worker), not serialised into each task
+    light_f = client.scatter(light, broadcast=True, hash=False)
+    onehot_f = client.scatter(plan.onehot, broadcast=True, hash=False)
+    shipped = client.scatter(plan.model, broadcast=True, hash=False) if model_given else None
+    token = uuid.uuid4().hex[:8]  # a rerun on the same scheduler never meets a stale key
+    return {
+        client.submit(_chunk_task, light_f, onehot_f, shipped, ci, retries=TASK_RETRIES,
+                      key=f"deepmr-chunk-{plan.config_hash}-{token}-{ci}"): ci
+        for ci in todo
+    }  # fmt: skip
