@@ -165,13 +165,14 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="replace results of a different configuration in --out")  # fmt: skip
     g = p.add_argument_group("executor (where the chunks run; see the Dask guide)")
     g.add_argument("--executor", choices=cfg.EXECUTORS, default=s,
-                   help=f"local: this process; dask: one Dask task per chunk "
-                        f"(default {d('executor')})")  # fmt: skip
+                   help=f"local: this process; dask: one Dask task per chunk, on a local cluster "
+                        f"of one worker per core unless told otherwise (default {d('executor')})")  # fmt: skip
     g.add_argument("--dask-workers", dest="dask_workers", type=int, metavar="N", default=s,
-                   help="start a local Dask cluster of N single-threaded worker processes "
-                        "(default: one per core)")  # fmt: skip
+                   help="run on a local Dask cluster of N single-threaded worker processes "
+                        "(implies --executor dask)")  # fmt: skip
     g.add_argument("--dask-address", dest="dask_address", metavar="ADDRESS", default=s,
-                   help="use an existing Dask scheduler: tcp://HOST:PORT or a scheduler file")  # fmt: skip
+                   help="run on an existing Dask cluster: its scheduler tcp://HOST:PORT or "
+                        "scheduler file (implies --executor dask)")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -298,9 +299,20 @@ def _load_yaml(path: str) -> dict:
     return data
 
 
+#: Config keys of the executor: given on the command line, they replace all of a --config file's.
+EXECUTOR_KEYS = ("executor", "dask_workers", "dask_address")
+
+
 def _config_from_args(args: argparse.Namespace):
     values = dict(_load_yaml(args.config)) if "config" in args else {}
     values.pop("config", None)
+    if any(k in args for k in EXECUTOR_KEYS):
+        # where a run computes is chosen anew: --dask-address on the command line replaces the
+        # --dask-workers a resumed run's config.yaml recorded, instead of clashing with it
+        for k in EXECUTOR_KEYS:
+            values.pop(k, None)
+        if "executor" not in args:
+            values["executor"] = "dask"  # only the Dask options were given
     for key, value in vars(args).items():
         if key in ("config", "func", "command", "quiet", "verbose"):
             continue

@@ -60,7 +60,7 @@ def cluster(tmp_path_factory):
     """
     tmp = tmp_path_factory.mktemp("dask_cluster")
     sched_file, load_log = tmp / "scheduler.json", tmp / "loads.txt"
-    env = {**_env(), LOAD_LOG: str(load_log)}
+    env = {**_env(), LOAD_LOG: str(load_log), "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
     procs = []
 
     def start(*args):
@@ -120,7 +120,19 @@ def test_external_cluster_matches_single_process(cluster, reference):
 
     with distributed.Client(address, timeout=30) as client:
         cached = client.run(lambda: list(executors._MODELS))
-    assert sorted(cached.values()) == [[result.record.config_hash]] * 2
+    assert sorted(cached.values()) == [[executors._model_key(runner.make_plan(BASE))]] * 2
+
+
+def test_model_object_is_shipped_not_loaded(cluster, reference):
+    """A model handed to ``run`` (no config to load it from) is scattered to the workers."""
+    from tests._helpers_pipeline import tiny_model
+
+    sched_file, _, load_log = cluster
+    before = load_log.read_text()
+    result = runner.run(BASE.replace(model=None, executor="dask", dask_address=str(sched_file)),
+                        model=tiny_model(BASE.seed), identity={"name": "tiny"})  # fmt: skip
+    _assert_same_tables(result, reference)
+    assert load_log.read_text() == before
 
 
 def test_resume_across_executors(cluster, reference, tmp_path):
@@ -180,6 +192,22 @@ def test_cli_dask_address(cluster, reference, tmp_path):
     run_json = json.loads((out / "run.json").read_text())
     assert run_json["config"]["executor"] == "dask"
     assert run_json["config_hash"] == reference.record.config_hash
+
+
+def test_cli_executor_options_replace_those_of_config_file(tmp_path):
+    from deepmr_kipoi import cli
+
+    cfg_file = tmp_path / "config.yaml"
+    cfg_file.write_text("model: m.py:f\nout: run\nexecutor: dask\ndask_workers: 4\nseed: 5\n")
+    parse = cli.build_parser().parse_args
+    args = parse(["run", "--config", str(cfg_file), "--dask-address", "tcp://10.0.0.5:8786"])
+    config = validate(cli._config_from_args(args))
+    assert (config.executor, config.dask_workers, config.dask_address, config.seed) == (
+        "dask", None, "tcp://10.0.0.5:8786", 5)
+    args = parse(["run", "--config", str(cfg_file), "--executor", "local"])
+    assert validate(cli._config_from_args(args)).dask_workers is None
+    args = parse(["run", "--config", str(cfg_file)])
+    assert cli._config_from_args(args).dask_workers == 4
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,10 @@ With ``executor="dask"`` every chunk is one Dask task:
   file: ``dask scheduler`` + ``dask worker``, dask-jobqueue's ``SLURMCluster``, Kubernetes);
 * the plan without its model and sequences, and the sequences, are scattered once;
 * the model is loaded once per worker process, through the same code as the client
-  (:func:`deepmr_kipoi.run.inputs.load_model` on the config) and cached there under the run's
-  config hash; only a model object handed to ``run(model=...)`` (the demo, notebooks) has no
-  config to load it from, and is then scattered once to every worker instead;
+  (:func:`deepmr_kipoi.run.inputs.load_model` on the config, local paths made absolute) and
+  cached there under the run's config hash and weight md5s; only a model object handed to
+  ``run(model=...)`` (the demo, notebooks) has no config to load it from, and is then scattered
+  once to every worker instead;
 * results come back to the client, which writes each chunk through the run's
   :class:`~deepmr_kipoi.results.ChunkStore` as it arrives, exactly as a local run does: workers
   need no access to the run folder, and a killed client resumes from the chunks already written;
@@ -27,6 +28,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import logging
 import os
 import uuid
@@ -42,7 +45,7 @@ TASK_RETRIES = 2
 #: Seconds to wait for an existing scheduler to answer.
 CONNECT_TIMEOUT_S = 30
 
-#: Worker-side model cache: config hash -> model (one entry per run this worker process served).
+#: Worker-side model cache: model key (config hash, weight md5s) -> model, of the last run served.
 _MODELS: dict[str, object] = {}
 
 
@@ -54,6 +57,39 @@ def _import_distributed():
             "--executor dask needs Dask's distributed package; pip install 'deepmr_kipoi[dask]'"
         ) from None
     return distributed
+
+
+def _cores() -> int:
+    """Cores this process may use (a SLURM or container CPU set, not the whole machine)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def local_cluster(n_workers: int):
+    """The ``distributed.LocalCluster`` a run with ``dask_workers=n_workers`` starts.
+
+    One thread per worker process: the model's own threads (torch, BLAS) are capped to one by the
+    nanny's environment, so N workers use N cores without oversubscription. Dask's statistical
+    profiler is off in these workers: its thread samples the running task every 10 ms and, holding
+    the GIL, slowed ISM on the torch demo model by up to 2x in our measurements.
+
+    Parameters
+    ----------
+    n_workers : int
+
+    Returns
+    -------
+    distributed.LocalCluster
+        Close it after use (``with`` block or ``.close()``).
+    """
+    import dask
+
+    distributed = _import_distributed()
+    # the nanny hands the config to the worker processes it spawns
+    with dask.config.set({"distributed.worker.profile.enabled": False}):
+        return distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                                        dashboard_address=None)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -78,11 +114,8 @@ def dask_client(config) -> Iterator[object]:
     distributed = _import_distributed()
     address = config.dask_address
     if address is None:
-        n = config.dask_workers or os.cpu_count() or 1
-        # one thread per worker process: the model's own threads (torch, BLAS) are capped to 1 by
-        # the nanny's environment, so N workers use N cores without oversubscription
-        cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                           dashboard_address=None)  # fmt: skip
+        n = config.dask_workers or _cores()
+        cluster = local_cluster(n)
         client = distributed.Client(cluster)
         logger.info("Dask LocalCluster of %d worker processes (1 thread each)", n)
         try:
@@ -114,39 +147,53 @@ def dask_client(config) -> Iterator[object]:
         client.close()
 
 
+def _absolute(path: str | None) -> str | None:
+    return os.path.abspath(path) if path and os.path.exists(path) else path
+
+
 def _worker_config(config):
-    """The config a worker loads the model from: a relative factory file made absolute.
+    """The config a worker loads the model from: the client's local paths made absolute.
 
     Workers started in another folder (``dask worker`` on another node of a shared file system)
-    would not find ``tests/model.py:factory``; the hash key stays the client's.
+    would not find ``models/my.py:build``, ``model_dir`` or ``fold1.pt`` relative to the client's.
     """
-    target, sep, attr = (config.model or "").rpartition(":")
-    if sep and target.endswith(".py") and not os.path.isabs(target):
-        return config.replace(model=f"{os.path.abspath(target)}:{attr}")
-    return config
+    model = config.model
+    target, sep, attr = (model or "").rpartition(":")
+    if sep and target.endswith(".py"):
+        model = f"{_absolute(target)}:{attr}"
+    else:
+        model = _absolute(model)
+    return config.replace(model=model, source=_absolute(config.source),
+                          weight_files=tuple(_absolute(w) for w in config.weight_files))  # fmt: skip
+
+
+def _model_key(plan) -> str:
+    """What a worker's cached model must match: the config hash and the weight/factory md5s."""
+    ident = plan.identity
+    payload = [plan.config_hash, ident.get("weights"), ident.get("factory_md5")]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _worker_model(key: str, config, shipped):
-    """The model of run ``key`` in this worker process: cached, shipped, or loaded from config."""
+    """The model of run ``key`` in this worker process: shipped, cached, or loaded from config."""
+    if shipped is not None:  # kept in the worker's memory by Dask for the whole run
+        return shipped
     model = _MODELS.get(key)
     if model is None:
-        if shipped is not None:
-            model = shipped
-        else:
-            from deepmr_kipoi.run import inputs
+        from deepmr_kipoi.run import inputs
 
-            logger.info("worker %d: loading model %s", os.getpid(), config.model)
-            model, _ = inputs.load_model(config)
+        logger.info("worker %d: loading model %s", os.getpid(), config.model)
+        model, _ = inputs.load_model(config)
         _MODELS.clear()  # one run's model at a time: a worker serving runs in turn keeps its memory
         _MODELS[key] = model
     return model
 
 
-def _chunk_task(light_plan, onehot, shipped, ci: int):
+def _chunk_task(light_plan, key: str, onehot, shipped, ci: int):
     """Stages 2-3 of chunk ``ci`` on a worker; returns (ChunkResult, timings)."""
     from deepmr_kipoi.run.runner import compute_chunk
 
-    model = _worker_model(light_plan.config_hash, light_plan.config, shipped)
+    model = _worker_model(key, light_plan.config, shipped)
     plan = dataclasses.replace(light_plan, model=model, onehot=onehot)
     timings: dict[str, float] = {}
     return compute_chunk(plan, ci, timings=timings), timings
@@ -236,7 +283,7 @@ def _submit(client, plan, todo: list[int], model_given: bool) -> dict:
     shipped = client.scatter(plan.model, broadcast=True, hash=False) if model_given else None
     token = uuid.uuid4().hex[:8]  # a rerun on the same scheduler never meets a stale key
     return {
-        client.submit(_chunk_task, light_f, onehot_f, shipped, ci, retries=TASK_RETRIES,
+        client.submit(_chunk_task, light_f, _model_key(plan), onehot_f, shipped, ci, retries=TASK_RETRIES,
                       key=f"deepmr-chunk-{plan.config_hash}-{token}-{ci}"): ci
         for ci in todo
     }  # fmt: skip
