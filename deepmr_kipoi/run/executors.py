@@ -33,7 +33,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from deepmr_kipoi.errors import DeepMRInputError
@@ -189,18 +189,17 @@ def _worker_model(key: str, config, shipped):
     return model
 
 
-def _chunk_task(light_plan, key: str, onehot, shipped, ci: int):
+def _chunk_task(compute, light_plan, key: str, onehot, shipped, ci: int):
     """Stages 2-3 of chunk ``ci`` on a worker; returns (ChunkResult, timings)."""
-    from deepmr_kipoi.run.runner import compute_chunk
-
     model = _worker_model(key, light_plan.config, shipped)
     plan = dataclasses.replace(light_plan, model=model, onehot=onehot)
     timings: dict[str, float] = {}
-    return compute_chunk(plan, ci, timings=timings), timings
+    return compute(plan, ci, timings=timings), timings
 
 
 def run_chunks_dask(plan, store, created: list, computed: list, on_chunk, timings: dict, *,
-                    model_given: bool = False) -> tuple[list, list[int]]:  # fmt: skip
+                    model_given: bool, compute: Callable, read_back: Callable,
+                    file_arrays: Callable) -> tuple[list, list[int]]:  # fmt: skip
     """Every chunk of ``plan``: read back from the store, or computed as Dask tasks and written.
 
     Parameters
@@ -220,6 +219,13 @@ def run_chunks_dask(plan, store, created: list, computed: list, on_chunk, timing
     model_given : bool
         The plan's model was handed to ``run`` rather than loaded from the config: scatter it to
         the workers once instead of loading it there.
+    compute : callable
+        ``compute(plan, ci, timings=dict) -> ChunkResult`` (``runner.compute_chunk``), run on the
+        workers.
+    read_back : callable
+        ``read_back(store, ci, plan) -> ChunkResult or None``: a finished chunk from the store.
+    file_arrays : callable
+        ``file_arrays(ChunkResult) -> dict``: the arrays a chunk file keeps.
 
     Returns
     -------
@@ -235,12 +241,10 @@ def run_chunks_dask(plan, store, created: list, computed: list, on_chunk, timing
     """
     from tqdm.auto import tqdm
 
-    from deepmr_kipoi.run.runner import _chunk_file_arrays, _read_chunk
-
     found: dict = {}
     resumed: list[int] = []
     for ci in range(len(plan.bounds)):
-        back = _read_chunk(store, ci, plan) if store is not None and store.is_done(ci) else None
+        back = read_back(store, ci, plan) if store is not None and store.is_done(ci) else None
         if back is not None:
             resumed.append(ci)
             found[ci] = back
@@ -253,7 +257,7 @@ def run_chunks_dask(plan, store, created: list, computed: list, on_chunk, timing
         if todo:
             distributed = _import_distributed()
             with dask_client(plan.config) as client:
-                futures = _submit(client, plan, todo, model_given)
+                futures = _submit(client, plan, todo, model_given, compute)
                 try:
                     for future in distributed.as_completed(futures):
                         result, worker_timings = future.result()
@@ -262,7 +266,7 @@ def run_chunks_dask(plan, store, created: list, computed: list, on_chunk, timing
                             timings[k] = timings.get(k, 0.0) + v
                         computed.append(ci)
                         if store is not None:
-                            created.extend(store.write(ci, result.local, _chunk_file_arrays(result)))
+                            created.extend(store.write(ci, result.local, file_arrays(result)))
                         found[ci] = result
                         bar.update(1)
                         if on_chunk is not None:
@@ -274,7 +278,7 @@ def run_chunks_dask(plan, store, created: list, computed: list, on_chunk, timing
     return [found[ci] for ci in range(n)], resumed
 
 
-def _submit(client, plan, todo: list[int], model_given: bool) -> dict:
+def _submit(client, plan, todo: list[int], model_given: bool, compute: Callable) -> dict:
     """Scatter the plan's parts once and submit one task per chunk; returns future -> chunk index."""
     light = dataclasses.replace(plan, model=None, onehot=None, config=_worker_config(plan.config))
     # scattered once (and replicated to every worker), not serialised into each task
@@ -283,7 +287,8 @@ def _submit(client, plan, todo: list[int], model_given: bool) -> dict:
     shipped = client.scatter(plan.model, broadcast=True, hash=False) if model_given else None
     token = uuid.uuid4().hex[:8]  # a rerun on the same scheduler never meets a stale key
     return {
-        client.submit(_chunk_task, light_f, _model_key(plan), onehot_f, shipped, ci, retries=TASK_RETRIES,
+        client.submit(_chunk_task, compute, light_f, _model_key(plan), onehot_f, shipped, ci,
+                      retries=TASK_RETRIES,
                       key=f"deepmr-chunk-{plan.config_hash}-{token}-{ci}"): ci
         for ci in todo
     }  # fmt: skip

@@ -458,8 +458,10 @@ def _run_chunks(plan: RunPlan, store, created: list, computed: list, on_chunk, t
     if plan.config.executor == "dask":
         from deepmr_kipoi.run import executors
 
+        # the stage functions are handed over: executors never imports the runner
         return executors.run_chunks_dask(plan, store, created, computed, on_chunk, timings,
-                                         model_given=model_given)  # fmt: skip
+                                         model_given=model_given, compute=compute_chunk,
+                                         read_back=_read_chunk, file_arrays=_chunk_file_arrays)  # fmt: skip
 
     chunks: list[ChunkResult] = []
     resumed: list[int] = []
