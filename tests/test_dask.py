@@ -60,7 +60,13 @@ def cluster(tmp_path_factory):
     """
     tmp = tmp_path_factory.mktemp("dask_cluster")
     sched_file, load_log = tmp / "scheduler.json", tmp / "loads.txt"
-    env = {**_env(), LOAD_LOG: str(load_log), "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
+    # the worker settings the Dask guide recommends
+    (tmp / "dask_config").mkdir()
+    (tmp / "dask_config" / "distributed.yaml").write_text(
+        "distributed:\n  worker:\n    profile:\n      enabled: false\n"
+        "  nanny:\n    pre-spawn-environ:\n      MALLOC_TRIM_THRESHOLD_: null\n"
+    )
+    env = {**_env(), LOAD_LOG: str(load_log), "DASK_CONFIG": str(tmp / "dask_config")}
     procs = []
 
     def start(*args):
@@ -110,6 +116,20 @@ def test_local_cluster_two_workers_matches_single_process(reference, tmp_path, m
     assert len(pids) == 3 and len(set(pids)) == 3 and pids[0] == str(os.getpid())
 
 
+def test_local_cluster_worker_settings():
+    from deepmr_kipoi.run import executors
+
+    def settings():
+        import dask
+
+        return (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS"),
+                dask.config.get("distributed.worker.profile.enabled"))  # fmt: skip
+
+    with executors.local_cluster(1) as cluster, distributed.Client(cluster) as client:
+        assert list(client.run(settings).values()) == [(None, "1", False)]
+        assert list(client.nthreads().values()) == [1]
+
+
 def test_external_cluster_matches_single_process(cluster, reference):
     sched_file, address, load_log = cluster
     result = runner.run(BASE.replace(executor="dask", dask_address=str(sched_file)))
@@ -120,7 +140,9 @@ def test_external_cluster_matches_single_process(cluster, reference):
 
     with distributed.Client(address, timeout=30) as client:
         cached = client.run(lambda: list(executors._MODELS))
+        trim = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
     assert sorted(cached.values()) == [[executors._model_key(runner.make_plan(BASE))]] * 2
+    assert set(trim.values()) == {None}
 
 
 def test_model_object_is_shipped_not_loaded(cluster, reference):

@@ -70,9 +70,11 @@ def local_cluster(n_workers: int):
     """The ``distributed.LocalCluster`` a run with ``dask_workers=n_workers`` starts.
 
     One thread per worker process: the model's own threads (torch, BLAS) are capped to one by the
-    nanny's environment, so N workers use N cores without oversubscription. Dask's statistical
-    profiler is off in these workers: its thread samples the running task every 10 ms and, holding
-    the GIL, slowed ISM on the torch demo model by up to 2x in our measurements.
+    nanny's environment, so N workers use N cores without oversubscription. Two of Dask's worker
+    defaults are turned off, each measured to slow ISM on the torch demo model by 1.5-2x: the
+    statistical profiler (its thread samples the running task every 10 ms, holding the GIL), and
+    ``MALLOC_TRIM_THRESHOLD_=65536`` in the workers' environment (setting it fixes glibc's mmap
+    threshold, so every large temporary array is mapped and unmapped again, page faults included).
 
     Parameters
     ----------
@@ -86,8 +88,11 @@ def local_cluster(n_workers: int):
     import dask
 
     distributed = _import_distributed()
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
+    environ["MALLOC_TRIM_THRESHOLD_"] = None  # None: left unset in the workers
     # the nanny hands the config to the worker processes it spawns
-    with dask.config.set({"distributed.worker.profile.enabled": False}):
+    with dask.config.set({"distributed.worker.profile.enabled": False,
+                          "distributed.nanny.pre-spawn-environ": environ}):  # fmt: skip
         return distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                                         dashboard_address=None)  # fmt: skip
 
