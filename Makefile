@@ -14,7 +14,7 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip wheel
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[torch,tensorflow,test,docs]'
+	$(BIN)/python -m pip install --quiet -e '.[torch,tensorflow,dask,test,docs]'
 	touch $(STAMP)
 
 # The peers the benchmarks measure against (tangermeme, bpnet-lite, statsmodels) are not needed by

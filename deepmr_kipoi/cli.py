@@ -41,6 +41,7 @@ _RUN_EXAMPLES = """examples:
       --dataloader-args intervals_file=peaks.bed fasta_file=genome.fa --out dl_run
   deepmr run --config settings.yaml --out my_run      # keys as the long options, e.g. n_sequences: 10
   deepmr run --config my_run/config.yaml              # repeat (or resume) a run
+  deepmr run --config my_run/config.yaml --executor dask --dask-workers 8   # resume on 8 processes
 
 Re-running the same command with the same --out resumes: finished chunks of sequences are skipped.
 """
@@ -194,6 +195,16 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mask-nonfinite", dest="mask_nonfinite", action="store_true", default=s,
                    help="leave out mutants whose predictions are NaN or inf (counted in run.json "
                    "and the report) instead of stopping")  # fmt: skip
+    g = p.add_argument_group("executor (where the chunks run; see the Dask guide)")
+    g.add_argument("--executor", choices=cfg.EXECUTORS, default=s,
+                   help=f"local: this process; dask: one Dask task per chunk, on a local cluster "
+                        f"of one worker per core unless told otherwise (default {d('executor')})")  # fmt: skip
+    g.add_argument("--dask-workers", dest="dask_workers", type=int, metavar="N", default=s,
+                   help="run on a local Dask cluster of N single-threaded worker processes "
+                        "(implies --executor dask)")  # fmt: skip
+    g.add_argument("--dask-address", dest="dask_address", metavar="ADDRESS", default=s,
+                   help="run on an existing Dask cluster: its scheduler tcp://HOST:PORT or "
+                        "scheduler file (implies --executor dask)")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -358,12 +369,23 @@ def _absolute_paths(values: dict, base: Path) -> dict:
     return out
 
 
+#: Config keys of the executor: given on the command line, they replace all of a --config file's.
+EXECUTOR_KEYS = ("executor", "dask_workers", "dask_address")
+
+
 def _config_from_args(args: argparse.Namespace):
     values = {}
     if "config" in args:
         # paths in a config file are relative to that file's folder
         values = _absolute_paths(_load_yaml(args.config), Path(args.config).resolve().parent)
     values.pop("config", None)
+    if any(k in args for k in EXECUTOR_KEYS):
+        # where a run computes is chosen anew: --dask-address on the command line replaces the
+        # --dask-workers a resumed run's config.yaml recorded, instead of clashing with it
+        for k in EXECUTOR_KEYS:
+            values.pop(k, None)
+        if "executor" not in args:
+            values["executor"] = "dask"  # only the Dask options were given
     given = {k: v for k, v in vars(args).items()
              if k not in ("config", "func", "command", "quiet", "verbose")}  # fmt: skip
     values.update(_absolute_paths(given, Path.cwd()))

@@ -26,7 +26,7 @@ def test_docs_build_strict(tmp_path):
     for page in ("index.html", "method/index.html", "architecture/index.html",
                  "guides/demo/index.html", "guides/zoo-model/index.html",
                  "guides/custom-adapter/index.html", "guides/compare/index.html",
-                 "guides/simulation/index.html", "api/index.html"):  # fmt: skip
+                 "guides/simulation/index.html", "guides/dask/index.html", "api/index.html"):  # fmt: skip
         assert (site / page).is_file(), page
     mr_page = (site / "api" / "mr" / "index.html").read_text(encoding="utf-8")
     for anchor in ("deepmr_kipoi.mr.ivw.ivw", "deepmr_kipoi.mr.egger.egger",

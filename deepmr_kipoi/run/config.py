@@ -40,9 +40,13 @@ AUTO_EFFECTS_LIMIT = 20_000_000
 #: Per-sample local estimates of the sorting methods need only their point estimate: their
 #: bootstrap (whose SE the headline inference does not use) runs with this many replicates.
 SAMPLE_N_BOOT = 2
-#: Config fields that change only the output or its display, never a number (left out of the hash).
+#: Where the chunks run (:mod:`deepmr_kipoi.run.executors`).
+EXECUTORS = ("local", "dask")
+#: Config fields that change only the output, its display or where it is computed, never a number
+#: (left out of the hash: a run started locally resumes on Dask or on a GPU, and vice versa).
 DISPLAY_FIELDS = ("out", "progress", "force", "figures", "report", "n_examples", "save_effects",
-                  "download", "trust_model_code", "device")
+                  "download", "trust_model_code", "device", "executor", "dask_workers",
+                  "dask_address")  # fmt: skip
 #: Devices a run's PyTorch members may run on.
 DEVICES = ("auto", "cpu", "cuda")
 #: Config fields naming input files: their contents enter the resume key (``run.fingerprint``),
@@ -164,6 +168,14 @@ class RunConfig:
     mask_nonfinite : bool
         Leave out mutants whose predictions are NaN or inf (counted in ``run.json`` and the report)
         instead of stopping the run.
+    executor : {"local", "dask"}
+        Where the chunks run: this process, or Dask tasks (:mod:`deepmr_kipoi.run.executors`).
+    dask_workers : int, optional
+        With ``executor="dask"``: start a ``distributed.LocalCluster`` of this many single-threaded
+        worker processes (default: one per CPU core when no ``dask_address`` is given).
+    dask_address : str, optional
+        With ``executor="dask"``: an existing scheduler, ``tcp://HOST:PORT`` or the path of a
+        scheduler file.
     """
 
     model: str | None = None
@@ -215,6 +227,9 @@ class RunConfig:
     force: bool = False
     mask_nonfinite: bool = False
     device: str = "auto"
+    executor: str = "local"
+    dask_workers: int | None = None
+    dask_address: str | None = None
 
     def to_dict(self) -> dict:
         """The config as plain JSON/YAML-friendly values."""
@@ -278,6 +293,16 @@ def _window(value) -> tuple[int, int] | None:
     return start, end
 
 
+def _check_executor(c: RunConfig) -> None:
+    if c.executor != "dask" and (c.dask_workers is not None or c.dask_address is not None):
+        option = "--dask-workers" if c.dask_workers is not None else "--dask-address"
+        raise DeepMRInputError(f"{option} needs the Dask executor; add --executor dask")
+    if c.dask_workers is not None and c.dask_address is not None:
+        raise DeepMRInputError(
+            "--dask-workers starts a local cluster and --dask-address uses an existing one; give one"
+        )
+
+
 def validate(config: RunConfig) -> RunConfig:
     """Check every field's type and value; return the config with values normalised.
 
@@ -318,7 +343,7 @@ def validate(config: RunConfig) -> RunConfig:
         )
     if c.save_effects not in SAVE_EFFECTS or not isinstance(c.save_effects, (str, bool)):
         raise DeepMRInputError(f"save_effects must be auto, true or false, got {c.save_effects!r}")
-    return dataclasses.replace(
+    out = dataclasses.replace(
         c,
         model=v.optional_text(c.model, "model"),
         source=v.optional_text(c.source, "source"),
@@ -369,7 +394,12 @@ def validate(config: RunConfig) -> RunConfig:
         force=v.boolean(c.force, "force"),
         mask_nonfinite=v.boolean(c.mask_nonfinite, "mask_nonfinite"),
         device=v.choice(c.device, DEVICES, "device"),
+        executor=v.choice(c.executor, EXECUTORS, "executor"),
+        dask_workers=_optional_int(c.dask_workers, "dask_workers"),
+        dask_address=v.optional_text(c.dask_address, "dask_address"),
     )  # fmt: skip
+    _check_executor(out)
+    return out
 
 
 def config_hash(config: RunConfig, identity: dict, feature_names: Sequence[str], n_seq: int) -> str:

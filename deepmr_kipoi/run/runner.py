@@ -419,7 +419,8 @@ def run(
                 stage = guard.staging_dir(out_dir)
                 store = _store(plan, stage)
             created += store.prepare(len(plan.bounds), force=config.force)
-        chunks, resumed = _run_chunks(plan, store, created, computed, on_chunk, timings)
+        chunks, resumed = _run_chunks(plan, store, created, computed, on_chunk, timings,
+                                      model_given=model is not None)  # fmt: skip
         local_table = pd.concat([c.local for c in chunks], ignore_index=True)
         if not ((local_table["reason"] == 0) & np.isfinite(local_table["estimate"])).any():
             raise DeepMRInputError(
@@ -501,9 +502,18 @@ def _store(plan: RunPlan, folder: Path) -> results.ChunkStore:
                               inputs=plan.inputs)  # fmt: skip
 
 
-def _run_chunks(plan: RunPlan, store, created: list, computed: list, on_chunk, timings):
+def _run_chunks(plan: RunPlan, store, created: list, computed: list, on_chunk, timings, *,
+                model_given: bool = False):  # fmt: skip
     """Compute (or read back) every chunk; return the chunk results and the resumed indices."""
     from tqdm.auto import tqdm
+
+    if plan.config.executor == "dask":
+        from deepmr_kipoi.run import executors
+
+        # the stage functions are handed over: executors never imports the runner
+        return executors.run_chunks_dask(plan, store, created, computed, on_chunk, timings,
+                                         model_given=model_given, compute=compute_chunk,
+                                         read_back=_read_chunk, file_arrays=_chunk_file_arrays)  # fmt: skip
 
     chunks: list[ChunkResult] = []
     resumed: list[int] = []

@@ -1,0 +1,299 @@
+"""Executors: where the chunks of a run are computed (this process, or Dask tasks).
+
+The run is embarrassingly parallel over chunks of sequences: stages 2-3 of one chunk
+(:func:`~deepmr_kipoi.run.runner.compute_chunk`, ISM + local MR) need only the plan and the model.
+With ``executor="dask"`` every chunk is one Dask task:
+
+* the cluster is a ``distributed.LocalCluster`` of ``dask_workers`` single-threaded worker
+  processes, or an existing scheduler at ``dask_address`` (``tcp://HOST:PORT`` or a scheduler
+  file: ``dask scheduler`` + ``dask worker``, dask-jobqueue's ``SLURMCluster``, Kubernetes);
+* the plan without its model and sequences, and the sequences, are scattered once;
+* the model is loaded once per worker process, through the same code as the client
+  (:func:`deepmr_kipoi.run.inputs.load_model` on the config, local paths made absolute) and
+  cached there under the run's config hash and weight md5s; only a model object handed to
+  ``run(model=...)`` (the demo, notebooks) has no config to load it from, and is then scattered
+  once to every worker instead;
+* results come back to the client, which writes each chunk through the run's
+  :class:`~deepmr_kipoi.results.ChunkStore` as it arrives, exactly as a local run does: workers
+  need no access to the run folder, and a killed client resumes from the chunks already written;
+* a task whose worker dies is rescheduled on another worker by the scheduler (up to its
+  ``distributed.scheduler.allowed-failures``, default 3), and a task that raises is retried
+  ``TASK_RETRIES`` times;
+* the chunks keep their indices and seeds, so the tables equal a single-process run's.
+
+The aggregate stage (global meta-analysis) and the outputs stay on the client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from deepmr_kipoi.errors import DeepMRInputError
+
+logger = logging.getLogger(__name__)
+
+#: Extra attempts of a chunk task that raised (a lost worker is handled by the scheduler).
+TASK_RETRIES = 2
+#: Seconds to wait for an existing scheduler to answer.
+CONNECT_TIMEOUT_S = 30
+
+#: Worker-side model cache: model key (config hash, weight md5s) -> model, of the last run served.
+_MODELS: dict[str, object] = {}
+
+
+def _import_distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise DeepMRInputError(
+            "--executor dask needs Dask's distributed package; pip install 'deepmr_kipoi[dask]'"
+        ) from None
+    return distributed
+
+
+def _cores() -> int:
+    """Cores this process may use (a SLURM or container CPU set, not the whole machine)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def local_cluster(n_workers: int):
+    """The ``distributed.LocalCluster`` a run with ``dask_workers=n_workers`` starts.
+
+    One thread per worker process: the model's own threads (torch, BLAS) are capped to one by the
+    nanny's environment, so N workers use N cores without oversubscription. Two of Dask's worker
+    defaults are turned off, each measured to slow ISM on the torch demo model by 1.5-2x: the
+    statistical profiler (its thread samples the running task every 10 ms, holding the GIL), and
+    ``MALLOC_TRIM_THRESHOLD_=65536`` in the workers' environment (setting it fixes glibc's mmap
+    threshold, so every large temporary array is mapped and unmapped again, page faults included).
+
+    Parameters
+    ----------
+    n_workers : int
+
+    Returns
+    -------
+    distributed.LocalCluster
+        Close it after use (``with`` block or ``.close()``).
+    """
+    import dask
+
+    distributed = _import_distributed()
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
+    environ["MALLOC_TRIM_THRESHOLD_"] = None  # None: left unset in the workers
+    # the nanny hands the config to the worker processes it spawns
+    with dask.config.set({"distributed.worker.profile.enabled": False,
+                          "distributed.nanny.pre-spawn-environ": environ}):  # fmt: skip
+        return distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                                        dashboard_address=None)  # fmt: skip
+
+
+@contextlib.contextmanager
+def dask_client(config) -> Iterator[object]:
+    """A ``distributed.Client`` for the config's cluster, closed (with a cluster it started) on exit.
+
+    Parameters
+    ----------
+    config : RunConfig
+        Validated, ``executor="dask"``.
+
+    Yields
+    ------
+    distributed.Client
+
+    Raises
+    ------
+    DeepMRInputError
+        When distributed is not installed, the scheduler file does not exist or the scheduler
+        does not answer.
+    """
+    distributed = _import_distributed()
+    address = config.dask_address
+    if address is None:
+        n = config.dask_workers or _cores()
+        cluster = local_cluster(n)
+        client = distributed.Client(cluster)
+        logger.info("Dask LocalCluster of %d worker processes (1 thread each)", n)
+        try:
+            yield client
+        finally:
+            client.close()
+            cluster.close()
+        return
+    kwargs: dict = {"timeout": CONNECT_TIMEOUT_S}
+    if "://" in address:
+        kwargs["address"] = address
+    else:
+        if not Path(address).is_file():
+            raise DeepMRInputError(
+                f"--dask-address {address}: no such scheduler file; give tcp://HOST:PORT or the "
+                "file written by `dask scheduler --scheduler-file`"
+            )
+        kwargs["scheduler_file"] = address
+    try:
+        client = distributed.Client(**kwargs)
+    except (OSError, TimeoutError) as err:
+        raise DeepMRInputError(
+            f"cannot reach the Dask scheduler at {address} ({err}); start it or fix --dask-address"
+        ) from None
+    logger.info("Dask scheduler %s with %d workers", address, len(client.scheduler_info()["workers"]))
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _absolute(path: str | None) -> str | None:
+    return os.path.abspath(path) if path and os.path.exists(path) else path
+
+
+def _worker_config(config):
+    """The config a worker loads the model from: the client's local paths made absolute.
+
+    Workers started in another folder (``dask worker`` on another node of a shared file system)
+    would not find ``models/my.py:build``, ``model_dir`` or ``fold1.pt`` relative to the client's.
+    """
+    model = config.model
+    target, sep, attr = (model or "").rpartition(":")
+    if sep and target.endswith(".py"):
+        model = f"{_absolute(target)}:{attr}"
+    else:
+        model = _absolute(model)
+    return config.replace(model=model, source=_absolute(config.source),
+                          weight_files=tuple(_absolute(w) for w in config.weight_files))  # fmt: skip
+
+
+def _model_key(plan) -> str:
+    """What a worker's cached model must match: the config hash and the weight/factory md5s."""
+    ident = plan.identity
+    payload = [plan.config_hash, ident.get("weights"), ident.get("factory_md5")]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _worker_model(key: str, config, shipped):
+    """The model of run ``key`` in this worker process: shipped, cached, or loaded from config."""
+    if shipped is not None:  # kept in the worker's memory by Dask for the whole run
+        return shipped
+    model = _MODELS.get(key)
+    if model is None:
+        from deepmr_kipoi.run import inputs
+
+        logger.info("worker %d: loading model %s", os.getpid(), config.model)
+        model, _ = inputs.load_model(config)
+        _MODELS.clear()  # one run's model at a time: a worker serving runs in turn keeps its memory
+        _MODELS[key] = model
+    return model
+
+
+def _chunk_task(compute, light_plan, key: str, onehot, shipped, ci: int):
+    """Stages 2-3 of chunk ``ci`` on a worker; returns (ChunkResult, timings)."""
+    model = _worker_model(key, light_plan.config, shipped)
+    plan = dataclasses.replace(light_plan, model=model, onehot=onehot)
+    timings: dict[str, float] = {}
+    return compute(plan, ci, timings=timings), timings
+
+
+def run_chunks_dask(plan, store, created: list, computed: list, on_chunk, timings: dict, *,
+                    model_given: bool, compute: Callable, read_back: Callable,
+                    file_arrays: Callable) -> tuple[list, list[int]]:  # fmt: skip
+    """Every chunk of ``plan``: read back from the store, or computed as Dask tasks and written.
+
+    Parameters
+    ----------
+    plan : RunPlan
+        ``plan.config.executor == "dask"``.
+    store : ChunkStore or None
+        The run's chunk store (None: in-memory run).
+    created : list of Path
+        Files written are appended (the runner removes them on an early input error).
+    computed : list of int
+        Indices of the chunks computed by this call are appended, in completion order.
+    on_chunk : callable or None
+        ``on_chunk(chunk_index, n_chunks)`` after each computed chunk is written (on the client).
+    timings : dict
+        ``"ism"`` and ``"mr"`` worker seconds (summed over workers) are added to it.
+    model_given : bool
+        The plan's model was handed to ``run`` rather than loaded from the config: scatter it to
+        the workers once instead of loading it there.
+    compute : callable
+        ``compute(plan, ci, timings=dict) -> ChunkResult`` (``runner.compute_chunk``), run on the
+        workers.
+    read_back : callable
+        ``read_back(store, ci, plan) -> ChunkResult or None``: a finished chunk from the store.
+    file_arrays : callable
+        ``file_arrays(ChunkResult) -> dict``: the arrays a chunk file keeps.
+
+    Returns
+    -------
+    chunks : list of ChunkResult
+        In chunk order, length ``len(plan.bounds)``.
+    resumed : list of int
+        Chunks read back from the store.
+
+    Raises
+    ------
+    DeepMRInputError
+        From the cluster set-up, or from a worker (e.g. the model fails to load there).
+    """
+    from tqdm.auto import tqdm
+
+    found: dict = {}
+    resumed: list[int] = []
+    for ci in range(len(plan.bounds)):
+        back = read_back(store, ci, plan) if store is not None and store.is_done(ci) else None
+        if back is not None:
+            resumed.append(ci)
+            found[ci] = back
+    todo = [ci for ci in range(len(plan.bounds)) if ci not in found]
+    n = len(plan.bounds)
+    # progress in finished chunks: a task reports nothing until it is done
+    bar = tqdm(total=n, initial=len(resumed), unit="chunk", desc="Deep MR (dask)",
+               disable=not plan.config.progress, leave=False)  # fmt: skip
+    try:
+        if todo:
+            distributed = _import_distributed()
+            with dask_client(plan.config) as client:
+                futures = _submit(client, plan, todo, model_given, compute)
+                try:
+                    for future in distributed.as_completed(futures):
+                        result, worker_timings = future.result()
+                        ci = futures[future]
+                        for k, v in worker_timings.items():
+                            timings[k] = timings.get(k, 0.0) + v
+                        computed.append(ci)
+                        if store is not None:
+                            created.extend(store.write(ci, result.local, file_arrays(result)))
+                        found[ci] = result
+                        bar.update(1)
+                        if on_chunk is not None:
+                            on_chunk(ci, n)
+                finally:
+                    client.cancel(list(futures))
+    finally:
+        bar.close()
+    return [found[ci] for ci in range(n)], resumed
+
+
+def _submit(client, plan, todo: list[int], model_given: bool, compute: Callable) -> dict:
+    """Scatter the plan's parts once and submit one task per chunk; returns future -> chunk index."""
+    light = dataclasses.replace(plan, model=None, onehot=None, config=_worker_config(plan.config))
+    # scattered once (and replicated to every worker), not serialised into each task
+    light_f = client.scatter(light, broadcast=True, hash=False)
+    onehot_f = client.scatter(plan.onehot, broadcast=True, hash=False)
+    shipped = client.scatter(plan.model, broadcast=True, hash=False) if model_given else None
+    token = uuid.uuid4().hex[:8]  # a rerun on the same scheduler never meets a stale key
+    return {
+        client.submit(_chunk_task, compute, light_f, _model_key(plan), onehot_f, shipped, ci,
+                      retries=TASK_RETRIES,
+                      key=f"deepmr-chunk-{plan.config_hash}-{token}-{ci}"): ci
+        for ci in todo
+    }  # fmt: skip

@@ -1,0 +1,38 @@
+"""Models for the Dask executor tests: the tiny ensemble, counting its loads or made slow.
+
+Used as ``--model tests/_helpers_dask.py:counting_model`` / ``slow_model``: workers load them
+through the same factory code as the client.
+"""
+
+import os
+import time
+
+from tests._helpers_pipeline import FEATURES, LENGTH, tiny_model
+
+#: Environment variable naming a file each model load appends its process id to.
+LOAD_LOG = "DEEPMR_TEST_LOAD_LOG"
+#: Seconds each slow member sleeps per forward pass (a chunk then takes about a second).
+SLEEP_S = 0.08
+
+
+def counting_model(seed: int = 0):
+    """The tiny ensemble; appends this process's id to the file named by ``$DEEPMR_TEST_LOAD_LOG``."""
+    path = os.environ.get(LOAD_LOG)
+    if path:
+        with open(path, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+    return tiny_model(seed)
+
+
+def slow_model(seed: int = 0):
+    """The tiny ensemble with a pause in every forward pass, so a worker can be killed mid-chunk."""
+    from deepmr_kipoi.predictive import DeepEnsemble, from_function
+
+    def slow(member):
+        def fn(onehot):
+            time.sleep(SLEEP_S)
+            return member.predict(onehot)
+
+        return from_function(fn, FEATURES, sequence_length=LENGTH)
+
+    return DeepEnsemble([slow(m) for m in tiny_model(seed).members])
