@@ -136,3 +136,17 @@ def test_bad_input_is_one_line_error():
         inference.crossed(np.zeros(4))
     with pytest.raises(DeepMRInputError, match="level"):
         inference.crossed(np.zeros((3, 3)), level=1.5)
+
+
+def test_sample_missing_for_most_sequences_is_left_out():
+    rng = np.random.default_rng(9)
+    theta = _table(rng, 6, 12)
+    holed = theta.copy()
+    holed[2, :9] = np.nan  # sample 2 (a silenced exposure, say) has no estimate for 9 of 12
+    holed[4, 5] = np.nan  # one ordinary failure: sequence 5 drops out
+    res = inference.crossed(holed)
+    ref = inference.crossed(np.delete(np.delete(theta, 2, axis=0), 5, axis=1))
+    assert res.n_samples == 5 and res.n_sequences == 11
+    assert res.estimate == pytest.approx(ref.estimate, rel=1e-12)
+    assert res.se == pytest.approx(ref.se, rel=1e-12)
+    assert res.df == pytest.approx(ref.df, rel=1e-12)

@@ -71,7 +71,9 @@ def test_spliceai_hbb_exon2_deep_mr(adapter, model, hbb, tmp_path):
 
     config = pipeline.RunConfig(
         fasta=str(FASTA), window=(270, 274), exposures=("acceptor",), outcomes=("donor",),
+        # four positions only (the test's time): all three alleles may be instruments
         methods=("ivw",), seed=0, out=str(tmp_path / "run"), save_effects=True,
+        one_per_position=False,
         figures=False, report=False, progress=False,
     )  # fmt: skip
     result = pipeline.run(config, model=model, identity={"name": "SpliceAI/HBB-exon2"})
