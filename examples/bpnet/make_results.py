@@ -22,8 +22,8 @@ import time
 import pandas as pd
 
 # interval/verdict columns shown when present in global_effects.csv (others are left out)
-SHOWN = ("estimate", "ci_low", "ci_high", "pvalue", "qvalue", "significant", "model_ci_low",
-         "model_ci_high", "jk_ci_low", "jk_ci_high", "direction", "verdict", "k")
+SHOWN = ("estimate", "ci_low", "ci_high", "df", "qvalue", "significant", "direction",
+         "meta_estimate", "meta_ci_low", "meta_ci_high", "median_instruments", "k")
 
 
 def run_deepmr(sim_out: str) -> float:
