@@ -181,7 +181,8 @@ def plot_rounds(rounds, path: str, method: str = "ivw") -> None:
         ax.set_title(f"confounding: {regime}")
         ax.set_xlabel("learnable true global effect")
         ax.set_ylabel(f"estimate ({method.upper()}, headline 95% CI)")
-    axes[0][0].legend(fontsize=7)
+    if axes[0][0].get_legend_handles_labels()[0]:
+        axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
