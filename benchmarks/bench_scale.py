@@ -9,9 +9,11 @@ of the members, its SE their standard deviation, and each exposure's instruments
 1. local MR: ``mr.all_pairs`` with IVW and MR-Egger for all pairs, the ensemble and each of the 5
    samples (the samples' own effects, the ensemble SEs as weights, the same instruments), one
    call per sequence;
-2. per-pair mean and variance of the per-sample estimates over samples x sequences (streamed);
-3. the global step: ``meta.random_effects_batched`` (REML) over the 200 sequences of the ensemble
-   estimates, for every pair and both methods, in blocks of pairs.
+2. the headline global inference, streamed: ``inference.CrossedAccumulator`` takes each
+   sequence's per-sample estimates (the crossed sequences x samples model with Satterthwaite df)
+   and gives estimate, SE, df, CI and p-value for every pair at the end;
+3. the meta-analysis columns: ``meta.random_effects_batched`` (REML) over the 200 sequences of the
+   ensemble estimates, for every pair and both methods, in blocks of pairs.
 
 The ensemble's local estimates and SEs are kept in float32 between steps 1 and 3 (2.7 GB instead
 of 5.4 GB for both methods; they carry about 7 significant digits into the meta-analysis). Peak
@@ -35,7 +37,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from deepmr_kipoi import meta, mr  # noqa: E402
+from deepmr_kipoi import inference, meta, mr  # noqa: E402
 
 METHODS = ("ivw", "egger")
 
@@ -89,8 +91,7 @@ def main(argv=None) -> int:
     loadings = latent_loadings(f, args.seed)
     off = ~np.eye(f, dtype=bool)
     local = {m: np.full((2, n_seq, n_pairs), np.nan, dtype=np.float32) for m in METHODS}
-    shift = {m: np.zeros(n_pairs) for m in METHODS}
-    acc = {m: np.zeros((3, n_pairs)) for m in METHODS}  # count, sum, sum of squares (shifted)
+    acc = {m: inference.CrossedAccumulator(s, (n_pairs,)) for m in METHODS}
 
     t_gen = t_mr = t_acc = 0.0
     n_inst = []
@@ -107,15 +108,7 @@ def main(argv=None) -> int:
         for m, r in res.items():
             est, ses = r.estimate[:, 0][:, off], r.se[:, 0][:, off]  # (S + 1, pairs)
             local[m][0, n], local[m][1, n] = est[0], ses[0]
-            theta = est[1:]
-            if n == 0:
-                shift[m] = np.nan_to_num(est[0])
-            d = theta - shift[m]
-            good = np.isfinite(d)
-            d = np.where(good, d, 0.0)
-            acc[m][0] += good.sum(axis=0)
-            acc[m][1] += d.sum(axis=0)
-            acc[m][2] += (d * d).sum(axis=0)
+            acc[m].add(est[1:])
         t3 = time.perf_counter()
         t_gen, t_mr, t_acc = t_gen + t1 - t0, t_mr + t2 - t1, t_acc + t3 - t2
     print(f"mean selected instruments per exposure: {np.mean(n_inst):.0f} of {k}")
@@ -123,14 +116,10 @@ def main(argv=None) -> int:
     fits = 2 * n_pairs * n_seq * (s + 1)
     print(f"local MR (IVW + Egger, ensemble + {s} samples): {t_mr:7.1f} s "
           f"({fits / t_mr:,.0f} MR fits/s)")  # fmt: skip
-    print(f"per-pair mean/variance of theta over samples x sequences: {t_acc:7.1f} s")
-    stats = {}
-    for m in METHODS:
-        cnt, s1, s2 = acc[m]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = shift[m] + s1 / cnt
-            var = (s2 - s1 * s1 / cnt) / (cnt - 1)
-        stats[m] = (mean, var)
+    t0 = time.perf_counter()
+    headline = {m: acc[m].result() for m in METHODS}
+    t_acc += time.perf_counter() - t0
+    print(f"headline inference (crossed sequences x samples, streamed): {t_acc:7.1f} s")
 
     t0 = time.perf_counter()
     glob = {m: np.full(n_pairs, np.nan) for m in METHODS}
@@ -141,18 +130,18 @@ def main(argv=None) -> int:
             sv = local[m][1, :, sl].T.astype(np.float64)
             glob[m][sl] = meta.random_effects_batched(y, sv, np.isfinite(y)).estimate
     t_meta = time.perf_counter() - t0
-    print(f"global step (REML meta-analysis over sequences, 2 x {n_pairs:,} pairs): "
+    print(f"meta-analysis columns (REML over sequences, 2 x {n_pairs:,} pairs): "
           f"{t_meta:7.1f} s")  # fmt: skip
     total = time.perf_counter() - t_all - t_gen
     print(f"TOTAL MR + global step: {total:7.1f} s wall ({total / 60:.1f} min; target <= 10 min), "
           f"{cpu_s() - c_all:.1f} s CPU incl. simulation")  # fmt: skip
     print(f"PEAK RSS: {rss_gib():.2f} GiB (target <= 8 GiB)")
     for m in METHODS:
-        mean, var = stats[m]
-        print(f"check {m}: global estimate vs mean of per-sample theta, median |diff| "
-              f"{np.nanmedian(np.abs(glob[m] - mean)):.2e}; median theta SD over samples x "
-              f"sequences {np.nanmedian(np.sqrt(var)):.3f}; defined pairs "
-              f"{np.isfinite(glob[m]).mean():.3f}")  # fmt: skip
+        h = headline[m]
+        print(f"check {m}: headline vs meta-analysis estimate, median |diff| "
+              f"{np.nanmedian(np.abs(glob[m] - h.estimate)):.2e}; median headline SE "
+              f"{np.nanmedian(h.se):.4f}, median df {np.nanmedian(h.df):.1f}; defined pairs "
+              f"{np.isfinite(h.estimate).mean():.3f}")  # fmt: skip
 
     if args.pair_mask:
         members, ens, se, mask = sequence_effects(0, loadings, k, s, args.seed)

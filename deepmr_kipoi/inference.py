@@ -167,6 +167,12 @@ def crossed_batched(theta, *, level: float = 0.95) -> CrossedResult:
         ss_smp = n_seq * np.where(kept, (sample_mean - grand) ** 2, 0.0).sum(axis=0)
         resid = (x - seq_mean[None] - sample_mean[:, None] + grand) * w
         ss_err = (resid**2).sum(axis=(0, 1))
+    return _from_sums_of_squares(grand, ss_seq, ss_smp, ss_err, n_seq, n_samples, level)
+
+
+def _from_sums_of_squares(grand, ss_seq, ss_smp, ss_err, n_seq, n_samples, level) -> CrossedResult:
+    """Variance, Satterthwaite df, interval and p-value from the two-way ANOVA sums of squares."""
+    with np.errstate(invalid="ignore", divide="ignore"):
         df_seq = n_seq - 1.0
         df_smp = n_samples - 1.0
         df_err = df_seq * df_smp
@@ -223,3 +229,74 @@ def crossed_batched(theta, *, level: float = 0.95) -> CrossedResult:
             n_samples=np.asarray(n_samples, dtype=np.int64),
             level=level,
         )
+
+
+class CrossedAccumulator:
+    """The crossed inference of many pairs, fed one sequence at a time (bounded memory).
+
+    At the scale of a model with hundreds of outputs the table of per-sample local estimates
+    (S samples x N sequences x P pairs) does not fit in memory; the ANOVA needs only running sums
+    per pair: the total, the sum of squares, the sum of squared sequence totals, and each
+    sample's total. A sequence enters a pair when all S samples have an estimate for it (the
+    sample-dropping rule of :func:`crossed_batched` needs the whole table and is not applied
+    here). Sums are taken about the first sequence's mean per pair, which keeps the
+    differences of large sums accurate.
+
+    Parameters
+    ----------
+    n_samples : int
+        S.
+    shape : tuple of int
+        Batch shape of the pairs (e.g. ``(P,)`` or ``(E, O)``).
+    """
+
+    def __init__(self, n_samples: int, shape):
+        self.n_samples = validation.positive_int(n_samples, "n_samples")
+        shape = tuple(shape)
+        self._n = np.zeros(shape, dtype=np.int64)
+        self._shift = np.full(shape, np.nan)
+        self._total = np.zeros(shape)
+        self._squares = np.zeros(shape)
+        self._sequence_squares = np.zeros(shape)
+        self._sample_totals = np.zeros((self.n_samples, *shape))
+
+    def add(self, theta) -> None:
+        """Add one sequence's per-sample estimates.
+
+        Parameters
+        ----------
+        theta : array_like, shape (S, *shape)
+            NaN where a sample's local fit failed (the sequence then skips that pair).
+        """
+        theta = np.asarray(theta, dtype=np.float64)
+        if theta.shape != (self.n_samples, *self._n.shape):
+            raise DeepMRInputError(
+                f"theta of one sequence must have shape {(self.n_samples, *self._n.shape)}, "
+                f"got {theta.shape}"
+            )
+        ok = np.isfinite(theta).all(axis=0)
+        first = ok & np.isnan(self._shift)
+        self._shift[first] = theta.mean(axis=0)[first]
+        d = np.where(ok, theta - np.nan_to_num(self._shift), 0.0)
+        seq_total = d.sum(axis=0)
+        self._n += ok
+        self._total += seq_total
+        self._squares += (d * d).sum(axis=0)
+        self._sequence_squares += seq_total * seq_total
+        self._sample_totals += d
+
+    def result(self, level: float = 0.95) -> CrossedResult:
+        """The crossed inference of every pair from the sequences added so far."""
+        level = validation.level(level)
+        n, s = self._n.astype(np.float64), float(self.n_samples)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            correction = self._total**2 / (n * s)
+            ss_seq = self._sequence_squares / s - correction
+            ss_smp = (self._sample_totals**2).sum(axis=0) / n - correction
+            ss_err = self._squares - correction - ss_seq - ss_smp
+            grand = np.nan_to_num(self._shift) + self._total / (n * s)
+        # rounding can leave a sum of squares a hair below 0
+        ss_seq, ss_smp, ss_err = (np.maximum(x, 0.0) for x in (ss_seq, ss_smp, ss_err))
+        grand = np.where(self._n > 0, grand, np.nan)
+        n_samples = np.where(self._n > 0, self.n_samples, 0)
+        return _from_sums_of_squares(grand, ss_seq, ss_smp, ss_err, self._n, n_samples, level)

@@ -150,3 +150,20 @@ def test_sample_missing_for_most_sequences_is_left_out():
     assert res.estimate == pytest.approx(ref.estimate, rel=1e-12)
     assert res.se == pytest.approx(ref.se, rel=1e-12)
     assert res.df == pytest.approx(ref.df, rel=1e-12)
+
+
+def test_streaming_accumulator_equals_the_whole_table():
+    rng = np.random.default_rng(21)
+    theta = _table(rng, 5, 30, mu=3.0, reps=40) + 1e3  # large offset: sums about a shift
+    theta[1, 7, 3] = np.nan  # sequence 7 skips pair 3
+    acc = inference.CrossedAccumulator(5, (40,))
+    for i in range(30):
+        acc.add(theta[:, i])
+    res = acc.result()
+    ref = inference.crossed_batched(theta)
+    for f in ("estimate", "se", "df", "ci_low", "pvalue", "sigma2_sequence", "sigma2_sample"):
+        np.testing.assert_allclose(getattr(res, f), getattr(ref, f), rtol=1e-7, atol=1e-9,
+                                   err_msg=f)  # fmt: skip
+    assert res.n_sequences[3] == 29 and res.n_sequences[0] == 30
+    with pytest.raises(DeepMRInputError, match="shape"):
+        acc.add(theta[:, 0, :5])
