@@ -335,7 +335,7 @@ def main(argv=None) -> int:
         f"{'model':8} {'seqs':>5} {'peak RSS MiB':>13} {'tracemalloc peak MiB':>21} {'of which outputs MiB':>21}"
     )
     for r in rows:
-        for n, rss, tm, out in ((args.n_seq // 2, r["rss_half"], r["tm_half"], r["out_half"]), (args.n_seq, r["rss_full"], r["tm_full"], r["out_full"])):  # fmt: skip
+        for n, rss, tm, out in ((max(args.n_seq // 2, 1), r["rss_half"], r["tm_half"], r["out_half"]), (args.n_seq, r["rss_full"], r["tm_full"], r["out_full"])):  # fmt: skip
             print(f"{r['model']:8} {n:5d} {rss / mib:13.1f} {tm / mib:21.1f} {out / mib:21.2f}")
     return 0
 
