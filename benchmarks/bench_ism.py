@@ -30,8 +30,29 @@ runs with warm kernels. Run (about 5-10 minutes on 2 cores with the defaults)::
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_ism.py
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_ism.py --models bpnet --window 100 --n-seq 8
 
-Measured with the first command on the project's idle 2-core machine (tangermeme 1.6.0, torch
-2.13.0+cpu; 258 s in all)::
+With a whole-sequence window (the configuration ``deepmr run`` uses by default), one reference
+sequence, one torch thread, on the project's 2-core machine shared with five other jobs (load
+average 4 to 8; tangermeme 1.6.0, bpnet-lite 1.1.0, torch 2.13.0+cpu)::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_ism.py --models basset --window 600 \
+        --n-seq 1 --members 5 --threads 1 --skip-full
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_ism.py --models bpnet --window 1000 \
+        --n-seq 1 --members 2 --threads 1 --skip-full
+
+    model    ours               mut/s  tm fast=F  ratio  tm fast=T  ratio  max|diff|
+    basset   fast ISM          1182.7       62.3  18.98       58.9  20.07   4.85e-08
+    bpnet    fast ISM           245.9       79.0   3.11      101.7   2.42   2.32e-07
+
+Over the whole sequence tangermeme's own fastISM gains on BPNet (faster than its ``fast=False``
+there, unlike with a 20-bp window), so ours leads it by 2.4x rather than 4.1x: the 3x target
+against ``fast=True`` is not met over the whole sequence. A second BPNet run, while the project's
+test suite shared the machine, gave 3.51 and 1.17 (ours 129.8, fast=F 37.0, fast=T 110.8 mut/s):
+under that load the ratios are noise-bound, and an idle-machine run is still owed. BPNet ran with 2
+members to fit the shared machine; members are timed one after another by both tools, so the ratio
+does not depend on their number.
+
+Measured with the first command (window 20) on the project's idle 2-core machine (tangermeme 1.6.0,
+torch 2.13.0+cpu; 258 s in all)::
 
     model    ours               mut/s  tm fast=F  ratio  tm fast=T  ratio  max|diff|
     basset   fast ISM          1849.3      298.9   6.19      193.4   9.56   4.15e-08
@@ -237,6 +258,8 @@ def main(argv=None) -> int:
         help="keep tangermeme's 30 s rule",
     )
     p.add_argument("--skip-fast", action="store_true", help="do not run tangermeme fast=True")
+    p.add_argument("--skip-full", action="store_true",
+                   help="do not time our full-pass rows (fast ISM against tangermeme only)")
     p.add_argument("--_probe", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--optimize", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
@@ -275,24 +298,27 @@ def main(argv=None) -> int:
         half = probe(args, max(args.n_seq // 2, 1), None)
         common = (nets, x, window, args.batch_size)
         t_ours, (mean, se) = best_of(args.repeats, run_ours, name, *common)
-        t_full, (full_mean, full_se) = best_of(args.repeats, run_ours, name, *common,
-                                               fast_ism=False)  # fmt: skip
-        t_opt, (opt_mean, opt_se) = best_of(args.repeats, run_ours, name, *common, optimize=True,
-                                            fast_ism=False)  # fmt: skip
         t_slow, (tm_mean, tm_sd) = best_of(args.repeats, run_tangermeme, *common, fast=False)
         row = {
             "model": name,
             "ours": n_pass / t_ours,
-            "full": n_pass / t_full,
-            "diff_full": max(np.abs(full_mean - mean).max(), np.abs(full_se - se).max()),
-            "opt": n_pass / t_opt,
-            "diff_opt": max(np.abs(opt_mean - mean).max(), np.abs(opt_se - se).max()),
             "slow": n_pass / t_slow,
             "diff_slow": max(np.abs(mean - tm_mean).max(), np.abs(se - tm_sd).max()),
             "rss_half": half["rss_peak"], "rss_full": full["rss_peak"],
             "tm_half": half["tracemalloc_peak"], "tm_full": full["tracemalloc_peak"],
             "out_half": half["output_bytes"], "out_full": full["output_bytes"],
         }  # fmt: skip
+        if not args.skip_full:
+            t_full, (full_mean, full_se) = best_of(args.repeats, run_ours, name, *common,
+                                                   fast_ism=False)  # fmt: skip
+            t_opt, (opt_mean, opt_se) = best_of(args.repeats, run_ours, name, *common,
+                                                optimize=True, fast_ism=False)  # fmt: skip
+            row.update(
+                full=n_pass / t_full,
+                diff_full=max(np.abs(full_mean - mean).max(), np.abs(full_se - se).max()),
+                opt=n_pass / t_opt,
+                diff_opt=max(np.abs(opt_mean - mean).max(), np.abs(opt_se - se).max()),
+            )
         if not args.skip_fast:
             notes_fast: list[str] = []
             t_fast, (fm, fs) = best_of(
@@ -311,11 +337,11 @@ def main(argv=None) -> int:
         f"{'model':8} {'ours':15} {'mut/s':>8} {'tm fast=F':>10} {'ratio':>6} {'tm fast=T':>10} {'ratio':>6} {'max|diff|':>10}"
     )
     for r in rows:
-        for label, speed, extra in (
-            ("fast ISM", r["ours"], 0.0),
-            ("full passes", r["full"], r["diff_full"]),
-            ("full, optimize", r["opt"], r["diff_opt"]),
-        ):
+        shown = [("fast ISM", r["ours"], 0.0)]
+        if "full" in r:
+            shown += [("full passes", r["full"], r["diff_full"]),
+                      ("full, optimize", r["opt"], r["diff_opt"])]  # fmt: skip
+        for label, speed, extra in shown:
             fast = (
                 f"{r['fast']:10.1f} {speed / r['fast']:6.2f}"
                 if "fast" in r
@@ -330,7 +356,7 @@ def main(argv=None) -> int:
         f"{'model':8} {'seqs':>5} {'peak RSS MiB':>13} {'tracemalloc peak MiB':>21} {'of which outputs MiB':>21}"
     )
     for r in rows:
-        for n, rss, tm, out in ((args.n_seq // 2, r["rss_half"], r["tm_half"], r["out_half"]), (args.n_seq, r["rss_full"], r["tm_full"], r["out_full"])):  # fmt: skip
+        for n, rss, tm, out in ((max(args.n_seq // 2, 1), r["rss_half"], r["tm_half"], r["out_half"]), (args.n_seq, r["rss_full"], r["tm_full"], r["out_full"])):  # fmt: skip
             print(f"{r['model']:8} {n:5d} {rss / mib:13.1f} {tm / mib:21.1f} {out / mib:21.2f}")
     return 0
 

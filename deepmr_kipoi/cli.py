@@ -54,6 +54,7 @@ _DEMO_EXAMPLES = """examples:
 _COMPARE_EXAMPLES = """examples:
   deepmr compare run_model_a run_model_b --out a_vs_b
   deepmr compare runs/* --out all_models
+  deepmr compare run_a run_b --mapping names.csv --out a_vs_b   # different naming schemes
 """
 
 
@@ -256,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=_COMPARE_EXAMPLES, formatter_class=fmt)  # fmt: skip
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (two or more)")
     p.add_argument("--out", default="deepmr_compare", help="output folder (default ./deepmr_compare)")
+    p.add_argument("--mapping", metavar="CSV",
+                   help="match features by this table (one column of feature names per run, in "
+                   "the runs' order) instead of by label")  # fmt: skip
     p.add_argument("--no-figures", dest="figures", action="store_false")
     _common(p)
     p.set_defaults(func=_cmd_compare)
@@ -442,7 +446,7 @@ def _cmd_compare(args) -> int:
 
     check_out_dir(Path(args.out))
 
-    res = pipeline.compare(args.runs, args.out, figures=args.figures)
+    res = pipeline.compare(args.runs, args.out, figures=args.figures, mapping=args.mapping)
     if not args.quiet:
         for row in res.summary.itertuples():
             print(f"{row.method}: {row.run} vs {row.reference}: Spearman rho {row.spearman_rho:.3f} "

@@ -3,12 +3,22 @@
 The runs' (exposure, outcome, method) triples are aligned on those every run holds; the summary
 gives the Spearman rank correlation of each run's estimates with the first run's, and the
 disagreements list the triples whose sign or significance differs.
+
+Features are matched across runs by label. A model whose output labels repeat numbers them
+``<label>#1``, ``<label>#2``, ... (``kipoi_describe``), while another model may hold the same label
+once (DeepSEA/beluga's ``K562_DNase_None#1``/``#2`` against DeepSEA/predict's ``K562_DNase_None``).
+So a label is matched as (base label, occurrence): ``<label>#k`` is the k-th occurrence of
+``<label>`` and a plain label is its first, and the k-th occurrence in one run meets the k-th in the
+other (the lone label meets ``#1``; ``#2`` has no partner). Models with different naming schemes
+are matched by an explicit mapping instead: a CSV with one column per run, in the runs' order, each
+row naming the same feature in every run.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +39,11 @@ class CompareResult:
     labels : tuple of str
         One label per run (model name, or folder name where names repeat).
     table : DataFrame
-        One row per shared triple: ``estimate_<label>``, ``pvalue_<label>``,
-        ``significant_<label>`` for every run.
+        One row per shared triple, named by the first run's features (``exposure``, ``outcome``,
+        ``method``): the other runs' own names as ``exposure_<label>``, ``outcome_<label>``, and
+        every run's headline columns (``estimate``, ``se``, ``df``, ``ci_low``, ``ci_high``,
+        ``pvalue``, ``qvalue``, ``significant``, ``direction``, those all runs hold) as
+        ``<column>_<label>``.
     summary : DataFrame
         One row per (method, run other than the first): shared pairs, Spearman rank correlation of
         the estimates with the first run's (and its p-value), share of pairs with the same sign.
@@ -55,9 +68,84 @@ def _run_labels(runs) -> list[str]:
     return labels
 
 
+#: the global table's headline columns compared across runs (the meta-analysis ``meta_*`` is not)
+HEADLINE = ("estimate", "se", "df", "ci_low", "ci_high", "pvalue", "qvalue", "significant",
+            "direction")  # fmt: skip
+_OCCURRENCE = re.compile(r"^(.*)#([1-9][0-9]*)$")
+
+
+def label_key(name: str) -> tuple[str, int]:
+    """The (base label, occurrence) a feature name is matched by across runs.
+
+    Parameters
+    ----------
+    name : str
+        A feature name; ``<label>#k`` (k >= 1) is the k-th occurrence of a repeated label.
+
+    Returns
+    -------
+    tuple of (str, int)
+        ``(label, k)`` for ``<label>#k``, ``(name, 1)`` for any other name.
+    """
+    m = _OCCURRENCE.match(name)
+    return (m.group(1), int(m.group(2))) if m else (name, 1)
+
+
+def _label_matches(names: Sequence[Sequence[str]], labels: Sequence[str]) -> list[dict[str, str]]:
+    """Per run, {its feature name: the first run's name} for the features matched by label."""
+    keyed = []
+    for run_names, label in zip(names, labels):
+        by_key: dict[tuple[str, int], str] = {}
+        for name in run_names:
+            key = label_key(name)
+            if key in by_key:
+                raise DeepMRInputError(
+                    f"run {label}: features '{by_key[key]}' and '{name}' are the same label; "
+                    "compare it with --mapping"
+                )
+            by_key[key] = name
+        keyed.append(by_key)
+    return [{name: keyed[0][key] for key, name in k.items() if key in keyed[0]} for k in keyed]
+
+
+def _read_mapping(mapping, names: Sequence[Sequence[str]], labels: Sequence[str]):
+    """Per run, {its feature name: the first run's name} from a mapping table (one column per run)."""
+    if isinstance(mapping, pd.DataFrame):
+        table = mapping.astype(str)
+    else:
+        path = Path(mapping)
+        if not path.is_file():
+            raise DeepMRInputError(f"mapping file {path} not found; give a CSV with one column per run")
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if table.shape[1] != len(labels):
+        raise DeepMRInputError(
+            f"the mapping has {table.shape[1]} columns for {len(labels)} runs; give one column of "
+            "feature names per run, in the runs' order"
+        )
+    out = []
+    for j, (run_names, label) in enumerate(zip(names, labels)):
+        col = [str(v).strip() for v in table.iloc[:, j]]
+        unknown = sorted(set(col) - set(run_names))
+        if unknown:
+            raise DeepMRInputError(
+                f"mapping column {j + 1} names features that run {label} does not hold "
+                f"({', '.join(unknown[:3])}); use its feature names"
+            )
+        if len(set(col)) < len(col):
+            raise DeepMRInputError(
+                f"mapping column {j + 1} names a feature of run {label} twice; map each feature once"
+            )
+        out.append(dict(zip(col, (str(v).strip() for v in table.iloc[:, 0]))))
+    return out
+
+
 def compare(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike | None = None,
-            *, figures: bool = True) -> CompareResult:  # fmt: skip
+            *, figures: bool = True,
+            mapping: str | os.PathLike | pd.DataFrame | None = None) -> CompareResult:  # fmt: skip
     """Compare the global causal effects of several finished runs.
+
+    Features are matched by label (``<label>#k`` as the k-th occurrence of ``<label>``, a plain label
+    as its first; module docstring), or by ``mapping``.
 
     Parameters
     ----------
@@ -68,6 +156,10 @@ def compare(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike | None
         ``figures/compare_<method>.png`` and ``report.html``; None writes nothing.
     figures : bool
         Draw the side-by-side figures (with ``out``).
+    mapping : path-like or DataFrame, optional
+        Features matched explicitly: a CSV (or table) with one column per run, in the order of
+        ``run_dirs``, each row naming one feature in every run. Only the listed features are
+        compared; the table names them by the first column.
 
     Returns
     -------
@@ -76,7 +168,8 @@ def compare(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike | None
     Raises
     ------
     DeepMRInputError
-        Fewer than two runs, a folder without a finished run, or no shared pairs.
+        Fewer than two runs, a folder without a finished run, a mapping that does not fit the runs,
+        two features of one run with the same label, or no shared pairs.
     """
     from scipy.stats import spearmanr
 
@@ -85,16 +178,26 @@ def compare(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike | None
     runs = [results.read_run(d) for d in run_dirs]
     labels = _run_labels(runs)
     key = ["exposure", "outcome", "method"]
+    globs = [r.global_effects.astype({k: str for k in key}) for r in runs]
+    names = [list(dict.fromkeys([*g["exposure"], *g["outcome"]])) for g in globs]
+    to_first = (_read_mapping(mapping, names, labels) if mapping is not None
+                else _label_matches(names, labels))  # fmt: skip
+    columns = [c for c in HEADLINE if all(c in g.columns for g in globs)]
     table = None
-    for run_data, label in zip(runs, labels):
-        g = run_data.global_effects.astype({k: str for k in key})
-        g = g[[*key, "estimate", "pvalue", "significant"]].rename(
-            columns={c: f"{c}_{label}" for c in ("estimate", "pvalue", "significant")}
-        )
+    for i, (g, label) in enumerate(zip(globs, labels)):
+        rename = to_first[i]
+        g = g[g["exposure"].isin(rename) & g["outcome"].isin(rename)]
+        own_names = {c: f"{c}_{label}" for c in ("exposure", "outcome")}
+        own = g[list(own_names)].rename(columns=own_names)
+        g = g[[*key, *columns]].rename(columns={c: f"{c}_{label}" for c in columns})
+        g = g.assign(exposure=g["exposure"].map(rename), outcome=g["outcome"].map(rename))
+        if i:
+            g = pd.concat([g, own], axis=1)
         table = g if table is None else table.merge(g, on=key, how="inner")
     if table is None or not len(table):
         raise DeepMRInputError(
-            "the runs share no (exposure, outcome, method); compare runs with common feature names"
+            "the runs share no (exposure, outcome, method); compare runs with common feature labels "
+            "or give --mapping"
         )
     table = table.reset_index(drop=True)  # the first run's order (model order of its features)
     rows = []
@@ -140,6 +243,7 @@ def compare(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike | None
                                                    result.disagreements, figs))  # fmt: skip
         created.append(results.write_json(out_dir / "compare.json", {
             "runs": [str(r.path) for r in runs], "labels": labels,
+            "matched_by": "mapping" if mapping is not None else "label",
             "summary": summary.to_dict(orient="records"),
             "n_shared": int(len(table)), "n_disagreements": int(len(result.disagreements)),
             "deepmr_kipoi_version": __version__,

@@ -16,10 +16,11 @@ LENGTH = 40
 TRUE_EFFECTS = {("x", "y"): 0.7, ("y", "z"): -0.5, ("x", "z"): -0.35}
 
 
-def tiny_model(seed: int = 0, n_members: int = 4, direct_scale: float = 0.15):
+def tiny_model(seed: int = 0, n_members: int = 4, direct_scale: float = 0.15, features=FEATURES):
     """The tiny ensemble: ``n_members`` members, weights fixed by a constant seed.
 
     ``seed`` only names the member perturbations, so runs with the same seed are identical.
+    ``features`` renames the outputs ``x, y, z, w`` (in that order) without changing them.
     """
     from deepmr_kipoi.predictive import DeepEnsemble, from_function
 
@@ -42,8 +43,27 @@ def tiny_model(seed: int = 0, n_members: int = 4, direct_scale: float = 0.15):
             ww = np.einsum("nlc,lc->n", onehot, w["w"])
             return np.stack([x, y, z, ww], axis=1)
 
-        members.append(from_function(fn, FEATURES, sequence_length=LENGTH))
+        members.append(from_function(fn, tuple(features), sequence_length=LENGTH))
     return DeepEnsemble(members)
+
+
+#: the tiny model's outputs under other names, for ``compare``: ``x`` and ``w`` as two occurrences of
+#: one label (numbered as a Kipoi model's repeated labels are), and a different naming scheme
+DUPLICATED = ("x#1", "y", "z", "x#2")
+SWAPPED = ("x#2", "y", "z", "x#1")
+OTHER_SCHEME = ("X_a", "Y_a", "Z_a", "W_a")
+
+
+def duplicated_labels_model():
+    return tiny_model(features=DUPLICATED)
+
+
+def swapped_labels_model():
+    return tiny_model(features=SWAPPED)
+
+
+def other_scheme_model():
+    return tiny_model(features=OTHER_SCHEME)
 
 
 def deterministic_model():
