@@ -83,7 +83,8 @@ def main(argv=None):
                 rows.append({
                     "window": f"{name} {window[0]}-{window[1]}", "exposure": exposure, "outcome": r.outcome,
                     "method": r.method, "estimate": r.estimate, "ci_low": r.ci_low, "ci_high": r.ci_high,
-                    "model_ci_low": r.model_ci_low, "model_ci_high": r.model_ci_high,
+                    "df": r.df, "significant": r.significant, "meta_ci_low": r.meta_ci_low,
+                    "meta_ci_high": r.meta_ci_high,
                     "n_instruments": r.n_instruments, "raising": up, "lowering": down,
                     "seconds": seconds, "mutants": 3 * (window[1] - window[0]),
                 })  # fmt: skip
