@@ -41,6 +41,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from deepmr_kipoi._files import file_md5  # noqa: F401 - the check Kipoi applies to its files
 from deepmr_kipoi.errors import DeepMRInputError
 
 logger = logging.getLogger(__name__)
@@ -245,15 +246,6 @@ def _hdf5_by_content() -> Iterator[None]:
         legacy_save._detect_save_format = original
 
 
-def file_md5(path: str) -> str:
-    """Hex md5 of a file, read in 1 MiB chunks (the check Kipoi applies to downloaded files)."""
-    import hashlib
-
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def missing_file_message(

@@ -16,14 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def file_md5(path: str | Path) -> str:
-    """md5 hex digest of a file's bytes, read in 1 MiB blocks."""
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+from deepmr_kipoi._files import file_md5
 
 
 def sequences_md5(ids: Sequence[str], onehot: np.ndarray) -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from deepmr_kipoi._files import file_md5
 from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.run.config import SEQUENCE_SOURCES, RunConfig
 
@@ -213,7 +214,7 @@ def load_model(config: RunConfig):
         identity["source"] = "python"
         target = spec.rpartition(":")[0]
         if target.endswith(".py"):
-            identity["factory_md5"] = _md5(Path(target))
+            identity["factory_md5"] = file_md5(Path(target))
     else:
         from deepmr_kipoi import kipoi_models
 
@@ -232,7 +233,7 @@ def load_model(config: RunConfig):
             download_option="--download",
         )
         if weights:
-            identity["weights"] = [{"path": str(w), "md5": _md5(Path(w))} for w in weights]
+            identity["weights"] = [{"path": str(w), "md5": file_md5(Path(w))} for w in weights]
         try:
             desc = kipoi_models.describe_model(spec, source=config.source,
                                                trust_model_code=config.trust_model_code)  # fmt: skip
@@ -243,7 +244,7 @@ def load_model(config: RunConfig):
             identity.update(source=desc.source, model_dir=desc.model_dir, model_type=desc.model_type)
             if not weights:
                 identity["weights"] = [
-                    {"arg": w.arg, "path": w.path, "md5": w.md5 or (_md5(Path(w.path)) if w.present else None)}
+                    {"arg": w.arg, "path": w.path, "md5": w.md5 or (file_md5(Path(w.path)) if w.present else None)}
                     for w in desc.weight_files
                 ]
     for key in ("weights_md5", "identity"):
@@ -262,12 +263,6 @@ def load_model(config: RunConfig):
     return model, identity
 
 
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_sequences(config: RunConfig, model_length: int | None):
