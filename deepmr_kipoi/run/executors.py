@@ -66,6 +66,10 @@ def _cores() -> int:
     return os.cpu_count() or 1
 
 
+#: Thread-count variables of the numerical libraries, capped to 1 in local workers.
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
 def local_cluster(n_workers: int):
     """The ``distributed.LocalCluster`` a run with ``dask_workers=n_workers`` starts.
 
@@ -93,8 +97,11 @@ def local_cluster(n_workers: int):
     # the nanny hands the config to the worker processes it spawns
     with dask.config.set({"distributed.worker.profile.enabled": False,
                           "distributed.nanny.pre-spawn-environ": environ}):  # fmt: skip
+        # the nanny's pre-spawn environment yields to variables the client already has, so the
+        # one-thread caps are also given explicitly (they win over an inherited OMP_NUM_THREADS)
         return distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                        dashboard_address=None)  # fmt: skip
+                                        dashboard_address=None,
+                                        env={k: "1" for k in _THREAD_VARIABLES})  # fmt: skip
 
 
 @contextlib.contextmanager
