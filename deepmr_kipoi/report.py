@@ -298,9 +298,15 @@ def write_report(
         f"<b>{_e(model.get('name', ''))}</b> learned? Every point mutation of "
         f"{_e(seqs.n)} reference sequences of {_e(seqs.length)} bp "
         f"(window {_e(list(seqs.window))}) is an instrument when it changes the exposure "
-        "significantly; Mendelian randomization per sequence gives local effects of each exposure "
-        "on each outcome, and a random-effects meta-analysis over sequences gives global "
-        f"effects.</p><p>Exposures: {names(ex)}.<br>Outcomes: {names(oc)}.</p>",
+        "significantly, clearly, and more than the outcome; Mendelian randomization per sequence "
+        "gives local effects of each exposure on each outcome, for the whole model and for each of "
+        "its samples (ensemble members or dropout masks), and the global effect is their mean with "
+        "an interval that counts both the sequences and the model's uncertainty.</p>"
+        "<p><b>What the intervals cover:</b> the effect this model learned, given its training "
+        "data, averaged over sequences like those analysed. A bias that every sample of the model "
+        "shares (the same training data, the same architecture) stays invisible to them, and a "
+        "significant effect is a statement about the model, not proof of biology.</p>"
+        f"<p>Exposures: {names(ex)}.<br>Outcomes: {names(oc)}.</p>",
         "<h2>Settings</h2>",
         _settings_table(cfg, model),
         "<h2>Global effects</h2>",
@@ -370,11 +376,16 @@ def _settings_table(cfg: dict, model: dict) -> str:
         "BED": cfg.get("bed"),
         "ISM window": cfg.get("window") or "whole sequence",
         "instrument rule": f"{cfg.get('instrument_rule')} |z| >= {cfg.get('z')}"
-        + (", one allele per position" if cfg.get("one_per_position") else ""),
+        + (f", floor {cfg.get('floor')} x spread" if cfg.get("floor") else "")
+        + (", one allele per position" if cfg.get("one_per_position") else "")
+        + (f", directionality ({cfg.get('direction_scale', 'effects')} spread)"
+           if cfg.get("directional") else "")
+        + (", sample splitting" if cfg.get("sample_split") else ""),
         "minimum instruments": cfg.get("min_instruments"),
         "MR methods": ", ".join(cfg.get("methods", [])),
-        "meta-analysis": f"{cfg.get('meta_method')} ({cfg.get('meta_test')} test), "
-        f"level {cfg.get('level')}",
+        "global inference": "mean over sequences and model samples, crossed random effects, "
+        f"Satterthwaite t; level {cfg.get('level')}",
+        "meta-analysis (meta_* columns)": f"{cfg.get('meta_method')} ({cfg.get('meta_test')} test)",
         "calibration": cfg.get("calibration_table") or cfg.get("calibrator") or "none",
         "seed": cfg.get("seed"),
     }
