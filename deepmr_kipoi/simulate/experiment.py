@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
+from deepmr_kipoi import results
 from deepmr_kipoi.simulate import generative as gen
 from deepmr_kipoi.simulate import oracle as orc
 from deepmr_kipoi.simulate import scoring
@@ -394,7 +395,7 @@ def run_experiment(config: ExperimentConfig, out_dir: str | None = None,
     if out_dir is not None:
         _check_resumable(config, out_dir)
         os.makedirs(os.path.join(out_dir, "jobs"), exist_ok=True)
-        _atomic_write(os.path.join(out_dir, "config.json"),
+        results.write_text(os.path.join(out_dir, "config.json"),
                       json.dumps(config.to_dict(), indent=2, default=str))
     ms = gen.MotifSet.from_config(config.simulation)
     params = round_parameters(config)
@@ -421,7 +422,7 @@ def run_experiment(config: ExperimentConfig, out_dir: str | None = None,
         bar.update(1)
         if out_dir is not None:
             _save_job(out_dir, res.round, res.regime, res.globals, res.locals)
-            _atomic_write(os.path.join(out_dir, "rounds.csv"),
+            results.write_text(os.path.join(out_dir, "rounds.csv"),
                           pd.DataFrame(records).to_csv(index=False))
 
     if config.workers > 1 and len(todo) > 1:
@@ -445,10 +446,10 @@ def run_experiment(config: ExperimentConfig, out_dir: str | None = None,
     seconds = time.perf_counter() - t_start
     if out_dir is not None:
         # in job order, and written even when every job was read back
-        _atomic_write(os.path.join(out_dir, "rounds.csv"), rounds.to_csv(index=False))
+        results.write_text(os.path.join(out_dir, "rounds.csv"), rounds.to_csv(index=False))
         locals_.to_csv(os.path.join(out_dir, "local_effects.csv.gz"), index=False)
-        _atomic_write(os.path.join(out_dir, "summary.csv"), summary.to_csv(index=False))
-        _atomic_write(os.path.join(out_dir, "summary.md"), scoring.to_markdown(summary))
+        results.write_text(os.path.join(out_dir, "summary.csv"), summary.to_csv(index=False))
+        results.write_text(os.path.join(out_dir, "summary.md"), scoring.to_markdown(summary))
         scoring.plot_rounds(rounds, os.path.join(out_dir, "estimated_vs_true.png"))
     return ExperimentResult(rounds=rounds, locals=locals_, summary=summary, seconds=seconds,
                             out_dir=out_dir, resumed=len(done))
@@ -495,10 +496,8 @@ def _job_paths(out_dir: str, round_index: int, regime: str) -> tuple[str, str]:
 def _save_job(out_dir: str, round_index: int, regime: str, records: list, locals_) -> None:
     """Checkpoint one finished job: locals first, the JSON last (its presence marks the job done)."""
     json_path, parquet_path = _job_paths(out_dir, round_index, regime)
-    tmp = f"{parquet_path}.tmp{os.getpid()}"
-    locals_.to_parquet(tmp, index=False)
-    os.replace(tmp, parquet_path)
-    _atomic_write(json_path, json.dumps({"globals": records}, default=float))
+    results.write_table(locals_, parquet_path)
+    results.write_text(json_path, json.dumps({"globals": records}, default=float))
 
 
 def _load_job(out_dir: str, round_index: int, regime: str):
@@ -511,10 +510,3 @@ def _load_job(out_dir: str, round_index: int, regime: str):
     with open(json_path) as fh:
         records = json.load(fh)["globals"]
     return records, pd.read_parquet(parquet_path)
-
-
-def _atomic_write(path: str, text: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
