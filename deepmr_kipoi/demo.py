@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 DEMO_FACTORY = "deepmr_kipoi.simulate:load_demo_model"
 DEMO_DATA = Path(__file__).parent / "data" / "demo"
 DEFAULT_N_SEQUENCES = 16
+#: Held-out labelled sequences the demo calibrates its ensemble on.
+CALIBRATION_SEQUENCES = 2000
 
 
 def truth_table(truth) -> pd.DataFrame:
@@ -112,10 +114,17 @@ def run_demo(
     # this call: a refused run removes what it added
     text = "".join(f">{i}\n{s}\n" for i, s in zip(ids, sequences.decode(onehot)))
     fasta = out / "inputs" / f"demo_sequences_{hashlib.md5(text.encode()).hexdigest()[:10]}.fa"
-    added = [p for p in (out, out / "inputs", fasta) if not p.exists()]
+    # held-out labelled sequences calibrate the ensemble (sigma scaling without the labels'
+    # Poisson noise, about 1 on the Anscombe scale), as a user would with their own labels
+    labels = simulate.demo_calibration_data(n=CALIBRATION_SEQUENCES, seed=seed).to_csv(
+        sep="\t", index=False)
+    table = out / "inputs" / f"demo_labels_{hashlib.md5(labels.encode()).hexdigest()[:10]}.tsv"
+    added = [p for p in (out, out / "inputs", fasta, table) if not p.exists()]
     fasta.parent.mkdir(parents=True, exist_ok=True)
     if fasta in added:
         results.write_text(fasta, text)
+    if table in added:
+        results.write_text(table, labels)
     names = set(model.feature_names)
     features = [f for f in dict.fromkeys([*truth["exposure"], *truth["outcome"]]) if f in names]
     config = pipeline.RunConfig(
@@ -124,6 +133,9 @@ def run_demo(
         exposures=tuple(features),
         outcomes=tuple(features),
         methods=("ivw", "egger"),
+        calibration_table=str(table),
+        calibration_method="sigma",
+        aleatoric_variance=1.0,
         seed=seed,
         chunk_size=8,
         out=str(out),

@@ -2,10 +2,11 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from deepmr_kipoi import cli, demo, report, simulate
+from deepmr_kipoi import calibration, cli, demo, report, sequences, simulate
 from tests.test_report import check_self_contained
 
 pytest.importorskip("torch")
@@ -25,6 +26,20 @@ def test_reduced_demo_writes_everything_and_compares_with_truth(tmp_path, capsys
     assert info["sequences"]["n"] == 4
     assert info["model"]["name"] == demo.DEMO_FACTORY
     assert all(len(w["md5"]) == 32 for w in info["model"]["weights"])
+    # calibrated on held-out labelled sequences: the factors equal sigma scaling (Poisson noise of
+    # variance 1 removed) fitted by hand on the model's predictions of that table
+    tables = list((out / "inputs").glob("demo_labels_*.tsv"))
+    assert len(tables) == 1 and info["calibration"]["method"] == "sigma"
+    labels = pd.read_csv(tables[0], sep="\t")
+    assert len(labels) == demo.CALIBRATION_SEQUENCES
+    assert list(labels.columns) == ["sequence", *simulate.DEMO_FEATURES]
+    samples = simulate.load_demo_model().predict_samples(sequences.one_hot(list(labels.sequence)))
+    ref = calibration.fit(samples.mean(0), samples.std(0, ddof=1),
+                          labels[list(simulate.DEMO_FEATURES)].to_numpy(), method="sigma",
+                          aleatoric_variance=1.0)  # fmt: skip
+    np.testing.assert_allclose(list(info["calibration"]["se_scale"].values()), ref.se_scale,
+                               rtol=1e-6)  # fmt: skip
+    assert (ref.se_scale > 1).all()  # the ensemble's spread understates its error
     truth = simulate.demo_truth(n=4, seed=0)
     recorded = pd.DataFrame(info["truth"])
     pd.testing.assert_frame_equal(recorded[["exposure", "outcome"]], truth[["exposure", "outcome"]])

@@ -5,7 +5,7 @@ inference; sample splitting; resume keeps the per-sample estimates."""
 import numpy as np
 import pytest
 
-from deepmr_kipoi import inference, ism, mr, pipeline, results
+from deepmr_kipoi import calibration, inference, ism, mr, pipeline, results
 from deepmr_kipoi.predictive import Deterministic
 from deepmr_kipoi.run import runner
 from tests import _helpers_pipeline as helpers
@@ -31,8 +31,9 @@ def headline_run(model):
     return pipeline.run(_config(), model=model, identity={"name": "tiny"})
 
 
-def _member_thetas(model, exposure, outcome, members=None, select_members=None):
-    """theta[s, i]: scalar IVW of member s's own effects over the instruments of the ensemble."""
+def _member_thetas(model, exposure, outcome, members=None, select_members=None, scale=None):
+    """theta[s, i]: scalar IVW of member s's own effects over the instruments of the ensemble;
+    ``scale`` (per feature): the members widened about their mean by it and the SEs scaled."""
     plan = runner.make_plan(_config(), model, {"name": "tiny"})
     onehot = plan.onehot
     names = list(model.feature_names)
@@ -43,6 +44,10 @@ def _member_thetas(model, exposure, outcome, members=None, select_members=None):
     sel_members = est_members if select_members is None else select_members
     mean, se = d[sel_members].mean(axis=0), d[sel_members].std(axis=0, ddof=1)
     se_est = d[est_members].std(axis=0, ddof=1)
+    if scale is not None:
+        centre = d[est_members].mean(axis=0)
+        d = centre + np.asarray(scale) * (d - centre)
+        se, se_est = se * scale, se_est * scale
     spread = model.predict_samples(onehot).mean(axis=0).std(axis=0, ddof=1)
     theta = np.full((len(est_members), len(onehot)), np.nan)
     for n in range(len(onehot)):
@@ -90,6 +95,30 @@ def test_headline_columns_and_meta_columns(headline_run):
     # reverse direction of the planted link: its instruments are mostly dropped by the check
     assert ivw.loc[("y", "x"), "removed_direction"] > 0
     assert ivw.loc[("x", "y"), "direction"] in ("x -> y", "both")
+
+
+def test_calibration_widens_the_members_about_their_mean(tmp_path, model, headline_run):
+    """Sigma scaling of 2.5 (x) and 0.5 (y): each member's effects move away from (towards) the
+    ensemble mean by that factor, so the headline SE follows the calibration, by hand."""
+    onehot = runner.make_plan(_config(), model, {"name": "tiny"}).onehot
+    samples = model.predict_samples(onehot)
+    mean, sd = samples.mean(0), samples.std(0, ddof=1)
+    noise = np.random.default_rng(0).normal(size=mean.shape)
+    labels = mean + np.array([2.5, 0.5, 1.0, 1.0]) * sd * noise
+    cal = calibration.fit(mean, sd, labels, method="sigma", feature_names=list(model.feature_names))
+    cal.save(tmp_path / "cal.json")
+    res = pipeline.run(_config(calibrator=str(tmp_path / "cal.json")), model=model,
+                       identity={"name": "tiny"})  # fmt: skip
+    g = res.global_effects
+    for pair in [("x", "y"), ("y", "x"), ("x", "z")]:
+        ref = inference.crossed(_member_thetas(model, *pair, scale=cal.se_scale))
+        row = g[(g.exposure == pair[0]) & (g.outcome == pair[1]) & (g.method == "ivw")].iloc[0]
+        assert row.estimate == pytest.approx(ref.estimate, rel=1e-6, abs=1e-9)
+        assert row.se == pytest.approx(ref.se, rel=1e-5)
+        assert row.sample_se == pytest.approx(ref.sample_se, rel=1e-5)
+    plain = headline_run.global_effects.set_index(["exposure", "outcome", "method"])
+    row = g.set_index(["exposure", "outcome", "method"]).loc[("x", "z", "ivw")]
+    assert row.sample_se > 1.5 * plain.loc[("x", "z", "ivw"), "sample_se"]
 
 
 def test_sample_split_selects_on_half_and_estimates_on_the_rest(model):

@@ -326,6 +326,38 @@ def local_step(
     return LocalStep(est, sel, se, direction)
 
 
+def calibrated_samples(samples: np.ndarray, mean: np.ndarray, se_scale: np.ndarray) -> np.ndarray:
+    """The model samples' effects widened (or narrowed) about their mean by the calibration.
+
+    Sigma scaling says the samples' spread understates (factor > 1) or overstates (< 1) the error of
+    the model's outputs by ``se_scale``. The calibrated samples keep the mean and scale every
+    sample's deviation from it by its feature's factor, ``mean + k_f (d_s - mean)``, so that the
+    between-sample part of the headline inference carries the calibration as the effect SEs do.
+    Approximation: the calibrated posterior is the samples' own, rescaled per feature (shape and
+    correlation between features unchanged).
+
+    Parameters
+    ----------
+    samples : ndarray, shape (S, n, W, 3, F)
+        Paired differences per model sample.
+    mean : ndarray, shape (n, W, 3, F)
+        Their mean over samples.
+    se_scale : ndarray, shape (F,)
+        The calibration's factor per feature.
+
+    Returns
+    -------
+    ndarray, shape (S, n, W, 3, F)
+        In the samples' dtype (a float32 chunk stays float32: it can be the largest array of a run).
+    """
+    samples = np.asarray(samples)
+    mean = np.asarray(mean, dtype=samples.dtype)
+    out = samples - mean
+    out *= np.asarray(se_scale, dtype=samples.dtype)
+    out += mean
+    return out
+
+
 def sample_estimates(
     samples: np.ndarray,
     step: LocalStep,

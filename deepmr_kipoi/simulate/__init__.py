@@ -18,6 +18,7 @@ from deepmr_kipoi.simulate.demo import (
     FEATURES as DEMO_FEATURES,
 )
 from deepmr_kipoi.simulate.demo import (
+    demo_calibration_data,
     demo_sequences,
     demo_truth,
     load_demo_model,
@@ -31,6 +32,7 @@ __all__ = [
     "ExperimentConfig",
     "SimulationConfig",
     "add_arguments",
+    "demo_calibration_data",
     "demo_sequences",
     "demo_truth",
     "load_demo_model",

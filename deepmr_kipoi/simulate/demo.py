@@ -109,6 +109,41 @@ def demo_sequences(n: int = 16, seed: int = 0, spec: DemoSpec | None = None
     return list(data.ids), data.onehot
 
 
+def demo_calibration_data(n: int = 2000, seed: int = 0, spec: DemoSpec | None = None):
+    """Held-out labelled sequences of the demo's generative process, for calibrating its model.
+
+    Drawn like the training data (the same mixture of embedded motifs, Poisson labels on the
+    Anscombe scale) from a seed stream the training never used, as a user's held-out labelled
+    sequences would be.
+
+    Parameters
+    ----------
+    n : int
+        Number of sequences.
+    seed : int
+    spec : DemoSpec, optional
+
+    Returns
+    -------
+    pandas.DataFrame
+        Column ``sequence`` (ACGT strings of length ``spec.sequence_length``) and one label column
+        per feature of ``FEATURES``; n rows.
+    """
+    import pandas as pd
+
+    from deepmr_kipoi import sequences
+
+    spec = spec or DemoSpec()
+    n = validation.positive_int(n, "n (number of calibration sequences)")
+    rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 2, seed]))
+    data = gen.simulate(n, spec.round_parameters(), spec.simulation_config(), "sequence", rng,
+                        id_prefix="demo_cal")  # fmt: skip
+    labels = gen.anscombe(rng.poisson(demo_counts(data, spec)))
+    table = pd.DataFrame(labels, columns=list(FEATURES))
+    table.insert(0, "sequence", sequences.decode(data.onehot))
+    return table
+
+
 def _demo_reference_data(n: int, seed: int, spec: DemoSpec) -> gen.SimulatedData:
     n = validation.positive_int(n, "n (number of demo sequences)")
     cfg = replace(spec.simulation_config(), confounder_motif_prob=1.0)
