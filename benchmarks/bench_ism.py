@@ -49,7 +49,14 @@ there, unlike with a 20-bp window), so ours leads it by 2.4x rather than 4.1x: t
 against ``fast=True`` is not met over the whole sequence. A second BPNet run, while the project's
 test suite shared the machine, gave 3.51 and 1.17 (ours 129.8, fast=F 37.0, fast=T 110.8 mut/s):
 under that load the ratios are noise-bound. On the idle machine (load 0.6): 3.31x fast=False and
-2.44x fast=True: the fast=True target stays missed. BPNet ran with 2
+2.44x fast=True: the fast=True target stays missed, and by arithmetic it cannot be met over a
+1000-bp sequence. A point mutation reaches 21 positions after the first convolution (kernel 21)
+and 25, 33, 49, 81, 145, 273, 529 and all 1000 after the 8 dilated layers (kernel 3, dilation 2 to
+256): receptive-field caching computes 2135 layer-positions of 64x64x3 multiply-adds where a full
+pass computes 8000, plus 21 of the 1000 first-layer positions, so any exact cache does at most
+3.9x less work than a full pass. tangermeme's fast=True already runs 1.36x its fast=False here
+(122.9 / 90.6 mut/s), so 3x fast=True means 4.1x fast=False: beyond the bound unless a full pass
+itself got cheaper. Ours reaches 3.31x fast=False, 85% of the bound. BPNet ran with 2
 members to fit the shared machine; members are timed one after another by both tools, so the ratio
 does not depend on their number.
 
