@@ -430,7 +430,11 @@ def run_experiment(config: ExperimentConfig, out_dir: str | None = None,
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=config.workers, mp_context=ctx) as pool:
+        # every stage of a job (training, ISM, MR) keeps to the job's threads: a worker whose ISM
+        # ran on all cores while the other trained was measured 8x slower (oversubscription)
+        with ProcessPoolExecutor(max_workers=config.workers, mp_context=ctx,
+                                 initializer=_limit_threads,
+                                 initargs=(config.training.threads,)) as pool:  # fmt: skip
             futures = [pool.submit(run_round, i, regime, params[i], config) for i, regime in todo]
             for fut in as_completed(futures):
                 collect(fut.result())
@@ -453,6 +457,13 @@ def run_experiment(config: ExperimentConfig, out_dir: str | None = None,
         scoring.plot_rounds(rounds, os.path.join(out_dir, "estimated_vs_true.png"))
     return ExperimentResult(rounds=rounds, locals=locals_, summary=summary, seconds=seconds,
                             out_dir=out_dir, resumed=len(done))
+
+
+def _limit_threads(threads: int) -> None:
+    """Worker initializer: torch (and its OpenMP pool) on ``threads`` threads for the process."""
+    import torch
+
+    torch.set_num_threads(int(threads))
 
 
 def _resume_key(settings: dict) -> dict:
