@@ -2,6 +2,7 @@
 checked against the trained network, and a small end-to-end run analysed with ``deepmr run``."""
 
 import glob
+import json
 import os
 
 import numpy as np
@@ -12,9 +13,23 @@ from scipy import stats
 torch = pytest.importorskip("torch")
 
 from deepmr_kipoi.simulate.bpnet import data as bdata  # noqa: E402
-from deepmr_kipoi.simulate.bpnet.experiment import BPNetExperimentConfig, run_bpnet_experiment  # noqa: E402
+from deepmr_kipoi.simulate.bpnet.experiment import (  # noqa: E402
+    BPNetExperimentConfig,
+    poisson_label_variance,
+    run_bpnet_experiment,
+)
 from deepmr_kipoi.simulate.bpnet.oracle import expected_log1p_poisson, oracle_features  # noqa: E402
 from deepmr_kipoi.simulate.bpnet.train import BPNetTrainConfig  # noqa: E402
+
+
+def test_poisson_label_variance_matches_the_simulated_variance_of_the_labels():
+    """mean over two strands of log(1 + Poisson(m)): its variance by simulation against the delta
+    method estimated from the counts themselves (first order in 1/m: within 10% from m = 20)."""
+    rng = np.random.default_rng(0)
+    for m in (20.0, 80.0):
+        counts = rng.poisson(m, size=(200_000, 1, 2))
+        simulated = np.log1p(counts).mean(axis=2).var()
+        assert poisson_label_variance(counts) == pytest.approx(simulated, rel=0.1)
 
 
 def test_expected_log1p_poisson_matches_direct_sum():
@@ -60,7 +75,7 @@ def test_planted_cooperativity_is_directional_in_expected_reads():
 def small_run(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("bpnet_sim"))
     config = BPNetExperimentConfig(
-        n_train=300, n_analysis=4, seed=3,
+        n_train=300, n_analysis=4, n_calibration=60, seed=3,
         training=BPNetTrainConfig(n_members=2, max_epochs=2, filters=6, seed=3))
     return run_bpnet_experiment(config, out)
 
@@ -105,8 +120,14 @@ def test_deepmr_run_analyses_the_saved_ensemble(small_run):
     out = os.path.join(small_run.out_dir, "run")
     weights = sorted(glob.glob(os.path.join(small_run.kipoi_model_dir, "member_*.pth")))
     rc = main(["run", "--model", small_run.kipoi_model_dir, "--weights", *weights, "--fasta",
-               small_run.fasta, "--out", out, "--no-figures", "--no-report", "-q"])
+               small_run.fasta, "--out", out, "--no-figures", "--no-report", "-q",
+               "--calibration-table", small_run.calibration_table, "--calibration-method", "sigma",
+               "--aleatoric-variance", str(small_run.aleatoric_variance)])  # fmt: skip
     assert rc == 0
+    labels = pd.read_csv(small_run.calibration_table, sep="\t")
+    assert list(labels.columns) == ["sequence", *bdata.TASKS] and len(labels) == 60
+    info = json.loads(open(os.path.join(out, "run.json")).read())
+    assert set(info["calibration"]["se_scale"]) == set(bdata.TASKS)
     glob_ = pd.read_csv(os.path.join(out, "global_effects.csv"))
     pairs = set(zip(glob_["exposure"], glob_["outcome"]))
     truth = pd.read_csv(os.path.join(small_run.out_dir, "truth.csv"))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import subprocess
 import sys
@@ -27,11 +28,16 @@ SHOWN = ("estimate", "ci_low", "ci_high", "df", "qvalue", "significant", "direct
 
 
 def run_deepmr(sim_out: str) -> float:
-    """Run ``deepmr run`` on the saved ensemble; returns the wall seconds."""
+    """Run ``deepmr run`` on the saved ensemble, calibrated on the held-out labelled sequences;
+    returns the wall seconds."""
     model = os.path.join(sim_out, "kipoi_model")
     weights = sorted(glob.glob(os.path.join(model, "member_*.pth")))
+    with open(os.path.join(sim_out, "experiment.json")) as fh:
+        aleatoric = json.load(fh)["aleatoric_variance"]
     cmd = [sys.executable, "-m", "deepmr_kipoi.cli", "run", "--model", model, "--weights", *weights,
            "--fasta", os.path.join(sim_out, "analysis.fa"), "--out", os.path.join(sim_out, "deepmr_run"),
+           "--calibration-table", os.path.join(sim_out, "calibration.tsv"),
+           "--calibration-method", "sigma", "--aleatoric-variance", str(aleatoric),
            "--no-figures", "--force"]
     print("$", " ".join(cmd), file=sys.stderr)
     t0 = time.perf_counter()

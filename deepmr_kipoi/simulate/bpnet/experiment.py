@@ -8,10 +8,13 @@ Outputs in ``out_dir``:
 * ``truth.csv``: the true global effect of every ordered factor pair on those sequences
   (columns ``exposure, outcome, true_effect, planted_gamma, n_sequences``);
 * ``truth_local.csv``: the true local effects (``sequence_id, exposure, outcome, true_local``);
+* ``calibration.tsv``: held-out labelled sequences (never trained on) with each factor's label on
+  the network's output scale, for ``--calibration-table``;
 * ``experiment.json``: configuration, training records and timings.
 
 Analyse with ``deepmr run --model OUT/kipoi_model --weights OUT/kipoi_model/member_*.pth --fasta
-OUT/analysis.fa`` (the command is also in ``experiment.json``).
+OUT/analysis.fa --calibration-table OUT/calibration.tsv --calibration-method sigma
+--aleatoric-variance A`` (the command, with A, is in ``experiment.json``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from deepmr_kipoi.encoding import decode
 from deepmr_kipoi.simulate.bpnet.data import TASKS, BPNetSimConfig, BPNetSimulator, simulate_data
 from deepmr_kipoi.simulate.bpnet.train import BPNetTrainConfig
 
@@ -41,6 +45,8 @@ class BPNetExperimentConfig:
         Training sequences (each factor's motif embedded with ``simulation.embed_prob``).
     n_analysis : int
         Analysed sequences (all four motifs embedded).
+    n_calibration : int
+        Held-out labelled sequences for the calibration (drawn like the training sequences).
     seed : int
     simulation : BPNetSimConfig
     training : BPNetTrainConfig
@@ -48,6 +54,7 @@ class BPNetExperimentConfig:
 
     n_train: int = 8000
     n_analysis: int = 100
+    n_calibration: int = 2000
     seed: int = 0
     simulation: BPNetSimConfig = field(default_factory=BPNetSimConfig)
     training: BPNetTrainConfig = field(default_factory=BPNetTrainConfig)
@@ -55,7 +62,7 @@ class BPNetExperimentConfig:
     @classmethod
     def quick(cls, seed: int = 0, threads: int = 1) -> BPNetExperimentConfig:
         """The ``--quick`` sizes: 3000 training sequences, 3 members, at most 8 epochs, 40 analysed."""
-        return cls(n_train=3000, n_analysis=40, seed=seed,
+        return cls(n_train=3000, n_analysis=40, n_calibration=1000, seed=seed,
                    training=BPNetTrainConfig(n_members=3, max_epochs=8, seed=seed, threads=threads))
 
 
@@ -75,6 +82,9 @@ class BPNetExperimentResult:
     truth : DataFrame
         ``truth.csv``.
     seconds : float
+    calibration_table : str
+    aleatoric_variance : float
+        The labels' Poisson variance on the output scale (:func:`poisson_label_variance`).
     """
 
     out_dir: str
@@ -84,11 +94,36 @@ class BPNetExperimentResult:
     fasta: str
     truth: pd.DataFrame
     seconds: float
+    calibration_table: str = ""
+    aleatoric_variance: float = 0.0
 
     def run_command(self) -> str:
         """The ``deepmr run`` command that analyses the saved ensemble."""
         return (f"deepmr run --model {self.kipoi_model_dir} --weights {' '.join(self.weight_files)} "
-                f"--fasta {self.fasta} --out {os.path.join(self.out_dir, 'deepmr_run')}")
+                f"--fasta {self.fasta} --calibration-table {self.calibration_table} "
+                f"--calibration-method sigma --aleatoric-variance {self.aleatoric_variance:.6g} "
+                f"--out {os.path.join(self.out_dir, 'deepmr_run')}")
+
+
+def poisson_label_variance(counts) -> float:
+    """Aleatoric variance of the labels ``mean_s log(1 + Y_s)`` that sigma scaling removes.
+
+    With ``Y_s ~ Poisson(m)`` per strand, the delta method gives ``Var log(1 + Y_s) ~ m / (1 + m)^2``
+    and the mean of two strands half of it; ``m`` is estimated by each observed count.
+    Approximation: first order in ``1 / m`` (poor below a few reads), averaged over sequences,
+    strands and factors into one number, as the calibration takes one.
+
+    Parameters
+    ----------
+    counts : array_like, shape (N, T, 2)
+        Reads per sequence, factor and strand.
+
+    Returns
+    -------
+    float
+    """
+    y = np.asarray(counts, dtype=np.float64)
+    return float(np.mean(y / (1.0 + y) ** 2) / 2.0)
 
 
 def _write_fasta(path: str, ids, onehot: np.ndarray) -> None:
@@ -123,9 +158,11 @@ def run_bpnet_experiment(config: BPNetExperimentConfig, out_dir: str) -> BPNetEx
     timings = {}
     os.makedirs(out_dir, exist_ok=True)
     sim = BPNetSimulator.default(config.simulation)
-    seeds = np.random.SeedSequence(config.seed).generate_state(2)
+    seeds = np.random.SeedSequence(config.seed).generate_state(3)  # first two as before
     train = simulate_data(sim, config.n_train, int(seeds[0]))
     analysis = simulate_data(sim, config.n_analysis, int(seeds[1]), all_motifs=True)
+    held_out = simulate_data(sim, positive_int(config.n_calibration, "n_calibration", minimum=10),
+                             int(seeds[2]))  # fmt: skip
     timings["simulate"] = time.perf_counter() - t0
 
     tick = time.perf_counter()
@@ -143,6 +180,10 @@ def run_bpnet_experiment(config: BPNetExperimentConfig, out_dir: str) -> BPNetEx
     ids = [f"seq{i:04d}" for i in range(config.n_analysis)]
     fasta = os.path.join(out_dir, "analysis.fa")
     _write_fasta(fasta, ids, analysis.onehot)
+    labels = pd.DataFrame(np.log1p(held_out.counts).mean(axis=2), columns=list(TASKS))
+    labels.insert(0, "sequence", decode(held_out.onehot))
+    calibration_table = os.path.join(out_dir, "calibration.tsv")
+    labels.to_csv(calibration_table, sep="\t", index=False)
     timings["save"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
@@ -163,9 +204,13 @@ def run_bpnet_experiment(config: BPNetExperimentConfig, out_dir: str) -> BPNetEx
     seconds = time.perf_counter() - t0
     result = BPNetExperimentResult(out_dir=out_dir, kipoi_model_dir=kipoi_dir,
                                    weight_files=tuple(weight_files), oskn_files=tuple(oskn),
-                                   fasta=fasta, truth=truth, seconds=seconds)
+                                   fasta=fasta, truth=truth, seconds=seconds,
+                                   calibration_table=calibration_table,
+                                   aleatoric_variance=poisson_label_variance(held_out.counts))
     info = {
-        "n_train": config.n_train, "n_analysis": config.n_analysis, "seed": config.seed,
+        "n_train": config.n_train, "n_analysis": config.n_analysis,
+        "n_calibration": config.n_calibration, "seed": config.seed,
+        "aleatoric_variance": result.aleatoric_variance,
         "simulation": config.simulation.to_dict(), "training": config.training.to_dict(),
         "members": [{"seed": r.seed, "best_epoch": r.best_epoch, "val_count_mse": list(r.val_count_mse),
                      "seconds": r.seconds} for r in records],
