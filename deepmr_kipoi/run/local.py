@@ -326,7 +326,8 @@ def local_step(
     return LocalStep(est, sel, se, direction)
 
 
-def calibrated_samples(samples: np.ndarray, mean: np.ndarray, se_scale: np.ndarray) -> np.ndarray:
+def calibrated_samples(samples: np.ndarray, mean: np.ndarray, se_scale: np.ndarray | None
+                       ) -> np.ndarray:  # fmt: skip
     """The model samples' effects widened (or narrowed) about their mean by the calibration.
 
     Sigma scaling says the samples' spread understates (factor > 1) or overstates (< 1) the error of
@@ -342,14 +343,16 @@ def calibrated_samples(samples: np.ndarray, mean: np.ndarray, se_scale: np.ndarr
         Paired differences per model sample.
     mean : ndarray, shape (n, W, 3, F)
         Their mean over samples.
-    se_scale : ndarray, shape (F,)
-        The calibration's factor per feature.
+    se_scale : ndarray, shape (F,), or None
+        The calibration's factor per feature; None (no calibration) returns ``samples`` as they are.
 
     Returns
     -------
     ndarray, shape (S, n, W, 3, F)
         In the samples' dtype (a float32 chunk stays float32: it can be the largest array of a run).
     """
+    if se_scale is None:
+        return samples
     samples = np.asarray(samples)
     mean = np.asarray(mean, dtype=samples.dtype)
     out = samples - mean

@@ -303,8 +303,7 @@ def compute_chunk(plan: RunPlan, ci: int, on_progress: Callable[[int], None] | N
                              chosen.std(axis=0, ddof=1, dtype=np.float64))  # fmt: skip
         mean = samples.mean(axis=0, dtype=np.float64)
         se = samples.std(axis=0, ddof=1, dtype=np.float64)
-    if se_scale is not None:
-        samples = local.calibrated_samples(samples, mean, se_scale)
+    samples = local.calibrated_samples(samples, mean, se_scale)
     step = local.local_step(mean, se, ex, oc, config, chunk=ci, se_scale=se_scale,
                             spread=plan.spread[used], selection_effects=selection_effects)  # fmt: skip
     idx = np.arange(a, b)
