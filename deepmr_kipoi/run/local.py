@@ -328,7 +328,7 @@ def local_step(
 
 def calibrated_samples(samples: np.ndarray, mean: np.ndarray, se_scale: np.ndarray | None
                        ) -> np.ndarray:  # fmt: skip
-    """The model samples' effects widened (or narrowed) about their mean by the calibration.
+    """The model samples' effects widened (or narrowed) about their mean by the calibration, in place.
 
     Sigma scaling says the samples' spread understates (factor > 1) or overstates (< 1) the error of
     the model's outputs by ``se_scale``. The calibrated samples keep the mean and scale every
@@ -340,7 +340,8 @@ def calibrated_samples(samples: np.ndarray, mean: np.ndarray, se_scale: np.ndarr
     Parameters
     ----------
     samples : ndarray, shape (S, n, W, 3, F)
-        Paired differences per model sample.
+        Paired differences per model sample; overwritten (no second copy of what can be the
+        largest array of a run).
     mean : ndarray, shape (n, W, 3, F)
         Their mean over samples.
     se_scale : ndarray, shape (F,), or None
@@ -349,16 +350,15 @@ def calibrated_samples(samples: np.ndarray, mean: np.ndarray, se_scale: np.ndarr
     Returns
     -------
     ndarray, shape (S, n, W, 3, F)
-        In the samples' dtype (a float32 chunk stays float32: it can be the largest array of a run).
+        ``samples`` itself, in its dtype.
     """
     if se_scale is None:
         return samples
-    samples = np.asarray(samples)
     mean = np.asarray(mean, dtype=samples.dtype)
-    out = samples - mean
-    out *= np.asarray(se_scale, dtype=samples.dtype)
-    out += mean
-    return out
+    samples -= mean
+    samples *= np.asarray(se_scale, dtype=samples.dtype)
+    samples += mean
+    return samples
 
 
 def sample_estimates(

@@ -83,11 +83,16 @@ def demo_training_data(spec: DemoSpec) -> tuple[np.ndarray, np.ndarray]:
     onehot : ndarray, shape (n_train, L, 4)
     labels : ndarray of float32, shape (n_train, 3)
     """
-    rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 0]))
-    data = gen.simulate(spec.n_train, spec.round_parameters(), spec.simulation_config(),
-                        "sequence", rng, id_prefix="demo_train")
-    y = rng.poisson(demo_counts(data, spec))
-    return data.onehot, gen.anscombe(y).astype(np.float32)
+    data, labels = _labelled_data(spec.n_train, [spec.seed, 0], spec, "demo_train")
+    return data.onehot, labels.astype(np.float32)
+
+
+def _labelled_data(n: int, entropy: list, spec: DemoSpec, id_prefix: str):
+    """Sequences of the demo's generative process and their Anscombe labels, shape (n, 3)."""
+    rng = np.random.default_rng(np.random.SeedSequence(entropy))
+    data = gen.simulate(n, spec.round_parameters(), spec.simulation_config(), "sequence", rng,
+                        id_prefix=id_prefix)  # fmt: skip
+    return data, gen.anscombe(rng.poisson(demo_counts(data, spec)))
 
 
 def demo_sequences(n: int = 16, seed: int = 0, spec: DemoSpec | None = None
@@ -135,10 +140,7 @@ def demo_calibration_data(n: int = 2000, seed: int = 0, spec: DemoSpec | None = 
 
     spec = spec or DemoSpec()
     n = validation.positive_int(n, "n (number of calibration sequences)")
-    rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 2, seed]))
-    data = gen.simulate(n, spec.round_parameters(), spec.simulation_config(), "sequence", rng,
-                        id_prefix="demo_cal")  # fmt: skip
-    labels = gen.anscombe(rng.poisson(demo_counts(data, spec)))
+    data, labels = _labelled_data(n, [spec.seed, 2, seed], spec, "demo_cal")
     table = pd.DataFrame(labels, columns=list(FEATURES))
     table.insert(0, "sequence", sequences.decode(data.onehot))
     return table

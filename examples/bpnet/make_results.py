@@ -5,7 +5,9 @@ Usage::
     python examples/bpnet/make_results.py SIM_OUT [--skip-run]
 
 Runs ``deepmr run --model SIM_OUT/kipoi_model --weights SIM_OUT/kipoi_model/member_*.pth --fasta
-SIM_OUT/analysis.fa --out SIM_OUT/deepmr_run`` (unless ``--skip-run``), then prints a markdown table
+SIM_OUT/analysis.fa --calibration-table SIM_OUT/calibration.tsv --calibration-method sigma
+--aleatoric-variance A --out SIM_OUT/deepmr_run`` with A from ``experiment.json`` (unless
+``--skip-run``; the paths are taken from SIM_OUT, so a moved folder still works), then prints a markdown table
 of the 12 ordered factor pairs: truth, planted cooperativity, and every estimate/interval/verdict
 column of ``global_effects.csv`` that exists (new inference columns are picked up by name).
 """

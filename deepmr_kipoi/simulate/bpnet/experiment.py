@@ -94,8 +94,8 @@ class BPNetExperimentResult:
     fasta: str
     truth: pd.DataFrame
     seconds: float
-    calibration_table: str = ""
-    aleatoric_variance: float = 0.0
+    calibration_table: str
+    aleatoric_variance: float
 
     def run_command(self) -> str:
         """The ``deepmr run`` command that analyses the saved ensemble."""
