@@ -14,8 +14,8 @@ Keras 3 environment it needs:
   would try them as TensorFlow checkpoints first, and log why that fails).
 
 Kipoi reads ``model.yaml`` with PyYAML's unsafe loader, which runs Python tags
-(``!!python/object/apply:...``) as it reads. :func:`check_safe_yaml` reads a file with
-``yaml.safe_load`` first, so such a file is refused before Kipoi opens it.
+(``!!python/object/apply:...``) as it reads: :mod:`deepmr_kipoi._kipoi_files` checks every YAML text
+Kipoi would read for a model first.
 
 Kipoi downloads model files (``RemoteFile`` arguments of ``model.yaml``) with ``urllib`` and no
 timeout, and clones or pulls git model sources on first access. :func:`network_guard` replaces the
@@ -61,39 +61,6 @@ class WeightsNotFoundError(FileNotFoundError, DeepMRInputError):
     Subclasses both ``FileNotFoundError`` and :class:`~deepmr_kipoi.errors.DeepMRInputError` (a
     ``ValueError``): the command line exits with status 2 and one line.
     """
-
-
-def check_safe_yaml(path: str) -> None:
-    """Refuse a YAML file that only an unsafe loader can read (Python tags run code when read).
-
-    Parameters
-    ----------
-    path : str
-        A YAML file Kipoi is about to read.
-
-    Raises
-    ------
-    DeepMRInputError
-        One line naming the file, the tag and the way to accept it (``trust_model_code=True`` /
-        ``--trust-model-code``), or the file's YAML error.
-    """
-    import yaml
-
-    try:
-        with open(path, encoding="utf-8") as handle:
-            yaml.safe_load(handle)
-    except yaml.constructor.ConstructorError as err:
-        tag = str(err.problem or "").split("tag", 1)[-1].strip(" '")
-        where = f" (line {err.problem_mark.line + 1})" if err.problem_mark is not None else ""
-        raise DeepMRInputError(
-            f"{path}{where} has the YAML tag '{tag}', which runs Python code when Kipoi reads it; "
-            "refused. Pass trust_model_code=True (--trust-model-code) only if you trust the model's author"
-        ) from None
-    except yaml.YAMLError as err:
-        problem = " ".join(str(err).split())
-        raise DeepMRInputError(f"{path} is not valid YAML: {problem}") from None
-    except UnicodeDecodeError:
-        raise DeepMRInputError(f"{path} is not a text YAML file; point at a Kipoi model directory") from None
 
 
 def apply_numpy_shims() -> None:

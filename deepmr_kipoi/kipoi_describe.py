@@ -5,9 +5,10 @@ order and axes from the default dataloader's arguments (including the defaults o
 dataloaders), the sequence length, the output names (schema targets and their ``column_labels``,
 label files included) and the model files Kipoi downloads (:class:`WeightFile`).
 
-Every YAML file Kipoi would read for a model is first read with ``yaml.safe_load``; one with Python
-tags is refused unless ``trust_model_code=True`` (Kipoi's own reader would run them). Nothing is
-downloaded unless ``download=True``.
+Every YAML text Kipoi would read for a model (its own, its dataloader's, a group's rendered template)
+is first scanned (:func:`deepmr_kipoi._kipoi_files.check_model_yaml`); one with Python tags is
+refused unless ``trust_model_code=True`` (Kipoi's own reader would run them). Nothing is downloaded
+unless ``download=True``.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from deepmr_kipoi._kipoi_files import check_model_yaml
 from deepmr_kipoi._kipoi_compat import (
     WeightsNotFoundError,
-    check_safe_yaml,
     file_md5,
     import_kipoi,
     kipoi_output_to_log,
@@ -394,30 +395,6 @@ def _weight_files(md, model_name: str, source_obj, model_dir: str) -> tuple[Weig
     return tuple(files)
 
 
-def _yaml_files_kipoi_reads(name: str, source_obj, source_label: str) -> list[str]:
-    """The YAML files Kipoi may read for model ``name``: those of its directory (model, dataloader)
-    and, in a zoo-like source, the ``model-template`` files of the folders above it."""
-    root = None if source_label == "dir" else getattr(source_obj, "local_path", None)
-    model_dir = name if os.path.isabs(name) else os.path.join(root or "", name)
-    model_dir = os.path.abspath(model_dir)
-    found = []
-    if os.path.isdir(model_dir):
-        found += [
-            os.path.join(model_dir, f)
-            for f in sorted(os.listdir(model_dir))
-            if f.endswith((".yaml", ".yml"))
-        ]
-    if root:
-        root = os.path.abspath(root)
-        folder = os.path.dirname(model_dir)
-        while folder.startswith(root) and len(folder) >= len(root):
-            found += [os.path.join(folder, f"model-template.{ext}") for ext in ("yaml", "yml")]
-            if folder == root:
-                break
-            folder = os.path.dirname(folder)
-    return [f for f in found if os.path.isfile(f)]
-
-
 def describe_model(
     name_or_dir: str,
     source=None,
@@ -458,8 +435,7 @@ def describe_model(
     name, source_label, source_obj = resolve(name_or_dir, source)
     prepare_source(source_label, source_obj, download, download_option)
     if not trust_model_code:
-        for path in _yaml_files_kipoi_reads(name, source_obj, source_label):
-            check_safe_yaml(path)
+        check_model_yaml(name, source_obj, source_label)
     with kipoi_output_to_log():
         if not source_obj._is_component(name, "model"):
             raise DeepMRInputError(f"Kipoi model {name!r} not found in source {source_label!r}")

@@ -1,0 +1,326 @@
+"""The files Kipoi reads for a model, found and checked without letting Kipoi read any of them.
+
+Kipoi parses a model's YAML files with PyYAML's unsafe loader, which runs a Python tag such as
+``!!python/object/apply:os.system [...]`` as the file is read, and renders a zoo group's
+``model-template.yaml`` with an unsandboxed Jinja2, whose expressions can reach Python internals.
+:func:`check_model_yaml` therefore walks every YAML text Kipoi would read for a model, the way Kipoi
+resolves them, and refuses Python tags in one line before Kipoi opens any file:
+
+* the model: ``<source>/<name>/model.yml`` or ``model.yaml`` where one exists (every other
+  ``*.yml``/``*.yaml`` file of that folder is scanned too), else the first folder above holding a
+  ``model-template.yml``/``.yaml`` and a ``models.tsv`` (a model group): the template is rendered
+  for the model's row in Jinja2's sandbox (template code reaching Python internals is refused) and
+  the rendered text scanned, so a tag inserted through a ``models.tsv`` cell is found as well;
+* its default dataloader: ``default_dataloader: PATH`` (Kipoi's default ``.``) names a dataloader
+  folder resolved as ``kipoi.get_model`` resolves it (``<model name>/PATH`` in the model's source)
+  and as the description reader does (``<model folder>/PATH``); each is read like a model
+  (``dataloader.yml``/``.yaml``, or a ``dataloader-template`` group);
+* the ``dependencies: conda_file:`` of any of these descriptions, which Kipoi reads as YAML while it
+  parses the description.
+
+:func:`model_code_files` lists the same files plus the code of the folders involved (``*.py`` and
+the JSON/TSV files next to them), for the run's fingerprint: editing any of them changes the resume
+key.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+from deepmr_kipoi.errors import DeepMRInputError
+
+logger = logging.getLogger(__name__)
+
+#: The YAML tag prefix of PyYAML's Python constructors (``!!python/...``).
+PYTHON_TAG = "tag:yaml.org,2002:python/"
+_TRUST = "Pass trust_model_code=True (--trust-model-code) only if you trust the model's author"
+#: Suffixes of the files of a model or dataloader folder that enter the code fingerprint.
+CODE_SUFFIXES = (".py", ".yaml", ".yml", ".json", ".tsv")
+#: Folder levels below a model or dataloader folder searched for code files, and the most files.
+CODE_DEPTH, CODE_MAX_FILES = 3, 500
+
+
+@dataclass(frozen=True)
+class YamlText:
+    """One YAML text Kipoi reads for a model.
+
+    Attributes
+    ----------
+    path : str
+        The file it comes from (a group's template for a rendered text).
+    text : str
+        The text Kipoi parses (the rendered template for a group member).
+    label : str
+        How messages name it.
+    """
+
+    path: str
+    text: str
+    label: str
+
+
+def python_tag(text: str, label: str) -> tuple[str, int] | None:
+    """The first Python tag in a YAML text, with its line, or None.
+
+    The text is composed (not constructed): aliases stay shared nodes, so an alias bomb costs no
+    more than its text, and every node of every document is seen, keys included.
+
+    Raises
+    ------
+    DeepMRInputError
+        When the text is not valid YAML.
+    """
+    import yaml
+
+    seen: set[int] = set()
+    try:
+        stack = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    except yaml.YAMLError as err:
+        problem = " ".join(str(err).split())
+        raise DeepMRInputError(f"{label} is not valid YAML: {problem}") from None
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if str(node.tag).startswith(PYTHON_TAG):
+            return "!!" + node.tag[len("tag:yaml.org,2002:") :], node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            stack += [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += list(node.value)
+    return None
+
+
+def _refuse_tags(doc: YamlText) -> None:
+    found = python_tag(doc.text, doc.label)
+    if found is not None:
+        tag, line = found
+        raise DeepMRInputError(
+            f"{doc.label} (line {line}) has the YAML tag '{tag}', which runs Python code when Kipoi "
+            f"reads it; refused. {_TRUST}"
+        )
+
+
+def _parse(doc: YamlText) -> dict:
+    """A description already scanned for Python tags, read safely (a non-mapping reads as {})."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(doc.text)
+    except yaml.YAMLError as err:
+        problem = " ".join(str(err).split())
+        raise DeepMRInputError(f"{doc.label} cannot be read by Kipoi: {problem}") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except UnicodeDecodeError:
+        raise DeepMRInputError(f"{path} is not a text YAML file; point at a Kipoi model directory") from None
+
+
+def _first_file(folder: str, basename: str) -> str | None:
+    # Kipoi's order (kipoi_utils.get_file_path): .yml before .yaml
+    for ext in (".yml", ".yaml"):
+        path = os.path.join(folder, basename + ext)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _group_folder(path: str, which: str) -> str | None:
+    """The folder of a component group above ``path`` (Kipoi's ``LocalComponentGroup.group_path``)."""
+    folder = path
+    while folder not in ("", os.sep):
+        if os.path.isfile(os.path.join(folder, "models.tsv")) and _first_file(folder, f"{which}-template"):
+            return folder
+        folder = os.path.dirname(folder)
+    return None
+
+
+def _render(template: str, row: dict, label: str) -> str:
+    """The template rendered in Jinja2's sandbox; template code reaching Python internals is refused."""
+    from jinja2 import TemplateError
+    from jinja2.sandbox import SandboxedEnvironment, SecurityError
+
+    class _Strict(SandboxedEnvironment):
+        # the plain sandbox renders an unsafe attribute as empty text; Kipoi's Jinja2 would run it
+        def unsafe_undefined(self, obj, attribute):
+            raise SecurityError(f"attribute {attribute!r} of {type(obj).__name__}")
+
+    try:
+        return _Strict().from_string(_read_text(template)).render(**row)
+    except SecurityError as err:
+        raise DeepMRInputError(
+            f"{label} uses template code that reaches Python internals ({err}), which runs code when "
+            f"Kipoi renders it; refused. {_TRUST}"
+        ) from None
+    except TemplateError as err:
+        raise DeepMRInputError(f"{label} is not a valid Kipoi template: {' '.join(str(err).split())}") from None
+
+
+@dataclass(frozen=True)
+class _Component:
+    """A model or dataloader as Kipoi finds it: its folder, its texts, its description."""
+
+    folder: str
+    texts: tuple[YamlText, ...]
+    description: dict
+    files: tuple[str, ...]
+
+
+def _component(path: str, which: str) -> _Component | None:
+    """The model (``which="model"``) or dataloader at ``path`` as Kipoi would read it, scanned.
+
+    Returns None where Kipoi finds no such component (Kipoi then reports it, reading nothing).
+    """
+    own = _first_file(path, which)
+    if own is not None:
+        names = sorted(f for f in os.listdir(path) if f.endswith((".yml", ".yaml")))
+        texts = [YamlText(os.path.join(path, f), _read_text(os.path.join(path, f)), os.path.join(path, f))
+                 for f in names if os.path.isfile(os.path.join(path, f))]  # fmt: skip
+        for doc in texts:
+            _refuse_tags(doc)
+        main = next(d for d in texts if d.path == own)
+        return _Component(path, tuple(texts), _parse(main), tuple(d.path for d in texts))
+    group = _group_folder(path, which)
+    if group is None:
+        return None
+    import pandas as pd
+
+    template = _first_file(group, f"{which}-template")
+    tsv = os.path.join(group, "models.tsv")
+    member = os.path.relpath(path, group)
+    try:
+        table = pd.read_csv(tsv, sep="\t", comment="#", dtype=str, keep_default_na=False)
+    except (ValueError, OSError) as err:
+        raise DeepMRInputError(f"{tsv} is not a readable model table ({' '.join(str(err).split())})") from None
+    if "model" not in table or member not in set(table["model"]):
+        return None
+    label = f"{template} (rendered for {member})"
+    # Kipoi renders with the row as pandas reads it (numbers as numbers); text is enough to find tags
+    row = table[table["model"] == member].iloc[0].to_dict()
+    doc = YamlText(template, _render(template, row, label), label)
+    _refuse_tags(doc)
+    return _Component(group, (doc,), _parse(doc), (template, tsv))
+
+
+def _source_root(source_obj, source_label: str) -> str:
+    if source_label == "dir":
+        return os.getcwd()
+    root = getattr(source_obj, "local_path", None)
+    if not root:
+        raise DeepMRInputError(
+            f"the Kipoi source {source_label!r} has no local folder whose model files could be checked "
+            f"before Kipoi reads them; refused. {_TRUST}"
+        )
+    return os.path.abspath(root)
+
+
+def _dataloader_paths(name: str, root: str, model: _Component) -> list[str]:
+    """Folders ``default_dataloader`` names, as ``kipoi.get_model`` and the description reader
+    resolve them."""
+    dl = model.description.get("default_dataloader", ".")
+    if not isinstance(dl, str):
+        return []  # a {defined_as: ...} import: Python code, no YAML
+    path = dl.split(":", 1)[1] if ":" in dl else dl
+    # kipoi.get_model: os.path.join("/" + model, path)[1:] within the source
+    in_source = os.path.join(root, os.path.join("/" + os.path.normpath(name), path)[1:])
+    paths = [os.path.normpath(in_source), os.path.normpath(os.path.join(model.folder, dl))]
+    # a group member has no folder of its own: the paths need not exist
+    return list(dict.fromkeys(paths))
+
+
+def _conda_texts(component: _Component) -> list[YamlText]:
+    deps = component.description.get("dependencies")
+    conda = deps.get("conda_file") if isinstance(deps, dict) else None
+    if not isinstance(conda, str) or not conda:
+        return []
+    # Kipoi reads it relative to the description's folder, or to the working folder for a template
+    paths = {os.path.normpath(os.path.join(base, conda)) for base in (component.folder, os.getcwd())}
+    return [YamlText(p, _read_text(p), p) for p in sorted(paths) if os.path.isfile(p)]
+
+
+def _components(name: str, source_obj, source_label: str) -> list[_Component]:
+    """The model and its dataloaders, each scanned as it is found (a refusal stops the walk)."""
+    root = _source_root(source_obj, source_label)
+    model = _component(os.path.join(root, os.path.normpath(name)), "model")
+    if model is None:
+        return []
+    found = [model]
+    for path in _dataloader_paths(name, root, model):
+        dl = _component(path, "dataloader")
+        if dl is not None and all(dl.files != c.files for c in found):
+            found.append(dl)
+    for component in list(found):
+        conda = _conda_texts(component)
+        for doc in conda:
+            _refuse_tags(doc)
+        if conda:
+            found.append(_Component(component.folder, tuple(conda), {}, tuple(d.path for d in conda)))
+    return found
+
+
+def check_model_yaml(name: str, source_obj, source_label: str) -> list[str]:
+    """Refuse a model any of whose YAML texts holds a Python tag, before Kipoi reads any of them.
+
+    Parameters
+    ----------
+    name : str
+        The model's name in its source (an absolute folder for ``source_label == "dir"``).
+    source_obj : kipoi Source
+        Where Kipoi reads the model from (a local or git source with a local copy, or ``"dir"``).
+    source_label : str
+
+    Returns
+    -------
+    list of str
+        The YAML files checked.
+
+    Raises
+    ------
+    DeepMRInputError
+        One line naming the file, the line and the tag (or template code reaching Python
+        internals), and ``--trust-model-code``.
+    """
+    return [p for c in _components(name, source_obj, source_label) for p in c.files]
+
+
+def _code_in(folder: str) -> list[str]:
+    out = []
+    base_depth = folder.rstrip(os.sep).count(os.sep)
+    for here, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__pycache__")) and d != "downloaded"
+                         and here.count(os.sep) - base_depth < CODE_DEPTH)  # fmt: skip
+        out += [os.path.join(here, f) for f in sorted(files) if f.endswith(CODE_SUFFIXES)]
+        if len(out) > CODE_MAX_FILES:
+            break
+    return out[:CODE_MAX_FILES]
+
+
+def model_code_files(name: str, source_obj, source_label: str) -> list[str]:
+    """Every file of a Kipoi model that is code or description: what the fingerprint hashes.
+
+    The YAML files (and group templates and tables) of the model and its dataloaders, the model's
+    ``module_file`` where it lies elsewhere, and the ``*.py``, ``*.yaml``, ``*.json`` and ``*.tsv``
+    files of their folders (``CODE_DEPTH`` levels down, at most ``CODE_MAX_FILES``; ``downloaded/``
+    holds weights, compared by md5 elsewhere).
+
+    Returns
+    -------
+    list of str
+        Absolute paths, sorted, each once.
+    """
+    files: list[str] = []
+    for component in _components(name, source_obj, source_label):
+        files += list(component.files) + _code_in(component.folder)
+        args = component.description.get("args")
+        module_file = args.get("module_file") if isinstance(args, dict) else None
+        if isinstance(module_file, str):
+            files.append(os.path.normpath(os.path.join(component.folder, module_file)))
+    return sorted({os.path.abspath(f) for f in files if os.path.isfile(f)})
