@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from deepmr_kipoi import cli, pipeline
-from deepmr_kipoi._kipoi_files import check_model_yaml, model_code_files, python_tag
+from deepmr_kipoi.kipoi_models.files import check_model_yaml, model_code_files, python_tag
 from deepmr_kipoi.errors import DeepMRInputError
 
 TAG = '!!python/object/apply:os.system ["touch {marker}"]'
@@ -194,7 +194,7 @@ def _kipoi_reads(model: str, source):
     to the model's folder (Kipoi's dataloader readers as describing a model calls them)."""
     import kipoi
 
-    from deepmr_kipoi.kipoi_sources import resolve
+    from deepmr_kipoi.kipoi_models.sources import resolve
 
     name, _, src = resolve(model, source)
     md = src.get_model_descr(name)

@@ -6,7 +6,7 @@ dataloaders), the sequence length, the output names (schema targets and their ``
 label files included) and the model files Kipoi downloads (:class:`WeightFile`).
 
 Every YAML text Kipoi would read for a model (its own, its dataloader's, a group's rendered template)
-is first scanned (:func:`deepmr_kipoi._kipoi_files.check_model_yaml`); one with Python tags is
+is first scanned (:func:`deepmr_kipoi.kipoi_models.files.check_model_yaml`); one with Python tags is
 refused unless ``trust_model_code=True`` (Kipoi's own reader would run them). Nothing is downloaded
 unless ``download=True``.
 """
@@ -19,8 +19,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from deepmr_kipoi._kipoi_files import check_model_yaml
-from deepmr_kipoi._kipoi_compat import (
+from deepmr_kipoi.errors import DeepMRInputError
+from deepmr_kipoi.kipoi_models._compat import (
     WeightsNotFoundError,
     file_md5,
     import_kipoi,
@@ -28,8 +28,8 @@ from deepmr_kipoi._kipoi_compat import (
     missing_file_message,
     prepare_source,
 )
-from deepmr_kipoi.errors import DeepMRInputError
-from deepmr_kipoi.kipoi_sources import resolve
+from deepmr_kipoi.kipoi_models.files import check_model_yaml
+from deepmr_kipoi.kipoi_models.sources import resolve
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ Keras 3 environment it needs:
   would try them as TensorFlow checkpoints first, and log why that fails).
 
 Kipoi reads ``model.yaml`` with PyYAML's unsafe loader, which runs Python tags
-(``!!python/object/apply:...``) as it reads: :mod:`deepmr_kipoi._kipoi_files` checks every YAML text
+(``!!python/object/apply:...``) as it reads: :mod:`deepmr_kipoi.kipoi_models.files` checks every YAML text
 Kipoi would read for a model first.
 
 Kipoi downloads model files (``RemoteFile`` arguments of ``model.yaml``) with ``urllib`` and no
