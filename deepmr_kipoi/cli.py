@@ -442,7 +442,7 @@ def _cmd_demo(args) -> int:
 
 def _cmd_compare(args) -> int:
     from deepmr_kipoi import pipeline
-    from deepmr_kipoi.run.guard import check_out_dir
+    from deepmr_kipoi.run.folder import check_out_dir
 
     check_out_dir(Path(args.out))
 

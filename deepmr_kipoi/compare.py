@@ -229,29 +229,34 @@ def compare(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike | None
     if out is None:
         return result
     out_dir = Path(out)
-    made = not out_dir.exists()
-    created: list[Path] = []
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name, df in (("compare_table.csv", table), ("compare_summary.csv", summary),
-                         ("disagreements.csv", result.disagreements)):  # fmt: skip
-            created.append(results.write_table(df, out_dir / name))
-        figs = _compare_figures(out_dir, runs, labels, table, created) if figures else []
-        from deepmr_kipoi import report
+    from deepmr_kipoi.run.folder import RunFolder
 
-        created.append(report.write_compare_report(out_dir / "report.html", labels, summary,
-                                                   result.disagreements, figs))  # fmt: skip
-        created.append(results.write_json(out_dir / "compare.json", {
-            "runs": [str(r.path) for r in runs], "labels": labels,
-            "matched_by": "mapping" if mapping is not None else "label",
-            "summary": summary.to_dict(orient="records"),
-            "n_shared": int(len(table)), "n_disagreements": int(len(result.disagreements)),
-            "deepmr_kipoi_version": __version__,
-        }))  # fmt: skip
-    except DeepMRInputError:
-        _clean_up(out_dir, made, created)
-        raise
+    # written whole into a stage and swapped in; a folder holding a run is refused
+    folder = RunFolder(out_dir, kind="compare").open()
+    try:
+        _write_comparison(folder.stage, result, runs, labels, mapping, figures)
+        folder.commit()
+    finally:
+        folder.close(computed=False)
     return dataclasses.replace(result, out_dir=out_dir)
+
+
+def _write_comparison(out_dir: Path, result: CompareResult, runs, labels, mapping, figures: bool) -> None:
+    table, summary = result.table, result.summary
+    for name, df in (("compare_table.csv", table), ("compare_summary.csv", summary),
+                     ("disagreements.csv", result.disagreements)):  # fmt: skip
+        results.write_table(df, out_dir / name)
+    figs = _compare_figures(out_dir, runs, labels, table, []) if figures else []
+    from deepmr_kipoi import report
+
+    report.write_compare_report(out_dir / "report.html", labels, summary, result.disagreements, figs)
+    results.write_json(out_dir / "compare.json", {
+        "runs": [str(r.path) for r in runs], "labels": labels,
+        "matched_by": "mapping" if mapping is not None else "label",
+        "summary": summary.to_dict(orient="records"),
+        "n_shared": int(len(table)), "n_disagreements": int(len(result.disagreements)),
+        "deepmr_kipoi_version": __version__,
+    })  # fmt: skip
 
 
 def _compare_figures(out_dir, runs, labels, table, created):
@@ -283,16 +288,3 @@ def _compare_figures(out_dir, runs, labels, table, created):
                                       "colour scale, * significant). Bottom: each run's estimates "
                                       f"against {labels[0]}'s."))  # fmt: skip
     return figs
-
-
-def _clean_up(out_dir: Path, made_dir: bool, created: list[Path]) -> None:
-    import shutil
-
-    if made_dir:
-        shutil.rmtree(out_dir, ignore_errors=True)
-        return
-    for p in reversed(created):
-        if p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-        elif p.exists():
-            p.unlink()

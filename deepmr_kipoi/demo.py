@@ -19,7 +19,7 @@ import pandas as pd
 
 from deepmr_kipoi import pipeline, results, sequences
 from deepmr_kipoi.errors import DeepMRInputError
-from deepmr_kipoi.run.guard import check_out_dir, remove_created
+from deepmr_kipoi.run.folder import check_out_dir, remove_created
 
 logger = logging.getLogger(__name__)
 

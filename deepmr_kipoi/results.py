@@ -1,19 +1,9 @@
-"""The results folder of a Deep MR run: atomic writes, per-chunk files for resume, reading back.
-
-Layout of a run folder::
-
-    run.json                       resolved config, versions, model identity, seeds, timings
-    global_effects.csv / .parquet  one row per (exposure, outcome, method)
-    local_effects.parquet          one row per (sequence, exposure, outcome, method)
-    effects.h5                     ISM effect means and SEs with labelled axes (optional)
-    figures/*.png, report.html
-    chunks/manifest.json           config hash the chunk files belong to
-    chunks/local_00000.parquet     local effects of chunk 0 (written last: the "chunk done" marker)
-    chunks/arrays_00000.npz        ISM arrays of chunk 0 kept for figures and effects.h5
+"""Files of a Deep MR run: atomic writes of each file, and reading a finished run folder back.
 
 Every file is written to a temporary name in the same folder and moved into place with
 ``os.replace``, so a killed run leaves either the old file, the new one, or a stray temporary
-(removed on the next start), never a truncated table.
+(removed on the next start), never a truncated table. Which files a run folder holds, and how a
+run's files go in together, is :mod:`deepmr_kipoi.run.folder`'s.
 """
 
 from __future__ import annotations
@@ -23,7 +13,8 @@ import io
 import json
 import logging
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +25,9 @@ from deepmr_kipoi.errors import DeepMRInputError
 
 logger = logging.getLogger(__name__)
 
-_TMP_TAG = ".deepmr-tmp"
-MANIFEST = "manifest.json"
+#: Suffix of the temporary files writes go through (``.<name>.<pid>.deepmr-tmp``).
+TMP_TAG = ".deepmr-tmp"
+_TMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)" + re.escape(TMP_TAG) + "$")
 
 
 @contextlib.contextmanager
@@ -53,7 +45,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         Temporary file to write (same folder, so the final ``os.replace`` is atomic).
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{_TMP_TAG}")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_TAG}")
     try:
         yield tmp
         os.replace(tmp, path)
@@ -79,17 +71,58 @@ def write_json(path: str | os.PathLike, obj) -> Path:
     return write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n")
 
 
-def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write a table atomically as Parquet or CSV, chosen by the suffix of ``path``."""
+def write_table(df: pd.DataFrame, path: str | os.PathLike, metadata: Mapping[bytes, bytes] | None = None) -> Path:
+    """Write a table atomically as Parquet or CSV, chosen by the suffix of ``path``.
+
+    ``metadata`` (Parquet only) is added to the file's schema metadata (:func:`table_metadata`).
+    """
     path = Path(path)
     with atomic_path(path) as tmp:
-        if path.suffix == ".parquet":
+        if path.suffix == ".parquet" and metadata:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata}), tmp)
+        elif path.suffix == ".parquet":
             df.to_parquet(tmp, index=False)
         elif path.suffix == ".csv":
             df.to_csv(tmp, index=False)
         else:
             raise DeepMRInputError(f"unknown table format {path.suffix!r}; use .parquet or .csv")
     return path
+
+
+def table_metadata(path: str | os.PathLike) -> dict[bytes, bytes]:
+    """The schema metadata of a Parquet file (read from its footer only)."""
+    import pyarrow.parquet as pq
+
+    return dict(pq.read_schema(path).metadata or {})
+
+
+def read_table_with_metadata(path: str | os.PathLike) -> tuple[pd.DataFrame, dict[bytes, bytes]]:
+    """A Parquet table and its schema metadata, read once (a truncated file raises ``OSError`` or
+    ``ValueError``)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    return table.to_pandas(), dict(table.schema.metadata or {})
+
+
+def remove_stray_temporaries(folder: str | os.PathLike) -> None:
+    """Remove the temporaries of writers that died (their pid is gone) from ``folder``."""
+    for stray in Path(folder).glob(f".*{TMP_TAG}"):
+        m = _TMP_NAME.match(stray.name)
+        pid = int(m.group("pid")) if m else 0
+        alive = True
+        try:
+            os.kill(pid, 0) if pid > 0 else None
+        except ProcessLookupError:
+            alive = False
+        except PermissionError:
+            pass
+        if not alive or pid <= 0 or pid == os.getpid():
+            stray.unlink(missing_ok=True)
 
 
 def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
@@ -173,155 +206,6 @@ def write_effects_h5(
     return path
 
 
-class ChunkStore:
-    """Per-chunk result files of one run folder, tied to one configuration hash.
-
-    Parameters
-    ----------
-    out_dir : path-like
-        The run folder.
-    config_hash : str
-        Hash of everything that determines the results; chunk files written under another hash
-        are never mixed in.
-    weights : list of str, optional
-        md5s of the model's weight files where known; chunks of other weights are not mixed in
-        either (where both runs know them).
-    """
-
-    def __init__(self, out_dir: str | os.PathLike, config_hash: str, weights: list | None = None,
-                 inputs: dict | None = None):  # fmt: skip
-        self.out_dir = Path(out_dir)
-        self.dir = self.out_dir / "chunks"
-        self.config_hash = config_hash
-        self.weights = weights
-        self.inputs = inputs
-
-    def _manifest(self) -> dict | None:
-        manifest = self.dir / MANIFEST
-        if not manifest.exists():
-            return None
-        try:
-            return json.loads(manifest.read_text())
-        except ValueError:
-            return None
-
-    def existing_hash(self) -> str | None:
-        """The hash recorded by an earlier run in this folder, or None."""
-        m = self._manifest()
-        return None if m is None else m.get("config_hash")
-
-    def has_chunks(self) -> bool:
-        """Whether any chunk of an earlier run finished here."""
-        return any(self.dir.glob("local_*.parquet"))
-
-    def mismatch(self) -> str | None:
-        """Why the chunks here are not this run's (None when they are, or when there are none).
-
-        A manifest without any finished chunk (a run that stopped before its first chunk) never
-        blocks: the next run takes it over.
-        """
-        from deepmr_kipoi.run.fingerprint import changed
-
-        m = self._manifest()
-        if m is None or not self.has_chunks():
-            return None
-        if m.get("config_hash") != self.config_hash:
-            return "results of a different configuration"
-        old_weights = m.get("weights")
-        if old_weights and self.weights and old_weights != self.weights:
-            return "results of other model weights"
-        diff = changed(m.get("inputs"), self.inputs or {})
-        if diff:
-            return f"results of other inputs ({', '.join(diff)} changed)"
-        return None
-
-    def matches(self) -> bool:
-        """True when the folder holds no chunks yet or chunks of this configuration and inputs."""
-        return self.mismatch() is None
-
-    def prepare(self, n_chunks: int, *, force: bool = False) -> list[Path]:
-        """Create the chunk folder and manifest; remove stray temporaries of killed runs.
-
-        Returns
-        -------
-        list of Path
-            Files and folders this call created (for clean-up on a failed run).
-
-        Raises
-        ------
-        DeepMRInputError
-            When the folder holds chunks of another configuration or other inputs and ``force``
-            is False.
-        """
-        created: list[Path] = []
-        why = self.mismatch()
-        if why is not None:
-            if not force:
-                raise DeepMRInputError(
-                    f"{self.out_dir} holds {why}; choose another --out, or pass --force to "
-                    "recompute and replace them"
-                )
-            self.clear()
-        if not self.dir.exists():
-            self.dir.mkdir(parents=True)
-            created.append(self.dir)
-        for stray in self.dir.glob(f".*{_TMP_TAG}"):
-            stray.unlink()
-        manifest = self.dir / MANIFEST
-        m = self._manifest()
-        if m is None or m.get("config_hash") != self.config_hash or m.get("inputs") != self.inputs:
-            if not manifest.exists():
-                created.append(manifest)
-            write_json(manifest, {"config_hash": self.config_hash, "n_chunks": int(n_chunks),
-                                  "weights": self.weights, "inputs": self.inputs})  # fmt: skip
-        return created
-
-    def clear(self) -> None:
-        """Delete this store's chunk files (only files it names; other files are left alone)."""
-        for pattern in ("local_*.parquet", "arrays_*.npz", MANIFEST):
-            for p in self.dir.glob(pattern):
-                p.unlink()
-
-    def local_path(self, i: int) -> Path:
-        return self.dir / f"local_{i:05d}.parquet"
-
-    def arrays_path(self, i: int) -> Path:
-        return self.dir / f"arrays_{i:05d}.npz"
-
-    def is_done(self, i: int) -> bool:
-        """Whether chunk ``i`` finished (its local table is written last)."""
-        return self.local_path(i).exists()
-
-    def write(self, i: int, local: pd.DataFrame, arrays: dict[str, np.ndarray] | None) -> list[Path]:
-        """Write chunk ``i``: arrays first, then the local table that marks it done."""
-        written = []
-        if arrays:
-            written.append(write_npz(self.arrays_path(i), arrays))
-        written.append(write_table(local, self.local_path(i)))
-        return written
-
-    def read_local(self, i: int) -> pd.DataFrame:
-        return pd.read_parquet(self.local_path(i))
-
-    def read_arrays(self, i: int) -> dict[str, np.ndarray] | None:
-        p = self.arrays_path(i)
-        return read_npz(p) if p.exists() else None
-
-
-#: Files a finished run writes into its folder (besides ``chunks/``).
-OUTPUT_FILES = ("global_effects.csv", "global_effects.parquet", "local_effects.parquet",
-                "effects.h5", "report.html", "run.json", "config.yaml")  # fmt: skip
-
-
-def clear_outputs(out_dir: str | os.PathLike) -> None:
-    """Delete a run folder's result files and figures (only names a run writes; nothing else)."""
-    out_dir = Path(out_dir)
-    for name in OUTPUT_FILES:
-        (out_dir / name).unlink(missing_ok=True)
-    for png in (out_dir / "figures").glob("*.png"):
-        png.unlink()
-
-
 @dataclass(frozen=True)
 class RunData:
     """A finished run folder read back.
@@ -378,12 +262,31 @@ def read_run(run_dir: str | os.PathLike, *, local: bool = False) -> RunData:
         raise DeepMRInputError(
             f"{path} holds no finished run (no global_effects.parquet); finish or re-run it first"
         )
-    glob = pd.read_parquet(table) if table.suffix == ".parquet" else pd.read_csv(table)
-    info = json.loads((path / "run.json").read_text()) if (path / "run.json").exists() else {}
+    glob = _read_result_table(table)
+    info = {}
+    if (path / "run.json").exists():
+        try:
+            info = json.loads((path / "run.json").read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as err:
+            raise DeepMRInputError(
+                f"{path / 'run.json'} is not valid JSON ({' '.join(str(err).split())}); re-run that run"
+            ) from None
+        if not isinstance(info, dict):
+            raise DeepMRInputError(f"{path / 'run.json'} does not hold a run record; re-run that run")
     loc = None
     if local and (path / "local_effects.parquet").exists():
-        loc = pd.read_parquet(path / "local_effects.parquet")
+        loc = _read_result_table(path / "local_effects.parquet")
     return RunData(path=path, global_effects=glob, local_effects=loc, run_info=info)
+
+
+def _read_result_table(path: Path) -> pd.DataFrame:
+    """A run's table; a truncated or damaged file is named in one line."""
+    try:
+        return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise DeepMRInputError(
+            f"{path} does not read ({type(err).__name__}: truncated or damaged); re-run that run"
+        ) from None
 
 
 def _jsonable(obj):

@@ -19,7 +19,7 @@ import pytest
 
 from deepmr_kipoi import cli, pipeline
 from deepmr_kipoi.errors import DeepMRInputError
-from deepmr_kipoi.run import guard
+from deepmr_kipoi.run import folder as guard
 from tests import _helpers_pipeline as helpers
 
 HERE = Path(__file__).parent

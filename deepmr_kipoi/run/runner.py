@@ -2,19 +2,21 @@
 
 :func:`make_plan` does every input check (stage 1) before a file is written and returns a
 :class:`RunPlan`, the frozen object the stages share. :func:`compute_chunk` runs stages 2-3 on one
-chunk without touching disk. :func:`run` adds the chunk store (``results.ChunkStore``: a finished
-chunk is skipped on resume), stage 4 and the outputs (tables, ``effects.h5``, figures, report,
-``run.json`` from a :class:`~deepmr_kipoi.run.record.RunRecord`).
+chunk without touching disk. :func:`run` adds the run folder (:class:`~deepmr_kipoi.run.folder.RunFolder`: the
+chunk store, where a finished and verified chunk is skipped on resume, and the stage the outputs are
+written to and swapped in from, whole), stage 4 and the outputs (tables, ``effects.h5``, figures,
+report, ``run.json`` from a :class:`~deepmr_kipoi.run.record.RunRecord`).
 
-Errors: a :class:`~deepmr_kipoi.errors.DeepMRInputError` found before any chunk was computed removes
-what this call created (the run folder itself when it created it); after that, and for any other
-exception (a bug), the chunks already computed stay so the same call resumes.
+Errors: any error before a chunk was computed removes what this call created (the run folder itself
+when it created it); after that, the chunks already computed stay so the same call resumes, and the
+folder keeps its earlier run.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -26,16 +28,18 @@ import pandas as pd
 
 from deepmr_kipoi import __version__, instruments, results
 from deepmr_kipoi.errors import DeepMRInputError
-from deepmr_kipoi.run import aggregate, checks, guard, inputs, local
+from deepmr_kipoi.run import aggregate, checks, inputs, local
 from deepmr_kipoi.run.config import (
     AUTO_EFFECTS_LIMIT,
     RunConfig,
     config_hash,
+    is_path_model,
     validate,
     weights_signature,
 )
 from deepmr_kipoi.run.effects import chunk_effects
 from deepmr_kipoi.run.fingerprint import input_fingerprint
+from deepmr_kipoi.run.folder import ChunkStore, RunFolder, RunKey, stop_point
 from deepmr_kipoi.run.record import ChunkInfo, FeatureSet, RunRecord, SequenceSet, versions
 
 logger = logging.getLogger(__name__)
@@ -334,15 +338,16 @@ def _chunk_file_arrays(result: ChunkResult) -> dict:
     return arrays
 
 
-def _read_chunk(store: results.ChunkStore, ci: int, plan: RunPlan) -> ChunkResult | None:
-    """A finished chunk read back, or None when it lacks what this run needs (then recomputed)."""
-    arrays = store.read_arrays(ci) or {}
-    if "sample_estimate" not in arrays:
+def _read_chunk(store: ChunkStore, ci: int, plan: RunPlan) -> ChunkResult | None:
+    """A finished chunk read back and verified, or None (then it is computed again)."""
+    back = store.read(ci)
+    if back is None or "sample_estimate" not in back[1]:
         return None
+    table, arrays = back
     arrays.setdefault("n_masked", np.asarray(0))
     arrays.setdefault("n_nonfinite", np.zeros(2, dtype=np.int64))
     samples = local.SampleEstimates(tuple(plan.config.methods), arrays.pop("sample_estimate"))
-    return ChunkResult(store.read_local(ci), arrays, samples)
+    return ChunkResult(table, arrays, samples)
 
 
 def _merge_arrays(parts: list[dict]) -> dict:
@@ -401,25 +406,14 @@ def run(
     config = plan.config
     out_dir = Path(config.out) if config.out else None
     created: list[Path] = []
-    made_dir = False
     computed: list[int] = []
-    lock = stage = None
+    folder = None
     try:
         store = None
         if out_dir is not None:
-            guard.check_out_dir(out_dir)
-            if not out_dir.exists():
-                out_dir.mkdir(parents=True)
-                made_dir = True
-            lock = guard.RunLock(out_dir).acquire()
-            store = _store(plan, out_dir)
-            if not store.matches():
-                if not config.force:
-                    store.prepare(len(plan.bounds))  # refuses, naming what differs
-                # the old run stays whole until the new one has succeeded
-                stage = guard.staging_dir(out_dir)
-                store = _store(plan, stage)
-            created += store.prepare(len(plan.bounds), force=config.force)
+            # the old run stays whole until the new one is complete and swapped in
+            folder = RunFolder(out_dir).open(run_key(plan), plan.bounds, force=config.force)
+            store = folder.store
         chunks, resumed = _run_chunks(plan, store, created, computed, on_chunk, timings,
                                       model_given=model is not None)  # fmt: skip
         local_table = pd.concat([c.local for c in chunks], ignore_index=True)
@@ -452,23 +446,16 @@ def run(
         ]  # fmt: skip
         record = _record(plan, resumed, warns, truth, started)
         record = dataclasses.replace(record, nonfinite={"sequences": n_bad_seq, "mutants": n_bad_mut})
-        if out_dir is not None:
-            record = _write_outputs(plan, stage or out_dir, glob, local_table, arrays, record, truth,
+        if folder is not None:
+            record = _write_outputs(plan, folder.stage, glob, local_table, arrays, record, truth,
                                     timings, created, started)  # fmt: skip
-            if stage is not None:
-                guard.swap_in(stage, out_dir)
+            folder.commit()
         else:
             timings["total"] = time.time() - started
             record = dataclasses.replace(record, timings_s=timings)
-    except DeepMRInputError:
-        if lock is not None:
-            lock.release()
-        if not computed:
-            guard.remove_created(stage or out_dir, made_dir or stage is not None, created)
-        raise
     finally:
-        if lock is not None:
-            lock.release()
+        if folder is not None:
+            folder.close(computed=bool(computed))
     return DeepMRResult(glob, local_table, config, record, tuple(warns), out_dir)
 
 
@@ -498,9 +485,28 @@ def _record(plan: RunPlan, resumed, warns, truth, started: float) -> RunRecord:
     )
 
 
-def _store(plan: RunPlan, folder: Path) -> results.ChunkStore:
-    return results.ChunkStore(folder, plan.config_hash, weights=weights_signature(plan.identity),
-                              inputs=plan.inputs)  # fmt: skip
+def portable_config(config: RunConfig) -> dict:
+    """The config as ``config.yaml`` holds it: paths absolute, so the file works from any folder
+    (a relative ``--out dm`` would otherwise send ``dm/config.yaml`` to ``dm/dm/inputs/...``)."""
+    d = config.to_dict()
+
+    def absolute(value):
+        return os.path.abspath(os.path.expanduser(value)) if isinstance(value, str) and value else value
+
+    for key in ("fasta", "bed", "calibrator", "calibration_table", "out"):
+        d[key] = absolute(d.get(key))
+    d["weight_files"] = [absolute(w) for w in d.get("weight_files") or []]
+    model = d.get("model")
+    if isinstance(model, str) and is_path_model(model):
+        target, sep, attr = model.rpartition(":")
+        d["model"] = f"{absolute(target)}:{attr}" if sep and target.endswith(".py") else absolute(model)
+    return d
+
+
+def run_key(plan: RunPlan) -> RunKey:
+    """What the plan's results are computed from (the key every chunk file carries)."""
+    weights = weights_signature(plan.identity)
+    return RunKey(plan.config_hash, None if weights is None else tuple(weights), dict(plan.inputs))
 
 
 def _run_chunks(plan: RunPlan, store, created: list, computed: list, on_chunk, timings, *,
@@ -567,6 +573,7 @@ def _write_outputs(plan: RunPlan, out_dir: Path, glob, local_table, arrays, reco
                    "model": plan.identity.get("name")},
         )  # fmt: skip
     timings["tables"] = time.perf_counter() - tick
+    stop_point("outputs")
     tick = time.perf_counter()
     figs = []
     if config.figures:
@@ -589,7 +596,7 @@ def _write_outputs(plan: RunPlan, out_dir: Path, glob, local_table, arrays, reco
     if not path.exists():
         created.append(path)
     results.write_text(path, "# resolved Deep MR config: deepmr run --config config.yaml\n"
-                       + yaml.safe_dump(config.to_dict(), sort_keys=False))  # fmt: skip
+                       + yaml.safe_dump(portable_config(config), sort_keys=False))  # fmt: skip
     timings["total"] = time.time() - started
     record = dataclasses.replace(record, timings_s={k: round(v, 3) for k, v in timings.items()},
                                  finished=time.strftime("%Y-%m-%dT%H:%M:%S"))  # fmt: skip

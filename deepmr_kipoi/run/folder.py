@@ -1,0 +1,868 @@
+"""The run folder: the files a run owns, its lock, its chunk store, and how a finished run goes in.
+
+Every name a run writes into its ``--out`` folder is spelled here::
+
+    .deepmr-folder.json          the folder record, written last: kind, run key, every file written (md5)
+    .deepmr.lock                 held while a run works in the folder (pid, host, start time)
+    run.json, config.yaml        the record of the run, and its resolved config
+    global_effects.csv/.parquet, local_effects.parquet, effects.h5, report.html, figures/*.png
+    chunks/manifest.json         the key the chunk files belong to (what messages compare)
+    chunks/local_00000.parquet   chunk 0's local table; its chunk key in the Parquet metadata
+    chunks/arrays_00000.npz      chunk 0's arrays; its chunk key as the array ``chunk_key``
+
+Guarantees:
+
+* **Nothing stale.** A chunk key hashes the run's configuration hash, the md5s of its inputs and
+  model code and weights, and the chunk's sequence range; every chunk file carries its key and a
+  chunk is reused only when both files read whole and carry the expected key. A chunk that does
+  not read (truncated) is named and computed again. A folder whose chunks or record belong to
+  another key (or an older deepmr, or have no readable manifest) is refused, or replaced under
+  ``--force``.
+* **All or nothing.** A run builds its complete new folder in a stage and swaps it in at once:
+  a sibling ``.<out>.deepmr-stage`` exchanged with ``out`` in one ``renameat2(RENAME_EXCHANGE)``
+  (files of ``out`` the new run does not replace are hard-linked into the stage first). Where no
+  sibling can be used (the parent is not writable, ``out`` is a mount point or holds the working
+  folder, or the file system cannot exchange), the stage is ``out/.deepmr-stage`` and a commit
+  marker makes the moves a journal that the next start finishes. A killed run leaves the old run or
+  the new one; its stage is cleaned (or, for ``--force``, its chunks resumed) by the next start.
+* **Nothing foreign lost.** Files the tool did not write (or that changed since it wrote them, by
+  md5) are never replaced or deleted: a run refuses a folder where one sits at the name of a table,
+  ``run.json``, ``effects.h5`` or ``report.html``; a user's ``config.yaml`` or figure is kept and the
+  run's own is not written (with a note); every other file stays where it is across the swap.
+
+``DEEPMR_STOP_AT=<point>`` in the environment kills the process (SIGKILL) at a named point, for the
+tests that show a killed run leaves a whole folder (:data:`STOP_POINTS`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import glob
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import time
+import zipfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from deepmr_kipoi import results
+from deepmr_kipoi._files import file_md5
+from deepmr_kipoi.errors import DeepMRInputError
+
+logger = logging.getLogger(__name__)
+
+#: Version of the folder layout and chunk keys; folders of another version are not resumed.
+FORMAT = 2
+RECORD = ".deepmr-folder.json"
+LOCK_NAME = ".deepmr.lock"
+CHUNKS = "chunks"
+MANIFEST = "manifest.json"
+#: Files a finished run writes at the top of its folder (figures go to ``figures/``).
+OUTPUT_FILES = ("global_effects.csv", "global_effects.parquet", "local_effects.parquet",
+                "effects.h5", "report.html", "run.json", "config.yaml")  # fmt: skip
+#: Files ``deepmr compare`` writes (and figures).
+COMPARE_FILES = ("compare_table.csv", "compare_summary.csv", "disagreements.csv", "report.html",
+                 "compare.json")  # fmt: skip
+#: Output names where a foreign file is kept and the run's own is dropped, instead of a refusal.
+YIELDING = ("config.yaml",)
+STAGE_TAG = ".deepmr-stage"
+COMMIT = ".deepmr-commit"
+_LEGACY_STAGE = re.compile(r"^\.(?P<name>.+)\.deepmr-new-(?P<pid>\d+)$")
+_CHUNK_FILE = re.compile(r"^(local|arrays)_(\d{5,})\.(parquet|npz)$")
+_KEY_META = b"deepmr_chunk_key"
+#: An empty or unreadable lock file younger than this may be one being written: not taken over.
+LOCK_GRACE_S = 10.0
+#: Named points where ``DEEPMR_STOP_AT`` kills the process.
+STOP_POINTS = ("chunk", "outputs", "linked", "before-swap", "after-swap", "cleanup", "journal",
+               "journal-moves")  # fmt: skip
+
+
+_REACHED: dict[str, int] = {}
+
+
+def stop_point(name: str) -> None:
+    """Kill this process with SIGKILL when ``DEEPMR_STOP_AT`` names this point (tests only):
+    ``NAME`` stops the first time it is reached, ``NAME:K`` the K-th time."""
+    wanted = os.environ.get("DEEPMR_STOP_AT")
+    if not wanted or wanted.split(":")[0] != name:
+        return
+    _REACHED[name] = _REACHED.get(name, 0) + 1
+    if _REACHED[name] >= int(wanted.split(":")[1] if ":" in wanted else 1):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# ---- checks before anything is written ---------------------------------------------------------
+
+
+def check_out_dir(out_dir: Path, option: str = "--out") -> None:
+    """Refuse an output folder that cannot be created or written, without creating anything.
+
+    Raises
+    ------
+    DeepMRInputError
+        ``out_dir`` is a file, lies under a file, or its nearest existing folder is not writable.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DeepMRInputError(f"{option} {out_dir} is a file, not a folder; choose another {option}")
+    parent = out_dir
+    while not parent.exists() and parent.parent != parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise DeepMRInputError(f"{option} {out_dir} lies under the file {parent}; choose another {option}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DeepMRInputError(f"{option} {out_dir}: {parent} is not writable; choose a folder you can write to")
+
+
+def read_record(folder: Path) -> dict | None:
+    """The folder record of a folder, or None (missing, unreadable, or of another format)."""
+    try:
+        record = json.loads((Path(folder) / RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("format") == FORMAT else None
+
+
+def holds_run(folder: Path) -> bool:
+    """Whether a folder holds (part of) a Deep MR run: its record, chunks or ``run.json``."""
+    folder = Path(folder)
+    record = read_record(folder)
+    if record is not None:
+        return record.get("kind") == "run"
+    return (folder / CHUNKS / MANIFEST).exists() or (folder / "run.json").exists() or any(
+        _CHUNK_FILE.match(p.name) for p in (folder / CHUNKS).glob("*")
+    )
+
+
+def pending_commit(folder: Path) -> bool:
+    """Whether an interrupted in-place commit waits in ``folder`` (the next run finishes it)."""
+    return (Path(folder) / STAGE_TAG / COMMIT).exists()
+
+
+# ---- the lock ----------------------------------------------------------------------------------
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunLock:
+    """An exclusive lock file on a folder (``.deepmr.lock``, created with ``O_EXCL``).
+
+    A lock left by a process that died on this host is taken over; so is an empty or unreadable
+    lock file older than ``LOCK_GRACE_S``; a lock naming its pid as plain text is read as that pid.
+    """
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / LOCK_NAME
+        self.held = False
+
+    def _holder(self) -> dict | None:
+        try:
+            text = self.path.read_text().strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        if text.isdigit():
+            return {"pid": int(text)}
+        try:
+            holder = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(holder, dict):
+            return None
+        if isinstance(holder.get("pid"), str) and holder["pid"].strip().isdigit():
+            holder["pid"] = int(holder["pid"])
+        return holder
+
+    def _stale(self, holder: dict | None, host: str) -> bool:
+        if holder is None:
+            with contextlib.suppress(OSError):
+                return time.time() - self.path.stat().st_mtime > LOCK_GRACE_S
+            return True
+        pid = holder.get("pid")
+        return holder.get("host", host) == host and isinstance(pid, int) and pid > 0 and not _pid_alive(pid)
+
+    def acquire(self) -> RunLock:
+        """Take the lock, or take over a stale one.
+
+        Raises
+        ------
+        DeepMRInputError
+            When a live run (or a run on another host) holds it, or the lock's name is a folder.
+        """
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        for _ in range(3):
+            if self.path.is_dir() or (self.path.exists() and not self.path.is_file()):
+                raise DeepMRInputError(
+                    f"{self.path} is not deepmr's lock file (a folder or special file of that name); "
+                    "remove it or choose another --out"
+                )
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if self._stale(holder, me["host"]):
+                    logger.warning("taking over the stale lock %s (%s)", self.path, holder or "empty")
+                    self.path.unlink(missing_ok=True)
+                    continue
+                if holder is None:
+                    raise DeepMRInputError(
+                        f"{self.path.parent} is being set up by another deepmr run (its lock file is "
+                        "being written); try again in a few seconds"
+                    ) from None
+                raise DeepMRInputError(
+                    f"{self.path.parent} is in use by another deepmr run (pid {holder.get('pid')} on "
+                    f"{holder.get('host', 'this host')}, started {holder.get('started', 'earlier')}); wait for "
+                    f"it to finish or choose another --out (remove {self.path} only if that run is gone)"
+                ) from None
+            with os.fdopen(fd, "w") as fh:
+                json.dump(me, fh)
+            self.held = True
+            return self
+        raise DeepMRInputError(f"could not take the lock {self.path}; try again")
+
+    def release(self) -> None:
+        """Remove the lock if this object holds it."""
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+
+# ---- chunk keys and the chunk store ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """What a run's results are computed from: settings, weights, input and code fingerprints.
+
+    Attributes
+    ----------
+    config_hash : str
+        ``config.config_hash``: the settings that change results, the model's name and features.
+    weights : tuple of str or None
+        Sorted md5s of the model's weight files, where known.
+    inputs : mapping of str to str
+        md5 per input and per model code file (``fingerprint.input_fingerprint``).
+    """
+
+    config_hash: str
+    weights: tuple[str, ...] | None = None
+    inputs: Mapping[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"config_hash": self.config_hash, "weights": None if self.weights is None else list(self.weights),
+                "inputs": dict(sorted(self.inputs.items()))}  # fmt: skip
+
+    def chunk_key(self, bounds: Sequence[int]) -> str:
+        """The key of the chunk of sequences ``bounds = (start, end)``: 32 hex digits.
+
+        It hashes what the configuration determines (settings, input and code md5s); the weight
+        md5s a model object reports depend on how it was loaded (a demo model handed over, or its
+        factory), so they are compared where both runs know them (:meth:`difference`) instead.
+        """
+        payload = {"format": FORMAT, "config_hash": self.config_hash, "inputs": dict(sorted(self.inputs.items())),
+                   "bounds": [int(b) for b in bounds]}  # fmt: skip
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+    def difference(self, other: Mapping | None) -> str | None:
+        """Why results recorded under ``other`` (a ``to_dict`` mapping) are not this key's, or None."""
+        from deepmr_kipoi.run.fingerprint import changed
+
+        if not isinstance(other, Mapping):
+            return "results without a readable key"
+        if other.get("config_hash") != self.config_hash:
+            return "results of a different configuration"
+        if other.get("weights") and self.weights and list(other["weights"]) != list(self.weights):
+            return "results of other model weights"
+        old = other.get("inputs") if isinstance(other.get("inputs"), Mapping) else {}
+        diff = changed(old, self.inputs) + sorted(set(old) ^ set(self.inputs))
+        if diff:
+            return f"results of other inputs ({', '.join(dict.fromkeys(diff))} changed)"
+        return None
+
+
+class ChunkStore:
+    """The chunk files of one run key in one folder, each verified by its key on read.
+
+    Parameters
+    ----------
+    folder : Path
+        The chunk folder (``<run folder>/chunks``, or the stage's while ``--force`` replaces a run).
+    key : RunKey
+    bounds : sequence of (int, int)
+        The chunks' half-open sequence ranges.
+    """
+
+    def __init__(self, folder: Path, key: RunKey, bounds: Sequence[tuple[int, int]]):
+        self.dir = Path(folder)
+        self.key = key
+        self.bounds = tuple(tuple(b) for b in bounds)
+        self.notes: list[str] = []
+
+    def local_path(self, i: int) -> Path:
+        return self.dir / f"local_{i:05d}.parquet"
+
+    def arrays_path(self, i: int) -> Path:
+        return self.dir / f"arrays_{i:05d}.npz"
+
+    def chunk_key(self, i: int) -> str:
+        return self.key.chunk_key(self.bounds[i])
+
+    def prepare(self) -> list[Path]:
+        """Create the chunk folder and its manifest; remove temporaries of dead writers.
+
+        Returns
+        -------
+        list of Path
+            What this call created.
+        """
+        created = []
+        if not self.dir.exists():
+            self.dir.mkdir(parents=True)
+            created.append(self.dir)
+        results.remove_stray_temporaries(self.dir)
+        manifest = self.dir / MANIFEST
+        if not manifest.exists():
+            created.append(manifest)
+        results.write_json(manifest, {"format": FORMAT, **self.key.to_dict(), "n_chunks": len(self.bounds)})
+        return created
+
+    def is_done(self, i: int) -> bool:
+        """Whether chunk ``i`` has a local table (its last file); :meth:`read` verifies it."""
+        return self.local_path(i).exists()
+
+    def write(self, i: int, local: pd.DataFrame, arrays: Mapping[str, np.ndarray]) -> list[Path]:
+        """Write chunk ``i`` with its key: arrays first, then the local table that marks it done."""
+        key = self.chunk_key(i)
+        results.write_npz(self.arrays_path(i), {**arrays, "chunk_key": np.asarray(key)})
+        results.write_table(local, self.local_path(i), metadata={_KEY_META: key.encode()})
+        stop_point("chunk")
+        return [self.arrays_path(i), self.local_path(i)]
+
+    def read(self, i: int) -> tuple[pd.DataFrame, dict] | None:
+        """Chunk ``i``'s local table and arrays when both read whole and carry its key, else None
+        (with a note naming the file, for a file that does not read or belongs elsewhere)."""
+        key = self.chunk_key(i)
+        path = self.arrays_path(i)
+        try:
+            if not path.exists():
+                return None
+            arrays = results.read_npz(path)
+            path = self.local_path(i)
+            local, meta = results.read_table_with_metadata(path)
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+            self._note(f"chunk file {path} does not read ({type(err).__name__}: truncated or damaged); "
+                       f"chunk {i} is computed again")  # fmt: skip
+            return None
+        found = (meta.get(_KEY_META, b"").decode(), str(arrays.pop("chunk_key", "")))
+        if found != (key, key):
+            self._note(f"chunk file {path} was computed from other inputs or settings; chunk {i} is computed again")
+            return None
+        return local, arrays
+
+    def file_key(self, path: Path) -> str | None:
+        """The key a chunk's local table carries (None: unreadable or none)."""
+        with contextlib.suppress(OSError, ValueError, EOFError):
+            return results.table_metadata(path).get(_KEY_META, b"").decode() or None
+        return None
+
+    def _note(self, text: str) -> None:
+        logger.warning(text)
+        self.notes.append(text)
+
+
+# ---- what a folder holds -----------------------------------------------------------------------
+
+
+def _walk(folder: Path, skip: Iterable[str] = ()) -> list[Path]:
+    """Every file (and link, and special file) below ``folder``, relative, sorted."""
+    skip = set(skip)
+    out = []
+    for here, dirs, files in os.walk(folder):
+        rel_here = Path(here).relative_to(folder)
+        dirs[:] = sorted(d for d in dirs if str(rel_here / d) not in skip)
+        out += [rel_here / f for f in files if str(rel_here / f) not in skip]
+        out += [rel_here / d for d in dirs if os.path.islink(os.path.join(here, d))]
+    return sorted(out)
+
+
+def _is_chunk_name(rel: Path) -> bool:
+    return len(rel.parts) == 2 and rel.parts[0] == CHUNKS and (
+        rel.name == MANIFEST or bool(_CHUNK_FILE.match(rel.name)) or rel.name.endswith(results.TMP_TAG)
+    )
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b) if not (a.is_symlink() or b.is_symlink()) else (
+            os.lstat(a).st_ino == os.lstat(b).st_ino and os.lstat(a).st_dev == os.lstat(b).st_dev)
+    except OSError:
+        return False
+
+
+def _md5(path: Path) -> str | None:
+    with contextlib.suppress(OSError):
+        return file_md5(path) if path.is_file() and not path.is_symlink() else None
+    return None
+
+
+@dataclass
+class Contents:
+    """What an existing folder holds, sorted into the tool's files and the user's.
+
+    Attributes
+    ----------
+    kind : str or None
+        ``"run"`` or ``"compare"`` (a record of this format), ``"old"`` (a run of an older deepmr),
+        or None (no run).
+    key : dict or None
+        The run key its record or chunk manifest names.
+    ours : set of Path
+        Relative paths the tool wrote and a new run replaces (chunk files listed separately).
+    chunk_files : list of Path
+        Relative paths of chunk files (``chunks/local_*``, ``arrays_*``, the manifest, temporaries).
+    foreign : list of Path
+        Everything else: left alone.
+    """
+
+    kind: str | None = None
+    key: dict | None = None
+    ours: set = field(default_factory=set)
+    chunk_files: list = field(default_factory=list)
+    foreign: list = field(default_factory=list)
+
+
+def _old_layout(folder: Path, manifest, chunk_files: list[Path]) -> bool:
+    """A run of the layout before folder records: its ``run.json`` names a deepmr version, or its
+    chunk manifest (of no format) stands beside chunk files. A user's own ``run.json`` is not one."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        if "deepmr_kipoi_version" in json.loads((folder / "run.json").read_text()):
+            return True
+    return isinstance(manifest, dict) and manifest.get("format") is None and "config_hash" in manifest and any(
+        _CHUNK_FILE.match(f.name) for f in chunk_files
+    )
+
+
+def _old_run_files(folder: Path, files: list[Path]) -> set[Path]:
+    """A pre-record run's own files: its output names and the figures its ``run.json`` lists."""
+    ours = {Path(n) for n in OUTPUT_FILES}
+    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+        listed = json.loads((folder / "run.json").read_text()).get("figures") or []
+        ours |= {Path(f) for f in listed if not Path(f).is_absolute() and ".." not in Path(f).parts}
+    return ours & set(files)
+
+
+def scan(folder: Path) -> Contents:
+    """Sort what ``folder`` holds (see :class:`Contents`); the lock and stage count as the tool's."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return Contents()
+    files = _walk(folder, skip=(STAGE_TAG,))
+    record = read_record(folder)
+    c = Contents(chunk_files=[f for f in files if _is_chunk_name(f)])
+    rest = [f for f in files if f not in set(c.chunk_files) and str(f) not in (LOCK_NAME, RECORD)]
+    manifest = None
+    with contextlib.suppress(OSError, ValueError):
+        manifest = json.loads((folder / CHUNKS / MANIFEST).read_text())
+    if record is not None:
+        c.kind, c.key = record.get("kind"), record.get("key")
+        listed = record.get("files") or {}
+        c.ours = {f for f in rest if str(f) in listed and listed[str(f)] == _md5(folder / f)}
+    elif (folder / RECORD).exists() or _old_layout(folder, manifest, c.chunk_files):
+        c.kind = "old"
+        c.ours = _old_run_files(folder, rest)
+    if c.key is None and isinstance(manifest, dict) and manifest.get("format") == FORMAT:
+        c.key = {k: manifest.get(k) for k in ("config_hash", "weights", "inputs")}
+    c.foreign = [f for f in rest if f not in c.ours]
+    return c
+
+
+# ---- swapping a stage in -----------------------------------------------------------------------
+
+
+def _exchange(a: Path, b: Path) -> None:
+    """Swap two folders atomically (Linux ``renameat2(RENAME_EXCHANGE)``).
+
+    Raises
+    ------
+    OSError
+        Where the system or file system cannot (``EINVAL``, ``ENOSYS``, ...): the caller falls back.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    fn = getattr(libc, "renameat2", None)
+    if fn is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available")
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), str(a))
+
+
+def _link(src: Path, dst: Path) -> None:
+    """Hard-link ``src`` at ``dst`` (a copy where the file system has no hard links)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError:
+        if src.is_symlink():
+            os.symlink(os.readlink(src), dst)
+        else:
+            shutil.copy2(src, dst)
+
+
+_FALLBACK_ERRORS = (errno.EINVAL, errno.ENOSYS, errno.EXDEV, errno.ENOTSUP, errno.EPERM, errno.EBUSY)
+
+
+# ---- the run folder ----------------------------------------------------------------------------
+
+
+class RunFolder:
+    """A ``--out`` folder while a run (or a comparison) works in it; see the module docstring.
+
+    Use: :meth:`open` (checks, lock, recovery of a killed run, the stage and chunk store), write the
+    outputs into :attr:`stage`, :meth:`commit`, and :meth:`close` in a ``finally``.
+
+    Parameters
+    ----------
+    path : path-like
+        The folder (a symlink is followed: the swap happens where the folder really is).
+    kind : {"run", "compare"}
+    """
+
+    def __init__(self, path: str | os.PathLike, kind: str = "run"):
+        self.requested = Path(path)
+        self.path = Path(os.path.realpath(path))
+        self.kind = kind
+        self.key: RunKey | None = None
+        self.stage: Path | None = None
+        self.store: ChunkStore | None = None
+        self.in_place = False
+        self.replacing = False
+        self.made_dir = False
+        self.committed = False
+        self.lock: RunLock | None = None
+        self.notes: list[str] = []
+        self._created: list[Path] = []
+
+    # -- opening -------------------------------------------------------------------------------
+
+    def open(self, key: RunKey | None = None, bounds: Sequence[tuple[int, int]] = (), *,
+             force: bool = False) -> RunFolder:  # fmt: skip
+        """Check the folder, take its lock, finish or clean what a killed run left, make the stage.
+
+        Parameters
+        ----------
+        key : RunKey, optional
+            The run's key (None for a comparison: no chunks).
+        bounds : sequence of (int, int)
+            The run's chunks.
+        force : bool
+            Replace results of another key (or an older deepmr) instead of refusing.
+
+        Raises
+        ------
+        DeepMRInputError
+            In one line: the folder cannot be written, is in use, holds results of another key
+            (without ``force``), a comparison or run of the other kind, or a foreign file where
+            the run writes a table or record.
+        """
+        check_out_dir(self.requested)
+        if not self.path.exists():
+            self.path.mkdir(parents=True)
+            self.made_dir = True
+        self.key = key
+        try:
+            self.lock = RunLock(self.path).acquire()
+            self.in_place = not self._sibling_usable()
+            self._recover()
+            self._check(scan(self.path), bounds, force)
+            self._make_stage()
+            if key is not None:
+                chunk_dir = (self.stage if self.replacing else self.path) / CHUNKS
+                self.store = ChunkStore(chunk_dir, key, bounds)
+                self._created += self.store.prepare()
+        except BaseException:
+            self.close(computed=False)
+            raise
+        return self
+
+    def _sibling(self) -> Path:
+        return self.path.parent / f".{self.path.name}{STAGE_TAG}"
+
+    def _sibling_usable(self) -> bool:
+        if not os.access(self.path.parent, os.W_OK | os.X_OK) or os.path.ismount(self.path):
+            return False
+        with contextlib.suppress(OSError):
+            cwd = Path.cwd().resolve()
+            return not (cwd == self.path or self.path in cwd.parents)
+        return True
+
+    def _check(self, c: Contents, bounds, force: bool) -> None:
+        if self.kind == "compare":
+            if c.kind in ("run", "old") or holds_run(self.path):
+                raise DeepMRInputError(
+                    f"{self.path} holds a Deep MR run; choose another --out for the comparison"
+                )
+            self._refuse_clashes(c, COMPARE_FILES)
+            return
+        if c.kind == "compare":
+            raise DeepMRInputError(f"{self.path} holds a comparison (deepmr compare); choose another --out")
+        why = None
+        if c.kind == "old":
+            why = "results of an older deepmr version (chunks without content hashes)"
+        elif c.key is not None and (c.ours or self._data_chunks(c)):
+            why = self.key.difference(c.key)
+        elif self._data_chunks(c):
+            why = self._unkeyed(c, bounds)
+        if why is not None:
+            if not force:
+                raise DeepMRInputError(
+                    f"{self.path} holds {why}; choose another --out, or pass --force to recompute and "
+                    "replace them"
+                )
+            self.replacing = True
+        self._refuse_clashes(c, [n for n in OUTPUT_FILES if n not in YIELDING])
+
+    @staticmethod
+    def _data_chunks(c: Contents) -> list[Path]:
+        return [f for f in c.chunk_files if _CHUNK_FILE.match(f.name)]
+
+    def _unkeyed(self, c: Contents, bounds) -> str | None:
+        """Chunk files without a readable manifest: acceptable only when each carries its key."""
+        probe = ChunkStore(self.path / CHUNKS, self.key, bounds)
+        for f in self._data_chunks(c):
+            i = int(_CHUNK_FILE.match(f.name).group(2))
+            if f.suffix == ".parquet" and (i >= len(bounds) or probe.file_key(self.path / f) != probe.chunk_key(i)):
+                return "chunk files of another run (and no readable manifest of them)"
+        return None
+
+    def _refuse_clashes(self, c: Contents, names: Iterable[str]) -> None:
+        clash = sorted(str(f) for f in c.foreign if str(f) in set(names))
+        if clash:
+            raise DeepMRInputError(
+                f"{self.path} holds {', '.join(clash)}, which deepmr did not write (or which changed "
+                "since); move them away or choose another --out"
+            )
+
+    def _make_stage(self) -> None:
+        stage = self.path / STAGE_TAG if self.in_place else self._sibling()
+        other = self._sibling() if self.in_place else self.path / STAGE_TAG
+        for p in (other, stage if not self.replacing else None):
+            if p is not None and p.exists():
+                shutil.rmtree(p, ignore_errors=True)
+        stage.mkdir(exist_ok=True)
+        self.stage = stage
+
+    # -- recovering what a killed run left -----------------------------------------------------
+
+    def _recover(self) -> None:
+        for p in self.path.parent.glob(f".{glob.escape(self.path.name)}.deepmr-new-*"):
+            m = _LEGACY_STAGE.match(p.name)
+            if m and p.is_dir() and not _pid_alive(int(m.group("pid"))):
+                shutil.rmtree(p, ignore_errors=True)  # the earlier layout staged only its own files
+        inner = self.path / STAGE_TAG
+        if (inner / COMMIT).exists():
+            self._roll_forward(inner)
+        for stage in (inner, self._sibling()):
+            if stage.exists():
+                self._clean_stage(stage, keep_chunks=True)
+
+    def _tool_names(self, stage: Path) -> set[str]:
+        names = set(OUTPUT_FILES) | {RECORD, LOCK_NAME, COMMIT}
+        for folder in (stage, self.path):
+            names |= set((read_record(folder) or {}).get("files") or {})
+        with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+            names |= set(json.loads((stage / "run.json").read_text()).get("figures") or [])
+        return names
+
+    def _clean_stage(self, stage: Path, *, keep_chunks: bool) -> None:
+        """Empty a stage (or a folder swapped out): links of the run folder's files and the tool's
+        files go, a user's file that only it holds goes back into the run folder."""
+        names = self._tool_names(stage)
+        left = False
+        for i, rel in enumerate(_walk(stage)):
+            src, twin = stage / rel, self.path / rel
+            if _is_chunk_name(rel) and keep_chunks and not _same_file(src, twin):
+                continue
+            if _same_file(src, twin) or str(rel) in names or _is_chunk_name(rel):
+                src.unlink()
+            elif not os.path.lexists(twin):
+                twin.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(src, twin)
+                self._note(f"{rel} was found outside {self.path} after an interrupted run and moved back")
+            else:
+                left = True
+            if i == 0:
+                stop_point("cleanup")
+        if left:
+            self._note(f"{stage} holds files of yours that differ from those in {self.path}; it is left as is")
+            return
+        _remove_empty_dirs(stage, keep=(stage / CHUNKS) if keep_chunks else None)
+
+    # -- committing ----------------------------------------------------------------------------
+
+    def commit(self) -> None:
+        """Swap the finished run built in :attr:`stage` in, whole (see the module docstring)."""
+        self._drop_clashes()
+        record = {"format": FORMAT, "kind": self.kind, "key": None if self.key is None else self.key.to_dict(),
+                  "files": self._record_files(), "written": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
+        if self.in_place:
+            self._commit_journal(record)
+        else:
+            try:
+                self._commit_exchange(record)
+            except OSError as err:
+                if err.errno not in _FALLBACK_ERRORS or not self.stage.exists():
+                    raise
+                logger.info("cannot exchange folders here (%s); committing in place", err)
+                inner = self.path / STAGE_TAG
+                shutil.rmtree(inner, ignore_errors=True)
+                os.rename(self.stage, inner)
+                self.stage, self.in_place = inner, True
+                self._commit_journal(record)
+        self.committed = True
+
+    def _drop_clashes(self) -> None:
+        for rel in scan(self.path).foreign:
+            mine = self.stage / rel
+            if mine.is_file() and not _same_file(mine, self.path / rel):
+                mine.unlink()
+                self._note(f"{self.path / rel} is yours and is kept; the run's own {rel} was not written")
+
+    def _record_files(self) -> dict:
+        files = {str(rel): (None if _is_chunk_name(rel) else _md5(self.stage / rel))
+                 for rel in _walk(self.stage) if str(rel) not in (RECORD, COMMIT)}  # fmt: skip
+        if self.store is not None and not self.replacing:
+            files.update({str(rel): None for rel in scan(self.path).chunk_files
+                          if not rel.name.endswith(results.TMP_TAG)})  # fmt: skip
+        return dict(sorted(files.items()))
+
+    def _commit_exchange(self, record: dict) -> None:
+        stage = self.stage
+        now = scan(self.path)
+        carry = list(now.foreign) + [Path(LOCK_NAME)]
+        if not self.replacing:
+            carry += [f for f in now.chunk_files if not f.name.endswith(results.TMP_TAG)]
+        for rel in carry:
+            if not os.path.lexists(stage / rel) and os.path.lexists(self.path / rel):
+                _link(self.path / rel, stage / rel)
+        _copy_empty_dirs(self.path, stage)
+        stop_point("linked")
+        results.write_json(stage / RECORD, record)
+        shutil.copymode(self.path, stage)
+        stop_point("before-swap")
+        _exchange(stage, self.path)
+        stop_point("after-swap")
+        self._clean_stage(stage, keep_chunks=False)
+
+    def _commit_journal(self, record: dict) -> None:
+        stage = self.stage
+        old = scan(self.path)
+        new_files = set(record["files"])
+        remove = {str(f): _md5(self.path / f) for f in old.ours if str(f) not in new_files}
+        if self.replacing:
+            remove.update({str(f): None for f in self._data_chunks(old) if str(f) not in new_files})
+        results.write_json(stage / RECORD, record)
+        moves = [str(r) for r in _walk(stage) if str(r) not in (RECORD, COMMIT)] + [RECORD]
+        results.write_json(stage / COMMIT, {"moves": moves, "remove": remove})
+        stop_point("journal")
+        self._roll_forward(stage)
+
+    def _roll_forward(self, stage: Path) -> None:
+        """Finish an in-place commit from its journal (idempotent: a killed roll-forward reruns)."""
+        try:
+            journal = json.loads((stage / COMMIT).read_text())
+        except (OSError, ValueError):
+            return
+        for i, rel in enumerate(journal.get("moves") or []):
+            src, dst = stage / rel, self.path / rel
+            if os.path.lexists(src) and not _same_file(src, dst):
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dst)
+            if i == 0:
+                stop_point("journal-moves")
+        for rel, md5 in (journal.get("remove") or {}).items():
+            p = self.path / rel
+            if p.is_file() and (md5 is None and _is_chunk_name(Path(rel)) or md5 == _md5(p)):
+                p.unlink()
+        (stage / COMMIT).unlink(missing_ok=True)
+        shutil.rmtree(stage, ignore_errors=True)
+
+    # -- closing -------------------------------------------------------------------------------
+
+    def close(self, *, computed: bool) -> None:
+        """Release the folder; when not committed, remove the stage (keeping the chunks of a
+        ``--force`` run that computed some) and, when nothing was computed, what this run created."""
+        try:
+            if not self.committed and self.stage is not None and self.stage.exists():
+                if self.replacing and computed:
+                    self._clean_stage(self.stage, keep_chunks=True)
+                else:
+                    shutil.rmtree(self.stage, ignore_errors=True)
+            if not self.committed and not computed:
+                for p in reversed(self._created):
+                    if p.is_dir() and not any(p.iterdir()):
+                        p.rmdir()
+                    elif p.is_file():
+                        p.unlink()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+            if self.made_dir and not self.committed and self.path.is_dir() and not any(self.path.iterdir()):
+                self.path.rmdir()
+
+    def _note(self, text: str) -> None:
+        logger.warning(text)
+        self.notes.append(text)
+
+
+def _remove_empty_dirs(root: Path, keep: Path | None = None) -> None:
+    for here, _, _ in sorted(os.walk(root), key=lambda t: -len(t[0])):
+        p = Path(here)
+        if keep is not None and (p == keep or keep in p.parents or p in keep.parents):
+            continue
+        with contextlib.suppress(OSError):
+            p.rmdir()
+
+
+def _copy_empty_dirs(src: Path, dst: Path) -> None:
+    """Folders of ``src`` (a user's empty folders, say) that ``dst`` lacks, created in ``dst``."""
+    for here, dirs, _ in os.walk(src):
+        rel = Path(here).relative_to(src)
+        if rel.parts and rel.parts[0] == STAGE_TAG:
+            continue
+        for d in dirs:
+            if d != STAGE_TAG and not os.path.islink(os.path.join(here, d)):
+                (dst / rel / d).mkdir(parents=True, exist_ok=True)
+
+
+def remove_created(out_dir: Path | None, made_dir: bool, created: list[Path]) -> None:
+    """Remove the files and folders a call created, newest first; the folder itself only when empty
+    and created by that call (files another process put there meanwhile survive)."""
+    if out_dir is None:
+        return
+    for p in reversed(created):
+        if p.is_dir() and not any(p.iterdir()):
+            p.rmdir()
+        elif p.is_file():
+            p.unlink()
+    if made_dir and out_dir.is_dir() and not any(out_dir.iterdir()):
+        out_dir.rmdir()
