@@ -320,6 +320,26 @@ def _logging(args) -> Iterator[None]:
         root.setLevel(old_level)
 
 
+def _unique_key_loader():
+    """A safe YAML loader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if key in seen:
+                    raise DeepMRInputError(
+                        f"line {key_node.start_mark.line + 1}: the key {key!r} is given twice; keep one"
+                    )
+                with contextlib.suppress(TypeError):
+                    seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return Loader
+
+
 def _load_yaml(path: str) -> dict:
     import yaml
 
@@ -327,7 +347,9 @@ def _load_yaml(path: str) -> dict:
     if not p.is_file():
         raise DeepMRInputError(f"config file not found: {p}; check the --config path")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.load(p.read_text(), Loader=_unique_key_loader()) or {}  # noqa: S506 - a SafeLoader
+    except DeepMRInputError as err:
+        raise DeepMRInputError(f"{p} {err}") from None
     except UnicodeDecodeError:
         raise DeepMRInputError(f"{p} is not a text file; give a YAML config file") from None
     except yaml.YAMLError as err:

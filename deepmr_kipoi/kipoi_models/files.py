@@ -104,13 +104,16 @@ def _refuse_tags(doc: YamlText) -> None:
         )
 
 
-def _parse(doc: YamlText) -> dict:
-    """A description already scanned for Python tags, read safely (a non-mapping reads as {})."""
+def _parse(doc: YamlText, strict: bool = True) -> dict:
+    """A description already scanned for Python tags, read safely (a non-mapping reads as {}; with
+    ``strict=False`` an unreadable one too)."""
     import yaml
 
     try:
         data = yaml.safe_load(doc.text)
     except yaml.YAMLError as err:
+        if not strict:
+            return {}
         problem = " ".join(str(err).split())
         raise DeepMRInputError(f"{doc.label} cannot be read by Kipoi: {problem}") from None
     return data if isinstance(data, dict) else {}
@@ -174,8 +177,9 @@ class _Component:
     files: tuple[str, ...]
 
 
-def _component(path: str, which: str) -> _Component | None:
-    """The model (``which="model"``) or dataloader at ``path`` as Kipoi would read it, scanned.
+def _component(path: str, which: str, check: bool = True) -> _Component | None:
+    """The model (``which="model"``) or dataloader at ``path`` as Kipoi would read it, scanned for
+    Python tags (``check=False``: only found, for the fingerprint of a trusted model).
 
     Returns None where Kipoi finds no such component (Kipoi then reports it, reading nothing).
     """
@@ -184,10 +188,10 @@ def _component(path: str, which: str) -> _Component | None:
         names = sorted(f for f in os.listdir(path) if f.endswith((".yml", ".yaml")))
         texts = [YamlText(os.path.join(path, f), _read_text(os.path.join(path, f)), os.path.join(path, f))
                  for f in names if os.path.isfile(os.path.join(path, f))]  # fmt: skip
-        for doc in texts:
+        for doc in texts if check else ():
             _refuse_tags(doc)
         main = next(d for d in texts if d.path == own)
-        return _Component(path, tuple(texts), _parse(main), tuple(d.path for d in texts))
+        return _Component(path, tuple(texts), _parse(main, check), tuple(d.path for d in texts))
     group = _group_folder(path, which)
     if group is None:
         return None
@@ -205,9 +209,15 @@ def _component(path: str, which: str) -> _Component | None:
     label = f"{template} (rendered for {member})"
     # Kipoi renders with the row as pandas reads it (numbers as numbers); text is enough to find tags
     row = table[table["model"] == member].iloc[0].to_dict()
-    doc = YamlText(template, _render(template, row, label), label)
-    _refuse_tags(doc)
-    return _Component(group, (doc,), _parse(doc), (template, tsv))
+    try:
+        doc = YamlText(template, _render(template, row, label), label)
+    except DeepMRInputError:
+        if check:
+            raise
+        return _Component(group, (), {}, (template, tsv))
+    if check:
+        _refuse_tags(doc)
+    return _Component(group, (doc,), _parse(doc, check), (template, tsv))
 
 
 def _source_root(source_obj, source_label: str) -> str:
@@ -246,20 +256,20 @@ def _conda_texts(component: _Component) -> list[YamlText]:
     return [YamlText(p, _read_text(p), p) for p in sorted(paths) if os.path.isfile(p)]
 
 
-def _components(name: str, source_obj, source_label: str) -> list[_Component]:
+def _components(name: str, source_obj, source_label: str, check: bool = True) -> list[_Component]:
     """The model and its dataloaders, each scanned as it is found (a refusal stops the walk)."""
     root = _source_root(source_obj, source_label)
-    model = _component(os.path.join(root, os.path.normpath(name)), "model")
+    model = _component(os.path.join(root, os.path.normpath(name)), "model", check)
     if model is None:
         return []
     found = [model]
     for path in _dataloader_paths(name, root, model):
-        dl = _component(path, "dataloader")
+        dl = _component(path, "dataloader", check)
         if dl is not None and all(dl.files != c.files for c in found):
             found.append(dl)
     for component in list(found):
         conda = _conda_texts(component)
-        for doc in conda:
+        for doc in conda if check else ():
             _refuse_tags(doc)
         if conda:
             found.append(_Component(component.folder, tuple(conda), {}, tuple(d.path for d in conda)))
@@ -306,6 +316,8 @@ def _code_in(folder: str) -> list[str]:
 def model_code_files(name: str, source_obj, source_label: str) -> list[str]:
     """Every file of a Kipoi model that is code or description: what the fingerprint hashes.
 
+    Nothing is refused here (a trusted model's files are listed too); texts are read safely.
+
     The YAML files (and group templates and tables) of the model and its dataloaders, the model's
     ``module_file`` where it lies elsewhere, and the ``*.py``, ``*.yaml``, ``*.json`` and ``*.tsv``
     files of their folders (``CODE_DEPTH`` levels down, at most ``CODE_MAX_FILES``; ``downloaded/``
@@ -317,7 +329,7 @@ def model_code_files(name: str, source_obj, source_label: str) -> list[str]:
         Absolute paths, sorted, each once.
     """
     files: list[str] = []
-    for component in _components(name, source_obj, source_label):
+    for component in _components(name, source_obj, source_label, check=False):
         files += list(component.files) + _code_in(component.folder)
         args = component.description.get("args")
         module_file = args.get("module_file") if isinstance(args, dict) else None

@@ -25,6 +25,9 @@
   resume, outputs, ``DeepMRResult``).
 * :mod:`~deepmr_kipoi.run.record` -- ``RunRecord``, the typed content of ``run.json`` that the
   report renders.
+* :mod:`~deepmr_kipoi.run.fingerprint` -- md5s of the inputs and of the user code behind the model.
+* :mod:`~deepmr_kipoi.run.folder` -- ``RunFolder``: the run folder's file names, lock, chunk store
+  (chunk keys verified on read), stage and whole-folder swap.
 
 Where a change goes:
 

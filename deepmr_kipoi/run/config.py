@@ -258,6 +258,8 @@ class RunConfig:
                 close = difflib.get_close_matches(k, names, n=3)
                 hint = f"; did you mean {', '.join(close)}?" if close else ""
                 raise DeepMRInputError(f"unknown config key {key!r}{hint}")
+            if k in kwargs:
+                raise DeepMRInputError(f"the config key {k!r} is given twice (as {key!r} too); keep one")
             kwargs[k] = value
         return cls(**kwargs)
 

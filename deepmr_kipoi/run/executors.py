@@ -14,7 +14,7 @@ With ``executor="dask"`` every chunk is one Dask task:
   ``run(model=...)`` (the demo, notebooks) has no config to load it from, and is then scattered
   once to every worker instead;
 * results come back to the client, which writes each chunk through the run's
-  :class:`~deepmr_kipoi.results.ChunkStore` as it arrives, exactly as a local run does: workers
+  :class:`~deepmr_kipoi.run.folder.ChunkStore` as it arrives, exactly as a local run does: workers
   need no access to the run folder, and a killed client resumes from the chunks already written;
 * a task whose worker dies is rescheduled on another worker by the scheduler (up to its
   ``distributed.scheduler.allowed-failures``, default 3), and a task that raises is retried

@@ -371,10 +371,12 @@ class ChunkStore:
             self._note(f"chunk file {path} does not read ({type(err).__name__}: truncated or damaged); "
                        f"chunk {i} is computed again")  # fmt: skip
             return None
-        found = (meta.get(_KEY_META, b"").decode(), str(arrays.pop("chunk_key", "")))
-        if found != (key, key):
-            self._note(f"chunk file {path} was computed from other inputs or settings; chunk {i} is computed again")
-            return None
+        for found, where in ((str(arrays.pop("chunk_key", "")), self.arrays_path(i)),
+                             (meta.get(_KEY_META, b"").decode(), self.local_path(i))):  # fmt: skip
+            if found != key:
+                self._note(f"chunk file {where} was computed from other inputs or settings; chunk {i} is "
+                           "computed again")  # fmt: skip
+                return None
         return local, arrays
 
     def file_key(self, path: Path) -> str | None:
@@ -431,7 +433,7 @@ class Contents:
     ----------
     kind : str or None
         ``"run"`` or ``"compare"`` (a record of this format), ``"old"`` (a run of an older deepmr),
-        or None (no run).
+        ``"damaged"`` (a record that does not read), or None (no run).
     key : dict or None
         The run key its record or chunk manifest names.
     ours : set of Path
@@ -450,8 +452,9 @@ class Contents:
 
 
 def _old_layout(folder: Path, manifest, chunk_files: list[Path]) -> bool:
-    """A run of the layout before folder records: its ``run.json`` names a deepmr version, or its
-    chunk manifest (of no format) stands beside chunk files. A user's own ``run.json`` is not one."""
+    """A run without a folder record (of an older deepmr, or whose record was removed): its
+    ``run.json`` names a deepmr version, or its chunk manifest (of no format) stands beside chunk
+    files. A user's own ``run.json`` is not one."""
     with contextlib.suppress(OSError, ValueError, AttributeError):
         if "deepmr_kipoi_version" in json.loads((folder / "run.json").read_text()):
             return True
@@ -485,7 +488,10 @@ def scan(folder: Path) -> Contents:
         c.kind, c.key = record.get("kind"), record.get("key")
         listed = record.get("files") or {}
         c.ours = {f for f in rest if str(f) in listed and listed[str(f)] == _md5(folder / f)}
-    elif (folder / RECORD).exists() or _old_layout(folder, manifest, c.chunk_files):
+    elif (folder / RECORD).exists():
+        c.kind = "damaged"
+        c.ours = _old_run_files(folder, rest)
+    elif _old_layout(folder, manifest, c.chunk_files):
         c.kind = "old"
         c.ours = _old_run_files(folder, rest)
     if c.key is None and isinstance(manifest, dict) and manifest.get("format") == FORMAT:
@@ -617,7 +623,7 @@ class RunFolder:
 
     def _check(self, c: Contents, bounds, force: bool) -> None:
         if self.kind == "compare":
-            if c.kind in ("run", "old") or holds_run(self.path):
+            if c.kind in ("run", "old", "damaged") or holds_run(self.path):
                 raise DeepMRInputError(
                     f"{self.path} holds a Deep MR run; choose another --out for the comparison"
                 )
@@ -627,7 +633,9 @@ class RunFolder:
             raise DeepMRInputError(f"{self.path} holds a comparison (deepmr compare); choose another --out")
         why = None
         if c.kind == "old":
-            why = "results of an older deepmr version (chunks without content hashes)"
+            why = "results without a folder record (of an older deepmr version, or whose record was removed)"
+        elif c.kind == "damaged":
+            why = f"a run whose folder record {RECORD} does not read"
         elif c.key is not None and (c.ours or self._data_chunks(c)):
             why = self.key.difference(c.key)
         elif self._data_chunks(c):

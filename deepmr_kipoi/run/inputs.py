@@ -35,7 +35,10 @@ def select_features(patterns: Sequence[str], names: Sequence[str], role: str) ->
     Parameters
     ----------
     patterns : sequence of str
-        Exact feature names or globs (``*``, ``?``, ``[...]``); empty selects every feature.
+        Exact feature names or globs (``*``, ``?``, ``[...]``); empty selects every feature. A
+        pattern that is itself a feature name selects that feature only (so a name holding glob
+        characters, ``K562_*``, can be selected); to use it as a glob, write a glob that is not a
+        name (``K562_[*]*`` matches the literal ``K562_*`` and what follows).
     names : sequence of str, length F
         The model's feature names.
     role : str
@@ -55,10 +58,12 @@ def select_features(patterns: Sequence[str], names: Sequence[str], role: str) ->
         return list(range(len(names)))
     picked: list[int] = []
     for pattern in patterns:
-        if any(c in pattern for c in "*?["):
+        if pattern in names:  # an exact name wins, glob characters and all
+            hits = [i for i, n in enumerate(names) if n == pattern]
+        elif any(c in pattern for c in "*?["):
             hits = [i for i, n in enumerate(names) if fnmatch.fnmatchcase(n, pattern)]
         else:
-            hits = [names.index(pattern)] if pattern in names else []
+            hits = []
         if not hits:
             close = difflib.get_close_matches(pattern, names, n=3, cutoff=0.4)
             if close:
@@ -130,24 +135,48 @@ def _load_factory(spec: str, config: RunConfig):
             module = importlib.import_module(target)
     except DeepMRInputError:
         raise
+    except SystemExit as err:
+        raise DeepMRInputError(
+            f"the model factory module {target} called sys.exit({err.code!r}) while being imported; "
+            "a factory module must not exit"
+        ) from err
     except Exception as err:  # noqa: BLE001 - the user's module failed to import; say which and why
         raise DeepMRInputError(
             f"cannot import the model factory module {target} ({_one_line(err)}); fix that file"
-        ) from None
+        ) from err
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise DeepMRInputError(f"{spec!r}: {attr!r} is not a function in {target}")
     kwargs = _factory_arguments(factory, spec, config)
     try:
         model = factory(**kwargs)
+    except SystemExit as err:
+        raise DeepMRInputError(
+            f"the model factory {spec} called sys.exit({err.code!r}) instead of returning a model; "
+            "return a PredictiveModel"
+        ) from err
     except Exception as err:  # noqa: BLE001 - the user's factory failed; name it, not our code
-        raise DeepMRInputError(f"the model factory {spec} raised {_one_line(err)}; fix the factory") from None
+        raise DeepMRInputError(f"the model factory {spec} raised {_one_line(err)}; fix the factory") from err
     if not (hasattr(model, "predict_samples") and hasattr(model, "feature_names")):
         raise DeepMRInputError(
             f"the model factory {spec} returned {type(model).__name__}, not a PredictiveModel (an "
             "object with feature_names and predict_samples, e.g. predictive.DeepEnsemble); return one"
         )
     return model
+
+
+#: Options of models loaded by Kipoi or an adapter, which a factory (its own loader) cannot take.
+_KIPOI_OPTIONS = (("weight_files", "--weights"), ("source", "--source"), ("adapter", "--adapter"),
+                  ("alphabet", "--alphabet"))  # fmt: skip
+
+
+def _refuse_kipoi_options(config: RunConfig, spec: str) -> None:
+    for field, option in _KIPOI_OPTIONS:
+        if getattr(config, field):
+            raise DeepMRInputError(
+                f"{option} does not apply to the model factory {spec} (a factory loads its own "
+                f"model, weights included); drop {option} or use it inside the factory"
+            )
 
 
 def check_applicable(config: RunConfig, model) -> None:
@@ -210,6 +239,7 @@ def load_model(config: RunConfig):
             "a model.yaml)"
         )
     if _is_factory_spec(spec):
+        _refuse_kipoi_options(config, spec)
         model = _load_factory(spec, config)
         identity["source"] = "python"
         target = spec.rpartition(":")[0]
