@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from deepmr_kipoi import cli, results
+from deepmr_kipoi import cli
 from deepmr_kipoi.run import folder as rf
 from tests import _helpers_pipeline as helpers
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from deepmr_kipoi import cli, pipeline
-from deepmr_kipoi.kipoi_models.files import check_model_yaml, model_code_files, python_tag
 from deepmr_kipoi.errors import DeepMRInputError
+from deepmr_kipoi.kipoi_models.files import check_model_yaml, model_code_files, python_tag
 
 TAG = '!!python/object/apply:os.system ["touch {marker}"]'
 
@@ -83,7 +83,7 @@ def _dataloader(folder: Path, doc="a dataloader", extra="", name="dataloader.yam
 
 
 def _conda(tag):
-    return f"dependencies:\n  conda_file: env.yaml\n", f"channels: [defaults]\ndependencies:\n  - {tag}\n"
+    return "dependencies:\n  conda_file: env.yaml\n", f"channels: [defaults]\ndependencies:\n  - {tag}\n"
 
 
 # Each layout: (tmp, marker) -> (model name or folder, source or None, file the refusal names)
@@ -157,7 +157,7 @@ def _group_tsv_cell(tmp, m):
 
 
 def _group_jinja(tmp, m):
-    doc = "{{ cycler.__init__.__globals__.os.system('touch %s') }}" % m
+    doc = "{{ cycler.__init__.__globals__.os.system('touch " + str(m) + "') }}"
     _write(tmp / "zoo" / "grp" / "model-template.yaml", MODEL_YAML.format(dl=".", doc=doc, extra=""))
     _write(tmp / "zoo" / "grp" / "models.tsv", "model\tlabel\nm1\tx\n")
     return "grp/m1", str(tmp / "zoo"), "template code"

@@ -37,8 +37,7 @@ def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("stale")
     fa = helpers.write_fasta(base / "in.fa", helpers.random_dna(8, 40, seed=3))
     fa2 = helpers.write_fasta(base / "other.fa", helpers.random_dna(8, 40, seed=4))
-    for name, argv in (("A", _argv(fa, base / "A")), ("B", _argv(fa, base / "B", "--z", "2.5")),
-                       ("other_fasta", _argv(fa2, base / "other_fasta"))):  # fmt: skip
+    for argv in (_argv(fa, base / "A"), _argv(fa, base / "B", "--z", "2.5"), _argv(fa2, base / "other_fasta")):
         assert cli.main(argv) == 0
     return {"fa": fa, "base": base, "A": base / "A", "B": base / "B", "other_fasta": base / "other_fasta"}
 

@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -454,3 +455,21 @@ def is_path_model(spec: str | None) -> bool:
         return False
     target = spec.rpartition(":")[0] if spec.rpartition(":")[0].endswith(".py") else spec
     return target.endswith(".py") or Path(target).is_dir()
+
+
+def portable_config(config: RunConfig) -> dict:
+    """The config as ``config.yaml`` holds it: paths absolute, so the file works from any folder
+    (a relative ``--out dm`` would otherwise send ``dm/config.yaml`` to ``dm/dm/inputs/...``)."""
+    d = config.to_dict()
+
+    def absolute(value):
+        return os.path.abspath(os.path.expanduser(value)) if isinstance(value, str) and value else value
+
+    for key in ("fasta", "bed", "calibrator", "calibration_table", "out"):
+        d[key] = absolute(d.get(key))
+    d["weight_files"] = [absolute(w) for w in d.get("weight_files") or []]
+    model = d.get("model")
+    if isinstance(model, str) and is_path_model(model):
+        target, sep, attr = model.rpartition(":")
+        d["model"] = f"{absolute(target)}:{attr}" if sep and target.endswith(".py") else absolute(model)
+    return d

@@ -12,12 +12,10 @@ Every name a run writes into its ``--out`` folder is spelled here::
 
 Guarantees:
 
-* **Nothing stale.** A chunk key hashes the run's configuration hash, the md5s of its inputs and
-  model code and weights, and the chunk's sequence range; every chunk file carries its key and a
-  chunk is reused only when both files read whole and carry the expected key. A chunk that does
-  not read (truncated) is named and computed again. A folder whose chunks or record belong to
-  another key (or an older deepmr, or have no readable manifest) is refused, or replaced under
-  ``--force``.
+* **Nothing stale.** Every chunk file carries its key and is reused only when it reads whole and
+  carries the key of the run at hand (:mod:`~deepmr_kipoi.run.chunks`). A folder whose record or
+  chunks belong to another key (or to no readable record or manifest) is refused, or replaced
+  under ``--force``.
 * **All or nothing.** A run builds its complete new folder in a stage and swaps it in at once:
   a sibling ``.<out>.deepmr-stage`` exchanged with ``out`` in one ``renameat2(RENAME_EXCHANGE)``
   (files of ``out`` the new run does not replace are hard-linked into the stage first). Where no
@@ -30,8 +28,8 @@ Guarantees:
   ``run.json``, ``effects.h5`` or ``report.html``; a user's ``config.yaml`` or figure is kept and the
   run's own is not written (with a note); every other file stays where it is across the swap.
 
-``DEEPMR_STOP_AT=<point>`` in the environment kills the process (SIGKILL) at a named point, for the
-tests that show a killed run leaves a whole folder (:data:`STOP_POINTS`).
+The lock is :mod:`~deepmr_kipoi.run.lock`'s; ``DEEPMR_STOP_AT`` (:func:`~deepmr_kipoi.run.chunks.stop_point`)
+stops a run at a named point for the tests.
 """
 
 from __future__ import annotations
@@ -40,35 +38,36 @@ import contextlib
 import ctypes
 import errno
 import glob
-import hashlib
 import json
 import logging
 import os
 import re
 import shutil
-import signal
-import socket
 import time
-import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
 
 from deepmr_kipoi import results
 from deepmr_kipoi._files import file_md5
 from deepmr_kipoi.errors import DeepMRInputError
+from deepmr_kipoi.run.chunks import (
+    CHUNK_FILE,
+    CHUNKS,
+    FORMAT,
+    MANIFEST,
+    ChunkStore,
+    RunKey,
+    stop_point,
+)
+from deepmr_kipoi.run.lock import LOCK_NAME, RunLock, check_out_dir, pid_alive
+
+__all__ = ["OUTPUT_FILES", "RECORD", "ChunkStore", "RunFolder", "RunKey", "RunLock", "check_out_dir",
+           "holds_run", "read_record", "remove_created", "scan", "stop_point"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
-#: Version of the folder layout and chunk keys; folders of another version are not resumed.
-FORMAT = 2
 RECORD = ".deepmr-folder.json"
-LOCK_NAME = ".deepmr.lock"
-CHUNKS = "chunks"
-MANIFEST = "manifest.json"
 #: Files a finished run writes at the top of its folder (figures go to ``figures/``).
 OUTPUT_FILES = ("global_effects.csv", "global_effects.parquet", "local_effects.parquet",
                 "effects.h5", "report.html", "run.json", "config.yaml")  # fmt: skip
@@ -80,49 +79,6 @@ YIELDING = ("config.yaml",)
 STAGE_TAG = ".deepmr-stage"
 COMMIT = ".deepmr-commit"
 _LEGACY_STAGE = re.compile(r"^\.(?P<name>.+)\.deepmr-new-(?P<pid>\d+)$")
-_CHUNK_FILE = re.compile(r"^(local|arrays)_(\d{5,})\.(parquet|npz)$")
-_KEY_META = b"deepmr_chunk_key"
-#: An empty or unreadable lock file younger than this may be one being written: not taken over.
-LOCK_GRACE_S = 10.0
-#: Named points where ``DEEPMR_STOP_AT`` kills the process.
-STOP_POINTS = ("chunk", "outputs", "linked", "before-swap", "after-swap", "cleanup", "journal",
-               "journal-moves")  # fmt: skip
-
-
-_REACHED: dict[str, int] = {}
-
-
-def stop_point(name: str) -> None:
-    """Kill this process with SIGKILL when ``DEEPMR_STOP_AT`` names this point (tests only):
-    ``NAME`` stops the first time it is reached, ``NAME:K`` the K-th time."""
-    wanted = os.environ.get("DEEPMR_STOP_AT")
-    if not wanted or wanted.split(":")[0] != name:
-        return
-    _REACHED[name] = _REACHED.get(name, 0) + 1
-    if _REACHED[name] >= int(wanted.split(":")[1] if ":" in wanted else 1):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-# ---- checks before anything is written ---------------------------------------------------------
-
-
-def check_out_dir(out_dir: Path, option: str = "--out") -> None:
-    """Refuse an output folder that cannot be created or written, without creating anything.
-
-    Raises
-    ------
-    DeepMRInputError
-        ``out_dir`` is a file, lies under a file, or its nearest existing folder is not writable.
-    """
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DeepMRInputError(f"{option} {out_dir} is a file, not a folder; choose another {option}")
-    parent = out_dir
-    while not parent.exists() and parent.parent != parent:
-        parent = parent.parent
-    if parent.exists() and not parent.is_dir():
-        raise DeepMRInputError(f"{option} {out_dir} lies under the file {parent}; choose another {option}")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise DeepMRInputError(f"{option} {out_dir}: {parent} is not writable; choose a folder you can write to")
 
 
 def read_record(folder: Path) -> dict | None:
@@ -141,253 +97,13 @@ def holds_run(folder: Path) -> bool:
     if record is not None:
         return record.get("kind") == "run"
     return (folder / CHUNKS / MANIFEST).exists() or (folder / "run.json").exists() or any(
-        _CHUNK_FILE.match(p.name) for p in (folder / CHUNKS).glob("*")
+        CHUNK_FILE.match(p.name) for p in (folder / CHUNKS).glob("*")
     )
 
 
 def pending_commit(folder: Path) -> bool:
     """Whether an interrupted in-place commit waits in ``folder`` (the next run finishes it)."""
     return (Path(folder) / STAGE_TAG / COMMIT).exists()
-
-
-# ---- the lock ----------------------------------------------------------------------------------
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class RunLock:
-    """An exclusive lock file on a folder (``.deepmr.lock``, created with ``O_EXCL``).
-
-    A lock left by a process that died on this host is taken over; so is an empty or unreadable
-    lock file older than ``LOCK_GRACE_S``; a lock naming its pid as plain text is read as that pid.
-    """
-
-    def __init__(self, folder: Path):
-        self.path = Path(folder) / LOCK_NAME
-        self.held = False
-
-    def _holder(self) -> dict | None:
-        try:
-            text = self.path.read_text().strip()
-        except (OSError, UnicodeDecodeError):
-            return None
-        if text.isdigit():
-            return {"pid": int(text)}
-        try:
-            holder = json.loads(text)
-        except ValueError:
-            return None
-        if not isinstance(holder, dict):
-            return None
-        if isinstance(holder.get("pid"), str) and holder["pid"].strip().isdigit():
-            holder["pid"] = int(holder["pid"])
-        return holder
-
-    def _stale(self, holder: dict | None, host: str) -> bool:
-        if holder is None:
-            with contextlib.suppress(OSError):
-                return time.time() - self.path.stat().st_mtime > LOCK_GRACE_S
-            return True
-        pid = holder.get("pid")
-        return holder.get("host", host) == host and isinstance(pid, int) and pid > 0 and not _pid_alive(pid)
-
-    def acquire(self) -> RunLock:
-        """Take the lock, or take over a stale one.
-
-        Raises
-        ------
-        DeepMRInputError
-            When a live run (or a run on another host) holds it, or the lock's name is a folder.
-        """
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        for _ in range(3):
-            if self.path.is_dir() or (self.path.exists() and not self.path.is_file()):
-                raise DeepMRInputError(
-                    f"{self.path} is not deepmr's lock file (a folder or special file of that name); "
-                    "remove it or choose another --out"
-                )
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self._holder()
-                if self._stale(holder, me["host"]):
-                    logger.warning("taking over the stale lock %s (%s)", self.path, holder or "empty")
-                    self.path.unlink(missing_ok=True)
-                    continue
-                if holder is None:
-                    raise DeepMRInputError(
-                        f"{self.path.parent} is being set up by another deepmr run (its lock file is "
-                        "being written); try again in a few seconds"
-                    ) from None
-                raise DeepMRInputError(
-                    f"{self.path.parent} is in use by another deepmr run (pid {holder.get('pid')} on "
-                    f"{holder.get('host', 'this host')}, started {holder.get('started', 'earlier')}); wait for "
-                    f"it to finish or choose another --out (remove {self.path} only if that run is gone)"
-                ) from None
-            with os.fdopen(fd, "w") as fh:
-                json.dump(me, fh)
-            self.held = True
-            return self
-        raise DeepMRInputError(f"could not take the lock {self.path}; try again")
-
-    def release(self) -> None:
-        """Remove the lock if this object holds it."""
-        if self.held:
-            self.path.unlink(missing_ok=True)
-            self.held = False
-
-
-# ---- chunk keys and the chunk store ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunKey:
-    """What a run's results are computed from: settings, weights, input and code fingerprints.
-
-    Attributes
-    ----------
-    config_hash : str
-        ``config.config_hash``: the settings that change results, the model's name and features.
-    weights : tuple of str or None
-        Sorted md5s of the model's weight files, where known.
-    inputs : mapping of str to str
-        md5 per input and per model code file (``fingerprint.input_fingerprint``).
-    """
-
-    config_hash: str
-    weights: tuple[str, ...] | None = None
-    inputs: Mapping[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {"config_hash": self.config_hash, "weights": None if self.weights is None else list(self.weights),
-                "inputs": dict(sorted(self.inputs.items()))}  # fmt: skip
-
-    def chunk_key(self, bounds: Sequence[int]) -> str:
-        """The key of the chunk of sequences ``bounds = (start, end)``: 32 hex digits.
-
-        It hashes what the configuration determines (settings, input and code md5s); the weight
-        md5s a model object reports depend on how it was loaded (a demo model handed over, or its
-        factory), so they are compared where both runs know them (:meth:`difference`) instead.
-        """
-        payload = {"format": FORMAT, "config_hash": self.config_hash, "inputs": dict(sorted(self.inputs.items())),
-                   "bounds": [int(b) for b in bounds]}  # fmt: skip
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
-
-    def difference(self, other: Mapping | None) -> str | None:
-        """Why results recorded under ``other`` (a ``to_dict`` mapping) are not this key's, or None."""
-        from deepmr_kipoi.run.fingerprint import changed
-
-        if not isinstance(other, Mapping):
-            return "results without a readable key"
-        if other.get("config_hash") != self.config_hash:
-            return "results of a different configuration"
-        if other.get("weights") and self.weights and list(other["weights"]) != list(self.weights):
-            return "results of other model weights"
-        old = other.get("inputs") if isinstance(other.get("inputs"), Mapping) else {}
-        diff = changed(old, self.inputs) + sorted(set(old) ^ set(self.inputs))
-        if diff:
-            return f"results of other inputs ({', '.join(dict.fromkeys(diff))} changed)"
-        return None
-
-
-class ChunkStore:
-    """The chunk files of one run key in one folder, each verified by its key on read.
-
-    Parameters
-    ----------
-    folder : Path
-        The chunk folder (``<run folder>/chunks``, or the stage's while ``--force`` replaces a run).
-    key : RunKey
-    bounds : sequence of (int, int)
-        The chunks' half-open sequence ranges.
-    """
-
-    def __init__(self, folder: Path, key: RunKey, bounds: Sequence[tuple[int, int]]):
-        self.dir = Path(folder)
-        self.key = key
-        self.bounds = tuple(tuple(b) for b in bounds)
-        self.notes: list[str] = []
-
-    def local_path(self, i: int) -> Path:
-        return self.dir / f"local_{i:05d}.parquet"
-
-    def arrays_path(self, i: int) -> Path:
-        return self.dir / f"arrays_{i:05d}.npz"
-
-    def chunk_key(self, i: int) -> str:
-        return self.key.chunk_key(self.bounds[i])
-
-    def prepare(self) -> list[Path]:
-        """Create the chunk folder and its manifest; remove temporaries of dead writers.
-
-        Returns
-        -------
-        list of Path
-            What this call created.
-        """
-        created = []
-        if not self.dir.exists():
-            self.dir.mkdir(parents=True)
-            created.append(self.dir)
-        results.remove_stray_temporaries(self.dir)
-        manifest = self.dir / MANIFEST
-        if not manifest.exists():
-            created.append(manifest)
-        results.write_json(manifest, {"format": FORMAT, **self.key.to_dict(), "n_chunks": len(self.bounds)})
-        return created
-
-    def is_done(self, i: int) -> bool:
-        """Whether chunk ``i`` has a local table (its last file); :meth:`read` verifies it."""
-        return self.local_path(i).exists()
-
-    def write(self, i: int, local: pd.DataFrame, arrays: Mapping[str, np.ndarray]) -> list[Path]:
-        """Write chunk ``i`` with its key: arrays first, then the local table that marks it done."""
-        key = self.chunk_key(i)
-        results.write_npz(self.arrays_path(i), {**arrays, "chunk_key": np.asarray(key)})
-        results.write_table(local, self.local_path(i), metadata={_KEY_META: key.encode()})
-        stop_point("chunk")
-        return [self.arrays_path(i), self.local_path(i)]
-
-    def read(self, i: int) -> tuple[pd.DataFrame, dict] | None:
-        """Chunk ``i``'s local table and arrays when both read whole and carry its key, else None
-        (with a note naming the file, for a file that does not read or belongs elsewhere)."""
-        key = self.chunk_key(i)
-        path = self.arrays_path(i)
-        try:
-            if not path.exists():
-                return None
-            arrays = results.read_npz(path)
-            path = self.local_path(i)
-            local, meta = results.read_table_with_metadata(path)
-        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
-            self._note(f"chunk file {path} does not read ({type(err).__name__}: truncated or damaged); "
-                       f"chunk {i} is computed again")  # fmt: skip
-            return None
-        for found, where in ((str(arrays.pop("chunk_key", "")), self.arrays_path(i)),
-                             (meta.get(_KEY_META, b"").decode(), self.local_path(i))):  # fmt: skip
-            if found != key:
-                self._note(f"chunk file {where} was computed from other inputs or settings; chunk {i} is "
-                           "computed again")  # fmt: skip
-                return None
-        return local, arrays
-
-    def file_key(self, path: Path) -> str | None:
-        """The key a chunk's local table carries (None: unreadable or none)."""
-        with contextlib.suppress(OSError, ValueError, EOFError):
-            return results.table_metadata(path).get(_KEY_META, b"").decode() or None
-        return None
-
-    def _note(self, text: str) -> None:
-        logger.warning(text)
-        self.notes.append(text)
 
 
 # ---- what a folder holds -----------------------------------------------------------------------
@@ -407,7 +123,7 @@ def _walk(folder: Path, skip: Iterable[str] = ()) -> list[Path]:
 
 def _is_chunk_name(rel: Path) -> bool:
     return len(rel.parts) == 2 and rel.parts[0] == CHUNKS and (
-        rel.name == MANIFEST or bool(_CHUNK_FILE.match(rel.name)) or rel.name.endswith(results.TMP_TAG)
+        rel.name == MANIFEST or bool(CHUNK_FILE.match(rel.name)) or rel.name.endswith(results.TMP_TAG)
     )
 
 
@@ -459,7 +175,7 @@ def _old_layout(folder: Path, manifest, chunk_files: list[Path]) -> bool:
         if "deepmr_kipoi_version" in json.loads((folder / "run.json").read_text()):
             return True
     return isinstance(manifest, dict) and manifest.get("format") is None and "config_hash" in manifest and any(
-        _CHUNK_FILE.match(f.name) for f in chunk_files
+        CHUNK_FILE.match(f.name) for f in chunk_files
     )
 
 
@@ -651,13 +367,13 @@ class RunFolder:
 
     @staticmethod
     def _data_chunks(c: Contents) -> list[Path]:
-        return [f for f in c.chunk_files if _CHUNK_FILE.match(f.name)]
+        return [f for f in c.chunk_files if CHUNK_FILE.match(f.name)]
 
     def _unkeyed(self, c: Contents, bounds) -> str | None:
         """Chunk files without a readable manifest: acceptable only when each carries its key."""
         probe = ChunkStore(self.path / CHUNKS, self.key, bounds)
         for f in self._data_chunks(c):
-            i = int(_CHUNK_FILE.match(f.name).group(2))
+            i = int(CHUNK_FILE.match(f.name).group(2))
             if f.suffix == ".parquet" and (i >= len(bounds) or probe.file_key(self.path / f) != probe.chunk_key(i)):
                 return "chunk files of another run (and no readable manifest of them)"
         return None
@@ -684,7 +400,7 @@ class RunFolder:
     def _recover(self) -> None:
         for p in self.path.parent.glob(f".{glob.escape(self.path.name)}.deepmr-new-*"):
             m = _LEGACY_STAGE.match(p.name)
-            if m and p.is_dir() and not _pid_alive(int(m.group("pid"))):
+            if m and p.is_dir() and not pid_alive(int(m.group("pid"))):
                 shutil.rmtree(p, ignore_errors=True)  # the earlier layout staged only its own files
         inner = self.path / STAGE_TAG
         if (inner / COMMIT).exists():

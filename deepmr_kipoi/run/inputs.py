@@ -293,8 +293,6 @@ def load_model(config: RunConfig):
     return model, identity
 
 
-
-
 def load_sequences(config: RunConfig, model_length: int | None):
     """Reference sequences as ``(ids, onehot)``.
 

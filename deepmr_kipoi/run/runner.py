@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import platform
 import time
 from collections.abc import Callable
@@ -33,7 +32,7 @@ from deepmr_kipoi.run.config import (
     AUTO_EFFECTS_LIMIT,
     RunConfig,
     config_hash,
-    is_path_model,
+    portable_config,
     validate,
     weights_signature,
 )
@@ -483,24 +482,6 @@ def _record(plan: RunPlan, resumed, warns, truth, started: float) -> RunRecord:
         platform=platform.platform(),
         started=time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
     )
-
-
-def portable_config(config: RunConfig) -> dict:
-    """The config as ``config.yaml`` holds it: paths absolute, so the file works from any folder
-    (a relative ``--out dm`` would otherwise send ``dm/config.yaml`` to ``dm/dm/inputs/...``)."""
-    d = config.to_dict()
-
-    def absolute(value):
-        return os.path.abspath(os.path.expanduser(value)) if isinstance(value, str) and value else value
-
-    for key in ("fasta", "bed", "calibrator", "calibration_table", "out"):
-        d[key] = absolute(d.get(key))
-    d["weight_files"] = [absolute(w) for w in d.get("weight_files") or []]
-    model = d.get("model")
-    if isinstance(model, str) and is_path_model(model):
-        target, sep, attr = model.rpartition(":")
-        d["model"] = f"{absolute(target)}:{attr}" if sep and target.endswith(".py") else absolute(model)
-    return d
 
 
 def run_key(plan: RunPlan) -> RunKey:
