@@ -51,6 +51,7 @@ from deepmr_kipoi.kipoi_describe import (
     derive_layout,
     describe_model,
 )
+from deepmr_kipoi.kipoi_groups import CheckedGroupSource
 from deepmr_kipoi.kipoi_sources import add_local_source, resolve
 
 logger = logging.getLogger(__name__)
@@ -166,6 +167,7 @@ class KipoiBackend:
                 if wf.url and wf.arg != replaced:
                     wf.verify(desc.name, self.download_option)
         _, source_label, source_obj = resolve(request.name, request.source)
+        source_obj = CheckedGroupSource(source_obj, request.trust_model_code)
         if replaced is not None:
             source_obj = _ReplacedArgsSource(source_obj, {replaced: request.weight_files[0]})
         with contextlib.ExitStack() as stack:
