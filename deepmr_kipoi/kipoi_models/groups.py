@@ -20,7 +20,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from deepmr_kipoi._kipoi_compat import check_safe_yaml_text, kipoi_output_to_log
+from deepmr_kipoi.kipoi_models._compat import check_safe_yaml_text, kipoi_output_to_log
 from deepmr_kipoi.errors import DeepMRInputError
 
 __all__ = ["CheckedGroupSource", "ModelGroup", "find_group"]

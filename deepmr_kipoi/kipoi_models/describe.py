@@ -7,7 +7,7 @@ label files included) and the model files Kipoi downloads (:class:`WeightFile`).
 
 Every YAML file Kipoi would read for a model is first read with ``yaml.safe_load``; one with Python
 tags is refused unless ``trust_model_code=True`` (Kipoi's own reader would run them). A member of a
-templated group (``model-template.yaml`` + ``models.tsv``, :mod:`deepmr_kipoi.kipoi_groups`) is
+templated group (``model-template.yaml`` + ``models.tsv``, :mod:`deepmr_kipoi.kipoi_models.groups`) is
 described from its rendered template, checked the same way. Nothing is downloaded unless
 ``download=True``.
 """
@@ -20,7 +20,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from deepmr_kipoi._kipoi_compat import (
+from deepmr_kipoi.errors import DeepMRInputError
+from deepmr_kipoi.kipoi_models._compat import (
     WeightsNotFoundError,
     check_safe_yaml,
     file_md5,
@@ -29,9 +30,8 @@ from deepmr_kipoi._kipoi_compat import (
     missing_file_message,
     prepare_source,
 )
-from deepmr_kipoi.errors import DeepMRInputError
-from deepmr_kipoi.kipoi_groups import KINDS, checked_description, find_group
-from deepmr_kipoi.kipoi_sources import resolve
+from deepmr_kipoi.kipoi_models.groups import KINDS, checked_description, find_group
+from deepmr_kipoi.kipoi_models.sources import resolve
 
 logger = logging.getLogger(__name__)
 
