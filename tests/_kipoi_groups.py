@@ -29,7 +29,10 @@ import numpy as np
 
 from tests._kipoi_fixtures import NOT_DOWNLOADABLE, md5sum, save_keras_h5
 
-DEEPBIND_MODELS = ("Homo_sapiens/TF/D00328.018_ChIP-seq_CTCF", "Homo_sapiens/TF/D00817.001_ChIP-seq_TBP")
+DEEPBIND_MODELS = (
+    "Homo_sapiens/TF/D00328.018_ChIP-seq_CTCF",
+    "Homo_sapiens/TF/D00817.001_ChIP-seq_TBP",
+)
 CPGENIE_MODELS = ("A549_ENCSR000DDI", "GM19239_ENCSR000DGH")
 CPGENIE_LABELS = ("methylation_prob", "unmethylation_prob")
 RBP_MODELS = ("AARS", "TAF15")
@@ -138,7 +141,10 @@ def write_deepbind_group(root) -> str:
     os.makedirs(group, exist_ok=True)
     _write(os.path.join(group, "model-template.yaml"), DEEPBIND_TEMPLATE)
     # the zoo's file hands Keras the tensorflow module for its Lambda layers
-    _write(os.path.join(group, "custom_keras_objects.py"), "import tensorflow as tf\n\nOBJECTS = {'tf': tf}\n")
+    _write(
+        os.path.join(group, "custom_keras_objects.py"),
+        "import tensorflow as tf\n\nOBJECTS = {'tf': tf}\n",
+    )
     rows = []
     for k, name in enumerate(DEEPBIND_MODELS):
         model = build_deepbind(seed=20 + k)
@@ -353,7 +359,10 @@ def write_rbp_group(root) -> str:
         f"        {name}:\n            shape: (1, 10)\n            doc: distance, B-spline basis\n"
         for name in RBP_DISTANCES
     )
-    _write(os.path.join(group, "model-template.yaml"), RBP_TEMPLATE.format(distances=distances.rstrip("\n")))
+    _write(
+        os.path.join(group, "model-template.yaml"),
+        RBP_TEMPLATE.format(distances=distances.rstrip("\n")),
+    )
     _write(os.path.join(group, "dataloader-template.yaml"), RBP_DATALOADER_TEMPLATE)
     _write(os.path.join(group, "custom_keras_objects.py"), "OBJECTS = None\n")
     rows = []
@@ -401,4 +410,3 @@ def keras_reference(group_dir: str, model: str, arch_arg: str | None = "arch"):
 def onehot(n: int, length: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return np.eye(4, dtype=np.float32)[rng.integers(0, 4, size=(n, length))]
-

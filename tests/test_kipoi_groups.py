@@ -107,7 +107,11 @@ def test_code_in_a_template_or_its_table_is_refused_before_kipoi_reads_it(groups
     else:
         with open(template, "a") as f:
             f.write("\n# {{ ''.__class__.__mro__[1].__subclasses__() }}\n")
-    message = "reaches into Python objects" if where == "jinja" else "runs Python code when Kipoi reads it"
+    message = (
+        "reaches into Python objects"
+        if where == "jinja"
+        else "runs Python code when Kipoi reads it"
+    )
     with pytest.raises(DeepMRInputError, match=message) as err:
         describe_model("CpGenie/A549_ENCSR000DDI", source=source)
     assert "\n" not in str(err.value) and "--trust-model-code" in str(err.value)
@@ -126,4 +130,6 @@ def test_deepmr_run_and_info_on_a_group_member(groups, tmp_path, capsys):
     assert info["model"]["model_type"] == "KerasModel" and info["model"]["n_samples"] == 4
     glob = pd.read_csv(out / "global_effects.csv")
     assert {tuple(p) for p in glob[["exposure", "outcome"]].to_numpy()} == {
-        kg.CPGENIE_LABELS, kg.CPGENIE_LABELS[::-1]}
+        kg.CPGENIE_LABELS,
+        kg.CPGENIE_LABELS[::-1],
+    }

@@ -20,8 +20,8 @@ import os
 import re
 from dataclasses import dataclass
 
-from deepmr_kipoi.kipoi_models._compat import check_safe_yaml_text, kipoi_output_to_log
 from deepmr_kipoi.errors import DeepMRInputError
+from deepmr_kipoi.kipoi_models._compat import check_safe_yaml_text, kipoi_output_to_log
 
 __all__ = ["CheckedGroupSource", "ModelGroup", "find_group"]
 
@@ -69,9 +69,13 @@ class ModelGroup:
         try:
             table = pd.read_csv(self.table, sep="\t", comment="#")
         except (ValueError, OSError) as err:
-            raise DeepMRInputError(f"{self.table} is not a readable tab-separated table: {err}") from None
+            raise DeepMRInputError(
+                f"{self.table} is not a readable tab-separated table: {err}"
+            ) from None
         if "model" not in table:
-            raise DeepMRInputError(f"{self.table} has no 'model' column; Kipoi names group members by it")
+            raise DeepMRInputError(
+                f"{self.table} has no 'model' column; Kipoi names group members by it"
+            )
         rows = table[table["model"] == self.model]
         if rows.empty:
             known = ", ".join(map(str, table["model"].head(3)))
