@@ -12,12 +12,15 @@ the true global effect is its mean over the analysed sequences. Two truths are k
 * ``paper``: the unconfounded, b-free oracle of the paper, which no model trained on confounded
   labels can recover.
 
-Roles. ``planted`` (exposure -> outcome), ``reverse`` (outcome -> exposure), ``unrelated`` (every
-pair with the bystander feature, except bystander -> exposure/outcome in the sequence-confounded
-regimes, where the bystander's motif is the confounder motif and the pair is ``confounded``: its
-learnable truth is not zero). Null pairs are the reverse and unrelated ones: no causal link by
-construction. Their learnable truth is near zero but not exactly zero where a mutation of one motif
-makes or breaks a chance match of another.
+Roles. ``planted`` (the pair with the planted effect: exposure -> outcome, or outcome -> exposure
+in the ``reverse`` regime, ``generative.planted_pair``), ``reverse`` (the planted pair reversed),
+``pleiotropic`` (every pair with the bystander in the ``pleiotropy`` regime: no causal link, but
+the shared motif moves both features), ``confounded`` (bystander -> exposure/outcome in the
+sequence-confounded regimes, where the bystander's motif is the confounder motif: its learnable
+truth is not zero) and ``unrelated`` (every other pair with the bystander). Null pairs
+(``NULL_ROLES``) are the reverse, pleiotropic and unrelated ones: no causal link by construction.
+Their oracle truth is near zero but not exactly zero where a mutation of one motif makes or breaks
+a chance match of another (occupancy is summed over every window of the sequence).
 """
 
 from __future__ import annotations
@@ -30,16 +33,21 @@ from deepmr_kipoi.simulate import generative as gen
 #: A planted effect whose learnable truth is below this size counts as "near 0" for power.
 NEAR_ZERO = 0.1
 #: Roles of the ordered pairs.
-ROLES = ("planted", "reverse", "unrelated", "confounded")
+ROLES = ("planted", "reverse", "unrelated", "pleiotropic", "confounded")
+#: Roles whose causal effect is zero by construction.
+NULL_ROLES = ("reverse", "unrelated", "pleiotropic")
 MOTIF_OF = {"exposure": "exposure", "outcome": "outcome", "bystander": "confounder"}
 
 
 def pair_role(exposure: str, outcome: str, regime: str) -> str:
     """Role of the ordered pair ``exposure -> outcome`` (features of the simulation) in a regime."""
-    if (exposure, outcome) == ("exposure", "outcome"):
+    planted = gen.planted_pair(regime)
+    if (exposure, outcome) == planted:
         return "planted"
-    if (exposure, outcome) == ("outcome", "exposure"):
+    if (outcome, exposure) == planted:
         return "reverse"
+    if regime == "pleiotropy":
+        return "pleiotropic"
     if exposure == "bystander" and gen.regime_flags(regime)[0]:
         return "confounded"
     return "unrelated"
@@ -104,7 +112,7 @@ def summarize(rounds):
         hit = p["significant"].to_numpy(bool) & (np.sign(e) == np.sign(t))
         power, pw_lo, pw_hi, n_strong = _share(hit[strong])
         high = p["high"].to_numpy(bool)
-        nulls = g[g["role"].isin(["reverse", "unrelated"])]
+        nulls = g[g["role"].isin(NULL_ROLES)]
         flagged, fl_lo, fl_hi, n_null = _share(nulls["significant"].fillna(False).to_numpy(bool))
         null_inside = (nulls["ci_low"] <= nulls["truth"]) & (nulls["truth"] <= nulls["ci_high"])
         conf = g[g["role"] == "confounded"]
