@@ -123,4 +123,4 @@ def test_the_length_check_counts_lines(tmp_path):
     short.write_text("x = 1\n" * MAX_LINES, encoding="utf-8")
     long.write_text("x = 1\n" * (MAX_LINES + 1), encoding="utf-8")
     assert _long_modules({"short": short, "long": long}) == {"long": MAX_LINES + 1}
-    assert len(_modules()) > 50 and "deepmr_kipoi.figure_drawing" in _modules()
+    assert len(_modules()) > 50 and "deepmr_kipoi.report.drawing" in _modules()
