@@ -137,3 +137,43 @@ def test_roles_follow_the_planted_direction_of_each_regime():
     assert scoring.pair_role("bystander", "outcome", "none") == "unrelated"
     with pytest.raises(ValueError, match="unknown regime"):
         scoring.pair_role("exposure", "outcome", "feedback")
+
+
+def _records(regime, verdicts, directions, estimates, truths, roles, pairs):
+    import pandas as pd
+
+    rows = []
+    for r, (v, d, e, t) in enumerate(zip(verdicts, directions, estimates, truths)):
+        for (x, y), role, vv, ee, tt in zip(pairs, roles, v, e, t):
+            for method in ("ivw", "egger"):
+                rows.append({"round": r, "regime": regime, "method": method, "exposure": x,
+                             "outcome": y, "role": role, "verdict": vv, "direction": d,
+                             "estimate": ee if method == "ivw" else 0.0, "truth": tt,
+                             "significant": vv == "causal"})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_verdict_scoring_counts_every_null_pair_and_the_true_direction():
+    nan = float("nan")
+    pairs = [("outcome", "exposure"), ("exposure", "outcome"), ("bystander", "exposure")]
+    roles = [scoring.pair_role(x, y, "reverse") for x, y in pairs]
+    assert roles == ["planted", "reverse", "unrelated"]
+    frame = _records(
+        "reverse",
+        verdicts=[("causal", "not causal", "not causal"), ("causal", "causal", "undetermined"),
+                  ("undetermined", "not causal", "causal"), ("causal", "not causal", "undetermined")],
+        directions=["outcome -> exposure", "both", "undetermined", "exposure -> outcome"],
+        estimates=[(0.4, 0.0, 0.1), (0.5, 0.2, nan), (0.4, 0.0, 0.3), (-0.2, 0.0, nan)],
+        truths=[(0.38, 0.0, 0.0), (0.40, 0.0, 0.0), (0.05, 0.0, 0.0), (0.41, 0.0, 0.0)],
+        roles=roles, pairs=pairs)  # fmt: skip
+    row = scoring.summarize_verdicts(frame).iloc[0]
+    # 8 null pair-rounds, 2 called causal; 6 of them estimable, 2 causal
+    assert (row["null_causal_n"], row["null_causal"]) == (8, 2 / 8)
+    assert (row["null_causal_estimable_n"], row["null_causal_estimable"]) == (6, 2 / 6)
+    assert (row["null_causal_low"], row["null_causal_high"]) == pytest.approx(scoring.wilson(2, 8))
+    # the planted pair: causal with the truth's sign in rounds 0 and 1 (round 3 has the wrong sign)
+    assert row["planted_causal"] == 2 / 4
+    # direction: round 2's truth is below NEAR_ZERO, so 3 directional rounds, 1 named rightly
+    assert (row["direction_right_n"], row["direction_right"]) == (3, 1 / 3)
+    no_verdict = scoring.summarize_verdicts(frame.drop(columns=["verdict"])).iloc[0]
+    assert np.isnan(no_verdict["null_causal"]) and no_verdict["null_causal_n"] == 8
