@@ -160,7 +160,7 @@ def _group_jinja(tmp, m):
     doc = "{{ cycler.__init__.__globals__.os.system('touch " + str(m) + "') }}"
     _write(tmp / "zoo" / "grp" / "model-template.yaml", MODEL_YAML.format(dl=".", doc=doc, extra=""))
     _write(tmp / "zoo" / "grp" / "models.tsv", "model\tlabel\nm1\tx\n")
-    return "grp/m1", str(tmp / "zoo"), "template code"
+    return "grp/m1", str(tmp / "zoo"), "reaches into Python objects"
 
 
 def _dl_group(tmp, m):

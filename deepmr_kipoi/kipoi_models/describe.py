@@ -7,8 +7,10 @@ label files included) and the model files Kipoi downloads (:class:`WeightFile`).
 
 Every YAML text Kipoi would read for a model (its own, its dataloader's, a group's rendered template)
 is first scanned (:func:`deepmr_kipoi.kipoi_models.files.check_model_yaml`); one with Python tags is
-refused unless ``trust_model_code=True`` (Kipoi's own reader would run them). Nothing is downloaded
-unless ``download=True``.
+refused unless ``trust_model_code=True`` (Kipoi's own reader would run them). A member of a
+templated group (``model-template.yaml`` + ``models.tsv``, :mod:`deepmr_kipoi.kipoi_models.groups`) is
+described from its rendered template, checked the same way. Nothing is downloaded unless
+``download=True``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from deepmr_kipoi.kipoi_models._compat import (
     prepare_source,
 )
 from deepmr_kipoi.kipoi_models.files import check_model_yaml
+from deepmr_kipoi.kipoi_models.groups import checked_description
 from deepmr_kipoi.kipoi_models.sources import resolve
 
 logger = logging.getLogger(__name__)
@@ -142,6 +145,9 @@ class ModelDescription:
         ``weights`` argument.
     dataloader : str or None
         The default dataloader (``defined_as`` or path).
+    extra_inputs : tuple of str
+        Names of the model's inputs other than the DNA sequence (e.g. rbp_eclip's distances to
+        genomic landmarks), in schema order.
     """
 
     name: str
@@ -163,6 +169,7 @@ class ModelDescription:
     feature_names: tuple[str, ...]
     weight_files: tuple[WeightFile, ...] = field(default=())
     dataloader: str | None = None
+    extra_inputs: tuple[str, ...] = ()
 
     @property
     def vector_outputs(self) -> bool:
@@ -439,7 +446,8 @@ def describe_model(
     with kipoi_output_to_log():
         if not source_obj._is_component(name, "model"):
             raise DeepMRInputError(f"Kipoi model {name!r} not found in source {source_label!r}")
-        md = source_obj.get_model_descr(name)
+    md = checked_description(source_obj, name, trust_model_code)
+    with kipoi_output_to_log():
         model_dir = source_obj.get_model_dir(name)
     model_type, defined_as = _model_type(md)
     dl_args, dataloader = _dataloader_defaults(md, name, source_obj, model_dir)
@@ -452,7 +460,8 @@ def describe_model(
     dummy_axis = _as_int(dl_args.get("dummy_axis"))
     auto_resize_len = _as_int(dl_args.get("auto_resize_len"))
 
-    input_name, input_schema = _pick_sequence_input(_named_schemas(md.schema.inputs))
+    inputs = _named_schemas(md.schema.inputs)
+    input_name, input_schema = _pick_sequence_input(inputs)
     input_shape = tuple(input_schema.shape) if input_schema is not None else ()
     layout = derive_layout(input_shape, alphabet_axis, dummy_axis)
     sequence_length = _length_from_shape(input_shape, layout) or auto_resize_len
@@ -478,4 +487,7 @@ def describe_model(
         feature_names=_feature_names(targets, model_dir),
         weight_files=_weight_files(md, name, source_obj, model_dir),
         dataloader=dataloader,
+        extra_inputs=tuple(
+            str(n or s.name or f"input{i}") for i, (n, s) in enumerate(inputs) if s is not input_schema
+        ),
     )

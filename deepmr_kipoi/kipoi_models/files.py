@@ -160,7 +160,7 @@ def _render(template: str, row: dict, label: str) -> str:
         return _Strict().from_string(_read_text(template)).render(**row)
     except SecurityError as err:
         raise DeepMRInputError(
-            f"{label} uses template code that reaches Python internals ({err}), which runs code when "
+            f"{label} reaches into Python objects while it is rendered ({err}), which runs code when "
             f"Kipoi renders it; refused. {_TRUST}"
         ) from None
     except TemplateError as err:
@@ -201,13 +201,12 @@ def _component(path: str, which: str, check: bool = True) -> _Component | None:
     tsv = os.path.join(group, "models.tsv")
     member = os.path.relpath(path, group)
     try:
-        table = pd.read_csv(tsv, sep="\t", comment="#", dtype=str, keep_default_na=False)
+        table = pd.read_csv(tsv, sep="\t", comment="#")  # as Kipoi reads it
     except (ValueError, OSError) as err:
         raise DeepMRInputError(f"{tsv} is not a readable model table ({' '.join(str(err).split())})") from None
     if "model" not in table or member not in set(table["model"]):
         return None
     label = f"{template} (rendered for {member})"
-    # Kipoi renders with the row as pandas reads it (numbers as numbers); text is enough to find tags
     row = table[table["model"] == member].iloc[0].to_dict()
     try:
         doc = YamlText(template, _render(template, row, label), label)
