@@ -75,6 +75,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="no progress bars, only errors")  # fmt: skip
     g.add_argument("-v", "--verbose", action="store_true", default=False,
                    help="debug logging")  # fmt: skip
+    g.add_argument("--debug", action="store_true", default=False,
+                   help="with an error, also print the traceback behind it (the model's own, when its "
+                        "code failed)")  # fmt: skip
 
 
 def _default(name: str) -> str:
@@ -417,7 +420,7 @@ def _config_from_args(args: argparse.Namespace):
         if "executor" not in args:
             values["executor"] = "dask"  # only the Dask options were given
     given = {k: v for k, v in vars(args).items()
-             if k not in ("config", "func", "command", "quiet", "verbose")}  # fmt: skip
+             if k not in ("config", "func", "command", "quiet", "verbose", "debug")}  # fmt: skip
     values.update(_absolute_paths(given, Path.cwd()))
     if isinstance(values.get("save_effects"), str) and values["save_effects"] in ("yes", "no"):
         values["save_effects"] = values["save_effects"] == "yes"
@@ -513,6 +516,8 @@ def main(argv: list[str] | None = None) -> int:
         with _logging(args):
             return int(func(args) or 0)
     except (DeepMRInputError, OSError) as err:
+        if getattr(args, "debug", False):
+            traceback.print_exception(err.__cause__ or err)
         reason = " ".join(str(err).split()) or type(err).__name__
         print(f"deepmr {args.command}: error: {reason}", file=sys.stderr)
         return EXIT_BAD_INPUT

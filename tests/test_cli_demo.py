@@ -13,9 +13,10 @@ pytest.importorskip("torch")
 
 
 @pytest.mark.torch
-def test_reduced_demo_writes_everything_and_compares_with_truth(tmp_path, capsys):
+def test_reduced_demo_writes_everything_and_compares_with_truth(tmp_path, capsys, monkeypatch):
     out = tmp_path / "demo"
-    assert cli.main(["demo", "--out", str(out), "--n-sequences", "4"]) == 0, capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)  # a relative --out, as a user types it
+    assert cli.main(["demo", "--out", "demo", "--n-sequences", "4"]) == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
     for name in ("global_effects.csv", "global_effects.parquet", "local_effects.parquet",
                  "effects.h5", "report.html", "run.json", "config.yaml",
@@ -53,6 +54,9 @@ def test_reduced_demo_writes_everything_and_compares_with_truth(tmp_path, capsys
     html = (out / "report.html").read_text()
     assert "Against the planted truth" in html
     check_self_contained(out / "report.html")
-    # the written config repeats the run through `deepmr run`: every chunk is found finished
-    assert cli.main(["run", "--config", str(out / "config.yaml"), "--quiet"]) == 0
+    # the written config repeats the run through `deepmr run`, from another folder (its paths are
+    # absolute, not doubled as in demo/demo/inputs): every chunk is found finished
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert cli.main(["run", "--config", "../demo/config.yaml", "--quiet"]) == 0, capsys.readouterr().err
     assert json.loads((out / "run.json").read_text())["chunks"]["resumed"] == [0]

@@ -119,3 +119,86 @@ def check_outputs(eff, used: Sequence[int], exposures: Sequence[int], feature_na
             "prediction); give the model real uncertainty (this is not a --z problem)"
         )
     return eff, found
+
+
+def reference_predictions(model, onehot: np.ndarray, batch_size: int, *, mask: bool = False) -> np.ndarray:
+    """The model's predictions of the reference sequences, checked against its own declaration.
+
+    Parameters
+    ----------
+    model : PredictiveModel
+        Declares ``n_samples`` (S) and ``feature_names`` (F).
+    onehot : ndarray, shape (N, L, 4)
+    batch_size : int
+    mask : bool
+        Non-finite predictions are left to the masking of the chunks instead of refused.
+
+    Returns
+    -------
+    ndarray of float64, shape (S, N, F)
+
+    Raises
+    ------
+    DeepMRInputError
+        ``predict_samples`` takes no ``batch_size``, returns no numeric array, an array of another
+        shape, or NaN/inf (without ``mask``), in one line.
+    """
+    try:
+        out = model.predict_samples(onehot, batch_size=batch_size)
+    except TypeError as err:
+        if "batch_size" not in str(err):
+            raise
+        raise DeepMRInputError(
+            "the model's predict_samples does not take batch_size; define it as "
+            "predict_samples(onehot, batch_size=None)"
+        ) from err
+    expected = (int(getattr(model, "n_samples", 0) or 0), len(onehot), len(model.feature_names))
+    try:
+        values = np.asarray(out, dtype=np.float64) if out is not None else None
+    except (TypeError, ValueError):
+        values = None
+    if values is None or values.ndim == 0:
+        raise DeepMRInputError(
+            f"the model's predict_samples returned {type(out).__name__}, not an array of shape (S, N, F) "
+            f"= {expected}; return one prediction per sample, sequence and feature"
+        )
+    if values.shape != expected:
+        raise DeepMRInputError(
+            f"the model's predict_samples returned an array of shape {values.shape} for {len(onehot)} "
+            f"sequences; expected (S, N, F) = {expected} (its n_samples and feature_names)"
+        )
+    bad = ~np.isfinite(values).all(axis=(0, 1))
+    if bad.any() and not mask:
+        names = ", ".join(str(model.feature_names[i]) for i in np.flatnonzero(bad)[:5])
+        raise DeepMRInputError(
+            f"the model returned NaN or inf for the reference sequences (feature(s) {names}); fix the "
+            "model or its input, or pass --mask-nonfinite to leave those sequences out"
+        )
+    return values
+
+
+def numeric_columns(table, columns: Sequence[str], source: str) -> np.ndarray:
+    """The columns of a labelled table as float64, shape (n, C); the first cell that is not a
+    number is named in one line (blank cells read as NaN).
+
+    Raises
+    ------
+    DeepMRInputError
+        A cell that is not a number, or a column without any number.
+    """
+    import pandas as pd
+
+    out = np.empty((len(table), len(columns)))
+    for j, col in enumerate(columns):
+        values = pd.to_numeric(table[col], errors="coerce")
+        bad = values.isna() & table[col].notna() & (table[col].astype(str).str.strip() != "")
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DeepMRInputError(
+                f"{source}: column {col!r} holds {str(table[col].iloc[row])!r} (row {row + 1}), not a "
+                "number; give numeric labels (blank for a missing one)"
+            )
+        if values.isna().all():
+            raise DeepMRInputError(f"{source}: column {col!r} has no numbers; give numeric labels")
+        out[:, j] = values.to_numpy(dtype=np.float64)
+    return out

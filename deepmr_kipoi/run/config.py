@@ -326,6 +326,11 @@ def validate(config: RunConfig) -> RunConfig:
     DeepMRInputError
         Naming the first bad field and what it accepts.
     """
+    if not isinstance(config, RunConfig):
+        raise DeepMRInputError(
+            f"pipeline.run takes a RunConfig, got {type(config).__name__} {str(config)[:60]!r}; build one "
+            "with RunConfig(...) or RunConfig.from_dict(...) (a YAML file: deepmr run --config FILE)"
+        )
     v = validation
     c = config
     methods = _names(c.methods, "methods")

@@ -32,6 +32,8 @@ import hashlib
 import json
 import logging
 import os
+import socket
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,8 +44,8 @@ logger = logging.getLogger(__name__)
 
 #: Extra attempts of a chunk task that raised (a lost worker is handled by the scheduler).
 TASK_RETRIES = 2
-#: Seconds to wait for an existing scheduler to answer.
-CONNECT_TIMEOUT_S = 30
+#: Seconds to wait for an existing scheduler to answer (a few: a wrong address fails fast).
+CONNECT_TIMEOUT_S = 10
 
 #: Worker-side model cache: model key (config hash, weight md5s) -> model, of the last run served.
 _MODELS: dict[str, object] = {}
@@ -136,27 +138,84 @@ def dask_client(config) -> Iterator[object]:
             client.close()
             cluster.close()
         return
-    kwargs: dict = {"timeout": CONNECT_TIMEOUT_S}
-    if "://" in address:
-        kwargs["address"] = address
-    else:
-        if not Path(address).is_file():
-            raise DeepMRInputError(
-                f"--dask-address {address}: no such scheduler file; give tcp://HOST:PORT or the "
-                "file written by `dask scheduler --scheduler-file`"
-            )
-        kwargs["scheduler_file"] = address
-    try:
-        client = distributed.Client(**kwargs)
-    except (OSError, TimeoutError) as err:
-        raise DeepMRInputError(
-            f"cannot reach the Dask scheduler at {address} ({err}); start it or fix --dask-address"
-        ) from None
+    client = _connect(distributed, address)
     logger.info("Dask scheduler %s with %d workers", address, len(client.scheduler_info()["workers"]))
     try:
         yield client
     finally:
         client.close()
+
+
+def _scheduler_address(address: str) -> tuple[dict, str]:
+    """``distributed.Client`` arguments for ``--dask-address`` and the address it leads to.
+
+    Raises
+    ------
+    DeepMRInputError
+        An unknown scheme, a missing file, or a file that is no scheduler file.
+    """
+    from distributed.comm.registry import backends
+
+    if "://" in address:
+        scheme = address.split("://", 1)[0]
+        if scheme not in backends:
+            raise DeepMRInputError(
+                f"--dask-address {address}: unknown address scheme {scheme!r}; give tcp://HOST:PORT "
+                f"(or {', '.join(sorted(backends))}) or a scheduler file"
+            )
+        return {"address": address}, address
+    path = Path(address)
+    if not path.is_file():
+        raise DeepMRInputError(
+            f"--dask-address {address}: no such scheduler file; give tcp://HOST:PORT or the file "
+            "written by `dask scheduler --scheduler-file`"
+        )
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        target = info["address"]
+    except (ValueError, UnicodeDecodeError, KeyError, TypeError):
+        raise DeepMRInputError(
+            f"--dask-address {address} is not a Dask scheduler file (JSON naming the scheduler's "
+            "address, as `dask scheduler --scheduler-file` writes); give that file or tcp://HOST:PORT"
+        ) from None
+    return {"scheduler_file": address}, str(target)
+
+
+def _connect(distributed, address: str):
+    """A client of the scheduler at ``address``, or one line within ``CONNECT_TIMEOUT_S`` + 5 s.
+
+    ``distributed.Client`` waits without end for the answer of a server that accepts the connection
+    but says nothing (any server other than a Dask scheduler); the client is therefore made in a
+    daemon thread that is given up after the deadline.
+    """
+    kwargs, target = _scheduler_address(address)
+    if target.startswith("tcp://"):
+        from distributed.comm.addressing import parse_host_port
+
+        try:
+            host, port = parse_host_port(target[len("tcp://"):])
+            socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+        except (OSError, ValueError) as err:
+            raise DeepMRInputError(
+                f"cannot reach the Dask scheduler at {address} ({' '.join(str(err).split())}); start it or "
+                "fix --dask-address"
+            ) from None
+    box: dict = {}
+
+    def make():
+        try:
+            box["client"] = distributed.Client(timeout=CONNECT_TIMEOUT_S, **kwargs)
+        except BaseException as err:  # noqa: BLE001 - reported on the calling thread
+            box["error"] = err
+
+    thread = threading.Thread(target=make, name="deepmr-dask-connect", daemon=True)
+    thread.start()
+    thread.join(CONNECT_TIMEOUT_S + 5)
+    if "client" in box:
+        return box["client"]
+    why = (f"{type(box['error']).__name__}: {' '.join(str(box['error']).split())[:200]}" if "error" in box
+           else f"no Dask answer within {CONNECT_TIMEOUT_S + 5} s; is a Dask scheduler listening there?")  # fmt: skip
+    raise DeepMRInputError(f"cannot reach the Dask scheduler at {address} ({why}); start it or fix --dask-address")
 
 
 def _absolute(path: str | None) -> str | None:

@@ -24,6 +24,7 @@ import pandas as pd
 
 from deepmr_kipoi._files import file_md5
 from deepmr_kipoi.errors import DeepMRInputError
+from deepmr_kipoi.run import checks
 from deepmr_kipoi.run.config import SEQUENCE_SOURCES, RunConfig
 
 logger = logging.getLogger(__name__)
@@ -519,7 +520,7 @@ def load_calibration(config: RunConfig, model, feature_names: list[str]) -> Cali
             f"calibration sequences must all be {model_length or 'equally long'} bp, "
             f"got lengths {sorted(lengths)[:5]}"
         )
-    y = table[cols].to_numpy(dtype=np.float64)
+    y = checks.numeric_columns(table, cols, str(config.calibration_table))
     return fit_calibration(model, seqmod.one_hot(seqs), y, cols, feature_names,
                            method=config.calibration_method, source=str(config.calibration_table),
                            batch_size=config.batch_size,

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from deepmr_kipoi import __version__, instruments, results
-from deepmr_kipoi.errors import DeepMRInputError
+from deepmr_kipoi.errors import DeepMRInputError, user_code_errors
 from deepmr_kipoi.run import aggregate, checks, inputs, local
 from deepmr_kipoi.run.config import (
     AUTO_EFFECTS_LIMIT,
@@ -196,6 +196,9 @@ def make_plan(config: RunConfig, model=None, identity: dict | None = None, *,
     config = validate(config)
     if model is None:
         model, identity = inputs.load_model(config)
+    elif not (hasattr(model, "predict_samples") and hasattr(model, "feature_names")):
+        raise DeepMRInputError(f"model= must be a PredictiveModel (feature_names, predict_samples), got "
+                               f"{type(model).__name__}; to load one by name, set RunConfig(model=...)")  # fmt: skip
     else:
         identity = dict(identity or {"name": config.model or type(model).__name__})
         identity.setdefault("n_samples", int(getattr(model, "n_samples", 0) or 0))
@@ -252,7 +255,7 @@ def make_plan(config: RunConfig, model=None, identity: dict | None = None, *,
         chunk_size = n_seq
     bounds = tuple((a, min(n_seq, a + chunk_size)) for a in range(0, n_seq, chunk_size))
     chash = config_hash(config.replace(chunk_size=chunk_size), identity, feature_names, n_seq)
-    reference = model.predict_samples(onehot, batch_size=config.batch_size)
+    reference = checks.reference_predictions(model, onehot, config.batch_size, mask=config.mask_nonfinite)
     spread = instruments.feature_spread(reference)
     return RunPlan(config, model, identity, feature_names, tuple(exposures), tuple(outcomes), used,
                    tuple(seq_ids), onehot, window, cal, chunk_size, bounds, bool(save_effects), chash,
@@ -400,7 +403,8 @@ def run(
     started = time.time()
     timings: dict[str, float] = {}
     tick = time.perf_counter()
-    plan = make_plan(config, model, identity)
+    with user_code_errors():
+        plan = make_plan(config, model, identity)
     timings["plan"] = time.perf_counter() - tick
     config = plan.config
     out_dir = Path(config.out) if config.out else None
@@ -413,8 +417,9 @@ def run(
             # the old run stays whole until the new one is complete and swapped in
             folder = RunFolder(out_dir).open(run_key(plan), plan.bounds, force=config.force)
             store = folder.store
-        chunks, resumed = _run_chunks(plan, store, created, computed, on_chunk, timings,
-                                      model_given=model is not None)  # fmt: skip
+        with user_code_errors():
+            chunks, resumed = _run_chunks(plan, store, created, computed, on_chunk, timings,
+                                          model_given=model is not None)  # fmt: skip
         local_table = pd.concat([c.local for c in chunks], ignore_index=True)
         if not ((local_table["reason"] == 0) & np.isfinite(local_table["estimate"])).any():
             raise DeepMRInputError(
