@@ -1,10 +1,11 @@
 """The ``deepmr`` command line: demo, run, simulate, compare, adapters.
 
 Bad input (:class:`~deepmr_kipoi.errors.DeepMRInputError`, or ``OSError`` on a path the user gave)
-ends with one line on stderr (``deepmr <command>: error: <reason and fix>``) and exit status 2; a
-run stopped by bad input before computing anything removes what it had written. Any other exception
-is a bug: its traceback is printed, the exit status is 1, and the chunks already computed stay so
-the same command resumes.
+and failures of the user's own model code (:class:`~deepmr_kipoi.errors.ModelCodeError`) end with
+one line on stderr (``deepmr <command>: error: <reason and fix>``) and exit status 2 (``--debug``
+adds the traceback behind it); a run stopped before computing anything removes what it had written.
+Any other exception is a bug: its traceback is printed, the exit status is 1, and the chunks already
+computed stay so the same command resumes.
 
 The run options' choices and defaults come from ``RunConfig`` and the stage modules' constants.
 """
