@@ -272,6 +272,19 @@ def test_users_config_yaml_is_kept_with_a_note(ref, tmp_path, caplog):
     assert "config.yaml" not in rf.read_record(out)["files"]
 
 
+def test_first_run_beside_users_files_leaves_them_with_a_note(ref, tmp_path, caplog):
+    out = tmp_path / "mine"
+    out.mkdir()
+    _user_files(out)
+    assert cli.main([a for a in _argv(ref["fa"], out) if a != "--quiet"]) == 0
+    _assert_user_files(out)
+    assert f"{out} holds 4 file(s) deepmr did not write (deep/er/data.csv, figures/mine.png, link, ...); they are left alone" in caplog.text
+    _assert_same_tables(out, ref["A"])
+    caplog.clear()
+    assert cli.main([a for a in _argv(ref["fa"], out) if a != "--quiet"]) == 0  # a rerun: no note
+    assert "left alone" not in caplog.text
+
+
 def test_hand_written_config_in_its_own_out_folder_is_never_replaced(ref, tmp_path, capsys):
     folder = tmp_path / "study"
     folder.mkdir()

@@ -364,6 +364,12 @@ class RunFolder:
                 )
             self.replacing = True
         self._refuse_clashes(c, [n for n in OUTPUT_FILES if n not in YIELDING])
+        # the demo's own inputs/ go without a note; a user's files in a new run folder get one
+        shown = [str(f) for f in c.foreign if c.kind is None and f.parts[0] != "inputs"]
+        if shown:
+            more = ", ..." if len(shown) > 3 else ""
+            self._note(f"{self.path} holds {len(shown)} file(s) deepmr did not write ({', '.join(shown[:3])}"
+                       f"{more}); they are left alone")  # fmt: skip
 
     @staticmethod
     def _data_chunks(c: Contents) -> list[Path]:
