@@ -28,8 +28,26 @@ TABLES = ("global_effects.parquet", "local_effects.parquet", "global_effects.csv
 
 
 def _argv(fa, out, z=1.96, *extra):
-    return ["run", "--model", FACTORY, "--fasta", str(fa), "--window", "10", "20", "--chunk-size", "2",
-            "--no-figures", "--no-report", "--quiet", "--z", str(z), "--out", str(out), *map(str, extra)]  # fmt: skip
+    return [
+        "run",
+        "--model",
+        FACTORY,
+        "--fasta",
+        str(fa),
+        "--window",
+        "10",
+        "20",
+        "--chunk-size",
+        "2",
+        "--no-figures",
+        "--no-report",
+        "--quiet",
+        "--z",
+        str(z),
+        "--out",
+        str(out),
+        *map(str, extra),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +61,9 @@ def ref(tmp_path_factory):
 
 
 def _tables(folder):
-    return {t: (pd.read_parquet if t.endswith("parquet") else pd.read_csv)(folder / t) for t in TABLES}
+    return {
+        t: (pd.read_parquet if t.endswith("parquet") else pd.read_csv)(folder / t) for t in TABLES
+    }
 
 
 def _assert_same_tables(folder, reference):
@@ -62,7 +82,7 @@ def _which_run(folder, ref):
     assert record is not None, "tables without the folder record"
     listed = set(record["files"])
     for name in present:
-        assert name in listed and record["files"][name] == rf._md5(folder / name), name
+        assert name in listed and record["files"][name] == rf.file_md5_or_none(folder / name), name
     z = json.loads((folder / "run.json").read_text())["config"]["z"]
     label = {1.96: "A", 2.5: "B"}[z]
     _assert_same_tables(folder, ref[label])
@@ -117,7 +137,15 @@ def _no_leftovers(out):
     assert not (out / rf.STAGE_TAG).exists()
 
 
-FIRST_RUN_STOPS = ["chunk:1", "chunk:3", "outputs", "linked", "before-swap", "after-swap", "cleanup"]
+FIRST_RUN_STOPS = [
+    "chunk:1",
+    "chunk:3",
+    "outputs",
+    "linked",
+    "before-swap",
+    "after-swap",
+    "cleanup",
+]
 
 
 @pytest.mark.parametrize("stop", FIRST_RUN_STOPS)
@@ -153,7 +181,9 @@ def test_killed_force_run_resumes_its_own_chunks(ref, tmp_path, caplog):
     assert cli.main(_argv(ref["fa"], out)) == 0
     assert _killed_run(_argv(ref["fa"], out, 2.5, "--force"), stop="chunk:3")
     stage = out.parent / f".{out.name}{rf.STAGE_TAG}"
-    assert sorted(p.name for p in (stage / "chunks").glob("local_*")) == [f"local_0000{i}.parquet" for i in range(3)]
+    assert sorted(p.name for p in (stage / "chunks").glob("local_*")) == [
+        f"local_0000{i}.parquet" for i in range(3)
+    ]
     assert cli.main(_argv(ref["fa"], out, 2.5, "--force")) == 0
     assert json.loads((out / "run.json").read_text())["chunks"]["resumed"] == [0, 1, 2]
     assert _which_run(out, ref) == "B"
@@ -181,7 +211,9 @@ def test_force_killed_at_a_random_moment(ref, tmp_path, seed):
     tick = time.perf_counter()
     assert cli.main(_argv(ref["fa"], tmp_path / "timing", 2.5)) == 0
     duration = time.perf_counter() - tick
-    _killed_run(_argv(ref["fa"], out, 2.5, "--force"), delay=random.Random(seed).uniform(0, duration))
+    _killed_run(
+        _argv(ref["fa"], out, 2.5, "--force"), delay=random.Random(seed).uniform(0, duration)
+    )
     assert _which_run(out, ref) in ("A", "B")
     assert cli.main(_argv(ref["fa"], out, 2.5, "--force")) == 0
     assert _which_run(out, ref) == "B"
@@ -192,8 +224,12 @@ def test_separate_interpreter_killed_inside_the_swap(ref, tmp_path):
     out = tmp_path / "r"
     assert cli.main(_argv(ref["fa"], out)) == 0
     env = {**os.environ, "DEEPMR_STOP_AT": "before-swap"}
-    proc = subprocess.run([sys.executable, "-m", "deepmr_kipoi.cli", *_argv(ref["fa"], out, 2.5, "--force")],
-                          env=env, capture_output=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "deepmr_kipoi.cli", *_argv(ref["fa"], out, 2.5, "--force")],
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
     assert proc.returncode == -signal.SIGKILL
     assert _which_run(out, ref) == "A"
     assert cli.main(_argv(ref["fa"], out, 2.5, "--force")) == 0
@@ -208,7 +244,7 @@ def test_no_exchange_falls_back_to_the_journal(ref, tmp_path, monkeypatch):
     def unsupported(a, b):
         raise OSError(22, "Invalid argument")
 
-    monkeypatch.setattr(rf, "_exchange", unsupported)
+    monkeypatch.setattr(rf, "exchange", unsupported)
     assert cli.main(_argv(ref["fa"], out, 2.5, "--force")) == 0
     assert _which_run(out, ref) == "B"
     _assert_user_files(out)
@@ -248,8 +284,17 @@ def _one_line_error(capsys, words):
     return err[0]
 
 
-@pytest.mark.parametrize("name", ["run.json", "report.html", "global_effects.csv", "global_effects.parquet",
-                                  "local_effects.parquet", "effects.h5"])  # fmt: skip
+@pytest.mark.parametrize(
+    "name",
+    [
+        "run.json",
+        "report.html",
+        "global_effects.csv",
+        "global_effects.parquet",
+        "local_effects.parquet",
+        "effects.h5",
+    ],
+)
 def test_first_run_refuses_a_folder_with_a_users_file_of_a_result_name(ref, tmp_path, capsys, name):
     out = tmp_path / "mine"
     out.mkdir()
@@ -267,7 +312,10 @@ def test_users_config_yaml_is_kept_with_a_note(ref, tmp_path, caplog):
     (out / "config.yaml").write_text("# my notes, not a deepmr config\n")
     assert cli.main([a for a in _argv(ref["fa"], out) if a != "--quiet"]) == 0
     assert (out / "config.yaml").read_text() == "# my notes, not a deepmr config\n"
-    assert f"{out / 'config.yaml'} is yours and is kept; the run's own config.yaml was not written" in caplog.text
+    assert (
+        f"{out / 'config.yaml'} is yours and is kept; the run's own config.yaml was not written"
+        in caplog.text
+    )
     _assert_same_tables(out, ref["A"])
     assert "config.yaml" not in rf.read_record(out)["files"]
 
@@ -278,7 +326,10 @@ def test_first_run_beside_users_files_leaves_them_with_a_note(ref, tmp_path, cap
     _user_files(out)
     assert cli.main([a for a in _argv(ref["fa"], out) if a != "--quiet"]) == 0
     _assert_user_files(out)
-    assert f"{out} holds 4 file(s) deepmr did not write (deep/er/data.csv, figures/mine.png, link, ...); they are left alone" in caplog.text
+    assert (
+        f"{out} holds 4 file(s) deepmr did not write (deep/er/data.csv, figures/mine.png, link, ...); they are left alone"
+        in caplog.text
+    )
     _assert_same_tables(out, ref["A"])
     caplog.clear()
     assert cli.main([a for a in _argv(ref["fa"], out) if a != "--quiet"]) == 0  # a rerun: no note
@@ -288,8 +339,10 @@ def test_first_run_beside_users_files_leaves_them_with_a_note(ref, tmp_path, cap
 def test_hand_written_config_in_its_own_out_folder_is_never_replaced(ref, tmp_path, capsys):
     folder = tmp_path / "study"
     folder.mkdir()
-    text = (f"# my study: the tiny model, z at its default\nmodel: '{FACTORY}'\nfasta: '{ref['fa']}'\n"
-            "window: [10, 20]\nchunk_size: 2\nfigures: false\nreport: false\nout: .\n")  # fmt: skip
+    text = (
+        f"# my study: the tiny model, z at its default\nmodel: '{FACTORY}'\nfasta: '{ref['fa']}'\n"
+        "window: [10, 20]\nchunk_size: 2\nfigures: false\nreport: false\nout: .\n"
+    )
     (folder / "config.yaml").write_text(text)
     for _ in range(2):  # the first run and a rerun (resume)
         assert cli.main(["run", "--config", str(folder / "config.yaml"), "--quiet"]) == 0
@@ -303,13 +356,17 @@ def test_a_changed_result_file_is_no_longer_the_tools(ref, tmp_path, capsys):
     assert cli.main(_argv(ref["fa"], out)) == 0
     (out / "global_effects.csv").write_text("edited by hand\n")
     assert cli.main(_argv(ref["fa"], out)) == 2
-    _one_line_error(capsys, "global_effects.csv, which deepmr did not write (or which changed since)")
+    _one_line_error(
+        capsys, "global_effects.csv, which deepmr did not write (or which changed since)"
+    )
     assert (out / "global_effects.csv").read_text() == "edited by hand\n"
 
 
 def test_compare_into_a_run_folder_is_refused(ref, tmp_path, capsys):
     before = {p: p.read_bytes() for p in ref["A"].rglob("*") if p.is_file()}
-    assert cli.main(["compare", str(ref["A"]), str(ref["B"]), "--out", str(ref["A"]), "--quiet"]) == 2
+    assert (
+        cli.main(["compare", str(ref["A"]), str(ref["B"]), "--out", str(ref["A"]), "--quiet"]) == 2
+    )
     _one_line_error(capsys, "holds a Deep MR run; choose another --out for the comparison")
     assert {p: p.read_bytes() for p in ref["A"].rglob("*") if p.is_file()} == before
 

@@ -83,7 +83,10 @@ def _dataloader(folder: Path, doc="a dataloader", extra="", name="dataloader.yam
 
 
 def _conda(tag):
-    return "dependencies:\n  conda_file: env.yaml\n", f"channels: [defaults]\ndependencies:\n  - {tag}\n"
+    return (
+        "dependencies:\n  conda_file: env.yaml\n",
+        f"channels: [defaults]\ndependencies:\n  - {tag}\n",
+    )
 
 
 # Each layout: (tmp, marker) -> (model name or folder, source or None, file the refusal names)
@@ -151,35 +154,51 @@ def _group_template(tmp, m):
 
 
 def _group_tsv_cell(tmp, m):
-    _write(tmp / "zoo" / "grp" / "model-template.yaml", MODEL_YAML.format(dl=".", doc="{{ doc }}", extra=""))
+    _write(
+        tmp / "zoo" / "grp" / "model-template.yaml",
+        MODEL_YAML.format(dl=".", doc="{{ doc }}", extra=""),
+    )
     _write(tmp / "zoo" / "grp" / "models.tsv", f"model\tdoc\nm1\t{TAG.format(marker=m)}\n")
     return "grp/m1", str(tmp / "zoo"), "rendered for m1"
 
 
 def _group_jinja(tmp, m):
     doc = "{{ cycler.__init__.__globals__.os.system('touch " + str(m) + "') }}"
-    _write(tmp / "zoo" / "grp" / "model-template.yaml", MODEL_YAML.format(dl=".", doc=doc, extra=""))
+    _write(
+        tmp / "zoo" / "grp" / "model-template.yaml", MODEL_YAML.format(dl=".", doc=doc, extra="")
+    )
     _write(tmp / "zoo" / "grp" / "models.tsv", "model\tlabel\nm1\tx\n")
     return "grp/m1", str(tmp / "zoo"), "reaches into Python objects"
 
 
 def _dl_group(tmp, m):
     dl_doc = "{{ doc }}"
-    _write(tmp / "zoo" / "dls" / "dataloader-template.yaml", DATALOADER_YAML.format(doc=dl_doc, extra=""))
+    _write(
+        tmp / "zoo" / "dls" / "dataloader-template.yaml",
+        DATALOADER_YAML.format(doc=dl_doc, extra=""),
+    )
     _write(tmp / "zoo" / "dls" / "models.tsv", f"model\tdoc\nd1\t{TAG.format(marker=m)}\n")
     _model(tmp / "zoo" / "mods" / "m1", dl="../../dls/d1")
     return "mods/m1", str(tmp / "zoo"), "dls/dataloader-template.yaml"
 
 
 LAYOUTS = {
-    "model_yaml": _model_yaml, "model_yml": _model_yml, "dataloader_below": _dl_below,
-    "dataloader_below_yml": _dl_below_yml, "dataloader_deeper": _dl_deeper,
-    "dataloader_sibling": _dl_sibling, "dataloader_absolute": _dl_absolute,
-    "dataloader_same_folder": _dl_same_folder, "dataloader_tag_in_dependencies": _dl_tag_in_args,
-    "model_conda_file": _model_conda, "dataloader_conda_file": _dl_conda,
-    "group_template": _group_template, "group_tsv_cell": _group_tsv_cell,
-    "group_jinja_code": _group_jinja, "dataloader_group": _dl_group,
-}  # fmt: skip
+    "model_yaml": _model_yaml,
+    "model_yml": _model_yml,
+    "dataloader_below": _dl_below,
+    "dataloader_below_yml": _dl_below_yml,
+    "dataloader_deeper": _dl_deeper,
+    "dataloader_sibling": _dl_sibling,
+    "dataloader_absolute": _dl_absolute,
+    "dataloader_same_folder": _dl_same_folder,
+    "dataloader_tag_in_dependencies": _dl_tag_in_args,
+    "model_conda_file": _model_conda,
+    "dataloader_conda_file": _dl_conda,
+    "group_template": _group_template,
+    "group_tsv_cell": _group_tsv_cell,
+    "group_jinja_code": _group_jinja,
+    "dataloader_group": _dl_group,
+}
 
 
 def _build(name, tmp_path):
@@ -200,8 +219,10 @@ def _kipoi_reads(model: str, source):
     md = src.get_model_descr(name)
     dl = md.default_dataloader
     if isinstance(dl, str):
-        for path, where in ((os.path.join("/" + name, dl)[1:], src),
-                            (os.path.join(src.get_model_dir(name), dl), "dir")):  # fmt: skip
+        for path, where in (
+            (os.path.join("/" + name, dl)[1:], src),
+            (os.path.join(src.get_model_dir(name), dl), "dir"),
+        ):
             try:
                 kipoi.get_dataloader_descr(path, where)
             except Exception:  # noqa: BLE001 - not a loadable dataloader; the command ran first
@@ -238,15 +259,21 @@ def test_describe_refuses_before_kipoi_reads(layout, tmp_path):
 
 
 ENTRY_POINTS = {
-    "load_model": lambda model, source, out: __import__("deepmr_kipoi.kipoi_models").kipoi_models.load_model(
-        model, source=source),
+    "load_model": lambda model, source, out: __import__(
+        "deepmr_kipoi.kipoi_models"
+    ).kipoi_models.load_model(model, source=source),
     "dataloader_sequences": lambda model, source, out: __import__(
-        "deepmr_kipoi.kipoi_models").kipoi_models.dataloader_sequences(model, source=source),
-    "pipeline_run": lambda model, source, out: pipeline.run(pipeline.RunConfig(
-        model=model, source=source, out=str(out), progress=False)),
-    "pipeline_run_dataloader": lambda model, source, out: pipeline.run(pipeline.RunConfig(
-        model=model, source=source, sequences="dataloader", out=str(out), progress=False)),
-}  # fmt: skip
+        "deepmr_kipoi.kipoi_models"
+    ).kipoi_models.dataloader_sequences(model, source=source),
+    "pipeline_run": lambda model, source, out: pipeline.run(
+        pipeline.RunConfig(model=model, source=source, out=str(out), progress=False)
+    ),
+    "pipeline_run_dataloader": lambda model, source, out: pipeline.run(
+        pipeline.RunConfig(
+            model=model, source=source, sequences="dataloader", out=str(out), progress=False
+        )
+    ),
+}
 
 
 @pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
@@ -273,8 +300,19 @@ def test_cli_run_refuses_in_one_line_and_writes_nothing(layout, tmp_path, capsys
 def test_trust_model_code_lets_kipoi_read_it(tmp_path, capsys):
     """The probe's layout with --trust-model-code: the check steps aside and Kipoi runs the tag."""
     model, _, _, marker = _build("dataloader_below", tmp_path)
-    cli.main(["run", "--model", model, "--out", str(tmp_path / "out"), "--quiet", "--trust-model-code",
-              "--sequences", "dataloader"])  # fmt: skip
+    cli.main(
+        [
+            "run",
+            "--model",
+            model,
+            "--out",
+            str(tmp_path / "out"),
+            "--quiet",
+            "--trust-model-code",
+            "--sequences",
+            "dataloader",
+        ]
+    )
     capsys.readouterr()
     assert marker.exists()
 
@@ -286,18 +324,31 @@ SCANNED = [
     ("key", "? !!python/name:os.system\n: 1\n", ("!!python/name:os.system", 1)),
     ("nested_list", "a:\n  b:\n    - 1\n    - !!python/tuple [1, 2]\n", ("!!python/tuple", 4)),
     ("behind_alias", "x: &a [1, !!python/none '']\ny: *a\n", ("!!python/none", 1)),
-    ("tag_directive", "%TAG !py! tag:yaml.org,2002:python/\n---\na: !py!object/new:os.system ['x']\n",
-     ("!!python/object/new:os.system", 3)),
+    (
+        "tag_directive",
+        "%TAG !py! tag:yaml.org,2002:python/\n---\na: !py!object/new:os.system ['x']\n",
+        ("!!python/object/new:os.system", 3),
+    ),
     ("second_document", "a: 1\n---\nb: !!python/module:os\n", ("!!python/module:os", 3)),
-    ("verbatim_tag", "a: !<tag:yaml.org,2002:python/object:os.Foo> {}\n", ("!!python/object:os.Foo", 1)),
+    (
+        "verbatim_tag",
+        "a: !<tag:yaml.org,2002:python/object:os.Foo> {}\n",
+        ("!!python/object:os.Foo", 1),
+    ),
     ("flow_mapping", "{a: {b: !!python/bytes 'eA=='}}\n", ("!!python/bytes", 1)),
     ("quoted_mention", "a: '!!python/object/apply:os.system'\n", None),
     ("comment_mention", "a: 1  # !!python/object/apply:os.system\n", None),
     ("safe_tags", "a: !!str 1\nb: !!int '2'\nc: !!binary aGk=\nd: !!float 1\ne: !!set {x}\n", None),
-    ("alias_bomb", "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
-        for p, c in zip("abcdefgh", "bcdefghi")), None),
-]  # fmt: skip
+    (
+        "alias_bomb",
+        "a: &a [x, x, x, x, x, x, x, x, x]\n"
+        + "".join(
+            f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+            for p, c in zip("abcdefgh", "bcdefghi")
+        ),
+        None,
+    ),
+]
 
 
 @pytest.mark.parametrize("case,text,expected", SCANNED, ids=[c[0] for c in SCANNED])
@@ -316,12 +367,21 @@ def test_a_clean_model_passes_and_its_code_is_listed(tmp_path):
     _dataloader(tmp_path / "m" / "sub")
     _write(tmp_path / "m" / "sub" / "dataloader.py", "class Dl:\n    pass\n")
     _write(tmp_path / "m" / "helpers" / "layers.py", "X = 1\n")
-    _write(tmp_path / "m" / "downloaded" / "model_files" / "weights" / "x.py", "not code of the model\n")
+    _write(
+        tmp_path / "m" / "downloaded" / "model_files" / "weights" / "x.py",
+        "not code of the model\n",
+    )
     model = _model(tmp_path / "m", dl="sub", doc="!!str plain text")
     checked = check_model_yaml(str(model), None, "dir")
     assert sorted(checked) == [str(model / "model.yaml"), str(model / "sub" / "dataloader.yaml")]
     rel = [os.path.relpath(f, model) for f in model_code_files(str(model), None, "dir")]
-    assert rel == ["helpers/layers.py", "model.yaml", "net.py", "sub/dataloader.py", "sub/dataloader.yaml"]
+    assert rel == [
+        "helpers/layers.py",
+        "model.yaml",
+        "net.py",
+        "sub/dataloader.py",
+        "sub/dataloader.yaml",
+    ]
 
 
 def test_group_member_code_lists_template_and_table(tmp_path):
@@ -331,18 +391,25 @@ def test_group_member_code_lists_template_and_table(tmp_path):
 
     src = LocalSource(str(tmp_path / "zoo"))
     files = model_code_files("grp/m1", src, str(tmp_path / "zoo"))
-    assert [os.path.relpath(f, tmp_path / "zoo") for f in files] == ["grp/model-template.yaml", "grp/models.tsv"]
+    assert [os.path.relpath(f, tmp_path / "zoo") for f in files] == [
+        "grp/model-template.yaml",
+        "grp/models.tsv",
+    ]
 
 
 def test_rendered_template_is_what_is_scanned(tmp_path):
     """A tag only a models.tsv cell brings in is found; the same template with a plain cell passes."""
     text = textwrap.dedent(MODEL_YAML.format(dl=".", doc="{{ doc }}", extra=""))
     _write(tmp_path / "zoo" / "grp" / "model-template.yaml", text)
-    _write(tmp_path / "zoo" / "grp" / "models.tsv", "model\tdoc\nok\tplain\nbad\t!!python/none ''\n")
+    _write(
+        tmp_path / "zoo" / "grp" / "models.tsv", "model\tdoc\nok\tplain\nbad\t!!python/none ''\n"
+    )
     from kipoi.sources import LocalSource
 
     src = LocalSource(str(tmp_path / "zoo"))
-    assert check_model_yaml("grp/ok", src, "zoo") == [str(tmp_path / "zoo" / "grp" / "model-template.yaml"),
-                                                      str(tmp_path / "zoo" / "grp" / "models.tsv")]  # fmt: skip
+    assert check_model_yaml("grp/ok", src, "zoo") == [
+        str(tmp_path / "zoo" / "grp" / "model-template.yaml"),
+        str(tmp_path / "zoo" / "grp" / "models.tsv"),
+    ]
     with pytest.raises(DeepMRInputError, match="rendered for bad"):
         check_model_yaml("grp/bad", src, "zoo")

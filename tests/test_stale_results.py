@@ -28,8 +28,24 @@ FACTORY = f"{HERE / '_helpers_pipeline.py'}:tiny_model"
 
 
 def _argv(fa, out, *extra, model=FACTORY):
-    return ["run", "--model", model, "--fasta", str(fa), "--window", "10", "20", "--chunk-size", "2",
-            "--no-figures", "--no-report", "--quiet", "--out", str(out), *map(str, extra)]  # fmt: skip
+    return [
+        "run",
+        "--model",
+        model,
+        "--fasta",
+        str(fa),
+        "--window",
+        "10",
+        "20",
+        "--chunk-size",
+        "2",
+        "--no-figures",
+        "--no-report",
+        "--quiet",
+        "--out",
+        str(out),
+        *map(str, extra),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +53,19 @@ def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("stale")
     fa = helpers.write_fasta(base / "in.fa", helpers.random_dna(8, 40, seed=3))
     fa2 = helpers.write_fasta(base / "other.fa", helpers.random_dna(8, 40, seed=4))
-    for argv in (_argv(fa, base / "A"), _argv(fa, base / "B", "--z", "2.5"), _argv(fa2, base / "other_fasta")):
+    for argv in (
+        _argv(fa, base / "A"),
+        _argv(fa, base / "B", "--z", "2.5"),
+        _argv(fa2, base / "other_fasta"),
+    ):
         assert cli.main(argv) == 0
-    return {"fa": fa, "base": base, "A": base / "A", "B": base / "B", "other_fasta": base / "other_fasta"}
+    return {
+        "fa": fa,
+        "base": base,
+        "A": base / "A",
+        "B": base / "B",
+        "other_fasta": base / "other_fasta",
+    }
 
 
 def _copy(runs, tmp_path):
@@ -60,6 +86,7 @@ def _from(run, *files):
     def act(runs, out):
         for rel in files:
             shutil.copy(runs[run] / rel, out / rel)
+
     return act
 
 
@@ -71,6 +98,7 @@ def _other_index(runs, out):
 def _write(rel, data):
     def act(runs, out):
         (out / rel).write_bytes(data)
+
     return act
 
 
@@ -78,41 +106,82 @@ def _unlink(*rels):
     def act(runs, out):
         for rel in rels:
             (out / rel).unlink()
+
     return act
 
 
 def _truncated(rel):
     def act(runs, out):
         _truncate(out / rel)
+
     return act
 
 
 #: (case, damage, chunks resumed by the rerun, words of the note naming the chunk computed again)
 RESUME_CASES = [
-    ("chunk_of_other_settings", _from("B", _chunk("local", 1), _chunk("arrays", 1)), [0, 2, 3], "other inputs or settings"),
-    ("chunk_of_other_sequences", _from("other_fasta", _chunk("local", 2), _chunk("arrays", 2)), [0, 1, 3], "other inputs"),
+    (
+        "chunk_of_other_settings",
+        _from("B", _chunk("local", 1), _chunk("arrays", 1)),
+        [0, 2, 3],
+        "other inputs or settings",
+    ),
+    (
+        "chunk_of_other_sequences",
+        _from("other_fasta", _chunk("local", 2), _chunk("arrays", 2)),
+        [0, 1, 3],
+        "other inputs",
+    ),
     ("chunk_of_other_range", _other_index, [0, 2, 3], "arrays_00001.npz was computed from other"),
-    ("arrays_of_other_settings", _from("B", _chunk("arrays", 3)), [0, 1, 2], "arrays_00003.npz was computed"),
-    ("truncated_parquet", _truncated(_chunk("local", 2)), [0, 1, 3], "local_00002.parquet does not read"),
+    (
+        "arrays_of_other_settings",
+        _from("B", _chunk("arrays", 3)),
+        [0, 1, 2],
+        "arrays_00003.npz was computed",
+    ),
+    (
+        "truncated_parquet",
+        _truncated(_chunk("local", 2)),
+        [0, 1, 3],
+        "local_00002.parquet does not read",
+    ),
     ("truncated_npz", _truncated(_chunk("arrays", 0)), [1, 2, 3], "arrays_00000.npz does not read"),
-    ("empty_parquet", _write(_chunk("local", 1), b""), [0, 2, 3], "local_00001.parquet does not read"),
-    ("garbage_npz", _write(_chunk("arrays", 1), b"PK\x03\x04garbage" * 10), [0, 2, 3], "arrays_00001.npz does not read"),
+    (
+        "empty_parquet",
+        _write(_chunk("local", 1), b""),
+        [0, 2, 3],
+        "local_00001.parquet does not read",
+    ),
+    (
+        "garbage_npz",
+        _write(_chunk("arrays", 1), b"PK\x03\x04garbage" * 10),
+        [0, 2, 3],
+        "arrays_00001.npz does not read",
+    ),
     ("arrays_missing", _unlink(_chunk("arrays", 3)), [0, 1, 2], None),
     ("manifest_deleted", _unlink("chunks/manifest.json"), [0, 1, 2, 3], None),
     ("manifest_garbage", _write("chunks/manifest.json", b"{not json"), [0, 1, 2, 3], None),
-    ("stray_temporary", _write("chunks/.local_00001.parquet.999999999.deepmr-tmp", b"half"), [0, 1, 2, 3], None),
-]  # fmt: skip
+    (
+        "stray_temporary",
+        _write("chunks/.local_00001.parquet.999999999.deepmr-tmp", b"half"),
+        [0, 1, 2, 3],
+        None,
+    ),
+]
 
 
 @pytest.mark.parametrize("case,damage,resumed,note", RESUME_CASES, ids=[c[0] for c in RESUME_CASES])
-def test_damaged_or_foreign_chunks_are_computed_again(runs, tmp_path, caplog, case, damage, resumed, note):
+def test_damaged_or_foreign_chunks_are_computed_again(
+    runs, tmp_path, caplog, case, damage, resumed, note
+):
     out = _copy(runs, tmp_path)
     damage(runs, out)
     assert cli.main([a for a in _argv(runs["fa"], out) if a != "--quiet"]) == 0
     info = json.loads((out / "run.json").read_text())
     assert info["chunks"]["resumed"] == resumed
     for t in ("global_effects.parquet", "local_effects.parquet"):
-        pd.testing.assert_frame_equal(pd.read_parquet(out / t), pd.read_parquet(runs["A"] / t), check_exact=True)
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(out / t), pd.read_parquet(runs["A"] / t), check_exact=True
+        )
     if note:
         assert note in caplog.text and "is computed again" in caplog.text
     assert not list((out / "chunks").glob(".*deepmr-tmp"))
@@ -153,20 +222,41 @@ def _old_manifest_only(runs, out):
 
 REFUSE_CASES = [
     ("other_configuration", None, ["--z", "2.5"], "holds results of a different configuration"),
-    ("other_sequences", None, ["--fasta", "OTHER"], "holds results of other inputs (sequences changed)"),
+    (
+        "other_sequences",
+        None,
+        ["--fasta", "OTHER"],
+        "holds results of other inputs (sequences changed)",
+    ),
     ("foreign_manifest", _foreign_manifest, [], "holds results of a different configuration"),
-    ("chunks_without_keys", _unkeyed_chunks, [], "chunk files of another run (and no readable manifest"),
+    (
+        "chunks_without_keys",
+        _unkeyed_chunks,
+        [],
+        "chunk files of another run (and no readable manifest",
+    ),
     ("old_layout", _old_layout, [], "results without a folder record (of an older deepmr version"),
     ("old_chunks_and_manifest", _old_manifest_only, [], "results without a folder record"),
     ("record_removed", _unlink(rf.RECORD), [], "results without a folder record"),
-    ("manifest_and_record_removed", _unlink(rf.RECORD, "chunks/manifest.json"), [], "without a folder record"),
-    ("damaged_record", _write(rf.RECORD, b"\x00garbage"), [], "folder record .deepmr-folder.json does not read"),
-]  # fmt: skip
+    (
+        "manifest_and_record_removed",
+        _unlink(rf.RECORD, "chunks/manifest.json"),
+        [],
+        "without a folder record",
+    ),
+    (
+        "damaged_record",
+        _write(rf.RECORD, b"\x00garbage"),
+        [],
+        "folder record .deepmr-folder.json does not read",
+    ),
+]
 
 
 @pytest.mark.parametrize("case,damage,extra,words", REFUSE_CASES, ids=[c[0] for c in REFUSE_CASES])
-def test_results_of_another_key_are_refused_then_replaced_under_force(runs, tmp_path, capsys, case, damage,
-                                                                       extra, words):  # fmt: skip
+def test_results_of_another_key_are_refused_then_replaced_under_force(
+    runs, tmp_path, capsys, case, damage, extra, words
+):
     out = _copy(runs, tmp_path)
     if damage is not None:
         damage(runs, out)
@@ -200,9 +290,13 @@ def _project(tmp_path):
     proj = tmp_path / "proj"
     (proj / "pkg").mkdir(parents=True)
     (proj / "factory.py").write_text(FACTORY_FILE)
-    (proj / "helpers.py").write_text("from pkg.deep import base\n\n\ndef scale():\n    return base()\n")
+    (proj / "helpers.py").write_text(
+        "from pkg.deep import base\n\n\ndef scale():\n    return base()\n"
+    )
     (proj / "pkg" / "__init__.py").write_text("")
-    (proj / "pkg" / "deep.py").write_text("from .leaf import VALUE\n\n\ndef base():\n    return VALUE\n")
+    (proj / "pkg" / "deep.py").write_text(
+        "from .leaf import VALUE\n\n\ndef base():\n    return VALUE\n"
+    )
     (proj / "pkg" / "leaf.py").write_text("VALUE = 0.15\n")
     (proj / "unrelated.py").write_text("X = 1\n")
     return proj
@@ -246,10 +340,17 @@ def test_module_style_factory_is_fingerprinted(tmp_path, monkeypatch):
     proj = _project(tmp_path)
     monkeypatch.syspath_prepend(str(proj))
     before = code_fingerprint("factory:build")
-    assert sorted(before) == sorted([
-        "model code helpers.py", "model code pkg/__init__.py", "model code pkg/deep.py", "model code pkg/leaf.py",
-        "model factory file", f"model code {HERE / '__init__.py'}", f"model code {HERE / '_helpers_pipeline.py'}",
-    ])  # fmt: skip
+    assert sorted(before) == sorted(
+        [
+            "model code helpers.py",
+            "model code pkg/__init__.py",
+            "model code pkg/deep.py",
+            "model code pkg/leaf.py",
+            "model factory file",
+            f"model code {HERE / '__init__.py'}",
+            f"model code {HERE / '_helpers_pipeline.py'}",
+        ]
+    )
     (proj / "pkg" / "leaf.py").write_text("VALUE = 0.2\n")
     after = code_fingerprint("factory:build")
     assert [k for k in before if before[k] != after[k]] == ["model code pkg/leaf.py"]
@@ -262,7 +363,11 @@ def test_kipoi_model_code_is_fingerprinted(torch_dir, tmp_path):
     shutil.copytree(torch_dir, model)
     (model / "dataloader.py").write_text("class Dl:\n    pass\n")
     before = code_fingerprint(str(model))
-    assert sorted(before) == ["model code dataloader.py", "model code model.yaml", "model code tiny_cnn.py"]
+    assert sorted(before) == [
+        "model code dataloader.py",
+        "model code model.yaml",
+        "model code tiny_cnn.py",
+    ]
     for rel in ("tiny_cnn.py", "dataloader.py", "model.yaml"):
         with open(model / rel, "a") as fh:
             fh.write("\n# edited\n")
@@ -274,10 +379,16 @@ def test_kipoi_model_code_is_fingerprinted(torch_dir, tmp_path):
 # ---- options and factories that would leave results unexplained ---------------------------------
 
 EXIT_FACTORIES = {
-    "exit_zero_in_factory": ("import sys\ndef f():\n    sys.exit(0)\n", "called sys.exit(0) instead of returning"),
+    "exit_zero_in_factory": (
+        "import sys\ndef f():\n    sys.exit(0)\n",
+        "called sys.exit(0) instead of returning",
+    ),
     "exit_code_in_factory": ("def f():\n    raise SystemExit(3)\n", "called sys.exit(3)"),
-    "exit_at_import": ("import sys\nsys.exit(0)\ndef f():\n    pass\n", "called sys.exit(0) while being imported"),
-}  # fmt: skip
+    "exit_at_import": (
+        "import sys\nsys.exit(0)\ndef f():\n    pass\n",
+        "called sys.exit(0) while being imported",
+    ),
+}
 
 OPTION_CASES = [
     ("weights", ["--weights", "W"], "--weights does not apply to the model factory"),
@@ -310,7 +421,11 @@ def test_kipoi_options_with_a_factory_are_refused(runs, tmp_path, capsys, case, 
 DUPLICATES = [
     ("top_level", "z: 2\nz: 3\n", "line 5: the key 'z' is given twice"),
     ("nested", "dataloader_args:\n  a: 1\n  a: 2\n", "line 6: the key 'a' is given twice"),
-    ("dash_and_underscore", "n_sequences: 2\nn-sequences: 3\n", "the config key 'n_sequences' is given twice"),
+    (
+        "dash_and_underscore",
+        "n_sequences: 2\nn-sequences: 3\n",
+        "the config key 'n_sequences' is given twice",
+    ),
 ]
 
 
@@ -327,16 +442,16 @@ def test_config_with_a_duplicated_key_is_refused(runs, tmp_path, capsys, case, t
 
 NAMES = ["K562_*", "K562_a", "K562_b", "HepG2_[x]", "a?b", "plain"]
 SELECTIONS = [
-    (["K562_*"], [0]),            # the exact name wins over its glob reading
-    (["K562_?"], [0, 1, 2]),      # a glob that is no name
-    (["K562_[*]*"], [0]),         # the literal star, written as a glob
+    (["K562_*"], [0]),  # the exact name wins over its glob reading
+    (["K562_?"], [0, 1, 2]),  # a glob that is no name
+    (["K562_[*]*"], [0]),  # the literal star, written as a glob
     (["HepG2_[x]"], [3]),
     (["HepG2_*"], [3]),
     (["a?b"], [4]),
     (["K562_[ab]"], [1, 2]),
     (["plain", "K562_*"], [5, 0]),
     (["K562_*", "K562_?"], [0, 1, 2]),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("patterns,expected", SELECTIONS, ids=["|".join(s[0]) for s in SELECTIONS])
@@ -352,9 +467,19 @@ def test_exposure_selection_unknown_is_one_line():
 
 def test_literal_glob_name_selected_in_a_run(runs, tmp_path):
     model = helpers.tiny_model(features=("K562_*", "K562_a", "y", "z"))
-    res = pipeline.run(pipeline.RunConfig(fasta=str(runs["fa"]), window=(10, 20), exposures=("K562_*",),
-                                          outcomes=("y",), figures=False, report=False, progress=False),
-                       model=model, identity={"name": "tiny"})  # fmt: skip
+    res = pipeline.run(
+        pipeline.RunConfig(
+            fasta=str(runs["fa"]),
+            window=(10, 20),
+            exposures=("K562_*",),
+            outcomes=("y",),
+            figures=False,
+            report=False,
+            progress=False,
+        ),
+        model=model,
+        identity={"name": "tiny"},
+    )
     assert set(res.global_effects["exposure"]) == {"K562_*"}
     np.testing.assert_array_equal(res.global_effects["outcome"].unique(), ["y"])
 
@@ -366,5 +491,8 @@ def test_python_path_factory_module_resolves_without_import(tmp_path, monkeypatc
     (proj / "fac.py").write_text("import boom\n\ndef f():\n    pass\n")
     (proj / "boom.py").write_text("raise RuntimeError('would run')\n")
     monkeypatch.syspath_prepend(str(proj))
-    assert sorted(code_fingerprint(f"{proj / 'fac.py'}:f")) == ["model code boom.py", "model factory file"]
+    assert sorted(code_fingerprint(f"{proj / 'fac.py'}:f")) == [
+        "model code boom.py",
+        "model factory file",
+    ]
     assert "boom" not in sys.modules

@@ -124,7 +124,9 @@ def _read_text(path: str) -> str:
         with open(path, encoding="utf-8") as handle:
             return handle.read()
     except UnicodeDecodeError:
-        raise DeepMRInputError(f"{path} is not a text YAML file; point at a Kipoi model directory") from None
+        raise DeepMRInputError(
+            f"{path} is not a text YAML file; point at a Kipoi model directory"
+        ) from None
 
 
 def _first_file(folder: str, basename: str) -> str | None:
@@ -140,7 +142,9 @@ def _group_folder(path: str, which: str) -> str | None:
     """The folder of a component group above ``path`` (Kipoi's ``LocalComponentGroup.group_path``)."""
     folder = path
     while folder not in ("", os.sep):
-        if os.path.isfile(os.path.join(folder, "models.tsv")) and _first_file(folder, f"{which}-template"):
+        if os.path.isfile(os.path.join(folder, "models.tsv")) and _first_file(
+            folder, f"{which}-template"
+        ):
             return folder
         folder = os.path.dirname(folder)
     return None
@@ -164,7 +168,9 @@ def _render(template: str, row: dict, label: str) -> str:
             f"Kipoi renders it; refused. {_TRUST}"
         ) from None
     except TemplateError as err:
-        raise DeepMRInputError(f"{label} is not a valid Kipoi template: {' '.join(str(err).split())}") from None
+        raise DeepMRInputError(
+            f"{label} is not a valid Kipoi template: {' '.join(str(err).split())}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -186,8 +192,13 @@ def _component(path: str, which: str, check: bool = True) -> _Component | None:
     own = _first_file(path, which)
     if own is not None:
         names = sorted(f for f in os.listdir(path) if f.endswith((".yml", ".yaml")))
-        texts = [YamlText(os.path.join(path, f), _read_text(os.path.join(path, f)), os.path.join(path, f))
-                 for f in names if os.path.isfile(os.path.join(path, f))]  # fmt: skip
+        texts = [
+            YamlText(
+                os.path.join(path, f), _read_text(os.path.join(path, f)), os.path.join(path, f)
+            )
+            for f in names
+            if os.path.isfile(os.path.join(path, f))
+        ]
         for doc in texts if check else ():
             _refuse_tags(doc)
         main = next(d for d in texts if d.path == own)
@@ -203,7 +214,9 @@ def _component(path: str, which: str, check: bool = True) -> _Component | None:
     try:
         table = pd.read_csv(tsv, sep="\t", comment="#")  # as Kipoi reads it
     except (ValueError, OSError) as err:
-        raise DeepMRInputError(f"{tsv} is not a readable model table ({' '.join(str(err).split())})") from None
+        raise DeepMRInputError(
+            f"{tsv} is not a readable model table ({' '.join(str(err).split())})"
+        ) from None
     if "model" not in table or member not in set(table["model"]):
         return None
     label = f"{template} (rendered for {member})"
@@ -251,7 +264,9 @@ def _conda_texts(component: _Component) -> list[YamlText]:
     if not isinstance(conda, str) or not conda:
         return []
     # Kipoi reads it relative to the description's folder, or to the working folder for a template
-    paths = {os.path.normpath(os.path.join(base, conda)) for base in (component.folder, os.getcwd())}
+    paths = {
+        os.path.normpath(os.path.join(base, conda)) for base in (component.folder, os.getcwd())
+    }
     return [YamlText(p, _read_text(p), p) for p in sorted(paths) if os.path.isfile(p)]
 
 
@@ -271,7 +286,9 @@ def _components(name: str, source_obj, source_label: str, check: bool = True) ->
         for doc in conda if check else ():
             _refuse_tags(doc)
         if conda:
-            found.append(_Component(component.folder, tuple(conda), {}, tuple(d.path for d in conda)))
+            found.append(
+                _Component(component.folder, tuple(conda), {}, tuple(d.path for d in conda))
+            )
     return found
 
 
@@ -304,8 +321,13 @@ def _code_in(folder: str) -> list[str]:
     out = []
     base_depth = folder.rstrip(os.sep).count(os.sep)
     for here, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__pycache__")) and d != "downloaded"
-                         and here.count(os.sep) - base_depth < CODE_DEPTH)  # fmt: skip
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if not d.startswith((".", "__pycache__"))
+            and d != "downloaded"
+            and here.count(os.sep) - base_depth < CODE_DEPTH
+        )
         out += [os.path.join(here, f) for f in sorted(files) if f.endswith(CODE_SUFFIXES)]
         if len(out) > CODE_MAX_FILES:
             break

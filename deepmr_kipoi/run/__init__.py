@@ -26,8 +26,10 @@
 * :mod:`~deepmr_kipoi.run.record` -- ``RunRecord``, the typed content of ``run.json`` that the
   report renders.
 * :mod:`~deepmr_kipoi.run.fingerprint` -- md5s of the inputs and of the user code behind the model.
-* :mod:`~deepmr_kipoi.run.folder` -- ``RunFolder``: the run folder's file names, lock, chunk store
-  (chunk keys verified on read), stage and whole-folder swap.
+* :mod:`~deepmr_kipoi.run.folder` -- ``RunFolder``: the run folder's lock, chunk store, stage and
+  whole-folder swap, built from :mod:`~deepmr_kipoi.run.contents` (the names a run writes, whose
+  files are the tool's), :mod:`~deepmr_kipoi.run.chunks` (chunk files and the key each carries,
+  verified on read) and :mod:`~deepmr_kipoi.run.lock` (the lock, the ``--out`` check).
 
 Where a change goes:
 

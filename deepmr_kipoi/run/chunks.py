@@ -39,8 +39,16 @@ MANIFEST = "manifest.json"
 CHUNK_FILE = re.compile(r"^(local|arrays)_(\d{5,})\.(parquet|npz)$")
 _KEY_META = b"deepmr_chunk_key"
 #: Named points where ``DEEPMR_STOP_AT`` kills the process.
-STOP_POINTS = ("chunk", "outputs", "linked", "before-swap", "after-swap", "cleanup", "journal",
-               "journal-moves")  # fmt: skip
+STOP_POINTS = (
+    "chunk",
+    "outputs",
+    "linked",
+    "before-swap",
+    "after-swap",
+    "cleanup",
+    "journal",
+    "journal-moves",
+)
 
 _REACHED: dict[str, int] = {}
 
@@ -75,8 +83,11 @@ class RunKey:
     inputs: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"config_hash": self.config_hash, "weights": None if self.weights is None else list(self.weights),
-                "inputs": dict(sorted(self.inputs.items()))}  # fmt: skip
+        return {
+            "config_hash": self.config_hash,
+            "weights": None if self.weights is None else list(self.weights),
+            "inputs": dict(sorted(self.inputs.items())),
+        }
 
     def chunk_key(self, bounds: Sequence[int]) -> str:
         """The key of the chunk of sequences ``bounds = (start, end)``: 32 hex digits.
@@ -85,8 +96,12 @@ class RunKey:
         md5s a model object reports depend on how it was loaded (a demo model handed over, or its
         factory), so they are compared where both runs know them (:meth:`difference`) instead.
         """
-        payload = {"format": FORMAT, "config_hash": self.config_hash, "inputs": dict(sorted(self.inputs.items())),
-                   "bounds": [int(b) for b in bounds]}  # fmt: skip
+        payload = {
+            "format": FORMAT,
+            "config_hash": self.config_hash,
+            "inputs": dict(sorted(self.inputs.items())),
+            "bounds": [int(b) for b in bounds],
+        }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
     def difference(self, other: Mapping | None) -> str | None:
@@ -149,7 +164,9 @@ class ChunkStore:
         manifest = self.dir / MANIFEST
         if not manifest.exists():
             created.append(manifest)
-        results.write_json(manifest, {"format": FORMAT, **self.key.to_dict(), "n_chunks": len(self.bounds)})
+        results.write_json(
+            manifest, {"format": FORMAT, **self.key.to_dict(), "n_chunks": len(self.bounds)}
+        )
         return created
 
     def is_done(self, i: int) -> bool:
@@ -176,14 +193,20 @@ class ChunkStore:
             path = self.local_path(i)
             local, meta = results.read_table_with_metadata(path)
         except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
-            self._note(f"chunk file {path} does not read ({type(err).__name__}: truncated or damaged); "
-                       f"chunk {i} is computed again")  # fmt: skip
+            self._note(
+                f"chunk file {path} does not read ({type(err).__name__}: truncated or damaged); "
+                f"chunk {i} is computed again"
+            )
             return None
-        for found, where in ((str(arrays.pop("chunk_key", "")), self.arrays_path(i)),
-                             (meta.get(_KEY_META, b"").decode(), self.local_path(i))):  # fmt: skip
+        for found, where in (
+            (str(arrays.pop("chunk_key", "")), self.arrays_path(i)),
+            (meta.get(_KEY_META, b"").decode(), self.local_path(i)),
+        ):
             if found != key:
-                self._note(f"chunk file {where} was computed from other inputs or settings; chunk {i} is "
-                           "computed again")  # fmt: skip
+                self._note(
+                    f"chunk file {where} was computed from other inputs or settings; chunk {i} is "
+                    "computed again"
+                )
                 return None
         return local, arrays
 

@@ -72,8 +72,11 @@ def input_fingerprint(config, identity: Mapping, ids: Sequence[str], onehot: np.
     """
     out = {"sequences": sequences_md5(ids, onehot)}
     out.update(code_fingerprint(config.model, config.source, kipoi=bool(identity.get("model_dir"))))
-    for label, path in (("BED file", config.bed), ("calibration table", config.calibration_table),
-                        ("calibrator", config.calibrator)):  # fmt: skip
+    for label, path in (
+        ("BED file", config.bed),
+        ("calibration table", config.calibration_table),
+        ("calibrator", config.calibrator),
+    ):
         if path:
             out[label] = file_md5(path)
     for i, w in enumerate(config.weight_files):
@@ -166,7 +169,10 @@ def _find_module(name: str, roots: Sequence[Path]) -> Path | None:
         return None
     parts = name.split(".")
     for root in roots:
-        for candidate in (root.joinpath(*parts).with_suffix(".py"), root.joinpath(*parts, "__init__.py")):
+        for candidate in (
+            root.joinpath(*parts).with_suffix(".py"),
+            root.joinpath(*parts, "__init__.py"),
+        ):
             if candidate.is_file():
                 return candidate.resolve()
     return None
@@ -187,7 +193,9 @@ def _imports(path: Path) -> list[tuple[str, int, list[str]]]:
     return found
 
 
-def _resolve_import(path: Path, module: str, level: int, names: list[str], roots: list[Path]) -> list[Path]:
+def _resolve_import(
+    path: Path, module: str, level: int, names: list[str], roots: list[Path]
+) -> list[Path]:
     if level:
         base = path.parent
         for _ in range(level - 1):
@@ -197,7 +205,9 @@ def _resolve_import(path: Path, module: str, level: int, names: list[str], roots
         search, dotted = roots, module
     parts = dotted.split(".") if dotted else []
     # importing a.b.c runs a/__init__.py and a/b/__init__.py first; `from a import b` may import a.b
-    wanted = [".".join(parts[: i + 1]) for i in range(len(parts))] + [".".join([*parts, n]) for n in names]
+    wanted = [".".join(parts[: i + 1]) for i in range(len(parts))] + [
+        ".".join([*parts, n]) for n in names
+    ]
     hits = []
     for full in wanted:
         found = _find_module(full, search) if full and "*" not in full else None

@@ -1,6 +1,6 @@
 """The run folder: the files a run owns, its lock, its chunk store, and how a finished run goes in.
 
-Every name a run writes into its ``--out`` folder is spelled here::
+A run's ``--out`` folder holds (the names are :mod:`~deepmr_kipoi.run.contents`'s)::
 
     .deepmr-folder.json          the folder record, written last: kind, run key, every file written (md5)
     .deepmr.lock                 held while a run works in the folder (pid, host, start time)
@@ -35,8 +35,6 @@ stops a run at a named point for the tests.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import errno
 import glob
 import json
 import logging
@@ -45,212 +43,55 @@ import re
 import shutil
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from deepmr_kipoi import results
-from deepmr_kipoi._files import file_md5
 from deepmr_kipoi.errors import DeepMRInputError
-from deepmr_kipoi.run.chunks import (
-    CHUNK_FILE,
-    CHUNKS,
-    FORMAT,
-    MANIFEST,
-    ChunkStore,
-    RunKey,
-    stop_point,
+from deepmr_kipoi.run.chunks import CHUNK_FILE, CHUNKS, FORMAT, ChunkStore, RunKey, stop_point
+from deepmr_kipoi.run.contents import (
+    COMMIT,
+    COMPARE_FILES,
+    FALLBACK_ERRORS,
+    OUTPUT_FILES,
+    RECORD,
+    STAGE_TAG,
+    YIELDING,
+    Contents,
+    copy_empty_dirs,
+    exchange,
+    file_md5_or_none,
+    holds_run,
+    is_chunk_name,
+    link_or_copy,
+    pending_commit,
+    read_record,
+    remove_empty_dirs,
+    same_file,
+    scan,
+    walk_files,
 )
 from deepmr_kipoi.run.lock import LOCK_NAME, RunLock, check_out_dir, pid_alive
 
-__all__ = ["OUTPUT_FILES", "RECORD", "ChunkStore", "RunFolder", "RunKey", "RunLock", "check_out_dir",
-           "holds_run", "read_record", "remove_created", "scan", "stop_point"]  # fmt: skip
+__all__ = [
+    "OUTPUT_FILES",
+    "RECORD",
+    "STAGE_TAG",
+    "ChunkStore",
+    "RunFolder",
+    "RunKey",
+    "RunLock",
+    "check_out_dir",
+    "holds_run",
+    "pending_commit",
+    "read_record",
+    "remove_created",
+    "scan",
+    "stop_point",
+]
 
 logger = logging.getLogger(__name__)
 
-RECORD = ".deepmr-folder.json"
-#: Files a finished run writes at the top of its folder (figures go to ``figures/``).
-OUTPUT_FILES = ("global_effects.csv", "global_effects.parquet", "local_effects.parquet",
-                "effects.h5", "report.html", "run.json", "config.yaml")  # fmt: skip
-#: Files ``deepmr compare`` writes (and figures).
-COMPARE_FILES = ("compare_table.csv", "compare_summary.csv", "disagreements.csv", "report.html",
-                 "compare.json")  # fmt: skip
-#: Output names where a foreign file is kept and the run's own is dropped, instead of a refusal.
-YIELDING = ("config.yaml",)
-STAGE_TAG = ".deepmr-stage"
-COMMIT = ".deepmr-commit"
 _LEGACY_STAGE = re.compile(r"^\.(?P<name>.+)\.deepmr-new-(?P<pid>\d+)$")
-
-
-def read_record(folder: Path) -> dict | None:
-    """The folder record of a folder, or None (missing, unreadable, or of another format)."""
-    try:
-        record = json.loads((Path(folder) / RECORD).read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) and record.get("format") == FORMAT else None
-
-
-def holds_run(folder: Path) -> bool:
-    """Whether a folder holds (part of) a Deep MR run: its record, chunks or ``run.json``."""
-    folder = Path(folder)
-    record = read_record(folder)
-    if record is not None:
-        return record.get("kind") == "run"
-    return (folder / CHUNKS / MANIFEST).exists() or (folder / "run.json").exists() or any(
-        CHUNK_FILE.match(p.name) for p in (folder / CHUNKS).glob("*")
-    )
-
-
-def pending_commit(folder: Path) -> bool:
-    """Whether an interrupted in-place commit waits in ``folder`` (the next run finishes it)."""
-    return (Path(folder) / STAGE_TAG / COMMIT).exists()
-
-
-# ---- what a folder holds -----------------------------------------------------------------------
-
-
-def _walk(folder: Path, skip: Iterable[str] = ()) -> list[Path]:
-    """Every file (and link, and special file) below ``folder``, relative, sorted."""
-    skip = set(skip)
-    out = []
-    for here, dirs, files in os.walk(folder):
-        rel_here = Path(here).relative_to(folder)
-        dirs[:] = sorted(d for d in dirs if str(rel_here / d) not in skip)
-        out += [rel_here / f for f in files if str(rel_here / f) not in skip]
-        out += [rel_here / d for d in dirs if os.path.islink(os.path.join(here, d))]
-    return sorted(out)
-
-
-def _is_chunk_name(rel: Path) -> bool:
-    return len(rel.parts) == 2 and rel.parts[0] == CHUNKS and (
-        rel.name == MANIFEST or bool(CHUNK_FILE.match(rel.name)) or rel.name.endswith(results.TMP_TAG)
-    )
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b) if not (a.is_symlink() or b.is_symlink()) else (
-            os.lstat(a).st_ino == os.lstat(b).st_ino and os.lstat(a).st_dev == os.lstat(b).st_dev)
-    except OSError:
-        return False
-
-
-def _md5(path: Path) -> str | None:
-    with contextlib.suppress(OSError):
-        return file_md5(path) if path.is_file() and not path.is_symlink() else None
-    return None
-
-
-@dataclass
-class Contents:
-    """What an existing folder holds, sorted into the tool's files and the user's.
-
-    Attributes
-    ----------
-    kind : str or None
-        ``"run"`` or ``"compare"`` (a record of this format), ``"old"`` (a run of an older deepmr),
-        ``"damaged"`` (a record that does not read), or None (no run).
-    key : dict or None
-        The run key its record or chunk manifest names.
-    ours : set of Path
-        Relative paths the tool wrote and a new run replaces (chunk files listed separately).
-    chunk_files : list of Path
-        Relative paths of chunk files (``chunks/local_*``, ``arrays_*``, the manifest, temporaries).
-    foreign : list of Path
-        Everything else: left alone.
-    """
-
-    kind: str | None = None
-    key: dict | None = None
-    ours: set = field(default_factory=set)
-    chunk_files: list = field(default_factory=list)
-    foreign: list = field(default_factory=list)
-
-
-def _old_layout(folder: Path, manifest, chunk_files: list[Path]) -> bool:
-    """A run without a folder record (of an older deepmr, or whose record was removed): its
-    ``run.json`` names a deepmr version, or its chunk manifest (of no format) stands beside chunk
-    files. A user's own ``run.json`` is not one."""
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        if "deepmr_kipoi_version" in json.loads((folder / "run.json").read_text()):
-            return True
-    return isinstance(manifest, dict) and manifest.get("format") is None and "config_hash" in manifest and any(
-        CHUNK_FILE.match(f.name) for f in chunk_files
-    )
-
-
-def _old_run_files(folder: Path, files: list[Path]) -> set[Path]:
-    """A pre-record run's own files: its output names and the figures its ``run.json`` lists."""
-    ours = {Path(n) for n in OUTPUT_FILES}
-    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
-        listed = json.loads((folder / "run.json").read_text()).get("figures") or []
-        ours |= {Path(f) for f in listed if not Path(f).is_absolute() and ".." not in Path(f).parts}
-    return ours & set(files)
-
-
-def scan(folder: Path) -> Contents:
-    """Sort what ``folder`` holds (see :class:`Contents`); the lock and stage count as the tool's."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return Contents()
-    files = _walk(folder, skip=(STAGE_TAG,))
-    record = read_record(folder)
-    c = Contents(chunk_files=[f for f in files if _is_chunk_name(f)])
-    rest = [f for f in files if f not in set(c.chunk_files) and str(f) not in (LOCK_NAME, RECORD)]
-    manifest = None
-    with contextlib.suppress(OSError, ValueError):
-        manifest = json.loads((folder / CHUNKS / MANIFEST).read_text())
-    if record is not None:
-        c.kind, c.key = record.get("kind"), record.get("key")
-        listed = record.get("files") or {}
-        c.ours = {f for f in rest if str(f) in listed and listed[str(f)] == _md5(folder / f)}
-    elif (folder / RECORD).exists():
-        c.kind = "damaged"
-        c.ours = _old_run_files(folder, rest)
-    elif _old_layout(folder, manifest, c.chunk_files):
-        c.kind = "old"
-        c.ours = _old_run_files(folder, rest)
-    if c.key is None and isinstance(manifest, dict) and manifest.get("format") == FORMAT:
-        c.key = {k: manifest.get(k) for k in ("config_hash", "weights", "inputs")}
-    c.foreign = [f for f in rest if f not in c.ours]
-    return c
-
-
-# ---- swapping a stage in -----------------------------------------------------------------------
-
-
-def _exchange(a: Path, b: Path) -> None:
-    """Swap two folders atomically (Linux ``renameat2(RENAME_EXCHANGE)``).
-
-    Raises
-    ------
-    OSError
-        Where the system or file system cannot (``EINVAL``, ``ENOSYS``, ...): the caller falls back.
-    """
-    libc = ctypes.CDLL(None, use_errno=True)
-    fn = getattr(libc, "renameat2", None)
-    if fn is None:
-        raise OSError(errno.ENOSYS, "renameat2 is not available")
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    at_fdcwd, rename_exchange = -100, 2
-    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code), str(a))
-
-
-def _link(src: Path, dst: Path) -> None:
-    """Hard-link ``src`` at ``dst`` (a copy where the file system has no hard links)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst, follow_symlinks=False)
-    except OSError:
-        if src.is_symlink():
-            os.symlink(os.readlink(src), dst)
-        else:
-            shutil.copy2(src, dst)
-
-
-_FALLBACK_ERRORS = (errno.EINVAL, errno.ENOSYS, errno.EXDEV, errno.ENOTSUP, errno.EPERM, errno.EBUSY)
 
 
 # ---- the run folder ----------------------------------------------------------------------------
@@ -286,8 +127,13 @@ class RunFolder:
 
     # -- opening -------------------------------------------------------------------------------
 
-    def open(self, key: RunKey | None = None, bounds: Sequence[tuple[int, int]] = (), *,
-             force: bool = False) -> RunFolder:  # fmt: skip
+    def open(
+        self,
+        key: RunKey | None = None,
+        bounds: Sequence[tuple[int, int]] = (),
+        *,
+        force: bool = False,
+    ) -> RunFolder:
         """Check the folder, take its lock, finish or clean what a killed run left, make the stage.
 
         Parameters
@@ -346,7 +192,9 @@ class RunFolder:
             self._refuse_clashes(c, COMPARE_FILES)
             return
         if c.kind == "compare":
-            raise DeepMRInputError(f"{self.path} holds a comparison (deepmr compare); choose another --out")
+            raise DeepMRInputError(
+                f"{self.path} holds a comparison (deepmr compare); choose another --out"
+            )
         why = None
         if c.kind == "old":
             why = "results without a folder record (of an older deepmr version, or whose record was removed)"
@@ -368,8 +216,10 @@ class RunFolder:
         shown = [str(f) for f in c.foreign if c.kind is None and f.parts[0] != "inputs"]
         if shown:
             more = ", ..." if len(shown) > 3 else ""
-            self._note(f"{self.path} holds {len(shown)} file(s) deepmr did not write ({', '.join(shown[:3])}"
-                       f"{more}); they are left alone")  # fmt: skip
+            self._note(
+                f"{self.path} holds {len(shown)} file(s) deepmr did not write ({', '.join(shown[:3])}"
+                f"{more}); they are left alone"
+            )
 
     @staticmethod
     def _data_chunks(c: Contents) -> list[Path]:
@@ -380,7 +230,9 @@ class RunFolder:
         probe = ChunkStore(self.path / CHUNKS, self.key, bounds)
         for f in self._data_chunks(c):
             i = int(CHUNK_FILE.match(f.name).group(2))
-            if f.suffix == ".parquet" and (i >= len(bounds) or probe.file_key(self.path / f) != probe.chunk_key(i)):
+            if f.suffix == ".parquet" and (
+                i >= len(bounds) or probe.file_key(self.path / f) != probe.chunk_key(i)
+            ):
                 return "chunk files of another run (and no readable manifest of them)"
         return None
 
@@ -428,39 +280,48 @@ class RunFolder:
         files go, a user's file that only it holds goes back into the run folder."""
         names = self._tool_names(stage)
         left = False
-        for i, rel in enumerate(_walk(stage)):
+        for i, rel in enumerate(walk_files(stage)):
             src, twin = stage / rel, self.path / rel
-            if _is_chunk_name(rel) and keep_chunks and not _same_file(src, twin):
+            if is_chunk_name(rel) and keep_chunks and not same_file(src, twin):
                 continue
-            if _same_file(src, twin) or str(rel) in names or _is_chunk_name(rel):
+            if same_file(src, twin) or str(rel) in names or is_chunk_name(rel):
                 src.unlink()
             elif not os.path.lexists(twin):
                 twin.parent.mkdir(parents=True, exist_ok=True)
                 os.rename(src, twin)
-                self._note(f"{rel} was found outside {self.path} after an interrupted run and moved back")
+                self._note(
+                    f"{rel} was found outside {self.path} after an interrupted run and moved back"
+                )
             else:
                 left = True
             if i == 0:
                 stop_point("cleanup")
         if left:
-            self._note(f"{stage} holds files of yours that differ from those in {self.path}; it is left as is")
+            self._note(
+                f"{stage} holds files of yours that differ from those in {self.path}; it is left as is"
+            )
             return
-        _remove_empty_dirs(stage, keep=(stage / CHUNKS) if keep_chunks else None)
+        remove_empty_dirs(stage, keep=(stage / CHUNKS) if keep_chunks else None)
 
     # -- committing ----------------------------------------------------------------------------
 
     def commit(self) -> None:
         """Swap the finished run built in :attr:`stage` in, whole (see the module docstring)."""
         self._drop_clashes()
-        record = {"format": FORMAT, "kind": self.kind, "key": None if self.key is None else self.key.to_dict(),
-                  "files": self._record_files(), "written": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
+        record = {
+            "format": FORMAT,
+            "kind": self.kind,
+            "key": None if self.key is None else self.key.to_dict(),
+            "files": self._record_files(),
+            "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
         if self.in_place:
             self._commit_journal(record)
         else:
             try:
                 self._commit_exchange(record)
             except OSError as err:
-                if err.errno not in _FALLBACK_ERRORS or not self.stage.exists():
+                if err.errno not in FALLBACK_ERRORS or not self.stage.exists():
                     raise
                 logger.info("cannot exchange folders here (%s); committing in place", err)
                 inner = self.path / STAGE_TAG
@@ -473,16 +334,26 @@ class RunFolder:
     def _drop_clashes(self) -> None:
         for rel in scan(self.path).foreign:
             mine = self.stage / rel
-            if mine.is_file() and not _same_file(mine, self.path / rel):
+            if mine.is_file() and not same_file(mine, self.path / rel):
                 mine.unlink()
-                self._note(f"{self.path / rel} is yours and is kept; the run's own {rel} was not written")
+                self._note(
+                    f"{self.path / rel} is yours and is kept; the run's own {rel} was not written"
+                )
 
     def _record_files(self) -> dict:
-        files = {str(rel): (None if _is_chunk_name(rel) else _md5(self.stage / rel))
-                 for rel in _walk(self.stage) if str(rel) not in (RECORD, COMMIT)}  # fmt: skip
+        files = {
+            str(rel): (None if is_chunk_name(rel) else file_md5_or_none(self.stage / rel))
+            for rel in walk_files(self.stage)
+            if str(rel) not in (RECORD, COMMIT)
+        }
         if self.store is not None and not self.replacing:
-            files.update({str(rel): None for rel in scan(self.path).chunk_files
-                          if not rel.name.endswith(results.TMP_TAG)})  # fmt: skip
+            files.update(
+                {
+                    str(rel): None
+                    for rel in scan(self.path).chunk_files
+                    if not rel.name.endswith(results.TMP_TAG)
+                }
+            )
         return dict(sorted(files.items()))
 
     def _commit_exchange(self, record: dict) -> None:
@@ -493,13 +364,13 @@ class RunFolder:
             carry += [f for f in now.chunk_files if not f.name.endswith(results.TMP_TAG)]
         for rel in carry:
             if not os.path.lexists(stage / rel) and os.path.lexists(self.path / rel):
-                _link(self.path / rel, stage / rel)
-        _copy_empty_dirs(self.path, stage)
+                link_or_copy(self.path / rel, stage / rel)
+        copy_empty_dirs(self.path, stage)
         stop_point("linked")
         results.write_json(stage / RECORD, record)
         shutil.copymode(self.path, stage)
         stop_point("before-swap")
-        _exchange(stage, self.path)
+        exchange(stage, self.path)
         stop_point("after-swap")
         self._clean_stage(stage, keep_chunks=False)
 
@@ -507,11 +378,13 @@ class RunFolder:
         stage = self.stage
         old = scan(self.path)
         new_files = set(record["files"])
-        remove = {str(f): _md5(self.path / f) for f in old.ours if str(f) not in new_files}
+        remove = {
+            str(f): file_md5_or_none(self.path / f) for f in old.ours if str(f) not in new_files
+        }
         if self.replacing:
             remove.update({str(f): None for f in self._data_chunks(old) if str(f) not in new_files})
         results.write_json(stage / RECORD, record)
-        moves = [str(r) for r in _walk(stage) if str(r) not in (RECORD, COMMIT)] + [RECORD]
+        moves = [str(r) for r in walk_files(stage) if str(r) not in (RECORD, COMMIT)] + [RECORD]
         results.write_json(stage / COMMIT, {"moves": moves, "remove": remove})
         stop_point("journal")
         self._roll_forward(stage)
@@ -524,14 +397,16 @@ class RunFolder:
             return
         for i, rel in enumerate(journal.get("moves") or []):
             src, dst = stage / rel, self.path / rel
-            if os.path.lexists(src) and not _same_file(src, dst):
+            if os.path.lexists(src) and not same_file(src, dst):
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(src, dst)
             if i == 0:
                 stop_point("journal-moves")
         for rel, md5 in (journal.get("remove") or {}).items():
             p = self.path / rel
-            if p.is_file() and (md5 is None and _is_chunk_name(Path(rel)) or md5 == _md5(p)):
+            if p.is_file() and (
+                md5 is None and is_chunk_name(Path(rel)) or md5 == file_md5_or_none(p)
+            ):
                 p.unlink()
         (stage / COMMIT).unlink(missing_ok=True)
         shutil.rmtree(stage, ignore_errors=True)
@@ -556,32 +431,17 @@ class RunFolder:
         finally:
             if self.lock is not None:
                 self.lock.release()
-            if self.made_dir and not self.committed and self.path.is_dir() and not any(self.path.iterdir()):
+            if (
+                self.made_dir
+                and not self.committed
+                and self.path.is_dir()
+                and not any(self.path.iterdir())
+            ):
                 self.path.rmdir()
 
     def _note(self, text: str) -> None:
         logger.warning(text)
         self.notes.append(text)
-
-
-def _remove_empty_dirs(root: Path, keep: Path | None = None) -> None:
-    for here, _, _ in sorted(os.walk(root), key=lambda t: -len(t[0])):
-        p = Path(here)
-        if keep is not None and (p == keep or keep in p.parents or p in keep.parents):
-            continue
-        with contextlib.suppress(OSError):
-            p.rmdir()
-
-
-def _copy_empty_dirs(src: Path, dst: Path) -> None:
-    """Folders of ``src`` (a user's empty folders, say) that ``dst`` lacks, created in ``dst``."""
-    for here, dirs, _ in os.walk(src):
-        rel = Path(here).relative_to(src)
-        if rel.parts and rel.parts[0] == STAGE_TAG:
-            continue
-        for d in dirs:
-            if d != STAGE_TAG and not os.path.islink(os.path.join(here, d)):
-                (dst / rel / d).mkdir(parents=True, exist_ok=True)
 
 
 def remove_created(out_dir: Path | None, made_dir: bool, created: list[Path]) -> None:

@@ -35,14 +35,20 @@ def check_out_dir(out_dir: Path, option: str = "--out") -> None:
         ``out_dir`` is a file, lies under a file, or its nearest existing folder is not writable.
     """
     if out_dir.exists() and not out_dir.is_dir():
-        raise DeepMRInputError(f"{option} {out_dir} is a file, not a folder; choose another {option}")
+        raise DeepMRInputError(
+            f"{option} {out_dir} is a file, not a folder; choose another {option}"
+        )
     parent = out_dir
     while not parent.exists() and parent.parent != parent:
         parent = parent.parent
     if parent.exists() and not parent.is_dir():
-        raise DeepMRInputError(f"{option} {out_dir} lies under the file {parent}; choose another {option}")
+        raise DeepMRInputError(
+            f"{option} {out_dir} lies under the file {parent}; choose another {option}"
+        )
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise DeepMRInputError(f"{option} {out_dir}: {parent} is not writable; choose a folder you can write to")
+        raise DeepMRInputError(
+            f"{option} {out_dir}: {parent} is not writable; choose a folder you can write to"
+        )
 
 
 def pid_alive(pid: int) -> bool:
@@ -89,7 +95,12 @@ class RunLock:
                 return time.time() - self.path.stat().st_mtime > LOCK_GRACE_S
             return True
         pid = holder.get("pid")
-        return holder.get("host", host) == host and isinstance(pid, int) and pid > 0 and not pid_alive(pid)
+        return (
+            holder.get("host", host) == host
+            and isinstance(pid, int)
+            and pid > 0
+            and not pid_alive(pid)
+        )
 
     def acquire(self) -> RunLock:
         """Take the lock, or take over a stale one.
@@ -99,7 +110,11 @@ class RunLock:
         DeepMRInputError
             When a live run (or a run on another host) holds it, or the lock's name is a folder.
         """
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        me = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
         for _ in range(3):
             if self.path.is_dir() or (self.path.exists() and not self.path.is_file()):
                 raise DeepMRInputError(
@@ -111,7 +126,9 @@ class RunLock:
             except FileExistsError:
                 holder = self._holder()
                 if self._stale(holder, me["host"]):
-                    logger.warning("taking over the stale lock %s (%s)", self.path, holder or "empty")
+                    logger.warning(
+                        "taking over the stale lock %s (%s)", self.path, holder or "empty"
+                    )
                     self.path.unlink(missing_ok=True)
                     continue
                 if holder is None:
