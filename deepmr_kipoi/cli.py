@@ -165,6 +165,13 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                    default=s, help="spread of the directionality check: of each feature's mutation "
                    "effects within the sequence, or of its predictions over the sequences "
                    f"(default {d('direction_scale')})")  # fmt: skip
+    g.add_argument("--direction-z", dest="direction_z", type=float, default=s,
+                   help="one-sided threshold of the directionality test: an instrument counts for "
+                        "X -> Y only where its standardized effect on X exceeds that on Y by this "
+                        f"many standard errors (default {d('direction_z')}; 0: plain comparison)")  # fmt: skip
+    g.add_argument("--min-sequences", dest="min_sequences", type=int, default=s,
+                   help="sequences with a local fit a pair needs for a causal / not causal "
+                        f"verdict (default {d('min_sequences')})")  # fmt: skip
     g.add_argument("--sample-split", dest="sample_split", action="store_true", default=s,
                    help="select instruments on half of the model's samples and estimate on the "
                         "other half (no winner's curse; fewer samples for the inference)")  # fmt: skip

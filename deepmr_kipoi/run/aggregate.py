@@ -16,8 +16,10 @@ The random-effects meta-analysis of the local estimates over sequences
 columns with its heterogeneity statistics (``tau2``, ``i2``, ``q``) and prediction interval
 (``pi_low``, ``pi_high``): they describe how the local effects vary between sequences.
 
-Per unordered pair a direction verdict (``direction.verdicts``) and per ordered pair a flag where
-IVW and a robust method disagree beyond their intervals (``direction.robust_disagreement``).
+Per ordered pair one verdict, ``causal``, ``not causal`` or ``undetermined``, with its reason
+(:mod:`deepmr_kipoi.verdict`: the rule and why), the direction of every unordered pair, the share of
+sequences whose instruments disagree beyond the model's noise (``heterogeneity_share``), and a flag
+where IVW and another estimator disagree beyond their intervals (``robust_disagreement``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from deepmr_kipoi import direction, inference
+from deepmr_kipoi import inference, verdict
 from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.run.local import INSTRUMENT_COUNTS, SampleEstimates
 
@@ -97,6 +99,7 @@ def global_effects(
     samples: SampleEstimates | None = None,
     exposures=(),
     outcomes=(),
+    min_sequences: int = 5,
 ) -> pd.DataFrame:
     """Global effect of every (exposure, outcome, method): headline inference and meta-analysis.
 
@@ -114,16 +117,21 @@ def global_effects(
         columns fall back to the meta-analysis (a model with one sample has nothing else).
     exposures, outcomes : sequence of str
         Names along the E and O axes of ``samples``.
+    min_sequences : int
+        Sequences with a local fit a causal or not-causal verdict needs.
 
     Returns
     -------
     DataFrame
         One row per (exposure, outcome, method) with the headline columns ``estimate, se, df,
         ci_low, ci_high, pvalue, qvalue, significant`` (module docstring), ``sequence_se`` and
-        ``sample_se`` (the parts of ``se`` due to sequences and to model samples), ``direction``
-        and ``robust_disagreement``, the meta-analysis columns (:data:`META_COLUMNS`, ``tau2``,
+        ``sample_se`` (the parts of ``se`` due to sequences and to model samples), ``verdict``,
+        ``verdict_reason`` and ``direction`` (:func:`deepmr_kipoi.verdict.verdicts`),
+        ``heterogeneity_share`` (share of fitted sequences whose local heterogeneity test rejects
+        at ``1 - level``) and ``heterogeneity_excess``, ``robust_disagreement``, the meta-analysis columns (:data:`META_COLUMNS`, ``tau2``,
         ``i2``, ``q``, ``q_pvalue``, ``pi_low``, ``pi_high``, ``k``: sequences with a usable local
-        fit, ``converged``, ``meta_reason``), ``n_sequences``, ``n_samples`` and the instrument
+        fit, ``converged``, ``meta_reason``), ``n_sequences`` (sequences the headline used: those with a
+        local fit in the kept samples), ``n_analysed``, ``n_samples`` and the instrument
         diagnostics (``median_instruments``, per-rule removals summed over sequences, Egger
         intercept and I^2_GX summaries). A local estimate enters when its MR reason is 0 ("ok")
         and its estimate and SE are finite with SE > 0.
@@ -160,27 +168,39 @@ def global_effects(
         for f in ("estimate", "se", "df", "ci_low", "ci_high", "pvalue", "sequence_se",
                   "sample_se"):  # fmt: skip
             table[f] = getattr(head, f)
-        n_samples = samples.n_samples
+        n_samples, n_used = samples.n_samples, np.asarray(head.n_sequences)
     else:
         for f in ("estimate", "se", "ci_low", "ci_high", "pvalue"):
             table[f] = getattr(mb, f)
         table["df"] = np.inf
         table["sequence_se"] = np.asarray(mb.se)
         table["sample_se"] = np.nan
-        n_samples = 1
+        n_samples, n_used = 1, np.asarray(mb.k)
     table["qvalue"] = np.nan
     for name in table["method"].unique():
         sel = table["method"].to_numpy() == name
         table.loc[sel, "qvalue"] = benjamini_hochberg(table.loc[sel, "pvalue"].to_numpy())
     table["significant"] = table["qvalue"].to_numpy() < (1.0 - level)
-    table["direction"] = direction.verdicts(table)
-    table["robust_disagreement"] = direction.robust_disagreement(table)
+    table["n_sequences"] = n_used.astype(np.int64)
+    table["n_analysed"] = n_sequences
+    if "heterogeneity_pvalue" in ordered:
+        het = np.where(ok, grid("heterogeneity_pvalue"), np.nan)
+        n_het = np.isfinite(het).sum(axis=1)
+        rejects = (np.nan_to_num(het, nan=1.0) < 1.0 - level).sum(axis=1)
+        table["heterogeneity_share"] = np.where(n_het > 0, rejects / np.maximum(n_het, 1), np.nan)
+        table["heterogeneity_excess"] = verdict.heterogeneity_excess(
+            table["heterogeneity_share"], n_het, 1.0 - level)
+    else:  # a local table from before the heterogeneity test: nothing to judge it by
+        table["heterogeneity_share"] = np.nan
+        table["heterogeneity_excess"] = False
+    table = pd.concat([table, verdict.verdicts(table, min_sequences=min_sequences, level=level)],
+                      axis=1)  # fmt: skip
+    table["robust_disagreement"] = verdict.robust_disagreement(table)
     for column, f in zip(META_COLUMNS, ("estimate", "se", "ci_low", "ci_high", "pvalue")):
         table[column] = getattr(mb, f)
     for f in ("tau2", "i2", "q", "q_pvalue", "pi_low", "pi_high"):
         table[f] = getattr(mb, f)
     table["k"] = mb.k
-    table["n_sequences"] = n_sequences
     table["n_samples"] = n_samples
     table["converged"] = mb.converged
     table["meta_reason"] = mb.reason.astype(np.int64)

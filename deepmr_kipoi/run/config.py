@@ -131,6 +131,12 @@ class RunConfig:
         The spread of the directionality check: of each feature's mutation effects within the
         reference sequence (``instruments.effect_spread``) or of its predictions over the
         reference sequences (``instruments.feature_spread``).
+    direction_z : float
+        One-sided threshold of the directionality test on the standardized difference of an
+        instrument's exposure and outcome effects (0: the plain comparison).
+    min_sequences : int
+        A pair is called causal or not causal only with at least this many sequences with a local
+        fit (the between-sequence variation needs them); with fewer its verdict is undetermined.
     sample_split : bool
         Select instruments on the first half of the model's samples and estimate on the others, so
         the noise that selects an instrument does not also enter its estimate (winner's curse);
@@ -209,6 +215,8 @@ class RunConfig:
     floor: float = 0.01
     directional: bool = True
     direction_scale: str = "effects"
+    direction_z: float = 0.0
+    min_sequences: int = 5
     sample_split: bool = False
     min_instruments: int = 3
     methods: tuple[str, ...] = ("ivw", "egger")
@@ -376,6 +384,8 @@ def validate(config: RunConfig) -> RunConfig:
         floor=v.finite_float(c.floor, "floor", low=0.0),
         directional=v.boolean(c.directional, "directional"),
         direction_scale=v.choice(c.direction_scale, DIRECTION_SCALES, "direction scale"),
+        direction_z=v.finite_float(c.direction_z, "direction_z", low=0.0),
+        min_sequences=v.positive_int(c.min_sequences, "min_sequences"),
         sample_split=v.boolean(c.sample_split, "sample_split"),
         min_instruments=v.positive_int(c.min_instruments, "min_instruments"),
         methods=methods,

@@ -305,7 +305,8 @@ def compute_chunk(plan: RunPlan, ci: int, on_progress: Callable[[int], None] | N
         se = samples.std(axis=0, ddof=1, dtype=np.float64)
     samples = local.calibrated_samples(samples, mean, se_scale)
     step = local.local_step(mean, se, ex, oc, config, chunk=ci, se_scale=se_scale,
-                            spread=plan.spread[used], selection_effects=selection_effects)  # fmt: skip
+                            spread=plan.spread[used], selection_effects=selection_effects,
+                            samples=samples)  # fmt: skip
     idx = np.arange(a, b)
     frame = local.local_table(step.estimates, idx, plan.seq_ids, ex, oc, names)
     per_sample = local.sample_estimates(samples, step, ex, oc, config, chunk=ci)
@@ -434,7 +435,7 @@ def run(
         glob = aggregate.global_effects(
             local_table, plan.n_sequences, method=config.meta_method, test=config.meta_test,
             level=config.level, samples=samples, exposures=[names[i] for i in plan.exposures],
-            outcomes=[names[i] for i in plan.outcomes],
+            outcomes=[names[i] for i in plan.outcomes], min_sequences=config.min_sequences,
         )  # fmt: skip
         timings["meta"] = time.perf_counter() - tick
         arrays = _merge_arrays([c.arrays for c in chunks])
