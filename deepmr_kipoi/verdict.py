@@ -44,6 +44,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from deepmr_kipoi.errors import DeepMRInputError
+
 #: The three verdicts.
 VERDICTS = ("causal", "not causal", "undetermined")
 #: Estimators that must agree for a causal claim (those of them that were run).
@@ -53,7 +55,10 @@ ROBUST_METHODS = ("weighted_median", "simple_median", "weighted_mode")
 #: All estimators besides IVW that ``robust_disagreement`` compares with IVW.
 NON_IVW_METHODS = ("egger", *ROBUST_METHODS)
 #: Smallest share of sequences with significant local heterogeneity that counts as excess.
-HETEROGENEITY_SHARE = 0.1
+HETEROGENEITY_SHARE = 0.25
+#: Global-table columns the rule reads.
+REQUIRED_COLUMNS = ("exposure", "outcome", "method", "estimate", "ci_low", "ci_high", "significant",
+                    "n_sequences", "n_analysed", "heterogeneity_share", "heterogeneity_excess")  # fmt: skip
 #: Display names in the reasons.
 METHOD_NAMES = {"ivw": "IVW", "ivw_fe": "IVW (fixed effect)", "egger": "MR-Egger",
                 "weighted_median": "weighted median", "simple_median": "simple median",
@@ -117,12 +122,9 @@ def _pair_decision(rows: pd.DataFrame, min_sequences: int, alpha: float):
     agreed = " and ".join(_name(m) for m in required)
     agreed += " agree" if len(required) > 1 else " finds an effect"
     if bool(primary.heterogeneity_excess):
-        robust = [m for m in ROBUST_METHODS if m in sig]
-        if not robust:
-            return False, "undetermined", (
-                f"instruments disagree: heterogeneity beyond model noise in "
-                f"{primary.heterogeneity_share:.0%} of sequences")
-        agreed += f", {_name(robust[0])} confirms despite heterogeneous instruments"
+        return False, "undetermined", (
+            f"instruments disagree: heterogeneity beyond model noise in "
+            f"{primary.heterogeneity_share:.0%} of sequences")
     return True, "causal", agreed
 
 
@@ -145,6 +147,11 @@ def verdicts(table: pd.DataFrame, *, min_sequences: int = 5, level: float = 0.95
     DataFrame aligned with ``table``
         Columns ``verdict`` (one of :data:`VERDICTS`), ``verdict_reason`` and ``direction``.
     """
+    missing = [c for c in REQUIRED_COLUMNS if c not in table]
+    if missing:
+        raise DeepMRInputError(
+            f"a verdict needs the global table's columns {', '.join(missing)}; pass the table "
+            "global_effects returns")
     alpha = 1.0 - level
     decided = {}
     for key, rows in table.groupby(["exposure", "outcome"], sort=False, observed=True):
