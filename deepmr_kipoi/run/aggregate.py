@@ -221,14 +221,21 @@ def global_effects(
     return table
 
 
+def _pair_list(frame: pd.DataFrame, limit: int = 4) -> str:
+    """``"A -> B, C -> D and 3 more"``: the ordered pairs of ``frame``, distinct, in order."""
+    pairs = list(dict.fromkeys(f"{e} -> {o}" for e, o in zip(frame["exposure"], frame["outcome"])))
+    shown = ", ".join(pairs[:limit])
+    return shown + (f" and {len(pairs) - limit} more" if len(pairs) > limit else "")
+
+
 def plain_warnings(
-    glob: pd.DataFrame, *, calibrated: bool, n_masked: int, level: float = 0.95
+    global_table: pd.DataFrame, *, calibrated: bool, n_masked: int, level: float = 0.95
 ) -> list[str]:
-    """Warnings about a run's results, in plain words, for the report and the log.
+    """Warnings about a run's results, in plain words, each naming the pairs it concerns.
 
     Parameters
     ----------
-    glob : DataFrame
+    global_table : DataFrame
         Global effects (``global_effects``).
     calibrated : bool
         Whether effect SEs were calibrated.
@@ -241,71 +248,48 @@ def plain_warnings(
     list of str
     """
     out = []
-    alpha = 1.0 - level
     if not calibrated:
         out.append(
             "The model's uncertainty was not calibrated (no --calibration-table or --calibrator): "
-            "instrument selection (|b/se| >= z) and the meta_* columns use the raw spread of the "
-            "model's samples, often too narrow; the headline intervals do not depend on it."
+            "instrument selection (|b/se| >= z), the heterogeneity test and every interval use "
+            "the raw spread of the model's samples, which is usually too narrow; calibrated on "
+            "held-out labels, intervals typically widen 1.5-2.5x and fewer pairs are claimed."
         )
     if n_masked:
         out.append(f"{n_masked} sequence positions hold N; they were not mutated.")
-    few = glob["k"] < 3
-    if few.any():
+    pairs = global_table.drop_duplicates(["exposure", "outcome"])
+    few = pairs[pairs["verdict_reason"].str.startswith("too few sequences")]
+    if len(few):
         out.append(
-            f"{int(few.sum())} of {len(glob)} global effects rest on fewer than 3 sequences with "
-            "enough instruments; treat them as anecdotes (lower --z, widen the window, or add "
-            "sequences)."
+            f"{len(few)} of {len(pairs)} pairs have too few sequences with a local fit for a "
+            f"verdict ({_pair_list(few)}): lower --z, widen the window, or add sequences."
         )
-    sig = glob["significant"].fillna(False).to_numpy(dtype=bool)
-    high_het = sig & (glob["i2"].to_numpy() > 75)
-    if high_het.any():
+    het = pairs[pairs["verdict_reason"].str.startswith("instruments disagree")]
+    if len(het):
         out.append(
-            f"{int(high_het.sum())} significant global effects vary strongly between sequences "
-            "(I^2 > 75%): the average hides sequence-specific effects; see the forest plots."
+            f"For {len(het)} pairs ({_pair_list(het)}) the instruments of many sequences disagree "
+            "beyond the model's noise: mutations act on the outcome other than through the "
+            "exposure (pleiotropy) or through several pathways, so no causal claim is made."
         )
-    egger = glob[glob["method"] == "egger"]
-    if len(egger):
-        weak = egger["i2_gx_median"].to_numpy() < 90
-        if np.any(weak):
-            out.append(
-                f"For {int(np.sum(weak))} pairs the median I^2_GX is below 90%: Egger slopes are "
-                "diluted toward zero there (weak-instrument regression dilution)."
-            )
-        pleio = egger["egger_intercept_sig_frac"].to_numpy() > 2 * alpha
-        if np.any(pleio):
-            out.append(
-                f"For {int(np.sum(pleio))} pairs the Egger intercept differs from zero in more "
-                f"sequences than the {alpha:.0%} expected by chance: mutations act on the outcome "
-                "other than through the exposure (pleiotropy), which biases IVW."
-            )
-    methods = glob["method"].unique()
-    if "ivw" in methods and "egger" in methods:
-        j = glob[glob["method"] == "ivw"].merge(
-            glob[glob["method"] == "egger"], on=["exposure", "outcome"], suffixes=("_ivw", "_egger")
-        )
-        flip = j["significant_ivw"].fillna(False).astype(bool) & (
-            np.sign(j["estimate_ivw"]) != np.sign(j["estimate_egger"])
-        )
-        if flip.any():
-            out.append(
-                f"IVW and Egger disagree in sign for {int(flip.sum())} pairs that IVW calls "
-                "significant; do not trust their direction without further checks."
-            )
-    first = glob[glob["method"] == glob["method"].iloc[0]] if len(glob) else glob
-    both = {tuple(sorted((e, o))) for e, o, d in zip(first["exposure"], first["outcome"],
-                                                     first["direction"]) if d == "both"}  # fmt: skip
-    if both:
+    both = pairs[pairs["verdict_reason"].str.startswith("both directions")]
+    if len(both):
         out.append(
-            f"{len(both)} feature pairs are significant in both directions even after the "
-            "directionality check: feedback, a shared driver, or instruments that move both "
-            "features alike; MR on one model cannot tell which feature drives the other there."
+            f"{len(both)} ordered pairs ({_pair_list(both)}) pass every check in both directions: "
+            "feedback, a shared driver, or instruments that move both features alike; MR on one "
+            "model cannot tell which feature drives the other there."
         )
-    flagged = glob[glob["robust_disagreement"].astype(bool)] if "robust_disagreement" in glob else glob[:0]
-    if len(flagged):
-        pairs = len({(e, o) for e, o in zip(flagged["exposure"], flagged["outcome"])})
+    egger = global_table[global_table["method"] == "egger"]
+    weak = egger[egger["i2_gx_median"].to_numpy() < 90]
+    if len(weak):
         out.append(
-            f"For {pairs} ordered pairs IVW and a robust method (Egger, median, mode) disagree "
-            "beyond their intervals: invalid instruments (pleiotropy) may drive the IVW estimate."
+            f"For {len(weak)} pairs ({_pair_list(weak)}) the median I^2_GX is below 90%: MR-Egger "
+            "slopes are diluted toward zero there (weak-instrument regression dilution)."
+        )
+    disagree = global_table[global_table["robust_disagreement"].astype(bool)]
+    if len(disagree):
+        out.append(
+            f"For {len(disagree.drop_duplicates(['exposure', 'outcome']))} ordered pairs "
+            f"({_pair_list(disagree)}) IVW and another estimator disagree beyond their intervals: "
+            "invalid instruments (pleiotropy) may drive the IVW estimate."
         )
     return out
