@@ -19,20 +19,21 @@ Two validity rules guard the causal reading of an estimate:
   exposure's spread over the reference sequences, :func:`feature_spread`) is noise however small its
   SE, and such mutants pass ``|b/se| >= z`` by chance while carrying their direct effects on the
   outcome into the estimate;
-* *directionality* (:func:`directional`, in the spirit of MR Steiger filtering, Hemani et al. 2017):
-  an instrument counts for X -> Y only where it moves X more than Y, each effect measured in units
-  of that feature's spread, ``|b_x| / s_x > |b_y| / s_y``. If X causes Y (``b_y = beta b_x`` for a
-  mutation acting on X), Y's spread holds X's times ``|beta|`` plus Y's own, so a mutation acting on
-  X moves X more in these units, and one acting on Y moves Y more: the first counts for X -> Y
-  only, the second for Y -> X only. Two spreads are offered. The *spread of the feature's mutation
-  effects within each reference sequence* (:func:`effect_spread`, the default) is the local analog
-  of Steiger's variance explained: every mutation of the sequence is one draw. The *spread of its
-  predictions over the reference sequences* (:func:`feature_spread`) is closer to Steiger's
-  population variance, but where the analysed sequences all carry the same motifs, Y's own
-  variation over them is small and mutations of X's motif sit on the boundary (measured in the
-  simulation). Approximation, either way: a mutation acting on both features counts for the one it
-  moves more, and a feature without variation of its own cannot be told from a pure copy: a tie
-  (equal standardized effects to within ``DIRECTION_TIE``) counts for both directions.
+* *directionality* (:func:`directional`, Steiger's logic per instrument, Hemani et al. 2017): an
+  instrument counts for X -> Y only where it moves X clearly more than Y, each effect measured in
+  units of that feature's spread, ``|b_x| / s_x`` against ``|b_y| / s_y``, the difference tested
+  against its calibrated standard error with a one-sided threshold (0: the plain comparison). If X
+  causes Y (``b_y = beta b_x`` for a mutation acting on X), Y's spread holds X's times ``|beta|``
+  plus Y's own, so a mutation acting on X moves X more in these units, and one acting on Y moves Y
+  more: the first counts for X -> Y only, the second for Y -> X only. Two spreads are offered. The
+  *spread of the feature's mutation effects within each reference sequence* (:func:`effect_spread`,
+  the default) is the local analog of Steiger's variance explained: every mutation of the sequence
+  is one draw. The *spread of its predictions over the reference sequences* (:func:`feature_spread`)
+  is closer to Steiger's population variance, but where the analysed sequences all carry the same
+  motifs, Y's own variation over them is small and mutations of X's motif sit on the boundary
+  (measured in the simulation). Approximation, either way: a mutation acting on both features counts
+  for the one it moves clearly more, and a feature without variation of its own cannot be told from
+  a pure copy.
 
 Mutations at ``N`` positions (NaN effects) and mutants with a zero or non-finite SE are never
 instruments.
