@@ -17,7 +17,7 @@ from deepmr_kipoi.predictive import DeepEnsemble, from_function
 LENGTH = 60
 
 
-def _ensemble(kind: str, n_members: int = 6, noise: float = 0.03):
+def _ensemble(kind: str, n_members: int = 10, noise: float = 0.03):
     rng = np.random.default_rng(7)
     first, second, third = np.zeros((LENGTH, 4)), np.zeros((LENGTH, 4)), np.zeros((LENGTH, 4))
     first[:20], second[20:40], third[40:] = (rng.normal(0, 1, (20, 4)) for _ in range(3))

@@ -212,31 +212,32 @@ def _pair_masks(mask_x, direction, ex, oc, sl):
 def heterogeneity(bx, by, sx, sy, mask, samples_x=None, samples_y=None):
     """Cochran's Q of every cell against the model's own noise, with its chi-square p-value.
 
-    The model's S samples are draws from the models training could have produced; the effects
-    MR reads are their mean. Under a homogeneous local effect ``theta`` of the mean model, every
-    instrument's residual ``b_y - theta b_x`` is noise of that mean, with variance
-    ``var_s(d_y - theta d_x) / S`` where
+    Under a homogeneous local effect ``theta`` every instrument's residual ``b_y - theta b_x`` is
+    model noise only. Its variance over the model's samples is
     ``var_s(d_y - theta d_x) = se_y^2 + theta^2 se_x^2 - 2 theta cov_s(d_x, d_y)``: both effects
     are uncertain, and paired (a sample that moves the exposure more moves an outcome that follows
-    it more). ``Q = S sum_k (b_y - theta b_x)^2 / var_k`` with ``theta`` the first-order IVW
-    estimate of the cell is referred to chi-square with ``K - 1`` df. Approximations, named:
-    ``theta`` is treated as known (its estimation is what the lost df stands for), the samples'
-    noise as Gaussian, and their variance as known (with few samples the test rejects somewhat
-    more often than its level: 8% at 5% with 30 samples in the tests' simulation). Without
-    per-sample effects neither S nor the covariance is known: the predictive variance
-    ``se_y^2 + theta^2 se_x^2`` is used whole (a test of disagreement beyond the spread of one
-    sample, far less sensitive).
+    it more). ``Q = sum_k (b_y - theta b_x)^2 / var_k`` with ``theta`` the first-order IVW
+    estimate of the cell is referred to chi-square with ``K - 1`` df: the calibrated SEs are the
+    model's predictive spread of each effect, so the test asks whether the instruments disagree
+    more than the model's own (calibrated) uncertainty about each of them allows. It is
+    conservative: the same residuals against the noise of the samples' *mean* (``var_k / S``)
+    would be far more sensitive, but then the few samples of a deep ensemble, the selection of
+    instruments on those samples and the structure that sequences share through the model
+    (measured on linear toy ensembles with valid instruments) make valid pairs look
+    heterogeneous. Approximations, named: ``theta`` is treated as known (its estimation is what
+    the lost df stands for), model noise as Gaussian; without per-sample effects the covariance
+    term is taken as 0.
 
     Parameters
     ----------
     bx, sx : ndarray, shape (n, E, 1, K)
-        Exposure effects (the samples' mean) and calibrated SEs (their spread).
+        Exposure effects and calibrated SEs.
     by, sy : ndarray, shape (n, 1, O, K)
         Outcome effects and calibrated SEs.
     mask : ndarray of bool, shape (n, E, O, K)
         The cell's instruments.
     samples_x, samples_y : ndarray, shapes (S, n, E, 1, K) and (S, n, 1, O, K), optional
-        Calibrated per-sample effects.
+        Calibrated per-sample effects (for the covariance term).
 
     Returns
     -------
@@ -257,7 +258,7 @@ def heterogeneity(bx, by, sx, sy, mask, samples_x=None, samples_y=None):
             cx = samples_x - samples_x.mean(axis=0)
             cy = samples_y - samples_y.mean(axis=0)
             cov = np.einsum("snexk,snxok->neok", cx, cy) / max(s - 1, 1)
-            var = (var - 2.0 * t * cov) / s
+            var = var - 2.0 * t * cov
         # an outcome that is an exact function of the exposure in every sample leaves no noise
         var = np.maximum(var, np.finfo(np.float64).tiny)
         q = np.where(ok, (byz - t * bxz) ** 2 / np.where(ok, var, 1.0), 0.0).sum(-1)
