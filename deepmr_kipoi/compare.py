@@ -255,7 +255,7 @@ def compare(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike | None
 
 
 def _compare_figures(out_dir, runs, labels, table, created):
-    from deepmr_kipoi import figures
+    from deepmr_kipoi.report import figures
 
     fig_dir = out_dir / "figures"
     if not fig_dir.exists():

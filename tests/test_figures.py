@@ -8,7 +8,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from deepmr_kipoi import figures as plots  # noqa: E402
+from deepmr_kipoi.report import figures as plots  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

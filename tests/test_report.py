@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deepmr_kipoi import figures, meta, pipeline, report
+from deepmr_kipoi import meta, pipeline, report
+from deepmr_kipoi.report import figures
 from deepmr_kipoi.run.record import ChunkInfo, FeatureSet, RunRecord, SequenceSet
 
 FEATURES = ["a", "b", "c"]

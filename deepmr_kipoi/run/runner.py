@@ -546,7 +546,7 @@ def _write_outputs(plan: RunPlan, out_dir: Path, glob, local_table, arrays, reco
                    truth, timings, created, started) -> RunRecord:  # fmt: skip
     import yaml
 
-    from deepmr_kipoi import figures, report
+    from deepmr_kipoi.report import figures, page
 
     config, names = plan.config, plan.feature_names
     tick = time.perf_counter()
@@ -584,7 +584,7 @@ def _write_outputs(plan: RunPlan, out_dir: Path, glob, local_table, arrays, reco
         path = out_dir / "report.html"
         if not path.exists():
             created.append(path)
-        report.write_report(path, record, glob, figs, calibration=plan.calibration, truth=truth)
+        page.write_report(path, record, glob, figs, calibration=plan.calibration, truth=truth)
         timings["report"] = time.perf_counter() - tick
     path = out_dir / "config.yaml"
     if not path.exists():

@@ -18,8 +18,7 @@ import numpy as np
 import pandas as pd
 
 from deepmr_kipoi import results
-from deepmr_kipoi.figures import FigureFile, top_pairs, truth_join
-from deepmr_kipoi.run.record import RunRecord
+from deepmr_kipoi.report.figures import FigureFile, top_pairs, truth_join
 
 ASSUMPTIONS = (
     ("Local linearity", "each local effect is the slope of the model's outcome on its exposure "
@@ -244,7 +243,7 @@ def _calibration_html(cal) -> str:
 
 def write_report(
     path: str | os.PathLike,
-    record: RunRecord,
+    record,
     glob: pd.DataFrame,
     figures: Sequence[FigureFile],
     *,
@@ -258,7 +257,7 @@ def write_report(
     ----------
     path : path-like
         Destination ``report.html``.
-    record : RunRecord
+    record : run.record.RunRecord
         The run's record (config, model identity, features, sequences, warnings, versions).
     glob : DataFrame
         Global effects.

@@ -1,19 +1,19 @@
 """Figures of a Deep MR run (matplotlib, Agg backend).
 
-:func:`make_figures` draws a run's figures into its folder; the drawing functions each return a
+`make_figures` draws a run's figures into its folder; the drawing functions each return a
 Figure:
 
-* :func:`global_heatmap` - global effects, exposure x outcome, significant cells marked;
-* :func:`mr_scatter` - one sequence's instruments, outcome effect against exposure effect, with error
+* `global_heatmap` - global effects, exposure x outcome, significant cells marked;
+* `mr_scatter` - one sequence's instruments, outcome effect against exposure effect, with error
   bars and the fitted IVW and Egger lines;
-* :func:`forest` - local effects of one pair over sequences with the pooled global effect;
-* :func:`calibration_curves` - expected against observed confidence, before and after calibration;
-* :func:`truth_scatter` - estimated against known global effects (demo, simulations);
-* :func:`compare_figure` - global effect matrices of several runs side by side, with a scatter of
+* `forest` - local effects of one pair over sequences with the pooled global effect;
+* `calibration_curves` - expected against observed confidence, before and after calibration;
+* `truth_scatter` - estimated against known global effects (demo, simulations);
+* `compare_figure` - global effect matrices of several runs side by side, with a scatter of
   each run's shared estimates against the first run's.
 
-:func:`save` writes a figure atomically as PNG and closes it. The drawing functions and
-:func:`save` are defined in :mod:`deepmr_kipoi.figure_drawing` and re-exported here.
+`save` writes a figure atomically as PNG and closes it. The drawing functions and `save` are
+defined in `report.drawing` and re-exported here.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from deepmr_kipoi.figure_drawing import (  # noqa: E402
+from deepmr_kipoi.report.drawing import (  # noqa: E402
     calibration_curves,
     compare_figure,
     effect_matrix,

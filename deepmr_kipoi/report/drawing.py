@@ -1,7 +1,7 @@
 """Drawing of Deep MR figures (matplotlib, Agg backend); each function returns a Figure.
 
-:mod:`deepmr_kipoi.figures` re-exports these and draws a run's figure set with them (the list of
-figures is in its docstring). :func:`save` writes a figure atomically as PNG and closes it.
+`report.figures` re-exports these and draws a run's figure set with them (the list of figures is in
+its docstring). `save` writes a figure atomically as PNG and closes it.
 """
 
 from __future__ import annotations
