@@ -52,8 +52,8 @@ RULES = ("wald", "pooled")
 #: equal to within it (one feature an exact copy of the other, up to scale) count for both
 #: directions.
 DIRECTION_TIE = 1e-6
-#: Default one-sided threshold of the directionality test (:func:`directional`): 5% one-sided.
-DIRECTION_Z = 1.645
+#: Default one-sided threshold of the directionality test (:func:`directional`), in standard errors.
+DIRECTION_Z = 1.0
 
 
 @dataclass(frozen=True)

@@ -215,7 +215,7 @@ class RunConfig:
     floor: float = 0.01
     directional: bool = True
     direction_scale: str = "effects"
-    direction_z: float = 0.0
+    direction_z: float = 1.0
     min_sequences: int = 5
     sample_split: bool = False
     min_instruments: int = 3
