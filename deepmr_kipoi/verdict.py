@@ -19,8 +19,9 @@ the global table only, so it is the same on every method row of a pair:
    keeps the false-claim rate at most that of the better of the two.
 4. **Heterogeneity beyond model noise.** Within a sequence, valid instruments of one causal effect
    agree up to the model's own noise (``run.local.heterogeneity``: Cochran's Q against the paired,
-   calibrated noise of each instrument's residual). Where clearly more sequences reject
-   homogeneity than chance explains (a one-sided binomial test of the share of sequences with
+   calibrated noise of each instrument's residual; a fit counts when the test rejects and its
+   instruments' slopes vary by at least ``HETEROGENEITY_SPREAD`` of the estimate). Where clearly
+   more sequences reject homogeneity than chance explains (a one-sided binomial test of the share of sequences with
    local p below ``1 - level`` against ``1 - level``, and at least ``HETEROGENEITY_SHARE`` of
    them), instruments of different kinds (pleiotropic ones, a second pathway) are mixed: the claim
    then needs a robust estimator that tolerates invalid instruments (weighted median or mode,
@@ -56,6 +57,9 @@ ROBUST_METHODS = ("weighted_median", "simple_median", "weighted_mode")
 NON_IVW_METHODS = ("egger", *ROBUST_METHODS)
 #: Smallest share of sequences with significant local heterogeneity that counts as excess.
 HETEROGENEITY_SHARE = 0.25
+#: Smallest spread of the instruments' slopes, relative to the local estimate, that counts as
+#: disagreement (a model with tiny noise makes the test reject mild nonlinearity too).
+HETEROGENEITY_SPREAD = 0.25
 #: Global-table columns the rule reads.
 REQUIRED_COLUMNS = ("exposure", "outcome", "method", "estimate", "ci_low", "ci_high", "significant",
                     "n_sequences", "n_analysed", "heterogeneity_share", "heterogeneity_excess")  # fmt: skip

@@ -44,7 +44,7 @@ def test_q_is_the_sum_of_residuals_over_their_paired_variance():
     bx, by, sx, sy, samples_x, samples_y = _as_cells(dx, dy, bx, by)
     mask = np.ones(bx.shape, dtype=bool)
     mask[1, ..., 4] = False
-    q, p = heterogeneity(bx, by, sx, sy, mask, samples_x, samples_y)
+    q, p, spread = heterogeneity(bx, by, sx, sy, mask, samples_x, samples_y)
     for c in range(3):
         keep = mask[c, 0, 0]
         x, y, w = bx[c, 0, 0, keep], by[c, 0, 0, keep], 1 / sy[c, 0, 0, keep] ** 2
@@ -53,8 +53,10 @@ def test_q_is_the_sum_of_residuals_over_their_paired_variance():
         expected = ((y - theta * x) ** 2 / resid_samples.var(axis=0, ddof=1)).sum()
         assert q[c, 0, 0] == pytest.approx(expected, rel=1e-9)
         assert p[c, 0, 0] == pytest.approx(stats.chi2.sf(expected, keep.sum() - 1), rel=1e-9)
+        rms = np.sqrt((w * (y - theta * x) ** 2).sum() / (w * x * x).sum())
+        assert spread[c, 0, 0] == pytest.approx(rms / abs(theta), rel=1e-9)
     # without the samples the covariance term is 0
-    q0, _ = heterogeneity(bx, by, sx, sy, mask)
+    q0, _, _ = heterogeneity(bx, by, sx, sy, mask)
     keep = mask[0, 0, 0]
     x, y, w = bx[0, 0, 0], by[0, 0, 0], 1 / sy[0, 0, 0] ** 2
     theta = (w * x * y).sum() / (w * x * x).sum()
@@ -66,12 +68,12 @@ def test_homogeneous_instruments_reject_at_about_the_nominal_rate():
     rng = np.random.default_rng(1)
     dx, dy, bx, by = _simulate(rng, 4000, 10, s=30)
     bx, by, sx, sy, samples_x, samples_y = _as_cells(dx, dy, bx, by)
-    _, p = heterogeneity(bx, by, sx, sy, np.ones(bx.shape, bool), samples_x, samples_y)
+    _, p, _ = heterogeneity(bx, by, sx, sy, np.ones(bx.shape, bool), samples_x, samples_y)
     rate = np.mean(p < 0.05)
     # 30 samples: the variance is estimated, so slightly above 5%; binomial SD 0.0034
     assert 0.04 <= rate <= 0.08, rate
     # ignoring the pairing (Y follows X within every sample) calls the same data heterogeneous
-    _, p_unpaired = heterogeneity(bx, by, sx, sy, np.ones(bx.shape, bool))
+    _, p_unpaired, _ = heterogeneity(bx, by, sx, sy, np.ones(bx.shape, bool))
     assert np.mean(p_unpaired < 0.05) < rate  # the unpaired variance is larger here: conservative
 
 
@@ -79,12 +81,12 @@ def test_a_pleiotropic_cluster_is_detected():
     rng = np.random.default_rng(2)
     dx, dy, bx, by = _simulate(rng, 500, 10, s=10, pleiotropic=4)
     bx, by, sx, sy, samples_x, samples_y = _as_cells(dx, dy, bx, by)
-    _, p = heterogeneity(bx, by, sx, sy, np.ones(bx.shape, bool), samples_x, samples_y)
+    _, p, _ = heterogeneity(bx, by, sx, sy, np.ones(bx.shape, bool), samples_x, samples_y)
     assert np.mean(p < 0.05) > 0.95
 
 
 def test_cells_with_fewer_than_two_instruments_are_nan():
     bx = np.array([1.0, 2.0, 3.0]).reshape(1, 1, 1, 3)
     mask = np.array([True, False, False]).reshape(1, 1, 1, 3)
-    q, p = heterogeneity(bx, 2 * bx, np.full_like(bx, 0.1), np.full_like(bx, 0.1), mask)
-    assert np.isnan(q).all() and np.isnan(p).all()
+    q, p, spread = heterogeneity(bx, 2 * bx, np.full_like(bx, 0.1), np.full_like(bx, 0.1), mask)
+    assert np.isnan(q).all() and np.isnan(p).all() and np.isnan(spread).all()

@@ -128,7 +128,7 @@ def global_effects(
         ``sample_se`` (the parts of ``se`` due to sequences and to model samples), ``verdict``,
         ``verdict_reason`` and ``direction`` (:func:`deepmr_kipoi.verdict.verdicts`),
         ``heterogeneity_share`` (share of fitted sequences whose local heterogeneity test rejects
-        at ``1 - level``) and ``heterogeneity_excess``, ``robust_disagreement``, the meta-analysis columns (:data:`META_COLUMNS`, ``tau2``,
+        at ``1 - level`` with a slope spread of at least ``verdict.HETEROGENEITY_SPREAD``) and ``heterogeneity_excess``, ``robust_disagreement``, the meta-analysis columns (:data:`META_COLUMNS`, ``tau2``,
         ``i2``, ``q``, ``q_pvalue``, ``pi_low``, ``pi_high``, ``k``: sequences with a usable local
         fit, ``converged``, ``meta_reason``), ``n_sequences`` (sequences the headline used: those with a
         local fit in the kept samples), ``n_analysed``, ``n_samples`` and the instrument
@@ -183,10 +183,12 @@ def global_effects(
     table["significant"] = table["qvalue"].to_numpy() < (1.0 - level)
     table["n_sequences"] = n_used.astype(np.int64)
     table["n_analysed"] = n_sequences
-    if "heterogeneity_pvalue" in ordered:
+    if "heterogeneity_spread" in ordered:
         het = np.where(ok, grid("heterogeneity_pvalue"), np.nan)
         n_het = np.isfinite(het).sum(axis=1)
-        rejects = (np.nan_to_num(het, nan=1.0) < 1.0 - level).sum(axis=1)
+        # a fit disagrees when the test rejects and the slopes vary by a practical amount
+        large = np.nan_to_num(grid("heterogeneity_spread"), nan=0.0) >= verdict.HETEROGENEITY_SPREAD
+        rejects = ((np.nan_to_num(het, nan=1.0) < 1.0 - level) & large).sum(axis=1)
         table["heterogeneity_share"] = np.where(n_het > 0, rejects / np.maximum(n_het, 1), np.nan)
         table["heterogeneity_excess"] = verdict.heterogeneity_excess(
             table["heterogeneity_share"], n_het, 1.0 - level)

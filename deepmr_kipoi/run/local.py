@@ -42,7 +42,7 @@ INSTRUMENT_COUNTS = ("n_significant", "removed_floor", "removed_allele", "remove
 #: Reason code of ``mr.REASONS`` for cells with too few instruments.
 TOO_FEW = 1
 #: Per-cell heterogeneity beyond the model's own noise (:func:`heterogeneity`), local-table columns.
-HETEROGENEITY_FIELDS = ("heterogeneity_q", "heterogeneity_pvalue")
+HETEROGENEITY_FIELDS = ("heterogeneity_q", "heterogeneity_pvalue", "heterogeneity_spread")
 
 
 @dataclass(frozen=True)
@@ -243,6 +243,10 @@ def heterogeneity(bx, by, sx, sy, mask, samples_x=None, samples_y=None):
     -------
     q, pvalue : ndarray, shape (n, E, O)
         NaN where a cell has fewer than 2 usable instruments.
+    spread : ndarray, shape (n, E, O)
+        The weighted root-mean-square deviation of the instruments' slopes from ``theta``,
+        ``sqrt(sum_k w_k (b_y - theta b_x)^2 / sum_k w_k b_x^2)`` with ``w_k = 1 / se_y^2``,
+        divided by ``|theta|``: the practical size of the disagreement (inf where theta is 0).
     """
     from scipy import stats
 
@@ -262,9 +266,13 @@ def heterogeneity(bx, by, sx, sy, mask, samples_x=None, samples_y=None):
         # an outcome that is an exact function of the exposure in every sample leaves no noise
         var = np.maximum(var, np.finfo(np.float64).tiny)
         q = np.where(ok, (byz - t * bxz) ** 2 / np.where(ok, var, 1.0), 0.0).sum(-1)
+        # how much the instruments' slopes vary, relative to the slope: a practical size next to
+        # the test, which on a model with tiny noise also rejects a mildly nonlinear response
+        spread = np.sqrt((w * (byz - t * bxz) ** 2).sum(-1) / (w * bxz * bxz).sum(-1)) / np.abs(theta)
     k = ok.sum(-1)
     q = np.where((k >= 2) & np.isfinite(theta), q, np.nan)
-    return q, np.where(np.isfinite(q), stats.chi2.sf(q, np.maximum(k - 1, 1)), np.nan)
+    p = np.where(np.isfinite(q), stats.chi2.sf(q, np.maximum(k - 1, 1)), np.nan)
+    return q, p, np.where(np.isfinite(q), spread, np.nan)
 
 
 def local_mr(
@@ -350,10 +358,11 @@ def _store_heterogeneity(fields, flat_effects, mask, samples, ex, oc, sl) -> Non
     if samples is not None:
         sides = (np.stack([_flat(d, ex[sl]) for d in samples])[:, :, :, None, :],
                  np.stack([_flat(d, oc) for d in samples])[:, :, None, :, :])  # fmt: skip
-    q, qp = heterogeneity(bx[:, sl, None, :], by[:, None, :, :], sx[:, sl, None, :],
-                          sy[:, None, :, :], full_mask, *sides)  # fmt: skip
+    q, qp, spread = heterogeneity(bx[:, sl, None, :], by[:, None, :, :], sx[:, sl, None, :],
+                                  sy[:, None, :, :], full_mask, *sides)  # fmt: skip
     fields["heterogeneity_q"][:, sl] = q[..., None]
     fields["heterogeneity_pvalue"][:, sl] = qp[..., None]
+    fields["heterogeneity_spread"][:, sl] = spread[..., None]
 
 
 def _empty_fields(shape, selection) -> dict:
