@@ -48,9 +48,11 @@ class ISMEffects:
     ----------
     mean : numpy.ndarray, shape (N, W, 3, F), float32
         Effect ``mean_s [f_s(mutant) - f_s(reference)]`` per sequence, window position, alternative base
-        and feature; NaN at N positions.
+        and feature; NaN at N positions. float64 where the run took it from ``samples``
+        (:func:`deepmr_kipoi.run.effects.chunk_effects`), not rounded.
     se : numpy.ndarray, shape (N, W, 3, F), float32
-        Sample SD over s of the paired differences (ddof = 1); NaN at N positions and when S = 1.
+        Sample SD over s of the paired differences (ddof = 1); NaN at N positions and when S = 1
+        (float64 as ``mean``).
     reference : numpy.ndarray, shape (S, N, F), float32
         Reference predictions per sample.
     positions : numpy.ndarray, shape (W,), int64
@@ -80,32 +82,6 @@ class ISMEffects:
     feature_names: tuple[str, ...]
     n_samples: int
     samples: np.ndarray | None = None
-
-    def sample_moments(self, leave_out: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and SD (ddof = 1) over the samples in float64, optionally without sample ``leave_out``.
-
-        Parameters
-        ----------
-        leave_out : int, optional
-            Index s of a sample to leave out (the leave-one-member-out jackknife).
-
-        Returns
-        -------
-        mean, sd : ndarray of float64, shape (N, W, 3, F)
-            Unlike ``mean``/``se`` (float32) not rounded; without ``leave_out`` they round to them.
-
-        Raises
-        ------
-        DeepMRInputError
-            When the effects were computed without ``per_sample=True``.
-        """
-        if self.samples is None:
-            raise DeepMRInputError(
-                "these effects hold no per-sample differences; call saturation_effects(..., "
-                "per_sample=True)"
-            )
-        d = self.samples if leave_out is None else np.delete(self.samples, int(leave_out), axis=0)
-        return d.mean(axis=0, dtype=np.float64), d.std(axis=0, ddof=1, dtype=np.float64)
 
     @property
     def n_masked(self) -> int:

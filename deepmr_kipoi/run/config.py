@@ -279,20 +279,6 @@ def _optional_int(value, name: str, minimum: int = 1) -> int | None:
     return None if value is None else validation.positive_int(value, name, minimum=minimum)
 
 
-def _window(value) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
-        raise DeepMRInputError(
-            f"window must be two integers (start, end) or null for the whole sequence, got {value!r}"
-        )
-    start, end = (validation.positive_int(v, f"window {k}", minimum=0)
-                  for v, k in zip(value, ("start", "end")))  # fmt: skip
-    if start >= end:
-        raise DeepMRInputError(f"window {start}-{end} is empty; give start < end")
-    return start, end
-
-
 def _check_executor(c: RunConfig) -> None:
     if c.executor != "dask" and (c.dask_workers is not None or c.dask_address is not None):
         option = "--dask-workers" if c.dask_workers is not None else "--dask-address"
@@ -364,7 +350,7 @@ def validate(config: RunConfig) -> RunConfig:
         sequence_length=_optional_int(c.sequence_length, "sequence_length"),
         exposures=_names(c.exposures, "exposures"),
         outcomes=_names(c.outcomes, "outcomes"),
-        window=_window(c.window),
+        window=v.window(c.window),
         batch_size=v.positive_int(c.batch_size, "batch_size"),
         calibrator=v.optional_text(c.calibrator, "calibrator"),
         calibration_table=v.optional_text(c.calibration_table, "calibration_table"),

@@ -263,6 +263,43 @@ def load_model(config: RunConfig):
     return model, identity
 
 
+def prepare_model(config: RunConfig, model=None, identity: dict | None = None):
+    """The run's model, ready to predict: loaded (unless given) and put on ``config.device``.
+
+    The one preparation of a model, used by the client (``runner.make_plan``) and by every Dask
+    worker (``executors``), so that a worker's model runs where the client's would.
+
+    Parameters
+    ----------
+    config : RunConfig
+        Validated.
+    model : PredictiveModel, optional
+        A model handed to the run instead of ``config.model``.
+    identity : dict, optional
+        Its identity (default: its type name; samples and features are filled in).
+
+    Returns
+    -------
+    model : PredictiveModel
+    identity : dict
+        As :func:`load_model`'s, plus ``device``: where the model's PyTorch members run.
+
+    Raises
+    ------
+    DeepMRInputError
+        When no model is named or it cannot be loaded, or the device does not exist here.
+    """
+    from deepmr_kipoi.predictive import move_to_device
+
+    if model is None:
+        model, identity = load_model(config)
+    else:
+        identity = dict(identity or {"name": config.model or type(model).__name__})
+        identity.setdefault("n_samples", int(getattr(model, "n_samples", 0) or 0))
+        identity.setdefault("n_features", len(model.feature_names))
+    identity = dict(identity)
+    identity["device"] = move_to_device(model, config.device)
+    return model, identity
 
 
 def load_sequences(config: RunConfig, model_length: int | None):
