@@ -205,11 +205,6 @@ class ChunkStore:
         except ValueError:
             return None
 
-    def existing_hash(self) -> str | None:
-        """The hash recorded by an earlier run in this folder, or None."""
-        m = self._manifest()
-        return None if m is None else m.get("config_hash")
-
     def has_chunks(self) -> bool:
         """Whether any chunk of an earlier run finished here."""
         return any(self.dir.glob("local_*.parquet"))
@@ -311,15 +306,6 @@ class ChunkStore:
 #: Files a finished run writes into its folder (besides ``chunks/``).
 OUTPUT_FILES = ("global_effects.csv", "global_effects.parquet", "local_effects.parquet",
                 "effects.h5", "report.html", "run.json", "config.yaml")  # fmt: skip
-
-
-def clear_outputs(out_dir: str | os.PathLike) -> None:
-    """Delete a run folder's result files and figures (only names a run writes; nothing else)."""
-    out_dir = Path(out_dir)
-    for name in OUTPUT_FILES:
-        (out_dir / name).unlink(missing_ok=True)
-    for png in (out_dir / "figures").glob("*.png"):
-        png.unlink()
 
 
 @dataclass(frozen=True)
