@@ -364,12 +364,12 @@ def read_run(run_dir: str | os.PathLike, *, local: bool = False) -> RunData:
         raise DeepMRInputError(
             f"{path} holds no finished run (no global_effects.parquet); finish or re-run it first"
         )
-    glob = pd.read_parquet(table) if table.suffix == ".parquet" else pd.read_csv(table)
+    global_table = pd.read_parquet(table) if table.suffix == ".parquet" else pd.read_csv(table)
     info = json.loads((path / "run.json").read_text()) if (path / "run.json").exists() else {}
     loc = None
     if local and (path / "local_effects.parquet").exists():
         loc = pd.read_parquet(path / "local_effects.parquet")
-    return RunData(path=path, global_effects=glob, local_effects=loc, run_info=info)
+    return RunData(path=path, global_effects=global_table, local_effects=loc, run_info=info)
 
 
 def _jsonable(obj):

@@ -154,7 +154,6 @@ MAX_FUNCTION_LINES, MAX_PARAMETERS = 80, 8
 LONG_FUNCTIONS = {
     "deepmr_kipoi/cli.py:_add_run_arguments": "to be generated from the configuration's field metadata",
     "deepmr_kipoi/compare.py:compare": "to be split into reading, aligning and tabulating runs",
-    "deepmr_kipoi/ism.py:saturation_effects": "to be split into mutant batches and moment accumulation",
     "deepmr_kipoi/instruments.py:select": "instrument rules, being rewritten with the verdict",
     "deepmr_kipoi/results.py:write_effects_h5": "keyword-only arrays of one file; goes with the run folder",
     "deepmr_kipoi/demo.py:run_demo": "to be split into model, sequences and report steps",
@@ -179,7 +178,7 @@ LONG_FUNCTIONS = {
     "deepmr_kipoi/mr/median.py:_median": "bootstrap arrays of the batched median (hot path)",
     "deepmr_kipoi/mr/batched.py:run_batched": "public keyword options of the documented batched API",
     "deepmr_kipoi/run/config.py:validate": "one line per field; goes with the grouped configuration",
-    "deepmr_kipoi/run/inputs.py:load_model": "to be split into factory and Kipoi loading",
+    "deepmr_kipoi/run/inputs.py:load_configured_model": "to be split into factory and Kipoi loading",
     "deepmr_kipoi/run/inputs.py:load_calibration": "to be split into reading and fitting",
     "deepmr_kipoi/run/inputs.py:fit_calibration": "to take the labelled table as one object",
     "deepmr_kipoi/run/runner.py:run": "being reworked with the run folder",

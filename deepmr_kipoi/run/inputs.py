@@ -178,8 +178,9 @@ def sequence_source(config: RunConfig) -> str:
     return "seeded random sequences"
 
 
-def load_model(config: RunConfig):
-    """Load the model a config names, and describe its identity.
+def load_configured_model(config: RunConfig):
+    """Load the model a config names, and describe its identity (``prepare_model`` also puts it on
+    the configured device; this is the loading step alone).
 
     Parameters
     ----------
@@ -282,7 +283,7 @@ def prepare_model(config: RunConfig, model=None, identity: dict | None = None):
     -------
     model : PredictiveModel
     identity : dict
-        As :func:`load_model`'s, plus ``device``: where the model's PyTorch members run.
+        As :func:`load_configured_model`'s, plus ``device``: where the model's PyTorch members run.
 
     Raises
     ------
@@ -292,7 +293,7 @@ def prepare_model(config: RunConfig, model=None, identity: dict | None = None):
     from deepmr_kipoi.predictive import move_to_device
 
     if model is None:
-        model, identity = load_model(config)
+        model, identity = load_configured_model(config)
     else:
         identity = dict(identity or {"name": config.model or type(model).__name__})
         identity.setdefault("n_samples", int(getattr(model, "n_samples", 0) or 0))

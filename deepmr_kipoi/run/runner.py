@@ -292,14 +292,14 @@ def run(
             )
         tick = time.perf_counter()
         names = plan.feature_names
-        glob = aggregate.global_effects(
+        global_table = aggregate.global_effects(
             local_table, plan.n_sequences, method=config.meta_method, test=config.meta_test,
             level=config.level, samples=merged.samples, exposures=[names[i] for i in plan.exposures],
             outcomes=[names[i] for i in plan.outcomes],
         )  # fmt: skip
         timings["meta"] = time.perf_counter() - tick
         arrays = merged.figure_arrays()
-        warns = aggregate.plain_warnings(glob, calibrated=plan.calibration is not None,
+        warns = aggregate.plain_warnings(global_table, calibrated=plan.calibration is not None,
                                          n_masked=merged.n_masked, level=config.level)  # fmt: skip
         n_bad_seq, n_bad_mut = merged.n_nonfinite
         if n_bad_mut:
@@ -314,8 +314,8 @@ def run(
         record = _record(plan, resumed, warns, truth, started)
         record = dataclasses.replace(record, nonfinite={"sequences": n_bad_seq, "mutants": n_bad_mut})
         if out_dir is not None:
-            record = _write_outputs(plan, stage or out_dir, glob, local_table, arrays, record, truth,
-                                    timings, created, started)  # fmt: skip
+            record = _write_outputs(plan, stage or out_dir, global_table, local_table, arrays,
+                                    record, truth, timings, created, started)  # fmt: skip
             if stage is not None:
                 guard.swap_in(stage, out_dir)
         else:
@@ -330,7 +330,7 @@ def run(
     finally:
         if lock is not None:
             lock.release()
-    return DeepMRResult(glob, local_table, config, record, tuple(warns), out_dir)
+    return DeepMRResult(global_table, local_table, config, record, tuple(warns), out_dir)
 
 
 def _record(plan: RunPlan, resumed, warns, truth, started: float) -> RunRecord:
@@ -390,8 +390,8 @@ def _run_chunks(plan: RunPlan, store, created: list, computed: list, on_chunk, t
     return [found[i] for i in range(len(plan.bounds))], resumed
 
 
-def _write_outputs(plan: RunPlan, out_dir: Path, glob, local_table, arrays, record: RunRecord,
-                   truth, timings, created, started) -> RunRecord:  # fmt: skip
+def _write_outputs(plan: RunPlan, out_dir: Path, global_table, local_table, arrays,
+                   record: RunRecord, truth, timings, created, started) -> RunRecord:  # fmt: skip
     import yaml
 
     from deepmr_kipoi.report import figures, page
@@ -402,7 +402,7 @@ def _write_outputs(plan: RunPlan, out_dir: Path, glob, local_table, arrays, reco
         path = out_dir / name
         if not path.exists():
             created.append(path)
-        results.write_table(glob if name.startswith("global") else local_table, path)
+        results.write_table(global_table if name.startswith("global") else local_table, path)
     if plan.save_effects and "mean" in arrays:
         path = out_dir / "effects.h5"
         if not path.exists():
@@ -420,7 +420,7 @@ def _write_outputs(plan: RunPlan, out_dir: Path, glob, local_table, arrays, reco
     figs = []
     if config.figures:
         figs = figures.make_figures(
-            out_dir, glob, local_table, arrays, feature_names=names, used=plan.used,
+            out_dir, global_table, local_table, arrays, feature_names=names, used=plan.used,
             seq_ids=plan.seq_ids, exposures=record.features.exposures,
             calibration=plan.calibration, truth=truth, level=config.level,
             n_examples=config.n_examples, created=created,
@@ -432,7 +432,7 @@ def _write_outputs(plan: RunPlan, out_dir: Path, glob, local_table, arrays, reco
         path = out_dir / "report.html"
         if not path.exists():
             created.append(path)
-        page.write_report(path, record, glob, figs, calibration=plan.calibration, truth=truth)
+        page.write_report(path, record, global_table, figs, calibration=plan.calibration, truth=truth)
         timings["report"] = time.perf_counter() - tick
     path = out_dir / "config.yaml"
     if not path.exists():
