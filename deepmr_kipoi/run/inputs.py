@@ -217,37 +217,7 @@ def load_configured_model(config: RunConfig):
         if target.endswith(".py"):
             identity["factory_md5"] = file_md5(Path(target))
     else:
-        from deepmr_kipoi import kipoi_models
-
-        weights = list(config.weight_files) or None
-        model = kipoi_models.load_model(
-            spec,
-            source=config.source,
-            alphabet=config.alphabet,
-            uncertainty=config.uncertainty,
-            n_samples=config.n_samples,
-            seed=config.seed,
-            weight_files=weights,
-            adapter=config.adapter,
-            download=config.download,
-            trust_model_code=config.trust_model_code,
-            download_option="--download",
-        )
-        if weights:
-            identity["weights"] = [{"path": str(w), "md5": file_md5(Path(w))} for w in weights]
-        try:
-            desc = kipoi_models.describe_model(spec, source=config.source,
-                                               trust_model_code=config.trust_model_code)  # fmt: skip
-        except Exception as err:  # noqa: BLE001 - the description is provenance only
-            logger.debug("describe_model(%s) failed: %s", spec, err)
-            desc = None
-        if desc is not None:
-            identity.update(source=desc.source, model_dir=desc.model_dir, model_type=desc.model_type)
-            if not weights:
-                identity["weights"] = [
-                    {"arg": w.arg, "path": w.path, "md5": w.md5 or (file_md5(Path(w.path)) if w.present else None)}
-                    for w in desc.weight_files
-                ]
+        model = _kipoi_model(spec, config, identity)
     for key in ("weights_md5", "identity"):
         value = getattr(model, key, None)
         if isinstance(value, dict):
@@ -262,6 +232,43 @@ def load_configured_model(config: RunConfig):
         type=type(model).__name__,
     )
     return model, identity
+
+
+def _kipoi_model(spec: str, config: RunConfig, identity: dict):
+    """A Kipoi model or registered adapter through ``kipoi_models.load_model``; its source, folder
+    and weight files (path and md5) are added to ``identity``."""
+    from deepmr_kipoi import kipoi_models
+
+    weights = list(config.weight_files) or None
+    model = kipoi_models.load_model(
+        spec,
+        source=config.source,
+        alphabet=config.alphabet,
+        uncertainty=config.uncertainty,
+        n_samples=config.n_samples,
+        seed=config.seed,
+        weight_files=weights,
+        adapter=config.adapter,
+        download=config.download,
+        trust_model_code=config.trust_model_code,
+        download_option="--download",
+    )
+    if weights:
+        identity["weights"] = [{"path": str(w), "md5": file_md5(Path(w))} for w in weights]
+    try:
+        desc = kipoi_models.describe_model(spec, source=config.source,
+                                           trust_model_code=config.trust_model_code)  # fmt: skip
+    except Exception as err:  # noqa: BLE001 - the description is provenance only
+        logger.debug("describe_model(%s) failed: %s", spec, err)
+        desc = None
+    if desc is not None:
+        identity.update(source=desc.source, model_dir=desc.model_dir, model_type=desc.model_type)
+        if not weights:
+            identity["weights"] = [
+                {"arg": w.arg, "path": w.path, "md5": w.md5 or (file_md5(Path(w.path)) if w.present else None)}
+                for w in desc.weight_files
+            ]
+    return model
 
 
 def prepare_model(config: RunConfig, model=None, identity: dict | None = None):
