@@ -177,7 +177,6 @@ LONG_FUNCTIONS = {
     "deepmr_kipoi/mr/median.py:_median": "bootstrap arrays of the batched median (hot path)",
     "deepmr_kipoi/mr/batched.py:run_batched": "public keyword options of the documented batched API",
     "deepmr_kipoi/run/config.py:validate": "one line per field; goes with the grouped configuration",
-    "deepmr_kipoi/run/inputs.py:load_calibration": "to be split into reading and fitting",
     "deepmr_kipoi/run/inputs.py:fit_calibration": "to take the labelled table as one object",
     "deepmr_kipoi/run/runner.py:run": "being reworked with the run folder",
     "deepmr_kipoi/run/runner.py:_write_outputs": "being reworked with the run folder",

@@ -481,40 +481,48 @@ def load_calibration(config: RunConfig, model, feature_names: list[str]) -> Cali
         raise DeepMRInputError("give either --calibrator or --calibration-table, not both")
     if not (config.calibrator or config.calibration_table):
         return None
+    if config.calibrator:
+        return _saved_calibration(Path(config.calibrator), feature_names)
+    return _table_calibration(config, model, feature_names)
+
+
+def _saved_calibration(path: Path, feature_names: list[str]) -> Calibration:
+    """A calibrator saved by ``calibration.save``, its SE scales spread over the model's features."""
     from deepmr_kipoi import calibration
 
     n_feat = len(feature_names)
-    if config.calibrator:
-        path = Path(config.calibrator)
-        if not path.is_file():
-            raise DeepMRInputError(f"calibrator file not found: {path}; check the --calibrator path")
-        try:
-            cal = calibration.load(path)
-        except (ValueError, KeyError, TypeError) as err:
+    if not path.is_file():
+        raise DeepMRInputError(f"calibrator file not found: {path}; check the --calibrator path")
+    try:
+        cal = calibration.load(path)
+    except (ValueError, KeyError, TypeError) as err:
+        raise DeepMRInputError(
+            f"{path} is not a saved calibrator ({_one_line(err)[:120]}); give a file written by "
+            "calibration.save"
+        ) from None
+    scale = np.asarray(cal.se_scale, dtype=np.float64)
+    names = getattr(cal, "feature_names", None)
+    full = np.ones(n_feat)
+    if names:
+        unknown = [f for f in names if f not in feature_names]
+        if unknown:
             raise DeepMRInputError(
-                f"{path} is not a saved calibrator ({_one_line(err)[:120]}); give a file written by "
-                "calibration.save"
-            ) from None
-        scale = np.asarray(cal.se_scale, dtype=np.float64)
-        names = getattr(cal, "feature_names", None)
-        full = np.ones(n_feat)
-        if names:
-            unknown = [f for f in names if f not in feature_names]
-            if unknown:
-                raise DeepMRInputError(
-                    f"calibrator {path} names features the model lacks: {', '.join(unknown[:5])}"
-                )
-            for f, s in zip(names, scale):
-                full[feature_names.index(f)] = s
-            used = tuple(names)
-        elif scale.shape == (n_feat,):
-            full, used = scale, tuple(feature_names)
-        else:
-            raise DeepMRInputError(
-                f"calibrator {path} has {scale.size} SE scales but the model has {n_feat} features"
+                f"calibrator {path} names features the model lacks: {', '.join(unknown[:5])}"
             )
-        return Calibration(full, used, None, None, None, None, str(path), tuple(feature_names))
+        for f, s in zip(names, scale):
+            full[feature_names.index(f)] = s
+        used = tuple(names)
+    elif scale.shape == (n_feat,):
+        full, used = scale, tuple(feature_names)
+    else:
+        raise DeepMRInputError(
+            f"calibrator {path} has {scale.size} SE scales but the model has {n_feat} features"
+        )
+    return Calibration(full, used, None, None, None, None, str(path), tuple(feature_names))
 
+
+def _table_calibration(config: RunConfig, model, feature_names: list[str]) -> Calibration:
+    """A calibration fitted on the config's labelled table (sequences predicted by ``model``)."""
     table = _read_table(Path(config.calibration_table))
     if "sequence" not in table.columns:
         raise DeepMRInputError(
