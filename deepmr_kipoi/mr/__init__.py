@@ -48,7 +48,7 @@ and names its approximations.
 """
 
 from deepmr_kipoi.mr._common import METHODS, MIN_INSTRUMENTS, REASONS
-from deepmr_kipoi.mr._results import (
+from deepmr_kipoi.mr._result_types import (
     EggerResult,
     IVWResult,
     MedianResult,

@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 
 from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.mr import _common as C
-from deepmr_kipoi.mr._results import BATCH_FLOAT_FIELDS, MRBatchResult
+from deepmr_kipoi.mr._result_types import BATCH_FLOAT_FIELDS, MRBatchResult
 from deepmr_kipoi.mr.median import bootstrap_medians, ratio_weights, weighted_median_rows
 from deepmr_kipoi.mr.mode import bootstrap_modes, mode_rows, ratio_se
 from deepmr_kipoi.validation import choice

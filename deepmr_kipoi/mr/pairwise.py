@@ -50,7 +50,7 @@ import numpy as np
 
 from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.mr import _common as C
-from deepmr_kipoi.mr._results import BATCH_FLOAT_FIELDS, MRBatchResult
+from deepmr_kipoi.mr._result_types import BATCH_FLOAT_FIELDS, MRBatchResult
 from deepmr_kipoi.mr.batched import closed_form_stats
 from deepmr_kipoi.validation import choice
 from deepmr_kipoi.validation import level as check_level
