@@ -181,7 +181,6 @@ LONG_FUNCTIONS = {
     "deepmr_kipoi/run/runner.py:run": "being reworked with the run folder",
     "deepmr_kipoi/run/runner.py:_write_outputs": "being reworked with the run folder",
     "deepmr_kipoi/run/aggregate.py:global_effects": "being rewritten with the verdict",
-    "deepmr_kipoi/run/aggregate.py:plain_warnings": "being rewritten with the verdict",
     "deepmr_kipoi/run/local.py:local_mr": "being rewritten with the verdict",
     "deepmr_kipoi/run/local.py:local_step": "being rewritten with the verdict",
     "deepmr_kipoi/sequences/fasta.py:read_fasta_bed": "public keyword options of read_fasta_bed",

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deepmr_kipoi.run.local import MRSettings
 from deepmr_kipoi import instruments, meta, mr, pipeline, results
 from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.run.config import validate
+from deepmr_kipoi.run.local import MRSettings
 from tests import _helpers_pipeline as helpers
 
 FACTORY = f"{Path(__file__).parent / '_helpers_pipeline.py'}:tiny_model"
