@@ -152,7 +152,6 @@ MAX_FUNCTION_LINES, MAX_PARAMETERS = 80, 8
 #: others are still to be split into named steps (the owner of each file does it) and leave the
 #: list when they are: the test fails when a listed function no longer exceeds the limits.
 LONG_FUNCTIONS = {
-    "deepmr_kipoi/cli.py:_add_run_arguments": "to be generated from the configuration's field metadata",
     "deepmr_kipoi/compare.py:compare": "to be split into reading, aligning and tabulating runs",
     "deepmr_kipoi/instruments.py:select": "instrument rules, being rewritten with the verdict",
     "deepmr_kipoi/results.py:write_effects_h5": "keyword-only arrays of one file; goes with the run folder",
