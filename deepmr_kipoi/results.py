@@ -262,7 +262,7 @@ def read_run(run_dir: str | os.PathLike, *, local: bool = False) -> RunData:
         raise DeepMRInputError(
             f"{path} holds no finished run (no global_effects.parquet); finish or re-run it first"
         )
-    glob = _read_result_table(table)
+    global_table = _read_result_table(table)
     info = {}
     if (path / "run.json").exists():
         try:
@@ -276,7 +276,7 @@ def read_run(run_dir: str | os.PathLike, *, local: bool = False) -> RunData:
     loc = None
     if local and (path / "local_effects.parquet").exists():
         loc = _read_result_table(path / "local_effects.parquet")
-    return RunData(path=path, global_effects=glob, local_effects=loc, run_info=info)
+    return RunData(path=path, global_effects=global_table, local_effects=loc, run_info=info)
 
 
 def _read_result_table(path: Path) -> pd.DataFrame:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from deepmr_kipoi import results
 from deepmr_kipoi._files import file_md5
-from deepmr_kipoi.run.chunks import CHUNK_FILE, CHUNKS, FORMAT, MANIFEST
+from deepmr_kipoi.run.chunk_store import CHUNK_FILE, CHUNKS, FORMAT, MANIFEST
 from deepmr_kipoi.run.lock import LOCK_NAME
 
 RECORD = ".deepmr-folder.json"

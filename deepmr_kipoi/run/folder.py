@@ -13,7 +13,7 @@ A run's ``--out`` folder holds (the names are :mod:`~deepmr_kipoi.run.contents`'
 Guarantees:
 
 * **Nothing stale.** Every chunk file carries its key and is reused only when it reads whole and
-  carries the key of the run at hand (:mod:`~deepmr_kipoi.run.chunks`). A folder whose record or
+  carries the key of the run at hand (:mod:`~deepmr_kipoi.run.chunk_store`). A folder whose record or
   chunks belong to another key (or to no readable record or manifest) is refused, or replaced
   under ``--force``.
 * **All or nothing.** A run builds its complete new folder in a stage and swaps it in at once:
@@ -28,7 +28,7 @@ Guarantees:
   ``run.json``, ``effects.h5`` or ``report.html``; a user's ``config.yaml`` or figure is kept and the
   run's own is not written (with a note); every other file stays where it is across the swap.
 
-The lock is :mod:`~deepmr_kipoi.run.lock`'s; ``DEEPMR_STOP_AT`` (:func:`~deepmr_kipoi.run.chunks.stop_point`)
+The lock is :mod:`~deepmr_kipoi.run.lock`'s; ``DEEPMR_STOP_AT`` (:func:`~deepmr_kipoi.run.chunk_store.stop_point`)
 stops a run at a named point for the tests.
 """
 
@@ -47,7 +47,7 @@ from pathlib import Path
 
 from deepmr_kipoi import results
 from deepmr_kipoi.errors import DeepMRInputError
-from deepmr_kipoi.run.chunks import CHUNK_FILE, CHUNKS, FORMAT, ChunkStore, RunKey, stop_point
+from deepmr_kipoi.run.chunk_store import CHUNK_FILE, CHUNKS, FORMAT, ChunkStore, RunKey, stop_point
 from deepmr_kipoi.run.contents import (
     COMMIT,
     COMPARE_FILES,
