@@ -409,10 +409,11 @@ def _config_from_args(args: argparse.Namespace):
 
 
 def _summary(result, started: float) -> str:
+    from deepmr_kipoi.report.headline import build_headline
+
     g = result.global_effects
-    n_sig = int(g["significant"].fillna(False).astype(bool).sum())
     where = f"{result.out_dir}" if result.out_dir else "memory"
-    return (f"{len(g)} global effects ({n_sig} significant) from "
+    return (f"{build_headline(g).summary().rstrip(':.')} ({len(g)} global effects) from "
             f"{result.run_info['sequences']['n']} sequences in {time.time() - started:.1f} s; "
             f"results in {where}, report {where}/report.html")  # fmt: skip
 

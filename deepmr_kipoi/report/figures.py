@@ -1,19 +1,18 @@
 """Figures of a Deep MR run (matplotlib, Agg backend).
 
-`make_figures` draws a run's figures into its folder; the drawing functions each return a
-Figure:
+`make_figures` draws a run's figures into its folder:
 
-* `global_heatmap` - global effects, exposure x outcome, significant cells marked;
-* `mr_scatter` - one sequence's instruments, outcome effect against exposure effect, with error
-  bars and the fitted IVW and Egger lines;
-* `forest` - local effects of one pair over sequences with the pooled global effect;
-* `calibration_curves` - expected against observed confidence, before and after calibration;
-* `truth_scatter` - estimated against known global effects (demo, simulations);
-* `compare_figure` - global effect matrices of several runs side by side, with a scatter of
-  each run's shared estimates against the first run's.
+* the overview of the claims: `overview.causal_graph` (SVG, up to `overview.GRAPH_MAX_FEATURES`
+  features) or `overview.clustered_heatmap` at zoo scale;
+* `global_heatmap` per estimator (small runs) - headline global effects, exposure x outcome,
+  significant cells marked;
+* per pair worth a look (the claims first): `mr_scatter` of example sequences' instruments with the
+  fitted IVW and Egger lines, `instrument_map` along one sequence, and `forest` over sequences;
+* `calibration_curves`, and `truth_scatter` where the truth is known (demo, simulations).
 
-`save` writes a figure atomically as PNG and closes it. The drawing functions and `save` are
-defined in `report.drawing` and re-exported here.
+`compare_figure` draws `deepmr compare`'s side-by-side matrices. `save` writes a figure atomically
+as PNG and closes it, `save_svg` as SVG. The drawing functions are defined in `report.drawing` and
+`report.overview` and re-exported here.
 """
 
 from __future__ import annotations
@@ -38,21 +37,35 @@ from deepmr_kipoi.report.drawing import (  # noqa: E402
     effect_matrix,
     forest,
     global_heatmap,
+    instrument_map,
     mr_scatter,
     save,
+    save_svg,
     truth_scatter,
+)
+from deepmr_kipoi.report.headline import primary_method, truth_join  # noqa: E402
+from deepmr_kipoi.report.overview import (  # noqa: E402
+    GRAPH_MAX_FEATURES,
+    causal_graph,
+    clustered_heatmap,
+    features_of,
 )
 
 __all__ = [
     "FigureFile",
     "calibration_curves",
+    "causal_graph",
+    "clustered_heatmap",
     "compare_figure",
+    "detail_pairs",
     "effect_matrix",
     "forest",
     "global_heatmap",
+    "instrument_map",
     "make_figures",
     "mr_scatter",
     "save",
+    "save_svg",
     "slug",
     "top_pairs",
     "truth_join",
@@ -67,14 +80,20 @@ class FigureFile:
     Attributes
     ----------
     path : Path
-        PNG file.
+        PNG or SVG file.
     title : str
     caption : str
+    section : str
+        Where the report shows it: ``overview``, ``pair`` (the pair's details) or ``figures``.
+    pair : (str, str) or None
+        The (exposure, outcome) a ``pair`` figure belongs to.
     """
 
     path: Path
     title: str
     caption: str
+    section: str = "figures"
+    pair: tuple[str, str] | None = None
 
 
 def slug(text: str) -> str:
@@ -83,7 +102,7 @@ def slug(text: str) -> str:
 
 
 def top_pairs(glob: pd.DataFrame, n: int = 3) -> tuple[str, list[tuple[str, str]]]:
-    """The first method's ``n`` pairs with the smallest global p-values.
+    """The primary method's ``n`` pairs with the smallest global p-values.
 
     Parameters
     ----------
@@ -96,11 +115,43 @@ def top_pairs(glob: pd.DataFrame, n: int = 3) -> tuple[str, list[tuple[str, str]
         ``"ivw"`` when present, else the first method of the table.
     pairs : list of (exposure, outcome)
     """
-    methods = list(dict.fromkeys(glob["method"].astype(str)))
-    method = "ivw" if "ivw" in methods else methods[0]
+    method = primary_method(glob)
     sub = glob[(glob["method"] == method) & np.isfinite(glob["pvalue"])]
     sub = sub.sort_values(["pvalue", "exposure", "outcome"], kind="stable").head(n)
     return method, list(zip(sub["exposure"].astype(str), sub["outcome"].astype(str)))
+
+
+def detail_pairs(glob: pd.DataFrame, n: int = 4) -> tuple[str, list[tuple[str, str]]]:
+    """The pairs worth a detailed look: claims first, then undetermined pairs with an effect.
+
+    Parameters
+    ----------
+    glob : DataFrame
+        Global effects (with ``verdict``; without it, the smallest p-values).
+    n : int
+        Pairs at most.
+
+    Returns
+    -------
+    method : str
+        The primary method.
+    pairs : list of (exposure, outcome)
+        Causal pairs by |estimate|, then undetermined pairs where an estimator is significant, then
+        the remaining smallest p-values.
+    """
+    method = primary_method(glob)
+    if "verdict" not in glob:
+        return top_pairs(glob, n)
+    t = glob.astype({"exposure": str, "outcome": str})
+    sig = t.assign(_s=t["significant"].fillna(False).astype(bool)).groupby(
+        ["exposure", "outcome"], sort=False)["_s"].any()  # fmt: skip
+    sub = t[t["method"] == method].copy()
+    rank = sub["verdict"].map({"causal": 0, "undetermined": 1}).fillna(2)
+    has_effect = [bool(sig.get((e, o), False)) for e, o in zip(sub["exposure"], sub["outcome"])]
+    sub["rank"] = np.where((rank == 1) & ~np.asarray(has_effect), 2, rank)
+    sub["size"] = np.where(sub["rank"] == 0, -sub["estimate"].abs(), sub["pvalue"].fillna(np.inf))
+    sub = sub.sort_values(["rank", "size", "exposure", "outcome"], kind="stable").head(n)
+    return method, list(zip(sub["exposure"], sub["outcome"]))
 
 
 def make_figures(
@@ -117,7 +168,7 @@ def make_figures(
     truth: pd.DataFrame | None = None,
     level: float = 0.95,
     n_examples: int = 3,
-    n_pairs: int = 3,
+    n_pairs: int = 4,
     created: list | None = None,
 ) -> list[FigureFile]:
     """Draw a run's figures into ``out_dir/figures``.
@@ -129,7 +180,8 @@ def make_figures(
         Global and local effect tables.
     arrays : dict
         Kept ISM arrays: ``sequence_index`` (n,), ``mean``/``se`` (n, W, 3, U) over the ``used``
-        features, ``instrument_mask`` (n, W, 3, E) over ``exposures`` (empty dict: no scatter plots).
+        features, ``instrument_mask`` (n, W, 3, E) over ``exposures``, ``alt_bases`` (n, W, 3) and
+        ``positions`` (W,) (empty dict: no scatter plots or instrument maps).
     feature_names : sequence of str
         All model features.
     used : sequence of int
@@ -145,7 +197,7 @@ def make_figures(
     n_examples : int
         Sequences per MR scatter figure.
     n_pairs : int
-        Pairs with scatter and forest plots (smallest global p-values).
+        Pairs with detail figures (`detail_pairs`).
     created : list, optional
         Paths of new files are appended (clean-up on failure).
 
@@ -159,67 +211,17 @@ def make_figures(
         if created is not None:
             created.append(fig_dir)
     out: list[FigureFile] = []
-    alpha = 1.0 - level
 
-    def emit(fig, name, title, caption):
-        path = save(fig, fig_dir / f"{slug(name)}.png")
-        out.append(FigureFile(path, title, caption))
+    def emit(fig, name, title, caption, section="figures", pair=None, svg=False):
+        path = (save_svg if svg else save)(fig, fig_dir / f"{slug(name)}.{'svg' if svg else 'png'}")
+        out.append(FigureFile(path, title, caption, section, pair))
 
-    if truth is not None and len(truth):
-        first = top_pairs(glob, 1)[0]
-        j = truth_join(glob, truth, first)
-        fig = truth_scatter(
-            j["true_effect"], j["estimate"], j["ci_low"], j["ci_high"],
-            [f"{e}->{o}" for e, o in zip(j["exposure"], j["outcome"])],
-            title=f"Estimated ({first}) vs true global effects",
-        )  # fmt: skip
-        emit(fig, "truth", "Estimated vs true global effects",
-             f"Each point is one (exposure, outcome) pair: the planted effect against the {first} "
-             f"global estimate with its {level:.0%} CI. Points on the dotted line are recovered "
-             "exactly.")  # fmt: skip
-
-    for method in dict.fromkeys(glob["method"].astype(str)):
-        emit(global_heatmap(glob, method, level=level), f"heatmap_{method}",
-             f"Global effects ({method})",
-             f"Random-effects meta-analysis of the local {method} estimates over sequences; rows "
-             f"are exposures, columns outcomes. * marks Benjamini-Hochberg q < {alpha:.2g}; grey: "
-             "not estimable (or exposure = outcome).")  # fmt: skip
-
-    method, pairs = top_pairs(glob, n_pairs)
-    methods = set(glob["method"].astype(str))
-    if "mean" in arrays and len(arrays["sequence_index"]):
-        for e, o in pairs:
-            fig = _scatter_panel(
-                arrays, local, e, o, feature_names=feature_names, used=used, seq_ids=seq_ids,
-                exposures=exposures, n_examples=n_examples, with_egger="egger" in methods,
-            )  # fmt: skip
-            if fig is not None:
-                emit(fig, f"scatter_{e}__{o}", f"MR scatter: {e} -> {o}",
-                     "Instruments (mutations significant for the exposure) of example sequences: "
-                     "effect on the outcome against effect on the exposure, with SEs as error bars, "
-                     "oriented so the exposure effect is positive. Blue: IVW slope; red dashed: "
-                     "MR-Egger fit.")  # fmt: skip
-
+    _overview_figures(emit, glob, truth, level)
+    method, pairs = detail_pairs(glob, n_pairs)
+    context = _PairContext(arrays, local, glob, list(feature_names), list(used), list(seq_ids),
+                           list(exposures), n_examples, level)  # fmt: skip
     for e, o in pairs:
-        rows = local[(local["method"].astype(str) == method) & (local["exposure"].astype(str) == e)
-                     & (local["outcome"].astype(str) == o)].sort_values("sequence_index")  # fmt: skip
-        g = glob[(glob["method"] == method) & (glob["exposure"] == e) & (glob["outcome"] == o)]
-        if not len(rows) or not len(g):
-            continue
-        g = g.iloc[0]
-        fig = forest(
-            rows["sequence_id"].astype(str).tolist(), rows["estimate"], rows["ci_low"],
-            rows["ci_high"], pooled=(g.get("meta_estimate", g["estimate"]),
-                                     g.get("meta_ci_low", g["ci_low"]),
-                                     g.get("meta_ci_high", g["ci_high"])),
-            prediction=(g["pi_low"], g["pi_high"]), title=f"{e} -> {o} ({method})",
-        )  # fmt: skip
-        emit(fig, f"forest_{e}__{o}_{method}", f"Forest plot: {e} -> {o}",
-             f"Local {method} estimates per sequence with {level:.0%} CIs; the diamond is the "
-             "random-effects meta-analysis over these sequences, the line through it its "
-             "prediction interval. The headline global interval is wider: it also counts the "
-             "model's uncertainty, which every local estimate shares.")  # fmt: skip
-
+        _pair_figures(emit, context, method, e, o)
     if calibration is not None and getattr(calibration, "curve_before", None) is not None:
         curves = _calibration_curves(calibration)
         if curves:
@@ -230,13 +232,121 @@ def make_figures(
     return out
 
 
-def truth_join(glob: pd.DataFrame, truth: pd.DataFrame, method: str) -> pd.DataFrame:
-    """One method's global estimates and CIs beside the true effects, on their shared pairs."""
-    cols = ["exposure", "outcome", "estimate", "ci_low", "ci_high"]
-    cols += [c for c in ("significant", "meta_ci_low", "meta_ci_high") if c in glob.columns]
-    g = glob[glob["method"] == method][cols]
-    t = truth[["exposure", "outcome", "true_effect"]].astype({"exposure": str, "outcome": str})
-    return g.merge(t, on=["exposure", "outcome"], how="inner")
+def _overview_figures(emit, glob: pd.DataFrame, truth, level: float) -> None:
+    """The claims' overview, the per-method heatmaps and the truth plot."""
+    alpha = 1.0 - level
+    methods = list(dict.fromkeys(glob["method"].astype(str)))
+    small = len(features_of(glob)) <= GRAPH_MAX_FEATURES
+    if "verdict" in glob and small:
+        emit(causal_graph(glob), "causal_graph", "Causal graph of the claims",
+             "Features as nodes; a solid arrow per causal verdict (red: positive, blue: negative "
+             f"effect; width: size of the {primary_method(glob)} headline estimate), a dashed grey "
+             "arrow per undetermined pair where some estimator finds an effect. Pairs without an "
+             "arrow are not causal or could not be judged (the table says why).",
+             section="overview", svg=True)  # fmt: skip
+    for method in methods if not small else []:
+        emit(clustered_heatmap(glob, method=method), f"heatmap_clustered_{method}",
+             f"Global effects, clustered ({method})",
+             f"Headline global {method} estimates (mean of the per-sample local estimates over "
+             "sequences and model samples), exposures as rows and outcomes as columns, both in "
+             "hierarchical-cluster order of the features' effect profiles; colour clipped at the "
+             "99th percentile of |effect|; black outlines: causal verdicts; grey: not estimable. "
+             "The report's zoomable map shows every label.", section="overview")  # fmt: skip
+    for method in methods if small else []:
+        emit(global_heatmap(glob, method, level=level), f"heatmap_{method}",
+             f"Global effects ({method})",
+             f"Headline global {method} estimates: the mean of the per-sample local estimates over "
+             "sequences and model samples, with the interval from both; rows are exposures, "
+             f"columns outcomes. * marks Benjamini-Hochberg q < {alpha:.2g} for this estimator "
+             "(the verdict needs more: see the table); grey: not estimable (or exposure = "
+             "outcome).")  # fmt: skip
+    if truth is not None and len(truth):
+        first = primary_method(glob)
+        j = truth_join(glob, truth, first)
+        fig = truth_scatter(
+            j["true_effect"], j["estimate"], j["ci_low"], j["ci_high"],
+            [f"{e}->{o}" for e, o in zip(j["exposure"], j["outcome"])],
+            title=f"Estimated ({first}) vs true global effects",
+        )  # fmt: skip
+        emit(fig, "truth", "Estimated vs true global effects",
+             f"Each point is one (exposure, outcome) pair: the planted effect against the {first} "
+             f"headline estimate with its {level:.0%} interval. Points on the dotted line are "
+             "recovered exactly.")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _PairContext:
+    arrays: dict
+    local: pd.DataFrame
+    glob: pd.DataFrame
+    names: list
+    used: list
+    seq_ids: list
+    exposures: list
+    n_examples: int
+    level: float
+
+
+def _pair_figures(emit, c: _PairContext, method: str, e: str, o: str) -> None:
+    """MR scatter, instrument map and forest plot of one pair."""
+    methods = set(c.glob["method"].astype(str))
+    pair = (e, o)
+    if "mean" in c.arrays and len(c.arrays["sequence_index"]):
+        fig = _scatter_panel(c.arrays, c.local, e, o, feature_names=c.names, used=c.used,
+                             seq_ids=c.seq_ids, exposures=c.exposures, n_examples=c.n_examples,
+                             with_egger="egger" in methods)  # fmt: skip
+        if fig is not None:
+            emit(fig, f"scatter_{e}__{o}", f"MR scatter: {e} -> {o}",
+                 "Instruments (mutations significant for the exposure) of example sequences: "
+                 "effect on the outcome against effect on the exposure, with SEs as error bars, "
+                 "oriented so the exposure effect is positive. Blue: IVW slope; red dashed: "
+                 "MR-Egger fit.", section="pair", pair=pair)  # fmt: skip
+        fig = _instrument_map(c, e, o)
+        if fig is not None:
+            emit(fig, f"instruments_{e}__{o}", f"Instrument map: {e} -> {o}",
+                 f"Every point mutation of the sequence with the most {e} instruments: its effect "
+                 f"on {e} (top) and on {o} (bottom) by position, coloured by the new base; the "
+                 "grey line is the mean over the three new bases (the ISM track); black-edged "
+                 "dots are the instruments.", section="pair", pair=pair)  # fmt: skip
+    rows = c.local[(c.local["method"].astype(str) == method) & (c.local["exposure"].astype(str) == e)
+                   & (c.local["outcome"].astype(str) == o)].sort_values("sequence_index")  # fmt: skip
+    g = c.glob[(c.glob["method"] == method) & (c.glob["exposure"] == e) & (c.glob["outcome"] == o)]
+    if not len(rows) or not len(g):
+        return
+    g = g.iloc[0]
+    fig = forest(
+        rows["sequence_id"].astype(str).tolist(), rows["estimate"], rows["ci_low"],
+        rows["ci_high"], pooled=(g.get("meta_estimate", g["estimate"]),
+                                 g.get("meta_ci_low", g["ci_low"]),
+                                 g.get("meta_ci_high", g["ci_high"])),
+        prediction=(g["pi_low"], g["pi_high"]), title=f"{e} -> {o} ({method})",
+    )  # fmt: skip
+    emit(fig, f"forest_{e}__{o}_{method}", f"Forest plot: {e} -> {o}",
+         f"Local {method} estimates per sequence with {c.level:.0%} CIs; the diamond is the "
+         "random-effects meta-analysis over these sequences, the line through it its "
+         "prediction interval. The headline global interval is wider: it also counts the "
+         "model's uncertainty, which every local estimate shares.", section="pair",
+         pair=pair)  # fmt: skip
+
+
+def _instrument_map(c: _PairContext, e: str, o: str):
+    """The instrument map of the kept sequence with the most instruments of ``e``."""
+    a = c.arrays
+    ui = {f: i for i, f in enumerate(c.used)}
+    ie, io = c.names.index(e), c.names.index(o)
+    if ie not in ui or io not in ui or e not in c.exposures or "alt_bases" not in a:
+        return None
+    mask = np.asarray(a["instrument_mask"])[..., c.exposures.index(e)]  # (n, W, 3)
+    counts = mask.reshape(len(mask), -1).sum(axis=1)
+    if not len(counts) or counts.max() == 0:
+        return None
+    r = int(np.argmax(counts))
+    s = int(a["sequence_index"][r])
+    return instrument_map(
+        np.asarray(a["positions"]), np.asarray(a["alt_bases"][r]),
+        [(e, a["mean"][r][..., ui[ie]]), (o, a["mean"][r][..., ui[io]])], mask[r],
+        title=f"{c.seq_ids[s]}: {int(counts[r])} instruments for {e}",
+    )  # fmt: skip
 
 
 def _scatter_panel(arrays, local, e, o, *, feature_names, used, seq_ids, exposures, n_examples,
