@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -116,7 +117,9 @@ def figure_context(fig: FigureFile) -> dict:
     item = {"title": fig.title, "caption": fig.caption, "alt": path.stem, "svg": None, "src": None}
     if path.suffix.lower() == ".svg":
         text = path.read_text(encoding="utf-8")
-        item["svg"] = Markup(text[text.index("<svg"):])
+        # the prologue and matplotlib's RDF metadata (addresses of vocabularies) are not needed inline
+        text = re.sub(r"<metadata>.*?</metadata>", "", text[text.index("<svg"):], flags=re.DOTALL)
+        item["svg"] = Markup(text)
     else:
         item["src"] = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
     return item
