@@ -1,13 +1,12 @@
 """Global effects from a local table (against scalar meta-analyses), and the HTML report: valid,
-self-contained (every figure a data: URI, nothing loaded from outside), rendered by Chromium."""
+self-contained (every figure a data: URI or inline SVG, nothing loaded from outside), its headline
+built on the verdicts and its embedded table (Chromium checks: test_report_browser.py)."""
 
 import base64
 import html
 import html.parser
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -162,11 +161,16 @@ def _embedded_table(text: str) -> pd.DataFrame:
     """The interactive table's rows, decoded from the report's JSON block."""
     block = text.split('<script type="application/json" id="deepmr-table">')[1].split("</script>")[0]
     data = json.loads(block)
-    cols = {}
-    for c in data["columns"]:
-        cols[c["name"]] = ([c["levels"][k] for k in c["codes"]] if c["type"] == "text"
-                           else c["values"])  # fmt: skip
-    return pd.DataFrame(cols)
+    return pd.DataFrame({c["name"]: decode_column(c) for c in data["columns"]})
+
+
+def decode_column(c: dict) -> list:
+    """One embedded column's values (None where missing), decoded as the report's script does."""
+    if "float32" in c:
+        v = np.frombuffer(base64.b64decode(c["float32"]), dtype="<f4").astype(float)
+        return [None if np.isnan(x) else x for x in v]
+    codes = np.frombuffer(base64.b64decode(c["codes"]), dtype=f"<u{c['width']}")
+    return [c["levels"][k] for k in codes]
 
 
 def test_report_is_valid_self_contained_html(tmp_path):
@@ -194,7 +198,7 @@ def test_report_is_valid_self_contained_html(tmp_path):
     order = shown["verdict"].map({"causal": 0, "undetermined": 1, "not causal": 2}).to_numpy()
     assert (np.diff(order) >= 0).all()
     merged = shown.merge(glob, on=["exposure", "outcome", "method"], suffixes=("", "_full"))
-    np.testing.assert_allclose(merged["estimate"].astype(float), merged["estimate_full"], rtol=1e-3)
+    np.testing.assert_allclose(merged["estimate"].astype(float), merged["estimate_full"], rtol=1e-6)
     # the per-method flag is explained beside the table
     assert "unadjusted" in text and "Benjamini-Hochberg" in text
 

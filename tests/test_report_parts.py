@@ -13,6 +13,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from deepmr_kipoi.report import drawing, headline, overview, table  # noqa: E402
+from tests._report_tables import zoo_table  # noqa: E402
+from tests.test_report import decode_column  # noqa: E402
 
 AGREE = "IVW and MR-Egger agree, reverse direction not supported"
 ONLY_IVW = "IVW finds an effect that MR-Egger does not: invalid instruments cannot be ruled out"
@@ -95,7 +97,7 @@ def test_reason_kind_drops_numbers_only():
     assert headline.reason_kind(AGREE) == AGREE
 
 
-def test_table_payload_orders_rounds_and_caps():
+def test_table_payload_orders_encodes_and_caps():
     t = _demo_like()
     t["i2"] = np.linspace(0.123456, 99.87654, len(t))
     t.loc[3, "i2"] = np.nan
@@ -104,34 +106,31 @@ def test_table_payload_orders_rounds_and_caps():
     cols = {c["name"]: c for c in p["columns"]}
     assert [c["name"] for c in p["columns"]][:5] == ["exposure", "outcome", "verdict", "verdict_reason", "method"]
     assert cols["i2"]["group"] == "technical" and cols["estimate"]["group"] == "decision"
-    verdicts = [cols["verdict"]["levels"][k] for k in cols["verdict"]["codes"]]
-    assert verdicts == ["causal", "causal", "undetermined", "undetermined", "undetermined"]
-    full = table.table_payload(t)
-    c = {x["name"]: x for x in full["columns"]}
+    assert decode_column(cols["verdict"]) == ["causal", "causal", "undetermined", "undetermined", "undetermined"]
+    full = {c["name"]: c for c in table.table_payload(t)["columns"]}
     ordered = table.ordered_rows(t)
-    np.testing.assert_allclose([np.nan if v is None else v for v in c["i2"]["values"]],
-                               ordered["i2"], rtol=5e-4)  # fmt: skip
-    assert c["i2"]["values"][list(ordered.index).index(3)] is None
-    assert c["significant"]["type"] == "flag"
+    i2 = decode_column(full["i2"])
+    assert i2[list(ordered.index).index(3)] is None
+    np.testing.assert_allclose([np.nan if v is None else v for v in i2], ordered["i2"])
+    assert decode_column(full["significant"]) == ordered["significant"].tolist()
+    assert full["significant"]["type"] == "flag" and full["n_sequences"]["levels"] == [16, 3]
+    # many distinct numbers: float32, to float32 precision
+    many = pd.concat([t] * 30, ignore_index=True).assign(estimate=np.linspace(-3, 3, 360))
+    col = {c["name"]: c for c in table.table_payload(many)["columns"]}["estimate"]
+    assert "float32" in col
+    np.testing.assert_allclose(decode_column(col), table.ordered_rows(many)["estimate"], rtol=1e-6)
+    # more than 255 distinct names: two-byte codes
+    wide = many.assign(exposure=[f"x{i}" for i in range(len(many))])
+    col = {c["name"]: c for c in table.table_payload(wide)["columns"]}["exposure"]
+    assert col["width"] == 2 and decode_column(col) == table.ordered_rows(wide)["exposure"].tolist()
     assert "</" not in table.to_json({"x": "</script><b>"})
 
 
 def _block_table(n=60, seed=0, methods=("ivw",)):
-    """n features in two blocks: effects within a block ~ +1, across ~ 0, order shuffled."""
-    rng = np.random.default_rng(seed)
-    names = [f"f{i:03d}" for i in rng.permutation(n)]
-    block = {name: int(name[1:]) < n // 2 for name in names}
-    rows = []
-    for m in methods:
-        for e in names:
-            for o in names:
-                if e == o:
-                    continue
-                est = (1.0 if block[e] == block[o] else 0.0) + rng.normal(0, 0.05)
-                causal = e in ("f000", "f001") and o == "f002"
-                rows.append(_row(e, o, m, est, est - 0.1, est + 0.1, "causal" if causal else "not causal",
-                                 AGREE if causal else "no estimator finds an effect", sig=causal))  # fmt: skip
-    return pd.DataFrame(rows), block
+    """n features in two blocks: effects ~ +1 within a block, ~ 0 across, order shuffled."""
+    template = pd.DataFrame([_row("a", "b", "ivw", 1.0, 0.5, 1.5, "causal", AGREE)])
+    t = zoo_table(template, n, seed=seed, methods=methods)
+    return t, {name: int(name[1:]) < n // 2 for name in t["exposure"].unique()}
 
 
 def test_cluster_order_keeps_blocks_together_and_one_order_on_both_axes():

@@ -3,7 +3,8 @@
 The report embeds the rows once, in a ``<script type="application/json">`` block, and its script
 sorts, filters and pages them in the browser, so a 164-feature run (about 53,000 rows) stays
 responsive: only one page of rows is ever in the document. Text columns are stored as codes into a
-list of levels, numbers rounded to :data:`DIGITS` significant digits (the CSV keeps full precision).
+list of levels, numbers with few distinct values likewise, the others as base64 float32 (7
+significant digits; the CSV keeps full precision).
 Decision columns come first; the technical ones are shown on request.
 
 A run too large to embed whole (DeepSEA's 919 features give 1.7 million rows) embeds at most
@@ -13,6 +14,7 @@ report says how many rows the CSV holds besides.
 
 from __future__ import annotations
 
+import base64
 import json
 
 import numpy as np
@@ -21,8 +23,6 @@ import pandas as pd
 #: The columns a reader decides with, in this order (those the table holds).
 DECISION_COLUMNS = ("exposure", "outcome", "verdict", "verdict_reason", "method", "estimate",
                     "true_effect", "ci_low", "ci_high", "qvalue", "significant", "n_sequences")  # fmt: skip
-#: Significant digits of the embedded numbers.
-DIGITS = 4
 #: The order rows are shown in before the reader sorts them.
 VERDICT_ORDER = {"causal": 0, "undetermined": 1, "not causal": 2}
 #: Default cap on embedded rows.
@@ -49,26 +49,55 @@ def ordered_rows(table: pd.DataFrame) -> pd.DataFrame:
     return table.loc[keys.sort_values(list(keys.columns), kind="stable").index]
 
 
-def _rounded(values: np.ndarray) -> list:
-    """Floats rounded to DIGITS significant digits; NaN and infinities become None."""
-    v = np.asarray(values, dtype=np.float64)
-    ok = np.isfinite(v)
-    out = np.zeros_like(v)
-    nz = ok & (v != 0)
-    mag = np.floor(np.log10(np.abs(v[nz])))
-    scale = 10.0 ** (DIGITS - 1 - mag)
-    out[nz] = np.round(v[nz] * scale) / scale
-    return [float(x) if k else None for x, k in zip(out.tolist(), ok.tolist())]
+def _codes(codes: np.ndarray) -> dict:
+    """Level codes as little-endian unsigned integers of the smallest width, in base64."""
+    top = int(codes.max()) if len(codes) else 0
+    dtype = "<u1" if top < 2**8 else ("<u2" if top < 2**16 else "<u4")
+    data = np.ascontiguousarray(codes, dtype=dtype).tobytes()
+    return {"width": np.dtype(dtype).itemsize, "codes": base64.b64encode(data).decode("ascii")}
 
 
 def _column(series: pd.Series) -> dict:
-    """One column as ``{"type", "values"}`` or, for text, ``{"type", "levels", "codes"}``."""
+    """One column, encoded compactly.
+
+    Returns
+    -------
+    dict
+        ``type`` (``text``, ``number`` or ``flag``) and either ``levels`` (the distinct values,
+        None for missing) with ``codes`` (base64 of unsigned integers of ``width`` bytes, one per
+        row) -- for text, flags and numbers with at most 255 distinct values -- or ``float32``
+        (base64 of little-endian float32, NaN where missing) for other numbers.
+    """
     if series.dtype == bool or str(series.dtype) == "boolean":
-        return {"type": "flag", "values": [None if pd.isna(x) else bool(x) for x in series]}
-    if pd.api.types.is_numeric_dtype(series.dtype):
-        return {"type": "number", "values": _rounded(series.to_numpy(dtype=np.float64, na_value=np.nan))}
-    codes, levels = pd.factorize(series.astype(str), sort=False)
-    return {"type": "text", "levels": [str(x) for x in levels], "codes": codes.tolist()}
+        kind = "flag"
+        values = series.astype(object).where(series.notna(), None).map(lambda x: None if x is None else bool(x))
+    elif pd.api.types.is_numeric_dtype(series.dtype):
+        kind = "number"
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        distinct = pd.unique(values)
+        if len(distinct) > 255:
+            data = np.ascontiguousarray(values, dtype="<f4").tobytes()
+            return {"type": kind, "float32": base64.b64encode(data).decode("ascii")}
+        values = pd.Series(values)
+    else:
+        kind = "text"
+        values = series.astype(object).where(series.notna(), None).map(lambda x: None if x is None else str(x))
+    codes, levels = pd.factorize(values, sort=False, use_na_sentinel=True)
+    levels = [_plain(x) for x in levels]
+    if (codes < 0).any():  # missing values get a level of their own
+        codes = np.where(codes < 0, len(levels), codes)
+        levels.append(None)
+    return {"type": kind, "levels": levels, **_codes(codes)}
+
+
+def _plain(x):
+    """A level as JSON takes it (numpy scalars to Python, non-finite numbers to None)."""
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, float, np.integer, np.floating)):
+        v = float(x)
+        return (int(v) if v.is_integer() and abs(v) < 2**53 else v) if np.isfinite(v) else None
+    return x
 
 
 def table_payload(

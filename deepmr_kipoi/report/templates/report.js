@@ -27,9 +27,26 @@
 
   /* ---------------------------------------------------------------- table */
 
+  function bytesOf(b64) {
+    var s = atob(b64), out = new Uint8Array(s.length);
+    for (var i = 0; i < s.length; i++) { out[i] = s.charCodeAt(i); }
+    return out.buffer;
+  }
+
+  /* columns arrive as level codes (text, flags, numbers with few values) or float32 values */
+  function decodeColumn(c) {
+    if (c.float32 !== undefined) {
+      c.f32 = new Float32Array(bytesOf(c.float32));
+    } else {
+      var buf = bytesOf(c.codes);
+      c.idx = c.width === 1 ? new Uint8Array(buf) : (c.width === 2 ? new Uint16Array(buf) : new Uint32Array(buf));
+    }
+    return c;
+  }
+
   function GlobalTable(data) {
     var self = this;
-    this.cols = data.columns;
+    this.cols = data.columns.map(decodeColumn);
     this.n = data.n_rows;
     this.byName = {};
     this.cols.forEach(function (c) { self.byName[c.name] = c; });
@@ -44,7 +61,8 @@
   }
 
   GlobalTable.prototype.value = function (col, i) {
-    return col.type === "text" ? col.levels[col.codes[i]] : col.values[i];
+    if (col.f32) { var v = col.f32[i]; return v !== v ? null : v; }
+    return col.levels[col.idx[i]];
   };
 
   GlobalTable.prototype.visible = function () {
@@ -57,7 +75,7 @@
   GlobalTable.prototype.levelMatch = function (name, test) {
     var col = this.byName[name];
     if (!col || col.type !== "text") { return null; }
-    return col.levels.map(function (lv) { return test(String(lv).toLowerCase()); });
+    return col.levels.map(function (lv) { return lv !== null && test(String(lv).toLowerCase()); });
   };
 
   GlobalTable.prototype.applyFilter = function () {
@@ -76,8 +94,8 @@
     }
     var vm = verdict ? this.levelMatch("verdict", function (s) { return s === verdict; }) : null;
     var mm = method ? this.levelMatch("method", function (s) { return s === method.toLowerCase(); }) : null;
-    var ce = (this.byName.exposure || {}).codes, co = (this.byName.outcome || {}).codes;
-    var cv = (this.byName.verdict || {}).codes, cm = (this.byName.method || {}).codes;
+    var ce = (this.byName.exposure || {}).idx, co = (this.byName.outcome || {}).idx;
+    var cv = (this.byName.verdict || {}).idx, cm = (this.byName.method || {}).idx;
     var keep = [];
     for (var i = 0; i < this.n; i++) {
       if (ex && !(ex[ce[i]] && out[co[i]])) { continue; }
