@@ -14,7 +14,7 @@ from tests import _kipoi_fixtures as fx
 
 
 def test_numpy_shims_and_import():
-    from deepmr_kipoi._kipoi_compat import import_kipoi
+    from deepmr_kipoi.kipoi_models._compat import import_kipoi
 
     kipoi = import_kipoi()
     # numpy 2 removed these; kipoi's HDF5 writer compares dtypes against them
@@ -172,7 +172,7 @@ def test_kipoi_guard_blocks_downloads_it_would_start(zoo_torch, tmp_path):
     # the guard inside Kipoi's own download function, for files not checked beforehand
     import kipoi.specs
 
-    from deepmr_kipoi._kipoi_compat import network_guard
+    from deepmr_kipoi.kipoi_models._compat import network_guard
 
     target = tmp_path / "files"
     with network_guard("SomeModel", download=False):

@@ -209,7 +209,7 @@ def test_extensionless_hdf5_is_read_as_hdf5_without_a_checkpoint_probe(keras_dir
     "not an sstable" lines); inside legacy_keras the HDF5 signature decides at once."""
     from tf_keras.src.saving.legacy import save as legacy_save
 
-    from deepmr_kipoi._kipoi_compat import legacy_keras
+    from deepmr_kipoi.kipoi_models._compat import legacy_keras
 
     path = tmp_path / "weights"
     shutil.copy(os.path.join(keras_dir, "weights.h5"), path)

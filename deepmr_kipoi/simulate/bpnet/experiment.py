@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from deepmr_kipoi.encoding import decode
+from deepmr_kipoi.sequences.encoding import decode
 from deepmr_kipoi.simulate.bpnet.data import TASKS, BPNetSimConfig, BPNetSimulator, simulate_data
 from deepmr_kipoi.simulate.bpnet.train import BPNetTrainConfig
 

@@ -16,8 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtr
 
+from deepmr_kipoi.calibration.recalibration import (
+    COVERAGE_LEVELS,
+    Calibrator,
+    _check_predictions,
+    fit,
+)
 from deepmr_kipoi.errors import DeepMRInputError
-from deepmr_kipoi.recalibration import COVERAGE_LEVELS, Calibrator, _check_predictions, fit
 
 
 @dataclass(frozen=True, eq=False)

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from deepmr_kipoi._kipoi_compat import import_kipoi, kipoi_output_to_log
 from deepmr_kipoi.errors import DeepMRInputError
-from deepmr_kipoi.kipoi_describe import describe_model
+from deepmr_kipoi.kipoi_models._compat import import_kipoi, kipoi_output_to_log
+from deepmr_kipoi.kipoi_models.describe import describe_model
 
 __all__ = ["dataloader_sequences"]
 

@@ -1,9 +1,5 @@
-"""DNA sequences as one-hot arrays: encoding in any alphabet order and layout, FASTA/BED reading.
-
-FASTA and BED reading and interval resizing are defined here; the one-hot encoding, alphabets and
-layouts in :mod:`deepmr_kipoi.encoding` (whose docstring describes the representation and the
-layouts) and are re-exported here, so ``deepmr_kipoi.sequences`` offers both.
-"""
+"""Reference sequences from FASTA and BED files: reading, interval resizing, letter checks, the
+FASTA index (the one-hot encoding is :mod:`deepmr_kipoi.sequences.encoding`)."""
 
 from __future__ import annotations
 
@@ -15,39 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from deepmr_kipoi.encoding import (
-    ALPHABET,
-    LAYOUTS,
-    check_alphabet,
-    check_onehot,
-    decode,
-    from_layout,
-    is_n,
-    one_hot,
-    random_sequences,
-    reorder_alphabet,
-    to_layout,
-)
 from deepmr_kipoi.errors import DeepMRInputError
+from deepmr_kipoi.sequences.encoding import one_hot
 
 logger = logging.getLogger(__name__)
-
-__all__ = [
-    "ALPHABET",
-    "LAYOUTS",
-    "check_alphabet",
-    "check_onehot",
-    "decode",
-    "from_layout",
-    "is_n",
-    "one_hot",
-    "random_sequences",
-    "read_fasta",
-    "read_fasta_bed",
-    "reorder_alphabet",
-    "resize_center",
-    "to_layout",
-]
 
 
 def resize_center(start, end, length: int):

@@ -18,7 +18,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from deepmr_kipoi._kipoi_compat import (
+from deepmr_kipoi.errors import DeepMRInputError
+from deepmr_kipoi.kipoi_models._compat import (
     WeightsNotFoundError,
     check_safe_yaml,
     file_md5,
@@ -27,8 +28,7 @@ from deepmr_kipoi._kipoi_compat import (
     missing_file_message,
     prepare_source,
 )
-from deepmr_kipoi.errors import DeepMRInputError
-from deepmr_kipoi.kipoi_sources import resolve
+from deepmr_kipoi.kipoi_models.sources import resolve
 
 logger = logging.getLogger(__name__)
 

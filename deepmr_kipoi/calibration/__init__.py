@@ -1,20 +1,20 @@
 """Recalibration of Gaussian predictive distributions and calibration metrics.
 
 One import for both halves. The recalibrations (:class:`Calibrator`, :func:`fit`, :func:`load`) are
-defined in :mod:`deepmr_kipoi.recalibration`, whose docstring describes the quantile and sigma maps
+defined in :mod:`deepmr_kipoi.calibration.recalibration`, whose docstring describes the quantile and sigma maps
 and the calibrated effect SEs; the metrics (:func:`curve`, :func:`metrics`,
-:func:`cross_fitted_metrics`) in :mod:`deepmr_kipoi.calibration_metrics`, whose docstring defines
+:func:`cross_fitted_metrics`) in :mod:`deepmr_kipoi.calibration.coverage`, whose docstring defines
 the coverages and miscalibration areas.
 """
 
-from deepmr_kipoi.calibration_metrics import (
+from deepmr_kipoi.calibration.coverage import (
     CalibrationCurve,
     CalibrationMetrics,
     cross_fitted_metrics,
     curve,
     metrics,
 )
-from deepmr_kipoi.recalibration import (
+from deepmr_kipoi.calibration.recalibration import (
     COVERAGE_LEVELS,
     FORMAT,
     FORMAT_VERSION,

@@ -3,7 +3,7 @@
 A model is named by a zoo name (``"DeepSEA/predict"``) in a configured Kipoi source, by a Kipoi model
 directory (source ``"dir"``), or by a name inside a local copy of the zoo (a folder given as the
 source, or one registered with :func:`add_local_source`). Nothing here touches the network: git
-sources are prepared (or refused) by :func:`deepmr_kipoi.kipoi_describe.describe_model`.
+sources are prepared (or refused) by :func:`deepmr_kipoi.kipoi_models.describe.describe_model`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from deepmr_kipoi._kipoi_compat import import_kipoi
 from deepmr_kipoi.errors import DeepMRInputError
+from deepmr_kipoi.kipoi_models._compat import import_kipoi
 
 __all__ = ["add_local_source", "is_model_dir", "resolve"]
 

@@ -1,20 +1,16 @@
-"""Kipoi models as :class:`~deepmr_kipoi.predictive.PredictiveModel` s.
+"""Loading Kipoi models as :class:`~deepmr_kipoi.predictive.PredictiveModel` s.
 
 ``load_model`` accepts a model-zoo name (``"DeepSEA/predict"``), a local Kipoi model directory, or the
 name of a registered adapter, and returns a predictive model that takes ACGT one-hot input of shape
 ``(N, L, 4)``. Everything model-specific is read from the model's Kipoi description (``model.yaml``,
-see :mod:`deepmr_kipoi.kipoi_describe`) rather than guessed.
+see :mod:`deepmr_kipoi.kipoi_models.describe`) rather than guessed.
 
-Kipoi is imported lazily, after the compatibility steps of :mod:`deepmr_kipoi._kipoi_compat`; no model
+Kipoi is imported lazily, after the compatibility steps of :mod:`deepmr_kipoi.kipoi_models._compat`; no model
 file is ever downloaded unless ``download=True`` is passed, so a run never hangs on the network.
 
 The adapter API (:class:`~deepmr_kipoi.adapters.LoadRequest`, :func:`~deepmr_kipoi.adapters.with_uncertainty`)
 lives in :mod:`deepmr_kipoi.adapters`; this module supplies the Kipoi side of a request
 (:class:`KipoiBackend`) and asks :mod:`deepmr_kipoi.registry` which adapter loads a model.
-
-This module is the public face of the Kipoi side: the names of :mod:`deepmr_kipoi.kipoi_describe`
-(reading a description), :mod:`deepmr_kipoi.kipoi_sources` (names and sources) and
-:mod:`deepmr_kipoi.kipoi_dataloader` (sequences from a model's dataloader) are importable from here.
 """
 
 from __future__ import annotations
@@ -27,52 +23,26 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from deepmr_kipoi import registry
-from deepmr_kipoi._kipoi_compat import (
-    WeightsNotFoundError,
+from deepmr_kipoi.adapters import (
+    UNCERTAINTY_METHODS,
+    LoadRequest,
+)
+from deepmr_kipoi.errors import DeepMRInputError
+from deepmr_kipoi.kipoi_models._compat import (
     file_md5,
     import_kipoi,
     kipoi_output_to_log,
     legacy_keras,
     network_guard,
 )
-from deepmr_kipoi.adapters import (
-    DEFAULT_MC_SAMPLES,
-    UNCERTAINTY_METHODS,
-    LoadRequest,
-    with_uncertainty,
-)
-from deepmr_kipoi.errors import DeepMRInputError
-from deepmr_kipoi.kipoi_dataloader import dataloader_sequences
-from deepmr_kipoi.kipoi_describe import (
+from deepmr_kipoi.kipoi_models.describe import (
     DOWNLOAD_OPTION,
-    LAYOUTS,
     ModelDescription,
-    WeightFile,
-    derive_layout,
     describe_model,
 )
-from deepmr_kipoi.kipoi_sources import add_local_source, resolve
+from deepmr_kipoi.kipoi_models.sources import resolve
 
 logger = logging.getLogger(__name__)
-
-__all__ = [
-    "LAYOUTS",
-    "UNCERTAINTY_METHODS",
-    "DEFAULT_MC_SAMPLES",
-    "DOWNLOAD_OPTION",
-    "KipoiBackend",
-    "LoadRequest",
-    "ModelDescription",
-    "WeightFile",
-    "WeightsNotFoundError",
-    "add_local_source",
-    "dataloader_sequences",
-    "derive_layout",
-    "describe_model",
-    "kipoi_request",
-    "load_model",
-    "with_uncertainty",
-]
 
 _DNA = frozenset("ACGT")
 

@@ -1,4 +1,4 @@
-"""The batched random-effects solver behind :mod:`deepmr_kipoi.meta` (array code, no cell loop).
+"""The batched random-effects solver of :mod:`deepmr_kipoi.meta` (array code, no cell loop).
 
 The estimators, tests and special cases are described in the docstring of :mod:`deepmr_kipoi.meta`;
 here many sets of studies are fitted at once, in blocks of cells small enough to stay in cache.
