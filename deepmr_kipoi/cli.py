@@ -188,8 +188,10 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                    default=s, help="write effects.h5 (default auto: small runs)")  # fmt: skip
     g.add_argument("--n-examples", dest="n_examples", type=int, default=s,
                    help=f"sequences in MR scatter plots (default {d('n_examples')})")  # fmt: skip
-    g.add_argument("--no-figures", dest="figures", action="store_false", default=s)
-    g.add_argument("--no-report", dest="report", action="store_false", default=s)
+    g.add_argument("--no-figures", dest="figures", action="store_false", default=s,
+                   help="draw no figures (tables and report only; faster for large runs)")  # fmt: skip
+    g.add_argument("--no-report", dest="report", action="store_false", default=s,
+                   help="write no report.html (tables and figures only)")  # fmt: skip
     g.add_argument("--force", action="store_true", default=s,
                    help="recompute when --out holds results of another configuration or other "
                    "inputs; the old results are replaced only once the new run has succeeded")  # fmt: skip
@@ -260,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mapping", metavar="CSV",
                    help="match features by this table (one column of feature names per run, in "
                    "the runs' order) instead of by label")  # fmt: skip
-    p.add_argument("--no-figures", dest="figures", action="store_false")
+    p.add_argument("--no-figures", dest="figures", action="store_false",
+                   help="draw no side-by-side figures (tables and report only)")
     _common(p)
     p.set_defaults(func=_cmd_compare)
 

@@ -36,6 +36,7 @@ _PROBE = """<script>
     var heads = Array.prototype.map.call(document.querySelectorAll("#global-table thead th"),
       function (th) { return th.dataset.column; });
     var k = heads.indexOf(name);
+    if (k < 0) { return []; }
     return Array.prototype.map.call(document.querySelectorAll("#global-table tbody tr"),
       function (tr) { return tr.children[k].textContent; });
   }

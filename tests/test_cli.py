@@ -98,10 +98,17 @@ def test_adapters_lists_registered_adapters(capsys):
     assert "kipoi-generic" in out and "DeepSEA" in out
 
 
-def test_help_has_examples():
+def test_help_has_examples_and_every_option_a_description():
+    import argparse
+
+    commands = cli.build_parser()._subparsers._group_actions[0].choices
     for command in ("run", "demo", "compare"):
-        text = cli.build_parser()._subparsers._group_actions[0].choices[command].format_help()
+        text = commands[command].format_help()
         assert "examples:" in text and "deepmr " + command in text
+    for command, sub in commands.items():
+        for action in sub._actions:
+            assert action.help and action.help.strip() and action.help != argparse.SUPPRESS, (
+                command, action.option_strings or action.dest)
 
 
 def _bad(tmp_path, capsys, *args, kept=False):

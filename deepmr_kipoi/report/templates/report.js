@@ -92,7 +92,8 @@
       either = [this.levelMatch("exposure", function (s) { return s.indexOf(q) >= 0; }),
                 this.levelMatch("outcome", function (s) { return s.indexOf(q) >= 0; })];
     }
-    var vm = verdict ? this.levelMatch("verdict", function (s) { return s === verdict; }) : null;
+    /* a verdict asked of a table without verdicts matches nothing */
+    var vm = verdict ? (this.levelMatch("verdict", function (s) { return s === verdict; }) || []) : null;
     var mm = method ? this.levelMatch("method", function (s) { return s === method.toLowerCase(); }) : null;
     var ce = (this.byName.exposure || {}).idx, co = (this.byName.outcome || {}).idx;
     var cv = (this.byName.verdict || {}).idx, cm = (this.byName.method || {}).idx;
