@@ -220,17 +220,3 @@ def test_report_with_truth_puts_it_beside_claims_and_in_the_table(tmp_path):
     assert s["coverage"] == pytest.approx(np.mean((g.ci_low <= g.true_effect) & (g.true_effect <= g.ci_high)))
     assert s["mae"] == pytest.approx(np.mean(np.abs(g.estimate - g.true_effect)))
     check_self_contained(path)
-
-
-def test_warnings_name_their_pairs():
-    glob = pipeline.global_effects(_local_table(), N_SEQ)
-    few = (glob.exposure == "a") & (glob.outcome == "c")
-    glob.loc[few, "k"] = 2
-    het = (glob.exposure == "b") & (glob.outcome == "a") & (glob.method == "ivw")
-    glob.loc[het, ["significant", "i2"]] = [True, 90.0]
-    text = "\n".join(pipeline.plain_warnings(glob, calibrated=True, n_masked=0))
-    assert "2 of 12 global effects rest on fewer than 3 sequences" in text
-    assert "add sequences): a -> c." in text  # both method rows of the pair, named once
-    high = glob[glob.significant.astype(bool) & (glob.i2 > 75)]
-    named = ", ".join(dict.fromkeys(f"{e} -> {o}" for e, o in zip(high.exposure, high.outcome)))
-    assert "b -> a" in named and f"see the forest plots: {named}." in text

@@ -201,13 +201,6 @@ def global_effects(
     return table
 
 
-def _named(exposures, outcomes, limit: int = 8) -> str:
-    """The pairs a warning is about: ``": A -> B, C -> D"`` (the first ``limit``, then a count)."""
-    pairs = list(dict.fromkeys(f"{e} -> {o}" for e, o in zip(exposures, outcomes)))
-    more = f" and {len(pairs) - limit} more" if len(pairs) > limit else ""
-    return ": " + ", ".join(pairs[:limit]) + more if pairs else ""
-
-
 def plain_warnings(
     glob: pd.DataFrame, *, calibrated: bool, n_masked: int, level: float = 0.95
 ) -> list[str]:
@@ -242,15 +235,14 @@ def plain_warnings(
         out.append(
             f"{int(few.sum())} of {len(glob)} global effects rest on fewer than 3 sequences with "
             "enough instruments; treat them as anecdotes (lower --z, widen the window, or add "
-            "sequences)" + _named(glob["exposure"][few], glob["outcome"][few]) + "."
+            "sequences)."
         )
     sig = glob["significant"].fillna(False).to_numpy(dtype=bool)
     high_het = sig & (glob["i2"].to_numpy() > 75)
     if high_het.any():
         out.append(
             f"{int(high_het.sum())} significant global effects vary strongly between sequences "
-            "(I^2 > 75%): the average hides sequence-specific effects; see the forest plots"
-            + _named(glob["exposure"][high_het], glob["outcome"][high_het]) + "."
+            "(I^2 > 75%): the average hides sequence-specific effects; see the forest plots."
         )
     egger = glob[glob["method"] == "egger"]
     if len(egger):
@@ -258,16 +250,14 @@ def plain_warnings(
         if np.any(weak):
             out.append(
                 f"For {int(np.sum(weak))} pairs the median I^2_GX is below 90%: Egger slopes are "
-                "diluted toward zero there (weak-instrument regression dilution)"
-                + _named(egger["exposure"][weak], egger["outcome"][weak]) + "."
+                "diluted toward zero there (weak-instrument regression dilution)."
             )
         pleio = egger["egger_intercept_sig_frac"].to_numpy() > 2 * alpha
         if np.any(pleio):
             out.append(
                 f"For {int(np.sum(pleio))} pairs the Egger intercept differs from zero in more "
                 f"sequences than the {alpha:.0%} expected by chance: mutations act on the outcome "
-                "other than through the exposure (pleiotropy), which biases IVW"
-                + _named(egger["exposure"][pleio], egger["outcome"][pleio]) + "."
+                "other than through the exposure (pleiotropy), which biases IVW."
             )
     methods = glob["method"].unique()
     if "ivw" in methods and "egger" in methods:
@@ -280,26 +270,22 @@ def plain_warnings(
         if flip.any():
             out.append(
                 f"IVW and Egger disagree in sign for {int(flip.sum())} pairs that IVW calls "
-                "significant; do not trust their direction without further checks"
-                + _named(j["exposure"][flip], j["outcome"][flip]) + "."
+                "significant; do not trust their direction without further checks."
             )
     first = glob[glob["method"] == glob["method"].iloc[0]] if len(glob) else glob
     both = {tuple(sorted((e, o))) for e, o, d in zip(first["exposure"], first["outcome"],
                                                      first["direction"]) if d == "both"}  # fmt: skip
     if both:
-        both = sorted(both)
         out.append(
             f"{len(both)} feature pairs are significant in both directions even after the "
             "directionality check: feedback, a shared driver, or instruments that move both "
-            "features alike; MR on one model cannot tell which feature drives the other there"
-            + _named([a for a, _ in both], [b for _, b in both]).replace(" -> ", " <-> ") + "."
+            "features alike; MR on one model cannot tell which feature drives the other there."
         )
     flagged = glob[glob["robust_disagreement"].astype(bool)] if "robust_disagreement" in glob else glob[:0]
     if len(flagged):
         pairs = len({(e, o) for e, o in zip(flagged["exposure"], flagged["outcome"])})
         out.append(
             f"For {pairs} ordered pairs IVW and a robust method (Egger, median, mode) disagree "
-            "beyond their intervals: invalid instruments (pleiotropy) may drive the IVW estimate"
-            + _named(flagged["exposure"], flagged["outcome"]) + "."
+            "beyond their intervals: invalid instruments (pleiotropy) may drive the IVW estimate."
         )
     return out
