@@ -251,7 +251,7 @@ def _overview_figures(emit, glob: pd.DataFrame, truth, level: float) -> None:
              "sequences and model samples), exposures as rows and outcomes as columns, both in "
              "hierarchical-cluster order of the features' effect profiles; colour clipped at the "
              "99th percentile of |effect|; black outlines: causal verdicts; grey: not estimable. "
-             "The report's zoomable map shows every label.", section="overview")  # fmt: skip
+             "The report's zoomable map of the primary estimator shows every label.")  # fmt: skip
     for method in methods if small else []:
         emit(global_heatmap(glob, method, level=level), f"heatmap_{method}",
              f"Global effects ({method})",
