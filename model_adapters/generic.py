@@ -68,6 +68,12 @@ def _check_vector_model(request: LoadRequest) -> None:
             f"input {desc.input_name!r} of {desc.name} has shape {desc.input_shape}, not a one-hot DNA "
             "layout (L,4), (4,L), (4,1,L), (4,L,1) or (L,4,1); register an adapter for this model"
         )
+    if desc.extra_inputs:
+        raise DeepMRInputError(
+            f"{desc.name} takes inputs besides the DNA sequence ({', '.join(desc.extra_inputs)}), which "
+            "the generic adapter cannot supply; register an adapter that does (see "
+            "examples/custom_adapter.py)"
+        )
     if not desc.vector_outputs:
         shapes = dict(zip(desc.output_names, desc.output_shapes))
         raise DeepMRInputError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from deepmr_kipoi.simulate import experiment as E
@@ -84,8 +85,11 @@ def test_estimates_and_truth_are_matched_by_id(planted_round):
     assert np.allclose(shuffled.loc[ivw["id"], "true_local"].to_numpy(),
                        ivw["true_local"].to_numpy())
     used = ivw[ivw["reason"] == 0]
-    assert _record(planted_round, "exposure", "outcome")["truth"] == pytest.approx(
-        used["true_local"].mean())
+    rec = _record(planted_round, "exposure", "outcome")
+    # the global truth pools the sums of the used sequences (a ratio of sums, not a mean of ratios)
+    assert rec["truth"] == pytest.approx(used["true_sxy"].sum() / used["true_sxx"].sum())
+    assert rec["truth_mean_ratio"] == pytest.approx(used["true_local"].mean())
+    assert np.allclose(used["true_sxy"] / used["true_sxx"], used["true_local"])
 
 
 def test_wilson_interval_matches_statsmodels():
@@ -209,10 +213,28 @@ def test_interrupted_run_resumes_and_extends(tmp_path, capsys):
                        equal_nan=True)
     assert fresh.locals.shape == extended.locals.shape
 
-    with pytest.raises(ValueError, match="other settings .*n_analysis"):
-        E.run_experiment(replace(config, n_analysis=7), out, progress=False)
+    assert not extended.rounds["model_cached"].any()  # both jobs trained their ensembles
+
+    # reanalysis from the model cache: the same table as the first analysis, nothing trained
+    models = os.path.join(out, "models")
+    stamps = {f: os.stat(os.path.join(models, f)).st_mtime_ns for f in os.listdir(models)}
+    assert {"r000_none.pt", "r000_none.json", "r001_none.pt", "r001_none.json"} <= set(stamps)
+    again = E.run_experiment(replace(config, rounds=2), out, progress=False, reanalyze=True)
+    assert again.resumed == 0 and again.rounds["model_cached"].all()
+    assert os.stat(job0).st_mtime_ns != stamp  # the analysis was recomputed and rewritten
+    same = [c for c in extended.rounds.columns if not c.startswith("seconds_") and c != "model_cached"]
+    pd.testing.assert_frame_equal(again.rounds[same], extended.rounds[same])
+    assert {f: os.stat(os.path.join(models, f)).st_mtime_ns for f in stamps} == stamps
+
+    # an analysis setting changed: stale checkpoints are reanalysed from the cached models
+    wider = E.run_experiment(replace(config, rounds=2, n_analysis=7), out, progress=False)
+    assert wider.resumed == 0 and wider.rounds["model_cached"].all()
+    assert (wider.rounds["n_analysed"] == 7).all()
+    # a model setting changed: refused
+    with pytest.raises(ValueError, match="other model settings .*n_train"):
+        E.run_experiment(replace(config, n_train=301), out, progress=False)
     parser = simulate.add_arguments(argparse.ArgumentParser())
-    args = parser.parse_args(["--out", out, "--rounds", "1", "--n-analysis", "9", "--quiet"])
+    args = parser.parse_args(["--out", out, "--rounds", "1", "--n-train", "299", "--quiet"])
     assert simulate.run_from_args(args) == 2
     assert "use a new --out folder" in capsys.readouterr().err
 
@@ -253,7 +275,7 @@ def test_results_folder_from_before_a_new_setting_still_resumes(tmp_path):
         json.dump(saved, fh)
     again = E.run_experiment(config, out, progress=False)
     assert again.rounds.equals(first.rounds)
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match="other model settings"):
         E.run_experiment(replace(config, training=replace(config.training, bootstrap=True)), out,
                          progress=False)  # fmt: skip
 

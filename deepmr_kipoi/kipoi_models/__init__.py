@@ -2,10 +2,12 @@
 
 ``load_model`` accepts a model-zoo name (``"DeepSEA/predict"``), a local Kipoi model directory, or the
 name of a registered adapter, and returns a predictive model that takes ACGT one-hot input of shape
-``(N, L, 4)``. The package is four steps, each module importing only those before it:
+``(N, L, 4)``. The package is a few steps, each module importing only those before it:
 
 * :mod:`~deepmr_kipoi.kipoi_models._compat` -- importing Kipoi on this Python (shims, no network);
 * :mod:`~deepmr_kipoi.kipoi_models.sources` -- which Kipoi source serves a name or directory;
+* :mod:`~deepmr_kipoi.kipoi_models.groups` -- members of templated model groups
+  (``model-template.yaml`` + ``models.tsv``), rendered and checked as Kipoi would read them;
 * :mod:`~deepmr_kipoi.kipoi_models.describe` -- a model's description (``model.yaml``: layout,
   alphabet, outputs, model files);
 * :mod:`~deepmr_kipoi.kipoi_models.dataloader` -- reference sequences from a model's own dataloader;

@@ -77,23 +77,30 @@ def check_safe_yaml(path: str) -> None:
         One line naming the file, the tag and the way to accept it (``trust_model_code=True`` /
         ``--trust-model-code``), or the file's YAML error.
     """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except UnicodeDecodeError:
+        raise DeepMRInputError(f"{path} is not a text YAML file; point at a Kipoi model directory") from None
+    check_safe_yaml_text(text, path)
+
+
+def check_safe_yaml_text(text: str, where: str) -> None:
+    """:func:`check_safe_yaml` on YAML text (e.g. a rendered model template); ``where`` names it."""
     import yaml
 
     try:
-        with open(path, encoding="utf-8") as handle:
-            yaml.safe_load(handle)
+        yaml.safe_load(text)
     except yaml.constructor.ConstructorError as err:
         tag = str(err.problem or "").split("tag", 1)[-1].strip(" '")
-        where = f" (line {err.problem_mark.line + 1})" if err.problem_mark is not None else ""
+        line = f" (line {err.problem_mark.line + 1})" if err.problem_mark is not None else ""
         raise DeepMRInputError(
-            f"{path}{where} has the YAML tag '{tag}', which runs Python code when Kipoi reads it; "
+            f"{where}{line} has the YAML tag '{tag}', which runs Python code when Kipoi reads it; "
             "refused. Pass trust_model_code=True (--trust-model-code) only if you trust the model's author"
         ) from None
     except yaml.YAMLError as err:
         problem = " ".join(str(err).split())
-        raise DeepMRInputError(f"{path} is not valid YAML: {problem}") from None
-    except UnicodeDecodeError:
-        raise DeepMRInputError(f"{path} is not a text YAML file; point at a Kipoi model directory") from None
+        raise DeepMRInputError(f"{where} is not valid YAML: {problem}") from None
 
 
 def apply_numpy_shims() -> None:
@@ -141,10 +148,13 @@ def import_kipoi():
 
 class _DropKnownNoise(logging.Filter):
     """Drops kipoi_utils' warning about fields its parser does not know (kipoiseq's dataloader
-    descriptions have a ``postprocessing`` section): harmless, and printed on every dataloader import."""
+    descriptions and many zoo models, DeepBind's among them, have a ``postprocessing`` section that
+    Kipoi 0.8 no longer reads): harmless, and printed on every such description."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Unrecognized fields for DataLoaderDescription")
+        return not str(record.msg).startswith(
+            ("Unrecognized fields for DataLoaderDescription", "Unrecognized fields for ModelDescription")
+        )
 
 
 _NOISY_LOGGER = "kipoi_utils.external.related.mixins"

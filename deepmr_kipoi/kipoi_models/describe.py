@@ -6,8 +6,10 @@ dataloaders), the sequence length, the output names (schema targets and their ``
 label files included) and the model files Kipoi downloads (:class:`WeightFile`).
 
 Every YAML file Kipoi would read for a model is first read with ``yaml.safe_load``; one with Python
-tags is refused unless ``trust_model_code=True`` (Kipoi's own reader would run them). Nothing is
-downloaded unless ``download=True``.
+tags is refused unless ``trust_model_code=True`` (Kipoi's own reader would run them). A member of a
+templated group (``model-template.yaml`` + ``models.tsv``, :mod:`deepmr_kipoi.kipoi_models.groups`) is
+described from its rendered template, checked the same way. Nothing is downloaded unless
+``download=True``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from deepmr_kipoi.kipoi_models._compat import (
     missing_file_message,
     prepare_source,
 )
+from deepmr_kipoi.kipoi_models.groups import KINDS, checked_description, find_group
 from deepmr_kipoi.kipoi_models.sources import resolve
 
 logger = logging.getLogger(__name__)
@@ -141,6 +144,9 @@ class ModelDescription:
         ``weights`` argument.
     dataloader : str or None
         The default dataloader (``defined_as`` or path).
+    extra_inputs : tuple of str
+        Names of the model's inputs other than the DNA sequence (e.g. rbp_eclip's distances to
+        genomic landmarks), in schema order.
     """
 
     name: str
@@ -162,6 +168,7 @@ class ModelDescription:
     feature_names: tuple[str, ...]
     weight_files: tuple[WeightFile, ...] = field(default=())
     dataloader: str | None = None
+    extra_inputs: tuple[str, ...] = ()
 
     @property
     def vector_outputs(self) -> bool:
@@ -395,27 +402,32 @@ def _weight_files(md, model_name: str, source_obj, model_dir: str) -> tuple[Weig
 
 
 def _yaml_files_kipoi_reads(name: str, source_obj, source_label: str) -> list[str]:
-    """The YAML files Kipoi may read for model ``name``: those of its directory (model, dataloader)
-    and, in a zoo-like source, the ``model-template`` files of the folders above it."""
+    """The YAML files Kipoi may read as they are for model ``name``: those of its directory (model,
+    dataloader) or, for a member of a templated group, those of the group's folder other than the
+    templates (:func:`_check_model_yamls` renders and checks those)."""
     root = None if source_label == "dir" else getattr(source_obj, "local_path", None)
     model_dir = name if os.path.isabs(name) else os.path.join(root or "", name)
-    model_dir = os.path.abspath(model_dir)
-    found = []
-    if os.path.isdir(model_dir):
-        found += [
-            os.path.join(model_dir, f)
-            for f in sorted(os.listdir(model_dir))
-            if f.endswith((".yaml", ".yml"))
-        ]
-    if root:
-        root = os.path.abspath(root)
-        folder = os.path.dirname(model_dir)
-        while folder.startswith(root) and len(folder) >= len(root):
-            found += [os.path.join(folder, f"model-template.{ext}") for ext in ("yaml", "yml")]
-            if folder == root:
-                break
-            folder = os.path.dirname(folder)
-    return [f for f in found if os.path.isfile(f)]
+    group = None if source_label == "dir" else find_group(source_obj, name)
+    model_dir = os.path.abspath(group.path if group is not None else model_dir)
+    if not os.path.isdir(model_dir):
+        return []
+    return [
+        os.path.join(model_dir, f)
+        for f in sorted(os.listdir(model_dir))
+        if f.endswith((".yaml", ".yml")) and not f.rsplit(".", 1)[0].endswith("-template")
+        and os.path.isfile(os.path.join(model_dir, f))
+    ]
+
+
+def _check_model_yamls(name: str, source_obj, source_label: str) -> None:
+    """Refuse, before Kipoi reads them, the YAML files of model ``name`` that hold Python tags: the
+    files of its directory, and for a group member the group's templates rendered with its row."""
+    for path in _yaml_files_kipoi_reads(name, source_obj, source_label):
+        check_safe_yaml(path)
+    group = None if source_label == "dir" else find_group(source_obj, name)
+    if group is not None:
+        for kind in KINDS:
+            group.render(kind)
 
 
 def describe_model(
@@ -457,13 +469,13 @@ def describe_model(
     import_kipoi()
     name, source_label, source_obj = resolve(name_or_dir, source)
     prepare_source(source_label, source_obj, download, download_option)
-    if not trust_model_code:
-        for path in _yaml_files_kipoi_reads(name, source_obj, source_label):
-            check_safe_yaml(path)
     with kipoi_output_to_log():
         if not source_obj._is_component(name, "model"):
             raise DeepMRInputError(f"Kipoi model {name!r} not found in source {source_label!r}")
-        md = source_obj.get_model_descr(name)
+    if not trust_model_code:
+        _check_model_yamls(name, source_obj, source_label)
+    md = checked_description(source_obj, name, trust_model_code)
+    with kipoi_output_to_log():
         model_dir = source_obj.get_model_dir(name)
     model_type, defined_as = _model_type(md)
     dl_args, dataloader = _dataloader_defaults(md, name, source_obj, model_dir)
@@ -476,7 +488,8 @@ def describe_model(
     dummy_axis = _as_int(dl_args.get("dummy_axis"))
     auto_resize_len = _as_int(dl_args.get("auto_resize_len"))
 
-    input_name, input_schema = _pick_sequence_input(_named_schemas(md.schema.inputs))
+    inputs = _named_schemas(md.schema.inputs)
+    input_name, input_schema = _pick_sequence_input(inputs)
     input_shape = tuple(input_schema.shape) if input_schema is not None else ()
     layout = derive_layout(input_shape, alphabet_axis, dummy_axis)
     sequence_length = _length_from_shape(input_shape, layout) or auto_resize_len
@@ -502,4 +515,7 @@ def describe_model(
         feature_names=_feature_names(targets, model_dir),
         weight_files=_weight_files(md, name, source_obj, model_dir),
         dataloader=dataloader,
+        extra_inputs=tuple(
+            str(n or s.name or f"input{i}") for i, (n, s) in enumerate(inputs) if s is not input_schema
+        ),
     )

@@ -40,6 +40,7 @@ from deepmr_kipoi.kipoi_models.describe import (
     ModelDescription,
     describe_model,
 )
+from deepmr_kipoi.kipoi_models.groups import CheckedGroupSource
 from deepmr_kipoi.kipoi_models.sources import resolve
 
 logger = logging.getLogger(__name__)
@@ -136,6 +137,7 @@ class KipoiBackend:
                 if wf.url and wf.arg != replaced:
                     wf.verify(desc.name, self.download_option)
         _, source_label, source_obj = resolve(request.name, request.source)
+        source_obj = CheckedGroupSource(source_obj, request.trust_model_code)
         if replaced is not None:
             source_obj = _ReplacedArgsSource(source_obj, {replaced: request.weight_files[0]})
         with contextlib.ExitStack() as stack:

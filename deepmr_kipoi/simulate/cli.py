@@ -14,6 +14,7 @@ examples:
   deepmr simulate --rounds 10 --out sim_results
   deepmr simulate --rounds 2 --regimes none random --n-train 6000 --out quick
   deepmr simulate --rounds 50 --calibration none --seed 1 --out full_run
+  deepmr simulate --rounds 50 --reanalyze --out full_run     # new analysis code, cached models
   deepmr simulate --experiment bpnet --quick --out bpnet_quick
 """
 
@@ -46,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=d.rounds,
                         help=f"rounds per regime, each with its own true effect (default {d.rounds})")
     parser.add_argument("--regimes", nargs="+", choices=REGIMES, default=list(d.regimes),
-                        help="confounding regimes (default: all four)")
+                        help="regimes: confounding (none, sequence, random, both), pleiotropy, "
+                             "reverse causation (default: all six)")
     parser.add_argument("--seed", type=int, default=d.seed, help="root seed (default 0)")
     parser.add_argument("--n-train", type=int, default=d.n_train,
                         help=f"training sequences per round (default {d.n_train})")
@@ -82,6 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="let all three alleles of a position be instruments")
     parser.add_argument("--sample-split", action="store_true",
                         help="select instruments on half of the members, estimate on the others")
+    parser.add_argument("--reanalyze", action="store_true",
+                        help="recompute every job's analysis (Deep MR and scoring) in --out from its "
+                             "cached model, without training; the model settings must match")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -136,7 +141,8 @@ def run_from_args(args: argparse.Namespace) -> int:
         print(f"deepmr simulate: {exc}", file=sys.stderr)
         return 2
     try:
-        result = run_experiment(config, out_dir=args.out, progress=not args.quiet)
+        result = run_experiment(config, out_dir=args.out, progress=not args.quiet,
+                                reanalyze=getattr(args, "reanalyze", False))
     except ValueError as exc:
         print(f"deepmr simulate: {exc}", file=sys.stderr)
         return 2

@@ -21,11 +21,12 @@ from dataclasses import dataclass, field, fields, replace
 import numpy as np
 
 from deepmr_kipoi import results
+from deepmr_kipoi.simulate import cache as _cache
 from deepmr_kipoi.simulate import generative as gen
 from deepmr_kipoi.simulate import oracle as orc
 from deepmr_kipoi.simulate import scoring
 from deepmr_kipoi.simulate.model import ModelConfig
-from deepmr_kipoi.simulate.train import TrainConfig, train_ensemble
+from deepmr_kipoi.simulate.train import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -188,22 +189,31 @@ def _engine_config(config: ExperimentConfig, features, n_sequences: int):
 
 
 def _analysis_config(sim: gen.SimulationConfig) -> gen.SimulationConfig:
-    """The analysed sequences carry every motif (the bystander's too, where it exists)."""
+    """The analysed sequences carry every motif (the bystander's and, in the pleiotropy regime,
+    the shared one too, where there is room for it)."""
+    sim = replace(sim, shared_motif_prob=1.0)
     return replace(sim, confounder_motif_prob=1.0) if sim.bystander_gamma > 0 else sim
 
 
 def true_locals(params, config: ExperimentConfig, ms, an, regime: str, learnable: bool):
-    """True local effects of every ordered feature pair (DataFrame: id, exposure, outcome, value).
+    """True local effects of every ordered feature pair.
 
     ``learnable``: the oracle keeps the sequence confounder's terms and averages the random
     confounder (what the regime's labels average to); otherwise the paper's unconfounded truth.
+    The regime's causal structure (pleiotropy, reverse causation) is in both.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns id, exposure, outcome, value (the per-sequence slope), sxy, sxx (its two sums,
+        ``oracle.true_local_sums``: the pooled global truth is ``sum sxy / sum sxx``).
     """
     import pandas as pd
 
     seq_conf, rand_conf = gen.regime_flags(regime)
     oracle = orc.Oracle(params, config.simulation, ms, scale=config.oracle_scale,
                         averaged_random_confounder=learnable and rand_conf,
-                        sequence_confounder=learnable and seq_conf)  # fmt: skip
+                        sequence_confounder=learnable and seq_conf, regime=regime)  # fmt: skip
     eff = orc.oracle_effects(oracle, an.onehot)
     features = config.simulation.features
     starts = {"exposure": an.exposure_start, "outcome": an.outcome_start,
@@ -215,15 +225,64 @@ def true_locals(params, config: ExperimentConfig, ms, an, regime: str, learnable
         motif = scoring.MOTIF_OF[x]
         for j, y in enumerate(features):
             if i != j:
-                values = orc.true_local_effects(eff[..., [i, j]], starts[motif], widths[motif])
+                sxy, sxx = orc.true_local_sums(eff[..., [i, j]], starts[motif], widths[motif])
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    values = np.where(sxx > 0, sxy / sxx, np.nan)
                 frames.append(pd.DataFrame({"id": an.ids, "exposure": x, "outcome": y,
-                                            "value": values}))  # fmt: skip
+                                            "value": values, "sxy": sxy, "sxx": sxx}))  # fmt: skip
     return pd.concat(frames, ignore_index=True)
+
+
+def _training_seed(config: ExperimentConfig, round_index: int, regime: str) -> int:
+    return config.seed * 100_003 + round_index * 10 + gen.REGIMES.index(regime)
+
+
+def _round_model(round_index: int, regime: str, config: ExperimentConfig, train_data,
+                 cache_dir: str | None):  # fmt: skip
+    """The job's ensemble: read from the model cache, else trained (and cached).
+
+    ``train_data``: a callable returning the training ``SimulatedData`` (only called to train).
+    Returns ``(PredictiveModel, from_cache)``.
+    """
+    if cache_dir is not None:
+        cached = _cache.load_model(cache_dir, round_index, regime)
+        if cached is not None:
+            return cached, True
+    from deepmr_kipoi.simulate.train import train_ensemble
+
+    train = train_data()
+    tc = replace(config.training, seed=_training_seed(config, round_index, regime))
+    ens = train_ensemble(train.onehot, train.labels, model_config=config.model, train_config=tc,
+                         feature_names=config.simulation.features)  # fmt: skip
+    if cache_dir is not None:
+        _cache.save_model(cache_dir, round_index, regime, ens)
+    return ens.to_predictive(), False
+
+
+def _round_calibration(model, cal, config: ExperimentConfig, cache_dir: str | None, job: tuple):
+    """The calibration fit of a job (None without calibration): cached under its settings."""
+    from deepmr_kipoi.run import inputs
+
+    if config.calibration == "none":
+        return None
+    features = config.simulation.features
+    key = {"calibration": config.calibration, "aleatoric_variance": config.aleatoric_variance,
+           "n_calibration": config.n_calibration}  # fmt: skip
+    if cache_dir is not None:
+        cached = _cache.load_calibration(cache_dir, *job, key)
+        if cached is not None:
+            return cached
+    fit = inputs.fit_calibration(model, cal().onehot, cal().labels, features, features,
+                                 method=config.calibration, source="calibration sequences",
+                                 aleatoric_variance=config.aleatoric_variance)  # fmt: skip
+    if cache_dir is not None:
+        _cache.save_calibration(cache_dir, *job, key, fit)
+    return fit
 
 
 def run_round(round_index: int, regime: str, params: gen.RoundParameters,
               config: ExperimentConfig, motif_set: gen.MotifSet | None = None,
-              model=None) -> RoundResult:
+              model=None, cache_dir: str | None = None) -> RoundResult:
     """Simulate, train, run Deep MR and compare with the truth for one (round, regime).
 
     Parameters
@@ -236,48 +295,56 @@ def run_round(round_index: int, regime: str, params: gen.RoundParameters,
     model : PredictiveModel, optional
         Use this model (features named as ``config.simulation.features``, Anscombe scale) instead
         of training one, e.g. to check the chain on a model with a known effect.
+    cache_dir : str, optional
+        Model cache folder (``cache`` module): the ensemble and calibration fit are read from it
+        when there, else trained/fitted and written to it.
 
     Returns
     -------
     RoundResult
+        Its records carry ``model_cached`` (the ensemble was read from the cache, not trained).
     """
-
-    from deepmr_kipoi.run import aggregate, inputs, runner
+    from functools import lru_cache
 
     ms = motif_set or gen.MotifSet.from_config(config.simulation)
     sim = config.simulation
-    features = sim.features
     timings = {}
-    t0 = time.perf_counter()
     r_train, r_cal, r_an = _rngs(config, round_index, regime)
     tag = f"r{round_index:03d}_{regime}_"
-    train = gen.simulate(config.n_train, params, sim, regime, r_train, motif_set=ms,
-                         id_prefix=tag + "train")  # fmt: skip
-    cal = gen.simulate(config.n_calibration, params, sim, regime, r_cal, motif_set=ms,
-                       id_prefix=tag + "cal")  # fmt: skip
+    t0 = time.perf_counter()
     an = gen.simulate(config.n_analysis, params, _analysis_config(sim), regime, r_an, motif_set=ms,
                       embedding="both", id_prefix=tag + "seq")  # fmt: skip
+
+    # the training and calibration sets come from their own streams: simulated only when needed
+    def train_data():
+        return gen.simulate(config.n_train, params, sim, regime, r_train, motif_set=ms,
+                            id_prefix=tag + "train")  # fmt: skip
+
+    @lru_cache(maxsize=1)
+    def cal_data():
+        return gen.simulate(config.n_calibration, params, sim, regime, r_cal, motif_set=ms,
+                            id_prefix=tag + "cal")  # fmt: skip
+
     timings["simulate"] = time.perf_counter() - t0
-
     t0 = time.perf_counter()
+    from_cache = model is not None
     if model is None:
-        tc = replace(config.training, seed=config.seed * 100_003 + round_index * 10
-                     + gen.REGIMES.index(regime))  # fmt: skip
-        ens = train_ensemble(train.onehot, train.labels, model_config=config.model,
-                             train_config=tc, feature_names=features)  # fmt: skip
-        model = ens.to_predictive()
+        model, from_cache = _round_model(round_index, regime, config, train_data, cache_dir)
     timings["train"] = time.perf_counter() - t0
-
     t0 = time.perf_counter()
-    cal_fit = None
-    if config.calibration != "none":
-        cal_fit = inputs.fit_calibration(model, cal.onehot, cal.labels, features, features,
-                                         method=config.calibration, source="calibration sequences",
-                                         aleatoric_variance=config.aleatoric_variance)  # fmt: skip
-    scale = cal_fit.se_scale if cal_fit is not None else np.ones(len(features))
+    cal_fit = _round_calibration(model, cal_data, config, cache_dir, (round_index, regime))
     timings["calibrate"] = time.perf_counter() - t0
+    result = analyse_round(round_index, regime, params, config, (ms, an), model, cal_fit, timings)
+    for rec in result.globals:
+        rec["model_cached"] = bool(from_cache)
+    return result
 
-    t0 = time.perf_counter()
+
+def _deep_mr(config: ExperimentConfig, model, an, cal_fit, tag: str):
+    """Deep MR on the analysed sequences as ``deepmr run`` does it: (chunk, global table)."""
+    from deepmr_kipoi.run import aggregate, runner
+
+    features = config.simulation.features
     run_config = _engine_config(config, features, len(an))
     plan = runner.make_plan(run_config, model, {"name": f"simulation {tag}"},
                             sequences=(an.ids, an.onehot), calibration=cal_fit)  # fmt: skip
@@ -285,17 +352,59 @@ def run_round(round_index: int, regime: str, params: gen.RoundParameters,
     glob = aggregate.global_effects(chunk.local, len(an), method=config.meta_method,
                                     level=run_config.level, samples=chunk.samples,
                                     exposures=features, outcomes=features)  # fmt: skip
-    timings["deep_mr"] = time.perf_counter() - t0
+    return chunk, glob
 
-    t0 = time.perf_counter()
+
+def _truth_table(params, config: ExperimentConfig, ms, an, regime: str):
+    """Learnable and paper truths per (id, exposure, outcome), with their sums."""
     key = ["id", "exposure", "outcome"]
     truth = true_locals(params, config, ms, an, regime, learnable=True).rename(
-        columns={"value": "true_local"})
+        columns={"value": "true_local", "sxy": "true_sxy", "sxx": "true_sxx"})
     paper = true_locals(params, config, ms, an, regime, learnable=False).rename(
-        columns={"value": "true_local_paper"})
-    truth = truth.merge(paper, on=key, validate="one_to_one")
-    timings["oracle"] = time.perf_counter() - t0
+        columns={"value": "true_local_paper", "sxy": "true_sxy_paper", "sxx": "true_sxx_paper"})
+    return truth.merge(paper, on=key, validate="one_to_one")
 
+
+def _pooled(num, den) -> float:
+    """``sum(num) / sum(den)`` (NaN without any exposure change)."""
+    d = float(np.sum(den))
+    return float(np.sum(num)) / d if d > 0 else np.nan
+
+
+def analyse_round(round_index: int, regime: str, params: gen.RoundParameters,
+                  config: ExperimentConfig, data: tuple, model, cal_fit,
+                  timings: dict) -> RoundResult:  # fmt: skip
+    """Deep MR on one job's analysed sequences and the comparison with the truth.
+
+    Parameters
+    ----------
+    round_index, regime, params, config
+        As :func:`run_round`.
+    data : tuple
+        ``(MotifSet, SimulatedData)`` of the analysed sequences.
+    model : PredictiveModel
+    cal_fit : run.inputs.Calibration or None
+    timings : dict
+        Seconds of the earlier stages; this function adds ``deep_mr`` and ``oracle``.
+
+    Returns
+    -------
+    RoundResult
+        One record per (method, ordered pair) with every column of the global table (the
+        ``verdict`` columns too, where the engine has them), the role, and the truths pooled over
+        the sequences the estimate used (those with a local fit): ``truth`` (learnable),
+        ``truth_paper``, and ``truth_mean_ratio`` (the former mean of per-sequence ratios).
+    """
+    ms, an = data
+    features = config.simulation.features
+    tag = f"r{round_index:03d}_{regime}_"
+    t0 = time.perf_counter()
+    chunk, glob = _deep_mr(config, model, an, cal_fit, tag)
+    timings["deep_mr"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    truth = _truth_table(params, config, ms, an, regime)
+    timings["oracle"] = time.perf_counter() - t0
+    key = ["id", "exposure", "outcome"]
     loc = chunk.local.assign(
         id=[an.ids[i] for i in chunk.local["sequence_index"]],
         exposure=chunk.local["exposure"].astype(str), outcome=chunk.local["outcome"].astype(str),
@@ -305,28 +414,26 @@ def run_round(round_index: int, regime: str, params: gen.RoundParameters,
     loc.insert(0, "regime", regime)
     loc.insert(0, "round", round_index)
     usable = (loc["reason"] == 0) & np.isfinite(loc["estimate"])
+    scale = cal_fit.se_scale if cal_fit is not None else np.ones(len(features))
     records = []
-    for row in glob.itertuples(index=False):
-        rows = loc[(loc["method"] == row.method) & (loc["exposure"] == row.exposure)
-                   & (loc["outcome"] == row.outcome)]  # fmt: skip
+    for row in glob.to_dict("records"):
+        rows = loc[(loc["method"] == row["method"]) & (loc["exposure"] == row["exposure"])
+                   & (loc["outcome"] == row["outcome"])]  # fmt: skip
         used = rows[usable.loc[rows.index]]
         rec = {
-            "round": round_index, "regime": regime, "method": row.method,
-            "exposure": row.exposure, "outcome": row.outcome,
-            "role": scoring.pair_role(row.exposure, row.outcome, regime),
+            "round": round_index, "regime": regime, "method": row["method"],
+            "exposure": row["exposure"], "outcome": row["outcome"],
+            "role": scoring.pair_role(row["exposure"], row["outcome"], regime),
             "alpha": params.alpha, "effect": params.effect, "beta": params.beta,
-            "high": bool(params.high), "n_analysed": len(an),
+            "high": bool(params.high), "n_analysed": len(an), "n_used": len(used),
             # the truths over the sequences the estimate used (those with a local fit)
-            "truth": float(np.nanmean(used["true_local"])) if len(used) else np.nan,
-            "truth_paper": float(np.nanmean(used["true_local_paper"])) if len(used) else np.nan,
-        }
-        for name in ("estimate", "se", "df", "ci_low", "ci_high", "pvalue", "qvalue",
-                     "significant", "direction", "robust_disagreement", "sequence_se",
-                     "sample_se", "meta_estimate", "meta_se", "meta_ci_low", "meta_ci_high",
-                     "tau2", "i2", "k", "median_instruments", "n_significant", "removed_floor",
-                     "removed_allele", "removed_direction"):  # fmt: skip
-            value = getattr(row, name)
-            rec[name] = value.item() if hasattr(value, "item") else value
+            "truth": _pooled(used["true_sxy"], used["true_sxx"]),
+            "truth_paper": _pooled(used["true_sxy_paper"], used["true_sxx_paper"]),
+            "truth_mean_ratio": float(np.nanmean(used["true_local"])) if len(used) else np.nan,
+        }  # fmt: skip
+        for name, value in row.items():
+            if name not in rec:
+                rec[name] = value.item() if hasattr(value, "item") else value
         for f, s in zip(features, scale):
             rec[f"calibration_scale_{f}"] = float(s)
         records.append(rec)
@@ -362,17 +469,21 @@ class ExperimentResult:
 
 
 def run_experiment(config: ExperimentConfig, out_dir: str | None = None,
-                   progress: bool = True) -> ExperimentResult:
+                   progress: bool = True, reanalyze: bool = False) -> ExperimentResult:
     """Run every (round, regime), summarise, and write the results folder.
 
     Files in ``out_dir``: ``config.json``, ``rounds.csv`` (rewritten after every round),
-    ``jobs/`` (one checkpoint per finished (round, regime)), ``local_effects.csv.gz``,
-    ``summary.csv``, ``summary.md``, ``estimated_vs_true.png``.
+    ``jobs/`` (one checkpoint per analysed (round, regime)), ``models/`` (each job's trained
+    ensemble and calibration fit, ``cache`` module), ``local_effects.csv.gz``, ``summary.csv``,
+    ``summary.md``, ``estimated_vs_true.png``.
 
-    Resuming: run again with the same ``out_dir`` and settings and the finished jobs are read back
-    instead of recomputed (their numbers are identical: every job's data and seeds depend only on
-    (seed, round, regime)). ``rounds`` and ``workers`` may change between runs, so a 10-round run
-    can be extended to 50; any other change is refused.
+    Resuming: run again with the same ``out_dir`` and the finished jobs are read back instead of
+    recomputed (every job's data and seeds depend only on (seed, round, regime)). ``rounds`` and
+    ``workers`` may change between runs, so a 10-round run can be extended to 50. A job's model
+    depends on the *model settings* (seed, sizes of the training set, simulation, network and
+    training); a change of those is refused. Its analysis depends on the *analysis settings* (the
+    rest) and on the analysis code (``analysis_key``): a checkpoint made under another analysis
+    key is recomputed from the cached model, without training.
 
     Parameters
     ----------
@@ -380,50 +491,77 @@ def run_experiment(config: ExperimentConfig, out_dir: str | None = None,
     out_dir : str, optional
     progress : bool
         tqdm progress bar over (round, regime).
+    reanalyze : bool
+        Recompute every job's analysis (from the cached models where they exist) even where the
+        checkpoint's analysis key matches.
 
     Returns
     -------
     ExperimentResult
     """
     import pandas as pd
-    from tqdm.auto import tqdm
 
     t_start = time.perf_counter()
     jobs = [(i, regime) for i in range(config.rounds) for regime in config.regimes]
-    records, local_frames = [], []
-    done = set()
+    akey = _cache.analysis_key(config.to_dict(), _defaults())
+    records, local_frames, done = [], [], set()
+    cache_dir = None
     if out_dir is not None:
-        _check_resumable(config, out_dir)
+        _cache.check_resumable(config.to_dict(), _defaults(), out_dir)
         os.makedirs(os.path.join(out_dir, "jobs"), exist_ok=True)
+        cache_dir = os.path.join(out_dir, "models")
         results.write_text(os.path.join(out_dir, "config.json"),
-                      json.dumps(config.to_dict(), indent=2, default=str))
-    ms = gen.MotifSet.from_config(config.simulation)
-    params = round_parameters(config)
-    if out_dir is not None:
-        for job in jobs:
-            saved = _load_job(out_dir, *job)
-            if saved is None:
-                continue
-            job_records, job_locals = saved
-            records.extend(job_records)
-            local_frames.append(job_locals)
-            done.add(job)
+                           json.dumps(config.to_dict(), indent=2, default=str))  # fmt: skip
+        for job in jobs if not reanalyze else ():
+            saved = _cache.load_job(out_dir, *job, akey)
+            if saved is not None:
+                records.extend(saved[0])
+                local_frames.append(saved[1])
+                done.add(job)
         if done:
             logger.info("resuming: %d of %d (round, regime) jobs read from %s", len(done),
-                        len(jobs), os.path.join(out_dir, "jobs"))
+                        len(jobs), os.path.join(out_dir, "jobs"))  # fmt: skip
     todo = [job for job in jobs if job not in done]
-    bar = tqdm(total=len(jobs), initial=len(done), desc="simulation rounds", unit="round",
-               disable=not progress)
 
     def collect(res: RoundResult) -> None:
         records.extend(res.globals)
         local_frames.append(res.locals)
+        if out_dir is not None:
+            _cache.save_job(out_dir, res.round, res.regime, res.globals, res.locals, akey)
+            results.write_text(os.path.join(out_dir, "rounds.csv"),
+                               pd.DataFrame(records).to_csv(index=False))  # fmt: skip
+
+    _run_jobs(config, todo, len(jobs), cache_dir, collect, progress)
+    order = {job: k for k, job in enumerate(jobs)}
+    records.sort(key=lambda r: (order[(r["round"], r["regime"])], config.methods.index(r["method"])))
+    rounds = pd.DataFrame(records)
+    locals_ = pd.concat(local_frames, ignore_index=True)
+    summary = scoring.summarize(rounds)
+    if out_dir is not None:
+        # in job order, and written even when every job was read back
+        results.write_text(os.path.join(out_dir, "rounds.csv"), rounds.to_csv(index=False))
+        locals_.to_csv(os.path.join(out_dir, "local_effects.csv.gz"), index=False)
+        results.write_text(os.path.join(out_dir, "summary.csv"), summary.to_csv(index=False))
+        results.write_text(os.path.join(out_dir, "summary.md"), scoring.to_markdown(summary))
+        scoring.plot_rounds(rounds, os.path.join(out_dir, "estimated_vs_true.png"))
+    return ExperimentResult(rounds=rounds, locals=locals_, summary=summary,
+                            seconds=time.perf_counter() - t_start, out_dir=out_dir,
+                            resumed=len(done))  # fmt: skip
+
+
+def _run_jobs(config: ExperimentConfig, todo: list, total: int, cache_dir, collect,
+              progress: bool) -> None:  # fmt: skip
+    """Run the ``todo`` jobs (in ``config.workers`` processes), passing each result to ``collect``."""
+    from tqdm.auto import tqdm
+
+    params = round_parameters(config)
+    bar = tqdm(total=total, initial=total - len(todo), desc="simulation rounds", unit="round",
+               disable=not progress)  # fmt: skip
+
+    def done(res: RoundResult) -> None:
+        collect(res)
         bar.set_postfix_str(f"round {res.round} {res.regime}")
         bar.update(1)
-        if out_dir is not None:
-            _save_job(out_dir, res.round, res.regime, res.globals, res.locals)
-            results.write_text(os.path.join(out_dir, "rounds.csv"),
-                          pd.DataFrame(records).to_csv(index=False))
 
     if config.workers > 1 and len(todo) > 1:
         import multiprocessing
@@ -435,28 +573,15 @@ def run_experiment(config: ExperimentConfig, out_dir: str | None = None,
         with ProcessPoolExecutor(max_workers=config.workers, mp_context=ctx,
                                  initializer=_limit_threads,
                                  initargs=(config.training.threads,)) as pool:  # fmt: skip
-            futures = [pool.submit(run_round, i, regime, params[i], config) for i, regime in todo]
+            futures = [pool.submit(run_round, i, regime, params[i], config, None, None, cache_dir)
+                       for i, regime in todo]  # fmt: skip
             for fut in as_completed(futures):
-                collect(fut.result())
+                done(fut.result())
     else:
+        ms = gen.MotifSet.from_config(config.simulation)
         for i, regime in todo:
-            collect(run_round(i, regime, params[i], config, ms))
+            done(run_round(i, regime, params[i], config, ms, cache_dir=cache_dir))
     bar.close()
-    order = {job: k for k, job in enumerate(jobs)}
-    records.sort(key=lambda r: (order[(r["round"], r["regime"])], config.methods.index(r["method"])))
-    rounds = pd.DataFrame(records)
-    locals_ = pd.concat(local_frames, ignore_index=True)
-    summary = scoring.summarize(rounds)
-    seconds = time.perf_counter() - t_start
-    if out_dir is not None:
-        # in job order, and written even when every job was read back
-        results.write_text(os.path.join(out_dir, "rounds.csv"), rounds.to_csv(index=False))
-        locals_.to_csv(os.path.join(out_dir, "local_effects.csv.gz"), index=False)
-        results.write_text(os.path.join(out_dir, "summary.csv"), summary.to_csv(index=False))
-        results.write_text(os.path.join(out_dir, "summary.md"), scoring.to_markdown(summary))
-        scoring.plot_rounds(rounds, os.path.join(out_dir, "estimated_vs_true.png"))
-    return ExperimentResult(rounds=rounds, locals=locals_, summary=summary, seconds=seconds,
-                            out_dir=out_dir, resumed=len(done))
 
 
 def _limit_threads(threads: int) -> None:
@@ -466,58 +591,6 @@ def _limit_threads(threads: int) -> None:
     torch.set_num_threads(int(threads))
 
 
-def _resume_key(settings: dict) -> dict:
-    """The settings a finished job depends on (not ``rounds``, ``workers`` or thread counts).
-
-    ``settings``: ``ExperimentConfig.to_dict()`` or a saved ``config.json``; settings it lacks
-    (added since it was written) take their defaults.
-    """
-    defaults = json.loads(json.dumps(ExperimentConfig().to_dict(), default=str))
-    key = json.loads(json.dumps(settings, default=str))
-    for name, value in defaults.items():
-        if isinstance(value, dict) and isinstance(key.get(name), dict):
-            key[name] = {**value, **key[name]}
-        else:
-            key.setdefault(name, value)
-    for name in ("rounds", "workers"):
-        key.pop(name)
-    key["training"].pop("threads", None)
-    return key
-
-
-def _check_resumable(config: ExperimentConfig, out_dir: str) -> None:
-    path = os.path.join(out_dir, "config.json")
-    if not os.path.exists(path) or not os.path.isdir(os.path.join(out_dir, "jobs")):
-        return
-    with open(path) as fh:
-        previous = _resume_key(json.load(fh))
-    current = _resume_key(config.to_dict())
-    if previous != current:
-        changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
-        raise ValueError(
-            f"{out_dir} holds a simulation run with other settings ({', '.join(changed)}); "
-            "use a new --out folder or the same settings to resume it")
-
-
-def _job_paths(out_dir: str, round_index: int, regime: str) -> tuple[str, str]:
-    stem = os.path.join(out_dir, "jobs", f"r{round_index:03d}_{regime}")
-    return stem + ".json", stem + ".parquet"
-
-
-def _save_job(out_dir: str, round_index: int, regime: str, records: list, locals_) -> None:
-    """Checkpoint one finished job: locals first, the JSON last (its presence marks the job done)."""
-    json_path, parquet_path = _job_paths(out_dir, round_index, regime)
-    results.write_table(locals_, parquet_path)
-    results.write_text(json_path, json.dumps({"globals": records}, default=float))
-
-
-def _load_job(out_dir: str, round_index: int, regime: str):
-    """(global records, locals) of a checkpointed job, or None if it has not finished."""
-    import pandas as pd
-
-    json_path, parquet_path = _job_paths(out_dir, round_index, regime)
-    if not (os.path.exists(json_path) and os.path.exists(parquet_path)):
-        return None
-    with open(json_path) as fh:
-        records = json.load(fh)["globals"]
-    return records, pd.read_parquet(parquet_path)
+def _defaults() -> dict:
+    """``ExperimentConfig().to_dict()``: what settings missing from an older folder default to."""
+    return ExperimentConfig().to_dict()

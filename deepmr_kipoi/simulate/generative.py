@@ -22,6 +22,22 @@ As in the paper's code (``tf_coop_simulation.py``), with its defects fixed:
   always; bystander -> exposure/outcome outside the sequence-confounded regimes, where the shared
   motif makes them confounded rather than null).
 
+Two regimes test the threats Mendelian randomization exists to handle:
+
+* ``pleiotropy``: a fourth motif, the *shared* motif (KLF4 by default), inserted with probability
+  ``shared_motif_prob`` at a free position, acts directly on every feature:
+  ``c_exp += shared_exposure q_sh``, ``c_out += shared_outcome q_sh``, ``c_byst += shared_bystander
+  q_sh``. Its mutations move exposure and outcome in the ratio ``shared_outcome / shared_exposure``
+  (3 by default), unrelated to the planted effect: they are invalid (pleiotropic) instruments of the
+  planted pair. Every other ordered pair has a zero causal effect while its instruments include the
+  shared motif's: the issue's scenario ``X = motif_X + shared, Y = motif_Y + shared`` with no arrow,
+  four times per round (bystander <-> exposure/outcome), plus outcome -> exposure;
+* ``reverse``: the outcome feeds back into the exposure and not the other way round:
+  ``c_out = outcome_bias + alpha q_out`` and ``c_exp = exposure_bias + alpha q_exp +
+  reverse_feedback (c_out - outcome_bias)``. The planted direction is outcome -> exposure; exposure
+  -> outcome has a zero truth. The round's ``effect`` draw is not used (the feedback is the
+  constant ``reverse_feedback``, 0.6 as in the issue's example).
+
 Per round ``alpha ~ N(alpha_mean, alpha_sd)`` and ``beta = alpha * effect`` with ``effect`` from a
 two-component normal mixture (clipped at 0, as the paper's code does).
 """
@@ -34,7 +50,7 @@ import numpy as np
 
 from deepmr_kipoi.simulate import motifs as _motifs
 
-REGIMES = ("none", "sequence", "random", "both")
+REGIMES = ("none", "sequence", "random", "both", "pleiotropy", "reverse")
 EMBEDDINGS = ("none", "exposure", "outcome", "both")  # codes 0..3 in SimulatedData.embedding
 
 
@@ -43,7 +59,8 @@ def regime_flags(regime: str) -> tuple[bool, bool]:
 
     Parameters
     ----------
-    regime : {"none", "sequence", "random", "both"}
+    regime : str
+        One of ``REGIMES``.
 
     Returns
     -------
@@ -52,6 +69,16 @@ def regime_flags(regime: str) -> tuple[bool, bool]:
     if regime not in REGIMES:
         raise ValueError(f"unknown regime {regime!r}; use one of {', '.join(REGIMES)}")
     return regime in ("sequence", "both"), regime in ("random", "both")
+
+
+def planted_pair(regime: str) -> tuple[str, str]:
+    """The ordered feature pair with the planted causal effect: (cause, effect).
+
+    ``("outcome", "exposure")`` in the reverse-causation regime, ``("exposure", "outcome")``
+    elsewhere.
+    """
+    regime_flags(regime)
+    return ("outcome", "exposure") if regime == "reverse" else ("exposure", "outcome")
 
 
 @dataclass(frozen=True)
@@ -100,6 +127,17 @@ class SimulationConfig:
         Count scale of the bystander feature; 0 (default) simulates only exposure and outcome.
     bystander_bias : float
         Constant of the bystander count formula.
+    shared_motif : str
+        The pleiotropy regime's shared motif (shipped short name or JASPAR path).
+    shared_binding_offset : float
+        Its binding offset (4: median background occupancy 0.03, sampled instances 0.998).
+    shared_motif_prob : float
+        Probability of inserting the shared motif (pleiotropy regime; the analysed sequences
+        always carry it).
+    shared_exposure, shared_outcome, shared_bystander : float
+        Count effects of the shared motif on the three features (pleiotropy regime).
+    reverse_feedback : float
+        Coefficient of the outcome's count in the exposure's (reverse regime).
     """
 
     sequence_length: int = 100
@@ -128,6 +166,13 @@ class SimulationConfig:
     tau2: float = 25.0
     bystander_gamma: float = 0.0
     bystander_bias: float = 1.0
+    shared_motif: str = "KLF4"
+    shared_binding_offset: float = 4.0
+    shared_motif_prob: float = 0.5
+    shared_exposure: float = 50.0
+    shared_outcome: float = 150.0
+    shared_bystander: float = 50.0
+    reverse_feedback: float = 0.6
 
     def __post_init__(self):
         _motifs.check_background(self.background)
@@ -136,7 +181,7 @@ class SimulationConfig:
             raise ValueError("binding_offsets needs 3 values: exposure, outcome, confounder")
         object.__setattr__(self, "binding_offsets", tuple(float(v) for v in self.binding_offsets))
         for name in ("embed_prob", "confounder_motif_prob", "random_confounder_prob",
-                     "effect_high_prob"):
+                     "effect_high_prob", "shared_motif_prob"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {v}")
@@ -161,13 +206,13 @@ class SimulationConfig:
 
 @dataclass(frozen=True)
 class MotifSet:
-    """The three motifs of a config with their log-odds matrices and sampling frequencies.
+    """The four motifs of a config with their log-odds matrices and sampling frequencies.
 
     Attributes
     ----------
-    exposure, outcome, confounder : Motif
+    exposure, outcome, confounder, shared : Motif
     log_odds : dict of str -> ndarray (W, 4)
-        Keys ``"exposure"``, ``"outcome"``, ``"confounder"``.
+        Keys ``"exposure"``, ``"outcome"``, ``"confounder"``, ``"shared"``.
     frequencies : dict of str -> ndarray (W, 4)
         Count frequencies (no pseudocount) that embedded instances are sampled from.
     offsets : dict of str -> float
@@ -177,12 +222,13 @@ class MotifSet:
     exposure: _motifs.Motif
     outcome: _motifs.Motif
     confounder: _motifs.Motif
+    shared: _motifs.Motif
     log_odds: dict = field(repr=False)
     frequencies: dict = field(repr=False)
     offsets: dict = field(repr=False)
 
     def occupancy(self, key: str, onehot: np.ndarray) -> np.ndarray:
-        """Occupancy of motif ``key`` (``"exposure"``, ``"outcome"``, ``"confounder"``), shape (N,)."""
+        """Occupancy of motif ``key`` (a ``log_odds`` key), shape (N,)."""
         return _motifs.occupancy(onehot, self.log_odds[key], self.offsets[key])
 
     @classmethod
@@ -192,10 +238,12 @@ class MotifSet:
             "exposure": _motifs.load_motif(config.exposure_motif),
             "outcome": _motifs.load_motif(config.outcome_motif),
             "confounder": _motifs.load_motif(config.confounder_motif),
+            "shared": _motifs.load_motif(config.shared_motif),
         }
         lo = {k: m.log_odds(config.pseudocount, config.background) for k, m in ms.items()}
         fr = {k: m.probabilities(0.0, config.background) for k, m in ms.items()}
         off = dict(zip(("exposure", "outcome", "confounder"), config.binding_offsets))
+        off["shared"] = config.shared_binding_offset
         return cls(log_odds=lo, frequencies=fr, offsets=off, **ms)
 
 
@@ -270,6 +318,9 @@ class SimulatedData:
     regime : str
     c_byst, y_byst : ndarray, shape (N,), or None
         Bystander expected and Poisson counts (None without a bystander).
+    shared_start, shared_strand, q_shared : ndarray, shape (N,), or None
+        The shared motif's instance (-1 / 0 where absent) and occupancy (0 outside the
+        pleiotropy regime).
     """
 
     ids: np.ndarray
@@ -293,6 +344,9 @@ class SimulatedData:
     regime: str
     c_byst: np.ndarray | None = None
     y_byst: np.ndarray | None = None
+    shared_start: np.ndarray | None = None
+    shared_strand: np.ndarray | None = None
+    q_shared: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -338,7 +392,8 @@ def simulate(
     params : RoundParameters
         The round's alpha and beta.
     config : SimulationConfig
-    regime : {"none", "sequence", "random", "both"}
+    regime : str
+        One of ``REGIMES``.
     rng : numpy.random.Generator
         Source of all randomness (same generator state -> identical output).
     motif_set : MotifSet, optional
@@ -394,39 +449,36 @@ def simulate(
         rows = np.flatnonzero(starts[key] >= 0)
         _write(codes, rows, starts[key][rows], inst[rows])
         strands[key][rows] = strand[rows]
+    widths["shared"] = ms.shared.length
+    starts["shared"] = np.full(n, -1, dtype=np.int64)
+    strands["shared"] = np.zeros(n, dtype=np.int8)
+    placed = ["exposure", "outcome"]
     if seq_conf or config.bystander_gamma > 0:
         inst, strand = _instances(ms.frequencies["confounder"], n, rng)
         insert = rng.random(n) < config.confounder_motif_prob
-        occupied = np.zeros((n, L + 1), dtype=np.int64)
-        for key in ("exposure", "outcome"):
-            rows = np.flatnonzero(starts[key] >= 0)
-            cols = starts[key][rows, None] + np.arange(widths[key])[None, :]
-            occupied[rows[:, None], cols] = 1
-        cum = np.concatenate([np.zeros((n, 1), dtype=np.int64), np.cumsum(occupied, axis=1)], 1)
-        n_starts = L - wc + 1
-        free = (cum[:, wc : wc + n_starts] - cum[:, :n_starts]) == 0  # (n, n_starts)
-        keys = np.where(free, rng.random((n, n_starts)), -1.0)
-        choice = np.argmax(keys, axis=1)  # uniform among free starts
-        rows = np.flatnonzero(insert & free.any(axis=1))
-        starts["confounder"][rows] = choice[rows]
-        _write(codes, rows, choice[rows], inst[rows])
-        strands["confounder"][rows] = strand[rows]
+        _insert_free(codes, starts, strands, widths, placed, "confounder", inst, strand, insert, rng)
+        placed.append("confounder")
+    if regime == "pleiotropy":
+        inst, strand = _instances(ms.frequencies["shared"], n, rng)
+        insert = rng.random(n) < config.shared_motif_prob
+        _insert_free(codes, starts, strands, widths, placed, "shared", inst, strand, insert, rng)
 
     onehot = np.zeros((n, L, 4), dtype=np.float32)
     np.put_along_axis(onehot, codes[:, :, None], 1.0, axis=2)
     q_exp = ms.occupancy("exposure", onehot)
     q_out = ms.occupancy("outcome", onehot)
     q_conf = ms.occupancy("confounder", onehot)
+    q_sh = ms.occupancy("shared", onehot) if regime == "pleiotropy" else np.zeros(n)
     b = (rng.random(n) < config.random_confounder_prob).astype(np.int8) if rand_conf else (
         np.zeros(n, dtype=np.int8)
     )
-    c_exp, c_out = expected_counts(q_exp, q_out, q_conf, b, params, config, regime)
+    c_exp, c_out = expected_counts(q_exp, q_out, q_conf, b, params, config, regime, q_shared=q_sh)
     y_exp = rng.poisson(c_exp)
     y_out = rng.poisson(c_out)
     columns = [anscombe(y_exp), anscombe(y_out)]
     c_byst = y_byst = None
     if config.bystander_gamma > 0:
-        c_byst = config.bystander_bias + config.bystander_gamma * q_conf
+        c_byst = bystander_counts(q_conf, q_sh, config, regime)
         y_byst = rng.poisson(c_byst)
         columns.append(anscombe(y_byst))
     labels = np.stack(columns, axis=1).astype(np.float32)
@@ -438,11 +490,53 @@ def simulate(
         outcome_strand=strands["outcome"], confounder_strand=strands["confounder"],
         q_exp=q_exp, q_out=q_out, q_conf=q_conf, b=b, c_exp=c_exp, c_out=c_out,
         y_exp=y_exp, y_out=y_out, labels=labels, regime=regime, c_byst=c_byst, y_byst=y_byst,
+        shared_start=starts["shared"], shared_strand=strands["shared"], q_shared=q_sh,
     )
 
 
+def _insert_free(codes, starts, strands, widths, placed, key, inst, strand, insert, rng) -> None:
+    """Write motif ``key``'s instances where ``insert``, at a uniformly random start overlapping
+    none of the motifs in ``placed``; sequences without room are left without it (in place)."""
+    n, L = codes.shape
+    w = widths[key]
+    occupied = np.zeros((n, L + 1), dtype=np.int64)
+    for other in placed:
+        rows = np.flatnonzero(starts[other] >= 0)
+        cols = starts[other][rows, None] + np.arange(widths[other])[None, :]
+        occupied[rows[:, None], cols] = 1
+    cum = np.concatenate([np.zeros((n, 1), dtype=np.int64), np.cumsum(occupied, axis=1)], 1)
+    n_starts = L - w + 1
+    free = (cum[:, w : w + n_starts] - cum[:, :n_starts]) == 0  # (n, n_starts)
+    keys = np.where(free, rng.random((n, n_starts)), -1.0)
+    choice = np.argmax(keys, axis=1)  # uniform among free starts
+    rows = np.flatnonzero(insert & free.any(axis=1))
+    starts[key][rows] = choice[rows]
+    _write(codes, rows, choice[rows], inst[rows])
+    strands[key][rows] = strand[rows]
+
+
+def bystander_counts(q_conf, q_shared, config: SimulationConfig, regime: str) -> np.ndarray:
+    """Poisson mean of the bystander: its own motif, plus the shared motif in the pleiotropy regime.
+
+    Parameters
+    ----------
+    q_conf, q_shared : array_like, shape (N,)
+        Occupancies of the bystander's own (confounder) motif and of the shared motif.
+    config : SimulationConfig
+    regime : str
+
+    Returns
+    -------
+    ndarray, shape (N,)
+    """
+    c = config.bystander_bias + config.bystander_gamma * np.asarray(q_conf, dtype=np.float64)
+    if regime == "pleiotropy":
+        c = c + config.shared_bystander * np.asarray(q_shared, dtype=np.float64)
+    return c
+
+
 def expected_counts(q_exp, q_out, q_conf, b, params: RoundParameters, config: SimulationConfig,
-                    regime: str) -> tuple[np.ndarray, np.ndarray]:
+                    regime: str, q_shared=None) -> tuple[np.ndarray, np.ndarray]:
     """Poisson means of the exposure and outcome counts.
 
     Parameters
@@ -453,8 +547,12 @@ def expected_counts(q_exp, q_out, q_conf, b, params: RoundParameters, config: Si
         Sequence-independent confounder (0/1).
     params : RoundParameters
     config : SimulationConfig
-    regime : {"none", "sequence", "random", "both"}
-        Confounder terms are exactly zero in the regimes without them.
+    regime : str
+        One of ``REGIMES``; confounder terms are exactly zero in the regimes without them, the
+        shared motif's terms outside the pleiotropy regime; the reverse regime has the outcome
+        feeding into the exposure instead of the planted exposure -> outcome effect.
+    q_shared : array_like, shape (N,), optional
+        Occupancy of the shared motif (pleiotropy regime; default 0).
 
     Returns
     -------
@@ -465,7 +563,17 @@ def expected_counts(q_exp, q_out, q_conf, b, params: RoundParameters, config: Si
     q_out = np.asarray(q_out, dtype=np.float64)
     qc = np.asarray(q_conf, dtype=np.float64) if seq_conf else np.zeros_like(q_exp)
     bb = np.asarray(b, dtype=np.float64) if rand_conf else np.zeros_like(q_exp)
-    c_exp = config.exposure_bias + params.alpha * q_exp + config.eta * qc + config.tau1 * bb
-    c_out = (config.outcome_bias + params.beta * q_exp * q_out + config.nu * qc
-             + config.tau2 * bb)
+    confounding_exp = config.eta * qc + config.tau1 * bb
+    confounding_out = config.nu * qc + config.tau2 * bb
+    if regime == "reverse":
+        driven = params.alpha * q_out
+        c_out = config.outcome_bias + driven
+        c_exp = config.exposure_bias + params.alpha * q_exp + config.reverse_feedback * driven
+        return c_exp, c_out
+    c_exp = config.exposure_bias + params.alpha * q_exp + confounding_exp
+    c_out = config.outcome_bias + params.beta * q_exp * q_out + confounding_out
+    if regime == "pleiotropy" and q_shared is not None:
+        qs = np.asarray(q_shared, dtype=np.float64)
+        c_exp = c_exp + config.shared_exposure * qs
+        c_out = c_out + config.shared_outcome * qs
     return c_exp, c_out

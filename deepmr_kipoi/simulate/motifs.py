@@ -1,8 +1,9 @@
 """Motifs of the simulation: JASPAR count matrices, log-odds scores and occupancy.
 
 The shipped matrices (package data ``deepmr_kipoi/data/motifs``, sources in its README) are JASPAR
-count matrices of GATA1 (MA0035.2, exposure), TAL1::TCF3 (MA0091.1, outcome) and SOX2 (MA0143.1,
-sequence-based confounder). Everything here works on ACGT one-hot arrays ``(N, L, 4)``.
+count matrices of GATA1 (MA0035.2, exposure), TAL1::TCF3 (MA0091.1, outcome), SOX2 (MA0143.1,
+sequence-based confounder and bystander) and KLF4 (MA0039.2, the pleiotropy regime's shared motif).
+Everything here works on ACGT one-hot arrays ``(N, L, 4)``.
 
 Occupancy of a motif on a sequence is ``q = 1 - prod_w (1 - sigmoid(s_w))`` over every window ``w``
 on both strands, with ``s_w`` the log-odds score of the window against the background. The paper's
@@ -29,6 +30,7 @@ SHIPPED_MOTIFS = {
     "GATA1": "GATA1_MA0035.2.jaspar",
     "TAL1": "TAL1_TCF3_MA0091.1.jaspar",
     "SOX2": "SOX2_MA0143.1.jaspar",
+    "KLF4": "KLF4_MA0039.2.jaspar",
 }
 
 

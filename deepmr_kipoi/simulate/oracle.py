@@ -27,10 +27,19 @@ truth, which no model trained on these labels can recover in the confounded regi
 The bystander feature (``SimulationConfig.bystander_gamma > 0``) is the third oracle feature,
 ``bystander_bias + bystander_gamma q_conf``, untouched by either confounder.
 
+Pleiotropy and reverse causation are causal structure, not confounding: the oracle of the
+``pleiotropy`` regime keeps the shared motif's direct effects on every feature, and the oracle of
+the ``reverse`` regime has the outcome feeding into the exposure (``generative.expected_counts``),
+in both the learnable and the paper's truth.
+
 True local effect of a sequence for an ordered pair X -> Y: the least-squares slope through the
 origin of the oracle's Y change on its X change over all 3 x W mutants of the positions of X's
-embedded motif, ``sum(dx dy) / sum(dx^2)``. True global effect: the mean of the local effects over
-the sequences compared.
+own embedded motif, ``sum(dx dy) / sum(dx^2)`` (:func:`true_local_effects`). True global effect:
+the same ratio of sums pooled over the sequences compared, ``sum_i sum(dx dy) / sum_i sum(dx^2)``
+(:func:`true_local_sums` gives the two sums per sequence). Pooling weights each sequence by how
+much its mutations move X, so a sequence whose exposure barely moves cannot dominate (a mean of
+per-sequence ratios reached 325 on a reverse pair). Both are ratios of mutation effects -- a secant
+of Y against X over the exposure's mutational range -- not a derivative at the reference.
 """
 
 from __future__ import annotations
@@ -108,6 +117,10 @@ class Oracle:
     sequence_confounder : bool
         Keep the confounder motif's terms in the exposure and outcome counts (see the module
         docstring); only meaningful in the sequence-confounded regimes.
+    regime : str
+        The causal structure: ``"pleiotropy"`` adds the shared motif's direct effects,
+        ``"reverse"`` has the outcome feeding into the exposure; any other regime the planted
+        exposure -> outcome effect (its confounders follow the two flags above, not the regime).
     """
 
     params: RoundParameters
@@ -116,6 +129,7 @@ class Oracle:
     scale: str = "expected"
     averaged_random_confounder: bool = False
     sequence_confounder: bool = False
+    regime: str = "none"
 
     def __post_init__(self):
         if self.scale not in SCALES:
@@ -123,18 +137,20 @@ class Oracle:
 
     def counts(self, onehot: np.ndarray) -> np.ndarray:
         """Poisson means ``(c_exp, c_out[, c_byst])`` without the random confounder, shape (N, F)."""
+        from deepmr_kipoi.simulate import generative as gen
+
         cfg = self.config
-        q_exp = self.motif_set.occupancy("exposure", onehot)
-        q_out = self.motif_set.occupancy("outcome", onehot)
-        c_exp = cfg.exposure_bias + self.params.alpha * q_exp
-        c_out = cfg.outcome_bias + self.params.beta * q_exp * q_out
+        q = {k: self.motif_set.occupancy(k, onehot)
+             for k in ("exposure", "outcome", "confounder", "shared")}  # fmt: skip
+        # the structure of the regime, with the sequence confounder's terms only where asked for
+        structure = self.regime if self.regime in ("pleiotropy", "reverse") else (
+            "sequence" if self.sequence_confounder else "none")
+        c_exp, c_out = gen.expected_counts(q["exposure"], q["outcome"], q["confounder"],
+                                           np.zeros_like(q["exposure"]), self.params, cfg,
+                                           structure, q_shared=q["shared"])  # fmt: skip
         columns = [c_exp, c_out]
-        if self.sequence_confounder or cfg.bystander_gamma > 0:
-            q_conf = self.motif_set.occupancy("confounder", onehot)
-        if self.sequence_confounder:
-            columns = [c_exp + cfg.eta * q_conf, c_out + cfg.nu * q_conf]
         if cfg.bystander_gamma > 0:
-            columns.append(cfg.bystander_bias + cfg.bystander_gamma * q_conf)
+            columns.append(gen.bystander_counts(q["confounder"], q["shared"], cfg, self.regime))
         return np.stack(columns, axis=1)
 
     def __call__(self, onehot: np.ndarray) -> np.ndarray:
@@ -237,6 +253,28 @@ def true_local_effects(effects: np.ndarray, motif_start: np.ndarray, motif_width
         ``sum(dx dy) / sum(dx^2)`` over the 3 x ``motif_width`` mutants; NaN where there is no
         motif or the exposure never changes.
     """
+    sxy, sxx = true_local_sums(effects, motif_start, motif_width)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(sxx > 0, sxy / sxx, np.nan)
+
+
+def true_local_sums(effects: np.ndarray, motif_start: np.ndarray,
+                    motif_width: int) -> tuple[np.ndarray, np.ndarray]:
+    """``sum(dx dy)`` and ``sum(dx^2)`` over the mutants of each sequence's X motif.
+
+    Parameters
+    ----------
+    effects : ndarray, shape (N, L, 3, 2)
+        Oracle ISM effects (:func:`oracle_effects`), features (X, Y).
+    motif_start : ndarray of int, shape (N,)
+        Start of X's embedded motif (-1: none -> both sums 0).
+    motif_width : int
+
+    Returns
+    -------
+    sxy, sxx : ndarray, shape (N,)
+        The pooled (global) truth of a set of sequences is ``sxy.sum() / sxx.sum()``.
+    """
     eff = np.asarray(effects, dtype=np.float64)
     starts = np.asarray(motif_start)
     L = eff.shape[1]
@@ -245,7 +283,4 @@ def true_local_effects(effects: np.ndarray, motif_start: np.ndarray, motif_width
     inside &= (starts >= 0)[:, None]
     dx = np.where(inside[:, :, None], eff[..., 0], 0.0)
     dy = np.where(inside[:, :, None], eff[..., 1], 0.0)
-    sxx = (dx * dx).sum(axis=(1, 2))
-    sxy = (dx * dy).sum(axis=(1, 2))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(sxx > 0, sxy / sxx, np.nan)
+    return (dx * dy).sum(axis=(1, 2)), (dx * dx).sum(axis=(1, 2))

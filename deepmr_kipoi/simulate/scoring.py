@@ -2,7 +2,8 @@
 
 Truths. For an ordered pair X -> Y the true local effect of a sequence is the oracle's slope of Y's
 change on X's change over the mutants of X's own embedded motif (``oracle.true_local_effects``) and
-the true global effect is its mean over the analysed sequences. Two truths are kept:
+the true global effect is the same ratio of sums pooled over the sequences the estimate used
+(``oracle.true_local_sums``): a ratio of mutation effects, not a derivative. Two truths are kept:
 
 * ``learnable`` (the one the intervals are scored on): the oracle of the function the regime's
   labels average to -- the sequence confounder's terms kept (they are a function of the sequence,
@@ -12,12 +13,15 @@ the true global effect is its mean over the analysed sequences. Two truths are k
 * ``paper``: the unconfounded, b-free oracle of the paper, which no model trained on confounded
   labels can recover.
 
-Roles. ``planted`` (exposure -> outcome), ``reverse`` (outcome -> exposure), ``unrelated`` (every
-pair with the bystander feature, except bystander -> exposure/outcome in the sequence-confounded
-regimes, where the bystander's motif is the confounder motif and the pair is ``confounded``: its
-learnable truth is not zero). Null pairs are the reverse and unrelated ones: no causal link by
-construction. Their learnable truth is near zero but not exactly zero where a mutation of one motif
-makes or breaks a chance match of another.
+Roles. ``planted`` (the pair with the planted effect: exposure -> outcome, or outcome -> exposure
+in the ``reverse`` regime, ``generative.planted_pair``), ``reverse`` (the planted pair reversed),
+``pleiotropic`` (every pair with the bystander in the ``pleiotropy`` regime: no causal link, but
+the shared motif moves both features), ``confounded`` (bystander -> exposure/outcome in the
+sequence-confounded regimes, where the bystander's motif is the confounder motif: its learnable
+truth is not zero) and ``unrelated`` (every other pair with the bystander). Null pairs
+(``NULL_ROLES``) are the reverse, pleiotropic and unrelated ones: no causal link by construction.
+Their oracle truth is near zero but not exactly zero where a mutation of one motif makes or breaks
+a chance match of another (occupancy is summed over every window of the sequence).
 """
 
 from __future__ import annotations
@@ -30,16 +34,21 @@ from deepmr_kipoi.simulate import generative as gen
 #: A planted effect whose learnable truth is below this size counts as "near 0" for power.
 NEAR_ZERO = 0.1
 #: Roles of the ordered pairs.
-ROLES = ("planted", "reverse", "unrelated", "confounded")
+ROLES = ("planted", "reverse", "unrelated", "pleiotropic", "confounded")
+#: Roles whose causal effect is zero by construction.
+NULL_ROLES = ("reverse", "unrelated", "pleiotropic")
 MOTIF_OF = {"exposure": "exposure", "outcome": "outcome", "bystander": "confounder"}
 
 
 def pair_role(exposure: str, outcome: str, regime: str) -> str:
     """Role of the ordered pair ``exposure -> outcome`` (features of the simulation) in a regime."""
-    if (exposure, outcome) == ("exposure", "outcome"):
+    planted = gen.planted_pair(regime)
+    if (exposure, outcome) == planted:
         return "planted"
-    if (exposure, outcome) == ("outcome", "exposure"):
+    if (outcome, exposure) == planted:
         return "reverse"
+    if regime == "pleiotropy":
+        return "pleiotropic"
     if exposure == "bystander" and gen.regime_flags(regime)[0]:
         return "confounded"
     return "unrelated"
@@ -88,9 +97,11 @@ def summarize(rounds):
         ``coverage`` with its Wilson 95% interval (``coverage_low``, ``coverage_high``),
         ``meta_coverage`` (the meta-analysis CI), ``power`` (significant with the right sign, among
         rounds whose learnable truth is at least ``NEAR_ZERO``) with its interval, and
-        ``paper_coverage`` (against the paper's truth); for the null pairs (reverse and
-        unrelated) ``null_pair_rounds``, ``null_flagged`` (share flagged significant) with its
-        interval, ``null_coverage``; for confounded pairs ``confounded_coverage``.
+        ``paper_coverage`` (against the paper's truth); for the null pairs (``NULL_ROLES``)
+        ``null_pair_rounds``, ``null_flagged`` (share flagged significant, every null pair-round
+        in the denominator) with its interval, ``null_flagged_estimable`` (the same among those
+        with an estimate, ``null_estimable_rounds``), ``null_coverage``; for confounded pairs
+        ``confounded_coverage``.
     """
     import pandas as pd
 
@@ -104,8 +115,10 @@ def summarize(rounds):
         hit = p["significant"].to_numpy(bool) & (np.sign(e) == np.sign(t))
         power, pw_lo, pw_hi, n_strong = _share(hit[strong])
         high = p["high"].to_numpy(bool)
-        nulls = g[g["role"].isin(["reverse", "unrelated"])]
+        nulls = g[g["role"].isin(NULL_ROLES)]
         flagged, fl_lo, fl_hi, n_null = _share(nulls["significant"].fillna(False).to_numpy(bool))
+        fitted = nulls[np.isfinite(nulls["estimate"].to_numpy(float))]
+        fl_est, fl_est_lo, fl_est_hi, n_est = _share(fitted["significant"].astype(bool).to_numpy())
         null_inside = (nulls["ci_low"] <= nulls["truth"]) & (nulls["truth"] <= nulls["ci_high"])
         conf = g[g["role"] == "confounded"]
         conf_inside = (conf["ci_low"] <= conf["truth"]) & (conf["truth"] <= conf["ci_high"])
@@ -122,12 +135,83 @@ def summarize(rounds):
                                      & (p["truth_paper"] <= p["ci_high"])).mean()) if n else np.nan,
             "power": power, "power_low": pw_lo, "power_high": pw_hi, "power_rounds": n_strong,
             "null_pair_rounds": n_null, "null_flagged": flagged, "null_flagged_low": fl_lo,
-            "null_flagged_high": fl_hi,
+            "null_flagged_high": fl_hi, "null_estimable_rounds": n_est,
+            "null_flagged_estimable": fl_est, "null_flagged_estimable_low": fl_est_lo,
+            "null_flagged_estimable_high": fl_est_hi,
             "null_coverage": float(null_inside.mean()) if len(nulls) else np.nan,
             "confounded_coverage": float(conf_inside.mean()) if len(conf) else np.nan,
             "median_df": float(np.nanmedian(p["df"])) if n and "df" in p else np.nan,
         })  # fmt: skip
     return pd.DataFrame(rows)
+
+
+#: Verdict-based columns of :func:`summarize_verdicts` (the issue's targets).
+VERDICT_COLUMNS = ("null_causal", "null_causal_estimable", "planted_causal", "direction_right",
+                   "confounded_causal")  # fmt: skip
+
+
+def _pair_rows(rounds, method: str = "ivw"):
+    """One row per (round, regime, ordered pair): the verdict is the same on every method row of
+    a pair; ``method``'s row gives the headline estimate that defines "estimable"."""
+    rows = rounds[rounds["method"] == method]
+    return rows if len(rows) else rounds.drop_duplicates(["round", "regime", "exposure", "outcome"])
+
+
+def summarize_verdicts(rounds, method: str = "ivw"):
+    """The per-pair verdicts scored per regime, with Wilson 95% intervals.
+
+    Parameters
+    ----------
+    rounds : pandas.DataFrame
+        Round records (:func:`summarize`'s input) with the global table's ``verdict`` and
+        ``direction`` columns; without them every verdict column is NaN.
+    method : str
+        The method whose headline estimate defines an *estimable* pair (finite estimate).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per regime: ``null_causal`` (share of the pair-rounds of null pairs, ``NULL_ROLES``, called
+        ``causal``, every such pair-round in the denominator: ``null_pair_rounds``),
+        ``null_causal_estimable`` (the same among the estimable ones: ``null_estimable_rounds``),
+        ``planted_causal`` (share of rounds whose planted pair is ``causal`` with the sign of its
+        truth), ``direction_right`` (share of the rounds whose planted truth is directional,
+        ``|truth| >= NEAR_ZERO``, where the pair's ``direction`` names the planted direction:
+        ``direction_rounds``), ``confounded_causal`` (confounded pairs called causal; their
+        learnable truth is not zero) and ``planted_verdicts`` (counts of the planted pair's
+        verdicts); every share with ``_low`` and ``_high``.
+    """
+    import pandas as pd
+
+    pairs = _pair_rows(rounds, method)
+    has = "verdict" in pairs.columns
+    out = []
+    for regime, g in pairs.groupby("regime", sort=False):
+        causal = (g["verdict"] == "causal").to_numpy(bool) if has else np.zeros(len(g), bool)
+        role = g["role"].to_numpy(str)
+        null = np.isin(role, NULL_ROLES)
+        estimable = np.isfinite(g["estimate"].to_numpy(float))
+        planted = role == "planted"
+        truth = g["truth"].to_numpy(float)
+        est = g["estimate"].to_numpy(float)
+        right_sign = planted & causal & (np.sign(est) == np.sign(truth))
+        cause, effect = gen.planted_pair(str(regime))
+        directional = planted & (np.abs(truth) >= NEAR_ZERO)
+        named = (g["direction"].astype(str) == f"{cause} -> {effect}").to_numpy(bool)
+        row = {"regime": regime}
+        for name, flags in (("null_causal", causal[null]),
+                            ("null_causal_estimable", causal[null & estimable]),
+                            ("planted_causal", right_sign[planted]),
+                            ("direction_right", named[directional]),
+                            ("confounded_causal", causal[role == "confounded"])):  # fmt: skip
+            share, lo, hi, n = _share(flags)
+            row.update({name: share if has else np.nan, f"{name}_low": lo if has else np.nan,
+                        f"{name}_high": hi if has else np.nan, f"{name}_n": n})  # fmt: skip
+        row["planted_verdicts"] = (
+            ", ".join(f"{k} {v}" for k, v in g.loc[planted, "verdict"].value_counts().items())
+            if has else "")  # fmt: skip
+        out.append(row)
+    return pd.DataFrame(out)
 
 
 def to_markdown(summary, columns=None, digits: int = 3) -> str:
@@ -167,7 +251,7 @@ def plot_rounds(rounds, path: str, method: str = "ivw") -> None:
     for ax, regime in zip(axes[0], regimes):
         g = data[data["regime"] == regime]
         for role, colour in (("planted", "C0"), ("reverse", "C3"), ("unrelated", "0.6"),
-                             ("confounded", "C2")):  # fmt: skip
+                             ("pleiotropic", "C1"), ("confounded", "C2")):  # fmt: skip
             r = g[g["role"] == role]
             if not len(r):
                 continue

@@ -5,9 +5,12 @@ Usage::
     python examples/simulation/make_results.py SIM_OUT [--copy-to examples/simulation]
 
 Reads ``SIM_OUT/rounds.csv`` (one row per round, regime, method and ordered pair) and prints, as
-Markdown: the planted pair per regime and method (correlation, bias, coverage with its Wilson 95%
-interval, power), the null pairs (share flagged significant, by role), the confounded pairs, the
-direction verdicts of the planted/reverse pair, and the run's timings and calibration factors.
+Markdown: the verdict targets per regime (null pairs called causal, all of them in the denominator
+and the estimable ones; the planted pair causal with the right sign; the direction named; with
+Wilson 95% intervals; ``scoring.summarize_verdicts``), the planted pair per regime and method
+(correlation, bias, coverage with its Wilson 95% interval, power), the null pairs (share flagged
+significant per method, by role), the verdicts by role, the direction verdicts of the planted
+pair, and the run's timings and calibration factors.
 With ``--copy-to`` it also copies ``summary.csv``, ``rounds.csv`` and the figure there.
 """
 
@@ -57,10 +60,38 @@ def main(argv=None) -> int:
         null_flagged_95=[interval(*r) for r in summary[["null_flagged", "null_flagged_low",
                                                         "null_flagged_high"]].to_numpy()],
     )
-    print("## Planted pair (exposure -> outcome) and null pairs\n")
+    print("## Verdicts (one per ordered pair; share of pair-rounds, Wilson 95% interval)\n")
+    verdicts = scoring.summarize_verdicts(rounds)
+    ivw_cov = summary[summary["method"] == "ivw"].set_index("regime")
+    columns = {"null_causal": "null pairs causal (all)",
+               "null_causal_estimable": "null pairs causal (estimable)",
+               "planted_causal": "planted causal, right sign",
+               "direction_right": "direction named", "confounded_causal": "confounded causal"}
+    table = pd.DataFrame({"regime": verdicts["regime"]})
+    for col, label in columns.items():
+        table[label] = [f"{interval(*r[:3])} (n={int(r[3])})" for r in
+                        verdicts[[col, f"{col}_low", f"{col}_high", f"{col}_n"]].to_numpy()]
+    table["IVW headline coverage"] = [
+        interval(*ivw_cov.loc[r, ["coverage", "coverage_low", "coverage_high"]].to_numpy(float))
+        if r in ivw_cov.index else "nan" for r in verdicts["regime"]]
+    table["planted verdicts"] = verdicts["planted_verdicts"]
+    print(markdown(table))
+    if "verdict" in rounds.columns:
+        print("\n## Verdicts by role (share of pair-rounds)\n")
+        pairs = rounds[rounds["method"] == "ivw"]
+        by_role = pairs.groupby(["regime", "role"])["verdict"].value_counts(normalize=True)
+        print(markdown(by_role.unstack(fill_value=0.0).reset_index()))
+        print("\n## Reasons of the null pairs called causal and of the planted pairs not causal\n")
+        wrong = pairs[(pairs["role"].isin(scoring.NULL_ROLES) & (pairs["verdict"] == "causal"))
+                      | ((pairs["role"] == "planted") & (pairs["verdict"] != "causal"))]
+        print(markdown(wrong.groupby(["regime", "role", "verdict", "verdict_reason"]).size()
+                       .rename("pair_rounds").reset_index()))
+
+    print("\n## Planted pair and null pairs, per method (secondary: flagged significant)\n")
     print(markdown(planted[["regime", "method", "rounds", "pearson_r", "r_within_high", "r_within_low",
                             "bias", "mae", "coverage_95", "meta_coverage", "paper_coverage",
-                            "power_95", "null_pair_rounds", "null_flagged_95", "null_coverage",
+                            "power_95", "null_pair_rounds", "null_flagged_95",
+                            "null_flagged_estimable", "null_coverage",
                             "confounded_coverage", "median_df"]]))
 
     print("\n## Flagged significant, by role (share of pair-rounds)\n")
@@ -68,7 +99,7 @@ def main(argv=None) -> int:
                .groupby(["regime", "method", "role"])["significant"].mean().unstack("role"))
     print(markdown(flagged.reset_index()))
 
-    print("\n## Direction verdicts of the planted/reverse pair (IVW; share of rounds)\n")
+    print("\n## Direction verdicts of the planted pair (share of rounds)\n")
     ivw = rounds[(rounds["method"] == "ivw") & (rounds["role"] == "planted")]
     verdicts = ivw.groupby("regime")["direction"].value_counts(normalize=True).unstack(fill_value=0.0)
     print(markdown(verdicts.reset_index()))
