@@ -35,7 +35,9 @@ def zoo_sized_model(seed: int = 0, n_members: int = 4):
     names += [f"target{t:03d}" for t in range(N_FEATURES - N_DRIVERS)]
     weights = rng.normal(0.0, 1.0, (N_DRIVERS, LENGTH, 4))
     parent = rng.integers(0, N_DRIVERS, N_FEATURES - N_DRIVERS)
-    coef = rng.choice([-1.0, 1.0], N_FEATURES - N_DRIVERS) * rng.uniform(0.4, 1.2, N_FEATURES - N_DRIVERS)
+    coef = rng.choice([-1.0, 1.0], N_FEATURES - N_DRIVERS) * rng.uniform(
+        0.4, 1.2, N_FEATURES - N_DRIVERS
+    )
     direct = rng.normal(0.0, 0.1, (N_FEATURES - N_DRIVERS, LENGTH, 4))
     members = []
     for s in range(n_members):
@@ -70,7 +72,9 @@ def screenshot(page: Path, png: Path, height: int) -> None:
     """``page`` as headless Chromium draws it, 1280 px wide."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        raise SystemExit("headless Chromium is needed for the screenshots: apt-get install chromium")
+        raise SystemExit(
+            "headless Chromium is needed for the screenshots: apt-get install chromium"
+        )
     profile = png.parent / f".profile-{png.stem}"
     subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                     "--no-first-run", f"--user-data-dir={profile}", "--virtual-time-budget=10000",
@@ -80,10 +84,14 @@ def screenshot(page: Path, png: Path, height: int) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", default="gallery", help="folder for the runs (default gallery)")
     p.add_argument("--demo-run", help="a finished `deepmr demo` folder (default: run the demo)")
-    p.add_argument("--img", default="docs/img", help="folder for the screenshots (default docs/img)")
+    p.add_argument(
+        "--img", default="docs/img", help="folder for the screenshots (default docs/img)"
+    )
     args = p.parse_args(argv)
     out, img = Path(args.out), Path(args.img)
     img.mkdir(parents=True, exist_ok=True)
@@ -93,7 +101,10 @@ def main(argv=None) -> int:
 
         demo.run_demo(str(demo_dir), progress=False, force=True)
     run_zoo_sized(out / "features164")
-    for name, folder, height in (("demo", demo_dir, 2600), ("features164", out / "features164", 2600)):
+    for name, folder, height in (
+        ("demo", demo_dir, 2600),
+        ("features164", out / "features164", 2600),
+    ):
         page = folder / "report.html"
         screenshot(page, img / f"report_{name}.png", height)
         print(f"{page}: {page.stat().st_size / 1e6:.2f} MB -> {img / f'report_{name}.png'}")

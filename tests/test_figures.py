@@ -4,9 +4,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
 from deepmr_kipoi.report import figures as plots  # noqa: E402

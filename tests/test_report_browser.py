@@ -1,7 +1,6 @@
 """The reports in headless Chromium: they load without errors, the table sorts and filters, the
 causal graph and the zoomable heatmap render with labels (a small run and a 164-feature run)."""
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -23,12 +22,18 @@ def check_in_browser(found: dict, glob: pd.DataFrame, feature: str) -> None:
     assert found["errors"] == [], found["errors"]
     assert found["initial_rows"] == min(50, len(glob)) and found["matching"] == len(glob)
     asc, desc = _numbers(found["asc"]), _numbers(found["desc"])
-    assert asc == sorted(asc) and desc == sorted(desc, reverse=True) and found["sorted_class"] == "estimate"
+    assert (
+        asc == sorted(asc)
+        and desc == sorted(desc, reverse=True)
+        and found["sorted_class"] == "estimate"
+    )
     assert asc[0] == pytest.approx(glob["estimate"].min(), rel=1e-3)
     want = int(((glob["exposure"] == feature) | (glob["outcome"] == feature)).sum())
     assert found["feature_matching"] == want
     shown = zip(found["feature_exposures"], found["feature_outcomes"])
-    assert all(feature in (e, o) for e, o in shown) and len(found["feature_exposures"]) == min(50, want)
+    assert all(feature in (e, o) for e, o in shown) and len(found["feature_exposures"]) == min(
+        50, want
+    )
     n_causal = int((glob["verdict"] == "causal").sum()) if "verdict" in glob else 0
     assert found["causal_matching"] == n_causal
     assert set(found["causal_cells"]) == ({"causal"} if n_causal else set())

@@ -58,7 +58,9 @@ def test_headline_claims_and_reasons_in_counts():
         ("not causal", "no estimator finds an effect", 3),
     )  # fmt: skip
     lines = h.lines()
-    assert lines[0] == "1 of 6 ordered pairs causal:" and lines[1].startswith("  GATA1 -> TAL1: +2.12")
+    assert lines[0] == "1 of 6 ordered pairs causal:" and lines[1].startswith(
+        "  GATA1 -> TAL1: +2.12"
+    )
     assert lines[2] == ("Not claimed: 1 undetermined: " + ONLY_IVW + "; 1 undetermined: too few "
                         "sequences with a local fit; 3 not causal: no estimator finds an effect.")  # fmt: skip
 
@@ -91,7 +93,8 @@ def test_headline_of_a_table_without_verdicts_says_so():
 
 def test_reason_kind_drops_numbers_only():
     assert headline.reason_kind("no estimator finds an effect (IVW +0.01 [-0.02, 0.04])") == (
-        "no estimator finds an effect")
+        "no estimator finds an effect"
+    )
     assert headline.reason_kind("instruments disagree: heterogeneity beyond model noise in 40% of "
                                 "sequences") == "instruments disagree: heterogeneity beyond model noise"  # fmt: skip
     assert headline.reason_kind(AGREE) == AGREE
@@ -104,9 +107,21 @@ def test_table_payload_orders_encodes_and_caps():
     p = table.table_payload(t, max_rows=5)
     assert p["n_rows"] == 5 and p["n_total"] == 12
     cols = {c["name"]: c for c in p["columns"]}
-    assert [c["name"] for c in p["columns"]][:5] == ["exposure", "outcome", "verdict", "verdict_reason", "method"]
+    assert [c["name"] for c in p["columns"]][:5] == [
+        "exposure",
+        "outcome",
+        "verdict",
+        "verdict_reason",
+        "method",
+    ]
     assert cols["i2"]["group"] == "technical" and cols["estimate"]["group"] == "decision"
-    assert decode_column(cols["verdict"]) == ["causal", "causal", "undetermined", "undetermined", "undetermined"]
+    assert decode_column(cols["verdict"]) == [
+        "causal",
+        "causal",
+        "undetermined",
+        "undetermined",
+        "undetermined",
+    ]
     full = {c["name"]: c for c in table.table_payload(t)["columns"]}
     ordered = table.ordered_rows(t)
     i2 = decode_column(full["i2"])

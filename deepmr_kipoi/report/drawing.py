@@ -67,9 +67,7 @@ def save_svg(fig: Figure, path: str | os.PathLike) -> Path:
     return results.write_bytes(path, buf.getvalue())
 
 
-def effect_matrix(
-    glob: pd.DataFrame, method: str, value: str = "estimate"
-) -> pd.DataFrame:
+def effect_matrix(glob: pd.DataFrame, method: str, value: str = "estimate") -> pd.DataFrame:
     """One column of the global table as an exposure x outcome matrix.
 
     Parameters
@@ -278,7 +276,9 @@ def forest(
     return fig
 
 
-def calibration_curves(curves: Sequence[tuple[str, np.ndarray, np.ndarray]], title: str = "") -> Figure:
+def calibration_curves(
+    curves: Sequence[tuple[str, np.ndarray, np.ndarray]], title: str = ""
+) -> Figure:
     """Calibration curves: observed against expected confidence (a calibrated model is diagonal).
 
     Parameters
@@ -477,4 +477,3 @@ def instrument_map(
     if title:
         fig.suptitle(title, fontsize=9)
     return fig
-

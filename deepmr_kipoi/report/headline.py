@@ -210,22 +210,37 @@ def build_headline(table: pd.DataFrame, truth: pd.DataFrame | None = None) -> He
     verdict = rows["verdict"].astype(str)
     causal = rows[verdict == "causal"]
     claims = tuple(
-        Claim(r.exposure, r.outcome, method, float(r.estimate), float(r.ci_low),
-              float(r.ci_high), int(r.n_sequences), str(r.verdict_reason),
-              true.get((r.exposure, r.outcome)) if true else None)  # fmt: skip
-        for r in causal.reindex(causal["estimate"].abs().sort_values(ascending=False).index)
-        .itertuples(index=False)
+        Claim(
+            r.exposure,
+            r.outcome,
+            method,
+            float(r.estimate),
+            float(r.ci_low),
+            float(r.ci_high),
+            int(r.n_sequences),
+            str(r.verdict_reason),
+            true.get((r.exposure, r.outcome)) if true else None,
+        )  # fmt: skip
+        for r in causal.reindex(
+            causal["estimate"].abs().sort_values(ascending=False).index
+        ).itertuples(index=False)
     )
     rest = rows[verdict != "causal"]
     groups = (
-        pd.DataFrame({"verdict": rest["verdict"].astype(str),
-                      "kind": [reason_kind(r) for r in rest["verdict_reason"]]})  # fmt: skip
+        pd.DataFrame(
+            {
+                "verdict": rest["verdict"].astype(str),
+                "kind": [reason_kind(r) for r in rest["verdict_reason"]],
+            }
+        )  # fmt: skip
         .value_counts(sort=False)
         .reset_index(name="n")
     )
     groups["order"] = groups["verdict"].map({v: i for i, v in enumerate(VERDICTS)})
     groups = groups.sort_values(["order", "n", "kind"], ascending=[True, False, True])
-    not_claimed = tuple((v, k, int(n)) for v, k, n in groups[["verdict", "kind", "n"]].itertuples(index=False))
+    not_claimed = tuple(
+        (v, k, int(n)) for v, k, n in groups[["verdict", "kind", "n"]].itertuples(index=False)
+    )
     check = _truth_check(rows, true) if true else None
     return Headline(method, len(rows), claims, not_claimed, check)
 
@@ -251,10 +266,12 @@ def _truth_check(rows: pd.DataFrame, true: dict) -> TruthCheck:
     return TruthCheck(
         n_planted=int(planted.sum()),
         planted_claimed=int((planted & claimed & right_sign).sum()),
-        false_claims=tuple(n for n, c, p, s in zip(names, claimed, planted, right_sign)
-                           if c and not (p and s)),  # fmt: skip
-        missed=tuple((n, v) for n, c, p, v in zip(names, claimed, planted, rows["verdict"])
-                     if p and not c),  # fmt: skip
+        false_claims=tuple(
+            n for n, c, p, s in zip(names, claimed, planted, right_sign) if c and not (p and s)
+        ),  # fmt: skip
+        missed=tuple(
+            (n, v) for n, c, p, v in zip(names, claimed, planted, rows["verdict"]) if p and not c
+        ),  # fmt: skip
         coverage=(int(inside.sum()), int(known.sum())),
     )
 
@@ -285,8 +302,11 @@ def truth_summary(glob: pd.DataFrame, truth: pd.DataFrame, method: str) -> dict:
     j = truth_join(glob, truth, method)
     j = j[np.isfinite(j["estimate"]) & np.isfinite(j["true_effect"])].reset_index(drop=True)
     t, e = j["true_effect"].to_numpy(float), j["estimate"].to_numpy(float)
-    strong = np.abs(t) >= STRONG_FRACTION * np.abs(t).max() if len(t) and np.abs(t).max() > 0 \
+    strong = (
+        np.abs(t) >= STRONG_FRACTION * np.abs(t).max()
+        if len(t) and np.abs(t).max() > 0
         else np.zeros(len(t), dtype=bool)
+    )
     r = float(np.corrcoef(t, e)[0, 1]) if len(j) > 2 and np.std(t) > 0 and np.std(e) > 0 else np.nan
     lo, hi = j["ci_low"].to_numpy(float), j["ci_high"].to_numpy(float)
     inside = (lo <= t) & (t <= hi)
@@ -312,8 +332,9 @@ def truth_summary(glob: pd.DataFrame, truth: pd.DataFrame, method: str) -> dict:
         "coverage": float(inside.mean()) if len(j) else np.nan,
         "meta_coverage": meta_coverage,
         "mae": float(np.mean(np.abs(e - t))) if len(j) else np.nan,
-        "strong": j.loc[strong, ["exposure", "outcome", "true_effect", "estimate", "ci_low",
-                                 "ci_high"]].to_dict(orient="records"),  # fmt: skip
+        "strong": j.loc[
+            strong, ["exposure", "outcome", "true_effect", "estimate", "ci_low", "ci_high"]
+        ].to_dict(orient="records"),  # fmt: skip
     }
 
 

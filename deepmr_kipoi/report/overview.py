@@ -27,7 +27,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import FancyArrowPatch  # noqa: E402
 
-from deepmr_kipoi.report.drawing import symmetric_norm, effect_matrix  # noqa: E402
+from deepmr_kipoi.report.drawing import effect_matrix, symmetric_norm  # noqa: E402
 from deepmr_kipoi.report.headline import primary_method  # noqa: E402
 
 #: Runs with at most this many features get the causal graph; larger ones the clustered heatmap.
@@ -137,8 +137,14 @@ def causal_graph(table: pd.DataFrame, *, method: str | None = None, title: str =
     handles = [
         plt.Line2D([], [], color=POSITIVE, lw=3, label="causal, positive"),
         plt.Line2D([], [], color=NEGATIVE, lw=3, label="causal, negative"),
-        plt.Line2D([], [], color=UNDETERMINED, lw=1, ls="--",
-                   label="undetermined (an estimator finds an effect)"),  # fmt: skip
+        plt.Line2D(
+            [],
+            [],
+            color=UNDETERMINED,
+            lw=1,
+            ls="--",
+            label="undetermined (an estimator finds an effect)",
+        ),  # fmt: skip
     ]
     ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, -0.06), ncol=3, fontsize=8,
               frameon=False)  # fmt: skip
@@ -238,7 +244,10 @@ def clustered_heatmap(table: pd.DataFrame, *, method: str | None = None, title: 
     im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm, aspect="auto",
                    interpolation="nearest")  # fmt: skip
     dpi = 110
-    for axis, labels, inches, n in (("y", mat.index, height * 0.8, n_r), ("x", mat.columns, width * 0.8, n_c)):
+    for axis, labels, inches, n in (
+        ("y", mat.index, height * 0.8, n_r),
+        ("x", mat.columns, width * 0.8, n_c),
+    ):
         step = int(np.ceil(n * 7.0 / (inches * dpi))) or 1
         ticks = np.arange(0, n, step)
         fontsize = float(np.clip(inches * dpi / n * step * 0.72, 3.5, 8))
@@ -251,7 +260,9 @@ def clustered_heatmap(table: pd.DataFrame, *, method: str | None = None, title: 
                linewidths=0.8, marker="s")  # fmt: skip
     ax.set_xlabel("outcome (cluster order)")
     ax.set_ylabel("exposure (cluster order)")
-    ax.set_title(title or f"Global effects ({method}), clustered; outlined: causal claims", fontsize=10)
+    ax.set_title(
+        title or f"Global effects ({method}), clustered; outlined: causal claims", fontsize=10
+    )
     fig.colorbar(im, ax=ax, shrink=0.6, label=f"global effect (clipped at ±{vmax:.3g})")
     return fig
 

@@ -118,7 +118,7 @@ def figure_context(fig: FigureFile) -> dict:
     if path.suffix.lower() == ".svg":
         text = path.read_text(encoding="utf-8")
         # the prologue and matplotlib's RDF metadata (addresses of vocabularies) are not needed inline
-        text = re.sub(r"<metadata>.*?</metadata>", "", text[text.index("<svg"):], flags=re.DOTALL)
+        text = re.sub(r"<metadata>.*?</metadata>", "", text[text.index("<svg") :], flags=re.DOTALL)
         item["svg"] = Markup(text)
     else:
         item["src"] = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
@@ -254,17 +254,21 @@ def _record_context(record, cfg: dict) -> dict:
         "exposures": _names(record.features.exposures),
         "outcomes": _names(record.features.outcomes),
         "settings": list(_settings(cfg, model).items()),
-        "provenance": list({
-            "model": model.get("name"),
-            "model source": model.get("source"),
-            "weights": "; ".join(f"{w.get('path')} (md5 {w.get('md5')})"
-                                 for w in model.get("weights", []) or []) or None,
-            "uncertainty samples (S)": model.get("n_samples"),
-            "config hash": record.config_hash,
-            "seed": cfg.get("seed"),
-            "versions": ", ".join(f"{k} {v}" for k, v in record.versions.items()),
-            "platform": record.platform,
-        }.items()),  # fmt: skip
+        "provenance": list(
+            {
+                "model": model.get("name"),
+                "model source": model.get("source"),
+                "weights": "; ".join(
+                    f"{w.get('path')} (md5 {w.get('md5')})" for w in model.get("weights", []) or []
+                )
+                or None,
+                "uncertainty samples (S)": model.get("n_samples"),
+                "config hash": record.config_hash,
+                "seed": cfg.get("seed"),
+                "versions": ", ".join(f"{k} {v}" for k, v in record.versions.items()),
+                "platform": record.platform,
+            }.items()
+        ),  # fmt: skip
     }
 
 

@@ -70,7 +70,11 @@ def _column(series: pd.Series) -> dict:
     """
     if series.dtype == bool or str(series.dtype) == "boolean":
         kind = "flag"
-        values = series.astype(object).where(series.notna(), None).map(lambda x: None if x is None else bool(x))
+        values = (
+            series.astype(object)
+            .where(series.notna(), None)
+            .map(lambda x: None if x is None else bool(x))
+        )
     elif pd.api.types.is_numeric_dtype(series.dtype):
         kind = "number"
         values = series.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -81,7 +85,11 @@ def _column(series: pd.Series) -> dict:
         values = pd.Series(values)
     else:
         kind = "text"
-        values = series.astype(object).where(series.notna(), None).map(lambda x: None if x is None else str(x))
+        values = (
+            series.astype(object)
+            .where(series.notna(), None)
+            .map(lambda x: None if x is None else str(x))
+        )
     codes, levels = pd.factorize(values, sort=False, use_na_sentinel=True)
     levels = [_plain(x) for x in levels]
     if (codes < 0).any():  # missing values get a level of their own
@@ -123,7 +131,9 @@ def table_payload(
     rows = ordered_rows(table).head(max_rows).reset_index(drop=True)
     if truth is not None and len(truth):
         t = truth[["exposure", "outcome", "true_effect"]].astype({"exposure": str, "outcome": str})
-        rows = rows.astype({"exposure": str, "outcome": str}).merge(t, on=["exposure", "outcome"], how="left")
+        rows = rows.astype({"exposure": str, "outcome": str}).merge(
+            t, on=["exposure", "outcome"], how="left"
+        )
     decision = [c for c in DECISION_COLUMNS if c in rows.columns]
     technical = [c for c in rows.columns if c not in decision]
     columns = [
