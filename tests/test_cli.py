@@ -48,7 +48,8 @@ def test_run_writes_the_results_folder_and_a_summary(two_runs):
         assert (a / name).is_file(), name
     assert sorted(p.name for p in (a / "figures").glob("heatmap_*.png")) == ["heatmap_egger.png",
                                                                               "heatmap_ivw.png"]  # fmt: skip
-    assert list((a / "figures").glob("scatter_*.png")) and list((a / "figures").glob("forest_*.png"))
+    for kind in ("scatter", "instruments", "forest"):  # the pair details
+        assert list((a / "figures").glob(f"{kind}_*.png")), kind
     parser = check_self_contained(a / "report.html")
     assert sum(t == "img" for t in parser.tags) == len(list((a / "figures").glob("*.png")))
     glob = pd.read_csv(a / "global_effects.csv")

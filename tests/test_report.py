@@ -146,8 +146,7 @@ def _report(tmp_path, truth=None):
     local = _local_table()
     glob = with_verdicts(pipeline.global_effects(local, N_SEQ))
     (tmp_path / "figures").mkdir()
-    figs = report.figures.make_figures(tmp_path, glob, local, {}, feature_names=FEATURES, used=[],
-                                       seq_ids=[f"seq{s}" for s in range(N_SEQ)], truth=truth)  # fmt: skip
+    figs = report.figures.make_figures(tmp_path, glob, report.figures.KeptEffects.none(local), truth=truth)
     p = figures.save(figures.forest(["s"], np.array([1.0]), np.array([0.5]), np.array([1.5])),
                      tmp_path / "figures" / "extra.png")  # fmt: skip
     figs.append(figures.FigureFile(p, "Extra", "caption <with> & specials"))

@@ -52,9 +52,7 @@ def test_164_feature_report_in_chromium(tmp_path):
     template = pipeline.global_effects(_local_table(), N_SEQ)
     glob = zoo_table(template, 164)
     assert len(glob) == 164 * 163 * 2
-    figs = report.figures.make_figures(tmp_path, glob, _local_table().iloc[:0], {},
-                                       feature_names=sorted(glob.exposure.unique()), used=[],
-                                       seq_ids=[])  # fmt: skip
+    figs = report.figures.make_figures(tmp_path, glob, report.figures.KeptEffects.none())
     path = report.write_report(tmp_path / "report.html", _record(glob), glob, figs)
     check_self_contained(path)
     assert path.stat().st_size < 8e6

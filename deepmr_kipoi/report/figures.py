@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +51,9 @@ from deepmr_kipoi.report.overview import (  # noqa: E402
 )
 
 __all__ = [
+    "DETAIL_PAIRS",
     "FigureFile",
+    "KeptEffects",
     "calibration_curves",
     "causal_graph",
     "clustered_heatmap",
@@ -154,21 +155,55 @@ def detail_pairs(glob: pd.DataFrame, n: int = 4) -> tuple[str, list[tuple[str, s
     return method, list(zip(sub["exposure"], sub["outcome"]))
 
 
+@dataclass(frozen=True)
+class KeptEffects:
+    """What a run kept of its ISM effects and local fits, for the per-pair figures.
+
+    Attributes
+    ----------
+    local : DataFrame
+        The local table (one row per sequence, pair and method).
+    arrays : dict
+        ``sequence_index`` (n,), ``mean``/``se`` (n, W, 3, U) over the ``used`` features,
+        ``instrument_mask`` (n, W, 3, E) over ``exposures``, ``alt_bases`` (n, W, 3) and
+        ``positions`` (W,); an empty dict draws no scatter plots or instrument maps.
+    feature_names : tuple of str
+        All model features.
+    used : tuple of int
+        Feature indices of the last axis of ``mean``/``se``.
+    seq_ids : tuple of str
+    exposures : tuple of str
+        Exposure names, in the order of the last axis of ``instrument_mask``.
+    """
+
+    local: pd.DataFrame
+    arrays: dict
+    feature_names: tuple
+    used: tuple
+    seq_ids: tuple
+    exposures: tuple = ()
+
+    @classmethod
+    def none(cls, local: pd.DataFrame | None = None) -> KeptEffects:
+        """Nothing kept: no scatter plots or instrument maps (forest plots where ``local`` is)."""
+        if local is None:
+            local = pd.DataFrame(columns=["method", "exposure", "outcome", "sequence_index"])
+        return cls(local, {}, (), (), ())
+
+
+#: Pairs that get detail figures (`detail_pairs`).
+DETAIL_PAIRS = 4
+
+
 def make_figures(
     out_dir: str | os.PathLike,
     glob: pd.DataFrame,
-    local: pd.DataFrame,
-    arrays: dict,
+    kept: KeptEffects,
     *,
-    feature_names: Sequence[str],
-    used: Sequence[int],
-    seq_ids: Sequence[str],
-    exposures: Sequence[str] = (),
     calibration=None,
     truth: pd.DataFrame | None = None,
     level: float = 0.95,
     n_examples: int = 3,
-    n_pairs: int = 4,
     created: list | None = None,
 ) -> list[FigureFile]:
     """Draw a run's figures into ``out_dir/figures``.
@@ -176,19 +211,11 @@ def make_figures(
     Parameters
     ----------
     out_dir : path-like
-    glob, local : DataFrame
-        Global and local effect tables.
-    arrays : dict
-        Kept ISM arrays: ``sequence_index`` (n,), ``mean``/``se`` (n, W, 3, U) over the ``used``
-        features, ``instrument_mask`` (n, W, 3, E) over ``exposures``, ``alt_bases`` (n, W, 3) and
-        ``positions`` (W,) (empty dict: no scatter plots or instrument maps).
-    feature_names : sequence of str
-        All model features.
-    used : sequence of int
-        Feature indices of the last axis of ``mean``/``se``.
-    seq_ids : sequence of str
-    exposures : sequence of str
-        Exposure names, in the order of the last axis of ``instrument_mask``.
+    glob : DataFrame
+        Global effects.
+    kept : KeptEffects
+        Local table and kept ISM arrays (per-pair figures of the `DETAIL_PAIRS` pairs of
+        `detail_pairs`).
     calibration : run.inputs.Calibration, optional
         With ``curve_before``/``curve_after`` (``calibration.curve`` results) when fitted here.
     truth : DataFrame, optional
@@ -196,8 +223,6 @@ def make_figures(
     level : float
     n_examples : int
         Sequences per MR scatter figure.
-    n_pairs : int
-        Pairs with detail figures (`detail_pairs`).
     created : list, optional
         Paths of new files are appended (clean-up on failure).
 
@@ -217,18 +242,21 @@ def make_figures(
         out.append(FigureFile(path, title, caption, section, pair))
 
     _overview_figures(emit, glob, truth, level)
-    method, pairs = detail_pairs(glob, n_pairs)
-    context = _PairContext(arrays, local, glob, list(feature_names), list(used), list(seq_ids),
-                           list(exposures), n_examples, level)  # fmt: skip
+    method, pairs = detail_pairs(glob, DETAIL_PAIRS)
+    context = _PairContext(kept, glob, n_examples, level)
     for e, o in pairs:
         _pair_figures(emit, context, method, e, o)
     if calibration is not None and getattr(calibration, "curve_before", None) is not None:
         curves = _calibration_curves(calibration)
         if curves:
-            emit(calibration_curves(curves), "calibration", "Calibration curves",
-                 "Observed frequency with which labels fall in central predictive intervals, "
-                 "against the intervals' nominal level, before (dashed) and after (solid) "
-                 "recalibration.")  # fmt: skip
+            emit(
+                calibration_curves(curves),
+                "calibration",
+                "Calibration curves",
+                "Observed frequency with which labels fall in central predictive intervals, "
+                "against the intervals' nominal level, before (dashed) and after (solid) "
+                "recalibration.",
+            )
     return out
 
 
@@ -276,25 +304,30 @@ def _overview_figures(emit, glob: pd.DataFrame, truth, level: float) -> None:
 
 @dataclass(frozen=True)
 class _PairContext:
-    arrays: dict
-    local: pd.DataFrame
+    kept: KeptEffects
     glob: pd.DataFrame
-    names: list
-    used: list
-    seq_ids: list
-    exposures: list
     n_examples: int
     level: float
+
+    def index(self, e: str, o: str):
+        """(position of e and o on the arrays' feature axis, e's instrument-mask index) or None."""
+        k = self.kept
+        at = {f: i for i, f in enumerate(k.used)}
+        names = list(k.feature_names)
+        if e not in names or o not in names or e not in k.exposures:
+            return None
+        ie, io = names.index(e), names.index(o)
+        if ie not in at or io not in at:
+            return None
+        return at[ie], at[io], list(k.exposures).index(e)
 
 
 def _pair_figures(emit, c: _PairContext, method: str, e: str, o: str) -> None:
     """MR scatter, instrument map and forest plot of one pair."""
-    methods = set(c.glob["method"].astype(str))
     pair = (e, o)
-    if "mean" in c.arrays and len(c.arrays["sequence_index"]):
-        fig = _scatter_panel(c.arrays, c.local, e, o, feature_names=c.names, used=c.used,
-                             seq_ids=c.seq_ids, exposures=c.exposures, n_examples=c.n_examples,
-                             with_egger="egger" in methods)  # fmt: skip
+    a = c.kept.arrays
+    if "mean" in a and len(a["sequence_index"]):
+        fig = _scatter_panel(c, e, o)
         if fig is not None:
             emit(fig, f"scatter_{e}__{o}", f"MR scatter: {e} -> {o}",
                  "Instruments (mutations significant for the exposure) of example sequences: "
@@ -308,8 +341,9 @@ def _pair_figures(emit, c: _PairContext, method: str, e: str, o: str) -> None:
                  f"on {e} (top) and on {o} (bottom) by position, coloured by the new base; the "
                  "grey line is the mean over the three new bases (the ISM track); black-edged "
                  "dots are the instruments.", section="pair", pair=pair)  # fmt: skip
-    rows = c.local[(c.local["method"].astype(str) == method) & (c.local["exposure"].astype(str) == e)
-                   & (c.local["outcome"].astype(str) == o)].sort_values("sequence_index")  # fmt: skip
+    local = c.kept.local
+    rows = local[(local["method"].astype(str) == method) & (local["exposure"].astype(str) == e)
+                 & (local["outcome"].astype(str) == o)].sort_values("sequence_index")  # fmt: skip
     g = c.glob[(c.glob["method"] == method) & (c.glob["exposure"] == e) & (c.glob["outcome"] == o)]
     if not len(rows) or not len(g):
         return
@@ -331,60 +365,68 @@ def _pair_figures(emit, c: _PairContext, method: str, e: str, o: str) -> None:
 
 def _instrument_map(c: _PairContext, e: str, o: str):
     """The instrument map of the kept sequence with the most instruments of ``e``."""
-    a = c.arrays
-    ui = {f: i for i, f in enumerate(c.used)}
-    ie, io = c.names.index(e), c.names.index(o)
-    if ie not in ui or io not in ui or e not in c.exposures or "alt_bases" not in a:
+    a, at = c.kept.arrays, c.index(e, o)
+    if at is None or "alt_bases" not in a:
         return None
-    mask = np.asarray(a["instrument_mask"])[..., c.exposures.index(e)]  # (n, W, 3)
+    ue, uo, ek = at
+    mask = np.asarray(a["instrument_mask"])[..., ek]  # (n, W, 3)
     counts = mask.reshape(len(mask), -1).sum(axis=1)
     if not len(counts) or counts.max() == 0:
         return None
     r = int(np.argmax(counts))
     s = int(a["sequence_index"][r])
     return instrument_map(
-        np.asarray(a["positions"]), np.asarray(a["alt_bases"][r]),
-        [(e, a["mean"][r][..., ui[ie]]), (o, a["mean"][r][..., ui[io]])], mask[r],
-        title=f"{c.seq_ids[s]}: {int(counts[r])} instruments for {e}",
-    )  # fmt: skip
+        np.asarray(a["positions"]),
+        np.asarray(a["alt_bases"][r]),
+        [(e, a["mean"][r][..., ue]), (o, a["mean"][r][..., uo])],
+        mask[r],
+        title=f"{c.kept.seq_ids[s]}: {int(counts[r])} instruments for {e}",
+    )
 
 
-def _scatter_panel(arrays, local, e, o, *, feature_names, used, seq_ids, exposures, n_examples,
-                   with_egger):  # fmt: skip
-    names = list(feature_names)
-    ui = {f: i for i, f in enumerate(used)}
-    ie, io = names.index(e), names.index(o)
-    if ie not in ui or io not in ui or e not in list(exposures):
+def _scatter_panel(c: _PairContext, e: str, o: str):
+    """MR scatter plots of up to ``n_examples`` kept sequences with instruments for ``e``."""
+    a, at = c.kept.arrays, c.index(e, o)
+    if at is None:
         return None
-    ek = list(exposures).index(e)
+    ue, uo, ek = at
+    local = c.kept.local
     sel = local[(local["exposure"].astype(str) == e) & (local["outcome"].astype(str) == o)]
+    with_egger = "egger" in set(c.glob["method"].astype(str))
     panels = []
-    for row, s in enumerate(arrays["sequence_index"]):
-        mask = arrays["instrument_mask"][row][..., ek]
-        by = arrays["mean"][row][..., ui[io]]
-        sy = arrays["se"][row][..., ui[io]]
-        mask = mask & np.isfinite(by) & np.isfinite(sy) & (sy > 0)
+    for row, s in enumerate(a["sequence_index"]):
+        by, sy = a["mean"][row][..., uo], a["se"][row][..., uo]
+        mask = a["instrument_mask"][row][..., ek] & np.isfinite(by) & np.isfinite(sy) & (sy > 0)
         if mask.sum() < 1:
             continue
         loc = sel[sel["sequence_index"] == s]
         ivw = loc.loc[loc["method"].astype(str) == "ivw", "estimate"]
         egg = loc[loc["method"].astype(str) == "egger"]
-        panels.append((s, mask, float(ivw.iloc[0]) if len(ivw) else None,
-                       (float(egg["estimate"].iloc[0]), float(egg["intercept"].iloc[0]))
-                       if with_egger and len(egg) else None))  # fmt: skip
-        if len(panels) >= n_examples:
+        egger = (
+            (float(egg["estimate"].iloc[0]), float(egg["intercept"].iloc[0]))
+            if with_egger and len(egg)
+            else None
+        )
+        panels.append((row, s, mask, float(ivw.iloc[0]) if len(ivw) else None, egger))
+        if len(panels) >= c.n_examples:
             break
     if not panels:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(4.3 * len(panels), 4), squeeze=False)
-    rows = {int(s): r for r, s in enumerate(arrays["sequence_index"])}
-    for ax, (s, mask, ivw, egger) in zip(axes[0], panels):
-        r = rows[int(s)]
+    for ax, (r, s, mask, ivw, egger) in zip(axes[0], panels):
+        mean, se = a["mean"][r], a["se"][r]
         mr_scatter(
-            arrays["mean"][r][..., ui[ie]][mask], arrays["se"][r][..., ui[ie]][mask],
-            arrays["mean"][r][..., ui[io]][mask], arrays["se"][r][..., ui[io]][mask],
-            ivw=ivw, egger=egger, exposure=e, outcome=o, title=f"{seq_ids[int(s)]}", ax=ax,
-        )  # fmt: skip
+            mean[..., ue][mask],
+            se[..., ue][mask],
+            mean[..., uo][mask],
+            se[..., uo][mask],
+            ivw=ivw,
+            egger=egger,
+            exposure=e,
+            outcome=o,
+            title=f"{c.kept.seq_ids[int(s)]}",
+            ax=ax,
+        )
     return fig
 
 

@@ -570,10 +570,10 @@ def _write_outputs(plan: RunPlan, out_dir: Path, glob, local_table, arrays, reco
     tick = time.perf_counter()
     figs = []
     if config.figures:
+        kept = figures.KeptEffects(local_table, arrays, tuple(names), tuple(plan.used),
+                                   tuple(plan.seq_ids), tuple(record.features.exposures))  # fmt: skip
         figs = figures.make_figures(
-            out_dir, glob, local_table, arrays, feature_names=names, used=plan.used,
-            seq_ids=plan.seq_ids, exposures=record.features.exposures,
-            calibration=plan.calibration, truth=truth, level=config.level,
+            out_dir, glob, kept, calibration=plan.calibration, truth=truth, level=config.level,
             n_examples=config.n_examples, created=created,
         )  # fmt: skip
     timings["figures"] = time.perf_counter() - tick
