@@ -4,7 +4,7 @@ The 164-feature model is a deep ensemble of numpy functions of the one-hot seque
 causal structure: 8 "driver" features read position weights of their own (motif-like), and each of
 the 156 others is a driver's value times a coefficient plus a weak direct term of its own, so the
 run has real claims (driver -> target) among 26,732 ordered pairs. It runs in about a minute on
-2 CPU cores (4 sequences of 60 bp).
+2 CPU cores (6 sequences of 60 bp).
 
     python examples/report_gallery.py --demo-run demo_out --out gallery --img docs/img
 
@@ -61,7 +61,7 @@ def run_zoo_sized(out: Path):
     from deepmr_kipoi import pipeline
 
     model, _ = zoo_sized_model()
-    config = pipeline.RunConfig(model="report-gallery-164", sequences="random", n_sequences=4,
+    config = pipeline.RunConfig(model="report-gallery-164", sequences="random", n_sequences=6,
                                 sequence_length=LENGTH, methods=("ivw", "egger"), seed=0,
                                 out=str(out), force=True, progress=False)  # fmt: skip
     identity = {"name": "gallery: 164-feature ensemble", "n_samples": 4, "type": "DeepEnsemble"}

@@ -214,7 +214,7 @@ def _overview_context(glob: pd.DataFrame, figures: Sequence[FigureFile]) -> dict
     out = {"graph": graph, "overview_figures": rest, "heatmap_json": None}
     if len(features_of(glob)) > GRAPH_MAX_FEATURES:
         hm = heatmap_payload(glob)
-        out.update(heatmap_json=_json_markup(hm), heatmap_method=hm["method"],
+        out.update(heatmap_json=_json_markup(hm), heatmap_method=hm["method"], heatmap_label=_METHOD_LABELS.get(hm["method"], hm["method"]),
                    heatmap_rows=len(hm["rows"]), heatmap_cols=len(hm["cols"]),
                    heatmap_vmax=f"{hm['vmax']:.3g}")  # fmt: skip
     out["figures"] = [figure_context(f) for f in figures if f.section not in ("overview", "pair")]
