@@ -3,7 +3,7 @@
 The 164-feature model is a deep ensemble of numpy functions of the one-hot sequence with a known
 causal structure: 8 "driver" features read position weights of their own (motif-like), and each of
 the 156 others is a driver's value times a coefficient plus a weak direct term of its own, so the
-run has real claims (driver -> target) among 26,732 ordered pairs. It runs in about a minute on
+run has real claims (driver -> target) among 26,732 ordered pairs. It runs in a few minutes on
 2 CPU cores (6 sequences of 60 bp).
 
     python examples/report_gallery.py --demo-run demo_out --out gallery --img docs/img
