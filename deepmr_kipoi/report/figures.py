@@ -260,6 +260,10 @@ def make_figures(
     return out
 
 
+def _label(method: str) -> str:
+    return {"ivw": "IVW", "egger": "MR-Egger"}.get(method, method)
+
+
 def _overview_figures(emit, glob: pd.DataFrame, truth, level: float) -> None:
     """The claims' overview, the per-method heatmaps and the truth plot."""
     alpha = 1.0 - level
@@ -268,8 +272,8 @@ def _overview_figures(emit, glob: pd.DataFrame, truth, level: float) -> None:
     if "verdict" in glob and small:
         emit(causal_graph(glob), "causal_graph", "Causal graph of the claims",
              "Features as nodes; a solid arrow per causal verdict (red: positive, blue: negative "
-             f"effect; width: size of the {primary_method(glob)} headline estimate), a dashed grey "
-             "arrow per undetermined pair where some estimator finds an effect. Pairs without an "
+             f"effect; width: size of the {_label(primary_method(glob))} headline estimate), a "
+             "dashed grey arrow per undetermined pair where some estimator finds an effect. Pairs without an "
              "arrow are not causal or could not be judged (the table says why).",
              section="overview", svg=True)  # fmt: skip
     for method in methods if not small else []:

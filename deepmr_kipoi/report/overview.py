@@ -149,7 +149,7 @@ def causal_graph(table: pd.DataFrame, *, method: str | None = None, title: str =
     ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, -0.06), ncol=3, fontsize=8,
               frameon=False)  # fmt: skip
     label = {"ivw": "IVW", "egger": "MR-Egger"}.get(method, method)
-    ax.set_title(title or f"Causal claims ({len(causal)} causal pairs; arrow width: |{label} effect|)",
+    ax.set_title(title or f"Causal claims ({len(causal)} causal pair{'' if len(causal) == 1 else 's'}; arrow width: |{label} effect|)",
                  fontsize=10)  # fmt: skip
     return fig
 
