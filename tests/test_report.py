@@ -180,7 +180,7 @@ def test_report_is_valid_self_contained_html(tmp_path):
     text = path.read_text()
     assert "tiny&lt;model&gt;" in text and "tiny<model>" not in text
     assert "caption &lt;with&gt; &amp; specials" in text
-    for section in ("Overview", "Global effects", "Pair details", "Warnings", "Question",
+    for section in ("Overview", "Global effects", "Pair details", "Warnings", "Question", "Calibration",
                     "Settings", "Figures", "Diagnostics", "Assumptions", "Provenance"):  # fmt: skip
         assert f"<h2>{section}</h2>" in text
     assert "not calibrated" in text and "3 sequence positions hold N" in text
