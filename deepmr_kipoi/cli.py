@@ -307,18 +307,22 @@ class _StderrHandler(logging.StreamHandler):
 @contextlib.contextmanager
 def _logging(args) -> Iterator[None]:
     """Log to stderr at the level ``--quiet``/``--verbose`` ask for, for one command; restores the
-    root logger afterwards (``main`` may run several times in one process)."""
+    root logger afterwards (``main`` may run several times in one process). With ``--quiet`` the
+    libraries' Python warnings become log records too, so only errors reach the terminal."""
+    quiet = getattr(args, "quiet", False) and not getattr(args, "verbose", False)
     level = logging.DEBUG if getattr(args, "verbose", False) else (
-        logging.ERROR if getattr(args, "quiet", False) else logging.WARNING)  # fmt: skip
+        logging.ERROR if quiet else logging.WARNING)  # fmt: skip
     root = logging.getLogger()
     handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     old_level = root.level
     root.addHandler(handler)
     root.setLevel(level)
+    logging.captureWarnings(quiet)
     try:
         yield
     finally:
+        logging.captureWarnings(False)
         root.removeHandler(handler)
         root.setLevel(old_level)
 

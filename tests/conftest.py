@@ -76,3 +76,13 @@ def zoo(zoo_torch):
     from tests import _kipoi_fixtures as fx
 
     return fx.write_bpnet_zoo(zoo_torch)
+
+
+@pytest.fixture(scope="session")
+def kipoi_groups(tmp_path_factory):
+    """A zoo-like folder with templated model groups shaped like DeepBind, CpGenie and rbp_eclip
+    (``model-template.yaml`` + ``models.tsv``, Keras networks with random weights)."""
+    pytest.importorskip("tf_keras")
+    from tests import _kipoi_groups as kg
+
+    return kg.write_groups(tmp_path_factory.mktemp("groups"))

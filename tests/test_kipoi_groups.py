@@ -21,10 +21,9 @@ CTCF = "DeepBind/" + kg.DEEPBIND_MODELS[0]
 TBP = "DeepBind/" + kg.DEEPBIND_MODELS[1]
 
 
-@pytest.fixture(scope="session")
-def groups(tmp_path_factory):
-    pytest.importorskip("tf_keras")
-    return kg.write_groups(tmp_path_factory.mktemp("groups"))
+@pytest.fixture
+def groups(kipoi_groups):
+    return kipoi_groups
 
 
 def _copy(groups, tmp_path, group):

@@ -30,12 +30,14 @@ entered from several threads at once.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import logging
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import warnings
 from collections.abc import Iterator
 
@@ -81,7 +83,9 @@ def check_safe_yaml(path: str) -> None:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except UnicodeDecodeError:
-        raise DeepMRInputError(f"{path} is not a text YAML file; point at a Kipoi model directory") from None
+        raise DeepMRInputError(
+            f"{path} is not a text YAML file; point at a Kipoi model directory"
+        ) from None
     check_safe_yaml_text(text, path)
 
 
@@ -146,15 +150,19 @@ def import_kipoi():
     return kipoi
 
 
+_UNKNOWN_FIELDS = (
+    "Unrecognized fields for DataLoaderDescription",
+    "Unrecognized fields for ModelDescription",
+)
+
+
 class _DropKnownNoise(logging.Filter):
     """Drops kipoi_utils' warning about fields its parser does not know (kipoiseq's dataloader
     descriptions and many zoo models, DeepBind's among them, have a ``postprocessing`` section that
     Kipoi 0.8 no longer reads): harmless, and printed on every such description."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(
-            ("Unrecognized fields for DataLoaderDescription", "Unrecognized fields for ModelDescription")
-        )
+        return not str(record.msg).startswith(_UNKNOWN_FIELDS)
 
 
 _NOISY_LOGGER = "kipoi_utils.external.related.mixins"
@@ -190,11 +198,10 @@ def legacy_keras() -> Iterator[None]:
     installed the block runs unchanged (plain Keras 2 environments need nothing).
 
     Inside the block an HDF5 weight file is loaded as HDF5 whatever its name (Kipoi stores
-    downloads under their md5, without extension), and TensorFlow's C++ start-up lines are off
-    unless ``TF_CPP_MIN_LOG_LEVEL`` is set.
+    downloads under their md5, without extension), and TensorFlow's start-up lines go to the log
+    (:func:`import_tensorflow_quietly`).
     """
-    # set before TensorFlow's first import: its C++ logging reads it once (cuInit, CPU features)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import_tensorflow_quietly()
     try:
         import tf_keras
     except ImportError:
@@ -221,6 +228,41 @@ def legacy_keras() -> Iterator[None]:
                 sys.modules.pop(name, None)
             else:
                 sys.modules[name] = module
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow (when installed and not yet imported) with its start-up lines in the log.
+
+    ``TF_CPP_MIN_LOG_LEVEL=3`` (unless set) silences TensorFlow's own C++ logging (cuInit, CPU
+    features), but the lines absl writes before it is initialised (oneDNN, the CUDA stub) go to file
+    descriptor 2 whatever Python does with ``sys.stderr``; that descriptor is pointed at a temporary
+    file for the import and what it caught is logged at DEBUG. Not for use while other threads write
+    to standard error.
+    """
+    if "tensorflow" in sys.modules or importlib.util.find_spec("tensorflow") is None:
+        return
+    # set before TensorFlow's first import: its C++ logging reads it once
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with _fd2_to_log("TensorFlow start-up"):
+        import tensorflow  # noqa: F401
+
+
+@contextlib.contextmanager
+def _fd2_to_log(what: str) -> Iterator[None]:
+    """Point file descriptor 2 at a temporary file inside the block; log what it caught (DEBUG)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            text = caught.read().decode("utf-8", errors="replace").strip()
+            if text:
+                logger.debug("%s: %s", what, text)
 
 
 @contextlib.contextmanager

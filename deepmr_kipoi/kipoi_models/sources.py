@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from deepmr_kipoi.errors import DeepMRInputError
-from deepmr_kipoi.kipoi_models._compat import import_kipoi
+from deepmr_kipoi.kipoi_models._compat import import_kipoi, kipoi_output_to_log
 
 __all__ = ["add_local_source", "is_model_dir", "resolve"]
 
@@ -25,6 +25,16 @@ def is_model_dir(path: str) -> bool:
 
 
 def resolve(name_or_dir: str, source) -> tuple[str, str, Any]:
+    """The Kipoi source that serves a model name or model directory (see :func:`_resolve`).
+
+    Kipoi's sources read a zoo copy's ``config.yaml`` when they are made and check its dependencies:
+    the ``pkg_resources`` warning that check raises and what Kipoi prints about it go to the log.
+    """
+    with kipoi_output_to_log():
+        return _resolve(name_or_dir, source)
+
+
+def _resolve(name_or_dir: str, source) -> tuple[str, str, Any]:
     """The Kipoi source that serves a model name or model directory.
 
     Parameters
@@ -108,6 +118,7 @@ def add_local_source(name: str, path: str):
         raise DeepMRInputError("'dir' is reserved by Kipoi for model directories; choose another name")
     if not os.path.isdir(path):
         raise DeepMRInputError(f"local model source {path} is not a directory")
-    src = LocalSource(os.path.abspath(path), name=name)
+    with kipoi_output_to_log():
+        src = LocalSource(os.path.abspath(path), name=name)
     kipoi.config.add_source(name, src)
     return src
