@@ -146,7 +146,7 @@ def _report(tmp_path, truth=None):
     local = _local_table()
     glob = with_verdicts(pipeline.global_effects(local, N_SEQ))
     (tmp_path / "figures").mkdir()
-    figs = report.figures.make_figures(tmp_path, glob, report.figures.KeptEffects.none(local), truth=truth)
+    figs = report.figures.make_figures(tmp_path, glob, report.figures.DetailInputs.none(local), truth=truth)
     p = figures.save(figures.forest(["s"], np.array([1.0]), np.array([0.5]), np.array([1.5])),
                      tmp_path / "figures" / "extra.png")  # fmt: skip
     figs.append(figures.FigureFile(p, "Extra", "caption <with> & specials"))

@@ -52,7 +52,7 @@ def test_164_feature_report_in_chromium(tmp_path):
     template = pipeline.global_effects(_local_table(), N_SEQ)
     glob = zoo_table(template, 164)
     assert len(glob) == 164 * 163 * 2
-    figs = report.figures.make_figures(tmp_path, glob, report.figures.KeptEffects.none())
+    figs = report.figures.make_figures(tmp_path, glob, report.figures.DetailInputs.none())
     path = report.write_report(tmp_path / "report.html", _record(glob), glob, figs)
     check_self_contained(path)
     assert path.stat().st_size < 8e6

@@ -53,7 +53,7 @@ from deepmr_kipoi.report.overview import (  # noqa: E402
 __all__ = [
     "DETAIL_PAIRS",
     "FigureFile",
-    "KeptEffects",
+    "DetailInputs",
     "calibration_curves",
     "causal_graph",
     "clustered_heatmap",
@@ -156,7 +156,7 @@ def detail_pairs(glob: pd.DataFrame, n: int = 4) -> tuple[str, list[tuple[str, s
 
 
 @dataclass(frozen=True)
-class KeptEffects:
+class DetailInputs:
     """What a run kept of its ISM effects and local fits, for the per-pair figures.
 
     Attributes
@@ -184,7 +184,7 @@ class KeptEffects:
     exposures: tuple = ()
 
     @classmethod
-    def none(cls, local: pd.DataFrame | None = None) -> KeptEffects:
+    def none(cls, local: pd.DataFrame | None = None) -> DetailInputs:
         """Nothing kept: no scatter plots or instrument maps (forest plots where ``local`` is)."""
         if local is None:
             local = pd.DataFrame(columns=["method", "exposure", "outcome", "sequence_index"])
@@ -198,7 +198,7 @@ DETAIL_PAIRS = 4
 def make_figures(
     out_dir: str | os.PathLike,
     glob: pd.DataFrame,
-    kept: KeptEffects,
+    kept: DetailInputs,
     *,
     calibration=None,
     truth: pd.DataFrame | None = None,
@@ -213,7 +213,7 @@ def make_figures(
     out_dir : path-like
     glob : DataFrame
         Global effects.
-    kept : KeptEffects
+    kept : DetailInputs
         Local table and kept ISM arrays (per-pair figures of the `DETAIL_PAIRS` pairs of
         `detail_pairs`).
     calibration : run.inputs.Calibration, optional
@@ -308,7 +308,7 @@ def _overview_figures(emit, glob: pd.DataFrame, truth, level: float) -> None:
 
 @dataclass(frozen=True)
 class _PairContext:
-    kept: KeptEffects
+    kept: DetailInputs
     glob: pd.DataFrame
     n_examples: int
     level: float

@@ -419,7 +419,7 @@ def _write_outputs(plan: RunPlan, out_dir: Path, global_table, local_table, arra
     tick = time.perf_counter()
     figs = []
     if config.figures:
-        kept = figures.KeptEffects(local_table, arrays, tuple(names), tuple(plan.used),
+        kept = figures.DetailInputs(local_table, arrays, tuple(names), tuple(plan.used),
                                    tuple(plan.seq_ids), tuple(record.features.exposures))  # fmt: skip
         figs = figures.make_figures(
             out_dir, global_table, kept, calibration=plan.calibration, truth=truth,
