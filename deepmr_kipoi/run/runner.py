@@ -295,7 +295,7 @@ def run(
         global_table = aggregate.global_effects(
             local_table, plan.n_sequences, method=config.meta_method, test=config.meta_test,
             level=config.level, samples=merged.samples, exposures=[names[i] for i in plan.exposures],
-            outcomes=[names[i] for i in plan.outcomes],
+            outcomes=[names[i] for i in plan.outcomes], min_sequences=config.min_sequences,
         )  # fmt: skip
         timings["meta"] = time.perf_counter() - tick
         arrays = merged.figure_arrays()
