@@ -53,7 +53,7 @@ RULES = ("wald", "pooled")
 #: directions.
 DIRECTION_TIE = 1e-6
 #: Default one-sided threshold of the directionality test (:func:`directional`), in standard errors.
-DIRECTION_Z = 1.0
+DIRECTION_Z = 0.0
 
 
 @dataclass(frozen=True)

@@ -42,12 +42,10 @@ def _brute_force_instruments(mean, se, spread, ie, io, n):
             keep[w] = False
             keep[w, best] = True
     # directionality: each effect in units of its feature's root-mean-square mutation effect in
-    # this sequence; X's standardized effect must exceed Y's by one standard error of the difference
+    # this sequence (the default threshold 0: the plain comparison)
     rms_x = np.sqrt(np.mean(mean[n, ..., ie] ** 2))
     rms_y = np.sqrt(np.mean(mean[n, ..., io] ** 2))
-    sy = se[n, ..., io]
-    diff = np.abs(bx) / rms_x - np.abs(by) / rms_y
-    keep &= diff >= 1.0 * np.sqrt((sx / rms_x) ** 2 + (sy / rms_y) ** 2)
+    keep &= np.abs(bx) / rms_x > np.abs(by) / rms_y
     return keep.ravel()
 
 

@@ -147,7 +147,7 @@ class InstrumentSettings:
         "--direction-scale", "spread of the directionality check: of each feature's mutation "
         "effects within the sequence, or of its predictions over the sequences (default "
         "{default})", choices=DIRECTION_SCALES))
-    direction_z: float = _setting(1.0, _A, _opt(
+    direction_z: float = _setting(0.0, _A, _opt(
         "--direction-z", "one-sided threshold of the directionality test: an instrument counts for "
         "X -> Y only where its standardized effect on X exceeds that on Y by this many standard "
         "errors (default {default}; 0: the plain comparison)", type=float))
