@@ -173,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mapping", metavar="CSV",
                    help="match features by this table (one column of feature names per run, in "
                    "the runs' order) instead of by label")  # fmt: skip
-    p.add_argument("--no-figures", dest="figures", action="store_false")
+    p.add_argument("--no-figures", dest="figures", action="store_false",
+                   help="draw no side-by-side figures (tables and report only)")
     _common(p)
     p.set_defaults(func=_cmd_compare)
 
@@ -348,10 +349,11 @@ def _config_from_args(args: argparse.Namespace):
 
 
 def _summary(result, started: float) -> str:
+    from deepmr_kipoi.report.headline import build_headline
+
     g = result.global_effects
-    n_sig = int(g["significant"].fillna(False).astype(bool).sum())
     where = f"{result.out_dir}" if result.out_dir else "memory"
-    return (f"{len(g)} global effects ({n_sig} significant) from "
+    return (f"{build_headline(g).summary().rstrip(':.')} ({len(g)} global effects) from "
             f"{result.run_info['sequences']['n']} sequences in {time.time() - started:.1f} s; "
             f"results in {where}, report {where}/report.html")  # fmt: skip
 

@@ -211,8 +211,10 @@ class OutputSettings:
         choices=("auto", "yes", "no")))
     n_examples: int = _setting(3, None, _opt(
         "--n-examples", "sequences in MR scatter plots (default {default})", type=int))
-    figures: bool = _setting(True, None, _opt("--no-figures", action="store_false"))
-    report: bool = _setting(True, None, _opt("--no-report", action="store_false"))
+    figures: bool = _setting(True, None, _opt(
+        "--no-figures", "draw no figures (tables and report only)", action="store_false"))
+    report: bool = _setting(True, None, _opt(
+        "--no-report", "write no report.html (tables and figures only)", action="store_false"))
     progress: bool = _setting(True)
     force: bool = _setting(False, None, _opt(
         "--force", "recompute when --out holds results of another configuration or other inputs; "

@@ -409,11 +409,11 @@ def _write_outputs(plan: RunPlan, out_dir: Path, global_table, local_table, arra
     tick = time.perf_counter()
     figs = []
     if config.figures:
+        kept = figures.DetailInputs(local_table, arrays, tuple(names), tuple(plan.used),
+                                   tuple(plan.seq_ids), tuple(record.features.exposures))  # fmt: skip
         figs = figures.make_figures(
-            out_dir, global_table, local_table, arrays, feature_names=names, used=plan.used,
-            seq_ids=plan.seq_ids, exposures=record.features.exposures,
-            calibration=plan.calibration, truth=truth, level=config.level,
-            n_examples=config.n_examples, created=created,
+            out_dir, global_table, kept, calibration=plan.calibration, truth=truth,
+            level=config.level, n_examples=config.n_examples, created=created,
         )  # fmt: skip
     timings["figures"] = time.perf_counter() - tick
     record = dataclasses.replace(record, figures=tuple(str(f.path.relative_to(out_dir)) for f in figs))
