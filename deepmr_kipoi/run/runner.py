@@ -276,9 +276,8 @@ def run(
             # the old run stays whole until the new one is complete and swapped in
             folder = RunFolder(out_dir).open(run_key(plan), plan.bounds, force=config.force)
             store = folder.store
-        with user_code_errors():
-            chunks, resumed = _run_chunks(plan, store, created, computed, on_chunk, timings,
-                                          model_given=model is not None)  # fmt: skip
+        chunks, resumed = _run_chunks(plan, store, created, computed, on_chunk, timings,
+                                      model_given=model is not None)  # fmt: skip
         merged = ChunkResult.merge(chunks)
         local_table = merged.local
         if not ((local_table["reason"] == 0) & np.isfinite(local_table["estimate"])).any():
@@ -367,7 +366,13 @@ def _run_chunks(plan: RunPlan, store: ChunkStore | None, created: list, computed
     resumed = sorted(found)
     todo = [i for i in range(len(plan.bounds)) if i not in found]
     executor = executors.executor_for(plan.config, model_given=model_given)
-    for chunk_index, result, chunk_timings in executor.map_chunks(plan, todo):
+    computing = executor.map_chunks(plan, todo)
+    while True:
+        with user_code_errors():  # the model's code runs here; on_chunk's exceptions pass as they are
+            item = next(computing, None)
+        if item is None:
+            break
+        chunk_index, result, chunk_timings = item
         for key, value in chunk_timings.items():
             timings[key] = timings.get(key, 0.0) + value
         computed.append(chunk_index)
