@@ -43,8 +43,7 @@ def simulate(n_seq: int, n_feat: int, n_inst: int, seed: int):
 def ours(b, se, mask, meta_method: str):
     n_feat = b.shape[1]
     t0 = time.perf_counter()
-    res = mr.all_pairs(b, se, mask=mask, methods=("ivw", "egger"), output="estimates",
-                       diagnostics=False)  # fmt: skip
+    res = mr.all_pairs(b, se_bx=se, selection=mask, methods=("ivw", "egger"), output="estimates")
     local = {m: np.stack([r.estimate, r.se]).transpose(0, 2, 3, 1) for m, r in res.items()}
     ok = {m: r.ok.transpose(1, 2, 0) for m, r in res.items()}
     t_mr = time.perf_counter() - t0

@@ -102,8 +102,8 @@ def main(argv=None) -> int:
         n_inst.append(mask.sum(axis=1).mean())
         b = np.concatenate([ens[None], members])[:, None]  # (S + 1, 1, F, K): ensemble first
         t1 = time.perf_counter()
-        res = mr.all_pairs(b, se[None], mask=mask[None], methods=METHODS, output="estimates",
-                           diagnostics=False)  # fmt: skip
+        res = mr.all_pairs(b, se_bx=se[None], selection=mask[None], methods=METHODS,
+                           output="estimates")
         t2 = time.perf_counter()
         for m, r in res.items():
             est, ses = r.estimate[:, 0][:, off], r.se[:, 0][:, off]  # (S + 1, pairs)
@@ -148,14 +148,12 @@ def main(argv=None) -> int:
         b = np.concatenate([ens[None], members])[:, None]
         score = np.abs(ens) / ens.std(axis=1, keepdims=True)
         times = {}
-        for label, extra in (("matrix products", {}),
-                             ("pair mask (Steiger-like)", {"pair_scores": (score[None],
-                                                                           score[None])})):  # fmt: skip
+        steiger = mr.PairSelection(mask=mask[None], pair_scores=(score[None], score[None]))
+        for label, rule in (("matrix products", mask[None]), ("pair mask (Steiger-like)", steiger)):
             best = np.inf
             for _ in range(2):
                 t0 = time.perf_counter()
-                mr.all_pairs(b, se[None], mask=mask[None], methods=METHODS, output="estimates",
-                             diagnostics=False, **extra)  # fmt: skip
+                mr.all_pairs(b, se_bx=se[None], selection=rule, methods=METHODS, output="estimates")
                 best = min(best, time.perf_counter() - t0)
             times[label] = best
             print(f"one sequence, {label}: {best:.2f} s (best of 2) -> {best * n_seq / 60:.1f} "

@@ -48,9 +48,11 @@ class ISMEffects:
     ----------
     mean : numpy.ndarray, shape (N, W, 3, F), float32
         Effect ``mean_s [f_s(mutant) - f_s(reference)]`` per sequence, window position, alternative base
-        and feature; NaN at N positions.
+        and feature; NaN at N positions. float64 where the run took it from ``samples``
+        (:func:`deepmr_kipoi.run.effects.chunk_effects`), not rounded.
     se : numpy.ndarray, shape (N, W, 3, F), float32
-        Sample SD over s of the paired differences (ddof = 1); NaN at N positions and when S = 1.
+        Sample SD over s of the paired differences (ddof = 1); NaN at N positions and when S = 1
+        (float64 as ``mean``).
     reference : numpy.ndarray, shape (S, N, F), float32
         Reference predictions per sample.
     positions : numpy.ndarray, shape (W,), int64
@@ -80,32 +82,6 @@ class ISMEffects:
     feature_names: tuple[str, ...]
     n_samples: int
     samples: np.ndarray | None = None
-
-    def sample_moments(self, leave_out: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and SD (ddof = 1) over the samples in float64, optionally without sample ``leave_out``.
-
-        Parameters
-        ----------
-        leave_out : int, optional
-            Index s of a sample to leave out (the leave-one-member-out jackknife).
-
-        Returns
-        -------
-        mean, sd : ndarray of float64, shape (N, W, 3, F)
-            Unlike ``mean``/``se`` (float32) not rounded; without ``leave_out`` they round to them.
-
-        Raises
-        ------
-        DeepMRInputError
-            When the effects were computed without ``per_sample=True``.
-        """
-        if self.samples is None:
-            raise DeepMRInputError(
-                "these effects hold no per-sample differences; call saturation_effects(..., "
-                "per_sample=True)"
-            )
-        d = self.samples if leave_out is None else np.delete(self.samples, int(leave_out), axis=0)
-        return d.mean(axis=0, dtype=np.float64), d.std(axis=0, ddof=1, dtype=np.float64)
 
     @property
     def n_masked(self) -> int:
@@ -169,83 +145,106 @@ def saturation_effects(
         )
     start, end = validation.window(window, length)
     positions = np.arange(start, end, dtype=np.int64)
-    width = end - start
     feature_names = tuple(model.feature_names)
-    n_feat = len(feature_names)
-    n_samples = int(model.n_samples)
+    is_n, ref_bases, alt_bases = _window_bases(x, start, end)
+    reference = _reference(model, x, batch_size, len(feature_names))
+    out = _Moments(reference.shape[0], (n_seq, end - start, 3, len(feature_names)), per_sample)
+    mutants = _Mutants(x, positions, alt_bases, is_n)
+    fast = bool(getattr(model, "fast_ism", False))
+    bar = tqdm(total=mutants.n, unit="mut", desc="ISM", disable=not progress)
+    try:
+        for lo, hi in _chunks(mutants.valid, mutants.n, n_seq, end - start, batch_size, fast):
+            seq, rows_out, batch = mutants.batch(lo, hi)
+            pred = model.predict_mutants(x[seq[0]], batch) if fast else model.predict_samples(batch)
+            out.add(rows_out, _checked(pred, reference.shape[0], hi - lo, len(feature_names))
+                    - reference[:, seq, :])  # fmt: skip
+            bar.update(hi - lo)
+    finally:
+        bar.close()
+    return ISMEffects(mean=out.mean, se=out.se, reference=reference, positions=positions,
+                      alt_bases=alt_bases, ref_bases=ref_bases, is_n=is_n,
+                      feature_names=feature_names, n_samples=int(reference.shape[0]),
+                      samples=out.samples)  # fmt: skip
 
+
+def _window_bases(x: np.ndarray, start: int, end: int):
+    """N positions (n, W), reference base codes (4 at N) and the 3 alternative codes (n, W, 3)."""
     cols = x[:, start:end]
     is_n = ~cols.any(-1)
     ref_bases = np.where(is_n, 4, cols.argmax(-1)).astype(np.uint8)
-    alt_bases = ALT_BASES[ref_bases]
     if is_n.any():
         logger.info(
             "%d of %d window positions hold N and are not mutated", int(is_n.sum()), is_n.size
         )
+    return is_n, ref_bases, ALT_BASES[ref_bases]
 
+
+def _reference(model, x: np.ndarray, batch_size: int, n_feat: int) -> np.ndarray:
+    """Reference predictions per sample, (S, N, F) float32."""
     reference = np.asarray(model.predict_samples(x, batch_size=batch_size), dtype=np.float32)
-    if reference.shape != (n_samples, n_seq, n_feat):
+    expected = (int(model.n_samples), x.shape[0], n_feat)
+    if reference.shape != expected:
         raise ValueError(
-            f"model.predict_samples returned shape {reference.shape}, expected (S, N, F) = "
-            f"{(n_samples, n_seq, n_feat)}"
+            f"model.predict_samples returned shape {reference.shape}, expected (S, N, F) = {expected}"
         )
-    mean = np.full((n_seq, width, 3, n_feat), np.nan, dtype=np.float32)
-    se = np.full_like(mean, np.nan)
-    flat_mean = mean.reshape(-1, n_feat)
-    flat_se = se.reshape(-1, n_feat)
-    samples = None
-    if per_sample:
-        samples = np.full((n_samples, *mean.shape), np.nan, dtype=np.float32)
-        flat_samples = samples.reshape(n_samples, -1, n_feat)
+    return reference
 
-    # valid (sequence, window-position) pairs in row-major order; mutant t is pair t // 3, alt t % 3
-    valid = np.flatnonzero(~is_n.ravel())
-    n_mut = 3 * valid.size
-    fast = bool(getattr(model, "fast_ism", False))
-    bar = tqdm(total=n_mut, unit="mut", desc="ISM", disable=not progress)
-    try:
-        for lo, hi in _chunks(valid, n_mut, n_seq, width, batch_size, fast):
-            t = np.arange(lo, hi)
-            pair = valid[t // 3]
-            seq = pair // width
-            w = pair % width
-            alt = alt_bases.reshape(-1, 3)[pair, t % 3]
-            batch = x[seq]
-            rows = np.arange(t.size)
-            batch[rows, positions[w], :] = 0.0
-            batch[rows, positions[w], alt] = 1.0
-            if fast:
-                pred = model.predict_mutants(x[seq[0]], batch)
-            else:
-                pred = model.predict_samples(batch)
-            pred = np.asarray(pred)
-            if pred.shape != (n_samples, t.size, n_feat):
-                raise ValueError(
-                    f"the model returned mutant predictions of shape {pred.shape}, expected "
-                    f"{(n_samples, t.size, n_feat)}"
-                )
-            d = pred - reference[:, seq, :]
-            rows_out = pair * 3 + t % 3
-            flat_mean[rows_out] = d.mean(axis=0, dtype=np.float64)
-            if n_samples > 1:
-                flat_se[rows_out] = d.std(axis=0, ddof=1, dtype=np.float64)
-            if samples is not None:
-                flat_samples[:, rows_out] = d
-            bar.update(t.size)
-    finally:
-        bar.close()
-    return ISMEffects(
-        mean=mean,
-        se=se,
-        reference=reference,
-        positions=positions,
-        alt_bases=alt_bases,
-        ref_bases=ref_bases,
-        is_n=is_n,
-        feature_names=feature_names,
-        n_samples=n_samples,
-        samples=samples,
-    )
+
+def _checked(pred, n_samples: int, n: int, n_feat: int) -> np.ndarray:
+    pred = np.asarray(pred)
+    if pred.shape != (n_samples, n, n_feat):
+        raise ValueError(
+            f"the model returned mutant predictions of shape {pred.shape}, expected "
+            f"{(n_samples, n, n_feat)}"
+        )
+    return pred
+
+
+class _Mutants:
+    """The mutants of a window: mutant ``t`` is valid (sequence, position) pair ``t // 3`` (row-major
+    over pairs that are not N) with alternative base ``t % 3``."""
+
+    def __init__(self, x: np.ndarray, positions: np.ndarray, alt_bases: np.ndarray, is_n):
+        self.x, self.positions, self.width = x, positions, positions.size
+        self.alt = alt_bases.reshape(-1, 3)
+        self.valid = np.flatnonzero(~is_n.ravel())
+        self.n = 3 * self.valid.size
+
+    def batch(self, lo: int, hi: int):
+        """Mutants ``lo:hi``: their sequence indices, output rows and one-hot batch."""
+        t = np.arange(lo, hi)
+        pair = self.valid[t // 3]
+        seq = pair // self.width
+        w = pair % self.width
+        batch = self.x[seq]
+        rows = np.arange(t.size)
+        batch[rows, self.positions[w], :] = 0.0
+        batch[rows, self.positions[w], self.alt[pair, t % 3]] = 1.0
+        return seq, pair * 3 + t % 3, batch
+
+
+class _Moments:
+    """Mean and SD over samples of the paired differences (float64 sums, float32 results), and
+    optionally every sample's differences; NaN where nothing was added (N positions)."""
+
+    def __init__(self, n_samples: int, shape: tuple[int, int, int, int], per_sample: bool):
+        n_feat = shape[-1]
+        self.n_samples = n_samples
+        self.mean = np.full(shape, np.nan, dtype=np.float32)
+        self.se = np.full_like(self.mean, np.nan)
+        self._mean, self._se = self.mean.reshape(-1, n_feat), self.se.reshape(-1, n_feat)
+        self.samples = None
+        if per_sample:
+            self.samples = np.full((n_samples, *shape), np.nan, dtype=np.float32)
+            self._samples = self.samples.reshape(n_samples, -1, n_feat)
+
+    def add(self, rows: np.ndarray, d: np.ndarray) -> None:
+        """Differences ``d`` (S, n, F) of the mutants at flat output rows ``rows``."""
+        self._mean[rows] = d.mean(axis=0, dtype=np.float64)
+        if self.n_samples > 1:
+            self._se[rows] = d.std(axis=0, ddof=1, dtype=np.float64)
+        if self.samples is not None:
+            self._samples[:, rows] = d
 
 
 def _chunks(

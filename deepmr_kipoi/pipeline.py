@@ -26,13 +26,13 @@ from deepmr_kipoi.run.config import (
     config_hash,
     weights_signature,
 )
-from deepmr_kipoi.run.inputs import load_model, load_sequences, select_features
+from deepmr_kipoi.run.inputs import load_sequences, prepare_model, select_features
 from deepmr_kipoi.run.local import LOCAL_FIELDS, MR_BLOCK_CELLS, TOO_FEW, local_mr
 from deepmr_kipoi.run.runner import DeepMRResult, run
 
 __all__ = [
     "AUTO_EFFECTS_LIMIT", "LOCAL_FIELDS", "META_COLUMNS", "MR_BLOCK_CELLS", "SEQUENCE_SOURCES", "TOO_FEW", "CompareResult",
     "DeepMRResult", "RunConfig", "benjamini_hochberg", "compare", "config_hash", "global_effects",
-    "load_model", "load_sequences", "local_mr", "plain_warnings", "run", "select_features",
+    "load_sequences", "local_mr", "plain_warnings", "prepare_model", "run", "select_features",
     "weights_signature",
 ]  # fmt: skip

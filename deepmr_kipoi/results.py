@@ -205,11 +205,6 @@ class ChunkStore:
         except ValueError:
             return None
 
-    def existing_hash(self) -> str | None:
-        """The hash recorded by an earlier run in this folder, or None."""
-        m = self._manifest()
-        return None if m is None else m.get("config_hash")
-
     def has_chunks(self) -> bool:
         """Whether any chunk of an earlier run finished here."""
         return any(self.dir.glob("local_*.parquet"))
@@ -313,15 +308,6 @@ OUTPUT_FILES = ("global_effects.csv", "global_effects.parquet", "local_effects.p
                 "effects.h5", "report.html", "run.json", "config.yaml")  # fmt: skip
 
 
-def clear_outputs(out_dir: str | os.PathLike) -> None:
-    """Delete a run folder's result files and figures (only names a run writes; nothing else)."""
-    out_dir = Path(out_dir)
-    for name in OUTPUT_FILES:
-        (out_dir / name).unlink(missing_ok=True)
-    for png in (out_dir / "figures").glob("*.png"):
-        png.unlink()
-
-
 @dataclass(frozen=True)
 class RunData:
     """A finished run folder read back.
@@ -378,12 +364,12 @@ def read_run(run_dir: str | os.PathLike, *, local: bool = False) -> RunData:
         raise DeepMRInputError(
             f"{path} holds no finished run (no global_effects.parquet); finish or re-run it first"
         )
-    glob = pd.read_parquet(table) if table.suffix == ".parquet" else pd.read_csv(table)
+    global_table = pd.read_parquet(table) if table.suffix == ".parquet" else pd.read_csv(table)
     info = json.loads((path / "run.json").read_text()) if (path / "run.json").exists() else {}
     loc = None
     if local and (path / "local_effects.parquet").exists():
         loc = pd.read_parquet(path / "local_effects.parquet")
-    return RunData(path=path, global_effects=glob, local_effects=loc, run_info=info)
+    return RunData(path=path, global_effects=global_table, local_effects=loc, run_info=info)
 
 
 def _jsonable(obj):

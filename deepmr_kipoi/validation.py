@@ -86,17 +86,24 @@ def string_list(value, name: str, *, allow_empty: bool = False) -> list[str]:
     return out
 
 
-def window(value, length: int, name: str = "window") -> tuple[int, int]:
-    """Return a half-open ISM window ``(start, end)`` inside ``[0, length]``; None is the whole sequence."""
+def window(value, length: int | None = None, name: str = "window") -> tuple[int, int] | None:
+    """The one check of a half-open ISM window ``(start, end)``, ``0 <= start < end``.
+
+    With ``length`` (the sequences are known) the window must fit inside ``[0, length]`` and None is
+    the whole sequence, ``(0, length)``; without it (a config, before any sequence is read) None
+    stays None.
+    """
     if value is None:
-        return 0, int(length)
+        return None if length is None else (0, int(length))
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
         raise DeepMRInputError(
-            f"{name} must be two integers (start, end) or None for the whole sequence, got {value!r}"
+            f"{name} must be two integers (start, end) or null for the whole sequence, got {value!r}"
         )
     start = positive_int(value[0], f"{name} start", minimum=0)
     end = positive_int(value[1], f"{name} end", minimum=0)
-    if not 0 <= start < end <= length:
+    if start >= end:
+        raise DeepMRInputError(f"{name} {start}-{end} is empty; give start < end")
+    if length is not None and end > length:
         raise DeepMRInputError(
             f"{name} {start}-{end} does not fit sequences of {length} bp; give 0 <= start < end "
             f"<= {length}"

@@ -36,3 +36,28 @@ def slow_model(seed: int = 0):
         return from_function(fn, FEATURES, sequence_length=LENGTH)
 
     return DeepEnsemble([slow(m) for m in tiny_model(seed).members])
+
+
+def torch_model(seed: int = 0):
+    """A small PyTorch ensemble (two Conv1d members on the CPU), built as a user's factory would."""
+    import torch
+
+    from deepmr_kipoi.predictive import DeepEnsemble, from_torch
+
+    members = []
+    for s in range(2):
+        torch.manual_seed(100 * int(seed) + s)
+        net = torch.nn.Sequential(torch.nn.Conv1d(4, len(FEATURES), 5), torch.nn.Flatten(1),
+                                  torch.nn.LazyLinear(len(FEATURES)))  # fmt: skip
+        net(torch.zeros(1, 4, LENGTH))  # materialise the lazy layer
+        members.append(from_torch(net, feature_names=FEATURES, layout="NCL", sequence_length=LENGTH))
+    return DeepEnsemble(members)
+
+
+def worker_model_devices(config, shipped=None) -> set[str]:
+    """Device types of the parameters of the model a Dask worker prepares for ``config``."""
+    from deepmr_kipoi.run import executors
+
+    executors._MODELS.clear()
+    model = executors._worker_model("device-test", config, shipped)
+    return {p.device.type for m in model.members for p in m.module.parameters()}

@@ -170,17 +170,6 @@ def test_save_and_load_round_trip_exactly(tmp_path, method):
     np.testing.assert_array_equal(again.ppf(mean, sd, 0.3), cal.ppf(mean, sd, 0.3))
 
 
-def test_transform_se_scales_along_the_feature_axis():
-    cal = calibration.Calibrator("sigma", variance_factor=np.array([4.0, 0.25, 1.0]))
-    se = np.ones((2, 5, 3, 3))  # (N, W, 3 alt bases, F)
-    np.testing.assert_allclose(cal.transform_se(se)[0, 0, 0], [2.0, 0.5, 1.0])
-    np.testing.assert_allclose(
-        cal.transform_se(np.ones((3, 7)), feature_axis=0)[:, 0], [2.0, 0.5, 1.0]
-    )
-    with pytest.raises(ValueError, match="feature_axis"):
-        cal.transform_se(np.ones((3, 7)))
-
-
 @pytest.mark.parametrize(
     ("call", "match"),
     [

@@ -251,3 +251,21 @@ def test_missing_scheduler_file_is_an_input_error(tmp_path):
     config = BASE.replace(executor="dask", dask_address=str(tmp_path / "none.json"))
     with pytest.raises(DeepMRInputError, match="no such scheduler file"):
         runner.run(config)
+
+
+def test_worker_model_is_on_the_configured_device(cluster):
+    """The worker prepares its model with the client's function, device included. CUDA is absent
+    here, so the configured device is torch's ``meta`` device (set past the config's validation,
+    which offers auto/cpu/cuda): a worker that only loaded the model would leave it on the CPU."""
+    pytest.importorskip("torch")
+    from deepmr_kipoi.run.executors import _worker_config
+    from tests._helpers_dask import torch_model, worker_model_devices
+
+    config = validate(BASE.replace(model="tests/_helpers_dask.py:torch_model")).replace(device="meta")
+    config = _worker_config(config)  # paths made absolute, as the executor ships the config
+    _, address, _ = cluster
+    with distributed.Client(address, timeout=30) as client:
+        loaded = client.submit(worker_model_devices, config, pure=False).result()
+        shipped = client.submit(worker_model_devices, config, torch_model(), pure=False).result()
+    assert loaded == shipped == {"meta"}
+    assert worker_model_devices(config.replace(device="cpu")) == {"cpu"}

@@ -34,7 +34,7 @@ def _assert_cells(got, ref, cells):
 @pytest.mark.parametrize("method", mr.PAIR_METHODS)
 def test_all_pairs_equals_run_batched_and_scalar(method, rng):
     b, se, mask = _problem(rng)
-    res = mr.all_pairs(b, se, mask=mask)[method]
+    res = mr.all_pairs(b, se_bx=se, selection=mask)[method]
     ref = mr.run_batched(method, b[:, :, None], b[:, None], se[:, :, None], se[:, None],
                          mask[:, :, None])  # fmt: skip
     off = ~np.eye(b.shape[1], dtype=bool)[None].repeat(b.shape[0], 0)
@@ -57,8 +57,8 @@ def test_all_pairs_equals_run_batched_and_scalar(method, rng):
 
 def test_all_pairs_sample_axis_equals_per_sample_runs(rng):
     s_b, se, mask = _problem(rng, s=3)
-    res = mr.all_pairs(s_b, se, mask=mask)
-    est = mr.all_pairs(s_b, se, mask=mask, output="estimates", diagnostics=False)
+    res = mr.all_pairs(s_b, se_bx=se, selection=mask)
+    est = mr.all_pairs(s_b, se_bx=se, selection=mask, output="estimates")
     off = ~np.eye(s_b.shape[2], dtype=bool)[None].repeat(s_b.shape[1], 0)
     for s in range(3):
         for method in mr.PAIR_METHODS:
@@ -77,10 +77,10 @@ def test_all_pairs_sample_axis_equals_per_sample_runs(rng):
 def test_all_pairs_separate_outcomes_and_exposure_index(rng):
     b, se, mask = _problem(rng, f=7)
     bx, sx, mx = b[:, 4:], se[:, 4:], mask[:, 4:]  # exposures = features 4, 5, 6
-    res = mr.all_pairs(bx, sx, b, se, mx, exposure_index=[4, 5, 6])["egger"]
-    full = mr.all_pairs(b, se, mask=mask)["egger"]
+    res = mr.all_pairs(bx, b, sx, se, mr.PairSelection(mask=mx, exposure_index=[4, 5, 6]))["egger"]
+    full = mr.all_pairs(b, se_bx=se, selection=mask)["egger"]
     np.testing.assert_array_equal(res.estimate, full.estimate[:, 4:])
-    none_excluded = mr.all_pairs(bx, sx, b, se, mx)["ivw"]
+    none_excluded = mr.all_pairs(bx, b, sx, se, mx)["ivw"]
     assert not (none_excluded.reason == 8).any()
 
 
@@ -92,7 +92,8 @@ def test_pair_mask_path_equals_run_batched_with_full_mask(method, rng, monkeypat
     pair = rng.random((3, 5, 5, 15)) < 0.9
     # blocks of 2 exposures, so that the exposure blocking is exercised
     monkeypatch.setattr(pairwise, "PAIR_BLOCK_ELEMENTS", 2 * 5 * 15)
-    res = mr.all_pairs(s_b, se, mask=mask, pair_mask=pair, pair_scores=(score, score))[method]
+    rule = mr.PairSelection(mask=mask, pair_mask=pair, pair_scores=(score, score))
+    res = mr.all_pairs(s_b, se_bx=se, selection=rule)[method]
     full = mask[:, :, None] & pair & (score[:, :, None] > score[:, None])
     off = ~np.eye(5, dtype=bool)[None].repeat(3, 0)
     assert (full.sum(-1)[off] < mask[:, :, None].sum(-1).repeat(5, 2)[off]).any()
@@ -110,15 +111,17 @@ def test_all_pairs_rejects_bad_input(rng):
     bad = se.copy()
     bad[0, 0, 0] = 0.0
     with pytest.raises(DeepMRInputError, match="se_bx must be finite and positive"):
-        mr.all_pairs(b, bad)
+        mr.all_pairs(b, se_bx=bad)
     with pytest.raises(DeepMRInputError, match="mask must have shape"):
-        mr.all_pairs(b, se, mask=mask[:, :2])
+        mr.all_pairs(b, se_bx=se, selection=mask[:, :2])
     with pytest.raises(DeepMRInputError, match="shapes do not match"):
-        mr.all_pairs(b, se[:, :2])
+        mr.all_pairs(b, se_bx=se[:, :2])
     with pytest.raises(DeepMRInputError, match="unknown all_pairs method"):
-        mr.all_pairs(b, se, methods=("weighted_median",))
+        mr.all_pairs(b, se_bx=se, methods=("weighted_median",))
     with pytest.raises(DeepMRInputError, match="pair_mask"):
-        mr.all_pairs(b, se, pair_mask=np.ones((2, 2, 2, 2), dtype=bool))
+        mr.all_pairs(b, se_bx=se, selection=mr.PairSelection(pair_mask=np.ones((2, 2, 2, 2), dtype=bool)))
+    with pytest.raises(DeepMRInputError, match="se_bx is missing"):
+        mr.all_pairs(b, b)
 
 
 @pytest.mark.parametrize("method", ["weighted_median", "simple_median"])

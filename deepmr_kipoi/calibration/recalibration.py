@@ -286,32 +286,6 @@ class Calibrator:
             self.ppf(pred_mean, pred_sd, 0.5 + level / 2.0),
         )
 
-    def transform_se(self, se, feature_axis: int = -1) -> np.ndarray:
-        """Calibrated standard errors: ``se`` times ``se_scale`` along the feature axis.
-
-        Parameters
-        ----------
-        se : array_like, shape (..., F, ...)
-            Uncalibrated SEs or predictive SDs, F along ``feature_axis``.
-        feature_axis : int
-            Axis of ``se`` that indexes the calibrated features.
-
-        Returns
-        -------
-        ndarray, same shape as ``se``
-        """
-        arr = np.asarray(se, dtype=np.float64)
-        if arr.ndim == 0 or not (-arr.ndim <= feature_axis < arr.ndim):
-            raise DeepMRInputError(f"feature_axis={feature_axis} is not an axis of se {arr.shape}.")
-        if arr.shape[feature_axis] != self.n_features:
-            raise DeepMRInputError(
-                f"se has {arr.shape[feature_axis]} features on axis {feature_axis} but the "
-                f"calibrator has {self.n_features}; pass the right feature_axis."
-            )
-        shape = [1] * arr.ndim
-        shape[feature_axis] = self.n_features
-        return arr * self.se_scale.reshape(shape)
-
     def to_dict(self) -> dict:
         """JSON-serialisable parameters (floats round-trip exactly through ``json``)."""
         d = {

@@ -17,7 +17,7 @@ Batched API (many cells; degenerate cells are NaN with a code in ``REASONS``)::
 
 All exposure x outcome pairs (IVW, IVW-FE, Egger as matrix products; optional sample axis)::
 
-    res = mr.all_pairs(b, se, mask=mask)        # b (N, F, K) or (S, N, F, K): all ordered pairs
+    res = mr.all_pairs(b, se_bx=se, selection=mask)  # b (N, F, K) or (S, N, F, K): all ordered pairs
     res["egger"].estimate                       # (N, F, F) or (S, N, F, F)
 
 Minimum instruments (``MIN_INSTRUMENTS``): 2 for IVW and IVW-FE (the residual SE needs one degree of
@@ -48,7 +48,7 @@ and names its approximations.
 """
 
 from deepmr_kipoi.mr._common import METHODS, MIN_INSTRUMENTS, REASONS
-from deepmr_kipoi.mr._results import (
+from deepmr_kipoi.mr._result_types import (
     EggerResult,
     IVWResult,
     MedianResult,
@@ -61,7 +61,7 @@ from deepmr_kipoi.mr.egger import egger, i2_gx
 from deepmr_kipoi.mr.ivw import ivw, ivw_fe
 from deepmr_kipoi.mr.median import simple_median, weighted_median
 from deepmr_kipoi.mr.mode import weighted_mode
-from deepmr_kipoi.mr.pairwise import PAIR_METHODS, PairEstimates, all_pairs
+from deepmr_kipoi.mr.pairwise import PAIR_METHODS, PairEstimates, PairSelection, all_pairs
 
 #: Scalar estimator by method name.
 ESTIMATORS = {
@@ -86,6 +86,7 @@ __all__ = [
     "MedianResult",
     "ModeResult",
     "PairEstimates",
+    "PairSelection",
     "all_pairs",
     "egger",
     "i2_gx",

@@ -34,15 +34,17 @@ Degenerate cells get NaN and a code into :data:`REASONS` instead of an exception
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.mr import _common as C
-from deepmr_kipoi.mr._results import BATCH_FLOAT_FIELDS, MRBatchResult
+from deepmr_kipoi.mr._result_types import BATCH_FLOAT_FIELDS, MRBatchResult
 from deepmr_kipoi.mr.median import bootstrap_medians, ratio_weights, weighted_median_rows
 from deepmr_kipoi.mr.mode import bootstrap_modes, mode_rows, ratio_se
 from deepmr_kipoi.validation import choice
@@ -159,7 +161,36 @@ def _all_valid(b: np.ndarray, se: np.ndarray) -> bool:
         )
 
 
-def _closed_form(method, bx, by, sx, sy, mask, lead, k, drop_invalid, level):
+@dataclass(frozen=True, eq=False)
+class _Cells:
+    """Checked inputs of :func:`run_batched`: float64 arrays broadcasting to ``lead + (k,)``."""
+
+    bx: np.ndarray
+    by: np.ndarray
+    sx: np.ndarray
+    sy: np.ndarray
+    mask: np.ndarray | None
+    lead: tuple[int, ...]
+    k: int
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The options of :func:`run_batched`, checked."""
+
+    level: float
+    drop_invalid: bool
+    n_boot: int = 1000
+    seed: object = 0
+    weights: str = "second"
+    phi: float = 1.0
+    progress: bool = False
+    se_method: str = "bootstrap"
+
+
+def _closed_form(method: str, cells: _Cells, opts: _Options):
+    bx, by, sx, sy, lead, k = cells.bx, cells.by, cells.sx, cells.sy, cells.lead, cells.k
+    mask, drop_invalid, level = cells.mask, opts.drop_invalid, opts.level
     all_x, all_y = _all_valid(bx, sx), _all_valid(by, sy)
     fx = fy = None
     if not (all_x and all_y):
@@ -284,57 +315,82 @@ def _draws(seed, cell_ids, counts, shape_fn, kmax):
     return z
 
 
-def _sorted_methods(
-    method, bx, by, sx, sy, mask, lead, k, drop_invalid, level, n_boot, seed, weights, phi,
-    progress, se_method="bootstrap",
-):  # fmt: skip
+@dataclass(frozen=True, eq=False)
+class _Compact:
+    """Cells with a result, instruments moved to the first ``kmax`` slots (padding after them)."""
+
+    bx: np.ndarray  # (R, kmax)
+    by: np.ndarray
+    sx: np.ndarray
+    sy: np.ndarray
+    ratio: np.ndarray  # by / bx, +inf in padded slots
+    slot: np.ndarray  # (R, kmax) bool: a real instrument
+    cell_ids: np.ndarray  # (R,) flat cell indices (the bootstrap's seeds)
+    counts: np.ndarray  # (R,) instruments per cell
+
+    @property
+    def kmax(self) -> int:
+        """Slots per cell."""
+        return int(self.slot.shape[1])
+
+
+def _chunk_reasons(method: str, group, m: np.ndarray, drop_invalid: bool):
+    """Reason codes and instrument counts of a chunk of cells; ``m`` is narrowed in place."""
+    gbx, gby, gsx, gsy = group
+    fin = np.isfinite(gbx) & np.isfinite(gby) & np.isfinite(gsx) & np.isfinite(gsy)
+    with np.errstate(invalid="ignore"):
+        valid = fin & (gsx > 0) & (gsy > 0)
+    if drop_invalid:
+        m &= valid
+    cnt = m.sum(axis=1)
+    rsn = np.zeros(len(cnt), dtype=np.int8)
+    if not drop_invalid:
+        _set_reason(rsn, (m & ~fin).any(axis=1), C.NONFINITE)
+        _set_reason(rsn, (m & fin & ~valid).any(axis=1), C.BAD_SE)
+    _set_reason(rsn, cnt < C.MIN_INSTRUMENTS[method], C.TOO_FEW)
+    zero = m & (gbx == 0)
+    _set_reason(rsn, zero.sum(axis=1) == cnt, C.ALL_BX_ZERO)
+    _set_reason(rsn, zero.any(axis=1), C.BX_ZERO)
+    return rsn, cnt
+
+
+def _compact(group, m: np.ndarray, ok: np.ndarray, ids: np.ndarray, cnt: np.ndarray) -> _Compact:
+    gbx, gby, gsx, gsy = group
+    cnt_ok = cnt[ok]
+    kmax = int(cnt_ok.max())
+    order = np.argsort(~m[ok], axis=1, kind="stable")[:, :kmax]
+    slot = np.arange(kmax)[None, :] < cnt_ok[:, None]
+    # Padding keeps the arithmetic finite; padded slots get weight 0 / ratio +inf below.
+    cbx, cby, csx, csy = (
+        np.where(slot, np.take_along_axis(a[ok], order, axis=1), pad)
+        for a, pad in ((gbx, 1.0), (gby, 0.0), (gsx, 1.0), (gsy, 1.0))
+    )
+    ratio = np.where(slot, cby / cbx, np.inf)
+    return _Compact(cbx, cby, csx, csy, ratio, slot, ids[ok], cnt_ok)
+
+
+def _sorted_methods(method: str, cells: _Cells, opts: _Options):
+    lead, k = cells.lead, cells.k
     full = tuple(lead) + (k,)
-    views = [np.broadcast_to(a, full) for a in (bx, by, sx, sy)]
-    mview = None if mask is None else np.broadcast_to(mask, full)
+    views = [np.broadcast_to(a, full) for a in (cells.bx, cells.by, cells.sx, cells.sy)]
+    mview = None if cells.mask is None else np.broadcast_to(cells.mask, full)
     n_cells = math.prod(lead)
     est = np.full(n_cells, np.nan)
     se = np.full(n_cells, np.nan)
     n_all = np.zeros(n_cells, dtype=np.int64)
     reason = np.zeros(n_cells, dtype=np.int8)
-    kind = "simple" if method == "simple_median" else weights
     per_chunk = max(1, CHUNK_ELEMENTS // max(k, 1))
     starts = range(0, n_cells, per_chunk)
-    for start in tqdm(starts, desc=f"MR {method}", disable=not progress, leave=False):
+    for start in tqdm(starts, desc=f"MR {method}", disable=not opts.progress, leave=False):
         ids = np.arange(start, min(n_cells, start + per_chunk))
         idx = np.unravel_index(ids, lead)
-        gbx, gby, gsx, gsy = (v[idx] for v in views)
-        m = np.ones(gbx.shape, dtype=bool) if mview is None else mview[idx]
-        fin = np.isfinite(gbx) & np.isfinite(gby) & np.isfinite(gsx) & np.isfinite(gsy)
-        with np.errstate(invalid="ignore"):
-            valid = fin & (gsx > 0) & (gsy > 0)
-        if drop_invalid:
-            m &= valid
-        cnt = m.sum(axis=1)
-        rsn = np.zeros(len(ids), dtype=np.int8)
-        if not drop_invalid:
-            _set_reason(rsn, (m & ~fin).any(axis=1), C.NONFINITE)
-            _set_reason(rsn, (m & fin & ~valid).any(axis=1), C.BAD_SE)
-        _set_reason(rsn, cnt < C.MIN_INSTRUMENTS[method], C.TOO_FEW)
-        zero = m & (gbx == 0)
-        _set_reason(rsn, zero.sum(axis=1) == cnt, C.ALL_BX_ZERO)
-        _set_reason(rsn, zero.any(axis=1), C.BX_ZERO)
+        group = tuple(v[idx] for v in views)
+        m = np.ones(group[0].shape, dtype=bool) if mview is None else mview[idx]
+        rsn, cnt = _chunk_reasons(method, group, m, opts.drop_invalid)
         n_all[ids] = cnt
         ok = rsn == C.OK
         if ok.any():
-            cnt_ok = cnt[ok]
-            kmax = int(cnt_ok.max())
-            order = np.argsort(~m[ok], axis=1, kind="stable")[:, :kmax]
-            slot = np.arange(kmax)[None, :] < cnt_ok[:, None]
-            # Padding keeps the arithmetic finite; padded slots get weight 0 / ratio +inf below.
-            cbx, cby, csx, csy = (
-                np.where(slot, np.take_along_axis(a[ok], order, axis=1), pad)
-                for a, pad in ((gbx, 1.0), (gby, 0.0), (gsx, 1.0), (gsy, 1.0))
-            )
-            ratio = np.where(slot, cby / cbx, np.inf)
-            e, s = _cells_estimate(
-                method, cbx, cby, csx, csy, ratio, slot, ids[ok], cnt_ok, kmax, kind, n_boot,
-                seed, phi, se_method,
-            )  # fmt: skip
+            e, s = _cells_estimate(method, _compact(group, m, ok, ids, cnt), opts)
             est[ids[ok]] = e
             se[ids[ok]] = s
             bad = ~(np.isfinite(e) & np.isfinite(s))
@@ -344,39 +400,38 @@ def _sorted_methods(
     se[reason != C.OK] = np.nan
     est, se, n_all, reason = (a.reshape(lead) for a in (est, se, n_all, reason))
     if method == "weighted_mode":
-        lo, hi, p = C.t_inference(est, se, n_all - 1, level)
+        lo, hi, p = C.t_inference(est, se, n_all - 1, opts.level)
     else:
-        lo, hi, p = C.normal_inference(est, se, level)
+        lo, hi, p = C.normal_inference(est, se, opts.level)
     return dict(estimate=est, se=se, ci_low=lo, ci_high=hi, pvalue=p), n_all, reason
 
 
-def _cells_estimate(
-    method, bx, by, sx, sy, ratio, slot, cell_ids, counts, kmax, kind, n_boot, seed, phi,
-    se_method="bootstrap",
-):  # fmt: skip
+def _cells_estimate(method: str, c: _Compact, opts: _Options):
     """Point estimates and bootstrap SEs of compacted cells (instruments in the first slots)."""
+    n_boot, seed, kmax = opts.n_boot, opts.seed, c.kmax
     per_block = max(1, BOOT_ELEMENTS // (n_boot * kmax))
     if method == "weighted_mode":
-        sr = np.where(slot, ratio_se(bx, by, sx, sy), 1.0)
-        w = np.where(slot, sr**-2, 0.0)
-        est, _ = mode_rows(ratio, w, phi)
-        se = np.empty(len(cell_ids))
-        for b in range(0, len(cell_ids), per_block):
+        sr = np.where(c.slot, ratio_se(c.bx, c.by, c.sx, c.sy), 1.0)
+        w = np.where(c.slot, sr**-2, 0.0)
+        est, _ = mode_rows(c.ratio, w, opts.phi)
+        se = np.empty(len(c.cell_ids))
+        for b in range(0, len(c.cell_ids), per_block):
             sl = slice(b, b + per_block)
-            z = _draws(seed, cell_ids[sl], counts[sl], lambda kc: (n_boot, kc), kmax)
-            boot = bootstrap_modes(ratio[sl], sr[sl], w[sl], z, phi)
+            z = _draws(seed, c.cell_ids[sl], c.counts[sl], lambda kc: (n_boot, kc), kmax)
+            boot = bootstrap_modes(c.ratio[sl], sr[sl], w[sl], z, opts.phi)
             dev = np.abs(boot - np.median(boot, axis=1, keepdims=True))
             se[sl] = 1.4826 * np.median(dev, axis=1)
         return est, se
-    w = np.where(slot, ratio_weights(bx, by, sx, sy, kind), 0.0)
-    est = weighted_median_rows(ratio, w)
-    if se_method == "analytic":
-        return est, median_analytic_se(w, np.where(slot, ratio_se(bx, by, sx, sy), 1.0))
-    se = np.empty(len(cell_ids))
-    for b in range(0, len(cell_ids), per_block):
+    kind = "simple" if method == "simple_median" else opts.weights
+    w = np.where(c.slot, ratio_weights(c.bx, c.by, c.sx, c.sy, kind), 0.0)
+    est = weighted_median_rows(c.ratio, w)
+    if opts.se_method == "analytic":
+        return est, median_analytic_se(w, np.where(c.slot, ratio_se(c.bx, c.by, c.sx, c.sy), 1.0))
+    se = np.empty(len(c.cell_ids))
+    for b in range(0, len(c.cell_ids), per_block):
         sl = slice(b, b + per_block)
-        z = _draws(seed, cell_ids[sl], counts[sl], lambda kc: (2, n_boot, kc), kmax)
-        boot = bootstrap_medians(bx[sl], by[sl], sx[sl], sy[sl], w[sl], z)
+        z = _draws(seed, c.cell_ids[sl], c.counts[sl], lambda kc: (2, n_boot, kc), kmax)
+        boot = bootstrap_medians(c.bx[sl], c.by[sl], c.sx[sl], c.sy[sl], w[sl], z)
         se[sl] = np.std(boot, axis=1, ddof=1)
     return est, se
 
@@ -472,6 +527,17 @@ def run_batched(
     DeepMRInputError
         Unknown method or options, or arrays that do not broadcast.
     """
+    opts = dataclasses.replace(_check_options(method, level, n_boot, seed, weights, phi, se_method),
+                               drop_invalid=drop_invalid, progress=progress)  # fmt: skip
+    cells, squeeze = _cells(bx, by, se_bx, se_by, mask)
+    if method in ("ivw", "ivw_fe", "egger"):
+        out, n, reason = _closed_form(method, cells, opts)
+    else:
+        out, n, reason = _sorted_methods(method, cells, opts)
+    return _batch_result(method, out, n, reason, cells.lead, opts.level, squeeze)
+
+
+def _check_options(method, level, n_boot, seed, weights, phi, se_method) -> _Options:
     C.check_method(method)
     level = C.check_level(level)
     if method in C.RATIO_METHODS:
@@ -485,6 +551,13 @@ def run_batched(
             f"se_method='analytic' is available for weighted_median and simple_median, not "
             f"{method}; use se_method='bootstrap'"
         )
+    return _Options(level=level, drop_invalid=False, n_boot=n_boot, seed=seed, weights=weights,
+                    phi=phi, se_method=se_method)  # fmt: skip
+
+
+def _cells(bx, by, se_bx, se_by, mask) -> tuple[_Cells, bool]:
+    """The arrays as float64 with their broadcast shape; a single cell gets a leading axis (the
+    second value says so)."""
     arrays = [np.asarray(a, dtype=np.float64) for a in (bx, by, se_bx, se_by)]
     m = None if mask is None else np.asarray(mask, dtype=bool)
     shapes = [a.shape for a in arrays] + ([] if m is None else [m.shape])
@@ -504,15 +577,10 @@ def run_batched(
         arrays = [a[None] for a in arrays]
         m = None if m is None else m[None]
         full = (1,) + full
-    lead, k = full[:-1], full[-1]
-    bx_, by_, sx_, sy_ = arrays
-    if method in ("ivw", "ivw_fe", "egger"):
-        out, n, reason = _closed_form(method, bx_, by_, sx_, sy_, m, lead, k, drop_invalid, level)
-    else:
-        out, n, reason = _sorted_methods(
-            method, bx_, by_, sx_, sy_, m, lead, k, drop_invalid, level, n_boot, seed, weights,
-            phi, progress, se_method,
-        )  # fmt: skip
+    return _Cells(*arrays, m, full[:-1], full[-1]), squeeze
+
+
+def _batch_result(method, out, n, reason, lead, level, squeeze) -> MRBatchResult:
     bad = reason != C.OK
     fields = {}
     for name in BATCH_FLOAT_FIELDS:

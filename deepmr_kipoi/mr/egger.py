@@ -30,7 +30,7 @@ from deepmr_kipoi.mr._common import (
     sign0,
     t_inference,
 )
-from deepmr_kipoi.mr._results import EggerResult
+from deepmr_kipoi.mr._result_types import EggerResult
 
 
 def i2_gx(bx, se_bx, se_by) -> float:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from deepmr_kipoi.mr._common import as_instruments, check_level, chi2_sf, normal_inference
-from deepmr_kipoi.mr._results import IVWResult
+from deepmr_kipoi.mr._result_types import IVWResult
 
 
 def _ivw(bx, by, se_bx, se_by, level: float, method: str) -> IVWResult:

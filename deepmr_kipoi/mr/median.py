@@ -38,7 +38,7 @@ from deepmr_kipoi.mr._common import (
     normal_inference,
     seed_sequence,
 )
-from deepmr_kipoi.mr._results import MedianResult
+from deepmr_kipoi.mr._result_types import MedianResult
 
 
 def ratio_weights(bx, by, se_bx, se_by, kind: str) -> np.ndarray:

@@ -42,7 +42,7 @@ from deepmr_kipoi.mr._common import (
     seed_sequence,
     t_inference,
 )
-from deepmr_kipoi.mr._results import ModeResult
+from deepmr_kipoi.mr._result_types import ModeResult
 
 #: Points of R's ``density()`` output grid (its default ``n = 512``).
 N_GRID = 512

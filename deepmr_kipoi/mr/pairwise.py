@@ -50,7 +50,7 @@ import numpy as np
 
 from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.mr import _common as C
-from deepmr_kipoi.mr._results import BATCH_FLOAT_FIELDS, MRBatchResult
+from deepmr_kipoi.mr._result_types import BATCH_FLOAT_FIELDS, MRBatchResult
 from deepmr_kipoi.mr.batched import closed_form_stats
 from deepmr_kipoi.validation import choice
 from deepmr_kipoi.validation import level as check_level
@@ -168,35 +168,12 @@ def _pair_sums(bxs, sx, bys, sy, p, egger, diag):
         yield t, n
 
 
-def all_pairs(
-    bx,
-    se_bx,
-    by=None,
-    se_by=None,
-    mask=None,
-    *,
-    pair_mask=None,
-    pair_scores=None,
-    exposure_index=None,
-    methods=PAIR_METHODS,
-    output: str = "full",
-    diagnostics: bool = True,
-    level: float = 0.95,
-) -> dict:
-    """IVW (multiplicative random effects), IVW-FE and MR-Egger for all exposure x outcome pairs.
+@dataclass(frozen=True, eq=False)
+class PairSelection:
+    """Which instruments count for which exposure x outcome pair in :func:`all_pairs`.
 
-    Equal, cell by cell, to ``mr.run_batched(method, bx[..., :, None, :], by[..., None, :, :],
-    se_bx[..., :, None, :], se_by[..., None, :, :], mask)`` (see the module docstring for how).
-
-    Parameters
+    Attributes
     ----------
-    bx : array_like, shape (N, E, K) or (S, N, E, K)
-        Effects of K instruments on E exposures in N sequences, optionally per model sample S.
-    se_bx : array_like, shape (N, E, K)
-        Their standard errors (shared by all samples), finite and positive.
-    by, se_by : array_like, shape (N, O, K) or (S, N, O, K), and (N, O, K), optional
-        Outcome-side effects (with the same sample axis as ``bx``) and SEs. Default: ``bx`` and
-        ``se_bx``, i.e. all ordered pairs of the same features.
     mask : array_like of bool, shape (N, E, K), optional
         Instrument selection per exposure (the same for every outcome and sample). Default: all.
     pair_mask : array_like of bool, broadcasting to (N, E, O, K), optional
@@ -207,14 +184,189 @@ def all_pairs(
         ``score_x = |b_x| / sd_x``); combined with ``mask`` and ``pair_mask`` (slow path).
     exposure_index : array_like of int, shape (E,), optional
         Outcome index of each exposure's own feature; those pairs are excluded (reason 8).
-        Default: ``arange(E)`` when ``by`` is not given, no exclusion otherwise. Use -1 for an
-        exposure that is not among the outcomes.
+        Default: ``arange(E)`` when the outcomes are the exposures, no exclusion otherwise. Use -1
+        for an exposure that is not among the outcomes.
+    """
+
+    mask: object = None
+    pair_mask: object = None
+    pair_scores: object = None
+    exposure_index: object = None
+
+
+@dataclass(frozen=True, eq=False)
+class _Effects:
+    """Checked inputs of :func:`all_pairs`, with a sample axis always present."""
+
+    bxs: np.ndarray  # (S, N, E, K)
+    bys: np.ndarray  # (S, N, O, K)
+    sx: np.ndarray  # (N, E, K)
+    sy: np.ndarray  # (N, O, K)
+    sampled: bool
+    same: bool
+
+    @property
+    def shape(self) -> tuple[int, int, int, int, int]:
+        """``(S, N, E, O, K)``."""
+        n_samples, n_seq, n_exp, k = self.bxs.shape
+        return n_samples, n_seq, n_exp, self.bys.shape[2], k
+
+
+def _effects(bx, by, se_bx, se_by) -> _Effects:
+    if se_bx is None:
+        raise DeepMRInputError("se_bx is missing; give the standard errors of bx")
+    same = by is None
+    bx = _array(bx, "bx", (3, 4))
+    sampled = bx.ndim == 4
+    bxs = bx if sampled else bx[None]
+    sx = _array(se_bx, "se_bx", (3,))
+    bys = bxs if same else _array(by, "by", (bx.ndim,))
+    bys = bys if sampled or same else bys[None]
+    sy = sx if se_by is None else _array(se_by, "se_by", (3,))
+    k = bxs.shape[3]
+    if (sx.shape != bxs.shape[1:] or sy.shape != bys.shape[1:] or bys.shape[:2] != bxs.shape[:2]
+            or bys.shape[3] != k):  # fmt: skip
+        raise DeepMRInputError(
+            f"shapes do not match: bx {bx.shape}, se_bx {sx.shape}, by {bys.shape}, se_by "
+            f"{sy.shape}; give bx (S, N, E, K) or (N, E, K), se_bx (N, E, K), by (S, N, O, K) or "
+            "(N, O, K), se_by (N, O, K)"
+        )
+    for name, a, pos in (("bx", bxs, False), ("se_bx", sx, True), ("by", bys, False),
+                         ("se_by", sy, True)):  # fmt: skip
+        _check_finite(name, a, pos)
+    return _Effects(bxs, bys, sx, sy, sampled, same)
+
+
+@dataclass(frozen=True, eq=False)
+class _Selection:
+    """Checked :class:`PairSelection`: arrays of the full shapes, or None."""
+
+    mask: np.ndarray  # (N, E, K) bool
+    pair_mask: np.ndarray | None  # (N, E, O, K) bool (a broadcast view)
+    scores: tuple[np.ndarray, np.ndarray] | None
+    self_pair: np.ndarray  # (E, O) bool
+
+    @property
+    def slow(self) -> bool:
+        """Whether a pair-dependent rule forces the blocked path."""
+        return self.pair_mask is not None or self.scores is not None
+
+    def block(self, n: int, xs: slice, n_out: int) -> np.ndarray:
+        """The float mask of sequence ``n`` for exposures ``xs``: (E_b, K), or (E_b, O, K) slow."""
+        if not self.slow:
+            return self.mask[n, xs].astype(np.float64)
+        k = self.mask.shape[2]
+        p = np.broadcast_to(self.mask[n, xs, None, :], (xs.stop - xs.start, n_out, k))
+        if self.pair_mask is not None:
+            p = p & self.pair_mask[n, xs]
+        if self.scores is not None:
+            p = p & (self.scores[0][n, xs, None, :] > self.scores[1][n][None])
+        return p.astype(np.float64)
+
+
+def _selection(selection, effects: _Effects) -> _Selection:
+    if not isinstance(selection, PairSelection):
+        selection = PairSelection(mask=selection)
+    _, n_seq, n_exp, n_out, k = effects.shape
+    m = selection.mask
+    m = np.ones((n_seq, n_exp, k), dtype=bool) if m is None else np.asarray(m, dtype=bool)
+    if m.shape != (n_seq, n_exp, k):
+        raise DeepMRInputError(f"mask must have shape {(n_seq, n_exp, k)}, got {m.shape}")
+    pm = None
+    if selection.pair_mask is not None:
+        pm = np.asarray(selection.pair_mask, dtype=bool)
+        try:
+            pm = np.broadcast_to(pm, (n_seq, n_exp, n_out, k))
+        except ValueError:
+            raise DeepMRInputError(
+                f"pair_mask of shape {pm.shape} does not broadcast to {(n_seq, n_exp, n_out, k)}"
+            ) from None
+    scores = None
+    if selection.pair_scores is not None:
+        scores = tuple(np.asarray(a, dtype=np.float64) for a in selection.pair_scores)
+        if (len(scores) != 2 or scores[0].shape != (n_seq, n_exp, k)
+                or scores[1].shape != (n_seq, n_out, k)):  # fmt: skip
+            raise DeepMRInputError(
+                f"pair_scores must be (score_x, score_y) shaped {(n_seq, n_exp, k)} and "
+                f"{(n_seq, n_out, k)}"
+            )
+    index = selection.exposure_index
+    if index is None:
+        index = np.arange(n_exp) if effects.same else np.full(n_exp, -1)
+    index = np.asarray(index)
+    if index.shape != (n_exp,) or not np.issubdtype(index.dtype, np.integer):
+        raise DeepMRInputError(f"exposure_index must be {n_exp} integers, one per exposure")
+    return _Selection(m, pm, scores, index[:, None] == np.arange(n_out)[None, :])
+
+
+def _fill_cells(effects: _Effects, sel: _Selection, methods, names, level: float):
+    """Every cell's statistics: per-method dicts of (S, N, E, O) arrays, counts, reason codes."""
+    n_samples, n_seq, n_exp, n_out, k = effects.shape
+    lead = (n_samples, n_seq, n_exp, n_out)
+    full = "ci_low" in names
+    egger = "egger" in methods
+    diag = egger and full
+    res = {meth: {f: np.full(lead, np.nan) for f in names} for meth in methods}
+    counts = np.zeros((n_seq, n_exp, n_out), dtype=np.int64)
+    reasons = {meth: np.zeros(lead, dtype=np.int8) for meth in methods}
+    e_block = n_exp if not sel.slow else max(1, PAIR_BLOCK_ELEMENTS // max(1, n_out * k))
+    sums_of = _pair_sums if sel.slow else _plain_sums
+    for n in range(n_seq):
+        for start in range(0, n_exp, e_block):
+            xs = slice(start, min(n_exp, start + e_block))
+            args = (effects.bxs[:, n, xs], effects.sx[n, xs], effects.bys[:, n], effects.sy[n])
+            for s, (t, cnt) in enumerate(sums_of(*args, sel.block(n, xs, n_out), egger, diag)):
+                cnt = np.broadcast_to(np.rint(cnt).astype(np.int64), (xs.stop - start, n_out))
+                counts[n, xs] = cnt
+                for meth in methods:
+                    reason = np.where(sel.self_pair[xs], np.int8(C.SELF_PAIR), np.int8(C.OK))
+                    out = closed_form_stats(meth, t, cnt, reason, level, inference=full)
+                    bad = reason != C.OK
+                    for f in names:
+                        if f in out:
+                            v = np.broadcast_to(out[f], bad.shape).copy()
+                            v[bad] = np.nan
+                            res[meth][f][s, n, xs] = v
+                    reasons[meth][s, n, xs] = reason
+    return res, np.broadcast_to(counts, lead), reasons
+
+
+def all_pairs(
+    bx,
+    by=None,
+    se_bx=None,
+    se_by=None,
+    selection=None,
+    *,
+    methods=PAIR_METHODS,
+    output: str = "full",
+    level: float = 0.95,
+) -> dict:
+    """IVW (multiplicative random effects), IVW-FE and MR-Egger for all exposure x outcome pairs.
+
+    Arguments in the order of :func:`mr.ivw` (``bx, by, se_bx, se_by``). Equal, cell by cell, to
+    ``mr.run_batched(method, bx[..., :, None, :], by[..., None, :, :], se_bx[..., :, None, :],
+    se_by[..., None, :, :], mask)`` (see the module docstring for how).
+
+    Parameters
+    ----------
+    bx : array_like, shape (N, E, K) or (S, N, E, K)
+        Effects of K instruments on E exposures in N sequences, optionally per model sample S.
+    by : array_like, shape (N, O, K) or (S, N, O, K), optional
+        Outcome-side effects (with the same sample axis as ``bx``). Default: ``bx``, i.e. all
+        ordered pairs of the same features (then ``se_by`` defaults to ``se_bx``).
+    se_bx : array_like, shape (N, E, K)
+        Standard errors of ``bx`` (shared by all samples), finite and positive. Required.
+    se_by : array_like, shape (N, O, K), optional
+        Standard errors of ``by``.
+    selection : PairSelection or array_like of bool, shape (N, E, K), optional
+        Which instruments count for which pair; a plain boolean array is the per-exposure mask.
+        Default: every instrument for every pair, self-pairs excluded when ``by`` is not given.
     methods : sequence of {"ivw", "ivw_fe", "egger"}
     output : {"full", "estimates"}
-        ``"full"``: :class:`MRBatchResult` per method (intervals and p-values included);
-        ``"estimates"``: :class:`PairEstimates` (estimate, SE, counts, reasons only; faster).
-    diagnostics : bool
-        Compute MR-Egger's I^2_GX (two more products per sample); False leaves ``i2_gx`` NaN.
+        ``"full"``: :class:`MRBatchResult` per method (intervals, p-values and MR-Egger's I^2_GX
+        included); ``"estimates"``: :class:`PairEstimates` (estimate, SE, counts, reasons only;
+        faster).
     level : float
         Confidence level (``output="full"``).
 
@@ -233,107 +385,23 @@ def all_pairs(
     methods = tuple(choice(m, PAIR_METHODS, "all_pairs method") for m in methods)
     if not methods:
         raise DeepMRInputError("methods must name at least one of ivw, ivw_fe, egger")
-    same = by is None
-    bx = _array(bx, "bx", (3, 4))
-    sampled = bx.ndim == 4
-    bxs = bx if sampled else bx[None]
-    sx = _array(se_bx, "se_bx", (3,))
-    bys = bxs if same else _array(by, "by", (bx.ndim,))
-    bys = bys if sampled or same else bys[None]
-    sy = sx if se_by is None else _array(se_by, "se_by", (3,))
-    n_samples, n_seq, n_exp, k = bxs.shape
-    n_out = bys.shape[2]
-    if sx.shape != bxs.shape[1:] or sy.shape != bys.shape[1:] or bys.shape[:2] != bxs.shape[:2] \
-            or bys.shape[3] != k:  # fmt: skip
-        raise DeepMRInputError(
-            f"shapes do not match: bx {bx.shape}, se_bx {sx.shape}, by {bys.shape}, se_by "
-            f"{sy.shape}; give bx (S, N, E, K) or (N, E, K), se_bx (N, E, K), by (S, N, O, K) or "
-            "(N, O, K), se_by (N, O, K)"
-        )
-    for name, a, pos in (("bx", bxs, False), ("se_bx", sx, True), ("by", bys, False),
-                         ("se_by", sy, True)):  # fmt: skip
-        _check_finite(name, a, pos)
-    m = np.ones((n_seq, n_exp, k), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
-    if m.shape != (n_seq, n_exp, k):
-        raise DeepMRInputError(f"mask must have shape {(n_seq, n_exp, k)}, got {m.shape}")
-    pm = None
-    if pair_mask is not None:
-        pm = np.asarray(pair_mask, dtype=bool)
-        try:
-            np.broadcast_shapes(pm.shape, (n_seq, n_exp, n_out, k))
-        except ValueError:
-            raise DeepMRInputError(
-                f"pair_mask of shape {pm.shape} does not broadcast to {(n_seq, n_exp, n_out, k)}"
-            ) from None
-        pm = np.broadcast_to(pm, (n_seq, n_exp, n_out, k))
-    scores = None
-    if pair_scores is not None:
-        scores = tuple(np.asarray(a, dtype=np.float64) for a in pair_scores)
-        if len(scores) != 2 or scores[0].shape != (n_seq, n_exp, k) \
-                or scores[1].shape != (n_seq, n_out, k):  # fmt: skip
-            raise DeepMRInputError(
-                f"pair_scores must be (score_x, score_y) shaped {(n_seq, n_exp, k)} and "
-                f"{(n_seq, n_out, k)}"
-            )
-    if exposure_index is None:
-        exposure_index = np.arange(n_exp) if same else np.full(n_exp, -1)
-    exposure_index = np.asarray(exposure_index)
-    if exposure_index.shape != (n_exp,) or not np.issubdtype(exposure_index.dtype, np.integer):
-        raise DeepMRInputError(f"exposure_index must be {n_exp} integers, one per exposure")
-    self_pair = exposure_index[:, None] == np.arange(n_out)[None, :]
-
-    egger = "egger" in methods
-    diag = egger and diagnostics
-    lead = (n_samples, n_seq, n_exp, n_out)
+    effects = _effects(bx, by, se_bx, se_by)
+    sel = _selection(selection, effects)
     names = BATCH_FLOAT_FIELDS if output == "full" else ("estimate", "se")
-    res = {meth: {f: np.full(lead, np.nan) for f in names} for meth in methods}
-    counts = np.zeros((n_seq, n_exp, n_out), dtype=np.int64)
-    reasons = {meth: np.zeros(lead, dtype=np.int8) for meth in methods}
+    res, counts, reasons = _fill_cells(effects, sel, methods, names, level)
+    return {meth: _result(meth, res[meth], counts, reasons[meth], output, level, effects.sampled)
+            for meth in methods}  # fmt: skip
 
-    slow = pm is not None or scores is not None
-    e_block = n_exp if not slow else max(1, PAIR_BLOCK_ELEMENTS // max(1, n_out * k))
-    for n in range(n_seq):
-        for start in range(0, n_exp, e_block):
-            xs = slice(start, min(n_exp, start + e_block))
-            args = (bxs[:, n, xs], sx[n, xs], bys[:, n], sy[n])
-            if slow:
-                p = np.broadcast_to(m[n, xs, None, :], (xs.stop - start, n_out, k))
-                if pm is not None:
-                    p = p & pm[n, xs]
-                if scores is not None:
-                    p = p & (scores[0][n, xs, None, :] > scores[1][n][None])
-                sums = _pair_sums(*args, p.astype(np.float64), egger, diag)
-            else:
-                sums = _plain_sums(*args, m[n, xs].astype(np.float64), egger, diag)
-            for s, (t, cnt) in enumerate(sums):
-                cnt = np.broadcast_to(np.rint(cnt).astype(np.int64), (xs.stop - start, n_out))
-                counts[n, xs] = cnt
-                for meth in methods:
-                    reason = np.where(self_pair[xs], np.int8(C.SELF_PAIR), np.int8(C.OK))
-                    out = closed_form_stats(meth, t, cnt, reason, level,
-                                            inference=output == "full")  # fmt: skip
-                    bad = reason != C.OK
-                    for f in names:
-                        if f in out:
-                            v = np.broadcast_to(out[f], bad.shape).copy()
-                            v[bad] = np.nan
-                            res[meth][f][s, n, xs] = v
-                    reasons[meth][s, n, xs] = reason
 
+def _result(meth, fields, counts, reasons, output: str, level: float, sampled: bool):
     squeeze = (lambda a: a) if sampled else (lambda a: a[0])
-    n_all = np.broadcast_to(counts, lead)
-    results = {}
-    for meth in methods:
-        fields = {f: squeeze(v) for f, v in res[meth].items()}
-        n_meth, r_meth = squeeze(np.array(n_all)), squeeze(reasons[meth])
-        if output == "full":
-            results[meth] = MRBatchResult(method=meth, level=level, n_instruments=n_meth,
-                                          reason=r_meth, **fields)  # fmt: skip
-        else:
-            results[meth] = PairEstimates(method=meth, n_instruments=n_meth, reason=r_meth,
-                                          **fields)  # fmt: skip
-        n_bad = int(np.count_nonzero(r_meth))
-        if n_bad:
-            logger.info("MR all pairs %s: %d of %d cells undefined (NaN)", meth, n_bad,
-                        r_meth.size)  # fmt: skip
-    return results
+    fields = {f: squeeze(v) for f, v in fields.items()}
+    n_meth, r_meth = squeeze(np.array(counts)), squeeze(reasons)
+    n_bad = int(np.count_nonzero(r_meth))
+    if n_bad:
+        logger.info("MR all pairs %s: %d of %d cells undefined (NaN)", meth, n_bad, r_meth.size)
+    if output == "full":
+        return MRBatchResult(
+            method=meth, level=level, n_instruments=n_meth, reason=r_meth, **fields
+        )
+    return PairEstimates(method=meth, n_instruments=n_meth, reason=r_meth, **fields)

@@ -20,9 +20,12 @@
   (``SampleEstimates``, (S, n, E, O, M)): the leave-one-member-out estimates of the jackknife.
 * :mod:`~deepmr_kipoi.run.aggregate` -- global effects (random-effects meta-analysis over
   sequences), Benjamini-Hochberg q-values, the model-aware (jackknife) interval, plain warnings.
+* :mod:`~deepmr_kipoi.run.chunk` -- ``compute_chunk`` (effects + local of one chunk, no files)
+  and the typed ``ChunkResult`` (its file format and its merge over the chunks of a run).
+* :mod:`~deepmr_kipoi.run.executors` -- where the chunks run: the ``Executor`` protocol
+  (``map_chunks(plan, chunk_indices)``), this process or Dask tasks.
 * :mod:`~deepmr_kipoi.run.runner` -- ``make_plan`` (all input checks, then a frozen ``RunPlan``
-  the stages share), ``compute_chunk`` (effects + local, no files), ``run`` (chunk store and
-  resume, outputs, ``DeepMRResult``).
+  the stages share), ``run`` (chunk store and resume, outputs, ``DeepMRResult``).
 * :mod:`~deepmr_kipoi.run.record` -- ``RunRecord``, the typed content of ``run.json`` that the
   report renders.
 
@@ -35,15 +38,16 @@ Where a change goes:
   reduction to global columns in ``aggregate.py``;
 * a new global statistic or warning goes into ``aggregate.py``;
 * a new stage gets its own module here, takes the ``RunPlan`` (or plain arrays, so that the
-  simulation can call it without a run folder), and is called from ``runner.compute_chunk`` (per
+  simulation can call it without a run folder), and is called from ``chunk.compute_chunk`` (per
   chunk) or ``runner.run`` (once per run); a field it needs goes into ``RunConfig`` and, when it
   changes numbers, into ``config_hash`` automatically.
 
-Modules import only stages before them (config < inputs, effects < local < aggregate < record <
-runner); figures, report and compare sit outside this package.
+Modules import only stages before them (config < inputs, effects < local < chunk < executors <
+aggregate < record < runner); figures, report and compare sit outside this package.
 """
 
+from deepmr_kipoi.run.chunk import ChunkResult, compute_chunk
 from deepmr_kipoi.run.config import RunConfig
-from deepmr_kipoi.run.runner import DeepMRResult, RunPlan, compute_chunk, make_plan, run
+from deepmr_kipoi.run.runner import DeepMRResult, RunPlan, make_plan, run
 
-__all__ = ["DeepMRResult", "RunConfig", "RunPlan", "compute_chunk", "make_plan", "run"]
+__all__ = ["ChunkResult", "DeepMRResult", "RunConfig", "RunPlan", "compute_chunk", "make_plan", "run"]

@@ -42,7 +42,7 @@ def find_nonfinite(eff, used: Sequence[int], feature_names: Sequence[str]) -> No
 
     Parameters
     ----------
-    eff : ChunkEffects
+    eff : ISMEffects
         ``mean``/``se`` of shape (n, W, 3, F), ``reference`` of shape (S, n, F), ``is_n`` (n, W).
     used : sequence of int
         Feature indices the run uses.
@@ -68,7 +68,7 @@ def check_outputs(eff, used: Sequence[int], exposures: Sequence[int], feature_na
 
     Parameters
     ----------
-    eff : ChunkEffects
+    eff : ISMEffects
     used, exposures : sequence of int
         Feature indices the run uses / its exposures.
     feature_names : sequence of str, length F
@@ -78,7 +78,7 @@ def check_outputs(eff, used: Sequence[int], exposures: Sequence[int], feature_na
 
     Returns
     -------
-    eff : ChunkEffects
+    eff : ISMEffects
         Unchanged, or with the non-finite mutants masked.
     found : NonFinite
 

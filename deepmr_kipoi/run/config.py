@@ -1,7 +1,11 @@
 """Stage 0, config: what defines a run (``RunConfig``), its validation, and the hashes resume uses.
 
-The module constants are the accepted values of the config's choice fields; the command line builds
-its choices and defaults from them and from ``RunConfig``'s defaults.
+``RunConfig`` holds its settings in seven small frozen groups by concern (model source, sequence
+source, instruments, MR, calibration, outputs, execution); the flat setting names (YAML keys, long
+CLI options) build and read it too. Each setting's field metadata says whether it changes the ISM
+effects, only their analysis, or no number (:func:`fields_affecting`), which is what the resume
+hash takes. The module constants are the accepted values of the config's choice fields; the command
+line builds its choices and defaults from them and from the settings' defaults.
 """
 
 from __future__ import annotations
@@ -42,11 +46,6 @@ AUTO_EFFECTS_LIMIT = 20_000_000
 SAMPLE_N_BOOT = 2
 #: Where the chunks run (:mod:`deepmr_kipoi.run.executors`).
 EXECUTORS = ("local", "dask")
-#: Config fields that change only the output, its display or where it is computed, never a number
-#: (left out of the hash: a run started locally resumes on Dask or on a GPU, and vice versa).
-DISPLAY_FIELDS = ("out", "progress", "force", "figures", "report", "n_examples", "save_effects",
-                  "download", "trust_model_code", "device", "executor", "dask_workers",
-                  "dask_address")  # fmt: skip
 #: Devices a run's PyTorch members may run on.
 DEVICES = ("auto", "cpu", "cuda")
 #: Config fields naming input files: their contents enter the resume key (``run.fingerprint``),
@@ -55,12 +54,151 @@ PATH_FIELDS = ("fasta", "bed", "calibrator", "calibration_table", "weight_files"
 
 
 
+def _setting(default=None, affects: str | None = None, factory=None):
+    """A config field; ``affects`` is ``"effects"`` (the ISM effects depend on it), ``"analysis"``
+    (only their analysis does) or None (no number does: output, display, where it runs)."""
+    meta = {"affects": affects}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+_E, _A = "effects", "analysis"
+
+
 @dataclass(frozen=True)
+class ModelSource:
+    """Which model, and how it is loaded (see :class:`RunConfig` for each setting)."""
+
+    model: str | None = _setting(None, _E)
+    source: str | None = _setting(None, _E)
+    alphabet: str | None = _setting(None, _E)
+    uncertainty: str | None = _setting(None, _E)
+    n_samples: int | None = _setting(None, _E)
+    weight_files: tuple[str, ...] = _setting((), _E)
+    download: bool = _setting(False)
+    trust_model_code: bool = _setting(False)
+    adapter: str | None = _setting(None, _E)
+
+
+@dataclass(frozen=True)
+class SequenceSource:
+    """The reference sequences and the window mutated in them."""
+
+    sequences: str = _setting("random", _E)
+    fasta: str | None = _setting(None, _E)
+    bed: str | None = _setting(None, _E)
+    dataloader_args: dict | None = _setting(None, _E)
+    iupac: str = _setting("refuse", _E)
+    duplicates: str = _setting("drop", _E)
+    n_sequences: int | None = _setting(None, _E)
+    sequence_length: int | None = _setting(None, _E)
+    window: tuple[int, int] | None = _setting(None, _E)
+
+
+@dataclass(frozen=True)
+class InstrumentSettings:
+    """Which mutations are instruments."""
+
+    z: float = _setting(1.96, _A)
+    instrument_rule: str = _setting("wald", _A)
+    one_per_position: bool = _setting(True, _A)
+    floor: float = _setting(0.01, _A)
+    directional: bool = _setting(True, _A)
+    direction_scale: str = _setting("effects", _A)
+    sample_split: bool = _setting(False, _A)
+    min_instruments: int = _setting(3, _A)
+
+
+@dataclass(frozen=True)
+class MRSettings:
+    """The pairs analysed, the MR methods and the global inference."""
+
+    exposures: tuple[str, ...] = _setting((), _A)
+    outcomes: tuple[str, ...] = _setting((), _A)
+    methods: tuple[str, ...] = _setting(("ivw", "egger"), _A)
+    n_boot: int = _setting(1000, _A)
+    meta_method: str = _setting("REML", _A)
+    meta_test: str = _setting("z", _A)
+    level: float = _setting(0.95, _A)
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """How the model's uncertainty is calibrated."""
+
+    calibrator: str | None = _setting(None, _A)
+    calibration_table: str | None = _setting(None, _A)
+    calibration_method: str = _setting("quantile", _A)
+    aleatoric_variance: float = _setting(0.0, _A)
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    """What the run writes and shows."""
+
+    out: str | None = _setting(None)
+    save_effects: str | bool = _setting("auto")
+    n_examples: int = _setting(3)
+    figures: bool = _setting(True)
+    report: bool = _setting(True)
+    progress: bool = _setting(True)
+    force: bool = _setting(False)
+
+
+@dataclass(frozen=True)
+class ExecutionSettings:
+    """How and where the work is done (``seed`` and ``batch_size`` reach the effects, the chunking
+    and ``mask_nonfinite`` the analysis; the rest no number)."""
+
+    batch_size: int = _setting(512, _E)
+    chunk_size: int = _setting(16, _A)
+    seed: int = _setting(0, _E)
+    mask_nonfinite: bool = _setting(False, _A)
+    device: str = _setting("auto")
+    executor: str = _setting("local")
+    dask_workers: int | None = _setting(None)
+    dask_address: str | None = _setting(None)
+
+
+#: The groups of a :class:`RunConfig`: attribute name -> settings class.
+GROUPS = {"model_source": ModelSource, "sequence_source": SequenceSource,
+          "instruments": InstrumentSettings, "mr": MRSettings, "calibration": CalibrationSettings,
+          "outputs": OutputSettings, "execution": ExecutionSettings}  # fmt: skip
+#: Flat setting name -> the group holding it.
+GROUP_OF = {f.name: group for group, cls in GROUPS.items() for f in dataclasses.fields(cls)}
+#: Every flat setting, in group order (the YAML keys and long CLI options).
+SETTINGS = tuple(GROUP_OF)
+
+
+def fields_affecting(kind: str | None) -> tuple[str, ...]:
+    """The settings that change the ISM effects (``"effects"``), only their analysis
+    (``"analysis"``), or no number (None): the one list the resume keys are built from."""
+    return tuple(f.name for cls in GROUPS.values() for f in dataclasses.fields(cls)
+                 if f.metadata["affects"] == kind)  # fmt: skip
+
+
+#: Config fields that change only the output, its display or where it is computed, never a number
+#: (left out of the hash: a run started locally resumes on Dask or on a GPU, and vice versa).
+DISPLAY_FIELDS = fields_affecting(None)
+
+
+@dataclass(frozen=True, init=False)
 class RunConfig:
     """Everything that defines a Deep MR run (the resolved config is written to ``run.json``).
 
-    Attributes
-    ----------
+    The settings are grouped by concern, one small frozen dataclass each: ``model_source``
+    (:class:`ModelSource`), ``sequence_source`` (:class:`SequenceSource`), ``instruments``
+    (:class:`InstrumentSettings`), ``mr`` (:class:`MRSettings`), ``calibration``
+    (:class:`CalibrationSettings`), ``outputs`` (:class:`OutputSettings`) and ``execution``
+    (:class:`ExecutionSettings`). A config is built and read with the flat setting names as well
+    (``RunConfig(model=..., fasta=..., z=..., out=...)``, ``config.z``), which are also the YAML keys
+    and the long CLI options; a group may be given whole (``RunConfig(instruments=...)``), flat
+    settings then apply on top of it. Every setting says in its field metadata whether it changes
+    the ISM effects, only their analysis, or no number at all (:func:`fields_affecting`).
+
+    Attributes (the flat settings)
+    ------------------------------
     model : str
         Kipoi model name (``"DeepSEA/predict"``), Kipoi model directory, registered adapter name, or a
         Python factory ``"package.module:function"`` / ``"path/file.py:function"`` returning a
@@ -178,62 +316,39 @@ class RunConfig:
         scheduler file.
     """
 
-    model: str | None = None
-    source: str | None = None
-    alphabet: str | None = None
-    uncertainty: str | None = None
-    n_samples: int | None = None
-    weight_files: tuple[str, ...] = ()
-    download: bool = False
-    trust_model_code: bool = False
-    adapter: str | None = None
-    sequences: str = "random"
-    fasta: str | None = None
-    bed: str | None = None
-    dataloader_args: dict | None = None
-    iupac: str = "refuse"
-    duplicates: str = "drop"
-    n_sequences: int | None = None
-    sequence_length: int | None = None
-    exposures: tuple[str, ...] = ()
-    outcomes: tuple[str, ...] = ()
-    window: tuple[int, int] | None = None
-    batch_size: int = 512
-    calibrator: str | None = None
-    calibration_table: str | None = None
-    calibration_method: str = "quantile"
-    aleatoric_variance: float = 0.0
-    z: float = 1.96
-    instrument_rule: str = "wald"
-    one_per_position: bool = True
-    floor: float = 0.01
-    directional: bool = True
-    direction_scale: str = "effects"
-    sample_split: bool = False
-    min_instruments: int = 3
-    methods: tuple[str, ...] = ("ivw", "egger")
-    n_boot: int = 1000
-    meta_method: str = "REML"
-    meta_test: str = "z"
-    level: float = 0.95
-    seed: int = 0
-    chunk_size: int = 16
-    out: str | None = None
-    save_effects: str | bool = "auto"
-    n_examples: int = 3
-    figures: bool = True
-    report: bool = True
-    progress: bool = True
-    force: bool = False
-    mask_nonfinite: bool = False
-    device: str = "auto"
-    executor: str = "local"
-    dask_workers: int | None = None
-    dask_address: str | None = None
+    model_source: ModelSource
+    sequence_source: SequenceSource
+    instruments: InstrumentSettings
+    mr: MRSettings
+    calibration: CalibrationSettings
+    outputs: OutputSettings
+    execution: ExecutionSettings
+
+    def __init__(self, **settings):
+        changes: dict[str, dict] = {group: {} for group in GROUPS}
+        groups = {group: settings.pop(group, None) or cls() for group, cls in GROUPS.items()}
+        for key, value in settings.items():
+            if key not in GROUP_OF:
+                close = difflib.get_close_matches(key, SETTINGS, n=3)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                raise TypeError(f"RunConfig got an unknown setting {key!r}{hint}")
+            changes[GROUP_OF[key]][key] = value
+        for group, values in changes.items():
+            value = dataclasses.replace(groups[group], **values) if values else groups[group]
+            object.__setattr__(self, group, value)
+
+    def __getattr__(self, name: str):
+        # flat reads (config.z): only called when the normal lookup fails
+        group = GROUP_OF.get(name)
+        if group is None:
+            raise AttributeError(f"RunConfig has no setting {name!r}")
+        return getattr(object.__getattribute__(self, group), name)
 
     def to_dict(self) -> dict:
-        """The config as plain JSON/YAML-friendly values."""
-        d = dataclasses.asdict(self)
+        """The flat settings as plain JSON/YAML-friendly values, in group order."""
+        d = {}
+        for group in GROUPS:
+            d.update(dataclasses.asdict(object.__getattribute__(self, group)))
         for key, value in d.items():
             if isinstance(value, tuple):
                 d[key] = list(value)
@@ -250,7 +365,7 @@ class RunConfig:
         DeepMRInputError
             On an unknown key (with close matches).
         """
-        names = [f.name for f in dataclasses.fields(cls)]
+        names = list(SETTINGS)
         kwargs = {}
         for key, value in d.items():
             k = str(key).replace("-", "_")
@@ -267,8 +382,8 @@ class RunConfig:
 
     @classmethod
     def default(cls, name: str):
-        """The default value of field ``name`` (the command line's help text quotes it)."""
-        return next(f.default for f in dataclasses.fields(cls) if f.name == name)
+        """The default value of setting ``name`` (the command line's help text quotes it)."""
+        return next(f.default for f in dataclasses.fields(GROUPS[GROUP_OF[name]]) if f.name == name)
 
 
 def _names(value, name: str) -> tuple[str, ...]:
@@ -277,20 +392,6 @@ def _names(value, name: str) -> tuple[str, ...]:
 
 def _optional_int(value, name: str, minimum: int = 1) -> int | None:
     return None if value is None else validation.positive_int(value, name, minimum=minimum)
-
-
-def _window(value) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
-        raise DeepMRInputError(
-            f"window must be two integers (start, end) or null for the whole sequence, got {value!r}"
-        )
-    start, end = (validation.positive_int(v, f"window {k}", minimum=0)
-                  for v, k in zip(value, ("start", "end")))  # fmt: skip
-    if start >= end:
-        raise DeepMRInputError(f"window {start}-{end} is empty; give start < end")
-    return start, end
 
 
 def _check_executor(c: RunConfig) -> None:
@@ -364,7 +465,7 @@ def validate(config: RunConfig) -> RunConfig:
         sequence_length=_optional_int(c.sequence_length, "sequence_length"),
         exposures=_names(c.exposures, "exposures"),
         outcomes=_names(c.outcomes, "outcomes"),
-        window=_window(c.window),
+        window=v.window(c.window),
         batch_size=v.positive_int(c.batch_size, "batch_size"),
         calibrator=v.optional_text(c.calibrator, "calibrator"),
         calibration_table=v.optional_text(c.calibration_table, "calibration_table"),

@@ -10,44 +10,10 @@ only the used features per engine call bounds memory for models with hundreds of
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
 from deepmr_kipoi import ism
-
-
-@dataclass(frozen=True)
-class ChunkEffects:
-    """The ISM effects of a chunk of n reference sequences.
-
-    Attributes
-    ----------
-    mean, se : ndarray of float64, shape (n, W, 3, U)
-        Paired effect means and SDs (ddof = 1) over the model's samples (uncalibrated), for the U
-        features asked for.
-    samples : ndarray of float32, shape (S, n, W, 3, U)
-        Every sample's paired differences.
-    reference : ndarray of float32, shape (S, n, U)
-        Reference predictions per sample.
-    alt_bases : ndarray of uint8, shape (n, W, 3)
-    is_n : ndarray of bool, shape (n, W)
-        N positions (not mutated).
-    positions : ndarray of int64, shape (W,)
-    """
-
-    mean: np.ndarray
-    se: np.ndarray
-    samples: np.ndarray
-    reference: np.ndarray
-    alt_bases: np.ndarray
-    is_n: np.ndarray
-    positions: np.ndarray
-
-    @property
-    def n_masked(self) -> int:
-        """Number of (sequence, position) pairs holding N."""
-        return int(self.is_n.sum())
 
 
 def chunk_effects(
@@ -58,7 +24,7 @@ def chunk_effects(
     batch_size: int = 512,
     features=None,
     on_progress: Callable[[int], None] | None = None,
-) -> ChunkEffects:
+) -> ism.ISMEffects:
     """Saturation-ISM effects of a chunk of reference sequences.
 
     Parameters
@@ -78,35 +44,38 @@ def chunk_effects(
 
     Returns
     -------
-    ChunkEffects
+    ISMEffects
+        The engine's effects type, restricted to ``features`` (U of them), with every sample's
+        paired differences ``samples`` (S, n, W, 3, U) float32, and ``mean``/``se`` their mean and
+        SD (ddof = 1) over the samples in float64 (not rounded to float32 as the engine's own).
 
     Notes
     -----
     Each engine call gets enough sequences to fill about four mutant batches.
     """
-    n, length = onehot.shape[:2]
+    n = onehot.shape[0]
     width = window[1] - window[0]
     step = max(1, -(-4 * int(batch_size) // (3 * width)))
-    kwargs = {"window": None if tuple(window) == (0, length) else window,
-              "batch_size": int(batch_size), "progress": False, "per_sample": True}  # fmt: skip
+    kwargs = {"window": window, "batch_size": int(batch_size), "progress": False, "per_sample": True}
     keep = slice(None) if features is None else list(features)
-    samples, reference, alt_bases, is_n, positions = [], [], [], [], None
+    parts = []
     for i in range(0, n, step):
         part = ism.saturation_effects(model, onehot[i : i + step], **kwargs)
-        samples.append(part.samples[..., keep])
-        reference.append(np.asarray(part.reference)[..., keep])
-        alt_bases.append(np.asarray(part.alt_bases))
-        is_n.append(np.asarray(part.is_n))
-        positions = np.asarray(part.positions)
+        parts.append((part.samples[..., keep], np.asarray(part.reference)[..., keep], part))
         if on_progress is not None:
             on_progress(min(step, n - i))
-    samples = np.concatenate(samples, axis=1)
-    return ChunkEffects(
+    samples = np.concatenate([p[0] for p in parts], axis=1)
+    last = parts[-1][2]
+    names = np.asarray(last.feature_names, dtype=object)[keep]
+    return ism.ISMEffects(
         mean=samples.mean(axis=0, dtype=np.float64),
         se=samples.std(axis=0, ddof=1, dtype=np.float64),
+        reference=np.concatenate([p[1] for p in parts], axis=1),
+        positions=np.asarray(last.positions),
+        alt_bases=np.concatenate([np.asarray(p[2].alt_bases) for p in parts]),
+        ref_bases=np.concatenate([np.asarray(p[2].ref_bases) for p in parts]),
+        is_n=np.concatenate([np.asarray(p[2].is_n) for p in parts]),
+        feature_names=tuple(str(f) for f in np.atleast_1d(names)),
+        n_samples=int(samples.shape[0]),
         samples=samples,
-        reference=np.concatenate(reference, axis=1),
-        alt_bases=np.concatenate(alt_bases),
-        is_n=np.concatenate(is_n),
-        positions=positions,
     )

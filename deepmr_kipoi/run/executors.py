@@ -1,21 +1,25 @@
 """Executors: where the chunks of a run are computed (this process, or Dask tasks).
 
 The run is embarrassingly parallel over chunks of sequences: stages 2-3 of one chunk
-(:func:`~deepmr_kipoi.run.runner.compute_chunk`, ISM + local MR) need only the plan and the model.
-With ``executor="dask"`` every chunk is one Dask task:
+(:func:`~deepmr_kipoi.run.chunk.compute_chunk`, ISM + local MR) need only the plan and the model.
+An :class:`Executor` maps that function over the chunks still to compute
+(``map_chunks(plan, chunk_indices)``) and yields each result as it is done; the runner reads back
+the finished chunks and writes each new one through its chunk store, whichever executor ran it.
+:class:`LocalExecutor` runs them in this process. With ``executor="dask"``
+(:class:`DaskExecutor`) every chunk is one Dask task:
 
 * the cluster is a ``distributed.LocalCluster`` of ``dask_workers`` single-threaded worker
   processes, or an existing scheduler at ``dask_address`` (``tcp://HOST:PORT`` or a scheduler
   file: ``dask scheduler`` + ``dask worker``, dask-jobqueue's ``SLURMCluster``, Kubernetes);
 * the plan without its model and sequences, and the sequences, are scattered once;
-* the model is loaded once per worker process, through the same code as the client
-  (:func:`deepmr_kipoi.run.inputs.load_model` on the config, local paths made absolute) and
-  cached there under the run's config hash and weight md5s; only a model object handed to
-  ``run(model=...)`` (the demo, notebooks) has no config to load it from, and is then scattered
-  once to every worker instead;
-* results come back to the client, which writes each chunk through the run's
-  :class:`~deepmr_kipoi.results.ChunkStore` as it arrives, exactly as a local run does: workers
-  need no access to the run folder, and a killed client resumes from the chunks already written;
+* the model is prepared once per worker process by the client's own function
+  (:func:`deepmr_kipoi.run.inputs.prepare_model`: loaded from the config, local paths made
+  absolute, and put on the config's ``device``) and cached there under the run's config hash and
+  weight md5s; only a model object handed to ``run(model=...)`` (the demo, notebooks) has no config
+  to load it from, and is then scattered once to every worker instead (and put on the device there);
+* results come back to the client, which writes each chunk through the run's chunk store as it
+  arrives, exactly as a local run does: workers need no access to the run folder, and a killed
+  client resumes from the chunks already written;
 * a task whose worker dies is rescheduled on another worker by the scheduler (up to its
   ``distributed.scheduler.allowed-failures``, default 3), and a task that raises is retried
   ``TASK_RETRIES`` times;
@@ -33,10 +37,12 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from deepmr_kipoi.errors import DeepMRInputError
+from deepmr_kipoi.run.chunk import ChunkResult, compute_chunk
 
 logger = logging.getLogger(__name__)
 
@@ -187,110 +193,117 @@ def _model_key(plan) -> str:
 
 
 def _worker_model(key: str, config, shipped):
-    """The model of run ``key`` in this worker process: shipped, cached, or loaded from config."""
+    """The model of run ``key`` in this worker process, prepared as the client prepares its own
+    (:func:`~deepmr_kipoi.run.inputs.prepare_model`: loaded and put on ``config.device``)."""
+    from deepmr_kipoi.run import inputs
+
     if shipped is not None:  # kept in the worker's memory by Dask for the whole run
-        return shipped
+        return inputs.prepare_model(config, shipped)[0]
     model = _MODELS.get(key)
     if model is None:
-        from deepmr_kipoi.run import inputs
-
         logger.info("worker %d: loading model %s", os.getpid(), config.model)
-        model, _ = inputs.load_model(config)
+        model, _ = inputs.prepare_model(config)
         _MODELS.clear()  # one run's model at a time: a worker serving runs in turn keeps its memory
         _MODELS[key] = model
     return model
 
 
-def _chunk_task(compute, light_plan, key: str, onehot, shipped, ci: int):
-    """Stages 2-3 of chunk ``ci`` on a worker; returns (ChunkResult, timings)."""
+def _chunk_task(light_plan, key: str, onehot, shipped, chunk_index: int):
+    """Stages 2-3 of one chunk on a worker; returns (ChunkResult, timings)."""
     model = _worker_model(key, light_plan.config, shipped)
     plan = dataclasses.replace(light_plan, model=model, onehot=onehot)
     timings: dict[str, float] = {}
-    return compute(plan, ci, timings=timings), timings
+    return compute_chunk(plan, chunk_index, timings=timings), timings
 
 
-def run_chunks_dask(plan, store, created: list, computed: list, on_chunk, timings: dict, *,
-                    model_given: bool, compute: Callable, read_back: Callable,
-                    file_arrays: Callable) -> tuple[list, list[int]]:  # fmt: skip
-    """Every chunk of ``plan``: read back from the store, or computed as Dask tasks and written.
+class Executor(Protocol):
+    """Where the chunks of a run are computed."""
 
-    Parameters
+    def map_chunks(self, plan, chunk_indices: Sequence[int]) -> Iterator[tuple[int, ChunkResult, dict]]:
+        """Compute the chunks ``chunk_indices`` of ``plan``.
+
+        Parameters
+        ----------
+        plan : RunPlan
+        chunk_indices : sequence of int
+            Indices into ``plan.bounds`` (the chunks not read back from the store).
+
+        Yields
+        ------
+        chunk_index : int
+        result : ChunkResult
+        timings : dict
+            ``"ism"`` and ``"mr"`` seconds spent on the chunk.
+        """
+        ...
+
+
+class LocalExecutor:
+    """The chunks one after the other in this process, with a progress bar over sequences."""
+
+    def map_chunks(self, plan, chunk_indices: Sequence[int]) -> Iterator[tuple[int, ChunkResult, dict]]:
+        from tqdm.auto import tqdm
+
+        todo = set(chunk_indices)
+        done = sum(b - a for i, (a, b) in enumerate(plan.bounds) if i not in todo)
+        bar = tqdm(total=plan.n_sequences, initial=done, unit="seq", desc="Deep MR",
+                   disable=not plan.config.progress, leave=False)  # fmt: skip
+        try:
+            for chunk_index in chunk_indices:
+                timings: dict[str, float] = {}
+                result = compute_chunk(plan, chunk_index, on_progress=bar.update, timings=timings)
+                yield chunk_index, result, timings
+        finally:
+            bar.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class DaskExecutor:
+    """Every chunk one Dask task on the config's cluster (see the module docstring).
+
+    Attributes
     ----------
-    plan : RunPlan
-        ``plan.config.executor == "dask"``.
-    store : ChunkStore or None
-        The run's chunk store (None: in-memory run).
-    created : list of Path
-        Files written are appended (the runner removes them on an early input error).
-    computed : list of int
-        Indices of the chunks computed by this call are appended, in completion order.
-    on_chunk : callable or None
-        ``on_chunk(chunk_index, n_chunks)`` after each computed chunk is written (on the client).
-    timings : dict
-        ``"ism"`` and ``"mr"`` worker seconds (summed over workers) are added to it.
     model_given : bool
         The plan's model was handed to ``run`` rather than loaded from the config: scatter it to
         the workers once instead of loading it there.
-    compute : callable
-        ``compute(plan, ci, timings=dict) -> ChunkResult`` (``runner.compute_chunk``), run on the
-        workers.
-    read_back : callable
-        ``read_back(store, ci, plan) -> ChunkResult or None``: a finished chunk from the store.
-    file_arrays : callable
-        ``file_arrays(ChunkResult) -> dict``: the arrays a chunk file keeps.
-
-    Returns
-    -------
-    chunks : list of ChunkResult
-        In chunk order, length ``len(plan.bounds)``.
-    resumed : list of int
-        Chunks read back from the store.
-
-    Raises
-    ------
-    DeepMRInputError
-        From the cluster set-up, or from a worker (e.g. the model fails to load there).
     """
-    from tqdm.auto import tqdm
 
-    found: dict = {}
-    resumed: list[int] = []
-    for ci in range(len(plan.bounds)):
-        back = read_back(store, ci, plan) if store is not None and store.is_done(ci) else None
-        if back is not None:
-            resumed.append(ci)
-            found[ci] = back
-    todo = [ci for ci in range(len(plan.bounds)) if ci not in found]
-    n = len(plan.bounds)
-    # progress in finished chunks: a task reports nothing until it is done
-    bar = tqdm(total=n, initial=len(resumed), unit="chunk", desc="Deep MR (dask)",
-               disable=not plan.config.progress, leave=False)  # fmt: skip
-    try:
-        if todo:
-            distributed = _import_distributed()
-            with dask_client(plan.config) as client:
-                futures = _submit(client, plan, todo, model_given, compute)
-                try:
-                    for future in distributed.as_completed(futures):
-                        result, worker_timings = future.result()
-                        ci = futures[future]
-                        for k, v in worker_timings.items():
-                            timings[k] = timings.get(k, 0.0) + v
-                        computed.append(ci)
-                        if store is not None:
-                            created.extend(store.write(ci, result.local, file_arrays(result)))
-                        found[ci] = result
-                        bar.update(1)
-                        if on_chunk is not None:
-                            on_chunk(ci, n)
-                finally:
-                    client.cancel(list(futures))
-    finally:
-        bar.close()
-    return [found[ci] for ci in range(n)], resumed
+    model_given: bool = False
+
+    def map_chunks(self, plan, chunk_indices: Sequence[int]) -> Iterator[tuple[int, ChunkResult, dict]]:
+        from tqdm.auto import tqdm
+
+        n = len(plan.bounds)
+        # progress in finished chunks: a task reports nothing until it is done
+        bar = tqdm(total=n, initial=n - len(chunk_indices), unit="chunk", desc="Deep MR (dask)",
+                   disable=not plan.config.progress, leave=False)  # fmt: skip
+        try:
+            if chunk_indices:
+                yield from self._run(plan, list(chunk_indices), bar)
+        finally:
+            bar.close()
+
+    def _run(self, plan, todo: list[int], bar):
+        distributed = _import_distributed()
+        with dask_client(plan.config) as client:
+            futures = _submit(client, plan, todo, self.model_given)
+            try:
+                for future in distributed.as_completed(futures):
+                    result, timings = future.result()
+                    bar.update(1)
+                    yield futures[future], result, timings
+            finally:
+                client.cancel(list(futures))
 
 
-def _submit(client, plan, todo: list[int], model_given: bool, compute: Callable) -> dict:
+def executor_for(config, *, model_given: bool = False) -> Executor:
+    """The executor a (validated) config names."""
+    if config.executor == "dask":
+        return DaskExecutor(model_given=model_given)
+    return LocalExecutor()
+
+
+def _submit(client, plan, todo: list[int], model_given: bool) -> dict:
     """Scatter the plan's parts once and submit one task per chunk; returns future -> chunk index."""
     light = dataclasses.replace(plan, model=None, onehot=None, config=_worker_config(plan.config))
     # scattered once (and replicated to every worker), not serialised into each task
@@ -299,8 +312,8 @@ def _submit(client, plan, todo: list[int], model_given: bool, compute: Callable)
     shipped = client.scatter(plan.model, broadcast=True, hash=False) if model_given else None
     token = uuid.uuid4().hex[:8]  # a rerun on the same scheduler never meets a stale key
     return {
-        client.submit(_chunk_task, compute, light_f, _model_key(plan), onehot_f, shipped, ci,
+        client.submit(_chunk_task, light_f, _model_key(plan), onehot_f, shipped, chunk_index,
                       retries=TASK_RETRIES,
-                      key=f"deepmr-chunk-{plan.config_hash}-{token}-{ci}"): ci
-        for ci in todo
+                      key=f"deepmr-chunk-{plan.config_hash}-{token}-{chunk_index}"): chunk_index
+        for chunk_index in todo
     }  # fmt: skip

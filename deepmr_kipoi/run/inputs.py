@@ -178,8 +178,9 @@ def sequence_source(config: RunConfig) -> str:
     return "seeded random sequences"
 
 
-def load_model(config: RunConfig):
-    """Load the model a config names, and describe its identity.
+def load_configured_model(config: RunConfig):
+    """Load the model a config names, and describe its identity (``prepare_model`` also puts it on
+    the configured device; this is the loading step alone).
 
     Parameters
     ----------
@@ -216,37 +217,7 @@ def load_model(config: RunConfig):
         if target.endswith(".py"):
             identity["factory_md5"] = file_md5(Path(target))
     else:
-        from deepmr_kipoi import kipoi_models
-
-        weights = list(config.weight_files) or None
-        model = kipoi_models.load_model(
-            spec,
-            source=config.source,
-            alphabet=config.alphabet,
-            uncertainty=config.uncertainty,
-            n_samples=config.n_samples,
-            seed=config.seed,
-            weight_files=weights,
-            adapter=config.adapter,
-            download=config.download,
-            trust_model_code=config.trust_model_code,
-            download_option="--download",
-        )
-        if weights:
-            identity["weights"] = [{"path": str(w), "md5": file_md5(Path(w))} for w in weights]
-        try:
-            desc = kipoi_models.describe_model(spec, source=config.source,
-                                               trust_model_code=config.trust_model_code)  # fmt: skip
-        except Exception as err:  # noqa: BLE001 - the description is provenance only
-            logger.debug("describe_model(%s) failed: %s", spec, err)
-            desc = None
-        if desc is not None:
-            identity.update(source=desc.source, model_dir=desc.model_dir, model_type=desc.model_type)
-            if not weights:
-                identity["weights"] = [
-                    {"arg": w.arg, "path": w.path, "md5": w.md5 or (file_md5(Path(w.path)) if w.present else None)}
-                    for w in desc.weight_files
-                ]
+        model = _kipoi_model(spec, config, identity)
     for key in ("weights_md5", "identity"):
         value = getattr(model, key, None)
         if isinstance(value, dict):
@@ -263,6 +234,80 @@ def load_model(config: RunConfig):
     return model, identity
 
 
+def _kipoi_model(spec: str, config: RunConfig, identity: dict):
+    """A Kipoi model or registered adapter through ``kipoi_models.load_model``; its source, folder
+    and weight files (path and md5) are added to ``identity``."""
+    from deepmr_kipoi import kipoi_models
+
+    weights = list(config.weight_files) or None
+    model = kipoi_models.load_model(
+        spec,
+        source=config.source,
+        alphabet=config.alphabet,
+        uncertainty=config.uncertainty,
+        n_samples=config.n_samples,
+        seed=config.seed,
+        weight_files=weights,
+        adapter=config.adapter,
+        download=config.download,
+        trust_model_code=config.trust_model_code,
+        download_option="--download",
+    )
+    if weights:
+        identity["weights"] = [{"path": str(w), "md5": file_md5(Path(w))} for w in weights]
+    try:
+        desc = kipoi_models.describe_model(spec, source=config.source,
+                                           trust_model_code=config.trust_model_code)  # fmt: skip
+    except Exception as err:  # noqa: BLE001 - the description is provenance only
+        logger.debug("describe_model(%s) failed: %s", spec, err)
+        desc = None
+    if desc is not None:
+        identity.update(source=desc.source, model_dir=desc.model_dir, model_type=desc.model_type)
+        if not weights:
+            identity["weights"] = [
+                {"arg": w.arg, "path": w.path, "md5": w.md5 or (file_md5(Path(w.path)) if w.present else None)}
+                for w in desc.weight_files
+            ]
+    return model
+
+
+def prepare_model(config: RunConfig, model=None, identity: dict | None = None):
+    """The run's model, ready to predict: loaded (unless given) and put on ``config.device``.
+
+    The one preparation of a model, used by the client (``runner.make_plan``) and by every Dask
+    worker (``executors``), so that a worker's model runs where the client's would.
+
+    Parameters
+    ----------
+    config : RunConfig
+        Validated.
+    model : PredictiveModel, optional
+        A model handed to the run instead of ``config.model``.
+    identity : dict, optional
+        Its identity (default: its type name; samples and features are filled in).
+
+    Returns
+    -------
+    model : PredictiveModel
+    identity : dict
+        As :func:`load_configured_model`'s, plus ``device``: where the model's PyTorch members run.
+
+    Raises
+    ------
+    DeepMRInputError
+        When no model is named or it cannot be loaded, or the device does not exist here.
+    """
+    from deepmr_kipoi.predictive import move_to_device
+
+    if model is None:
+        model, identity = load_configured_model(config)
+    else:
+        identity = dict(identity or {"name": config.model or type(model).__name__})
+        identity.setdefault("n_samples", int(getattr(model, "n_samples", 0) or 0))
+        identity.setdefault("n_features", len(model.feature_names))
+    identity = dict(identity)
+    identity["device"] = move_to_device(model, config.device)
+    return model, identity
 
 
 def load_sequences(config: RunConfig, model_length: int | None):
@@ -436,40 +481,48 @@ def load_calibration(config: RunConfig, model, feature_names: list[str]) -> Cali
         raise DeepMRInputError("give either --calibrator or --calibration-table, not both")
     if not (config.calibrator or config.calibration_table):
         return None
+    if config.calibrator:
+        return _saved_calibration(Path(config.calibrator), feature_names)
+    return _table_calibration(config, model, feature_names)
+
+
+def _saved_calibration(path: Path, feature_names: list[str]) -> Calibration:
+    """A calibrator saved by ``calibration.save``, its SE scales spread over the model's features."""
     from deepmr_kipoi import calibration
 
     n_feat = len(feature_names)
-    if config.calibrator:
-        path = Path(config.calibrator)
-        if not path.is_file():
-            raise DeepMRInputError(f"calibrator file not found: {path}; check the --calibrator path")
-        try:
-            cal = calibration.load(path)
-        except (ValueError, KeyError, TypeError) as err:
+    if not path.is_file():
+        raise DeepMRInputError(f"calibrator file not found: {path}; check the --calibrator path")
+    try:
+        cal = calibration.load(path)
+    except (ValueError, KeyError, TypeError) as err:
+        raise DeepMRInputError(
+            f"{path} is not a saved calibrator ({_one_line(err)[:120]}); give a file written by "
+            "calibration.save"
+        ) from None
+    scale = np.asarray(cal.se_scale, dtype=np.float64)
+    names = getattr(cal, "feature_names", None)
+    full = np.ones(n_feat)
+    if names:
+        unknown = [f for f in names if f not in feature_names]
+        if unknown:
             raise DeepMRInputError(
-                f"{path} is not a saved calibrator ({_one_line(err)[:120]}); give a file written by "
-                "calibration.save"
-            ) from None
-        scale = np.asarray(cal.se_scale, dtype=np.float64)
-        names = getattr(cal, "feature_names", None)
-        full = np.ones(n_feat)
-        if names:
-            unknown = [f for f in names if f not in feature_names]
-            if unknown:
-                raise DeepMRInputError(
-                    f"calibrator {path} names features the model lacks: {', '.join(unknown[:5])}"
-                )
-            for f, s in zip(names, scale):
-                full[feature_names.index(f)] = s
-            used = tuple(names)
-        elif scale.shape == (n_feat,):
-            full, used = scale, tuple(feature_names)
-        else:
-            raise DeepMRInputError(
-                f"calibrator {path} has {scale.size} SE scales but the model has {n_feat} features"
+                f"calibrator {path} names features the model lacks: {', '.join(unknown[:5])}"
             )
-        return Calibration(full, used, None, None, None, None, str(path), tuple(feature_names))
+        for f, s in zip(names, scale):
+            full[feature_names.index(f)] = s
+        used = tuple(names)
+    elif scale.shape == (n_feat,):
+        full, used = scale, tuple(feature_names)
+    else:
+        raise DeepMRInputError(
+            f"calibrator {path} has {scale.size} SE scales but the model has {n_feat} features"
+        )
+    return Calibration(full, used, None, None, None, None, str(path), tuple(feature_names))
 
+
+def _table_calibration(config: RunConfig, model, feature_names: list[str]) -> Calibration:
+    """A calibration fitted on the config's labelled table (sequences predicted by ``model``)."""
     table = _read_table(Path(config.calibration_table))
     if "sequence" not in table.columns:
         raise DeepMRInputError(

@@ -1,10 +1,11 @@
 """The runner: plans a run, drives the stages chunk by chunk, resumes, and writes the run folder.
 
 :func:`make_plan` does every input check (stage 1) before a file is written and returns a
-:class:`RunPlan`, the frozen object the stages share. :func:`compute_chunk` runs stages 2-3 on one
-chunk without touching disk. :func:`run` adds the chunk store (``results.ChunkStore``: a finished
-chunk is skipped on resume), stage 4 and the outputs (tables, ``effects.h5``, figures, report,
-``run.json`` from a :class:`~deepmr_kipoi.run.record.RunRecord`).
+:class:`RunPlan`, the frozen object the stages share. :func:`~deepmr_kipoi.run.chunk.compute_chunk`
+runs stages 2-3 on one chunk without touching disk, on the config's executor
+(:mod:`deepmr_kipoi.run.executors`). :func:`run` adds the chunk store (``results.ChunkStore``: a
+finished chunk is skipped on resume), stage 4 and the outputs (tables, ``effects.h5``, figures,
+report, ``run.json`` from a :class:`~deepmr_kipoi.run.record.RunRecord`).
 
 Errors: a :class:`~deepmr_kipoi.errors.DeepMRInputError` found before any chunk was computed removes
 what this call created (the run folder itself when it created it); after that, and for any other
@@ -24,9 +25,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from deepmr_kipoi import __version__, instruments, results
+from deepmr_kipoi import __version__, instruments, results, validation
 from deepmr_kipoi.errors import DeepMRInputError
-from deepmr_kipoi.run import aggregate, checks, guard, inputs, local
+from deepmr_kipoi.run import aggregate, executors, guard, inputs
+from deepmr_kipoi.run.chunk import ChunkResult, compute_chunk  # noqa: F401 - runner.compute_chunk stays importable
 from deepmr_kipoi.run.config import (
     AUTO_EFFECTS_LIMIT,
     RunConfig,
@@ -34,7 +36,6 @@ from deepmr_kipoi.run.config import (
     validate,
     weights_signature,
 )
-from deepmr_kipoi.run.effects import chunk_effects
 from deepmr_kipoi.run.fingerprint import input_fingerprint
 from deepmr_kipoi.run.record import ChunkInfo, FeatureSet, RunRecord, SequenceSet, versions
 
@@ -143,26 +144,6 @@ class DeepMRResult:
         return self.record.to_dict()
 
 
-@dataclass(frozen=True)
-class ChunkResult:
-    """Stages 2-3 on one chunk.
-
-    Attributes
-    ----------
-    local : DataFrame
-        The chunk's local table.
-    arrays : dict
-        Arrays kept for figures and ``effects.h5`` (sequences below ``n_examples``, or all with
-        ``save_effects``), and ``n_masked``.
-    samples : SampleEstimates
-        Per-sample local estimates, arrays (S, n, E, O, M) over the chunk's sequences.
-    """
-
-    local: pd.DataFrame
-    arrays: dict
-    samples: local.SampleEstimates
-
-
 def make_plan(config: RunConfig, model=None, identity: dict | None = None, *,
               sequences: tuple | None = None,
               calibration: inputs.Calibration | None = None) -> RunPlan:  # fmt: skip
@@ -191,16 +172,7 @@ def make_plan(config: RunConfig, model=None, identity: dict | None = None, *,
         Any user mistake in the config or the inputs it names.
     """
     config = validate(config)
-    if model is None:
-        model, identity = inputs.load_model(config)
-    else:
-        identity = dict(identity or {"name": config.model or type(model).__name__})
-        identity.setdefault("n_samples", int(getattr(model, "n_samples", 0) or 0))
-        identity.setdefault("n_features", len(model.feature_names))
-    from deepmr_kipoi.predictive import move_to_device
-
-    identity = dict(identity)
-    identity["device"] = move_to_device(model, config.device)
+    model, identity = inputs.prepare_model(config, model, identity)
     feature_names = tuple(str(f) for f in model.feature_names)
     s = int(getattr(model, "n_samples", 0) or 0)
     if s < 2:
@@ -229,15 +201,7 @@ def make_plan(config: RunConfig, model=None, identity: dict | None = None, *,
     else:
         seq_ids, onehot = list(sequences[0]), np.asarray(sequences[1], dtype=np.float32)
     n_seq, length = onehot.shape[:2]
-    if config.window is None:
-        window = (0, length)
-    else:
-        window = tuple(config.window)
-        if window[1] > length:
-            raise DeepMRInputError(
-                f"ISM window {window[0]}-{window[1]} does not fit sequences of {length} bp; give "
-                f"0 <= start < end <= {length}"
-            )
+    window = validation.window(config.window, length, "ISM window")
     cal = calibration or inputs.load_calibration(config, model, list(feature_names))
     used = tuple(sorted(set(exposures) | set(outcomes)))
     save_effects = config.save_effects
@@ -255,109 +219,6 @@ def make_plan(config: RunConfig, model=None, identity: dict | None = None, *,
                    tuple(seq_ids), onehot, window, cal, chunk_size, bounds, bool(save_effects), chash,
                    spread, input_fingerprint(config, identity, seq_ids, onehot),
                    inputs.sequence_source(config))  # fmt: skip
-
-
-def compute_chunk(plan: RunPlan, ci: int, on_progress: Callable[[int], None] | None = None,
-                  timings: dict | None = None) -> ChunkResult:  # fmt: skip
-    """Effects (stage 2) and local MR (stage 3) of chunk ``ci``; writes nothing.
-
-    Parameters
-    ----------
-    plan : RunPlan
-    ci : int
-        Chunk index into ``plan.bounds``.
-    on_progress : callable, optional
-        Called with the number of sequences done.
-    timings : dict, optional
-        ``"ism"`` and ``"mr"`` seconds are added to it.
-
-    Returns
-    -------
-    ChunkResult
-    """
-    config = plan.config
-    a, b = plan.bounds[ci]
-    used = list(plan.used)
-    at = {f: i for i, f in enumerate(used)}
-    tick = time.perf_counter()
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # non-finite outputs are
-        # checked (and named) just below, so numpy's own warnings about them would only be noise
-        eff = chunk_effects(plan.model, plan.onehot[a:b], plan.window, batch_size=config.batch_size,
-                            features=used, on_progress=on_progress)  # fmt: skip
-    eff, nonfinite = checks.check_outputs(eff, range(len(used)),
-                                          [at[e] for e in plan.exposures],
-                                          [plan.feature_names[f] for f in used],
-                                          mask=config.mask_nonfinite)  # fmt: skip
-    if timings is not None:
-        timings["ism"] = timings.get("ism", 0.0) + time.perf_counter() - tick
-    tick = time.perf_counter()
-    # everything below works on the used features only (U of them)
-    ex, oc = [at[e] for e in plan.exposures], [at[o] for o in plan.outcomes]
-    names = [plan.feature_names[f] for f in used]
-    se_scale = None if plan.se_scale is None else plan.se_scale[used]
-    mean, se, samples, selection_effects = eff.mean, eff.se, eff.samples, None
-    if config.sample_split:
-        half = samples.shape[0] // 2
-        chosen, samples = samples[:half], samples[half:]
-        selection_effects = (chosen.mean(axis=0, dtype=np.float64),
-                             chosen.std(axis=0, ddof=1, dtype=np.float64))  # fmt: skip
-        mean = samples.mean(axis=0, dtype=np.float64)
-        se = samples.std(axis=0, ddof=1, dtype=np.float64)
-    samples = local.calibrated_samples(samples, mean, se_scale)
-    step = local.local_step(mean, se, ex, oc, config, chunk=ci, se_scale=se_scale,
-                            spread=plan.spread[used], selection_effects=selection_effects)  # fmt: skip
-    idx = np.arange(a, b)
-    frame = local.local_table(step.estimates, idx, plan.seq_ids, ex, oc, names)
-    per_sample = local.sample_estimates(samples, step, ex, oc, config, chunk=ci)
-    if timings is not None:
-        timings["mr"] = timings.get("mr", 0.0) + time.perf_counter() - tick
-    keep = idx if plan.save_effects else idx[idx < config.n_examples]
-    arrays: dict = {"n_masked": np.asarray(eff.n_masked),
-                    "n_nonfinite": np.asarray([nonfinite.n_sequences, nonfinite.n_mutants])}
-    if len(keep):
-        rows = keep - a
-        arrays.update(
-            sequence_index=keep,
-            mean=mean[rows].astype(np.float32),
-            se=step.se[rows].astype(np.float32),
-            instrument_mask=step.selection.mask[rows],
-            reference=eff.reference[:, rows].astype(np.float32),
-            alt_bases=eff.alt_bases[rows],
-            positions=eff.positions,
-        )
-    return ChunkResult(frame, arrays, per_sample)
-
-
-def _chunk_file_arrays(result: ChunkResult) -> dict:
-    arrays = dict(result.arrays)
-    arrays["sample_estimate"] = result.samples.estimate
-    return arrays
-
-
-def _read_chunk(store: results.ChunkStore, ci: int, plan: RunPlan) -> ChunkResult | None:
-    """A finished chunk read back, or None when it lacks what this run needs (then recomputed)."""
-    arrays = store.read_arrays(ci) or {}
-    if "sample_estimate" not in arrays:
-        return None
-    arrays.setdefault("n_masked", np.asarray(0))
-    arrays.setdefault("n_nonfinite", np.zeros(2, dtype=np.int64))
-    samples = local.SampleEstimates(tuple(plan.config.methods), arrays.pop("sample_estimate"))
-    return ChunkResult(store.read_local(ci), arrays, samples)
-
-
-def _merge_arrays(parts: list[dict]) -> dict:
-    n_masked = sum(int(p["n_masked"]) for p in parts)
-    n_nonfinite = np.sum([np.asarray(p.get("n_nonfinite", (0, 0))) for p in parts], axis=0)
-    parts = [p for p in parts if "mean" in p]
-    if not parts:
-        return {"n_masked": n_masked, "n_nonfinite": n_nonfinite}
-    out = {k: np.concatenate([p[k] for p in parts], axis=0)
-           for k in ("sequence_index", "mean", "se", "instrument_mask", "alt_bases")}  # fmt: skip
-    out["reference"] = np.concatenate([p["reference"] for p in parts], axis=1)
-    out["positions"] = parts[0]["positions"]
-    out["n_masked"] = n_masked
-    out["n_nonfinite"] = n_nonfinite
-    return out
 
 
 def run(
@@ -422,25 +283,25 @@ def run(
             created += store.prepare(len(plan.bounds), force=config.force)
         chunks, resumed = _run_chunks(plan, store, created, computed, on_chunk, timings,
                                       model_given=model is not None)  # fmt: skip
-        local_table = pd.concat([c.local for c in chunks], ignore_index=True)
+        merged = ChunkResult.merge(chunks)
+        local_table = merged.local
         if not ((local_table["reason"] == 0) & np.isfinite(local_table["estimate"])).any():
             raise DeepMRInputError(
                 f"no sequence had at least {config.min_instruments} instruments for any pair; "
                 "lower --z, widen --window, or use more or other sequences"
             )
         tick = time.perf_counter()
-        samples = local.SampleEstimates.concatenate([c.samples for c in chunks])
         names = plan.feature_names
-        glob = aggregate.global_effects(
+        global_table = aggregate.global_effects(
             local_table, plan.n_sequences, method=config.meta_method, test=config.meta_test,
-            level=config.level, samples=samples, exposures=[names[i] for i in plan.exposures],
+            level=config.level, samples=merged.samples, exposures=[names[i] for i in plan.exposures],
             outcomes=[names[i] for i in plan.outcomes],
         )  # fmt: skip
         timings["meta"] = time.perf_counter() - tick
-        arrays = _merge_arrays([c.arrays for c in chunks])
-        warns = aggregate.plain_warnings(glob, calibrated=plan.calibration is not None,
-                                         n_masked=int(arrays["n_masked"]), level=config.level)  # fmt: skip
-        n_bad_seq, n_bad_mut = (int(x) for x in arrays["n_nonfinite"])
+        arrays = merged.figure_arrays()
+        warns = aggregate.plain_warnings(global_table, calibrated=plan.calibration is not None,
+                                         n_masked=merged.n_masked, level=config.level)  # fmt: skip
+        n_bad_seq, n_bad_mut = merged.n_nonfinite
         if n_bad_mut:
             warns.append(f"{n_bad_mut} mutants of {n_bad_seq} sequences had NaN or inf predictions "
                          "and were left out (--mask-nonfinite).")  # fmt: skip
@@ -453,8 +314,8 @@ def run(
         record = _record(plan, resumed, warns, truth, started)
         record = dataclasses.replace(record, nonfinite={"sequences": n_bad_seq, "mutants": n_bad_mut})
         if out_dir is not None:
-            record = _write_outputs(plan, stage or out_dir, glob, local_table, arrays, record, truth,
-                                    timings, created, started)  # fmt: skip
+            record = _write_outputs(plan, stage or out_dir, global_table, local_table, arrays,
+                                    record, truth, timings, created, started)  # fmt: skip
             if stage is not None:
                 guard.swap_in(stage, out_dir)
         else:
@@ -469,7 +330,7 @@ def run(
     finally:
         if lock is not None:
             lock.release()
-    return DeepMRResult(glob, local_table, config, record, tuple(warns), out_dir)
+    return DeepMRResult(global_table, local_table, config, record, tuple(warns), out_dir)
 
 
 def _record(plan: RunPlan, resumed, warns, truth, started: float) -> RunRecord:
@@ -505,44 +366,32 @@ def _store(plan: RunPlan, folder: Path) -> results.ChunkStore:
 
 def _run_chunks(plan: RunPlan, store, created: list, computed: list, on_chunk, timings, *,
                 model_given: bool = False):  # fmt: skip
-    """Compute (or read back) every chunk; return the chunk results and the resumed indices."""
-    from tqdm.auto import tqdm
-
-    if plan.config.executor == "dask":
-        from deepmr_kipoi.run import executors
-
-        # the stage functions are handed over: executors never imports the runner
-        return executors.run_chunks_dask(plan, store, created, computed, on_chunk, timings,
-                                         model_given=model_given, compute=compute_chunk,
-                                         read_back=_read_chunk, file_arrays=_chunk_file_arrays)  # fmt: skip
-
-    chunks: list[ChunkResult] = []
-    resumed: list[int] = []
-    bar = tqdm(total=plan.n_sequences, unit="seq", desc="Deep MR",
-               disable=not plan.config.progress, leave=False)  # fmt: skip
-    try:
-        for ci, (a, b) in enumerate(plan.bounds):
-            if store is not None and store.is_done(ci):
-                back = _read_chunk(store, ci, plan)
-                if back is not None:
-                    resumed.append(ci)
-                    chunks.append(back)
-                    bar.update(b - a)
-                    continue
-            result = compute_chunk(plan, ci, on_progress=bar.update, timings=timings)
-            computed.append(ci)
-            if store is not None:
-                created += store.write(ci, result.local, _chunk_file_arrays(result))
-            chunks.append(result)
-            if on_chunk is not None:
-                on_chunk(ci, len(plan.bounds))
-    finally:
-        bar.close()
-    return chunks, resumed
+    """Read back the finished chunks, compute the others on the config's executor and write each
+    as it arrives; return the chunk results in chunk order and the resumed indices."""
+    found: dict[int, ChunkResult] = {}
+    for chunk_index in range(len(plan.bounds)):
+        if store is not None and store.is_done(chunk_index):
+            back = ChunkResult.from_file(store.read_local(chunk_index), store.read_arrays(chunk_index),
+                                         plan.config.methods)  # fmt: skip
+            if back is not None:
+                found[chunk_index] = back
+    resumed = sorted(found)
+    todo = [i for i in range(len(plan.bounds)) if i not in found]
+    executor = executors.executor_for(plan.config, model_given=model_given)
+    for chunk_index, result, chunk_timings in executor.map_chunks(plan, todo):
+        for key, value in chunk_timings.items():
+            timings[key] = timings.get(key, 0.0) + value
+        computed.append(chunk_index)
+        if store is not None:
+            created += store.write(chunk_index, result.local, result.file_arrays())
+        found[chunk_index] = result
+        if on_chunk is not None:
+            on_chunk(chunk_index, len(plan.bounds))
+    return [found[i] for i in range(len(plan.bounds))], resumed
 
 
-def _write_outputs(plan: RunPlan, out_dir: Path, glob, local_table, arrays, record: RunRecord,
-                   truth, timings, created, started) -> RunRecord:  # fmt: skip
+def _write_outputs(plan: RunPlan, out_dir: Path, global_table, local_table, arrays,
+                   record: RunRecord, truth, timings, created, started) -> RunRecord:  # fmt: skip
     import yaml
 
     from deepmr_kipoi.report import figures, page
@@ -553,7 +402,7 @@ def _write_outputs(plan: RunPlan, out_dir: Path, glob, local_table, arrays, reco
         path = out_dir / name
         if not path.exists():
             created.append(path)
-        results.write_table(glob if name.startswith("global") else local_table, path)
+        results.write_table(global_table if name.startswith("global") else local_table, path)
     if plan.save_effects and "mean" in arrays:
         path = out_dir / "effects.h5"
         if not path.exists():
@@ -571,7 +420,7 @@ def _write_outputs(plan: RunPlan, out_dir: Path, glob, local_table, arrays, reco
     figs = []
     if config.figures:
         figs = figures.make_figures(
-            out_dir, glob, local_table, arrays, feature_names=names, used=plan.used,
+            out_dir, global_table, local_table, arrays, feature_names=names, used=plan.used,
             seq_ids=plan.seq_ids, exposures=record.features.exposures,
             calibration=plan.calibration, truth=truth, level=config.level,
             n_examples=config.n_examples, created=created,
@@ -583,7 +432,7 @@ def _write_outputs(plan: RunPlan, out_dir: Path, glob, local_table, arrays, reco
         path = out_dir / "report.html"
         if not path.exists():
             created.append(path)
-        page.write_report(path, record, glob, figs, calibration=plan.calibration, truth=truth)
+        page.write_report(path, record, global_table, figs, calibration=plan.calibration, truth=truth)
         timings["report"] = time.perf_counter() - tick
     path = out_dir / "config.yaml"
     if not path.exists():

@@ -1,0 +1,208 @@
+"""Stages 2-3 on one chunk of sequences (:func:`compute_chunk`) and the typed chunk result.
+
+A :class:`ChunkResult` is what one chunk gives: its local table, its per-sample local estimates, the
+effects kept for figures and ``effects.h5`` (:class:`KeptEffects`) and its counts of skipped
+mutants. :meth:`ChunkResult.merge` joins the chunks of a run into the run's own result, and
+:meth:`ChunkResult.file_arrays` / :meth:`ChunkResult.from_file` are the chunk file's format (the
+runner's chunk store writes and reads it), so that a resumed chunk is the same object as a computed
+one. Executors (:mod:`deepmr_kipoi.run.executors`) call :func:`compute_chunk`, here or on a Dask
+worker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from deepmr_kipoi.run import checks, local
+from deepmr_kipoi.run.effects import chunk_effects
+
+#: Arrays of :class:`KeptEffects`, concatenated along the sequence axis when chunks merge.
+_SEQUENCE_AXIS_FIELDS = ("sequence_index", "mean", "se", "instrument_mask", "alt_bases")
+
+
+@dataclass(frozen=True, eq=False)
+class KeptEffects:
+    """The effects kept of k sequences of a chunk (the first ``n_examples``, or all with
+    ``save_effects``), for figures and ``effects.h5``; U is the number of used features.
+
+    Attributes
+    ----------
+    sequence_index : ndarray of int64, shape (k,)
+        Indices into the run's sequences.
+    mean, se : ndarray of float32, shape (k, W, 3, U)
+        Effect means and the SEs MR used (calibrated where the run calibrates).
+    instrument_mask : ndarray of bool, shape (k, W, 3, E)
+    reference : ndarray of float32, shape (S, k, U)
+    alt_bases : ndarray of uint8, shape (k, W, 3)
+    positions : ndarray of int64, shape (W,)
+    """
+
+    sequence_index: np.ndarray
+    mean: np.ndarray
+    se: np.ndarray
+    instrument_mask: np.ndarray
+    reference: np.ndarray
+    alt_bases: np.ndarray
+    positions: np.ndarray
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        """The arrays by field name (the chunk file's and the figures' keys)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[KeptEffects]) -> KeptEffects:
+        """Join the kept effects of several chunks, in chunk order."""
+        joined = {k: np.concatenate([getattr(p, k) for p in parts], axis=0) for k in _SEQUENCE_AXIS_FIELDS}
+        reference = np.concatenate([p.reference for p in parts], axis=1)
+        return cls(reference=reference, positions=parts[0].positions, **joined)
+
+
+@dataclass(frozen=True, eq=False)
+class ChunkResult:
+    """Stages 2-3 on one chunk (or, merged, on every chunk of a run).
+
+    Attributes
+    ----------
+    local : DataFrame
+        The local table.
+    samples : SampleEstimates
+        Per-sample local estimates, arrays (S, n, E, O, M) over the chunk's sequences.
+    kept : KeptEffects or None
+        Effects kept for figures and ``effects.h5``; None when no sequence of the chunk is kept.
+    n_masked : int
+        (sequence, position) pairs holding N, not mutated.
+    n_nonfinite : (int, int)
+        Sequences and mutants left out for non-finite predictions (``mask_nonfinite``).
+    """
+
+    local: pd.DataFrame
+    samples: local.SampleEstimates
+    kept: KeptEffects | None
+    n_masked: int
+    n_nonfinite: tuple[int, int]
+
+    def file_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays a chunk file keeps (read back by :meth:`from_file`)."""
+        arrays = {"n_masked": np.asarray(self.n_masked), "n_nonfinite": np.asarray(self.n_nonfinite)}
+        if self.kept is not None:
+            arrays.update(self.kept.as_dict())
+        arrays["sample_estimate"] = self.samples.estimate
+        return arrays
+
+    @classmethod
+    def from_file(cls, local_table: pd.DataFrame, arrays: dict | None, methods: Sequence[str]):
+        """A chunk read back from its files, or None when they lack what a run needs."""
+        arrays = dict(arrays or {})
+        if "sample_estimate" not in arrays:
+            return None
+        kept = None
+        if "mean" in arrays:
+            kept = KeptEffects(**{k: arrays[k] for k in KeptEffects.__dataclass_fields__})
+        samples = local.SampleEstimates(tuple(methods), arrays["sample_estimate"])
+        n_nonfinite = arrays.get("n_nonfinite", (0, 0))
+        return cls(local_table, samples, kept, int(arrays.get("n_masked", 0)),
+                   (int(n_nonfinite[0]), int(n_nonfinite[1])))  # fmt: skip
+
+    @classmethod
+    def merge(cls, chunks: Sequence[ChunkResult]) -> ChunkResult:
+        """The chunks of a run joined in chunk order: tables, estimates and kept effects
+        concatenated, counts summed."""
+        kept = [c.kept for c in chunks if c.kept is not None]
+        return cls(
+            local=pd.concat([c.local for c in chunks], ignore_index=True),
+            samples=local.SampleEstimates.concatenate([c.samples for c in chunks]),
+            kept=KeptEffects.concatenate(kept) if kept else None,
+            n_masked=sum(c.n_masked for c in chunks),
+            n_nonfinite=tuple(int(sum(c.n_nonfinite[i] for c in chunks)) for i in (0, 1)),
+        )
+
+    def figure_arrays(self) -> dict:
+        """The kept effects and counts as the figures read them (by name)."""
+        arrays = {} if self.kept is None else self.kept.as_dict()
+        arrays.update(n_masked=self.n_masked, n_nonfinite=np.asarray(self.n_nonfinite))
+        return arrays
+
+
+def _add_time(timings: dict | None, key: str, since: float) -> None:
+    if timings is not None:
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - since
+
+
+def _split_samples(samples: np.ndarray):
+    """Sample splitting: moments of the first half select, the second half estimates."""
+    half = samples.shape[0] // 2
+    chosen, samples = samples[:half], samples[half:]
+    selection_effects = (chosen.mean(axis=0, dtype=np.float64),
+                         chosen.std(axis=0, ddof=1, dtype=np.float64))  # fmt: skip
+    mean = samples.mean(axis=0, dtype=np.float64)
+    se = samples.std(axis=0, ddof=1, dtype=np.float64)
+    return samples, mean, se, selection_effects
+
+
+def compute_chunk(plan, chunk_index: int, on_progress: Callable[[int], None] | None = None,
+                  timings: dict | None = None) -> ChunkResult:  # fmt: skip
+    """Effects (stage 2) and local MR (stage 3) of one chunk; writes nothing.
+
+    Parameters
+    ----------
+    plan : RunPlan
+    chunk_index : int
+        Index into ``plan.bounds``.
+    on_progress : callable, optional
+        Called with the number of sequences done.
+    timings : dict, optional
+        ``"ism"`` and ``"mr"`` seconds are added to it.
+
+    Returns
+    -------
+    ChunkResult
+    """
+    config = plan.config
+    a, b = plan.bounds[chunk_index]
+    used = list(plan.used)
+    at = {f: i for i, f in enumerate(used)}
+    tick = time.perf_counter()
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # non-finite outputs are
+        # checked (and named) just below, so numpy's own warnings about them would only be noise
+        eff = chunk_effects(plan.model, plan.onehot[a:b], plan.window, batch_size=config.batch_size,
+                            features=used, on_progress=on_progress)  # fmt: skip
+    eff, nonfinite = checks.check_outputs(eff, range(len(used)),
+                                          [at[e] for e in plan.exposures],
+                                          [plan.feature_names[f] for f in used],
+                                          mask=config.mask_nonfinite)  # fmt: skip
+    _add_time(timings, "ism", tick)
+    tick = time.perf_counter()
+    # everything below works on the used features only (U of them)
+    ex, oc = [at[e] for e in plan.exposures], [at[o] for o in plan.outcomes]
+    names = [plan.feature_names[f] for f in used]
+    se_scale = None if plan.se_scale is None else plan.se_scale[used]
+    mean, se, samples, selection_effects = eff.mean, eff.se, eff.samples, None
+    if config.sample_split:
+        samples, mean, se, selection_effects = _split_samples(samples)
+    samples = local.calibrated_samples(samples, mean, se_scale)
+    step = local.local_step(mean, se, ex, oc, config, chunk=chunk_index, se_scale=se_scale,
+                            spread=plan.spread[used], selection_effects=selection_effects)  # fmt: skip
+    idx = np.arange(a, b)
+    frame = local.local_table(step.estimates, idx, plan.seq_ids, ex, oc, names)
+    per_sample = local.sample_estimates(samples, step, ex, oc, config, chunk=chunk_index)
+    _add_time(timings, "mr", tick)
+    keep = idx if plan.save_effects else idx[idx < config.n_examples]
+    kept = None
+    if len(keep):
+        rows = keep - a
+        kept = KeptEffects(
+            sequence_index=keep,
+            mean=mean[rows].astype(np.float32),
+            se=step.se[rows].astype(np.float32),
+            instrument_mask=step.selection.mask[rows],
+            reference=eff.reference[:, rows].astype(np.float32),
+            alt_bases=eff.alt_bases[rows],
+            positions=eff.positions,
+        )
+    return ChunkResult(frame, per_sample, kept, int(eff.n_masked),
+                       (int(nonfinite.n_sequences), int(nonfinite.n_mutants)))  # fmt: skip
