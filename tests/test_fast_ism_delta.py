@@ -28,7 +28,9 @@ def _saturation(x, positions):
 
 def _close(got, want):
     scale = float(np.abs(want).max())
-    assert float(np.abs(got - want).max()) <= 2e-6 * max(scale, 1.0), float(np.abs(got - want).max())
+    assert float(np.abs(got - want).max()) <= 2e-6 * max(scale, 1.0), float(
+        np.abs(got - want).max()
+    )
 
 
 @pytest.mark.parametrize("name,length,scale", [("Basset", 600, 10), ("DeepSEA/predict", 500, 10),

@@ -142,7 +142,9 @@ def _groups(starts: torch.Tensor, width: int, length: int):
     first = 0
     while first < len(sorted_starts):
         last = first
-        while last + 1 < len(sorted_starts) and sorted_starts[last + 1] - sorted_starts[first] < width:
+        while (
+            last + 1 < len(sorted_starts) and sorted_starts[last + 1] - sorted_starts[first] < width
+        ):
             last += 1
         lo = max(sorted_starts[first], 0)
         hi = min(sorted_starts[last] + width, length)
