@@ -96,7 +96,11 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--adapter", default=s, help="use this registered adapter (see deepmr adapters)")
     g.add_argument("--alphabet", default=s, help="the model's one-hot channel order, e.g. AGCT")
     g.add_argument("--weights", dest="weight_files", nargs="+", metavar="FILE", default=s,
-                   help="weight files, one ensemble member each")  # fmt: skip
+                   help="weight files, one ensemble member each; for a Keras model also ARCH.json "
+                   "WEIGHTS.h5 pairs or whole-model h5 files")  # fmt: skip
+    g.add_argument("--feature-names", dest="feature_names", nargs="+", metavar="NAME", default=s,
+                   help="names of the model's outputs, one per output in order, or a file of them "
+                   "(one per line, or 'current<TAB>new' lines renaming some)")  # fmt: skip
     g.add_argument("--download", action="store_true", default=s,
                    help="let Kipoi download the model's missing weight files (default: never touch "
                    "the network)")  # fmt: skip
@@ -372,6 +376,9 @@ def _absolute_paths(values: dict, base: Path) -> dict:
             out[key] = _absolute(out[key], base)
     if isinstance(out.get("weight_files"), (list, tuple)):
         out["weight_files"] = [_absolute(w, base) for w in out["weight_files"]]
+    names = out.get("feature_names")
+    if isinstance(names, (list, tuple)) and len(names) == 1 and (base / str(names[0])).is_file():
+        out["feature_names"] = [_absolute(names[0], base)]  # a file of names
     if "model" in out:
         out["model"] = _absolute_model(out["model"], base)
     return out

@@ -107,3 +107,26 @@ def test_keras_architecture_and_weights_pairs_replace_the_models_own(kipoi_group
     bad.write_bytes(b"not an HDF5 file")
     with pytest.raises(DeepMRInputError, match=r"bad\.h5 does not fit CpGenie/A549_ENCSR000DDI"):
         load_model(name, source=str(source), weight_files=[files[0], str(bad)], uncertainty="none")
+
+
+def test_deepmr_run_with_feature_names(starr, tmp_path, capsys):
+    import pandas as pd
+
+    from deepmr_kipoi import cli
+
+    model_dir, _ = starr
+    (tmp_path / "names.txt").write_text("Dev\nHk\n")
+    (tmp_path / "run.yaml").write_text(f"model: {model_dir}\nfeature_names: [names.txt]\n")
+    out = tmp_path / "run"
+    code = cli.main(["run", "--config", str(tmp_path / "run.yaml"), "--n-samples", "3",
+                     "--n-sequences", "2", "--window", "20", "40", "--z", "0", "--methods", "ivw",
+                     "--exposures", "Dev", "--out", str(out), "--no-figures", "--no-report", "-q"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    glob = pd.read_csv(out / "global_effects.csv")
+    assert list(zip(glob.exposure, glob.outcome)) == [("Dev", "Hk")]
+    code = cli.main(
+        ["run", "--model", model_dir, "--feature-names", "a", "--out", str(tmp_path / "x"), "-q"]
+    )
+    assert (
+        code == 2 and "1 feature names given for a model with 2 outputs" in capsys.readouterr().err
+    )

@@ -76,6 +76,7 @@ class ModelSource:
     uncertainty: str | None = _setting(None, _E)
     n_samples: int | None = _setting(None, _E)
     weight_files: tuple[str, ...] = _setting((), _E)
+    feature_names: tuple[str, ...] = _setting(())  # the names themselves enter the hash
     download: bool = _setting(False)
     trust_model_code: bool = _setting(False)
     adapter: str | None = _setting(None, _E)
@@ -212,7 +213,11 @@ class RunConfig:
     n_samples : int, optional
         Number of MC-dropout samples.
     weight_files : tuple of str
-        Weight files loaded instead of the model's own, one ensemble member each.
+        Weight files loaded instead of the model's own, one ensemble member each (for a Keras model
+        also ``ARCH.json WEIGHTS.h5`` pairs or whole-model h5 files).
+    feature_names : tuple of str
+        New names of the model's outputs, one per output in order, or one file of them (one name
+        per line, or ``current<TAB>new`` lines renaming some); empty keeps the model's names.
     download : bool
         Let Kipoi download a zoo model's missing weight files.
     trust_model_code : bool
@@ -453,6 +458,7 @@ def validate(config: RunConfig) -> RunConfig:
         else v.choice(c.uncertainty, UNCERTAINTY_METHODS, "uncertainty method"),
         n_samples=_optional_int(c.n_samples, "n_samples"),
         weight_files=_names(c.weight_files, "weight_files"),
+        feature_names=_names(c.feature_names, "feature_names"),
         download=v.boolean(c.download, "download"),
         trust_model_code=v.boolean(c.trust_model_code, "trust_model_code"),
         adapter=v.optional_text(c.adapter, "adapter"),
