@@ -101,3 +101,15 @@ def test_a_layer_the_cache_cannot_follow_is_named_and_keras_runs(kind):
         member.ism_reason
         == f"layer 'odd' ({kind}) has no PyTorch counterpart here: the Keras model runs full passes"
     )
+
+
+def test_first_use_inside_inference_mode():
+    """A member first used inside ``torch.inference_mode()`` (as the benchmarks do) still caches."""
+    net = kg.build_deepbind(seed=9)
+    member = from_keras(net, feature_names=["bind"])
+    x = sequences.random_sequences(1, 101, seed=9)[0]
+    mut = _saturation(x, range(40, 50))
+    with torch.inference_mode():
+        got = member.predict_mutants(x, mut)
+    np.testing.assert_allclose(got, _keras_full(net, mut), rtol=1e-5, atol=1e-6)
+    assert member.ism_path == "cached", member.ism_reason

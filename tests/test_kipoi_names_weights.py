@@ -18,6 +18,7 @@ tf_keras = pytest.importorskip("tf_keras")
 
 @pytest.fixture(scope="module")
 def starr(tmp_path_factory):
+    pytest.importorskip("torch")  # the DeepSTARR builder lives beside the PyTorch zoo architectures
     return km.write_deepstarr_dir(
         tmp_path_factory.mktemp("starr") / "DeepSTARR", length=60, scale=8
     )

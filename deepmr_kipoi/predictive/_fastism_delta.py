@@ -39,11 +39,15 @@ def _prepared(weight: torch.Tensor, key, make):
         _PREPARED[id(weight)] = entry
         weakref.finalize(weight, _PREPARED.pop, id(weight), None)
     table = entry[1]
+    try:
+        version = weight._version
+    except RuntimeError:  # an inference tensor: it cannot change in place outside inference mode
+        version = None
     hit = table.get(key)
-    if hit is not None and hit[0] == weight._version:
+    if hit is not None and hit[0] == version:
         return hit[1]
     value = make()
-    table[key] = (weight._version, value)
+    table[key] = (version, value)
     return value
 
 

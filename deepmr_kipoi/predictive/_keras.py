@@ -129,7 +129,9 @@ class KerasMember(Member):
             self._torch_reason = "PyTorch is not installed: the Keras model runs full passes"
             return None
         try:
-            module = keras_to_torch(self.model)
+            # ordinary tensors even when the first call comes inside torch.inference_mode()
+            with torch.inference_mode(False):
+                module = keras_to_torch(self.model)
         except Unsupported as err:
             self._torch_reason = f"{err}: the Keras model runs full passes"
             logger.info("fast ISM off for the Keras model (%s)", err)
