@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import os
 import sys
@@ -24,7 +25,6 @@ from pathlib import Path
 
 from deepmr_kipoi import __version__
 from deepmr_kipoi.errors import DeepMRInputError
-from deepmr_kipoi.mr import METHODS as MR_METHODS
 from deepmr_kipoi.run import config as cfg
 
 EXIT_BUG = 1
@@ -82,134 +82,39 @@ def _default(name: str) -> str:
     return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
+#: Help-section titles of the configuration's setting groups.
+GROUP_TITLES = {
+    "model_source": "model",
+    "sequence_source": "reference sequences and the ISM window",
+    "instruments": "instruments",
+    "mr": "features and MR",
+    "calibration": "calibration",
+    "outputs": "outputs",
+    "execution": "execution (how and where the work runs; see the Dask guide for the executor)",
+}
+
+
+def add_setting_arguments(p: argparse.ArgumentParser, groups=tuple(cfg.GROUPS)) -> None:
+    """One option per setting of the configuration's ``groups``, generated from the settings'
+    metadata (flag, help, type, choices); options left out do not override ``--config`` or the
+    defaults."""
+    for group in groups:
+        g = p.add_argument_group(GROUP_TITLES[group])
+        for f in dataclasses.fields(cfg.GROUPS[group]):
+            option = f.metadata.get("cli")
+            if option is None:
+                continue
+            kwargs = {k: v for k, v in option.items() if k != "flag"}
+            if kwargs.get("help"):
+                kwargs["help"] = kwargs["help"].format(default=_default(f.name))
+            g.add_argument(option["flag"], dest=f.name, default=argparse.SUPPRESS, **kwargs)
+
+
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
-    d = _default
-    s = argparse.SUPPRESS  # options left out do not override --config or the defaults
-    p.add_argument("--config", metavar="YAML", default=s,
+    p.add_argument("--config", metavar="YAML", default=argparse.SUPPRESS,
                    help="YAML file of settings (keys: the long option names); options given on the "
                    "command line override it")  # fmt: skip
-    g = p.add_argument_group("model")
-    g.add_argument("--model", metavar="NAME_OR_DIR", default=s,
-                   help="Kipoi model name, model directory, registered adapter, or Python factory "
-                   "module:function / file.py:function returning a PredictiveModel")  # fmt: skip
-    g.add_argument("--source", default=s, help="Kipoi source of the model")
-    g.add_argument("--adapter", default=s, help="use this registered adapter (see deepmr adapters)")
-    g.add_argument("--alphabet", default=s, help="the model's one-hot channel order, e.g. AGCT")
-    g.add_argument("--weights", dest="weight_files", nargs="+", metavar="FILE", default=s,
-                   help="weight files, one ensemble member each; for a Keras model also ARCH.json "
-                   "WEIGHTS.h5 pairs or whole-model h5 files")  # fmt: skip
-    g.add_argument("--feature-names", dest="feature_names", nargs="+", metavar="NAME", default=s,
-                   help="names of the model's outputs, one per output in order, or a file of them "
-                   "(one per line, or 'current<TAB>new' lines renaming some)")  # fmt: skip
-    g.add_argument("--download", action="store_true", default=s,
-                   help="let Kipoi download the model's missing weight files (default: never touch "
-                   "the network)")  # fmt: skip
-    g.add_argument("--trust-model-code", dest="trust_model_code", action="store_true", default=s,
-                   help="load a Kipoi model.yaml that holds Python tags (runs code; see SECURITY.md)")
-    g.add_argument("--uncertainty", choices=cfg.UNCERTAINTY_METHODS, default=s,
-                   help="uncertainty method (default: the adapter's)")  # fmt: skip
-    g.add_argument("--n-samples", dest="n_samples", type=int, default=s,
-                   help="MC-dropout samples (default 30)")  # fmt: skip
-    g = p.add_argument_group("reference sequences")
-    g.add_argument("--sequences", choices=cfg.SEQUENCE_SOURCES, default=s,
-                   help="source of reference sequences (default: fasta when --fasta is given, "
-                   "else random)")  # fmt: skip
-    g.add_argument("--fasta", default=s, help="FASTA of sequences, or the genome with --bed")
-    g.add_argument("--bed", default=s, help="BED intervals to sample from the --fasta genome")
-    g.add_argument("--dataloader-args", dest="dataloader_args", nargs="+", metavar="KEY=VALUE",
-                   default=s, help="arguments of the model's Kipoi dataloader (--sequences "
-                   "dataloader), e.g. intervals_file=peaks.bed fasta_file=genome.fa")  # fmt: skip
-    g.add_argument("--iupac", choices=cfg.IUPAC_OPTIONS, default=s,
-                   help="FASTA letters other than ACGTN: refuse them, or read them as N (default "
-                   f"{d('iupac')})")  # fmt: skip
-    g.add_argument("--duplicates", choices=cfg.DUPLICATE_OPTIONS, default=s,
-                   help="BED intervals that resize to the same region: analyse once (drop, with a "
-                   f"warning) or every time (default {d('duplicates')})")  # fmt: skip
-    g.add_argument("--n-sequences", dest="n_sequences", type=int, default=s,
-                   help="number of reference sequences (default: 20 random / all of the file)")  # fmt: skip
-    g.add_argument("--sequence-length", dest="sequence_length", type=int, default=s,
-                   help="sequence length when the model does not declare it")  # fmt: skip
-    g = p.add_argument_group("features and mutagenesis")
-    g.add_argument("--exposures", nargs="+", metavar="NAME", default=s,
-                   help="exposure feature names or globs (default: all)")  # fmt: skip
-    g.add_argument("--outcomes", nargs="+", metavar="NAME", default=s,
-                   help="outcome feature names or globs (default: all)")  # fmt: skip
-    g.add_argument("--window", nargs=2, type=int, metavar=("START", "END"), default=s,
-                   help="half-open ISM window within the sequence (default: whole sequence)")  # fmt: skip
-    g.add_argument("--device", choices=cfg.DEVICES, default=s,
-                   help=f"where PyTorch members run (default {d('device')}: a GPU when present)")
-    g.add_argument("--batch-size", dest="batch_size", type=int, default=s,
-                   help=f"mutants per forward pass (default {d('batch_size')})")  # fmt: skip
-    g = p.add_argument_group("calibration")
-    g.add_argument("--calibration-table", dest="calibration_table", metavar="TABLE", default=s,
-                   help="CSV/TSV/Parquet: column 'sequence' plus observed labels per feature")  # fmt: skip
-    g.add_argument("--calibration-method", dest="calibration_method",
-                   choices=cfg.CALIBRATION_METHODS, default=s,
-                   help=f"default {d('calibration_method')}")  # fmt: skip
-    g.add_argument("--calibrator", metavar="JSON", default=s, help="a saved calibrator")
-    g.add_argument("--aleatoric-variance", dest="aleatoric_variance", type=float, default=s,
-                   help="label noise variance removed before sigma scaling, so effect SEs are not "
-                        "inflated by noise that cancels in differences (1 for Anscombe-transformed "
-                        f"counts; default {d('aleatoric_variance')})")  # fmt: skip
-    g = p.add_argument_group("instruments and MR")
-    g.add_argument("--z", type=float, default=s, help=f"instrument threshold (default {d('z')})")
-    g.add_argument("--instrument-rule", dest="instrument_rule", choices=cfg.INSTRUMENT_RULES,
-                   default=s, help="wald: |b/se| >= z; pooled: the paper code's rule (default "
-                   f"{d('instrument_rule')})")  # fmt: skip
-    g.add_argument("--all-alleles", dest="one_per_position", action="store_false", default=s,
-                   help="let all three alleles of a position be instruments (default: only the "
-                        "strongest, as the three share the lost reference base)")  # fmt: skip
-    g.add_argument("--floor", type=float, default=s,
-                   help="drop exposure effects below this fraction of the exposure's spread over "
-                        f"the reference sequences (default {d('floor')}; 0: off)")  # fmt: skip
-    g.add_argument("--no-directional", dest="directional", action="store_false", default=s,
-                   help="skip the directionality check (an instrument counts for X -> Y only "
-                        "where it moves X more than Y, in units of their spreads)")  # fmt: skip
-    g.add_argument("--direction-scale", dest="direction_scale", choices=cfg.DIRECTION_SCALES,
-                   default=s, help="spread of the directionality check: of each feature's mutation "
-                   "effects within the sequence, or of its predictions over the sequences "
-                   f"(default {d('direction_scale')})")  # fmt: skip
-    g.add_argument("--sample-split", dest="sample_split", action="store_true", default=s,
-                   help="select instruments on half of the model's samples and estimate on the "
-                        "other half (no winner's curse; fewer samples for the inference)")  # fmt: skip
-    g.add_argument("--min-instruments", dest="min_instruments", type=int, default=s,
-                   help=f"minimum instruments per MR fit (default {d('min_instruments')})")  # fmt: skip
-    g.add_argument("--methods", nargs="+", metavar="METHOD", default=s,
-                   help=f"MR methods: {' '.join(MR_METHODS)} (default: {d('methods')})")  # fmt: skip
-    g.add_argument("--n-boot", dest="n_boot", type=int, default=s,
-                   help=f"bootstrap replicates of median/mode SEs (default {d('n_boot')})")  # fmt: skip
-    g.add_argument("--meta-method", dest="meta_method", choices=cfg.META_METHODS, default=s,
-                   help=f"tau^2 estimator of the global meta-analysis (default {d('meta_method')})")  # fmt: skip
-    g.add_argument("--meta-test", dest="meta_test", choices=cfg.META_TESTS, default=s,
-                   help=f"z or knha (Knapp-Hartung; default {d('meta_test')})")  # fmt: skip
-    g.add_argument("--level", type=float, default=s, help=f"confidence level (default {d('level')})")
-    g = p.add_argument_group("run")
-    g.add_argument("--out", default=s, help="results folder (required)")
-    g.add_argument("--seed", type=int, default=s, help=f"seed (default {d('seed')})")
-    g.add_argument("--chunk-size", dest="chunk_size", type=int, default=s,
-                   help=f"sequences per chunk: unit of resume (default {d('chunk_size')})")  # fmt: skip
-    g.add_argument("--save-effects", dest="save_effects", choices=("auto", "yes", "no"),
-                   default=s, help="write effects.h5 (default auto: small runs)")  # fmt: skip
-    g.add_argument("--n-examples", dest="n_examples", type=int, default=s,
-                   help=f"sequences in MR scatter plots (default {d('n_examples')})")  # fmt: skip
-    g.add_argument("--no-figures", dest="figures", action="store_false", default=s)
-    g.add_argument("--no-report", dest="report", action="store_false", default=s)
-    g.add_argument("--force", action="store_true", default=s,
-                   help="recompute when --out holds results of another configuration or other "
-                   "inputs; the old results are replaced only once the new run has succeeded")  # fmt: skip
-    g.add_argument("--mask-nonfinite", dest="mask_nonfinite", action="store_true", default=s,
-                   help="leave out mutants whose predictions are NaN or inf (counted in run.json "
-                   "and the report) instead of stopping")  # fmt: skip
-    g = p.add_argument_group("executor (where the chunks run; see the Dask guide)")
-    g.add_argument("--executor", choices=cfg.EXECUTORS, default=s,
-                   help=f"local: this process; dask: one Dask task per chunk, on a local cluster "
-                        f"of one worker per core unless told otherwise (default {d('executor')})")  # fmt: skip
-    g.add_argument("--dask-workers", dest="dask_workers", type=int, metavar="N", default=s,
-                   help="run on a local Dask cluster of N single-threaded worker processes "
-                        "(implies --executor dask)")  # fmt: skip
-    g.add_argument("--dask-address", dest="dask_address", metavar="ADDRESS", default=s,
-                   help="run on an existing Dask cluster: its scheduler tcp://HOST:PORT or "
-                        "scheduler file (implies --executor dask)")  # fmt: skip
+    add_setting_arguments(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -264,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mapping", metavar="CSV",
                    help="match features by this table (one column of feature names per run, in "
                    "the runs' order) instead of by label")  # fmt: skip
-    p.add_argument("--no-figures", dest="figures", action="store_false")
+    p.add_argument("--no-figures", dest="figures", action="store_false",
+                   help="draw no side-by-side figures (tables and report only)")
     _common(p)
     p.set_defaults(func=_cmd_compare)
 
@@ -420,10 +326,11 @@ def _config_from_args(args: argparse.Namespace):
 
 
 def _summary(result, started: float) -> str:
+    from deepmr_kipoi.report.headline import build_headline
+
     g = result.global_effects
-    n_sig = int(g["significant"].fillna(False).astype(bool).sum())
     where = f"{result.out_dir}" if result.out_dir else "memory"
-    return (f"{len(g)} global effects ({n_sig} significant) from "
+    return (f"{build_headline(g).summary().rstrip(':.')} ({len(g)} global effects) from "
             f"{result.run_info['sequences']['n']} sequences in {time.time() - started:.1f} s; "
             f"results in {where}, report {where}/report.html")  # fmt: skip
 

@@ -158,7 +158,7 @@ def run_demo(
 
 
 def headline(result: pipeline.DeepMRResult) -> str:
-    """One line: how well a run's estimated global effects recover the known ones.
+    """The run's verdict headline with the known truth beside each claim (plain text).
 
     Parameters
     ----------
@@ -168,10 +168,9 @@ def headline(result: pipeline.DeepMRResult) -> str:
     Returns
     -------
     str
+        One line per claim, the pairs not claimed by reason, and how the claims meet the truth.
     """
-    from deepmr_kipoi import report
+    from deepmr_kipoi.report import headline as summary
 
     truth = pd.DataFrame(result.run_info["truth"])
-    method, _ = report.top_pairs(result.global_effects, 1)
-    s = report.truth_summary(result.global_effects, truth, method)
-    return report.truth_headline(s, result.config.level)
+    return "\n".join(summary.build_headline(result.global_effects, truth).lines())

@@ -30,7 +30,9 @@ combination of mean squares,
 ``df = (sum c_j MS_j)^2 / sum (c_j MS_j)^2 / df_j``; the p-value of ``mu = 0`` uses the same t.
 
 Approximations, named: (1) the Satterthwaite df treat the combination of mean squares as a scaled
-chi-square (exact only when one mean square dominates); (2) the mean squares are chi-square only for
+chi-square (exact only when one mean square dominates); they are capped at ``N - 1``, the df of the
+between-sequence variation, because a truncated sequence component estimated from few sequences
+would otherwise borrow the samples' df (conservative where the sample component dominates); (2) the mean squares are chi-square only for
 normal components; the t interval is robust to moderate non-normality but not to a few extreme
 sequences; a sample whose estimate is missing for most sequences of a pair (a dropout mask that
 silences the exposure) is left out of that pair; with fewer than 5 samples and the sample component dominating, the Satterthwaite df
@@ -134,8 +136,8 @@ def crossed_batched(theta, *, level: float = 0.95) -> CrossedResult:
     theta : array_like, shape (S, N, ...)
         Local estimates: samples on axis 0, sequences on axis 1, any batch shape after (e.g.
         exposures x outcomes x methods). Per batch cell, samples with a non-finite value in more
-        than half of the sequences are left out, then sequences with a non-finite value in any
-        kept sample (NaN marks a failed local fit).
+        than half of the sequences that have a fit in some sample are left out, then sequences
+        with a non-finite value in any kept sample (NaN marks a failed local fit).
     level : float
         Confidence level of the intervals.
 
@@ -150,10 +152,13 @@ def crossed_batched(theta, *, level: float = 0.95) -> CrossedResult:
     if theta.ndim < 2:
         raise DeepMRInputError(f"theta must have shape (S, N, ...), got {theta.shape}")
     finite = np.isfinite(theta)
-    # a sample without an estimate for most sequences (e.g. a dropout mask that silences the
-    # exposure) says nothing about the effect: it is left out of the cell, then sequences missing
-    # any kept sample are dropped, so the design stays balanced
-    kept = finite.mean(axis=1) > 0.5  # (S, ...)
+    # a sample without an estimate for most of the sequences that have a fit at all (e.g. a
+    # dropout mask that silences the exposure) says nothing about the effect: it is left out of
+    # the cell, then sequences missing any kept sample are dropped, so the design stays balanced.
+    # The share is taken over fitted sequences only: a sequence without a local fit is missing in
+    # every sample and must not push every sample out of the cell.
+    fitted = finite.any(axis=0)  # (N, ...)
+    kept = finite.sum(axis=1) > 0.5 * fitted.sum(axis=0)  # (S, ...)
     complete = (finite | ~kept[:, None]).all(axis=0) & kept.any(axis=0)  # (N, ...)
     n_samples = kept.sum(axis=0)  # (...)
     n_seq = complete.sum(axis=0)  # (...)
@@ -197,7 +202,11 @@ def _from_sums_of_squares(grand, ss_seq, ss_smp, ss_err, n_seq, n_samples, level
         denom = (np.where(seq_kept, ms_seq**2 / df_seq, 0.0)
                  + np.where(smp_kept, ms_smp**2 / np.maximum(df_smp, 1.0), 0.0)
                  + np.where(err_kept | err_alone, ms_err**2 / df_err, 0.0))  # fmt: skip
-        df = var_sum**2 / denom
+        # the mean is a statement about the population of sequences: however precise the samples
+        # look, it cannot rest on more degrees of freedom than the N - 1 the between-sequence
+        # variation was estimated from (with 2 sequences, a truncated sequence component would
+        # otherwise leave the samples' S - 1 df and a far too confident interval)
+        df = np.where(has_seq, np.minimum(var_sum**2 / denom, df_seq), var_sum**2 / denom)
         se = np.sqrt(var_sum / total)
         sigma2_seq = np.where(has_seq, np.maximum(ms_seq - np.where(both, ms_err, 0.0), 0.0)
                               / n_samples, 0.0)  # fmt: skip

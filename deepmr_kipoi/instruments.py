@@ -19,20 +19,21 @@ Two validity rules guard the causal reading of an estimate:
   exposure's spread over the reference sequences, :func:`feature_spread`) is noise however small its
   SE, and such mutants pass ``|b/se| >= z`` by chance while carrying their direct effects on the
   outcome into the estimate;
-* *directionality* (:func:`directional`, in the spirit of MR Steiger filtering, Hemani et al. 2017):
-  an instrument counts for X -> Y only where it moves X more than Y, each effect measured in units
-  of that feature's spread, ``|b_x| / s_x > |b_y| / s_y``. If X causes Y (``b_y = beta b_x`` for a
-  mutation acting on X), Y's spread holds X's times ``|beta|`` plus Y's own, so a mutation acting on
-  X moves X more in these units, and one acting on Y moves Y more: the first counts for X -> Y
-  only, the second for Y -> X only. Two spreads are offered. The *spread of the feature's mutation
-  effects within each reference sequence* (:func:`effect_spread`, the default) is the local analog
-  of Steiger's variance explained: every mutation of the sequence is one draw. The *spread of its
-  predictions over the reference sequences* (:func:`feature_spread`) is closer to Steiger's
-  population variance, but where the analysed sequences all carry the same motifs, Y's own
-  variation over them is small and mutations of X's motif sit on the boundary (measured in the
-  simulation). Approximation, either way: a mutation acting on both features counts for the one it
-  moves more, and a feature without variation of its own cannot be told from a pure copy: a tie
-  (equal standardized effects to within ``DIRECTION_TIE``) counts for both directions.
+* *directionality* (:func:`directional`, Steiger's logic per instrument, Hemani et al. 2017): an
+  instrument counts for X -> Y only where it moves X clearly more than Y, each effect measured in
+  units of that feature's spread, ``|b_x| / s_x`` against ``|b_y| / s_y``, the difference tested
+  against its calibrated standard error with a one-sided threshold (0: the plain comparison). If X
+  causes Y (``b_y = beta b_x`` for a mutation acting on X), Y's spread holds X's times ``|beta|``
+  plus Y's own, so a mutation acting on X moves X more in these units, and one acting on Y moves Y
+  more: the first counts for X -> Y only, the second for Y -> X only. Two spreads are offered. The
+  *spread of the feature's mutation effects within each reference sequence* (:func:`effect_spread`,
+  the default) is the local analog of Steiger's variance explained: every mutation of the sequence
+  is one draw. The *spread of its predictions over the reference sequences* (:func:`feature_spread`)
+  is closer to Steiger's population variance, but where the analysed sequences all carry the same
+  motifs, Y's own variation over them is small and mutations of X's motif sit on the boundary
+  (measured in the simulation). Approximation, either way: a mutation acting on both features counts
+  for the one it moves clearly more, and a feature without variation of its own cannot be told from
+  a pure copy.
 
 Mutations at ``N`` positions (NaN effects) and mutants with a zero or non-finite SE are never
 instruments.
@@ -47,9 +48,12 @@ import numpy as np
 from deepmr_kipoi.errors import DeepMRInputError
 
 RULES = ("wald", "pooled")
-#: Relative tolerance of the directionality check: standardized effects equal to within it (one
-#: feature an exact copy of the other, up to scale) count for both directions.
+#: Relative tolerance of the plain directionality comparison (``z = 0``): standardized effects
+#: equal to within it (one feature an exact copy of the other, up to scale) count for both
+#: directions.
 DIRECTION_TIE = 1e-6
+#: Default one-sided threshold of the directionality test (:func:`directional`), in standard errors.
+DIRECTION_Z = 0.0
 
 
 @dataclass(frozen=True)
@@ -227,41 +231,54 @@ def effect_spread(effects) -> np.ndarray:
         return np.sqrt(np.nansum(sq, axis=(1, 2)) / np.where(count > 0, count, np.nan))
 
 
-def directional(bx, by, spread_x, spread_y) -> np.ndarray:
-    """Directionality check: which instruments move the exposure more than the outcome.
+def directional(bx, by, se_x, se_y, spread_x, spread_y, *, z: float = DIRECTION_Z) -> np.ndarray:
+    """Directionality check: which instruments move the exposure clearly more than the outcome.
+
+    Steiger's logic per instrument: a mutation that acts on X, where X causes Y, moves X more than
+    Y once each effect is put in units of its feature's spread (Y's spread holds X's times
+    ``|beta|`` plus Y's own), and a mutation that acts on Y moves Y more. The standardized effects
+    ``t_x = |b_x| / s_x`` and ``t_y = |b_y| / s_y`` are compared with their (calibrated) standard
+    errors: the instrument counts for X -> Y when
+
+        (t_x - t_y) / sqrt((se_x / s_x)^2 + (se_y / s_y)^2) >= z.
+
+    A mutation whose standardized effects are indistinguishable (the outcome a copy of the
+    exposure in that sequence, the reverse-causation case the plain comparison let through, or a
+    mutation acting on both features alike) counts for neither direction. ``z = 0`` is the plain
+    comparison ``t_x >= t_y``. Approximation: the covariance of the paired errors of ``b_x`` and
+    ``b_y`` is ignored; it is positive where the outcome follows the exposure within the model's
+    samples, which makes the test conservative (fewer instruments), never anti-conservative.
 
     Parameters
     ----------
-    bx : array_like, shape (N, W, 3, E)
-        Effects on the exposures.
-    by : array_like, shape (N, W, 3, O)
-        Effects on the outcomes.
-    spread_x : array_like, shape (E,)
-    spread_y : array_like, shape (O,)
-        The features' spreads over the reference sequences (:func:`feature_spread`).
+    bx, se_x : array_like, broadcastable, e.g. shape (N, E, 1, K)
+        Exposure effects of the candidate instruments and their (calibrated) standard errors.
+    by, se_y : array_like, broadcastable, e.g. shape (N, 1, O, K)
+        Outcome effects and standard errors.
+    spread_x, spread_y : array_like, broadcastable, e.g. shape (N, E, 1, 1) and (N, 1, O, 1)
+        Each feature's spread (:func:`effect_spread` or :func:`feature_spread`).
+    z : float
+        One-sided threshold on the standardized difference (default :data:`DIRECTION_Z`).
 
     Returns
     -------
-    ndarray of bool, shape (N, W, 3, E, O)
-        ``|bx| / spread_x >= |by| / spread_y`` (ties, to within ``DIRECTION_TIE``, pass both
-        ways); False where either side is not finite. Where a spread
+    ndarray of bool, the broadcast shape
+        True where the instrument passes. False where an effect or SE is not finite. Where a spread
         is zero or not finite (a constant feature, a single sequence) the check cannot be made and
-        every instrument passes.
+        every instrument with finite effects passes.
     """
-    bx = np.asarray(bx, dtype=np.float64)
-    by = np.asarray(by, dtype=np.float64)
-    spread_x = np.asarray(spread_x, dtype=np.float64)
-    spread_y = np.asarray(spread_y, dtype=np.float64)
-    if bx.shape[:-1] != by.shape[:-1] or spread_x.shape != bx.shape[-1:] or (
-            spread_y.shape != by.shape[-1:]):  # fmt: skip
-        raise DeepMRInputError(
-            f"directional: bx {bx.shape}, by {by.shape}, spreads {spread_x.shape} and "
-            f"{spread_y.shape} do not match; pass (N, W, 3, E), (N, W, 3, O), (E,), (O,)"
-        )
-    usable = (np.isfinite(spread_x) & (spread_x > 0))[:, None] & (
-        np.isfinite(spread_y) & (spread_y > 0))[None, :]  # fmt: skip
+    bx, by, se_x, se_y, spread_x, spread_y = (
+        np.asarray(a, dtype=np.float64) for a in (bx, by, se_x, se_y, spread_x, spread_y)
+    )
+    if not np.isfinite(z) or z < 0:
+        raise DeepMRInputError(f"direction threshold z must be a finite number >= 0, got {z}")
+    usable = np.isfinite(spread_x) & (spread_x > 0) & np.isfinite(spread_y) & (spread_y > 0)
+    finite = np.isfinite(bx) & np.isfinite(by)
     with np.errstate(divide="ignore", invalid="ignore"):
-        sx = np.abs(bx) / spread_x
-        sy = np.abs(by) / spread_y
-        passes = sx[..., :, None] >= sy[..., None, :] * (1.0 - DIRECTION_TIE)
-    return np.where(usable, passes, np.isfinite(bx)[..., :, None] & np.isfinite(by)[..., None, :])
+        tx, ty = np.abs(bx) / spread_x, np.abs(by) / spread_y
+        if z > 0:
+            sd = np.sqrt((se_x / spread_x) ** 2 + (se_y / spread_y) ** 2)
+            passes = (tx - ty) >= z * np.where(np.isfinite(sd), sd, np.inf)
+        else:
+            passes = tx >= ty * (1.0 - DIRECTION_TIE)
+    return finite & np.where(usable, passes, True)

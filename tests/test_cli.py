@@ -48,7 +48,8 @@ def test_run_writes_the_results_folder_and_a_summary(two_runs):
         assert (a / name).is_file(), name
     assert sorted(p.name for p in (a / "figures").glob("heatmap_*.png")) == ["heatmap_egger.png",
                                                                               "heatmap_ivw.png"]  # fmt: skip
-    assert list((a / "figures").glob("scatter_*.png")) and list((a / "figures").glob("forest_*.png"))
+    for kind in ("scatter", "instruments", "forest"):  # the pair details
+        assert list((a / "figures").glob(f"{kind}_*.png")), kind
     parser = check_self_contained(a / "report.html")
     assert sum(t == "img" for t in parser.tags) == len(list((a / "figures").glob("*.png")))
     glob = pd.read_csv(a / "global_effects.csv")
@@ -98,10 +99,17 @@ def test_adapters_lists_registered_adapters(capsys):
     assert "kipoi-generic" in out and "DeepSEA" in out
 
 
-def test_help_has_examples():
+def test_help_has_examples_and_every_option_a_description():
+    import argparse
+
+    commands = cli.build_parser()._subparsers._group_actions[0].choices
     for command in ("run", "demo", "compare"):
-        text = cli.build_parser()._subparsers._group_actions[0].choices[command].format_help()
+        text = commands[command].format_help()
         assert "examples:" in text and "deepmr " + command in text
+    for command, sub in commands.items():
+        for action in sub._actions:
+            assert action.help and action.help.strip() and action.help != argparse.SUPPRESS, (
+                command, action.option_strings or action.dest)
 
 
 def _bad(tmp_path, capsys, *args, kept=False):

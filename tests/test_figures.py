@@ -4,6 +4,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
@@ -97,3 +98,26 @@ def test_save_leaves_old_file_when_writing_fails(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["x.png"]
+
+
+def test_compare_figure_labels_do_not_overlap():
+    m1 = plots.effect_matrix(_glob(), "ivw")
+    fig = plots.compare_figure([("run1", m1), ("run2", -m1), ("run3", m1 * 2)], method="ivw")
+    fig.canvas.draw()
+    heatmaps = [ax for ax in fig.axes if ax.images]
+    assert len(heatmaps) == 3
+    # the rows are shared: only the first heatmap names them, so none sits on its left neighbour
+    assert [t.get_text() for t in heatmaps[0].get_yticklabels()] == list(m1.index)
+    assert all(not t.get_text() for ax in heatmaps[1:] for t in ax.get_yticklabels())
+    renderer = fig.canvas.get_renderer()
+    for left, right in zip(heatmaps, heatmaps[1:]):
+        labels = [t.get_window_extent(renderer) for t in right.get_yticklabels() if t.get_text()]
+        assert not any(b.overlaps(left.get_window_extent(renderer)) for b in labels)
+    # the scatter titles stay clear of the heatmaps' rotated outcome labels above them
+    ticks = [t.get_window_extent(renderer) for ax in heatmaps for t in ax.get_xticklabels()]
+    scatters = [ax for ax in fig.axes if not ax.images and ax.get_title()]
+    assert len(scatters) == 2
+    for ax in scatters:
+        title = ax.title.get_window_extent(renderer)
+        assert not any(title.overlaps(b) for b in ticks), ax.get_title()
+    plt.close(fig)

@@ -12,6 +12,7 @@ import pytest
 from deepmr_kipoi import instruments, meta, mr, pipeline, results
 from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.run.config import validate
+from deepmr_kipoi.run.local import MRSettings
 from tests import _helpers_pipeline as helpers
 
 FACTORY = f"{Path(__file__).parent / '_helpers_pipeline.py'}:tiny_model"
@@ -41,7 +42,7 @@ def _brute_force_instruments(mean, se, spread, ie, io, n):
             keep[w] = False
             keep[w, best] = True
     # directionality: each effect in units of its feature's root-mean-square mutation effect in
-    # this sequence
+    # this sequence (the default threshold 0: the plain comparison)
     rms_x = np.sqrt(np.mean(mean[n, ..., ie] ** 2))
     rms_y = np.sqrt(np.mean(mean[n, ..., io] ** 2))
     keep &= np.abs(bx) / rms_x > np.abs(by) / rms_y
@@ -154,9 +155,10 @@ def test_local_mr_is_the_same_in_exposure_blocks():
     ex, oc = [0, 1, 2, 3], [0, 1, 2, 3]
     sel = instruments.select(mean[..., ex], se[..., ex])
     whole = pipeline.local_mr(mean, se, ex, oc, sel, ["ivw", "egger"])
-    blocks = pipeline.local_mr(mean, se, ex, oc, sel, ["ivw", "egger"], block_cells=1)
+    blocks = pipeline.local_mr(mean, se, ex, oc, sel, ["ivw", "egger"],
+                               settings=MRSettings(block_cells=1))  # fmt: skip
     assert whole.estimate.shape == (2, 4, 4, 2)
-    for f in ("estimate", "se", "intercept", "n_instruments"):
+    for f in ("estimate", "se", "intercept", "n_instruments", "heterogeneity_pvalue"):
         # GEMMs over other block shapes round differently: equal to 1e-12
         np.testing.assert_allclose(whole.fields[f], blocks.fields[f], rtol=1e-12, atol=1e-14)
     r = mr.ivw(*(a[0, ..., i].ravel()[sel.mask[0, ..., 1].ravel()]

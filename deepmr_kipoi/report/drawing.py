@@ -46,9 +46,28 @@ def save(fig: Figure, path: str | os.PathLike, dpi: int = 110) -> Path:
     return results.write_bytes(path, buf.getvalue())
 
 
-def effect_matrix(
-    glob: pd.DataFrame, method: str, value: str = "estimate"
-) -> pd.DataFrame:
+def save_svg(fig: Figure, path: str | os.PathLike) -> Path:
+    """Write ``fig`` as an SVG atomically (text kept as text, so a page can show and search it)
+    and close it.
+
+    Parameters
+    ----------
+    fig : Figure
+    path : path-like
+        Destination ``.svg``; its folder must exist.
+
+    Returns
+    -------
+    Path
+    """
+    buf = io.BytesIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "deepmr"}):
+        fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    return results.write_bytes(path, buf.getvalue())
+
+
+def effect_matrix(glob: pd.DataFrame, method: str, value: str = "estimate") -> pd.DataFrame:
     """One column of the global table as an exposure x outcome matrix.
 
     Parameters
@@ -77,7 +96,8 @@ def effect_matrix(
     return mat.reindex(index=rows, columns=cols).astype(float)
 
 
-def _symmetric_norm(values: np.ndarray) -> TwoSlopeNorm:
+def symmetric_norm(values: np.ndarray) -> TwoSlopeNorm:
+    """A colour norm centred at 0 spanning the largest |finite value| (1 where there is none)."""
     finite = np.abs(values[np.isfinite(values)])
     vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
     return TwoSlopeNorm(vcenter=0.0, vmin=-vmax, vmax=vmax)
@@ -85,7 +105,7 @@ def _symmetric_norm(values: np.ndarray) -> TwoSlopeNorm:
 
 def _draw_matrix(ax, mat: pd.DataFrame, sig: pd.DataFrame | None, title: str, norm=None):
     values = mat.to_numpy(dtype=float)
-    norm = norm or _symmetric_norm(values)
+    norm = norm or symmetric_norm(values)
     cmap = plt.get_cmap("RdBu_r").with_extremes(bad="#dddddd")
     im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm, aspect="auto",
                    interpolation="nearest")  # fmt: skip
@@ -256,7 +276,9 @@ def forest(
     return fig
 
 
-def calibration_curves(curves: Sequence[tuple[str, np.ndarray, np.ndarray]], title: str = "") -> Figure:
+def calibration_curves(
+    curves: Sequence[tuple[str, np.ndarray, np.ndarray]], title: str = ""
+) -> Figure:
     """Calibration curves: observed against expected confidence (a calibrated model is diagonal).
 
     Parameters
@@ -352,12 +374,16 @@ def compare_figure(
     """
     n = len(matrices)
     sig = list(sig) if sig is not None else [None] * n
-    fig, axes = plt.subplots(2, n, figsize=(4.2 * n, 8), squeeze=False)
+    # constrained layout keeps each panel's tick labels and titles clear of its neighbours
+    fig, axes = plt.subplots(2, n, figsize=(4.6 * n + 1.0, 9), squeeze=False, layout="constrained")
     allvals = np.concatenate([m.to_numpy(dtype=float).ravel() for _, m in matrices])
-    norm = _symmetric_norm(allvals)
+    norm = symmetric_norm(allvals)
     im = None
     for i, (label, mat) in enumerate(matrices):
         im = _draw_matrix(axes[0, i], mat, sig[i], label, norm=norm)
+        if i:  # the matrices share their rows: the first panel names them for all
+            axes[0, i].set_yticklabels([])
+            axes[0, i].set_ylabel("")
     if im is not None:
         fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="global effect")
     ref_label, ref = matrices[0]
@@ -376,7 +402,78 @@ def compare_figure(
             ax.plot([lo, hi], [lo, hi], ls=":", color="#999999")
         ax.axhline(0, color="#dddddd", lw=0.8, zorder=0)
         ax.axvline(0, color="#dddddd", lw=0.8, zorder=0)
-        ax.set_xlabel(ref_label)
-        ax.set_ylabel(label)
-        ax.set_title(f"{label} vs {ref_label} ({int(ok.sum())} pairs)", fontsize=9)
+        ax.set_xlabel(f"estimate, {ref_label}")
+        ax.set_ylabel(f"estimate, {label}")
+        ax.set_title(f"{label} vs {ref_label} ({int(ok.sum())} pairs)", fontsize=9, pad=10)
+    return fig
+
+
+#: Colours of the alternative bases in ISM track plots (the sequence-logo convention).
+BASE_COLOURS = {"A": "#109648", "C": "#255c99", "G": "#f7b32b", "T": "#d62839"}
+
+
+def instrument_map(
+    positions: np.ndarray,
+    alt_bases: np.ndarray,
+    effects: Sequence[tuple[str, np.ndarray]],
+    instruments: np.ndarray,
+    *,
+    alphabet: str = "ACGT",
+    title: str = "",
+) -> Figure:
+    """Instrument map along one sequence: each mutation's effects per position and base.
+
+    Parameters
+    ----------
+    positions : ndarray, shape (W,)
+        Sequence positions of the window.
+    alt_bases : ndarray, shape (W, 3)
+        Codes (into ``alphabet``) of the three alternative bases per position.
+    effects : sequence of (label, ndarray (W, 3))
+        One track per feature (e.g. the exposure, then the outcome): the paired effect of every
+        mutation (NaN where the reference base is N).
+    instruments : ndarray of bool, shape (W, 3)
+        Mutations used as instruments.
+    alphabet : str
+    title : str
+
+    Returns
+    -------
+    Figure
+        One panel per track sharing the position axis: a grey line through the per-position mean
+        effect (the ISM track), every mutation as a dot coloured by its alternative base, the
+        instruments as larger dots with black edges.
+    """
+    pos = np.asarray(positions)
+    alt = np.asarray(alt_bases)
+    inst = np.asarray(instruments, dtype=bool)
+    width = float(np.clip(4.0 + pos.size / 40.0, 7.0, 16.0))
+    fig, axes = plt.subplots(len(effects), 1, figsize=(width, 1.9 * len(effects) + 0.8), sharex=True,
+                             squeeze=False, layout="constrained")  # fmt: skip
+    xs = np.repeat(pos[:, None], 3, axis=1)
+    for ax, (label, eff) in zip(axes[:, 0], effects):
+        eff = np.asarray(eff, dtype=float)
+        with np.errstate(invalid="ignore"):
+            track = np.nanmean(np.where(np.isfinite(eff), eff, np.nan), axis=1)
+        ax.plot(pos, track, color="#bbbbbb", lw=0.8, zorder=1)
+        for code, base in enumerate(alphabet):
+            sel = alt == code
+            if not sel.any():
+                continue
+            colour = BASE_COLOURS.get(base.upper(), "#777777")
+            rest, chosen = sel & ~inst, sel & inst
+            ax.scatter(xs[rest], eff[rest], s=5, color=colour, alpha=0.45, linewidths=0, zorder=2)
+            ax.scatter(xs[chosen], eff[chosen], s=26, color=colour, edgecolors="black",
+                       linewidths=0.7, zorder=3, label=f"to {base}")  # fmt: skip
+        ax.axhline(0, color="#dddddd", lw=0.8, zorder=0)
+        ax.set_ylabel(f"effect on\n{label}", fontsize=8)
+    handles = [plt.Line2D([], [], ls="", marker="o", color=BASE_COLOURS.get(b.upper(), "#777777"),
+                          label=f"mutation to {b}") for b in alphabet]  # fmt: skip
+    handles.append(plt.Line2D([], [], ls="", marker="o", mfc="white", mec="black",
+                              label=f"instrument ({int(inst.sum())})"))  # fmt: skip
+    axes[0, 0].legend(handles=handles, fontsize=7, ncol=len(handles), loc="lower left",
+                      bbox_to_anchor=(0, 1.02), frameon=False)  # fmt: skip
+    axes[-1, 0].set_xlabel("position in the sequence")
+    if title:
+        fig.suptitle(title, fontsize=9)
     return fig

@@ -1,26 +1,24 @@
 """Figures of a Deep MR run (matplotlib, Agg backend).
 
-`make_figures` draws a run's figures into its folder; the drawing functions each return a
-Figure:
+`make_figures` draws a run's figures into its folder:
 
-* `global_heatmap` - global effects, exposure x outcome, significant cells marked;
-* `mr_scatter` - one sequence's instruments, outcome effect against exposure effect, with error
-  bars and the fitted IVW and Egger lines;
-* `forest` - local effects of one pair over sequences with the pooled global effect;
-* `calibration_curves` - expected against observed confidence, before and after calibration;
-* `truth_scatter` - estimated against known global effects (demo, simulations);
-* `compare_figure` - global effect matrices of several runs side by side, with a scatter of
-  each run's shared estimates against the first run's.
+* the overview of the claims: `overview.causal_graph` (SVG, up to `overview.GRAPH_MAX_FEATURES`
+  features) or `overview.clustered_heatmap` at zoo scale;
+* `global_heatmap` per estimator (small runs) - headline global effects, exposure x outcome,
+  significant cells marked;
+* per pair worth a look (the claims first): `mr_scatter` of example sequences' instruments with the
+  fitted IVW and Egger lines, `instrument_map` along one sequence, and `forest` over sequences;
+* `calibration_curves`, and `truth_scatter` where the truth is known (demo, simulations).
 
-`save` writes a figure atomically as PNG and closes it. The drawing functions and `save` are
-defined in `report.drawing` and re-exported here.
+`compare_figure` draws `deepmr compare`'s side-by-side matrices. `save` writes a figure atomically
+as PNG and closes it, `save_svg` as SVG. The drawing functions are defined in `report.drawing` and
+`report.overview` and re-exported here.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,21 +36,37 @@ from deepmr_kipoi.report.drawing import (  # noqa: E402
     effect_matrix,
     forest,
     global_heatmap,
+    instrument_map,
     mr_scatter,
     save,
+    save_svg,
     truth_scatter,
+)
+from deepmr_kipoi.report.headline import primary_method, truth_join  # noqa: E402
+from deepmr_kipoi.report.overview import (  # noqa: E402
+    GRAPH_MAX_FEATURES,
+    causal_graph,
+    clustered_heatmap,
+    features_of,
 )
 
 __all__ = [
+    "DETAIL_PAIRS",
     "FigureFile",
+    "DetailInputs",
     "calibration_curves",
+    "causal_graph",
+    "clustered_heatmap",
     "compare_figure",
+    "detail_pairs",
     "effect_matrix",
     "forest",
     "global_heatmap",
+    "instrument_map",
     "make_figures",
     "mr_scatter",
     "save",
+    "save_svg",
     "slug",
     "top_pairs",
     "truth_join",
@@ -67,14 +81,20 @@ class FigureFile:
     Attributes
     ----------
     path : Path
-        PNG file.
+        PNG or SVG file.
     title : str
     caption : str
+    section : str
+        Where the report shows it: ``overview``, ``pair`` (the pair's details) or ``figures``.
+    pair : (str, str) or None
+        The (exposure, outcome) a ``pair`` figure belongs to.
     """
 
     path: Path
     title: str
     caption: str
+    section: str = "figures"
+    pair: tuple[str, str] | None = None
 
 
 def slug(text: str) -> str:
@@ -83,7 +103,7 @@ def slug(text: str) -> str:
 
 
 def top_pairs(glob: pd.DataFrame, n: int = 3) -> tuple[str, list[tuple[str, str]]]:
-    """The first method's ``n`` pairs with the smallest global p-values.
+    """The primary method's ``n`` pairs with the smallest global p-values.
 
     Parameters
     ----------
@@ -96,28 +116,94 @@ def top_pairs(glob: pd.DataFrame, n: int = 3) -> tuple[str, list[tuple[str, str]
         ``"ivw"`` when present, else the first method of the table.
     pairs : list of (exposure, outcome)
     """
-    methods = list(dict.fromkeys(glob["method"].astype(str)))
-    method = "ivw" if "ivw" in methods else methods[0]
+    method = primary_method(glob)
     sub = glob[(glob["method"] == method) & np.isfinite(glob["pvalue"])]
     sub = sub.sort_values(["pvalue", "exposure", "outcome"], kind="stable").head(n)
     return method, list(zip(sub["exposure"].astype(str), sub["outcome"].astype(str)))
 
 
+def detail_pairs(glob: pd.DataFrame, n: int = 4) -> tuple[str, list[tuple[str, str]]]:
+    """The pairs worth a detailed look: claims first, then undetermined pairs with an effect.
+
+    Parameters
+    ----------
+    glob : DataFrame
+        Global effects (with ``verdict``; without it, the smallest p-values).
+    n : int
+        Pairs at most.
+
+    Returns
+    -------
+    method : str
+        The primary method.
+    pairs : list of (exposure, outcome)
+        Causal pairs by |estimate|, then undetermined pairs where an estimator is significant, then
+        the remaining smallest p-values.
+    """
+    method = primary_method(glob)
+    if "verdict" not in glob:
+        return top_pairs(glob, n)
+    t = glob.astype({"exposure": str, "outcome": str})
+    sig = t.assign(_s=t["significant"].fillna(False).astype(bool)).groupby(
+        ["exposure", "outcome"], sort=False)["_s"].any()  # fmt: skip
+    sub = t[t["method"] == method].copy()
+    rank = sub["verdict"].map({"causal": 0, "undetermined": 1}).fillna(2)
+    has_effect = [bool(sig.get((e, o), False)) for e, o in zip(sub["exposure"], sub["outcome"])]
+    sub["rank"] = np.where((rank == 1) & ~np.asarray(has_effect), 2, rank)
+    sub["size"] = np.where(sub["rank"] == 0, -sub["estimate"].abs(), sub["pvalue"].fillna(np.inf))
+    sub = sub.sort_values(["rank", "size", "exposure", "outcome"], kind="stable").head(n)
+    return method, list(zip(sub["exposure"], sub["outcome"]))
+
+
+@dataclass(frozen=True)
+class DetailInputs:
+    """What a run kept of its ISM effects and local fits, for the per-pair figures.
+
+    Attributes
+    ----------
+    local : DataFrame
+        The local table (one row per sequence, pair and method).
+    arrays : dict
+        ``sequence_index`` (n,), ``mean``/``se`` (n, W, 3, U) over the ``used`` features,
+        ``instrument_mask`` (n, W, 3, E) over ``exposures``, ``alt_bases`` (n, W, 3) and
+        ``positions`` (W,); an empty dict draws no scatter plots or instrument maps.
+    feature_names : tuple of str
+        All model features.
+    used : tuple of int
+        Feature indices of the last axis of ``mean``/``se``.
+    seq_ids : tuple of str
+    exposures : tuple of str
+        Exposure names, in the order of the last axis of ``instrument_mask``.
+    """
+
+    local: pd.DataFrame
+    arrays: dict
+    feature_names: tuple
+    used: tuple
+    seq_ids: tuple
+    exposures: tuple = ()
+
+    @classmethod
+    def none(cls, local: pd.DataFrame | None = None) -> DetailInputs:
+        """Nothing kept: no scatter plots or instrument maps (forest plots where ``local`` is)."""
+        if local is None:
+            local = pd.DataFrame(columns=["method", "exposure", "outcome", "sequence_index"])
+        return cls(local, {}, (), (), ())
+
+
+#: Pairs that get detail figures (`detail_pairs`).
+DETAIL_PAIRS = 4
+
+
 def make_figures(
     out_dir: str | os.PathLike,
     glob: pd.DataFrame,
-    local: pd.DataFrame,
-    arrays: dict,
+    kept: DetailInputs,
     *,
-    feature_names: Sequence[str],
-    used: Sequence[int],
-    seq_ids: Sequence[str],
-    exposures: Sequence[str] = (),
     calibration=None,
     truth: pd.DataFrame | None = None,
     level: float = 0.95,
     n_examples: int = 3,
-    n_pairs: int = 3,
     created: list | None = None,
 ) -> list[FigureFile]:
     """Draw a run's figures into ``out_dir/figures``.
@@ -125,18 +211,11 @@ def make_figures(
     Parameters
     ----------
     out_dir : path-like
-    glob, local : DataFrame
-        Global and local effect tables.
-    arrays : dict
-        Kept ISM arrays: ``sequence_index`` (n,), ``mean``/``se`` (n, W, 3, U) over the ``used``
-        features, ``instrument_mask`` (n, W, 3, E) over ``exposures`` (empty dict: no scatter plots).
-    feature_names : sequence of str
-        All model features.
-    used : sequence of int
-        Feature indices of the last axis of ``mean``/``se``.
-    seq_ids : sequence of str
-    exposures : sequence of str
-        Exposure names, in the order of the last axis of ``instrument_mask``.
+    glob : DataFrame
+        Global effects.
+    kept : DetailInputs
+        Local table and kept ISM arrays (per-pair figures of the `DETAIL_PAIRS` pairs of
+        `detail_pairs`).
     calibration : run.inputs.Calibration, optional
         With ``curve_before``/``curve_after`` (``calibration.curve`` results) when fitted here.
     truth : DataFrame, optional
@@ -144,8 +223,6 @@ def make_figures(
     level : float
     n_examples : int
         Sequences per MR scatter figure.
-    n_pairs : int
-        Pairs with scatter and forest plots (smallest global p-values).
     created : list, optional
         Paths of new files are appended (clean-up on failure).
 
@@ -159,14 +236,64 @@ def make_figures(
         if created is not None:
             created.append(fig_dir)
     out: list[FigureFile] = []
+
+    def emit(fig, name, title, caption, section="figures", pair=None, svg=False):
+        path = (save_svg if svg else save)(fig, fig_dir / f"{slug(name)}.{'svg' if svg else 'png'}")
+        out.append(FigureFile(path, title, caption, section, pair))
+
+    _overview_figures(emit, glob, truth, level)
+    method, pairs = detail_pairs(glob, DETAIL_PAIRS)
+    context = _PairContext(kept, glob, n_examples, level)
+    for e, o in pairs:
+        _pair_figures(emit, context, method, e, o)
+    if calibration is not None and getattr(calibration, "curve_before", None) is not None:
+        curves = _calibration_curves(calibration)
+        if curves:
+            emit(
+                calibration_curves(curves),
+                "calibration",
+                "Calibration curves",
+                "Observed frequency with which labels fall in central predictive intervals, "
+                "against the intervals' nominal level, before (dashed) and after (solid) "
+                "recalibration.",
+            )
+    return out
+
+
+def _label(method: str) -> str:
+    return {"ivw": "IVW", "egger": "MR-Egger"}.get(method, method)
+
+
+def _overview_figures(emit, glob: pd.DataFrame, truth, level: float) -> None:
+    """The claims' overview, the per-method heatmaps and the truth plot."""
     alpha = 1.0 - level
-
-    def emit(fig, name, title, caption):
-        path = save(fig, fig_dir / f"{slug(name)}.png")
-        out.append(FigureFile(path, title, caption))
-
+    methods = list(dict.fromkeys(glob["method"].astype(str)))
+    small = len(features_of(glob)) <= GRAPH_MAX_FEATURES
+    if "verdict" in glob and small:
+        emit(causal_graph(glob), "causal_graph", "Causal graph of the claims",
+             "Features as nodes; a solid arrow per causal verdict (red: positive, blue: negative "
+             f"effect; width: size of the {_label(primary_method(glob))} headline estimate), a "
+             "dashed grey arrow per undetermined pair where some estimator finds an effect. Pairs without an "
+             "arrow are not causal or could not be judged (the table says why).",
+             section="overview", svg=True)  # fmt: skip
+    for method in methods if not small else []:
+        emit(clustered_heatmap(glob, method=method), f"heatmap_clustered_{method}",
+             f"Global effects, clustered ({method})",
+             f"Headline global {method} estimates (mean of the per-sample local estimates over "
+             "sequences and model samples), exposures as rows and outcomes as columns, both in "
+             "hierarchical-cluster order of the features' effect profiles; colour clipped at the "
+             "99th percentile of |effect|; black outlines: causal verdicts; grey: not estimable. "
+             "The report's zoomable map of the primary estimator shows every label.")  # fmt: skip
+    for method in methods if small else []:
+        emit(global_heatmap(glob, method, level=level), f"heatmap_{method}",
+             f"Global effects ({method})",
+             f"Headline global {method} estimates: the mean of the per-sample local estimates over "
+             "sequences and model samples, with the interval from both; rows are exposures, "
+             f"columns outcomes. * marks Benjamini-Hochberg q < {alpha:.2g} for this estimator "
+             "(the verdict needs more: see the table); grey: not estimable (or exposure = "
+             "outcome).")  # fmt: skip
     if truth is not None and len(truth):
-        first = top_pairs(glob, 1)[0]
+        first = primary_method(glob)
         j = truth_join(glob, truth, first)
         fig = truth_scatter(
             j["true_effect"], j["estimate"], j["ci_low"], j["ci_high"],
@@ -175,106 +302,135 @@ def make_figures(
         )  # fmt: skip
         emit(fig, "truth", "Estimated vs true global effects",
              f"Each point is one (exposure, outcome) pair: the planted effect against the {first} "
-             f"global estimate with its {level:.0%} CI. Points on the dotted line are recovered "
-             "exactly.")  # fmt: skip
-
-    for method in dict.fromkeys(glob["method"].astype(str)):
-        emit(global_heatmap(glob, method, level=level), f"heatmap_{method}",
-             f"Global effects ({method})",
-             f"Random-effects meta-analysis of the local {method} estimates over sequences; rows "
-             f"are exposures, columns outcomes. * marks Benjamini-Hochberg q < {alpha:.2g}; grey: "
-             "not estimable (or exposure = outcome).")  # fmt: skip
-
-    method, pairs = top_pairs(glob, n_pairs)
-    methods = set(glob["method"].astype(str))
-    if "mean" in arrays and len(arrays["sequence_index"]):
-        for e, o in pairs:
-            fig = _scatter_panel(
-                arrays, local, e, o, feature_names=feature_names, used=used, seq_ids=seq_ids,
-                exposures=exposures, n_examples=n_examples, with_egger="egger" in methods,
-            )  # fmt: skip
-            if fig is not None:
-                emit(fig, f"scatter_{e}__{o}", f"MR scatter: {e} -> {o}",
-                     "Instruments (mutations significant for the exposure) of example sequences: "
-                     "effect on the outcome against effect on the exposure, with SEs as error bars, "
-                     "oriented so the exposure effect is positive. Blue: IVW slope; red dashed: "
-                     "MR-Egger fit.")  # fmt: skip
-
-    for e, o in pairs:
-        rows = local[(local["method"].astype(str) == method) & (local["exposure"].astype(str) == e)
-                     & (local["outcome"].astype(str) == o)].sort_values("sequence_index")  # fmt: skip
-        g = glob[(glob["method"] == method) & (glob["exposure"] == e) & (glob["outcome"] == o)]
-        if not len(rows) or not len(g):
-            continue
-        g = g.iloc[0]
-        fig = forest(
-            rows["sequence_id"].astype(str).tolist(), rows["estimate"], rows["ci_low"],
-            rows["ci_high"], pooled=(g.get("meta_estimate", g["estimate"]),
-                                     g.get("meta_ci_low", g["ci_low"]),
-                                     g.get("meta_ci_high", g["ci_high"])),
-            prediction=(g["pi_low"], g["pi_high"]), title=f"{e} -> {o} ({method})",
-        )  # fmt: skip
-        emit(fig, f"forest_{e}__{o}_{method}", f"Forest plot: {e} -> {o}",
-             f"Local {method} estimates per sequence with {level:.0%} CIs; the diamond is the "
-             "random-effects meta-analysis over these sequences, the line through it its "
-             "prediction interval. The headline global interval is wider: it also counts the "
-             "model's uncertainty, which every local estimate shares.")  # fmt: skip
-
-    if calibration is not None and getattr(calibration, "curve_before", None) is not None:
-        curves = _calibration_curves(calibration)
-        if curves:
-            emit(calibration_curves(curves), "calibration", "Calibration curves",
-                 "Observed frequency with which labels fall in central predictive intervals, "
-                 "against the intervals' nominal level, before (dashed) and after (solid) "
-                 "recalibration.")  # fmt: skip
-    return out
+             f"headline estimate with its {level:.0%} interval. Points on the dotted line are "
+             "recovered exactly.")  # fmt: skip
 
 
-def truth_join(glob: pd.DataFrame, truth: pd.DataFrame, method: str) -> pd.DataFrame:
-    """One method's global estimates and CIs beside the true effects, on their shared pairs."""
-    cols = ["exposure", "outcome", "estimate", "ci_low", "ci_high"]
-    cols += [c for c in ("significant", "meta_ci_low", "meta_ci_high") if c in glob.columns]
-    g = glob[glob["method"] == method][cols]
-    t = truth[["exposure", "outcome", "true_effect"]].astype({"exposure": str, "outcome": str})
-    return g.merge(t, on=["exposure", "outcome"], how="inner")
+@dataclass(frozen=True)
+class _PairContext:
+    kept: DetailInputs
+    glob: pd.DataFrame
+    n_examples: int
+    level: float
+
+    def index(self, e: str, o: str):
+        """(position of e and o on the arrays' feature axis, e's instrument-mask index) or None."""
+        k = self.kept
+        at = {f: i for i, f in enumerate(k.used)}
+        names = list(k.feature_names)
+        if e not in names or o not in names or e not in k.exposures:
+            return None
+        ie, io = names.index(e), names.index(o)
+        if ie not in at or io not in at:
+            return None
+        return at[ie], at[io], list(k.exposures).index(e)
 
 
-def _scatter_panel(arrays, local, e, o, *, feature_names, used, seq_ids, exposures, n_examples,
-                   with_egger):  # fmt: skip
-    names = list(feature_names)
-    ui = {f: i for i, f in enumerate(used)}
-    ie, io = names.index(e), names.index(o)
-    if ie not in ui or io not in ui or e not in list(exposures):
+def _pair_figures(emit, c: _PairContext, method: str, e: str, o: str) -> None:
+    """MR scatter, instrument map and forest plot of one pair."""
+    pair = (e, o)
+    a = c.kept.arrays
+    if "mean" in a and len(a["sequence_index"]):
+        fig = _scatter_panel(c, e, o)
+        if fig is not None:
+            emit(fig, f"scatter_{e}__{o}", f"MR scatter: {e} -> {o}",
+                 "Instruments (mutations significant for the exposure) of example sequences: "
+                 "effect on the outcome against effect on the exposure, with SEs as error bars, "
+                 "oriented so the exposure effect is positive. Blue: IVW slope; red dashed: "
+                 "MR-Egger fit.", section="pair", pair=pair)  # fmt: skip
+        fig = _instrument_map(c, e, o)
+        if fig is not None:
+            emit(fig, f"instruments_{e}__{o}", f"Instrument map: {e} -> {o}",
+                 f"Every point mutation of the sequence with the most {e} instruments: its effect "
+                 f"on {e} (top) and on {o} (bottom) by position, coloured by the new base; the "
+                 "grey line is the mean over the three new bases (the ISM track); black-edged "
+                 "dots are the instruments.", section="pair", pair=pair)  # fmt: skip
+    local = c.kept.local
+    rows = local[(local["method"].astype(str) == method) & (local["exposure"].astype(str) == e)
+                 & (local["outcome"].astype(str) == o)].sort_values("sequence_index")  # fmt: skip
+    g = c.glob[(c.glob["method"] == method) & (c.glob["exposure"] == e) & (c.glob["outcome"] == o)]
+    if not len(rows) or not len(g):
+        return
+    g = g.iloc[0]
+    fig = forest(
+        rows["sequence_id"].astype(str).tolist(), rows["estimate"], rows["ci_low"],
+        rows["ci_high"], pooled=(g.get("meta_estimate", g["estimate"]),
+                                 g.get("meta_ci_low", g["ci_low"]),
+                                 g.get("meta_ci_high", g["ci_high"])),
+        prediction=(g["pi_low"], g["pi_high"]), title=f"{e} -> {o} ({method})",
+    )  # fmt: skip
+    emit(fig, f"forest_{e}__{o}_{method}", f"Forest plot: {e} -> {o}",
+         f"Local {method} estimates per sequence with {c.level:.0%} CIs; the diamond is the "
+         "random-effects meta-analysis over these sequences, the line through it its "
+         "prediction interval. The headline global interval is wider: it also counts the "
+         "model's uncertainty, which every local estimate shares.", section="pair",
+         pair=pair)  # fmt: skip
+
+
+def _instrument_map(c: _PairContext, e: str, o: str):
+    """The instrument map of the kept sequence with the most instruments of ``e``."""
+    a, at = c.kept.arrays, c.index(e, o)
+    if at is None or "alt_bases" not in a:
         return None
-    ek = list(exposures).index(e)
+    ue, uo, ek = at
+    mask = np.asarray(a["instrument_mask"])[..., ek]  # (n, W, 3)
+    counts = mask.reshape(len(mask), -1).sum(axis=1)
+    if not len(counts) or counts.max() == 0:
+        return None
+    r = int(np.argmax(counts))
+    s = int(a["sequence_index"][r])
+    return instrument_map(
+        np.asarray(a["positions"]),
+        np.asarray(a["alt_bases"][r]),
+        [(e, a["mean"][r][..., ue]), (o, a["mean"][r][..., uo])],
+        mask[r],
+        title=f"{c.kept.seq_ids[s]}: {int(counts[r])} instruments for {e}",
+    )
+
+
+def _scatter_panel(c: _PairContext, e: str, o: str):
+    """MR scatter plots of up to ``n_examples`` kept sequences with instruments for ``e``."""
+    a, at = c.kept.arrays, c.index(e, o)
+    if at is None:
+        return None
+    ue, uo, ek = at
+    local = c.kept.local
     sel = local[(local["exposure"].astype(str) == e) & (local["outcome"].astype(str) == o)]
+    with_egger = "egger" in set(c.glob["method"].astype(str))
     panels = []
-    for row, s in enumerate(arrays["sequence_index"]):
-        mask = arrays["instrument_mask"][row][..., ek]
-        by = arrays["mean"][row][..., ui[io]]
-        sy = arrays["se"][row][..., ui[io]]
-        mask = mask & np.isfinite(by) & np.isfinite(sy) & (sy > 0)
+    for row, s in enumerate(a["sequence_index"]):
+        by, sy = a["mean"][row][..., uo], a["se"][row][..., uo]
+        mask = a["instrument_mask"][row][..., ek] & np.isfinite(by) & np.isfinite(sy) & (sy > 0)
         if mask.sum() < 1:
             continue
         loc = sel[sel["sequence_index"] == s]
         ivw = loc.loc[loc["method"].astype(str) == "ivw", "estimate"]
         egg = loc[loc["method"].astype(str) == "egger"]
-        panels.append((s, mask, float(ivw.iloc[0]) if len(ivw) else None,
-                       (float(egg["estimate"].iloc[0]), float(egg["intercept"].iloc[0]))
-                       if with_egger and len(egg) else None))  # fmt: skip
-        if len(panels) >= n_examples:
+        egger = (
+            (float(egg["estimate"].iloc[0]), float(egg["intercept"].iloc[0]))
+            if with_egger and len(egg)
+            else None
+        )
+        panels.append((row, s, mask, float(ivw.iloc[0]) if len(ivw) else None, egger))
+        if len(panels) >= c.n_examples:
             break
     if not panels:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(4.3 * len(panels), 4), squeeze=False)
-    rows = {int(s): r for r, s in enumerate(arrays["sequence_index"])}
-    for ax, (s, mask, ivw, egger) in zip(axes[0], panels):
-        r = rows[int(s)]
+    for ax, (r, s, mask, ivw, egger) in zip(axes[0], panels):
+        mean, se = a["mean"][r], a["se"][r]
         mr_scatter(
-            arrays["mean"][r][..., ui[ie]][mask], arrays["se"][r][..., ui[ie]][mask],
-            arrays["mean"][r][..., ui[io]][mask], arrays["se"][r][..., ui[io]][mask],
-            ivw=ivw, egger=egger, exposure=e, outcome=o, title=f"{seq_ids[int(s)]}", ax=ax,
-        )  # fmt: skip
+            mean[..., ue][mask],
+            se[..., ue][mask],
+            mean[..., uo][mask],
+            se[..., uo][mask],
+            ivw=ivw,
+            egger=egger,
+            exposure=e,
+            outcome=o,
+            title=f"{c.kept.seq_ids[int(s)]}",
+            ax=ax,
+        )
     return fig
 
 

@@ -1,24 +1,33 @@
-"""The self-contained HTML report of a run (figures embedded as base64 PNG), from its ``RunRecord``.
+"""The self-contained HTML pages: a run's report and ``deepmr compare``'s page (Jinja2 templates).
 
-The report states the question, the headline (estimated against true effects when the truth is
-known, else the strongest effects), the settings, the global table, the figures, diagnostics
-(instrument counts, Egger intercepts, I^2_GX, heterogeneity), calibration, warnings and the
-assumptions in plain words, and the provenance of the run. It loads nothing from outside the file.
+The report leads with the verdicts (`headline.build_headline`): one sentence per causal claim, then
+what was not claimed and why. Then the overview of the claims (the causal graph, or a zoomable
+clustered heatmap at zoo scale), the interactive global table (sorting, filters by feature,
+verdict and method, decision columns first and the technical ones on request, pages of 50 rows),
+per-pair details (MR scatter, instrument map, forest plot), the warnings, the question, settings,
+further figures, diagnostics, calibration, assumptions and provenance.
+
+Everything is in the one file: figures as base64 PNG data URIs or inline SVG, the table and the
+heatmap as JSON blocks, the style sheet and the script inline. It loads nothing from outside. The
+templates, style sheet and script live in ``report/templates``.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import os
+import re
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from deepmr_kipoi import results
-from deepmr_kipoi.report.figures import FigureFile, top_pairs, truth_join
+from deepmr_kipoi.report.figures import FigureFile
+from deepmr_kipoi.report.headline import build_headline, truth_summary
+from deepmr_kipoi.report.table import table_payload, to_json
 
 ASSUMPTIONS = (
     ("Local linearity", "each local effect is the slope of the model's outcome on its exposure "
@@ -30,32 +39,17 @@ ASSUMPTIONS = (
     ("Calibration", "p-values and intervals are only as good as the model's uncertainty; "
      "calibrate it on held-out labelled data."),
     ("Direction", "MR on one model does not tell from the data alone which feature drives the "
-     "other; compare both directions and use prior knowledge."),
+     "other; the verdict claims one direction only where the reverse is not supported, and "
+     "prior knowledge still matters."),
 )  # fmt: skip
 
-_CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
-padding:0 1em;color:#222;line-height:1.45}
-h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.25em;border-bottom:1px solid #ddd;
-padding-bottom:.2em;margin-top:1.6em}
-table{border-collapse:collapse;font-size:.85em;margin:.6em 0}
-th,td{border:1px solid #ddd;padding:3px 7px;text-align:right}th{background:#f3f3f3}
-td.l,th.l{text-align:left}.headline{background:#eef5ff;border-left:4px solid #1f77b4;padding:.6em 1em}
-.warn{background:#fff6e5;border-left:4px solid #f0a000;padding:.4em 1em}
-figure{margin:1em 0}figcaption{font-size:.85em;color:#555}img{max-width:100%}
-.small{font-size:.8em;color:#666}
-"""
+_TEMPLATES = Path(__file__).resolve().parent / "templates"
+_METHOD_LABELS = {"ivw": "IVW", "egger": "MR-Egger", "weighted_median": "weighted median",
+                  "simple_median": "simple median", "weighted_mode": "weighted mode"}  # fmt: skip
 
 
-# ----------------------------------------------------------------------------------------------
-# HTML
-
-
-def _e(x) -> str:
-    return html.escape(str(x), quote=True)
-
-
-def _fmt(x, digits: int = 3) -> str:
+def fmt_number(x, column: str = "", digits: int = 3) -> str:
+    """A table cell: booleans as yes/no, p-values with ``<1e-300`` for 0, 3 significant digits."""
     if x is None:
         return ""
     if isinstance(x, (bool, np.bool_)):
@@ -65,180 +59,75 @@ def _fmt(x, digits: int = 3) -> str:
     try:
         v = float(x)
     except (TypeError, ValueError):
-        return _e(x)
+        return str(x)
     if not np.isfinite(v):
-        return "&ndash;"
+        return "\u2013"
+    if v == 0.0 and column in ("pvalue", "qvalue"):
+        return "<1e-300"
     if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
         return f"{v:.{digits - 1}e}"
     return f"{v:.{digits}g}" if abs(v) >= 1 else f"{v:.{digits}f}"
 
 
-def _fmt_p(x) -> str:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return _fmt(x)
-    return "&lt;1e-300" if v == 0.0 else _fmt(v)
+@lru_cache(maxsize=1)
+def _environment():
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(_TEMPLATES)),
+        autoescape=jinja2.select_autoescape(["html", "j2"], default=True),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=False,
+    )
+    env.filters["num"] = fmt_number
+    return env
 
 
-def table_html(df: pd.DataFrame, columns: Sequence[str], left: Sequence[str] = ()) -> str:
-    """An HTML table of some columns of ``df`` (values escaped, numbers formatted)."""
-    head = "".join(f'<th class="{"l" if c in left else ""}">{_e(c)}</th>' for c in columns)
-    rows = []
-    for _, r in df.iterrows():
-        cells = "".join(
-            f'<td class="l">{_e(r[c])}</td>' if c in left
-            else f"<td>{_fmt_p(r[c]) if c in ('pvalue', 'qvalue') else _fmt(r[c])}</td>"
-            for c in columns
-        )
-        rows.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+def _asset(name: str) -> str:
+    return (_TEMPLATES / name).read_text(encoding="utf-8")
 
 
-def _img(path: Path) -> str:
-    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return f'<img alt="{_e(Path(path).stem)}" src="data:image/png;base64,{data}">'
-
-
-#: True effects at least this fraction of the largest |true effect| count as planted (non-zero);
-#: oracle truths of unrelated pairs are tiny but not exactly 0.
-STRONG_FRACTION = 0.05
-#: True effects below this size count as null when a flagged pair is judged.
-NEAR_NULL = 0.01
-
-
-def truth_summary(glob: pd.DataFrame, truth: pd.DataFrame, method: str) -> dict:
-    """How well estimated global effects recover known ones.
+def render(template: str, **context) -> str:
+    """Render one of the page templates with the inline style sheet and script.
 
     Parameters
     ----------
-    glob : DataFrame
-    truth : DataFrame
-        Columns exposure, outcome, true_effect.
-    method : str
+    template : str
+        ``report.html.j2`` or ``compare.html.j2``.
+    **context
+        The template's variables.
 
     Returns
     -------
-    dict
-        ``n`` pairs compared; Pearson ``r``; ``n_strong`` planted effects (``|true| >=
-        STRONG_FRACTION * max |true|``), of which ``sign_agreement`` have an estimate of their
-        sign and ``significant`` a significant one (the run's ``significant`` flag); ``max_abs_null``,
-        the largest |estimate| among the other pairs; ``n_flagged`` pairs flagged significant, of
-        which ``flagged_wrong_sign`` have the opposite sign of their true effect and
-        ``flagged_near_null`` a true effect below 0.01 in size; ``coverage`` (share of true effects
-        inside the headline interval); ``meta_coverage`` (the same for the meta-analysis CI, NaN
-        where the table has none); ``mae`` (mean absolute error); ``strong``: rows (exposure,
-        outcome, true_effect, estimate, ci_low, ci_high) of the planted effects.
+    str
     """
-    j = truth_join(glob, truth, method)
-    j = j[np.isfinite(j["estimate"]) & np.isfinite(j["true_effect"])].reset_index(drop=True)
-    t, e = j["true_effect"].to_numpy(float), j["estimate"].to_numpy(float)
-    strong = np.abs(t) >= STRONG_FRACTION * np.abs(t).max() if len(t) and np.abs(t).max() > 0 \
-        else np.zeros(len(t), dtype=bool)
-    r = float(np.corrcoef(t, e)[0, 1]) if len(j) > 2 and np.std(t) > 0 and np.std(e) > 0 else np.nan
-    lo, hi = j["ci_low"].to_numpy(float), j["ci_high"].to_numpy(float)
-    inside = (lo <= t) & (t <= hi)
-    meta_coverage = np.nan
-    if "meta_ci_low" in j and len(j) and np.isfinite(j["meta_ci_low"].to_numpy(float)).all():
-        mlo, mhi = j["meta_ci_low"].to_numpy(float), j["meta_ci_high"].to_numpy(float)
-        meta_coverage = float(((mlo <= t) & (t <= mhi)).mean())
-    if "significant" in j:
-        sig = j["significant"].fillna(False).to_numpy(dtype=bool)
+    from markupsafe import Markup
+
+    env = _environment()
+    return env.get_template(template).render(
+        css=Markup(_asset("report.css")), js=Markup(_asset("report.js")), **context
+    )
+
+
+def figure_context(fig: FigureFile) -> dict:
+    """A figure for the templates: a PNG as a data URI, an SVG inline (its XML prologue dropped)."""
+    from markupsafe import Markup
+
+    path = Path(fig.path)
+    item = {"title": fig.title, "caption": fig.caption, "alt": path.stem, "svg": None, "src": None}
+    if path.suffix.lower() == ".svg":
+        text = path.read_text(encoding="utf-8")
+        # the prologue and matplotlib's RDF metadata (addresses of vocabularies) are not needed inline
+        text = re.sub(r"<metadata>.*?</metadata>", "", text[text.index("<svg") :], flags=re.DOTALL)
+        item["svg"] = Markup(text)
     else:
-        sig = ~((lo <= 0) & (0 <= hi))
-    return {
-        "method": method,
-        "n": int(len(j)),
-        "r": r,
-        "n_strong": int(strong.sum()),
-        "sign_agreement": int(np.sum(np.sign(e[strong]) == np.sign(t[strong]))),
-        "significant": int(np.sum(sig[strong] & (np.sign(e[strong]) == np.sign(t[strong])))),
-        "max_abs_null": float(np.max(np.abs(e[~strong]))) if (~strong).any() else np.nan,
-        "n_flagged": int(sig.sum()),
-        "flagged_wrong_sign": int(np.sum(sig & (np.sign(e) != np.sign(t)))),
-        "flagged_near_null": int(np.sum(sig & (np.abs(t) < NEAR_NULL))),
-        "coverage": float(inside.mean()) if len(j) else np.nan,
-        "meta_coverage": meta_coverage,
-        "mae": float(np.mean(np.abs(e - t))) if len(j) else np.nan,
-        "strong": j.loc[strong, ["exposure", "outcome", "true_effect", "estimate", "ci_low",
-                                 "ci_high"]].to_dict(orient="records"),  # fmt: skip
-    }
+        item["src"] = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+    return item
 
 
-def truth_headline(s: dict, level: float = 0.95, html_arrow: bool = False) -> str:
-    """Plain-words summary of :func:`truth_summary` (the demo's headline)."""
-    arrow = "&rarr;" if html_arrow else "->"
-    esc = _e if html_arrow else str
-    planted = "; ".join(
-        f"{esc(r['exposure'])} {arrow} {esc(r['outcome'])}: true {r['true_effect']:.3g}, estimated "
-        f"{r['estimate']:.3g} [{r['ci_low']:.3g}, {r['ci_high']:.3g}]" for r in s["strong"]
-    )
-    return (
-        f"Planted effects ({s['method']}, {level:.0%} CI): {planted or 'none'}. "
-        f"{s['sign_agreement']} of {s['n_strong']} have the right sign, {s['significant']} "
-        f"significantly. Flagged significant: {s['n_flagged']} of {s['n']} pairs, "
-        f"{s['flagged_wrong_sign']} with the wrong sign, {s['flagged_near_null']} with a true "
-        f"effect below {NEAR_NULL}. Other pairs (true effect near 0): largest |estimate| "
-        f"{s['max_abs_null']:.3g}. Over all {s['n']} pairs: r = {s['r']:.3f}, mean absolute error "
-        f"{s['mae']:.3g}, {s['coverage']:.0%} of true effects inside the CI"
-        + (f" ({s['meta_coverage']:.0%} inside the meta-analysis CI over sequences alone)."
-           if np.isfinite(s.get("meta_coverage", np.nan)) else ".")
-    )
-
-
-def _headline(glob: pd.DataFrame, truth, level: float) -> str:
-    method, pairs = top_pairs(glob, 3)
-    if truth is not None and len(truth):
-        return "Against the planted truth. " + truth_headline(
-            truth_summary(glob, truth, method), level, html_arrow=True
-        )
-    sub = glob[glob["method"] == method]
-    n_sig = int(sub["significant"].fillna(False).astype(bool).sum())
-    parts = []
-    for e, o in pairs:
-        r = sub[(sub["exposure"] == e) & (sub["outcome"] == o)].iloc[0]
-        parts.append(f"{_e(e)} &rarr; {_e(o)}: {_fmt(r['estimate'])} "
-                     f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]")  # fmt: skip
-    return (f"{n_sig} of {len(sub)} exposure&ndash;outcome pairs have a significant global "
-            f"{method} effect (BH q &lt; {1 - level:.2g}). Strongest: " + "; ".join(parts) + ".")  # fmt: skip
-
-
-def _diagnostics(glob: pd.DataFrame) -> pd.DataFrame:
-    rows = []
-    for method, sub in glob.groupby("method", sort=False):
-        rows.append({
-            "method": method,
-            "pairs": len(sub),
-            "pairs with >= 3 sequences": int((sub["k"] >= 3).sum()),
-            "median sequences used": float(np.nanmedian(sub["k"])) if len(sub) else np.nan,
-            "median instruments": float(np.nanmedian(sub["median_instruments"]))
-            if sub["median_instruments"].notna().any() else np.nan,
-            "median I2 (%)": float(np.nanmedian(sub["i2"])) if sub["i2"].notna().any() else np.nan,
-            "median tau2": float(np.nanmedian(sub["tau2"])) if sub["tau2"].notna().any() else np.nan,
-            "median I2_GX (%)": float(np.nanmedian(sub["i2_gx_median"]))
-            if sub["i2_gx_median"].notna().any() else np.nan,
-            "Egger intercepts != 0 (share)": float(np.nanmean(sub["egger_intercept_sig_frac"]))
-            if sub["egger_intercept_sig_frac"].notna().any() else np.nan,
-        })  # fmt: skip
-    return pd.DataFrame(rows)
-
-
-def _calibration_html(cal) -> str:
-    if cal is None:
-        return "<p>No calibration was applied: effect SEs are the raw spread over samples.</p>"
-    shown = ", ".join(cal.features[:20]) + (" ..." if len(cal.features) > 20 else "")
-    lines = [f"<p>Source: {_e(cal.source)}. Features calibrated: {_e(shown)}.</p>"]
-    if cal.metrics_before is not None and cal.metrics_after is not None:
-        before = cal.metrics_before.table().iloc[[-1]].assign(feature="overall, before")
-        after = cal.metrics_after.table().iloc[[-1]].assign(feature="overall, after")
-        df = pd.concat([before, after], ignore_index=True)
-        lines.append(table_html(df, list(df.columns), left=["feature"]))
-        lines.append('<p class="small">Miscalibration areas: mean |observed - expected| over '
-                     "levels (0 = calibrated); coverage_X: share of labels inside the central X% "
-                     "predictive interval.</p>")  # fmt: skip
-    scales = ", ".join(f"{f}: {s:.3g}" for f, s in cal.scale_items()[:20])
-    lines.append(f"<p>SE scale applied to effects: {_e(scales)}.</p>")
-    return "".join(lines)
+def _names(xs: Sequence[str]) -> str:
+    xs = list(xs)
+    return ", ".join(xs[:12]) + (f" ... ({len(xs)} in all)" if len(xs) > 12 else "")
 
 
 def write_report(
@@ -249,7 +138,7 @@ def write_report(
     *,
     calibration=None,
     truth: pd.DataFrame | None = None,
-    max_rows: int = 60,
+    max_rows: int | None = None,
 ) -> Path:
     """Write the self-contained HTML report of a run atomically.
 
@@ -260,14 +149,15 @@ def write_report(
     record : run.record.RunRecord
         The run's record (config, model identity, features, sequences, warnings, versions).
     glob : DataFrame
-        Global effects.
+        Global effects (with ``verdict`` and ``verdict_reason``).
     figures : sequence of FigureFile
-        Embedded as base64 PNG data URIs.
+        PNGs embedded as data URIs, SVGs inline; placed by their ``section``.
     calibration : pipeline calibration record, optional
     truth : DataFrame, optional
-        Known global effects (columns exposure, outcome, true_effect) for the headline.
-    max_rows : int
-        Rows of the global table shown (smallest p-values first; the CSV has all).
+        Known global effects (columns exposure, outcome, true_effect): beside each claim, in the
+        table, and a recovery summary.
+    max_rows : int, optional
+        Rows embedded in the interactive table (default `table.MAX_ROWS`; the CSV has all).
 
     Returns
     -------
@@ -275,100 +165,115 @@ def write_report(
     """
     cfg = record.config
     level = float(cfg.get("level", 0.95))
-    model = record.model
-    seqs = record.sequences
-    ex, oc = list(record.features.exposures), list(record.features.outcomes)
-
-    def names(xs):
-        return _e(", ".join(xs[:12]) + (f" ... ({len(xs)} in all)" if len(xs) > 12 else ""))
-
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>Deep MR report: {_e(model.get('name', ''))}</title>",
-        f"<style>{_CSS}</style></head><body>",
-        f"<h1>Deep MR report: {_e(model.get('name', ''))}</h1>",
-        f'<p class="small">deepmr_kipoi {_e(record.deepmr_kipoi_version)}, '
-        f'run {_e(record.started)}</p>',
-        f'<div class="headline"><p>{_headline(glob, truth, level)}</p></div>',
-        "<h2>Question</h2>",
-        f"<p>Which causal effects between its output features has the model "
-        f"<b>{_e(model.get('name', ''))}</b> learned? Every point mutation of "
-        f"{_e(seqs.n)} reference sequences of {_e(seqs.length)} bp "
-        f"(window {_e(list(seqs.window))}) is an instrument when it changes the exposure "
-        "significantly, clearly, and more than the outcome; Mendelian randomization per sequence "
-        "gives local effects of each exposure on each outcome, for the whole model and for each of "
-        "its samples (ensemble members or dropout masks), and the global effect is their mean with "
-        "an interval that counts both the sequences and the model's uncertainty.</p>"
-        "<p><b>What the intervals cover:</b> the effect this model learned, given its training "
-        "data, averaged over sequences like those analysed. A bias that every sample of the model "
-        "shares (the same training data, the same architecture) stays invisible to them, and a "
-        "significant effect is a statement about the model, not proof of biology.</p>"
-        f"<p>Exposures: {names(ex)}.<br>Outcomes: {names(oc)}.</p>",
-        "<h2>Settings</h2>",
-        _settings_table(cfg, model),
-        "<h2>Global effects</h2>",
-    ]
-    shown = glob.sort_values("pvalue", kind="stable").head(max_rows)
-    cols = [c for c in ("exposure", "outcome", "method", "estimate", "se", "ci_low", "ci_high",
-                        "pvalue", "qvalue", "direction", "robust_disagreement", "meta_estimate",
-                        "meta_ci_low", "meta_ci_high", "tau2", "i2", "pi_low", "pi_high", "k",
-                        "median_instruments") if c in glob.columns]  # fmt: skip
-    if truth is not None and len(truth):
-        t = truth[["exposure", "outcome", "true_effect"]].astype({"exposure": str, "outcome": str})
-        shown = shown.merge(t, on=["exposure", "outcome"], how="left")
-        cols.insert(3, "true_effect")
-    parts.append(table_html(shown, cols, left=["exposure", "outcome", "method"]))
-    parts.append(f'<p class="small">{min(len(glob), max_rows)} of {len(glob)} rows, smallest '
-                 "p-values first; all rows in global_effects.csv. estimate, CI, p, q: mean of the "
-                 "per-sample local estimates over sequences and model samples, with a t interval "
-                 "from the crossed random-effects model (sequences and samples); q: "
-                 "Benjamini-Hochberg; direction: verdict for the unordered pair; "
-                 "robust_disagreement: IVW and a robust method disagree beyond their intervals; "
-                 "meta_*: random-effects meta-analysis over sequences only (it treats the local "
-                 "estimates as independent although they share the model's error); k: sequences "
-                 "with a local fit; pi: prediction interval of a sequence's local effect.</p>")  # fmt: skip
-    parts.append("<h2>Figures</h2>")
-    for fig in figures:
-        parts.append(f"<figure>{_img(fig.path)}<figcaption><b>{_e(fig.title)}.</b> "
-                     f"{_e(fig.caption)}</figcaption></figure>")  # fmt: skip
-    parts.append("<h2>Diagnostics</h2>")
-    diag = _diagnostics(glob)
-    parts.append(table_html(diag, list(diag.columns), left=["method"]))
-    parts.append('<p class="small">I2: between-sequence heterogeneity of the local effects. '
-                 "I2_GX below 90% dilutes Egger slopes. Egger intercepts != 0: share of sequences "
-                 f"whose Egger intercept is significant at {1 - level:.2g} (directional "
-                 "pleiotropy).</p>")  # fmt: skip
-    parts.append("<h2>Calibration</h2>")
-    parts.append(_calibration_html(calibration))
-    parts.append("<h2>Warnings</h2>")
-    warns = record.warnings
-    if warns:
-        parts.append("<ul>" + "".join(f'<li class="warn">{_e(w)}</li>' for w in warns) + "</ul>")
-    else:
-        parts.append("<p>None.</p>")
-    parts.append("<h2>Assumptions</h2><ul>")
-    parts += [f"<li><b>{_e(a)}</b>: {_e(b)}</li>" for a, b in ASSUMPTIONS]
-    parts.append("</ul><h2>Provenance</h2>")
-    prov = {
-        "model": model.get("name"),
-        "model source": model.get("source"),
-        "weights": "; ".join(f"{w.get('path')} (md5 {w.get('md5')})"
-                             for w in model.get("weights", []) or []) or None,  # fmt: skip
-        "uncertainty samples (S)": model.get("n_samples"),
-        "config hash": record.config_hash,
-        "seed": cfg.get("seed"),
-        "versions": ", ".join(f"{k} {v}" for k, v in record.versions.items()),
-        "platform": record.platform,
+    has_truth = truth is not None and len(truth)
+    headline = build_headline(glob, truth if has_truth else None)
+    payload = table_payload(glob, truth if has_truth else None,
+                            **({"max_rows": max_rows} if max_rows else {}))  # fmt: skip
+    context = {
+        "model_name": record.model.get("name", ""),
+        "version": record.deepmr_kipoi_version,
+        "started": record.started,
+        "headline": headline,
+        "level_pct": f"{level:.0%}",
+        "alpha": f"{1 - level:.2g}",
+        "methods": list(dict.fromkeys(glob["method"].astype(str))),
+        "table_json": _json_markup(payload),
+        "table_rows_note": _rows_note(payload),
+        "warnings": list(record.warnings),
+        "assumptions": ASSUMPTIONS,
+        **_overview_context(glob, figures),
+        **_pair_context(glob, figures),
+        **_record_context(record, cfg),
+        **_diagnostics_context(glob, calibration),
+        **_truth_context(glob, truth if has_truth else None, headline.method),
     }
-    parts.append(_kv_table(prov))
-    parts.append('<p class="small">Full provenance and timings: run.json.</p></body></html>')
-    return results.write_text(path, "\n".join(parts))
+    context["method_label"] = _METHOD_LABELS.get(headline.method, headline.method)
+    return results.write_text(path, render("report.html.j2", **context))
 
 
-def _settings_table(cfg: dict, model: dict) -> str:
-    keep = {
+def _json_markup(payload) -> str:
+    from markupsafe import Markup
+
+    return Markup(to_json(payload))
+
+
+def _rows_note(payload: dict) -> str:
+    n, total = payload["n_rows"], payload["n_total"]
+    if n == total:
+        return f"All {total} rows of global_effects.csv."
+    return (f"{n} of {total} rows (the claimed and undetermined pairs first, then the smallest "
+            "p-values); every row is in global_effects.csv.")  # fmt: skip
+
+
+def _overview_context(glob: pd.DataFrame, figures: Sequence[FigureFile]) -> dict:
+    from deepmr_kipoi.report.overview import GRAPH_MAX_FEATURES, features_of, heatmap_payload
+
+    over = [f for f in figures if f.section == "overview"]
+    graph = next((figure_context(f) for f in over if Path(f.path).suffix == ".svg"), None)
+    rest = [figure_context(f) for f in over if Path(f.path).suffix != ".svg"]
+    out = {"graph": graph, "overview_figures": rest, "heatmap_json": None}
+    if len(features_of(glob)) > GRAPH_MAX_FEATURES:
+        hm = heatmap_payload(glob)
+        out.update(heatmap_json=_json_markup(hm), heatmap_method=hm["method"], heatmap_label=_METHOD_LABELS.get(hm["method"], hm["method"]),
+                   heatmap_rows=len(hm["rows"]), heatmap_cols=len(hm["cols"]),
+                   heatmap_vmax=f"{hm['vmax']:.3g}")  # fmt: skip
+    out["figures"] = [figure_context(f) for f in figures if f.section not in ("overview", "pair")]
+    return out
+
+
+def _pair_context(glob: pd.DataFrame, figures: Sequence[FigureFile]) -> dict:
+    from deepmr_kipoi.report.headline import primary_method
+
+    method = primary_method(glob)
+    first = glob[glob["method"].astype(str) == method].astype({"exposure": str, "outcome": str})
+    by_pair = {(e, o): r for (e, o), r in zip(zip(first["exposure"], first["outcome"]),
+                                              first.itertuples(index=False))}  # fmt: skip
+    pairs = []
+    for pair in dict.fromkeys(f.pair for f in figures if f.section == "pair" and f.pair):
+        r = by_pair.get(pair)
+        line = ""
+        if r is not None:
+            line = (f"{_METHOD_LABELS.get(method, method)} {fmt_number(r.estimate)} "
+                    f"[{fmt_number(r.ci_low)}, {fmt_number(r.ci_high)}]")  # fmt: skip
+            if hasattr(r, "verdict"):
+                line = f"Verdict: {r.verdict} ({r.verdict_reason}). " + line
+        pairs.append({
+            "label": f"{pair[0]} \u2192 {pair[1]}",
+            "verdict_line": line,
+            "figures": [figure_context(f) for f in figures if f.section == "pair" and f.pair == pair],
+        })  # fmt: skip
+    return {"pairs": pairs}
+
+
+def _record_context(record, cfg: dict) -> dict:
+    model, seqs = record.model, record.sequences
+    return {
+        "n_sequences": seqs.n,
+        "seq_length": seqs.length,
+        "window": list(seqs.window),
+        "exposures": _names(record.features.exposures),
+        "outcomes": _names(record.features.outcomes),
+        "settings": list(_settings(cfg, model).items()),
+        "provenance": list(
+            {
+                "model": model.get("name"),
+                "model source": model.get("source"),
+                "weights": "; ".join(
+                    f"{w.get('path')} (md5 {w.get('md5')})" for w in model.get("weights", []) or []
+                )
+                or None,
+                "uncertainty samples (S)": model.get("n_samples"),
+                "config hash": record.config_hash,
+                "seed": cfg.get("seed"),
+                "versions": ", ".join(f"{k} {v}" for k, v in record.versions.items()),
+                "platform": record.platform,
+            }.items()
+        ),  # fmt: skip
+    }
+
+
+def _settings(cfg: dict, model: dict) -> dict:
+    return {
         "model": cfg.get("model"),
         "uncertainty": f"{model.get('type', '')}, S = {model.get('n_samples')}",
         "sequences": cfg.get("fasta") or cfg.get("sequences"),
@@ -387,17 +292,58 @@ def _settings_table(cfg: dict, model: dict) -> str:
         "meta-analysis (meta_* columns)": f"{cfg.get('meta_method')} ({cfg.get('meta_test')} test)",
         "calibration": cfg.get("calibration_table") or cfg.get("calibrator") or "none",
         "seed": cfg.get("seed"),
+    }  # fmt: skip
+
+
+def _median(sub: pd.DataFrame, column: str) -> float:
+    if column not in sub or not sub[column].notna().any():
+        return np.nan
+    return float(np.nanmedian(sub[column].to_numpy(dtype=float)))
+
+
+def _diagnostics_context(glob: pd.DataFrame, cal) -> dict:
+    rows = []
+    for method, sub in glob.groupby("method", sort=False):
+        rows.append({
+            "method": method,
+            "pairs": len(sub),
+            "pairs with >= 3 sequences": int((sub["k"] >= 3).sum()),
+            "median sequences used": _median(sub, "k"),
+            "median instruments": _median(sub, "median_instruments"),
+            "median I2 (%)": _median(sub, "i2"),
+            "median tau2": _median(sub, "tau2"),
+            "median I2_GX (%)": _median(sub, "i2_gx_median"),
+            "Egger intercepts != 0 (share)": float(np.nanmean(sub["egger_intercept_sig_frac"]))
+            if sub["egger_intercept_sig_frac"].notna().any() else np.nan,
+        })  # fmt: skip
+    return {
+        "diagnostics": rows,
+        "diagnostic_columns": list(rows[0]) if rows else ["method"],
+        "calibration": _calibration(cal),
     }
-    return _kv_table(keep)
 
 
-def _kv_table(d: dict) -> str:
-    rows = "".join(
-        f'<tr><th class="l">{_e(k)}</th><td class="l">{_e(v)}</td></tr>'
-        for k, v in d.items()
-        if v is not None
-    )
-    return f"<table>{rows}</table>"
+def _calibration(cal) -> dict | None:
+    if cal is None:
+        return None
+    out = {"source": cal.source, "features": _names(cal.features), "rows": None, "columns": None,
+           "scales": ", ".join(f"{f}: {s:.3g}" for f, s in cal.scale_items()[:20])}  # fmt: skip
+    if cal.metrics_before is not None and cal.metrics_after is not None:
+        before = cal.metrics_before.table().iloc[[-1]].assign(feature="overall, before")
+        after = cal.metrics_after.table().iloc[[-1]].assign(feature="overall, after")
+        df = pd.concat([before, after], ignore_index=True)
+        out["rows"], out["columns"] = df.to_dict(orient="records"), list(df.columns)
+    return out
+
+
+def _truth_context(glob: pd.DataFrame, truth, method: str) -> dict:
+    if truth is None:
+        return {"truth_rows": None, "truth_columns": None}
+    s = truth_summary(glob, truth, method)
+    row = {"method": method, "pairs": s["n"], "r": s["r"], "mean absolute error": s["mae"],
+           "inside headline interval": s["coverage"],
+           "inside meta-analysis interval": s["meta_coverage"]}  # fmt: skip
+    return {"truth_rows": [row], "truth_columns": list(row)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -410,6 +356,7 @@ def write_compare_report(
     summary: pd.DataFrame,
     disagreements: pd.DataFrame,
     figures: Sequence[FigureFile],
+    max_rows: int = 200,
 ) -> Path:
     """Write the HTML page of ``deepmr compare`` atomically.
 
@@ -423,29 +370,21 @@ def write_compare_report(
     disagreements : DataFrame
         Pairs whose sign or significance differs between runs.
     figures : sequence of FigureFile
+    max_rows : int
+        Disagreements shown (the CSV has all).
 
     Returns
     -------
     Path
     """
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>Deep MR comparison</title><style>{_CSS}</style></head><body>",
-        "<h1>Deep MR comparison</h1>",
-        f"<p>Runs: {_e(', '.join(labels))}. Only (exposure, outcome, method) triples present in "
-        "every run are compared.</p>",
-        "<h2>Rank agreement</h2>",
-        table_html(summary, list(summary.columns), left=["method", "run", "reference"]),
-    ]
-    for fig in figures:
-        parts.append(f"<figure>{_img(fig.path)}<figcaption><b>{_e(fig.title)}.</b> "
-                     f"{_e(fig.caption)}</figcaption></figure>")  # fmt: skip
-    parts.append("<h2>Pairs that disagree</h2>")
-    if len(disagreements):
-        parts.append(table_html(disagreements.head(200), list(disagreements.columns),
-                                left=["exposure", "outcome", "method", "disagreement"]))  # fmt: skip
-    else:
-        parts.append("<p>None: every shared pair has the same sign and significance.</p>")
-    parts.append("</body></html>")
-    return results.write_text(path, "\n".join(parts))
+    text = render(
+        "compare.html.j2",
+        labels=", ".join(labels),
+        summary=summary.to_dict(orient="records"),
+        summary_columns=list(summary.columns),
+        figures=[figure_context(f) for f in figures],
+        disagreements=disagreements.head(max_rows).to_dict(orient="records"),
+        disagreement_columns=list(disagreements.columns),
+        n_disagreements=len(disagreements),
+    )
+    return results.write_text(path, text)

@@ -16,8 +16,10 @@ The random-effects meta-analysis of the local estimates over sequences
 columns with its heterogeneity statistics (``tau2``, ``i2``, ``q``) and prediction interval
 (``pi_low``, ``pi_high``): they describe how the local effects vary between sequences.
 
-Per unordered pair a direction verdict (``direction.verdicts``) and per ordered pair a flag where
-IVW and a robust method disagree beyond their intervals (``direction.robust_disagreement``).
+Per ordered pair one verdict, ``causal``, ``not causal`` or ``undetermined``, with its reason
+(:mod:`deepmr_kipoi.verdict`: the rule and why), the direction of every unordered pair, the share of
+sequences whose instruments disagree beyond the model's noise (``heterogeneity_share``), and a flag
+where IVW and another estimator disagree beyond their intervals (``robust_disagreement``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from deepmr_kipoi import direction, inference
+from deepmr_kipoi import inference, verdict
 from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.run.local import INSTRUMENT_COUNTS, SampleEstimates
 
@@ -97,6 +99,7 @@ def global_effects(
     samples: SampleEstimates | None = None,
     exposures=(),
     outcomes=(),
+    min_sequences: int = 5,
 ) -> pd.DataFrame:
     """Global effect of every (exposure, outcome, method): headline inference and meta-analysis.
 
@@ -114,16 +117,21 @@ def global_effects(
         columns fall back to the meta-analysis (a model with one sample has nothing else).
     exposures, outcomes : sequence of str
         Names along the E and O axes of ``samples``.
+    min_sequences : int
+        Sequences with a local fit a causal or not-causal verdict needs.
 
     Returns
     -------
     DataFrame
         One row per (exposure, outcome, method) with the headline columns ``estimate, se, df,
         ci_low, ci_high, pvalue, qvalue, significant`` (module docstring), ``sequence_se`` and
-        ``sample_se`` (the parts of ``se`` due to sequences and to model samples), ``direction``
-        and ``robust_disagreement``, the meta-analysis columns (:data:`META_COLUMNS`, ``tau2``,
+        ``sample_se`` (the parts of ``se`` due to sequences and to model samples), ``verdict``,
+        ``verdict_reason`` and ``direction`` (:func:`deepmr_kipoi.verdict.verdicts`),
+        ``heterogeneity_share`` (share of fitted sequences whose local heterogeneity test rejects
+        at ``1 - level`` with a slope spread of at least ``verdict.HETEROGENEITY_SPREAD``) and ``heterogeneity_excess``, ``robust_disagreement``, the meta-analysis columns (:data:`META_COLUMNS`, ``tau2``,
         ``i2``, ``q``, ``q_pvalue``, ``pi_low``, ``pi_high``, ``k``: sequences with a usable local
-        fit, ``converged``, ``meta_reason``), ``n_sequences``, ``n_samples`` and the instrument
+        fit, ``converged``, ``meta_reason``), ``n_sequences`` (sequences the headline used: those with a
+        local fit in the kept samples), ``n_analysed``, ``n_samples`` and the instrument
         diagnostics (``median_instruments``, per-rule removals summed over sequences, Egger
         intercept and I^2_GX summaries). A local estimate enters when its MR reason is 0 ("ok")
         and its estimate and SE are finite with SE > 0.
@@ -160,27 +168,41 @@ def global_effects(
         for f in ("estimate", "se", "df", "ci_low", "ci_high", "pvalue", "sequence_se",
                   "sample_se"):  # fmt: skip
             table[f] = getattr(head, f)
-        n_samples = samples.n_samples
+        n_samples, n_used = samples.n_samples, np.asarray(head.n_sequences)
     else:
         for f in ("estimate", "se", "ci_low", "ci_high", "pvalue"):
             table[f] = getattr(mb, f)
         table["df"] = np.inf
         table["sequence_se"] = np.asarray(mb.se)
         table["sample_se"] = np.nan
-        n_samples = 1
+        n_samples, n_used = 1, np.asarray(mb.k)
     table["qvalue"] = np.nan
     for name in table["method"].unique():
         sel = table["method"].to_numpy() == name
         table.loc[sel, "qvalue"] = benjamini_hochberg(table.loc[sel, "pvalue"].to_numpy())
     table["significant"] = table["qvalue"].to_numpy() < (1.0 - level)
-    table["direction"] = direction.verdicts(table)
-    table["robust_disagreement"] = direction.robust_disagreement(table)
+    table["n_sequences"] = n_used.astype(np.int64)
+    table["n_analysed"] = n_sequences
+    if "heterogeneity_spread" in ordered:
+        het = np.where(ok, grid("heterogeneity_pvalue"), np.nan)
+        n_het = np.isfinite(het).sum(axis=1)
+        # a fit disagrees when the test rejects and the slopes vary by a practical amount
+        large = np.nan_to_num(grid("heterogeneity_spread"), nan=0.0) >= verdict.HETEROGENEITY_SPREAD
+        rejects = ((np.nan_to_num(het, nan=1.0) < 1.0 - level) & large).sum(axis=1)
+        table["heterogeneity_share"] = np.where(n_het > 0, rejects / np.maximum(n_het, 1), np.nan)
+        table["heterogeneity_excess"] = verdict.heterogeneity_excess(
+            table["heterogeneity_share"], n_het, 1.0 - level)
+    else:  # a local table from before the heterogeneity test: nothing to judge it by
+        table["heterogeneity_share"] = np.nan
+        table["heterogeneity_excess"] = False
+    table = pd.concat([table, verdict.verdicts(table, min_sequences=min_sequences, level=level)],
+                      axis=1)  # fmt: skip
+    table["robust_disagreement"] = verdict.robust_disagreement(table)
     for column, f in zip(META_COLUMNS, ("estimate", "se", "ci_low", "ci_high", "pvalue")):
         table[column] = getattr(mb, f)
     for f in ("tau2", "i2", "q", "q_pvalue", "pi_low", "pi_high"):
         table[f] = getattr(mb, f)
     table["k"] = mb.k
-    table["n_sequences"] = n_sequences
     table["n_samples"] = n_samples
     table["converged"] = mb.converged
     table["meta_reason"] = mb.reason.astype(np.int64)
@@ -201,14 +223,21 @@ def global_effects(
     return table
 
 
+def _pair_list(frame: pd.DataFrame, limit: int = 4) -> str:
+    """``"A -> B, C -> D and 3 more"``: the ordered pairs of ``frame``, distinct, in order."""
+    pairs = list(dict.fromkeys(f"{e} -> {o}" for e, o in zip(frame["exposure"], frame["outcome"])))
+    shown = ", ".join(pairs[:limit])
+    return shown + (f" and {len(pairs) - limit} more" if len(pairs) > limit else "")
+
+
 def plain_warnings(
-    glob: pd.DataFrame, *, calibrated: bool, n_masked: int, level: float = 0.95
+    global_table: pd.DataFrame, *, calibrated: bool, n_masked: int, level: float = 0.95
 ) -> list[str]:
-    """Warnings about a run's results, in plain words, for the report and the log.
+    """Warnings about a run's results, in plain words, each naming the pairs it concerns.
 
     Parameters
     ----------
-    glob : DataFrame
+    global_table : DataFrame
         Global effects (``global_effects``).
     calibrated : bool
         Whether effect SEs were calibrated.
@@ -221,71 +250,48 @@ def plain_warnings(
     list of str
     """
     out = []
-    alpha = 1.0 - level
     if not calibrated:
         out.append(
             "The model's uncertainty was not calibrated (no --calibration-table or --calibrator): "
-            "instrument selection (|b/se| >= z) and the meta_* columns use the raw spread of the "
-            "model's samples, often too narrow; the headline intervals do not depend on it."
+            "instrument selection (|b/se| >= z), the heterogeneity test and every interval use "
+            "the raw spread of the model's samples, which is usually too narrow; calibrated on "
+            "held-out labels, intervals typically widen 1.5-2.5x and fewer pairs are claimed."
         )
     if n_masked:
         out.append(f"{n_masked} sequence positions hold N; they were not mutated.")
-    few = glob["k"] < 3
-    if few.any():
+    pairs = global_table.drop_duplicates(["exposure", "outcome"])
+    few = pairs[pairs["verdict_reason"].str.startswith("too few sequences")]
+    if len(few):
         out.append(
-            f"{int(few.sum())} of {len(glob)} global effects rest on fewer than 3 sequences with "
-            "enough instruments; treat them as anecdotes (lower --z, widen the window, or add "
-            "sequences)."
+            f"{len(few)} of {len(pairs)} pairs have too few sequences with a local fit for a "
+            f"verdict ({_pair_list(few)}): lower --z, widen the window, or add sequences."
         )
-    sig = glob["significant"].fillna(False).to_numpy(dtype=bool)
-    high_het = sig & (glob["i2"].to_numpy() > 75)
-    if high_het.any():
+    het = pairs[pairs["verdict_reason"].str.startswith("instruments disagree")]
+    if len(het):
         out.append(
-            f"{int(high_het.sum())} significant global effects vary strongly between sequences "
-            "(I^2 > 75%): the average hides sequence-specific effects; see the forest plots."
+            f"For {len(het)} pairs ({_pair_list(het)}) the instruments of many sequences disagree "
+            "beyond the model's noise: mutations act on the outcome other than through the "
+            "exposure (pleiotropy) or through several pathways, so no causal claim is made."
         )
-    egger = glob[glob["method"] == "egger"]
-    if len(egger):
-        weak = egger["i2_gx_median"].to_numpy() < 90
-        if np.any(weak):
-            out.append(
-                f"For {int(np.sum(weak))} pairs the median I^2_GX is below 90%: Egger slopes are "
-                "diluted toward zero there (weak-instrument regression dilution)."
-            )
-        pleio = egger["egger_intercept_sig_frac"].to_numpy() > 2 * alpha
-        if np.any(pleio):
-            out.append(
-                f"For {int(np.sum(pleio))} pairs the Egger intercept differs from zero in more "
-                f"sequences than the {alpha:.0%} expected by chance: mutations act on the outcome "
-                "other than through the exposure (pleiotropy), which biases IVW."
-            )
-    methods = glob["method"].unique()
-    if "ivw" in methods and "egger" in methods:
-        j = glob[glob["method"] == "ivw"].merge(
-            glob[glob["method"] == "egger"], on=["exposure", "outcome"], suffixes=("_ivw", "_egger")
-        )
-        flip = j["significant_ivw"].fillna(False).astype(bool) & (
-            np.sign(j["estimate_ivw"]) != np.sign(j["estimate_egger"])
-        )
-        if flip.any():
-            out.append(
-                f"IVW and Egger disagree in sign for {int(flip.sum())} pairs that IVW calls "
-                "significant; do not trust their direction without further checks."
-            )
-    first = glob[glob["method"] == glob["method"].iloc[0]] if len(glob) else glob
-    both = {tuple(sorted((e, o))) for e, o, d in zip(first["exposure"], first["outcome"],
-                                                     first["direction"]) if d == "both"}  # fmt: skip
-    if both:
+    both = pairs[pairs["verdict_reason"].str.startswith("both directions")]
+    if len(both):
         out.append(
-            f"{len(both)} feature pairs are significant in both directions even after the "
-            "directionality check: feedback, a shared driver, or instruments that move both "
-            "features alike; MR on one model cannot tell which feature drives the other there."
+            f"{len(both)} ordered pairs ({_pair_list(both)}) pass every check in both directions: "
+            "feedback, a shared driver, or instruments that move both features alike; MR on one "
+            "model cannot tell which feature drives the other there."
         )
-    flagged = glob[glob["robust_disagreement"].astype(bool)] if "robust_disagreement" in glob else glob[:0]
-    if len(flagged):
-        pairs = len({(e, o) for e, o in zip(flagged["exposure"], flagged["outcome"])})
+    egger = global_table[global_table["method"] == "egger"]
+    weak = egger[egger["i2_gx_median"].to_numpy() < 90]
+    if len(weak):
         out.append(
-            f"For {pairs} ordered pairs IVW and a robust method (Egger, median, mode) disagree "
-            "beyond their intervals: invalid instruments (pleiotropy) may drive the IVW estimate."
+            f"For {len(weak)} pairs ({_pair_list(weak)}) the median I^2_GX is below 90%: MR-Egger "
+            "slopes are diluted toward zero there (weak-instrument regression dilution)."
+        )
+    disagree = global_table[global_table["robust_disagreement"].astype(bool)]
+    if len(disagree):
+        out.append(
+            f"For {len(disagree.drop_duplicates(['exposure', 'outcome']))} ordered pairs "
+            f"({_pair_list(disagree)}) IVW and another estimator disagree beyond their intervals: "
+            "invalid instruments (pleiotropy) may drive the IVW estimate."
         )
     return out

@@ -186,7 +186,8 @@ def compute_chunk(plan, chunk_index: int, on_progress: Callable[[int], None] | N
         samples, mean, se, selection_effects = _split_samples(samples)
     samples = local.calibrated_samples(samples, mean, se_scale)
     step = local.local_step(mean, se, ex, oc, config, chunk=chunk_index, se_scale=se_scale,
-                            spread=plan.spread[used], selection_effects=selection_effects)  # fmt: skip
+                            spread=plan.spread[used], selection_effects=selection_effects,
+                            samples=samples)  # fmt: skip
     idx = np.arange(a, b)
     frame = local.local_table(step.estimates, idx, plan.seq_ids, ex, oc, names)
     per_sample = local.sample_estimates(samples, step, ex, oc, config, chunk=chunk_index)

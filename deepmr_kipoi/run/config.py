@@ -54,13 +54,17 @@ PATH_FIELDS = ("fasta", "bed", "calibrator", "calibration_table", "weight_files"
 
 
 
-def _setting(default=None, affects: str | None = None, factory=None):
+def _setting(default=None, affects: str | None = None, cli: dict | None = None):
     """A config field; ``affects`` is ``"effects"`` (the ISM effects depend on it), ``"analysis"``
-    (only their analysis does) or None (no number does: output, display, where it runs)."""
-    meta = {"affects": affects}
-    if factory is not None:
-        return dataclasses.field(default_factory=factory, metadata=meta)
-    return dataclasses.field(default=default, metadata=meta)
+    (only their analysis does) or None (no number does: output, display, where it runs); ``cli``
+    is its command-line option (:func:`_opt`), None for a setting with none."""
+    return dataclasses.field(default=default, metadata={"affects": affects, "cli": cli})
+
+
+def _opt(flag: str, help: str | None = None, **argparse_kwargs) -> dict:
+    """A setting's command-line option: its flag, help (``{default}`` is filled in with the
+    setting's default) and further ``argparse`` keywords (type, nargs, choices, action, metavar)."""
+    return {"flag": flag, "help": help, **argparse_kwargs}
 
 
 _E, _A = "effects", "analysis"
@@ -70,81 +74,155 @@ _E, _A = "effects", "analysis"
 class ModelSource:
     """Which model, and how it is loaded (see :class:`RunConfig` for each setting)."""
 
-    model: str | None = _setting(None, _E)
-    source: str | None = _setting(None, _E)
-    alphabet: str | None = _setting(None, _E)
-    uncertainty: str | None = _setting(None, _E)
-    n_samples: int | None = _setting(None, _E)
-    weight_files: tuple[str, ...] = _setting((), _E)
-    feature_names: tuple[str, ...] = _setting(())  # the names themselves enter the hash
-    download: bool = _setting(False)
-    trust_model_code: bool = _setting(False)
-    adapter: str | None = _setting(None, _E)
+    model: str | None = _setting(None, _E, _opt(
+        "--model", "Kipoi model name, model directory, registered adapter, or Python factory "
+        "module:function / file.py:function returning a PredictiveModel", metavar="NAME_OR_DIR"))
+    source: str | None = _setting(None, _E, _opt("--source", "Kipoi source of the model"))
+    alphabet: str | None = _setting(None, _E, _opt(
+        "--alphabet", "the model's one-hot channel order, e.g. AGCT"))
+    uncertainty: str | None = _setting(None, _E, _opt(
+        "--uncertainty", "uncertainty method (default: the adapter's)", choices=UNCERTAINTY_METHODS))
+    n_samples: int | None = _setting(None, _E, _opt(
+        "--n-samples", "MC-dropout samples (default 30)", type=int))
+    weight_files: tuple[str, ...] = _setting((), _E, _opt(
+        "--weights", "weight files, one ensemble member each; for a Keras model also ARCH.json "
+        "WEIGHTS.h5 pairs or whole-model h5 files", nargs="+", metavar="FILE"))
+    # no hash entry of its own: the names it gives enter the hash as the run's features
+    feature_names: tuple[str, ...] = _setting((), None, _opt(
+        "--feature-names", "names of the model's outputs, one per output in order, or a file of "
+        "them (one per line, or 'current<TAB>new' lines renaming some)", nargs="+", metavar="NAME"))
+    download: bool = _setting(False, None, _opt(
+        "--download", "let Kipoi download the model's missing weight files (default: never touch "
+        "the network)", action="store_true"))
+    trust_model_code: bool = _setting(False, None, _opt(
+        "--trust-model-code", "load a Kipoi model.yaml that holds Python tags (runs code; see "
+        "SECURITY.md)", action="store_true"))
+    adapter: str | None = _setting(None, _E, _opt(
+        "--adapter", "use this registered adapter (see deepmr adapters)"))
 
 
 @dataclass(frozen=True)
 class SequenceSource:
     """The reference sequences and the window mutated in them."""
 
-    sequences: str = _setting("random", _E)
-    fasta: str | None = _setting(None, _E)
-    bed: str | None = _setting(None, _E)
-    dataloader_args: dict | None = _setting(None, _E)
-    iupac: str = _setting("refuse", _E)
-    duplicates: str = _setting("drop", _E)
-    n_sequences: int | None = _setting(None, _E)
-    sequence_length: int | None = _setting(None, _E)
-    window: tuple[int, int] | None = _setting(None, _E)
+    sequences: str = _setting("random", _E, _opt(
+        "--sequences", "source of reference sequences (default: fasta when --fasta is given, else "
+        "random)", choices=SEQUENCE_SOURCES))
+    fasta: str | None = _setting(None, _E, _opt(
+        "--fasta", "FASTA of sequences, or the genome with --bed"))
+    bed: str | None = _setting(None, _E, _opt(
+        "--bed", "BED intervals to sample from the --fasta genome"))
+    dataloader_args: dict | None = _setting(None, _E, _opt(
+        "--dataloader-args", "arguments of the model's Kipoi dataloader (--sequences dataloader), "
+        "e.g. intervals_file=peaks.bed fasta_file=genome.fa", nargs="+", metavar="KEY=VALUE"))
+    iupac: str = _setting("refuse", _E, _opt(
+        "--iupac", "FASTA letters other than ACGTN: refuse them, or read them as N (default "
+        "{default})", choices=IUPAC_OPTIONS))
+    duplicates: str = _setting("drop", _E, _opt(
+        "--duplicates", "BED intervals that resize to the same region: analyse once (drop, with a "
+        "warning) or every time (default {default})", choices=DUPLICATE_OPTIONS))
+    n_sequences: int | None = _setting(None, _E, _opt(
+        "--n-sequences", "number of reference sequences (default: 20 random / all of the file)",
+        type=int))
+    sequence_length: int | None = _setting(None, _E, _opt(
+        "--sequence-length", "sequence length when the model does not declare it", type=int))
+    window: tuple[int, int] | None = _setting(None, _E, _opt(
+        "--window", "half-open ISM window within the sequence (default: whole sequence)", nargs=2,
+        type=int, metavar=("START", "END")))
 
 
 @dataclass(frozen=True)
 class InstrumentSettings:
     """Which mutations are instruments."""
 
-    z: float = _setting(1.96, _A)
-    instrument_rule: str = _setting("wald", _A)
-    one_per_position: bool = _setting(True, _A)
-    floor: float = _setting(0.01, _A)
-    directional: bool = _setting(True, _A)
-    direction_scale: str = _setting("effects", _A)
-    sample_split: bool = _setting(False, _A)
-    min_instruments: int = _setting(3, _A)
+    z: float = _setting(1.96, _A, _opt("--z", "instrument threshold (default {default})", type=float))
+    instrument_rule: str = _setting("wald", _A, _opt(
+        "--instrument-rule", "wald: |b/se| >= z; pooled: the paper code's rule (default {default})",
+        choices=INSTRUMENT_RULES))
+    one_per_position: bool = _setting(True, _A, _opt(
+        "--all-alleles", "let all three alleles of a position be instruments (default: only the "
+        "strongest, as the three share the lost reference base)", action="store_false"))
+    floor: float = _setting(0.01, _A, _opt(
+        "--floor", "drop exposure effects below this fraction of the exposure's spread over the "
+        "reference sequences (default {default}; 0: off)", type=float))
+    directional: bool = _setting(True, _A, _opt(
+        "--no-directional", "skip the directionality check (an instrument counts for X -> Y only "
+        "where it moves X more than Y, in units of their spreads)", action="store_false"))
+    direction_scale: str = _setting("effects", _A, _opt(
+        "--direction-scale", "spread of the directionality check: of each feature's mutation "
+        "effects within the sequence, or of its predictions over the sequences (default "
+        "{default})", choices=DIRECTION_SCALES))
+    direction_z: float = _setting(0.0, _A, _opt(
+        "--direction-z", "one-sided threshold of the directionality test: an instrument counts for "
+        "X -> Y only where its standardized effect on X exceeds that on Y by this many standard "
+        "errors (default {default}; 0: the plain comparison)", type=float))
+    sample_split: bool = _setting(False, _A, _opt(
+        "--sample-split", "select instruments on half of the model's samples and estimate on the "
+        "other half (no winner's curse; fewer samples for the inference)", action="store_true"))
+    min_instruments: int = _setting(3, _A, _opt(
+        "--min-instruments", "minimum instruments per MR fit (default {default})", type=int))
 
 
 @dataclass(frozen=True)
 class MRSettings:
     """The pairs analysed, the MR methods and the global inference."""
 
-    exposures: tuple[str, ...] = _setting((), _A)
-    outcomes: tuple[str, ...] = _setting((), _A)
-    methods: tuple[str, ...] = _setting(("ivw", "egger"), _A)
-    n_boot: int = _setting(1000, _A)
-    meta_method: str = _setting("REML", _A)
-    meta_test: str = _setting("z", _A)
-    level: float = _setting(0.95, _A)
+    exposures: tuple[str, ...] = _setting((), _A, _opt(
+        "--exposures", "exposure feature names or globs (default: all)", nargs="+", metavar="NAME"))
+    outcomes: tuple[str, ...] = _setting((), _A, _opt(
+        "--outcomes", "outcome feature names or globs (default: all)", nargs="+", metavar="NAME"))
+    methods: tuple[str, ...] = _setting(("ivw", "egger"), _A, _opt(
+        "--methods", f"MR methods: {' '.join(MR_METHODS)} (default: {{default}})", nargs="+",
+        metavar="METHOD"))
+    n_boot: int = _setting(1000, _A, _opt(
+        "--n-boot", "bootstrap replicates of median/mode SEs (default {default})", type=int))
+    meta_method: str = _setting("REML", _A, _opt(
+        "--meta-method", "tau^2 estimator of the global meta-analysis (default {default})",
+        choices=META_METHODS))
+    meta_test: str = _setting("z", _A, _opt(
+        "--meta-test", "z or knha (Knapp-Hartung; default {default})", choices=META_TESTS))
+    level: float = _setting(0.95, _A, _opt(
+        "--level", "confidence level (default {default})", type=float))
+    min_sequences: int = _setting(5, _A, _opt(
+        "--min-sequences", "sequences with a local fit a pair needs for a causal or not-causal "
+        "verdict (default {default})", type=int))
 
 
 @dataclass(frozen=True)
 class CalibrationSettings:
     """How the model's uncertainty is calibrated."""
 
-    calibrator: str | None = _setting(None, _A)
-    calibration_table: str | None = _setting(None, _A)
-    calibration_method: str = _setting("quantile", _A)
-    aleatoric_variance: float = _setting(0.0, _A)
+    calibrator: str | None = _setting(None, _A, _opt(
+        "--calibrator", "a saved calibrator", metavar="JSON"))
+    calibration_table: str | None = _setting(None, _A, _opt(
+        "--calibration-table", "CSV/TSV/Parquet: column 'sequence' plus observed labels per "
+        "feature", metavar="TABLE"))
+    calibration_method: str = _setting("quantile", _A, _opt(
+        "--calibration-method", "default {default}", choices=CALIBRATION_METHODS))
+    aleatoric_variance: float = _setting(0.0, _A, _opt(
+        "--aleatoric-variance", "label noise variance removed before sigma scaling, so effect SEs "
+        "are not inflated by noise that cancels in differences (1 for Anscombe-transformed "
+        "counts; default {default})", type=float))
 
 
 @dataclass(frozen=True)
 class OutputSettings:
     """What the run writes and shows."""
 
-    out: str | None = _setting(None)
-    save_effects: str | bool = _setting("auto")
-    n_examples: int = _setting(3)
-    figures: bool = _setting(True)
-    report: bool = _setting(True)
+    out: str | None = _setting(None, None, _opt("--out", "results folder (required)"))
+    save_effects: str | bool = _setting("auto", None, _opt(
+        "--save-effects", "write effects.h5 (default auto: small runs)",
+        choices=("auto", "yes", "no")))
+    n_examples: int = _setting(3, None, _opt(
+        "--n-examples", "sequences in MR scatter plots (default {default})", type=int))
+    figures: bool = _setting(True, None, _opt(
+        "--no-figures", "draw no figures (tables and report only)", action="store_false"))
+    report: bool = _setting(True, None, _opt(
+        "--no-report", "write no report.html (tables and figures only)", action="store_false"))
     progress: bool = _setting(True)
-    force: bool = _setting(False)
+    force: bool = _setting(False, None, _opt(
+        "--force", "recompute when --out holds results of another configuration or other inputs; "
+        "the old results are replaced only once the new run has succeeded", action="store_true"))
 
 
 @dataclass(frozen=True)
@@ -152,14 +230,26 @@ class ExecutionSettings:
     """How and where the work is done (``seed`` and ``batch_size`` reach the effects, the chunking
     and ``mask_nonfinite`` the analysis; the rest no number)."""
 
-    batch_size: int = _setting(512, _E)
-    chunk_size: int = _setting(16, _A)
-    seed: int = _setting(0, _E)
-    mask_nonfinite: bool = _setting(False, _A)
-    device: str = _setting("auto")
-    executor: str = _setting("local")
-    dask_workers: int | None = _setting(None)
-    dask_address: str | None = _setting(None)
+    batch_size: int = _setting(512, _E, _opt(
+        "--batch-size", "mutants per forward pass (default {default})", type=int))
+    chunk_size: int = _setting(16, _A, _opt(
+        "--chunk-size", "sequences per chunk: unit of resume (default {default})", type=int))
+    seed: int = _setting(0, _E, _opt("--seed", "seed (default {default})", type=int))
+    mask_nonfinite: bool = _setting(False, _A, _opt(
+        "--mask-nonfinite", "leave out mutants whose predictions are NaN or inf (counted in "
+        "run.json and the report) instead of stopping", action="store_true"))
+    device: str = _setting("auto", None, _opt(
+        "--device", "where PyTorch members run (default {default}: a GPU when present)",
+        choices=DEVICES))
+    executor: str = _setting("local", None, _opt(
+        "--executor", "local: this process; dask: one Dask task per chunk, on a local cluster of "
+        "one worker per core unless told otherwise (default {default})", choices=EXECUTORS))
+    dask_workers: int | None = _setting(None, None, _opt(
+        "--dask-workers", "run on a local Dask cluster of N single-threaded worker processes "
+        "(implies --executor dask)", type=int, metavar="N"))
+    dask_address: str | None = _setting(None, None, _opt(
+        "--dask-address", "run on an existing Dask cluster: its scheduler tcp://HOST:PORT or "
+        "scheduler file (implies --executor dask)", metavar="ADDRESS"))
 
 
 #: The groups of a :class:`RunConfig`: attribute name -> settings class.
@@ -274,6 +364,12 @@ class RunConfig:
         The spread of the directionality check: of each feature's mutation effects within the
         reference sequence (``instruments.effect_spread``) or of its predictions over the
         reference sequences (``instruments.feature_spread``).
+    direction_z : float
+        One-sided threshold of the directionality test on the standardized difference of an
+        instrument's exposure and outcome effects, in standard errors (0: the plain comparison).
+    min_sequences : int
+        A pair is called causal or not causal only with at least this many sequences with a local
+        fit (the between-sequence variation needs them); with fewer its verdict is undetermined.
     sample_split : bool
         Select instruments on the first half of the model's samples and estimate on the others, so
         the noise that selects an instrument does not also enter its estimate (winner's curse);
@@ -483,6 +579,8 @@ def validate(config: RunConfig) -> RunConfig:
         floor=v.finite_float(c.floor, "floor", low=0.0),
         directional=v.boolean(c.directional, "directional"),
         direction_scale=v.choice(c.direction_scale, DIRECTION_SCALES, "direction scale"),
+        direction_z=v.finite_float(c.direction_z, "direction_z", low=0.0),
+        min_sequences=v.positive_int(c.min_sequences, "min_sequences"),
         sample_split=v.boolean(c.sample_split, "sample_split"),
         min_instruments=v.positive_int(c.min_instruments, "min_instruments"),
         methods=methods,

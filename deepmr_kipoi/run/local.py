@@ -41,6 +41,33 @@ PAIR_MASK_ENTRIES = 50_000_000
 INSTRUMENT_COUNTS = ("n_significant", "removed_floor", "removed_allele", "removed_direction")
 #: Reason code of ``mr.REASONS`` for cells with too few instruments.
 TOO_FEW = 1
+#: Per-cell heterogeneity beyond the model's own noise (:func:`heterogeneity`), local-table columns.
+HETEROGENEITY_FIELDS = ("heterogeneity_q", "heterogeneity_pvalue", "heterogeneity_spread")
+
+
+@dataclass(frozen=True)
+class MRSettings:
+    """How :func:`local_mr` runs the estimators.
+
+    Attributes
+    ----------
+    n_boot, seed, level
+        Passed to ``mr.run_batched`` (bootstrap replicates, root seed, confidence level).
+    min_instruments : int
+        Cells with fewer usable instruments (after dropping unusable outcome effects) are NaN with
+        reason "too few instruments", on top of each method's own minimum.
+    block_cells : int
+        Bound on n x E_block x O cells per ``mr.run_batched`` call.
+    heterogeneity : bool
+        Compute the heterogeneity test of every cell (not needed for per-sample estimates).
+    """
+
+    n_boot: int = 1000
+    seed: int = 0
+    level: float = 0.95
+    min_instruments: int = 3
+    block_cells: int = MR_BLOCK_CELLS
+    heterogeneity: bool = True
 
 
 @dataclass(frozen=True)
@@ -112,6 +139,27 @@ class SampleEstimates:
 
 
 @dataclass(frozen=True)
+class DirectionCheck:
+    """What the directionality check of every pair compares (``instruments.directional``).
+
+    Attributes
+    ----------
+    spread : ndarray, shape (F,) or (n, F)
+        Every feature's spread (per sequence with the effect spread).
+    effects, se : ndarray, shape (n, W, 3, F)
+        The effects the check compares and their calibrated SEs (the selection half of the
+        samples under sample splitting).
+    z : float
+        One-sided threshold of the standardized difference.
+    """
+
+    spread: np.ndarray
+    effects: np.ndarray
+    se: np.ndarray
+    z: float = instruments.DIRECTION_Z
+
+
+@dataclass(frozen=True)
 class LocalStep:
     """What the local step of a chunk gives.
 
@@ -123,14 +171,108 @@ class LocalStep:
         which is applied per pair inside :func:`local_mr`).
     se : ndarray of float64, shape (n, W, 3, F)
         The effect SEs MR used (calibrated where the run calibrates).
-    direction : tuple of (ndarray (E,), ndarray (O,), ndarray (n, W, 3, F)) or None
-        The spreads of the directionality check and the effects it compares, when it is on.
+    direction : DirectionCheck or None
+        The directionality check, when it is on.
     """
 
     estimates: LocalEstimates
     selection: instruments.InstrumentSelection
     se: np.ndarray
-    direction: tuple | None = None
+    direction: DirectionCheck | None = None
+
+
+def _flat(a: np.ndarray, idx: Sequence[int]) -> np.ndarray:
+    """(n, W, 3, F) -> (n, len(idx), 3 W): one row of candidate instruments per feature."""
+    n = a.shape[0]
+    return np.ascontiguousarray(a[..., idx].reshape(n, -1, len(idx)).transpose(0, 2, 1))
+
+
+def _pair_masks(mask_x, direction, ex, oc, sl):
+    """Instrument masks (n, E_block, O, K) of a block of exposures, and what direction removed."""
+    mask = mask_x[:, sl, None, :]
+    if direction is None:
+        return mask, None
+    n = mask_x.shape[0]
+    spread = np.asarray(direction.spread, dtype=np.float64)
+    spread = np.broadcast_to(spread, (n, spread.shape[-1]))
+    eb = ex[sl]
+    passes = instruments.directional(
+        _flat(direction.effects, eb)[:, :, None, :],
+        _flat(direction.effects, oc)[:, None, :, :],
+        _flat(direction.se, eb)[:, :, None, :],
+        _flat(direction.se, oc)[:, None, :, :],
+        spread[:, eb][:, :, None, None],
+        spread[:, oc][:, None, :, None],
+        z=direction.z,
+    )
+    pair_mask = mask & passes
+    return pair_mask, mask.sum(axis=-1) - pair_mask.sum(axis=-1)
+
+
+def heterogeneity(bx, by, sx, sy, mask, samples_x=None, samples_y=None):
+    """Cochran's Q of every cell against the model's own noise, with its chi-square p-value.
+
+    Under a homogeneous local effect ``theta`` every instrument's residual ``b_y - theta b_x`` is
+    model noise only. Its variance over the model's samples is
+    ``var_s(d_y - theta d_x) = se_y^2 + theta^2 se_x^2 - 2 theta cov_s(d_x, d_y)``: both effects
+    are uncertain, and paired (a sample that moves the exposure more moves an outcome that follows
+    it more). ``Q = sum_k (b_y - theta b_x)^2 / var_k`` with ``theta`` the first-order IVW
+    estimate of the cell is referred to chi-square with ``K - 1`` df: the calibrated SEs are the
+    model's predictive spread of each effect, so the test asks whether the instruments disagree
+    more than the model's own (calibrated) uncertainty about each of them allows. It is
+    conservative: the same residuals against the noise of the samples' *mean* (``var_k / S``)
+    would be far more sensitive, but then the few samples of a deep ensemble, the selection of
+    instruments on those samples and the structure that sequences share through the model
+    (measured on linear toy ensembles with valid instruments) make valid pairs look
+    heterogeneous. Approximations, named: ``theta`` is treated as known (its estimation is what
+    the lost df stands for), model noise as Gaussian; without per-sample effects the covariance
+    term is taken as 0.
+
+    Parameters
+    ----------
+    bx, sx : ndarray, shape (n, E, 1, K)
+        Exposure effects and calibrated SEs.
+    by, sy : ndarray, shape (n, 1, O, K)
+        Outcome effects and calibrated SEs.
+    mask : ndarray of bool, shape (n, E, O, K)
+        The cell's instruments.
+    samples_x, samples_y : ndarray, shapes (S, n, E, 1, K) and (S, n, 1, O, K), optional
+        Calibrated per-sample effects (for the covariance term).
+
+    Returns
+    -------
+    q, pvalue : ndarray, shape (n, E, O)
+        NaN where a cell has fewer than 2 usable instruments.
+    spread : ndarray, shape (n, E, O)
+        The weighted root-mean-square deviation of the instruments' slopes from ``theta``,
+        ``sqrt(sum_k w_k (b_y - theta b_x)^2 / sum_k w_k b_x^2)`` with ``w_k = 1 / se_y^2``,
+        divided by ``|theta|``: the practical size of the disagreement (inf where theta is 0).
+    """
+    from scipy import stats
+
+    ok = mask & np.isfinite(bx) & np.isfinite(by) & (sy > 0) & np.isfinite(sy) & np.isfinite(sx)
+    w = np.where(ok, 1.0 / np.where(ok, sy, 1.0) ** 2, 0.0)
+    bxz, byz = np.where(ok, bx, 0.0), np.where(ok, by, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        theta = (w * bxz * byz).sum(-1) / (w * bxz * bxz).sum(-1)
+        t = theta[..., None]
+        var = sy**2 + t**2 * sx**2
+        if samples_x is not None:
+            s = samples_x.shape[0]
+            cx = samples_x - samples_x.mean(axis=0)
+            cy = samples_y - samples_y.mean(axis=0)
+            cov = np.einsum("snexk,snxok->neok", cx, cy) / max(s - 1, 1)
+            var = var - 2.0 * t * cov
+        # an outcome that is an exact function of the exposure in every sample leaves no noise
+        var = np.maximum(var, np.finfo(np.float64).tiny)
+        q = np.where(ok, (byz - t * bxz) ** 2 / np.where(ok, var, 1.0), 0.0).sum(-1)
+        # how much the instruments' slopes vary, relative to the slope: a practical size next to
+        # the test, which on a model with tiny noise also rejects a mildly nonlinear response
+        spread = np.sqrt((w * (byz - t * bxz) ** 2).sum(-1) / (w * bxz * bxz).sum(-1)) / np.abs(theta)
+    k = ok.sum(-1)
+    q = np.where((k >= 2) & np.isfinite(theta), q, np.nan)
+    p = np.where(np.isfinite(q), stats.chi2.sf(q, np.maximum(k - 1, 1)), np.nan)
+    return q, p, np.where(np.isfinite(q), spread, np.nan)
 
 
 def local_mr(
@@ -141,12 +283,9 @@ def local_mr(
     selection: instruments.InstrumentSelection,
     methods: Sequence[str],
     *,
-    n_boot: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-    min_instruments: int = 3,
-    block_cells: int = MR_BLOCK_CELLS,
-    direction: tuple | None = None,
+    settings: MRSettings | None = None,
+    direction: DirectionCheck | None = None,
+    samples: np.ndarray | None = None,
 ) -> LocalEstimates:
     """Local MR of every (sequence, exposure, outcome) for each method, as array code.
 
@@ -157,100 +296,96 @@ def local_mr(
     exposures, outcomes : sequence of int
         Feature indices, lengths E and O.
     selection : InstrumentSelection
-        Instruments with ``mask`` of shape (n, W, 3, E). The mask varies along the exposure side
-        only, which keeps IVW/Egger on ``mr.run_batched``'s matrix-product path; instruments whose
-        outcome effect or SE is unusable (non-finite, SE 0) are dropped per cell
-        (``drop_invalid=True``).
+        Instruments with ``mask`` of shape (n, W, 3, E). Without the directionality check the mask
+        varies along the exposure side only, which keeps IVW/Egger on ``mr.run_batched``'s
+        matrix-product path; instruments whose outcome effect or SE is unusable (non-finite, SE 0)
+        are dropped per cell (``drop_invalid=True``).
     methods : sequence of str, length M
         Names in ``mr.METHODS``.
-    n_boot, seed, level
-        Passed to ``mr.run_batched``; each exposure block gets its own seed derived from ``seed``.
-    min_instruments : int
-        Cells with fewer usable instruments (after dropping unusable outcome effects) are NaN with
-        reason "too few instruments", on top of each method's own minimum.
-    block_cells : int
-        Bound on n x E_block x O cells per ``mr.run_batched`` call.
-    direction : (ndarray (E,) or (n, E), ndarray (O,) or (n, O)[, ndarray (n, W, 3, F)]), optional
-        Spreads of the exposures and outcomes (per feature, or per sequence and feature): apply
-        the directionality check (``instruments.directional``) per pair on top of ``selection``;
-        the optional third item holds the effects the check compares (default ``mean``; the
-        selection half of the samples under sample splitting).
+    settings : MRSettings, optional
+        Bootstrap size, seed, level, minimum instruments and block size (defaults:
+        ``MRSettings()``); each exposure block gets its own seed derived from ``settings.seed``.
+    direction : DirectionCheck, optional
+        Apply the directionality check (``instruments.directional``) per pair on top of
+        ``selection``.
+    samples : ndarray, shape (S, n, W, 3, F), optional
+        Calibrated per-sample effects: the heterogeneity test (:func:`heterogeneity`) then counts
+        the paired covariance of exposure and outcome noise.
 
     Returns
     -------
     LocalEstimates
-        Arrays of shape (n, E, O, M), with the instrument counts of :data:`INSTRUMENT_COUNTS`.
+        Arrays of shape (n, E, O, M), with the instrument counts of :data:`INSTRUMENT_COUNTS` and
+        the heterogeneity fields of :data:`HETEROGENEITY_FIELDS` (equal on every method).
     """
     from deepmr_kipoi import mr
 
-    n = mean.shape[0]
-    m = mean.shape[1] * 3
-    ex, oc = list(exposures), list(outcomes)
+    settings = settings or MRSettings()
+    n, ex, oc, methods = mean.shape[0], list(exposures), list(outcomes), tuple(methods)
     n_e, n_o, n_m = len(ex), len(oc), len(methods)
+    bx, sx, by, sy = _flat(mean, ex), _flat(se, ex), _flat(mean, oc), _flat(se, oc)
+    mask_x = selection.mask.reshape(n, -1, n_e).transpose(0, 2, 1)
+    k = mask_x.shape[-1]
+    block = max(1, int(settings.block_cells) // max(1, n * n_o))
+    block = min(block, max(1, PAIR_MASK_ENTRIES // max(1, n * n_o * k)))
+    fields = _empty_fields((n, n_e, n_o, n_m), selection)
+    seeds = np.random.SeedSequence(int(settings.seed)).generate_state(n_m * n_e + 1)
+    for start in range(0, n_e, block):
+        sl = slice(start, min(n_e, start + block))
+        mask, removed = _pair_masks(mask_x, direction, ex, oc, sl)
+        if removed is not None:
+            fields["removed_direction"][:, sl] = removed[..., None]
+        if settings.heterogeneity:
+            _store_heterogeneity(fields, (bx, sx, by, sy), mask, samples, ex, oc, sl)
+        for mi, method in enumerate(methods):
+            r = mr.run_batched(method, bx[:, sl, None, :], by[:, None, :, :], sx[:, sl, None, :],
+                               sy[:, None, :, :], mask=mask, drop_invalid=True,
+                               n_boot=settings.n_boot, seed=int(seeds[mi * n_e + start]),
+                               level=settings.level)
+            _store_block(fields, r, sl, mi)
+    few = (fields["reason"] == 0) & (fields["n_instruments"] < int(settings.min_instruments))
+    for f in (*LOCAL_FIELDS, *HETEROGENEITY_FIELDS):
+        fields[f][few] = np.nan
+    fields["reason"][few] = TOO_FEW
+    return LocalEstimates(methods, fields)
 
-    def flat(a, idx):  # (n, W, 3, F) -> (n, k, M)
-        return np.ascontiguousarray(a[..., idx].reshape(n, m, len(idx)).transpose(0, 2, 1))
 
-    bx, sx = flat(mean, ex), flat(se, ex)
-    by, sy = flat(mean, oc), flat(se, oc)
-    mask_x = selection.mask.reshape(n, m, n_e).transpose(0, 2, 1)
+def _store_heterogeneity(fields, flat_effects, mask, samples, ex, oc, sl) -> None:
+    """The heterogeneity test of an exposure block's cells into the result arrays."""
+    bx, sx, by, sy = flat_effects
+    full_mask = np.broadcast_to(mask, (bx.shape[0], sl.stop - sl.start, by.shape[1], bx.shape[-1]))
+    sides = (None, None)
+    if samples is not None:
+        sides = (np.stack([_flat(d, ex[sl]) for d in samples])[:, :, :, None, :],
+                 np.stack([_flat(d, oc) for d in samples])[:, :, None, :, :])  # fmt: skip
+    q, qp, spread = heterogeneity(bx[:, sl, None, :], by[:, None, :, :], sx[:, sl, None, :],
+                                  sy[:, None, :, :], full_mask, *sides)  # fmt: skip
+    fields["heterogeneity_q"][:, sl] = q[..., None]
+    fields["heterogeneity_pvalue"][:, sl] = qp[..., None]
+    fields["heterogeneity_spread"][:, sl] = spread[..., None]
 
-    block = max(1, int(block_cells) // max(1, n * n_o))
-    if direction is not None:
-        block = min(block, max(1, PAIR_MASK_ENTRIES // max(1, n * n_o * m)))
-        # spreads per exposure / outcome, (E,) and (O,), or per sequence, (n, E) and (n, O)
-        spread_x = np.broadcast_to(np.asarray(direction[0], dtype=np.float64), (n, n_e))
-        spread_y = np.broadcast_to(np.asarray(direction[1], dtype=np.float64), (n, n_o))
-        spread_x, spread_y = spread_x[:, :, None, None], spread_y[:, None, :, None]
-        compared = direction[2] if len(direction) > 2 and direction[2] is not None else mean
-        dir_x, dir_y = flat(compared, ex), flat(compared, oc)
-    fields = {f: np.full((n, n_e, n_o, n_m), np.nan) for f in LOCAL_FIELDS}
+
+def _empty_fields(shape, selection) -> dict:
+    """Result arrays of :func:`local_mr`, NaN / 0, with the exposure-side instrument counts."""
+    fields = {f: np.full(shape, np.nan) for f in (*LOCAL_FIELDS, *HETEROGENEITY_FIELDS)}
     for f in ("n_instruments", "reason", *INSTRUMENT_COUNTS):
-        fields[f] = np.zeros((n, n_e, n_o, n_m), dtype=np.int64)
+        fields[f] = np.zeros(shape, dtype=np.int64)
     for f in INSTRUMENT_COUNTS[:3]:
         counts = getattr(selection, f)
         if counts is not None:
             fields[f][...] = np.asarray(counts)[:, :, None, None]
-    seeds = np.random.SeedSequence(int(seed)).generate_state(n_m * n_e + 1)
-    for start in range(0, n_e, block):
-        sl = slice(start, min(n_e, start + block))
-        mask = mask_x[:, sl, None, :]
-        if direction is not None:
-            usable = (np.isfinite(spread_x[:, sl]) & (spread_x[:, sl] > 0)
-                      & np.isfinite(spread_y) & (spread_y > 0))  # fmt: skip
-            with np.errstate(divide="ignore", invalid="ignore"):
-                passes = (np.abs(dir_x[:, sl, None, :]) / spread_x[:, sl]
-                          >= np.abs(dir_y[:, None, :, :]) / spread_y
-                          * (1.0 - instruments.DIRECTION_TIE))  # fmt: skip
-            pair_mask = mask & np.where(usable, passes, True)
-            fields["removed_direction"][:, sl] = (
-                mask.sum(axis=-1) - pair_mask.sum(axis=-1))[..., None]  # fmt: skip
-            mask = pair_mask
-        for mi, method in enumerate(methods):
-            r = mr.run_batched(
-                method,
-                bx[:, sl, None, :],
-                by[:, None, :, :],
-                sx[:, sl, None, :],
-                sy[:, None, :, :],
-                mask=mask,
-                drop_invalid=True,
-                n_boot=n_boot,
-                seed=int(seeds[mi * n_e + start]),
-                level=level,
-            )
-            for f in LOCAL_FIELDS:
-                value = getattr(r, f, None)
-                if value is not None:
-                    target = fields[f][:, sl, :, mi]
-                    target[...] = np.broadcast_to(value, target.shape)
-            fields["n_instruments"][:, sl, :, mi] = r.n_instruments
-            fields["reason"][:, sl, :, mi] = r.reason
-    few = (fields["reason"] == 0) & (fields["n_instruments"] < int(min_instruments))
+    return fields
+
+
+def _store_block(fields: dict, r, sl: slice, mi: int) -> None:
+    """Copy one ``mr.run_batched`` result of an exposure block into the result arrays."""
     for f in LOCAL_FIELDS:
-        fields[f][few] = np.nan
-    fields["reason"][few] = TOO_FEW
-    return LocalEstimates(tuple(methods), fields)
+        value = getattr(r, f, None)
+        if value is not None:
+            target = fields[f][:, sl, :, mi]
+            target[...] = np.broadcast_to(value, target.shape)
+    fields["n_instruments"][:, sl, :, mi] = r.n_instruments
+    fields["reason"][:, sl, :, mi] = r.reason
 
 
 def chunk_seed(seed: int, chunk: int) -> int:
@@ -269,7 +404,7 @@ def local_step(
     se_scale: np.ndarray | None = None,
     spread: np.ndarray | None = None,
     selection_effects: tuple[np.ndarray, np.ndarray] | None = None,
-    methods: Sequence[str] | None = None,
+    samples: np.ndarray | None = None,
 ) -> LocalStep:
     """Calibration, instrument selection and local MR of a chunk's effects.
 
@@ -281,7 +416,8 @@ def local_step(
         Feature indices, lengths E and O.
     config : RunConfig
         Instrument (``z``, ``instrument_rule``, ``floor``, ``one_per_position``, ``directional``,
-        ``min_instruments``) and MR (``methods``, ``n_boot``, ``level``, ``seed``) settings.
+        ``direction_scale``, ``direction_z``, ``min_instruments``) and MR (``methods``,
+        ``n_boot``, ``level``, ``seed``) settings.
     chunk : int
         Chunk index (the bootstrap seed is derived from ``config.seed`` and it).
     se_scale : ndarray, shape (F,), optional
@@ -293,8 +429,8 @@ def local_step(
     selection_effects : (ndarray, ndarray), shape (n, W, 3, F) each, optional
         Effect means and raw SDs to select instruments on instead of ``mean``/``se`` (sample
         splitting: selection on one half of the samples, estimation on the other).
-    methods : sequence of str, optional
-        Methods to run instead of ``config.methods``.
+    samples : ndarray, shape (S, n, W, 3, F), optional
+        Calibrated per-sample effects (``calibrated_samples``) for the heterogeneity test.
 
     Returns
     -------
@@ -313,17 +449,31 @@ def local_step(
     sel = instruments.select(sel_mean[..., ex], sel_se[..., ex], z=config.z,
                              rule=config.instrument_rule, one_per_position=config.one_per_position,
                              min_count=config.min_instruments, floor=floor)  # fmt: skip
-    direction = None
-    if config.directional and config.direction_scale == "effects":
-        scale = instruments.effect_spread(sel_mean)  # (n, F)
-        direction = (scale[:, ex], scale[:, oc], sel_mean)
-    elif config.directional and spread is not None:
-        spread = np.asarray(spread, dtype=np.float64)
-        direction = (spread[ex], spread[oc], sel_mean)
-    est = local_mr(mean, se, ex, oc, sel, methods or config.methods,
-                   n_boot=config.n_boot, seed=chunk_seed(config.seed, chunk), level=config.level,
-                   min_instruments=config.min_instruments, direction=direction)  # fmt: skip
+    direction = _direction_check(config, sel_mean, sel_se, spread)
+    est = local_mr(mean, se, ex, oc, sel, config.methods, settings=mr_settings(config, chunk),
+                   direction=direction, samples=samples)  # fmt: skip
     return LocalStep(est, sel, se, direction)
+
+
+def mr_settings(config: RunConfig, chunk: int, n_boot: int | None = None) -> MRSettings:
+    """The MR settings of a chunk of a run (its bootstrap seed derived from the run's)."""
+    return MRSettings(n_boot=config.n_boot if n_boot is None else n_boot,
+                      seed=chunk_seed(config.seed, chunk), level=config.level,
+                      min_instruments=config.min_instruments,
+                      heterogeneity=n_boot is None)  # fmt: skip
+
+
+def _direction_check(config: RunConfig, effects, se, spread) -> DirectionCheck | None:
+    """The run's directionality check, or None when it is off (or has no spread to use)."""
+    if not config.directional:
+        return None
+    if config.direction_scale == "effects":
+        scale = instruments.effect_spread(effects)  # (n, F)
+    elif spread is not None:
+        scale = np.asarray(spread, dtype=np.float64)
+    else:
+        return None
+    return DirectionCheck(scale, effects, se, float(config.direction_z))
 
 
 def calibrated_samples(samples: np.ndarray, mean: np.ndarray, se_scale: np.ndarray | None
@@ -395,12 +545,11 @@ def sample_estimates(
         Arrays (S, n, E, O, M) over ``config.methods``; NaN where a sample's fit failed.
     """
     methods = tuple(config.methods)
+    settings = mr_settings(config, chunk, n_boot=SAMPLE_N_BOOT)
     out = []
     for d in samples:
         est = local_mr(np.asarray(d, dtype=np.float64), step.se, exposures, outcomes,
-                       step.selection, methods, n_boot=SAMPLE_N_BOOT,
-                       seed=chunk_seed(config.seed, chunk), level=config.level,
-                       min_instruments=config.min_instruments, direction=step.direction)  # fmt: skip
+                       step.selection, methods, settings=settings, direction=step.direction)
         out.append(np.where(est.reason == 0, est.estimate, np.nan))
     return SampleEstimates(methods, np.stack(out))
 
@@ -452,7 +601,8 @@ def local_table(
             "outcome": pd.Categorical.from_codes(o_feat[keep], dtype=cats),
             "method": pd.Categorical([method] * int(keep.sum()), categories=methods),
         }
-        for f in (*LOCAL_FIELDS, "n_instruments", "reason", *INSTRUMENT_COUNTS):
+        for f in (*LOCAL_FIELDS, *HETEROGENEITY_FIELDS, "n_instruments", "reason",
+                  *INSTRUMENT_COUNTS):  # fmt: skip
             frame[f] = est.fields[f][..., mi].ravel()[keep]
         frames.append(pd.DataFrame(frame))
     return pd.concat(frames, ignore_index=True)

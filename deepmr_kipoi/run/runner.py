@@ -295,7 +295,7 @@ def run(
         global_table = aggregate.global_effects(
             local_table, plan.n_sequences, method=config.meta_method, test=config.meta_test,
             level=config.level, samples=merged.samples, exposures=[names[i] for i in plan.exposures],
-            outcomes=[names[i] for i in plan.outcomes],
+            outcomes=[names[i] for i in plan.outcomes], min_sequences=config.min_sequences,
         )  # fmt: skip
         timings["meta"] = time.perf_counter() - tick
         arrays = merged.figure_arrays()
@@ -419,11 +419,11 @@ def _write_outputs(plan: RunPlan, out_dir: Path, global_table, local_table, arra
     tick = time.perf_counter()
     figs = []
     if config.figures:
+        kept = figures.DetailInputs(local_table, arrays, tuple(names), tuple(plan.used),
+                                   tuple(plan.seq_ids), tuple(record.features.exposures))  # fmt: skip
         figs = figures.make_figures(
-            out_dir, global_table, local_table, arrays, feature_names=names, used=plan.used,
-            seq_ids=plan.seq_ids, exposures=record.features.exposures,
-            calibration=plan.calibration, truth=truth, level=config.level,
-            n_examples=config.n_examples, created=created,
+            out_dir, global_table, kept, calibration=plan.calibration, truth=truth,
+            level=config.level, n_examples=config.n_examples, created=created,
         )  # fmt: skip
     timings["figures"] = time.perf_counter() - tick
     record = dataclasses.replace(record, figures=tuple(str(f.path.relative_to(out_dir)) for f in figs))

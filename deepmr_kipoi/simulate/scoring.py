@@ -62,7 +62,8 @@ def wilson(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return float(centre - half), float(centre + half)
+    # clipped: rounding can put an end a hair outside [0, 1] at 0 or n successes
+    return float(max(centre - half, 0.0)), float(min(centre + half, 1.0))
 
 
 def _share(flags) -> tuple[float, float, float, int]:

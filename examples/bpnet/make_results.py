@@ -25,7 +25,7 @@ import time
 import pandas as pd
 
 # interval/verdict columns shown when present in global_effects.csv (others are left out)
-SHOWN = ("estimate", "ci_low", "ci_high", "df", "qvalue", "significant", "direction",
+SHOWN = ("verdict", "verdict_reason", "estimate", "ci_low", "ci_high", "df", "qvalue", "significant", "direction",
          "meta_estimate", "meta_ci_low", "meta_ci_high", "median_instruments", "k")
 
 

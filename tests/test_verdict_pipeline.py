@@ -1,0 +1,85 @@
+"""The verdict of a whole run on models with known causal structure.
+
+A linear toy ensemble where every instrument is valid: the exposure x reads the first half of the
+sequence, the outcome y = beta x + its own motif in the second half, a bystander w reads positions
+of its own. Members perturb the weights (the model's noise). Known truth: x -> y causal with
+effect beta, y -> x and every pair with w have a zero effect. A reverse variant, x = 0.6 y + own
+part, checks that the verdict names the true direction, and a pleiotropic variant (a shared block
+of positions acts on x and y directly, no causal arrow) that no causal claim is made.
+"""
+
+import numpy as np
+import pytest
+
+from deepmr_kipoi import pipeline
+from deepmr_kipoi.predictive import DeepEnsemble, from_function
+
+LENGTH = 60
+
+
+def _ensemble(kind: str, n_members: int = 10, noise: float = 0.03):
+    rng = np.random.default_rng(7)
+    first, second, third = np.zeros((LENGTH, 4)), np.zeros((LENGTH, 4)), np.zeros((LENGTH, 4))
+    first[:20], second[20:40], third[40:] = (rng.normal(0, 1, (20, 4)) for _ in range(3))
+    members = []
+    for s in range(n_members):
+        r = np.random.default_rng([11, s])
+        a, b, c = (m + r.normal(0, noise, m.shape) * (m != 0) for m in (first, second, third))
+        # the members also disagree slightly about every feature at every position (no effect is
+        # known exactly: an SE of 0 would make an instrument unusable)
+        jitter = r.normal(0, noise / 4, (3, LENGTH, 4))
+
+        def fn(onehot, a=a, b=b, c=c, jitter=jitter):
+            own_x, own_y, own_w = (np.einsum("nlc,lc->n", onehot, m) for m in (a, b, c))
+            noise_x, noise_y, noise_w = np.einsum("nlc,flc->fn", onehot, jitter)
+            if kind == "forward":
+                x, y, w = own_x, 0.8 * own_x + own_y, own_w
+            elif kind == "reverse":
+                x, y, w = own_x + 0.6 * own_y, own_y, own_w
+            else:  # pleiotropy: block c acts on x and y directly, in a ratio of 2
+                x, y, w = own_x + 0.5 * own_w, own_y + own_w, own_w
+            return np.stack([x + noise_x, y + noise_y, w + noise_w], axis=1)
+
+        members.append(from_function(fn, ("x", "y", "w"), sequence_length=LENGTH))
+    return DeepEnsemble(members)
+
+
+def _verdicts(kind):
+    config = pipeline.RunConfig(n_sequences=8, chunk_size=8, progress=False, figures=False,
+                                report=False, methods=("ivw", "egger", "weighted_median"),
+                                seed=1, n_boot=200)  # fmt: skip
+    g = pipeline.run(config, model=_ensemble(kind), identity={"name": kind}).global_effects
+    assert (g.groupby(["exposure", "outcome"])["verdict"].nunique() == 1).all()
+    return g[g.method == "ivw"].set_index(["exposure", "outcome"])
+
+
+def test_a_planted_effect_with_valid_instruments_is_causal_in_its_direction_only():
+    g = _verdicts("forward")
+    assert g.loc[("x", "y"), "verdict"] == "causal", g.loc[("x", "y"), "verdict_reason"]
+    assert g.loc[("x", "y"), "estimate"] == pytest.approx(0.8, abs=0.05)
+    assert g.loc[("x", "y"), "direction"] == "x -> y"
+    assert (g.drop(index=[("x", "y")])["verdict"] != "causal").all()
+    assert g.loc[("y", "x"), "verdict"] != "causal"
+
+
+def test_reverse_causation_is_named_in_its_true_direction():
+    g = _verdicts("reverse")
+    assert g.loc[("y", "x"), "verdict"] == "causal", g.loc[("y", "x"), "verdict_reason"]
+    assert g.loc[("y", "x"), "estimate"] == pytest.approx(0.6, abs=0.05)
+    assert g.loc[("x", "y"), "verdict"] != "causal"
+    assert g.loc[("x", "y"), "direction"] == "y -> x"
+
+
+def test_a_shared_driver_without_a_causal_arrow_is_not_called_causal():
+    g = _verdicts("pleiotropy")
+    assert g.loc[("x", "y"), "verdict"] != "causal", g.loc[("x", "y"), "verdict_reason"]
+    assert g.loc[("y", "x"), "verdict"] != "causal"
+    assert not (g["verdict"] == "causal").loc[[("x", "y"), ("y", "x")]].any()
+
+
+def test_every_row_has_a_verdict_and_no_headline_is_nan_without_a_reason():
+    for kind in ("forward", "reverse", "pleiotropy"):
+        g = _verdicts(kind)
+        assert g["verdict"].isin(["causal", "not causal", "undetermined"]).all()
+        unexplained = g["estimate"].isna() & ~g["verdict_reason"].str.startswith("too few")
+        assert not unexplained.any()
