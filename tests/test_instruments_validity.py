@@ -38,8 +38,8 @@ def test_directional_test_uses_the_standard_errors_of_the_standardized_effects()
 
 def test_directional_drops_copies_of_the_exposure_in_both_directions():
     # reverse causation inside one sequence: X = 0.6 Y and nothing else moves X, so every
-    # mutation moves both by the same number of spreads; the plain comparison lets each one count
-    # for both directions, the test for neither
+    # mutation moves both by the same number of spreads; the plain comparison (the default) lets
+    # each one count for both directions, a margin of one standard error for neither
     rng = np.random.default_rng(1)
     by = rng.normal(size=50)
     bx = 0.6 * by
@@ -49,8 +49,8 @@ def test_directional_drops_copies_of_the_exposure_in_both_directions():
     plain_fwd = instruments.directional(bx, by, se_x, se_y, sx, sy, z=0.0)
     plain_rev = instruments.directional(by, bx, se_y, se_x, sy, sx, z=0.0)
     assert plain_fwd.all() and plain_rev.all()
-    assert not instruments.directional(bx, by, se_x, se_y, sx, sy).any()
-    assert not instruments.directional(by, bx, se_y, se_x, sy, sx).any()
+    assert not instruments.directional(bx, by, se_x, se_y, sx, sy, z=1.0).any()
+    assert not instruments.directional(by, bx, se_y, se_x, sy, sx, z=1.0).any()
 
 
 def test_directional_broadcasts_pairs_and_skips_undefined_spreads():

@@ -86,6 +86,19 @@ def test_headline_against_a_truth_counts_hits_false_claims_and_misses():
     assert headline.build_headline(table, wrong).truth.false_claims == ("GATA1 -> TAL1",)
 
 
+def test_headline_lists_the_largest_claims_and_counts_the_rest():
+    t, _ = _block_table(30, seed=3)
+    claims = [(f"f{i:03d}", f"f{i + 1:03d}") for i in range(0, 28, 2)]  # 14 claims
+    pairs = list(zip(t.exposure, t.outcome))
+    t["verdict"] = ["causal" if p in claims else "not causal" for p in pairs]
+    h = headline.build_headline(t)
+    assert len(h.claims) == 14 and len(h.listed()) == headline.MAX_LISTED == 12
+    sizes = [abs(c.estimate) for c in h.claims]
+    assert sizes == sorted(sizes, reverse=True) and h.listed() == h.claims[:12]
+    lines = h.lines()
+    assert lines[13] == "  ... and 2 more causal pairs (verdict = causal in the table)"
+
+
 def test_headline_of_a_table_without_verdicts_says_so():
     h = headline.build_headline(_demo_like().drop(columns=["verdict", "verdict_reason"]))
     assert not h.has_verdicts and h.claims == () and "no verdicts" in h.summary()

@@ -23,6 +23,8 @@ import pandas as pd
 
 #: The three verdicts, in the order the report lists them.
 VERDICTS = ("causal", "undetermined", "not causal")
+#: Claims listed one by one at most (the largest); the table holds the others.
+MAX_LISTED = 12
 #: True effects at least this fraction of the largest |true effect| count as planted (non-zero);
 #: oracle truths of unrelated pairs are tiny but not exactly 0.
 STRONG_FRACTION = 0.05
@@ -175,10 +177,21 @@ class Headline:
         )
         return "; ".join(parts) + "."
 
+    def listed(self) -> tuple[Claim, ...]:
+        """The claims stated one by one: the `MAX_LISTED` largest."""
+        return self.claims[:MAX_LISTED]
+
+    def more_text(self) -> str:
+        """``"... and 152 more causal pairs (verdict = causal in the table)"`` ("" when all listed)."""
+        more = len(self.claims) - len(self.listed())
+        return f"... and {more} more causal pairs (verdict = causal in the table)" if more else ""
+
     def lines(self, arrow: str = "->") -> list[str]:
         """The headline as plain-text lines (the command line's summary)."""
         out = [self.summary()]
-        out += [f"  {c.sentence(arrow)}" for c in self.claims]
+        out += [f"  {c.sentence(arrow)}" for c in self.listed()]
+        if self.more_text():
+            out.append(f"  {self.more_text()}")
         if self.not_claimed:
             out.append("Not claimed: " + self.not_claimed_text() + ".")
         if self.truth is not None:
