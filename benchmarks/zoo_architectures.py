@@ -14,6 +14,8 @@ converter emitted and which plain ``torch.fx`` cannot trace:
   along the sequence axis, ``Threshold`` activations and dropout between convolutions.
 
 ``scale`` divides every channel count (1: the zoo's sizes); weights are random (``seed``).
+
+:func:`deepstarr_keras` is the zoo's Keras DeepSTARR (de Almeida et al. 2022) in ``tf_keras``.
 """
 
 from __future__ import annotations
@@ -156,6 +158,43 @@ class Beluga(nn.Module):
 
     def forward(self, x):
         return self.model(x)
+
+
+def deepstarr_keras(seed: int = 0, length: int = 249, scale: int = 1, dropout: float = 0.4):
+    """DeepSTARR's layer structure and sizes in tf_keras (``scale`` divides the channel counts),
+    input (L, 4): four blocks of ``Conv1D`` (``padding="same"``), batch normalisation, ReLU and max
+    pooling; a flatten; two dense blocks with batch normalisation and dropout; two ``Dense(1)``
+    heads (developmental, housekeeping). Batch-norm statistics are random, away from the identity."""
+    import numpy as np
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(seed)
+    kl = keras.layers
+    inp = kl.Input((length, 4), name="seq")
+    h = inp
+    for i, (filters, kernel) in enumerate(((246, 7), (60, 3), (60, 5), (120, 3))):
+        h = kl.Conv1D(max(filters // scale, 2), kernel, padding="same", name=f"Conv1D_{i}")(h)
+        h = kl.BatchNormalization(name=f"bn_conv_{i}")(h)
+        h = kl.Activation("relu", name=f"relu_conv_{i}")(h)
+        h = kl.MaxPooling1D(2, name=f"pool_{i}")(h)
+    h = kl.Flatten(name="flatten")(h)
+    for i in range(2):
+        h = kl.Dense(max(256 // scale, 2), name=f"Dense_{i}")(h)
+        h = kl.BatchNormalization(name=f"bn_dense_{i}")(h)
+        h = kl.Activation("relu", name=f"relu_dense_{i}")(h)
+        h = kl.Dropout(dropout, name=f"drop_{i}")(h)
+    model = keras.Model(inp, [kl.Dense(1, name=f"Dense_{task}")(h) for task in ("Dev", "Hk")])
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if type(layer).__name__ == "BatchNormalization":
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([
+                rng.uniform(0.5, 1.5, gamma.shape).astype(np.float32),
+                rng.normal(0, 0.1, beta.shape).astype(np.float32),
+                rng.normal(0, 0.3, mean.shape).astype(np.float32),
+                rng.uniform(0.5, 1.5, var.shape).astype(np.float32),
+            ])  # fmt: skip
+    return model
 
 
 #: name -> (builder, from_torch layout, zoo input length)

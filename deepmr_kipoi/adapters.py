@@ -17,7 +17,7 @@ the Kipoi side reaches a request through its ``backend`` (see :class:`ModelBacke
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol, runtime_checkable
@@ -55,8 +55,9 @@ class ModelBackend(Protocol):
     def model_files(self, request: LoadRequest, arg: str | None) -> tuple[str, ...]:
         """Paths of the weight files to use (the user's, else the model's own, verified)."""
 
-    def kipoi_model(self, request: LoadRequest) -> Any:
-        """The framework model wrapped by Kipoi (``.model`` is the ``nn.Module`` / Keras model)."""
+    def kipoi_model(self, request: LoadRequest, replacements: Mapping | None = None) -> Any:
+        """The framework model wrapped by Kipoi (``.model`` is the ``nn.Module`` / Keras model);
+        ``replacements`` maps model arguments to the files (or None) that replace the model's own."""
 
 
 @runtime_checkable
@@ -141,10 +142,18 @@ class LoadRequest:
             return self.weight_files
         return tuple(self._backend().model_files(self, arg))
 
-    def kipoi_model(self):
-        """Kipoi's model object (``.model`` is the framework model); user ``weight_files`` replace
-        the model's own weight file."""
-        return self._backend().kipoi_model(self)
+    def kipoi_model(self, replacements: Mapping | None = None):
+        """Kipoi's model object (``.model`` is the framework model).
+
+        Parameters
+        ----------
+        replacements : mapping of str to str or None, optional
+            Model arguments (``"weights"``, ``"arch"``) and the files that replace the model's own
+            for this load (None: the argument is left out, e.g. no ``arch`` for a whole-model h5);
+            the replaced files need not exist. Default: the first user weight file replaces the
+            model's weight file.
+        """
+        return self._backend().kipoi_model(self, replacements)
 
 
 def with_uncertainty(members: Sequence, request: LoadRequest, *, has_dropout: bool):

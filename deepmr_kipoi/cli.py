@@ -308,6 +308,9 @@ def _absolute_paths(values: dict, base: Path) -> dict:
             out[key] = _absolute(out[key], base)
     if isinstance(out.get("weight_files"), (list, tuple)):
         out["weight_files"] = [_absolute(w, base) for w in out["weight_files"]]
+    names = out.get("feature_names")
+    if isinstance(names, (list, tuple)) and len(names) == 1 and (base / str(names[0])).is_file():
+        out["feature_names"] = [_absolute(names[0], base)]  # a file of names
     if "model" in out:
         out["model"] = _absolute_model(out["model"], base)
     return out

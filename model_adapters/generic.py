@@ -11,7 +11,6 @@ The helpers here (:func:`torch_members`, :func:`keras_members`) are shared by th
 
 from __future__ import annotations
 
-import importlib
 import logging
 
 from deepmr_kipoi.adapters import LoadRequest, with_uncertainty
@@ -22,7 +21,8 @@ logger = logging.getLogger(__name__)
 
 
 class ConcatOutputs:
-    """Output hook: a list/tuple/dict of ``(N, F_k)`` outputs -> one ``(N, sum F_k)`` array.
+    """Output hook: a list/tuple/dict of ``(N, F_k)`` outputs -> one ``(N, sum F_k)`` array (a single
+    array passes through).
 
     Parameters
     ----------
@@ -43,7 +43,9 @@ class ConcatOutputs:
                 )
             parts = [raw[n] for n in self.names]
         elif isinstance(raw, list | tuple):
-            if len(raw) != len(self.names):
+            # one schema target may be the model's several outputs side by side (DeepSTARR: a
+            # target of shape (2,), two Dense(1) outputs); their total width is checked later
+            if len(raw) != len(self.names) and len(self.names) != 1:
                 raise DeepMRInputError(
                     f"model returned {len(raw)} outputs but the schema has {len(self.names)} targets"
                 )
@@ -98,8 +100,8 @@ def check_family_model(request: LoadRequest, expected: str, family: str) -> None
 
 
 def _output_hook(request: LoadRequest):
-    names = request.description.output_names
-    return ConcatOutputs(names) if len(names) > 1 else None
+    """Several outputs (schema targets, or a Keras model's output list) as one ``(N, F)`` array."""
+    return ConcatOutputs(request.description.output_names)
 
 
 def torch_members(request: LoadRequest, transforms=None) -> tuple[list, bool]:
@@ -165,27 +167,78 @@ def _wrap_members(factory, models: list, request: LoadRequest, transforms) -> tu
 
 
 def keras_members(request: LoadRequest, transforms=None) -> tuple[list, bool]:
-    """Predictive members for a Kipoi ``KerasModel``: one per weight file (see :func:`torch_members`)."""
+    """Predictive members for a Kipoi ``KerasModel``: one per user model, else the model itself.
+
+    The user's ``weight_files`` are read as members by :func:`keras_member_files` (weights for the
+    model's own architecture, an architecture JSON followed by its weights, or a whole-model h5);
+    each member is loaded through Kipoi with those files in place of the model's own.
+    """
     _check_vector_model(request)
     desc = request.description
-    model = request.kipoi_model().model
 
     from deepmr_kipoi.predictive import from_keras
 
-    models = [model]
-    if request.weight_files is not None:
-        keras_pkg = importlib.import_module(type(model).__module__.split(".")[0])
-        models = []
-        for path in request.weight_files:
-            clone = keras_pkg.models.clone_model(model)
-            try:
-                clone.load_weights(path)
-            except Exception as err:  # noqa: BLE001 - one message for every way a weight file can be wrong
-                raise DeepMRInputError(
-                    f"weight file {path} does not fit {desc.name}: {type(err).__name__}: {err}"
-                ) from err
-            models.append(clone)
+    if request.weight_files is None:
+        return _wrap_members(from_keras, [request.kipoi_model().model], request, transforms)
+    args = {w.arg for w in desc.weight_files}
+    models = []
+    for files in keras_member_files(request.weight_files):
+        if "arch" not in args and files.get("arch"):
+            raise DeepMRInputError(
+                f"{files['arch']} is an architecture, but {desc.name} has none to replace (its "
+                "weights file holds the whole model); give whole-model h5 files instead"
+            )
+        if "arch" not in args:
+            files.pop("arch", None)
+        models.append(request.kipoi_model(files).model)
     return _wrap_members(from_keras, models, request, transforms)
+
+
+def keras_member_files(paths) -> list[dict[str, str | None]]:
+    """The user's Keras files as members: for each, the model arguments they replace.
+
+    * ``arch.json weights.h5`` (a JSON file and the file after it): ``{"arch": ..., "weights": ...}``;
+    * a whole-model h5 (it holds the architecture, ``model_config``): ``{"arch": None, "weights": ...}``;
+    * other weight files (h5 of weights only): ``{"weights": ...}`` with the model's own architecture.
+
+    Raises
+    ------
+    DeepMRInputError
+        A JSON architecture that is not followed by a weights file.
+    """
+    members, paths, i = [], list(paths), 0
+    while i < len(paths):
+        path = paths[i]
+        if _is_json(path):
+            if i + 1 >= len(paths) or _is_json(paths[i + 1]):
+                raise DeepMRInputError(
+                    f"architecture {path} is not followed by its weights file; give each Keras "
+                    "member as ARCH.json WEIGHTS.h5"
+                )
+            members.append({"arch": path, "weights": paths[i + 1]})
+            i += 2
+            continue
+        members.append({"arch": None, "weights": path} if _is_whole_model(path) else {"weights": path})
+        i += 1
+    return members
+
+
+def _is_json(path: str) -> bool:
+    """A Keras architecture file: JSON text (by extension, else by its first character)."""
+    if str(path).lower().endswith(".json"):
+        return True
+    with open(path, "rb") as handle:
+        return handle.read(64).lstrip()[:1] == b"{"
+
+
+def _is_whole_model(path: str) -> bool:
+    """An HDF5 file written by ``model.save`` (it carries the architecture as ``model_config``)."""
+    import h5py
+
+    if not h5py.is_hdf5(path):
+        return False
+    with h5py.File(path, "r") as handle:
+        return "model_config" in handle.attrs
 
 
 @register_adapter(

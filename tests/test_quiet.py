@@ -32,11 +32,6 @@ def test_quiet_run_on_a_zoo_copy_prints_nothing(zoo_torch, tmp_path):
     )
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
     assert (tmp_path / "run" / "global_effects.csv").is_file()
-    # without --quiet the run still says what it did, and nothing about Kipoi's dependency check
-    loud = _deepmr(["run", "--model", "Basset", "--source", str(source), "--out", "run2", *RUN[:-1]],
-                   tmp_path)  # fmt: skip
-    assert loud.returncode == 0 and "global effects" in loud.stdout
-    assert "pkg_resources" not in loud.stderr and "Dependencies" not in loud.stdout
 
 
 def test_quiet_run_on_a_keras_group_member_prints_nothing(kipoi_groups, tmp_path):

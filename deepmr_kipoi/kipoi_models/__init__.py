@@ -32,7 +32,12 @@ from deepmr_kipoi.kipoi_models.describe import (
     derive_layout,
     describe_model,
 )
-from deepmr_kipoi.kipoi_models.load import KipoiBackend, kipoi_request, load_model
+from deepmr_kipoi.kipoi_models.load import (
+    KipoiBackend,
+    feature_names_from,
+    kipoi_request,
+    load_model,
+)
 from deepmr_kipoi.kipoi_models.sources import add_local_source
 
 __all__ = [
@@ -49,6 +54,7 @@ __all__ = [
     "dataloader_sequences",
     "derive_layout",
     "describe_model",
+    "feature_names_from",
     "kipoi_request",
     "load_model",
     "with_uncertainty",

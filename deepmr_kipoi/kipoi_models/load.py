@@ -119,10 +119,17 @@ class KipoiBackend:
             raise DeepMRInputError(f"model {desc.name!r} names no model file argument {arg!r}")
         return tuple(w.verify(desc.name, self.download_option) for w in files)
 
-    def kipoi_model(self, request: LoadRequest):
+    def kipoi_model(self, request: LoadRequest, replacements: Mapping | None = None):
         """Load the model through ``kipoi.get_model`` (compatibility steps applied, no downloads
-        unless ``request.download``). With ``request.weight_files`` the first file stands in for the
-        model's own weight file (see :func:`_replaced_arg`), which then need not exist.
+        unless ``request.download``).
+
+        Parameters
+        ----------
+        request : LoadRequest
+        replacements : mapping of str to str or None, optional
+            Model arguments and the files that replace the model's own (None: left out). Default:
+            with ``request.weight_files`` the first file stands in for the model's own weight file
+            (see :func:`_replaced_arg`). Replaced files need not exist.
 
         Returns
         -------
@@ -131,15 +138,17 @@ class KipoiBackend:
         """
         kipoi = import_kipoi()
         desc = request.description
-        replaced = _replaced_arg(desc) if request.weight_files else None
+        if replacements is None:
+            replaced = _replaced_arg(desc) if request.weight_files else None
+            replacements = {} if replaced is None else {replaced: request.weight_files[0]}
         if not request.download:
             for wf in desc.weight_files:
-                if wf.url and wf.arg != replaced:
+                if wf.url and wf.arg not in replacements:
                     wf.verify(desc.name, self.download_option)
         _, source_label, source_obj = resolve(request.name, request.source)
         source_obj = CheckedGroupSource(source_obj, request.trust_model_code)
-        if replaced is not None:
-            source_obj = _ReplacedArgsSource(source_obj, {replaced: request.weight_files[0]})
+        if replacements:
+            source_obj = _ReplacedArgsSource(source_obj, replacements)
         with contextlib.ExitStack() as stack:
             stack.enter_context(network_guard(desc.name, request.download, self.download_option))
             stack.enter_context(kipoi_output_to_log())
@@ -148,12 +157,13 @@ class KipoiBackend:
             try:
                 model = kipoi.get_model(desc.name, source=source_obj, with_dataloader=False)
             except Exception as err:
-                if replaced is None:
+                if not replacements:
                     raise
                 first = " ".join(str(err).split())[:300]
+                files = " + ".join(str(v) for v in replacements.values() if v)
                 raise DeepMRInputError(
-                    f"weight file {request.weight_files[0]} does not fit {desc.name} "
-                    f"({type(err).__name__}: {first}); give weights of this model's architecture"
+                    f"weight file {files} does not fit {desc.name} ({type(err).__name__}: {first}); "
+                    "give weights of this model's architecture"
                 ) from err
         model.source_name = source_label
         return model
@@ -212,6 +222,51 @@ def _validate_weight_files(weight_files) -> tuple[str, ...] | None:
     return paths
 
 
+def feature_names_from(spec, current: Sequence[str]) -> tuple[str, ...]:
+    """New output names from a list or a file.
+
+    Parameters
+    ----------
+    spec : sequence of str, or str / os.PathLike of a file
+        Names in output order (one per output), or a text file: one name per line in output order,
+        or two tab- or comma-separated columns per line (current name, new name) renaming some
+        outputs. Lines starting with ``#`` are comments. A single string that is not an existing
+        file is one name.
+    current : sequence of str
+        The model's feature names now.
+
+    Returns
+    -------
+    tuple of str, length F
+
+    Raises
+    ------
+    DeepMRInputError
+        A mapping that names an output the model does not have, or a file that is not text.
+    """
+    current = tuple(current)
+    if isinstance(spec, str | os.PathLike) and os.path.isfile(spec):
+        try:
+            with open(spec, encoding="utf-8") as handle:
+                lines = [ln.strip("\r\n") for ln in handle if ln.strip() and not ln.startswith("#")]
+        except UnicodeDecodeError:
+            raise DeepMRInputError(f"feature names file {spec} is not a text file") from None
+        rows = [ln.split("\t") if "\t" in ln else ln.split(",") for ln in lines]
+        if rows and all(len(r) == 2 for r in rows):
+            mapping = {old.strip(): new.strip() for old, new in rows}
+            unknown = [old for old in mapping if old not in current]
+            if unknown:
+                raise DeepMRInputError(
+                    f"{spec} renames {unknown[0]!r}, which is not an output of the model (outputs: "
+                    f"{', '.join(current[:4])}{', ...' if len(current) > 4 else ''})"
+                )
+            return tuple(mapping.get(name, name) for name in current)
+        return tuple(ln.strip() for ln in lines)
+    if isinstance(spec, str | os.PathLike):
+        return (os.fspath(spec),)
+    return tuple(str(n) for n in spec)
+
+
 def _lookup_names(name: str) -> list[str]:
     """The requested name, and for a model directory its trailing path components (most specific
     first), so that a directory ``.../DeepSEA/predict`` finds the ``DeepSEA/predict`` adapter."""
@@ -235,6 +290,7 @@ def load_model(
     download: bool = False,
     trust_model_code: bool = False,
     download_option: str | None = DOWNLOAD_OPTION,
+    feature_names=None,
 ):
     """Load a Kipoi model (or a registered custom model) as a predictive model with uncertainty.
 
@@ -264,7 +320,9 @@ def load_model(
         Weight files that replace the model's own, one ensemble member per file (same
         architecture, e.g. models trained on different folds). The model's own file need not be
         present and its md5 is not checked; the given files' md5s are in the returned model's
-        ``identity["weights"]``.
+        ``identity["weights"]``. For a Keras model a member may also be an architecture JSON
+        followed by its weights file, or a whole-model h5 (see
+        :func:`model_adapters.generic.keras_member_files`).
     adapter : str, optional
         Use this registered adapter (``"kipoi-generic"`` for the generic one) instead of the one
         found by name.
@@ -277,6 +335,9 @@ def load_model(
     download_option : str or None
         How the caller turns downloads on, named in missing-file messages (``"--download"`` on the
         command line; None where the caller offers no way).
+    feature_names : sequence of str, or str / os.PathLike of a file, optional
+        New names of the outputs (for models whose outputs have no names, e.g. ``output0/0``):
+        one per output, or a file read by :func:`feature_names_from`.
 
     Returns
     -------
@@ -315,6 +376,11 @@ def load_model(
     model = info.load(request)
     if request.weight_files is not None:
         _record_weight_files(model, request)
+    if feature_names is not None:
+        rename = getattr(model, "rename_features", None)
+        if rename is None:
+            raise DeepMRInputError(f"the model {request.name} cannot rename its features")
+        rename(feature_names_from(feature_names, model.feature_names))
     return model
 
 
@@ -326,7 +392,11 @@ def _record_weight_files(model, request: LoadRequest) -> None:
     except Exception as err:  # noqa: BLE001 - a custom adapter's model may have no Kipoi description
         logger.debug("no Kipoi description for %s: %s", request.name, err)
         replaced = None
-    weights = [{"path": p, "md5": file_md5(p), "replaces": replaced} for p in request.weight_files]
+    args = {w.arg for w in getattr(request.description, "weight_files", ())} if replaced else set()
+    weights = [
+        {"path": p, "md5": file_md5(p), "replaces": "arch" if "arch" in args and _is_json(p) else replaced}
+        for p in request.weight_files
+    ]
     identity = getattr(model, "identity", None)
     identity = dict(identity) if isinstance(identity, dict) else {}
     identity["weights"] = weights
@@ -334,3 +404,11 @@ def _record_weight_files(model, request: LoadRequest) -> None:
         model.identity = identity
     except AttributeError:
         logger.warning("model %s cannot record its weight files (read-only attributes)", request.name)
+
+
+def _is_json(path: str) -> bool:
+    """A Keras architecture file (JSON text), which replaces a model's ``arch`` argument."""
+    if path.lower().endswith(".json"):
+        return True
+    with open(path, "rb") as handle:
+        return handle.read(64).lstrip()[:1] == b"{"

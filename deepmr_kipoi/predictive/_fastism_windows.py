@@ -16,6 +16,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from deepmr_kipoi.predictive._fastism_delta import (
+    Flat,
+    from_1d,
+    scatter_conv,
+    singleton_spatial,
+    to_1d,
+)
+
 _UNARY_MODULES = (
     torch.nn.ReLU, torch.nn.ReLU6, torch.nn.LeakyReLU, torch.nn.ELU, torch.nn.SELU, torch.nn.CELU,
     torch.nn.GELU, torch.nn.SiLU, torch.nn.Mish, torch.nn.Sigmoid, torch.nn.Tanh, torch.nn.Softplus,
@@ -192,7 +200,11 @@ def _sliding(win: _Window, left: int, reach: int, step: int) -> tuple[torch.Tens
 
 
 def _conv(win: _Window, ref_out, fn, weight, bias, stride, padding, dilation, groups):
-    """Windowed N-d convolution whose kernel spans only the sequence axis (others have size 1)."""
+    """Windowed N-d convolution whose kernel spans only the sequence axis (others have size 1).
+
+    With singleton other spatial axes it runs as a 1-d convolution; with stride 1 and one group, as
+    the reference's output plus the scatter of the window's change (:func:`scatter_conv`).
+    """
     n = weight.dim() - 2
     seq = win.axis - 2
     if seq < 0 or win.ref.dim() != weight.dim() or ref_out.dim() != win.ref.dim():
@@ -214,8 +226,26 @@ def _conv(win: _Window, ref_out, fn, weight, bias, stride, padding, dilation, gr
     first, width, in_start, in_width = _sliding(win, left, reach, stride[seq])
     if width >= ref_out.shape[win.axis]:
         return None
-    x = _values_on(win, in_start, in_width)
-    return win.like(ref_out, fn(x, weight, bias, stride, 0, dilation, groups), first)
+    if n > 1 and not (singleton_spatial(win.ref.shape, win.axis)
+                      and singleton_spatial(ref_out.shape, win.axis)):  # fmt: skip
+        x = _values_on(win, in_start, in_width)
+        return win.like(ref_out, fn(x, weight, bias, stride, 0, dilation, groups), first)
+    axis = win.axis
+    if stride[seq] == 1 and groups == 1:
+        change = scatter_conv(to_1d(_delta(win), axis), weight, dilation[seq])
+        base = _take(ref_out, first, width, axis)
+        return win.like(ref_out, base + from_1d(change, base.shape, axis), first)
+    x = to_1d(_values_on(win, in_start, in_width), axis)
+    w1 = weight.reshape(weight.shape[0], weight.shape[1], kernel[seq])
+    out = F.conv1d(x, w1, bias, stride[seq], 0, dilation[seq], groups)
+    return win.like(ref_out, from_1d(out, ref_out.shape, axis), first)
+
+
+def _delta(win: _Window) -> torch.Tensor:
+    """The mutants' change on their windows (mutant minus reference; 0 at placeholder positions)."""
+    change = win.val - _take(win.ref, win.start, win.width, win.axis)
+    outside = _outside(win.start, win.width, win.length, win.val.dim(), win.axis)
+    return change if outside is None else change.masked_fill(outside, 0.0)
 
 
 def _pool(win: _Window, ref_out, fn, n, kernel, stride, padding=0, dilation=1, ceil_mode=False,
@@ -235,6 +265,11 @@ def _pool(win: _Window, ref_out, fn, n, kernel, stride, padding=0, dilation=1, c
     if width >= ref_out.shape[win.axis]:
         return None
     x = _values_on(win, in_start, in_width)
+    if n > 1 and singleton_spatial(x.shape, win.axis) and singleton_spatial(ref_out.shape, win.axis):
+        # PyTorch's CPU pooling is several times faster in 1-d than over a singleton 2-d axis
+        fn1 = F.max_pool1d if fn is F.max_pool2d else F.avg_pool1d
+        out = fn1(to_1d(x, win.axis), kernel[seq], stride[seq], **extra)
+        return win.like(ref_out, from_1d(out, ref_out.shape, win.axis), first)
     return win.like(ref_out, fn(x, kernel, stride, **extra), first)
 
 
@@ -298,11 +333,7 @@ def _reduce(win: _Window, how: str, dim, keepdim: bool, ref_out):
     axes = dim if isinstance(dim, tuple | list) else (dim,)
     if len(axes) != 1 or axes[0] % win.ref.dim() != win.axis:
         return None
-    change = win.val - _take(win.ref, win.start, win.width, win.axis)
-    outside = _outside(win.start, win.width, win.length, win.val.dim(), win.axis)
-    if outside is not None:
-        change = change.masked_fill(outside, 0.0)
-    change = change.sum(win.axis, keepdim=keepdim)
+    change = _delta(win).sum(win.axis, keepdim=keepdim)
     if how == "mean":
         change = change / win.length
     return _per_row(ref_out, change.shape[0]) + change
@@ -353,9 +384,12 @@ def _nonsingleton(shape) -> list[tuple[int, int]]:
 def _shape_only(win: _Window, ref_out):
     """A reshape that only adds or removes singleton axes ((N, C, 1, L) <-> (N, C, L), squeeze,
     unsqueeze, the zoo's ``Lambda`` views): the window's values are reshaped alike, the sequence axis
-    moves to its new place. Decided from the reference's shapes, whatever the call's arguments."""
+    moves to its new place. Decided from the reference's shapes, whatever the call's arguments. A
+    flatten to ``(N, D)`` becomes a :class:`Flat` (its dense layer computes only the change)."""
     if not isinstance(ref_out, torch.Tensor) or ref_out.shape[0] != win.ref.shape[0]:
         return None
+    if ref_out.dim() == 2 and win.ref.dim() > 2 and ref_out.shape[1] == win.ref[0].numel():
+        return Flat(win, ref_out)
     before, after = _nonsingleton(win.ref.shape), _nonsingleton(ref_out.shape)
     if [n for _, n in before] != [n for _, n in after] or win.length <= 1:
         return None
@@ -465,6 +499,9 @@ def _bind(args, kwargs) -> dict:
 
 
 def _as_tensor(v):
+    if isinstance(v, Flat):
+        full = _materialize(v.win)
+        return full.reshape(full.shape[0], -1)
     return _materialize(v) if isinstance(v, _Window) else v
 
 

@@ -2,16 +2,27 @@
 
 Works with Keras 3 (``keras``) and Keras 2 (``tf_keras``, legacy h5 models) models; which one a
 model belongs to is read from its class.
+
+Receptive-field caching: where PyTorch is installed and every layer of the model has a PyTorch
+counterpart (:mod:`~deepmr_kipoi.predictive._keras_torch`), the member rebuilds the network in
+PyTorch, checks the rebuilt network against the Keras model on its first batch, and from then on
+predicts with it: sequences as full passes, mutants through the receptive-field cache. Otherwise
+(a layer it cannot follow, named in :attr:`KerasMember.ism_reason`, or a failed check) the Keras
+model runs full passes.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import numpy as np
 
 from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.predictive._member import DropoutLayer, MaskFn, Member, output_to_2d
+from deepmr_kipoi.predictive.transforms import apply_transforms
+
+logger = logging.getLogger(__name__)
 
 # GaussianDropout/AlphaDropout are not handled: they are not a 0/1 mask times 1/(1 - rate)
 _ELEMENT = ("Dropout",)
@@ -51,6 +62,7 @@ class KerasMember(Member):
         output: Callable | None = None,
         transforms=None,
         sequence_length: int | None = None,
+        fast_ism: bool = True,
     ):
         if not _is_keras_model(model):
             raise DeepMRInputError(
@@ -69,12 +81,113 @@ class KerasMember(Member):
             if kind in _ELEMENT + _CHANNEL:
                 info = DropoutLayer(layer.name, float(layer.rate), kind in _CHANNEL)
                 self._dropout.append((layer, info))
+        # the PyTorch rebuild: None not tried yet, False unavailable (see _rebuilt)
+        self._torch = None if fast_ism else False
+        self._torch_reason = "fast_ism=False" if not fast_ism else "not decided yet: the first batch decides"
 
     @property
     def dropout_layers(self) -> tuple[DropoutLayer, ...]:
         return tuple(info for _, info in self._dropout)
 
+    @property
+    def fast_ism(self) -> bool:
+        """True when the network runs rebuilt in PyTorch with its receptive-field cache."""
+        rebuilt = self._rebuilt()
+        return rebuilt is not None and rebuilt.fast_ism
+
+    @property
+    def ism_path(self) -> str:
+        rebuilt = self._rebuilt()
+        return rebuilt.ism_path if rebuilt is not None else "full"
+
+    @property
+    def ism_reason(self) -> str:
+        rebuilt = self._rebuilt()
+        if rebuilt is None:
+            return self._torch_reason
+        return f"rebuilt in PyTorch: {rebuilt.ism_reason}"
+
+    def _rebuilt(self, x=None):
+        """The PyTorch member of the rebuilt network, checked against Keras on ``x`` (prepared
+        input; default: four seeded random sequences), or None where it is not available."""
+        if self._torch is not None:
+            return self._torch or None
+        if x is None:
+            if self.sequence_length is None:
+                return None  # the first batch decides
+            from deepmr_kipoi import sequences
+
+            x = self.prepare(sequences.random_sequences(4, self.sequence_length, seed=0))
+        self._torch = False
+        try:
+            import torch
+
+            from deepmr_kipoi.predictive._fastism_trace import Unsupported
+            from deepmr_kipoi.predictive._keras_torch import keras_to_torch
+            from deepmr_kipoi.predictive._torch import OPTIMIZE_RTOL, TorchMember
+        except ImportError:
+            self._torch_reason = "PyTorch is not installed: the Keras model runs full passes"
+            return None
+        try:
+            # ordinary tensors even when the first call comes inside torch.inference_mode()
+            with torch.inference_mode(False):
+                module = keras_to_torch(self.model)
+        except Unsupported as err:
+            self._torch_reason = f"{err}: the Keras model runs full passes"
+            logger.info("fast ISM off for the Keras model (%s)", err)
+            return None
+        member = TorchMember(module, self.feature_names, layout=self.layout, alphabet=self.alphabet,
+                             output=self.output, sequence_length=self.sequence_length, device="cpu")  # fmt: skip
+        rows = x[:4]
+        want = self._keras_forward(rows, rows.shape[0], None)
+        try:
+            got = member._forward(torch.from_numpy(np.ascontiguousarray(rows)), rows.shape[0], None)
+        except Exception as exc:  # noqa: BLE001 - e.g. an output mapping written for Keras tensors
+            self._torch_reason = (f"the PyTorch rebuild's outputs fail ({type(exc).__name__}: {exc}): "
+                                  "the Keras model runs full passes")  # fmt: skip
+            logger.warning("fast ISM off for the Keras model (%s)", self._torch_reason)
+            return None
+        err = float(np.abs(got - want).max())
+        if not err <= OPTIMIZE_RTOL * (float(np.abs(want).max()) or 1.0):
+            self._torch_reason = (f"the PyTorch rebuild differs from the Keras model by {err:.3g}: "
+                                  "the Keras model runs full passes")  # fmt: skip
+            logger.warning("fast ISM off for the Keras model (%s)", self._torch_reason)
+            return None
+        self._torch = member
+        return member
+
     def _forward(self, x, n: int, masks: MaskFn | None) -> np.ndarray:
+        rebuilt = self._rebuilt(x)
+        if rebuilt is None:
+            return self._keras_forward(x, n, masks)
+        import torch
+
+        return rebuilt._forward(torch.from_numpy(np.ascontiguousarray(x)), n, masks)
+
+    def predict_mutants(self, reference, mutants, masks: MaskFn | None = None) -> np.ndarray:
+        """Mutants of one reference, through the PyTorch rebuild's cache where there is one.
+
+        Returns
+        -------
+        numpy.ndarray, shape (M, F), float32
+        """
+        return self.predict_mutants_samples(reference, mutants, [masks])[0]
+
+    def predict_mutants_samples(self, reference, mutants, masks_list) -> np.ndarray:
+        """Mutants of one reference under several MC-dropout mask sets (see
+        :meth:`TorchMember.predict_mutants_samples`); full Keras passes without the rebuild.
+
+        Returns
+        -------
+        numpy.ndarray, shape (S, M, F), float32
+        """
+        rebuilt = self._rebuilt(self.prepare(np.asarray(mutants, dtype=np.float32)[:4]))
+        if rebuilt is None:
+            return np.stack([self.predict(mutants, m) for m in masks_list])
+        raw = rebuilt.predict_mutants_samples(reference, mutants, masks_list)
+        return np.stack([apply_transforms(r, self.transforms) for r in raw])
+
+    def _keras_forward(self, x, n: int, masks: MaskFn | None) -> np.ndarray:
         patched = []
         if masks is not None:
             for k, (layer, info) in enumerate(self._dropout):

@@ -217,6 +217,9 @@ class TorchMember(Member):
                 return full()
             self._plan_checked = True
             self._ism_reason = f"{plan.windowed_convolutions} convolutions run on windows"
+            if plan.dense_from_change:
+                self._ism_reason += (f", {plan.dense_from_change} dense layer(s) after a flatten "
+                                     "from the change only")  # fmt: skip
             if plan.unfollowed:
                 layers = ", ".join(dict.fromkeys(plan.unfollowed))
                 self._ism_reason += f"; full activations from layer(s) {layers} on"

@@ -23,9 +23,14 @@ Windowed operations (on the sequence axis of ``(N, C, L)`` activations, or of 4-
   (the sequence axis moves along, so channels-last inputs work); zero padding (``F.pad``,
   ``ConstantPad*d``/``ZeroPad*d``).
 
-Anything else (``Flatten``, ``Linear``, reshapes, ...) receives the full activation: the reference's,
-repeated per mutant, with the window written in. The result is exact up to float32 rounding: the same
-sums are computed over shorter stretches. Each member checks its fast path against full forward passes
+Convolutions with a singleton spatial axis run as 1-d ones; stride-1 convolutions with enough input
+channels, and a dense layer after a flatten (``Flatten``, ``view(N, -1)``; dropout and element-wise
+layers between them are followed), compute only the change the window makes, added to the
+reference's output (:mod:`~deepmr_kipoi.predictive._fastism_delta`).
+
+Anything else (other reshapes, layers after the first dense layer, ...) receives the full activation:
+the reference's, repeated per mutant, with the window written in. The result is exact up to float32
+rounding: the same sums are computed over shorter stretches. Each member checks its fast path against full forward passes
 on its first batch and falls back to them (logged) on any disagreement or unsupported construct.
 """
 
@@ -37,6 +42,7 @@ import operator
 import torch
 import torch.nn.functional as F
 
+from deepmr_kipoi.predictive._fastism_delta import Flat, dense_change
 from deepmr_kipoi.predictive._fastism_trace import Unsupported, _OneInput, _ShapeTracer
 from deepmr_kipoi.predictive._fastism_windows import (
     _BINARY,
@@ -61,11 +67,13 @@ from deepmr_kipoi.predictive._fastism_windows import (
     _concat,
     _conv,
     _crop,
+    _delta,
     _flip,
     _in_place,
     _index_select,
     _move_axes,
     _pad,
+    _per_row,
     _pool,
     _positions,
     _reduce,
@@ -128,6 +136,8 @@ class FastISMPlan:
         self.has_convolution = any(self._is_conv(n) for n in self.nodes)
         #: convolutions the last :meth:`mutants` call ran on windows (0: no gain over full passes)
         self.windowed_convolutions = 0
+        #: dense layers after a flatten the last :meth:`mutants` call computed from the change only
+        self.dense_from_change = 0
         tainted = set(placeholders)
         for n in self.nodes:
             if any(a in tainted for a in n.all_input_nodes):
@@ -186,6 +196,7 @@ class FastISMPlan:
         if shared is None:
             env = {self.nodes[0]: self._input_window(ref_x, x)}
             self.windowed_convolutions = 0
+            self.dense_from_change = 0
             self.unfollowed = []
         else:
             env = {n: v for n, v in shared.items() if n not in self.depends_on_masks}
@@ -263,13 +274,15 @@ class FastISMPlan:
         args = torch.fx.node.map_arg(node.args, lambda n: env[n])
         kwargs = torch.fx.node.map_arg(node.kwargs, lambda n: env[n])
         wins = []
-        torch.fx.node.map_aggregate((args, kwargs),
-                                    lambda a: wins.append(a) if isinstance(a, _Window) else a)  # fmt: skip
+        torch.fx.node.map_aggregate((args, kwargs), lambda a: wins.append(a) if isinstance(
+            a, _Window | Flat) else a)  # fmt: skip
         if not wins:
             return self._full(node, env, None, masks)
         if not isinstance(ref_out, torch.Tensor):
             # shape queries (x.shape, x.size(0), ...) answered without the data
             def to_meta(a):
+                if isinstance(a, Flat):
+                    return torch.empty((a.win.val.shape[0],) + tuple(a.ref.shape[1:]), device="meta")
                 return a.meta() if isinstance(a, _Window) else a
 
             answer = self._call(node, torch.fx.node.map_aggregate(args, to_meta),
@@ -303,6 +316,8 @@ class FastISMPlan:
     def _window_op(self, node, args, kwargs, ref_out, masks):
         """The windowed result of one node, or None when it needs the full activation."""
         target = self._target(node)
+        if args and isinstance(args[0], Flat):
+            return self._flat_op(node, target, args, kwargs, ref_out, masks)
         reduced = self._reduction(node, target, args, kwargs, ref_out)
         if reduced is not None or ref_out.dim() < 2:
             return reduced
@@ -411,6 +426,41 @@ class FastISMPlan:
         if isinstance(target, _UNARY_MODULES):
             return x.like(ref_out, target(x.val.clone() if getattr(target, "inplace", False)
                                           else x.val))  # fmt: skip
+        return None
+
+    def _flat_op(self, node, target, args, kwargs, ref_out, masks):
+        """A node on a flattened window (:class:`Flat`): a dense layer computes only the change its
+        window makes (:func:`dense_change`); dropout and element-wise layers keep it flat."""
+        x = args[0]
+        win = x.win
+        unflat = ref_out.reshape(win.ref.shape) if ref_out.numel() == win.ref.numel() else None
+        if node.op == "call_module" and isinstance(target, torch.nn.Linear) and len(args) == 1:
+            weight = target.weight
+        elif node.op == "call_function" and target is F.linear and not kwargs and len(args) in (2, 3):
+            weight = args[1]
+        else:
+            weight = None
+        if weight is not None:
+            if isinstance(weight, Flat | _Window) or weight.shape[1] != x.ref.shape[1]:
+                return None
+            change = dense_change(x, weight, _delta(win))
+            self.dense_from_change += 1
+            return _per_row(ref_out, change.shape[0]) + change
+        if unflat is None or ref_out.shape != x.ref.shape or len(args) != 1:
+            return None
+        if node.op == "call_module" and isinstance(target, _DROPOUT_MODULES):
+            if masks is None:
+                return Flat(win.like(unflat, win.val), ref_out)
+            mask = self._mask(node, ref_out, masks, target)[None].reshape(
+                (1,) + tuple(win.ref.shape[1:]))  # fmt: skip
+            moved = _binary(torch.mul, win, mask, unflat, {})
+            return None if moved is None else Flat(moved, ref_out)
+        if node.op == "call_module" and isinstance(target, _UNARY_MODULES) and not kwargs:
+            return Flat(win.like(unflat, target(win.val)), ref_out)
+        if (node.op == "call_method" and target in _SHAPE_METHODS) or (
+            node.op == "call_function" and target in _SHAPE_FUNCTIONS
+        ):
+            return Flat(win, ref_out)
         return None
 
     def _reduction(self, node, target, args, kwargs, ref_out):

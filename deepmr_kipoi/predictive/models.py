@@ -92,6 +92,30 @@ class _SampledModel:
         """The deterministic members."""
         return tuple(self._members)
 
+    def rename_features(self, names: Sequence[str]) -> None:
+        """Give the outputs new names (same order, same number); the predictions are unchanged.
+
+        Raises
+        ------
+        DeepMRInputError
+            A different number of names than outputs, empty or repeated names.
+        """
+        names = tuple(str(n) for n in names)
+        if len(names) != len(self.feature_names):
+            raise DeepMRInputError(
+                f"{len(names)} feature names given for a model with {len(self.feature_names)} outputs "
+                f"({', '.join(self.feature_names[:3])}{', ...' if len(self.feature_names) > 3 else ''}); "
+                "give one name per output"
+            )
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated or not all(names):
+            raise DeepMRInputError(
+                f"feature names must be unique and non-empty (repeated: {', '.join(repeated) or 'none'})"
+            )
+        for member in self._members:
+            member.feature_names = names
+        self.feature_names = names
+
     @property
     def fast_ism(self) -> bool:
         """True when every member caches the reference's computation for its mutants."""

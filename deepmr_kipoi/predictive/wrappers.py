@@ -103,6 +103,7 @@ def from_keras(
     output: Callable | None = None,
     transforms=None,
     sequence_length: int | None = None,
+    fast_ism: bool = True,
 ) -> Member:
     """Wrap a Keras model (Keras 3 ``keras`` or Keras 2 ``tf_keras``) as a deterministic member.
 
@@ -122,6 +123,10 @@ def from_keras(
         Per-feature output transform (``"identity"``, ``"logit"``, ``"log1p"``).
     sequence_length : int, optional
         The model's input length, when fixed (default: read from ``model.input_shape`` when known).
+    fast_ism : bool
+        Rebuild the network in PyTorch (where installed and every layer has a counterpart) and
+        predict mutants through its receptive-field cache; the rebuild is checked against the Keras
+        model first. False: the Keras model runs every pass.
 
     Returns
     -------
@@ -139,7 +144,7 @@ def from_keras(
         return 1 if out.ndim == 1 else int(out.shape[-1])
 
     names = _infer_feature_names(feature_names, sequence_length, probe)
-    return KerasMember(model, names, layout, alphabet, output, transforms, sequence_length)
+    return KerasMember(model, names, layout, alphabet, output, transforms, sequence_length, fast_ism)
 
 
 def _keras_length(model, layout: str) -> int | None:

@@ -86,7 +86,12 @@ class ModelSource:
     n_samples: int | None = _setting(None, _E, _opt(
         "--n-samples", "MC-dropout samples (default 30)", type=int))
     weight_files: tuple[str, ...] = _setting((), _E, _opt(
-        "--weights", "weight files, one ensemble member each", nargs="+", metavar="FILE"))
+        "--weights", "weight files, one ensemble member each; for a Keras model also ARCH.json "
+        "WEIGHTS.h5 pairs or whole-model h5 files", nargs="+", metavar="FILE"))
+    # no hash entry of its own: the names it gives enter the hash as the run's features
+    feature_names: tuple[str, ...] = _setting((), None, _opt(
+        "--feature-names", "names of the model's outputs, one per output in order, or a file of "
+        "them (one per line, or 'current<TAB>new' lines renaming some)", nargs="+", metavar="NAME"))
     download: bool = _setting(False, None, _opt(
         "--download", "let Kipoi download the model's missing weight files (default: never touch "
         "the network)", action="store_true"))
@@ -299,7 +304,11 @@ class RunConfig:
     n_samples : int, optional
         Number of MC-dropout samples.
     weight_files : tuple of str
-        Weight files loaded instead of the model's own, one ensemble member each.
+        Weight files loaded instead of the model's own, one ensemble member each (for a Keras model
+        also ``ARCH.json WEIGHTS.h5`` pairs or whole-model h5 files).
+    feature_names : tuple of str
+        New names of the model's outputs, one per output in order, or one file of them (one name
+        per line, or ``current<TAB>new`` lines renaming some); empty keeps the model's names.
     download : bool
         Let Kipoi download a zoo model's missing weight files.
     trust_model_code : bool
@@ -553,6 +562,7 @@ def validate(config: RunConfig) -> RunConfig:
         else v.choice(c.uncertainty, UNCERTAINTY_METHODS, "uncertainty method"),
         n_samples=_optional_int(c.n_samples, "n_samples"),
         weight_files=_names(c.weight_files, "weight_files"),
+        feature_names=_names(c.feature_names, "feature_names"),
         download=v.boolean(c.download, "download"),
         trust_model_code=v.boolean(c.trust_model_code, "trust_model_code"),
         adapter=v.optional_text(c.adapter, "adapter"),

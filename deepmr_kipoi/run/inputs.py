@@ -271,6 +271,7 @@ def _kipoi_model(spec: str, config: RunConfig, identity: dict):
     from deepmr_kipoi import kipoi_models
 
     weights = list(config.weight_files) or None
+    names = config.feature_names
     model = kipoi_models.load_model(
         spec,
         source=config.source,
@@ -283,6 +284,8 @@ def _kipoi_model(spec: str, config: RunConfig, identity: dict):
         download=config.download,
         trust_model_code=config.trust_model_code,
         download_option="--download",
+        # one entry may be a file of names (kipoi_models.feature_names_from)
+        feature_names=(names[0] if len(names) == 1 else list(names)) or None,
     )
     if weights:
         identity["weights"] = [{"path": str(w), "md5": file_md5(Path(w))} for w in weights]
