@@ -43,6 +43,7 @@ docs: install
 
 lint: install
 	$(BIN)/ruff check deepmr_kipoi model_adapters tests examples benchmarks
+	$(BIN)/ruff format --check .
 
 clean:
 	rm -rf $(VENV) build site *.egg-info

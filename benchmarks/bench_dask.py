@@ -32,9 +32,18 @@ def _config(fasta: Path, n_chunk: int, features):
     from deepmr_kipoi.demo import DEMO_FACTORY
     from deepmr_kipoi.run.config import RunConfig
 
-    return RunConfig(model=DEMO_FACTORY, fasta=str(fasta), exposures=tuple(features),
-                     outcomes=tuple(features), methods=("ivw", "egger"), chunk_size=n_chunk,
-                     figures=False, report=False, progress=False, seed=0)  # fmt: skip
+    return RunConfig(
+        model=DEMO_FACTORY,
+        fasta=str(fasta),
+        exposures=tuple(features),
+        outcomes=tuple(features),
+        methods=("ivw", "egger"),
+        chunk_size=n_chunk,
+        figures=False,
+        report=False,
+        progress=False,
+        seed=0,
+    )
 
 
 def _timed(config):
@@ -75,16 +84,22 @@ def main(argv=None) -> int:
         config = _config(fasta, args.chunk_size, features)
         reference, ref_chunks, ref_total = _timed(config)
         n_chunks = reference.record.chunks.n
-        print(f"demo model, {args.n_seq} sequences, {n_chunks} chunks of {args.chunk_size}; "
-              f"{len(os.sched_getaffinity(0))} cores visible, load average "
-              f"{os.getloadavg()[0]:.1f}")  # fmt: skip
-        print(f"single process (executor=local): chunks {ref_chunks:.2f} s "
-              f"({n_chunks / ref_chunks:.2f} chunks/s), end to end {ref_total:.2f} s, "
-              f"compute {_busy(reference):.2f} s")  # fmt: skip
+        print(
+            f"demo model, {args.n_seq} sequences, {n_chunks} chunks of {args.chunk_size}; "
+            f"{len(os.sched_getaffinity(0))} cores visible, load average "
+            f"{os.getloadavg()[0]:.1f}"
+        )
+        print(
+            f"single process (executor=local): chunks {ref_chunks:.2f} s "
+            f"({n_chunks / ref_chunks:.2f} chunks/s), end to end {ref_total:.2f} s, "
+            f"compute {_busy(reference):.2f} s"
+        )
         rates = {}
         for n in args.workers:
             with executors.local_cluster(n) as cluster:
-                dask_config = config.replace(executor="dask", dask_address=cluster.scheduler_address)
+                dask_config = config.replace(
+                    executor="dask", dask_address=cluster.scheduler_address
+                )
                 _timed(dask_config)  # warm-up: every worker loads the model once
                 best = None
                 for _ in range(args.repeats):
@@ -94,15 +109,19 @@ def main(argv=None) -> int:
                     if best is None or chunks_s < best[0]:
                         best = (chunks_s, total_s, _busy(result))
             rates[n] = n_chunks / best[0]
-            print(f"LocalCluster {n} worker(s): chunks {best[0]:.2f} s ({rates[n]:.2f} chunks/s, "
-                  f"{rates[n] * args.chunk_size:.1f} seq/s), end to end {best[1]:.2f} s, "
-                  f"compute {best[2]:.2f} s summed over workers "
-                  f"(best of {args.repeats}; tables equal to the single process)")  # fmt: skip
+            print(
+                f"LocalCluster {n} worker(s): chunks {best[0]:.2f} s ({rates[n]:.2f} chunks/s, "
+                f"{rates[n] * args.chunk_size:.1f} seq/s), end to end {best[1]:.2f} s, "
+                f"compute {best[2]:.2f} s summed over workers "
+                f"(best of {args.repeats}; tables equal to the single process)"
+            )
         base = min(rates)
         for n in sorted(rates):
             if n != base:
-                print(f"ratio {n} vs {base} worker(s): {rates[n] / rates[base]:.2f}x "
-                      f"(target for 2 vs 1: >= 1.7x)")  # fmt: skip
+                print(
+                    f"ratio {n} vs {base} worker(s): {rates[n] / rates[base]:.2f}x "
+                    f"(target for 2 vs 1: >= 1.7x)"
+                )
     return 0
 
 

@@ -101,12 +101,28 @@ def build(name: str, seed: int):
     if name == "basset":
         nn = torch.nn
         net = nn.Sequential(
-            nn.Conv1d(4, 300, 19), nn.BatchNorm1d(300), nn.ReLU(), nn.MaxPool1d(3),
-            nn.Conv1d(300, 200, 11), nn.BatchNorm1d(200), nn.ReLU(), nn.MaxPool1d(4),
-            nn.Conv1d(200, 200, 7), nn.BatchNorm1d(200), nn.ReLU(), nn.MaxPool1d(4),
-            nn.Flatten(), nn.Linear(2000, 1000), nn.ReLU(), nn.Dropout(0.3),
-            nn.Linear(1000, 1000), nn.ReLU(), nn.Dropout(0.3), nn.Linear(1000, 164), nn.Sigmoid(),
-        )  # fmt: skip
+            nn.Conv1d(4, 300, 19),
+            nn.BatchNorm1d(300),
+            nn.ReLU(),
+            nn.MaxPool1d(3),
+            nn.Conv1d(300, 200, 11),
+            nn.BatchNorm1d(200),
+            nn.ReLU(),
+            nn.MaxPool1d(4),
+            nn.Conv1d(200, 200, 7),
+            nn.BatchNorm1d(200),
+            nn.ReLU(),
+            nn.MaxPool1d(4),
+            nn.Flatten(),
+            nn.Linear(2000, 1000),
+            nn.ReLU(),
+            nn.Dropout(0.3),
+            nn.Linear(1000, 1000),
+            nn.ReLU(),
+            nn.Dropout(0.3),
+            nn.Linear(1000, 164),
+            nn.Sigmoid(),
+        )
         with torch.no_grad():
             for m in net:
                 if isinstance(m, nn.BatchNorm1d):
@@ -143,13 +159,23 @@ def run_ours(name, nets, x, window, batch_size, optimize=False, keep=None, fast_
 
     n_out = 164 if name == "basset" else 1
     names = [f"f{i}" for i in range(n_out)]
-    model = DeepEnsemble([
-        from_torch(n, feature_names=names, layout="NCL", optimize=optimize, fast_ism=fast_ism,
-                   device=DEVICE)
-        for n in nets
-    ])  # fmt: skip
+    model = DeepEnsemble(
+        [
+            from_torch(
+                n,
+                feature_names=names,
+                layout="NCL",
+                optimize=optimize,
+                fast_ism=fast_ism,
+                device=DEVICE,
+            )
+            for n in nets
+        ]
+    )
     if model.fast_ism != fast_ism:
-        raise RuntimeError(f"{name}: the fast-ISM path is {'off' if fast_ism else 'on'} unexpectedly")
+        raise RuntimeError(
+            f"{name}: the fast-ISM path is {'off' if fast_ism else 'on'} unexpectedly"
+        )
     tic = time.perf_counter()
     eff = ism.saturation_effects(model, x, window=window, batch_size=batch_size, progress=False)
     seconds = time.perf_counter() - tic
@@ -176,9 +202,16 @@ def run_tangermeme(nets, x, window, batch_size, fast: bool, notes: list | None =
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             y0, y_hat = saturation_mutagenesis(
-                net, X, start=start, end=end, batch_size=batch_size, raw_outputs=True, fast=fast,
-                device=DEVICE, verbose=False,
-            )  # fmt: skip
+                net,
+                X,
+                start=start,
+                end=end,
+                batch_size=batch_size,
+                raw_outputs=True,
+                fast=fast,
+                device=DEVICE,
+                verbose=False,
+            )
         notes += [str(w.message).split(". Pass")[0] for w in caught if "fast" in str(w.message)]
         y0, y_hat = y0.numpy(), y_hat.numpy()  # (N, F), (N, 4, W, F)
         n_idx = np.arange(len(x))[:, None, None]
@@ -230,10 +263,26 @@ def mem_probe(args) -> None:
 
 def probe(args, n_seq: int, save: str | None, optimize: bool = False) -> dict:
     cmd = [
-        sys.executable, os.path.abspath(__file__), "--_probe", "--model", args.model, "--n-seq", str(n_seq),
-        "--members", str(args.members), "--window", str(args.window), "--batch-size", str(args.batch_size),
-        "--seed", str(args.seed), "--threads", str(args.threads), "--device", args.device,
-    ]  # fmt: skip
+        sys.executable,
+        os.path.abspath(__file__),
+        "--_probe",
+        "--model",
+        args.model,
+        "--n-seq",
+        str(n_seq),
+        "--members",
+        str(args.members),
+        "--window",
+        str(args.window),
+        "--batch-size",
+        str(args.batch_size),
+        "--seed",
+        str(args.seed),
+        "--threads",
+        str(args.threads),
+        "--device",
+        args.device,
+    ]
     if save:
         cmd += ["--save", save]
     if optimize:
@@ -256,8 +305,11 @@ def main(argv=None) -> int:
         "--batch-size", type=int, default=256, help="mutants per forward pass, both tools"
     )
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
-    p.add_argument("--device", default="cpu",
-                   help="cpu, cuda or auto (cuda when present), for both tools (default cpu)")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, cuda or auto (cuda when present), for both tools (default cpu)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=2, help="timed runs per tool; the best counts")
     p.add_argument(
@@ -267,8 +319,11 @@ def main(argv=None) -> int:
         help="keep tangermeme's 30 s rule",
     )
     p.add_argument("--skip-fast", action="store_true", help="do not run tangermeme fast=True")
-    p.add_argument("--skip-full", action="store_true",
-                   help="do not time our full-pass rows (fast ISM against tangermeme only)")
+    p.add_argument(
+        "--skip-full",
+        action="store_true",
+        help="do not time our full-pass rows (fast ISM against tangermeme only)",
+    )
     p.add_argument("--_probe", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--optimize", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
@@ -313,15 +368,20 @@ def main(argv=None) -> int:
             "ours": n_pass / t_ours,
             "slow": n_pass / t_slow,
             "diff_slow": max(np.abs(mean - tm_mean).max(), np.abs(se - tm_sd).max()),
-            "rss_half": half["rss_peak"], "rss_full": full["rss_peak"],
-            "tm_half": half["tracemalloc_peak"], "tm_full": full["tracemalloc_peak"],
-            "out_half": half["output_bytes"], "out_full": full["output_bytes"],
-        }  # fmt: skip
+            "rss_half": half["rss_peak"],
+            "rss_full": full["rss_peak"],
+            "tm_half": half["tracemalloc_peak"],
+            "tm_full": full["tracemalloc_peak"],
+            "out_half": half["output_bytes"],
+            "out_full": full["output_bytes"],
+        }
         if not args.skip_full:
-            t_full, (full_mean, full_se) = best_of(args.repeats, run_ours, name, *common,
-                                                   fast_ism=False)  # fmt: skip
-            t_opt, (opt_mean, opt_se) = best_of(args.repeats, run_ours, name, *common,
-                                                optimize=True, fast_ism=False)  # fmt: skip
+            t_full, (full_mean, full_se) = best_of(
+                args.repeats, run_ours, name, *common, fast_ism=False
+            )
+            t_opt, (opt_mean, opt_se) = best_of(
+                args.repeats, run_ours, name, *common, optimize=True, fast_ism=False
+            )
             row.update(
                 full=n_pass / t_full,
                 diff_full=max(np.abs(full_mean - mean).max(), np.abs(full_se - se).max()),
@@ -348,8 +408,10 @@ def main(argv=None) -> int:
     for r in rows:
         shown = [("fast ISM", r["ours"], 0.0)]
         if "full" in r:
-            shown += [("full passes", r["full"], r["diff_full"]),
-                      ("full, optimize", r["opt"], r["diff_opt"])]  # fmt: skip
+            shown += [
+                ("full passes", r["full"], r["diff_full"]),
+                ("full, optimize", r["opt"], r["diff_opt"]),
+            ]
         for label, speed, extra in shown:
             fast = (
                 f"{r['fast']:10.1f} {speed / r['fast']:6.2f}"
@@ -365,7 +427,10 @@ def main(argv=None) -> int:
         f"{'model':8} {'seqs':>5} {'peak RSS MiB':>13} {'tracemalloc peak MiB':>21} {'of which outputs MiB':>21}"
     )
     for r in rows:
-        for n, rss, tm, out in ((max(args.n_seq // 2, 1), r["rss_half"], r["tm_half"], r["out_half"]), (args.n_seq, r["rss_full"], r["tm_full"], r["out_full"])):  # fmt: skip
+        for n, rss, tm, out in (
+            (max(args.n_seq // 2, 1), r["rss_half"], r["tm_half"], r["out_half"]),
+            (args.n_seq, r["rss_full"], r["tm_full"], r["out_full"]),
+        ):
             print(f"{r['model']:8} {n:5d} {rss / mib:13.1f} {tm / mib:21.1f} {out / mib:21.2f}")
     return 0
 

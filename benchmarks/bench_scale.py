@@ -86,8 +86,10 @@ def main(argv=None) -> int:
     f, n_seq, k, s = args.features, args.sequences, args.instruments, args.samples
     n_pairs = f * (f - 1)
     print(f"BLAS threads: {os.environ['OPENBLAS_NUM_THREADS']}")
-    print(f"workload: {f} features -> {n_pairs:,} ordered pairs x {n_seq} sequences x {k} "
-          f"instruments, {s} samples + ensemble")  # fmt: skip
+    print(
+        f"workload: {f} features -> {n_pairs:,} ordered pairs x {n_seq} sequences x {k} "
+        f"instruments, {s} samples + ensemble"
+    )
     loadings = latent_loadings(f, args.seed)
     off = ~np.eye(f, dtype=bool)
     local = {m: np.full((2, n_seq, n_pairs), np.nan, dtype=np.float32) for m in METHODS}
@@ -102,8 +104,9 @@ def main(argv=None) -> int:
         n_inst.append(mask.sum(axis=1).mean())
         b = np.concatenate([ens[None], members])[:, None]  # (S + 1, 1, F, K): ensemble first
         t1 = time.perf_counter()
-        res = mr.all_pairs(b, se_bx=se[None], selection=mask[None], methods=METHODS,
-                           output="estimates")
+        res = mr.all_pairs(
+            b, se_bx=se[None], selection=mask[None], methods=METHODS, output="estimates"
+        )
         t2 = time.perf_counter()
         for m, r in res.items():
             est, ses = r.estimate[:, 0][:, off], r.se[:, 0][:, off]  # (S + 1, pairs)
@@ -114,8 +117,10 @@ def main(argv=None) -> int:
     print(f"mean selected instruments per exposure: {np.mean(n_inst):.0f} of {k}")
     print(f"simulate effects: {t_gen:7.1f} s (not part of the MR)")
     fits = 2 * n_pairs * n_seq * (s + 1)
-    print(f"local MR (IVW + Egger, ensemble + {s} samples): {t_mr:7.1f} s "
-          f"({fits / t_mr:,.0f} MR fits/s)")  # fmt: skip
+    print(
+        f"local MR (IVW + Egger, ensemble + {s} samples): {t_mr:7.1f} s "
+        f"({fits / t_mr:,.0f} MR fits/s)"
+    )
     t0 = time.perf_counter()
     headline = {m: acc[m].result() for m in METHODS}
     t_acc += time.perf_counter() - t0
@@ -130,18 +135,21 @@ def main(argv=None) -> int:
             sv = local[m][1, :, sl].T.astype(np.float64)
             glob[m][sl] = meta.random_effects_batched(y, sv, np.isfinite(y)).estimate
     t_meta = time.perf_counter() - t0
-    print(f"meta-analysis columns (REML over sequences, 2 x {n_pairs:,} pairs): "
-          f"{t_meta:7.1f} s")  # fmt: skip
+    print(f"meta-analysis columns (REML over sequences, 2 x {n_pairs:,} pairs): {t_meta:7.1f} s")
     total = time.perf_counter() - t_all - t_gen
-    print(f"TOTAL MR + global step: {total:7.1f} s wall ({total / 60:.1f} min; target <= 10 min), "
-          f"{cpu_s() - c_all:.1f} s CPU incl. simulation")  # fmt: skip
+    print(
+        f"TOTAL MR + global step: {total:7.1f} s wall ({total / 60:.1f} min; target <= 10 min), "
+        f"{cpu_s() - c_all:.1f} s CPU incl. simulation"
+    )
     print(f"PEAK RSS: {rss_gib():.2f} GiB (target <= 8 GiB)")
     for m in METHODS:
         h = headline[m]
-        print(f"check {m}: headline vs meta-analysis estimate, median |diff| "
-              f"{np.nanmedian(np.abs(glob[m] - h.estimate)):.2e}; median headline SE "
-              f"{np.nanmedian(h.se):.4f}, median df {np.nanmedian(h.df):.1f}; defined pairs "
-              f"{np.isfinite(h.estimate).mean():.3f}")  # fmt: skip
+        print(
+            f"check {m}: headline vs meta-analysis estimate, median |diff| "
+            f"{np.nanmedian(np.abs(glob[m] - h.estimate)):.2e}; median headline SE "
+            f"{np.nanmedian(h.se):.4f}, median df {np.nanmedian(h.df):.1f}; defined pairs "
+            f"{np.isfinite(h.estimate).mean():.3f}"
+        )
 
     if args.pair_mask:
         members, ens, se, mask = sequence_effects(0, loadings, k, s, args.seed)
@@ -156,10 +164,14 @@ def main(argv=None) -> int:
                 mr.all_pairs(b, se_bx=se[None], selection=rule, methods=METHODS, output="estimates")
                 best = min(best, time.perf_counter() - t0)
             times[label] = best
-            print(f"one sequence, {label}: {best:.2f} s (best of 2) -> {best * n_seq / 60:.1f} "
-                  f"min for {n_seq} sequences")  # fmt: skip
-        print(f"RATIO pair mask / matrix products: "
-              f"{times['pair mask (Steiger-like)'] / times['matrix products']:.1f}x")
+            print(
+                f"one sequence, {label}: {best:.2f} s (best of 2) -> {best * n_seq / 60:.1f} "
+                f"min for {n_seq} sequences"
+            )
+        print(
+            f"RATIO pair mask / matrix products: "
+            f"{times['pair mask (Steiger-like)'] / times['matrix products']:.1f}x"
+        )
     return 0
 
 

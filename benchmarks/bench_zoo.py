@@ -85,8 +85,9 @@ def bench_speed(name: str, args) -> dict:
     make, layout, length = zoo.ZOO[name]
     net = make(0)
     fast = from_torch(net, layout=layout, sequence_length=length, device=args.device)
-    full = from_torch(net, layout=layout, sequence_length=length, device=args.device,
-                      fast_ism=False)  # fmt: skip
+    full = from_torch(
+        net, layout=layout, sequence_length=length, device=args.device, fast_ism=False
+    )
     x = sequences.random_sequences(1, length, seed=args.seed)[0]
     mut = saturation(x, range(length))
     subset = np.unique(np.linspace(0, len(mut) - 1, args.full_mutants).round().astype(int))
@@ -96,9 +97,16 @@ def bench_speed(name: str, args) -> dict:
         want, t_full = best(lambda: chunked(full, x, mut[subset], args.chunk), args.repeats)
     ref = full.predict(x[None])
     diff = float(np.abs((got[subset] - ref) - (want - ref)).max())
-    return {"model": name, "path": fast.ism_path, "reason": fast.ism_reason,
-            "fast": len(mut) / t_fast, "full": len(subset) / t_full, "diff": diff,
-            "fast_s": t_fast, "n": len(mut)}  # fmt: skip
+    return {
+        "model": name,
+        "path": fast.ism_path,
+        "reason": fast.ism_reason,
+        "fast": len(mut) / t_fast,
+        "full": len(subset) / t_full,
+        "diff": diff,
+        "fast_s": t_fast,
+        "n": len(mut),
+    }
 
 
 def bench_keras(args) -> dict:
@@ -127,9 +135,16 @@ def bench_keras(args) -> dict:
         want, t_full = best(lambda: chunked(full, x, mut[subset], args.chunk), args.repeats)
     ref = full.predict(x[None])
     diff = float(np.abs((got[subset] - ref) - (want - ref)).max())
-    return {"model": "DeepSTARR/Keras", "path": fast.ism_path, "reason": fast.ism_reason,
-            "fast": len(mut) / t_fast, "full": len(subset) / t_full, "diff": diff,
-            "fast_s": t_fast, "n": len(mut)}  # fmt: skip
+    return {
+        "model": "DeepSTARR/Keras",
+        "path": fast.ism_path,
+        "reason": fast.ism_reason,
+        "fast": len(mut) / t_fast,
+        "full": len(subset) / t_full,
+        "diff": diff,
+        "fast_s": t_fast,
+        "n": len(mut),
+    }
 
 
 def bench_mc(args) -> dict:
@@ -142,8 +157,9 @@ def bench_mc(args) -> dict:
     make, layout, length = zoo.ZOO["DeepSEA/variantEffects"]
     net = make(1)
     fast = from_torch(net, layout=layout, sequence_length=length, device=args.device)
-    full = from_torch(net, layout=layout, sequence_length=length, device=args.device,
-                      fast_ism=False)  # fmt: skip
+    full = from_torch(
+        net, layout=layout, sequence_length=length, device=args.device, fast_ism=False
+    )
     mc = MCDropout(fast, n_samples=30, seed=0)
     masks = [lambda k, shape, rate, s=s: mc.mask(s, k, shape, rate) for s in range(30)]
     x = sequences.random_sequences(1, length, seed=args.seed + 1)[0]
@@ -174,21 +190,29 @@ def main(argv=None) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, device {args.device}, {args.threads} threads, "
-          f"best of {args.repeats}")  # fmt: skip
-    print(f"{'model':16s} {'path':7s} {'fast mut/s':>11s} {'full mut/s':>11s} {'ratio':>6s} "
-          f"{'max|diff|':>9s}  (whole-sequence fast ISM s)")  # fmt: skip
+    print(
+        f"torch {torch.__version__}, device {args.device}, {args.threads} threads, "
+        f"best of {args.repeats}"
+    )
+    print(
+        f"{'model':16s} {'path':7s} {'fast mut/s':>11s} {'full mut/s':>11s} {'ratio':>6s} "
+        f"{'max|diff|':>9s}  (whole-sequence fast ISM s)"
+    )
     for name in args.models.split(","):
         r = bench_keras(args) if name == "DeepSTARR/Keras" else bench_speed(name, args)
-        print(f"{r['model']:16s} {r['path']:7s} {r['fast']:11.1f} {r['full']:11.1f} "
-              f"{r['fast'] / r['full']:6.2f} {r['diff']:9.2e}  ({r['fast_s']:.1f} s for {r['n']})")
+        print(
+            f"{r['model']:16s} {r['path']:7s} {r['fast']:11.1f} {r['full']:11.1f} "
+            f"{r['fast'] / r['full']:6.2f} {r['diff']:9.2e}  ({r['fast_s']:.1f} s for {r['n']})"
+        )
         print(f"  {r['reason']}")
     if not args.skip_mc:
         r = bench_mc(args)
-        print(f"MC dropout, DeepSEA/variantEffects, 30 samples, {r['n']} mutants: "
-              f"{r['mc']:.2f} s; one deterministic cached pass {r['det']:.2f} s "
-              f"(ratio {r['mc'] / r['det']:.1f}), one full pass {r['full']:.2f} s "
-              f"(ratio {r['mc'] / r['full']:.2f}); max|diff| vs masked full passes {r['diff']:.2e}")
+        print(
+            f"MC dropout, DeepSEA/variantEffects, 30 samples, {r['n']} mutants: "
+            f"{r['mc']:.2f} s; one deterministic cached pass {r['det']:.2f} s "
+            f"(ratio {r['mc'] / r['det']:.1f}), one full pass {r['full']:.2f} s "
+            f"(ratio {r['mc'] / r['full']:.2f}); max|diff| vs masked full passes {r['diff']:.2e}"
+        )
 
 
 if __name__ == "__main__":

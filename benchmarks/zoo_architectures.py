@@ -92,14 +92,30 @@ def basset(seed: int = 0, scale: int = 1, length: int = 600) -> nn.Sequential:
     c1, c2, c3, d = 300 // scale, 200 // scale, 200 // scale, 1000 // scale
     final = (((length - 18) // 3 - 10) // 4 - 6) // 4
     net = nn.Sequential(
-        nn.Conv2d(4, c1, (19, 1)), nn.BatchNorm2d(c1), nn.ReLU(), nn.MaxPool2d((3, 1), (3, 1)),
-        nn.Conv2d(c1, c2, (11, 1)), nn.BatchNorm2d(c2), nn.ReLU(), nn.MaxPool2d((4, 1), (4, 1)),
-        nn.Conv2d(c2, c3, (7, 1)), nn.BatchNorm2d(c3), nn.ReLU(), nn.MaxPool2d((4, 1), (4, 1)),
+        nn.Conv2d(4, c1, (19, 1)),
+        nn.BatchNorm2d(c1),
+        nn.ReLU(),
+        nn.MaxPool2d((3, 1), (3, 1)),
+        nn.Conv2d(c1, c2, (11, 1)),
+        nn.BatchNorm2d(c2),
+        nn.ReLU(),
+        nn.MaxPool2d((4, 1), (4, 1)),
+        nn.Conv2d(c2, c3, (7, 1)),
+        nn.BatchNorm2d(c3),
+        nn.ReLU(),
+        nn.MaxPool2d((4, 1), (4, 1)),
         Lambda(_to_rows),
-        _dense(c3 * final, d), nn.BatchNorm1d(d, 1e-05, 0.1, True), nn.ReLU(), nn.Dropout(0.3),
-        _dense(d, d), nn.BatchNorm1d(d, 1e-05, 0.1, True), nn.ReLU(), nn.Dropout(0.3),
-        _dense(d, 164), nn.Sigmoid(),
-    )  # fmt: skip
+        _dense(c3 * final, d),
+        nn.BatchNorm1d(d, 1e-05, 0.1, True),
+        nn.ReLU(),
+        nn.Dropout(0.3),
+        _dense(d, d),
+        nn.BatchNorm1d(d, 1e-05, 0.1, True),
+        nn.ReLU(),
+        nn.Dropout(0.3),
+        _dense(d, 164),
+        nn.Sigmoid(),
+    )
     _randomize_batchnorm(net)
     return net.eval()
 
@@ -108,15 +124,23 @@ def _deepsea_trunk(scale: int, length: int) -> nn.Sequential:
     c1, c2, c3, d = 320 // scale, 480 // scale, 960 // scale, 925 // scale
     final = ((length - 7) // 4 - 7) // 4 - 7
     return nn.Sequential(
-        nn.Conv2d(4, c1, (1, 8), (1, 1)), nn.Threshold(0, 1e-06), nn.MaxPool2d((1, 4), (1, 4)),
+        nn.Conv2d(4, c1, (1, 8), (1, 1)),
+        nn.Threshold(0, 1e-06),
+        nn.MaxPool2d((1, 4), (1, 4)),
         nn.Dropout(0.2),
-        nn.Conv2d(c1, c2, (1, 8), (1, 1)), nn.Threshold(0, 1e-06), nn.MaxPool2d((1, 4), (1, 4)),
+        nn.Conv2d(c1, c2, (1, 8), (1, 1)),
+        nn.Threshold(0, 1e-06),
+        nn.MaxPool2d((1, 4), (1, 4)),
         nn.Dropout(0.2),
-        nn.Conv2d(c2, c3, (1, 8), (1, 1)), nn.Threshold(0, 1e-06), nn.Dropout(0.5),
+        nn.Conv2d(c2, c3, (1, 8), (1, 1)),
+        nn.Threshold(0, 1e-06),
+        nn.Dropout(0.5),
         Lambda(_to_rows),
-        _dense(c3 * final, d), nn.Threshold(0, 1e-06),
-        _dense(d, 919), nn.Sigmoid(),
-    )  # fmt: skip
+        _dense(c3 * final, d),
+        nn.Threshold(0, 1e-06),
+        _dense(d, 919),
+        nn.Sigmoid(),
+    )
 
 
 def deepsea_variant_effects(seed: int = 0, scale: int = 1, length: int = 1000) -> nn.Sequential:
@@ -142,18 +166,32 @@ class Beluga(nn.Module):
         final = ((length - 14) // 4 - 14) // 4 - 14
         self.model = nn.Sequential(
             nn.Sequential(
-                nn.Conv2d(4, a, (1, 8)), nn.ReLU(), nn.Conv2d(a, a, (1, 8)), nn.ReLU(),
-                nn.Dropout(0.2), nn.MaxPool2d((1, 4), (1, 4)),
-                nn.Conv2d(a, b, (1, 8)), nn.ReLU(), nn.Conv2d(b, b, (1, 8)), nn.ReLU(),
-                nn.Dropout(0.2), nn.MaxPool2d((1, 4), (1, 4)),
-                nn.Conv2d(b, c, (1, 8)), nn.ReLU(), nn.Conv2d(c, c, (1, 8)), nn.ReLU(),
+                nn.Conv2d(4, a, (1, 8)),
+                nn.ReLU(),
+                nn.Conv2d(a, a, (1, 8)),
+                nn.ReLU(),
+                nn.Dropout(0.2),
+                nn.MaxPool2d((1, 4), (1, 4)),
+                nn.Conv2d(a, b, (1, 8)),
+                nn.ReLU(),
+                nn.Conv2d(b, b, (1, 8)),
+                nn.ReLU(),
+                nn.Dropout(0.2),
+                nn.MaxPool2d((1, 4), (1, 4)),
+                nn.Conv2d(b, c, (1, 8)),
+                nn.ReLU(),
+                nn.Conv2d(c, c, (1, 8)),
+                nn.ReLU(),
             ),
             nn.Sequential(
-                nn.Dropout(0.5), Lambda(_to_rows), _dense(c * final, d), nn.ReLU(),
+                nn.Dropout(0.5),
+                Lambda(_to_rows),
+                _dense(c * final, d),
+                nn.ReLU(),
                 _dense(d, 2002),
             ),
             nn.Sigmoid(),
-        )  # fmt: skip
+        )
         self.eval()
 
     def forward(self, x):
@@ -188,12 +226,14 @@ def deepstarr_keras(seed: int = 0, length: int = 249, scale: int = 1, dropout: f
     for layer in model.layers:
         if type(layer).__name__ == "BatchNormalization":
             gamma, beta, mean, var = layer.get_weights()
-            layer.set_weights([
-                rng.uniform(0.5, 1.5, gamma.shape).astype(np.float32),
-                rng.normal(0, 0.1, beta.shape).astype(np.float32),
-                rng.normal(0, 0.3, mean.shape).astype(np.float32),
-                rng.uniform(0.5, 1.5, var.shape).astype(np.float32),
-            ])  # fmt: skip
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, gamma.shape).astype(np.float32),
+                    rng.normal(0, 0.1, beta.shape).astype(np.float32),
+                    rng.normal(0, 0.3, mean.shape).astype(np.float32),
+                    rng.uniform(0.5, 1.5, var.shape).astype(np.float32),
+                ]
+            )
     return model
 
 

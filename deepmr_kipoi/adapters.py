@@ -212,7 +212,9 @@ def with_uncertainty(members: Sequence, request: LoadRequest, *, has_dropout: bo
                 f"model {request.name!r} has no dropout layers, so MC dropout cannot give uncertainty; "
                 "pass several weight_files with uncertainty='ensemble'"
             )
-        return MCDropout(members[0], n_samples=request.n_samples or DEFAULT_MC_SAMPLES, seed=request.seed)
+        return MCDropout(
+            members[0], n_samples=request.n_samples or DEFAULT_MC_SAMPLES, seed=request.seed
+        )
     hint = (
         "use uncertainty='mc_dropout' (the network has dropout) or several weight files"
         if has_dropout

@@ -72,13 +72,17 @@ class _Parser(argparse.ArgumentParser):
 
 def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("output and logging")
-    g.add_argument("-q", "--quiet", action="store_true", default=False,
-                   help="no progress bars, only errors")  # fmt: skip
-    g.add_argument("-v", "--verbose", action="store_true", default=False,
-                   help="debug logging")  # fmt: skip
-    g.add_argument("--debug", action="store_true", default=False,
-                   help="with an error, also print the traceback behind it (the model's own, when its "
-                        "code failed)")  # fmt: skip
+    g.add_argument(
+        "-q", "--quiet", action="store_true", default=False, help="no progress bars, only errors"
+    )
+    g.add_argument("-v", "--verbose", action="store_true", default=False, help="debug logging")
+    g.add_argument(
+        "--debug",
+        action="store_true",
+        default=False,
+        help="with an error, also print the traceback behind it (the model's own, when its "
+        "code failed)",
+    )
 
 
 def _default(name: str) -> str:
@@ -115,9 +119,13 @@ def add_setting_arguments(p: argparse.ArgumentParser, groups=tuple(cfg.GROUPS)) 
 
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="YAML", default=argparse.SUPPRESS,
-                   help="YAML file of settings (keys: the long option names); options given on the "
-                   "command line override it")  # fmt: skip
+    p.add_argument(
+        "--config",
+        metavar="YAML",
+        default=argparse.SUPPRESS,
+        help="YAML file of settings (keys: the long option names); options given on the "
+        "command line override it",
+    )
     add_setting_arguments(p)
 
 
@@ -125,8 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``deepmr`` argument parser (``simulate``'s options come from ``simulate``)."""
     parser = _Parser(
         prog="deepmr",
-        description=_wrap("Deep Mendelian Randomization: causal effects a genomic deep-learning model "
-        "has learned between its output features."),
+        description=_wrap(
+            "Deep Mendelian Randomization: causal effects a genomic deep-learning model "
+            "has learned between its output features."
+        ),
         epilog="examples:\n  deepmr demo\n  deepmr run --model DeepSEA/predict --fasta hg19.fa "
         "--bed peaks.bed --out run1\n  deepmr compare run1 run2 --out cmp\n  deepmr adapters\n\n"
         "Every command has --help with examples.",
@@ -136,52 +146,95 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     fmt = argparse.RawDescriptionHelpFormatter
 
-    p = sub.add_parser("demo", help="complete run on the small model shipped with the package",
-                       description=_wrap("A complete Deep MR run on the small multi-task model shipped "
-                       "with the package (planted causal structure, deep ensemble); no network. "
-                       "The report's headline compares estimated with true global effects."),
-                       epilog=_DEMO_EXAMPLES, formatter_class=fmt)  # fmt: skip
+    p = sub.add_parser(
+        "demo",
+        help="complete run on the small model shipped with the package",
+        description=_wrap(
+            "A complete Deep MR run on the small multi-task model shipped "
+            "with the package (planted causal structure, deep ensemble); no network. "
+            "The report's headline compares estimated with true global effects."
+        ),
+        epilog=_DEMO_EXAMPLES,
+        formatter_class=fmt,
+    )
     p.add_argument("--out", default="deepmr_demo", help="results folder (default ./deepmr_demo)")
-    p.add_argument("--n-sequences", dest="n_sequences", type=int, default=None,
-                   help="use only this many of the demo's reference sequences (quick check)")  # fmt: skip
+    p.add_argument(
+        "--n-sequences",
+        dest="n_sequences",
+        type=int,
+        default=None,
+        help="use only this many of the demo's reference sequences (quick check)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--force", action="store_true", help="replace an older demo run in --out")
     _common(p)
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("run", help="Deep MR on a Kipoi model or a registered adapter",
-                       description=_wrap("Deep MR on a Kipoi model, model directory, registered adapter "
-                       "or Python model factory: ISM effects with uncertainty, instruments, local "
-                       "MR per sequence, global random-effects meta-analysis, figures and report."),
-                       epilog=_RUN_EXAMPLES, formatter_class=fmt)  # fmt: skip
+    p = sub.add_parser(
+        "run",
+        help="Deep MR on a Kipoi model or a registered adapter",
+        description=_wrap(
+            "Deep MR on a Kipoi model, model directory, registered adapter "
+            "or Python model factory: ISM effects with uncertainty, instruments, local "
+            "MR per sequence, global random-effects meta-analysis, figures and report."
+        ),
+        epilog=_RUN_EXAMPLES,
+        formatter_class=fmt,
+    )
     _add_run_arguments(p)
     _common(p)
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("simulate", help="the simulation experiment with known truth",
-                       description=_wrap("The simulation experiment with known truth (options: "
-                       "deepmr simulate --help)."), add_help=False)  # fmt: skip
+    p = sub.add_parser(
+        "simulate",
+        help="the simulation experiment with known truth",
+        description=_wrap(
+            "The simulation experiment with known truth (options: deepmr simulate --help)."
+        ),
+        add_help=False,
+    )
     p.set_defaults(func=None)
 
-    p = sub.add_parser("compare", help="compare the causal patterns of several runs",
-                       description=_wrap("Align the shared (exposure, outcome, method) global effects of "
-                       "several runs, draw them side by side, report Spearman rank correlations "
-                       "and list pairs whose sign or significance disagree."),
-                       epilog=_COMPARE_EXAMPLES, formatter_class=fmt)  # fmt: skip
+    p = sub.add_parser(
+        "compare",
+        help="compare the causal patterns of several runs",
+        description=_wrap(
+            "Align the shared (exposure, outcome, method) global effects of "
+            "several runs, draw them side by side, report Spearman rank correlations "
+            "and list pairs whose sign or significance disagree."
+        ),
+        epilog=_COMPARE_EXAMPLES,
+        formatter_class=fmt,
+    )
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (two or more)")
-    p.add_argument("--out", default="deepmr_compare", help="output folder (default ./deepmr_compare)")
-    p.add_argument("--mapping", metavar="CSV",
-                   help="match features by this table (one column of feature names per run, in "
-                   "the runs' order) instead of by label")  # fmt: skip
-    p.add_argument("--no-figures", dest="figures", action="store_false",
-                   help="draw no side-by-side figures (tables and report only)")
+    p.add_argument(
+        "--out", default="deepmr_compare", help="output folder (default ./deepmr_compare)"
+    )
+    p.add_argument(
+        "--mapping",
+        metavar="CSV",
+        help="match features by this table (one column of feature names per run, in "
+        "the runs' order) instead of by label",
+    )
+    p.add_argument(
+        "--no-figures",
+        dest="figures",
+        action="store_false",
+        help="draw no side-by-side figures (tables and report only)",
+    )
     _common(p)
     p.set_defaults(func=_cmd_compare)
 
-    p = sub.add_parser("adapters", help="list registered model adapters",
-                       description=_wrap("List the registered model adapters (built in and plugins of "
-                       "the deepmr_kipoi.adapters entry-point group)."),
-                       epilog="example:\n  deepmr adapters", formatter_class=fmt)  # fmt: skip
+    p = sub.add_parser(
+        "adapters",
+        help="list registered model adapters",
+        description=_wrap(
+            "List the registered model adapters (built in and plugins of "
+            "the deepmr_kipoi.adapters entry-point group)."
+        ),
+        epilog="example:\n  deepmr adapters",
+        formatter_class=fmt,
+    )
     _common(p)
     p.set_defaults(func=_cmd_adapters)
     return parser
@@ -190,10 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _simulate_parser() -> argparse.ArgumentParser:
     from deepmr_kipoi import simulate
 
-    p = _Parser(prog="deepmr simulate",
-                description=_wrap("The simulation experiment: train models on sequences with a planted "
-                "causal structure, run Deep MR, compare with the truth."),
-                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = _Parser(
+        prog="deepmr simulate",
+        description=_wrap(
+            "The simulation experiment: train models on sequences with a planted "
+            "causal structure, run Deep MR, compare with the truth."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     simulate.add_arguments(p)
     if not any("--quiet" in a.option_strings for a in p._actions):
         _common(p)
@@ -221,8 +278,11 @@ def _logging(args) -> Iterator[None]:
     root logger afterwards (``main`` may run several times in one process). With ``--quiet`` the
     libraries' Python warnings become log records too, so only errors reach the terminal."""
     quiet = getattr(args, "quiet", False) and not getattr(args, "verbose", False)
-    level = logging.DEBUG if getattr(args, "verbose", False) else (
-        logging.ERROR if quiet else logging.WARNING)  # fmt: skip
+    level = (
+        logging.DEBUG
+        if getattr(args, "verbose", False)
+        else (logging.ERROR if quiet else logging.WARNING)
+    )
     root = logging.getLogger()
     handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
@@ -333,8 +393,11 @@ def _config_from_args(args: argparse.Namespace):
             values.pop(k, None)
         if "executor" not in args:
             values["executor"] = "dask"  # only the Dask options were given
-    given = {k: v for k, v in vars(args).items()
-             if k not in ("config", "func", "command", "quiet", "verbose", "debug")}  # fmt: skip
+    given = {
+        k: v
+        for k, v in vars(args).items()
+        if k not in ("config", "func", "command", "quiet", "verbose", "debug")
+    }
     values.update(_absolute_paths(given, Path.cwd()))
     if isinstance(values.get("save_effects"), str) and values["save_effects"] in ("yes", "no"):
         values["save_effects"] = values["save_effects"] == "yes"
@@ -356,9 +419,11 @@ def _summary(result, started: float) -> str:
 
     g = result.global_effects
     where = f"{result.out_dir}" if result.out_dir else "memory"
-    return (f"{build_headline(g).summary().rstrip(':.')} ({len(g)} global effects) from "
-            f"{result.run_info['sequences']['n']} sequences in {time.time() - started:.1f} s; "
-            f"results in {where}, report {where}/report.html")  # fmt: skip
+    return (
+        f"{build_headline(g).summary().rstrip(':.')} ({len(g)} global effects) from "
+        f"{result.run_info['sequences']['n']} sequences in {time.time() - started:.1f} s; "
+        f"results in {where}, report {where}/report.html"
+    )
 
 
 def _cmd_run(args) -> int:
@@ -376,8 +441,13 @@ def _cmd_demo(args) -> int:
     from deepmr_kipoi import demo
 
     started = time.time()
-    result = demo.run_demo(args.out, n_sequences=args.n_sequences, seed=args.seed,
-                           progress=not args.quiet, force=args.force)  # fmt: skip
+    result = demo.run_demo(
+        args.out,
+        n_sequences=args.n_sequences,
+        seed=args.seed,
+        progress=not args.quiet,
+        force=args.force,
+    )
     if not args.quiet:
         print(demo.headline(result))
         print(_summary(result, started))
@@ -393,10 +463,14 @@ def _cmd_compare(args) -> int:
     res = pipeline.compare(args.runs, args.out, figures=args.figures, mapping=args.mapping)
     if not args.quiet:
         for row in res.summary.itertuples():
-            print(f"{row.method}: {row.run} vs {row.reference}: Spearman rho {row.spearman_rho:.3f} "
-                  f"over {row.shared_pairs} shared pairs, same sign {row.same_sign:.0%}")  # fmt: skip
-        print(f"{len(res.disagreements)} pairs disagree in sign or significance; results in "
-              f"{res.out_dir}, report {res.out_dir}/report.html")  # fmt: skip
+            print(
+                f"{row.method}: {row.run} vs {row.reference}: Spearman rho {row.spearman_rho:.3f} "
+                f"over {row.shared_pairs} shared pairs, same sign {row.same_sign:.0%}"
+            )
+        print(
+            f"{len(res.disagreements)} pairs disagree in sign or significance; results in "
+            f"{res.out_dir}, report {res.out_dir}/report.html"
+        )
     return 0
 
 
@@ -437,13 +511,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"deepmr {args.command}: error: {reason}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print(f"deepmr {args.command}: interrupted; re-run the same command to resume",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"deepmr {args.command}: interrupted; re-run the same command to resume",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     except Exception:  # noqa: BLE001 - anything else is a bug: show it whole
         traceback.print_exc()
-        print(f"deepmr {args.command}: internal error (a bug, not your input); the chunks already "
-              "computed are kept, so the same command resumes", file=sys.stderr)  # fmt: skip
+        print(
+            f"deepmr {args.command}: internal error (a bug, not your input); the chunks already "
+            "computed are kept, so the same command resumes",
+            file=sys.stderr,
+        )
         return EXIT_BUG
 
 

@@ -69,8 +69,17 @@ def _run_labels(runs) -> list[str]:
 
 
 #: the global table's headline columns compared across runs (the meta-analysis ``meta_*`` is not)
-HEADLINE = ("estimate", "se", "df", "ci_low", "ci_high", "pvalue", "qvalue", "significant",
-            "direction")  # fmt: skip
+HEADLINE = (
+    "estimate",
+    "se",
+    "df",
+    "ci_low",
+    "ci_high",
+    "pvalue",
+    "qvalue",
+    "significant",
+    "direction",
+)
 _OCCURRENCE = re.compile(r"^(.*)#([1-9][0-9]*)$")
 
 
@@ -115,7 +124,9 @@ def _read_mapping(mapping, names: Sequence[Sequence[str]], labels: Sequence[str]
     else:
         path = Path(mapping)
         if not path.is_file():
-            raise DeepMRInputError(f"mapping file {path} not found; give a CSV with one column per run")
+            raise DeepMRInputError(
+                f"mapping file {path} not found; give a CSV with one column per run"
+            )
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
     if table.shape[1] != len(labels):
         raise DeepMRInputError(
@@ -139,9 +150,13 @@ def _read_mapping(mapping, names: Sequence[Sequence[str]], labels: Sequence[str]
     return out
 
 
-def compare(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike | None = None,
-            *, figures: bool = True,
-            mapping: str | os.PathLike | pd.DataFrame | None = None) -> CompareResult:  # fmt: skip
+def compare(
+    run_dirs: Sequence[str | os.PathLike],
+    out: str | os.PathLike | None = None,
+    *,
+    figures: bool = True,
+    mapping: str | os.PathLike | pd.DataFrame | None = None,
+) -> CompareResult:
     """Compare the global causal effects of several finished runs.
 
     Features are matched by label (``<label>#k`` as the k-th occurrence of ``<label>``, a plain label
@@ -180,8 +195,11 @@ def compare(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike | None
     key = ["exposure", "outcome", "method"]
     globs = [r.global_effects.astype({k: str for k in key}) for r in runs]
     names = [list(dict.fromkeys([*g["exposure"], *g["outcome"]])) for g in globs]
-    to_first = (_read_mapping(mapping, names, labels) if mapping is not None
-                else _label_matches(names, labels))  # fmt: skip
+    to_first = (
+        _read_mapping(mapping, names, labels)
+        if mapping is not None
+        else _label_matches(names, labels)
+    )
     columns = [c for c in HEADLINE if all(c in g.columns for g in globs)]
     table = None
     for i, (g, label) in enumerate(zip(globs, labels)):
@@ -210,19 +228,30 @@ def compare(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike | None
                 rho, p = spearmanr(x[ok], y[ok])
             else:
                 rho, p = np.nan, np.nan
-            rows.append({
-                "method": method, "run": label, "reference": labels[0], "shared_pairs": int(ok.sum()),
-                "spearman_rho": float(rho), "spearman_pvalue": float(p),
-                "same_sign": float(np.mean(np.sign(x[ok]) == np.sign(y[ok]))) if ok.any() else np.nan,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "method": method,
+                    "run": label,
+                    "reference": labels[0],
+                    "shared_pairs": int(ok.sum()),
+                    "spearman_rho": float(rho),
+                    "spearman_pvalue": float(p),
+                    "same_sign": float(np.mean(np.sign(x[ok]) == np.sign(y[ok])))
+                    if ok.any()
+                    else np.nan,
+                }
+            )
     summary = pd.DataFrame(rows)
     est = np.column_stack([table[f"estimate_{lab}"].to_numpy(float) for lab in labels])
-    sig = np.column_stack([table[f"significant_{lab}"].fillna(False).to_numpy(bool) for lab in labels])
+    sig = np.column_stack(
+        [table[f"significant_{lab}"].fillna(False).to_numpy(bool) for lab in labels]
+    )
     signs = np.sign(est)
     sign_diff = np.isfinite(est).all(axis=1) & (signs.min(axis=1) != signs.max(axis=1))
     sig_diff = sig.any(axis=1) & ~sig.all(axis=1)
-    what = np.where(sign_diff & sig_diff, "sign and significance",
-                    np.where(sign_diff, "sign", "significance"))  # fmt: skip
+    what = np.where(
+        sign_diff & sig_diff, "sign and significance", np.where(sign_diff, "sign", "significance")
+    )
     dis = table[sign_diff | sig_diff].copy()
     dis.insert(3, "disagreement", what[sign_diff | sig_diff])
     result = CompareResult(tuple(labels), table, summary, dis.reset_index(drop=True), None)
@@ -241,22 +270,34 @@ def compare(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike | None
     return dataclasses.replace(result, out_dir=out_dir)
 
 
-def _write_comparison(out_dir: Path, result: CompareResult, runs, labels, mapping, figures: bool) -> None:
+def _write_comparison(
+    out_dir: Path, result: CompareResult, runs, labels, mapping, figures: bool
+) -> None:
     table, summary = result.table, result.summary
-    for name, df in (("compare_table.csv", table), ("compare_summary.csv", summary),
-                     ("disagreements.csv", result.disagreements)):  # fmt: skip
+    for name, df in (
+        ("compare_table.csv", table),
+        ("compare_summary.csv", summary),
+        ("disagreements.csv", result.disagreements),
+    ):
         results.write_table(df, out_dir / name)
     figs = _compare_figures(out_dir, runs, labels, table, []) if figures else []
     from deepmr_kipoi import report
 
-    report.write_compare_report(out_dir / "report.html", labels, summary, result.disagreements, figs)
-    results.write_json(out_dir / "compare.json", {
-        "runs": [str(r.path) for r in runs], "labels": labels,
-        "matched_by": "mapping" if mapping is not None else "label",
-        "summary": summary.to_dict(orient="records"),
-        "n_shared": int(len(table)), "n_disagreements": int(len(result.disagreements)),
-        "deepmr_kipoi_version": __version__,
-    })  # fmt: skip
+    report.write_compare_report(
+        out_dir / "report.html", labels, summary, result.disagreements, figs
+    )
+    results.write_json(
+        out_dir / "compare.json",
+        {
+            "runs": [str(r.path) for r in runs],
+            "labels": labels,
+            "matched_by": "mapping" if mapping is not None else "label",
+            "summary": summary.to_dict(orient="records"),
+            "n_shared": int(len(table)),
+            "n_disagreements": int(len(result.disagreements)),
+            "deepmr_kipoi_version": __version__,
+        },
+    )
 
 
 def _compare_figures(out_dir, runs, labels, table, created):
@@ -274,17 +315,28 @@ def _compare_figures(out_dir, runs, labels, table, created):
         cols = [f for f in dict.fromkeys([*rows, *sub["outcome"]]) if f in outcomes]
         mats, sigs = [], []
         for label in labels:
-            m = sub.pivot_table(index="exposure", columns="outcome", values=f"estimate_{label}",
-                                aggfunc="first", dropna=False)  # fmt: skip
+            m = sub.pivot_table(
+                index="exposure",
+                columns="outcome",
+                values=f"estimate_{label}",
+                aggfunc="first",
+                dropna=False,
+            )
             s = sub.assign(_s=sub[f"significant_{label}"].astype(float)).pivot_table(
-                index="exposure", columns="outcome", values="_s", aggfunc="first", dropna=False)
+                index="exposure", columns="outcome", values="_s", aggfunc="first", dropna=False
+            )
             mats.append((label, m.reindex(index=rows, columns=cols)))
             sigs.append(s.reindex(index=rows, columns=cols))
         fig = figures.compare_figure(mats, sigs, method=method)
         path = figures.save(fig, fig_dir / f"compare_{figures.slug(method)}.png")
         created.append(path)
-        figs.append(figures.FigureFile(path, f"Global effects side by side ({method})",
-                                      "Top: each run's global effects on the shared pairs (common "
-                                      "colour scale, * significant). Bottom: each run's estimates "
-                                      f"against {labels[0]}'s."))  # fmt: skip
+        figs.append(
+            figures.FigureFile(
+                path,
+                f"Global effects side by side ({method})",
+                "Top: each run's global effects on the shared pairs (common "
+                "colour scale, * significant). Bottom: each run's estimates "
+                f"against {labels[0]}'s.",
+            )
+        )
     return figs

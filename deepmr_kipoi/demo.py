@@ -53,8 +53,10 @@ def truth_table(truth) -> pd.DataFrame:
             )
         df = truth[["exposure", "outcome", col]].rename(columns={col: "true_effect"})
     elif isinstance(truth, dict):
-        df = pd.DataFrame([(e, o, v) for (e, o), v in truth.items()],
-                          columns=["exposure", "outcome", "true_effect"])  # fmt: skip
+        df = pd.DataFrame(
+            [(e, o, v) for (e, o), v in truth.items()],
+            columns=["exposure", "outcome", "true_effect"],
+        )
     else:
         df = pd.DataFrame(list(truth), columns=["exposure", "outcome", "true_effect"])
     return df.astype({"exposure": str, "outcome": str, "true_effect": float}).reset_index(drop=True)
@@ -62,8 +64,10 @@ def truth_table(truth) -> pd.DataFrame:
 
 def _weights_identity() -> list[dict]:
     files = sorted(p for p in DEMO_DATA.glob("*") if p.is_file())
-    return [{"path": f"deepmr_kipoi/data/demo/{p.name}",
-             "md5": hashlib.md5(p.read_bytes()).hexdigest()} for p in files]  # fmt: skip
+    return [
+        {"path": f"deepmr_kipoi/data/demo/{p.name}", "md5": hashlib.md5(p.read_bytes()).hexdigest()}
+        for p in files
+    ]
 
 
 def run_demo(
@@ -117,7 +121,8 @@ def run_demo(
     # held-out labelled sequences calibrate the ensemble (sigma scaling without the labels'
     # Poisson noise, about 1 on the Anscombe scale), as a user would with their own labels
     labels = simulate.demo_calibration_data(n=CALIBRATION_SEQUENCES, seed=seed).to_csv(
-        sep="\t", index=False)
+        sep="\t", index=False
+    )
     table = out / "inputs" / f"demo_labels_{hashlib.md5(labels.encode()).hexdigest()[:10]}.tsv"
     added = [p for p in (out, out / "inputs", fasta, table) if not p.exists()]
     fasta.parent.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,11 @@ def user_code_origin(err: BaseException) -> tuple[str, int, str] | None:
     found = None
     for frame in traceback.extract_tb(err.__traceback__):
         path = os.path.abspath(frame.filename)
-        if frame.filename.startswith("<") or path.startswith(own) or any(path.startswith(p) for p in installed):
+        if (
+            frame.filename.startswith("<")
+            or path.startswith(own)
+            or any(path.startswith(p) for p in installed)
+        ):
             continue
         found = (frame.filename, frame.lineno or 0, frame.name)
     return found

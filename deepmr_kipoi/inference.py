@@ -123,9 +123,9 @@ def crossed(theta, *, level: float = 0.95) -> CrossedResult:
     if theta.ndim != 2:
         raise DeepMRInputError(f"theta must have shape (S, N), got {theta.shape}")
     res = crossed_batched(theta[:, :, None], level=level)
-    return CrossedResult(**{
-        k: (v.item() if isinstance(v, np.ndarray) else v) for k, v in vars(res).items()
-    })
+    return CrossedResult(
+        **{k: (v.item() if isinstance(v, np.ndarray) else v) for k, v in vars(res).items()}
+    )
 
 
 def crossed_batched(theta, *, level: float = 0.95) -> CrossedResult:
@@ -199,19 +199,23 @@ def _from_sums_of_squares(grand, ss_seq, ss_smp, ss_err, n_seq, n_samples, level
         smp_kept = has_smp & (~both | (ms_smp > ms_err))
         err_kept = both & seq_kept & smp_kept
         err_alone = both & ~seq_kept & ~smp_kept
-        denom = (np.where(seq_kept, ms_seq**2 / df_seq, 0.0)
-                 + np.where(smp_kept, ms_smp**2 / np.maximum(df_smp, 1.0), 0.0)
-                 + np.where(err_kept | err_alone, ms_err**2 / df_err, 0.0))  # fmt: skip
+        denom = (
+            np.where(seq_kept, ms_seq**2 / df_seq, 0.0)
+            + np.where(smp_kept, ms_smp**2 / np.maximum(df_smp, 1.0), 0.0)
+            + np.where(err_kept | err_alone, ms_err**2 / df_err, 0.0)
+        )
         # the mean is a statement about the population of sequences: however precise the samples
         # look, it cannot rest on more degrees of freedom than the N - 1 the between-sequence
         # variation was estimated from (with 2 sequences, a truncated sequence component would
         # otherwise leave the samples' S - 1 df and a far too confident interval)
         df = np.where(has_seq, np.minimum(var_sum**2 / denom, df_seq), var_sum**2 / denom)
         se = np.sqrt(var_sum / total)
-        sigma2_seq = np.where(has_seq, np.maximum(ms_seq - np.where(both, ms_err, 0.0), 0.0)
-                              / n_samples, 0.0)  # fmt: skip
-        sigma2_smp = np.where(has_smp, np.maximum(ms_smp - np.where(both, ms_err, 0.0), 0.0)
-                              / n_seq, 0.0)  # fmt: skip
+        sigma2_seq = np.where(
+            has_seq, np.maximum(ms_seq - np.where(both, ms_err, 0.0), 0.0) / n_samples, 0.0
+        )
+        sigma2_smp = np.where(
+            has_smp, np.maximum(ms_smp - np.where(both, ms_err, 0.0), 0.0) / n_seq, 0.0
+        )
         sigma2_err = np.where(both, ms_err, 0.0)
         bad = (total < 2) | ~np.isfinite(se) | (n_seq < 1) | (n_samples < 1)
         grand = np.where(n_seq >= 1, grand, np.nan)
@@ -219,8 +223,9 @@ def _from_sums_of_squares(grand, ss_seq, ss_smp, ss_err, n_seq, n_samples, level
         df = np.where(bad | (se == 0), np.where(se == 0, np.inf, np.nan), df)
         crit = stats.t.ppf(0.5 + level / 2, df)
         tstat = grand / se
-        pvalue = np.where(se > 0, 2.0 * stats.t.sf(np.abs(tstat), df),
-                          np.where(grand == 0, 1.0, 0.0))  # fmt: skip
+        pvalue = np.where(
+            se > 0, 2.0 * stats.t.sf(np.abs(tstat), df), np.where(grand == 0, 1.0, 0.0)
+        )
         pvalue = np.where(np.isfinite(se), pvalue, np.nan)
         return CrossedResult(
             estimate=grand,

@@ -156,15 +156,26 @@ def saturation_effects(
         for lo, hi in _chunks(mutants.valid, mutants.n, n_seq, end - start, batch_size, fast):
             seq, rows_out, batch = mutants.batch(lo, hi)
             pred = model.predict_mutants(x[seq[0]], batch) if fast else model.predict_samples(batch)
-            out.add(rows_out, _checked(pred, reference.shape[0], hi - lo, len(feature_names))
-                    - reference[:, seq, :])  # fmt: skip
+            out.add(
+                rows_out,
+                _checked(pred, reference.shape[0], hi - lo, len(feature_names))
+                - reference[:, seq, :],
+            )
             bar.update(hi - lo)
     finally:
         bar.close()
-    return ISMEffects(mean=out.mean, se=out.se, reference=reference, positions=positions,
-                      alt_bases=alt_bases, ref_bases=ref_bases, is_n=is_n,
-                      feature_names=feature_names, n_samples=int(reference.shape[0]),
-                      samples=out.samples)  # fmt: skip
+    return ISMEffects(
+        mean=out.mean,
+        se=out.se,
+        reference=reference,
+        positions=positions,
+        alt_bases=alt_bases,
+        ref_bases=ref_bases,
+        is_n=is_n,
+        feature_names=feature_names,
+        n_samples=int(reference.shape[0]),
+        samples=out.samples,
+    )
 
 
 def _window_bases(x: np.ndarray, start: int, end: int):

@@ -31,8 +31,24 @@ from deepmr_kipoi.run.local import LOCAL_FIELDS, MR_BLOCK_CELLS, TOO_FEW, local_
 from deepmr_kipoi.run.runner import DeepMRResult, run
 
 __all__ = [
-    "AUTO_EFFECTS_LIMIT", "LOCAL_FIELDS", "META_COLUMNS", "MR_BLOCK_CELLS", "SEQUENCE_SOURCES", "TOO_FEW", "CompareResult",
-    "DeepMRResult", "RunConfig", "benjamini_hochberg", "compare", "config_hash", "global_effects",
-    "load_sequences", "local_mr", "plain_warnings", "prepare_model", "run", "select_features",
+    "AUTO_EFFECTS_LIMIT",
+    "LOCAL_FIELDS",
+    "META_COLUMNS",
+    "MR_BLOCK_CELLS",
+    "SEQUENCE_SOURCES",
+    "TOO_FEW",
+    "CompareResult",
+    "DeepMRResult",
+    "RunConfig",
+    "benjamini_hochberg",
+    "compare",
+    "config_hash",
+    "global_effects",
+    "load_sequences",
+    "local_mr",
+    "plain_warnings",
+    "prepare_model",
+    "run",
+    "select_features",
     "weights_signature",
-]  # fmt: skip
+]

@@ -100,7 +100,9 @@ class AdapterInfo:
 
     def matches(self, model_name: str) -> bool:
         """True when ``model_name`` is this adapter's name or matches one of its patterns."""
-        return model_name == self.name or any(fnmatch.fnmatchcase(model_name, p) for p in self.patterns)
+        return model_name == self.name or any(
+            fnmatch.fnmatchcase(model_name, p) for p in self.patterns
+        )
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,9 @@ class Registry:
         if not isinstance(name, str) or not name.strip():
             raise DeepMRInputError("adapter name must be a non-empty string")
         if not callable(load):
-            raise DeepMRInputError(f"adapter {name!r}: load must be callable, got {type(load).__name__}")
+            raise DeepMRInputError(
+                f"adapter {name!r}: load must be callable, got {type(load).__name__}"
+            )
         if isinstance(patterns, str):
             patterns = (patterns,)
         patterns = tuple(patterns) if patterns is not None else (name,)
@@ -158,9 +162,13 @@ class Registry:
             doc = (getattr(load, "__doc__", None) or "").strip()
             description = doc.splitlines()[0] if doc else ""
         if name in self._adapters and not replace:
-            raise DeepMRInputError(f"adapter {name!r} is already registered; pass replace=True to override")
+            raise DeepMRInputError(
+                f"adapter {name!r} is already registered; pass replace=True to override"
+            )
         origin = self._loading_origin or getattr(load, "__module__", "") or ""
-        info = AdapterInfo(name=name, description=description, patterns=patterns, load=load, origin=origin)
+        info = AdapterInfo(
+            name=name, description=description, patterns=patterns, load=load, origin=origin
+        )
         if name in self._adapters:
             self._order.remove(name)
             logger.debug("adapter %r replaced (now from %s)", name, origin)
@@ -208,7 +216,9 @@ class Registry:
                 self.register(ep.name, obj)
         except Exception as err:  # noqa: BLE001 - a broken plugin must not break the others
             message = f"{type(err).__name__}: {err}"
-            self._plugin_errors.append(PluginError(entry_point=f"{ep.name} = {ep.value}", error=message))
+            self._plugin_errors.append(
+                PluginError(entry_point=f"{ep.name} = {ep.value}", error=message)
+            )
             logger.warning("adapter plugin %s = %s failed to load: %s", ep.name, ep.value, message)
         finally:
             self._loading_origin = None

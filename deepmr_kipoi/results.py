@@ -71,7 +71,9 @@ def write_json(path: str | os.PathLike, obj) -> Path:
     return write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n")
 
 
-def write_table(df: pd.DataFrame, path: str | os.PathLike, metadata: Mapping[bytes, bytes] | None = None) -> Path:
+def write_table(
+    df: pd.DataFrame, path: str | os.PathLike, metadata: Mapping[bytes, bytes] | None = None
+) -> Path:
     """Write a table atomically as Parquet or CSV, chosen by the suffix of ``path``.
 
     ``metadata`` (Parquet only) is added to the file's schema metadata (:func:`table_metadata`).
@@ -83,7 +85,9 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike, metadata: Mapping[byt
             import pyarrow.parquet as pq
 
             table = pa.Table.from_pandas(df, preserve_index=False)
-            pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata}), tmp)
+            pq.write_table(
+                table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata}), tmp
+            )
         elif path.suffix == ".parquet":
             df.to_parquet(tmp, index=False)
         elif path.suffix == ".csv":
@@ -179,20 +183,28 @@ def write_effects_h5(
     str_dt = h5py.string_dtype()
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
-            f.attrs["description"] = "Deep MR saturation-ISM effects (paired mean and SE over samples)"
+            f.attrs["description"] = (
+                "Deep MR saturation-ISM effects (paired mean and SE over samples)"
+            )
             f.attrs["alphabet"] = "ACGT"
             for key, value in (attrs or {}).items():
                 f.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value)
-            sid = f.create_dataset("sequence_id", data=np.array(sequence_ids, dtype=object), dtype=str_dt)
+            sid = f.create_dataset(
+                "sequence_id", data=np.array(sequence_ids, dtype=object), dtype=str_dt
+            )
             pos = f.create_dataset("position", data=np.asarray(positions, dtype=np.int64))
-            feat = f.create_dataset("feature", data=np.array(feature_names, dtype=object), dtype=str_dt)
+            feat = f.create_dataset(
+                "feature", data=np.array(feature_names, dtype=object), dtype=str_dt
+            )
             f.create_dataset("alt_base", data=np.asarray(alt_bases, dtype=np.uint8))
             f["alt_base"].attrs["axes"] = ["sequence", "position", "allele"]
             f["alt_base"].attrs["codes"] = "ACGT"
             for name in ("sequence_id", "position", "feature"):
                 f[name].make_scale(name)
             for name, arr in (("mean", mean), ("se", se)):
-                ds = f.create_dataset(name, data=np.asarray(arr, dtype=np.float32), compression="gzip")
+                ds = f.create_dataset(
+                    name, data=np.asarray(arr, dtype=np.float32), compression="gzip"
+                )
                 ds.attrs["axes"] = ["sequence", "position", "allele", "feature"]
                 for i, label in enumerate(ds.attrs["axes"]):
                     ds.dims[i].label = label
@@ -272,7 +284,9 @@ def read_run(run_dir: str | os.PathLike, *, local: bool = False) -> RunData:
                 f"{path / 'run.json'} is not valid JSON ({' '.join(str(err).split())}); re-run that run"
             ) from None
         if not isinstance(info, dict):
-            raise DeepMRInputError(f"{path / 'run.json'} does not hold a run record; re-run that run")
+            raise DeepMRInputError(
+                f"{path / 'run.json'} does not hold a run record; re-run that run"
+            )
     loc = None
     if local and (path / "local_effects.parquet").exists():
         loc = _read_result_table(path / "local_effects.parquet")

@@ -35,8 +35,15 @@ def positive_int(value, name: str, *, minimum: int = 1) -> int:
     return value
 
 
-def finite_float(value, name: str, *, low: float | None = None, high: float | None = None,
-                 low_open: bool = False, high_open: bool = False) -> float:  # fmt: skip
+def finite_float(
+    value,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
     """Return ``value`` as a finite float inside the given bounds (closed unless ``*_open``)."""
     if isinstance(value, bool) or isinstance(value, (str, bytes)):
         raise DeepMRInputError(f"{name} must be a number, got {value!r}")
@@ -51,7 +58,9 @@ def finite_float(value, name: str, *, low: float | None = None, high: float | No
     if too_low or too_high:
         lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
         hi = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
-        raise DeepMRInputError(f"{name} must be {' and '.join(s for s in (lo, hi) if s)}, got {out:g}")
+        raise DeepMRInputError(
+            f"{name} must be {' and '.join(s for s in (lo, hi) if s)}, got {out:g}"
+        )
     return out
 
 

@@ -61,12 +61,28 @@ HETEROGENEITY_SHARE = 0.25
 #: disagreement (a model with tiny noise makes the test reject mild nonlinearity too).
 HETEROGENEITY_SPREAD = 0.25
 #: Global-table columns the rule reads.
-REQUIRED_COLUMNS = ("exposure", "outcome", "method", "estimate", "ci_low", "ci_high", "significant",
-                    "n_sequences", "n_analysed", "heterogeneity_share", "heterogeneity_excess")  # fmt: skip
+REQUIRED_COLUMNS = (
+    "exposure",
+    "outcome",
+    "method",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "significant",
+    "n_sequences",
+    "n_analysed",
+    "heterogeneity_share",
+    "heterogeneity_excess",
+)
 #: Display names in the reasons.
-METHOD_NAMES = {"ivw": "IVW", "ivw_fe": "IVW (fixed effect)", "egger": "MR-Egger",
-                "weighted_median": "weighted median", "simple_median": "simple median",
-                "weighted_mode": "weighted mode"}  # fmt: skip
+METHOD_NAMES = {
+    "ivw": "IVW",
+    "ivw_fe": "IVW (fixed effect)",
+    "egger": "MR-Egger",
+    "weighted_median": "weighted median",
+    "simple_median": "simple median",
+    "weighted_mode": "weighted mode",
+}
 
 
 def _name(method: str) -> str:
@@ -104,31 +120,54 @@ def _pair_decision(rows: pd.DataFrame, min_sequences: int, alpha: float):
     primary = by_method.get("ivw") or next(iter(by_method.values()))
     fitted, analysed = int(primary.n_sequences), int(primary.n_analysed)
     if fitted < min_sequences or not np.isfinite(primary.estimate):
-        return False, "undetermined", (
-            f"too few sequences with a local fit ({fitted} of {analysed}; a verdict needs "
-            f"{min_sequences})")
-    sig = {m: np.sign(r.estimate) for m, r in by_method.items()
-           if bool(r.significant) and np.isfinite(r.estimate)}  # fmt: skip
+        return (
+            False,
+            "undetermined",
+            (
+                f"too few sequences with a local fit ({fitted} of {analysed}; a verdict needs "
+                f"{min_sequences})"
+            ),
+        )
+    sig = {
+        m: np.sign(r.estimate)
+        for m, r in by_method.items()
+        if bool(r.significant) and np.isfinite(r.estimate)
+    }
     if not sig:
-        return False, "not causal", (
-            f"no estimator finds an effect ({_name(primary.method)} "
-            f"{primary.estimate:+.3g} [{primary.ci_low:.3g}, {primary.ci_high:.3g}])")
+        return (
+            False,
+            "not causal",
+            (
+                f"no estimator finds an effect ({_name(primary.method)} "
+                f"{primary.estimate:+.3g} [{primary.ci_low:.3g}, {primary.ci_high:.3g}])"
+            ),
+        )
     required = [m for m in AGREEMENT_METHODS if m in by_method] or [str(primary.method)]
     if len(set(sig.values())) > 1:
         return False, "undetermined", "estimators disagree in sign"
     missing = [m for m in required if m not in sig]
     if missing:
         found = " and ".join(_name(m) for m in sig)
-        return False, "undetermined", (
-            f"{found} find{'s' if len(sig) == 1 else ''} an effect that "
-            f"{' and '.join(_name(m) for m in missing)} do{'es' if len(missing) == 1 else ''} "
-            "not: invalid instruments cannot be ruled out")
+        return (
+            False,
+            "undetermined",
+            (
+                f"{found} find{'s' if len(sig) == 1 else ''} an effect that "
+                f"{' and '.join(_name(m) for m in missing)} do{'es' if len(missing) == 1 else ''} "
+                "not: invalid instruments cannot be ruled out"
+            ),
+        )
     agreed = " and ".join(_name(m) for m in required)
     agreed += " agree" if len(required) > 1 else " finds an effect"
     if bool(primary.heterogeneity_excess):
-        return False, "undetermined", (
-            f"instruments disagree: heterogeneity beyond model noise in "
-            f"{primary.heterogeneity_share:.0%} of sequences")
+        return (
+            False,
+            "undetermined",
+            (
+                f"instruments disagree: heterogeneity beyond model noise in "
+                f"{primary.heterogeneity_share:.0%} of sequences"
+            ),
+        )
     return True, "causal", agreed
 
 
@@ -155,7 +194,8 @@ def verdicts(table: pd.DataFrame, *, min_sequences: int = 5, level: float = 0.95
     if missing:
         raise DeepMRInputError(
             f"a verdict needs the global table's columns {', '.join(missing)}; pass the table "
-            "global_effects returns")
+            "global_effects returns"
+        )
     alpha = 1.0 - level
     decided = {}
     for key, rows in table.groupby(["exposure", "outcome"], sort=False, observed=True):
@@ -164,9 +204,13 @@ def verdicts(table: pd.DataFrame, *, min_sequences: int = 5, level: float = 0.95
     for (x, y), (candidate, verdict, reason) in decided.items():
         reverse = decided.get((y, x))
         if candidate and reverse is not None and reverse[0]:
-            verdict, reason = "undetermined", (
-                "both directions supported: feedback, or a shared driver the directionality "
-                "check did not separate")
+            verdict, reason = (
+                "undetermined",
+                (
+                    "both directions supported: feedback, or a shared driver the directionality "
+                    "check did not separate"
+                ),
+            )
         elif candidate:
             reason += ", reverse direction not supported"
         final[(x, y)] = (verdict, reason)

@@ -49,11 +49,15 @@ def load_toy_motif_cnn(request):
         sequence_length=200,
     )
     return MCDropout(member, n_samples=request.n_samples or 30, seed=request.seed)
+
+
 # --------------------------------------------------------------------------------------------------
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default=None, help="run folder (default: keep results in memory)")
     parser.add_argument("--n-sequences", type=int, default=12)
     args = parser.parse_args(argv)
@@ -70,7 +74,9 @@ def main(argv=None):
         report=args.out is not None,
     )
     result = pipeline.run(config)
-    table = result.global_effects[["exposure", "outcome", "method", "estimate", "ci_low", "ci_high", "k"]]
+    table = result.global_effects[
+        ["exposure", "outcome", "method", "estimate", "ci_low", "ci_high", "k"]
+    ]
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     ivw = table[(table.exposure == "AP1") & (table.method == "ivw")].estimate.iloc[0]
     print(f"AP1 -> target (IVW): {ivw:.3f}; built into the model: 0.800")

@@ -74,9 +74,17 @@ def run_zoo_sized(out: Path):
     from deepmr_kipoi import pipeline
 
     model, truth = zoo_sized_model()
-    config = pipeline.RunConfig(model="report-gallery-164", sequences="random", n_sequences=6,
-                                sequence_length=LENGTH, methods=("ivw", "egger"), seed=0,
-                                out=str(out), force=True, progress=False)  # fmt: skip
+    config = pipeline.RunConfig(
+        model="report-gallery-164",
+        sequences="random",
+        n_sequences=6,
+        sequence_length=LENGTH,
+        methods=("ivw", "egger"),
+        seed=0,
+        out=str(out),
+        force=True,
+        progress=False,
+    )
     identity = {"name": "gallery: 164-feature ensemble", "n_samples": 4, "type": "DeepEnsemble"}
     return pipeline.run(config, model=model, identity=identity, truth=truth)
 
@@ -89,10 +97,24 @@ def screenshot(page: Path, png: Path, height: int) -> None:
             "headless Chromium is needed for the screenshots: apt-get install chromium"
         )
     profile = png.parent / f".profile-{png.stem}"
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    "--no-first-run", f"--user-data-dir={profile}", "--virtual-time-budget=10000",
-                    f"--window-size=1280,{height}", f"--screenshot={png}", page.resolve().as_uri()],
-                   check=True, capture_output=True, timeout=300)  # fmt: skip
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=10000",
+            f"--window-size=1280,{height}",
+            f"--screenshot={png}",
+            page.resolve().as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     shutil.rmtree(profile, ignore_errors=True)
 
 

@@ -31,7 +31,6 @@ from model_adapters.bpnet_weights import TASKS, BPNetLayerNames, BPNetWeights, r
 __all__ = ["TASKS", "BPNetLayerNames", "BPNetWeights", "load_bpnet_oskn", "read_bpnet_h5"]
 
 
-
 def _tasks(request: LoadRequest) -> tuple[str, ...]:
     if request.weight_files is not None:
         return TASKS
@@ -59,7 +58,9 @@ def load_bpnet_oskn(request: LoadRequest):
     elif len(lengths) == 1:
         length = lengths.pop()
     else:
-        raise DeepMRInputError(f"the weight files were trained on different input lengths {sorted(lengths, key=str)}")
+        raise DeepMRInputError(
+            f"the weight files were trained on different input lengths {sorted(lengths, key=str)}"
+        )
     members = [
         from_torch(
             BPNet(w),

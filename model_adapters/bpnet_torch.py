@@ -24,7 +24,9 @@ from model_adapters.bpnet_weights import BPNetWeights
 
 
 def _param(array: np.ndarray) -> nn.Parameter:
-    return nn.Parameter(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)), requires_grad=False)
+    return nn.Parameter(
+        torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)), requires_grad=False
+    )
 
 
 class BPNet(nn.Module):
@@ -48,7 +50,9 @@ class BPNet(nn.Module):
     def __init__(self, weights: BPNetWeights, output: str = "counts"):
         super().__init__()
         if output not in ("counts", "log_counts", "profile"):
-            raise DeepMRInputError(f"output must be 'counts', 'log_counts' or 'profile', got {output!r}")
+            raise DeepMRInputError(
+                f"output must be 'counts', 'log_counts' or 'profile', got {output!r}"
+            )
         self.output = output
         self.tasks = tuple(weights.tasks)
         self.dilation_rates = tuple(int(d) for d in weights.dilation_rates)
@@ -67,7 +71,9 @@ class BPNet(nn.Module):
         self.counts_biases = nn.ParameterList([_param(b) for b in weights.counts_biases])
 
     @staticmethod
-    def _same_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, dilation: int) -> torch.Tensor:
+    def _same_conv(
+        x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, dilation: int
+    ) -> torch.Tensor:
         total = dilation * (weight.shape[-1] - 1)
         left = total // 2
         return F.conv1d(F.pad(x, (left, total - left)), weight, bias, dilation=dilation)

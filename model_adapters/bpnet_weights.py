@@ -91,7 +91,9 @@ def _layer_weights(root, name: str, path: str) -> dict[str, np.ndarray]:
             "BPNet-OSKN weight file"
         )
     group = root[name]
-    names = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs.get("weight_names", [])]
+    names = [
+        n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs.get("weight_names", [])
+    ]
     if not names:
         names = []
         group.visititems(lambda key, obj: names.append(key) if hasattr(obj, "shape") else None)
@@ -123,18 +125,25 @@ def _dilation_rates(config: dict | None, names: BPNetLayerNames) -> tuple[int, .
     default = tuple(2**i for i in range(1, len(names.dilated) + 1))
     if config is None:
         return default
-    layers = {layer.get("config", {}).get("name"): layer for layer in config.get("config", {}).get("layers", [])}
+    layers = {
+        layer.get("config", {}).get("name"): layer
+        for layer in config.get("config", {}).get("layers", [])
+    }
     rates = []
     for layer_name, fallback in zip(names.dilated, default):
         cfg = layers.get(layer_name, {}).get("config", {})
         if cfg.get("padding", "same") != "same":
-            raise DeepMRInputError(f"layer {layer_name} uses padding {cfg.get('padding')!r}; only 'same' is supported")
+            raise DeepMRInputError(
+                f"layer {layer_name} uses padding {cfg.get('padding')!r}; only 'same' is supported"
+            )
         rate = cfg.get("dilation_rate", fallback)
         rates.append(int(rate[0] if isinstance(rate, list | tuple) else rate))
     return tuple(rates)
 
 
-def read_bpnet_h5(path: str, tasks=TASKS, layer_names: BPNetLayerNames | None = None) -> BPNetWeights:
+def read_bpnet_h5(
+    path: str, tasks=TASKS, layer_names: BPNetLayerNames | None = None
+) -> BPNetWeights:
     """Read BPNet weights from a Keras h5 file (whole-model save or weights-only) by layer name.
 
     Parameters
@@ -160,7 +169,9 @@ def read_bpnet_h5(path: str, tasks=TASKS, layer_names: BPNetLayerNames | None = 
     names = layer_names or BPNetLayerNames()
     tasks = tuple(tasks)
     if len(names.profile) < len(tasks) or len(names.counts) < len(tasks):
-        raise DeepMRInputError(f"layer names cover {len(names.counts)} tasks, but {len(tasks)} tasks were given")
+        raise DeepMRInputError(
+            f"layer names cover {len(names.counts)} tasks, but {len(tasks)} tasks were given"
+        )
     with h5py.File(path, "r") as f:
         root = f["model_weights"] if "model_weights" in f else f
         first = _layer_weights(root, names.first_conv, path)
@@ -170,16 +181,24 @@ def read_bpnet_h5(path: str, tasks=TASKS, layer_names: BPNetLayerNames | None = 
         config = _model_config(f)
     n_filters = first["kernel"].shape[2]
     if first["kernel"].ndim != 3 or first["kernel"].shape[1] != 4:
-        raise DeepMRInputError(f"{names.first_conv} kernel has shape {first['kernel'].shape}, expected (K, 4, F)")
+        raise DeepMRInputError(
+            f"{names.first_conv} kernel has shape {first['kernel'].shape}, expected (K, 4, F)"
+        )
     for n, w in zip(names.dilated, dilated):
         if w["kernel"].shape[1:] != (n_filters, n_filters) or "bias" not in w:
-            raise DeepMRInputError(f"{n} kernel has shape {w['kernel'].shape}, expected (3, {n_filters}, {n_filters}) with a bias")
+            raise DeepMRInputError(
+                f"{n} kernel has shape {w['kernel'].shape}, expected (3, {n_filters}, {n_filters}) with a bias"
+            )
     for n, w in zip(names.profile, profile):
         if w["kernel"].ndim != 4 or w["kernel"].shape[1] != 1 or w["kernel"].shape[3] != n_filters:
-            raise DeepMRInputError(f"{n} kernel has shape {w['kernel'].shape}, expected (K, 1, strands, {n_filters})")
+            raise DeepMRInputError(
+                f"{n} kernel has shape {w['kernel'].shape}, expected (K, 1, strands, {n_filters})"
+            )
     for n, w in zip(names.counts, counts):
         if w["kernel"].shape[0] != n_filters or "bias" not in w:
-            raise DeepMRInputError(f"{n} kernel has shape {w['kernel'].shape}, expected ({n_filters}, strands) with a bias")
+            raise DeepMRInputError(
+                f"{n} kernel has shape {w['kernel'].shape}, expected ({n_filters}, strands) with a bias"
+            )
     return BPNetWeights(
         tasks=tasks,
         conv1_kernel=first["kernel"],
@@ -194,4 +213,3 @@ def read_bpnet_h5(path: str, tasks=TASKS, layer_names: BPNetLayerNames | None = 
         sequence_length=_input_length(config),
         source=str(path),
     )
-

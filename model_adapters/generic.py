@@ -218,7 +218,9 @@ def keras_member_files(paths) -> list[dict[str, str | None]]:
             members.append({"arch": path, "weights": paths[i + 1]})
             i += 2
             continue
-        members.append({"arch": None, "weights": path} if _is_whole_model(path) else {"weights": path})
+        members.append(
+            {"arch": None, "weights": path} if _is_whole_model(path) else {"weights": path}
+        )
         i += 1
     return members
 

@@ -14,9 +14,18 @@ import subprocess
 from pathlib import Path
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-         "--disable-extensions", "--mute-audio"]  # fmt: skip
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+    "--disable-extensions",
+    "--mute-audio",
+]
 
 _ERRORS = """<script>
 window.__errors = [];
@@ -132,8 +141,15 @@ def probe(report: Path, tmp: Path, feature: str) -> dict:
     end = text.rindex("</body>")
     copy = tmp / "probed.html"
     copy.write_text(text[:end] + _PROBE + text[end:], encoding="utf-8")
-    cmd = [CHROMIUM, *FLAGS, f"--user-data-dir={tmp / 'profile'}", "--virtual-time-budget=20000",
-           "--window-size=1280,2000", "--dump-dom", copy.resolve().as_uri()]  # fmt: skip
+    cmd = [
+        CHROMIUM,
+        *FLAGS,
+        f"--user-data-dir={tmp / 'profile'}",
+        "--virtual-time-budget=20000",
+        "--window-size=1280,2000",
+        "--dump-dom",
+        copy.resolve().as_uri(),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     dom = proc.stdout
@@ -146,8 +162,15 @@ def probe(report: Path, tmp: Path, feature: str) -> dict:
 
 def screenshot(page: Path, out: Path, tmp: Path, size=(1280, 2400)) -> Path:
     """A PNG of ``page`` as Chromium draws it at ``size`` (width, height)."""
-    cmd = [CHROMIUM, *FLAGS, f"--user-data-dir={tmp / 'profile-shot'}", "--virtual-time-budget=10000",
-           f"--window-size={size[0]},{size[1]}", f"--screenshot={out}", page.resolve().as_uri()]  # fmt: skip
+    cmd = [
+        CHROMIUM,
+        *FLAGS,
+        f"--user-data-dir={tmp / 'profile-shot'}",
+        "--virtual-time-budget=10000",
+        f"--window-size={size[0]},{size[1]}",
+        f"--screenshot={out}",
+        page.resolve().as_uri(),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out

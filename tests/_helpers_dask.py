@@ -47,10 +47,15 @@ def torch_model(seed: int = 0):
     members = []
     for s in range(2):
         torch.manual_seed(100 * int(seed) + s)
-        net = torch.nn.Sequential(torch.nn.Conv1d(4, len(FEATURES), 5), torch.nn.Flatten(1),
-                                  torch.nn.LazyLinear(len(FEATURES)))  # fmt: skip
+        net = torch.nn.Sequential(
+            torch.nn.Conv1d(4, len(FEATURES), 5),
+            torch.nn.Flatten(1),
+            torch.nn.LazyLinear(len(FEATURES)),
+        )
         net(torch.zeros(1, 4, LENGTH))  # materialise the lazy layer
-        members.append(from_torch(net, feature_names=FEATURES, layout="NCL", sequence_length=LENGTH))
+        members.append(
+            from_torch(net, feature_names=FEATURES, layout="NCL", sequence_length=LENGTH)
+        )
     return DeepEnsemble(members)
 
 

@@ -30,7 +30,8 @@ def write_deepstarr_dir(root, length: int = 249, scale: int = 4, seed: int = 0):
         f.write(model.to_json())
     model.save_weights(os.path.join(root, "weights.h5"))
     with open(os.path.join(root, "model.yaml"), "w") as f:
-        f.write(textwrap.dedent(f"""
+        f.write(
+            textwrap.dedent(f"""
             defined_as: kipoi.model.KerasModel
             args:
               arch: model.json
@@ -51,5 +52,6 @@ def write_deepstarr_dir(root, length: int = 249, scale: int = 4, seed: int = 0):
               targets:
                 shape: (2,)
                 doc: Developmental and housekeeping enhancer activity
-            """).lstrip())  # fmt: skip
+            """).lstrip()
+        )
     return root, model

@@ -374,13 +374,21 @@ model = basset()
 """
 
 # the zoo's DeepSEA label file has duplicated labels; so does this one (column 2 and 4)
-DEEPSEA_LABELS = ("GM12878_CTCF_None", "A549_CTCF_None", "K562_DNase_None", "A549_CTCF_None", "HeLa_Pol2_None")
+DEEPSEA_LABELS = (
+    "GM12878_CTCF_None",
+    "A549_CTCF_None",
+    "K562_DNase_None",
+    "A549_CTCF_None",
+    "HeLa_Pol2_None",
+)
 BELUGA_LABELS = ("HepG2|DNase|None", "K562|CTCF|None", "GM12878|H3K27ac|None", "HUVEC|EP300|None")
 BASSET_LABELS = ("8988T", "AoSMC", "Chorion", "CLL")
 BPNET_TASKS = ("Oct4", "Sox2", "Nanog", "Klf4")
 
 
-def _deepsea_yaml(module_file, module_key, module_value, md5, length, n_out, labels_path, extra_dl=""):
+def _deepsea_yaml(
+    module_file, module_key, module_value, md5, length, n_out, labels_path, extra_dl=""
+):
     return f"""
     type: pytorch
     args:
@@ -441,13 +449,23 @@ def write_torch_zoo(root, deepsea_length: int = 200, basset_length: int = 600) -
         md5 = place_download(model_dir, "weights", tmp)
         _write(
             os.path.join(model_dir, "model.yaml"),
-            _deepsea_yaml("../model_architecture.py", "module_obj", obj, md5, deepsea_length, n_deepsea,
-                          "../predictor_names.txt"),
+            _deepsea_yaml(
+                "../model_architecture.py",
+                "module_obj",
+                obj,
+                md5,
+                deepsea_length,
+                n_deepsea,
+                "../predictor_names.txt",
+            ),
         )
 
     beluga_dir = os.path.join(root, "DeepSEA", "beluga")
     beluga_length = 2 * deepsea_length + 100
-    _write(os.path.join(beluga_dir, "model.py"), BELUGA_ARCH.format(n_out=len(BELUGA_LABELS), length=beluga_length))
+    _write(
+        os.path.join(beluga_dir, "model.py"),
+        BELUGA_ARCH.format(n_out=len(BELUGA_LABELS), length=beluga_length),
+    )
     _write(os.path.join(beluga_dir, "predictor_names.txt"), "\n".join(BELUGA_LABELS) + "\n")
     bmod = _import_file(os.path.join(beluga_dir, "model.py"), "deepmr_test_beluga")
     tmp = os.path.join(beluga_dir, "w.tmp")
@@ -491,7 +509,10 @@ def write_torch_zoo(root, deepsea_length: int = 200, basset_length: int = 600) -
     )
 
     basset_dir = os.path.join(root, "Basset")
-    _write(os.path.join(basset_dir, "basset_arch.py"), BASSET_ARCH.format(n_out=len(BASSET_LABELS), length=basset_length))
+    _write(
+        os.path.join(basset_dir, "basset_arch.py"),
+        BASSET_ARCH.format(n_out=len(BASSET_LABELS), length=basset_length),
+    )
     _write(os.path.join(basset_dir, "target_labels.txt"), "\n".join(BASSET_LABELS) + "\n")
     amod = _import_file(os.path.join(basset_dir, "basset_arch.py"), "deepmr_test_basset")
     tmp = os.path.join(basset_dir, "w.tmp")
@@ -577,8 +598,14 @@ def write_bpnet_zoo(root, length: int = 100, filters: int = 6) -> str:
 # BPNet h5 with the zoo's layer names
 
 
-def build_bpnet_keras(length: int = 100, filters: int = 6, n_dil: int = 9, conv1_kernel: int = 25,
-                      tconv_kernel: int = 25, seed: int = 0):
+def build_bpnet_keras(
+    length: int = 100,
+    filters: int = 6,
+    n_dil: int = 9,
+    conv1_kernel: int = 25,
+    tconv_kernel: int = 25,
+    seed: int = 0,
+):
     """A tf_keras BPNet with the zoo model's layer names, including its (zero-input) bias branches.
 
     Layer creation order in the zoo model (Keras 2.2 auto-numbering): body conv1d_1..conv1d_10 and
@@ -595,30 +622,59 @@ def build_bpnet_keras(length: int = 100, filters: int = 6, n_dil: int = 9, conv1
         return keras.initializers.RandomNormal(stddev=0.3, seed=next(seeds))
 
     seq = kl.Input((length, 4), name="seq")
-    h = kl.Conv1D(filters, conv1_kernel, padding="same", activation="relu", name="conv1d_1",
-                  kernel_initializer=init(), bias_initializer=init())(seq)
+    h = kl.Conv1D(
+        filters,
+        conv1_kernel,
+        padding="same",
+        activation="relu",
+        name="conv1d_1",
+        kernel_initializer=init(),
+        bias_initializer=init(),
+    )(seq)
     for i in range(1, n_dil + 1):
-        c = kl.Conv1D(filters, 3, padding="same", activation="relu", dilation_rate=2**i,
-                      name=f"conv1d_{i + 1}", kernel_initializer=init(), bias_initializer=init())(h)
+        c = kl.Conv1D(
+            filters,
+            3,
+            padding="same",
+            activation="relu",
+            dilation_rate=2**i,
+            name=f"conv1d_{i + 1}",
+            kernel_initializer=init(),
+            bias_initializer=init(),
+        )(h)
         h = kl.add([h, c], name=f"add_{i}")
     inputs, outputs = [seq], []
     conv_id = n_dil + 2
     for k, task in enumerate(BPNET_TASKS, start=1):
         p = kl.Reshape((-1, 1, filters), name=f"reshape_{2 * k - 1}")(h)
-        p = kl.Conv2DTranspose(2, kernel_size=(tconv_kernel, 1), padding="same", name=f"conv2d_transpose_{k}",
-                               kernel_initializer=init(), bias_initializer=init())(p)
+        p = kl.Conv2DTranspose(
+            2,
+            kernel_size=(tconv_kernel, 1),
+            padding="same",
+            name=f"conv2d_transpose_{k}",
+            kernel_initializer=init(),
+            bias_initializer=init(),
+        )(p)
         p = kl.Reshape((-1, 2), name=f"reshape_{2 * k}")(p)
         pb = kl.Input((length, 2), name=f"bias/{task}/profile")
-        p = kl.add([p, kl.Conv1D(2, 1, use_bias=False, name=f"conv1d_{conv_id}")(pb)],
-                   name=f"add_profile_{k}")
+        p = kl.add(
+            [p, kl.Conv1D(2, 1, use_bias=False, name=f"conv1d_{conv_id}")(pb)],
+            name=f"add_profile_{k}",
+        )
         conv_id += 1
         c = kl.GlobalAveragePooling1D(name=f"global_average_pooling1d_{k}")(h)
-        c = kl.Dense(2, name=f"dense_{2 * k - 1}", kernel_initializer=init(), bias_initializer=init())(c)
+        c = kl.Dense(
+            2, name=f"dense_{2 * k - 1}", kernel_initializer=init(), bias_initializer=init()
+        )(c)
         cb = kl.Input((2,), name=f"bias/{task}/counts")
-        c = kl.add([c, kl.Dense(2, use_bias=False, name=f"dense_{2 * k}")(cb)], name=f"add_counts_{k}")
+        c = kl.add(
+            [c, kl.Dense(2, use_bias=False, name=f"dense_{2 * k}")(cb)], name=f"add_counts_{k}"
+        )
         inputs += [pb, cb]
-        outputs += [kl.Lambda(lambda x: x, name=f"{task}/profile")(p),
-                    kl.Lambda(lambda x: x, name=f"{task}/counts")(c)]
+        outputs += [
+            kl.Lambda(lambda x: x, name=f"{task}/profile")(p),
+            kl.Lambda(lambda x: x, name=f"{task}/counts")(c),
+        ]
     return keras.Model(inputs, outputs)
 
 

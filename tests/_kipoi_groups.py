@@ -36,8 +36,16 @@ DEEPBIND_MODELS = (
 CPGENIE_MODELS = ("A549_ENCSR000DDI", "GM19239_ENCSR000DGH")
 CPGENIE_LABELS = ("methylation_prob", "unmethylation_prob")
 RBP_MODELS = ("AARS", "TAF15")
-RBP_DISTANCES = ("dist_tss", "dist_polya", "dist_exon_intron", "dist_intron_exon",
-                 "dist_start_codon", "dist_stop_codon", "dist_gene_start", "dist_gene_end")  # fmt: skip
+RBP_DISTANCES = (
+    "dist_tss",
+    "dist_polya",
+    "dist_exon_intron",
+    "dist_intron_exon",
+    "dist_start_codon",
+    "dist_stop_codon",
+    "dist_gene_start",
+    "dist_gene_end",
+)
 
 
 def _write(path, text: str) -> None:
@@ -153,12 +161,17 @@ def write_deepbind_group(root) -> str:
             f.write(model.to_json())
         model.save_weights(weights)
         flat = name.replace("/", "-")
-        rows.append({
-            "model": name, "args_arch": f"model_files/{flat}.json", "args_weights": f"model_files/{flat}.h5",
-            "args_arch_md5": _place(group, name, "arch", arch),
-            "args_weights_md5": _place(group, name, "weights", weights),
-            "args_arch_url": f"{NOT_DOWNLOADABLE}/{flat}.json", "args_weights_url": f"{NOT_DOWNLOADABLE}/{flat}.h5",
-        })  # fmt: skip
+        rows.append(
+            {
+                "model": name,
+                "args_arch": f"model_files/{flat}.json",
+                "args_weights": f"model_files/{flat}.h5",
+                "args_arch_md5": _place(group, name, "arch", arch),
+                "args_weights_md5": _place(group, name, "weights", weights),
+                "args_arch_url": f"{NOT_DOWNLOADABLE}/{flat}.json",
+                "args_weights_url": f"{NOT_DOWNLOADABLE}/{flat}.h5",
+            }
+        )
     _write_tsv(os.path.join(group, "models.tsv"), list(rows[0]), rows)
     return group
 
@@ -249,12 +262,17 @@ def write_cpgenie_group(root, length: int = 251) -> str:
         with open(arch, "w") as f:
             f.write(model.to_json())
         model.save_weights(weights)
-        rows.append({
-            "model": name, "args_arch": f"model_files/{name}.json", "args_weights": f"model_files/{name}.h5",
-            "args_arch_md5": _place(group, name, "arch", arch),
-            "args_weights_md5": _place(group, name, "weights", weights),
-            "args_arch_url": f"{NOT_DOWNLOADABLE}/{name}", "args_weights_url": f"{NOT_DOWNLOADABLE}/{name}.h5",
-        })  # fmt: skip
+        rows.append(
+            {
+                "model": name,
+                "args_arch": f"model_files/{name}.json",
+                "args_weights": f"model_files/{name}.h5",
+                "args_arch_md5": _place(group, name, "arch", arch),
+                "args_weights_md5": _place(group, name, "weights", weights),
+                "args_arch_url": f"{NOT_DOWNLOADABLE}/{name}",
+                "args_weights_url": f"{NOT_DOWNLOADABLE}/{name}.h5",
+            }
+        )
     _write_tsv(os.path.join(group, "models.tsv"), list(rows[0]), rows)
     return group
 
@@ -369,12 +387,16 @@ def write_rbp_group(root) -> str:
     for k, name in enumerate(RBP_MODELS):
         tmp = os.path.join(group, "model.tmp.h5")
         save_keras_h5(build_rbp(seed=40 + k), tmp)
-        rows.append({
-            "model": name, "args_weights": f"model_files/{name}.h5",
-            "args_weights_md5": _place(group, name, "weights", tmp),
-            "args_weights_url": f"{NOT_DOWNLOADABLE}/{name}.h5",
-            "dl_md5": "f04f130ec0f0635ee5c9f5fea64c628c", "dl_url": f"{NOT_DOWNLOADABLE}/{name}.dataloader.pkl",
-        })  # fmt: skip
+        rows.append(
+            {
+                "model": name,
+                "args_weights": f"model_files/{name}.h5",
+                "args_weights_md5": _place(group, name, "weights", tmp),
+                "args_weights_url": f"{NOT_DOWNLOADABLE}/{name}.h5",
+                "dl_md5": "f04f130ec0f0635ee5c9f5fea64c628c",
+                "dl_url": f"{NOT_DOWNLOADABLE}/{name}.dataloader.pkl",
+            }
+        )
     _write_tsv(os.path.join(group, "models.tsv"), list(rows[0]), rows)
     return group
 

@@ -10,8 +10,13 @@ AGREE = "IVW and MR-Egger agree, reverse direction not supported"
 NONE = "no estimator finds an effect"
 
 
-def zoo_table(template: pd.DataFrame, n: int = 164, seed: int = 0, methods=("ivw", "egger"),
-              claims=(("f000", "f002"), ("f001", "f002"))) -> pd.DataFrame:  # fmt: skip
+def zoo_table(
+    template: pd.DataFrame,
+    n: int = 164,
+    seed: int = 0,
+    methods=("ivw", "egger"),
+    claims=(("f000", "f002"), ("f001", "f002")),
+) -> pd.DataFrame:
     """All ordered pairs of ``n`` features in two blocks (effects ~ +1 within, ~ 0 across).
 
     Parameters
@@ -43,9 +48,18 @@ def zoo_table(template: pd.DataFrame, n: int = 164, seed: int = 0, methods=("ivw
     for m in methods:
         est = np.where(same, 1.0, 0.0) + rng.normal(0, 0.05, len(e))
         se = rng.uniform(0.02, 0.2, len(e))
-        df = pd.DataFrame({"exposure": e, "outcome": o, "method": m, "estimate": est, "se": se,
-                           "ci_low": est - 1.96 * se, "ci_high": est + 1.96 * se,
-                           "pvalue": 2 * stats.norm.sf(np.abs(est / se))})  # fmt: skip
+        df = pd.DataFrame(
+            {
+                "exposure": e,
+                "outcome": o,
+                "method": m,
+                "estimate": est,
+                "se": se,
+                "ci_low": est - 1.96 * se,
+                "ci_high": est + 1.96 * se,
+                "pvalue": 2 * stats.norm.sf(np.abs(est / se)),
+            }
+        )
         frames.append(df)
     table = pd.concat(frames, ignore_index=True)
     table["qvalue"] = np.minimum(1.0, table["pvalue"] * 3)
@@ -59,5 +73,7 @@ def zoo_table(template: pd.DataFrame, n: int = 164, seed: int = 0, methods=("ivw
             continue
         values = template[c].to_numpy()
         table[c] = values[rng.integers(0, len(values), len(table))]
-    return table[[c for c in template.columns if c in table] +
-                 [c for c in table.columns if c not in template.columns]]  # fmt: skip
+    return table[
+        [c for c in template.columns if c in table]
+        + [c for c in table.columns if c not in template.columns]
+    ]

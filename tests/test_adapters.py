@@ -26,7 +26,9 @@ def _zoo_module(zoo, name):
         mod = fx._import_file(os.path.join(zoo, "DeepSEA", "model_architecture.py"), "ref_arch")
         net = mod.predict_model if name.endswith("predict") else mod.veff_model
     elif name == "DeepSEA/beluga":
-        net = fx._import_file(os.path.join(zoo, "DeepSEA", "beluga", "model.py"), "ref_beluga").Beluga()
+        net = fx._import_file(
+            os.path.join(zoo, "DeepSEA", "beluga", "model.py"), "ref_beluga"
+        ).Beluga()
     else:
         net = fx._import_file(os.path.join(zoo, "Basset", "basset_arch.py"), "ref_basset").model
     net.load_state_dict(torch.load(desc.weight_files[0].path))
@@ -59,14 +61,18 @@ def test_family_adapters_match_the_network_on_logit_scale(zoo_torch, name, to_in
     got = model.predict_samples(x)
     assert got.shape == (1, 3, len(desc.feature_names))
     with torch.no_grad():
-        ref = _zoo_module(zoo_torch, name)(torch.from_numpy(np.ascontiguousarray(to_input(x)))).numpy()
+        ref = _zoo_module(zoo_torch, name)(
+            torch.from_numpy(np.ascontiguousarray(to_input(x)))
+        ).numpy()
     np.testing.assert_allclose(got[0], _logit(ref), rtol=1e-4, atol=1e-4)
 
 
 def test_beluga_alphabet_is_agct_and_can_be_overridden(zoo_torch):
     assert load_model("DeepSEA/beluga", source=SOURCE, uncertainty="none").alphabet == "AGCT"
     x = _onehot(2, 500, seed=2)
-    wrong = load_model("DeepSEA/beluga", source=SOURCE, uncertainty="none", alphabet="ACGT").predict_samples(x)
+    wrong = load_model(
+        "DeepSEA/beluga", source=SOURCE, uncertainty="none", alphabet="ACGT"
+    ).predict_samples(x)
     right = load_model("DeepSEA/beluga", source=SOURCE, uncertainty="none").predict_samples(x)
     assert not np.allclose(wrong, right)
 
@@ -78,8 +84,12 @@ def test_deepsea_mc_dropout_defaults_and_seeds(zoo_torch):
     a = model.predict_samples(x)
     assert a.shape == (5, 2, 5)
     assert np.ptp(a, axis=0).max() > 0  # samples differ
-    np.testing.assert_array_equal(a, load_model("DeepSEA/predict", source=SOURCE, n_samples=5, seed=3).predict_samples(x))
-    assert not np.allclose(a, load_model("DeepSEA/predict", source=SOURCE, n_samples=5, seed=4).predict_samples(x))
+    np.testing.assert_array_equal(
+        a, load_model("DeepSEA/predict", source=SOURCE, n_samples=5, seed=3).predict_samples(x)
+    )
+    assert not np.allclose(
+        a, load_model("DeepSEA/predict", source=SOURCE, n_samples=5, seed=4).predict_samples(x)
+    )
 
 
 def test_model_directory_finds_its_family_adapter(zoo_torch):
@@ -102,7 +112,9 @@ def test_bpnet_oskn_from_the_zoo_and_as_an_ensemble(zoo, tmp_path):
         load_model("BPNet-OSKN", source=SOURCE, uncertainty="mc_dropout")
 
     files = [str(tmp_path / f"fold{k}.h5") for k in range(2)]
-    references = [fx.write_bpnet_h5(f, length=100, filters=4, seed=20 + k) for k, f in enumerate(files)]
+    references = [
+        fx.write_bpnet_h5(f, length=100, filters=4, seed=20 + k) for k, f in enumerate(files)
+    ]
     ensemble = load_model("BPNet-OSKN", weight_files=files)  # no source needed with explicit files
     assert type(ensemble).__name__ == "DeepEnsemble" and ensemble.n_samples == 2
     samples = ensemble.predict_samples(x)
@@ -113,7 +125,9 @@ def test_bpnet_oskn_from_the_zoo_and_as_an_ensemble(zoo, tmp_path):
 
 
 def test_adapter_refuses_a_model_of_another_shape(zoo_torch):
-    with pytest.raises(ValueError, match="the DeepSEA adapter expects a NC1L input.*adapter='kipoi-generic'"):
+    with pytest.raises(
+        ValueError, match="the DeepSEA adapter expects a NC1L input.*adapter='kipoi-generic'"
+    ):
         load_model("Basset", source=SOURCE, adapter="DeepSEA")
 
 

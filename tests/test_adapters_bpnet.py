@@ -44,12 +44,19 @@ def _conv_transpose_same_numpy(x, kernel, bias):
 
 def _bpnet_numpy(weights, onehot):
     h = np.maximum(_conv_same_numpy(onehot, weights.conv1_kernel, weights.conv1_bias, 1), 0)
-    for kernel, bias, rate in zip(weights.dilated_kernels, weights.dilated_biases, weights.dilation_rates):
+    for kernel, bias, rate in zip(
+        weights.dilated_kernels, weights.dilated_biases, weights.dilation_rates
+    ):
         h = h + np.maximum(_conv_same_numpy(h, kernel, bias, rate), 0)
     pooled = h.mean(axis=1)
-    counts = np.stack([pooled @ k + b for k, b in zip(weights.counts_kernels, weights.counts_biases)], axis=1)
+    counts = np.stack(
+        [pooled @ k + b for k, b in zip(weights.counts_kernels, weights.counts_biases)], axis=1
+    )
     profiles = np.stack(
-        [_conv_transpose_same_numpy(h, k, b) for k, b in zip(weights.profile_kernels, weights.profile_biases)],
+        [
+            _conv_transpose_same_numpy(h, k, b)
+            for k, b in zip(weights.profile_kernels, weights.profile_biases)
+        ],
         axis=1,
     )
     return counts, profiles
@@ -81,8 +88,12 @@ def test_read_bpnet_h5_by_layer_name(bpnet_h5):
     assert w.profile_kernels[0].shape == (25, 1, 2, FILTERS)
     assert w.counts_kernels[0].shape == (FILTERS, 2)
     # the counts head of Sox2 is dense_3; dense_4 is its (bias-free) control-track layer
-    np.testing.assert_array_equal(w.counts_kernels[1], keras_model.get_layer("dense_3").get_weights()[0])
-    np.testing.assert_array_equal(w.profile_biases[3], keras_model.get_layer("conv2d_transpose_4").get_weights()[1])
+    np.testing.assert_array_equal(
+        w.counts_kernels[1], keras_model.get_layer("dense_3").get_weights()[0]
+    )
+    np.testing.assert_array_equal(
+        w.profile_biases[3], keras_model.get_layer("conv2d_transpose_4").get_weights()[1]
+    )
 
 
 def test_torch_port_matches_keras_and_numpy(bpnet_h5, onehot):
@@ -107,8 +118,12 @@ def test_torch_port_matches_keras_and_numpy(bpnet_h5, onehot):
 
     keras_out = fx.keras_bpnet_predict(keras_model, onehot)
     for t, task in enumerate(fx.BPNET_TASKS):
-        np.testing.assert_allclose(log_counts[:, t], keras_out[f"{task}/counts"], rtol=1e-4, atol=1e-4)
-        np.testing.assert_allclose(profiles[:, t], keras_out[f"{task}/profile"], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            log_counts[:, t], keras_out[f"{task}/counts"], rtol=1e-4, atol=1e-4
+        )
+        np.testing.assert_allclose(
+            profiles[:, t], keras_out[f"{task}/profile"], rtol=1e-4, atol=1e-4
+        )
 
 
 def test_even_transposed_kernel_matches_keras(tmp_path, onehot):
@@ -117,7 +132,9 @@ def test_even_transposed_kernel_matches_keras(tmp_path, onehot):
     from model_adapters.bpnet_oskn import read_bpnet_h5
     from model_adapters.bpnet_torch import BPNet
 
-    keras_model = fx.build_bpnet_keras(length=LENGTH, filters=3, tconv_kernel=8, conv1_kernel=6, seed=4)
+    keras_model = fx.build_bpnet_keras(
+        length=LENGTH, filters=3, tconv_kernel=8, conv1_kernel=6, seed=4
+    )
     path = tmp_path / "even.h5"
     fx.save_keras_h5(keras_model, path)
     with torch.no_grad():

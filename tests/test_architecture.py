@@ -41,7 +41,10 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
                 stem = ".".join(base + ([node.module] if node.module else []))
             else:
                 stem = node.module or ""
-            targets = [f"{stem}.{alias.name}" if f"{stem}.{alias.name}" in modules else stem for alias in node.names]
+            targets = [
+                f"{stem}.{alias.name}" if f"{stem}.{alias.name}" in modules else stem
+                for alias in node.names
+            ]
         else:
             continue
         for target in targets:
@@ -70,7 +73,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
             if node.startswith(nxt + "."):  # a submodule importing its parent package
                 continue
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state:
                 found = visit(nxt)
                 if found:
@@ -101,7 +104,10 @@ def test_the_checker_finds_a_circle_and_sees_function_level_imports(tmp_path):
     # the adapter API is below both sides of the adapter layer
     assert "deepmr_kipoi.adapters" in graph["model_adapters.generic"]
     assert "deepmr_kipoi.adapters" in graph["deepmr_kipoi.kipoi_models.load"]
-    assert not graph["deepmr_kipoi.adapters"] & {"deepmr_kipoi.kipoi_models", "deepmr_kipoi.registry"}
+    assert not graph["deepmr_kipoi.adapters"] & {
+        "deepmr_kipoi.kipoi_models",
+        "deepmr_kipoi.registry",
+    }
     assert not any(m.startswith("model_adapters") for m in graph["deepmr_kipoi.kipoi_models.load"])
     assert "model_adapters.bpnet_weights" in graph["model_adapters.bpnet_torch"]
     assert "model_adapters.bpnet_oskn" not in graph["model_adapters.bpnet_torch"]
@@ -138,9 +144,12 @@ def test_no_two_way_tie_between_top_level_entries():
 
 
 def test_the_tie_checker_finds_a_tie():
-    graph = {"deepmr_kipoi.run.runner": {"deepmr_kipoi.results"},
-             "deepmr_kipoi.results": {"deepmr_kipoi.run.fingerprint"},
-             "deepmr_kipoi.run.fingerprint": set(), "deepmr_kipoi.mr": {"deepmr_kipoi.errors"}}  # fmt: skip
+    graph = {
+        "deepmr_kipoi.run.runner": {"deepmr_kipoi.results"},
+        "deepmr_kipoi.results": {"deepmr_kipoi.run.fingerprint"},
+        "deepmr_kipoi.run.fingerprint": set(),
+        "deepmr_kipoi.mr": {"deepmr_kipoi.errors"},
+    }
     assert folder_ties(graph) == [("results", "run")]
 
 
@@ -177,7 +186,23 @@ LONG_FUNCTIONS = {
     "deepmr_kipoi/run/local.py:local_mr": "being rewritten with the verdict",
     "deepmr_kipoi/run/local.py:local_step": "being rewritten with the verdict",
     "deepmr_kipoi/sequences/fasta.py:read_fasta_bed": "public keyword options of read_fasta_bed",
-}  # fmt: skip
+    # Over the limits only since the whole-repository `ruff format` pass spread their calls one
+    # argument per line; to be split into named steps like the others.
+    "deepmr_kipoi/cli.py:build_parser": "formatting pass; to be split per command",
+    "deepmr_kipoi/ism.py:saturation_effects": "formatting pass; to be split into checks and batches",
+    "deepmr_kipoi/predictive/_torch_fastism.py:_window_op": "formatting pass; one case per layer kind",
+    "deepmr_kipoi/report/drawing.py:instrument_map": "formatting pass; to be split into panels",
+    "deepmr_kipoi/report/overview.py:causal_graph": "formatting pass; layout and drawing to split",
+    "deepmr_kipoi/run/chunk.py:compute_chunk": "formatting pass; goes with the runner split",
+    "deepmr_kipoi/run/inputs.py:load_sequences": "formatting pass; goes with splitting inputs.py",
+    "deepmr_kipoi/run/runner.py:make_plan": "formatting pass; goes with the runner split",
+    "deepmr_kipoi/simulate/bpnet/train.py:train_bpnet_ensemble": "simulation, being reworked",
+    "deepmr_kipoi/simulate/cli.py:add_arguments": "one argument per option; to read settings metadata",
+    "deepmr_kipoi/simulate/experiment.py:analyse_round": "simulation, being reworked",
+    "deepmr_kipoi/simulate/experiment.py:run_experiment": "simulation, being reworked",
+    "deepmr_kipoi/simulate/scoring.py:summarize": "simulation, being reworked",
+    "deepmr_kipoi/simulate/train.py:train_ensemble": "simulation, being reworked",
+}
 
 
 def long_functions(paths) -> dict[str, tuple[int, int]]:
@@ -202,8 +227,10 @@ def long_functions(paths) -> dict[str, tuple[int, int]]:
 def test_functions_stay_short_and_take_few_parameters():
     found = long_functions(sorted((ROOT / "deepmr_kipoi").rglob("*.py")))
     new = {k: v for k, v in found.items() if k not in LONG_FUNCTIONS}
-    assert not new, "functions over 80 lines or 8 parameters (split them into named steps): " + ", ".join(
-        f"{k} ({n} lines, {p} parameters)" for k, (n, p) in new.items())
+    assert not new, (
+        "functions over 80 lines or 8 parameters (split them into named steps): "
+        + ", ".join(f"{k} ({n} lines, {p} parameters)" for k, (n, p) in new.items())
+    )
     fixed = sorted(set(LONG_FUNCTIONS) - set(found))
     assert not fixed, "no longer over the limits, remove from LONG_FUNCTIONS: " + ", ".join(fixed)
 
@@ -211,20 +238,38 @@ def test_functions_stay_short_and_take_few_parameters():
 def test_the_function_check_counts_lines_and_parameters(tmp_path):
     body = "    x = 1\n" * (MAX_FUNCTION_LINES - 1)
     path = tmp_path / "m.py"
-    path.write_text(f"def ok(a, b, c, d, e, f, g, h):\n{body}\n"
-                    f"def long(a):\n{body}    x = 2\n\n"
-                    "def wide(a, b, c, d, e, f, g, h, *, i=1):\n    pass\n\n"
-                    "class C:\n    def method(self, a, b, c, d, e, f, g, h):\n        pass\n",
-                    encoding="utf-8")  # fmt: skip
+    path.write_text(
+        f"def ok(a, b, c, d, e, f, g, h):\n{body}\n"
+        f"def long(a):\n{body}    x = 2\n\n"
+        "def wide(a, b, c, d, e, f, g, h, *, i=1):\n    pass\n\n"
+        "class C:\n    def method(self, a, b, c, d, e, f, g, h):\n        pass\n",
+        encoding="utf-8",
+    )
     found = long_functions([path])
     assert {k.rpartition(":")[2]: v for k, v in found.items()} == {
-        "long": (MAX_FUNCTION_LINES + 1, 1), "wide": (2, 9)}
+        "long": (MAX_FUNCTION_LINES + 1, 1),
+        "wide": (2, 9),
+    }
 
 
 def test_ruff_check_is_clean():
     ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
     if not Path(ruff).exists():
         pytest.skip("ruff not installed: pip install -e '.[dev]'")
-    done = subprocess.run([ruff, "check", "deepmr_kipoi", "model_adapters", "tests", "benchmarks"],
-                          cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [ruff, "check", "deepmr_kipoi", "model_adapters", "tests", "benchmarks"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]
+
+
+def test_ruff_format_is_clean():
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    if not Path(ruff).exists():
+        pytest.skip("ruff not installed: pip install -e '.[dev]'")
+    done = subprocess.run(
+        [ruff, "format", "--check", "."], cwd=ROOT, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]

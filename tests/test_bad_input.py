@@ -35,25 +35,34 @@ FACTORIES = {
     "needs_arg": "def f(path):\n    return None\n",
     "not_function": "f = 3\n",
     "deterministic": "from tests._helpers_pipeline import deterministic_model as f\n",
-    "nan": ("import numpy as np\nfrom deepmr_kipoi.predictive import DeepEnsemble, from_function\n"
-            "def f():\n    def fn(x):\n        out = np.stack([x[:, :, 0].sum(1), x[:, :, 1].sum(1)], 1)\n"
-            "        out[:, 1] = np.where(x[:, 12, 2] > 0, np.nan, out[:, 1])\n        return out\n"
-            "    return DeepEnsemble([from_function(lambda x, k=k: fn(x) * (1 + 0.1 * k), ('a', 'b'),"
-            " sequence_length=40) for k in range(3)])\n"),
-    "inf": ("import numpy as np\nfrom deepmr_kipoi.predictive import DeepEnsemble, from_function\n"
-            "def f():\n    def fn(x):\n        out = np.stack([x[:, :, 0].sum(1), x[:, :, 1].sum(1)], 1)\n"
-            "        return np.where(x[:, 15:16, 3] > 0, np.inf, out)\n"
-            "    return DeepEnsemble([from_function(lambda x, k=k: fn(x) * (1 + 0.1 * k), ('a', 'b'),"
-            " sequence_length=40) for k in range(3)])\n"),
-    "zero_se": ("import numpy as np\nfrom deepmr_kipoi.predictive import DeepEnsemble, from_function\n"
-                "def f():\n    fn = lambda x: np.stack([x[:, :, 0].sum(1), x[:, :, 1].sum(1)], 1)\n"
-                "    return DeepEnsemble([from_function(fn, ('a', 'b'), sequence_length=40)] * 3)\n"),
+    "nan": (
+        "import numpy as np\nfrom deepmr_kipoi.predictive import DeepEnsemble, from_function\n"
+        "def f():\n    def fn(x):\n        out = np.stack([x[:, :, 0].sum(1), x[:, :, 1].sum(1)], 1)\n"
+        "        out[:, 1] = np.where(x[:, 12, 2] > 0, np.nan, out[:, 1])\n        return out\n"
+        "    return DeepEnsemble([from_function(lambda x, k=k: fn(x) * (1 + 0.1 * k), ('a', 'b'),"
+        " sequence_length=40) for k in range(3)])\n"
+    ),
+    "inf": (
+        "import numpy as np\nfrom deepmr_kipoi.predictive import DeepEnsemble, from_function\n"
+        "def f():\n    def fn(x):\n        out = np.stack([x[:, :, 0].sum(1), x[:, :, 1].sum(1)], 1)\n"
+        "        return np.where(x[:, 15:16, 3] > 0, np.inf, out)\n"
+        "    return DeepEnsemble([from_function(lambda x, k=k: fn(x) * (1 + 0.1 * k), ('a', 'b'),"
+        " sequence_length=40) for k in range(3)])\n"
+    ),
+    "zero_se": (
+        "import numpy as np\nfrom deepmr_kipoi.predictive import DeepEnsemble, from_function\n"
+        "def f():\n    fn = lambda x: np.stack([x[:, :, 0].sum(1), x[:, :, 1].sum(1)], 1)\n"
+        "    return DeepEnsemble([from_function(fn, ('a', 'b'), sequence_length=40)] * 3)\n"
+    ),
 }
 
 
 def _tree_md5(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): hashlib.md5(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
+    return {
+        str(p.relative_to(folder)): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +70,9 @@ def env(tmp_path_factory):
     base = tmp_path_factory.mktemp("bad")
     fa = helpers.write_fasta(base / "in.fa", helpers.random_dna(6, 40, seed=1))
     files = {"fa": fa, "base": base}
-    files["fa_changed"] = helpers.write_fasta(base / "changed.fa", helpers.random_dna(6, 40, seed=2))
+    files["fa_changed"] = helpers.write_fasta(
+        base / "changed.fa", helpers.random_dna(6, 40, seed=2)
+    )
     files["fa_iupac"] = helpers.write_fasta(base / "iupac.fa", ["ACGTR" * 8] * 2)
     files["fa_lengths"] = helpers.write_fasta(base / "lengths.fa", ["ACGT" * 10, "ACGT" * 9])
     files["empty"] = base / "empty.fa"
@@ -71,8 +82,12 @@ def env(tmp_path_factory):
     genome = base / "genome.fa"
     helpers.write_fasta(genome, ["ACGT" * 50], names=["chr1"])
     files["genome"] = genome
-    for name, text in (("bed_ok", "chr1\t50\t90\n"), ("bed_bad", "chr1\tfifty\t90\n"),
-                       ("bed_chrom", "chr9\t50\t90\n"), ("bed_off", "chr1\t0\t10\n")):  # fmt: skip
+    for name, text in (
+        ("bed_ok", "chr1\t50\t90\n"),
+        ("bed_bad", "chr1\tfifty\t90\n"),
+        ("bed_chrom", "chr9\t50\t90\n"),
+        ("bed_off", "chr1\t0\t10\n"),
+    ):
         files[name] = base / f"{name}.bed"
         files[name].write_text(text)
     files["table_nocol"] = base / "nocol.csv"
@@ -82,8 +97,25 @@ def env(tmp_path_factory):
     for key, text in FACTORIES.items():
         (base / f"fac_{key}.py").write_text(text)
     done = base / "done"
-    rc = cli.main(["run", "--model", FACTORY, "--fasta", str(fa), "--window", "10", "20",
-                   "--chunk-size", "3", "--no-figures", "--no-report", "--quiet", "--out", str(done)])
+    rc = cli.main(
+        [
+            "run",
+            "--model",
+            FACTORY,
+            "--fasta",
+            str(fa),
+            "--window",
+            "10",
+            "20",
+            "--chunk-size",
+            "3",
+            "--no-figures",
+            "--no-report",
+            "--quiet",
+            "--out",
+            str(done),
+        ]
+    )
     assert rc == 0
     files["done"] = done
     files["snapshot"] = _tree_md5(done)
@@ -91,9 +123,24 @@ def env(tmp_path_factory):
 
 
 def _base(env, *extra, out=None):
-    return ["run", "--model", FACTORY, "--fasta", str(env["fa"]), "--window", "10", "20",
-            "--chunk-size", "3", "--no-figures", "--no-report", "--quiet",
-            "--out", str(out or env["done"]), *map(str, extra)]  # fmt: skip
+    return [
+        "run",
+        "--model",
+        FACTORY,
+        "--fasta",
+        str(env["fa"]),
+        "--window",
+        "10",
+        "20",
+        "--chunk-size",
+        "3",
+        "--no-figures",
+        "--no-report",
+        "--quiet",
+        "--out",
+        str(out or env["done"]),
+        *map(str, extra),
+    ]
 
 
 def _fac(env, key):
@@ -102,8 +149,10 @@ def _fac(env, key):
 
 def _yaml(env, name, text):
     p = env["base"] / f"{name}.yaml"
-    p.write_text(f"model: '{FACTORY}'\nfasta: '{env['fa']}'\nwindow: [10, 20]\nfigures: false\n"
-                 f"report: false\nout: '{env['done']}'\n{text}")  # fmt: skip
+    p.write_text(
+        f"model: '{FACTORY}'\nfasta: '{env['fa']}'\nwindow: [10, 20]\nfigures: false\n"
+        f"report: false\nout: '{env['done']}'\n{text}"
+    )
     return p
 
 
@@ -120,7 +169,11 @@ CLI_CASES = [
     ("window_reversed", lambda e: _base(e, "--window", "30", "20"), "window"),
     ("window_too_long", lambda e: _base(e, "--window", "0", "100"), "window"),
     ("window_negative", lambda e: _base(e, "--window", "-1", "5"), "window"),
-    ("window_one_number", lambda e: ["run", "--model", FACTORY, "--window", "5", "--out", "x"], "window"),
+    (
+        "window_one_number",
+        lambda e: ["run", "--model", FACTORY, "--window", "5", "--out", "x"],
+        "window",
+    ),
     ("chunk_size_zero", lambda e: _base(e, "--chunk-size", "0"), "chunk_size"),
     ("batch_size_zero", lambda e: _base(e, "--batch-size", "0"), "batch_size"),
     ("method_unknown", lambda e: _base(e, "--methods", "nope"), "nope"),
@@ -143,25 +196,60 @@ CLI_CASES = [
     ("calibrator_binary", lambda e: _base(e, "--calibrator", e["binary"]), "blob.bin"),
     ("table_missing", lambda e: _base(e, "--calibration-table", e["base"] / "no.csv"), "no.csv"),
     ("table_binary", lambda e: _base(e, "--calibration-table", e["binary"]), "blob.bin"),
-    ("table_no_sequence_column", lambda e: _base(e, "--calibration-table", e["table_nocol"]), "sequence"),
-    ("calibrator_and_table", lambda e: _base(e, "--calibrator", e["binary"], "--calibration-table",
-                                             e["table_nocol"]), "either"),  # fmt: skip
+    (
+        "table_no_sequence_column",
+        lambda e: _base(e, "--calibration-table", e["table_nocol"]),
+        "sequence",
+    ),
+    (
+        "calibrator_and_table",
+        lambda e: _base(e, "--calibrator", e["binary"], "--calibration-table", e["table_nocol"]),
+        "either",
+    ),
     ("fasta_missing", lambda e: _base(e)[:4] + [str(e["base"] / "no.fa")] + _base(e)[5:], "no.fa"),
     ("fasta_binary", lambda e: _base(e, "--fasta", e["binary"]), "blob.bin"),
     ("fasta_iupac", lambda e: _base(e, "--fasta", e["fa_iupac"]), "--iupac"),
     ("fasta_lengths", lambda e: _base(e, "--fasta", e["fa_lengths"]), "lengths"),
     ("fasta_empty", lambda e: _base(e, "--fasta", e["empty"]), "empty.fa"),
-    ("bed_missing", lambda e: _base(e, "--fasta", e["genome"], "--bed", e["base"] / "no.bed"), "no.bed"),
+    (
+        "bed_missing",
+        lambda e: _base(e, "--fasta", e["genome"], "--bed", e["base"] / "no.bed"),
+        "no.bed",
+    ),
     ("bed_binary", lambda e: _base(e, "--fasta", e["genome"], "--bed", e["binary"]), "blob.bin"),
     ("bed_malformed", lambda e: _base(e, "--fasta", e["genome"], "--bed", e["bed_bad"]), "line 1"),
-    ("bed_unknown_chrom", lambda e: _base(e, "--fasta", e["genome"], "--bed", e["bed_chrom"]), "chr9"),
-    ("bed_off_chrom", lambda e: _base(e, "--fasta", e["genome"], "--bed", e["bed_off"]), "runs off"),
-    ("bed_without_fasta", lambda e: ["run", "--model", FACTORY, "--bed", str(e["bed_ok"]), "--out",
-                                     str(e["done"]), "--quiet"], "--fasta"),  # fmt: skip
+    (
+        "bed_unknown_chrom",
+        lambda e: _base(e, "--fasta", e["genome"], "--bed", e["bed_chrom"]),
+        "chr9",
+    ),
+    (
+        "bed_off_chrom",
+        lambda e: _base(e, "--fasta", e["genome"], "--bed", e["bed_off"]),
+        "runs off",
+    ),
+    (
+        "bed_without_fasta",
+        lambda e: [
+            "run",
+            "--model",
+            FACTORY,
+            "--bed",
+            str(e["bed_ok"]),
+            "--out",
+            str(e["done"]),
+            "--quiet",
+        ],
+        "--fasta",
+    ),
     ("sequence_length_differs", lambda e: _base(e, "--sequence-length", "50"), "sequence-length"),
     ("model_dir_missing", lambda e: _base(e, "--model", "./no_such_dir"), "no_such_dir"),
     ("factory_file_missing", lambda e: _base(e, "--model", "no_such.py:f"), "no_such.py"),
-    ("factory_module_missing", lambda e: _base(e, "--model", "no_such_pkg_xyz.mod:f"), "no_such_pkg"),
+    (
+        "factory_module_missing",
+        lambda e: _base(e, "--model", "no_such_pkg_xyz.mod:f"),
+        "no_such_pkg",
+    ),
     ("factory_raises", lambda e: _base(e, "--model", _fac(e, "raises")), "weights missing"),
     ("factory_none", lambda e: _base(e, "--model", _fac(e, "none")), "NoneType"),
     ("factory_text", lambda e: _base(e, "--model", _fac(e, "text")), "str"),
@@ -169,15 +257,47 @@ CLI_CASES = [
     ("factory_syntax", lambda e: _base(e, "--model", _fac(e, "syntax")), "SyntaxError"),
     ("factory_import", lambda e: _base(e, "--model", _fac(e, "import")), "no_such_module_xyz"),
     ("factory_needs_arg", lambda e: _base(e, "--model", _fac(e, "needs_arg")), "path"),
-    ("factory_not_function", lambda e: _base(e, "--model", _fac(e, "not_function")), "not a function"),
-    ("factory_deterministic", lambda e: _base(e, "--model", _fac(e, "deterministic")), "uncertainty"),
-    ("model_outputs_nan", lambda e: _base(e, "--model", _fac(e, "nan"), out=e["base"] / "nan"), "NaN"),
-    ("model_outputs_inf", lambda e: _base(e, "--model", _fac(e, "inf"), out=e["base"] / "inf"), "inf"),
-    ("model_zero_se", lambda e: _base(e, "--model", _fac(e, "zero_se"), out=e["base"] / "zse"), "error 0"),
+    (
+        "factory_not_function",
+        lambda e: _base(e, "--model", _fac(e, "not_function")),
+        "not a function",
+    ),
+    (
+        "factory_deterministic",
+        lambda e: _base(e, "--model", _fac(e, "deterministic")),
+        "uncertainty",
+    ),
+    (
+        "model_outputs_nan",
+        lambda e: _base(e, "--model", _fac(e, "nan"), out=e["base"] / "nan"),
+        "NaN",
+    ),
+    (
+        "model_outputs_inf",
+        lambda e: _base(e, "--model", _fac(e, "inf"), out=e["base"] / "inf"),
+        "inf",
+    ),
+    (
+        "model_zero_se",
+        lambda e: _base(e, "--model", _fac(e, "zero_se"), out=e["base"] / "zse"),
+        "error 0",
+    ),
     ("no_instruments", lambda e: _base(e, "--z", "1e6", out=e["base"] / "noinst"), "--z"),
     ("dataloader_args_no_equals", lambda e: _base(e, "--dataloader-args", "oops"), "KEY=VALUE"),
-    ("dataloader_with_factory", lambda e: ["run", "--model", FACTORY, "--sequences", "dataloader",
-                                           "--out", str(e["done"]), "--quiet"], "Kipoi model"),  # fmt: skip
+    (
+        "dataloader_with_factory",
+        lambda e: [
+            "run",
+            "--model",
+            FACTORY,
+            "--sequences",
+            "dataloader",
+            "--out",
+            str(e["done"]),
+            "--quiet",
+        ],
+        "Kipoi model",
+    ),
     ("out_is_file", lambda e: _base(e, out=e["a_file"]), "a_file.txt"),
     ("out_under_file", lambda e: _base(e, out=e["a_file"] / "sub"), "a_file.txt"),
     ("other_config_no_force", lambda e: _base(e, "--z", "2.5"), "different configuration"),
@@ -186,24 +306,87 @@ CLI_CASES = [
     ("config_binary", lambda e: ["run", "--config", str(e["binary"])], "blob.bin"),
     ("config_list", lambda e: ["run", "--config", str(_raw(e, "lst", "- 1\n"))], "mapping"),
     ("config_invalid_yaml", lambda e: ["run", "--config", str(_raw(e, "inv", "a: [1,\n"))], "YAML"),
-    ("config_window_int", lambda e: ["run", "--config", str(_yaml(e, "w", "window: 5\n"))], "window"),
-    ("config_level_text", lambda e: ["run", "--config", str(_yaml(e, "l", "level: high\n"))], "level"),
+    (
+        "config_window_int",
+        lambda e: ["run", "--config", str(_yaml(e, "w", "window: 5\n"))],
+        "window",
+    ),
+    (
+        "config_level_text",
+        lambda e: ["run", "--config", str(_yaml(e, "l", "level: high\n"))],
+        "level",
+    ),
     ("config_z_text", lambda e: ["run", "--config", str(_yaml(e, "z", "z: high\n"))], "z"),
-    ("config_chunk_null", lambda e: ["run", "--config", str(_yaml(e, "c", "chunk_size: null\n"))], "chunk_size"),
-    ("config_exposures_int", lambda e: ["run", "--config", str(_yaml(e, "e", "exposures: 5\n"))], "exposures"),
-    ("config_unknown_key", lambda e: ["run", "--config", str(_yaml(e, "k", "windw: [1, 2]\n"))], "window"),
-    ("config_methods_empty", lambda e: ["run", "--config", str(_yaml(e, "m", "methods: []\n"))], "method"),
-    ("config_figures_text", lambda e: ["run", "--config", str(_yaml(e, "f", "figures: maybe\n"))], "figures"),
-    ("config_save_effects", lambda e: ["run", "--config", str(_yaml(e, "s", "save_effects: 3\n"))], "save_effects"),
-    ("config_dataloader_args", lambda e: ["run", "--config", str(_yaml(e, "d", "dataloader_args: 5\n"))], "dataloader_args"),
-    ("config_model_int", lambda e: ["run", "--config", str(_raw(e, "mi", "model: 5\nout: x\n"))], "model"),
-    ("compare_out_file", lambda e: ["compare", str(e["done"]), str(e["done"]), "--out", str(e["a_file"])], "a_file.txt"),
-    ("compare_one_run", lambda e: ["compare", str(e["done"]), "--out", str(e["base"] / "cmp1")], "two"),
-    ("compare_not_a_run", lambda e: ["compare", str(e["done"]), str(e["base"]), "--out",
-                                     str(e["base"] / "cmp2")], "run"),  # fmt: skip
-    ("demo_into_run", lambda e: ["demo", "--out", str(e["done"]), "--n-sequences", "2", "--quiet"], "--force"),
-    ("demo_n_zero", lambda e: ["demo", "--out", str(e["done"]), "--n-sequences", "0", "--quiet"], "n-sequences"),
-    ("demo_out_under_file", lambda e: ["demo", "--out", str(e["a_file"] / "d"), "--quiet"], "a_file.txt"),
+    (
+        "config_chunk_null",
+        lambda e: ["run", "--config", str(_yaml(e, "c", "chunk_size: null\n"))],
+        "chunk_size",
+    ),
+    (
+        "config_exposures_int",
+        lambda e: ["run", "--config", str(_yaml(e, "e", "exposures: 5\n"))],
+        "exposures",
+    ),
+    (
+        "config_unknown_key",
+        lambda e: ["run", "--config", str(_yaml(e, "k", "windw: [1, 2]\n"))],
+        "window",
+    ),
+    (
+        "config_methods_empty",
+        lambda e: ["run", "--config", str(_yaml(e, "m", "methods: []\n"))],
+        "method",
+    ),
+    (
+        "config_figures_text",
+        lambda e: ["run", "--config", str(_yaml(e, "f", "figures: maybe\n"))],
+        "figures",
+    ),
+    (
+        "config_save_effects",
+        lambda e: ["run", "--config", str(_yaml(e, "s", "save_effects: 3\n"))],
+        "save_effects",
+    ),
+    (
+        "config_dataloader_args",
+        lambda e: ["run", "--config", str(_yaml(e, "d", "dataloader_args: 5\n"))],
+        "dataloader_args",
+    ),
+    (
+        "config_model_int",
+        lambda e: ["run", "--config", str(_raw(e, "mi", "model: 5\nout: x\n"))],
+        "model",
+    ),
+    (
+        "compare_out_file",
+        lambda e: ["compare", str(e["done"]), str(e["done"]), "--out", str(e["a_file"])],
+        "a_file.txt",
+    ),
+    (
+        "compare_one_run",
+        lambda e: ["compare", str(e["done"]), "--out", str(e["base"] / "cmp1")],
+        "two",
+    ),
+    (
+        "compare_not_a_run",
+        lambda e: ["compare", str(e["done"]), str(e["base"]), "--out", str(e["base"] / "cmp2")],
+        "run",
+    ),
+    (
+        "demo_into_run",
+        lambda e: ["demo", "--out", str(e["done"]), "--n-sequences", "2", "--quiet"],
+        "--force",
+    ),
+    (
+        "demo_n_zero",
+        lambda e: ["demo", "--out", str(e["done"]), "--n-sequences", "0", "--quiet"],
+        "n-sequences",
+    ),
+    (
+        "demo_out_under_file",
+        lambda e: ["demo", "--out", str(e["a_file"] / "d"), "--quiet"],
+        "a_file.txt",
+    ),
 ]
 
 
@@ -214,7 +397,9 @@ def _raw(env, name, text):
 
 
 @pytest.mark.parametrize("case,argv,words", CLI_CASES, ids=[c[0] for c in CLI_CASES])
-def test_cli_bad_input_exits_2_in_one_line_and_keeps_earlier_results(env, capsys, case, argv, words):
+def test_cli_bad_input_exits_2_in_one_line_and_keeps_earlier_results(
+    env, capsys, case, argv, words
+):
     rc = cli.main(argv(env))
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
@@ -239,8 +424,15 @@ def test_cli_lock_held_by_live_run(env, capsys):
 
 
 def _cfg(env, **kw):
-    base = dict(model=FACTORY, fasta=str(env["fa"]), window=(10, 20), figures=False, report=False,
-                progress=False, out=str(env["done"]))  # fmt: skip
+    base = dict(
+        model=FACTORY,
+        fasta=str(env["fa"]),
+        window=(10, 20),
+        figures=False,
+        report=False,
+        progress=False,
+        out=str(env["done"]),
+    )
     base.update(kw)
     return pipeline.RunConfig(**base)
 
@@ -328,7 +520,9 @@ def test_force_keeps_old_run_until_new_one_succeeds_and_keeps_user_files(env, tm
     assert (out / "notes.txt").read_text() == "mine"
     assert json.loads((out / "run.json").read_text())["config"]["z"] == 2.5
     written = pd.read_parquet(out / "global_effects.parquet")
-    pd.testing.assert_frame_equal(written.reset_index(drop=True), new.global_effects.reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        written.reset_index(drop=True), new.global_effects.reset_index(drop=True)
+    )
     assert not list(tmp_path.glob(".r.deepmr-new*"))
     assert not (out / guard.LOCK_NAME).exists()
 
@@ -378,10 +572,30 @@ def test_inf_outputs_print_no_numpy_warnings(env, tmp_path, capsys, recwarn):
 
 def test_config_paths_are_absolute_so_config_runs_from_anywhere(env, tmp_path, monkeypatch):
     monkeypatch.chdir(env["base"])
-    assert cli.main(["run", "--model", FACTORY, "--fasta", "in.fa", "--window", "10", "20",
-                     "--no-figures", "--no-report", "--quiet", "--out", "rel_run"]) == 0  # fmt: skip
+    assert (
+        cli.main(
+            [
+                "run",
+                "--model",
+                FACTORY,
+                "--fasta",
+                "in.fa",
+                "--window",
+                "10",
+                "20",
+                "--no-figures",
+                "--no-report",
+                "--quiet",
+                "--out",
+                "rel_run",
+            ]
+        )
+        == 0
+    )
     monkeypatch.chdir(tmp_path)
-    assert cli.main(["run", "--config", str(env["base"] / "rel_run" / "config.yaml"), "--quiet"]) == 0
+    assert (
+        cli.main(["run", "--config", str(env["base"] / "rel_run" / "config.yaml"), "--quiet"]) == 0
+    )
     info = json.loads((env["base"] / "rel_run" / "run.json").read_text())
     assert info["chunks"]["resumed"] == [0]
     assert Path(info["config"]["fasta"]).is_absolute()

@@ -22,8 +22,13 @@ FACTORY = f"{HERE / '_helpers_pipeline.py'}:tiny_model"
 
 
 def deepmr(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "deepmr_kipoi.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "deepmr_kipoi.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +38,10 @@ def two_runs(tmp_path_factory):
     proc = deepmr("run", "--model", FACTORY, "--n-sequences", 4, "--chunk-size", 2, "--out", a)
     assert proc.returncode == 0, proc.stderr
     cfg = base / "b.yaml"
-    cfg.write_text(f"model: '{HERE / '_helpers_pipeline.py'}:tiny_model'\nn_sequences: 4\n"
-                   "seed: 7\nmethods: [ivw]\nexposures: ['x', 'y']\n")  # fmt: skip
+    cfg.write_text(
+        f"model: '{HERE / '_helpers_pipeline.py'}:tiny_model'\nn_sequences: 4\n"
+        "seed: 7\nmethods: [ivw]\nexposures: ['x', 'y']\n"
+    )
     b = base / "run_b"
     assert cli.main(["run", "--config", str(cfg), "--out", str(b), "--quiet"]) == 0
     return a, b, proc
@@ -43,11 +50,20 @@ def two_runs(tmp_path_factory):
 def test_run_writes_the_results_folder_and_a_summary(two_runs):
     a, _, proc = two_runs
     assert "global effects" in proc.stdout and str(a) in proc.stdout
-    for name in ("global_effects.csv", "global_effects.parquet", "local_effects.parquet",
-                 "effects.h5", "report.html", "run.json", "config.yaml"):  # fmt: skip
+    for name in (
+        "global_effects.csv",
+        "global_effects.parquet",
+        "local_effects.parquet",
+        "effects.h5",
+        "report.html",
+        "run.json",
+        "config.yaml",
+    ):
         assert (a / name).is_file(), name
-    assert sorted(p.name for p in (a / "figures").glob("heatmap_*.png")) == ["heatmap_egger.png",
-                                                                              "heatmap_ivw.png"]  # fmt: skip
+    assert sorted(p.name for p in (a / "figures").glob("heatmap_*.png")) == [
+        "heatmap_egger.png",
+        "heatmap_ivw.png",
+    ]
     for kind in ("scatter", "instruments", "forest"):  # the pair details
         assert list((a / "figures").glob(f"{kind}_*.png")), kind
     parser = check_self_contained(a / "report.html")
@@ -87,7 +103,9 @@ def test_compare_two_runs(two_runs, tmp_path):
     assert row.method == "ivw" and row.shared_pairs == 6
     assert row.spearman_rho == pytest.approx(spearmanr(j.estimate_a, j.estimate_b)[0], rel=1e-12)
     dis = pd.read_csv(out / "disagreements.csv")
-    want = j[(np.sign(j.estimate_a) != np.sign(j.estimate_b)) | (j.significant_a != j.significant_b)]
+    want = j[
+        (np.sign(j.estimate_a) != np.sign(j.estimate_b)) | (j.significant_a != j.significant_b)
+    ]
     assert sorted(zip(dis.exposure, dis.outcome)) == sorted(zip(want.exposure, want.outcome))
     check_self_contained(out / "report.html")
     assert list((out / "figures").glob("compare_ivw.png"))
@@ -109,7 +127,9 @@ def test_help_has_examples_and_every_option_a_description():
     for command, sub in commands.items():
         for action in sub._actions:
             assert action.help and action.help.strip() and action.help != argparse.SUPPRESS, (
-                command, action.option_strings or action.dest)
+                command,
+                action.option_strings or action.dest,
+            )
 
 
 def _bad(tmp_path, capsys, *args, kept=False):
@@ -157,20 +177,40 @@ def test_a_bug_shows_its_traceback_exits_1_and_keeps_the_chunks(tmp_path, capsys
 
     monkeypatch.setattr(aggregate, "global_effects", broken)
     out = tmp_path / "bug"
-    code = cli.main(["run", "--model", FACTORY, "--out", str(out), "--n-sequences", "3",
-                     "--chunk-size", "2", "-q"])  # fmt: skip
+    code = cli.main(
+        [
+            "run",
+            "--model",
+            FACTORY,
+            "--out",
+            str(out),
+            "--n-sequences",
+            "3",
+            "--chunk-size",
+            "2",
+            "-q",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert "Traceback (most recent call last)" in err and "could not be broadcast" in err
     assert "a bug, not your input" in err
     assert sorted(p.name for p in (out / "chunks").glob("local_*")) == [
-        "local_00000.parquet", "local_00001.parquet"]
+        "local_00000.parquet",
+        "local_00001.parquet",
+    ]
 
 
 def test_missing_out_and_compare_errors(tmp_path, capsys):
     assert cli.main(["run", "--model", FACTORY]) == 2
-    assert capsys.readouterr().err.strip() == "deepmr run: error: no results folder given; pass --out DIR"
-    assert cli.main(["compare", str(tmp_path), str(tmp_path / "nope"), "--out", str(tmp_path / "c")]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == "deepmr run: error: no results folder given; pass --out DIR"
+    )
+    assert (
+        cli.main(["compare", str(tmp_path), str(tmp_path / "nope"), "--out", str(tmp_path / "c")])
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith("deepmr compare: error:") and "\n" not in err
     assert not (tmp_path / "c").exists()

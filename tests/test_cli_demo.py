@@ -20,9 +20,16 @@ def test_reduced_demo_writes_everything_and_compares_with_truth(tmp_path, capsys
     monkeypatch.chdir(tmp_path)  # a relative --out, as a user types it
     assert cli.main(["demo", "--out", "demo", "--n-sequences", "4"]) == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
-    for name in ("global_effects.csv", "global_effects.parquet", "local_effects.parquet",
-                 "effects.h5", "report.html", "run.json", "config.yaml",
-                 "figures/truth.png"):  # fmt: skip
+    for name in (
+        "global_effects.csv",
+        "global_effects.parquet",
+        "local_effects.parquet",
+        "effects.h5",
+        "report.html",
+        "run.json",
+        "config.yaml",
+        "figures/truth.png",
+    ):
         assert (out / name).is_file(), name
     assert len(list((out / "inputs").glob("demo_sequences_*.fa"))) == 1
     info = json.loads((out / "run.json").read_text())
@@ -37,11 +44,16 @@ def test_reduced_demo_writes_everything_and_compares_with_truth(tmp_path, capsys
     assert len(labels) == demo.CALIBRATION_SEQUENCES
     assert list(labels.columns) == ["sequence", *simulate.DEMO_FEATURES]
     samples = simulate.load_demo_model().predict_samples(sequences.one_hot(list(labels.sequence)))
-    ref = calibration.fit(samples.mean(0), samples.std(0, ddof=1),
-                          labels[list(simulate.DEMO_FEATURES)].to_numpy(), method="sigma",
-                          aleatoric_variance=1.0)  # fmt: skip
-    np.testing.assert_allclose(list(info["calibration"]["se_scale"].values()), ref.se_scale,
-                               rtol=1e-6)  # fmt: skip
+    ref = calibration.fit(
+        samples.mean(0),
+        samples.std(0, ddof=1),
+        labels[list(simulate.DEMO_FEATURES)].to_numpy(),
+        method="sigma",
+        aleatoric_variance=1.0,
+    )
+    np.testing.assert_allclose(
+        list(info["calibration"]["se_scale"].values()), ref.se_scale, rtol=1e-6
+    )
     assert (ref.se_scale > 1).all()  # the ensemble's spread understates its error
     truth = simulate.demo_truth(n=4, seed=0)
     recorded = pd.DataFrame(info["truth"])
@@ -58,10 +70,14 @@ def test_reduced_demo_writes_everything_and_compares_with_truth(tmp_path, capsys
     assert "Against the planted truth" in html
     check_self_contained(out / "report.html")
     if _browser.CHROMIUM is not None:  # the demo report in headless Chromium (CI installs it)
-        check_in_browser(_browser.probe(out / "report.html", tmp_path, feature="TAL1"), glob, "TAL1")
+        check_in_browser(
+            _browser.probe(out / "report.html", tmp_path, feature="TAL1"), glob, "TAL1"
+        )
     # the written config repeats the run through `deepmr run`, from another folder (its paths are
     # absolute, not doubled as in demo/demo/inputs): every chunk is found finished
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
-    assert cli.main(["run", "--config", "../demo/config.yaml", "--quiet"]) == 0, capsys.readouterr().err
+    assert cli.main(["run", "--config", "../demo/config.yaml", "--quiet"]) == 0, (
+        capsys.readouterr().err
+    )
     assert json.loads((out / "run.json").read_text())["chunks"]["resumed"] == [0]

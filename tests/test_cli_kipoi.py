@@ -15,9 +15,30 @@ pytest.importorskip("torch")
 def test_run_on_a_kipoi_model_directory(tmp_path, capsys):
     model_dir = kf.write_torch_model_dir(tmp_path / "tiny_cnn", length=40)
     out = tmp_path / "run"
-    code = cli.main(["run", "--model", model_dir, "--uncertainty", "mc_dropout", "--n-samples", "6",
-                     "--n-sequences", "2", "--z", "0", "--methods", "ivw", "--exposures", "TF_*",
-                     "--outcomes", "DNase", "--out", str(out), "--no-figures"])  # fmt: skip
+    code = cli.main(
+        [
+            "run",
+            "--model",
+            model_dir,
+            "--uncertainty",
+            "mc_dropout",
+            "--n-samples",
+            "6",
+            "--n-sequences",
+            "2",
+            "--z",
+            "0",
+            "--methods",
+            "ivw",
+            "--exposures",
+            "TF_*",
+            "--outcomes",
+            "DNase",
+            "--out",
+            str(out),
+            "--no-figures",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     info = json.loads((out / "run.json").read_text())
     assert info["model"]["n_samples"] == 6 and info["model"]["model_type"] == "PyTorchModel"
@@ -42,21 +63,60 @@ def test_sequences_from_the_models_kipoi_dataloader(tmp_path, capsys):
     helpers.write_fasta(tmp_path / "g.fa", [genome], ["chr1"])
     (tmp_path / "r.bed").write_text("chr1\t20\t60\nchr1\t100\t140\nchr1\t200\t240\n")
     ids, onehot = pipeline.load_sequences(
-        pipeline.RunConfig(model=model_dir, sequences="dataloader", n_sequences=2, dataloader_args={
-            "intervals_file": str(tmp_path / "r.bed"), "fasta_file": str(tmp_path / "g.fa")}),
+        pipeline.RunConfig(
+            model=model_dir,
+            sequences="dataloader",
+            n_sequences=2,
+            dataloader_args={
+                "intervals_file": str(tmp_path / "r.bed"),
+                "fasta_file": str(tmp_path / "g.fa"),
+            },
+        ),
         40,
-    )  # fmt: skip
+    )
     assert ids == ["chr1:20-60", "chr1:100-140"]
     np.testing.assert_array_equal(onehot, sequences.one_hot([genome[20:60], genome[100:140]]))
     out = tmp_path / "run"
-    code = cli.main(["run", "--model", model_dir, "--sequences", "dataloader", "--dataloader-args",
-                     f"intervals_file={tmp_path / 'r.bed'}", f"fasta_file={tmp_path / 'g.fa'}",
-                     "--n-samples", "4", "--z", "0", "--methods", "ivw", "--out", str(out),
-                     "--no-figures", "--no-report", "-q"])  # fmt: skip
+    code = cli.main(
+        [
+            "run",
+            "--model",
+            model_dir,
+            "--sequences",
+            "dataloader",
+            "--dataloader-args",
+            f"intervals_file={tmp_path / 'r.bed'}",
+            f"fasta_file={tmp_path / 'g.fa'}",
+            "--n-samples",
+            "4",
+            "--z",
+            "0",
+            "--methods",
+            "ivw",
+            "--out",
+            str(out),
+            "--no-figures",
+            "--no-report",
+            "-q",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     info = json.loads((out / "run.json").read_text())
     assert info["sequences"]["ids"] == ["chr1:20-60", "chr1:100-140", "chr1:200-240"]
-    assert cli.main(["run", "--model", model_dir, "--sequences", "dataloader", "--out",
-                     str(tmp_path / "bad"), "-q"]) == 2  # fmt: skip
+    assert (
+        cli.main(
+            [
+                "run",
+                "--model",
+                model_dir,
+                "--sequences",
+                "dataloader",
+                "--out",
+                str(tmp_path / "bad"),
+                "-q",
+            ]
+        )
+        == 2
+    )
     assert "rejected its arguments" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()

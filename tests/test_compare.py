@@ -22,11 +22,23 @@ KEY = ["exposure", "outcome", "method"]
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("compare")
     out = {}
-    for name, factory in (("plain", "tiny_model"), ("dup", "duplicated_labels_model"),
-                          ("swapped", "swapped_labels_model"), ("other", "other_scheme_model")):  # fmt: skip
-        cfg = pipeline.RunConfig(model=f"{HELPERS}:{factory}", n_sequences=4, chunk_size=4,
-                                 methods=("ivw", "egger"), figures=False, report=False,
-                                 save_effects=False, progress=False, out=str(base / name))  # fmt: skip
+    for name, factory in (
+        ("plain", "tiny_model"),
+        ("dup", "duplicated_labels_model"),
+        ("swapped", "swapped_labels_model"),
+        ("other", "other_scheme_model"),
+    ):
+        cfg = pipeline.RunConfig(
+            model=f"{HELPERS}:{factory}",
+            n_sequences=4,
+            chunk_size=4,
+            methods=("ivw", "egger"),
+            figures=False,
+            report=False,
+            save_effects=False,
+            progress=False,
+            out=str(base / name),
+        )
         pipeline.run(cfg)
         out[name] = base / name
     return out
@@ -84,12 +96,12 @@ def test_lone_label_meets_the_first_occurrence(runs):
     assert len(res.table) == 6 * 2
     _check(res, [runs["plain"], runs["dup"]], [None, {v: k for k, v in want.items()}])
     # the matched features are the same outputs, so the runs' numbers agree
-    np.testing.assert_allclose(_col(res, 'estimate', 1), _col(res, 'estimate', 0), rtol=1e-10)
+    np.testing.assert_allclose(_col(res, "estimate", 1), _col(res, "estimate", 0), rtol=1e-10)
     assert (res.summary.shared_pairs == 6).all() and (res.summary.spearman_rho > 0.999).all()
     # and the other way round: the first run's numbered label meets the second's lone one
     back = pipeline.compare([runs["dup"], runs["plain"]])
     assert set(zip(back.table.exposure, back.table.outcome)) == _pairs(["x#1", "y", "z"])
-    assert set(_col(back, 'exposure', 1)) == {"x", "y", "z"}
+    assert set(_col(back, "exposure", 1)) == {"x", "y", "z"}
 
 
 def test_kth_occurrence_meets_the_kth(runs):
@@ -100,28 +112,35 @@ def test_kth_occurrence_meets_the_kth(runs):
     _check(res, [runs["dup"], runs["swapped"]], [None, {f: f for f in feats}])
     t = res.table
     yz = t.exposure.isin(["y", "z"]) & t.outcome.isin(["y", "z"])
-    np.testing.assert_allclose(_col(res, 'estimate', 1)[yz], _col(res, 'estimate', 0)[yz], rtol=1e-10)
-    assert not np.allclose(_col(res, 'estimate', 1)[~yz], _col(res, 'estimate', 0)[~yz])
+    np.testing.assert_allclose(
+        _col(res, "estimate", 1)[yz], _col(res, "estimate", 0)[yz], rtol=1e-10
+    )
+    assert not np.allclose(_col(res, "estimate", 1)[~yz], _col(res, "estimate", 0)[~yz])
 
 
 def test_explicit_mapping_for_another_naming_scheme(runs, tmp_path):
     with pytest.raises(DeepMRInputError, match="share no"):
         pipeline.compare([runs["plain"], runs["other"]])
     mapping = tmp_path / "names.csv"
-    pd.DataFrame({"plain": ["x", "y", "z"], "other": ["X_a", "Y_a", "Z_a"]}).to_csv(mapping, index=False)
+    pd.DataFrame({"plain": ["x", "y", "z"], "other": ["X_a", "Y_a", "Z_a"]}).to_csv(
+        mapping, index=False
+    )
     res = pipeline.compare([runs["plain"], runs["other"]], mapping=mapping)
     assert set(zip(res.table.exposure, res.table.outcome)) == _pairs("xyz")
     _check(res, [runs["plain"], runs["other"]], [None, {"X_a": "x", "Y_a": "y", "Z_a": "z"}])
-    np.testing.assert_allclose(_col(res, 'estimate', 1), _col(res, 'estimate', 0), rtol=1e-10)
+    np.testing.assert_allclose(_col(res, "estimate", 1), _col(res, "estimate", 0), rtol=1e-10)
     # a mapping names only what it lists: the label matching is off even where labels agree
-    only_y = pipeline.compare([runs["plain"], runs["dup"]],
-                              mapping=pd.DataFrame({"a": ["x", "y"], "b": ["x#2", "y"]}))  # fmt: skip
+    only_y = pipeline.compare(
+        [runs["plain"], runs["dup"]], mapping=pd.DataFrame({"a": ["x", "y"], "b": ["x#2", "y"]})
+    )
     assert set(zip(only_y.table.exposure, only_y.table.outcome)) == {("x", "y"), ("y", "x")}
     _check(only_y, [runs["plain"], runs["dup"]], [None, {"x#2": "x", "y": "y"}])
-    for bad, msg in ((pd.DataFrame({"a": ["x"], "b": ["nope"]}), "does not hold"),
-                     (pd.DataFrame({"a": ["x", "y"], "b": ["X_a", "X_a"]}), "twice"),
-                     (pd.DataFrame({"a": ["x"]}), "1 columns for 2 runs"),
-                     (tmp_path / "missing.csv", "not found")):  # fmt: skip
+    for bad, msg in (
+        (pd.DataFrame({"a": ["x"], "b": ["nope"]}), "does not hold"),
+        (pd.DataFrame({"a": ["x", "y"], "b": ["X_a", "X_a"]}), "twice"),
+        (pd.DataFrame({"a": ["x"]}), "1 columns for 2 runs"),
+        (tmp_path / "missing.csv", "not found"),
+    ):
         with pytest.raises(DeepMRInputError, match=msg):
             pipeline.compare([runs["plain"], runs["other"]], mapping=bad)
 
@@ -130,9 +149,24 @@ def test_cli_mapping(runs, tmp_path):
     mapping = tmp_path / "names.csv"
     mapping.write_text("plain,other\nx,X_a\ny,Y_a\nz,Z_a\nw,W_a\n")
     out = tmp_path / "cmp"
-    proc = subprocess.run([sys.executable, "-m", "deepmr_kipoi.cli", "compare", str(runs["plain"]),
-                           str(runs["other"]), "--mapping", str(mapping), "--out", str(out),
-                           "--no-figures"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "deepmr_kipoi.cli",
+            "compare",
+            str(runs["plain"]),
+            str(runs["other"]),
+            "--mapping",
+            str(mapping),
+            "--out",
+            str(out),
+            "--no-figures",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "over 12 shared pairs" in proc.stdout
     table = pd.read_csv(out / "compare_table.csv")
@@ -140,8 +174,22 @@ def test_cli_mapping(runs, tmp_path):
     assert set(zip(table.exposure, table[other])) == set(zip("xyzw", helpers.OTHER_SCHEME))
     bad = tmp_path / "bad.csv"
     bad.write_text("plain,other\nx,Q\n")
-    proc = subprocess.run([sys.executable, "-m", "deepmr_kipoi.cli", "compare", str(runs["plain"]),
-                           str(runs["other"]), "--mapping", str(bad), "--out", str(tmp_path / "c2")],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "deepmr_kipoi.cli",
+            "compare",
+            str(runs["plain"]),
+            str(runs["other"]),
+            "--mapping",
+            str(bad),
+            "--out",
+            str(tmp_path / "c2"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2 and "does not hold" in proc.stderr
     assert not (tmp_path / "c2").exists()

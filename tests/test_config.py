@@ -14,7 +14,13 @@ IDENTITY = {"name": "m", "n_samples": 3, "n_features": 2}
 
 def test_flat_names_build_and_read_the_groups():
     c = RunConfig(model="DeepSEA/predict", fasta="g.fa", z=2.5, out="run", window=(2, 9))
-    assert (c.model, c.fasta, c.z, c.out, c.window) == ("DeepSEA/predict", "g.fa", 2.5, "run", (2, 9))
+    assert (c.model, c.fasta, c.z, c.out, c.window) == (
+        "DeepSEA/predict",
+        "g.fa",
+        2.5,
+        "run",
+        (2, 9),
+    )
     assert c.model_source.model == "DeepSEA/predict" and c.sequence_source.fasta == "g.fa"
     assert c.instruments.z == 2.5 and c.outputs.out == "run" and c.sequence_source.window == (2, 9)
     assert c.mr == cfg.MRSettings() and c.execution == cfg.ExecutionSettings()
@@ -48,10 +54,18 @@ def test_every_setting_is_effects_analysis_or_display_once():
     assert parts[2] == cfg.DISPLAY_FIELDS
 
 
-@pytest.mark.parametrize(("name", "value", "changes"), [
-    ("out", "elsewhere", False), ("device", "cpu", False), ("executor", "dask", False),
-    ("figures", False, False), ("z", 3.0, True), ("window", (0, 5), True), ("seed", 1, True),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "value", "changes"),
+    [
+        ("out", "elsewhere", False),
+        ("device", "cpu", False),
+        ("executor", "dask", False),
+        ("figures", False, False),
+        ("z", 3.0, True),
+        ("window", (0, 5), True),
+        ("seed", 1, True),
+    ],
+)
 def test_the_hash_changes_with_numbers_only(name, value, changes):
     base = validate(RunConfig(model="m"))
     other = validate(base.replace(**{name: value}))

@@ -26,8 +26,16 @@ distributed = pytest.importorskip("distributed")
 
 ROOT = Path(__file__).resolve().parents[1]
 N_SEQ, CHUNK = 24, 3  # 8 chunks
-BASE = RunConfig(model="tests/_helpers_dask.py:counting_model", n_sequences=N_SEQ, chunk_size=CHUNK,
-                 figures=False, report=False, progress=False, n_boot=50, seed=3)  # fmt: skip
+BASE = RunConfig(
+    model="tests/_helpers_dask.py:counting_model",
+    n_sequences=N_SEQ,
+    chunk_size=CHUNK,
+    figures=False,
+    report=False,
+    progress=False,
+    n_boot=50,
+    seed=3,
+)
 SLOW = BASE.replace(model="tests/_helpers_dask.py:slow_model", n_sequences=36)  # 12 chunks
 
 
@@ -71,20 +79,44 @@ def cluster(tmp_path_factory):
 
     def start(*args):
         # own process group: teardown kills exactly what this fixture started (nannies' children too)
-        procs.append(subprocess.Popen([sys.executable, "-m", *args], cwd=tmp, env=env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                      start_new_session=True))  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", *args],
+                cwd=tmp,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
 
     try:
-        start("distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-              "--no-dashboard", "--scheduler-file", str(sched_file))  # fmt: skip
+        start(
+            "distributed.cli.dask_scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-dashboard",
+            "--scheduler-file",
+            str(sched_file),
+        )
         deadline = time.time() + 60
         while not sched_file.exists() and time.time() < deadline:
             time.sleep(0.2)
         address = json.loads(sched_file.read_text())["address"]
         for i in range(2):
-            start("distributed.cli.dask_worker", address, "--nthreads", "1", "--nworkers", "1",
-                  "--no-dashboard", "--local-directory", str(tmp / f"w{i}"))  # fmt: skip
+            start(
+                "distributed.cli.dask_worker",
+                address,
+                "--nthreads",
+                "1",
+                "--nworkers",
+                "1",
+                "--no-dashboard",
+                "--local-directory",
+                str(tmp / f"w{i}"),
+            )
         with distributed.Client(address, timeout=30) as client:
             client.wait_for_workers(2, timeout=90)
         yield sched_file, address, load_log
@@ -109,7 +141,9 @@ def test_local_cluster_two_workers_matches_single_process(reference, tmp_path, m
     result = runner.run(BASE.replace(executor="dask", dask_workers=2, out=str(out)))
     _assert_same_tables(result, reference)
     assert len(list((out / "chunks").glob("local_*.parquet"))) == N_SEQ // CHUNK
-    pd.testing.assert_frame_equal(pd.read_parquet(out / "local_effects.parquet"), reference.local_effects)
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(out / "local_effects.parquet"), reference.local_effects
+    )
     # the model is loaded by the client (checks) and once in each of the 2 worker processes, not per
     # chunk (8 chunks)
     pids = log.read_text().split()
@@ -122,8 +156,11 @@ def test_local_cluster_worker_settings():
     def settings():
         import dask
 
-        return (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS"),
-                dask.config.get("distributed.worker.profile.enabled"))  # fmt: skip
+        return (
+            os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+            os.environ.get("OMP_NUM_THREADS"),
+            dask.config.get("distributed.worker.profile.enabled"),
+        )
 
     with executors.local_cluster(1) as cluster, distributed.Client(cluster) as client:
         assert list(client.run(settings).values()) == [(None, "1", False)]
@@ -151,8 +188,11 @@ def test_model_object_is_shipped_not_loaded(cluster, reference):
 
     sched_file, _, load_log = cluster
     before = load_log.read_text()
-    result = runner.run(BASE.replace(model=None, executor="dask", dask_address=str(sched_file)),
-                        model=tiny_model(BASE.seed), identity={"name": "tiny"})  # fmt: skip
+    result = runner.run(
+        BASE.replace(model=None, executor="dask", dask_address=str(sched_file)),
+        model=tiny_model(BASE.seed),
+        identity={"name": "tiny"},
+    )
     _assert_same_tables(result, reference)
     assert load_log.read_text() == before
 
@@ -169,8 +209,10 @@ def test_resume_across_executors(cluster, reference, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         runner.run(BASE.replace(out=str(out)), on_chunk=stop)
     seen = []
-    result = runner.run(BASE.replace(out=str(out), executor="dask", dask_address=address),
-                        on_chunk=lambda ci, n: seen.append(ci))  # fmt: skip
+    result = runner.run(
+        BASE.replace(out=str(out), executor="dask", dask_address=address),
+        on_chunk=lambda ci, n: seen.append(ci),
+    )
     assert result.record.chunks.resumed == (0, 1, 2)
     assert sorted(seen) == [3, 4, 5, 6, 7]
     _assert_same_tables(result, reference)
@@ -204,10 +246,30 @@ def test_cli_dask_address(cluster, reference, tmp_path):
 
     sched_file, _, _ = cluster
     out = tmp_path / "cli"
-    code = cli.main(["run", "--model", BASE.model, "--n-sequences", str(N_SEQ), "--chunk-size",
-                     str(CHUNK), "--n-boot", "50", "--seed", "3", "--no-figures", "--no-report",
-                     "--out", str(out), "--executor", "dask", "--dask-address", str(sched_file),
-                     "-q"])  # fmt: skip
+    code = cli.main(
+        [
+            "run",
+            "--model",
+            BASE.model,
+            "--n-sequences",
+            str(N_SEQ),
+            "--chunk-size",
+            str(CHUNK),
+            "--n-boot",
+            "50",
+            "--seed",
+            "3",
+            "--no-figures",
+            "--no-report",
+            "--out",
+            str(out),
+            "--executor",
+            "dask",
+            "--dask-address",
+            str(sched_file),
+            "-q",
+        ]
+    )
     assert code == 0
     local = pd.read_parquet(out / "local_effects.parquet")
     pd.testing.assert_frame_equal(local, reference.local_effects)
@@ -225,7 +287,11 @@ def test_cli_executor_options_replace_those_of_config_file(tmp_path):
     args = parse(["run", "--config", str(cfg_file), "--dask-address", "tcp://10.0.0.5:8786"])
     config = validate(cli._config_from_args(args))
     assert (config.executor, config.dask_workers, config.dask_address, config.seed) == (
-        "dask", None, "tcp://10.0.0.5:8786", 5)
+        "dask",
+        None,
+        "tcp://10.0.0.5:8786",
+        5,
+    )
     args = parse(["run", "--config", str(cfg_file), "--executor", "local"])
     assert validate(cli._config_from_args(args)).dask_workers is None
     args = parse(["run", "--config", str(cfg_file)])
@@ -261,7 +327,9 @@ def test_worker_model_is_on_the_configured_device(cluster):
     from deepmr_kipoi.run.executors import _worker_config
     from tests._helpers_dask import torch_model, worker_model_devices
 
-    config = validate(BASE.replace(model="tests/_helpers_dask.py:torch_model")).replace(device="meta")
+    config = validate(BASE.replace(model="tests/_helpers_dask.py:torch_model")).replace(
+        device="meta"
+    )
     config = _worker_config(config)  # paths made absolute, as the executor ships the config
     _, address, _ = cluster
     with distributed.Client(address, timeout=30) as client:

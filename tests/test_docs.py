@@ -18,19 +18,44 @@ def test_docs_build_strict(tmp_path):
     pytest.importorskip("mkdocstrings", reason="mkdocs not installed: pip install -e '.[docs]'")
     site = tmp_path / "site"
     proc = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file",
-         str(ROOT / "mkdocs.yml"), "--site-dir", str(site)],
-        cwd=ROOT, capture_output=True, text=True, timeout=240,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--config-file",
+            str(ROOT / "mkdocs.yml"),
+            "--site-dir",
+            str(site),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     # every page of the navigation was rendered, as a file (the site works opened from disk)
-    for page in ("index.html", "method.html", "architecture.html", "guides/demo.html",
-                 "guides/zoo-model.html", "guides/custom-adapter.html", "guides/compare.html",
-                 "guides/simulation.html", "guides/dask.html", "api/index.html"):  # fmt: skip
+    for page in (
+        "index.html",
+        "method.html",
+        "architecture.html",
+        "guides/demo.html",
+        "guides/zoo-model.html",
+        "guides/custom-adapter.html",
+        "guides/compare.html",
+        "guides/simulation.html",
+        "guides/dask.html",
+        "api/index.html",
+    ):
         assert (site / page).is_file(), page
     mr_page = (site / "api" / "mr.html").read_text(encoding="utf-8")
-    for anchor in ("deepmr_kipoi.mr.ivw.ivw", "deepmr_kipoi.mr.egger.egger",
-                   "deepmr_kipoi.mr.mode.weighted_mode", "deepmr_kipoi.mr.batched.run_batched"):  # fmt: skip
+    for anchor in (
+        "deepmr_kipoi.mr.ivw.ivw",
+        "deepmr_kipoi.mr.egger.egger",
+        "deepmr_kipoi.mr.mode.weighted_mode",
+        "deepmr_kipoi.mr.batched.run_batched",
+    ):
         assert f'id="{anchor}"' in mr_page, anchor
     facade = (site / "api" / "pipeline.html").read_text(encoding="utf-8")
     for name in ("run", "RunConfig", "compare"):
@@ -56,13 +81,19 @@ def _repository_files() -> list[Path]:
     if shutil.which("git") and (ROOT / ".git").exists():
         out = subprocess.run(
             ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-            cwd=ROOT, capture_output=True, check=True,
-        ).stdout.decode()  # fmt: skip
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout.decode()
         return [ROOT / p for p in out.split("\0") if p and (ROOT / p).is_file()]
     skip = {".git", ".venv", "site", "build", "dist", "__pycache__", ".pytest_cache", ".ruff_cache"}
-    return [p for p in ROOT.rglob("*")
-            if p.is_file() and not skip & set(p.relative_to(ROOT).parts)
-            and not any(part.endswith(".egg-info") for part in p.parts)]  # fmt: skip
+    return [
+        p
+        for p in ROOT.rglob("*")
+        if p.is_file()
+        and not skip & set(p.relative_to(ROOT).parts)
+        and not any(part.endswith(".egg-info") for part in p.parts)
+    ]
 
 
 def test_no_citation_of_missing_design_document():

@@ -16,12 +16,22 @@ pytestmark = pytest.mark.torch
 def basset_like(seed, length=60, n_out=5):
     torch.manual_seed(seed)
     net = nn.Sequential(
-        nn.Conv1d(4, 8, 5), nn.BatchNorm1d(8), nn.ReLU(), nn.MaxPool1d(3),
-        nn.Conv1d(8, 6, 3, padding=1), nn.BatchNorm1d(6), nn.ELU(), nn.AvgPool1d(2),
-        nn.Conv1d(6, 6, 3, padding="same", dilation=2, groups=2), nn.Sigmoid(),
-        nn.Flatten(), nn.Linear(6 * ((length - 4) // 3 // 2), 16), nn.ReLU(), nn.Dropout(0.3),
+        nn.Conv1d(4, 8, 5),
+        nn.BatchNorm1d(8),
+        nn.ReLU(),
+        nn.MaxPool1d(3),
+        nn.Conv1d(8, 6, 3, padding=1),
+        nn.BatchNorm1d(6),
+        nn.ELU(),
+        nn.AvgPool1d(2),
+        nn.Conv1d(6, 6, 3, padding="same", dilation=2, groups=2),
+        nn.Sigmoid(),
+        nn.Flatten(),
+        nn.Linear(6 * ((length - 4) // 3 // 2), 16),
+        nn.ReLU(),
+        nn.Dropout(0.3),
         nn.Linear(16, n_out),
-    )  # fmt: skip
+    )
     with torch.no_grad():
         for m in net:
             if isinstance(m, nn.BatchNorm1d):
@@ -121,20 +131,31 @@ def test_residual_dilated_crop_and_mean_pool_equal_full_passes():
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert fast._plan_checked
     # the profile head too: a cropped windowed output, written back into full profiles
-    profile = from_torch(net, feature_names=[f"p{i}" for i in range(2 * 68)], layout="NCL",
-                         output=lambda o: o[0].flatten(1))  # fmt: skip
-    prof_full = from_torch(net, feature_names=[f"p{i}" for i in range(2 * 68)], layout="NCL",
-                           output=lambda o: o[0].flatten(1), fast_ism=False)  # fmt: skip
-    np.testing.assert_allclose(profile.predict_mutants(x, mut), prof_full.predict(mut),
-                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    profile = from_torch(
+        net,
+        feature_names=[f"p{i}" for i in range(2 * 68)],
+        layout="NCL",
+        output=lambda o: o[0].flatten(1),
+    )
+    prof_full = from_torch(
+        net,
+        feature_names=[f"p{i}" for i in range(2 * 68)],
+        layout="NCL",
+        output=lambda o: o[0].flatten(1),
+        fast_ism=False,
+    )
+    np.testing.assert_allclose(
+        profile.predict_mutants(x, mut), prof_full.predict(mut), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_functional_calls_constants_and_unfollowed_ops():
     net = Functional(4).eval()
     fast, full, x, mut = _full_and_fast(net, ["u", "v"], 40, seed=4)
     assert fast.fast_ism
-    np.testing.assert_allclose(fast.predict_mutants(x, mut), full.predict(mut), rtol=1e-5,
-                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        fast.predict_mutants(x, mut), full.predict(mut), rtol=1e-5, atol=1e-6
+    )
     assert fast._plan_checked
 
 
@@ -148,20 +169,32 @@ def test_multi_base_and_identity_mutants():
     mut[0, [10, 14]] = np.roll(mut[0, [10, 14]], 1, axis=-1)  # double mutant, 5 bases apart
     mut[1, [0, 49]] = np.roll(mut[1, [0, 49]], 2, axis=-1)  # both ends
     mut[3, 48:50] = np.roll(mut[3, 48:50], 1, axis=-1)
-    np.testing.assert_allclose(fast.predict_mutants(x, mut), full.predict(mut), rtol=1e-5,
-                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        fast.predict_mutants(x, mut), full.predict(mut), rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("dropout", [nn.Dropout(0.3), nn.Dropout1d(0.3)])
 def test_mc_dropout_masks_inside_the_conv_stack(dropout):
     """Fixed MC-dropout masks on windowed activations equal the hooked full passes, per sample."""
     torch.manual_seed(7)
-    net = nn.Sequential(nn.Conv1d(4, 6, 5, padding=2), nn.ReLU(), dropout, nn.MaxPool1d(2),
-                        nn.Conv1d(6, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 13, 3)).eval()  # fmt: skip
+    net = nn.Sequential(
+        nn.Conv1d(4, 6, 5, padding=2),
+        nn.ReLU(),
+        dropout,
+        nn.MaxPool1d(2),
+        nn.Conv1d(6, 4, 3),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 13, 3),
+    ).eval()
     x = sequences.random_sequences(3, 30, seed=7)
     fast = MCDropout(from_torch(net, feature_names=list("abc"), layout="NCL"), n_samples=4, seed=2)
-    full = MCDropout(from_torch(net, feature_names=list("abc"), layout="NCL", fast_ism=False),
-                     n_samples=4, seed=2)  # fmt: skip
+    full = MCDropout(
+        from_torch(net, feature_names=list("abc"), layout="NCL", fast_ism=False),
+        n_samples=4,
+        seed=2,
+    )
     assert fast.fast_ism and not full.fast_ism
     got = ism.saturation_effects(fast, x, progress=False)
     want = ism.saturation_effects(full, x, progress=False)
@@ -175,8 +208,14 @@ def test_ensemble_saturation_effects_equal_the_uncached_engine():
     nets = [ResidualDilated(s).eval() for s in range(3)]
 
     def ensemble(fast):
-        return DeepEnsemble([from_torch(n, feature_names=["c"], layout="NCL",
-                                        output=lambda o: o[1], fast_ism=fast) for n in nets])  # fmt: skip
+        return DeepEnsemble(
+            [
+                from_torch(
+                    n, feature_names=["c"], layout="NCL", output=lambda o: o[1], fast_ism=fast
+                )
+                for n in nets
+            ]
+        )
 
     x = sequences.random_sequences(4, 40, seed=1)
     x[2, 5] = 0.0  # an N: never mutated
@@ -212,7 +251,9 @@ def test_models_without_a_fast_path_run_in_full():
     dense_first = nn.Sequential(nn.Flatten(), nn.Linear(80, 2)).eval()
     member = from_torch(dense_first, feature_names=["a", "b"], layout="NCL")
     assert not member.fast_ism
-    channels_first_1lc = from_torch(basset_like(0).eval(), feature_names=list("abcde"), layout="N1LC")
+    channels_first_1lc = from_torch(
+        basset_like(0).eval(), feature_names=list("abcde"), layout="N1LC"
+    )
     assert not channels_first_1lc.fast_ism
     assert not DeepEnsemble([untraceable, untraceable]).fast_ism
 
@@ -245,11 +286,23 @@ def deepsea_like(seed, length=200):
     final = ((length - 7) // 4 - 7) // 4 - 7
     return nn.Sequential(
         ToAGCT(),
-        nn.Conv2d(4, 6, (1, 8)), nn.Threshold(0, 1e-06), nn.MaxPool2d((1, 4), (1, 4)), nn.Dropout(0.2),
-        nn.Conv2d(6, 6, (1, 8)), nn.Threshold(0, 1e-06), nn.MaxPool2d((1, 4), (1, 4)), nn.Dropout(0.2),
-        nn.Conv2d(6, 5, (1, 8)), nn.Threshold(0, 1e-06), nn.Dropout(0.5),
-        Flatten(), nn.Linear(5 * final, 12), nn.Threshold(0, 1e-06), nn.Linear(12, 3), nn.Sigmoid(),
-    ).eval()  # fmt: skip
+        nn.Conv2d(4, 6, (1, 8)),
+        nn.Threshold(0, 1e-06),
+        nn.MaxPool2d((1, 4), (1, 4)),
+        nn.Dropout(0.2),
+        nn.Conv2d(6, 6, (1, 8)),
+        nn.Threshold(0, 1e-06),
+        nn.MaxPool2d((1, 4), (1, 4)),
+        nn.Dropout(0.2),
+        nn.Conv2d(6, 5, (1, 8)),
+        nn.Threshold(0, 1e-06),
+        nn.Dropout(0.5),
+        Flatten(),
+        nn.Linear(5 * final, 12),
+        nn.Threshold(0, 1e-06),
+        nn.Linear(12, 3),
+        nn.Sigmoid(),
+    ).eval()
 
 
 def basset_zoo_like(seed, length=200):
@@ -257,12 +310,26 @@ def basset_zoo_like(seed, length=200):
     torch.manual_seed(seed)
     final = (((length - 18) // 3 - 10) // 4 - 6) // 4
     net = nn.Sequential(
-        nn.Conv2d(4, 6, (19, 1)), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d((3, 1), (3, 1)),
-        nn.Conv2d(6, 5, (11, 1)), nn.BatchNorm2d(5), nn.ReLU(), nn.MaxPool2d((4, 1), (4, 1)),
-        nn.Conv2d(5, 5, (7, 1)), nn.BatchNorm2d(5), nn.ReLU(), nn.MaxPool2d((4, 1), (4, 1)),
-        Flatten(), nn.Linear(5 * final, 10), nn.BatchNorm1d(10), nn.ReLU(), nn.Dropout(0.3),
-        nn.Linear(10, 4), nn.Sigmoid(),
-    )  # fmt: skip
+        nn.Conv2d(4, 6, (19, 1)),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.MaxPool2d((3, 1), (3, 1)),
+        nn.Conv2d(6, 5, (11, 1)),
+        nn.BatchNorm2d(5),
+        nn.ReLU(),
+        nn.MaxPool2d((4, 1), (4, 1)),
+        nn.Conv2d(5, 5, (7, 1)),
+        nn.BatchNorm2d(5),
+        nn.ReLU(),
+        nn.MaxPool2d((4, 1), (4, 1)),
+        Flatten(),
+        nn.Linear(5 * final, 10),
+        nn.BatchNorm1d(10),
+        nn.ReLU(),
+        nn.Dropout(0.3),
+        nn.Linear(10, 4),
+        nn.Sigmoid(),
+    )
     with torch.no_grad():
         for m in net:
             if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
@@ -281,8 +348,9 @@ def test_zoo_layouts_with_conv2d_equal_full_passes(make, layout, length, names):
     full = from_torch(net, feature_names=names, layout=layout, fast_ism=False)
     x = sequences.random_sequences(1, length, seed=2)[0]
     mut = _mutants(x, np.arange(length), np.random.default_rng(2))
-    np.testing.assert_allclose(fast.predict_mutants(x, mut), full.predict(mut), rtol=1e-5,
-                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        fast.predict_mutants(x, mut), full.predict(mut), rtol=1e-5, atol=1e-6
+    )
     # the last convolution of these short inputs is narrower than its window: it runs in full
     assert fast._plan_checked and fast._plan.windowed_convolutions == 2
 
@@ -291,8 +359,11 @@ def test_mc_dropout_in_a_4d_zoo_layout():
     net = deepsea_like(1)
     x = sequences.random_sequences(2, 200, seed=4)
     fast = MCDropout(from_torch(net, feature_names=list("abc"), layout="NC1L"), n_samples=3, seed=0)
-    full = MCDropout(from_torch(net, feature_names=list("abc"), layout="NC1L", fast_ism=False),
-                     n_samples=3, seed=0)  # fmt: skip
+    full = MCDropout(
+        from_torch(net, feature_names=list("abc"), layout="NC1L", fast_ism=False),
+        n_samples=3,
+        seed=0,
+    )
     got = ism.saturation_effects(fast, x, window=(70, 130), progress=False)
     want = ism.saturation_effects(full, x, window=(70, 130), progress=False)
     np.testing.assert_allclose(got.mean, want.mean, rtol=1e-4, atol=1e-6)
@@ -308,8 +379,9 @@ def test_reverse_complement_averaging_runs_on_windows():
     full = from_torch(net, feature_names=list("abc"), layout="NC1L", fast_ism=False)
     x = sequences.random_sequences(1, 200, seed=5)[0]
     mut = _mutants(x, np.arange(0, 200, 7), np.random.default_rng(5))
-    np.testing.assert_allclose(member.predict_mutants(x, mut), full.predict(mut), rtol=1e-5,
-                               atol=1e-7)  # fmt: skip
+    np.testing.assert_allclose(
+        member.predict_mutants(x, mut), full.predict(mut), rtol=1e-5, atol=1e-7
+    )
     assert member.ism_path == "cached" and member._plan.windowed_convolutions == 2
 
 
@@ -323,22 +395,26 @@ def test_bpnet_oskn_port_channels_last_input():
     f, s, rates = 6, 2, (2, 4, 8, 16)
     weights = BPNetWeights(
         tasks=("Oct4", "Sox2"),
-        conv1_kernel=rng.normal(0, 0.3, (25, 4, f)), conv1_bias=rng.normal(0, 0.1, f),
+        conv1_kernel=rng.normal(0, 0.3, (25, 4, f)),
+        conv1_bias=rng.normal(0, 0.1, f),
         dilated_kernels=tuple(rng.normal(0, 0.3, (3, f, f)) for _ in rates),
-        dilated_biases=tuple(rng.normal(0, 0.1, f) for _ in rates), dilation_rates=rates,
+        dilated_biases=tuple(rng.normal(0, 0.1, f) for _ in rates),
+        dilation_rates=rates,
         profile_kernels=tuple(rng.normal(0, 0.3, (25, 1, s, f)) for _ in range(2)),
         profile_biases=tuple(rng.normal(0, 0.1, s) for _ in range(2)),
         counts_kernels=tuple(rng.normal(0, 0.3, (f, s)) for _ in range(2)),
         counts_biases=tuple(rng.normal(0, 0.1, s) for _ in range(2)),
-        sequence_length=160, source="random weights",
-    )  # fmt: skip
+        sequence_length=160,
+        source="random weights",
+    )
     net = BPNet(weights, output="counts").eval()
     fast = from_torch(net, feature_names=["Oct4", "Sox2"], layout="NLC")
     full = from_torch(net, feature_names=["Oct4", "Sox2"], layout="NLC", fast_ism=False)
     x = sequences.random_sequences(1, 160, seed=8)[0]
     mut = _mutants(x, np.arange(160), rng)
-    np.testing.assert_allclose(fast.predict_mutants(x, mut), full.predict(mut), rtol=1e-5,
-                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        fast.predict_mutants(x, mut), full.predict(mut), rtol=1e-5, atol=1e-6
+    )
     assert fast._plan_checked and fast._plan.windowed_convolutions >= 4
 
 
@@ -347,22 +423,33 @@ def test_padding_modules_and_strided_convolutions(layout):
     torch.manual_seed(9)
     if layout == "NCL":
         net = nn.Sequential(
-            nn.ConstantPad1d((3, 4), 0.0), nn.Conv1d(4, 5, 8), nn.ReLU(),
-            nn.Conv1d(5, 5, 5, stride=2, padding=2), nn.ReLU(), nn.MaxPool1d(2),
-            nn.Conv1d(5, 4, 3, stride=3), nn.Flatten(), nn.LazyLinear(3),
-        )  # fmt: skip
+            nn.ConstantPad1d((3, 4), 0.0),
+            nn.Conv1d(4, 5, 8),
+            nn.ReLU(),
+            nn.Conv1d(5, 5, 5, stride=2, padding=2),
+            nn.ReLU(),
+            nn.MaxPool1d(2),
+            nn.Conv1d(5, 4, 3, stride=3),
+            nn.Flatten(),
+            nn.LazyLinear(3),
+        )
     else:
         net = nn.Sequential(
-            nn.ZeroPad2d((2, 1, 0, 0)), nn.Conv2d(4, 5, (1, 4), stride=(1, 3)), nn.ELU(),
-            nn.Conv2d(5, 4, (1, 3), stride=(1, 2), padding=(0, 1)), Flatten(), nn.LazyLinear(3),
-        )  # fmt: skip
+            nn.ZeroPad2d((2, 1, 0, 0)),
+            nn.Conv2d(4, 5, (1, 4), stride=(1, 3)),
+            nn.ELU(),
+            nn.Conv2d(5, 4, (1, 3), stride=(1, 2), padding=(0, 1)),
+            Flatten(),
+            nn.LazyLinear(3),
+        )
     x = sequences.random_sequences(1, 90, seed=9)[0]
     full = from_torch(net, feature_names=list("abc"), layout=layout, fast_ism=False)
     full.predict(x[None])  # materialises the lazy layer
     fast = from_torch(net.eval(), feature_names=list("abc"), layout=layout)
     mut = _mutants(x, np.arange(90), np.random.default_rng(9))
-    np.testing.assert_allclose(fast.predict_mutants(x, mut), full.predict(mut), rtol=1e-5,
-                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        fast.predict_mutants(x, mut), full.predict(mut), rtol=1e-5, atol=1e-6
+    )
     assert fast._plan_checked and fast._plan.windowed_convolutions >= 2
 
 
@@ -392,6 +479,7 @@ class InPlaceResidual(nn.Module):
 def test_in_place_operations_and_concatenated_windows():
     net = InPlaceResidual().eval()
     fast, full, x, mut = _full_and_fast(net, ["u", "v"], 50, seed=10)
-    np.testing.assert_allclose(fast.predict_mutants(x, mut), full.predict(mut), rtol=1e-5,
-                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        fast.predict_mutants(x, mut), full.predict(mut), rtol=1e-5, atol=1e-6
+    )
     assert fast._plan_checked and fast._plan.windowed_convolutions == 3  # conv3 after the cat too

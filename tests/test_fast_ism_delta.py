@@ -33,8 +33,10 @@ def _close(got, want):
     )
 
 
-@pytest.mark.parametrize("name,length,scale", [("Basset", 600, 10), ("DeepSEA/predict", 500, 10),
-                                               ("DeepSEA/beluga", 1000, 20)])  # fmt: skip
+@pytest.mark.parametrize(
+    "name,length,scale",
+    [("Basset", 600, 10), ("DeepSEA/predict", 500, 10), ("DeepSEA/beluga", 1000, 20)],
+)
 def test_dense_after_flatten_from_the_change_equals_full_passes(name, length, scale):
     make, layout, _ = zoo.ZOO[name]
     net = make(0, scale=scale, length=length)
@@ -43,8 +45,13 @@ def test_dense_after_flatten_from_the_change_equals_full_passes(name, length, sc
     x = sequences.random_sequences(1, length, seed=5)[0]
     # consecutive positions (an ISM batch) and scattered ones, the sequence's ends included
     rng = np.random.default_rng(0)
-    for k, positions in enumerate((range(length // 2 - 100, length // 2 + 100),
-                                   sorted(rng.choice(length, 40, replace=False)), [0, length - 1])):  # fmt: skip
+    for k, positions in enumerate(
+        (
+            range(length // 2 - 100, length // 2 + 100),
+            sorted(rng.choice(length, 40, replace=False)),
+            [0, length - 1],
+        )
+    ):
         mut = _saturation(x, list(positions))
         _close(fast.predict_mutants(x, mut), full.predict(mut))
         if k == 0:
@@ -58,8 +65,9 @@ def test_mc_dropout_before_the_flatten_equals_masked_full_passes():
     length = 500
     net = zoo.deepsea_variant_effects(1, scale=10, length=length)
     fast = MCDropout(from_torch(net, layout="NC1L", sequence_length=length), n_samples=3, seed=4)
-    full = MCDropout(from_torch(net, layout="NC1L", sequence_length=length, fast_ism=False),
-                     n_samples=3, seed=4)  # fmt: skip
+    full = MCDropout(
+        from_torch(net, layout="NC1L", sequence_length=length, fast_ism=False), n_samples=3, seed=4
+    )
     x = sequences.random_sequences(2, length, seed=6)
     got = ism.saturation_effects(fast, x, window=(200, 260), progress=False, per_sample=True)
     want = ism.saturation_effects(full, x, window=(200, 260), progress=False, per_sample=True)
@@ -70,19 +78,25 @@ def test_mc_dropout_before_the_flatten_equals_masked_full_passes():
     assert float(np.abs(got.samples - want.samples).max()) <= 2e-6 * outputs
 
 
-@pytest.mark.parametrize("layout,conv,pool", [
-    ("NCL", lambda c: nn.Conv1d(c, 24, 7, padding=3, dilation=2), nn.MaxPool1d(3)),
-    ("NCL", lambda c: nn.Conv1d(c, 24, 5, padding="same"), nn.AvgPool1d(2)),
-    ("NC1L", lambda c: nn.Conv2d(c, 24, (1, 9), padding=(0, 4)), nn.MaxPool2d((1, 2))),
-    ("NCL1", lambda c: nn.Conv2d(c, 24, (6, 1), dilation=(3, 1)), nn.MaxPool2d((2, 1))),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "layout,conv,pool",
+    [
+        ("NCL", lambda c: nn.Conv1d(c, 24, 7, padding=3, dilation=2), nn.MaxPool1d(3)),
+        ("NCL", lambda c: nn.Conv1d(c, 24, 5, padding="same"), nn.AvgPool1d(2)),
+        ("NC1L", lambda c: nn.Conv2d(c, 24, (1, 9), padding=(0, 4)), nn.MaxPool2d((1, 2))),
+        ("NCL1", lambda c: nn.Conv2d(c, 24, (6, 1), dilation=(3, 1)), nn.MaxPool2d((2, 1))),
+    ],
+)
 def test_scattered_convolutions_equal_full_passes(layout, conv, pool):
-    first = {"NCL": nn.Conv1d(4, 18, 5, padding=2),
-             "NC1L": nn.Conv2d(4, 18, (1, 5), padding=(0, 2)),
-             "NCL1": nn.Conv2d(4, 18, (5, 1), padding=(2, 0))}[layout]  # fmt: skip
+    first = {
+        "NCL": nn.Conv1d(4, 18, 5, padding=2),
+        "NC1L": nn.Conv2d(4, 18, (1, 5), padding=(0, 2)),
+        "NCL1": nn.Conv2d(4, 18, (5, 1), padding=(2, 0)),
+    }[layout]
     torch.manual_seed(3)
-    net = nn.Sequential(first, nn.ReLU(), conv(18), nn.ReLU(), pool,
-                        nn.Flatten(), nn.LazyLinear(5)).eval()  # fmt: skip
+    net = nn.Sequential(
+        first, nn.ReLU(), conv(18), nn.ReLU(), pool, nn.Flatten(), nn.LazyLinear(5)
+    ).eval()
     length = 90
     x = sequences.random_sequences(1, length, seed=8)[0]
     net(torch.from_numpy(sequences.to_layout(x[None], layout)))  # materialise the lazy layer

@@ -41,8 +41,12 @@ def test_keras_mutants_through_the_rebuilt_cache_equal_keras_passes(name):
         net, length, layout = kg.build_deepbind(seed=2), 101, "NLC"
     else:
         net, length, layout = kg.build_cpgenie(seed=3), 251, "NC1L"
-    member = from_keras(net, feature_names=[f"f{i}" for i in range(2 if name != "DeepBind" else 1)],
-                        layout=layout, output=_concat if name == "DeepSTARR" else None)  # fmt: skip
+    member = from_keras(
+        net,
+        feature_names=[f"f{i}" for i in range(2 if name != "DeepBind" else 1)],
+        layout=layout,
+        output=_concat if name == "DeepSTARR" else None,
+    )
     x = sequences.random_sequences(1, length, seed=4)[0]
     mut = _saturation(x, range(length // 2 - 30, length // 2 + 30))
     got = member.predict_mutants(x, mut)
@@ -65,8 +69,11 @@ def test_mc_dropout_masks_of_the_rebuild_equal_keras_masked_passes():
     fast = MCDropout(
         from_keras(net, feature_names=["Dev", "Hk"], output=_concat), n_samples=3, seed=1
     )
-    full = MCDropout(from_keras(net, feature_names=["Dev", "Hk"], output=_concat, fast_ism=False),
-                     n_samples=3, seed=1)  # fmt: skip
+    full = MCDropout(
+        from_keras(net, feature_names=["Dev", "Hk"], output=_concat, fast_ism=False),
+        n_samples=3,
+        seed=1,
+    )
     x = sequences.random_sequences(2, 100, seed=6)
     got = ism.saturation_effects(fast, x, window=(40, 60), progress=False, per_sample=True)
     want = ism.saturation_effects(full, x, window=(40, 60), progress=False, per_sample=True)

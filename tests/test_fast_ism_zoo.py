@@ -17,8 +17,12 @@ from deepmr_kipoi.predictive import MCDropout, from_torch  # noqa: E402
 pytestmark = pytest.mark.torch
 
 #: name -> (input length, convolutions): long enough for every convolution to run on windows
-CASES = {"Basset": (300, 3), "DeepSEA/variantEffects": (600, 3), "DeepSEA/predict": (600, 3),
-         "DeepSEA/beluga": (700, 6)}  # fmt: skip
+CASES = {
+    "Basset": (300, 3),
+    "DeepSEA/variantEffects": (600, 3),
+    "DeepSEA/predict": (600, 3),
+    "DeepSEA/beluga": (700, 6),
+}
 
 
 def _members(name, length, scale=20, **kw):
@@ -64,7 +68,9 @@ def test_reverse_complement_windows_mirror_the_forward_ones():
     flipped windows)."""
     length = 600
     predict = zoo.deepsea_predict(0, scale=20, length=length)
-    trunk = torch.nn.Sequential(predict[0], predict[2]).eval()  # the same weights without the strands
+    trunk = torch.nn.Sequential(
+        predict[0], predict[2]
+    ).eval()  # the same weights without the strands
     x = sequences.random_sequences(1, length, seed=4)[0]
     mut = _saturation(x)[::17]
     fast = from_torch(predict, layout="NC1L", sequence_length=length)
@@ -107,8 +113,9 @@ class Cumulative(torch.nn.Module):
 
 
 def test_a_layer_windows_cannot_pass_is_named_in_a_warning(caplog):
-    member = from_torch(Cumulative().eval(), feature_names=["a", "b"], layout="NCL",
-                        sequence_length=50)  # fmt: skip
+    member = from_torch(
+        Cumulative().eval(), feature_names=["a", "b"], layout="NCL", sequence_length=50
+    )
     full = from_torch(Cumulative().eval(), feature_names=["a", "b"], layout="NCL", fast_ism=False)
     x = sequences.random_sequences(1, 50, seed=0)[0]
     mut = _saturation(x)
@@ -133,8 +140,9 @@ class DataDependent(torch.nn.Module):
 
 def test_untraceable_models_say_why_in_a_warning(caplog):
     with caplog.at_level(logging.WARNING):
-        member = from_torch(DataDependent().eval(), feature_names=list("abc"), layout="NCL",
-                            sequence_length=20)  # fmt: skip
+        member = from_torch(
+            DataDependent().eval(), feature_names=list("abc"), layout="NCL", sequence_length=20
+        )
         assert member.ism_path == "full"
     assert "forward cannot be traced" in member.ism_reason and "control flow" in member.ism_reason
     assert "fast ISM off" in caplog.text
@@ -156,10 +164,12 @@ def test_device_choice():
 def test_cuda_cache_equals_cpu_full_passes():
     length = 600
     make, layout, _ = zoo.ZOO["DeepSEA/predict"]
-    cpu = from_torch(make(0, scale=20, length=length), layout=layout, sequence_length=length,
-                     fast_ism=False)  # fmt: skip
-    gpu = from_torch(make(0, scale=20, length=length), layout=layout, sequence_length=length,
-                     device="cuda")  # fmt: skip
+    cpu = from_torch(
+        make(0, scale=20, length=length), layout=layout, sequence_length=length, fast_ism=False
+    )
+    gpu = from_torch(
+        make(0, scale=20, length=length), layout=layout, sequence_length=length, device="cuda"
+    )
     x = sequences.random_sequences(1, length, seed=3)[0]
     mut = _saturation(x)
     np.testing.assert_allclose(gpu.predict_mutants(x, mut), cpu.predict(mut), rtol=1e-4, atol=1e-6)

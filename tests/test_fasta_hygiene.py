@@ -69,8 +69,12 @@ def test_iupac_letters_are_refused_or_read_as_n(tmp_path):
 def test_duplicated_intervals_are_dropped_with_a_warning(tmp_path, caplog):
     fa = tmp_path / "g.fa"
     _write_fasta(fa, GENOME, 60)
-    rows = [("chr1", 10, 30, "p1"), ("chr1", 10, 30, "p1_again"), ("chr1", 12, 28, "same_centre"),
-            ("chr2", 5, 25, "p2")]  # fmt: skip
+    rows = [
+        ("chr1", 10, 30, "p1"),
+        ("chr1", 10, 30, "p1_again"),
+        ("chr1", 12, 28, "same_centre"),
+        ("chr2", 5, 25, "p2"),
+    ]
     bed = _bed(tmp_path / "r.bed", rows)
     with caplog.at_level(logging.WARNING):
         ids, x = sequences.read_fasta_bed(fa, bed, length=20)
@@ -86,8 +90,9 @@ def test_genome_in_a_read_only_folder_gets_its_index_elsewhere(tmp_path, monkeyp
     _write_fasta(fa, GENOME, 60)
     real_access = os.access
     # the folder is read-only for this user (root ignores file modes, so the test says it)
-    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(fa.parent)
-                        else real_access(p, mode))  # fmt: skip
+    monkeypatch.setattr(
+        os, "access", lambda p, mode: False if str(p) == str(fa.parent) else real_access(p, mode)
+    )
     bed = _bed(tmp_path / "r.bed", [("chr2", 0, 20)])
     ids, x = sequences.read_fasta_bed(fa, bed, length=20, index_dir=tmp_path / "idx")
     assert sequences.decode(x) == [GENOME["chr2"][:20]]

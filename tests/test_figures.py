@@ -21,8 +21,15 @@ def _glob():
             if e == o:
                 continue
             est = {"a": 1.0, "b": -0.5, "c": 0.1}[e] * (2 if o == "c" else 1)
-            rows.append({"exposure": e, "outcome": o, "method": "ivw", "estimate": est,
-                         "significant": abs(est) > 0.4})  # fmt: skip
+            rows.append(
+                {
+                    "exposure": e,
+                    "outcome": o,
+                    "method": "ivw",
+                    "estimate": est,
+                    "significant": abs(est) > 0.4,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -40,9 +47,13 @@ def test_heatmap_marks_exactly_the_significant_cells(tmp_path):
     stars = [t for t in ax.texts if t.get_text() == "*"]
     assert len(stars) == int(glob["significant"].sum())
     mat = plots.effect_matrix(glob, "ivw")
-    cells = {(mat.index[int(round(t.get_position()[1]))], mat.columns[int(round(t.get_position()[0]))])
-             for t in stars}  # fmt: skip
-    expected = set(zip(glob.loc[glob.significant, "exposure"], glob.loc[glob.significant, "outcome"]))
+    cells = {
+        (mat.index[int(round(t.get_position()[1]))], mat.columns[int(round(t.get_position()[0]))])
+        for t in stars
+    }
+    expected = set(
+        zip(glob.loc[glob.significant, "exposure"], glob.loc[glob.significant, "outcome"])
+    )
     assert cells == expected
     path = plots.save(fig, tmp_path / "h.png")
     assert path.read_bytes()[:8] == PNG
@@ -65,15 +76,26 @@ def test_mr_scatter_orients_instruments_and_draws_both_fits():
 
 
 def test_forest_calibration_truth_and_compare_render(tmp_path):
-    fig = plots.forest(["s1", "s2", "s3"], np.array([0.1, np.nan, 0.3]), np.array([0.0, np.nan, 0.1]),
-                       np.array([0.2, np.nan, 0.5]), pooled=(0.2, 0.1, 0.3), prediction=(-0.1, 0.5))  # fmt: skip
+    fig = plots.forest(
+        ["s1", "s2", "s3"],
+        np.array([0.1, np.nan, 0.3]),
+        np.array([0.0, np.nan, 0.1]),
+        np.array([0.2, np.nan, 0.5]),
+        pooled=(0.2, 0.1, 0.3),
+        prediction=(-0.1, 0.5),
+    )
     assert plots.save(fig, tmp_path / "f.png").stat().st_size > 1000
     grid = np.linspace(0.01, 0.99, 20)
     fig = plots.calibration_curves([("x, before", grid, grid**2), ("x, after", grid, grid)])
     assert len(fig.axes[0].lines) == 3
     plots.save(fig, tmp_path / "c.png")
-    fig = plots.truth_scatter(np.array([1.0, 0.0]), np.array([0.9, 0.1]), np.array([0.7, -0.1]),
-                              np.array([1.1, 0.3]), ["a->b", "b->a"])  # fmt: skip
+    fig = plots.truth_scatter(
+        np.array([1.0, 0.0]),
+        np.array([0.9, 0.1]),
+        np.array([0.7, -0.1]),
+        np.array([1.1, 0.3]),
+        ["a->b", "b->a"],
+    )
     plots.save(fig, tmp_path / "t.png")
     m1 = plots.effect_matrix(_glob(), "ivw")
     fig = plots.compare_figure([("run1", m1), ("run2", -m1)], method="ivw")

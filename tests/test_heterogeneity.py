@@ -34,8 +34,14 @@ def _as_cells(dx, dy, bx, by):
     n = bx.shape[0]
     shape = (n, 1, 1, -1)
     sx, sy = dx.std(0, ddof=1), dy.std(0, ddof=1)
-    return (bx.reshape(shape), by.reshape(shape), sx.reshape(shape), sy.reshape(shape),
-            dx.reshape((dx.shape[0], *shape)), dy.reshape((dy.shape[0], *shape)))  # fmt: skip
+    return (
+        bx.reshape(shape),
+        by.reshape(shape),
+        sx.reshape(shape),
+        sy.reshape(shape),
+        dx.reshape((dx.shape[0], *shape)),
+        dy.reshape((dy.shape[0], *shape)),
+    )
 
 
 def test_q_is_the_sum_of_residuals_over_their_paired_variance():

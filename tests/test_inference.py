@@ -26,11 +26,17 @@ def test_matches_statsmodels_mixedlm_reml():
     rng = np.random.default_rng(11)
     theta = _table(rng, 6, 15)
     res = inference.crossed(theta)
-    df = pd.DataFrame([(s, i, theta[s, i]) for s in range(6) for i in range(15)],
-                      columns=["smp", "seq", "y"])  # fmt: skip
+    df = pd.DataFrame(
+        [(s, i, theta[s, i]) for s in range(6) for i in range(15)], columns=["smp", "seq", "y"]
+    )
     df["g"] = 1
-    fit = sm.mixedlm("y ~ 1", df, groups="g", re_formula="0",
-                     vc_formula={"seq": "0 + C(seq)", "smp": "0 + C(smp)"}).fit(reml=True)
+    fit = sm.mixedlm(
+        "y ~ 1",
+        df,
+        groups="g",
+        re_formula="0",
+        vc_formula={"seq": "0 + C(seq)", "smp": "0 + C(smp)"},
+    ).fit(reml=True)
     vc = dict(zip(fit.model.exog_vc.names, fit.vcomp))
     assert res.sigma2_sequence == pytest.approx(vc["seq"], rel=1e-4)
     assert res.sigma2_sample == pytest.approx(vc["smp"], rel=1e-4)
@@ -48,12 +54,14 @@ def test_brute_force_mean_squares_and_satterthwaite():
     col = [sum(theta[s, i] for i in range(n_n)) / n_n for s in range(s_n)]
     ms_seq = s_n * sum((r - mu) ** 2 for r in row) / (n_n - 1)
     ms_smp = n_n * sum((c - mu) ** 2 for c in col) / (s_n - 1)
-    ms_err = sum((theta[s, i] - row[i] - col[s] + mu) ** 2
-                 for s in range(s_n) for i in range(n_n)) / ((n_n - 1) * (s_n - 1))  # fmt: skip
+    ms_err = sum(
+        (theta[s, i] - row[i] - col[s] + mu) ** 2 for s in range(s_n) for i in range(n_n)
+    ) / ((n_n - 1) * (s_n - 1))
     assert ms_seq > ms_err and ms_smp > ms_err
     var = (ms_seq + ms_smp - ms_err) / (s_n * n_n)
     df = (ms_seq + ms_smp - ms_err) ** 2 / (
-        ms_seq**2 / (n_n - 1) + ms_smp**2 / (s_n - 1) + ms_err**2 / ((n_n - 1) * (s_n - 1)))
+        ms_seq**2 / (n_n - 1) + ms_smp**2 / (s_n - 1) + ms_err**2 / ((n_n - 1) * (s_n - 1))
+    )
     res = inference.crossed(theta)
     assert res.estimate == pytest.approx(mu, rel=1e-12)
     assert res.se == pytest.approx(np.sqrt(var), rel=1e-12)
@@ -78,7 +86,8 @@ def test_satterthwaite_df_below_the_sequence_df_are_kept():
     resid = theta - theta.mean(axis=0) - theta.mean(axis=1, keepdims=True) + mu
     ms_err = (resid**2).sum() / ((n_n - 1) * (s_n - 1))
     df = (ms_seq + ms_smp - ms_err) ** 2 / (
-        ms_seq**2 / (n_n - 1) + ms_smp**2 / (s_n - 1) + ms_err**2 / ((n_n - 1) * (s_n - 1)))
+        ms_seq**2 / (n_n - 1) + ms_smp**2 / (s_n - 1) + ms_err**2 / ((n_n - 1) * (s_n - 1))
+    )
     assert df < n_n - 1
     assert inference.crossed(theta).df == pytest.approx(df, rel=1e-12)
 
@@ -155,11 +164,16 @@ def test_all_missing_cell_is_nan():
     assert np.isnan(res.estimate[0]) and np.isnan(res.se[0]) and res.n_sequences[0] == 0
 
 
-@pytest.mark.parametrize("n_samples,n_seq,su,sm,low", [
-    (5, 20, 0.5, 0.2, 0.935), (5, 40, 0.1, 0.3, 0.935), (30, 8, 0.3, 0.05, 0.935),
-    # documented limit: with 3 samples dominating the variance, Satterthwaite's ~2 df undercover
-    (3, 60, 0.2, 0.2, 0.91),
-])
+@pytest.mark.parametrize(
+    "n_samples,n_seq,su,sm,low",
+    [
+        (5, 20, 0.5, 0.2, 0.935),
+        (5, 40, 0.1, 0.3, 0.935),
+        (30, 8, 0.3, 0.05, 0.935),
+        # documented limit: with 3 samples dominating the variance, Satterthwaite's ~2 df undercover
+        (3, 60, 0.2, 0.2, 0.91),
+    ],
+)
 def test_interval_covers_the_mean_at_its_level(n_samples, n_seq, su, sm, low):
     rng = np.random.default_rng(n_samples * 100 + n_seq)
     reps = 4000
@@ -207,8 +221,9 @@ def test_streaming_accumulator_equals_the_whole_table():
     res = acc.result()
     ref = inference.crossed_batched(theta)
     for f in ("estimate", "se", "df", "ci_low", "pvalue", "sigma2_sequence", "sigma2_sample"):
-        np.testing.assert_allclose(getattr(res, f), getattr(ref, f), rtol=1e-7, atol=1e-9,
-                                   err_msg=f)  # fmt: skip
+        np.testing.assert_allclose(
+            getattr(res, f), getattr(ref, f), rtol=1e-7, atol=1e-9, err_msg=f
+        )
     assert res.n_sequences[3] == 29 and res.n_sequences[0] == 30
     with pytest.raises(DeepMRInputError, match="shape"):
         acc.add(theta[:, 0, :5])

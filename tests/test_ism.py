@@ -227,16 +227,21 @@ def test_per_sample_effects_are_the_members_own_and_give_mean_and_se(ensemble, x
     """per_sample=True: mean/se unchanged; samples[s] equals a Deterministic(member s) run; their
     mean and SD over s equal eff.mean/eff.se."""
     plain = ism.saturation_effects(ensemble, x, window=(2, 9), batch_size=7, progress=False)
-    eff = ism.saturation_effects(ensemble, x, window=(2, 9), batch_size=7, progress=False,
-                                 per_sample=True)  # fmt: skip
+    eff = ism.saturation_effects(
+        ensemble, x, window=(2, 9), batch_size=7, progress=False, per_sample=True
+    )
     assert plain.samples is None
     np.testing.assert_array_equal(eff.mean, plain.mean)
     np.testing.assert_array_equal(eff.se, plain.se)
     assert eff.samples.shape == (4, *eff.mean.shape) and eff.samples.dtype == np.float32
-    members = np.stack([
-        ism.saturation_effects(Deterministic(m), x, window=(2, 9), batch_size=7, progress=False).mean
-        for m in ensemble.members
-    ])  # fmt: skip
+    members = np.stack(
+        [
+            ism.saturation_effects(
+                Deterministic(m), x, window=(2, 9), batch_size=7, progress=False
+            ).mean
+            for m in ensemble.members
+        ]
+    )
     np.testing.assert_allclose(eff.samples, members, rtol=1e-6, atol=1e-6, equal_nan=True)
     np.testing.assert_allclose(eff.samples.mean(axis=0), eff.mean, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(eff.samples.std(axis=0, ddof=1), eff.se, rtol=1e-5, atol=1e-7)

@@ -63,7 +63,9 @@ def test_describe_zoo_models(zoo_torch):
     )
     (weights,) = predict.weight_files
     assert weights.arg == "weights"
-    assert weights.path == os.path.join(zoo, "DeepSEA", "predict", "downloaded", "model_files", "weights", weights.md5)
+    assert weights.path == os.path.join(
+        zoo, "DeepSEA", "predict", "downloaded", "model_files", "weights", weights.md5
+    )
     assert weights.present and fx.md5sum(weights.path) == weights.md5
 
     beluga = describe_model("DeepSEA/beluga", source=zoo)
@@ -120,13 +122,20 @@ def test_bad_names_and_sources(zoo_torch, tmp_path):
 
 def test_default_git_source_never_touches_the_network():
     # HOME is a fresh folder (conftest): no clone of github.com/kipoi/models exists
-    with pytest.raises(ValueError, match=r"Kipoi source 'kipoi' has no local copy .* downloads are off: run `git clone"):
+    with pytest.raises(
+        ValueError,
+        match=r"Kipoi source 'kipoi' has no local copy .* downloads are off: run `git clone",
+    ):
         describe_model("DeepSEA/predict")
 
 
 def test_github_permalink_source_needs_download():
-    with pytest.raises(ValueError, match="clones models from GitHub on access and downloads are off"):
-        describe_model("https://github.com/kipoi/models/tree/abc123/Basset", source="github-permalink")
+    with pytest.raises(
+        ValueError, match="clones models from GitHub on access and downloads are off"
+    ):
+        describe_model(
+            "https://github.com/kipoi/models/tree/abc123/Basset", source="github-permalink"
+        )
 
 
 def test_label_count_mismatch_is_a_clear_error(tmp_path, torch_dir):
@@ -147,7 +156,9 @@ def test_missing_weights_error_names_model_path_and_fix(zoo_torch, tmp_path):
     copy = _copy_model(zoo_torch, "Basset", tmp_path)
     shutil.rmtree(os.path.join(copy, "downloaded"))
     desc = describe_model("Basset", source=str(tmp_path))
-    expected = os.path.join(str(tmp_path), "Basset", "downloaded", "model_files", "weights", desc.weight_files[0].md5)
+    expected = os.path.join(
+        str(tmp_path), "Basset", "downloaded", "model_files", "weights", desc.weight_files[0].md5
+    )
     assert not desc.weight_files[0].present
     with pytest.raises(WeightsNotFoundError) as err:
         kipoi_models.load_model("Basset", source=str(tmp_path))
@@ -177,7 +188,9 @@ def test_kipoi_guard_blocks_downloads_it_would_start(zoo_torch, tmp_path):
     target = tmp_path / "files"
     with network_guard("SomeModel", download=False):
         remote = kipoi.specs.RemoteFile(url="https://example.invalid/x.bin", md5="0" * 32)
-        with pytest.raises(WeightsNotFoundError, match=r"SomeModel.*Kipoi looked for .*files/x\.bin"):
+        with pytest.raises(
+            WeightsNotFoundError, match=r"SomeModel.*Kipoi looked for .*files/x\.bin"
+        ):
             remote.get_file(str(target / "x.bin"))
     assert kipoi.specs.download_url.__name__ == "download_url"
 

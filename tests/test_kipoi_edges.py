@@ -48,16 +48,30 @@ def test_user_weights_replace_the_zoo_file_which_need_not_exist(zoo_torch, tmp_p
     single = load_model("Basset", source=source, uncertainty="none", weight_files=files[:1])
     x = _onehot(3, 600, seed=1)
     with torch.no_grad():
-        p = nets[0](torch.from_numpy(x.transpose(0, 2, 1)[..., None].copy())).numpy().astype(np.float64)
-    np.testing.assert_allclose(single.predict_samples(x)[0], np.log(p) - np.log1p(-p), rtol=1e-4, atol=1e-4)
-    assert single.identity == {"weights": [{"path": files[0], "md5": fx.md5sum(files[0]), "replaces": "weights"}]}
+        p = (
+            nets[0](torch.from_numpy(x.transpose(0, 2, 1)[..., None].copy()))
+            .numpy()
+            .astype(np.float64)
+        )
+    np.testing.assert_allclose(
+        single.predict_samples(x)[0], np.log(p) - np.log1p(-p), rtol=1e-4, atol=1e-4
+    )
+    assert single.identity == {
+        "weights": [{"path": files[0], "md5": fx.md5sum(files[0]), "replaces": "weights"}]
+    }
 
     ensemble = load_model("Basset", source=source, weight_files=files)
     assert ensemble.n_samples == 2
     assert [w["md5"] for w in ensemble.identity["weights"]] == [fx.md5sum(f) for f in files]
     with torch.no_grad():
-        p1 = nets[1](torch.from_numpy(x.transpose(0, 2, 1)[..., None].copy())).numpy().astype(np.float64)
-    np.testing.assert_allclose(ensemble.predict_samples(x)[1], np.log(p1) - np.log1p(-p1), rtol=1e-4, atol=1e-4)
+        p1 = (
+            nets[1](torch.from_numpy(x.transpose(0, 2, 1)[..., None].copy()))
+            .numpy()
+            .astype(np.float64)
+        )
+    np.testing.assert_allclose(
+        ensemble.predict_samples(x)[1], np.log(p1) - np.log1p(-p1), rtol=1e-4, atol=1e-4
+    )
 
 
 @pytest.mark.parametrize("option", ["download=True", "--download", None])
@@ -118,7 +132,8 @@ def test_deepstarr_layout_keras_model_with_extensionless_hdf5_loads_quietly(tmp_
     (model_dir / "model.json").write_text(net.to_json())
     net.save_weights(str(model_dir / "w.h5"))
     os.rename(model_dir / "w.h5", model_dir / "weights")
-    (model_dir / "model.yaml").write_text(textwrap.dedent(f"""
+    (model_dir / "model.yaml").write_text(
+        textwrap.dedent(f"""
         defined_as: kipoi.model.KerasModel
         args:
           arch: model.json
@@ -147,15 +162,26 @@ def test_deepstarr_layout_keras_model_with_extensionless_hdf5_loads_quietly(tmp_
             column_labels:
               - Dev
               - Hk
-        """).lstrip())
+        """).lstrip()
+    )
     assert describe_model(str(model_dir)).layout == "NLC1"
     x = _onehot(3, length, seed=4)
     np.save(tmp_path / "x.npy", x)
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     proc = subprocess.run(
-        [sys.executable, "-c", KERAS_LOAD, str(model_dir), str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
-        capture_output=True, text=True, timeout=240, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            KERAS_LOAD,
+            str(model_dir),
+            str(tmp_path / "x.npy"),
+            str(tmp_path / "y.npy"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     for noise in ("sstable", "cuInit", "pkg_resources", "tensorflow/core"):
         assert noise not in proc.stderr, proc.stderr
@@ -171,7 +197,11 @@ def test_dataloader_reads_a_bed_with_a_name_column(torch_dir, tmp_path):
     helpers.write_fasta(tmp_path / "g.fa", [genome], ["chr1"])
     (tmp_path / "r.bed").write_text("chr1\t20\t60\tpeak0\nchr1\t100\t140\tpeak1\n")
     ids, onehot = dataloader_sequences(
-        torch_dir, dataloader_args={"intervals_file": str(tmp_path / "r.bed"), "fasta_file": str(tmp_path / "g.fa")}
+        torch_dir,
+        dataloader_args={
+            "intervals_file": str(tmp_path / "r.bed"),
+            "fasta_file": str(tmp_path / "g.fa"),
+        },
     )
     assert ids == ["chr1:20-60", "chr1:100-140"]
     np.testing.assert_array_equal(onehot, sequences.one_hot([genome[20:60], genome[100:140]]))
@@ -184,7 +214,7 @@ def _tagged_model(torch_dir, tmp_path):
     yaml = (model_dir / "model.yaml").read_text()
     yaml = yaml.replace(
         "  doc: Tiny CNN with dropout for tests.",
-        f"  doc: !!python/object/apply:os.system [\"touch {marker}\"]",
+        f'  doc: !!python/object/apply:os.system ["touch {marker}"]',
     )
     (model_dir / "model.yaml").write_text(yaml)
     return str(model_dir), marker
@@ -192,7 +222,10 @@ def _tagged_model(torch_dir, tmp_path):
 
 def test_model_yaml_with_python_tags_is_refused_before_kipoi_reads_it(torch_dir, tmp_path):
     model_dir, marker = _tagged_model(torch_dir, tmp_path)
-    for call in (lambda: describe_model(model_dir), lambda: load_model(model_dir, uncertainty="none")):
+    for call in (
+        lambda: describe_model(model_dir),
+        lambda: load_model(model_dir, uncertainty="none"),
+    ):
         with pytest.raises(DeepMRInputError) as err:
             call()
         message = str(err.value)
@@ -204,7 +237,9 @@ def test_model_yaml_with_python_tags_is_refused_before_kipoi_reads_it(torch_dir,
     assert marker.exists()
 
 
-def test_extensionless_hdf5_is_read_as_hdf5_without_a_checkpoint_probe(keras_dir, tmp_path, monkeypatch):
+def test_extensionless_hdf5_is_read_as_hdf5_without_a_checkpoint_probe(
+    keras_dir, tmp_path, monkeypatch
+):
     """tf_keras probes a file without .h5 extension as a TensorFlow checkpoint first (the noisy
     "not an sstable" lines); inside legacy_keras the HDF5 signature decides at once."""
     from tf_keras.src.saving.legacy import save as legacy_save
@@ -215,7 +250,9 @@ def test_extensionless_hdf5_is_read_as_hdf5_without_a_checkpoint_probe(keras_dir
     shutil.copy(os.path.join(keras_dir, "weights.h5"), path)
     probes = []
     original = legacy_save._is_readable_tf_checkpoint
-    monkeypatch.setattr(legacy_save, "_is_readable_tf_checkpoint", lambda p: probes.append(p) or original(p))
+    monkeypatch.setattr(
+        legacy_save, "_is_readable_tf_checkpoint", lambda p: probes.append(p) or original(p)
+    )
     with legacy_keras():
         assert legacy_save._detect_save_format(str(path)) == (str(path), "h5")
     assert probes == []

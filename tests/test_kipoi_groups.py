@@ -35,21 +35,50 @@ def test_describe_each_group_member(groups):
     cases = {
         CTCF: ("KerasModel", "NLC", (101, 4), 101, ("binding_prob/0",), ("arch", "weights"), ()),
         TBP: ("KerasModel", "NLC", (101, 4), 101, ("binding_prob/0",), ("arch", "weights"), ()),
-        "CpGenie/A549_ENCSR000DDI": ("KerasModel", "NC1L", (4, 1, 251), 251, kg.CPGENIE_LABELS,
-                                     ("arch", "weights"), ()),
-        "rbp_eclip/AARS": ("KerasModel", "NLC", (101, 4), 101, ("output0/0",), ("weights",), kg.RBP_DISTANCES),
-    }  # fmt: skip
+        "CpGenie/A549_ENCSR000DDI": (
+            "KerasModel",
+            "NC1L",
+            (4, 1, 251),
+            251,
+            kg.CPGENIE_LABELS,
+            ("arch", "weights"),
+            (),
+        ),
+        "rbp_eclip/AARS": (
+            "KerasModel",
+            "NLC",
+            (101, 4),
+            101,
+            ("output0/0",),
+            ("weights",),
+            kg.RBP_DISTANCES,
+        ),
+    }
     for name, (kind, layout, shape, length, features, args, extra) in cases.items():
         d = describe_model(name, source=groups)
-        got = (d.model_type, d.layout, d.input_shape, d.sequence_length, d.feature_names,
-               tuple(w.arg for w in d.weight_files), d.extra_inputs)  # fmt: skip
+        got = (
+            d.model_type,
+            d.layout,
+            d.input_shape,
+            d.sequence_length,
+            d.feature_names,
+            tuple(w.arg for w in d.weight_files),
+            d.extra_inputs,
+        )
         assert got == (kind, layout, shape, length, features, args, extra), name
         group, model = name.split("/", 1)
         # each member's own files, where Kipoi keeps a group member's downloads
         table = pd.read_csv(os.path.join(groups, group, "models.tsv"), sep="\t").set_index("model")
         for w in d.weight_files:
-            assert w.path == os.path.join(groups, group, "downloaded", "model_files", model, w.arg,
-                                          table.loc[model, f"args_{w.arg}_md5"])  # fmt: skip
+            assert w.path == os.path.join(
+                groups,
+                group,
+                "downloaded",
+                "model_files",
+                model,
+                w.arg,
+                table.loc[model, f"args_{w.arg}_md5"],
+            )
             assert w.present and w.url == table.loc[model, f"args_{w.arg}_url"]
         assert d.model_dir == os.path.join(groups, group)
     assert "DeepBind's structure" in describe_model(CTCF, source=groups).doc
@@ -62,8 +91,9 @@ def test_group_members_load_and_predict_like_their_keras_networks(groups):
         x = kg.onehot(3, length, seed=1)
         feed = x if group == "DeepBind" else x.transpose(0, 2, 1)[:, :, None, :]
         loaded = load_model(name, source=groups, uncertainty="none")
-        np.testing.assert_allclose(loaded.predict_samples(x)[0], net(feed, training=False).numpy(),
-                                   rtol=1e-5, atol=1e-6)  # fmt: skip
+        np.testing.assert_allclose(
+            loaded.predict_samples(x)[0], net(feed, training=False).numpy(), rtol=1e-5, atol=1e-6
+        )
     # the two DeepBind members are different networks (each row its own files)
     x = kg.onehot(2, 101, seed=2)
     a = load_model(CTCF, source=groups, uncertainty="none").predict_samples(x)
@@ -72,8 +102,11 @@ def test_group_members_load_and_predict_like_their_keras_networks(groups):
 
 
 def test_a_member_with_inputs_besides_the_sequence_is_refused_in_one_line(groups):
-    with pytest.raises(DeepMRInputError, match=r"rbp_eclip/AARS takes inputs besides the DNA sequence "
-                       r"\(dist_tss, dist_polya, .*register an adapter"):  # fmt: skip
+    with pytest.raises(
+        DeepMRInputError,
+        match=r"rbp_eclip/AARS takes inputs besides the DNA sequence "
+        r"\(dist_tss, dist_polya, .*register an adapter",
+    ):
         load_model("rbp_eclip/AARS", source=groups)
 
 
@@ -85,8 +118,11 @@ def test_unknown_member_and_bad_tables(groups, tmp_path):
     df = pd.read_csv(table, sep="\t")
     df.rename(columns={"args_arch_url": "arch_url"}).to_csv(table, sep="\t", index=False)
     # an unfilled template field renders empty, as in Kipoi: the model then names no download address
-    with pytest.raises(DeepMRInputError, match=r"rendered for model 'A549_ENCSR000DDI' is not a Kipoi "
-                       r"model description: 'url' must be \(<class 'str'>,\) \(got None"):  # fmt: skip
+    with pytest.raises(
+        DeepMRInputError,
+        match=r"rendered for model 'A549_ENCSR000DDI' is not a Kipoi "
+        r"model description: 'url' must be \(<class 'str'>,\) \(got None",
+    ):
         load_model("CpGenie/A549_ENCSR000DDI", source=source)
 
 
@@ -121,9 +157,31 @@ def test_code_in_a_template_or_its_table_is_refused_before_kipoi_reads_it(groups
 
 def test_deepmr_run_and_info_on_a_group_member(groups, tmp_path, capsys):
     out = tmp_path / "run"
-    code = cli.main(["run", "--model", "CpGenie/A549_ENCSR000DDI", "--source", groups,
-                     "--n-samples", "4", "--n-sequences", "3", "--window", "100", "140", "--z", "0",
-                     "--methods", "ivw", "--out", str(out), "--no-figures", "--no-report", "-q"])  # fmt: skip
+    code = cli.main(
+        [
+            "run",
+            "--model",
+            "CpGenie/A549_ENCSR000DDI",
+            "--source",
+            groups,
+            "--n-samples",
+            "4",
+            "--n-sequences",
+            "3",
+            "--window",
+            "100",
+            "140",
+            "--z",
+            "0",
+            "--methods",
+            "ivw",
+            "--out",
+            str(out),
+            "--no-figures",
+            "--no-report",
+            "-q",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     info = json.loads((out / "run.json").read_text())
     assert info["model"]["model_type"] == "KerasModel" and info["model"]["n_samples"] == 4

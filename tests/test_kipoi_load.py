@@ -30,7 +30,9 @@ def test_generic_torch_model(torch_dir):
     assert model.feature_names == fx.TORCH_FEATURES and model.sequence_length == 40
     x = _onehot(4, 40, seed=0)
     with torch.no_grad():
-        ref = _torch_net(torch_dir, "TinyCNN")(torch.from_numpy(x.transpose(0, 2, 1).copy())).numpy()
+        ref = _torch_net(torch_dir, "TinyCNN")(
+            torch.from_numpy(x.transpose(0, 2, 1).copy())
+        ).numpy()
     np.testing.assert_allclose(model.predict_samples(x)[0], ref, rtol=1e-5, atol=1e-6)
 
     mc = load_model(torch_dir, n_samples=6, seed=1)  # default: MC dropout (the net has dropout)
@@ -51,7 +53,9 @@ def test_generic_ensemble_over_weight_files(torch_dir, tmp_path):
     samples = model.predict_samples(x)
     for k, path in enumerate(files):
         with torch.no_grad():
-            ref = _torch_net(torch_dir, "TinyCNN", path)(torch.from_numpy(x.transpose(0, 2, 1).copy())).numpy()
+            ref = _torch_net(torch_dir, "TinyCNN", path)(
+                torch.from_numpy(x.transpose(0, 2, 1).copy())
+            ).numpy()
         np.testing.assert_allclose(samples[k], ref, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="takes one model but 2 weight files"):
         load_model(torch_dir, weight_files=files, uncertainty="mc_dropout")
@@ -74,7 +78,9 @@ def test_generic_keras_model(keras_dir):
     with open(os.path.join(keras_dir, "model.json")) as f:
         ref_model = tf_keras.models.model_from_json(f.read())
     ref_model.load_weights(os.path.join(keras_dir, "weights.h5"))
-    np.testing.assert_allclose(model.predict_samples(x)[0], ref_model.predict_on_batch(x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        model.predict_samples(x)[0], ref_model.predict_on_batch(x), rtol=1e-5, atol=1e-6
+    )
     mc = load_model(keras_dir, n_samples=4)
     assert type(mc).__name__ == "MCDropout" and mc.predict_samples(x).shape == (4, 3, 2)
 
@@ -97,7 +103,9 @@ def test_non_vector_outputs_need_an_adapter(torch_dir, tmp_path):
     yaml = (model_dir / "model.yaml").read_text()
     yaml = yaml.split("            column_labels:")[0].replace("shape: (3, )", "shape: (40, 3)")
     (model_dir / "model.yaml").write_text(yaml)
-    with pytest.raises(ValueError, match=r"not all vectors \({'scores': \(40, 3\)}\); register an adapter"):
+    with pytest.raises(
+        ValueError, match=r"not all vectors \({'scores': \(40, 3\)}\); register an adapter"
+    ):
         load_model(str(model_dir))
 
 
@@ -109,18 +117,31 @@ def test_deep_mr_run_on_each_test_model(which, torch_dir, keras_dir, dict_dir, t
     if which == "dict":
         files = []
         for k in range(3):
-            torch.save(fx._seeded_state(_torch_net(dict_dir, "DictCNN"), 200 + k), tmp_path / f"m{k}.pth")
+            torch.save(
+                fx._seeded_state(_torch_net(dict_dir, "DictCNN"), 200 + k), tmp_path / f"m{k}.pth"
+            )
             files.append(str(tmp_path / f"m{k}.pth"))
         model = load_model(model_dir, weight_files=files)
     else:
         model = load_model(model_dir, n_samples=8, seed=0)
     config = pipeline.RunConfig(
-        model=model_dir, n_sequences=4, window=(5, 20), methods=("ivw",), min_instruments=3,
-        z=1.0, progress=False, figures=False, report=False, seed=0,
-    )  # fmt: skip
+        model=model_dir,
+        n_sequences=4,
+        window=(5, 20),
+        methods=("ivw",),
+        min_instruments=3,
+        z=1.0,
+        progress=False,
+        figures=False,
+        report=False,
+        seed=0,
+    )
     result = pipeline.run(config, model=model, identity={"name": model_dir})
     names = set(model.feature_names)
-    assert set(result.local_effects["exposure"]) <= names and set(result.local_effects["outcome"]) <= names
+    assert (
+        set(result.local_effects["exposure"]) <= names
+        and set(result.local_effects["outcome"]) <= names
+    )
     pairs = {(e, o) for e in names for o in names if e != o}
     assert {tuple(p) for p in result.global_effects[["exposure", "outcome"]].to_numpy()} == pairs
     assert np.isfinite(result.global_effects["estimate"]).any()

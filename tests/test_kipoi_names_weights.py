@@ -62,10 +62,14 @@ def test_unnamed_outputs_get_names_from_a_list_or_a_file(starr, tmp_path):
 def _member_files(group_dir, model, tmp_path, k):
     """The group member's architecture and weights, copied out under user names."""
     base = os.path.join(group_dir, "downloaded", "model_files", model)
-    arch = shutil.copy(os.path.join(base, "arch", os.listdir(os.path.join(base, "arch"))[0]),
-                       tmp_path / f"arch{k}.json")  # fmt: skip
-    weights = shutil.copy(os.path.join(base, "weights", os.listdir(os.path.join(base, "weights"))[0]),
-                          tmp_path / f"weights{k}.h5")  # fmt: skip
+    arch = shutil.copy(
+        os.path.join(base, "arch", os.listdir(os.path.join(base, "arch"))[0]),
+        tmp_path / f"arch{k}.json",
+    )
+    weights = shutil.copy(
+        os.path.join(base, "weights", os.listdir(os.path.join(base, "weights"))[0]),
+        tmp_path / f"weights{k}.h5",
+    )
     return str(arch), str(weights)
 
 
@@ -119,9 +123,31 @@ def test_deepmr_run_with_feature_names(starr, tmp_path, capsys):
     (tmp_path / "names.txt").write_text("Dev\nHk\n")
     (tmp_path / "run.yaml").write_text(f"model: {model_dir}\nfeature_names: [names.txt]\n")
     out = tmp_path / "run"
-    code = cli.main(["run", "--config", str(tmp_path / "run.yaml"), "--n-samples", "3",
-                     "--n-sequences", "2", "--window", "20", "40", "--z", "0", "--methods", "ivw",
-                     "--exposures", "Dev", "--out", str(out), "--no-figures", "--no-report", "-q"])  # fmt: skip
+    code = cli.main(
+        [
+            "run",
+            "--config",
+            str(tmp_path / "run.yaml"),
+            "--n-samples",
+            "3",
+            "--n-sequences",
+            "2",
+            "--window",
+            "20",
+            "40",
+            "--z",
+            "0",
+            "--methods",
+            "ivw",
+            "--exposures",
+            "Dev",
+            "--out",
+            str(out),
+            "--no-figures",
+            "--no-report",
+            "-q",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     glob = pd.read_csv(out / "global_effects.csv")
     assert list(zip(glob.exposure, glob.outcome)) == [("Dev", "Hk")]

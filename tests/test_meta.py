@@ -7,18 +7,40 @@ from scipy import optimize, stats
 from deepmr_kipoi import meta
 
 # metafor's dat.bcg: log relative risks and their standard errors (escalc(measure="RR")).
-BCG_YI = np.array([
-    -0.889311333920205, -1.58538865720143, -1.34807314829969, -1.44155119002131,
-    -0.217547322211296, -0.786115585818864, -1.62089822359839, 0.0119523335238405,
-    -0.469417648738149, -1.37134480347278, -0.339358828338391, 0.445913400571379,
-    -0.0173139482168798,
-])  # fmt: skip
-BCG_SEI = np.array([
-    0.570600354892951, 0.441113501718258, 0.644490469571091, 0.141456819921302,
-    0.226296646395016, 0.0831000508778951, 0.472247019654243, 0.0629410779842364,
-    0.237558856840255, 0.270231000466321, 0.111410116109623, 0.729729981020482,
-    0.267216503390016,
-])  # fmt: skip
+BCG_YI = np.array(
+    [
+        -0.889311333920205,
+        -1.58538865720143,
+        -1.34807314829969,
+        -1.44155119002131,
+        -0.217547322211296,
+        -0.786115585818864,
+        -1.62089822359839,
+        0.0119523335238405,
+        -0.469417648738149,
+        -1.37134480347278,
+        -0.339358828338391,
+        0.445913400571379,
+        -0.0173139482168798,
+    ]
+)
+BCG_SEI = np.array(
+    [
+        0.570600354892951,
+        0.441113501718258,
+        0.644490469571091,
+        0.141456819921302,
+        0.226296646395016,
+        0.0831000508778951,
+        0.472247019654243,
+        0.0629410779842364,
+        0.237558856840255,
+        0.270231000466321,
+        0.111410116109623,
+        0.729729981020482,
+        0.267216503390016,
+    ]
+)
 
 
 def test_bcg_golden_values_match_metafor_to_1e6():
@@ -78,15 +100,51 @@ def test_bcg_heterogeneity_and_test_statistics_follow_their_definitions():
             (0.2232, 76.8399, 4.3178, 0.1464),
         ),
         (
-            [0.100, -0.162, -0.090, -0.049, -0.046, -0.010, -0.431, -0.261, 0.134, 0.019,
-             0.175, 0.056, 0.045, 0.103, 0.121, -0.482, 0.290, 0.342],
-            [0.016, 0.015, 0.050, 0.050, 0.032, 0.052, 0.036, 0.024, 0.034, 0.033, 0.031,
-             0.034, 0.039, 0.167, 0.134, 0.096, 0.016, 0.035],
+            [
+                0.100,
+                -0.162,
+                -0.090,
+                -0.049,
+                -0.046,
+                -0.010,
+                -0.431,
+                -0.261,
+                0.134,
+                0.019,
+                0.175,
+                0.056,
+                0.045,
+                0.103,
+                0.121,
+                -0.482,
+                0.290,
+                0.342,
+            ],
+            [
+                0.016,
+                0.015,
+                0.050,
+                0.050,
+                0.032,
+                0.052,
+                0.036,
+                0.024,
+                0.034,
+                0.033,
+                0.031,
+                0.034,
+                0.039,
+                0.167,
+                0.134,
+                0.096,
+                0.016,
+                0.035,
+            ],
             (0.0126, 27.5275, 1.3798, 0.0159),
             (0.0157, 32.0203, 1.4710, 0.0167),
         ),
     ],
-)  # fmt: skip
+)
 def test_viechtbauer2005_published_values(yi, vi, dl, reml):
     for method, ref in (("DL", dl), ("REML", reml)):
         r = meta.random_effects(yi, np.sqrt(vi), method=method)
@@ -268,12 +326,29 @@ def test_batched_agrees_with_scalar_on_ragged_data(method, test):
     rng = np.random.default_rng(5)
     y, se, mask = _ragged(rng, 60, 30)
     b = meta.random_effects_batched(
-        y.reshape(6, 10, 30), se.reshape(6, 10, 30), mask.reshape(6, 10, 30), method=method,
-        test=test, level=0.9,
-    )  # fmt: skip
+        y.reshape(6, 10, 30),
+        se.reshape(6, 10, 30),
+        mask.reshape(6, 10, 30),
+        method=method,
+        test=test,
+        level=0.9,
+    )
     assert b.estimate.shape == (6, 10)
-    fields = ("estimate", "se", "ci_low", "ci_high", "pvalue", "tau2", "tau2_se", "i2", "h2", "q",
-              "q_pvalue", "pi_low", "pi_high")  # fmt: skip
+    fields = (
+        "estimate",
+        "se",
+        "ci_low",
+        "ci_high",
+        "pvalue",
+        "tau2",
+        "tau2_se",
+        "i2",
+        "h2",
+        "q",
+        "q_pvalue",
+        "pi_low",
+        "pi_high",
+    )
     for i in range(60):
         cell = np.unravel_index(i, (6, 10))
         if not mask[i].any():
@@ -284,8 +359,13 @@ def test_batched_agrees_with_scalar_on_ragged_data(method, test):
         assert bool(b.converged[cell]) == r.converged
         assert meta.REASONS[int(b.reason[cell])] == r.message
         for name in fields:
-            np.testing.assert_allclose(b.__dict__[name][cell], getattr(r, name), rtol=1e-9,
-                                       atol=1e-12, err_msg=f"{name} cell {i}")  # fmt: skip
+            np.testing.assert_allclose(
+                b.__dict__[name][cell],
+                getattr(r, name),
+                rtol=1e-9,
+                atol=1e-12,
+                err_msg=f"{name} cell {i}",
+            )
 
 
 def test_batched_reports_bad_cells_and_carries_on():

@@ -8,8 +8,21 @@ from deepmr_kipoi import mr
 from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.mr import pairwise
 
-FIELDS = ("estimate", "se", "ci_low", "ci_high", "pvalue", "q", "q_df", "q_pvalue", "residual_se",
-          "intercept", "intercept_se", "intercept_pvalue", "i2_gx")  # fmt: skip
+FIELDS = (
+    "estimate",
+    "se",
+    "ci_low",
+    "ci_high",
+    "pvalue",
+    "q",
+    "q_df",
+    "q_pvalue",
+    "residual_se",
+    "intercept",
+    "intercept_se",
+    "intercept_pvalue",
+    "i2_gx",
+)
 
 
 def _problem(rng, s=None, n=3, f=6, k=12):
@@ -35,8 +48,9 @@ def _assert_cells(got, ref, cells):
 def test_all_pairs_equals_run_batched_and_scalar(method, rng):
     b, se, mask = _problem(rng)
     res = mr.all_pairs(b, se_bx=se, selection=mask)[method]
-    ref = mr.run_batched(method, b[:, :, None], b[:, None], se[:, :, None], se[:, None],
-                         mask[:, :, None])  # fmt: skip
+    ref = mr.run_batched(
+        method, b[:, :, None], b[:, None], se[:, :, None], se[:, None], mask[:, :, None]
+    )
     off = ~np.eye(b.shape[1], dtype=bool)[None].repeat(b.shape[0], 0)
     _assert_cells(res, ref, off)
     np.testing.assert_array_equal(res.reason[off], ref.reason[off])
@@ -62,15 +76,27 @@ def test_all_pairs_sample_axis_equals_per_sample_runs(rng):
     off = ~np.eye(s_b.shape[2], dtype=bool)[None].repeat(s_b.shape[1], 0)
     for s in range(3):
         for method in mr.PAIR_METHODS:
-            ref = mr.run_batched(method, s_b[s, :, :, None], s_b[s, :, None], se[:, :, None],
-                                 se[:, None], mask[:, :, None])  # fmt: skip
+            ref = mr.run_batched(
+                method,
+                s_b[s, :, :, None],
+                s_b[s, :, None],
+                se[:, :, None],
+                se[:, None],
+                mask[:, :, None],
+            )
             got = res[method]
             for name in FIELDS:
-                np.testing.assert_allclose(getattr(got, name)[s][off], getattr(ref, name)[off],
-                                           rtol=1e-9, atol=1e-12, err_msg=name)  # fmt: skip
+                np.testing.assert_allclose(
+                    getattr(got, name)[s][off],
+                    getattr(ref, name)[off],
+                    rtol=1e-9,
+                    atol=1e-12,
+                    err_msg=name,
+                )
             for name in ("estimate", "se"):
-                np.testing.assert_allclose(getattr(est[method], name)[s], getattr(got, name)[s],
-                                           rtol=1e-12, equal_nan=True)  # fmt: skip
+                np.testing.assert_allclose(
+                    getattr(est[method], name)[s], getattr(got, name)[s], rtol=1e-12, equal_nan=True
+                )
     assert np.all(np.isnan(est["egger"].se[:, ~off]))
 
 
@@ -98,11 +124,17 @@ def test_pair_mask_path_equals_run_batched_with_full_mask(method, rng, monkeypat
     off = ~np.eye(5, dtype=bool)[None].repeat(3, 0)
     assert (full.sum(-1)[off] < mask[:, :, None].sum(-1).repeat(5, 2)[off]).any()
     for s in range(2):
-        ref = mr.run_batched(method, s_b[s, :, :, None], s_b[s, :, None], se[:, :, None],
-                             se[:, None], full)  # fmt: skip
+        ref = mr.run_batched(
+            method, s_b[s, :, :, None], s_b[s, :, None], se[:, :, None], se[:, None], full
+        )
         for name in FIELDS:
-            np.testing.assert_allclose(getattr(res, name)[s][off], getattr(ref, name)[off],
-                                       rtol=1e-9, atol=1e-12, err_msg=name)  # fmt: skip
+            np.testing.assert_allclose(
+                getattr(res, name)[s][off],
+                getattr(ref, name)[off],
+                rtol=1e-9,
+                atol=1e-12,
+                err_msg=name,
+            )
         np.testing.assert_array_equal(res.reason[s][off], ref.reason[off])
 
 
@@ -119,7 +151,9 @@ def test_all_pairs_rejects_bad_input(rng):
     with pytest.raises(DeepMRInputError, match="unknown all_pairs method"):
         mr.all_pairs(b, se_bx=se, methods=("weighted_median",))
     with pytest.raises(DeepMRInputError, match="pair_mask"):
-        mr.all_pairs(b, se_bx=se, selection=mr.PairSelection(pair_mask=np.ones((2, 2, 2, 2), dtype=bool)))
+        mr.all_pairs(
+            b, se_bx=se, selection=mr.PairSelection(pair_mask=np.ones((2, 2, 2, 2), dtype=bool))
+        )
     with pytest.raises(DeepMRInputError, match="se_bx is missing"):
         mr.all_pairs(b, b)
 

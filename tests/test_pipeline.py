@@ -19,8 +19,14 @@ FACTORY = f"{Path(__file__).parent / '_helpers_pipeline.py'}:tiny_model"
 
 
 def _config(tmp_path=None, **kw):
-    base = dict(model=FACTORY, n_sequences=5, chunk_size=2, methods=("ivw", "egger"),
-                progress=False, out=None if tmp_path is None else str(tmp_path))  # fmt: skip
+    base = dict(
+        model=FACTORY,
+        n_sequences=5,
+        chunk_size=2,
+        methods=("ivw", "egger"),
+        progress=False,
+        out=None if tmp_path is None else str(tmp_path),
+    )
     base.update(kw)
     return pipeline.RunConfig(**base)
 
@@ -72,7 +78,9 @@ def test_global_effect_equals_brute_force_from_saved_effects(finished_run):
             estimates.append(r.estimate)
             ses.append(r.se)
         ref = meta.random_effects(np.array(estimates), np.array(ses), method="REML")
-        row = glob[(glob.exposure == exposure) & (glob.outcome == outcome) & (glob.method == "ivw")].iloc[0]
+        row = glob[
+            (glob.exposure == exposure) & (glob.outcome == outcome) & (glob.method == "ivw")
+        ].iloc[0]
         # effects.h5 stores float32: the recomputation sees rounded effects
         assert row.meta_estimate == pytest.approx(ref.estimate, rel=1e-4, abs=1e-6)
         assert row.meta_se == pytest.approx(ref.se, rel=1e-3)
@@ -90,8 +98,14 @@ def test_planted_effects_are_recovered(finished_run):
 
 def test_results_folder_layout_and_provenance(finished_run):
     out = finished_run.out_dir
-    for name in ("global_effects.csv", "global_effects.parquet", "local_effects.parquet",
-                 "effects.h5", "run.json", "config.yaml"):  # fmt: skip
+    for name in (
+        "global_effects.csv",
+        "global_effects.parquet",
+        "local_effects.parquet",
+        "effects.h5",
+        "run.json",
+        "config.yaml",
+    ):
         assert (out / name).is_file(), name
     local = pd.read_parquet(out / "local_effects.parquet")
     assert len(local) == 5 * 12 * 2  # sequences x ordered pairs without x->x x methods
@@ -155,14 +169,19 @@ def test_local_mr_is_the_same_in_exposure_blocks():
     ex, oc = [0, 1, 2, 3], [0, 1, 2, 3]
     sel = instruments.select(mean[..., ex], se[..., ex])
     whole = pipeline.local_mr(mean, se, ex, oc, sel, ["ivw", "egger"])
-    blocks = pipeline.local_mr(mean, se, ex, oc, sel, ["ivw", "egger"],
-                               settings=MRSettings(block_cells=1))  # fmt: skip
+    blocks = pipeline.local_mr(
+        mean, se, ex, oc, sel, ["ivw", "egger"], settings=MRSettings(block_cells=1)
+    )
     assert whole.estimate.shape == (2, 4, 4, 2)
     for f in ("estimate", "se", "intercept", "n_instruments", "heterogeneity_pvalue"):
         # GEMMs over other block shapes round differently: equal to 1e-12
         np.testing.assert_allclose(whole.fields[f], blocks.fields[f], rtol=1e-12, atol=1e-14)
-    r = mr.ivw(*(a[0, ..., i].ravel()[sel.mask[0, ..., 1].ravel()]
-                 for a, i in ((mean, 1), (mean, 2), (se, 1), (se, 2))))  # fmt: skip
+    r = mr.ivw(
+        *(
+            a[0, ..., i].ravel()[sel.mask[0, ..., 1].ravel()]
+            for a, i in ((mean, 1), (mean, 2), (se, 1), (se, 2))
+        )
+    )
     assert whole.estimate[0, 1, 2, 0] == pytest.approx(r.estimate, rel=1e-10)
 
 
@@ -171,7 +190,9 @@ def test_feature_selection_by_name_and_glob():
     assert pipeline.select_features(["*CTCF"], names, "exposure") == [0, 2]
     assert pipeline.select_features(["K562_DNase", "HepG2_*"], names, "x") == [3, 0, 1]
     assert pipeline.select_features([], names, "x") == [0, 1, 2, 3]
-    with pytest.raises(ValueError, match="unknown outcome feature 'HepG2_DNAse'; close matches: HepG2_DNase"):
+    with pytest.raises(
+        ValueError, match="unknown outcome feature 'HepG2_DNAse'; close matches: HepG2_DNase"
+    ):
         pipeline.select_features(["HepG2_DNAse"], names, "outcome")
 
 
@@ -229,8 +250,16 @@ def test_config_values_are_type_checked(changes, message):
 
 
 def test_config_normalises_single_names_and_choices():
-    cfg = validate(pipeline.RunConfig.from_dict({"exposures": "GATA1", "outcomes": ["TAL1", "x"],
-                                                 "window": [2, 9], "meta-method": "reml"}))  # fmt: skip
+    cfg = validate(
+        pipeline.RunConfig.from_dict(
+            {
+                "exposures": "GATA1",
+                "outcomes": ["TAL1", "x"],
+                "window": [2, 9],
+                "meta-method": "reml",
+            }
+        )
+    )
     assert cfg.exposures == ("GATA1",) and cfg.outcomes == ("TAL1", "x")
     assert cfg.window == (2, 9) and cfg.meta_method == "REML"
     with pytest.raises(DeepMRInputError, match="did you mean n_sequences"):
@@ -241,7 +270,9 @@ def test_wrong_length_and_off_chromosome_inputs(tmp_path):
     fasta = helpers.write_fasta(tmp_path / "s.fa", helpers.random_dna(2, 30))
     with pytest.raises(ValueError, match="the sequences are 30 bp but the model takes 40 bp"):
         pipeline.run(_config(tmp_path / "a", fasta=str(fasta)))
-    mixed = helpers.write_fasta(tmp_path / "m.fa", helpers.random_dna(1, 40) + helpers.random_dna(1, 41))
+    mixed = helpers.write_fasta(
+        tmp_path / "m.fa", helpers.random_dna(1, 40) + helpers.random_dna(1, 41)
+    )
     with pytest.raises(ValueError, match="different lengths"):
         pipeline.run(_config(tmp_path / "b", fasta=str(mixed)))
     genome = helpers.write_fasta(tmp_path / "g.fa", helpers.random_dna(1, 100), ["chr1"])
@@ -291,7 +322,12 @@ def test_resume_refuses_chunks_of_other_weights(tmp_path):
     config = _config(out, n_sequences=2, figures=False, report=False)
 
     def ident(md5):
-        return {"name": "tiny", "n_samples": 4, "n_features": 4, "weights": [{"path": "w", "md5": md5}]}
+        return {
+            "name": "tiny",
+            "n_samples": 4,
+            "n_features": 4,
+            "weights": [{"path": "w", "md5": md5}],
+        }
 
     pipeline.run(config, model=model, identity=ident("a" * 32))
     pipeline.run(config, model=model, identity=ident("a" * 32))  # same weights: resumes
@@ -304,8 +340,17 @@ def test_minimum_instrument_count_is_enforced():
 
     assert mr_module.REASONS[pipeline.TOO_FEW].startswith("too few instruments")
     # all alleles, no floor or directionality: the counts stay high enough to straddle 110
-    res = pipeline.run(_config(None, n_sequences=3, methods=("ivw",), min_instruments=110,
-                               one_per_position=False, floor=0.0, directional=False))
+    res = pipeline.run(
+        _config(
+            None,
+            n_sequences=3,
+            methods=("ivw",),
+            min_instruments=110,
+            one_per_position=False,
+            floor=0.0,
+            directional=False,
+        )
+    )
     local = res.local_effects
     few = local.n_instruments < 110
     assert few.any() and (~few).any()

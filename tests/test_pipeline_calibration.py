@@ -33,9 +33,17 @@ def labelled(tmp_path_factory):
 def test_calibrated_run_scales_effect_ses_per_feature(tmp_path, labelled):
     path, mean, sd, y = labelled
     common = dict(model=FACTORY, n_sequences=3, progress=False, methods=("ivw",), save_effects=True)
-    raw = pipeline.run(pipeline.RunConfig(out=str(tmp_path / "raw"), figures=False, report=False, **common))
-    cal = pipeline.run(pipeline.RunConfig(out=str(tmp_path / "cal"), calibration_table=str(path),
-                                          calibration_method="sigma", **common))  # fmt: skip
+    raw = pipeline.run(
+        pipeline.RunConfig(out=str(tmp_path / "raw"), figures=False, report=False, **common)
+    )
+    cal = pipeline.run(
+        pipeline.RunConfig(
+            out=str(tmp_path / "cal"),
+            calibration_table=str(path),
+            calibration_method="sigma",
+            **common,
+        )
+    )
     ref = calibration.fit(mean, sd, y, method="sigma")
     scales = cal.run_info["calibration"]["se_scale"]
     assert set(scales) == {"x", "y"}
@@ -57,8 +65,11 @@ def test_saved_calibrator_is_applied_by_name(tmp_path, labelled):
     _, mean, sd, y = labelled
     ref = calibration.fit(mean, sd, y, method="sigma", feature_names=["x", "y"])
     ref.save(tmp_path / "cal.json")
-    res = pipeline.run(pipeline.RunConfig(model=FACTORY, n_sequences=2, progress=False,
-                                          calibrator=str(tmp_path / "cal.json")))  # fmt: skip
+    res = pipeline.run(
+        pipeline.RunConfig(
+            model=FACTORY, n_sequences=2, progress=False, calibrator=str(tmp_path / "cal.json")
+        )
+    )
     np.testing.assert_allclose(list(res.run_info["calibration"]["se_scale"].values()), ref.se_scale)
 
 
@@ -66,10 +77,16 @@ def test_calibration_table_errors(tmp_path):
     bad = tmp_path / "bad.csv"
     pd.DataFrame({"seq": ["ACGT"], "x": [1.0]}).to_csv(bad, index=False)
     with pytest.raises(ValueError, match="needs a 'sequence' column"):
-        pipeline.run(pipeline.RunConfig(model=FACTORY, n_sequences=2, progress=False,
-                                        calibration_table=str(bad)))  # fmt: skip
+        pipeline.run(
+            pipeline.RunConfig(
+                model=FACTORY, n_sequences=2, progress=False, calibration_table=str(bad)
+            )
+        )
     short = tmp_path / "short.csv"
     pd.DataFrame({"sequence": ["ACGT", "ACGA"], "x": [1.0, 2.0]}).to_csv(short, index=False)
     with pytest.raises(ValueError, match="calibration sequences must all be 40"):
-        pipeline.run(pipeline.RunConfig(model=FACTORY, n_sequences=2, progress=False,
-                                        calibration_table=str(short)))  # fmt: skip
+        pipeline.run(
+            pipeline.RunConfig(
+                model=FACTORY, n_sequences=2, progress=False, calibration_table=str(short)
+            )
+        )

@@ -15,8 +15,15 @@ N_SEQ = 7
 
 
 def _config(**kw):
-    base = dict(n_sequences=N_SEQ, chunk_size=3, progress=False, figures=False, report=False,
-                methods=("ivw", "egger"), seed=3)  # fmt: skip
+    base = dict(
+        n_sequences=N_SEQ,
+        chunk_size=3,
+        progress=False,
+        figures=False,
+        report=False,
+        methods=("ivw", "egger"),
+        seed=3,
+    )
     base.update(kw)
     return pipeline.RunConfig(**base)
 
@@ -38,8 +45,12 @@ def _member_thetas(model, exposure, outcome, members=None, select_members=None, 
     onehot = plan.onehot
     names = list(model.feature_names)
     ie, io = names.index(exposure), names.index(outcome)
-    d = np.stack([ism.saturation_effects(Deterministic(m), onehot, progress=False).mean
-                  for m in model.members]).astype(np.float64)  # fmt: skip
+    d = np.stack(
+        [
+            ism.saturation_effects(Deterministic(m), onehot, progress=False).mean
+            for m in model.members
+        ]
+    ).astype(np.float64)
     est_members = list(range(len(model.members))) if members is None else members
     sel_members = est_members if select_members is None else select_members
     mean, se = d[sel_members].mean(axis=0), d[sel_members].std(axis=0, ddof=1)
@@ -63,7 +74,8 @@ def _member_thetas(model, exposure, outcome, members=None, select_members=None, 
 
 @pytest.mark.parametrize("pair", [("x", "y"), ("y", "z"), ("x", "w")])
 def test_headline_equals_crossed_inference_of_hand_computed_member_estimates(
-        model, headline_run, pair):  # fmt: skip
+    model, headline_run, pair
+):
     theta = _member_thetas(model, *pair)
     ref = inference.crossed(theta)
     g = headline_run.global_effects
@@ -78,11 +90,36 @@ def test_headline_equals_crossed_inference_of_hand_computed_member_estimates(
 
 def test_headline_columns_and_meta_columns(headline_run):
     g = headline_run.global_effects
-    for col in ("estimate", "se", "df", "ci_low", "ci_high", "pvalue", "qvalue", "significant",
-                "direction", "verdict", "verdict_reason", "heterogeneity_share",
-                "n_analysed", "robust_disagreement", "meta_estimate", "meta_se", "meta_ci_low",
-                "meta_ci_high", "meta_pvalue", "tau2", "i2", "q", "pi_low", "pi_high",
-                "n_significant", "removed_floor", "removed_allele", "removed_direction"):  # fmt: skip
+    for col in (
+        "estimate",
+        "se",
+        "df",
+        "ci_low",
+        "ci_high",
+        "pvalue",
+        "qvalue",
+        "significant",
+        "direction",
+        "verdict",
+        "verdict_reason",
+        "heterogeneity_share",
+        "n_analysed",
+        "robust_disagreement",
+        "meta_estimate",
+        "meta_se",
+        "meta_ci_low",
+        "meta_ci_high",
+        "meta_pvalue",
+        "tau2",
+        "i2",
+        "q",
+        "pi_low",
+        "pi_high",
+        "n_significant",
+        "removed_floor",
+        "removed_allele",
+        "removed_direction",
+    ):
         assert col in g.columns, col
     ivw = g[g.method == "ivw"].set_index(["exposure", "outcome"])
     # planted x -> y (0.7, plus direct terms that average out only over many instruments) found;
@@ -115,8 +152,9 @@ def test_calibration_widens_the_members_about_their_mean(tmp_path, model, headli
     labels = mean + np.array([2.5, 0.5, 1.0, 1.0]) * sd * noise
     cal = calibration.fit(mean, sd, labels, method="sigma", feature_names=list(model.feature_names))
     cal.save(tmp_path / "cal.json")
-    res = pipeline.run(_config(calibrator=str(tmp_path / "cal.json")), model=model,
-                       identity={"name": "tiny"})  # fmt: skip
+    res = pipeline.run(
+        _config(calibrator=str(tmp_path / "cal.json")), model=model, identity={"name": "tiny"}
+    )
     g = res.global_effects
     for pair in [("x", "y"), ("y", "x"), ("x", "z")]:
         ref = inference.crossed(_member_thetas(model, *pair, scale=cal.se_scale))
@@ -139,8 +177,11 @@ def test_sample_split_selects_on_half_and_estimates_on_the_rest(model):
     assert row.estimate == pytest.approx(ref.estimate, rel=1e-6)
     assert row.se == pytest.approx(ref.se, rel=1e-5)
     with pytest.raises(ValueError, match="at least 4 model samples"):
-        pipeline.run(_config(sample_split=True), model=helpers.tiny_model(n_members=3),
-                     identity={"name": "tiny3"})  # fmt: skip
+        pipeline.run(
+            _config(sample_split=True),
+            model=helpers.tiny_model(n_members=3),
+            identity={"name": "tiny3"},
+        )
 
 
 def test_per_sample_estimates_live_in_chunk_files_and_resume(tmp_path, model, headline_run):
@@ -151,5 +192,6 @@ def test_per_sample_estimates_live_in_chunk_files_and_resume(tmp_path, model, he
     again = pipeline.run(_config(out=str(out)), model=model, identity={"name": "tiny"})
     assert again.record.chunks.resumed == (0, 1, 2)
     np.testing.assert_array_equal(again.global_effects["se"], res.global_effects["se"])
-    np.testing.assert_allclose(res.global_effects["estimate"],
-                               headline_run.global_effects["estimate"], rtol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(
+        res.global_effects["estimate"], headline_run.global_effects["estimate"], rtol=1e-12
+    )

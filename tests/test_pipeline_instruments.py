@@ -37,7 +37,9 @@ def test_pooled_rule_is_the_reference_code_standardisation(rng):
     sel = instruments.select(bx, se, z=1.0, rule="pooled")
     for k in range(bx.shape[-1]):
         pool = bx[..., k][np.isfinite(bx[..., k]) & (se[..., k] > 0)]
-        zk = np.abs((bx[..., k] - pool.mean()) / pool.std())  # numpy std: ddof=0 as in the paper's code
+        zk = np.abs(
+            (bx[..., k] - pool.mean()) / pool.std()
+        )  # numpy std: ddof=0 as in the paper's code
         want = np.isfinite(bx[..., k]) & (se[..., k] > 0) & (zk >= 1.0)
         np.testing.assert_array_equal(sel.mask[..., k], want)
 
@@ -59,8 +61,11 @@ def test_one_allele_per_position_keeps_the_strongest(rng):
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"rule": "magic"}, "unknown instrument rule"), ({"z": -1}, "z must be"),
-     ({"min_count": 0}, "min_count")],  # fmt: skip
+    [
+        ({"rule": "magic"}, "unknown instrument rule"),
+        ({"z": -1}, "z must be"),
+        ({"min_count": 0}, "min_count"),
+    ],
 )
 def test_bad_settings_raise_one_line(rng, kwargs, message):
     bx, se = _effects(rng)

@@ -265,7 +265,10 @@ def test_optimize_matches_eager_and_falls_back(x, caplog):
 
     with caplog.at_level("WARNING"):
         member = from_torch(
-            DictOut().eval(), feature_names=NAMES, output=lambda o: o["y"], optimize=True,
+            DictOut().eval(),
+            feature_names=NAMES,
+            output=lambda o: o["y"],
+            optimize=True,
             fast_ism=False,
         )
         np.testing.assert_allclose(

@@ -14,12 +14,32 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _deepmr(args, cwd):
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, "-m", "deepmr_kipoi.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "deepmr_kipoi.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
-RUN = ["--n-samples", "3", "--n-sequences", "2", "--window", "100", "112", "--z", "0", "--methods",
-       "ivw", "--no-figures", "--no-report", "--quiet"]  # fmt: skip
+RUN = [
+    "--n-samples",
+    "3",
+    "--n-sequences",
+    "2",
+    "--window",
+    "100",
+    "112",
+    "--z",
+    "0",
+    "--methods",
+    "ivw",
+    "--no-figures",
+    "--no-report",
+    "--quiet",
+]
 
 
 def test_quiet_run_on_a_zoo_copy_prints_nothing(zoo_torch, tmp_path):
@@ -35,8 +55,19 @@ def test_quiet_run_on_a_zoo_copy_prints_nothing(zoo_torch, tmp_path):
 
 
 def test_quiet_run_on_a_keras_group_member_prints_nothing(kipoi_groups, tmp_path):
-    done = _deepmr(["run", "--model", "CpGenie/A549_ENCSR000DDI", "--source", kipoi_groups,
-                    "--out", "run", *RUN], tmp_path)  # fmt: skip
+    done = _deepmr(
+        [
+            "run",
+            "--model",
+            "CpGenie/A549_ENCSR000DDI",
+            "--source",
+            kipoi_groups,
+            "--out",
+            "run",
+            *RUN,
+        ],
+        tmp_path,
+    )
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
 
 

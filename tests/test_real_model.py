@@ -27,7 +27,9 @@ def _sigmoid(x):
 @pytest.fixture(scope="module")
 def adapter():
     pytest.importorskip("tf_keras")
-    spec = importlib.util.spec_from_file_location("spliceai_adapter_under_test", HERE / "spliceai_adapter.py")
+    spec = importlib.util.spec_from_file_location(
+        "spliceai_adapter_under_test", HERE / "spliceai_adapter.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     try:
@@ -61,7 +63,9 @@ def test_spliceai_hbb_exon2_deep_mr(adapter, model, hbb, tmp_path):
     ref_seq = sequences.one_hot(hbb)
     mutant = hbb[:271] + "C" + hbb[272:]  # intron-1 AG -> AC
     gt_dead = hbb[:495] + "A" + hbb[496:]  # intron-2 GT -> AT
-    direct = model.predict_samples(np.concatenate([ref_seq, sequences.one_hot(mutant), sequences.one_hot(gt_dead)]))
+    direct = model.predict_samples(
+        np.concatenate([ref_seq, sequences.one_hot(mutant), sequences.one_hot(gt_dead)])
+    )
     # both sites of this constitutive exon are called with high confidence by every member
     prob = _sigmoid(direct[:, 0])
     assert prob.shape == (5, 2) and (prob > 0.9).all()
@@ -70,12 +74,20 @@ def test_spliceai_hbb_exon2_deep_mr(adapter, model, hbb, tmp_path):
     assert gt_effect.mean() < -5 and gt_effect.max() < -3
 
     config = pipeline.RunConfig(
-        fasta=str(FASTA), window=(270, 274), exposures=("acceptor",), outcomes=("donor",),
+        fasta=str(FASTA),
+        window=(270, 274),
+        exposures=("acceptor",),
+        outcomes=("donor",),
         # four positions only (the test's time): all three alleles may be instruments
-        methods=("ivw",), seed=0, out=str(tmp_path / "run"), save_effects=True,
+        methods=("ivw",),
+        seed=0,
+        out=str(tmp_path / "run"),
+        save_effects=True,
         one_per_position=False,
-        figures=False, report=False, progress=False,
-    )  # fmt: skip
+        figures=False,
+        report=False,
+        progress=False,
+    )
     result = pipeline.run(config, model=model, identity={"name": "SpliceAI/HBB-exon2"})
 
     import h5py
@@ -93,5 +105,7 @@ def test_spliceai_hbb_exon2_deep_mr(adapter, model, hbb, tmp_path):
     brute = (direct[:, 1] - direct[:, 0]).mean(axis=0)
     np.testing.assert_allclose(mean[1, slot], brute, rtol=1e-4, atol=1e-4)
 
-    row = result.global_effects.query("exposure == 'acceptor' and outcome == 'donor' and method == 'ivw'")
+    row = result.global_effects.query(
+        "exposure == 'acceptor' and outcome == 'donor' and method == 'ivw'"
+    )
     assert len(row) == 1 and np.isfinite(row[["estimate", "se"]].to_numpy()).all()

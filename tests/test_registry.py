@@ -24,7 +24,9 @@ def test_register_and_lookup():
     assert reg.get("Family/special").name == "Family/special"  # exact name beats pattern
     assert reg.get("Other") is None
     assert [a.name for a in reg.list()] == ["Family", "Family/special"]
-    with pytest.raises(ValueError, match="no adapter named 'nope'; registered: Family, Family/special"):
+    with pytest.raises(
+        ValueError, match="no adapter named 'nope'; registered: Family, Family/special"
+    ):
         reg.get_by_name("nope")
 
 
@@ -51,7 +53,9 @@ def test_decorator_registers_in_default_registry_and_description_from_docstring(
         assert info.description == "My lab's CNN: 12 ChIP features."
         assert info.load is load
         assert info.origin == __name__
-        assert any(line.startswith("deepmr-test-decorated") for line in registry.describe_adapters())
+        assert any(
+            line.startswith("deepmr-test-decorated") for line in registry.describe_adapters()
+        )
     finally:
         registry.unregister_adapter("deepmr-test-decorated")
     assert registry.get_adapter("MyLab/cnn_v2") is None

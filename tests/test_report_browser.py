@@ -9,8 +9,10 @@ from tests import _browser
 from tests._report_tables import zoo_table
 from tests.test_report import FEATURES, N_SEQ, _local_table, _record, _report, check_self_contained
 
-pytestmark = [pytest.mark.chromium,
-              pytest.mark.skipif(_browser.CHROMIUM is None, reason="headless Chromium is not installed")]  # fmt: skip
+pytestmark = [
+    pytest.mark.chromium,
+    pytest.mark.skipif(_browser.CHROMIUM is None, reason="headless Chromium is not installed"),
+]
 
 
 def _numbers(values):

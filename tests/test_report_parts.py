@@ -21,26 +21,95 @@ ONLY_IVW = "IVW finds an effect that MR-Egger does not: invalid instruments cann
 
 
 def _row(e, o, method, est, lo, hi, verdict, reason, n=16, sig=None, p=0.5):
-    return {"exposure": e, "outcome": o, "method": method, "estimate": est, "ci_low": lo,
-            "ci_high": hi, "pvalue": p, "qvalue": p, "significant": (lo > 0 or hi < 0) if sig is None else sig,
-            "verdict": verdict, "verdict_reason": reason, "n_sequences": n}  # fmt: skip
+    return {
+        "exposure": e,
+        "outcome": o,
+        "method": method,
+        "estimate": est,
+        "ci_low": lo,
+        "ci_high": hi,
+        "pvalue": p,
+        "qvalue": p,
+        "significant": (lo > 0 or hi < 0) if sig is None else sig,
+        "verdict": verdict,
+        "verdict_reason": reason,
+        "n_sequences": n,
+    }
 
 
 def _demo_like():
     rows = []
     for m, shift in (("ivw", 0.0), ("egger", -0.2)):
         rows += [
-            _row("GATA1", "TAL1", m, 2.1234 + shift, 1.8812 + shift, 2.3456 + shift, "causal", AGREE, p=1e-9),
-            _row("TAL1", "GATA1", m, 0.035, 0.019, 0.051, "undetermined", ONLY_IVW, sig=m == "ivw", p=0.001),
-            _row("SOX2", "TAL1", m, -0.089, -0.167, -0.012, "not causal",
-                 "no estimator finds an effect (IVW -0.0894 [-0.167, -0.0117])", sig=False, p=0.07),
-            _row("SOX2", "GATA1", m, -0.058, -0.12, 0.007, "not causal",
-                 "no estimator finds an effect (IVW -0.0579 [-0.123, 0.00667])", p=0.1),
-            _row("GATA1", "SOX2", m, -0.012, -0.09, 0.066, "undetermined",
-                 "too few sequences with a local fit (3 of 16; a verdict needs 5)", n=3),
-            _row("TAL1", "SOX2", m, -0.005, -0.027, 0.016, "not causal",
-                 "no estimator finds an effect (IVW -0.00551 [-0.0266, 0.0156])", p=0.6),
-        ]  # fmt: skip
+            _row(
+                "GATA1",
+                "TAL1",
+                m,
+                2.1234 + shift,
+                1.8812 + shift,
+                2.3456 + shift,
+                "causal",
+                AGREE,
+                p=1e-9,
+            ),
+            _row(
+                "TAL1",
+                "GATA1",
+                m,
+                0.035,
+                0.019,
+                0.051,
+                "undetermined",
+                ONLY_IVW,
+                sig=m == "ivw",
+                p=0.001,
+            ),
+            _row(
+                "SOX2",
+                "TAL1",
+                m,
+                -0.089,
+                -0.167,
+                -0.012,
+                "not causal",
+                "no estimator finds an effect (IVW -0.0894 [-0.167, -0.0117])",
+                sig=False,
+                p=0.07,
+            ),
+            _row(
+                "SOX2",
+                "GATA1",
+                m,
+                -0.058,
+                -0.12,
+                0.007,
+                "not causal",
+                "no estimator finds an effect (IVW -0.0579 [-0.123, 0.00667])",
+                p=0.1,
+            ),
+            _row(
+                "GATA1",
+                "SOX2",
+                m,
+                -0.012,
+                -0.09,
+                0.066,
+                "undetermined",
+                "too few sequences with a local fit (3 of 16; a verdict needs 5)",
+                n=3,
+            ),
+            _row(
+                "TAL1",
+                "SOX2",
+                m,
+                -0.005,
+                -0.027,
+                0.016,
+                "not causal",
+                "no estimator finds an effect (IVW -0.00551 [-0.0266, 0.0156])",
+                p=0.6,
+            ),
+        ]
     return pd.DataFrame(rows)
 
 
@@ -53,23 +122,37 @@ def test_headline_claims_and_reasons_in_counts():
     assert h.summary() == "1 of 6 ordered pairs causal:"
     # reasons counted by their words: the three "no estimator" pairs are one group
     assert h.not_claimed == (
-        ("undetermined", "IVW finds an effect that MR-Egger does not: invalid instruments cannot be ruled out", 1),
+        (
+            "undetermined",
+            "IVW finds an effect that MR-Egger does not: invalid instruments cannot be ruled out",
+            1,
+        ),
         ("undetermined", "too few sequences with a local fit", 1),
         ("not causal", "no estimator finds an effect", 3),
-    )  # fmt: skip
+    )
     lines = h.lines()
     assert lines[0] == "1 of 6 ordered pairs causal:" and lines[1].startswith(
         "  GATA1 -> TAL1: +2.12"
     )
-    assert lines[2] == ("Not claimed: 1 undetermined: " + ONLY_IVW + "; 1 undetermined: too few "
-                        "sequences with a local fit; 3 not causal: no estimator finds an effect.")  # fmt: skip
+    assert lines[2] == (
+        "Not claimed: 1 undetermined: " + ONLY_IVW + "; 1 undetermined: too few "
+        "sequences with a local fit; 3 not causal: no estimator finds an effect."
+    )
 
 
 def test_headline_against_a_truth_counts_hits_false_claims_and_misses():
     table = _demo_like()
-    truth = pd.DataFrame([("GATA1", "TAL1", 2.04), ("TAL1", "GATA1", -0.002), ("SOX2", "TAL1", 0.3),
-                          ("SOX2", "GATA1", 0.03), ("GATA1", "SOX2", 0.0), ("TAL1", "SOX2", 0.0)],
-                         columns=["exposure", "outcome", "true_effect"])  # fmt: skip
+    truth = pd.DataFrame(
+        [
+            ("GATA1", "TAL1", 2.04),
+            ("TAL1", "GATA1", -0.002),
+            ("SOX2", "TAL1", 0.3),
+            ("SOX2", "GATA1", 0.03),
+            ("GATA1", "SOX2", 0.0),
+            ("TAL1", "SOX2", 0.0),
+        ],
+        columns=["exposure", "outcome", "true_effect"],
+    )
     h = headline.build_headline(table, truth)
     assert h.claims[0].true_effect == pytest.approx(2.04)
     assert h.claims[0].sentence().endswith("(true effect +2.04)")
@@ -108,8 +191,12 @@ def test_reason_kind_drops_numbers_only():
     assert headline.reason_kind("no estimator finds an effect (IVW +0.01 [-0.02, 0.04])") == (
         "no estimator finds an effect"
     )
-    assert headline.reason_kind("instruments disagree: heterogeneity beyond model noise in 40% of "
-                                "sequences") == "instruments disagree: heterogeneity beyond model noise"  # fmt: skip
+    assert (
+        headline.reason_kind(
+            "instruments disagree: heterogeneity beyond model noise in 40% of sequences"
+        )
+        == "instruments disagree: heterogeneity beyond model noise"
+    )
     assert headline.reason_kind(AGREE) == AGREE
 
 
@@ -193,8 +280,11 @@ def test_heatmap_payload_decodes_to_the_matrix():
     mat = drawing.effect_matrix(t, "ivw").reindex(index=p["rows"], columns=p["cols"]).to_numpy()
     assert (q[np.isnan(mat)] == -128).all() and np.isnan(mat).sum() == n  # the diagonal only
     ok = ~np.isnan(mat)
-    np.testing.assert_allclose(q[ok] / 127 * p["vmax"], np.clip(mat[ok], -p["vmax"], p["vmax"]),
-                               atol=p["vmax"] / 254 + 1e-12)  # fmt: skip
+    np.testing.assert_allclose(
+        q[ok] / 127 * p["vmax"],
+        np.clip(mat[ok], -p["vmax"], p["vmax"]),
+        atol=p["vmax"] / 254 + 1e-12,
+    )
     claimed = {(p["rows"][r], p["cols"][c]) for r, c in zip(*np.nonzero(v == 3))}
     assert claimed == {("f000", "f002"), ("f001", "f002")}
 
@@ -203,7 +293,9 @@ def test_causal_graph_draws_claims_and_undetermined_effects_only():
     t = _demo_like()
     edges = overview.graph_edges(t)
     assert set(zip(edges.exposure, edges.outcome, edges.verdict)) == {
-        ("GATA1", "TAL1", "causal"), ("TAL1", "GATA1", "undetermined")}  # fmt: skip
+        ("GATA1", "TAL1", "causal"),
+        ("TAL1", "GATA1", "undetermined"),
+    }
     fig = overview.causal_graph(t)
     gids = {p.get_gid() for p in fig.axes[0].patches}
     assert gids == {"edge:GATA1|TAL1", "edge:TAL1|GATA1"}

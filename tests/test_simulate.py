@@ -99,8 +99,9 @@ def motif_set():
 
 
 def sim(n, regime, seed, ms, **kw):
-    return gen.simulate(n, PARAMS, gen.SimulationConfig(), regime, np.random.default_rng(seed),
-                        motif_set=ms, **kw)
+    return gen.simulate(
+        n, PARAMS, gen.SimulationConfig(), regime, np.random.default_rng(seed), motif_set=ms, **kw
+    )
 
 
 def test_seeds_reproduce_exactly(motif_set):
@@ -181,8 +182,10 @@ def test_bad_regime_is_a_clear_error(motif_set):
 def test_expected_anscombe_matches_poisson_sum():
     lam = np.array([0.0, 0.3, 1.0, 7.5, 120.0, 1043.7])
     k = np.arange(0, 3000)
-    want = [(stats.poisson.pmf(k, v) * 2 * np.sqrt(k + 0.375)).sum() if v > 0
-            else 2 * np.sqrt(0.375) for v in lam]
+    want = [
+        (stats.poisson.pmf(k, v) * 2 * np.sqrt(k + 0.375)).sum() if v > 0 else 2 * np.sqrt(0.375)
+        for v in lam
+    ]
     np.testing.assert_allclose(orc.expected_anscombe(lam), want, atol=1e-6)
 
 
@@ -199,9 +202,15 @@ def test_oracle_effects_match_explicit_mutation(motif_set):
             x = d.onehot[0:1].copy()
             x[0, pos] = 0
             x[0, pos, alt] = 1
-            c = np.array([1 + PARAMS.alpha * motif_set.occupancy("exposure", x)[0],
-                          1 + PARAMS.beta * motif_set.occupancy("exposure", x)[0]
-                          * motif_set.occupancy("outcome", x)[0]])
+            c = np.array(
+                [
+                    1 + PARAMS.alpha * motif_set.occupancy("exposure", x)[0],
+                    1
+                    + PARAMS.beta
+                    * motif_set.occupancy("exposure", x)[0]
+                    * motif_set.occupancy("outcome", x)[0],
+                ]
+            )
             c0 = oracle.counts(d.onehot[0:1])[0]
             want = 2 * np.sqrt(c + 0.375) - 2 * np.sqrt(c0 + 0.375)
             np.testing.assert_allclose(eff[0, pos, j], want, rtol=1e-10, atol=1e-12)
@@ -266,8 +275,9 @@ def test_bystander_feature_has_its_own_motif_in_every_regime(motif_set):
     np.testing.assert_allclose(d.c_exp, 1.0 + PARAMS.alpha * d.q_exp)
     # without a bystander the data stream is the legacy one
     legacy = sim(50, "none", 4, motif_set)
-    again = gen.simulate(50, PARAMS, gen.SimulationConfig(), "none", np.random.default_rng(4),
-                         motif_set=motif_set)  # fmt: skip
+    again = gen.simulate(
+        50, PARAMS, gen.SimulationConfig(), "none", np.random.default_rng(4), motif_set=motif_set
+    )
     np.testing.assert_array_equal(legacy.onehot, again.onehot)
     assert legacy.labels.shape == (50, 2) and legacy.c_byst is None
 
@@ -286,8 +296,9 @@ def test_learnable_oracle_keeps_the_sequence_confounder_terms(motif_set):
 
 def test_exposure_to_bystander_truth_is_near_zero(motif_set):
     cfg = gen.SimulationConfig(bystander_gamma=80.0)
-    d = gen.simulate(4, PARAMS, cfg, "none", np.random.default_rng(7), motif_set=motif_set,
-                     embedding="both")  # fmt: skip
+    d = gen.simulate(
+        4, PARAMS, cfg, "none", np.random.default_rng(7), motif_set=motif_set, embedding="both"
+    )
     eff = orc.oracle_effects(orc.Oracle(PARAMS, cfg, motif_set), d.onehot)
     assert eff.shape == (4, cfg.sequence_length, 3, 3)
     # no causal link: exposure-motif mutations move the bystander only where they make or break

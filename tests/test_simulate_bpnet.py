@@ -65,18 +65,24 @@ def test_planted_cooperativity_is_directional_in_expected_reads():
     assert lam[0, 1] == pytest.approx(lam[2, 1])
     onehot, _ = bdata.simulate_sequences(sim, 4, np.random.default_rng(1), all_motifs=True)
     occ = sim.occupancy(onehot)
-    np.testing.assert_allclose(sim.expected_reads(onehot),
-                               cfg.bias + cfg.amplitude * occ * (1.0 + occ @ cfg.gamma()))
-    np.testing.assert_allclose(oracle_features(sim, onehot),
-                               expected_log1p_poisson(sim.expected_reads(onehot) / 2.0))
+    np.testing.assert_allclose(
+        sim.expected_reads(onehot), cfg.bias + cfg.amplitude * occ * (1.0 + occ @ cfg.gamma())
+    )
+    np.testing.assert_allclose(
+        oracle_features(sim, onehot), expected_log1p_poisson(sim.expected_reads(onehot) / 2.0)
+    )
 
 
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("bpnet_sim"))
     config = BPNetExperimentConfig(
-        n_train=300, n_analysis=4, n_calibration=60, seed=3,
-        training=BPNetTrainConfig(n_members=2, max_epochs=2, filters=6, seed=3))
+        n_train=300,
+        n_analysis=4,
+        n_calibration=60,
+        seed=3,
+        training=BPNetTrainConfig(n_members=2, max_epochs=2, filters=6, seed=3),
+    )
     return run_bpnet_experiment(config, out)
 
 
@@ -119,10 +125,28 @@ def test_deepmr_run_analyses_the_saved_ensemble(small_run):
 
     out = os.path.join(small_run.out_dir, "run")
     weights = sorted(glob.glob(os.path.join(small_run.kipoi_model_dir, "member_*.pth")))
-    rc = main(["run", "--model", small_run.kipoi_model_dir, "--weights", *weights, "--fasta",
-               small_run.fasta, "--out", out, "--no-figures", "--no-report", "-q",
-               "--calibration-table", small_run.calibration_table, "--calibration-method", "sigma",
-               "--aleatoric-variance", str(small_run.aleatoric_variance)])  # fmt: skip
+    rc = main(
+        [
+            "run",
+            "--model",
+            small_run.kipoi_model_dir,
+            "--weights",
+            *weights,
+            "--fasta",
+            small_run.fasta,
+            "--out",
+            out,
+            "--no-figures",
+            "--no-report",
+            "-q",
+            "--calibration-table",
+            small_run.calibration_table,
+            "--calibration-method",
+            "sigma",
+            "--aleatoric-variance",
+            str(small_run.aleatoric_variance),
+        ]
+    )
     assert rc == 0
     labels = pd.read_csv(small_run.calibration_table, sep="\t")
     assert list(labels.columns) == ["sequence", *bdata.TASKS] and len(labels) == 60

@@ -27,32 +27,52 @@ def oracle_ensemble(config, motif_set, sigma=0.05, n_members=5, seed=0):
     L = config.simulation.sequence_length
     w = rng.normal(0.0, sigma, size=(n_members, L, 4, len(features)))
     w -= w.mean(axis=0)
-    return DeepEnsemble([
-        from_function(lambda x, ws=ws: oracle(x) + np.einsum("nlb,lbf->nf", x, ws), features, L)
-        for ws in w
-    ])
+    return DeepEnsemble(
+        [
+            from_function(lambda x, ws=ws: oracle(x) + np.einsum("nlb,lbf->nf", x, ws), features, L)
+            for ws in w
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
 def planted_round():
-    config = E.ExperimentConfig(rounds=1, regimes=("none",), n_train=10, n_calibration=50,
-                                n_analysis=30, calibration="none", workers=1)
+    config = E.ExperimentConfig(
+        rounds=1,
+        regimes=("none",),
+        n_train=10,
+        n_calibration=50,
+        n_analysis=30,
+        calibration="none",
+        workers=1,
+    )
     ms = gen.MotifSet.from_config(config.simulation)
     model = oracle_ensemble(config, ms)
     return E.run_round(0, "none", PARAMS, config, ms, model=model)
 
 
 def _record(result, exposure, outcome, method="ivw"):
-    return next(r for r in result.globals if r["method"] == method
-                and (r["exposure"], r["outcome"]) == (exposure, outcome))
+    return next(
+        r
+        for r in result.globals
+        if r["method"] == method and (r["exposure"], r["outcome"]) == (exposure, outcome)
+    )
 
 
 def test_round_scores_every_ordered_pair_with_its_role(planted_round):
-    pairs = {(r["exposure"], r["outcome"]): r["role"] for r in planted_round.globals
-             if r["method"] == "ivw"}  # fmt: skip
-    assert pairs == {("exposure", "outcome"): "planted", ("outcome", "exposure"): "reverse",
-                     ("exposure", "bystander"): "unrelated", ("outcome", "bystander"): "unrelated",
-                     ("bystander", "exposure"): "unrelated", ("bystander", "outcome"): "unrelated"}
+    pairs = {
+        (r["exposure"], r["outcome"]): r["role"]
+        for r in planted_round.globals
+        if r["method"] == "ivw"
+    }
+    assert pairs == {
+        ("exposure", "outcome"): "planted",
+        ("outcome", "exposure"): "reverse",
+        ("exposure", "bystander"): "unrelated",
+        ("outcome", "bystander"): "unrelated",
+        ("bystander", "exposure"): "unrelated",
+        ("bystander", "outcome"): "unrelated",
+    }
 
 
 def test_round_recovers_planted_effect_within_ci(planted_round):
@@ -78,12 +98,15 @@ def test_null_pairs_of_an_oracle_model_are_not_flagged(planted_round):
 
 def test_estimates_and_truth_are_matched_by_id(planted_round):
     loc = planted_round.locals
-    ivw = loc[(loc["method"] == "ivw") & (loc["exposure"] == "exposure") & (loc["outcome"] == "outcome")]
+    ivw = loc[
+        (loc["method"] == "ivw") & (loc["exposure"] == "exposure") & (loc["outcome"] == "outcome")
+    ]
     assert ivw["id"].is_unique and ivw["id"].str.startswith("r000_none_seq").all()
     # truth of a given id does not depend on where the row sits
     shuffled = ivw.sample(frac=1.0, random_state=0).set_index("id")
-    assert np.allclose(shuffled.loc[ivw["id"], "true_local"].to_numpy(),
-                       ivw["true_local"].to_numpy())
+    assert np.allclose(
+        shuffled.loc[ivw["id"], "true_local"].to_numpy(), ivw["true_local"].to_numpy()
+    )
     used = ivw[ivw["reason"] == 0]
     rec = _record(planted_round, "exposure", "outcome")
     # the global truth pools the sums of the used sequences (a ratio of sums, not a mean of ratios)
@@ -96,8 +119,9 @@ def test_wilson_interval_matches_statsmodels():
     from statsmodels.stats.proportion import proportion_confint
 
     for k, n in [(0, 20), (3, 50), (47, 50), (200, 200)]:
-        assert scoring.wilson(k, n) == pytest.approx(proportion_confint(k, n, method="wilson"),
-                                                     abs=1e-12)  # fmt: skip
+        assert scoring.wilson(k, n) == pytest.approx(
+            proportion_confint(k, n, method="wilson"), abs=1e-12
+        )
 
 
 def test_summary_by_hand():
@@ -107,17 +131,43 @@ def test_summary_by_hand():
     truths = [0.5, 2.5, 2.0, 3.0, 0.05]
     for k, t in enumerate(truths):
         est = t + (0.1 if k % 2 else -0.1)
-        rows.append({"round": k, "regime": "none", "method": "ivw", "role": "planted",
-                     "estimate": est, "ci_low": est - (0.2 if k < 4 else 0.01),
-                     "ci_high": est + (0.2 if k < 4 else 0.01), "significant": k != 1,
-                     "meta_ci_low": est - 0.01, "meta_ci_high": est + 0.01, "truth": t,
-                     "truth_paper": t + 1.0, "high": t > 1.5, "df": 4.0 + k})  # fmt: skip
+        rows.append(
+            {
+                "round": k,
+                "regime": "none",
+                "method": "ivw",
+                "role": "planted",
+                "estimate": est,
+                "ci_low": est - (0.2 if k < 4 else 0.01),
+                "ci_high": est + (0.2 if k < 4 else 0.01),
+                "significant": k != 1,
+                "meta_ci_low": est - 0.01,
+                "meta_ci_high": est + 0.01,
+                "truth": t,
+                "truth_paper": t + 1.0,
+                "high": t > 1.5,
+                "df": 4.0 + k,
+            }
+        )
         for j, flagged in enumerate([k == 0, False, False, False, False]):
-            rows.append({"round": k, "regime": "none", "method": "ivw",
-                         "role": "reverse" if j == 0 else "unrelated", "estimate": 0.01,
-                         "ci_low": -0.1, "ci_high": 0.1 if j else 0.0, "significant": flagged,
-                         "meta_ci_low": 0.0, "meta_ci_high": 0.02, "truth": 0.05,
-                         "truth_paper": 0.0, "high": False, "df": 4.0})  # fmt: skip
+            rows.append(
+                {
+                    "round": k,
+                    "regime": "none",
+                    "method": "ivw",
+                    "role": "reverse" if j == 0 else "unrelated",
+                    "estimate": 0.01,
+                    "ci_low": -0.1,
+                    "ci_high": 0.1 if j else 0.0,
+                    "significant": flagged,
+                    "meta_ci_low": 0.0,
+                    "meta_ci_high": 0.02,
+                    "truth": 0.05,
+                    "truth_paper": 0.0,
+                    "high": False,
+                    "df": 4.0,
+                }
+            )
     s = scoring.summarize(pd.DataFrame(rows)).iloc[0]
     assert s["rounds"] == 5
     assert s["coverage"] == pytest.approx(4 / 5)  # the last round's interval misses 0.05
@@ -154,8 +204,9 @@ def test_training_learns_and_is_seeded():
     tc = TrainConfig(n_members=2, max_epochs=3, patience=3, batch_size=64, seed=1)
     a = train_ensemble(d.onehot, d.labels, model_config=mc, train_config=tc)
     b = train_ensemble(d.onehot, d.labels, model_config=mc, train_config=tc)
-    bagged = train_ensemble(d.onehot, d.labels, model_config=mc,
-                            train_config=replace(tc, bootstrap=True))  # fmt: skip
+    bagged = train_ensemble(
+        d.onehot, d.labels, model_config=mc, train_config=replace(tc, bootstrap=True)
+    )
     for hp, hb in zip(a.histories, bagged.histories):  # same seeds, each on its own resample
         assert hp.seed == hb.seed and hp.train_loss != hb.train_loss
     for ha, hb in zip(a.histories, b.histories):
@@ -193,9 +244,16 @@ def test_interrupted_run_resumes_and_extends(tmp_path, capsys):
     from deepmr_kipoi.simulate.train import TrainConfig
 
     config = E.ExperimentConfig(
-        rounds=1, regimes=("none",), n_train=300, n_calibration=40, n_analysis=6,
-        calibration="sigma", workers=1, model=ModelConfig(channels=(4, 4, 4), hidden=8),
-        training=TrainConfig(n_members=3, max_epochs=2, patience=2, batch_size=64))
+        rounds=1,
+        regimes=("none",),
+        n_train=300,
+        n_calibration=40,
+        n_analysis=6,
+        calibration="sigma",
+        workers=1,
+        model=ModelConfig(channels=(4, 4, 4), hidden=8),
+        training=TrainConfig(n_members=3, max_epochs=2, patience=2, batch_size=64),
+    )
     out = str(tmp_path / "run")
     first = E.run_experiment(config, out, progress=False)
     job0 = os.path.join(out, "jobs", "r000_none.json")
@@ -205,12 +263,13 @@ def test_interrupted_run_resumes_and_extends(tmp_path, capsys):
     assert os.stat(job0).st_mtime_ns == stamp  # read back, not rewritten
     assert extended.resumed == 1 and first.resumed == 0
     assert len(extended.rounds) == 2 * len(first.rounds)
-    assert extended.rounds.iloc[:len(first.rounds)].reset_index(drop=True).equals(first.rounds)
+    assert extended.rounds.iloc[: len(first.rounds)].reset_index(drop=True).equals(first.rounds)
 
     fresh = E.run_experiment(replace(config, rounds=2), str(tmp_path / "fresh"), progress=False)
     cols = ["round", "regime", "method", "estimate", "se", "truth", "ci_low"]
-    assert np.allclose(fresh.rounds[cols[3:]].to_numpy(), extended.rounds[cols[3:]].to_numpy(),
-                       equal_nan=True)
+    assert np.allclose(
+        fresh.rounds[cols[3:]].to_numpy(), extended.rounds[cols[3:]].to_numpy(), equal_nan=True
+    )
     assert fresh.locals.shape == extended.locals.shape
 
     assert not extended.rounds["model_cached"].any()  # both jobs trained their ensembles
@@ -222,7 +281,9 @@ def test_interrupted_run_resumes_and_extends(tmp_path, capsys):
     again = E.run_experiment(replace(config, rounds=2), out, progress=False, reanalyze=True)
     assert again.resumed == 0 and again.rounds["model_cached"].all()
     assert os.stat(job0).st_mtime_ns != stamp  # the analysis was recomputed and rewritten
-    same = [c for c in extended.rounds.columns if not c.startswith("seconds_") and c != "model_cached"]
+    same = [
+        c for c in extended.rounds.columns if not c.startswith("seconds_") and c != "model_cached"
+    ]
     pd.testing.assert_frame_equal(again.rounds[same], extended.rounds[same])
     assert {f: os.stat(os.path.join(models, f)).st_mtime_ns for f in stamps} == stamps
 
@@ -262,9 +323,16 @@ def test_results_folder_from_before_a_new_setting_still_resumes(tmp_path):
 
     mc = ModelConfig(channels=(4, 4, 4), hidden=8)
     config = E.ExperimentConfig(
-        rounds=1, regimes=("none",), n_train=200, n_calibration=30, n_analysis=4,
-        calibration="none", workers=1, model=mc,
-        training=TrainConfig(n_members=2, max_epochs=1, patience=1, batch_size=64))  # fmt: skip
+        rounds=1,
+        regimes=("none",),
+        n_train=200,
+        n_calibration=30,
+        n_analysis=4,
+        calibration="none",
+        workers=1,
+        model=mc,
+        training=TrainConfig(n_members=2, max_epochs=1, patience=1, batch_size=64),
+    )
     out = str(tmp_path / "old")
     first = E.run_experiment(config, out, progress=False)
     path = os.path.join(out, "config.json")
@@ -276,8 +344,9 @@ def test_results_folder_from_before_a_new_setting_still_resumes(tmp_path):
     again = E.run_experiment(config, out, progress=False)
     assert again.rounds.equals(first.rounds)
     with pytest.raises(ValueError, match="other model settings"):
-        E.run_experiment(replace(config, training=replace(config.training, bootstrap=True)), out,
-                         progress=False)  # fmt: skip
+        E.run_experiment(
+            replace(config, training=replace(config.training, bootstrap=True)), out, progress=False
+        )
 
 
 @pytest.mark.torch
@@ -287,15 +356,27 @@ def test_learnable_truth_differs_from_the_papers_where_labels_are_confounded(tmp
     from deepmr_kipoi.simulate.train import TrainConfig
 
     config = E.ExperimentConfig(
-        rounds=1, regimes=("none", "random", "sequence"), n_train=200, n_calibration=30,
-        n_analysis=5, calibration="none", workers=1, model=ModelConfig(channels=(4, 4, 4), hidden=8),
+        rounds=1,
+        regimes=("none", "random", "sequence"),
+        n_train=200,
+        n_calibration=30,
+        n_analysis=5,
+        calibration="none",
+        workers=1,
+        model=ModelConfig(channels=(4, 4, 4), hidden=8),
         training=TrainConfig(n_members=2, max_epochs=1, patience=1, batch_size=64),
-        directional=False)  # the truths are read where there are fits: keep instruments  # fmt: skip
+        directional=False,
+    )  # the truths are read where there are fits: keep instruments
     res = E.run_experiment(config, str(tmp_path / "run"), progress=False)
     r = res.rounds[res.rounds["method"] == "ivw"].set_index(["regime", "exposure", "outcome"])
     planted = ("exposure", "outcome")
-    assert r.loc[("none", *planted), "truth"] == pytest.approx(r.loc[("none", *planted), "truth_paper"])
-    assert abs(r.loc[("random", *planted), "truth"] - r.loc[("random", *planted), "truth_paper"]) > 1e-3
+    assert r.loc[("none", *planted), "truth"] == pytest.approx(
+        r.loc[("none", *planted), "truth_paper"]
+    )
+    assert (
+        abs(r.loc[("random", *planted), "truth"] - r.loc[("random", *planted), "truth_paper"])
+        > 1e-3
+    )
     # the confounder motif is the bystander's: bystander -> exposure is confounded, its learnable
     # truth clearly non-zero in the sequence regime and about zero in the paper's truth
     conf = r.loc[("sequence", "bystander", "exposure")]

@@ -20,7 +20,10 @@ def _jaspar(tmp_path, text):
 @pytest.mark.parametrize(
     "call, match",
     [
-        (lambda tmp: demo.demo_sequences(n=0), r"n \(number of demo sequences\) must be an integer >= 1"),
+        (
+            lambda tmp: demo.demo_sequences(n=0),
+            r"n \(number of demo sequences\) must be an integer >= 1",
+        ),
         (lambda tmp: demo.load_demo_model(str(tmp)), "run examples/simulation/train_demo_model.py"),
         (lambda tmp: ModelConfig(channels=(8, 8)), "need 3 values each"),
         (lambda tmp: ModelConfig(kernel_sizes=(4, 3, 3)), "odd positive integers"),
@@ -31,15 +34,27 @@ def _jaspar(tmp_path, text):
         (lambda tmp: motifs.Motif("m", "MA1", np.ones((3, 5))), r"shape \(W, 4\)"),
         (lambda tmp: motifs.Motif("m", "MA1", -GATA), "give counts >= 0"),
         (lambda tmp: motifs.Motif("m", "MA1", GATA * [[1], [0], [1]]), "count > 0"),
-        (lambda tmp: motifs.Motif("m", "MA1", GATA).probabilities(1.0), "pseudocount must be >= 0 and < 1"),
+        (
+            lambda tmp: motifs.Motif("m", "MA1", GATA).probabilities(1.0),
+            "pseudocount must be >= 0 and < 1",
+        ),
         (lambda tmp: motifs.check_background([0.5, 0.5, 0, 0]), "summing to 1"),
         (lambda tmp: motifs.read_jaspar(_jaspar(tmp, "A [ 1 ]\n")), "must start with '>'"),
         (lambda tmp: motifs.read_jaspar(_jaspar(tmp, ">MA1 m\nX [ 1 ]\n")), "'A \\[ counts \\]'"),
-        (lambda tmp: motifs.read_jaspar(_jaspar(tmp, ">MA1 m\nA [ 1 ]\nC [ 1 2 ]\n")), "equally long"),
+        (
+            lambda tmp: motifs.read_jaspar(_jaspar(tmp, ">MA1 m\nA [ 1 ]\nC [ 1 2 ]\n")),
+            "equally long",
+        ),
         (lambda tmp: motifs.load_motif("NOPE"), "unknown motif 'NOPE'"),
         (lambda tmp: motifs.window_scores(np.zeros((1, 2, 4)), GATA), "at least 3 bases"),
-        (lambda tmp: train_ensemble(np.zeros((2, 5)), np.zeros((2, 2))), r"onehot must have shape \(N, L, 4\)"),
-        (lambda tmp: train_ensemble(np.zeros((2, 5, 4)), np.zeros((3, 2))), "one row of labels per sequence"),
+        (
+            lambda tmp: train_ensemble(np.zeros((2, 5)), np.zeros((2, 2))),
+            r"onehot must have shape \(N, L, 4\)",
+        ),
+        (
+            lambda tmp: train_ensemble(np.zeros((2, 5, 4)), np.zeros((3, 2))),
+            "one row of labels per sequence",
+        ),
     ],
 )
 def test_simulation_user_mistakes_are_input_errors(tmp_path, call, match):

@@ -21,8 +21,15 @@ def motif_set():
 
 
 def _analysed(regime, motif_set, n=12, seed=1):
-    return gen.simulate(n, PARAMS, E._analysis_config(CONFIG), regime, np.random.default_rng(seed),
-                        motif_set=motif_set, embedding="both")  # fmt: skip
+    return gen.simulate(
+        n,
+        PARAMS,
+        E._analysis_config(CONFIG),
+        regime,
+        np.random.default_rng(seed),
+        motif_set=motif_set,
+        embedding="both",
+    )
 
 
 def test_shared_motif_moves_every_feature_only_under_pleiotropy(motif_set):
@@ -100,10 +107,17 @@ def test_reverse_truth_equals_the_hand_computed_ratio_of_sums(motif_set):
 def test_null_pairs_have_zero_truth_under_pleiotropy_and_reverse_causation(motif_set):
     config = E.ExperimentConfig(n_analysis=12)
     for regime, null_pairs in (
-        ("pleiotropy", [("bystander", "exposure"), ("exposure", "bystander"),
-                        ("outcome", "bystander"), ("outcome", "exposure")]),
+        (
+            "pleiotropy",
+            [
+                ("bystander", "exposure"),
+                ("exposure", "bystander"),
+                ("outcome", "bystander"),
+                ("outcome", "exposure"),
+            ],
+        ),
         ("reverse", [("exposure", "outcome"), ("exposure", "bystander")]),
-    ):  # fmt: skip
+    ):
         d = _analysed(regime, motif_set)
         t = E.true_locals(PARAMS, config, motif_set, d, regime, learnable=True)
         pooled = t.groupby(["exposure", "outcome"]).apply(lambda g: g.sxy.sum() / g.sxx.sum())
@@ -146,10 +160,21 @@ def _records(regime, verdicts, directions, estimates, truths, roles, pairs):
     for r, (v, d, e, t) in enumerate(zip(verdicts, directions, estimates, truths)):
         for (x, y), role, vv, ee, tt in zip(pairs, roles, v, e, t):
             for method in ("ivw", "egger"):
-                rows.append({"round": r, "regime": regime, "method": method, "exposure": x,
-                             "outcome": y, "role": role, "verdict": vv, "direction": d,
-                             "estimate": ee if method == "ivw" else 0.0, "truth": tt,
-                             "significant": vv == "causal"})  # fmt: skip
+                rows.append(
+                    {
+                        "round": r,
+                        "regime": regime,
+                        "method": method,
+                        "exposure": x,
+                        "outcome": y,
+                        "role": role,
+                        "verdict": vv,
+                        "direction": d,
+                        "estimate": ee if method == "ivw" else 0.0,
+                        "truth": tt,
+                        "significant": vv == "causal",
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -160,12 +185,18 @@ def test_verdict_scoring_counts_every_null_pair_and_the_true_direction():
     assert roles == ["planted", "reverse", "unrelated"]
     frame = _records(
         "reverse",
-        verdicts=[("causal", "not causal", "not causal"), ("causal", "causal", "undetermined"),
-                  ("undetermined", "not causal", "causal"), ("causal", "not causal", "undetermined")],
+        verdicts=[
+            ("causal", "not causal", "not causal"),
+            ("causal", "causal", "undetermined"),
+            ("undetermined", "not causal", "causal"),
+            ("causal", "not causal", "undetermined"),
+        ],
         directions=["outcome -> exposure", "both", "undetermined", "exposure -> outcome"],
         estimates=[(0.4, 0.0, 0.1), (0.5, 0.2, nan), (0.4, 0.0, 0.3), (-0.2, 0.0, nan)],
         truths=[(0.38, 0.0, 0.0), (0.40, 0.0, 0.0), (0.05, 0.0, 0.0), (0.41, 0.0, 0.0)],
-        roles=roles, pairs=pairs)  # fmt: skip
+        roles=roles,
+        pairs=pairs,
+    )
     row = scoring.summarize_verdicts(frame).iloc[0]
     # 8 null pair-rounds, 2 called causal; 6 of them estimable, 2 causal
     assert (row["null_causal_n"], row["null_causal"]) == (8, 2 / 8)

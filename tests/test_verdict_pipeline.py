@@ -45,9 +45,16 @@ def _ensemble(kind: str, n_members: int = 10, noise: float = 0.03):
 
 
 def _verdicts(kind):
-    config = pipeline.RunConfig(n_sequences=8, chunk_size=8, progress=False, figures=False,
-                                report=False, methods=("ivw", "egger", "weighted_median"),
-                                seed=1, n_boot=200)  # fmt: skip
+    config = pipeline.RunConfig(
+        n_sequences=8,
+        chunk_size=8,
+        progress=False,
+        figures=False,
+        report=False,
+        methods=("ivw", "egger", "weighted_median"),
+        seed=1,
+        n_boot=200,
+    )
     g = pipeline.run(config, model=_ensemble(kind), identity={"name": kind}).global_effects
     assert (g.groupby(["exposure", "outcome"])["verdict"].nunique() == 1).all()
     return g[g.method == "ivw"].set_index(["exposure", "outcome"])

@@ -80,7 +80,9 @@ def _feature_names(names, calibrator: Calibrator | None, n_features: int):
         return calibrator.feature_names if calibrator is not None else None
     names = tuple(str(n) for n in names)
     if len(names) != n_features:
-        raise DeepMRInputError(f"{len(names)} feature_names for {n_features} features; give one each.")
+        raise DeepMRInputError(
+            f"{len(names)} feature_names for {n_features} features; give one each."
+        )
     return names
 
 
@@ -224,8 +226,9 @@ def metrics(
     return _metrics_from_pit(u, lv, n_grid, calibrated=calibrator is not None, names=names)
 
 
-def _metrics_from_pit(u: np.ndarray, lv: np.ndarray, n_grid: int, *, calibrated: bool,
-                      names) -> CalibrationMetrics:  # fmt: skip
+def _metrics_from_pit(
+    u: np.ndarray, lv: np.ndarray, n_grid: int, *, calibrated: bool, names
+) -> CalibrationMetrics:
     grid = _grid(n_grid)
     interval, interval_pooled = _curves(u, "interval", grid)
     quantile, quantile_pooled = _curves(u, "quantile", grid)
@@ -295,5 +298,10 @@ def cross_fitted_metrics(
     for k in range(folds):
         cal = fit(mean[part != k], sd[part != k], obs[part != k], method=method, **fit_options)
         u[part == k] = cal.cdf(mean[part == k], sd[part == k], obs[part == k])
-    return _metrics_from_pit(u, np.asarray(levels, dtype=np.float64), n_grid, calibrated=True,
-                             names=_feature_names(feature_names, None, u.shape[1]))
+    return _metrics_from_pit(
+        u,
+        np.asarray(levels, dtype=np.float64),
+        n_grid,
+        calibrated=True,
+        names=_feature_names(feature_names, None, u.shape[1]),
+    )

@@ -168,29 +168,43 @@ class Calibrator:
 
     def __post_init__(self):
         if self.method not in METHODS:
-            raise DeepMRInputError(f"method={self.method!r} is not supported; use one of {METHODS}.")
+            raise DeepMRInputError(
+                f"method={self.method!r} is not supported; use one of {METHODS}."
+            )
         if not (0.0 < self.se_level < 1.0):
-            raise DeepMRInputError(f"se_level={self.se_level!r} must be a fraction in (0, 1), e.g. 0.95.")
+            raise DeepMRInputError(
+                f"se_level={self.se_level!r} must be a fraction in (0, 1), e.g. 0.95."
+            )
         if self.method == "sigma":
             factor = np.asarray(self.variance_factor, dtype=np.float64)
             if factor.ndim != 1 or not np.all(np.isfinite(factor) & (factor > 0.0)):
-                raise DeepMRInputError("variance_factor must be a 1-d array of positive finite numbers.")
+                raise DeepMRInputError(
+                    "variance_factor must be a 1-d array of positive finite numbers."
+                )
             object.__setattr__(self, "variance_factor", factor)
             scale = np.sqrt(factor)
-            noise = np.zeros_like(factor) if self.aleatoric_variance is None else np.broadcast_to(
-                np.asarray(self.aleatoric_variance, dtype=np.float64), factor.shape).copy()
+            noise = (
+                np.zeros_like(factor)
+                if self.aleatoric_variance is None
+                else np.broadcast_to(
+                    np.asarray(self.aleatoric_variance, dtype=np.float64), factor.shape
+                ).copy()
+            )
             if not np.all(np.isfinite(noise) & (noise >= 0.0)):
                 raise DeepMRInputError("aleatoric_variance must be finite and >= 0 per feature")
             object.__setattr__(self, "aleatoric_variance", noise)
         else:
             if self.aleatoric_variance is not None and np.any(
-                    np.asarray(self.aleatoric_variance, dtype=np.float64) != 0):  # fmt: skip
+                np.asarray(self.aleatoric_variance, dtype=np.float64) != 0
+            ):
                 raise DeepMRInputError(
                     "aleatoric_variance applies to sigma scaling only; use method='sigma'"
                 )
             object.__setattr__(self, "aleatoric_variance", None)
             if not self.knots:
-                raise DeepMRInputError("quantile recalibration needs knots for at least one feature.")
+                raise DeepMRInputError(
+                    "quantile recalibration needs knots for at least one feature."
+                )
             knots = tuple(
                 (np.asarray(kx, dtype=np.float64), np.asarray(ky, dtype=np.float64))
                 for kx, ky in self.knots
@@ -321,11 +335,17 @@ class Calibrator:
                 "n_fit": int(d["n_fit"]),
             }
             if method == "sigma":
-                return cls(method, variance_factor=np.asarray(d["variance_factor"]),
-                           aleatoric_variance=d.get("aleatoric_variance"), **common)
+                return cls(
+                    method,
+                    variance_factor=np.asarray(d["variance_factor"]),
+                    aleatoric_variance=d.get("aleatoric_variance"),
+                    **common,
+                )
             knots = tuple((np.asarray(k["x"]), np.asarray(k["y"])) for k in d["knots"])
         except (KeyError, TypeError) as err:
-            raise DeepMRInputError(f"calibrator description lacks or mangles field {err}.") from None
+            raise DeepMRInputError(
+                f"calibrator description lacks or mangles field {err}."
+            ) from None
         return cls(method, knots=knots, **common)
 
     def save(self, path: str | os.PathLike) -> None:
@@ -412,20 +432,28 @@ def fit(
         raise DeepMRInputError(f"predictions must be shaped (n, n_features), got {mean.shape}.")
     n, n_features = mean.shape
     if n < 2:
-        raise DeepMRInputError(f"{n} labelled example(s) cannot fit a calibration; give at least 2.")
+        raise DeepMRInputError(
+            f"{n} labelled example(s) cannot fit a calibration; give at least 2."
+        )
     z = (obs - mean) / sd
     common = {"feature_names": feature_names, "se_level": float(se_level), "n_fit": n}
     noise = np.broadcast_to(np.asarray(aleatoric_variance, dtype=np.float64), (n_features,))
     if method == "sigma":
         factor = np.mean(((obs - mean) ** 2 - noise) / (sd * sd), axis=0)
         if np.any(factor <= 1e-6):
-            logger.warning("sigma scaling: %d feature(s) vary less than their aleatoric variance; "
-                           "their variance factor is floored at 1e-6", int(np.sum(factor <= 1e-6)))
+            logger.warning(
+                "sigma scaling: %d feature(s) vary less than their aleatoric variance; "
+                "their variance factor is floored at 1e-6",
+                int(np.sum(factor <= 1e-6)),
+            )
             factor = np.maximum(factor, 1e-6)
-        return Calibrator("sigma", variance_factor=factor, aleatoric_variance=noise.copy(),
-                          **common)  # fmt: skip
+        return Calibrator(
+            "sigma", variance_factor=factor, aleatoric_variance=noise.copy(), **common
+        )
     if np.any(noise != 0):
-        raise DeepMRInputError("aleatoric_variance applies to sigma scaling only; use method='sigma'")
+        raise DeepMRInputError(
+            "aleatoric_variance applies to sigma scaling only; use method='sigma'"
+        )
     p = ndtr(z)
     knots = tuple(_fit_quantile_map(p[:, j], int(max_knots)) for j in range(n_features))
     logger.debug("quantile recalibration: %d features, %d examples", n_features, n)

@@ -274,10 +274,13 @@ def _hdf5_by_content() -> Iterator[None]:
         legacy_save._detect_save_format = original
 
 
-
-
 def missing_file_message(
-    model: str, arg: str, url: str, md5: str, path: str, download_option: str | None = "download=True"
+    model: str,
+    arg: str,
+    url: str,
+    md5: str,
+    path: str,
+    download_option: str | None = "download=True",
 ) -> str:
     """One-line explanation of a model file that is not where Kipoi looks for it.
 
@@ -296,7 +299,9 @@ def missing_file_message(
 
 
 @contextlib.contextmanager
-def network_guard(model: str, download: bool, download_option: str | None = "download=True") -> Iterator[None]:
+def network_guard(
+    model: str, download: bool, download_option: str | None = "download=True"
+) -> Iterator[None]:
     """Keep Kipoi from blocking on downloads inside the block.
 
     Parameters
@@ -320,7 +325,9 @@ def network_guard(model: str, download: bool, download_option: str | None = "dow
         if os.path.isfile(path) and check_integrity(path, md5 or None):
             return
         arg = os.path.basename(os.path.dirname(path))
-        raise WeightsNotFoundError(missing_file_message(model, arg, url, md5 or "", path, download_option))
+        raise WeightsNotFoundError(
+            missing_file_message(model, arg, url, md5 or "", path, download_option)
+        )
 
     previous_timeout = socket.getdefaulttimeout()
     if download:

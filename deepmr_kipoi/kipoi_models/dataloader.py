@@ -70,7 +70,9 @@ def dataloader_sequences(
         if hasattr(dl, "get"):
             factory = dl.get()
         else:
-            factory = kipoi.get_dataloader_factory(os.path.normpath(os.path.join(desc.model_dir, dl)), source="dir")
+            factory = kipoi.get_dataloader_factory(
+                os.path.normpath(os.path.join(desc.model_dir, dl)), source="dir"
+            )
     args = dict(dataloader_args or {})
     target = getattr(factory, "__init__", factory)
     try:
@@ -101,7 +103,9 @@ def dataloader_sequences(
         meta = batch.get("metadata") or {}
         ranges = meta.get("ranges", meta) if isinstance(meta, dict) else {}
         if all(k in ranges for k in ("chr", "start", "end")):
-            ids += [f"{c}:{s}-{e}" for c, s, e in zip(ranges["chr"], ranges["start"], ranges["end"])]
+            ids += [
+                f"{c}:{s}-{e}" for c, s, e in zip(ranges["chr"], ranges["start"], ranges["end"])
+            ]
         else:
             ids += [f"dataloader_{total + i}" for i in range(len(x))]
         parts.append(x)
@@ -109,7 +113,9 @@ def dataloader_sequences(
         if n is not None and total >= n:
             break
     if not parts:
-        raise DeepMRInputError(f"the dataloader of {name_or_dir} yielded no sequences; check its intervals file")
+        raise DeepMRInputError(
+            f"the dataloader of {name_or_dir} yielded no sequences; check its intervals file"
+        )
     x = np.concatenate(parts)[: n if n is not None else None]
     onehot = seqmod.reorder_alphabet(seqmod.from_layout(x, desc.layout), desc.alphabet, "ACGT")
     return ids[: len(onehot)], onehot

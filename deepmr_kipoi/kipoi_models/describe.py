@@ -36,7 +36,14 @@ from deepmr_kipoi.kipoi_models.sources import resolve
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DOWNLOAD_OPTION", "LAYOUTS", "ModelDescription", "WeightFile", "derive_layout", "describe_model"]
+__all__ = [
+    "DOWNLOAD_OPTION",
+    "LAYOUTS",
+    "ModelDescription",
+    "WeightFile",
+    "derive_layout",
+    "describe_model",
+]
 
 #: input layouts read from a model's input shape (batch axis first)
 LAYOUTS = ("NLC", "NCL", "NC1L", "NCL1", "NLC1")
@@ -93,7 +100,9 @@ class WeightFile:
                     "restore it in the model directory"
                 )
             raise WeightsNotFoundError(
-                missing_file_message(model, self.arg, self.url, self.md5, self.path, download_option)
+                missing_file_message(
+                    model, self.arg, self.url, self.md5, self.path, download_option
+                )
             )
         return self.path
 
@@ -192,7 +201,9 @@ def _model_type(md) -> tuple[str, str]:
     return "custom", f"type: {md.type}"
 
 
-def _dataloader_defaults(md, model_name: str, source_obj, model_dir: str) -> tuple[dict, str | None]:
+def _dataloader_defaults(
+    md, model_name: str, source_obj, model_dir: str
+) -> tuple[dict, str | None]:
     """Default arguments of the model's default dataloader (class defaults + model.yaml overrides)."""
     from kipoi.specs import DataLoaderImport
     from kipoi_utils.external.related.fields import UNSPECIFIED
@@ -214,7 +225,9 @@ def _dataloader_defaults(md, model_name: str, source_obj, model_dir: str) -> tup
         return args, dl.defined_as
     if isinstance(dl, str) and dl:
         path = os.path.normpath(os.path.join(model_dir, dl))
-        if not any(os.path.isfile(os.path.join(path, f"dataloader.{ext}")) for ext in ("yaml", "yml")):
+        if not any(
+            os.path.isfile(os.path.join(path, f"dataloader.{ext}")) for ext in ("yaml", "yml")
+        ):
             # Kipoi's default '.' when model.yaml names no dataloader
             return {}, None
         try:
@@ -488,6 +501,8 @@ def describe_model(
         weight_files=_weight_files(md, name, source_obj, model_dir),
         dataloader=dataloader,
         extra_inputs=tuple(
-            str(n or s.name or f"input{i}") for i, (n, s) in enumerate(inputs) if s is not input_schema
+            str(n or s.name or f"input{i}")
+            for i, (n, s) in enumerate(inputs)
+            if s is not input_schema
         ),
     )

@@ -218,7 +218,9 @@ def _validate_weight_files(weight_files) -> tuple[str, ...] | None:
         raise DeepMRInputError("weight_files is empty; pass at least one file or None")
     for path in paths:
         if not os.path.isfile(path):
-            raise DeepMRInputError(f"weight file {path} does not exist; give the path of a weight file")
+            raise DeepMRInputError(
+                f"weight file {path} does not exist; give the path of a weight file"
+            )
     return paths
 
 
@@ -394,7 +396,11 @@ def _record_weight_files(model, request: LoadRequest) -> None:
         replaced = None
     args = {w.arg for w in getattr(request.description, "weight_files", ())} if replaced else set()
     weights = [
-        {"path": p, "md5": file_md5(p), "replaces": "arch" if "arch" in args and _is_json(p) else replaced}
+        {
+            "path": p,
+            "md5": file_md5(p),
+            "replaces": "arch" if "arch" in args and _is_json(p) else replaced,
+        }
         for p in request.weight_files
     ]
     identity = getattr(model, "identity", None)
@@ -403,7 +409,9 @@ def _record_weight_files(model, request: LoadRequest) -> None:
     try:
         model.identity = identity
     except AttributeError:
-        logger.warning("model %s cannot record its weight files (read-only attributes)", request.name)
+        logger.warning(
+            "model %s cannot record its weight files (read-only attributes)", request.name
+        )
 
 
 def _is_json(path: str) -> bool:

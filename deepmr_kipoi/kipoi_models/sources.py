@@ -63,7 +63,9 @@ def _resolve(name_or_dir: str, source) -> tuple[str, str, Any]:
     from kipoi.sources import LocalSource, Source
 
     if not isinstance(name_or_dir, str | os.PathLike) or not str(name_or_dir):
-        raise DeepMRInputError(f"model must be a Kipoi model name or directory, got {name_or_dir!r}")
+        raise DeepMRInputError(
+            f"model must be a Kipoi model name or directory, got {name_or_dir!r}"
+        )
     name = os.fspath(name_or_dir)
     if isinstance(source, Source):
         return name, getattr(source, "name", None) or type(source).__name__, source
@@ -115,7 +117,9 @@ def add_local_source(name: str, path: str):
     from kipoi.sources import LocalSource
 
     if name == "dir":
-        raise DeepMRInputError("'dir' is reserved by Kipoi for model directories; choose another name")
+        raise DeepMRInputError(
+            "'dir' is reserved by Kipoi for model directories; choose another name"
+        )
     if not os.path.isdir(path):
         raise DeepMRInputError(f"local model source {path} is not a directory")
     with kipoi_output_to_log():

@@ -359,15 +359,32 @@ def _add_inference(out: dict, k: np.ndarray, test: str, level: float) -> None:
     q_pvalue = np.full(k.shape, np.nan)
     q_pvalue[multi] = special.chdtrc(k[multi] - 1.0, q[multi])
     out.update(
-        statistic=stat, pvalue=pvalue, ci_low=mu - crit * se, ci_high=mu + crit * se,
-        pi_low=mu - pi_half, pi_high=mu + pi_half, q_pvalue=q_pvalue,
-    )  # fmt: skip
+        statistic=stat,
+        pvalue=pvalue,
+        ci_low=mu - crit * se,
+        ci_high=mu + crit * se,
+        pi_low=mu - pi_half,
+        pi_high=mu + pi_half,
+        q_pvalue=q_pvalue,
+    )
 
 
 _FLOAT_FIELDS = (
-    "estimate", "se", "ci_low", "ci_high", "pvalue", "statistic", "tau2", "tau2_se", "i2", "h2",
-    "q", "q_pvalue", "pi_low", "pi_high",
-)  # fmt: skip
+    "estimate",
+    "se",
+    "ci_low",
+    "ci_high",
+    "pvalue",
+    "statistic",
+    "tau2",
+    "tau2_se",
+    "i2",
+    "h2",
+    "q",
+    "q_pvalue",
+    "pi_low",
+    "pi_high",
+)
 
 
 _BLOCK_ELEMENTS = 1 << 17

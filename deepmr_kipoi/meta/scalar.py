@@ -127,9 +127,13 @@ def random_effects(
     if y.size == 0:
         raise DeepMRInputError("no studies: estimates and ses are empty; give at least one study.")
     if not np.all(np.isfinite(y)):
-        raise DeepMRInputError("estimates contain NaN or infinite values; drop those studies first.")
+        raise DeepMRInputError(
+            "estimates contain NaN or infinite values; drop those studies first."
+        )
     if not np.all(np.isfinite(s) & (s > 0.0)):
-        raise DeepMRInputError("ses must be finite and positive; drop studies with zero or missing SEs.")
+        raise DeepMRInputError(
+            "ses must be finite and positive; drop studies with zero or missing SEs."
+        )
     b = random_effects_batched(
         y[None], s[None], method=method, test=test, level=level, tol=tol, maxiter=maxiter
     )

@@ -76,7 +76,9 @@ def check_weights(weights: str) -> str:
 def check_phi(phi: float) -> float:
     phi = float(phi)
     if not (np.isfinite(phi) and phi > 0):
-        raise DeepMRInputError(f"phi must be a positive bandwidth multiplier, got {phi}; e.g. phi=1.")
+        raise DeepMRInputError(
+            f"phi must be a positive bandwidth multiplier, got {phi}; e.g. phi=1."
+        )
     return phi
 
 
@@ -132,7 +134,9 @@ def as_instruments(bx, by, se_bx, se_by, method: str) -> tuple[np.ndarray, ...]:
         )
     bx_ = arrays[0]
     if np.all(bx_ == 0):
-        raise DeepMRInputError("all b_x are zero: the instruments carry no information on the exposure.")
+        raise DeepMRInputError(
+            "all b_x are zero: the instruments carry no information on the exposure."
+        )
     if method in RATIO_METHODS and np.any(bx_ == 0):
         raise DeepMRInputError(
             f"b_x is zero for instrument(s) {_positions(bx_ == 0)}: their ratio estimates b_y/b_x "

@@ -7,8 +7,15 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 _BASE_FIELDS = (
-    "method", "estimate", "se", "ci_low", "ci_high", "pvalue", "n_instruments", "level",
-)  # fmt: skip
+    "method",
+    "estimate",
+    "se",
+    "ci_low",
+    "ci_high",
+    "pvalue",
+    "n_instruments",
+    "level",
+)
 
 
 @dataclass(frozen=True)
@@ -141,9 +148,20 @@ class ModeResult(MRResult):
 
 #: Float fields of :class:`MRBatchResult` that are NaN where a method does not define them.
 BATCH_FLOAT_FIELDS = (
-    "estimate", "se", "ci_low", "ci_high", "pvalue", "q", "q_df", "q_pvalue", "residual_se",
-    "intercept", "intercept_se", "intercept_pvalue", "i2_gx",
-)  # fmt: skip
+    "estimate",
+    "se",
+    "ci_low",
+    "ci_high",
+    "pvalue",
+    "q",
+    "q_df",
+    "q_pvalue",
+    "residual_se",
+    "intercept",
+    "intercept_se",
+    "intercept_pvalue",
+    "i2_gx",
+)
 
 
 @dataclass(frozen=True)

@@ -225,10 +225,13 @@ def _closed_form(method: str, cells: _Cells, opts: _Options):
         abxm = np.abs(bxm)
         inv_vx = 1.0 / (sx * sx)
         t.update(
-            sw=s(None, w), sx=s(abxm, w, x_masked=True), sy=s(C.sign0(bx), wy),
-            sv=s(inv_vx, sy2), svz=s(abxm * inv_vx, sy, x_masked=True),
+            sw=s(None, w),
+            sx=s(abxm, w, x_masked=True),
+            sy=s(C.sign0(bx), wy),
+            sv=s(inv_vx, sy2),
+            svz=s(abxm * inv_vx, sy, x_masked=True),
             svzz=s(abxm * np.abs(bx) * inv_vx, None, x_masked=True),
-        )  # fmt: skip
+        )
     out = closed_form_stats(method, t, n, reason, level)
     return out, n, reason
 
@@ -527,8 +530,11 @@ def run_batched(
     DeepMRInputError
         Unknown method or options, or arrays that do not broadcast.
     """
-    opts = dataclasses.replace(_check_options(method, level, n_boot, seed, weights, phi, se_method),
-                               drop_invalid=drop_invalid, progress=progress)  # fmt: skip
+    opts = dataclasses.replace(
+        _check_options(method, level, n_boot, seed, weights, phi, se_method),
+        drop_invalid=drop_invalid,
+        progress=progress,
+    )
     cells, squeeze = _cells(bx, by, se_bx, se_by, mask)
     if method in ("ivw", "ivw_fe", "egger"):
         out, n, reason = _closed_form(method, cells, opts)
@@ -551,8 +557,15 @@ def _check_options(method, level, n_boot, seed, weights, phi, se_method) -> _Opt
             f"se_method='analytic' is available for weighted_median and simple_median, not "
             f"{method}; use se_method='bootstrap'"
         )
-    return _Options(level=level, drop_invalid=False, n_boot=n_boot, seed=seed, weights=weights,
-                    phi=phi, se_method=se_method)  # fmt: skip
+    return _Options(
+        level=level,
+        drop_invalid=False,
+        n_boot=n_boot,
+        seed=seed,
+        weights=weights,
+        phi=phi,
+        se_method=se_method,
+    )
 
 
 def _cells(bx, by, se_bx, se_by, mask) -> tuple[_Cells, bool]:
@@ -594,6 +607,7 @@ def _batch_result(method, out, n, reason, lead, level, squeeze) -> MRBatchResult
         n, reason = n[0], reason[0]
     n_bad = int(np.count_nonzero(reason))
     if n_bad:
-        logger.info("MR %s: %d of %d cells undefined (NaN), see reason codes", method, n_bad,
-                    reason.size)  # fmt: skip
+        logger.info(
+            "MR %s: %d of %d cells undefined (NaN), see reason codes", method, n_bad, reason.size
+        )
     return MRBatchResult(method=method, level=level, n_instruments=n, reason=reason, **fields)

@@ -224,15 +224,23 @@ def _effects(bx, by, se_bx, se_by) -> _Effects:
     bys = bys if sampled or same else bys[None]
     sy = sx if se_by is None else _array(se_by, "se_by", (3,))
     k = bxs.shape[3]
-    if (sx.shape != bxs.shape[1:] or sy.shape != bys.shape[1:] or bys.shape[:2] != bxs.shape[:2]
-            or bys.shape[3] != k):  # fmt: skip
+    if (
+        sx.shape != bxs.shape[1:]
+        or sy.shape != bys.shape[1:]
+        or bys.shape[:2] != bxs.shape[:2]
+        or bys.shape[3] != k
+    ):
         raise DeepMRInputError(
             f"shapes do not match: bx {bx.shape}, se_bx {sx.shape}, by {bys.shape}, se_by "
             f"{sy.shape}; give bx (S, N, E, K) or (N, E, K), se_bx (N, E, K), by (S, N, O, K) or "
             "(N, O, K), se_by (N, O, K)"
         )
-    for name, a, pos in (("bx", bxs, False), ("se_bx", sx, True), ("by", bys, False),
-                         ("se_by", sy, True)):  # fmt: skip
+    for name, a, pos in (
+        ("bx", bxs, False),
+        ("se_bx", sx, True),
+        ("by", bys, False),
+        ("se_by", sy, True),
+    ):
         _check_finite(name, a, pos)
     return _Effects(bxs, bys, sx, sy, sampled, same)
 
@@ -284,8 +292,11 @@ def _selection(selection, effects: _Effects) -> _Selection:
     scores = None
     if selection.pair_scores is not None:
         scores = tuple(np.asarray(a, dtype=np.float64) for a in selection.pair_scores)
-        if (len(scores) != 2 or scores[0].shape != (n_seq, n_exp, k)
-                or scores[1].shape != (n_seq, n_out, k)):  # fmt: skip
+        if (
+            len(scores) != 2
+            or scores[0].shape != (n_seq, n_exp, k)
+            or scores[1].shape != (n_seq, n_out, k)
+        ):
             raise DeepMRInputError(
                 f"pair_scores must be (score_x, score_y) shaped {(n_seq, n_exp, k)} and "
                 f"{(n_seq, n_out, k)}"
@@ -389,8 +400,10 @@ def all_pairs(
     sel = _selection(selection, effects)
     names = BATCH_FLOAT_FIELDS if output == "full" else ("estimate", "se")
     res, counts, reasons = _fill_cells(effects, sel, methods, names, level)
-    return {meth: _result(meth, res[meth], counts, reasons[meth], output, level, effects.sampled)
-            for meth in methods}  # fmt: skip
+    return {
+        meth: _result(meth, res[meth], counts, reasons[meth], output, level, effects.sampled)
+        for meth in methods
+    }
 
 
 def _result(meth, fields, counts, reasons, output: str, level: float, sampled: bool):

@@ -86,8 +86,16 @@ def scatter_conv(delta1d: torch.Tensor, weight: torch.Tensor, dilation: int) -> 
         Output ``j`` is the change of the convolution output whose receptive field starts
         ``dilation * (K - 1) - j`` positions before the window.
     """
-    kernel = _prepared(weight, "scatter", lambda: weight.reshape(
-        weight.shape[0], weight.shape[1], -1).transpose(0, 1).flip(-1).contiguous())  # fmt: skip
+    kernel = _prepared(
+        weight,
+        "scatter",
+        lambda: (
+            weight.reshape(weight.shape[0], weight.shape[1], -1)
+            .transpose(0, 1)
+            .flip(-1)
+            .contiguous()
+        ),
+    )
     return F.conv_transpose1d(delta1d, kernel, None, 1, 0, 0, 1, dilation)
 
 
@@ -120,8 +128,16 @@ def dense_change(flat: Flat, weight: torch.Tensor, delta: torch.Tensor) -> torch
     dims = tuple(win.ref.shape[1:])
     out_features = weight.shape[0]
     # W as (O, L, R): the columns of sequence positions [a, b) are one (O, (b - a) * R) block
-    blocks = _prepared(weight, ("blocks", dims, axis), lambda: weight.reshape(
-        (out_features,) + dims).movedim(axis, 1).reshape(out_features, length, -1).contiguous())  # fmt: skip
+    blocks = _prepared(
+        weight,
+        ("blocks", dims, axis),
+        lambda: (
+            weight.reshape((out_features,) + dims)
+            .movedim(axis, 1)
+            .reshape(out_features, length, -1)
+            .contiguous()
+        ),
+    )
     rest = blocks.shape[2]
     change = delta.movedim(axis, 1).reshape(delta.shape[0], width, rest)
     out = delta.new_zeros(delta.shape[0], out_features)

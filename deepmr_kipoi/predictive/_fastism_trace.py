@@ -17,7 +17,6 @@ class Unsupported(Exception):
     """The network uses something the windowed propagation cannot follow (the member runs fully)."""
 
 
-
 _MISSING = object()
 
 
@@ -44,11 +43,14 @@ class _ShapeProxy(torch.fx.Proxy):
     def size(self, dim=None):
         value = self._value()
         if not isinstance(value, torch.Tensor):
-            return self.tracer.create_proxy("call_method", "size", (self,) if dim is None
-                                            else (self, dim), {})  # fmt: skip
+            return self.tracer.create_proxy(
+                "call_method", "size", (self,) if dim is None else (self, dim), {}
+            )
         if dim is None:
-            return (self.tracer.create_proxy("call_method", "size", (self, 0), {}),
-                    *value.shape[1:])  # fmt: skip
+            return (
+                self.tracer.create_proxy("call_method", "size", (self, 0), {}),
+                *value.shape[1:],
+            )
         dim = int(dim) % value.dim()
         if dim == 0:
             return self.tracer.create_proxy("call_method", "size", (self, 0), {})
@@ -115,14 +117,16 @@ class _ShapeTracer(torch.fx.Tracer):
     def proxy(self, node):
         return _ShapeProxy(node, self)
 
-    def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None,
-                     proxy_factory_fn=None):  # fmt: skip
+    def create_proxy(
+        self, kind, target, args, kwargs, name=None, type_expr=None, proxy_factory_fn=None
+    ):
         proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr, proxy_factory_fn)
         if self.example is None:
             return proxy
         found = []
-        torch.fx.node.map_aggregate((args, kwargs), lambda v: found.append(v) if isinstance(
-            v, torch.fx.Proxy) else v)  # fmt: skip
+        torch.fx.node.map_aggregate(
+            (args, kwargs), lambda v: found.append(v) if isinstance(v, torch.fx.Proxy) else v
+        )
         values = torch.fx.node.map_aggregate((args, kwargs), _concrete)
         missing = []
         torch.fx.node.map_aggregate(values, lambda v: missing.append(v) if v is _MISSING else v)
@@ -158,8 +162,9 @@ class _ShapeTracer(torch.fx.Tracer):
 
     def call_module(self, m, forward, args, kwargs):
         proxies = []
-        torch.fx.node.map_aggregate((args, kwargs), lambda v: proxies.append(v) if isinstance(
-            v, torch.fx.Proxy) else v)  # fmt: skip
+        torch.fx.node.map_aggregate(
+            (args, kwargs), lambda v: proxies.append(v) if isinstance(v, torch.fx.Proxy) else v
+        )
         if not proxies:
             # computing an example value (create_proxy): run the module itself, record nothing
             return forward(*args, **kwargs)
@@ -186,8 +191,11 @@ class _OneInput(torch.nn.Module):
         super().__init__()
         self.module = module
         params = list(inspect.signature(module.forward).parameters.values())
-        if any(p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_ONLY,
-               p.POSITIONAL_OR_KEYWORD) for p in params[1:]):  # fmt: skip
+        if any(
+            p.default is inspect.Parameter.empty
+            and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            for p in params[1:]
+        ):
             raise Unsupported("the model's forward needs more than one input")
 
     def forward(self, x):

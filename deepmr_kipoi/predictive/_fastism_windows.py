@@ -25,38 +25,95 @@ from deepmr_kipoi.predictive._fastism_delta import (
 )
 
 _UNARY_MODULES = (
-    torch.nn.ReLU, torch.nn.ReLU6, torch.nn.LeakyReLU, torch.nn.ELU, torch.nn.SELU, torch.nn.CELU,
-    torch.nn.GELU, torch.nn.SiLU, torch.nn.Mish, torch.nn.Sigmoid, torch.nn.Tanh, torch.nn.Softplus,
-    torch.nn.Hardtanh, torch.nn.Hardsigmoid, torch.nn.Hardswish, torch.nn.PReLU, torch.nn.Identity,
-    torch.nn.Softsign, torch.nn.Tanhshrink, torch.nn.Threshold,
-)  # fmt: skip
+    torch.nn.ReLU,
+    torch.nn.ReLU6,
+    torch.nn.LeakyReLU,
+    torch.nn.ELU,
+    torch.nn.SELU,
+    torch.nn.CELU,
+    torch.nn.GELU,
+    torch.nn.SiLU,
+    torch.nn.Mish,
+    torch.nn.Sigmoid,
+    torch.nn.Tanh,
+    torch.nn.Softplus,
+    torch.nn.Hardtanh,
+    torch.nn.Hardsigmoid,
+    torch.nn.Hardswish,
+    torch.nn.PReLU,
+    torch.nn.Identity,
+    torch.nn.Softsign,
+    torch.nn.Tanhshrink,
+    torch.nn.Threshold,
+)
 _DROPOUT_MODULES = (torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d)
 _UNARY_FUNCTIONS = {
-    torch.relu, F.relu, torch.sigmoid, F.sigmoid, torch.tanh, F.tanh, F.gelu, F.silu, F.elu,
-    F.leaky_relu, F.softplus, F.relu6, F.selu, F.mish, torch.exp, torch.log, torch.abs, torch.square,
-    torch.sqrt, operator.neg, torch.neg, F.dropout,
-}  # fmt: skip
+    torch.relu,
+    F.relu,
+    torch.sigmoid,
+    F.sigmoid,
+    torch.tanh,
+    F.tanh,
+    F.gelu,
+    F.silu,
+    F.elu,
+    F.leaky_relu,
+    F.softplus,
+    F.relu6,
+    F.selu,
+    F.mish,
+    torch.exp,
+    torch.log,
+    torch.abs,
+    torch.square,
+    torch.sqrt,
+    operator.neg,
+    torch.neg,
+    F.dropout,
+}
 _UNARY_METHODS = {"relu", "sigmoid", "tanh", "exp", "log", "abs", "square", "sqrt", "neg"}
 _BINARY = {
-    operator.add, operator.sub, operator.mul, operator.truediv, torch.add, torch.sub, torch.mul,
+    operator.add,
+    operator.sub,
+    operator.mul,
+    operator.truediv,
+    torch.add,
+    torch.sub,
+    torch.mul,
     torch.div,
-}  # fmt: skip
+}
 #: in-place operators, computed out of place on windows (the graph's later nodes use their result)
-_OUT_OF_PLACE = {operator.iadd: operator.add, operator.isub: operator.sub,
-                 operator.imul: operator.mul, operator.itruediv: operator.truediv}  # fmt: skip
+_OUT_OF_PLACE = {
+    operator.iadd: operator.add,
+    operator.isub: operator.sub,
+    operator.imul: operator.mul,
+    operator.itruediv: operator.truediv,
+}
 _BINARY_METHODS = {"add", "sub", "mul", "div"}
 _CONVS = (torch.nn.Conv1d, torch.nn.Conv2d)
 _CONV_FUNCTIONS = {F.conv1d, F.conv2d}
 #: pooling module class -> number of spatial dimensions
-_POOLS = {torch.nn.MaxPool1d: 1, torch.nn.AvgPool1d: 1, torch.nn.MaxPool2d: 2, torch.nn.AvgPool2d: 2}
+_POOLS = {
+    torch.nn.MaxPool1d: 1,
+    torch.nn.AvgPool1d: 1,
+    torch.nn.MaxPool2d: 2,
+    torch.nn.AvgPool2d: 2,
+}
 #: pooling function -> number of spatial dimensions
 _POOL_FUNCTIONS = {F.max_pool1d: 1, F.avg_pool1d: 1, F.max_pool2d: 2, F.avg_pool2d: 2}
 _REDUCTIONS = {torch.mean: "mean", torch.sum: "sum"}
 #: reshapes: followed on windows when they only add or drop singleton axes (see _shape_only)
 _SHAPE_FUNCTIONS = {torch.reshape, torch.squeeze, torch.unsqueeze, torch.flatten}
-_SHAPE_METHODS = {"view", "reshape", "squeeze", "unsqueeze", "flatten", "unflatten", "view_as",
-                  "reshape_as"}  # fmt: skip
-
+_SHAPE_METHODS = {
+    "view",
+    "reshape",
+    "squeeze",
+    "unsqueeze",
+    "flatten",
+    "unflatten",
+    "view_as",
+    "reshape_as",
+}
 
 
 @dataclass
@@ -105,8 +162,12 @@ def _take(x: torch.Tensor, start: torch.Tensor, width: int, axis: int) -> torch.
     """
     if x.shape[0] > 1:
         rows = start.shape[0] // x.shape[0]
-        return torch.cat([_take(x[g : g + 1], start[g * rows : (g + 1) * rows], width, axis)
-                          for g in range(x.shape[0])])  # fmt: skip
+        return torch.cat(
+            [
+                _take(x[g : g + 1], start[g * rows : (g + 1) * rows], width, axis)
+                for g in range(x.shape[0])
+            ]
+        )
     moved = x.movedim(axis, -1)
     length = moved.shape[-1]
     rows = moved.reshape(-1, length).t()
@@ -188,7 +249,9 @@ def _per_dim(v, n: int) -> tuple:
     return v * n if len(v) == 1 else v
 
 
-def _sliding(win: _Window, left: int, reach: int, step: int) -> tuple[torch.Tensor, int, torch.Tensor, int]:
+def _sliding(
+    win: _Window, left: int, reach: int, step: int
+) -> tuple[torch.Tensor, int, torch.Tensor, int]:
     """Windows of an operation whose output ``j`` reads inputs ``j * step - left + [0, reach]``.
 
     Returns the output windows' starts and width, and the input windows' starts and width that
@@ -226,8 +289,9 @@ def _conv(win: _Window, ref_out, fn, weight, bias, stride, padding, dilation, gr
     first, width, in_start, in_width = _sliding(win, left, reach, stride[seq])
     if width >= ref_out.shape[win.axis]:
         return None
-    if n > 1 and not (singleton_spatial(win.ref.shape, win.axis)
-                      and singleton_spatial(ref_out.shape, win.axis)):  # fmt: skip
+    if n > 1 and not (
+        singleton_spatial(win.ref.shape, win.axis) and singleton_spatial(ref_out.shape, win.axis)
+    ):
         x = _values_on(win, in_start, in_width)
         return win.like(ref_out, fn(x, weight, bias, stride, 0, dilation, groups), first)
     axis = win.axis
@@ -248,8 +312,9 @@ def _delta(win: _Window) -> torch.Tensor:
     return change if outside is None else change.masked_fill(outside, 0.0)
 
 
-def _pool(win: _Window, ref_out, fn, n, kernel, stride, padding=0, dilation=1, ceil_mode=False,
-          **extra):  # fmt: skip
+def _pool(
+    win: _Window, ref_out, fn, n, kernel, stride, padding=0, dilation=1, ceil_mode=False, **extra
+):
     """Windowed N-d max/average pooling along the sequence axis (size-1 windows elsewhere)."""
     seq = win.axis - 2
     if seq < 0:
@@ -257,15 +322,21 @@ def _pool(win: _Window, ref_out, fn, n, kernel, stride, padding=0, dilation=1, c
     kernel = _per_dim(kernel, n)
     stride = kernel if stride is None or stride == [] or stride == () else _per_dim(stride, n)
     others = [d for d in range(n) if d != seq]
-    if any(p != 0 for p in _per_dim(padding, n)) or any(d != 1 for d in _per_dim(dilation, n)) or (
-        ceil_mode or any(kernel[d] != 1 or stride[d] != 1 for d in others)
+    if (
+        any(p != 0 for p in _per_dim(padding, n))
+        or any(d != 1 for d in _per_dim(dilation, n))
+        or (ceil_mode or any(kernel[d] != 1 or stride[d] != 1 for d in others))
     ):
         return None
     first, width, in_start, in_width = _sliding(win, 0, kernel[seq] - 1, stride[seq])
     if width >= ref_out.shape[win.axis]:
         return None
     x = _values_on(win, in_start, in_width)
-    if n > 1 and singleton_spatial(x.shape, win.axis) and singleton_spatial(ref_out.shape, win.axis):
+    if (
+        n > 1
+        and singleton_spatial(x.shape, win.axis)
+        and singleton_spatial(ref_out.shape, win.axis)
+    ):
         # PyTorch's CPU pooling is several times faster in 1-d than over a singleton 2-d axis
         fn1 = F.max_pool1d if fn is F.max_pool2d else F.avg_pool1d
         out = fn1(to_1d(x, win.axis), kernel[seq], stride[seq], **extra)
@@ -283,8 +354,9 @@ def _binary(fn, a, b, ref_out, kwargs):
         return None
     if len(wins) == 2:
         lo = torch.minimum(wins[0].start, wins[1].start)
-        width = int((torch.maximum(wins[0].start + wins[0].width, wins[1].start + wins[1].width)
-                     - lo).max())  # fmt: skip
+        width = int(
+            (torch.maximum(wins[0].start + wins[0].width, wins[1].start + wins[1].width) - lo).max()
+        )
     else:
         lo, width = wins[0].start, wins[0].width
     if width >= length:
@@ -315,8 +387,12 @@ def _concat(tensors, dim, ref_out):
     if not tensors or not all(isinstance(t, _Window) for t in tensors):
         return None
     axis, ndim = tensors[0].axis, tensors[0].ref.dim()
-    if dim % ndim in (0, axis) or ref_out.dim() != ndim or any(
-        t.axis != axis or t.length != tensors[0].length or t.ref.dim() != ndim for t in tensors
+    if (
+        dim % ndim in (0, axis)
+        or ref_out.dim() != ndim
+        or any(
+            t.axis != axis or t.length != tensors[0].length or t.ref.dim() != ndim for t in tensors
+        )
     ):
         return None
     lo = tensors[0].start
@@ -342,7 +418,6 @@ def _reduce(win: _Window, how: str, dim, keepdim: bool, ref_out):
 def _per_row(ref: torch.Tensor, rows: int) -> torch.Tensor:
     """A (G, ...) reference broadcastable against ``rows`` window rows (G equal blocks)."""
     return ref if ref.shape[0] == 1 else ref.repeat_interleave(rows // ref.shape[0], dim=0)
-
 
 
 def _crop(win: _Window, index, ref_out):
@@ -432,8 +507,10 @@ def _stack(tensors, dim, ref_out):
     dim = int(dim) % (tensors[0].ref.dim() + 1)
     if dim == 0:
         return None
-    grown = [_Window(t.ref.unsqueeze(dim), t.val.unsqueeze(dim), t.start,
-                     t.axis + (dim <= t.axis)) for t in tensors]  # fmt: skip
+    grown = [
+        _Window(t.ref.unsqueeze(dim), t.val.unsqueeze(dim), t.start, t.axis + (dim <= t.axis))
+        for t in tensors
+    ]
     return _concat(grown, dim, ref_out)
 
 
@@ -444,13 +521,20 @@ def _batch_concat(tensors, ref_out):
         return None
     first = tensors[0]
     rows = first.val.shape[0] // first.ref.shape[0]
-    if any(t.axis != first.axis or t.width != first.width or t.ref.dim() != first.ref.dim()
-           or t.val.shape[0] != rows * t.ref.shape[0] for t in tensors) or (
-        ref_out.shape[0] != sum(t.ref.shape[0] for t in tensors)
-    ):  # fmt: skip
+    if any(
+        t.axis != first.axis
+        or t.width != first.width
+        or t.ref.dim() != first.ref.dim()
+        or t.val.shape[0] != rows * t.ref.shape[0]
+        for t in tensors
+    ) or (ref_out.shape[0] != sum(t.ref.shape[0] for t in tensors)):
         return None
-    return _Window(ref_out, torch.cat([t.val for t in tensors]),
-                   torch.cat([t.start for t in tensors]), first.axis)  # fmt: skip
+    return _Window(
+        ref_out,
+        torch.cat([t.val for t in tensors]),
+        torch.cat([t.start for t in tensors]),
+        first.axis,
+    )
 
 
 def _move_axes(win: _Window, how: str, args, kwargs, ref_out):
@@ -510,5 +594,8 @@ def _in_place(node, modules: dict, kwargs) -> bool:
     if node.op == "call_module":
         return bool(getattr(modules[node.target], "inplace", False))
     name = getattr(node.target, "__name__", node.target if isinstance(node.target, str) else "")
-    return (node.target in _OUT_OF_PLACE or bool(kwargs.get("inplace"))
-            or (name.endswith("_") and not name.startswith("_")))  # fmt: skip
+    return (
+        node.target in _OUT_OF_PLACE
+        or bool(kwargs.get("inplace"))
+        or (name.endswith("_") and not name.startswith("_"))
+    )

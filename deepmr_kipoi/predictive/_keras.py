@@ -83,7 +83,9 @@ class KerasMember(Member):
                 self._dropout.append((layer, info))
         # the PyTorch rebuild: None not tried yet, False unavailable (see _rebuilt)
         self._torch = None if fast_ism else False
-        self._torch_reason = "fast_ism=False" if not fast_ism else "not decided yet: the first batch decides"
+        self._torch_reason = (
+            "fast_ism=False" if not fast_ism else "not decided yet: the first batch decides"
+        )
 
     @property
     def dropout_layers(self) -> tuple[DropoutLayer, ...]:
@@ -136,21 +138,32 @@ class KerasMember(Member):
             self._torch_reason = f"{err}: the Keras model runs full passes"
             logger.info("fast ISM off for the Keras model (%s)", err)
             return None
-        member = TorchMember(module, self.feature_names, layout=self.layout, alphabet=self.alphabet,
-                             output=self.output, sequence_length=self.sequence_length, device="cpu")  # fmt: skip
+        member = TorchMember(
+            module,
+            self.feature_names,
+            layout=self.layout,
+            alphabet=self.alphabet,
+            output=self.output,
+            sequence_length=self.sequence_length,
+            device="cpu",
+        )
         rows = x[:4]
         want = self._keras_forward(rows, rows.shape[0], None)
         try:
             got = member._forward(torch.from_numpy(np.ascontiguousarray(rows)), rows.shape[0], None)
         except Exception as exc:  # noqa: BLE001 - e.g. an output mapping written for Keras tensors
-            self._torch_reason = (f"the PyTorch rebuild's outputs fail ({type(exc).__name__}: {exc}): "
-                                  "the Keras model runs full passes")  # fmt: skip
+            self._torch_reason = (
+                f"the PyTorch rebuild's outputs fail ({type(exc).__name__}: {exc}): "
+                "the Keras model runs full passes"
+            )
             logger.warning("fast ISM off for the Keras model (%s)", self._torch_reason)
             return None
         err = float(np.abs(got - want).max())
         if not err <= OPTIMIZE_RTOL * (float(np.abs(want).max()) or 1.0):
-            self._torch_reason = (f"the PyTorch rebuild differs from the Keras model by {err:.3g}: "
-                                  "the Keras model runs full passes")  # fmt: skip
+            self._torch_reason = (
+                f"the PyTorch rebuild differs from the Keras model by {err:.3g}: "
+                "the Keras model runs full passes"
+            )
             logger.warning("fast ISM off for the Keras model (%s)", self._torch_reason)
             return None
         self._torch = member

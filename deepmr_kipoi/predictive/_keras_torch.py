@@ -30,10 +30,17 @@ from torch import nn
 from deepmr_kipoi.predictive._fastism_trace import Unsupported
 
 _ACTIVATIONS = {
-    "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "elu": nn.ELU, "selu": nn.SELU,
-    "softplus": nn.Softplus, "softsign": nn.Softsign, "swish": nn.SiLU, "silu": nn.SiLU,
+    "relu": nn.ReLU,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "selu": nn.SELU,
+    "softplus": nn.Softplus,
+    "softsign": nn.Softsign,
+    "swish": nn.SiLU,
+    "silu": nn.SiLU,
     "gelu": lambda: nn.GELU(approximate="tanh"),
-}  # fmt: skip
+}
 
 
 class _Exp(nn.Module):
@@ -128,8 +135,12 @@ class _Lambda(nn.Module):
             return torch.cat(list(xs), dim=arg)
         out = xs[0]
         for other in xs[1:]:
-            out = {"add": torch.add, "subtract": torch.sub, "multiply": torch.mul,
-                   "average": torch.add}[kind](out, other)  # fmt: skip
+            out = {
+                "add": torch.add,
+                "subtract": torch.sub,
+                "multiply": torch.mul,
+                "average": torch.add,
+            }[kind](out, other)
         return out / len(xs) if kind == "average" else out
 
 
@@ -149,8 +160,15 @@ def _conv(cls, cfg, weights, name):
         pad_module = _Lambda("pad", (dilation[0] * (kernel.shape[-1] - 1), 0))
         padding = "valid"
     conv_cls = nn.Conv1d if n == 1 else nn.Conv2d
-    conv = conv_cls(kernel.shape[1], kernel.shape[0], tuple(kernel.shape[2:]), strides, padding,
-                    dilation, bias=bool(cfg.get("use_bias", True)))  # fmt: skip
+    conv = conv_cls(
+        kernel.shape[1],
+        kernel.shape[0],
+        tuple(kernel.shape[2:]),
+        strides,
+        padding,
+        dilation,
+        bias=bool(cfg.get("use_bias", True)),
+    )
     with torch.no_grad():
         conv.weight.copy_(kernel)
         if conv.bias is not None:
@@ -173,8 +191,12 @@ def _pool(cls, cfg, name):
     )
     strides = cfg.get("strides") or size
     strides = tuple(strides) if isinstance(strides, list | tuple) else (strides,) * n
-    kind = {(1, "Max"): nn.MaxPool1d, (2, "Max"): nn.MaxPool2d, (1, "Ave"): nn.AvgPool1d,
-            (2, "Ave"): nn.AvgPool2d}[(n, cls[:3])]  # fmt: skip
+    kind = {
+        (1, "Max"): nn.MaxPool1d,
+        (2, "Max"): nn.MaxPool2d,
+        (1, "Ave"): nn.AvgPool1d,
+        (2, "Ave"): nn.AvgPool2d,
+    }[(n, cls[:3])]
     return _ChannelsLast(kind(size, strides), n)
 
 
@@ -227,10 +249,15 @@ def convert_layer(cls: str, cfg: dict, weights: list, ndim: int):
         if cfg.get("noise_shape") is not None:
             raise Unsupported(f"layer '{name}' (Dropout) has a noise_shape")
         return nn.Dropout(float(cfg["rate"]))
-    simple = {"Flatten": ("flatten", None), "GlobalMaxPooling1D": ("gmax", None),
-              "GlobalAveragePooling1D": ("gavg", None), "Add": ("add", None),
-              "Subtract": ("subtract", None), "Multiply": ("multiply", None),
-              "Average": ("average", None)}  # fmt: skip
+    simple = {
+        "Flatten": ("flatten", None),
+        "GlobalMaxPooling1D": ("gmax", None),
+        "GlobalAveragePooling1D": ("gavg", None),
+        "Add": ("add", None),
+        "Subtract": ("subtract", None),
+        "Multiply": ("multiply", None),
+        "Average": ("average", None),
+    }
     if cls in simple:
         if cls.startswith("Global") and cfg.get("keepdims"):
             raise Unsupported(f"layer '{name}' ({cls}) keeps the pooled axis")
@@ -271,8 +298,10 @@ class KerasAsTorch(nn.Module):
 
     def __init__(self, steps, modules, input_name: str, outputs):
         super().__init__()
-        self.keys = {name: f"l{i}_" + "".join(c if c.isalnum() else "_" for c in name)
-                     for i, (name, _) in enumerate(steps)}  # fmt: skip
+        self.keys = {
+            name: f"l{i}_" + "".join(c if c.isalnum() else "_" for c in name)
+            for i, (name, _) in enumerate(steps)
+        }
         self.layers = nn.ModuleDict({self.keys[n]: m for n, m in modules.items() if m is not None})
         self.steps = [(name, list(inputs)) for name, inputs in steps]
         self.input_name, self.outputs = input_name, list(outputs)

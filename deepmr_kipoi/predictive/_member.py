@@ -89,7 +89,9 @@ class Member:
             )
         self.feature_names = tuple(str(f) for f in feature_names)
         if len(set(self.feature_names)) != len(self.feature_names):
-            raise DeepMRInputError("feature_names contain duplicates; give every output a unique name")
+            raise DeepMRInputError(
+                "feature_names contain duplicates; give every output a unique name"
+            )
         self.alphabet = sequences.check_alphabet(alphabet)
         if layout not in sequences.LAYOUTS:
             raise DeepMRInputError(
@@ -200,7 +202,9 @@ class FunctionMember(Member):
         self, fn: Callable, feature_names: Sequence[str], sequence_length=None, transforms=None
     ):
         if not callable(fn):
-            raise DeepMRInputError(f"fn must be callable (N, L, 4) -> (N, F), got {type(fn).__name__}")
+            raise DeepMRInputError(
+                f"fn must be callable (N, L, 4) -> (N, F), got {type(fn).__name__}"
+            )
         super().__init__(feature_names, "ACGT", "NLC", sequence_length, transforms)
         self.fn = fn
 

@@ -54,7 +54,9 @@ class TorchMember(Member):
         fast_ism: bool = True,
     ):
         if not isinstance(module, torch.nn.Module):
-            raise DeepMRInputError(f"from_torch needs a torch.nn.Module, got {type(module).__name__}")
+            raise DeepMRInputError(
+                f"from_torch needs a torch.nn.Module, got {type(module).__name__}"
+            )
         if output is not None and not callable(output):
             raise DeepMRInputError(
                 "output must be a callable mapping the raw model output to an (N, F) tensor"
@@ -133,16 +135,23 @@ class TorchMember(Member):
         if length is not None:
             example = self.prepare(np.zeros((1, int(length), 4), dtype=np.float32))
         try:
-            plan = FastISMPlan(self.module, [mod for mod, _ in self._dropout],
-                               axis=_SEQUENCE_AXIS[self.layout], example=example)  # fmt: skip
+            plan = FastISMPlan(
+                self.module,
+                [mod for mod, _ in self._dropout],
+                axis=_SEQUENCE_AXIS[self.layout],
+                example=example,
+            )
         except Unsupported as err:
             self._off(str(err))
             return None
         if not plan.has_convolution:
             if plan.opaque:
-                self._off("; ".join(
-                    f"{'the model' if k == 'module' else 'layer ' + k}'s forward cannot be traced ({v})"
-                    for k, v in plan.opaque.items()))  # fmt: skip
+                self._off(
+                    "; ".join(
+                        f"{'the model' if k == 'module' else 'layer ' + k}'s forward cannot be traced ({v})"
+                        for k, v in plan.opaque.items()
+                    )
+                )
             else:
                 self._off("the model has no convolution", logging.INFO)
             return None
@@ -209,8 +218,9 @@ class TorchMember(Member):
                 self._off(f"no convolution of the model can run on windows{where}")
                 return full()
             rows = np.unique(np.linspace(0, n - 1, 4).round().astype(int))
-            want = self._forward(prepared[torch.from_numpy(rows).to(prepared.device)], rows.size,
-                                 masks_list[0])  # fmt: skip
+            want = self._forward(
+                prepared[torch.from_numpy(rows).to(prepared.device)], rows.size, masks_list[0]
+            )
             err = float(np.abs(pred[0][rows] - want).max())
             if err > OPTIMIZE_RTOL * (float(np.abs(want).max()) or 1.0):
                 self._off(f"the cache differs from full passes by {err:.3g}")
@@ -218,13 +228,18 @@ class TorchMember(Member):
             self._plan_checked = True
             self._ism_reason = f"{plan.windowed_convolutions} convolutions run on windows"
             if plan.dense_from_change:
-                self._ism_reason += (f", {plan.dense_from_change} dense layer(s) after a flatten "
-                                     "from the change only")  # fmt: skip
+                self._ism_reason += (
+                    f", {plan.dense_from_change} dense layer(s) after a flatten "
+                    "from the change only"
+                )
             if plan.unfollowed:
                 layers = ", ".join(dict.fromkeys(plan.unfollowed))
                 self._ism_reason += f"; full activations from layer(s) {layers} on"
-                logger.warning("fast ISM: windows cannot pass layer(s) %s; the convolutions after "
-                               "them run on full activations", layers)  # fmt: skip
+                logger.warning(
+                    "fast ISM: windows cannot pass layer(s) %s; the convolutions after "
+                    "them run on full activations",
+                    layers,
+                )
             logger.info("fast ISM on: %s", self._ism_reason)
         return np.stack([apply_transforms(p, self.transforms) for p in pred])
 

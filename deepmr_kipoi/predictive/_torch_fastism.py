@@ -116,7 +116,9 @@ class FastISMPlan:
         try:
             graph = tracer.trace(root)
         except Exception as err:  # noqa: BLE001 - any tracing failure means: no fast path
-            raise Unsupported(f"torch.fx cannot trace the model ({type(err).__name__}: {err})") from err
+            raise Unsupported(
+                f"torch.fx cannot trace the model ({type(err).__name__}: {err})"
+            ) from err
         #: submodules traced as one opaque node (run on full activations): path -> reason
         self.opaque = {path.removeprefix("module."): why for path, why in tracer.opaque.items()}
         self.graph_module = torch.fx.GraphModule(tracer.root, graph)
@@ -253,9 +255,11 @@ class FastISMPlan:
                 obj = getattr(obj, part)
             return obj
         args = torch.fx.node.map_aggregate(
-            torch.fx.node.map_arg(node.args, lambda n: env[n]), _as_tensor)
+            torch.fx.node.map_arg(node.args, lambda n: env[n]), _as_tensor
+        )
         kwargs = torch.fx.node.map_aggregate(
-            torch.fx.node.map_arg(node.kwargs, lambda n: env[n]), _as_tensor)
+            torch.fx.node.map_arg(node.kwargs, lambda n: env[n]), _as_tensor
+        )
         if node.op not in ("call_module", "call_function", "call_method"):
             raise Unsupported(f"graph node kind {node.op}")
         if node.op == "call_module" and masks is not None and node.target in self.dropout_index:
@@ -274,19 +278,25 @@ class FastISMPlan:
         args = torch.fx.node.map_arg(node.args, lambda n: env[n])
         kwargs = torch.fx.node.map_arg(node.kwargs, lambda n: env[n])
         wins = []
-        torch.fx.node.map_aggregate((args, kwargs), lambda a: wins.append(a) if isinstance(
-            a, _Window | Flat) else a)  # fmt: skip
+        torch.fx.node.map_aggregate(
+            (args, kwargs), lambda a: wins.append(a) if isinstance(a, _Window | Flat) else a
+        )
         if not wins:
             return self._full(node, env, None, masks)
         if not isinstance(ref_out, torch.Tensor):
             # shape queries (x.shape, x.size(0), ...) answered without the data
             def to_meta(a):
                 if isinstance(a, Flat):
-                    return torch.empty((a.win.val.shape[0],) + tuple(a.ref.shape[1:]), device="meta")
+                    return torch.empty(
+                        (a.win.val.shape[0],) + tuple(a.ref.shape[1:]), device="meta"
+                    )
                 return a.meta() if isinstance(a, _Window) else a
 
-            answer = self._call(node, torch.fx.node.map_aggregate(args, to_meta),
-                                torch.fx.node.map_aggregate(kwargs, to_meta))  # fmt: skip
+            answer = self._call(
+                node,
+                torch.fx.node.map_aggregate(args, to_meta),
+                torch.fx.node.map_aggregate(kwargs, to_meta),
+            )
             return ref_out if isinstance(answer, torch.device) else answer
         out = self._window_op(node, args, kwargs, ref_out, masks)
         if out is not None:
@@ -341,11 +351,21 @@ class FastISMPlan:
         if node.op == "call_function":
             if target in _CONV_FUNCTIONS:
                 bound = _bind(args, kwargs)
-                return _conv(x, ref_out, target, bound["weight"], bound.get("bias"),
-                             bound.get("stride", 1), bound.get("padding", 0),
-                             bound.get("dilation", 1), bound.get("groups", 1))  # fmt: skip
-            if target in _POOL_FUNCTIONS and len(args) <= 3 and not (
-                set(kwargs) - {"kernel_size", "stride"}
+                return _conv(
+                    x,
+                    ref_out,
+                    target,
+                    bound["weight"],
+                    bound.get("bias"),
+                    bound.get("stride", 1),
+                    bound.get("padding", 0),
+                    bound.get("dilation", 1),
+                    bound.get("groups", 1),
+                )
+            if (
+                target in _POOL_FUNCTIONS
+                and len(args) <= 3
+                and not (set(kwargs) - {"kernel_size", "stride"})
             ):
                 kernel = kwargs.get("kernel_size", args[1] if len(args) > 1 else None)
                 stride = kwargs.get("stride", args[2] if len(args) > 2 else None)
@@ -368,8 +388,9 @@ class FastISMPlan:
                 return _index_select(x, bound.get("dim"), bound.get("index"), ref_out)
             if target is F.pad:
                 rest = dict(zip(("pad", "mode", "value"), args[1:], strict=False), **kwargs)
-                return _pad(x, rest.get("pad"), rest.get("mode", "constant"), rest.get("value"),
-                            ref_out)  # fmt: skip
+                return _pad(
+                    x, rest.get("pad"), rest.get("mode", "constant"), rest.get("value"), ref_out
+                )
             return None
         if node.op == "call_method":
             if target in _UNARY_METHODS and len(args) == 1 and not kwargs:
@@ -393,21 +414,48 @@ class FastISMPlan:
             if target.padding_mode != "zeros" or x.ref.dim() != target.weight.dim():
                 return None
             fn = F.conv1d if isinstance(target, torch.nn.Conv1d) else F.conv2d
-            return _conv(x, ref_out, fn, target.weight, target.bias, target.stride, target.padding,
-                         target.dilation, target.groups)  # fmt: skip
+            return _conv(
+                x,
+                ref_out,
+                fn,
+                target.weight,
+                target.bias,
+                target.stride,
+                target.padding,
+                target.dilation,
+                target.groups,
+            )
         n = next((d for cls, d in _POOLS.items() if isinstance(target, cls)), None)
         if n is not None and x.ref.dim() == n + 2:
             if isinstance(target, torch.nn.MaxPool1d | torch.nn.MaxPool2d):
                 if target.return_indices:
                     return None
                 fn = F.max_pool1d if n == 1 else F.max_pool2d
-                return _pool(x, ref_out, fn, n, target.kernel_size, target.stride,
-                             target.padding, target.dilation, target.ceil_mode)  # fmt: skip
+                return _pool(
+                    x,
+                    ref_out,
+                    fn,
+                    n,
+                    target.kernel_size,
+                    target.stride,
+                    target.padding,
+                    target.dilation,
+                    target.ceil_mode,
+                )
             if getattr(target, "divisor_override", None):
                 return None
             fn = F.avg_pool1d if n == 1 else F.avg_pool2d
-            return _pool(x, ref_out, fn, n, target.kernel_size, target.stride, target.padding,
-                         1, target.ceil_mode)  # fmt: skip
+            return _pool(
+                x,
+                ref_out,
+                fn,
+                n,
+                target.kernel_size,
+                target.stride,
+                target.padding,
+                1,
+                target.ceil_mode,
+            )
         if isinstance(target, torch.nn.modules.padding._ConstantPadNd):
             return _pad(x, target.padding, "constant", target.value, ref_out)
         if isinstance(target, torch.nn.Flatten | torch.nn.Unflatten):
@@ -424,8 +472,9 @@ class FastISMPlan:
                 return None
             return x.like(ref_out, target(x.val))
         if isinstance(target, _UNARY_MODULES):
-            return x.like(ref_out, target(x.val.clone() if getattr(target, "inplace", False)
-                                          else x.val))  # fmt: skip
+            return x.like(
+                ref_out, target(x.val.clone() if getattr(target, "inplace", False) else x.val)
+            )
         return None
 
     def _flat_op(self, node, target, args, kwargs, ref_out, masks):
@@ -436,7 +485,9 @@ class FastISMPlan:
         unflat = ref_out.reshape(win.ref.shape) if ref_out.numel() == win.ref.numel() else None
         if node.op == "call_module" and isinstance(target, torch.nn.Linear) and len(args) == 1:
             weight = target.weight
-        elif node.op == "call_function" and target is F.linear and not kwargs and len(args) in (2, 3):
+        elif (
+            node.op == "call_function" and target is F.linear and not kwargs and len(args) in (2, 3)
+        ):
             weight = args[1]
         else:
             weight = None
@@ -452,7 +503,8 @@ class FastISMPlan:
             if masks is None:
                 return Flat(win.like(unflat, win.val), ref_out)
             mask = self._mask(node, ref_out, masks, target)[None].reshape(
-                (1,) + tuple(win.ref.shape[1:]))  # fmt: skip
+                (1,) + tuple(win.ref.shape[1:])
+            )
             moved = _binary(torch.mul, win, mask, unflat, {})
             return None if moved is None else Flat(moved, ref_out)
         if node.op == "call_module" and isinstance(target, _UNARY_MODULES) and not kwargs:

@@ -151,7 +151,9 @@ class _SampledModel:
         x = self._check_input(onehot)
         n = x.shape[0]
         if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
-            raise DeepMRInputError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+            raise DeepMRInputError(
+                f"batch_size must be a positive integer or None, got {batch_size!r}"
+            )
         step = n if batch_size is None else int(batch_size)
         out = np.empty((self.n_samples, n, len(self.feature_names)), dtype=np.float32)
         for a in range(0, n, max(step, 1)):
@@ -316,7 +318,9 @@ class MCDropout(_SampledModel):
 
     def _predict_mutants(self, reference: np.ndarray, mutants: np.ndarray) -> np.ndarray:
         m = self._members[0]
-        masks = [lambda k, shape, rate, s=s: self.mask(s, k, shape, rate) for s in range(self.n_samples)]
+        masks = [
+            lambda k, shape, rate, s=s: self.mask(s, k, shape, rate) for s in range(self.n_samples)
+        ]
         if hasattr(m, "predict_mutants_samples"):
             # the receptive-field cache computes what precedes the first dropout layer once
             return m.predict_mutants_samples(reference, mutants, masks)
@@ -348,7 +352,9 @@ def move_to_device(model, device: str = "auto") -> str:
     str
         The device the PyTorch members run on (``"cpu"`` when the model has none).
     """
-    torch_members = [m for m in getattr(model, "members", ()) if getattr(m, "backend", "") == "torch"]
+    torch_members = [
+        m for m in getattr(model, "members", ()) if getattr(m, "backend", "") == "torch"
+    ]
     if not torch_members:
         if device not in ("auto", "cpu", None):
             raise DeepMRInputError(
@@ -365,4 +371,3 @@ def move_to_device(model, device: str = "auto") -> str:
             member.device = target
             member._plan = None  # activations of the cache live on the device
     return str(target)
-

@@ -90,7 +90,15 @@ def from_torch(
 
     names = _infer_feature_names(feature_names, sequence_length, probe)
     return TorchMember(
-        module, names, layout, alphabet, output, transforms, sequence_length, device, optimize,
+        module,
+        names,
+        layout,
+        alphabet,
+        output,
+        transforms,
+        sequence_length,
+        device,
+        optimize,
         fast_ism,
     )
 
@@ -144,7 +152,9 @@ def from_keras(
         return 1 if out.ndim == 1 else int(out.shape[-1])
 
     names = _infer_feature_names(feature_names, sequence_length, probe)
-    return KerasMember(model, names, layout, alphabet, output, transforms, sequence_length, fast_ism)
+    return KerasMember(
+        model, names, layout, alphabet, output, transforms, sequence_length, fast_ism
+    )
 
 
 def _keras_length(model, layout: str) -> int | None:

@@ -89,8 +89,14 @@ def effect_matrix(glob: pd.DataFrame, method: str, value: str = "estimate") -> p
     outcomes = set(sub["outcome"].astype(str))
     # features that are both exposure and outcome keep one order on both axes (diagonal aligned)
     cols = [f for f in dict.fromkeys([*rows, *sub["outcome"].astype(str)]) if f in outcomes]
-    mat = sub.pivot_table(index="exposure", columns="outcome", values=value, aggfunc="first",
-                          observed=True, dropna=False)  # fmt: skip
+    mat = sub.pivot_table(
+        index="exposure",
+        columns="outcome",
+        values=value,
+        aggfunc="first",
+        observed=True,
+        dropna=False,
+    )
     mat.index = mat.index.astype(str)
     mat.columns = mat.columns.astype(str)
     return mat.reindex(index=rows, columns=cols).astype(float)
@@ -107,8 +113,9 @@ def _draw_matrix(ax, mat: pd.DataFrame, sig: pd.DataFrame | None, title: str, no
     values = mat.to_numpy(dtype=float)
     norm = norm or symmetric_norm(values)
     cmap = plt.get_cmap("RdBu_r").with_extremes(bad="#dddddd")
-    im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm, aspect="auto",
-                   interpolation="nearest")  # fmt: skip
+    im = ax.imshow(
+        np.ma.masked_invalid(values), cmap=cmap, norm=norm, aspect="auto", interpolation="nearest"
+    )
     n_r, n_c = values.shape
     if max(n_r, n_c) <= _LABELLED_MAX:
         ax.set_xticks(range(n_c), mat.columns, rotation=60, ha="right", fontsize=8)
@@ -203,16 +210,33 @@ def mr_scatter(
         fig, ax = plt.subplots(figsize=(4.5, 4))
     else:
         fig = ax.figure
-    ax.errorbar(x, y, xerr=se_bx, yerr=se_by, fmt="o", ms=3, color="#333333", ecolor="#999999",
-                elinewidth=0.8, alpha=0.8, label=f"instruments (n={x.size})")  # fmt: skip
+    ax.errorbar(
+        x,
+        y,
+        xerr=se_bx,
+        yerr=se_by,
+        fmt="o",
+        ms=3,
+        color="#333333",
+        ecolor="#999999",
+        elinewidth=0.8,
+        alpha=0.8,
+        label=f"instruments (n={x.size})",
+    )
     xmax = float(np.max(x + se_bx)) if x.size else 1.0
     grid = np.linspace(0.0, xmax * 1.05, 50)
     if ivw is not None and np.isfinite(ivw):
         ax.plot(grid, ivw * grid, color="#1f77b4", lw=1.5, label=f"IVW slope {ivw:.3g}")
     if egger is not None and np.all(np.isfinite(egger)):
         slope, intercept = egger
-        ax.plot(grid, intercept + slope * grid, color="#d62728", lw=1.5, ls="--",
-                label=f"Egger slope {slope:.3g}, intercept {intercept:.2g}")  # fmt: skip
+        ax.plot(
+            grid,
+            intercept + slope * grid,
+            color="#d62728",
+            lw=1.5,
+            ls="--",
+            label=f"Egger slope {slope:.3g}, intercept {intercept:.2g}",
+        )
     ax.axhline(0, color="#cccccc", lw=0.8, zorder=0)
     ax.set_xlabel(f"effect on {exposure} (oriented)")
     ax.set_ylabel(f"effect on {outcome}")
@@ -256,8 +280,16 @@ def forest(
     fig, ax = plt.subplots(figsize=(5.5, 1.2 + 0.22 * (k + 2)))
     ys = np.arange(k)[::-1] + 2
     ok = np.isfinite(est)
-    ax.errorbar(est[ok], ys[ok], xerr=np.vstack([est[ok] - lo[ok], hi[ok] - est[ok]]), fmt="s", ms=3,
-                color="#333333", ecolor="#777777", elinewidth=1)  # fmt: skip
+    ax.errorbar(
+        est[ok],
+        ys[ok],
+        xerr=np.vstack([est[ok] - lo[ok], hi[ok] - est[ok]]),
+        fmt="s",
+        ms=3,
+        color="#333333",
+        ecolor="#777777",
+        elinewidth=1,
+    )
     for y in ys[~ok]:
         ax.text(0, y, "no estimate", fontsize=6, color="#999999", va="center")
     names = list(labels)
@@ -332,13 +364,25 @@ def truth_scatter(
     lo, hi = np.asarray(ci_low, dtype=float), np.asarray(ci_high, dtype=float)
     fig, ax = plt.subplots(figsize=(4.8, 4.5))
     ok = np.isfinite(e) & np.isfinite(t)
-    ax.errorbar(t[ok], e[ok], yerr=np.vstack([e[ok] - lo[ok], hi[ok] - e[ok]]), fmt="o", ms=4,
-                color="#1f77b4", ecolor="#9ecae1")  # fmt: skip
+    ax.errorbar(
+        t[ok],
+        e[ok],
+        yerr=np.vstack([e[ok] - lo[ok], hi[ok] - e[ok]]),
+        fmt="o",
+        ms=4,
+        color="#1f77b4",
+        ecolor="#9ecae1",
+    )
     vals = np.concatenate([t[ok], lo[ok], hi[ok]]) if ok.any() else np.array([-1.0, 1.0])
     span = [float(np.nanmin(vals)), float(np.nanmax(vals))]
     pad = 0.05 * (span[1] - span[0] or 1.0)
-    ax.plot([span[0] - pad, span[1] + pad], [span[0] - pad, span[1] + pad], color="#999999",
-            ls=":", label="estimate = truth")  # fmt: skip
+    ax.plot(
+        [span[0] - pad, span[1] + pad],
+        [span[0] - pad, span[1] + pad],
+        color="#999999",
+        ls=":",
+        label="estimate = truth",
+    )
     if ok.sum() <= 20:
         for x, y, lab in zip(t[ok], e[ok], np.asarray(labels, dtype=object)[ok]):
             ax.annotate(lab, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
@@ -389,8 +433,9 @@ def compare_figure(
     ref_label, ref = matrices[0]
     x = ref.to_numpy(dtype=float).ravel()
     axes[1, 0].axis("off")
-    axes[1, 0].text(0.0, 0.5, f"method: {method}\nreference run: {ref_label}", fontsize=9,
-                    va="center")  # fmt: skip
+    axes[1, 0].text(
+        0.0, 0.5, f"method: {method}\nreference run: {ref_label}", fontsize=9, va="center"
+    )
     for i in range(1, n):
         label, mat = matrices[i]
         y = mat.to_numpy(dtype=float).ravel()
@@ -448,8 +493,14 @@ def instrument_map(
     alt = np.asarray(alt_bases)
     inst = np.asarray(instruments, dtype=bool)
     width = float(np.clip(4.0 + pos.size / 40.0, 7.0, 16.0))
-    fig, axes = plt.subplots(len(effects), 1, figsize=(width, 1.9 * len(effects) + 0.8), sharex=True,
-                             squeeze=False, layout="constrained")  # fmt: skip
+    fig, axes = plt.subplots(
+        len(effects),
+        1,
+        figsize=(width, 1.9 * len(effects) + 0.8),
+        sharex=True,
+        squeeze=False,
+        layout="constrained",
+    )
     xs = np.repeat(pos[:, None], 3, axis=1)
     for ax, (label, eff) in zip(axes[:, 0], effects):
         eff = np.asarray(eff, dtype=float)
@@ -463,16 +514,48 @@ def instrument_map(
             colour = BASE_COLOURS.get(base.upper(), "#777777")
             rest, chosen = sel & ~inst, sel & inst
             ax.scatter(xs[rest], eff[rest], s=5, color=colour, alpha=0.45, linewidths=0, zorder=2)
-            ax.scatter(xs[chosen], eff[chosen], s=26, color=colour, edgecolors="black",
-                       linewidths=0.7, zorder=3, label=f"to {base}")  # fmt: skip
+            ax.scatter(
+                xs[chosen],
+                eff[chosen],
+                s=26,
+                color=colour,
+                edgecolors="black",
+                linewidths=0.7,
+                zorder=3,
+                label=f"to {base}",
+            )
         ax.axhline(0, color="#dddddd", lw=0.8, zorder=0)
         ax.set_ylabel(f"effect on\n{label}", fontsize=8)
-    handles = [plt.Line2D([], [], ls="", marker="o", color=BASE_COLOURS.get(b.upper(), "#777777"),
-                          label=f"mutation to {b}") for b in alphabet]  # fmt: skip
-    handles.append(plt.Line2D([], [], ls="", marker="o", mfc="white", mec="black",
-                              label=f"instrument ({int(inst.sum())})"))  # fmt: skip
-    axes[0, 0].legend(handles=handles, fontsize=7, ncol=len(handles), loc="lower left",
-                      bbox_to_anchor=(0, 1.02), frameon=False)  # fmt: skip
+    handles = [
+        plt.Line2D(
+            [],
+            [],
+            ls="",
+            marker="o",
+            color=BASE_COLOURS.get(b.upper(), "#777777"),
+            label=f"mutation to {b}",
+        )
+        for b in alphabet
+    ]
+    handles.append(
+        plt.Line2D(
+            [],
+            [],
+            ls="",
+            marker="o",
+            mfc="white",
+            mec="black",
+            label=f"instrument ({int(inst.sum())})",
+        )
+    )
+    axes[0, 0].legend(
+        handles=handles,
+        fontsize=7,
+        ncol=len(handles),
+        loc="lower left",
+        bbox_to_anchor=(0, 1.02),
+        frameon=False,
+    )
     axes[-1, 0].set_xlabel("position in the sequence")
     if title:
         fig.suptitle(title, fontsize=9)

@@ -144,8 +144,11 @@ def detail_pairs(glob: pd.DataFrame, n: int = 4) -> tuple[str, list[tuple[str, s
     if "verdict" not in glob:
         return top_pairs(glob, n)
     t = glob.astype({"exposure": str, "outcome": str})
-    sig = t.assign(_s=t["significant"].fillna(False).astype(bool)).groupby(
-        ["exposure", "outcome"], sort=False)["_s"].any()  # fmt: skip
+    sig = (
+        t.assign(_s=t["significant"].fillna(False).astype(bool))
+        .groupby(["exposure", "outcome"], sort=False)["_s"]
+        .any()
+    )
     sub = t[t["method"] == method].copy()
     rank = sub["verdict"].map({"causal": 0, "undetermined": 1}).fillna(2)
     has_effect = [bool(sig.get((e, o), False)) for e, o in zip(sub["exposure"], sub["outcome"])]
@@ -270,40 +273,58 @@ def _overview_figures(emit, glob: pd.DataFrame, truth, level: float) -> None:
     methods = list(dict.fromkeys(glob["method"].astype(str)))
     small = len(features_of(glob)) <= GRAPH_MAX_FEATURES
     if "verdict" in glob and small:
-        emit(causal_graph(glob), "causal_graph", "Causal graph of the claims",
-             "Features as nodes; a solid arrow per causal verdict (red: positive, blue: negative "
-             f"effect; width: size of the {_label(primary_method(glob))} headline estimate), a "
-             "dashed grey arrow per undetermined pair where some estimator finds an effect. Pairs without an "
-             "arrow are not causal or could not be judged (the table says why).",
-             section="overview", svg=True)  # fmt: skip
+        emit(
+            causal_graph(glob),
+            "causal_graph",
+            "Causal graph of the claims",
+            "Features as nodes; a solid arrow per causal verdict (red: positive, blue: negative "
+            f"effect; width: size of the {_label(primary_method(glob))} headline estimate), a "
+            "dashed grey arrow per undetermined pair where some estimator finds an effect. Pairs without an "
+            "arrow are not causal or could not be judged (the table says why).",
+            section="overview",
+            svg=True,
+        )
     for method in methods if not small else []:
-        emit(clustered_heatmap(glob, method=method), f"heatmap_clustered_{method}",
-             f"Global effects, clustered ({method})",
-             f"Headline global {method} estimates (mean of the per-sample local estimates over "
-             "sequences and model samples), exposures as rows and outcomes as columns, both in "
-             "hierarchical-cluster order of the features' effect profiles; colour clipped at the "
-             "99th percentile of |effect|; black outlines: causal verdicts; grey: not estimable. "
-             "The report's zoomable map of the primary estimator shows every label.")  # fmt: skip
+        emit(
+            clustered_heatmap(glob, method=method),
+            f"heatmap_clustered_{method}",
+            f"Global effects, clustered ({method})",
+            f"Headline global {method} estimates (mean of the per-sample local estimates over "
+            "sequences and model samples), exposures as rows and outcomes as columns, both in "
+            "hierarchical-cluster order of the features' effect profiles; colour clipped at the "
+            "99th percentile of |effect|; black outlines: causal verdicts; grey: not estimable. "
+            "The report's zoomable map of the primary estimator shows every label.",
+        )
     for method in methods if small else []:
-        emit(global_heatmap(glob, method, level=level), f"heatmap_{method}",
-             f"Global effects ({method})",
-             f"Headline global {method} estimates: the mean of the per-sample local estimates over "
-             "sequences and model samples, with the interval from both; rows are exposures, "
-             f"columns outcomes. * marks Benjamini-Hochberg q < {alpha:.2g} for this estimator "
-             "(the verdict needs more: see the table); grey: not estimable (or exposure = "
-             "outcome).")  # fmt: skip
+        emit(
+            global_heatmap(glob, method, level=level),
+            f"heatmap_{method}",
+            f"Global effects ({method})",
+            f"Headline global {method} estimates: the mean of the per-sample local estimates over "
+            "sequences and model samples, with the interval from both; rows are exposures, "
+            f"columns outcomes. * marks Benjamini-Hochberg q < {alpha:.2g} for this estimator "
+            "(the verdict needs more: see the table); grey: not estimable (or exposure = "
+            "outcome).",
+        )
     if truth is not None and len(truth):
         first = primary_method(glob)
         j = truth_join(glob, truth, first)
         fig = truth_scatter(
-            j["true_effect"], j["estimate"], j["ci_low"], j["ci_high"],
+            j["true_effect"],
+            j["estimate"],
+            j["ci_low"],
+            j["ci_high"],
             [f"{e}->{o}" for e, o in zip(j["exposure"], j["outcome"])],
             title=f"Estimated ({first}) vs true global effects",
-        )  # fmt: skip
-        emit(fig, "truth", "Estimated vs true global effects",
-             f"Each point is one (exposure, outcome) pair: the planted effect against the {first} "
-             f"headline estimate with its {level:.0%} interval. Points on the dotted line are "
-             "recovered exactly.")  # fmt: skip
+        )
+        emit(
+            fig,
+            "truth",
+            "Estimated vs true global effects",
+            f"Each point is one (exposure, outcome) pair: the planted effect against the {first} "
+            f"headline estimate with its {level:.0%} interval. Points on the dotted line are "
+            "recovered exactly.",
+        )
 
 
 @dataclass(frozen=True)
@@ -333,38 +354,64 @@ def _pair_figures(emit, c: _PairContext, method: str, e: str, o: str) -> None:
     if "mean" in a and len(a["sequence_index"]):
         fig = _scatter_panel(c, e, o)
         if fig is not None:
-            emit(fig, f"scatter_{e}__{o}", f"MR scatter: {e} -> {o}",
-                 "Instruments (mutations significant for the exposure) of example sequences: "
-                 "effect on the outcome against effect on the exposure, with SEs as error bars, "
-                 "oriented so the exposure effect is positive. Blue: IVW slope; red dashed: "
-                 "MR-Egger fit.", section="pair", pair=pair)  # fmt: skip
+            emit(
+                fig,
+                f"scatter_{e}__{o}",
+                f"MR scatter: {e} -> {o}",
+                "Instruments (mutations significant for the exposure) of example sequences: "
+                "effect on the outcome against effect on the exposure, with SEs as error bars, "
+                "oriented so the exposure effect is positive. Blue: IVW slope; red dashed: "
+                "MR-Egger fit.",
+                section="pair",
+                pair=pair,
+            )
         fig = _instrument_map(c, e, o)
         if fig is not None:
-            emit(fig, f"instruments_{e}__{o}", f"Instrument map: {e} -> {o}",
-                 f"Every point mutation of the sequence with the most {e} instruments: its effect "
-                 f"on {e} (top) and on {o} (bottom) by position, coloured by the new base; the "
-                 "grey line is the mean over the three new bases (the ISM track); black-edged "
-                 "dots are the instruments.", section="pair", pair=pair)  # fmt: skip
+            emit(
+                fig,
+                f"instruments_{e}__{o}",
+                f"Instrument map: {e} -> {o}",
+                f"Every point mutation of the sequence with the most {e} instruments: its effect "
+                f"on {e} (top) and on {o} (bottom) by position, coloured by the new base; the "
+                "grey line is the mean over the three new bases (the ISM track); black-edged "
+                "dots are the instruments.",
+                section="pair",
+                pair=pair,
+            )
     local = c.kept.local
-    rows = local[(local["method"].astype(str) == method) & (local["exposure"].astype(str) == e)
-                 & (local["outcome"].astype(str) == o)].sort_values("sequence_index")  # fmt: skip
+    rows = local[
+        (local["method"].astype(str) == method)
+        & (local["exposure"].astype(str) == e)
+        & (local["outcome"].astype(str) == o)
+    ].sort_values("sequence_index")
     g = c.glob[(c.glob["method"] == method) & (c.glob["exposure"] == e) & (c.glob["outcome"] == o)]
     if not len(rows) or not len(g):
         return
     g = g.iloc[0]
     fig = forest(
-        rows["sequence_id"].astype(str).tolist(), rows["estimate"], rows["ci_low"],
-        rows["ci_high"], pooled=(g.get("meta_estimate", g["estimate"]),
-                                 g.get("meta_ci_low", g["ci_low"]),
-                                 g.get("meta_ci_high", g["ci_high"])),
-        prediction=(g["pi_low"], g["pi_high"]), title=f"{e} -> {o} ({method})",
-    )  # fmt: skip
-    emit(fig, f"forest_{e}__{o}_{method}", f"Forest plot: {e} -> {o}",
-         f"Local {method} estimates per sequence with {c.level:.0%} CIs; the diamond is the "
-         "random-effects meta-analysis over these sequences, the line through it its "
-         "prediction interval. The headline global interval is wider: it also counts the "
-         "model's uncertainty, which every local estimate shares.", section="pair",
-         pair=pair)  # fmt: skip
+        rows["sequence_id"].astype(str).tolist(),
+        rows["estimate"],
+        rows["ci_low"],
+        rows["ci_high"],
+        pooled=(
+            g.get("meta_estimate", g["estimate"]),
+            g.get("meta_ci_low", g["ci_low"]),
+            g.get("meta_ci_high", g["ci_high"]),
+        ),
+        prediction=(g["pi_low"], g["pi_high"]),
+        title=f"{e} -> {o} ({method})",
+    )
+    emit(
+        fig,
+        f"forest_{e}__{o}_{method}",
+        f"Forest plot: {e} -> {o}",
+        f"Local {method} estimates per sequence with {c.level:.0%} CIs; the diamond is the "
+        "random-effects meta-analysis over these sequences, the line through it its "
+        "prediction interval. The headline global interval is wider: it also counts the "
+        "model's uncertainty, which every local estimate shares.",
+        section="pair",
+        pair=pair,
+    )
 
 
 def _instrument_map(c: _PairContext, e: str, o: str):

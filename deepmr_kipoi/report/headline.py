@@ -164,10 +164,14 @@ class Headline:
         t = self.truth
         if t is None:
             return ""
-        parts = [f"Against the planted truth: {t.planted_claimed} of {t.n_planted} planted "
-                 f"effects claimed with the right sign"]  # fmt: skip
-        parts.append(f"{len(t.false_claims)} false claims"
-                     + (f" ({', '.join(t.false_claims)})" if t.false_claims else ""))  # fmt: skip
+        parts = [
+            f"Against the planted truth: {t.planted_claimed} of {t.n_planted} planted "
+            f"effects claimed with the right sign"
+        ]
+        parts.append(
+            f"{len(t.false_claims)} false claims"
+            + (f" ({', '.join(t.false_claims)})" if t.false_claims else "")
+        )
         if t.missed:
             parts.append("missed: " + ", ".join(f"{p} ({v})" for p, v in t.missed))
         inside, n = t.coverage
@@ -233,7 +237,7 @@ def build_headline(table: pd.DataFrame, truth: pd.DataFrame | None = None) -> He
             int(r.n_sequences),
             str(r.verdict_reason),
             true.get((r.exposure, r.outcome)) if true else None,
-        )  # fmt: skip
+        )
         for r in causal.reindex(
             causal["estimate"].abs().sort_values(ascending=False).index
         ).itertuples(index=False)
@@ -245,7 +249,7 @@ def build_headline(table: pd.DataFrame, truth: pd.DataFrame | None = None) -> He
                 "verdict": rest["verdict"].astype(str),
                 "kind": [reason_kind(r) for r in rest["verdict_reason"]],
             }
-        )  # fmt: skip
+        )
         .value_counts(sort=False)
         .reset_index(name="n")
     )
@@ -261,8 +265,10 @@ def build_headline(table: pd.DataFrame, truth: pd.DataFrame | None = None) -> He
 def _truth_lookup(truth: pd.DataFrame | None) -> dict:
     if truth is None or not len(truth):
         return {}
-    return {(str(e), str(o)): float(t)
-            for e, o, t in zip(truth["exposure"], truth["outcome"], truth["true_effect"])}  # fmt: skip
+    return {
+        (str(e), str(o)): float(t)
+        for e, o, t in zip(truth["exposure"], truth["outcome"], truth["true_effect"])
+    }
 
 
 def _truth_check(rows: pd.DataFrame, true: dict) -> TruthCheck:
@@ -281,10 +287,10 @@ def _truth_check(rows: pd.DataFrame, true: dict) -> TruthCheck:
         planted_claimed=int((planted & claimed & right_sign).sum()),
         false_claims=tuple(
             n for n, c, p, s in zip(names, claimed, planted, right_sign) if c and not (p and s)
-        ),  # fmt: skip
+        ),
         missed=tuple(
             (n, v) for n, c, p, v in zip(names, claimed, planted, rows["verdict"]) if p and not c
-        ),  # fmt: skip
+        ),
         coverage=(int(inside.sum()), int(known.sum())),
     )
 
@@ -347,7 +353,7 @@ def truth_summary(glob: pd.DataFrame, truth: pd.DataFrame, method: str) -> dict:
         "mae": float(np.mean(np.abs(e - t))) if len(j) else np.nan,
         "strong": j.loc[
             strong, ["exposure", "outcome", "true_effect", "estimate", "ci_low", "ci_high"]
-        ].to_dict(orient="records"),  # fmt: skip
+        ].to_dict(orient="records"),
     }
 
 

@@ -41,11 +41,17 @@ VERDICT_CODES = {"not causal": 1, "undetermined": 2, "causal": 3}
 def _pair_rows(table: pd.DataFrame, method: str) -> pd.DataFrame:
     """The method's rows with ``any_significant`` (some method row of the pair significant)."""
     t = table.astype({"exposure": str, "outcome": str})
-    sig = t.assign(_s=t["significant"].fillna(False).astype(bool)).groupby(
-        ["exposure", "outcome"], sort=False)["_s"].any()  # fmt: skip
+    sig = (
+        t.assign(_s=t["significant"].fillna(False).astype(bool))
+        .groupby(["exposure", "outcome"], sort=False)["_s"]
+        .any()
+    )
     rows = t[t["method"].astype(str) == method]
-    return rows.assign(any_significant=[bool(sig.get((e, o), False))
-                                        for e, o in zip(rows["exposure"], rows["outcome"])])  # fmt: skip
+    return rows.assign(
+        any_significant=[
+            bool(sig.get((e, o), False)) for e, o in zip(rows["exposure"], rows["outcome"])
+        ]
+    )
 
 
 def features_of(table: pd.DataFrame) -> list[str]:
@@ -109,27 +115,50 @@ def causal_graph(table: pd.DataFrame, *, method: str | None = None, title: str =
         colour = (POSITIVE if r.estimate > 0 else NEGATIVE) if is_causal else UNDETERMINED
         width = 1.2 + 4.5 * abs(r.estimate) / biggest if is_causal and biggest > 0 else 1.0
         arrow = FancyArrowPatch(
-            xy[r.exposure], xy[r.outcome], arrowstyle="-|>", mutation_scale=10 + 2 * width,
-            lw=width, color=colour, ls="-" if is_causal else (0, (4, 3)),
-            connectionstyle="arc3,rad=0.12", shrinkA=0, shrinkB=0, zorder=2,
-            patchA=None, patchB=None, alpha=0.95 if is_causal else 0.7,
-        )  # fmt: skip
+            xy[r.exposure],
+            xy[r.outcome],
+            arrowstyle="-|>",
+            mutation_scale=10 + 2 * width,
+            lw=width,
+            color=colour,
+            ls="-" if is_causal else (0, (4, 3)),
+            connectionstyle="arc3,rad=0.12",
+            shrinkA=0,
+            shrinkB=0,
+            zorder=2,
+            patchA=None,
+            patchB=None,
+            alpha=0.95 if is_causal else 0.7,
+        )
         arrow.set_gid(f"edge:{r.exposure}|{r.outcome}")
         ax.add_patch(arrow)
         _shorten(arrow, xy[r.exposure], xy[r.outcome], node_r)
     claimed = set(causal["exposure"]) | set(causal["outcome"])
     for name, a in zip(names, angle):
         x, y = xy[name]
-        dot = ax.scatter([x], [y], s=(420 if n <= 20 else 120), zorder=3,
-                         color="#ffffff", edgecolors="#333333" if name in claimed else "#aaaaaa",
-                         linewidths=1.6 if name in claimed else 0.8)  # fmt: skip
+        dot = ax.scatter(
+            [x],
+            [y],
+            s=(420 if n <= 20 else 120),
+            zorder=3,
+            color="#ffffff",
+            edgecolors="#333333" if name in claimed else "#aaaaaa",
+            linewidths=1.6 if name in claimed else 0.8,
+        )
         dot.set_gid(f"node:{name}")
         lx = 1.0 + node_r * 2.2
-        ax.text(x * lx, y * lx, name, fontsize=9 if n <= 20 else 7,
-                ha="left" if np.cos(a) > 0.2 else ("right" if np.cos(a) < -0.2 else "center"),
-                va="bottom" if np.sin(a) > 0.2 else ("top" if np.sin(a) < -0.2 else "center"),
-                fontweight="bold" if name in claimed else "normal", rotation=0, zorder=4,
-                gid=f"label:{name}")  # fmt: skip
+        ax.text(
+            x * lx,
+            y * lx,
+            name,
+            fontsize=9 if n <= 20 else 7,
+            ha="left" if np.cos(a) > 0.2 else ("right" if np.cos(a) < -0.2 else "center"),
+            va="bottom" if np.sin(a) > 0.2 else ("top" if np.sin(a) < -0.2 else "center"),
+            fontweight="bold" if name in claimed else "normal",
+            rotation=0,
+            zorder=4,
+            gid=f"label:{name}",
+        )
     ax.set_xlim(-1.45, 1.45)
     ax.set_ylim(-1.35, 1.35)
     ax.set_aspect("equal")
@@ -144,13 +173,22 @@ def causal_graph(table: pd.DataFrame, *, method: str | None = None, title: str =
             lw=1,
             ls="--",
             label="undetermined (an estimator finds an effect)",
-        ),  # fmt: skip
+        ),
     ]
-    ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, -0.06), ncol=3, fontsize=8,
-              frameon=False)  # fmt: skip
+    ax.legend(
+        handles=handles,
+        loc="lower center",
+        bbox_to_anchor=(0.5, -0.06),
+        ncol=3,
+        fontsize=8,
+        frameon=False,
+    )
     label = {"ivw": "IVW", "egger": "MR-Egger"}.get(method, method)
-    ax.set_title(title or f"Causal claims ({len(causal)} causal pair{'' if len(causal) == 1 else 's'}; arrow width: |{label} effect|)",
-                 fontsize=10)  # fmt: skip
+    ax.set_title(
+        title
+        or f"Causal claims ({len(causal)} causal pair{'' if len(causal) == 1 else 's'}; arrow width: |{label} effect|)",
+        fontsize=10,
+    )
     return fig
 
 
@@ -199,8 +237,9 @@ def _ordered_matrices(table: pd.DataFrame, method: str):
     mat = effect_matrix(rows, method)
     order_r, order_c = cluster_order(mat)
     mat = mat.reindex(index=order_r, columns=order_c)
-    codes = rows.assign(_v=rows["verdict"].astype(str).map(VERDICT_CODES).fillna(0)
-                        if "verdict" in rows else 0)  # fmt: skip
+    codes = rows.assign(
+        _v=rows["verdict"].astype(str).map(VERDICT_CODES).fillna(0) if "verdict" in rows else 0
+    )
     verdict = effect_matrix(codes, method, "_v").reindex(index=order_r, columns=order_c)
     return mat, verdict.fillna(0).to_numpy(dtype=np.int64)
 
@@ -241,8 +280,9 @@ def clustered_heatmap(table: pd.DataFrame, *, method: str | None = None, title: 
     vmax = clip_value(values)
     norm = symmetric_norm(np.clip(values, -vmax, vmax))
     cmap = plt.get_cmap("RdBu_r").with_extremes(bad="#e6e6e6")
-    im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm, aspect="auto",
-                   interpolation="nearest")  # fmt: skip
+    im = ax.imshow(
+        np.ma.masked_invalid(values), cmap=cmap, norm=norm, aspect="auto", interpolation="nearest"
+    )
     dpi = 110
     for axis, labels, inches, n in (
         ("y", mat.index, height * 0.8, n_r),
@@ -256,8 +296,15 @@ def clustered_heatmap(table: pd.DataFrame, *, method: str | None = None, title: 
         else:
             ax.set_xticks(ticks, [labels[i] for i in ticks], fontsize=fontsize, rotation=90)
     rr, cc = np.nonzero(verdict == VERDICT_CODES["causal"])
-    ax.scatter(cc, rr, s=max(6.0, 2400.0 / max(n_r, n_c)), facecolors="none", edgecolors="black",
-               linewidths=0.8, marker="s")  # fmt: skip
+    ax.scatter(
+        cc,
+        rr,
+        s=max(6.0, 2400.0 / max(n_r, n_c)),
+        facecolors="none",
+        edgecolors="black",
+        linewidths=0.8,
+        marker="s",
+    )
     ax.set_xlabel("outcome (cluster order)")
     ax.set_ylabel("exposure (cluster order)")
     ax.set_title(

@@ -30,22 +30,42 @@ from deepmr_kipoi.report.headline import build_headline, truth_summary
 from deepmr_kipoi.report.table import table_payload, to_json
 
 ASSUMPTIONS = (
-    ("Local linearity", "each local effect is the slope of the model's outcome on its exposure "
-     "around one reference sequence; far from it, the relationship may differ."),
-    ("Exclusion restriction", "a mutation that changes the outcome other than through the exposure "
-     "(pleiotropy) biases IVW; MR-Egger, the median and the mode estimators relax this."),
-    ("Model quality", "the effects are those the model has learned, with its errors and the biases "
-     "of its training data; they are hypotheses about biology, not measurements."),
-    ("Calibration", "p-values and intervals are only as good as the model's uncertainty; "
-     "calibrate it on held-out labelled data."),
-    ("Direction", "MR on one model does not tell from the data alone which feature drives the "
-     "other; the verdict claims one direction only where the reverse is not supported, and "
-     "prior knowledge still matters."),
-)  # fmt: skip
+    (
+        "Local linearity",
+        "each local effect is the slope of the model's outcome on its exposure "
+        "around one reference sequence; far from it, the relationship may differ.",
+    ),
+    (
+        "Exclusion restriction",
+        "a mutation that changes the outcome other than through the exposure "
+        "(pleiotropy) biases IVW; MR-Egger, the median and the mode estimators relax this.",
+    ),
+    (
+        "Model quality",
+        "the effects are those the model has learned, with its errors and the biases "
+        "of its training data; they are hypotheses about biology, not measurements.",
+    ),
+    (
+        "Calibration",
+        "p-values and intervals are only as good as the model's uncertainty; "
+        "calibrate it on held-out labelled data.",
+    ),
+    (
+        "Direction",
+        "MR on one model does not tell from the data alone which feature drives the "
+        "other; the verdict claims one direction only where the reverse is not supported, and "
+        "prior knowledge still matters.",
+    ),
+)
 
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
-_METHOD_LABELS = {"ivw": "IVW", "egger": "MR-Egger", "weighted_median": "weighted median",
-                  "simple_median": "simple median", "weighted_mode": "weighted mode"}  # fmt: skip
+_METHOD_LABELS = {
+    "ivw": "IVW",
+    "egger": "MR-Egger",
+    "weighted_median": "weighted median",
+    "simple_median": "simple median",
+    "weighted_mode": "weighted mode",
+}
 
 
 def fmt_number(x, column: str = "", digits: int = 3) -> str:
@@ -167,8 +187,9 @@ def write_report(
     level = float(cfg.get("level", 0.95))
     has_truth = truth is not None and len(truth)
     headline = build_headline(glob, truth if has_truth else None)
-    payload = table_payload(glob, truth if has_truth else None,
-                            **({"max_rows": max_rows} if max_rows else {}))  # fmt: skip
+    payload = table_payload(
+        glob, truth if has_truth else None, **({"max_rows": max_rows} if max_rows else {})
+    )
     context = {
         "model_name": record.model.get("name", ""),
         "version": record.deepmr_kipoi_version,
@@ -201,8 +222,10 @@ def _rows_note(payload: dict) -> str:
     n, total = payload["n_rows"], payload["n_total"]
     if n == total:
         return f"All {total} rows of global_effects.csv."
-    return (f"{n} of {total} rows (the claimed and undetermined pairs first, then the smallest "
-            "p-values); every row is in global_effects.csv.")  # fmt: skip
+    return (
+        f"{n} of {total} rows (the claimed and undetermined pairs first, then the smallest "
+        "p-values); every row is in global_effects.csv."
+    )
 
 
 def _overview_context(glob: pd.DataFrame, figures: Sequence[FigureFile]) -> dict:
@@ -214,9 +237,14 @@ def _overview_context(glob: pd.DataFrame, figures: Sequence[FigureFile]) -> dict
     out = {"graph": graph, "overview_figures": rest, "heatmap_json": None}
     if len(features_of(glob)) > GRAPH_MAX_FEATURES:
         hm = heatmap_payload(glob)
-        out.update(heatmap_json=_json_markup(hm), heatmap_method=hm["method"], heatmap_label=_METHOD_LABELS.get(hm["method"], hm["method"]),
-                   heatmap_rows=len(hm["rows"]), heatmap_cols=len(hm["cols"]),
-                   heatmap_vmax=f"{hm['vmax']:.3g}")  # fmt: skip
+        out.update(
+            heatmap_json=_json_markup(hm),
+            heatmap_method=hm["method"],
+            heatmap_label=_METHOD_LABELS.get(hm["method"], hm["method"]),
+            heatmap_rows=len(hm["rows"]),
+            heatmap_cols=len(hm["cols"]),
+            heatmap_vmax=f"{hm['vmax']:.3g}",
+        )
     out["figures"] = [figure_context(f) for f in figures if f.section not in ("overview", "pair")]
     return out
 
@@ -226,22 +254,32 @@ def _pair_context(glob: pd.DataFrame, figures: Sequence[FigureFile]) -> dict:
 
     method = primary_method(glob)
     first = glob[glob["method"].astype(str) == method].astype({"exposure": str, "outcome": str})
-    by_pair = {(e, o): r for (e, o), r in zip(zip(first["exposure"], first["outcome"]),
-                                              first.itertuples(index=False))}  # fmt: skip
+    by_pair = {
+        (e, o): r
+        for (e, o), r in zip(
+            zip(first["exposure"], first["outcome"]), first.itertuples(index=False)
+        )
+    }
     pairs = []
     for pair in dict.fromkeys(f.pair for f in figures if f.section == "pair" and f.pair):
         r = by_pair.get(pair)
         line = ""
         if r is not None:
-            line = (f"{_METHOD_LABELS.get(method, method)} {fmt_number(r.estimate)} "
-                    f"[{fmt_number(r.ci_low)}, {fmt_number(r.ci_high)}]")  # fmt: skip
+            line = (
+                f"{_METHOD_LABELS.get(method, method)} {fmt_number(r.estimate)} "
+                f"[{fmt_number(r.ci_low)}, {fmt_number(r.ci_high)}]"
+            )
             if hasattr(r, "verdict"):
                 line = f"Verdict: {r.verdict} ({r.verdict_reason}). " + line
-        pairs.append({
-            "label": f"{pair[0]} \u2192 {pair[1]}",
-            "verdict_line": line,
-            "figures": [figure_context(f) for f in figures if f.section == "pair" and f.pair == pair],
-        })  # fmt: skip
+        pairs.append(
+            {
+                "label": f"{pair[0]} \u2192 {pair[1]}",
+                "verdict_line": line,
+                "figures": [
+                    figure_context(f) for f in figures if f.section == "pair" and f.pair == pair
+                ],
+            }
+        )
     return {"pairs": pairs}
 
 
@@ -268,7 +306,7 @@ def _record_context(record, cfg: dict) -> dict:
                 "versions": ", ".join(f"{k} {v}" for k, v in record.versions.items()),
                 "platform": record.platform,
             }.items()
-        ),  # fmt: skip
+        ),
     }
 
 
@@ -282,8 +320,11 @@ def _settings(cfg: dict, model: dict) -> dict:
         "instrument rule": f"{cfg.get('instrument_rule')} |z| >= {cfg.get('z')}"
         + (f", floor {cfg.get('floor')} x spread" if cfg.get("floor") else "")
         + (", one allele per position" if cfg.get("one_per_position") else "")
-        + (f", directionality ({cfg.get('direction_scale', 'effects')} spread)"
-           if cfg.get("directional") else "")
+        + (
+            f", directionality ({cfg.get('direction_scale', 'effects')} spread)"
+            if cfg.get("directional")
+            else ""
+        )
         + (", sample splitting" if cfg.get("sample_split") else ""),
         "minimum instruments": cfg.get("min_instruments"),
         "MR methods": ", ".join(cfg.get("methods", [])),
@@ -292,7 +333,7 @@ def _settings(cfg: dict, model: dict) -> dict:
         "meta-analysis (meta_* columns)": f"{cfg.get('meta_method')} ({cfg.get('meta_test')} test)",
         "calibration": cfg.get("calibration_table") or cfg.get("calibrator") or "none",
         "seed": cfg.get("seed"),
-    }  # fmt: skip
+    }
 
 
 def _median(sub: pd.DataFrame, column: str) -> float:
@@ -304,18 +345,21 @@ def _median(sub: pd.DataFrame, column: str) -> float:
 def _diagnostics_context(glob: pd.DataFrame, cal) -> dict:
     rows = []
     for method, sub in glob.groupby("method", sort=False):
-        rows.append({
-            "method": method,
-            "pairs": len(sub),
-            "pairs with >= 3 sequences": int((sub["k"] >= 3).sum()),
-            "median sequences used": _median(sub, "k"),
-            "median instruments": _median(sub, "median_instruments"),
-            "median I2 (%)": _median(sub, "i2"),
-            "median tau2": _median(sub, "tau2"),
-            "median I2_GX (%)": _median(sub, "i2_gx_median"),
-            "Egger intercepts != 0 (share)": float(np.nanmean(sub["egger_intercept_sig_frac"]))
-            if sub["egger_intercept_sig_frac"].notna().any() else np.nan,
-        })  # fmt: skip
+        rows.append(
+            {
+                "method": method,
+                "pairs": len(sub),
+                "pairs with >= 3 sequences": int((sub["k"] >= 3).sum()),
+                "median sequences used": _median(sub, "k"),
+                "median instruments": _median(sub, "median_instruments"),
+                "median I2 (%)": _median(sub, "i2"),
+                "median tau2": _median(sub, "tau2"),
+                "median I2_GX (%)": _median(sub, "i2_gx_median"),
+                "Egger intercepts != 0 (share)": float(np.nanmean(sub["egger_intercept_sig_frac"]))
+                if sub["egger_intercept_sig_frac"].notna().any()
+                else np.nan,
+            }
+        )
     return {
         "diagnostics": rows,
         "diagnostic_columns": list(rows[0]) if rows else ["method"],
@@ -326,8 +370,13 @@ def _diagnostics_context(glob: pd.DataFrame, cal) -> dict:
 def _calibration(cal) -> dict | None:
     if cal is None:
         return None
-    out = {"source": cal.source, "features": _names(cal.features), "rows": None, "columns": None,
-           "scales": ", ".join(f"{f}: {s:.3g}" for f, s in cal.scale_items()[:20])}  # fmt: skip
+    out = {
+        "source": cal.source,
+        "features": _names(cal.features),
+        "rows": None,
+        "columns": None,
+        "scales": ", ".join(f"{f}: {s:.3g}" for f, s in cal.scale_items()[:20]),
+    }
     if cal.metrics_before is not None and cal.metrics_after is not None:
         before = cal.metrics_before.table().iloc[[-1]].assign(feature="overall, before")
         after = cal.metrics_after.table().iloc[[-1]].assign(feature="overall, after")
@@ -340,9 +389,14 @@ def _truth_context(glob: pd.DataFrame, truth, method: str) -> dict:
     if truth is None:
         return {"truth_rows": None, "truth_columns": None}
     s = truth_summary(glob, truth, method)
-    row = {"method": method, "pairs": s["n"], "r": s["r"], "mean absolute error": s["mae"],
-           "inside headline interval": s["coverage"],
-           "inside meta-analysis interval": s["meta_coverage"]}  # fmt: skip
+    row = {
+        "method": method,
+        "pairs": s["n"],
+        "r": s["r"],
+        "mean absolute error": s["mae"],
+        "inside headline interval": s["coverage"],
+        "inside meta-analysis interval": s["meta_coverage"],
+    }
     return {"truth_rows": [row], "truth_columns": list(row)}
 
 

@@ -21,8 +21,20 @@ import numpy as np
 import pandas as pd
 
 #: The columns a reader decides with, in this order (those the table holds).
-DECISION_COLUMNS = ("exposure", "outcome", "verdict", "verdict_reason", "method", "estimate",
-                    "true_effect", "ci_low", "ci_high", "qvalue", "significant", "n_sequences")  # fmt: skip
+DECISION_COLUMNS = (
+    "exposure",
+    "outcome",
+    "verdict",
+    "verdict_reason",
+    "method",
+    "estimate",
+    "true_effect",
+    "ci_low",
+    "ci_high",
+    "qvalue",
+    "significant",
+    "n_sequences",
+)
 #: The order rows are shown in before the reader sorts them.
 VERDICT_ORDER = {"causal": 0, "undetermined": 1, "not causal": 2}
 #: Default cap on embedded rows.

@@ -55,4 +55,12 @@ from deepmr_kipoi.run.chunk import ChunkResult, compute_chunk
 from deepmr_kipoi.run.config import RunConfig
 from deepmr_kipoi.run.runner import DeepMRResult, RunPlan, make_plan, run
 
-__all__ = ["ChunkResult", "DeepMRResult", "RunConfig", "RunPlan", "compute_chunk", "make_plan", "run"]
+__all__ = [
+    "ChunkResult",
+    "DeepMRResult",
+    "RunConfig",
+    "RunPlan",
+    "compute_chunk",
+    "make_plan",
+    "run",
+]

@@ -165,8 +165,16 @@ def global_effects(
         theta = sample_grid(samples, first, exposures, outcomes)  # (S, N, P)
         theta = np.where(ok.T[None], theta, np.nan)  # only sequences whose local fit is usable
         head = inference.crossed_batched(theta, level=level)
-        for f in ("estimate", "se", "df", "ci_low", "ci_high", "pvalue", "sequence_se",
-                  "sample_se"):  # fmt: skip
+        for f in (
+            "estimate",
+            "se",
+            "df",
+            "ci_low",
+            "ci_high",
+            "pvalue",
+            "sequence_se",
+            "sample_se",
+        ):
             table[f] = getattr(head, f)
         n_samples, n_used = samples.n_samples, np.asarray(head.n_sequences)
     else:
@@ -191,12 +199,14 @@ def global_effects(
         rejects = ((np.nan_to_num(het, nan=1.0) < 1.0 - level) & large).sum(axis=1)
         table["heterogeneity_share"] = np.where(n_het > 0, rejects / np.maximum(n_het, 1), np.nan)
         table["heterogeneity_excess"] = verdict.heterogeneity_excess(
-            table["heterogeneity_share"], n_het, 1.0 - level)
+            table["heterogeneity_share"], n_het, 1.0 - level
+        )
     else:  # a local table from before the heterogeneity test: nothing to judge it by
         table["heterogeneity_share"] = np.nan
         table["heterogeneity_excess"] = False
-    table = pd.concat([table, verdict.verdicts(table, min_sequences=min_sequences, level=level)],
-                      axis=1)  # fmt: skip
+    table = pd.concat(
+        [table, verdict.verdicts(table, min_sequences=min_sequences, level=level)], axis=1
+    )
     table["robust_disagreement"] = verdict.robust_disagreement(table)
     for column, f in zip(META_COLUMNS, ("estimate", "se", "ci_low", "ci_high", "pvalue")):
         table[column] = getattr(mb, f)
@@ -215,9 +225,13 @@ def global_effects(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: median NaN is right
         table["median_instruments"] = np.nanmedian(n_inst, axis=1)
-        table["egger_intercept_median"] = np.nanmedian(np.where(ok, grid("intercept"), np.nan), axis=1)
+        table["egger_intercept_median"] = np.nanmedian(
+            np.where(ok, grid("intercept"), np.nan), axis=1
+        )
         n_int = np.isfinite(intercept_p).sum(axis=1)
-        frac = (np.nan_to_num(intercept_p, nan=1.0) < 1.0 - level).sum(axis=1) / np.maximum(n_int, 1)
+        frac = (np.nan_to_num(intercept_p, nan=1.0) < 1.0 - level).sum(axis=1) / np.maximum(
+            n_int, 1
+        )
         table["egger_intercept_sig_frac"] = np.where(n_int > 0, frac, np.nan)
         table["i2_gx_median"] = np.nanmedian(np.where(ok, grid("i2_gx"), np.nan), axis=1)
     return table

@@ -58,12 +58,21 @@ def find_nonfinite(eff, used: Sequence[int], feature_names: Sequence[str]) -> No
     bad_ref = ~np.isfinite(np.asarray(eff.reference)[..., used]).all(axis=0)  # (n, U)
     per_feature = bad_mut.any(axis=(0, 1, 2)) | bad_ref.any(axis=0)
     per_sequence = bad_mut.any(axis=(1, 2, 3)) | bad_ref.any(axis=1)
-    return NonFinite(tuple(feature_names[u] for u, b in zip(used, per_feature) if b),
-                     int(per_sequence.sum()), int(bad_mut.any(axis=-1).sum()))  # fmt: skip
+    return NonFinite(
+        tuple(feature_names[u] for u, b in zip(used, per_feature) if b),
+        int(per_sequence.sum()),
+        int(bad_mut.any(axis=-1).sum()),
+    )
 
 
-def check_outputs(eff, used: Sequence[int], exposures: Sequence[int], feature_names: Sequence[str],
-                  *, mask: bool = False):  # fmt: skip
+def check_outputs(
+    eff,
+    used: Sequence[int],
+    exposures: Sequence[int],
+    feature_names: Sequence[str],
+    *,
+    mask: bool = False,
+):
     """Refuse (or mask) non-finite outputs and refuse exposures whose effect SEs are all zero.
 
     Parameters
@@ -95,8 +104,12 @@ def check_outputs(eff, used: Sequence[int], exposures: Sequence[int], feature_na
             "input, or pass --mask-nonfinite to leave those mutants out"
         )
     if found.features:
-        bad = ~(np.isfinite(eff.mean[..., list(used)]) & np.isfinite(eff.se[..., list(used)])).all(-1)
-        bad |= ~np.isfinite(np.asarray(eff.reference)[..., list(used)]).all(axis=(0, 2))[:, None, None]
+        bad = ~(np.isfinite(eff.mean[..., list(used)]) & np.isfinite(eff.se[..., list(used)])).all(
+            -1
+        )
+        bad |= ~np.isfinite(np.asarray(eff.reference)[..., list(used)]).all(axis=(0, 2))[
+            :, None, None
+        ]
         mean, se = eff.mean.copy(), eff.se.copy()
         mean[bad], se[bad] = np.nan, np.nan
         changes = {"mean": mean, "se": se}
@@ -121,7 +134,9 @@ def check_outputs(eff, used: Sequence[int], exposures: Sequence[int], feature_na
     return eff, found
 
 
-def reference_predictions(model, onehot: np.ndarray, batch_size: int, *, mask: bool = False) -> np.ndarray:
+def reference_predictions(
+    model, onehot: np.ndarray, batch_size: int, *, mask: bool = False
+) -> np.ndarray:
     """The model's predictions of the reference sequences, checked against its own declaration.
 
     Parameters

@@ -57,7 +57,9 @@ class KeptEffects:
     @classmethod
     def concatenate(cls, parts: Sequence[KeptEffects]) -> KeptEffects:
         """Join the kept effects of several chunks, in chunk order."""
-        joined = {k: np.concatenate([getattr(p, k) for p in parts], axis=0) for k in _SEQUENCE_AXIS_FIELDS}
+        joined = {
+            k: np.concatenate([getattr(p, k) for p in parts], axis=0) for k in _SEQUENCE_AXIS_FIELDS
+        }
         reference = np.concatenate([p.reference for p in parts], axis=1)
         return cls(reference=reference, positions=parts[0].positions, **joined)
 
@@ -88,7 +90,10 @@ class ChunkResult:
 
     def file_arrays(self) -> dict[str, np.ndarray]:
         """The arrays a chunk file keeps (read back by :meth:`from_file`)."""
-        arrays = {"n_masked": np.asarray(self.n_masked), "n_nonfinite": np.asarray(self.n_nonfinite)}
+        arrays = {
+            "n_masked": np.asarray(self.n_masked),
+            "n_nonfinite": np.asarray(self.n_nonfinite),
+        }
         if self.kept is not None:
             arrays.update(self.kept.as_dict())
         arrays["sample_estimate"] = self.samples.estimate
@@ -105,8 +110,13 @@ class ChunkResult:
             kept = KeptEffects(**{k: arrays[k] for k in KeptEffects.__dataclass_fields__})
         samples = local.SampleEstimates(tuple(methods), arrays["sample_estimate"])
         n_nonfinite = arrays.get("n_nonfinite", (0, 0))
-        return cls(local_table, samples, kept, int(arrays.get("n_masked", 0)),
-                   (int(n_nonfinite[0]), int(n_nonfinite[1])))  # fmt: skip
+        return cls(
+            local_table,
+            samples,
+            kept,
+            int(arrays.get("n_masked", 0)),
+            (int(n_nonfinite[0]), int(n_nonfinite[1])),
+        )
 
     @classmethod
     def merge(cls, chunks: Sequence[ChunkResult]) -> ChunkResult:
@@ -137,15 +147,21 @@ def _split_samples(samples: np.ndarray):
     """Sample splitting: moments of the first half select, the second half estimates."""
     half = samples.shape[0] // 2
     chosen, samples = samples[:half], samples[half:]
-    selection_effects = (chosen.mean(axis=0, dtype=np.float64),
-                         chosen.std(axis=0, ddof=1, dtype=np.float64))  # fmt: skip
+    selection_effects = (
+        chosen.mean(axis=0, dtype=np.float64),
+        chosen.std(axis=0, ddof=1, dtype=np.float64),
+    )
     mean = samples.mean(axis=0, dtype=np.float64)
     se = samples.std(axis=0, ddof=1, dtype=np.float64)
     return samples, mean, se, selection_effects
 
 
-def compute_chunk(plan, chunk_index: int, on_progress: Callable[[int], None] | None = None,
-                  timings: dict | None = None) -> ChunkResult:  # fmt: skip
+def compute_chunk(
+    plan,
+    chunk_index: int,
+    on_progress: Callable[[int], None] | None = None,
+    timings: dict | None = None,
+) -> ChunkResult:
     """Effects (stage 2) and local MR (stage 3) of one chunk; writes nothing.
 
     Parameters
@@ -169,12 +185,21 @@ def compute_chunk(plan, chunk_index: int, on_progress: Callable[[int], None] | N
     tick = time.perf_counter()
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # non-finite outputs are
         # checked (and named) just below, so numpy's own warnings about them would only be noise
-        eff = chunk_effects(plan.model, plan.onehot[a:b], plan.window, batch_size=config.batch_size,
-                            features=used, on_progress=on_progress)  # fmt: skip
-    eff, nonfinite = checks.check_outputs(eff, range(len(used)),
-                                          [at[e] for e in plan.exposures],
-                                          [plan.feature_names[f] for f in used],
-                                          mask=config.mask_nonfinite)  # fmt: skip
+        eff = chunk_effects(
+            plan.model,
+            plan.onehot[a:b],
+            plan.window,
+            batch_size=config.batch_size,
+            features=used,
+            on_progress=on_progress,
+        )
+    eff, nonfinite = checks.check_outputs(
+        eff,
+        range(len(used)),
+        [at[e] for e in plan.exposures],
+        [plan.feature_names[f] for f in used],
+        mask=config.mask_nonfinite,
+    )
     _add_time(timings, "ism", tick)
     tick = time.perf_counter()
     # everything below works on the used features only (U of them)
@@ -185,9 +210,18 @@ def compute_chunk(plan, chunk_index: int, on_progress: Callable[[int], None] | N
     if config.sample_split:
         samples, mean, se, selection_effects = _split_samples(samples)
     samples = local.calibrated_samples(samples, mean, se_scale)
-    step = local.local_step(mean, se, ex, oc, config, chunk=chunk_index, se_scale=se_scale,
-                            spread=plan.spread[used], selection_effects=selection_effects,
-                            samples=samples)  # fmt: skip
+    step = local.local_step(
+        mean,
+        se,
+        ex,
+        oc,
+        config,
+        chunk=chunk_index,
+        se_scale=se_scale,
+        spread=plan.spread[used],
+        selection_effects=selection_effects,
+        samples=samples,
+    )
     idx = np.arange(a, b)
     frame = local.local_table(step.estimates, idx, plan.seq_ids, ex, oc, names)
     per_sample = local.sample_estimates(samples, step, ex, oc, config, chunk=chunk_index)
@@ -205,5 +239,10 @@ def compute_chunk(plan, chunk_index: int, on_progress: Callable[[int], None] | N
             alt_bases=eff.alt_bases[rows],
             positions=eff.positions,
         )
-    return ChunkResult(frame, per_sample, kept, int(eff.n_masked),
-                       (int(nonfinite.n_sequences), int(nonfinite.n_mutants)))  # fmt: skip
+    return ChunkResult(
+        frame,
+        per_sample,
+        kept,
+        int(eff.n_masked),
+        (int(nonfinite.n_sequences), int(nonfinite.n_mutants)),
+    )

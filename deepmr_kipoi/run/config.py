@@ -54,7 +54,6 @@ DEVICES = ("auto", "cpu", "cuda")
 PATH_FIELDS = ("fasta", "bed", "calibrator", "calibration_table", "weight_files")
 
 
-
 def _setting(default=None, affects: str | None = None, cli: dict | None = None):
     """A config field; ``affects`` is ``"effects"`` (the ISM effects depend on it), ``"analysis"``
     (only their analysis does) or None (no number does: output, display, where it runs); ``cli``
@@ -75,135 +74,337 @@ _E, _A = "effects", "analysis"
 class ModelSource:
     """Which model, and how it is loaded (see :class:`RunConfig` for each setting)."""
 
-    model: str | None = _setting(None, _E, _opt(
-        "--model", "Kipoi model name, model directory, registered adapter, or Python factory "
-        "module:function / file.py:function returning a PredictiveModel", metavar="NAME_OR_DIR"))
+    model: str | None = _setting(
+        None,
+        _E,
+        _opt(
+            "--model",
+            "Kipoi model name, model directory, registered adapter, or Python factory "
+            "module:function / file.py:function returning a PredictiveModel",
+            metavar="NAME_OR_DIR",
+        ),
+    )
     source: str | None = _setting(None, _E, _opt("--source", "Kipoi source of the model"))
-    alphabet: str | None = _setting(None, _E, _opt(
-        "--alphabet", "the model's one-hot channel order, e.g. AGCT"))
-    uncertainty: str | None = _setting(None, _E, _opt(
-        "--uncertainty", "uncertainty method (default: the adapter's)", choices=UNCERTAINTY_METHODS))
-    n_samples: int | None = _setting(None, _E, _opt(
-        "--n-samples", "MC-dropout samples (default 30)", type=int))
-    weight_files: tuple[str, ...] = _setting((), _E, _opt(
-        "--weights", "weight files, one ensemble member each; for a Keras model also ARCH.json "
-        "WEIGHTS.h5 pairs or whole-model h5 files", nargs="+", metavar="FILE"))
+    alphabet: str | None = _setting(
+        None, _E, _opt("--alphabet", "the model's one-hot channel order, e.g. AGCT")
+    )
+    uncertainty: str | None = _setting(
+        None,
+        _E,
+        _opt(
+            "--uncertainty",
+            "uncertainty method (default: the adapter's)",
+            choices=UNCERTAINTY_METHODS,
+        ),
+    )
+    n_samples: int | None = _setting(
+        None, _E, _opt("--n-samples", "MC-dropout samples (default 30)", type=int)
+    )
+    weight_files: tuple[str, ...] = _setting(
+        (),
+        _E,
+        _opt(
+            "--weights",
+            "weight files, one ensemble member each; for a Keras model also ARCH.json "
+            "WEIGHTS.h5 pairs or whole-model h5 files",
+            nargs="+",
+            metavar="FILE",
+        ),
+    )
     # no hash entry of its own: the names it gives enter the hash as the run's features
-    feature_names: tuple[str, ...] = _setting((), None, _opt(
-        "--feature-names", "names of the model's outputs, one per output in order, or a file of "
-        "them (one per line, or 'current<TAB>new' lines renaming some)", nargs="+", metavar="NAME"))
-    download: bool = _setting(False, None, _opt(
-        "--download", "let Kipoi download the model's missing weight files (default: never touch "
-        "the network)", action="store_true"))
-    trust_model_code: bool = _setting(False, None, _opt(
-        "--trust-model-code", "load a Kipoi model.yaml that holds Python tags (runs code; see "
-        "SECURITY.md)", action="store_true"))
-    adapter: str | None = _setting(None, _E, _opt(
-        "--adapter", "use this registered adapter (see deepmr adapters)"))
+    feature_names: tuple[str, ...] = _setting(
+        (),
+        None,
+        _opt(
+            "--feature-names",
+            "names of the model's outputs, one per output in order, or a file of "
+            "them (one per line, or 'current<TAB>new' lines renaming some)",
+            nargs="+",
+            metavar="NAME",
+        ),
+    )
+    download: bool = _setting(
+        False,
+        None,
+        _opt(
+            "--download",
+            "let Kipoi download the model's missing weight files (default: never touch "
+            "the network)",
+            action="store_true",
+        ),
+    )
+    trust_model_code: bool = _setting(
+        False,
+        None,
+        _opt(
+            "--trust-model-code",
+            "load a Kipoi model.yaml that holds Python tags (runs code; see SECURITY.md)",
+            action="store_true",
+        ),
+    )
+    adapter: str | None = _setting(
+        None, _E, _opt("--adapter", "use this registered adapter (see deepmr adapters)")
+    )
 
 
 @dataclass(frozen=True)
 class SequenceSource:
     """The reference sequences and the window mutated in them."""
 
-    sequences: str = _setting("random", _E, _opt(
-        "--sequences", "source of reference sequences (default: fasta when --fasta is given, else "
-        "random)", choices=SEQUENCE_SOURCES))
-    fasta: str | None = _setting(None, _E, _opt(
-        "--fasta", "FASTA of sequences, or the genome with --bed"))
-    bed: str | None = _setting(None, _E, _opt(
-        "--bed", "BED intervals to sample from the --fasta genome"))
-    dataloader_args: dict | None = _setting(None, _E, _opt(
-        "--dataloader-args", "arguments of the model's Kipoi dataloader (--sequences dataloader), "
-        "e.g. intervals_file=peaks.bed fasta_file=genome.fa", nargs="+", metavar="KEY=VALUE"))
-    iupac: str = _setting("refuse", _E, _opt(
-        "--iupac", "FASTA letters other than ACGTN: refuse them, or read them as N (default "
-        "{default})", choices=IUPAC_OPTIONS))
-    duplicates: str = _setting("drop", _E, _opt(
-        "--duplicates", "BED intervals that resize to the same region: analyse once (drop, with a "
-        "warning) or every time (default {default})", choices=DUPLICATE_OPTIONS))
-    n_sequences: int | None = _setting(None, _E, _opt(
-        "--n-sequences", "number of reference sequences (default: 20 random / all of the file)",
-        type=int))
-    sequence_length: int | None = _setting(None, _E, _opt(
-        "--sequence-length", "sequence length when the model does not declare it", type=int))
-    window: tuple[int, int] | None = _setting(None, _E, _opt(
-        "--window", "half-open ISM window within the sequence (default: whole sequence)", nargs=2,
-        type=int, metavar=("START", "END")))
+    sequences: str = _setting(
+        "random",
+        _E,
+        _opt(
+            "--sequences",
+            "source of reference sequences (default: fasta when --fasta is given, else random)",
+            choices=SEQUENCE_SOURCES,
+        ),
+    )
+    fasta: str | None = _setting(
+        None, _E, _opt("--fasta", "FASTA of sequences, or the genome with --bed")
+    )
+    bed: str | None = _setting(
+        None, _E, _opt("--bed", "BED intervals to sample from the --fasta genome")
+    )
+    dataloader_args: dict | None = _setting(
+        None,
+        _E,
+        _opt(
+            "--dataloader-args",
+            "arguments of the model's Kipoi dataloader (--sequences dataloader), "
+            "e.g. intervals_file=peaks.bed fasta_file=genome.fa",
+            nargs="+",
+            metavar="KEY=VALUE",
+        ),
+    )
+    iupac: str = _setting(
+        "refuse",
+        _E,
+        _opt(
+            "--iupac",
+            "FASTA letters other than ACGTN: refuse them, or read them as N (default {default})",
+            choices=IUPAC_OPTIONS,
+        ),
+    )
+    duplicates: str = _setting(
+        "drop",
+        _E,
+        _opt(
+            "--duplicates",
+            "BED intervals that resize to the same region: analyse once (drop, with a "
+            "warning) or every time (default {default})",
+            choices=DUPLICATE_OPTIONS,
+        ),
+    )
+    n_sequences: int | None = _setting(
+        None,
+        _E,
+        _opt(
+            "--n-sequences",
+            "number of reference sequences (default: 20 random / all of the file)",
+            type=int,
+        ),
+    )
+    sequence_length: int | None = _setting(
+        None,
+        _E,
+        _opt("--sequence-length", "sequence length when the model does not declare it", type=int),
+    )
+    window: tuple[int, int] | None = _setting(
+        None,
+        _E,
+        _opt(
+            "--window",
+            "half-open ISM window within the sequence (default: whole sequence)",
+            nargs=2,
+            type=int,
+            metavar=("START", "END"),
+        ),
+    )
 
 
 @dataclass(frozen=True)
 class InstrumentSettings:
     """Which mutations are instruments."""
 
-    z: float = _setting(1.96, _A, _opt("--z", "instrument threshold (default {default})", type=float))
-    instrument_rule: str = _setting("wald", _A, _opt(
-        "--instrument-rule", "wald: |b/se| >= z; pooled: the paper code's rule (default {default})",
-        choices=INSTRUMENT_RULES))
-    one_per_position: bool = _setting(True, _A, _opt(
-        "--all-alleles", "let all three alleles of a position be instruments (default: only the "
-        "strongest, as the three share the lost reference base)", action="store_false"))
-    floor: float = _setting(0.01, _A, _opt(
-        "--floor", "drop exposure effects below this fraction of the exposure's spread over the "
-        "reference sequences (default {default}; 0: off)", type=float))
-    directional: bool = _setting(True, _A, _opt(
-        "--no-directional", "skip the directionality check (an instrument counts for X -> Y only "
-        "where it moves X more than Y, in units of their spreads)", action="store_false"))
-    direction_scale: str = _setting("effects", _A, _opt(
-        "--direction-scale", "spread of the directionality check: of each feature's mutation "
-        "effects within the sequence, or of its predictions over the sequences (default "
-        "{default})", choices=DIRECTION_SCALES))
-    direction_z: float = _setting(0.0, _A, _opt(
-        "--direction-z", "one-sided threshold of the directionality test: an instrument counts for "
-        "X -> Y only where its standardized effect on X exceeds that on Y by this many standard "
-        "errors (default {default}; 0: the plain comparison)", type=float))
-    sample_split: bool = _setting(False, _A, _opt(
-        "--sample-split", "select instruments on half of the model's samples and estimate on the "
-        "other half (no winner's curse; fewer samples for the inference)", action="store_true"))
-    min_instruments: int = _setting(3, _A, _opt(
-        "--min-instruments", "minimum instruments per MR fit (default {default})", type=int))
+    z: float = _setting(
+        1.96, _A, _opt("--z", "instrument threshold (default {default})", type=float)
+    )
+    instrument_rule: str = _setting(
+        "wald",
+        _A,
+        _opt(
+            "--instrument-rule",
+            "wald: |b/se| >= z; pooled: the paper code's rule (default {default})",
+            choices=INSTRUMENT_RULES,
+        ),
+    )
+    one_per_position: bool = _setting(
+        True,
+        _A,
+        _opt(
+            "--all-alleles",
+            "let all three alleles of a position be instruments (default: only the "
+            "strongest, as the three share the lost reference base)",
+            action="store_false",
+        ),
+    )
+    floor: float = _setting(
+        0.01,
+        _A,
+        _opt(
+            "--floor",
+            "drop exposure effects below this fraction of the exposure's spread over the "
+            "reference sequences (default {default}; 0: off)",
+            type=float,
+        ),
+    )
+    directional: bool = _setting(
+        True,
+        _A,
+        _opt(
+            "--no-directional",
+            "skip the directionality check (an instrument counts for X -> Y only "
+            "where it moves X more than Y, in units of their spreads)",
+            action="store_false",
+        ),
+    )
+    direction_scale: str = _setting(
+        "effects",
+        _A,
+        _opt(
+            "--direction-scale",
+            "spread of the directionality check: of each feature's mutation "
+            "effects within the sequence, or of its predictions over the sequences (default "
+            "{default})",
+            choices=DIRECTION_SCALES,
+        ),
+    )
+    direction_z: float = _setting(
+        0.0,
+        _A,
+        _opt(
+            "--direction-z",
+            "one-sided threshold of the directionality test: an instrument counts for "
+            "X -> Y only where its standardized effect on X exceeds that on Y by this many standard "
+            "errors (default {default}; 0: the plain comparison)",
+            type=float,
+        ),
+    )
+    sample_split: bool = _setting(
+        False,
+        _A,
+        _opt(
+            "--sample-split",
+            "select instruments on half of the model's samples and estimate on the "
+            "other half (no winner's curse; fewer samples for the inference)",
+            action="store_true",
+        ),
+    )
+    min_instruments: int = _setting(
+        3,
+        _A,
+        _opt("--min-instruments", "minimum instruments per MR fit (default {default})", type=int),
+    )
 
 
 @dataclass(frozen=True)
 class MRSettings:
     """The pairs analysed, the MR methods and the global inference."""
 
-    exposures: tuple[str, ...] = _setting((), _A, _opt(
-        "--exposures", "exposure feature names or globs (default: all)", nargs="+", metavar="NAME"))
-    outcomes: tuple[str, ...] = _setting((), _A, _opt(
-        "--outcomes", "outcome feature names or globs (default: all)", nargs="+", metavar="NAME"))
-    methods: tuple[str, ...] = _setting(("ivw", "egger"), _A, _opt(
-        "--methods", f"MR methods: {' '.join(MR_METHODS)} (default: {{default}})", nargs="+",
-        metavar="METHOD"))
-    n_boot: int = _setting(1000, _A, _opt(
-        "--n-boot", "bootstrap replicates of median/mode SEs (default {default})", type=int))
-    meta_method: str = _setting("REML", _A, _opt(
-        "--meta-method", "tau^2 estimator of the global meta-analysis (default {default})",
-        choices=META_METHODS))
-    meta_test: str = _setting("z", _A, _opt(
-        "--meta-test", "z or knha (Knapp-Hartung; default {default})", choices=META_TESTS))
-    level: float = _setting(0.95, _A, _opt(
-        "--level", "confidence level (default {default})", type=float))
-    min_sequences: int = _setting(5, _A, _opt(
-        "--min-sequences", "sequences with a local fit a pair needs for a causal or not-causal "
-        "verdict (default {default})", type=int))
+    exposures: tuple[str, ...] = _setting(
+        (),
+        _A,
+        _opt(
+            "--exposures",
+            "exposure feature names or globs (default: all)",
+            nargs="+",
+            metavar="NAME",
+        ),
+    )
+    outcomes: tuple[str, ...] = _setting(
+        (),
+        _A,
+        _opt(
+            "--outcomes", "outcome feature names or globs (default: all)", nargs="+", metavar="NAME"
+        ),
+    )
+    methods: tuple[str, ...] = _setting(
+        ("ivw", "egger"),
+        _A,
+        _opt(
+            "--methods",
+            f"MR methods: {' '.join(MR_METHODS)} (default: {{default}})",
+            nargs="+",
+            metavar="METHOD",
+        ),
+    )
+    n_boot: int = _setting(
+        1000,
+        _A,
+        _opt("--n-boot", "bootstrap replicates of median/mode SEs (default {default})", type=int),
+    )
+    meta_method: str = _setting(
+        "REML",
+        _A,
+        _opt(
+            "--meta-method",
+            "tau^2 estimator of the global meta-analysis (default {default})",
+            choices=META_METHODS,
+        ),
+    )
+    meta_test: str = _setting(
+        "z",
+        _A,
+        _opt("--meta-test", "z or knha (Knapp-Hartung; default {default})", choices=META_TESTS),
+    )
+    level: float = _setting(
+        0.95, _A, _opt("--level", "confidence level (default {default})", type=float)
+    )
+    min_sequences: int = _setting(
+        5,
+        _A,
+        _opt(
+            "--min-sequences",
+            "sequences with a local fit a pair needs for a causal or not-causal "
+            "verdict (default {default})",
+            type=int,
+        ),
+    )
 
 
 @dataclass(frozen=True)
 class CalibrationSettings:
     """How the model's uncertainty is calibrated."""
 
-    calibrator: str | None = _setting(None, _A, _opt(
-        "--calibrator", "a saved calibrator", metavar="JSON"))
-    calibration_table: str | None = _setting(None, _A, _opt(
-        "--calibration-table", "CSV/TSV/Parquet: column 'sequence' plus observed labels per "
-        "feature", metavar="TABLE"))
-    calibration_method: str = _setting("quantile", _A, _opt(
-        "--calibration-method", "default {default}", choices=CALIBRATION_METHODS))
-    aleatoric_variance: float = _setting(0.0, _A, _opt(
-        "--aleatoric-variance", "label noise variance removed before sigma scaling, so effect SEs "
-        "are not inflated by noise that cancels in differences (1 for Anscombe-transformed "
-        "counts; default {default})", type=float))
+    calibrator: str | None = _setting(
+        None, _A, _opt("--calibrator", "a saved calibrator", metavar="JSON")
+    )
+    calibration_table: str | None = _setting(
+        None,
+        _A,
+        _opt(
+            "--calibration-table",
+            "CSV/TSV/Parquet: column 'sequence' plus observed labels per feature",
+            metavar="TABLE",
+        ),
+    )
+    calibration_method: str = _setting(
+        "quantile",
+        _A,
+        _opt("--calibration-method", "default {default}", choices=CALIBRATION_METHODS),
+    )
+    aleatoric_variance: float = _setting(
+        0.0,
+        _A,
+        _opt(
+            "--aleatoric-variance",
+            "label noise variance removed before sigma scaling, so effect SEs "
+            "are not inflated by noise that cancels in differences (1 for Anscombe-transformed "
+            "counts; default {default})",
+            type=float,
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -211,19 +412,39 @@ class OutputSettings:
     """What the run writes and shows."""
 
     out: str | None = _setting(None, None, _opt("--out", "results folder (required)"))
-    save_effects: str | bool = _setting("auto", None, _opt(
-        "--save-effects", "write effects.h5 (default auto: small runs)",
-        choices=("auto", "yes", "no")))
-    n_examples: int = _setting(3, None, _opt(
-        "--n-examples", "sequences in MR scatter plots (default {default})", type=int))
-    figures: bool = _setting(True, None, _opt(
-        "--no-figures", "draw no figures (tables and report only)", action="store_false"))
-    report: bool = _setting(True, None, _opt(
-        "--no-report", "write no report.html (tables and figures only)", action="store_false"))
+    save_effects: str | bool = _setting(
+        "auto",
+        None,
+        _opt(
+            "--save-effects",
+            "write effects.h5 (default auto: small runs)",
+            choices=("auto", "yes", "no"),
+        ),
+    )
+    n_examples: int = _setting(
+        3, None, _opt("--n-examples", "sequences in MR scatter plots (default {default})", type=int)
+    )
+    figures: bool = _setting(
+        True,
+        None,
+        _opt("--no-figures", "draw no figures (tables and report only)", action="store_false"),
+    )
+    report: bool = _setting(
+        True,
+        None,
+        _opt("--no-report", "write no report.html (tables and figures only)", action="store_false"),
+    )
     progress: bool = _setting(True)
-    force: bool = _setting(False, None, _opt(
-        "--force", "recompute when --out holds results of another configuration or other inputs; "
-        "the old results are replaced only once the new run has succeeded", action="store_true"))
+    force: bool = _setting(
+        False,
+        None,
+        _opt(
+            "--force",
+            "recompute when --out holds results of another configuration or other inputs; "
+            "the old results are replaced only once the new run has succeeded",
+            action="store_true",
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -231,32 +452,77 @@ class ExecutionSettings:
     """How and where the work is done (``seed`` and ``batch_size`` reach the effects, the chunking
     and ``mask_nonfinite`` the analysis; the rest no number)."""
 
-    batch_size: int = _setting(512, _E, _opt(
-        "--batch-size", "mutants per forward pass (default {default})", type=int))
-    chunk_size: int = _setting(16, _A, _opt(
-        "--chunk-size", "sequences per chunk: unit of resume (default {default})", type=int))
+    batch_size: int = _setting(
+        512, _E, _opt("--batch-size", "mutants per forward pass (default {default})", type=int)
+    )
+    chunk_size: int = _setting(
+        16,
+        _A,
+        _opt("--chunk-size", "sequences per chunk: unit of resume (default {default})", type=int),
+    )
     seed: int = _setting(0, _E, _opt("--seed", "seed (default {default})", type=int))
-    mask_nonfinite: bool = _setting(False, _A, _opt(
-        "--mask-nonfinite", "leave out mutants whose predictions are NaN or inf (counted in "
-        "run.json and the report) instead of stopping", action="store_true"))
-    device: str = _setting("auto", None, _opt(
-        "--device", "where PyTorch members run (default {default}: a GPU when present)",
-        choices=DEVICES))
-    executor: str = _setting("local", None, _opt(
-        "--executor", "local: this process; dask: one Dask task per chunk, on a local cluster of "
-        "one worker per core unless told otherwise (default {default})", choices=EXECUTORS))
-    dask_workers: int | None = _setting(None, None, _opt(
-        "--dask-workers", "run on a local Dask cluster of N single-threaded worker processes "
-        "(implies --executor dask)", type=int, metavar="N"))
-    dask_address: str | None = _setting(None, None, _opt(
-        "--dask-address", "run on an existing Dask cluster: its scheduler tcp://HOST:PORT or "
-        "scheduler file (implies --executor dask)", metavar="ADDRESS"))
+    mask_nonfinite: bool = _setting(
+        False,
+        _A,
+        _opt(
+            "--mask-nonfinite",
+            "leave out mutants whose predictions are NaN or inf (counted in "
+            "run.json and the report) instead of stopping",
+            action="store_true",
+        ),
+    )
+    device: str = _setting(
+        "auto",
+        None,
+        _opt(
+            "--device",
+            "where PyTorch members run (default {default}: a GPU when present)",
+            choices=DEVICES,
+        ),
+    )
+    executor: str = _setting(
+        "local",
+        None,
+        _opt(
+            "--executor",
+            "local: this process; dask: one Dask task per chunk, on a local cluster of "
+            "one worker per core unless told otherwise (default {default})",
+            choices=EXECUTORS,
+        ),
+    )
+    dask_workers: int | None = _setting(
+        None,
+        None,
+        _opt(
+            "--dask-workers",
+            "run on a local Dask cluster of N single-threaded worker processes "
+            "(implies --executor dask)",
+            type=int,
+            metavar="N",
+        ),
+    )
+    dask_address: str | None = _setting(
+        None,
+        None,
+        _opt(
+            "--dask-address",
+            "run on an existing Dask cluster: its scheduler tcp://HOST:PORT or "
+            "scheduler file (implies --executor dask)",
+            metavar="ADDRESS",
+        ),
+    )
 
 
 #: The groups of a :class:`RunConfig`: attribute name -> settings class.
-GROUPS = {"model_source": ModelSource, "sequence_source": SequenceSource,
-          "instruments": InstrumentSettings, "mr": MRSettings, "calibration": CalibrationSettings,
-          "outputs": OutputSettings, "execution": ExecutionSettings}  # fmt: skip
+GROUPS = {
+    "model_source": ModelSource,
+    "sequence_source": SequenceSource,
+    "instruments": InstrumentSettings,
+    "mr": MRSettings,
+    "calibration": CalibrationSettings,
+    "outputs": OutputSettings,
+    "execution": ExecutionSettings,
+}
 #: Flat setting name -> the group holding it.
 GROUP_OF = {f.name: group for group, cls in GROUPS.items() for f in dataclasses.fields(cls)}
 #: Every flat setting, in group order (the YAML keys and long CLI options).
@@ -266,8 +532,12 @@ SETTINGS = tuple(GROUP_OF)
 def fields_affecting(kind: str | None) -> tuple[str, ...]:
     """The settings that change the ISM effects (``"effects"``), only their analysis
     (``"analysis"``), or no number (None): the one list the resume keys are built from."""
-    return tuple(f.name for cls in GROUPS.values() for f in dataclasses.fields(cls)
-                 if f.metadata["affects"] == kind)  # fmt: skip
+    return tuple(
+        f.name
+        for cls in GROUPS.values()
+        for f in dataclasses.fields(cls)
+        if f.metadata["affects"] == kind
+    )
 
 
 #: Config fields that change only the output, its display or where it is computed, never a number
@@ -476,7 +746,9 @@ class RunConfig:
                 hint = f"; did you mean {', '.join(close)}?" if close else ""
                 raise DeepMRInputError(f"unknown config key {key!r}{hint}")
             if k in kwargs:
-                raise DeepMRInputError(f"the config key {k!r} is given twice (as {key!r} too); keep one")
+                raise DeepMRInputError(
+                    f"the config key {k!r} is given twice (as {key!r} too); keep one"
+                )
             kwargs[k] = value
         return cls(**kwargs)
 
@@ -558,7 +830,8 @@ def validate(config: RunConfig) -> RunConfig:
         model=v.optional_text(c.model, "model"),
         source=v.optional_text(c.source, "source"),
         alphabet=v.optional_text(c.alphabet, "alphabet"),
-        uncertainty=None if c.uncertainty is None
+        uncertainty=None
+        if c.uncertainty is None
         else v.choice(c.uncertainty, UNCERTAINTY_METHODS, "uncertainty method"),
         n_samples=_optional_int(c.n_samples, "n_samples"),
         weight_files=_names(c.weight_files, "weight_files"),
@@ -579,7 +852,9 @@ def validate(config: RunConfig) -> RunConfig:
         batch_size=v.positive_int(c.batch_size, "batch_size"),
         calibrator=v.optional_text(c.calibrator, "calibrator"),
         calibration_table=v.optional_text(c.calibration_table, "calibration_table"),
-        calibration_method=v.choice(c.calibration_method, CALIBRATION_METHODS, "calibration method"),
+        calibration_method=v.choice(
+            c.calibration_method, CALIBRATION_METHODS, "calibration method"
+        ),
         aleatoric_variance=v.finite_float(c.aleatoric_variance, "aleatoric_variance", low=0.0),
         z=v.finite_float(c.z, "z", low=0.0),
         instrument_rule=v.choice(c.instrument_rule, INSTRUMENT_RULES, "instrument rule"),
@@ -593,8 +868,9 @@ def validate(config: RunConfig) -> RunConfig:
         min_instruments=v.positive_int(c.min_instruments, "min_instruments"),
         methods=methods,
         n_boot=v.positive_int(c.n_boot, "n_boot"),
-        meta_method=v.choice(c.meta_method, META_METHODS, "meta-analysis method",
-                             case_sensitive=False),  # fmt: skip
+        meta_method=v.choice(
+            c.meta_method, META_METHODS, "meta-analysis method", case_sensitive=False
+        ),
         meta_test=v.choice(c.meta_test, META_TESTS, "meta-analysis test"),
         level=v.level(c.level),
         seed=v.positive_int(c.seed, "seed", minimum=0),
@@ -610,7 +886,7 @@ def validate(config: RunConfig) -> RunConfig:
         executor=v.choice(c.executor, EXECUTORS, "executor"),
         dask_workers=_optional_int(c.dask_workers, "dask_workers"),
         dask_address=v.optional_text(c.dask_address, "dask_address"),
-    )  # fmt: skip
+    )
     _check_executor(out)
     return out
 
@@ -650,7 +926,9 @@ def config_hash(config: RunConfig, identity: dict, feature_names: Sequence[str],
         "n_sequences": n_seq,
         "version": __version__,
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]
 
 
 def weights_signature(identity: dict) -> list[str] | None:
@@ -673,7 +951,11 @@ def portable_config(config: RunConfig) -> dict:
     d = config.to_dict()
 
     def absolute(value):
-        return os.path.abspath(os.path.expanduser(value)) if isinstance(value, str) and value else value
+        return (
+            os.path.abspath(os.path.expanduser(value))
+            if isinstance(value, str) and value
+            else value
+        )
 
     for key in ("fasta", "bed", "calibrator", "calibration_table", "out"):
         d[key] = absolute(d.get(key))
@@ -681,5 +963,7 @@ def portable_config(config: RunConfig) -> dict:
     model = d.get("model")
     if isinstance(model, str) and is_path_model(model):
         target, sep, attr = model.rpartition(":")
-        d["model"] = f"{absolute(target)}:{attr}" if sep and target.endswith(".py") else absolute(model)
+        d["model"] = (
+            f"{absolute(target)}:{attr}" if sep and target.endswith(".py") else absolute(model)
+        )
     return d

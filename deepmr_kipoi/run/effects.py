@@ -56,7 +56,12 @@ def chunk_effects(
     n = onehot.shape[0]
     width = window[1] - window[0]
     step = max(1, -(-4 * int(batch_size) // (3 * width)))
-    kwargs = {"window": window, "batch_size": int(batch_size), "progress": False, "per_sample": True}
+    kwargs = {
+        "window": window,
+        "batch_size": int(batch_size),
+        "progress": False,
+        "per_sample": True,
+    }
     keep = slice(None) if features is None else list(features)
     parts = []
     for i in range(0, n, step):

@@ -103,13 +103,21 @@ def local_cluster(n_workers: int):
     environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
     environ["MALLOC_TRIM_THRESHOLD_"] = None  # None: left unset in the workers
     # the nanny hands the config to the worker processes it spawns
-    with dask.config.set({"distributed.worker.profile.enabled": False,
-                          "distributed.nanny.pre-spawn-environ": environ}):  # fmt: skip
+    with dask.config.set(
+        {
+            "distributed.worker.profile.enabled": False,
+            "distributed.nanny.pre-spawn-environ": environ,
+        }
+    ):
         # the nanny's pre-spawn environment yields to variables the client already has, so the
         # one-thread caps are also given explicitly (they win over an inherited OMP_NUM_THREADS)
-        return distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                        dashboard_address=None,
-                                        env={k: "1" for k in _THREAD_VARIABLES})  # fmt: skip
+        return distributed.LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            env={k: "1" for k in _THREAD_VARIABLES},
+        )
 
 
 @contextlib.contextmanager
@@ -145,7 +153,9 @@ def dask_client(config) -> Iterator[object]:
             cluster.close()
         return
     client = _connect(distributed, address)
-    logger.info("Dask scheduler %s with %d workers", address, len(client.scheduler_info()["workers"]))
+    logger.info(
+        "Dask scheduler %s with %d workers", address, len(client.scheduler_info()["workers"])
+    )
     try:
         yield client
     finally:
@@ -199,7 +209,7 @@ def _connect(distributed, address: str):
         from distributed.comm.addressing import parse_host_port
 
         try:
-            host, port = parse_host_port(target[len("tcp://"):])
+            host, port = parse_host_port(target[len("tcp://") :])
             socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
         except (OSError, ValueError) as err:
             raise DeepMRInputError(
@@ -219,9 +229,14 @@ def _connect(distributed, address: str):
     thread.join(CONNECT_TIMEOUT_S + 5)
     if "client" in box:
         return box["client"]
-    why = (f"{type(box['error']).__name__}: {' '.join(str(box['error']).split())[:200]}" if "error" in box
-           else f"no Dask answer within {CONNECT_TIMEOUT_S + 5} s; is a Dask scheduler listening there?")  # fmt: skip
-    raise DeepMRInputError(f"cannot reach the Dask scheduler at {address} ({why}); start it or fix --dask-address")
+    why = (
+        f"{type(box['error']).__name__}: {' '.join(str(box['error']).split())[:200]}"
+        if "error" in box
+        else f"no Dask answer within {CONNECT_TIMEOUT_S + 5} s; is a Dask scheduler listening there?"
+    )
+    raise DeepMRInputError(
+        f"cannot reach the Dask scheduler at {address} ({why}); start it or fix --dask-address"
+    )
 
 
 def _absolute(path: str | None) -> str | None:
@@ -240,15 +255,20 @@ def _worker_config(config):
         model = f"{_absolute(target)}:{attr}"
     else:
         model = _absolute(model)
-    return config.replace(model=model, source=_absolute(config.source),
-                          weight_files=tuple(_absolute(w) for w in config.weight_files))  # fmt: skip
+    return config.replace(
+        model=model,
+        source=_absolute(config.source),
+        weight_files=tuple(_absolute(w) for w in config.weight_files),
+    )
 
 
 def _model_key(plan) -> str:
     """What a worker's cached model must match: the config hash and the weight/factory md5s."""
     ident = plan.identity
     payload = [plan.config_hash, ident.get("weights"), ident.get("factory_md5")]
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]
 
 
 def _worker_model(key: str, config, shipped):
@@ -278,7 +298,9 @@ def _chunk_task(light_plan, key: str, onehot, shipped, chunk_index: int):
 class Executor(Protocol):
     """Where the chunks of a run are computed."""
 
-    def map_chunks(self, plan, chunk_indices: Sequence[int]) -> Iterator[tuple[int, ChunkResult, dict]]:
+    def map_chunks(
+        self, plan, chunk_indices: Sequence[int]
+    ) -> Iterator[tuple[int, ChunkResult, dict]]:
         """Compute the chunks ``chunk_indices`` of ``plan``.
 
         Parameters
@@ -300,13 +322,21 @@ class Executor(Protocol):
 class LocalExecutor:
     """The chunks one after the other in this process, with a progress bar over sequences."""
 
-    def map_chunks(self, plan, chunk_indices: Sequence[int]) -> Iterator[tuple[int, ChunkResult, dict]]:
+    def map_chunks(
+        self, plan, chunk_indices: Sequence[int]
+    ) -> Iterator[tuple[int, ChunkResult, dict]]:
         from tqdm.auto import tqdm
 
         todo = set(chunk_indices)
         done = sum(b - a for i, (a, b) in enumerate(plan.bounds) if i not in todo)
-        bar = tqdm(total=plan.n_sequences, initial=done, unit="seq", desc="Deep MR",
-                   disable=not plan.config.progress, leave=False)  # fmt: skip
+        bar = tqdm(
+            total=plan.n_sequences,
+            initial=done,
+            unit="seq",
+            desc="Deep MR",
+            disable=not plan.config.progress,
+            leave=False,
+        )
         try:
             for chunk_index in chunk_indices:
                 timings: dict[str, float] = {}
@@ -329,13 +359,21 @@ class DaskExecutor:
 
     model_given: bool = False
 
-    def map_chunks(self, plan, chunk_indices: Sequence[int]) -> Iterator[tuple[int, ChunkResult, dict]]:
+    def map_chunks(
+        self, plan, chunk_indices: Sequence[int]
+    ) -> Iterator[tuple[int, ChunkResult, dict]]:
         from tqdm.auto import tqdm
 
         n = len(plan.bounds)
         # progress in finished chunks: a task reports nothing until it is done
-        bar = tqdm(total=n, initial=n - len(chunk_indices), unit="chunk", desc="Deep MR (dask)",
-                   disable=not plan.config.progress, leave=False)  # fmt: skip
+        bar = tqdm(
+            total=n,
+            initial=n - len(chunk_indices),
+            unit="chunk",
+            desc="Deep MR (dask)",
+            disable=not plan.config.progress,
+            leave=False,
+        )
         try:
             if chunk_indices:
                 yield from self._run(plan, list(chunk_indices), bar)
@@ -371,8 +409,15 @@ def _submit(client, plan, todo: list[int], model_given: bool) -> dict:
     shipped = client.scatter(plan.model, broadcast=True, hash=False) if model_given else None
     token = uuid.uuid4().hex[:8]  # a rerun on the same scheduler never meets a stale key
     return {
-        client.submit(_chunk_task, light_f, _model_key(plan), onehot_f, shipped, chunk_index,
-                      retries=TASK_RETRIES,
-                      key=f"deepmr-chunk-{plan.config_hash}-{token}-{chunk_index}"): chunk_index
+        client.submit(
+            _chunk_task,
+            light_f,
+            _model_key(plan),
+            onehot_f,
+            shipped,
+            chunk_index,
+            retries=TASK_RETRIES,
+            key=f"deepmr-chunk-{plan.config_hash}-{token}-{chunk_index}",
+        ): chunk_index
         for chunk_index in todo
-    }  # fmt: skip
+    }

@@ -97,15 +97,24 @@ def _factory_arguments(factory, spec: str, config: RunConfig) -> dict:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):
         params = {}
-    offered = {"seed": config.seed, "n_samples": config.n_samples, "uncertainty": config.uncertainty}
+    offered = {
+        "seed": config.seed,
+        "n_samples": config.n_samples,
+        "uncertainty": config.uncertainty,
+    }
     for key, option in (("n_samples", "--n-samples"), ("uncertainty", "--uncertainty")):
         if offered[key] is not None and key not in params:
             raise DeepMRInputError(
                 f"{option} does not apply to the model factory {spec} (it takes no {key!r} "
                 f"argument); drop {option} or add the argument to the factory"
             )
-    needed = [n for n, p in params.items() if p.default is inspect.Parameter.empty
-              and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in offered]  # fmt: skip
+    needed = [
+        n
+        for n, p in params.items()
+        if p.default is inspect.Parameter.empty
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        and n not in offered
+    ]
     if needed:
         raise DeepMRInputError(
             f"the model factory {spec} needs the argument(s) {', '.join(needed)}; give them "
@@ -120,7 +129,9 @@ def _load_factory(spec: str, config: RunConfig):
         if target.endswith(".py"):
             path = Path(target)
             if not path.is_file():
-                raise DeepMRInputError(f"model factory file not found: {target}; check the --model path")
+                raise DeepMRInputError(
+                    f"model factory file not found: {target}; check the --model path"
+                )
             name = "deepmr_factory_" + hashlib.md5(str(path.resolve()).encode()).hexdigest()[:12]
             mod_spec = importlib.util.spec_from_file_location(name, path)
             module = importlib.util.module_from_spec(mod_spec)
@@ -157,7 +168,9 @@ def _load_factory(spec: str, config: RunConfig):
             "return a PredictiveModel"
         ) from err
     except Exception as err:  # noqa: BLE001 - the user's factory failed; name it, not our code
-        raise DeepMRInputError(f"the model factory {spec} raised {_one_line(err)}; fix the factory") from err
+        raise DeepMRInputError(
+            f"the model factory {spec} raised {_one_line(err)}; fix the factory"
+        ) from err
     if not (hasattr(model, "predict_samples") and hasattr(model, "feature_names")):
         raise DeepMRInputError(
             f"the model factory {spec} returned {type(model).__name__}, not a PredictiveModel (an "
@@ -167,8 +180,12 @@ def _load_factory(spec: str, config: RunConfig):
 
 
 #: Options of models loaded by Kipoi or an adapter, which a factory (its own loader) cannot take.
-_KIPOI_OPTIONS = (("weight_files", "--weights"), ("source", "--source"), ("adapter", "--adapter"),
-                  ("alphabet", "--alphabet"))  # fmt: skip
+_KIPOI_OPTIONS = (
+    ("weight_files", "--weights"),
+    ("source", "--source"),
+    ("adapter", "--adapter"),
+    ("alphabet", "--alphabet"),
+)
 
 
 def _refuse_kipoi_options(config: RunConfig, spec: str) -> None:
@@ -234,8 +251,11 @@ def load_configured_model(config: RunConfig):
             "adapter (see `deepmr adapters`) or a Python factory module:function"
         )
     identity: dict = {"name": spec, "source": config.source}
-    if spec.startswith(("./", "../", "/", "~")) and not _is_factory_spec(spec) \
-            and not Path(spec).expanduser().exists():  # fmt: skip
+    if (
+        spec.startswith(("./", "../", "/", "~"))
+        and not _is_factory_spec(spec)
+        and not Path(spec).expanduser().exists()
+    ):
         raise DeepMRInputError(
             f"model folder not found: {spec}; check the --model path (a Kipoi model directory holds "
             "a model.yaml)"
@@ -290,8 +310,9 @@ def _kipoi_model(spec: str, config: RunConfig, identity: dict):
     if weights:
         identity["weights"] = [{"path": str(w), "md5": file_md5(Path(w))} for w in weights]
     try:
-        desc = kipoi_models.describe_model(spec, source=config.source,
-                                           trust_model_code=config.trust_model_code)  # fmt: skip
+        desc = kipoi_models.describe_model(
+            spec, source=config.source, trust_model_code=config.trust_model_code
+        )
     except Exception as err:  # noqa: BLE001 - the description is provenance only
         logger.debug("describe_model(%s) failed: %s", spec, err)
         desc = None
@@ -299,7 +320,11 @@ def _kipoi_model(spec: str, config: RunConfig, identity: dict):
         identity.update(source=desc.source, model_dir=desc.model_dir, model_type=desc.model_type)
         if not weights:
             identity["weights"] = [
-                {"arg": w.arg, "path": w.path, "md5": w.md5 or (file_md5(Path(w.path)) if w.present else None)}
+                {
+                    "arg": w.arg,
+                    "path": w.path,
+                    "md5": w.md5 or (file_md5(Path(w.path)) if w.present else None),
+                }
                 for w in desc.weight_files
             ]
     return model
@@ -394,10 +419,18 @@ def load_sequences(config: RunConfig, model_length: int | None):
             if not bed.is_file():
                 raise DeepMRInputError(f"BED file not found: {bed}; check the --bed path")
             if length is None:
-                raise DeepMRInputError("the model does not declare its input length; pass --sequence-length")
-            ids, onehot = _text_input(seqmod.read_fasta_bed, (fasta, bed), int(length), n=n,
-                                      seed=config.seed, iupac=config.iupac,
-                                      duplicates=config.duplicates)  # fmt: skip
+                raise DeepMRInputError(
+                    "the model does not declare its input length; pass --sequence-length"
+                )
+            ids, onehot = _text_input(
+                seqmod.read_fasta_bed,
+                (fasta, bed),
+                int(length),
+                n=n,
+                seed=config.seed,
+                iupac=config.iupac,
+                duplicates=config.duplicates,
+            )
         else:
             ids, onehot = _read_fasta_checked(seqmod, fasta, length, config.iupac)
             if n is not None:
@@ -406,13 +439,21 @@ def load_sequences(config: RunConfig, model_length: int | None):
         from deepmr_kipoi import kipoi_models
 
         if not config.model or _is_factory_spec(config.model):
-            raise DeepMRInputError("--sequences dataloader needs a Kipoi model (--model NAME or DIR)")
+            raise DeepMRInputError(
+                "--sequences dataloader needs a Kipoi model (--model NAME or DIR)"
+            )
         ids, onehot = kipoi_models.dataloader_sequences(
-            config.model, source=config.source, dataloader_args=config.dataloader_args, n=n,
-            trust_model_code=config.trust_model_code)  # fmt: skip
+            config.model,
+            source=config.source,
+            dataloader_args=config.dataloader_args,
+            n=n,
+            trust_model_code=config.trust_model_code,
+        )
     else:
         if length is None:
-            raise DeepMRInputError("the model does not declare its input length; pass --sequence-length")
+            raise DeepMRInputError(
+                "the model does not declare its input length; pass --sequence-length"
+            )
         n_random = 20 if n is None else int(n)
         onehot = seqmod.random_sequences(n_random, int(length), seed=config.seed)
         ids = [f"random_{i}" for i in range(n_random)]
@@ -584,16 +625,32 @@ def _table_calibration(config: RunConfig, model, feature_names: list[str]) -> Ca
             f"got lengths {sorted(lengths)[:5]}"
         )
     y = checks.numeric_columns(table, cols, str(config.calibration_table))
-    return fit_calibration(model, seqmod.one_hot(seqs), y, cols, feature_names,
-                           method=config.calibration_method, source=str(config.calibration_table),
-                           batch_size=config.batch_size,
-                           aleatoric_variance=config.aleatoric_variance)  # fmt: skip
+    return fit_calibration(
+        model,
+        seqmod.one_hot(seqs),
+        y,
+        cols,
+        feature_names,
+        method=config.calibration_method,
+        source=str(config.calibration_table),
+        batch_size=config.batch_size,
+        aleatoric_variance=config.aleatoric_variance,
+    )
 
 
-def fit_calibration(model, onehot: np.ndarray, labels: np.ndarray, columns: Sequence[str],
-                    feature_names: Sequence[str], *, method: str = "quantile",
-                    source: str = "labelled sequences", batch_size: int = 512,
-                    aleatoric_variance: float = 0.0, seed: int = 0) -> Calibration:  # fmt: skip
+def fit_calibration(
+    model,
+    onehot: np.ndarray,
+    labels: np.ndarray,
+    columns: Sequence[str],
+    feature_names: Sequence[str],
+    *,
+    method: str = "quantile",
+    source: str = "labelled sequences",
+    batch_size: int = 512,
+    aleatoric_variance: float = 0.0,
+    seed: int = 0,
+) -> Calibration:
     """Fit the calibration of some model features on labelled sequences.
 
     Parameters
@@ -632,9 +689,13 @@ def fit_calibration(model, onehot: np.ndarray, labels: np.ndarray, columns: Sequ
     y = np.asarray(labels, dtype=np.float64)
     options = {"aleatoric_variance": aleatoric_variance} if aleatoric_variance else {}
     cal = calibration.fit(pred_mean, pred_sd, y, method=method, feature_names=cols, **options)
-    after = (calibration.cross_fitted_metrics(pred_mean, pred_sd, y, method, seed=seed,
-                                              feature_names=cols, **options)
-             if len(y) >= 4 else calibration.metrics(pred_mean, pred_sd, y, calibrator=cal))  # fmt: skip
+    after = (
+        calibration.cross_fitted_metrics(
+            pred_mean, pred_sd, y, method, seed=seed, feature_names=cols, **options
+        )
+        if len(y) >= 4
+        else calibration.metrics(pred_mean, pred_sd, y, calibrator=cal)
+    )
     full = np.ones(len(names))
     full[idx] = np.asarray(cal.se_scale, dtype=np.float64)
     return Calibration(

@@ -27,9 +27,19 @@ from deepmr_kipoi.run.config import SAMPLE_N_BOOT, RunConfig
 
 #: MR fields copied from ``mr.run_batched`` results into the local table (NaN where not defined).
 LOCAL_FIELDS = (
-    "estimate", "se", "ci_low", "ci_high", "pvalue", "q", "q_pvalue", "residual_se",
-    "intercept", "intercept_se", "intercept_pvalue", "i2_gx",
-)  # fmt: skip
+    "estimate",
+    "se",
+    "ci_low",
+    "ci_high",
+    "pvalue",
+    "q",
+    "q_pvalue",
+    "residual_se",
+    "intercept",
+    "intercept_se",
+    "intercept_pvalue",
+    "i2_gx",
+)
 #: Cells (sequences x exposures x outcomes) per ``mr.run_batched`` call: bounds the memory of its
 #: result arrays; ``run_batched`` itself never materialises cells x instruments (matrix products for
 #: IVW/Egger, chunked gathers for the sorting methods), and few large calls beat many small ones.
@@ -135,7 +145,9 @@ class SampleEstimates:
     @staticmethod
     def concatenate(parts: Sequence[SampleEstimates]) -> SampleEstimates:
         """Join chunks along the sequence axis (axis 1)."""
-        return SampleEstimates(parts[0].methods, np.concatenate([p.estimate for p in parts], axis=1))
+        return SampleEstimates(
+            parts[0].methods, np.concatenate([p.estimate for p in parts], axis=1)
+        )
 
 
 @dataclass(frozen=True)
@@ -268,7 +280,9 @@ def heterogeneity(bx, by, sx, sy, mask, samples_x=None, samples_y=None):
         q = np.where(ok, (byz - t * bxz) ** 2 / np.where(ok, var, 1.0), 0.0).sum(-1)
         # how much the instruments' slopes vary, relative to the slope: a practical size next to
         # the test, which on a model with tiny noise also rejects a mildly nonlinear response
-        spread = np.sqrt((w * (byz - t * bxz) ** 2).sum(-1) / (w * bxz * bxz).sum(-1)) / np.abs(theta)
+        spread = np.sqrt((w * (byz - t * bxz) ** 2).sum(-1) / (w * bxz * bxz).sum(-1)) / np.abs(
+            theta
+        )
     k = ok.sum(-1)
     q = np.where((k >= 2) & np.isfinite(theta), q, np.nan)
     p = np.where(np.isfinite(q), stats.chi2.sf(q, np.maximum(k - 1, 1)), np.nan)
@@ -338,10 +352,18 @@ def local_mr(
         if settings.heterogeneity:
             _store_heterogeneity(fields, (bx, sx, by, sy), mask, samples, ex, oc, sl)
         for mi, method in enumerate(methods):
-            r = mr.run_batched(method, bx[:, sl, None, :], by[:, None, :, :], sx[:, sl, None, :],
-                               sy[:, None, :, :], mask=mask, drop_invalid=True,
-                               n_boot=settings.n_boot, seed=int(seeds[mi * n_e + start]),
-                               level=settings.level)
+            r = mr.run_batched(
+                method,
+                bx[:, sl, None, :],
+                by[:, None, :, :],
+                sx[:, sl, None, :],
+                sy[:, None, :, :],
+                mask=mask,
+                drop_invalid=True,
+                n_boot=settings.n_boot,
+                seed=int(seeds[mi * n_e + start]),
+                level=settings.level,
+            )
             _store_block(fields, r, sl, mi)
     few = (fields["reason"] == 0) & (fields["n_instruments"] < int(settings.min_instruments))
     for f in (*LOCAL_FIELDS, *HETEROGENEITY_FIELDS):
@@ -356,10 +378,18 @@ def _store_heterogeneity(fields, flat_effects, mask, samples, ex, oc, sl) -> Non
     full_mask = np.broadcast_to(mask, (bx.shape[0], sl.stop - sl.start, by.shape[1], bx.shape[-1]))
     sides = (None, None)
     if samples is not None:
-        sides = (np.stack([_flat(d, ex[sl]) for d in samples])[:, :, :, None, :],
-                 np.stack([_flat(d, oc) for d in samples])[:, :, None, :, :])  # fmt: skip
-    q, qp, spread = heterogeneity(bx[:, sl, None, :], by[:, None, :, :], sx[:, sl, None, :],
-                                  sy[:, None, :, :], full_mask, *sides)  # fmt: skip
+        sides = (
+            np.stack([_flat(d, ex[sl]) for d in samples])[:, :, :, None, :],
+            np.stack([_flat(d, oc) for d in samples])[:, :, None, :, :],
+        )
+    q, qp, spread = heterogeneity(
+        bx[:, sl, None, :],
+        by[:, None, :, :],
+        sx[:, sl, None, :],
+        sy[:, None, :, :],
+        full_mask,
+        *sides,
+    )
     fields["heterogeneity_q"][:, sl] = q[..., None]
     fields["heterogeneity_pvalue"][:, sl] = qp[..., None]
     fields["heterogeneity_spread"][:, sl] = spread[..., None]
@@ -446,21 +476,39 @@ def local_step(
     floor = None
     if spread is not None and config.floor > 0:
         floor = np.nan_to_num(config.floor * np.asarray(spread)[ex], nan=0.0)
-    sel = instruments.select(sel_mean[..., ex], sel_se[..., ex], z=config.z,
-                             rule=config.instrument_rule, one_per_position=config.one_per_position,
-                             min_count=config.min_instruments, floor=floor)  # fmt: skip
+    sel = instruments.select(
+        sel_mean[..., ex],
+        sel_se[..., ex],
+        z=config.z,
+        rule=config.instrument_rule,
+        one_per_position=config.one_per_position,
+        min_count=config.min_instruments,
+        floor=floor,
+    )
     direction = _direction_check(config, sel_mean, sel_se, spread)
-    est = local_mr(mean, se, ex, oc, sel, config.methods, settings=mr_settings(config, chunk),
-                   direction=direction, samples=samples)  # fmt: skip
+    est = local_mr(
+        mean,
+        se,
+        ex,
+        oc,
+        sel,
+        config.methods,
+        settings=mr_settings(config, chunk),
+        direction=direction,
+        samples=samples,
+    )
     return LocalStep(est, sel, se, direction)
 
 
 def mr_settings(config: RunConfig, chunk: int, n_boot: int | None = None) -> MRSettings:
     """The MR settings of a chunk of a run (its bootstrap seed derived from the run's)."""
-    return MRSettings(n_boot=config.n_boot if n_boot is None else n_boot,
-                      seed=chunk_seed(config.seed, chunk), level=config.level,
-                      min_instruments=config.min_instruments,
-                      heterogeneity=n_boot is None)  # fmt: skip
+    return MRSettings(
+        n_boot=config.n_boot if n_boot is None else n_boot,
+        seed=chunk_seed(config.seed, chunk),
+        level=config.level,
+        min_instruments=config.min_instruments,
+        heterogeneity=n_boot is None,
+    )
 
 
 def _direction_check(config: RunConfig, effects, se, spread) -> DirectionCheck | None:
@@ -476,8 +524,9 @@ def _direction_check(config: RunConfig, effects, se, spread) -> DirectionCheck |
     return DirectionCheck(scale, effects, se, float(config.direction_z))
 
 
-def calibrated_samples(samples: np.ndarray, mean: np.ndarray, se_scale: np.ndarray | None
-                       ) -> np.ndarray:  # fmt: skip
+def calibrated_samples(
+    samples: np.ndarray, mean: np.ndarray, se_scale: np.ndarray | None
+) -> np.ndarray:
     """The model samples' effects widened (or narrowed) about their mean by the calibration, in place.
 
     Sigma scaling says the samples' spread understates (factor > 1) or overstates (< 1) the error of
@@ -548,8 +597,16 @@ def sample_estimates(
     settings = mr_settings(config, chunk, n_boot=SAMPLE_N_BOOT)
     out = []
     for d in samples:
-        est = local_mr(np.asarray(d, dtype=np.float64), step.se, exposures, outcomes,
-                       step.selection, methods, settings=settings, direction=step.direction)
+        est = local_mr(
+            np.asarray(d, dtype=np.float64),
+            step.se,
+            exposures,
+            outcomes,
+            step.selection,
+            methods,
+            settings=settings,
+            direction=step.direction,
+        )
         out.append(np.where(est.reason == 0, est.estimate, np.nan))
     return SampleEstimates(methods, np.stack(out))
 
@@ -601,8 +658,13 @@ def local_table(
             "outcome": pd.Categorical.from_codes(o_feat[keep], dtype=cats),
             "method": pd.Categorical([method] * int(keep.sum()), categories=methods),
         }
-        for f in (*LOCAL_FIELDS, *HETEROGENEITY_FIELDS, "n_instruments", "reason",
-                  *INSTRUMENT_COUNTS):  # fmt: skip
+        for f in (
+            *LOCAL_FIELDS,
+            *HETEROGENEITY_FIELDS,
+            "n_instruments",
+            "reason",
+            *INSTRUMENT_COUNTS,
+        ):
             frame[f] = est.fields[f][..., mi].ravel()[keep]
         frames.append(pd.DataFrame(frame))
     return pd.concat(frames, ignore_index=True)

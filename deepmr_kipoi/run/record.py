@@ -119,8 +119,9 @@ class RunRecord:
         kw = {k: v for k, v in d.items() if k in names}
         kw["features"] = FeatureSet(*(tuple(d["features"][k]) for k in ("exposures", "outcomes")))
         s = d["sequences"]
-        kw["sequences"] = SequenceSet(s["n"], s["length"], tuple(s["window"]), tuple(s["ids"]),
-                                      s.get("source", ""))
+        kw["sequences"] = SequenceSet(
+            s["n"], s["length"], tuple(s["window"]), tuple(s["ids"]), s.get("source", "")
+        )
         c = d["chunks"]
         kw["chunks"] = ChunkInfo(c["n"], c["size"], tuple(c["resumed"]))
         kw["warnings"] = tuple(d.get("warnings") or ())
@@ -143,8 +144,17 @@ def versions() -> dict:
     from deepmr_kipoi import __version__
 
     out = {"python": platform.python_version(), "deepmr_kipoi": __version__}
-    for pkg in ("numpy", "scipy", "pandas", "pyarrow", "h5py", "matplotlib", "kipoi", "torch",
-                "tensorflow"):  # fmt: skip
+    for pkg in (
+        "numpy",
+        "scipy",
+        "pandas",
+        "pyarrow",
+        "h5py",
+        "matplotlib",
+        "kipoi",
+        "torch",
+        "tensorflow",
+    ):
         if pkg in ("torch", "tensorflow") and pkg not in sys.modules:
             continue
         try:

@@ -149,9 +149,14 @@ class DeepMRResult:
         return self.record.to_dict()
 
 
-def make_plan(config: RunConfig, model=None, identity: dict | None = None, *,
-              sequences: tuple | None = None,
-              calibration: inputs.Calibration | None = None) -> RunPlan:  # fmt: skip
+def make_plan(
+    config: RunConfig,
+    model=None,
+    identity: dict | None = None,
+    *,
+    sequences: tuple | None = None,
+    calibration: inputs.Calibration | None = None,
+) -> RunPlan:
     """Validate a config, load its model and inputs, and fix the chunks.
 
     Parameters
@@ -183,7 +188,8 @@ def make_plan(config: RunConfig, model=None, identity: dict | None = None, *,
     if s < 2:
         hint = getattr(model, "uncertainty_hint", None) or (
             "an ensemble (--uncertainty ensemble, several members) or MC dropout "
-            "(--uncertainty mc_dropout --n-samples 30)")  # fmt: skip
+            "(--uncertainty mc_dropout --n-samples 30)"
+        )
         raise DeepMRInputError(
             f"the model gives {s} prediction per input, so mutation effects have no standard error; "
             f"add uncertainty: {hint}"
@@ -214,16 +220,36 @@ def make_plan(config: RunConfig, model=None, identity: dict | None = None, *,
         save_effects = n_seq * (window[1] - window[0]) * 3 * len(used) <= AUTO_EFFECTS_LIMIT
     chunk_size = config.chunk_size
     if config.instrument_rule == "pooled" and chunk_size < n_seq:
-        logger.info("pooled instrument rule: one chunk of all %d sequences (pooled statistics)", n_seq)
+        logger.info(
+            "pooled instrument rule: one chunk of all %d sequences (pooled statistics)", n_seq
+        )
         chunk_size = n_seq
     bounds = tuple((a, min(n_seq, a + chunk_size)) for a in range(0, n_seq, chunk_size))
     chash = config_hash(config.replace(chunk_size=chunk_size), identity, feature_names, n_seq)
-    reference = checks.reference_predictions(model, onehot, config.batch_size, mask=config.mask_nonfinite)
+    reference = checks.reference_predictions(
+        model, onehot, config.batch_size, mask=config.mask_nonfinite
+    )
     spread = instruments.feature_spread(reference)
-    return RunPlan(config, model, identity, feature_names, tuple(exposures), tuple(outcomes), used,
-                   tuple(seq_ids), onehot, window, cal, chunk_size, bounds, bool(save_effects), chash,
-                   spread, input_fingerprint(config, identity, seq_ids, onehot),
-                   inputs.sequence_source(config))  # fmt: skip
+    return RunPlan(
+        config,
+        model,
+        identity,
+        feature_names,
+        tuple(exposures),
+        tuple(outcomes),
+        used,
+        tuple(seq_ids),
+        onehot,
+        window,
+        cal,
+        chunk_size,
+        bounds,
+        bool(save_effects),
+        chash,
+        spread,
+        input_fingerprint(config, identity, seq_ids, onehot),
+        inputs.sequence_source(config),
+    )
 
 
 def run(
@@ -276,8 +302,9 @@ def run(
             # the old run stays whole until the new one is complete and swapped in
             folder = RunFolder(out_dir).open(run_key(plan), plan.bounds, force=config.force)
             store = folder.store
-        chunks, resumed = _run_chunks(plan, store, created, computed, on_chunk, timings,
-                                      model_given=model is not None)  # fmt: skip
+        chunks, resumed = _run_chunks(
+            plan, store, created, computed, on_chunk, timings, model_given=model is not None
+        )
         merged = ChunkResult.merge(chunks)
         local_table = merged.local
         if not ((local_table["reason"] == 0) & np.isfinite(local_table["estimate"])).any():
@@ -288,29 +315,54 @@ def run(
         tick = time.perf_counter()
         names = plan.feature_names
         global_table = aggregate.global_effects(
-            local_table, plan.n_sequences, method=config.meta_method, test=config.meta_test,
-            level=config.level, samples=merged.samples, exposures=[names[i] for i in plan.exposures],
-            outcomes=[names[i] for i in plan.outcomes], min_sequences=config.min_sequences,
-        )  # fmt: skip
+            local_table,
+            plan.n_sequences,
+            method=config.meta_method,
+            test=config.meta_test,
+            level=config.level,
+            samples=merged.samples,
+            exposures=[names[i] for i in plan.exposures],
+            outcomes=[names[i] for i in plan.outcomes],
+            min_sequences=config.min_sequences,
+        )
         timings["meta"] = time.perf_counter() - tick
         arrays = merged.figure_arrays()
-        warns = aggregate.plain_warnings(global_table, calibrated=plan.calibration is not None,
-                                         n_masked=merged.n_masked, level=config.level)  # fmt: skip
+        warns = aggregate.plain_warnings(
+            global_table,
+            calibrated=plan.calibration is not None,
+            n_masked=merged.n_masked,
+            level=config.level,
+        )
         n_bad_seq, n_bad_mut = merged.n_nonfinite
         if n_bad_mut:
-            warns.append(f"{n_bad_mut} mutants of {n_bad_seq} sequences had NaN or inf predictions "
-                         "and were left out (--mask-nonfinite).")  # fmt: skip
+            warns.append(
+                f"{n_bad_mut} mutants of {n_bad_seq} sequences had NaN or inf predictions "
+                "and were left out (--mask-nonfinite)."
+            )
         for w in warns:
             logger.warning(w)
         plan.identity["ism"] = [
             {"member": i, "path": m.ism_path, "reason": m.ism_reason}
-            for i, m in enumerate(getattr(plan.model, "members", ())) if hasattr(m, "ism_path")
-        ]  # fmt: skip
+            for i, m in enumerate(getattr(plan.model, "members", ()))
+            if hasattr(m, "ism_path")
+        ]
         record = _record(plan, resumed, warns, truth, started)
-        record = dataclasses.replace(record, nonfinite={"sequences": n_bad_seq, "mutants": n_bad_mut})
+        record = dataclasses.replace(
+            record, nonfinite={"sequences": n_bad_seq, "mutants": n_bad_mut}
+        )
         if folder is not None:
-            record = _write_outputs(plan, folder.stage, global_table, local_table, arrays,
-                                    record, truth, timings, created, started)  # fmt: skip
+            record = _write_outputs(
+                plan,
+                folder.stage,
+                global_table,
+                local_table,
+                arrays,
+                record,
+                truth,
+                timings,
+                created,
+                started,
+            )
             folder.commit()
         else:
             timings["total"] = time.time() - started
@@ -329,16 +381,21 @@ def _record(plan: RunPlan, resumed, warns, truth, started: float) -> RunRecord:
         config=config.to_dict(),
         config_hash=plan.config_hash,
         model=plan.identity,
-        features=FeatureSet(tuple(names[i] for i in plan.exposures),
-                            tuple(names[i] for i in plan.outcomes)),  # fmt: skip
-        sequences=SequenceSet(n_seq, int(plan.onehot.shape[1]), plan.window, plan.seq_ids[:1000],
-                              plan.sequence_source),
+        features=FeatureSet(
+            tuple(names[i] for i in plan.exposures), tuple(names[i] for i in plan.outcomes)
+        ),
+        sequences=SequenceSet(
+            n_seq, int(plan.onehot.shape[1]), plan.window, plan.seq_ids[:1000], plan.sequence_source
+        ),
         seeds={"sequences": config.seed, "model": config.seed, "bootstrap": config.seed},
         chunks=ChunkInfo(len(plan.bounds), plan.chunk_size, tuple(resumed)),
-        calibration=None if cal is None else {
-            "source": cal.source, "method": config.calibration_method,
+        calibration=None
+        if cal is None
+        else {
+            "source": cal.source,
+            "method": config.calibration_method,
             "se_scale": dict(cal.scale_items()),
-        },  # fmt: skip
+        },
         warnings=tuple(warns),
         truth=None if truth is None else truth.to_dict(orient="records"),
         versions=versions(),
@@ -353,14 +410,24 @@ def run_key(plan: RunPlan) -> RunKey:
     return RunKey(plan.config_hash, None if weights is None else tuple(weights), dict(plan.inputs))
 
 
-def _run_chunks(plan: RunPlan, store: ChunkStore | None, created: list, computed: list, on_chunk, timings, *,
-                model_given: bool = False):  # fmt: skip
+def _run_chunks(
+    plan: RunPlan,
+    store: ChunkStore | None,
+    created: list,
+    computed: list,
+    on_chunk,
+    timings,
+    *,
+    model_given: bool = False,
+):
     """Read back the finished chunks, compute the others on the config's executor and write each
     as it arrives; return the chunk results in chunk order and the resumed indices."""
     found: dict[int, ChunkResult] = {}
     for chunk_index in range(len(plan.bounds)):
         read = store.read(chunk_index) if store is not None and store.is_done(chunk_index) else None
-        back = None if read is None else ChunkResult.from_file(read[0], read[1], plan.config.methods)
+        back = (
+            None if read is None else ChunkResult.from_file(read[0], read[1], plan.config.methods)
+        )
         if back is not None:
             found[chunk_index] = back
     resumed = sorted(found)
@@ -368,7 +435,9 @@ def _run_chunks(plan: RunPlan, store: ChunkStore | None, created: list, computed
     executor = executors.executor_for(plan.config, model_given=model_given)
     computing = executor.map_chunks(plan, todo)
     while True:
-        with user_code_errors():  # the model's code runs here; on_chunk's exceptions pass as they are
+        with (
+            user_code_errors()
+        ):  # the model's code runs here; on_chunk's exceptions pass as they are
             item = next(computing, None)
         if item is None:
             break
@@ -384,8 +453,18 @@ def _run_chunks(plan: RunPlan, store: ChunkStore | None, created: list, computed
     return [found[i] for i in range(len(plan.bounds))], resumed
 
 
-def _write_outputs(plan: RunPlan, out_dir: Path, global_table, local_table, arrays,
-                   record: RunRecord, truth, timings, created, started) -> RunRecord:  # fmt: skip
+def _write_outputs(
+    plan: RunPlan,
+    out_dir: Path,
+    global_table,
+    local_table,
+    arrays,
+    record: RunRecord,
+    truth,
+    timings,
+    created,
+    started,
+) -> RunRecord:
     import yaml
 
     from deepmr_kipoi.report import figures, page
@@ -402,41 +481,69 @@ def _write_outputs(plan: RunPlan, out_dir: Path, global_table, local_table, arra
         if not path.exists():
             created.append(path)
         results.write_effects_h5(
-            path, mean=arrays["mean"], se=arrays["se"], reference=arrays["reference"],
-            alt_bases=arrays["alt_bases"], positions=arrays["positions"],
+            path,
+            mean=arrays["mean"],
+            se=arrays["se"],
+            reference=arrays["reference"],
+            alt_bases=arrays["alt_bases"],
+            positions=arrays["positions"],
             sequence_ids=[plan.seq_ids[i] for i in arrays["sequence_index"]],
             feature_names=[names[i] for i in plan.used],
-            attrs={"se_calibrated": plan.calibration is not None,
-                   "model": plan.identity.get("name")},
-        )  # fmt: skip
+            attrs={
+                "se_calibrated": plan.calibration is not None,
+                "model": plan.identity.get("name"),
+            },
+        )
     timings["tables"] = time.perf_counter() - tick
     stop_point("outputs")
     tick = time.perf_counter()
     figs = []
     if config.figures:
-        kept = figures.DetailInputs(local_table, arrays, tuple(names), tuple(plan.used),
-                                   tuple(plan.seq_ids), tuple(record.features.exposures))  # fmt: skip
+        kept = figures.DetailInputs(
+            local_table,
+            arrays,
+            tuple(names),
+            tuple(plan.used),
+            tuple(plan.seq_ids),
+            tuple(record.features.exposures),
+        )
         figs = figures.make_figures(
-            out_dir, global_table, kept, calibration=plan.calibration, truth=truth,
-            level=config.level, n_examples=config.n_examples, created=created,
-        )  # fmt: skip
+            out_dir,
+            global_table,
+            kept,
+            calibration=plan.calibration,
+            truth=truth,
+            level=config.level,
+            n_examples=config.n_examples,
+            created=created,
+        )
     timings["figures"] = time.perf_counter() - tick
-    record = dataclasses.replace(record, figures=tuple(str(f.path.relative_to(out_dir)) for f in figs))
+    record = dataclasses.replace(
+        record, figures=tuple(str(f.path.relative_to(out_dir)) for f in figs)
+    )
     if config.report:
         tick = time.perf_counter()
         path = out_dir / "report.html"
         if not path.exists():
             created.append(path)
-        page.write_report(path, record, global_table, figs, calibration=plan.calibration, truth=truth)
+        page.write_report(
+            path, record, global_table, figs, calibration=plan.calibration, truth=truth
+        )
         timings["report"] = time.perf_counter() - tick
     path = out_dir / "config.yaml"
     if not path.exists():
         created.append(path)
-    results.write_text(path, "# resolved Deep MR config: deepmr run --config config.yaml\n"
-                       + yaml.safe_dump(portable_config(config), sort_keys=False))  # fmt: skip
+    results.write_text(
+        path,
+        "# resolved Deep MR config: deepmr run --config config.yaml\n"
+        + yaml.safe_dump(portable_config(config), sort_keys=False),
+    )
     timings["total"] = time.time() - started
-    record = dataclasses.replace(record, timings_s={k: round(v, 3) for k, v in timings.items()},
-                                 finished=time.strftime("%Y-%m-%dT%H:%M:%S"))  # fmt: skip
+    record = dataclasses.replace(
+        record,
+        timings_s={k: round(v, 3) for k, v in timings.items()},
+        finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
+    )
     path = out_dir / "run.json"
     if not path.exists():
         created.append(path)

@@ -119,7 +119,9 @@ def one_hot(seqs: str | Sequence[str], alphabet: str = ALPHABET, dtype=np.float3
     try:
         raw = np.frombuffer("".join(seqs).encode("ascii"), dtype=np.uint8)
     except UnicodeEncodeError as err:
-        raise DeepMRInputError("sequences contain non-ASCII characters; pass DNA letters only") from err
+        raise DeepMRInputError(
+            "sequences contain non-ASCII characters; pass DNA letters only"
+        ) from err
     codes = table[raw].reshape(len(seqs), -1)
     # row 4 of the identity-plus-zero table is the all-zero N column
     eye = np.concatenate([np.eye(4, dtype=dtype), np.zeros((1, 4), dtype=dtype)])
@@ -244,7 +246,9 @@ def from_layout(x, layout: str) -> np.ndarray:
     x = np.asarray(x)
     expected = {"NLC": 3, "NCL": 3, "NC1L": 4, "NCL1": 4, "N1LC": 4, "NLC1": 4}[layout]
     if x.ndim != expected:
-        raise DeepMRInputError(f"an array in layout {layout} has {expected} axes, got shape {x.shape}")
+        raise DeepMRInputError(
+            f"an array in layout {layout} has {expected} axes, got shape {x.shape}"
+        )
     if layout == "NLC":
         return x
     if layout == "N1LC":
@@ -256,7 +260,6 @@ def from_layout(x, layout: str) -> np.ndarray:
     elif layout == "NCL1":
         x = x[..., 0]
     return x.transpose(0, 2, 1)
-
 
 
 def random_sequences(
@@ -287,7 +290,9 @@ def random_sequences(
             f"probs must be 4 non-negative base probabilities in ACGT order, got {probs!r}"
         )
     if int(n) != n or n < 0 or int(length) != length or length < 1:
-        raise DeepMRInputError(f"n must be >= 0 and length >= 1 integers, got n={n!r}, length={length!r}")
+        raise DeepMRInputError(
+            f"n must be >= 0 and length >= 1 integers, got n={n!r}, length={length!r}"
+        )
     rng = np.random.default_rng(seed)
     codes = rng.choice(4, size=(int(n), int(length)), p=p / p.sum())
     return np.eye(4, dtype=np.float32)[codes]

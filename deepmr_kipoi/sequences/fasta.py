@@ -45,7 +45,6 @@ def resize_center(start, end, length: int):
     return new_start, new_end
 
 
-
 def _read_bed(bed: str | os.PathLike) -> list[tuple[str, int, int, str | None]]:
     rows = []
     with open(bed) as fh:
@@ -154,8 +153,9 @@ def read_fasta_bed(
     return ids, one_hot(seqs)
 
 
-def read_fasta(path: str | os.PathLike, length: int | None = None, *,
-               iupac: str = "refuse") -> tuple[list[str], np.ndarray]:  # fmt: skip
+def read_fasta(
+    path: str | os.PathLike, length: int | None = None, *, iupac: str = "refuse"
+) -> tuple[list[str], np.ndarray]:
     """Read a FASTA of sequences (one record per reference sequence).
 
     Parameters
@@ -195,7 +195,9 @@ def read_fasta(path: str | os.PathLike, length: int | None = None, *,
                 resized.append("N" * (-lo) + s + "N" * (length - len(s) + lo))
         seqs = resized
     elif len({len(s) for s in seqs}) != 1:
-        raise DeepMRInputError(f"records in {path} have different lengths; pass length= to resize them")
+        raise DeepMRInputError(
+            f"records in {path} have different lengths; pass length= to resize them"
+        )
     return ids, one_hot(seqs)
 
 
@@ -204,8 +206,9 @@ DUPLICATE_OPTIONS = ("drop", "keep")
 _DNA_LETTERS = frozenset("ACGTNacgtn")
 
 
-def check_letters(seqs: Sequence[str], ids: Sequence[str], *, source: str,
-                  iupac: str = "refuse") -> None:  # fmt: skip
+def check_letters(
+    seqs: Sequence[str], ids: Sequence[str], *, source: str, iupac: str = "refuse"
+) -> None:
     """Refuse sequences with letters other than A, C, G, T and N (unless ``iupac="n"``).
 
     Parameters
@@ -285,9 +288,13 @@ def fasta_index(fasta, index_dir=None) -> str:
     local = Path(str(fasta) + ".fai")
     if local.is_file() and _index_is_current(fasta, local):
         return str(local)
-    writable = os.access(fasta.parent, os.W_OK) and (not local.exists() or os.access(local, os.W_OK))
+    writable = os.access(fasta.parent, os.W_OK) and (
+        not local.exists() or os.access(local, os.W_OK)
+    )
     if local.exists():
-        logger.warning("%s is older than %s or does not match it; rebuilding the index", local, fasta)
+        logger.warning(
+            "%s is older than %s or does not match it; rebuilding the index", local, fasta
+        )
     if writable:
         target = local
     else:
@@ -321,6 +328,11 @@ def _drop_duplicate_regions(rows, length: int, bed, duplicates: str):
         kept.append(row)
     if repeats:
         action = "analysed once" if duplicates == "drop" else "kept (--duplicates keep)"
-        logger.warning("%s: %d interval(s) repeat an earlier region after resizing to %d bp; %s",
-                       bed, repeats, length, action)  # fmt: skip
+        logger.warning(
+            "%s: %d interval(s) repeat an earlier region after resizing to %d bp; %s",
+            bed,
+            repeats,
+            length,
+            action,
+        )
     return kept

@@ -59,9 +59,15 @@ def save_model(cache_dir: str, round_index: int, regime: str, ensemble) -> None:
         "train_config": ensemble.train_config.to_dict(),
         "feature_names": list(ensemble.feature_names),
         "histories": [
-            {"seed": h.seed, "best_epoch": h.best_epoch, "seconds": h.seconds,
-             "val_loss": list(h.val_loss)} for h in ensemble.histories],
-    }  # fmt: skip
+            {
+                "seed": h.seed,
+                "best_epoch": h.best_epoch,
+                "seconds": h.seconds,
+                "val_loss": list(h.val_loss),
+            }
+            for h in ensemble.histories
+        ],
+    }
     results.write_text(stem + ".json", json.dumps(meta, indent=1, default=float))
 
 
@@ -100,9 +106,13 @@ def load_model(cache_dir: str, round_index: int, regime: str):
 def save_calibration(cache_dir: str, round_index: int, regime: str, key: dict, fit) -> None:
     """Write a job's calibration fit (``run.inputs.Calibration``) under its settings ``key``."""
     os.makedirs(cache_dir, exist_ok=True)
-    doc = {"key": key, "se_scale": [float(v) for v in fit.se_scale],
-           "features": list(fit.features), "feature_names": list(fit.feature_names),
-           "source": fit.source}  # fmt: skip
+    doc = {
+        "key": key,
+        "se_scale": [float(v) for v in fit.se_scale],
+        "features": list(fit.features),
+        "feature_names": list(fit.feature_names),
+        "source": fit.source,
+    }
     path = _stem(cache_dir, round_index, regime) + ".calibration.json"
     results.write_text(path, json.dumps(doc, indent=1))
 
@@ -125,10 +135,16 @@ def load_calibration(cache_dir: str, round_index: int, regime: str, key: dict):
         doc = json.load(fh)
     if doc.get("key") != json.loads(json.dumps(key)):
         return None
-    return Calibration(se_scale=np.asarray(doc["se_scale"], dtype=np.float64),
-                       features=tuple(doc["features"]), metrics_before=None, metrics_after=None,
-                       curve_before=None, curve_after=None, source=doc["source"],
-                       feature_names=tuple(doc["feature_names"]))  # fmt: skip
+    return Calibration(
+        se_scale=np.asarray(doc["se_scale"], dtype=np.float64),
+        features=tuple(doc["features"]),
+        metrics_before=None,
+        metrics_after=None,
+        curve_before=None,
+        curve_after=None,
+        source=doc["source"],
+        feature_names=tuple(doc["feature_names"]),
+    )
 
 
 #: Keys of ``ExperimentConfig.to_dict()`` a job's trained model depends on.
@@ -224,13 +240,15 @@ def _job_paths(out_dir: str, round_index: int, regime: str) -> tuple[str, str]:
     return stem + ".json", stem + ".parquet"
 
 
-def save_job(out_dir: str, round_index: int, regime: str, records: list, locals_,
-              akey: str) -> None:  # fmt: skip
+def save_job(
+    out_dir: str, round_index: int, regime: str, records: list, locals_, akey: str
+) -> None:
     """Checkpoint one analysed job: locals first, the JSON last (its presence marks the job done)."""
     json_path, parquet_path = _job_paths(out_dir, round_index, regime)
     results.write_table(locals_, parquet_path)
-    results.write_text(json_path, json.dumps({"analysis_key": akey, "globals": records},
-                                             default=float))  # fmt: skip
+    results.write_text(
+        json_path, json.dumps({"analysis_key": akey, "globals": records}, default=float)
+    )
 
 
 def load_job(out_dir: str, round_index: int, regime: str, akey: str):

@@ -38,62 +38,149 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EXAMPLES
     parser.add_argument("--out", required=True, help="results folder (created)")
-    parser.add_argument("--experiment", choices=("tf-pair", "bpnet"), default="tf-pair",
-                        help="tf-pair (default): the two-motif experiment over confounding regimes; "
-                             "bpnet: four ES-cell factors, a multi-task BPNet ensemble saved as a "
-                             "Kipoi model, and the truth of the 12 ordered pairs")  # fmt: skip
-    parser.add_argument("--quick", action="store_true",
-                        help="bpnet: 3000 training sequences, 3 members, at most 8 epochs")
-    parser.add_argument("--rounds", type=int, default=d.rounds,
-                        help=f"rounds per regime, each with its own true effect (default {d.rounds})")
-    parser.add_argument("--regimes", nargs="+", choices=REGIMES, default=list(d.regimes),
-                        help="regimes: confounding (none, sequence, random, both), pleiotropy, "
-                             "reverse causation (default: all six)")
+    parser.add_argument(
+        "--experiment",
+        choices=("tf-pair", "bpnet"),
+        default="tf-pair",
+        help="tf-pair (default): the two-motif experiment over confounding regimes; "
+        "bpnet: four ES-cell factors, a multi-task BPNet ensemble saved as a "
+        "Kipoi model, and the truth of the 12 ordered pairs",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="bpnet: 3000 training sequences, 3 members, at most 8 epochs",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=d.rounds,
+        help=f"rounds per regime, each with its own true effect (default {d.rounds})",
+    )
+    parser.add_argument(
+        "--regimes",
+        nargs="+",
+        choices=REGIMES,
+        default=list(d.regimes),
+        help="regimes: confounding (none, sequence, random, both), pleiotropy, "
+        "reverse causation (default: all six)",
+    )
     parser.add_argument("--seed", type=int, default=d.seed, help="root seed (default 0)")
-    parser.add_argument("--n-train", type=int, default=d.n_train,
-                        help=f"training sequences per round (default {d.n_train})")
-    parser.add_argument("--n-calibration", type=int, default=d.n_calibration,
-                        help=f"held-out calibration sequences (default {d.n_calibration})")
-    parser.add_argument("--n-analysis", type=int, default=d.n_analysis,
-                        help=f"analysed reference sequences (default {d.n_analysis})")
-    parser.add_argument("--members", type=int, default=d.training.n_members,
-                        help=f"ensemble members (default {d.training.n_members})")
-    parser.add_argument("--max-epochs", type=int, default=d.training.max_epochs,
-                        help=f"epoch limit per member (default {d.training.max_epochs})")
-    parser.add_argument("--calibration", choices=CALIBRATIONS, default=d.calibration,
-                        help=f"recalibration of effect SEs (default {d.calibration})")
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(d.methods),
-                        help="local MR estimators (default: ivw egger weighted_median)")
-    parser.add_argument("--z", type=float, default=d.z,
-                        help=f"instrument threshold on |b_x/se_x| (default {d.z})")
-    parser.add_argument("--threads", type=int, default=d.training.threads,
-                        help=f"torch threads (default {d.training.threads})")
-    parser.add_argument("--workers", type=int, default=d.workers,
-                        help=f"parallel (round, regime) jobs, one process each (default {d.workers})")
-    parser.add_argument("--bootstrap", action="store_true",
-                        help="train each ensemble member on a bootstrap resample of the training "
-                             "sequences (bagging) instead of seeds alone")  # fmt: skip
-    parser.add_argument("--aleatoric-variance", type=float, default=d.aleatoric_variance,
-                        help="label noise variance removed by sigma scaling (default "
-                             f"{d.aleatoric_variance}: Poisson counts on the Anscombe scale)")  # fmt: skip
-    parser.add_argument("--floor", type=float, default=d.floor,
-                        help=f"instrument floor in units of the exposure's spread (default {d.floor})")
-    parser.add_argument("--no-directional", action="store_true",
-                        help="skip the directionality check of instruments")
-    parser.add_argument("--all-alleles", action="store_true",
-                        help="let all three alleles of a position be instruments")
-    parser.add_argument("--sample-split", action="store_true",
-                        help="select instruments on half of the members, estimate on the others")
-    parser.add_argument("--reanalyze", action="store_true",
-                        help="recompute every job's analysis (Deep MR and scoring) in --out from its "
-                             "cached model, without training; the model settings must match")  # fmt: skip
+    parser.add_argument(
+        "--n-train",
+        type=int,
+        default=d.n_train,
+        help=f"training sequences per round (default {d.n_train})",
+    )
+    parser.add_argument(
+        "--n-calibration",
+        type=int,
+        default=d.n_calibration,
+        help=f"held-out calibration sequences (default {d.n_calibration})",
+    )
+    parser.add_argument(
+        "--n-analysis",
+        type=int,
+        default=d.n_analysis,
+        help=f"analysed reference sequences (default {d.n_analysis})",
+    )
+    parser.add_argument(
+        "--members",
+        type=int,
+        default=d.training.n_members,
+        help=f"ensemble members (default {d.training.n_members})",
+    )
+    parser.add_argument(
+        "--max-epochs",
+        type=int,
+        default=d.training.max_epochs,
+        help=f"epoch limit per member (default {d.training.max_epochs})",
+    )
+    parser.add_argument(
+        "--calibration",
+        choices=CALIBRATIONS,
+        default=d.calibration,
+        help=f"recalibration of effect SEs (default {d.calibration})",
+    )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=METHODS,
+        default=list(d.methods),
+        help="local MR estimators (default: ivw egger weighted_median)",
+    )
+    parser.add_argument(
+        "--z", type=float, default=d.z, help=f"instrument threshold on |b_x/se_x| (default {d.z})"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=d.training.threads,
+        help=f"torch threads (default {d.training.threads})",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=d.workers,
+        help=f"parallel (round, regime) jobs, one process each (default {d.workers})",
+    )
+    parser.add_argument(
+        "--bootstrap",
+        action="store_true",
+        help="train each ensemble member on a bootstrap resample of the training "
+        "sequences (bagging) instead of seeds alone",
+    )
+    parser.add_argument(
+        "--aleatoric-variance",
+        type=float,
+        default=d.aleatoric_variance,
+        help="label noise variance removed by sigma scaling (default "
+        f"{d.aleatoric_variance}: Poisson counts on the Anscombe scale)",
+    )
+    parser.add_argument(
+        "--floor",
+        type=float,
+        default=d.floor,
+        help=f"instrument floor in units of the exposure's spread (default {d.floor})",
+    )
+    parser.add_argument(
+        "--no-directional", action="store_true", help="skip the directionality check of instruments"
+    )
+    parser.add_argument(
+        "--all-alleles",
+        action="store_true",
+        help="let all three alleles of a position be instruments",
+    )
+    parser.add_argument(
+        "--sample-split",
+        action="store_true",
+        help="select instruments on half of the members, estimate on the others",
+    )
+    parser.add_argument(
+        "--reanalyze",
+        action="store_true",
+        help="recompute every job's analysis (Deep MR and scoring) in --out from its "
+        "cached model, without training; the model settings must match",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
 #: Summary columns printed on the terminal.
-SUMMARY_COLUMNS = ("regime", "method", "rounds", "pearson_r", "bias", "coverage", "coverage_low",
-                   "coverage_high", "meta_coverage", "power", "null_flagged", "null_flagged_high")
+SUMMARY_COLUMNS = (
+    "regime",
+    "method",
+    "rounds",
+    "pearson_r",
+    "bias",
+    "coverage",
+    "coverage_low",
+    "coverage_high",
+    "meta_coverage",
+    "power",
+    "null_flagged",
+    "null_flagged_high",
+)
 
 
 def config_from_args(args: argparse.Namespace):
@@ -101,20 +188,37 @@ def config_from_args(args: argparse.Namespace):
     from deepmr_kipoi.simulate.experiment import ExperimentConfig
 
     d = ExperimentConfig()
-    training = replace(d.training, n_members=args.members, max_epochs=args.max_epochs,
-                       threads=args.threads, bootstrap=args.bootstrap)
-    sizes = {"rounds": args.rounds, "n_train": args.n_train, "n_calibration": args.n_calibration,
-             "n_analysis": args.n_analysis}  # fmt: skip
+    training = replace(
+        d.training,
+        n_members=args.members,
+        max_epochs=args.max_epochs,
+        threads=args.threads,
+        bootstrap=args.bootstrap,
+    )
+    sizes = {
+        "rounds": args.rounds,
+        "n_train": args.n_train,
+        "n_calibration": args.n_calibration,
+        "n_analysis": args.n_analysis,
+    }
     if getattr(args, "quick", False):
         # a small version: the given sizes only where they were set explicitly
         quick = {"rounds": 2, "n_train": 3000, "n_calibration": 500, "n_analysis": 40}
         sizes = {k: (quick[k] if v == getattr(d, k) else v) for k, v in sizes.items()}
     return ExperimentConfig(
-        **sizes, regimes=tuple(args.regimes), seed=args.seed,
-        calibration=args.calibration, aleatoric_variance=args.aleatoric_variance,
-        methods=tuple(args.methods), z=args.z, floor=args.floor,
-        directional=not args.no_directional, one_per_position=not args.all_alleles,
-        sample_split=args.sample_split, workers=args.workers, training=training,
+        **sizes,
+        regimes=tuple(args.regimes),
+        seed=args.seed,
+        calibration=args.calibration,
+        aleatoric_variance=args.aleatoric_variance,
+        methods=tuple(args.methods),
+        z=args.z,
+        floor=args.floor,
+        directional=not args.no_directional,
+        one_per_position=not args.all_alleles,
+        sample_split=args.sample_split,
+        workers=args.workers,
+        training=training,
     )
 
 
@@ -141,16 +245,22 @@ def run_from_args(args: argparse.Namespace) -> int:
         print(f"deepmr simulate: {exc}", file=sys.stderr)
         return 2
     try:
-        result = run_experiment(config, out_dir=args.out, progress=not args.quiet,
-                                reanalyze=getattr(args, "reanalyze", False))
+        result = run_experiment(
+            config,
+            out_dir=args.out,
+            progress=not args.quiet,
+            reanalyze=getattr(args, "reanalyze", False),
+        )
     except ValueError as exc:
         print(f"deepmr simulate: {exc}", file=sys.stderr)
         return 2
     print(to_markdown(result.summary, SUMMARY_COLUMNS))
     resumed = f" ({result.resumed} read back from earlier runs)" if result.resumed else ""
     jobs = result.rounds[["round", "regime"]].drop_duplicates()
-    print(f"{len(jobs)} (round, regime) runs{resumed} in {result.seconds:.0f} s; results in "
-          f"{args.out} (summary.csv has every column)")
+    print(
+        f"{len(jobs)} (round, regime) runs{resumed} in {result.seconds:.0f} s; results in "
+        f"{args.out} (summary.csv has every column)"
+    )
     return 0
 
 
@@ -162,8 +272,11 @@ def _run_bpnet(args: argparse.Namespace) -> int:
     from deepmr_kipoi.simulate.experiment import ExperimentConfig
 
     d = ExperimentConfig()
-    base = (BPNetExperimentConfig.quick(seed=args.seed, threads=args.threads) if args.quick
-            else BPNetExperimentConfig(seed=args.seed))
+    base = (
+        BPNetExperimentConfig.quick(seed=args.seed, threads=args.threads)
+        if args.quick
+        else BPNetExperimentConfig(seed=args.seed)
+    )
     training = base.training
     overrides = {}
     if args.members != d.training.n_members:
@@ -173,16 +286,19 @@ def _run_bpnet(args: argparse.Namespace) -> int:
     try:
         training = replace(training, seed=args.seed, threads=args.threads, **overrides)
         config = replace(
-            base, training=training,
+            base,
+            training=training,
             n_train=args.n_train if args.n_train != d.n_train else base.n_train,
             n_analysis=args.n_analysis if args.n_analysis != d.n_analysis else base.n_analysis,
-        )  # fmt: skip
+        )
         result = run_bpnet_experiment(config, args.out)
     except DeepMRInputError as exc:
         print(f"deepmr simulate: {exc}", file=sys.stderr)
         return 2
     print(result.truth.to_string(index=False))
-    print(f"BPNet experiment in {result.seconds:.0f} s; Kipoi model in {result.kipoi_model_dir}; "
-          f"truth in {args.out}/truth.csv")
+    print(
+        f"BPNet experiment in {result.seconds:.0f} s; Kipoi model in {result.kipoi_model_dir}; "
+        f"truth in {args.out}/truth.csv"
+    )
     print(f"analyse with: {result.run_command()}")
     return 0

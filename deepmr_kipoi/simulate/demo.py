@@ -57,22 +57,27 @@ class DemoSpec:
 
     def simulation_config(self) -> gen.SimulationConfig:
         """Generative settings: SOX2 inserted in half the sequences, no confounder terms."""
-        return gen.SimulationConfig(sequence_length=self.sequence_length, eta=0.0, nu=0.0,
-                                    confounder_motif_prob=0.5)
+        return gen.SimulationConfig(
+            sequence_length=self.sequence_length, eta=0.0, nu=0.0, confounder_motif_prob=0.5
+        )
 
     def round_parameters(self) -> gen.RoundParameters:
         """The alpha/beta of the GATA1 and TAL1 features."""
-        return gen.RoundParameters(alpha=self.alpha, effect=self.effect,
-                                   beta=self.alpha * self.effect, high=False)
+        return gen.RoundParameters(
+            alpha=self.alpha, effect=self.effect, beta=self.alpha * self.effect, high=False
+        )
 
 
 def demo_counts(data: gen.SimulatedData, spec: DemoSpec) -> np.ndarray:
     """Poisson means of the three demo features, shape (N, 3)."""
-    return np.stack([
-        1.0 + spec.alpha * data.q_exp,
-        1.0 + spec.alpha * spec.effect * data.q_exp * data.q_out,
-        1.0 + spec.gamma * data.q_conf,
-    ], axis=1)
+    return np.stack(
+        [
+            1.0 + spec.alpha * data.q_exp,
+            1.0 + spec.alpha * spec.effect * data.q_exp * data.q_out,
+            1.0 + spec.gamma * data.q_conf,
+        ],
+        axis=1,
+    )
 
 
 def demo_training_data(spec: DemoSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -90,13 +95,15 @@ def demo_training_data(spec: DemoSpec) -> tuple[np.ndarray, np.ndarray]:
 def _labelled_data(n: int, entropy: list, spec: DemoSpec, id_prefix: str):
     """Sequences of the demo's generative process and their Anscombe labels, shape (n, 3)."""
     rng = np.random.default_rng(np.random.SeedSequence(entropy))
-    data = gen.simulate(n, spec.round_parameters(), spec.simulation_config(), "sequence", rng,
-                        id_prefix=id_prefix)  # fmt: skip
+    data = gen.simulate(
+        n, spec.round_parameters(), spec.simulation_config(), "sequence", rng, id_prefix=id_prefix
+    )
     return data, gen.anscombe(rng.poisson(demo_counts(data, spec)))
 
 
-def demo_sequences(n: int = 16, seed: int = 0, spec: DemoSpec | None = None
-                   ) -> tuple[list[str], np.ndarray]:
+def demo_sequences(
+    n: int = 16, seed: int = 0, spec: DemoSpec | None = None
+) -> tuple[list[str], np.ndarray]:
     """Seeded demo reference sequences: GATA1, TAL1 and SOX2 motifs embedded in each.
 
     Parameters
@@ -150,8 +157,9 @@ def _demo_reference_data(n: int, seed: int, spec: DemoSpec) -> gen.SimulatedData
     n = validation.positive_int(n, "n (number of demo sequences)")
     cfg = replace(spec.simulation_config(), confounder_motif_prob=1.0)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
-    return gen.simulate(n, spec.round_parameters(), cfg, "sequence", rng, embedding="both",
-                        id_prefix="demo")
+    return gen.simulate(
+        n, spec.round_parameters(), cfg, "sequence", rng, embedding="both", id_prefix="demo"
+    )
 
 
 def demo_truth(n: int = 16, seed: int = 0, spec: DemoSpec | None = None):
@@ -176,10 +184,16 @@ def demo_truth(n: int = 16, seed: int = 0, spec: DemoSpec | None = None):
     data = _demo_reference_data(n, seed, spec)
     effects = demo_oracle_effects(data.onehot, spec)
     ms = gen.MotifSet.from_config(spec.simulation_config())
-    widths = {"exposure": ms.exposure.length, "outcome": ms.outcome.length,
-              "confounder": ms.confounder.length}
-    starts = {"exposure": data.exposure_start, "outcome": data.outcome_start,
-              "confounder": data.confounder_start}
+    widths = {
+        "exposure": ms.exposure.length,
+        "outcome": ms.outcome.length,
+        "confounder": ms.confounder.length,
+    }
+    starts = {
+        "exposure": data.exposure_start,
+        "outcome": data.outcome_start,
+        "confounder": data.confounder_start,
+    }
     rows = []
     for i, e in enumerate(FEATURES):
         key = _MOTIF_KEY[e]
@@ -188,9 +202,15 @@ def demo_truth(n: int = 16, seed: int = 0, spec: DemoSpec | None = None):
                 continue
             pair = effects[..., [i, j]]
             local = orc.true_local_effects(pair, starts[key], widths[key])
-            rows.append({"exposure": e, "outcome": o, "true_effect": float(np.nanmean(local)),
-                         "true_effect_sd": float(np.nanstd(local, ddof=1)),
-                         "n_sequences": int(np.isfinite(local).sum())})
+            rows.append(
+                {
+                    "exposure": e,
+                    "outcome": o,
+                    "true_effect": float(np.nanmean(local)),
+                    "true_effect_sd": float(np.nanstd(local, ddof=1)),
+                    "n_sequences": int(np.isfinite(local).sum()),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -203,8 +223,14 @@ def demo_oracle_effects(onehot: np.ndarray, spec: DemoSpec | None = None) -> np.
         q_g = ms.occupancy("exposure", x)
         q_t = ms.occupancy("outcome", x)
         q_s = ms.occupancy("confounder", x)
-        c = np.stack([1.0 + spec.alpha * q_g, 1.0 + spec.alpha * spec.effect * q_g * q_t,
-                      1.0 + spec.gamma * q_s], axis=1)
+        c = np.stack(
+            [
+                1.0 + spec.alpha * q_g,
+                1.0 + spec.alpha * spec.effect * q_g * q_t,
+                1.0 + spec.gamma * q_s,
+            ],
+            axis=1,
+        )
         return orc.expected_anscombe(c)
 
     x = np.asarray(onehot)
@@ -216,8 +242,9 @@ def demo_oracle_effects(onehot: np.ndarray, spec: DemoSpec | None = None) -> np.
     return out
 
 
-def train_demo_model(out_dir: str, spec: DemoSpec | None = None, n_members: int = 5,
-                     progress: bool = True) -> dict:
+def train_demo_model(
+    out_dir: str, spec: DemoSpec | None = None, n_members: int = 5, progress: bool = True
+) -> dict:
     """Train the demo ensemble and write ``demo_ensemble.npz`` and ``demo_model.json``.
 
     Parameters
@@ -236,11 +263,17 @@ def train_demo_model(out_dir: str, spec: DemoSpec | None = None, n_members: int 
 
     spec = spec or DemoSpec()
     x, y = demo_training_data(spec)
-    mc = ModelConfig(sequence_length=spec.sequence_length, n_outputs=3, channels=(16, 16, 16),
-                     kernel_sizes=(15, 3, 3), hidden=32)
+    mc = ModelConfig(
+        sequence_length=spec.sequence_length,
+        n_outputs=3,
+        channels=(16, 16, 16),
+        kernel_sizes=(15, 3, 3),
+        hidden=32,
+    )
     tc = TrainConfig(n_members=n_members, max_epochs=15, patience=3, seed=spec.seed)
-    ens = train_ensemble(x, y, model_config=mc, train_config=tc, feature_names=FEATURES,
-                         progress=progress)
+    ens = train_ensemble(
+        x, y, model_config=mc, train_config=tc, feature_names=FEATURES, progress=progress
+    )
     os.makedirs(out_dir, exist_ok=True)
     arrays = {}
     for m, sd in enumerate(ens.state_dicts()):
@@ -248,7 +281,9 @@ def train_demo_model(out_dir: str, spec: DemoSpec | None = None, n_members: int 
             arrays[f"member{m}/{k}"] = v.numpy()
     np.savez_compressed(os.path.join(out_dir, WEIGHTS_FILE), **arrays)
     meta = {
-        "features": list(FEATURES), "n_members": n_members, "model_config": mc.to_dict(),
+        "features": list(FEATURES),
+        "n_members": n_members,
+        "model_config": mc.to_dict(),
         "spec": {k: getattr(spec, k) for k in spec.__dataclass_fields__},
         "training": tc.to_dict(),
         "best_epochs": [h.best_epoch for h in ens.histories],
@@ -285,7 +320,9 @@ def load_demo_model(path: str | None = None):
     weights = os.path.join(path, WEIGHTS_FILE)
     meta_path = os.path.join(path, META_FILE)
     if not (os.path.exists(weights) and os.path.exists(meta_path)):
-        raise DeepMRInputError(f"no demo model in {path}; run examples/simulation/train_demo_model.py")
+        raise DeepMRInputError(
+            f"no demo model in {path}; run examples/simulation/train_demo_model.py"
+        )
     with open(meta_path) as fh:
         meta = json.load(fh)
     mc = ModelConfig.from_dict(meta["model_config"])
@@ -294,8 +331,11 @@ def load_demo_model(path: str | None = None):
     for m in range(int(meta["n_members"])):
         module = build_cnn(mc)
         prefix = f"member{m}/"
-        state = {k[len(prefix):]: torch.from_numpy(arrays[k]) for k in arrays.files
-                 if k.startswith(prefix)}
+        state = {
+            k[len(prefix) :]: torch.from_numpy(arrays[k])
+            for k in arrays.files
+            if k.startswith(prefix)
+        }
         module.load_state_dict(state)
         module.eval()
         members.append(module)

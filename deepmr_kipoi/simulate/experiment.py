@@ -97,7 +97,8 @@ class ExperimentConfig:
     sample_split: bool = False
     workers: int = 2
     simulation: gen.SimulationConfig = field(
-        default_factory=lambda: gen.SimulationConfig(bystander_gamma=100.0))
+        default_factory=lambda: gen.SimulationConfig(bystander_gamma=100.0)
+    )
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainConfig = field(default_factory=TrainConfig)
 
@@ -111,26 +112,36 @@ class ExperimentConfig:
                 raise ValueError(f"unknown MR method {m!r}; use one of {', '.join(METHODS)}")
         if self.calibration not in CALIBRATIONS:
             raise ValueError(
-                f"unknown calibration {self.calibration!r}; use one of {', '.join(CALIBRATIONS)}")
+                f"unknown calibration {self.calibration!r}; use one of {', '.join(CALIBRATIONS)}"
+            )
         if self.aleatoric_variance and self.calibration != "sigma":
             object.__setattr__(self, "aleatoric_variance", 0.0)
         if self.oracle_scale not in orc.SCALES:
             raise ValueError(f"unknown oracle scale {self.oracle_scale!r}; use one of {orc.SCALES}")
         if self.rounds < 1 or self.n_analysis < 1 or self.n_train < 10 or self.workers < 1:
             raise ValueError("rounds, workers and n_analysis must be >= 1 and n_train >= 10")
-        if (self.model.sequence_length != self.simulation.sequence_length
-                or self.model.n_outputs != len(self.simulation.features)):  # fmt: skip
-            object.__setattr__(self, "model", replace(
-                self.model, sequence_length=self.simulation.sequence_length,
-                n_outputs=len(self.simulation.features)))
+        if (
+            self.model.sequence_length != self.simulation.sequence_length
+            or self.model.n_outputs != len(self.simulation.features)
+        ):
+            object.__setattr__(
+                self,
+                "model",
+                replace(
+                    self.model,
+                    sequence_length=self.simulation.sequence_length,
+                    n_outputs=len(self.simulation.features),
+                ),
+            )
 
     def to_dict(self) -> dict:
         """JSON-serialisable form (nested configs as dicts)."""
         out = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            out[f.name] = v.to_dict() if hasattr(v, "to_dict") else (
-                list(v) if isinstance(v, tuple) else v)
+            out[f.name] = (
+                v.to_dict() if hasattr(v, "to_dict") else (list(v) if isinstance(v, tuple) else v)
+            )
         return out
 
 
@@ -179,13 +190,24 @@ def _engine_config(config: ExperimentConfig, features, n_sequences: int):
     from deepmr_kipoi.run.config import RunConfig
 
     return RunConfig(
-        model="simulation", exposures=tuple(features), outcomes=tuple(features),
-        methods=tuple(config.methods), z=config.z, min_instruments=config.min_instruments,
-        meta_method=config.meta_method, chunk_size=max(1, n_sequences), seed=config.seed,
-        floor=config.floor, directional=config.directional,
-        one_per_position=config.one_per_position, sample_split=config.sample_split,
-        save_effects=True, figures=False, report=False, progress=False,
-    )  # fmt: skip
+        model="simulation",
+        exposures=tuple(features),
+        outcomes=tuple(features),
+        methods=tuple(config.methods),
+        z=config.z,
+        min_instruments=config.min_instruments,
+        meta_method=config.meta_method,
+        chunk_size=max(1, n_sequences),
+        seed=config.seed,
+        floor=config.floor,
+        directional=config.directional,
+        one_per_position=config.one_per_position,
+        sample_split=config.sample_split,
+        save_effects=True,
+        figures=False,
+        report=False,
+        progress=False,
+    )
 
 
 def _analysis_config(sim: gen.SimulationConfig) -> gen.SimulationConfig:
@@ -211,15 +233,27 @@ def true_locals(params, config: ExperimentConfig, ms, an, regime: str, learnable
     import pandas as pd
 
     seq_conf, rand_conf = gen.regime_flags(regime)
-    oracle = orc.Oracle(params, config.simulation, ms, scale=config.oracle_scale,
-                        averaged_random_confounder=learnable and rand_conf,
-                        sequence_confounder=learnable and seq_conf, regime=regime)  # fmt: skip
+    oracle = orc.Oracle(
+        params,
+        config.simulation,
+        ms,
+        scale=config.oracle_scale,
+        averaged_random_confounder=learnable and rand_conf,
+        sequence_confounder=learnable and seq_conf,
+        regime=regime,
+    )
     eff = orc.oracle_effects(oracle, an.onehot)
     features = config.simulation.features
-    starts = {"exposure": an.exposure_start, "outcome": an.outcome_start,
-              "confounder": an.confounder_start}  # fmt: skip
-    widths = {"exposure": ms.exposure.length, "outcome": ms.outcome.length,
-              "confounder": ms.confounder.length}  # fmt: skip
+    starts = {
+        "exposure": an.exposure_start,
+        "outcome": an.outcome_start,
+        "confounder": an.confounder_start,
+    }
+    widths = {
+        "exposure": ms.exposure.length,
+        "outcome": ms.outcome.length,
+        "confounder": ms.confounder.length,
+    }
     frames = []
     for i, x in enumerate(features):
         motif = scoring.MOTIF_OF[x]
@@ -228,8 +262,18 @@ def true_locals(params, config: ExperimentConfig, ms, an, regime: str, learnable
                 sxy, sxx = orc.true_local_sums(eff[..., [i, j]], starts[motif], widths[motif])
                 with np.errstate(divide="ignore", invalid="ignore"):
                     values = np.where(sxx > 0, sxy / sxx, np.nan)
-                frames.append(pd.DataFrame({"id": an.ids, "exposure": x, "outcome": y,
-                                            "value": values, "sxy": sxy, "sxx": sxx}))  # fmt: skip
+                frames.append(
+                    pd.DataFrame(
+                        {
+                            "id": an.ids,
+                            "exposure": x,
+                            "outcome": y,
+                            "value": values,
+                            "sxy": sxy,
+                            "sxx": sxx,
+                        }
+                    )
+                )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -237,8 +281,9 @@ def _training_seed(config: ExperimentConfig, round_index: int, regime: str) -> i
     return config.seed * 100_003 + round_index * 10 + gen.REGIMES.index(regime)
 
 
-def _round_model(round_index: int, regime: str, config: ExperimentConfig, train_data,
-                 cache_dir: str | None):  # fmt: skip
+def _round_model(
+    round_index: int, regime: str, config: ExperimentConfig, train_data, cache_dir: str | None
+):
     """The job's ensemble: read from the model cache, else trained (and cached).
 
     ``train_data``: a callable returning the training ``SimulatedData`` (only called to train).
@@ -252,8 +297,13 @@ def _round_model(round_index: int, regime: str, config: ExperimentConfig, train_
 
     train = train_data()
     tc = replace(config.training, seed=_training_seed(config, round_index, regime))
-    ens = train_ensemble(train.onehot, train.labels, model_config=config.model, train_config=tc,
-                         feature_names=config.simulation.features)  # fmt: skip
+    ens = train_ensemble(
+        train.onehot,
+        train.labels,
+        model_config=config.model,
+        train_config=tc,
+        feature_names=config.simulation.features,
+    )
     if cache_dir is not None:
         _cache.save_model(cache_dir, round_index, regime, ens)
     return ens.to_predictive(), False
@@ -266,23 +316,39 @@ def _round_calibration(model, cal, config: ExperimentConfig, cache_dir: str | No
     if config.calibration == "none":
         return None
     features = config.simulation.features
-    key = {"calibration": config.calibration, "aleatoric_variance": config.aleatoric_variance,
-           "n_calibration": config.n_calibration}  # fmt: skip
+    key = {
+        "calibration": config.calibration,
+        "aleatoric_variance": config.aleatoric_variance,
+        "n_calibration": config.n_calibration,
+    }
     if cache_dir is not None:
         cached = _cache.load_calibration(cache_dir, *job, key)
         if cached is not None:
             return cached
-    fit = inputs.fit_calibration(model, cal().onehot, cal().labels, features, features,
-                                 method=config.calibration, source="calibration sequences",
-                                 aleatoric_variance=config.aleatoric_variance)  # fmt: skip
+    fit = inputs.fit_calibration(
+        model,
+        cal().onehot,
+        cal().labels,
+        features,
+        features,
+        method=config.calibration,
+        source="calibration sequences",
+        aleatoric_variance=config.aleatoric_variance,
+    )
     if cache_dir is not None:
         _cache.save_calibration(cache_dir, *job, key, fit)
     return fit
 
 
-def run_round(round_index: int, regime: str, params: gen.RoundParameters,
-              config: ExperimentConfig, motif_set: gen.MotifSet | None = None,
-              model=None, cache_dir: str | None = None) -> RoundResult:
+def run_round(
+    round_index: int,
+    regime: str,
+    params: gen.RoundParameters,
+    config: ExperimentConfig,
+    motif_set: gen.MotifSet | None = None,
+    model=None,
+    cache_dir: str | None = None,
+) -> RoundResult:
     """Simulate, train, run Deep MR and compare with the truth for one (round, regime).
 
     Parameters
@@ -312,18 +378,28 @@ def run_round(round_index: int, regime: str, params: gen.RoundParameters,
     r_train, r_cal, r_an = _rngs(config, round_index, regime)
     tag = f"r{round_index:03d}_{regime}_"
     t0 = time.perf_counter()
-    an = gen.simulate(config.n_analysis, params, _analysis_config(sim), regime, r_an, motif_set=ms,
-                      embedding="both", id_prefix=tag + "seq")  # fmt: skip
+    an = gen.simulate(
+        config.n_analysis,
+        params,
+        _analysis_config(sim),
+        regime,
+        r_an,
+        motif_set=ms,
+        embedding="both",
+        id_prefix=tag + "seq",
+    )
 
     # the training and calibration sets come from their own streams: simulated only when needed
     def train_data():
-        return gen.simulate(config.n_train, params, sim, regime, r_train, motif_set=ms,
-                            id_prefix=tag + "train")  # fmt: skip
+        return gen.simulate(
+            config.n_train, params, sim, regime, r_train, motif_set=ms, id_prefix=tag + "train"
+        )
 
     @lru_cache(maxsize=1)
     def cal_data():
-        return gen.simulate(config.n_calibration, params, sim, regime, r_cal, motif_set=ms,
-                            id_prefix=tag + "cal")  # fmt: skip
+        return gen.simulate(
+            config.n_calibration, params, sim, regime, r_cal, motif_set=ms, id_prefix=tag + "cal"
+        )
 
     timings["simulate"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -346,12 +422,23 @@ def _deep_mr(config: ExperimentConfig, model, an, cal_fit, tag: str):
 
     features = config.simulation.features
     run_config = _engine_config(config, features, len(an))
-    plan = runner.make_plan(run_config, model, {"name": f"simulation {tag}"},
-                            sequences=(an.ids, an.onehot), calibration=cal_fit)  # fmt: skip
+    plan = runner.make_plan(
+        run_config,
+        model,
+        {"name": f"simulation {tag}"},
+        sequences=(an.ids, an.onehot),
+        calibration=cal_fit,
+    )
     chunk = runner.compute_chunk(plan, 0)
-    glob = aggregate.global_effects(chunk.local, len(an), method=config.meta_method,
-                                    level=run_config.level, samples=chunk.samples,
-                                    exposures=features, outcomes=features)  # fmt: skip
+    glob = aggregate.global_effects(
+        chunk.local,
+        len(an),
+        method=config.meta_method,
+        level=run_config.level,
+        samples=chunk.samples,
+        exposures=features,
+        outcomes=features,
+    )
     return chunk, glob
 
 
@@ -359,9 +446,11 @@ def _truth_table(params, config: ExperimentConfig, ms, an, regime: str):
     """Learnable and paper truths per (id, exposure, outcome), with their sums."""
     key = ["id", "exposure", "outcome"]
     truth = true_locals(params, config, ms, an, regime, learnable=True).rename(
-        columns={"value": "true_local", "sxy": "true_sxy", "sxx": "true_sxx"})
+        columns={"value": "true_local", "sxy": "true_sxy", "sxx": "true_sxx"}
+    )
     paper = true_locals(params, config, ms, an, regime, learnable=False).rename(
-        columns={"value": "true_local_paper", "sxy": "true_sxy_paper", "sxx": "true_sxx_paper"})
+        columns={"value": "true_local_paper", "sxy": "true_sxy_paper", "sxx": "true_sxx_paper"}
+    )
     return truth.merge(paper, on=key, validate="one_to_one")
 
 
@@ -371,9 +460,16 @@ def _pooled(num, den) -> float:
     return float(np.sum(num)) / d if d > 0 else np.nan
 
 
-def analyse_round(round_index: int, regime: str, params: gen.RoundParameters,
-                  config: ExperimentConfig, data: tuple, model, cal_fit,
-                  timings: dict) -> RoundResult:  # fmt: skip
+def analyse_round(
+    round_index: int,
+    regime: str,
+    params: gen.RoundParameters,
+    config: ExperimentConfig,
+    data: tuple,
+    model,
+    cal_fit,
+    timings: dict,
+) -> RoundResult:
     """Deep MR on one job's analysed sequences and the comparison with the truth.
 
     Parameters
@@ -407,30 +503,53 @@ def analyse_round(round_index: int, regime: str, params: gen.RoundParameters,
     key = ["id", "exposure", "outcome"]
     loc = chunk.local.assign(
         id=[an.ids[i] for i in chunk.local["sequence_index"]],
-        exposure=chunk.local["exposure"].astype(str), outcome=chunk.local["outcome"].astype(str),
+        exposure=chunk.local["exposure"].astype(str),
+        outcome=chunk.local["outcome"].astype(str),
         method=chunk.local["method"].astype(str),
-    )[["id", "exposure", "outcome", "method", "estimate", "se", "ci_low", "ci_high",
-       "n_instruments", "reason"]].merge(truth, on=key, how="left", validate="many_to_one")  # fmt: skip
+    )[
+        [
+            "id",
+            "exposure",
+            "outcome",
+            "method",
+            "estimate",
+            "se",
+            "ci_low",
+            "ci_high",
+            "n_instruments",
+            "reason",
+        ]
+    ].merge(truth, on=key, how="left", validate="many_to_one")
     loc.insert(0, "regime", regime)
     loc.insert(0, "round", round_index)
     usable = (loc["reason"] == 0) & np.isfinite(loc["estimate"])
     scale = cal_fit.se_scale if cal_fit is not None else np.ones(len(features))
     records = []
     for row in glob.to_dict("records"):
-        rows = loc[(loc["method"] == row["method"]) & (loc["exposure"] == row["exposure"])
-                   & (loc["outcome"] == row["outcome"])]  # fmt: skip
+        rows = loc[
+            (loc["method"] == row["method"])
+            & (loc["exposure"] == row["exposure"])
+            & (loc["outcome"] == row["outcome"])
+        ]
         used = rows[usable.loc[rows.index]]
         rec = {
-            "round": round_index, "regime": regime, "method": row["method"],
-            "exposure": row["exposure"], "outcome": row["outcome"],
+            "round": round_index,
+            "regime": regime,
+            "method": row["method"],
+            "exposure": row["exposure"],
+            "outcome": row["outcome"],
             "role": scoring.pair_role(row["exposure"], row["outcome"], regime),
-            "alpha": params.alpha, "effect": params.effect, "beta": params.beta,
-            "high": bool(params.high), "n_analysed": len(an), "n_used": len(used),
+            "alpha": params.alpha,
+            "effect": params.effect,
+            "beta": params.beta,
+            "high": bool(params.high),
+            "n_analysed": len(an),
+            "n_used": len(used),
             # the truths over the sequences the estimate used (those with a local fit)
             "truth": _pooled(used["true_sxy"], used["true_sxx"]),
             "truth_paper": _pooled(used["true_sxy_paper"], used["true_sxx_paper"]),
             "truth_mean_ratio": float(np.nanmean(used["true_local"])) if len(used) else np.nan,
-        }  # fmt: skip
+        }
         for name, value in row.items():
             if name not in rec:
                 rec[name] = value.item() if hasattr(value, "item") else value
@@ -439,9 +558,15 @@ def analyse_round(round_index: int, regime: str, params: gen.RoundParameters,
         records.append(rec)
     for rec in records:
         rec.update({f"seconds_{k}": v for k, v in timings.items()})
-    return RoundResult(round=round_index, regime=regime, params=params, globals=records,
-                       locals=loc, calibration_scale=tuple(float(s) for s in scale),
-                       timings=timings)  # fmt: skip
+    return RoundResult(
+        round=round_index,
+        regime=regime,
+        params=params,
+        globals=records,
+        locals=loc,
+        calibration_scale=tuple(float(s) for s in scale),
+        timings=timings,
+    )
 
 
 @dataclass(frozen=True)
@@ -468,8 +593,12 @@ class ExperimentResult:
     resumed: int = 0
 
 
-def run_experiment(config: ExperimentConfig, out_dir: str | None = None,
-                   progress: bool = True, reanalyze: bool = False) -> ExperimentResult:
+def run_experiment(
+    config: ExperimentConfig,
+    out_dir: str | None = None,
+    progress: bool = True,
+    reanalyze: bool = False,
+) -> ExperimentResult:
     """Run every (round, regime), summarise, and write the results folder.
 
     Files in ``out_dir``: ``config.json``, ``rounds.csv`` (rewritten after every round),
@@ -510,8 +639,10 @@ def run_experiment(config: ExperimentConfig, out_dir: str | None = None,
         _cache.check_resumable(config.to_dict(), _defaults(), out_dir)
         os.makedirs(os.path.join(out_dir, "jobs"), exist_ok=True)
         cache_dir = os.path.join(out_dir, "models")
-        results.write_text(os.path.join(out_dir, "config.json"),
-                           json.dumps(config.to_dict(), indent=2, default=str))  # fmt: skip
+        results.write_text(
+            os.path.join(out_dir, "config.json"),
+            json.dumps(config.to_dict(), indent=2, default=str),
+        )
         for job in jobs if not reanalyze else ():
             saved = _cache.load_job(out_dir, *job, akey)
             if saved is not None:
@@ -519,8 +650,12 @@ def run_experiment(config: ExperimentConfig, out_dir: str | None = None,
                 local_frames.append(saved[1])
                 done.add(job)
         if done:
-            logger.info("resuming: %d of %d (round, regime) jobs read from %s", len(done),
-                        len(jobs), os.path.join(out_dir, "jobs"))  # fmt: skip
+            logger.info(
+                "resuming: %d of %d (round, regime) jobs read from %s",
+                len(done),
+                len(jobs),
+                os.path.join(out_dir, "jobs"),
+            )
     todo = [job for job in jobs if job not in done]
 
     def collect(res: RoundResult) -> None:
@@ -528,12 +663,15 @@ def run_experiment(config: ExperimentConfig, out_dir: str | None = None,
         local_frames.append(res.locals)
         if out_dir is not None:
             _cache.save_job(out_dir, res.round, res.regime, res.globals, res.locals, akey)
-            results.write_text(os.path.join(out_dir, "rounds.csv"),
-                               pd.DataFrame(records).to_csv(index=False))  # fmt: skip
+            results.write_text(
+                os.path.join(out_dir, "rounds.csv"), pd.DataFrame(records).to_csv(index=False)
+            )
 
     _run_jobs(config, todo, len(jobs), cache_dir, collect, progress)
     order = {job: k for k, job in enumerate(jobs)}
-    records.sort(key=lambda r: (order[(r["round"], r["regime"])], config.methods.index(r["method"])))
+    records.sort(
+        key=lambda r: (order[(r["round"], r["regime"])], config.methods.index(r["method"]))
+    )
     rounds = pd.DataFrame(records)
     locals_ = pd.concat(local_frames, ignore_index=True)
     summary = scoring.summarize(rounds)
@@ -544,19 +682,30 @@ def run_experiment(config: ExperimentConfig, out_dir: str | None = None,
         results.write_text(os.path.join(out_dir, "summary.csv"), summary.to_csv(index=False))
         results.write_text(os.path.join(out_dir, "summary.md"), scoring.to_markdown(summary))
         scoring.plot_rounds(rounds, os.path.join(out_dir, "estimated_vs_true.png"))
-    return ExperimentResult(rounds=rounds, locals=locals_, summary=summary,
-                            seconds=time.perf_counter() - t_start, out_dir=out_dir,
-                            resumed=len(done))  # fmt: skip
+    return ExperimentResult(
+        rounds=rounds,
+        locals=locals_,
+        summary=summary,
+        seconds=time.perf_counter() - t_start,
+        out_dir=out_dir,
+        resumed=len(done),
+    )
 
 
-def _run_jobs(config: ExperimentConfig, todo: list, total: int, cache_dir, collect,
-              progress: bool) -> None:  # fmt: skip
+def _run_jobs(
+    config: ExperimentConfig, todo: list, total: int, cache_dir, collect, progress: bool
+) -> None:
     """Run the ``todo`` jobs (in ``config.workers`` processes), passing each result to ``collect``."""
     from tqdm.auto import tqdm
 
     params = round_parameters(config)
-    bar = tqdm(total=total, initial=total - len(todo), desc="simulation rounds", unit="round",
-               disable=not progress)  # fmt: skip
+    bar = tqdm(
+        total=total,
+        initial=total - len(todo),
+        desc="simulation rounds",
+        unit="round",
+        disable=not progress,
+    )
 
     def done(res: RoundResult) -> None:
         collect(res)
@@ -570,11 +719,16 @@ def _run_jobs(config: ExperimentConfig, todo: list, total: int, cache_dir, colle
         ctx = multiprocessing.get_context("spawn")
         # every stage of a job (training, ISM, MR) keeps to the job's threads: a worker whose ISM
         # ran on all cores while the other trained was measured 8x slower (oversubscription)
-        with ProcessPoolExecutor(max_workers=config.workers, mp_context=ctx,
-                                 initializer=_limit_threads,
-                                 initargs=(config.training.threads,)) as pool:  # fmt: skip
-            futures = [pool.submit(run_round, i, regime, params[i], config, None, None, cache_dir)
-                       for i, regime in todo]  # fmt: skip
+        with ProcessPoolExecutor(
+            max_workers=config.workers,
+            mp_context=ctx,
+            initializer=_limit_threads,
+            initargs=(config.training.threads,),
+        ) as pool:
+            futures = [
+                pool.submit(run_round, i, regime, params[i], config, None, None, cache_dir)
+                for i, regime in todo
+            ]
             for fut in as_completed(futures):
                 done(fut.result())
     else:

@@ -180,8 +180,13 @@ class SimulationConfig:
         if len(self.binding_offsets) != 3:
             raise ValueError("binding_offsets needs 3 values: exposure, outcome, confounder")
         object.__setattr__(self, "binding_offsets", tuple(float(v) for v in self.binding_offsets))
-        for name in ("embed_prob", "confounder_motif_prob", "random_confounder_prob",
-                     "effect_high_prob", "shared_motif_prob"):
+        for name in (
+            "embed_prob",
+            "confounder_motif_prob",
+            "random_confounder_prob",
+            "effect_high_prob",
+            "shared_motif_prob",
+        ):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {v}")
@@ -357,7 +362,9 @@ def anscombe(y):
     return 2.0 * np.sqrt(np.asarray(y, dtype=np.float64) + 0.375)
 
 
-def _instances(freqs: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _instances(
+    freqs: np.ndarray, n: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Sample ``n`` motif instances (ACGT codes, shape (n, W)) and their strands (+1/-1, (n,))."""
     cum = np.cumsum(freqs, axis=1)
     codes = (rng.random((n, freqs.shape[0]))[:, :, None] > cum[None]).sum(axis=2).clip(0, 3)
@@ -440,10 +447,14 @@ def simulate(
     exposure_first = rng.random(n) < 0.5
     starts["exposure"] = np.select(
         [emb == 1, (emb == 3) & exposure_first, emb == 3],
-        [single_e, pair_start, pair_start + wo + gap], -1)
+        [single_e, pair_start, pair_start + wo + gap],
+        -1,
+    )
     starts["outcome"] = np.select(
         [emb == 2, (emb == 3) & exposure_first, emb == 3],
-        [single_o, pair_start + we + gap, pair_start], -1)
+        [single_o, pair_start + we + gap, pair_start],
+        -1,
+    )
     for key in ("exposure", "outcome"):
         inst, strand = _instances(ms.frequencies[key], n, rng)
         rows = np.flatnonzero(starts[key] >= 0)
@@ -456,7 +467,9 @@ def simulate(
     if seq_conf or config.bystander_gamma > 0:
         inst, strand = _instances(ms.frequencies["confounder"], n, rng)
         insert = rng.random(n) < config.confounder_motif_prob
-        _insert_free(codes, starts, strands, widths, placed, "confounder", inst, strand, insert, rng)
+        _insert_free(
+            codes, starts, strands, widths, placed, "confounder", inst, strand, insert, rng
+        )
         placed.append("confounder")
     if regime == "pleiotropy":
         inst, strand = _instances(ms.frequencies["shared"], n, rng)
@@ -469,8 +482,10 @@ def simulate(
     q_out = ms.occupancy("outcome", onehot)
     q_conf = ms.occupancy("confounder", onehot)
     q_sh = ms.occupancy("shared", onehot) if regime == "pleiotropy" else np.zeros(n)
-    b = (rng.random(n) < config.random_confounder_prob).astype(np.int8) if rand_conf else (
-        np.zeros(n, dtype=np.int8)
+    b = (
+        (rng.random(n) < config.random_confounder_prob).astype(np.int8)
+        if rand_conf
+        else (np.zeros(n, dtype=np.int8))
     )
     c_exp, c_out = expected_counts(q_exp, q_out, q_conf, b, params, config, regime, q_shared=q_sh)
     y_exp = rng.poisson(c_exp)
@@ -484,13 +499,30 @@ def simulate(
     labels = np.stack(columns, axis=1).astype(np.float32)
     ids = np.array([f"{id_prefix}{i:06d}" for i in range(n)])
     return SimulatedData(
-        ids=ids, onehot=onehot, embedding=emb,
-        exposure_start=starts["exposure"], outcome_start=starts["outcome"],
-        confounder_start=starts["confounder"], exposure_strand=strands["exposure"],
-        outcome_strand=strands["outcome"], confounder_strand=strands["confounder"],
-        q_exp=q_exp, q_out=q_out, q_conf=q_conf, b=b, c_exp=c_exp, c_out=c_out,
-        y_exp=y_exp, y_out=y_out, labels=labels, regime=regime, c_byst=c_byst, y_byst=y_byst,
-        shared_start=starts["shared"], shared_strand=strands["shared"], q_shared=q_sh,
+        ids=ids,
+        onehot=onehot,
+        embedding=emb,
+        exposure_start=starts["exposure"],
+        outcome_start=starts["outcome"],
+        confounder_start=starts["confounder"],
+        exposure_strand=strands["exposure"],
+        outcome_strand=strands["outcome"],
+        confounder_strand=strands["confounder"],
+        q_exp=q_exp,
+        q_out=q_out,
+        q_conf=q_conf,
+        b=b,
+        c_exp=c_exp,
+        c_out=c_out,
+        y_exp=y_exp,
+        y_out=y_out,
+        labels=labels,
+        regime=regime,
+        c_byst=c_byst,
+        y_byst=y_byst,
+        shared_start=starts["shared"],
+        shared_strand=strands["shared"],
+        q_shared=q_sh,
     )
 
 
@@ -535,8 +567,16 @@ def bystander_counts(q_conf, q_shared, config: SimulationConfig, regime: str) ->
     return c
 
 
-def expected_counts(q_exp, q_out, q_conf, b, params: RoundParameters, config: SimulationConfig,
-                    regime: str, q_shared=None) -> tuple[np.ndarray, np.ndarray]:
+def expected_counts(
+    q_exp,
+    q_out,
+    q_conf,
+    b,
+    params: RoundParameters,
+    config: SimulationConfig,
+    regime: str,
+    q_shared=None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Poisson means of the exposure and outcome counts.
 
     Parameters

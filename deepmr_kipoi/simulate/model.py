@@ -57,8 +57,10 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         """Plain-dict form (JSON-serialisable)."""
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
-                for f in fields(self)}
+        return {
+            f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+            for f in fields(self)
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
@@ -95,7 +97,9 @@ def build_cnn(config: ModelConfig):
                 c_in = c
             self.conv = nn.Sequential(*layers)
             self.dense = nn.Sequential(
-                nn.Linear(2 * c_in, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout),
+                nn.Linear(2 * c_in, cfg.hidden),
+                nn.ReLU(),
+                nn.Dropout(cfg.dropout),
                 nn.Linear(cfg.hidden, cfg.n_outputs),
             )
             self.register_buffer("target_mean", torch.zeros(cfg.n_outputs))

@@ -60,7 +60,9 @@ class Motif:
                 f"{counts.shape}"
             )
         if not np.all(np.isfinite(counts)) or np.any(counts < 0):
-            raise DeepMRInputError(f"motif {self.accession} has negative or non-finite counts; give counts >= 0")
+            raise DeepMRInputError(
+                f"motif {self.accession} has negative or non-finite counts; give counts >= 0"
+            )
         if np.any(counts.sum(axis=1) <= 0):
             raise DeepMRInputError(
                 f"motif {self.accession} has a position without counts; give every position a count > 0"
@@ -92,7 +94,9 @@ class Motif:
             Rows sum to 1.
         """
         bg = check_background(background)
-        pseudocount = validation.finite_float(pseudocount, "pseudocount", low=0.0, high=1.0, high_open=True)
+        pseudocount = validation.finite_float(
+            pseudocount, "pseudocount", low=0.0, high=1.0, high_open=True
+        )
         freqs = self.counts / self.counts.sum(axis=1, keepdims=True)
         return (1.0 - pseudocount) * freqs + pseudocount * bg
 
@@ -139,7 +143,9 @@ def read_jaspar(path: str | os.PathLike) -> Motif:
             raise DeepMRInputError(f"{path}: unexpected line {ln!r}; write rows as 'A [ counts ]'")
         rows[base] = [float(v) for v in rest.replace("]", " ").split()]
     if set(rows) != set(ALPHABET) or len({len(v) for v in rows.values()}) != 1:
-        raise DeepMRInputError(f"{path}: rows A, C, G, T missing or of unequal length; give all four, equally long")
+        raise DeepMRInputError(
+            f"{path}: rows A, C, G, T missing or of unequal length; give all four, equally long"
+        )
     counts = np.array([rows[b] for b in ALPHABET]).T
     return Motif(name=name, accession=accession, counts=counts)
 

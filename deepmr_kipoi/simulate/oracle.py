@@ -140,14 +140,26 @@ class Oracle:
         from deepmr_kipoi.simulate import generative as gen
 
         cfg = self.config
-        q = {k: self.motif_set.occupancy(k, onehot)
-             for k in ("exposure", "outcome", "confounder", "shared")}  # fmt: skip
+        q = {
+            k: self.motif_set.occupancy(k, onehot)
+            for k in ("exposure", "outcome", "confounder", "shared")
+        }
         # the structure of the regime, with the sequence confounder's terms only where asked for
-        structure = self.regime if self.regime in ("pleiotropy", "reverse") else (
-            "sequence" if self.sequence_confounder else "none")
-        c_exp, c_out = gen.expected_counts(q["exposure"], q["outcome"], q["confounder"],
-                                           np.zeros_like(q["exposure"]), self.params, cfg,
-                                           structure, q_shared=q["shared"])  # fmt: skip
+        structure = (
+            self.regime
+            if self.regime in ("pleiotropy", "reverse")
+            else ("sequence" if self.sequence_confounder else "none")
+        )
+        c_exp, c_out = gen.expected_counts(
+            q["exposure"],
+            q["outcome"],
+            q["confounder"],
+            np.zeros_like(q["exposure"]),
+            self.params,
+            cfg,
+            structure,
+            q_shared=q["shared"],
+        )
         columns = [c_exp, c_out]
         if cfg.bystander_gamma > 0:
             columns.append(gen.bystander_counts(q["confounder"], q["shared"], cfg, self.regime))
@@ -236,7 +248,9 @@ def oracle_effects(oracle: Oracle, onehot: np.ndarray) -> np.ndarray:
     return out if out is not None else np.empty((0, L, 3, len(oracle.config.features)))
 
 
-def true_local_effects(effects: np.ndarray, motif_start: np.ndarray, motif_width: int) -> np.ndarray:
+def true_local_effects(
+    effects: np.ndarray, motif_start: np.ndarray, motif_width: int
+) -> np.ndarray:
     """Slope through the origin of outcome change on exposure change over the exposure motif.
 
     Parameters
@@ -258,8 +272,9 @@ def true_local_effects(effects: np.ndarray, motif_start: np.ndarray, motif_width
         return np.where(sxx > 0, sxy / sxx, np.nan)
 
 
-def true_local_sums(effects: np.ndarray, motif_start: np.ndarray,
-                    motif_width: int) -> tuple[np.ndarray, np.ndarray]:
+def true_local_sums(
+    effects: np.ndarray, motif_start: np.ndarray, motif_width: int
+) -> tuple[np.ndarray, np.ndarray]:
     """``sum(dx dy)`` and ``sum(dx^2)`` over the mutants of each sequence's X motif.
 
     Parameters

@@ -123,32 +123,57 @@ def summarize(rounds):
         null_inside = (nulls["ci_low"] <= nulls["truth"]) & (nulls["truth"] <= nulls["ci_high"])
         conf = g[g["role"] == "confounded"]
         conf_inside = (conf["ci_low"] <= conf["truth"]) & (conf["truth"] <= conf["ci_high"])
-        rows.append({
-            "regime": regime, "method": method, "rounds": n,
-            "pearson_r": _corr(e, t),
-            "r_within_high": _corr(e[high], t[high]), "r_within_low": _corr(e[~high], t[~high]),
-            "bias": float(np.mean(e - t)) if n else np.nan,
-            "mae": float(np.mean(np.abs(e - t))) if n else np.nan,
-            "coverage": cov, "coverage_low": cov_lo, "coverage_high": cov_hi,
-            "meta_coverage": float(((p["meta_ci_low"] <= p["truth"])
-                                    & (p["truth"] <= p["meta_ci_high"])).mean()) if n else np.nan,
-            "paper_coverage": float(((p["ci_low"] <= p["truth_paper"])
-                                     & (p["truth_paper"] <= p["ci_high"])).mean()) if n else np.nan,
-            "power": power, "power_low": pw_lo, "power_high": pw_hi, "power_rounds": n_strong,
-            "null_pair_rounds": n_null, "null_flagged": flagged, "null_flagged_low": fl_lo,
-            "null_flagged_high": fl_hi, "null_estimable_rounds": n_est,
-            "null_flagged_estimable": fl_est, "null_flagged_estimable_low": fl_est_lo,
-            "null_flagged_estimable_high": fl_est_hi,
-            "null_coverage": float(null_inside.mean()) if len(nulls) else np.nan,
-            "confounded_coverage": float(conf_inside.mean()) if len(conf) else np.nan,
-            "median_df": float(np.nanmedian(p["df"])) if n and "df" in p else np.nan,
-        })  # fmt: skip
+        rows.append(
+            {
+                "regime": regime,
+                "method": method,
+                "rounds": n,
+                "pearson_r": _corr(e, t),
+                "r_within_high": _corr(e[high], t[high]),
+                "r_within_low": _corr(e[~high], t[~high]),
+                "bias": float(np.mean(e - t)) if n else np.nan,
+                "mae": float(np.mean(np.abs(e - t))) if n else np.nan,
+                "coverage": cov,
+                "coverage_low": cov_lo,
+                "coverage_high": cov_hi,
+                "meta_coverage": float(
+                    ((p["meta_ci_low"] <= p["truth"]) & (p["truth"] <= p["meta_ci_high"])).mean()
+                )
+                if n
+                else np.nan,
+                "paper_coverage": float(
+                    ((p["ci_low"] <= p["truth_paper"]) & (p["truth_paper"] <= p["ci_high"])).mean()
+                )
+                if n
+                else np.nan,
+                "power": power,
+                "power_low": pw_lo,
+                "power_high": pw_hi,
+                "power_rounds": n_strong,
+                "null_pair_rounds": n_null,
+                "null_flagged": flagged,
+                "null_flagged_low": fl_lo,
+                "null_flagged_high": fl_hi,
+                "null_estimable_rounds": n_est,
+                "null_flagged_estimable": fl_est,
+                "null_flagged_estimable_low": fl_est_lo,
+                "null_flagged_estimable_high": fl_est_hi,
+                "null_coverage": float(null_inside.mean()) if len(nulls) else np.nan,
+                "confounded_coverage": float(conf_inside.mean()) if len(conf) else np.nan,
+                "median_df": float(np.nanmedian(p["df"])) if n and "df" in p else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 #: Verdict-based columns of :func:`summarize_verdicts` (the issue's targets).
-VERDICT_COLUMNS = ("null_causal", "null_causal_estimable", "planted_causal", "direction_right",
-                   "confounded_causal")  # fmt: skip
+VERDICT_COLUMNS = (
+    "null_causal",
+    "null_causal_estimable",
+    "planted_causal",
+    "direction_right",
+    "confounded_causal",
+)
 
 
 def _pair_rows(rounds, method: str = "ivw"):
@@ -200,17 +225,27 @@ def summarize_verdicts(rounds, method: str = "ivw"):
         directional = planted & (np.abs(truth) >= NEAR_ZERO)
         named = (g["direction"].astype(str) == f"{cause} -> {effect}").to_numpy(bool)
         row = {"regime": regime}
-        for name, flags in (("null_causal", causal[null]),
-                            ("null_causal_estimable", causal[null & estimable]),
-                            ("planted_causal", right_sign[planted]),
-                            ("direction_right", named[directional]),
-                            ("confounded_causal", causal[role == "confounded"])):  # fmt: skip
+        for name, flags in (
+            ("null_causal", causal[null]),
+            ("null_causal_estimable", causal[null & estimable]),
+            ("planted_causal", right_sign[planted]),
+            ("direction_right", named[directional]),
+            ("confounded_causal", causal[role == "confounded"]),
+        ):
             share, lo, hi, n = _share(flags)
-            row.update({name: share if has else np.nan, f"{name}_low": lo if has else np.nan,
-                        f"{name}_high": hi if has else np.nan, f"{name}_n": n})  # fmt: skip
+            row.update(
+                {
+                    name: share if has else np.nan,
+                    f"{name}_low": lo if has else np.nan,
+                    f"{name}_high": hi if has else np.nan,
+                    f"{name}_n": n,
+                }
+            )
         row["planted_verdicts"] = (
             ", ".join(f"{k} {v}" for k, v in g.loc[planted, "verdict"].value_counts().items())
-            if has else "")  # fmt: skip
+            if has
+            else ""
+        )
         out.append(row)
     return pd.DataFrame(out)
 
@@ -247,18 +282,33 @@ def plot_rounds(rounds, path: str, method: str = "ivw") -> None:
 
     data = rounds[(rounds["method"] == method) & np.isfinite(rounds["estimate"])]
     regimes = list(dict.fromkeys(data["regime"]))
-    fig, axes = plt.subplots(1, max(1, len(regimes)), figsize=(3.6 * max(1, len(regimes)), 3.6),
-                             squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        1, max(1, len(regimes)), figsize=(3.6 * max(1, len(regimes)), 3.6), squeeze=False
+    )
     for ax, regime in zip(axes[0], regimes):
         g = data[data["regime"] == regime]
-        for role, colour in (("planted", "C0"), ("reverse", "C3"), ("unrelated", "0.6"),
-                             ("pleiotropic", "C1"), ("confounded", "C2")):  # fmt: skip
+        for role, colour in (
+            ("planted", "C0"),
+            ("reverse", "C3"),
+            ("unrelated", "0.6"),
+            ("pleiotropic", "C1"),
+            ("confounded", "C2"),
+        ):
             r = g[g["role"] == role]
             if not len(r):
                 continue
             t, e = r["truth"].to_numpy(float), r["estimate"].to_numpy(float)
-            ax.errorbar(t, e, yerr=[e - r["ci_low"].to_numpy(float), r["ci_high"].to_numpy(float) - e],
-                        fmt="o", ms=3, capsize=1.5, color=colour, label=role, lw=0.8)
+            ax.errorbar(
+                t,
+                e,
+                yerr=[e - r["ci_low"].to_numpy(float), r["ci_high"].to_numpy(float) - e],
+                fmt="o",
+                ms=3,
+                capsize=1.5,
+                color=colour,
+                label=role,
+                lw=0.8,
+            )
         both = np.concatenate([g["truth"].to_numpy(float), g["estimate"].to_numpy(float)])
         both = both[np.isfinite(both)]
         if both.size:

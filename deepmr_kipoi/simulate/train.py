@@ -67,7 +67,9 @@ class TrainConfig:
     def __post_init__(self):
         # ensemble standard errors need at least two members
         validation.positive_int(self.n_members, "n_members", minimum=2)
-        validation.finite_float(self.val_fraction, "val_fraction", low=0.0, high=1.0, low_open=True, high_open=True)
+        validation.finite_float(
+            self.val_fraction, "val_fraction", low=0.0, high=1.0, low_open=True, high_open=True
+        )
         for name in ("max_epochs", "patience", "batch_size"):
             validation.positive_int(getattr(self, name), name)
 
@@ -122,8 +124,9 @@ class TrainedEnsemble:
 
     def state_dicts(self) -> list:
         """Member state dicts (CPU tensors)."""
-        return [{k: v.detach().cpu().clone() for k, v in m.state_dict().items()}
-                for m in self.members]
+        return [
+            {k: v.detach().cpu().clone() for k, v in m.state_dict().items()} for m in self.members
+        ]
 
 
 def to_predictive(members: Sequence, feature_names: Sequence[str], sequence_length: int | None):
@@ -145,8 +148,15 @@ def to_predictive(members: Sequence, feature_names: Sequence[str], sequence_leng
     wrapped = []
     for m in members:
         m.eval()
-        wrapped.append(from_torch(m, feature_names=list(feature_names), layout="NCL",
-                                  alphabet="ACGT", sequence_length=sequence_length))
+        wrapped.append(
+            from_torch(
+                m,
+                feature_names=list(feature_names),
+                layout="NCL",
+                alphabet="ACGT",
+                sequence_length=sequence_length,
+            )
+        )
     return DeepEnsemble(wrapped)
 
 
@@ -188,14 +198,18 @@ def train_ensemble(
     x = np.asarray(onehot, dtype=np.float32)
     y = np.asarray(labels, dtype=np.float32)
     if x.ndim != 3 or x.shape[2] != 4:
-        raise DeepMRInputError(f"onehot must have shape (N, L, 4), got {x.shape}; pass one-hot sequences")
+        raise DeepMRInputError(
+            f"onehot must have shape (N, L, 4), got {x.shape}; pass one-hot sequences"
+        )
     if y.ndim != 2 or y.shape[0] != x.shape[0] or y.shape[1] != mc.n_outputs:
         raise DeepMRInputError(
             f"labels must have shape (N, {mc.n_outputs}) with N = {x.shape[0]} as onehot, got {y.shape}; "
             "give one row of labels per sequence"
         )
     if len(feature_names) != mc.n_outputs:
-        raise DeepMRInputError(f"need {mc.n_outputs} feature names (one per label column), got {len(feature_names)}")
+        raise DeepMRInputError(
+            f"need {mc.n_outputs} feature names (one per label column), got {len(feature_names)}"
+        )
 
     rng = np.random.default_rng(tc.seed)
     perm = rng.permutation(x.shape[0])
@@ -216,18 +230,36 @@ def train_ensemble(
             seed = _member_seed(tc, m)
             rows = bootstrap_rows(len(tr_idx), seed) if tc.bootstrap else None
             module, hist = _train_one(
-                x_tr if rows is None else x_tr[rows], y_tr if rows is None else y_tr[rows],
-                x_val, y_val, mc, tc, seed, mean, scale,
-            )  # fmt: skip
+                x_tr if rows is None else x_tr[rows],
+                y_tr if rows is None else y_tr[rows],
+                x_val,
+                y_val,
+                mc,
+                tc,
+                seed,
+                mean,
+                scale,
+            )
             members.append(module)
             histories.append(hist)
             if progress:
-                logger.info("member %d/%d: best epoch %d, val MSE %.4f, %.1fs", m + 1,
-                            tc.n_members, hist.best_epoch, min(hist.val_loss), hist.seconds)
+                logger.info(
+                    "member %d/%d: best epoch %d, val MSE %.4f, %.1fs",
+                    m + 1,
+                    tc.n_members,
+                    hist.best_epoch,
+                    min(hist.val_loss),
+                    hist.seconds,
+                )
     finally:
         torch.set_num_threads(previous_threads)
-    return TrainedEnsemble(members=tuple(members), histories=tuple(histories),
-                           model_config=mc, train_config=tc, feature_names=tuple(feature_names))
+    return TrainedEnsemble(
+        members=tuple(members),
+        histories=tuple(histories),
+        model_config=mc,
+        train_config=tc,
+        feature_names=tuple(feature_names),
+    )
 
 
 def bootstrap_rows(n: int, seed: int):
@@ -249,8 +281,17 @@ def bootstrap_rows(n: int, seed: int):
     return torch.from_numpy(rng.integers(0, n, size=n))
 
 
-def _train_one(x_tr, y_tr, x_val, y_val, mc: ModelConfig, tc: TrainConfig, seed: int,
-               mean: np.ndarray, scale: np.ndarray):
+def _train_one(
+    x_tr,
+    y_tr,
+    x_val,
+    y_val,
+    mc: ModelConfig,
+    tc: TrainConfig,
+    seed: int,
+    mean: np.ndarray,
+    scale: np.ndarray,
+):
     import torch
 
     t0 = time.perf_counter()
@@ -259,8 +300,9 @@ def _train_one(x_tr, y_tr, x_val, y_val, mc: ModelConfig, tc: TrainConfig, seed:
         module = build_cnn(mc)
         module.target_mean.copy_(torch.from_numpy(np.asarray(mean, dtype=np.float32)))
         module.target_scale.copy_(torch.from_numpy(np.asarray(scale, dtype=np.float32)))
-        opt = torch.optim.Adam(module.parameters(), lr=tc.learning_rate,
-                               weight_decay=tc.weight_decay)
+        opt = torch.optim.Adam(
+            module.parameters(), lr=tc.learning_rate, weight_decay=tc.weight_decay
+        )
         gen = torch.Generator().manual_seed(seed)
         best, best_state, best_epoch, bad = np.inf, None, 0, 0
         train_hist, val_hist = [], []
@@ -281,8 +323,9 @@ def _train_one(x_tr, y_tr, x_val, y_val, mc: ModelConfig, tc: TrainConfig, seed:
             train_hist.append(total / n)
             module.eval()
             with torch.no_grad():
-                val = float(torch.nn.functional.mse_loss(
-                    _batched(module.standardized, x_val, 2048), y_val))
+                val = float(
+                    torch.nn.functional.mse_loss(_batched(module.standardized, x_val, 2048), y_val)
+                )
             val_hist.append(val)
             if val < best - 1e-6:
                 best, best_epoch, bad = val, epoch, 0
@@ -293,8 +336,13 @@ def _train_one(x_tr, y_tr, x_val, y_val, mc: ModelConfig, tc: TrainConfig, seed:
                     break
         module.load_state_dict(best_state)
         module.eval()
-    return module, MemberHistory(seed=seed, train_loss=tuple(train_hist), val_loss=tuple(val_hist),
-                                 best_epoch=best_epoch, seconds=time.perf_counter() - t0)
+    return module, MemberHistory(
+        seed=seed,
+        train_loss=tuple(train_hist),
+        val_loss=tuple(val_hist),
+        best_epoch=best_epoch,
+        seconds=time.perf_counter() - t0,
+    )
 
 
 def _batched(fn, x, batch: int):

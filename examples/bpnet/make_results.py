@@ -25,8 +25,22 @@ import time
 import pandas as pd
 
 # interval/verdict columns shown when present in global_effects.csv (others are left out)
-SHOWN = ("verdict", "verdict_reason", "estimate", "ci_low", "ci_high", "df", "qvalue", "significant", "direction",
-         "meta_estimate", "meta_ci_low", "meta_ci_high", "median_instruments", "k")
+SHOWN = (
+    "verdict",
+    "verdict_reason",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "df",
+    "qvalue",
+    "significant",
+    "direction",
+    "meta_estimate",
+    "meta_ci_low",
+    "meta_ci_high",
+    "median_instruments",
+    "k",
+)
 
 
 def run_deepmr(sim_out: str) -> float:
@@ -36,11 +50,28 @@ def run_deepmr(sim_out: str) -> float:
     weights = sorted(glob.glob(os.path.join(model, "member_*.pth")))
     with open(os.path.join(sim_out, "experiment.json")) as fh:
         aleatoric = json.load(fh)["aleatoric_variance"]
-    cmd = [sys.executable, "-m", "deepmr_kipoi.cli", "run", "--model", model, "--weights", *weights,
-           "--fasta", os.path.join(sim_out, "analysis.fa"), "--out", os.path.join(sim_out, "deepmr_run"),
-           "--calibration-table", os.path.join(sim_out, "calibration.tsv"),
-           "--calibration-method", "sigma", "--aleatoric-variance", str(aleatoric),
-           "--no-figures", "--force"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "deepmr_kipoi.cli",
+        "run",
+        "--model",
+        model,
+        "--weights",
+        *weights,
+        "--fasta",
+        os.path.join(sim_out, "analysis.fa"),
+        "--out",
+        os.path.join(sim_out, "deepmr_run"),
+        "--calibration-table",
+        os.path.join(sim_out, "calibration.tsv"),
+        "--calibration-method",
+        "sigma",
+        "--aleatoric-variance",
+        str(aleatoric),
+        "--no-figures",
+        "--force",
+    ]
     print("$", " ".join(cmd), file=sys.stderr)
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True)
@@ -55,7 +86,9 @@ def table(sim_out: str, method: str = "ivw") -> pd.DataFrame:
     cols = ["exposure", "outcome"] + [c for c in SHOWN if c in glob_.columns]
     out = truth.merge(glob_[cols], on=["exposure", "outcome"], how="left")
     if {"ci_low", "ci_high"} <= set(out.columns):
-        out["covers_truth"] = (out["ci_low"] <= out["true_effect"]) & (out["true_effect"] <= out["ci_high"])
+        out["covers_truth"] = (out["ci_low"] <= out["true_effect"]) & (
+            out["true_effect"] <= out["ci_high"]
+        )
     return out.sort_values("true_effect", ascending=False, kind="stable")
 
 

@@ -63,19 +63,25 @@ def main(argv=None) -> None:
     x = sequences.random_sequences(1, length, seed=0)
     ensemble = DeepEnsemble([member(s) for s in range(args.members)])
     mc = MCDropout(member(0), n_samples=args.samples, seed=0)
-    print(f"torch {torch.__version__}, device {args.device}, {args.threads} threads; ISM path "
-          f"{ensemble.members[0].ism_path}; load average {os.getloadavg()[0]:.2f} at start")  # fmt: skip
+    print(
+        f"torch {torch.__version__}, device {args.device}, {args.threads} threads; ISM path "
+        f"{ensemble.members[0].ism_path}; load average {os.getloadavg()[0]:.2f} at start"
+    )
     timed(ensemble, x, central(length, 2))  # trace, check and warm up both paths
     timed(mc, x, central(length, 2))
     rows = []
-    for label, model, width in ((f"ensemble of {args.members}", ensemble, args.window),
-                                (f"ensemble of {args.members}", ensemble, args.narrow),
-                                (f"MC dropout, {args.samples} samples", mc, args.mc_window)):  # fmt: skip
+    for label, model, width in (
+        (f"ensemble of {args.members}", ensemble, args.window),
+        (f"ensemble of {args.members}", ensemble, args.narrow),
+        (f"MC dropout, {args.samples} samples", mc, args.mc_window),
+    ):
         seconds, n_mut = timed(model, x, central(length, width))
         rows.append((label, width, n_mut, seconds))
-        print(f"{label:24s} window {width:5d} bp: {seconds:8.1f} s for {n_mut} mutants "
-              f"({1000 * seconds / n_mut:.1f} ms per mutant; whole 1000 bp "
-              f"{seconds / n_mut * 3 * length / 60:.1f} min per sequence)")  # fmt: skip
+        print(
+            f"{label:24s} window {width:5d} bp: {seconds:8.1f} s for {n_mut} mutants "
+            f"({1000 * seconds / n_mut:.1f} ms per mutant; whole 1000 bp "
+            f"{seconds / n_mut * 3 * length / 60:.1f} min per sequence)"
+        )
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
 
 

@@ -47,7 +47,9 @@ def _instrument_signs(run_dir: Path, exposure: int, z: float) -> tuple[int, int]
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default="spliceai_run", help="folder of the two run folders")
     parser.add_argument("--quick", action="store_true", help="small windows (a smoke run)")
     args = parser.parse_args(argv)
@@ -67,13 +69,19 @@ def main(argv=None):
     for name, window in windows.items():
         tick = time.perf_counter()
         config = pipeline.RunConfig(
-            fasta=str(spliceai_adapter.HBB_FASTA), window=window, methods=METHODS, seed=0,
-            out=str(out / name), save_effects=True, progress=False, force=True,
+            fasta=str(spliceai_adapter.HBB_FASTA),
+            window=window,
+            methods=METHODS,
+            seed=0,
+            out=str(out / name),
+            save_effects=True,
+            progress=False,
+            force=True,
             # each window sits around the exposure's own site, which is what keeps instruments
             # valid here; the directionality check compares spreads within the analysed window,
             # where the other site barely varies, so it would drop almost every instrument
             directional=False,
-        )  # fmt: skip
+        )
         result = pipeline.run(config, model=model, identity={"name": "SpliceAI/HBB-exon2"})
         seconds = time.perf_counter() - tick
         table = result.global_effects.merge(
@@ -81,17 +89,31 @@ def main(argv=None):
             on=["exposure", "outcome", "method"],
         )
         for exposure in ("acceptor", "donor"):
-            up, down = _instrument_signs(out / name, ("acceptor", "donor").index(exposure), config.z)
+            up, down = _instrument_signs(
+                out / name, ("acceptor", "donor").index(exposure), config.z
+            )
             sel = table[table.exposure == exposure]
             for _, r in sel.iterrows():
-                rows.append({
-                    "window": f"{name} {window[0]}-{window[1]}", "exposure": exposure, "outcome": r.outcome,
-                    "method": r.method, "estimate": r.estimate, "ci_low": r.ci_low, "ci_high": r.ci_high,
-                    "df": r.df, "significant": r.significant, "meta_ci_low": r.meta_ci_low,
-                    "meta_ci_high": r.meta_ci_high,
-                    "n_instruments": r.n_instruments, "raising": up, "lowering": down,
-                    "seconds": seconds, "mutants": 3 * (window[1] - window[0]),
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "window": f"{name} {window[0]}-{window[1]}",
+                        "exposure": exposure,
+                        "outcome": r.outcome,
+                        "method": r.method,
+                        "estimate": r.estimate,
+                        "ci_low": r.ci_low,
+                        "ci_high": r.ci_high,
+                        "df": r.df,
+                        "significant": r.significant,
+                        "meta_ci_low": r.meta_ci_low,
+                        "meta_ci_high": r.meta_ci_high,
+                        "n_instruments": r.n_instruments,
+                        "raising": up,
+                        "lowering": down,
+                        "seconds": seconds,
+                        "mutants": 3 * (window[1] - window[0]),
+                    }
+                )
 
     summary = pd.DataFrame(rows)
     summary.to_csv(out / "summary.csv", index=False)

@@ -125,8 +125,19 @@ def fetch_weights(cache_dir: str | os.PathLike | None = None, timeout: float = 3
     if all(p.is_file() for p in paths):
         return paths
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "-q", f"spliceai=={SPLICEAI_VERSION}", "-d", tmp]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "-q",
+            f"spliceai=={SPLICEAI_VERSION}",
+            "-d",
+            tmp,
+        ]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except (OSError, subprocess.TimeoutExpired) as err:
@@ -134,7 +145,9 @@ def fetch_weights(cache_dir: str | os.PathLike | None = None, timeout: float = 3
         wheel = Path(tmp) / WHEEL_NAME
         if proc.returncode != 0 or not wheel.is_file():
             last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise WeightsUnavailable(f"pip download of spliceai=={SPLICEAI_VERSION} failed: {last[0]}")
+            raise WeightsUnavailable(
+                f"pip download of spliceai=={SPLICEAI_VERSION} failed: {last[0]}"
+            )
         digest = _sha256(wheel)
         if digest != WHEEL_SHA256:
             raise WeightsUnavailable(f"{WHEEL_NAME} has SHA-256 {digest}, expected {WHEEL_SHA256}")

@@ -42,14 +42,21 @@ def table(rounds: pd.DataFrame, label: str) -> pd.DataFrame:
         inside = (fitted["ci_low"] <= fitted["truth"]) & (fitted["truth"] <= fitted["ci_high"])
         nulls = g[g["role"].isin(scoring.NULL_ROLES)]
         v = verdicts.loc[regime]
-        rows.append({
-            "ensemble": label, "regime": regime, "rounds": len(planted),
-            "planted_estimable": len(fitted), "median_df": float(np.nanmedian(fitted["df"])),
-            "median_se": float(np.nanmedian(fitted["se"])), "coverage": float(inside.mean()),
-            "null_flagged_ivw": float(nulls["significant"].astype(bool).mean()),
-            "null_causal": v["null_causal"], "planted_causal": v["planted_causal"],
-            "direction_right": v["direction_right"],
-        })  # fmt: skip
+        rows.append(
+            {
+                "ensemble": label,
+                "regime": regime,
+                "rounds": len(planted),
+                "planted_estimable": len(fitted),
+                "median_df": float(np.nanmedian(fitted["df"])),
+                "median_se": float(np.nanmedian(fitted["se"])),
+                "coverage": float(inside.mean()),
+                "null_flagged_ivw": float(nulls["significant"].astype(bool).mean()),
+                "null_causal": v["null_causal"],
+                "planted_causal": v["planted_causal"],
+                "direction_right": v["direction_right"],
+            }
+        )
     return pd.DataFrame(rows)
 
 

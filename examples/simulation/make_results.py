@@ -35,7 +35,9 @@ def _fmt(v) -> str:
 def markdown(frame: pd.DataFrame) -> str:
     cols = list(frame.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    lines += [
+        "| " + " | ".join(_fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)
+    ]
     return "\n".join(lines)
 
 
@@ -55,25 +57,37 @@ def main(argv=None) -> int:
     print(f"rounds per regime: {n_rounds}\n")
 
     planted = summary.assign(
-        coverage_95=[interval(*r) for r in summary[["coverage", "coverage_low", "coverage_high"]].to_numpy()],
+        coverage_95=[
+            interval(*r) for r in summary[["coverage", "coverage_low", "coverage_high"]].to_numpy()
+        ],
         power_95=[interval(*r) for r in summary[["power", "power_low", "power_high"]].to_numpy()],
-        null_flagged_95=[interval(*r) for r in summary[["null_flagged", "null_flagged_low",
-                                                        "null_flagged_high"]].to_numpy()],
+        null_flagged_95=[
+            interval(*r)
+            for r in summary[["null_flagged", "null_flagged_low", "null_flagged_high"]].to_numpy()
+        ],
     )
     print("## Verdicts (one per ordered pair; share of pair-rounds, Wilson 95% interval)\n")
     verdicts = scoring.summarize_verdicts(rounds)
     ivw_cov = summary[summary["method"] == "ivw"].set_index("regime")
-    columns = {"null_causal": "null pairs causal (all)",
-               "null_causal_estimable": "null pairs causal (estimable)",
-               "planted_causal": "planted causal, right sign",
-               "direction_right": "direction named", "confounded_causal": "confounded causal"}
+    columns = {
+        "null_causal": "null pairs causal (all)",
+        "null_causal_estimable": "null pairs causal (estimable)",
+        "planted_causal": "planted causal, right sign",
+        "direction_right": "direction named",
+        "confounded_causal": "confounded causal",
+    }
     table = pd.DataFrame({"regime": verdicts["regime"]})
     for col, label in columns.items():
-        table[label] = [f"{interval(*r[:3])} (n={int(r[3])})" for r in
-                        verdicts[[col, f"{col}_low", f"{col}_high", f"{col}_n"]].to_numpy()]
+        table[label] = [
+            f"{interval(*r[:3])} (n={int(r[3])})"
+            for r in verdicts[[col, f"{col}_low", f"{col}_high", f"{col}_n"]].to_numpy()
+        ]
     table["IVW headline coverage"] = [
         interval(*ivw_cov.loc[r, ["coverage", "coverage_low", "coverage_high"]].to_numpy(float))
-        if r in ivw_cov.index else "nan" for r in verdicts["regime"]]
+        if r in ivw_cov.index
+        else "nan"
+        for r in verdicts["regime"]
+    ]
     table["planted verdicts"] = verdicts["planted_verdicts"]
     print(markdown(table))
     if "verdict" in rounds.columns:
@@ -82,26 +96,61 @@ def main(argv=None) -> int:
         by_role = pairs.groupby(["regime", "role"])["verdict"].value_counts(normalize=True)
         print(markdown(by_role.unstack(fill_value=0.0).reset_index()))
         print("\n## Reasons of the null pairs called causal and of the planted pairs not causal\n")
-        wrong = pairs[(pairs["role"].isin(scoring.NULL_ROLES) & (pairs["verdict"] == "causal"))
-                      | ((pairs["role"] == "planted") & (pairs["verdict"] != "causal"))]
-        print(markdown(wrong.groupby(["regime", "role", "verdict", "verdict_reason"]).size()
-                       .rename("pair_rounds").reset_index()))
+        wrong = pairs[
+            (pairs["role"].isin(scoring.NULL_ROLES) & (pairs["verdict"] == "causal"))
+            | ((pairs["role"] == "planted") & (pairs["verdict"] != "causal"))
+        ]
+        print(
+            markdown(
+                wrong.groupby(["regime", "role", "verdict", "verdict_reason"])
+                .size()
+                .rename("pair_rounds")
+                .reset_index()
+            )
+        )
 
     print("\n## Planted pair and null pairs, per method (secondary: flagged significant)\n")
-    print(markdown(planted[["regime", "method", "rounds", "pearson_r", "r_within_high", "r_within_low",
-                            "bias", "mae", "coverage_95", "meta_coverage", "paper_coverage",
-                            "power_95", "null_pair_rounds", "null_flagged_95",
-                            "null_flagged_estimable", "null_coverage",
-                            "confounded_coverage", "median_df"]]))
+    print(
+        markdown(
+            planted[
+                [
+                    "regime",
+                    "method",
+                    "rounds",
+                    "pearson_r",
+                    "r_within_high",
+                    "r_within_low",
+                    "bias",
+                    "mae",
+                    "coverage_95",
+                    "meta_coverage",
+                    "paper_coverage",
+                    "power_95",
+                    "null_pair_rounds",
+                    "null_flagged_95",
+                    "null_flagged_estimable",
+                    "null_coverage",
+                    "confounded_coverage",
+                    "median_df",
+                ]
+            ]
+        )
+    )
 
     print("\n## Flagged significant, by role (share of pair-rounds)\n")
-    flagged = (rounds.assign(significant=rounds["significant"].astype(bool))
-               .groupby(["regime", "method", "role"])["significant"].mean().unstack("role"))
+    flagged = (
+        rounds.assign(significant=rounds["significant"].astype(bool))
+        .groupby(["regime", "method", "role"])["significant"]
+        .mean()
+        .unstack("role")
+    )
     print(markdown(flagged.reset_index()))
 
     print("\n## Direction verdicts of the planted pair (share of rounds)\n")
     ivw = rounds[(rounds["method"] == "ivw") & (rounds["role"] == "planted")]
-    verdicts = ivw.groupby("regime")["direction"].value_counts(normalize=True).unstack(fill_value=0.0)
+    verdicts = (
+        ivw.groupby("regime")["direction"].value_counts(normalize=True).unstack(fill_value=0.0)
+    )
     print(markdown(verdicts.reset_index()))
 
     print("\n## Timings (seconds per job, mean) and calibration factors (mean)\n")

@@ -24,15 +24,19 @@ DEFAULT_OUT = os.path.join(HERE, "..", "..", "deepmr_kipoi", "data", "demo")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default=DEFAULT_OUT, help="output folder")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     t0 = time.perf_counter()
     meta = demo.train_demo_model(os.path.normpath(args.out))
-    logging.info("trained in %.0f s: %s", time.perf_counter() - t0,
-                 json.dumps({k: meta[k] for k in ("best_epochs", "val_mse")}))
+    logging.info(
+        "trained in %.0f s: %s",
+        time.perf_counter() - t0,
+        json.dumps({k: meta[k] for k in ("best_epochs", "val_mse")}),
+    )
     truth = demo.demo_truth()
     logging.info("true global effects on the demo sequences:\n%s", truth.to_string(index=False))
 

@@ -150,8 +150,12 @@ class BPNetSimulator:
     def occupancy(self, onehot: np.ndarray) -> np.ndarray:
         """Occupancy ``q_k`` of every factor, shape (N, 4) in :data:`TASKS` order."""
         return np.stack(
-            [_motifs.occupancy(onehot, self._log_odds(t), self.config.offsets[i])
-             for i, t in enumerate(TASKS)], axis=1)  # fmt: skip
+            [
+                _motifs.occupancy(onehot, self._log_odds(t), self.config.offsets[i])
+                for i, t in enumerate(TASKS)
+            ],
+            axis=1,
+        )
 
     def expected_reads(self, onehot: np.ndarray) -> np.ndarray:
         """Expected total reads ``lambda_k`` (both strands), shape (N, 4).
@@ -187,8 +191,9 @@ class BPNetSimulator:
                 bound = pi @ kernel  # (N, L)
                 mass = bound.sum(axis=1, keepdims=True)
                 shape = np.where(mass > 0, bound / np.maximum(mass, 1e-300), 1.0 / length)
-                out[:, k, :, s] = (cfg.profile_background / length
-                                   + (1.0 - cfg.profile_background) * shape)  # fmt: skip
+                out[:, k, :, s] = (
+                    cfg.profile_background / length + (1.0 - cfg.profile_background) * shape
+                )
         return out
 
 
@@ -247,7 +252,9 @@ def simulate_sequences(
     codes = rng.choice(4, size=(n, length), p=_motifs.BACKGROUND)
     starts = np.full((n, len(TASKS)), -1, dtype=np.int64)
     for i in range(n):
-        present = np.ones(len(TASKS), bool) if all_motifs else rng.random(len(TASKS)) < cfg.embed_prob
+        present = (
+            np.ones(len(TASKS), bool) if all_motifs else rng.random(len(TASKS)) < cfg.embed_prob
+        )
         taken = np.zeros(length, bool)
         for k in rng.permutation(len(TASKS)):
             if not present[k]:
@@ -255,14 +262,18 @@ def simulate_sequences(
             w = widths[k]
             free = [s for s in range(length - w + 1) if not taken[s : s + w].any()]
             s = int(rng.choice(free))
-            codes[i, s : s + w] = _sample_instance(simulator.motifs[TASKS[k]], rng, _motifs.BACKGROUND)
+            codes[i, s : s + w] = _sample_instance(
+                simulator.motifs[TASKS[k]], rng, _motifs.BACKGROUND
+            )
             taken[max(0, s - 2) : s + w + 2] = True
             starts[i, k] = s
     onehot = np.eye(4, dtype=np.float32)[codes]
     return onehot, starts
 
 
-def simulate_data(simulator: BPNetSimulator, n: int, seed: int, *, all_motifs: bool = False) -> BPNetData:
+def simulate_data(
+    simulator: BPNetSimulator, n: int, seed: int, *, all_motifs: bool = False
+) -> BPNetData:
     """Sequences, Poisson totals per strand and multinomial read profiles.
 
     Parameters
@@ -283,5 +294,9 @@ def simulate_data(simulator: BPNetSimulator, n: int, seed: int, *, all_motifs: b
     counts = rng.poisson(np.repeat(lam[:, :, None] / 2.0, 2, axis=2))
     probs = simulator.profile_probabilities(onehot).transpose(0, 1, 3, 2)  # (N, 4, 2, L)
     profiles = rng.multinomial(counts, probs / probs.sum(axis=-1, keepdims=True))
-    return BPNetData(onehot=onehot, counts=counts.astype(np.int64),
-                     profiles=profiles.transpose(0, 1, 3, 2).astype(np.int32), motif_start=starts)
+    return BPNetData(
+        onehot=onehot,
+        counts=counts.astype(np.int64),
+        profiles=profiles.transpose(0, 1, 3, 2).astype(np.int32),
+        motif_start=starts,
+    )

@@ -62,8 +62,13 @@ class BPNetExperimentConfig:
     @classmethod
     def quick(cls, seed: int = 0, threads: int = 1) -> BPNetExperimentConfig:
         """The ``--quick`` sizes: 3000 training sequences, 3 members, at most 8 epochs, 40 analysed."""
-        return cls(n_train=3000, n_analysis=40, n_calibration=1000, seed=seed,
-                   training=BPNetTrainConfig(n_members=3, max_epochs=8, seed=seed, threads=threads))
+        return cls(
+            n_train=3000,
+            n_analysis=40,
+            n_calibration=1000,
+            seed=seed,
+            training=BPNetTrainConfig(n_members=3, max_epochs=8, seed=seed, threads=threads),
+        )
 
 
 @dataclass(frozen=True)
@@ -99,10 +104,12 @@ class BPNetExperimentResult:
 
     def run_command(self) -> str:
         """The ``deepmr run`` command that analyses the saved ensemble."""
-        return (f"deepmr run --model {self.kipoi_model_dir} --weights {' '.join(self.weight_files)} "
-                f"--fasta {self.fasta} --calibration-table {self.calibration_table} "
-                f"--calibration-method sigma --aleatoric-variance {self.aleatoric_variance:.6g} "
-                f"--out {os.path.join(self.out_dir, 'deepmr_run')}")
+        return (
+            f"deepmr run --model {self.kipoi_model_dir} --weights {' '.join(self.weight_files)} "
+            f"--fasta {self.fasta} --calibration-table {self.calibration_table} "
+            f"--calibration-method sigma --aleatoric-variance {self.aleatoric_variance:.6g} "
+            f"--out {os.path.join(self.out_dir, 'deepmr_run')}"
+        )
 
 
 def poisson_label_variance(counts) -> float:
@@ -161,22 +168,28 @@ def run_bpnet_experiment(config: BPNetExperimentConfig, out_dir: str) -> BPNetEx
     seeds = np.random.SeedSequence(config.seed).generate_state(3)  # first two as before
     train = simulate_data(sim, config.n_train, int(seeds[0]))
     analysis = simulate_data(sim, config.n_analysis, int(seeds[1]), all_motifs=True)
-    held_out = simulate_data(sim, positive_int(config.n_calibration, "n_calibration", minimum=10),
-                             int(seeds[2]))  # fmt: skip
+    held_out = simulate_data(
+        sim, positive_int(config.n_calibration, "n_calibration", minimum=10), int(seeds[2])
+    )
     timings["simulate"] = time.perf_counter() - t0
 
     tick = time.perf_counter()
-    members, records = train_bpnet_ensemble(train.onehot, train.counts, train.profiles, config.training)
+    members, records = train_bpnet_ensemble(
+        train.onehot, train.counts, train.profiles, config.training
+    )
     timings["train"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
     length = config.simulation.sequence_length
     kipoi_dir = os.path.join(out_dir, "kipoi_model")
-    weight_files = write_kipoi_model_dir(kipoi_dir, members, config.training.network_kwargs(len(TASKS)),
-                                         TASKS, length)
+    weight_files = write_kipoi_model_dir(
+        kipoi_dir, members, config.training.network_kwargs(len(TASKS)), TASKS, length
+    )
     os.makedirs(os.path.join(out_dir, "bpnet_oskn"), exist_ok=True)
-    oskn = [export_bpnet_oskn_h5(net, os.path.join(out_dir, "bpnet_oskn", f"member_{m}.h5"), length)
-            for m, net in enumerate(members, start=1)]
+    oskn = [
+        export_bpnet_oskn_h5(net, os.path.join(out_dir, "bpnet_oskn", f"member_{m}.h5"), length)
+        for m, net in enumerate(members, start=1)
+    ]
     ids = [f"seq{i:04d}" for i in range(config.n_analysis)]
     fasta = os.path.join(out_dir, "analysis.fa")
     _write_fasta(fasta, ids, analysis.onehot)
@@ -189,32 +202,60 @@ def run_bpnet_experiment(config: BPNetExperimentConfig, out_dir: str) -> BPNetEx
     tick = time.perf_counter()
     local, glob = true_pair_effects(sim, analysis.onehot, analysis.motif_start)
     gamma = config.simulation.gamma()
-    truth = pd.DataFrame([
-        {"exposure": x, "outcome": y, "true_effect": glob[(x, y)],
-         "planted_gamma": gamma[TASKS.index(x), TASKS.index(y)],
-         "n_sequences": int(np.isfinite(local[(x, y)]).sum())}
-        for (x, y) in glob])  # fmt: skip
+    truth = pd.DataFrame(
+        [
+            {
+                "exposure": x,
+                "outcome": y,
+                "true_effect": glob[(x, y)],
+                "planted_gamma": gamma[TASKS.index(x), TASKS.index(y)],
+                "n_sequences": int(np.isfinite(local[(x, y)]).sum()),
+            }
+            for (x, y) in glob
+        ]
+    )
     truth.to_csv(os.path.join(out_dir, "truth.csv"), index=False)
-    pd.DataFrame([
-        {"sequence_id": ids[i], "exposure": x, "outcome": y, "true_local": float(v[i])}
-        for (x, y), v in local.items() for i in range(len(ids))]).to_csv(  # fmt: skip
-        os.path.join(out_dir, "truth_local.csv"), index=False)
+    pd.DataFrame(
+        [
+            {"sequence_id": ids[i], "exposure": x, "outcome": y, "true_local": float(v[i])}
+            for (x, y), v in local.items()
+            for i in range(len(ids))
+        ]
+    ).to_csv(os.path.join(out_dir, "truth_local.csv"), index=False)
     timings["truth"] = time.perf_counter() - tick
 
     seconds = time.perf_counter() - t0
-    result = BPNetExperimentResult(out_dir=out_dir, kipoi_model_dir=kipoi_dir,
-                                   weight_files=tuple(weight_files), oskn_files=tuple(oskn),
-                                   fasta=fasta, truth=truth, seconds=seconds,
-                                   calibration_table=calibration_table,
-                                   aleatoric_variance=poisson_label_variance(held_out.counts))
+    result = BPNetExperimentResult(
+        out_dir=out_dir,
+        kipoi_model_dir=kipoi_dir,
+        weight_files=tuple(weight_files),
+        oskn_files=tuple(oskn),
+        fasta=fasta,
+        truth=truth,
+        seconds=seconds,
+        calibration_table=calibration_table,
+        aleatoric_variance=poisson_label_variance(held_out.counts),
+    )
     info = {
-        "n_train": config.n_train, "n_analysis": config.n_analysis,
-        "n_calibration": config.n_calibration, "seed": config.seed,
+        "n_train": config.n_train,
+        "n_analysis": config.n_analysis,
+        "n_calibration": config.n_calibration,
+        "seed": config.seed,
         "aleatoric_variance": result.aleatoric_variance,
-        "simulation": config.simulation.to_dict(), "training": config.training.to_dict(),
-        "members": [{"seed": r.seed, "best_epoch": r.best_epoch, "val_count_mse": list(r.val_count_mse),
-                     "seconds": r.seconds} for r in records],
-        "timings_s": timings, "seconds": seconds, "run_command": result.run_command(),
+        "simulation": config.simulation.to_dict(),
+        "training": config.training.to_dict(),
+        "members": [
+            {
+                "seed": r.seed,
+                "best_epoch": r.best_epoch,
+                "val_count_mse": list(r.val_count_mse),
+                "seconds": r.seconds,
+            }
+            for r in records
+        ],
+        "timings_s": timings,
+        "seconds": seconds,
+        "run_command": result.run_command(),
     }
     with open(os.path.join(out_dir, "experiment.json"), "w") as fh:
         json.dump(info, fh, indent=2, default=list)

@@ -24,8 +24,13 @@ import numpy as np
 MODULE_FILE = "bpnet_module.py"
 
 
-def write_kipoi_model_dir(out_dir: str, members: Sequence, network_kwargs: dict, tasks: Sequence[str],
-                          sequence_length: int) -> list[str]:
+def write_kipoi_model_dir(
+    out_dir: str,
+    members: Sequence,
+    network_kwargs: dict,
+    tasks: Sequence[str],
+    sequence_length: int,
+) -> list[str]:
     """Write the ensemble as a Kipoi PyTorchModel directory.
 
     Parameters
@@ -74,7 +79,7 @@ info:
   authors:
     - name: deepmr_kipoi simulate --experiment bpnet
   doc: >-
-    Multi-task BPNet trained on simulated ChIP-nexus data of {', '.join(tasks)}; output = log(1 +
+    Multi-task BPNet trained on simulated ChIP-nexus data of {", ".join(tasks)}; output = log(1 +
     reads) per task, strand mean. An ensemble of {len(files)} members (member_*.pth): load them
     with --weights.
 dependencies:
@@ -126,27 +131,45 @@ def export_bpnet_oskn_h5(net, path: str, sequence_length: int) -> str:
     from deepmr_kipoi.errors import DeepMRInputError
 
     if len(net.dilated) != 9 or len(net.counts) != 4:
-        raise DeepMRInputError("the BPNet-OSKN layout needs 9 dilated layers and 4 tasks; train with "
-                               "n_dilated=9")
+        raise DeepMRInputError(
+            "the BPNet-OSKN layout needs 9 dilated layers and 4 tasks; train with n_dilated=9"
+        )
 
     def conv(c):  # torch (out, in, k) -> Keras (k, in, out)
-        return {"kernel": c.weight.detach().numpy().transpose(2, 1, 0), "bias": c.bias.detach().numpy()}
+        return {
+            "kernel": c.weight.detach().numpy().transpose(2, 1, 0),
+            "bias": c.bias.detach().numpy(),
+        }
 
     layers = {"conv1d_1": conv(net.conv1)}
-    config_layers = [{"class_name": "InputLayer",
-                      "config": {"name": "seq", "batch_input_shape": [None, sequence_length, 4]}}]
+    config_layers = [
+        {
+            "class_name": "InputLayer",
+            "config": {"name": "seq", "batch_input_shape": [None, sequence_length, 4]},
+        }
+    ]
     for i, (c, d) in enumerate(zip(net.dilated, net.dilations), start=2):
         layers[f"conv1d_{i}"] = conv(c)
-        config_layers.append({"class_name": "Conv1D",
-                              "config": {"name": f"conv1d_{i}", "dilation_rate": [d], "padding": "same"}})
+        config_layers.append(
+            {
+                "class_name": "Conv1D",
+                "config": {"name": f"conv1d_{i}", "dilation_rate": [d], "padding": "same"},
+            }
+        )
     for k, (prof, cnt) in enumerate(zip(net.profile, net.counts), start=1):
         w = prof.weight.detach().numpy()  # torch (in, out, k) -> Keras (k, 1, out, in)
-        layers[f"conv2d_transpose_{k}"] = {"kernel": w.transpose(2, 1, 0)[:, None],
-                                           "bias": prof.bias.detach().numpy()}
-        layers[f"dense_{2 * k - 1}"] = {"kernel": cnt.weight.detach().numpy().T,
-                                        "bias": cnt.bias.detach().numpy()}
+        layers[f"conv2d_transpose_{k}"] = {
+            "kernel": w.transpose(2, 1, 0)[:, None],
+            "bias": prof.bias.detach().numpy(),
+        }
+        layers[f"dense_{2 * k - 1}"] = {
+            "kernel": cnt.weight.detach().numpy().T,
+            "bias": cnt.bias.detach().numpy(),
+        }
     with h5py.File(path, "w") as f:
-        f.attrs["model_config"] = json.dumps({"class_name": "Model", "config": {"layers": config_layers}})
+        f.attrs["model_config"] = json.dumps(
+            {"class_name": "Model", "config": {"layers": config_layers}}
+        )
         root = f.create_group("model_weights")
         for name, arrays in layers.items():
             _keras_layer(root, name, arrays)

@@ -38,18 +38,31 @@ class MultiTaskBPNet(nn.Module):
     features, as the zoo adapter reports them).
     """
 
-    def __init__(self, n_tasks: int = 4, filters: int = 16, conv1_kernel: int = 25, n_dilated: int = 9,
-                 profile_kernel: int = 25, n_strands: int = 2):
+    def __init__(
+        self,
+        n_tasks: int = 4,
+        filters: int = 16,
+        conv1_kernel: int = 25,
+        n_dilated: int = 9,
+        profile_kernel: int = 25,
+        n_strands: int = 2,
+    ):
         super().__init__()
         if conv1_kernel % 2 == 0 or profile_kernel % 2 == 0:
             raise ValueError("conv1_kernel and profile_kernel must be odd")
         self.dilations = tuple(2 ** (i + 1) for i in range(n_dilated))
         self.conv1 = nn.Conv1d(4, filters, conv1_kernel, padding=(conv1_kernel - 1) // 2)
         self.dilated = nn.ModuleList(
-            [nn.Conv1d(filters, filters, 3, dilation=d, padding=d) for d in self.dilations])
+            [nn.Conv1d(filters, filters, 3, dilation=d, padding=d) for d in self.dilations]
+        )
         self.profile = nn.ModuleList(
-            [nn.ConvTranspose1d(filters, n_strands, profile_kernel, padding=(profile_kernel - 1) // 2)
-             for _ in range(n_tasks)])
+            [
+                nn.ConvTranspose1d(
+                    filters, n_strands, profile_kernel, padding=(profile_kernel - 1) // 2
+                )
+                for _ in range(n_tasks)
+            ]
+        )
         self.counts = nn.ModuleList([nn.Linear(filters, n_strands) for _ in range(n_tasks)])
 
     def body(self, onehot: torch.Tensor) -> torch.Tensor:

@@ -65,8 +65,14 @@ class BPNetTrainConfig:
 
     def network_kwargs(self, n_tasks: int) -> dict:
         """Constructor arguments of :class:`network.MultiTaskBPNet`."""
-        return {"n_tasks": n_tasks, "filters": self.filters, "conv1_kernel": self.conv1_kernel,
-                "n_dilated": self.n_dilated, "profile_kernel": self.profile_kernel, "n_strands": 2}
+        return {
+            "n_tasks": n_tasks,
+            "filters": self.filters,
+            "conv1_kernel": self.conv1_kernel,
+            "n_dilated": self.n_dilated,
+            "profile_kernel": self.profile_kernel,
+            "n_strands": 2,
+        }
 
     def to_dict(self) -> dict:
         """Plain-dict form."""
@@ -92,8 +98,9 @@ class BPNetMemberRecord:
     seconds: float
 
 
-def train_bpnet_ensemble(onehot: np.ndarray, counts: np.ndarray, profiles: np.ndarray,
-                         config: BPNetTrainConfig) -> tuple[list, list]:
+def train_bpnet_ensemble(
+    onehot: np.ndarray, counts: np.ndarray, profiles: np.ndarray, config: BPNetTrainConfig
+) -> tuple[list, list]:
     """Train ``config.n_members`` multi-task BPNets.
 
     Parameters
@@ -143,16 +150,27 @@ def train_bpnet_ensemble(onehot: np.ndarray, counts: np.ndarray, profiles: np.nd
                     for start in range(0, len(order), config.batch_size):
                         idx = order[start : start + config.batch_size]
                         log_counts, logits = net.heads(x[idx])
-                        loss = (profile_nll(logits, p[idx]) / read_scale
-                                + config.count_weight * torch.mean((log_counts - y[idx]) ** 2))
+                        loss = profile_nll(
+                            logits, p[idx]
+                        ) / read_scale + config.count_weight * torch.mean(
+                            (log_counts - y[idx]) ** 2
+                        )
                         opt.zero_grad(set_to_none=True)
                         loss.backward()
                         opt.step()
                     net.eval()
                     with torch.no_grad():
-                        mse = float(torch.cat([
-                            ((net.heads(x[val[i : i + 512]])[0] - y[val[i : i + 512]]) ** 2).flatten()
-                            for i in range(0, n_val, 512)]).mean())  # fmt: skip
+                        mse = float(
+                            torch.cat(
+                                [
+                                    (
+                                        (net.heads(x[val[i : i + 512]])[0] - y[val[i : i + 512]])
+                                        ** 2
+                                    ).flatten()
+                                    for i in range(0, n_val, 512)
+                                ]
+                            ).mean()
+                        )
                     hist.append(mse)
                     if mse < best - 1e-6:
                         best, best_epoch, bad = mse, epoch, 0
@@ -163,10 +181,20 @@ def train_bpnet_ensemble(onehot: np.ndarray, counts: np.ndarray, profiles: np.nd
                             break
                 net.load_state_dict(best_state)
                 net.eval()
-            rec = BPNetMemberRecord(seed=seed, val_count_mse=tuple(hist), best_epoch=best_epoch,
-                                    seconds=time.perf_counter() - t0)
-            logger.info("BPNet member %d/%d: best epoch %d, val counts MSE %.4f, %.0f s", m + 1,
-                        config.n_members, best_epoch, best, rec.seconds)
+            rec = BPNetMemberRecord(
+                seed=seed,
+                val_count_mse=tuple(hist),
+                best_epoch=best_epoch,
+                seconds=time.perf_counter() - t0,
+            )
+            logger.info(
+                "BPNet member %d/%d: best epoch %d, val counts MSE %.4f, %.0f s",
+                m + 1,
+                config.n_members,
+                best_epoch,
+                best,
+                rec.seconds,
+            )
             members.append(net)
             records.append(rec)
     finally:
