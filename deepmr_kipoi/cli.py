@@ -38,6 +38,9 @@ _RUN_EXAMPLES = """examples:
   deepmr run --model path/to/kipoi_model_dir --weights fold1.pt fold2.pt fold3.pt \\
       --uncertainty ensemble --calibration-table heldout.csv --methods ivw egger weighted_median
   deepmr run --model my_models.py:build_ensemble --n-sequences 10 --out my_run
+  deepmr run --model ctcf=DeepBind/Homo_sapiens/TF/D00328.018_ChIP-seq_CTCF \\
+      --model cpg=CpGenie/A549_ENCSR000DDI --exposures 'ctcf/*' --outcomes 'cpg/*' \\
+      --fasta hg19.fa --bed peaks.bed --out panel_run   # a panel: one model's exposure, another's outcome
   deepmr run --model path/to/kipoi_model_dir --sequences dataloader \\
       --dataloader-args intervals_file=peaks.bed fasta_file=genome.fa --out dl_run
   deepmr run --config settings.yaml --out my_run      # keys as the long options, e.g. n_sequences: 10
@@ -350,9 +353,22 @@ def _absolute(value, base: Path):
 
 
 def _absolute_model(value, base: Path):
-    """A model named by a file (``file.py:function``) or a folder, made absolute; names stay."""
+    """A model named by a file (``file.py:function``) or a folder, made absolute; names stay.
+    Panels (``--model LABEL=MODEL`` items, or a ``{label: member}`` mapping) member by member."""
+    if isinstance(value, (list, tuple)):
+        return [_absolute_model(v, base) for v in value]
+    if isinstance(value, dict):
+        return {
+            k: {**v, "model": _absolute_model(v.get("model"), base)}
+            if isinstance(v, dict)
+            else _absolute_model(v, base)
+            for k, v in value.items()
+        }
     if not isinstance(value, str):
         return value
+    label, sep, spec = value.partition("=")
+    if sep and spec and "/" not in label and not (base / value).exists():
+        return f"{label}={_absolute_model(spec, base)}"
     target, _, attr = value.rpartition(":")
     if target.endswith(".py") and attr.isidentifier():
         return f"{_absolute(target, base)}:{attr}"

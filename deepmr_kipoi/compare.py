@@ -43,7 +43,8 @@ class CompareResult:
         ``method``): the other runs' own names as ``exposure_<label>``, ``outcome_<label>``, and
         every run's headline columns (``estimate``, ``se``, ``df``, ``ci_low``, ``ci_high``,
         ``pvalue``, ``qvalue``, ``significant``, ``direction``, those all runs hold) as
-        ``<column>_<label>``.
+        ``<column>_<label>``. When the first run is a model panel, ``exposure_model`` and
+        ``outcome_model`` name the panel member (label and model) of each feature.
     summary : DataFrame
         One row per (method, run other than the first): shared pairs, Spearman rank correlation of
         the estimates with the first run's (and its p-value), share of pairs with the same sign.
@@ -115,6 +116,23 @@ def _label_matches(names: Sequence[Sequence[str]], labels: Sequence[str]) -> lis
             by_key[key] = name
         keyed.append(by_key)
     return [{name: keyed[0][key] for key, name in k.items() if key in keyed[0]} for k in keyed]
+
+
+def panel_models(run) -> dict[str, str]:
+    """The model of every feature of a panel run, ``{"a/X": "a (model name)"}``; empty for a run
+    of one model.
+
+    Parameters
+    ----------
+    run : results.RunData
+        A finished run (``results.read_run``).
+    """
+    members = ((getattr(run, "run_info", None) or {}).get("model") or {}).get("panel") or {}
+    return {
+        name: f"{label} ({member.get('name')})"
+        for label, member in members.items()
+        for name in member.get("feature_names") or []
+    }
 
 
 def _read_mapping(mapping, names: Sequence[Sequence[str]], labels: Sequence[str]):
@@ -218,6 +236,10 @@ def compare(
             "or give --mapping"
         )
     table = table.reset_index(drop=True)  # the first run's order (model order of its features)
+    models = panel_models(runs[0])
+    if models:  # a panel: which of its models each feature comes from
+        table.insert(3, "exposure_model", table["exposure"].map(models))
+        table.insert(4, "outcome_model", table["outcome"].map(models))
     rows = []
     for method, sub in table.groupby("method", sort=False):
         x = sub[f"estimate_{labels[0]}"].to_numpy(float)

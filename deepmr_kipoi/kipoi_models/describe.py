@@ -257,10 +257,18 @@ def _as_int(value) -> int | None:
 
 
 def _named_schemas(schema) -> list[tuple[str | None, Any]]:
+    """(name, array schema) of every input or target; nested groups of inputs (MMSplice's
+    ``seq: {acceptor: ..., donor: ...}``) as ``group/name``."""
     if schema is None:
         return []
     if isinstance(schema, dict):
-        return list(schema.items())
+        out = []
+        for name, value in schema.items():
+            if isinstance(value, dict):
+                out += [(f"{name}/{n}" if n else name, s) for n, s in _named_schemas(value)]
+            else:
+                out.append((name, value))
+        return out
     if isinstance(schema, list | tuple):
         return [(s.name, s) for s in schema]
     return [(schema.name, schema)]
@@ -457,7 +465,15 @@ def describe_model(
     if not trust_model_code:
         check_model_yaml(name, source_obj, source_label)
     with kipoi_output_to_log():
-        if not source_obj._is_component(name, "model"):
+        try:
+            found = source_obj._is_component(name, "model")
+        except ValueError as err:  # e.g. a group whose models.tsv has no 'model' column
+            problem = " ".join(str(err).split())
+            raise DeepMRInputError(
+                f"Kipoi cannot read the model group of {name!r} in source {source_label!r} "
+                f"({problem}); the definition is incomplete, so the model cannot be described"
+            ) from None
+        if not found:
             raise DeepMRInputError(f"Kipoi model {name!r} not found in source {source_label!r}")
     md = checked_description(source_obj, name, trust_model_code)
     with kipoi_output_to_log():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -504,7 +505,8 @@ def instrument_map(
     xs = np.repeat(pos[:, None], 3, axis=1)
     for ax, (label, eff) in zip(axes[:, 0], effects):
         eff = np.asarray(eff, dtype=float)
-        with np.errstate(invalid="ignore"):
+        with warnings.catch_warnings():  # a position no mutant reaches (outside a panel
+            warnings.simplefilter("ignore", RuntimeWarning)  # member's window) stays NaN
             track = np.nanmean(np.where(np.isfinite(eff), eff, np.nan), axis=1)
         ax.plot(pos, track, color="#bbbbbb", lw=0.8, zorder=1)
         for code, base in enumerate(alphabet):

@@ -177,6 +177,8 @@ class DetailInputs:
     seq_ids : tuple of str
     exposures : tuple of str
         Exposure names, in the order of the last axis of ``instrument_mask``.
+    models : tuple of str
+        The model (panel label) of every feature of ``feature_names``; empty for one model.
     """
 
     local: pd.DataFrame
@@ -185,6 +187,7 @@ class DetailInputs:
     used: tuple
     seq_ids: tuple
     exposures: tuple = ()
+    models: tuple = ()
 
     @classmethod
     def none(cls, local: pd.DataFrame | None = None) -> DetailInputs:
@@ -244,7 +247,8 @@ def make_figures(
         path = (save_svg if svg else save)(fig, fig_dir / f"{slug(name)}.{'svg' if svg else 'png'}")
         out.append(FigureFile(path, title, caption, section, pair))
 
-    _overview_figures(emit, glob, truth, level)
+    models = dict(zip(kept.feature_names, kept.models)) if kept.models else None
+    _overview_figures(emit, glob, truth, level, models)
     method, pairs = detail_pairs(glob, DETAIL_PAIRS)
     context = _PairContext(kept, glob, n_examples, level)
     for e, o in pairs:
@@ -267,20 +271,22 @@ def _label(method: str) -> str:
     return {"ivw": "IVW", "egger": "MR-Egger"}.get(method, method)
 
 
-def _overview_figures(emit, glob: pd.DataFrame, truth, level: float) -> None:
-    """The claims' overview, the per-method heatmaps and the truth plot."""
+def _overview_figures(emit, glob: pd.DataFrame, truth, level: float, models=None) -> None:
+    """The claims' overview (nodes coloured by model for a panel: ``models`` maps every feature
+    to its panel label), the per-method heatmaps and the truth plot."""
     alpha = 1.0 - level
     methods = list(dict.fromkeys(glob["method"].astype(str)))
     small = len(features_of(glob)) <= GRAPH_MAX_FEATURES
     if "verdict" in glob and small:
         emit(
-            causal_graph(glob),
+            causal_graph(glob, models=models),
             "causal_graph",
             "Causal graph of the claims",
             "Features as nodes; a solid arrow per causal verdict (red: positive, blue: negative "
             f"effect; width: size of the {_label(primary_method(glob))} headline estimate), a "
             "dashed grey arrow per undetermined pair where some estimator finds an effect. Pairs without an "
-            "arrow are not causal or could not be judged (the table says why).",
+            "arrow are not causal or could not be judged (the table says why)."
+            + (" Node colours: the model of each feature." if models else ""),
             section="overview",
             svg=True,
         )

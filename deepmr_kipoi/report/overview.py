@@ -34,6 +34,8 @@ from deepmr_kipoi.report.headline import primary_method  # noqa: E402
 GRAPH_MAX_FEATURES = 50
 #: Colours of positive and negative causal effects (as the heatmaps' RdBu_r ends).
 POSITIVE, NEGATIVE, UNDETERMINED = "#b2182b", "#2166ac", "#8c8c8c"
+#: Node fills of a model panel's members, in label order (a colour-blind safe set, Okabe-Ito).
+MODEL_COLOURS = ("#e69f00", "#56b4e9", "#009e73", "#f0e442", "#0072b2", "#d55e00", "#cc79a7")
 #: Verdict codes of the heatmap payload.
 VERDICT_CODES = {"not causal": 1, "undetermined": 2, "causal": 3}
 
@@ -81,7 +83,9 @@ def graph_edges(table: pd.DataFrame, method: str | None = None) -> pd.DataFrame:
     return rows.loc[keep, ["exposure", "outcome", "estimate", "verdict"]].reset_index(drop=True)
 
 
-def causal_graph(table: pd.DataFrame, *, method: str | None = None, title: str = "") -> Figure:
+def causal_graph(
+    table: pd.DataFrame, *, method: str | None = None, title: str = "", models=None
+) -> Figure:
     """The causal graph of a run's claims.
 
     Parameters
@@ -91,6 +95,9 @@ def causal_graph(table: pd.DataFrame, *, method: str | None = None, title: str =
     method : str, optional
         Estimator whose estimates size the arrows (default: IVW when run).
     title : str
+    models : mapping of str to str, optional
+        The model (panel label) of every feature: nodes are filled with their model's colour and
+        the legend names the models (model panels).
 
     Returns
     -------
@@ -134,6 +141,8 @@ def causal_graph(table: pd.DataFrame, *, method: str | None = None, title: str =
         ax.add_patch(arrow)
         _shorten(arrow, xy[r.exposure], xy[r.outcome], node_r)
     claimed = set(causal["exposure"]) | set(causal["outcome"])
+    labels = list(dict.fromkeys((models or {}).get(name, "") for name in names)) if models else []
+    fill = {lab: MODEL_COLOURS[i % len(MODEL_COLOURS)] for i, lab in enumerate(labels)}
     for name, a in zip(names, angle):
         x, y = xy[name]
         dot = ax.scatter(
@@ -141,7 +150,7 @@ def causal_graph(table: pd.DataFrame, *, method: str | None = None, title: str =
             [y],
             s=(420 if n <= 20 else 120),
             zorder=3,
-            color="#ffffff",
+            color=fill.get((models or {}).get(name), "#ffffff"),
             edgecolors="#333333" if name in claimed else "#aaaaaa",
             linewidths=1.6 if name in claimed else 0.8,
         )
@@ -174,6 +183,10 @@ def causal_graph(table: pd.DataFrame, *, method: str | None = None, title: str =
             ls="--",
             label="undetermined (an estimator finds an effect)",
         ),
+    ]
+    handles += [
+        plt.Line2D([], [], ls="", marker="o", ms=9, color=fill[lab], label=f"model {lab}")
+        for lab in labels
     ]
     ax.legend(
         handles=handles,

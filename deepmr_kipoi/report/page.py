@@ -301,6 +301,7 @@ def _record_context(record, cfg: dict) -> dict:
                 )
                 or None,
                 "uncertainty samples (S)": model.get("n_samples"),
+                "panel members": _panel_members(model),
                 "config hash": record.config_hash,
                 "seed": cfg.get("seed"),
                 "versions": ", ".join(f"{k} {v}" for k, v in record.versions.items()),
@@ -310,9 +311,31 @@ def _record_context(record, cfg: dict) -> dict:
     }
 
 
+def _panel_members(model: dict) -> str | None:
+    """A model panel's members in words: each label's model, features, input length, samples."""
+    members = model.get("panel")
+    if not members:
+        return None
+    return "; ".join(
+        f"{label}: {m.get('name')} ({m.get('sequence_length') or 'any'} bp, S = "
+        f"{m.get('n_samples')}; features {', '.join(m.get('feature_names') or [])})"
+        for label, m in members.items()
+    )
+
+
+def _model_setting(value) -> str | None:
+    """The model setting as the report shows it: a panel as ``label = model`` items."""
+    if isinstance(value, dict):
+        return ", ".join(
+            f"{label} = {m.get('model') if isinstance(m, dict) else m}"
+            for label, m in value.items()
+        )
+    return value
+
+
 def _settings(cfg: dict, model: dict) -> dict:
     return {
-        "model": cfg.get("model"),
+        "model": _model_setting(cfg.get("model")),
         "uncertainty": f"{model.get('type', '')}, S = {model.get('n_samples')}",
         "sequences": cfg.get("fasta") or cfg.get("sequences"),
         "BED": cfg.get("bed"),

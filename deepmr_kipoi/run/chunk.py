@@ -156,6 +156,12 @@ def _split_samples(samples: np.ndarray):
     return samples, mean, se, selection_effects
 
 
+def _feature_groups(model, used) -> np.ndarray | None:
+    """The model of every used feature for a model panel (None for one model)."""
+    groups = getattr(model, "feature_groups", None)
+    return None if groups is None else np.asarray(groups)[list(used)]
+
+
 def compute_chunk(
     plan,
     chunk_index: int,
@@ -221,6 +227,7 @@ def compute_chunk(
         spread=plan.spread[used],
         selection_effects=selection_effects,
         samples=samples,
+        feature_groups=_feature_groups(plan.model, used),
     )
     idx = np.arange(a, b)
     frame = local.local_table(step.estimates, idx, plan.seq_ids, ex, oc, names)

@@ -80,8 +80,11 @@ class ModelSource:
         _opt(
             "--model",
             "Kipoi model name, model directory, registered adapter, or Python factory "
-            "module:function / file.py:function returning a PredictiveModel",
+            "module:function / file.py:function returning a PredictiveModel; give it as "
+            "LABEL=MODEL more than once for a model panel (features named LABEL/feature, "
+            "exposures of one model against outcomes of another)",
             metavar="NAME_OR_DIR",
+            action="append",
         ),
     )
     source: str | None = _setting(None, _E, _opt("--source", "Kipoi source of the model"))
@@ -762,6 +765,106 @@ class RunConfig:
         return next(f.default for f in dataclasses.fields(GROUPS[GROUP_OF[name]]) if f.name == name)
 
 
+#: Settings a panel member may set for itself in a ``model: {label: {model: ..., ...}}`` mapping.
+PANEL_MEMBER_SETTINGS = (
+    "model",
+    "source",
+    "alphabet",
+    "uncertainty",
+    "n_samples",
+    "weight_files",
+    "feature_names",
+    "adapter",
+)
+#: Model settings that name one model's files or outputs: a panel takes them per member.
+_PER_MEMBER_ONLY = (("weight_files", "--weights"), ("feature_names", "--feature-names"))
+
+
+def _panel_item(item: str) -> tuple[str, str] | None:
+    """``"LABEL=MODEL"`` -> (label, model); None for a plain model name (or an existing path)."""
+    label, sep, spec = item.partition("=")
+    if not sep or not spec or "/" in label or os.path.exists(item):
+        return None
+    return label, spec
+
+
+def model_setting(value):
+    """The ``model`` setting normalised: None, one model (str), or a panel ``{label: member}``.
+
+    A list holds one model (``["NAME"]``, as ``--model NAME`` gives it) or ``LABEL=MODEL`` items
+    (a panel, as ``--model a=X --model b=Y`` gives it); a mapping is a panel whose members are a
+    model (str) or a mapping of :data:`PANEL_MEMBER_SETTINGS`.
+
+    Raises
+    ------
+    DeepMRInputError
+        Mixed or repeated labels, unknown member settings.
+    """
+    from deepmr_kipoi.predictive.panel import check_label
+
+    if isinstance(value, (list, tuple)):
+        items = [validation.optional_text(v, "model") for v in value]
+        pairs = [_panel_item(v) for v in items]
+        if len(items) == 1 and pairs[0] is None:
+            return items[0]
+        if not items or any(p is None for p in pairs):
+            raise DeepMRInputError(
+                f"--model given {len(items)} times: for a model panel name every model as "
+                "LABEL=MODEL (--model a=MODEL --model b=MODEL); for one model give --model once"
+            )
+        labels = [p[0] for p in pairs]
+        if len(set(labels)) < len(labels):
+            raise DeepMRInputError(
+                f"panel labels repeat ({', '.join(labels)}); give every model its own label"
+            )
+        value = dict(pairs)
+    if not isinstance(value, dict):
+        return validation.optional_text(value, "model")
+    if not value:
+        raise DeepMRInputError("the model panel is empty; give --model LABEL=MODEL at least twice")
+    out = {}
+    for label, member in value.items():
+        check_label(label)
+        if isinstance(member, dict):
+            unknown = sorted(set(member) - set(PANEL_MEMBER_SETTINGS))
+            if unknown or "model" not in member:
+                raise DeepMRInputError(
+                    f"panel member {label!r}: settings {', '.join(unknown) or '(no model)'} are not "
+                    f"member settings; a member takes model and {', '.join(PANEL_MEMBER_SETTINGS[1:])}"
+                )
+            out[label] = dict(member)
+        else:
+            out[label] = validation.optional_text(member, f"model of panel member {label!r}")
+    return out
+
+
+def panel_members(config: RunConfig) -> list[tuple[str, RunConfig]]:
+    """Each member of a panel config as ``(label, the config that loads it alone)``.
+
+    A member's own settings (a mapping member) replace the run's; ``--weights`` and
+    ``--feature-names`` name one model's files and outputs, so a panel takes them per member.
+
+    Raises
+    ------
+    DeepMRInputError
+        The config is not a panel, or sets a per-member setting for the whole panel.
+    """
+    panel = model_setting(config.model)
+    if not isinstance(panel, dict):
+        raise DeepMRInputError("the config names one model, not a panel")
+    for field, option in _PER_MEMBER_ONLY:
+        if getattr(config, field):
+            raise DeepMRInputError(
+                f"{option} names one model's {field.split('_')[0]}s; in a panel give each member "
+                f"its own in the config file (model: {{LABEL: {{model: ..., {field}: [...]}}}})"
+            )
+    out = []
+    for label, member in panel.items():
+        member = {"model": member} if isinstance(member, str) else member
+        out.append((label, validate(config.replace(**member))))
+    return out
+
+
 def _names(value, name: str) -> tuple[str, ...]:
     return tuple(validation.string_list(value if value is not None else [], name, allow_empty=True))
 
@@ -827,7 +930,7 @@ def validate(config: RunConfig) -> RunConfig:
         raise DeepMRInputError(f"save_effects must be auto, true or false, got {c.save_effects!r}")
     out = dataclasses.replace(
         c,
-        model=v.optional_text(c.model, "model"),
+        model=model_setting(c.model),
         source=v.optional_text(c.source, "source"),
         alphabet=v.optional_text(c.alphabet, "alphabet"),
         uncertainty=None
@@ -939,7 +1042,7 @@ def weights_signature(identity: dict) -> list[str] | None:
 
 def is_path_model(spec: str | None) -> bool:
     """Whether ``spec`` names a model by a file or folder (``file.py:function`` or a directory)."""
-    if not spec:
+    if not spec or not isinstance(spec, str):
         return False
     target = spec.rpartition(":")[0] if spec.rpartition(":")[0].endswith(".py") else spec
     return target.endswith(".py") or Path(target).is_dir()
@@ -960,10 +1063,25 @@ def portable_config(config: RunConfig) -> dict:
     for key in ("fasta", "bed", "calibrator", "calibration_table", "out"):
         d[key] = absolute(d.get(key))
     d["weight_files"] = [absolute(w) for w in d.get("weight_files") or []]
-    model = d.get("model")
-    if isinstance(model, str) and is_path_model(model):
-        target, sep, attr = model.rpartition(":")
-        d["model"] = (
-            f"{absolute(target)}:{attr}" if sep and target.endswith(".py") else absolute(model)
-        )
+
+    def absolute_model(model):
+        if isinstance(model, dict):  # a panel: each member's model (and weights) made absolute
+            return {
+                label: absolute_model(m)
+                if not isinstance(m, dict)
+                else {
+                    **m,
+                    "model": absolute_model(m["model"]),
+                    "weight_files": [absolute(w) for w in m.get("weight_files") or []],
+                }
+                for label, m in model.items()
+            }
+        if isinstance(model, str) and is_path_model(model):
+            target, sep, attr = model.rpartition(":")
+            return (
+                f"{absolute(target)}:{attr}" if sep and target.endswith(".py") else absolute(model)
+            )
+        return model
+
+    d["model"] = absolute_model(d.get("model"))
     return d

@@ -249,6 +249,20 @@ def _worker_config(config):
     Workers started in another folder (``dask worker`` on another node of a shared file system)
     would not find ``models/my.py:build``, ``model_dir`` or ``fold1.pt`` relative to the client's.
     """
+    if isinstance(config.model, dict):  # a panel: each member's paths, as a single run's
+        from deepmr_kipoi.run.config import panel_members
+
+        members = {}
+        for label, member in panel_members(config):
+            member = _worker_config(member)
+            members[label] = {
+                "model": member.model,
+                "source": member.source,
+                "weight_files": list(member.weight_files),
+            }
+            for key in ("alphabet", "uncertainty", "n_samples", "feature_names", "adapter"):
+                members[label][key] = getattr(member, key)
+        return config.replace(model=members)
     model = config.model
     target, sep, attr = (model or "").rpartition(":")
     if sep and target.endswith(".py"):

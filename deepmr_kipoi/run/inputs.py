@@ -245,6 +245,8 @@ def load_configured_model(config: RunConfig):
         When no model is named or it cannot be loaded.
     """
     spec = config.model
+    if isinstance(spec, dict):
+        return _load_panel(config)
     if not spec:
         raise DeepMRInputError(
             "no model given; pass --model with a Kipoi model name, a model directory, a registered "
@@ -283,6 +285,63 @@ def load_configured_model(config: RunConfig):
         type=type(model).__name__,
     )
     return model, identity
+
+
+def _load_panel(config: RunConfig):
+    """A model panel: every member loaded as a single run would load it, under its label.
+
+    Returns
+    -------
+    model : ModelPanel
+    identity : dict
+        ``name`` (``"panel of a = MODEL, b = MODEL"``), ``panel`` (every member's identity by
+        label: its features, input length, samples, weights) and the panel's samples and features.
+    """
+    from deepmr_kipoi.predictive.panel import ModelPanel
+    from deepmr_kipoi.run.config import panel_members
+
+    models, members = {}, {}
+    for label, member_config in panel_members(config):
+        model, ident = load_configured_model(member_config)
+        models[label], members[label] = model, ident
+        ident["feature_names"] = [f"{label}/{f}" for f in model.feature_names]
+        shown = ident["feature_names"][:12]
+        logger.info(
+            "panel member %s (%s, %s bp, %d samples), features: %s%s",
+            label,
+            ident.get("name"),
+            ident.get("sequence_length"),
+            ident.get("n_samples"),
+            ", ".join(shown),
+            ", ..." if len(model.feature_names) > len(shown) else "",
+        )
+    panel = ModelPanel(models)
+    identity = {
+        "name": "panel of "
+        + ", ".join(f"{label} = {m.get('name')}" for label, m in members.items()),
+        "panel": _panel_identity(panel, members),
+        "n_samples": panel.n_samples,
+        "n_features": len(panel.feature_names),
+        "sequence_length": panel.sequence_length,
+        "alphabet": panel.alphabet,
+        "type": type(panel).__name__,
+    }
+    return panel, identity
+
+
+def _panel_identity(panel, loaded: dict | None = None) -> dict:
+    """Every member's identity by label (``loaded``'s where the member was loaded by name), with
+    its input length, samples and features as the panel names them."""
+    out = {}
+    for label, model in zip(panel.labels, panel.models):
+        ident = dict((loaded or {}).get(label) or {"name": type(model).__name__})
+        ident.update(
+            sequence_length=getattr(model, "sequence_length", None),
+            n_samples=int(getattr(model, "n_samples", 0) or 0),
+            feature_names=[f"{label}/{f}" for f in model.feature_names],
+        )
+        out[label] = ident
+    return out
 
 
 def _kipoi_model(spec: str, config: RunConfig, identity: dict):
@@ -369,6 +428,8 @@ def prepare_model(config: RunConfig, model=None, identity: dict | None = None):
         identity = dict(identity or {"name": config.model or type(model).__name__})
         identity.setdefault("n_samples", int(getattr(model, "n_samples", 0) or 0))
         identity.setdefault("n_features", len(model.feature_names))
+        if hasattr(model, "labels") and hasattr(model, "models"):  # a panel handed over
+            identity.setdefault("panel", _panel_identity(model))
     identity = dict(identity)
     identity["device"] = move_to_device(model, config.device)
     return model, identity
@@ -438,6 +499,11 @@ def load_sequences(config: RunConfig, model_length: int | None):
     elif source == "dataloader":
         from deepmr_kipoi import kipoi_models
 
+        if isinstance(config.model, dict):
+            raise DeepMRInputError(
+                "--sequences dataloader reads one model's dataloader, but the run is a model "
+                "panel; give --fasta (with --bed) or random sequences"
+            )
         if not config.model or _is_factory_spec(config.model):
             raise DeepMRInputError(
                 "--sequences dataloader needs a Kipoi model (--model NAME or DIR)"

@@ -16,6 +16,7 @@ aggregate stage's crossed inference reads them.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -70,6 +71,10 @@ class MRSettings:
         Bound on n x E_block x O cells per ``mr.run_batched`` call.
     heterogeneity : bool
         Compute the heterogeneity test of every cell (not needed for per-sample estimates).
+    feature_groups : tuple of int, optional
+        The model of every feature along the effects' feature axis (model panels): a pair of
+        features of two models has independent errors, so its heterogeneity test takes their
+        covariance as 0 instead of estimating it from the samples' pairing. None: one model.
     """
 
     n_boot: int = 1000
@@ -78,6 +83,7 @@ class MRSettings:
     min_instruments: int = 3
     block_cells: int = MR_BLOCK_CELLS
     heterogeneity: bool = True
+    feature_groups: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -221,7 +227,7 @@ def _pair_masks(mask_x, direction, ex, oc, sl):
     return pair_mask, mask.sum(axis=-1) - pair_mask.sum(axis=-1)
 
 
-def heterogeneity(bx, by, sx, sy, mask, samples_x=None, samples_y=None):
+def heterogeneity(bx, by, sx, sy, mask, samples_x=None, samples_y=None, paired=None):
     """Cochran's Q of every cell against the model's own noise, with its chi-square p-value.
 
     Under a homogeneous local effect ``theta`` every instrument's residual ``b_y - theta b_x`` is
@@ -238,7 +244,9 @@ def heterogeneity(bx, by, sx, sy, mask, samples_x=None, samples_y=None):
     (measured on linear toy ensembles with valid instruments) make valid pairs look
     heterogeneous. Approximations, named: ``theta`` is treated as known (its estimation is what
     the lost df stands for), model noise as Gaussian; without per-sample effects the covariance
-    term is taken as 0.
+    term is taken as 0. For a pair of features of two models of a panel (``paired`` False) the
+    errors are independent and the covariance is 0 by design: ``var_k = se_y^2 + theta^2 se_x^2``,
+    the two-sample form.
 
     Parameters
     ----------
@@ -250,6 +258,8 @@ def heterogeneity(bx, by, sx, sy, mask, samples_x=None, samples_y=None):
         The cell's instruments.
     samples_x, samples_y : ndarray, shapes (S, n, E, 1, K) and (S, n, 1, O, K), optional
         Calibrated per-sample effects (for the covariance term).
+    paired : ndarray of bool, shape (E, O), optional
+        Whether exposure and outcome come from one model (their samples paired); default all True.
 
     Returns
     -------
@@ -274,6 +284,8 @@ def heterogeneity(bx, by, sx, sy, mask, samples_x=None, samples_y=None):
             cx = samples_x - samples_x.mean(axis=0)
             cy = samples_y - samples_y.mean(axis=0)
             cov = np.einsum("snexk,snxok->neok", cx, cy) / max(s - 1, 1)
+            if paired is not None:  # features of two models: independent errors
+                cov = cov * np.asarray(paired, dtype=np.float64)[None, :, :, None]
             var = var - 2.0 * t * cov
         # an outcome that is an exact function of the exposure in every sample leaves no noise
         var = np.maximum(var, np.finfo(np.float64).tiny)
@@ -350,7 +362,9 @@ def local_mr(
         if removed is not None:
             fields["removed_direction"][:, sl] = removed[..., None]
         if settings.heterogeneity:
-            _store_heterogeneity(fields, (bx, sx, by, sy), mask, samples, ex, oc, sl)
+            _store_heterogeneity(
+                fields, (bx, sx, by, sy), mask, samples, (ex, oc, settings.feature_groups), sl
+            )
         for mi, method in enumerate(methods):
             r = mr.run_batched(
                 method,
@@ -372,9 +386,15 @@ def local_mr(
     return LocalEstimates(methods, fields)
 
 
-def _store_heterogeneity(fields, flat_effects, mask, samples, ex, oc, sl) -> None:
-    """The heterogeneity test of an exposure block's cells into the result arrays."""
+def _store_heterogeneity(fields, flat_effects, mask, samples, features, sl) -> None:
+    """The heterogeneity test of an exposure block's cells into the result arrays; ``features``
+    is (exposure indices, outcome indices, model of every feature or None)."""
     bx, sx, by, sy = flat_effects
+    ex, oc, groups = features
+    paired = None
+    if groups is not None:
+        groups = np.asarray(groups)
+        paired = groups[list(ex[sl])][:, None] == groups[list(oc)][None, :]
     full_mask = np.broadcast_to(mask, (bx.shape[0], sl.stop - sl.start, by.shape[1], bx.shape[-1]))
     sides = (None, None)
     if samples is not None:
@@ -389,6 +409,7 @@ def _store_heterogeneity(fields, flat_effects, mask, samples, ex, oc, sl) -> Non
         sy[:, None, :, :],
         full_mask,
         *sides,
+        paired,
     )
     fields["heterogeneity_q"][:, sl] = q[..., None]
     fields["heterogeneity_pvalue"][:, sl] = qp[..., None]
@@ -435,6 +456,7 @@ def local_step(
     spread: np.ndarray | None = None,
     selection_effects: tuple[np.ndarray, np.ndarray] | None = None,
     samples: np.ndarray | None = None,
+    feature_groups: Sequence[int] | None = None,
 ) -> LocalStep:
     """Calibration, instrument selection and local MR of a chunk's effects.
 
@@ -461,6 +483,8 @@ def local_step(
         splitting: selection on one half of the samples, estimation on the other).
     samples : ndarray, shape (S, n, W, 3, F), optional
         Calibrated per-sample effects (``calibrated_samples``) for the heterogeneity test.
+    feature_groups : sequence of int, length F, optional
+        The model of every feature (model panels; :attr:`MRSettings.feature_groups`).
 
     Returns
     -------
@@ -493,7 +517,10 @@ def local_step(
         oc,
         sel,
         config.methods,
-        settings=mr_settings(config, chunk),
+        settings=dataclasses.replace(
+            mr_settings(config, chunk),
+            feature_groups=None if feature_groups is None else tuple(map(int, feature_groups)),
+        ),
         direction=direction,
         samples=samples,
     )

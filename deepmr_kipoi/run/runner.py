@@ -184,6 +184,11 @@ def make_plan(
     config = validate(config)
     model, identity = inputs.prepare_model(config, model, identity)
     feature_names = tuple(str(f) for f in model.feature_names)
+    if len(feature_names) == 1:
+        raise DeepMRInputError(
+            f"this model has one output ({feature_names[0]}); put it in a panel with another "
+            "model: --model a=... --model b=..."
+        )
     s = int(getattr(model, "n_samples", 0) or 0)
     if s < 2:
         hint = getattr(model, "uncertainty_hint", None) or (
@@ -404,6 +409,14 @@ def _record(plan: RunPlan, resumed, warns, truth, started: float) -> RunRecord:
     )
 
 
+def _feature_models(model) -> tuple[str, ...]:
+    """The panel label of every feature of a model panel; empty for one model."""
+    labels, groups = getattr(model, "labels", None), getattr(model, "feature_groups", None)
+    if labels is None or groups is None:
+        return ()
+    return tuple(labels[g] for g in groups)
+
+
 def run_key(plan: RunPlan) -> RunKey:
     """What the plan's results are computed from (the key every chunk file carries)."""
     weights = weights_signature(plan.identity)
@@ -506,6 +519,7 @@ def _write_outputs(
             tuple(plan.used),
             tuple(plan.seq_ids),
             tuple(record.features.exposures),
+            _feature_models(plan.model),
         )
         figs = figures.make_figures(
             out_dir,
