@@ -423,6 +423,8 @@ def _config_from_args(args: argparse.Namespace):
         if bad:
             raise DeepMRInputError(f"--dataloader-args takes KEY=VALUE items, got {bad[0]!r}")
         values["dataloader_args"] = dict(pairs)
+    if isinstance(values.get("model"), list):  # --model once: one model; LABEL=MODEL items: a panel
+        values["model"] = cfg.model_setting(values["model"])
     values["progress"] = not args.quiet
     config = cfg.RunConfig.from_dict(values)
     if not config.out:
@@ -435,7 +437,15 @@ def _summary(result, started: float) -> str:
 
     g = result.global_effects
     where = f"{result.out_dir}" if result.out_dir else "memory"
-    return (
+    members = (result.run_info.get("model") or {}).get("panel") or {}
+    # a panel: which features each model gave, under the names the tables use
+    panel = "".join(
+        f"model {label} ({m.get('name')}, {m.get('sequence_length') or 'any'} bp, "
+        f"{m.get('n_samples')} samples): {', '.join((m.get('feature_names') or [])[:12])}"
+        f"{', ...' if len(m.get('feature_names') or []) > 12 else ''}\n"
+        for label, m in members.items()
+    )
+    return panel + (
         f"{build_headline(g).summary().rstrip(':.')} ({len(g)} global effects) from "
         f"{result.run_info['sequences']['n']} sequences in {time.time() - started:.1f} s; "
         f"results in {where}, report {where}/report.html"

@@ -101,6 +101,7 @@ def test_panel_labels_and_config_parsing():
     with pytest.raises(DeepMRInputError, match="panel label"):
         ModelPanel({"a/b": DeepEnsemble([from_function(lambda x: x[:, 0, :1], ["f"])] * 2)})
     assert cfg.model_setting(["DeepSEA/predict"]) == "DeepSEA/predict"
+    assert cfg.model_setting(["X", "Y"]) == "Y"  # a repeated option: the last counts
     assert cfg.model_setting(["a=X/y", "b=dir/m"]) == {"a": "X/y", "b": "dir/m"}
     with pytest.raises(DeepMRInputError, match="LABEL=MODEL"):
         cfg.model_setting(["a=X", "Y"])

@@ -791,8 +791,9 @@ def _panel_item(item: str) -> tuple[str, str] | None:
 def model_setting(value):
     """The ``model`` setting normalised: None, one model (str), or a panel ``{label: member}``.
 
-    A list holds one model (``["NAME"]``, as ``--model NAME`` gives it) or ``LABEL=MODEL`` items
-    (a panel, as ``--model a=X --model b=Y`` gives it); a mapping is a panel whose members are a
+    A list holds one model (``["NAME"]``, as ``--model NAME`` gives it; of several plain names the
+    last counts, as for any repeated option) or ``LABEL=MODEL`` items (a panel, as
+    ``--model a=X --model b=Y`` gives it); a mapping is a panel whose members are a
     model (str) or a mapping of :data:`PANEL_MEMBER_SETTINGS`.
 
     Raises
@@ -805,12 +806,13 @@ def model_setting(value):
     if isinstance(value, (list, tuple)):
         items = [validation.optional_text(v, "model") for v in value]
         pairs = [_panel_item(v) for v in items]
-        if len(items) == 1 and pairs[0] is None:
-            return items[0]
+        if items and all(p is None for p in pairs):
+            return items[-1]  # one model; given again, the last one counts (as for any option)
         if not items or any(p is None for p in pairs):
             raise DeepMRInputError(
-                f"--model given {len(items)} times: for a model panel name every model as "
-                "LABEL=MODEL (--model a=MODEL --model b=MODEL); for one model give --model once"
+                "--model mixes LABEL=MODEL items with a plain model: for a model panel name every "
+                "model as LABEL=MODEL (--model a=MODEL --model b=MODEL); for one model give "
+                "--model MODEL"
             )
         labels = [p[0] for p in pairs]
         if len(set(labels)) < len(labels):
