@@ -141,7 +141,7 @@ def _wilson(k, n, z=1.96):
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def test_random_pairing_of_two_models_samples_keeps_the_crossed_interval_valid():
@@ -347,7 +347,7 @@ def test_cli_panel_of_two_zoo_definitions_with_report(kipoi_groups, tmp_path):
         "cpg/unmethylation_prob",
     }
     assert (tmp_path / "run" / "report.html").is_file()
-    local = pd.read_csv(tmp_path / "run" / "local_effects.csv")
+    local = pd.read_parquet(tmp_path / "run" / "local_effects.parquet")
     assert len(local) == 5 * 6  # 5 sequences x 6 ordered pairs
 
 
