@@ -46,6 +46,15 @@ from deepmr_kipoi.run.record import ChunkInfo, FeatureSet, RunRecord, SequenceSe
 
 logger = logging.getLogger(__name__)
 
+#: ``run.json``'s words for seeded random reference sequences (``inputs.sequence_source``).
+RANDOM_SOURCE = "seeded random sequences"
+#: The warning of a run on random DNA: its effects are the model's response to sequences it was
+#: never trained on.
+RANDOM_WARNING = (
+    "The reference sequences are random DNA (no FASTA, sequences or dataloader given): the effects "
+    "describe the model on sequences unlike its training data; give real sequences for biology."
+)
+
 
 @dataclass(frozen=True)
 class RunPlan:
@@ -156,6 +165,7 @@ def make_plan(
     *,
     sequences: tuple | None = None,
     calibration: inputs.Calibration | None = None,
+    sequence_source: str | None = None,
 ) -> RunPlan:
     """Validate a config, load its model and inputs, and fix the chunks.
 
@@ -171,6 +181,8 @@ def make_plan(
         e.g. the simulation).
     calibration : Calibration, optional
         An already fitted calibration (``inputs.fit_calibration``) instead of the config's.
+    sequence_source : str, optional
+        Where ``sequences`` came from, in words (``run.json``; default: from the config).
 
     Returns
     -------
@@ -248,7 +260,7 @@ def make_plan(
         chash,
         spread,
         input_fingerprint(config, identity, seq_ids, onehot),
-        inputs.sequence_source(config),
+        sequence_source or inputs.sequence_source(config),
     )
 
 
@@ -259,6 +271,8 @@ def run(
     identity: dict | None = None,
     truth: pd.DataFrame | None = None,
     on_chunk: Callable[[int, int], None] | None = None,
+    sequences: tuple | None = None,
+    sequence_source: str | None = None,
 ) -> DeepMRResult:
     """Run Deep MR end to end.
 
@@ -274,6 +288,10 @@ def run(
         (the demo and simulations).
     on_chunk : callable, optional
         Called as ``on_chunk(chunk_index, n_chunks)`` after each computed chunk is written.
+    sequences : (list of str, ndarray (N, L, 4)), optional
+        Reference sequences (ids, ACGT one-hot) given in memory instead of those ``config`` names.
+    sequence_source : str, optional
+        Where ``sequences`` came from, in words (for ``run.json``).
 
     Returns
     -------
@@ -289,7 +307,9 @@ def run(
     timings: dict[str, float] = {}
     tick = time.perf_counter()
     with user_code_errors():
-        plan = make_plan(config, model, identity)
+        plan = make_plan(
+            config, model, identity, sequences=sequences, sequence_source=sequence_source
+        )
     timings["plan"] = time.perf_counter() - tick
     config = plan.config
     out_dir = Path(config.out) if config.out else None
@@ -333,6 +353,8 @@ def run(
             n_masked=merged.n_masked,
             level=config.level,
         )
+        if plan.sequence_source == RANDOM_SOURCE:
+            warns.insert(0, RANDOM_WARNING)
         n_bad_seq, n_bad_mut = merged.n_nonfinite
         if n_bad_mut:
             warns.append(
