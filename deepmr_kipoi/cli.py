@@ -1,4 +1,4 @@
-"""The ``deepmr`` command line: demo, run, simulate, compare, adapters.
+"""The ``deepmr`` command line: demo, run, reanalyze, simulate, compare, adapters.
 
 Bad input (:class:`~deepmr_kipoi.errors.DeepMRInputError`, or ``OSError`` on a path the user gave)
 and failures of the user's own model code (:class:`~deepmr_kipoi.errors.ModelCodeError`) end with
@@ -50,6 +50,12 @@ Re-running the same command with the same --out resumes: finished chunks of sequ
 _DEMO_EXAMPLES = """examples:
   deepmr demo                               # writes ./deepmr_demo with report.html
   deepmr demo --out /tmp/demo --n-sequences 4 --quiet
+"""
+
+_REANALYZE_EXAMPLES = """examples:
+  deepmr reanalyze run1 --out run1_z3 --z 3
+  deepmr reanalyze run1 --out run1_median --methods ivw weighted_median --min-instruments 5
+  deepmr reanalyze run1 --out run1_ctcf --exposures 'CTCF*' --calibrator cal.json
 """
 
 _COMPARE_EXAMPLES = """examples:
@@ -138,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
             "has learned between its output features."
         ),
         epilog="examples:\n  deepmr demo\n  deepmr run --model DeepSEA/predict --fasta hg19.fa "
-        "--bed peaks.bed --out run1\n  deepmr compare run1 run2 --out cmp\n  deepmr adapters\n\n"
+        "--bed peaks.bed --out run1\n  deepmr reanalyze run1 --out run1_z3 --z 3\n"
+        "  deepmr compare run1 run2 --out cmp\n  deepmr adapters\n\n"
         "Every command has --help with examples.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -184,6 +191,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_arguments(p)
     _common(p)
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
+        "reanalyze",
+        help="analyse a finished run's stored ISM effects again, with other analysis settings",
+        description=_wrap(
+            "Analyse the ISM effects a finished run stored, with other analysis settings "
+            "(instrument threshold and rules, pairs, MR methods, inference, a saved calibrator), "
+            "into a new run folder. No model runs: the effects are read from RUN_DIR. Settings "
+            "that change the effects (model, sequences, window, seed, ...) need deepmr run."
+        ),
+        epilog=_REANALYZE_EXAMPLES,
+        formatter_class=fmt,
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder")
+    add_setting_arguments(p, ("instruments", "mr", "calibration", "outputs"))
+    _common(p)
+    p.set_defaults(func=_cmd_reanalyze)
 
     p = sub.add_parser(
         "simulate",
@@ -432,6 +456,27 @@ def _cmd_run(args) -> int:
     started = time.time()
     config = _config_from_args(args)
     result = pipeline.run(config)
+    if not args.quiet:
+        print(_summary(result, started))
+    return 0
+
+
+def _cmd_reanalyze(args) -> int:
+    from deepmr_kipoi.run.reanalysis import reanalyze
+
+    started = time.time()
+    values = {
+        k: v
+        for k, v in vars(args).items()
+        if k not in ("run_dir", "func", "command", "quiet", "verbose", "debug")
+    }
+    values = _absolute_paths(values, Path.cwd())
+    if not values.get("out"):
+        raise DeepMRInputError("no results folder given; pass --out DIR")
+    if isinstance(values.get("save_effects"), str) and values["save_effects"] in ("yes", "no"):
+        values["save_effects"] = values["save_effects"] == "yes"
+    values["progress"] = not args.quiet
+    result = reanalyze(args.run_dir, **values)
     if not args.quiet:
         print(_summary(result, started))
     return 0

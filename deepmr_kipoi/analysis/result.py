@@ -54,6 +54,10 @@ class StoredEffects:
     positions : ndarray of int64, shape (W,)
     sequence_ids : tuple of str, length N
     feature_names : tuple of str, length U
+    samples : ndarray of float32, shape (S, N, W, 3, U), or None
+        Every model sample's paired differences (the run's effects store); ``mean`` and ``se`` are
+        their mean and SD (ddof = 1) over samples, before any calibration of the SEs. None when
+        read from an ``effects.h5`` of an older run (whose ``se`` is the one MR used).
     """
 
     mean: np.ndarray
@@ -63,6 +67,32 @@ class StoredEffects:
     positions: np.ndarray
     sequence_ids: tuple[str, ...]
     feature_names: tuple[str, ...]
+    samples: np.ndarray | None = None
+
+
+def read_effects_store(run_dir: Path) -> StoredEffects | None:
+    """The per-sample ISM effects a run keeps in ``chunks/effects_*.npz``, joined over its chunks
+    (None when the folder has no effects store)."""
+    from deepmr_kipoi import results
+    from deepmr_kipoi.run.chunk_store import CHUNKS, EFFECTS_FILE, RUN_EFFECTS
+
+    store = Path(run_dir) / CHUNKS
+    files = sorted(p for p in store.glob("effects_*.npz") if EFFECTS_FILE.match(p.name))
+    if not files or not (store / RUN_EFFECTS).exists():
+        return None
+    ids = [str(i) for i in results.read_npz(store / RUN_EFFECTS)["seq_ids"]]
+    parts = [results.read_npz(p) for p in files]
+    samples = np.concatenate([p["samples"] for p in parts], axis=1)
+    return StoredEffects(
+        mean=samples.mean(axis=0, dtype=np.float64),
+        se=samples.std(axis=0, ddof=1, dtype=np.float64),
+        reference=np.concatenate([p["reference"] for p in parts], axis=1),
+        alt_bases=np.concatenate([p["alt_bases"] for p in parts]),
+        positions=parts[0]["positions"],
+        sequence_ids=tuple(ids),
+        feature_names=tuple(str(f) for f in parts[0]["feature_names"]),
+        samples=samples,
+    )
 
 
 def read_effects_h5(path: Path) -> StoredEffects:
@@ -150,11 +180,65 @@ class Analysis:
 
     @property
     def effects(self) -> StoredEffects:
-        """The run's saved ISM effects, read when first used (``effects.h5``)."""
+        """The run's ISM effects on its exposure and outcome features, read when first used (the
+        per-sample effects store; ``effects.h5`` for runs of older versions)."""
         if "effects" not in self._cache:
-            path = self._folder_file("effects.h5", hint="run with save_effects=True to keep them")
-            self._cache["effects"] = read_effects_h5(path)
+            found = None if self._effects_dir() is None else read_effects_store(self._effects_dir())
+            if found is None:
+                path = self._folder_file("effects.h5", hint="this run kept no ISM effects")
+                found = read_effects_h5(path)
+            self._cache["effects"] = found
         return self._cache["effects"]
+
+    def reanalyze(self, **settings) -> Analysis:
+        """Analyse this run's stored ISM effects again with other analysis settings; runs no model.
+
+        Parameters
+        ----------
+        **settings
+            Analysis settings (``z``, ``methods``, ``exposures``/``outcomes`` among the run's,
+            ``min_instruments``, ``instrument_rule``, ``level``, ``calibrator``, ...) and output
+            settings (``out``: a new run folder; default: in memory).
+
+        Returns
+        -------
+        Analysis
+            The tables a full run with these settings gives.
+
+        Raises
+        ------
+        DeepMRInputError
+            A setting that changes the ISM effects (it needs the model), or a run kept in memory.
+
+        Warns
+        -----
+        DeepMRWarning
+            Each caveat about the new results.
+        """
+        import warnings
+
+        from deepmr_kipoi.errors import DeepMRWarning
+        from deepmr_kipoi.run.reanalysis import reanalyze
+
+        source = self._effects_dir()
+        if source is None:
+            raise DeepMRInputError(
+                "this run was kept in memory, so its ISM effects were not stored; pass out= to "
+                "analyze, then reanalyze"
+            )
+        if "exposures" in settings and isinstance(settings["exposures"], str):
+            settings["exposures"] = [settings["exposures"]]
+        if "outcomes" in settings and isinstance(settings["outcomes"], str):
+            settings["outcomes"] = [settings["outcomes"]]
+        out = Analysis.from_result(reanalyze(source, **settings))
+        out._cache["effects_dir"] = Path(out.out_dir) if out.out_dir else source
+        for text in out.warnings:
+            warnings.warn(text, DeepMRWarning, stacklevel=2)
+        return out
+
+    def _effects_dir(self) -> Path | None:
+        """The run folder whose stored effects this result's reanalysis reads."""
+        return self._cache.get("effects_dir") or (Path(self.out_dir) if self.out_dir else None)
 
     @property
     def verdicts(self) -> pd.DataFrame:
