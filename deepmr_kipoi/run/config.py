@@ -172,7 +172,8 @@ class SequenceSource:
         _opt(
             "--dataloader-args",
             "arguments of the model's Kipoi dataloader (--sequences dataloader), "
-            "e.g. intervals_file=peaks.bed fasta_file=genome.fa",
+            "e.g. intervals_file=peaks.bed fasta_file=genome.fa, or Kipoi's JSON form "
+            '\'{{"intervals_file": "peaks.bed"}}\'',
             nargs="+",
             metavar="KEY=VALUE",
         ),
