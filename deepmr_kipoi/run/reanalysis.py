@@ -80,6 +80,16 @@ def _check_changes(changes: dict, old: RunConfig) -> None:
             )
 
 
+def _pairs(config: RunConfig, names) -> tuple[list[int], list[int]]:
+    ex = inputs.select_features(config.exposures, names, "exposure")
+    oc = inputs.select_features(config.outcomes, names, "outcome")
+    if not any(e != o for e in ex for o in oc):
+        raise DeepMRInputError(
+            f"exposure and outcome are the same feature ({names[ex[0]]}); choose different ones"
+        )
+    return ex, oc
+
+
 def stored_plan(run_dir, changes: dict) -> tuple[RunPlan, object]:
     """The plan of a finished run with new analysis settings, built from its folder alone.
 
@@ -119,12 +129,7 @@ def stored_plan(run_dir, changes: dict) -> tuple[RunPlan, object]:
     meta = results.read_npz(store / RUN_EFFECTS)
     names = tuple(str(f) for f in meta["feature_names"])
     ids, onehot = [str(i) for i in meta["seq_ids"]], meta["onehot"].astype(np.float32)
-    ex = inputs.select_features(config.exposures, names, "exposure")
-    oc = inputs.select_features(config.outcomes, names, "outcome")
-    if not any(e != o for e in ex for o in oc):
-        raise DeepMRInputError(
-            f"exposure and outcome are the same feature ({names[ex[0]]}); choose different ones"
-        )
+    ex, oc = _pairs(config, names)
     identity = dict(info.get("model") or {})
     if config.sample_split and int(identity.get("n_samples") or 0) < 4:
         raise DeepMRInputError("sample splitting needs at least 4 model samples; drop it")

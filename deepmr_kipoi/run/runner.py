@@ -364,10 +364,8 @@ def run_plan(
         The model was handed to the run (Dask workers then get it shipped).
     effects_from : Path, optional
         Another run's chunk folder whose stored effects may be used.
-    timings : dict, optional
-        Seconds already spent (``"plan"``).
-    started : float, optional
-        ``time.time()`` when the run started.
+    timings, started :
+        Seconds already spent (``"plan"``), and ``time.time()`` when the run started.
 
     Returns
     -------
@@ -381,56 +379,15 @@ def run_plan(
     computed: list[int] = []
     folder = None
     try:
-        store = reader = None
-        if out_dir is not None:
-            # the old run stays whole until the new one is complete and swapped in
-            folder = RunFolder(out_dir).open(
-                run_key(plan), plan.bounds, force=config.force, effects_from=effects_from
-            )
-            store = reader = folder.store
-        elif effects_from is not None:
-            reader = ChunkStore(Path(effects_from), run_key(plan), plan.bounds)
+        folder, store, reader = _stores(plan, out_dir, effects_from)
         chunks, resumed = _run_chunks(
             plan, store, reader, created, computed, on_chunk, timings, model_given
         )
         merged = ChunkResult.merge(chunks)
         local_table = merged.local
-        if not ((local_table["reason"] == 0) & np.isfinite(local_table["estimate"])).any():
-            raise DeepMRInputError(
-                f"no sequence had at least {config.min_instruments} instruments for any pair; "
-                "lower --z, widen --window, or use more or other sequences"
-            )
-        tick = time.perf_counter()
-        names = plan.feature_names
-        global_table = aggregate.global_effects(
-            local_table,
-            plan.n_sequences,
-            method=config.meta_method,
-            test=config.meta_test,
-            level=config.level,
-            samples=merged.samples,
-            exposures=[names[i] for i in plan.exposures],
-            outcomes=[names[i] for i in plan.outcomes],
-            min_sequences=config.min_sequences,
-        )
-        timings["meta"] = time.perf_counter() - tick
+        global_table, warns = _aggregate(plan, merged, timings)
         arrays = merged.figure_arrays()
-        warns = aggregate.plain_warnings(
-            global_table,
-            calibrated=plan.calibration is not None,
-            n_masked=merged.n_masked,
-            level=config.level,
-        )
-        if plan.sequence_source == RANDOM_SOURCE:
-            warns.insert(0, RANDOM_WARNING)
         n_bad_seq, n_bad_mut = merged.n_nonfinite
-        if n_bad_mut:
-            warns.append(
-                f"{n_bad_mut} mutants of {n_bad_seq} sequences had NaN or inf predictions "
-                "and were left out (--mask-nonfinite)."
-            )
-        for w in warns:
-            logger.warning(w)
         if plan.model is not None:
             plan.identity["ism"] = [
                 {"member": i, "path": m.ism_path, "reason": m.ism_reason}
@@ -462,6 +419,60 @@ def run_plan(
         if folder is not None:
             folder.close(computed=bool(computed))
     return DeepMRResult(global_table, local_table, config, record, tuple(warns), out_dir)
+
+
+def _stores(plan: RunPlan, out_dir: Path | None, effects_from: Path | None):
+    """The run folder (opened), the chunk store results are written to, and the store stored
+    effects are read from (the folder's, or another run's without a folder)."""
+    if out_dir is not None:
+        # the old run stays whole until the new one is complete and swapped in
+        folder = RunFolder(out_dir).open(
+            run_key(plan), plan.bounds, force=plan.config.force, effects_from=effects_from
+        )
+        return folder, folder.store, folder.store
+    if effects_from is not None:
+        return None, None, ChunkStore(Path(effects_from), run_key(plan), plan.bounds)
+    return None, None, None
+
+
+def _aggregate(plan: RunPlan, merged: ChunkResult, timings: dict) -> tuple[pd.DataFrame, list]:
+    """Stage 4 on the merged chunks: the global table and the run's plain warnings (logged)."""
+    config, names, local_table = plan.config, plan.feature_names, merged.local
+    if not ((local_table["reason"] == 0) & np.isfinite(local_table["estimate"])).any():
+        raise DeepMRInputError(
+            f"no sequence had at least {config.min_instruments} instruments for any pair; "
+            "lower --z, widen --window, or use more or other sequences"
+        )
+    tick = time.perf_counter()
+    global_table = aggregate.global_effects(
+        local_table,
+        plan.n_sequences,
+        method=config.meta_method,
+        test=config.meta_test,
+        level=config.level,
+        samples=merged.samples,
+        exposures=[names[i] for i in plan.exposures],
+        outcomes=[names[i] for i in plan.outcomes],
+        min_sequences=config.min_sequences,
+    )
+    timings["meta"] = time.perf_counter() - tick
+    warns = aggregate.plain_warnings(
+        global_table,
+        calibrated=plan.calibration is not None,
+        n_masked=merged.n_masked,
+        level=config.level,
+    )
+    if plan.sequence_source == RANDOM_SOURCE:
+        warns.insert(0, RANDOM_WARNING)
+    n_bad_seq, n_bad_mut = merged.n_nonfinite
+    if n_bad_mut:
+        warns.append(
+            f"{n_bad_mut} mutants of {n_bad_seq} sequences had NaN or inf predictions "
+            "and were left out (--mask-nonfinite)."
+        )
+    for w in warns:
+        logger.warning(w)
+    return global_table, warns
 
 
 def _record(plan: RunPlan, resumed, warns, truth, started: float) -> RunRecord:
