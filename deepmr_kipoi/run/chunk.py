@@ -206,6 +206,7 @@ def compute_chunk(
     chunk_index: int,
     on_progress: Callable[[int], None] | None = None,
     timings: dict | None = None,
+    keep_effects: bool = False,
 ) -> ChunkResult:
     """Effects (stage 2) and local MR (stage 3) of one chunk; writes nothing.
 
@@ -218,11 +219,13 @@ def compute_chunk(
         Called with the number of sequences done.
     timings : dict, optional
         ``"ism"`` and ``"mr"`` seconds are added to it.
+    keep_effects : bool
+        Return the raw effects' arrays too (:func:`effects_arrays`, for the run's effects store;
+        the executors ask for them, an in-memory caller such as the simulation need not).
 
     Returns
     -------
     ChunkResult
-        With ``effects``: the raw effects' arrays (:func:`effects_arrays`), for the effects store.
     """
     a, b = plan.bounds[chunk_index]
     tick = time.perf_counter()
@@ -238,6 +241,8 @@ def compute_chunk(
         )
     _add_time(timings, "ism", tick)
     result = analyse_chunk(plan, chunk_index, eff, timings)
+    if not keep_effects:
+        return result
     return dataclasses.replace(result, effects=effects_arrays(eff, plan.used))
 
 
