@@ -400,3 +400,18 @@ def test_panel_on_a_dask_cluster_and_resumed_gives_the_local_tables(tmp_path):
     resumed = runner.run(base.replace(out=str(tmp_path / "local")))
     assert list(resumed.run_info["chunks"]["resumed"]) == [0, 1]
     pd.testing.assert_frame_equal(resumed.global_effects, local.global_effects)
+
+
+def test_analyze_takes_a_dict_of_models(recwarn):
+    """``analyze({label: model})``: model objects, and names the run loads, give the same tables."""
+    from deepmr_kipoi import analyze
+
+    factory = os.path.join(ROOT, "tests", "_panel_sim.py")
+    settings = {"n_sequences": 6, "seed": 1, "methods": ["ivw"], "progress": False}
+    by_object = analyze({"a": sim.model_a(), "b": sim.model_b()}, **settings)
+    by_name = analyze({"a": f"{factory}:model_a", "b": f"{factory}:model_b"}, **settings)
+    mixed = analyze({"a": sim.model_a(), "b": f"{factory}:model_b"}, **settings)
+    g = by_object.global_effects
+    assert set(g["exposure"]) == {"a/X", "b/Y"}
+    for other in (by_name, mixed):
+        pd.testing.assert_frame_equal(other.global_effects, g)

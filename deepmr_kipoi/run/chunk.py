@@ -11,6 +11,7 @@ worker.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -80,6 +81,9 @@ class ChunkResult:
         (sequence, position) pairs holding N, not mutated.
     n_nonfinite : (int, int)
         Sequences and mutants left out for non-finite predictions (``mask_nonfinite``).
+    effects : dict of ndarray, optional
+        A computed chunk's raw ISM effects (:func:`effects_arrays`), kept in the run folder's
+        effects store so that another analysis of them needs no model; None when read back.
     """
 
     local: pd.DataFrame
@@ -87,6 +91,7 @@ class ChunkResult:
     kept: KeptEffects | None
     n_masked: int
     n_nonfinite: tuple[int, int]
+    effects: dict | None = None
 
     def file_arrays(self) -> dict[str, np.ndarray]:
         """The arrays a chunk file keeps (read back by :meth:`from_file`)."""
@@ -156,10 +161,62 @@ def _split_samples(samples: np.ndarray):
     return samples, mean, se, selection_effects
 
 
-def _feature_groups(model, used) -> np.ndarray | None:
-    """The model of every used feature for a model panel (None for one model)."""
-    groups = getattr(model, "feature_groups", None)
-    return None if groups is None else np.asarray(groups)[list(used)]
+def _feature_groups(plan, used) -> np.ndarray | None:
+    """The model of every used feature for a model panel (None for one model): from the panel, or
+    from the run's record of its members when the run is re-analysed without its model."""
+    groups = getattr(plan.model, "feature_groups", None)
+    if groups is None:
+        members = (plan.identity or {}).get("panel")
+        if not members:
+            return None
+        member_of = {
+            name: i for i, m in enumerate(members.values()) for name in m.get("feature_names") or []
+        }
+        groups = [member_of.get(name, -1) for name in plan.feature_names]
+    return np.asarray(groups)[list(used)]
+
+
+#: Arrays of a chunk's raw ISM effects (:func:`effects_arrays`), the ``effects_*.npz`` files' content.
+EFFECT_FIELDS = ("samples", "reference", "positions", "alt_bases", "ref_bases", "is_n")
+
+
+def effects_arrays(eff, features: Sequence[int]) -> dict[str, np.ndarray]:
+    """The arrays that rebuild a chunk's raw effects exactly (:func:`effects_from_arrays`).
+
+    Parameters
+    ----------
+    eff : ISMEffects
+        ``chunk_effects``'s result on the used features, with per-sample differences.
+    features : sequence of int, length U
+        The model feature index of each of its features.
+    """
+    out = {k: np.asarray(getattr(eff, k)) for k in EFFECT_FIELDS}
+    out["features"] = np.asarray(features, dtype=np.int64)
+    out["feature_names"] = np.asarray(eff.feature_names, dtype=str)
+    if getattr(eff, "outside", None) is not None:  # a model panel: positions a member cannot see
+        out["outside"] = np.asarray(eff.outside, dtype=bool)
+    return out
+
+
+def effects_from_arrays(arrays: dict[str, np.ndarray]):
+    """Raw chunk effects rebuilt from stored arrays: the mean and SD over samples are recomputed in
+    float64 from the float32 per-sample differences exactly as ``chunk_effects`` computes them."""
+    from deepmr_kipoi import ism
+
+    samples = arrays["samples"]
+    return ism.ISMEffects(
+        mean=samples.mean(axis=0, dtype=np.float64),
+        se=samples.std(axis=0, ddof=1, dtype=np.float64),
+        reference=arrays["reference"],
+        positions=arrays["positions"],
+        alt_bases=arrays["alt_bases"],
+        ref_bases=arrays["ref_bases"],
+        is_n=arrays["is_n"],
+        feature_names=tuple(str(f) for f in arrays["feature_names"]),
+        n_samples=int(samples.shape[0]),
+        samples=samples,
+        outside=arrays.get("outside"),
+    )
 
 
 def compute_chunk(
@@ -167,6 +224,7 @@ def compute_chunk(
     chunk_index: int,
     on_progress: Callable[[int], None] | None = None,
     timings: dict | None = None,
+    keep_effects: bool = False,
 ) -> ChunkResult:
     """Effects (stage 2) and local MR (stage 3) of one chunk; writes nothing.
 
@@ -179,6 +237,44 @@ def compute_chunk(
         Called with the number of sequences done.
     timings : dict, optional
         ``"ism"`` and ``"mr"`` seconds are added to it.
+    keep_effects : bool
+        Return the raw effects' arrays too (:func:`effects_arrays`, for the run's effects store;
+        the executors ask for them, an in-memory caller such as the simulation need not).
+
+    Returns
+    -------
+    ChunkResult
+    """
+    a, b = plan.bounds[chunk_index]
+    tick = time.perf_counter()
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # non-finite outputs are
+        # checked (and named) in analyse_chunk, so numpy's own warnings about them would only be noise
+        eff = chunk_effects(
+            plan.model,
+            plan.onehot[a:b],
+            plan.window,
+            batch_size=plan.config.batch_size,
+            features=list(plan.used),
+            on_progress=on_progress,
+        )
+    _add_time(timings, "ism", tick)
+    result = analyse_chunk(plan, chunk_index, eff, timings)
+    if not keep_effects:
+        return result
+    return dataclasses.replace(result, effects=effects_arrays(eff, plan.used))
+
+
+def analyse_chunk(plan, chunk_index: int, eff, timings: dict | None = None) -> ChunkResult:
+    """Local MR (stage 3) of one chunk from its raw effects (computed, or read from the store).
+
+    Parameters
+    ----------
+    plan : RunPlan
+    chunk_index : int
+    eff : ISMEffects
+        The chunk's effects on ``plan.used`` (in that order), with per-sample differences.
+    timings : dict, optional
+        ``"mr"`` seconds are added to it.
 
     Returns
     -------
@@ -189,16 +285,6 @@ def compute_chunk(
     used = list(plan.used)
     at = {f: i for i, f in enumerate(used)}
     tick = time.perf_counter()
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # non-finite outputs are
-        # checked (and named) just below, so numpy's own warnings about them would only be noise
-        eff = chunk_effects(
-            plan.model,
-            plan.onehot[a:b],
-            plan.window,
-            batch_size=config.batch_size,
-            features=used,
-            on_progress=on_progress,
-        )
     eff, nonfinite = checks.check_outputs(
         eff,
         range(len(used)),
@@ -206,8 +292,6 @@ def compute_chunk(
         [plan.feature_names[f] for f in used],
         mask=config.mask_nonfinite,
     )
-    _add_time(timings, "ism", tick)
-    tick = time.perf_counter()
     # everything below works on the used features only (U of them)
     ex, oc = [at[e] for e in plan.exposures], [at[o] for o in plan.outcomes]
     names = [plan.feature_names[f] for f in used]
@@ -227,7 +311,7 @@ def compute_chunk(
         spread=plan.spread[used],
         selection_effects=selection_effects,
         samples=samples,
-        feature_groups=_feature_groups(plan.model, used),
+        feature_groups=_feature_groups(plan, used),
     )
     idx = np.arange(a, b)
     frame = local.local_table(step.estimates, idx, plan.seq_ids, ex, oc, names)

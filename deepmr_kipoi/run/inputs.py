@@ -319,7 +319,7 @@ def _load_panel(config: RunConfig):
     identity = {
         "name": "panel of "
         + ", ".join(f"{label} = {m.get('name')}" for label, m in members.items()),
-        "panel": _panel_identity(panel, members),
+        "panel": panel_identity(panel, members),
         "n_samples": panel.n_samples,
         "n_features": len(panel.feature_names),
         "sequence_length": panel.sequence_length,
@@ -329,7 +329,7 @@ def _load_panel(config: RunConfig):
     return panel, identity
 
 
-def _panel_identity(panel, loaded: dict | None = None) -> dict:
+def panel_identity(panel, loaded: dict | None = None) -> dict:
     """Every member's identity by label (``loaded``'s where the member was loaded by name), with
     its input length, samples and features as the panel names them."""
     out = {}
@@ -429,7 +429,7 @@ def prepare_model(config: RunConfig, model=None, identity: dict | None = None):
         identity.setdefault("n_samples", int(getattr(model, "n_samples", 0) or 0))
         identity.setdefault("n_features", len(model.feature_names))
         if hasattr(model, "labels") and hasattr(model, "models"):  # a panel handed over
-            identity.setdefault("panel", _panel_identity(model))
+            identity.setdefault("panel", panel_identity(model))
     identity = dict(identity)
     identity["device"] = move_to_device(model, config.device)
     return model, identity
