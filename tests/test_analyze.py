@@ -125,8 +125,9 @@ def test_single_module_with_dropout_gets_mc_dropout_and_deterministic_is_refused
     assert_frame_equal(got.global_effects, want.global_effects)
     with pytest.raises(DeepMRInputError, match=r"analyze\(\[model_1, model_2"):
         deepmr_kipoi.analyze(_net(), onehot, **FAST)
-    with pytest.raises(DeepMRInputError, match="cannot analyse a model of type dict"):
-        deepmr_kipoi.analyze({"not": "a model"}, onehot, **FAST)
+    # (a dict is a model panel, {label: model}: tests/test_panel.py)
+    with pytest.raises(DeepMRInputError, match="cannot analyse a model of type set"):
+        deepmr_kipoi.analyze({"not a model"}, onehot, **FAST)
 
 
 def test_keras_list(onehot):
