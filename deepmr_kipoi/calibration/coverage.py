@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtr
 
+from deepmr_kipoi import validation
 from deepmr_kipoi.calibration.recalibration import (
     COVERAGE_LEVELS,
     Calibrator,
@@ -218,9 +219,9 @@ def metrics(
     -------
     CalibrationMetrics
     """
-    lv = np.asarray(levels, dtype=np.float64)
-    if lv.ndim != 1 or not np.all((lv > 0.0) & (lv < 1.0)):
-        raise DeepMRInputError("levels must be a sequence of fractions in (0, 1), e.g. (0.5, 0.9).")
+    if np.ndim(levels) != 1:
+        raise DeepMRInputError(f"levels must be a sequence of confidence levels, got {levels!r}")
+    lv = np.array([validation.level(v, "each of levels") for v in levels], dtype=np.float64)
     u = _pit(pred_mean, pred_sd, y, calibrator)
     names = _feature_names(feature_names, calibrator, u.shape[1])
     return _metrics_from_pit(u, lv, n_grid, calibrated=calibrator is not None, names=names)

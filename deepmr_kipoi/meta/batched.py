@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
+from deepmr_kipoi import validation
 from deepmr_kipoi.errors import DeepMRInputError
 
 logger = logging.getLogger(__name__)
@@ -83,8 +84,7 @@ def _check_options(method: str, test: str, level: float, tol: float, maxiter: in
         raise DeepMRInputError(
             f"test={test!r} is not supported; use 'z' (Wald) or 'knha' (Knapp-Hartung)."
         )
-    if not (0.0 < float(level) < 1.0):
-        raise DeepMRInputError(f"level={level!r} must be a fraction in (0, 1), e.g. 0.95 (not 95).")
+    validation.level(level)
     if not (float(tol) > 0.0):
         raise DeepMRInputError(f"tol={tol!r} must be positive, e.g. 1e-12.")
     if int(maxiter) < 1:

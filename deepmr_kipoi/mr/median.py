@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from deepmr_kipoi import validation
 from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.mr._common import (
     as_instruments,
-    check_level,
     check_n_boot,
     check_weights,
     normal_inference,
@@ -116,7 +116,7 @@ def bootstrap_medians(bx, by, se_bx, se_by, weights, z: np.ndarray) -> np.ndarra
 
 
 def _median(bx, by, se_bx, se_by, kind, n_boot, seed, level, method) -> MedianResult:
-    level = check_level(level)
+    level = validation.level(level)
     n_boot = check_n_boot(n_boot)
     bx, by, se_bx, se_by = as_instruments(bx, by, se_bx, se_by, method)
     w = ratio_weights(bx, by, se_bx, se_by, kind)

@@ -67,12 +67,12 @@ def save_svg(fig: Figure, path: str | os.PathLike) -> Path:
     return results.write_bytes(path, buf.getvalue())
 
 
-def effect_matrix(glob: pd.DataFrame, method: str, value: str = "estimate") -> pd.DataFrame:
+def effect_matrix(global_table: pd.DataFrame, method: str, value: str = "estimate") -> pd.DataFrame:
     """One column of the global table as an exposure x outcome matrix.
 
     Parameters
     ----------
-    glob : DataFrame
+    global_table : DataFrame
         Global effects with columns exposure, outcome, method and ``value``.
     method : str
     value : str
@@ -84,7 +84,7 @@ def effect_matrix(glob: pd.DataFrame, method: str, value: str = "estimate") -> p
         they are exposures too (so the diagonal lines up), then the others. NaN where a pair is
         absent (e.g. exposure == outcome).
     """
-    sub = glob[glob["method"].astype(str) == method]
+    sub = global_table[global_table["method"].astype(str) == method]
     rows = list(dict.fromkeys(sub["exposure"].astype(str)))
     outcomes = set(sub["outcome"].astype(str))
     # features that are both exposure and outcome keep one order on both axes (diagonal aligned)
@@ -138,13 +138,13 @@ def _draw_matrix(ax, mat: pd.DataFrame, sig: pd.DataFrame | None, title: str, no
 
 
 def global_heatmap(
-    glob: pd.DataFrame, method: str, *, level: float = 0.95, title: str | None = None
+    global_table: pd.DataFrame, method: str, *, level: float = 0.95, title: str | None = None
 ) -> Figure:
     """Heatmap of global causal effects, exposure (rows) x outcome (columns).
 
     Parameters
     ----------
-    glob : DataFrame
+    global_table : DataFrame
         Global effects (``pipeline.global_effects``), columns exposure, outcome, method, estimate and
         ``significant``.
     method : str
@@ -159,8 +159,12 @@ def global_heatmap(
         Colour: estimate (diverging, centred at 0; grey where undefined). ``*`` (or a dot for large
         matrices): Benjamini-Hochberg q-value below ``1 - level``.
     """
-    mat = effect_matrix(glob, method)
-    sig = effect_matrix(glob, method, "significant") if "significant" in glob else None
+    mat = effect_matrix(global_table, method)
+    sig = (
+        effect_matrix(global_table, method, "significant")
+        if "significant" in global_table
+        else None
+    )
     n_r, n_c = mat.shape
     size = (min(14, max(5.5, 2.5 + 0.35 * n_c)), min(12, max(4.5, 2.0 + 0.3 * n_r)))
     fig, ax = plt.subplots(figsize=size)

@@ -27,6 +27,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import FancyArrowPatch  # noqa: E402
 
+from deepmr_kipoi.mr.methods import method_label  # noqa: E402
 from deepmr_kipoi.report.drawing import effect_matrix, symmetric_norm  # noqa: E402
 from deepmr_kipoi.report.headline import primary_method  # noqa: E402
 
@@ -183,7 +184,7 @@ def causal_graph(table: pd.DataFrame, *, method: str | None = None, title: str =
         fontsize=8,
         frameon=False,
     )
-    label = {"ivw": "IVW", "egger": "MR-Egger"}.get(method, method)
+    label = method_label(method)
     ax.set_title(
         title
         or f"Causal claims ({len(causal)} causal pair{'' if len(causal) == 1 else 's'}; arrow width: |{label} effect|)",
