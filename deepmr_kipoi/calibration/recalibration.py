@@ -429,15 +429,10 @@ def fit(
         raise DeepMRInputError(f"predictions must be shaped (n, n_features), got {mean.shape}.")
     n, n_features = mean.shape
     if n < 2:
-        raise DeepMRInputError(
-            f"{n} labelled example(s) cannot fit a calibration; give at least 2."
-        )
+        raise DeepMRInputError(f"{n} labelled example(s) cannot fit a calibration; give at least 2")
     z = (obs - mean) / sd
-    common = {
-        "feature_names": feature_names,
-        "se_level": validation.level(se_level, "se_level"),
-        "n_fit": n,
-    }
+    se_level = validation.level(se_level, "se_level")
+    common = {"feature_names": feature_names, "se_level": se_level, "n_fit": n}
     noise = np.broadcast_to(np.asarray(aleatoric_variance, dtype=np.float64), (n_features,))
     if method == "sigma":
         factor = np.mean(((obs - mean) ** 2 - noise) / (sd * sd), axis=0)

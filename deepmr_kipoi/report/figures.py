@@ -220,7 +220,7 @@ def make_figures(
     kept : DetailInputs
         Local table and kept ISM arrays (per-pair figures of the `DETAIL_PAIRS` pairs of
         `detail_pairs`).
-    calibration : run.inputs.Calibration, optional
+    calibration : calibration.Calibration, optional
         With ``curve_before``/``curve_after`` (``calibration.curve`` results) when fitted here.
     truth : DataFrame, optional
         Columns exposure, outcome, true_effect.
