@@ -187,8 +187,6 @@ LONG_FUNCTIONS = {
     "deepmr_kipoi/cli.py:build_parser": "formatting pass; to be split per command",
     "deepmr_kipoi/ism.py:saturation_effects": "formatting pass; to be split into checks and batches",
     "deepmr_kipoi/predictive/_torch_fastism.py:_window_op": "formatting pass; one case per layer kind",
-    "deepmr_kipoi/report/drawing.py:instrument_map": "formatting pass; to be split into panels",
-    "deepmr_kipoi/report/overview.py:causal_graph": "formatting pass; layout and drawing to split",
     "deepmr_kipoi/run/chunk.py:compute_chunk": "formatting pass; goes with the runner split",
     "deepmr_kipoi/run/runner.py:make_plan": "formatting pass; goes with the runner split",
     "deepmr_kipoi/simulate/bpnet/train.py:train_bpnet_ensemble": "simulation, being reworked",

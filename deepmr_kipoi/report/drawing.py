@@ -505,51 +505,18 @@ def instrument_map(
         squeeze=False,
         layout="constrained",
     )
-    xs = np.repeat(pos[:, None], 3, axis=1)
     for ax, (label, eff) in zip(axes[:, 0], effects):
-        eff = np.asarray(eff, dtype=float)
-        with np.errstate(invalid="ignore"):
-            track = np.nanmean(np.where(np.isfinite(eff), eff, np.nan), axis=1)
-        ax.plot(pos, track, color="#bbbbbb", lw=0.8, zorder=1)
-        for code, base in enumerate(alphabet):
-            sel = alt == code
-            if not sel.any():
-                continue
-            colour = BASE_COLOURS.get(base.upper(), "#777777")
-            rest, chosen = sel & ~inst, sel & inst
-            ax.scatter(xs[rest], eff[rest], s=5, color=colour, alpha=0.45, linewidths=0, zorder=2)
-            ax.scatter(
-                xs[chosen],
-                eff[chosen],
-                s=26,
-                color=colour,
-                edgecolors="black",
-                linewidths=0.7,
-                zorder=3,
-                label=f"to {base}",
-            )
-        ax.axhline(0, color="#dddddd", lw=0.8, zorder=0)
+        _instrument_track(ax, pos, alt, np.asarray(eff, dtype=float), inst, alphabet)
         ax.set_ylabel(f"effect on\n{label}", fontsize=8)
+    colours = {b: BASE_COLOURS.get(b.upper(), "#777777") for b in alphabet}
     handles = [
-        plt.Line2D(
-            [],
-            [],
-            ls="",
-            marker="o",
-            color=BASE_COLOURS.get(b.upper(), "#777777"),
-            label=f"mutation to {b}",
-        )
+        plt.Line2D([], [], ls="", marker="o", color=colours[b], label=f"mutation to {b}")
         for b in alphabet
     ]
+    n_inst = int(inst.sum())
     handles.append(
         plt.Line2D(
-            [],
-            [],
-            ls="",
-            marker="o",
-            mfc="white",
-            mec="black",
-            label=f"instrument ({int(inst.sum())})",
+            [], [], ls="", marker="o", mfc="white", mec="black", label=f"instrument ({n_inst})"
         )
     )
     axes[0, 0].legend(
@@ -564,3 +531,30 @@ def instrument_map(
     if title:
         fig.suptitle(title, fontsize=9)
     return fig
+
+
+def _instrument_track(ax, pos, alt, eff, inst, alphabet: str) -> None:
+    """One feature's panel: the per-position mean effect as a grey line, every mutation a dot
+    coloured by its alternative base, the instruments larger with black edges."""
+    xs = np.repeat(pos[:, None], 3, axis=1)
+    with np.errstate(invalid="ignore"):
+        track = np.nanmean(np.where(np.isfinite(eff), eff, np.nan), axis=1)
+    ax.plot(pos, track, color="#bbbbbb", lw=0.8, zorder=1)
+    for code, base in enumerate(alphabet):
+        sel = alt == code
+        if not sel.any():
+            continue
+        colour = BASE_COLOURS.get(base.upper(), "#777777")
+        rest, chosen = sel & ~inst, sel & inst
+        ax.scatter(xs[rest], eff[rest], s=5, color=colour, alpha=0.45, linewidths=0, zorder=2)
+        ax.scatter(
+            xs[chosen],
+            eff[chosen],
+            s=26,
+            color=colour,
+            edgecolors="black",
+            linewidths=0.7,
+            zorder=3,
+            label=f"to {base}",
+        )
+    ax.axhline(0, color="#dddddd", lw=0.8, zorder=0)
