@@ -115,7 +115,9 @@ def bootstrap_medians(bx, by, se_bx, se_by, weights, z: np.ndarray) -> np.ndarra
     )
 
 
-def _median(bx, by, se_bx, se_by, kind, n_boot, seed, level, method) -> MedianResult:
+def _median(bx, by, se_bx, se_by, kind, n_boot, seed, level) -> MedianResult:
+    """The weighted (``kind`` "second" or "first") or simple (``kind`` "simple") median."""
+    method = "simple_median" if kind == "simple" else "weighted_median"
     level = validation.level(level)
     n_boot = check_n_boot(n_boot)
     bx, by, se_bx, se_by = as_instruments(bx, by, se_bx, se_by, method)
@@ -183,9 +185,7 @@ def weighted_median(
     DeepMRInputError
         Fewer than 3 instruments, non-finite values, non-positive SEs, or a zero ``b_x``.
     """
-    return _median(
-        bx, by, se_bx, se_by, check_weights(weights), n_boot, seed, level, "weighted_median"
-    )
+    return _median(bx, by, se_bx, se_by, check_weights(weights), n_boot, seed, level)
 
 
 def simple_median(
@@ -217,4 +217,4 @@ def simple_median(
     DeepMRInputError
         Fewer than 3 instruments, non-finite values, non-positive SEs, or a zero ``b_x``.
     """
-    return _median(bx, by, se_bx, se_by, "simple", n_boot, seed, level, "simple_median")
+    return _median(bx, by, se_bx, se_by, "simple", n_boot, seed, level)

@@ -183,23 +183,7 @@ def compute_chunk(
     used = list(plan.used)
     at = {f: i for i, f in enumerate(used)}
     tick = time.perf_counter()
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # non-finite outputs are
-        # checked (and named) just below, so numpy's own warnings about them would only be noise
-        eff = chunk_effects(
-            plan.model,
-            plan.onehot[a:b],
-            plan.window,
-            batch_size=config.batch_size,
-            features=used,
-            on_progress=on_progress,
-        )
-    eff, nonfinite = checks.check_outputs(
-        eff,
-        range(len(used)),
-        [at[e] for e in plan.exposures],
-        [plan.feature_names[f] for f in used],
-        mask=config.mask_nonfinite,
-    )
+    eff, nonfinite = _checked_effects(plan, a, b, on_progress)
     _add_time(timings, "ism", tick)
     tick = time.perf_counter()
     # everything below works on the used features only (U of them)
@@ -227,22 +211,50 @@ def compute_chunk(
     per_sample = local.sample_estimates(samples, step, ex, oc, config, chunk=chunk_index)
     _add_time(timings, "mr", tick)
     keep = idx if plan.save_effects else idx[idx < config.n_examples]
-    kept = None
-    if len(keep):
-        rows = keep - a
-        kept = KeptEffects(
-            sequence_index=keep,
-            mean=mean[rows].astype(np.float32),
-            se=step.se[rows].astype(np.float32),
-            instrument_mask=step.selection.mask[rows],
-            reference=eff.reference[:, rows].astype(np.float32),
-            alt_bases=eff.alt_bases[rows],
-            positions=eff.positions,
-        )
+    kept = _kept_effects(eff, mean, step, keep, keep - a) if len(keep) else None
     return ChunkResult(
         frame,
         per_sample,
         kept,
         int(eff.n_masked),
         (int(nonfinite.n_sequences), int(nonfinite.n_mutants)),
+    )
+
+
+def _checked_effects(plan, a: int, b: int, on_progress):
+    """The ISM effects of sequences ``a:b`` on the used features, non-finite outputs checked
+    (masked or refused, as the config says)."""
+    config, used = plan.config, list(plan.used)
+    at = {f: i for i, f in enumerate(used)}
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # non-finite outputs are
+        # checked (and named) just below, so numpy's own warnings about them would only be noise
+        eff = chunk_effects(
+            plan.model,
+            plan.onehot[a:b],
+            plan.window,
+            batch_size=config.batch_size,
+            features=used,
+            on_progress=on_progress,
+        )
+    return checks.check_outputs(
+        eff,
+        range(len(used)),
+        [at[e] for e in plan.exposures],
+        [plan.feature_names[f] for f in used],
+        mask=config.mask_nonfinite,
+    )
+
+
+def _kept_effects(eff, mean, step, keep: np.ndarray, rows: np.ndarray) -> KeptEffects:
+    """The effects of the sequences ``keep`` (``rows`` within the chunk) kept for figures and
+    ``effects.h5``, as float32; ``mean`` is the analysed mean (a split sample's, with
+    ``sample_split``)."""
+    return KeptEffects(
+        sequence_index=keep,
+        mean=mean[rows].astype(np.float32),
+        se=step.se[rows].astype(np.float32),
+        instrument_mask=step.selection.mask[rows],
+        reference=eff.reference[:, rows].astype(np.float32),
+        alt_bases=eff.alt_bases[rows],
+        positions=eff.positions,
     )
