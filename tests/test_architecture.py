@@ -171,7 +171,6 @@ LONG_FUNCTIONS = {
     "deepmr_kipoi/simulate/train.py:_train_one": "simulation, being reworked in its own step",
     "deepmr_kipoi/simulate/bpnet/experiment.py:run_bpnet_experiment": "simulation, being reworked",
     "deepmr_kipoi/report/drawing.py:mr_scatter": "public keyword options of a documented figure",
-    "deepmr_kipoi/calibration/coverage.py:cross_fitted_metrics": "to take the fit options as one object",
     "deepmr_kipoi/mr/batched.py:run_batched": "public keyword options of the documented batched API",
     "deepmr_kipoi/run/runner.py:run": "being reworked with the run folder",
     "deepmr_kipoi/run/runner.py:_write_outputs": "being reworked with the run folder",

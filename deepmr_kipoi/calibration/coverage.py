@@ -258,7 +258,6 @@ def cross_fitted_metrics(
     seed: int = 0,
     levels=COVERAGE_LEVELS,
     n_grid: int = 100,
-    feature_names=None,
     **fit_options,
 ) -> CalibrationMetrics:
     """Calibration metrics after recalibration, each example scored by a map it was not fitted on.
@@ -277,10 +276,11 @@ def cross_fitted_metrics(
         Number of folds (>= 2, at most n / 2).
     seed : int
         Seed of the random split.
-    levels, n_grid, feature_names
+    levels, n_grid
         As in :func:`metrics`.
     **fit_options
-        Passed to :func:`fit` (e.g. ``aleatoric_variance``).
+        Passed to :func:`fit` (e.g. ``aleatoric_variance``); its ``feature_names`` also name the
+        metrics' features, as in :func:`metrics`.
 
     Returns
     -------
@@ -304,5 +304,5 @@ def cross_fitted_metrics(
         np.asarray(levels, dtype=np.float64),
         n_grid,
         calibrated=True,
-        names=_feature_names(feature_names, None, u.shape[1]),
+        names=_feature_names(fit_options.get("feature_names"), None, u.shape[1]),
     )
