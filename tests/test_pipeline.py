@@ -235,7 +235,7 @@ def test_input_error_found_after_chunks_keeps_them(tmp_path, changes, message):
     "changes, message",
     [
         ({"window": 5}, "window must be two integers"),
-        ({"level": "high"}, "level must be a number, got 'high'"),
+        ({"level": "high"}, r"level must be a confidence level in \(0, 1\).*got 'high'"),
         ({"z": "high"}, "z must be a number"),
         ({"chunk_size": None}, "chunk_size must be an integer >= 1, got None"),
         ({"exposures": 5}, "exposures must be a list of names, got 5"),
