@@ -172,7 +172,6 @@ LONG_FUNCTIONS = {
     "deepmr_kipoi/simulate/bpnet/experiment.py:run_bpnet_experiment": "simulation, being reworked",
     "deepmr_kipoi/report/drawing.py:mr_scatter": "public keyword options of a documented figure",
     "deepmr_kipoi/mr/batched.py:run_batched": "public keyword options of the documented batched API",
-    "deepmr_kipoi/run/runner.py:run": "being reworked with the run folder",
     "deepmr_kipoi/run/runner.py:_write_outputs": "being reworked with the run folder",
     "deepmr_kipoi/run/aggregate.py:global_effects": "being rewritten with the verdict",
     "deepmr_kipoi/run/local.py:local_mr": "being rewritten with the verdict",
