@@ -143,11 +143,7 @@ def saturation_effects(
     x = sequences.check_onehot(onehot)
     batch_size = validation.positive_int(batch_size, "batch_size")
     n_seq, length, _ = x.shape
-    seq_len = getattr(model, "sequence_length", None)
-    if seq_len is not None and length != seq_len:
-        raise DeepMRInputError(
-            f"sequences have length {length} but the model takes {seq_len}; resize them (sequences.resize_center)"
-        )
+    _check_length(model, length)
     start, end = validation.window(window, length)
     if hasattr(model, "spans") and hasattr(model, "models"):
         return _panel_effects(model, x, (start, end), batch_size, progress, per_sample)
@@ -231,6 +227,15 @@ def _panel_effects(panel, x, window, batch_size, progress, per_sample) -> ISMEff
         samples=samples if per_sample else None,
         outside=outside,
     )
+
+
+def _check_length(model, length: int) -> None:
+    seq_len = getattr(model, "sequence_length", None)
+    if seq_len is not None and length != seq_len:
+        raise DeepMRInputError(
+            f"sequences have length {length} but the model takes {seq_len}; resize them "
+            "(sequences.resize_center)"
+        )
 
 
 def _window_bases(x: np.ndarray, start: int, end: int):

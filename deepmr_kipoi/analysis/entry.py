@@ -47,7 +47,7 @@ def _panel(models: dict, settings: dict):
     """
     from deepmr_kipoi.predictive.panel import ModelPanel
     from deepmr_kipoi.run import config as cfg
-    from deepmr_kipoi.run import inputs
+    from deepmr_kipoi.run import model as run_model
 
     if all(isinstance(m, (str, os.PathLike)) for m in models.values()):
         return dict(settings, model={k: os.fspath(m) for k, m in models.items()}), None, None
@@ -58,14 +58,14 @@ def _panel(models: dict, settings: dict):
             member = cfg.validate(
                 cfg.RunConfig(**{k: settings[k] for k in keys}, model=os.fspath(m))
             )
-            resolved[label], idents[label] = inputs.load_configured_model(member)
+            resolved[label], idents[label] = run_model.load_configured_model(member)
         else:
             resolved[label], idents[label] = resolve_model(
                 m, seed=settings.get("seed", 0), n_samples=settings.get("n_samples")
             )
     panel = ModelPanel(resolved)
     name = "panel of " + ", ".join(f"{k} = {v.get('name')}" for k, v in idents.items())
-    return settings, panel, {"name": name, "panel": inputs.panel_identity(panel, idents)}
+    return settings, panel, {"name": name, "panel": run_model.panel_identity(panel, idents)}
 
 
 def analyze(model, sequences=None, *, exposures=None, outcomes=None, out=None, **settings):
