@@ -143,6 +143,13 @@ def _add_time(timings: dict | None, key: str, since: float) -> None:
         timings[key] = timings.get(key, 0.0) + time.perf_counter() - since
 
 
+def _share(on_progress, weight: float):
+    """``on_progress`` called with ``weight`` times what a stage reports (None stays None)."""
+    if on_progress is None:
+        return None
+    return lambda done: on_progress(weight * done)
+
+
 def _split_samples(samples: np.ndarray):
     """Sample splitting: moments of the first half select, the second half estimates."""
     half = samples.shape[0] // 2
@@ -170,7 +177,10 @@ def compute_chunk(
     chunk_index : int
         Index into ``plan.bounds``.
     on_progress : callable, optional
-        Called with the number of sequences done.
+        Called with the number of sequences done, fractions included: each sequence counts half
+        for its ISM and half for its analysis (a quarter for the local MR and heterogeneity of
+        every pair, a quarter for the per-sample estimates), so that the progress follows the
+        analysis too, which dominates at hundreds of features.
     timings : dict, optional
         ``"ism"`` and ``"mr"`` seconds are added to it.
 
@@ -191,7 +201,7 @@ def compute_chunk(
             plan.window,
             batch_size=config.batch_size,
             features=used,
-            on_progress=on_progress,
+            on_progress=_share(on_progress, 0.5),
         )
     eff, nonfinite = checks.check_outputs(
         eff,
@@ -221,10 +231,19 @@ def compute_chunk(
         spread=plan.spread[used],
         selection_effects=selection_effects,
         samples=samples,
+        on_progress=_share(on_progress, 0.25 * (b - a)),
     )
     idx = np.arange(a, b)
     frame = local.local_table(step.estimates, idx, plan.seq_ids, ex, oc, names)
-    per_sample = local.sample_estimates(samples, step, ex, oc, config, chunk=chunk_index)
+    per_sample = local.sample_estimates(
+        samples,
+        step,
+        ex,
+        oc,
+        config,
+        chunk=chunk_index,
+        on_progress=_share(on_progress, 0.25 * (b - a)),
+    )
     _add_time(timings, "mr", tick)
     keep = idx if plan.save_effects else idx[idx < config.n_examples]
     kept = None
