@@ -749,33 +749,37 @@ def local_table(
         left out. Names are categoricals (tables of 10^7 rows stay small).
     """
     methods = list(est.methods)
-    n, n_e, n_o = len(seq_index), len(exposures), len(outcomes)
-    si, ei, oi = np.meshgrid(np.arange(n), np.arange(n_e), np.arange(n_o), indexing="ij")
-    e_feat = np.asarray(exposures)[ei.ravel()]
-    o_feat = np.asarray(outcomes)[oi.ravel()]
-    keep = e_feat != o_feat
+    n, n_e, n_o, n_m = len(seq_index), len(exposures), len(outcomes), len(methods)
+    si, rest = np.divmod(np.arange(n * n_e * n_o), n_e * n_o)
+    e_feat = np.asarray(exposures)[rest // n_o]
+    o_feat = np.asarray(outcomes)[rest % n_o]
+    keep = np.flatnonzero(e_feat != o_feat)
     cats = pd.CategoricalDtype(list(feature_names))
     # ids may repeat (FASTA records of one name): categories are the distinct ids
     distinct = list(dict.fromkeys(all_ids))
     code_of = {name: i for i, name in enumerate(distinct)}
-    id_codes = np.array([code_of[all_ids[g]] for g in seq_index])[si.ravel()][keep]
-    id_dtype = pd.CategoricalDtype(distinct)
-    frames = []
-    for mi, method in enumerate(methods):
-        frame = {
-            "sequence_index": seq_index[si.ravel()][keep].astype(np.int64),
-            "sequence_id": pd.Categorical.from_codes(id_codes, dtype=id_dtype),
-            "exposure": pd.Categorical.from_codes(e_feat[keep], dtype=cats),
-            "outcome": pd.Categorical.from_codes(o_feat[keep], dtype=cats),
-            "method": pd.Categorical([method] * int(keep.sum()), categories=methods),
-        }
-        for f in (
-            *LOCAL_FIELDS,
-            *HETEROGENEITY_FIELDS,
-            "n_instruments",
-            "reason",
-            *INSTRUMENT_COUNTS,
-        ):
-            frame[f] = est.fields[f][..., mi].ravel()[keep]
-        frames.append(pd.DataFrame(frame))
-    return pd.concat(frames, ignore_index=True)
+    id_codes = np.array([code_of[all_ids[g]] for g in seq_index])
+
+    def tiled(a):  # the cells kept, repeated for every method
+        return np.tile(a[keep], n_m)
+
+    si = si[keep]
+    columns = {
+        "sequence_index": np.tile(np.asarray(seq_index, dtype=np.int64)[si], n_m),
+        "sequence_id": pd.Categorical.from_codes(
+            np.tile(id_codes[si], n_m), dtype=pd.CategoricalDtype(distinct)
+        ),
+        "exposure": pd.Categorical.from_codes(tiled(e_feat), dtype=cats),
+        "outcome": pd.Categorical.from_codes(tiled(o_feat), dtype=cats),
+        "method": pd.Categorical.from_codes(
+            np.repeat(np.arange(n_m, dtype=np.int8), len(keep)), categories=methods
+        ),
+    }
+    for f in (*LOCAL_FIELDS, *HETEROGENEITY_FIELDS, "n_instruments", "reason", *INSTRUMENT_COUNTS):
+        cells = est.fields[f].reshape(-1, n_m)
+        column = np.empty(len(keep) * n_m, dtype=cells.dtype)
+        for mi in range(n_m):
+            np.take(cells[:, mi], keep, out=column[mi * len(keep) : (mi + 1) * len(keep)])
+        columns[f] = column
+    # the columns are fresh arrays: no copy, and no consolidation into 2-D blocks (a second copy)
+    return pd.DataFrame(columns, copy=False)
