@@ -1,6 +1,6 @@
 """The compiled loop of :func:`deepmr_kipoi.mr.pairmask.pair_sums` (numba; imported on first use).
 
-One parallel loop over (sequence, block of exposures). The block's exposures gather their
+One loop over work items (a sequence and a block of exposures), shared between threads. The block's exposures gather their
 selected instruments once; then, outcome by outcome, the outcome's values (packed per instrument,
 so one instrument is one cache line) stay in cache while every exposure of the block makes one
 pass over its instruments that evaluates the directionality rule and accumulates every sum, and,
@@ -191,12 +191,15 @@ def _cell(xg, yrow, rule_on, settings, out, at, scratch):
             het[2, ni, xi, yi] = math.sqrt(_ratio(sp, h_xx)) / abs(theta)
 
 
-@numba.njit(parallel=True, cache=True, error_model="numpy")
-def pair_sums_kernel(xside, yside, mask, settings, out):
-    """Fill ``out = (main, het, samp)`` (see ``pairmask.pair_sums``) for every cell.
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+def pair_sums_kernel(xside, yside, mask, settings, out, items):
+    """Fill ``out = (main, het, samp)`` (see ``pairmask.pair_sums``) for the cells of work items
+    ``items = (start, stop)`` (item: a sequence and a block of :data:`X_BLOCK` exposures).
 
     Each side is ``(packed, extra, usable)``: values (n, F, K, 5), per-sample or centred effects
-    (n, F, K, S) and whether each feature's spread is usable (n, F)."""
+    (n, F, K, S) and whether each feature's spread is usable (n, F). The GIL is released: threads
+    share the items (numba's own parallel loops would bring an OpenMP runtime that a later
+    ``fork`` of the process aborts on)."""
     xp, xsm, xuse = xside
     yp, ysm, yuse = yside
     het = out[1]
@@ -204,7 +207,7 @@ def pair_sums_kernel(xside, yside, mask, settings, out):
     n_o = yp.shape[1]
     n_blocks = (n_e + X_BLOCK - 1) // X_BLOCK
     n_extra = xsm.shape[3]
-    for item in numba.prange(n * n_blocks):
+    for item in range(items[0], items[1]):
         ni, x0 = item // n_blocks, (item % n_blocks) * X_BLOCK
         nx = min(X_BLOCK, n_e - x0)
         ks = np.zeros((nx, k), dtype=np.int64)

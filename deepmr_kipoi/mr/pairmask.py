@@ -9,7 +9,7 @@ instruments, 250 million entries per sequence). :func:`pair_sums` computes the s
 one compiled pass (numba): per (sequence, exposure) it gathers the exposure's selected instruments,
 and per outcome it evaluates the rule instrument by instrument and accumulates every sum at once,
 so the work is ``N x E x O x K_selected`` and the memory that of the results. The sequences x
-exposures are shared between threads.
+exposures are shared between threads, one per core.
 
 What it computes per cell, over the instruments of ``P`` (``w = 1 / se_y**2``):
 
@@ -30,6 +30,8 @@ Sums are accumulated in float64 in instrument order; against a NumPy evaluation 
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -150,13 +152,16 @@ def pair_sums(x: Side, y: Side, mask, *, direction: bool, z: float, tie: float, 
     if n * n_e * n_o:
         xp, xsm = _packed(x)
         yp, ysm = _packed(y)
-        _kernel().pair_sums_kernel(
+        kernel = _kernel()
+        args = (
             (xp, xsm, x.usable),
             (yp, ysm, y.usable),
             np.ascontiguousarray(mask, dtype=np.bool_),
             (bool(direction), float(z), float(tie)),
             (main, het, samp),
         )
+        n_items = n * -(-n_e // kernel.X_BLOCK)
+        _threaded(kernel.pair_sums_kernel, args, n_items)
     out = {}
     if len(main):
         out["main"] = main
@@ -174,6 +179,20 @@ def _packed(sd: Side) -> tuple[np.ndarray, np.ndarray]:
     values = np.stack([sd.b, sd.se, sd.t, sd.v, sd.finite.astype(np.float64)], axis=-1)
     extra = sd.samples if sd.samples.shape[0] else sd.centred
     return values, np.ascontiguousarray(np.moveaxis(extra, 0, -1))
+
+
+def _threaded(kernel, args, n_items: int) -> None:
+    """Run ``kernel(*args, (start, stop))`` over ``n_items`` work items on one thread per core
+    (the kernel releases the GIL; items write disjoint cells)."""
+    n_threads = max(1, min(len(os.sched_getaffinity(0)), n_items))
+    if n_threads == 1:
+        kernel(*args, (0, n_items))
+        return
+    bounds = np.linspace(0, n_items, n_threads + 1).astype(int)
+    with ThreadPoolExecutor(n_threads) as pool:
+        jobs = [pool.submit(kernel, *args, (int(a), int(b))) for a, b in zip(bounds, bounds[1:])]
+        for job in jobs:
+            job.result()
 
 
 def _kernel():
