@@ -20,6 +20,13 @@ class DeepMRInputError(ValueError):
     """Bad input from the user: the message says what is wrong and how to fix it."""
 
 
+class DeepMRWarning(UserWarning):
+    """A caveat about a run's results (uncalibrated uncertainty, random reference DNA, pairs without
+    an estimate, ...), issued through Python's :mod:`warnings` by :func:`deepmr_kipoi.analyze` so that
+    scripts and notebooks see it (once per place, under Python's default filter); the command line
+    shows the same text as log lines."""
+
+
 class ModelCodeError(DeepMRInputError):
     """The user's own model code (a factory's model, a Kipoi model's module) raised while it ran.
 

@@ -151,13 +151,17 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, finished_r
 
 
 def test_other_configuration_in_same_folder_is_refused_unless_forced(tmp_path):
+    # a setting that changes the ISM effects (the window); analysis settings such as z reuse the
+    # stored effects instead (tests/test_reanalyze.py)
     out = tmp_path / "r"
     pipeline.run(_config(out, n_sequences=2, figures=False, report=False))
     with pytest.raises(ValueError, match="different configuration"):
-        pipeline.run(_config(out, n_sequences=2, z=3.0, figures=False, report=False))
+        pipeline.run(_config(out, n_sequences=2, window=(0, 30), figures=False, report=False))
     assert (out / "global_effects.csv").exists()  # the earlier results are untouched
-    res = pipeline.run(_config(out, n_sequences=2, z=3.0, figures=False, report=False, force=True))
-    assert res.run_info["config"]["z"] == 3.0
+    res = pipeline.run(
+        _config(out, n_sequences=2, window=(0, 30), figures=False, report=False, force=True)
+    )
+    assert res.run_info["config"]["window"] == [0, 30]
 
 
 def test_local_mr_is_the_same_in_exposure_blocks():

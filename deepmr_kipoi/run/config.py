@@ -172,7 +172,8 @@ class SequenceSource:
         _opt(
             "--dataloader-args",
             "arguments of the model's Kipoi dataloader (--sequences dataloader), "
-            "e.g. intervals_file=peaks.bed fasta_file=genome.fa",
+            "e.g. intervals_file=peaks.bed fasta_file=genome.fa, or Kipoi's JSON form "
+            '\'{{"intervals_file": "peaks.bed"}}\'',
             nargs="+",
             metavar="KEY=VALUE",
         ),
@@ -915,6 +916,26 @@ def config_hash(config: RunConfig, identity: dict, feature_names: Sequence[str],
     d = config.to_dict()
     for k in DISPLAY_FIELDS + PATH_FIELDS:
         d.pop(k, None)
+    return _settings_hash(d, config, identity, feature_names, n_seq)
+
+
+def effects_hash(
+    config: RunConfig, identity: dict, feature_names: Sequence[str], n_seq: int
+) -> str:
+    """Hash of what the ISM effects depend on: the settings marked ``"effects"`` and the model, as
+    in :func:`config_hash` (whose other settings change only the analysis of the effects).
+
+    Returns
+    -------
+    str
+        16 hex digits.
+    """
+    keep = set(fields_affecting("effects")) - set(PATH_FIELDS)
+    d = {k: v for k, v in config.to_dict().items() if k in keep}
+    return _settings_hash(d, config, identity, feature_names, n_seq)
+
+
+def _settings_hash(d: dict, config, identity: dict, feature_names, n_seq: int) -> str:
     model = {k: identity.get(k) for k in ("name", "n_samples", "n_features")}
     if is_path_model(config.model):
         d.pop("model", None)
