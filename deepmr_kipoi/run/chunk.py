@@ -148,6 +148,19 @@ def _add_time(timings: dict | None, key: str, since: float) -> None:
         timings[key] = timings.get(key, 0.0) + time.perf_counter() - since
 
 
+def _kept_effects(eff, mean, step, keep, rows) -> KeptEffects:
+    """The effects of the kept sequences (``rows`` of the chunk) for figures and effects.h5."""
+    return KeptEffects(
+        sequence_index=keep,
+        mean=mean[rows].astype(np.float32),
+        se=step.se[rows].astype(np.float32),
+        instrument_mask=step.selection.mask[rows],
+        reference=eff.reference[:, rows].astype(np.float32),
+        alt_bases=eff.alt_bases[rows],
+        positions=eff.positions,
+    )
+
+
 def _share(on_progress, weight: float):
     """``on_progress`` called with ``weight`` times what a stage reports (None stays None)."""
     if on_progress is None:
@@ -274,8 +287,7 @@ def analyse_chunk(
     timings : dict, optional
         ``"mr"`` seconds are added to it.
     on_progress : callable, optional
-        Called with the sequences' share of the analysis done (each sequence counts one half for
-        the local MR and heterogeneity of every pair and one half for the per-sample estimates).
+        Called with the sequences done (half for the local MR, half for the per-sample estimates).
 
     Returns
     -------
@@ -312,33 +324,16 @@ def analyse_chunk(
         spread=plan.spread[used],
         selection_effects=selection_effects,
         samples=samples,
-        on_progress=_share(on_progress, 0.5 * (b - a)),
+        on_progress=(half := _share(on_progress, 0.5 * (b - a))),
     )
     idx = np.arange(a, b)
     frame = local.local_table(step.estimates, idx, plan.seq_ids, ex, oc, names)
     per_sample = local.sample_estimates(
-        samples,
-        step,
-        ex,
-        oc,
-        config,
-        chunk=chunk_index,
-        on_progress=_share(on_progress, 0.5 * (b - a)),
+        samples, step, ex, oc, config, chunk=chunk_index, on_progress=half
     )
     _add_time(timings, "mr", tick)
     keep = idx if plan.save_effects else idx[idx < config.n_examples]
-    kept = None
-    if len(keep):
-        rows = keep - a
-        kept = KeptEffects(
-            sequence_index=keep,
-            mean=mean[rows].astype(np.float32),
-            se=step.se[rows].astype(np.float32),
-            instrument_mask=step.selection.mask[rows],
-            reference=eff.reference[:, rows].astype(np.float32),
-            alt_bases=eff.alt_bases[rows],
-            positions=eff.positions,
-        )
+    kept = _kept_effects(eff, mean, step, keep, keep - a) if len(keep) else None
     return ChunkResult(
         frame,
         per_sample,
