@@ -171,11 +171,11 @@ def model_info(spec: str, *, source=None, trust_model_code: bool = False) -> Mod
     DeepMRInputError
         An unknown model, or one whose description or factory fails, in one line.
     """
-    from deepmr_kipoi.run.inputs import _is_factory_spec
+    from deepmr_kipoi.run.model import is_factory_spec
 
     if not isinstance(spec, str) or not spec:
         raise DeepMRInputError("give a model: a Kipoi name, a model directory or a factory")
-    if _is_factory_spec(spec):
+    if is_factory_spec(spec):
         return _loaded_info(spec, "Python factory", source, trust_model_code)
     try:
         return _kipoi_info(spec, source, trust_model_code)

@@ -49,17 +49,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from deepmr_kipoi import validation
 from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.mr import _common as C
 from deepmr_kipoi.mr._result_types import BATCH_FLOAT_FIELDS, MRBatchResult
 from deepmr_kipoi.mr.batched import closed_form_stats
+from deepmr_kipoi.mr.methods import METHOD_TABLE, methods_where
 from deepmr_kipoi.validation import choice
-from deepmr_kipoi.validation import level as check_level
 
 logger = logging.getLogger(__name__)
 
-#: Methods of :func:`all_pairs`.
-PAIR_METHODS = ("ivw", "ivw_fe", "egger")
+#: Methods of :func:`all_pairs`: the closed-form ones of the method table.
+PAIR_METHODS = methods_where(closed_form=True)
 #: Elements (exposures x outcomes x instruments) of one pair-mask block.
 PAIR_BLOCK_ELEMENTS = 1 << 23
 
@@ -316,7 +317,7 @@ def _fill_cells(effects: _Effects, sel: _Selection, methods, names, level: float
     n_samples, n_seq, n_exp, n_out, k = effects.shape
     lead = (n_samples, n_seq, n_exp, n_out)
     full = "ci_low" in names
-    egger = "egger" in methods
+    egger = any(METHOD_TABLE[m].batched == "egger" for m in methods)
     diag = egger and full
     res = {meth: {f: np.full(lead, np.nan) for f in names} for meth in methods}
     counts = np.zeros((n_seq, n_exp, n_out), dtype=np.int64)
@@ -392,11 +393,11 @@ def all_pairs(
     DeepMRInputError
         Shapes that do not match, non-finite effects or SEs, non-positive SEs, unknown options.
     """
-    level = check_level(level)
+    level = validation.level(level)
     output = choice(output, ("full", "estimates"), "output")
     methods = tuple(choice(m, PAIR_METHODS, "all_pairs method") for m in methods)
     if not methods:
-        raise DeepMRInputError("methods must name at least one of ivw, ivw_fe, egger")
+        raise DeepMRInputError(f"methods must name at least one of {', '.join(PAIR_METHODS)}")
     effects = _effects(bx, by, se_bx, se_by)
     sel = _selection(selection, effects)
     names = BATCH_FLOAT_FIELDS if output == "full" else ("estimate", "se")

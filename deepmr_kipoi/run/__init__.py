@@ -10,9 +10,11 @@
 * :mod:`~deepmr_kipoi.run.config` -- ``RunConfig`` (what defines a run), ``validate`` (type and
   value checks, normalisation), ``config_hash``/``weights_signature`` (what resume compares), the
   accepted values of the choice fields.
-* :mod:`~deepmr_kipoi.run.inputs` -- exposure/outcome selection, model loading (Kipoi, adapters,
-  ``file.py:function`` factories), reference sequences (random, FASTA, FASTA + BED, Kipoi
-  dataloader), calibration (saved calibrator or fitted on a labelled table).
+* :mod:`~deepmr_kipoi.run.inputs` -- the stage's face over one module per concern:
+  exposure/outcome selection (:mod:`~deepmr_kipoi.run.features`), model loading (Kipoi, adapters,
+  ``file.py:function`` factories: :mod:`~deepmr_kipoi.run.model`), reference sequences (random,
+  FASTA, FASTA + BED, Kipoi dataloader: :mod:`~deepmr_kipoi.run.references`), calibration (saved
+  calibrator or fitted on a labelled table: :mod:`~deepmr_kipoi.run.se_calibration`).
 * :mod:`~deepmr_kipoi.run.effects` -- saturation-ISM effects of a chunk through the engine
   (``ism.saturation_effects``), with every member's own effects for deep ensembles.
 * :mod:`~deepmr_kipoi.run.local` -- instruments and local MR per (sequence, exposure, outcome,
