@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from deepmr_kipoi import instruments
+from deepmr_kipoi.mr.methods import METHOD_TABLE
 from deepmr_kipoi.run.config import SAMPLE_N_BOOT, RunConfig
 
 #: MR fields copied from ``mr.run_batched`` results into the local table (NaN where not defined).
@@ -49,8 +50,6 @@ MR_BLOCK_CELLS = 2_000_000
 PAIR_MASK_ENTRIES = 50_000_000
 #: Instrument counts per local fit, in the order the rules apply (local-table columns).
 INSTRUMENT_COUNTS = ("n_significant", "removed_floor", "removed_allele", "removed_direction")
-#: Methods fitted from sums over the instruments (``mr.batched.from_sums``); the others sort.
-CLOSED_FORM = ("ivw", "ivw_fe", "egger")
 #: Reason code of ``mr.REASONS`` for cells with too few instruments.
 TOO_FEW = 1
 #: Per-cell heterogeneity beyond the model's own noise (:func:`heterogeneity`), local-table columns.
@@ -370,7 +369,7 @@ def local_mr(
             _store_heterogeneity(fields, sums["heterogeneity"], sl)
         pair_mask = None
         for mi, method in enumerate(methods):
-            if method in CLOSED_FORM:
+            if METHOD_TABLE[method].closed_form:
                 r = batched.from_sums(method, main, main["n"], level=settings.level)
             else:
                 if pair_mask is None:
@@ -670,8 +669,8 @@ def sample_estimates(
     ex, oc = list(exposures), list(outcomes)
     n_s, n = samples.shape[0], samples.shape[1]
     out = np.full((n_s, n, len(ex), len(oc), len(methods)), np.nan)
-    closed = [mi for mi, m in enumerate(methods) if m in CLOSED_FORM]
-    others = [mi for mi, m in enumerate(methods) if m not in CLOSED_FORM]
+    closed = [mi for mi, m in enumerate(methods) if METHOD_TABLE[m].closed_form]
+    others = [mi for mi, m in enumerate(methods) if not METHOD_TABLE[m].closed_form]
     share = len(closed) / len(methods)
     if closed:
         report = None if on_progress is None else (lambda done: on_progress(share * done))
@@ -713,7 +712,7 @@ def _closed_sample_estimates(samples, step, pairs, settings, out, on_progress):
         for s in range(n_s):
             t = dict(zip(pairmask.SAMPLE_SUMS, sums["samples"][s]))
             for mi, method in enumerate(methods):
-                if method not in CLOSED_FORM:
+                if not METHOD_TABLE[method].closed_form:
                     continue
                 r = batched.from_sums(method, t, t["n"], level=settings.level, inference=False)
                 ok = (r.reason == 0) & (r.n_instruments >= int(settings.min_instruments))
