@@ -50,6 +50,7 @@ from deepmr_kipoi.mr.median import bootstrap_medians, ratio_weights, weighted_me
 from deepmr_kipoi.mr.methods import METHOD_TABLE
 from deepmr_kipoi.mr.mode import bootstrap_modes, mode_rows, ratio_se
 from deepmr_kipoi.validation import choice
+from deepmr_kipoi.validation import level as check_level
 
 logger = logging.getLogger(__name__)
 
@@ -309,6 +310,48 @@ def closed_form_stats(method, t, n, reason, level, *, inference=True) -> dict:
             out.update(q_df=df.astype(np.float64), q_pvalue=C.chi2_sf(q, df))
     _set_reason(reason, ~(np.isfinite(out["estimate"]) & np.isfinite(out["se"])), C.NUMERICAL)
     return out
+
+
+#: The sums each closed-form method reads (``closed_form_stats``), for :func:`from_sums`.
+SUM_NAMES = {
+    "ivw": ("sxx", "sxy", "syy"),
+    "ivw_fe": ("sxx", "sxy", "syy"),
+    "egger": ("sxx", "sxy", "syy", "sw", "sx", "sy", "sv", "svz", "svzz"),
+}
+
+
+def from_sums(
+    method: str, sums, n, *, level: float = 0.95, inference: bool = True
+) -> MRBatchResult:
+    """IVW, IVW-FE or MR-Egger results from sums over each cell's instruments (array code).
+
+    The closed forms of :func:`run_batched` for sums computed elsewhere (e.g. under
+    pair-dependent instrument masks, ``mr.pairmask.pair_sums``).
+
+    Parameters
+    ----------
+    method : {"ivw", "ivw_fe", "egger"}
+    sums : mapping of str to ndarray, shape (...)
+        At least the sums of :data:`SUM_NAMES` for the method (defined in ``closed_form_stats``;
+        Egger's ``sv, svz, svzz`` only for I^2_GX).
+    n : ndarray, shape (...)
+        Instruments per cell (rounded to integers).
+    level : float
+    inference : bool
+        False: estimate, SE, Q and residual SE only (intervals and p-values NaN).
+
+    Returns
+    -------
+    MRBatchResult
+        As :func:`run_batched` with ``drop_invalid=True`` gives for the same instruments.
+    """
+    if method not in SUM_NAMES:
+        raise DeepMRInputError(f"from_sums takes ivw, ivw_fe or egger, not {method!r}")
+    t = {name: sums[name] for name in SUM_NAMES[method] if name in sums}
+    n = np.rint(np.asarray(n)).astype(np.int64)
+    reason = np.zeros(n.shape, dtype=np.int8)
+    out = closed_form_stats(method, t, n, reason, check_level(level), inference=inference)
+    return _batch_result(method, out, n, reason, n.shape, level, False)
 
 
 def _draws(seed, cell_ids, counts, shape_fn, kmax):

@@ -37,8 +37,9 @@ no longer factorises into an exposure and an outcome part, so the sums are no lo
 products. They are computed exactly, blocked over exposures: for a block of ``E_b`` exposures the
 mask ``P`` (``E_b x O x K``) is formed once, multiplied by each outcome-side factor, and contracted
 with the stacked exposure-side factors by a batched matrix-vector product. This costs
-``O(E O K)`` memory traffic per factor instead of a GEMM: 11x slower at 120 features, 35x at 919
-(``benchmarks/bench_scale.py --pair-mask`` measures it).
+``O(E O K)`` memory traffic per factor instead of a GEMM (11x slower than the matrix products at
+120 features, 35x at 919, measured when it was written). The run's local stage does not use this
+path: it computes the same sums in one compiled pass (``mr.pairmask``).
 """
 
 from __future__ import annotations

@@ -148,6 +148,26 @@ def _add_time(timings: dict | None, key: str, since: float) -> None:
         timings[key] = timings.get(key, 0.0) + time.perf_counter() - since
 
 
+def _kept_effects(eff, mean, step, keep, rows) -> KeptEffects:
+    """The effects of the kept sequences (``rows`` of the chunk) for figures and effects.h5."""
+    return KeptEffects(
+        sequence_index=keep,
+        mean=mean[rows].astype(np.float32),
+        se=step.se[rows].astype(np.float32),
+        instrument_mask=step.selection.mask[rows],
+        reference=eff.reference[:, rows].astype(np.float32),
+        alt_bases=eff.alt_bases[rows],
+        positions=eff.positions,
+    )
+
+
+def _share(on_progress, weight: float):
+    """``on_progress`` called with ``weight`` times what a stage reports (None stays None)."""
+    if on_progress is None:
+        return None
+    return lambda done: on_progress(weight * done)
+
+
 def _split_samples(samples: np.ndarray):
     """Sample splitting: moments of the first half select, the second half estimates."""
     half = samples.shape[0] // 2
@@ -234,7 +254,10 @@ def compute_chunk(
     chunk_index : int
         Index into ``plan.bounds``.
     on_progress : callable, optional
-        Called with the number of sequences done.
+        Called with the number of sequences done, fractions included: each sequence counts half
+        for its ISM and half for its analysis (a quarter for the local MR and heterogeneity of
+        every pair, a quarter for the per-sample estimates), so that the progress follows the
+        analysis too, which dominates at hundreds of features.
     timings : dict, optional
         ``"ism"`` and ``"mr"`` seconds are added to it.
     keep_effects : bool
@@ -255,16 +278,22 @@ def compute_chunk(
             plan.window,
             batch_size=plan.config.batch_size,
             features=list(plan.used),
-            on_progress=on_progress,
+            on_progress=_share(on_progress, 0.5),
         )
     _add_time(timings, "ism", tick)
-    result = analyse_chunk(plan, chunk_index, eff, timings)
+    result = analyse_chunk(plan, chunk_index, eff, timings, _share(on_progress, 0.5))
     if not keep_effects:
         return result
     return dataclasses.replace(result, effects=effects_arrays(eff, plan.used))
 
 
-def analyse_chunk(plan, chunk_index: int, eff, timings: dict | None = None) -> ChunkResult:
+def analyse_chunk(
+    plan,
+    chunk_index: int,
+    eff,
+    timings: dict | None = None,
+    on_progress: Callable[[float], None] | None = None,
+) -> ChunkResult:
     """Local MR (stage 3) of one chunk from its raw effects (computed, or read from the store).
 
     Parameters
@@ -275,6 +304,8 @@ def analyse_chunk(plan, chunk_index: int, eff, timings: dict | None = None) -> C
         The chunk's effects on ``plan.used`` (in that order), with per-sample differences.
     timings : dict, optional
         ``"mr"`` seconds are added to it.
+    on_progress : callable, optional
+        Called with the sequences done (half for the local MR, half for the per-sample estimates).
 
     Returns
     -------
@@ -312,24 +343,16 @@ def analyse_chunk(plan, chunk_index: int, eff, timings: dict | None = None) -> C
         selection_effects=selection_effects,
         samples=samples,
         feature_groups=_feature_groups(plan, used),
+        on_progress=(half := _share(on_progress, 0.5 * (b - a))),
     )
     idx = np.arange(a, b)
     frame = local.local_table(step.estimates, idx, plan.seq_ids, ex, oc, names)
-    per_sample = local.sample_estimates(samples, step, ex, oc, config, chunk=chunk_index)
+    per_sample = local.sample_estimates(
+        samples, step, ex, oc, config, chunk=chunk_index, on_progress=half
+    )
     _add_time(timings, "mr", tick)
     keep = idx if plan.save_effects else idx[idx < config.n_examples]
-    kept = None
-    if len(keep):
-        rows = keep - a
-        kept = KeptEffects(
-            sequence_index=keep,
-            mean=mean[rows].astype(np.float32),
-            se=step.se[rows].astype(np.float32),
-            instrument_mask=step.selection.mask[rows],
-            reference=eff.reference[:, rows].astype(np.float32),
-            alt_bases=eff.alt_bases[rows],
-            positions=eff.positions,
-        )
+    kept = _kept_effects(eff, mean, step, keep, keep - a) if len(keep) else None
     return ChunkResult(
         frame,
         per_sample,
