@@ -53,6 +53,8 @@ INSTRUMENT_COUNTS = ("n_significant", "removed_floor", "removed_allele", "remove
 TOO_FEW = 1
 #: Per-cell heterogeneity beyond the model's own noise (:func:`heterogeneity`), local-table columns.
 HETEROGENEITY_FIELDS = ("heterogeneity_q", "heterogeneity_pvalue", "heterogeneity_spread")
+#: Per-cell instrument strength on each feature (:func:`steiger_sums`), local-table columns.
+STEIGER_FIELDS = ("r2_exposure", "r2_outcome", "r2_other")
 
 
 @dataclass(frozen=True)
@@ -289,6 +291,63 @@ def heterogeneity(bx, by, sx, sy, mask, samples_x=None, samples_y=None):
     return q, p, np.where(np.isfinite(q), spread, np.nan)
 
 
+def steiger_sums(effects, mask, exposures, outcomes):
+    """How strongly the exposure's instruments act on each feature, in units of its own spread.
+
+    For every sequence, exposure ``e`` and feature ``f`` of the run, ``A[e, f] = sum_k (b_f,k /
+    s_f)^2`` over the exposure's instruments ``k`` (selected on the exposure, before the
+    directionality check), with ``s_f`` the root-mean-square effect of ``f`` over the sequence's
+    mutants (``instruments.effect_spread``): the share of the feature's mutational variation the
+    instruments carry, times the number of mutants (the local analog of Steiger's variance
+    explained, Hemani et al. 2017). If the exposure causes the outcome and the instruments act on
+    it only through the exposure, ``A[e, outcome] < A[e, e]``; the verdict reads the ratios.
+
+    Parameters
+    ----------
+    effects : ndarray, shape (n, W, 3, U)
+        Effect means of every used feature (NaN at N positions).
+    mask : ndarray of bool, shape (n, W, 3, E)
+        Instruments of every exposure.
+    exposures, outcomes : sequence of int
+        Feature indices (into U) of the E exposures and O outcomes.
+
+    Returns
+    -------
+    dict of str to ndarray, shape (n, E, O)
+        ``r2_exposure`` (``A[e, e]``), ``r2_outcome`` (``A[e, o]``), ``r2_other`` (the largest
+        ``A[e, f]`` over the other features, NaN without one) and ``other_feature`` (its index
+        into U, -1 without one, int64).
+    """
+    effects = np.asarray(effects, dtype=np.float64)
+    n, u = effects.shape[0], effects.shape[-1]
+    ex, oc = np.asarray(exposures, dtype=np.int64), np.asarray(outcomes, dtype=np.int64)
+    shape = (n, len(ex), len(oc))
+    spread = instruments.effect_spread(effects)  # (n, U)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t2 = (effects / spread[:, None, None, :]) ** 2
+    t2 = np.where(np.isfinite(t2), t2, 0.0).reshape(n, -1, u)
+    cand = np.asarray(mask, dtype=np.float64).reshape(n, -1, len(ex)).transpose(0, 2, 1)
+    strength = np.matmul(cand, t2)  # (n, E, U): one BLAS product per sequence
+    own = np.take_along_axis(strength, ex[None, :, None], axis=2)  # (n, E, 1)
+    fields = {"r2_exposure": np.broadcast_to(own, shape).copy(), "r2_outcome": strength[:, :, oc]}
+    if u < 3:  # no feature besides the exposure and the outcome
+        return {**fields, "r2_other": np.full(shape, np.nan), "other_feature": np.full(shape, -1)}
+    others = strength.copy()
+    np.put_along_axis(others, ex[None, :, None], -np.inf, axis=2)
+    # the largest and second largest other feature: the outcome itself is not "another"
+    order = np.argsort(-others, axis=2)[..., :2]
+    top = np.take_along_axis(others, order, axis=2)  # (n, E, 2)
+    first_is_outcome = order[:, :, None, 0] == oc[None, None, :]  # (n, E, O)
+    other = np.where(first_is_outcome, top[:, :, None, 1], top[:, :, None, 0])
+    other_feature = np.where(first_is_outcome, order[:, :, None, 1], order[:, :, None, 0])
+    none = ~np.isfinite(other)
+    return {
+        **fields,
+        "r2_other": np.where(none, np.nan, other),
+        "other_feature": np.where(none, -1, other_feature).astype(np.int64),
+    }
+
+
 def local_mr(
     mean: np.ndarray,
     se: np.ndarray,
@@ -497,6 +556,9 @@ def local_step(
         direction=direction,
         samples=samples,
     )
+    shape = est.estimate.shape
+    for name, value in steiger_sums(sel_mean, sel.mask, ex, oc).items():
+        est.fields[name] = np.broadcast_to(value[..., None], shape)
     return LocalStep(est, sel, se, direction)
 
 
@@ -664,7 +726,12 @@ def local_table(
             "n_instruments",
             "reason",
             *INSTRUMENT_COUNTS,
+            *STEIGER_FIELDS,
         ):
-            frame[f] = est.fields[f][..., mi].ravel()[keep]
+            if f in est.fields:
+                frame[f] = est.fields[f][..., mi].ravel()[keep]
+        if "other_feature" in est.fields:
+            codes = est.fields["other_feature"][..., mi].ravel()[keep]
+            frame["other_feature"] = pd.Categorical.from_codes(codes, dtype=cats)
         frames.append(pd.DataFrame(frame))
     return pd.concat(frames, ignore_index=True)

@@ -324,6 +324,8 @@ def run(
             exposures=[names[i] for i in plan.exposures],
             outcomes=[names[i] for i in plan.outcomes],
             min_sequences=config.min_sequences,
+            spread=dict(zip(names, plan.spread)),
+            min_effect=config.min_effect,
         )
         timings["meta"] = time.perf_counter() - tick
         arrays = merged.figure_arrays()
