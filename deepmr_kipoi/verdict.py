@@ -41,18 +41,22 @@ i.e. the change of Y, in its SDs, per SD of X. In raw units the margin of a pair
    of different kinds are mixed: ``undetermined``.
 6. **Instrument strength (pair-level Steiger, Hemani et al. 2017).** Over the exposure's
    instruments, each feature's squared mutation effects in units of its own spread of effects in
-   the sequence (``r2_exposure``, ``r2_outcome``, ``r2_other``: summed over instruments and fitted
-   sequences). If X causes Y and the instruments act on Y only through X, Y's spread holds X's
+   the sequence (``r2_exposure``, ``r2_outcome``, ``r2_other``: summed over instruments and over
+   the sequences where the exposure has instruments). If X causes Y and the instruments act on Y only through X, Y's spread holds X's
    times ``|beta|`` plus Y's own, so the instruments explain less of Y than of X
    (``steiger_ratio = r2_outcome / r2_exposure < 1``), and less of any feature downstream of X
    than of X. A pair whose instruments explain at least as much of the outcome
    (``steiger_ratio >= 1``: reverse causation, a shared driver, or an outcome that is a copy of
    the exposure), or clearly more of another feature of the run (``other_ratio >=
    OTHER_RATIO``: the instruments are that feature's, a shared driver), is ``undetermined``.
-7. **Direction.** The reverse pair (Y, X) must have been analysed and estimable (step 1);
-   otherwise the forward pair is ``undetermined`` ("reverse direction could not be tested: k of
-   N sequences"). If the reverse pair also passes steps 2-6, neither direction is claimed: both
-   are ``undetermined`` (feedback, or a shared driver that the checks did not separate).
+7. **Direction.** The reverse direction must have been tested and not supported: the reverse
+   pair (Y, X) analysed and estimable (step 1) and failing steps 2-6, or, where it cannot be
+   estimated, refuted by Steiger's comparison (its exposure's instruments move X at least as much
+   as Y, ``steiger_ratio >= 1`` over every sequence where Y has instruments: Y's instrumentable
+   variation is X's, the direction test of MR Steiger). Otherwise the forward pair is
+   ``undetermined`` ("reverse direction could not be tested (k of N sequences with a local
+   fit)"). If the reverse pair also passes steps 2-6, neither direction is claimed: both are
+   ``undetermined`` (feedback, or a shared driver that the checks did not separate).
 
 Otherwise the pair is ``causal``. The claimed set is a subset of the Benjamini-Hochberg set of
 step 2: under the conditions of Benjamini & Hochberg (1995) (independent or positively dependent
@@ -307,6 +311,7 @@ class _Decision:
     supported: bool = False
     fitted: int = 0
     analysed: int = 0
+    steiger: float = np.nan
 
 
 def _std(value: float, scale: float) -> float:
@@ -357,6 +362,7 @@ def _pair_decision(rows: pd.DataFrame, min_sequences: int, alpha: float, delta: 
     by_method = {str(r.method): r for r in rows.itertuples(index=False)}
     primary = by_method.get("ivw") or next(iter(by_method.values()))
     fitted, analysed = int(primary.n_sequences), int(primary.n_analysed)
+    steiger = float(getattr(primary, "steiger_ratio", np.nan))
     if fitted < min_sequences or not np.isfinite(primary.estimate):
         return _Decision(
             "undetermined",
@@ -364,10 +370,11 @@ def _pair_decision(rows: pd.DataFrame, min_sequences: int, alpha: float, delta: 
             f"{min_sequences})",
             fitted=fitted,
             analysed=analysed,
+            steiger=steiger,
         )
     scale = float(getattr(primary, "effect_scale", np.nan))
     required = [m for m in AGREEMENT_METHODS if m in by_method] or [str(primary.method)]
-    keep = {"estimable": True, "fitted": fitted, "analysed": analysed}
+    keep = {"estimable": True, "fitted": fitted, "analysed": analysed, "steiger": steiger}
     lower = {m: r.ci_low - r.min_effect for m, r in by_method.items()}
     upper = {m: r.ci_high + r.min_effect for m, r in by_method.items()}
     side = {m: np.sign(r.estimate) for m, r in by_method.items() if lower[m] > 0 or upper[m] < 0}
@@ -383,7 +390,6 @@ def _pair_decision(rows: pd.DataFrame, min_sequences: int, alpha: float, delta: 
             f"{primary.heterogeneity_share:.0%} of sequences",
             **keep,
         )
-    steiger = float(getattr(primary, "steiger_ratio", np.nan))
     if steiger >= 1.0:
         return _Decision(
             "undetermined",
@@ -465,6 +471,13 @@ def _direction_step(pair, decision: _Decision, decided: dict) -> tuple[str, str]
             "undetermined",
             f"{decision.reason}; reverse direction not analysed (run {pair[1]} as an exposure "
             f"and {pair[0]} as an outcome to test it)",
+        )
+    if not reverse.estimable and reverse.steiger >= 1.0:
+        # MR Steiger's test of direction: the reverse exposure's instruments are the outcome's
+        return (
+            "causal",
+            f"{decision.reason}, reverse direction refuted by instrument strength (its "
+            f"instruments move {pair[0]} as much as {pair[1]}: Steiger ratio {reverse.steiger:.2f})",
         )
     if not reverse.estimable:
         return (

@@ -119,6 +119,8 @@ def test_verdicts_for_every_rule():
         + _rows("P", "Q", (0.5, 0.1), (0.5, 0.1))
         + _rows("Q", "P", NULL, NULL, n=4)
         + _rows("R", "S", (0.5, 0.1), (0.5, 0.1))
+        + _rows("V", "W", (0.5, 0.1), (0.5, 0.1))
+        + _rows("W", "V", NULL, NULL, n=2, steiger=1.2)
         + _rows("T", "U", (0.05, 0.01), (0.06, 0.01))
         + _rows("U", "T", NULL, NULL)
     )
@@ -165,6 +167,12 @@ def test_verdicts_for_every_rule():
         "reverse direction could not be tested (4 of 20 sequences with a local fit)"
     )
     assert "reverse direction not analysed" in got.loc[("R", "S"), "verdict_reason"]
+    # a reverse without a fit whose instruments move V as much as W: Steiger refutes it
+    assert got.loc[("V", "W"), "verdict"] == "causal"
+    assert got.loc[("V", "W"), "verdict_reason"].endswith(
+        "reverse direction refuted by instrument strength (its instruments move V as much as W: "
+        "Steiger ratio 1.20)"
+    )
     # an effect distinguishable from 0 but inside the smallest effect of interest
     assert got.loc[("T", "U"), "verdict"] == "not causal"
     assert set(got["verdict"]) <= set(verdict.VERDICTS)

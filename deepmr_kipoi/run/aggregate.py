@@ -80,22 +80,27 @@ def _scales(table: pd.DataFrame, spread) -> np.ndarray:
 
 
 def _steiger(table: pd.DataFrame, ordered: pd.DataFrame, ok: np.ndarray, grid) -> None:
-    """Pair-level instrument strength (``local.steiger_sums``) over the fitted sequences."""
+    """Pair-level instrument strength (``local.steiger_sums``) over the sequences where the
+    exposure has instruments."""
     if "r2_exposure" not in ordered:  # a local table from before the check
         for f in ("steiger_ratio", "other_ratio"):
             table[f] = np.nan
         table["other_feature"] = ""
         return
-    own = np.where(ok, grid("r2_exposure"), 0.0).sum(axis=1)
+    # over every sequence where the exposure has instruments (a pair without a local fit too:
+    # the reverse of a claim is judged by it when it cannot be estimated)
+    own_r2 = grid("r2_exposure")
+    has = np.isfinite(own_r2) & (own_r2 > 0)
+    own = np.where(has, own_r2, 0.0).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         for column, f in (("steiger_ratio", "r2_outcome"), ("other_ratio", "r2_other")):
-            value = np.where(ok, grid(f), np.nan)
+            value = np.where(has, grid(f), np.nan)
             total = np.nansum(value, axis=1)
             table[column] = np.where(
                 np.isfinite(value).any(axis=1) & (own > 0), total / own, np.nan
             )
     # named: the other feature of the fitted sequence where the instruments move it most
-    strongest = np.where(ok, np.nan_to_num(grid("r2_other"), nan=-np.inf), -np.inf)
+    strongest = np.where(has, np.nan_to_num(grid("r2_other"), nan=-np.inf), -np.inf)
     best = np.argmax(strongest, axis=1)
     other = ordered["other_feature"].astype(object).to_numpy().reshape(ok.shape)
     named = other[np.arange(len(best)), best]
@@ -156,7 +161,8 @@ def global_effects(
         ``effect_scale`` with the standardized headline ``std_estimate``, ``std_ci_low``,
         ``std_ci_high`` (times ``effect_scale``), the pair-level instrument strength
         ``steiger_ratio``, ``other_ratio`` and ``other_feature`` (sums of ``r2_outcome`` and
-        ``r2_other`` over the fitted sequences, divided by that of ``r2_exposure``),
+        ``r2_other`` over the sequences where the exposure has instruments, divided by that of
+        ``r2_exposure``),
         ``heterogeneity_share`` (share of fitted sequences whose local heterogeneity test rejects
         at ``1 - level`` with a slope spread of at least ``verdict.HETEROGENEITY_SPREAD``) and ``heterogeneity_excess``, ``robust_disagreement``, the meta-analysis columns (:data:`META_COLUMNS`, ``tau2``,
         ``i2``, ``q``, ``q_pvalue``, ``pi_low``, ``pi_high``, ``k``: sequences with a usable local
