@@ -41,8 +41,8 @@ i.e. the change of Y, in its SDs, per SD of X. In raw units the margin of a pair
    of different kinds are mixed: ``undetermined``.
 6. **Instrument strength (pair-level Steiger, Hemani et al. 2017).** Over the exposure's
    instruments, each feature's squared mutation effects in units of its own spread of effects in
-   the sequence (``r2_exposure``, ``r2_outcome``, ``r2_other``: summed over instruments and over
-   the sequences where the exposure has instruments). If X causes Y and the instruments act on Y only through X, Y's spread holds X's
+   the sequence (``r2_exposure``, ``r2_outcome``, ``r2_other``: summed over instruments and fitted
+   sequences). If X causes Y and the instruments act on Y only through X, Y's spread holds X's
    times ``|beta|`` plus Y's own, so the instruments explain less of Y than of X
    (``steiger_ratio = r2_outcome / r2_exposure < 1``), and less of any feature downstream of X
    than of X. A pair whose instruments explain at least as much of the outcome
@@ -52,8 +52,8 @@ i.e. the change of Y, in its SDs, per SD of X. In raw units the margin of a pair
 7. **Direction.** The reverse direction must have been tested and not supported: the reverse
    pair (Y, X) analysed and estimable (step 1) and failing steps 2-6, or, where it cannot be
    estimated, refuted by Steiger's comparison (its exposure's instruments move X at least as much
-   as Y, ``steiger_ratio >= 1`` over every sequence where Y has instruments: Y's instrumentable
-   variation is X's, the direction test of MR Steiger). Otherwise the forward pair is
+   as Y, ``steiger_ratio >= 1`` over the sequences where it has a local fit, at least one: Y's
+   instrumentable variation is X's, the direction test of MR Steiger). Otherwise the forward pair is
    ``undetermined`` ("reverse direction could not be tested (k of N sequences with a local
    fit)"). If the reverse pair also passes steps 2-6, neither direction is claimed: both are
    ``undetermined`` (feedback, or a shared driver that the checks did not separate).

@@ -80,17 +80,16 @@ def _scales(table: pd.DataFrame, spread) -> np.ndarray:
 
 
 def _steiger(table: pd.DataFrame, ordered: pd.DataFrame, ok: np.ndarray, grid) -> None:
-    """Pair-level instrument strength (``local.steiger_sums``) over the sequences where the
-    exposure has instruments."""
+    """Pair-level instrument strength (``local.steiger_sums``) over the fitted sequences."""
     if "r2_exposure" not in ordered:  # a local table from before the check
         for f in ("steiger_ratio", "other_ratio"):
             table[f] = np.nan
         table["other_feature"] = ""
         return
-    # over every sequence where the exposure has instruments (a pair without a local fit too:
-    # the reverse of a claim is judged by it when it cannot be estimated)
+    # over the sequences with a local fit: those whose instruments the estimate rests on (a
+    # sequence where the exposure's only instruments are another feature's sites has none)
     own_r2 = grid("r2_exposure")
-    has = np.isfinite(own_r2) & (own_r2 > 0)
+    has = ok & np.isfinite(own_r2) & (own_r2 > 0)
     own = np.where(has, own_r2, 0.0).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         for column, f in (("steiger_ratio", "r2_outcome"), ("other_ratio", "r2_other")):
@@ -161,8 +160,7 @@ def global_effects(
         ``effect_scale`` with the standardized headline ``std_estimate``, ``std_ci_low``,
         ``std_ci_high`` (times ``effect_scale``), the pair-level instrument strength
         ``steiger_ratio``, ``other_ratio`` and ``other_feature`` (sums of ``r2_outcome`` and
-        ``r2_other`` over the sequences where the exposure has instruments, divided by that of
-        ``r2_exposure``),
+        ``r2_other`` over the sequences with a local fit, divided by that of ``r2_exposure``),
         ``heterogeneity_share`` (share of fitted sequences whose local heterogeneity test rejects
         at ``1 - level`` with a slope spread of at least ``verdict.HETEROGENEITY_SPREAD``) and ``heterogeneity_excess``, ``robust_disagreement``, the meta-analysis columns (:data:`META_COLUMNS`, ``tau2``,
         ``i2``, ``q``, ``q_pvalue``, ``pi_low``, ``pi_high``, ``k``: sequences with a usable local
