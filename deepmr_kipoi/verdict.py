@@ -50,11 +50,8 @@ i.e. the change of Y, in its SDs, per SD of X. In raw units the margin of a pair
    the exposure), or clearly more of another feature of the run (``other_ratio >=
    OTHER_RATIO``: the instruments are that feature's, a shared driver), is ``undetermined``.
 7. **Direction.** The reverse direction must have been tested and not supported: the reverse
-   pair (Y, X) analysed and estimable (step 1) and failing steps 2-6, or, where it cannot be
-   estimated, refuted by Steiger's comparison (its exposure's instruments move X at least as much
-   as Y, ``steiger_ratio >= 1`` over the sequences where it has a local fit, at least one: Y's
-   instrumentable variation is X's, the direction test of MR Steiger). Otherwise the forward pair is
-   ``undetermined`` ("reverse direction could not be tested (k of N sequences with a local
+   pair (Y, X) analysed and estimable (step 1) and failing steps 2-6. Otherwise the forward pair
+   is ``undetermined`` ("reverse direction could not be tested (k of N sequences with a local
    fit)"). If the reverse pair also passes steps 2-6, neither direction is claimed: both are
    ``undetermined`` (feedback, or a shared driver that the checks did not separate).
 
@@ -311,7 +308,6 @@ class _Decision:
     supported: bool = False
     fitted: int = 0
     analysed: int = 0
-    steiger: float = np.nan
 
 
 def _std(value: float, scale: float) -> float:
@@ -370,11 +366,10 @@ def _pair_decision(rows: pd.DataFrame, min_sequences: int, alpha: float, delta: 
             f"{min_sequences})",
             fitted=fitted,
             analysed=analysed,
-            steiger=steiger,
         )
     scale = float(getattr(primary, "effect_scale", np.nan))
     required = [m for m in AGREEMENT_METHODS if m in by_method] or [str(primary.method)]
-    keep = {"estimable": True, "fitted": fitted, "analysed": analysed, "steiger": steiger}
+    keep = {"estimable": True, "fitted": fitted, "analysed": analysed}
     lower = {m: r.ci_low - r.min_effect for m, r in by_method.items()}
     upper = {m: r.ci_high + r.min_effect for m, r in by_method.items()}
     side = {m: np.sign(r.estimate) for m, r in by_method.items() if lower[m] > 0 or upper[m] < 0}
@@ -471,13 +466,6 @@ def _direction_step(pair, decision: _Decision, decided: dict) -> tuple[str, str]
             "undetermined",
             f"{decision.reason}; reverse direction not analysed (run {pair[1]} as an exposure "
             f"and {pair[0]} as an outcome to test it)",
-        )
-    if not reverse.estimable and reverse.steiger >= 1.0:
-        # MR Steiger's test of direction: the reverse exposure's instruments are the outcome's
-        return (
-            "causal",
-            f"{decision.reason}, reverse direction refuted by instrument strength (its "
-            f"instruments move {pair[0]} as much as {pair[1]}: Steiger ratio {reverse.steiger:.2f})",
         )
     if not reverse.estimable:
         return (
