@@ -452,7 +452,7 @@ def describe_model(
         that contradicts itself (label count vs shape).
     """
     import_kipoi()
-    name, source_label, source_obj = resolve(name_or_dir, source)
+    name, source_label, source_obj = resolve(name_or_dir, source, trust_model_code)
     prepare_source(source_label, source_obj, download, download_option)
     if not trust_model_code:
         check_model_yaml(name, source_obj, source_label)
