@@ -24,7 +24,7 @@ info:
     - name: t
   doc: d
 schema:
-  inputs: {name: seq, shape: (4, 40), doc: sequence}
+  inputs: {{name: seq, shape: (4, 40), doc: sequence}}
   targets:
     name: out
     shape: (2,)
