@@ -24,7 +24,10 @@ info:
     - name: t
   doc: d
 schema:
-  inputs: {{name: seq, shape: (4, 40), doc: sequence}}
+  inputs:
+    shape: (4, 40)
+    name: sequence
+    doc: the sequence
   targets:
     name: out
     shape: (2,)
