@@ -215,13 +215,23 @@ def test_force_killed_leaves_the_old_run_byte_identical(ref, tmp_path, stop, z, 
 
 
 def _flip_bit_in_data_page(path: Path) -> None:
+    """Flip one bit among the values of the ``estimate`` column (its dictionary page holds them):
+    the first flip that leaves a file Parquet still reads, with a changed value."""
     meta = pq.ParquetFile(path).metadata
-    col = meta.row_group(0).column(meta.num_columns - 1)
-    start = col.data_page_offset
-    offset = start + col.total_compressed_size - 3  # inside the page's values, not the footer
-    data = bytearray(path.read_bytes())
-    data[offset] ^= 0x01
-    path.write_bytes(bytes(data))
+    names = [meta.row_group(0).column(j).path_in_schema for j in range(meta.num_columns)]
+    col = meta.row_group(0).column(names.index("estimate"))
+    start = col.dictionary_page_offset or col.data_page_offset
+    original, data = pq.read_table(path), path.read_bytes()
+    for offset in range(start + col.total_compressed_size - 1, start, -1):
+        flipped = bytearray(data)
+        flipped[offset] ^= 0x01
+        path.write_bytes(bytes(flipped))
+        try:
+            if not pq.read_table(path).equals(original):
+                return
+        except (OSError, ValueError):
+            pass
+    raise AssertionError("no flip reads back")
 
 
 def _edit_npz_value(path: Path) -> None:
