@@ -138,11 +138,7 @@ def saturation_effects(
     x = sequences.check_onehot(onehot)
     batch_size = validation.positive_int(batch_size, "batch_size")
     n_seq, length, _ = x.shape
-    seq_len = getattr(model, "sequence_length", None)
-    if seq_len is not None and length != seq_len:
-        raise DeepMRInputError(
-            f"sequences have length {length} but the model takes {seq_len}; resize them (sequences.resize_center)"
-        )
+    _check_length(model, length)
     start, end = validation.window(window, length)
     positions = np.arange(start, end, dtype=np.int64)
     feature_names = tuple(model.feature_names)
@@ -176,6 +172,15 @@ def saturation_effects(
         n_samples=int(reference.shape[0]),
         samples=out.samples,
     )
+
+
+def _check_length(model, length: int) -> None:
+    seq_len = getattr(model, "sequence_length", None)
+    if seq_len is not None and length != seq_len:
+        raise DeepMRInputError(
+            f"sequences have length {length} but the model takes {seq_len}; resize them "
+            "(sequences.resize_center)"
+        )
 
 
 def _window_bases(x: np.ndarray, start: int, end: int):

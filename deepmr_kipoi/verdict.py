@@ -46,15 +46,16 @@ import pandas as pd
 from scipy import stats
 
 from deepmr_kipoi.errors import DeepMRInputError
+from deepmr_kipoi.mr.methods import METHOD_TABLE, method_label, methods_where
 
 #: The three verdicts.
 VERDICTS = ("causal", "not causal", "undetermined")
 #: Estimators that must agree for a causal claim (those of them that were run).
-AGREEMENT_METHODS = ("ivw", "egger")
+AGREEMENT_METHODS = methods_where(agreement=True)
 #: Estimators that tolerate a share of invalid instruments (heterogeneous pairs need one of them).
-ROBUST_METHODS = ("weighted_median", "simple_median", "weighted_mode")
+ROBUST_METHODS = methods_where(robust=True)
 #: All estimators besides IVW that ``robust_disagreement`` compares with IVW.
-NON_IVW_METHODS = ("egger", *ROBUST_METHODS)
+NON_IVW_METHODS = tuple(m for m, spec in METHOD_TABLE.items() if spec.batched != "ivw")
 #: Smallest share of sequences with significant local heterogeneity that counts as excess.
 HETEROGENEITY_SHARE = 0.25
 #: Smallest spread of the instruments' slopes, relative to the local estimate, that counts as
@@ -74,19 +75,10 @@ REQUIRED_COLUMNS = (
     "heterogeneity_share",
     "heterogeneity_excess",
 )
-#: Display names in the reasons.
-METHOD_NAMES = {
-    "ivw": "IVW",
-    "ivw_fe": "IVW (fixed effect)",
-    "egger": "MR-Egger",
-    "weighted_median": "weighted median",
-    "simple_median": "simple median",
-    "weighted_mode": "weighted mode",
-}
 
 
 def _name(method: str) -> str:
-    return METHOD_NAMES.get(method, method)
+    return method_label(method)
 
 
 def heterogeneity_excess(share, n, alpha: float) -> np.ndarray:

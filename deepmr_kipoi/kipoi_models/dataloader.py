@@ -64,16 +64,40 @@ def dataloader_sequences(
         raise DeepMRInputError(
             f"{name_or_dir} has no default dataloader of one-hot sequences; pass --fasta (with --bed)"
         )
+    factory = _dataloader_factory(desc)
+    args = _with_targets_ignored(factory, dict(dataloader_args or {}))
+    try:
+        loader = factory(**args)
+    except TypeError as err:
+        raise DeepMRInputError(
+            f"the dataloader of {name_or_dir} rejected its arguments ({err}); give them as "
+            "--dataloader-args KEY=VALUE (e.g. intervals_file=peaks.bed fasta_file=genome.fa)"
+        ) from None
+    ids, parts = _read_batches(loader, desc.input_name, n)
+    if not parts:
+        raise DeepMRInputError(
+            f"the dataloader of {name_or_dir} yielded no sequences; check its intervals file"
+        )
+    x = np.concatenate(parts)[: n if n is not None else None]
+    onehot = seqmod.reorder_alphabet(seqmod.from_layout(x, desc.layout), desc.alphabet, "ACGT")
+    return ids[: len(onehot)], onehot
+
+
+def _dataloader_factory(desc):
+    """The class (or function) of the model's default dataloader."""
     kipoi = import_kipoi()
     with kipoi_output_to_log():
         dl = kipoi.get_model_descr(desc.model_dir, source="dir").default_dataloader
         if hasattr(dl, "get"):
-            factory = dl.get()
-        else:
-            factory = kipoi.get_dataloader_factory(
-                os.path.normpath(os.path.join(desc.model_dir, dl)), source="dir"
-            )
-    args = dict(dataloader_args or {})
+            return dl.get()
+        return kipoi.get_dataloader_factory(
+            os.path.normpath(os.path.join(desc.model_dir, dl)), source="dir"
+        )
+
+
+def _with_targets_ignored(factory, args: dict) -> dict:
+    """``args`` plus ``ignore_targets=True`` (and ``label_dtype=str``) where the dataloader takes
+    them and the caller did not set them: Deep MR never reads targets."""
     target = getattr(factory, "__init__", factory)
     try:
         accepts = set(inspect.signature(target).parameters)
@@ -85,20 +109,18 @@ def dataloader_sequences(
             # kipoiseq parses every column after the third with label_dtype (float) even when
             # targets are ignored; as text, a name column reads too
             args.setdefault("label_dtype", str)
-    try:
-        loader = factory(**args)
-    except TypeError as err:
-        raise DeepMRInputError(
-            f"the dataloader of {name_or_dir} rejected its arguments ({err}); give them as "
-            "--dataloader-args KEY=VALUE (e.g. intervals_file=peaks.bed fasta_file=genome.fa)"
-        ) from None
+    return args
+
+
+def _read_batches(loader, input_name: str | None, n: int | None):
+    """Sequence ids and input arrays of the loader's batches, until ``n`` sequences are read."""
     ids: list[str] = []
     parts: list[np.ndarray] = []
     total = 0
     for batch in loader.batch_iter(batch_size=64):
         x = batch["inputs"]
         if isinstance(x, dict):
-            x = x[desc.input_name]
+            x = x[input_name]
         x = np.asarray(x)
         meta = batch.get("metadata") or {}
         ranges = meta.get("ranges", meta) if isinstance(meta, dict) else {}
@@ -112,10 +134,4 @@ def dataloader_sequences(
         total += len(x)
         if n is not None and total >= n:
             break
-    if not parts:
-        raise DeepMRInputError(
-            f"the dataloader of {name_or_dir} yielded no sequences; check its intervals file"
-        )
-    x = np.concatenate(parts)[: n if n is not None else None]
-    onehot = seqmod.reorder_alphabet(seqmod.from_layout(x, desc.layout), desc.alphabet, "ACGT")
-    return ids[: len(onehot)], onehot
+    return ids, parts

@@ -172,7 +172,8 @@ class SequenceSource:
         _opt(
             "--dataloader-args",
             "arguments of the model's Kipoi dataloader (--sequences dataloader), "
-            "e.g. intervals_file=peaks.bed fasta_file=genome.fa",
+            "e.g. intervals_file=peaks.bed fasta_file=genome.fa, or Kipoi's JSON form "
+            '\'{{"intervals_file": "peaks.bed"}}\'',
             nargs="+",
             metavar="KEY=VALUE",
         ),
@@ -805,8 +806,20 @@ def validate(config: RunConfig) -> RunConfig:
             f"pipeline.run takes a RunConfig, got {type(config).__name__} {str(config)[:60]!r}; build one "
             "with RunConfig(...) or RunConfig.from_dict(...) (a YAML file: deepmr run --config FILE)"
         )
-    v = validation
-    c = config
+    _check_combinations(config)
+    out = dataclasses.replace(
+        config,
+        **_model_fields(config),
+        **_sequence_fields(config),
+        **_analysis_fields(config),
+        **_output_fields(config),
+    )
+    _check_executor(out)
+    return out
+
+
+def _check_combinations(c: RunConfig) -> None:
+    """Settings that are wrong together, or of a kind the field checks below do not cover."""
     methods = _names(c.methods, "methods")
     if not methods:
         raise DeepMRInputError(f"no MR method given; choose from {', '.join(MR_METHODS)}")
@@ -825,8 +838,12 @@ def validate(config: RunConfig) -> RunConfig:
         )
     if c.save_effects not in SAVE_EFFECTS or not isinstance(c.save_effects, (str, bool)):
         raise DeepMRInputError(f"save_effects must be auto, true or false, got {c.save_effects!r}")
-    out = dataclasses.replace(
-        c,
+
+
+def _model_fields(c: RunConfig) -> dict:
+    """The model's settings, checked and normalised."""
+    v = validation
+    return dict(
         model=v.optional_text(c.model, "model"),
         source=v.optional_text(c.source, "source"),
         alphabet=v.optional_text(c.alphabet, "alphabet"),
@@ -839,6 +856,13 @@ def validate(config: RunConfig) -> RunConfig:
         download=v.boolean(c.download, "download"),
         trust_model_code=v.boolean(c.trust_model_code, "trust_model_code"),
         adapter=v.optional_text(c.adapter, "adapter"),
+    )
+
+
+def _sequence_fields(c: RunConfig) -> dict:
+    """The reference sequences' settings, checked and normalised."""
+    v = validation
+    return dict(
         sequences=v.choice(c.sequences, SEQUENCE_SOURCES, "sequence source"),
         fasta=v.optional_text(c.fasta, "fasta"),
         bed=v.optional_text(c.bed, "bed"),
@@ -846,6 +870,14 @@ def validate(config: RunConfig) -> RunConfig:
         duplicates=v.choice(c.duplicates, DUPLICATE_OPTIONS, "duplicates option"),
         n_sequences=_optional_int(c.n_sequences, "n_sequences"),
         sequence_length=_optional_int(c.sequence_length, "sequence_length"),
+    )
+
+
+def _analysis_fields(c: RunConfig) -> dict:
+    """The features, the ISM window and batches, calibration, instruments, MR and inference
+    settings, checked and normalised (in the order of their first error)."""
+    v = validation
+    return dict(
         exposures=_names(c.exposures, "exposures"),
         outcomes=_names(c.outcomes, "outcomes"),
         window=v.window(c.window),
@@ -866,7 +898,7 @@ def validate(config: RunConfig) -> RunConfig:
         min_sequences=v.positive_int(c.min_sequences, "min_sequences"),
         sample_split=v.boolean(c.sample_split, "sample_split"),
         min_instruments=v.positive_int(c.min_instruments, "min_instruments"),
-        methods=methods,
+        methods=_names(c.methods, "methods"),
         n_boot=v.positive_int(c.n_boot, "n_boot"),
         meta_method=v.choice(
             c.meta_method, META_METHODS, "meta-analysis method", case_sensitive=False
@@ -874,6 +906,13 @@ def validate(config: RunConfig) -> RunConfig:
         meta_test=v.choice(c.meta_test, META_TESTS, "meta-analysis test"),
         level=v.level(c.level),
         seed=v.positive_int(c.seed, "seed", minimum=0),
+    )
+
+
+def _output_fields(c: RunConfig) -> dict:
+    """The outputs' and execution's settings, checked and normalised."""
+    v = validation
+    return dict(
         chunk_size=v.positive_int(c.chunk_size, "chunk_size"),
         out=v.optional_text(c.out, "out"),
         n_examples=v.positive_int(c.n_examples, "n_examples", minimum=0),
@@ -887,8 +926,6 @@ def validate(config: RunConfig) -> RunConfig:
         dask_workers=_optional_int(c.dask_workers, "dask_workers"),
         dask_address=v.optional_text(c.dask_address, "dask_address"),
     )
-    _check_executor(out)
-    return out
 
 
 def config_hash(config: RunConfig, identity: dict, feature_names: Sequence[str], n_seq: int) -> str:
@@ -915,6 +952,26 @@ def config_hash(config: RunConfig, identity: dict, feature_names: Sequence[str],
     d = config.to_dict()
     for k in DISPLAY_FIELDS + PATH_FIELDS:
         d.pop(k, None)
+    return _settings_hash(d, config, identity, feature_names, n_seq)
+
+
+def effects_hash(
+    config: RunConfig, identity: dict, feature_names: Sequence[str], n_seq: int
+) -> str:
+    """Hash of what the ISM effects depend on: the settings marked ``"effects"`` and the model, as
+    in :func:`config_hash` (whose other settings change only the analysis of the effects).
+
+    Returns
+    -------
+    str
+        16 hex digits.
+    """
+    keep = set(fields_affecting("effects")) - set(PATH_FIELDS)
+    d = {k: v for k, v in config.to_dict().items() if k in keep}
+    return _settings_hash(d, config, identity, feature_names, n_seq)
+
+
+def _settings_hash(d: dict, config, identity: dict, feature_names, n_seq: int) -> str:
     model = {k: identity.get(k) for k in ("name", "n_samples", "n_features")}
     if is_path_model(config.model):
         d.pop("model", None)

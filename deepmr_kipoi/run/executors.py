@@ -292,7 +292,7 @@ def _chunk_task(light_plan, key: str, onehot, shipped, chunk_index: int):
     model = _worker_model(key, light_plan.config, shipped)
     plan = dataclasses.replace(light_plan, model=model, onehot=onehot)
     timings: dict[str, float] = {}
-    return compute_chunk(plan, chunk_index, timings=timings), timings
+    return compute_chunk(plan, chunk_index, timings=timings, keep_effects=True), timings
 
 
 class Executor(Protocol):
@@ -340,7 +340,9 @@ class LocalExecutor:
         try:
             for chunk_index in chunk_indices:
                 timings: dict[str, float] = {}
-                result = compute_chunk(plan, chunk_index, on_progress=bar.update, timings=timings)
+                result = compute_chunk(
+                    plan, chunk_index, on_progress=bar.update, timings=timings, keep_effects=True
+                )
                 yield chunk_index, result, timings
         finally:
             bar.close()

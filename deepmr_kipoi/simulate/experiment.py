@@ -311,7 +311,7 @@ def _round_model(
 
 def _round_calibration(model, cal, config: ExperimentConfig, cache_dir: str | None, job: tuple):
     """The calibration fit of a job (None without calibration): cached under its settings."""
-    from deepmr_kipoi.run import inputs
+    from deepmr_kipoi.calibration import LabelledSequences, fit_calibration
 
     if config.calibration == "none":
         return None
@@ -325,14 +325,14 @@ def _round_calibration(model, cal, config: ExperimentConfig, cache_dir: str | No
         cached = _cache.load_calibration(cache_dir, *job, key)
         if cached is not None:
             return cached
-    fit = inputs.fit_calibration(
+    labelled = LabelledSequences(
+        cal().onehot, cal().labels, tuple(features), source="calibration sequences"
+    )
+    fit = fit_calibration(
         model,
-        cal().onehot,
-        cal().labels,
-        features,
+        labelled,
         features,
         method=config.calibration,
-        source="calibration sequences",
         aleatoric_variance=config.aleatoric_variance,
     )
     if cache_dir is not None:
@@ -479,7 +479,7 @@ def analyse_round(
     data : tuple
         ``(MotifSet, SimulatedData)`` of the analysed sequences.
     model : PredictiveModel
-    cal_fit : run.inputs.Calibration or None
+    cal_fit : calibration.Calibration or None
     timings : dict
         Seconds of the earlier stages; this function adds ``deep_mr`` and ``oracle``.
 
