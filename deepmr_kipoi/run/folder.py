@@ -49,6 +49,7 @@ import os
 import re
 import secrets
 import shutil
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -526,12 +527,16 @@ class RunFolder:
 
     # -- closing -------------------------------------------------------------------------------
 
-    def close(self, *, computed: bool) -> None:
+    def close(self, *, computed: bool, keep_stage: bool | None = None) -> None:
         """Release the folder; when not committed, remove the stage (keeping the chunks of a
-        ``--force`` run that computed some) and, when nothing was computed, what this run created."""
+        ``--force`` run that computed some, unless ``keep_stage`` is False; None: kept unless the
+        run is being refused for its input, which leaves the folder as it found it) and, when
+        nothing was computed, what this run created."""
+        if keep_stage is None:
+            keep_stage = not isinstance(sys.exc_info()[1], DeepMRInputError)
         try:
             if not self.committed and self.stage is not None and self.stage.exists():
-                if self.replacing and computed:
+                if self.replacing and computed and keep_stage:
                     self._clean_stage(self.stage, keep_chunks=True)
                 else:
                     shutil.rmtree(self.stage, ignore_errors=True)
