@@ -366,7 +366,8 @@ def _compare_figures(out_dir, runs, labels, table, created):
             )
             mats.append((label, m.reindex(index=rows, columns=cols)))
             sigs.append(s.reindex(index=rows, columns=cols))
-        fig = figures.compare_figure(mats, sigs, method=method)
+        with figures.plain_text():  # feature names drawn as typed, never as mathtext
+            fig = figures.compare_figure(mats, sigs, method=method)
         path = figures.save(fig, fig_dir / f"compare_{figures.slug(method)}.png")
         created.append(path)
         figs.append(

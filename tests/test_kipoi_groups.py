@@ -117,11 +117,12 @@ def test_unknown_member_and_bad_tables(groups, tmp_path):
     table = os.path.join(source, "CpGenie", "models.tsv")
     df = pd.read_csv(table, sep="\t")
     df.rename(columns={"args_arch_url": "arch_url"}).to_csv(table, sep="\t", index=False)
-    # an unfilled template field renders empty, as in Kipoi: the model then names no download address
+    # Kipoi renders a field the table lacks as empty text (the model then names no download
+    # address): refused, naming the column
     with pytest.raises(
         DeepMRInputError,
-        match=r"rendered for model 'A549_ENCSR000DDI' is not a Kipoi "
-        r"model description: 'url' must be \(<class 'str'>,\) \(got None",
+        match=r"uses the column 'args_arch_url', which .*models.tsv lacks \(model "
+        r"'A549_ENCSR000DDI'\); add that column",
     ):
         load_model("CpGenie/A549_ENCSR000DDI", source=source)
 

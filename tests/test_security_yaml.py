@@ -182,7 +182,33 @@ def _dl_group(tmp, m):
     return "mods/m1", str(tmp / "zoo"), "dls/dataloader-template.yaml"
 
 
+def _source_config(tmp, m):
+    _write(tmp / "zoo" / "config.yaml", f"dependencies:\n  pip: [{TAG.format(marker=m)}]\n")
+    _model(tmp / "zoo" / "m")
+    return "m", str(tmp / "zoo"), "zoo/config.yaml"
+
+
+def _source_config_unknown_model(tmp, m):
+    # the source's config.yaml is read as the source is made, before any model is looked up
+    _source_config(tmp, m)
+    return "no_such_model", str(tmp / "zoo"), "zoo/config.yaml"
+
+
+def _group_template_yml_first(tmp, m):
+    # Kipoi reads model-template.yml before model-template.yaml
+    text = MODEL_YAML.format(dl=".", doc=TAG.format(marker=m), extra="")
+    _write(tmp / "zoo" / "grp" / "model-template.yml", text)
+    _write(
+        tmp / "zoo" / "grp" / "model-template.yaml", MODEL_YAML.format(dl=".", doc="ok", extra="")
+    )
+    _write(tmp / "zoo" / "grp" / "models.tsv", "model\tlabel\nm1\tx\n")
+    return "grp/m1", str(tmp / "zoo"), "grp/model-template.yml"
+
+
 LAYOUTS = {
+    "source_config": _source_config,
+    "source_config_unknown_model": _source_config_unknown_model,
+    "group_template_yml_first": _group_template_yml_first,
     "model_yaml": _model_yaml,
     "model_yml": _model_yml,
     "dataloader_below": _dl_below,
@@ -215,7 +241,7 @@ def _kipoi_reads(model: str, source):
 
     from deepmr_kipoi.kipoi_models.sources import resolve
 
-    name, _, src = resolve(model, source)
+    name, _, src = resolve(model, source, trust_model_code=True)  # Kipoi's own reading
     md = src.get_model_descr(name)
     dl = md.default_dataloader
     if isinstance(dl, str):
@@ -277,7 +303,9 @@ ENTRY_POINTS = {
 
 
 @pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
-@pytest.mark.parametrize("layout", ["dataloader_below", "group_tsv_cell", "dataloader_group"])
+@pytest.mark.parametrize(
+    "layout", ["dataloader_below", "group_tsv_cell", "dataloader_group", "source_config"]
+)
 def test_every_entry_point_refuses(entry, layout, tmp_path):
     model, source, names, marker = _build(layout, tmp_path)
     with pytest.raises(DeepMRInputError) as info:
@@ -286,7 +314,16 @@ def test_every_entry_point_refuses(entry, layout, tmp_path):
     assert not marker.exists() and not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("layout", ["dataloader_below", "dataloader_sibling", "group_jinja_code"])
+@pytest.mark.parametrize(
+    "layout",
+    [
+        "dataloader_below",
+        "dataloader_sibling",
+        "group_jinja_code",
+        "source_config",
+        "source_config_unknown_model",
+    ],
+)
 def test_cli_run_refuses_in_one_line_and_writes_nothing(layout, tmp_path, capsys):
     model, source, names, marker = _build(layout, tmp_path)
     argv = ["run", "--model", model, "--out", str(tmp_path / "out"), "--quiet"]
@@ -413,3 +450,51 @@ def test_rendered_template_is_what_is_scanned(tmp_path):
     ]
     with pytest.raises(DeepMRInputError, match="rendered for bad"):
         check_model_yaml("grp/bad", src, "zoo")
+
+
+def test_a_local_source_registered_by_name_is_checked_first(tmp_path):
+    from deepmr_kipoi.kipoi_models import add_local_source
+
+    model, source, names, marker = _build("source_config", tmp_path)
+    with pytest.raises(DeepMRInputError, match="config.yaml") as info:
+        add_local_source("zoo_with_tag", source)
+    assert "\n" not in str(info.value) and not marker.exists()
+
+
+def test_only_the_files_kipoi_reads_are_scanned_and_size_is_not_time(tmp_path):
+    """A 5 MB YAML file Kipoi never reads is not opened; one it reads is scanned by libyaml."""
+    import time
+
+    big = "".join(f"- {{k: v{i}, n: {i}, s: 'some text here {i}'}}\n" for i in range(100_000))
+    model = _model(tmp_path / "m")
+    _write(model / "annotations.yaml", big + "- !!python/none ''\n")  # never read by Kipoi
+    _write(
+        model / "env.yaml",
+        "dependencies:\n" + "".join("  " + line + "\n" for line in big.splitlines()),
+    )
+    (model / "model.yaml").write_text(
+        (model / "model.yaml").read_text() + "dependencies:\n  conda_file: env.yaml\n"
+    )
+    assert len(big) > 5_000_000
+    start = time.perf_counter()
+    checked = check_model_yaml(str(model), None, "dir")
+    elapsed = time.perf_counter() - start
+    assert sorted(os.path.relpath(f, model) for f in checked) == ["env.yaml", "model.yaml"]
+    assert elapsed < 20, elapsed  # the pure-Python composer took minutes on 5 MB
+
+
+def test_a_tag_in_a_big_file_kipoi_reads_is_found(tmp_path):
+    model = _model(tmp_path / "m")
+    marker = tmp_path / "ran"
+    filler = "".join(f"- item {i}\n" for i in range(200_000))
+    _write(
+        model / "env.yaml",
+        "dependencies:\n"
+        + "".join("  " + line + "\n" for line in filler.splitlines())
+        + f"  - {TAG.format(marker=marker)}\n",
+    )
+    (model / "model.yaml").write_text(
+        (model / "model.yaml").read_text() + "dependencies:\n  conda_file: env.yaml\n"
+    )
+    with pytest.raises(DeepMRInputError, match=r"env.yaml \(line 200002\)"):
+        check_model_yaml(str(model), None, "dir")

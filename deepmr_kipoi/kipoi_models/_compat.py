@@ -70,7 +70,7 @@ def check_safe_yaml_text(text: str, where: str) -> None:
     import yaml
 
     try:
-        yaml.safe_load(text)
+        yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.constructor.ConstructorError as err:
         tag = str(err.problem or "").split("tag", 1)[-1].strip(" '")
         line = f" (line {err.problem_mark.line + 1})" if err.problem_mark is not None else ""

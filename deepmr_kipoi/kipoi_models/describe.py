@@ -490,7 +490,7 @@ def _open_model(name_or_dir, source, download: bool, trust_model_code: bool, dow
     """``(name, source label, Kipoi source)`` of a model that exists, its YAML checked for Python
     tags unless trusted."""
     import_kipoi()
-    name, source_label, source_obj = resolve(name_or_dir, source)
+    name, source_label, source_obj = resolve(name_or_dir, source, trust_model_code)
     prepare_source(source_label, source_obj, download, download_option)
     if not trust_model_code:
         check_model_yaml(name, source_obj, source_label)

@@ -50,22 +50,31 @@ class YamlText:
     ----------
     path : str
         The file it comes from (a group's template for a rendered text).
-    text : str
-        The text Kipoi parses (the rendered template for a group member).
+    text : str or None
+        The text Kipoi parses (the rendered template for a group member); None: the file itself,
+        streamed from disk.
     label : str
         How messages name it.
     """
 
     path: str
-    text: str
+    text: str | None
     label: str
 
 
-def python_tag(text: str, label: str) -> tuple[str, int] | None:
-    """The first Python tag in a YAML text, with its line, or None.
+def python_tag(text, label: str) -> tuple[str, int] | None:
+    """The first Python tag in a YAML text or stream, with its line, or None.
 
-    The text is composed (not constructed): aliases stay shared nodes, so an alias bomb costs no
-    more than its text, and every node of every document is seen, keys included.
+    The text is parsed into events by libyaml (``yaml.CSafeLoader``), streamed from a file object:
+    nothing is composed or constructed, so an alias bomb costs no more than its text, a large file
+    takes libyaml's time (about a second for 5 MB), and every node of every document is seen, keys
+    included (``%TAG`` handles and verbatim tags arrive resolved).
+
+    Parameters
+    ----------
+    text : str or text file object
+    label : str
+        How messages name it.
 
     Raises
     ------
@@ -74,28 +83,28 @@ def python_tag(text: str, label: str) -> tuple[str, int] | None:
     """
     import yaml
 
-    seen: set[int] = set()
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        stack = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        for event in yaml.parse(text, Loader=loader):
+            tag = getattr(event, "tag", None)
+            if tag and str(tag).startswith(PYTHON_TAG):
+                return "!!" + tag[len("tag:yaml.org,2002:") :], event.start_mark.line + 1
     except yaml.YAMLError as err:
         problem = " ".join(str(err).split())
         raise DeepMRInputError(f"{label} is not valid YAML: {problem}") from None
-    while stack:
-        node = stack.pop()
-        if node is None or id(node) in seen:
-            continue
-        seen.add(id(node))
-        if str(node.tag).startswith(PYTHON_TAG):
-            return "!!" + node.tag[len("tag:yaml.org,2002:") :], node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            stack += [n for pair in node.value for n in pair]
-        elif isinstance(node, yaml.SequenceNode):
-            stack += list(node.value)
+    except UnicodeDecodeError:
+        raise DeepMRInputError(
+            f"{label} is not a text YAML file; point at a Kipoi model directory"
+        ) from None
     return None
 
 
 def _refuse_tags(doc: YamlText) -> None:
-    found = python_tag(doc.text, doc.label)
+    if doc.text is None:
+        with open(doc.path, encoding="utf-8") as stream:
+            found = python_tag(stream, doc.label)
+    else:
+        found = python_tag(doc.text, doc.label)
     if found is not None:
         tag, line = found
         raise DeepMRInputError(
@@ -109,8 +118,19 @@ def _parse(doc: YamlText, strict: bool = True) -> dict:
     ``strict=False`` an unreadable one too)."""
     import yaml
 
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        data = yaml.safe_load(doc.text)
+        if doc.text is None:
+            with open(doc.path, encoding="utf-8") as stream:
+                data = yaml.load(stream, Loader=loader)
+        else:
+            data = yaml.load(doc.text, Loader=loader)
+    except UnicodeDecodeError:
+        if not strict:
+            return {}
+        raise DeepMRInputError(
+            f"{doc.path} is not a text YAML file; point at a Kipoi model directory"
+        ) from None
     except yaml.YAMLError as err:
         if not strict:
             return {}
@@ -130,10 +150,10 @@ def _read_text(path: str) -> str:
 
 
 def _first_file(folder: str, basename: str) -> str | None:
-    # Kipoi's order (kipoi_utils.get_file_path): .yml before .yaml
+    # Kipoi's order and test (kipoi_utils.get_file_path): .yml before .yaml, the first that exists
     for ext in (".yml", ".yaml"):
         path = os.path.join(folder, basename + ext)
-        if os.path.isfile(path):
+        if os.path.exists(path):
             return path
     return None
 
@@ -191,18 +211,12 @@ def _component(path: str, which: str, check: bool = True) -> _Component | None:
     """
     own = _first_file(path, which)
     if own is not None:
-        names = sorted(f for f in os.listdir(path) if f.endswith((".yml", ".yaml")))
-        texts = [
-            YamlText(
-                os.path.join(path, f), _read_text(os.path.join(path, f)), os.path.join(path, f)
-            )
-            for f in names
-            if os.path.isfile(os.path.join(path, f))
-        ]
-        for doc in texts if check else ():
+        # only the file Kipoi reads (``.yml`` before ``.yaml``): other YAML files of the folder
+        # (annotations, examples) are never parsed by Kipoi, so they are neither read nor refused
+        doc = YamlText(own, None, own)
+        if check:
             _refuse_tags(doc)
-        main = next(d for d in texts if d.path == own)
-        return _Component(path, tuple(texts), _parse(main, check), tuple(d.path for d in texts))
+        return _Component(path, (doc,), _parse(doc, check), (own,))
     group = _group_folder(path, which)
     if group is None:
         return None
@@ -267,7 +281,7 @@ def _conda_texts(component: _Component) -> list[YamlText]:
     paths = {
         os.path.normpath(os.path.join(base, conda)) for base in (component.folder, os.getcwd())
     }
-    return [YamlText(p, _read_text(p), p) for p in sorted(paths) if os.path.isfile(p)]
+    return [YamlText(p, None, p) for p in sorted(paths) if os.path.isfile(p)]
 
 
 def _components(name: str, source_obj, source_label: str, check: bool = True) -> list[_Component]:
@@ -290,6 +304,34 @@ def _components(name: str, source_obj, source_label: str, check: bool = True) ->
                 _Component(component.folder, tuple(conda), {}, tuple(d.path for d in conda))
             )
     return found
+
+
+def check_source_config(root: str) -> list[str]:
+    """Refuse a local model source whose ``config.yaml`` holds a Python tag, before Kipoi reads it.
+
+    Kipoi reads ``<source>/config.yaml`` with its unsafe loader as soon as the source object is
+    made (``kipoi.sources.LocalSource``), before any model of it is looked up: this is called first.
+
+    Parameters
+    ----------
+    root : str
+        The source's folder.
+
+    Returns
+    -------
+    list of str
+        The file checked (empty when the source has none).
+
+    Raises
+    ------
+    DeepMRInputError
+        One line naming the file, the line and the tag, and ``--trust-model-code``.
+    """
+    path = os.path.join(os.path.realpath(root), "config.yaml")
+    if not os.path.exists(path):  # Kipoi's own test
+        return []
+    _refuse_tags(YamlText(path, None, path))
+    return [path]
 
 
 def check_model_yaml(name: str, source_obj, source_label: str) -> list[str]:

@@ -49,10 +49,13 @@ class ModelGroup:
         return os.path.join(self.path, "models.tsv")
 
     def template(self, kind: str = "model") -> str | None:
-        """The group's ``<kind>-template.yaml`` (or ``.yml``), None when it has none."""
-        for ext in ("yaml", "yml"):
+        """The group's ``<kind>-template.yml`` (or ``.yaml``), None when it has none.
+
+        Kipoi's precedence (``kipoi_utils.get_file_path``): ``.yml`` first, the first that exists.
+        """
+        for ext in ("yml", "yaml"):
             path = os.path.join(self.path, f"{kind}-template.{ext}")
-            if os.path.isfile(path):
+            if os.path.exists(path):
                 return path
         return None
 
@@ -112,7 +115,17 @@ class ModelGroup:
 
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
-        env = jinja2.Environment() if trust_model_code else jinja2.sandbox.SandboxedEnvironment()
+        missing: list[str] = []
+
+        class _Recorded(jinja2.Undefined):
+            # Kipoi renders a name the table lacks as empty text, which YAML reads as null (a
+            # feature named 'None'): each one printed is recorded and refused below
+            def __str__(self):
+                missing.append(str(self._undefined_name))
+                return ""
+
+        cls = jinja2.Environment if trust_model_code else jinja2.sandbox.SandboxedEnvironment
+        env = cls(undefined=_Recorded)
         where = f"{path} (rendered for model {self.model!r})"
         try:
             rendered = env.from_string(text).render(**self.row())
@@ -124,6 +137,11 @@ class ModelGroup:
         except jinja2.exceptions.TemplateError as err:
             line = f" line {err.lineno}" if getattr(err, "lineno", None) else ""
             raise DeepMRInputError(f"{path}{line} is not a valid Jinja2 template: {err}") from None
+        if missing:
+            raise DeepMRInputError(
+                f"{path} uses the column {missing[0]!r}, which {self.table} lacks (model "
+                f"{self.model!r}); add that column to the table or remove it from the template"
+            )
         if not trust_model_code:
             check_safe_yaml_text(rendered, where)
         return rendered

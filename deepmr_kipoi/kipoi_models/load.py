@@ -145,7 +145,9 @@ class KipoiBackend:
             for wf in desc.weight_files:
                 if wf.url and wf.arg not in replacements:
                     wf.verify(desc.name, self.download_option)
-        _, source_label, source_obj = resolve(request.name, request.source)
+        _, source_label, source_obj = resolve(
+            request.name, request.source, request.trust_model_code
+        )
         source_obj = CheckedGroupSource(source_obj, request.trust_model_code)
         if replacements:
             source_obj = _ReplacedArgsSource(source_obj, replacements)

@@ -13,6 +13,7 @@ from typing import Any
 
 from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.kipoi_models._compat import import_kipoi, kipoi_output_to_log
+from deepmr_kipoi.kipoi_models.files import check_source_config
 
 __all__ = ["add_local_source", "is_model_dir", "resolve"]
 
@@ -24,17 +25,19 @@ def is_model_dir(path: str) -> bool:
     )
 
 
-def resolve(name_or_dir: str, source) -> tuple[str, str, Any]:
+def resolve(name_or_dir: str, source, trust_model_code: bool = False) -> tuple[str, str, Any]:
     """The Kipoi source that serves a model name or model directory (see :func:`_resolve`).
 
-    Kipoi's sources read a zoo copy's ``config.yaml`` when they are made and check its dependencies:
-    the ``pkg_resources`` warning that check raises and what Kipoi prints about it go to the log.
+    Kipoi's sources read a zoo copy's ``config.yaml`` when they are made (with PyYAML's unsafe
+    loader) and check its dependencies: the file is scanned for Python tags first unless
+    ``trust_model_code``; the ``pkg_resources`` warning that check raises and what Kipoi prints
+    about it go to the log.
     """
     with kipoi_output_to_log():
-        return _resolve(name_or_dir, source)
+        return _resolve(name_or_dir, source, trust_model_code)
 
 
-def _resolve(name_or_dir: str, source) -> tuple[str, str, Any]:
+def _resolve(name_or_dir: str, source, trust_model_code: bool = False) -> tuple[str, str, Any]:
     """The Kipoi source that serves a model name or model directory.
 
     Parameters
@@ -44,6 +47,8 @@ def _resolve(name_or_dir: str, source) -> tuple[str, str, Any]:
     source : str, kipoi Source or None
         ``None``: ``"dir"`` for model directories, else ``"kipoi"``; a configured source name,
         ``"dir"``, a Kipoi ``Source`` object, or the path of a local copy of the zoo.
+    trust_model_code : bool
+        False: a local copy's ``config.yaml`` with a Python tag is refused before Kipoi reads it.
 
     Returns
     -------
@@ -87,6 +92,8 @@ def _resolve(name_or_dir: str, source) -> tuple[str, str, Any]:
         return name, source, sources[source]
     if os.path.isdir(os.fspath(source)):
         path = os.path.abspath(os.fspath(source))
+        if not trust_model_code:
+            check_source_config(path)
         return name, path, LocalSource(path, name=path)
     raise DeepMRInputError(
         f"unknown Kipoi source {source!r}: use one of {sorted(sources)} or the path of a local "
@@ -94,7 +101,7 @@ def _resolve(name_or_dir: str, source) -> tuple[str, str, Any]:
     )
 
 
-def add_local_source(name: str, path: str):
+def add_local_source(name: str, path: str, trust_model_code: bool = False):
     """Register a local folder laid out like the Kipoi model zoo as the Kipoi source ``name``.
 
     After this, ``load_model("DeepSEA/predict", source=name)`` reads
@@ -107,6 +114,9 @@ def add_local_source(name: str, path: str):
         Source name (not ``"dir"``, which Kipoi reserves).
     path : str
         Folder with model sub-folders.
+    trust_model_code : bool
+        False (default): its ``config.yaml``, which Kipoi reads as the source is made, is refused
+        when it holds a Python tag.
 
     Returns
     -------
@@ -122,6 +132,8 @@ def add_local_source(name: str, path: str):
         )
     if not os.path.isdir(path):
         raise DeepMRInputError(f"local model source {path} is not a directory")
+    if not trust_model_code:
+        check_source_config(path)
     with kipoi_output_to_log():
         src = LocalSource(os.path.abspath(path), name=name)
     kipoi.config.add_source(name, src)

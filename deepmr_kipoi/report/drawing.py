@@ -2,6 +2,9 @@
 
 `report.figures` re-exports these and draws a run's figure set with them (the list of figures is in
 its docstring). `save` writes a figure atomically as PNG and closes it.
+
+Feature names are the user's text: inside :func:`plain_text` (where figures are made and saved)
+matplotlib never reads them as mathtext (``$x^$`` is drawn as typed, not parsed).
 """
 
 from __future__ import annotations
@@ -25,6 +28,18 @@ from matplotlib.figure import Figure  # noqa: E402
 from deepmr_kipoi import results  # noqa: E402
 
 _LABELLED_MAX = 40  # matrices larger than this lose per-cell labels and significance stars
+#: Text is drawn as typed: a feature name with ``$`` is never parsed as mathtext.
+PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}
+
+
+def plain_text():
+    """A context in which figures made and saved draw every label as plain text.
+
+    Returns
+    -------
+    contextlib.AbstractContextManager
+    """
+    return matplotlib.rc_context(PLAIN_TEXT)
 
 
 def save(fig: Figure, path: str | os.PathLike, dpi: int = 110) -> Path:
@@ -42,7 +57,8 @@ def save(fig: Figure, path: str | os.PathLike, dpi: int = 110) -> Path:
     Path
     """
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    with plain_text():
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return results.write_bytes(path, buf.getvalue())
 
@@ -62,7 +78,7 @@ def save_svg(fig: Figure, path: str | os.PathLike) -> Path:
     Path
     """
     buf = io.BytesIO()
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "deepmr"}):
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "deepmr", **PLAIN_TEXT}):
         fig.savefig(buf, format="svg", bbox_inches="tight")
     plt.close(fig)
     return results.write_bytes(path, buf.getvalue())

@@ -17,6 +17,7 @@ as PNG and closes it, `save_svg` as SVG. The drawing functions are defined in `r
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from deepmr_kipoi.report.drawing import (  # noqa: E402
     global_heatmap,
     instrument_map,
     mr_scatter,
+    plain_text,
     save,
     save_svg,
     truth_scatter,
@@ -66,6 +68,8 @@ __all__ = [
     "instrument_map",
     "make_figures",
     "mr_scatter",
+    "pair_stem",
+    "plain_text",
     "save",
     "save_svg",
     "slug",
@@ -101,6 +105,13 @@ class FigureFile:
 def slug(text: str) -> str:
     """``text`` as a safe file-name stem (at most 80 characters)."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_")[:80] or "x"
+
+
+def pair_stem(name: str, pair: tuple[str, str]) -> str:
+    """The file-name stem of a pair's figure: ``slug(name)`` and a short hash of the pair's exact
+    names, so pairs whose names slug alike (``p+q`` and ``p*q``) never share a file."""
+    digest = hashlib.sha256("\0".join(map(str, pair)).encode()).hexdigest()[:8]
+    return f"{slug(name)[:71]}-{digest}"
 
 
 def top_pairs(global_table: pd.DataFrame, n: int = 3) -> tuple[str, list[tuple[str, str]]]:
@@ -245,26 +256,28 @@ def make_figures(
     out: list[FigureFile] = []
 
     def emit(fig, name, title, caption, section="figures", pair=None, svg=False):
-        path = (save_svg if svg else save)(fig, fig_dir / f"{slug(name)}.{'svg' if svg else 'png'}")
+        stem = slug(name) if pair is None else pair_stem(name, pair)
+        path = (save_svg if svg else save)(fig, fig_dir / f"{stem}.{'svg' if svg else 'png'}")
         out.append(FigureFile(path, title, caption, section, pair))
 
     models = dict(zip(kept.feature_names, kept.models)) if kept.models else None
-    _overview_figures(emit, global_table, truth, level, models)
-    method, pairs = detail_pairs(global_table, DETAIL_PAIRS)
-    context = _PairContext(kept, global_table, n_examples, level)
-    for e, o in pairs:
-        _pair_figures(emit, context, method, e, o)
-    if calibration is not None and getattr(calibration, "curve_before", None) is not None:
-        curves = _calibration_curves(calibration)
-        if curves:
-            emit(
-                calibration_curves(curves),
-                "calibration",
-                "Calibration curves",
-                "Observed frequency with which labels fall in central predictive intervals, "
-                "against the intervals' nominal level, before (dashed) and after (solid) "
-                "recalibration.",
-            )
+    with plain_text():  # feature names are drawn as typed, never as mathtext
+        _overview_figures(emit, global_table, truth, level, models)
+        method, pairs = detail_pairs(global_table, DETAIL_PAIRS)
+        context = _PairContext(kept, global_table, n_examples, level)
+        for e, o in pairs:
+            _pair_figures(emit, context, method, e, o)
+        if calibration is not None and getattr(calibration, "curve_before", None) is not None:
+            curves = _calibration_curves(calibration)
+            if curves:
+                emit(
+                    calibration_curves(curves),
+                    "calibration",
+                    "Calibration curves",
+                    "Observed frequency with which labels fall in central predictive intervals, "
+                    "against the intervals' nominal level, before (dashed) and after (solid) "
+                    "recalibration.",
+                )
     return out
 
 

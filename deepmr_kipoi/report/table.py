@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -155,6 +156,21 @@ def table_payload(
     return {"columns": columns, "n_rows": int(len(rows)), "n_total": int(len(table))}
 
 
+#: Characters that mean something to an HTML parser inside a ``<script>`` block (``</script``,
+#: ``<!--``), to an attribute or entity reader, or end a line in older JavaScript: written as JSON
+#: escapes, which ``JSON.parse`` reads back as the same characters.
+_SCRIPT_ESCAPES = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
+
+
 def to_json(payload) -> str:
-    """JSON for an inline ``<script>`` block: compact, no ``</`` that would close the block."""
-    return json.dumps(payload, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    """JSON for an inline ``<script>`` block: compact, with ``<``, ``>``, ``&``, U+2028 and U+2029
+    escaped (``\\u003c`` ...), so no text in it (``</script>``, ``<!--``, ``<script``) can end or
+    re-open the block, whichever way a name is split across values."""
+    text = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    return re.sub("[<>&\u2028\u2029]", lambda m: _SCRIPT_ESCAPES[m.group()], text)

@@ -5,7 +5,9 @@ and model code (:mod:`~deepmr_kipoi.run.fingerprint`) and the chunk's sequence r
 file carries its key (the Parquet table in its schema metadata, the arrays as ``chunk_key``), and
 :meth:`ChunkStore.read` returns a chunk only when both files read whole and carry the expected key;
 a file that does not read (truncated, damaged) or belongs elsewhere is named and the chunk computed
-again.
+again. Each file also carries a SHA-256 of its content (:func:`frame_digest`, :func:`arrays_digest`),
+checked on read: a flipped bit in a Parquet data page or an array edited with its key kept is named
+and the chunk computed again.
 
 ``DEEPMR_STOP_AT=<point>`` in the environment kills the process (SIGKILL) at a named point
 (:func:`stop_point`), for the tests that show a killed run leaves a whole folder.
@@ -46,6 +48,9 @@ RUN_EFFECTS = "effects_run.npz"
 #: Inputs that only the analysis reads (not part of the effects' key).
 ANALYSIS_INPUTS = ("calibration table", "calibrator")
 _KEY_META = b"deepmr_chunk_key"
+_SUM_META = b"deepmr_chunk_sha256"
+#: The array of a chunk's ``.npz`` holding the checksum of its other arrays.
+_SUM_ARRAY = "content_sha256"
 #: Named points where ``DEEPMR_STOP_AT`` kills the process.
 STOP_POINTS = (
     "chunk",
@@ -70,6 +75,32 @@ def stop_point(name: str) -> None:
     _REACHED[name] = _REACHED.get(name, 0) + 1
     if _REACHED[name] >= int(wanted.split(":")[1] if ":" in wanted else 1):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def frame_digest(df: pd.DataFrame) -> str:
+    """SHA-256 of a table's content: column names, order, dtypes and every value (64 hex digits).
+
+    Values enter through ``pandas.util.hash_pandas_object`` per column, which sees the same values
+    in a table written to Parquet and read back.
+    """
+    h = hashlib.sha256()
+    for name in df.columns:
+        col = df[name]
+        h.update(f"{name}\0{len(col)}\0".encode())
+        h.update(pd.util.hash_pandas_object(col, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def arrays_digest(arrays: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 of named arrays: names, dtypes, shapes and bytes (64 hex digits)."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        if name in ("chunk_key", _SUM_ARRAY):
+            continue
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}\0{a.dtype.str}\0{a.shape}\0".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -239,8 +270,10 @@ class ChunkStore:
     def write(self, i: int, local: pd.DataFrame, arrays: Mapping[str, np.ndarray]) -> list[Path]:
         """Write chunk ``i`` with its key: arrays first, then the local table that marks it done."""
         key = self.chunk_key(i)
-        results.write_npz(self.arrays_path(i), {**arrays, "chunk_key": np.asarray(key)})
-        results.write_table(local, self.local_path(i), metadata={_KEY_META: key.encode()})
+        sums = {"chunk_key": np.asarray(key), _SUM_ARRAY: np.asarray(arrays_digest(arrays))}
+        results.write_npz(self.arrays_path(i), {**arrays, **sums})
+        meta = {_KEY_META: key.encode(), _SUM_META: frame_digest(local).encode()}
+        results.write_table(local, self.local_path(i), metadata=meta)
         stop_point("chunk")
         return [self.arrays_path(i), self.local_path(i)]
 
@@ -269,6 +302,16 @@ class ChunkStore:
                 self._note(
                     f"chunk file {where} was computed from other inputs or settings; chunk {i} is "
                     "computed again"
+                )
+                return None
+        for found, wanted, where in (
+            (str(arrays.pop(_SUM_ARRAY, "")), arrays_digest(arrays), self.arrays_path(i)),
+            (meta.get(_SUM_META, b"").decode(), frame_digest(local), self.local_path(i)),
+        ):
+            if found != wanted:
+                self._note(
+                    f"chunk file {where} does not match its checksum (changed since it was "
+                    f"written); chunk {i} is computed again"
                 )
                 return None
         return local, arrays

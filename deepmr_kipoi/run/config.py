@@ -375,6 +375,17 @@ class MRSettings:
             type=int,
         ),
     )
+    min_effect: float = _setting(
+        0.1,
+        _A,
+        _opt(
+            "--min-effect",
+            "smallest effect of interest, standardized (effect x sd_exposure / sd_outcome): a "
+            "causal claim must exclude smaller effects, a not-causal verdict must exclude "
+            "larger ones (default {default}; 0: judged against 0 alone)",
+            type=float,
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -644,7 +655,13 @@ class RunConfig:
         instrument's exposure and outcome effects, in standard errors (0: the plain comparison).
     min_sequences : int
         A pair is called causal or not causal only with at least this many sequences with a local
-        fit (the between-sequence variation needs them); with fewer its verdict is undetermined.
+        fit (the between-sequence variation needs them); with fewer its verdict is undetermined,
+        it enters no multiple-testing adjustment and no estimator is marked significant.
+    min_effect : float
+        Smallest effect of interest on the standardized scale ``effect x sd_exposure /
+        sd_outcome`` (each feature's spread over the reference sequences): a causal verdict needs
+        the headline intervals to exclude ``[-min_effect, min_effect]``, a not-causal verdict
+        needs the primary interval inside it (``deepmr_kipoi.verdict``).
     sample_split : bool
         Select instruments on the first half of the model's samples and estimate on the others, so
         the noise that selects an instrument does not also enter its estimate (winner's curse);
@@ -1001,6 +1018,7 @@ def _analysis_fields(c: RunConfig) -> dict:
         direction_scale=v.choice(c.direction_scale, DIRECTION_SCALES, "direction scale"),
         direction_z=v.finite_float(c.direction_z, "direction_z", low=0.0),
         min_sequences=v.positive_int(c.min_sequences, "min_sequences"),
+        min_effect=v.finite_float(c.min_effect, "min_effect", low=0.0),
         sample_split=v.boolean(c.sample_split, "sample_split"),
         min_instruments=v.positive_int(c.min_instruments, "min_instruments"),
         methods=_names(c.methods, "methods"),

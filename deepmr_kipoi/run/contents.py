@@ -17,6 +17,7 @@ import errno
 import json
 import os
 import shutil
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,8 @@ COMPARE_FILES = (
 YIELDING = ("config.yaml",)
 STAGE_TAG = ".deepmr-stage"
 COMMIT = ".deepmr-commit"
+#: The file in a stage holding the token of the run that made it (also in that run's lock).
+TOKEN_FILE = ".deepmr-stage-token"
 
 
 def read_record(folder: Path) -> dict | None:
@@ -191,7 +194,8 @@ def scan(folder: Path) -> Contents:
     files = walk_files(folder, skip=(STAGE_TAG,))
     record = read_record(folder)
     c = Contents(chunk_files=[f for f in files if is_chunk_name(f)])
-    rest = [f for f in files if f not in set(c.chunk_files) and str(f) not in (LOCK_NAME, RECORD)]
+    tool = (LOCK_NAME, RECORD, TOKEN_FILE)
+    rest = [f for f in files if f not in set(c.chunk_files) and str(f) not in tool]
     manifest = None
     with contextlib.suppress(OSError, ValueError):
         manifest = json.loads((folder / CHUNKS / MANIFEST).read_text())
@@ -211,6 +215,66 @@ def scan(folder: Path) -> Contents:
         c.key = {k: manifest.get(k) for k in ("config_hash", "weights", "inputs")}
     c.foreign = [f for f in rest if f not in c.ours]
     return c
+
+
+# ---- trusting nothing found on disk ------------------------------------------------------------
+
+
+def read_nofollow(path: Path, limit: int = 1 << 20) -> bytes | None:
+    """The bytes of a regular file, never through a symbolic link (None: missing, a link, other)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            return None
+        return fh.read(limit)
+
+
+def real_dir(path: Path) -> bool:
+    """Whether ``path`` itself is a folder (a symbolic link to one is not)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def is_own_stage(path: Path, token: str | None) -> bool:
+    """Whether ``path`` is a stage a deepmr run made with ``token``: a real folder of this user
+    holding :data:`TOKEN_FILE` (a regular file, not a link) with exactly that token."""
+    if not token or not real_dir(path):
+        return False
+    if os.lstat(path).st_uid != os.geteuid():
+        return False
+    return read_nofollow(Path(path) / TOKEN_FILE, 256) == token.encode()
+
+
+def write_token(stage: Path, token: str) -> None:
+    """Mark ``stage`` (a folder this run made or took over) with the run's token."""
+    target = Path(stage) / TOKEN_FILE
+    if os.path.lexists(target):
+        os.unlink(target)
+    fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token)
+
+
+def inside(root: Path, rel) -> Path | None:
+    """``root / rel`` when ``rel`` is a plain relative path whose folders below ``root`` are real
+    folders (or not there yet), else None: no absolute path, no ``..``, no symbolic link on the way.
+    """
+    if not isinstance(rel, str) or not rel or "\0" in rel:
+        return None
+    path = Path(rel)
+    if path.is_absolute() or any(part in ("..", ".", "") for part in path.parts):
+        return None
+    here = Path(root)
+    for part in path.parts[:-1]:
+        here = here / part
+        if os.path.lexists(here) and not real_dir(here):
+            return None
+    return Path(root) / path
 
 
 # ---- swapping a stage in -----------------------------------------------------------------------

@@ -23,6 +23,13 @@ Guarantees:
   folder, or the file system cannot exchange), the stage is ``out/.deepmr-stage`` and a commit
   marker makes the moves a journal that the next start finishes. A killed run leaves the old run or
   the new one; its stage is cleaned (or, for ``--force``, its chunks resumed) by the next start.
+* **Nothing found on disk trusted.** A stage (or commit journal) is acted on only when it is a real
+  folder carrying the random token of the run that made it, which that run also keeps in its lock
+  (:data:`~deepmr_kipoi.run.contents.TOKEN_FILE`); a folder, file or link at a stage's name that
+  does not is never entered, moved or removed: the run refuses in one line. No symbolic link found
+  in the folder is followed; journal entries that are absolute, hold ``..`` or pass through a link
+  are ignored, so nothing outside ``out`` is moved or removed. A ``--force`` run computes its chunks
+  in its stage: killed at any moment, the old run and its chunks stay byte-identical.
 * **Nothing foreign lost.** Files the tool did not write (or that changed since it wrote them, by
   md5) are never replaced or deleted: a run refuses a folder where one sits at the name of a table,
   ``run.json``, ``effects.h5`` or ``report.html``; a user's ``config.yaml`` or figure is kept and the
@@ -40,7 +47,9 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -63,20 +72,26 @@ from deepmr_kipoi.run.contents import (
     OUTPUT_FILES,
     RECORD,
     STAGE_TAG,
+    TOKEN_FILE,
     YIELDING,
     Contents,
     copy_empty_dirs,
     exchange,
     file_md5_or_none,
     holds_run,
+    inside,
     is_chunk_name,
+    is_own_stage,
     link_or_copy,
     pending_commit,
+    read_nofollow,
     read_record,
+    real_dir,
     remove_empty_dirs,
     same_file,
     scan,
     walk_files,
+    write_token,
 )
 from deepmr_kipoi.run.lock import LOCK_NAME, RunLock, check_out_dir, pid_alive
 
@@ -132,6 +147,9 @@ class RunFolder:
         self.lock: RunLock | None = None
         self.notes: list[str] = []
         self._created: list[Path] = []
+        # this run's stage token (held in memory and in the lock); the token of the run before
+        self.token = secrets.token_hex(16)
+        self.previous_token: str | None = None
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -171,7 +189,9 @@ class RunFolder:
             self.made_dir = True
         self.key = key
         try:
-            self.lock = RunLock(self.path).acquire()
+            self.lock = RunLock(self.path, self.token).acquire()
+            token = (self.lock.previous or {}).get("stage_token")
+            self.previous_token = token if isinstance(token, str) and token else None
             self.in_place = not self._sibling_usable()
             self._recover()
             self._check(scan(self.path), bounds, force)
@@ -231,6 +251,11 @@ class RunFolder:
                     "replace them"
                 )
             self.replacing = True
+        if force and why is None and (c.ours or self._data_chunks(c)):
+            self.replacing = (
+                True  # --force recomputes in the stage: the old chunks stay as they are
+            )
+        self._refuse_links()
         self._refuse_clashes(c, [n for n in OUTPUT_FILES if n not in YIELDING])
         # the demo's own inputs/ go without a note; a user's files in a new run folder get one
         shown = [str(f) for f in c.foreign if c.kind is None and f.parts[0] != "inputs"]
@@ -258,6 +283,17 @@ class RunFolder:
                 return "chunk files of another run (and no readable manifest of them)"
         return None
 
+    def _refuse_links(self) -> None:
+        """Folders the run writes into must be real folders: a link there would carry its files
+        elsewhere."""
+        for name in (CHUNKS, "figures"):
+            p = self.path / name
+            if os.path.lexists(p) and not real_dir(p):
+                raise DeepMRInputError(
+                    f"{p} is a link or a file, not a folder; deepmr writes its {name} there and "
+                    "never through a link it did not make: move it away or choose another --out"
+                )
+
     def _refuse_clashes(self, c: Contents, names: Iterable[str]) -> None:
         clash = sorted(str(f) for f in c.foreign if str(f) in set(names))
         if clash:
@@ -266,13 +302,25 @@ class RunFolder:
                 "since); move them away or choose another --out"
             )
 
+    def _owned(self, stage: Path) -> bool:
+        """A stage made by this run or by the run whose lock this one took over."""
+        return is_own_stage(stage, self.token) or is_own_stage(stage, self.previous_token)
+
     def _make_stage(self) -> None:
         stage = self.path / STAGE_TAG if self.in_place else self._sibling()
         other = self._sibling() if self.in_place else self.path / STAGE_TAG
-        for p in (other, stage if not self.replacing else None):
-            if p is not None and p.exists():
-                shutil.rmtree(p, ignore_errors=True)
-        stage.mkdir(exist_ok=True)
+        if self._owned(other):
+            shutil.rmtree(other)
+        if os.path.lexists(stage) and not self._owned(stage):
+            raise DeepMRInputError(
+                f"{stage} exists and was not made by deepmr for this --out (a folder, file or link "
+                "of the name deepmr stages a run under); move it away or choose another --out"
+            )
+        if os.path.lexists(stage) and not self.replacing:
+            shutil.rmtree(stage)
+        if not os.path.lexists(stage):
+            os.mkdir(stage)
+        write_token(stage, self.token)
         self.stage = stage
 
     # -- recovering what a killed run left -----------------------------------------------------
@@ -280,17 +328,26 @@ class RunFolder:
     def _recover(self) -> None:
         for p in self.path.parent.glob(f".{glob.escape(self.path.name)}.deepmr-new-*"):
             m = _LEGACY_STAGE.match(p.name)
-            if m and p.is_dir() and not pid_alive(int(m.group("pid"))):
+            if m and real_dir(p) and not pid_alive(int(m.group("pid"))):
                 shutil.rmtree(p, ignore_errors=True)  # the earlier layout staged only its own files
         inner = self.path / STAGE_TAG
-        if (inner / COMMIT).exists():
-            self._roll_forward(inner)
         for stage in (inner, self._sibling()):
-            if stage.exists():
+            if not is_own_stage(stage, self.previous_token):
+                continue  # not a stage of the run before this one: never entered
+            write_token(stage, self.token)  # a kill from here on leaves it to the next run
+            if stage == inner and os.path.lexists(inner / COMMIT):
+                self._roll_forward(inner)
+            if os.path.lexists(stage):
                 self._clean_stage(stage, keep_chunks=True)
+        if (
+            not self.in_place
+            and os.path.lexists(self.path / TOKEN_FILE)
+            and not real_dir(self.path / TOKEN_FILE)
+        ):
+            os.unlink(self.path / TOKEN_FILE)  # left by a run killed amid its swap
 
     def _tool_names(self, stage: Path) -> set[str]:
-        names = set(OUTPUT_FILES) | {RECORD, LOCK_NAME, COMMIT}
+        names = set(OUTPUT_FILES) | {RECORD, LOCK_NAME, COMMIT, TOKEN_FILE}
         for folder in (stage, self.path):
             names |= set((read_record(folder) or {}).get("files") or {})
         with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
@@ -304,11 +361,15 @@ class RunFolder:
         left = False
         for i, rel in enumerate(walk_files(stage)):
             src, twin = stage / rel, self.path / rel
+            if i == 1:
+                stop_point("cleanup")
+            if str(rel) == TOKEN_FILE:
+                continue  # goes last: the stage stays this run's until it is empty
             if is_chunk_name(rel) and keep_chunks and not same_file(src, twin):
                 continue
             if same_file(src, twin) or str(rel) in names or is_chunk_name(rel):
                 src.unlink()
-            elif not os.path.lexists(twin):
+            elif not os.path.lexists(twin) and inside(self.path, str(rel)) is not None:
                 twin.parent.mkdir(parents=True, exist_ok=True)
                 os.rename(src, twin)
                 self._note(
@@ -316,14 +377,16 @@ class RunFolder:
                 )
             else:
                 left = True
-            if i == 0:
-                stop_point("cleanup")
         if left:
             self._note(
                 f"{stage} holds files of yours that differ from those in {self.path}; it is left as is"
             )
             return
-        remove_empty_dirs(stage, keep=(stage / CHUNKS) if keep_chunks else None)
+        kept = keep_chunks and any(is_chunk_name(r) for r in walk_files(stage))
+        if not kept:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(stage / TOKEN_FILE)
+        remove_empty_dirs(stage, keep=(stage / CHUNKS) if kept else None)
 
     # -- committing ----------------------------------------------------------------------------
 
@@ -347,7 +410,15 @@ class RunFolder:
                     raise
                 logger.info("cannot exchange folders here (%s); committing in place", err)
                 inner = self.path / STAGE_TAG
-                shutil.rmtree(inner, ignore_errors=True)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path / TOKEN_FILE)
+                if os.path.lexists(inner) and not self._owned(inner):
+                    raise DeepMRInputError(
+                        f"{inner} exists and was not made by deepmr for this --out; move it away "
+                        "or choose another --out"
+                    ) from None
+                if os.path.lexists(inner):
+                    shutil.rmtree(inner)
                 os.rename(self.stage, inner)
                 self.stage, self.in_place = inner, True
                 self._commit_journal(record)
@@ -366,7 +437,7 @@ class RunFolder:
         files = {
             str(rel): (None if is_chunk_name(rel) else file_md5_or_none(self.stage / rel))
             for rel in walk_files(self.stage)
-            if str(rel) not in (RECORD, COMMIT)
+            if str(rel) not in (RECORD, COMMIT, TOKEN_FILE)
         }
         if self.store is not None and not self.replacing:
             files.update(
@@ -391,9 +462,14 @@ class RunFolder:
         stop_point("linked")
         results.write_json(stage / RECORD, record)
         shutil.copymode(self.path, stage)
+        # the folder swapped out carries the token too, so a kill right after the swap leaves a
+        # stage the next run recognises
+        write_token(self.path, self.token)
         stop_point("before-swap")
         exchange(stage, self.path)
         stop_point("after-swap")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path / TOKEN_FILE)
         self._clean_stage(stage, keep_chunks=False)
 
     def _commit_journal(self, record: dict) -> None:
@@ -406,28 +482,44 @@ class RunFolder:
         if self.replacing:
             remove.update({str(f): None for f in self._data_chunks(old) if str(f) not in new_files})
         results.write_json(stage / RECORD, record)
-        moves = [str(r) for r in walk_files(stage) if str(r) not in (RECORD, COMMIT)] + [RECORD]
-        results.write_json(stage / COMMIT, {"moves": moves, "remove": remove})
+        skip = (RECORD, COMMIT, TOKEN_FILE)
+        moves = [str(r) for r in walk_files(stage) if str(r) not in skip] + [RECORD]
+        results.write_json(stage / COMMIT, {"token": self.token, "moves": moves, "remove": remove})
         stop_point("journal")
         self._roll_forward(stage)
 
     def _roll_forward(self, stage: Path) -> None:
-        """Finish an in-place commit from its journal (idempotent: a killed roll-forward reruns)."""
+        """Finish an in-place commit from its journal (idempotent: a killed roll-forward reruns).
+
+        Only a journal written by a run of this folder counts (its token is the stage's); entries
+        outside the folder (absolute, ``..``, through a link) are ignored.
+        """
         try:
-            journal = json.loads((stage / COMMIT).read_text())
-        except (OSError, ValueError):
+            journal = json.loads((read_nofollow(stage / COMMIT) or b"").decode())
+        except (ValueError, UnicodeDecodeError):
             return
-        for i, rel in enumerate(journal.get("moves") or []):
-            src, dst = stage / rel, self.path / rel
-            if os.path.lexists(src) and not same_file(src, dst):
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(src, dst)
+        if not isinstance(journal, dict) or journal.get("token") not in (
+            self.token,
+            self.previous_token,
+        ):
+            return
+        moves = journal.get("moves") if isinstance(journal.get("moves"), list) else []
+        for i, rel in enumerate(moves):
+            src, dst = inside(stage, rel), inside(self.path, rel)
+            if src is not None and dst is not None and os.path.lexists(src):
+                if not same_file(src, dst) and not real_dir(dst):
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(src, dst)
             if i == 0:
                 stop_point("journal-moves")
-        for rel, md5 in (journal.get("remove") or {}).items():
-            p = self.path / rel
-            if p.is_file() and (
-                md5 is None and is_chunk_name(Path(rel)) or md5 == file_md5_or_none(p)
+        remove = journal.get("remove") if isinstance(journal.get("remove"), dict) else {}
+        for rel, md5 in remove.items():
+            p = inside(self.path, rel)
+            if (
+                p is not None
+                and p.is_file()
+                and not p.is_symlink()
+                and (md5 is None and is_chunk_name(Path(rel)) or md5 == file_md5_or_none(p))
             ):
                 p.unlink()
         (stage / COMMIT).unlink(missing_ok=True)
@@ -435,12 +527,16 @@ class RunFolder:
 
     # -- closing -------------------------------------------------------------------------------
 
-    def close(self, *, computed: bool) -> None:
+    def close(self, *, computed: bool, keep_stage: bool | None = None) -> None:
         """Release the folder; when not committed, remove the stage (keeping the chunks of a
-        ``--force`` run that computed some) and, when nothing was computed, what this run created."""
+        ``--force`` run that computed some, unless ``keep_stage`` is False; None: kept unless the
+        run is being refused for its input, which leaves the folder as it found it) and, when
+        nothing was computed, what this run created."""
+        if keep_stage is None:
+            keep_stage = not isinstance(sys.exc_info()[1], DeepMRInputError)
         try:
             if not self.committed and self.stage is not None and self.stage.exists():
-                if self.replacing and computed:
+                if self.replacing and computed and keep_stage:
                     self._clean_stage(self.stage, keep_chunks=True)
                 else:
                     shutil.rmtree(self.stage, ignore_errors=True)
@@ -452,7 +548,9 @@ class RunFolder:
                         p.unlink()
         finally:
             if self.lock is not None:
-                self.lock.release()
+                # a stage left behind keeps its token in the lock, for the next run
+                left = any(self._owned(p) for p in (self.path / STAGE_TAG, self._sibling()))
+                self.lock.release(keep_token=left)
             if (
                 self.made_dir
                 and not self.committed

@@ -55,6 +55,8 @@ INSTRUMENT_COUNTS = ("n_significant", "removed_floor", "removed_allele", "remove
 TOO_FEW = 1
 #: Per-cell heterogeneity beyond the model's own noise (:func:`heterogeneity`), local-table columns.
 HETEROGENEITY_FIELDS = ("heterogeneity_q", "heterogeneity_pvalue", "heterogeneity_spread")
+#: Per-cell instrument strength on each feature (:func:`steiger_sums`), local-table columns.
+STEIGER_FIELDS = ("r2_exposure", "r2_outcome", "r2_other")
 
 
 @dataclass(frozen=True)
@@ -300,6 +302,63 @@ def heterogeneity(bx, by, sx, sy, mask, samples_x=None, samples_y=None, paired=N
     q = np.where((k >= 2) & np.isfinite(theta), q, np.nan)
     p = np.where(np.isfinite(q), stats.chi2.sf(q, np.maximum(k - 1, 1)), np.nan)
     return q, p, np.where(np.isfinite(q), spread, np.nan)
+
+
+def steiger_sums(effects, mask, exposures, outcomes):
+    """How strongly the exposure's instruments act on each feature, in units of its own spread.
+
+    For every sequence, exposure ``e`` and feature ``f`` of the run, ``A[e, f] = sum_k (b_f,k /
+    s_f)^2`` over the exposure's instruments ``k`` (selected on the exposure, before the
+    directionality check), with ``s_f`` the root-mean-square effect of ``f`` over the sequence's
+    mutants (``instruments.effect_spread``): the share of the feature's mutational variation the
+    instruments carry, times the number of mutants (the local analog of Steiger's variance
+    explained, Hemani et al. 2017). If the exposure causes the outcome and the instruments act on
+    it only through the exposure, ``A[e, outcome] < A[e, e]``; the verdict reads the ratios.
+
+    Parameters
+    ----------
+    effects : ndarray, shape (n, W, 3, U)
+        Effect means of every used feature (NaN at N positions).
+    mask : ndarray of bool, shape (n, W, 3, E)
+        Instruments of every exposure.
+    exposures, outcomes : sequence of int
+        Feature indices (into U) of the E exposures and O outcomes.
+
+    Returns
+    -------
+    dict of str to ndarray, shape (n, E, O)
+        ``r2_exposure`` (``A[e, e]``), ``r2_outcome`` (``A[e, o]``), ``r2_other`` (the largest
+        ``A[e, f]`` over the other features, NaN without one) and ``other_feature`` (its index
+        into U, -1 without one, int64).
+    """
+    effects = np.asarray(effects, dtype=np.float64)
+    n, u = effects.shape[0], effects.shape[-1]
+    ex, oc = np.asarray(exposures, dtype=np.int64), np.asarray(outcomes, dtype=np.int64)
+    shape = (n, len(ex), len(oc))
+    spread = instruments.effect_spread(effects)  # (n, U)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t2 = (effects / spread[:, None, None, :]) ** 2
+    t2 = np.where(np.isfinite(t2), t2, 0.0).reshape(n, -1, u)
+    cand = np.asarray(mask, dtype=np.float64).reshape(n, -1, len(ex)).transpose(0, 2, 1)
+    strength = np.matmul(cand, t2)  # (n, E, U): one BLAS product per sequence
+    own = np.take_along_axis(strength, ex[None, :, None], axis=2)  # (n, E, 1)
+    fields = {"r2_exposure": np.broadcast_to(own, shape).copy(), "r2_outcome": strength[:, :, oc]}
+    if u < 3:  # no feature besides the exposure and the outcome
+        return {**fields, "r2_other": np.full(shape, np.nan), "other_feature": np.full(shape, -1)}
+    others = strength.copy()
+    np.put_along_axis(others, ex[None, :, None], -np.inf, axis=2)
+    # the largest and second largest other feature: the outcome itself is not "another"
+    order = np.argsort(-others, axis=2)[..., :2]
+    top = np.take_along_axis(others, order, axis=2)  # (n, E, 2)
+    first_is_outcome = order[:, :, None, 0] == oc[None, None, :]  # (n, E, O)
+    other = np.where(first_is_outcome, top[:, :, None, 1], top[:, :, None, 0])
+    other_feature = np.where(first_is_outcome, order[:, :, None, 1], order[:, :, None, 0])
+    none = ~np.isfinite(other)
+    return {
+        **fields,
+        "r2_other": np.where(none, np.nan, other),
+        "other_feature": np.where(none, -1, other_feature).astype(np.int64),
+    }
 
 
 def local_mr(
@@ -604,6 +663,9 @@ def local_step(
         samples=samples,
         on_progress=on_progress,
     )
+    shape = est.estimate.shape
+    for name, value in steiger_sums(sel_mean, sel.mask, ex, oc).items():
+        est.fields[name] = np.broadcast_to(value[..., None], shape)
     return LocalStep(est, sel, se, direction)
 
 
@@ -814,11 +876,15 @@ def local_table(
             np.repeat(np.arange(n_m, dtype=np.int8), len(keep)), categories=methods
         ),
     }
-    for f in (*LOCAL_FIELDS, *HETEROGENEITY_FIELDS, "n_instruments", "reason", *INSTRUMENT_COUNTS):
-        cells = est.fields[f].reshape(-1, n_m)
+    fields = (*LOCAL_FIELDS, *HETEROGENEITY_FIELDS, "n_instruments", "reason", *INSTRUMENT_COUNTS)
+    fields += tuple(f for f in (*STEIGER_FIELDS, "other_feature") if f in est.fields)
+    for f in fields:
+        cells = np.ascontiguousarray(est.fields[f]).reshape(-1, n_m)
         column = np.empty(len(keep) * n_m, dtype=cells.dtype)
         for mi in range(n_m):
             np.take(cells[:, mi], keep, out=column[mi * len(keep) : (mi + 1) * len(keep)])
         columns[f] = column
+    if "other_feature" in columns:
+        columns["other_feature"] = pd.Categorical.from_codes(columns["other_feature"], dtype=cats)
     # the columns are fresh arrays: no copy, and no consolidation into 2-D blocks (a second copy)
     return pd.DataFrame(columns, copy=False)

@@ -4,7 +4,12 @@
 folder in use; the message names the holder's pid, host and start time. A lock left by a process
 that died on this host is taken over, and so is an empty or unreadable lock file older than
 ``LOCK_GRACE_S`` (a run killed while writing it); a lock naming its pid as plain text is read as
-that pid; a folder named like the lock is refused.
+that pid; a folder, link or special file named like the lock is refused (never followed).
+
+The lock also holds the run's stage token (a random value the run keeps in memory): the next run
+reads it from a lock it takes over and acts only on a stage that carries the same token
+(:mod:`~deepmr_kipoi.run.folder`). A run that leaves its stage behind (the chunks of a ``--force``
+run that failed) marks its lock released instead of removing it, so the token survives.
 """
 
 from __future__ import annotations
@@ -68,13 +73,18 @@ class RunLock:
     lock file older than ``LOCK_GRACE_S``; a lock naming its pid as plain text is read as that pid.
     """
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, token: str = ""):
         self.path = Path(folder) / LOCK_NAME
+        self.token = token
         self.held = False
+        #: The holder of a stale lock this one took over (its ``stage_token`` included), or None.
+        self.previous: dict | None = None
 
     def _holder(self) -> dict | None:
         try:
-            text = self.path.read_text().strip()
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as fh:
+                text = fh.read(65536).decode().strip()
         except (OSError, UnicodeDecodeError):
             return None
         if text.isdigit():
@@ -93,6 +103,8 @@ class RunLock:
         if holder is None:
             with contextlib.suppress(OSError):
                 return time.time() - self.path.stat().st_mtime > LOCK_GRACE_S
+            return True
+        if holder.get("released") is True:
             return True
         pid = holder.get("pid")
         return (
@@ -114,21 +126,23 @@ class RunLock:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "stage_token": self.token,
         }
         for _ in range(3):
-            if self.path.is_dir() or (self.path.exists() and not self.path.is_file()):
+            if self.path.is_symlink() or (os.path.lexists(self.path) and not self.path.is_file()):
                 raise DeepMRInputError(
-                    f"{self.path} is not deepmr's lock file (a folder or special file of that name); "
-                    "remove it or choose another --out"
+                    f"{self.path} is not deepmr's lock file (a folder, link or special file of that "
+                    "name); remove it or choose another --out"
                 )
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
             except FileExistsError:
                 holder = self._holder()
                 if self._stale(holder, me["host"]):
                     logger.warning(
                         "taking over the stale lock %s (%s)", self.path, holder or "empty"
                     )
+                    self.previous = holder
                     self.path.unlink(missing_ok=True)
                     continue
                 if holder is None:
@@ -147,8 +161,18 @@ class RunLock:
             return self
         raise DeepMRInputError(f"could not take the lock {self.path}; try again")
 
-    def release(self) -> None:
-        """Remove the lock if this object holds it."""
-        if self.held:
+    def release(self, keep_token: bool = False) -> None:
+        """Remove the lock if this object holds it; with ``keep_token``, mark it released instead
+        (any later run takes it over and reads the stage token from it)."""
+        if not self.held:
+            return
+        if keep_token:
+            text = json.dumps({"released": True, "stage_token": self.token})
+            tmp = self.path.with_name(f"{LOCK_NAME}.{os.getpid()}.released")
+            fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+            os.replace(tmp, self.path)
+        else:
             self.path.unlink(missing_ok=True)
-            self.held = False
+        self.held = False

@@ -459,6 +459,8 @@ def _aggregate(plan: RunPlan, merged: ChunkResult, timings: dict) -> tuple[pd.Da
         exposures=[names[i] for i in plan.exposures],
         outcomes=[names[i] for i in plan.outcomes],
         min_sequences=config.min_sequences,
+        spread=dict(zip(names, plan.spread)),
+        min_effect=config.min_effect,
     )
     timings["meta"] = time.perf_counter() - tick
     warns = aggregate.plain_warnings(

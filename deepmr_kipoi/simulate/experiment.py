@@ -70,6 +70,8 @@ class ExperimentConfig:
         Scale of the truth (``oracle`` module docstring).
     floor, directional, one_per_position, sample_split
         Instrument rules of the run (``RunConfig``).
+    min_effect : float
+        Smallest effect of interest of the verdict, standardized (``RunConfig.min_effect``).
     workers : int
         (round, regime) jobs run in this many processes at once (each trains with
         ``training.threads`` torch threads); 2 uses both cores of a 2-core machine.
@@ -95,6 +97,7 @@ class ExperimentConfig:
     directional: bool = True
     one_per_position: bool = True
     sample_split: bool = False
+    min_effect: float = 0.1
     workers: int = 2
     simulation: gen.SimulationConfig = field(
         default_factory=lambda: gen.SimulationConfig(bystander_gamma=100.0)
@@ -438,6 +441,9 @@ def _deep_mr(config: ExperimentConfig, model, an, cal_fit, tag: str):
         samples=chunk.samples,
         exposures=features,
         outcomes=features,
+        min_sequences=run_config.min_sequences,
+        spread=dict(zip(features, plan.spread)),
+        min_effect=config.min_effect,
     )
     return chunk, glob
 
