@@ -64,16 +64,31 @@ def test_every_method_is_classified_by_the_verdict(method):
         exposure="x",
         outcome="y",
         method=method,
-        estimate=0.5,
-        ci_low=0.1,
-        ci_high=0.9,
+        estimate=1.0,
+        se=0.1,
+        df=9.0,
+        ci_low=0.77,
+        ci_high=1.23,
         significant=True,
         n_sequences=10,
         n_analysed=10,
         heterogeneity_share=0.0,
         heterogeneity_excess=False,
     )
-    table = pd.DataFrame([row, dict(row, exposure="y", outcome="x", significant=False)])
+    table = pd.DataFrame(
+        [
+            row,
+            dict(
+                row,
+                exposure="y",
+                outcome="x",
+                estimate=0.0,
+                ci_low=-0.4,
+                ci_high=0.4,
+                significant=False,
+            ),
+        ]
+    )
     out = verdict.verdicts(table)
     reason = out["verdict_reason"].iloc[0]
     assert spec.label in reason
