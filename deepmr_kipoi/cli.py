@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import logging
 import os
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 from deepmr_kipoi import __version__
 from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.run import config as cfg
+from deepmr_kipoi.run import settings
 
 EXIT_BUG = 1
 EXIT_BAD_INPUT = 2
@@ -96,11 +96,6 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _default(name: str) -> str:
-    value = cfg.RunConfig.default(name)
-    return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
-
-
 #: Help-section titles of the configuration's setting groups.
 GROUP_TITLES = {
     "model_source": "model",
@@ -119,14 +114,8 @@ def add_setting_arguments(p: argparse.ArgumentParser, groups=tuple(cfg.GROUPS)) 
     defaults."""
     for group in groups:
         g = p.add_argument_group(GROUP_TITLES[group])
-        for f in dataclasses.fields(cfg.GROUPS[group]):
-            option = f.metadata.get("cli")
-            if option is None:
-                continue
-            kwargs = {k: v for k, v in option.items() if k != "flag"}
-            if kwargs.get("help"):
-                kwargs["help"] = kwargs["help"].format(default=_default(f.name))
-            g.add_argument(option["flag"], dest=f.name, default=argparse.SUPPRESS, **kwargs)
+        for flag, dest, kwargs in settings.cli_options(cfg.GROUPS[group]):
+            g.add_argument(flag, dest=dest, default=argparse.SUPPRESS, **kwargs)
 
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:

@@ -182,7 +182,6 @@ LONG_FUNCTIONS = {
     "deepmr_kipoi/predictive/_torch_fastism.py:_window_op": "formatting pass; one case per layer kind",
     "deepmr_kipoi/run/runner.py:make_plan": "formatting pass; goes with the runner split",
     "deepmr_kipoi/simulate/bpnet/train.py:train_bpnet_ensemble": "simulation, being reworked",
-    "deepmr_kipoi/simulate/cli.py:add_arguments": "one argument per option; to read settings metadata",
     "deepmr_kipoi/simulate/experiment.py:analyse_round": "simulation, being reworked",
     "deepmr_kipoi/simulate/experiment.py:run_experiment": "simulation, being reworked",
     "deepmr_kipoi/simulate/scoring.py:summarize": "simulation, being reworked",

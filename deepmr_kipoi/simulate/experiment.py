@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields, replace
 import numpy as np
 
 from deepmr_kipoi import results
+from deepmr_kipoi.run.settings import option_field
 from deepmr_kipoi.simulate import cache as _cache
 from deepmr_kipoi.simulate import generative as gen
 from deepmr_kipoi.simulate import oracle as orc
@@ -80,25 +81,93 @@ class ExperimentConfig:
     training : TrainConfig
     """
 
-    rounds: int = 10
-    regimes: tuple = gen.REGIMES
-    seed: int = 0
-    n_train: int = 6000
-    n_calibration: int = 2000
-    n_analysis: int = 100
-    calibration: str = "sigma"
-    aleatoric_variance: float = 1.0
-    methods: tuple = METHODS
+    rounds: int = option_field(
+        10,
+        "--rounds",
+        "rounds per regime, each with its own true effect (default {default})",
+        type=int,
+    )
+    regimes: tuple = option_field(
+        gen.REGIMES,
+        "--regimes",
+        "regimes: confounding (none, sequence, random, both), pleiotropy, "
+        "reverse causation (default: all six)",
+        nargs="+",
+        choices=gen.REGIMES,
+    )
+    seed: int = option_field(0, "--seed", "root seed (default {default})", type=int)
+    n_train: int = option_field(
+        6000, "--n-train", "training sequences per round (default {default})", type=int
+    )
+    n_calibration: int = option_field(
+        2000, "--n-calibration", "held-out calibration sequences (default {default})", type=int
+    )
+    n_analysis: int = option_field(
+        100, "--n-analysis", "analysed reference sequences (default {default})", type=int
+    )
+    calibration: str = option_field(
+        "sigma",
+        "--calibration",
+        "recalibration of effect SEs (default {default})",
+        choices=CALIBRATIONS,
+    )
+    aleatoric_variance: float = option_field(
+        1.0,
+        "--aleatoric-variance",
+        "label noise variance removed by sigma scaling (default "
+        "{default}: Poisson counts on the Anscombe scale)",
+        type=float,
+    )
+    methods: tuple = option_field(
+        METHODS,
+        "--methods",
+        "local MR estimators (default: {default})",
+        nargs="+",
+        choices=METHODS,
+    )
     meta_method: str = "REML"
-    z: float = 1.96
+    z: float = option_field(
+        1.96, "--z", "instrument threshold on |b_x/se_x| (default {default})", type=float
+    )
     min_instruments: int = 3
     oracle_scale: str = "expected"
-    floor: float = 0.01
-    directional: bool = True
-    one_per_position: bool = True
-    sample_split: bool = False
-    min_effect: float = 0.1
-    workers: int = 2
+    floor: float = option_field(
+        0.01,
+        "--floor",
+        "instrument floor in units of the exposure's spread (default {default})",
+        type=float,
+    )
+    directional: bool = option_field(
+        True,
+        "--no-directional",
+        "skip the directionality check of instruments",
+        action="store_false",
+    )
+    one_per_position: bool = option_field(
+        True,
+        "--all-alleles",
+        "let all three alleles of a position be instruments",
+        action="store_false",
+    )
+    sample_split: bool = option_field(
+        False,
+        "--sample-split",
+        "select instruments on half of the members, estimate on the others",
+        action="store_true",
+    )
+    min_effect: float = option_field(
+        0.1,
+        "--min-effect",
+        "smallest effect of interest of the verdict, standardized "
+        "(effect x sd_exposure / sd_outcome; default {default})",
+        type=float,
+    )
+    workers: int = option_field(
+        2,
+        "--workers",
+        "parallel (round, regime) jobs, one process each (default {default})",
+        type=int,
+    )
     simulation: gen.SimulationConfig = field(
         default_factory=lambda: gen.SimulationConfig(bystander_gamma=100.0)
     )
@@ -433,7 +502,7 @@ def _deep_mr(config: ExperimentConfig, model, an, cal_fit, tag: str):
         calibration=cal_fit,
     )
     chunk = runner.compute_chunk(plan, 0)
-    glob = aggregate.global_effects(
+    global_table = aggregate.global_effects(
         chunk.local,
         len(an),
         method=config.meta_method,
@@ -445,7 +514,7 @@ def _deep_mr(config: ExperimentConfig, model, an, cal_fit, tag: str):
         spread=dict(zip(features, plan.spread)),
         min_effect=config.min_effect,
     )
-    return chunk, glob
+    return chunk, global_table
 
 
 def _truth_table(params, config: ExperimentConfig, ms, an, regime: str):
@@ -501,7 +570,7 @@ def analyse_round(
     features = config.simulation.features
     tag = f"r{round_index:03d}_{regime}_"
     t0 = time.perf_counter()
-    chunk, glob = _deep_mr(config, model, an, cal_fit, tag)
+    chunk, global_table = _deep_mr(config, model, an, cal_fit, tag)
     timings["deep_mr"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     truth = _truth_table(params, config, ms, an, regime)
@@ -531,7 +600,7 @@ def analyse_round(
     usable = (loc["reason"] == 0) & np.isfinite(loc["estimate"])
     scale = cal_fit.se_scale if cal_fit is not None else np.ones(len(features))
     records = []
-    for row in glob.to_dict("records"):
+    for row in global_table.to_dict("records"):
         rows = loc[
             (loc["method"] == row["method"])
             & (loc["exposure"] == row["exposure"])

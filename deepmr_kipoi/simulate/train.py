@@ -17,6 +17,7 @@ import numpy as np
 
 from deepmr_kipoi import validation
 from deepmr_kipoi.errors import DeepMRInputError
+from deepmr_kipoi.run.settings import option_field
 from deepmr_kipoi.simulate.model import ModelConfig, build_cnn
 
 logger = logging.getLogger(__name__)
@@ -53,16 +54,26 @@ class TrainConfig:
         The early-stopping split is the same for every member.
     """
 
-    n_members: int = 5
-    max_epochs: int = 12
+    n_members: int = option_field(
+        5, "--members", "ensemble members (default {default})", type=int, metavar="MEMBERS"
+    )
+    max_epochs: int = option_field(
+        12, "--max-epochs", "epoch limit per member (default {default})", type=int
+    )
     patience: int = 3
     batch_size: int = 128
     learning_rate: float = 3e-3
     weight_decay: float = 0.0
     val_fraction: float = 0.15
     seed: int = 0
-    threads: int = 1
-    bootstrap: bool = False
+    threads: int = option_field(1, "--threads", "torch threads (default {default})", type=int)
+    bootstrap: bool = option_field(
+        False,
+        "--bootstrap",
+        "train each ensemble member on a bootstrap resample of the training "
+        "sequences (bagging) instead of seeds alone",
+        action="store_true",
+    )
 
     def __post_init__(self):
         # ensemble standard errors need at least two members

@@ -200,18 +200,18 @@ def run_bpnet_experiment(config: BPNetExperimentConfig, out_dir: str) -> BPNetEx
     timings["save"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    local, glob = true_pair_effects(sim, analysis.onehot, analysis.motif_start)
+    local, global_ = true_pair_effects(sim, analysis.onehot, analysis.motif_start)
     gamma = config.simulation.gamma()
     truth = pd.DataFrame(
         [
             {
                 "exposure": x,
                 "outcome": y,
-                "true_effect": glob[(x, y)],
+                "true_effect": global_[(x, y)],
                 "planted_gamma": gamma[TASKS.index(x), TASKS.index(y)],
                 "n_sequences": int(np.isfinite(local[(x, y)]).sum()),
             }
-            for (x, y) in glob
+            for (x, y) in global_
         ]
     )
     truth.to_csv(os.path.join(out_dir, "truth.csv"), index=False)
