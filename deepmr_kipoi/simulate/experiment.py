@@ -575,63 +575,18 @@ def analyse_round(
     t0 = time.perf_counter()
     truth = _truth_table(params, config, ms, an, regime)
     timings["oracle"] = time.perf_counter() - t0
-    key = ["id", "exposure", "outcome"]
-    loc = chunk.local.assign(
-        id=[an.ids[i] for i in chunk.local["sequence_index"]],
-        exposure=chunk.local["exposure"].astype(str),
-        outcome=chunk.local["outcome"].astype(str),
-        method=chunk.local["method"].astype(str),
-    )[
-        [
-            "id",
-            "exposure",
-            "outcome",
-            "method",
-            "estimate",
-            "se",
-            "ci_low",
-            "ci_high",
-            "n_instruments",
-            "reason",
-        ]
-    ].merge(truth, on=key, how="left", validate="many_to_one")
+    loc = _local_table(chunk.local, an.ids, truth)
     loc.insert(0, "regime", regime)
     loc.insert(0, "round", round_index)
     usable = (loc["reason"] == 0) & np.isfinite(loc["estimate"])
     scale = cal_fit.se_scale if cal_fit is not None else np.ones(len(features))
-    records = []
-    for row in global_table.to_dict("records"):
-        rows = loc[
-            (loc["method"] == row["method"])
-            & (loc["exposure"] == row["exposure"])
-            & (loc["outcome"] == row["outcome"])
-        ]
-        used = rows[usable.loc[rows.index]]
-        rec = {
-            "round": round_index,
-            "regime": regime,
-            "method": row["method"],
-            "exposure": row["exposure"],
-            "outcome": row["outcome"],
-            "role": scoring.pair_role(row["exposure"], row["outcome"], regime),
-            "alpha": params.alpha,
-            "effect": params.effect,
-            "beta": params.beta,
-            "high": bool(params.high),
-            "n_analysed": len(an),
-            "n_used": len(used),
-            # the truths over the sequences the estimate used (those with a local fit)
-            "truth": _pooled(used["true_sxy"], used["true_sxx"]),
-            "truth_paper": _pooled(used["true_sxy_paper"], used["true_sxx_paper"]),
-            "truth_mean_ratio": float(np.nanmean(used["true_local"])) if len(used) else np.nan,
-        }
-        for name, value in row.items():
-            if name not in rec:
-                rec[name] = value.item() if hasattr(value, "item") else value
-        for f, s in zip(features, scale):
-            rec[f"calibration_scale_{f}"] = float(s)
-        records.append(rec)
+    job = {"round": round_index, "regime": regime}
+    records = [
+        _pair_record(job, row, loc[usable], params, len(an))
+        for row in global_table.to_dict("records")
+    ]
     for rec in records:
+        rec.update({f"calibration_scale_{f}": float(s) for f, s in zip(features, scale)})
         rec.update({f"seconds_{k}": v for k, v in timings.items()})
     return RoundResult(
         round=round_index,
@@ -642,6 +597,64 @@ def analyse_round(
         calibration_scale=tuple(float(s) for s in scale),
         timings=timings,
     )
+
+
+#: Columns of a job's local table taken from the engine's (before the truths are joined).
+_LOCAL_COLUMNS = (
+    "id",
+    "exposure",
+    "outcome",
+    "method",
+    "estimate",
+    "se",
+    "ci_low",
+    "ci_high",
+    "n_instruments",
+    "reason",
+)
+
+
+def _local_table(local, ids, truth):
+    """The engine's local table by sequence id and feature names, with the truths joined."""
+    key = ["id", "exposure", "outcome"]
+    loc = local.assign(
+        id=[ids[i] for i in local["sequence_index"]],
+        exposure=local["exposure"].astype(str),
+        outcome=local["outcome"].astype(str),
+        method=local["method"].astype(str),
+    )[list(_LOCAL_COLUMNS)]
+    return loc.merge(truth, on=key, how="left", validate="many_to_one")
+
+
+def _pair_record(job: dict, row: dict, usable_locals, params, n_analysed: int) -> dict:
+    """One (method, ordered pair) record: the round's parameters, the truths pooled over the
+    sequences with a local fit of the pair (``usable_locals``), then every global-table column."""
+    used = usable_locals[
+        (usable_locals["method"] == row["method"])
+        & (usable_locals["exposure"] == row["exposure"])
+        & (usable_locals["outcome"] == row["outcome"])
+    ]
+    rec = {
+        **job,
+        "method": row["method"],
+        "exposure": row["exposure"],
+        "outcome": row["outcome"],
+        "role": scoring.pair_role(row["exposure"], row["outcome"], job["regime"]),
+        "alpha": params.alpha,
+        "effect": params.effect,
+        "beta": params.beta,
+        "high": bool(params.high),
+        "n_analysed": n_analysed,
+        "n_used": len(used),
+        # the truths over the sequences the estimate used (those with a local fit)
+        "truth": _pooled(used["true_sxy"], used["true_sxx"]),
+        "truth_paper": _pooled(used["true_sxy_paper"], used["true_sxx_paper"]),
+        "truth_mean_ratio": float(np.nanmean(used["true_local"])) if len(used) else np.nan,
+    }
+    for name, value in row.items():
+        if name not in rec:
+            rec[name] = value.item() if hasattr(value, "item") else value
+    return rec
 
 
 @dataclass(frozen=True)
@@ -708,29 +721,8 @@ def run_experiment(
     t_start = time.perf_counter()
     jobs = [(i, regime) for i in range(config.rounds) for regime in config.regimes]
     akey = _cache.analysis_key(config.to_dict(), _defaults())
-    records, local_frames, done = [], [], set()
-    cache_dir = None
-    if out_dir is not None:
-        _cache.check_resumable(config.to_dict(), _defaults(), out_dir)
-        os.makedirs(os.path.join(out_dir, "jobs"), exist_ok=True)
-        cache_dir = os.path.join(out_dir, "models")
-        results.write_text(
-            os.path.join(out_dir, "config.json"),
-            json.dumps(config.to_dict(), indent=2, default=str),
-        )
-        for job in jobs if not reanalyze else ():
-            saved = _cache.load_job(out_dir, *job, akey)
-            if saved is not None:
-                records.extend(saved[0])
-                local_frames.append(saved[1])
-                done.add(job)
-        if done:
-            logger.info(
-                "resuming: %d of %d (round, regime) jobs read from %s",
-                len(done),
-                len(jobs),
-                os.path.join(out_dir, "jobs"),
-            )
+    records, local_frames, done = _prepare_folder(config, out_dir, jobs, akey, reanalyze)
+    cache_dir = None if out_dir is None else os.path.join(out_dir, "models")
     todo = [job for job in jobs if job not in done]
 
     def collect(res: RoundResult) -> None:
@@ -751,12 +743,7 @@ def run_experiment(
     locals_ = pd.concat(local_frames, ignore_index=True)
     summary = scoring.summarize(rounds)
     if out_dir is not None:
-        # in job order, and written even when every job was read back
-        results.write_text(os.path.join(out_dir, "rounds.csv"), rounds.to_csv(index=False))
-        locals_.to_csv(os.path.join(out_dir, "local_effects.csv.gz"), index=False)
-        results.write_text(os.path.join(out_dir, "summary.csv"), summary.to_csv(index=False))
-        results.write_text(os.path.join(out_dir, "summary.md"), scoring.to_markdown(summary))
-        scoring.plot_rounds(rounds, os.path.join(out_dir, "estimated_vs_true.png"))
+        _write_tables(out_dir, rounds, locals_, summary)
     return ExperimentResult(
         rounds=rounds,
         locals=locals_,
@@ -765,6 +752,50 @@ def run_experiment(
         out_dir=out_dir,
         resumed=len(done),
     )
+
+
+def _prepare_folder(config: ExperimentConfig, out_dir, jobs: list, akey, reanalyze: bool):
+    """Check that ``out_dir`` may be resumed, write its ``config.json`` and read back the jobs
+    finished under the same analysis key (none with ``reanalyze``).
+
+    Returns
+    -------
+    (list of dict, list of DataFrame, set of (int, str))
+        The read-back records, local tables and jobs.
+    """
+    records, local_frames, done = [], [], set()
+    if out_dir is None:
+        return records, local_frames, done
+    _cache.check_resumable(config.to_dict(), _defaults(), out_dir)
+    os.makedirs(os.path.join(out_dir, "jobs"), exist_ok=True)
+    results.write_text(
+        os.path.join(out_dir, "config.json"),
+        json.dumps(config.to_dict(), indent=2, default=str),
+    )
+    for job in jobs if not reanalyze else ():
+        saved = _cache.load_job(out_dir, *job, akey)
+        if saved is not None:
+            records.extend(saved[0])
+            local_frames.append(saved[1])
+            done.add(job)
+    if done:
+        logger.info(
+            "resuming: %d of %d (round, regime) jobs read from %s",
+            len(done),
+            len(jobs),
+            os.path.join(out_dir, "jobs"),
+        )
+    return records, local_frames, done
+
+
+def _write_tables(out_dir: str, rounds, locals_, summary) -> None:
+    """The experiment's tables and figure, in job order (written even when every job was read
+    back)."""
+    results.write_text(os.path.join(out_dir, "rounds.csv"), rounds.to_csv(index=False))
+    locals_.to_csv(os.path.join(out_dir, "local_effects.csv.gz"), index=False)
+    results.write_text(os.path.join(out_dir, "summary.csv"), summary.to_csv(index=False))
+    results.write_text(os.path.join(out_dir, "summary.md"), scoring.to_markdown(summary))
+    scoring.plot_rounds(rounds, os.path.join(out_dir, "estimated_vs_true.png"))
 
 
 def _run_jobs(
