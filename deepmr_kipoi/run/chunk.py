@@ -80,6 +80,8 @@ class ChunkResult:
         (sequence, position) pairs holding N, not mutated.
     n_nonfinite : (int, int)
         Sequences and mutants left out for non-finite predictions (``mask_nonfinite``).
+    flat : tuple of str
+        Features no mutation of the window changes (left out); merged: those flat in every chunk.
     """
 
     local: pd.DataFrame
@@ -87,12 +89,14 @@ class ChunkResult:
     kept: KeptEffects | None
     n_masked: int
     n_nonfinite: tuple[int, int]
+    flat: tuple[str, ...] = ()
 
     def file_arrays(self) -> dict[str, np.ndarray]:
         """The arrays a chunk file keeps (read back by :meth:`from_file`)."""
         arrays = {
             "n_masked": np.asarray(self.n_masked),
             "n_nonfinite": np.asarray(self.n_nonfinite),
+            "flat_features": np.asarray(self.flat, dtype=str),
         }
         if self.kept is not None:
             arrays.update(self.kept.as_dict())
@@ -116,6 +120,7 @@ class ChunkResult:
             kept,
             int(arrays.get("n_masked", 0)),
             (int(n_nonfinite[0]), int(n_nonfinite[1])),
+            tuple(str(f) for f in np.asarray(arrays.get("flat_features", ())).reshape(-1)),
         )
 
     @classmethod
@@ -129,6 +134,7 @@ class ChunkResult:
             kept=KeptEffects.concatenate(kept) if kept else None,
             n_masked=sum(c.n_masked for c in chunks),
             n_nonfinite=tuple(int(sum(c.n_nonfinite[i] for c in chunks)) for i in (0, 1)),
+            flat=tuple(f for f in chunks[0].flat if all(f in c.flat for c in chunks)),
         )
 
     def figure_arrays(self) -> dict:
@@ -193,7 +199,7 @@ def compute_chunk(
             features=used,
             on_progress=on_progress,
         )
-    eff, nonfinite = checks.check_outputs(
+    eff, nonfinite, flat = checks.check_outputs(
         eff,
         range(len(used)),
         [at[e] for e in plan.exposures],
@@ -245,4 +251,5 @@ def compute_chunk(
         kept,
         int(eff.n_masked),
         (int(nonfinite.n_sequences), int(nonfinite.n_mutants)),
+        flat,
     )

@@ -333,6 +333,14 @@ def run(
             n_masked=merged.n_masked,
             level=config.level,
         )
+        warns += _spread_warnings(plan)
+        if merged.flat:
+            warns.append(
+                f"{', '.join(merged.flat)}: no mutation inside the window changes "
+                f"{'it' if len(merged.flat) == 1 else 'them'} in any model sample (a constant "
+                "output, or one that reads only outside the window); left out of every pair. "
+                "Choose a window where it responds, or leave it out of --exposures/--outcomes."
+            )
         n_bad_seq, n_bad_mut = merged.n_nonfinite
         if n_bad_mut:
             warns.append(
@@ -371,6 +379,38 @@ def run(
         if folder is not None:
             folder.close(computed=bool(computed))
     return DeepMRResult(global_table, local_table, config, record, tuple(warns), out_dir)
+
+
+def _spread_warnings(plan: RunPlan) -> list[str]:
+    """What cannot run because features do not vary over the reference sequences (identical
+    sequences, or one): the instrument floor and a directionality check in those units.
+
+    Returns
+    -------
+    list of str
+        Plain-words warnings (none when every used feature varies).
+    """
+    config = plan.config
+    spread = np.asarray(plan.spread, dtype=np.float64)
+    flat = [
+        plan.feature_names[i] for i in plan.used if not (np.isfinite(spread[i]) and spread[i] > 0)
+    ]
+    if not flat:
+        return []
+    shown = ", ".join(flat[:5]) + (f" and {len(flat) - 5} more" if len(flat) > 5 else "")
+    skipped = []
+    if config.directional and config.direction_scale == "reference":
+        skipped.append("the directionality check (instruments were not checked for direction)")
+    if config.floor > 0:
+        skipped.append("the floor on noise-level exposure effects")
+    if not skipped:
+        return []
+    return [
+        f"{shown}: the predictions do not vary over the reference sequences (identical "
+        f"sequences, or a single one), so {' and '.join(skipped)} could not run for pairs with "
+        f"{'it' if len(flat) == 1 else 'them'}. Give varied reference sequences"
+        + (" or --direction-scale effects." if "directionality" in skipped[0] else ".")
+    ]
 
 
 def _record(plan: RunPlan, resumed, warns, truth, started: float) -> RunRecord:
