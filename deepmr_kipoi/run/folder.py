@@ -504,12 +504,14 @@ class RunFolder:
 
     # -- closing -------------------------------------------------------------------------------
 
-    def close(self, *, computed: bool) -> None:
+    def close(self, *, computed: bool, keep_stage: bool = True) -> None:
         """Release the folder; when not committed, remove the stage (keeping the chunks of a
-        ``--force`` run that computed some) and, when nothing was computed, what this run created."""
+        ``--force`` run that computed some, unless ``keep_stage`` is False: a run refused for its
+        input leaves the folder as it found it) and, when nothing was computed, what this run
+        created."""
         try:
             if not self.committed and self.stage is not None and self.stage.exists():
-                if self.replacing and computed:
+                if self.replacing and computed and keep_stage:
                     self._clean_stage(self.stage, keep_chunks=True)
                 else:
                     shutil.rmtree(self.stage, ignore_errors=True)

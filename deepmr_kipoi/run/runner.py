@@ -202,6 +202,11 @@ def make_plan(
     inputs.check_applicable(config, model)
     exposures = inputs.select_features(config.exposures, feature_names, "exposure")
     outcomes = inputs.select_features(config.outcomes, feature_names, "outcome")
+    if len(feature_names) == 1:
+        raise DeepMRInputError(
+            f"this model has one output ({feature_names[0]}); put it in a panel with another "
+            "model: --model a=... --model b=..."
+        )
     if not any(e != o for e in exposures for o in outcomes):
         raise DeepMRInputError(
             f"exposure and outcome are the same feature ({feature_names[exposures[0]]}); choose "
@@ -296,6 +301,7 @@ def run(
     created: list[Path] = []
     computed: list[int] = []
     folder = None
+    keep_stage = True
     try:
         store = None
         if out_dir is not None:
@@ -375,9 +381,15 @@ def run(
         else:
             timings["total"] = time.time() - started
             record = dataclasses.replace(record, timings_s=timings)
+    except Exception as err:
+        # a refusal leaves the folder as it was; a bug keeps its chunks for the rerun, and the
+        # command line's message says how many
+        keep_stage = not isinstance(err, DeepMRInputError)
+        err.deepmr_chunks_kept = len(computed) if folder is not None and keep_stage else 0
+        raise
     finally:
         if folder is not None:
-            folder.close(computed=bool(computed))
+            folder.close(computed=bool(computed), keep_stage=keep_stage)
     return DeepMRResult(global_table, local_table, config, record, tuple(warns), out_dir)
 
 
