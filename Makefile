@@ -35,6 +35,7 @@ demo: install
 bench: $(VENV)/.deepmr-bench-installed
 	$(BIN)/python benchmarks/bench_mr.py
 	$(BIN)/python benchmarks/bench_ism.py
+	$(BIN)/python benchmarks/bench_deepsea_scale.py --n-sequences 16
 
 # The site (MkDocs, built-in theme, API pages read statically from the source by griffe) builds
 # offline; --strict turns every warning (broken link, unparsable docstring) into a failure.

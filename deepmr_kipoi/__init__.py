@@ -1,5 +1,9 @@
 """Deep Mendelian Randomization for Kipoi model-zoo and custom genomic deep-learning models.
 
+``deepmr_kipoi.analyze(model, sequences, ...)`` runs the whole analysis on a model object or name
+and returns an :class:`Analysis`; ``deepmr_kipoi.load_run(path)`` reads a finished run folder back
+as one. They are imported on first use, so ``import deepmr_kipoi`` stays light.
+
 The core modules (``sequences``, ``ism``, ``mr``, ``meta``, ``calibration``, ``pipeline``) import
 neither torch nor TensorFlow; framework backends are imported lazily by ``predictive.from_torch`` and
 ``predictive.from_keras``.
@@ -10,3 +14,28 @@ import logging
 __version__ = "0.1.0"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+#: Public names imported on first use: name -> module.
+_LAZY = {
+    "analyze": "deepmr_kipoi.analysis",
+    "load_run": "deepmr_kipoi.analysis",
+    "resolve_model": "deepmr_kipoi.analysis",
+    "Analysis": "deepmr_kipoi.analysis",
+    "DeepMRWarning": "deepmr_kipoi.errors",
+    "DeepMRInputError": "deepmr_kipoi.errors",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    # module-level __getattr__ (PEP 562): runs only for names not already set
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'deepmr_kipoi' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_LAZY])

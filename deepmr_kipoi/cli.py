@@ -1,4 +1,4 @@
-"""The ``deepmr`` command line: demo, run, simulate, compare, adapters.
+"""The ``deepmr`` command line: demo, run, reanalyze, info, simulate, compare, adapters.
 
 Bad input (:class:`~deepmr_kipoi.errors.DeepMRInputError`, or ``OSError`` on a path the user gave)
 and failures of the user's own model code (:class:`~deepmr_kipoi.errors.ModelCodeError`) end with
@@ -38,8 +38,13 @@ _RUN_EXAMPLES = """examples:
   deepmr run --model path/to/kipoi_model_dir --weights fold1.pt fold2.pt fold3.pt \\
       --uncertainty ensemble --calibration-table heldout.csv --methods ivw egger weighted_median
   deepmr run --model my_models.py:build_ensemble --n-sequences 10 --out my_run
+  deepmr run --model ctcf=DeepBind/Homo_sapiens/TF/D00328.018_ChIP-seq_CTCF \\
+      --model cpg=CpGenie/A549_ENCSR000DDI --exposures 'ctcf/*' --outcomes 'cpg/*' \\
+      --fasta hg19.fa --bed peaks.bed --out panel_run   # a panel: one model's exposure, another's outcome
   deepmr run --model path/to/kipoi_model_dir --sequences dataloader \\
       --dataloader-args intervals_file=peaks.bed fasta_file=genome.fa --out dl_run
+  deepmr run --model path/to/kipoi_model_dir --sequences dataloader \\
+      --dataloader-args '{"intervals_file": "peaks.bed", "fasta_file": "genome.fa"}' --out dl_run
   deepmr run --config settings.yaml --out my_run      # keys as the long options, e.g. n_sequences: 10
   deepmr run --config my_run/config.yaml              # repeat (or resume) a run
   deepmr run --config my_run/config.yaml --executor dask --dask-workers 8   # resume on 8 processes
@@ -50,6 +55,12 @@ Re-running the same command with the same --out resumes: finished chunks of sequ
 _DEMO_EXAMPLES = """examples:
   deepmr demo                               # writes ./deepmr_demo with report.html
   deepmr demo --out /tmp/demo --n-sequences 4 --quiet
+"""
+
+_REANALYZE_EXAMPLES = """examples:
+  deepmr reanalyze run1 --out run1_z3 --z 3
+  deepmr reanalyze run1 --out run1_median --methods ivw weighted_median --min-instruments 5
+  deepmr reanalyze run1 --out run1_ctcf --exposures 'CTCF*' --calibrator cal.json
 """
 
 _COMPARE_EXAMPLES = """examples:
@@ -138,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
             "has learned between its output features."
         ),
         epilog="examples:\n  deepmr demo\n  deepmr run --model DeepSEA/predict --fasta hg19.fa "
-        "--bed peaks.bed --out run1\n  deepmr compare run1 run2 --out cmp\n  deepmr adapters\n\n"
+        "--bed peaks.bed --out run1\n  deepmr reanalyze run1 --out run1_z3 --z 3\n"
+        "  deepmr compare run1 run2 --out cmp\n  deepmr adapters\n\n"
         "Every command has --help with examples.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -186,6 +198,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser(
+        "reanalyze",
+        help="analyse a finished run's stored ISM effects again, with other analysis settings",
+        description=_wrap(
+            "Analyse the ISM effects a finished run stored, with other analysis settings "
+            "(instrument threshold and rules, pairs, MR methods, inference, a saved calibrator), "
+            "into a new run folder. No model runs: the effects are read from RUN_DIR. Settings "
+            "that change the effects (model, sequences, window, seed, ...) need deepmr run."
+        ),
+        epilog=_REANALYZE_EXAMPLES,
+        formatter_class=fmt,
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder")
+    add_setting_arguments(p, ("instruments", "mr", "calibration", "outputs"))
+    _common(p)
+    p.set_defaults(func=_cmd_reanalyze)
+
+    p = sub.add_parser(
         "simulate",
         help="the simulation experiment with known truth",
         description=_wrap(
@@ -224,6 +253,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(p)
     p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser(
+        "info",
+        help="what a model offers a run: features, input, weights, uncertainty, how to run it",
+        description=_wrap(
+            "Describe a model as a Deep MR run sees it: its features with their index, input "
+            "layout, length and alphabet, whether its weight files are present, how it gets "
+            "uncertainty, and the command that runs it. Kipoi models are described from their "
+            "model.yaml (nothing is loaded or downloaded); a Python factory is run."
+        ),
+        epilog="examples:\n  deepmr info DeepSEA/predict\n  deepmr info path/to/kipoi_model_dir\n"
+        "  deepmr info my_models.py:build_ensemble",
+        formatter_class=fmt,
+    )
+    p.add_argument("model", metavar="MODEL", help="Kipoi model name or directory, adapter, factory")
+    p.add_argument("--source", default=None, help="Kipoi source of the model")
+    p.add_argument(
+        "--trust-model-code",
+        action="store_true",
+        help="read a Kipoi model.yaml that holds Python tags (runs code; see SECURITY.md)",
+    )
+    _common(p)
+    p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser(
         "adapters",
@@ -350,9 +402,22 @@ def _absolute(value, base: Path):
 
 
 def _absolute_model(value, base: Path):
-    """A model named by a file (``file.py:function``) or a folder, made absolute; names stay."""
+    """A model named by a file (``file.py:function``) or a folder, made absolute; names stay.
+    Panels (``--model LABEL=MODEL`` items, or a ``{label: member}`` mapping) member by member."""
+    if isinstance(value, (list, tuple)):
+        return [_absolute_model(v, base) for v in value]
+    if isinstance(value, dict):
+        return {
+            k: {**v, "model": _absolute_model(v.get("model"), base)}
+            if isinstance(v, dict)
+            else _absolute_model(v, base)
+            for k, v in value.items()
+        }
     if not isinstance(value, str):
         return value
+    label, sep, spec = value.partition("=")
+    if sep and spec and "/" not in label and not (base / value).exists():
+        return f"{label}={_absolute_model(spec, base)}"
     target, _, attr = value.rpartition(":")
     if target.endswith(".py") and attr.isidentifier():
         return f"{_absolute(target, base)}:{attr}"
@@ -380,6 +445,29 @@ def _absolute_paths(values: dict, base: Path) -> dict:
 EXECUTOR_KEYS = ("executor", "dask_workers", "dask_address")
 
 
+def _dataloader_args(items: list[str]) -> dict:
+    """``--dataloader-args``: ``KEY=VALUE`` items, or Kipoi's JSON form (one ``{...}`` object)."""
+    import json
+
+    if len(items) == 1 and items[0].lstrip().startswith("{"):
+        try:
+            parsed = json.loads(items[0])
+        except ValueError as err:
+            raise DeepMRInputError(
+                f'--dataloader-args is not valid JSON ({err}); give \'{{"key": "value"}}\' or KEY=VALUE'
+            ) from None
+        if not isinstance(parsed, dict):
+            raise DeepMRInputError("--dataloader-args JSON must be an object of argument names")
+        return parsed
+    pairs = [item.split("=", 1) for item in items]
+    bad = [item for item, p in zip(items, pairs) if len(p) != 2 or not p[0]]
+    if bad:
+        raise DeepMRInputError(
+            f"--dataloader-args takes KEY=VALUE items or one JSON object, got {bad[0]!r}"
+        )
+    return dict(pairs)
+
+
 def _config_from_args(args: argparse.Namespace):
     values = {}
     if "config" in args:
@@ -402,11 +490,9 @@ def _config_from_args(args: argparse.Namespace):
     if isinstance(values.get("save_effects"), str) and values["save_effects"] in ("yes", "no"):
         values["save_effects"] = values["save_effects"] == "yes"
     if isinstance(values.get("dataloader_args"), list):
-        pairs = [item.split("=", 1) for item in values["dataloader_args"]]
-        bad = [item for item, p in zip(values["dataloader_args"], pairs) if len(p) != 2 or not p[0]]
-        if bad:
-            raise DeepMRInputError(f"--dataloader-args takes KEY=VALUE items, got {bad[0]!r}")
-        values["dataloader_args"] = dict(pairs)
+        values["dataloader_args"] = _dataloader_args(values["dataloader_args"])
+    if isinstance(values.get("model"), list):  # --model once: one model; LABEL=MODEL items: a panel
+        values["model"] = cfg.model_setting(values["model"])
     values["progress"] = not args.quiet
     config = cfg.RunConfig.from_dict(values)
     if not config.out:
@@ -419,10 +505,49 @@ def _summary(result, started: float) -> str:
 
     g = result.global_effects
     where = f"{result.out_dir}" if result.out_dir else "memory"
-    return (
+    members = (result.run_info.get("model") or {}).get("panel") or {}
+    # a panel: which features each model gave, under the names the tables use
+    panel = "".join(
+        f"model {label} ({m.get('name')}, {m.get('sequence_length') or 'any'} bp, "
+        f"{m.get('n_samples')} samples): {', '.join((m.get('feature_names') or [])[:12])}"
+        f"{', ...' if len(m.get('feature_names') or []) > 12 else ''}\n"
+        for label, m in members.items()
+    )
+    return panel + (
         f"{build_headline(g).summary().rstrip(':.')} ({len(g)} global effects) from "
         f"{result.run_info['sequences']['n']} sequences in {time.time() - started:.1f} s; "
-        f"results in {where}, report {where}/report.html"
+        f"results in {where}, report {where}/report.html\n"
+        f"{calibration_sentence(result.run_info.get('calibration'))}"
+    )
+
+
+def calibration_sentence(calibration) -> str:
+    """Whether the run's uncertainty was calibrated, and what that changes, in one sentence.
+
+    Parameters
+    ----------
+    calibration : dict or None
+        ``run.json``'s ``calibration`` record (None: not calibrated).
+
+    Returns
+    -------
+    str
+    """
+    if not calibration:
+        return (
+            "Uncalibrated: instruments, intervals and verdicts rest on the raw spread of the "
+            "model's samples (no --calibration-table or --calibrator); claims must still exclude "
+            "effects below the smallest effect of interest (--min-effect)."
+        )
+    scales = calibration.get("se_scale") or {}
+    span = ""
+    if scales:
+        values = [float(v) for v in scales.values()]
+        span = f", SE factors {min(values):.2g}-{max(values):.2g}"
+    return (
+        f"Calibrated on {calibration.get('source', 'held-out labels')} "
+        f"({calibration.get('method', '')}{span}): instruments, intervals and verdicts use the "
+        "recalibrated spread of the model's samples."
     )
 
 
@@ -432,6 +557,27 @@ def _cmd_run(args) -> int:
     started = time.time()
     config = _config_from_args(args)
     result = pipeline.run(config)
+    if not args.quiet:
+        print(_summary(result, started))
+    return 0
+
+
+def _cmd_reanalyze(args) -> int:
+    from deepmr_kipoi.run.reanalysis import reanalyze
+
+    started = time.time()
+    values = {
+        k: v
+        for k, v in vars(args).items()
+        if k not in ("run_dir", "func", "command", "quiet", "verbose", "debug")
+    }
+    values = _absolute_paths(values, Path.cwd())
+    if not values.get("out"):
+        raise DeepMRInputError("no results folder given; pass --out DIR")
+    if isinstance(values.get("save_effects"), str) and values["save_effects"] in ("yes", "no"):
+        values["save_effects"] = values["save_effects"] == "yes"
+    values["progress"] = not args.quiet
+    result = reanalyze(args.run_dir, **values)
     if not args.quiet:
         print(_summary(result, started))
     return 0
@@ -471,6 +617,14 @@ def _cmd_compare(args) -> int:
             f"{len(res.disagreements)} pairs disagree in sign or significance; results in "
             f"{res.out_dir}, report {res.out_dir}/report.html"
         )
+    return 0
+
+
+def _cmd_info(args) -> int:
+    from deepmr_kipoi.analysis.info import model_info
+
+    info = model_info(args.model, source=args.source, trust_model_code=args.trust_model_code)
+    print("\n".join(info.lines()))
     return 0
 
 

@@ -43,7 +43,8 @@ class CompareResult:
         ``method``): the other runs' own names as ``exposure_<label>``, ``outcome_<label>``, and
         every run's headline columns (``estimate``, ``se``, ``df``, ``ci_low``, ``ci_high``,
         ``pvalue``, ``qvalue``, ``significant``, ``direction``, those all runs hold) as
-        ``<column>_<label>``.
+        ``<column>_<label>``. When the first run is a model panel, ``exposure_model`` and
+        ``outcome_model`` name the panel member (label and model) of each feature.
     summary : DataFrame
         One row per (method, run other than the first): shared pairs, Spearman rank correlation of
         the estimates with the first run's (and its p-value), share of pairs with the same sign.
@@ -117,6 +118,23 @@ def _label_matches(names: Sequence[Sequence[str]], labels: Sequence[str]) -> lis
     return [{name: keyed[0][key] for key, name in k.items() if key in keyed[0]} for k in keyed]
 
 
+def panel_models(run) -> dict[str, str]:
+    """The model of every feature of a panel run, ``{"a/X": "a (model name)"}``; empty for a run
+    of one model.
+
+    Parameters
+    ----------
+    run : results.RunData
+        A finished run (``results.read_run``).
+    """
+    members = ((getattr(run, "run_info", None) or {}).get("model") or {}).get("panel") or {}
+    return {
+        name: f"{label} ({member.get('name')})"
+        for label, member in members.items()
+        for name in member.get("feature_names") or []
+    }
+
+
 def _read_mapping(mapping, names: Sequence[Sequence[str]], labels: Sequence[str]):
     """Per run, {its feature name: the first run's name} from a mapping table (one column per run)."""
     if isinstance(mapping, pd.DataFrame):
@@ -186,23 +204,46 @@ def compare(
         Fewer than two runs, a folder without a finished run, a mapping that does not fit the runs,
         two features of one run with the same label, or no shared pairs.
     """
-    from scipy.stats import spearmanr
-
     if len(run_dirs) < 2:
         raise DeepMRInputError("compare needs at least two run folders")
     runs = [results.read_run(d) for d in run_dirs]
     labels = _run_labels(runs)
+    table = _aligned_table(runs, labels, mapping)
+    models = panel_models(runs[0])
+    if models:  # a panel: which of its models each feature comes from
+        table.insert(3, "exposure_model", table["exposure"].map(models))
+        table.insert(4, "outcome_model", table["outcome"].map(models))
+    dis = _disagreements(table, labels)
+    result = CompareResult(tuple(labels), table, _agreement_summary(table, labels), dis, None)
+    if out is None:
+        return result
+    out_dir = Path(out)
+    from deepmr_kipoi.run.folder import RunFolder
+
+    # written whole into a stage and swapped in; a folder holding a run is refused
+    folder = RunFolder(out_dir, kind="compare").open()
+    try:
+        _write_comparison(folder.stage, result, runs, labels, mapping, figures)
+        folder.commit()
+    finally:
+        folder.close(computed=False)
+    return dataclasses.replace(result, out_dir=out_dir)
+
+
+def _aligned_table(runs, labels: list[str], mapping) -> pd.DataFrame:
+    """The runs' global tables side by side: one row per (exposure, outcome, method) that every run
+    has (named as in the first run), the headline columns suffixed with each run's label."""
     key = ["exposure", "outcome", "method"]
-    globs = [r.global_effects.astype({k: str for k in key}) for r in runs]
-    names = [list(dict.fromkeys([*g["exposure"], *g["outcome"]])) for g in globs]
+    tables = [r.global_effects.astype({k: str for k in key}) for r in runs]
+    names = [list(dict.fromkeys([*g["exposure"], *g["outcome"]])) for g in tables]
     to_first = (
         _read_mapping(mapping, names, labels)
         if mapping is not None
         else _label_matches(names, labels)
     )
-    columns = [c for c in HEADLINE if all(c in g.columns for g in globs)]
+    columns = [c for c in HEADLINE if all(c in g.columns for g in tables)]
     table = None
-    for i, (g, label) in enumerate(zip(globs, labels)):
+    for i, (g, label) in enumerate(zip(tables, labels)):
         rename = to_first[i]
         g = g[g["exposure"].isin(rename) & g["outcome"].isin(rename)]
         own_names = {c: f"{c}_{label}" for c in ("exposure", "outcome")}
@@ -217,7 +258,14 @@ def compare(
             "the runs share no (exposure, outcome, method); compare runs with common feature labels "
             "or give --mapping"
         )
-    table = table.reset_index(drop=True)  # the first run's order (model order of its features)
+    return table.reset_index(drop=True)  # the first run's order (model order of its features)
+
+
+def _agreement_summary(table: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """Per method and run: Spearman correlation and sign agreement with the first run's estimates
+    (NaN correlation with fewer than 3 shared finite pairs or a constant side)."""
+    from scipy.stats import spearmanr
+
     rows = []
     for method, sub in table.groupby("method", sort=False):
         x = sub[f"estimate_{labels[0]}"].to_numpy(float)
@@ -241,7 +289,11 @@ def compare(
                     else np.nan,
                 }
             )
-    summary = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def _disagreements(table: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """Rows where the runs' estimates differ in sign or only some runs call them significant."""
     est = np.column_stack([table[f"estimate_{lab}"].to_numpy(float) for lab in labels])
     sig = np.column_stack(
         [table[f"significant_{lab}"].fillna(False).to_numpy(bool) for lab in labels]
@@ -254,20 +306,7 @@ def compare(
     )
     dis = table[sign_diff | sig_diff].copy()
     dis.insert(3, "disagreement", what[sign_diff | sig_diff])
-    result = CompareResult(tuple(labels), table, summary, dis.reset_index(drop=True), None)
-    if out is None:
-        return result
-    out_dir = Path(out)
-    from deepmr_kipoi.run.folder import RunFolder
-
-    # written whole into a stage and swapped in; a folder holding a run is refused
-    folder = RunFolder(out_dir, kind="compare").open()
-    try:
-        _write_comparison(folder.stage, result, runs, labels, mapping, figures)
-        folder.commit()
-    finally:
-        folder.close(computed=False)
-    return dataclasses.replace(result, out_dir=out_dir)
+    return dis.reset_index(drop=True)
 
 
 def _write_comparison(

@@ -20,6 +20,13 @@ class DeepMRInputError(ValueError):
     """Bad input from the user: the message says what is wrong and how to fix it."""
 
 
+class DeepMRWarning(UserWarning):
+    """A caveat about a run's results (uncalibrated uncertainty, random reference DNA, pairs without
+    an estimate, ...), issued through Python's :mod:`warnings` by :func:`deepmr_kipoi.analyze` so that
+    scripts and notebooks see it (once per place, under Python's default filter); the command line
+    shows the same text as log lines."""
+
+
 class ModelCodeError(DeepMRInputError):
     """The user's own model code (a factory's model, a Kipoi model's module) raised while it ran.
 
@@ -53,6 +60,12 @@ def user_code_origin(err: BaseException) -> tuple[str, int, str] | None:
     return found
 
 
+def one_line(err: BaseException) -> str:
+    """An exception as one line, ``"TypeName: message"`` with its whitespace collapsed."""
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
 @contextlib.contextmanager
 def user_code_errors() -> Iterator[None]:
     """Turn an exception raised in the user's own model code (:func:`user_code_origin`) into a
@@ -66,9 +79,7 @@ def user_code_errors() -> Iterator[None]:
         if origin is None:
             raise
         path, line, func = origin
-        text = " ".join(str(err).split())
-        what = f"{type(err).__name__}: {text}" if text else type(err).__name__
         raise ModelCodeError(
-            f"the model's own code raised {what} ({os.path.basename(path)} line {line}, in {func}); fix "
+            f"the model's own code raised {one_line(err)} ({os.path.basename(path)} line {line}, in {func}); fix "
             "the model (--debug shows its traceback)"
         ) from err

@@ -70,6 +70,10 @@ class ISMEffects:
         The paired differences ``d_s`` per sample (NaN at N positions); only with
         ``saturation_effects(..., per_sample=True)``. ``mean``/``se`` are their mean and SD over the
         first axis, rounded to float32.
+    outside : numpy.ndarray, shape (W, F), bool, or None
+        Model panels (:class:`~deepmr_kipoi.predictive.panel.ModelPanel`): window positions outside
+        the window of the member that predicts a feature. Those mutants were not run through that
+        member and their effects on its features are NaN (not seen); None for a single model.
     """
 
     mean: np.ndarray
@@ -82,6 +86,7 @@ class ISMEffects:
     feature_names: tuple[str, ...]
     n_samples: int
     samples: np.ndarray | None = None
+    outside: np.ndarray | None = None
 
     @property
     def n_masked(self) -> int:
@@ -140,12 +145,10 @@ def saturation_effects(
     x = sequences.check_onehot(onehot)
     batch_size = validation.positive_int(batch_size, "batch_size")
     n_seq, length, _ = x.shape
-    seq_len = getattr(model, "sequence_length", None)
-    if seq_len is not None and length != seq_len:
-        raise DeepMRInputError(
-            f"sequences have length {length} but the model takes {seq_len}; resize them (sequences.resize_center)"
-        )
+    _check_length(model, length)
     start, end = validation.window(window, length)
+    if hasattr(model, "spans") and hasattr(model, "models"):
+        return _panel_effects(model, x, (start, end), batch_size, progress, per_sample)
     positions = np.arange(start, end, dtype=np.int64)
     feature_names = tuple(model.feature_names)
     is_n, ref_bases, alt_bases = _window_bases(x, start, end)
@@ -178,6 +181,63 @@ def saturation_effects(
         n_samples=int(reference.shape[0]),
         samples=out.samples,
     )
+
+
+def _panel_effects(panel, x, window, batch_size, progress, per_sample) -> ISMEffects:
+    """Saturation ISM of a model panel: each member on the mutants inside its own window.
+
+    A member sees the centred window ``panel.spans(L)`` of the common sequence; the ISM window's
+    positions inside it are mutated through that member alone (so a panel costs the sum of its
+    members' ISMs), the others are NaN for its features (``ISMEffects.outside``). Each member's
+    first ``panel.n_samples`` samples are kept; ``mean``/``se`` are taken over those.
+    """
+    start, end = window
+    n_seq, width, n_feat, s = x.shape[0], end - start, len(panel.feature_names), panel.n_samples
+    is_n, ref_bases, alt_bases = _window_bases(x, start, end)
+    samples = np.full((s, n_seq, width, 3, n_feat), np.nan, dtype=np.float32)
+    reference = np.empty((s, n_seq, n_feat), dtype=np.float32)
+    outside = np.ones((width, n_feat), dtype=bool)
+    for label, model, (a, b), cols in zip(
+        panel.labels, panel.models, panel.spans(x.shape[1]), panel.feature_slices()
+    ):
+        lo, hi = max(a, start), min(b, end)
+        if hi <= lo:  # no mutated position reaches this member: its reference only
+            ref = _reference(model, x[:, a:b], batch_size, cols.stop - cols.start)
+            reference[..., cols] = ref[:s]
+            continue
+        if progress:
+            logger.info("ISM of panel member %s: positions %d-%d", label, lo, hi)
+        part = saturation_effects(
+            model, x[:, a:b], (lo - a, hi - a), batch_size, progress, per_sample=True
+        )
+        samples[:, :, lo - start : hi - start, :, cols] = part.samples[:s]
+        reference[..., cols] = part.reference[:s]
+        outside[lo - start : hi - start, cols] = False
+    with np.errstate(invalid="ignore"):
+        mean = samples.mean(axis=0, dtype=np.float64)
+        se = samples.std(axis=0, ddof=1, dtype=np.float64) if s > 1 else np.full_like(mean, np.nan)
+    return ISMEffects(
+        mean=mean.astype(np.float32),
+        se=se.astype(np.float32),
+        reference=reference,
+        positions=np.arange(start, end, dtype=np.int64),
+        alt_bases=alt_bases,
+        ref_bases=ref_bases,
+        is_n=is_n,
+        feature_names=tuple(panel.feature_names),
+        n_samples=s,
+        samples=samples if per_sample else None,
+        outside=outside,
+    )
+
+
+def _check_length(model, length: int) -> None:
+    seq_len = getattr(model, "sequence_length", None)
+    if seq_len is not None and length != seq_len:
+        raise DeepMRInputError(
+            f"sequences have length {length} but the model takes {seq_len}; resize them "
+            "(sequences.resize_center)"
+        )
 
 
 def _window_bases(x: np.ndarray, start: int, end: int):

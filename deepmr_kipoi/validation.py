@@ -65,8 +65,20 @@ def finite_float(
 
 
 def level(value, name: str = "level") -> float:
-    """Return a confidence level in (0, 1)."""
-    return finite_float(value, name, low=0.0, high=1.0, low_open=True, high_open=True)
+    """Return a confidence level, a fraction in the open interval (0, 1).
+
+    The one check of every confidence level the package takes (MR, meta-analysis, inference,
+    calibration, the run's configuration), with one message.
+    """
+    try:
+        out = float(value) if not isinstance(value, (bool, str, bytes)) else math.nan
+    except (TypeError, ValueError):
+        out = math.nan
+    if not 0.0 < out < 1.0:  # also refuses NaN
+        raise DeepMRInputError(
+            f"{name} must be a confidence level in (0, 1), e.g. 0.95 (not 95), got {value!r}"
+        )
+    return out
 
 
 def choice(value, choices: Iterable[str], name: str, *, case_sensitive: bool = True) -> str:

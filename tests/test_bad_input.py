@@ -300,7 +300,11 @@ CLI_CASES = [
     ),
     ("out_is_file", lambda e: _base(e, out=e["a_file"]), "a_file.txt"),
     ("out_under_file", lambda e: _base(e, out=e["a_file"] / "sub"), "a_file.txt"),
-    ("other_config_no_force", lambda e: _base(e, "--z", "2.5"), "different configuration"),
+    (
+        "other_config_no_force",
+        lambda e: _base(e, "--window", "10", "25"),
+        "different configuration",
+    ),
     ("other_fasta_content", lambda e: _base(e, "--fasta", e["fa_changed"]), "sequences changed"),
     ("config_missing", lambda e: ["run", "--config", str(e["base"] / "no.yaml")], "no.yaml"),
     ("config_binary", lambda e: ["run", "--config", str(e["binary"])], "blob.bin"),

@@ -88,12 +88,14 @@ def test_config_file_with_overrides_and_rerun_from_written_config(two_runs, tmp_
     pd.testing.assert_frame_equal(pd.read_parquet(b / "global_effects.parquet"), before)
 
 
-def test_compare_two_runs(two_runs, tmp_path):
+def test_compare_two_runs(two_runs, tmp_path, capsys):
     a, b, _ = two_runs
     out = tmp_path / "cmp"
-    proc = deepmr("compare", a, b, "--out", out)
-    assert proc.returncode == 0, proc.stderr
-    assert "Spearman" in proc.stdout
+    # in this process (the run above is the one spawned through the console command)
+    code = cli.main(["compare", str(a), str(b), "--out", str(out)])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "Spearman" in printed.out
     ga, gb = pd.read_csv(a / "global_effects.csv"), pd.read_csv(b / "global_effects.csv")
     key = ["exposure", "outcome", "method"]
     j = ga.merge(gb, on=key, suffixes=("_a", "_b"))

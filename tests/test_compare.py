@@ -1,15 +1,13 @@
 """``compare`` across runs whose features are named differently: repeated labels numbered ``#k``
 matched to the k-th occurrence (a lone label to the first), and an explicit mapping."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from deepmr_kipoi import pipeline
+from deepmr_kipoi import cli, pipeline
 from deepmr_kipoi.compare import HEADLINE, _label_matches, label_key
 from deepmr_kipoi.errors import DeepMRInputError
 from tests import _helpers_pipeline as helpers
@@ -145,51 +143,22 @@ def test_explicit_mapping_for_another_naming_scheme(runs, tmp_path):
             pipeline.compare([runs["plain"], runs["other"]], mapping=bad)
 
 
-def test_cli_mapping(runs, tmp_path):
+def test_cli_mapping(runs, tmp_path, capsys):
+    # in this process: `deepmr compare` is cli.main (a fresh interpreter would only add imports)
     mapping = tmp_path / "names.csv"
     mapping.write_text("plain,other\nx,X_a\ny,Y_a\nz,Z_a\nw,W_a\n")
     out = tmp_path / "cmp"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "deepmr_kipoi.cli",
-            "compare",
-            str(runs["plain"]),
-            str(runs["other"]),
-            "--mapping",
-            str(mapping),
-            "--out",
-            str(out),
-            "--no-figures",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "over 12 shared pairs" in proc.stdout
+    argv = ["compare", str(runs["plain"]), str(runs["other"]), "--mapping", str(mapping)]
+    code = cli.main([*argv, "--out", str(out), "--no-figures"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "over 12 shared pairs" in printed.out
     table = pd.read_csv(out / "compare_table.csv")
     (other,) = [c for c in table.columns if c.startswith("exposure_")]
     assert set(zip(table.exposure, table[other])) == set(zip("xyzw", helpers.OTHER_SCHEME))
     bad = tmp_path / "bad.csv"
     bad.write_text("plain,other\nx,Q\n")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "deepmr_kipoi.cli",
-            "compare",
-            str(runs["plain"]),
-            str(runs["other"]),
-            "--mapping",
-            str(bad),
-            "--out",
-            str(tmp_path / "c2"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 2 and "does not hold" in proc.stderr
+    argv = ["compare", str(runs["plain"]), str(runs["other"]), "--mapping", str(bad)]
+    code = cli.main([*argv, "--out", str(tmp_path / "c2")])
+    assert code == 2 and "does not hold" in capsys.readouterr().err
     assert not (tmp_path / "c2").exists()

@@ -405,7 +405,7 @@ def test_batched_broadcasts_shared_ses():
         (([0.1, 0.2], [0.1, -1.0]), {}, "positive"),
         (([0.1, 0.2], [0.1, 0.2]), {"method": "ML"}, "method"),
         (([0.1, 0.2], [0.1, 0.2]), {"test": "t"}, "test"),
-        (([0.1, 0.2], [0.1, 0.2]), {"level": 95}, "fraction"),
+        (([0.1, 0.2], [0.1, 0.2]), {"level": 95}, r"level must be a confidence level in \(0, 1\)"),
     ],
 )
 def test_scalar_api_rejects_bad_input_with_one_line_errors(args, kwargs, match):

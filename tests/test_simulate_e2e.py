@@ -246,13 +246,13 @@ def test_interrupted_run_resumes_and_extends(tmp_path, capsys):
     config = E.ExperimentConfig(
         rounds=1,
         regimes=("none",),
-        n_train=300,
-        n_calibration=40,
-        n_analysis=6,
+        n_train=200,
+        n_calibration=30,
+        n_analysis=5,
         calibration="sigma",
         workers=1,
         model=ModelConfig(channels=(4, 4, 4), hidden=8),
-        training=TrainConfig(n_members=3, max_epochs=2, patience=2, batch_size=64),
+        training=TrainConfig(n_members=2, max_epochs=2, patience=2, batch_size=64),
     )
     out = str(tmp_path / "run")
     first = E.run_experiment(config, out, progress=False)
@@ -288,14 +288,14 @@ def test_interrupted_run_resumes_and_extends(tmp_path, capsys):
     assert {f: os.stat(os.path.join(models, f)).st_mtime_ns for f in stamps} == stamps
 
     # an analysis setting changed: stale checkpoints are reanalysed from the cached models
-    wider = E.run_experiment(replace(config, rounds=2, n_analysis=7), out, progress=False)
+    wider = E.run_experiment(replace(config, rounds=2, n_analysis=6), out, progress=False)
     assert wider.resumed == 0 and wider.rounds["model_cached"].all()
-    assert (wider.rounds["n_analysed"] == 7).all()
+    assert (wider.rounds["n_analysed"] == 6).all()
     # a model setting changed: refused
     with pytest.raises(ValueError, match="other model settings .*n_train"):
-        E.run_experiment(replace(config, n_train=301), out, progress=False)
+        E.run_experiment(replace(config, n_train=201), out, progress=False)
     parser = simulate.add_arguments(argparse.ArgumentParser())
-    args = parser.parse_args(["--out", out, "--rounds", "1", "--n-train", "299", "--quiet"])
+    args = parser.parse_args(["--out", out, "--rounds", "1", "--n-train", "199", "--quiet"])
     assert simulate.run_from_args(args) == 2
     assert "use a new --out folder" in capsys.readouterr().err
 

@@ -221,7 +221,13 @@ def _old_manifest_only(runs, out):
 
 
 REFUSE_CASES = [
-    ("other_configuration", None, ["--z", "2.5"], "holds results of a different configuration"),
+    # an effects setting (an analysis setting such as --z reuses the stored effects instead)
+    (
+        "other_configuration",
+        None,
+        ["--window", "10", "25"],
+        "holds results of a different configuration",
+    ),
     (
         "other_sequences",
         None,

@@ -90,3 +90,40 @@ def test_every_row_has_a_verdict_and_no_headline_is_nan_without_a_reason():
         assert g["verdict"].isin(["causal", "not causal", "undetermined"]).all()
         unexplained = g["estimate"].isna() & ~g["verdict_reason"].str.startswith("too few")
         assert not unexplained.any()
+
+
+def _complement_ensemble(seed: int = 1, n_members: int = 5, length: int = 60):
+    """CpGenie's output shape: two outputs p and 1 - p (a softmax over two classes), random
+    sparse weights, members with a fixed dropout mask each, float32 outputs as Keras gives them;
+    the effects are small enough that float32 rounding makes the two outputs' instruments differ
+    (p near 0.3 is rounded finer than 1 - p near 0.7)."""
+    rng = np.random.default_rng(seed)
+    weights = rng.normal(0, 1, (length, 4)) * (rng.random((length, 1)) < 0.1)
+    members = []
+    for s in range(n_members):
+        keep = (np.random.default_rng([seed, s]).random((length, 4)) > 0.3) / 0.7
+
+        def fn(onehot, w=weights * keep):
+            p = 1.0 / (1.0 + np.exp(0.85 - 3e-7 * np.einsum("nlc,lc->n", onehot, w)))
+            return np.stack([p, 1.0 - p], axis=1).astype(np.float32)
+
+        members.append(from_function(fn, ("unmethylated", "methylated"), sequence_length=length))
+    return DeepEnsemble(members)
+
+
+def test_a_reverse_direction_that_could_not_be_tested_blocks_the_claim():
+    # 6 sequences: unmethylated -> methylated has a local fit in 5, the reverse in 4 only, so the
+    # reverse (the same effect, -1, read the other way) cannot be tested and nothing is claimed
+    config = pipeline.RunConfig(
+        n_sequences=6, chunk_size=6, progress=False, figures=False, report=False, seed=1
+    )
+    g = pipeline.run(config, model=_complement_ensemble(), identity={"name": "p, 1-p"})
+    g = g.global_effects[g.global_effects.method == "ivw"].set_index(["exposure", "outcome"])
+    forward, reverse = g.loc[("unmethylated", "methylated")], g.loc[("methylated", "unmethylated")]
+    assert (forward.n_sequences, reverse.n_sequences) == (5, 4)
+    assert forward.estimate == pytest.approx(-1.0, abs=0.1)
+    assert forward.verdict == "undetermined"
+    assert forward.verdict_reason.endswith(
+        "reverse direction could not be tested (4 of 6 sequences with a local fit)"
+    )
+    assert forward.direction == "undetermined"

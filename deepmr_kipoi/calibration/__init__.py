@@ -4,7 +4,8 @@ One import for both halves. The recalibrations (:class:`Calibrator`, :func:`fit`
 defined in :mod:`deepmr_kipoi.calibration.recalibration`, whose docstring describes the quantile and sigma maps
 and the calibrated effect SEs; the metrics (:func:`curve`, :func:`metrics`,
 :func:`cross_fitted_metrics`) in :mod:`deepmr_kipoi.calibration.coverage`, whose docstring defines
-the coverages and miscalibration areas.
+the coverages and miscalibration areas; a model's SE calibration fitted on labelled sequences
+(:class:`Calibration`, :func:`fit_calibration`) in :mod:`deepmr_kipoi.calibration.labelled`.
 """
 
 from deepmr_kipoi.calibration.coverage import (
@@ -14,6 +15,7 @@ from deepmr_kipoi.calibration.coverage import (
     curve,
     metrics,
 )
+from deepmr_kipoi.calibration.labelled import Calibration, LabelledSequences, fit_calibration
 from deepmr_kipoi.calibration.recalibration import (
     COVERAGE_LEVELS,
     FORMAT,
@@ -29,12 +31,15 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "METHODS",
+    "Calibration",
     "CalibrationCurve",
     "CalibrationMetrics",
     "Calibrator",
+    "LabelledSequences",
     "cross_fitted_metrics",
     "curve",
     "fit",
+    "fit_calibration",
     "load",
     "metrics",
 ]

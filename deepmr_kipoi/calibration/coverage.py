@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtr
 
+from deepmr_kipoi import validation
 from deepmr_kipoi.calibration.recalibration import (
     COVERAGE_LEVELS,
     Calibrator,
@@ -218,9 +219,9 @@ def metrics(
     -------
     CalibrationMetrics
     """
-    lv = np.asarray(levels, dtype=np.float64)
-    if lv.ndim != 1 or not np.all((lv > 0.0) & (lv < 1.0)):
-        raise DeepMRInputError("levels must be a sequence of fractions in (0, 1), e.g. (0.5, 0.9).")
+    if np.ndim(levels) != 1:
+        raise DeepMRInputError(f"levels must be a sequence of confidence levels, got {levels!r}")
+    lv = np.array([validation.level(v, "each of levels") for v in levels], dtype=np.float64)
     u = _pit(pred_mean, pred_sd, y, calibrator)
     names = _feature_names(feature_names, calibrator, u.shape[1])
     return _metrics_from_pit(u, lv, n_grid, calibrated=calibrator is not None, names=names)
@@ -257,7 +258,6 @@ def cross_fitted_metrics(
     seed: int = 0,
     levels=COVERAGE_LEVELS,
     n_grid: int = 100,
-    feature_names=None,
     **fit_options,
 ) -> CalibrationMetrics:
     """Calibration metrics after recalibration, each example scored by a map it was not fitted on.
@@ -276,10 +276,11 @@ def cross_fitted_metrics(
         Number of folds (>= 2, at most n / 2).
     seed : int
         Seed of the random split.
-    levels, n_grid, feature_names
+    levels, n_grid
         As in :func:`metrics`.
     **fit_options
-        Passed to :func:`fit` (e.g. ``aleatoric_variance``).
+        Passed to :func:`fit` (e.g. ``aleatoric_variance``); its ``feature_names`` also name the
+        metrics' features, as in :func:`metrics`.
 
     Returns
     -------
@@ -303,5 +304,5 @@ def cross_fitted_metrics(
         np.asarray(levels, dtype=np.float64),
         n_grid,
         calibrated=True,
-        names=_feature_names(feature_names, None, u.shape[1]),
+        names=_feature_names(fit_options.get("feature_names"), None, u.shape[1]),
     )

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import ndtr, ndtri
 
+from deepmr_kipoi import validation
 from deepmr_kipoi.errors import DeepMRInputError
 
 logger = logging.getLogger(__name__)
@@ -171,10 +172,7 @@ class Calibrator:
             raise DeepMRInputError(
                 f"method={self.method!r} is not supported; use one of {METHODS}."
             )
-        if not (0.0 < self.se_level < 1.0):
-            raise DeepMRInputError(
-                f"se_level={self.se_level!r} must be a fraction in (0, 1), e.g. 0.95."
-            )
+        validation.level(self.se_level, "se_level")
         if self.method == "sigma":
             factor = np.asarray(self.variance_factor, dtype=np.float64)
             if factor.ndim != 1 or not np.all(np.isfinite(factor) & (factor > 0.0)):
@@ -293,8 +291,7 @@ class Calibrator:
 
     def interval(self, pred_mean, pred_sd, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
         """Recalibrated central predictive interval at ``level``, two arrays shaped (..., F)."""
-        if not (0.0 < level < 1.0):
-            raise DeepMRInputError(f"level={level!r} must be a fraction in (0, 1), e.g. 0.95.")
+        level = validation.level(level)
         return (
             self.ppf(pred_mean, pred_sd, 0.5 - level / 2.0),
             self.ppf(pred_mean, pred_sd, 0.5 + level / 2.0),
@@ -432,11 +429,10 @@ def fit(
         raise DeepMRInputError(f"predictions must be shaped (n, n_features), got {mean.shape}.")
     n, n_features = mean.shape
     if n < 2:
-        raise DeepMRInputError(
-            f"{n} labelled example(s) cannot fit a calibration; give at least 2."
-        )
+        raise DeepMRInputError(f"{n} labelled example(s) cannot fit a calibration; give at least 2")
     z = (obs - mean) / sd
-    common = {"feature_names": feature_names, "se_level": float(se_level), "n_fit": n}
+    se_level = validation.level(se_level, "se_level")
+    common = {"feature_names": feature_names, "se_level": se_level, "n_fit": n}
     noise = np.broadcast_to(np.asarray(aleatoric_variance, dtype=np.float64), (n_features,))
     if method == "sigma":
         factor = np.mean(((obs - mean) ** 2 - noise) / (sd * sd), axis=0)

@@ -67,18 +67,7 @@ def dataloader_sequences(
             f"{name_or_dir} has no default dataloader of one-hot sequences; pass --fasta (with --bed)"
         )
     factory = _dataloader_factory(name_or_dir, source, desc, trust_model_code)
-    args = dict(dataloader_args or {})
-    target = getattr(factory, "__init__", factory)
-    try:
-        accepts = set(inspect.signature(target).parameters)
-    except (TypeError, ValueError):
-        accepts = set()
-    if "ignore_targets" in accepts and "ignore_targets" not in args:
-        args["ignore_targets"] = True
-        if "label_dtype" in accepts:
-            # kipoiseq parses every column after the third with label_dtype (float) even when
-            # targets are ignored; as text, a name column reads too
-            args.setdefault("label_dtype", str)
+    args = _with_targets_ignored(factory, dict(dataloader_args or {}))
     try:
         loader = factory(**args)
     except TypeError as err:
@@ -86,26 +75,7 @@ def dataloader_sequences(
             f"the dataloader of {name_or_dir} rejected its arguments ({err}); give them as "
             "--dataloader-args KEY=VALUE (e.g. intervals_file=peaks.bed fasta_file=genome.fa)"
         ) from None
-    ids: list[str] = []
-    parts: list[np.ndarray] = []
-    total = 0
-    for batch in loader.batch_iter(batch_size=64):
-        x = batch["inputs"]
-        if isinstance(x, dict):
-            x = x[desc.input_name]
-        x = np.asarray(x)
-        meta = batch.get("metadata") or {}
-        ranges = meta.get("ranges", meta) if isinstance(meta, dict) else {}
-        if all(k in ranges for k in ("chr", "start", "end")):
-            ids += [
-                f"{c}:{s}-{e}" for c, s, e in zip(ranges["chr"], ranges["start"], ranges["end"])
-            ]
-        else:
-            ids += [f"dataloader_{total + i}" for i in range(len(x))]
-        parts.append(x)
-        total += len(x)
-        if n is not None and total >= n:
-            break
+    ids, parts = _read_batches(loader, desc.input_name, n)
     if not parts:
         raise DeepMRInputError(
             f"the dataloader of {name_or_dir} yielded no sequences; check its intervals file"
@@ -136,3 +106,45 @@ def _dataloader_factory(name_or_dir, source, desc, trust_model_code: bool):
         return kipoi.get_dataloader_factory(
             os.path.normpath(os.path.join(desc.model_dir, dl)), source="dir"
         )
+
+
+def _with_targets_ignored(factory, args: dict) -> dict:
+    """``args`` plus ``ignore_targets=True`` (and ``label_dtype=str``) where the dataloader takes
+    them and the caller did not set them: Deep MR never reads targets."""
+    target = getattr(factory, "__init__", factory)
+    try:
+        accepts = set(inspect.signature(target).parameters)
+    except (TypeError, ValueError):
+        accepts = set()
+    if "ignore_targets" in accepts and "ignore_targets" not in args:
+        args["ignore_targets"] = True
+        if "label_dtype" in accepts:
+            # kipoiseq parses every column after the third with label_dtype (float) even when
+            # targets are ignored; as text, a name column reads too
+            args.setdefault("label_dtype", str)
+    return args
+
+
+def _read_batches(loader, input_name: str | None, n: int | None):
+    """Sequence ids and input arrays of the loader's batches, until ``n`` sequences are read."""
+    ids: list[str] = []
+    parts: list[np.ndarray] = []
+    total = 0
+    for batch in loader.batch_iter(batch_size=64):
+        x = batch["inputs"]
+        if isinstance(x, dict):
+            x = x[input_name]
+        x = np.asarray(x)
+        meta = batch.get("metadata") or {}
+        ranges = meta.get("ranges", meta) if isinstance(meta, dict) else {}
+        if all(k in ranges for k in ("chr", "start", "end")):
+            ids += [
+                f"{c}:{s}-{e}" for c, s, e in zip(ranges["chr"], ranges["start"], ranges["end"])
+            ]
+        else:
+            ids += [f"dataloader_{total + i}" for i in range(len(x))]
+        parts.append(x)
+        total += len(x)
+        if n is not None and total >= n:
+            break
+    return ids, parts

@@ -257,10 +257,18 @@ def _as_int(value) -> int | None:
 
 
 def _named_schemas(schema) -> list[tuple[str | None, Any]]:
+    """(name, array schema) of every input or target; nested groups of inputs (MMSplice's
+    ``seq: {acceptor: ..., donor: ...}``) as ``group/name``."""
     if schema is None:
         return []
     if isinstance(schema, dict):
-        return list(schema.items())
+        out = []
+        for name, value in schema.items():
+            if isinstance(value, dict):
+                out += [(f"{name}/{n}" if n else name, s) for n, s in _named_schemas(value)]
+            else:
+                out.append((name, value))
+        return out
     if isinstance(schema, list | tuple):
         return [(s.name, s) for s in schema]
     return [(schema.name, schema)]
@@ -451,34 +459,16 @@ def describe_model(
         Unknown model or source, a model YAML with Python tags (unless trusted), or a description
         that contradicts itself (label count vs shape).
     """
-    import_kipoi()
-    name, source_label, source_obj = resolve(name_or_dir, source, trust_model_code)
-    prepare_source(source_label, source_obj, download, download_option)
-    if not trust_model_code:
-        check_model_yaml(name, source_obj, source_label)
-    with kipoi_output_to_log():
-        if not source_obj._is_component(name, "model"):
-            raise DeepMRInputError(f"Kipoi model {name!r} not found in source {source_label!r}")
+    name, source_label, source_obj = _open_model(
+        name_or_dir, source, download, trust_model_code, download_option
+    )
     md = checked_description(source_obj, name, trust_model_code)
     with kipoi_output_to_log():
         model_dir = source_obj.get_model_dir(name)
     model_type, defined_as = _model_type(md)
     dl_args, dataloader = _dataloader_defaults(md, name, source_obj, model_dir)
-
-    alphabet = dl_args.get("alphabet") or "ACGT"
-    if not isinstance(alphabet, str):
-        alphabet = "".join(alphabet)
-    alphabet = alphabet.upper()
-    alphabet_axis = _as_int(dl_args.get("alphabet_axis"))
-    dummy_axis = _as_int(dl_args.get("dummy_axis"))
-    auto_resize_len = _as_int(dl_args.get("auto_resize_len"))
-
     inputs = _named_schemas(md.schema.inputs)
-    input_name, input_schema = _pick_sequence_input(inputs)
-    input_shape = tuple(input_schema.shape) if input_schema is not None else ()
-    layout = derive_layout(input_shape, alphabet_axis, dummy_axis)
-    sequence_length = _length_from_shape(input_shape, layout) or auto_resize_len
-
+    sequence_input = _sequence_input(inputs, dl_args)
     targets = _named_schemas(md.schema.targets)
     return ModelDescription(
         name=name,
@@ -487,19 +477,59 @@ def describe_model(
         model_type=model_type,
         defined_as=defined_as,
         doc=(md.info.doc or "").strip(),
-        input_name=input_name,
-        input_shape=input_shape,
-        layout=layout,
-        alphabet=alphabet,
-        alphabet_axis=alphabet_axis,
-        dummy_axis=dummy_axis,
-        auto_resize_len=auto_resize_len,
-        sequence_length=sequence_length,
+        **sequence_input,
         output_names=tuple((n or s.name or f"output{i}") for i, (n, s) in enumerate(targets)),
         output_shapes=tuple(tuple(s.shape) for _, s in targets),
         feature_names=_feature_names(targets, model_dir),
         weight_files=_weight_files(md, name, source_obj, model_dir),
         dataloader=dataloader,
+    )
+
+
+def _open_model(name_or_dir, source, download: bool, trust_model_code: bool, download_option):
+    """``(name, source label, Kipoi source)`` of a model that exists, its YAML checked for Python
+    tags unless trusted."""
+    import_kipoi()
+    name, source_label, source_obj = resolve(name_or_dir, source, trust_model_code)
+    prepare_source(source_label, source_obj, download, download_option)
+    if not trust_model_code:
+        check_model_yaml(name, source_obj, source_label)
+    with kipoi_output_to_log():
+        try:
+            found = source_obj._is_component(name, "model")
+        except ValueError as err:  # e.g. a group whose models.tsv has no 'model' column
+            problem = " ".join(str(err).split())
+            raise DeepMRInputError(
+                f"Kipoi cannot read the model group of {name!r} in source {source_label!r} "
+                f"({problem}); the definition is incomplete, so the model cannot be described"
+            ) from None
+        if not found:
+            raise DeepMRInputError(f"Kipoi model {name!r} not found in source {source_label!r}")
+    return name, source_label, source_obj
+
+
+def _sequence_input(inputs: list, dl_args: dict) -> dict:
+    """The fields of :class:`ModelDescription` about the sequence input: its name and shape, the
+    alphabet and its axes (from the default dataloader's arguments), layout, length and the other
+    inputs."""
+    alphabet = dl_args.get("alphabet") or "ACGT"
+    if not isinstance(alphabet, str):
+        alphabet = "".join(alphabet)
+    alphabet_axis = _as_int(dl_args.get("alphabet_axis"))
+    dummy_axis = _as_int(dl_args.get("dummy_axis"))
+    auto_resize_len = _as_int(dl_args.get("auto_resize_len"))
+    input_name, input_schema = _pick_sequence_input(inputs)
+    input_shape = tuple(input_schema.shape) if input_schema is not None else ()
+    layout = derive_layout(input_shape, alphabet_axis, dummy_axis)
+    return dict(
+        input_name=input_name,
+        input_shape=input_shape,
+        layout=layout,
+        alphabet=alphabet.upper(),
+        alphabet_axis=alphabet_axis,
+        dummy_axis=dummy_axis,
+        auto_resize_len=auto_resize_len,
+        sequence_length=_length_from_shape(input_shape, layout) or auto_resize_len,
         extra_inputs=tuple(
             str(n or s.name or f"input{i}")
             for i, (n, s) in enumerate(inputs)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
+from deepmr_kipoi import validation
 from deepmr_kipoi.errors import DeepMRInputError
 
 logger = logging.getLogger(__name__)
@@ -83,8 +84,7 @@ def _check_options(method: str, test: str, level: float, tol: float, maxiter: in
         raise DeepMRInputError(
             f"test={test!r} is not supported; use 'z' (Wald) or 'knha' (Knapp-Hartung)."
         )
-    if not (0.0 < float(level) < 1.0):
-        raise DeepMRInputError(f"level={level!r} must be a fraction in (0, 1), e.g. 0.95 (not 95).")
+    validation.level(level)
     if not (float(tol) > 0.0):
         raise DeepMRInputError(f"tol={tol!r} must be positive, e.g. 1e-12.")
     if int(maxiter) < 1:
@@ -461,40 +461,11 @@ def random_effects_batched(
         On unknown options or shapes that do not broadcast.
     """
     method_u = _check_options(method, test, level, tol, maxiter)
-    y = np.asarray(estimates, dtype=np.float64)
-    s = np.asarray(ses, dtype=np.float64)
-    m = np.ones((1,), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
-    if y.ndim == 0 or s.ndim == 0:
-        raise DeepMRInputError("estimates and ses must have a study axis (last axis, length k).")
-    try:
-        y, s, m = np.broadcast_arrays(y, s, m)
-    except ValueError:
-        raise DeepMRInputError(
-            f"estimates {y.shape}, ses {s.shape} and mask {m.shape} do not broadcast; "
-            "give arrays shaped (..., k)."
-        ) from None
-    lead = y.shape[:-1]
-    kdim = y.shape[-1]
-    y, s, m = (a.reshape(-1, kdim) for a in (y, s, m))
+    y, s, m, lead = _flat_cells(estimates, ses, mask)
     n = y.shape[0]
-
     k = np.count_nonzero(m, axis=-1)
-    reason = np.zeros(n, dtype=np.int8)
-    out = {name: np.full(n, np.nan) for name in _FLOAT_FIELDS}
-    converged = np.zeros(n, dtype=bool)
     options = (method_u, test, float(tol), int(maxiter))
-    # Blocks of cells small enough that the (rows, k) working arrays stay in cache: the arithmetic
-    # is memory-bound, and cells are independent.
-    rows = max(1, _BLOCK_ELEMENTS // max(kdim, 1))
-    iterations = 0
-    for start in range(0, n, rows):
-        sl = slice(start, start + rows)
-        reason[sl], fitted, iters = _fit_block(y[sl], s[sl], m[sl], k[sl], *options)
-        iterations = max(iterations, iters)
-        if fitted is not None:
-            valid, converged[sl][valid], fields = fitted
-            for name, values in fields.items():
-                out[name][sl][valid] = values
+    reason, out, converged, iterations = _fit_blocks(y, s, m, k, options)
     _add_inference(out, k, test, float(level))
     if method_u != "DL":
         logger.debug("%s: at most %d tau2 iterations over %d cells", method_u, iterations, n)
@@ -511,3 +482,43 @@ def random_effects_batched(
         test=test,
         level=float(level),
     )
+
+
+def _flat_cells(estimates, ses, mask):
+    """The arrays broadcast and flattened to cells ``(n, k)``, and the leading shape."""
+    y = np.asarray(estimates, dtype=np.float64)
+    s = np.asarray(ses, dtype=np.float64)
+    m = np.ones((1,), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    if y.ndim == 0 or s.ndim == 0:
+        raise DeepMRInputError("estimates and ses must have a study axis (last axis, length k).")
+    try:
+        y, s, m = np.broadcast_arrays(y, s, m)
+    except ValueError:
+        raise DeepMRInputError(
+            f"estimates {y.shape}, ses {s.shape} and mask {m.shape} do not broadcast; "
+            "give arrays shaped (..., k)."
+        ) from None
+    lead, kdim = y.shape[:-1], y.shape[-1]
+    y, s, m = (a.reshape(-1, kdim) for a in (y, s, m))
+    return y, s, m, lead
+
+
+def _fit_blocks(y, s, m, k, options):
+    """Reason codes, fitted fields, convergence and the most tau2 iterations of all cells."""
+    n, kdim = y.shape
+    reason = np.zeros(n, dtype=np.int8)
+    out = {name: np.full(n, np.nan) for name in _FLOAT_FIELDS}
+    converged = np.zeros(n, dtype=bool)
+    # Blocks of cells small enough that the (rows, k) working arrays stay in cache: the arithmetic
+    # is memory-bound, and cells are independent.
+    rows = max(1, _BLOCK_ELEMENTS // max(kdim, 1))
+    iterations = 0
+    for start in range(0, n, rows):
+        sl = slice(start, start + rows)
+        reason[sl], fitted, iters = _fit_block(y[sl], s[sl], m[sl], k[sl], *options)
+        iterations = max(iterations, iters)
+        if fitted is not None:
+            valid, converged[sl][valid], fields = fitted
+            for name, values in fields.items():
+                out[name][sl][valid] = values
+    return reason, out, converged, iterations

@@ -60,10 +60,11 @@ from deepmr_kipoi.mr.batched import run_batched
 from deepmr_kipoi.mr.egger import egger, i2_gx
 from deepmr_kipoi.mr.ivw import ivw, ivw_fe
 from deepmr_kipoi.mr.median import simple_median, weighted_median
+from deepmr_kipoi.mr.methods import METHOD_TABLE, MRMethod, method_label, methods_where
 from deepmr_kipoi.mr.mode import weighted_mode
 from deepmr_kipoi.mr.pairwise import PAIR_METHODS, PairEstimates, PairSelection, all_pairs
 
-#: Scalar estimator by method name.
+#: Scalar estimator by method name (one per row of ``METHOD_TABLE``).
 ESTIMATORS = {
     "ivw": ivw,
     "ivw_fe": ivw_fe,
@@ -76,12 +77,14 @@ ESTIMATORS = {
 __all__ = [
     "ESTIMATORS",
     "METHODS",
+    "METHOD_TABLE",
     "MIN_INSTRUMENTS",
     "PAIR_METHODS",
     "REASONS",
     "EggerResult",
     "IVWResult",
     "MRBatchResult",
+    "MRMethod",
     "MRResult",
     "MedianResult",
     "ModeResult",
@@ -92,6 +95,8 @@ __all__ = [
     "i2_gx",
     "ivw",
     "ivw_fe",
+    "method_label",
+    "methods_where",
     "run_batched",
     "simple_median",
     "weighted_median",

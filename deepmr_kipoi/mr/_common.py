@@ -7,22 +7,17 @@ import numpy as np
 from scipy import special
 
 from deepmr_kipoi.errors import DeepMRInputError
+from deepmr_kipoi.mr.methods import METHOD_TABLE, methods_where
 
-METHODS = ("ivw", "ivw_fe", "egger", "weighted_median", "simple_median", "weighted_mode")
+#: Method names, in table order (``mr.methods.METHOD_TABLE`` holds what else is known of each).
+METHODS = tuple(METHOD_TABLE)
 
 #: Fewest instruments each method accepts, as in TwoSampleMR (IVW needs 2 for its residual SE,
 #: the other methods 3).
-MIN_INSTRUMENTS = {
-    "ivw": 2,
-    "ivw_fe": 2,
-    "egger": 3,
-    "weighted_median": 3,
-    "simple_median": 3,
-    "weighted_mode": 3,
-}
+MIN_INSTRUMENTS = {name: spec.min_instruments for name, spec in METHOD_TABLE.items()}
 
 #: Methods built on per-instrument ratio estimates ``b_y / b_x`` (need every ``b_x != 0``).
-RATIO_METHODS = ("weighted_median", "simple_median", "weighted_mode")
+RATIO_METHODS = methods_where(ratio=True)
 
 OK, TOO_FEW, NONFINITE, BAD_SE, ALL_BX_ZERO, BX_ZERO, COLLINEAR, NUMERICAL, SELF_PAIR = range(9)
 
@@ -49,13 +44,6 @@ def check_method(method: str) -> str:
     if method not in METHODS:
         raise DeepMRInputError(f"unknown MR method {method!r}; choose one of {', '.join(METHODS)}.")
     return method
-
-
-def check_level(level: float) -> float:
-    level = float(level)
-    if not 0.0 < level < 1.0:
-        raise DeepMRInputError(f"level must be in (0, 1), got {level}; e.g. level=0.95.")
-    return level
 
 
 def check_n_boot(n_boot: int) -> int:

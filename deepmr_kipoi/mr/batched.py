@@ -42,12 +42,15 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
+from deepmr_kipoi import validation
 from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.mr import _common as C
 from deepmr_kipoi.mr._result_types import BATCH_FLOAT_FIELDS, MRBatchResult
 from deepmr_kipoi.mr.median import bootstrap_medians, ratio_weights, weighted_median_rows
+from deepmr_kipoi.mr.methods import METHOD_TABLE
 from deepmr_kipoi.mr.mode import bootstrap_modes, mode_rows, ratio_se
 from deepmr_kipoi.validation import choice
+from deepmr_kipoi.validation import level as check_level
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +224,7 @@ def _closed_form(method: str, cells: _Cells, opts: _Options):
     wy = w * by
     bxm = s.mask_x(bx)
     t = dict(sxx=s(bxm * bx, w, x_masked=True), sxy=s(bxm, wy, x_masked=True), syy=s(None, wy * by))
-    if method == "egger":
+    if METHOD_TABLE[method].batched == "egger":
         abxm = np.abs(bxm)
         inv_vx = 1.0 / (sx * sx)
         t.update(
@@ -267,7 +270,7 @@ def closed_form_stats(method, t, n, reason, level, *, inference=True) -> dict:
     _set_reason(reason, ~(sxx > 0), C.ALL_BX_ZERO)
     out = {}
     with np.errstate(divide="ignore", invalid="ignore"):
-        if method in ("ivw", "ivw_fe"):
+        if METHOD_TABLE[method].batched == "ivw":
             b = sxy / sxx
             q = np.maximum(syy - b * sxy, 0.0)
             df = n - 1
@@ -307,6 +310,48 @@ def closed_form_stats(method, t, n, reason, level, *, inference=True) -> dict:
             out.update(q_df=df.astype(np.float64), q_pvalue=C.chi2_sf(q, df))
     _set_reason(reason, ~(np.isfinite(out["estimate"]) & np.isfinite(out["se"])), C.NUMERICAL)
     return out
+
+
+#: The sums each closed-form method reads (``closed_form_stats``), for :func:`from_sums`.
+SUM_NAMES = {
+    "ivw": ("sxx", "sxy", "syy"),
+    "ivw_fe": ("sxx", "sxy", "syy"),
+    "egger": ("sxx", "sxy", "syy", "sw", "sx", "sy", "sv", "svz", "svzz"),
+}
+
+
+def from_sums(
+    method: str, sums, n, *, level: float = 0.95, inference: bool = True
+) -> MRBatchResult:
+    """IVW, IVW-FE or MR-Egger results from sums over each cell's instruments (array code).
+
+    The closed forms of :func:`run_batched` for sums computed elsewhere (e.g. under
+    pair-dependent instrument masks, ``mr.pairmask.pair_sums``).
+
+    Parameters
+    ----------
+    method : {"ivw", "ivw_fe", "egger"}
+    sums : mapping of str to ndarray, shape (...)
+        At least the sums of :data:`SUM_NAMES` for the method (defined in ``closed_form_stats``;
+        Egger's ``sv, svz, svzz`` only for I^2_GX).
+    n : ndarray, shape (...)
+        Instruments per cell (rounded to integers).
+    level : float
+    inference : bool
+        False: estimate, SE, Q and residual SE only (intervals and p-values NaN).
+
+    Returns
+    -------
+    MRBatchResult
+        As :func:`run_batched` with ``drop_invalid=True`` gives for the same instruments.
+    """
+    if method not in SUM_NAMES:
+        raise DeepMRInputError(f"from_sums takes ivw, ivw_fe or egger, not {method!r}")
+    t = {name: sums[name] for name in SUM_NAMES[method] if name in sums}
+    n = np.rint(np.asarray(n)).astype(np.int64)
+    reason = np.zeros(n.shape, dtype=np.int8)
+    out = closed_form_stats(method, t, n, reason, check_level(level), inference=inference)
+    return _batch_result(method, out, n, reason, n.shape, level, False)
 
 
 def _draws(seed, cell_ids, counts, shape_fn, kmax):
@@ -402,7 +447,7 @@ def _sorted_methods(method: str, cells: _Cells, opts: _Options):
     est[reason != C.OK] = np.nan
     se[reason != C.OK] = np.nan
     est, se, n_all, reason = (a.reshape(lead) for a in (est, se, n_all, reason))
-    if method == "weighted_mode":
+    if METHOD_TABLE[method].batched == "mode":
         lo, hi, p = C.t_inference(est, se, n_all - 1, opts.level)
     else:
         lo, hi, p = C.normal_inference(est, se, opts.level)
@@ -413,7 +458,7 @@ def _cells_estimate(method: str, c: _Compact, opts: _Options):
     """Point estimates and bootstrap SEs of compacted cells (instruments in the first slots)."""
     n_boot, seed, kmax = opts.n_boot, opts.seed, c.kmax
     per_block = max(1, BOOT_ELEMENTS // (n_boot * kmax))
-    if method == "weighted_mode":
+    if METHOD_TABLE[method].batched == "mode":
         sr = np.where(c.slot, ratio_se(c.bx, c.by, c.sx, c.sy), 1.0)
         w = np.where(c.slot, sr**-2, 0.0)
         est, _ = mode_rows(c.ratio, w, opts.phi)
@@ -536,7 +581,7 @@ def run_batched(
         progress=progress,
     )
     cells, squeeze = _cells(bx, by, se_bx, se_by, mask)
-    if method in ("ivw", "ivw_fe", "egger"):
+    if METHOD_TABLE[method].closed_form:
         out, n, reason = _closed_form(method, cells, opts)
     else:
         out, n, reason = _sorted_methods(method, cells, opts)
@@ -545,14 +590,14 @@ def run_batched(
 
 def _check_options(method, level, n_boot, seed, weights, phi, se_method) -> _Options:
     C.check_method(method)
-    level = C.check_level(level)
-    if method in C.RATIO_METHODS:
+    level = validation.level(level)
+    if METHOD_TABLE[method].ratio:
         n_boot = C.check_n_boot(n_boot)
         C.seed_sequence(seed)
         weights = C.check_weights(weights)
         phi = C.check_phi(phi)
     se_method = choice(se_method, ("bootstrap", "analytic"), "se_method")
-    if se_method == "analytic" and method not in ("weighted_median", "simple_median"):
+    if se_method == "analytic" and METHOD_TABLE[method].batched != "median":
         raise DeepMRInputError(
             f"se_method='analytic' is available for weighted_median and simple_median, not "
             f"{method}; use se_method='bootstrap'"

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from deepmr_kipoi import validation
 from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.mr._common import (
     COLLINEAR_RTOL,
     as_instruments,
-    check_level,
     chi2_sf,
     sign0,
     t_inference,
@@ -79,7 +79,7 @@ def egger(bx, by, se_bx, se_by, *, level: float = 0.95) -> EggerResult:
         Fewer than 3 instruments, non-finite values, non-positive SEs, all ``b_x`` zero, or all
         ``|b_x|`` equal (slope and intercept not identifiable).
     """
-    level = check_level(level)
+    level = validation.level(level)
     bx, by, se_bx, se_by = as_instruments(bx, by, se_bx, se_by, "egger")
     x = np.abs(bx)
     y = by * sign0(bx)

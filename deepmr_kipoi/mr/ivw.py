@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepmr_kipoi.mr._common import as_instruments, check_level, chi2_sf, normal_inference
+from deepmr_kipoi import validation
+from deepmr_kipoi.mr._common import as_instruments, chi2_sf, normal_inference
 from deepmr_kipoi.mr._result_types import IVWResult
 
 
 def _ivw(bx, by, se_bx, se_by, level: float, method: str) -> IVWResult:
-    level = check_level(level)
+    level = validation.level(level)
     bx, by, _, se_by = as_instruments(bx, by, se_bx, se_by, method)
     w = 1.0 / se_by**2
     sxx = np.sum(w * bx * bx)

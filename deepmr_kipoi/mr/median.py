@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from deepmr_kipoi import validation
 from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.mr._common import (
     as_instruments,
-    check_level,
     check_n_boot,
     check_weights,
     normal_inference,
@@ -115,8 +115,10 @@ def bootstrap_medians(bx, by, se_bx, se_by, weights, z: np.ndarray) -> np.ndarra
     )
 
 
-def _median(bx, by, se_bx, se_by, kind, n_boot, seed, level, method) -> MedianResult:
-    level = check_level(level)
+def _median(bx, by, se_bx, se_by, kind, n_boot, seed, level) -> MedianResult:
+    """The weighted (``kind`` "second" or "first") or simple (``kind`` "simple") median."""
+    method = "simple_median" if kind == "simple" else "weighted_median"
+    level = validation.level(level)
     n_boot = check_n_boot(n_boot)
     bx, by, se_bx, se_by = as_instruments(bx, by, se_bx, se_by, method)
     w = ratio_weights(bx, by, se_bx, se_by, kind)
@@ -183,9 +185,7 @@ def weighted_median(
     DeepMRInputError
         Fewer than 3 instruments, non-finite values, non-positive SEs, or a zero ``b_x``.
     """
-    return _median(
-        bx, by, se_bx, se_by, check_weights(weights), n_boot, seed, level, "weighted_median"
-    )
+    return _median(bx, by, se_bx, se_by, check_weights(weights), n_boot, seed, level)
 
 
 def simple_median(
@@ -217,4 +217,4 @@ def simple_median(
     DeepMRInputError
         Fewer than 3 instruments, non-finite values, non-positive SEs, or a zero ``b_x``.
     """
-    return _median(bx, by, se_bx, se_by, "simple", n_boot, seed, level, "simple_median")
+    return _median(bx, by, se_bx, se_by, "simple", n_boot, seed, level)

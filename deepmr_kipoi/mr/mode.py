@@ -33,9 +33,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from deepmr_kipoi import validation
 from deepmr_kipoi.mr._common import (
     as_instruments,
-    check_level,
     check_n_boot,
     check_phi,
     r_mad,
@@ -202,7 +202,7 @@ def weighted_mode(
     DeepMRInputError
         Fewer than 3 instruments, non-finite values, non-positive SEs, or a zero ``b_x``.
     """
-    level = check_level(level)
+    level = validation.level(level)
     n_boot = check_n_boot(n_boot)
     phi = check_phi(phi)
     bx, by, se_bx, se_by = as_instruments(bx, by, se_bx, se_by, "weighted_mode")

@@ -37,8 +37,9 @@ no longer factorises into an exposure and an outcome part, so the sums are no lo
 products. They are computed exactly, blocked over exposures: for a block of ``E_b`` exposures the
 mask ``P`` (``E_b x O x K``) is formed once, multiplied by each outcome-side factor, and contracted
 with the stacked exposure-side factors by a batched matrix-vector product. This costs
-``O(E O K)`` memory traffic per factor instead of a GEMM: 11x slower at 120 features, 35x at 919
-(``benchmarks/bench_scale.py --pair-mask`` measures it).
+``O(E O K)`` memory traffic per factor instead of a GEMM (11x slower than the matrix products at
+120 features, 35x at 919, measured when it was written). The run's local stage does not use this
+path: it computes the same sums in one compiled pass (``mr.pairmask``).
 """
 
 from __future__ import annotations
@@ -48,17 +49,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from deepmr_kipoi import validation
 from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.mr import _common as C
 from deepmr_kipoi.mr._result_types import BATCH_FLOAT_FIELDS, MRBatchResult
 from deepmr_kipoi.mr.batched import closed_form_stats
+from deepmr_kipoi.mr.methods import METHOD_TABLE, methods_where
 from deepmr_kipoi.validation import choice
-from deepmr_kipoi.validation import level as check_level
 
 logger = logging.getLogger(__name__)
 
-#: Methods of :func:`all_pairs`.
-PAIR_METHODS = ("ivw", "ivw_fe", "egger")
+#: Methods of :func:`all_pairs`: the closed-form ones of the method table.
+PAIR_METHODS = methods_where(closed_form=True)
 #: Elements (exposures x outcomes x instruments) of one pair-mask block.
 PAIR_BLOCK_ELEMENTS = 1 << 23
 
@@ -315,7 +317,7 @@ def _fill_cells(effects: _Effects, sel: _Selection, methods, names, level: float
     n_samples, n_seq, n_exp, n_out, k = effects.shape
     lead = (n_samples, n_seq, n_exp, n_out)
     full = "ci_low" in names
-    egger = "egger" in methods
+    egger = any(METHOD_TABLE[m].batched == "egger" for m in methods)
     diag = egger and full
     res = {meth: {f: np.full(lead, np.nan) for f in names} for meth in methods}
     counts = np.zeros((n_seq, n_exp, n_out), dtype=np.int64)
@@ -391,11 +393,11 @@ def all_pairs(
     DeepMRInputError
         Shapes that do not match, non-finite effects or SEs, non-positive SEs, unknown options.
     """
-    level = check_level(level)
+    level = validation.level(level)
     output = choice(output, ("full", "estimates"), "output")
     methods = tuple(choice(m, PAIR_METHODS, "all_pairs method") for m in methods)
     if not methods:
-        raise DeepMRInputError("methods must name at least one of ivw, ivw_fe, egger")
+        raise DeepMRInputError(f"methods must name at least one of {', '.join(PAIR_METHODS)}")
     effects = _effects(bx, by, se_bx, se_by)
     sel = _selection(selection, effects)
     names = BATCH_FLOAT_FIELDS if output == "full" else ("estimate", "se")

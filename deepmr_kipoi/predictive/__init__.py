@@ -25,6 +25,7 @@ from deepmr_kipoi.predictive.models import (
     PredictiveModel,
     move_to_device,
 )
+from deepmr_kipoi.predictive.panel import ModelPanel
 from deepmr_kipoi.predictive.transforms import (
     LOGIT_EPS,
     TRANSFORMS,
@@ -42,6 +43,7 @@ __all__ = [
     "DropoutLayer",
     "MCDropout",
     "Member",
+    "ModelPanel",
     "PredictiveModel",
     "apply_transforms",
     "from_function",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -83,12 +84,12 @@ def save_svg(fig: Figure, path: str | os.PathLike) -> Path:
     return results.write_bytes(path, buf.getvalue())
 
 
-def effect_matrix(glob: pd.DataFrame, method: str, value: str = "estimate") -> pd.DataFrame:
+def effect_matrix(global_table: pd.DataFrame, method: str, value: str = "estimate") -> pd.DataFrame:
     """One column of the global table as an exposure x outcome matrix.
 
     Parameters
     ----------
-    glob : DataFrame
+    global_table : DataFrame
         Global effects with columns exposure, outcome, method and ``value``.
     method : str
     value : str
@@ -100,7 +101,7 @@ def effect_matrix(glob: pd.DataFrame, method: str, value: str = "estimate") -> p
         they are exposures too (so the diagonal lines up), then the others. NaN where a pair is
         absent (e.g. exposure == outcome).
     """
-    sub = glob[glob["method"].astype(str) == method]
+    sub = global_table[global_table["method"].astype(str) == method]
     rows = list(dict.fromkeys(sub["exposure"].astype(str)))
     outcomes = set(sub["outcome"].astype(str))
     # features that are both exposure and outcome keep one order on both axes (diagonal aligned)
@@ -154,13 +155,13 @@ def _draw_matrix(ax, mat: pd.DataFrame, sig: pd.DataFrame | None, title: str, no
 
 
 def global_heatmap(
-    glob: pd.DataFrame, method: str, *, level: float = 0.95, title: str | None = None
+    global_table: pd.DataFrame, method: str, *, level: float = 0.95, title: str | None = None
 ) -> Figure:
     """Heatmap of global causal effects, exposure (rows) x outcome (columns).
 
     Parameters
     ----------
-    glob : DataFrame
+    global_table : DataFrame
         Global effects (``pipeline.global_effects``), columns exposure, outcome, method, estimate and
         ``significant``.
     method : str
@@ -175,8 +176,12 @@ def global_heatmap(
         Colour: estimate (diverging, centred at 0; grey where undefined). ``*`` (or a dot for large
         matrices): Benjamini-Hochberg q-value below ``1 - level``.
     """
-    mat = effect_matrix(glob, method)
-    sig = effect_matrix(glob, method, "significant") if "significant" in glob else None
+    mat = effect_matrix(global_table, method)
+    sig = (
+        effect_matrix(global_table, method, "significant")
+        if "significant" in global_table
+        else None
+    )
     n_r, n_c = mat.shape
     size = (min(14, max(5.5, 2.5 + 0.35 * n_c)), min(12, max(4.5, 2.0 + 0.3 * n_r)))
     fig, ax = plt.subplots(figsize=size)
@@ -517,51 +522,18 @@ def instrument_map(
         squeeze=False,
         layout="constrained",
     )
-    xs = np.repeat(pos[:, None], 3, axis=1)
     for ax, (label, eff) in zip(axes[:, 0], effects):
-        eff = np.asarray(eff, dtype=float)
-        with np.errstate(invalid="ignore"):
-            track = np.nanmean(np.where(np.isfinite(eff), eff, np.nan), axis=1)
-        ax.plot(pos, track, color="#bbbbbb", lw=0.8, zorder=1)
-        for code, base in enumerate(alphabet):
-            sel = alt == code
-            if not sel.any():
-                continue
-            colour = BASE_COLOURS.get(base.upper(), "#777777")
-            rest, chosen = sel & ~inst, sel & inst
-            ax.scatter(xs[rest], eff[rest], s=5, color=colour, alpha=0.45, linewidths=0, zorder=2)
-            ax.scatter(
-                xs[chosen],
-                eff[chosen],
-                s=26,
-                color=colour,
-                edgecolors="black",
-                linewidths=0.7,
-                zorder=3,
-                label=f"to {base}",
-            )
-        ax.axhline(0, color="#dddddd", lw=0.8, zorder=0)
+        _instrument_track(ax, pos, alt, np.asarray(eff, dtype=float), inst, alphabet)
         ax.set_ylabel(f"effect on\n{label}", fontsize=8)
+    colours = {b: BASE_COLOURS.get(b.upper(), "#777777") for b in alphabet}
     handles = [
-        plt.Line2D(
-            [],
-            [],
-            ls="",
-            marker="o",
-            color=BASE_COLOURS.get(b.upper(), "#777777"),
-            label=f"mutation to {b}",
-        )
+        plt.Line2D([], [], ls="", marker="o", color=colours[b], label=f"mutation to {b}")
         for b in alphabet
     ]
+    n_inst = int(inst.sum())
     handles.append(
         plt.Line2D(
-            [],
-            [],
-            ls="",
-            marker="o",
-            mfc="white",
-            mec="black",
-            label=f"instrument ({int(inst.sum())})",
+            [], [], ls="", marker="o", mfc="white", mec="black", label=f"instrument ({n_inst})"
         )
     )
     axes[0, 0].legend(
@@ -576,3 +548,31 @@ def instrument_map(
     if title:
         fig.suptitle(title, fontsize=9)
     return fig
+
+
+def _instrument_track(ax, pos, alt, eff, inst, alphabet: str) -> None:
+    """One feature's panel: the per-position mean effect as a grey line, every mutation a dot
+    coloured by its alternative base, the instruments larger with black edges."""
+    xs = np.repeat(pos[:, None], 3, axis=1)
+    with warnings.catch_warnings():  # a position no mutant reaches (outside a panel member's
+        warnings.simplefilter("ignore", RuntimeWarning)  # window) stays NaN
+        track = np.nanmean(np.where(np.isfinite(eff), eff, np.nan), axis=1)
+    ax.plot(pos, track, color="#bbbbbb", lw=0.8, zorder=1)
+    for code, base in enumerate(alphabet):
+        sel = alt == code
+        if not sel.any():
+            continue
+        colour = BASE_COLOURS.get(base.upper(), "#777777")
+        rest, chosen = sel & ~inst, sel & inst
+        ax.scatter(xs[rest], eff[rest], s=5, color=colour, alpha=0.45, linewidths=0, zorder=2)
+        ax.scatter(
+            xs[chosen],
+            eff[chosen],
+            s=26,
+            color=colour,
+            edgecolors="black",
+            linewidths=0.7,
+            zorder=3,
+            label=f"to {base}",
+        )
+    ax.axhline(0, color="#dddddd", lw=0.8, zorder=0)

@@ -31,6 +31,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from deepmr_kipoi.mr.methods import method_label  # noqa: E402
 from deepmr_kipoi.report.drawing import (  # noqa: E402
     calibration_curves,
     compare_figure,
@@ -113,12 +114,12 @@ def pair_stem(name: str, pair: tuple[str, str]) -> str:
     return f"{slug(name)[:71]}-{digest}"
 
 
-def top_pairs(glob: pd.DataFrame, n: int = 3) -> tuple[str, list[tuple[str, str]]]:
+def top_pairs(global_table: pd.DataFrame, n: int = 3) -> tuple[str, list[tuple[str, str]]]:
     """The primary method's ``n`` pairs with the smallest global p-values.
 
     Parameters
     ----------
-    glob : DataFrame
+    global_table : DataFrame
     n : int
 
     Returns
@@ -127,18 +128,18 @@ def top_pairs(glob: pd.DataFrame, n: int = 3) -> tuple[str, list[tuple[str, str]
         ``"ivw"`` when present, else the first method of the table.
     pairs : list of (exposure, outcome)
     """
-    method = primary_method(glob)
-    sub = glob[(glob["method"] == method) & np.isfinite(glob["pvalue"])]
+    method = primary_method(global_table)
+    sub = global_table[(global_table["method"] == method) & np.isfinite(global_table["pvalue"])]
     sub = sub.sort_values(["pvalue", "exposure", "outcome"], kind="stable").head(n)
     return method, list(zip(sub["exposure"].astype(str), sub["outcome"].astype(str)))
 
 
-def detail_pairs(glob: pd.DataFrame, n: int = 4) -> tuple[str, list[tuple[str, str]]]:
+def detail_pairs(global_table: pd.DataFrame, n: int = 4) -> tuple[str, list[tuple[str, str]]]:
     """The pairs worth a detailed look: claims first, then undetermined pairs with an effect.
 
     Parameters
     ----------
-    glob : DataFrame
+    global_table : DataFrame
         Global effects (with ``verdict``; without it, the smallest p-values).
     n : int
         Pairs at most.
@@ -151,10 +152,10 @@ def detail_pairs(glob: pd.DataFrame, n: int = 4) -> tuple[str, list[tuple[str, s
         Causal pairs by |estimate|, then undetermined pairs where an estimator is significant, then
         the remaining smallest p-values.
     """
-    method = primary_method(glob)
-    if "verdict" not in glob:
-        return top_pairs(glob, n)
-    t = glob.astype({"exposure": str, "outcome": str})
+    method = primary_method(global_table)
+    if "verdict" not in global_table:
+        return top_pairs(global_table, n)
+    t = global_table.astype({"exposure": str, "outcome": str})
     sig = (
         t.assign(_s=t["significant"].fillna(False).astype(bool))
         .groupby(["exposure", "outcome"], sort=False)["_s"]
@@ -188,6 +189,8 @@ class DetailInputs:
     seq_ids : tuple of str
     exposures : tuple of str
         Exposure names, in the order of the last axis of ``instrument_mask``.
+    models : tuple of str
+        The model (panel label) of every feature of ``feature_names``; empty for one model.
     """
 
     local: pd.DataFrame
@@ -196,6 +199,7 @@ class DetailInputs:
     used: tuple
     seq_ids: tuple
     exposures: tuple = ()
+    models: tuple = ()
 
     @classmethod
     def none(cls, local: pd.DataFrame | None = None) -> DetailInputs:
@@ -211,7 +215,7 @@ DETAIL_PAIRS = 4
 
 def make_figures(
     out_dir: str | os.PathLike,
-    glob: pd.DataFrame,
+    global_table: pd.DataFrame,
     kept: DetailInputs,
     *,
     calibration=None,
@@ -225,12 +229,12 @@ def make_figures(
     Parameters
     ----------
     out_dir : path-like
-    glob : DataFrame
+    global_table : DataFrame
         Global effects.
     kept : DetailInputs
         Local table and kept ISM arrays (per-pair figures of the `DETAIL_PAIRS` pairs of
         `detail_pairs`).
-    calibration : run.inputs.Calibration, optional
+    calibration : calibration.Calibration, optional
         With ``curve_before``/``curve_after`` (``calibration.curve`` results) when fitted here.
     truth : DataFrame, optional
         Columns exposure, outcome, true_effect.
@@ -256,10 +260,11 @@ def make_figures(
         path = (save_svg if svg else save)(fig, fig_dir / f"{stem}.{'svg' if svg else 'png'}")
         out.append(FigureFile(path, title, caption, section, pair))
 
+    models = dict(zip(kept.feature_names, kept.models)) if kept.models else None
     with plain_text():  # feature names are drawn as typed, never as mathtext
-        _overview_figures(emit, glob, truth, level)
-        method, pairs = detail_pairs(glob, DETAIL_PAIRS)
-        context = _PairContext(kept, glob, n_examples, level)
+        _overview_figures(emit, global_table, truth, level, models)
+        method, pairs = detail_pairs(global_table, DETAIL_PAIRS)
+        context = _PairContext(kept, global_table, n_examples, level)
         for e, o in pairs:
             _pair_figures(emit, context, method, e, o)
         if calibration is not None and getattr(calibration, "curve_before", None) is not None:
@@ -276,30 +281,28 @@ def make_figures(
     return out
 
 
-def _label(method: str) -> str:
-    return {"ivw": "IVW", "egger": "MR-Egger"}.get(method, method)
-
-
-def _overview_figures(emit, glob: pd.DataFrame, truth, level: float) -> None:
-    """The claims' overview, the per-method heatmaps and the truth plot."""
+def _overview_figures(emit, global_table: pd.DataFrame, truth, level: float, models=None) -> None:
+    """The claims' overview (nodes coloured by model for a panel: ``models`` maps every feature
+    to its panel label), the per-method heatmaps and the truth plot."""
     alpha = 1.0 - level
-    methods = list(dict.fromkeys(glob["method"].astype(str)))
-    small = len(features_of(glob)) <= GRAPH_MAX_FEATURES
-    if "verdict" in glob and small:
+    methods = list(dict.fromkeys(global_table["method"].astype(str)))
+    small = len(features_of(global_table)) <= GRAPH_MAX_FEATURES
+    if "verdict" in global_table and small:
         emit(
-            causal_graph(glob),
+            causal_graph(global_table, models=models),
             "causal_graph",
             "Causal graph of the claims",
             "Features as nodes; a solid arrow per causal verdict (red: positive, blue: negative "
-            f"effect; width: size of the {_label(primary_method(glob))} headline estimate), a "
+            f"effect; width: size of the {method_label(primary_method(global_table))} headline estimate), a "
             "dashed grey arrow per undetermined pair where some estimator finds an effect. Pairs without an "
-            "arrow are not causal or could not be judged (the table says why).",
+            "arrow are not causal or could not be judged (the table says why)."
+            + (" Node colours: the model of each feature." if models else ""),
             section="overview",
             svg=True,
         )
     for method in methods if not small else []:
         emit(
-            clustered_heatmap(glob, method=method),
+            clustered_heatmap(global_table, method=method),
             f"heatmap_clustered_{method}",
             f"Global effects, clustered ({method})",
             f"Headline global {method} estimates (mean of the per-sample local estimates over "
@@ -310,7 +313,7 @@ def _overview_figures(emit, glob: pd.DataFrame, truth, level: float) -> None:
         )
     for method in methods if small else []:
         emit(
-            global_heatmap(glob, method, level=level),
+            global_heatmap(global_table, method, level=level),
             f"heatmap_{method}",
             f"Global effects ({method})",
             f"Headline global {method} estimates: the mean of the per-sample local estimates over "
@@ -320,8 +323,8 @@ def _overview_figures(emit, glob: pd.DataFrame, truth, level: float) -> None:
             "outcome).",
         )
     if truth is not None and len(truth):
-        first = primary_method(glob)
-        j = truth_join(glob, truth, first)
+        first = primary_method(global_table)
+        j = truth_join(global_table, truth, first)
         fig = truth_scatter(
             j["true_effect"],
             j["estimate"],
@@ -343,7 +346,7 @@ def _overview_figures(emit, glob: pd.DataFrame, truth, level: float) -> None:
 @dataclass(frozen=True)
 class _PairContext:
     kept: DetailInputs
-    glob: pd.DataFrame
+    global_table: pd.DataFrame
     n_examples: int
     level: float
 
@@ -397,7 +400,11 @@ def _pair_figures(emit, c: _PairContext, method: str, e: str, o: str) -> None:
         & (local["exposure"].astype(str) == e)
         & (local["outcome"].astype(str) == o)
     ].sort_values("sequence_index")
-    g = c.glob[(c.glob["method"] == method) & (c.glob["exposure"] == e) & (c.glob["outcome"] == o)]
+    g = c.global_table[
+        (c.global_table["method"] == method)
+        & (c.global_table["exposure"] == e)
+        & (c.global_table["outcome"] == o)
+    ]
     if not len(rows) or not len(g):
         return
     g = g.iloc[0]
@@ -456,7 +463,7 @@ def _scatter_panel(c: _PairContext, e: str, o: str):
     ue, uo, ek = at
     local = c.kept.local
     sel = local[(local["exposure"].astype(str) == e) & (local["outcome"].astype(str) == o)]
-    with_egger = "egger" in set(c.glob["method"].astype(str))
+    with_egger = "egger" in set(c.global_table["method"].astype(str))
     panels = []
     for row, s in enumerate(a["sequence_index"]):
         by, sy = a["mean"][row][..., uo], a["se"][row][..., uo]

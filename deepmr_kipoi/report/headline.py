@@ -295,12 +295,12 @@ def _truth_check(rows: pd.DataFrame, true: dict) -> TruthCheck:
     )
 
 
-def truth_summary(glob: pd.DataFrame, truth: pd.DataFrame, method: str) -> dict:
+def truth_summary(global_table: pd.DataFrame, truth: pd.DataFrame, method: str) -> dict:
     """How well estimated global effects recover known ones.
 
     Parameters
     ----------
-    glob : DataFrame
+    global_table : DataFrame
     truth : DataFrame
         Columns exposure, outcome, true_effect.
     method : str
@@ -318,7 +318,7 @@ def truth_summary(glob: pd.DataFrame, truth: pd.DataFrame, method: str) -> dict:
         where the table has none); ``mae`` (mean absolute error); ``strong``: rows (exposure,
         outcome, true_effect, estimate, ci_low, ci_high) of the planted effects.
     """
-    j = truth_join(glob, truth, method)
+    j = truth_join(global_table, truth, method)
     j = j[np.isfinite(j["estimate"]) & np.isfinite(j["true_effect"])].reset_index(drop=True)
     t, e = j["true_effect"].to_numpy(float), j["estimate"].to_numpy(float)
     strong = (
@@ -357,10 +357,12 @@ def truth_summary(glob: pd.DataFrame, truth: pd.DataFrame, method: str) -> dict:
     }
 
 
-def truth_join(glob: pd.DataFrame, truth: pd.DataFrame, method: str) -> pd.DataFrame:
+def truth_join(global_table: pd.DataFrame, truth: pd.DataFrame, method: str) -> pd.DataFrame:
     """One method's global estimates and CIs beside the true effects, on their shared pairs."""
     cols = ["exposure", "outcome", "estimate", "ci_low", "ci_high"]
-    cols += [c for c in ("significant", "meta_ci_low", "meta_ci_high") if c in glob.columns]
-    g = glob[glob["method"] == method][cols].astype({"exposure": str, "outcome": str})
+    cols += [c for c in ("significant", "meta_ci_low", "meta_ci_high") if c in global_table.columns]
+    g = global_table[global_table["method"] == method][cols].astype(
+        {"exposure": str, "outcome": str}
+    )
     t = truth[["exposure", "outcome", "true_effect"]].astype({"exposure": str, "outcome": str})
     return g.merge(t, on=["exposure", "outcome"], how="inner")

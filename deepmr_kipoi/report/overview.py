@@ -27,6 +27,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import FancyArrowPatch  # noqa: E402
 
+from deepmr_kipoi.mr.methods import method_label  # noqa: E402
 from deepmr_kipoi.report.drawing import effect_matrix, symmetric_norm  # noqa: E402
 from deepmr_kipoi.report.headline import primary_method  # noqa: E402
 
@@ -34,6 +35,8 @@ from deepmr_kipoi.report.headline import primary_method  # noqa: E402
 GRAPH_MAX_FEATURES = 50
 #: Colours of positive and negative causal effects (as the heatmaps' RdBu_r ends).
 POSITIVE, NEGATIVE, UNDETERMINED = "#b2182b", "#2166ac", "#8c8c8c"
+#: Node fills of a model panel's members, in label order (a colour-blind safe set, Okabe-Ito).
+MODEL_COLOURS = ("#e69f00", "#56b4e9", "#009e73", "#f0e442", "#0072b2", "#d55e00", "#cc79a7")
 #: Verdict codes of the heatmap payload.
 VERDICT_CODES = {"not causal": 1, "undetermined": 2, "causal": 3}
 
@@ -81,7 +84,9 @@ def graph_edges(table: pd.DataFrame, method: str | None = None) -> pd.DataFrame:
     return rows.loc[keep, ["exposure", "outcome", "estimate", "verdict"]].reset_index(drop=True)
 
 
-def causal_graph(table: pd.DataFrame, *, method: str | None = None, title: str = "") -> Figure:
+def causal_graph(
+    table: pd.DataFrame, *, method: str | None = None, title: str = "", models=None
+) -> Figure:
     """The causal graph of a run's claims.
 
     Parameters
@@ -91,6 +96,9 @@ def causal_graph(table: pd.DataFrame, *, method: str | None = None, title: str =
     method : str, optional
         Estimator whose estimates size the arrows (default: IVW when run).
     title : str
+    models : mapping of str to str, optional
+        The model (panel label) of every feature: nodes are filled with their model's colour and
+        the legend names the models (model panels).
 
     Returns
     -------
@@ -108,8 +116,54 @@ def causal_graph(table: pd.DataFrame, *, method: str | None = None, title: str =
     size = min(11.0, 4.5 + 0.13 * n)
     fig, ax = plt.subplots(figsize=(size, size))
     causal = edges[edges["verdict"] == "causal"]
-    biggest = float(causal["estimate"].abs().max()) if len(causal) else 1.0
     node_r = 0.06 if n <= 20 else 0.035
+    _draw_edges(ax, edges, xy, node_r)
+    claimed = set(causal["exposure"]) | set(causal["outcome"])
+    labels = list(dict.fromkeys(models.get(name, "") for name in names)) if models else []
+    fill = {lab: MODEL_COLOURS[i % len(MODEL_COLOURS)] for i, lab in enumerate(labels)}
+    for name, a in zip(names, angle):
+        colour = fill.get((models or {}).get(name), "#ffffff")
+        _draw_node(ax, name, a, node_r, small=n <= 20, claimed=name in claimed, fill=colour)
+    ax.set_xlim(-1.45, 1.45)
+    ax.set_ylim(-1.35, 1.35)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    handles = [
+        plt.Line2D([], [], color=POSITIVE, lw=3, label="causal, positive"),
+        plt.Line2D([], [], color=NEGATIVE, lw=3, label="causal, negative"),
+        plt.Line2D([], [], color=UNDETERMINED, lw=1, ls="--", label=UNDETERMINED_LABEL),
+    ]
+    handles += [  # a panel: the model of each node
+        plt.Line2D([], [], ls="", marker="o", ms=9, color=fill[lab], label=f"model {lab}")
+        for lab in labels
+    ]
+    ax.legend(
+        handles=handles,
+        loc="lower center",
+        bbox_to_anchor=(0.5, -0.06),
+        ncol=3,
+        fontsize=8,
+        frameon=False,
+    )
+    plural = "" if len(causal) == 1 else "s"
+    ax.set_title(
+        title
+        or f"Causal claims ({len(causal)} causal pair{plural}; arrow width: "
+        f"|{method_label(method)} effect|)",
+        fontsize=10,
+    )
+    return fig
+
+
+#: Legend entry of the dashed arrows.
+UNDETERMINED_LABEL = "undetermined (an estimator finds an effect)"
+
+
+def _draw_edges(ax, edges: pd.DataFrame, xy: dict, node_r: float) -> None:
+    """One arrow per edge: causal ones solid, coloured by sign, as wide as the estimate relative
+    to the largest claim; undetermined ones dashed grey."""
+    causal = edges[edges["verdict"] == "causal"]
+    biggest = float(causal["estimate"].abs().max()) if len(causal) else 1.0
     for r in edges.itertuples(index=False):
         is_causal = r.verdict == "causal"
         colour = (POSITIVE if r.estimate > 0 else NEGATIVE) if is_causal else UNDETERMINED
@@ -133,63 +187,37 @@ def causal_graph(table: pd.DataFrame, *, method: str | None = None, title: str =
         arrow.set_gid(f"edge:{r.exposure}|{r.outcome}")
         ax.add_patch(arrow)
         _shorten(arrow, xy[r.exposure], xy[r.outcome], node_r)
-    claimed = set(causal["exposure"]) | set(causal["outcome"])
-    for name, a in zip(names, angle):
-        x, y = xy[name]
-        dot = ax.scatter(
-            [x],
-            [y],
-            s=(420 if n <= 20 else 120),
-            zorder=3,
-            color="#ffffff",
-            edgecolors="#333333" if name in claimed else "#aaaaaa",
-            linewidths=1.6 if name in claimed else 0.8,
-        )
-        dot.set_gid(f"node:{name}")
-        lx = 1.0 + node_r * 2.2
-        ax.text(
-            x * lx,
-            y * lx,
-            name,
-            fontsize=9 if n <= 20 else 7,
-            ha="left" if np.cos(a) > 0.2 else ("right" if np.cos(a) < -0.2 else "center"),
-            va="bottom" if np.sin(a) > 0.2 else ("top" if np.sin(a) < -0.2 else "center"),
-            fontweight="bold" if name in claimed else "normal",
-            rotation=0,
-            zorder=4,
-            gid=f"label:{name}",
-        )
-    ax.set_xlim(-1.45, 1.45)
-    ax.set_ylim(-1.35, 1.35)
-    ax.set_aspect("equal")
-    ax.axis("off")
-    handles = [
-        plt.Line2D([], [], color=POSITIVE, lw=3, label="causal, positive"),
-        plt.Line2D([], [], color=NEGATIVE, lw=3, label="causal, negative"),
-        plt.Line2D(
-            [],
-            [],
-            color=UNDETERMINED,
-            lw=1,
-            ls="--",
-            label="undetermined (an estimator finds an effect)",
-        ),
-    ]
-    ax.legend(
-        handles=handles,
-        loc="lower center",
-        bbox_to_anchor=(0.5, -0.06),
-        ncol=3,
-        fontsize=8,
-        frameon=False,
+
+
+def _draw_node(
+    ax, name: str, a: float, node_r: float, *, small: bool, claimed: bool, fill: str = "#ffffff"
+) -> None:
+    """A feature's node at angle ``a`` on the unit circle, filled with ``fill`` (its model's colour
+    in a panel), and its label outside it (bold and dark when the feature is in a claim)."""
+    x, y = np.cos(a), np.sin(a)
+    dot = ax.scatter(
+        [x],
+        [y],
+        s=(420 if small else 120),
+        zorder=3,
+        color=fill,
+        edgecolors="#333333" if claimed else "#aaaaaa",
+        linewidths=1.6 if claimed else 0.8,
     )
-    label = {"ivw": "IVW", "egger": "MR-Egger"}.get(method, method)
-    ax.set_title(
-        title
-        or f"Causal claims ({len(causal)} causal pair{'' if len(causal) == 1 else 's'}; arrow width: |{label} effect|)",
-        fontsize=10,
+    dot.set_gid(f"node:{name}")
+    lx = 1.0 + node_r * 2.2
+    ax.text(
+        x * lx,
+        y * lx,
+        name,
+        fontsize=9 if small else 7,
+        ha="left" if np.cos(a) > 0.2 else ("right" if np.cos(a) < -0.2 else "center"),
+        va="bottom" if np.sin(a) > 0.2 else ("top" if np.sin(a) < -0.2 else "center"),
+        fontweight="bold" if claimed else "normal",
+        rotation=0,
+        zorder=4,
+        gid=f"label:{name}",
     )
-    return fig
 
 
 def _shorten(arrow: FancyArrowPatch, a, b, r: float) -> None:

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from deepmr_kipoi import results
+from deepmr_kipoi.mr.methods import method_label
 from deepmr_kipoi.report.figures import FigureFile
 from deepmr_kipoi.report.headline import build_headline, truth_summary
 from deepmr_kipoi.report.table import table_payload, to_json
@@ -59,13 +60,6 @@ ASSUMPTIONS = (
 )
 
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
-_METHOD_LABELS = {
-    "ivw": "IVW",
-    "egger": "MR-Egger",
-    "weighted_median": "weighted median",
-    "simple_median": "simple median",
-    "weighted_mode": "weighted mode",
-}
 
 
 def fmt_number(x, column: str = "", digits: int = 3) -> str:
@@ -153,7 +147,7 @@ def _names(xs: Sequence[str]) -> str:
 def write_report(
     path: str | os.PathLike,
     record,
-    glob: pd.DataFrame,
+    global_table: pd.DataFrame,
     figures: Sequence[FigureFile],
     *,
     calibration=None,
@@ -168,7 +162,7 @@ def write_report(
         Destination ``report.html``.
     record : run.record.RunRecord
         The run's record (config, model identity, features, sequences, warnings, versions).
-    glob : DataFrame
+    global_table : DataFrame
         Global effects (with ``verdict`` and ``verdict_reason``).
     figures : sequence of FigureFile
         PNGs embedded as data URIs, SVGs inline; placed by their ``section``.
@@ -186,9 +180,9 @@ def write_report(
     cfg = record.config
     level = float(cfg.get("level", 0.95))
     has_truth = truth is not None and len(truth)
-    headline = build_headline(glob, truth if has_truth else None)
+    headline = build_headline(global_table, truth if has_truth else None)
     payload = table_payload(
-        glob, truth if has_truth else None, **({"max_rows": max_rows} if max_rows else {})
+        global_table, truth if has_truth else None, **({"max_rows": max_rows} if max_rows else {})
     )
     context = {
         "model_name": record.model.get("name", ""),
@@ -197,18 +191,18 @@ def write_report(
         "headline": headline,
         "level_pct": f"{level:.0%}",
         "alpha": f"{1 - level:.2g}",
-        "methods": list(dict.fromkeys(glob["method"].astype(str))),
+        "methods": list(dict.fromkeys(global_table["method"].astype(str))),
         "table_json": _json_markup(payload),
         "table_rows_note": _rows_note(payload),
         "warnings": list(record.warnings),
         "assumptions": ASSUMPTIONS,
-        **_overview_context(glob, figures),
-        **_pair_context(glob, figures),
+        **_overview_context(global_table, figures),
+        **_pair_context(global_table, figures),
         **_record_context(record, cfg),
-        **_diagnostics_context(glob, calibration),
-        **_truth_context(glob, truth if has_truth else None, headline.method),
+        **_diagnostics_context(global_table, calibration),
+        **_truth_context(global_table, truth if has_truth else None, headline.method),
     }
-    context["method_label"] = _METHOD_LABELS.get(headline.method, headline.method)
+    context["method_label"] = method_label(headline.method)
     return results.write_text(path, render("report.html.j2", **context))
 
 
@@ -228,19 +222,19 @@ def _rows_note(payload: dict) -> str:
     )
 
 
-def _overview_context(glob: pd.DataFrame, figures: Sequence[FigureFile]) -> dict:
+def _overview_context(global_table: pd.DataFrame, figures: Sequence[FigureFile]) -> dict:
     from deepmr_kipoi.report.overview import GRAPH_MAX_FEATURES, features_of, heatmap_payload
 
     over = [f for f in figures if f.section == "overview"]
     graph = next((figure_context(f) for f in over if Path(f.path).suffix == ".svg"), None)
     rest = [figure_context(f) for f in over if Path(f.path).suffix != ".svg"]
     out = {"graph": graph, "overview_figures": rest, "heatmap_json": None}
-    if len(features_of(glob)) > GRAPH_MAX_FEATURES:
-        hm = heatmap_payload(glob)
+    if len(features_of(global_table)) > GRAPH_MAX_FEATURES:
+        hm = heatmap_payload(global_table)
         out.update(
             heatmap_json=_json_markup(hm),
             heatmap_method=hm["method"],
-            heatmap_label=_METHOD_LABELS.get(hm["method"], hm["method"]),
+            heatmap_label=method_label(hm["method"]),
             heatmap_rows=len(hm["rows"]),
             heatmap_cols=len(hm["cols"]),
             heatmap_vmax=f"{hm['vmax']:.3g}",
@@ -249,11 +243,13 @@ def _overview_context(glob: pd.DataFrame, figures: Sequence[FigureFile]) -> dict
     return out
 
 
-def _pair_context(glob: pd.DataFrame, figures: Sequence[FigureFile]) -> dict:
+def _pair_context(global_table: pd.DataFrame, figures: Sequence[FigureFile]) -> dict:
     from deepmr_kipoi.report.headline import primary_method
 
-    method = primary_method(glob)
-    first = glob[glob["method"].astype(str) == method].astype({"exposure": str, "outcome": str})
+    method = primary_method(global_table)
+    first = global_table[global_table["method"].astype(str) == method].astype(
+        {"exposure": str, "outcome": str}
+    )
     by_pair = {
         (e, o): r
         for (e, o), r in zip(
@@ -266,7 +262,7 @@ def _pair_context(glob: pd.DataFrame, figures: Sequence[FigureFile]) -> dict:
         line = ""
         if r is not None:
             line = (
-                f"{_METHOD_LABELS.get(method, method)} {fmt_number(r.estimate)} "
+                f"{method_label(method)} {fmt_number(r.estimate)} "
                 f"[{fmt_number(r.ci_low)}, {fmt_number(r.ci_high)}]"
             )
             if hasattr(r, "verdict"):
@@ -301,6 +297,7 @@ def _record_context(record, cfg: dict) -> dict:
                 )
                 or None,
                 "uncertainty samples (S)": model.get("n_samples"),
+                "panel members": _panel_members(model),
                 "config hash": record.config_hash,
                 "seed": cfg.get("seed"),
                 "versions": ", ".join(f"{k} {v}" for k, v in record.versions.items()),
@@ -310,9 +307,31 @@ def _record_context(record, cfg: dict) -> dict:
     }
 
 
+def _panel_members(model: dict) -> str | None:
+    """A model panel's members in words: each label's model, features, input length, samples."""
+    members = model.get("panel")
+    if not members:
+        return None
+    return "; ".join(
+        f"{label}: {m.get('name')} ({m.get('sequence_length') or 'any'} bp, S = "
+        f"{m.get('n_samples')}; features {', '.join(m.get('feature_names') or [])})"
+        for label, m in members.items()
+    )
+
+
+def _model_setting(value) -> str | None:
+    """The model setting as the report shows it: a panel as ``label = model`` items."""
+    if isinstance(value, dict):
+        return ", ".join(
+            f"{label} = {m.get('model') if isinstance(m, dict) else m}"
+            for label, m in value.items()
+        )
+    return value
+
+
 def _settings(cfg: dict, model: dict) -> dict:
     return {
-        "model": cfg.get("model"),
+        "model": _model_setting(cfg.get("model")),
         "uncertainty": f"{model.get('type', '')}, S = {model.get('n_samples')}",
         "sequences": cfg.get("fasta") or cfg.get("sequences"),
         "BED": cfg.get("bed"),
@@ -342,9 +361,9 @@ def _median(sub: pd.DataFrame, column: str) -> float:
     return float(np.nanmedian(sub[column].to_numpy(dtype=float)))
 
 
-def _diagnostics_context(glob: pd.DataFrame, cal) -> dict:
+def _diagnostics_context(global_table: pd.DataFrame, cal) -> dict:
     rows = []
-    for method, sub in glob.groupby("method", sort=False):
+    for method, sub in global_table.groupby("method", sort=False):
         rows.append(
             {
                 "method": method,
@@ -385,10 +404,10 @@ def _calibration(cal) -> dict | None:
     return out
 
 
-def _truth_context(glob: pd.DataFrame, truth, method: str) -> dict:
+def _truth_context(global_table: pd.DataFrame, truth, method: str) -> dict:
     if truth is None:
         return {"truth_rows": None, "truth_columns": None}
-    s = truth_summary(glob, truth, method)
+    s = truth_summary(global_table, truth, method)
     row = {
         "method": method,
         "pairs": s["n"],

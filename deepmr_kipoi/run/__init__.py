@@ -10,9 +10,11 @@
 * :mod:`~deepmr_kipoi.run.config` -- ``RunConfig`` (what defines a run), ``validate`` (type and
   value checks, normalisation), ``config_hash``/``weights_signature`` (what resume compares), the
   accepted values of the choice fields.
-* :mod:`~deepmr_kipoi.run.inputs` -- exposure/outcome selection, model loading (Kipoi, adapters,
-  ``file.py:function`` factories), reference sequences (random, FASTA, FASTA + BED, Kipoi
-  dataloader), calibration (saved calibrator or fitted on a labelled table).
+* :mod:`~deepmr_kipoi.run.inputs` -- the stage's face over one module per concern:
+  exposure/outcome selection (:mod:`~deepmr_kipoi.run.features`), model loading (Kipoi, adapters,
+  ``file.py:function`` factories: :mod:`~deepmr_kipoi.run.model`), reference sequences (random,
+  FASTA, FASTA + BED, Kipoi dataloader: :mod:`~deepmr_kipoi.run.references`), calibration (saved
+  calibrator or fitted on a labelled table: :mod:`~deepmr_kipoi.run.se_calibration`).
 * :mod:`~deepmr_kipoi.run.effects` -- saturation-ISM effects of a chunk through the engine
   (``ism.saturation_effects``), with every member's own effects for deep ensembles.
 * :mod:`~deepmr_kipoi.run.local` -- instruments and local MR per (sequence, exposure, outcome,
@@ -25,7 +27,11 @@
 * :mod:`~deepmr_kipoi.run.executors` -- where the chunks run: the ``Executor`` protocol
   (``map_chunks(plan, chunk_indices)``), this process or Dask tasks.
 * :mod:`~deepmr_kipoi.run.runner` -- ``make_plan`` (all input checks, then a frozen ``RunPlan``
-  the stages share), ``run`` (chunk store and resume, outputs, ``DeepMRResult``).
+  the stages share), ``run`` (chunk store and resume, outputs, ``DeepMRResult``); ``run_plan``
+  takes a chunk from the folder's finished chunks, else from the stored ISM effects (only the
+  analysis runs), else from the model.
+* :mod:`~deepmr_kipoi.run.reanalysis` -- ``reanalyze``: a finished run's stored ISM effects
+  analysed again with other analysis settings, no model (``deepmr reanalyze``).
 * :mod:`~deepmr_kipoi.run.record` -- ``RunRecord``, the typed content of ``run.json`` that the
   report renders.
 * :mod:`~deepmr_kipoi.run.fingerprint` -- md5s of the inputs and of the user code behind the model.
@@ -48,7 +54,7 @@ Where a change goes:
   changes numbers, into ``config_hash`` automatically.
 
 Modules import only stages before them (config < inputs, effects < local < chunk < executors <
-aggregate < record < runner); figures, report and compare sit outside this package.
+aggregate < record < runner < reanalysis); figures, report and compare sit outside this package.
 """
 
 from deepmr_kipoi.run.chunk import ChunkResult, compute_chunk

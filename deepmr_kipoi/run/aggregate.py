@@ -63,30 +63,50 @@ def sample_grid(samples: SampleEstimates, first: pd.DataFrame, exposures, outcom
     return samples.estimate[:, :, ei, oi, mi]
 
 
-def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (q-values); NaN stays NaN and is not counted.
+#: The Benjamini-Hochberg adjustment (kept here under its historical name).
+benjamini_hochberg = verdict.benjamini_hochberg
 
-    Parameters
-    ----------
-    p : ndarray, shape (P,)
 
-    Returns
-    -------
-    ndarray, shape (P,)
-    """
-    p = np.asarray(p, dtype=np.float64)
-    q = np.full_like(p, np.nan)
-    ok = np.isfinite(p)
-    m = int(ok.sum())
-    if m == 0:
-        return q
-    order = np.argsort(p[ok])
-    ranked = p[ok][order] * m / np.arange(1, m + 1)
-    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
-    vals = np.empty(m)
-    vals[order] = np.minimum(ranked, 1.0)
-    q[ok] = vals
-    return q
+def _scales(table: pd.DataFrame, spread) -> np.ndarray:
+    """``sd_exposure / sd_outcome`` of every row (NaN where a spread is unknown or 0)."""
+    if spread is None:
+        return np.full(len(table), np.nan)
+    sd = {str(k): float(v) for k, v in dict(spread).items()}
+    x = np.array([sd.get(str(e), np.nan) for e in table["exposure"]])
+    y = np.array([sd.get(str(o), np.nan) for o in table["outcome"]])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = x / y
+    return np.where(np.isfinite(ratio) & (ratio > 0), ratio, np.nan)
+
+
+def _steiger(table: pd.DataFrame, ordered: pd.DataFrame, ok: np.ndarray, grid) -> None:
+    """Pair-level instrument strength (``local.steiger_sums``) over the fitted sequences."""
+    if "r2_exposure" not in ordered:  # a local table from before the check
+        for f in ("steiger_ratio", "other_ratio"):
+            table[f] = np.nan
+        table["other_feature"] = ""
+        return
+    # over the sequences with a local fit: those whose instruments the estimate rests on (a
+    # sequence where the exposure's only instruments are another feature's sites has none)
+    own_r2 = grid("r2_exposure")
+    has = ok & np.isfinite(own_r2) & (own_r2 > 0)
+    own = np.where(has, own_r2, 0.0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for column, f in (("steiger_ratio", "r2_outcome"), ("other_ratio", "r2_other")):
+            value = np.where(has, grid(f), np.nan)
+            total = np.nansum(value, axis=1)
+            table[column] = np.where(
+                np.isfinite(value).any(axis=1) & (own > 0), total / own, np.nan
+            )
+    # named: the other feature of the fitted sequence where the instruments move it most
+    strongest = np.where(has, np.nan_to_num(grid("r2_other"), nan=-np.inf), -np.inf)
+    best = np.argmax(strongest, axis=1)
+    other = ordered["other_feature"].astype(object).to_numpy().reshape(ok.shape)
+    named = other[np.arange(len(best)), best]
+    found = np.isfinite(strongest.max(axis=1)) if strongest.size else np.zeros(len(best), bool)
+    table["other_feature"] = [
+        str(v) if f and isinstance(v, str) else "" for v, f in zip(named, found)
+    ]
 
 
 def global_effects(
@@ -100,6 +120,8 @@ def global_effects(
     exposures=(),
     outcomes=(),
     min_sequences: int = 5,
+    spread=None,
+    min_effect: float = verdict.MIN_EFFECT,
 ) -> pd.DataFrame:
     """Global effect of every (exposure, outcome, method): headline inference and meta-analysis.
 
@@ -118,7 +140,14 @@ def global_effects(
     exposures, outcomes : sequence of str
         Names along the E and O axes of ``samples``.
     min_sequences : int
-        Sequences with a local fit a causal or not-causal verdict needs.
+        Sequences with a local fit a pair needs to be tested: fewer, and it enters no
+        Benjamini-Hochberg adjustment and is never ``significant``.
+    spread : mapping of str to float, optional
+        Every feature's spread over the reference sequences (``instruments.feature_spread``), by
+        name: the scale of the smallest effect of interest (``effect_scale = sd_exposure /
+        sd_outcome``). Without it the margin is 0 (effects are judged against 0 alone).
+    min_effect : float
+        Smallest effect of interest, standardized (:mod:`deepmr_kipoi.verdict`).
 
     Returns
     -------
@@ -126,7 +155,12 @@ def global_effects(
         One row per (exposure, outcome, method) with the headline columns ``estimate, se, df,
         ci_low, ci_high, pvalue, qvalue, significant`` (module docstring), ``sequence_se`` and
         ``sample_se`` (the parts of ``se`` due to sequences and to model samples), ``verdict``,
-        ``verdict_reason`` and ``direction`` (:func:`deepmr_kipoi.verdict.verdicts`),
+        ``verdict_reason``, ``direction`` and the verdict's statistics (``min_effect``,
+        ``pvalue_min_effect``, ``pair_pvalue``, ``pair_qvalue``; :func:`deepmr_kipoi.verdict.verdicts`),
+        ``effect_scale`` with the standardized headline ``std_estimate``, ``std_ci_low``,
+        ``std_ci_high`` (times ``effect_scale``), the pair-level instrument strength
+        ``steiger_ratio``, ``other_ratio`` and ``other_feature`` (sums of ``r2_outcome`` and
+        ``r2_other`` over the sequences with a local fit, divided by that of ``r2_exposure``),
         ``heterogeneity_share`` (share of fitted sequences whose local heterogeneity test rejects
         at ``1 - level`` with a slope spread of at least ``verdict.HETEROGENEITY_SPREAD``) and ``heterogeneity_excess``, ``robust_disagreement``, the meta-analysis columns (:data:`META_COLUMNS`, ``tau2``,
         ``i2``, ``q``, ``q_pvalue``, ``pi_low``, ``pi_high``, ``k``: sequences with a usable local
@@ -185,11 +219,18 @@ def global_effects(
         table["sample_se"] = np.nan
         n_samples, n_used = 1, np.asarray(mb.k)
     table["qvalue"] = np.nan
+    # a pair with fewer fitted sequences than a verdict needs is not tested at all
+    tested = n_used >= int(min_sequences)
     for name in table["method"].unique():
         sel = table["method"].to_numpy() == name
-        table.loc[sel, "qvalue"] = benjamini_hochberg(table.loc[sel, "pvalue"].to_numpy())
+        p = np.where(tested[sel], table.loc[sel, "pvalue"].to_numpy(float), np.nan)
+        table.loc[sel, "qvalue"] = benjamini_hochberg(p)
     table["significant"] = table["qvalue"].to_numpy() < (1.0 - level)
     table["n_sequences"] = n_used.astype(np.int64)
+    table["effect_scale"] = _scales(table, spread)
+    for column in ("estimate", "ci_low", "ci_high"):
+        table[f"std_{column}"] = table[column].to_numpy(float) * table["effect_scale"].to_numpy()
+    _steiger(table, ordered, ok, grid)
     table["n_analysed"] = n_sequences
     if "heterogeneity_spread" in ordered:
         het = np.where(ok, grid("heterogeneity_pvalue"), np.nan)
@@ -205,7 +246,13 @@ def global_effects(
         table["heterogeneity_share"] = np.nan
         table["heterogeneity_excess"] = False
     table = pd.concat(
-        [table, verdict.verdicts(table, min_sequences=min_sequences, level=level)], axis=1
+        [
+            table,
+            verdict.verdicts(
+                table, min_sequences=min_sequences, level=level, min_effect=min_effect
+            ),
+        ],
+        axis=1,
     )
     table["robust_disagreement"] = verdict.robust_disagreement(table)
     for column, f in zip(META_COLUMNS, ("estimate", "se", "ci_low", "ci_high", "pvalue")):
@@ -286,6 +333,21 @@ def plain_warnings(
             f"For {len(het)} pairs ({_pair_list(het)}) the instruments of many sequences disagree "
             "beyond the model's noise: mutations act on the outcome other than through the "
             "exposure (pleiotropy) or through several pathways, so no causal claim is made."
+        )
+    strength = pairs[pairs["verdict_reason"].str.startswith("the exposure's instruments")]
+    if len(strength):
+        out.append(
+            f"For {len(strength)} ordered pairs ({_pair_list(strength)}) the exposure's "
+            "instruments move the outcome, or another feature, at least as much as the exposure "
+            "(in units of each feature's spread): reverse causation or a shared driver, so no "
+            "causal claim is made."
+        )
+    untested = pairs[pairs["verdict_reason"].str.contains("reverse direction could not be tested")]
+    if len(untested):
+        out.append(
+            f"For {len(untested)} ordered pairs ({_pair_list(untested)}) the reverse direction "
+            "has too few sequences with a local fit to be tested, so no direction is claimed: "
+            "add sequences or widen the window."
         )
     both = pairs[pairs["verdict_reason"].str.startswith("both directions")]
     if len(both):

@@ -55,6 +55,9 @@ def find_nonfinite(eff, used: Sequence[int], feature_names: Sequence[str]) -> No
     used = list(used)
     bad_mut = ~(np.isfinite(eff.mean[..., used]) & np.isfinite(eff.se[..., used]))  # (n, W, 3, U)
     bad_mut &= ~np.asarray(eff.is_n, dtype=bool)[:, :, None, None]
+    outside = getattr(eff, "outside", None)
+    if outside is not None:  # a panel member's features are not seen outside its window
+        bad_mut &= ~np.asarray(outside, dtype=bool)[None, :, None, used]
     bad_ref = ~np.isfinite(np.asarray(eff.reference)[..., used]).all(axis=0)  # (n, U)
     per_feature = bad_mut.any(axis=(0, 1, 2)) | bad_ref.any(axis=0)
     per_sequence = bad_mut.any(axis=(1, 2, 3)) | bad_ref.any(axis=1)
@@ -112,9 +115,11 @@ def check_outputs(
             "input, or pass --mask-nonfinite to leave those mutants out"
         )
     if found.features:
-        bad = ~(np.isfinite(eff.mean[..., list(used)]) & np.isfinite(eff.se[..., list(used)])).all(
-            -1
-        )
+        finite = np.isfinite(eff.mean[..., list(used)]) & np.isfinite(eff.se[..., list(used)])
+        outside = getattr(eff, "outside", None)
+        if outside is not None:
+            finite |= np.asarray(outside, dtype=bool)[None, :, None, list(used)]
+        bad = ~finite.all(-1)
         bad |= ~np.isfinite(np.asarray(eff.reference)[..., list(used)]).all(axis=(0, 2))[
             :, None, None
         ]

@@ -11,6 +11,7 @@ worker.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -82,6 +83,9 @@ class ChunkResult:
         Sequences and mutants left out for non-finite predictions (``mask_nonfinite``).
     flat : tuple of str
         Features no mutation of the window changes (left out); merged: those flat in every chunk.
+    effects : dict of ndarray, optional
+        A computed chunk's raw ISM effects (:func:`effects_arrays`), kept in the run folder's
+        effects store so that another analysis of them needs no model; None when read back.
     """
 
     local: pd.DataFrame
@@ -90,6 +94,7 @@ class ChunkResult:
     n_masked: int
     n_nonfinite: tuple[int, int]
     flat: tuple[str, ...] = ()
+    effects: dict | None = None
 
     def file_arrays(self) -> dict[str, np.ndarray]:
         """The arrays a chunk file keeps (read back by :meth:`from_file`)."""
@@ -149,6 +154,26 @@ def _add_time(timings: dict | None, key: str, since: float) -> None:
         timings[key] = timings.get(key, 0.0) + time.perf_counter() - since
 
 
+def _kept_effects(eff, mean, step, keep, rows) -> KeptEffects:
+    """The effects of the kept sequences (``rows`` of the chunk) for figures and effects.h5."""
+    return KeptEffects(
+        sequence_index=keep,
+        mean=mean[rows].astype(np.float32),
+        se=step.se[rows].astype(np.float32),
+        instrument_mask=step.selection.mask[rows],
+        reference=eff.reference[:, rows].astype(np.float32),
+        alt_bases=eff.alt_bases[rows],
+        positions=eff.positions,
+    )
+
+
+def _share(on_progress, weight: float):
+    """``on_progress`` called with ``weight`` times what a stage reports (None stays None)."""
+    if on_progress is None:
+        return None
+    return lambda done: on_progress(weight * done)
+
+
 def _split_samples(samples: np.ndarray):
     """Sample splitting: moments of the first half select, the second half estimates."""
     half = samples.shape[0] // 2
@@ -162,11 +187,70 @@ def _split_samples(samples: np.ndarray):
     return samples, mean, se, selection_effects
 
 
+def _feature_groups(plan, used) -> np.ndarray | None:
+    """The model of every used feature for a model panel (None for one model): from the panel, or
+    from the run's record of its members when the run is re-analysed without its model."""
+    groups = getattr(plan.model, "feature_groups", None)
+    if groups is None:
+        members = (plan.identity or {}).get("panel")
+        if not members:
+            return None
+        member_of = {
+            name: i for i, m in enumerate(members.values()) for name in m.get("feature_names") or []
+        }
+        groups = [member_of.get(name, -1) for name in plan.feature_names]
+    return np.asarray(groups)[list(used)]
+
+
+#: Arrays of a chunk's raw ISM effects (:func:`effects_arrays`), the ``effects_*.npz`` files' content.
+EFFECT_FIELDS = ("samples", "reference", "positions", "alt_bases", "ref_bases", "is_n")
+
+
+def effects_arrays(eff, features: Sequence[int]) -> dict[str, np.ndarray]:
+    """The arrays that rebuild a chunk's raw effects exactly (:func:`effects_from_arrays`).
+
+    Parameters
+    ----------
+    eff : ISMEffects
+        ``chunk_effects``'s result on the used features, with per-sample differences.
+    features : sequence of int, length U
+        The model feature index of each of its features.
+    """
+    out = {k: np.asarray(getattr(eff, k)) for k in EFFECT_FIELDS}
+    out["features"] = np.asarray(features, dtype=np.int64)
+    out["feature_names"] = np.asarray(eff.feature_names, dtype=str)
+    if getattr(eff, "outside", None) is not None:  # a model panel: positions a member cannot see
+        out["outside"] = np.asarray(eff.outside, dtype=bool)
+    return out
+
+
+def effects_from_arrays(arrays: dict[str, np.ndarray]):
+    """Raw chunk effects rebuilt from stored arrays: the mean and SD over samples are recomputed in
+    float64 from the float32 per-sample differences exactly as ``chunk_effects`` computes them."""
+    from deepmr_kipoi import ism
+
+    samples = arrays["samples"]
+    return ism.ISMEffects(
+        mean=samples.mean(axis=0, dtype=np.float64),
+        se=samples.std(axis=0, ddof=1, dtype=np.float64),
+        reference=arrays["reference"],
+        positions=arrays["positions"],
+        alt_bases=arrays["alt_bases"],
+        ref_bases=arrays["ref_bases"],
+        is_n=arrays["is_n"],
+        feature_names=tuple(str(f) for f in arrays["feature_names"]),
+        n_samples=int(samples.shape[0]),
+        samples=samples,
+        outside=arrays.get("outside"),
+    )
+
+
 def compute_chunk(
     plan,
     chunk_index: int,
     on_progress: Callable[[int], None] | None = None,
     timings: dict | None = None,
+    keep_effects: bool = False,
 ) -> ChunkResult:
     """Effects (stage 2) and local MR (stage 3) of one chunk; writes nothing.
 
@@ -176,9 +260,58 @@ def compute_chunk(
     chunk_index : int
         Index into ``plan.bounds``.
     on_progress : callable, optional
-        Called with the number of sequences done.
+        Called with the number of sequences done, fractions included: each sequence counts half
+        for its ISM and half for its analysis (a quarter for the local MR and heterogeneity of
+        every pair, a quarter for the per-sample estimates), so that the progress follows the
+        analysis too, which dominates at hundreds of features.
     timings : dict, optional
         ``"ism"`` and ``"mr"`` seconds are added to it.
+    keep_effects : bool
+        Return the raw effects' arrays too (:func:`effects_arrays`, for the run's effects store;
+        the executors ask for them, an in-memory caller such as the simulation need not).
+
+    Returns
+    -------
+    ChunkResult
+    """
+    a, b = plan.bounds[chunk_index]
+    tick = time.perf_counter()
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # non-finite outputs are
+        # checked (and named) in analyse_chunk, so numpy's own warnings about them would only be noise
+        eff = chunk_effects(
+            plan.model,
+            plan.onehot[a:b],
+            plan.window,
+            batch_size=plan.config.batch_size,
+            features=list(plan.used),
+            on_progress=_share(on_progress, 0.5),
+        )
+    _add_time(timings, "ism", tick)
+    result = analyse_chunk(plan, chunk_index, eff, timings, _share(on_progress, 0.5))
+    if not keep_effects:
+        return result
+    return dataclasses.replace(result, effects=effects_arrays(eff, plan.used))
+
+
+def analyse_chunk(
+    plan,
+    chunk_index: int,
+    eff,
+    timings: dict | None = None,
+    on_progress: Callable[[float], None] | None = None,
+) -> ChunkResult:
+    """Local MR (stage 3) of one chunk from its raw effects (computed, or read from the store).
+
+    Parameters
+    ----------
+    plan : RunPlan
+    chunk_index : int
+    eff : ISMEffects
+        The chunk's effects on ``plan.used`` (in that order), with per-sample differences.
+    timings : dict, optional
+        ``"mr"`` seconds are added to it.
+    on_progress : callable, optional
+        Called with the sequences done (half for the local MR, half for the per-sample estimates).
 
     Returns
     -------
@@ -189,16 +322,6 @@ def compute_chunk(
     used = list(plan.used)
     at = {f: i for i, f in enumerate(used)}
     tick = time.perf_counter()
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # non-finite outputs are
-        # checked (and named) just below, so numpy's own warnings about them would only be noise
-        eff = chunk_effects(
-            plan.model,
-            plan.onehot[a:b],
-            plan.window,
-            batch_size=config.batch_size,
-            features=used,
-            on_progress=on_progress,
-        )
     eff, nonfinite, flat = checks.check_outputs(
         eff,
         range(len(used)),
@@ -206,8 +329,6 @@ def compute_chunk(
         [plan.feature_names[f] for f in used],
         mask=config.mask_nonfinite,
     )
-    _add_time(timings, "ism", tick)
-    tick = time.perf_counter()
     # everything below works on the used features only (U of them)
     ex, oc = [at[e] for e in plan.exposures], [at[o] for o in plan.outcomes]
     names = [plan.feature_names[f] for f in used]
@@ -227,24 +348,17 @@ def compute_chunk(
         spread=plan.spread[used],
         selection_effects=selection_effects,
         samples=samples,
+        feature_groups=_feature_groups(plan, used),
+        on_progress=(half := _share(on_progress, 0.5 * (b - a))),
     )
     idx = np.arange(a, b)
     frame = local.local_table(step.estimates, idx, plan.seq_ids, ex, oc, names)
-    per_sample = local.sample_estimates(samples, step, ex, oc, config, chunk=chunk_index)
+    per_sample = local.sample_estimates(
+        samples, step, ex, oc, config, chunk=chunk_index, on_progress=half
+    )
     _add_time(timings, "mr", tick)
     keep = idx if plan.save_effects else idx[idx < config.n_examples]
-    kept = None
-    if len(keep):
-        rows = keep - a
-        kept = KeptEffects(
-            sequence_index=keep,
-            mean=mean[rows].astype(np.float32),
-            se=step.se[rows].astype(np.float32),
-            instrument_mask=step.selection.mask[rows],
-            reference=eff.reference[:, rows].astype(np.float32),
-            alt_bases=eff.alt_bases[rows],
-            positions=eff.positions,
-        )
+    kept = _kept_effects(eff, mean, step, keep, keep - a) if len(keep) else None
     return ChunkResult(
         frame,
         per_sample,

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -39,6 +40,13 @@ FORMAT = 2
 CHUNKS = "chunks"
 MANIFEST = "manifest.json"
 CHUNK_FILE = re.compile(r"^(local|arrays)_(\d{5,})\.(parquet|npz)$")
+#: A file of the effects store: the raw ISM effects of sequences ``start`` to ``end`` (half-open).
+EFFECTS_FILE = re.compile(r"^effects_(\d{6,})_(\d{6,})\.npz$")
+#: The run-level file of the effects store: feature names, sequence ids, one-hot sequences and the
+#: features' spread over them, which an analysis of the stored effects needs besides them.
+RUN_EFFECTS = "effects_run.npz"
+#: Inputs that only the analysis reads (not part of the effects' key).
+ANALYSIS_INPUTS = ("calibration table", "calibrator")
 _KEY_META = b"deepmr_chunk_key"
 _SUM_META = b"deepmr_chunk_sha256"
 #: The array of a chunk's ``.npz`` holding the checksum of its other arrays.
@@ -112,13 +120,40 @@ class RunKey:
     config_hash: str
     weights: tuple[str, ...] | None = None
     inputs: Mapping[str, str] = field(default_factory=dict)
+    effects_hash: str | None = None
 
     def to_dict(self) -> dict:
         return {
             "config_hash": self.config_hash,
             "weights": None if self.weights is None else list(self.weights),
             "inputs": dict(sorted(self.inputs.items())),
+            "effects_hash": self.effects_hash,
         }
+
+    def effects_key(self, bounds: Sequence[int]) -> str:
+        """The key of the stored ISM effects of sequences ``bounds = (start, end)``: what they depend
+        on (``effects_hash``: the settings that change effects, the model, its features; the input
+        and code md5s but those only the analysis reads), not the analysis settings."""
+        payload = {
+            "format": FORMAT,
+            "effects_hash": self.effects_hash,
+            "inputs": {k: v for k, v in sorted(self.inputs.items()) if k not in ANALYSIS_INPUTS},
+            "bounds": [int(b) for b in bounds],
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+    def same_effects(self, other: Mapping | None) -> bool:
+        """Whether results recorded under ``other`` (a ``to_dict`` mapping) come from the same ISM
+        effects as this key's (only analysis settings or analysis inputs differ)."""
+        if not isinstance(other, Mapping) or not self.effects_hash:
+            return False
+        if other.get("effects_hash") != self.effects_hash:
+            return False
+        if other.get("weights") and self.weights and list(other["weights"]) != list(self.weights):
+            return False
+        old = other.get("inputs") if isinstance(other.get("inputs"), Mapping) else {}
+        strip = lambda d: {k: v for k, v in d.items() if k not in ANALYSIS_INPUTS}  # noqa: E731
+        return strip(old) == strip(dict(self.inputs))
 
     def chunk_key(self, bounds: Sequence[int]) -> str:
         """The key of the chunk of sequences ``bounds = (start, end)``: 32 hex digits.
@@ -152,6 +187,25 @@ class RunKey:
         return None
 
 
+#: Effects arrays with a sequence axis, and which axis it is.
+_SEQUENCE_AXIS = {"samples": 1, "reference": 1, "alt_bases": 0, "ref_bases": 0, "is_n": 0}
+
+
+def _slice_sequences(arrays: dict, lo: int, hi: int) -> dict:
+    out = dict(arrays)
+    for k, axis in _SEQUENCE_AXIS.items():
+        index = [slice(None)] * arrays[k].ndim
+        index[axis] = slice(lo, hi)
+        out[k] = arrays[k][tuple(index)]
+    return out
+
+
+def _join(key: str, parts: list) -> np.ndarray:
+    if key not in _SEQUENCE_AXIS:
+        return parts[0]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=_SEQUENCE_AXIS[key])
+
+
 class ChunkStore:
     """The chunk files of one run key in one folder, each verified by its key on read.
 
@@ -164,11 +218,20 @@ class ChunkStore:
         The chunks' half-open sequence ranges.
     """
 
-    def __init__(self, folder: Path, key: RunKey, bounds: Sequence[tuple[int, int]]):
+    def __init__(
+        self,
+        folder: Path,
+        key: RunKey,
+        bounds: Sequence[tuple[int, int]],
+        effects_from: Sequence[Path] = (),
+    ):
         self.dir = Path(folder)
         self.key = key
         self.bounds = tuple(tuple(b) for b in bounds)
         self.notes: list[str] = []
+        # other chunk folders whose effects files may be reused (the run being replaced, or the
+        # run being reanalysed); a file used from there is linked into this store
+        self.effects_from = tuple(Path(p) for p in effects_from if Path(p) != self.dir)
 
     def local_path(self, i: int) -> Path:
         return self.dir / f"local_{i:05d}.parquet"
@@ -252,6 +315,94 @@ class ChunkStore:
                 )
                 return None
         return local, arrays
+
+    def effects_path(self, bounds: Sequence[int]) -> Path:
+        return self.dir / f"effects_{int(bounds[0]):06d}_{int(bounds[1]):06d}.npz"
+
+    def write_run_effects(self, feature_names, seq_ids, onehot: np.ndarray, spread) -> Path:
+        """Write the run-level file of the effects store (:data:`RUN_EFFECTS`), with its key.
+
+        Parameters
+        ----------
+        feature_names : sequence of str, length F
+        seq_ids : sequence of str, length N
+        onehot : ndarray, shape (N, L, 4)
+            ACGT one-hot reference sequences (kept as uint8).
+        spread : ndarray of float64, shape (F,)
+            Every feature's spread over the reference sequences.
+        """
+        n = len(seq_ids)
+        arrays = {
+            "feature_names": np.asarray(list(feature_names), dtype=str),
+            "seq_ids": np.asarray(list(seq_ids), dtype=str),
+            "onehot": np.asarray(onehot > 0.5, dtype=np.uint8),
+            "spread": np.asarray(spread, dtype=np.float64),
+            "effects_key": np.asarray(self.key.effects_key((0, n))),
+        }
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return results.write_npz(self.dir / RUN_EFFECTS, arrays)
+
+    def write_effects(self, i: int, arrays: Mapping[str, np.ndarray]) -> Path:
+        """Write chunk ``i``'s raw ISM effects with their key (``RunKey.effects_key``)."""
+        path = self.effects_path(self.bounds[i])
+        key = self.key.effects_key(self.bounds[i])
+        results.write_npz(path, {**arrays, "effects_key": np.asarray(key)})
+        return path
+
+    def _effects_files(self) -> list[tuple[int, int, Path]]:
+        found = {}
+        for folder in (self.dir, *self.effects_from):
+            for path in sorted(folder.glob("effects_*.npz")) if folder.is_dir() else ():
+                m = EFFECTS_FILE.match(path.name)
+                if m:
+                    found.setdefault((int(m.group(1)), int(m.group(2))), path)
+        return [(a, b, p) for (a, b), p in sorted(found.items())]
+
+    def read_effects(self, i: int, used: Sequence[int]) -> dict[str, np.ndarray] | None:
+        """Chunk ``i``'s stored raw effects on the model features ``used`` (in that order), joined
+        from the stored files that cover its sequences and carry their keys; None when the store
+        does not hold them all (then the model computes them)."""
+        a, b = self.bounds[i]
+        parts, at = [], a
+        for start, end, path in self._effects_files():
+            if start <= at < end:
+                arrays = self._read_effects_file(path, (start, end), used)
+                if arrays is None:
+                    return None
+                lo, hi = at - start, min(end, b) - start
+                parts.append(_slice_sequences(arrays, lo, hi))
+                at = min(end, b)
+            if at >= b:
+                break
+        if at < b or not parts:
+            return None
+        return {k: _join(k, [p[k] for p in parts]) for k in parts[0]}
+
+    def _read_effects_file(self, path: Path, bounds, used) -> dict[str, np.ndarray] | None:
+        try:
+            arrays = results.read_npz(path)
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+            self._note(f"effects file {path} does not read ({type(err).__name__}); not reused")
+            return None
+        if str(arrays.pop("effects_key", "")) != self.key.effects_key(bounds):
+            return None
+        features = [int(f) for f in arrays["features"]]
+        if not set(used) <= set(features):
+            return None
+        if path.parent != self.dir:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            target = self.effects_path(bounds)
+            if not target.exists():
+                try:  # a hard link: the run being replaced keeps its file until the swap
+                    os.link(path, target)
+                except OSError:
+                    shutil.copy2(path, target)
+        cols = [features.index(u) for u in used]
+        arrays["samples"] = arrays["samples"][..., cols]
+        arrays["reference"] = arrays["reference"][..., cols]
+        arrays["feature_names"] = arrays["feature_names"][cols]
+        arrays["features"] = np.asarray(list(used), dtype=np.int64)
+        return arrays
 
     def file_key(self, path: Path) -> str | None:
         """The key a chunk's local table carries (None: unreadable or none)."""

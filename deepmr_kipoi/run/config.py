@@ -80,8 +80,11 @@ class ModelSource:
         _opt(
             "--model",
             "Kipoi model name, model directory, registered adapter, or Python factory "
-            "module:function / file.py:function returning a PredictiveModel",
+            "module:function / file.py:function returning a PredictiveModel; give it as "
+            "LABEL=MODEL more than once for a model panel (features named LABEL/feature, "
+            "exposures of one model against outcomes of another)",
             metavar="NAME_OR_DIR",
+            action="append",
         ),
     )
     source: str | None = _setting(None, _E, _opt("--source", "Kipoi source of the model"))
@@ -172,7 +175,8 @@ class SequenceSource:
         _opt(
             "--dataloader-args",
             "arguments of the model's Kipoi dataloader (--sequences dataloader), "
-            "e.g. intervals_file=peaks.bed fasta_file=genome.fa",
+            "e.g. intervals_file=peaks.bed fasta_file=genome.fa, or Kipoi's JSON form "
+            '\'{{"intervals_file": "peaks.bed"}}\'',
             nargs="+",
             metavar="KEY=VALUE",
         ),
@@ -369,6 +373,17 @@ class MRSettings:
             "sequences with a local fit a pair needs for a causal or not-causal "
             "verdict (default {default})",
             type=int,
+        ),
+    )
+    min_effect: float = _setting(
+        0.1,
+        _A,
+        _opt(
+            "--min-effect",
+            "smallest effect of interest, standardized (effect x sd_exposure / sd_outcome): a "
+            "causal claim must exclude smaller effects, a not-causal verdict must exclude "
+            "larger ones (default {default}; 0: judged against 0 alone)",
+            type=float,
         ),
     )
 
@@ -640,7 +655,13 @@ class RunConfig:
         instrument's exposure and outcome effects, in standard errors (0: the plain comparison).
     min_sequences : int
         A pair is called causal or not causal only with at least this many sequences with a local
-        fit (the between-sequence variation needs them); with fewer its verdict is undetermined.
+        fit (the between-sequence variation needs them); with fewer its verdict is undetermined,
+        it enters no multiple-testing adjustment and no estimator is marked significant.
+    min_effect : float
+        Smallest effect of interest on the standardized scale ``effect x sd_exposure /
+        sd_outcome`` (each feature's spread over the reference sequences): a causal verdict needs
+        the headline intervals to exclude ``[-min_effect, min_effect]``, a not-causal verdict
+        needs the primary interval inside it (``deepmr_kipoi.verdict``).
     sample_split : bool
         Select instruments on the first half of the model's samples and estimate on the others, so
         the noise that selects an instrument does not also enter its estimate (winner's curse);
@@ -762,6 +783,108 @@ class RunConfig:
         return next(f.default for f in dataclasses.fields(GROUPS[GROUP_OF[name]]) if f.name == name)
 
 
+#: Settings a panel member may set for itself in a ``model: {label: {model: ..., ...}}`` mapping.
+PANEL_MEMBER_SETTINGS = (
+    "model",
+    "source",
+    "alphabet",
+    "uncertainty",
+    "n_samples",
+    "weight_files",
+    "feature_names",
+    "adapter",
+)
+#: Model settings that name one model's files or outputs: a panel takes them per member.
+_PER_MEMBER_ONLY = (("weight_files", "--weights"), ("feature_names", "--feature-names"))
+
+
+def _panel_item(item: str) -> tuple[str, str] | None:
+    """``"LABEL=MODEL"`` -> (label, model); None for a plain model name (or an existing path)."""
+    label, sep, spec = item.partition("=")
+    if not sep or not spec or "/" in label or os.path.exists(item):
+        return None
+    return label, spec
+
+
+def model_setting(value):
+    """The ``model`` setting normalised: None, one model (str), or a panel ``{label: member}``.
+
+    A list holds one model (``["NAME"]``, as ``--model NAME`` gives it; of several plain names the
+    last counts, as for any repeated option) or ``LABEL=MODEL`` items (a panel, as
+    ``--model a=X --model b=Y`` gives it); a mapping is a panel whose members are a
+    model (str) or a mapping of :data:`PANEL_MEMBER_SETTINGS`.
+
+    Raises
+    ------
+    DeepMRInputError
+        Mixed or repeated labels, unknown member settings.
+    """
+    from deepmr_kipoi.predictive.panel import check_label
+
+    if isinstance(value, (list, tuple)):
+        items = [validation.optional_text(v, "model") for v in value]
+        pairs = [_panel_item(v) for v in items]
+        if items and all(p is None for p in pairs):
+            return items[-1]  # one model; given again, the last one counts (as for any option)
+        if not items or any(p is None for p in pairs):
+            raise DeepMRInputError(
+                "--model mixes LABEL=MODEL items with a plain model: for a model panel name every "
+                "model as LABEL=MODEL (--model a=MODEL --model b=MODEL); for one model give "
+                "--model MODEL"
+            )
+        labels = [p[0] for p in pairs]
+        if len(set(labels)) < len(labels):
+            raise DeepMRInputError(
+                f"panel labels repeat ({', '.join(labels)}); give every model its own label"
+            )
+        value = dict(pairs)
+    if not isinstance(value, dict):
+        return validation.optional_text(value, "model")
+    if not value:
+        raise DeepMRInputError("the model panel is empty; give --model LABEL=MODEL at least twice")
+    out = {}
+    for label, member in value.items():
+        check_label(label)
+        if isinstance(member, dict):
+            unknown = sorted(set(member) - set(PANEL_MEMBER_SETTINGS))
+            if unknown or "model" not in member:
+                raise DeepMRInputError(
+                    f"panel member {label!r}: settings {', '.join(unknown) or '(no model)'} are not "
+                    f"member settings; a member takes model and {', '.join(PANEL_MEMBER_SETTINGS[1:])}"
+                )
+            out[label] = dict(member)
+        else:
+            out[label] = validation.optional_text(member, f"model of panel member {label!r}")
+    return out
+
+
+def panel_members(config: RunConfig) -> list[tuple[str, RunConfig]]:
+    """Each member of a panel config as ``(label, the config that loads it alone)``.
+
+    A member's own settings (a mapping member) replace the run's; ``--weights`` and
+    ``--feature-names`` name one model's files and outputs, so a panel takes them per member.
+
+    Raises
+    ------
+    DeepMRInputError
+        The config is not a panel, or sets a per-member setting for the whole panel.
+    """
+    panel = model_setting(config.model)
+    if not isinstance(panel, dict):
+        raise DeepMRInputError("the config names one model, not a panel")
+    for field, option in _PER_MEMBER_ONLY:
+        if getattr(config, field):
+            raise DeepMRInputError(
+                f"{option} names one model's {field.split('_')[0]}s; in a panel give each member "
+                f"its own in the config file (model: {{LABEL: {{model: ..., {field}: [...]}}}})"
+            )
+    out = []
+    for label, member in panel.items():
+        member = {"model": member} if isinstance(member, str) else member
+        out.append((label, validate(config.replace(**member))))
+    return out
+
+
 def _names(value, name: str) -> tuple[str, ...]:
     return tuple(validation.string_list(value if value is not None else [], name, allow_empty=True))
 
@@ -805,8 +928,20 @@ def validate(config: RunConfig) -> RunConfig:
             f"pipeline.run takes a RunConfig, got {type(config).__name__} {str(config)[:60]!r}; build one "
             "with RunConfig(...) or RunConfig.from_dict(...) (a YAML file: deepmr run --config FILE)"
         )
-    v = validation
-    c = config
+    _check_combinations(config)
+    out = dataclasses.replace(
+        config,
+        **_model_fields(config),
+        **_sequence_fields(config),
+        **_analysis_fields(config),
+        **_output_fields(config),
+    )
+    _check_executor(out)
+    return out
+
+
+def _check_combinations(c: RunConfig) -> None:
+    """Settings that are wrong together, or of a kind the field checks below do not cover."""
     methods = _names(c.methods, "methods")
     if not methods:
         raise DeepMRInputError(f"no MR method given; choose from {', '.join(MR_METHODS)}")
@@ -825,9 +960,13 @@ def validate(config: RunConfig) -> RunConfig:
         )
     if c.save_effects not in SAVE_EFFECTS or not isinstance(c.save_effects, (str, bool)):
         raise DeepMRInputError(f"save_effects must be auto, true or false, got {c.save_effects!r}")
-    out = dataclasses.replace(
-        c,
-        model=v.optional_text(c.model, "model"),
+
+
+def _model_fields(c: RunConfig) -> dict:
+    """The model's settings, checked and normalised."""
+    v = validation
+    return dict(
+        model=model_setting(c.model),
         source=v.optional_text(c.source, "source"),
         alphabet=v.optional_text(c.alphabet, "alphabet"),
         uncertainty=None
@@ -839,6 +978,13 @@ def validate(config: RunConfig) -> RunConfig:
         download=v.boolean(c.download, "download"),
         trust_model_code=v.boolean(c.trust_model_code, "trust_model_code"),
         adapter=v.optional_text(c.adapter, "adapter"),
+    )
+
+
+def _sequence_fields(c: RunConfig) -> dict:
+    """The reference sequences' settings, checked and normalised."""
+    v = validation
+    return dict(
         sequences=v.choice(c.sequences, SEQUENCE_SOURCES, "sequence source"),
         fasta=v.optional_text(c.fasta, "fasta"),
         bed=v.optional_text(c.bed, "bed"),
@@ -846,6 +992,14 @@ def validate(config: RunConfig) -> RunConfig:
         duplicates=v.choice(c.duplicates, DUPLICATE_OPTIONS, "duplicates option"),
         n_sequences=_optional_int(c.n_sequences, "n_sequences"),
         sequence_length=_optional_int(c.sequence_length, "sequence_length"),
+    )
+
+
+def _analysis_fields(c: RunConfig) -> dict:
+    """The features, the ISM window and batches, calibration, instruments, MR and inference
+    settings, checked and normalised (in the order of their first error)."""
+    v = validation
+    return dict(
         exposures=_names(c.exposures, "exposures"),
         outcomes=_names(c.outcomes, "outcomes"),
         window=v.window(c.window),
@@ -864,9 +1018,10 @@ def validate(config: RunConfig) -> RunConfig:
         direction_scale=v.choice(c.direction_scale, DIRECTION_SCALES, "direction scale"),
         direction_z=v.finite_float(c.direction_z, "direction_z", low=0.0),
         min_sequences=v.positive_int(c.min_sequences, "min_sequences"),
+        min_effect=v.finite_float(c.min_effect, "min_effect", low=0.0),
         sample_split=v.boolean(c.sample_split, "sample_split"),
         min_instruments=v.positive_int(c.min_instruments, "min_instruments"),
-        methods=methods,
+        methods=_names(c.methods, "methods"),
         n_boot=v.positive_int(c.n_boot, "n_boot"),
         meta_method=v.choice(
             c.meta_method, META_METHODS, "meta-analysis method", case_sensitive=False
@@ -874,6 +1029,13 @@ def validate(config: RunConfig) -> RunConfig:
         meta_test=v.choice(c.meta_test, META_TESTS, "meta-analysis test"),
         level=v.level(c.level),
         seed=v.positive_int(c.seed, "seed", minimum=0),
+    )
+
+
+def _output_fields(c: RunConfig) -> dict:
+    """The outputs' and execution's settings, checked and normalised."""
+    v = validation
+    return dict(
         chunk_size=v.positive_int(c.chunk_size, "chunk_size"),
         out=v.optional_text(c.out, "out"),
         n_examples=v.positive_int(c.n_examples, "n_examples", minimum=0),
@@ -887,8 +1049,6 @@ def validate(config: RunConfig) -> RunConfig:
         dask_workers=_optional_int(c.dask_workers, "dask_workers"),
         dask_address=v.optional_text(c.dask_address, "dask_address"),
     )
-    _check_executor(out)
-    return out
 
 
 def config_hash(config: RunConfig, identity: dict, feature_names: Sequence[str], n_seq: int) -> str:
@@ -915,6 +1075,26 @@ def config_hash(config: RunConfig, identity: dict, feature_names: Sequence[str],
     d = config.to_dict()
     for k in DISPLAY_FIELDS + PATH_FIELDS:
         d.pop(k, None)
+    return _settings_hash(d, config, identity, feature_names, n_seq)
+
+
+def effects_hash(
+    config: RunConfig, identity: dict, feature_names: Sequence[str], n_seq: int
+) -> str:
+    """Hash of what the ISM effects depend on: the settings marked ``"effects"`` and the model, as
+    in :func:`config_hash` (whose other settings change only the analysis of the effects).
+
+    Returns
+    -------
+    str
+        16 hex digits.
+    """
+    keep = set(fields_affecting("effects")) - set(PATH_FIELDS)
+    d = {k: v for k, v in config.to_dict().items() if k in keep}
+    return _settings_hash(d, config, identity, feature_names, n_seq)
+
+
+def _settings_hash(d: dict, config, identity: dict, feature_names, n_seq: int) -> str:
     model = {k: identity.get(k) for k in ("name", "n_samples", "n_features")}
     if is_path_model(config.model):
         d.pop("model", None)
@@ -939,7 +1119,7 @@ def weights_signature(identity: dict) -> list[str] | None:
 
 def is_path_model(spec: str | None) -> bool:
     """Whether ``spec`` names a model by a file or folder (``file.py:function`` or a directory)."""
-    if not spec:
+    if not spec or not isinstance(spec, str):
         return False
     target = spec.rpartition(":")[0] if spec.rpartition(":")[0].endswith(".py") else spec
     return target.endswith(".py") or Path(target).is_dir()
@@ -960,10 +1140,25 @@ def portable_config(config: RunConfig) -> dict:
     for key in ("fasta", "bed", "calibrator", "calibration_table", "out"):
         d[key] = absolute(d.get(key))
     d["weight_files"] = [absolute(w) for w in d.get("weight_files") or []]
-    model = d.get("model")
-    if isinstance(model, str) and is_path_model(model):
-        target, sep, attr = model.rpartition(":")
-        d["model"] = (
-            f"{absolute(target)}:{attr}" if sep and target.endswith(".py") else absolute(model)
-        )
+
+    def absolute_model(model):
+        if isinstance(model, dict):  # a panel: each member's model (and weights) made absolute
+            return {
+                label: absolute_model(m)
+                if not isinstance(m, dict)
+                else {
+                    **m,
+                    "model": absolute_model(m["model"]),
+                    "weight_files": [absolute(w) for w in m.get("weight_files") or []],
+                }
+                for label, m in model.items()
+            }
+        if isinstance(model, str) and is_path_model(model):
+            target, sep, attr = model.rpartition(":")
+            return (
+                f"{absolute(target)}:{attr}" if sep and target.endswith(".py") else absolute(model)
+            )
+        return model
+
+    d["model"] = absolute_model(d.get("model"))
     return d

@@ -24,7 +24,14 @@ from pathlib import Path
 
 from deepmr_kipoi import results
 from deepmr_kipoi._files import file_md5
-from deepmr_kipoi.run.chunk_store import CHUNK_FILE, CHUNKS, FORMAT, MANIFEST
+from deepmr_kipoi.run.chunk_store import (
+    CHUNK_FILE,
+    CHUNKS,
+    EFFECTS_FILE,
+    FORMAT,
+    MANIFEST,
+    RUN_EFFECTS,
+)
 from deepmr_kipoi.run.lock import LOCK_NAME
 
 RECORD = ".deepmr-folder.json"
@@ -101,8 +108,9 @@ def is_chunk_name(rel: Path) -> bool:
         len(rel.parts) == 2
         and rel.parts[0] == CHUNKS
         and (
-            rel.name == MANIFEST
+            rel.name in (MANIFEST, RUN_EFFECTS)
             or bool(CHUNK_FILE.match(rel.name))
+            or bool(EFFECTS_FILE.match(rel.name))
             or rel.name.endswith(results.TMP_TAG)
         )
     )

@@ -83,4 +83,5 @@ def chunk_effects(
         feature_names=tuple(str(f) for f in np.atleast_1d(names)),
         n_samples=int(samples.shape[0]),
         samples=samples,
+        outside=None if last.outside is None else np.asarray(last.outside)[:, keep],
     )

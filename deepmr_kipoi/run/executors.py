@@ -249,6 +249,20 @@ def _worker_config(config):
     Workers started in another folder (``dask worker`` on another node of a shared file system)
     would not find ``models/my.py:build``, ``model_dir`` or ``fold1.pt`` relative to the client's.
     """
+    if isinstance(config.model, dict):  # a panel: each member's paths, as a single run's
+        from deepmr_kipoi.run.config import panel_members
+
+        members = {}
+        for label, member in panel_members(config):
+            member = _worker_config(member)
+            members[label] = {
+                "model": member.model,
+                "source": member.source,
+                "weight_files": list(member.weight_files),
+            }
+            for key in ("alphabet", "uncertainty", "n_samples", "feature_names", "adapter"):
+                members[label][key] = getattr(member, key)
+        return config.replace(model=members)
     model = config.model
     target, sep, attr = (model or "").rpartition(":")
     if sep and target.endswith(".py"):
@@ -292,7 +306,7 @@ def _chunk_task(light_plan, key: str, onehot, shipped, chunk_index: int):
     model = _worker_model(key, light_plan.config, shipped)
     plan = dataclasses.replace(light_plan, model=model, onehot=onehot)
     timings: dict[str, float] = {}
-    return compute_chunk(plan, chunk_index, timings=timings), timings
+    return compute_chunk(plan, chunk_index, timings=timings, keep_effects=True), timings
 
 
 class Executor(Protocol):
@@ -340,7 +354,9 @@ class LocalExecutor:
         try:
             for chunk_index in chunk_indices:
                 timings: dict[str, float] = {}
-                result = compute_chunk(plan, chunk_index, on_progress=bar.update, timings=timings)
+                result = compute_chunk(
+                    plan, chunk_index, on_progress=bar.update, timings=timings, keep_effects=True
+                )
                 yield chunk_index, result, timings
         finally:
             bar.close()

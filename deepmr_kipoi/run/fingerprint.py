@@ -71,7 +71,18 @@ def input_fingerprint(config, identity: Mapping, ids: Sequence[str], onehot: np.
         helpers.py"``, ...).
     """
     out = {"sequences": sequences_md5(ids, onehot)}
-    out.update(code_fingerprint(config.model, config.source, kipoi=bool(identity.get("model_dir"))))
+    if isinstance(config.model, dict):  # a panel: every member's code, under its label
+        from deepmr_kipoi.run.config import panel_members
+
+        members = identity.get("panel") or {}
+        for label, member in panel_members(config):
+            kipoi = bool((members.get(label) or {}).get("model_dir"))
+            code = code_fingerprint(member.model, member.source, kipoi=kipoi)
+            out.update({f"{label}: {k}": v for k, v in code.items()})
+    else:
+        out.update(
+            code_fingerprint(config.model, config.source, kipoi=bool(identity.get("model_dir")))
+        )
     for label, path in (
         ("BED file", config.bed),
         ("calibration table", config.calibration_table),

@@ -49,13 +49,22 @@ import os
 import re
 import secrets
 import shutil
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from deepmr_kipoi import results
 from deepmr_kipoi.errors import DeepMRInputError
-from deepmr_kipoi.run.chunk_store import CHUNK_FILE, CHUNKS, FORMAT, ChunkStore, RunKey, stop_point
+from deepmr_kipoi.run.chunk_store import (
+    CHUNK_FILE,
+    CHUNKS,
+    EFFECTS_FILE,
+    FORMAT,
+    ChunkStore,
+    RunKey,
+    stop_point,
+)
 from deepmr_kipoi.run.contents import (
     COMMIT,
     COMPARE_FILES,
@@ -150,6 +159,7 @@ class RunFolder:
         bounds: Sequence[tuple[int, int]] = (),
         *,
         force: bool = False,
+        effects_from: Path | None = None,
     ) -> RunFolder:
         """Check the folder, take its lock, finish or clean what a killed run left, make the stage.
 
@@ -160,7 +170,11 @@ class RunFolder:
         bounds : sequence of (int, int)
             The run's chunks.
         force : bool
-            Replace results of another key (or an older deepmr) instead of refusing.
+            Replace results of another key (or an older deepmr) instead of refusing. Results of
+            the same ISM effects and other analysis settings are replaced without it (with a note):
+            their stored effects are reused.
+        effects_from : Path, optional
+            Another run's chunk folder whose stored effects the run may reuse (a reanalysis).
 
         Raises
         ------
@@ -184,7 +198,8 @@ class RunFolder:
             self._make_stage()
             if key is not None:
                 chunk_dir = (self.stage if self.replacing else self.path) / CHUNKS
-                self.store = ChunkStore(chunk_dir, key, bounds)
+                sources = [self.path / CHUNKS] + ([Path(effects_from)] if effects_from else [])
+                self.store = ChunkStore(chunk_dir, key, bounds, effects_from=sources)
                 self._created += self.store.prepare()
         except BaseException:
             self.close(computed=False)
@@ -221,6 +236,12 @@ class RunFolder:
             why = f"a run whose folder record {RECORD} does not read"
         elif c.key is not None and (c.ours or self._data_chunks(c)):
             why = self.key.difference(c.key)
+            if why is not None and self.key.same_effects(c.key):
+                self._note(
+                    f"{self.path} holds results of other analysis settings; its stored ISM effects "
+                    "are reused and the analysis is redone"
+                )
+                self.replacing, why = True, None
         elif self._data_chunks(c):
             why = self._unkeyed(c, bounds)
         if why is not None:
@@ -247,12 +268,14 @@ class RunFolder:
 
     @staticmethod
     def _data_chunks(c: Contents) -> list[Path]:
-        return [f for f in c.chunk_files if CHUNK_FILE.match(f.name)]
+        return [f for f in c.chunk_files if CHUNK_FILE.match(f.name) or EFFECTS_FILE.match(f.name)]
 
     def _unkeyed(self, c: Contents, bounds) -> str | None:
         """Chunk files without a readable manifest: acceptable only when each carries its key."""
         probe = ChunkStore(self.path / CHUNKS, self.key, bounds)
         for f in self._data_chunks(c):
+            if not CHUNK_FILE.match(f.name):
+                continue  # an effects file carries its own key, checked when it is read
             i = int(CHUNK_FILE.match(f.name).group(2))
             if f.suffix == ".parquet" and (
                 i >= len(bounds) or probe.file_key(self.path / f) != probe.chunk_key(i)
@@ -504,11 +527,13 @@ class RunFolder:
 
     # -- closing -------------------------------------------------------------------------------
 
-    def close(self, *, computed: bool, keep_stage: bool = True) -> None:
+    def close(self, *, computed: bool, keep_stage: bool | None = None) -> None:
         """Release the folder; when not committed, remove the stage (keeping the chunks of a
-        ``--force`` run that computed some, unless ``keep_stage`` is False: a run refused for its
-        input leaves the folder as it found it) and, when nothing was computed, what this run
-        created."""
+        ``--force`` run that computed some, unless ``keep_stage`` is False; None: kept unless the
+        run is being refused for its input, which leaves the folder as it found it) and, when
+        nothing was computed, what this run created."""
+        if keep_stage is None:
+            keep_stage = not isinstance(sys.exc_info()[1], DeepMRInputError)
         try:
             if not self.committed and self.stage is not None and self.stage.exists():
                 if self.replacing and computed and keep_stage:

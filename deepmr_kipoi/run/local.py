@@ -16,13 +16,15 @@ aggregate stage's crossed inference reads them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from deepmr_kipoi import instruments
+from deepmr_kipoi.mr.methods import METHOD_TABLE
 from deepmr_kipoi.run.config import SAMPLE_N_BOOT, RunConfig
 
 #: MR fields copied from ``mr.run_batched`` results into the local table (NaN where not defined).
@@ -53,6 +55,8 @@ INSTRUMENT_COUNTS = ("n_significant", "removed_floor", "removed_allele", "remove
 TOO_FEW = 1
 #: Per-cell heterogeneity beyond the model's own noise (:func:`heterogeneity`), local-table columns.
 HETEROGENEITY_FIELDS = ("heterogeneity_q", "heterogeneity_pvalue", "heterogeneity_spread")
+#: Per-cell instrument strength on each feature (:func:`steiger_sums`), local-table columns.
+STEIGER_FIELDS = ("r2_exposure", "r2_outcome", "r2_other")
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,10 @@ class MRSettings:
         Bound on n x E_block x O cells per ``mr.run_batched`` call.
     heterogeneity : bool
         Compute the heterogeneity test of every cell (not needed for per-sample estimates).
+    feature_groups : tuple of int, optional
+        The model of every feature along the effects' feature axis (model panels): a pair of
+        features of two models has independent errors, so its heterogeneity test takes their
+        covariance as 0 instead of estimating it from the samples' pairing. None: one model.
     """
 
     n_boot: int = 1000
@@ -78,6 +86,7 @@ class MRSettings:
     min_instruments: int = 3
     block_cells: int = MR_BLOCK_CELLS
     heterogeneity: bool = True
+    feature_groups: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -221,7 +230,7 @@ def _pair_masks(mask_x, direction, ex, oc, sl):
     return pair_mask, mask.sum(axis=-1) - pair_mask.sum(axis=-1)
 
 
-def heterogeneity(bx, by, sx, sy, mask, samples_x=None, samples_y=None):
+def heterogeneity(bx, by, sx, sy, mask, samples_x=None, samples_y=None, paired=None):
     """Cochran's Q of every cell against the model's own noise, with its chi-square p-value.
 
     Under a homogeneous local effect ``theta`` every instrument's residual ``b_y - theta b_x`` is
@@ -250,6 +259,10 @@ def heterogeneity(bx, by, sx, sy, mask, samples_x=None, samples_y=None):
         The cell's instruments.
     samples_x, samples_y : ndarray, shapes (S, n, E, 1, K) and (S, n, 1, O, K), optional
         Calibrated per-sample effects (for the covariance term).
+    paired : ndarray of bool, shape (E, O), optional
+        Whether exposure and outcome come from one model (their samples paired); default all
+        True. Features of two models of a panel have independent errors: covariance 0, the
+        two-sample ``var_k = se_y^2 + theta^2 se_x^2``.
 
     Returns
     -------
@@ -277,6 +290,8 @@ def heterogeneity(bx, by, sx, sy, mask, samples_x=None, samples_y=None):
             cx = samples_x - samples_x.mean(axis=0)
             cy = samples_y - samples_y.mean(axis=0)
             cov = np.einsum("snexk,snxok->neok", cx, cy) / max(s - 1, 1)
+            if paired is not None:  # features of two models: independent errors
+                cov = cov * np.asarray(paired, dtype=np.float64)[None, :, :, None]
             var = var - 2.0 * t * cov
         # an outcome that is an exact function of the exposure in every sample leaves no noise
         var = np.maximum(var, np.finfo(np.float64).tiny)
@@ -292,6 +307,63 @@ def heterogeneity(bx, by, sx, sy, mask, samples_x=None, samples_y=None):
     return q, p, np.where(np.isfinite(q), spread, np.nan)
 
 
+def steiger_sums(effects, mask, exposures, outcomes):
+    """How strongly the exposure's instruments act on each feature, in units of its own spread.
+
+    For every sequence, exposure ``e`` and feature ``f`` of the run, ``A[e, f] = sum_k (b_f,k /
+    s_f)^2`` over the exposure's instruments ``k`` (selected on the exposure, before the
+    directionality check), with ``s_f`` the root-mean-square effect of ``f`` over the sequence's
+    mutants (``instruments.effect_spread``): the share of the feature's mutational variation the
+    instruments carry, times the number of mutants (the local analog of Steiger's variance
+    explained, Hemani et al. 2017). If the exposure causes the outcome and the instruments act on
+    it only through the exposure, ``A[e, outcome] < A[e, e]``; the verdict reads the ratios.
+
+    Parameters
+    ----------
+    effects : ndarray, shape (n, W, 3, U)
+        Effect means of every used feature (NaN at N positions).
+    mask : ndarray of bool, shape (n, W, 3, E)
+        Instruments of every exposure.
+    exposures, outcomes : sequence of int
+        Feature indices (into U) of the E exposures and O outcomes.
+
+    Returns
+    -------
+    dict of str to ndarray, shape (n, E, O)
+        ``r2_exposure`` (``A[e, e]``), ``r2_outcome`` (``A[e, o]``), ``r2_other`` (the largest
+        ``A[e, f]`` over the other features, NaN without one) and ``other_feature`` (its index
+        into U, -1 without one, int64).
+    """
+    effects = np.asarray(effects, dtype=np.float64)
+    n, u = effects.shape[0], effects.shape[-1]
+    ex, oc = np.asarray(exposures, dtype=np.int64), np.asarray(outcomes, dtype=np.int64)
+    shape = (n, len(ex), len(oc))
+    spread = instruments.effect_spread(effects)  # (n, U)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t2 = (effects / spread[:, None, None, :]) ** 2
+    t2 = np.where(np.isfinite(t2), t2, 0.0).reshape(n, -1, u)
+    cand = np.asarray(mask, dtype=np.float64).reshape(n, -1, len(ex)).transpose(0, 2, 1)
+    strength = np.matmul(cand, t2)  # (n, E, U): one BLAS product per sequence
+    own = np.take_along_axis(strength, ex[None, :, None], axis=2)  # (n, E, 1)
+    fields = {"r2_exposure": np.broadcast_to(own, shape).copy(), "r2_outcome": strength[:, :, oc]}
+    if u < 3:  # no feature besides the exposure and the outcome
+        return {**fields, "r2_other": np.full(shape, np.nan), "other_feature": np.full(shape, -1)}
+    others = strength.copy()
+    np.put_along_axis(others, ex[None, :, None], -np.inf, axis=2)
+    # the largest and second largest other feature: the outcome itself is not "another"
+    order = np.argsort(-others, axis=2)[..., :2]
+    top = np.take_along_axis(others, order, axis=2)  # (n, E, 2)
+    first_is_outcome = order[:, :, None, 0] == oc[None, None, :]  # (n, E, O)
+    other = np.where(first_is_outcome, top[:, :, None, 1], top[:, :, None, 0])
+    other_feature = np.where(first_is_outcome, order[:, :, None, 1], order[:, :, None, 0])
+    none = ~np.isfinite(other)
+    return {
+        **fields,
+        "r2_other": np.where(none, np.nan, other),
+        "other_feature": np.where(none, -1, other_feature).astype(np.int64),
+    }
+
+
 def local_mr(
     mean: np.ndarray,
     se: np.ndarray,
@@ -303,8 +375,18 @@ def local_mr(
     settings: MRSettings | None = None,
     direction: DirectionCheck | None = None,
     samples: np.ndarray | None = None,
+    on_progress: Callable[[float], None] | None = None,
 ) -> LocalEstimates:
     """Local MR of every (sequence, exposure, outcome) for each method, as array code.
+
+    IVW, IVW-FE and MR-Egger, the instrument counts and the heterogeneity test come from one
+    compiled pass over the cells (``mr.pairmask.pair_sums``): per (sequence, exposure) the
+    exposure's instruments are gathered, and per outcome the directionality check is evaluated
+    instrument by instrument and every sum accumulated, so the pair-dependent instrument sets
+    are never formed as an array and memory stays that of the results. The sorting methods
+    (medians, mode) run on ``mr.run_batched`` with the explicit pair mask of each exposure
+    block. Results equal, to rounding, those of ``mr.run_batched`` over the explicit masks and
+    :func:`heterogeneity`, which define them.
 
     Parameters
     ----------
@@ -313,10 +395,8 @@ def local_mr(
     exposures, outcomes : sequence of int
         Feature indices, lengths E and O.
     selection : InstrumentSelection
-        Instruments with ``mask`` of shape (n, W, 3, E). Without the directionality check the mask
-        varies along the exposure side only, which keeps IVW/Egger on ``mr.run_batched``'s
-        matrix-product path; instruments whose outcome effect or SE is unusable (non-finite, SE 0)
-        are dropped per cell (``drop_invalid=True``).
+        Instruments with ``mask`` of shape (n, W, 3, E); instruments whose outcome effect or SE
+        is unusable (non-finite, SE 0) are dropped per cell (``drop_invalid=True``).
     methods : sequence of str, length M
         Names in ``mr.METHODS``.
     settings : MRSettings, optional
@@ -328,6 +408,8 @@ def local_mr(
     samples : ndarray, shape (S, n, W, 3, F), optional
         Calibrated per-sample effects: the heterogeneity test (:func:`heterogeneity`) then counts
         the paired covariance of exposure and outcome noise.
+    on_progress : callable, optional
+        Called with the share of the exposures done after each block.
 
     Returns
     -------
@@ -335,39 +417,48 @@ def local_mr(
         Arrays of shape (n, E, O, M), with the instrument counts of :data:`INSTRUMENT_COUNTS` and
         the heterogeneity fields of :data:`HETEROGENEITY_FIELDS` (equal on every method).
     """
-    from deepmr_kipoi import mr
+    from deepmr_kipoi.mr import batched, pairmask
 
     settings = settings or MRSettings()
     n, ex, oc, methods = mean.shape[0], list(exposures), list(outcomes), tuple(methods)
     n_e, n_o, n_m = len(ex), len(oc), len(methods)
-    bx, sx, by, sy = _flat(mean, ex), _flat(se, ex), _flat(mean, oc), _flat(se, oc)
     mask_x = selection.mask.reshape(n, -1, n_e).transpose(0, 2, 1)
-    k = mask_x.shape[-1]
-    block = max(1, int(settings.block_cells) // max(1, n * n_o))
-    block = min(block, max(1, PAIR_MASK_ENTRIES // max(1, n * n_o * k)))
+    block = _exposure_block(settings.block_cells, n, n_o, mask_x.shape[-1])
     fields = _empty_fields((n, n_e, n_o, n_m), selection)
     seeds = np.random.SeedSequence(int(settings.seed)).generate_state(n_m * n_e + 1)
+    cov = samples if settings.heterogeneity else None
+    ys = _side(mean, se, oc, direction, centred=cov)
+    what = ("main", "heterogeneity") if settings.heterogeneity else ("main",)
     for start in range(0, n_e, block):
         sl = slice(start, min(n_e, start + block))
-        mask, removed = _pair_masks(mask_x, direction, ex, oc, sl)
-        if removed is not None:
-            fields["removed_direction"][:, sl] = removed[..., None]
+        xs = _side(mean, se, ex[sl], direction, centred=cov)
+        sums = pairmask.pair_sums(xs, ys, mask_x[:, sl], **_rule(direction), what=what)
+        main = dict(zip(pairmask.MAIN_SUMS, sums["main"]))
+        if direction is not None:
+            kept = np.rint(main["n_pass"]).astype(np.int64)
+            fields["removed_direction"][:, sl] = (mask_x[:, sl].sum(-1)[..., None] - kept)[
+                ..., None
+            ]
         if settings.heterogeneity:
-            _store_heterogeneity(fields, (bx, sx, by, sy), mask, samples, ex, oc, sl)
+            het = sums["heterogeneity"]
+            if settings.feature_groups is not None and cov is not None:
+                het = _independent_across_models(
+                    het, (mean, se, ex, oc), sl, mask_x, direction, settings
+                )
+            _store_heterogeneity(fields, het, sl)
+        pair_mask = None
         for mi, method in enumerate(methods):
-            r = mr.run_batched(
-                method,
-                bx[:, sl, None, :],
-                by[:, None, :, :],
-                sx[:, sl, None, :],
-                sy[:, None, :, :],
-                mask=mask,
-                drop_invalid=True,
-                n_boot=settings.n_boot,
-                seed=int(seeds[mi * n_e + start]),
-                level=settings.level,
-            )
+            if METHOD_TABLE[method].closed_form:
+                r = batched.from_sums(method, main, main["n"], level=settings.level)
+            else:
+                if pair_mask is None:
+                    pair_mask, _ = _pair_masks(mask_x, direction, ex, oc, sl)
+                r = _sorted_fit(
+                    method, mean, se, ex[sl], oc, pair_mask, settings, seeds[mi * n_e + start]
+                )
             _store_block(fields, r, sl, mi)
+        if on_progress is not None:
+            on_progress((sl.stop - start) / n_e)
     few = (fields["reason"] == 0) & (fields["n_instruments"] < int(settings.min_instruments))
     for f in (*LOCAL_FIELDS, *HETEROGENEITY_FIELDS):
         fields[f][few] = np.nan
@@ -375,27 +466,92 @@ def local_mr(
     return LocalEstimates(methods, fields)
 
 
-def _store_heterogeneity(fields, flat_effects, mask, samples, ex, oc, sl) -> None:
-    """The heterogeneity test of an exposure block's cells into the result arrays."""
-    bx, sx, by, sy = flat_effects
-    full_mask = np.broadcast_to(mask, (bx.shape[0], sl.stop - sl.start, by.shape[1], bx.shape[-1]))
-    sides = (None, None)
-    if samples is not None:
-        sides = (
-            np.stack([_flat(d, ex[sl]) for d in samples])[:, :, :, None, :],
-            np.stack([_flat(d, oc) for d in samples])[:, :, None, :, :],
-        )
-    q, qp, spread = heterogeneity(
-        bx[:, sl, None, :],
-        by[:, None, :, :],
-        sx[:, sl, None, :],
-        sy[:, None, :, :],
-        full_mask,
-        *sides,
+def _exposure_block(block_cells: int, n: int, n_o: int, k: int) -> int:
+    """Exposures per block: at most ``block_cells`` cells and :data:`PAIR_MASK_ENTRIES` mask
+    entries (the sorting methods' explicit masks; their bootstrap seeds follow the blocks)."""
+    block = max(1, int(block_cells) // max(1, n * n_o))
+    return min(block, max(1, PAIR_MASK_ENTRIES // max(1, n * n_o * k)))
+
+
+def _rule(direction: DirectionCheck | None) -> dict:
+    """The directionality rule's settings for ``mr.pairmask.pair_sums``."""
+    z = 0.0 if direction is None else float(direction.z)
+    return {"direction": direction is not None, "z": z, "tie": instruments.DIRECTION_TIE}
+
+
+def _side(mean, se, idx, direction, *, centred=None, samples=None):
+    """One side (features ``idx``) of the cells, for ``mr.pairmask.pair_sums``: effects, SEs, the
+    directionality statistic and the per-sample effects (``samples``) or their deviations from
+    the sample mean (``centred``, for the paired covariance), each (S, n, W, 3, F)."""
+    from deepmr_kipoi.mr import pairmask
+
+    n = mean.shape[0]
+    rule = None
+    if direction is not None:
+        spread = np.asarray(direction.spread, dtype=np.float64)
+        spread = np.broadcast_to(spread, (n, spread.shape[-1]))[:, idx]
+        rule = (_flat(direction.effects, idx), _flat(direction.se, idx), spread)
+    per_sample = centred if centred is not None else samples
+    stacked = None
+    if per_sample is not None:
+        stacked = np.stack([_flat(d, idx) for d in per_sample]).astype(np.float64, copy=False)
+        if centred is not None:
+            stacked -= stacked.mean(axis=0)
+    return pairmask.side(
+        _flat(mean, idx),
+        _flat(se, idx),
+        rule,
+        samples=None if centred is not None else stacked,
+        centred=stacked if centred is not None else None,
     )
+
+
+def _sorted_fit(method, mean, se, ex_block, oc, pair_mask, settings, seed):
+    """A sorting method (median, mode) of an exposure block on ``mr.run_batched``."""
+    from deepmr_kipoi import mr
+
+    return mr.run_batched(
+        method,
+        _flat(mean, ex_block)[:, :, None, :],
+        _flat(mean, oc)[:, None, :, :],
+        _flat(se, ex_block)[:, :, None, :],
+        _flat(se, oc)[:, None, :, :],
+        mask=pair_mask,
+        drop_invalid=True,
+        n_boot=settings.n_boot,
+        seed=int(seed),
+        level=settings.level,
+    )
+
+
+def _independent_across_models(het, effects, sl, mask_x, direction, settings) -> np.ndarray:
+    """A panel's heterogeneity sums: pairs of two models' features take their errors as
+    independent (the sums without the paired covariance), pairs within a model keep theirs."""
+    from deepmr_kipoi.mr import pairmask
+
+    mean, se, ex, oc = effects
+    groups = np.asarray(settings.feature_groups)
+    paired = groups[list(ex[sl])][:, None] == groups[list(oc)][None, :]  # (E_block, O)
+    if paired.all():
+        return het
+    xs, ys = _side(mean, se, ex[sl], direction), _side(mean, se, oc, direction)
+    two_sample = pairmask.pair_sums(
+        xs, ys, mask_x[:, sl], **_rule(direction), what=("heterogeneity",)
+    )["heterogeneity"]
+    return np.where(paired[None, None], het, two_sample)
+
+
+def _store_heterogeneity(fields, het: np.ndarray, sl: slice) -> None:
+    """The heterogeneity test of an exposure block's cells (``pair_sums`` rows theta, q, spread,
+    k) into the result arrays."""
+    from scipy import stats
+
+    q, spread, k = het[1], het[2], het[3]
+    finite = np.isfinite(q)
+    p = np.where(finite, stats.chi2.sf(q, np.maximum(k - 1, 1)), np.nan)
     fields["heterogeneity_q"][:, sl] = q[..., None]
-    fields["heterogeneity_pvalue"][:, sl] = qp[..., None]
-    fields["heterogeneity_spread"][:, sl] = spread[..., None]
+    fields["heterogeneity_pvalue"][:, sl] = p[..., None]
+    fields["heterogeneity_spread"][:, sl] = np.where(finite, spread, np.nan)[..., None]
 
 
 def _empty_fields(shape, selection) -> dict:
@@ -438,6 +594,8 @@ def local_step(
     spread: np.ndarray | None = None,
     selection_effects: tuple[np.ndarray, np.ndarray] | None = None,
     samples: np.ndarray | None = None,
+    on_progress: Callable[[float], None] | None = None,
+    feature_groups: Sequence[int] | None = None,
 ) -> LocalStep:
     """Calibration, instrument selection and local MR of a chunk's effects.
 
@@ -464,6 +622,10 @@ def local_step(
         splitting: selection on one half of the samples, estimation on the other).
     samples : ndarray, shape (S, n, W, 3, F), optional
         Calibrated per-sample effects (``calibrated_samples``) for the heterogeneity test.
+    on_progress : callable, optional
+        Called with the share of the local MR done (:func:`local_mr`).
+    feature_groups : sequence of int, length F, optional
+        The model of every feature (model panels; :attr:`MRSettings.feature_groups`).
 
     Returns
     -------
@@ -496,10 +658,17 @@ def local_step(
         oc,
         sel,
         config.methods,
-        settings=mr_settings(config, chunk),
+        settings=dataclasses.replace(
+            mr_settings(config, chunk),
+            feature_groups=None if feature_groups is None else tuple(map(int, feature_groups)),
+        ),
         direction=direction,
         samples=samples,
+        on_progress=on_progress,
     )
+    shape = est.estimate.shape
+    for name, value in steiger_sums(sel_mean, sel.mask, ex, oc).items():
+        est.fields[name] = np.broadcast_to(value[..., None], shape)
     return LocalStep(est, sel, se, direction)
 
 
@@ -571,15 +740,17 @@ def sample_estimates(
     config: RunConfig,
     *,
     chunk: int = 0,
+    on_progress: Callable[[float], None] | None = None,
 ) -> SampleEstimates:
     """Local MR of every model sample's own effects, with the ensemble's instruments and SEs.
 
     For sample s the local estimate of a cell is the MR estimate computed from ``d_s`` (the
     sample's paired differences) for both exposure and outcome, weighted by the calibrated effect
     SEs of the whole model, over the instruments the local step chose. For IVW that is
-    ``sum_k w_k d_s,x,k d_s,y,k / sum_k w_k d_s,x,k^2`` with ``w_k = 1 / se_y,k^2``. The sorting
-    methods run their bootstrap with :data:`~deepmr_kipoi.run.config.SAMPLE_N_BOOT` replicates:
-    only their point estimates are used.
+    ``sum_k w_k d_s,x,k d_s,y,k / sum_k w_k d_s,x,k^2`` with ``w_k = 1 / se_y,k^2``. IVW and
+    MR-Egger of all samples come from one compiled pass over the cells (``mr.pairmask``); the
+    sorting methods run their bootstrap with :data:`~deepmr_kipoi.run.config.SAMPLE_N_BOOT`
+    replicates: only their point estimates are used.
 
     Parameters
     ----------
@@ -590,6 +761,8 @@ def sample_estimates(
     exposures, outcomes : sequence of int
     config : RunConfig
     chunk : int
+    on_progress : callable, optional
+        Called with the share of the work done after each exposure block.
 
     Returns
     -------
@@ -598,20 +771,59 @@ def sample_estimates(
     """
     methods = tuple(config.methods)
     settings = mr_settings(config, chunk, n_boot=SAMPLE_N_BOOT)
-    out = []
-    for d in samples:
+    ex, oc = list(exposures), list(outcomes)
+    n_s, n = samples.shape[0], samples.shape[1]
+    out = np.full((n_s, n, len(ex), len(oc), len(methods)), np.nan)
+    closed = [mi for mi, m in enumerate(methods) if METHOD_TABLE[m].closed_form]
+    others = [mi for mi, m in enumerate(methods) if not METHOD_TABLE[m].closed_form]
+    share = len(closed) / len(methods)
+    if closed:
+        report = None if on_progress is None else (lambda done: on_progress(share * done))
+        _closed_sample_estimates(samples, step, (ex, oc), settings, out, report)
+    for s, d in enumerate(samples if others else ()):
         est = local_mr(
             np.asarray(d, dtype=np.float64),
             step.se,
-            exposures,
-            outcomes,
+            ex,
+            oc,
             step.selection,
-            methods,
+            [methods[mi] for mi in others],
             settings=settings,
             direction=step.direction,
         )
-        out.append(np.where(est.reason == 0, est.estimate, np.nan))
-    return SampleEstimates(methods, np.stack(out))
+        out[s][..., others] = np.where(est.reason == 0, est.estimate, np.nan)
+        if on_progress is not None:
+            on_progress((1.0 - share) / n_s)
+    return SampleEstimates(methods, out)
+
+
+def _closed_sample_estimates(samples, step, pairs, settings, out, on_progress):
+    """IVW / MR-Egger estimates of every sample into ``out`` (S, n, E, O, M) over the methods
+    of ``settings``, exposure block by block: one ``mr.pairmask.pair_sums`` pass gives every
+    sample's sums (``pairs``: the exposure and outcome indices)."""
+    from deepmr_kipoi.mr import batched, pairmask
+
+    ex, oc = pairs
+    methods = step.estimates.methods
+    n_s, n = samples.shape[0], samples.shape[1]
+    mask_x = step.selection.mask.reshape(n, -1, len(ex)).transpose(0, 2, 1)
+    zero = np.zeros_like(step.se)  # the per-sample sums read no ensemble effect
+    ys = _side(zero, step.se, oc, step.direction, samples=samples)
+    block = max(1, int(settings.block_cells) // max(1, n * len(oc) * n_s))
+    for start in range(0, len(ex), block):
+        sl = slice(start, min(len(ex), start + block))
+        xs = _side(zero, step.se, ex[sl], step.direction, samples=samples)
+        sums = pairmask.pair_sums(xs, ys, mask_x[:, sl], **_rule(step.direction), what=("samples",))
+        for s in range(n_s):
+            t = dict(zip(pairmask.SAMPLE_SUMS, sums["samples"][s]))
+            for mi, method in enumerate(methods):
+                if not METHOD_TABLE[method].closed_form:
+                    continue
+                r = batched.from_sums(method, t, t["n"], level=settings.level, inference=False)
+                ok = (r.reason == 0) & (r.n_instruments >= int(settings.min_instruments))
+                out[s, :, sl, :, mi] = np.where(ok, r.estimate, np.nan)
+        if on_progress is not None:
+            on_progress((sl.stop - start) / len(ex))
 
 
 def local_table(
@@ -641,33 +853,41 @@ def local_table(
         left out. Names are categoricals (tables of 10^7 rows stay small).
     """
     methods = list(est.methods)
-    n, n_e, n_o = len(seq_index), len(exposures), len(outcomes)
-    si, ei, oi = np.meshgrid(np.arange(n), np.arange(n_e), np.arange(n_o), indexing="ij")
-    e_feat = np.asarray(exposures)[ei.ravel()]
-    o_feat = np.asarray(outcomes)[oi.ravel()]
-    keep = e_feat != o_feat
+    n, n_e, n_o, n_m = len(seq_index), len(exposures), len(outcomes), len(methods)
+    si, rest = np.divmod(np.arange(n * n_e * n_o), n_e * n_o)
+    e_feat = np.asarray(exposures)[rest // n_o]
+    o_feat = np.asarray(outcomes)[rest % n_o]
+    keep = np.flatnonzero(e_feat != o_feat)
     cats = pd.CategoricalDtype(list(feature_names))
     # ids may repeat (FASTA records of one name): categories are the distinct ids
     distinct = list(dict.fromkeys(all_ids))
     code_of = {name: i for i, name in enumerate(distinct)}
-    id_codes = np.array([code_of[all_ids[g]] for g in seq_index])[si.ravel()][keep]
-    id_dtype = pd.CategoricalDtype(distinct)
-    frames = []
-    for mi, method in enumerate(methods):
-        frame = {
-            "sequence_index": seq_index[si.ravel()][keep].astype(np.int64),
-            "sequence_id": pd.Categorical.from_codes(id_codes, dtype=id_dtype),
-            "exposure": pd.Categorical.from_codes(e_feat[keep], dtype=cats),
-            "outcome": pd.Categorical.from_codes(o_feat[keep], dtype=cats),
-            "method": pd.Categorical([method] * int(keep.sum()), categories=methods),
-        }
-        for f in (
-            *LOCAL_FIELDS,
-            *HETEROGENEITY_FIELDS,
-            "n_instruments",
-            "reason",
-            *INSTRUMENT_COUNTS,
-        ):
-            frame[f] = est.fields[f][..., mi].ravel()[keep]
-        frames.append(pd.DataFrame(frame))
-    return pd.concat(frames, ignore_index=True)
+    id_codes = np.array([code_of[all_ids[g]] for g in seq_index])
+
+    def tiled(a):  # the cells kept, repeated for every method
+        return np.tile(a[keep], n_m)
+
+    si = si[keep]
+    columns = {
+        "sequence_index": np.tile(np.asarray(seq_index, dtype=np.int64)[si], n_m),
+        "sequence_id": pd.Categorical.from_codes(
+            np.tile(id_codes[si], n_m), dtype=pd.CategoricalDtype(distinct)
+        ),
+        "exposure": pd.Categorical.from_codes(tiled(e_feat), dtype=cats),
+        "outcome": pd.Categorical.from_codes(tiled(o_feat), dtype=cats),
+        "method": pd.Categorical.from_codes(
+            np.repeat(np.arange(n_m, dtype=np.int8), len(keep)), categories=methods
+        ),
+    }
+    fields = (*LOCAL_FIELDS, *HETEROGENEITY_FIELDS, "n_instruments", "reason", *INSTRUMENT_COUNTS)
+    fields += tuple(f for f in (*STEIGER_FIELDS, "other_feature") if f in est.fields)
+    for f in fields:
+        cells = np.ascontiguousarray(est.fields[f]).reshape(-1, n_m)
+        column = np.empty(len(keep) * n_m, dtype=cells.dtype)
+        for mi in range(n_m):
+            np.take(cells[:, mi], keep, out=column[mi * len(keep) : (mi + 1) * len(keep)])
+        columns[f] = column
+    if "other_feature" in columns:
+        columns["other_feature"] = pd.Categorical.from_codes(columns["other_feature"], dtype=cats)
+    # the columns are fresh arrays: no copy, and no consolidation into 2-D blocks (a second copy)
+    return pd.DataFrame(columns, copy=False)

@@ -107,6 +107,8 @@ class RunRecord:
     timings_s: dict = dataclasses.field(default_factory=dict)
     finished: str | None = None
     nonfinite: dict = dataclasses.field(default_factory=dict)
+    figures_digest: str = ""
+    figure_info: tuple = ()
 
     def to_dict(self) -> dict:
         """``run.json``'s content: nested plain values, lists instead of tuples."""
@@ -126,6 +128,7 @@ class RunRecord:
         kw["chunks"] = ChunkInfo(c["n"], c["size"], tuple(c["resumed"]))
         kw["warnings"] = tuple(d.get("warnings") or ())
         kw["figures"] = tuple(d.get("figures") or ())
+        kw["figure_info"] = tuple(d.get("figure_info") or ())
         return cls(**kw)
 
 

@@ -18,7 +18,10 @@ folder keeps its earlier run. An exception raised in the user's own model code b
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -31,11 +34,17 @@ import pandas as pd
 from deepmr_kipoi import __version__, instruments, results, validation
 from deepmr_kipoi.errors import DeepMRInputError, user_code_errors
 from deepmr_kipoi.run import aggregate, checks, executors, inputs
-from deepmr_kipoi.run.chunk import ChunkResult, compute_chunk  # noqa: F401 - runner.compute_chunk stays importable
+from deepmr_kipoi.run.chunk import (  # noqa: F401 - runner.compute_chunk stays importable
+    ChunkResult,
+    analyse_chunk,
+    compute_chunk,
+    effects_from_arrays,
+)
 from deepmr_kipoi.run.config import (
     AUTO_EFFECTS_LIMIT,
     RunConfig,
     config_hash,
+    effects_hash,
     portable_config,
     validate,
     weights_signature,
@@ -45,6 +54,15 @@ from deepmr_kipoi.run.folder import ChunkStore, RunFolder, RunKey, stop_point
 from deepmr_kipoi.run.record import ChunkInfo, FeatureSet, RunRecord, SequenceSet, versions
 
 logger = logging.getLogger(__name__)
+
+#: ``run.json``'s words for seeded random reference sequences (``inputs.sequence_source``).
+RANDOM_SOURCE = "seeded random sequences"
+#: The warning of a run on random DNA: its effects are the model's response to sequences it was
+#: never trained on.
+RANDOM_WARNING = (
+    "The reference sequences are random DNA (no FASTA, sequences or dataloader given): the effects "
+    "describe the model on sequences unlike its training data; give real sequences for biology."
+)
 
 
 @dataclass(frozen=True)
@@ -80,6 +98,8 @@ class RunPlan:
         Content md5 per input (:func:`~deepmr_kipoi.run.fingerprint.input_fingerprint`).
     sequence_source : str
         Where the reference sequences came from, in words (for ``run.json``).
+    effects_hash : str
+        ``config.effects_hash``: what the ISM effects depend on (the key of the effects store).
     """
 
     config: RunConfig
@@ -100,6 +120,7 @@ class RunPlan:
     spread: np.ndarray
     inputs: dict = dataclasses.field(default_factory=dict)
     sequence_source: str = ""
+    effects_hash: str = ""
 
     @property
     def n_sequences(self) -> int:
@@ -156,6 +177,7 @@ def make_plan(
     *,
     sequences: tuple | None = None,
     calibration: inputs.Calibration | None = None,
+    sequence_source: str | None = None,
 ) -> RunPlan:
     """Validate a config, load its model and inputs, and fix the chunks.
 
@@ -171,6 +193,8 @@ def make_plan(
         e.g. the simulation).
     calibration : Calibration, optional
         An already fitted calibration (``inputs.fit_calibration``) instead of the config's.
+    sequence_source : str, optional
+        Where ``sequences`` came from, in words (``run.json``; default: from the config).
 
     Returns
     -------
@@ -184,6 +208,11 @@ def make_plan(
     config = validate(config)
     model, identity = inputs.prepare_model(config, model, identity)
     feature_names = tuple(str(f) for f in model.feature_names)
+    if len(feature_names) == 1:
+        raise DeepMRInputError(
+            f"this model has one output ({feature_names[0]}); put it in a panel with another "
+            "model: --model a=... --model b=..."
+        )
     s = int(getattr(model, "n_samples", 0) or 0)
     if s < 2:
         hint = getattr(model, "uncertainty_hint", None) or (
@@ -202,11 +231,6 @@ def make_plan(
     inputs.check_applicable(config, model)
     exposures = inputs.select_features(config.exposures, feature_names, "exposure")
     outcomes = inputs.select_features(config.outcomes, feature_names, "outcome")
-    if len(feature_names) == 1:
-        raise DeepMRInputError(
-            f"this model has one output ({feature_names[0]}); put it in a panel with another "
-            "model: --model a=... --model b=..."
-        )
     if not any(e != o for e in exposures for o in outcomes):
         raise DeepMRInputError(
             f"exposure and outcome are the same feature ({feature_names[exposures[0]]}); choose "
@@ -220,16 +244,7 @@ def make_plan(
     window = validation.window(config.window, length, "ISM window")
     cal = calibration or inputs.load_calibration(config, model, list(feature_names))
     used = tuple(sorted(set(exposures) | set(outcomes)))
-    save_effects = config.save_effects
-    if save_effects == "auto":
-        save_effects = n_seq * (window[1] - window[0]) * 3 * len(used) <= AUTO_EFFECTS_LIMIT
-    chunk_size = config.chunk_size
-    if config.instrument_rule == "pooled" and chunk_size < n_seq:
-        logger.info(
-            "pooled instrument rule: one chunk of all %d sequences (pooled statistics)", n_seq
-        )
-        chunk_size = n_seq
-    bounds = tuple((a, min(n_seq, a + chunk_size)) for a in range(0, n_seq, chunk_size))
+    save_effects, chunk_size, bounds = chunking(config, n_seq, window, len(used))
     chash = config_hash(config.replace(chunk_size=chunk_size), identity, feature_names, n_seq)
     reference = checks.reference_predictions(
         model, onehot, config.batch_size, mask=config.mask_nonfinite
@@ -249,12 +264,28 @@ def make_plan(
         cal,
         chunk_size,
         bounds,
-        bool(save_effects),
+        save_effects,
         chash,
         spread,
         input_fingerprint(config, identity, seq_ids, onehot),
-        inputs.sequence_source(config),
+        sequence_source or inputs.sequence_source(config),
+        effects_hash(config, identity, feature_names, n_seq),
     )
+
+
+def chunking(config: RunConfig, n_seq: int, window, n_used: int):
+    """Whether ``effects.h5`` is written, the chunk size and the chunks' half-open bounds."""
+    save_effects = config.save_effects
+    if save_effects == "auto":
+        save_effects = n_seq * (window[1] - window[0]) * 3 * n_used <= AUTO_EFFECTS_LIMIT
+    chunk_size = config.chunk_size
+    if config.instrument_rule == "pooled" and chunk_size < n_seq:
+        logger.info(
+            "pooled instrument rule: one chunk of all %d sequences (pooled statistics)", n_seq
+        )
+        chunk_size = n_seq
+    bounds = tuple((a, min(n_seq, a + chunk_size)) for a in range(0, n_seq, chunk_size))
+    return bool(save_effects), chunk_size, bounds
 
 
 def run(
@@ -264,6 +295,8 @@ def run(
     identity: dict | None = None,
     truth: pd.DataFrame | None = None,
     on_chunk: Callable[[int, int], None] | None = None,
+    sequences: tuple | None = None,
+    sequence_source: str | None = None,
 ) -> DeepMRResult:
     """Run Deep MR end to end.
 
@@ -279,6 +312,10 @@ def run(
         (the demo and simulations).
     on_chunk : callable, optional
         Called as ``on_chunk(chunk_index, n_chunks)`` after each computed chunk is written.
+    sequences : (list of str, ndarray (N, L, 4)), optional
+        Reference sequences (ids, ACGT one-hot) given in memory instead of those ``config`` names.
+    sequence_source : str, optional
+        Where ``sequences`` came from, in words (for ``run.json``).
 
     Returns
     -------
@@ -291,75 +328,77 @@ def run(
         this call created are removed first (the run folder itself when this call created it).
     """
     started = time.time()
-    timings: dict[str, float] = {}
     tick = time.perf_counter()
     with user_code_errors():
-        plan = make_plan(config, model, identity)
-    timings["plan"] = time.perf_counter() - tick
+        plan = make_plan(
+            config, model, identity, sequences=sequences, sequence_source=sequence_source
+        )
+    timings = {"plan": time.perf_counter() - tick}
+    return run_plan(
+        plan,
+        truth=truth,
+        on_chunk=on_chunk,
+        model_given=model is not None,
+        timings=timings,
+        started=started,
+    )
+
+
+def run_plan(
+    plan: RunPlan,
+    *,
+    truth: pd.DataFrame | None = None,
+    on_chunk: Callable[[int, int], None] | None = None,
+    model_given: bool = False,
+    effects_from: Path | None = None,
+    timings: dict | None = None,
+    started: float | None = None,
+) -> DeepMRResult:
+    """Stages 2-4 and the outputs of a planned run (:func:`run` after :func:`make_plan`).
+
+    Chunks are taken, in this order, from the run folder's finished chunks (same key), from stored
+    ISM effects (same effects key: only the analysis runs, no model), or computed by the model.
+
+    Parameters
+    ----------
+    plan : RunPlan
+        ``plan.model`` may be None when every chunk's effects are stored (a reanalysis).
+    truth, on_chunk :
+        As for :func:`run`.
+    model_given : bool
+        The model was handed to the run (Dask workers then get it shipped).
+    effects_from : Path, optional
+        Another run's chunk folder whose stored effects may be used.
+    timings, started :
+        Seconds already spent (``"plan"``), and ``time.time()`` when the run started.
+
+    Returns
+    -------
+    DeepMRResult
+    """
+    started = time.time() if started is None else started
+    timings = dict(timings or {})
     config = plan.config
     out_dir = Path(config.out) if config.out else None
     created: list[Path] = []
     computed: list[int] = []
     folder = None
-    keep_stage = True
     try:
-        store = None
-        if out_dir is not None:
-            # the old run stays whole until the new one is complete and swapped in
-            folder = RunFolder(out_dir).open(run_key(plan), plan.bounds, force=config.force)
-            store = folder.store
+        folder, store, reader = _stores(plan, out_dir, effects_from)
         chunks, resumed = _run_chunks(
-            plan, store, created, computed, on_chunk, timings, model_given=model is not None
+            plan, store, reader, created, computed, on_chunk, timings, model_given
         )
         merged = ChunkResult.merge(chunks)
         local_table = merged.local
-        if not ((local_table["reason"] == 0) & np.isfinite(local_table["estimate"])).any():
-            raise DeepMRInputError(
-                f"no sequence had at least {config.min_instruments} instruments for any pair; "
-                "lower --z, widen --window, or use more or other sequences"
-            )
-        tick = time.perf_counter()
-        names = plan.feature_names
-        global_table = aggregate.global_effects(
-            local_table,
-            plan.n_sequences,
-            method=config.meta_method,
-            test=config.meta_test,
-            level=config.level,
-            samples=merged.samples,
-            exposures=[names[i] for i in plan.exposures],
-            outcomes=[names[i] for i in plan.outcomes],
-            min_sequences=config.min_sequences,
-        )
-        timings["meta"] = time.perf_counter() - tick
+        global_table, warns = _aggregate(plan, merged, timings)
         arrays = merged.figure_arrays()
-        warns = aggregate.plain_warnings(
-            global_table,
-            calibrated=plan.calibration is not None,
-            n_masked=merged.n_masked,
-            level=config.level,
-        )
-        warns += _spread_warnings(plan)
-        if merged.flat:
-            warns.append(
-                f"{', '.join(merged.flat)}: no mutation inside the window changes "
-                f"{'it' if len(merged.flat) == 1 else 'them'} in any model sample (a constant "
-                "output, or one that reads only outside the window); left out of every pair. "
-                "Choose a window where it responds, or leave it out of --exposures/--outcomes."
-            )
         n_bad_seq, n_bad_mut = merged.n_nonfinite
-        if n_bad_mut:
-            warns.append(
-                f"{n_bad_mut} mutants of {n_bad_seq} sequences had NaN or inf predictions "
-                "and were left out (--mask-nonfinite)."
-            )
-        for w in warns:
-            logger.warning(w)
-        plan.identity["ism"] = [
-            {"member": i, "path": m.ism_path, "reason": m.ism_reason}
-            for i, m in enumerate(getattr(plan.model, "members", ()))
-            if hasattr(m, "ism_path")
-        ]
+        if plan.model is not None:
+            plan.identity["ism"] = [
+                {"member": i, "path": m.ism_path, "reason": m.ism_reason}
+                for i, m in enumerate(getattr(plan.model, "members", ()))
+                if hasattr(m, "ism_path")
+            ]
         record = _record(plan, resumed, warns, truth, started)
         record = dataclasses.replace(
             record, nonfinite={"sequences": n_bad_seq, "mutants": n_bad_mut}
@@ -382,15 +421,79 @@ def run(
             timings["total"] = time.time() - started
             record = dataclasses.replace(record, timings_s=timings)
     except Exception as err:
-        # a refusal leaves the folder as it was; a bug keeps its chunks for the rerun, and the
-        # command line's message says how many
-        keep_stage = not isinstance(err, DeepMRInputError)
-        err.deepmr_chunks_kept = len(computed) if folder is not None and keep_stage else 0
+        # a refusal leaves the folder as it was (RunFolder.close); a bug keeps its chunks for the
+        # rerun, and the command line's message says how many
+        refused = isinstance(err, DeepMRInputError)
+        err.deepmr_chunks_kept = len(computed) if folder is not None and not refused else 0
         raise
     finally:
         if folder is not None:
-            folder.close(computed=bool(computed), keep_stage=keep_stage)
+            folder.close(computed=bool(computed))
     return DeepMRResult(global_table, local_table, config, record, tuple(warns), out_dir)
+
+
+def _stores(plan: RunPlan, out_dir: Path | None, effects_from: Path | None):
+    """The run folder (opened), the chunk store results are written to, and the store stored
+    effects are read from (the folder's, or another run's without a folder)."""
+    if out_dir is not None:
+        # the old run stays whole until the new one is complete and swapped in
+        folder = RunFolder(out_dir).open(
+            run_key(plan), plan.bounds, force=plan.config.force, effects_from=effects_from
+        )
+        return folder, folder.store, folder.store
+    if effects_from is not None:
+        return None, None, ChunkStore(Path(effects_from), run_key(plan), plan.bounds)
+    return None, None, None
+
+
+def _aggregate(plan: RunPlan, merged: ChunkResult, timings: dict) -> tuple[pd.DataFrame, list]:
+    """Stage 4 on the merged chunks: the global table and the run's plain warnings (logged)."""
+    config, names, local_table = plan.config, plan.feature_names, merged.local
+    if not ((local_table["reason"] == 0) & np.isfinite(local_table["estimate"])).any():
+        raise DeepMRInputError(
+            f"no sequence had at least {config.min_instruments} instruments for any pair; "
+            "lower --z, widen --window, or use more or other sequences"
+        )
+    tick = time.perf_counter()
+    global_table = aggregate.global_effects(
+        local_table,
+        plan.n_sequences,
+        method=config.meta_method,
+        test=config.meta_test,
+        level=config.level,
+        samples=merged.samples,
+        exposures=[names[i] for i in plan.exposures],
+        outcomes=[names[i] for i in plan.outcomes],
+        min_sequences=config.min_sequences,
+        spread=dict(zip(names, plan.spread)),
+        min_effect=config.min_effect,
+    )
+    timings["meta"] = time.perf_counter() - tick
+    warns = aggregate.plain_warnings(
+        global_table,
+        calibrated=plan.calibration is not None,
+        n_masked=merged.n_masked,
+        level=config.level,
+    )
+    if plan.sequence_source == RANDOM_SOURCE:
+        warns.insert(0, RANDOM_WARNING)
+    warns += _spread_warnings(plan)
+    if merged.flat:
+        warns.append(
+            f"{', '.join(merged.flat)}: no mutation inside the window changes "
+            f"{'it' if len(merged.flat) == 1 else 'them'} in any model sample (a constant "
+            "output, or one that reads only outside the window); left out of every pair. "
+            "Choose a window where it responds, or leave it out of --exposures/--outcomes."
+        )
+    n_bad_seq, n_bad_mut = merged.n_nonfinite
+    if n_bad_mut:
+        warns.append(
+            f"{n_bad_mut} mutants of {n_bad_seq} sequences had NaN or inf predictions "
+            "and were left out (--mask-nonfinite)."
+        )
+    for w in warns:
+        logger.warning(w)
+    return global_table, warns
 
 
 def _spread_warnings(plan: RunPlan) -> list[str]:
@@ -456,24 +559,38 @@ def _record(plan: RunPlan, resumed, warns, truth, started: float) -> RunRecord:
     )
 
 
+def _feature_models(model) -> tuple[str, ...]:
+    """The panel label of every feature of a model panel; empty for one model."""
+    labels, groups = getattr(model, "labels", None), getattr(model, "feature_groups", None)
+    if labels is None or groups is None:
+        return ()
+    return tuple(labels[g] for g in groups)
+
+
 def run_key(plan: RunPlan) -> RunKey:
     """What the plan's results are computed from (the key every chunk file carries)."""
     weights = weights_signature(plan.identity)
-    return RunKey(plan.config_hash, None if weights is None else tuple(weights), dict(plan.inputs))
+    return RunKey(
+        plan.config_hash,
+        None if weights is None else tuple(weights),
+        dict(plan.inputs),
+        plan.effects_hash or None,
+    )
 
 
 def _run_chunks(
     plan: RunPlan,
     store: ChunkStore | None,
+    reader: ChunkStore | None,
     created: list,
     computed: list,
     on_chunk,
     timings,
-    *,
     model_given: bool = False,
 ):
-    """Read back the finished chunks, compute the others on the config's executor and write each
-    as it arrives; return the chunk results in chunk order and the resumed indices."""
+    """Read back the finished chunks, analyse those whose ISM effects are stored, compute the
+    others on the config's executor and write each as it arrives; return the chunk results in chunk
+    order and the resumed indices."""
     found: dict[int, ChunkResult] = {}
     for chunk_index in range(len(plan.bounds)):
         read = store.read(chunk_index) if store is not None and store.is_done(chunk_index) else None
@@ -483,9 +600,25 @@ def _run_chunks(
         if back is not None:
             found[chunk_index] = back
     resumed = sorted(found)
+    if store is not None:
+        store.write_run_effects(plan.feature_names, plan.seq_ids, plan.onehot, plan.spread)
+    reused = []
+    for i in [i for i in range(len(plan.bounds)) if i not in found and reader is not None]:
+        arrays = reader.read_effects(i, plan.used)
+        if arrays is not None:
+            found[i] = analyse_chunk(plan, i, effects_from_arrays(arrays), timings)
+            reused.append(i)
+            _keep(store, i, found[i], created, computed, on_chunk, len(plan.bounds))
+    if reused:
+        logger.info("%d chunk(s) analysed from stored ISM effects (no model run)", len(reused))
     todo = [i for i in range(len(plan.bounds)) if i not in found]
+    if todo and plan.model is None:
+        raise DeepMRInputError(
+            f"the stored ISM effects do not cover chunk {todo[0]} (sequences {plan.bounds[todo[0]]}); "
+            "run the model again (deepmr run) instead of reanalysing"
+        )
     executor = executors.executor_for(plan.config, model_given=model_given)
-    computing = executor.map_chunks(plan, todo)
+    computing = executor.map_chunks(plan, todo) if todo else iter(())
     while True:
         with (
             user_code_errors()
@@ -496,13 +629,71 @@ def _run_chunks(
         chunk_index, result, chunk_timings = item
         for key, value in chunk_timings.items():
             timings[key] = timings.get(key, 0.0) + value
-        computed.append(chunk_index)
-        if store is not None:
-            created += store.write(chunk_index, result.local, result.file_arrays())
-        found[chunk_index] = result
-        if on_chunk is not None:
-            on_chunk(chunk_index, len(plan.bounds))
+        if store is not None and result.effects is not None:
+            created.append(store.write_effects(chunk_index, result.effects))
+        found[chunk_index] = dataclasses.replace(result, effects=None)
+        _keep(store, chunk_index, found[chunk_index], created, computed, on_chunk, len(plan.bounds))
     return [found[i] for i in range(len(plan.bounds))], resumed
+
+
+def _keep(store, chunk_index: int, result: ChunkResult, created, computed, on_chunk, n: int):
+    """Write a chunk that was just computed or analysed, and report it."""
+    computed.append(chunk_index)
+    if store is not None:
+        created += store.write(chunk_index, result.local, result.file_arrays())
+    if on_chunk is not None:
+        on_chunk(chunk_index, n)
+
+
+def figures_digest(plan: RunPlan, global_table, local_table, arrays: dict, truth) -> str:
+    """md5 of everything a run's figures show: the tables, the kept effects, the truth, the
+    calibration and the display settings."""
+    h = hashlib.md5()
+    for table in (global_table, local_table, truth):
+        if table is not None:
+            h.update(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes())
+            h.update(",".join(map(str, table.columns)).encode())
+    for key in sorted(arrays):
+        h.update(key.encode())
+        h.update(np.ascontiguousarray(np.asarray(arrays[key])).tobytes())
+    cal = plan.calibration
+    shown = {
+        "level": plan.config.level,
+        "n_examples": plan.config.n_examples,
+        "features": [plan.feature_names, plan.used, plan.exposures],
+        "sequences": plan.seq_ids,
+        "calibration": None
+        if cal is None
+        else [cal.scale_items(), getattr(cal, "curve_before", None) is not None],
+        "version": __version__,
+    }
+    h.update(json.dumps(shown, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _earlier_figures(plan: RunPlan, stage: Path, digest: str) -> list | None:
+    """The figures of the run the folder holds, linked into the stage, when they show exactly what
+    this run's would (same digest); None when they must be drawn."""
+    from deepmr_kipoi.report.figures import FigureFile
+    from deepmr_kipoi.run.contents import link_or_copy
+
+    final = Path(os.path.realpath(plan.config.out))
+    try:
+        old = json.loads((final / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    names, info = old.get("figures") or [], old.get("figure_info") or []
+    if old.get("figures_digest") != digest or len(names) != len(info) or not names:
+        return None
+    if not all((final / n).is_file() and ".." not in Path(n).parts for n in names):
+        return None
+    figs = []
+    for name, meta in zip(names, info):
+        link_or_copy(final / name, stage / name)
+        pair = tuple(meta["pair"]) if meta.get("pair") else None
+        figs.append(FigureFile(stage / name, meta["title"], meta["caption"], meta["section"], pair))
+    logger.info("figures unchanged since the folder's last run: kept, not drawn again")
+    return figs
 
 
 def _write_outputs(
@@ -550,7 +741,10 @@ def _write_outputs(
     stop_point("outputs")
     tick = time.perf_counter()
     figs = []
+    digest = figures_digest(plan, global_table, local_table, arrays, truth)
     if config.figures:
+        figs = _earlier_figures(plan, out_dir, digest)
+    if config.figures and figs is None:
         kept = figures.DetailInputs(
             local_table,
             arrays,
@@ -558,6 +752,7 @@ def _write_outputs(
             tuple(plan.used),
             tuple(plan.seq_ids),
             tuple(record.features.exposures),
+            _feature_models(plan.model),
         )
         figs = figures.make_figures(
             out_dir,
@@ -571,7 +766,13 @@ def _write_outputs(
         )
     timings["figures"] = time.perf_counter() - tick
     record = dataclasses.replace(
-        record, figures=tuple(str(f.path.relative_to(out_dir)) for f in figs)
+        record,
+        figures=tuple(str(f.path.relative_to(out_dir)) for f in figs),
+        figures_digest=digest if config.figures else "",
+        figure_info=tuple(
+            {"title": f.title, "caption": f.caption, "section": f.section, "pair": f.pair}
+            for f in figs
+        ),
     )
     if config.report:
         tick = time.perf_counter()

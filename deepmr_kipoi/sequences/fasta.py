@@ -118,16 +118,7 @@ def read_fasta_bed(
     rows = _read_bed(bed)
     if not rows:
         raise DeepMRInputError(f"BED file {bed} has no intervals")
-    if n is not None:
-        if int(n) != n or n < 1:
-            raise DeepMRInputError(f"n must be a positive integer, got {n!r}")
-        if n > len(rows):
-            raise DeepMRInputError(
-                f"n={n} exceeds the {len(rows)} intervals in {bed}; pass n <= {len(rows)}"
-            )
-        pick = np.sort(np.random.default_rng(seed).choice(len(rows), size=int(n), replace=False))
-        rows = [rows[i] for i in pick]
-    rows = _drop_duplicate_regions(rows, length, bed, duplicates)
+    rows = _drop_duplicate_regions(_sample_rows(rows, n, seed, bed), length, bed, duplicates)
     ids, seqs = [], []
     with pysam.FastaFile(str(fasta), filepath_index=fasta_index(fasta, index_dir)) as fa:
         sizes = dict(zip(fa.references, fa.lengths))
@@ -151,6 +142,20 @@ def read_fasta_bed(
     check_letters(seqs, ids, source=str(fasta), iupac=iupac)
     logger.info("read %d intervals of %d bp from %s", len(seqs), length, fasta)
     return ids, one_hot(seqs)
+
+
+def _sample_rows(rows: list, n: int | None, seed: int, bed) -> list:
+    """``n`` of the BED rows drawn without replacement with ``seed``, in file order (all for None)."""
+    if n is None:
+        return rows
+    if int(n) != n or n < 1:
+        raise DeepMRInputError(f"n must be a positive integer, got {n!r}")
+    if n > len(rows):
+        raise DeepMRInputError(
+            f"n={n} exceeds the {len(rows)} intervals in {bed}; pass n <= {len(rows)}"
+        )
+    pick = np.sort(np.random.default_rng(seed).choice(len(rows), size=int(n), replace=False))
+    return [rows[i] for i in pick]
 
 
 def read_fasta(

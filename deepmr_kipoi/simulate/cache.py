@@ -104,7 +104,7 @@ def load_model(cache_dir: str, round_index: int, regime: str):
 
 
 def save_calibration(cache_dir: str, round_index: int, regime: str, key: dict, fit) -> None:
-    """Write a job's calibration fit (``run.inputs.Calibration``) under its settings ``key``."""
+    """Write a job's calibration fit (``calibration.Calibration``) under its settings ``key``."""
     os.makedirs(cache_dir, exist_ok=True)
     doc = {
         "key": key,
@@ -122,11 +122,11 @@ def load_calibration(cache_dir: str, round_index: int, regime: str, key: dict):
 
     Returns
     -------
-    run.inputs.Calibration or None
+    calibration.Calibration or None
         SE scales only (the metrics and curves of the fit are not cached: the analysis does not
         use them).
     """
-    from deepmr_kipoi.run.inputs import Calibration
+    from deepmr_kipoi.calibration import Calibration
 
     path = _stem(cache_dir, round_index, regime) + ".calibration.json"
     if not os.path.exists(path):

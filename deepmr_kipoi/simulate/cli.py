@@ -15,6 +15,8 @@ examples:
   deepmr simulate --rounds 2 --regimes none random --n-train 6000 --out quick
   deepmr simulate --rounds 50 --calibration none --seed 1 --out full_run
   deepmr simulate --rounds 50 --reanalyze --out full_run     # new analysis code, cached models
+  deepmr simulate --rounds 50 --reanalyze --calibration none --out full_run_uncalibrated
+      # (full_run_uncalibrated/models a link to full_run/models: the same ensembles, no table)
   deepmr simulate --experiment bpnet --quick --out bpnet_quick
 """
 
@@ -157,6 +159,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="select instruments on half of the members, estimate on the others",
     )
     parser.add_argument(
+        "--min-effect",
+        type=float,
+        default=d.min_effect,
+        help="smallest effect of interest of the verdict, standardized "
+        f"(effect x sd_exposure / sd_outcome; default {d.min_effect})",
+    )
+    parser.add_argument(
         "--reanalyze",
         action="store_true",
         help="recompute every job's analysis (Deep MR and scoring) in --out from its "
@@ -217,6 +226,7 @@ def config_from_args(args: argparse.Namespace):
         directional=not args.no_directional,
         one_per_position=not args.all_alleles,
         sample_split=args.sample_split,
+        min_effect=args.min_effect,
         workers=args.workers,
         training=training,
     )

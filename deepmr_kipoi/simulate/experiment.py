@@ -70,6 +70,8 @@ class ExperimentConfig:
         Scale of the truth (``oracle`` module docstring).
     floor, directional, one_per_position, sample_split
         Instrument rules of the run (``RunConfig``).
+    min_effect : float
+        Smallest effect of interest of the verdict, standardized (``RunConfig.min_effect``).
     workers : int
         (round, regime) jobs run in this many processes at once (each trains with
         ``training.threads`` torch threads); 2 uses both cores of a 2-core machine.
@@ -95,6 +97,7 @@ class ExperimentConfig:
     directional: bool = True
     one_per_position: bool = True
     sample_split: bool = False
+    min_effect: float = 0.1
     workers: int = 2
     simulation: gen.SimulationConfig = field(
         default_factory=lambda: gen.SimulationConfig(bystander_gamma=100.0)
@@ -311,7 +314,7 @@ def _round_model(
 
 def _round_calibration(model, cal, config: ExperimentConfig, cache_dir: str | None, job: tuple):
     """The calibration fit of a job (None without calibration): cached under its settings."""
-    from deepmr_kipoi.run import inputs
+    from deepmr_kipoi.calibration import LabelledSequences, fit_calibration
 
     if config.calibration == "none":
         return None
@@ -325,14 +328,14 @@ def _round_calibration(model, cal, config: ExperimentConfig, cache_dir: str | No
         cached = _cache.load_calibration(cache_dir, *job, key)
         if cached is not None:
             return cached
-    fit = inputs.fit_calibration(
+    labelled = LabelledSequences(
+        cal().onehot, cal().labels, tuple(features), source="calibration sequences"
+    )
+    fit = fit_calibration(
         model,
-        cal().onehot,
-        cal().labels,
-        features,
+        labelled,
         features,
         method=config.calibration,
-        source="calibration sequences",
         aleatoric_variance=config.aleatoric_variance,
     )
     if cache_dir is not None:
@@ -438,6 +441,9 @@ def _deep_mr(config: ExperimentConfig, model, an, cal_fit, tag: str):
         samples=chunk.samples,
         exposures=features,
         outcomes=features,
+        min_sequences=run_config.min_sequences,
+        spread=dict(zip(features, plan.spread)),
+        min_effect=config.min_effect,
     )
     return chunk, glob
 
@@ -479,7 +485,7 @@ def analyse_round(
     data : tuple
         ``(MotifSet, SimulatedData)`` of the analysed sequences.
     model : PredictiveModel
-    cal_fit : run.inputs.Calibration or None
+    cal_fit : calibration.Calibration or None
     timings : dict
         Seconds of the earlier stages; this function adds ``deep_mr`` and ``oracle``.
 

@@ -3,6 +3,11 @@
 Usage::
 
     python examples/simulation/make_results.py SIM_OUT [--copy-to examples/simulation]
+    python examples/simulation/make_results.py --targets CALIBRATED_OUT UNCALIBRATED_OUT
+
+``--targets`` prints the issue's targets table for two analyses of the same ensembles (with and
+without the calibration table): per regime, null pairs called causal, the planted pair causal
+with the right sign and the direction named, each with its Wilson 95% interval and the target.
 
 Reads ``SIM_OUT/rounds.csv`` (one row per round, regime, method and ordered pair) and prints, as
 Markdown: the verdict targets per regime (null pairs called causal, all of them in the denominator
@@ -45,11 +50,63 @@ def interval(share, low, high) -> str:
     return f"{share:.2f} [{low:.2f}, {high:.2f}]" if np.isfinite(share) else "nan"
 
 
+#: Targets per regime: (null causal at most, planted causal at least calibrated, uncalibrated).
+TARGETS = {
+    "none": (0.05, 0.90, 0.80),
+    "random": (0.05, 0.90, 0.80),
+    "reverse": (0.05, 0.90, 0.80),
+    "sequence": (0.05, 0.70, 0.70),
+    "both": (0.05, 0.70, 0.70),
+    "pleiotropy": (0.05, None, None),
+}
+
+
+def _cell(row, col: str, target, at_most: bool) -> str:
+    share, n = row[col], int(row[f"{col}_n"])
+    text = f"{interval(share, row[f'{col}_low'], row[f'{col}_high'])} (n={n})"
+    if target is None or not np.isfinite(share):
+        return text
+    met = share <= target if at_most else share >= target
+    return f"{text} {'met' if met else '**missed**'}"
+
+
+def targets(calibrated: Path, uncalibrated: Path) -> str:
+    """The targets table of two analyses of the same ensembles, as Markdown."""
+    rows = []
+    for label, folder in (("calibrated", calibrated), ("uncalibrated", uncalibrated)):
+        v = scoring.summarize_verdicts(pd.read_csv(folder / "rounds.csv")).set_index("regime")
+        for regime, (null_max, cal_min, uncal_min) in TARGETS.items():
+            if regime not in v.index:
+                continue
+            r = v.loc[regime]
+            planted_min = cal_min if label == "calibrated" else uncal_min
+            rows.append(
+                {
+                    "regime": regime,
+                    "analysis": label,
+                    "null pairs causal (target <= 0.05)": _cell(r, "null_causal", null_max, True),
+                    "planted causal, right sign (target)": _cell(
+                        r, "planted_causal", planted_min, False
+                    )
+                    + ("" if planted_min is None else f" [>= {planted_min:.2f}]"),
+                    "direction named (target >= 0.80)": _cell(
+                        r, "direction_right", None if regime == "pleiotropy" else 0.8, False
+                    ),
+                    "planted verdicts": r["planted_verdicts"],
+                }
+            )
+    return markdown(pd.DataFrame(rows))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("sim_out")
+    p.add_argument("sim_out", nargs="?")
     p.add_argument("--copy-to", default=None)
+    p.add_argument("--targets", nargs=2, metavar=("CALIBRATED", "UNCALIBRATED"), default=None)
     args = p.parse_args(argv)
+    if args.targets:
+        print(targets(Path(args.targets[0]), Path(args.targets[1])))
+        return 0
     out = Path(args.sim_out)
     rounds = pd.read_csv(out / "rounds.csv")
     summary = scoring.summarize(rounds)
