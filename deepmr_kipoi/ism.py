@@ -137,10 +137,8 @@ def saturation_effects(
     -----
     The reference is predicted once per sample. With ``model.fast_ism`` True the mutants of each
     reference go to ``model.predict_mutants(reference, mutants)`` in chunks of at most ``batch_size``;
-    otherwise mutant batches span references and go to ``model.predict_samples``. Differences are
-    taken in the model's own precision (float64 where it predicts in float64, so an output offset
-    far larger than the effects costs no digits of them; float32 otherwise); their mean and SD over
-    samples are accumulated in float64 and stored as float32.
+    otherwise mutant batches span references and go to ``model.predict_samples``. Differences in the
+    model's own precision (float64 kept); mean and SD over samples in float64, stored as float32.
     """
     x = sequences.check_onehot(onehot)
     batch_size = validation.positive_int(batch_size, "batch_size")

@@ -145,7 +145,7 @@ class _SampledModel:
 
         Returns
         -------
-        numpy.ndarray, shape (S, N, F), float32
+        numpy.ndarray, shape (S, N, F), float32 (float64 where the model computes in float64)
             Transformed predictions of each sample.
         """
         x = self._check_input(onehot)
@@ -155,12 +155,19 @@ class _SampledModel:
                 f"batch_size must be a positive integer or None, got {batch_size!r}"
             )
         step = n if batch_size is None else int(batch_size)
-        out = np.empty((self.n_samples, n, len(self.feature_names)), dtype=np.float32)
+        out = None
         for a in range(0, n, max(step, 1)):
             batch = self._predict_batch(x[a : a + step])
-            if batch.dtype != out.dtype:  # a float64 model: its precision is kept
-                out = out.astype(batch.dtype)
+            if out is None or batch.dtype.itemsize > out.dtype.itemsize:
+                # a float64 model keeps its precision (the rows done so far are exact in it)
+                dtype = np.float64 if batch.dtype == np.float64 else np.float32
+                wider = np.empty((self.n_samples, n, len(self.feature_names)), dtype=dtype)
+                if out is not None:
+                    wider[:, :a] = out[:, :a]
+                out = wider
             out[:, a : a + step] = batch
+        if out is None:  # no sequences
+            out = np.empty((self.n_samples, 0, len(self.feature_names)), dtype=np.float32)
         return out
 
     def predict_mutants(self, reference, mutants) -> np.ndarray:

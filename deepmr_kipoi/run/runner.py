@@ -392,14 +392,8 @@ def run_plan(
         local_table = merged.local
         global_table, warns = _aggregate(plan, merged, timings)
         arrays = merged.figure_arrays()
-        n_bad_seq, n_bad_mut = merged.n_nonfinite
-        if plan.model is not None:
-            plan.identity["ism"] = [
-                {"member": i, "path": m.ism_path, "reason": m.ism_reason}
-                for i, m in enumerate(getattr(plan.model, "members", ()))
-                if hasattr(m, "ism_path")
-            ]
         record = _record(plan, resumed, warns, truth, started)
+        n_bad_seq, n_bad_mut = merged.n_nonfinite
         record = dataclasses.replace(
             record, nonfinite={"sequences": n_bad_seq, "mutants": n_bad_mut}
         )
@@ -529,6 +523,12 @@ def _spread_warnings(plan: RunPlan) -> list[str]:
 
 
 def _record(plan: RunPlan, resumed, warns, truth, started: float) -> RunRecord:
+    if plan.model is not None:  # how each member's ISM ran (a reanalysis has no model)
+        plan.identity["ism"] = [
+            {"member": i, "path": m.ism_path, "reason": m.ism_reason}
+            for i, m in enumerate(getattr(plan.model, "members", ()))
+            if hasattr(m, "ism_path")
+        ]
     config, names, n_seq = plan.config, plan.feature_names, plan.n_sequences
     cal = plan.calibration
     return RunRecord(
