@@ -193,20 +193,7 @@ def _direction(final: dict, decided: dict, x: str, y: str) -> str:
 
 
 def reference_robust_disagreement(table: pd.DataFrame) -> pd.Series:
-    """Flag ordered pairs where IVW and another estimator disagree beyond their intervals.
-
-    Parameters
-    ----------
-    table : DataFrame
-        Rows per (exposure, outcome, method) with ``ci_low``/``ci_high``.
-
-    Returns
-    -------
-    Series of bool, aligned with ``table``
-        True on every row of a pair whose IVW interval and the interval of at least one other
-        method (MR-Egger, medians, mode) run in this table do not overlap: a sign that invalid
-        instruments (pleiotropy) drive the IVW estimate. False where there is nothing to compare.
-    """
+    """``verdict.robust_disagreement`` as the loop over rows it was, for comparison."""
     ivw = table[table["method"] == "ivw"].set_index(["exposure", "outcome"])[["ci_low", "ci_high"]]
     others = table[table["method"].isin(NON_IVW_METHODS)]
     flagged = set()
