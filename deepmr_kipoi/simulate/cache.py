@@ -12,7 +12,10 @@ Files under ``OUT/models/``, per (round, regime) job ``rRRR_<regime>``:
   training record (``TrainConfig``, per-member histories); written last, so its presence marks a
   complete model;
 * ``.calibration.json``: the calibration fit's SE scales with the settings it was fitted under
-  (refitted when they change; the fit itself is cheap).
+  (refitted when they change; the fit itself is cheap);
+* ``.effects.<key>.npz``: the saturation ISM effects of the analysed sequences (per-sample
+  differences; ``key`` digests the sequences, window and features), so a reanalysis runs the
+  model once per job, not once per analysis.
 
 Analysed jobs are checkpointed under ``OUT/jobs/`` with the *analysis key* they were computed
 under (:func:`analysis_key`: the analysis settings and a digest of the analysis code), so a
@@ -145,6 +148,34 @@ def load_calibration(cache_dir: str, round_index: int, regime: str, key: dict):
         source=doc["source"],
         feature_names=tuple(doc["feature_names"]),
     )
+
+
+def effects_key(onehot: np.ndarray, window, features) -> str:
+    """What a job's ISM effects depend on besides its model: the analysed sequences (their
+    one-hot bytes), the mutated window and the features, as a short SHA-256 digest."""
+    import hashlib
+
+    digest = hashlib.sha256(np.ascontiguousarray(onehot, dtype=np.float32).tobytes())
+    digest.update(json.dumps([list(map(int, window)), list(map(int, features))]).encode())
+    return digest.hexdigest()[:16]
+
+
+def save_effects(cache_dir: str, round_index: int, regime: str, key: str, arrays: dict) -> None:
+    """Write a job's raw ISM effects (``run.chunk.effects_arrays``) under ``key``, atomically."""
+    os.makedirs(cache_dir, exist_ok=True)
+    path = _stem(cache_dir, round_index, regime) + f".effects.{key}.npz"
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def load_effects(cache_dir: str, round_index: int, regime: str, key: str) -> dict | None:
+    """The cached raw ISM effects of a job under ``key`` (arrays), or None."""
+    path = _stem(cache_dir, round_index, regime) + f".effects.{key}.npz"
+    if not os.path.exists(path):
+        return None
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
 
 
 #: Keys of ``ExperimentConfig.to_dict()`` a job's trained model depends on.

@@ -413,14 +413,20 @@ def run_round(
     t0 = time.perf_counter()
     cal_fit = _round_calibration(model, cal_data, config, cache_dir, (round_index, regime))
     timings["calibrate"] = time.perf_counter() - t0
-    result = analyse_round(round_index, regime, params, config, (ms, an), model, cal_fit, timings)
+    result = analyse_round(
+        round_index, regime, params, config, (ms, an), model, cal_fit, timings, cache_dir
+    )
     for rec in result.globals:
         rec["model_cached"] = bool(from_cache)
     return result
 
 
-def _deep_mr(config: ExperimentConfig, model, an, cal_fit, tag: str):
-    """Deep MR on the analysed sequences as ``deepmr run`` does it: (chunk, global table)."""
+def _deep_mr(config: ExperimentConfig, model, an, cal_fit, tag: str, effects_cache=None):
+    """Deep MR on the analysed sequences as ``deepmr run`` does it: (chunk, global table).
+
+    ``effects_cache`` is ``(cache_dir, round_index, regime)``: the job's ISM effects are read
+    from there when cached (the model is not run again) and written there otherwise.
+    """
     from deepmr_kipoi.run import aggregate, runner
 
     features = config.simulation.features
@@ -432,7 +438,10 @@ def _deep_mr(config: ExperimentConfig, model, an, cal_fit, tag: str):
         sequences=(an.ids, an.onehot),
         calibration=cal_fit,
     )
-    chunk = runner.compute_chunk(plan, 0)
+    if effects_cache is None or effects_cache[0] is None:
+        chunk = runner.compute_chunk(plan, 0)
+    else:
+        chunk = _cached_chunk(plan, effects_cache)
     glob = aggregate.global_effects(
         chunk.local,
         len(an),
@@ -446,6 +455,21 @@ def _deep_mr(config: ExperimentConfig, model, an, cal_fit, tag: str):
         min_effect=config.min_effect,
     )
     return chunk, glob
+
+
+def _cached_chunk(plan, effects_cache):
+    """The job's one chunk from its cached ISM effects, computing and caching them if absent."""
+    from deepmr_kipoi.run import chunk as chunk_stage
+    from deepmr_kipoi.run import runner
+
+    cache_dir, round_index, regime = effects_cache
+    key = _cache.effects_key(plan.onehot, plan.window, plan.used)
+    arrays = _cache.load_effects(cache_dir, round_index, regime, key)
+    if arrays is None:
+        chunk = runner.compute_chunk(plan, 0, keep_effects=True)
+        _cache.save_effects(cache_dir, round_index, regime, key, chunk.effects)
+        return chunk
+    return chunk_stage.analyse_chunk(plan, 0, chunk_stage.effects_from_arrays(arrays))
 
 
 def _truth_table(params, config: ExperimentConfig, ms, an, regime: str):
@@ -475,6 +499,7 @@ def analyse_round(
     model,
     cal_fit,
     timings: dict,
+    cache_dir: str | None = None,
 ) -> RoundResult:
     """Deep MR on one job's analysed sequences and the comparison with the truth.
 
@@ -488,6 +513,9 @@ def analyse_round(
     cal_fit : calibration.Calibration or None
     timings : dict
         Seconds of the earlier stages; this function adds ``deep_mr`` and ``oracle``.
+    cache_dir : str, optional
+        The job cache (``OUT/models``): the ISM effects are read from it when cached there and
+        written to it otherwise (``cache.save_effects``).
 
     Returns
     -------
@@ -501,7 +529,7 @@ def analyse_round(
     features = config.simulation.features
     tag = f"r{round_index:03d}_{regime}_"
     t0 = time.perf_counter()
-    chunk, glob = _deep_mr(config, model, an, cal_fit, tag)
+    chunk, glob = _deep_mr(config, model, an, cal_fit, tag, (cache_dir, round_index, regime))
     timings["deep_mr"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     truth = _truth_table(params, config, ms, an, regime)
