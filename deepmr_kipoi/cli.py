@@ -640,11 +640,16 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    except Exception:  # noqa: BLE001 - anything else is a bug: show it whole
+    except Exception as err:  # noqa: BLE001 - anything else is a bug: show it whole
         traceback.print_exc()
+        kept = getattr(err, "deepmr_chunks_kept", 0)
+        after = (
+            f"; the {kept} chunk(s) already computed are kept, so the same command resumes"
+            if kept
+            else "; no chunk was computed in this call"
+        )
         print(
-            f"deepmr {args.command}: internal error (a bug, not your input); the chunks already "
-            "computed are kept, so the same command resumes",
+            f"deepmr {args.command}: internal error (a bug, not your input){after}",
             file=sys.stderr,
         )
         return EXIT_BUG

@@ -137,8 +137,8 @@ def saturation_effects(
     -----
     The reference is predicted once per sample. With ``model.fast_ism`` True the mutants of each
     reference go to ``model.predict_mutants(reference, mutants)`` in chunks of at most ``batch_size``;
-    otherwise mutant batches span references and go to ``model.predict_samples``. Differences are
-    taken in float32; their mean and SD over samples are accumulated in float64.
+    otherwise mutant batches span references and go to ``model.predict_samples``. Differences in the
+    model's own precision (float64 kept); mean and SD over samples in float64, stored as float32.
     """
     x = sequences.check_onehot(onehot)
     batch_size = validation.positive_int(batch_size, "batch_size")
@@ -251,8 +251,11 @@ def _window_bases(x: np.ndarray, start: int, end: int):
 
 
 def _reference(model, x: np.ndarray, batch_size: int, n_feat: int) -> np.ndarray:
-    """Reference predictions per sample, (S, N, F) float32."""
-    reference = np.asarray(model.predict_samples(x, batch_size=batch_size), dtype=np.float32)
+    """Reference predictions per sample, (S, N, F), in the model's precision (float64 kept)."""
+    reference = np.asarray(model.predict_samples(x, batch_size=batch_size))
+    reference = reference.astype(
+        np.float64 if reference.dtype == np.float64 else np.float32, copy=False
+    )
     expected = (int(model.n_samples), x.shape[0], n_feat)
     if reference.shape != expected:
         raise ValueError(

@@ -183,13 +183,13 @@ def keras_members(request: LoadRequest, transforms=None) -> tuple[list, bool]:
     args = {w.arg for w in desc.weight_files}
     models = []
     for files in keras_member_files(request.weight_files):
-        if "arch" not in args and files.get("arch"):
-            raise DeepMRInputError(
-                f"{files['arch']} is an architecture, but {desc.name} has none to replace (its "
-                "weights file holds the whole model); give whole-model h5 files instead"
-            )
-        if "arch" not in args:
+        for path in files.values():
+            if path:
+                _refuse_keras3(path)
+        if "arch" not in args and not files.get("arch"):
             files.pop("arch", None)
+        # an architecture JSON is passed as Kipoi's ``arch`` argument even where the model's own
+        # file is a whole model: Kipoi's KerasModel then builds the architecture and loads weights
         models.append(request.kipoi_model(files).model)
     return _wrap_members(from_keras, models, request, transforms)
 
@@ -223,6 +223,52 @@ def keras_member_files(paths) -> list[dict[str, str | None]]:
         )
         i += 1
     return members
+
+
+def keras3_file(path: str) -> str | None:
+    """How a file shows it was written by Keras 3 (which tf_keras cannot read), or None.
+
+    A ``.keras`` archive; an h5 whose ``keras_version`` is 3.x; a Keras 3 weights file (groups
+    ``layers``/``vars``, no ``layer_names``); an architecture JSON naming Keras 3.
+    """
+    import zipfile
+
+    import h5py
+
+    path = str(path)
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            if "config.json" in archive.namelist():
+                return "a Keras 3 '.keras' archive"
+        return None
+    if h5py.is_hdf5(path):
+        with h5py.File(path, "r") as handle:
+            version = handle.attrs.get("keras_version")
+            version = version.decode() if isinstance(version, bytes) else version
+            if isinstance(version, str) and version.startswith("3."):
+                return f"saved by Keras {version}"
+            if {"layers", "vars"} <= set(handle) and "layer_names" not in handle.attrs:
+                return "a Keras 3 weights file"
+        return None
+    if _is_json(path):
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            text = handle.read()
+        # Keras 1/2 and tf_keras write their version at the top; Keras 3 does not, and writes
+        # every layer's dtype as a DTypePolicy object
+        head = text.lstrip()[:1] == "{" and '"keras_version"' not in text[:200] + text[-200:]
+        if head and '"DTypePolicy"' in text:
+            return "an architecture written by Keras 3"
+    return None
+
+
+def _refuse_keras3(path: str) -> None:
+    why = keras3_file(path)
+    if why is not None:
+        raise DeepMRInputError(
+            f"{path} is {why}; Kipoi's Keras models are read with tf_keras (Keras 2), which cannot "
+            "read Keras 3 files: save the network with tf_keras (tf_keras.models.save_model, or "
+            "to_json + save_weights) and give those files"
+        )
 
 
 def _is_json(path: str) -> bool:

@@ -41,8 +41,11 @@ MARKUP = ("a<!--b", "c<script d", "<!--<script>", "e&f\u2028g>")
 
 
 def test_markup_in_feature_names_cannot_leave_the_json_blocks(tmp_path):
-    out = _run(tmp_path, MARKUP, "--no-figures")
+    out = _run(tmp_path, MARKUP)  # with figures: names in inline SVG and attributes too
     html = (out / "report.html").read_text(encoding="utf-8")
+    # the page's own markup only: no comment opened and no script opened by a name, in any context
+    assert "<!--" not in html
+    assert len(re.findall("<script", html, flags=re.IGNORECASE)) == html.lower().count("</script>")
     blocks = [b for b in _script_blocks(html) if b.lstrip().startswith(("{", "["))]
     assert blocks, "the page has no JSON blocks"
     for block in blocks:

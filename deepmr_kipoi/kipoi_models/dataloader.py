@@ -12,6 +12,8 @@ import numpy as np
 from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.kipoi_models._compat import import_kipoi, kipoi_output_to_log
 from deepmr_kipoi.kipoi_models.describe import describe_model
+from deepmr_kipoi.kipoi_models.groups import checked_description, find_group
+from deepmr_kipoi.kipoi_models.sources import resolve
 
 __all__ = ["dataloader_sequences"]
 
@@ -64,7 +66,7 @@ def dataloader_sequences(
         raise DeepMRInputError(
             f"{name_or_dir} has no default dataloader of one-hot sequences; pass --fasta (with --bed)"
         )
-    factory = _dataloader_factory(desc)
+    factory = _dataloader_factory(name_or_dir, source, desc, trust_model_code)
     args = _with_targets_ignored(factory, dict(dataloader_args or {}))
     try:
         loader = factory(**args)
@@ -83,13 +85,24 @@ def dataloader_sequences(
     return ids[: len(onehot)], onehot
 
 
-def _dataloader_factory(desc):
-    """The class (or function) of the model's default dataloader."""
+def _dataloader_factory(name_or_dir, source, desc, trust_model_code: bool):
+    """The model's default dataloader, found as ``kipoi.get_model`` finds it.
+
+    The description is the checked one (a group member's is its rendered template, which has no
+    folder of its own for Kipoi's ``"dir"`` source); a dataloader path is resolved in the model's
+    source (``<model name>/PATH``) for a group member, else from the model's folder.
+    """
     kipoi = import_kipoi()
+    name, _, source_obj = resolve(name_or_dir, source, trust_model_code)
     with kipoi_output_to_log():
-        dl = kipoi.get_model_descr(desc.model_dir, source="dir").default_dataloader
+        dl = checked_description(source_obj, name, trust_model_code).default_dataloader
         if hasattr(dl, "get"):
             return dl.get()
+        if find_group(source_obj, name) is not None:
+            path = dl.split(":", 1)[1] if ":" in dl else dl
+            return kipoi.get_dataloader_factory(
+                os.path.normpath(os.path.join("/" + name, path)[1:]), source=source_obj
+            )
         return kipoi.get_dataloader_factory(
             os.path.normpath(os.path.join(desc.model_dir, dl)), source="dir"
         )

@@ -251,7 +251,8 @@ def feature_names_from(spec, current: Sequence[str]) -> tuple[str, ...]:
     current = tuple(current)
     if isinstance(spec, str | os.PathLike) and os.path.isfile(spec):
         try:
-            with open(spec, encoding="utf-8") as handle:
+            # utf-8-sig: a byte-order mark (as Windows editors write) is not part of the first name
+            with open(spec, encoding="utf-8-sig") as handle:
                 lines = [ln.strip("\r\n") for ln in handle if ln.strip() and not ln.startswith("#")]
         except UnicodeDecodeError:
             raise DeepMRInputError(f"feature names file {spec} is not a text file") from None

@@ -43,13 +43,32 @@ class DropoutLayer:
     channelwise: bool
 
 
+def model_precision(values) -> np.ndarray:
+    """``values`` as float64 when the model gave float64, else as float32.
+
+    Mutant minus reference is taken in this precision: rounding a float64 model's outputs to
+    float32 first loses every digit of an effect that is small against the outputs' offset.
+
+    Parameters
+    ----------
+    values : array_like
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    arr = np.asarray(values)
+    return arr.astype(np.float64 if arr.dtype == np.float64 else np.float32, copy=False)
+
+
 def output_to_2d(out: Any, n: int, n_features: int | None, to_numpy: Callable[[Any], np.ndarray]):
-    """Check a member's (post-``output``) prediction and return it as ``(n, F)`` float32."""
+    """Check a member's (post-``output``) prediction and return it as ``(n, F)`` in the model's own
+    precision (:func:`model_precision`: float64 where the model computes in float64, else float32)."""
     if isinstance(out, tuple | list | dict):
         raise DeepMRInputError(
             f"the model returned a {type(out).__name__} of outputs; pass output=callable mapping it to one (N, F) array"
         )
-    arr = np.asarray(to_numpy(out), dtype=np.float32)
+    arr = model_precision(to_numpy(out))
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2 or arr.shape[0] != n:

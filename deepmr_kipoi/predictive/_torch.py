@@ -31,7 +31,9 @@ _CHANNEL = (torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d)
 
 def _to_numpy(t) -> np.ndarray:
     if isinstance(t, torch.Tensor):
-        return t.detach().to(device="cpu", dtype=torch.float32).numpy()
+        # a float64 network keeps its precision (effects are differences of nearby outputs)
+        dtype = torch.float64 if t.dtype == torch.float64 else torch.float32
+        return t.detach().to(device="cpu", dtype=dtype).numpy()
     return np.asarray(t)
 
 

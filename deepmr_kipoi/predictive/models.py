@@ -145,7 +145,7 @@ class _SampledModel:
 
         Returns
         -------
-        numpy.ndarray, shape (S, N, F), float32
+        numpy.ndarray, shape (S, N, F), float32 (float64 where the model computes in float64)
             Transformed predictions of each sample.
         """
         x = self._check_input(onehot)
@@ -155,9 +155,19 @@ class _SampledModel:
                 f"batch_size must be a positive integer or None, got {batch_size!r}"
             )
         step = n if batch_size is None else int(batch_size)
-        out = np.empty((self.n_samples, n, len(self.feature_names)), dtype=np.float32)
+        out = None
         for a in range(0, n, max(step, 1)):
-            out[:, a : a + step] = self._predict_batch(x[a : a + step])
+            batch = self._predict_batch(x[a : a + step])
+            if out is None or batch.dtype.itemsize > out.dtype.itemsize:
+                # a float64 model keeps its precision (the rows done so far are exact in it)
+                dtype = np.float64 if batch.dtype == np.float64 else np.float32
+                wider = np.empty((self.n_samples, n, len(self.feature_names)), dtype=dtype)
+                if out is not None:
+                    wider[:, :a] = out[:, :a]
+                out = wider
+            out[:, a : a + step] = batch
+        if out is None:  # no sequences
+            out = np.empty((self.n_samples, 0, len(self.feature_names)), dtype=np.float32)
         return out
 
     def predict_mutants(self, reference, mutants) -> np.ndarray:
@@ -218,14 +228,13 @@ class DeepEnsemble(_SampledModel):
         return len(self._members)
 
     def _predict_batch(self, x: np.ndarray) -> np.ndarray:
-        out = np.empty((len(self._members), x.shape[0], len(self.feature_names)), dtype=np.float32)
-        prepared = {}
-        for s, m in enumerate(self._members):
+        prepared, out = {}, []
+        for m in self._members:
             key = m.input_key
             if key not in prepared:
                 prepared[key] = m.prepare(x)
-            out[s] = m.predict_prepared(prepared[key], x.shape[0])
-        return out
+            out.append(m.predict_prepared(prepared[key], x.shape[0]))
+        return np.stack(out)  # float32, or float64 where a member computes in float64
 
 
 class Deterministic(_SampledModel):
@@ -329,12 +338,16 @@ class MCDropout(_SampledModel):
     def _predict_batch(self, x: np.ndarray) -> np.ndarray:
         m = self._members[0]
         prepared = m.prepare(x)
-        out = np.empty((self.n_samples, x.shape[0], len(self.feature_names)), dtype=np.float32)
-        for s in range(self.n_samples):
-            out[s] = m.predict_prepared(
-                prepared, x.shape[0], masks=lambda k, shape, rate, s=s: self.mask(s, k, shape, rate)
-            )
-        return out
+        return np.stack(
+            [
+                m.predict_prepared(
+                    prepared,
+                    x.shape[0],
+                    masks=lambda k, shape, rate, s=s: self.mask(s, k, shape, rate),
+                )
+                for s in range(self.n_samples)
+            ]
+        )
 
 
 def move_to_device(model, device: str = "auto") -> str:

@@ -72,12 +72,13 @@ def apply_transforms(pred: np.ndarray, transforms: Sequence[str]) -> np.ndarray:
 
     Returns
     -------
-    numpy.ndarray, shape (N, F), float32
+    numpy.ndarray, shape (N, F), float32 (float64 for float64 predictions)
         ``logit``: ``log(p / (1 - p))`` of ``p`` clipped to ``[LOGIT_EPS, 1 - LOGIT_EPS]`` (computed in
         float64); ``log1p``: ``log(1 + x)`` of ``x`` clipped below at 0 (a count head's small negative
         rounding is treated as zero counts).
     """
-    pred = np.asarray(pred, dtype=np.float32)
+    pred = np.asarray(pred)
+    pred = pred.astype(np.float64 if pred.dtype == np.float64 else np.float32, copy=False)
     if all(t == "identity" for t in transforms):
         return pred
     out = pred.copy()

@@ -76,7 +76,13 @@ def check_outputs(
     *,
     mask: bool = False,
 ):
-    """Refuse (or mask) non-finite outputs and refuse exposures whose effect SEs are all zero.
+    """Refuse (or mask) non-finite outputs, leave out flat features, and refuse exposures whose
+    effect SEs are all zero.
+
+    A *flat* feature is one that no mutation of the window changes in any sample (every effect and
+    every SE exactly 0: a constant output, or one that only reads outside the window). It can be
+    neither an instrument's exposure nor an outcome: its effects are set to NaN (never an
+    instrument, no local fit) and it is named in the result, instead of refusing the run.
 
     Parameters
     ----------
@@ -91,8 +97,10 @@ def check_outputs(
     Returns
     -------
     eff : ISMEffects
-        Unchanged, or with the non-finite mutants masked.
+        Unchanged, or with the non-finite mutants and flat features masked.
     found : NonFinite
+    flat : tuple of str
+        The flat features (names), left out.
 
     Raises
     ------
@@ -124,8 +132,11 @@ def check_outputs(
             changes["samples"] = samples
         eff = dataclasses.replace(eff, **changes)
     mutated = ~np.asarray(eff.is_n, dtype=bool)
+    eff, flat = _mask_flat(eff, used, feature_names, mutated)
     zero = []
     for e in exposures:
+        if feature_names[e] in flat:
+            continue
         se = eff.se[..., e][mutated]
         se = se[np.isfinite(se)]
         if se.size and not (se > 0).any():
@@ -136,7 +147,27 @@ def check_outputs(
             "samples agree exactly (identical ensemble members, or dropout inactive at "
             "prediction); give the model real uncertainty (this is not a --z problem)"
         )
-    return eff, found
+    return eff, found, flat
+
+
+def _mask_flat(eff, used: Sequence[int], feature_names: Sequence[str], mutated: np.ndarray):
+    """The effects with every flat feature (see :func:`check_outputs`) set to NaN, and their names."""
+    flat = []
+    for u in used:
+        mean, se = eff.mean[..., u][mutated], eff.se[..., u][mutated]
+        ok = np.isfinite(mean) & np.isfinite(se)
+        if ok.any() and not (mean[ok] != 0).any() and not (se[ok] != 0).any():
+            flat.append(u)
+    if not flat:
+        return eff, ()
+    mean, se = eff.mean.copy(), eff.se.copy()
+    mean[..., flat], se[..., flat] = np.nan, np.nan
+    changes = {"mean": mean, "se": se}
+    if getattr(eff, "samples", None) is not None:
+        samples = eff.samples.copy()
+        samples[..., flat] = np.nan
+        changes["samples"] = samples
+    return dataclasses.replace(eff, **changes), tuple(feature_names[u] for u in flat)
 
 
 def reference_predictions(

@@ -81,6 +81,8 @@ class ChunkResult:
         (sequence, position) pairs holding N, not mutated.
     n_nonfinite : (int, int)
         Sequences and mutants left out for non-finite predictions (``mask_nonfinite``).
+    flat : tuple of str
+        Features no mutation of the window changes (left out); merged: those flat in every chunk.
     effects : dict of ndarray, optional
         A computed chunk's raw ISM effects (:func:`effects_arrays`), kept in the run folder's
         effects store so that another analysis of them needs no model; None when read back.
@@ -91,6 +93,7 @@ class ChunkResult:
     kept: KeptEffects | None
     n_masked: int
     n_nonfinite: tuple[int, int]
+    flat: tuple[str, ...] = ()
     effects: dict | None = None
 
     def file_arrays(self) -> dict[str, np.ndarray]:
@@ -98,6 +101,7 @@ class ChunkResult:
         arrays = {
             "n_masked": np.asarray(self.n_masked),
             "n_nonfinite": np.asarray(self.n_nonfinite),
+            "flat_features": np.asarray(self.flat, dtype=str),
         }
         if self.kept is not None:
             arrays.update(self.kept.as_dict())
@@ -121,6 +125,7 @@ class ChunkResult:
             kept,
             int(arrays.get("n_masked", 0)),
             (int(n_nonfinite[0]), int(n_nonfinite[1])),
+            tuple(str(f) for f in np.asarray(arrays.get("flat_features", ())).reshape(-1)),
         )
 
     @classmethod
@@ -134,6 +139,7 @@ class ChunkResult:
             kept=KeptEffects.concatenate(kept) if kept else None,
             n_masked=sum(c.n_masked for c in chunks),
             n_nonfinite=tuple(int(sum(c.n_nonfinite[i] for c in chunks)) for i in (0, 1)),
+            flat=tuple(f for f in chunks[0].flat if all(f in c.flat for c in chunks)),
         )
 
     def figure_arrays(self) -> dict:
@@ -324,7 +330,7 @@ def analyse_chunk(
     used = list(plan.used)
     at = {f: i for i, f in enumerate(used)}
     tick = time.perf_counter()
-    eff, nonfinite = checks.check_outputs(
+    eff, nonfinite, flat = checks.check_outputs(
         eff,
         range(len(used)),
         [at[e] for e in plan.exposures],
@@ -367,4 +373,5 @@ def analyse_chunk(
         kept,
         int(eff.n_masked),
         (int(nonfinite.n_sequences), int(nonfinite.n_mutants)),
+        flat,
     )

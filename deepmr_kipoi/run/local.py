@@ -275,6 +275,8 @@ def heterogeneity(bx, by, sx, sy, mask, samples_x=None, samples_y=None, paired=N
     """
     from scipy import stats
 
+    # in float64: squares of float32 effects overflow (or vanish) at output scales beyond 1e+-19
+    bx, sx, by, sy = (np.asarray(a, dtype=np.float64) for a in (bx, sx, by, sy))
     ok = mask & np.isfinite(bx) & np.isfinite(by) & (sy > 0) & np.isfinite(sy) & np.isfinite(sx)
     w = np.where(ok, 1.0 / np.where(ok, sy, 1.0) ** 2, 0.0)
     bxz, byz = np.where(ok, bx, 0.0), np.where(ok, by, 0.0)
@@ -284,6 +286,7 @@ def heterogeneity(bx, by, sx, sy, mask, samples_x=None, samples_y=None, paired=N
         var = sy**2 + t**2 * sx**2
         if samples_x is not None:
             s = samples_x.shape[0]
+            samples_x, samples_y = (np.asarray(a, np.float64) for a in (samples_x, samples_y))
             cx = samples_x - samples_x.mean(axis=0)
             cy = samples_y - samples_y.mean(axis=0)
             cov = np.einsum("snexk,snxok->neok", cx, cy) / max(s - 1, 1)

@@ -127,6 +127,7 @@ _KIPOI_OPTIONS = (
     ("source", "--source"),
     ("adapter", "--adapter"),
     ("alphabet", "--alphabet"),
+    ("feature_names", "--feature-names"),
 )
 
 
@@ -134,8 +135,8 @@ def _refuse_kipoi_options(config: RunConfig, spec: str) -> None:
     for field, option in _KIPOI_OPTIONS:
         if getattr(config, field):
             raise DeepMRInputError(
-                f"{option} does not apply to the model factory {spec} (a factory loads its own "
-                f"model, weights included); drop {option} or use it inside the factory"
+                f"{option} does not apply to the model factory {spec} (a factory loads and names "
+                f"its own model, weights included); drop {option} or use it inside the factory"
             )
 
 

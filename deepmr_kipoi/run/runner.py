@@ -392,14 +392,8 @@ def run_plan(
         local_table = merged.local
         global_table, warns = _aggregate(plan, merged, timings)
         arrays = merged.figure_arrays()
-        n_bad_seq, n_bad_mut = merged.n_nonfinite
-        if plan.model is not None:
-            plan.identity["ism"] = [
-                {"member": i, "path": m.ism_path, "reason": m.ism_reason}
-                for i, m in enumerate(getattr(plan.model, "members", ()))
-                if hasattr(m, "ism_path")
-            ]
         record = _record(plan, resumed, warns, truth, started)
+        n_bad_seq, n_bad_mut = merged.n_nonfinite
         record = dataclasses.replace(
             record, nonfinite={"sequences": n_bad_seq, "mutants": n_bad_mut}
         )
@@ -420,6 +414,12 @@ def run_plan(
         else:
             timings["total"] = time.time() - started
             record = dataclasses.replace(record, timings_s=timings)
+    except Exception as err:
+        # a refusal leaves the folder as it was (RunFolder.close); a bug keeps its chunks for the
+        # rerun, and the command line's message says how many
+        refused = isinstance(err, DeepMRInputError)
+        err.deepmr_chunks_kept = len(computed) if folder is not None and not refused else 0
+        raise
     finally:
         if folder is not None:
             folder.close(computed=bool(computed))
@@ -471,6 +471,14 @@ def _aggregate(plan: RunPlan, merged: ChunkResult, timings: dict) -> tuple[pd.Da
     )
     if plan.sequence_source == RANDOM_SOURCE:
         warns.insert(0, RANDOM_WARNING)
+    warns += _spread_warnings(plan)
+    if merged.flat:
+        warns.append(
+            f"{', '.join(merged.flat)}: no mutation inside the window changes "
+            f"{'it' if len(merged.flat) == 1 else 'them'} in any model sample (a constant "
+            "output, or one that reads only outside the window); left out of every pair. "
+            "Choose a window where it responds, or leave it out of --exposures/--outcomes."
+        )
     n_bad_seq, n_bad_mut = merged.n_nonfinite
     if n_bad_mut:
         warns.append(
@@ -482,7 +490,45 @@ def _aggregate(plan: RunPlan, merged: ChunkResult, timings: dict) -> tuple[pd.Da
     return global_table, warns
 
 
+def _spread_warnings(plan: RunPlan) -> list[str]:
+    """What cannot run because features do not vary over the reference sequences (identical
+    sequences, or one): the instrument floor and a directionality check in those units.
+
+    Returns
+    -------
+    list of str
+        Plain-words warnings (none when every used feature varies).
+    """
+    config = plan.config
+    spread = np.asarray(plan.spread, dtype=np.float64)
+    flat = [
+        plan.feature_names[i] for i in plan.used if not (np.isfinite(spread[i]) and spread[i] > 0)
+    ]
+    if not flat:
+        return []
+    shown = ", ".join(flat[:5]) + (f" and {len(flat) - 5} more" if len(flat) > 5 else "")
+    skipped = []
+    if config.directional and config.direction_scale == "reference":
+        skipped.append("the directionality check (instruments were not checked for direction)")
+    if config.floor > 0:
+        skipped.append("the floor on noise-level exposure effects")
+    if not skipped:
+        return []
+    return [
+        f"{shown}: the predictions do not vary over the reference sequences (identical "
+        f"sequences, or a single one), so {' and '.join(skipped)} could not run for pairs with "
+        f"{'it' if len(flat) == 1 else 'them'}. Give varied reference sequences"
+        + (" or --direction-scale effects." if "directionality" in skipped[0] else ".")
+    ]
+
+
 def _record(plan: RunPlan, resumed, warns, truth, started: float) -> RunRecord:
+    if plan.model is not None:  # how each member's ISM ran (a reanalysis has no model)
+        plan.identity["ism"] = [
+            {"member": i, "path": m.ism_path, "reason": m.ism_reason}
+            for i, m in enumerate(getattr(plan.model, "members", ()))
+            if hasattr(m, "ism_path")
+        ]
     config, names, n_seq = plan.config, plan.feature_names, plan.n_sequences
     cal = plan.calibration
     return RunRecord(
