@@ -282,6 +282,8 @@ def test_interrupted_run_resumes_and_extends(tmp_path, capsys):
     # equal those of the analyses that computed them
     effects = sorted(f for f in stamps if ".effects." in f)
     assert [f.split(".")[0] for f in effects] == ["r000_none", "r001_none"]
+    truths = sorted(f for f in stamps if ".truth." in f)  # the oracle's truths likewise
+    assert [f.split(".")[0] for f in truths] == ["r000_none", "r001_none"]
     again = E.run_experiment(replace(config, rounds=2), out, progress=False, reanalyze=True)
     assert again.resumed == 0 and again.rounds["model_cached"].all()
     assert os.stat(job0).st_mtime_ns != stamp  # the analysis was recomputed and rewritten

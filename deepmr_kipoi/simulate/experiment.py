@@ -472,6 +472,21 @@ def _cached_chunk(plan, effects_cache):
     return chunk_stage.analyse_chunk(plan, 0, chunk_stage.effects_from_arrays(arrays))
 
 
+def _cached_truth(params, config: ExperimentConfig, ms, an, job):
+    """:func:`_truth_table`, read from the job cache ``(cache_dir, round_index, regime)`` when
+    computed before (and written there otherwise)."""
+    cache_dir, round_index, regime = job
+    if cache_dir is None:
+        return _truth_table(params, config, ms, an, regime)
+    simulation = config.to_dict()["simulation"]
+    key = _cache.truth_key(an, params, simulation, regime, config.oracle_scale)
+    truth = _cache.load_truth(cache_dir, round_index, regime, key)
+    if truth is None:
+        truth = _truth_table(params, config, ms, an, regime)
+        _cache.save_truth(cache_dir, round_index, regime, key, truth)
+    return truth
+
+
 def _truth_table(params, config: ExperimentConfig, ms, an, regime: str):
     """Learnable and paper truths per (id, exposure, outcome), with their sums."""
     key = ["id", "exposure", "outcome"]
@@ -532,7 +547,7 @@ def analyse_round(
     chunk, glob = _deep_mr(config, model, an, cal_fit, tag, (cache_dir, round_index, regime))
     timings["deep_mr"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    truth = _truth_table(params, config, ms, an, regime)
+    truth = _cached_truth(params, config, ms, an, (cache_dir, round_index, regime))
     timings["oracle"] = time.perf_counter() - t0
     key = ["id", "exposure", "outcome"]
     loc = chunk.local.assign(
