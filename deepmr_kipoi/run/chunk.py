@@ -218,7 +218,8 @@ def effects_arrays(eff, features: Sequence[int], copy: bool = False) -> dict[str
     copy : bool
         Copy the arrays (when the analysis will change ``eff``'s in place afterwards).
     """
-    out = {k: np.array(getattr(eff, k), copy=copy) for k in EFFECT_FIELDS}
+    take = np.array if copy else np.asarray
+    out = {k: take(getattr(eff, k)) for k in EFFECT_FIELDS}
     out["features"] = np.asarray(features, dtype=np.int64)
     out["feature_names"] = np.asarray(eff.feature_names, dtype=str)
     if getattr(eff, "outside", None) is not None:  # a model panel: positions a member cannot see
