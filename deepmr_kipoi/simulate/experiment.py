@@ -483,7 +483,7 @@ def run_round(
     cal_fit = _round_calibration(model, cal_data, config, cache_dir, (round_index, regime))
     timings["calibrate"] = time.perf_counter() - t0
     result = analyse_round(
-        round_index, regime, params, config, (ms, an), model, cal_fit, timings, cache_dir
+        round_index, regime, params, config, (ms, an), (model, cal_fit), timings, cache_dir
     )
     for rec in result.globals:
         rec["model_cached"] = bool(from_cache)
@@ -580,8 +580,7 @@ def analyse_round(
     params: gen.RoundParameters,
     config: ExperimentConfig,
     data: tuple,
-    model,
-    cal_fit,
+    fitted: tuple,
     timings: dict,
     cache_dir: str | None = None,
 ) -> RoundResult:
@@ -593,8 +592,9 @@ def analyse_round(
         As :func:`run_round`.
     data : tuple
         ``(MotifSet, SimulatedData)`` of the analysed sequences.
-    model : PredictiveModel
-    cal_fit : calibration.Calibration or None
+    fitted : tuple
+        ``(PredictiveModel, calibration.Calibration or None)``: the job's ensemble and its
+        calibration fit.
     timings : dict
         Seconds of the earlier stages; this function adds ``deep_mr`` and ``oracle``.
     cache_dir : str, optional
@@ -610,6 +610,7 @@ def analyse_round(
         ``truth_paper``, and ``truth_mean_ratio`` (the former mean of per-sequence ratios).
     """
     ms, an = data
+    model, cal_fit = fitted
     features = config.simulation.features
     tag = f"r{round_index:03d}_{regime}_"
     t0 = time.perf_counter()
