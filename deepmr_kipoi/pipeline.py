@@ -28,7 +28,8 @@ from deepmr_kipoi.run.config import (
 )
 from deepmr_kipoi.run.inputs import load_sequences, prepare_model, select_features
 from deepmr_kipoi.run.local import LOCAL_FIELDS, MR_BLOCK_CELLS, TOO_FEW, local_mr
-from deepmr_kipoi.run.runner import DeepMRResult, run
+from deepmr_kipoi.run.resume import run
+from deepmr_kipoi.run.runner import DeepMRResult
 
 __all__ = [
     "AUTO_EFFECTS_LIMIT",

@@ -227,13 +227,24 @@ def benjamini_hochberg(p) -> np.ndarray:
     return q
 
 
+def _codes(column) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes of a column's values as strings, and the distinct strings (object array)."""
+    codes, uniques = pd.factorize(column.to_numpy() if hasattr(column, "to_numpy") else column)
+    names = np.asarray([str(u) for u in uniques], dtype=object)
+    # values that differ but print the same (1 and "1") are one name
+    same, distinct = pd.factorize(names)
+    return same[codes], np.asarray(distinct, dtype=object)
+
+
 def _pair_ids(table: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
     """Pair index of every row and the pairs (exposure, outcome), in order of appearance."""
-    keys = pd.MultiIndex.from_arrays(
-        [table["exposure"].astype(str).to_numpy(), table["outcome"].astype(str).to_numpy()]
-    )
-    ids, pairs = pd.factorize(keys)
-    return ids, pd.DataFrame(list(pairs), columns=["exposure", "outcome"])
+    ex, ex_names = _codes(table["exposure"])
+    oc, oc_names = _codes(table["outcome"])
+    n_oc = max(len(oc_names), 1)
+    ids, keys = pd.factorize(ex.astype(np.int64) * n_oc + oc)
+    keys = np.asarray(keys, dtype=np.int64)
+    pairs = pd.DataFrame({"exposure": ex_names[keys // n_oc], "outcome": oc_names[keys % n_oc]})
+    return ids, pairs
 
 
 def _per_pair(values, ids, rows, n_pairs) -> np.ndarray:
@@ -308,119 +319,312 @@ def statistics(
     )
 
 
-@dataclass(frozen=True)
-class _Decision:
-    """One ordered pair before the direction step: its verdict, reason and standing."""
+@dataclass(frozen=True, eq=False)
+class _PairView:
+    """The rows of every ordered pair, as index arrays on the pair axis (P pairs).
 
-    verdict: str
-    reason: str
-    estimable: bool = False
-    supported: bool = False
-    fitted: int = 0
-    analysed: int = 0
+    Attributes
+    ----------
+    work : DataFrame
+        The table with the verdict's statistics (:func:`statistics`) alongside.
+    pairs : DataFrame
+        ``exposure``, ``outcome`` (str) of every pair, in order of appearance.
+    ids : ndarray of int, shape (R,)
+        The pair of every row.
+    methods : ndarray of str, shape (R,)
+        The method of every row.
+    rows : dict of str to ndarray of int, shape (P,)
+        Per method, the pair's row of that method (the last one), -1 where the pair lacks it.
+    primary : ndarray of int, shape (P,)
+        The row of the pair's primary estimator: IVW where the pair has it, else the pair's
+        first method.
+    """
+
+    work: pd.DataFrame
+    pairs: pd.DataFrame
+    ids: np.ndarray
+    methods: np.ndarray
+    rows: dict
+    primary: np.ndarray
+
+    @classmethod
+    def build(cls, work: pd.DataFrame) -> _PairView:
+        ids, pairs = _pair_ids(work)
+        n_pairs = len(pairs)
+        methods = work["method"].astype(str).to_numpy()
+        rows = {}
+        for m in dict.fromkeys(methods):
+            at = np.flatnonzero(methods == m)
+            # the last row of the method in each pair (a later row replaces an earlier one)
+            last_ids, first_rev = np.unique(ids[at][::-1], return_index=True)
+            rows[m] = np.full(n_pairs, -1, dtype=np.int64)
+            rows[m][last_ids] = at[::-1][first_rev]
+        _, first_row = np.unique(ids, return_index=True)
+        primary = np.full(n_pairs, -1, dtype=np.int64)
+        for m, r in rows.items():  # the first method of the pair, where it has no IVW
+            primary = np.where(methods[first_row] == m, r, primary)
+        if "ivw" in rows:
+            primary = np.where(rows["ivw"] >= 0, rows["ivw"], primary)
+        return cls(work, pairs, ids, methods, rows, primary)
+
+    def value(self, column: str, rows=None, fill=np.nan) -> np.ndarray:
+        """``column`` at the pairs' ``rows`` (default: the primary rows), ``fill`` where a pair
+        lacks the row or the table lacks the column."""
+        rows = self.primary if rows is None else rows
+        if column not in self.work:
+            return np.full(len(rows), fill, dtype=object if isinstance(fill, str) else None)
+        values = self.work[column].to_numpy()[np.maximum(rows, 0)]
+        if values.dtype.kind in "fiub":
+            values = values.astype(np.float64) if values.dtype.kind != "b" else values
+        return np.where(rows >= 0, values, fill)
 
 
-def _std(value: float, scale: float) -> float:
-    return value * scale if np.isfinite(scale) and scale > 0 else value
+def _fmt(template: str, *columns) -> np.ndarray:
+    """``template.format(*values)`` of every pair, as an object array."""
+    return np.array([template.format(*v) for v in zip(*columns)], dtype=object)
 
 
-def _no_claim(by_method, primary, required, alpha, delta, scale) -> _Decision:
-    """Step 3: a pair whose pair test fails: not causal (equivalence) or undetermined."""
-    beyond = [m for m in required if by_method[m].pvalue_min_effect < alpha]
-    missing = [m for m in required if m not in beyond]
-    fitted, analysed = int(primary.n_sequences), int(primary.n_analysed)
-    keep = {"estimable": True, "fitted": fitted, "analysed": analysed}
-    band = f"+-{delta:.3g}" + (" standardized" if np.isfinite(scale) and scale > 0 else "")
-    if beyond and missing:
-        return _Decision(
-            "undetermined",
-            f"{_names(beyond)} find{'s' if len(beyond) == 1 else ''} an effect beyond {band} "
-            f"that {_names(missing)} do{'es' if len(missing) == 1 else ''} not (per pair, "
-            "unadjusted): invalid instruments cannot be ruled out",
-            **keep,
-        )
-    if beyond:
-        return _Decision(
-            "undetermined",
-            f"{_names(beyond)} each exclude effects within {band} (per pair, unadjusted). The "
-            f"pair is not significant after the adjustment over pairs (pair q {primary.pair_qvalue:.2g})",
-            **keep,
-        )
-    lo, hi = _std(primary.ci_low, scale), _std(primary.ci_high, scale)
-    interval = f"{_name(primary.method)} 95% interval [{lo:.3g}, {hi:.3g}]"
-    if np.isfinite(scale) and scale > 0:
-        interval += ", standardized"
-    if lo > -delta and hi < delta:
-        return _Decision(
-            "not causal", f"effect within {band} ({interval}; per pair, unadjusted)", **keep
-        )
-    reach = max(abs(lo), abs(hi))
-    return _Decision(
-        "undetermined",
-        f"no effect beyond {band} found (pair q {primary.pair_qvalue:.2g}). Effects of interest "
-        f"are not excluded (up to {reach:.3g}: {interval}; per pair, unadjusted)",
-        **keep,
+def _required(view: _PairView) -> list:
+    """The estimators a claim needs on every pair (those of :data:`AGREEMENT_METHODS` the pair
+    has, else its primary), as (methods, pair mask) groups."""
+    have = [m for m in AGREEMENT_METHODS if m in view.rows]
+    present = np.stack([view.rows[m] >= 0 for m in have], axis=1) if have else None
+    groups = []
+    keys = np.zeros(len(view.pairs), dtype=np.int64)
+    for i in range(len(have)):
+        keys |= present[:, i].astype(np.int64) << i
+    methods = view.methods
+    for key in np.unique(keys):
+        sel = keys == key
+        chosen = [m for i, m in enumerate(have) if key >> i & 1]
+        if chosen:
+            groups.append((tuple(chosen), sel))
+            continue
+        primaries = methods[view.primary[sel]]  # no agreement method: the primary alone
+        for m in dict.fromkeys(primaries):
+            groups.append(((m,), _within(sel, primaries == m)))
+    return groups
+
+
+def _within(sel: np.ndarray, sub: np.ndarray) -> np.ndarray:
+    """The pairs of ``sel`` (bool, P) for which ``sub`` (bool, over the selected) holds."""
+    out = np.zeros_like(sel)
+    out[np.flatnonzero(sel)[sub]] = True
+    return out
+
+
+def _too_few(view: _PairView, min_sequences: int):
+    """Step 1: pairs whose primary estimator has fewer than ``min_sequences`` local fits."""
+    fitted = view.value("n_sequences").astype(np.int64)
+    analysed = view.value("n_analysed").astype(np.int64)
+    hit = (fitted < min_sequences) | ~np.isfinite(view.value("estimate"))
+    reason = _fmt(
+        f"too few sequences with a local fit ({{}} of {{}}; a verdict needs {min_sequences})",
+        fitted[hit],
+        analysed[hit],
+    )
+    return hit, reason
+
+
+def _sign_disagreement(view: _PairView) -> np.ndarray:
+    """Step 4: estimators (any of the pair's) whose intervals exclude the band on both sides."""
+    distinct = np.zeros(len(view.pairs), dtype=np.int64)
+    pos, neg, zero = (np.zeros(len(view.pairs), dtype=bool) for _ in range(3))
+    for rows in view.rows.values():
+        est = view.value("estimate", rows)
+        margin = view.value("min_effect", rows)
+        with np.errstate(invalid="ignore"):
+            excl = (view.value("ci_low", rows) - margin > 0) | (
+                view.value("ci_high", rows) + margin < 0
+            )
+        excl &= rows >= 0
+        sign = np.sign(est)
+        pos |= excl & (sign > 0)
+        neg |= excl & (sign < 0)
+        zero |= excl & (sign == 0)
+        distinct += excl & np.isnan(sign)  # NaN signs differ from each other, as in a set
+    return (distinct + pos + neg + zero) > 1
+
+
+def _band(delta: float, scaled: np.ndarray) -> np.ndarray:
+    """``+-delta`` (standardized where the pair has a scale) of every pair."""
+    band = f"+-{delta:.3g}"
+    return np.where(scaled, band + " standardized", band).astype(object)
+
+
+def _no_claim(view: _PairView, sel: np.ndarray, alpha: float, delta: float):
+    """Step 3 on the pairs ``sel`` whose pair test fails: verdicts and reasons (P,)."""
+    verdict = np.full(len(view.pairs), "undetermined", dtype=object)
+    reason = np.full(len(view.pairs), "", dtype=object)
+    scale = view.value("effect_scale")
+    scaled = np.isfinite(scale) & (scale > 0)
+    band, q = _band(delta, scaled), view.value("pair_qvalue")
+    for required, group in _required(view):
+        group = group & sel
+        with np.errstate(invalid="ignore"):
+            beyond = np.stack(
+                [view.value("pvalue_min_effect", view.rows[m]) < alpha for m in required], 1
+            )
+        for key in np.unique(beyond[group], axis=0):
+            at = group & (beyond == key).all(axis=1)
+            found = [m for m, b in zip(required, key) if b]
+            missing = [m for m, b in zip(required, key) if not b]
+            if found and missing:
+                reason[at] = _fmt(
+                    f"{_names(found)} find{'s' if len(found) == 1 else ''} an effect beyond {{}} "
+                    f"that {_names(missing)} do{'es' if len(missing) == 1 else ''} not (per "
+                    "pair, unadjusted): invalid instruments cannot be ruled out",
+                    band[at],
+                )
+            elif found:
+                reason[at] = _fmt(
+                    f"{_names(found)} each exclude effects within {{}} (per pair, unadjusted). "
+                    "The pair is not significant after the adjustment over pairs (pair q {:.2g})",
+                    band[at],
+                    q[at],
+                )
+            else:
+                _equivalence(view, at, (band, scale, scaled, q), delta, (verdict, reason))
+    return verdict, reason
+
+
+def _equivalence(view: _PairView, at: np.ndarray, pair_values, delta: float, out) -> None:
+    """Step 3's equivalence on the pairs ``at`` with no estimator beyond the band: not causal
+    where the primary's standardized interval lies inside ``(-delta, delta)``."""
+    band, scale, scaled, q = pair_values
+    verdict, reason = out
+    factor = np.where(scaled, scale, 1.0)
+    lo, hi = view.value("ci_low") * factor, view.value("ci_high") * factor
+    label = np.array([_name(m) for m in view.rows], dtype=object)[
+        pd.Index(list(view.rows)).get_indexer(view.methods[view.primary])
+    ]
+    std = np.where(scaled, ", standardized", "")
+    inside = at & (lo > -delta) & (hi < delta)
+    reason[inside] = _fmt(
+        "effect within {} ({} 95% interval [{:.3g}, {:.3g}]{}; per pair, unadjusted)",
+        *(a[inside] for a in (band, label, lo, hi, std)),
+    )
+    verdict[inside] = "not causal"
+    rest = at & ~inside
+    a, b = np.abs(lo), np.abs(hi)
+    reach = np.where(b > a, b, a)  # Python's max(|lo|, |hi|): the first unless the second is larger
+    reason[rest] = _fmt(
+        "no effect beyond {} found (pair q {:.2g}). Effects of interest are not excluded (up to "
+        "{:.3g}: {} 95% interval [{:.3g}, {:.3g}]{}; per pair, unadjusted)",
+        *(a[rest] for a in (band, q, reach, label, lo, hi, std)),
     )
 
 
-def _pair_decision(rows: pd.DataFrame, min_sequences: int, alpha: float, delta: float):
-    """Steps 1-6 of one ordered pair (the direction step needs the reverse pair)."""
-    by_method = {str(r.method): r for r in rows.itertuples(index=False)}
-    primary = by_method.get("ivw") or next(iter(by_method.values()))
-    fitted, analysed = int(primary.n_sequences), int(primary.n_analysed)
-    steiger = float(getattr(primary, "steiger_ratio", np.nan))
-    if fitted < min_sequences or not np.isfinite(primary.estimate):
-        return _Decision(
-            "undetermined",
-            f"too few sequences with a local fit ({fitted} of {analysed}; a verdict needs "
-            f"{min_sequences})",
-            fitted=fitted,
-            analysed=analysed,
+def _checks(view: _PairView, sel: np.ndarray) -> list:
+    """Steps 5-6 on the pairs ``sel`` that pass the pair test, in the rule's order: a list of
+    (pairs it stops, their reasons)."""
+    out = []
+    excess = np.asarray(view.value("heterogeneity_excess", fill=False)).astype(bool)
+    hit = sel & excess
+    out.append(
+        (
+            hit,
+            _fmt(
+                "instruments disagree: heterogeneity beyond model noise in {:.0%} of sequences",
+                view.value("heterogeneity_share")[hit],
+            ),
         )
-    scale = float(getattr(primary, "effect_scale", np.nan))
-    required = [m for m in AGREEMENT_METHODS if m in by_method] or [str(primary.method)]
-    keep = {"estimable": True, "fitted": fitted, "analysed": analysed}
-    lower = {m: r.ci_low - r.min_effect for m, r in by_method.items()}
-    upper = {m: r.ci_high + r.min_effect for m, r in by_method.items()}
-    side = {m: np.sign(r.estimate) for m, r in by_method.items() if lower[m] > 0 or upper[m] < 0}
-    if len(set(side.values())) > 1:
-        return _Decision("undetermined", "estimators disagree in sign", **keep)
-    if not primary.pair_qvalue < alpha:
-        return _no_claim(by_method, primary, required, alpha, delta, scale)
-    reason = f"{_names(required)} agree (pair q {primary.pair_qvalue:.2g})"
-    if bool(primary.heterogeneity_excess):
-        return _Decision(
-            "undetermined",
-            "instruments disagree: heterogeneity beyond model noise in "
-            f"{primary.heterogeneity_share:.0%} of sequences",
-            **keep,
+    )
+    steiger = view.value("steiger_ratio")
+    with np.errstate(invalid="ignore"):
+        hit = sel & (steiger >= 1.0)
+    out.append(
+        (
+            hit,
+            _fmt(
+                "the exposure's instruments move the outcome as much as the exposure (Steiger "
+                "ratio {:.2f}): reverse causation or a shared driver cannot be ruled out",
+                steiger[hit],
+            ),
         )
-    if steiger >= 1.0:
-        return _Decision(
-            "undetermined",
-            "the exposure's instruments move the outcome as much as the exposure (Steiger "
-            f"ratio {steiger:.2f}): reverse causation or a shared driver cannot be ruled out",
-            **keep,
+    )
+    other = view.value("other_ratio")
+    with np.errstate(invalid="ignore"):
+        hit = sel & (other >= OTHER_RATIO)
+    out.append(
+        (
+            hit,
+            _fmt(
+                "the exposure's instruments act more strongly on {} than on the exposure (ratio "
+                "{:.2f}): a shared driver cannot be ruled out",
+                view.value("other_feature", fill="nan")[hit],
+                other[hit],
+            ),
         )
-    other = float(getattr(primary, "other_ratio", np.nan))
-    if other >= OTHER_RATIO:
-        return _Decision(
-            "undetermined",
-            f"the exposure's instruments act more strongly on {primary.other_feature} than on "
-            f"the exposure (ratio {other:.2f}): a shared driver cannot be ruled out",
-            **keep,
+    )
+    shared = view.value("other_r2")
+    with np.errstate(invalid="ignore"):
+        hit = sel & (shared >= OTHER_R2)
+    named = view.value("other_feature", fill="nan")[hit]
+    out.append(
+        (
+            hit,
+            _fmt(
+                "the exposure's instruments move {} in a fixed ratio to the exposure (R2 "
+                "{:.2f}): whether the outcome follows the exposure or {} cannot be told from "
+                "these instruments (a shared driver, or a path through that feature)",
+                named,
+                shared[hit],
+                named,
+            ),
         )
-    shared = float(getattr(primary, "other_r2", np.nan))
-    if shared >= OTHER_R2:
-        return _Decision(
-            "undetermined",
-            f"the exposure's instruments move {primary.other_feature} in a fixed ratio to the "
-            f"exposure (R2 {shared:.2f}): whether the outcome follows the exposure or "
-            f"{primary.other_feature} cannot be told from these instruments (a shared driver, "
-            "or a path through that feature)",
-            **keep,
-        )
-    return _Decision("causal", reason, supported=True, **keep)
+    )
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class _Decided:
+    """Steps 1-6 of every ordered pair (arrays over P): verdict, reason, whether the pair was
+    estimable and whether it passed steps 2-6 (supported), fitted and analysed sequences."""
+
+    verdict: np.ndarray
+    reason: np.ndarray
+    estimable: np.ndarray
+    supported: np.ndarray
+    fitted: np.ndarray
+    analysed: np.ndarray
+
+
+def _decide(view: _PairView, min_sequences: int, alpha: float, delta: float) -> _Decided:
+    """Steps 1-6 of every pair; each gate decides only the pairs no earlier gate stopped."""
+    n_pairs = len(view.pairs)
+    verdict = np.full(n_pairs, "undetermined", dtype=object)
+    reason = np.full(n_pairs, "", dtype=object)
+    open_ = np.ones(n_pairs, dtype=bool)
+
+    def stop(hit, why, what="undetermined"):  # the first gate that stops a pair decides it
+        hit = hit & open_
+        verdict[hit] = what if isinstance(what, str) else what[hit]
+        reason[hit] = why[hit]
+        open_[hit] = False
+
+    too_few, why = _too_few(view, min_sequences)
+    reason[too_few], open_[too_few] = why, False
+    estimable = ~too_few
+    stop(_sign_disagreement(view), np.full(n_pairs, "estimators disagree in sign", dtype=object))
+    with np.errstate(invalid="ignore"):
+        claim = view.value("pair_qvalue") < alpha
+    no_claim = open_ & ~claim
+    v, r = _no_claim(view, no_claim, alpha, delta)
+    stop(no_claim, r, v)
+    for hit, why in _checks(view, open_.copy()):
+        full = np.full(n_pairs, "", dtype=object)
+        full[hit] = why
+        stop(hit, full)
+    supported = open_.copy()
+    q = view.value("pair_qvalue")
+    for required, group in _required(view):
+        at = group & supported
+        reason[at] = _fmt(f"{_names(required)} agree (pair q {{:.2g}})", q[at])
+    verdict[supported] = "causal"
+    fitted = view.value("n_sequences").astype(np.int64)
+    analysed = view.value("n_analysed").astype(np.int64)
+    return _Decided(verdict, reason, estimable, supported, fitted, analysed)
 
 
 def verdicts(
@@ -460,61 +664,72 @@ def verdicts(
         raise DeepMRInputError(f"min_effect must be a finite number >= 0, got {min_effect}")
     alpha = 1.0 - level
     stats_ = statistics(table, min_sequences=min_sequences, level=level, min_effect=min_effect)
-    work = pd.concat([table, stats_], axis=1)
-    decided = {}
-    for key, rows in work.groupby(["exposure", "outcome"], sort=False, observed=True):
-        decided[(str(key[0]), str(key[1]))] = _pair_decision(
-            rows, int(min_sequences), alpha, float(min_effect)
-        )
-    final = {pair: _direction_step(pair, d, decided) for pair, d in decided.items()}
-    pairs = list(zip(table["exposure"].astype(str), table["outcome"].astype(str)))
+    view = _PairView.build(pd.concat([table, stats_], axis=1))
+    decided = _decide(view, int(min_sequences), alpha, float(min_effect))
+    final, reason, rev = _direction_step(view, decided)
     out = pd.DataFrame(
-        {"verdict": [final[p][0] for p in pairs], "verdict_reason": [final[p][1] for p in pairs]},
+        {
+            "verdict": final[view.ids],
+            "verdict_reason": reason[view.ids],
+            "direction": _direction(view, decided, final, rev)[view.ids],
+        },
         index=table.index,
     )
-    out["direction"] = [_direction(final, decided, x, y) for x, y in pairs]
     return pd.concat([out, stats_], axis=1)
 
 
-def _direction_step(pair, decision: _Decision, decided: dict) -> tuple[str, str]:
-    """Step 7: a supported pair is causal only when its reverse was tested and not supported."""
-    if not decision.supported:
-        return decision.verdict, decision.reason
-    reverse = decided.get(pair[::-1])
-    if reverse is None:
-        return (
-            "undetermined",
-            f"{decision.reason}; reverse direction not analysed (run {pair[1]} as an exposure "
-            f"and {pair[0]} as an outcome to test it)",
-        )
-    if not reverse.estimable:
-        return (
-            "undetermined",
-            f"{decision.reason}; reverse direction could not be tested ({reverse.fitted} of "
-            f"{reverse.analysed} sequences with a local fit)",
-        )
-    if reverse.supported:
-        return (
-            "undetermined",
-            "both directions supported: feedback, or a shared driver the checks did not separate",
-        )
-    return "causal", f"{decision.reason}, reverse direction tested and not supported"
+def _direction_step(view: _PairView, d: _Decided) -> tuple:
+    """Step 7: a supported pair is causal only when its reverse was tested and not supported.
+
+    Returns the final verdicts and reasons (P,) and the index of every pair's reverse (-1: not
+    analysed)."""
+    ex, oc = view.pairs["exposure"].to_numpy(), view.pairs["outcome"].to_numpy()
+    keys = pd.MultiIndex.from_arrays([ex, oc])
+    rev = keys.get_indexer(pd.MultiIndex.from_arrays([oc, ex]))
+    verdict, reason = d.verdict.copy(), d.reason.copy()
+    sup = d.supported
+    r = np.maximum(rev, 0)
+    absent = sup & (rev < 0)
+    reason[absent] = _fmt(
+        "{}; reverse direction not analysed (run {} as an exposure and {} as an outcome to test "
+        "it)",
+        d.reason[absent],
+        oc[absent],
+        ex[absent],
+    )
+    untested = sup & (rev >= 0) & ~d.estimable[r]
+    reason[untested] = _fmt(
+        "{}; reverse direction could not be tested ({} of {} sequences with a local fit)",
+        d.reason[untested],
+        d.fitted[r][untested],
+        d.analysed[r][untested],
+    )
+    both = sup & (rev >= 0) & d.estimable[r] & d.supported[r]
+    reason[both] = (
+        "both directions supported: feedback, or a shared driver the checks did not separate"
+    )
+    tested = sup & (rev >= 0) & d.estimable[r] & ~d.supported[r]
+    reason[tested] = _fmt("{}, reverse direction tested and not supported", d.reason[tested])
+    verdict[absent | untested | both] = "undetermined"
+    return verdict, reason, rev
 
 
-def _direction(final: dict, decided: dict, x: str, y: str) -> str:
-    """Direction of the unordered pair {x, y} from its two ordered verdicts."""
-    fwd, rev = final.get((x, y)), final.get((y, x))
-    if fwd is None or rev is None:
-        return "undetermined"
-    if fwd[0] == "causal":
-        return f"{x} -> {y}"
-    if rev[0] == "causal":
-        return f"{y} -> {x}"
-    if decided[(x, y)].supported and decided[(y, x)].supported:
-        return "both"
-    if fwd[0] == "not causal" and rev[0] == "not causal":
-        return "neither"
-    return "undetermined"
+def _direction(view: _PairView, d: _Decided, final: np.ndarray, rev: np.ndarray) -> np.ndarray:
+    """Direction of every pair's unordered pair {x, y} from its two ordered verdicts (P,)."""
+    ex, oc = view.pairs["exposure"].to_numpy(), view.pairs["outcome"].to_numpy()
+    out = np.full(len(ex), "undetermined", dtype=object)
+    r = np.maximum(rev, 0)
+    has = rev >= 0
+    fwd_causal = has & (final == "causal")
+    rev_causal = has & ~fwd_causal & (final[r] == "causal")
+    out[fwd_causal] = _fmt("{} -> {}", ex[fwd_causal], oc[fwd_causal])
+    out[rev_causal] = _fmt("{} -> {}", oc[rev_causal], ex[rev_causal])
+    rest = has & ~fwd_causal & ~rev_causal
+    both = rest & d.supported & d.supported[r]
+    out[both] = "both"
+    neither = rest & ~both & (final == "not causal") & (final[r] == "not causal")
+    out[neither] = "neither"
+    return out
 
 
 def robust_disagreement(table: pd.DataFrame) -> pd.Series:
@@ -532,14 +747,17 @@ def robust_disagreement(table: pd.DataFrame) -> pd.Series:
         method (MR-Egger, medians, mode) run in this table do not overlap: a sign that invalid
         instruments (pleiotropy) drive the IVW estimate. False where there is nothing to compare.
     """
-    ivw = table[table["method"] == "ivw"].set_index(["exposure", "outcome"])[["ci_low", "ci_high"]]
-    others = table[table["method"].isin(NON_IVW_METHODS)]
-    flagged = set()
-    for r in others.itertuples(index=False):
-        if (r.exposure, r.outcome) not in ivw.index:
-            continue
-        lo, hi = ivw.loc[(r.exposure, r.outcome)]
-        if np.isfinite([lo, hi, r.ci_low, r.ci_high]).all() and (r.ci_high < lo or hi < r.ci_low):
-            flagged.add((r.exposure, r.outcome))
-    pairs = zip(table["exposure"], table["outcome"])
-    return pd.Series([p in flagged for p in pairs], index=table.index, name="robust_disagreement")
+    ids, pairs = _pair_ids(table)
+    method = table["method"].astype(str).to_numpy()
+    lo, hi = table["ci_low"].to_numpy(np.float64), table["ci_high"].to_numpy(np.float64)
+    ivw_lo, ivw_hi = np.full(len(pairs), np.nan), np.full(len(pairs), np.nan)
+    at = np.flatnonzero(method == "ivw")
+    ivw_lo[ids[at]], ivw_hi[ids[at]] = lo[at], hi[at]
+    other = np.isin(method, NON_IVW_METHODS)
+    a, b = ivw_lo[ids], ivw_hi[ids]
+    finite = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(a) & np.isfinite(b)
+    with np.errstate(invalid="ignore"):
+        apart = other & finite & ((hi < a) | (b < lo))
+    flagged = np.zeros(len(pairs), dtype=bool)
+    flagged[ids[apart]] = True
+    return pd.Series(flagged[ids], index=table.index, name="robust_disagreement")

@@ -55,12 +55,13 @@ Where a change goes:
   changes numbers, into ``config_hash`` automatically.
 
 Modules import only stages before them (config < inputs, effects < local < chunk < executors <
-aggregate < record < runner < reanalysis); figures, report and compare sit outside this package.
+aggregate < record < runner < reanalysis, resume); figures, report and compare sit outside this package.
 """
 
 from deepmr_kipoi.run.chunk import ChunkResult, compute_chunk
 from deepmr_kipoi.run.config import RunConfig
-from deepmr_kipoi.run.runner import DeepMRResult, RunPlan, make_plan, run
+from deepmr_kipoi.run.resume import run
+from deepmr_kipoi.run.runner import DeepMRResult, RunPlan, make_plan
 
 __all__ = [
     "ChunkResult",

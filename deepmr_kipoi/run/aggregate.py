@@ -25,6 +25,7 @@ where IVW and another estimator disagree beyond their intervals (``robust_disagr
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -142,6 +143,7 @@ def global_effects(
     min_sequences: int = 5,
     spread=None,
     min_effect: float = verdict.MIN_EFFECT,
+    on_progress=None,
 ) -> pd.DataFrame:
     """Global effect of every (exposure, outcome, method): headline inference and meta-analysis.
 
@@ -168,6 +170,8 @@ def global_effects(
         sd_outcome``). Without it the margin is 0 (effects are judged against 0 alone).
     min_effect : float
         Smallest effect of interest, standardized (:mod:`deepmr_kipoi.verdict`).
+    on_progress : callable, optional
+        Called with the share of the work done: after each block of pairs, and after the verdict.
 
     Returns
     -------
@@ -191,82 +195,34 @@ def global_effects(
         diagnostics (``median_instruments``, per-rule removals summed over sequences, Egger
         intercept and I^2_GX summaries). A local estimate enters when its MR reason is 0 ("ok")
         and its estimate and SE are finite with SE > 0.
-    """
-    from deepmr_kipoi import meta
 
-    key = ["method", "exposure", "outcome"]
-    ordered = local.sort_values([*key, "sequence_index"], kind="stable")
-    n_pairs, rem = divmod(len(ordered), n_sequences)
+    Notes
+    -----
+    Everything but the adjustments over pairs (q-values, the verdict, the disagreement flags) is
+    computed block by block of :data:`PAIR_BLOCK_CELLS` (pair, sequence) cells, from the rows of
+    each block only: memory beyond the local table is that of one block, not a sorted copy of
+    the table and (samples x sequences x pairs) arrays of the whole run.
+    """
+    n_pairs, rem = divmod(len(local), n_sequences)
     if rem:
         raise DeepMRInputError(
-            f"local table has {len(ordered)} rows, not a multiple of {n_sequences} sequences"
+            f"local table has {len(local)} rows, not a multiple of {n_sequences} sequences"
         )
-
-    def grid(col, dtype=np.float64):
-        return ordered[col].to_numpy(dtype=dtype).reshape(n_pairs, n_sequences)
-
-    est, se = grid("estimate"), grid("se")
-    reason = grid("reason", np.int64)
-    ok = (reason == 0) & np.isfinite(est) & np.isfinite(se) & (se > 0)
-    mb = meta.random_effects_batched(est, se, mask=ok, method=method, test=test, level=level)
-    first = ordered.iloc[::n_sequences]
-    table = pd.DataFrame(
-        {
-            "exposure": first["exposure"].astype(str).to_numpy(),
-            "outcome": first["outcome"].astype(str).to_numpy(),
-            "method": first["method"].astype(str).to_numpy(),
-        }
-    )
-    if samples is not None:
-        theta = sample_grid(samples, first, exposures, outcomes)  # (S, N, P)
-        theta = np.where(ok.T[None], theta, np.nan)  # only sequences whose local fit is usable
-        head = inference.crossed_batched(theta, level=level)
-        for f in (
-            "estimate",
-            "se",
-            "df",
-            "ci_low",
-            "ci_high",
-            "pvalue",
-            "sequence_se",
-            "sample_se",
-        ):
-            table[f] = getattr(head, f)
-        n_samples, n_used = samples.n_samples, np.asarray(head.n_sequences)
-    else:
-        for f in ("estimate", "se", "ci_low", "ci_high", "pvalue"):
-            table[f] = getattr(mb, f)
-        table["df"] = np.inf
-        table["sequence_se"] = np.asarray(mb.se)
-        table["sample_se"] = np.nan
-        n_samples, n_used = 1, np.asarray(mb.k)
-    table["qvalue"] = np.nan
-    # a pair with fewer fitted sequences than a verdict needs is not tested at all
-    tested = n_used >= int(min_sequences)
-    for name in table["method"].unique():
-        sel = table["method"].to_numpy() == name
-        p = np.where(tested[sel], table.loc[sel, "pvalue"].to_numpy(float), np.nan)
-        table.loc[sel, "qvalue"] = benjamini_hochberg(p)
-    table["significant"] = table["qvalue"].to_numpy() < (1.0 - level)
-    table["n_sequences"] = n_used.astype(np.int64)
-    table["effect_scale"] = _scales(table, spread)
-    for column in ("estimate", "ci_low", "ci_high"):
-        table[f"std_{column}"] = table[column].to_numpy(float) * table["effect_scale"].to_numpy()
-    _steiger(table, ordered, ok, grid)
-    table["n_analysed"] = n_sequences
-    if "heterogeneity_spread" in ordered:
-        het = np.where(ok, grid("heterogeneity_pvalue"), np.nan)
-        n_het = np.isfinite(het).sum(axis=1)
-        # a fit disagrees when the test rejects and the slopes vary by a practical amount
-        large = np.nan_to_num(grid("heterogeneity_spread"), nan=0.0) >= verdict.HETEROGENEITY_SPREAD
-        rejects = ((np.nan_to_num(het, nan=1.0) < 1.0 - level) & large).sum(axis=1)
-        table["heterogeneity_share"] = np.where(n_het > 0, rejects / np.maximum(n_het, 1), np.nan)
-        table["heterogeneity_excess"] = verdict.heterogeneity_excess(
-            table["heterogeneity_share"], n_het, 1.0 - level
-        )
-    else:  # a local table from before the heterogeneity test: nothing to judge it by
-        table["heterogeneity_share"] = np.nan
-        table["heterogeneity_excess"] = False
+    settings = _Settings(method, test, level, samples, tuple(exposures), tuple(outcomes), spread)
+    order = _pair_order(local)
+    block = max(1, PAIR_BLOCK_CELLS // max(1, n_sequences))
+    heads, tails = [], []
+    for start in range(0, n_pairs, block):
+        stop = min(n_pairs, start + block)
+        ordered = local.iloc[order[start * n_sequences : stop * n_sequences]]
+        head, tail = _block_effects(ordered, n_sequences, settings)
+        heads.append(head)
+        tails.append(tail)
+        if on_progress is not None:  # the blocks are most of the work, the verdict the rest
+            on_progress(0.8 * (stop - start) / max(n_pairs, 1))
+    table = pd.concat(heads, ignore_index=True) if len(heads) > 1 else heads[0]
+    tail = pd.concat(tails, ignore_index=True) if len(tails) > 1 else tails[0]
+    _qvalues(table, min_sequences, level)
     table = pd.concat(
         [
             table,
@@ -277,33 +233,161 @@ def global_effects(
         axis=1,
     )
     table["robust_disagreement"] = verdict.robust_disagreement(table)
-    for column, f in zip(META_COLUMNS, ("estimate", "se", "ci_low", "ci_high", "pvalue")):
-        table[column] = getattr(mb, f)
-    for f in ("tau2", "i2", "q", "q_pvalue", "pi_low", "pi_high"):
-        table[f] = getattr(mb, f)
-    table["k"] = mb.k
-    table["n_samples"] = n_samples
-    table["converged"] = mb.converged
-    table["meta_reason"] = mb.reason.astype(np.int64)
+    if on_progress is not None:
+        on_progress(0.2)
+    return pd.concat([table, tail], axis=1)
 
+
+#: (pair, sequence) cells per block of :func:`global_effects` (bounds its working memory).
+PAIR_BLOCK_CELLS = 1_000_000
+
+
+@dataclass(frozen=True, eq=False)
+class _Settings:
+    """What every block of :func:`global_effects` needs besides its rows."""
+
+    method: str
+    test: str
+    level: float
+    samples: SampleEstimates | None
+    exposures: tuple
+    outcomes: tuple
+    spread: object
+
+
+def _pair_order(local: pd.DataFrame) -> np.ndarray:
+    """The permutation of the local table's rows that sorts them by method, exposure, outcome and
+    sequence (a stable sort on the columns' sort order: categories in their order, other values
+    sorted), so that every (method, exposure, outcome) owns a run of consecutive rows."""
+
+    def codes(column):
+        values = local[column]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            return values.cat.codes.to_numpy()
+        return pd.factorize(values.to_numpy(), sort=True)[0]
+
+    keys = [local["sequence_index"].to_numpy()] + [
+        codes(c) for c in ("outcome", "exposure", "method")
+    ]
+    return np.lexsort(keys)
+
+
+def _block_effects(ordered: pd.DataFrame, n_sequences: int, settings: _Settings):
+    """The per-pair columns of a block of pairs (rows sorted by pair, then sequence): the
+    columns before the adjustments over pairs, and those after them."""
+    from deepmr_kipoi import meta
+
+    n_pairs = len(ordered) // n_sequences
+
+    def grid(col, dtype=np.float64):
+        return ordered[col].to_numpy(dtype=dtype).reshape(n_pairs, n_sequences)
+
+    est, se = grid("estimate"), grid("se")
+    reason = grid("reason", np.int64)
+    ok = (reason == 0) & np.isfinite(est) & np.isfinite(se) & (se > 0)
+    mb = meta.random_effects_batched(
+        est, se, mask=ok, method=settings.method, test=settings.test, level=settings.level
+    )
+    first = ordered.iloc[::n_sequences]
+    table = pd.DataFrame(
+        {
+            "exposure": first["exposure"].astype(str).to_numpy(),
+            "outcome": first["outcome"].astype(str).to_numpy(),
+            "method": first["method"].astype(str).to_numpy(),
+        }
+    )
+    n_samples, n_used = _headline(table, mb, ok, first, settings)
+    table["qvalue"] = np.nan
+    table["significant"] = False
+    table["n_sequences"] = n_used.astype(np.int64)
+    table["effect_scale"] = _scales(table, settings.spread)
+    for column in ("estimate", "ci_low", "ci_high"):
+        table[f"std_{column}"] = table[column].to_numpy(float) * table["effect_scale"].to_numpy()
+    _steiger(table, ordered, ok, grid)
+    table["n_analysed"] = n_sequences
+    _heterogeneity_share(table, ordered, ok, grid, settings.level)
+    tail = pd.DataFrame(index=table.index)
+    for column, f in zip(META_COLUMNS, ("estimate", "se", "ci_low", "ci_high", "pvalue")):
+        tail[column] = getattr(mb, f)
+    for f in ("tau2", "i2", "q", "q_pvalue", "pi_low", "pi_high"):
+        tail[f] = getattr(mb, f)
+    tail["k"] = mb.k
+    tail["n_samples"] = n_samples
+    tail["converged"] = mb.converged
+    tail["meta_reason"] = mb.reason.astype(np.int64)
+    _instrument_summaries(tail, ordered, ok, grid, settings.level)
+    return table, tail
+
+
+def _headline(table: pd.DataFrame, mb, ok: np.ndarray, first: pd.DataFrame, settings: _Settings):
+    """The headline columns of a block: the crossed inference over sequences and samples, or
+    the meta-analysis without samples; returns the samples and the sequences used per pair."""
+    if settings.samples is None:
+        for f in ("estimate", "se", "ci_low", "ci_high", "pvalue"):
+            table[f] = getattr(mb, f)
+        table["df"] = np.inf
+        table["sequence_se"] = np.asarray(mb.se)
+        table["sample_se"] = np.nan
+        return 1, np.asarray(mb.k)
+    theta = sample_grid(settings.samples, first, settings.exposures, settings.outcomes)
+    theta = np.where(ok.T[None], theta, np.nan)  # only sequences whose local fit is usable
+    head = inference.crossed_batched(theta, level=settings.level)
+    for f in ("estimate", "se", "df", "ci_low", "ci_high", "pvalue", "sequence_se", "sample_se"):
+        table[f] = getattr(head, f)
+    return settings.samples.n_samples, np.asarray(head.n_sequences)
+
+
+def _qvalues(table: pd.DataFrame, min_sequences: int, level: float) -> None:
+    """Benjamini-Hochberg over the tested pairs of every method, and ``significant``."""
+    # a pair with fewer fitted sequences than a verdict needs is not tested at all
+    tested = table["n_sequences"].to_numpy() >= int(min_sequences)
+    methods = table["method"].to_numpy()
+    q = np.full(len(table), np.nan)
+    p = table["pvalue"].to_numpy(float)
+    for name in pd.unique(methods):
+        sel = methods == name
+        q[sel] = benjamini_hochberg(np.where(tested[sel], p[sel], np.nan))
+    table["qvalue"] = q
+    table["significant"] = q < (1.0 - level)
+
+
+def _heterogeneity_share(table, ordered, ok, grid, level: float) -> None:
+    """Share of fitted sequences whose instruments disagree beyond model noise, and its excess."""
+    if "heterogeneity_spread" not in ordered:
+        # a local table from before the heterogeneity test: nothing to judge it by
+        table["heterogeneity_share"] = np.nan
+        table["heterogeneity_excess"] = False
+        return
+    het = np.where(ok, grid("heterogeneity_pvalue"), np.nan)
+    n_het = np.isfinite(het).sum(axis=1)
+    # a fit disagrees when the test rejects and the slopes vary by a practical amount
+    large = np.nan_to_num(grid("heterogeneity_spread"), nan=0.0) >= verdict.HETEROGENEITY_SPREAD
+    rejects = ((np.nan_to_num(het, nan=1.0) < 1.0 - level) & large).sum(axis=1)
+    table["heterogeneity_share"] = np.where(n_het > 0, rejects / np.maximum(n_het, 1), np.nan)
+    table["heterogeneity_excess"] = verdict.heterogeneity_excess(
+        table["heterogeneity_share"], n_het, 1.0 - level
+    )
+
+
+def _instrument_summaries(tail, ordered, ok, grid, level: float) -> None:
+    """Instrument counts summed over sequences, medians of instruments, Egger intercepts, I^2_GX."""
     n_inst = np.where(ok, grid("n_instruments"), np.nan)
     intercept_p = np.where(ok, grid("intercept_pvalue"), np.nan)
     for f in INSTRUMENT_COUNTS:
         if f in ordered:
-            table[f] = grid(f, np.int64).sum(axis=1)
+            tail[f] = grid(f, np.int64).sum(axis=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: median NaN is right
-        table["median_instruments"] = np.nanmedian(n_inst, axis=1)
-        table["egger_intercept_median"] = np.nanmedian(
+        tail["median_instruments"] = np.nanmedian(n_inst, axis=1)
+        tail["egger_intercept_median"] = np.nanmedian(
             np.where(ok, grid("intercept"), np.nan), axis=1
         )
         n_int = np.isfinite(intercept_p).sum(axis=1)
         frac = (np.nan_to_num(intercept_p, nan=1.0) < 1.0 - level).sum(axis=1) / np.maximum(
             n_int, 1
         )
-        table["egger_intercept_sig_frac"] = np.where(n_int > 0, frac, np.nan)
-        table["i2_gx_median"] = np.nanmedian(np.where(ok, grid("i2_gx"), np.nan), axis=1)
-    return table
+        tail["egger_intercept_sig_frac"] = np.where(n_int > 0, frac, np.nan)
+        tail["i2_gx_median"] = np.nanmedian(np.where(ok, grid("i2_gx"), np.nan), axis=1)
 
 
 def _pair_list(frame: pd.DataFrame, limit: int = 4) -> str:

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from deepmr_kipoi import results
+from deepmr_kipoi.errors import DeepMRInputError
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +102,10 @@ def arrays_digest(arrays: Mapping[str, np.ndarray]) -> str:
         h.update(f"{name}\0{a.dtype.str}\0{a.shape}\0".encode())
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+class StoredChunksIncomplete(DeepMRInputError):
+    """A run without its model met a chunk that neither reads back nor has stored ISM effects."""
 
 
 @dataclass(frozen=True)

@@ -333,6 +333,11 @@ class Executor(Protocol):
         ...
 
 
+def _clamped(bar):
+    """``bar.update`` that never passes the total (fractions of sequences add up with rounding)."""
+    return lambda done: bar.update(max(0.0, min(done, bar.total - bar.n)))
+
+
 class LocalExecutor:
     """The chunks one after the other in this process, with a progress bar over sequences."""
 
@@ -355,7 +360,7 @@ class LocalExecutor:
             for chunk_index in chunk_indices:
                 timings: dict[str, float] = {}
                 result = compute_chunk(
-                    plan, chunk_index, on_progress=bar.update, timings=timings, keep_effects=True
+                    plan, chunk_index, on_progress=_clamped(bar), timings=timings, keep_effects=True
                 )
                 yield chunk_index, result, timings
         finally:

@@ -40,6 +40,7 @@ from deepmr_kipoi.run.chunk import (  # noqa: F401 - runner.compute_chunk stays 
     compute_chunk,
     effects_from_arrays,
 )
+from deepmr_kipoi.run.chunk_store import StoredChunksIncomplete
 from deepmr_kipoi.run.config import (
     AUTO_EFFECTS_LIMIT,
     RunConfig,
@@ -440,18 +441,23 @@ def _stores(plan: RunPlan, out_dir: Path | None, effects_from: Path | None):
     return None, None, None
 
 
-def _aggregate(plan: RunPlan, merged: ChunkResult, timings: dict) -> tuple[pd.DataFrame, list]:
-    """Stage 4 on the merged chunks: the global table and the run's plain warnings (logged)."""
-    config, names, local_table = plan.config, plan.feature_names, merged.local
-    if not ((local_table["reason"] == 0) & np.isfinite(local_table["estimate"])).any():
-        raise DeepMRInputError(
-            f"no sequence had at least {config.min_instruments} instruments for any pair; "
-            "lower --z, widen --window, or use more or other sequences"
-        )
-    tick = time.perf_counter()
-    global_table = aggregate.global_effects(
-        local_table,
-        plan.n_sequences,
+def _progress(config, desc: str):
+    """A progress bar over a stage's share of work done (``update`` takes shares of 1)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=1.0,
+        desc=desc,
+        disable=not config.progress,
+        leave=False,
+        bar_format="{l_bar}{bar}| {elapsed}<{remaining}",
+    )
+
+
+def global_settings(plan: RunPlan, merged: ChunkResult) -> dict:
+    """The keyword arguments of ``aggregate.global_effects`` for a run's merged chunks."""
+    config, names = plan.config, plan.feature_names
+    return dict(
         method=config.meta_method,
         test=config.meta_test,
         level=config.level,
@@ -462,6 +468,21 @@ def _aggregate(plan: RunPlan, merged: ChunkResult, timings: dict) -> tuple[pd.Da
         spread=dict(zip(names, plan.spread)),
         min_effect=config.min_effect,
     )
+
+
+def _aggregate(plan: RunPlan, merged: ChunkResult, timings: dict) -> tuple[pd.DataFrame, list]:
+    """Stage 4 on the merged chunks: the global table and the run's plain warnings (logged)."""
+    config, local_table = plan.config, merged.local
+    if not ((local_table["reason"] == 0) & np.isfinite(local_table["estimate"])).any():
+        raise DeepMRInputError(
+            f"no sequence had at least {config.min_instruments} instruments for any pair; "
+            "lower --z, widen --window, or use more or other sequences"
+        )
+    tick = time.perf_counter()
+    with _progress(config, "Deep MR: global effects") as bar:
+        global_table = aggregate.global_effects(
+            merged.local, plan.n_sequences, on_progress=bar.update, **global_settings(plan, merged)
+        )
     timings["meta"] = time.perf_counter() - tick
     warns = aggregate.plain_warnings(
         global_table,
@@ -613,7 +634,7 @@ def _run_chunks(
         logger.info("%d chunk(s) analysed from stored ISM effects (no model run)", len(reused))
     todo = [i for i in range(len(plan.bounds)) if i not in found]
     if todo and plan.model is None:
-        raise DeepMRInputError(
+        raise StoredChunksIncomplete(
             f"the stored ISM effects do not cover chunk {todo[0]} (sequences {plan.bounds[todo[0]]}); "
             "run the model again (deepmr run) instead of reanalysing"
         )
