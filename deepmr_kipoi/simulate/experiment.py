@@ -309,14 +309,20 @@ def run_round(
     t0 = time.perf_counter()
     cal_fit = _round_calibration(model, cal_data, config, cache_dir, (round_index, regime))
     timings["calibrate"] = time.perf_counter() - t0
-    result = analyse_round(round_index, regime, params, config, (ms, an), model, cal_fit, timings)
+    result = analyse_round(
+        round_index, regime, params, config, (ms, an), (model, cal_fit), timings, cache_dir
+    )
     for rec in result.globals:
         rec["model_cached"] = bool(from_cache)
     return result
 
 
-def _deep_mr(config: ExperimentConfig, model, an, cal_fit, tag: str):
-    """Deep MR on the analysed sequences as ``deepmr run`` does it: (chunk, global table)."""
+def _deep_mr(config: ExperimentConfig, model, an, cal_fit, tag: str, effects_cache=None):
+    """Deep MR on the analysed sequences as ``deepmr run`` does it: (chunk, global table).
+
+    ``effects_cache`` is ``(cache_dir, round_index, regime)``: the job's ISM effects are read
+    from there when cached (the model is not run again) and written there otherwise.
+    """
     from deepmr_kipoi.run import aggregate, runner
 
     features = config.simulation.features
@@ -328,7 +334,10 @@ def _deep_mr(config: ExperimentConfig, model, an, cal_fit, tag: str):
         sequences=(an.ids, an.onehot),
         calibration=cal_fit,
     )
-    chunk = runner.compute_chunk(plan, 0)
+    if effects_cache is None or effects_cache[0] is None:
+        chunk = runner.compute_chunk(plan, 0)
+    else:
+        chunk = _cached_chunk(plan, effects_cache)
     global_table = aggregate.global_effects(
         chunk.local,
         len(an),
@@ -342,6 +351,36 @@ def _deep_mr(config: ExperimentConfig, model, an, cal_fit, tag: str):
         min_effect=config.min_effect,
     )
     return chunk, global_table
+
+
+def _cached_chunk(plan, effects_cache):
+    """The job's one chunk from its cached ISM effects, computing and caching them if absent."""
+    from deepmr_kipoi.run import chunk as chunk_stage
+    from deepmr_kipoi.run import runner
+
+    cache_dir, round_index, regime = effects_cache
+    key = _cache.effects_key(plan.onehot, plan.window, plan.used)
+    arrays = _cache.load_effects(cache_dir, round_index, regime, key)
+    if arrays is None:
+        chunk = runner.compute_chunk(plan, 0, keep_effects=True)
+        _cache.save_effects(cache_dir, round_index, regime, key, chunk.effects)
+        return chunk
+    return chunk_stage.analyse_chunk(plan, 0, chunk_stage.effects_from_arrays(arrays))
+
+
+def _cached_truth(params, config: ExperimentConfig, ms, an, job):
+    """:func:`_truth_table`, read from the job cache ``(cache_dir, round_index, regime)`` when
+    computed before (and written there otherwise)."""
+    cache_dir, round_index, regime = job
+    if cache_dir is None:
+        return _truth_table(params, config, ms, an, regime)
+    simulation = config.to_dict()["simulation"]
+    key = _cache.truth_key(an, params, simulation, regime, config.oracle_scale)
+    truth = _cache.load_truth(cache_dir, round_index, regime, key)
+    if truth is None:
+        truth = _truth_table(params, config, ms, an, regime)
+        _cache.save_truth(cache_dir, round_index, regime, key, truth)
+    return truth
 
 
 def _truth_table(params, config: ExperimentConfig, ms, an, regime: str):
@@ -368,9 +407,9 @@ def analyse_round(
     params: gen.RoundParameters,
     config: ExperimentConfig,
     data: tuple,
-    model,
-    cal_fit,
+    fitted: tuple,
     timings: dict,
+    cache_dir: str | None = None,
 ) -> RoundResult:
     """Deep MR on one job's analysed sequences and the comparison with the truth.
 
@@ -380,10 +419,14 @@ def analyse_round(
         As :func:`run_round`.
     data : tuple
         ``(MotifSet, SimulatedData)`` of the analysed sequences.
-    model : PredictiveModel
-    cal_fit : calibration.Calibration or None
+    fitted : tuple
+        ``(PredictiveModel, calibration.Calibration or None)``: the job's ensemble and its
+        calibration fit.
     timings : dict
         Seconds of the earlier stages; this function adds ``deep_mr`` and ``oracle``.
+    cache_dir : str, optional
+        The job cache (``OUT/models``): the ISM effects are read from it when cached there and
+        written to it otherwise (``cache.save_effects``).
 
     Returns
     -------
@@ -394,13 +437,16 @@ def analyse_round(
         ``truth_paper``, and ``truth_mean_ratio`` (the former mean of per-sequence ratios).
     """
     ms, an = data
+    model, cal_fit = fitted
     features = config.simulation.features
     tag = f"r{round_index:03d}_{regime}_"
     t0 = time.perf_counter()
-    chunk, global_table = _deep_mr(config, model, an, cal_fit, tag)
+    chunk, global_table = _deep_mr(
+        config, model, an, cal_fit, tag, (cache_dir, round_index, regime)
+    )
     timings["deep_mr"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    truth = _truth_table(params, config, ms, an, regime)
+    truth = _cached_truth(params, config, ms, an, (cache_dir, round_index, regime))
     timings["oracle"] = time.perf_counter() - t0
     loc = _local_table(chunk.local, an.ids, truth)
     loc.insert(0, "regime", regime)
