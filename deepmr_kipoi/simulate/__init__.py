@@ -3,8 +3,9 @@
 Modules: ``motifs`` (JASPAR matrices, log-odds, occupancy), ``generative`` (sequences, counts,
 labels, regimes), ``oracle`` (noise-free truth under ISM), ``model`` and ``train`` (small CNN,
 deep-ensemble training; torch imported lazily), ``config`` (``ExperimentConfig``: the
-experiment's settings), ``experiment`` (rounds, evaluation, outputs), ``cli`` (``deepmr
-simulate``) and ``demo_model`` (the shipped demo model and its truth).
+experiment's settings), ``experiment`` (rounds, evaluation, outputs), ``truth`` (the truths a
+round is scored against), ``cli`` (``deepmr simulate``) and ``demo_model`` (the shipped demo
+model and its truth).
 
 Example
 -------

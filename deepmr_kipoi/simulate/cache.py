@@ -196,7 +196,7 @@ def truth_key(an, params, simulation: dict, regime: str, oracle_scale: str) -> s
 
 
 def save_truth(cache_dir: str, round_index: int, regime: str, key: str, table) -> None:
-    """Write a job's per-sequence truth table (``experiment._truth_table``) under ``key``."""
+    """Write a job's per-sequence truth table (``truth.truth_table``) under ``key``."""
     os.makedirs(cache_dir, exist_ok=True)
     path = _stem(cache_dir, round_index, regime) + f".truth.{key}.parquet"
     tmp = path + ".tmp"

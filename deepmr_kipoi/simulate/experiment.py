@@ -23,7 +23,6 @@ import numpy as np
 from deepmr_kipoi import results
 from deepmr_kipoi.simulate import cache as _cache
 from deepmr_kipoi.simulate import generative as gen
-from deepmr_kipoi.simulate import oracle as orc
 from deepmr_kipoi.simulate import scoring
 from deepmr_kipoi.simulate.config import (
     CALIBRATIONS,
@@ -31,11 +30,12 @@ from deepmr_kipoi.simulate.config import (
     ExperimentConfig,
     round_parameters,
 )
+from deepmr_kipoi.simulate.truth import cached_truth_table, true_locals
 
 logger = logging.getLogger(__name__)
 
-#: ``ExperimentConfig`` and its constants live in :mod:`deepmr_kipoi.simulate.config`; they are
-#: importable from here too.
+#: ``ExperimentConfig`` and its constants live in :mod:`deepmr_kipoi.simulate.config`, the truths
+#: in :mod:`deepmr_kipoi.simulate.truth`; they are importable from here too.
 __all__ = [
     "CALIBRATIONS",
     "METHODS",
@@ -114,66 +114,6 @@ def _analysis_config(sim: gen.SimulationConfig) -> gen.SimulationConfig:
     the shared one too, where there is room for it)."""
     sim = replace(sim, shared_motif_prob=1.0)
     return replace(sim, confounder_motif_prob=1.0) if sim.bystander_gamma > 0 else sim
-
-
-def true_locals(params, config: ExperimentConfig, ms, an, regime: str, learnable: bool):
-    """True local effects of every ordered feature pair.
-
-    ``learnable``: the oracle keeps the sequence confounder's terms and averages the random
-    confounder (what the regime's labels average to); otherwise the paper's unconfounded truth.
-    The regime's causal structure (pleiotropy, reverse causation) is in both.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns id, exposure, outcome, value (the per-sequence slope), sxy, sxx (its two sums,
-        ``oracle.true_local_sums``: the pooled global truth is ``sum sxy / sum sxx``).
-    """
-    import pandas as pd
-
-    seq_conf, rand_conf = gen.regime_flags(regime)
-    oracle = orc.Oracle(
-        params,
-        config.simulation,
-        ms,
-        scale=config.oracle_scale,
-        averaged_random_confounder=learnable and rand_conf,
-        sequence_confounder=learnable and seq_conf,
-        regime=regime,
-    )
-    eff = orc.oracle_effects(oracle, an.onehot)
-    features = config.simulation.features
-    starts = {
-        "exposure": an.exposure_start,
-        "outcome": an.outcome_start,
-        "confounder": an.confounder_start,
-    }
-    widths = {
-        "exposure": ms.exposure.length,
-        "outcome": ms.outcome.length,
-        "confounder": ms.confounder.length,
-    }
-    frames = []
-    for i, x in enumerate(features):
-        motif = scoring.MOTIF_OF[x]
-        for j, y in enumerate(features):
-            if i != j:
-                sxy, sxx = orc.true_local_sums(eff[..., [i, j]], starts[motif], widths[motif])
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    values = np.where(sxx > 0, sxy / sxx, np.nan)
-                frames.append(
-                    pd.DataFrame(
-                        {
-                            "id": an.ids,
-                            "exposure": x,
-                            "outcome": y,
-                            "value": values,
-                            "sxy": sxy,
-                            "sxx": sxx,
-                        }
-                    )
-                )
-    return pd.concat(frames, ignore_index=True)
 
 
 def _training_seed(config: ExperimentConfig, round_index: int, regime: str) -> int:
@@ -368,33 +308,6 @@ def _cached_chunk(plan, effects_cache):
     return chunk_stage.analyse_chunk(plan, 0, chunk_stage.effects_from_arrays(arrays))
 
 
-def _cached_truth(params, config: ExperimentConfig, ms, an, job):
-    """:func:`_truth_table`, read from the job cache ``(cache_dir, round_index, regime)`` when
-    computed before (and written there otherwise)."""
-    cache_dir, round_index, regime = job
-    if cache_dir is None:
-        return _truth_table(params, config, ms, an, regime)
-    simulation = config.to_dict()["simulation"]
-    key = _cache.truth_key(an, params, simulation, regime, config.oracle_scale)
-    truth = _cache.load_truth(cache_dir, round_index, regime, key)
-    if truth is None:
-        truth = _truth_table(params, config, ms, an, regime)
-        _cache.save_truth(cache_dir, round_index, regime, key, truth)
-    return truth
-
-
-def _truth_table(params, config: ExperimentConfig, ms, an, regime: str):
-    """Learnable and paper truths per (id, exposure, outcome), with their sums."""
-    key = ["id", "exposure", "outcome"]
-    truth = true_locals(params, config, ms, an, regime, learnable=True).rename(
-        columns={"value": "true_local", "sxy": "true_sxy", "sxx": "true_sxx"}
-    )
-    paper = true_locals(params, config, ms, an, regime, learnable=False).rename(
-        columns={"value": "true_local_paper", "sxy": "true_sxy_paper", "sxx": "true_sxx_paper"}
-    )
-    return truth.merge(paper, on=key, validate="one_to_one")
-
-
 def _pooled(num, den) -> float:
     """``sum(num) / sum(den)`` (NaN without any exposure change)."""
     d = float(np.sum(den))
@@ -446,7 +359,7 @@ def analyse_round(
     )
     timings["deep_mr"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    truth = _cached_truth(params, config, ms, an, (cache_dir, round_index, regime))
+    truth = cached_truth_table(params, config, ms, an, (cache_dir, round_index, regime))
     timings["oracle"] = time.perf_counter() - t0
     loc = _local_table(chunk.local, an.ids, truth)
     loc.insert(0, "regime", regime)
