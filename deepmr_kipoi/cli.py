@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import logging
 import os
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 from deepmr_kipoi import __version__
 from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.run import config as cfg
+from deepmr_kipoi.run import settings
 
 EXIT_BUG = 1
 EXIT_BAD_INPUT = 2
@@ -96,11 +96,6 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _default(name: str) -> str:
-    value = cfg.RunConfig.default(name)
-    return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
-
-
 #: Help-section titles of the configuration's setting groups.
 GROUP_TITLES = {
     "model_source": "model",
@@ -119,14 +114,8 @@ def add_setting_arguments(p: argparse.ArgumentParser, groups=tuple(cfg.GROUPS)) 
     defaults."""
     for group in groups:
         g = p.add_argument_group(GROUP_TITLES[group])
-        for f in dataclasses.fields(cfg.GROUPS[group]):
-            option = f.metadata.get("cli")
-            if option is None:
-                continue
-            kwargs = {k: v for k, v in option.items() if k != "flag"}
-            if kwargs.get("help"):
-                kwargs["help"] = kwargs["help"].format(default=_default(f.name))
-            g.add_argument(option["flag"], dest=f.name, default=argparse.SUPPRESS, **kwargs)
+        for flag, dest, kwargs in settings.cli_options(cfg.GROUPS[group]):
+            g.add_argument(flag, dest=dest, default=argparse.SUPPRESS, **kwargs)
 
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -156,8 +145,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"deepmr_kipoi {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    fmt = argparse.RawDescriptionHelpFormatter
 
+    _add_demo_command(sub)
+    _add_run_command(sub)
+    _add_reanalyze_command(sub)
+    _add_simulate_command(sub)
+    _add_compare_command(sub)
+    _add_info_command(sub)
+    _add_adapters_command(sub)
+    return parser
+
+
+def _add_demo_command(sub) -> None:
+    """``deepmr demo``: a complete run on the embedded model."""
     p = sub.add_parser(
         "demo",
         help="complete run on the small model shipped with the package",
@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
             "The report's headline compares estimated with true global effects."
         ),
         epilog=_DEMO_EXAMPLES,
-        formatter_class=fmt,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", default="deepmr_demo", help="results folder (default ./deepmr_demo)")
     p.add_argument(
@@ -182,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=_cmd_demo)
 
+
+def _add_run_command(sub) -> None:
+    """``deepmr run``: one option per setting of the configuration."""
     p = sub.add_parser(
         "run",
         help="Deep MR on a Kipoi model or a registered adapter",
@@ -191,12 +194,15 @@ def build_parser() -> argparse.ArgumentParser:
             "MR per sequence, global random-effects meta-analysis, figures and report."
         ),
         epilog=_RUN_EXAMPLES,
-        formatter_class=fmt,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_run_arguments(p)
     _common(p)
     p.set_defaults(func=_cmd_run)
 
+
+def _add_reanalyze_command(sub) -> None:
+    """``deepmr reanalyze``: the analysis settings of a finished run's effects."""
     p = sub.add_parser(
         "reanalyze",
         help="analyse a finished run's stored ISM effects again, with other analysis settings",
@@ -207,13 +213,16 @@ def build_parser() -> argparse.ArgumentParser:
             "that change the effects (model, sequences, window, seed, ...) need deepmr run."
         ),
         epilog=_REANALYZE_EXAMPLES,
-        formatter_class=fmt,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder")
     add_setting_arguments(p, ("instruments", "mr", "calibration", "outputs"))
     _common(p)
     p.set_defaults(func=_cmd_reanalyze)
 
+
+def _add_simulate_command(sub) -> None:
+    """``deepmr simulate``: listed here; its options are parsed by :func:`_simulate_parser`."""
     p = sub.add_parser(
         "simulate",
         help="the simulation experiment with known truth",
@@ -224,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=None)
 
+
+def _add_compare_command(sub) -> None:
+    """``deepmr compare``: several run folders side by side."""
     p = sub.add_parser(
         "compare",
         help="compare the causal patterns of several runs",
@@ -233,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
             "and list pairs whose sign or significance disagree."
         ),
         epilog=_COMPARE_EXAMPLES,
-        formatter_class=fmt,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (two or more)")
     p.add_argument(
@@ -254,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=_cmd_compare)
 
+
+def _add_info_command(sub) -> None:
+    """``deepmr info``: a model as a run sees it."""
     p = sub.add_parser(
         "info",
         help="what a model offers a run: features, input, weights, uncertainty, how to run it",
@@ -265,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="examples:\n  deepmr info DeepSEA/predict\n  deepmr info path/to/kipoi_model_dir\n"
         "  deepmr info my_models.py:build_ensemble",
-        formatter_class=fmt,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model", metavar="MODEL", help="Kipoi model name or directory, adapter, factory")
     p.add_argument("--source", default=None, help="Kipoi source of the model")
@@ -277,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=_cmd_info)
 
+
+def _add_adapters_command(sub) -> None:
+    """``deepmr adapters``: the registered model adapters."""
     p = sub.add_parser(
         "adapters",
         help="list registered model adapters",
@@ -285,11 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
             "the deepmr_kipoi.adapters entry-point group)."
         ),
         epilog="example:\n  deepmr adapters",
-        formatter_class=fmt,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(p)
     p.set_defaults(func=_cmd_adapters)
-    return parser
 
 
 def _simulate_parser() -> argparse.ArgumentParser:

@@ -498,3 +498,72 @@ def test_a_tag_in_a_big_file_kipoi_reads_is_found(tmp_path):
     )
     with pytest.raises(DeepMRInputError, match=r"env.yaml \(line 200002\)"):
         check_model_yaml(str(model), None, "dir")
+
+
+# ---- the Kipoi configuration: sources Kipoi makes when it is imported --------------------------
+
+
+def _configured_source(home: Path, tmp: Path, m: Path) -> str:
+    _write(tmp / "zoo" / "config.yaml", f"dependencies:\n  pip: [{TAG.format(marker=m)}]\n")
+    _write(
+        home / ".kipoi" / "config.yaml",
+        f"model_sources:\n  zoo:\n    type: local\n    local_path: {tmp / 'zoo'}\n",
+    )
+    return str(tmp / "zoo" / "config.yaml")
+
+
+def _default_zoo_clone(home: Path, tmp: Path, m: Path) -> str:
+    # no configuration: Kipoi makes its default git source on its clone at ~/.kipoi/models
+    path = home / ".kipoi" / "models" / "config.yaml"
+    _write(path, f"dependencies:\n  pip: [{TAG.format(marker=m)}]\n")
+    return str(path)
+
+
+def _kipoi_config_itself(home: Path, tmp: Path, m: Path) -> str:
+    path = home / ".kipoi" / "config.yaml"
+    _write(path, f"model_sources: {{}}\nnote: {TAG.format(marker=m)}\n")
+    return str(path)
+
+
+KIPOI_CONFIGURATIONS = {
+    "configured_local_source": _configured_source,
+    "default_zoo_clone": _default_zoo_clone,
+    "kipoi_config_itself": _kipoi_config_itself,
+}
+
+
+@pytest.mark.parametrize("layout", sorted(KIPOI_CONFIGURATIONS))
+def test_the_kipoi_configuration_is_checked_before_kipoi_is_imported(layout, tmp_path):
+    """A fresh process (Kipoi not yet imported) with HOME holding the layout: ``deepmr info`` on a
+    clean model refuses in one line naming the file; trusted, Kipoi's import runs the tag."""
+    import subprocess
+    import sys
+
+    home, marker = tmp_path / "home", tmp_path / "ran"
+    named = KIPOI_CONFIGURATIONS[layout](home, tmp_path, marker)
+    model = _model(tmp_path / "m")
+    env = {**os.environ, "HOME": str(home)}
+    argv = [sys.executable, "-m", "deepmr_kipoi.cli", "info", str(model)]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    err = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    assert done.returncode == 2, done.stderr
+    assert len(err) == 1 and named in err[0] and "--trust-model-code" in err[0], err
+    assert not marker.exists()
+    subprocess.run(
+        [*argv, "--trust-model-code"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert marker.exists()  # the layout is a real way in: Kipoi's import runs the tag
+
+
+def test_a_trusted_run_keys_the_code_of_a_model_in_a_tagged_source(tmp_path):
+    """--trust-model-code with a source whose config.yaml has a tag: the model's code is in the
+    resume key (it was left out when the fingerprint resolved the source untrusted)."""
+    from deepmr_kipoi.run.fingerprint import code_fingerprint
+
+    model, source, _, _ = _build("source_config", tmp_path)
+    before = code_fingerprint(model, source, kipoi=True, trust_model_code=True)
+    assert {"model code model.yaml", "model code net.py"} <= set(before), before
+    _write(tmp_path / "zoo" / "m" / "net.py", "class Net:\n    x = 2\n")
+    after = code_fingerprint(model, source, kipoi=True, trust_model_code=True)
+    assert after["model code net.py"] != before["model code net.py"]
+    assert after["model code model.yaml"] == before["model code model.yaml"]

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from deepmr_kipoi.errors import DeepMRInputError
-from deepmr_kipoi.simulate import demo, motifs
+from deepmr_kipoi.simulate import demo_model as demo
+from deepmr_kipoi.simulate import motifs
 from deepmr_kipoi.simulate.model import ModelConfig
 from deepmr_kipoi.simulate.train import TrainConfig, train_ensemble
 

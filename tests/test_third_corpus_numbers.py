@@ -6,7 +6,8 @@
   float64 differences, and a run's tables equal to the run without offset.
 * Outputs scaled by 1e-30 and 1e30: every scale-free quantity (estimates over their SEs, p-values,
   heterogeneity share, verdicts) equals the unscaled run's.
-* A constant feature: left out with a warning instead of refusing the run.
+* A constant feature, or one that reads only outside the window: left out with a warning instead of
+  refusing the run.
 * Identical reference sequences: the directionality check in the units of the reference spread
   cannot run, and the run says so.
 """
@@ -46,6 +47,23 @@ def constant():
     members = [
         from_function(
             lambda x, m=m: np.concatenate([m.predict(x), np.full((len(x), 1), 3.0)], axis=1),
+            (*base.feature_names, "flat"),
+            sequence_length=40,
+        )
+        for m in base.members
+    ]
+    return DeepEnsemble(members)
+
+
+def outside():
+    # "flat" reads only the first 6 positions, outside the run's window (10, 22)
+    base = tiny_model()
+    w = np.random.default_rng(5).normal(size=(6, 4))
+    members = [
+        from_function(
+            lambda x, m=m: np.concatenate(
+                [m.predict(x), (np.asarray(x)[:, :6] * w).sum(axis=(1, 2))[:, None]], axis=1
+            ),
             (*base.feature_names, "flat"),
             sequence_length=40,
         )
@@ -143,8 +161,10 @@ def test_scale_free_statistics_do_not_depend_on_the_output_scale(tmp_path, plain
         np.testing.assert_allclose(a[np.isfinite(b)], b[np.isfinite(b)], rtol=1e-4, err_msg=col)
 
 
-def test_a_constant_feature_is_left_out_with_a_warning(tmp_path, plain):
-    out = _run(tmp_path, f"{_factory(tmp_path)}:constant", "flat")
+@pytest.mark.parametrize("factory", ["constant", "outside"])
+def test_a_flat_feature_is_left_out_with_a_warning(tmp_path, plain, factory):
+    """A constant output, or one that reads only outside --window: no mutation changes it."""
+    out = _run(tmp_path, f"{_factory(tmp_path)}:{factory}", "flat")
     record = json.loads((out / "run.json").read_text())
     assert any("flat: no mutation inside the window" in w for w in record["warnings"])
     got = _tables(out)

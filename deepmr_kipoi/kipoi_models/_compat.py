@@ -94,8 +94,18 @@ def apply_numpy_shims() -> None:
             setattr(np, alias, target)
 
 
-def import_kipoi():
+def import_kipoi(trust_model_code: bool = False):
     """Import kipoi after applying the compatibility steps.
+
+    ``import kipoi`` reads the user's Kipoi configuration and makes the model sources it lists,
+    reading their ``config.yaml`` files with PyYAML's unsafe loader: before the first import those
+    files are scanned for Python tags
+    (:func:`~deepmr_kipoi.kipoi_models.files.check_kipoi_configuration`) unless trusted.
+
+    Parameters
+    ----------
+    trust_model_code : bool
+        Let Kipoi read a configuration with Python tags.
 
     Returns
     -------
@@ -106,6 +116,8 @@ def import_kipoi():
     ------
     ImportError
         With the fix, when a dependency kipoi needs on Python 3.11 is missing.
+    DeepMRInputError
+        A Python tag in the Kipoi configuration or a configured source's ``config.yaml``.
 
     Notes
     -----
@@ -113,6 +125,10 @@ def import_kipoi():
     writable).
     """
     apply_numpy_shims()
+    if "kipoi" not in sys.modules and not trust_model_code:
+        from deepmr_kipoi.kipoi_models.files import check_kipoi_configuration
+
+        check_kipoi_configuration()
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=_PKG_RESOURCES_WARNING, category=UserWarning)

@@ -489,7 +489,7 @@ def describe_model(
 def _open_model(name_or_dir, source, download: bool, trust_model_code: bool, download_option):
     """``(name, source label, Kipoi source)`` of a model that exists, its YAML checked for Python
     tags unless trusted."""
-    import_kipoi()
+    import_kipoi(trust_model_code)
     name, source_label, source_obj = resolve(name_or_dir, source, trust_model_code)
     prepare_source(source_label, source_obj, download, download_option)
     if not trust_model_code:

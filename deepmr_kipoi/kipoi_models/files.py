@@ -334,6 +334,55 @@ def check_source_config(root: str) -> list[str]:
     return [path]
 
 
+#: Kipoi source types whose folder ``config.yaml`` Kipoi reads as it makes them (a git source's
+#: local clone is a local source).
+_SOURCE_TYPES_WITH_CONFIG = ("git", "git-lfs", "local")
+
+
+def check_kipoi_configuration() -> list[str]:
+    """Refuse the Kipoi configuration when ``import kipoi`` would run a Python tag, before it does.
+
+    ``import kipoi`` reads ``~/.kipoi/config.yaml`` (``/tmp/.kipoi`` when the home folder is not
+    writable) with PyYAML's unsafe loader and makes every model source it lists (without that
+    file: the zoo's git clone at ``~/.kipoi/models``); each git or local source reads its folder's
+    ``config.yaml`` with the same loader as it is made. Both are scanned here, the way Kipoi finds
+    them.
+
+    Returns
+    -------
+    list of str
+        The files checked.
+
+    Raises
+    ------
+    DeepMRInputError
+        One line naming the file, the line and the tag, and ``--trust-model-code``.
+    """
+    base = os.path.expanduser("~")
+    if not os.access(base, os.W_OK):  # Kipoi's own fallback
+        base = "/tmp"
+    kipoi_dir = os.path.join(base, ".kipoi")
+    config = os.path.join(kipoi_dir, "config.yaml")
+    roots = [os.path.join(kipoi_dir, "models")]  # Kipoi's default source, without a config
+    checked = []
+    if os.path.exists(config):
+        doc = YamlText(config, None, config)
+        _refuse_tags(doc)
+        checked.append(config)
+        sources = _parse(doc, strict=False).get("model_sources")
+        if isinstance(sources, dict):
+            roots = [
+                str(v["local_path"])
+                for v in sources.values()
+                if isinstance(v, dict)
+                and v.get("type") in _SOURCE_TYPES_WITH_CONFIG
+                and v.get("local_path")
+            ]
+    for root in roots:
+        checked += check_source_config(root)
+    return checked
+
+
 def check_model_yaml(name: str, source_obj, source_label: str) -> list[str]:
     """Refuse a model any of whose YAML texts holds a Python tag, before Kipoi reads any of them.
 

@@ -64,7 +64,7 @@ def _resolve(name_or_dir: str, source, trust_model_code: bool = False) -> tuple[
     DeepMRInputError
         Not a name or directory, a directory without ``model.yaml``, or an unknown source.
     """
-    kipoi = import_kipoi()
+    kipoi = import_kipoi(trust_model_code)
     from kipoi.sources import LocalSource, Source
 
     if not isinstance(name_or_dir, str | os.PathLike) or not str(name_or_dir):
@@ -123,7 +123,7 @@ def add_local_source(name: str, path: str, trust_model_code: bool = False):
     kipoi.sources.LocalSource
         The registered source (also in ``kipoi.config.model_sources()`` for this process).
     """
-    kipoi = import_kipoi()
+    kipoi = import_kipoi(trust_model_code)
     from kipoi.sources import LocalSource
 
     if name == "dir":

@@ -262,12 +262,27 @@ def _sliding(
     return first, width, first * step - left, (width - 1) * step + reach + 1
 
 
-def _conv(win: _Window, ref_out, fn, weight, bias, stride, padding, dilation, groups):
+@dataclass(frozen=True)
+class ConvSpec:
+    """A convolution as ``torch.nn.functional.conv1d``/``conv2d`` (``fn``) takes it."""
+
+    fn: object
+    weight: torch.Tensor
+    bias: torch.Tensor | None = None
+    stride: object = 1
+    padding: object = 0
+    dilation: object = 1
+    groups: int = 1
+
+
+def _conv(win: _Window, ref_out, spec: ConvSpec):
     """Windowed N-d convolution whose kernel spans only the sequence axis (others have size 1).
 
     With singleton other spatial axes it runs as a 1-d convolution; with stride 1 and one group, as
     the reference's output plus the scatter of the window's change (:func:`scatter_conv`).
     """
+    fn, weight, bias, groups = spec.fn, spec.weight, spec.bias, spec.groups
+    stride, padding, dilation = spec.stride, spec.padding, spec.dilation
     n = weight.dim() - 2
     seq = win.axis - 2
     if seq < 0 or win.ref.dim() != weight.dim() or ref_out.dim() != win.ref.dim():
@@ -312,10 +327,23 @@ def _delta(win: _Window) -> torch.Tensor:
     return change if outside is None else change.masked_fill(outside, 0.0)
 
 
-def _pool(
-    win: _Window, ref_out, fn, n, kernel, stride, padding=0, dilation=1, ceil_mode=False, **extra
-):
+@dataclass(frozen=True)
+class PoolSpec:
+    """An ``n``-d max or average pooling as ``torch.nn.functional`` (``fn``) takes it."""
+
+    fn: object
+    n: int
+    kernel: object
+    stride: object = None
+    padding: object = 0
+    dilation: object = 1
+    ceil_mode: bool = False
+
+
+def _pool(win: _Window, ref_out, spec: PoolSpec):
     """Windowed N-d max/average pooling along the sequence axis (size-1 windows elsewhere)."""
+    fn, n, kernel, stride = spec.fn, spec.n, spec.kernel, spec.stride
+    padding, dilation, ceil_mode = spec.padding, spec.dilation, spec.ceil_mode
     seq = win.axis - 2
     if seq < 0:
         return None
@@ -339,9 +367,9 @@ def _pool(
     ):
         # PyTorch's CPU pooling is several times faster in 1-d than over a singleton 2-d axis
         fn1 = F.max_pool1d if fn is F.max_pool2d else F.avg_pool1d
-        out = fn1(to_1d(x, win.axis), kernel[seq], stride[seq], **extra)
+        out = fn1(to_1d(x, win.axis), kernel[seq], stride[seq])
         return win.like(ref_out, from_1d(out, ref_out.shape, win.axis), first)
-    return win.like(ref_out, fn(x, kernel, stride, **extra), first)
+    return win.like(ref_out, fn(x, kernel, stride), first)
 
 
 def _binary(fn, a, b, ref_out, kwargs):

@@ -126,7 +126,7 @@ class KerasMember(Member):
 
             from deepmr_kipoi.predictive._fastism_trace import Unsupported
             from deepmr_kipoi.predictive._keras_torch import keras_to_torch
-            from deepmr_kipoi.predictive._torch import OPTIMIZE_RTOL, TorchMember
+            from deepmr_kipoi.predictive._torch import OPTIMIZE_RTOL, TorchMember, TorchOptions
         except ImportError:
             self._torch_reason = "PyTorch is not installed: the Keras model runs full passes"
             return None
@@ -138,15 +138,14 @@ class KerasMember(Member):
             self._torch_reason = f"{err}: the Keras model runs full passes"
             logger.info("fast ISM off for the Keras model (%s)", err)
             return None
-        member = TorchMember(
-            module,
-            self.feature_names,
+        options = TorchOptions(
             layout=self.layout,
             alphabet=self.alphabet,
             output=self.output,
             sequence_length=self.sequence_length,
             device="cpu",
         )
+        member = TorchMember(module, self.feature_names, options)
         rows = x[:4]
         want = self._keras_forward(rows, rows.shape[0], None)
         try:

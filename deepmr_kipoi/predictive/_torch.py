@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -37,24 +38,29 @@ def _to_numpy(t) -> np.ndarray:
     return np.asarray(t)
 
 
+@dataclass(frozen=True)
+class TorchOptions:
+    """How a :class:`TorchMember` calls and runs its module: the options of
+    :func:`deepmr_kipoi.predictive.from_torch` after ``feature_names`` (see it for each)."""
+
+    layout: str = "NCL"
+    alphabet: str = "ACGT"
+    output: Callable | None = None
+    transforms: object = None
+    sequence_length: int | None = None
+    device: object = None
+    optimize: bool = False
+    fast_ism: bool = True
+
+
 class TorchMember(Member):
     """A ``torch.nn.Module`` as a deterministic member (see :func:`deepmr_kipoi.predictive.from_torch`)."""
 
     backend = "torch"
 
-    def __init__(
-        self,
-        module,
-        feature_names,
-        layout: str = "NCL",
-        alphabet: str = "ACGT",
-        output: Callable | None = None,
-        transforms=None,
-        sequence_length: int | None = None,
-        device=None,
-        optimize: bool = False,
-        fast_ism: bool = True,
-    ):
+    def __init__(self, module, feature_names, options: TorchOptions | None = None):
+        o = options or TorchOptions()
+        layout, alphabet, output, device = o.layout, o.alphabet, o.output, o.device
         if not isinstance(module, torch.nn.Module):
             raise DeepMRInputError(
                 f"from_torch needs a torch.nn.Module, got {type(module).__name__}"
@@ -74,14 +80,14 @@ class TorchMember(Member):
         )
         self.module = module
         self.output = output
-        self.optimize = bool(optimize)
+        self.optimize = bool(o.optimize)
         self._optimized = None
-        self._fast_ism_requested = bool(fast_ism)
+        self._fast_ism_requested = bool(o.fast_ism)
         self._plan = None
         self._plan_length = None
         self._plan_checked = False
         self._ism_reason = "not decided yet: the first mutants decide"
-        super().__init__(feature_names, alphabet, layout, sequence_length, transforms)
+        super().__init__(feature_names, alphabet, layout, o.sequence_length, o.transforms)
         self._dropout = [
             (mod, DropoutLayer(name or type(mod).__name__, float(mod.p), isinstance(mod, _CHANNEL)))
             for name, mod in module.named_modules()

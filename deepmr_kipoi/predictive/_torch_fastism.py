@@ -59,6 +59,8 @@ from deepmr_kipoi.predictive._fastism_windows import (
     _UNARY_FUNCTIONS,
     _UNARY_METHODS,
     _UNARY_MODULES,
+    ConvSpec,
+    PoolSpec,
     _as_tensor,
     _axis_shape,
     _batch_concat,
@@ -336,77 +338,16 @@ class FastISMPlan:
         if node.op == "call_method" and target in _BINARY_METHODS and len(args) == 2:
             return _binary(getattr(torch, target), args[0], args[1], ref_out, kwargs)
         if node.op == "call_function" and target in (torch.cat, torch.stack):
-            tensors = args[0] if args else kwargs.get("tensors")
-            dim = kwargs.get("dim", args[1] if len(args) > 1 else 0)
-            if target is torch.stack:
-                return _stack(tensors, dim, ref_out)
-            if isinstance(tensors, list | tuple) and tensors and dim % ref_out.dim() == 0:
-                return _batch_concat(tensors, ref_out)
-            return _concat(tensors, dim, ref_out)
+            return _joined(target, args, kwargs, ref_out)
         x = args[0] if args else None
         if not isinstance(x, _Window):
             return None
         if node.op == "call_module":
             return self._module_op(node, target, x, ref_out, masks)
         if node.op == "call_function":
-            if target in _CONV_FUNCTIONS:
-                bound = _bind(args, kwargs)
-                return _conv(
-                    x,
-                    ref_out,
-                    target,
-                    bound["weight"],
-                    bound.get("bias"),
-                    bound.get("stride", 1),
-                    bound.get("padding", 0),
-                    bound.get("dilation", 1),
-                    bound.get("groups", 1),
-                )
-            if (
-                target in _POOL_FUNCTIONS
-                and len(args) <= 3
-                and not (set(kwargs) - {"kernel_size", "stride"})
-            ):
-                kernel = kwargs.get("kernel_size", args[1] if len(args) > 1 else None)
-                stride = kwargs.get("stride", args[2] if len(args) > 2 else None)
-                return _pool(x, ref_out, target, _POOL_FUNCTIONS[target], kernel, stride)
-            if target in _UNARY_FUNCTIONS and ref_out.shape == x.ref.shape:
-                if target is F.dropout and (kwargs.get("training") or (len(args) > 2 and args[2])):
-                    return None
-                val = x.val.clone() if kwargs.get("inplace") else x.val
-                return x.like(ref_out, target(val, *args[1:], **kwargs))
-            if target is operator.getitem:
-                return _crop(x, args[1], ref_out)
-            if target in (torch.transpose, torch.permute):
-                return _move_axes(x, target.__name__, args[1:], kwargs, ref_out)
-            if target in _SHAPE_FUNCTIONS:
-                return _shape_only(x, ref_out)
-            if target is torch.flip:
-                return _flip(x, kwargs.get("dims", args[1] if len(args) > 1 else None), ref_out)
-            if target is torch.index_select:
-                bound = dict(zip(("input", "dim", "index"), args, strict=False), **kwargs)
-                return _index_select(x, bound.get("dim"), bound.get("index"), ref_out)
-            if target is F.pad:
-                rest = dict(zip(("pad", "mode", "value"), args[1:], strict=False), **kwargs)
-                return _pad(
-                    x, rest.get("pad"), rest.get("mode", "constant"), rest.get("value"), ref_out
-                )
-            return None
+            return _function_op(target, x, args, kwargs, ref_out)
         if node.op == "call_method":
-            if target in _UNARY_METHODS and len(args) == 1 and not kwargs:
-                return x.like(ref_out, getattr(x.val, target)())
-            if target in ("contiguous", "clone") and len(args) == 1 and not kwargs:
-                return x.like(ref_out, getattr(x.val, target)())
-            if target in ("transpose", "permute"):
-                return _move_axes(x, target, args[1:], kwargs, ref_out)
-            if target in _SHAPE_METHODS:
-                return _shape_only(x, ref_out)
-            if target == "flip":
-                dims = kwargs.get("dims", args[1] if len(args) == 2 else args[1:])
-                return _flip(x, dims, ref_out)
-            if target == "index_select":
-                bound = dict(zip(("dim", "index"), args[1:], strict=False), **kwargs)
-                return _index_select(x, bound.get("dim"), bound.get("index"), ref_out)
+            return _method_op(target, x, args, kwargs, ref_out)
         return None
 
     def _module_op(self, node, target, x: _Window, ref_out, masks):
@@ -414,9 +355,7 @@ class FastISMPlan:
             if target.padding_mode != "zeros" or x.ref.dim() != target.weight.dim():
                 return None
             fn = F.conv1d if isinstance(target, torch.nn.Conv1d) else F.conv2d
-            return _conv(
-                x,
-                ref_out,
+            spec = ConvSpec(
                 fn,
                 target.weight,
                 target.bias,
@@ -425,15 +364,14 @@ class FastISMPlan:
                 target.dilation,
                 target.groups,
             )
+            return _conv(x, ref_out, spec)
         n = next((d for cls, d in _POOLS.items() if isinstance(target, cls)), None)
         if n is not None and x.ref.dim() == n + 2:
             if isinstance(target, torch.nn.MaxPool1d | torch.nn.MaxPool2d):
                 if target.return_indices:
                     return None
                 fn = F.max_pool1d if n == 1 else F.max_pool2d
-                return _pool(
-                    x,
-                    ref_out,
+                spec = PoolSpec(
                     fn,
                     n,
                     target.kernel_size,
@@ -442,20 +380,14 @@ class FastISMPlan:
                     target.dilation,
                     target.ceil_mode,
                 )
+                return _pool(x, ref_out, spec)
             if getattr(target, "divisor_override", None):
                 return None
             fn = F.avg_pool1d if n == 1 else F.avg_pool2d
-            return _pool(
-                x,
-                ref_out,
-                fn,
-                n,
-                target.kernel_size,
-                target.stride,
-                target.padding,
-                1,
-                target.ceil_mode,
+            spec = PoolSpec(
+                fn, n, target.kernel_size, target.stride, target.padding, 1, target.ceil_mode
             )
+            return _pool(x, ref_out, spec)
         if isinstance(target, torch.nn.modules.padding._ConstantPadNd):
             return _pad(x, target.padding, "constant", target.value, ref_out)
         if isinstance(target, torch.nn.Flatten | torch.nn.Unflatten):
@@ -528,3 +460,79 @@ class FastISMPlan:
             return None
         keepdim = bool(kwargs.get("keepdim", args[2] if len(args) > 2 else False))
         return _reduce(args[0], how, dim, keepdim, ref_out)
+
+
+def _joined(target, args, kwargs, ref_out):
+    """``torch.cat`` or ``torch.stack`` of windowed (and full) tensors."""
+    tensors = args[0] if args else kwargs.get("tensors")
+    dim = kwargs.get("dim", args[1] if len(args) > 1 else 0)
+    if target is torch.stack:
+        return _stack(tensors, dim, ref_out)
+    if isinstance(tensors, list | tuple) and tensors and dim % ref_out.dim() == 0:
+        return _batch_concat(tensors, ref_out)
+    return _concat(tensors, dim, ref_out)
+
+
+def _function_op(target, x: _Window, args, kwargs, ref_out):
+    """A ``call_function`` node on the window ``x``: its windowed result, or None when it needs
+    the full activation."""
+    if target in _CONV_FUNCTIONS:
+        bound = _bind(args, kwargs)
+        spec = ConvSpec(
+            target,
+            bound["weight"],
+            bound.get("bias"),
+            bound.get("stride", 1),
+            bound.get("padding", 0),
+            bound.get("dilation", 1),
+            bound.get("groups", 1),
+        )
+        return _conv(x, ref_out, spec)
+    if (
+        target in _POOL_FUNCTIONS
+        and len(args) <= 3
+        and not (set(kwargs) - {"kernel_size", "stride"})
+    ):
+        kernel = kwargs.get("kernel_size", args[1] if len(args) > 1 else None)
+        stride = kwargs.get("stride", args[2] if len(args) > 2 else None)
+        return _pool(x, ref_out, PoolSpec(target, _POOL_FUNCTIONS[target], kernel, stride))
+    if target in _UNARY_FUNCTIONS and ref_out.shape == x.ref.shape:
+        if target is F.dropout and (kwargs.get("training") or (len(args) > 2 and args[2])):
+            return None
+        val = x.val.clone() if kwargs.get("inplace") else x.val
+        return x.like(ref_out, target(val, *args[1:], **kwargs))
+    if target is operator.getitem:
+        return _crop(x, args[1], ref_out)
+    if target in (torch.transpose, torch.permute):
+        return _move_axes(x, target.__name__, args[1:], kwargs, ref_out)
+    if target in _SHAPE_FUNCTIONS:
+        return _shape_only(x, ref_out)
+    if target is torch.flip:
+        return _flip(x, kwargs.get("dims", args[1] if len(args) > 1 else None), ref_out)
+    if target is torch.index_select:
+        bound = dict(zip(("input", "dim", "index"), args, strict=False), **kwargs)
+        return _index_select(x, bound.get("dim"), bound.get("index"), ref_out)
+    if target is F.pad:
+        rest = dict(zip(("pad", "mode", "value"), args[1:], strict=False), **kwargs)
+        return _pad(x, rest.get("pad"), rest.get("mode", "constant"), rest.get("value"), ref_out)
+    return None
+
+
+def _method_op(target, x: _Window, args, kwargs, ref_out):
+    """A ``call_method`` node on the window ``x``: its windowed result, or None when it needs
+    the full activation."""
+    if target in _UNARY_METHODS and len(args) == 1 and not kwargs:
+        return x.like(ref_out, getattr(x.val, target)())
+    if target in ("contiguous", "clone") and len(args) == 1 and not kwargs:
+        return x.like(ref_out, getattr(x.val, target)())
+    if target in ("transpose", "permute"):
+        return _move_axes(x, target, args[1:], kwargs, ref_out)
+    if target in _SHAPE_METHODS:
+        return _shape_only(x, ref_out)
+    if target == "flip":
+        dims = kwargs.get("dims", args[1] if len(args) == 2 else args[1:])
+        return _flip(x, dims, ref_out)
+    if target == "index_select":
+        bound = dict(zip(("dim", "index"), args[1:], strict=False), **kwargs)
+        return _index_select(x, bound.get("dim"), bound.get("index"), ref_out)
+    return None

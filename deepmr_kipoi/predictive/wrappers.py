@@ -77,10 +77,15 @@ def from_torch(
     Member
         ``member.predict(onehot (N, L, 4) ACGT) -> (N, F)`` float32.
     """
-    from deepmr_kipoi.predictive._torch import TorchMember
+    from deepmr_kipoi.predictive._torch import TorchMember, TorchOptions
+
+    options = TorchOptions(
+        layout, alphabet, output, transforms, sequence_length, device, optimize, fast_ism
+    )
 
     def probe(x):
-        tmp = TorchMember(module, ["_"], layout, alphabet, output, None, None, device, False)
+        plain = TorchOptions(layout, alphabet, output, device=device)
+        tmp = TorchMember(module, ["_"], plain)
         import torch
 
         with torch.inference_mode():
@@ -89,18 +94,7 @@ def from_torch(
         return 1 if out.ndim == 1 else int(out.shape[-1])
 
     names = _infer_feature_names(feature_names, sequence_length, probe)
-    return TorchMember(
-        module,
-        names,
-        layout,
-        alphabet,
-        output,
-        transforms,
-        sequence_length,
-        device,
-        optimize,
-        fast_ism,
-    )
+    return TorchMember(module, names, options)
 
 
 def from_keras(

@@ -231,11 +231,24 @@ def mr_scatter(
         fig, ax = plt.subplots(figsize=(4.5, 4))
     else:
         fig = ax.figure
+    _draw_instruments(ax, x, y, se_bx, se_by)
+    xmax = float(np.max(x + se_bx)) if x.size else 1.0
+    _draw_mr_lines(ax, np.linspace(0.0, xmax * 1.05, 50), ivw, egger)
+    ax.axhline(0, color="#cccccc", lw=0.8, zorder=0)
+    ax.set_xlabel(f"effect on {exposure} (oriented)")
+    ax.set_ylabel(f"effect on {outcome}")
+    ax.set_title(title or f"{exposure} -> {outcome}", fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+    return fig
+
+
+def _draw_instruments(ax, x: np.ndarray, y: np.ndarray, se_x: np.ndarray, se_y: np.ndarray):
+    """The oriented instruments with their SEs as error bars."""
     ax.errorbar(
         x,
         y,
-        xerr=se_bx,
-        yerr=se_by,
+        xerr=se_x,
+        yerr=se_y,
         fmt="o",
         ms=3,
         color="#333333",
@@ -244,8 +257,11 @@ def mr_scatter(
         alpha=0.8,
         label=f"instruments (n={x.size})",
     )
-    xmax = float(np.max(x + se_bx)) if x.size else 1.0
-    grid = np.linspace(0.0, xmax * 1.05, 50)
+
+
+def _draw_mr_lines(ax, grid: np.ndarray, ivw, egger) -> None:
+    """The IVW line through the origin and the MR-Egger line over ``grid`` (those given and
+    finite)."""
     if ivw is not None and np.isfinite(ivw):
         ax.plot(grid, ivw * grid, color="#1f77b4", lw=1.5, label=f"IVW slope {ivw:.3g}")
     if egger is not None and np.all(np.isfinite(egger)):
@@ -258,12 +274,6 @@ def mr_scatter(
             ls="--",
             label=f"Egger slope {slope:.3g}, intercept {intercept:.2g}",
         )
-    ax.axhline(0, color="#cccccc", lw=0.8, zorder=0)
-    ax.set_xlabel(f"effect on {exposure} (oriented)")
-    ax.set_ylabel(f"effect on {outcome}")
-    ax.set_title(title or f"{exposure} -> {outcome}", fontsize=9)
-    ax.legend(fontsize=7, loc="best")
-    return fig
 
 
 def forest(

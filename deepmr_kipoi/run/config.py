@@ -1,563 +1,96 @@
-"""Stage 0, config: what defines a run (``RunConfig``), its validation, and the hashes resume uses.
+"""Stage 0, config: what defines a run (``RunConfig``), its validation, and its portable form.
 
 ``RunConfig`` holds its settings in seven small frozen groups by concern (model source, sequence
-source, instruments, MR, calibration, outputs, execution); the flat setting names (YAML keys, long
-CLI options) build and read it too. Each setting's field metadata says whether it changes the ISM
-effects, only their analysis, or no number (:func:`fields_affecting`), which is what the resume
-hash takes. The module constants are the accepted values of the config's choice fields; the command
-line builds its choices and defaults from them and from the settings' defaults.
+source, instruments, MR, calibration, outputs, execution: :mod:`deepmr_kipoi.run.settings`, whose
+names this module re-exports); the flat setting names (YAML keys, long CLI options) build and read
+it too. Each setting's field metadata says whether it changes the ISM effects, only their analysis,
+or no number (:func:`fields_affecting`), which is what the resume hashes take
+(:mod:`deepmr_kipoi.run.resume_key`, re-exported here as well). The command line builds its
+choices and defaults from the settings' metadata and defaults.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
-import json
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from deepmr_kipoi import __version__, instruments, validation
+from deepmr_kipoi import validation
 from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.mr import METHODS as MR_METHODS
+from deepmr_kipoi.run.resume_key import (
+    config_hash,
+    effects_hash,
+    is_path_model,
+    weights_signature,
+)
+from deepmr_kipoi.run.settings import (
+    AUTO_EFFECTS_LIMIT,
+    CALIBRATION_METHODS,
+    DEVICES,
+    DIRECTION_SCALES,
+    DISPLAY_FIELDS,
+    EXECUTORS,
+    GROUP_OF,
+    GROUPS,
+    INSTRUMENT_RULES,
+    META_METHODS,
+    META_TESTS,
+    PATH_FIELDS,
+    SAMPLE_N_BOOT,
+    SAVE_EFFECTS,
+    SEQUENCE_SOURCES,
+    SETTINGS,
+    UNCERTAINTY_METHODS,
+    CalibrationSettings,
+    ExecutionSettings,
+    InstrumentSettings,
+    ModelSource,
+    MRSettings,
+    OutputSettings,
+    SequenceSource,
+    fields_affecting,
+)
 from deepmr_kipoi.sequences import DUPLICATE_OPTIONS, IUPAC_OPTIONS
 
-#: Sources of reference sequences.
-SEQUENCE_SOURCES = ("random", "fasta", "dataloader")
-#: Uncertainty methods a model can be loaded with.
-UNCERTAINTY_METHODS = ("ensemble", "mc_dropout")
-#: Calibration methods of ``calibration.fit``.
-CALIBRATION_METHODS = ("quantile", "sigma")
-#: tau^2 estimators of the global meta-analysis.
-META_METHODS = ("REML", "DL", "PM")
-#: Tests of the global meta-analysis: normal z or Knapp-Hartung.
-META_TESTS = ("z", "knha")
-#: Instrument rules (``instruments.select``).
-INSTRUMENT_RULES = tuple(instruments.RULES)
-#: Spreads of the directionality check (``RunConfig.direction_scale``).
-DIRECTION_SCALES = ("effects", "reference")
-#: Accepted values of ``save_effects``.
-SAVE_EFFECTS = ("auto", True, False)
-#: ``save_effects="auto"`` writes effects.h5 when N x W x 3 x F stays below this many values.
-AUTO_EFFECTS_LIMIT = 20_000_000
-#: Per-sample local estimates of the sorting methods need only their point estimate: their
-#: bootstrap (whose SE the headline inference does not use) runs with this many replicates.
-SAMPLE_N_BOOT = 2
-#: Where the chunks run (:mod:`deepmr_kipoi.run.executors`).
-EXECUTORS = ("local", "dask")
-#: Devices a run's PyTorch members may run on.
-DEVICES = ("auto", "cpu", "cuda")
-#: Config fields naming input files: their contents enter the resume key (``run.fingerprint``),
-#: their paths do not, so a moved or renamed input resumes and an edited one does not.
-PATH_FIELDS = ("fasta", "bed", "calibrator", "calibration_table", "weight_files")
-
-
-def _setting(default=None, affects: str | None = None, cli: dict | None = None):
-    """A config field; ``affects`` is ``"effects"`` (the ISM effects depend on it), ``"analysis"``
-    (only their analysis does) or None (no number does: output, display, where it runs); ``cli``
-    is its command-line option (:func:`_opt`), None for a setting with none."""
-    return dataclasses.field(default=default, metadata={"affects": affects, "cli": cli})
-
-
-def _opt(flag: str, help: str | None = None, **argparse_kwargs) -> dict:
-    """A setting's command-line option: its flag, help (``{default}`` is filled in with the
-    setting's default) and further ``argparse`` keywords (type, nargs, choices, action, metavar)."""
-    return {"flag": flag, "help": help, **argparse_kwargs}
-
-
-_E, _A = "effects", "analysis"
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Which model, and how it is loaded (see :class:`RunConfig` for each setting)."""
-
-    model: str | None = _setting(
-        None,
-        _E,
-        _opt(
-            "--model",
-            "Kipoi model name, model directory, registered adapter, or Python factory "
-            "module:function / file.py:function returning a PredictiveModel; give it as "
-            "LABEL=MODEL more than once for a model panel (features named LABEL/feature, "
-            "exposures of one model against outcomes of another)",
-            metavar="NAME_OR_DIR",
-            action="append",
-        ),
-    )
-    source: str | None = _setting(None, _E, _opt("--source", "Kipoi source of the model"))
-    alphabet: str | None = _setting(
-        None, _E, _opt("--alphabet", "the model's one-hot channel order, e.g. AGCT")
-    )
-    uncertainty: str | None = _setting(
-        None,
-        _E,
-        _opt(
-            "--uncertainty",
-            "uncertainty method (default: the adapter's)",
-            choices=UNCERTAINTY_METHODS,
-        ),
-    )
-    n_samples: int | None = _setting(
-        None, _E, _opt("--n-samples", "MC-dropout samples (default 30)", type=int)
-    )
-    weight_files: tuple[str, ...] = _setting(
-        (),
-        _E,
-        _opt(
-            "--weights",
-            "weight files, one ensemble member each; for a Keras model also ARCH.json "
-            "WEIGHTS.h5 pairs or whole-model h5 files",
-            nargs="+",
-            metavar="FILE",
-        ),
-    )
-    # no hash entry of its own: the names it gives enter the hash as the run's features
-    feature_names: tuple[str, ...] = _setting(
-        (),
-        None,
-        _opt(
-            "--feature-names",
-            "names of the model's outputs, one per output in order, or a file of "
-            "them (one per line, or 'current<TAB>new' lines renaming some)",
-            nargs="+",
-            metavar="NAME",
-        ),
-    )
-    download: bool = _setting(
-        False,
-        None,
-        _opt(
-            "--download",
-            "let Kipoi download the model's missing weight files (default: never touch "
-            "the network)",
-            action="store_true",
-        ),
-    )
-    trust_model_code: bool = _setting(
-        False,
-        None,
-        _opt(
-            "--trust-model-code",
-            "load a Kipoi model.yaml that holds Python tags (runs code; see SECURITY.md)",
-            action="store_true",
-        ),
-    )
-    adapter: str | None = _setting(
-        None, _E, _opt("--adapter", "use this registered adapter (see deepmr adapters)")
-    )
-
-
-@dataclass(frozen=True)
-class SequenceSource:
-    """The reference sequences and the window mutated in them."""
-
-    sequences: str = _setting(
-        "random",
-        _E,
-        _opt(
-            "--sequences",
-            "source of reference sequences (default: fasta when --fasta is given, else random)",
-            choices=SEQUENCE_SOURCES,
-        ),
-    )
-    fasta: str | None = _setting(
-        None, _E, _opt("--fasta", "FASTA of sequences, or the genome with --bed")
-    )
-    bed: str | None = _setting(
-        None, _E, _opt("--bed", "BED intervals to sample from the --fasta genome")
-    )
-    dataloader_args: dict | None = _setting(
-        None,
-        _E,
-        _opt(
-            "--dataloader-args",
-            "arguments of the model's Kipoi dataloader (--sequences dataloader), "
-            "e.g. intervals_file=peaks.bed fasta_file=genome.fa, or Kipoi's JSON form "
-            '\'{{"intervals_file": "peaks.bed"}}\'',
-            nargs="+",
-            metavar="KEY=VALUE",
-        ),
-    )
-    iupac: str = _setting(
-        "refuse",
-        _E,
-        _opt(
-            "--iupac",
-            "FASTA letters other than ACGTN: refuse them, or read them as N (default {default})",
-            choices=IUPAC_OPTIONS,
-        ),
-    )
-    duplicates: str = _setting(
-        "drop",
-        _E,
-        _opt(
-            "--duplicates",
-            "BED intervals that resize to the same region: analyse once (drop, with a "
-            "warning) or every time (default {default})",
-            choices=DUPLICATE_OPTIONS,
-        ),
-    )
-    n_sequences: int | None = _setting(
-        None,
-        _E,
-        _opt(
-            "--n-sequences",
-            "number of reference sequences (default: 20 random / all of the file)",
-            type=int,
-        ),
-    )
-    sequence_length: int | None = _setting(
-        None,
-        _E,
-        _opt("--sequence-length", "sequence length when the model does not declare it", type=int),
-    )
-    window: tuple[int, int] | None = _setting(
-        None,
-        _E,
-        _opt(
-            "--window",
-            "half-open ISM window within the sequence (default: whole sequence)",
-            nargs=2,
-            type=int,
-            metavar=("START", "END"),
-        ),
-    )
-
-
-@dataclass(frozen=True)
-class InstrumentSettings:
-    """Which mutations are instruments."""
-
-    z: float = _setting(
-        1.96, _A, _opt("--z", "instrument threshold (default {default})", type=float)
-    )
-    instrument_rule: str = _setting(
-        "wald",
-        _A,
-        _opt(
-            "--instrument-rule",
-            "wald: |b/se| >= z; pooled: the paper code's rule (default {default})",
-            choices=INSTRUMENT_RULES,
-        ),
-    )
-    one_per_position: bool = _setting(
-        True,
-        _A,
-        _opt(
-            "--all-alleles",
-            "let all three alleles of a position be instruments (default: only the "
-            "strongest, as the three share the lost reference base)",
-            action="store_false",
-        ),
-    )
-    floor: float = _setting(
-        0.01,
-        _A,
-        _opt(
-            "--floor",
-            "drop exposure effects below this fraction of the exposure's spread over the "
-            "reference sequences (default {default}; 0: off)",
-            type=float,
-        ),
-    )
-    directional: bool = _setting(
-        True,
-        _A,
-        _opt(
-            "--no-directional",
-            "skip the directionality check (an instrument counts for X -> Y only "
-            "where it moves X more than Y, in units of their spreads)",
-            action="store_false",
-        ),
-    )
-    direction_scale: str = _setting(
-        "effects",
-        _A,
-        _opt(
-            "--direction-scale",
-            "spread of the directionality check: of each feature's mutation "
-            "effects within the sequence, or of its predictions over the sequences (default "
-            "{default})",
-            choices=DIRECTION_SCALES,
-        ),
-    )
-    direction_z: float = _setting(
-        0.0,
-        _A,
-        _opt(
-            "--direction-z",
-            "one-sided threshold of the directionality test: an instrument counts for "
-            "X -> Y only where its standardized effect on X exceeds that on Y by this many standard "
-            "errors (default {default}; 0: the plain comparison)",
-            type=float,
-        ),
-    )
-    sample_split: bool = _setting(
-        False,
-        _A,
-        _opt(
-            "--sample-split",
-            "select instruments on half of the model's samples and estimate on the "
-            "other half (no winner's curse; fewer samples for the inference)",
-            action="store_true",
-        ),
-    )
-    min_instruments: int = _setting(
-        3,
-        _A,
-        _opt("--min-instruments", "minimum instruments per MR fit (default {default})", type=int),
-    )
-
-
-@dataclass(frozen=True)
-class MRSettings:
-    """The pairs analysed, the MR methods and the global inference."""
-
-    exposures: tuple[str, ...] = _setting(
-        (),
-        _A,
-        _opt(
-            "--exposures",
-            "exposure feature names or globs (default: all)",
-            nargs="+",
-            metavar="NAME",
-        ),
-    )
-    outcomes: tuple[str, ...] = _setting(
-        (),
-        _A,
-        _opt(
-            "--outcomes", "outcome feature names or globs (default: all)", nargs="+", metavar="NAME"
-        ),
-    )
-    methods: tuple[str, ...] = _setting(
-        ("ivw", "egger"),
-        _A,
-        _opt(
-            "--methods",
-            f"MR methods: {' '.join(MR_METHODS)} (default: {{default}})",
-            nargs="+",
-            metavar="METHOD",
-        ),
-    )
-    n_boot: int = _setting(
-        1000,
-        _A,
-        _opt("--n-boot", "bootstrap replicates of median/mode SEs (default {default})", type=int),
-    )
-    meta_method: str = _setting(
-        "REML",
-        _A,
-        _opt(
-            "--meta-method",
-            "tau^2 estimator of the global meta-analysis (default {default})",
-            choices=META_METHODS,
-        ),
-    )
-    meta_test: str = _setting(
-        "z",
-        _A,
-        _opt("--meta-test", "z or knha (Knapp-Hartung; default {default})", choices=META_TESTS),
-    )
-    level: float = _setting(
-        0.95, _A, _opt("--level", "confidence level (default {default})", type=float)
-    )
-    min_sequences: int = _setting(
-        5,
-        _A,
-        _opt(
-            "--min-sequences",
-            "sequences with a local fit a pair needs for a causal or not-causal "
-            "verdict (default {default})",
-            type=int,
-        ),
-    )
-    min_effect: float = _setting(
-        0.1,
-        _A,
-        _opt(
-            "--min-effect",
-            "smallest effect of interest, standardized (effect x sd_exposure / sd_outcome): a "
-            "causal claim must exclude smaller effects, a not-causal verdict must exclude "
-            "larger ones (default {default}; 0: judged against 0 alone)",
-            type=float,
-        ),
-    )
-
-
-@dataclass(frozen=True)
-class CalibrationSettings:
-    """How the model's uncertainty is calibrated."""
-
-    calibrator: str | None = _setting(
-        None, _A, _opt("--calibrator", "a saved calibrator", metavar="JSON")
-    )
-    calibration_table: str | None = _setting(
-        None,
-        _A,
-        _opt(
-            "--calibration-table",
-            "CSV/TSV/Parquet: column 'sequence' plus observed labels per feature",
-            metavar="TABLE",
-        ),
-    )
-    calibration_method: str = _setting(
-        "quantile",
-        _A,
-        _opt("--calibration-method", "default {default}", choices=CALIBRATION_METHODS),
-    )
-    aleatoric_variance: float = _setting(
-        0.0,
-        _A,
-        _opt(
-            "--aleatoric-variance",
-            "label noise variance removed before sigma scaling, so effect SEs "
-            "are not inflated by noise that cancels in differences (1 for Anscombe-transformed "
-            "counts; default {default})",
-            type=float,
-        ),
-    )
-
-
-@dataclass(frozen=True)
-class OutputSettings:
-    """What the run writes and shows."""
-
-    out: str | None = _setting(None, None, _opt("--out", "results folder (required)"))
-    save_effects: str | bool = _setting(
-        "auto",
-        None,
-        _opt(
-            "--save-effects",
-            "write effects.h5 (default auto: small runs)",
-            choices=("auto", "yes", "no"),
-        ),
-    )
-    n_examples: int = _setting(
-        3, None, _opt("--n-examples", "sequences in MR scatter plots (default {default})", type=int)
-    )
-    figures: bool = _setting(
-        True,
-        None,
-        _opt("--no-figures", "draw no figures (tables and report only)", action="store_false"),
-    )
-    report: bool = _setting(
-        True,
-        None,
-        _opt("--no-report", "write no report.html (tables and figures only)", action="store_false"),
-    )
-    progress: bool = _setting(True)
-    force: bool = _setting(
-        False,
-        None,
-        _opt(
-            "--force",
-            "recompute when --out holds results of another configuration or other inputs; "
-            "the old results are replaced only once the new run has succeeded",
-            action="store_true",
-        ),
-    )
-
-
-@dataclass(frozen=True)
-class ExecutionSettings:
-    """How and where the work is done (``seed`` and ``batch_size`` reach the effects, the chunking
-    and ``mask_nonfinite`` the analysis; the rest no number)."""
-
-    batch_size: int = _setting(
-        512, _E, _opt("--batch-size", "mutants per forward pass (default {default})", type=int)
-    )
-    chunk_size: int = _setting(
-        16,
-        _A,
-        _opt("--chunk-size", "sequences per chunk: unit of resume (default {default})", type=int),
-    )
-    seed: int = _setting(0, _E, _opt("--seed", "seed (default {default})", type=int))
-    mask_nonfinite: bool = _setting(
-        False,
-        _A,
-        _opt(
-            "--mask-nonfinite",
-            "leave out mutants whose predictions are NaN or inf (counted in "
-            "run.json and the report) instead of stopping",
-            action="store_true",
-        ),
-    )
-    device: str = _setting(
-        "auto",
-        None,
-        _opt(
-            "--device",
-            "where PyTorch members run (default {default}: a GPU when present)",
-            choices=DEVICES,
-        ),
-    )
-    executor: str = _setting(
-        "local",
-        None,
-        _opt(
-            "--executor",
-            "local: this process; dask: one Dask task per chunk, on a local cluster of "
-            "one worker per core unless told otherwise (default {default})",
-            choices=EXECUTORS,
-        ),
-    )
-    dask_workers: int | None = _setting(
-        None,
-        None,
-        _opt(
-            "--dask-workers",
-            "run on a local Dask cluster of N single-threaded worker processes "
-            "(implies --executor dask)",
-            type=int,
-            metavar="N",
-        ),
-    )
-    dask_address: str | None = _setting(
-        None,
-        None,
-        _opt(
-            "--dask-address",
-            "run on an existing Dask cluster: its scheduler tcp://HOST:PORT or "
-            "scheduler file (implies --executor dask)",
-            metavar="ADDRESS",
-        ),
-    )
-
-
-#: The groups of a :class:`RunConfig`: attribute name -> settings class.
-GROUPS = {
-    "model_source": ModelSource,
-    "sequence_source": SequenceSource,
-    "instruments": InstrumentSettings,
-    "mr": MRSettings,
-    "calibration": CalibrationSettings,
-    "outputs": OutputSettings,
-    "execution": ExecutionSettings,
-}
-#: Flat setting name -> the group holding it.
-GROUP_OF = {f.name: group for group, cls in GROUPS.items() for f in dataclasses.fields(cls)}
-#: Every flat setting, in group order (the YAML keys and long CLI options).
-SETTINGS = tuple(GROUP_OF)
-
-
-def fields_affecting(kind: str | None) -> tuple[str, ...]:
-    """The settings that change the ISM effects (``"effects"``), only their analysis
-    (``"analysis"``), or no number (None): the one list the resume keys are built from."""
-    return tuple(
-        f.name
-        for cls in GROUPS.values()
-        for f in dataclasses.fields(cls)
-        if f.metadata["affects"] == kind
-    )
-
-
-#: Config fields that change only the output, its display or where it is computed, never a number
-#: (left out of the hash: a run started locally resumes on Dask or on a GPU, and vice versa).
-DISPLAY_FIELDS = fields_affecting(None)
+__all__ = [
+    "AUTO_EFFECTS_LIMIT",
+    "CALIBRATION_METHODS",
+    "DEVICES",
+    "DIRECTION_SCALES",
+    "DISPLAY_FIELDS",
+    "EXECUTORS",
+    "GROUPS",
+    "GROUP_OF",
+    "INSTRUMENT_RULES",
+    "META_METHODS",
+    "META_TESTS",
+    "PANEL_MEMBER_SETTINGS",
+    "PATH_FIELDS",
+    "SAMPLE_N_BOOT",
+    "SAVE_EFFECTS",
+    "SEQUENCE_SOURCES",
+    "SETTINGS",
+    "UNCERTAINTY_METHODS",
+    "CalibrationSettings",
+    "ExecutionSettings",
+    "InstrumentSettings",
+    "MRSettings",
+    "ModelSource",
+    "OutputSettings",
+    "RunConfig",
+    "SequenceSource",
+    "config_hash",
+    "effects_hash",
+    "fields_affecting",
+    "is_path_model",
+    "model_setting",
+    "panel_members",
+    "portable_config",
+    "validate",
+    "weights_signature",
+]
 
 
 @dataclass(frozen=True, init=False)
@@ -1049,80 +582,6 @@ def _output_fields(c: RunConfig) -> dict:
         dask_workers=_optional_int(c.dask_workers, "dask_workers"),
         dask_address=v.optional_text(c.dask_address, "dask_address"),
     )
-
-
-def config_hash(config: RunConfig, identity: dict, feature_names: Sequence[str], n_seq: int) -> str:
-    """Hash of everything that determines the chunk results (not the output or display options).
-
-    Of the model it takes the name, sample count and features: the same model loaded through
-    another route (the demo, or ``deepmr run --config`` of its written config) keeps its hash.
-    Input paths (``PATH_FIELDS``, and a model that is a file or folder) are left out: their
-    contents are compared separately (:mod:`deepmr_kipoi.run.fingerprint`).
-
-    Parameters
-    ----------
-    config : RunConfig
-    identity : dict
-        The model's identity (``name``, ``n_samples``, ``n_features``, ...).
-    feature_names : sequence of str, length F
-    n_seq : int
-
-    Returns
-    -------
-    str
-        16 hex digits.
-    """
-    d = config.to_dict()
-    for k in DISPLAY_FIELDS + PATH_FIELDS:
-        d.pop(k, None)
-    return _settings_hash(d, config, identity, feature_names, n_seq)
-
-
-def effects_hash(
-    config: RunConfig, identity: dict, feature_names: Sequence[str], n_seq: int
-) -> str:
-    """Hash of what the ISM effects depend on: the settings marked ``"effects"`` and the model, as
-    in :func:`config_hash` (whose other settings change only the analysis of the effects).
-
-    Returns
-    -------
-    str
-        16 hex digits.
-    """
-    keep = set(fields_affecting("effects")) - set(PATH_FIELDS)
-    d = {k: v for k, v in config.to_dict().items() if k in keep}
-    return _settings_hash(d, config, identity, feature_names, n_seq)
-
-
-def _settings_hash(d: dict, config, identity: dict, feature_names, n_seq: int) -> str:
-    model = {k: identity.get(k) for k in ("name", "n_samples", "n_features")}
-    if is_path_model(config.model):
-        d.pop("model", None)
-        model.pop("name")
-    payload = {
-        "config": d,
-        "model": model,
-        "features": list(feature_names),
-        "n_sequences": n_seq,
-        "version": __version__,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
-        :16
-    ]
-
-
-def weights_signature(identity: dict) -> list[str] | None:
-    """Sorted md5s of the model's weight files, or None where they are not known."""
-    md5s = [w.get("md5") for w in identity.get("weights") or []]
-    return sorted(md5s) if md5s and all(md5s) else None
-
-
-def is_path_model(spec: str | None) -> bool:
-    """Whether ``spec`` names a model by a file or folder (``file.py:function`` or a directory)."""
-    if not spec or not isinstance(spec, str):
-        return False
-    target = spec.rpartition(":")[0] if spec.rpartition(":")[0].endswith(".py") else spec
-    return target.endswith(".py") or Path(target).is_dir()
 
 
 def portable_config(config: RunConfig) -> dict:

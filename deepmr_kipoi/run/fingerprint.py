@@ -77,11 +77,18 @@ def input_fingerprint(config, identity: Mapping, ids: Sequence[str], onehot: np.
         members = identity.get("panel") or {}
         for label, member in panel_members(config):
             kipoi = bool((members.get(label) or {}).get("model_dir"))
-            code = code_fingerprint(member.model, member.source, kipoi=kipoi)
+            code = code_fingerprint(
+                member.model, member.source, kipoi=kipoi, trust_model_code=member.trust_model_code
+            )
             out.update({f"{label}: {k}": v for k, v in code.items()})
     else:
         out.update(
-            code_fingerprint(config.model, config.source, kipoi=bool(identity.get("model_dir")))
+            code_fingerprint(
+                config.model,
+                config.source,
+                kipoi=bool(identity.get("model_dir")),
+                trust_model_code=config.trust_model_code,
+            )
         )
     for label, path in (
         ("BED file", config.bed),
@@ -105,12 +112,16 @@ def changed(old: Mapping | None, new: Mapping) -> list[str]:
 # ---- user code --------------------------------------------------------------------------------
 
 
-def code_fingerprint(spec: str | None, source=None, *, kipoi: bool = False) -> dict:
+def code_fingerprint(
+    spec: str | None, source=None, *, kipoi: bool = False, trust_model_code: bool = False
+) -> dict:
     """md5s of the user code behind a model spec: ``{"model factory file": md5, "model code
     <path>": md5, ...}`` (empty for a model from an installed package or ``deepmr_kipoi``).
 
     A spec that is not a factory is read as a Kipoi model when it is a folder, a source is given,
-    or ``kipoi`` says the model was loaded through Kipoi.
+    or ``kipoi`` says the model was loaded through Kipoi. ``trust_model_code`` as the run loaded
+    it: a trusted source whose ``config.yaml`` has a Python tag is resolved (its model's code
+    keyed) rather than refused.
     """
     if not isinstance(spec, str) or not spec:
         return {}
@@ -122,7 +133,7 @@ def code_fingerprint(spec: str | None, source=None, *, kipoi: bool = False) -> d
         main = _find_module(target, _local_roots())
         files = [] if main is None else project_files(main, [])
     elif kipoi or source is not None or os.path.isdir(os.path.expanduser(spec)):
-        return _kipoi_code(spec, source)
+        return _kipoi_code(spec, source, trust_model_code)
     else:
         return {}
     if main is None:
@@ -140,7 +151,7 @@ def _shown(path: Path, base: Path) -> str:
         return str(path)
 
 
-def _kipoi_code(spec: str, source) -> dict:
+def _kipoi_code(spec: str, source, trust_model_code: bool = False) -> dict:
     """A Kipoi model's code files (a name Kipoi does not know, or a source without a local copy,
     gives nothing)."""
     from deepmr_kipoi.errors import DeepMRInputError
@@ -148,7 +159,7 @@ def _kipoi_code(spec: str, source) -> dict:
     from deepmr_kipoi.kipoi_models.sources import resolve
 
     try:
-        name, label, source_obj = resolve(spec, source)
+        name, label, source_obj = resolve(spec, source, trust_model_code)
         files = model_code_files(name, source_obj, label)
     except DeepMRInputError:
         return {}

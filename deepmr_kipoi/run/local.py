@@ -60,7 +60,7 @@ STEIGER_FIELDS = ("r2_exposure", "r2_outcome", "r2_other")
 
 
 @dataclass(frozen=True)
-class MRSettings:
+class LocalFitSettings:
     """How :func:`local_mr` runs the estimators.
 
     Attributes
@@ -372,7 +372,7 @@ def local_mr(
     selection: instruments.InstrumentSelection,
     methods: Sequence[str],
     *,
-    settings: MRSettings | None = None,
+    settings: LocalFitSettings | None = None,
     direction: DirectionCheck | None = None,
     samples: np.ndarray | None = None,
     on_progress: Callable[[float], None] | None = None,
@@ -399,9 +399,9 @@ def local_mr(
         is unusable (non-finite, SE 0) are dropped per cell (``drop_invalid=True``).
     methods : sequence of str, length M
         Names in ``mr.METHODS``.
-    settings : MRSettings, optional
+    settings : LocalFitSettings, optional
         Bootstrap size, seed, level, minimum instruments and block size (defaults:
-        ``MRSettings()``); each exposure block gets its own seed derived from ``settings.seed``.
+        ``LocalFitSettings()``); each exposure block gets its own seed derived from ``settings.seed``.
     direction : DirectionCheck, optional
         Apply the directionality check (``instruments.directional``) per pair on top of
         ``selection``.
@@ -419,7 +419,7 @@ def local_mr(
     """
     from deepmr_kipoi.mr import batched, pairmask
 
-    settings = settings or MRSettings()
+    settings = settings or LocalFitSettings()
     n, ex, oc, methods = mean.shape[0], list(exposures), list(outcomes), tuple(methods)
     n_e, n_o, n_m = len(ex), len(oc), len(methods)
     mask_x = selection.mask.reshape(n, -1, n_e).transpose(0, 2, 1)
@@ -625,7 +625,7 @@ def local_step(
     on_progress : callable, optional
         Called with the share of the local MR done (:func:`local_mr`).
     feature_groups : sequence of int, length F, optional
-        The model of every feature (model panels; :attr:`MRSettings.feature_groups`).
+        The model of every feature (model panels; :attr:`LocalFitSettings.feature_groups`).
 
     Returns
     -------
@@ -672,9 +672,9 @@ def local_step(
     return LocalStep(est, sel, se, direction)
 
 
-def mr_settings(config: RunConfig, chunk: int, n_boot: int | None = None) -> MRSettings:
+def mr_settings(config: RunConfig, chunk: int, n_boot: int | None = None) -> LocalFitSettings:
     """The MR settings of a chunk of a run (its bootstrap seed derived from the run's)."""
-    return MRSettings(
+    return LocalFitSettings(
         n_boot=config.n_boot if n_boot is None else n_boot,
         seed=chunk_seed(config.seed, chunk),
         level=config.level,

@@ -14,10 +14,10 @@ Example
 """
 
 from deepmr_kipoi.simulate.cli import add_arguments, run_from_args
-from deepmr_kipoi.simulate.demo import (
+from deepmr_kipoi.simulate.demo_model import (
     FEATURES as DEMO_FEATURES,
 )
-from deepmr_kipoi.simulate.demo import (
+from deepmr_kipoi.simulate.demo_model import (
     demo_calibration_data,
     demo_sequences,
     demo_truth,

@@ -155,7 +155,7 @@ _NOT_ANALYSIS = (
     "simulate/train.py",
     "simulate/model.py",
     "simulate/cli.py",
-    "simulate/demo.py",
+    "simulate/demo_model.py",
     "simulate/bpnet/",
     "report",
     "figure",

@@ -24,6 +24,11 @@ examples:
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``simulate`` options to ``parser``.
 
+    The options of the experiment's settings are read from the metadata of
+    ``ExperimentConfig``'s and ``TrainConfig``'s fields (flag, help, type, choices; their defaults
+    are the settings' defaults), as ``deepmr run``'s are from ``RunConfig``'s; the options that
+    are no setting (the folder, the experiment, ``--quick``, ``--reanalyze``) are added here.
+
     Parameters
     ----------
     parser : argparse.ArgumentParser
@@ -33,8 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     argparse.ArgumentParser
         The same parser.
     """
-    from deepmr_kipoi.simulate.experiment import CALIBRATIONS, METHODS, ExperimentConfig
-    from deepmr_kipoi.simulate.generative import REGIMES
+    from deepmr_kipoi.run.settings import cli_options
+    from deepmr_kipoi.simulate.experiment import ExperimentConfig
+    from deepmr_kipoi.simulate.train import TrainConfig
 
     d = ExperimentConfig()
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -53,118 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         action="store_true",
         help="bpnet: 3000 training sequences, 3 members, at most 8 epochs",
     )
-    parser.add_argument(
-        "--rounds",
-        type=int,
-        default=d.rounds,
-        help=f"rounds per regime, each with its own true effect (default {d.rounds})",
-    )
-    parser.add_argument(
-        "--regimes",
-        nargs="+",
-        choices=REGIMES,
-        default=list(d.regimes),
-        help="regimes: confounding (none, sequence, random, both), pleiotropy, "
-        "reverse causation (default: all six)",
-    )
-    parser.add_argument("--seed", type=int, default=d.seed, help="root seed (default 0)")
-    parser.add_argument(
-        "--n-train",
-        type=int,
-        default=d.n_train,
-        help=f"training sequences per round (default {d.n_train})",
-    )
-    parser.add_argument(
-        "--n-calibration",
-        type=int,
-        default=d.n_calibration,
-        help=f"held-out calibration sequences (default {d.n_calibration})",
-    )
-    parser.add_argument(
-        "--n-analysis",
-        type=int,
-        default=d.n_analysis,
-        help=f"analysed reference sequences (default {d.n_analysis})",
-    )
-    parser.add_argument(
-        "--members",
-        type=int,
-        default=d.training.n_members,
-        help=f"ensemble members (default {d.training.n_members})",
-    )
-    parser.add_argument(
-        "--max-epochs",
-        type=int,
-        default=d.training.max_epochs,
-        help=f"epoch limit per member (default {d.training.max_epochs})",
-    )
-    parser.add_argument(
-        "--calibration",
-        choices=CALIBRATIONS,
-        default=d.calibration,
-        help=f"recalibration of effect SEs (default {d.calibration})",
-    )
-    parser.add_argument(
-        "--methods",
-        nargs="+",
-        choices=METHODS,
-        default=list(d.methods),
-        help="local MR estimators (default: ivw egger weighted_median)",
-    )
-    parser.add_argument(
-        "--z", type=float, default=d.z, help=f"instrument threshold on |b_x/se_x| (default {d.z})"
-    )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=d.training.threads,
-        help=f"torch threads (default {d.training.threads})",
-    )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=d.workers,
-        help=f"parallel (round, regime) jobs, one process each (default {d.workers})",
-    )
-    parser.add_argument(
-        "--bootstrap",
-        action="store_true",
-        help="train each ensemble member on a bootstrap resample of the training "
-        "sequences (bagging) instead of seeds alone",
-    )
-    parser.add_argument(
-        "--aleatoric-variance",
-        type=float,
-        default=d.aleatoric_variance,
-        help="label noise variance removed by sigma scaling (default "
-        f"{d.aleatoric_variance}: Poisson counts on the Anscombe scale)",
-    )
-    parser.add_argument(
-        "--floor",
-        type=float,
-        default=d.floor,
-        help=f"instrument floor in units of the exposure's spread (default {d.floor})",
-    )
-    parser.add_argument(
-        "--no-directional", action="store_true", help="skip the directionality check of instruments"
-    )
-    parser.add_argument(
-        "--all-alleles",
-        action="store_true",
-        help="let all three alleles of a position be instruments",
-    )
-    parser.add_argument(
-        "--sample-split",
-        action="store_true",
-        help="select instruments on half of the members, estimate on the others",
-    )
-    parser.add_argument(
-        "--min-effect",
-        type=float,
-        default=d.min_effect,
-        help="smallest effect of interest of the verdict, standardized "
-        f"(effect x sd_exposure / sd_outcome; default {d.min_effect})",
-    )
+    for settings, defaults in ((ExperimentConfig, d), (TrainConfig, d.training)):
+        for flag, dest, kwargs in cli_options(settings):
+            default = getattr(defaults, dest)
+            default = list(default) if isinstance(default, tuple) else default
+            parser.add_argument(flag, dest=dest, default=default, **kwargs)
     parser.add_argument(
         "--reanalyze",
         action="store_true",
@@ -199,7 +98,7 @@ def config_from_args(args: argparse.Namespace):
     d = ExperimentConfig()
     training = replace(
         d.training,
-        n_members=args.members,
+        n_members=args.n_members,
         max_epochs=args.max_epochs,
         threads=args.threads,
         bootstrap=args.bootstrap,
@@ -223,8 +122,8 @@ def config_from_args(args: argparse.Namespace):
         methods=tuple(args.methods),
         z=args.z,
         floor=args.floor,
-        directional=not args.no_directional,
-        one_per_position=not args.all_alleles,
+        directional=args.directional,
+        one_per_position=args.one_per_position,
         sample_split=args.sample_split,
         min_effect=args.min_effect,
         workers=args.workers,
@@ -289,8 +188,8 @@ def _run_bpnet(args: argparse.Namespace) -> int:
     )
     training = base.training
     overrides = {}
-    if args.members != d.training.n_members:
-        overrides["n_members"] = args.members
+    if args.n_members != d.training.n_members:
+        overrides["n_members"] = args.n_members
     if args.max_epochs != d.training.max_epochs:
         overrides["max_epochs"] = args.max_epochs
     try:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields, replace
 import numpy as np
 
 from deepmr_kipoi import results
+from deepmr_kipoi.run.settings import option_field
 from deepmr_kipoi.simulate import cache as _cache
 from deepmr_kipoi.simulate import generative as gen
 from deepmr_kipoi.simulate import oracle as orc
@@ -80,25 +81,93 @@ class ExperimentConfig:
     training : TrainConfig
     """
 
-    rounds: int = 10
-    regimes: tuple = gen.REGIMES
-    seed: int = 0
-    n_train: int = 6000
-    n_calibration: int = 2000
-    n_analysis: int = 100
-    calibration: str = "sigma"
-    aleatoric_variance: float = 1.0
-    methods: tuple = METHODS
+    rounds: int = option_field(
+        10,
+        "--rounds",
+        "rounds per regime, each with its own true effect (default {default})",
+        type=int,
+    )
+    regimes: tuple = option_field(
+        gen.REGIMES,
+        "--regimes",
+        "regimes: confounding (none, sequence, random, both), pleiotropy, "
+        "reverse causation (default: all six)",
+        nargs="+",
+        choices=gen.REGIMES,
+    )
+    seed: int = option_field(0, "--seed", "root seed (default {default})", type=int)
+    n_train: int = option_field(
+        6000, "--n-train", "training sequences per round (default {default})", type=int
+    )
+    n_calibration: int = option_field(
+        2000, "--n-calibration", "held-out calibration sequences (default {default})", type=int
+    )
+    n_analysis: int = option_field(
+        100, "--n-analysis", "analysed reference sequences (default {default})", type=int
+    )
+    calibration: str = option_field(
+        "sigma",
+        "--calibration",
+        "recalibration of effect SEs (default {default})",
+        choices=CALIBRATIONS,
+    )
+    aleatoric_variance: float = option_field(
+        1.0,
+        "--aleatoric-variance",
+        "label noise variance removed by sigma scaling (default "
+        "{default}: Poisson counts on the Anscombe scale)",
+        type=float,
+    )
+    methods: tuple = option_field(
+        METHODS,
+        "--methods",
+        "local MR estimators (default: {default})",
+        nargs="+",
+        choices=METHODS,
+    )
     meta_method: str = "REML"
-    z: float = 1.96
+    z: float = option_field(
+        1.96, "--z", "instrument threshold on |b_x/se_x| (default {default})", type=float
+    )
     min_instruments: int = 3
     oracle_scale: str = "expected"
-    floor: float = 0.01
-    directional: bool = True
-    one_per_position: bool = True
-    sample_split: bool = False
-    min_effect: float = 0.1
-    workers: int = 2
+    floor: float = option_field(
+        0.01,
+        "--floor",
+        "instrument floor in units of the exposure's spread (default {default})",
+        type=float,
+    )
+    directional: bool = option_field(
+        True,
+        "--no-directional",
+        "skip the directionality check of instruments",
+        action="store_false",
+    )
+    one_per_position: bool = option_field(
+        True,
+        "--all-alleles",
+        "let all three alleles of a position be instruments",
+        action="store_false",
+    )
+    sample_split: bool = option_field(
+        False,
+        "--sample-split",
+        "select instruments on half of the members, estimate on the others",
+        action="store_true",
+    )
+    min_effect: float = option_field(
+        0.1,
+        "--min-effect",
+        "smallest effect of interest of the verdict, standardized "
+        "(effect x sd_exposure / sd_outcome; default {default})",
+        type=float,
+    )
+    workers: int = option_field(
+        2,
+        "--workers",
+        "parallel (round, regime) jobs, one process each (default {default})",
+        type=int,
+    )
     simulation: gen.SimulationConfig = field(
         default_factory=lambda: gen.SimulationConfig(bystander_gamma=100.0)
     )
@@ -433,7 +502,7 @@ def _deep_mr(config: ExperimentConfig, model, an, cal_fit, tag: str):
         calibration=cal_fit,
     )
     chunk = runner.compute_chunk(plan, 0)
-    glob = aggregate.global_effects(
+    global_table = aggregate.global_effects(
         chunk.local,
         len(an),
         method=config.meta_method,
@@ -445,7 +514,7 @@ def _deep_mr(config: ExperimentConfig, model, an, cal_fit, tag: str):
         spread=dict(zip(features, plan.spread)),
         min_effect=config.min_effect,
     )
-    return chunk, glob
+    return chunk, global_table
 
 
 def _truth_table(params, config: ExperimentConfig, ms, an, regime: str):
@@ -501,68 +570,23 @@ def analyse_round(
     features = config.simulation.features
     tag = f"r{round_index:03d}_{regime}_"
     t0 = time.perf_counter()
-    chunk, glob = _deep_mr(config, model, an, cal_fit, tag)
+    chunk, global_table = _deep_mr(config, model, an, cal_fit, tag)
     timings["deep_mr"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     truth = _truth_table(params, config, ms, an, regime)
     timings["oracle"] = time.perf_counter() - t0
-    key = ["id", "exposure", "outcome"]
-    loc = chunk.local.assign(
-        id=[an.ids[i] for i in chunk.local["sequence_index"]],
-        exposure=chunk.local["exposure"].astype(str),
-        outcome=chunk.local["outcome"].astype(str),
-        method=chunk.local["method"].astype(str),
-    )[
-        [
-            "id",
-            "exposure",
-            "outcome",
-            "method",
-            "estimate",
-            "se",
-            "ci_low",
-            "ci_high",
-            "n_instruments",
-            "reason",
-        ]
-    ].merge(truth, on=key, how="left", validate="many_to_one")
+    loc = _local_table(chunk.local, an.ids, truth)
     loc.insert(0, "regime", regime)
     loc.insert(0, "round", round_index)
     usable = (loc["reason"] == 0) & np.isfinite(loc["estimate"])
     scale = cal_fit.se_scale if cal_fit is not None else np.ones(len(features))
-    records = []
-    for row in glob.to_dict("records"):
-        rows = loc[
-            (loc["method"] == row["method"])
-            & (loc["exposure"] == row["exposure"])
-            & (loc["outcome"] == row["outcome"])
-        ]
-        used = rows[usable.loc[rows.index]]
-        rec = {
-            "round": round_index,
-            "regime": regime,
-            "method": row["method"],
-            "exposure": row["exposure"],
-            "outcome": row["outcome"],
-            "role": scoring.pair_role(row["exposure"], row["outcome"], regime),
-            "alpha": params.alpha,
-            "effect": params.effect,
-            "beta": params.beta,
-            "high": bool(params.high),
-            "n_analysed": len(an),
-            "n_used": len(used),
-            # the truths over the sequences the estimate used (those with a local fit)
-            "truth": _pooled(used["true_sxy"], used["true_sxx"]),
-            "truth_paper": _pooled(used["true_sxy_paper"], used["true_sxx_paper"]),
-            "truth_mean_ratio": float(np.nanmean(used["true_local"])) if len(used) else np.nan,
-        }
-        for name, value in row.items():
-            if name not in rec:
-                rec[name] = value.item() if hasattr(value, "item") else value
-        for f, s in zip(features, scale):
-            rec[f"calibration_scale_{f}"] = float(s)
-        records.append(rec)
+    job = {"round": round_index, "regime": regime}
+    records = [
+        _pair_record(job, row, loc[usable], params, len(an))
+        for row in global_table.to_dict("records")
+    ]
     for rec in records:
+        rec.update({f"calibration_scale_{f}": float(s) for f, s in zip(features, scale)})
         rec.update({f"seconds_{k}": v for k, v in timings.items()})
     return RoundResult(
         round=round_index,
@@ -573,6 +597,64 @@ def analyse_round(
         calibration_scale=tuple(float(s) for s in scale),
         timings=timings,
     )
+
+
+#: Columns of a job's local table taken from the engine's (before the truths are joined).
+_LOCAL_COLUMNS = (
+    "id",
+    "exposure",
+    "outcome",
+    "method",
+    "estimate",
+    "se",
+    "ci_low",
+    "ci_high",
+    "n_instruments",
+    "reason",
+)
+
+
+def _local_table(local, ids, truth):
+    """The engine's local table by sequence id and feature names, with the truths joined."""
+    key = ["id", "exposure", "outcome"]
+    loc = local.assign(
+        id=[ids[i] for i in local["sequence_index"]],
+        exposure=local["exposure"].astype(str),
+        outcome=local["outcome"].astype(str),
+        method=local["method"].astype(str),
+    )[list(_LOCAL_COLUMNS)]
+    return loc.merge(truth, on=key, how="left", validate="many_to_one")
+
+
+def _pair_record(job: dict, row: dict, usable_locals, params, n_analysed: int) -> dict:
+    """One (method, ordered pair) record: the round's parameters, the truths pooled over the
+    sequences with a local fit of the pair (``usable_locals``), then every global-table column."""
+    used = usable_locals[
+        (usable_locals["method"] == row["method"])
+        & (usable_locals["exposure"] == row["exposure"])
+        & (usable_locals["outcome"] == row["outcome"])
+    ]
+    rec = {
+        **job,
+        "method": row["method"],
+        "exposure": row["exposure"],
+        "outcome": row["outcome"],
+        "role": scoring.pair_role(row["exposure"], row["outcome"], job["regime"]),
+        "alpha": params.alpha,
+        "effect": params.effect,
+        "beta": params.beta,
+        "high": bool(params.high),
+        "n_analysed": n_analysed,
+        "n_used": len(used),
+        # the truths over the sequences the estimate used (those with a local fit)
+        "truth": _pooled(used["true_sxy"], used["true_sxx"]),
+        "truth_paper": _pooled(used["true_sxy_paper"], used["true_sxx_paper"]),
+        "truth_mean_ratio": float(np.nanmean(used["true_local"])) if len(used) else np.nan,
+    }
+    for name, value in row.items():
+        if name not in rec:
+            rec[name] = value.item() if hasattr(value, "item") else value
+    return rec
 
 
 @dataclass(frozen=True)
@@ -639,29 +721,8 @@ def run_experiment(
     t_start = time.perf_counter()
     jobs = [(i, regime) for i in range(config.rounds) for regime in config.regimes]
     akey = _cache.analysis_key(config.to_dict(), _defaults())
-    records, local_frames, done = [], [], set()
-    cache_dir = None
-    if out_dir is not None:
-        _cache.check_resumable(config.to_dict(), _defaults(), out_dir)
-        os.makedirs(os.path.join(out_dir, "jobs"), exist_ok=True)
-        cache_dir = os.path.join(out_dir, "models")
-        results.write_text(
-            os.path.join(out_dir, "config.json"),
-            json.dumps(config.to_dict(), indent=2, default=str),
-        )
-        for job in jobs if not reanalyze else ():
-            saved = _cache.load_job(out_dir, *job, akey)
-            if saved is not None:
-                records.extend(saved[0])
-                local_frames.append(saved[1])
-                done.add(job)
-        if done:
-            logger.info(
-                "resuming: %d of %d (round, regime) jobs read from %s",
-                len(done),
-                len(jobs),
-                os.path.join(out_dir, "jobs"),
-            )
+    records, local_frames, done = _prepare_folder(config, out_dir, jobs, akey, reanalyze)
+    cache_dir = None if out_dir is None else os.path.join(out_dir, "models")
     todo = [job for job in jobs if job not in done]
 
     def collect(res: RoundResult) -> None:
@@ -682,12 +743,7 @@ def run_experiment(
     locals_ = pd.concat(local_frames, ignore_index=True)
     summary = scoring.summarize(rounds)
     if out_dir is not None:
-        # in job order, and written even when every job was read back
-        results.write_text(os.path.join(out_dir, "rounds.csv"), rounds.to_csv(index=False))
-        locals_.to_csv(os.path.join(out_dir, "local_effects.csv.gz"), index=False)
-        results.write_text(os.path.join(out_dir, "summary.csv"), summary.to_csv(index=False))
-        results.write_text(os.path.join(out_dir, "summary.md"), scoring.to_markdown(summary))
-        scoring.plot_rounds(rounds, os.path.join(out_dir, "estimated_vs_true.png"))
+        _write_tables(out_dir, rounds, locals_, summary)
     return ExperimentResult(
         rounds=rounds,
         locals=locals_,
@@ -696,6 +752,50 @@ def run_experiment(
         out_dir=out_dir,
         resumed=len(done),
     )
+
+
+def _prepare_folder(config: ExperimentConfig, out_dir, jobs: list, akey, reanalyze: bool):
+    """Check that ``out_dir`` may be resumed, write its ``config.json`` and read back the jobs
+    finished under the same analysis key (none with ``reanalyze``).
+
+    Returns
+    -------
+    (list of dict, list of DataFrame, set of (int, str))
+        The read-back records, local tables and jobs.
+    """
+    records, local_frames, done = [], [], set()
+    if out_dir is None:
+        return records, local_frames, done
+    _cache.check_resumable(config.to_dict(), _defaults(), out_dir)
+    os.makedirs(os.path.join(out_dir, "jobs"), exist_ok=True)
+    results.write_text(
+        os.path.join(out_dir, "config.json"),
+        json.dumps(config.to_dict(), indent=2, default=str),
+    )
+    for job in jobs if not reanalyze else ():
+        saved = _cache.load_job(out_dir, *job, akey)
+        if saved is not None:
+            records.extend(saved[0])
+            local_frames.append(saved[1])
+            done.add(job)
+    if done:
+        logger.info(
+            "resuming: %d of %d (round, regime) jobs read from %s",
+            len(done),
+            len(jobs),
+            os.path.join(out_dir, "jobs"),
+        )
+    return records, local_frames, done
+
+
+def _write_tables(out_dir: str, rounds, locals_, summary) -> None:
+    """The experiment's tables and figure, in job order (written even when every job was read
+    back)."""
+    results.write_text(os.path.join(out_dir, "rounds.csv"), rounds.to_csv(index=False))
+    locals_.to_csv(os.path.join(out_dir, "local_effects.csv.gz"), index=False)
+    results.write_text(os.path.join(out_dir, "summary.csv"), summary.to_csv(index=False))
+    results.write_text(os.path.join(out_dir, "summary.md"), scoring.to_markdown(summary))
+    scoring.plot_rounds(rounds, os.path.join(out_dir, "estimated_vs_true.png"))
 
 
 def _run_jobs(

@@ -415,69 +415,112 @@ def simulate(
     -------
     SimulatedData
     """
-    seq_conf, rand_conf = regime_flags(regime)
+    seq_conf, _ = regime_flags(regime)
+    ms, max_gap = _checked_geometry(n, config, embedding, motif_set)
+    layout = _Layout.background(n, config, ms, rng)
+    emb = _embeddings(n, config, embedding, rng)
+    _place_pair(layout, emb, ms, config, max_gap, rng)
+    placed = ["exposure", "outcome"]
+    if seq_conf or config.bystander_gamma > 0:
+        _place_free_motif(layout, ms, placed, "confounder", config.confounder_motif_prob, rng)
+        placed.append("confounder")
+    if regime == "pleiotropy":
+        _place_free_motif(layout, ms, placed, "shared", config.shared_motif_prob, rng)
+    return _labelled(layout, emb, ms, params, config, regime, rng, id_prefix)
+
+
+def _checked_geometry(n: int, config: SimulationConfig, embedding, motif_set):
+    """The motif set and the largest gap between the pair's motifs; ValueError on bad sizes."""
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     if embedding is not None and embedding not in EMBEDDINGS:
         raise ValueError(f"unknown embedding {embedding!r}; use one of {', '.join(EMBEDDINGS)}")
     ms = motif_set if motif_set is not None else MotifSet.from_config(config)
     L = config.sequence_length
-    we, wo, wc = ms.exposure.length, ms.outcome.length, ms.confounder.length
+    we, wo = ms.exposure.length, ms.outcome.length
     max_gap = L - we - wo if config.max_gap < 0 else config.max_gap
     if max_gap < config.min_gap or we + wo + config.min_gap > L:
         raise ValueError(
             f"sequence_length {L} cannot hold both motifs ({we} + {wo}) with gap in "
             f"[{config.min_gap}, {max_gap}]; increase sequence_length or lower min_gap/max_gap"
         )
+    return ms, max_gap
 
-    codes = rng.choice(4, size=(n, L), p=np.asarray(config.background))
+
+@dataclass
+class _Layout:
+    """Sequences being built: ACGT codes (n, L) and every motif's start (-1: absent), strand and
+    width, filled in place motif by motif."""
+
+    codes: np.ndarray
+    starts: dict
+    strands: dict
+    widths: dict
+
+    @classmethod
+    def background(cls, n: int, config: SimulationConfig, ms: MotifSet, rng) -> _Layout:
+        """Background sequences without motifs (the first draw of the stream)."""
+        codes = rng.choice(4, size=(n, config.sequence_length), p=np.asarray(config.background))
+        widths = {k: getattr(ms, k).length for k in ("exposure", "outcome", "confounder", "shared")}
+        return cls(
+            codes=codes,
+            starts={k: np.full(n, -1, dtype=np.int64) for k in widths},
+            strands={k: np.zeros(n, dtype=np.int8) for k in widths},
+            widths=widths,
+        )
+
+
+def _embeddings(n: int, config: SimulationConfig, embedding, rng) -> np.ndarray:
+    """Index into ``EMBEDDINGS`` of every sequence: the forced one, or the random mixture."""
     if embedding is not None:
-        emb = np.full(n, EMBEDDINGS.index(embedding), dtype=np.int8)
-    else:
-        embedded = rng.random(n) < config.embed_prob
-        emb = np.where(embedded, 1 + rng.integers(3, size=n), 0).astype(np.int8)
-    widths = {"exposure": we, "outcome": wo, "confounder": wc}
-    starts = {k: np.full(n, -1, dtype=np.int64) for k in widths}
-    strands = {k: np.zeros(n, dtype=np.int8) for k in widths}
+        return np.full(n, EMBEDDINGS.index(embedding), dtype=np.int8)
+    embedded = rng.random(n) < config.embed_prob
+    return np.where(embedded, 1 + rng.integers(3, size=n), 0).astype(np.int8)
+
+
+def _place_pair(layout: _Layout, emb, ms: MotifSet, config: SimulationConfig, max_gap, rng):
+    """Write the exposure and outcome motifs as ``emb`` says: alone at a uniform start, or both,
+    in random order, ``gap`` apart (in place)."""
+    n, L = layout.codes.shape
+    we, wo = layout.widths["exposure"], layout.widths["outcome"]
     # Every draw is made for all n sequences, so the stream does not depend on the embeddings.
     single_e = rng.integers(L - we + 1, size=n)
     single_o = rng.integers(L - wo + 1, size=n)
     gap = rng.integers(config.min_gap, max_gap + 1, size=n)
     pair_start = np.floor(rng.random(n) * (L - (we + gap + wo) + 1)).astype(np.int64)
     exposure_first = rng.random(n) < 0.5
-    starts["exposure"] = np.select(
+    layout.starts["exposure"] = np.select(
         [emb == 1, (emb == 3) & exposure_first, emb == 3],
         [single_e, pair_start, pair_start + wo + gap],
         -1,
     )
-    starts["outcome"] = np.select(
+    layout.starts["outcome"] = np.select(
         [emb == 2, (emb == 3) & exposure_first, emb == 3],
         [single_o, pair_start + we + gap, pair_start],
         -1,
     )
     for key in ("exposure", "outcome"):
         inst, strand = _instances(ms.frequencies[key], n, rng)
-        rows = np.flatnonzero(starts[key] >= 0)
-        _write(codes, rows, starts[key][rows], inst[rows])
-        strands[key][rows] = strand[rows]
-    widths["shared"] = ms.shared.length
-    starts["shared"] = np.full(n, -1, dtype=np.int64)
-    strands["shared"] = np.zeros(n, dtype=np.int8)
-    placed = ["exposure", "outcome"]
-    if seq_conf or config.bystander_gamma > 0:
-        inst, strand = _instances(ms.frequencies["confounder"], n, rng)
-        insert = rng.random(n) < config.confounder_motif_prob
-        _insert_free(
-            codes, starts, strands, widths, placed, "confounder", inst, strand, insert, rng
-        )
-        placed.append("confounder")
-    if regime == "pleiotropy":
-        inst, strand = _instances(ms.frequencies["shared"], n, rng)
-        insert = rng.random(n) < config.shared_motif_prob
-        _insert_free(codes, starts, strands, widths, placed, "shared", inst, strand, insert, rng)
+        rows = np.flatnonzero(layout.starts[key] >= 0)
+        _write(layout.codes, rows, layout.starts[key][rows], inst[rows])
+        layout.strands[key][rows] = strand[rows]
 
+
+def _place_free_motif(layout: _Layout, ms: MotifSet, placed, key: str, prob: float, rng) -> None:
+    """Draw instances of motif ``key`` and insert them, each with probability ``prob``, where
+    they overlap none of the motifs in ``placed`` (:func:`_insert_free`)."""
+    n = layout.codes.shape[0]
+    inst, strand = _instances(ms.frequencies[key], n, rng)
+    insert = rng.random(n) < prob
+    _insert_free(layout, placed, key, inst, strand, insert, rng)
+
+
+def _labelled(layout: _Layout, emb, ms: MotifSet, params, config, regime, rng, id_prefix):
+    """The built sequences one-hot, with their occupancies, Poisson counts and Anscombe labels."""
+    n, L = layout.codes.shape
     onehot = np.zeros((n, L, 4), dtype=np.float32)
-    np.put_along_axis(onehot, codes[:, :, None], 1.0, axis=2)
+    np.put_along_axis(onehot, layout.codes[:, :, None], 1.0, axis=2)
+    rand_conf = regime_flags(regime)[1]
     q_exp = ms.occupancy("exposure", onehot)
     q_out = ms.occupancy("outcome", onehot)
     q_conf = ms.occupancy("confounder", onehot)
@@ -498,6 +541,7 @@ def simulate(
         columns.append(anscombe(y_byst))
     labels = np.stack(columns, axis=1).astype(np.float32)
     ids = np.array([f"{id_prefix}{i:06d}" for i in range(n)])
+    starts, strands = layout.starts, layout.strands
     return SimulatedData(
         ids=ids,
         onehot=onehot,
@@ -526,9 +570,10 @@ def simulate(
     )
 
 
-def _insert_free(codes, starts, strands, widths, placed, key, inst, strand, insert, rng) -> None:
+def _insert_free(layout: _Layout, placed, key, inst, strand, insert, rng) -> None:
     """Write motif ``key``'s instances where ``insert``, at a uniformly random start overlapping
     none of the motifs in ``placed``; sequences without room are left without it (in place)."""
+    codes, starts, widths = layout.codes, layout.starts, layout.widths
     n, L = codes.shape
     w = widths[key]
     occupied = np.zeros((n, L + 1), dtype=np.int64)
@@ -544,7 +589,7 @@ def _insert_free(codes, starts, strands, widths, placed, key, inst, strand, inse
     rows = np.flatnonzero(insert & free.any(axis=1))
     starts[key][rows] = choice[rows]
     _write(codes, rows, choice[rows], inst[rows])
-    strands[key][rows] = strand[rows]
+    layout.strands[key][rows] = strand[rows]
 
 
 def bystander_counts(q_conf, q_shared, config: SimulationConfig, regime: str) -> np.ndarray:

@@ -109,61 +109,70 @@ def summarize(rounds):
     rows = []
     for (regime, method), g in rounds.groupby(["regime", "method"], sort=False):
         p = g[(g["role"] == "planted") & np.isfinite(g["estimate"]) & np.isfinite(g["truth"])]
-        t, e = p["truth"].to_numpy(float), p["estimate"].to_numpy(float)
-        inside = (p["ci_low"] <= p["truth"]) & (p["truth"] <= p["ci_high"])
-        cov, cov_lo, cov_hi, n = _share(inside)
-        strong = np.abs(t) >= NEAR_ZERO
-        hit = p["significant"].to_numpy(bool) & (np.sign(e) == np.sign(t))
-        power, pw_lo, pw_hi, n_strong = _share(hit[strong])
-        high = p["high"].to_numpy(bool)
-        nulls = g[g["role"].isin(NULL_ROLES)]
-        flagged, fl_lo, fl_hi, n_null = _share(nulls["significant"].fillna(False).to_numpy(bool))
-        fitted = nulls[np.isfinite(nulls["estimate"].to_numpy(float))]
-        fl_est, fl_est_lo, fl_est_hi, n_est = _share(fitted["significant"].astype(bool).to_numpy())
-        null_inside = (nulls["ci_low"] <= nulls["truth"]) & (nulls["truth"] <= nulls["ci_high"])
         conf = g[g["role"] == "confounded"]
         conf_inside = (conf["ci_low"] <= conf["truth"]) & (conf["truth"] <= conf["ci_high"])
         rows.append(
             {
                 "regime": regime,
                 "method": method,
-                "rounds": n,
-                "pearson_r": _corr(e, t),
-                "r_within_high": _corr(e[high], t[high]),
-                "r_within_low": _corr(e[~high], t[~high]),
-                "bias": float(np.mean(e - t)) if n else np.nan,
-                "mae": float(np.mean(np.abs(e - t))) if n else np.nan,
-                "coverage": cov,
-                "coverage_low": cov_lo,
-                "coverage_high": cov_hi,
-                "meta_coverage": float(
-                    ((p["meta_ci_low"] <= p["truth"]) & (p["truth"] <= p["meta_ci_high"])).mean()
-                )
-                if n
-                else np.nan,
-                "paper_coverage": float(
-                    ((p["ci_low"] <= p["truth_paper"]) & (p["truth_paper"] <= p["ci_high"])).mean()
-                )
-                if n
-                else np.nan,
-                "power": power,
-                "power_low": pw_lo,
-                "power_high": pw_hi,
-                "power_rounds": n_strong,
-                "null_pair_rounds": n_null,
-                "null_flagged": flagged,
-                "null_flagged_low": fl_lo,
-                "null_flagged_high": fl_hi,
-                "null_estimable_rounds": n_est,
-                "null_flagged_estimable": fl_est,
-                "null_flagged_estimable_low": fl_est_lo,
-                "null_flagged_estimable_high": fl_est_hi,
-                "null_coverage": float(null_inside.mean()) if len(nulls) else np.nan,
+                **_planted_scores(p),
+                **_null_scores(g[g["role"].isin(NULL_ROLES)]),
                 "confounded_coverage": float(conf_inside.mean()) if len(conf) else np.nan,
-                "median_df": float(np.nanmedian(p["df"])) if n and "df" in p else np.nan,
+                "median_df": float(np.nanmedian(p["df"])) if len(p) and "df" in p else np.nan,
             }
         )
     return pd.DataFrame(rows)
+
+
+def _planted_scores(p) -> dict:
+    """:func:`summarize`'s columns of the planted pair's rounds ``p`` (those with an estimate and
+    a truth): correlation, bias, coverage and power."""
+    t, e = p["truth"].to_numpy(float), p["estimate"].to_numpy(float)
+    inside = (p["ci_low"] <= p["truth"]) & (p["truth"] <= p["ci_high"])
+    cov, cov_lo, cov_hi, n = _share(inside)
+    strong = np.abs(t) >= NEAR_ZERO
+    hit = p["significant"].to_numpy(bool) & (np.sign(e) == np.sign(t))
+    power, pw_lo, pw_hi, n_strong = _share(hit[strong])
+    high = p["high"].to_numpy(bool)
+    meta_inside = (p["meta_ci_low"] <= p["truth"]) & (p["truth"] <= p["meta_ci_high"])
+    paper_inside = (p["ci_low"] <= p["truth_paper"]) & (p["truth_paper"] <= p["ci_high"])
+    return {
+        "rounds": n,
+        "pearson_r": _corr(e, t),
+        "r_within_high": _corr(e[high], t[high]),
+        "r_within_low": _corr(e[~high], t[~high]),
+        "bias": float(np.mean(e - t)) if n else np.nan,
+        "mae": float(np.mean(np.abs(e - t))) if n else np.nan,
+        "coverage": cov,
+        "coverage_low": cov_lo,
+        "coverage_high": cov_hi,
+        "meta_coverage": float(meta_inside.mean()) if n else np.nan,
+        "paper_coverage": float(paper_inside.mean()) if n else np.nan,
+        "power": power,
+        "power_low": pw_lo,
+        "power_high": pw_hi,
+        "power_rounds": n_strong,
+    }
+
+
+def _null_scores(nulls) -> dict:
+    """:func:`summarize`'s columns of the null pairs' rounds: how often they are flagged
+    significant (among all, and among those with an estimate) and their coverage."""
+    flagged, fl_lo, fl_hi, n_null = _share(nulls["significant"].fillna(False).to_numpy(bool))
+    fitted = nulls[np.isfinite(nulls["estimate"].to_numpy(float))]
+    fl_est, fl_est_lo, fl_est_hi, n_est = _share(fitted["significant"].astype(bool).to_numpy())
+    null_inside = (nulls["ci_low"] <= nulls["truth"]) & (nulls["truth"] <= nulls["ci_high"])
+    return {
+        "null_pair_rounds": n_null,
+        "null_flagged": flagged,
+        "null_flagged_low": fl_lo,
+        "null_flagged_high": fl_hi,
+        "null_estimable_rounds": n_est,
+        "null_flagged_estimable": fl_est,
+        "null_flagged_estimable_low": fl_est_lo,
+        "null_flagged_estimable_high": fl_est_hi,
+        "null_coverage": float(null_inside.mean()) if len(nulls) else np.nan,
+    }
 
 
 #: Verdict-based columns of :func:`summarize_verdicts` (the issue's targets).

@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
 from deepmr_kipoi import validation
 from deepmr_kipoi.errors import DeepMRInputError
+from deepmr_kipoi.run.settings import option_field
 from deepmr_kipoi.simulate.model import ModelConfig, build_cnn
 
 logger = logging.getLogger(__name__)
@@ -53,16 +54,26 @@ class TrainConfig:
         The early-stopping split is the same for every member.
     """
 
-    n_members: int = 5
-    max_epochs: int = 12
+    n_members: int = option_field(
+        5, "--members", "ensemble members (default {default})", type=int, metavar="MEMBERS"
+    )
+    max_epochs: int = option_field(
+        12, "--max-epochs", "epoch limit per member (default {default})", type=int
+    )
     patience: int = 3
     batch_size: int = 128
     learning_rate: float = 3e-3
     weight_decay: float = 0.0
     val_fraction: float = 0.15
     seed: int = 0
-    threads: int = 1
-    bootstrap: bool = False
+    threads: int = option_field(1, "--threads", "torch threads (default {default})", type=int)
+    bootstrap: bool = option_field(
+        False,
+        "--bootstrap",
+        "train each ensemble member on a bootstrap resample of the training "
+        "sequences (bagging) instead of seeds alone",
+        action="store_true",
+    )
 
     def __post_init__(self):
         # ensemble standard errors need at least two members
@@ -197,49 +208,16 @@ def train_ensemble(
     tc = train_config or TrainConfig()
     x = np.asarray(onehot, dtype=np.float32)
     y = np.asarray(labels, dtype=np.float32)
-    if x.ndim != 3 or x.shape[2] != 4:
-        raise DeepMRInputError(
-            f"onehot must have shape (N, L, 4), got {x.shape}; pass one-hot sequences"
-        )
-    if y.ndim != 2 or y.shape[0] != x.shape[0] or y.shape[1] != mc.n_outputs:
-        raise DeepMRInputError(
-            f"labels must have shape (N, {mc.n_outputs}) with N = {x.shape[0]} as onehot, got {y.shape}; "
-            "give one row of labels per sequence"
-        )
-    if len(feature_names) != mc.n_outputs:
-        raise DeepMRInputError(
-            f"need {mc.n_outputs} feature names (one per label column), got {len(feature_names)}"
-        )
-
-    rng = np.random.default_rng(tc.seed)
-    perm = rng.permutation(x.shape[0])
-    n_val = max(1, int(round(tc.val_fraction * x.shape[0])))
-    val_idx, tr_idx = perm[:n_val], perm[n_val:]
-    mean = y[tr_idx].mean(axis=0)
-    scale = y[tr_idx].std(axis=0)
-    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-
+    _check_training_data(x, y, mc, feature_names)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(tc.threads)
     try:
-        xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 2, 1)))
-        yt = torch.from_numpy((y - mean) / scale)
-        x_tr, y_tr, x_val, y_val = xt[tr_idx], yt[tr_idx], xt[val_idx], yt[val_idx]
+        data = _TrainingSplit.draw(x, y, tc)
         members, histories = [], []
         for m in range(tc.n_members):
             seed = _member_seed(tc, m)
-            rows = bootstrap_rows(len(tr_idx), seed) if tc.bootstrap else None
-            module, hist = _train_one(
-                x_tr if rows is None else x_tr[rows],
-                y_tr if rows is None else y_tr[rows],
-                x_val,
-                y_val,
-                mc,
-                tc,
-                seed,
-                mean,
-                scale,
-            )
+            rows = bootstrap_rows(len(data.y_tr), seed) if tc.bootstrap else None
+            module, hist = _train_one(data.resampled(rows), mc, tc, seed)
             members.append(module)
             histories.append(hist)
             if progress:
@@ -262,6 +240,58 @@ def train_ensemble(
     )
 
 
+def _check_training_data(x: np.ndarray, y: np.ndarray, mc: ModelConfig, feature_names) -> None:
+    """Refuse sequences, labels and names whose shapes do not fit one another or the network."""
+    if x.ndim != 3 or x.shape[2] != 4:
+        raise DeepMRInputError(
+            f"onehot must have shape (N, L, 4), got {x.shape}; pass one-hot sequences"
+        )
+    if y.ndim != 2 or y.shape[0] != x.shape[0] or y.shape[1] != mc.n_outputs:
+        raise DeepMRInputError(
+            f"labels must have shape (N, {mc.n_outputs}) with N = {x.shape[0]} as onehot, got {y.shape}; "
+            "give one row of labels per sequence"
+        )
+    if len(feature_names) != mc.n_outputs:
+        raise DeepMRInputError(
+            f"need {mc.n_outputs} feature names (one per label column), got {len(feature_names)}"
+        )
+
+
+@dataclass(frozen=True)
+class _TrainingSplit:
+    """The training and early-stopping rows as torch tensors (sequences NCL, labels standardized
+    by the training rows' ``mean`` and ``scale``)."""
+
+    x_tr: object
+    y_tr: object
+    x_val: object
+    y_val: object
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def draw(cls, x: np.ndarray, y: np.ndarray, tc: TrainConfig) -> _TrainingSplit:
+        """The split of ``tc.seed``, shared by every member."""
+        import torch
+
+        rng = np.random.default_rng(tc.seed)
+        perm = rng.permutation(x.shape[0])
+        n_val = max(1, int(round(tc.val_fraction * x.shape[0])))
+        val_idx, tr_idx = perm[:n_val], perm[n_val:]
+        mean = y[tr_idx].mean(axis=0)
+        scale = y[tr_idx].std(axis=0)
+        scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+        xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 2, 1)))
+        yt = torch.from_numpy((y - mean) / scale)
+        return cls(xt[tr_idx], yt[tr_idx], xt[val_idx], yt[val_idx], mean, scale)
+
+    def resampled(self, rows) -> _TrainingSplit:
+        """The split with the training rows ``rows`` (a bootstrap resample; None: as is)."""
+        if rows is None:
+            return self
+        return replace(self, x_tr=self.x_tr[rows], y_tr=self.y_tr[rows])
+
+
 def bootstrap_rows(n: int, seed: int):
     """Row indices of one member's bootstrap resample of ``n`` training rows (torch tensor, (n,)).
 
@@ -281,61 +311,27 @@ def bootstrap_rows(n: int, seed: int):
     return torch.from_numpy(rng.integers(0, n, size=n))
 
 
-def _train_one(
-    x_tr,
-    y_tr,
-    x_val,
-    y_val,
-    mc: ModelConfig,
-    tc: TrainConfig,
-    seed: int,
-    mean: np.ndarray,
-    scale: np.ndarray,
-):
+def _train_one(data: _TrainingSplit, mc: ModelConfig, tc: TrainConfig, seed: int):
+    """One member trained from its seed with early stopping, restored to its best epoch."""
     import torch
 
     t0 = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         module = build_cnn(mc)
-        module.target_mean.copy_(torch.from_numpy(np.asarray(mean, dtype=np.float32)))
-        module.target_scale.copy_(torch.from_numpy(np.asarray(scale, dtype=np.float32)))
+        module.target_mean.copy_(torch.from_numpy(np.asarray(data.mean, dtype=np.float32)))
+        module.target_scale.copy_(torch.from_numpy(np.asarray(data.scale, dtype=np.float32)))
         opt = torch.optim.Adam(
             module.parameters(), lr=tc.learning_rate, weight_decay=tc.weight_decay
         )
         gen = torch.Generator().manual_seed(seed)
-        best, best_state, best_epoch, bad = np.inf, None, 0, 0
-        train_hist, val_hist = [], []
-        n = x_tr.shape[0]
-        for epoch in range(1, tc.max_epochs + 1):
-            module.train()
-            order = torch.randperm(n, generator=gen)
-            total = 0.0
-            for start in range(0, n, tc.batch_size):
-                idx = order[start : start + tc.batch_size]
-                if idx.numel() < 2:  # BatchNorm needs more than one sample in training mode
-                    continue
-                opt.zero_grad(set_to_none=True)
-                loss = torch.nn.functional.mse_loss(module.standardized(x_tr[idx]), y_tr[idx])
-                loss.backward()
-                opt.step()
-                total += loss.item() * idx.numel()
-            train_hist.append(total / n)
-            module.eval()
-            with torch.no_grad():
-                val = float(
-                    torch.nn.functional.mse_loss(_batched(module.standardized, x_val, 2048), y_val)
-                )
-            val_hist.append(val)
-            if val < best - 1e-6:
-                best, best_epoch, bad = val, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-            else:
-                bad += 1
-                if bad >= tc.patience:
-                    break
-        module.load_state_dict(best_state)
-        module.eval()
+        train_hist, val_hist, best_epoch = early_stopped(
+            module,
+            lambda: _train_epoch(module, opt, data, tc.batch_size, gen),
+            lambda: _validation_loss(module, data),
+            tc.max_epochs,
+            tc.patience,
+        )
     return module, MemberHistory(
         seed=seed,
         train_loss=tuple(train_hist),
@@ -343,6 +339,74 @@ def _train_one(
         best_epoch=best_epoch,
         seconds=time.perf_counter() - t0,
     )
+
+
+def early_stopped(module, train_epoch, validation_loss, max_epochs: int, patience: int):
+    """Train ``module`` epoch by epoch until its validation loss has not improved (by more than
+    1e-6) for ``patience`` epochs, then restore its best epoch's state and put it in eval mode.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+    train_epoch : callable () -> object
+        One training pass; what it returns is kept per epoch.
+    validation_loss : callable () -> float
+    max_epochs, patience : int
+
+    Returns
+    -------
+    (list, list of float, int)
+        ``train_epoch``'s results and the validation losses per epoch run, and the best epoch.
+    """
+    best, best_state, best_epoch, bad = np.inf, None, 0, 0
+    train_hist, val_hist = [], []
+    for epoch in range(1, max_epochs + 1):
+        train_hist.append(train_epoch())
+        val = validation_loss()
+        val_hist.append(val)
+        if val < best - 1e-6:
+            best, best_epoch, bad = val, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        else:
+            bad += 1
+            if bad >= patience:
+                break
+    module.load_state_dict(best_state)
+    module.eval()
+    return train_hist, val_hist, best_epoch
+
+
+def _train_epoch(module, opt, data: _TrainingSplit, batch_size: int, gen) -> float:
+    """One pass over the training rows in the order ``gen`` draws; the mean training loss."""
+    import torch
+
+    module.train()
+    n = data.x_tr.shape[0]
+    order = torch.randperm(n, generator=gen)
+    total = 0.0
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
+        if idx.numel() < 2:  # BatchNorm needs more than one sample in training mode
+            continue
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.mse_loss(module.standardized(data.x_tr[idx]), data.y_tr[idx])
+        loss.backward()
+        opt.step()
+        total += loss.item() * idx.numel()
+    return total / n
+
+
+def _validation_loss(module, data: _TrainingSplit) -> float:
+    """The early-stopping loss: MSE of the standardized predictions on the validation rows."""
+    import torch
+
+    module.eval()
+    with torch.no_grad():
+        return float(
+            torch.nn.functional.mse_loss(
+                _batched(module.standardized, data.x_val, 2048), data.y_val
+            )
+        )
 
 
 def _batched(fn, x, batch: int):

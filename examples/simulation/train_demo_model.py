@@ -2,7 +2,7 @@
 
 A 5-member ensemble of tiny CNNs (3 conv + 2 dense layers, ~3k parameters each) predicting three
 Anscombe-scale count features with a planted causal structure: GATA1 -> TAL1 (beta = 4 alpha), SOX2
-unrelated (see deepmr_kipoi/simulate/demo.py). Seeded: re-running reproduces the weights up to
+unrelated (see deepmr_kipoi/simulate/demo_model.py). Seeded: re-running reproduces the weights up to
 floating-point differences between machines.
 
 Usage (from the repository root):
@@ -17,7 +17,7 @@ import logging
 import os
 import time
 
-from deepmr_kipoi.simulate import demo
+from deepmr_kipoi.simulate import demo_model as demo
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUT = os.path.join(HERE, "..", "..", "deepmr_kipoi", "data", "demo")

@@ -154,8 +154,6 @@ def run_bpnet_experiment(config: BPNetExperimentConfig, out_dir: str) -> BPNetEx
     -------
     BPNetExperimentResult
     """
-    from deepmr_kipoi.simulate.bpnet.export import export_bpnet_oskn_h5, write_kipoi_model_dir
-    from deepmr_kipoi.simulate.bpnet.oracle import true_pair_effects
     from deepmr_kipoi.simulate.bpnet.train import train_bpnet_ensemble
     from deepmr_kipoi.validation import positive_int
 
@@ -180,6 +178,34 @@ def run_bpnet_experiment(config: BPNetExperimentConfig, out_dir: str) -> BPNetEx
     timings["train"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
+    saved = _save_inputs(config, out_dir, members, analysis, held_out)
+    timings["save"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    truth = _write_truth(config, out_dir, sim, analysis, saved["ids"])
+    timings["truth"] = time.perf_counter() - tick
+
+    seconds = time.perf_counter() - t0
+    result = BPNetExperimentResult(
+        out_dir=out_dir,
+        kipoi_model_dir=saved["kipoi_dir"],
+        weight_files=tuple(saved["weight_files"]),
+        oskn_files=tuple(saved["oskn"]),
+        fasta=saved["fasta"],
+        truth=truth,
+        seconds=seconds,
+        calibration_table=saved["calibration_table"],
+        aleatoric_variance=poisson_label_variance(held_out.counts),
+    )
+    _write_info(config, out_dir, result, records, timings)
+    return result
+
+
+def _save_inputs(config: BPNetExperimentConfig, out_dir: str, members, analysis, held_out) -> dict:
+    """The Kipoi model directory, the BPNet (OSKN) h5 files, the analysed sequences' FASTA and the
+    calibration table of the held-out sequences; their paths (and the analysed sequences' ids)."""
+    from deepmr_kipoi.simulate.bpnet.export import export_bpnet_oskn_h5, write_kipoi_model_dir
+
     length = config.simulation.sequence_length
     kipoi_dir = os.path.join(out_dir, "kipoi_model")
     weight_files = write_kipoi_model_dir(
@@ -197,21 +223,33 @@ def run_bpnet_experiment(config: BPNetExperimentConfig, out_dir: str) -> BPNetEx
     labels.insert(0, "sequence", decode(held_out.onehot))
     calibration_table = os.path.join(out_dir, "calibration.tsv")
     labels.to_csv(calibration_table, sep="\t", index=False)
-    timings["save"] = time.perf_counter() - tick
+    return {
+        "kipoi_dir": kipoi_dir,
+        "weight_files": weight_files,
+        "oskn": oskn,
+        "ids": ids,
+        "fasta": fasta,
+        "calibration_table": calibration_table,
+    }
 
-    tick = time.perf_counter()
-    local, glob = true_pair_effects(sim, analysis.onehot, analysis.motif_start)
+
+def _write_truth(config: BPNetExperimentConfig, out_dir: str, sim, analysis, ids) -> pd.DataFrame:
+    """``truth.csv`` (the true global effect of every ordered pair) and ``truth_local.csv`` (per
+    analysed sequence); returns the global truth."""
+    from deepmr_kipoi.simulate.bpnet.oracle import true_pair_effects
+
+    local, global_ = true_pair_effects(sim, analysis.onehot, analysis.motif_start)
     gamma = config.simulation.gamma()
     truth = pd.DataFrame(
         [
             {
                 "exposure": x,
                 "outcome": y,
-                "true_effect": glob[(x, y)],
+                "true_effect": global_[(x, y)],
                 "planted_gamma": gamma[TASKS.index(x), TASKS.index(y)],
                 "n_sequences": int(np.isfinite(local[(x, y)]).sum()),
             }
-            for (x, y) in glob
+            for (x, y) in global_
         ]
     )
     truth.to_csv(os.path.join(out_dir, "truth.csv"), index=False)
@@ -222,20 +260,11 @@ def run_bpnet_experiment(config: BPNetExperimentConfig, out_dir: str) -> BPNetEx
             for i in range(len(ids))
         ]
     ).to_csv(os.path.join(out_dir, "truth_local.csv"), index=False)
-    timings["truth"] = time.perf_counter() - tick
+    return truth
 
-    seconds = time.perf_counter() - t0
-    result = BPNetExperimentResult(
-        out_dir=out_dir,
-        kipoi_model_dir=kipoi_dir,
-        weight_files=tuple(weight_files),
-        oskn_files=tuple(oskn),
-        fasta=fasta,
-        truth=truth,
-        seconds=seconds,
-        calibration_table=calibration_table,
-        aleatoric_variance=poisson_label_variance(held_out.counts),
-    )
+
+def _write_info(config, out_dir: str, result: BPNetExperimentResult, records, timings) -> None:
+    """``experiment.json``: the settings, each member's training record, timings, the command."""
     info = {
         "n_train": config.n_train,
         "n_analysis": config.n_analysis,
@@ -254,9 +283,8 @@ def run_bpnet_experiment(config: BPNetExperimentConfig, out_dir: str) -> BPNetEx
             for r in records
         ],
         "timings_s": timings,
-        "seconds": seconds,
+        "seconds": result.seconds,
         "run_command": result.run_command(),
     }
     with open(os.path.join(out_dir, "experiment.json"), "w") as fh:
         json.dump(info, fh, indent=2, default=list)
-    return result

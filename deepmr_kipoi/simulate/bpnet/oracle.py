@@ -102,7 +102,7 @@ def true_pair_effects(simulator: BPNetSimulator, onehot: np.ndarray, motif_start
         Mean of the finite local effects.
     """
     eff = oracle_effects(simulator, onehot)
-    local, glob = {}, {}
+    local, global_ = {}, {}
     for i, x in enumerate(TASKS):
         width = simulator.motifs[x].length
         for j, y in enumerate(TASKS):
@@ -111,5 +111,5 @@ def true_pair_effects(simulator: BPNetSimulator, onehot: np.ndarray, motif_start
             pair = eff[..., [i, j]]
             le = true_local_effects(pair, motif_start[:, i], width)
             local[(x, y)] = le
-            glob[(x, y)] = float(np.nanmean(le)) if np.isfinite(le).any() else float("nan")
-    return local, glob
+            global_[(x, y)] = float(np.nanmean(le)) if np.isfinite(le).any() else float("nan")
+    return local, global_

@@ -119,80 +119,19 @@ def train_bpnet_ensemble(
     """
     import torch
 
-    from deepmr_kipoi.simulate.bpnet.network import MultiTaskBPNet, profile_nll
-
-    n = onehot.shape[0]
-    rng = np.random.default_rng(config.seed)
-    perm = rng.permutation(n)
-    n_val = max(1, int(round(config.val_fraction * n)))
-    val, tr = perm[:n_val], perm[n_val:]
-    x = torch.from_numpy(np.asarray(onehot, dtype=np.float32))
-    y = torch.from_numpy(np.log1p(np.asarray(counts, dtype=np.float32)))
-    p = torch.from_numpy(np.asarray(profiles, dtype=np.float32))
-    read_scale = float(np.asarray(counts)[tr].mean()) or 1.0
+    data = _BPNetData.draw(onehot, counts, profiles, config)
     previous = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     members, records = [], []
     try:
         for m in range(config.n_members):
-            seed = config.seed * 1000 + m + 1
-            t0 = time.perf_counter()
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                net = MultiTaskBPNet(**config.network_kwargs(counts.shape[1]))
-                opt = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
-                gen = torch.Generator().manual_seed(seed)
-                best, best_state, best_epoch, bad, hist = np.inf, None, 0, 0, []
-                tr_t = torch.from_numpy(tr)
-                for epoch in range(1, config.max_epochs + 1):
-                    net.train()
-                    order = tr_t[torch.randperm(len(tr), generator=gen)]
-                    for start in range(0, len(order), config.batch_size):
-                        idx = order[start : start + config.batch_size]
-                        log_counts, logits = net.heads(x[idx])
-                        loss = profile_nll(
-                            logits, p[idx]
-                        ) / read_scale + config.count_weight * torch.mean(
-                            (log_counts - y[idx]) ** 2
-                        )
-                        opt.zero_grad(set_to_none=True)
-                        loss.backward()
-                        opt.step()
-                    net.eval()
-                    with torch.no_grad():
-                        mse = float(
-                            torch.cat(
-                                [
-                                    (
-                                        (net.heads(x[val[i : i + 512]])[0] - y[val[i : i + 512]])
-                                        ** 2
-                                    ).flatten()
-                                    for i in range(0, n_val, 512)
-                                ]
-                            ).mean()
-                        )
-                    hist.append(mse)
-                    if mse < best - 1e-6:
-                        best, best_epoch, bad = mse, epoch, 0
-                        best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-                    else:
-                        bad += 1
-                        if bad >= config.patience:
-                            break
-                net.load_state_dict(best_state)
-                net.eval()
-            rec = BPNetMemberRecord(
-                seed=seed,
-                val_count_mse=tuple(hist),
-                best_epoch=best_epoch,
-                seconds=time.perf_counter() - t0,
-            )
+            net, rec = _train_member(data, config, config.seed * 1000 + m + 1, counts.shape[1])
             logger.info(
                 "BPNet member %d/%d: best epoch %d, val counts MSE %.4f, %.0f s",
                 m + 1,
                 config.n_members,
-                best_epoch,
-                best,
+                rec.best_epoch,
+                min(rec.val_count_mse),
                 rec.seconds,
             )
             members.append(net)
@@ -200,3 +139,103 @@ def train_bpnet_ensemble(
     finally:
         torch.set_num_threads(previous)
     return members, records
+
+
+@dataclass(frozen=True)
+class _BPNetData:
+    """Training tensors (sequences, log1p counts, profiles), the train/validation rows of
+    ``config.seed`` shared by every member, and the mean read count that scales the profile loss."""
+
+    x: object
+    y: object
+    p: object
+    tr: np.ndarray
+    val: np.ndarray
+    read_scale: float
+
+    @classmethod
+    def draw(cls, onehot, counts, profiles, config: BPNetTrainConfig) -> _BPNetData:
+        import torch
+
+        n = onehot.shape[0]
+        rng = np.random.default_rng(config.seed)
+        perm = rng.permutation(n)
+        n_val = max(1, int(round(config.val_fraction * n)))
+        val, tr = perm[:n_val], perm[n_val:]
+        return cls(
+            x=torch.from_numpy(np.asarray(onehot, dtype=np.float32)),
+            y=torch.from_numpy(np.log1p(np.asarray(counts, dtype=np.float32))),
+            p=torch.from_numpy(np.asarray(profiles, dtype=np.float32)),
+            tr=tr,
+            val=val,
+            read_scale=float(np.asarray(counts)[tr].mean()) or 1.0,
+        )
+
+
+def _train_member(data: _BPNetData, config: BPNetTrainConfig, seed: int, n_tasks: int):
+    """One member trained from ``seed`` with early stopping on the validation counts MSE,
+    restored to its best epoch: ``(net, BPNetMemberRecord)``."""
+    import torch
+
+    from deepmr_kipoi.simulate.bpnet.network import MultiTaskBPNet
+    from deepmr_kipoi.simulate.train import early_stopped
+
+    t0 = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = MultiTaskBPNet(**config.network_kwargs(n_tasks))
+        opt = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
+        gen = torch.Generator().manual_seed(seed)
+        _, hist, best_epoch = early_stopped(
+            net,
+            lambda: _train_epoch(net, opt, data, config, gen),
+            lambda: _validation_count_mse(net, data),
+            config.max_epochs,
+            config.patience,
+        )
+    rec = BPNetMemberRecord(
+        seed=seed,
+        val_count_mse=tuple(hist),
+        best_epoch=best_epoch,
+        seconds=time.perf_counter() - t0,
+    )
+    return net, rec
+
+
+def _train_epoch(net, opt, data: _BPNetData, config: BPNetTrainConfig, gen) -> None:
+    """One pass over the training rows in the order ``gen`` draws (profile NLL per read plus the
+    weighted counts MSE)."""
+    import torch
+
+    from deepmr_kipoi.simulate.bpnet.network import profile_nll
+
+    net.train()
+    order = torch.from_numpy(data.tr)[torch.randperm(len(data.tr), generator=gen)]
+    for start in range(0, len(order), config.batch_size):
+        idx = order[start : start + config.batch_size]
+        log_counts, logits = net.heads(data.x[idx])
+        loss = profile_nll(
+            logits, data.p[idx]
+        ) / data.read_scale + config.count_weight * torch.mean((log_counts - data.y[idx]) ** 2)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
+def _validation_count_mse(net, data: _BPNetData) -> float:
+    """MSE of the predicted log counts on the validation rows (batches of 512)."""
+    import torch
+
+    net.eval()
+    val = data.val
+    with torch.no_grad():
+        return float(
+            torch.cat(
+                [
+                    (
+                        (net.heads(data.x[val[i : i + 512]])[0] - data.y[val[i : i + 512]]) ** 2
+                    ).flatten()
+                    for i in range(0, len(val), 512)
+                ]
+            ).mean()
+        )
