@@ -518,7 +518,7 @@ def _config_from_args(args: argparse.Namespace):
 
 
 def _summary(result, started: float) -> str:
-    from deepmr_kipoi.report.headline import build_headline
+    from deepmr_kipoi.report.headline import build_headline, calibration_sentence
 
     g = result.global_effects
     where = f"{result.out_dir}" if result.out_dir else "memory"
@@ -535,36 +535,6 @@ def _summary(result, started: float) -> str:
         f"{result.run_info['sequences']['n']} sequences in {time.time() - started:.1f} s; "
         f"results in {where}, report {where}/report.html\n"
         f"{calibration_sentence(result.run_info.get('calibration'))}"
-    )
-
-
-def calibration_sentence(calibration) -> str:
-    """Whether the run's uncertainty was calibrated, and what that changes, in one sentence.
-
-    Parameters
-    ----------
-    calibration : dict or None
-        ``run.json``'s ``calibration`` record (None: not calibrated).
-
-    Returns
-    -------
-    str
-    """
-    if not calibration:
-        return (
-            "Uncalibrated: instruments, intervals and verdicts rest on the raw spread of the "
-            "model's samples (no --calibration-table or --calibrator); claims must still exclude "
-            "effects below the smallest effect of interest (--min-effect)."
-        )
-    scales = calibration.get("se_scale") or {}
-    span = ""
-    if scales:
-        values = [float(v) for v in scales.values()]
-        span = f", SE factors {min(values):.2g}-{max(values):.2g}"
-    return (
-        f"Calibrated on {calibration.get('source', 'held-out labels')} "
-        f"({calibration.get('method', '')}{span}): instruments, intervals and verdicts use the "
-        "recalibrated spread of the model's samples."
     )
 
 

@@ -49,6 +49,15 @@ i.e. the change of Y, in its SDs, per SD of X. In raw units the margin of a pair
    (``steiger_ratio >= 1``: reverse causation, a shared driver, or an outcome that is a copy of
    the exposure), or clearly more of another feature of the run (``other_ratio >=
    OTHER_RATIO``: the instruments are that feature's, a shared driver), is ``undetermined``.
+   So is a pair whose instruments move that other feature in one fixed ratio to the exposure
+   (``other_r2``, the squared cosine of the two features' standardized instrument effects, pooled
+   over the fitted sequences, at least ``OTHER_R2``): the instruments then cannot separate the
+   exposure from that feature, and a shared driver acting on the outcome directly (a pleiotropic
+   site: the exposure's own sites were not learned, the instruments are the shared sites) gives
+   the same data as a true effect. The threshold is a heuristic, not a test; its cost is that a
+   true effect whose exposure moves a third feature in lockstep (a chain through it, or a copy
+   of the exposure) is ``undetermined`` too: the instruments carry no evidence of which of the
+   two acts.
 7. **Direction.** The reverse direction must have been tested and not supported: the reverse
    pair (Y, X) analysed and estimable (step 1) and failing steps 2-6. Otherwise the forward pair
    is ``undetermined`` ("reverse direction could not be tested (k of N sequences with a local
@@ -98,6 +107,10 @@ HETEROGENEITY_SPREAD = 0.25
 MIN_EFFECT = 0.1
 #: ``other_ratio`` at or above which the exposure's instruments count as another feature's.
 OTHER_RATIO = 1.0
+#: ``other_r2`` at or above which the instruments cannot separate the exposure from the other
+#: feature: that feature explains at least half of the exposure's instrument effects (a heuristic
+#: threshold on a collinearity share, measured in the simulation experiment).
+OTHER_R2 = 0.5
 #: Global-table columns the rule reads.
 REQUIRED_COLUMNS = (
     "exposure",
@@ -114,7 +127,13 @@ REQUIRED_COLUMNS = (
     "heterogeneity_excess",
 )
 #: Columns the rule reads where present (without them: no margin, no Steiger check).
-OPTIONAL_COLUMNS = ("effect_scale", "steiger_ratio", "other_ratio", "other_feature")
+OPTIONAL_COLUMNS = (
+    "effect_scale",
+    "steiger_ratio",
+    "other_ratio",
+    "other_feature",
+    "other_r2",
+)
 #: Columns :func:`verdicts` adds (besides ``verdict``, ``verdict_reason`` and ``direction``).
 VERDICT_STATISTICS = ("min_effect", "pvalue_min_effect", "pair_pvalue", "pair_qvalue")
 
@@ -536,6 +555,23 @@ def _checks(view: _PairView, sel: np.ndarray) -> list:
                 "{:.2f}): a shared driver cannot be ruled out",
                 view.value("other_feature", fill="nan")[hit],
                 other[hit],
+            ),
+        )
+    )
+    shared = view.value("other_r2")
+    with np.errstate(invalid="ignore"):
+        hit = sel & (shared >= OTHER_R2)
+    named = view.value("other_feature", fill="nan")[hit]
+    out.append(
+        (
+            hit,
+            _fmt(
+                "the exposure's instruments move {} in a fixed ratio to the exposure (R2 "
+                "{:.2f}): whether the outcome follows the exposure or {} cannot be told from "
+                "these instruments (a shared driver, or a path through that feature)",
+                named,
+                shared[hit],
+                named,
             ),
         )
     )

@@ -13,6 +13,7 @@ from deepmr_kipoi.verdict import (
     AGREEMENT_METHODS,
     MIN_EFFECT,
     NON_IVW_METHODS,
+    OTHER_R2,
     OTHER_RATIO,
     _name,
     _names,
@@ -120,6 +121,16 @@ def _pair_decision(rows: pd.DataFrame, min_sequences: int, alpha: float, delta: 
             "undetermined",
             f"the exposure's instruments act more strongly on {primary.other_feature} than on "
             f"the exposure (ratio {other:.2f}): a shared driver cannot be ruled out",
+            **keep,
+        )
+    shared = float(getattr(primary, "other_r2", np.nan))
+    if shared >= OTHER_R2:
+        return _Decision(
+            "undetermined",
+            f"the exposure's instruments move {primary.other_feature} in a fixed ratio to the "
+            f"exposure (R2 {shared:.2f}): whether the outcome follows the exposure or "
+            f"{primary.other_feature} cannot be told from these instruments (a shared driver, "
+            "or a path through that feature)",
             **keep,
         )
     return _Decision("causal", reason, supported=True, **keep)

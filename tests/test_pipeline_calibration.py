@@ -57,6 +57,9 @@ def test_calibrated_run_scales_effect_ses_per_feature(tmp_path, labelled):
     assert not any("not calibrated" in w for w in cal.warnings)
     text = (cal.out_dir / "report.html").read_text()
     assert "<h2>Calibration</h2>" in text and "overall, before" in text and "overall, after" in text
+    headline = text[text.index('<section id="headline"') : text.index('<section id="overview"')]
+    low, high = sorted(scales.values())
+    assert f"(sigma, SE factors {low:.2g}-{high:.2g}): instruments, intervals" in headline
     assert (cal.out_dir / "figures" / "calibration.png").is_file()
     check_self_contained(cal.out_dir / "report.html")
 

@@ -8,6 +8,7 @@ import logging
 import textwrap
 
 import numpy as np
+import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
@@ -117,6 +118,34 @@ def test_a_changed_analysis_setting_in_the_same_folder_reuses_the_effects(first_
     back = deepmr_kipoi.load_run(tmp_path / "run")
     assert back.config.z == 2.5
     assert back.effects.samples.shape[:2] == (4, 8)  # S members, N sequences
+
+
+def test_a_calibrated_run_stores_raw_effects_and_reanalyses_like_a_fresh_run(tmp_path):
+    """The run calibrates per-sample effects in place; the store must keep them raw, or every
+    reanalysis of a calibrated run would apply the calibration twice."""
+    from deepmr_kipoi import sequences
+    from tests import _helpers_pipeline as helpers
+
+    seqs = helpers.random_dna(40, helpers.LENGTH, seed=5)
+    samples = helpers.tiny_model().predict_samples(sequences.one_hot(seqs))
+    mean, sd = samples.mean(0), samples.std(0, ddof=1)
+    y = mean + 3.0 * sd * np.random.default_rng(1).normal(size=mean.shape)
+    labels = tmp_path / "labels.tsv"
+    pd.DataFrame({"sequence": seqs, "x": y[:, 0], "y": y[:, 1]}).to_csv(
+        labels, sep="\t", index=False
+    )
+    spec = _factory(tmp_path, WORKING)
+    cal = {"calibration_table": str(labels), "calibration_method": "sigma"}
+    run = pipeline.run(pipeline.RunConfig(model=spec, out=str(tmp_path / "cal"), **cal, **RUN))
+    assert run.run_info["calibration"]["se_scale"]["x"] > 1.5
+    pipeline.run(pipeline.RunConfig(model=spec, out=str(tmp_path / "raw"), **RUN))
+    np.testing.assert_array_equal(
+        deepmr_kipoi.load_run(tmp_path / "cal").effects.samples,
+        deepmr_kipoi.load_run(tmp_path / "raw").effects.samples,
+    )
+    fresh = pipeline.run(pipeline.RunConfig(model=spec, z=3.0, **cal, **RUN))
+    again = reanalyze(tmp_path / "cal", z=3.0, out=str(tmp_path / "z3"), **QUIET)
+    assert_frame_equal(again.global_effects, fresh.global_effects)
 
 
 def test_stored_effects_are_the_engines_per_sample_differences(first_run):

@@ -241,6 +241,9 @@ def test_report_is_valid_self_contained_html(tmp_path):
     ):
         assert f"<h2>{section}</h2>" in text
     assert "not calibrated" in text and "3 sequence positions hold N" in text
+    # the headline says in words that the run was not calibrated and what that means
+    headline = text[text.index('<section id="headline"') : text.index('<section id="overview"')]
+    assert "Uncalibrated: instruments, intervals and verdicts rest on the raw spread" in headline
     # the headline counts causal verdicts and quotes the IVW row of each claim
     ivw = glob[(glob.method == "ivw") & (glob.verdict == "causal")]
     assert f"{len(ivw)} of 6 ordered pairs causal" in text

@@ -16,7 +16,9 @@ DF = 20.0
 CRIT = stats.t.ppf(0.975, DF)
 
 
-def _rows(x, y, ivw, egger, n=20, het=False, scale=1.0, steiger=0.5, other=0.1, extra=()):
+def _rows(
+    x, y, ivw, egger, n=20, het=False, scale=1.0, steiger=0.5, other=0.1, extra=(), other_r2=0.1
+):
     """Rows of one ordered pair; ``ivw``, ``egger``: (estimate, se); ``extra``: (method, est, se)."""
     rows = []
     for method, (est, se) in (("ivw", ivw), ("egger", egger), *((m, e) for m, *e in extra)):
@@ -39,6 +41,7 @@ def _rows(x, y, ivw, egger, n=20, het=False, scale=1.0, steiger=0.5, other=0.1, 
                 "steiger_ratio": steiger,
                 "other_ratio": other,
                 "other_feature": "Z",
+                "other_r2": other_r2,
             }
         )
     return rows
@@ -123,6 +126,10 @@ def test_verdicts_for_every_rule():
         + _rows("W", "V", NULL, NULL, n=2, steiger=1.2)
         + _rows("T", "U", (0.05, 0.01), (0.06, 0.01))
         + _rows("U", "T", NULL, NULL)
+        + _rows("X", "Y", (0.5, 0.1), (0.5, 0.1), other_r2=0.93)
+        + _rows("Y", "X", NULL, NULL)
+        + _rows("X1", "Y1", (0.5, 0.1), (0.5, 0.1), other_r2=0.49)
+        + _rows("Y1", "X1", NULL, NULL)
     )
     got = _by_pair(t, verdict.verdicts(t, min_sequences=5, min_effect=0.1))
     assert got.loc[("A", "B"), "verdict"] == "causal"
@@ -172,6 +179,12 @@ def test_verdicts_for_every_rule():
     assert got.loc[("V", "W"), "verdict_reason"].endswith(
         "reverse direction could not be tested (2 of 20 sequences with a local fit)"
     )
+    # instruments that move a third feature in lockstep with the exposure cannot separate them
+    assert got.loc[("X", "Y"), "verdict"] == "undetermined"
+    assert got.loc[("X", "Y"), "verdict_reason"].startswith(
+        "the exposure's instruments move Z in a fixed ratio to the exposure (R2 0.93)"
+    )
+    assert got.loc[("X1", "Y1"), "verdict"] == "causal"  # below verdict.OTHER_R2
     # an effect distinguishable from 0 but inside the smallest effect of interest
     assert got.loc[("T", "U"), "verdict"] == "not causal"
     assert set(got["verdict"]) <= set(verdict.VERDICTS)

@@ -373,3 +373,37 @@ def truth_join(global_table: pd.DataFrame, truth: pd.DataFrame, method: str) -> 
     )
     t = truth[["exposure", "outcome", "true_effect"]].astype({"exposure": str, "outcome": str})
     return g.merge(t, on=["exposure", "outcome"], how="inner")
+
+
+def calibration_sentence(calibration) -> str:
+    """Whether a run's uncertainty was calibrated, and what that changes, in plain words.
+
+    Parameters
+    ----------
+    calibration : dict or None
+        ``run.json``'s ``calibration`` record (``source``, ``method``, ``se_scale``: feature to
+        SE factor); None when the run was not calibrated.
+
+    Returns
+    -------
+    str
+    """
+    if not calibration:
+        return (
+            "Uncalibrated: instruments, intervals and verdicts rest on the raw spread of the "
+            "model's samples (no --calibration-table or --calibrator). A deep ensemble's spread "
+            "usually understates its error, so intervals may be too narrow; claims must still "
+            "exclude effects below the smallest effect of interest (--min-effect), which the "
+            "simulation experiment shows keeps false claims rare without a calibration table."
+        )
+    scales = calibration.get("se_scale") or {}
+    span = ""
+    if scales:
+        values = [float(v) for v in scales.values()]
+        span = f", SE factors {min(values):.2g}-{max(values):.2g}"
+    return (
+        f"Calibrated on {calibration.get('source', 'held-out labels')} "
+        f"({calibration.get('method', '')}{span}): instruments, intervals and verdicts use the "
+        "recalibrated spread of the model's samples; wider intervals mean fewer instruments and "
+        "fewer directions that can be tested."
+    )

@@ -27,7 +27,7 @@ import pandas as pd
 from deepmr_kipoi import results
 from deepmr_kipoi.mr.methods import method_label
 from deepmr_kipoi.report.figures import FigureFile
-from deepmr_kipoi.report.headline import build_headline, truth_summary
+from deepmr_kipoi.report.headline import build_headline, calibration_sentence, truth_summary
 from deepmr_kipoi.report.table import table_payload, to_json
 
 ASSUMPTIONS = (
@@ -189,6 +189,15 @@ def write_report(
         "version": record.deepmr_kipoi_version,
         "started": record.started,
         "headline": headline,
+        "calibration_note": calibration_sentence(
+            None
+            if calibration is None
+            else {
+                "source": calibration.source,
+                "method": cfg.get("calibration_method", ""),
+                "se_scale": dict(calibration.scale_items()),
+            }
+        ),
         "level_pct": f"{level:.0%}",
         "alpha": f"{1 - level:.2g}",
         "methods": list(dict.fromkeys(global_table["method"].astype(str))),

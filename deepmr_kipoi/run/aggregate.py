@@ -83,7 +83,7 @@ def _scales(table: pd.DataFrame, spread) -> np.ndarray:
 def _steiger(table: pd.DataFrame, ordered: pd.DataFrame, ok: np.ndarray, grid) -> None:
     """Pair-level instrument strength (``local.steiger_sums``) over the fitted sequences."""
     if "r2_exposure" not in ordered:  # a local table from before the check
-        for f in ("steiger_ratio", "other_ratio"):
+        for f in ("steiger_ratio", "other_ratio", "other_r2"):
             table[f] = np.nan
         table["other_feature"] = ""
         return
@@ -108,6 +108,26 @@ def _steiger(table: pd.DataFrame, ordered: pd.DataFrame, ok: np.ndarray, grid) -
     table["other_feature"] = [
         str(v) if f and isinstance(v, str) else "" for v, f in zip(named, found)
     ]
+    table["other_r2"] = _other_r2(ordered, has, other, named, found, grid)
+
+
+def _other_r2(ordered, has, other, named, found, grid) -> np.ndarray:
+    """Collinearity of the exposure with the named other feature over the exposure's instruments.
+
+    ``(sum C)^2 / (sum A_ee * sum A_ff)`` over the fitted sequences where that feature is the
+    other one (``local.steiger_sums``): the share of the exposure's standardized instrument
+    effects that one fixed ratio to the other feature explains, pooled over sequences so that a
+    ratio shared by chance in a sequence with few instruments averages out. NaN without one.
+    """
+    if "cross_other" not in ordered:  # a local table from before the measure
+        return np.full(len(named), np.nan)
+    same = has & (other == np.asarray(named, dtype=object)[:, None]) & found[:, None]
+    cross = np.where(same, grid("cross_other"), 0.0).sum(axis=1)
+    own = np.where(same, grid("r2_exposure"), 0.0).sum(axis=1)
+    theirs = np.where(same, grid("r2_other"), 0.0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r2 = cross**2 / (own * theirs)
+    return np.where(same.any(axis=1) & (own > 0) & (theirs > 0), np.clip(r2, 0.0, 1.0), np.nan)
 
 
 def global_effects(
@@ -165,6 +185,8 @@ def global_effects(
         ``std_ci_high`` (times ``effect_scale``), the pair-level instrument strength
         ``steiger_ratio``, ``other_ratio`` and ``other_feature`` (sums of ``r2_outcome`` and
         ``r2_other`` over the sequences with a local fit, divided by that of ``r2_exposure``),
+        ``other_r2`` (the collinearity of the exposure with ``other_feature`` over the
+        instruments: :func:`_other_r2`),
         ``heterogeneity_share`` (share of fitted sequences whose local heterogeneity test rejects
         at ``1 - level`` with a slope spread of at least ``verdict.HETEROGENEITY_SPREAD``) and ``heterogeneity_excess``, ``robust_disagreement``, the meta-analysis columns (:data:`META_COLUMNS`, ``tau2``,
         ``i2``, ``q``, ``q_pvalue``, ``pi_low``, ``pi_high``, ``k``: sequences with a usable local

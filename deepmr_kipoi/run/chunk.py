@@ -206,7 +206,7 @@ def _feature_groups(plan, used) -> np.ndarray | None:
 EFFECT_FIELDS = ("samples", "reference", "positions", "alt_bases", "ref_bases", "is_n")
 
 
-def effects_arrays(eff, features: Sequence[int]) -> dict[str, np.ndarray]:
+def effects_arrays(eff, features: Sequence[int], copy: bool = False) -> dict[str, np.ndarray]:
     """The arrays that rebuild a chunk's raw effects exactly (:func:`effects_from_arrays`).
 
     Parameters
@@ -215,8 +215,11 @@ def effects_arrays(eff, features: Sequence[int]) -> dict[str, np.ndarray]:
         ``chunk_effects``'s result on the used features, with per-sample differences.
     features : sequence of int, length U
         The model feature index of each of its features.
+    copy : bool
+        Copy the arrays (when the analysis will change ``eff``'s in place afterwards).
     """
-    out = {k: np.asarray(getattr(eff, k)) for k in EFFECT_FIELDS}
+    take = np.array if copy else np.asarray
+    out = {k: take(getattr(eff, k)) for k in EFFECT_FIELDS}
     out["features"] = np.asarray(features, dtype=np.int64)
     out["feature_names"] = np.asarray(eff.feature_names, dtype=str)
     if getattr(eff, "outside", None) is not None:  # a model panel: positions a member cannot see
@@ -287,10 +290,16 @@ def compute_chunk(
             on_progress=_share(on_progress, 0.5),
         )
     _add_time(timings, "ism", tick)
+    # the analysis calibrates the per-sample differences in place: what is stored must be the raw
+    # differences the model gave (a reanalysis calibrates them again), so a calibrated run stores
+    # a copy taken before
+    stored = None
+    if keep_effects:
+        stored = effects_arrays(eff, plan.used, copy=plan.se_scale is not None)
     result = analyse_chunk(plan, chunk_index, eff, timings, _share(on_progress, 0.5))
-    if not keep_effects:
+    if stored is None:
         return result
-    return dataclasses.replace(result, effects=effects_arrays(eff, plan.used))
+    return dataclasses.replace(result, effects=stored)
 
 
 def analyse_chunk(

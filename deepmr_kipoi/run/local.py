@@ -56,7 +56,7 @@ TOO_FEW = 1
 #: Per-cell heterogeneity beyond the model's own noise (:func:`heterogeneity`), local-table columns.
 HETEROGENEITY_FIELDS = ("heterogeneity_q", "heterogeneity_pvalue", "heterogeneity_spread")
 #: Per-cell instrument strength on each feature (:func:`steiger_sums`), local-table columns.
-STEIGER_FIELDS = ("r2_exposure", "r2_outcome", "r2_other")
+STEIGER_FIELDS = ("r2_exposure", "r2_outcome", "r2_other", "cross_other")
 
 
 @dataclass(frozen=True)
@@ -317,6 +317,9 @@ def steiger_sums(effects, mask, exposures, outcomes):
     instruments carry, times the number of mutants (the local analog of Steiger's variance
     explained, Hemani et al. 2017). If the exposure causes the outcome and the instruments act on
     it only through the exposure, ``A[e, outcome] < A[e, e]``; the verdict reads the ratios.
+    ``C[e, f] = sum_k (b_e,k / s_e) (b_f,k / s_f)`` is the signed cross-product of the same
+    standardized effects: pooled over sequences, ``C^2 / (A[e, e] A[e, f])`` is the share of the
+    exposure's instrument effects that a fixed ratio to ``f`` explains (their collinearity).
 
     Parameters
     ----------
@@ -331,8 +334,9 @@ def steiger_sums(effects, mask, exposures, outcomes):
     -------
     dict of str to ndarray, shape (n, E, O)
         ``r2_exposure`` (``A[e, e]``), ``r2_outcome`` (``A[e, o]``), ``r2_other`` (the largest
-        ``A[e, f]`` over the other features, NaN without one) and ``other_feature`` (its index
-        into U, -1 without one, int64).
+        ``A[e, f]`` over the other features, NaN without one), ``cross_other`` (``C[e, f]`` of
+        that feature, NaN without one) and ``other_feature`` (its index into U, -1 without one,
+        int64).
     """
     effects = np.asarray(effects, dtype=np.float64)
     n, u = effects.shape[0], effects.shape[-1]
@@ -340,14 +344,19 @@ def steiger_sums(effects, mask, exposures, outcomes):
     shape = (n, len(ex), len(oc))
     spread = instruments.effect_spread(effects)  # (n, U)
     with np.errstate(invalid="ignore", divide="ignore"):
-        t2 = (effects / spread[:, None, None, :]) ** 2
-    t2 = np.where(np.isfinite(t2), t2, 0.0).reshape(n, -1, u)
+        t = effects / spread[:, None, None, :]
+    t = np.where(np.isfinite(t), t, 0.0).reshape(n, -1, u)
     cand = np.asarray(mask, dtype=np.float64).reshape(n, -1, len(ex)).transpose(0, 2, 1)
-    strength = np.matmul(cand, t2)  # (n, E, U): one BLAS product per sequence
+    strength = np.matmul(cand, t * t)  # (n, E, U): one BLAS product per sequence
     own = np.take_along_axis(strength, ex[None, :, None], axis=2)  # (n, E, 1)
     fields = {"r2_exposure": np.broadcast_to(own, shape).copy(), "r2_outcome": strength[:, :, oc]}
     if u < 3:  # no feature besides the exposure and the outcome
-        return {**fields, "r2_other": np.full(shape, np.nan), "other_feature": np.full(shape, -1)}
+        return {
+            **fields,
+            "r2_other": np.full(shape, np.nan),
+            "cross_other": np.full(shape, np.nan),
+            "other_feature": np.full(shape, -1),
+        }
     others = strength.copy()
     np.put_along_axis(others, ex[None, :, None], -np.inf, axis=2)
     # the largest and second largest other feature: the outcome itself is not "another"
@@ -357,9 +366,13 @@ def steiger_sums(effects, mask, exposures, outcomes):
     other = np.where(first_is_outcome, top[:, :, None, 1], top[:, :, None, 0])
     other_feature = np.where(first_is_outcome, order[:, :, None, 1], order[:, :, None, 0])
     none = ~np.isfinite(other)
+    # signed cross-products of the exposure's own standardized effects with every feature's
+    cross = np.matmul(cand * t[:, :, ex].transpose(0, 2, 1), t)  # (n, E, U)
+    cross_other = np.take_along_axis(cross[:, :, None, :], other_feature[..., None], axis=3)[..., 0]
     return {
         **fields,
         "r2_other": np.where(none, np.nan, other),
+        "cross_other": np.where(none, np.nan, cross_other),
         "other_feature": np.where(none, -1, other_feature).astype(np.int64),
     }
 

@@ -2,8 +2,9 @@
 
 Modules: ``motifs`` (JASPAR matrices, log-odds, occupancy), ``generative`` (sequences, counts,
 labels, regimes), ``oracle`` (noise-free truth under ISM), ``model`` and ``train`` (small CNN,
-deep-ensemble training; torch imported lazily), ``experiment`` (rounds, evaluation, outputs),
-``cli`` (``deepmr simulate``) and ``demo`` (the shipped demo model and its truth).
+deep-ensemble training; torch imported lazily), ``config`` (``ExperimentConfig``: the
+experiment's settings), ``experiment`` (rounds, evaluation, outputs), ``cli`` (``deepmr
+simulate``) and ``demo_model`` (the shipped demo model and its truth).
 
 Example
 -------
@@ -14,6 +15,7 @@ Example
 """
 
 from deepmr_kipoi.simulate.cli import add_arguments, run_from_args
+from deepmr_kipoi.simulate.config import ExperimentConfig
 from deepmr_kipoi.simulate.demo_model import (
     FEATURES as DEMO_FEATURES,
 )
@@ -23,7 +25,7 @@ from deepmr_kipoi.simulate.demo_model import (
     demo_truth,
     load_demo_model,
 )
-from deepmr_kipoi.simulate.experiment import ExperimentConfig, run_experiment
+from deepmr_kipoi.simulate.experiment import run_experiment
 from deepmr_kipoi.simulate.generative import REGIMES, SimulationConfig
 
 __all__ = [

@@ -12,7 +12,13 @@ Files under ``OUT/models/``, per (round, regime) job ``rRRR_<regime>``:
   training record (``TrainConfig``, per-member histories); written last, so its presence marks a
   complete model;
 * ``.calibration.json``: the calibration fit's SE scales with the settings it was fitted under
-  (refitted when they change; the fit itself is cheap).
+  (refitted when they change; the fit itself is cheap);
+* ``.effects.<key>.npz``: the saturation ISM effects of the analysed sequences (per-sample
+  differences; ``key`` digests the sequences, window and features), so a reanalysis runs the
+  model once per job, not once per analysis;
+* ``.truth.<key>.parquet``: the oracle's per-sequence truths of the analysed sequences (``key``
+  digests the sequences, the round's parameters, the simulation constants and the regime): the
+  oracle's exact ISM costs more than a reanalysis and does not depend on the analysis.
 
 Analysed jobs are checkpointed under ``OUT/jobs/`` with the *analysis key* they were computed
 under (:func:`analysis_key`: the analysis settings and a digest of the analysis code), so a
@@ -145,6 +151,65 @@ def load_calibration(cache_dir: str, round_index: int, regime: str, key: dict):
         source=doc["source"],
         feature_names=tuple(doc["feature_names"]),
     )
+
+
+def effects_key(onehot: np.ndarray, window, features) -> str:
+    """What a job's ISM effects depend on besides its model: the analysed sequences (their
+    one-hot bytes), the mutated window and the features, as a short SHA-256 digest."""
+    import hashlib
+
+    digest = hashlib.sha256(np.ascontiguousarray(onehot, dtype=np.float32).tobytes())
+    digest.update(json.dumps([list(map(int, window)), list(map(int, features))]).encode())
+    return digest.hexdigest()[:16]
+
+
+def save_effects(cache_dir: str, round_index: int, regime: str, key: str, arrays: dict) -> None:
+    """Write a job's raw ISM effects (``run.chunk.effects_arrays``) under ``key``, atomically."""
+    os.makedirs(cache_dir, exist_ok=True)
+    path = _stem(cache_dir, round_index, regime) + f".effects.{key}.npz"
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def load_effects(cache_dir: str, round_index: int, regime: str, key: str) -> dict | None:
+    """The cached raw ISM effects of a job under ``key`` (arrays), or None."""
+    path = _stem(cache_dir, round_index, regime) + f".effects.{key}.npz"
+    if not os.path.exists(path):
+        return None
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def truth_key(an, params, simulation: dict, regime: str, oracle_scale: str) -> str:
+    """What a job's oracle truths depend on: the analysed sequences with their motif starts, the
+    round's parameters, the simulation constants, the regime and the oracle's scale (a digest)."""
+    import dataclasses
+    import hashlib
+
+    digest = hashlib.sha256(np.ascontiguousarray(an.onehot, dtype=np.float32).tobytes())
+    for starts in (an.exposure_start, an.outcome_start, an.confounder_start):
+        digest.update(np.ascontiguousarray(starts, dtype=np.int64).tobytes())
+    doc = [dataclasses.asdict(params), simulation, regime, oracle_scale]
+    digest.update(json.dumps(doc, sort_keys=True, default=float).encode())
+    return digest.hexdigest()[:16]
+
+
+def save_truth(cache_dir: str, round_index: int, regime: str, key: str, table) -> None:
+    """Write a job's per-sequence truth table (``experiment._truth_table``) under ``key``."""
+    os.makedirs(cache_dir, exist_ok=True)
+    path = _stem(cache_dir, round_index, regime) + f".truth.{key}.parquet"
+    tmp = path + ".tmp"
+    table.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def load_truth(cache_dir: str, round_index: int, regime: str, key: str):
+    """The cached truth table of a job under ``key``, or None."""
+    import pandas as pd
+
+    path = _stem(cache_dir, round_index, regime) + f".truth.{key}.parquet"
+    return pd.read_parquet(path) if os.path.exists(path) else None
 
 
 #: Keys of ``ExperimentConfig.to_dict()`` a job's trained model depends on.

@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         The same parser.
     """
     from deepmr_kipoi.run.settings import cli_options
-    from deepmr_kipoi.simulate.experiment import ExperimentConfig
+    from deepmr_kipoi.simulate.config import ExperimentConfig
     from deepmr_kipoi.simulate.train import TrainConfig
 
     d = ExperimentConfig()
@@ -93,7 +93,7 @@ SUMMARY_COLUMNS = (
 
 def config_from_args(args: argparse.Namespace):
     """Build the ExperimentConfig of parsed arguments (raises ValueError on bad values)."""
-    from deepmr_kipoi.simulate.experiment import ExperimentConfig
+    from deepmr_kipoi.simulate.config import ExperimentConfig
 
     d = ExperimentConfig()
     training = replace(
@@ -178,7 +178,7 @@ def _run_bpnet(args: argparse.Namespace) -> int:
     ``--seed`` and ``--threads`` apply when given explicitly; ``--quick`` sets smaller defaults."""
     from deepmr_kipoi.errors import DeepMRInputError
     from deepmr_kipoi.simulate.bpnet.experiment import BPNetExperimentConfig, run_bpnet_experiment
-    from deepmr_kipoi.simulate.experiment import ExperimentConfig
+    from deepmr_kipoi.simulate.config import ExperimentConfig
 
     d = ExperimentConfig()
     base = (
