@@ -14,6 +14,8 @@ import json
 import logging
 import os
 import re
+import time
+import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,10 +131,29 @@ def remove_stray_temporaries(folder: str | os.PathLike) -> None:
             stray.unlink(missing_ok=True)
 
 
+#: Floating-point arrays larger than this (bytes) are stored in ``.npz`` files uncompressed.
+NPZ_STORED_BYTES = 1 << 20
+
+
 def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
-    """Write named arrays to a compressed ``.npz`` atomically."""
+    """Write named arrays to an ``.npz`` atomically (read back by ``numpy.load``).
+
+    Large floating-point arrays (model effects, per-sample estimates: above
+    :data:`NPZ_STORED_BYTES`) are stored uncompressed: their mantissas barely compress (measured:
+    9.1 of 12.8 MB at zlib's default level, 4.4 of 4.8 MB for float32 effects) while deflating
+    them took 15-50x the time of storing them, which at hundreds of features was most of a chunk
+    file's write. Everything else is deflated (level 1). No array is pickled.
+    """
     buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, allowZip64=True, compresslevel=1) as zf:
+        for name, value in arrays.items():
+            a = np.asanyarray(value)
+            member = f"{name}.npy"  # by name: the archive's deflate at level 1
+            if a.dtype.kind in "fc" and a.nbytes > NPZ_STORED_BYTES:
+                member = zipfile.ZipInfo(member, date_time=time.localtime()[:6])
+                member.compress_type = zipfile.ZIP_STORED
+            with zf.open(member, "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, a, allow_pickle=False)
     return write_bytes(path, buf.getvalue())
 
 

@@ -108,8 +108,9 @@ MIN_EFFECT = 0.1
 #: ``other_ratio`` at or above which the exposure's instruments count as another feature's.
 OTHER_RATIO = 1.0
 #: ``other_r2`` at or above which the instruments cannot separate the exposure from the other
-#: feature (a heuristic threshold on a collinearity share; measured in the simulation experiment).
-OTHER_R2 = 0.7
+#: feature: that feature explains at least half of the exposure's instrument effects (a heuristic
+#: threshold on a collinearity share, measured in the simulation experiment).
+OTHER_R2 = 0.5
 #: Global-table columns the rule reads.
 REQUIRED_COLUMNS = (
     "exposure",

@@ -128,7 +128,7 @@ def test_verdicts_for_every_rule():
         + _rows("U", "T", NULL, NULL)
         + _rows("X", "Y", (0.5, 0.1), (0.5, 0.1), other_r2=0.93)
         + _rows("Y", "X", NULL, NULL)
-        + _rows("X1", "Y1", (0.5, 0.1), (0.5, 0.1), other_r2=0.69)
+        + _rows("X1", "Y1", (0.5, 0.1), (0.5, 0.1), other_r2=0.49)
         + _rows("Y1", "X1", NULL, NULL)
     )
     got = _by_pair(t, verdict.verdicts(t, min_sequences=5, min_effect=0.1))

@@ -47,7 +47,7 @@ def _table(seed: int, n_features: int = 9, methods=None, optional: bool = True) 
                 "steiger_ratio": rng.choice([0.2, 0.8, 1.0, 1.5, np.nan]),
                 "other_ratio": rng.choice([0.1, 0.9, 1.0, 3.0, np.nan]),
                 "other_feature": str(rng.choice(names)),
-                "other_r2": rng.choice([0.1, 0.69, 0.7, 0.95, np.nan]),
+                "other_r2": rng.choice([0.1, 0.49, 0.5, 0.95, np.nan]),
             }
             clean = rng.random() < 0.3  # passes steps 2-6: supported (both directions, some)
             if clean:

@@ -392,8 +392,9 @@ def _instrument_summaries(tail, ordered, ok, grid, level: float) -> None:
 
 def _pair_list(frame: pd.DataFrame, limit: int = 4) -> str:
     """``"A -> B, C -> D and 3 more"``: the ordered pairs of ``frame``, distinct, in order."""
-    pairs = list(dict.fromkeys(f"{e} -> {o}" for e, o in zip(frame["exposure"], frame["outcome"])))
-    shown = ", ".join(pairs[:limit])
+    pairs = frame[["exposure", "outcome"]].drop_duplicates()  # distinct, in order of appearance
+    first = pairs.iloc[:limit]
+    shown = ", ".join(f"{e} -> {o}" for e, o in zip(first["exposure"], first["outcome"]))
     return shown + (f" and {len(pairs) - limit} more" if len(pairs) > limit else "")
 
 

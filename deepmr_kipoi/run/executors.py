@@ -333,8 +333,8 @@ class Executor(Protocol):
         ...
 
 
-def _clamped(bar):
-    """``bar.update`` that never passes the total (fractions of sequences add up with rounding)."""
+def clamped_update(bar):
+    """``bar.update`` that never passes the total (shares of the work add up with rounding)."""
     return lambda done: bar.update(max(0.0, min(done, bar.total - bar.n)))
 
 
@@ -360,7 +360,11 @@ class LocalExecutor:
             for chunk_index in chunk_indices:
                 timings: dict[str, float] = {}
                 result = compute_chunk(
-                    plan, chunk_index, on_progress=_clamped(bar), timings=timings, keep_effects=True
+                    plan,
+                    chunk_index,
+                    on_progress=clamped_update(bar),
+                    timings=timings,
+                    keep_effects=True,
                 )
                 yield chunk_index, result, timings
         finally:

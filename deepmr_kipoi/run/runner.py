@@ -481,7 +481,10 @@ def _aggregate(plan: RunPlan, merged: ChunkResult, timings: dict) -> tuple[pd.Da
     tick = time.perf_counter()
     with _progress(config, "Deep MR: global effects") as bar:
         global_table = aggregate.global_effects(
-            merged.local, plan.n_sequences, on_progress=bar.update, **global_settings(plan, merged)
+            merged.local,
+            plan.n_sequences,
+            on_progress=executors.clamped_update(bar),
+            **global_settings(plan, merged),
         )
     timings["meta"] = time.perf_counter() - tick
     warns = aggregate.plain_warnings(
