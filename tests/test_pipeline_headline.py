@@ -143,6 +143,9 @@ def test_headline_columns_and_meta_columns(headline_run):
             f"the exposure's instruments move {other} in a fixed ratio to the exposure"
         )
     assert (ivw["verdict"] != "causal").all()
+    # the run's warning names these pairs for what stopped them, not as a strength excess
+    said = [w for w in headline_run.warnings if "in a fixed ratio to the exposure" in w]
+    assert len(said) == 1 and "y -> z" in said[0] and "x -> y" in said[0]
     assert ivw.loc[("y", "z"), "ci_low"] - 0.05 <= -0.5 <= ivw.loc[("y", "z"), "ci_high"] + 0.05
 
 

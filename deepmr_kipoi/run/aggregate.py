@@ -398,6 +398,58 @@ def _pair_list(frame: pd.DataFrame, limit: int = 4) -> str:
     return shown + (f" and {len(pairs) - limit} more" if len(pairs) > limit else "")
 
 
+#: Warnings about ordered pairs that a verdict reason stopped: (regular expression on the
+#: reason, message with ``{n}`` such pairs, ``{total}`` pairs and the ``{pairs}`` named), in order.
+_REASON_WARNINGS = (
+    (
+        r"^too few sequences",
+        "{n} of {total} pairs have too few sequences with a local fit for a verdict ({pairs}): "
+        "lower --z, widen the window, or add sequences.",
+    ),
+    (
+        r"^instruments disagree",
+        "For {n} pairs ({pairs}) the instruments of many sequences disagree beyond the model's "
+        "noise: mutations act on the outcome other than through the exposure (pleiotropy) or "
+        "through several pathways, so no causal claim is made.",
+    ),
+    (
+        r"^the exposure's instruments (?!.*in a fixed ratio to the exposure)",
+        "For {n} ordered pairs ({pairs}) the exposure's instruments move the outcome, or another "
+        "feature, at least as much as the exposure (in units of each feature's spread): reverse "
+        "causation or a shared driver, so no causal claim is made.",
+    ),
+    (
+        r"in a fixed ratio to the exposure",
+        "For {n} ordered pairs ({pairs}) the exposure's instruments move another feature in a "
+        "fixed ratio to the exposure: they cannot tell whether the outcome follows the exposure "
+        "or that feature, so no causal claim is made.",
+    ),
+    (
+        r"reverse direction could not be tested",
+        "For {n} ordered pairs ({pairs}) the reverse direction has too few sequences with a local "
+        "fit to be tested, so no direction is claimed: add sequences or widen the window.",
+    ),
+    (
+        r"^both directions",
+        "{n} ordered pairs ({pairs}) pass every check in both directions: feedback, a shared "
+        "driver, or instruments that move both features alike; MR on one model cannot tell "
+        "which feature drives the other there.",
+    ),
+)
+
+
+def _reason_warnings(pairs: pd.DataFrame) -> list[str]:
+    """The warnings of :data:`_REASON_WARNINGS` whose reason some of ``pairs`` (one row per
+    ordered pair) carry."""
+    reasons = pairs["verdict_reason"].astype(str)
+    out = []
+    for pattern, message in _REASON_WARNINGS:
+        hit = pairs[reasons.str.contains(pattern, regex=True).to_numpy()]
+        if len(hit):
+            out.append(message.format(n=len(hit), total=len(pairs), pairs=_pair_list(hit)))
+    return out
+
+
 def plain_warnings(
     global_table: pd.DataFrame, *, calibrated: bool, n_masked: int, level: float = 0.95
 ) -> list[str]:
@@ -427,42 +479,7 @@ def plain_warnings(
         )
     if n_masked:
         out.append(f"{n_masked} sequence positions hold N; they were not mutated.")
-    pairs = global_table.drop_duplicates(["exposure", "outcome"])
-    few = pairs[pairs["verdict_reason"].str.startswith("too few sequences")]
-    if len(few):
-        out.append(
-            f"{len(few)} of {len(pairs)} pairs have too few sequences with a local fit for a "
-            f"verdict ({_pair_list(few)}): lower --z, widen the window, or add sequences."
-        )
-    het = pairs[pairs["verdict_reason"].str.startswith("instruments disagree")]
-    if len(het):
-        out.append(
-            f"For {len(het)} pairs ({_pair_list(het)}) the instruments of many sequences disagree "
-            "beyond the model's noise: mutations act on the outcome other than through the "
-            "exposure (pleiotropy) or through several pathways, so no causal claim is made."
-        )
-    strength = pairs[pairs["verdict_reason"].str.startswith("the exposure's instruments")]
-    if len(strength):
-        out.append(
-            f"For {len(strength)} ordered pairs ({_pair_list(strength)}) the exposure's "
-            "instruments move the outcome, or another feature, at least as much as the exposure "
-            "(in units of each feature's spread): reverse causation or a shared driver, so no "
-            "causal claim is made."
-        )
-    untested = pairs[pairs["verdict_reason"].str.contains("reverse direction could not be tested")]
-    if len(untested):
-        out.append(
-            f"For {len(untested)} ordered pairs ({_pair_list(untested)}) the reverse direction "
-            "has too few sequences with a local fit to be tested, so no direction is claimed: "
-            "add sequences or widen the window."
-        )
-    both = pairs[pairs["verdict_reason"].str.startswith("both directions")]
-    if len(both):
-        out.append(
-            f"{len(both)} ordered pairs ({_pair_list(both)}) pass every check in both directions: "
-            "feedback, a shared driver, or instruments that move both features alike; MR on one "
-            "model cannot tell which feature drives the other there."
-        )
+    out += _reason_warnings(global_table.drop_duplicates(["exposure", "outcome"]))
     egger = global_table[global_table["method"] == "egger"]
     weak = egger[egger["i2_gx_median"].to_numpy() < 90]
     if len(weak):
