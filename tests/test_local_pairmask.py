@@ -11,6 +11,8 @@ directionality spreads.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -162,3 +164,40 @@ def test_pair_sums_count_the_directional_instruments_by_hand():
     np.testing.assert_array_equal(main["n_pass"][0, 0], [3, 1])
     np.testing.assert_allclose(main["sxx"][0, 0], [(4 + 0.25 + 9) / 0.01, 1 / 0.01])
     np.testing.assert_allclose(main["sxy"][0, 0], [(-2 + 0.05 - 3) / 0.01, 0.5 / 0.01])
+
+
+@pytest.mark.parametrize("block_cells", [local.MR_BLOCK_CELLS, 7])
+def test_one_pass_sample_estimates_equal_a_pass_of_their_own(block_cells):
+    # the local step's pass gives every sample's IVW/Egger estimates too (blocked over
+    # exposures, sub-blocked for the samples' sums); a step without the samples leaves them to
+    # a pass of their own over the same instruments: the same sums in the same order
+    samples = _effects(3)
+    mean, se = samples.mean(axis=0), samples.std(axis=0, ddof=1)
+    config = RunConfig(model="toy", methods=("ivw", "egger"))
+    ex, oc = list(range(F)), list(range(F))
+    step = local.local_step(mean, se, ex, oc, config, samples=samples)
+    assert step.estimates.closed_samples is not None
+    settings = dataclasses.replace(local.mr_settings(config, 0), block_cells=block_cells)
+    blocked = local.local_mr(
+        mean,
+        se,
+        ex,
+        oc,
+        step.selection,
+        config.methods,
+        settings=settings,
+        direction=step.direction,
+        samples=samples,
+    )
+    separate = dataclasses.replace(
+        step, estimates=dataclasses.replace(step.estimates, closed_samples=None)
+    )
+    own = local.sample_estimates(samples, separate, ex, oc, config).estimate
+    np.testing.assert_array_equal(
+        local.sample_estimates(samples, step, ex, oc, config).estimate, own
+    )
+    np.testing.assert_array_equal(blocked.closed_samples, own)
+    for name, value in step.estimates.fields.items():
+        if name in blocked.fields:
+            np.testing.assert_array_equal(blocked.fields[name], value, err_msg=name)
+    assert np.isfinite(own).mean() > 0.5

@@ -143,25 +143,20 @@ def pair_sums(x: Side, y: Side, mask, *, direction: bool, z: float, tie: float, 
     """
     n, n_e, _ = x.b.shape
     n_o = y.b.shape[1]
-    if x.samples.shape[0] and x.centred.shape[0]:
-        raise ValueError("pair_sums takes per-sample effects or centred ones, not both")
     main = np.zeros((len(MAIN_SUMS) if "main" in what else 0, n, n_e, n_o))
     het = np.zeros((len(HET_SUMS) if "heterogeneity" in what else 0, n, n_e, n_o))
     n_s = x.samples.shape[0] if "samples" in what else 0
     samp = np.zeros((n_s, len(SAMPLE_SUMS), n, n_e, n_o))
     if n * n_e * n_o:
-        xp, xsm = _packed(x)
-        yp, ysm = _packed(y)
         kernel = _kernel()
-        args = (
-            (xp, xsm, x.usable),
-            (yp, ysm, y.usable),
-            np.ascontiguousarray(mask, dtype=np.bool_),
-            (bool(direction), float(z), float(tie)),
-            (main, het, samp),
-        )
-        n_items = n * -(-n_e // kernel.X_BLOCK)
-        _threaded(kernel.pair_sums_kernel, args, n_items)
+        mask = np.ascontiguousarray(mask, dtype=np.bool_)
+        settings = (bool(direction), float(z), float(tie))
+
+        def job(ni, items):  # the sides packed one sequence at a time: memory of one sequence
+            sides = _packed(x, ni, tie, n_s), _packed(y, ni, tie, n_s)
+            kernel.pair_sums_kernel(*sides, mask[ni], settings, (main, het, samp), (ni, *items))
+
+        _threaded(job, n, -(-n_e // kernel.X_BLOCK))
     out = {}
     if len(main):
         out["main"] = main
@@ -173,26 +168,45 @@ def pair_sums(x: Side, y: Side, mask, *, direction: bool, z: float, tie: float, 
     return out
 
 
-def _packed(sd: Side) -> tuple[np.ndarray, np.ndarray]:
-    """The kernel's layout of a side: values per instrument (n, F, K, 5) and per-sample (or
-    centred) effects (n, F, K, S), each instrument's values contiguous."""
-    values = np.stack([sd.b, sd.se, sd.t, sd.v, sd.finite.astype(np.float64)], axis=-1)
-    extra = sd.samples if sd.samples.shape[0] else sd.centred
-    return values, np.ascontiguousarray(np.moveaxis(extra, 0, -1))
+def _packed(sd: Side, ni: int, tie: float, n_s: int) -> tuple:
+    """The kernel's layout of sequence ``ni`` of a side: values (F, ROWS, K) in the rows of
+    ``_pairmask_kernel.ROWS``, per-sample and centred effects (F, S, K), usable spreads (F,)."""
+    b, se = sd.b[ni], sd.se[ni]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        se2 = se * se
+        rows = (b, se, sd.t[ni], sd.v[ni], sd.finite[ni], se2, 1.0 / se2, sd.t[ni] * (1.0 - tie))
+    values = np.empty((b.shape[0], len(rows), b.shape[1]))
+    for i, row in enumerate(rows):
+        values[:, i] = row
+
+    def per_feature(a):  # (S, n, F, K) -> (F, S, K) of sequence ni
+        return np.ascontiguousarray(a[:, ni].transpose(1, 0, 2), dtype=np.float64)
+
+    samples = per_feature(sd.samples if n_s else sd.samples[:0])
+    return values, samples, per_feature(sd.centred), np.ascontiguousarray(sd.usable[ni])
 
 
-def _threaded(kernel, args, n_items: int) -> None:
-    """Run ``kernel(*args, (start, stop))`` over ``n_items`` work items on one thread per core
-    (the kernel releases the GIL; items write disjoint cells)."""
-    n_threads = max(1, min(len(os.sched_getaffinity(0)), n_items))
+def _threaded(job, n: int, n_items: int) -> None:
+    """Run ``job(ni, (start, stop))`` over the work items of every sequence ``ni`` on one thread
+    per core (the kernel releases the GIL; items write disjoint cells): whole sequences to each
+    thread while there are enough of them, then the items of the last ones split between
+    threads."""
+    n_threads = max(1, len(os.sched_getaffinity(0)))
     if n_threads == 1:
-        kernel(*args, (0, n_items))
+        for ni in range(n):
+            job(ni, (0, n_items))
         return
-    bounds = np.linspace(0, n_items, n_threads + 1).astype(int)
+    whole = n - n % n_threads
     with ThreadPoolExecutor(n_threads) as pool:
-        jobs = [pool.submit(kernel, *args, (int(a), int(b))) for a, b in zip(bounds, bounds[1:])]
-        for job in jobs:
-            job.result()
+        for first in range(0, whole, n_threads):
+            jobs = [pool.submit(job, ni, (0, n_items)) for ni in range(first, first + n_threads)]
+            for done in jobs:
+                done.result()
+        for ni in range(whole, n):
+            bounds = np.linspace(0, n_items, min(n_threads, n_items) + 1).astype(int)
+            jobs = [pool.submit(job, ni, (int(a), int(b))) for a, b in zip(bounds, bounds[1:])]
+            for done in jobs:
+                done.result()
 
 
 def _kernel():

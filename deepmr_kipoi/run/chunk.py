@@ -361,7 +361,7 @@ def analyse_chunk(
         on_progress=(half := _share(on_progress, 0.5 * (b - a))),
     )
     idx = np.arange(a, b)
-    frame = local.local_table(step.estimates, idx, plan.seq_ids, ex, oc, names)
+    frame = local.local_table(step.estimates, idx, plan.seq_ids, ex, oc, names, consume=True)
     per_sample = local.sample_estimates(
         samples, step, ex, oc, config, chunk=chunk_index, on_progress=half
     )

@@ -100,10 +100,15 @@ class LocalEstimates:
         The fields of :data:`LOCAL_FIELDS` (float64, NaN where a method does not define them or the
         cell failed) plus ``n_instruments`` and ``reason`` (int64, codes of ``mr.REASONS``). Cells
         with exposure == outcome are computed like any other; :func:`local_table` drops them.
+    closed_samples : ndarray of float64, shape (S, n, E, O, M), optional
+        Every model sample's local estimate of the closed-form methods (IVW, MR-Egger; NaN in
+        the other methods' slots), computed in the same compiled pass as the fields when
+        :func:`local_mr` is given the per-sample effects; :func:`sample_estimates` reads them.
     """
 
     methods: tuple[str, ...]
     fields: Mapping[str, np.ndarray]
+    closed_samples: np.ndarray | None = None
 
     @property
     def estimate(self) -> np.ndarray:
@@ -440,12 +445,14 @@ def local_mr(
     fields = _empty_fields((n, n_e, n_o, n_m), selection)
     seeds = np.random.SeedSequence(int(settings.seed)).generate_state(n_m * n_e + 1)
     cov = samples if settings.heterogeneity else None
-    ys = _side(mean, se, oc, direction, centred=cov)
-    what = ("main", "heterogeneity") if settings.heterogeneity else ("main",)
+    closed = [(mi, m) for mi, m in enumerate(methods) if METHOD_TABLE[m].closed_form]
+    sample_est = None
+    if cov is not None and closed:  # every sample's closed-form estimates in the same pass
+        sample_est = (np.full((samples.shape[0], n, n_e, n_o, n_m), np.nan), closed)
+    ys = _side(mean, se, oc, direction, centred=cov, samples=None if sample_est is None else cov)
     for start in range(0, n_e, block):
         sl = slice(start, min(n_e, start + block))
-        xs = _side(mean, se, ex[sl], direction, centred=cov)
-        sums = pairmask.pair_sums(xs, ys, mask_x[:, sl], **_rule(direction), what=what)
+        sums = _block_sums((mean, se, ex), sl, ys, mask_x, direction, cov, settings, sample_est)
         main = dict(zip(pairmask.MAIN_SUMS, sums["main"]))
         if direction is not None:
             kept = np.rint(main["n_pass"]).astype(np.int64)
@@ -476,7 +483,49 @@ def local_mr(
     for f in (*LOCAL_FIELDS, *HETEROGENEITY_FIELDS):
         fields[f][few] = np.nan
     fields["reason"][few] = TOO_FEW
-    return LocalEstimates(methods, fields)
+    return LocalEstimates(methods, fields, None if sample_est is None else sample_est[0])
+
+
+def _block_sums(effects, sl, ys, mask_x, direction, cov, settings, sample_est) -> dict:
+    """The ``mr.pairmask.pair_sums`` of an exposure block (``effects``: mean, se, exposures),
+    in one pass with every model sample's sums when ``sample_est`` is given (an array (S, n, E,
+    O, M) and the closed-form methods' (position, name)): those become the samples'
+    closed-form estimates there, sub-block by sub-block (their sums are S times the size of
+    the block's)."""
+    from deepmr_kipoi.mr import pairmask
+
+    mean, se, ex = effects
+    if sample_est is None:
+        what = ("main", "heterogeneity") if settings.heterogeneity else ("main",)
+        xs = _side(mean, se, ex[sl], direction, centred=cov)
+        return pairmask.pair_sums(xs, ys, mask_x[:, sl], **_rule(direction), what=what)
+    out, closed = sample_est
+    n, n_o, n_s = mask_x.shape[0], ys.b.shape[1], out.shape[0]
+    step = max(1, int(settings.block_cells) // max(1, n * n_o * n_s))
+    parts = []
+    for start in range(sl.start, sl.stop, step):
+        sub = slice(start, min(sl.stop, start + step))
+        xs = _side(mean, se, ex[sub], direction, centred=cov, samples=cov)
+        sums = pairmask.pair_sums(
+            xs, ys, mask_x[:, sub], **_rule(direction), what=("main", "heterogeneity", "samples")
+        )
+        _samples_closed(sums.pop("samples"), out, sub, closed, settings)
+        parts.append(sums)
+    return {k: np.concatenate([p[k] for p in parts], axis=2) for k in parts[0]}
+
+
+def _samples_closed(sums: np.ndarray, out: np.ndarray, sl: slice, closed, settings) -> None:
+    """Every sample's estimates of the ``closed`` methods ((position, name) pairs) into
+    ``out[:, :, sl]`` ((S, n, E, O, M)) from its sums (S, 7, n, E_block, O): NaN where the
+    method cannot fit or the cell has fewer than the minimum instruments."""
+    from deepmr_kipoi.mr import batched, pairmask
+
+    for s in range(sums.shape[0]):
+        t = dict(zip(pairmask.SAMPLE_SUMS, sums[s]))
+        for mi, method in closed:
+            r = batched.from_sums(method, t, t["n"], level=settings.level, inference=False)
+            ok = (r.reason == 0) & (r.n_instruments >= int(settings.min_instruments))
+            out[s, :, sl, :, mi] = np.where(ok, r.estimate, np.nan)
 
 
 def _exposure_block(block_cells: int, n: int, n_o: int, k: int) -> int:
@@ -494,8 +543,9 @@ def _rule(direction: DirectionCheck | None) -> dict:
 
 def _side(mean, se, idx, direction, *, centred=None, samples=None):
     """One side (features ``idx``) of the cells, for ``mr.pairmask.pair_sums``: effects, SEs, the
-    directionality statistic and the per-sample effects (``samples``) or their deviations from
-    the sample mean (``centred``, for the paired covariance), each (S, n, W, 3, F)."""
+    directionality statistic, and from per-sample effects (S, n, W, 3, F): the samples
+    themselves (``samples``) and their deviations from the sample mean (``centred``, for the
+    paired covariance)."""
     from deepmr_kipoi.mr import pairmask
 
     n = mean.shape[0]
@@ -505,17 +555,17 @@ def _side(mean, se, idx, direction, *, centred=None, samples=None):
         spread = np.broadcast_to(spread, (n, spread.shape[-1]))[:, idx]
         rule = (_flat(direction.effects, idx), _flat(direction.se, idx), spread)
     per_sample = centred if centred is not None else samples
-    stacked = None
+    stacked = deviations = None
     if per_sample is not None:
         stacked = np.stack([_flat(d, idx) for d in per_sample]).astype(np.float64, copy=False)
-        if centred is not None:
-            stacked -= stacked.mean(axis=0)
+    if centred is not None:
+        deviations = stacked - stacked.mean(axis=0)
     return pairmask.side(
         _flat(mean, idx),
         _flat(se, idx),
         rule,
-        samples=None if centred is not None else stacked,
-        centred=stacked if centred is not None else None,
+        samples=stacked if samples is not None else None,
+        centred=deviations,
     )
 
 
@@ -761,7 +811,9 @@ def sample_estimates(
     sample's paired differences) for both exposure and outcome, weighted by the calibrated effect
     SEs of the whole model, over the instruments the local step chose. For IVW that is
     ``sum_k w_k d_s,x,k d_s,y,k / sum_k w_k d_s,x,k^2`` with ``w_k = 1 / se_y,k^2``. IVW and
-    MR-Egger of all samples come from one compiled pass over the cells (``mr.pairmask``); the
+    MR-Egger of all samples come from one compiled pass over the cells (``mr.pairmask``): the
+    local step's own pass when it was given the per-sample effects (then ``samples`` must be
+    those, and its estimates are taken as they are), else a pass of their own; the
     sorting methods run their bootstrap with :data:`~deepmr_kipoi.run.config.SAMPLE_N_BOOT`
     replicates: only their point estimates are used.
 
@@ -786,11 +838,16 @@ def sample_estimates(
     settings = mr_settings(config, chunk, n_boot=SAMPLE_N_BOOT)
     ex, oc = list(exposures), list(outcomes)
     n_s, n = samples.shape[0], samples.shape[1]
-    out = np.full((n_s, n, len(ex), len(oc), len(methods)), np.nan)
     closed = [mi for mi, m in enumerate(methods) if METHOD_TABLE[m].closed_form]
     others = [mi for mi, m in enumerate(methods) if not METHOD_TABLE[m].closed_form]
     share = len(closed) / len(methods)
-    if closed:
+    out = step.estimates.closed_samples
+    if out is not None:  # the closed-form methods came from the local step's own pass
+        if on_progress is not None:
+            on_progress(share)
+    else:
+        out = np.full((n_s, n, len(ex), len(oc), len(methods)), np.nan)
+    if closed and step.estimates.closed_samples is None:
         report = None if on_progress is None else (lambda done: on_progress(share * done))
         _closed_sample_estimates(samples, step, (ex, oc), settings, out, report)
     for s, d in enumerate(samples if others else ()):
@@ -846,6 +903,8 @@ def local_table(
     exposures: Sequence[int],
     outcomes: Sequence[int],
     feature_names: Sequence[str],
+    *,
+    consume: bool = False,
 ) -> pd.DataFrame:
     """Local MR arrays (n, E, O, M) as rows, one per (sequence, exposure, outcome, method).
 
@@ -858,6 +917,10 @@ def local_table(
         Every sequence's id.
     exposures, outcomes : sequence of int
     feature_names : sequence of str
+    consume : bool
+        Drop every field from ``est.fields`` as soon as its column is built (the caller's last
+        use of them): the arrays and the table are then never both whole in memory, which
+        halves a chunk's peak at hundreds of features.
 
     Returns
     -------
@@ -896,9 +959,14 @@ def local_table(
     fields += tuple(f for f in (*STEIGER_FIELDS, "other_feature") if f in est.fields)
     for f in fields:
         cells = np.ascontiguousarray(est.fields[f]).reshape(-1, n_m)
+        if consume:
+            del est.fields[f]
         column = np.empty(len(keep) * n_m, dtype=cells.dtype)
         for mi in range(n_m):
-            np.take(cells[:, mi], keep, out=column[mi * len(keep) : (mi + 1) * len(keep)])
+            part = column[mi * len(keep) : (mi + 1) * len(keep)]
+            # mode="clip": with out= and the default "raise", numpy buffers the result first
+            np.take(cells[:, mi], keep, out=part, mode="clip")
+        del cells
         columns[f] = column
     if "other_feature" in columns:
         columns["other_feature"] = pd.Categorical.from_codes(columns["other_feature"], dtype=cats)
