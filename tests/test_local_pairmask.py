@@ -197,6 +197,12 @@ def test_one_pass_sample_estimates_equal_a_pass_of_their_own(block_cells):
         local.sample_estimates(samples, step, ex, oc, config).estimate, own
     )
     np.testing.assert_array_equal(blocked.closed_samples, own)
+    # a model panel's cross-model pairs weigh by pooled SEs: never the local pass's estimates
+    groups = np.arange(F) % 2
+    panel = local.sample_estimates(samples, step, ex, oc, config, feature_groups=groups)
+    panel_own = local.sample_estimates(samples, separate, ex, oc, config, feature_groups=groups)
+    np.testing.assert_array_equal(panel.estimate, panel_own.estimate)
+    assert not np.allclose(panel.estimate, own, equal_nan=True)
     for name, value in step.estimates.fields.items():
         if name in blocked.fields:
             np.testing.assert_array_equal(blocked.fields[name], value, err_msg=name)

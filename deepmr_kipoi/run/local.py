@@ -854,7 +854,12 @@ def sample_estimates(
     if not cross.any():
         return _sample_estimates(samples, step, (ex, oc), config, chunk, on_progress)
     share = cross.mean() if (~cross).any() else 1.0
-    pooled = dataclasses.replace(step, se=pooled_se(step.se))
+    # the local step's own per-sample estimates weigh by 1 / se_y,k^2: cross pairs need their own
+    pooled = dataclasses.replace(
+        step,
+        se=pooled_se(step.se),
+        estimates=dataclasses.replace(step.estimates, closed_samples=None),
+    )
     out = _sample_estimates(samples, pooled, (ex, oc), config, chunk, _scaled(on_progress, share))
     if (~cross).any():
         within = _sample_estimates(
