@@ -129,12 +129,16 @@ class ChunkResult:
         )
 
     @classmethod
-    def merge(cls, chunks: Sequence[ChunkResult]) -> ChunkResult:
+    def merge(cls, chunks: Sequence[ChunkResult], release: bool = False) -> ChunkResult:
         """The chunks of a run joined in chunk order: tables, estimates and kept effects
-        concatenated, counts summed."""
+        concatenated, counts summed.
+
+        With ``release`` the chunks' local tables are taken over (the caller's last use of
+        them): each column is dropped from them once joined, so the run's table and its chunks'
+        are never both whole in memory."""
         kept = [c.kept for c in chunks if c.kept is not None]
         return cls(
-            local=pd.concat([c.local for c in chunks], ignore_index=True),
+            local=_join_tables([c.local for c in chunks], release),
             samples=local.SampleEstimates.concatenate([c.samples for c in chunks]),
             kept=KeptEffects.concatenate(kept) if kept else None,
             n_masked=sum(c.n_masked for c in chunks),
@@ -147,6 +151,21 @@ class ChunkResult:
         arrays = {} if self.kept is None else self.kept.as_dict()
         arrays.update(n_masked=self.n_masked, n_nonfinite=np.asarray(self.n_nonfinite))
         return arrays
+
+
+def _join_tables(tables: list[pd.DataFrame], release: bool) -> pd.DataFrame:
+    """``pd.concat(tables, ignore_index=True)``; with ``release``, column by column, each column
+    dropped from ``tables`` once joined (one table is returned as it is)."""
+    if not release:
+        return pd.concat(tables, ignore_index=True)
+    if len(tables) == 1:
+        return tables[0]
+    columns = {}
+    for name in list(tables[0].columns):
+        columns[name] = pd.concat([t[name] for t in tables], ignore_index=True)
+        for t in tables:
+            del t[name]
+    return pd.DataFrame(columns, copy=False)
 
 
 def _add_time(timings: dict | None, key: str, since: float) -> None:

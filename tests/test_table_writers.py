@@ -1,4 +1,4 @@
-"""Large tables are written as CSV by pyarrow: read back, they equal pandas' own CSV of them."""
+"""Large tables: CSV by pyarrow and Parquet slice by slice read back as pandas writes them."""
 
 import numpy as np
 import pandas as pd
@@ -40,3 +40,18 @@ def test_small_tables_keep_pandas_csv(tmp_path):
     table = _table(50)
     path = results.write_table(table, tmp_path / "t.csv")
     assert path.read_text() == table.to_csv(index=False)
+
+
+def test_large_parquet_written_in_slices_reads_back_equal(tmp_path, monkeypatch):
+    table = _table(3_000)
+    table["sequence_id"] = pd.Categorical(np.repeat(["s1", "s2", "s3"], 1_000))
+    whole = tmp_path / "whole.parquet"
+    table.to_parquet(whole, index=False)
+    monkeypatch.setattr(results, "PARQUET_SLICE_ROWS", 700)
+    sliced = results.write_table(table, tmp_path / "sliced.parquet", metadata={b"key": b"abc"})
+    assert results.table_metadata(sliced)[b"key"] == b"abc"
+    import pyarrow.parquet as pq
+
+    assert pq.ParquetFile(sliced).num_row_groups == 5  # 3000 rows in slices of 700
+    pd.testing.assert_frame_equal(pd.read_parquet(sliced), pd.read_parquet(whole), check_exact=True)
+    pd.testing.assert_frame_equal(pd.read_parquet(sliced), table, check_exact=True)
