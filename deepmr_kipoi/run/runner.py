@@ -389,8 +389,7 @@ def run_plan(
         chunks, resumed = _run_chunks(
             plan, store, reader, created, computed, on_chunk, timings, model_given
         )
-        merged = ChunkResult.merge(chunks, release=True)
-        del chunks
+        merged = ChunkResult.merge(chunks, release=True)  # the chunks' tables are emptied
         local_table = merged.local
         global_table, warns = _aggregate(plan, merged, timings)
         arrays = merged.figure_arrays()
