@@ -501,15 +501,20 @@ def plain_warnings(
         )
     if n_masked:
         out.append(f"{n_masked} sequence positions hold N; they were not mutated.")
-    out += _reason_warnings(global_table.drop_duplicates(["exposure", "outcome"]))
-    egger = global_table[global_table["method"] == "egger"]
+    # only the columns the warnings read: at 919 features a row filter of the whole table
+    # copies its 56 columns (1.7 million rows, strings included)
+    table = global_table[
+        ["exposure", "outcome", "method", "verdict_reason", "i2_gx_median", "robust_disagreement"]
+    ]
+    out += _reason_warnings(table.drop_duplicates(["exposure", "outcome"]))
+    egger = table[table["method"] == "egger"]
     weak = egger[egger["i2_gx_median"].to_numpy() < 90]
     if len(weak):
         out.append(
             f"For {len(weak)} pairs ({_pair_list(weak)}) the median I^2_GX is below 90%: MR-Egger "
             "slopes are diluted toward zero there (weak-instrument regression dilution)."
         )
-    disagree = global_table[global_table["robust_disagreement"].astype(bool)]
+    disagree = table[table["robust_disagreement"].astype(bool)]
     if len(disagree):
         out.append(
             f"For {len(disagree.drop_duplicates(['exposure', 'outcome']))} ordered pairs "
