@@ -207,7 +207,12 @@ def _figures(plan: RunPlan, stage: Path, tables: RunTables, record: RunRecord, t
     from deepmr_kipoi.report import figures
 
     config, names = plan.config, plan.feature_names
-    digest = figures_digest(plan, tables.global_effects, tables.local_effects, tables.arrays, truth)
+    # the digest hashes the whole local table: only worth it when there are figures to keep
+    digest = (
+        figures_digest(plan, tables.global_effects, tables.local_effects, tables.arrays, truth)
+        if config.figures
+        else ""
+    )
     figs = []
     if config.figures:
         figs = _earlier_figures(plan, stage, digest)
@@ -233,7 +238,7 @@ def _figures(plan: RunPlan, stage: Path, tables: RunTables, record: RunRecord, t
     record = dataclasses.replace(
         record,
         figures=tuple(str(f.path.relative_to(stage)) for f in figs),
-        figures_digest=digest if config.figures else "",
+        figures_digest=digest,
         figure_info=tuple(
             {"title": f.title, "caption": f.caption, "section": f.section, "pair": f.pair}
             for f in figs
