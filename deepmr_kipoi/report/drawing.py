@@ -26,6 +26,7 @@ from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from deepmr_kipoi import results  # noqa: E402
+from deepmr_kipoi.report.table import effect_matrix  # noqa: E402, F401 - drawn by the heatmaps
 
 _LABELLED_MAX = 40  # matrices larger than this lose per-cell labels and significance stars
 #: Text is drawn as typed: a feature name with ``$`` is never parsed as mathtext.
@@ -89,41 +90,6 @@ def save_svg(fig: Figure, path: str | os.PathLike) -> Path:
         fig.savefig(buf, format="svg", bbox_inches="tight")
     plt.close(fig)
     return results.write_bytes(path, buf.getvalue())
-
-
-def effect_matrix(global_table: pd.DataFrame, method: str, value: str = "estimate") -> pd.DataFrame:
-    """One column of the global table as an exposure x outcome matrix.
-
-    Parameters
-    ----------
-    global_table : DataFrame
-        Global effects with columns exposure, outcome, method and ``value``.
-    method : str
-    value : str
-
-    Returns
-    -------
-    DataFrame, shape (E, O)
-        Rows: exposures in order of first appearance; columns: outcomes in the same order where
-        they are exposures too (so the diagonal lines up), then the others. NaN where a pair is
-        absent (e.g. exposure == outcome).
-    """
-    sub = global_table[global_table["method"].astype(str) == method]
-    rows = list(dict.fromkeys(sub["exposure"].astype(str)))
-    outcomes = set(sub["outcome"].astype(str))
-    # features that are both exposure and outcome keep one order on both axes (diagonal aligned)
-    cols = [f for f in dict.fromkeys([*rows, *sub["outcome"].astype(str)]) if f in outcomes]
-    mat = sub.pivot_table(
-        index="exposure",
-        columns="outcome",
-        values=value,
-        aggfunc="first",
-        observed=True,
-        dropna=False,
-    )
-    mat.index = mat.index.astype(str)
-    mat.columns = mat.columns.astype(str)
-    return mat.reindex(index=rows, columns=cols).astype(float)
 
 
 def symmetric_norm(values: np.ndarray) -> TwoSlopeNorm:

@@ -47,6 +47,7 @@ from deepmr_kipoi.report.drawing import (  # noqa: E402
     save_svg,
     truth_scatter,
 )
+from deepmr_kipoi.report.figure_file import FigureFile  # noqa: E402
 from deepmr_kipoi.report.headline import primary_method, truth_join  # noqa: E402
 from deepmr_kipoi.report.overview import (  # noqa: E402
     GRAPH_MAX_FEATURES,
@@ -79,29 +80,6 @@ __all__ = [
     "truth_join",
     "truth_scatter",
 ]
-
-
-@dataclass(frozen=True)
-class FigureFile:
-    """A figure written to the run folder.
-
-    Attributes
-    ----------
-    path : Path
-        PNG or SVG file.
-    title : str
-    caption : str
-    section : str
-        Where the report shows it: ``overview``, ``pair`` (the pair's details) or ``figures``.
-    pair : (str, str) or None
-        The (exposure, outcome) a ``pair`` figure belongs to.
-    """
-
-    path: Path
-    title: str
-    caption: str
-    section: str = "figures"
-    pair: tuple[str, str] | None = None
 
 
 def slug(text: str) -> str:

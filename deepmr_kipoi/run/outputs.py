@@ -204,8 +204,6 @@ def _write_tables(plan: RunPlan, stage: Path, tables: RunTables) -> None:
 def _figures(plan: RunPlan, stage: Path, tables: RunTables, record: RunRecord, truth):
     """The run's figures (kept from the folder's last run when they show the same, else drawn)
     and the record naming them: ``(record, list of FigureFile)``."""
-    from deepmr_kipoi.report import figures
-
     config, names = plan.config, plan.feature_names
     # the digest hashes the whole local table: only worth it when there are figures to keep
     digest = (
@@ -217,6 +215,8 @@ def _figures(plan: RunPlan, stage: Path, tables: RunTables, record: RunRecord, t
     if config.figures:
         figs = _earlier_figures(plan, stage, digest)
     if config.figures and figs is None:
+        from deepmr_kipoi.report import figures  # matplotlib: only when figures are drawn
+
         kept = figures.DetailInputs(
             tables.local_effects,
             tables.arrays,
@@ -284,7 +284,7 @@ def figures_digest(plan: RunPlan, global_table, local_table, arrays: dict, truth
 def _earlier_figures(plan: RunPlan, stage: Path, digest: str) -> list | None:
     """The figures of the run the folder holds, linked into the stage, when they show exactly what
     this run's would (same digest); None when they must be drawn."""
-    from deepmr_kipoi.report.figures import FigureFile
+    from deepmr_kipoi.report.figure_file import FigureFile
     from deepmr_kipoi.run.contents import link_or_copy
 
     final = Path(os.path.realpath(plan.config.out))
