@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from deepmr_kipoi.run import checks, local
+from deepmr_kipoi.run import checks, effects_cache, local
 from deepmr_kipoi.run.effects import chunk_effects
 
 #: Arrays of :class:`KeptEffects`, concatenated along the sequence axis when chunks merge.
@@ -279,6 +279,7 @@ def compute_chunk(
     """
     a, b = plan.bounds[chunk_index]
     tick = time.perf_counter()
+    cached = effects_cache.engines(plan.config, plan.model, plan.identity, plan.inputs)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # non-finite outputs are
         # checked (and named) in analyse_chunk, so numpy's own warnings about them would only be noise
         eff = chunk_effects(
@@ -288,7 +289,9 @@ def compute_chunk(
             batch_size=plan.config.batch_size,
             features=list(plan.used),
             on_progress=_share(on_progress, 0.5),
+            engines=cached,
         )
+    effects_cache.log_use(cached)
     _add_time(timings, "ism", tick)
     # the analysis calibrates the per-sample differences in place: what is stored must be the raw
     # differences the model gave (a reanalysis calibrates them again), so a calibrated run stores

@@ -33,7 +33,7 @@ import pandas as pd
 
 from deepmr_kipoi import __version__, instruments, results, validation
 from deepmr_kipoi.errors import DeepMRInputError, user_code_errors
-from deepmr_kipoi.run import aggregate, checks, executors, inputs
+from deepmr_kipoi.run import aggregate, checks, effects_cache, executors, inputs
 from deepmr_kipoi.run.chunk import (  # noqa: F401 - runner.compute_chunk stays importable
     ChunkResult,
     analyse_chunk,
@@ -247,8 +247,13 @@ def make_plan(
     used = tuple(sorted(set(exposures) | set(outcomes)))
     save_effects, chunk_size, bounds = chunking(config, n_seq, window, len(used))
     chash = config_hash(config.replace(chunk_size=chunk_size), identity, feature_names, n_seq)
+    fingerprint = input_fingerprint(config, identity, seq_ids, onehot)
+    cached = effects_cache.engines(config, model, identity, fingerprint)
     reference = checks.reference_predictions(
-        model, onehot, config.batch_size, mask=config.mask_nonfinite
+        model if cached is None else effects_cache.CachedReference(model, cached),
+        onehot,
+        config.batch_size,
+        mask=config.mask_nonfinite,
     )
     spread = instruments.feature_spread(reference)
     return RunPlan(
@@ -268,7 +273,7 @@ def make_plan(
         save_effects,
         chash,
         spread,
-        input_fingerprint(config, identity, seq_ids, onehot),
+        fingerprint,
         sequence_source or inputs.sequence_source(config),
         effects_hash(config, identity, feature_names, n_seq),
     )
