@@ -137,9 +137,14 @@ class Analysis:
     # -- building --------------------------------------------------------------------------------
 
     @classmethod
-    def from_result(cls, result) -> Analysis:
-        """The analysis of a ``pipeline.run`` result (a ``DeepMRResult``)."""
-        out = cls(result.global_effects, result.run_info, tuple(result.warnings), result.out_dir)
+    def from_result(cls, result, python: bool = False) -> Analysis:
+        """The analysis of a ``pipeline.run`` result (a ``DeepMRResult``); ``python``: its warnings
+        name settings as Python keywords (:func:`~deepmr_kipoi.analysis.terms.python_terms`), for
+        a caller of ``analyze`` or ``reanalyze``, instead of as command-line options."""
+        from deepmr_kipoi.analysis.terms import python_terms
+
+        warns = tuple(python_terms(w) if python else w for w in result.warnings)
+        out = cls(result.global_effects, result.run_info, warns, result.out_dir)
         out._cache["local_effects"] = result.local_effects
         out._cache["config"] = result.config
         return out
@@ -230,7 +235,13 @@ class Analysis:
             settings["exposures"] = [settings["exposures"]]
         if "outcomes" in settings and isinstance(settings["outcomes"], str):
             settings["outcomes"] = [settings["outcomes"]]
-        out = Analysis.from_result(reanalyze(source, **settings))
+        from deepmr_kipoi.analysis.terms import python_terms
+
+        try:
+            result = reanalyze(source, **settings)
+        except DeepMRInputError as err:  # the run names options as the command line does
+            raise type(err)(python_terms(str(err))) from err
+        out = Analysis.from_result(result, python=True)
         out._cache["effects_dir"] = Path(out.out_dir) if out.out_dir else source
         for text in out.warnings:
             warnings.warn(text, DeepMRWarning, stacklevel=2)
