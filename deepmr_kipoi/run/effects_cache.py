@@ -227,11 +227,11 @@ def model_descriptor(model, identity: dict, load: dict | None, code: dict, seed:
     # the seed draws MC-dropout masks and reaches a factory; a deep ensemble loaded by name does
     # not depend on it
     factory = isinstance(spec, str) and is_factory_spec(spec)
-    if factory and is_path_model(
-        spec
-    ):  # file.py:function: the file by its code, the function by name
+    # a file.py:function factory enters by its code and its function's name, a model folder by
+    # its code and weights: their paths do not count
+    if factory and is_path_model(spec):
         spec = ":" + spec.rpartition(":")[2]
-    elif spec is not None and is_path_model(spec):  # a model folder: by its code and weights
+    elif spec is not None and is_path_model(spec):
         spec = None
     return {
         "spec": spec,
