@@ -545,6 +545,13 @@ def _summary(result, started: float) -> str:
         f"{', ...' if len(m.get('feature_names') or []) > 12 else ''}\n"
         for label, m in members.items()
     )
+    cache = (result.run_info.get("model") or {}).get("effects_cache")
+    if cache:  # what the effects cache gave this run, per model
+        used = "; ".join(
+            f"{label} {c['reused']} read, {c['computed']} computed"
+            for label, c in cache["models"].items()
+        )
+        panel += f"effects cache {cache['folder']}: {used or 'not used'} (sequences)\n"
     return panel + (
         f"{build_headline(g).summary().rstrip(':.')} ({len(g)} global effects) from "
         f"{result.run_info['sequences']['n']} sequences in {time.time() - started:.1f} s; "

@@ -492,6 +492,10 @@ def test_effects_cache_reuses_a_models_ism_across_panels_and_single_runs(tmp_pat
     assert len(list(cache.glob("*/model.json"))) == 2  # one entry per model
     second, calls = _cached_run({"a": "counting_a", "b": "counting_b"}, cache)
     assert len(list(cache.glob("*/model.json"))) == 3
+    assert second.run_info["model"]["effects_cache"] == {
+        "folder": str(cache),
+        "models": {"a": {"reused": 6, "computed": 0}, "b": {"reused": 0, "computed": 6}},
+    }
     # b computed: 5 members x (6 references for the plan + 6 for the ISM + 6 x 50 x 3 mutants)
     assert calls.get("a", 0) == 0 and calls["b"] == 5 * (6 + 6 + 6 * 50 * 3)
     fresh, calls = _cached_run({"a": "counting_a", "b": "counting_b"}, None)
@@ -511,3 +515,29 @@ def test_effects_cache_reuses_a_models_ism_across_panels_and_single_runs(tmp_pat
     # another ISM window is another entry: the model runs again on every sequence
     _, calls = _cached_run({"a": "counting_a", "b": "counting_b"}, cache, window=(10, 50))
     assert calls == {"a": 5 * (6 + 40 * 3 * 6), "b": 5 * (6 + 40 * 3 * 6)}
+
+
+def test_members_with_more_samples_compute_only_the_panels():
+    """A member with more samples than the panel predicts only the first S: an ensemble's first
+    members, MC dropout's first masks (the same masks as its first S of more)."""
+    torch = pytest.importorskip("torch")
+    from deepmr_kipoi.predictive import MCDropout, from_torch
+    from deepmr_kipoi.predictive.models import first_samples
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Dropout(0.3), torch.nn.Linear(4 * 12, 2)
+    ).eval()
+    many = MCDropout(from_torch(net, feature_names=["p", "q"], layout="NLC"), n_samples=6, seed=3)
+    x = _onehot(4, 12, 5)
+    few = first_samples(many, 3)
+    assert few.n_samples == 3 and many.n_samples == 6
+    np.testing.assert_array_equal(few.predict_samples(x), many.predict_samples(x)[:3])
+    calls = []
+    ens = DeepEnsemble([_counting_member(np.full((12, 4), float(k)), "y", calls) for k in range(5)])
+    panel = ModelPanel({"a": few, "b": ens})
+    assert panel.n_samples == 3 and panel.sample_counts == (3, 5)
+    pred = panel.predict_samples(x)
+    assert len(calls) == 3  # members 4 and 5 of b never run
+    np.testing.assert_allclose(pred[:, :, 2], ens.predict_samples(x)[:3, :, 0], rtol=1e-6)
+    assert first_samples(ens, 5) is ens

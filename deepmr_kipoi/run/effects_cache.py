@@ -311,15 +311,37 @@ def engines(config, model, identity: dict, inputs: dict) -> list | None:
     return out
 
 
-def log_use(found: list | None) -> None:
-    """One log line of what the cache gave a chunk (sequences reused and computed per model)."""
-    parts = [
-        f"{e.label or 'model'}: {e.reused} reused, {e.computed} computed"
-        for e in found or ()
-        if e is not None
-    ]
-    if parts:
-        logger.info("effects cache: %s", "; ".join(parts))
+def use(found: list | None) -> tuple[tuple[str, int, int], ...]:
+    """What the cache gave a chunk: ``(label, sequences reused, sequences computed)`` per cached
+    model (label ``"model"`` for a single model), also logged in one line."""
+    out = tuple(
+        (e.label or "model", int(e.reused), int(e.computed)) for e in found or () if e is not None
+    )
+    if out:
+        logger.info(
+            "effects cache: %s", "; ".join(f"{lab}: {r} reused, {c} computed" for lab, r, c in out)
+        )
+    return out
+
+
+def merge_use(parts) -> tuple[tuple[str, int, int], ...]:
+    """Sum several chunks' :func:`use` per label (labels in first-seen order)."""
+    total: dict[str, list[int]] = {}
+    for part in parts:
+        for label, reused, computed in part or ():
+            counts = total.setdefault(label, [0, 0])
+            counts[0] += int(reused)
+            counts[1] += int(computed)
+    return tuple((label, r, c) for label, (r, c) in total.items())
+
+
+def summary(config, cache_use) -> dict | None:
+    """The run record's entry (``run.json``, ``model.effects_cache``): the folder and, per model,
+    the sequences read from it and computed by the model in this call; None without a cache."""
+    if not config.effects_cache:
+        return None
+    models = {label: {"reused": r, "computed": c} for label, r, c in cache_use}
+    return {"folder": os.path.abspath(os.path.expanduser(config.effects_cache)), "models": models}
 
 
 class CachedReference:

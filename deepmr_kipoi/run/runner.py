@@ -395,6 +395,10 @@ def run_plan(
             plan, store, reader, created, computed, on_chunk, timings, model_given
         )
         merged = ChunkResult.merge(chunks)
+        # run.json's model section says what the effects cache gave this call
+        plan.identity.pop("effects_cache", None)
+        if (cache := effects_cache.summary(config, merged.cache_use)) is not None:
+            plan.identity["effects_cache"] = cache
         local_table = merged.local
         global_table, warns = _aggregate(plan, merged, timings)
         arrays = merged.figure_arrays()
