@@ -69,6 +69,19 @@ def _panel(models: dict, settings: dict):
     return settings, panel, {"name": name, "panel": run_model.panel_identity(panel, idents)}
 
 
+def _run(config, model, identity, given, source):
+    """``pipeline.run`` of an ``analyze`` call; its input errors in Python terms (the run names
+    options as the command line does)."""
+    from deepmr_kipoi import pipeline
+
+    try:
+        return pipeline.run(
+            config, model=model, identity=identity, sequences=given, sequence_source=source
+        )
+    except DeepMRInputError as err:
+        raise type(err)(python_terms(str(err))) from err
+
+
 def analyze(model, sequences=None, *, exposures=None, outcomes=None, out=None, **settings):
     """Run Deep MR on a model and reference sequences, in one call.
 
@@ -141,13 +154,8 @@ def analyze(model, sequences=None, *, exposures=None, outcomes=None, out=None, *
         config = pipeline.RunConfig(out=None if out is None else os.fspath(out), **settings)
     except TypeError as err:
         raise DeepMRInputError(str(err)) from None
-    try:
-        result = pipeline.run(
-            config, model=pm, identity=identity, sequences=given, sequence_source=source
-        )
-    except DeepMRInputError as err:  # the run names options as the command line does
-        raise type(err)(python_terms(str(err))) from err
-    analysis = Analysis.from_result(result, python=True)
+    result = _run(config, pm, identity, given, source)
+    analysis = Analysis.from_result(result)
     for text in analysis.warnings:
         warnings.warn(text, DeepMRWarning, stacklevel=2)
     return analysis

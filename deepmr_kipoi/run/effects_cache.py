@@ -335,13 +335,15 @@ def merge_use(parts) -> tuple[tuple[str, int, int], ...]:
     return tuple((label, r, c) for label, (r, c) in total.items())
 
 
-def summary(config, cache_use) -> dict | None:
-    """The run record's entry (``run.json``, ``model.effects_cache``): the folder and, per model,
-    the sequences read from it and computed by the model in this call; None without a cache."""
-    if not config.effects_cache:
-        return None
-    models = {label: {"reused": r, "computed": c} for label, r, c in cache_use}
-    return {"folder": os.path.abspath(os.path.expanduser(config.effects_cache)), "models": models}
+def record(identity: dict, config, cache_use) -> None:
+    """Put into the model identity (``run.json``'s ``model.effects_cache``) the folder and, per
+    model, the sequences this call read from it and computed; without a cache, remove the entry
+    (a reanalysis rebuilds the identity from an earlier run's record)."""
+    identity.pop("effects_cache", None)
+    if config.effects_cache:
+        folder = os.path.abspath(os.path.expanduser(config.effects_cache))
+        models = {label: {"reused": r, "computed": c} for label, r, c in cache_use}
+        identity["effects_cache"] = {"folder": folder, "models": models}
 
 
 class CachedReference:

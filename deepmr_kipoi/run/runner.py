@@ -395,10 +395,6 @@ def run_plan(
             plan, store, reader, created, computed, on_chunk, timings, model_given
         )
         merged = ChunkResult.merge(chunks)
-        # run.json's model section says what the effects cache gave this call
-        plan.identity.pop("effects_cache", None)
-        if (cache := effects_cache.summary(config, merged.cache_use)) is not None:
-            plan.identity["effects_cache"] = cache
         local_table = merged.local
         global_table, warns = _aggregate(plan, merged, timings)
         arrays = merged.figure_arrays()
@@ -666,7 +662,10 @@ def _run_chunks(
             created.append(store.write_effects(chunk_index, result.effects))
         found[chunk_index] = dataclasses.replace(result, effects=None)
         _keep(store, chunk_index, found[chunk_index], created, computed, on_chunk, len(plan.bounds))
-    return [found[i] for i in range(len(plan.bounds))], resumed
+    chunks = [found[i] for i in range(len(plan.bounds))]
+    use = effects_cache.merge_use([c.cache_use for c in chunks])
+    effects_cache.record(plan.identity, plan.config, use)  # run.json's model.effects_cache
+    return chunks, resumed
 
 
 def _keep(store, chunk_index: int, result: ChunkResult, created, computed, on_chunk, n: int):
