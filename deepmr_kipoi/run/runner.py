@@ -773,7 +773,10 @@ def _write_outputs(
     stop_point("outputs")
     tick = time.perf_counter()
     figs = []
-    digest = figures_digest(plan, global_table, local_table, arrays, truth)
+    # the digest hashes the whole local table: only worth it when there are figures to keep
+    digest = (
+        figures_digest(plan, global_table, local_table, arrays, truth) if config.figures else ""
+    )
     if config.figures:
         figs = _earlier_figures(plan, out_dir, digest)
     if config.figures and figs is None:
@@ -800,7 +803,7 @@ def _write_outputs(
     record = dataclasses.replace(
         record,
         figures=tuple(str(f.path.relative_to(out_dir)) for f in figs),
-        figures_digest=digest if config.figures else "",
+        figures_digest=digest,
         figure_info=tuple(
             {"title": f.title, "caption": f.caption, "section": f.section, "pair": f.pair}
             for f in figs
