@@ -16,7 +16,7 @@ import numpy as np
 
 from deepmr_kipoi import instruments, validation
 from deepmr_kipoi.errors import DeepMRInputError
-from deepmr_kipoi.run import checks, inputs
+from deepmr_kipoi.run import checks, effects_cache, inputs
 from deepmr_kipoi.run.config import (
     AUTO_EFFECTS_LIMIT,
     RunConfig,
@@ -147,8 +147,13 @@ def make_plan(
     cal = calibration or inputs.load_calibration(config, model, list(feature_names))
     used = tuple(sorted(set(exposures) | set(outcomes)))
     save_effects, chunk_size, bounds = chunking(config, n_seq, window, len(used))
+    fingerprint = input_fingerprint(config, identity, seq_ids, onehot)
+    cached = effects_cache.engines(config, model, identity, fingerprint)
     reference = checks.reference_predictions(
-        model, onehot, config.batch_size, mask=config.mask_nonfinite
+        model if cached is None else effects_cache.CachedReference(model, cached),
+        onehot,
+        config.batch_size,
+        mask=config.mask_nonfinite,
     )
     return RunPlan(
         config=config,
@@ -169,7 +174,7 @@ def make_plan(
             config.replace(chunk_size=chunk_size), identity, feature_names, n_seq
         ),
         spread=instruments.feature_spread(reference),
-        inputs=input_fingerprint(config, identity, seq_ids, onehot),
+        inputs=fingerprint,
         sequence_source=sequence_source or inputs.sequence_source(config),
         effects_hash=effects_hash(config, identity, feature_names, n_seq),
     )

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from deepmr_kipoi.errors import DeepMRInputError, user_code_errors
-from deepmr_kipoi.run import aggregate, executors, outputs
+from deepmr_kipoi.run import aggregate, effects_cache, executors, outputs
 from deepmr_kipoi.run.chunk import ChunkResult, analyse_chunk, effects_from_arrays
 from deepmr_kipoi.run.chunk_store import StoredChunksIncomplete
 from deepmr_kipoi.run.config import RunConfig
@@ -379,7 +379,10 @@ def _run_chunks(
             store.write_effects(chunk_index, result.effects)
         found[chunk_index] = dataclasses.replace(result, effects=None)
         _keep(store, chunk_index, found[chunk_index], computed, on_chunk, len(plan.bounds))
-    return [found[i] for i in range(len(plan.bounds))], resumed
+    chunks = [found[i] for i in range(len(plan.bounds))]
+    use = effects_cache.merge_use([c.cache_use for c in chunks])
+    effects_cache.record(plan.identity, plan.config, use)  # run.json's model.effects_cache
+    return chunks, resumed
 
 
 def _keep(store, chunk_index: int, result: ChunkResult, computed: list, on_chunk, n: int):
