@@ -68,7 +68,9 @@ i.e. the change of Y, in its SDs, per SD of X. In raw units the margin of a pair
    ``run.aggregate.pooled_ivw``) where at least ``min_sequences`` sequences have instruments:
    it counts as supported when that interval excludes the reverse pair's band ``[-margin,
    margin]`` (the minimum-effect p-value below ``1 - level``, per pair and unadjusted, so that
-   the check errs towards finding the reverse effect), and the forward pair is then
+   the check errs towards finding the reverse effect) and its instruments move their exposure
+   more than their outcome (``pooled_steiger_ratio < 1``, as in step 6: otherwise they are the
+   forward exposure's own sites leaking into the reverse pair), and the forward pair is then
    ``undetermined``. With fewer sequences with instruments the reverse direction could not be
    tested and the forward pair is ``undetermined`` ("reverse direction could not be tested (k
    of N sequences with a local fit, m with instruments)").
@@ -148,6 +150,7 @@ OPTIONAL_COLUMNS = (
     "pooled_ci_low",
     "pooled_ci_high",
     "pooled_sequences",
+    "pooled_steiger_ratio",
 )
 #: Columns :func:`verdicts` adds (besides ``verdict``, ``verdict_reason`` and ``direction``).
 VERDICT_STATISTICS = ("min_effect", "pvalue_min_effect", "pair_pvalue", "pair_qvalue")
@@ -734,28 +737,19 @@ def _direction_step(view: _PairView, d: _Decided, min_sequences: int, alpha: flo
         )
     pooled_both = few & pooled.tested[r] & pooled.supported[r]
     pooled_not = few & pooled.tested[r] & ~pooled.supported[r]
-    for hit, template in (
-        (
-            pooled_both,
-            "{}; but the reverse direction is supported by its instruments pooled over {} "
-            "sequences ({:.3g} [{:.3g}, {:.3g}], beyond {:.3g}; per pair, unadjusted): feedback, "
-            "or a shared driver the checks did not separate",
-        ),
-        (
-            pooled_not,
-            "{}, reverse direction tested on its instruments pooled over {} sequences (too few "
-            "per sequence for a local fit) and not supported ({:.3g} [{:.3g}, {:.3g}])",
-        ),
-    ):
-        reason[hit] = _fmt(
-            template,
-            d.reason[hit],
-            pooled.sequences[r][hit],
-            pooled.estimate[r][hit],
-            pooled.ci_low[r][hit],
-            pooled.ci_high[r][hit],
-            pooled.margin[r][hit],
-        )
+    figures = [pooled.sequences[r], pooled.estimate[r], pooled.ci_low[r], pooled.ci_high[r]]
+    reason[pooled_both] = _fmt(
+        "{}; but the reverse direction is supported by its instruments pooled over {} sequences "
+        "({:.3g} [{:.3g}, {:.3g}], beyond {:.3g}; per pair, unadjusted): feedback, or a shared "
+        "driver the checks did not separate",
+        *(c[pooled_both] for c in (d.reason, *figures, pooled.margin[r])),
+    )
+    reason[pooled_not] = _fmt(
+        "{}, reverse direction tested on its instruments pooled over {} sequences (too few per "
+        "sequence for a local fit) and not supported ({:.3g} [{:.3g}, {:.3g}]; Steiger ratio "
+        "{:.2f})",
+        *(c[pooled_not] for c in (d.reason, *figures, pooled.steiger[r])),
+    )
     both = sup & (rev >= 0) & d.estimable[r] & d.supported[r]
     reason[both] = (
         "both directions supported: feedback, or a shared driver the checks did not separate"
@@ -779,6 +773,7 @@ class _Pooled:
     ci_low: np.ndarray
     ci_high: np.ndarray
     margin: np.ndarray
+    steiger: np.ndarray
 
 
 def _pooled_reverse(view: _PairView, min_sequences: int, alpha: float) -> _Pooled:
@@ -788,8 +783,11 @@ def _pooled_reverse(view: _PairView, min_sequences: int, alpha: float) -> _Poole
     margin = np.nan_to_num(view.value("min_effect"))
     p = min_effect_pvalue(estimate, se, view.value("pooled_df"), margin)
     tested = (count >= min_sequences) & np.isfinite(p)
+    # as in step 6: instruments that move the outcome as much as the exposure are the outcome's
+    # own sites (here: the forward exposure's, leaking into the reverse pair), not evidence
+    steiger = view.value("pooled_steiger_ratio")
     with np.errstate(invalid="ignore"):
-        supported = tested & (p < alpha)
+        supported = tested & (p < alpha) & ~(steiger >= 1.0)
     return _Pooled(
         tested,
         supported,
@@ -798,6 +796,7 @@ def _pooled_reverse(view: _PairView, min_sequences: int, alpha: float) -> _Poole
         view.value("pooled_ci_low"),
         view.value("pooled_ci_high"),
         margin,
+        steiger,
     )
 
 

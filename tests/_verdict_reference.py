@@ -185,7 +185,9 @@ def _pooled_reverse(rows: pd.DataFrame, min_sequences: int, alpha: float) -> dic
     df = float(getattr(primary, "pooled_df", np.nan))
     margin = float(primary.min_effect) if np.isfinite(primary.min_effect) else 0.0
     tested = count >= min_sequences and np.isfinite(est) and np.isfinite(se) and not np.isnan(df)
-    supported = tested and abs(est) - margin > stats.t.ppf(1 - alpha / 2, df) * se
+    steiger = float(getattr(primary, "pooled_steiger_ratio", np.nan))
+    beyond = tested and abs(est) - margin > stats.t.ppf(1 - alpha / 2, df) * se
+    supported = beyond and not steiger >= 1.0
     return {
         "tested": tested,
         "supported": supported,
@@ -193,6 +195,7 @@ def _pooled_reverse(rows: pd.DataFrame, min_sequences: int, alpha: float) -> dic
         "text": f"({est:.3g} [{getattr(primary, 'pooled_ci_low', np.nan):.3g}, "
         f"{getattr(primary, 'pooled_ci_high', np.nan):.3g}]",
         "margin": margin,
+        "steiger": steiger,
     }
 
 
@@ -236,7 +239,7 @@ def _direction_step(pair, decision: _Decision, decided: dict, context) -> tuple[
             "causal",
             f"{decision.reason}, reverse direction tested on its instruments pooled over "
             f"{test['count']} sequences (too few per sequence for a local fit) and not supported "
-            f"{test['text']})",
+            f"{test['text']}; Steiger ratio {test['steiger']:.2f})",
         )
     if reverse.supported:
         return (

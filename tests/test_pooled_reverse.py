@@ -91,7 +91,7 @@ def test_the_run_stores_the_sums_of_every_cell_and_pools_them():
         assert row.pooled_estimate == pytest.approx(want["estimate"][0], nan_ok=True)
 
 
-def _pooled(rows, sequences, estimate, se, df=9.0):
+def _pooled(rows, sequences, estimate, se, df=9.0, steiger=0.4):
     for r in rows:
         crit = stats.t.ppf(0.975, df)
         r.update(
@@ -101,24 +101,36 @@ def _pooled(rows, sequences, estimate, se, df=9.0):
             pooled_df=df,
             pooled_ci_low=estimate - crit * se,
             pooled_ci_high=estimate + crit * se,
+            pooled_steiger_ratio=steiger,
         )
     return rows
 
 
 @pytest.mark.parametrize(
-    ("sequences", "estimate", "verdict_", "says"),
+    ("sequences", "estimate", "steiger", "verdict_", "says"),
     [
-        (10, 0.01, "causal", "reverse direction tested on its instruments pooled over 10"),
-        (10, 0.8, "undetermined", "but the reverse direction is supported by its instruments"),
-        (4, 0.01, "undetermined", "could not be tested (2 of 20 sequences with a local fit, 4"),
+        (10, 0.01, 0.4, "causal", "reverse direction tested on its instruments pooled over 10"),
+        (10, 0.8, 0.4, "undetermined", "but the reverse direction is supported by its instr"),
+        # an effect found on instruments that move X more than Y: X's own sites leaking into the
+        # reverse pair (its estimate is then about 1 / the forward effect), not a reverse effect
+        (10, 1.6, 1.3, "causal", "and not supported (1.6 [1.49, 1.71]; Steiger ratio 1.30)"),
+        (
+            4,
+            0.01,
+            0.4,
+            "undetermined",
+            "could not be tested (2 of 20 sequences with a local fit, 4",
+        ),
     ],
 )
 def test_a_reverse_pair_with_too_few_fits_is_tested_on_its_pooled_instruments(
-    sequences, estimate, verdict_, says
+    sequences, estimate, steiger, verdict_, says
 ):
     forward = _pooled(_rows("X", "Y", (0.6, 0.05), (0.65, 0.1)), 20, 0.6, 0.05)
     # the reverse has 2 local fits: not estimable; its pooled test decides the direction
-    reverse = _pooled(_rows("Y", "X", (0.0, 0.5), (0.0, 0.6), n=2), sequences, estimate, 0.05)
+    reverse = _pooled(
+        _rows("Y", "X", (0.0, 0.5), (0.0, 0.6), n=2), sequences, estimate, 0.05, steiger=steiger
+    )
     table = pd.DataFrame(forward + reverse)
     out = _by_pair(table, verdict.verdicts(table))
     assert out.loc[("X", "Y"), "verdict"] == verdict_

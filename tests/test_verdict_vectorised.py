@@ -52,6 +52,7 @@ def _table(seed: int, n_features: int = 9, methods=None, optional: bool = True) 
                 "pooled_estimate": rng.choice([0.0, 0.02, 0.3, -1.0, np.nan]),
                 "pooled_se": rng.choice([0.0, 0.01, 0.1, 1.0]),
                 "pooled_df": rng.choice([2.0, 19.0, np.inf, np.nan]),
+                "pooled_steiger_ratio": rng.choice([0.3, 1.0, 2.0, np.nan]),
             }
             pair["pooled_ci_low"] = pair["pooled_estimate"] - 2 * pair["pooled_se"]
             pair["pooled_ci_high"] = pair["pooled_estimate"] + 2 * pair["pooled_se"]

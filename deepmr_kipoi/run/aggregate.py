@@ -139,6 +139,7 @@ POOLED_COLUMNS = (
     "pooled_ci_low",
     "pooled_ci_high",
     "pooled_sequences",
+    "pooled_steiger_ratio",
 )
 
 
@@ -195,14 +196,22 @@ def pooled_ivw(sxy: np.ndarray, sxx: np.ndarray, level: float = 0.95) -> dict:
 
 
 def _pooled(table: pd.DataFrame, ordered: pd.DataFrame, grid, level: float) -> None:
-    """The pooled test over sequences of every pair of a block (:func:`pooled_ivw`)."""
+    """The pooled test over sequences of every pair of a block (:func:`pooled_ivw`), and its
+    instrument strength ``pooled_steiger_ratio``: ``r2_outcome`` over ``r2_exposure`` summed over
+    the same sequences (the pair-level Steiger ratio of these instruments, fitted or not)."""
     if "pooled_sxy" not in ordered:  # a local table from before the pooled sums
         for column in POOLED_COLUMNS:
             table[column] = np.nan
         table["pooled_sequences"] = 0
         return
-    for key, value in pooled_ivw(grid("pooled_sxy"), grid("pooled_sxx"), level).items():
+    sxy, sxx = grid("pooled_sxy"), grid("pooled_sxx")
+    for key, value in pooled_ivw(sxy, sxx, level).items():
         table[f"pooled_{key}"] = value
+    has = np.isfinite(sxy) & np.isfinite(sxx) & (sxx > 0)
+    own = np.where(has, np.nan_to_num(grid("r2_exposure")), 0.0).sum(axis=1)
+    theirs = np.where(has, np.nan_to_num(grid("r2_outcome")), 0.0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        table["pooled_steiger_ratio"] = np.where(own > 0, theirs / own, np.nan)
 
 
 def global_effects(
