@@ -6,6 +6,7 @@ The protocol, the samples and how ISM pairs a mutant with its reference are desc
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
@@ -384,3 +385,34 @@ def move_to_device(model, device: str = "auto") -> str:
             member.device = target
             member._plan = None  # activations of the cache live on the device
     return str(target)
+
+
+def first_samples(model, n: int):
+    """The model restricted to its first ``n`` samples, without computing the others.
+
+    Parameters
+    ----------
+    model : PredictiveModel
+        S samples.
+    n : int
+        ``1 <= n <= S``.
+
+    Returns
+    -------
+    PredictiveModel or None
+        ``model`` itself when ``n >= S``; a shallow copy that predicts only samples ``0..n-1`` of a
+        :class:`DeepEnsemble` (its first ``n`` members) or :class:`MCDropout` (its first ``n``
+        masks: mask ``s`` depends on ``(seed, s)`` only, so they are the same masks); None for any
+        other model, whose samples cannot be chosen before it predicts them.
+    """
+    if n >= int(getattr(model, "n_samples", 0) or 0):
+        return model
+    if isinstance(model, DeepEnsemble):
+        out = copy.copy(model)
+        out._members = list(model.members[:n])
+        return out
+    if isinstance(model, MCDropout):
+        out = copy.copy(model)
+        out.n_samples = int(n)
+        return out
+    return None

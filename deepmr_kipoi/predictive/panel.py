@@ -21,8 +21,9 @@ calibration. The panel's sample ``s`` is the ``s``-th sample of every member: si
 samples are exchangeable draws (independently trained members, independently drawn masks), this is
 a random pairing of the members' samples, and pairs of samples are independent draws of the joint
 model. The panel has ``S = min_m S_m`` samples; members with more use their first ``S`` (a warning
-says so). Pairs of features of one member keep that member's paired samples, as in a single-model
-run; pairs across members read independent errors (see the method page).
+says so) and, for deep ensembles and MC dropout, never compute the others. Pairs of features of
+one member keep that member's paired samples, as in a single-model run; pairs across members read
+independent errors (see the method page).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import numpy as np
 
 from deepmr_kipoi import sequences
 from deepmr_kipoi.errors import DeepMRInputError
+from deepmr_kipoi.predictive.models import first_samples
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +103,10 @@ class ModelPanel:
         The longest member input (None when no member declares one).
     n_samples : int
         ``min_m S_m``.
+    sample_counts : tuple of int
+        Every member's own ``S_m``; ``models`` holds each restricted to its first ``n_samples``
+        samples (:func:`~deepmr_kipoi.predictive.models.first_samples`), so the others are never
+        computed.
     alphabet : str
         ``"ACGT"``: the panel takes ACGT input; each member converts it to its own alphabet.
     """
@@ -122,6 +128,7 @@ class ModelPanel:
                     "(feature_names, predict_samples)"
                 )
         counts = [int(getattr(m, "n_samples", 1) or 1) for m in self.models]
+        self.sample_counts = tuple(counts)
         self.n_samples = min(counts)
         if len(set(counts)) > 1:
             logger.warning(
@@ -130,6 +137,10 @@ class ModelPanel:
                 ", ".join(f"{lab}: {c}" for lab, c in zip(self.labels, counts)),
                 self.n_samples,
             )
+            # samples beyond the first S are never computed (ensemble members and dropout masks
+            # can be chosen before predicting); other models predict them and drop them
+            restricted = [first_samples(m, self.n_samples) for m in self.models]
+            self.models = tuple(m if r is None else r for m, r in zip(self.models, restricted))
         self.feature_names = tuple(
             f"{label}/{f}" for label, m in zip(self.labels, self.models) for f in m.feature_names
         )

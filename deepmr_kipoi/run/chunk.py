@@ -357,13 +357,13 @@ def analyse_chunk(
         spread=plan.spread[used],
         selection_effects=selection_effects,
         samples=samples,
-        feature_groups=_feature_groups(plan, used),
+        feature_groups=(groups := _feature_groups(plan, used)),
         on_progress=(half := _share(on_progress, 0.5 * (b - a))),
     )
     idx = np.arange(a, b)
     frame = local.local_table(step.estimates, idx, plan.seq_ids, ex, oc, names)
     per_sample = local.sample_estimates(
-        samples, step, ex, oc, config, chunk=chunk_index, on_progress=half
+        samples, step, ex, oc, config, chunk=chunk_index, on_progress=half, feature_groups=groups
     )
     _add_time(timings, "mr", tick)
     keep = idx if plan.save_effects else idx[idx < config.n_examples]
