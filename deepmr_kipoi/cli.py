@@ -279,10 +279,25 @@ def _add_info_command(sub) -> None:
             "model.yaml (nothing is loaded or downloaded); a Python factory is run."
         ),
         epilog="examples:\n  deepmr info DeepSEA/predict\n  deepmr info path/to/kipoi_model_dir\n"
-        "  deepmr info my_models.py:build_ensemble",
+        "  deepmr info my_models.py:build_ensemble\n"
+        "  deepmr info --model ctcf=DeepBind/Homo_sapiens/TF/D00328.018_ChIP-seq_CTCF "
+        "--model cpg=CpGenie/A549_ENCSR000DDI",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("model", metavar="MODEL", help="Kipoi model name or directory, adapter, factory")
+    p.add_argument(
+        "model",
+        metavar="MODEL",
+        nargs="?",
+        help="Kipoi model name or directory, adapter, factory",
+    )
+    p.add_argument(
+        "--model",
+        dest="panel",
+        action="append",
+        metavar="LABEL=MODEL",
+        help="a model panel, one LABEL=MODEL each: every member's features under the "
+        "label/feature names a panel run gives them",
+    )
     p.add_argument("--source", default=None, help="Kipoi source of the model")
     p.add_argument(
         "--trust-model-code",
@@ -530,6 +545,13 @@ def _summary(result, started: float) -> str:
         f"{', ...' if len(m.get('feature_names') or []) > 12 else ''}\n"
         for label, m in members.items()
     )
+    cache = (result.run_info.get("model") or {}).get("effects_cache")
+    if cache:  # what the effects cache gave this run, per model
+        used = "; ".join(
+            f"{label} {c['reused']} read, {c['computed']} computed"
+            for label, c in cache["models"].items()
+        )
+        panel += f"effects cache {cache['folder']}: {used or 'not used'} (sequences)\n"
     return panel + (
         f"{build_headline(g).summary().rstrip(':.')} ({len(g)} global effects) from "
         f"{result.run_info['sequences']['n']} sequences in {time.time() - started:.1f} s; "
@@ -608,9 +630,20 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_info(args) -> int:
-    from deepmr_kipoi.analysis.info import model_info
+    from deepmr_kipoi.analysis.info import model_info, panel_info
+    from deepmr_kipoi.run.config import model_setting
 
-    info = model_info(args.model, source=args.source, trust_model_code=args.trust_model_code)
+    given = model_setting(args.panel) if args.panel else None
+    if (args.model is None) == (given is None):
+        raise DeepMRInputError(
+            "give one model (deepmr info MODEL) or a panel (deepmr info --model a=MODEL "
+            "--model b=MODEL), not both or neither"
+        )
+    kw = {"source": args.source, "trust_model_code": args.trust_model_code}
+    if isinstance(given, dict):
+        info = panel_info(given, **kw)
+    else:
+        info = model_info(args.model or given, **kw)
     print("\n".join(info.lines()))
     return 0
 

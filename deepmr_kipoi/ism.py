@@ -33,7 +33,7 @@ from deepmr_kipoi.errors import DeepMRInputError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ALT_BASES", "ISMEffects", "saturation_effects"]
+__all__ = ["ALT_BASES", "ISMEffects", "saturation_effects", "window_bases"]
 
 #: ``ALT_BASES[r]``: the 3 alternative base codes (ACGT order) for reference base code ``r``; row 4
 #: (an N position, never mutated) is ``(0, 1, 2)`` so the array stays a valid code everywhere
@@ -106,6 +106,7 @@ def saturation_effects(
     batch_size: int = 1024,
     progress: bool = True,
     per_sample: bool = False,
+    member_engines=None,
 ) -> ISMEffects:
     """Paired saturation-ISM effects of every single-base substitution.
 
@@ -126,6 +127,12 @@ def saturation_effects(
     per_sample : bool
         Also keep every sample's paired differences, ``samples`` of shape ``(S, N, W, 3, F)``
         (S times the memory of ``mean``); ``mean`` and ``se`` are the same either way.
+    member_engines : sequence, optional
+        Model panels only: one object per member (or None for the plain engine) with
+        ``effects(model, onehot, window, batch_size, progress)`` (this function's result with
+        ``per_sample=True``) and ``reference(model, onehot, batch_size)`` (``(S, N, F)``), through
+        which that member's effects are obtained (the run's effects cache,
+        :mod:`deepmr_kipoi.run.effects_cache`).
 
     Returns
     -------
@@ -142,14 +149,21 @@ def saturation_effects(
     """
     x = sequences.check_onehot(onehot)
     batch_size = validation.positive_int(batch_size, "batch_size")
-    n_seq, length, _ = x.shape
+    length = x.shape[1]
     _check_length(model, length)
     start, end = validation.window(window, length)
     if hasattr(model, "spans") and hasattr(model, "models"):
-        return _panel_effects(model, x, (start, end), batch_size, progress, per_sample)
+        engines = member_engines or [None] * len(model.models)
+        return _panel_effects(model, x, (start, end), batch_size, progress, per_sample, engines)
+    return _model_effects(model, x, (start, end), batch_size, progress, per_sample)
+
+
+def _model_effects(model, x, window, batch_size, progress, per_sample) -> ISMEffects:
+    """Saturation ISM of one model (not a panel) on checked input ``x`` (n, L, 4)."""
+    n_seq, (start, end) = x.shape[0], window
     positions = np.arange(start, end, dtype=np.int64)
     feature_names = tuple(model.feature_names)
-    is_n, ref_bases, alt_bases = _window_bases(x, start, end)
+    is_n, ref_bases, alt_bases = window_bases(x, start, end)
     reference = _reference(model, x, batch_size, len(feature_names))
     out = _Moments(reference.shape[0], (n_seq, end - start, 3, len(feature_names)), per_sample)
     mutants = _Mutants(x, positions, alt_bases, is_n)
@@ -181,33 +195,40 @@ def saturation_effects(
     )
 
 
-def _panel_effects(panel, x, window, batch_size, progress, per_sample) -> ISMEffects:
+def _panel_effects(panel, x, window, batch_size, progress, per_sample, engines) -> ISMEffects:
     """Saturation ISM of a model panel: each member on the mutants inside its own window.
 
     A member sees the centred window ``panel.spans(L)`` of the common sequence; the ISM window's
     positions inside it are mutated through that member alone (so a panel costs the sum of its
     members' ISMs), the others are NaN for its features (``ISMEffects.outside``). Each member's
-    first ``panel.n_samples`` samples are kept; ``mean``/``se`` are taken over those.
+    first ``panel.n_samples`` samples are kept; ``mean``/``se`` are taken over those. ``engines``:
+    one engine or None per member (``member_engines`` of :func:`saturation_effects`).
     """
     start, end = window
     n_seq, width, n_feat, s = x.shape[0], end - start, len(panel.feature_names), panel.n_samples
-    is_n, ref_bases, alt_bases = _window_bases(x, start, end)
+    is_n, ref_bases, alt_bases = window_bases(x, start, end)
     samples = np.full((s, n_seq, width, 3, n_feat), np.nan, dtype=np.float32)
     reference = np.empty((s, n_seq, n_feat), dtype=np.float32)
     outside = np.ones((width, n_feat), dtype=bool)
-    for label, model, (a, b), cols in zip(
-        panel.labels, panel.models, panel.spans(x.shape[1]), panel.feature_slices()
+    for label, model, (a, b), cols, engine in zip(
+        panel.labels, panel.models, panel.spans(x.shape[1]), panel.feature_slices(), engines
     ):
         lo, hi = max(a, start), min(b, end)
         if hi <= lo:  # no mutated position reaches this member: its reference only
-            ref = _reference(model, x[:, a:b], batch_size, cols.stop - cols.start)
+            if engine is not None:
+                ref = engine.reference(model, x[:, a:b], batch_size)
+            else:
+                ref = _reference(model, x[:, a:b], batch_size, cols.stop - cols.start)
             reference[..., cols] = ref[:s]
             continue
         if progress:
             logger.info("ISM of panel member %s: positions %d-%d", label, lo, hi)
-        part = saturation_effects(
-            model, x[:, a:b], (lo - a, hi - a), batch_size, progress, per_sample=True
-        )
+        if engine is not None:
+            part = engine.effects(model, x[:, a:b], (lo - a, hi - a), batch_size, progress)
+        else:
+            part = saturation_effects(
+                model, x[:, a:b], (lo - a, hi - a), batch_size, progress, per_sample=True
+            )
         samples[:, :, lo - start : hi - start, :, cols] = part.samples[:s]
         reference[..., cols] = part.reference[:s]
         outside[lo - start : hi - start, cols] = False
@@ -238,8 +259,23 @@ def _check_length(model, length: int) -> None:
         )
 
 
-def _window_bases(x: np.ndarray, start: int, end: int):
-    """N positions (n, W), reference base codes (4 at N) and the 3 alternative codes (n, W, 3)."""
+def window_bases(x: np.ndarray, start: int, end: int):
+    """N positions, reference bases and alternative bases of an ISM window.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n, L, 4)
+        ACGT one-hot.
+    start, end : int
+        The half-open window.
+
+    Returns
+    -------
+    is_n : ndarray of bool, shape (n, W)
+    ref_bases : ndarray of uint8, shape (n, W)
+        Codes into ``"ACGT"``; 4 at N positions.
+    alt_bases : ndarray of uint8, shape (n, W, 3)
+    """
     cols = x[:, start:end]
     is_n = ~cols.any(-1)
     ref_bases = np.where(is_n, 4, cols.argmax(-1)).astype(np.uint8)

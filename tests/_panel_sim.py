@@ -71,3 +71,59 @@ def model_a():
 def model_b():
     """Factory of the CLI test: model B of the panel of seed 0."""
     return build_panel(0)[0]["b"]
+
+
+#: Sequences predicted by each counting factory's members (reference and mutants), by model; the
+#: factories below are loaded from this file as ``file.py:function`` specs (a module of their
+#: own), so they count into the module imported as ``tests._panel_sim``.
+CALLS: dict = {}
+
+
+def _counting(label: str, model):
+    from deepmr_kipoi.predictive import DeepEnsemble, from_function
+    from tests import _panel_sim as shared
+
+    def wrap(member):
+        def fn(onehot):
+            shared.CALLS[label] = shared.CALLS.get(label, 0) + len(onehot)
+            return member.fn(onehot)
+
+        return from_function(fn, list(member.feature_names), member.sequence_length)
+
+    return DeepEnsemble([wrap(m) for m in model.members])
+
+
+def counting_a():
+    """Model A of the panel of seed 0, counting its forward passes (``CALLS["a"]``)."""
+    return _counting("a", build_panel(0)[0]["a"])
+
+
+def counting_b():
+    """Model B of the panel of seed 0, counting its forward passes (``CALLS["b"]``)."""
+    return _counting("b", build_panel(0)[0]["b"])
+
+
+def counting_c():
+    """Model C of the panel of seed 0, counting its forward passes (``CALLS["c"]``)."""
+    return _counting("c", build_panel(0)[0]["c"])
+
+
+def counting_d():
+    """Model A of the panel of seed 0 with a second output W (a motif of its own), counting its
+    forward passes (``CALLS["d"]``): a model with two features, so it runs alone too."""
+    from deepmr_kipoi.predictive import DeepEnsemble, from_function
+    from tests import _panel_sim as shared
+
+    a = build_panel(0)[0]["a"]
+    rng = np.random.default_rng(7)
+    gw = _motif(rng, slice(40, 48), L_A)
+
+    def wrap(member, w):
+        def fn(onehot):
+            shared.CALLS["d"] = shared.CALLS.get("d", 0) + len(onehot)
+            return np.concatenate([member.fn(onehot), _linear(w)(onehot)], axis=1)
+
+        return from_function(fn, ["X", "W"], L_A)
+
+    members = [wrap(m, gw + rng.normal(0.0, MEMBER_NOISE, gw.shape)) for m in a.members]
+    return DeepEnsemble(members)

@@ -232,6 +232,31 @@ def test_warnings_reach_python_and_random_dna_is_named():
     assert caught[0].filename == __file__  # points at the caller's line
 
 
+def test_warnings_and_errors_name_python_arguments():
+    """Through ``analyze`` the run's messages name its keywords, not the command line's options."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = deepmr_kipoi.analyze(tiny_model(), None, n_sequences=6, **FAST)
+    texts = [str(w.message) for w in caught if issubclass(w.category, DeepMRWarning)]
+    uncalibrated = [t for t in texts if "not calibrated" in t]
+    assert uncalibrated and "(no calibration_table= or calibrator=)" in uncalibrated[0]
+    assert not any("--" in t for t in texts) and texts == list(result.warnings)
+    # the command line keeps its options
+    cli = pipeline.run(pipeline.RunConfig(n_sequences=6, **FAST), model=tiny_model())
+    assert any("--calibration-table" in w for w in cli.warnings)
+    with pytest.raises(DeepMRInputError, match=r"lower z=, widen window=") as err:
+        deepmr_kipoi.analyze(tiny_model(), None, n_sequences=3, z=1e6, **FAST)
+    assert "--" not in str(err.value)
+    from deepmr_kipoi.predictive import DeepEnsemble, from_function
+
+    def one_output(k):
+        return from_function(lambda x: k * x[:, :, 0].sum(1, keepdims=True), ["f"], 20)
+
+    one = DeepEnsemble([one_output(1.0), one_output(2.0)])
+    with pytest.raises(DeepMRInputError, match=r'a dict of models: analyze\(\{"a": ...'):
+        deepmr_kipoi.analyze(one, None, n_sequences=2, **FAST)
+
+
 def test_repr_is_short_and_html_summarises(by_hand):
     result = deepmr_kipoi.Analysis.from_result(by_hand)
     text = repr(result)

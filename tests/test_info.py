@@ -66,3 +66,27 @@ def test_dataloader_args_take_kipoi_json():
         cli._dataloader_args(['{"intervals_file": '])
     with pytest.raises(DeepMRInputError, match="KEY=VALUE items or one JSON object"):
         cli._dataloader_args(["intervals_file"])
+
+
+def test_panel_lists_each_members_features_as_the_run_names_them(torch_dir, capsys):
+    """``deepmr info --model a=M1 --model b=M2``: every member, its window in the common
+    sequences and its features under the ``label/feature`` names a panel run gives them."""
+    from deepmr_kipoi.run.config import RunConfig
+    from deepmr_kipoi.run.inputs import load_configured_model
+    from tests import _kipoi_fixtures as fx
+
+    factory = "tests/_panel_sim.py:model_b"
+    assert cli.main(["info", "--model", f"k={torch_dir}", "--model", f"b={factory}"]) == 0
+    text = capsys.readouterr().out
+    panel, _ = load_configured_model(RunConfig(model={"k": torch_dir, "b": factory}))
+    assert panel.feature_names == tuple(f"k/{f}" for f in fx.TORCH_FEATURES) + ("b/Y",)
+    listed = [line.split()[1] for line in text.splitlines() if line.startswith("     ")]
+    assert tuple(listed) == panel.feature_names
+    # the common sequences have the longest input (50 bases); the 40-bp model reads 5-45
+    assert "sequences of 50 bases" in text and "length 40, alphabet ACGT; reads bases 5-45" in text
+    assert f"deepmr run --model k={torch_dir} --model b={factory}" in text
+    # one model stays as before; a panel and a model together are refused in one line
+    assert cli.main(["info", "--model", factory]) == 0
+    assert capsys.readouterr().out.startswith(f"{factory}: Python factory")
+    assert cli.main(["info", torch_dir, "--model", f"b={factory}"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

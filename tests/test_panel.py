@@ -457,3 +457,87 @@ def test_reanalysis_of_a_panel_run_equals_a_fresh_run(tmp_path):
     again = reanalyze(tmp_path / "first", z=3.0, progress=False)
     pd.testing.assert_frame_equal(again.global_effects, fresh.global_effects)
     pd.testing.assert_frame_equal(again.local_effects, fresh.local_effects)
+
+
+def _cached_run(models: dict, cache, n_sequences=6, **settings):
+    """A panel run of ``tests/_panel_sim.py`` factories, in memory, and the forward passes each
+    model made (``sim.CALLS``)."""
+    factory = os.path.join(ROOT, "tests", "_panel_sim.py")
+    spec = {label: f"{factory}:{name}" for label, name in models.items()}
+    if len(spec) == 1:
+        spec = next(iter(spec.values()))
+    config = pipeline.RunConfig(
+        model=spec,
+        n_sequences=n_sequences,
+        seed=4,
+        progress=False,
+        figures=False,
+        report=False,
+        methods=("ivw", "egger"),
+        n_boot=50,
+        effects_cache=None if cache is None else str(cache),
+        **settings,
+    )
+    sim.CALLS.clear()
+    result = pipeline.run(config)
+    return result, dict(sim.CALLS)
+
+
+def test_effects_cache_reuses_a_models_ism_across_panels_and_single_runs(tmp_path):
+    """A panel {a: M1, b: M2} after a panel {a: M1, c: M3} runs only M2; a panel with D after a
+    single run of D runs D zero times; the tables equal those of runs without the cache."""
+    cache = tmp_path / "cache"
+    _, calls = _cached_run({"a": "counting_a", "c": "counting_c"}, cache)
+    assert calls["a"] > 0 and calls["c"] > 0
+    assert len(list(cache.glob("*/model.json"))) == 2  # one entry per model
+    second, calls = _cached_run({"a": "counting_a", "b": "counting_b"}, cache)
+    assert len(list(cache.glob("*/model.json"))) == 3
+    assert second.run_info["model"]["effects_cache"] == {
+        "folder": str(cache),
+        "models": {"a": {"reused": 6, "computed": 0}, "b": {"reused": 0, "computed": 6}},
+    }
+    # b computed: 5 members x (6 references for the plan + 6 for the ISM + 6 x 50 x 3 mutants)
+    assert calls.get("a", 0) == 0 and calls["b"] == 5 * (6 + 6 + 6 * 50 * 3)
+    fresh, calls = _cached_run({"a": "counting_a", "b": "counting_b"}, None)
+    assert calls["a"] > 0
+    for name in ("global_effects", "local_effects"):
+        pd.testing.assert_frame_equal(getattr(second, name), getattr(fresh, name))
+    # a single run of a two-feature model, then a panel with it: it is not run again
+    _, calls = _cached_run({"d": "counting_d"}, cache)
+    assert calls["d"] > 0
+    panel, calls = _cached_run({"d": "counting_d", "b": "counting_b"}, cache)
+    assert calls.get("d", 0) == 0 and calls.get("b", 0) == 0
+    fresh, _ = _cached_run({"d": "counting_d", "b": "counting_b"}, None)
+    pd.testing.assert_frame_equal(panel.global_effects, fresh.global_effects)
+    # one sequence more: only it runs (a reads all 60 bases: 1 + 1 references, 60 x 3 mutants)
+    _, calls = _cached_run({"a": "counting_a", "b": "counting_b"}, cache, n_sequences=7)
+    assert calls == {"a": 5 * (1 + 1 + 60 * 3), "b": 5 * (1 + 1 + 50 * 3)}
+    # another ISM window is another entry: the model runs again on every sequence
+    _, calls = _cached_run({"a": "counting_a", "b": "counting_b"}, cache, window=(10, 50))
+    assert calls == {"a": 5 * (6 + 40 * 3 * 6), "b": 5 * (6 + 40 * 3 * 6)}
+
+
+def test_members_with_more_samples_compute_only_the_panels():
+    """A member with more samples than the panel predicts only the first S: an ensemble's first
+    members, MC dropout's first masks (the same masks as its first S of more)."""
+    torch = pytest.importorskip("torch")
+    from deepmr_kipoi.predictive import MCDropout, from_torch
+    from deepmr_kipoi.predictive.models import first_samples
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Dropout(0.3), torch.nn.Linear(4 * 12, 2)
+    ).eval()
+    many = MCDropout(from_torch(net, feature_names=["p", "q"], layout="NLC"), n_samples=6, seed=3)
+    x = _onehot(4, 12, 5)
+    few = first_samples(many, 3)
+    assert few.n_samples == 3 and many.n_samples == 6
+    np.testing.assert_array_equal(few.predict_samples(x), many.predict_samples(x)[:3])
+    calls = []
+    ens = DeepEnsemble([_counting_member(np.full((12, 4), float(k)), "y", calls) for k in range(5)])
+    panel = ModelPanel({"a": few, "b": ens})
+    assert panel.n_samples == 3 and panel.sample_counts == (3, 5)
+    pred = panel.predict_samples(x)
+    assert len(calls) == 3  # members 4 and 5 of b never run
+    np.testing.assert_allclose(pred[:, :, 2], ens.predict_samples(x)[:3, :, 0], rtol=1e-6)
+    assert first_samples(ens, 5) is ens

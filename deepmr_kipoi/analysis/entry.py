@@ -14,6 +14,7 @@ import os
 import warnings
 
 from deepmr_kipoi.analysis.inputs import MODEL_KEYWORDS, resolve_model, resolve_sequences
+from deepmr_kipoi.analysis.terms import python_terms
 from deepmr_kipoi.errors import DeepMRInputError, DeepMRWarning
 
 
@@ -68,6 +69,19 @@ def _panel(models: dict, settings: dict):
     return settings, panel, {"name": name, "panel": run_model.panel_identity(panel, idents)}
 
 
+def _run(config, model, identity, given, source):
+    """``pipeline.run`` of an ``analyze`` call; its input errors in Python terms (the run names
+    options as the command line does)."""
+    from deepmr_kipoi import pipeline
+
+    try:
+        return pipeline.run(
+            config, model=model, identity=identity, sequences=given, sequence_source=source
+        )
+    except DeepMRInputError as err:
+        raise type(err)(python_terms(str(err))) from err
+
+
 def analyze(model, sequences=None, *, exposures=None, outcomes=None, out=None, **settings):
     """Run Deep MR on a model and reference sequences, in one call.
 
@@ -100,12 +114,14 @@ def analyze(model, sequences=None, *, exposures=None, outcomes=None, out=None, *
     Raises
     ------
     DeepMRInputError
-        Bad input, in one line naming the fix.
+        Bad input, in one line naming the fix (in this function's argument names:
+        :func:`~deepmr_kipoi.analysis.terms.python_terms`).
 
     Warns
     -----
     DeepMRWarning
-        Each caveat about the results (``Analysis.warnings``), through Python's ``warnings``.
+        Each caveat about the results (``Analysis.warnings``), through Python's ``warnings``, in
+        this function's argument names.
     """
     from deepmr_kipoi import pipeline
     from deepmr_kipoi.analysis.result import Analysis
@@ -138,9 +154,7 @@ def analyze(model, sequences=None, *, exposures=None, outcomes=None, out=None, *
         config = pipeline.RunConfig(out=None if out is None else os.fspath(out), **settings)
     except TypeError as err:
         raise DeepMRInputError(str(err)) from None
-    result = pipeline.run(
-        config, model=pm, identity=identity, sequences=given, sequence_source=source
-    )
+    result = _run(config, pm, identity, given, source)
     analysis = Analysis.from_result(result)
     for text in analysis.warnings:
         warnings.warn(text, DeepMRWarning, stacklevel=2)

@@ -55,23 +55,33 @@ class ModelInfo:
     adapter: str = ""
     model_type: str = ""
 
-    def lines(self) -> list[str]:
-        """The description as the command prints it."""
+    def describe(self, label: str = "", window: str = "") -> list[str]:
+        """The model's own lines: kind, input, weights, uncertainty and features (named
+        ``label/feature`` when ``label`` is given; ``window``: where a panel member reads)."""
         shown = {"NLC": "(N, L, 4)", "NCL": "(N, 4, L)", "NC1L": "(N, 4, 1, L)"}
-        out = [f"{self.spec}: {self.kind}" + (f" ({self.model_type})" if self.model_type else "")]
+        head = f"{self.spec}: {self.kind}" + (f" ({self.model_type})" if self.model_type else "")
+        out = [f"model {label} = {head}" if label else head]
         out.append(
             f"input: {self.layout or 'layout not declared'} {shown.get(self.layout or '', '')}, "
-            f"length {self.sequence_length or 'not fixed'}, alphabet {self.alphabet}"
+            f"length {self.sequence_length or 'not fixed'}, alphabet {self.alphabet}{window}"
         )
         if self.adapter:
             out.append(f"adapter: {self.adapter}")
         for arg, path, present in self.weights:
             out.append(f"weights ({arg}): {'present' if present else 'MISSING'} {path}")
         out.append(f"uncertainty: {self.uncertainty}")
-        out.append(f"features ({len(self.features)}; index name):")
-        out += [f"  {i:>4} {name}" for i, name in enumerate(self.features[:MAX_LISTED])]
-        if len(self.features) > MAX_LISTED:
-            out.append(f"  ... and {len(self.features) - MAX_LISTED} more")
+        names = [f"{label}/{f}" if label else f for f in self.features]
+        out.append(
+            f"features ({len(names)}; index name{', as the panel names them' if label else ''}):"
+        )
+        out += [f"  {i:>4} {name}" for i, name in enumerate(names[:MAX_LISTED])]
+        if len(names) > MAX_LISTED:
+            out.append(f"  ... and {len(names) - MAX_LISTED} more")
+        return out
+
+    def lines(self) -> list[str]:
+        """The description as the command prints it."""
+        out = self.describe()
         first = self.features[0] if self.features else "NAME"
         last = self.features[-1] if self.features else "NAME"
         spec = shlex.quote(self.spec)
@@ -185,3 +195,80 @@ def model_info(spec: str, *, source=None, trust_model_code: bool = False) -> Mod
         if registry.get_adapter(spec) is None:
             raise err from None
     return _loaded_info(spec, "registered adapter", source, trust_model_code)
+
+
+@dataclass(frozen=True)
+class PanelInfo:
+    """A model panel as a Deep MR run sees it: every member's :class:`ModelInfo` under its label.
+
+    Attributes
+    ----------
+    members : tuple of (str, ModelInfo)
+        (label, the member's description), in panel order.
+    """
+
+    members: tuple[tuple[str, ModelInfo], ...]
+
+    def lines(self) -> list[str]:
+        """The description as ``deepmr info --model a=M1 --model b=M2`` prints it."""
+        from deepmr_kipoi.predictive.panel import member_offset
+
+        lengths = [m.sequence_length for _, m in self.members if m.sequence_length]
+        length = max(lengths) if lengths else None
+        out = [
+            f"model panel of {len(self.members)} models; features named label/feature"
+            + (f"; sequences of {length} bases (the longest input)" if length else "")
+        ]
+        for label, info in self.members:
+            window = ""
+            if length and info.sequence_length and info.sequence_length < length:
+                start = member_offset(length, info.sequence_length)
+                window = f"; reads bases {start}-{start + info.sequence_length} (centred)"
+            out += ["", *info.describe(label, window)]
+        labels = [label for label, _ in self.members]
+        specs = " ".join(f"--model {shlex.quote(f'{lab}={m.spec}')}" for lab, m in self.members)
+        ex, oc = f"{labels[0]}/*", f"{labels[-1]}/*"
+        given = ", ".join(f"{lab!r}: {m.spec!r}" for lab, m in self.members)
+        out += [
+            "",
+            "run it:",
+            f"  deepmr run {specs} --fasta seqs.fa --exposures {shlex.quote(ex)} "
+            f"--outcomes {shlex.quote(oc)} --out run1",
+            f"  deepmr_kipoi.analyze({{{given}}}, 'seqs.fa', exposures={ex!r}, outcomes={oc!r}, "
+            "out='run1')",
+        ]
+        return out
+
+
+def panel_info(models, *, source=None, trust_model_code: bool = False) -> PanelInfo:
+    """Describe every member of a model panel, with the names its features get in a panel run.
+
+    Parameters
+    ----------
+    models : mapping of str to str
+        ``{label: model}``, each model as :func:`model_info` takes it.
+    source : str, optional
+        Kipoi source of every member.
+    trust_model_code : bool
+
+    Returns
+    -------
+    PanelInfo
+
+    Raises
+    ------
+    DeepMRInputError
+        A bad label or a member :func:`model_info` refuses (the line names the member).
+    """
+    from deepmr_kipoi.predictive.panel import check_label
+
+    members = []
+    for label, spec in models.items():
+        check_label(label)
+        try:
+            members.append(
+                (label, model_info(spec, source=source, trust_model_code=trust_model_code))
+            )
+        except DeepMRInputError as err:
+            raise DeepMRInputError(f"panel member {label!r}: {err}") from err
+    return PanelInfo(tuple(members))

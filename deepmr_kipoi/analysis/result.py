@@ -123,7 +123,9 @@ class Analysis:
     run_info : dict
         ``run.json``'s record: config, model identity, sequences, timings, warnings, calibration.
     warnings : tuple of str
-        Plain-words caveats about the results (also issued as ``DeepMRWarning`` by ``analyze``).
+        Plain-words caveats about the results (also issued as ``DeepMRWarning`` by ``analyze``),
+        naming settings by their Python keywords (``calibration_table=``; ``run.json`` keeps the
+        command line's ``--calibration-table``).
     out_dir : Path or None
         The run folder (None: a run kept in memory).
     """
@@ -139,7 +141,10 @@ class Analysis:
     @classmethod
     def from_result(cls, result) -> Analysis:
         """The analysis of a ``pipeline.run`` result (a ``DeepMRResult``)."""
-        out = cls(result.global_effects, result.run_info, tuple(result.warnings), result.out_dir)
+        from deepmr_kipoi.analysis.terms import python_terms
+
+        warns = tuple(python_terms(w) for w in result.warnings)
+        out = cls(result.global_effects, result.run_info, warns, result.out_dir)
         out._cache["local_effects"] = result.local_effects
         out._cache["config"] = result.config
         return out
@@ -154,10 +159,12 @@ class Analysis:
             The folder is missing or holds no finished run.
         """
         from deepmr_kipoi import results
+        from deepmr_kipoi.analysis.terms import python_terms
 
         data = results.read_run(path)
         info = data.run_info
-        return cls(data.global_effects, info, tuple(info.get("warnings") or ()), data.path)
+        warns = tuple(python_terms(w) for w in info.get("warnings") or ())
+        return cls(data.global_effects, info, warns, data.path)
 
     # -- tables ----------------------------------------------------------------------------------
 
@@ -230,7 +237,13 @@ class Analysis:
             settings["exposures"] = [settings["exposures"]]
         if "outcomes" in settings and isinstance(settings["outcomes"], str):
             settings["outcomes"] = [settings["outcomes"]]
-        out = Analysis.from_result(reanalyze(source, **settings))
+        from deepmr_kipoi.analysis.terms import python_terms
+
+        try:
+            result = reanalyze(source, **settings)
+        except DeepMRInputError as err:  # the run names options as the command line does
+            raise type(err)(python_terms(str(err))) from err
+        out = Analysis.from_result(result)
         out._cache["effects_dir"] = Path(out.out_dir) if out.out_dir else source
         for text in out.warnings:
             warnings.warn(text, DeepMRWarning, stacklevel=2)

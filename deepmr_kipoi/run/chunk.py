@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from deepmr_kipoi.run import checks, local
+from deepmr_kipoi.run import checks, effects_cache, local
 from deepmr_kipoi.run.effects import chunk_effects
 
 #: Arrays of :class:`KeptEffects`, concatenated along the sequence axis when chunks merge.
@@ -86,6 +86,10 @@ class ChunkResult:
     effects : dict of ndarray, optional
         A computed chunk's raw ISM effects (:func:`effects_arrays`), kept in the run folder's
         effects store so that another analysis of them needs no model; None when read back.
+    cache_use : tuple of (str, int, int)
+        ``(model label, sequences read from the effects cache, sequences computed and stored)``
+        per cached model (:mod:`deepmr_kipoi.run.effects_cache`); empty without a cache or when
+        read back; merged: summed over the chunks.
     """
 
     local: pd.DataFrame
@@ -95,6 +99,7 @@ class ChunkResult:
     n_nonfinite: tuple[int, int]
     flat: tuple[str, ...] = ()
     effects: dict | None = None
+    cache_use: tuple[tuple[str, int, int], ...] = ()
 
     def file_arrays(self) -> dict[str, np.ndarray]:
         """The arrays a chunk file keeps (read back by :meth:`from_file`)."""
@@ -140,6 +145,7 @@ class ChunkResult:
             n_masked=sum(c.n_masked for c in chunks),
             n_nonfinite=tuple(int(sum(c.n_nonfinite[i] for c in chunks)) for i in (0, 1)),
             flat=tuple(f for f in chunks[0].flat if all(f in c.flat for c in chunks)),
+            cache_use=effects_cache.merge_use([c.cache_use for c in chunks]),
         )
 
     def figure_arrays(self) -> dict:
@@ -279,6 +285,7 @@ def compute_chunk(
     """
     a, b = plan.bounds[chunk_index]
     tick = time.perf_counter()
+    cached = effects_cache.engines(plan.config, plan.model, plan.identity, plan.inputs)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # non-finite outputs are
         # checked (and named) in analyse_chunk, so numpy's own warnings about them would only be noise
         eff = chunk_effects(
@@ -288,6 +295,7 @@ def compute_chunk(
             batch_size=plan.config.batch_size,
             features=list(plan.used),
             on_progress=_share(on_progress, 0.5),
+            engines=cached,
         )
     _add_time(timings, "ism", tick)
     # the analysis calibrates the per-sample differences in place: what is stored must be the raw
@@ -297,9 +305,7 @@ def compute_chunk(
     if keep_effects:
         stored = effects_arrays(eff, plan.used, copy=plan.se_scale is not None)
     result = analyse_chunk(plan, chunk_index, eff, timings, _share(on_progress, 0.5))
-    if stored is None:
-        return result
-    return dataclasses.replace(result, effects=stored)
+    return dataclasses.replace(result, effects=stored, cache_use=effects_cache.use(cached))
 
 
 def analyse_chunk(

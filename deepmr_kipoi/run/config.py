@@ -240,6 +240,10 @@ class RunConfig:
     dask_address : str, optional
         With ``executor="dask"``: an existing scheduler, ``tcp://HOST:PORT`` or the path of a
         scheduler file.
+    effects_cache : str, optional
+        A folder of per-model ISM effects shared across runs (:mod:`deepmr_kipoi.run.effects_cache`):
+        a model (or panel member) already run on the same sequences, ISM window and samples is read
+        from it instead of run again. None (the default): no cache.
     """
 
     model_source: ModelSource
@@ -581,6 +585,7 @@ def _output_fields(c: RunConfig) -> dict:
         executor=v.choice(c.executor, EXECUTORS, "executor"),
         dask_workers=_optional_int(c.dask_workers, "dask_workers"),
         dask_address=v.optional_text(c.dask_address, "dask_address"),
+        effects_cache=v.optional_text(c.effects_cache, "effects_cache"),
     )
 
 
@@ -596,7 +601,7 @@ def portable_config(config: RunConfig) -> dict:
             else value
         )
 
-    for key in ("fasta", "bed", "calibrator", "calibration_table", "out"):
+    for key in ("fasta", "bed", "calibrator", "calibration_table", "out", "effects_cache"):
         d[key] = absolute(d.get(key))
     d["weight_files"] = [absolute(w) for w in d.get("weight_files") or []]
 

@@ -24,6 +24,7 @@ def chunk_effects(
     batch_size: int = 512,
     features=None,
     on_progress: Callable[[int], None] | None = None,
+    engines: list | None = None,
 ) -> ism.ISMEffects:
     """Saturation-ISM effects of a chunk of reference sequences.
 
@@ -41,6 +42,9 @@ def chunk_effects(
         Model features to keep (default: all).
     on_progress : callable, optional
         Called with the number of sequences done after each engine call.
+    engines : list, optional
+        The run's effects cache (:func:`deepmr_kipoi.run.effects_cache.engines`): one engine or
+        None per model (the model of a single run, or each panel member).
 
     Returns
     -------
@@ -64,8 +68,15 @@ def chunk_effects(
     }
     keep = slice(None) if features is None else list(features)
     parts = []
+    panel = hasattr(model, "labels") and hasattr(model, "models")
+    single = None if panel or not engines else engines[0]
     for i in range(0, n, step):
-        part = ism.saturation_effects(model, onehot[i : i + step], **kwargs)
+        if single is not None:
+            part = single.effects(model, onehot[i : i + step], window, int(batch_size))
+        else:
+            part = ism.saturation_effects(
+                model, onehot[i : i + step], member_engines=engines if panel else None, **kwargs
+            )
         parts.append((part.samples[..., keep], np.asarray(part.reference)[..., keep], part))
         if on_progress is not None:
             on_progress(min(step, n - i))

@@ -33,7 +33,7 @@ import pandas as pd
 
 from deepmr_kipoi import __version__, instruments, results, validation
 from deepmr_kipoi.errors import DeepMRInputError, user_code_errors
-from deepmr_kipoi.run import aggregate, checks, executors, inputs
+from deepmr_kipoi.run import aggregate, checks, effects_cache, executors, inputs
 from deepmr_kipoi.run.chunk import (  # noqa: F401 - runner.compute_chunk stays importable
     ChunkResult,
     analyse_chunk,
@@ -247,8 +247,13 @@ def make_plan(
     used = tuple(sorted(set(exposures) | set(outcomes)))
     save_effects, chunk_size, bounds = chunking(config, n_seq, window, len(used))
     chash = config_hash(config.replace(chunk_size=chunk_size), identity, feature_names, n_seq)
+    fingerprint = input_fingerprint(config, identity, seq_ids, onehot)
+    cached = effects_cache.engines(config, model, identity, fingerprint)
     reference = checks.reference_predictions(
-        model, onehot, config.batch_size, mask=config.mask_nonfinite
+        model if cached is None else effects_cache.CachedReference(model, cached),
+        onehot,
+        config.batch_size,
+        mask=config.mask_nonfinite,
     )
     spread = instruments.feature_spread(reference)
     return RunPlan(
@@ -268,7 +273,7 @@ def make_plan(
         save_effects,
         chash,
         spread,
-        input_fingerprint(config, identity, seq_ids, onehot),
+        fingerprint,
         sequence_source or inputs.sequence_source(config),
         effects_hash(config, identity, feature_names, n_seq),
     )
@@ -657,7 +662,10 @@ def _run_chunks(
             created.append(store.write_effects(chunk_index, result.effects))
         found[chunk_index] = dataclasses.replace(result, effects=None)
         _keep(store, chunk_index, found[chunk_index], created, computed, on_chunk, len(plan.bounds))
-    return [found[i] for i in range(len(plan.bounds))], resumed
+    chunks = [found[i] for i in range(len(plan.bounds))]
+    use = effects_cache.merge_use([c.cache_use for c in chunks])
+    effects_cache.record(plan.identity, plan.config, use)  # run.json's model.effects_cache
+    return chunks, resumed
 
 
 def _keep(store, chunk_index: int, result: ChunkResult, created, computed, on_chunk, n: int):
@@ -765,7 +773,10 @@ def _write_outputs(
     stop_point("outputs")
     tick = time.perf_counter()
     figs = []
-    digest = figures_digest(plan, global_table, local_table, arrays, truth)
+    # the digest hashes the whole local table: only worth it when there are figures to keep
+    digest = (
+        figures_digest(plan, global_table, local_table, arrays, truth) if config.figures else ""
+    )
     if config.figures:
         figs = _earlier_figures(plan, out_dir, digest)
     if config.figures and figs is None:
@@ -792,7 +803,7 @@ def _write_outputs(
     record = dataclasses.replace(
         record,
         figures=tuple(str(f.path.relative_to(out_dir)) for f in figs),
-        figures_digest=digest if config.figures else "",
+        figures_digest=digest,
         figure_info=tuple(
             {"title": f.title, "caption": f.caption, "section": f.section, "pair": f.pair}
             for f in figs

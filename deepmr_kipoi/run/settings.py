@@ -532,6 +532,17 @@ class ExecutionSettings:
             metavar="ADDRESS",
         ),
     )
+    effects_cache: str | None = setting(
+        None,
+        None,
+        option(
+            "--effects-cache",
+            "folder of every model's stored ISM effects, shared by runs and panels: a model "
+            "already run on the same sequences, window and samples is not run again "
+            "(default: none)",
+            metavar="DIR",
+        ),
+    )
 
 
 #: The groups of a :class:`RunConfig`: attribute name -> settings class.

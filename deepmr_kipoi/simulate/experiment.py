@@ -102,6 +102,7 @@ def _engine_config(config: ExperimentConfig, features, n_sequences: int):
         directional=config.directional,
         one_per_position=config.one_per_position,
         sample_split=config.sample_split,
+        min_effect=config.min_effect,
         save_effects=True,
         figures=False,
         report=False,
@@ -260,6 +261,15 @@ def run_round(
 def _deep_mr(config: ExperimentConfig, model, an, cal_fit, tag: str, effects_cache=None):
     """Deep MR on the analysed sequences as ``deepmr run`` does it: (chunk, global table).
 
+    The stages and their settings are the run's own (``runner.make_plan``,
+    ``runner.compute_chunk`` or ``chunk.analyse_chunk`` on stored effects,
+    ``aggregate.global_effects`` with ``runner.global_settings``); what ``pipeline.run`` adds
+    around them is left out on purpose: the run folder, figures, warnings and record (a round
+    is scored, not reported), its refusal of a run without any local fit (a degenerate round is
+    a result to count, not an error), and its calibration from a file (the round's calibration
+    is fitted in memory on its own held-out labels); the ISM effects are cached per round and
+    regime in the experiment's job cache.
+
     ``effects_cache`` is ``(cache_dir, round_index, regime)``: the job's ISM effects are read
     from there when cached (the model is not run again) and written there otherwise.
     """
@@ -278,17 +288,9 @@ def _deep_mr(config: ExperimentConfig, model, an, cal_fit, tag: str, effects_cac
         chunk = runner.compute_chunk(plan, 0)
     else:
         chunk = _cached_chunk(plan, effects_cache)
+    # the global stage with the settings deepmr run gives it (runner.global_settings)
     global_table = aggregate.global_effects(
-        chunk.local,
-        len(an),
-        method=config.meta_method,
-        level=run_config.level,
-        samples=chunk.samples,
-        exposures=features,
-        outcomes=features,
-        min_sequences=run_config.min_sequences,
-        spread=dict(zip(features, plan.spread)),
-        min_effect=config.min_effect,
+        chunk.local, len(an), **runner.global_settings(plan, chunk)
     )
     return chunk, global_table
 
