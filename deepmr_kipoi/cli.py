@@ -657,7 +657,39 @@ def _cmd_adapters(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``deepmr`` command; return its exit status."""
+    """Run the ``deepmr`` command; return its exit status.
+
+    Called without ``argv`` (the ``deepmr`` console script, ``python -m deepmr_kipoi.cli``), the
+    process ends right after the command (:func:`_exit_now`); with ``argv`` it returns the status.
+    """
+    status = _main(argv)
+    if argv is None:
+        _exit_now(status)
+    return status
+
+
+def _exit_now(status: int) -> None:
+    """End the process without the interpreter's teardown, when nothing else runs in it.
+
+    Freeing every object of torch, pandas and matplotlib at interpreter exit took 0.5-2.6 s after
+    a demo run. Every file is written and closed by then; the standard streams and the log
+    handlers are flushed here. A command that left child processes or non-daemon threads (a Dask
+    cluster) exits the normal way, so their clean-up runs.
+    """
+    import multiprocessing
+    import threading
+
+    others = [t for t in threading.enumerate() if t is not threading.current_thread()]
+    if multiprocessing.active_children() or any(not t.daemon for t in others):
+        return
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    logging.shutdown()
+    os._exit(status)
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:  # usage errors and --help end in SystemExit; main returns the status instead

@@ -114,22 +114,7 @@ def run_demo(
     truth = truth_table(simulate.demo_truth(n=n, seed=seed))
     out = Path(out)
     check_out_dir(out)
-    # named by content, so an earlier demo run's input is never rewritten, and written only for
-    # this call: a refused run removes what it added
-    text = "".join(f">{i}\n{s}\n" for i, s in zip(ids, sequences.decode(onehot)))
-    fasta = out / "inputs" / f"demo_sequences_{hashlib.md5(text.encode()).hexdigest()[:10]}.fa"
-    # held-out labelled sequences calibrate the ensemble (sigma scaling without the labels'
-    # Poisson noise, about 1 on the Anscombe scale), as a user would with their own labels
-    labels = simulate.demo_calibration_data(n=CALIBRATION_SEQUENCES, seed=seed).to_csv(
-        sep="\t", index=False
-    )
-    table = out / "inputs" / f"demo_labels_{hashlib.md5(labels.encode()).hexdigest()[:10]}.tsv"
-    added = [p for p in (out, out / "inputs", fasta, table) if not p.exists()]
-    fasta.parent.mkdir(parents=True, exist_ok=True)
-    if fasta in added:
-        results.write_text(fasta, text)
-    if table in added:
-        results.write_text(table, labels)
+    fasta, table, added = _write_inputs(out, ids, onehot, seed)
     names = set(model.feature_names)
     features = [f for f in dict.fromkeys([*truth["exposure"], *truth["outcome"]]) if f in names]
     config = pipeline.RunConfig(
@@ -160,6 +145,32 @@ def run_demo(
     except DeepMRInputError:
         remove_created(out, False, added)
         raise
+
+
+def _write_inputs(out: Path, ids, onehot, seed: int) -> tuple[Path, Path, list[Path]]:
+    """The demo's reference sequences (FASTA) and labelled calibration table under
+    ``out/inputs``: ``(fasta, table, paths this call added)``.
+
+    Both are named by their content, so an earlier demo run's input is never rewritten, and
+    written only by this call: a refused run removes what it added.
+    """
+    from deepmr_kipoi import simulate
+
+    text = "".join(f">{i}\n{s}\n" for i, s in zip(ids, sequences.decode(onehot)))
+    fasta = out / "inputs" / f"demo_sequences_{hashlib.md5(text.encode()).hexdigest()[:10]}.fa"
+    # held-out labelled sequences calibrate the ensemble (sigma scaling without the labels'
+    # Poisson noise, about 1 on the Anscombe scale), as a user would with their own labels
+    labels = simulate.demo_calibration_data(n=CALIBRATION_SEQUENCES, seed=seed).to_csv(
+        sep="\t", index=False
+    )
+    table = out / "inputs" / f"demo_labels_{hashlib.md5(labels.encode()).hexdigest()[:10]}.tsv"
+    added = [p for p in (out, out / "inputs", fasta, table) if not p.exists()]
+    fasta.parent.mkdir(parents=True, exist_ok=True)
+    if fasta in added:
+        results.write_text(fasta, text)
+    if table in added:
+        results.write_text(table, labels)
+    return fasta, table, added
 
 
 def headline(result: pipeline.DeepMRResult) -> str:

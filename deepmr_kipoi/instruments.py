@@ -131,29 +131,8 @@ def select(
     """
     bx = np.asarray(bx, dtype=np.float64)
     se_bx = np.asarray(se_bx, dtype=np.float64)
-    if bx.ndim != 4 or bx.shape[2] != 3:
-        raise DeepMRInputError(
-            f"bx must have shape (N, W, 3, E), got {bx.shape}; pass ism effects sliced to exposures"
-        )
-    if se_bx.shape != bx.shape:
-        raise DeepMRInputError(f"se_bx shape {se_bx.shape} differs from bx shape {bx.shape}")
-    if rule not in RULES:
-        raise DeepMRInputError(f"unknown instrument rule {rule!r}; use one of {', '.join(RULES)}")
-    if not np.isfinite(z) or z < 0:
-        raise DeepMRInputError(f"instrument threshold z must be a finite number >= 0, got {z}")
-    if int(min_count) < 1:
-        raise DeepMRInputError(f"min_count must be >= 1, got {min_count}")
-
-    valid = np.isfinite(bx) & np.isfinite(se_bx) & (se_bx > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if rule == "wald":
-            score = np.abs(bx / se_bx)
-        else:
-            pooled = np.where(valid, bx, np.nan)
-            mean = np.nanmean(pooled, axis=(0, 1, 2), keepdims=True)
-            sd = np.nanstd(pooled, axis=(0, 1, 2), keepdims=True)
-            score = np.abs((bx - mean) / sd)
-    score = np.where(valid & np.isfinite(score), score, np.nan)
+    _check_selection(bx, se_bx, z, rule, min_count)
+    score = _scores(bx, se_bx, rule)
     mask = score >= z  # NaN compares False
     n_significant = mask.sum(axis=(1, 2)).astype(np.int64)
     if floor is not None:
@@ -182,6 +161,37 @@ def select(
         removed_floor=n_significant - after_floor,
         removed_allele=after_floor - counts,
     )
+
+
+def _check_selection(bx: np.ndarray, se_bx: np.ndarray, z: float, rule: str, min_count) -> None:
+    """The arguments of :func:`select`, refused in one line each."""
+    if bx.ndim != 4 or bx.shape[2] != 3:
+        raise DeepMRInputError(
+            f"bx must have shape (N, W, 3, E), got {bx.shape}; pass ism effects sliced to exposures"
+        )
+    if se_bx.shape != bx.shape:
+        raise DeepMRInputError(f"se_bx shape {se_bx.shape} differs from bx shape {bx.shape}")
+    if rule not in RULES:
+        raise DeepMRInputError(f"unknown instrument rule {rule!r}; use one of {', '.join(RULES)}")
+    if not np.isfinite(z) or z < 0:
+        raise DeepMRInputError(f"instrument threshold z must be a finite number >= 0, got {z}")
+    if int(min_count) < 1:
+        raise DeepMRInputError(f"min_count must be >= 1, got {min_count}")
+
+
+def _scores(bx: np.ndarray, se_bx: np.ndarray, rule: str) -> np.ndarray:
+    """The instrument statistic of every mutant, shape (N, W, 3, E); NaN where the effect or its
+    SE is not usable (see :func:`select` for the rules)."""
+    valid = np.isfinite(bx) & np.isfinite(se_bx) & (se_bx > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if rule == "wald":
+            score = np.abs(bx / se_bx)
+        else:
+            pooled = np.where(valid, bx, np.nan)
+            mean = np.nanmean(pooled, axis=(0, 1, 2), keepdims=True)
+            sd = np.nanstd(pooled, axis=(0, 1, 2), keepdims=True)
+            score = np.abs((bx - mean) / sd)
+    return np.where(valid & np.isfinite(score), score, np.nan)
 
 
 def feature_spread(reference) -> np.ndarray:

@@ -216,12 +216,7 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 def write_effects_h5(
     path: str | os.PathLike,
-    *,
-    mean: np.ndarray,
-    se: np.ndarray,
-    reference: np.ndarray,
-    alt_bases: np.ndarray,
-    positions: np.ndarray,
+    arrays: Mapping[str, np.ndarray],
     sequence_ids: list[str],
     feature_names: list[str],
     attrs: dict | None = None,
@@ -230,14 +225,13 @@ def write_effects_h5(
 
     Parameters
     ----------
-    mean, se : ndarray, shape (N, W, 3, F)
-        Paired effect means and SEs (SEs as used by MR, i.e. calibrated when calibration was on).
-    reference : ndarray, shape (S, N, F)
-        Reference predictions per uncertainty sample.
-    alt_bases : ndarray of uint8, shape (N, W, 3)
-        Alternative base codes into ``"ACGT"``.
-    positions : ndarray of int, shape (W,)
-        Mutated positions (0-based, within the sequence).
+    path : path-like
+    arrays : mapping of str to ndarray
+        ``mean``, ``se`` (N, W, 3, F): paired effect means and SEs (SEs as used by MR, i.e.
+        calibrated when calibration was on); ``reference`` (S, N, F): reference predictions per
+        uncertainty sample; ``alt_bases`` (N, W, 3), uint8: alternative base codes into
+        ``"ACGT"``; ``positions`` (W,), int: mutated positions (0-based, within the sequence).
+        Other keys are not written.
     sequence_ids : list of str, length N
     feature_names : list of str, length F
     attrs : dict, optional
@@ -264,18 +258,18 @@ def write_effects_h5(
             sid = f.create_dataset(
                 "sequence_id", data=np.array(sequence_ids, dtype=object), dtype=str_dt
             )
-            pos = f.create_dataset("position", data=np.asarray(positions, dtype=np.int64))
+            pos = f.create_dataset("position", data=np.asarray(arrays["positions"], dtype=np.int64))
             feat = f.create_dataset(
                 "feature", data=np.array(feature_names, dtype=object), dtype=str_dt
             )
-            f.create_dataset("alt_base", data=np.asarray(alt_bases, dtype=np.uint8))
+            f.create_dataset("alt_base", data=np.asarray(arrays["alt_bases"], dtype=np.uint8))
             f["alt_base"].attrs["axes"] = ["sequence", "position", "allele"]
             f["alt_base"].attrs["codes"] = "ACGT"
             for name in ("sequence_id", "position", "feature"):
                 f[name].make_scale(name)
-            for name, arr in (("mean", mean), ("se", se)):
+            for name in ("mean", "se"):
                 ds = f.create_dataset(
-                    name, data=np.asarray(arr, dtype=np.float32), compression="gzip"
+                    name, data=np.asarray(arrays[name], dtype=np.float32), compression="gzip"
                 )
                 ds.attrs["axes"] = ["sequence", "position", "allele", "feature"]
                 for i, label in enumerate(ds.attrs["axes"]):
@@ -283,7 +277,9 @@ def write_effects_h5(
                 ds.dims[0].attach_scale(sid)
                 ds.dims[1].attach_scale(pos)
                 ds.dims[3].attach_scale(feat)
-            ref = f.create_dataset("reference", data=np.asarray(reference, dtype=np.float32))
+            ref = f.create_dataset(
+                "reference", data=np.asarray(arrays["reference"], dtype=np.float32)
+            )
             ref.attrs["axes"] = ["sample", "sequence", "feature"]
             for i, label in enumerate(ref.attrs["axes"]):
                 ref.dims[i].label = label

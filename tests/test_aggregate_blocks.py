@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from deepmr_kipoi.run import aggregate, runner
+from deepmr_kipoi.run import plan as plan_stage
 from deepmr_kipoi.run.chunk import ChunkResult, compute_chunk
 from deepmr_kipoi.run.config import RunConfig
 from tests._aggregate_reference import reference_global_effects
@@ -39,7 +40,7 @@ def merged_run(tmp_path_factory):
     config = RunConfig(
         model=f"{folder / 'factory.py'}:build", n_sequences=8, chunk_size=4, progress=False
     )
-    plan = runner.make_plan(config)
+    plan = plan_stage.make_plan(config)
     merged = ChunkResult.merge([compute_chunk(plan, i) for i in range(len(plan.bounds))])
     kwargs = runner.global_settings(plan, merged)
     want = reference_global_effects(merged.local, plan.n_sequences, **kwargs)

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from deepmr_kipoi.errors import DeepMRInputError
+from deepmr_kipoi.run import plan as plan_stage
 from deepmr_kipoi.run import runner
 from deepmr_kipoi.run.config import RunConfig, validate
 from tests._helpers_dask import LOAD_LOG
@@ -180,7 +181,7 @@ def test_external_cluster_matches_single_process(cluster, reference):
     with distributed.Client(address, timeout=30) as client:
         cached = client.run(lambda: list(executors._MODELS))
         trim = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
-    assert sorted(cached.values()) == [[executors._model_key(runner.make_plan(BASE))]] * 2
+    assert sorted(cached.values()) == [[executors._model_key(plan_stage.make_plan(BASE))]] * 2
     assert set(trim.values()) == {None}
 
 

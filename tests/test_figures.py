@@ -143,3 +143,40 @@ def test_compare_figure_labels_do_not_overlap():
         title = ax.title.get_window_extent(renderer)
         assert not any(title.overlaps(b) for b in ticks), ax.get_title()
     plt.close(fig)
+
+
+@pytest.mark.skipif(
+    "fork" not in __import__("multiprocessing").get_all_start_methods(), reason="needs fork"
+)
+def test_pair_figures_drawn_in_a_second_process_equal_those_drawn_serially(tmp_path, monkeypatch):
+    from deepmr_kipoi import pipeline
+    from tests.test_report import N_SEQ, _local_table, with_verdicts
+
+    local = _local_table()
+    glob = with_verdicts(pipeline.global_effects(local, N_SEQ))
+    kept = plots.DetailInputs.none(local)
+    made = {}
+    for mode, start in (("serial", lambda job: None), ("forked", plots._Forked)):
+        monkeypatch.setattr(plots, "_forked", start)
+        figs = plots.make_figures(tmp_path / mode, glob, kept)
+        made[mode] = [
+            (f.path.relative_to(tmp_path / mode), f.title, f.section, f.pair, _content(f.path))
+            for f in figs
+        ]
+    assert sum(f[2] == "pair" for f in made["serial"]) >= 2  # pairs drawn by the second process
+    assert made["forked"] == made["serial"]  # same files, order and contents
+
+    def broken(job):
+        return plots._Forked(lambda: 1 / 0)
+
+    monkeypatch.setattr(plots, "_forked", broken)
+    with pytest.raises(RuntimeError, match="second process failed: ZeroDivisionError"):
+        plots.make_figures(tmp_path / "broken", glob, kept)
+
+
+def _content(path):
+    """A figure file's bytes; an SVG's without the date matplotlib stamps into it."""
+    data = path.read_bytes()
+    if path.suffix == ".svg":
+        data = b"\n".join(line for line in data.splitlines() if b"<dc:date>" not in line)
+    return data

@@ -7,7 +7,7 @@ import pytest
 
 from deepmr_kipoi import calibration, inference, ism, mr, pipeline, results, verdict
 from deepmr_kipoi.predictive import Deterministic
-from deepmr_kipoi.run import runner
+from deepmr_kipoi.run import plan as plan_stage
 from tests import _helpers_pipeline as helpers
 from tests.test_pipeline import _brute_force_instruments
 
@@ -41,7 +41,7 @@ def headline_run(model):
 def _member_thetas(model, exposure, outcome, members=None, select_members=None, scale=None):
     """theta[s, i]: scalar IVW of member s's own effects over the instruments of the ensemble;
     ``scale`` (per feature): the members widened about their mean by it and the SEs scaled."""
-    plan = runner.make_plan(_config(), model, {"name": "tiny"})
+    plan = plan_stage.make_plan(_config(), model, {"name": "tiny"})
     onehot = plan.onehot
     names = list(model.feature_names)
     ie, io = names.index(exposure), names.index(outcome)
@@ -152,7 +152,7 @@ def test_headline_columns_and_meta_columns(headline_run):
 def test_calibration_widens_the_members_about_their_mean(tmp_path, model, headline_run):
     """Sigma scaling of 2.5 (x) and 0.5 (y): each member's effects move away from (towards) the
     ensemble mean by that factor, so the headline SE follows the calibration, by hand."""
-    onehot = runner.make_plan(_config(), model, {"name": "tiny"}).onehot
+    onehot = plan_stage.make_plan(_config(), model, {"name": "tiny"}).onehot
     samples = model.predict_samples(onehot)
     mean, sd = samples.mean(0), samples.std(0, ddof=1)
     noise = np.random.default_rng(0).normal(size=mean.shape)

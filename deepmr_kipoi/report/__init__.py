@@ -4,13 +4,30 @@
 * `report.table` prepares the global table for the report's interactive table;
 * `report.overview` draws the claims' causal graph, or a clustered heatmap at zoo scale;
 * `report.drawing` draws every other figure (matplotlib, Agg backend);
-* `report.figures` decides which figures a run gets and writes them;
+* `report.figures` decides which figures a run gets and writes them (`report.figure_file`: the
+  record of one);
 * `report.page` renders the HTML pages from the Jinja2 templates in `report/templates`.
+
+The drawing modules are imported when first used (``report.figures``, ``report.top_pairs``):
+matplotlib costs about a second, which a run whose figures are kept or off never needs.
 """
 
-from deepmr_kipoi.report.figures import FigureFile, top_pairs, truth_join
-from deepmr_kipoi.report.headline import Claim, Headline, build_headline, truth_summary
+import importlib
+
+from deepmr_kipoi.report.figure_file import FigureFile
+from deepmr_kipoi.report.headline import Claim, Headline, build_headline, truth_join, truth_summary
 from deepmr_kipoi.report.page import ASSUMPTIONS, write_compare_report, write_report
+
+_DRAWING = ("figures", "drawing", "overview")
+
+
+def __getattr__(name: str):
+    if name in _DRAWING:
+        return importlib.import_module(f"deepmr_kipoi.report.{name}")
+    if name == "top_pairs":
+        return importlib.import_module("deepmr_kipoi.report.figures").top_pairs
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ASSUMPTIONS",

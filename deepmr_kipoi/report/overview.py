@@ -16,20 +16,18 @@ that act alike, it is not a model of the biology.
 from __future__ import annotations
 
 import base64
+from typing import TYPE_CHECKING
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
+from deepmr_kipoi.mr.methods import method_label
+from deepmr_kipoi.report.headline import primary_method
+from deepmr_kipoi.report.table import effect_matrix
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import FancyArrowPatch  # noqa: E402
-
-from deepmr_kipoi.mr.methods import method_label  # noqa: E402
-from deepmr_kipoi.report.drawing import effect_matrix, symmetric_norm  # noqa: E402
-from deepmr_kipoi.report.headline import primary_method  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from matplotlib.patches import FancyArrowPatch
 
 #: Runs with at most this many features get the causal graph; larger ones the clustered heatmap.
 GRAPH_MAX_FEATURES = 50
@@ -39,6 +37,17 @@ POSITIVE, NEGATIVE, UNDETERMINED = "#b2182b", "#2166ac", "#8c8c8c"
 MODEL_COLOURS = ("#e69f00", "#56b4e9", "#009e73", "#f0e442", "#0072b2", "#d55e00", "#cc79a7")
 #: Verdict codes of the heatmap payload.
 VERDICT_CODES = {"not causal": 1, "undetermined": 2, "causal": 3}
+
+
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend, imported when a figure is drawn: the report's
+    tables and heatmap payload need no matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _pair_rows(table: pd.DataFrame, method: str) -> pd.DataFrame:
@@ -107,6 +116,8 @@ def causal_graph(
         |estimate| relative to the largest claim), dashed grey for undetermined pairs with an
         effect. Every node and arrow has a ``gid`` (``node:<name>``, ``edge:<x>|<y>``).
     """
+    plt = _pyplot()
+
     method = method or primary_method(table)
     names = features_of(table)
     edges = graph_edges(table, method)
@@ -162,6 +173,8 @@ UNDETERMINED_LABEL = "undetermined (an estimator finds an effect)"
 def _draw_edges(ax, edges: pd.DataFrame, xy: dict, node_r: float) -> None:
     """One arrow per edge: causal ones solid, coloured by sign, as wide as the estimate relative
     to the largest claim; undetermined ones dashed grey."""
+    from matplotlib.patches import FancyArrowPatch
+
     causal = edges[edges["verdict"] == "causal"]
     biggest = float(causal["estimate"].abs().max()) if len(causal) else 1.0
     for r in edges.itertuples(index=False):
@@ -298,6 +311,10 @@ def clustered_heatmap(table: pd.DataFrame, *, method: str | None = None, title: 
         clipped at the 99th percentile of |effect|; every label where rows are at least 7 px apart,
         else every k-th; claimed (causal) cells outlined in black.
     """
+    from deepmr_kipoi.report.drawing import symmetric_norm
+
+    plt = _pyplot()
+
     method = method or primary_method(table)
     mat, verdict = _ordered_matrices(table, method)
     n_r, n_c = mat.shape

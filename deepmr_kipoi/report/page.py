@@ -26,7 +26,7 @@ import pandas as pd
 
 from deepmr_kipoi import results
 from deepmr_kipoi.mr.methods import method_label
-from deepmr_kipoi.report.figures import FigureFile
+from deepmr_kipoi.report.figure_file import FigureFile
 from deepmr_kipoi.report.headline import build_headline, calibration_sentence, truth_summary
 from deepmr_kipoi.report.table import table_payload, to_json
 

@@ -174,3 +174,38 @@ def to_json(payload) -> str:
     re-open the block, whichever way a name is split across values."""
     text = json.dumps(payload, separators=(",", ":"), allow_nan=False)
     return re.sub("[<>&\u2028\u2029]", lambda m: _SCRIPT_ESCAPES[m.group()], text)
+
+
+def effect_matrix(global_table: pd.DataFrame, method: str, value: str = "estimate") -> pd.DataFrame:
+    """One column of the global table as an exposure x outcome matrix.
+
+    Parameters
+    ----------
+    global_table : DataFrame
+        Global effects with columns exposure, outcome, method and ``value``.
+    method : str
+    value : str
+
+    Returns
+    -------
+    DataFrame, shape (E, O)
+        Rows: exposures in order of first appearance; columns: outcomes in the same order where
+        they are exposures too (so the diagonal lines up), then the others. NaN where a pair is
+        absent (e.g. exposure == outcome).
+    """
+    sub = global_table[global_table["method"].astype(str) == method]
+    rows = list(dict.fromkeys(sub["exposure"].astype(str)))
+    outcomes = set(sub["outcome"].astype(str))
+    # features that are both exposure and outcome keep one order on both axes (diagonal aligned)
+    cols = [f for f in dict.fromkeys([*rows, *sub["outcome"].astype(str)]) if f in outcomes]
+    mat = sub.pivot_table(
+        index="exposure",
+        columns="outcome",
+        values=value,
+        aggfunc="first",
+        observed=True,
+        dropna=False,
+    )
+    mat.index = mat.index.astype(str)
+    mat.columns = mat.columns.astype(str)
+    return mat.reindex(index=rows, columns=cols).astype(float)

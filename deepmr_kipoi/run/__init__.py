@@ -5,7 +5,7 @@
                   hash       model      ISM         ments,    q-values,
                              sequences  (n,W,3,F)   local MR  model-aware
                              calibration            (n,E,O,M) interval, warnings
-                                        └──────────── runner: plan, chunks, resume, outputs ───┘
+                                        └──── plan, runner (chunks, resume), outputs ─────────┘
 
 * :mod:`~deepmr_kipoi.run.config` -- ``RunConfig`` (what defines a run), ``validate`` (type and
   value checks, normalisation); its setting groups and the accepted values of the choice fields
@@ -27,10 +27,13 @@
   and the typed ``ChunkResult`` (its file format and its merge over the chunks of a run).
 * :mod:`~deepmr_kipoi.run.executors` -- where the chunks run: the ``Executor`` protocol
   (``map_chunks(plan, chunk_indices)``), this process or Dask tasks.
-* :mod:`~deepmr_kipoi.run.runner` -- ``make_plan`` (all input checks, then a frozen ``RunPlan``
-  the stages share), ``run`` (chunk store and resume, outputs, ``DeepMRResult``); ``run_plan``
-  takes a chunk from the folder's finished chunks, else from the stored ISM effects (only the
-  analysis runs), else from the model.
+* :mod:`~deepmr_kipoi.run.plan` -- ``make_plan`` (all input checks, then a frozen ``RunPlan``
+  the stages share) and ``run_key`` (what a chunk file's results are computed from).
+* :mod:`~deepmr_kipoi.run.runner` -- ``run`` (plan, chunk store and resume, stage 4,
+  ``DeepMRResult``); ``run_plan`` takes a chunk from the folder's finished chunks, else from the
+  stored ISM effects (only the analysis runs), else from the model.
+* :mod:`~deepmr_kipoi.run.outputs` -- the run record and the output files, written into the run
+  folder's stage.
 * :mod:`~deepmr_kipoi.run.reanalysis` -- ``reanalyze``: a finished run's stored ISM effects
   analysed again with other analysis settings, no model (``deepmr reanalyze``).
 * :mod:`~deepmr_kipoi.run.record` -- ``RunRecord``, the typed content of ``run.json`` that the
@@ -55,13 +58,14 @@ Where a change goes:
   changes numbers, into ``config_hash`` automatically.
 
 Modules import only stages before them (config < inputs, effects < local < chunk < executors <
-aggregate < record < runner < reanalysis, resume); figures, report and compare sit outside this package.
+aggregate < record < plan < outputs < runner < reanalysis, resume); figures, report and compare sit outside this package.
 """
 
 from deepmr_kipoi.run.chunk import ChunkResult, compute_chunk
 from deepmr_kipoi.run.config import RunConfig
+from deepmr_kipoi.run.plan import RunPlan, make_plan
 from deepmr_kipoi.run.resume import run
-from deepmr_kipoi.run.runner import DeepMRResult, RunPlan, make_plan
+from deepmr_kipoi.run.runner import DeepMRResult
 
 __all__ = [
     "ChunkResult",

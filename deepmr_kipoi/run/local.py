@@ -277,7 +277,7 @@ def heterogeneity(bx, by, sx, sy, mask, samples_x=None, samples_y=None, paired=N
         ``sqrt(sum_k w_k (b_y - theta b_x)^2 / sum_k w_k b_x^2)`` with ``w_k = 1 / se_y^2``,
         divided by ``|theta|``: the practical size of the disagreement (inf where theta is 0).
     """
-    from scipy import stats
+    from scipy import special
 
     # in float64: squares of float32 effects overflow (or vanish) at output scales beyond 1e+-19
     bx, sx, by, sy = (np.asarray(a, dtype=np.float64) for a in (bx, sx, by, sy))
@@ -307,7 +307,7 @@ def heterogeneity(bx, by, sx, sy, mask, samples_x=None, samples_y=None, paired=N
         )
     k = ok.sum(-1)
     q = np.where((k >= 2) & np.isfinite(theta), q, np.nan)
-    p = np.where(np.isfinite(q), stats.chi2.sf(q, np.maximum(k - 1, 1)), np.nan)
+    p = np.where(np.isfinite(q), special.chdtrc(np.maximum(k - 1, 1), q), np.nan)
     return q, p, np.where(np.isfinite(q), spread, np.nan)
 
 
@@ -564,11 +564,11 @@ def _independent_across_models(het, effects, sl, mask_x, direction, settings) ->
 def _store_heterogeneity(fields, het: np.ndarray, sl: slice) -> None:
     """The heterogeneity test of an exposure block's cells (``pair_sums`` rows theta, q, spread,
     k) into the result arrays."""
-    from scipy import stats
+    from scipy import special
 
     q, spread, k = het[1], het[2], het[3]
     finite = np.isfinite(q)
-    p = np.where(finite, stats.chi2.sf(q, np.maximum(k - 1, 1)), np.nan)
+    p = np.where(finite, special.chdtrc(np.maximum(k - 1, 1), q), np.nan)
     fields["heterogeneity_q"][:, sl] = q[..., None]
     fields["heterogeneity_pvalue"][:, sl] = p[..., None]
     fields["heterogeneity_spread"][:, sl] = np.where(finite, spread, np.nan)[..., None]

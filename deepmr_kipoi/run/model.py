@@ -324,7 +324,7 @@ def _kipoi_model(spec: str, config: RunConfig, identity: dict):
 def prepare_model(config: RunConfig, model=None, identity: dict | None = None):
     """The run's model, ready to predict: loaded (unless given) and put on ``config.device``.
 
-    The one preparation of a model, used by the client (``runner.make_plan``) and by every Dask
+    The one preparation of a model, used by the client (``plan.make_plan``) and by every Dask
     worker (``executors``), so that a worker's model runs where the client's would.
 
     Parameters

@@ -31,7 +31,8 @@ from deepmr_kipoi.run.config import (
     fields_affecting,
     validate,
 )
-from deepmr_kipoi.run.runner import DeepMRResult, RunPlan, chunking, run_plan
+from deepmr_kipoi.run.plan import RunPlan, chunking
+from deepmr_kipoi.run.runner import DeepMRResult, run_plan
 
 #: Settings a reanalysis may change: those of the analysis and those that change no number.
 REANALYSIS_SETTINGS = tuple(

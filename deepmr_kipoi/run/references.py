@@ -15,6 +15,9 @@ from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.run.config import SEQUENCE_SOURCES, RunConfig
 from deepmr_kipoi.run.model import is_factory_spec
 
+#: ``run.json``'s words for seeded random reference sequences.
+RANDOM_SOURCE = "seeded random sequences"
+
 
 def sequence_source(config: RunConfig) -> str:
     """Where a run's reference sequences come from, in words (for ``run.json``)."""
@@ -24,7 +27,7 @@ def sequence_source(config: RunConfig) -> str:
         return "FASTA records"
     if config.sequences == "dataloader":
         return "the model's Kipoi dataloader"
-    return "seeded random sequences"
+    return RANDOM_SOURCE
 
 
 def load_sequences(config: RunConfig, model_length: int | None):

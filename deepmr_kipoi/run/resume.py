@@ -34,7 +34,8 @@ from deepmr_kipoi.run.chunk_store import (
 )
 from deepmr_kipoi.run.config import RunConfig, config_hash, effects_hash, validate
 from deepmr_kipoi.run.fingerprint import input_fingerprint
-from deepmr_kipoi.run.runner import DeepMRResult, RunPlan, chunking, run_key
+from deepmr_kipoi.run.plan import RunPlan, chunking, run_key
+from deepmr_kipoi.run.runner import DeepMRResult
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ One round (per regime): draw the data of the round's true parameters (exposure, 
 bystander feature with its own motif and no causal link), train the ensemble on the training
 sequences, fit the calibration on separate held-out labelled sequences, and run Deep MR on the
 analysed sequences (a third set, with every motif embedded) through the same stages a ``deepmr
-run`` uses (``run.runner.make_plan``, ``compute_chunk``, ``run.aggregate.global_effects``): every
+run`` uses (``run.plan.make_plan``, ``compute_chunk``, ``run.aggregate.global_effects``): every
 ordered pair of the three features, the default instrument rules, the headline inference over
 sequences and ensemble members, and the meta-analysis. Each pair's estimate is compared with its
 truths (``scoring`` module: the learnable truth the intervals are scored on, and the paper's).
@@ -261,8 +261,8 @@ def run_round(
 def _deep_mr(config: ExperimentConfig, model, an, cal_fit, tag: str, effects_cache=None):
     """Deep MR on the analysed sequences as ``deepmr run`` does it: (chunk, global table).
 
-    The stages and their settings are the run's own (``runner.make_plan``,
-    ``runner.compute_chunk`` or ``chunk.analyse_chunk`` on stored effects,
+    The stages and their settings are the run's own (``plan.make_plan``,
+    ``chunk.compute_chunk`` or ``chunk.analyse_chunk`` on stored effects,
     ``aggregate.global_effects`` with ``runner.global_settings``); what ``pipeline.run`` adds
     around them is left out on purpose: the run folder, figures, warnings and record (a round
     is scored, not reported), its refusal of a run without any local fit (a degenerate round is
@@ -274,10 +274,12 @@ def _deep_mr(config: ExperimentConfig, model, an, cal_fit, tag: str, effects_cac
     from there when cached (the model is not run again) and written there otherwise.
     """
     from deepmr_kipoi.run import aggregate, runner
+    from deepmr_kipoi.run.chunk import compute_chunk
+    from deepmr_kipoi.run.plan import make_plan
 
     features = config.simulation.features
     run_config = _engine_config(config, features, len(an))
-    plan = runner.make_plan(
+    plan = make_plan(
         run_config,
         model,
         {"name": f"simulation {tag}"},
@@ -285,7 +287,7 @@ def _deep_mr(config: ExperimentConfig, model, an, cal_fit, tag: str, effects_cac
         calibration=cal_fit,
     )
     if effects_cache is None or effects_cache[0] is None:
-        chunk = runner.compute_chunk(plan, 0)
+        chunk = compute_chunk(plan, 0)
     else:
         chunk = _cached_chunk(plan, effects_cache)
     # the global stage with the settings deepmr run gives it (runner.global_settings)
@@ -298,13 +300,12 @@ def _deep_mr(config: ExperimentConfig, model, an, cal_fit, tag: str, effects_cac
 def _cached_chunk(plan, effects_cache):
     """The job's one chunk from its cached ISM effects, computing and caching them if absent."""
     from deepmr_kipoi.run import chunk as chunk_stage
-    from deepmr_kipoi.run import runner
 
     cache_dir, round_index, regime = effects_cache
     key = _cache.effects_key(plan.onehot, plan.window, plan.used)
     arrays = _cache.load_effects(cache_dir, round_index, regime, key)
     if arrays is None:
-        chunk = runner.compute_chunk(plan, 0, keep_effects=True)
+        chunk = chunk_stage.compute_chunk(plan, 0, keep_effects=True)
         _cache.save_effects(cache_dir, round_index, regime, key, chunk.effects)
         return chunk
     return chunk_stage.analyse_chunk(plan, 0, chunk_stage.effects_from_arrays(arrays))

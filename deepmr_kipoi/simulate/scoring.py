@@ -27,7 +27,7 @@ a chance match of another (occupancy is summed over every window of the sequence
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from deepmr_kipoi.simulate import generative as gen
 
@@ -58,7 +58,7 @@ def wilson(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of a binomial proportion (NaN for n = 0)."""
     if n == 0:
         return np.nan, np.nan
-    z = stats.norm.ppf(0.5 + level / 2)
+    z = special.ndtri(0.5 + level / 2)
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
