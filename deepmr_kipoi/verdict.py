@@ -59,10 +59,21 @@ i.e. the change of Y, in its SDs, per SD of X. In raw units the margin of a pair
    of the exposure) is ``undetermined`` too: the instruments carry no evidence of which of the
    two acts.
 7. **Direction.** The reverse direction must have been tested and not supported: the reverse
-   pair (Y, X) analysed and estimable (step 1) and failing steps 2-6. Otherwise the forward pair
-   is ``undetermined`` ("reverse direction could not be tested (k of N sequences with a local
-   fit)"). If the reverse pair also passes steps 2-6, neither direction is claimed: both are
-   ``undetermined`` (feedback, or a shared driver that the checks did not separate).
+   pair (Y, X) analysed and estimable (step 1) and failing steps 2-6. If the reverse pair also
+   passes steps 2-6, neither direction is claimed: both are ``undetermined`` (feedback, or a
+   shared driver that the checks did not separate). A reverse pair with too few local fits
+   (Y's own instruments are often weak: one or two per sequence, below ``min_instruments``) is
+   tested by pooling its instruments over all sequences (``pooled_*`` columns: one IVW slope
+   over every sequence's instruments with a cluster-robust SE over sequences,
+   ``run.aggregate.pooled_ivw``) where at least ``min_sequences`` sequences have instruments:
+   it counts as supported when that interval excludes the reverse pair's band ``[-margin,
+   margin]`` (the minimum-effect p-value below ``1 - level``, per pair and unadjusted, so that
+   the check errs towards finding the reverse effect) and its instruments move their exposure
+   more than their outcome (``pooled_steiger_ratio < 1``, as in step 6: otherwise they are the
+   forward exposure's own sites leaking into the reverse pair), and the forward pair is then
+   ``undetermined``. With fewer sequences with instruments the reverse direction could not be
+   tested and the forward pair is ``undetermined`` ("reverse direction could not be tested (k
+   of N sequences with a local fit, m with instruments)").
 
 Otherwise the pair is ``causal``. The claimed set is a subset of the Benjamini-Hochberg set of
 step 2: under the conditions of Benjamini & Hochberg (1995) (independent or positively dependent
@@ -136,6 +147,13 @@ OPTIONAL_COLUMNS = (
     "other_ratio",
     "other_feature",
     "other_r2",
+    "pooled_estimate",
+    "pooled_se",
+    "pooled_df",
+    "pooled_ci_low",
+    "pooled_ci_high",
+    "pooled_sequences",
+    "pooled_steiger_ratio",
 )
 #: Columns :func:`verdicts` adds (besides ``verdict``, ``verdict_reason`` and ``direction``).
 VERDICT_STATISTICS = ("min_effect", "pvalue_min_effect", "pair_pvalue", "pair_qvalue")
@@ -670,7 +688,7 @@ def verdicts(
     stats_ = statistics(table, min_sequences=min_sequences, level=level, min_effect=min_effect)
     view = _PairView.build(pd.concat([table, stats_], axis=1))
     decided = _decide(view, int(min_sequences), alpha, float(min_effect))
-    final, reason, rev = _direction_step(view, decided)
+    final, reason, rev = _direction_step(view, decided, int(min_sequences), alpha)
     out = pd.DataFrame(
         {
             "verdict": final[view.ids],
@@ -682,7 +700,7 @@ def verdicts(
     return pd.concat([out, stats_], axis=1)
 
 
-def _direction_step(view: _PairView, d: _Decided) -> tuple:
+def _direction_step(view: _PairView, d: _Decided, min_sequences: int, alpha: float) -> tuple:
     """Step 7: a supported pair is causal only when its reverse was tested and not supported.
 
     Returns the final verdicts and reasons (P,) and the index of every pair's reverse (-1: not
@@ -701,12 +719,39 @@ def _direction_step(view: _PairView, d: _Decided) -> tuple:
         oc[absent],
         ex[absent],
     )
-    untested = sup & (rev >= 0) & ~d.estimable[r]
-    reason[untested] = _fmt(
-        "{}; reverse direction could not be tested ({} of {} sequences with a local fit)",
-        d.reason[untested],
-        d.fitted[r][untested],
-        d.analysed[r][untested],
+    pooled = _pooled_reverse(view, min_sequences, alpha)
+    few = sup & (rev >= 0) & ~d.estimable[r]
+    untested = few & ~pooled.tested[r]
+    if "pooled_sequences" in view.work:
+        reason[untested] = _fmt(
+            "{}; reverse direction could not be tested ({} of {} sequences with a local fit, {} "
+            f"with instruments; the pooled test needs {min_sequences})",
+            d.reason[untested],
+            d.fitted[r][untested],
+            d.analysed[r][untested],
+            pooled.sequences[r][untested],
+        )
+    else:  # a table from before the pooled test
+        reason[untested] = _fmt(
+            "{}; reverse direction could not be tested ({} of {} sequences with a local fit)",
+            d.reason[untested],
+            d.fitted[r][untested],
+            d.analysed[r][untested],
+        )
+    pooled_both = few & pooled.tested[r] & pooled.supported[r]
+    pooled_not = few & pooled.tested[r] & ~pooled.supported[r]
+    figures = [pooled.sequences[r], pooled.estimate[r], pooled.ci_low[r], pooled.ci_high[r]]
+    reason[pooled_both] = _fmt(
+        "{}; but the reverse direction is supported by its instruments pooled over {} sequences "
+        "({:.3g} [{:.3g}, {:.3g}], beyond {:.3g}; per pair, unadjusted): feedback, or a shared "
+        "driver the checks did not separate",
+        *(c[pooled_both] for c in (d.reason, *figures, pooled.margin[r])),
+    )
+    reason[pooled_not] = _fmt(
+        "{}, reverse direction tested on its instruments pooled over {} sequences (too few per "
+        "sequence for a local fit) and not supported ({:.3g} [{:.3g}, {:.3g}]; Steiger ratio "
+        "{:.2f})",
+        *(c[pooled_not] for c in (d.reason, *figures, pooled.steiger[r])),
     )
     both = sup & (rev >= 0) & d.estimable[r] & d.supported[r]
     reason[both] = (
@@ -714,8 +759,48 @@ def _direction_step(view: _PairView, d: _Decided) -> tuple:
     )
     tested = sup & (rev >= 0) & d.estimable[r] & ~d.supported[r]
     reason[tested] = _fmt("{}, reverse direction tested and not supported", d.reason[tested])
-    verdict[absent | untested | both] = "undetermined"
+    verdict[absent | untested | both | pooled_both] = "undetermined"
     return verdict, reason, rev
+
+
+@dataclass(frozen=True, eq=False)
+class _Pooled:
+    """The pooled test over sequences of every pair (arrays over P): whether it can be made
+    (at least ``min_sequences`` sequences with instruments), whether it finds an effect beyond
+    the pair's margin, and its figures."""
+
+    tested: np.ndarray
+    supported: np.ndarray
+    sequences: np.ndarray
+    estimate: np.ndarray
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    margin: np.ndarray
+    steiger: np.ndarray
+
+
+def _pooled_reverse(view: _PairView, min_sequences: int, alpha: float) -> _Pooled:
+    """Step 7's fallback for a reverse pair with too few local fits: the pooled test."""
+    count = np.nan_to_num(view.value("pooled_sequences", fill=0.0).astype(np.float64))
+    estimate, se = view.value("pooled_estimate"), view.value("pooled_se")
+    margin = np.nan_to_num(view.value("min_effect"))
+    p = min_effect_pvalue(estimate, se, view.value("pooled_df"), margin)
+    tested = (count >= min_sequences) & np.isfinite(p)
+    # as in step 6: instruments that move the outcome as much as the exposure are the outcome's
+    # own sites (here: the forward exposure's, leaking into the reverse pair), not evidence
+    steiger = view.value("pooled_steiger_ratio")
+    with np.errstate(invalid="ignore"):
+        supported = tested & (p < alpha) & ~(steiger >= 1.0)
+    return _Pooled(
+        tested,
+        supported,
+        count.astype(np.int64),
+        estimate,
+        view.value("pooled_ci_low"),
+        view.value("pooled_ci_high"),
+        margin,
+        steiger,
+    )
 
 
 def _direction(view: _PairView, d: _Decided, final: np.ndarray, rev: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from deepmr_kipoi import inference, verdict
 from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.run.aggregate import (
     META_COLUMNS,
+    _pooled,
     _scales,
     _steiger,
     benjamini_hochberg,
@@ -98,6 +99,7 @@ def reference_global_effects(
     for column in ("estimate", "ci_low", "ci_high"):
         table[f"std_{column}"] = table[column].to_numpy(float) * table["effect_scale"].to_numpy()
     _steiger(table, ordered, ok, grid)
+    _pooled(table, ordered, grid, level)
     table["n_analysed"] = n_sequences
     if "heterogeneity_spread" in ordered:
         het = np.where(ok, grid("heterogeneity_pvalue"), np.nan)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from deepmr_kipoi.verdict import (
     AGREEMENT_METHODS,
@@ -152,7 +153,15 @@ def reference_verdicts(
         decided[(str(key[0]), str(key[1]))] = _pair_decision(
             rows, int(min_sequences), alpha, float(min_effect)
         )
-    final = {pair: _direction_step(pair, d, decided) for pair, d in decided.items()}
+    pooled = {
+        pair: _pooled_reverse(rows, int(min_sequences), alpha)
+        for pair, rows in (
+            ((str(k[0]), str(k[1])), r)
+            for k, r in work.groupby(["exposure", "outcome"], sort=False, observed=True)
+        )
+    }
+    context = (pooled, int(min_sequences), "pooled_sequences" in table)
+    final = {pair: _direction_step(pair, d, decided, context) for pair, d in decided.items()}
     pairs = list(zip(table["exposure"].astype(str), table["outcome"].astype(str)))
     out = pd.DataFrame(
         {"verdict": [final[p][0] for p in pairs], "verdict_reason": [final[p][1] for p in pairs]},
@@ -162,8 +171,38 @@ def reference_verdicts(
     return pd.concat([out, stats_], axis=1)
 
 
-def _direction_step(pair, decision: _Decision, decided: dict) -> tuple[str, str]:
-    """Step 7: a supported pair is causal only when its reverse was tested and not supported."""
+def _pooled_reverse(rows: pd.DataFrame, min_sequences: int, alpha: float) -> dict:
+    """The pooled test of one pair (its primary row): tested where enough sequences have
+    instruments; supported where its 1 - alpha t interval lies beyond the margin."""
+    by_method = {str(r.method): r for r in rows.itertuples(index=False)}
+    primary = by_method.get("ivw") or next(iter(by_method.values()))
+    count = getattr(primary, "pooled_sequences", 0)
+    count = int(count) if np.isfinite(count) else 0
+    est, se = (
+        float(getattr(primary, "pooled_estimate", np.nan)),
+        float(getattr(primary, "pooled_se", np.nan)),
+    )
+    df = float(getattr(primary, "pooled_df", np.nan))
+    margin = float(primary.min_effect) if np.isfinite(primary.min_effect) else 0.0
+    tested = count >= min_sequences and np.isfinite(est) and np.isfinite(se) and not np.isnan(df)
+    steiger = float(getattr(primary, "pooled_steiger_ratio", np.nan))
+    beyond = tested and abs(est) - margin > stats.t.ppf(1 - alpha / 2, df) * se
+    supported = beyond and not steiger >= 1.0
+    return {
+        "tested": tested,
+        "supported": supported,
+        "count": count,
+        "text": f"({est:.3g} [{getattr(primary, 'pooled_ci_low', np.nan):.3g}, "
+        f"{getattr(primary, 'pooled_ci_high', np.nan):.3g}]",
+        "margin": margin,
+        "steiger": steiger,
+    }
+
+
+def _direction_step(pair, decision: _Decision, decided: dict, context) -> tuple[str, str]:
+    """Step 7: a supported pair is causal only when its reverse was tested and not supported
+    (by its local fits, or by its instruments pooled over sequences)."""
+    pooled, min_sequences, has_pooled = context
     if not decision.supported:
         return decision.verdict, decision.reason
     reverse = decided.get(pair[::-1])
@@ -174,10 +213,33 @@ def _direction_step(pair, decision: _Decision, decided: dict) -> tuple[str, str]
             f"and {pair[0]} as an outcome to test it)",
         )
     if not reverse.estimable:
+        test = pooled[pair[::-1]]
+        if not has_pooled:
+            return (
+                "undetermined",
+                f"{decision.reason}; reverse direction could not be tested ({reverse.fitted} of "
+                f"{reverse.analysed} sequences with a local fit)",
+            )
+        if not test["tested"]:
+            return (
+                "undetermined",
+                f"{decision.reason}; reverse direction could not be tested ({reverse.fitted} of "
+                f"{reverse.analysed} sequences with a local fit, {test['count']} with "
+                f"instruments; the pooled test needs {min_sequences})",
+            )
+        if test["supported"]:
+            return (
+                "undetermined",
+                f"{decision.reason}; but the reverse direction is supported by its instruments "
+                f"pooled over {test['count']} sequences {test['text']}, beyond "
+                f"{test['margin']:.3g}; per pair, unadjusted): feedback, or a shared driver the "
+                "checks did not separate",
+            )
         return (
-            "undetermined",
-            f"{decision.reason}; reverse direction could not be tested ({reverse.fitted} of "
-            f"{reverse.analysed} sequences with a local fit)",
+            "causal",
+            f"{decision.reason}, reverse direction tested on its instruments pooled over "
+            f"{test['count']} sequences (too few per sequence for a local fit) and not supported "
+            f"{test['text']}; Steiger ratio {test['steiger']:.2f})",
         )
     if reverse.supported:
         return (

@@ -112,8 +112,10 @@ def _complement_ensemble(seed: int = 1, n_members: int = 5, length: int = 60):
 
 
 def test_a_reverse_direction_that_could_not_be_tested_blocks_the_claim():
-    # 6 sequences: unmethylated -> methylated has a local fit in 5, the reverse in 4 only, so the
-    # reverse (the same effect, -1, read the other way) cannot be tested and nothing is claimed
+    # 6 sequences: unmethylated -> methylated has a local fit in 5, the reverse in 4 only, too
+    # few for its own verdict; its instruments pooled over the sequences test it and find the
+    # same effect read the other way (-1): both directions, so nothing is claimed (the version
+    # that claimed this pair "causal, reverse not supported" never tested the reverse)
     config = pipeline.RunConfig(
         n_sequences=6, chunk_size=6, progress=False, figures=False, report=False, seed=1
     )
@@ -123,7 +125,10 @@ def test_a_reverse_direction_that_could_not_be_tested_blocks_the_claim():
     assert (forward.n_sequences, reverse.n_sequences) == (5, 4)
     assert forward.estimate == pytest.approx(-1.0, abs=0.1)
     assert forward.verdict == "undetermined"
-    assert forward.verdict_reason.endswith(
-        "reverse direction could not be tested (4 of 6 sequences with a local fit)"
+    assert "but the reverse direction is supported by its instruments pooled over 6" in (
+        forward.verdict_reason
     )
+    assert reverse.pooled_sequences == 6
+    assert reverse.pooled_estimate == pytest.approx(-1.0, abs=0.1)
+    assert reverse.pooled_ci_high < -reverse.min_effect
     assert forward.direction == "undetermined"

@@ -48,7 +48,14 @@ def _table(seed: int, n_features: int = 9, methods=None, optional: bool = True) 
                 "other_ratio": rng.choice([0.1, 0.9, 1.0, 3.0, np.nan]),
                 "other_feature": str(rng.choice(names)),
                 "other_r2": rng.choice([0.1, 0.49, 0.5, 0.95, np.nan]),
+                "pooled_sequences": int(rng.choice([0, 3, 5, 20])),
+                "pooled_estimate": rng.choice([0.0, 0.02, 0.3, -1.0, np.nan]),
+                "pooled_se": rng.choice([0.0, 0.01, 0.1, 1.0]),
+                "pooled_df": rng.choice([2.0, 19.0, np.inf, np.nan]),
+                "pooled_steiger_ratio": rng.choice([0.3, 1.0, 2.0, np.nan]),
             }
+            pair["pooled_ci_low"] = pair["pooled_estimate"] - 2 * pair["pooled_se"]
+            pair["pooled_ci_high"] = pair["pooled_estimate"] + 2 * pair["pooled_se"]
             clean = rng.random() < 0.3  # passes steps 2-6: supported (both directions, some)
             if clean:
                 base, pair["n_sequences"], pair["heterogeneity_excess"] = 2.0, 30, False
@@ -112,7 +119,16 @@ def test_vectorised_verdict_equals_the_rule_pair_by_pair(seed):
         )
         for start in starts:
             assert reasons.str.startswith(start).any(), start
-        for part in ("each exclude", "does not", "reverse direction tested", "not analysed"):
+        for part in (
+            "each exclude",
+            "does not",
+            "reverse direction tested and",
+            "not analysed",
+            "could not be tested",
+            "pooled over",
+            "supported by its instruments pooled",
+            "tested on its instruments pooled",
+        ):
             assert reasons.str.contains(part).any(), part
         assert set(got["verdict"]) <= set(verdict.VERDICTS)
 

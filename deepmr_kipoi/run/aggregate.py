@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from deepmr_kipoi import inference, verdict
 from deepmr_kipoi.errors import DeepMRInputError
@@ -154,6 +155,89 @@ def _other_r2(ordered, has, other, named, found, grid) -> np.ndarray:
     return np.where(same.any(axis=1) & (own > 0) & (theirs > 0), np.clip(r2, 0.0, 1.0), np.nan)
 
 
+#: Columns of the pooled test over sequences (:func:`pooled_ivw`), in the global table.
+POOLED_COLUMNS = (
+    "pooled_estimate",
+    "pooled_se",
+    "pooled_df",
+    "pooled_ci_low",
+    "pooled_ci_high",
+    "pooled_sequences",
+    "pooled_steiger_ratio",
+)
+
+
+def pooled_ivw(sxy: np.ndarray, sxx: np.ndarray, level: float = 0.95) -> dict:
+    """IVW over every sequence's instruments pooled, with a cluster-robust SE over sequences.
+
+    A pair whose instruments are too few per sequence for a local fit (fewer than
+    ``min_instruments``) may still have some in many sequences. Pooling them estimates one
+    common slope, ``theta = sum_s Sxy_s / sum_s Sxx_s`` (``Sxy_s = sum_i w bx by``, ``Sxx_s =
+    sum_i w bx^2`` over sequence ``s``'s instruments, ``w = 1 / se_y^2``: the IVW estimate of all
+    instruments together), and treats sequences as independent clusters: its variance is the
+    sandwich ``n / (n - 1) * sum_s (Sxy_s - theta Sxx_s)^2 / (sum_s Sxx_s)^2`` over the ``n``
+    sequences with instruments, with a t reference on ``n - 1`` degrees of freedom.
+
+    Approximations: the delta-method (linearised) variance of a ratio of sums, valid as ``n``
+    grows; instruments are taken as given (their selection on the same effects is ignored, as
+    in the local fits); the residuals carry the model's noise and the variation of the slope
+    between sequences, but not an error that all the model's samples share.
+
+    Parameters
+    ----------
+    sxy, sxx : ndarray, shape (P, N)
+        Per pair and sequence, the IVW sums over the pair's instruments (0 or NaN: none).
+    level : float
+
+    Returns
+    -------
+    dict of str to ndarray, shape (P,)
+        :data:`POOLED_COLUMNS` without the prefix: ``estimate, se, df, ci_low, ci_high``
+        (NaN with fewer than 2 sequences) and ``sequences`` (sequences with instruments).
+    """
+    has = np.isfinite(sxy) & np.isfinite(sxx) & (sxx > 0)
+    a, b = np.where(has, sxy, 0.0), np.where(has, sxx, 0.0)
+    n = has.sum(axis=1)
+    total = b.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        theta = a.sum(axis=1) / total
+        resid = np.where(has, a - theta[:, None] * b, 0.0)
+        var = n / (n - 1.0) * (resid**2).sum(axis=1) / total**2
+        se = np.sqrt(var)
+    usable = n >= 2
+    df = np.where(usable, n - 1.0, np.nan)
+    half = stats.t.ppf(0.5 + level / 2.0, np.where(usable, df, 1.0)) * se
+    out = {
+        "estimate": theta,
+        "se": se,
+        "df": df,
+        "ci_low": theta - half,
+        "ci_high": theta + half,
+    }
+    out = {k: np.where(usable, v, np.nan) for k, v in out.items()}
+    out["sequences"] = n.astype(np.int64)
+    return out
+
+
+def _pooled(table: pd.DataFrame, ordered: pd.DataFrame, grid, level: float) -> None:
+    """The pooled test over sequences of every pair of a block (:func:`pooled_ivw`), and its
+    instrument strength ``pooled_steiger_ratio``: ``r2_outcome`` over ``r2_exposure`` summed over
+    the same sequences (the pair-level Steiger ratio of these instruments, fitted or not)."""
+    if "pooled_sxy" not in ordered:  # a local table from before the pooled sums
+        for column in POOLED_COLUMNS:
+            table[column] = np.nan
+        table["pooled_sequences"] = 0
+        return
+    sxy, sxx = grid("pooled_sxy"), grid("pooled_sxx")
+    for key, value in pooled_ivw(sxy, sxx, level).items():
+        table[f"pooled_{key}"] = value
+    has = np.isfinite(sxy) & np.isfinite(sxx) & (sxx > 0)
+    own = np.where(has, np.nan_to_num(grid("r2_exposure")), 0.0).sum(axis=1)
+    theirs = np.where(has, np.nan_to_num(grid("r2_outcome")), 0.0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        table["pooled_steiger_ratio"] = np.where(own > 0, theirs / own, np.nan)
+
+
 def global_effects(
     local: pd.DataFrame,
     n_sequences: int,
@@ -210,7 +294,8 @@ def global_effects(
         ``steiger_ratio``, ``other_ratio`` and ``other_feature`` (sums of ``r2_outcome`` and
         ``r2_other`` over the sequences with a local fit, divided by that of ``r2_exposure``),
         ``other_r2`` (the collinearity of the exposure with ``other_feature`` over the
-        instruments: :func:`_other_r2`),
+        instruments: :func:`_other_r2`), the pooled test over sequences (:data:`POOLED_COLUMNS`:
+        :func:`pooled_ivw`, which needs no local fit),
         ``heterogeneity_share`` (share of fitted sequences whose local heterogeneity test rejects
         at ``1 - level`` with a slope spread of at least ``verdict.HETEROGENEITY_SPREAD``) and ``heterogeneity_excess``, ``robust_disagreement``, the meta-analysis columns (:data:`META_COLUMNS`, ``tau2``,
         ``i2``, ``q``, ``q_pvalue``, ``pi_low``, ``pi_high``, ``k``: sequences with a usable local
@@ -328,6 +413,7 @@ def _block_effects(ordered: pd.DataFrame, n_sequences: int, settings: _Settings)
     for column in ("estimate", "ci_low", "ci_high"):
         table[f"std_{column}"] = table[column].to_numpy(float) * table["effect_scale"].to_numpy()
     _steiger(table, ordered, ok, grid)
+    _pooled(table, ordered, grid, settings.level)
     table["n_analysed"] = n_sequences
     _heterogeneity_share(table, ordered, ok, grid, settings.level)
     tail = pd.DataFrame(index=table.index)

@@ -57,6 +57,10 @@ TOO_FEW = 1
 HETEROGENEITY_FIELDS = ("heterogeneity_q", "heterogeneity_pvalue", "heterogeneity_spread")
 #: Per-cell instrument strength on each feature (:func:`steiger_sums`), local-table columns.
 STEIGER_FIELDS = ("r2_exposure", "r2_outcome", "r2_other", "cross_other")
+#: Per-cell IVW sums over the pair's instruments, ``sum w bx by`` and ``sum w bx^2`` (``w = 1 /
+#: se_y^2``), kept for every cell with instruments, with or without a local fit: the pooled test
+#: over sequences (``run.aggregate``) adds them up. Local-table columns, equal on every method.
+POOLED_FIELDS = ("pooled_sxy", "pooled_sxx")
 
 
 @dataclass(frozen=True)
@@ -433,7 +437,8 @@ def local_mr(
     -------
     LocalEstimates
         Arrays of shape (n, E, O, M), with the instrument counts of :data:`INSTRUMENT_COUNTS` and
-        the heterogeneity fields of :data:`HETEROGENEITY_FIELDS` (equal on every method).
+        the heterogeneity fields of :data:`HETEROGENEITY_FIELDS` and the IVW sums of
+        :data:`POOLED_FIELDS` (equal on every method; the sums also where no local fit is made).
     """
     from deepmr_kipoi.mr import batched, pairmask
 
@@ -454,6 +459,8 @@ def local_mr(
         sl = slice(start, min(n_e, start + block))
         sums = _block_sums((mean, se, ex), sl, ys, mask_x, direction, cov, settings, sample_est)
         main = dict(zip(pairmask.MAIN_SUMS, sums["main"]))
+        fields["pooled_sxy"][:, sl] = main["sxy"][..., None]
+        fields["pooled_sxx"][:, sl] = main["sxx"][..., None]
         if direction is not None:
             kept = np.rint(main["n_pass"]).astype(np.int64)
             fields["removed_direction"][:, sl] = (mask_x[:, sl].sum(-1)[..., None] - kept)[
@@ -619,7 +626,9 @@ def _store_heterogeneity(fields, het: np.ndarray, sl: slice) -> None:
 
 def _empty_fields(shape, selection) -> dict:
     """Result arrays of :func:`local_mr`, NaN / 0, with the exposure-side instrument counts."""
-    fields = {f: np.full(shape, np.nan) for f in (*LOCAL_FIELDS, *HETEROGENEITY_FIELDS)}
+    fields = {
+        f: np.full(shape, np.nan) for f in (*LOCAL_FIELDS, *HETEROGENEITY_FIELDS, *POOLED_FIELDS)
+    }
     for f in ("n_instruments", "reason", *INSTRUMENT_COUNTS):
         fields[f] = np.zeros(shape, dtype=np.int64)
     for f in INSTRUMENT_COUNTS[:3]:
@@ -1022,7 +1031,9 @@ def local_table(
         ),
     }
     fields = (*LOCAL_FIELDS, *HETEROGENEITY_FIELDS, "n_instruments", "reason", *INSTRUMENT_COUNTS)
-    fields += tuple(f for f in (*STEIGER_FIELDS, "other_feature") if f in est.fields)
+    fields += tuple(
+        f for f in (*POOLED_FIELDS, *STEIGER_FIELDS, "other_feature") if f in est.fields
+    )
     for f in fields:
         cells = np.ascontiguousarray(est.fields[f]).reshape(-1, n_m)
         if consume:
