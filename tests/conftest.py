@@ -16,6 +16,9 @@ os.environ["HOME"] = _SESSION_HOME
 os.environ.setdefault("MPLBACKEND", "Agg")
 # Keep the 2-core CI machine from oversubscribing: frameworks use one intra-op thread per test.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# as ``import deepmr_kipoi`` does, set before any test module imports torch: waiting OpenMP
+# threads sleep, so a loaded machine does not make every torch call spin (20-30x slower ISM)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 #: the Kipoi source name under which the session's torch zoo is registered
