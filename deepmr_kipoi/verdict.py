@@ -140,13 +140,9 @@ REQUIRED_COLUMNS = (
     "heterogeneity_share",
     "heterogeneity_excess",
 )
-#: Columns the rule reads where present (without them: no margin, no Steiger check).
-OPTIONAL_COLUMNS = (
-    "effect_scale",
-    "steiger_ratio",
-    "other_ratio",
-    "other_feature",
-    "other_r2",
+#: Columns of the pooled test over sequences (``run.aggregate.pooled_ivw``), which step 7 reads for
+#: a reverse pair with too few local fits.
+POOLED_COLUMNS = (
     "pooled_estimate",
     "pooled_se",
     "pooled_df",
@@ -154,6 +150,15 @@ OPTIONAL_COLUMNS = (
     "pooled_ci_high",
     "pooled_sequences",
     "pooled_steiger_ratio",
+)
+#: Columns the rule reads where present (without them: no margin, no Steiger check).
+OPTIONAL_COLUMNS = (
+    "effect_scale",
+    "steiger_ratio",
+    "other_ratio",
+    "other_feature",
+    "other_r2",
+    *POOLED_COLUMNS,
 )
 #: Columns :func:`verdicts` adds (besides ``verdict``, ``verdict_reason`` and ``direction``).
 VERDICT_STATISTICS = ("min_effect", "pvalue_min_effect", "pair_pvalue", "pair_qvalue")

@@ -156,15 +156,7 @@ def _other_r2(ordered, has, other, named, found, grid) -> np.ndarray:
 
 
 #: Columns of the pooled test over sequences (:func:`pooled_ivw`), in the global table.
-POOLED_COLUMNS = (
-    "pooled_estimate",
-    "pooled_se",
-    "pooled_df",
-    "pooled_ci_low",
-    "pooled_ci_high",
-    "pooled_sequences",
-    "pooled_steiger_ratio",
-)
+POOLED_COLUMNS = verdict.POOLED_COLUMNS
 
 
 def pooled_ivw(sxy: np.ndarray, sxx: np.ndarray, level: float = 0.95) -> dict:
