@@ -33,7 +33,7 @@ i.e. the change of Y, in its SDs, per SD of X. In raw units the margin of a pair
 4. **Sign agreement.** An estimator whose interval excludes the band with the opposite sign makes
    the pair ``undetermined`` ("estimators disagree in sign").
 5. **Heterogeneity beyond model noise.** Within a sequence, valid instruments of one causal effect
-   agree up to the model's own noise (``run.local.heterogeneity``: Cochran's Q against the
+   agree up to the model's own noise (``run.local_checks.heterogeneity``: Cochran's Q against the
    paired, calibrated noise of each instrument's residual; a fit counts when the test rejects and
    its instruments' slopes vary by at least ``HETEROGENEITY_SPREAD`` of the estimate). Where
    clearly more sequences reject homogeneity than chance explains (a one-sided binomial test of

@@ -15,7 +15,7 @@ from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.predictive import DeepEnsemble, from_function
 from deepmr_kipoi.predictive.panel import ModelPanel, member_offset
 from deepmr_kipoi.run import config as cfg
-from deepmr_kipoi.run.local import heterogeneity
+from deepmr_kipoi.run.local_checks import heterogeneity
 from tests import _panel_sim as sim
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
