@@ -44,17 +44,19 @@ def ours(b, se, mask, meta_method: str):
     n_feat = b.shape[1]
     t0 = time.perf_counter()
     res = mr.all_pairs(b, se_bx=se, selection=mask, methods=("ivw", "egger"), output="estimates")
-    local = {m: np.stack([r.estimate, r.se]).transpose(0, 2, 3, 1) for m, r in res.items()}
-    ok = {m: r.ok.transpose(1, 2, 0) for m, r in res.items()}
     t_mr = time.perf_counter() - t0
 
+    # Each pair's local estimates over the sequences, pairs as rows: (E, O, N) views.
     t0 = time.perf_counter()
     off = ~np.eye(n_feat, dtype=bool)
     glob = {
-        method: meta.random_effects_batched(est[off], ses[off], ok[method][off], method=meta_method)
-        for method, (est, ses) in local.items()
+        m: meta.random_effects_batched(
+            *(a.transpose(1, 2, 0)[off] for a in (r.estimate, r.se, r.ok)), method=meta_method
+        )
+        for m, r in res.items()
     }
     t_meta = time.perf_counter() - t0
+    local = {m: np.stack([r.estimate, r.se]).transpose(0, 2, 3, 1) for m, r in res.items()}
     return local, glob, t_mr, t_meta
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from deepmr_kipoi.compare import CompareResult, compare
 from deepmr_kipoi.run.aggregate import (
     META_COLUMNS,
+    GlobalSettings,
     benjamini_hochberg,
     global_effects,
     plain_warnings,
@@ -27,7 +28,13 @@ from deepmr_kipoi.run.config import (
     weights_signature,
 )
 from deepmr_kipoi.run.inputs import load_sequences, prepare_model, select_features
-from deepmr_kipoi.run.local import LOCAL_FIELDS, MR_BLOCK_CELLS, TOO_FEW, local_mr
+from deepmr_kipoi.run.local_fit import (
+    LOCAL_FIELDS,
+    MR_BLOCK_CELLS,
+    TOO_FEW,
+    MutantEffects,
+    local_mr,
+)
 from deepmr_kipoi.run.resume import run
 from deepmr_kipoi.run.runner import DeepMRResult
 
@@ -36,10 +43,12 @@ __all__ = [
     "LOCAL_FIELDS",
     "META_COLUMNS",
     "MR_BLOCK_CELLS",
+    "MutantEffects",
     "SEQUENCE_SOURCES",
     "TOO_FEW",
     "CompareResult",
     "DeepMRResult",
+    "GlobalSettings",
     "RunConfig",
     "benjamini_hochberg",
     "compare",

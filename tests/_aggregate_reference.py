@@ -12,33 +12,34 @@ from deepmr_kipoi import inference, verdict
 from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.run.aggregate import (
     META_COLUMNS,
+    GlobalSettings,
     _pooled,
     _scales,
     _steiger,
     benjamini_hochberg,
     sample_grid,
 )
-from deepmr_kipoi.run.local import INSTRUMENT_COUNTS, SampleEstimates
+from deepmr_kipoi.run.local_fit import INSTRUMENT_COUNTS
+from deepmr_kipoi.run.local_samples import SampleEstimates
 from tests._verdict_reference import reference_robust_disagreement, reference_verdicts
 
 
 def reference_global_effects(
     local: pd.DataFrame,
     n_sequences: int,
+    settings: GlobalSettings | None = None,
     *,
-    method: str = "REML",
-    test: str = "z",
-    level: float = 0.95,
     samples: SampleEstimates | None = None,
     exposures=(),
     outcomes=(),
-    min_sequences: int = 5,
-    spread=None,
-    min_effect: float = verdict.MIN_EFFECT,
 ) -> pd.DataFrame:
     """``aggregate.global_effects`` as one sort of the whole local table (the path before
     blocks of pairs), for comparison."""
     from deepmr_kipoi import meta
+
+    settings = settings or GlobalSettings()
+    method, test, level = settings.method, settings.test, settings.level
+    min_sequences, spread, min_effect = settings.min_sequences, settings.spread, settings.min_effect
 
     key = ["method", "exposure", "outcome"]
     ordered = local.sort_values([*key, "sequence_index"], kind="stable")

@@ -154,18 +154,22 @@ def test_the_tie_checker_finds_a_tie():
 
 
 MAX_FUNCTION_LINES, MAX_PARAMETERS = 80, 8
-#: Functions allowed over the limits, each with its reason. The goal is at most 5 entries; the
-#: others are still to be split into named steps (the owner of each file does it) and leave the
-#: list when they are: the test fails when a listed function no longer exceeds the limits.
+#: At most this many functions may exceed the limits, each listed with its reason.
+MAX_LONG_FUNCTIONS = 5
+#: Functions allowed over the limits, each with its reason: public functions whose documented
+#: keyword options are their interface (grouping them would break the callers' keywords). The list
+#: only shrinks: the test fails when a listed function no longer exceeds the limits.
 LONG_FUNCTIONS = {
     "deepmr_kipoi/kipoi_models/load.py:load_model": "public keyword options of the documented load_model",
     "deepmr_kipoi/predictive/wrappers.py:from_torch": "public keyword options of the documented from_torch",
     "deepmr_kipoi/report/drawing.py:mr_scatter": "public keyword options of a documented figure",
     "deepmr_kipoi/mr/batched.py:run_batched": "public keyword options of the documented batched API",
-    "deepmr_kipoi/run/aggregate.py:global_effects": "being rewritten with the verdict",
-    "deepmr_kipoi/run/local.py:local_mr": "being rewritten with the verdict",
-    "deepmr_kipoi/run/local.py:local_step": "being rewritten with the verdict",
 }
+
+
+def test_at_most_five_listed_long_functions_each_with_its_reason():
+    assert len(LONG_FUNCTIONS) <= MAX_LONG_FUNCTIONS, sorted(LONG_FUNCTIONS)
+    assert all(len(reason.split()) >= 3 for reason in LONG_FUNCTIONS.values())
 
 
 def long_functions(paths) -> dict[str, tuple[int, int]]:

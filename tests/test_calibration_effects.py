@@ -62,3 +62,42 @@ def test_cross_fitted_metrics_recover_calibration_of_miscalibrated_data():
     assert after.coverage_overall[list(after.levels).index(0.95)] == pytest.approx(0.95, abs=0.01)
     with pytest.raises(DeepMRInputError, match="folds"):
         calibration.cross_fitted_metrics(mu[:3], sd[:3], y[:3], folds=2)
+
+
+def test_replicate_noise_variance_by_hand_and_on_gaussian_replicates():
+    # by hand: differences (-1, 0, -2) and (0, 2, 0); sums of squares 5 and 4 over 2 n = 6
+    first = np.array([[1.0, 3.0], [2.0, 1.0], [3.0, 7.0]])
+    second = np.array([[2.0, 3.0], [2.0, 3.0], [5.0, 7.0]])
+    assert calibration.replicate_noise_variance(first, second) == pytest.approx([5 / 6, 4 / 6])
+    # a missing label (NaN) drops that sequence for its feature only: (0 + 4) / 4
+    first[0, 0] = np.nan
+    assert calibration.replicate_noise_variance(first, second) == pytest.approx([4 / 4, 4 / 6])
+    # two measurements of the same signal with noise variances 0.5 and 2: unbiased for each
+    rng = np.random.default_rng(3)
+    signal = rng.normal(0, 5, (200_000, 2))
+    sd = np.sqrt([0.5, 2.0])
+    a = calibration.replicate_noise_variance(
+        signal + rng.normal(0, sd, signal.shape), signal + rng.normal(0, sd, signal.shape)
+    )
+    assert a == pytest.approx([0.5, 2.0], rel=0.01)
+    # the estimate removes exactly the noise sigma scaling should not explain (see _data)
+    mu, sd_model, y = _data(noise=1.7)
+    noise = calibration.replicate_noise_variance(
+        y, y + rng.normal(0, np.sqrt(1.7), y.shape) - rng.normal(0, np.sqrt(1.7), y.shape)
+    )
+    fit = calibration.fit(mu, sd_model, y, method="sigma", aleatoric_variance=noise)
+    assert fit.se_scale == pytest.approx([2.0, 2.0], rel=0.05)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "message"),
+    [
+        (np.zeros((3, 2)), np.zeros((3, 1)), "shapes"),
+        (np.zeros((1, 2)), np.zeros((1, 2)), "n >= 2"),
+        (np.array([1.0, np.nan]), np.zeros(2), "n >= 2"),
+        (np.array([1.0, np.inf, 2.0]), np.zeros(3), "infinite"),
+    ],
+)
+def test_replicate_noise_variance_refuses_bad_input(first, second, message):
+    with pytest.raises(DeepMRInputError, match=message):
+        calibration.replicate_noise_variance(first, second)

@@ -1,4 +1,4 @@
-"""Heterogeneity of a local fit beyond the model's own noise (``run.local.heterogeneity``).
+"""Heterogeneity of a local fit beyond the model's own noise (``run.local_checks.heterogeneity``).
 
 References: a loop over instruments with the residual variance computed from the per-sample
 effects directly, and the rejection rate in simulations with known truth (homogeneous instruments
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from deepmr_kipoi.run.local import heterogeneity
+from deepmr_kipoi.run.local_checks import heterogeneity
 
 
 def _simulate(rng, n_cells, k, theta=1.5, s=8, pleiotropic=0, noise=0.05):

@@ -1,10 +1,10 @@
 """The local stage's compiled pair-mask engine against the explicit-mask definition.
 
-The run's local stage (``run.local.local_mr``, ``run.local.sample_estimates``) computes IVW,
+The run's local stage (``run.local_fit.local_mr``, ``run.local_samples.sample_estimates``) computes IVW,
 MR-Egger, the instrument counts and the heterogeneity test under per-pair directionality masks in
 one compiled pass (``mr.pairmask``). The reference here is the definition, computed the slow way:
 the pair mask formed as an array (``instruments.select`` & ``instruments.directional``), each
-method on ``mr.run_batched`` over it (``drop_invalid=True``) and ``run.local.heterogeneity`` on the
+method on ``mr.run_batched`` over it (``drop_invalid=True``) and ``run.local_checks.heterogeneity`` on the
 same mask, for 20 features of a simulated 5-sample ensemble with N positions, zero SEs and both
 directionality spreads.
 """
@@ -18,7 +18,7 @@ import pytest
 
 from deepmr_kipoi import instruments, mr
 from deepmr_kipoi.mr import pairmask
-from deepmr_kipoi.run import local
+from deepmr_kipoi.run import local, local_checks, local_fit, local_samples
 from deepmr_kipoi.run.config import RunConfig
 
 N_SEQ, W, F, S = 3, 14, 20, 5
@@ -41,7 +41,7 @@ def _effects(seed: int):
 
 def _reference(mean, se, ex, oc, sel, direction, samples, methods, min_inst):
     """The local fields and per-sample estimates by explicit pair masks (the definition)."""
-    flat = local._flat
+    flat = local_fit._flat
     n = mean.shape[0]
     mask_x = sel.mask.reshape(n, -1, len(ex)).transpose(0, 2, 1)
     bx, sx, by, sy = flat(mean, ex), flat(se, ex), flat(mean, oc), flat(se, oc)
@@ -67,13 +67,13 @@ def _reference(mean, se, ex, oc, sel, direction, samples, methods, min_inst):
             fields[name][..., mi] = getattr(r, name)
     sx_s = np.stack([flat(d, ex) for d in samples])[:, :, :, None]
     sy_s = np.stack([flat(d, oc) for d in samples])[:, :, None]
-    q, p, spr = local.heterogeneity(
+    q, p, spr = local_checks.heterogeneity(
         bx[:, :, None], by[:, None], sx[:, :, None], sy[:, None], pair, sx_s, sy_s
     )
     few = (fields["reason"] == 0) & (fields["n_instruments"] < min_inst)
     for name in ("estimate", "se", "intercept", "i2_gx", "pvalue"):
         fields[name][few] = np.nan
-    fields["reason"][few] = local.TOO_FEW
+    fields["reason"][few] = local_fit.TOO_FEW
     fields["heterogeneity_pvalue"] = np.where(few, np.nan, p[..., None])
     fields["heterogeneity_spread"] = np.where(few, np.nan, spr[..., None])
     fields["removed_direction"] = mask_x.sum(-1)[:, :, None] - pair.sum(-1)
@@ -109,7 +109,13 @@ def test_compiled_engine_equals_explicit_pair_masks(settings):
     config = RunConfig(model="toy", methods=("ivw", "egger", "ivw_fe"), **settings)
     ex, oc = list(range(F)), list(range(F))
     spread = np.nanstd(np.nanmean(samples, axis=(0, 2, 3)), axis=0, ddof=1)
-    step = local.local_step(mean, se, ex, oc, config, spread=spread, samples=samples)
+    step = local.local_step(
+        local_fit.MutantEffects(mean, se, samples),
+        ex,
+        oc,
+        config,
+        features=local.FeatureContext(spread=spread),
+    )
     assert step.direction is not None
     fields, per_sample = _reference(
         mean, se, ex, oc, step.selection, step.direction, samples, config.methods, 3
@@ -125,7 +131,7 @@ def test_compiled_engine_equals_explicit_pair_masks(settings):
     # the reference's covariance term is taken in the samples' own precision (here float64)
     for name in ("heterogeneity_pvalue", "heterogeneity_spread"):
         np.testing.assert_allclose(got[name], fields[name], rtol=1e-8, atol=1e-12, err_msg=name)
-    est = local.sample_estimates(samples, step, ex, oc, config)
+    est = local_samples.sample_estimates(samples, step, ex, oc, config)
     np.testing.assert_array_equal(np.isnan(est.estimate), np.isnan(per_sample))
     np.testing.assert_allclose(est.estimate, per_sample, rtol=1e-9, atol=1e-12)
 
@@ -135,13 +141,13 @@ def test_sorting_methods_keep_the_explicit_mask_path():
     mean, se = samples.mean(axis=0), samples.std(axis=0, ddof=1)
     config = RunConfig(model="toy", methods=("ivw", "weighted_median"), n_boot=50)
     ex, oc = list(range(6)), list(range(F))
-    step = local.local_step(mean, se, ex, oc, config, samples=samples)
+    step = local.local_step(local_fit.MutantEffects(mean, se, samples), ex, oc, config)
     fields, _ = _reference(mean, se, ex, oc, step.selection, step.direction, samples, ("ivw",), 3)
     got = step.estimates.fields
     np.testing.assert_allclose(got["estimate"][..., 0], fields["estimate"][..., 0], rtol=1e-9)
     wm = got["estimate"][..., 1]
     assert np.isfinite(wm).mean() > 0.5
-    est = local.sample_estimates(samples, step, ex, oc, config)
+    est = local_samples.sample_estimates(samples, step, ex, oc, config)
     assert np.isfinite(est.estimate[..., 1]).mean() > 0.5
 
 
@@ -166,7 +172,7 @@ def test_pair_sums_count_the_directional_instruments_by_hand():
     np.testing.assert_allclose(main["sxy"][0, 0], [(-2 + 0.05 - 3) / 0.01, 0.5 / 0.01])
 
 
-@pytest.mark.parametrize("block_cells", [local.MR_BLOCK_CELLS, 7])
+@pytest.mark.parametrize("block_cells", [local_fit.MR_BLOCK_CELLS, 7])
 def test_one_pass_sample_estimates_equal_a_pass_of_their_own(block_cells):
     # the local step's pass gives every sample's IVW/Egger estimates too (blocked over
     # exposures, sub-blocked for the samples' sums); a step without the samples leaves them to
@@ -175,32 +181,32 @@ def test_one_pass_sample_estimates_equal_a_pass_of_their_own(block_cells):
     mean, se = samples.mean(axis=0), samples.std(axis=0, ddof=1)
     config = RunConfig(model="toy", methods=("ivw", "egger"))
     ex, oc = list(range(F)), list(range(F))
-    step = local.local_step(mean, se, ex, oc, config, samples=samples)
+    step = local.local_step(local_fit.MutantEffects(mean, se, samples), ex, oc, config)
     assert step.estimates.closed_samples is not None
     settings = dataclasses.replace(local.mr_settings(config, 0), block_cells=block_cells)
-    blocked = local.local_mr(
-        mean,
-        se,
+    blocked = local_fit.local_mr(
+        local_fit.MutantEffects(mean, se, samples),
         ex,
         oc,
         step.selection,
         config.methods,
         settings=settings,
         direction=step.direction,
-        samples=samples,
     )
     separate = dataclasses.replace(
         step, estimates=dataclasses.replace(step.estimates, closed_samples=None)
     )
-    own = local.sample_estimates(samples, separate, ex, oc, config).estimate
+    own = local_samples.sample_estimates(samples, separate, ex, oc, config).estimate
     np.testing.assert_array_equal(
-        local.sample_estimates(samples, step, ex, oc, config).estimate, own
+        local_samples.sample_estimates(samples, step, ex, oc, config).estimate, own
     )
     np.testing.assert_array_equal(blocked.closed_samples, own)
     # a model panel's cross-model pairs weigh by pooled SEs: never the local pass's estimates
     groups = np.arange(F) % 2
-    panel = local.sample_estimates(samples, step, ex, oc, config, feature_groups=groups)
-    panel_own = local.sample_estimates(samples, separate, ex, oc, config, feature_groups=groups)
+    panel = local_samples.sample_estimates(samples, step, ex, oc, config, feature_groups=groups)
+    panel_own = local_samples.sample_estimates(
+        samples, separate, ex, oc, config, feature_groups=groups
+    )
     np.testing.assert_array_equal(panel.estimate, panel_own.estimate)
     assert not np.allclose(panel.estimate, own, equal_nan=True)
     for name, value in step.estimates.fields.items():

@@ -12,7 +12,7 @@ import pytest
 from deepmr_kipoi import instruments, meta, mr, pipeline, results
 from deepmr_kipoi.errors import DeepMRInputError
 from deepmr_kipoi.run.config import validate
-from deepmr_kipoi.run.local import LocalFitSettings
+from deepmr_kipoi.run.local_fit import LocalFitSettings, MutantEffects
 from tests import _helpers_pipeline as helpers
 
 FACTORY = f"{Path(__file__).parent / '_helpers_pipeline.py'}:tiny_model"
@@ -172,9 +172,14 @@ def test_local_mr_is_the_same_in_exposure_blocks():
     mean, se = eff.mean.astype(float), eff.se.astype(float)
     ex, oc = [0, 1, 2, 3], [0, 1, 2, 3]
     sel = instruments.select(mean[..., ex], se[..., ex])
-    whole = pipeline.local_mr(mean, se, ex, oc, sel, ["ivw", "egger"])
+    whole = pipeline.local_mr(MutantEffects(mean, se), ex, oc, sel, ["ivw", "egger"])
     blocks = pipeline.local_mr(
-        mean, se, ex, oc, sel, ["ivw", "egger"], settings=LocalFitSettings(block_cells=1)
+        MutantEffects(mean, se),
+        ex,
+        oc,
+        sel,
+        ["ivw", "egger"],
+        settings=LocalFitSettings(block_cells=1),
     )
     assert whole.estimate.shape == (2, 4, 4, 2)
     for f in ("estimate", "se", "intercept", "n_instruments", "heterogeneity_pvalue"):

@@ -62,7 +62,7 @@ def _local_table(seed=0):
 
 def test_global_effects_equal_scalar_meta_analysis_of_each_pair():
     local = _local_table()
-    glob = pipeline.global_effects(local, N_SEQ, method="REML", test="z")
+    glob = pipeline.global_effects(local, N_SEQ, pipeline.GlobalSettings(method="REML", test="z"))
     assert len(glob) == 2 * 6
     for row in glob.itertuples():
         sub = local[

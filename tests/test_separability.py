@@ -1,12 +1,12 @@
 """Whether an exposure's instruments can tell it from a third feature: the signed cross-products
-of standardized instrument effects (``local.steiger_sums``) and their pooled squared cosine
+of standardized instrument effects (``local_checks.steiger_sums``) and their pooled squared cosine
 (``aggregate`` column ``other_r2``), against brute-force sums and analytic cases."""
 
 import numpy as np
 import pandas as pd
 
 from deepmr_kipoi import instruments
-from deepmr_kipoi.run import aggregate, local
+from deepmr_kipoi.run import aggregate, local_checks
 
 
 def _effects(seed=0, n=4, w=6):
@@ -18,7 +18,7 @@ def test_cross_products_equal_brute_force_sums():
     effects = _effects()
     mask = np.random.default_rng(1).random((4, 6, 3, 2)) < 0.5
     exposures, outcomes = [0, 2], [1, 3]
-    got = local.steiger_sums(effects, mask, exposures, outcomes)
+    got = local_checks.steiger_sums(effects, mask, exposures, outcomes)
     spread = instruments.effect_spread(effects)
     for i in range(4):
         t = effects[i] / spread[i]
@@ -85,7 +85,7 @@ def test_lockstep_instruments_give_one_and_independent_ones_about_none():
     effects = rng.normal(size=(n, w, 3, 3))
     effects[..., 2] = -0.5 * effects[..., 0]  # feature 2 moves in a fixed ratio to feature 0
     mask = np.ones((n, w, 3, 2), dtype=bool)
-    sums = local.steiger_sums(effects, mask, [0, 1], [1, 0])
+    sums = local_checks.steiger_sums(effects, mask, [0, 1], [1, 0])
     rows = []
     for a, (e, o) in enumerate([(0, 1), (1, 0)]):
         frame = _local_rows(

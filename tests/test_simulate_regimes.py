@@ -208,3 +208,61 @@ def test_verdict_scoring_counts_every_null_pair_and_the_true_direction():
     assert (row["direction_right_n"], row["direction_right"]) == (3, 1 / 3)
     no_verdict = scoring.summarize_verdicts(frame.drop(columns=["verdict"])).iloc[0]
     assert np.isnan(no_verdict["null_causal"]) and no_verdict["null_causal_n"] == 8
+
+
+def _anscombe_moments(mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact E and Var of anscombe(Poisson(mean)) per entry, by summing the pmf."""
+    from scipy.stats import poisson
+
+    k = np.arange(0, int(mean.max() + 20 * np.sqrt(mean.max()) + 50))
+    pmf = poisson.pmf(k[None, :], mean[:, None])
+    t = gen.anscombe(k)[None, :]
+    m1 = (pmf * t).sum(axis=1)
+    return m1, (pmf * t * t).sum(axis=1) - m1**2
+
+
+@pytest.mark.parametrize("regime", ["none", "random"])
+def test_replicate_labels_carry_the_noise_no_sequence_model_can_predict(motif_set, regime):
+    params = gen.RoundParameters(alpha=30.0, effect=3.0, beta=60.0, high=False)
+    d = gen.simulate(3000, params, CONFIG, regime, np.random.default_rng(5), motif_set=motif_set)
+    rep = gen.replicate_labels(d, params, CONFIG, np.random.default_rng(6))
+    assert rep.shape == d.labels.shape
+    # the same sequences: the bystander's Poisson mean does not move, its labels differ by noise
+    est = np.mean((d.labels.astype(np.float64) - rep) ** 2, axis=0) / 2
+    # brute-force reference: the label variance given the sequence, a mixture over the random
+    # confounder b (P(b=1) = random_confounder_prob) of exact Anscombe-Poisson moments
+    p = CONFIG.random_confounder_prob if regime == "random" else 0.0
+    expected = []
+    for column in range(2):
+        moments = []
+        for b in (0, 1):
+            counts = gen.expected_counts(
+                d.q_exp, d.q_out, d.q_conf, np.full(len(d.ids), b), params, CONFIG, regime
+            )[column]
+            moments.append(_anscombe_moments(counts))
+        (m0, v0), (m1, v1) = moments
+        mix = (1 - p) * v0 + p * v1 + p * (1 - p) * (m1 - m0) ** 2
+        expected.append(mix.mean())
+    assert est[:2] == pytest.approx(expected, rel=0.08)
+    if regime == "random":  # the confounder's share: more than Poisson noise alone
+        assert min(expected) > 1.2
+
+
+def test_simulation_label_noise_option_parses_and_is_checked():
+    from deepmr_kipoi import cli
+    from deepmr_kipoi.simulate.cli import config_from_args
+    from deepmr_kipoi.simulate.config import ExperimentConfig
+
+    parser = cli._simulate_parser()
+    args = parser.parse_args(["--out", "x", "--aleatoric-variance", "replicates"])
+    assert config_from_args(args).aleatoric_variance == "replicates"
+    args = parser.parse_args(["--out", "x", "--aleatoric-variance", "0.5"])
+    assert config_from_args(args).aleatoric_variance == 0.5
+    assert ExperimentConfig().aleatoric_variance == 1.0  # the default: Poisson on Anscombe
+    with pytest.raises(ValueError, match="give a number >= 0 or 'replicates'"):
+        ExperimentConfig(aleatoric_variance="twice")
+    # without sigma scaling there is no noise term to remove
+    assert (
+        ExperimentConfig(calibration="none", aleatoric_variance="replicates").aleatoric_variance
+        == 0.0
+    )

@@ -5,7 +5,9 @@ defined in :mod:`deepmr_kipoi.calibration.recalibration`, whose docstring descri
 and the calibrated effect SEs; the metrics (:func:`curve`, :func:`metrics`,
 :func:`cross_fitted_metrics`) in :mod:`deepmr_kipoi.calibration.coverage`, whose docstring defines
 the coverages and miscalibration areas; a model's SE calibration fitted on labelled sequences
-(:class:`Calibration`, :func:`fit_calibration`) in :mod:`deepmr_kipoi.calibration.labelled`.
+(:class:`Calibration`, :func:`fit_calibration`) in :mod:`deepmr_kipoi.calibration.labelled`; the
+label noise variance from replicates (:func:`replicate_noise_variance`) in
+:mod:`deepmr_kipoi.calibration.noise`.
 """
 
 from deepmr_kipoi.calibration.coverage import (
@@ -16,6 +18,7 @@ from deepmr_kipoi.calibration.coverage import (
     metrics,
 )
 from deepmr_kipoi.calibration.labelled import Calibration, LabelledSequences, fit_calibration
+from deepmr_kipoi.calibration.noise import replicate_noise_variance
 from deepmr_kipoi.calibration.recalibration import (
     COVERAGE_LEVELS,
     FORMAT,
@@ -42,4 +45,5 @@ __all__ = [
     "fit_calibration",
     "load",
     "metrics",
+    "replicate_noise_variance",
 ]

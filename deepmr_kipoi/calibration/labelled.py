@@ -79,7 +79,7 @@ def fit_calibration(
     *,
     method: str = "quantile",
     batch_size: int = 512,
-    aleatoric_variance: float = 0.0,
+    aleatoric_variance=0.0,
     seed: int = 0,
 ) -> Calibration:
     """Fit the calibration of some model features on labelled sequences.
@@ -94,8 +94,9 @@ def fit_calibration(
         All the model's features.
     method : {"quantile", "sigma"}
     batch_size : int
-    aleatoric_variance : float
-        Label noise variance removed by sigma scaling (``calibration.fit``).
+    aleatoric_variance : float or array_like, shape (len(labelled.columns),)
+        Label noise variance removed by sigma scaling (``calibration.fit``), one for all labelled
+        features or one each (e.g. ``calibration.replicate_noise_variance``).
     seed : int
         Seed of the folds of the cross-fitted "after" metrics.
 
@@ -111,7 +112,8 @@ def fit_calibration(
     pred_mean = samples.mean(axis=0)[:, idx]
     pred_sd = samples.std(axis=0, ddof=1)[:, idx]
     y = np.asarray(labelled.labels, dtype=np.float64)
-    options = {"aleatoric_variance": aleatoric_variance} if aleatoric_variance else {}
+    noisy = np.any(np.asarray(aleatoric_variance, dtype=np.float64) != 0)
+    options = {"aleatoric_variance": aleatoric_variance} if noisy else {}
     cal = fit(pred_mean, pred_sd, y, method=method, feature_names=cols, **options)
     after = (
         cross_fitted_metrics(

@@ -146,16 +146,13 @@ def _start_terms(cells: _Cells) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _dl(cells: _Cells) -> tuple[np.ndarray, ...]:
-    """DerSimonian-Laird tau2, Q, tr(P) and tr(P P) at tau2 = 0 (cells with k >= 2)."""
-    w, sw, _, r = cells.weighted(np.zeros(cells.k.shape))
-    ww = w * w
-    sw2 = ww.sum(axis=-1)
-    sw3 = _rowdot(ww, w)
-    q = np.maximum(_rowdot(w * r, r), 0.0)
-    tr_p = sw - sw2 / sw
-    tr_pp = sw2 - 2.0 * sw3 / sw + (sw2 / sw) ** 2
-    tau2 = np.maximum((q - (cells.k - 1.0)) / tr_p, 0.0)
-    return tau2, q, tr_p, tr_pp
+    """DerSimonian-Laird tau2, Q, tr(P) and tr(P P) at tau2 = 0 (cells with k >= 2): with
+    ``w = 1 / v``, ``Q = sum w (y - mu)**2``, ``tr P = sum w - sum w**2 / sum w``,
+    ``tr PP = sum w**2 - 2 sum w**3 / sum w + (sum w**2 / sum w)**2`` and
+    ``tau2 = max((Q - (k - 1)) / tr P, 0)`` (compiled, one cell at a time: ``meta._kernel``)."""
+    out = np.empty((4, cells.k.size))
+    _kernel().dl_terms(cells.y, cells.v, cells.m, cells.k, out)
+    return out[0], out[1], out[2], out[3]
 
 
 def _reml(cells: _Cells, scale: np.ndarray, tol: float, maxiter: int):
@@ -237,40 +234,14 @@ def _pm(
     ``Q(tau2) <= sum (y - ybar)**2 / (v + tau2) < (k - 1) hi / tau2``. A Newton step that leaves the
     bracket is replaced by bisection, so every cell converges. The iteration starts from
     ``start`` (the DerSimonian-Laird estimate, usually close to the root; the bracket stays valid
-    wherever it starts) and converged cells leave the working set.
+    wherever it starts); each cell iterates on its own until it converges (compiled:
+    ``meta._kernel``).
     """
-    target = cells.k - 1.0
-    tau2 = np.zeros(target.shape)
-    converged = np.ones(target.shape, dtype=bool)
-    active = np.flatnonzero(q0 > target)
-    converged[active] = False
-    sub = cells.take(active)
-    target, sc = target[active], scale[active]
-    lo, hi = np.zeros(active.size), _start_terms(sub)[0] / target
-    t = start[active]
-    iterations = 0
-    while active.size and iterations < maxiter:
-        iterations += 1
-        w, _, _, r = sub.weighted(t)
-        wr = w * r
-        f = _rowdot(wr, r) - target
-        # dQ/dtau2 = -sum w**2 r**2 (mu_hat minimises Q, so its own derivative drops out).
-        slope = _rowdot(wr, wr)
-        lo = np.where(f > 0.0, t, lo)
-        hi = np.where(f <= 0.0, t, hi)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            newton = t + f / slope * ((f + target) / target)  # -(1/Q - 1/T) / (1/Q)
-        inside = np.isfinite(newton) & (newton >= lo) & (newton <= hi)
-        new = np.where(inside, newton, 0.5 * (lo + hi))
-        tau2[active] = new
-        tol_abs = tol * (new + sc)
-        done = (np.abs(new - t) <= tol_abs) | (hi - lo <= tol_abs) | (f == 0.0)
-        t = new
-        if done.any():
-            converged[active[done]] = True
-            keep = np.flatnonzero(~done)
-            active, sub, target, sc = active[keep], sub.take(keep), target[keep], sc[keep]
-            t, lo, hi = t[keep], lo[keep], hi[keep]
+    tau2 = np.empty(cells.k.size)
+    converged = np.empty(cells.k.size, dtype=bool)
+    iterations = _kernel().pm_tau2(
+        (cells.y, cells.v, cells.m), (cells.k, q0, start, scale), tol, maxiter, (tau2, converged)
+    )
     return tau2, converged, iterations
 
 
@@ -522,3 +493,11 @@ def _fit_blocks(y, s, m, k, options):
             for name, values in fields.items():
                 out[name][sl][valid] = values
     return reason, out, converged, iterations
+
+
+def _kernel():
+    """The compiled per-cell loops (numba is imported only when a meta-analysis first needs them;
+    it caches the machine code on disk, so only the first use on a machine compiles)."""
+    from deepmr_kipoi.meta import _kernel as kernel
+
+    return kernel

@@ -12,7 +12,7 @@ Q. Nothing of size cells x instruments is ever formed.
 Layouts (structure of arrays, one row per quantity, the instruments contiguous): a side's values
 are ``(F, ROWS, K)`` with the rows of :data:`ROWS`, its per-sample effects and their deviations
 from the sample mean ``(F, S, K)``. The terms are the same floating-point operations, in the same
-order, as the definitions in ``run.local`` evaluate them, so the sums do not depend on the
+order, as the definitions in ``run.local_checks`` evaluate them, so the sums do not depend on the
 layout.
 """
 

@@ -266,38 +266,26 @@ def closed_form_stats(method, t, n, reason, level, *, inference=True) -> dict:
         Fields of :class:`MRBatchResult`; cells are not yet NaN-masked by ``reason``.
     """
     _set_reason(reason, n < C.MIN_INSTRUMENTS[method], C.TOO_FEW)
+    # Every sum at the cells' shape: each step below then makes one fresh array of that shape and
+    # finishes in place (a temporary per operation costs more in allocation than in arithmetic).
+    shape = np.broadcast_shapes(reason.shape, *(np.shape(v) for v in t.values()))
+    t = {name: np.broadcast_to(v, shape) for name, v in t.items()}
     sxx, sxy, syy = t["sxx"], t["sxy"], t["syy"]
     _set_reason(reason, ~(sxx > 0), C.ALL_BX_ZERO)
-    out = {}
     with np.errstate(divide="ignore", invalid="ignore"):
         if METHOD_TABLE[method].batched == "ivw":
-            b = sxy / sxx
-            q = np.maximum(syy - b * sxy, 0.0)
+            out = _ivw_stats(method, sxx, sxy, syy, n)
             df = n - 1
-            sigma = np.sqrt(q / df)
-            se_fixed = 1.0 / np.sqrt(sxx)
-            se = se_fixed * np.maximum(1.0, sigma) if method == "ivw" else se_fixed
-            out.update(estimate=b, se=se)
             if inference:
-                lo, hi, p = C.normal_inference(b, se, level)
+                lo, hi, p = C.normal_inference(out["estimate"], out["se"], level)
                 out.update(ci_low=lo, ci_high=hi, pvalue=p)
         else:
-            sw = t["sw"]
-            mx, my = t["sx"] / sw, t["sy"] / sw
-            cxx = sxx - t["sx"] * mx
-            cxy = sxy - t["sx"] * my
-            cyy = syy - t["sy"] * my
-            _set_reason(reason, ~(cxx > C.COLLINEAR_RTOL * sxx), C.COLLINEAR)
-            slope = cxy / cxx
-            icpt = my - slope * mx
-            q = np.maximum(cyy - slope * cxy, 0.0)
+            out = _egger_stats(t, n, reason)
             df = n - 2
-            sigma = np.sqrt(q / df)
-            inflate = np.maximum(1.0, sigma)
-            se = np.sqrt(1.0 / cxx) * inflate
-            icpt_se = np.sqrt(1.0 / sw + mx * mx / cxx) * inflate
-            out.update(estimate=slope, se=se, intercept=icpt, intercept_se=icpt_se)
             if inference:
+                slope, se, icpt, icpt_se = (
+                    out[f] for f in ("estimate", "se", "intercept", "intercept_se")
+                )
                 lo, hi, p = C.t_inference(slope, se, df, level)
                 _, _, ip = C.t_inference(icpt, icpt_se, df, level)
                 out.update(ci_low=lo, ci_high=hi, pvalue=p, intercept_pvalue=ip)
@@ -305,11 +293,59 @@ def closed_form_stats(method, t, n, reason, level, *, inference=True) -> dict:
                 # I^2_GX: z = |b_x| / se_y with weights v = (se_y / se_x)**2
                 qgx = t["svzz"] - t["svz"] * t["svz"] / t["sv"]
                 out["i2_gx"] = 100.0 * np.maximum(0.0, (qgx - (n - 1)) / qgx)
-        out.update(q=q, residual_se=sigma)
         if inference:
-            out.update(q_df=df.astype(np.float64), q_pvalue=C.chi2_sf(q, df))
+            out.update(q_df=np.asarray(df, dtype=np.float64), q_pvalue=C.chi2_sf(out["q"], df))
     _set_reason(reason, ~(np.isfinite(out["estimate"]) & np.isfinite(out["se"])), C.NUMERICAL)
     return out
+
+
+def _ivw_stats(method, sxx, sxy, syy, n) -> dict:
+    """IVW slope ``sxy / sxx``, Q ``max(syy - b sxy, 0)``, residual SE ``sqrt(Q / (n - 1))`` and the
+    SE ``1 / sqrt(sxx)``, times ``max(1, sigma)`` for the multiplicative random-effects IVW."""
+    b = sxy / sxx
+    q = b * sxy
+    np.subtract(syy, q, out=q)
+    np.maximum(q, 0.0, out=q)
+    sigma = q / (n - 1)
+    np.sqrt(sigma, out=sigma)
+    se = np.sqrt(sxx)
+    np.divide(1.0, se, out=se)
+    if method == "ivw":
+        se *= np.maximum(1.0, sigma)
+    return dict(estimate=b, se=se, q=q, residual_se=sigma)
+
+
+def _egger_stats(t, n, reason) -> dict:
+    """MR-Egger from the centred sums ``cxx = sxx - sx**2 / sw`` (etc.): slope ``cxy / cxx``,
+    intercept ``my - slope mx``, RSS ``max(cyy - slope cxy, 0)``, residual SE
+    ``sigma = sqrt(RSS / (n - 2))`` and SEs ``sqrt(1 / cxx)`` and ``sqrt(1 / sw + mx**2 / cxx)``,
+    both times ``max(1, sigma)``; ``reason`` gets the collinear cells."""
+    sw, sx, sy = t["sw"], t["sx"], t["sy"]
+    mx, my = sx / sw, sy / sw
+    cxx, cxy, cyy = sx * mx, sx * my, sy * my
+    np.subtract(t["sxx"], cxx, out=cxx)
+    np.subtract(t["sxy"], cxy, out=cxy)
+    np.subtract(t["syy"], cyy, out=cyy)
+    _set_reason(reason, ~(cxx > C.COLLINEAR_RTOL * t["sxx"]), C.COLLINEAR)
+    slope = cxy / cxx
+    icpt = slope * mx
+    np.subtract(my, icpt, out=icpt)
+    q = slope * cxy
+    np.subtract(cyy, q, out=q)
+    np.maximum(q, 0.0, out=q)
+    del cxy, cyy
+    sigma = q / (n - 2)
+    np.sqrt(sigma, out=sigma)
+    inflate = np.maximum(1.0, sigma)
+    se = np.divide(1.0, cxx)
+    np.sqrt(se, out=se)
+    se *= inflate
+    icpt_se = mx * mx
+    icpt_se /= cxx
+    np.add(np.divide(1.0, sw), icpt_se, out=icpt_se)
+    np.sqrt(icpt_se, out=icpt_se)
+    icpt_se *= inflate
+    return dict(estimate=slope, se=se, intercept=icpt, intercept_se=icpt_se, q=q, residual_se=sigma)
 
 
 #: The sums each closed-form method reads (``closed_form_stats``), for :func:`from_sums`.

@@ -20,7 +20,7 @@ What it computes per cell, over the instruments of ``P`` (``w = 1 / se_y**2``):
 * ``"heterogeneity"``: the first-order IVW slope ``theta`` over the instruments with finite
   effects, finite SEs and ``se_y > 0``, then Cochran's Q of the residuals ``b_y - theta b_x``
   against their paired variance ``se_y^2 + theta^2 se_x^2 - 2 theta cov_s(d_x, d_y)`` and the
-  weighted slope spread (``run.local.heterogeneity`` defines both);
+  weighted slope spread (``run.local_checks.heterogeneity`` defines both);
 * ``"samples"``: the IVW/Egger sums of every model sample's own effects ``d_s`` with the
   ensemble's SEs as weights: ``n, sxx, sxy, syy, sw, sx, sy`` per sample.
 

@@ -44,6 +44,7 @@ path: it computes the same sums in one compiled pass (``mr.pairmask``).
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -100,39 +101,62 @@ def _array(a, name: str, ndims: tuple[int, ...]) -> np.ndarray:
 
 
 def _check_finite(name: str, a: np.ndarray, positive: bool = False) -> None:
-    with np.errstate(invalid="ignore"):
+    # Read-only reductions decide: a sum is finite when every entry is (a sum that overflows
+    # falls through to the exact check), and NaN propagates through min. The entries are
+    # counted only for the message.
+    with np.errstate(invalid="ignore", over="ignore"):
+        if a.size == 0 or (np.isfinite(a.sum()) and (not positive or a.min() > 0)):
+            return
         bad = ~np.isfinite(a) | (a <= 0) if positive else ~np.isfinite(a)
-    if bad.any():
-        what = "finite and positive" if positive else "finite"
-        raise DeepMRInputError(
-            f"{name} must be {what} everywhere ({int(bad.sum())} entries are not); drop those "
-            "instruments or use mr.run_batched(..., drop_invalid=True)"
-        )
+    if not bad.any():
+        return
+    what = "finite and positive" if positive else "finite"
+    raise DeepMRInputError(
+        f"{name} must be {what} everywhere ({int(bad.sum())} entries are not); drop those "
+        "instruments or use mr.run_batched(..., drop_invalid=True)"
+    )
 
 
-def _plain_sums(bxs, sx, bys, sy, m, egger, diag):
-    """Sums of all pairs of one sequence, exposure-side mask only: yields one dict per sample."""
-    w = 1.0 / (sy * sy)
+class _Buffers:
+    """Operands and products of :func:`_plain_sums`, allocated once per :func:`all_pairs` call:
+    fresh arrays of this size per sequence cost as much in page faults as the operands take to
+    build."""
+
+    def __init__(self, n_exp: int, n_out: int, k: int, egger: bool):
+        rows = 2 * n_exp if egger else n_exp
+        self.mf, self.xw, self.xwy = np.empty((n_exp, k)), np.empty((rows, k)), np.empty((rows, k))
+        self.w, self.wy, self.wyy = np.empty((n_out, k)), np.empty((n_out, k)), np.empty((n_out, k))
+        self.sums, self.sums_y = np.empty((rows, n_out)), np.empty((rows, n_out))
+        self.sw, self.syy = np.empty((n_exp, n_out)), np.empty((n_exp, n_out))
+
+
+def _plain_sums(bxs, sx, bys, sy, m, egger, diag, buf: _Buffers):
+    """Sums of all pairs of one sequence, exposure-side mask only: yields one dict per sample.
+
+    The operands are built by ``_pairwise_kernel`` into ``buf``, and the products that involve
+    only the mask and the SEs (``sw``, ``sv``, the counts) are computed once per sequence. The
+    arrays yielded are overwritten by the next call.
+    """
+    kernel = _kernel()
+    mf, w, e = buf.mf, buf.w, m.shape[0]
+    np.copyto(mf, m)
+    np.multiply(sy, sy, out=w)
+    np.divide(1.0, w, out=w)
     shared = {}
     if egger:
-        shared["sw"] = m @ w.T
+        shared["sw"] = np.matmul(mf, w.T, out=buf.sw)
     if diag:
-        inv_vx = m / (sx * sx)
+        inv_vx = mf / (sx * sx)
         shared["sv"] = inv_vx @ (sy * sy).T
-    n_x = m.sum(axis=1)
-    e = m.shape[0]
+    n_x = np.count_nonzero(m, axis=1)
     for s in range(bxs.shape[0]):
         b, by = bxs[s], bys[s]
-        mb = m * b
-        wy = w * by
-        t = dict(shared)
+        kernel.fill_operands(b, m, by, w, buf.xw, buf.xwy, buf.wy, buf.wyy)
+        sums = np.matmul(buf.xw, w.T, out=buf.sums)
+        sums_y = np.matmul(buf.xwy, buf.wy.T, out=buf.sums_y)
+        t = dict(shared, sxx=sums[:e], sxy=sums_y[:e], syy=np.matmul(mf, buf.wyy.T, out=buf.syy))
         if egger:
-            xw = np.concatenate([mb * b, np.abs(mb)]) @ w.T
-            xwy = np.concatenate([mb, m * C.sign0(b)]) @ wy.T
-            t.update(sxx=xw[:e], sx=xw[e:], sxy=xwy[:e], sy=xwy[e:])
-        else:
-            t.update(sxx=(mb * b) @ w.T, sxy=mb @ wy.T)
-        t["syy"] = m @ (wy * by).T
+            t.update(sx=sums[e:], sy=sums_y[e:])
         if diag:
             t["svz"] = (np.abs(b) * inv_vx) @ sy.T
             t["svzz"] = (b * b * inv_vx).sum(axis=1)[:, None]
@@ -240,10 +264,11 @@ def _effects(bx, by, se_bx, se_by) -> _Effects:
     for name, a, pos in (
         ("bx", bxs, False),
         ("se_bx", sx, True),
-        ("by", bys, False),
-        ("se_by", sy, True),
+        ("by", None if bys is bxs else bys, False),
+        ("se_by", None if sy is sx else sy, True),
     ):
-        _check_finite(name, a, pos)
+        if a is not None:
+            _check_finite(name, a, pos)
     return _Effects(bxs, bys, sx, sy, sampled, same)
 
 
@@ -262,9 +287,10 @@ class _Selection:
         return self.pair_mask is not None or self.scores is not None
 
     def block(self, n: int, xs: slice, n_out: int) -> np.ndarray:
-        """The float mask of sequence ``n`` for exposures ``xs``: (E_b, K), or (E_b, O, K) slow."""
+        """The mask of sequence ``n`` for exposures ``xs``: bool (E_b, K), or float (E_b, O, K)
+        on the slow path."""
         if not self.slow:
-            return self.mask[n, xs].astype(np.float64)
+            return self.mask[n, xs]
         k = self.mask.shape[2]
         p = np.broadcast_to(self.mask[n, xs, None, :], (xs.stop - xs.start, n_out, k))
         if self.pair_mask is not None:
@@ -323,25 +349,39 @@ def _fill_cells(effects: _Effects, sel: _Selection, methods, names, level: float
     counts = np.zeros((n_seq, n_exp, n_out), dtype=np.int64)
     reasons = {meth: np.zeros(lead, dtype=np.int8) for meth in methods}
     e_block = n_exp if not sel.slow else max(1, PAIR_BLOCK_ELEMENTS // max(1, n_out * k))
-    sums_of = _pair_sums if sel.slow else _plain_sums
+    if sel.slow:
+        sums_of = _pair_sums
+    else:
+        buffers = _Buffers(n_exp, n_out, k, egger)
+        sums_of = functools.partial(_plain_sums, buf=buffers)
     for n in range(n_seq):
         for start in range(0, n_exp, e_block):
             xs = slice(start, min(n_exp, start + e_block))
             args = (effects.bxs[:, n, xs], effects.sx[n, xs], effects.bys[:, n], effects.sy[n])
             for s, (t, cnt) in enumerate(sums_of(*args, sel.block(n, xs, n_out), egger, diag)):
-                cnt = np.broadcast_to(np.rint(cnt).astype(np.int64), (xs.stop - start, n_out))
+                # Plain sums count per exposure, (E_b, 1): the closed forms broadcast it.
+                cnt = np.rint(cnt).astype(np.int64)
                 counts[n, xs] = cnt
                 for meth in methods:
-                    reason = np.where(sel.self_pair[xs], np.int8(C.SELF_PAIR), np.int8(C.OK))
-                    out = closed_form_stats(meth, t, cnt, reason, level, inference=full)
-                    bad = reason != C.OK
+                    out, reason = _closed_cells(meth, t, cnt, sel.self_pair[xs], level, full)
                     for f in names:
                         if f in out:
-                            v = np.broadcast_to(out[f], bad.shape).copy()
-                            v[bad] = np.nan
-                            res[meth][f][s, n, xs] = v
+                            res[meth][f][s, n, xs] = out[f]
                     reasons[meth][s, n, xs] = reason
     return res, np.broadcast_to(counts, lead), reasons
+
+
+def _closed_cells(meth, t, cnt, self_pair, level, full):
+    """One method's closed forms of a block of cells, NaN where the cell has no result, and
+    the reason codes."""
+    reason = np.where(self_pair, np.int8(C.SELF_PAIR), np.int8(C.OK))
+    out = closed_form_stats(meth, t, cnt, reason, level, inference=full)
+    bad = reason != C.OK
+    for name, value in out.items():
+        if value.shape != bad.shape:
+            out[name] = value = np.array(np.broadcast_to(value, bad.shape))
+        np.copyto(value, np.nan, where=bad)
+    return out, reason
 
 
 def all_pairs(
@@ -420,3 +460,11 @@ def _result(meth, fields, counts, reasons, output: str, level: float, sampled: b
             method=meth, level=level, n_instruments=n_meth, reason=r_meth, **fields
         )
     return PairEstimates(method=meth, n_instruments=n_meth, reason=r_meth, **fields)
+
+
+def _kernel():
+    """The compiled operand builders (numba is imported only when they are first needed; it caches
+    the machine code on disk, so only the first use on a machine compiles)."""
+    from deepmr_kipoi.mr import _pairwise_kernel
+
+    return _pairwise_kernel

@@ -11,6 +11,8 @@
   value checks, normalisation); its setting groups and the accepted values of the choice fields
   are in :mod:`~deepmr_kipoi.run.settings`, ``config_hash``/``weights_signature`` (what resume
   compares) in :mod:`~deepmr_kipoi.run.resume_key` (both re-exported by ``config``).
+* :mod:`~deepmr_kipoi.run.arguments` -- a ``RunConfig`` from ``deepmr run``'s options and a
+  ``--config`` YAML file.
 * :mod:`~deepmr_kipoi.run.inputs` -- the stage's face over one module per concern:
   exposure/outcome selection (:mod:`~deepmr_kipoi.run.features`), model loading (Kipoi, adapters,
   ``file.py:function`` factories: :mod:`~deepmr_kipoi.run.model`), reference sequences (random,
@@ -19,10 +21,14 @@
 * :mod:`~deepmr_kipoi.run.effects` -- saturation-ISM effects of a chunk through the engine
   (``ism.saturation_effects``), with every member's own effects for deep ensembles.
 * :mod:`~deepmr_kipoi.run.local` -- instruments and local MR per (sequence, exposure, outcome,
-  method) as arrays (``LocalEstimates``, (n, E, O, M)); per-sample local estimates
-  (``SampleEstimates``, (S, n, E, O, M)): the leave-one-member-out estimates of the jackknife.
-* :mod:`~deepmr_kipoi.run.aggregate` -- global effects (random-effects meta-analysis over
-  sequences), Benjamini-Hochberg q-values, the model-aware (jackknife) interval, plain warnings.
+  method) as arrays (``LocalEstimates``, (n, E, O, M)) and the local table, on
+  :mod:`~deepmr_kipoi.run.local_fit` (the estimators over the cells, ``local_mr``),
+  :mod:`~deepmr_kipoi.run.local_checks` (heterogeneity, instrument strength) and
+  :mod:`~deepmr_kipoi.run.local_samples` (per-sample local estimates, ``SampleEstimates``,
+  (S, n, E, O, M), which the headline inference reads).
+* :mod:`~deepmr_kipoi.run.aggregate` -- global effects (the crossed inference over sequences and
+  model samples, random-effects meta-analysis over sequences), Benjamini-Hochberg q-values, the
+  verdicts, plain warnings.
 * :mod:`~deepmr_kipoi.run.chunk` -- ``compute_chunk`` (effects + local of one chunk, no files)
   and the typed ``ChunkResult`` (its file format and its merge over the chunks of a run).
 * :mod:`~deepmr_kipoi.run.executors` -- where the chunks run: the ``Executor`` protocol
@@ -48,16 +54,17 @@ Where a change goes:
 
 * a new local estimator (an MR method) goes into ``deepmr_kipoi.mr``; the run picks it up by name
   through ``RunConfig.methods``;
-* a new per-sample estimator (local MR recomputed per model sample) is a function in ``local.py``
-  returning ``SampleEstimates`` of a new ``kind``, kept in the chunk files by the runner, plus its
-  reduction to global columns in ``aggregate.py``;
+* a new per-sample estimator (local MR recomputed per model sample) is a function in
+  ``local_samples.py`` returning ``SampleEstimates``, kept in the chunk files (``ChunkResult``),
+  plus its reduction to global columns in ``aggregate.py``;
 * a new global statistic or warning goes into ``aggregate.py``;
 * a new stage gets its own module here, takes the ``RunPlan`` (or plain arrays, so that the
   simulation can call it without a run folder), and is called from ``chunk.compute_chunk`` (per
   chunk) or ``runner.run`` (once per run); a field it needs goes into ``RunConfig`` and, when it
   changes numbers, into ``config_hash`` automatically.
 
-Modules import only stages before them (config < inputs, effects < local < chunk < executors <
+Modules import only stages before them (config < inputs, effects < local_fit, local_checks <
+local < local_samples < chunk < executors <
 aggregate < record < plan < outputs < runner < reanalysis, resume); figures, report and compare sit outside this package.
 """
 

@@ -5,7 +5,7 @@ and the model's uncertainty samples (deep-ensemble members or MC-dropout masks).
 estimate of a run comes from the same model, so a meta-analysis over sequences alone treats as
 independent what shares the model's error. The headline columns ``estimate, se, df, ci_low,
 ci_high, pvalue`` come instead from the per-sample local estimates ``theta[s, i]``
-(``local.sample_estimates``) through the crossed random-effects model of
+(``local_samples.sample_estimates``) through the crossed random-effects model of
 :mod:`deepmr_kipoi.inference` (sequence and sample effects, ANOVA estimators, Satterthwaite t
 interval): the estimate is the mean over sequences and samples, the interval covers the effect the
 model learned, averaged over sequences like those analysed. ``qvalue`` is the Benjamini-Hochberg
@@ -25,6 +25,7 @@ where IVW and another estimator disagree beyond their intervals (``robust_disagr
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +34,8 @@ from scipy import stats
 
 from deepmr_kipoi import inference, verdict
 from deepmr_kipoi.errors import DeepMRInputError
-from deepmr_kipoi.run.local import INSTRUMENT_COUNTS, SampleEstimates
+from deepmr_kipoi.run.local_fit import INSTRUMENT_COUNTS
+from deepmr_kipoi.run.local_samples import SampleEstimates
 
 #: Global-table columns of the random-effects meta-analysis over sequences (besides tau2, i2, q,
 #: q_pvalue, pi_low, pi_high, k).
@@ -106,7 +108,7 @@ def nanmedian_rows(values: np.ndarray) -> np.ndarray:
 
 
 def _steiger(table: pd.DataFrame, ordered: pd.DataFrame, ok: np.ndarray, grid) -> None:
-    """Pair-level instrument strength (``local.steiger_sums``) over the fitted sequences."""
+    """Pair-level instrument strength (``local_checks.steiger_sums``) over the fitted sequences."""
     if "r2_exposure" not in ordered:  # a local table from before the check
         for f in ("steiger_ratio", "other_ratio", "other_r2"):
             table[f] = np.nan
@@ -140,7 +142,7 @@ def _other_r2(ordered, has, other, named, found, grid) -> np.ndarray:
     """Collinearity of the exposure with the named other feature over the exposure's instruments.
 
     ``(sum C)^2 / (sum A_ee * sum A_ff)`` over the fitted sequences where that feature is the
-    other one (``local.steiger_sums``): the share of the exposure's standardized instrument
+    other one (``local_checks.steiger_sums``): the share of the exposure's standardized instrument
     effects that one fixed ratio to the other feature explains, pooled over sequences so that a
     ratio shared by chance in a sequence with few instruments averages out. NaN without one.
     """
@@ -230,37 +232,16 @@ def _pooled(table: pd.DataFrame, ordered: pd.DataFrame, grid, level: float) -> N
         table["pooled_steiger_ratio"] = np.where(own > 0, theirs / own, np.nan)
 
 
-def global_effects(
-    local: pd.DataFrame,
-    n_sequences: int,
-    *,
-    method: str = "REML",
-    test: str = "z",
-    level: float = 0.95,
-    samples: SampleEstimates | None = None,
-    exposures=(),
-    outcomes=(),
-    min_sequences: int = 5,
-    spread=None,
-    min_effect: float = verdict.MIN_EFFECT,
-    on_progress=None,
-) -> pd.DataFrame:
-    """Global effect of every (exposure, outcome, method): headline inference and meta-analysis.
+@dataclass(frozen=True)
+class GlobalSettings:
+    """How :func:`global_effects` infers, tests and decides.
 
-    Parameters
+    Attributes
     ----------
-    local : DataFrame
-        The full local table: exactly ``n_sequences`` rows per (exposure, outcome, method).
-    n_sequences : int
-    method, test
+    method, test : str
         Passed to ``meta.random_effects_batched`` (the ``meta_*`` columns).
     level : float
         Confidence level of every interval; significance is ``qvalue < 1 - level``.
-    samples : SampleEstimates, optional
-        Per-sample local estimates (S, N, E, O, M) over all sequences; without them the headline
-        columns fall back to the meta-analysis (a model with one sample has nothing else).
-    exposures, outcomes : sequence of str
-        Names along the E and O axes of ``samples``.
     min_sequences : int
         Sequences with a local fit a pair needs to be tested: fewer, and it enters no
         Benjamini-Hochberg adjustment and is never ``significant``.
@@ -270,6 +251,41 @@ def global_effects(
         sd_outcome``). Without it the margin is 0 (effects are judged against 0 alone).
     min_effect : float
         Smallest effect of interest, standardized (:mod:`deepmr_kipoi.verdict`).
+    """
+
+    method: str = "REML"
+    test: str = "z"
+    level: float = 0.95
+    min_sequences: int = 5
+    spread: Mapping[str, float] | None = None
+    min_effect: float = verdict.MIN_EFFECT
+
+
+def global_effects(
+    local: pd.DataFrame,
+    n_sequences: int,
+    settings: GlobalSettings | None = None,
+    *,
+    samples: SampleEstimates | None = None,
+    exposures: Sequence[str] = (),
+    outcomes: Sequence[str] = (),
+    on_progress: Callable[[float], None] | None = None,
+) -> pd.DataFrame:
+    """Global effect of every (exposure, outcome, method): headline inference and meta-analysis.
+
+    Parameters
+    ----------
+    local : DataFrame
+        The full local table: exactly ``n_sequences`` rows per (exposure, outcome, method).
+    n_sequences : int
+    settings : GlobalSettings, optional
+        Meta-analysis, level, minimum sequences and the verdict's scale (default
+        ``GlobalSettings()``).
+    samples : SampleEstimates, optional
+        Per-sample local estimates (S, N, E, O, M) over all sequences; without them the headline
+        columns fall back to the meta-analysis (a model with one sample has nothing else).
+    exposures, outcomes : sequence of str
+        Names along the E and O axes of ``samples``.
     on_progress : callable, optional
         Called with the share of the work done: after each block of pairs, and after the verdict.
 
@@ -304,12 +320,46 @@ def global_effects(
     each block only: memory beyond the local table is that of one block, not a sorted copy of
     the table and (samples x sequences x pairs) arrays of the whole run.
     """
+    settings = settings or GlobalSettings()
+    per_block = _Settings(
+        settings.method,
+        settings.test,
+        settings.level,
+        samples,
+        tuple(exposures),
+        tuple(outcomes),
+        settings.spread,
+    )
+    table, tail = _pair_blocks(local, n_sequences, per_block, on_progress)
+    table = _adjust_over_pairs(table, settings)
+    if on_progress is not None:
+        on_progress(0.2)
+    return pd.concat([table, tail], axis=1)
+
+
+def _adjust_over_pairs(table: pd.DataFrame, settings: GlobalSettings) -> pd.DataFrame:
+    """What needs every pair of the global table: q-values, the verdicts and the disagreement
+    flags."""
+    _qvalues(table, settings.min_sequences, settings.level)
+    decided = verdict.verdicts(
+        table,
+        min_sequences=settings.min_sequences,
+        level=settings.level,
+        min_effect=settings.min_effect,
+    )
+    table = pd.concat([table, decided], axis=1)
+    table["robust_disagreement"] = verdict.robust_disagreement(table)
+    return table
+
+
+def _pair_blocks(local: pd.DataFrame, n_sequences: int, settings: _Settings, on_progress):
+    """The per-pair columns of every block of pairs, joined: those before the adjustments over
+    pairs and those after them (:func:`_block_effects`)."""
     n_pairs, rem = divmod(len(local), n_sequences)
     if rem:
         raise DeepMRInputError(
             f"local table has {len(local)} rows, not a multiple of {n_sequences} sequences"
         )
-    settings = _Settings(method, test, level, samples, tuple(exposures), tuple(outcomes), spread)
     order = _pair_order(local)
     block = max(1, PAIR_BLOCK_CELLS // max(1, n_sequences))
     heads, tails = [], []
@@ -323,20 +373,7 @@ def global_effects(
             on_progress(0.8 * (stop - start) / max(n_pairs, 1))
     table = pd.concat(heads, ignore_index=True) if len(heads) > 1 else heads[0]
     tail = pd.concat(tails, ignore_index=True) if len(tails) > 1 else tails[0]
-    _qvalues(table, min_sequences, level)
-    table = pd.concat(
-        [
-            table,
-            verdict.verdicts(
-                table, min_sequences=min_sequences, level=level, min_effect=min_effect
-            ),
-        ],
-        axis=1,
-    )
-    table["robust_disagreement"] = verdict.robust_disagreement(table)
-    if on_progress is not None:
-        on_progress(0.2)
-    return pd.concat([table, tail], axis=1)
+    return table, tail
 
 
 #: (pair, sequence) cells per block of :func:`global_effects` (bounds its working memory).

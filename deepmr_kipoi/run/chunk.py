@@ -19,8 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from deepmr_kipoi.run import checks, effects_cache, local
+from deepmr_kipoi.run import checks, effects_cache, local, local_samples
 from deepmr_kipoi.run.effects import chunk_effects
+from deepmr_kipoi.run.local_fit import MutantEffects
 
 #: Arrays of :class:`KeptEffects`, concatenated along the sequence axis when chunks merge.
 _SEQUENCE_AXIS_FIELDS = ("sequence_index", "mean", "se", "instrument_mask", "alt_bases")
@@ -93,7 +94,7 @@ class ChunkResult:
     """
 
     local: pd.DataFrame
-    samples: local.SampleEstimates
+    samples: local_samples.SampleEstimates
     kept: KeptEffects | None
     n_masked: int
     n_nonfinite: tuple[int, int]
@@ -122,7 +123,7 @@ class ChunkResult:
         kept = None
         if "mean" in arrays:
             kept = KeptEffects(**{k: arrays[k] for k in KeptEffects.__dataclass_fields__})
-        samples = local.SampleEstimates(tuple(methods), arrays["sample_estimate"])
+        samples = local_samples.SampleEstimates(tuple(methods), arrays["sample_estimate"])
         n_nonfinite = arrays.get("n_nonfinite", (0, 0))
         return cls(
             local_table,
@@ -144,7 +145,7 @@ class ChunkResult:
         kept = [c.kept for c in chunks if c.kept is not None]
         return cls(
             local=_join_tables([c.local for c in chunks], release),
-            samples=local.SampleEstimates.concatenate([c.samples for c in chunks]),
+            samples=local_samples.SampleEstimates.concatenate([c.samples for c in chunks]),
             kept=KeptEffects.concatenate(kept) if kept else None,
             n_masked=sum(c.n_masked for c in chunks),
             n_nonfinite=tuple(int(sum(c.n_nonfinite[i] for c in chunks)) for i in (0, 1)),
@@ -203,13 +204,13 @@ def _split_samples(samples: np.ndarray):
     """Sample splitting: moments of the first half select, the second half estimates."""
     half = samples.shape[0] // 2
     chosen, samples = samples[:half], samples[half:]
-    selection_effects = (
+    selection = MutantEffects(
         chosen.mean(axis=0, dtype=np.float64),
         chosen.std(axis=0, ddof=1, dtype=np.float64),
     )
     mean = samples.mean(axis=0, dtype=np.float64)
     se = samples.std(axis=0, ddof=1, dtype=np.float64)
-    return samples, mean, se, selection_effects
+    return samples, mean, se, selection
 
 
 def _feature_groups(plan, used) -> np.ndarray | None:
@@ -367,27 +368,24 @@ def analyse_chunk(
     ex, oc = [at[e] for e in plan.exposures], [at[o] for o in plan.outcomes]
     names = [plan.feature_names[f] for f in used]
     se_scale = None if plan.se_scale is None else plan.se_scale[used]
-    mean, se, samples, selection_effects = eff.mean, eff.se, eff.samples, None
+    mean, se, samples, selection = eff.mean, eff.se, eff.samples, None
     if config.sample_split:
-        samples, mean, se, selection_effects = _split_samples(samples)
-    samples = local.calibrated_samples(samples, mean, se_scale)
+        samples, mean, se, selection = _split_samples(samples)
+    samples = local_samples.calibrated_samples(samples, mean, se_scale)
+    groups = _feature_groups(plan, used)
     step = local.local_step(
-        mean,
-        se,
+        MutantEffects(mean, se, samples),
         ex,
         oc,
         config,
         chunk=chunk_index,
-        se_scale=se_scale,
-        spread=plan.spread[used],
-        selection_effects=selection_effects,
-        samples=samples,
-        feature_groups=(groups := _feature_groups(plan, used)),
+        features=local.FeatureContext(se_scale, plan.spread[used], groups),
+        selection=selection,
         on_progress=(half := _share(on_progress, 0.5 * (b - a))),
     )
     idx = np.arange(a, b)
     frame = local.local_table(step.estimates, idx, plan.seq_ids, ex, oc, names, consume=True)
-    per_sample = local.sample_estimates(
+    per_sample = local_samples.sample_estimates(
         samples, step, ex, oc, config, chunk=chunk_index, on_progress=half, feature_groups=groups
     )
     _add_time(timings, "mr", tick)

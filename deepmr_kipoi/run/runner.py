@@ -236,16 +236,19 @@ def _progress(config, desc: str):
 def global_settings(plan: RunPlan, merged: ChunkResult) -> dict:
     """The keyword arguments of ``aggregate.global_effects`` for a run's merged chunks."""
     config, names = plan.config, plan.feature_names
-    return dict(
+    settings = aggregate.GlobalSettings(
         method=config.meta_method,
         test=config.meta_test,
         level=config.level,
-        samples=merged.samples,
-        exposures=[names[i] for i in plan.exposures],
-        outcomes=[names[i] for i in plan.outcomes],
         min_sequences=config.min_sequences,
         spread=dict(zip(names, plan.spread)),
         min_effect=config.min_effect,
+    )
+    return dict(
+        settings=settings,
+        samples=merged.samples,
+        exposures=[names[i] for i in plan.exposures],
+        outcomes=[names[i] for i in plan.outcomes],
     )
 
 

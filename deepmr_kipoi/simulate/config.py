@@ -21,6 +21,8 @@ from deepmr_kipoi.simulate.train import TrainConfig
 #: because the sequence-confounded regimes make some instruments invalid (pleiotropic).
 METHODS = ("ivw", "egger", "weighted_median")
 CALIBRATIONS = ("none", "sigma", "quantile")
+#: ``aleatoric_variance`` estimated from replicate labels of the calibration sequences.
+REPLICATES = "replicates"
 
 
 @dataclass(frozen=True)
@@ -44,9 +46,14 @@ class ExperimentConfig:
     calibration : {"none", "sigma", "quantile"}
         Recalibration of the effect SEs (``deepmr_kipoi.calibration``); ``"none"`` uses the raw
         ensemble SD.
-    aleatoric_variance : float
-        Label noise variance that sigma scaling removes (1: Poisson counts on the Anscombe scale);
-        0 fits the factor to the labels' whole residual variance.
+    aleatoric_variance : float or "replicates"
+        Label noise variance that sigma scaling removes: a number (1, the default: Poisson counts
+        on the Anscombe scale; 0 fits the factor to the labels' whole residual variance), or
+        ``"replicates"``, estimated per feature from a second measurement of the calibration
+        sequences (fresh counting noise and sequence-independent confounder,
+        ``generative.replicate_labels``). The latter removes the random confounder's share of the
+        label noise too; measured in ``examples/simulation/RESULTS.md``, it narrows the headline
+        intervals below their coverage in the random-confounded regimes, so it is not the default.
     methods : tuple of str
         Local MR estimators (subset of ``METHODS``).
     meta_method : {"REML", "DL", "PM"}
@@ -97,12 +104,14 @@ class ExperimentConfig:
         "recalibration of effect SEs (default {default})",
         choices=CALIBRATIONS,
     )
-    aleatoric_variance: float = option_field(
+    aleatoric_variance: float | str = option_field(
         1.0,
         "--aleatoric-variance",
-        "label noise variance removed by sigma scaling (default "
-        "{default}: Poisson counts on the Anscombe scale)",
-        type=float,
+        "label noise variance removed by sigma scaling (default {default}: Poisson counts on "
+        "the Anscombe scale), or 'replicates' to estimate it per feature from a second "
+        "measurement of the calibration sequences",
+        type=lambda text: text if text == REPLICATES else float(text),
+        metavar="A|replicates",
     )
     methods: tuple = option_field(
         METHODS,
@@ -174,6 +183,9 @@ class ExperimentConfig:
             )
         if self.aleatoric_variance and self.calibration != "sigma":
             object.__setattr__(self, "aleatoric_variance", 0.0)
+        noise = self.aleatoric_variance
+        if noise != REPLICATES and not (isinstance(noise, (int, float)) and noise >= 0):
+            raise ValueError(f"aleatoric_variance={noise!r}: give a number >= 0 or {REPLICATES!r}")
         if self.oracle_scale not in orc.SCALES:
             raise ValueError(f"unknown oracle scale {self.oracle_scale!r}; use one of {orc.SCALES}")
         if self.rounds < 1 or self.n_analysis < 1 or self.n_train < 10 or self.workers < 1:

@@ -27,6 +27,7 @@ from deepmr_kipoi.simulate import scoring
 from deepmr_kipoi.simulate.config import (
     CALIBRATIONS,
     METHODS,
+    REPLICATES,
     ExperimentConfig,
     round_parameters,
 )
@@ -173,11 +174,26 @@ def _round_calibration(model, cal, config: ExperimentConfig, cache_dir: str | No
         labelled,
         features,
         method=config.calibration,
-        aleatoric_variance=config.aleatoric_variance,
+        aleatoric_variance=_label_noise(cal(), config, job),
     )
     if cache_dir is not None:
         _cache.save_calibration(cache_dir, *job, key, fit)
     return fit
+
+
+def _label_noise(cal: gen.SimulatedData, config: ExperimentConfig, job: tuple):
+    """The aleatoric variance sigma scaling removes: assumed, or from a replicate measurement
+    of the calibration sequences (its own random stream, so the job's other data are unchanged)."""
+    if config.aleatoric_variance != REPLICATES:
+        return config.aleatoric_variance
+    from deepmr_kipoi.calibration import replicate_noise_variance
+
+    round_index, regime = job
+    seeds = np.random.SeedSequence([config.seed, 2, round_index, gen.REGIMES.index(regime)])
+    replicate = gen.replicate_labels(
+        cal, round_parameters(config)[round_index], config.simulation, np.random.default_rng(seeds)
+    )
+    return replicate_noise_variance(cal.labels, replicate)
 
 
 def run_round(

@@ -1,0 +1,138 @@
+"""The compiled per-cell loops of :mod:`deepmr_kipoi.meta.batched` (numba; imported on first use).
+
+DerSimonian-Laird's moments and the Paule-Mandel root search read each cell's studies a few times
+per iteration. As array code over all cells, every one of those passes is a pass over a
+(cells, studies) block in memory and a temporary of that size; here each cell's studies stay in
+cache for all of its passes, and a converged cell simply stops (no working set to shrink). The
+arithmetic is the one the docstrings of ``meta.batched._dl`` and ``meta.batched._pm`` describe,
+in the same order per study; sums run in study order, so results differ from a NumPy evaluation
+(pairwise sums) by rounding only.
+
+Inputs are the rows of ``meta.batched._Cells``: ``y``, ``v`` (sampling variances) and ``m``
+(1.0 = included), float64 (cells, k), excluded entries holding ``y = 0, v = 1, m = 0``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _weighted_moments(y, v, m, tau2, w):
+    """``sum w``, ``sum w r**2`` and ``sum (w r)**2`` for ``w = m / (v + tau2)``, ``r = y - mu``
+    (``w`` a scratch row, filled)."""
+    sw = 0.0
+    swy = 0.0
+    for j in range(y.shape[0]):
+        w[j] = m[j] / (v[j] + tau2)
+        sw += w[j]
+        swy += w[j] * y[j]
+    mu = swy / sw
+    q = 0.0
+    slope = 0.0
+    for j in range(y.shape[0]):
+        wr = w[j] * (y[j] - mu)
+        q += wr * (y[j] - mu)
+        slope += wr * wr
+    return sw, q, slope
+
+
+@numba.njit(cache=True, error_model="numpy")
+def dl_terms(y, v, m, k, out):
+    """DerSimonian-Laird tau2, Q, tr(P) and tr(P P) at tau2 = 0, per cell (k >= 2).
+
+    Parameters
+    ----------
+    y, v, m : ndarray of float64, shape (n, kdim)
+    k : ndarray of float64, shape (n,)
+        Included studies per cell.
+    out : ndarray of float64, shape (4, n)
+        Out: rows tau2, Q, tr(P), tr(P P).
+    """
+    w = np.empty(y.shape[1])
+    for i in range(y.shape[0]):
+        sw, q, _ = _weighted_moments(y[i], v[i], m[i], 0.0, w)
+        sw2 = 0.0
+        sw3 = 0.0
+        for j in range(y.shape[1]):
+            ww = w[j] * w[j]
+            sw2 += ww
+            sw3 += ww * w[j]
+        q = max(q, 0.0)
+        tr_p = sw - sw2 / sw
+        out[0, i] = max((q - (k[i] - 1.0)) / tr_p, 0.0)
+        out[1, i] = q
+        out[2, i] = tr_p
+        out[3, i] = sw2 - 2.0 * sw3 / sw + (sw2 / sw) ** 2
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _pm_cell(y, v, m, bracket, sc, tol, maxiter, w):
+    """One cell's bracketed Newton iteration from ``bracket = (target, hi, start)``: tau2,
+    converged, iterations."""
+    target, hi, t = bracket
+    lo = 0.0
+    for it in range(maxiter):
+        _, q, slope = _weighted_moments(y, v, m, t, w)
+        f = q - target
+        if f > 0.0:
+            lo = t
+        else:
+            hi = t
+        newton = t + f / slope * ((f + target) / target)
+        if math.isfinite(newton) and newton >= lo and newton <= hi:
+            new = newton
+        else:
+            new = 0.5 * (lo + hi)
+        tol_abs = tol * (new + sc)
+        if abs(new - t) <= tol_abs or hi - lo <= tol_abs or f == 0.0:
+            return new, True, it + 1
+        t = new
+    return t, False, maxiter
+
+
+@numba.njit(cache=True, error_model="numpy")
+def pm_tau2(cells, per_cell, tol, maxiter, out):
+    """Paule-Mandel tau2 per cell (k >= 2); returns the most iterations any cell took.
+
+    Parameters
+    ----------
+    cells : (ndarray, ndarray, ndarray)
+        ``y, v, m``, float64, shape (n, kdim).
+    per_cell : (ndarray, ndarray, ndarray, ndarray)
+        Float64, shape (n,): included studies ``k``, Q at tau2 = 0, the starting value
+        (DerSimonian-Laird) and the typical within-study variance (the tolerance's scale).
+    tol : float
+    maxiter : int
+    out : (ndarray, ndarray)
+        Out: tau2 (float64, shape (n,)) and converged (bool, shape (n,)).
+    """
+    y, v, m = cells
+    k, q0, start, scale = per_cell
+    tau2, converged = out
+    most = 0
+    w = np.empty(y.shape[1])
+    for i in range(y.shape[0]):
+        target = k[i] - 1.0
+        if not q0[i] > target:
+            tau2[i] = 0.0
+            converged[i] = True
+            continue
+        # Upper end of the bracket: sum (y - ybar)**2 / (k - 1), unweighted mean.
+        ybar = 0.0
+        for j in range(y.shape[1]):
+            ybar += y[i, j] * m[i, j]
+        ybar /= k[i]
+        rss = 0.0
+        for j in range(y.shape[1]):
+            e = (y[i, j] - ybar) * m[i, j]
+            rss += e * e
+        bracket = (target, rss / target, start[i])
+        t, ok, used = _pm_cell(y[i], v[i], m[i], bracket, scale[i], tol, maxiter, w)
+        tau2[i] = t
+        converged[i] = ok
+        most = max(most, used)
+    return most
