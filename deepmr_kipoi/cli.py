@@ -387,6 +387,8 @@ def _summary(result, started: float) -> str:
 
     g = result.global_effects
     where = f"{result.out_dir}" if result.out_dir else "memory"
+    page = Path(result.out_dir or "", "report.html")
+    report = f", report {page}" if result.out_dir and page.is_file() else ""  # not with --no-report
     members = (result.run_info.get("model") or {}).get("panel") or {}
     # a panel: which features each model gave, under the names the tables use
     panel = "".join(
@@ -405,7 +407,7 @@ def _summary(result, started: float) -> str:
     return panel + (
         f"{build_headline(g).summary().rstrip(':.')} ({len(g)} global effects) from "
         f"{result.run_info['sequences']['n']} sequences in {time.time() - started:.1f} s; "
-        f"results in {where}, report {where}/report.html\n"
+        f"results in {where}{report}\n"
         f"{calibration_sentence(result.run_info.get('calibration'))}"
     )
 
