@@ -41,6 +41,68 @@ def _weighted_moments(y, v, m, tau2, w):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def prepare(y, s, m, out, flags):
+    """The cells' study data as ``_Cells`` reads it, and what is wrong with each cell.
+
+    Parameters
+    ----------
+    y, s : ndarray of float64, shape (n, kdim)
+        Estimates and standard errors.
+    m : ndarray of bool, shape (n, kdim)
+        Included studies.
+    out : (ndarray, ndarray, ndarray)
+        Out, float64 (n, kdim): ``y`` (0 where excluded), ``v = s**2`` (1 where excluded) and
+        ``m`` as 0/1.
+    flags : ndarray of int8, shape (2, n)
+        Out: whether an included SE is not finite and positive, whether an included estimate is
+        not finite.
+    """
+    y0, v, mf = out
+    for i in range(y.shape[0]):
+        bad_se = 0
+        bad_y = 0
+        for j in range(y.shape[1]):
+            if m[i, j]:
+                yy = y[i, j]
+                ss = s[i, j]
+                if not (ss > 0.0 and ss < math.inf):
+                    bad_se = 1
+                if not math.isfinite(yy):
+                    bad_y = 1
+                y0[i, j] = yy
+                v[i, j] = ss * ss
+                mf[i, j] = 1.0
+            else:
+                y0[i, j] = 0.0
+                v[i, j] = 1.0
+                mf[i, j] = 0.0
+        flags[0, i] = bad_se
+        flags[1, i] = bad_y
+
+
+@numba.njit(cache=True, error_model="numpy")
+def weighted_mean(y, v, m, tau2, out):
+    """``sum w`` and the weighted mean ``sum w y / sum w`` per cell, ``w = m / (v + tau2)``.
+
+    Parameters
+    ----------
+    y, v, m : ndarray of float64, shape (n, kdim)
+    tau2 : ndarray of float64, shape (n,)
+    out : ndarray of float64, shape (2, n)
+        Out: rows ``sum w`` and the mean.
+    """
+    for i in range(y.shape[0]):
+        sw = 0.0
+        swy = 0.0
+        for j in range(y.shape[1]):
+            w = m[i, j] / (v[i, j] + tau2[i])
+            sw += w
+            swy += w * y[i, j]
+        out[0, i] = sw
+        out[1, i] = swy / sw
+
+
+@numba.njit(cache=True, error_model="numpy")
 def dl_terms(y, v, m, k, out):
     """DerSimonian-Laird tau2, Q, tr(P) and tr(P P) at tau2 = 0, per cell (k >= 2).
 
