@@ -25,8 +25,8 @@ from pathlib import Path
 
 from deepmr_kipoi import __version__
 from deepmr_kipoi.errors import DeepMRInputError
+from deepmr_kipoi.run import arguments, settings
 from deepmr_kipoi.run import config as cfg
-from deepmr_kipoi.run import settings
 
 EXIT_BUG = 1
 EXIT_BAD_INPUT = 2
@@ -382,161 +382,13 @@ def _logging(args) -> Iterator[None]:
         root.setLevel(old_level)
 
 
-def _unique_key_loader():
-    """A safe YAML loader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        def construct_mapping(self, node, deep=False):
-            seen = set()
-            for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=True)
-                if key in seen:
-                    raise DeepMRInputError(
-                        f"line {key_node.start_mark.line + 1}: the key {key!r} is given twice; keep one"
-                    )
-                with contextlib.suppress(TypeError):
-                    seen.add(key)
-            return super().construct_mapping(node, deep=deep)
-
-    return Loader
-
-
-def _load_yaml(path: str) -> dict:
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        raise DeepMRInputError(f"config file not found: {p}; check the --config path")
-    try:
-        data = yaml.load(p.read_text(), Loader=_unique_key_loader()) or {}  # noqa: S506 - a SafeLoader
-    except DeepMRInputError as err:
-        raise DeepMRInputError(f"{p} {err}") from None
-    except UnicodeDecodeError:
-        raise DeepMRInputError(f"{p} is not a text file; give a YAML config file") from None
-    except yaml.YAMLError as err:
-        raise DeepMRInputError(f"{p} is not valid YAML: {str(err).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise DeepMRInputError(f"{p} must hold a mapping of settings (key: value)")
-    return data
-
-
-#: Config keys holding paths of inputs (and ``out``), made absolute so a written config.yaml works
-#: from any folder.
-_PATH_KEYS = ("fasta", "bed", "calibrator", "calibration_table", "out")
-
-
-def _absolute(value, base: Path):
-    """``value`` as an absolute path relative to ``base``; other values are left to validation."""
-    if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
-        return str((base / Path(value).expanduser()).resolve())
-    return str(Path(value).expanduser()) if isinstance(value, str) and value else value
-
-
-def _absolute_model(value, base: Path):
-    """A model named by a file (``file.py:function``) or a folder, made absolute; names stay.
-    Panels (``--model LABEL=MODEL`` items, or a ``{label: member}`` mapping) member by member."""
-    if isinstance(value, (list, tuple)):
-        return [_absolute_model(v, base) for v in value]
-    if isinstance(value, dict):
-        return {
-            k: {**v, "model": _absolute_model(v.get("model"), base)}
-            if isinstance(v, dict)
-            else _absolute_model(v, base)
-            for k, v in value.items()
-        }
-    if not isinstance(value, str):
-        return value
-    label, sep, spec = value.partition("=")
-    if sep and spec and "/" not in label and not (base / value).exists():
-        return f"{label}={_absolute_model(spec, base)}"
-    target, _, attr = value.rpartition(":")
-    if target.endswith(".py") and attr.isidentifier():
-        return f"{_absolute(target, base)}:{attr}"
-    if value.startswith((".", "~")) or os.sep in value or (base / value).is_dir():
-        return _absolute(value, base) if (base / Path(value).expanduser()).exists() else value
-    return value
-
-
-def _absolute_paths(values: dict, base: Path) -> dict:
-    out = dict(values)
-    for key in _PATH_KEYS:
-        if key in out:
-            out[key] = _absolute(out[key], base)
-    if isinstance(out.get("weight_files"), (list, tuple)):
-        out["weight_files"] = [_absolute(w, base) for w in out["weight_files"]]
-    names = out.get("feature_names")
-    if isinstance(names, (list, tuple)) and len(names) == 1 and (base / str(names[0])).is_file():
-        out["feature_names"] = [_absolute(names[0], base)]  # a file of names
-    if "model" in out:
-        out["model"] = _absolute_model(out["model"], base)
-    return out
-
-
-#: Config keys of the executor: given on the command line, they replace all of a --config file's.
-EXECUTOR_KEYS = ("executor", "dask_workers", "dask_address")
-
-
-def _dataloader_args(items: list[str]) -> dict:
-    """``--dataloader-args``: ``KEY=VALUE`` items, or Kipoi's JSON form (one ``{...}`` object)."""
-    import json
-
-    if len(items) == 1 and items[0].lstrip().startswith("{"):
-        try:
-            parsed = json.loads(items[0])
-        except ValueError as err:
-            raise DeepMRInputError(
-                f'--dataloader-args is not valid JSON ({err}); give \'{{"key": "value"}}\' or KEY=VALUE'
-            ) from None
-        if not isinstance(parsed, dict):
-            raise DeepMRInputError("--dataloader-args JSON must be an object of argument names")
-        return parsed
-    pairs = [item.split("=", 1) for item in items]
-    bad = [item for item, p in zip(items, pairs) if len(p) != 2 or not p[0]]
-    if bad:
-        raise DeepMRInputError(
-            f"--dataloader-args takes KEY=VALUE items or one JSON object, got {bad[0]!r}"
-        )
-    return dict(pairs)
-
-
-def _config_from_args(args: argparse.Namespace):
-    values = {}
-    if "config" in args:
-        # paths in a config file are relative to that file's folder
-        values = _absolute_paths(_load_yaml(args.config), Path(args.config).resolve().parent)
-    values.pop("config", None)
-    if any(k in args for k in EXECUTOR_KEYS):
-        # where a run computes is chosen anew: --dask-address on the command line replaces the
-        # --dask-workers a resumed run's config.yaml recorded, instead of clashing with it
-        for k in EXECUTOR_KEYS:
-            values.pop(k, None)
-        if "executor" not in args:
-            values["executor"] = "dask"  # only the Dask options were given
-    given = {
-        k: v
-        for k, v in vars(args).items()
-        if k not in ("config", "func", "command", "quiet", "verbose", "debug")
-    }
-    values.update(_absolute_paths(given, Path.cwd()))
-    if isinstance(values.get("save_effects"), str) and values["save_effects"] in ("yes", "no"):
-        values["save_effects"] = values["save_effects"] == "yes"
-    if isinstance(values.get("dataloader_args"), list):
-        values["dataloader_args"] = _dataloader_args(values["dataloader_args"])
-    if isinstance(values.get("model"), list):  # --model once: one model; LABEL=MODEL items: a panel
-        values["model"] = cfg.model_setting(values["model"])
-    values["progress"] = not args.quiet
-    config = cfg.RunConfig.from_dict(values)
-    if not config.out:
-        raise DeepMRInputError("no results folder given; pass --out DIR")
-    return config
-
-
 def _summary(result, started: float) -> str:
     from deepmr_kipoi.report.headline import build_headline, calibration_sentence
 
     g = result.global_effects
     where = f"{result.out_dir}" if result.out_dir else "memory"
+    page = Path(result.out_dir or "", "report.html")
+    report = f", report {page}" if result.out_dir and page.is_file() else ""  # not with --no-report
     members = (result.run_info.get("model") or {}).get("panel") or {}
     # a panel: which features each model gave, under the names the tables use
     panel = "".join(
@@ -555,7 +407,7 @@ def _summary(result, started: float) -> str:
     return panel + (
         f"{build_headline(g).summary().rstrip(':.')} ({len(g)} global effects) from "
         f"{result.run_info['sequences']['n']} sequences in {time.time() - started:.1f} s; "
-        f"results in {where}, report {where}/report.html\n"
+        f"results in {where}{report}\n"
         f"{calibration_sentence(result.run_info.get('calibration'))}"
     )
 
@@ -564,7 +416,7 @@ def _cmd_run(args) -> int:
     from deepmr_kipoi import pipeline
 
     started = time.time()
-    config = _config_from_args(args)
+    config = arguments.config_from_args(args)
     result = pipeline.run(config)
     if not args.quiet:
         print(_summary(result, started))
@@ -580,7 +432,7 @@ def _cmd_reanalyze(args) -> int:
         for k, v in vars(args).items()
         if k not in ("run_dir", "func", "command", "quiet", "verbose", "debug")
     }
-    values = _absolute_paths(values, Path.cwd())
+    values = arguments.absolute_paths(values, Path.cwd())
     if not values.get("out"):
         raise DeepMRInputError("no results folder given; pass --out DIR")
     if isinstance(values.get("save_effects"), str) and values["save_effects"] in ("yes", "no"):

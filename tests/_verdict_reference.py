@@ -10,16 +10,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from deepmr_kipoi.mr.methods import method_label as _name
 from deepmr_kipoi.verdict import (
     AGREEMENT_METHODS,
     MIN_EFFECT,
     NON_IVW_METHODS,
     OTHER_R2,
     OTHER_RATIO,
-    _name,
-    _names,
     statistics,
 )
+from deepmr_kipoi.verdict._pairs import method_names as _names
 
 
 @dataclass(frozen=True)

@@ -283,12 +283,13 @@ def test_cli_dask_address(cluster, reference, tmp_path):
 
 def test_cli_executor_options_replace_those_of_config_file(tmp_path):
     from deepmr_kipoi import cli
+    from deepmr_kipoi.run import arguments
 
     cfg_file = tmp_path / "config.yaml"
     cfg_file.write_text("model: m.py:f\nout: run\nexecutor: dask\ndask_workers: 4\nseed: 5\n")
     parse = cli.build_parser().parse_args
     args = parse(["run", "--config", str(cfg_file), "--dask-address", "tcp://10.0.0.5:8786"])
-    config = validate(cli._config_from_args(args))
+    config = validate(arguments.config_from_args(args))
     assert (config.executor, config.dask_workers, config.dask_address, config.seed) == (
         "dask",
         None,
@@ -296,9 +297,9 @@ def test_cli_executor_options_replace_those_of_config_file(tmp_path):
         5,
     )
     args = parse(["run", "--config", str(cfg_file), "--executor", "local"])
-    assert validate(cli._config_from_args(args)).dask_workers is None
+    assert validate(arguments.config_from_args(args)).dask_workers is None
     args = parse(["run", "--config", str(cfg_file)])
-    assert cli._config_from_args(args).dask_workers == 4
+    assert arguments.config_from_args(args).dask_workers == 4
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ import pytest
 from deepmr_kipoi import cli
 from deepmr_kipoi.analysis.info import model_info
 from deepmr_kipoi.errors import DeepMRInputError
+from deepmr_kipoi.run import arguments
 
 
 def test_kipoi_directory_from_its_description(torch_dir, tmp_path, capsys):
@@ -56,16 +57,18 @@ def test_factory_is_loaded_and_unknown_models_are_one_line(capsys):
 
 
 def test_dataloader_args_take_kipoi_json():
-    parsed = cli._dataloader_args(['{"intervals_file": "a.bed", "fasta_file": "g.fa", "n": 3}'])
+    parsed = arguments.dataloader_args(
+        ['{"intervals_file": "a.bed", "fasta_file": "g.fa", "n": 3}']
+    )
     assert parsed == {"intervals_file": "a.bed", "fasta_file": "g.fa", "n": 3}
-    assert cli._dataloader_args(["intervals_file=a.bed", "fasta_file=g.fa"]) == {
+    assert arguments.dataloader_args(["intervals_file=a.bed", "fasta_file=g.fa"]) == {
         "intervals_file": "a.bed",
         "fasta_file": "g.fa",
     }
     with pytest.raises(DeepMRInputError, match="not valid JSON"):
-        cli._dataloader_args(['{"intervals_file": '])
+        arguments.dataloader_args(['{"intervals_file": '])
     with pytest.raises(DeepMRInputError, match="KEY=VALUE items or one JSON object"):
-        cli._dataloader_args(["intervals_file"])
+        arguments.dataloader_args(["intervals_file"])
 
 
 def test_panel_lists_each_members_features_as_the_run_names_them(torch_dir, capsys):

@@ -318,13 +318,15 @@ def test_cli_panel_of_two_factories(tmp_path):
             "50",
             "--no-figures",
             "--no-report",
-            "--quiet",
             "--out",
             "run",
         ],
         tmp_path,
     )
     assert done.returncode == 0, done.stderr
+    # the summary names the results folder, and no report where none was written
+    assert "results in " in done.stdout and "report.html" not in done.stdout
+    assert not (tmp_path / "run" / "report.html").exists()
     g = pd.read_csv(tmp_path / "run" / "global_effects.csv")
     assert set(g["exposure"]) == {"a/X", "b/Y"}
     row = g[(g["exposure"] == "a/X") & (g["method"] == "ivw")].iloc[0]

@@ -11,6 +11,8 @@
   value checks, normalisation); its setting groups and the accepted values of the choice fields
   are in :mod:`~deepmr_kipoi.run.settings`, ``config_hash``/``weights_signature`` (what resume
   compares) in :mod:`~deepmr_kipoi.run.resume_key` (both re-exported by ``config``).
+* :mod:`~deepmr_kipoi.run.arguments` -- a ``RunConfig`` from ``deepmr run``'s options and a
+  ``--config`` YAML file.
 * :mod:`~deepmr_kipoi.run.inputs` -- the stage's face over one module per concern:
   exposure/outcome selection (:mod:`~deepmr_kipoi.run.features`), model loading (Kipoi, adapters,
   ``file.py:function`` factories: :mod:`~deepmr_kipoi.run.model`), reference sequences (random,
