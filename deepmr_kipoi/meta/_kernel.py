@@ -21,16 +21,23 @@ import numpy as np
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _weighted_moments(y, v, m, tau2, w):
-    """``sum w``, ``sum w r**2`` and ``sum (w r)**2`` for ``w = m / (v + tau2)``, ``r = y - mu``
-    (``w`` a scratch row, filled)."""
+def _weighted_sum_mean(y, v, m, tau2, w):
+    """``sum w`` and ``mu = sum w y / sum w`` for ``w = m / (v + tau2)`` (``w``: a scratch row,
+    filled)."""
     sw = 0.0
     swy = 0.0
     for j in range(y.shape[0]):
         w[j] = m[j] / (v[j] + tau2)
         sw += w[j]
         swy += w[j] * y[j]
-    mu = swy / sw
+    return sw, swy / sw
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _weighted_moments(y, v, m, tau2, w):
+    """``sum w``, ``sum w r**2`` and ``sum (w r)**2`` for ``w = m / (v + tau2)``, ``r = y - mu``
+    (``w`` a scratch row, filled)."""
+    sw, mu = _weighted_sum_mean(y, v, m, tau2, w)
     q = 0.0
     slope = 0.0
     for j in range(y.shape[0]):
@@ -82,24 +89,11 @@ def prepare(y, s, m, out, flags):
 
 @numba.njit(cache=True, error_model="numpy")
 def weighted_mean(y, v, m, tau2, out):
-    """``sum w`` and the weighted mean ``sum w y / sum w`` per cell, ``w = m / (v + tau2)``.
-
-    Parameters
-    ----------
-    y, v, m : ndarray of float64, shape (n, kdim)
-    tau2 : ndarray of float64, shape (n,)
-    out : ndarray of float64, shape (2, n)
-        Out: rows ``sum w`` and the mean.
-    """
+    """Fill ``out`` (float64, (2, n)) with each cell's ``sum w`` and weighted mean
+    ``sum w y / sum w``, ``w = m / (v + tau2)``, for ``y, v, m`` (n, kdim) and ``tau2`` (n,)."""
+    w = np.empty(y.shape[1])
     for i in range(y.shape[0]):
-        sw = 0.0
-        swy = 0.0
-        for j in range(y.shape[1]):
-            w = m[i, j] / (v[i, j] + tau2[i])
-            sw += w
-            swy += w * y[i, j]
-        out[0, i] = sw
-        out[1, i] = swy / sw
+        out[0, i], out[1, i] = _weighted_sum_mean(y[i], v[i], m[i], tau2[i], w)
 
 
 @numba.njit(cache=True, error_model="numpy")
