@@ -156,7 +156,7 @@ def main(argv=None) -> int:
     print(f"ratio MR only: {p_mr * scale / t_mr:,.0f}x")
     print(f"ratio meta only: {p_meta * scale / t_meta:,.0f}x")
     ratio = (p_mr + p_meta) * scale / t_ours
-    print(f"RATIO IVW + Egger + meta (peer extrapolated / ours): {ratio:,.0f}x (target >= 500x)")
+    print(f"RATIO IVW + Egger + meta (peer extrapolated / ours): {ratio:,.0f}x (target >= 1,000x)")
     return 0
 
 

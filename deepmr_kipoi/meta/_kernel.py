@@ -21,16 +21,23 @@ import numpy as np
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _weighted_moments(y, v, m, tau2, w):
-    """``sum w``, ``sum w r**2`` and ``sum (w r)**2`` for ``w = m / (v + tau2)``, ``r = y - mu``
-    (``w`` a scratch row, filled)."""
+def _weighted_sum_mean(y, v, m, tau2, w):
+    """``sum w`` and ``mu = sum w y / sum w`` for ``w = m / (v + tau2)`` (``w``: a scratch row,
+    filled)."""
     sw = 0.0
     swy = 0.0
     for j in range(y.shape[0]):
         w[j] = m[j] / (v[j] + tau2)
         sw += w[j]
         swy += w[j] * y[j]
-    mu = swy / sw
+    return sw, swy / sw
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _weighted_moments(y, v, m, tau2, w):
+    """``sum w``, ``sum w r**2`` and ``sum (w r)**2`` for ``w = m / (v + tau2)``, ``r = y - mu``
+    (``w`` a scratch row, filled)."""
+    sw, mu = _weighted_sum_mean(y, v, m, tau2, w)
     q = 0.0
     slope = 0.0
     for j in range(y.shape[0]):
@@ -38,6 +45,55 @@ def _weighted_moments(y, v, m, tau2, w):
         q += wr * (y[j] - mu)
         slope += wr * wr
     return sw, q, slope
+
+
+@numba.njit(cache=True, error_model="numpy")
+def prepare(y, s, m, out, flags):
+    """The cells' study data as ``_Cells`` reads it, and what is wrong with each cell.
+
+    Parameters
+    ----------
+    y, s : ndarray of float64, shape (n, kdim)
+        Estimates and standard errors.
+    m : ndarray of bool, shape (n, kdim)
+        Included studies.
+    out : (ndarray, ndarray, ndarray)
+        Out, float64 (n, kdim): ``y`` (0 where excluded), ``v = s**2`` (1 where excluded) and
+        ``m`` as 0/1.
+    flags : ndarray of int8, shape (2, n)
+        Out: whether an included SE is not finite and positive, whether an included estimate is
+        not finite.
+    """
+    y0, v, mf = out
+    for i in range(y.shape[0]):
+        bad_se = 0
+        bad_y = 0
+        for j in range(y.shape[1]):
+            if m[i, j]:
+                yy = y[i, j]
+                ss = s[i, j]
+                if not (ss > 0.0 and ss < math.inf):
+                    bad_se = 1
+                if not math.isfinite(yy):
+                    bad_y = 1
+                y0[i, j] = yy
+                v[i, j] = ss * ss
+                mf[i, j] = 1.0
+            else:
+                y0[i, j] = 0.0
+                v[i, j] = 1.0
+                mf[i, j] = 0.0
+        flags[0, i] = bad_se
+        flags[1, i] = bad_y
+
+
+@numba.njit(cache=True, error_model="numpy")
+def weighted_mean(y, v, m, tau2, out):
+    """Fill ``out`` (float64, (2, n)) with each cell's ``sum w`` and weighted mean
+    ``sum w y / sum w``, ``w = m / (v + tau2)``, for ``y, v, m`` (n, kdim) and ``tau2`` (n,)."""
+    w = np.empty(y.shape[1])
+    for i in range(y.shape[0]):
+        out[0, i], out[1, i] = _weighted_sum_mean(y[i], v[i], m[i], tau2[i], w)
 
 
 @numba.njit(cache=True, error_model="numpy")

@@ -278,7 +278,10 @@ def _fit_cells(cells: _Cells, method: str, test: str, tol: float, maxiter: int):
         i2[multi] = 100.0 * t_m / (s2 + t_m)
         h2[multi] = t_m / s2 + 1.0
 
-    w, sw, mu, r = cells.weighted(tau2)
+    sw, mu = means = np.empty((2, n))
+    _kernel().weighted_mean(cells.y, cells.v, cells.m, tau2, means)
+    if method == "REML" or test == "knha":
+        w, _, _, r = cells.weighted(tau2)
     if multi.any():
         if method == "REML":
             ww = w * w
@@ -364,21 +367,22 @@ _BLOCK_ELEMENTS = 1 << 17
 def _fit_block(y, s, m, k, method: str, test: str, tol: float, maxiter: int):
     """Reason codes, ``(valid rows, converged, fitted fields of those rows)`` (None when no row is
     valid) and the iteration count for one block of (rows, k) inputs."""
-    # Excluded entries become y = 0, se = 1: the checks then read included studies only, and these
-    # are the values _Cells expects there.
-    y = np.where(m, y, 0.0)
-    s = np.where(m, s, 1.0)
+    # Excluded entries become y = 0, v = 1, m = 0 (what _Cells expects there); the checks read
+    # included studies only.
+    data = tuple(np.empty(y.shape) for _ in range(3))
+    flags = np.empty((2, k.size), dtype=np.int8)
+    _kernel().prepare(y, s, m, data, flags)
     reason = np.zeros(k.shape, dtype=np.int8)
     reason[k == 1] = _SINGLE
-    reason[~((s > 0.0) & (s < np.inf)).all(axis=-1)] = _BAD_SE
-    reason[~np.isfinite(y).all(axis=-1)] = _BAD_ESTIMATE
+    reason[flags[0] > 0] = _BAD_SE
+    reason[flags[1] > 0] = _BAD_ESTIMATE
     reason[k == 0] = _NO_STUDIES
     valid = (reason == 0) | (reason == _SINGLE)
     if not valid.any():
         return reason, None, 0
     if not valid.all():
-        y, s, m = y[valid], s[valid], m[valid]
-    cells = _Cells(y, s * s, m.astype(np.float64), k[valid].astype(np.float64))
+        data = tuple(a[valid] for a in data)
+    cells = _Cells(*data, k[valid].astype(np.float64))
     fitted, converged, iters = _fit_cells(cells, method, test, tol, maxiter)
     reason[np.flatnonzero(valid)[~converged]] = _NOT_CONVERGED
     return reason, (valid, converged, fitted), iters
@@ -463,7 +467,8 @@ def _flat_cells(estimates, ses, mask):
     if y.ndim == 0 or s.ndim == 0:
         raise DeepMRInputError("estimates and ses must have a study axis (last axis, length k).")
     try:
-        y, s, m = np.broadcast_arrays(y, s, m)
+        shape = np.broadcast_shapes(y.shape, s.shape, m.shape)
+        y, s, m = (np.broadcast_to(a, shape) for a in (y, s, m))  # read-only views
     except ValueError:
         raise DeepMRInputError(
             f"estimates {y.shape}, ses {s.shape} and mask {m.shape} do not broadcast; "

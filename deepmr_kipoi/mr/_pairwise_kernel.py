@@ -15,41 +15,44 @@ import numba
 
 
 @numba.njit(cache=True, error_model="numpy")
-def fill_operands(b, m, by, w, xw, xwy, wy, wyy):
+def fill_operands(x, y, out, shared):
     """Fill the operands of one sample's products, exposure side then outcome side.
 
     Parameters
     ----------
-    b : ndarray of float64, shape (E, K)
-        Exposure effects.
-    m : ndarray of bool, shape (E, K)
-        Selected instruments.
-    by : ndarray of float64, shape (O, K)
-        Outcome effects.
-    w : ndarray of float64, shape (O, K)
-        Weights ``1 / se_y**2``.
-    xw : ndarray of float64, shape (E, K) or (2E, K)
-        Out: rows ``[0, E)`` ``M b**2``; rows ``[E, 2E)`` (if present) ``M |b|``.
-    xwy : ndarray of float64, shape (E, K) or (2E, K)
-        Out: rows ``[0, E)`` ``M b``; rows ``[E, 2E)`` (if present) ``M sign0(b)`` (``sign0(0) =
-        +1``, MR-Egger's orientation).
-    wy, wyy : ndarray of float64, shape (O, K)
-        Out: ``w by`` and ``(w by) by``.
+    x : (ndarray, ndarray)
+        Exposure effects ``b`` (float64, (E, K)) and the selected instruments ``m`` (bool, (E, K)).
+    y : (ndarray, ndarray)
+        Outcome effects ``by`` and SEs ``sy`` (float64, (O, K)).
+    out : tuple of 6 ndarray of float64
+        ``(mf, xw, xwy, w, wy, wyy)``, filled: ``mf`` (E, K) the mask as 0/1; ``xw`` (E, K) or
+        (2E, K): rows ``[0, E)`` ``M b**2``, rows ``[E, 2E)`` (if present) ``M |b|``; ``xwy``
+        likewise ``M b`` and ``M sign0(b)`` (``sign0(0) = +1``, MR-Egger's orientation); ``w``
+        (O, K) the weights ``1 / sy**2``; ``wy`` and ``wyy`` ``w by`` and ``(w by) by``.
+    shared : bool
+        Also fill ``mf`` and ``w``, which every sample shares (else they are read).
     """
+    b, m = x
+    by, sy = y
+    mf, xw, xwy, w, wy, wyy = out
     n_exp, n_inst = b.shape
     egger = xw.shape[0] > n_exp
     for e in range(n_exp):
         for k in range(n_inst):
             sel = m[e, k]
-            x = b[e, k] if sel else 0.0
-            xw[e, k] = x * x
-            xwy[e, k] = x
+            v = b[e, k] if sel else 0.0
+            one = 1.0 if sel else 0.0
+            if shared:
+                mf[e, k] = one
+            xw[e, k] = v * v
+            xwy[e, k] = v
             if egger:
-                xw[n_exp + e, k] = abs(x)
-                one = 1.0 if sel else 0.0
+                xw[n_exp + e, k] = abs(v)
                 xwy[n_exp + e, k] = -one if b[e, k] < 0.0 else one
     for o in range(by.shape[0]):
         for k in range(n_inst):
+            if shared:
+                w[o, k] = 1.0 / (sy[o, k] * sy[o, k])
             v = w[o, k] * by[o, k]
             wy[o, k] = v
             wyy[o, k] = v * by[o, k]

@@ -257,8 +257,8 @@ def closed_form_stats(method, t, n, reason, level, *, inference=True) -> dict:
         Reason codes, updated in place (too few instruments, all ``b_x`` zero, collinear, numerical).
     level : float
     inference : bool
-        False: only ``estimate``, ``se``, ``q``, ``residual_se`` (and the Egger intercept and its
-        SE) are returned, without intervals and p-values.
+        False: only ``estimate``, ``se``, ``q`` and ``residual_se`` are returned (no intervals,
+        p-values or Egger intercept).
 
     Returns
     -------
@@ -280,7 +280,7 @@ def closed_form_stats(method, t, n, reason, level, *, inference=True) -> dict:
                 lo, hi, p = C.normal_inference(out["estimate"], out["se"], level)
                 out.update(ci_low=lo, ci_high=hi, pvalue=p)
         else:
-            out = _egger_stats(t, n, reason)
+            out = _egger_stats(t, n, reason, intercept=inference)
             df = n - 2
             if inference:
                 slope, se, icpt, icpt_se = (
@@ -315,11 +315,12 @@ def _ivw_stats(method, sxx, sxy, syy, n) -> dict:
     return dict(estimate=b, se=se, q=q, residual_se=sigma)
 
 
-def _egger_stats(t, n, reason) -> dict:
+def _egger_stats(t, n, reason, intercept: bool = True) -> dict:
     """MR-Egger from the centred sums ``cxx = sxx - sx**2 / sw`` (etc.): slope ``cxy / cxx``,
     intercept ``my - slope mx``, RSS ``max(cyy - slope cxy, 0)``, residual SE
     ``sigma = sqrt(RSS / (n - 2))`` and SEs ``sqrt(1 / cxx)`` and ``sqrt(1 / sw + mx**2 / cxx)``,
-    both times ``max(1, sigma)``; ``reason`` gets the collinear cells."""
+    both times ``max(1, sigma)`` (the intercept and its SE only with ``intercept``); ``reason``
+    gets the collinear cells."""
     sw, sx, sy = t["sw"], t["sx"], t["sy"]
     mx, my = sx / sw, sy / sw
     cxx, cxy, cyy = sx * mx, sx * my, sy * my
@@ -328,8 +329,6 @@ def _egger_stats(t, n, reason) -> dict:
     np.subtract(t["syy"], cyy, out=cyy)
     _set_reason(reason, ~(cxx > C.COLLINEAR_RTOL * t["sxx"]), C.COLLINEAR)
     slope = cxy / cxx
-    icpt = slope * mx
-    np.subtract(my, icpt, out=icpt)
     q = slope * cxy
     np.subtract(cyy, q, out=q)
     np.maximum(q, 0.0, out=q)
@@ -340,12 +339,17 @@ def _egger_stats(t, n, reason) -> dict:
     se = np.divide(1.0, cxx)
     np.sqrt(se, out=se)
     se *= inflate
-    icpt_se = mx * mx
-    icpt_se /= cxx
-    np.add(np.divide(1.0, sw), icpt_se, out=icpt_se)
-    np.sqrt(icpt_se, out=icpt_se)
-    icpt_se *= inflate
-    return dict(estimate=slope, se=se, intercept=icpt, intercept_se=icpt_se, q=q, residual_se=sigma)
+    out = dict(estimate=slope, se=se, q=q, residual_se=sigma)
+    if intercept:
+        icpt = slope * mx
+        np.subtract(my, icpt, out=icpt)
+        icpt_se = mx * mx
+        icpt_se /= cxx
+        np.add(np.divide(1.0, sw), icpt_se, out=icpt_se)
+        np.sqrt(icpt_se, out=icpt_se)
+        icpt_se *= inflate
+        out.update(intercept=icpt, intercept_se=icpt_se)
+    return out
 
 
 #: The sums each closed-form method reads (``closed_form_stats``), for :func:`from_sums`.

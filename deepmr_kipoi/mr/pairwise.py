@@ -133,25 +133,24 @@ class _Buffers:
 def _plain_sums(bxs, sx, bys, sy, m, egger, diag, buf: _Buffers):
     """Sums of all pairs of one sequence, exposure-side mask only: yields one dict per sample.
 
-    The operands are built by ``_pairwise_kernel`` into ``buf``, and the products that involve
-    only the mask and the SEs (``sw``, ``sv``, the counts) are computed once per sequence. The
-    arrays yielded are overwritten by the next call.
+    The operands are built by ``_pairwise_kernel`` into ``buf`` (the mask and the weights with
+    the first sample's), and the products that involve only the mask and the SEs (``sw``,
+    ``sv``, the counts) are computed once per sequence. The arrays yielded are overwritten by the
+    next call.
     """
     kernel = _kernel()
     mf, w, e = buf.mf, buf.w, m.shape[0]
-    np.copyto(mf, m)
-    np.multiply(sy, sy, out=w)
-    np.divide(1.0, w, out=w)
+    operands = (mf, buf.xw, buf.xwy, w, buf.wy, buf.wyy)
     shared = {}
-    if egger:
-        shared["sw"] = np.matmul(mf, w.T, out=buf.sw)
-    if diag:
-        inv_vx = mf / (sx * sx)
-        shared["sv"] = inv_vx @ (sy * sy).T
     n_x = np.count_nonzero(m, axis=1)
     for s in range(bxs.shape[0]):
         b, by = bxs[s], bys[s]
-        kernel.fill_operands(b, m, by, w, buf.xw, buf.xwy, buf.wy, buf.wyy)
+        kernel.fill_operands((b, m), (by, sy), operands, s == 0)
+        if s == 0 and egger:
+            shared["sw"] = np.matmul(mf, w.T, out=buf.sw)
+        if s == 0 and diag:
+            inv_vx = mf / (sx * sx)
+            shared["sv"] = inv_vx @ (sy * sy).T
         sums = np.matmul(buf.xw, w.T, out=buf.sums)
         sums_y = np.matmul(buf.xwy, buf.wy.T, out=buf.sums_y)
         t = dict(shared, sxx=sums[:e], sxy=sums_y[:e], syy=np.matmul(mf, buf.wyy.T, out=buf.syy))
@@ -345,7 +344,7 @@ def _fill_cells(effects: _Effects, sel: _Selection, methods, names, level: float
     full = "ci_low" in names
     egger = any(METHOD_TABLE[m].batched == "egger" for m in methods)
     diag = egger and full
-    res = {meth: {f: np.full(lead, np.nan) for f in names} for meth in methods}
+    res = {meth: {f: np.empty(lead) for f in names} for meth in methods}  # every cell written
     counts = np.zeros((n_seq, n_exp, n_out), dtype=np.int64)
     reasons = {meth: np.zeros(lead, dtype=np.int8) for meth in methods}
     e_block = n_exp if not sel.slow else max(1, PAIR_BLOCK_ELEMENTS // max(1, n_out * k))
@@ -364,23 +363,19 @@ def _fill_cells(effects: _Effects, sel: _Selection, methods, names, level: float
                 counts[n, xs] = cnt
                 for meth in methods:
                     out, reason = _closed_cells(meth, t, cnt, sel.self_pair[xs], level, full)
+                    bad = reason != C.OK
                     for f in names:
-                        if f in out:
-                            res[meth][f][s, n, xs] = out[f]
+                        dst = res[meth][f][s, n, xs]
+                        dst[...] = out.get(f, np.nan)
+                        np.copyto(dst, np.nan, where=bad)
                     reasons[meth][s, n, xs] = reason
     return res, np.broadcast_to(counts, lead), reasons
 
 
 def _closed_cells(meth, t, cnt, self_pair, level, full):
-    """One method's closed forms of a block of cells, NaN where the cell has no result, and
-    the reason codes."""
+    """One method's closed forms of a block of cells and the reason codes (nonzero: no result)."""
     reason = np.where(self_pair, np.int8(C.SELF_PAIR), np.int8(C.OK))
     out = closed_form_stats(meth, t, cnt, reason, level, inference=full)
-    bad = reason != C.OK
-    for name, value in out.items():
-        if value.shape != bad.shape:
-            out[name] = value = np.array(np.broadcast_to(value, bad.shape))
-        np.copyto(value, np.nan, where=bad)
     return out, reason
 
 
