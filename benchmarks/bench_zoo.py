@@ -65,6 +65,19 @@ def best(fn, repeats: int):
     return out, min(times)
 
 
+def best_interleaved(fast, full, repeats: int):
+    """``best`` of two functions timed in turns (fast, full, fast, full, ...), so that both see the
+    same machine load: on a shared machine the load changes within seconds, and timing all runs of
+    one before the other made the ratio swing 2-5x with it."""
+    out_fast, out_full, t_fast, t_full = None, None, [], []
+    for _ in range(repeats):
+        out_fast, seconds = best(fast, 1)
+        t_fast.append(seconds)
+        out_full, seconds = best(full, 1)
+        t_full.append(seconds)
+    return out_fast, min(t_fast), out_full, min(t_full)
+
+
 def chunked(member, x, mut, chunk: int, samples: bool = False, masks=None):
     parts = []
     for a in range(0, len(mut), chunk):
@@ -93,8 +106,11 @@ def bench_speed(name: str, args) -> dict:
     subset = np.unique(np.linspace(0, len(mut) - 1, args.full_mutants).round().astype(int))
     with torch.inference_mode():
         fast.predict_mutants(x, mut[:3])  # trace, check and warm up
-        got, t_fast = best(lambda: chunked(fast, x, mut, args.chunk), args.repeats)
-        want, t_full = best(lambda: chunked(full, x, mut[subset], args.chunk), args.repeats)
+        got, t_fast, want, t_full = best_interleaved(
+            lambda: chunked(fast, x, mut, args.chunk),
+            lambda: chunked(full, x, mut[subset], args.chunk),
+            args.repeats,
+        )
     ref = full.predict(x[None])
     diff = float(np.abs((got[subset] - ref) - (want - ref)).max())
     return {
@@ -131,8 +147,11 @@ def bench_keras(args) -> dict:
     with torch.inference_mode():
         fast.predict_mutants(x, mut[:3])
         full.predict_mutants(x, mut[:3])
-        got, t_fast = best(lambda: chunked(fast, x, mut, args.chunk), args.repeats)
-        want, t_full = best(lambda: chunked(full, x, mut[subset], args.chunk), args.repeats)
+        got, t_fast, want, t_full = best_interleaved(
+            lambda: chunked(fast, x, mut, args.chunk),
+            lambda: chunked(full, x, mut[subset], args.chunk),
+            args.repeats,
+        )
     ref = full.predict(x[None])
     diff = float(np.abs((got[subset] - ref) - (want - ref)).max())
     return {

@@ -228,6 +228,37 @@ def test_ensemble_saturation_effects_equal_the_uncached_engine():
     np.testing.assert_allclose(got.se, want.se, rtol=1e-4, atol=1e-6, equal_nan=True)
 
 
+def test_reference_activations_are_reused_across_batches_until_the_weights_change():
+    """An ISM hands one reference's mutants over in several batches: the reference is run once, a
+    new reference or an in-place weight update runs it again, and every batch equals full passes."""
+    net = basset_like(2)
+    fast, full, x, mut = _full_and_fast(net, list("abcde"), 60, seed=2)
+    other = sequences.random_sequences(1, 60, seed=9)[0]
+    plan_runs = []
+
+    def check(ref, batch):
+        np.testing.assert_allclose(
+            fast.predict_mutants(ref, batch), full.predict(batch), rtol=1e-5, atol=1e-6
+        )
+
+    check(x, mut[:5])
+    plan = fast._plan
+    run_reference = plan.reference
+    plan.reference = lambda *a, **k: plan_runs.append(1) or run_reference(*a, **k)
+    check(x, mut[5:10])
+    check(x, mut[10:])
+    assert plan_runs == []  # the reference of the first batch served the next two
+    other_mut = _mutants(other, range(0, 60, 7), np.random.default_rng(1))
+    check(other, other_mut)
+    assert len(plan_runs) == 1
+    with torch.no_grad():
+        net[0].weight.mul_(1.5)  # in place: the cached activations are stale
+    check(other, other_mut)
+    assert len(plan_runs) == 2
+    check(other, other_mut)
+    assert len(plan_runs) == 2
+
+
 class Untraceable(nn.Module):
     def __init__(self):
         super().__init__()

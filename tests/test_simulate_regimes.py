@@ -10,6 +10,7 @@ from deepmr_kipoi.simulate import generative as gen
 from deepmr_kipoi.simulate import motifs as M
 from deepmr_kipoi.simulate import oracle as orc
 from deepmr_kipoi.simulate import scoring
+from deepmr_kipoi.simulate.replicates import replicate_labels
 
 PARAMS = gen.RoundParameters(alpha=100.0, effect=10.0, beta=1000.0, high=True)
 CONFIG = gen.SimulationConfig(bystander_gamma=100.0)
@@ -225,7 +226,7 @@ def _anscombe_moments(mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def test_replicate_labels_carry_the_noise_no_sequence_model_can_predict(motif_set, regime):
     params = gen.RoundParameters(alpha=30.0, effect=3.0, beta=60.0, high=False)
     d = gen.simulate(3000, params, CONFIG, regime, np.random.default_rng(5), motif_set=motif_set)
-    rep = gen.replicate_labels(d, params, CONFIG, np.random.default_rng(6))
+    rep = replicate_labels(d, params, CONFIG, np.random.default_rng(6))
     assert rep.shape == d.labels.shape
     # the same sequences: the bystander's Poisson mean does not move, its labels differ by noise
     est = np.mean((d.labels.astype(np.float64) - rep) ** 2, axis=0) / 2

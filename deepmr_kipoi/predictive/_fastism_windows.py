@@ -200,23 +200,30 @@ def _values_on(win: _Window, start: torch.Tensor, width: int) -> torch.Tensor:
     axis = win.axis
     base = _take(win.ref, start, width, axis)
     shift = win.start - start
-    if bool((shift == shift[0]).all()):
-        # one offset for every mutant (the usual case): a slice copy instead of a gather
-        o = int(shift[0])
-        a, b = max(o, 0), min(o + win.width, width)
-        if a < b:
-            base.narrow(axis, a, b - a).copy_(win.val.narrow(axis, a - o, b - a))
+    offsets = torch.unique(shift)
+    if offsets.shape[0] == 1:
+        # one offset for every mutant (the usual case after a stride-1 layer): a slice copy
+        _copy_shifted(base, win.val, int(offsets[0]), axis, None)
     else:
-        rel = _positions(start, width) - win.start[:, None]
-        along = _axis_shape(rel.shape[0], width, win.val.dim(), axis)
-        in_window = ((rel >= 0) & (rel < win.width)).reshape(along)
-        index = rel.clamp(0, win.width - 1).reshape(along)
-        shape = list(win.val.shape)
-        shape[axis] = width
-        own = win.val.gather(axis, index.expand(shape))
-        base = torch.where(in_window, own, base)
+        # a strided layer gives each residue of the window's start its own offset (at most the
+        # stride's number): one slice copy per offset, over the rows that have it
+        for o in offsets.tolist():
+            _copy_shifted(base, win.val, o, axis, torch.nonzero(shift == o).flatten())
     outside = _outside(start, width, win.length, base.dim(), axis)
     return base if outside is None else base.masked_fill(outside, 0.0)
+
+
+def _copy_shifted(base: torch.Tensor, val: torch.Tensor, o: int, axis: int, rows) -> None:
+    """``base[rows, ..., o + j, ...] = val[rows, ..., j, ...]`` wherever ``o + j`` is inside ``base``
+    (``rows`` None: every row)."""
+    a, b = max(o, 0), min(o + val.shape[axis], base.shape[axis])
+    if a >= b:
+        return
+    part = val.narrow(axis, a - o, b - a)
+    if rows is None:
+        base.narrow(axis, a, b - a).copy_(part)
+    else:
+        base.narrow(axis, a, b - a).index_copy_(0, rows, part.index_select(0, rows))
 
 
 def _materialize(win: _Window) -> torch.Tensor:

@@ -3,10 +3,11 @@
 A point mutation changes a convolution's output only within the convolution's receptive field of the
 mutated base, so most of every mutant's activations equal the reference's. The network is traced once
 with ``torch.fx`` into a graph; per reference the graph is run once on the reference, keeping every
-node's activation; then each batch of mutants is propagated as *windows*: for every mutant only the
-stretch of the sequence axis that can differ from the reference is computed, and the reference fills
-in the rest wherever an operation needs context (Yuzu, Schreiber et al. 2022; fastISM, Sasse et al.
-2022, use the same principle).
+node's activation (kept for the next batch of the same reference while the weights are unchanged:
+an ISM hands one reference's mutants over in several batches); then each batch of mutants is
+propagated as *windows*: for every mutant only the stretch of the sequence axis that can differ
+from the reference is computed, and the reference fills in the rest wherever an operation needs
+context (Yuzu, Schreiber et al. 2022; fastISM, Sasse et al. 2022, use the same principle).
 
 Windowed operations (on the sequence axis of ``(N, C, L)`` activations, or of 4-d ones):
 
@@ -161,6 +162,9 @@ class FastISMPlan:
         self.before_convolution = before_conv
         #: names of layers windows could not pass on the way to a convolution (last mutants call)
         self.unfollowed: list[str] = []
+        # (reference input, weight versions, activations) of the last reference run without
+        # MC-dropout masks: an ISM hands one reference's mutants over in several batches
+        self._last_reference = None
 
     def reference(self, x: torch.Tensor, masks=None, shared: dict | None = None) -> dict:
         """Every node's activation for one prepared reference ``x`` (1, C, L) (or the 4-d layouts).
@@ -188,12 +192,43 @@ class FastISMPlan:
         before the first dropout layer, reference and windows alike) is computed once for all."""
         outs, ref_shared, win_shared = [], None, None
         for masks in masks_list:
-            ref_env = self.reference(ref_x, masks, ref_shared)
+            ref_env = self._reference_env(ref_x, masks, ref_shared)
             out, env = self._propagate(ref_env, x, masks, win_shared)
             if ref_shared is None:
                 ref_shared, win_shared = ref_env, env
             outs.append(out)
         return outs
+
+    def _reference_env(self, ref_x: torch.Tensor, masks, shared: dict | None) -> dict:
+        """:meth:`reference`, reusing the activations of the last reference run without masks when
+        ``ref_x`` and the weights are unchanged (with masks: its nodes that do not depend on them)."""
+        versions = self._weight_versions()
+        last = self._last_reference
+        same = (
+            last is not None
+            and last[1] == versions
+            and last[0].shape == ref_x.shape
+            and last[0].device == ref_x.device
+            and torch.equal(last[0], ref_x)
+        )
+        if masks is not None:
+            return self.reference(
+                ref_x, masks, shared if shared is not None or not same else last[2]
+            )
+        if same:
+            return last[2]
+        env = self.reference(ref_x)
+        self._last_reference = (ref_x.clone(), versions, env)
+        return env
+
+    def _weight_versions(self) -> tuple:
+        """Version counters of every parameter and buffer (any in-place update changes them).
+        Inference tensors (constants traced inside ``torch.inference_mode``) have none and count
+        as fixed, as for the prepared weights of :mod:`._fastism_delta`."""
+        return tuple(
+            -1 if t.is_inference() else t._version
+            for t in (*self.graph_module.parameters(), *self.graph_module.buffers())
+        )
 
     def _propagate(self, ref_env: dict, x: torch.Tensor, masks, shared: dict | None):
         ref_x = ref_env[self.nodes[0]]

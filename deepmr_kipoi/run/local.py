@@ -3,9 +3,10 @@
 The local step of a chunk (:func:`local_step`) calibrates the effect SEs, selects the instruments of
 every (sequence, exposure) -- significance ``|b/se| >= z``, a floor on noise-level effects, one
 allele per position -- and of every pair (the directionality check, ``instruments.directional``),
-and runs MR of every exposure on every outcome per sequence (:func:`deepmr_kipoi.run.local_fit.
-local_mr`). Its result is a :class:`~deepmr_kipoi.run.local_fit.LocalEstimates` of arrays of shape
-(n, E, O, M) (sequences, exposures, outcomes, methods), with the checks of every fit
+and runs MR of every exposure on every outcome per sequence
+(:func:`~deepmr_kipoi.run.local_fit.local_mr`). Its result is a
+:class:`~deepmr_kipoi.run.local_fit.LocalEstimates` of arrays of shape (n, E, O, M) (sequences,
+exposures, outcomes, methods), with the checks of every fit
 (:mod:`deepmr_kipoi.run.local_checks`), which :func:`local_table` flattens into the rows users
 read, with how many instruments each rule removed. The per-sample local estimates the aggregate
 stage reads are in :mod:`deepmr_kipoi.run.local_samples`.

@@ -33,32 +33,20 @@ LOCAL_FIELDS = (
     "intercept_pvalue",
     "i2_gx",
 )
-
-
 #: Cells (sequences x exposures x outcomes) per ``mr.run_batched`` call: bounds the memory of its
 #: result arrays; ``run_batched`` itself never materialises cells x instruments (matrix products for
 #: IVW/Egger, chunked gathers for the sorting methods), and few large calls beat many small ones.
 MR_BLOCK_CELLS = 2_000_000
-
-
 #: With the directionality check the instrument mask is per pair: bound on n x E_block x O x K mask
 #: entries per block.
 PAIR_MASK_ENTRIES = 50_000_000
-
-
 #: Instrument counts per local fit, in the order the rules apply (local-table columns).
 INSTRUMENT_COUNTS = ("n_significant", "removed_floor", "removed_allele", "removed_direction")
-
-
 #: Reason code of ``mr.REASONS`` for cells with too few instruments.
 TOO_FEW = 1
-
-
 #: Per-cell heterogeneity beyond the model's own noise (``local_checks.heterogeneity``),
 #: local-table columns.
 HETEROGENEITY_FIELDS = ("heterogeneity_q", "heterogeneity_pvalue", "heterogeneity_spread")
-
-
 #: Per-cell IVW sums over the pair's instruments, ``sum w bx by`` and ``sum w bx^2`` (``w = 1 /
 #: se_y^2``), kept for every cell with instruments, with or without a local fit: the pooled test
 #: over sequences (``run.aggregate``) adds them up. Local-table columns, equal on every method.

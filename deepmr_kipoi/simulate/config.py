@@ -51,7 +51,7 @@ class ExperimentConfig:
         on the Anscombe scale; 0 fits the factor to the labels' whole residual variance), or
         ``"replicates"``, estimated per feature from a second measurement of the calibration
         sequences (fresh counting noise and sequence-independent confounder,
-        ``generative.replicate_labels``). The latter removes the random confounder's share of the
+        ``replicates.replicate_labels``). The latter removes the random confounder's share of the
         label noise too; measured in ``examples/simulation/RESULTS.md``, it narrows the headline
         intervals below their coverage in the random-confounded regimes, so it is not the default.
     methods : tuple of str

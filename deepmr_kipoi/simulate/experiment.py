@@ -187,10 +187,11 @@ def _label_noise(cal: gen.SimulatedData, config: ExperimentConfig, job: tuple):
     if config.aleatoric_variance != REPLICATES:
         return config.aleatoric_variance
     from deepmr_kipoi.calibration import replicate_noise_variance
+    from deepmr_kipoi.simulate.replicates import replicate_labels
 
     round_index, regime = job
     seeds = np.random.SeedSequence([config.seed, 2, round_index, gen.REGIMES.index(regime)])
-    replicate = gen.replicate_labels(
+    replicate = replicate_labels(
         cal, round_parameters(config)[round_index], config.simulation, np.random.default_rng(seeds)
     )
     return replicate_noise_variance(cal.labels, replicate)

@@ -21,31 +21,19 @@ from deepmr_kipoi.verdict.significance import AGREEMENT_METHODS, MIN_EFFECT, sta
 
 #: The three verdicts.
 VERDICTS = ("causal", "not causal", "undetermined")
-
-
 #: Estimators that tolerate a share of invalid instruments.
 ROBUST_METHODS = methods_where(robust=True)
-
-
 #: All estimators besides IVW that ``robust_disagreement`` compares with IVW.
 NON_IVW_METHODS = tuple(m for m, spec in METHOD_TABLE.items() if spec.batched != "ivw")
-
-
 #: Smallest spread of the instruments' slopes, relative to the local estimate, that counts as
 #: disagreement (a model with tiny noise makes the test reject mild nonlinearity too).
 HETEROGENEITY_SPREAD = 0.25
-
-
 #: ``other_ratio`` at or above which the exposure's instruments count as another feature's.
 OTHER_RATIO = 1.0
-
-
 #: ``other_r2`` at or above which the instruments cannot separate the exposure from the other
 #: feature: that feature explains at least half of the exposure's instrument effects (a heuristic
 #: threshold on a collinearity share, measured in the simulation experiment).
 OTHER_R2 = 0.5
-
-
 #: Global-table columns the rule reads.
 REQUIRED_COLUMNS = (
     "exposure",
@@ -61,8 +49,6 @@ REQUIRED_COLUMNS = (
     "heterogeneity_share",
     "heterogeneity_excess",
 )
-
-
 #: Columns of the pooled test over sequences (``run.aggregate.pooled_ivw``), which step 7 reads for
 #: a reverse pair with too few local fits.
 POOLED_COLUMNS = (
@@ -74,8 +60,6 @@ POOLED_COLUMNS = (
     "pooled_sequences",
     "pooled_steiger_ratio",
 )
-
-
 #: Columns the rule reads where present (without them: no margin, no Steiger check).
 OPTIONAL_COLUMNS = (
     "effect_scale",
@@ -85,8 +69,6 @@ OPTIONAL_COLUMNS = (
     "other_r2",
     *POOLED_COLUMNS,
 )
-
-
 #: Columns :func:`verdicts` adds (besides ``verdict``, ``verdict_reason`` and ``direction``).
 VERDICT_STATISTICS = ("min_effect", "pvalue_min_effect", "pair_pvalue", "pair_qvalue")
 

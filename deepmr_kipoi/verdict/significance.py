@@ -20,12 +20,8 @@ from deepmr_kipoi.verdict._pairs import pair_ids, per_pair
 
 #: Estimators that must agree for a causal claim (those of them that were run).
 AGREEMENT_METHODS = methods_where(agreement=True)
-
-
 #: Smallest share of sequences with significant local heterogeneity that counts as excess.
 HETEROGENEITY_SHARE = 0.25
-
-
 #: Default smallest effect of interest, standardized (effect x sd_exposure / sd_outcome).
 MIN_EFFECT = 0.1
 
