@@ -175,3 +175,20 @@ def test_median_analytic_se_matches_monte_carlo_sd(method):
     assert np.median(boot.se / res.se[:50]) == pytest.approx(1.0, rel=0.15)
     with pytest.raises(DeepMRInputError, match="se_method='analytic' is available"):
         mr.run_batched("weighted_mode", bx[:2], by[:2], se_bx, se_by, se_method="analytic")
+
+
+@pytest.mark.parametrize("name", ["bx", "se_bx", "by", "se_by"])
+@pytest.mark.parametrize("slow", [False, True])
+def test_all_pairs_names_every_bad_value(name, slow, rng):
+    # The plain path checks bx, by and se_by while it builds its operands, the slow path before;
+    # either way a bad value anywhere (selected or not, any sample) is named.
+    s_b, se, mask = _problem(rng, s=2)
+    arrays = {"bx": s_b[:, :, :4], "se_bx": se[:, :4], "by": s_b.copy(), "se_by": se.copy()}
+    bad = arrays[name].copy()
+    bad[(1,) * bad.ndim] = np.nan if name in ("bx", "by") else -1.0
+    arrays[name] = bad
+    selection = mask[:, :4]
+    if slow:
+        selection = mr.PairSelection(mask=selection, pair_mask=np.ones((1, 4, 6, 1), dtype=bool))
+    with pytest.raises(DeepMRInputError, match=f"{name} must be finite"):
+        mr.all_pairs(arrays["bx"], arrays["by"], arrays["se_bx"], arrays["se_by"], selection)

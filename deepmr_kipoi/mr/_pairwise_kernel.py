@@ -11,6 +11,8 @@ the NumPy expressions (``(M b) b``, ``|M b|``, ``w b``, ``(w b) b``), so the sum
 
 from __future__ import annotations
 
+import math
+
 import numba
 
 
@@ -31,14 +33,23 @@ def fill_operands(x, y, out, shared):
         (O, K) the weights ``1 / sy**2``; ``wy`` and ``wyy`` ``w by`` and ``(w by) by``.
     shared : bool
         Also fill ``mf`` and ``w``, which every sample shares (else they are read).
+
+    Returns
+    -------
+    int
+        Values that ``mr.all_pairs`` rejects, counted on the way: non-finite ``b`` or ``by`` and,
+        with ``shared``, ``sy`` not finite and positive (the caller then names them).
     """
     b, m = x
     by, sy = y
     mf, xw, xwy, w, wy, wyy = out
     n_exp, n_inst = b.shape
     egger = xw.shape[0] > n_exp
+    bad = 0
     for e in range(n_exp):
         for k in range(n_inst):
+            if not math.isfinite(b[e, k]):
+                bad += 1
             sel = m[e, k]
             v = b[e, k] if sel else 0.0
             one = 1.0 if sel else 0.0
@@ -51,8 +62,14 @@ def fill_operands(x, y, out, shared):
                 xwy[n_exp + e, k] = -one if b[e, k] < 0.0 else one
     for o in range(by.shape[0]):
         for k in range(n_inst):
+            if not math.isfinite(by[o, k]):
+                bad += 1
             if shared:
-                w[o, k] = 1.0 / (sy[o, k] * sy[o, k])
+                se = sy[o, k]
+                if not (se > 0.0 and se < math.inf):
+                    bad += 1
+                w[o, k] = 1.0 / (se * se)
             v = w[o, k] * by[o, k]
             wy[o, k] = v
             wyy[o, k] = v * by[o, k]
+    return bad

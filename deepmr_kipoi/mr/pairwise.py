@@ -117,6 +117,10 @@ def _check_finite(name: str, a: np.ndarray, positive: bool = False) -> None:
     )
 
 
+class _Rejected(Exception):
+    """A value the operand pass rejects (:meth:`_Effects.check` then names it)."""
+
+
 class _Buffers:
     """Operands and products of :func:`_plain_sums`, allocated once per :func:`all_pairs` call:
     fresh arrays of this size per sequence cost as much in page faults as the operands take to
@@ -145,7 +149,8 @@ def _plain_sums(bxs, sx, bys, sy, m, egger, diag, buf: _Buffers):
     n_x = np.count_nonzero(m, axis=1)
     for s in range(bxs.shape[0]):
         b, by = bxs[s], bys[s]
-        kernel.fill_operands((b, m), (by, sy), operands, s == 0)
+        if kernel.fill_operands((b, m), (by, sy), operands, s == 0):
+            raise _Rejected
         if s == 0 and egger:
             shared["sw"] = np.matmul(mf, w.T, out=buf.sw)
         if s == 0 and diag:
@@ -230,6 +235,21 @@ class _Effects:
     sampled: bool
     same: bool
 
+    def check(self, checked: tuple = ()) -> None:
+        """Raise a one-line error for a non-finite effect or a non-finite or non-positive SE, in
+        the order ``bx, se_bx, by, se_by``; arrays in ``checked`` (by identity) are skipped, as
+        is an array already read under another name."""
+        seen = [id(a) for a in checked]
+        for name, a, positive in (
+            ("bx", self.bxs, False),
+            ("se_bx", self.sx, True),
+            ("by", self.bys, False),
+            ("se_by", self.sy, True),
+        ):
+            if id(a) not in seen:
+                _check_finite(name, a, positive)
+                seen.append(id(a))
+
     @property
     def shape(self) -> tuple[int, int, int, int, int]:
         """``(S, N, E, O, K)``."""
@@ -260,14 +280,6 @@ def _effects(bx, by, se_bx, se_by) -> _Effects:
             f"{sy.shape}; give bx (S, N, E, K) or (N, E, K), se_bx (N, E, K), by (S, N, O, K) or "
             "(N, O, K), se_by (N, O, K)"
         )
-    for name, a, pos in (
-        ("bx", bxs, False),
-        ("se_bx", sx, True),
-        ("by", None if bys is bxs else bys, False),
-        ("se_by", None if sy is sx else sy, True),
-    ):
-        if a is not None:
-            _check_finite(name, a, pos)
     return _Effects(bxs, bys, sx, sy, sampled, same)
 
 
@@ -435,8 +447,14 @@ def all_pairs(
         raise DeepMRInputError(f"methods must name at least one of {', '.join(PAIR_METHODS)}")
     effects = _effects(bx, by, se_bx, se_by)
     sel = _selection(selection, effects)
+    # The plain path's operand pass reads every bx, by and se_by and counts what it rejects.
+    effects.check(() if sel.slow else (effects.bxs, effects.bys, effects.sy))
     names = BATCH_FLOAT_FIELDS if output == "full" else ("estimate", "se")
-    res, counts, reasons = _fill_cells(effects, sel, methods, names, level)
+    try:
+        res, counts, reasons = _fill_cells(effects, sel, methods, names, level)
+    except _Rejected:
+        effects.check()
+        raise
     return {
         meth: _result(meth, res[meth], counts, reasons[meth], output, level, effects.sampled)
         for meth in methods
