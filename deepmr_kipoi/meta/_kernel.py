@@ -48,6 +48,23 @@ def _weighted_moments(y, v, m, tau2, w):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _spread(y, v, m, k):
+    """``sum (y - ybar)**2`` over the included studies (unweighted mean ``ybar``) and
+    ``sum v`` of one cell."""
+    ybar = 0.0
+    sv = 0.0
+    for j in range(y.shape[0]):
+        ybar += y[j] * m[j]
+        sv += v[j] * m[j]
+    ybar /= k
+    rss = 0.0
+    for j in range(y.shape[0]):
+        e = (y[j] - ybar) * m[j]
+        rss += e * e
+    return rss, sv
+
+
+@numba.njit(cache=True, error_model="numpy")
 def prepare(y, s, m, out, flags):
     """The cells' study data as ``_Cells`` reads it, and what is wrong with each cell.
 
@@ -178,14 +195,7 @@ def pm_tau2(cells, per_cell, tol, maxiter, out):
             converged[i] = True
             continue
         # Upper end of the bracket: sum (y - ybar)**2 / (k - 1), unweighted mean.
-        ybar = 0.0
-        for j in range(y.shape[1]):
-            ybar += y[i, j] * m[i, j]
-        ybar /= k[i]
-        rss = 0.0
-        for j in range(y.shape[1]):
-            e = (y[i, j] - ybar) * m[i, j]
-            rss += e * e
+        rss, _ = _spread(y[i], v[i], m[i], k[i])
         bracket = (target, rss / target, start[i])
         t, ok, used = _pm_cell(y[i], v[i], m[i], bracket, scale[i], tol, maxiter, w)
         tau2[i] = t
@@ -277,16 +287,7 @@ def reml_tau2(cells, k, scale, limits, out):
     scratch = (np.empty(y.shape[1]), np.empty(y.shape[1]))
     most = 0
     for i in range(y.shape[0]):
-        ybar = 0.0
-        sv = 0.0
-        for j in range(y.shape[1]):
-            ybar += y[i, j] * m[i, j]
-            sv += v[i, j] * m[i, j]
-        ybar /= k[i]
-        rss = 0.0
-        for j in range(y.shape[1]):
-            e = (y[i, j] - ybar) * m[i, j]
-            rss += e * e
+        rss, sv = _spread(y[i], v[i], m[i], k[i])
         start = max((rss - (1.0 - 1.0 / k[i]) * sv) / (k[i] - 1.0), 0.0)
         cell = (y[i], v[i], m[i])
         tau2[i], converged[i], used, loglik[i] = _reml_cell(cell, start, scale[i], limits, scratch)
