@@ -13,6 +13,7 @@ from torch import nn  # noqa: E402
 from benchmarks import zoo_architectures as zoo  # noqa: E402
 from deepmr_kipoi import ism, sequences  # noqa: E402
 from deepmr_kipoi.predictive import MCDropout, from_torch  # noqa: E402
+from deepmr_kipoi.predictive._fastism_delta import scatter_add_conv  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -105,3 +106,22 @@ def test_scattered_convolutions_equal_full_passes(layout, conv, pool):
     mut = _saturation(x, range(length))
     _close(fast.predict_mutants(x, mut), full.predict(mut))
     assert fast._plan.windowed_convolutions == 2 and fast._plan.dense_from_change == 1
+
+
+@pytest.mark.parametrize("kernel_shape,dilation", [((4,), 3), ((1, 5), 1), ((3, 1), 2)])
+def test_scatter_add_conv_equals_the_brute_force_sum(kernel_shape, dilation):
+    """Output j gains sum over input t, tap k with t + dilation * (K - 1 - k) = j of W[o, c, k] d[c, t]."""
+    rng = np.random.default_rng(4)
+    m, c_in, c_out, width = 3, 5, 7, 6
+    weight = rng.normal(size=(c_out, c_in, *kernel_shape)).astype(np.float32)
+    delta = rng.normal(size=(m, c_in, width)).astype(np.float32)
+    start = rng.normal(size=(m, c_out, width + dilation * (max(kernel_shape) - 1)))
+    taps = weight.reshape(c_out, c_in, -1)
+    want = start.copy()
+    for k in range(taps.shape[2]):
+        for t in range(width):
+            want[:, :, t + dilation * (taps.shape[2] - 1 - k)] += delta[:, :, t] @ taps[:, :, k].T
+    out = torch.from_numpy(start.astype(np.float32))
+    got = scatter_add_conv(out, torch.from_numpy(delta), torch.from_numpy(weight), dilation)
+    assert got is out
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from deepmr_kipoi.predictive._fastism_delta import (
     Flat,
     from_1d,
-    scatter_conv,
+    scatter_add_conv,
     singleton_spatial,
     to_1d,
 )
@@ -286,7 +286,7 @@ def _conv(win: _Window, ref_out, spec: ConvSpec):
     """Windowed N-d convolution whose kernel spans only the sequence axis (others have size 1).
 
     With singleton other spatial axes it runs as a 1-d convolution; with stride 1 and one group, as
-    the reference's output plus the scatter of the window's change (:func:`scatter_conv`).
+    the reference's output plus the scatter of the window's change (:func:`scatter_add_conv`).
     """
     fn, weight, bias, groups = spec.fn, spec.weight, spec.bias, spec.groups
     stride, padding, dilation = spec.stride, spec.padding, spec.dilation
@@ -318,9 +318,10 @@ def _conv(win: _Window, ref_out, spec: ConvSpec):
         return win.like(ref_out, fn(x, weight, bias, stride, 0, dilation, groups), first)
     axis = win.axis
     if stride[seq] == 1 and groups == 1:
-        change = scatter_conv(to_1d(_delta(win), axis), weight, dilation[seq])
-        base = _take(ref_out, first, width, axis)
-        return win.like(ref_out, base + from_1d(change, base.shape, axis), first)
+        # the reference's outputs on the window (a fresh copy), the change added in place
+        out = to_1d(_take(ref_out, first, width, axis), axis)
+        scatter_add_conv(out, to_1d(_delta(win), axis), weight, dilation[seq])
+        return win.like(ref_out, from_1d(out, ref_out.shape, axis), first)
     x = to_1d(_values_on(win, in_start, in_width), axis)
     w1 = weight.reshape(weight.shape[0], weight.shape[1], kernel[seq])
     out = F.conv1d(x, w1, bias, stride[seq], 0, dilation[seq], groups)
