@@ -48,6 +48,23 @@ def _weighted_moments(y, v, m, tau2, w):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _spread(y, v, m, k):
+    """``sum (y - ybar)**2`` over the included studies (unweighted mean ``ybar``) and
+    ``sum v`` of one cell."""
+    ybar = 0.0
+    sv = 0.0
+    for j in range(y.shape[0]):
+        ybar += y[j] * m[j]
+        sv += v[j] * m[j]
+    ybar /= k
+    rss = 0.0
+    for j in range(y.shape[0]):
+        e = (y[j] - ybar) * m[j]
+        rss += e * e
+    return rss, sv
+
+
+@numba.njit(cache=True, error_model="numpy")
 def prepare(y, s, m, out, flags):
     """The cells' study data as ``_Cells`` reads it, and what is wrong with each cell.
 
@@ -178,17 +195,101 @@ def pm_tau2(cells, per_cell, tol, maxiter, out):
             converged[i] = True
             continue
         # Upper end of the bracket: sum (y - ybar)**2 / (k - 1), unweighted mean.
-        ybar = 0.0
-        for j in range(y.shape[1]):
-            ybar += y[i, j] * m[i, j]
-        ybar /= k[i]
-        rss = 0.0
-        for j in range(y.shape[1]):
-            e = (y[i, j] - ybar) * m[i, j]
-            rss += e * e
+        rss, _ = _spread(y[i], v[i], m[i], k[i])
         bracket = (target, rss / target, start[i])
         t, ok, used = _pm_cell(y[i], v[i], m[i], bracket, scale[i], tol, maxiter, w)
         tau2[i] = t
         converged[i] = ok
+        most = max(most, used)
+    return most
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _reml_terms(y, v, m, tau2, scratch):
+    """``sum w``, the restricted log-likelihood (up to a constant) and the magnitude of its terms
+    at ``tau2``; ``scratch = (w, w r)`` rows, filled (``meta.batched._Cells.reml_terms``)."""
+    w, wr = scratch
+    sw, mu = _weighted_sum_mean(y, v, m, tau2, w)
+    rss = 0.0
+    logs = 0.0
+    size = 0.0
+    for j in range(y.shape[0]):
+        r = y[j] - mu
+        wr[j] = w[j] * r
+        rss += wr[j] * r
+        ld = math.log(v[j] + tau2)
+        logs += ld * m[j]
+        size += abs(ld) * m[j]
+    log_sw = math.log(sw)
+    return sw, -0.5 * (logs + log_sw + rss), size + abs(log_sw) + rss
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _reml_step(sw, scratch, t):
+    """The ascent's step from ``t``: Newton where the restricted likelihood is concave, Fisher
+    scoring elsewhere, cut back to tau2 = 0 (``meta.batched._reml``)."""
+    w, wr = scratch
+    sw2 = sw3 = a = b = c = 0.0
+    for j in range(w.shape[0]):
+        ww = w[j] * w[j]
+        sw2 += ww
+        sw3 += ww * w[j]
+        a += wr[j] * wr[j]
+        b += w[j] * wr[j] * wr[j]
+        c += w[j] * wr[j]
+    tr_p = sw - sw2 / sw
+    tr_pp = sw2 - 2.0 * sw3 / sw + (sw2 / sw) ** 2
+    grad = 0.5 * (a - tr_p)
+    hess = 0.5 * tr_pp - (b - c**2 / sw)
+    step = -grad / hess if hess < 0.0 else 2.0 * grad / tr_pp
+    return max(step, -t)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _reml_cell(cell, t, sc, limits, scratch):
+    """One cell's ascent from ``t``: tau2, converged, iterations and the log-likelihood there."""
+    y, v, m = cell
+    tol, maxiter = limits
+    sw, ll, _ = _reml_terms(y, v, m, t, scratch)
+    for it in range(maxiter):
+        step = _reml_step(sw, scratch, t)
+        n_sw, n_ll, n_size = _reml_terms(y, v, m, t + step, scratch)
+        for _ in range(59):
+            if not n_ll < ll - 1e-13 * n_size:
+                break
+            step *= 0.5
+            n_sw, n_ll, n_size = _reml_terms(y, v, m, t + step, scratch)
+        new = t + step
+        if abs(step) <= tol * (new + sc):
+            return new, True, it + 1, n_ll
+        t, sw, ll = new, n_sw, n_ll
+    return t, False, maxiter, ll
+
+
+@numba.njit(cache=True, error_model="numpy")
+def reml_tau2(cells, k, scale, limits, out):
+    """REML tau2 per cell (k >= 2) by ``meta.batched._reml``'s ascent, from Hedges' estimator
+    truncated at 0; returns the most iterations any cell took.
+
+    Parameters
+    ----------
+    cells : (ndarray, ndarray, ndarray)
+        ``y, v, m``, float64, shape (n, kdim).
+    k, scale : ndarray of float64, shape (n,)
+        Included studies and the typical within-study variance (the tolerance's scale).
+    limits : (float, int)
+        Tolerance and iteration limit.
+    out : (ndarray, ndarray, ndarray)
+        Out, shape (n,): tau2, converged (bool) and the restricted log-likelihood at tau2.
+    """
+    y, v, m = cells
+    tau2, converged, loglik = out
+    scratch = (np.empty(y.shape[1]), np.empty(y.shape[1]))
+    most = 0
+    for i in range(y.shape[0]):
+        rss, sv = _spread(y[i], v[i], m[i], k[i])
+        start = max((rss - (1.0 - 1.0 / k[i]) * sv) / (k[i] - 1.0), 0.0)
+        cell = (y[i], v[i], m[i])
+        tau2[i], converged[i], used, loglik[i] = _reml_cell(cell, start, scale[i], limits, scratch)
         most = max(most, used)
     return most

@@ -138,13 +138,6 @@ class _Cells:
         return w, sw, wr, loglik, size
 
 
-def _start_terms(cells: _Cells) -> tuple[np.ndarray, np.ndarray]:
-    """``sum (y - ybar)**2`` over the included studies (unweighted mean) and ``sum v``."""
-    ybar = _rowdot(cells.y, cells.m) / cells.k
-    e = (cells.y - ybar[:, None]) * cells.m
-    return _rowdot(e, e), _rowdot(cells.v, cells.m)
-
-
 def _dl(cells: _Cells) -> tuple[np.ndarray, ...]:
     """DerSimonian-Laird tau2, Q, tr(P) and tr(P P) at tau2 = 0 (cells with k >= 2): with
     ``w = 1 / v``, ``Q = sum w (y - mu)**2``, ``tr P = sum w - sum w**2 / sum w``,
@@ -170,55 +163,16 @@ def _reml(cells: _Cells, scale: np.ndarray, tol: float, maxiter: int):
     ``|step| <= tol * (tau2 + scale)`` independent of the effect units; a cell whose score is
     non-positive at tau2 = 0 stops there exactly.
 
-    Only the cells still iterating are computed on: converged cells leave the working set, and a
-    step halving re-evaluates only the cells whose likelihood decreased.
+    Each cell iterates on its own until it converges (compiled: ``meta._kernel``), its studies
+    staying in cache for all of its steps.
 
     Returns tau2, converged flag, iteration count and the restricted log-likelihood at tau2.
     """
-    rss, sv = _start_terms(cells)
-    k = cells.k
-    tau2 = np.maximum((rss - (1.0 - 1.0 / k) * sv) / (k - 1.0), 0.0)
-    converged = np.zeros(tau2.shape, dtype=bool)
-    loglik = np.empty(tau2.shape)
-    active = np.arange(tau2.size)
-    sub, t, sc = cells, tau2.copy(), scale
-    w, sw, wr, ll, _ = sub.reml_terms(t)
-    iterations = 0
-    while active.size and iterations < maxiter:
-        iterations += 1
-        ww = w * w
-        sw2 = ww.sum(axis=-1)
-        sw3 = _rowdot(ww, w)
-        tr_p = sw - sw2 / sw
-        tr_pp = sw2 - 2.0 * sw3 / sw + (sw2 / sw) ** 2
-        # d ll / d tau2 = (y'PPy - tr P) / 2 and d2 ll / d tau2^2 = tr(PP) / 2 - y'PPPy, with
-        # Py = w r and y'PPPy = sum w^3 r^2 - (sum w^2 r)^2 / sum w.
-        grad = 0.5 * (_rowdot(wr, wr) - tr_p)
-        hess = 0.5 * tr_pp - (_rowdot(w * wr, wr) - _rowdot(w, wr) ** 2 / sw)
-        step = np.where(hess < 0.0, -grad / np.where(hess < 0.0, hess, -1.0), 2.0 * grad / tr_pp)
-        step = np.maximum(step, -t)
-        new_terms = list(sub.reml_terms(t + step))
-        rows = np.arange(t.size)
-        for _ in range(59):
-            worse = new_terms[3][rows] < ll[rows] - 1e-13 * new_terms[4][rows]
-            if not worse.any():
-                break
-            rows = rows[worse]
-            step[rows] *= 0.5
-            for full, part in zip(new_terms, sub.take(rows).reml_terms(t[rows] + step[rows])):
-                full[rows] = part
-        new = t + step
-        tau2[active] = new
-        loglik[active] = new_terms[3]
-        done = np.abs(step) <= tol * (new + sc)
-        if done.any():
-            converged[active[done]] = True
-            keep = np.flatnonzero(~done)
-            active, sub, t, sc = active[keep], sub.take(keep), new[keep], sc[keep]
-            w, sw, wr, ll, _ = (a[keep] for a in new_terms)
-        else:
-            t = new
-            w, sw, wr, ll, _ = new_terms
+    n = cells.k.size
+    tau2, converged, loglik = out = (np.empty(n), np.empty(n, dtype=bool), np.empty(n))
+    iterations = _kernel().reml_tau2(
+        (cells.y, cells.v, cells.m), cells.k, scale, (float(tol), int(maxiter)), out
+    )
     return tau2, converged, iterations, loglik
 
 
