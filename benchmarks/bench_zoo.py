@@ -7,27 +7,43 @@ member, and MC dropout with 30 samples.
   cache over every single mutant of one sequence (the whole-sequence window users run), against full
   forward passes of the same member (``fast_ism=False``) over ``--full-mutants`` of those mutants,
   spread over the sequence (a full pass costs the same whichever base is mutated). Effects of the
-  two are compared on those mutants. Targets: Basset >= 8x, DeepSEA/predict >= 4x.
+  two are compared on those mutants. Targets: Basset >= 20x, DeepSEA/predict >= 10x.
+* DeepSTARR (Keras, L = 249): the PyTorch rebuild's cache against the Keras model's own full
+  passes, likewise. Target: >= 13x.
 * MC dropout: ``MCDropout(n_samples=30)`` of DeepSEA/variantEffects (three dropout layers) over the
   mutants of ``--mc-window`` central positions, against one deterministic pass over the same mutants,
   both with the cache and as full passes. Target: at most 10x one deterministic pass.
 
-Every figure is the best of ``--repeats`` runs in this process. Run::
+Every figure is the best of ``--repeats`` runs in this process, the cached and the full passes
+timed in turns so that both see the same machine load. Run::
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_zoo.py [--device cuda]
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_zoo.py [--device cuda] [--skip-mc]
 
-Measured with the defaults on the project's idle 2-core machine (load 0.6; torch 2.13.0+cpu)::
+Measured with ``--skip-mc`` on the project's 2-core machine shared with other jobs (load 1.2-1.8;
+torch 2.13.0+cpu, tf_keras for DeepSTARR), two runs (DeepSTARR/Keras: the PyTorch rebuild's cache
+against the Keras model's own full passes)::
 
     model            path     fast mut/s  full mut/s  ratio max|diff|  (whole-sequence fast ISM s)
-    Basset           cached       1504.2       161.1   9.34  5.96e-08  (1.2 s for 1800)
-    DeepSEA/predict  cached        318.8        60.2   5.29  0.00e+00  (9.4 s for 3000)
-    MC dropout, DeepSEA/variantEffects, 30 samples, 120 mutants: 4.99 s; one deterministic cached
-    pass 0.16 s (ratio 30.7), one full pass 0.96 s (ratio 5.18); max|diff| vs masked full passes 1.19e-07
+    Basset           cached       5309.4       148.0  35.88  5.96e-08  (0.3 s for 1800)
+    DeepSEA/predict  cached       1056.6        54.4  19.43  1.19e-07  (2.8 s for 3000)
+    DeepSTARR/Keras  cached      17444.8      1748.6   9.98  4.99e-07  (0.0 s for 747)
+    (first run: 35.16, 18.23, 10.57)
 
-Targets: Basset >= 8x and DeepSEA/predict >= 4x full passes, met; MC dropout <= 10x one
-deterministic full pass, met (the first dropout layer follows the first pooling, so against one
-cached pass the 30 samples cost 31x). With five other jobs on the machine the same run gave Basset
-6.76x and 3.03x: the ratios move with the load.
+Per layer at one thread (load 1.1), the cached DeepSEA/predict spends 38% in the third
+convolution, 36% in the dense layer on the flattened window's change and 10% in the second
+convolution (each a matrix product plus its windows), the rest in pooling and element-wise layers;
+its full passes spend 39% and 28% in the second and third convolutions.
+The version before the last round of work (reference activations recomputed for every batch, the
+scatter as a transposed convolution, strided windows gathered, Keras batch normalisation as its own
+layer) gave, in the same minutes on the same machine: Basset 24.67 and 23.99, DeepSEA/predict 14.34
+and 14.81, DeepSTARR 7.12 and 6.75. With ``--threads 1`` (both paths on one thread, the ratios
+least moved by the load): Basset 40.1 and 40.4, DeepSEA/predict 20.2 and 20.5, DeepSTARR 7.3 and 8.7
+(before: 26.4, 25.4; 14.3, 14.4; 6.6, 6.3). Targets: Basset >= 20x and DeepSEA/predict >= 10x, met;
+DeepSTARR >= 13x, not met (its 249-bp input leaves little to cache: a chunk of 256 mutants costs
+about 15 ms, mostly the window bookkeeping of its 4 small blocks). Under load the ratios fall, the
+cached path more than full passes: its many small operations wait for the second OpenMP thread
+(at load 3-4: Basset 4.9-16x, DeepSEA/predict 7.2-11.8x); earlier figures in this file's history
+were taken that way. MC dropout (not rerun): 30 samples cost 5.18 one full pass at load 0.6.
 
 GPU figures: ``benchmarks/bench_gpu.sh`` (no GPU was available when this was written).
 """
