@@ -56,6 +56,10 @@ def test_keras_mutants_through_the_rebuilt_cache_equal_keras_passes(name):
     assert member.ism_reason.startswith("rebuilt in PyTorch: ")
     plan = member._torch._plan
     assert plan.windowed_convolutions == {"DeepSTARR": 4, "DeepBind": 1, "CpGenie": 3}[name]
+    if name == "DeepSTARR":
+        # its batch normalisations follow linear convolutions and dense layers: folded into them
+        rebuilt = member._torch.module
+        assert not any(type(m).__name__ == "_Affine" for m in rebuilt.modules())
     # DeepBind pools globally; CpGenie's last window spans its whole (2-position) pooled output
     assert plan.dense_from_change == (1 if name == "DeepSTARR" else 0)
     # sequences (the references) come from the same rebuilt network
@@ -120,3 +124,37 @@ def test_first_use_inside_inference_mode():
         got = member.predict_mutants(x, mut)
     np.testing.assert_allclose(got, _keras_full(net, mut), rtol=1e-5, atol=1e-6)
     assert member.ism_path == "cached", member.ism_reason
+
+
+def test_batch_normalisation_is_folded_only_into_a_linear_layer_it_alone_reads():
+    """A normalisation after an activation, or of an output another layer also reads, stays a
+    separate scale and shift; one after a linear convolution read by it alone is folded. Either
+    way the rebuilt network's mutants equal Keras' own passes."""
+    kl = tf_keras.layers
+    tf_keras.utils.set_random_seed(5)
+    inp = kl.Input((40, 4))
+    relu_conv = kl.Conv1D(6, 5, padding="same", activation="relu")(inp)
+    after_activation = kl.BatchNormalization()(relu_conv)
+    linear = kl.Conv1D(6, 3, padding="same", use_bias=False)(after_activation)
+    shared = kl.BatchNormalization()(linear)  # its input is also read by the Add
+    summed = kl.Add()([shared, linear])
+    folded = kl.BatchNormalization()(kl.Conv1D(5, 3)(summed))
+    out = kl.Dense(2)(kl.Flatten()(kl.MaxPooling1D(2)(kl.Activation("relu")(folded))))
+    net = tf_keras.Model(inp, out)
+    rng = np.random.default_rng(6)
+    for layer in net.layers:
+        if type(layer).__name__ == "BatchNormalization":
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights(
+                [rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.2, beta.shape)]
+                + [rng.normal(0, 0.3, mean.shape), rng.uniform(0.5, 1.5, var.shape)]
+            )
+    member = from_keras(net, feature_names=["a", "b"])
+    x = sequences.random_sequences(1, 40, seed=7)[0]
+    mut = _saturation(x, range(40))
+    got = member.predict_mutants(x, mut)
+    want = _keras_full(net, mut)
+    assert float(np.abs(got - want).max()) <= 2e-6 * max(float(np.abs(want).max()), 1.0)
+    assert member.ism_path == "cached", member.ism_reason
+    rebuilt = member._torch.module
+    assert sum(type(m).__name__ == "_Affine" for m in rebuilt.modules()) == 2

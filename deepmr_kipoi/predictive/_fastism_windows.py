@@ -210,7 +210,8 @@ def _values_on(win: _Window, start: torch.Tensor, width: int) -> torch.Tensor:
         for o in offsets.tolist():
             _copy_shifted(base, win.val, o, axis, torch.nonzero(shift == o).flatten())
     outside = _outside(start, width, win.length, base.dim(), axis)
-    return base if outside is None else base.masked_fill(outside, 0.0)
+    # base is this call's own copy: cleared in place
+    return base if outside is None else base.masked_fill_(outside, 0.0)
 
 
 def _copy_shifted(base: torch.Tensor, val: torch.Tensor, o: int, axis: int, rows) -> None:
@@ -332,7 +333,7 @@ def _delta(win: _Window) -> torch.Tensor:
     """The mutants' change on their windows (mutant minus reference; 0 at placeholder positions)."""
     change = win.val - _take(win.ref, win.start, win.width, win.axis)
     outside = _outside(win.start, win.width, win.length, win.val.dim(), win.axis)
-    return change if outside is None else change.masked_fill(outside, 0.0)
+    return change if outside is None else change.masked_fill_(outside, 0.0)
 
 
 @dataclass(frozen=True)
