@@ -387,6 +387,25 @@ def test_batched_reports_bad_cells_and_carries_on():
     assert (ok.reason == 0).all() and (ok.k == [13, 12, 12, 12]).all()
 
 
+@pytest.mark.parametrize("method", ["REML", "DL", "PM"])
+@pytest.mark.parametrize("test", ["z", "knha"])
+def test_a_study_holding_all_the_weight_warns_nothing(method, test):
+    """Two studies, one with an SE of 1e160: the weights are (1, 1e-320), tr P0 = 0 in floating
+    point. The fixed-effect answer (the first study) and tau2 = 0 come back, with no numpy warning
+    per cell (a DeepSEA-scale run has many such cells)."""
+    import warnings
+
+    y = np.array([[0.1, 0.3], [0.2, 0.5]])
+    se = np.array([[1.0, 1e160], [1.0, 2.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        b = meta.random_effects_batched(y, se, method=method, test=test)
+    assert b.estimate[0] == pytest.approx(0.1) and b.tau2[0] == 0.0
+    # the ordinary cell beside it is the scalar fit
+    ref = meta.random_effects(y[1], se[1], method=method, test=test)
+    assert b.estimate[1] == pytest.approx(ref.estimate, rel=1e-10)
+
+
 def test_batched_broadcasts_shared_ses():
     rng = np.random.default_rng(2)
     y = rng.normal(size=(4, 13))
