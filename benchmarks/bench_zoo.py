@@ -42,8 +42,11 @@ least moved by the load): Basset 40.1 and 40.4, DeepSEA/predict 20.2 and 20.5, D
 DeepSTARR >= 13x, not met (its 249-bp input leaves little to cache: a chunk of 256 mutants costs
 about 15 ms, mostly the window bookkeeping of its 4 small blocks). Under load the ratios fall, the
 cached path more than full passes: its many small operations wait for the second OpenMP thread
-(at load 3-4: Basset 4.9-16x, DeepSEA/predict 7.2-11.8x); earlier figures in this file's history
-were taken that way. MC dropout (not rerun): 30 samples cost 5.18 one full pass at load 0.6.
+(at load 1.7-3.9: Basset 6.8 and 16.4x, DeepSEA/predict 7.8 and 11.8x); earlier figures in this
+file's history were taken that way. Two more runs at load 0.7-1.2: 36.89, 18.64, 9.71 and 26.65,
+19.82, 9.08. MC dropout (``--models Basset``, load 0.5-0.7): 30 samples of
+DeepSEA/variantEffects over 120 mutants 1.98 s, 38.1 one deterministic cached pass and 1.85 one
+full pass (5.18 before, at load 0.6); max|diff| vs masked full passes 1.19e-07.
 
 GPU figures: ``benchmarks/bench_gpu.sh`` (no GPU was available when this was written).
 """
