@@ -209,33 +209,28 @@ def _fit_cells(cells: _Cells, method: str, test: str, tol: float, maxiter: int):
     tau2 = np.zeros(n)
     tau2_se, q, i2, h2 = (np.full(n, np.nan) for _ in range(4))
     converged = np.ones(n, dtype=bool)
-    # a degenerate cell (one study holds all the weight, tr P0 = 0) gets NaN/inf heterogeneity
-    # fields and the DL fallback; numpy's warning per such cell would flood a DeepSEA-scale run
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if multi.any():
-            sub = cells if multi.all() else cells.take(multi)
-            t_dl, q_m, tr_p0, tr_pp0 = _dl(sub)
-            s2 = (sub.k - 1.0) / tr_p0
-            if method == "DL":
-                t_m, conv_m = t_dl, np.ones(t_dl.shape, dtype=bool)
-            elif method == "REML":
-                t_m, conv_m, iters, ll_m = _reml(sub, s2, tol, maxiter)
-                # rma()'s ll0check: the ascent finds a local maximum; prefer tau2 = 0 if it is higher.
-                pos = np.flatnonzero(conv_m & (t_m > 0.0))
-                ll0 = sub.take(pos).reml_terms(np.zeros(pos.size))[3]
-                t_m[pos[ll0 > ll_m[pos]]] = 0.0
-            else:
-                t_m, conv_m, iters = _pm(sub, s2, q_m, t_dl, tol, maxiter)
-            t_m = np.where(conv_m, t_m, t_dl)
-            # metafor's SE of tau2 for each estimator, taken at the final tau2 (REML and PM below).
-            se_t = (
-                np.sqrt(2.0 * (sub.k - 1.0) + 4.0 * t_dl * tr_p0 + 2.0 * t_dl**2 * tr_pp0) / tr_p0
-            )
-            tau2[multi] = t_m
-            converged[multi] = conv_m
-            q[multi] = q_m
-            i2[multi] = 100.0 * t_m / (s2 + t_m)
-            h2[multi] = t_m / s2 + 1.0
+    if multi.any():
+        sub = cells if multi.all() else cells.take(multi)
+        t_dl, q_m, tr_p0, tr_pp0 = _dl(sub)
+        s2 = (sub.k - 1.0) / tr_p0
+        if method == "DL":
+            t_m, conv_m = t_dl, np.ones(t_dl.shape, dtype=bool)
+        elif method == "REML":
+            t_m, conv_m, iters, ll_m = _reml(sub, s2, tol, maxiter)
+            # rma()'s ll0check: the ascent finds a local maximum; prefer tau2 = 0 if it is higher.
+            pos = np.flatnonzero(conv_m & (t_m > 0.0))
+            ll0 = sub.take(pos).reml_terms(np.zeros(pos.size))[3]
+            t_m[pos[ll0 > ll_m[pos]]] = 0.0
+        else:
+            t_m, conv_m, iters = _pm(sub, s2, q_m, t_dl, tol, maxiter)
+        t_m = np.where(conv_m, t_m, t_dl)
+        # metafor's SE of tau2 for each estimator, taken at the final tau2 (REML and PM below).
+        se_t = np.sqrt(2.0 * (sub.k - 1.0) + 4.0 * t_dl * tr_p0 + 2.0 * t_dl**2 * tr_pp0) / tr_p0
+        tau2[multi] = t_m
+        converged[multi] = conv_m
+        q[multi] = q_m
+        i2[multi] = 100.0 * t_m / (s2 + t_m)
+        h2[multi] = t_m / s2 + 1.0
 
     sw, mu = means = np.empty((2, n))
     _kernel().weighted_mean(cells.y, cells.v, cells.m, tau2, means)
@@ -247,8 +242,7 @@ def _fit_cells(cells: _Cells, method: str, test: str, tol: float, maxiter: int):
             sw2 = ww.sum(axis=-1)[multi]
             sw3 = _rowdot(ww, w)[multi]
             sw_m = sw[multi]
-            with np.errstate(divide="ignore"):  # degenerate cells: not converged, se_t kept
-                se_reml = np.sqrt(2.0 / (sw2 - 2.0 * sw3 / sw_m + (sw2 / sw_m) ** 2))
+            se_reml = np.sqrt(2.0 / (sw2 - 2.0 * sw3 / sw_m + (sw2 / sw_m) ** 2))
             se_t = np.where(conv_m, se_reml, se_t)
         elif method == "PM":
             se_t = np.where(conv_m, np.sqrt(2.0 * sub.k**2 / (sub.k - 1.0)) / sw[multi], se_t)
@@ -343,7 +337,10 @@ def _fit_block(y, s, m, k, method: str, test: str, tol: float, maxiter: int):
     if not valid.all():
         data = tuple(a[valid] for a in data)
     cells = _Cells(*data, k[valid].astype(np.float64))
-    fitted, converged, iters = _fit_cells(cells, method, test, tol, maxiter)
+    # a degenerate cell (one study holds all the weight, tr P0 = 0) gets NaN/inf heterogeneity
+    # fields and the DL fallback; numpy's warning per such cell would flood a DeepSEA-scale run
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fitted, converged, iters = _fit_cells(cells, method, test, tol, maxiter)
     reason[np.flatnonzero(valid)[~converged]] = _NOT_CONVERGED
     return reason, (valid, converged, fitted), iters
 

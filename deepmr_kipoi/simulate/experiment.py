@@ -150,7 +150,9 @@ def _round_model(
     return ens.to_predictive(), False
 
 
-def _round_calibration(model, cal, config: ExperimentConfig, cache_dir: str | None, job: tuple):
+def _round_calibration(
+    model, cal, config: ExperimentConfig, cache_dir: str | None, job: tuple, params
+):
     """The calibration fit of a job (None without calibration): cached under its settings."""
     from deepmr_kipoi.calibration import LabelledSequences, fit_calibration
 
@@ -174,14 +176,16 @@ def _round_calibration(model, cal, config: ExperimentConfig, cache_dir: str | No
         labelled,
         features,
         method=config.calibration,
-        aleatoric_variance=_label_noise(cal(), config, job),
+        aleatoric_variance=_label_noise(cal(), config, job, params),
     )
     if cache_dir is not None:
         _cache.save_calibration(cache_dir, *job, key, fit)
     return fit
 
 
-def _label_noise(cal: gen.SimulatedData, config: ExperimentConfig, job: tuple):
+def _label_noise(
+    cal: gen.SimulatedData, config: ExperimentConfig, job: tuple, params: gen.RoundParameters
+):
     """The aleatoric variance sigma scaling removes: assumed, or from a replicate measurement
     of the calibration sequences (its own random stream, so the job's other data are unchanged)."""
     if config.aleatoric_variance != REPLICATES:
@@ -191,9 +195,7 @@ def _label_noise(cal: gen.SimulatedData, config: ExperimentConfig, job: tuple):
 
     round_index, regime = job
     seeds = np.random.SeedSequence([config.seed, 2, round_index, gen.REGIMES.index(regime)])
-    replicate = replicate_labels(
-        cal, round_parameters(config)[round_index], config.simulation, np.random.default_rng(seeds)
-    )
+    replicate = replicate_labels(cal, params, config.simulation, np.random.default_rng(seeds))
     return replicate_noise_variance(cal.labels, replicate)
 
 
@@ -265,7 +267,7 @@ def run_round(
         model, from_cache = _round_model(round_index, regime, config, train_data, cache_dir)
     timings["train"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    cal_fit = _round_calibration(model, cal_data, config, cache_dir, (round_index, regime))
+    cal_fit = _round_calibration(model, cal_data, config, cache_dir, (round_index, regime), params)
     timings["calibrate"] = time.perf_counter() - t0
     result = analyse_round(
         round_index, regime, params, config, (ms, an), (model, cal_fit), timings, cache_dir
